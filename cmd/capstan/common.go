@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// logFlags are the logging flags shared by long-running commands.
+type logFlags struct {
+	level  string
+	format string
+}
+
+func (f *logFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.level, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&f.format, "log-format", "text", "log format: text or json")
+}
+
+func (f *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.level)); err != nil {
+		return nil, usageErr(fmt.Errorf("--log-level: %q is not debug, info, warn or error", f.level))
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(f.format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErr(fmt.Errorf("--log-format: %q is not text or json", f.format))
+}
+
+// loadConfig loads the config file; problems are usage errors (exit 2).
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageErr(fmt.Errorf("--config is required"))
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return cfg, nil
+}
+
+// engineConfig translates the engine section for package stream.
+func engineConfig(cfg *config.Config) stream.Config {
+	e := cfg.Engine
+	return stream.Config{
+		URL:          e.NatsURL,
+		Credentials:  e.Credentials,
+		DataDir:      cfg.Server.DataDir,
+		Listen:       e.Listen,
+		SyncInterval: e.Sync.Interval,
+		Replicas:     e.Replicas,
+		DedupWindow:  e.DedupWindow.D(),
+		Retention:    e.Retention.D(),
+		MaxBytes:     e.MaxBytes,
+	}
+}
+
+func stderrLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

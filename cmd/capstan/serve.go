@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/ingest"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+func newServeCmd() *cobra.Command {
+	var cfgPath string
+	var lf logFlags
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the gateway",
+		Long: `Run the capstan gateway: the Segment-compatible tracking API on server.addr,
+with every accepted event fsynced in the EVENTS stream before it is answered.
+
+Endpoints besides the tracking API: /healthz (live), /readyz (engine ready)
+and /metrics (Prometheus). SIGINT or SIGTERM stops it gracefully: in-flight
+requests finish, queued writes are flushed, the engine stops last.`,
+		Example: `  capstan serve --config capstan.yaml
+  WEBSITE_WRITE_KEY=wk_live_123 capstan serve --config examples/capstan.yaml --log-format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			log, err := lf.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, log, nil)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
+	lf.add(cmd)
+	return cmd
+}
+
+// serve runs the gateway until ctx ends. extra, when set, adds handlers to
+// the HTTP mux (the demo page).
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	eng, err := stream.Open(ctx, engineConfig(cfg), log)
+	if err != nil {
+		return fmt.Errorf("open engine: %w", err)
+	}
+	defer eng.Close()
+	if cfg.Engine.NatsURL != "" {
+		log.Warn("external NATS: durability of acknowledged events depends on the cluster's jetstream.sync_interval; set it to always (capstan cannot confirm it)")
+	} else if !cfg.Engine.Sync.Always() {
+		log.Warn("engine.sync is an interval: acknowledged events written in the last interval can be lost on power failure", "interval", cfg.Engine.Sync.String())
+	}
+
+	app := stream.NewAppender(eng, stream.AppenderConfig{
+		MaxBatch: cfg.Engine.GroupCommit.MaxEvents,
+		Linger:   cfg.Engine.GroupCommit.Linger.D(),
+		Inflight: cfg.Engine.GroupCommit.Inflight,
+	}, log)
+	ing, err := ingest.New(cfg, ingest.Options{Store: app, Log: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := eng.Ready(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"unavailable","engine":%q}`+"\n", err.Error())
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready","engine":"ok"}` + "\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if extra != nil {
+		extra(mux)
+	}
+
+	s := cfg.Server
+	srv := &http.Server{
+		Handler:           ingest.Root(ing, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       s.ReadTimeout.D(),
+		WriteTimeout:      s.WriteTimeout.D(),
+		IdleTimeout:       s.IdleTimeout.D(),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.Addr, err)
+	}
+	log.Info("capstan listening", "addr", "http://"+ln.Addr().String(), "data_dir", s.DataDir, "engine", engineKind(cfg), "sync", cfg.Engine.Sync.String())
+
+	// The appender outlives the HTTP server: it stops only after the last
+	// in-flight request has its answer, then drains what is queued.
+	appCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopApp()
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.Run(appCtx) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "grace", s.ShutdownGrace.String())
+		sctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), s.ShutdownGrace.D(), errors.New("shutdown grace period over"))
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("in-flight requests cut short", "error", context.Cause(sctx))
+		}
+		return nil
+	})
+	err = g.Wait()
+	stopApp()
+	<-appDone
+	log.Info("stopped")
+	return err
+}
+
+func engineKind(cfg *config.Config) string {
+	if cfg.Engine.NatsURL != "" {
+		return "external"
+	}
+	return "embedded"
+}

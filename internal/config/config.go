@@ -1,0 +1,250 @@
+package config
+
+import "encoding/json"
+
+// Config is the whole capstan.yaml. The zero value of every field means "the
+// default", stated in the field's comment; Load fills defaults in and
+// validates. A Config is read-only after Load and safe for concurrent use.
+type Config struct {
+	// Server is the HTTP listener and where local state lives.
+	Server Server `yaml:"server"`
+	// Engine is the event store: embedded NATS JetStream or an external cluster.
+	Engine Engine `yaml:"engine"`
+	// Identity configures the first-party identity graph.
+	Identity Identity `yaml:"identity"`
+	// Sources are the senders of events, each with its write keys. At least one.
+	Sources []Source `yaml:"sources"`
+	// Destinations receive conversions. Optional.
+	Destinations []Destination `yaml:"destinations"`
+
+	// File is the path the configuration was read from ("" when built in code).
+	File string `yaml:"-"`
+	// pos maps a field path ("sources[0].write_key") to its place in File.
+	pos map[string]Pos
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	// Addr is the listen address, host:port. Default ":8080".
+	Addr string `yaml:"addr"`
+	// DataDir holds the embedded engine's store and local state. Default "./data".
+	DataDir string `yaml:"data_dir"`
+	// PublicURL is capstan's public base URL (https://ingest.example.com), used
+	// in the browser settings document. Default: derived from each request.
+	PublicURL string `yaml:"public_url"`
+	// TrustedProxies are IPs or CIDRs of reverse proxies whose
+	// X-Forwarded-For and X-Forwarded-Host headers are believed. Default none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AdminToken protects the admin API (Bearer token). Default: admin API off.
+	AdminToken Secret `yaml:"admin_token"`
+	// ReadTimeout bounds reading one request, body included. Default 30s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one response. Default 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// ShutdownGrace is how long in-flight requests may run after SIGTERM. Default 15s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Engine configures the event store.
+type Engine struct {
+	// NatsURL selects an external NATS cluster with JetStream
+	// ("nats://n1:4222,nats://n2:4222"). Default "": embedded JetStream in
+	// server.data_dir.
+	NatsURL string `yaml:"nats_url"`
+	// Credentials is a NATS .creds file for the external cluster. Default none.
+	Credentials string `yaml:"credentials"`
+	// Listen is where the embedded engine accepts NATS clients, so that
+	// `capstan events|dlq|identity` and the nats CLI can reach a running
+	// server. Loopback only, protected by a random token written to
+	// data_dir/engine.json (mode 0600). Default "127.0.0.1:0" (random port);
+	// "none" disables it. Ignored with nats_url.
+	Listen string `yaml:"listen"`
+	// Sync is "always" (fsync before every acknowledgement, the default) or an
+	// interval such as "1s" (faster; loses up to that much on power loss).
+	// With nats_url, the cluster's own jetstream.sync_interval decides.
+	Sync SyncPolicy `yaml:"sync"`
+	// Replicas of each stream and bucket (1 to 5). Default 1; use 3 on a cluster.
+	Replicas int `yaml:"replicas"`
+	// DedupWindow is how long a (source, messageId) pair is remembered.
+	// Default 24h, minimum 24h.
+	DedupWindow Duration `yaml:"dedup_window"`
+	// Retention is how long accepted events are kept in the EVENTS stream.
+	// Default 7d.
+	Retention Duration `yaml:"retention"`
+	// MaxBytes caps the EVENTS stream's size; 0 means unlimited. When full,
+	// ingest answers 503 rather than dropping old events. Default 0.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// GroupCommit gathers concurrent writes into one atomic, fsynced batch.
+	GroupCommit GroupCommit `yaml:"group_commit"`
+}
+
+// GroupCommit tunes how events are gathered into atomic batches.
+type GroupCommit struct {
+	// MaxEvents per atomic batch, 1 to 1000 (JetStream's limit). Default 1000.
+	MaxEvents int `yaml:"max_events"`
+	// Linger is how long the first event of a batch may wait for others when
+	// the store is idle. Default 0: a batch is written as soon as the previous
+	// one is done, so waiting is only ever for the disk (0 to 100ms).
+	Linger Duration `yaml:"linger"`
+	// Inflight is how many batches may be written at once (1 to 16). Default 2.
+	Inflight int `yaml:"inflight"`
+}
+
+// Identity configures the identity graph.
+type Identity struct {
+	// TTL is how long identifiers are kept after they were last seen.
+	// Default 90d (LinkedIn's look-back window).
+	TTL Duration `yaml:"ttl"`
+}
+
+// Source is one sender of events (a website, a back end).
+type Source struct {
+	// Name identifies the source in metrics, logs and stream subjects:
+	// lower case letters, digits, '-' and '_'. Required, unique.
+	Name string `yaml:"name"`
+	// WriteKey is the source's write key. One of write_key / write_keys is required.
+	WriteKey Secret `yaml:"write_key"`
+	// WriteKeys lists further write keys (for key rotation).
+	WriteKeys []Secret `yaml:"write_keys"`
+	// AllowedOrigins restricts browser origins ("https://www.example.com").
+	// Default: any origin.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Disabled sources answer 403 source_disabled. Default false.
+	Disabled bool `yaml:"disabled"`
+	// RateLimit caps accepted requests per second. Default off.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// BrowserBatching, when set, switches analytics-next browsers to batching
+	// mode through the settings document. Default off (one request per event).
+	BrowserBatching *BrowserBatching `yaml:"browser_batching"`
+	// CookieDomain is the Domain attribute of the capstan_lfi cookie, for
+	// capstan on a first-party subdomain (".example.com"). Default: host-only.
+	CookieDomain string `yaml:"cookie_domain"`
+}
+
+// Keys returns every write key of the source.
+func (s *Source) Keys() []Secret {
+	keys := make([]Secret, 0, 1+len(s.WriteKeys))
+	if s.WriteKey != "" {
+		keys = append(keys, s.WriteKey)
+	}
+	return append(keys, s.WriteKeys...)
+}
+
+// RateLimit is a token bucket.
+type RateLimit struct {
+	// RequestsPerSecond is the sustained rate; 0 disables the limit.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is the bucket size. Default: one second's worth (at least 1).
+	Burst int `yaml:"burst"`
+}
+
+// BrowserBatching is analytics-next's batching delivery strategy.
+type BrowserBatching struct {
+	// Size is events per batch. Default 10.
+	Size int `yaml:"size"`
+	// Timeout is the longest an event waits in the browser. Default 5s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Destination is where conversions go. Only type "linkedin" exists for now.
+type Destination struct {
+	// Name identifies the destination in metrics, logs and the CLI. Required, unique.
+	Name string `yaml:"name"`
+	// Type is the destination kind. Default and only value "linkedin".
+	Type string `yaml:"type"`
+	// DisplayName is the key looked up in an event's integrations object.
+	// Default "LinkedIn Conversions API".
+	DisplayName string `yaml:"display_name"`
+	// Sources limits the destination to these sources. Default: all.
+	Sources []string `yaml:"sources"`
+	// ConsentCategories must all be granted in context.consent.categoryPreferences
+	// (when the event carries preferences). Default ["Advertising"]; [] disables.
+	ConsentCategories []string `yaml:"consent_categories"`
+	// APIBase is LinkedIn's API origin. Default "https://api.linkedin.com";
+	// the sandbox's URL in demos and tests.
+	APIBase string `yaml:"api_base"`
+	// APIVersion is the LinkedIn-Version header, YYYYMM. Default "202609".
+	APIVersion string `yaml:"api_version"`
+	// AdAccount is the sponsored ad account id. Required for rule creation.
+	AdAccount int64 `yaml:"ad_account"`
+	// Auth holds the OAuth credentials.
+	Auth Auth `yaml:"auth"`
+	// BatchSize is the most conversions per request, 1 to 5000. Default 5000.
+	BatchSize int `yaml:"batch_size"`
+	// Linger is how long a batch waits to fill. Default 1s.
+	Linger Duration `yaml:"linger"`
+	// RateLimit is LinkedIn's per-token request limit.
+	RateLimit DestinationRateLimit `yaml:"rate_limit"`
+	// Mappings turn events into conversions. At least one.
+	Mappings []Mapping `yaml:"mappings"`
+}
+
+// Auth holds a destination's OAuth credentials.
+type Auth struct {
+	// AccessToken is the member access token. Required.
+	AccessToken Secret `yaml:"access_token"`
+	// ExpiresAt is when the access token expires (RFC 3339), for warnings. Optional.
+	ExpiresAt string `yaml:"expires_at"`
+	// RefreshToken, ClientID and ClientSecret allow automatic refresh. Optional,
+	// but all three together.
+	RefreshToken Secret `yaml:"refresh_token"`
+	ClientID     Secret `yaml:"client_id"`
+	ClientSecret Secret `yaml:"client_secret"`
+}
+
+// DestinationRateLimit is LinkedIn's per-token limit.
+type DestinationRateLimit struct {
+	// PerMinute requests. Default 600.
+	PerMinute int `yaml:"per_minute"`
+	// PerDay requests. Default 300000.
+	PerDay int `yaml:"per_day"`
+}
+
+// Mapping selects events with a trigger and builds one conversion from each.
+type Mapping struct {
+	// Name identifies the mapping. Required, unique within the destination.
+	Name string `yaml:"name"`
+	// Trigger is Segment's subscription text, e.g. `type = "track" and event = "Sign Up"`.
+	// Default `type = "track"`.
+	Trigger string `yaml:"trigger"`
+	// Disabled mappings match nothing. Default false.
+	Disabled bool `yaml:"disabled"`
+	// ConversionRule names an existing rule (id) or one to create (create).
+	ConversionRule ConversionRule `yaml:"conversion_rule"`
+	// Campaigns are campaign ids to associate with the rule.
+	Campaigns []int64 `yaml:"campaigns"`
+	// Fields is the Segment mapping-kit field map, key order preserved.
+	// Keys left out take the Segment defaults; `key: null` removes a default.
+	Fields RawJSON `yaml:"fields"`
+}
+
+// ConversionRule is either an existing rule (ID) or one to create.
+type ConversionRule struct {
+	// ID of an existing CONVERSIONS_API rule.
+	ID int64 `yaml:"id"`
+	// Create describes a rule to create once (its id is kept in the state bucket).
+	Create *RuleCreate `yaml:"create"`
+}
+
+// RuleCreate describes a conversion rule to create.
+type RuleCreate struct {
+	// Name of the rule in Campaign Manager. Required.
+	Name string `yaml:"name"`
+	// Type is the conversion type (SIGN_UP, PURCHASE, KEY_PAGE_VIEW, …). Required.
+	Type string `yaml:"type"`
+	// AttributionType is LAST_TOUCH_BY_CAMPAIGN (default) or LAST_TOUCH_BY_CONVERSION.
+	AttributionType string `yaml:"attribution_type"`
+	// PostClickWindowDays is 1, 7, 30 (default) or 90 (365 for some types).
+	PostClickWindowDays int `yaml:"post_click_window_days"`
+	// ViewThroughWindowDays is 1, 7 (default), 30 or 90 (365 for some types).
+	ViewThroughWindowDays int `yaml:"view_through_window_days"`
+}
+
+// RawJSON is a YAML subtree converted to JSON text with key order preserved.
+// It is nil when the key was absent.
+type RawJSON json.RawMessage
+
+// Pos is a position in the configuration file.
+type Pos struct{ Line, Col int }

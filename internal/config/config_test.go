@@ -1,0 +1,227 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+const minimal = `
+sources:
+  - name: website
+    write_key: wk_1
+`
+
+func TestParseDefaults(t *testing.T) {
+	cfg, err := Parse("capstan.yaml", []byte(minimal), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Addr != DefaultAddr || cfg.Server.DataDir != DefaultDataDir {
+		t.Errorf("server defaults: got %+v", cfg.Server)
+	}
+	if !cfg.Engine.Sync.Always() || cfg.Engine.DedupWindow.D() != 24*time.Hour || cfg.Engine.GroupCommit.MaxEvents != 1000 {
+		t.Errorf("engine defaults: got %+v", cfg.Engine)
+	}
+	if cfg.Identity.TTL.D() != 90*24*time.Hour {
+		t.Errorf("identity ttl: got %s", cfg.Identity.TTL)
+	}
+}
+
+func TestParseFull(t *testing.T) {
+	text := `
+server:
+  addr: "127.0.0.1:9090"
+  public_url: https://ingest.example.com
+  trusted_proxies: [10.0.0.0/8, 192.168.1.1]
+engine:
+  sync: 1s
+  dedup_window: 7d
+  retention: 30d
+sources:
+  - name: website
+    write_key: ${WK}
+    allowed_origins: ["https://www.example.com"]
+    browser_batching: {size: 20}
+destinations:
+  - name: linkedin
+    ad_account: 512345678
+    auth:
+      access_token: ${TOKEN}
+    mappings:
+      - name: Sign Up
+        trigger: 'type = "track" and event = "Sign Up"'
+        conversion_rule:
+          create: {name: "Sign Up (capstan)", type: SIGN_UP}
+        campaigns: [123456]
+        fields:
+          eventId: {"@path": "$.messageId"}
+          conversionValue: {currencyCode: USD, amount: "0"}
+          batch_size: 100
+          email: null
+`
+	cfg, err := Parse("c.yaml", []byte(text), env(map[string]string{"WK": "wk_live", "TOKEN": "AQV"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Engine.Sync.Interval; got != time.Second {
+		t.Errorf("sync: got %s", got)
+	}
+	if got := cfg.Sources[0].WriteKey.Value(); got != "wk_live" {
+		t.Errorf("write key: got %q", got)
+	}
+	d := cfg.Destinations[0]
+	if d.APIVersion != DefaultAPIVersion || d.BatchSize != 5000 || d.DisplayName != DefaultDisplayName ||
+		len(d.ConsentCategories) != 1 || d.RateLimit.PerMinute != 600 {
+		t.Errorf("destination defaults: got %+v", d)
+	}
+	m := d.Mappings[0]
+	if m.ConversionRule.Create.PostClickWindowDays != 30 || m.ConversionRule.Create.AttributionType != DefaultAttributionType {
+		t.Errorf("rule defaults: got %+v", m.ConversionRule.Create)
+	}
+	want := `{"eventId":{"@path":"$.messageId"},"conversionValue":{"currencyCode":"USD","amount":"0"},"batch_size":100,"email":null}`
+	if string(m.Fields) != want {
+		t.Errorf("fields:\n got %s\nwant %s", m.Fields, want)
+	}
+	if p := cfg.Pos("destinations[0].mappings[0].trigger"); p.Line != 22 {
+		t.Errorf("trigger position: got %+v", p)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want []string // fragments, in order
+	}{
+		{"unknown key with suggestion", "server:\n  adr: x\n" + minimal, []string{`c.yaml:2:3: server.adr: unknown field (did you mean "addr"?)`}},
+		{"unknown top-level", "sorces: []\n", []string{`c.yaml:1:1: sorces: unknown field (did you mean "sources"?)`}},
+		{"wrong type", "engine:\n  replicas: three\n" + minimal, []string{`c.yaml:2:13: engine.replicas: must be a whole number, got "three"`}},
+		{"unset env, all listed", "sources:\n  - name: a\n    write_key: ${A}\n  - name: b\n    write_key: ${B}\n",
+			[]string{"c.yaml:3:16: sources[0].write_key: environment variable A is not set", "c.yaml:5:16: sources[1].write_key: environment variable B is not set"}},
+		{"bad sync", "engine:\n  sync: sometimes\n" + minimal, []string{`engine.sync: must be "always" or a positive interval`}},
+		{"no sources", "server: {addr: ':1'}\n", []string{"sources: at least one source is required"}},
+		{"duplicate names and keys", "sources:\n  - {name: a, write_key: k}\n  - {name: a, write_key: k}\n",
+			[]string{`c.yaml:3:12: sources[1].name: "a" is already the name of sources[0]`, "sources[1].write_key: the same write key is already used by sources[0]"}},
+		{"bad origin", "sources:\n  - name: a\n    write_key: k\n    allowed_origins: [www.example.com]\n", []string{"sources[0].allowed_origins[0]: must be an origin"}},
+		{"dedup window too short", "engine:\n  dedup_window: 1h\n" + minimal, []string{"engine.dedup_window: must be at least 24h"}},
+		{"group commit bound", "engine:\n  group_commit: {max_events: 5000}\n" + minimal, []string{"must be between 1 and 1000"}},
+		{"listen not loopback", "engine:\n  listen: 0.0.0.0:4222\n" + minimal, []string{"engine.listen: must be a loopback address"}},
+		{"replicas embedded", "engine:\n  replicas: 3\n" + minimal, []string{"replicas must be 1"}},
+		{"list expected", "sources: {name: a}\n", []string{"c.yaml:1:10: sources: must be a list, got a mapping"}},
+		{"invalid yaml", "sources: [\n", []string{"c.yaml:", "invalid YAML"}},
+		{"empty", "", []string{"the file is empty"}},
+		{"recursive alias", minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings:\n      - name: m\n        conversion_rule: {id: 1}\n        fields: &x {a: *x}\n",
+			[]string{"nested more than 64 levels deep"}},
+		{"destination checks", minimal + `destinations:
+  - name: li
+    type: meta
+    api_version: "2026-09"
+    auth: {refresh_token: r}
+    mappings:
+      - name: m
+        conversion_rule: {create: {name: x, type: SIGNUP, post_click_window_days: 365}}
+`, []string{`destinations[0].type: unknown destination type "meta"`, "destinations[0].api_version: must be a LinkedIn version YYYYMM",
+			"destinations[0].auth: refresh_token, client_id and client_secret go together",
+			"conversion_rule.create: needs the destination's ad_account",
+			`conversion_rule.create.type: unknown conversion type "SIGNUP"`,
+			"conversion_rule.create.post_click_window_days: must be one of [1 7 30 90]"}},
+		{"rule id or create", minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings: [{name: m}]\n",
+			[]string{"destinations[0].mappings[0].conversion_rule: required"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(tt.text), env(nil))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !IsConfigError(err) {
+				t.Errorf("IsConfigError(%v) = false", err)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("error does not contain %q:\n%s", w, msg)
+				}
+				msg = msg[i+len(w):]
+			}
+		})
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	s := Secret("AQVtoken")
+	for _, got := range []string{s.String(), s.LogValue().String()} {
+		if strings.Contains(got, "AQV") {
+			t.Errorf("secret leaked: %q", got)
+		}
+	}
+	cfg, err := Parse("c.yaml", []byte("sources:\n  - name: a\n    write_key: ${K}\n    disabled: maybe\n"), env(map[string]string{"K": "supersecret"}))
+	if err == nil || strings.Contains(err.Error(), "supersecret") {
+		t.Errorf("cfg=%v err=%v", cfg, err)
+	}
+}
+
+func TestExpand(t *testing.T) {
+	lookup := env(map[string]string{"A": "1", "E": ""})
+	tests := []struct{ in, want, missing string }{
+		{"x${A}y", "x1y", ""},
+		{"${B:-def}", "def", ""},
+		{"${E:-def}", "def", ""},
+		{"$$A ${A}", "$A 1", ""},
+		{"${B}", "", "B"},
+		{"price $5", "price $5", ""},
+		{"${unterminated", "${unterminated", ""},
+	}
+	for _, tt := range tests {
+		got, missing := expand(tt.in, lookup)
+		if got != tt.want || strings.Join(missing, ",") != tt.missing {
+			t.Errorf("expand(%q) = %q, %v; want %q, %q", tt.in, got, missing, tt.want, tt.missing)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "1.5s": 1500 * time.Millisecond, "24h": 24 * time.Hour} {
+		got, err := ParseDuration(in)
+		if err != nil || got.D() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "1x", "d", "1.5d", "-d"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q): no error", in)
+		}
+	}
+}
+
+func TestLoadExample(t *testing.T) {
+	path := filepath.Join("..", "..", "examples", "capstan.yaml")
+	if _, err := os.Stat(path); err != nil {
+		t.Skip("no example config")
+	}
+	if _, err := Load(path); err != nil {
+		t.Fatalf("examples/capstan.yaml: %v", err)
+	}
+	_, err := Load("does-not-exist.yaml")
+	if err == nil || IsConfigError(err) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte("server:\n  addr: ':1'\nsources: [{name: a, write_key: '${X:-y}'}]\n"))
+	f.Add([]byte("a: &x {b: *x}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = Parse("f.yaml", b, env(nil))
+	})
+}

@@ -1,0 +1,327 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	versionRe = regexp.MustCompile(`^20[0-9]{2}(0[1-9]|1[0-2])$`)
+)
+
+// RuleTypes are LinkedIn's conversion rule types (linkedin-capi.md §12.5).
+var RuleTypes = []string{"ADD_TO_CART", "DOWNLOAD", "INSTALL", "KEY_PAGE_VIEW", "LEAD", "PURCHASE", "SIGN_UP",
+	"OTHER", "TALENT_LEAD", "JOB_APPLY", "SAVE", "START_CHECKOUT", "SCHEDULE", "VIEW_CONTENT", "VIEW_VIDEO",
+	"ADD_BILLING_INFO", "BOOK_APPOINTMENT", "REQUEST_QUOTE", "SEARCH", "SUBSCRIBE", "AD_CLICK", "AD_VIEW",
+	"COMPLETE_SIGNUP", "SUBMIT_APPLICATION", "PHONE_CALL", "INVITE", "LOGIN", "SHARE", "DONATE", "ADD_TO_LIST",
+	"RATE", "START_TRIAL", "OUTBOUND_CLICK", "CONTACT", "QUALIFIED_LEAD", "MARKETING_QUALIFIED_LEAD",
+	"SALES_QUALIFIED_LEAD"}
+
+// yearWindowTypes may use 365-day attribution windows (§12.1).
+var yearWindowTypes = []string{"SUBMIT_APPLICATION", "PURCHASE", "ADD_TO_CART", "QUALIFIED_LEAD", "LEAD"}
+
+type validator struct {
+	c  *Config
+	es *Errors
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.es.add(v.c.Pos(path), path, fmt.Sprintf(format, args...))
+}
+
+func (c *Config) validate(es *Errors) {
+	v := &validator{c: c, es: es}
+	v.server()
+	v.engine()
+	if c.Identity.TTL.D() < time.Hour {
+		v.errorf("identity.ttl", "must be at least 1h, got %s", c.Identity.TTL)
+	}
+	v.sources()
+	v.destinations()
+}
+
+func (v *validator) server() {
+	s := v.c.Server
+	if _, port, err := net.SplitHostPort(s.Addr); err != nil || !validPort(port) {
+		v.errorf("server.addr", "must be host:port (e.g. :8080 or 127.0.0.1:8080), got %q", s.Addr)
+	}
+	if s.PublicURL != "" {
+		if u, err := url.Parse(s.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf("server.public_url", "must be an http or https URL such as https://ingest.example.com, got %q", s.PublicURL)
+		}
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(p); err != nil {
+			v.errorf(fmt.Sprintf("server.trusted_proxies[%d]", i), "must be an IP address or CIDR, got %q", p)
+		}
+	}
+	for _, f := range []struct {
+		path string
+		d    Duration
+	}{{"server.read_timeout", s.ReadTimeout}, {"server.write_timeout", s.WriteTimeout},
+		{"server.idle_timeout", s.IdleTimeout}, {"server.shutdown_grace", s.ShutdownGrace}} {
+		if f.d < 0 {
+			v.errorf(f.path, "must not be negative")
+		}
+	}
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func (v *validator) engine() {
+	e := v.c.Engine
+	if e.NatsURL != "" {
+		for _, raw := range strings.Split(e.NatsURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil || u.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
+				v.errorf("engine.nats_url", "must be a list of nats://host:port URLs separated by commas, got %q", raw)
+			}
+		}
+	} else if e.Listen != "none" {
+		host, port, err := net.SplitHostPort(e.Listen)
+		if err != nil || !validPort(port) {
+			v.errorf("engine.listen", `must be host:port on loopback (e.g. 127.0.0.1:0) or "none", got %q`, e.Listen)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			v.errorf("engine.listen", "must be a loopback address (the embedded engine is not for remote clients; use nats_url for a cluster), got %q", e.Listen)
+		}
+	}
+	if e.Credentials != "" && e.NatsURL == "" {
+		v.errorf("engine.credentials", "only applies with engine.nats_url")
+	}
+	if e.Replicas < 1 || e.Replicas > 5 {
+		v.errorf("engine.replicas", "must be between 1 and 5, got %d", e.Replicas)
+	}
+	if e.NatsURL == "" && e.Replicas > 1 {
+		v.errorf("engine.replicas", "the embedded engine is a single server: replicas must be 1 (set engine.nats_url for a cluster)")
+	}
+	if e.DedupWindow.D() < 24*time.Hour {
+		v.errorf("engine.dedup_window", "must be at least 24h (Segment's de-duplication window), got %s", e.DedupWindow)
+	}
+	if e.Retention.D() < e.DedupWindow.D() {
+		v.errorf("engine.retention", "must be at least engine.dedup_window (%s), got %s", e.DedupWindow, e.Retention)
+	}
+	if e.MaxBytes < 0 {
+		v.errorf("engine.max_bytes", "must not be negative")
+	}
+	g := e.GroupCommit
+	if g.MaxEvents < 1 || g.MaxEvents > 1000 {
+		v.errorf("engine.group_commit.max_events", "must be between 1 and 1000 (JetStream's atomic batch limit), got %d", g.MaxEvents)
+	}
+	if g.Linger < 0 || g.Linger.D() > 100*time.Millisecond {
+		v.errorf("engine.group_commit.linger", "must be between 0 and 100ms, got %s", g.Linger)
+	}
+	if g.Inflight < 1 || g.Inflight > 16 {
+		v.errorf("engine.group_commit.inflight", "must be between 1 and 16, got %d", g.Inflight)
+	}
+}
+
+func (v *validator) sources() {
+	if len(v.c.Sources) == 0 {
+		v.errorf("sources", "at least one source is required")
+		return
+	}
+	names := map[string]string{}
+	keys := map[Secret]string{}
+	for i, s := range v.c.Sources {
+		p := fmt.Sprintf("sources[%d]", i)
+		switch {
+		case s.Name == "":
+			v.errorf(p+".name", "required")
+		case !nameRe.MatchString(s.Name):
+			v.errorf(p+".name", "must be lower case letters, digits, '-' or '_' (at most 63), got %q", s.Name)
+		case names[s.Name] != "":
+			v.errorf(p+".name", "%q is already the name of %s", s.Name, names[s.Name])
+		default:
+			names[s.Name] = p
+		}
+		if len(s.Keys()) == 0 {
+			v.errorf(p+".write_key", "required (or write_keys)")
+		}
+		for j, k := range s.Keys() {
+			kp := p + ".write_key"
+			if s.WriteKey == "" || j > 0 {
+				kp = fmt.Sprintf("%s.write_keys[%d]", p, j-boolInt(s.WriteKey != ""))
+			}
+			switch {
+			case k == "":
+				v.errorf(kp, "must not be empty")
+			case strings.ContainsAny(string(k), ":/ \t"):
+				v.errorf(kp, "must not contain ':', '/' or spaces")
+			case keys[k] != "":
+				v.errorf(kp, "the same write key is already used by %s", keys[k])
+			default:
+				keys[k] = p
+			}
+		}
+		for j, o := range s.AllowedOrigins {
+			if o == "*" {
+				continue
+			}
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+				v.errorf(fmt.Sprintf("%s.allowed_origins[%d]", p, j), "must be an origin such as https://www.example.com (scheme and host, no path), got %q", o)
+			}
+		}
+		if s.RateLimit.RequestsPerSecond < 0 || s.RateLimit.Burst < 0 {
+			v.errorf(p+".rate_limit", "must not be negative")
+		}
+		if b := s.BrowserBatching; b != nil && (b.Size < 1 || b.Size > 100 || b.Timeout.D() < 100*time.Millisecond) {
+			v.errorf(p+".browser_batching", "size must be 1 to 100 and timeout at least 100ms")
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (v *validator) destinations() {
+	names := map[string]string{}
+	sources := map[string]bool{}
+	for _, s := range v.c.Sources {
+		sources[s.Name] = true
+	}
+	for i, d := range v.c.Destinations {
+		p := fmt.Sprintf("destinations[%d]", i)
+		switch {
+		case d.Name == "":
+			v.errorf(p+".name", "required")
+		case !nameRe.MatchString(d.Name):
+			v.errorf(p+".name", "must be lower case letters, digits, '-' or '_' (at most 63), got %q", d.Name)
+		case names[d.Name] != "":
+			v.errorf(p+".name", "%q is already the name of %s", d.Name, names[d.Name])
+		default:
+			names[d.Name] = p
+		}
+		if d.Type != "linkedin" {
+			v.errorf(p+".type", `unknown destination type %q (only "linkedin" exists)`, d.Type)
+		}
+		for j, s := range d.Sources {
+			if !sources[s] {
+				v.errorf(fmt.Sprintf("%s.sources[%d]", p, j), "no source is named %q", s)
+			}
+		}
+		if u, err := url.Parse(d.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(p+".api_base", "must be an http(s) URL such as https://api.linkedin.com, got %q", d.APIBase)
+		}
+		if !versionRe.MatchString(d.APIVersion) {
+			v.errorf(p+".api_version", "must be a LinkedIn version YYYYMM such as %q, got %q", DefaultAPIVersion, d.APIVersion)
+		}
+		if d.AdAccount < 0 {
+			v.errorf(p+".ad_account", "must be a positive account id")
+		}
+		v.auth(p+".auth", d.Auth)
+		if d.BatchSize < 1 || d.BatchSize > 5000 {
+			v.errorf(p+".batch_size", "must be between 1 and 5000 (LinkedIn's limit), got %d", d.BatchSize)
+		}
+		if d.Linger < 0 || d.Linger.D() > time.Minute {
+			v.errorf(p+".linger", "must be between 0 and 1m, got %s", d.Linger)
+		}
+		if d.RateLimit.PerMinute < 1 || d.RateLimit.PerDay < 1 {
+			v.errorf(p+".rate_limit", "per_minute and per_day must be positive")
+		}
+		if len(d.Mappings) == 0 {
+			v.errorf(p+".mappings", "at least one mapping is required")
+		}
+		mnames := map[string]bool{}
+		for j, m := range d.Mappings {
+			v.mapping(fmt.Sprintf("%s.mappings[%d]", p, j), d, m, mnames)
+		}
+	}
+}
+
+func (v *validator) auth(p string, a Auth) {
+	refresh := a.RefreshToken != "" || a.ClientID != "" || a.ClientSecret != ""
+	if a.AccessToken == "" && !refresh {
+		v.errorf(p+".access_token", "required (or refresh_token, client_id and client_secret)")
+	}
+	if refresh && (a.RefreshToken == "" || a.ClientID == "" || a.ClientSecret == "") {
+		v.errorf(p, "refresh_token, client_id and client_secret go together: set all three or none")
+	}
+	if a.ExpiresAt != "" {
+		if _, err := time.Parse(time.RFC3339, a.ExpiresAt); err != nil {
+			v.errorf(p+".expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z, got %q", a.ExpiresAt)
+		}
+	}
+}
+
+func (v *validator) mapping(p string, d Destination, m Mapping, names map[string]bool) {
+	switch {
+	case m.Name == "":
+		v.errorf(p+".name", "required")
+	case names[m.Name]:
+		v.errorf(p+".name", "%q is already the name of another mapping of this destination", m.Name)
+	default:
+		names[m.Name] = true
+	}
+	rc := m.ConversionRule
+	switch {
+	case rc.ID == 0 && rc.Create == nil:
+		v.errorf(p+".conversion_rule", "required: {id: N} for an existing rule or {create: {...}} to create one")
+	case rc.ID != 0 && rc.Create != nil:
+		v.errorf(p+".conversion_rule", "set either id or create, not both")
+	case rc.ID < 0:
+		v.errorf(p+".conversion_rule.id", "must be a positive rule id")
+	case rc.Create != nil:
+		v.ruleCreate(p+".conversion_rule.create", *rc.Create)
+		if d.AdAccount == 0 {
+			v.errorf(p+".conversion_rule.create", "needs the destination's ad_account")
+		}
+	}
+	for k, c := range m.Campaigns {
+		if c <= 0 {
+			v.errorf(fmt.Sprintf("%s.campaigns[%d]", p, k), "must be a positive campaign id")
+		}
+	}
+	if len(m.Campaigns) > 0 && d.AdAccount == 0 {
+		v.errorf(p+".campaigns", "needs the destination's ad_account")
+	}
+	if m.Fields != nil && (len(m.Fields) == 0 || m.Fields[0] != '{') && string(m.Fields) != "null" {
+		v.errorf(p+".fields", "must be a mapping of LinkedIn field names to values or directives")
+	}
+}
+
+func (v *validator) ruleCreate(p string, r RuleCreate) {
+	if r.Name == "" {
+		v.errorf(p+".name", "required")
+	}
+	if !slices.Contains(RuleTypes, r.Type) {
+		if r.Type == "" {
+			v.errorf(p+".type", "required, one of %s", strings.Join(RuleTypes, ", "))
+		} else {
+			v.errorf(p+".type", "unknown conversion type %q; one of %s", r.Type, strings.Join(RuleTypes, ", "))
+		}
+	}
+	if r.AttributionType != "LAST_TOUCH_BY_CAMPAIGN" && r.AttributionType != "LAST_TOUCH_BY_CONVERSION" {
+		v.errorf(p+".attribution_type", "must be LAST_TOUCH_BY_CAMPAIGN or LAST_TOUCH_BY_CONVERSION, got %q", r.AttributionType)
+	}
+	allowed := []int{1, 7, 30, 90}
+	if slices.Contains(yearWindowTypes, r.Type) {
+		allowed = append(allowed, 365)
+	}
+	for _, w := range []struct {
+		name string
+		days int
+	}{{"post_click_window_days", r.PostClickWindowDays}, {"view_through_window_days", r.ViewThroughWindowDays}} {
+		if !slices.Contains(allowed, w.days) {
+			v.errorf(p+"."+w.name, "must be one of %v for type %s, got %d", allowed, r.Type, w.days)
+		}
+	}
+}

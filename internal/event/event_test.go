@@ -1,0 +1,336 @@
+package event
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+var received = time.Date(2026, 9, 1, 10, 34, 56, 700_000_000, time.UTC)
+
+func normalize(t *testing.T, raw string, forced Type, env Envelope) (*Event, *DropError) {
+	t.Helper()
+	if !json.Valid([]byte(raw)) {
+		t.Fatalf("test input is not JSON: %s", raw)
+	}
+	return Normalize([]byte(raw), forced, &Request{ReceivedAt: received, ClientIP: "203.0.113.7", Envelope: env})
+}
+
+func decode(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("stored document is not JSON: %v\n%s", err, b)
+	}
+	return m
+}
+
+func TestNormalizeDrops(t *testing.T) {
+	tests := []struct {
+		name   string
+		raw    string
+		forced Type
+		code   string
+	}{
+		{"not an object", `[1]`, "", CodeInvalidEvent},
+		{"missing type", `{"userId":"u"}`, "", CodeMissingType},
+		{"null type", `{"type":null,"userId":"u"}`, "", CodeMissingType},
+		{"numeric type", `{"type":1,"userId":"u"}`, "", CodeInvalidType},
+		{"unknown type", `{"type":"purchase","userId":"u"}`, "", CodeInvalidType},
+		{"boolean id", `{"type":"page","userId":true}`, "", CodeInvalidID},
+		{"object id", `{"type":"page","anonymousId":{}}`, "", CodeInvalidID},
+		{"no identity", `{"type":"page"}`, "", CodeMissingIdentity},
+		{"empty identity", `{"type":"page","userId":"","anonymousId":null}`, "", CodeMissingIdentity},
+		{"alias without userId", `{"type":"alias","anonymousId":"a","previousId":"p"}`, "", CodeMissingIdentity},
+		{"alias without previousId", `{"type":"alias","userId":"u"}`, "", CodeMissingPrevious},
+		{"track without event", `{"type":"track","userId":"u"}`, "", CodeMissingEvent},
+		{"track with empty event", `{"userId":"u","event":""}`, Track, CodeMissingEvent},
+		{"track with numeric event", `{"userId":"u","event":5}`, Track, CodeMissingEvent},
+		{"group without groupId", `{"type":"group","userId":"u"}`, "", CodeMissingGroupID},
+		{"properties not object", `{"type":"page","userId":"u","properties":[1]}`, "", CodeInvalidField},
+		{"context string", `{"type":"page","userId":"u","context":"x"}`, "", CodeInvalidField},
+		{"messageId object", `{"type":"page","userId":"u","messageId":{}}`, "", CodeInvalidMessageID},
+		{"messageId too long", `{"type":"page","userId":"u","messageId":"` + strings.Repeat("é", 101) + `"}`, "", CodeInvalidMessageID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, derr := normalize(t, tt.raw, tt.forced, Envelope{})
+			if derr == nil {
+				t.Fatalf("accepted: %s", ev.JSON)
+			}
+			if derr.Code != tt.code {
+				t.Errorf("code = %s (%s), want %s", derr.Code, derr.Message, tt.code)
+			}
+		})
+	}
+}
+
+func TestNormalizeAccepts(t *testing.T) {
+	tests := []struct {
+		name   string
+		raw    string
+		forced Type
+		check  func(t *testing.T, ev *Event, doc map[string]any)
+	}{
+		{"type from path overrides body", `{"type":"page","userId":"u","event":"E"}`, Track, func(t *testing.T, ev *Event, doc map[string]any) {
+			if ev.Type != Track || doc["type"] != "track" {
+				t.Errorf("type = %v", doc["type"])
+			}
+		}},
+		{"type lower-cased", `{"type":"TRACK","userId":"u","event":"E"}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if doc["type"] != "track" {
+				t.Errorf("type = %v", doc["type"])
+			}
+		}},
+		{"numeric ids become strings", `{"type":"group","userId":42,"groupId":7,"messageId":12}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if doc["userId"] != "42" || doc["groupId"] != "7" || ev.UserID != "42" || ev.MessageID != "12" {
+				t.Errorf("doc = %v", doc)
+			}
+		}},
+		{"null userId kept, anonymous identity", `{"type":"page","userId":null,"anonymousId":"a"}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if v, ok := doc["userId"]; !ok || v != nil {
+				t.Errorf("userId = %v, %v; want null kept", v, ok)
+			}
+		}},
+		{"null properties removed", `{"type":"page","userId":"u","properties":null}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if _, ok := doc["properties"]; ok {
+				t.Error("properties: null kept")
+			}
+		}},
+		{"messageId generated", `{"type":"page","userId":"u","messageId":""}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if !ev.Generated || len(ev.MessageID) != 36 || doc["messageId"] != ev.MessageID {
+				t.Errorf("messageId = %q generated=%v doc=%v", ev.MessageID, ev.Generated, doc["messageId"])
+			}
+		}},
+		{"writeKey removed, client receivedAt overwritten", `{"type":"page","userId":"u","writeKey":"wk","receivedAt":"2000-01-01T00:00:00Z"}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if _, ok := doc["writeKey"]; ok {
+				t.Error("writeKey stored")
+			}
+			if doc["receivedAt"] != "2026-09-01T10:34:56.700Z" {
+				t.Errorf("receivedAt = %v", doc["receivedAt"])
+			}
+		}},
+		{"client ip added", `{"type":"page","userId":"u","context":{"page":{"url":"x"}}}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if doc["context"].(map[string]any)["ip"] != "203.0.113.7" {
+				t.Errorf("context = %v", doc["context"])
+			}
+		}},
+		{"client ip kept", `{"type":"page","userId":"u","context":{"ip":"198.51.100.1"}}`, "", func(t *testing.T, ev *Event, doc map[string]any) {
+			if doc["context"].(map[string]any)["ip"] != "198.51.100.1" {
+				t.Errorf("context = %v", doc["context"])
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, derr := normalize(t, tt.raw, tt.forced, Envelope{})
+			if derr != nil {
+				t.Fatal(derr)
+			}
+			tt.check(t, ev, decode(t, ev.JSON))
+		})
+	}
+}
+
+// The worked example of segment-ingest.md §2.6.
+func TestClockSkewCorrection(t *testing.T) {
+	ev, derr := normalize(t, `{"type":"track","event":"E","userId":"u","timestamp":"2026-09-01T10:36:55.000Z","sentAt":"2026-09-01T10:36:56.500Z"}`, "", Envelope{})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	doc := decode(t, ev.JSON)
+	want := map[string]string{
+		"originalTimestamp": "2026-09-01T10:36:55.000Z",
+		"sentAt":            "2026-09-01T10:36:56.500Z",
+		"receivedAt":        "2026-09-01T10:34:56.700Z",
+		"timestamp":         "2026-09-01T10:34:55.200Z",
+	}
+	for k, v := range want {
+		if doc[k] != v {
+			t.Errorf("%s = %v, want %s", k, doc[k], v)
+		}
+	}
+}
+
+func TestTimestamps(t *testing.T) {
+	tests := []struct {
+		name, raw string
+		env       Envelope
+		want      map[string]any // nil value: absent
+	}{
+		{"no timestamps: receivedAt", `{"userId":"u"}`, Envelope{}, map[string]any{
+			"timestamp": "2026-09-01T10:34:56.700Z", "originalTimestamp": "2026-09-01T10:34:56.700Z", "sentAt": nil}},
+		{"no sentAt: trusted as-is", `{"userId":"u","timestamp":"2020-01-01T00:00:00Z"}`, Envelope{}, map[string]any{
+			"timestamp": "2020-01-01T00:00:00.000Z"}},
+		{"nanoseconds and offset", `{"userId":"u","timestamp":"2026-09-01T12:34:56.123456789+02:00"}`, Envelope{}, map[string]any{
+			"timestamp": "2026-09-01T10:34:56.123Z"}},
+		{"python isoformat", `{"userId":"u","timestamp":"2026-09-01T10:34:56.123456+00:00"}`, Envelope{}, map[string]any{
+			"timestamp": "2026-09-01T10:34:56.123Z"}},
+		{"no zone is UTC", `{"userId":"u","timestamp":"2026-09-01T10:34:56"}`, Envelope{}, map[string]any{
+			"timestamp": "2026-09-01T10:34:56.000Z"}},
+		{"date only", `{"userId":"u","timestamp":"2026-09-01"}`, Envelope{}, map[string]any{
+			"timestamp": "2026-09-01T00:00:00.000Z"}},
+		{"number is absent", `{"userId":"u","timestamp":1788258896789}`, Envelope{}, map[string]any{
+			"timestamp": "2026-09-01T10:34:56.700Z"}},
+		{"garbage is absent", `{"userId":"u","timestamp":"yesterday"}`, Envelope{}, map[string]any{
+			"timestamp": "2026-09-01T10:34:56.700Z"}},
+		{"originalTimestamp wins", `{"userId":"u","originalTimestamp":"2026-09-01T10:00:00Z","timestamp":"2026-09-01T09:00:00Z"}`, Envelope{}, map[string]any{
+			"originalTimestamp": "2026-09-01T10:00:00.000Z"}},
+		{"envelope sentAt", `{"userId":"u","timestamp":"2026-09-01T10:36:55.000Z"}`, Envelope{SentAt: time.Date(2026, 9, 1, 10, 36, 56, 500e6, time.UTC)}, map[string]any{
+			"timestamp": "2026-09-01T10:34:55.200Z", "sentAt": "2026-09-01T10:36:56.500Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, derr := normalize(t, tt.raw, Page, tt.env)
+			if derr != nil {
+				t.Fatal(derr)
+			}
+			doc := decode(t, ev.JSON)
+			for k, v := range tt.want {
+				got, ok := doc[k]
+				if v == nil && ok {
+					t.Errorf("%s = %v, want absent", k, got)
+				} else if v != nil && got != v {
+					t.Errorf("%s = %v, want %v", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestUserDataVerbatim(t *testing.T) {
+	raw := `{"type":"track", "event":"Order Completed","userId":"u","properties":{"z":1.50,"a":{"y":[1,2,{"b":null}],"x":"\u00e9\n"},"revenue":49.90},"messageId":"m1"}`
+	ev, derr := normalize(t, raw, "", Envelope{})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if !strings.Contains(string(ev.JSON), `"properties":{"z":1.50,"a":{"y":[1,2,{"b":null}],"x":"\u00e9\n"},"revenue":49.90}`) {
+		t.Errorf("properties not verbatim:\n%s", ev.JSON)
+	}
+	order := []string{`"type"`, `"event"`, `"userId"`, `"properties"`, `"messageId"`, `"context"`, `"originalTimestamp"`, `"receivedAt"`, `"timestamp"`}
+	s := string(ev.JSON)
+	last := -1
+	for _, k := range order {
+		i := strings.Index(s, k)
+		if i <= last {
+			t.Fatalf("key %s out of order in %s", k, s)
+		}
+		last = i
+	}
+}
+
+func TestEnvelopeMerge(t *testing.T) {
+	env := Envelope{
+		Context:      []byte(`{"library":{"name":"analytics-go","version":"3.0.0"},"page":{"url":"env","title":"T"}}`),
+		Integrations: []byte(`{"All":false,"LinkedIn Conversions API":true}`),
+	}
+	ev, derr := normalize(t, `{"type":"track","event":"E","userId":"u","context":{"page":{"url":"item"}},"integrations":{"All":true}}`, "", env)
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	doc := decode(t, ev.JSON)
+	ctx := doc["context"].(map[string]any)
+	page := ctx["page"].(map[string]any)
+	if page["url"] != "item" || page["title"] != "T" || ctx["library"].(map[string]any)["name"] != "analytics-go" {
+		t.Errorf("context = %v", ctx)
+	}
+	in := doc["integrations"].(map[string]any)
+	if in["All"] != true || in["LinkedIn Conversions API"] != true {
+		t.Errorf("integrations = %v", in)
+	}
+}
+
+func TestParseBatch(t *testing.T) {
+	tests := []struct {
+		name, body, code, key string
+		items                 int
+	}{
+		{"ok", `{"batch":[{"type":"page"},{}],"writeKey":"k"}`, "", "k", 2},
+		{"key from first item", `{"batch":[{"writeKey":"k1"}]}`, "", "k1", 1},
+		{"empty batch", `{"batch":[]}`, "", "", 0},
+		{"missing batch", `{"writeKey":"k"}`, CodeInvalidBatch, "", 0},
+		{"batch not array", `{"batch":{}}`, CodeInvalidBatch, "", 0},
+		{"array body", `[{"type":"page"}]`, CodeInvalidBody, "", 0},
+		{"invalid json", `{"batch":[`, CodeInvalidJSON, "", 0},
+		{"invalid utf8", "{\"batch\":[],\"x\":\"\xff\"}", CodeInvalidJSON, "", 0},
+		{"bom", "\xef\xbb\xbf{\"batch\":[]}", "", "", 0},
+		{"too many", `{"batch":[` + strings.Repeat(`{},`, MaxBatchItems) + `{}]}`, CodeTooManyItems, "", 0},
+		{"too large", `{"batch":[],"pad":"` + strings.Repeat("x", MaxRequestBytes) + `"}`, CodePayloadTooLarge, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, rerr := ParseBatch([]byte(tt.body))
+			if tt.code != "" {
+				if rerr == nil || rerr.Code != tt.code {
+					t.Fatalf("got %v, want %s", rerr, tt.code)
+				}
+				return
+			}
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if len(b.Items) != tt.items || b.WriteKey != tt.key {
+				t.Errorf("items=%d key=%q", len(b.Items), b.WriteKey)
+			}
+		})
+	}
+	if _, rerr := ParseSingle([]byte(`{"pad":"` + strings.Repeat("x", MaxEventBytes) + `"}`)); rerr == nil || rerr.Code != CodeEventTooLarge {
+		t.Errorf("single too large: %v", rerr)
+	}
+	if _, rerr := ParseSingle([]byte(`"x"`)); rerr == nil || rerr.Code != CodeInvalidBody {
+		t.Errorf("single string body: %v", rerr)
+	}
+}
+
+func TestDedupID(t *testing.T) {
+	if got := DedupID("web", "m-1"); got != "web:m-1" {
+		t.Errorf("got %q", got)
+	}
+	if got := DedupID("web", "a\nb"); !strings.HasPrefix(got, "web:sha256:") || strings.ContainsAny(got, "\r\n") {
+		t.Errorf("got %q", got)
+	}
+}
+
+// FuzzNormalize checks that no body makes the parser panic, and that every
+// accepted event is stored as valid JSON with the server fields set.
+func FuzzNormalize(f *testing.F) {
+	f.Add([]byte(`{"batch":[{"type":"track","event":"E","userId":"u","properties":{"a":[1,{"b":"c"}]}}],"context":{"x":1}}`))
+	f.Add([]byte(`{"batch":[{"type":"alias","userId":1,"previousId":2,"messageId":3.5}],"sentAt":"2026-09-01T10:00:00Z"}`))
+	f.Add([]byte(`{"batch":[{"type":"identify","anonymousId":"a","traits":null,"context":{"ip":"1.2.3.4"}},{"\u0074ype":"page","userId":"x"}]}`))
+	f.Add([]byte(`{"batch":[{"type":"page","userId":"u","userId":"v","timestamp":"2026-09-01T12:34:56.123456789+02:00"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, rerr := ParseBatch(body)
+		if rerr != nil {
+			return
+		}
+		for _, item := range b.Items {
+			ev, derr := Normalize(item, "", &Request{ReceivedAt: received, ClientIP: "127.0.0.1", Envelope: b.Envelope})
+			if derr != nil {
+				continue
+			}
+			var doc map[string]any
+			if err := json.Unmarshal(ev.JSON, &doc); err != nil {
+				t.Fatalf("stored document is not JSON: %v\n%s\nfrom %s", err, ev.JSON, item)
+			}
+			if doc["type"] != string(ev.Type) || doc["receivedAt"] == nil || doc["timestamp"] == nil {
+				t.Fatalf("server fields missing: %s", ev.JSON)
+			}
+			if mid, _ := doc["messageId"].(string); mid != ev.MessageID {
+				t.Fatalf("messageId %q, stored %v", ev.MessageID, doc["messageId"])
+			}
+		}
+	})
+}
+
+func BenchmarkNormalize(b *testing.B) {
+	raw := []byte(`{"timestamp":"2026-09-01T10:34:56.789Z","integrations":{"Segment.io":true},"type":"track","event":"Sign Up","properties":{"li_fat_id":"123456","plan":"pro"},"context":{"page":{"url":"https://www.example.com/signup?li_fat_id=123456","search":"?li_fat_id=123456","path":"/signup","referrer":"","title":"Sign up"},"library":{"name":"analytics.js","version":"npm:next-1.84.3"}},"messageId":"ajs-next-1788258896789-5b1c2f3e-8d3a-4c1e-9d9a-2a4c6e8f0b1d","anonymousId":"3f0b0c3e-9c1d-4f1e-a1e7-6f2f9b1d2c44","userId":null,"writeKey":"wk_live_123","sentAt":"2026-09-01T10:34:56.801Z","_metadata":{"bundled":["Segment.io"],"unbundled":[],"bundledIds":[]}}`)
+	req := &Request{ReceivedAt: received, ClientIP: "203.0.113.7"}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, derr := Normalize(raw, Track, req); derr != nil {
+			b.Fatal(derr)
+		}
+	}
+}

@@ -1,0 +1,10 @@
+// Package ingest is the Segment-compatible tracking HTTP API
+// (segment-ingest.md §1): every tracking path long and short, the batch
+// endpoints, /v1/m, the analytics-next settings document, write-key
+// authentication, CORS, gzip, size limits and the exact status codes and
+// bodies Segment's clients expect.
+//
+// A request is answered 200 only after every accepted event is durably in
+// the EVENTS stream (through stream.Appender's group commit). ingest never
+// talks to LinkedIn and never evaluates mappings; it stores events.
+package ingest

@@ -1,0 +1,542 @@
+package ingest
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// Appender stores records durably; *stream.Appender implements it.
+type Appender interface {
+	Append(ctx context.Context, recs []stream.Record) ([]stream.Result, error)
+}
+
+// Handler serves the tracking API under /v1/. It is safe for concurrent use.
+type Handler struct {
+	store   Appender
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+
+	keys      map[string]*source // write key -> source
+	publicURL *url.URL
+	proxies   []netip.Prefix
+}
+
+type source struct {
+	cfg     config.Source
+	origins map[string]bool // nil: any origin
+	limiter *rate.Limiter   // nil: no limit
+}
+
+// Options are a Handler's dependencies.
+type Options struct {
+	Store Appender
+	Log   *slog.Logger
+	// Registry receives the ingest metrics; nil registers none.
+	Registry prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// New returns a Handler for cfg's sources. cfg must have passed config.Load.
+func New(cfg *config.Config, opt Options) (*Handler, error) {
+	if opt.Store == nil {
+		return nil, errors.New("ingest: no store")
+	}
+	h := &Handler{store: opt.Store, log: opt.Log, now: opt.Now, keys: map[string]*source{}}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.log = h.log.With("component", "ingest")
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if cfg.Server.PublicURL != "" {
+		u, err := url.Parse(cfg.Server.PublicURL)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: public_url: %w", err)
+		}
+		h.publicURL = u
+	}
+	for _, p := range cfg.Server.TrustedProxies {
+		if pr, err := netip.ParsePrefix(p); err == nil {
+			h.proxies = append(h.proxies, pr)
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			h.proxies = append(h.proxies, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	for _, sc := range cfg.Sources {
+		s := &source{cfg: sc}
+		if len(sc.AllowedOrigins) > 0 {
+			s.origins = map[string]bool{}
+			for _, o := range sc.AllowedOrigins {
+				s.origins[strings.TrimSuffix(o, "/")] = true
+			}
+			if s.origins["*"] {
+				s.origins = nil
+			}
+		}
+		if rl := sc.RateLimit; rl.RequestsPerSecond > 0 {
+			s.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), rl.Burst)
+		}
+		for _, k := range sc.Keys() {
+			h.keys[k.Value()] = s
+		}
+	}
+	h.metrics = newMetrics(opt.Registry)
+	return h, nil
+}
+
+// Root sends every /v1 path to tracking and everything else to mux.
+// http.ServeMux redirects unclean paths ("/v1//track" → 301), and a tracking
+// path must never be answered with a redirect (§1.2).
+func Root(tracking, mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
+			tracking.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// route is what a tracking path does.
+type route struct {
+	kind string     // "single", "batch", "metrics"
+	typ  event.Type // for single
+	name string     // endpoint label for metrics
+}
+
+var routes = map[string]route{
+	"/v1/track":    {"single", event.Track, "track"},
+	"/v1/page":     {"single", event.Page, "page"},
+	"/v1/identify": {"single", event.Identify, "identify"},
+	"/v1/group":    {"single", event.Group, "group"},
+	"/v1/alias":    {"single", event.Alias, "alias"},
+	"/v1/screen":   {"single", event.Screen, "screen"},
+	"/v1/t":        {"single", event.Track, "track"},
+	"/v1/p":        {"single", event.Page, "page"},
+	"/v1/i":        {"single", event.Identify, "identify"},
+	"/v1/g":        {"single", event.Group, "group"},
+	"/v1/a":        {"single", event.Alias, "alias"},
+	"/v1/s":        {"single", event.Screen, "screen"},
+	"/v1/batch":    {"batch", "", "batch"},
+	"/v1/import":   {"batch", "", "batch"},
+	"/v1/b":        {"batch", "", "batch"},
+	"/v1/m":        {"metrics", "", "metrics"},
+}
+
+// ServeHTTP routes /v1/ requests. Paths are matched with and without a
+// trailing slash; the query string is ignored; no redirect is ever sent.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	if key, ok := settingsKey(path); ok {
+		h.settings(w, r, key)
+		return
+	}
+	rt, ok := routes[path]
+	cors(w, r)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no tracking endpoint at %s", r.URL.Path))
+		return
+	}
+	switch r.Method {
+	case http.MethodOptions:
+		preflight(w, r)
+	case http.MethodPost:
+		if rt.kind == "metrics" {
+			h.discardMetrics(w, r)
+			return
+		}
+		h.track(w, r, rt)
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; use POST", r.Method, r.URL.Path))
+	}
+}
+
+func settingsKey(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "/v1/projects/")
+	if !ok {
+		return "", false
+	}
+	key, ok := strings.CutSuffix(rest, "/settings")
+	return key, ok && key != "" && !strings.Contains(key, "/")
+}
+
+// cors sets the headers every non-preflight response carries (§1.9).
+func cors(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	if o := r.Header.Get("Origin"); o != "" {
+		hd.Set("Access-Control-Allow-Origin", o)
+		hd.Set("Access-Control-Allow-Credentials", "true")
+	} else {
+		hd.Set("Access-Control-Allow-Origin", "*")
+	}
+	hd.Set("Access-Control-Expose-Headers", "Retry-After, X-RateLimit-Reset")
+	hd.Set("Vary", "Origin")
+}
+
+var fixedAllowHeaders = []string{"Authorization", "Content-Type", "Content-Encoding", "X-Retry-Count"}
+
+// preflight answers a CORS preflight: never authenticated, always 204.
+func preflight(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+	allow := append([]string(nil), fixedAllowHeaders...)
+	seen := map[string]bool{}
+	for _, a := range allow {
+		seen[strings.ToLower(a)] = true
+	}
+	for _, v := range r.Header.Values("Access-Control-Request-Headers") {
+		for _, name := range strings.Split(v, ",") {
+			name = strings.TrimSpace(name)
+			if name != "" && validToken(name) && !seen[strings.ToLower(name)] {
+				seen[strings.ToLower(name)] = true
+				allow = append(allow, name)
+			}
+		}
+	}
+	hd.Set("Access-Control-Allow-Headers", strings.Join(allow, ", "))
+	hd.Set("Access-Control-Max-Age", "7200")
+	hd.Set("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// writeJSON writes v with the headers of §1.10.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"success":false,"code":"internal_error","message":"cannot encode response"}`)
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json; charset=utf-8")
+	if hd.Get("Cache-Control") == "" {
+		hd.Set("Cache-Control", "no-store")
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+type errorBody struct {
+	Success bool   `json:"success"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Code: code, Message: msg})
+}
+
+// okBody is the 200 answer; counters appear only when something was not
+// simply accepted (§1.5).
+type okBody struct {
+	Success    bool        `json:"success"`
+	Accepted   *int        `json:"accepted,omitempty"`
+	Duplicates int         `json:"duplicates,omitempty"`
+	Dropped    int         `json:"dropped,omitempty"`
+	Errors     []dropEntry `json:"errors,omitempty"`
+}
+
+type dropEntry struct {
+	Index     int    `json:"index"`
+	MessageID string `json:"messageId,omitempty"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+}
+
+func (h *Handler) discardMetrics(w http.ResponseWriter, r *http.Request) {
+	body, rerr := readBody(w, r, event.MaxMetricsBytes)
+	if rerr != nil {
+		writeError(w, rerr.status, rerr.code, rerr.msg)
+		return
+	}
+	_ = body
+	h.metrics.requests.WithLabelValues("", "metrics", "200").Inc()
+	writeJSON(w, http.StatusOK, okBody{Success: true})
+}
+
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+// readBody reads the request body, gunzipping it when asked, and refuses it
+// once the decompressed size passes limit.
+func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, *httpError) {
+	tooLarge := &httpError{http.StatusBadRequest, event.CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit)}
+	var rd io.Reader = http.MaxBytesReader(w, r.Body, int64(limit)+1)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, tooLarge
+			}
+			return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body is not valid gzip data"}
+		}
+		defer zr.Close()
+		rd = zr
+	default:
+		return nil, &httpError{http.StatusUnsupportedMediaType, "unsupported_encoding", fmt.Sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
+	}
+	body, err := io.ReadAll(io.LimitReader(rd, int64(limit)+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe) || len(body) > limit:
+		return nil, tooLarge
+	case err != nil && strings.Contains(r.Header.Get("Content-Encoding"), "gzip"):
+		return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body is not valid gzip data"}
+	case err != nil:
+		return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body could not be read"}
+	}
+	return body, nil
+}
+
+// writeKey resolves the write key (§1.4): Basic username, else the body's.
+func writeKey(r *http.Request, bodyKey string) string {
+	if auth := r.Header.Get("Authorization"); len(auth) > 6 && strings.EqualFold(auth[:6], "basic ") {
+		enc := strings.TrimSpace(auth[6:])
+		dec, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil {
+			dec, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(enc, "="))
+		}
+		if err == nil {
+			key, _, _ := strings.Cut(string(dec), ":")
+			if key != "" {
+				return key
+			}
+		}
+	}
+	return bodyKey
+}
+
+// track handles the single-event and batch endpoints.
+func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
+	received := h.now()
+	start := time.Now()
+	src := ""
+	status := http.StatusOK
+	defer func() {
+		h.metrics.requests.WithLabelValues(src, rt.name, strconv.Itoa(status)).Inc()
+		h.metrics.duration.WithLabelValues(rt.name).Observe(time.Since(start).Seconds())
+	}()
+	fail := func(st int, code, msg string) {
+		status = st
+		writeError(w, st, code, msg)
+	}
+
+	raw, herr := readBody(w, r, event.MaxRequestBytes)
+	if herr != nil {
+		fail(herr.status, herr.code, herr.msg)
+		return
+	}
+	var body *event.Body
+	var rerr *event.RequestError
+	if rt.kind == "single" {
+		body, rerr = event.ParseSingle(raw)
+	} else {
+		body, rerr = event.ParseBatch(raw)
+	}
+	if rerr != nil {
+		fail(http.StatusBadRequest, rerr.Code, rerr.Message)
+		return
+	}
+
+	key := writeKey(r, body.WriteKey)
+	s := h.keys[key]
+	switch {
+	case key == "":
+		fail(http.StatusUnauthorized, "missing_write_key", "no write key: send it as the HTTP Basic user name or as writeKey in the body")
+		return
+	case s == nil:
+		fail(http.StatusUnauthorized, "invalid_write_key", "the write key is not known")
+		return
+	}
+	src = s.cfg.Name
+	if s.cfg.Disabled {
+		fail(http.StatusForbidden, "source_disabled", fmt.Sprintf("source %s is disabled", s.cfg.Name))
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && s.origins != nil && !s.origins[o] {
+		fail(http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %s is not allowed for source %s", o, s.cfg.Name))
+		return
+	}
+	if s.limiter != nil && !s.limiter.AllowN(received, 1) {
+		res := s.limiter.ReserveN(received, 1)
+		wait := int(max(1, min(300, res.DelayFrom(received).Seconds()+0.999)))
+		res.CancelAt(received)
+		w.Header().Set("Retry-After", strconv.Itoa(wait))
+		w.Header().Set("X-RateLimit-Reset", strconv.Itoa(wait))
+		fail(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("source %s is over its rate limit; retry in %d s", s.cfg.Name, wait))
+		return
+	}
+
+	req := &event.Request{ReceivedAt: received, ClientIP: h.clientIP(r), Envelope: body.Envelope}
+	reqID := event.NewID()
+	resp := okBody{Success: true}
+	recs := make([]stream.Record, 0, len(body.Items))
+	ids := make([]int, 0, len(body.Items)) // item index of each record
+	for i, item := range body.Items {
+		if rt.kind == "batch" && len(item) > event.MaxEventBytes {
+			resp.Errors = append(resp.Errors, dropEntry{Index: i, Code: event.CodeEventTooLarge,
+				Message: fmt.Sprintf("event is %d bytes; the limit is %d", len(item), event.MaxEventBytes)})
+			continue
+		}
+		ev, derr := event.Normalize(item, rt.typ, req)
+		if derr != nil {
+			resp.Errors = append(resp.Errors, dropEntry{Index: i, MessageID: peekMessageID(item), Code: derr.Code, Message: derr.Message})
+			continue
+		}
+		hdr := nats.Header{}
+		hdr.Set(event.HeaderSource, s.cfg.Name)
+		hdr.Set(event.HeaderType, string(ev.Type))
+		hdr.Set(event.HeaderRequestID, reqID)
+		if ua := r.Header.Get("User-Agent"); ua != "" {
+			hdr.Set(event.HeaderUserAgent, headerSafe(ua))
+		}
+		recs = append(recs, stream.Record{
+			Subject: event.Subject(s.cfg.Name, ev.Type),
+			MsgID:   event.DedupID(s.cfg.Name, ev.MessageID),
+			Header:  hdr,
+			Data:    ev.JSON,
+		})
+		ids = append(ids, i)
+	}
+	for _, e := range resp.Errors {
+		h.metrics.events.WithLabelValues(src, "dropped").Inc()
+		h.metrics.drops.WithLabelValues(src, e.Code).Inc()
+		h.log.Debug("event dropped", "source", src, "index", e.Index, "message_id", e.MessageID, "code", e.Code)
+	}
+
+	results, err := h.store.Append(r.Context(), recs)
+	if err != nil {
+		h.unavailable(w, src, err, &status)
+		return
+	}
+	accepted := 0
+	for i, res := range results {
+		switch {
+		case res.Err != nil:
+			h.log.Warn("event not stored", "source", src, "index", ids[i], "error", res.Err)
+			h.unavailable(w, src, res.Err, &status)
+			return
+		case res.Duplicate:
+			resp.Duplicates++
+		default:
+			accepted++
+		}
+	}
+	h.metrics.events.WithLabelValues(src, "accepted").Add(float64(accepted))
+	h.metrics.events.WithLabelValues(src, "duplicate").Add(float64(resp.Duplicates))
+	if resp.Duplicates > 0 || len(resp.Errors) > 0 {
+		resp.Accepted = &accepted
+		resp.Dropped = len(resp.Errors)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, src string, err error, status *int) {
+	*status = http.StatusServiceUnavailable
+	retry := "5"
+	if errors.Is(err, context.Canceled) {
+		retry = "1"
+	}
+	h.log.Warn("store unavailable", "source", src, "error", err)
+	w.Header().Set("Retry-After", retry)
+	writeError(w, http.StatusServiceUnavailable, "unavailable", "the event store is unavailable or overloaded; retry later")
+}
+
+// peekMessageID returns the messageId string of a raw event, for error reports.
+func peekMessageID(raw []byte) string {
+	var v struct {
+		MessageID any `json:"messageId"`
+	}
+	if json.Unmarshal(raw, &v) != nil {
+		return ""
+	}
+	if s, ok := v.MessageID.(string); ok && len(s) <= event.MaxMessageIDLen {
+		return s
+	}
+	return ""
+}
+
+func headerSafe(s string) string {
+	if len(s) > 512 {
+		s = s[:512]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// clientIP is the TCP peer, or the left-most untrusted X-Forwarded-For hop
+// when the peer is a trusted proxy (§2.8).
+func (h *Handler) clientIP(r *http.Request) string {
+	peer := h.peer(r)
+	if !peer.IsValid() {
+		return ""
+	}
+	if !h.trusted(peer) {
+		return peer.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		a = a.Unmap()
+		if !h.trusted(a) {
+			return a.String()
+		}
+		peer = a
+	}
+	return peer.String()
+}
+
+func (h *Handler) trusted(a netip.Addr) bool {
+	for _, p := range h.proxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

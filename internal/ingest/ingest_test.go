@@ -1,0 +1,483 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+const testConfig = `
+server:
+  trusted_proxies: [127.0.0.1]
+sources:
+  - name: website
+    write_key: wk_web
+    allowed_origins: ["https://www.example.com"]
+  - name: backend
+    write_keys: [wk_back, wk_back2]
+  - name: old
+    write_key: wk_old
+    disabled: true
+  - name: limited
+    write_key: wk_lim
+    rate_limit: {requests_per_second: 0.001, burst: 1}
+`
+
+type env struct {
+	t   *testing.T
+	srv *httptest.Server
+	h   *Handler
+	eng *stream.Engine
+}
+
+func newEnv(t *testing.T, cfgText string, store Appender) *env {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(cfgText), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t}
+	if store == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := stream.NewAppender(eng, stream.AppenderConfig{}, slog.New(slog.DiscardHandler))
+		done := make(chan struct{})
+		go func() { _ = app.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done; eng.Close() })
+		e.eng, store = eng, app
+	}
+	h, err := New(cfg, Options{Store: store, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h = h
+	e.srv = httptest.NewServer(h)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func basic(key string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(key)) }
+
+type resp struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (e *env) do(method, path, body string, hdr ...string) resp {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return e.send(req)
+}
+
+func (e *env) send(req *http.Request) resp {
+	e.t.Helper()
+	res, err := http.DefaultTransport.RoundTrip(req) // no redirects followed, ever
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	r := resp{status: res.StatusCode, header: res.Header, raw: string(b)}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &r.body); err != nil {
+			e.t.Fatalf("body is not JSON: %q", b)
+		}
+	}
+	return r
+}
+
+// stored returns every stored event document, oldest first.
+func (e *env) stored() []map[string]any {
+	e.t.Helper()
+	var out []map[string]any
+	err := e.eng.Read(context.Background(), stream.EventsStream, stream.ReadOptions{}, func(m stream.Message) error {
+		var doc map[string]any
+		if err := json.Unmarshal(m.Data, &doc); err != nil {
+			return err
+		}
+		doc["_subject"] = m.Subject
+		out = append(out, doc)
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func TestPathsAndTypes(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	paths := map[string]string{
+		"/v1/track": "track", "/v1/page": "page", "/v1/identify": "identify", "/v1/group": "group",
+		"/v1/alias": "alias", "/v1/screen": "screen", "/v1/t": "track", "/v1/p": "page", "/v1/i": "identify",
+		"/v1/g": "group", "/v1/a": "alias", "/v1/s": "screen", "/v1/track/": "track", "/v1/t/": "track",
+	}
+	n := 0
+	for path, typ := range paths {
+		body := fmt.Sprintf(`{"type":"page","userId":"u","previousId":"p","groupId":"g","event":"E","messageId":"m-%d"}`, n)
+		r := e.do("POST", path+"?ignored=1", body, "Authorization", basic("wk_back:"), "Content-Type", "text/plain")
+		if r.status != 200 || r.raw != "{\"success\":true}\n" {
+			t.Errorf("%s: %d %s", path, r.status, r.raw)
+		}
+		n++
+		docs := e.stored()
+		if got := docs[len(docs)-1]; got["type"] != typ || got["_subject"] != "events.backend."+typ {
+			t.Errorf("%s: stored type %v subject %v", path, got["type"], got["_subject"])
+		}
+	}
+	for _, path := range []string{"/v1/batch", "/v1/import", "/v1/b", "/v1/batch/", "/v1/import/", "/v1/b/"} {
+		r := e.do("POST", path, `{"batch":[{"type":"track","event":"E","userId":"u"}]}`, "Authorization", basic("wk_back:"))
+		if r.status != 200 {
+			t.Errorf("%s: %d %s", path, r.status, r.raw)
+		}
+	}
+	if got := len(e.stored()); got != n+6 {
+		t.Errorf("stored %d events, want %d", got, n+6)
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	auth := []string{"Authorization", basic("wk_back:")}
+	big := `{"batch":[],"pad":"` + strings.Repeat("x", 512001) + `"}`
+	tests := []struct {
+		name, method, path, body string
+		hdr                      []string
+		status                   int
+		code                     string
+	}{
+		{"invalid json", "POST", "/v1/track", `{"userId":`, auth, 400, "invalid_json"},
+		{"empty body", "POST", "/v1/track", ``, auth, 400, "invalid_json"},
+		{"array body", "POST", "/v1/batch", `[1]`, auth, 400, "invalid_body"},
+		{"batch missing", "POST", "/v1/batch", `{}`, auth, 400, "invalid_batch"},
+		{"batch not array", "POST", "/v1/b", `{"batch":"x"}`, auth, 400, "invalid_batch"},
+		{"request too large", "POST", "/v1/batch", big, auth, 400, "payload_too_large"},
+		{"single event too large", "POST", "/v1/track", `{"userId":"u","event":"E","p":"` + strings.Repeat("x", 32768) + `"}`, auth, 400, "event_too_large"},
+		{"too many items", "POST", "/v1/batch", `{"batch":[` + strings.Repeat(`{},`, 2500) + `{}]}`, auth, 400, "too_many_items"},
+		{"unknown encoding", "POST", "/v1/track", `{}`, append([]string{"Content-Encoding", "br"}, auth...), 415, "unsupported_encoding"},
+		{"bad gzip", "POST", "/v1/track", `not gzip`, append([]string{"Content-Encoding", "gzip"}, auth...), 400, "invalid_json"},
+		{"no write key", "POST", "/v1/track", `{"userId":"u","event":"E"}`, nil, 401, "missing_write_key"},
+		{"bearer is not a key", "POST", "/v1/track", `{"userId":"u","event":"E"}`, []string{"Authorization", "Bearer abc"}, 401, "missing_write_key"},
+		{"undecodable basic", "POST", "/v1/track", `{"userId":"u","event":"E"}`, []string{"Authorization", "Basic !!!"}, 401, "missing_write_key"},
+		{"unknown write key", "POST", "/v1/track", `{"userId":"u","event":"E"}`, []string{"Authorization", basic("nope:")}, 401, "invalid_write_key"},
+		{"disabled source", "POST", "/v1/track", `{"userId":"u","event":"E","writeKey":"wk_old"}`, nil, 403, "source_disabled"},
+		{"origin not allowed", "POST", "/v1/t", `{"userId":"u","event":"E"}`, []string{"Authorization", basic("wk_web:"), "Origin", "https://evil.example"}, 403, "origin_not_allowed"},
+		{"unknown path", "POST", "/v1/purchase", `{}`, auth, 404, "not_found"},
+		{"wrong method", "GET", "/v1/track", ``, auth, 405, "method_not_allowed"},
+		{"wrong method short path", "PUT", "/v1/b/", ``, auth, 405, "method_not_allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := tt.hdr
+			if tt.name != "origin not allowed" {
+				hdr = append(hdr, "Origin", "https://www.example.com")
+			}
+			r := e.do(tt.method, tt.path, tt.body, hdr...)
+			if r.status != tt.status || r.body["code"] != tt.code || r.body["success"] != false || r.body["message"] == "" {
+				t.Fatalf("got %d %s, want %d %s", r.status, r.raw, tt.status, tt.code)
+			}
+			if r.header.Get("Access-Control-Allow-Origin") == "" || r.header.Get("Access-Control-Expose-Headers") != "Retry-After, X-RateLimit-Reset" {
+				t.Errorf("CORS headers missing on %d: %v", r.status, r.header)
+			}
+			if ct := r.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if tt.status == 405 && r.header.Get("Allow") != "POST, OPTIONS" {
+				t.Errorf("Allow = %q", r.header.Get("Allow"))
+			}
+		})
+	}
+	if n := len(e.stored()); n != 0 {
+		t.Errorf("refused requests stored %d events", n)
+	}
+}
+
+func TestWriteKeyResolution(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	ev := `{"userId":"u","event":"E"}`
+	tests := []struct {
+		name, path, body string
+		hdr              []string
+	}{
+		{"basic with colon", "/v1/track", ev, []string{"Authorization", basic("wk_back:")}},
+		{"basic without colon", "/v1/track", ev, []string{"Authorization", basic("wk_back")}},
+		{"basic unpadded", "/v1/track", ev, []string{"Authorization", "Basic " + base64.RawStdEncoding.EncodeToString([]byte("wk_back2:x"))}},
+		{"body key", "/v1/track", `{"userId":"u","event":"E","writeKey":"wk_back"}`, nil},
+		{"bearer falls back to body", "/v1/track", `{"userId":"u","event":"E","writeKey":"wk_back"}`, []string{"Authorization", "Bearer t"}},
+		{"header wins over body", "/v1/track", `{"userId":"u","event":"E","writeKey":"wrong"}`, []string{"Authorization", basic("wk_back:")}},
+		{"envelope key", "/v1/batch", `{"writeKey":"wk_back","batch":[` + ev + `]}`, nil},
+		{"first item key", "/v1/batch", `{"batch":[{"type":"track","userId":"u","event":"E","writeKey":"wk_back"}]}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := e.do("POST", tt.path, tt.body, tt.hdr...); r.status != 200 {
+				t.Fatalf("got %d %s", r.status, r.raw)
+			}
+		})
+	}
+	for _, d := range e.stored() {
+		if _, ok := d["writeKey"]; ok {
+			t.Errorf("writeKey stored: %v", d)
+		}
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	for _, path := range []string{"/v1/t", "/v1/batch/", "/v1/m", "/v1/projects/wk_web/settings"} {
+		r := e.do("OPTIONS", path, "", "Origin", "https://evil.example", "Access-Control-Request-Method", "POST",
+			"Access-Control-Request-Headers", "authorization,content-type,anonymousid,x-retry-count")
+		if r.status != 204 || r.raw != "" {
+			t.Fatalf("%s: %d %q", path, r.status, r.raw)
+		}
+		h := r.header
+		want := map[string]string{
+			"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+			"Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding, X-Retry-Count, anonymousid",
+			"Access-Control-Max-Age":       "7200",
+			"Vary":                         "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+		}
+		if path != "/v1/projects/wk_web/settings" {
+			want["Access-Control-Allow-Origin"] = "https://evil.example"
+			want["Access-Control-Allow-Credentials"] = "true"
+		}
+		for k, v := range want {
+			if h.Get(k) != v {
+				t.Errorf("%s: %s = %q, want %q", path, k, h.Get(k), v)
+			}
+		}
+	}
+	r := e.do("POST", "/v1/t", `{"userId":"u","event":"E"}`)
+	if r.header.Get("Access-Control-Allow-Origin") != "*" || r.header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("no Origin: %v", r.header)
+	}
+}
+
+func TestPerEventDrops(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	bigItem := `{"type":"track","event":"E","userId":"u","p":"` + strings.Repeat("x", 32768) + `"}`
+	body := `{"batch":[{"type":"track","event":"A","userId":"u","messageId":"ok1"},` + bigItem +
+		`,{"type":"purchase","userId":"u","messageId":"bad1"},{"type":"track","userId":"u"},"str",` +
+		`{"type":"track","event":"B","anonymousId":"a","messageId":"ok2"}],"context":{"library":{"name":"analytics-go"}}}`
+	r := e.do("POST", "/v1/batch", body, "Authorization", basic("wk_back:"))
+	if r.status != 200 || r.body["success"] != true || r.body["accepted"] != 2.0 || r.body["dropped"] != 4.0 {
+		t.Fatalf("got %d %s", r.status, r.raw)
+	}
+	errs := r.body["errors"].([]any)
+	want := []string{"1:event_too_large", "2:invalid_type", "3:missing_event", "4:invalid_event"}
+	for i, w := range want {
+		got := errs[i].(map[string]any)
+		if fmt.Sprintf("%v:%v", got["index"], got["code"]) != w {
+			t.Errorf("errors[%d] = %v, want %s", i, got, w)
+		}
+	}
+	if errs[1].(map[string]any)["messageId"] != "bad1" {
+		t.Errorf("messageId not reported: %v", errs[1])
+	}
+	docs := e.stored()
+	if len(docs) != 2 || docs[0]["messageId"] != "ok1" || docs[1]["messageId"] != "ok2" {
+		t.Fatalf("stored %v", docs)
+	}
+	lib := docs[1]["context"].(map[string]any)["library"].(map[string]any)
+	if lib["name"] != "analytics-go" {
+		t.Errorf("envelope context not merged: %v", docs[1])
+	}
+	// A single invalid event still gets 200 with the drop reported (§1.5).
+	r = e.do("POST", "/v1/track", `{"event":"E","messageId":"m-0001"}`, "Authorization", basic("wk_back:"))
+	if r.status != 200 || r.raw != `{"success":true,"accepted":0,"dropped":1,"errors":[{"index":0,"messageId":"m-0001","code":"missing_identity","message":"userId or anonymousId is required"}]}`+"\n" {
+		t.Errorf("got %d %s", r.status, r.raw)
+	}
+}
+
+func TestDeduplication(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	ev := `{"type":"track","event":"E","userId":"u","messageId":"dup-1"}`
+	r := e.do("POST", "/v1/batch", `{"batch":[`+ev+`,`+ev+`,{"type":"page","userId":"u","messageId":"dup-2"}]}`, "Authorization", basic("wk_back:"))
+	if r.status != 200 || r.body["accepted"] != 2.0 || r.body["duplicates"] != 1.0 {
+		t.Fatalf("in-batch duplicate: %s", r.raw)
+	}
+	// Retry of a whole batch whose events are all stored: an atomic batch
+	// with known ids is refused by JetStream and re-sent one by one.
+	r = e.do("POST", "/v1/batch", `{"batch":[`+ev+`,{"type":"page","userId":"u","messageId":"dup-2"},{"type":"page","userId":"u","messageId":"new-3"}]}`, "Authorization", basic("wk_back:"))
+	if r.status != 200 || r.body["accepted"] != 1.0 || r.body["duplicates"] != 2.0 {
+		t.Fatalf("retried batch: %s", r.raw)
+	}
+	// Same messageId from another source is another event.
+	if r = e.do("POST", "/v1/track", ev, "Authorization", basic("wk_web:")); r.raw != "{\"success\":true}\n" {
+		t.Fatalf("other source: %s", r.raw)
+	}
+	var ids []string
+	for _, d := range e.stored() {
+		ids = append(ids, fmt.Sprint(d["messageId"]))
+	}
+	if got := strings.Join(ids, ","); got != "dup-1,dup-2,new-3,dup-1" {
+		t.Errorf("stored %s", got)
+	}
+}
+
+func TestGzip(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write([]byte(`{"batch":[{"type":"track","event":"Zipped","userId":"u"}]}`))
+	_ = zw.Close()
+	r := e.do("POST", "/v1/batch", buf.String(), "Authorization", basic("wk_back:"), "Content-Encoding", "GZIP")
+	if r.status != 200 {
+		t.Fatalf("gzip: %d %s", r.status, r.raw)
+	}
+	// A bomb: 100 MB of zeros compress to ~100 KB; decompression stops at the limit.
+	buf.Reset()
+	zw = gzip.NewWriter(&buf)
+	zeros := make([]byte, 1<<20)
+	for range 100 {
+		_, _ = zw.Write(zeros)
+	}
+	_ = zw.Close()
+	r = e.do("POST", "/v1/batch", buf.String(), "Authorization", basic("wk_back:"), "Content-Encoding", "gzip")
+	if r.status != 400 || r.body["code"] != "payload_too_large" {
+		t.Fatalf("bomb: %d %s", r.status, r.raw)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	r := e.do("GET", "/v1/projects/wk_web/settings", "", "Origin", "https://www.example.com")
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "*" || r.header.Get("Cache-Control") != "public, max-age=60" {
+		t.Fatalf("got %d %v %s", r.status, r.header, r.raw)
+	}
+	integ := r.body["integrations"].(map[string]any)
+	seg := integ["Segment.io"].(map[string]any)
+	host := strings.TrimPrefix(e.srv.URL, "http://")
+	if len(integ) != 1 || seg["apiKey"] != "wk_web" || seg["apiHost"] != host+"/v1" || seg["protocol"] != "http" {
+		t.Errorf("settings: %s", r.raw)
+	}
+	if m := r.body["metrics"].(map[string]any); m["sampleRate"] != 0.0 || m["host"] != host+"/v1" {
+		t.Errorf("metrics: %v", m)
+	}
+	if len(r.body["remotePlugins"].([]any)) != 0 || r.body["legacyVideoPluginsEnabled"] != false {
+		t.Errorf("plugins: %s", r.raw)
+	}
+	// Behind a trusted proxy, X-Forwarded-Host and -Proto are believed.
+	r = e.do("GET", "/v1/projects/wk_web/settings/", "", "X-Forwarded-Host", "ingest.example.com", "X-Forwarded-Proto", "https")
+	seg = r.body["integrations"].(map[string]any)["Segment.io"].(map[string]any)
+	if seg["apiHost"] != "ingest.example.com/v1" || seg["protocol"] != "https" {
+		t.Errorf("forwarded: %v", seg)
+	}
+	for _, key := range []string{"nope", "wk_old"} {
+		if r := e.do("GET", "/v1/projects/"+key+"/settings", ""); r.status != 404 || r.body["code"] != "invalid_write_key" {
+			t.Errorf("%s: %d %s", key, r.status, r.raw)
+		}
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	if r := e.do("POST", "/v1/m", `{"series":[]}`); r.status != 200 || r.body["success"] != true {
+		t.Errorf("got %d %s", r.status, r.raw)
+	}
+	if r := e.do("POST", "/v1/m", strings.Repeat("x", 65537)); r.status != 400 || r.body["code"] != "payload_too_large" {
+		t.Errorf("got %d %s", r.status, r.raw)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	ev := `{"userId":"u","event":"E"}`
+	if r := e.do("POST", "/v1/track", ev, "Authorization", basic("wk_lim:")); r.status != 200 {
+		t.Fatalf("first: %d", r.status)
+	}
+	r := e.do("POST", "/v1/track", ev, "Authorization", basic("wk_lim:"), "Origin", "https://x.example")
+	if r.status != 429 || r.body["code"] != "rate_limited" || r.header.Get("Retry-After") != "300" ||
+		r.header.Get("X-RateLimit-Reset") != "300" || r.header.Get("Access-Control-Allow-Origin") != "https://x.example" {
+		t.Errorf("got %d %v %s", r.status, r.header, r.raw)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	e.do("POST", "/v1/track", `{"userId":"u","event":"E"}`, "Authorization", basic("wk_back:"), "X-Forwarded-For", "198.51.100.9, 127.0.0.1")
+	e.do("POST", "/v1/track", `{"userId":"u","event":"E","context":{"ip":"203.0.113.1"}}`, "Authorization", basic("wk_back:"))
+	docs := e.stored()
+	if ip := docs[0]["context"].(map[string]any)["ip"]; ip != "198.51.100.9" {
+		t.Errorf("forwarded ip = %v", ip)
+	}
+	if ip := docs[1]["context"].(map[string]any)["ip"]; ip != "203.0.113.1" {
+		t.Errorf("client ip = %v", ip)
+	}
+}
+
+type failingStore struct{ err error }
+
+func (f failingStore) Append(context.Context, []stream.Record) ([]stream.Result, error) {
+	return nil, f.err
+}
+
+func TestStoreUnavailable(t *testing.T) {
+	e := newEnv(t, testConfig, failingStore{stream.ErrOverloaded})
+	r := e.do("POST", "/v1/batch", `{"batch":[{"type":"track","event":"E","userId":"u"}]}`, "Authorization", basic("wk_back:"))
+	if r.status != 503 || r.body["code"] != "unavailable" || r.header.Get("Retry-After") == "" {
+		t.Errorf("got %d %v %s", r.status, r.header, r.raw)
+	}
+	if !errors.Is(failingStore{stream.ErrOverloaded}.err, stream.ErrOverloaded) {
+		t.Fatal("sentinel")
+	}
+}
+
+func TestRoot(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) })
+	e := newEnv(t, testConfig, nil)
+	srv := httptest.NewServer(Root(e.h, mux))
+	defer srv.Close()
+	for path, want := range map[string]int{"/v1//track": 404, "/v1/../v1/track": 404, "/v1/track": 405, "/healthz": 204, "/v1": 404} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.URL.Opaque = path
+		res, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, res.StatusCode, want)
+		}
+	}
+}
+
+func TestNoRedirectEver(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	for _, p := range []string{"/v1", "/v1/", "/v1//track", "/v1/./track", "/v1/projects/x/settings/"} {
+		req, _ := http.NewRequest("POST", e.srv.URL+p, strings.NewReader("{}"))
+		req.URL.Opaque = p // send the path as written
+		if r := e.send(req); r.status >= 300 && r.status < 400 {
+			t.Errorf("%s: redirect %d", p, r.status)
+		}
+	}
+	_ = time.Second
+}

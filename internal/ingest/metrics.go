@@ -1,0 +1,52 @@
+package ingest
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	events   *prometheus.CounterVec
+	drops    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_ingest_requests_total",
+			Help: "Tracking API requests by source, endpoint and HTTP status.",
+		}, []string{"source", "endpoint", "status"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_ingest_events_total",
+			Help: "Events by source and result (accepted, duplicate, dropped).",
+		}, []string{"source", "result"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_ingest_dropped_events_total",
+			Help: "Events dropped by per-event validation, by source and code.",
+		}, []string{"source", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "capstan_ingest_request_duration_seconds",
+			Help:    "Time from request start to response, durable write included.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"endpoint"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.events, m.drops, m.duration)
+	}
+	return m
+}
+
+// peer returns the TCP peer address of r.
+func (h *Handler) peer(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}

@@ -1,0 +1,386 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// Record is one message to append to a stream.
+type Record struct {
+	Subject string
+	// MsgID is the de-duplication id (Nats-Msg-Id); "" for none.
+	MsgID  string
+	Header nats.Header
+	Data   []byte
+}
+
+// Result is the outcome of appending one Record.
+type Result struct {
+	// Seq is the stream sequence (0 for duplicates and failures).
+	Seq uint64
+	// Duplicate is true when the MsgID was already stored within the
+	// de-duplication window, or earlier in the same call.
+	Duplicate bool
+	// Err is set when the record was not stored.
+	Err error
+}
+
+// ErrOverloaded means the append queue is full: callers should answer 503.
+var ErrOverloaded = errors.New("event store overloaded")
+
+// errDuplicateInBatch is JetStream's "atomic publish batch contains
+// duplicate message id" (10201).
+const errDuplicateInBatch = 10201
+
+// AppenderConfig tunes group commit. Zero fields take the defaults.
+type AppenderConfig struct {
+	// Subject prefix is not needed: records carry their subjects.
+	// MaxBatch is the most records in one atomic batch (≤ 1000). Default 1000.
+	MaxBatch int
+	// Linger is how long a batch may wait for more records. Default 0.
+	Linger time.Duration
+	// Inflight is the number of batches written concurrently. Default 2.
+	Inflight int
+	// MaxQueued is the most records waiting; beyond it Append fails with
+	// ErrOverloaded. Default 50000.
+	MaxQueued int
+	// AckTimeout bounds one batch's write. Default 10s.
+	AckTimeout time.Duration
+}
+
+// Appender appends records durably with group commit: records from
+// concurrent Append calls are written as one JetStream atomic batch, and the
+// stream's fsync-before-ack policy makes that one fsync. It is safe for
+// concurrent use; Run must be running for Append to make progress.
+type Appender struct {
+	cfg AppenderConfig
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	mu      sync.Mutex
+	queue   []*pending
+	queued  int
+	signal  chan struct{} // one slot: "queue not empty"
+	stopped bool
+}
+
+type pending struct {
+	recs    []Record
+	results []Result
+	done    chan struct{}
+}
+
+// NewAppender returns an Appender writing through e.
+func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
+	if cfg.MaxBatch <= 0 || cfg.MaxBatch > 1000 {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.Inflight <= 0 {
+		cfg.Inflight = 2
+	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 50000
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 10 * time.Second
+	}
+	return &Appender{cfg: cfg, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1)}
+}
+
+// Append stores recs and returns one Result per record once every record is
+// durable (or failed). Records of one call are stored in order. It returns
+// ErrOverloaded without storing anything when the queue is full, and ctx's
+// error if ctx ends first (the records may still be stored later; a retry is
+// de-duplicated by MsgID).
+func (a *Appender) Append(ctx context.Context, recs []Record) ([]Result, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	p := &pending{recs: recs, results: make([]Result, len(recs)), done: make(chan struct{})}
+	a.mu.Lock()
+	if a.stopped {
+		a.mu.Unlock()
+		return nil, errors.New("event store is shutting down")
+	}
+	if a.queued > 0 && a.queued+len(recs) > a.cfg.MaxQueued {
+		a.mu.Unlock()
+		return nil, ErrOverloaded
+	}
+	a.queue = append(a.queue, p)
+	a.queued += len(recs)
+	a.mu.Unlock()
+	select {
+	case a.signal <- struct{}{}:
+	default:
+	}
+	select {
+	case <-p.done:
+		return p.results, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Run writes queued records until ctx ends, then drains what is queued.
+func (a *Appender) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range a.cfg.Inflight {
+		wg.Go(func() { a.loop(ctx) })
+	}
+	wg.Wait()
+	// Drain: refuse new work, write what is left.
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
+	for {
+		batch := a.take()
+		if batch == nil {
+			return nil
+		}
+		a.commitAll(context.Background(), batch)
+	}
+}
+
+func (a *Appender) loop(ctx context.Context) {
+	for {
+		batch := a.take()
+		if batch == nil {
+			select {
+			case <-a.signal:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if a.cfg.Linger > 0 && countRecs(batch) < a.cfg.MaxBatch {
+			batch = a.linger(ctx, batch)
+		}
+		a.commitAll(ctx, batch)
+		// Wake a sibling if more is queued.
+		a.mu.Lock()
+		more := len(a.queue) > 0
+		a.mu.Unlock()
+		if more {
+			select {
+			case a.signal <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func countRecs(ps []*pending) int {
+	n := 0
+	for _, p := range ps {
+		n += len(p.recs)
+	}
+	return n
+}
+
+// take removes requests from the queue: the first one always, then more
+// while they fit in one batch. Nil when the queue is empty.
+func (a *Appender) take() []*pending {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queue) == 0 {
+		return nil
+	}
+	n, total := 1, len(a.queue[0].recs)
+	for n < len(a.queue) && total+len(a.queue[n].recs) <= a.cfg.MaxBatch {
+		total += len(a.queue[n].recs)
+		n++
+	}
+	batch := make([]*pending, n)
+	copy(batch, a.queue)
+	a.queue = append(a.queue[:0], a.queue[n:]...)
+	a.queued -= total
+	return batch
+}
+
+func (a *Appender) linger(ctx context.Context, batch []*pending) []*pending {
+	t := time.NewTimer(a.cfg.Linger)
+	defer t.Stop()
+	for countRecs(batch) < a.cfg.MaxBatch {
+		select {
+		case <-t.C:
+			return batch
+		case <-ctx.Done():
+			return batch
+		case <-a.signal:
+			a.mu.Lock()
+			for len(a.queue) > 0 && countRecs(batch)+len(a.queue[0].recs) <= a.cfg.MaxBatch {
+				p := a.queue[0]
+				a.queue = a.queue[1:]
+				a.queued -= len(p.recs)
+				batch = append(batch, p)
+			}
+			a.mu.Unlock()
+		}
+	}
+	return batch
+}
+
+// commitAll writes the records of batch, in chunks of at most MaxBatch, and
+// completes each pending request.
+func (a *Appender) commitAll(ctx context.Context, batch []*pending) {
+	var recs []*Record
+	var res []*Result
+	for _, p := range batch {
+		for i := range p.recs {
+			recs = append(recs, &p.recs[i])
+			res = append(res, &p.results[i])
+		}
+	}
+	for start := 0; start < len(recs); start += a.cfg.MaxBatch {
+		end := min(start+a.cfg.MaxBatch, len(recs))
+		a.commit(ctx, recs[start:end], res[start:end])
+	}
+	for _, p := range batch {
+		close(p.done)
+	}
+}
+
+// pubAck is JetStream's publish acknowledgement, batch fields included.
+type pubAck struct {
+	Stream    string `json:"stream"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+	BatchID   string `json:"batch"`
+	Count     int    `json:"count"`
+	Error     *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// commit writes one chunk as an atomic batch (one fsync). Records whose
+// MsgID repeats inside the chunk are marked duplicates first; if the stream
+// already holds one of the ids, JetStream refuses the whole batch (10201) and
+// the chunk is written record by record so the duplicates are dropped and the
+// rest stored.
+func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
+	seen := make(map[string]bool, len(recs))
+	var send []*Record
+	var sendRes []*Result
+	for i, r := range recs {
+		if r.MsgID != "" {
+			if seen[r.MsgID] {
+				*res[i] = Result{Duplicate: true}
+				continue
+			}
+			seen[r.MsgID] = true
+		}
+		send = append(send, r)
+		sendRes = append(sendRes, res[i])
+	}
+	if len(send) == 0 {
+		return
+	}
+	if len(send) == 1 {
+		a.publishEach(ctx, send, sendRes)
+		return
+	}
+	ack, err := a.publishAtomic(ctx, send)
+	switch {
+	case err == nil && ack.Error == nil:
+		first := ack.Seq - uint64(len(send)) + 1
+		for i := range sendRes {
+			*sendRes[i] = Result{Seq: first + uint64(i)}
+		}
+	case err == nil && ack.Error.ErrCode == errDuplicateInBatch:
+		a.publishEach(ctx, send, sendRes)
+	default:
+		if err == nil {
+			err = fmt.Errorf("atomic batch refused: %s (%d)", ack.Error.Description, ack.Error.ErrCode)
+		}
+		a.log.Warn("append batch failed", "batch_size", len(send), "error", err)
+		for i := range sendRes {
+			*sendRes[i] = Result{Err: err}
+		}
+	}
+}
+
+func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, error) {
+	id := nuid.Next()
+	for i, r := range recs {
+		m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
+		for k, v := range r.Header {
+			m.Header[k] = v
+		}
+		if r.MsgID != "" {
+			m.Header.Set(nats.MsgIdHdr, r.MsgID)
+		}
+		m.Header.Set("Nats-Batch-Id", id)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i < len(recs)-1 {
+			if err := a.nc.PublishMsg(m); err != nil {
+				return nil, fmt.Errorf("publish batch: %w", err)
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.AckTimeout)
+		defer cancel()
+		resp, err := a.nc.RequestMsgWithContext(rctx, m)
+		if err != nil {
+			return nil, fmt.Errorf("commit batch: %w", err)
+		}
+		var ack pubAck
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return nil, fmt.Errorf("commit batch: bad acknowledgement: %w", err)
+		}
+		return &ack, nil
+	}
+	return nil, errors.New("empty batch")
+}
+
+// publishEach writes records one by one, in order and pipelined, each with
+// its own acknowledgement (so duplicates are reported per record).
+func (a *Appender) publishEach(ctx context.Context, recs []*Record, res []*Result) {
+	futures := make([]jetstream.PubAckFuture, len(recs))
+	for i, r := range recs {
+		m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
+		for k, v := range r.Header {
+			m.Header[k] = v
+		}
+		var opts []jetstream.PublishOpt
+		if r.MsgID != "" {
+			opts = append(opts, jetstream.WithMsgID(r.MsgID))
+		}
+		f, err := a.js.PublishMsgAsync(m, opts...)
+		if err != nil {
+			*res[i] = Result{Err: fmt.Errorf("publish: %w", err)}
+			continue
+		}
+		futures[i] = f
+	}
+	timeout := time.NewTimer(a.cfg.AckTimeout)
+	defer timeout.Stop()
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			*res[i] = Result{Seq: ack.Sequence, Duplicate: ack.Duplicate}
+		case err := <-f.Err():
+			*res[i] = Result{Err: fmt.Errorf("publish: %w", err)}
+		case <-timeout.C:
+			*res[i] = Result{Err: errors.New("publish: no acknowledgement in time")}
+			timeout.Reset(0)
+		}
+	}
+	_ = ctx
+}

@@ -1,0 +1,356 @@
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names that are part of capstan's contract, so operators can inspect them
+// with the nats CLI.
+const (
+	EventsStream  = "EVENTS"
+	EventsSubject = "events" // events.<source>.<type>
+	DLQStream     = "DLQ"
+	IdentityKV    = "identity"
+	StateKV       = "state"
+)
+
+// Config configures the engine. The zero value of a field means its default.
+type Config struct {
+	// URL of an external NATS cluster; "" starts an embedded server.
+	URL string
+	// Credentials is a .creds file for the external cluster.
+	Credentials string
+	// DataDir holds the embedded server's store, lock and control file.
+	DataDir string
+	// Listen is the embedded server's loopback client address; "" or "none"
+	// means no listening port (in-process connections only).
+	Listen string
+	// SyncInterval is 0 for fsync before every acknowledgement (default), or
+	// the embedded server's flush interval.
+	SyncInterval time.Duration
+	// Replicas of streams and buckets. Default 1.
+	Replicas int
+	// DedupWindow of the EVENTS stream. Default 24h.
+	DedupWindow time.Duration
+	// Retention (max age) of the EVENTS stream. Default 7 days.
+	Retention time.Duration
+	// MaxBytes of the EVENTS stream; 0 means unlimited.
+	MaxBytes int64
+}
+
+// Engine is a connection to JetStream with capstan's streams in place.
+// It is safe for concurrent use.
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	ns   *server.Server // nil with an external cluster or a remote embedded one
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	lock *os.File
+	// ctlFile is data_dir/engine.json, written while a listening embedded
+	// server runs.
+	ctlFile string
+}
+
+// ErrBusy means the data directory belongs to another running capstan whose
+// embedded engine does not accept local clients (engine.listen: none).
+var ErrBusy = errors.New("the data directory is in use by a running capstan whose engine does not listen (engine.listen: none)")
+
+// control is the content of data_dir/engine.json.
+type control struct {
+	URL   string `json:"url"`
+	Token string `json:"token"`
+	PID   int    `json:"pid"`
+}
+
+// Open starts the embedded server (or connects to the cluster) and makes sure
+// the EVENTS stream exists with cfg's settings. It is what `capstan serve`
+// uses: with an embedded engine it takes the data directory's lock and fails
+// if another process holds it.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Engine, error) {
+	e, err := open(cfg, log, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.ensureStreams(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Attach is for command-line tools (events tail, dlq, identity): it connects
+// to the external cluster, or to the embedded engine of a running capstan
+// through data_dir/engine.json, or, when no capstan runs on the data
+// directory, opens the store itself. It does not change stream settings.
+func Attach(ctx context.Context, cfg Config, log *slog.Logger) (*Engine, error) {
+	e, err := open(cfg, log, true)
+	if err != nil {
+		return nil, err
+	}
+	if e.ns != nil { // we opened the store: make sure it is initialised
+		if err := e.ensureStreams(ctx); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func (c *Config) defaults() {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = 24 * time.Hour
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.Listen == "" {
+		c.Listen = "none"
+	}
+}
+
+func open(cfg Config, log *slog.Logger, attach bool) (*Engine, error) {
+	cfg.defaults()
+	e := &Engine{cfg: cfg, log: log.With("component", "stream")}
+	if cfg.URL != "" {
+		opts := []nats.Option{nats.Name("capstan"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+		if cfg.Credentials != "" {
+			opts = append(opts, nats.UserCredentials(cfg.Credentials))
+		}
+		nc, err := nats.Connect(cfg.URL, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(cfg.URL), err)
+		}
+		return e, e.setConn(nc)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDir(cfg.DataDir)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		if !attach {
+			return nil, fmt.Errorf("data directory %s is in use by another capstan process", cfg.DataDir)
+		}
+		return e, e.attachRunning()
+	}
+	if err != nil {
+		return nil, err
+	}
+	e.lock = lock
+	if attach {
+		cfg.Listen = "none" // a tool's private server never listens
+	}
+	if err := e.startEmbedded(cfg); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "capstan.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (e *Engine) attachRunning() error {
+	b, err := os.ReadFile(filepath.Join(e.cfg.DataDir, "engine.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return ErrBusy
+	}
+	if err != nil {
+		return fmt.Errorf("read engine control file: %w", err)
+	}
+	var ctl control
+	if err := json.Unmarshal(b, &ctl); err != nil {
+		return fmt.Errorf("read engine control file: %w", err)
+	}
+	nc, err := nats.Connect(ctl.URL, nats.Token(ctl.Token), nats.Name("capstan-cli"))
+	if err != nil {
+		return fmt.Errorf("connect to the running capstan's engine: %w", err)
+	}
+	return e.setConn(nc)
+}
+
+func (e *Engine) startEmbedded(cfg Config) error {
+	opts := &server.Options{
+		ServerName:         "capstan",
+		JetStream:          true,
+		StoreDir:           filepath.Join(cfg.DataDir, "jetstream"),
+		NoSigs:             true,
+		NoLog:              true,
+		DontListen:         true,
+		JetStreamMaxMemory: 256 << 20,
+		SyncInterval:       cfg.SyncInterval,
+		SyncAlways:         cfg.SyncInterval == 0,
+	}
+	// Atomic batches of up to 1000 events; allow enough in flight for group
+	// commit with several writers.
+	opts.JetStreamLimits.MaxBatchInflightPerStream = 64
+	var token string
+	if cfg.Listen != "none" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("engine listen address %q: %w", cfg.Listen, err)
+		}
+		opts.DontListen = false
+		opts.Host = host
+		opts.Port, _ = strconv.Atoi(port)
+		if opts.Port == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+		token = randomToken()
+		opts.Authorization = token
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("start embedded NATS: %w", err)
+	}
+	ns.Start()
+	e.ns = ns
+	if !ns.ReadyForConnections(30 * time.Second) {
+		return errors.New("start embedded NATS: not ready after 30s")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Token(token), nats.Name("capstan"))
+	if err != nil {
+		return fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	if err := e.setConn(nc); err != nil {
+		return err
+	}
+	if token != "" {
+		addr := ns.Addr().(*net.TCPAddr)
+		ctl := control{URL: fmt.Sprintf("nats://%s", net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))), Token: token, PID: os.Getpid()}
+		b, _ := json.Marshal(ctl)
+		e.ctlFile = filepath.Join(cfg.DataDir, "engine.json")
+		tmp := e.ctlFile + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			return fmt.Errorf("write engine control file: %w", err)
+		}
+		if err := os.Rename(tmp, e.ctlFile); err != nil {
+			return fmt.Errorf("write engine control file: %w", err)
+		}
+		e.log.Info("embedded engine accepts local clients", "addr", ctl.URL)
+	}
+	return nil
+}
+
+func (e *Engine) setConn(nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	e.nc, e.js = nc, js
+	return nil
+}
+
+func randomToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// redactURL drops user information from NATS URLs before logging them.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, raw := range parts {
+		if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.User != nil {
+			u.User = url.User("REDACTED")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// ensureStreams creates or updates the EVENTS stream.
+func (e *Engine) ensureStreams(ctx context.Context) error {
+	maxBytes := e.cfg.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:               EventsStream,
+		Description:        "Accepted Segment events (capstan)",
+		Subjects:           []string{EventsSubject + ".>"},
+		Storage:            jetstream.FileStorage,
+		Retention:          jetstream.LimitsPolicy,
+		MaxAge:             e.cfg.Retention,
+		MaxBytes:           maxBytes,
+		Discard:            jetstream.DiscardNew, // full: refuse (503), never drop accepted events
+		Duplicates:         e.cfg.DedupWindow,
+		Replicas:           e.cfg.Replicas,
+		AllowAtomicPublish: true,
+		AllowDirect:        true,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", EventsStream, err)
+	}
+	return nil
+}
+
+// Conn returns the NATS connection.
+func (e *Engine) Conn() *nats.Conn { return e.nc }
+
+// JetStream returns the JetStream context.
+func (e *Engine) JetStream() jetstream.JetStream { return e.js }
+
+// Embedded reports whether this process runs the engine's server.
+func (e *Engine) Embedded() bool { return e.ns != nil }
+
+// Ready reports whether the engine can take writes now.
+func (e *Engine) Ready(ctx context.Context) error {
+	if e.nc == nil || !e.nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if _, err := e.js.Stream(ctx, EventsStream); err != nil {
+		return fmt.Errorf("stream %s: %w", EventsStream, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the connection and stops the embedded server,
+// which syncs its store to disk.
+func (e *Engine) Close() {
+	if e.nc != nil {
+		_ = e.nc.Flush()
+		e.nc.Close()
+	}
+	if e.ctlFile != "" {
+		_ = os.Remove(e.ctlFile)
+	}
+	if e.ns != nil {
+		e.ns.Shutdown()
+		e.ns.WaitForShutdown()
+	}
+	if e.lock != nil {
+		_ = e.lock.Close()
+	}
+}
