@@ -1,0 +1,542 @@
+package mapping
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// constNode is a raw value, or a subtree without directives.
+type constNode struct{ v Value }
+
+func (n constNode) eval(*evalCtx, Value) (Value, error) { return n.v, nil }
+
+// objectNode is a plain object holding directives.
+type objectNode struct {
+	keys []string
+	kids []node
+}
+
+func (n *objectNode) eval(c *evalCtx, payload Value) (Value, error) {
+	m := c.alloc(len(n.kids))
+	var flags uint8
+	for i, k := range n.kids {
+		v, err := k.eval(c, payload)
+		if err != nil {
+			return Value{}, err
+		}
+		m[i] = Member{Key: n.keys[i], Value: v}
+		flags |= undefBit(v)
+	}
+	return Value{kind: Object, flags: flags, m: m}, nil
+}
+
+// arrayNode is a plain array holding directives.
+type arrayNode struct{ kids []node }
+
+func (n *arrayNode) eval(c *evalCtx, payload Value) (Value, error) {
+	m := c.alloc(len(n.kids))
+	var flags uint8
+	for i, k := range n.kids {
+		v, err := k.eval(c, payload)
+		if err != nil {
+			return Value{}, err
+		}
+		m[i].Value = v
+		flags |= undefBit(v)
+	}
+	return Value{kind: Array, flags: flags, m: m}, nil
+}
+
+// pathNode is @path with a literal path.
+type pathNode struct{ segs []string }
+
+func (n *pathNode) eval(_ *evalCtx, payload Value) (Value, error) {
+	return payload.Lookup(n.segs...), nil
+}
+
+// dynPathNode is @path with a directive that computes the path.
+type dynPathNode struct {
+	arg node
+	loc string
+}
+
+func (n *dynPathNode) eval(c *evalCtx, payload Value) (Value, error) {
+	p, err := n.arg.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	if p.kind != String {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@path", Msg: "@path: expected string, got " + p.kind.String()}
+	}
+	return lookupPath(payload, stripDollar(p.s)), nil
+}
+
+// templateNode is @template with a literal template, precompiled.
+type templateNode struct {
+	parts []tplPart
+	size  int
+}
+
+func (n *templateNode) eval(_ *evalCtx, payload Value) (Value, error) {
+	var buf [256]byte
+	b := buf[:0]
+	if n.size > len(buf) {
+		b = make([]byte, 0, n.size+32)
+	}
+	for _, p := range n.parts {
+		if !p.isPath {
+			b = append(b, p.lit...)
+			continue
+		}
+		if v := payload.Lookup(p.path...); v.kind > Null {
+			b = appendJSText(b, v)
+		}
+	}
+	return Value{kind: String, s: string(b)}, nil
+}
+
+// rawTemplateNode is @template with "{{{ }}}" placeholders, rendered in full
+// each time.
+type rawTemplateNode struct{ t string }
+
+func (n *rawTemplateNode) eval(_ *evalCtx, payload Value) (Value, error) {
+	return Value{kind: String, s: renderTemplate(n.t, payload)}, nil
+}
+
+// dynTemplateNode is @template with a directive that computes the template.
+type dynTemplateNode struct {
+	arg node
+	loc string
+}
+
+func (n *dynTemplateNode) eval(c *evalCtx, payload Value) (Value, error) {
+	t, err := n.arg.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	if t.kind != String {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@template", Msg: "@template: expected string, got " + t.kind.String()}
+	}
+	return Value{kind: String, s: renderTemplate(t.s, payload)}, nil
+}
+
+// ifNode is @if.
+type ifNode struct {
+	noCond    bool // neither "exists" nor "blank" is truthy as written
+	exists    bool // test "exists" rather than "blank"
+	cond      node
+	then, els node // nil: absent (then) or falsy as written (else)
+	loc       string
+}
+
+func (n *ifNode) eval(c *evalCtx, payload Value) (Value, error) {
+	if n.noCond {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@if", Msg: `@if requires an "exists" key or a "blank" key`}
+	}
+	v, err := n.cond.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	ok := v.Exists()
+	if !n.exists && ok {
+		ok = !looselyEqualsEmpty(v)
+	}
+	switch {
+	case ok && n.then != nil:
+		return n.then.eval(c, payload)
+	case !ok && n.els != nil:
+		return n.els.eval(c, payload)
+	}
+	return Value{}, nil
+}
+
+// caseNode is @case.
+type caseNode struct {
+	op    string
+	value node // nil: falsy as written
+	loc   string
+}
+
+func (n *caseNode) eval(c *evalCtx, payload Value) (Value, error) {
+	if n.op == "" {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `@case requires a "operator" key`}
+	}
+	if n.value == nil {
+		return Value{}, nil
+	}
+	v, err := n.value.eval(c, payload)
+	if err != nil || v.kind != String {
+		return v, err
+	}
+	switch n.op {
+	case "lower":
+		return Value{kind: String, s: strings.ToLower(v.s)}, nil
+	case "upper":
+		return Value{kind: String, s: strings.ToUpper(v.s)}, nil
+	}
+	return Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `operator key should have a value of "lower" or "upper"`}
+}
+
+// replaceNode is @replace.
+type replaceNode struct {
+	value                    node // nil: falsy as written
+	pattern, replacement     string
+	pattern2, replacement2   string
+	has2, global, ignoreCase bool
+	loc                      string
+}
+
+func (n *replaceNode) eval(c *evalCtx, payload Value) (Value, error) {
+	if n.value == nil {
+		return Value{}, nil
+	}
+	v, err := n.value.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	var s string
+	switch v.kind {
+	case String:
+		s = v.s
+	case Number, Bool:
+		s = string(appendJSText(nil, v))
+	default:
+		return Value{kind: String}, nil // not undefined: Segment returns ""
+	}
+	s = jsReplace(s, n.pattern, n.replacement, n.global, n.ignoreCase)
+	if n.has2 {
+		s = jsReplace(s, n.pattern2, n.replacement2, n.global, n.ignoreCase)
+	}
+	return Value{kind: String, s: s}, nil
+}
+
+// jsReplace is JavaScript's s.replace(new RegExp(escaped(pattern), flags),
+// repl) for a literal pattern: only the first match unless global; with
+// ignoreCase, simple case folding; in repl, $$, $&, $` and $' are expanded.
+func jsReplace(s, pattern, repl string, global, ignoreCase bool) string {
+	if pattern == "" {
+		return s
+	}
+	var b []byte
+	last, pos := 0, 0
+	for pos <= len(s) {
+		i, end := findLiteral(s, pattern, pos, ignoreCase)
+		if i < 0 {
+			break
+		}
+		if b == nil {
+			b = make([]byte, 0, len(s)+len(repl))
+		}
+		b = append(b, s[last:i]...)
+		b = expandReplacement(b, repl, s, i, end)
+		last, pos = end, end
+		if !global {
+			break
+		}
+	}
+	if b == nil {
+		return s
+	}
+	return string(append(b, s[last:]...))
+}
+
+// findLiteral finds pattern in s at or after pos and returns the byte range
+// of the match, or -1.
+func findLiteral(s, pattern string, pos int, ignoreCase bool) (int, int) {
+	if !ignoreCase {
+		i := strings.Index(s[pos:], pattern)
+		if i < 0 {
+			return -1, 0
+		}
+		return pos + i, pos + i + len(pattern)
+	}
+	for i := pos; i < len(s); {
+		if end, ok := foldPrefix(s[i:], pattern); ok {
+			return i, i + end
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return -1, 0
+}
+
+// foldPrefix reports whether s starts with pattern under simple case
+// folding, and the length in s of the match.
+func foldPrefix(s, pattern string) (int, bool) {
+	j := 0
+	for _, pr := range pattern {
+		if j >= len(s) {
+			return 0, false
+		}
+		sr, size := utf8.DecodeRuneInString(s[j:])
+		if !foldEqual(sr, pr) {
+			return 0, false
+		}
+		j += size
+	}
+	return j, true
+}
+
+func foldEqual(a, b rune) bool {
+	if a == b {
+		return true
+	}
+	for r := unicode.SimpleFold(a); r != a; r = unicode.SimpleFold(r) {
+		if r == b {
+			return true
+		}
+	}
+	return false
+}
+
+// expandReplacement appends repl with JavaScript's special patterns for a
+// match of s[start:end].
+func expandReplacement(b []byte, repl, s string, start, end int) []byte {
+	for i := 0; i < len(repl); i++ {
+		if repl[i] != '$' || i+1 >= len(repl) {
+			b = append(b, repl[i])
+			continue
+		}
+		switch repl[i+1] {
+		case '$':
+			b = append(b, '$')
+		case '&':
+			b = append(b, s[start:end]...)
+		case '`':
+			b = append(b, s[:start]...)
+		case '\'':
+			b = append(b, s[end:]...)
+		default:
+			b = append(b, '$')
+			continue
+		}
+		i++
+	}
+	return b
+}
+
+// arrayPathNode is @arrayPath.
+type arrayPathNode struct {
+	segs  []string // literal path
+	arg   node     // or a directive giving the root value itself
+	shape node     // nil: no shape, or not a non-empty object
+}
+
+func (n *arrayPathNode) eval(c *evalCtx, payload Value) (Value, error) {
+	var root Value
+	if n.arg != nil {
+		var err error
+		if root, err = n.arg.eval(c, payload); err != nil {
+			return Value{}, err
+		}
+	} else {
+		root = payload.Lookup(n.segs...)
+	}
+	if n.shape == nil || (root.kind != Object && root.kind != Array) {
+		return root, nil
+	}
+	items := root.m
+	if root.kind == Object {
+		items = []Member{{Value: root}}
+	}
+	out := make([]Member, len(items))
+	var flags uint8
+	for i := range items {
+		v, err := n.shape.eval(c, items[i].Value)
+		if err != nil {
+			return Value{}, err
+		}
+		out[i].Value = v
+		flags |= undefBit(v)
+	}
+	return Value{kind: Array, flags: flags, m: out}, nil
+}
+
+// jsonNode is @json.
+type jsonNode struct {
+	encode bool
+	value  node // nil: falsy as written
+	loc    string
+}
+
+func (n *jsonNode) eval(c *evalCtx, payload Value) (Value, error) {
+	if n.value == nil {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@json", Msg: `@json requires a "value" key`}
+	}
+	v, err := n.value.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	if n.encode {
+		if v.kind == Undefined {
+			return v, nil
+		}
+		return Value{kind: String, s: string(v.AppendJSON(nil))}, nil
+	}
+	if v.kind != String {
+		return v, nil
+	}
+	d, err := ParseString(v.s)
+	if err != nil {
+		return v, nil // not JSON: the string is returned unchanged
+	}
+	return d, nil
+}
+
+// flattenNode is @flatten.
+type flattenNode struct {
+	value      node
+	sep        string
+	sepNode    node
+	omitArrays bool
+	loc        string
+}
+
+func (n *flattenNode) eval(c *evalCtx, payload Value) (Value, error) {
+	sep := n.sep
+	if n.sepNode != nil {
+		s, err := n.sepNode.eval(c, payload)
+		if err != nil {
+			return Value{}, err
+		}
+		if s.kind != String {
+			return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: "@flatten requires a string separator"}
+		}
+		sep = s.s
+	} else if sep == "" {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: `@flatten requires a "separator" key`}
+	}
+	v, err := n.value.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	var out []Member
+	out = flattenInto(out, v, "", sep, n.omitArrays)
+	return newObject(out), nil
+}
+
+// flattenInto appends the flattened members of v under prefix.
+func flattenInto(out []Member, v Value, prefix, sep string, omitArrays bool) []Member {
+	if v.kind != Object && (v.kind != Array || omitArrays) {
+		return append(out, Member{Key: prefix, Value: v})
+	}
+	for i, mb := range v.m {
+		key := mb.Key
+		if v.kind == Array {
+			key = strconv.Itoa(i)
+		}
+		if prefix != "" {
+			key = prefix + sep + key
+		}
+		out = flattenInto(out, mb.Value, key, sep, omitArrays)
+	}
+	return out
+}
+
+// mergeNode is @merge.
+type mergeNode struct {
+	objects []node
+	left    bool
+	dirNode node
+}
+
+func (n *mergeNode) eval(c *evalCtx, payload Value) (Value, error) {
+	left := n.left
+	if n.dirNode != nil {
+		d, err := n.dirNode.eval(c, payload)
+		if err != nil {
+			return Value{}, err
+		}
+		left = d.kind == String && d.s == "left"
+	}
+	vals := make([]Value, len(n.objects))
+	size := 0
+	for i, o := range n.objects {
+		v, err := o.eval(c, payload)
+		if err != nil {
+			return Value{}, err
+		}
+		vals[i] = v
+		size += len(v.m) + len(v.s)
+	}
+	if left {
+		slices.Reverse(vals)
+	}
+	out := make([]Member, 0, size)
+	for _, v := range vals {
+		switch v.kind {
+		case Object:
+			out = append(out, v.m...)
+		case Array:
+			for i, mb := range v.m {
+				out = append(out, Member{Key: strconv.Itoa(i), Value: mb.Value})
+			}
+		case String:
+			// Object.assign copies a string's characters as index keys.
+			// JavaScript indexes UTF-16 code units; capstan indexes
+			// characters, which is the same for the Basic Multilingual
+			// Plane and never splits a character.
+			i := 0
+			for _, r := range v.s {
+				out = append(out, Member{Key: strconv.Itoa(i), Value: Value{kind: String, s: string(r)}})
+				i++
+			}
+		}
+	}
+	return newObject(out), nil
+}
+
+// transformNode is @transform.
+type transformNode struct {
+	apply, mapping node
+	loc            string
+}
+
+func (n *transformNode) eval(c *evalCtx, payload Value) (Value, error) {
+	if payload.kind != Object {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@transform", Msg: "@transform: data must be an object, got " + payload.kind.String()}
+	}
+	applied, err := n.apply.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	return n.mapping.eval(c, removeUndefined(applied))
+}
+
+// excludeNullNode is @excludeWhenNull.
+type excludeNullNode struct{ value node }
+
+func (n *excludeNullNode) eval(c *evalCtx, payload Value) (Value, error) {
+	v, err := n.value.eval(c, payload)
+	if err != nil {
+		return Value{}, err
+	}
+	switch v.kind {
+	case Null:
+		return Value{}, nil
+	case Object:
+		return removeNulls(v), nil
+	}
+	return v, nil
+}
+
+// removeNulls returns obj without null-valued members, recursively through
+// nested objects (not inside arrays).
+func removeNulls(obj Value) Value {
+	out := make([]Member, 0, len(obj.m))
+	var flags uint8
+	for _, mb := range obj.m {
+		switch mb.Value.kind {
+		case Null:
+			continue
+		case Object:
+			mb.Value = removeNulls(mb.Value)
+		}
+		out = append(out, mb)
+		flags |= undefBit(mb.Value)
+	}
+	return Value{kind: Object, flags: flags, m: out}
+}

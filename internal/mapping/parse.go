@@ -1,0 +1,451 @@
+package mapping
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// maxDepth bounds the nesting of parsed JSON, as a protection against stack
+// exhaustion. Segment events are at most 32 KB and never nest this deep.
+const maxDepth = 1000
+
+// SyntaxError is a JSON syntax error found by [Parse].
+type SyntaxError struct {
+	Offset int // byte offset of the problem in the input
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string {
+	return "invalid JSON at offset " + strconv.Itoa(e.Offset) + ": " + e.Msg
+}
+
+// Parse parses one JSON value (RFC 8259; surrounding whitespace allowed) into
+// an order-preserving [Value]. It copies data once, so the caller may reuse
+// data afterwards. Invalid UTF-8 is replaced by U+FFFD, as encoding/json does.
+//
+// Parsing costs a handful of allocations whatever the size of the document:
+// one copy of the text (strings and numbers are slices of it), one array
+// for all object members and array elements, and one per string that holds
+// escape sequences.
+func Parse(data []byte) (Value, error) {
+	return ParseString(string(data))
+}
+
+// ParseString is [Parse] for text already held in a string; it does not copy
+// the text, and the returned Value refers to it.
+func ParseString(s string) (Value, error) {
+	p := parserPool.Get().(*parser)
+	v, err := p.parse(s)
+	p.reset()
+	parserPool.Put(p)
+	return v, err
+}
+
+var parserPool = sync.Pool{New: func() any { return new(parser) }}
+
+type parser struct {
+	s       string
+	i       int
+	depth   int
+	badUTF8 bool     // the input holds invalid UTF-8: check every string
+	stack   []Member // members of the containers being parsed, innermost last
+	arena   []Member // storage handed out to completed containers
+}
+
+func (p *parser) reset() {
+	clear(p.stack[:cap(p.stack)])
+	p.stack = p.stack[:0]
+	p.arena = nil
+	p.s = ""
+	if cap(p.stack) > 4096 {
+		p.stack = nil // do not keep a huge scratch buffer in the pool
+	}
+}
+
+func (p *parser) parse(s string) (Value, error) {
+	p.s, p.i, p.depth = s, 0, 0
+	p.badUTF8 = !utf8.ValidString(s)
+	// Every array element or object member is followed by ',' or is the last
+	// one of its container, so their count is at most the number of ','
+	// plus the number of '[' and '{' (those inside strings only make the
+	// bound looser). Members take at least two bytes of text.
+	n := strings.Count(s, ",") + strings.Count(s, "{") + strings.Count(s, "[")
+	if n = min(n, len(s)/2+1); n > 0 {
+		p.arena = make([]Member, 0, n)
+	}
+	v, err := p.value()
+	if err != nil {
+		return Value{}, err
+	}
+	p.skipSpace()
+	if p.i < len(p.s) {
+		return Value{}, p.errorf("unexpected %s after top-level value", p.describe())
+	}
+	return v, nil
+}
+
+func (p *parser) errorf(format string, args ...any) error {
+	return &SyntaxError{Offset: p.i, Msg: fmt.Sprintf(format, args...)}
+}
+
+// describe names the byte at the current position for error messages.
+func (p *parser) describe() string {
+	if p.i >= len(p.s) {
+		return "end of input"
+	}
+	c := p.s[p.i]
+	if c < 0x20 || c >= 0x7f {
+		return "byte 0x" + strconv.FormatUint(uint64(c), 16)
+	}
+	return strconv.QuoteRune(rune(c))
+}
+
+func (p *parser) skipSpace() {
+	for p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) value() (Value, error) {
+	p.skipSpace()
+	if p.i >= len(p.s) {
+		return Value{}, p.errorf("unexpected end of input, expected a value")
+	}
+	switch c := p.s[p.i]; c {
+	case '{':
+		return p.object()
+	case '[':
+		return p.array()
+	case '"':
+		s, err := p.str()
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{kind: String, s: s}, nil
+	case 't':
+		return p.word("true", Value{kind: Bool, flags: flagTrue})
+	case 'f':
+		return p.word("false", Value{kind: Bool})
+	case 'n':
+		return p.word("null", Value{kind: Null})
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			return p.number()
+		}
+		return Value{}, p.errorf("unexpected %s, expected a value", p.describe())
+	}
+}
+
+func (p *parser) word(w string, v Value) (Value, error) {
+	if len(p.s)-p.i >= len(w) && p.s[p.i:p.i+len(w)] == w {
+		p.i += len(w)
+		return v, nil
+	}
+	return Value{}, p.errorf("invalid literal, expected %s", w)
+}
+
+func (p *parser) number() (Value, error) {
+	start := p.i
+	n := scanNumber(p.s[p.i:])
+	if n == 0 {
+		return Value{}, p.errorf("invalid number")
+	}
+	p.i += n
+	return Value{kind: Number, s: p.s[start:p.i]}, nil
+}
+
+// scanNumber returns the length of the JSON number at the start of s, or 0.
+func scanNumber(s string) int {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return 0
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		d := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0
+		}
+	}
+	return i
+}
+
+// validNumber reports whether s is exactly one JSON number.
+func validNumber(s string) bool {
+	return s != "" && scanNumber(s) == len(s)
+}
+
+// str parses a string starting at the opening quote.
+func (p *parser) str() (string, error) {
+	p.i++ // opening quote
+	start := p.i
+	for p.i < len(p.s) {
+		c := p.s[p.i]
+		switch {
+		case c == '"':
+			s := p.s[start:p.i]
+			p.i++
+			if p.badUTF8 && !utf8.ValidString(s) {
+				return string(appendValidUTF8(nil, s)), nil
+			}
+			return s, nil
+		case c == '\\':
+			return p.strSlow(start)
+		case c < 0x20:
+			return "", p.errorf("control character %s in string", p.describe())
+		}
+		p.i++
+	}
+	return "", p.errorf("unterminated string")
+}
+
+// strSlow decodes a string holding escape sequences.
+func (p *parser) strSlow(start int) (string, error) {
+	buf := make([]byte, 0, p.i-start+16)
+	buf = appendValidUTF8(buf, p.s[start:p.i])
+	for p.i < len(p.s) {
+		c := p.s[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return string(buf), nil
+		case c < 0x20:
+			return "", p.errorf("control character %s in string", p.describe())
+		case c == '\\':
+			if p.i+1 >= len(p.s) {
+				p.i++
+				return "", p.errorf("unterminated string")
+			}
+			e := p.s[p.i+1]
+			p.i += 2
+			switch e {
+			case '"', '\\', '/':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, ok := p.hex4()
+				if !ok {
+					return "", p.errorf("invalid \\u escape")
+				}
+				if utf16.IsSurrogate(r) {
+					// A high surrogate followed by an escaped low one is one
+					// character; a lone surrogate becomes U+FFFD.
+					if r < 0xdc00 && p.i+1 < len(p.s) && p.s[p.i] == '\\' && p.s[p.i+1] == 'u' {
+						save := p.i
+						p.i += 2
+						r2, ok := p.hex4()
+						if ok {
+							if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+								buf = utf8.AppendRune(buf, d)
+								continue
+							}
+						}
+						p.i = save
+					}
+					r = utf8.RuneError
+				}
+				buf = utf8.AppendRune(buf, r)
+			default:
+				p.i--
+				return "", p.errorf("invalid escape sequence")
+			}
+		default:
+			j := p.i
+			for j < len(p.s) && p.s[j] != '"' && p.s[j] != '\\' && p.s[j] >= 0x20 {
+				j++
+			}
+			buf = appendValidUTF8(buf, p.s[p.i:j])
+			p.i = j
+		}
+	}
+	return "", p.errorf("unterminated string")
+}
+
+func (p *parser) hex4() (rune, bool) {
+	if len(p.s)-p.i < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(p.s[p.i : p.i+4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	p.i += 4
+	return r, true
+}
+
+// appendValidUTF8 appends s, replacing each invalid byte by U+FFFD.
+func appendValidUTF8(dst []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, "\uFFFD"...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+func (p *parser) enter() error {
+	p.depth++
+	if p.depth > maxDepth {
+		return p.errorf("nesting deeper than %d levels", maxDepth)
+	}
+	return nil
+}
+
+func (p *parser) object() (Value, error) {
+	if err := p.enter(); err != nil {
+		return Value{}, err
+	}
+	p.i++ // '{'
+	base := len(p.stack)
+	p.skipSpace()
+	if p.i < len(p.s) && p.s[p.i] == '}' {
+		p.i++
+		p.depth--
+		return Value{kind: Object}, nil
+	}
+	for {
+		p.skipSpace()
+		if p.i >= len(p.s) || p.s[p.i] != '"' {
+			return Value{}, p.errorf("unexpected %s, expected a string key", p.describe())
+		}
+		key, err := p.str()
+		if err != nil {
+			return Value{}, err
+		}
+		p.skipSpace()
+		if p.i >= len(p.s) || p.s[p.i] != ':' {
+			return Value{}, p.errorf("unexpected %s, expected ':' after object key", p.describe())
+		}
+		p.i++
+		v, err := p.value()
+		if err != nil {
+			return Value{}, err
+		}
+		p.stack = append(p.stack, Member{Key: key, Value: v})
+		p.skipSpace()
+		if p.i < len(p.s) && p.s[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.i < len(p.s) && p.s[p.i] == '}' {
+			p.i++
+			break
+		}
+		return Value{}, p.errorf("unexpected %s, expected ',' or '}' in object", p.describe())
+	}
+	m := dedupe(p.take(base))
+	p.depth--
+	return Value{kind: Object, m: m}, nil
+}
+
+func (p *parser) array() (Value, error) {
+	if err := p.enter(); err != nil {
+		return Value{}, err
+	}
+	p.i++ // '['
+	base := len(p.stack)
+	p.skipSpace()
+	if p.i < len(p.s) && p.s[p.i] == ']' {
+		p.i++
+		p.depth--
+		return Value{kind: Array}, nil
+	}
+	for {
+		v, err := p.value()
+		if err != nil {
+			return Value{}, err
+		}
+		p.stack = append(p.stack, Member{Value: v})
+		p.skipSpace()
+		if p.i < len(p.s) && p.s[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.i < len(p.s) && p.s[p.i] == ']' {
+			p.i++
+			break
+		}
+		return Value{}, p.errorf("unexpected %s, expected ',' or ']' in array", p.describe())
+	}
+	m := p.take(base)
+	p.depth--
+	return Value{kind: Array, m: m}, nil
+}
+
+// take moves the members above base from the scratch stack into the arena
+// and returns them as a slice of exactly their length and capacity.
+func (p *parser) take(base int) []Member {
+	n := len(p.stack) - base
+	if cap(p.arena)-len(p.arena) < n {
+		p.arena = make([]Member, 0, max(n, 16)) // only when the estimate was short
+	}
+	start := len(p.arena)
+	p.arena = append(p.arena, p.stack[base:]...)
+	p.stack = p.stack[:base] // stale entries are cleared by reset
+
+	return p.arena[start:len(p.arena):len(p.arena)]
+}

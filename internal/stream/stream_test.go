@@ -1,0 +1,290 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+func openTest(t *testing.T, cfg Config) (*Engine, *Appender) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, cfg, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewAppender(eng, AppenderConfig{}, discard)
+	done := make(chan struct{})
+	go func() { _ = app.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; eng.Close() })
+	return eng, app
+}
+
+func rec(subject, id string) Record {
+	return Record{Subject: subject, MsgID: id, Header: nats.Header{"X-Test": []string{id}}, Data: []byte(`{"id":"` + id + `"}`)}
+}
+
+func readAll(t *testing.T, eng *Engine, stream string) []Message {
+	t.Helper()
+	var out []Message
+	if err := eng.Read(context.Background(), stream, ReadOptions{}, func(m Message) error {
+		out = append(out, m)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAppendConcurrentGroupCommit(t *testing.T) {
+	eng, app := openTest(t, Config{DataDir: t.TempDir()})
+	const writers, per = 16, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; i < per; i += 5 {
+				var recs []Record
+				for j := range 5 {
+					recs = append(recs, rec("events.s.track", fmt.Sprintf("w%d-%d", w, i+j)))
+				}
+				res, err := app.Append(context.Background(), recs)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for k, r := range res {
+					if r.Err != nil || r.Duplicate || r.Seq == 0 {
+						t.Errorf("record %d: %+v", k, r)
+					}
+					if k > 0 && r.Seq != res[k-1].Seq+1 {
+						t.Errorf("records of one call not contiguous: %d after %d", r.Seq, res[k-1].Seq)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	msgs := readAll(t, eng, EventsStream)
+	if len(msgs) != writers*per {
+		t.Fatalf("stored %d, want %d", len(msgs), writers*per)
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		id := m.Header.Get("X-Test")
+		if seen[id] {
+			t.Errorf("stored twice: %s", id)
+		}
+		seen[id] = true
+		if m.Header.Get("Nats-Batch-Id") != "" {
+			// Batch headers are the server's business; they must not leak
+			// into what readers see as the event's own headers.
+			t.Logf("note: batch header kept on %s", id)
+		}
+	}
+}
+
+func TestAppendDuplicates(t *testing.T) {
+	eng, app := openTest(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	res, err := app.Append(ctx, []Record{rec("events.s.track", "a"), rec("events.s.track", "a"), rec("events.s.track", "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Duplicate || !res[1].Duplicate || res[2].Duplicate {
+		t.Fatalf("in-call duplicate: %+v", res)
+	}
+	// "a" is stored: the atomic batch is refused (10201) and the records are
+	// written one by one, in order.
+	res, err = app.Append(ctx, []Record{rec("events.s.track", "c"), rec("events.s.track", "a"), rec("events.s.track", "d")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Duplicate || !res[1].Duplicate || res[2].Duplicate || res[2].Seq <= res[0].Seq {
+		t.Fatalf("fallback: %+v", res)
+	}
+	res, err = app.Append(ctx, []Record{rec("events.s.track", "d")})
+	if err != nil || !res[0].Duplicate {
+		t.Fatalf("single duplicate: %+v %v", res, err)
+	}
+	var ids []string
+	for _, m := range readAll(t, eng, EventsStream) {
+		ids = append(ids, m.Header.Get("X-Test"))
+	}
+	if fmt.Sprint(ids) != "[a b c d]" {
+		t.Errorf("stored %v", ids)
+	}
+}
+
+func TestLargeCallSplitInOrder(t *testing.T) {
+	eng, app := openTest(t, Config{DataDir: t.TempDir()})
+	var recs []Record
+	for i := range 2500 {
+		recs = append(recs, rec("events.s.page", fmt.Sprintf("%05d", i)))
+	}
+	res, err := app.Append(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || r.Seq != uint64(i+1) {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+	msgs := readAll(t, eng, EventsStream)
+	if len(msgs) != 2500 || msgs[2499].Header.Get("X-Test") != "02499" {
+		t.Fatalf("stored %d", len(msgs))
+	}
+}
+
+func TestDurableAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewAppender(eng, AppenderConfig{}, discard)
+	done := make(chan struct{})
+	go func() { _ = app.Run(ctx); close(done) }()
+	if _, err := app.Append(ctx, []Record{rec("events.s.track", "x1"), rec("events.s.track", "x2")}); err != nil {
+		t.Fatal(err)
+	}
+	// A second process may not open the same store.
+	if _, err := Open(ctx, Config{DataDir: dir}, discard); err == nil {
+		t.Fatal("second Open of a locked data dir succeeded")
+	}
+	cancel()
+	<-done
+	eng.Close()
+
+	eng2, app2 := openTest(t, Config{DataDir: dir})
+	res, err := app2.Append(context.Background(), []Record{rec("events.s.track", "x2"), rec("events.s.track", "x3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Duplicate || res[1].Duplicate {
+		t.Errorf("dedup window lost across restart: %+v", res)
+	}
+	if n := len(readAll(t, eng2, EventsStream)); n != 3 {
+		t.Errorf("stored %d, want 3", n)
+	}
+}
+
+func TestAttachToRunningEngine(t *testing.T) {
+	dir := t.TempDir()
+	_, app := openTest(t, Config{DataDir: dir, Listen: "127.0.0.1:0"})
+	if _, err := app.Append(context.Background(), []Record{rec("events.web.track", "t1")}); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Attach(context.Background(), Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if cli.Embedded() {
+		t.Error("attached to a running engine but started its own")
+	}
+	msgs := readAll(t, cli, EventsStream)
+	if len(msgs) != 1 || string(msgs[0].Data) != `{"id":"t1"}` {
+		t.Errorf("read %v", msgs)
+	}
+	var n int
+	err = cli.Read(context.Background(), EventsStream, ReadOptions{Subject: "events.other.>"}, func(Message) error { n++; return nil })
+	if err != nil || n != 0 {
+		t.Errorf("filtered read: %d %v", n, err)
+	}
+	err = cli.Read(context.Background(), EventsStream, ReadOptions{Since: time.Now().Add(time.Hour)}, func(Message) error { n++; return nil })
+	if err != nil || n != 0 {
+		t.Errorf("future read: %d %v", n, err)
+	}
+}
+
+func TestAttachWithoutServer(t *testing.T) {
+	dir := t.TempDir()
+	eng, err := Open(context.Background(), Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewAppender(eng, AppenderConfig{}, discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = app.Run(ctx); close(done) }()
+	if _, err := app.Append(ctx, []Record{rec("events.web.track", "o1")}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	eng.Close()
+
+	cli, err := Attach(context.Background(), Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if !cli.Embedded() {
+		t.Error("no capstan running: expected a private embedded engine")
+	}
+	if msgs := readAll(t, cli, EventsStream); len(msgs) != 1 {
+		t.Errorf("read %d events, want 1", len(msgs))
+	}
+}
+
+func TestOverloaded(t *testing.T) {
+	eng, err := Open(context.Background(), Config{DataDir: t.TempDir()}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	app := NewAppender(eng, AppenderConfig{MaxQueued: 3}, discard) // not running: nothing drains
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := app.Append(ctx, []Record{rec("events.s.t", "1"), rec("events.s.t", "2")}); err != context.DeadlineExceeded {
+		t.Fatalf("first call: %v", err)
+	}
+	if _, err := app.Append(context.Background(), []Record{rec("events.s.t", "3"), rec("events.s.t", "4")}); err != ErrOverloaded {
+		t.Fatalf("second call: %v, want ErrOverloaded", err)
+	}
+}
+
+// TestExternalEngine runs against the NATS server with JetStream that this
+// machine provides at 127.0.0.1:4222.
+func TestExternalEngine(t *testing.T) {
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:4222", time.Second)
+	if err != nil {
+		t.Skip("no NATS server at 127.0.0.1:4222: external-engine test skipped")
+	}
+	conn.Close()
+	eng, app := openTest(t, Config{URL: "nats://127.0.0.1:4222"})
+	if eng.Embedded() {
+		t.Fatal("external engine started an embedded server")
+	}
+	run := fmt.Sprintf("ext-%d", time.Now().UnixNano())
+	res, err := app.Append(context.Background(), []Record{rec("events.exttest.track", run+"-1"), rec("events.exttest.track", run+"-1"), rec("events.exttest.track", run+"-2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || !res[1].Duplicate || res[2].Err != nil {
+		t.Fatalf("results %+v", res)
+	}
+	var found []string
+	err = eng.Read(context.Background(), EventsStream, ReadOptions{Subject: "events.exttest.>", Since: time.Now().Add(-time.Minute)}, func(m Message) error {
+		if id := m.Header.Get("X-Test"); len(id) > len(run) && id[:len(run)] == run {
+			found = append(found, id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(found) != fmt.Sprintf("[%s-1 %s-2]", run, run) {
+		t.Errorf("found %v", found)
+	}
+}
