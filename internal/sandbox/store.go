@@ -1,0 +1,215 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Conversion is one conversion event the sandbox accepted, as kept for
+// read-back (spec §18.5). Values returned by Server methods are copies.
+type Conversion struct {
+	// Seq numbers accepted events from 1, in arrival order.
+	Seq int64 `json:"seq"`
+	// Rule and Account are the conversion rule the event named (namespace
+	// normalised to urn:lla:) and the rule's ad account.
+	Rule    int64 `json:"rule"`
+	Account int64 `json:"account"`
+	// EventID is the event's eventId, "" when it had none.
+	EventID string `json:"event_id,omitempty"`
+	// Token is the access token that sent it; Version the LinkedIn-Version.
+	Token   string `json:"token"`
+	Version string `json:"version"`
+	// ReceivedAt is the sandbox clock at arrival, in ms.
+	ReceivedAt int64 `json:"received_at"`
+	// BatchID identifies the BATCH_CREATE request ("" for a single create)
+	// and Index the element's position in it.
+	BatchID string `json:"batch_id,omitempty"`
+	Index   int    `json:"index"`
+	// DuplicateOf is the Seq of the earlier event with the same rule and
+	// eventId when this one was de-duplicated (spec §16), else 0.
+	DuplicateOf int64 `json:"duplicate_of,omitempty"`
+	// Body is the event exactly as received.
+	Body json.RawMessage `json:"body"`
+}
+
+// ConversionFilter selects conversions. Zero fields select everything.
+type ConversionFilter struct {
+	Rule    int64     // only events for this rule id
+	Account int64     // only events for rules of this account
+	EventID string    // only events with this eventId
+	Since   time.Time // only events received at or after this time
+	// Duplicates includes de-duplicated events (they are left out by
+	// default, as LinkedIn counts them once).
+	Duplicates bool
+}
+
+func (f ConversionFilter) match(c *Conversion) bool {
+	switch {
+	case f.Rule != 0 && c.Rule != f.Rule,
+		f.Account != 0 && c.Account != f.Account,
+		f.EventID != "" && c.EventID != f.EventID,
+		!f.Since.IsZero() && c.ReceivedAt < f.Since.UnixMilli(),
+		!f.Duplicates && c.DuplicateOf != 0:
+		return false
+	}
+	return true
+}
+
+// conversionStore keeps the newest max conversions and the bounded eventId
+// de-duplication set. It is guarded by Server.mu.
+type conversionStore struct {
+	max     int
+	kept    ring // accepted events, not duplicates
+	dups    ring // de-duplicated events, bounded separately
+	nextSeq int64
+	evicted int64
+
+	dedupMax    int
+	dedupWindow time.Duration
+	dedup       map[dedupKey]dedupEntry
+	dedupQueue  []dedupRef // insertion order, may hold stale refs
+	dedupStart  int
+	dedupGen    uint64
+}
+
+// ring is a FIFO of conversions bounded by the store's max.
+type ring struct {
+	items []Conversion // items[start:] are live
+	start int
+}
+
+func (r *ring) len() int { return len(r.items) - r.start }
+
+// push appends c and drops the oldest beyond max, returning how many.
+func (r *ring) push(c Conversion, max int) int {
+	r.items = append(r.items, c)
+	n := 0
+	for r.len() > max {
+		r.items[r.start] = Conversion{}
+		r.start++
+		n++
+	}
+	if r.start > 1024 && r.start > len(r.items)/2 {
+		r.items = append([]Conversion(nil), r.items[r.start:]...)
+		r.start = 0
+	}
+	return n
+}
+
+func (r *ring) live() []Conversion { return r.items[r.start:] }
+
+type dedupKey struct {
+	rule    int64
+	eventID string
+}
+
+type dedupEntry struct {
+	seq int64
+	at  time.Time
+	gen uint64
+}
+
+type dedupRef struct {
+	key dedupKey
+	gen uint64
+}
+
+func newConversionStore(max, dedupMax int, dedupWindow time.Duration) *conversionStore {
+	return &conversionStore{max: max, nextSeq: 1, dedupMax: dedupMax, dedupWindow: dedupWindow, dedup: map[dedupKey]dedupEntry{}}
+}
+
+func (cs *conversionStore) len() int { return cs.kept.len() }
+
+// add stores c, assigning Seq and DuplicateOf, and reports whether it was a
+// duplicate.
+func (cs *conversionStore) add(c Conversion, now time.Time) (dup bool) {
+	c.Seq = cs.nextSeq
+	cs.nextSeq++
+	if c.EventID != "" {
+		k := dedupKey{c.Rule, c.EventID}
+		if e, ok := cs.dedup[k]; ok && now.Sub(e.at) < cs.dedupWindow {
+			c.DuplicateOf = e.seq
+			dup = true
+		} else {
+			cs.remember(k, c.Seq, now)
+		}
+	}
+	if dup {
+		cs.dups.push(c, cs.max)
+	} else {
+		cs.evicted += int64(cs.kept.push(c, cs.max))
+	}
+	return dup
+}
+
+func (cs *conversionStore) remember(k dedupKey, seq int64, at time.Time) {
+	cs.dedupGen++
+	cs.dedup[k] = dedupEntry{seq: seq, at: at, gen: cs.dedupGen}
+	cs.dedupQueue = append(cs.dedupQueue, dedupRef{key: k, gen: cs.dedupGen})
+	for len(cs.dedup) > cs.dedupMax && cs.dedupStart < len(cs.dedupQueue) {
+		ref := cs.dedupQueue[cs.dedupStart]
+		cs.dedupQueue[cs.dedupStart] = dedupRef{}
+		cs.dedupStart++
+		if e, ok := cs.dedup[ref.key]; ok && e.gen == ref.gen {
+			delete(cs.dedup, ref.key)
+		}
+	}
+	// Drop stale references so the queue stays within a small multiple of
+	// the set.
+	if cs.dedupStart > 1024 && cs.dedupStart > len(cs.dedupQueue)/2 {
+		cs.dedupQueue = append([]dedupRef(nil), cs.dedupQueue[cs.dedupStart:]...)
+		cs.dedupStart = 0
+	}
+	if len(cs.dedupQueue)-cs.dedupStart > 4*cs.dedupMax+1024 {
+		live := cs.dedupQueue[:0]
+		for _, ref := range cs.dedupQueue[cs.dedupStart:] {
+			if e, ok := cs.dedup[ref.key]; ok && e.gen == ref.gen {
+				live = append(live, ref)
+			}
+		}
+		clear(cs.dedupQueue[len(live):])
+		cs.dedupQueue, cs.dedupStart = live, 0
+	}
+}
+
+// selectConv returns copies of the matching conversions, oldest first.
+func (cs *conversionStore) selectConv(f ConversionFilter) []Conversion {
+	out := []Conversion{}
+	kept, dups := cs.kept.live(), cs.dups.live()
+	if !f.Duplicates {
+		dups = nil
+	}
+	for len(kept) > 0 || len(dups) > 0 {
+		var c *Conversion
+		if len(dups) == 0 || (len(kept) > 0 && kept[0].Seq < dups[0].Seq) {
+			c, kept = &kept[0], kept[1:]
+		} else {
+			c, dups = &dups[0], dups[1:]
+		}
+		if f.match(c) {
+			out = append(out, *c)
+		}
+	}
+	return out
+}
+
+// restore refills the store from persisted conversions and rebuilds the
+// de-duplication set from them.
+func (cs *conversionStore) restore(convs []Conversion, nextSeq int64) {
+	for _, c := range convs {
+		if c.DuplicateOf != 0 {
+			cs.dups.push(c, cs.max)
+		} else {
+			cs.kept.push(c, cs.max)
+			if c.EventID != "" {
+				cs.remember(dedupKey{c.Rule, c.EventID}, c.Seq, time.UnixMilli(c.ReceivedAt))
+			}
+		}
+		if c.Seq >= cs.nextSeq {
+			cs.nextSeq = c.Seq + 1
+		}
+	}
+	if nextSeq > cs.nextSeq {
+		cs.nextSeq = nextSeq
+	}
+}
