@@ -97,14 +97,14 @@ func printEvent(w io.Writer, m stream.Message, asJSON bool) error {
 			StoredAt time.Time       `json:"storedAt"`
 			Event    json.RawMessage `json:"event"`
 		}{m.Seq, m.Subject, m.Header.Get(event.HeaderSource), m.Time.UTC(), m.Data}
-		b, err := json.Marshal(line)
-		if err != nil {
+		// The stored document is printed as kept: no HTML escaping of & < >.
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(line); err != nil {
 			// A document that is not JSON would be a bug; show it, don't stop.
-			fmt.Fprintf(os.Stderr, "capstan: event %d is not valid JSON\n", m.Seq)
-			return nil
+			fmt.Fprintf(os.Stderr, "capstan: event %d cannot be printed: %v\n", m.Seq, err)
 		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return nil
 	}
 	var ev struct {
 		Type        string `json:"type"`

@@ -199,6 +199,7 @@ func (d *decoder) toJSON(buf *bytes.Buffer, path string, n *yaml.Node) {
 	}
 	d.depth++
 	defer func() { d.depth-- }()
+	d.pos[path] = Pos{n.Line, n.Column}
 	switch n.Kind {
 	case yaml.MappingNode:
 		buf.WriteByte('{')

@@ -27,8 +27,11 @@ func (e *Error) Error() string {
 		b.WriteString(e.File)
 		b.WriteByte(':')
 	}
-	if e.Pos.Line > 0 {
+	switch {
+	case e.Pos.Line > 0 && e.Pos.Col > 0:
 		fmt.Fprintf(&b, "%d:%d:", e.Pos.Line, e.Pos.Col)
+	case e.Pos.Line > 0:
+		fmt.Fprintf(&b, "%d:", e.Pos.Line)
 	}
 	if b.Len() > 0 {
 		b.WriteByte(' ')

@@ -67,6 +67,9 @@ type Appender struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
+	// atomic is false on servers without atomic batch publish: every record
+	// is then published and acknowledged on its own (pipelined).
+	atomic bool
 
 	mu      sync.Mutex
 	queue   []*pending
@@ -95,7 +98,11 @@ func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 10 * time.Second
 	}
-	return &Appender{cfg: cfg, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1)}
+	a := &Appender{cfg: cfg, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1), atomic: e.AtomicBatches()}
+	if !a.atomic {
+		a.log.Warn("the NATS server has no atomic batch publish (needs 2.12 or later): events are written one by one, which is slower", "server_version", e.nc.ConnectedServerVersion())
+	}
+	return a
 }
 
 // Append stores recs and returns one Result per record once every record is
@@ -288,11 +295,16 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 	if len(send) == 0 {
 		return
 	}
-	if len(send) == 1 {
-		a.publishEach(ctx, send, sendRes)
+	if len(send) == 1 || !a.atomic {
+		a.publishEach(send, sendRes)
 		return
 	}
-	ack, err := a.publishAtomic(ctx, send)
+	ack, id, err := a.publishAtomic(ctx, send)
+	if err == nil && ack.Error == nil && (ack.BatchID != id || ack.Count != len(send)) {
+		// Not an atomic commit of this batch: what was stored is unknown, so
+		// nothing is acknowledged; a retry is de-duplicated.
+		err = fmt.Errorf("atomic batch not confirmed (batch %q count %d, sent %q count %d)", ack.BatchID, ack.Count, id, len(send))
+	}
 	switch {
 	case err == nil && ack.Error == nil:
 		first := ack.Seq - uint64(len(send)) + 1
@@ -300,7 +312,7 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 			*sendRes[i] = Result{Seq: first + uint64(i)}
 		}
 	case err == nil && ack.Error.ErrCode == errDuplicateInBatch:
-		a.publishEach(ctx, send, sendRes)
+		a.publishEach(send, sendRes)
 	default:
 		if err == nil {
 			err = fmt.Errorf("atomic batch refused: %s (%d)", ack.Error.Description, ack.Error.ErrCode)
@@ -312,7 +324,7 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 	}
 }
 
-func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, error) {
+func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, string, error) {
 	id := nuid.Next()
 	for i, r := range recs {
 		m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
@@ -326,7 +338,7 @@ func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, 
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i < len(recs)-1 {
 			if err := a.nc.PublishMsg(m); err != nil {
-				return nil, fmt.Errorf("publish batch: %w", err)
+				return nil, id, fmt.Errorf("publish batch: %w", err)
 			}
 			continue
 		}
@@ -335,20 +347,20 @@ func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, 
 		defer cancel()
 		resp, err := a.nc.RequestMsgWithContext(rctx, m)
 		if err != nil {
-			return nil, fmt.Errorf("commit batch: %w", err)
+			return nil, id, fmt.Errorf("commit batch: %w", err)
 		}
 		var ack pubAck
 		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return nil, fmt.Errorf("commit batch: bad acknowledgement: %w", err)
+			return nil, id, fmt.Errorf("commit batch: bad acknowledgement: %w", err)
 		}
-		return &ack, nil
+		return &ack, id, nil
 	}
-	return nil, errors.New("empty batch")
+	return nil, id, errors.New("empty batch")
 }
 
 // publishEach writes records one by one, in order and pipelined, each with
 // its own acknowledgement (so duplicates are reported per record).
-func (a *Appender) publishEach(ctx context.Context, recs []*Record, res []*Result) {
+func (a *Appender) publishEach(recs []*Record, res []*Result) {
 	futures := make([]jetstream.PubAckFuture, len(recs))
 	for i, r := range recs {
 		m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
@@ -382,5 +394,4 @@ func (a *Appender) publishEach(ctx context.Context, recs []*Record, res []*Resul
 			timeout.Reset(0)
 		}
 	}
-	_ = ctx
 }

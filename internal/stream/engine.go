@@ -322,6 +322,21 @@ func (e *Engine) Conn() *nats.Conn { return e.nc }
 // JetStream returns the JetStream context.
 func (e *Engine) JetStream() jetstream.JetStream { return e.js }
 
+// AtomicBatches reports whether the server supports JetStream atomic batch
+// publish (nats-server 2.12 and later). Older servers ignore the batch
+// headers and store each message on its own, so the Appender must not use
+// them there.
+func (e *Engine) AtomicBatches() bool {
+	if e.ns != nil {
+		return true
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(e.nc.ConnectedServerVersion(), "v"), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 2 || major == 2 && minor >= 12
+}
+
 // Embedded reports whether this process runs the engine's server.
 func (e *Engine) Embedded() bool { return e.ns != nil }
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# setup-e2e.sh installs what the end-to-end tests (go test ./e2e/) need
+# beyond Go: the pinned npm packages of e2e/package-lock.json (the real
+# Segment clients and playwright-core) and Debian's chromium for the browser
+# tests. It is idempotent and quick when everything is in place, so
+# `make test` runs it every time.
+#
+# Requirements: node >= 20 and npm on PATH; for chromium, Debian's apt-get
+# (as root, or with sudo). Browsers come only from Debian's packages: never
+# from `npx playwright install` or any other download.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+e2e="$root/e2e"
+chromium=/usr/bin/chromium
+
+log() { printf 'setup-e2e: %s\n' "$*"; }
+die() { printf 'setup-e2e: error: %s\n' "$*" >&2; exit 1; }
+
+# --- node and npm -----------------------------------------------------------
+command -v node >/dev/null 2>&1 || die "node is not installed (install Node.js 20 or later, e.g. apt-get install nodejs npm)"
+command -v npm >/dev/null 2>&1 || die "npm is not installed (e.g. apt-get install npm)"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: @segment/analytics-node 3.x needs node 20 or later"
+
+# --- npm packages -------------------------------------------------------------
+# npm writes node_modules/.package-lock.json at the end of a successful
+# install: it is missing after an interrupted one, and older than
+# package-lock.json when the pins changed since.
+marker="$e2e/node_modules/.package-lock.json"
+if [ ! -f "$marker" ] || [ "$e2e/package-lock.json" -nt "$marker" ] || [ "$e2e/package.json" -nt "$marker" ]; then
+	log "installing the pinned npm packages: npm ci in e2e/ (node $(node --version), npm $(npm --version 2>/dev/null))"
+	(cd "$e2e" && npm ci --no-audit --no-fund)
+	touch "$marker"
+else
+	log "e2e/node_modules is up to date with e2e/package-lock.json"
+fi
+
+# --- chromium (Debian's package only) -----------------------------------------
+if [ -x "$chromium" ]; then
+	log "chromium is installed: $chromium"
+else
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "$chromium is missing and installing it needs root: run this script as root, or apt-get install chromium"
+		sudo=(sudo)
+	fi
+	command -v apt-get >/dev/null 2>&1 || die "$chromium is missing and there is no apt-get: install Debian's chromium package by hand"
+	export DEBIAN_FRONTEND=noninteractive
+	policy="$(apt-cache policy chromium 2>/dev/null || true)"
+	if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
+		log "apt does not know the chromium package yet: apt-get update"
+		"${sudo[@]}" apt-get update -q
+	fi
+	log "installing Debian's chromium (apt-get install chromium fonts-liberation)"
+	"${sudo[@]}" apt-get install -y -q --no-install-recommends chromium fonts-liberation
+	[ -x "$chromium" ] || die "apt-get installed chromium but $chromium is still missing"
+	log "chromium installed: $("$chromium" --version 2>/dev/null || echo "$chromium")"
+fi
+
+log "done"
