@@ -58,12 +58,12 @@ const (
 type FieldError struct {
 	// Field is the JSON pointer of the action field ("/userInfo/firstName",
 	// "/onMappingSave/outputs/id"); empty for the cross-field identifier rule.
-	Field string
+	Field string `json:"field,omitempty"`
 	// Reason is the stable cause.
-	Reason Reason
+	Reason Reason `json:"reason"`
 	// Message is the exact user-facing sentence (§20.3 where the spec gives
 	// one), ending with a full stop.
-	Message string
+	Message string `json:"message"`
 }
 
 func (e *FieldError) Error() string { return e.Message }

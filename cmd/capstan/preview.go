@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/mapping"
+)
+
+func newPreviewCmd() *cobra.Command {
+	var (
+		mappingPath, cfgPath, eventPath string
+		rule, trigger, source, dest     string
+		nowMS                           int64
+	)
+	cmd := &cobra.Command{
+		Use:   "preview (--mapping FILE | --config FILE) --event FILE",
+		Short: "Show the LinkedIn requests events would produce, without sending anything",
+		Long: `Dry run: print, as JSON, the exact LinkedIn requests the event(s) would
+produce (method, path, headers with the token redacted, body), and what
+became of each event for each mapping. Nothing is sent.
+
+--mapping takes one Segment-format mapping: the field map of a "Stream
+Conversion Event" action as Segment exports it (complete as given: a field
+that is not there is not sent), optionally with onMappingSave.outputs.id as
+the conversion rule id, enable_batching and batch_size; or a Segment
+subscription ({"name","subscribe","mapping"}), whose subscribe text is the
+trigger. --config takes capstan's configuration and runs every mapping of
+every destination (or of --destination), triggers, consent and integrations
+included.
+
+--event holds one event or a JSON array of events. Events are first
+normalised exactly as ingest does (receivedAt is --now); an event that
+already has receivedAt is taken as stored. Conversions of mappings that
+batch are grouped into BATCH_CREATE requests when there is more than one.
+
+Exit code 3 when any event was invalid (dropped at ingest or refused by
+validation); 0 otherwise, even when no trigger matched.`,
+		Example: `  capstan preview --mapping signup.json --event event.json --now 1788258900000
+  capstan preview --mapping page-view.json --conversion-rule 22833300 --event events.json
+  capstan preview --config capstan.yaml --event events.json --conversion-rule 22833300`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (mappingPath == "") == (cfgPath == "") {
+				return usageErr(errors.New("give exactly one of --mapping and --config"))
+			}
+			if eventPath == "" {
+				return usageErr(errors.New("--event is required"))
+			}
+			now := time.Now()
+			if nowMS != 0 {
+				now = time.UnixMilli(nowMS)
+			}
+			var plans []*delivery.Plan
+			rc := linkedin.RequestConfig{AccessToken: "preview"}
+			if mappingPath != "" {
+				p, err := segmentPlan(mappingPath, trigger, rule)
+				if err != nil {
+					return usageErr(err)
+				}
+				plans = append(plans, p)
+			} else {
+				cfg, err := loadConfig(cfgPath)
+				if err != nil {
+					return err
+				}
+				if plans, rc, err = configPlans(cfg, dest, rule); err != nil {
+					return err
+				}
+			}
+			raw, err := os.ReadFile(eventPath)
+			if err != nil {
+				return usageErr(fmt.Errorf("read events: %w", err))
+			}
+			out, invalid, err := preview(cmd.Context(), plans, rc, raw, source, now)
+			if err != nil {
+				return usageErr(fmt.Errorf("%s: %w", eventPath, err))
+			}
+			if err := writeIndented(cmd.OutOrStdout(), out); err != nil {
+				return err
+			}
+			if invalid {
+				return &exitError{code: exitInvalid, err: errors.New("")}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&mappingPath, "mapping", "", "a Segment-format mapping (JSON)")
+	f.StringVarP(&cfgPath, "config", "c", "", "capstan's configuration file (YAML)")
+	f.StringVar(&eventPath, "event", "", "a JSON file with one event or an array of events")
+	f.StringVar(&rule, "conversion-rule", "", "conversion rule id to use (overrides the mapping's)")
+	f.StringVar(&trigger, "trigger", "", "with --mapping: only events matching this trigger")
+	f.StringVar(&source, "source", "", "with --config: the source the events come from (default: any)")
+	f.StringVar(&dest, "destination", "", "with --config: only this destination")
+	f.Int64Var(&nowMS, "now", 0, "the clock, in epoch milliseconds (default: now)")
+	return cmd
+}
+
+// segmentPlan reads a Segment-format mapping or subscription.
+func segmentPlan(path, trigger, rule string) (*delivery.Plan, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read mapping: %w", err)
+	}
+	var sub struct {
+		Name      string          `json:"name"`
+		Subscribe string          `json:"subscribe"`
+		Mapping   json.RawMessage `json:"mapping"`
+	}
+	name := "mapping"
+	if json.Unmarshal(b, &sub) == nil && len(sub.Mapping) > 0 && sub.Mapping[0] == '{' {
+		b = sub.Mapping
+		if trigger == "" {
+			trigger = sub.Subscribe
+		}
+		if sub.Name != "" {
+			name = sub.Name
+		}
+	}
+	p, err := delivery.NewSegmentPlan(name, b, trigger, rule)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// configPlans compiles the configured destinations for preview.
+func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, linkedin.RequestConfig, error) {
+	var plans []*delivery.Plan
+	var rc linkedin.RequestConfig
+	var errs []error
+	for i, d := range cfg.Destinations {
+		if only != "" && d.Name != only {
+			continue
+		}
+		p, perrs := delivery.NewPlan(cfg, i)
+		errs = append(errs, perrs...)
+		if rule != "" {
+			for _, r := range p.Routes {
+				r.Rule = rule
+			}
+		}
+		plans = append(plans, p)
+		rc = linkedin.RequestConfig{APIVersion: d.APIVersion, AccessToken: "preview"}
+	}
+	if len(errs) > 0 {
+		return nil, rc, usageErr(errors.Join(errs...))
+	}
+	if len(plans) == 0 {
+		return nil, rc, usageErr(fmt.Errorf("no destination %q in %s", only, cfg.File))
+	}
+	return plans, rc, nil
+}
+
+// previewOutput is what preview prints.
+type previewOutput struct {
+	Requests []linkedin.Request `json:"requests"`
+	Events   []previewEvent     `json:"events"`
+}
+
+type previewEvent struct {
+	Index     int             `json:"index"`
+	MessageID string          `json:"messageId,omitempty"`
+	Type      string          `json:"type,omitempty"`
+	Error     *previewError   `json:"error,omitempty"` // dropped at ingest
+	Results   []previewResult `json:"results,omitempty"`
+}
+
+type previewResult struct {
+	Destination string            `json:"destination"`
+	Mapping     string            `json:"mapping,omitempty"`
+	Outcome     delivery.Outcome  `json:"outcome"`
+	Request     *int              `json:"request,omitempty"`
+	Enriched    map[string]string `json:"enriched,omitempty"`
+	Error       *previewError     `json:"error,omitempty"`
+}
+
+type previewError struct {
+	Code    string                 `json:"code"`
+	Message string                 `json:"message"`
+	Fields  []*linkedin.FieldError `json:"fields,omitempty"`
+}
+
+func errorOf(err error) *previewError {
+	var ve *linkedin.ValidationError
+	if errors.As(err, &ve) {
+		return &previewError{Code: ve.Code(), Message: ve.Error(), Fields: ve.Errors}
+	}
+	var ae *mapping.ApplyError
+	if errors.As(err, &ae) {
+		return &previewError{Code: "MAPPING_FAILED", Message: ae.Error()}
+	}
+	return &previewError{Code: "INVALID", Message: err.Error()}
+}
+
+// preview runs each event through the plans and encodes the requests.
+func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestConfig, raw []byte, source string, now time.Time) (*previewOutput, bool, error) {
+	items, err := splitEvents(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	out := &previewOutput{Requests: []linkedin.Request{}, Events: []previewEvent{}}
+	invalid := false
+	var queue []delivery.Item
+	var owners []*previewResult
+	req := &event.Request{ReceivedAt: now}
+	for i, item := range items {
+		pe := previewEvent{Index: i}
+		doc := []byte(item)
+		if !hasReceivedAt(doc) {
+			ev, derr := event.Normalize(doc, "", req)
+			if derr != nil {
+				pe.Error = &previewError{Code: derr.Code, Message: derr.Message}
+				invalid = true
+				out.Events = append(out.Events, pe)
+				continue
+			}
+			doc = ev.JSON
+		}
+		v, err := mapping.Parse(doc)
+		if err != nil {
+			return nil, false, fmt.Errorf("event %d: %w", i, err)
+		}
+		pe.MessageID, _ = v.Get("messageId").Str()
+		pe.Type, _ = v.Get("type").Str()
+		for _, p := range plans {
+			for _, r := range p.Convert(ctx, v, source, now, nil) {
+				pr := previewResult{Destination: p.Name, Outcome: r.Outcome, Enriched: r.Enriched}
+				if r.Route != nil {
+					pr.Mapping = r.Route.Name
+				}
+				if r.Err != nil {
+					pr.Error = errorOf(r.Err)
+					invalid = true
+				}
+				pe.Results = append(pe.Results, pr)
+				if r.Outcome == delivery.Converted {
+					queue = append(queue, delivery.Item{Conversion: r.Conversion, Batching: r.Batching})
+				}
+			}
+		}
+		out.Events = append(out.Events, pe)
+	}
+	// Point each converted result at its request.
+	for i := range out.Events {
+		for j := range out.Events[i].Results {
+			if out.Events[i].Results[j].Outcome == delivery.Converted {
+				owners = append(owners, &out.Events[i].Results[j])
+			}
+		}
+	}
+	reqs, err := delivery.BuildRequests(rc, queue)
+	if err != nil {
+		return nil, false, err
+	}
+	for ri, r := range reqs {
+		for _, idx := range r.Indices {
+			owners[idx].Request = &ri
+		}
+	}
+	out.Requests = append(out.Requests, reqs...)
+	return out, invalid, nil
+}
+
+// splitEvents accepts one event object or an array of them.
+func splitEvents(raw []byte) ([]json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '[' {
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, fmt.Errorf("not a JSON array of events: %w", err)
+		}
+		return items, nil
+	}
+	if !json.Valid(raw) {
+		var v any
+		err := json.Unmarshal(raw, &v)
+		return nil, fmt.Errorf("not a JSON event: %w", err)
+	}
+	return []json.RawMessage{raw}, nil
+}
+
+func hasReceivedAt(doc []byte) bool {
+	var probe struct {
+		ReceivedAt *string `json:"receivedAt"`
+	}
+	return json.Unmarshal(doc, &probe) == nil && probe.ReceivedAt != nil
+}
+
+func writeIndented(w io.Writer, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// capstan runs the command line in-process and returns stdout, stderr and
+// the exit code.
+func capstan(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "preview", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test -update rewrites it):\n%s", path, got)
+	}
+}
+
+const now = "1765900000000" // 2025-12-16T15:46:40Z, shortly after the seed's events
+
+func TestPreviewGolden(t *testing.T) {
+	td := filepath.Join("testdata", "preview")
+	tests := []struct {
+		name   string
+		args   []string
+		golden string
+		code   int
+	}{
+		{"seed 000 page view, Segment mapping", []string{"--mapping", "page-view.mapping.json", "--event", "page.json"}, "page-view.golden.json", 0},
+		{"seed 000 form submission, Segment mapping", []string{"--mapping", "form-submission.mapping.json", "--event", "track.json"}, "form-submission.golden.json", 0},
+		{"seed 000 set-up from config, mixed events", []string{"--config", "seed000.yaml", "--event", "seed000-events.json"}, "seed000.golden.json", 3},
+		{"rule id from the command line", []string{"--mapping", "page-view.mapping.json", "--event", "page.json", "--conversion-rule", "14488340"}, "rule-override.golden.json", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"preview", "--now", now}
+			for i, a := range tt.args {
+				if i%2 == 1 {
+					a = filepath.Join(td, a)
+				}
+				args = append(args, a)
+			}
+			if tt.golden == "rule-override.golden.json" {
+				args[len(args)-1] = "14488340"
+			}
+			out, stderr, code := capstan(t, args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr)
+			}
+			golden(t, tt.golden, out)
+		})
+	}
+}
+
+func TestPreviewErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ev := write("ev.json", `{"type":"track","event":"E","userId":"u"}`)
+	liquid := write("liquid.json", `{"eventId":{"@liquid":"{{ messageId }}"}}`)
+	badTrigger := write("bad.yaml", `sources: [{name: web, write_key: k}]
+destinations:
+  - name: li
+    auth: {access_token: t}
+    mappings:
+      - name: m
+        trigger: 'type = "track" and event = "A" or event = "B"'
+        conversion_rule: {id: 1}
+        fields:
+          conversionValue: {"@path": 5}
+`)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"both sources", []string{"preview", "--mapping", liquid, "--config", badTrigger, "--event", ev}, 2, []string{"exactly one of --mapping and --config"}},
+		{"no event", []string{"preview", "--mapping", liquid}, 2, []string{"--event is required"}},
+		{"liquid refused", []string{"preview", "--mapping", liquid, "--event", ev}, 2, []string{"/eventId", "@liquid"}},
+		{"config errors positioned", []string{"preview", "--config", badTrigger, "--event", ev}, 2, []string{"bad.yaml:7:18: destinations[0].mappings[0].trigger:", "bad.yaml:10:38: destinations[0].mappings[0].fields.conversionValue.@path:"}},
+		{"events not JSON", []string{"preview", "--mapping", write("ok.json", `{"eventId":{"@path":"$.messageId"}}`), "--event", write("bad.json", `{"type":`)}, 2, []string{"not a JSON event"}},
+		{"unknown flag", []string{"preview", "--nope"}, 2, []string{"unknown flag"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := capstan(t, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,98 @@
+package identity
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/capstan-gw/capstan/internal/mapping"
+)
+
+// Captured is what one event says about its user.
+type Captured struct {
+	// LiFatID is the LinkedIn click id, "" when the event has none.
+	LiFatID string
+	// LiFatIDFrom names where it was found ("properties.li_fat_id",
+	// "context.page.url", "cookie capstan_lfi", …).
+	LiFatIDFrom string
+	// Email is the email as written (not normalised), "" when none.
+	Email string
+	// EmailFrom names where it was found ("traits.email", …).
+	EmailFrom string
+}
+
+// liFatIDFields are read in this order; the first non-empty value wins. An
+// explicit value beats one parsed from a URL.
+var liFatIDFields = [][]string{
+	{"properties", "li_fat_id"},
+	{"context", "li_fat_id"},
+	{"traits", "li_fat_id"},
+	{"context", "traits", "li_fat_id"},
+}
+
+// liFatIDURLs hold URLs or query strings that may carry ?li_fat_id=.
+var liFatIDURLs = [][]string{
+	{"context", "page", "url"},
+	{"context", "page", "search"},
+	{"properties", "url"},
+	{"properties", "search"},
+}
+
+var emailFields = [][]string{
+	{"traits", "email"},
+	{"context", "traits", "email"},
+	{"properties", "email"},
+}
+
+// Capture returns the identifiers ev carries.
+func Capture(ev mapping.Value) Captured {
+	var c Captured
+	for _, p := range liFatIDFields {
+		if s := str(ev.Lookup(p...)); s != "" {
+			c.LiFatID, c.LiFatIDFrom = s, strings.Join(p, ".")
+			break
+		}
+	}
+	if c.LiFatID == "" {
+		for _, p := range liFatIDURLs {
+			if s := FromURL(str(ev.Lookup(p...))); s != "" {
+				c.LiFatID, c.LiFatIDFrom = s, strings.Join(p, ".")
+				break
+			}
+		}
+	}
+	for _, p := range emailFields {
+		if s := str(ev.Lookup(p...)); strings.Contains(s, "@") {
+			c.Email, c.EmailFrom = s, strings.Join(p, ".")
+			break
+		}
+	}
+	return c
+}
+
+// FromURL returns the li_fat_id query parameter of a URL, a query string
+// ("?li_fat_id=…" or "li_fat_id=…"), or "".
+func FromURL(s string) string {
+	if !strings.Contains(s, "li_fat_id") {
+		return ""
+	}
+	q := s
+	if i := strings.IndexByte(s, '?'); i >= 0 {
+		q = s[i+1:]
+	}
+	if i := strings.IndexByte(q, '#'); i >= 0 {
+		q = q[:i]
+	}
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		// ParseQuery keeps what it could parse; use it.
+		if vals == nil {
+			return ""
+		}
+	}
+	return strings.TrimSpace(vals.Get("li_fat_id"))
+}
+
+func str(v mapping.Value) string {
+	s, _ := v.Str()
+	return strings.TrimSpace(s)
+}
