@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# bench/ingest.sh — capstan's ingest benchmark (see bench/README.md).
+#
+# Builds capstan, bench/loadgen and bench/nullserver; starts the null server
+# and capstan (embedded engine, temporary data dir, loopback port) as separate
+# processes; measures
+#   (a) /v1/batch, 100 events per request, closed loop at a fixed concurrency;
+#   (b) /v1/track, one event per request, open loop at a fixed arrival rate;
+# against the null server, capstan with engine.sync: always, and capstan with
+# engine.sync: 1s; checks that each capstan's EVENTS stream holds exactly the
+# events that were acknowledged; writes bench/results/ingest-<date>.md.
+#
+# Knobs (environment): BENCH_DURATION (20s), BENCH_WARMUP (3s),
+# BENCH_CONCURRENCY (32), BENCH_BATCH (100), BENCH_RATE (2000),
+# BENCH_OPEN_CONCURRENCY (256), BENCH_OUT (results file), BENCH_KEEP=1 keeps
+# the temporary directory (logs, data, raw JSON results).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${BENCH_DURATION:-20s}
+WARMUP=${BENCH_WARMUP:-3s}
+CONC=${BENCH_CONCURRENCY:-32}
+BATCH=${BENCH_BATCH:-100}
+RATE=${BENCH_RATE:-2000}
+OPEN_CONC=${BENCH_OPEN_CONCURRENCY:-256}
+DATE=$(date -u +%Y-%m-%d)
+OUT=${BENCH_OUT:-bench/results/ingest-$DATE.md}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/capstan-bench.XXXXXX")
+BIN=$WORK/bin
+RESULTS=$WORK/results.jsonl
+COMMANDS=$WORK/commands.txt
+CHECKS=$WORK/checks.md
+: >"$RESULTS" >"$COMMANDS" >"$CHECKS"
+
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		if kill -0 "$p" 2>/dev/null; then
+			kill -TERM "$p" 2>/dev/null || true
+			wait "$p" 2>/dev/null || true
+		fi
+	done
+	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+		echo "kept $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# cmd records a command line for the results file, then runs it.
+cmd() {
+	printf '%q ' "$@" | sed 's/ $//' >>"$COMMANDS"
+	echo >>"$COMMANDS"
+	"$@"
+}
+
+# wait_addr LOG PATTERN PID: the http://HOST:PORT logged after PATTERN.
+wait_addr() {
+	local logf=$1 pat=$2 pid=$3 i addr
+	for i in $(seq 1 300); do
+		addr=$(grep -o "$pat addr=http://[^ ]*" "$logf" 2>/dev/null | head -1 | sed 's/.*addr=//' || true)
+		if [[ -n $addr ]]; then
+			printf '%s\n' "$addr"
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || { cat "$logf" >&2; echo "process $pid exited" >&2; return 1; }
+		sleep 0.1
+	done
+	echo "no listening address after 30s in $logf" >&2
+	return 1
+}
+
+machine() {
+	echo "- CPU: $(nproc) logical CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	echo "- Memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	echo "- Kernel: $(uname -srm)"
+	echo "- Go: $(go version | sed 's/^go version //')"
+	echo "- Disk of the data dir: $(df -hT "$WORK" | awk 'NR==2 {print $1, $2}')"
+	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown)"
+	echo "- capstan tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet (working tree as found)')"
+}
+
+log "build"
+mkdir -p "$BIN"
+cmd go build -o "$BIN/capstan" ./cmd/capstan
+cmd go build -o "$BIN/loadgen" ./bench/loadgen
+cmd go build -o "$BIN/nullserver" ./bench/nullserver
+
+UPTIME_BEFORE=$(uptime)
+log "machine load before: $UPTIME_BEFORE"
+
+# load NAME URL PID: both scenarios against one target.
+load() {
+	local target=$1 url=$2 pid=$3
+	log "batch: $target"
+	cmd "$BIN/loadgen" run -url "$url" -endpoint /v1/batch -batch "$BATCH" -concurrency "$CONC" \
+		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$pid" \
+		-scenario "batch ${BATCH}/req, c=$CONC" -target "$target" -out "$RESULTS"
+	sleep 2
+	log "track: $target"
+	cmd "$BIN/loadgen" run -url "$url" -endpoint /v1/track -rate "$RATE" -concurrency "$OPEN_CONC" \
+		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$pid" \
+		-scenario "track ${RATE} req/s open loop" -target "$target" -out "$RESULTS"
+	sleep 2
+}
+
+# --- null server -----------------------------------------------------------
+log "null server"
+"$BIN/nullserver" -addr 127.0.0.1:0 2>"$WORK/nullserver.log" &
+NULL_PID=$!
+PIDS+=("$NULL_PID")
+printf '%s\n' "$BIN/nullserver -addr 127.0.0.1:0 &" >>"$COMMANDS"
+NULL_URL=$(wait_addr "$WORK/nullserver.log" 'msg="nullserver listening"' "$NULL_PID")
+load null "$NULL_URL" "$NULL_PID"
+kill -TERM "$NULL_PID"
+wait "$NULL_PID" || true
+
+# --- capstan ---------------------------------------------------------------
+# run_capstan NAME SYNC: start capstan, load it, check its stream, stop it.
+run_capstan() {
+	local name=$1 sync=$2 dir=$WORK/$1
+	mkdir -p "$dir"
+	cat >"$dir/capstan.yaml" <<EOF
+server:
+  addr: "127.0.0.1:0"
+  data_dir: $dir/data
+engine:
+  sync: $sync
+sources:
+  - name: bench
+    write_key: wk_bench
+EOF
+	log "capstan $name (engine.sync: $sync)"
+	"$BIN/capstan" serve --config "$dir/capstan.yaml" 2>"$dir/capstan.log" &
+	local pid=$!
+	PIDS+=("$pid")
+	printf '%s\n' "$BIN/capstan serve --config $dir/capstan.yaml &   # engine.sync: $sync" >>"$COMMANDS"
+	local url
+	url=$(wait_addr "$dir/capstan.log" 'msg="capstan listening"' "$pid")
+	load "capstan sync=$sync" "$url" "$pid"
+
+	log "durability check: $name"
+	local acked stream tail metric verdict
+	acked=$(jq -s --arg t "capstan sync=$sync" '[.[] | select(.target == $t) | .acked_events] | add' "$RESULTS")
+	stream=$(cmd "$BIN/loadgen" stream -engine "$dir/data/engine.json" | jq .messages) || stream="error"
+	metric=$(curl -fsS "$url/metrics" | awk '/^capstan_ingest_events_total\{result="accepted"/ {print $2}') || metric="error"
+	tail=$(cmd timeout 600 "$BIN/capstan" events tail --config "$dir/capstan.yaml" --json | wc -l) || tail="error"
+	verdict=FAIL
+	if [[ $stream == "$acked" && $tail == "$acked" ]]; then verdict=OK; fi
+	printf '| capstan sync=%s | %s | %s | %s | %s | %s |\n' "$sync" "$acked" "$stream" "$tail" "$metric" "$verdict" >>"$CHECKS"
+	echo "acked $acked, stream $stream, events tail $tail, metric $metric: $verdict" >&2
+	grep -E 'level=(WARN|ERROR)' "$dir/capstan.log" | sort | uniq -c | sed 's/^/    /' >"$dir/warnings.txt" || true
+
+	kill -TERM "$pid"
+	wait "$pid" || true
+}
+
+run_capstan always always
+run_capstan 1s 1s
+
+UPTIME_AFTER=$(uptime)
+
+# --- report ----------------------------------------------------------------
+log "report: $OUT"
+TABLE=$("$BIN/loadgen" table "$RESULTS")
+goal() { # goal TARGET SCENARIO_PREFIX jq-expression
+	jq -rs --arg t "$1" --arg s "$2" "[.[] | select(.target == \$t and (.scenario | startswith(\$s)))][0] | $3" "$RESULTS"
+}
+EPS=$(goal "capstan sync=always" "batch" '.events_per_s | floor')
+P99=$(goal "capstan sync=always" "track" '.p99_ms * 100 | round / 100')
+GA=$(awk -v v="$EPS" 'BEGIN { print (v >= 50000 ? "met" : "NOT met") }')
+GB=$(awk -v v="$P99" 'BEGIN { print (v < 5 ? "met" : "NOT met") }')
+
+mkdir -p "$(dirname "$OUT")"
+{
+	echo "# capstan ingest benchmark, $DATE"
+	echo
+	echo "Produced by \`bench/ingest.sh\` (see bench/README.md for what each figure means)."
+	echo
+	echo "## Goals"
+	echo
+	echo "- (a) ≥ 50,000 events/s with every event fsynced before its 200 (\`/v1/batch\`, engine.sync: always): **$GA** — measured $EPS events/s."
+	echo "- (b) p99 < 5 ms at $RATE req/s on \`/v1/track\` (engine.sync: always): **$GB** — measured p99 $P99 ms."
+	echo
+	echo "## Results"
+	echo
+	echo "Warm-up $WARMUP, measured $DURATION per row. Batch rows: closed loop, $CONC keep-alive connections, $BATCH events per request."
+	echo "Track rows: open loop, $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections), latency from the scheduled send time."
+	echo "Latencies are client-side (loadgen), in milliseconds. \"errors\" counts non-200 answers and transport errors in the measured window."
+	echo "CPU columns are CPU-seconds per second of the measured window (2.00 = both cores of this machine)."
+	echo
+	echo "$TABLE"
+	echo
+	echo "Average request size: $(jq -rs '[.[] | "\(.endpoint) \(.bytes_per_event | floor) B/event"] | unique | join(", ")' "$RESULTS")."
+	echo
+	echo "## Durability check"
+	echo
+	echo "Every event acknowledged with 200 (warm-up and drain included) must be in the EVENTS stream, exactly once."
+	echo
+	echo "| instance | acknowledged events | EVENTS messages (JetStream stream info) | \`capstan events tail --json \| wc -l\` | capstan_ingest_events_total{result=\"accepted\"} | verdict |"
+	echo "|---|--:|--:|--:|--:|---|"
+	cat "$CHECKS"
+	echo
+	for n in always 1s; do
+		if [[ -s $WORK/$n/warnings.txt ]]; then
+			echo "capstan sync=$n logged warnings/errors (count, line):"
+			echo
+			echo '```'
+			cat "$WORK/$n/warnings.txt"
+			echo '```'
+			echo
+		fi
+	done
+	echo "## Machine"
+	echo
+	machine
+	echo
+	echo "Load (the machine is shared with other engineers' builds and tests):"
+	echo
+	echo "- before: \`$UPTIME_BEFORE\`"
+	echo "- after: \`$UPTIME_AFTER\`"
+	echo "- per row: the \"load\" column (1-minute load average when the row started)"
+	echo
+	echo "## Commands"
+	echo
+	echo "Run from the repository root as \`bench/ingest.sh\`; it ran:"
+	echo
+	echo '```sh'
+	sed "s|$WORK|\$WORK|g" "$COMMANDS"
+	echo '```'
+	echo
+	echo "where \`\$WORK\` was a fresh \`mktemp -d\` directory; the generated capstan.yaml was:"
+	echo
+	echo '```yaml'
+	sed "s|$WORK|\$WORK|g" "$WORK/always/capstan.yaml"
+	echo '```'
+	echo
+	echo "(with \`sync: 1s\` for the sync=1s instance)."
+} >"$OUT"
+cat "$OUT"

@@ -1,0 +1,234 @@
+package inproc
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capstan-gw/capstan/bench/internal/segmentgen"
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/ingest"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+const writeKey = "wk_bench"
+
+var authHeader = "Basic " + base64.StdEncoding.EncodeToString([]byte(writeKey+":"))
+
+// ids hands out messageId counters; the run id keeps benchmark runs apart.
+var ids atomic.Uint64
+
+func templates(b *testing.B, batch int) []*segmentgen.Template {
+	b.Helper()
+	g := segmentgen.New(7, fmt.Sprintf("%012x", time.Now().UnixNano()&0xffffffffffff), time.Now())
+	ts := make([]*segmentgen.Template, 16)
+	for i := range ts {
+		var err error
+		if batch > 0 {
+			ts[i], err = g.Batch(batch)
+		} else {
+			ts[i], err = g.Single()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ts
+}
+
+func newHandler(b *testing.B, store ingest.Appender) http.Handler {
+	b.Helper()
+	cfg, err := config.Parse("bench.yaml", []byte(`
+server: {addr: "127.0.0.1:0", data_dir: `+b.TempDir()+`}
+sources: [{name: bench, write_key: `+writeKey+`}]
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := ingest.New(cfg, ingest.Options{Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// nullStore acknowledges everything at once, so the handler's own cost shows.
+type nullStore struct{}
+
+func (nullStore) Append(_ context.Context, recs []stream.Record) ([]stream.Result, error) {
+	return make([]stream.Result, len(recs)), nil
+}
+
+// captureStore keeps the records of one request, to feed the appender.
+type captureStore struct {
+	mu   sync.Mutex
+	recs []stream.Record
+}
+
+func (c *captureStore) Append(_ context.Context, recs []stream.Record) ([]stream.Result, error) {
+	c.mu.Lock()
+	c.recs = append(c.recs[:0], recs...)
+	c.mu.Unlock()
+	return make([]stream.Result, len(recs)), nil
+}
+
+// openAppender starts an embedded engine in a temp dir and runs an appender
+// on it until the benchmark ends.
+func openAppender(b *testing.B, sync time.Duration) *stream.Appender {
+	b.Helper()
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	eng, err := stream.Open(ctx, stream.Config{DataDir: b.TempDir(), SyncInterval: sync, Listen: "none"}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	app := stream.NewAppender(eng, stream.AppenderConfig{}, log)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = app.Run(rctx) }()
+	b.Cleanup(func() { cancel(); <-done; eng.Close() })
+	return app
+}
+
+// serve runs requests through h from 32 concurrent goroutines (like the
+// loadgen's 32 connections) and reports events/s.
+func serve(b *testing.B, h http.Handler, path string, ts []*segmentgen.Template) {
+	b.Helper()
+	b.SetBytes(int64(ts[0].Len()))
+	b.ReportAllocs()
+	b.SetParallelism(16) // × GOMAXPROCS (2 here) = 32 goroutines
+	var events atomic.Int64
+	var failed atomic.Int64
+	b.ResetTimer()
+	cpu0 := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		var buf []byte
+		i := 0
+		for pb.Next() {
+			t := ts[i%len(ts)]
+			i++
+			n := uint64(t.Events())
+			buf = t.Stamp(buf, ids.Add(n)-n)
+			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(buf))
+			req.Header.Set("Authorization", authHeader)
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				failed.Add(1)
+				continue
+			}
+			events.Add(int64(n))
+		}
+	})
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d requests failed", f)
+	}
+	report(b, events.Load(), processCPU()-cpu0)
+}
+
+// BenchmarkHandlerNoStore is the handler's own cost: read, parse, auth,
+// normalise, build records; the store acknowledges at once.
+func BenchmarkHandlerNoStore(b *testing.B) {
+	b.Run("batch100", func(b *testing.B) { serve(b, newHandler(b, nullStore{}), "/v1/batch", templates(b, 100)) })
+	b.Run("track", func(b *testing.B) { serve(b, newHandler(b, nullStore{}), "/v1/track", templates(b, 0)) })
+}
+
+// BenchmarkIngest is the whole path in-process: handler, group commit,
+// embedded JetStream on disk.
+func BenchmarkIngest(b *testing.B) {
+	for _, sc := range []struct {
+		name string
+		sync time.Duration
+	}{{"sync=always", 0}, {"sync=1s", time.Second}} {
+		b.Run(sc.name+"/batch100", func(b *testing.B) {
+			serve(b, newHandler(b, openAppender(b, sc.sync)), "/v1/batch", templates(b, 100))
+		})
+		b.Run(sc.name+"/track", func(b *testing.B) {
+			serve(b, newHandler(b, openAppender(b, sc.sync)), "/v1/track", templates(b, 0))
+		})
+	}
+}
+
+// BenchmarkAppender is group commit and JetStream alone: 32 goroutines each
+// appending the records of one 100-event request (as the handler builds
+// them) with fresh de-duplication ids.
+func BenchmarkAppender(b *testing.B) {
+	for _, sc := range []struct {
+		name string
+		sync time.Duration
+	}{{"sync=always", 0}, {"sync=1s", time.Second}} {
+		b.Run(sc.name+"/100", func(b *testing.B) {
+			capture := &captureStore{}
+			h := newHandler(b, capture)
+			t := templates(b, 100)[0]
+			req := httptest.NewRequest(http.MethodPost, "/v1/batch", bytes.NewReader(t.Stamp(nil, 0)))
+			req.Header.Set("Authorization", authHeader)
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			proto := capture.recs
+			size := 0
+			for _, r := range proto {
+				size += len(r.Data)
+			}
+			app := openAppender(b, sc.sync)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			var events atomic.Int64
+			b.ResetTimer()
+			cpu0 := processCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					recs := make([]stream.Record, len(proto))
+					copy(recs, proto)
+					base := ids.Add(uint64(len(recs)))
+					for i := range recs {
+						recs[i].MsgID = fmt.Sprintf("bench:%d", base+uint64(i))
+					}
+					res, err := app.Append(context.Background(), recs)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					for _, r := range res {
+						if r.Err != nil {
+							b.Error(r.Err)
+							return
+						}
+					}
+					events.Add(int64(len(recs)))
+				}
+			})
+			b.StopTimer()
+			report(b, events.Load(), processCPU()-cpu0)
+		})
+	}
+}
+
+// report adds events/s and the process's CPU time per event: on a shared
+// machine the first depends on what else runs, the second much less.
+func report(b *testing.B, events int64, cpu time.Duration) {
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	if events > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(events), "cpu-µs/event")
+	}
+}
+
+// processCPU is the user+system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,526 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/capstan-gw/capstan/bench/internal/segmentgen"
+)
+
+// runConfig is the flags of "loadgen run".
+type runConfig struct {
+	url         string
+	endpoint    string
+	writeKey    string
+	scenario    string
+	target      string
+	concurrency int
+	batch       int
+	rate        int
+	warmup      time.Duration
+	duration    time.Duration
+	maxRequests int64
+	timeout     time.Duration
+	drain       time.Duration
+	templates   int
+	serverPID   int
+	out         string
+	seed        uint64
+}
+
+// Result is one JSON line of -out: one scenario against one target.
+type Result struct {
+	Scenario      string  `json:"scenario"`
+	Target        string  `json:"target"`
+	URL           string  `json:"url"`
+	Endpoint      string  `json:"endpoint"`
+	Mode          string  `json:"mode"` // closed or open
+	Concurrency   int     `json:"concurrency"`
+	Rate          int     `json:"rate,omitempty"`
+	EventsPerReq  int     `json:"events_per_request"`
+	BytesPerEvent float64 `json:"bytes_per_event"`
+	WarmupS       float64 `json:"warmup_s"`
+	DurationS     float64 `json:"duration_s"`
+
+	// Measured window: requests completed inside it (closed loop) or
+	// scheduled inside it (open loop).
+	Requests   int64   `json:"requests"`
+	Events     int64   `json:"events"` // acknowledged events of those requests
+	ReqPerS    float64 `json:"requests_per_s"`
+	EventsPerS float64 `json:"events_per_s"`
+	MBPerS     float64 `json:"mb_per_s"`
+	P50Ms      float64 `json:"p50_ms"`
+	P90Ms      float64 `json:"p90_ms"`
+	P99Ms      float64 `json:"p99_ms"`
+	P999Ms     float64 `json:"p999_ms"`
+	MaxMs      float64 `json:"max_ms"`
+	MeanMs     float64 `json:"mean_ms"`
+	Errors     int64   `json:"errors"` // non-200 answers and transport errors in the window
+
+	// Whole run, warm-up and drain included: what the store must hold.
+	SentRequests    int64            `json:"sent_requests"`
+	AckedEvents     int64            `json:"acked_events"`
+	DuplicateEvents int64            `json:"duplicate_events"`
+	DroppedEvents   int64            `json:"dropped_events"`
+	Statuses        map[string]int64 `json:"statuses"`
+	TransportErrors int64            `json:"transport_errors"`
+	FirstError      string           `json:"first_error,omitempty"`
+	Late            int64            `json:"late_starts,omitempty"` // open loop: sent >1ms after schedule
+
+	ServerCPUCores      float64   `json:"server_cpu_cores"`        // CPU seconds / window seconds, -1 unknown
+	ServerCPUPerEventUs float64   `json:"server_cpu_us_per_event"` // server CPU µs per acknowledged event, -1 unknown
+	LoadgenCPUCores     float64   `json:"loadgen_cpu_cores"`
+	LoadAvg             string    `json:"loadavg_start"`
+	Started             time.Time `json:"started"`
+}
+
+func runCmd(args []string) error {
+	var c runConfig
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	fs.StringVar(&c.url, "url", "", "base URL of the target, loopback only (http://127.0.0.1:PORT)")
+	fs.StringVar(&c.endpoint, "endpoint", "/v1/batch", "path: /v1/batch (batch body) or /v1/track (one event)")
+	fs.StringVar(&c.writeKey, "write-key", "wk_bench", "write key sent as HTTP Basic user")
+	fs.StringVar(&c.scenario, "scenario", "", "scenario name for the results table")
+	fs.StringVar(&c.target, "target", "", "target name for the results table")
+	fs.IntVar(&c.concurrency, "concurrency", 32, "connections / workers")
+	fs.IntVar(&c.batch, "batch", 100, "events per /v1/batch request")
+	fs.IntVar(&c.rate, "rate", 0, "open loop: requests per second on a fixed schedule (0: closed loop)")
+	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "warm-up, not measured")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measured duration")
+	fs.Int64Var(&c.maxRequests, "max-requests", 2_000_000, "hard cap on requests sent")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight requests may finish after the run")
+	fs.IntVar(&c.templates, "templates", 64, "distinct pre-generated bodies")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "server process id, to report its CPU use (0: none)")
+	fs.StringVar(&c.out, "out", "", "append the JSON result line to this file")
+	fs.Uint64Var(&c.seed, "seed", 1, "random seed of the generated events")
+	_ = fs.Parse(args)
+
+	if err := checkLoopbackURL(c.url); err != nil {
+		return err
+	}
+	switch {
+	case c.concurrency < 1 || c.concurrency > 4096:
+		return errors.New("-concurrency must be 1..4096")
+	case c.duration <= 0 || c.duration > 10*time.Minute || c.warmup < 0 || c.warmup > time.Minute:
+		return errors.New("-duration must be in (0, 10m] and -warmup in [0, 1m]")
+	case c.maxRequests < 1:
+		return errors.New("-max-requests must be positive")
+	case c.rate < 0 || c.rate > 100_000:
+		return errors.New("-rate must be 0..100000")
+	}
+	res, err := run(c)
+	if err != nil {
+		return err
+	}
+	printSummary(os.Stderr, res)
+	if c.out != "" {
+		f, err := os.OpenFile(c.out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("open -out: %w", err)
+		}
+		defer f.Close()
+		b, _ := json.Marshal(res)
+		if _, err := f.Write(append(b, '\n')); err != nil {
+			return fmt.Errorf("write -out: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkLoopbackURL refuses any target that is not on this machine.
+func checkLoopbackURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("-url %q: want e.g. http://127.0.0.1:8080", raw)
+	}
+	return checkLoopbackHost(u.Hostname())
+}
+
+func checkLoopbackHost(host string) error {
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("target host %q is not a loopback address: loadgen only targets this machine", host)
+	}
+	return nil
+}
+
+// workerStats is owned by one worker; merged after the run.
+type workerStats struct {
+	h                             hist
+	winReqs, winEvents, winErrors int64
+	sent, acked, dups, dropped    int64
+	transportErrs, late           int64
+	lastDone                      time.Time // latest completion of a window request
+	statuses                      map[int]int64
+	firstErr                      string
+	buf                           []byte
+}
+
+type outcome struct {
+	status                  int
+	accepted, dups, dropped int64
+	err                     error
+}
+
+type client struct {
+	hc     *http.Client
+	url    string
+	header http.Header
+}
+
+func newClient(c runConfig, ua string) *client {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          c.concurrency,
+		MaxIdleConnsPerHost:   c.concurrency,
+		MaxConnsPerHost:       c.concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: c.timeout,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+		WriteBufferSize:       64 << 10,
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.writeKey+":")))
+	h.Set("User-Agent", ua)
+	return &client{
+		hc:     &http.Client{Transport: tr, Timeout: c.timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		url:    strings.TrimSuffix(c.url, "/") + c.endpoint,
+		header: h,
+	}
+}
+
+// reusableBody lets a worker reuse its buffer: the transport may close the
+// request body after RoundTrip returns, so the worker waits for Close.
+type reusableBody struct {
+	*bytes.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *reusableBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+var okBody = []byte(`{"success":true}`)
+
+func (c *client) send(ctx context.Context, body []byte, events int) (outcome, bool) {
+	rb := &reusableBody{Reader: bytes.NewReader(body), closed: make(chan struct{})}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, rb)
+	if err != nil {
+		return outcome{err: err}, false
+	}
+	req.ContentLength = int64(len(body))
+	req.Header = c.header // read-only, shared
+	resp, err := c.hc.Do(req)
+	reusable := waitClosed(rb)
+	if err != nil {
+		return outcome{err: err}, reusable
+	}
+	var rbuf [4096]byte
+	n, _ := io.ReadFull(resp.Body, rbuf[:])
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	o := outcome{status: resp.StatusCode}
+	if resp.StatusCode != http.StatusOK {
+		o.err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(rbuf[:min(n, 200)]))
+		return o, reusable
+	}
+	b := bytes.TrimSpace(rbuf[:n])
+	if bytes.Equal(b, okBody) {
+		o.accepted = int64(events)
+		return o, reusable
+	}
+	var v struct {
+		Success    bool   `json:"success"`
+		Accepted   *int64 `json:"accepted"`
+		Duplicates int64  `json:"duplicates"`
+		Dropped    int64  `json:"dropped"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || !v.Success {
+		o.err = fmt.Errorf("HTTP 200 with unexpected body %q", b[:min(len(b), 200)])
+		return o, reusable
+	}
+	o.accepted = int64(events) - v.Duplicates - v.Dropped
+	if v.Accepted != nil {
+		o.accepted = *v.Accepted
+	}
+	o.dups, o.dropped = v.Duplicates, v.Dropped
+	return o, reusable
+}
+
+func waitClosed(rb *reusableBody) bool {
+	select {
+	case <-rb.closed:
+		return true
+	default:
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-rb.closed:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (w *workerStats) account(o outcome, lat time.Duration, inWindow bool) {
+	w.sent++
+	if o.status == 0 {
+		w.transportErrs++
+	} else {
+		w.statuses[o.status]++
+	}
+	if o.err != nil && w.firstErr == "" {
+		w.firstErr = o.err.Error()
+	}
+	w.acked += o.accepted
+	w.dups += o.dups
+	w.dropped += o.dropped
+	if !inWindow {
+		return
+	}
+	w.winReqs++
+	if done := time.Now(); done.After(w.lastDone) {
+		w.lastDone = done
+	}
+	if o.err != nil {
+		w.winErrors++
+	} else {
+		w.winEvents += o.accepted
+	}
+	if o.status != 0 {
+		w.h.record(lat)
+	}
+}
+
+func run(c runConfig) (*Result, error) {
+	runID := fmt.Sprintf("%012x", rand.Uint64()&0xffffffffffff)
+	gen := segmentgen.New(c.seed, runID, time.Now())
+	batch := isBatchEndpoint(c.endpoint)
+	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+	if batch {
+		ua = "analytics-node-next/latest (node.js 22)"
+	}
+	tmpls := make([]*segmentgen.Template, c.templates)
+	var bytesTotal, eventsTotal int
+	for i := range tmpls {
+		var err error
+		if batch {
+			tmpls[i], err = gen.Batch(c.batch)
+		} else {
+			tmpls[i], err = gen.Single()
+		}
+		if err != nil {
+			return nil, err
+		}
+		bytesTotal += tmpls[i].Len()
+		eventsTotal += tmpls[i].Events()
+	}
+	perReq := tmpls[0].Events()
+	cl := newClient(c, ua)
+	defer cl.hc.CloseIdleConnections()
+
+	res := &Result{
+		Scenario: c.scenario, Target: c.target, URL: c.url, Endpoint: c.endpoint, Mode: "closed",
+		Concurrency: c.concurrency, Rate: c.rate, EventsPerReq: perReq,
+		BytesPerEvent: float64(bytesTotal) / float64(eventsTotal),
+		WarmupS:       c.warmup.Seconds(), DurationS: c.duration.Seconds(),
+		LoadAvg: readLoadAvg(), Started: time.Now().UTC(), Statuses: map[string]int64{},
+	}
+	if c.rate > 0 {
+		res.Mode = "open"
+	}
+
+	start := time.Now()
+	warmEnd := start.Add(c.warmup)
+	end := warmEnd.Add(c.duration)
+	ctx, cancel := context.WithDeadline(context.Background(), end.Add(c.drain))
+	defer cancel()
+
+	// CPU snapshots at the window's edges.
+	var cpu cpuWindow
+	var snapWG sync.WaitGroup
+	snapWG.Go(func() { cpu.measure(ctx, c.serverPID, warmEnd, end) })
+
+	var ids atomic.Uint64
+	ids.Store(1)
+	var issued atomic.Int64
+	stats := make([]*workerStats, c.concurrency)
+	var wg sync.WaitGroup
+
+	stamp := func(w *workerStats, r *rand.Rand) ([]byte, int) {
+		t := tmpls[r.IntN(len(tmpls))]
+		n := uint64(t.Events())
+		body := t.Stamp(w.buf, ids.Add(n)-n)
+		return body, t.Events()
+	}
+
+	if c.rate == 0 {
+		for i := range stats {
+			w := &workerStats{statuses: map[int]int64{}}
+			stats[i] = w
+			r := rand.New(rand.NewPCG(c.seed, uint64(i)))
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					t0 := time.Now()
+					if !t0.Before(end) || issued.Add(1) > c.maxRequests {
+						return
+					}
+					body, n := stamp(w, r)
+					o, reuse := cl.send(ctx, body, n)
+					done := time.Now()
+					if reuse {
+						w.buf = body
+					} else {
+						w.buf = nil
+					}
+					w.account(o, done.Sub(t0), !done.Before(warmEnd) && done.Before(end))
+				}
+			})
+		}
+	} else {
+		total := min(int64(float64(c.rate)*(c.warmup+c.duration).Seconds()), c.maxRequests)
+		interval := float64(time.Second) / float64(c.rate)
+		due := func(i int64) time.Time { return start.Add(time.Duration(float64(i) * interval)) }
+		sched := make(chan int64, min(total, 1<<20))
+		wg.Go(func() {
+			defer close(sched)
+			timer := time.NewTimer(0)
+			defer timer.Stop()
+			for i := int64(0); i < total; i++ {
+				if d := time.Until(due(i)); d > 0 {
+					timer.Reset(d)
+					select {
+					case <-timer.C:
+					case <-ctx.Done():
+						return
+					}
+				}
+				select {
+				case sched <- i:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+		for i := range stats {
+			w := &workerStats{statuses: map[int]int64{}}
+			stats[i] = w
+			r := rand.New(rand.NewPCG(c.seed, uint64(i)))
+			wg.Go(func() {
+				for i := range sched {
+					if ctx.Err() != nil {
+						return
+					}
+					intended := due(i)
+					body, n := stamp(w, r)
+					if time.Since(intended) > time.Millisecond {
+						w.late++
+					}
+					o, reuse := cl.send(ctx, body, n)
+					done := time.Now()
+					if reuse {
+						w.buf = body
+					} else {
+						w.buf = nil
+					}
+					w.account(o, done.Sub(intended), !intended.Before(warmEnd) && intended.Before(end))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	cancel()
+	snapWG.Wait()
+
+	var h hist
+	var lastDone time.Time
+	for _, w := range stats {
+		if w.lastDone.After(lastDone) {
+			lastDone = w.lastDone
+		}
+		h.merge(&w.h)
+		res.Requests += w.winReqs
+		res.Events += w.winEvents
+		res.Errors += w.winErrors
+		res.SentRequests += w.sent
+		res.AckedEvents += w.acked
+		res.DuplicateEvents += w.dups
+		res.DroppedEvents += w.dropped
+		res.TransportErrors += w.transportErrs
+		res.Late += w.late
+		for s, n := range w.statuses {
+			res.Statuses[strconv.Itoa(s)] += n
+		}
+		if res.FirstError == "" {
+			res.FirstError = w.firstErr
+		}
+	}
+	secs := c.duration.Seconds()
+	// Open loop: the window's requests were scheduled over the duration; if
+	// the server fell behind, they completed over a longer span.
+	span := secs
+	if c.rate > 0 && lastDone.Sub(warmEnd).Seconds() > span {
+		span = lastDone.Sub(warmEnd).Seconds()
+	}
+	res.ReqPerS = float64(res.Requests) / span
+	res.EventsPerS = float64(res.Events) / span
+	res.MBPerS = res.EventsPerS * res.BytesPerEvent / 1e6
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	res.P50Ms, res.P90Ms, res.P99Ms, res.P999Ms = ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(h.quantile(0.999))
+	res.MaxMs, res.MeanMs = ms(time.Duration(h.max)), ms(h.mean())
+	res.ServerCPUCores, res.LoadgenCPUCores = cpu.cores(secs)
+	res.ServerCPUPerEventUs = -1
+	if res.ServerCPUCores >= 0 && res.Events > 0 {
+		res.ServerCPUPerEventUs = res.ServerCPUCores * secs / float64(res.Events) * 1e6
+	}
+	return res, nil
+}
+
+func isBatchEndpoint(p string) bool {
+	switch strings.TrimSuffix(p, "/") {
+	case "/v1/batch", "/v1/import", "/v1/b":
+		return true
+	}
+	return false
+}
+
+func printSummary(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "%s → %s (%s loop, %s, %d events/req, %.0f B/event)\n", r.Scenario, r.Target, r.Mode, r.Endpoint, r.EventsPerReq, r.BytesPerEvent)
+	fmt.Fprintf(w, "  window %.0fs: %d requests, %.0f req/s, %.0f events/s (%.1f MB/s)\n", r.DurationS, r.Requests, r.ReqPerS, r.EventsPerS, r.MBPerS)
+	fmt.Fprintf(w, "  latency p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n", r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs)
+	fmt.Fprintf(w, "  errors in window %d; whole run: sent %d requests, acked %d events, statuses %v, transport errors %d\n",
+		r.Errors, r.SentRequests, r.AckedEvents, r.Statuses, r.TransportErrors)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
+	}
+	if r.Mode == "open" {
+		fmt.Fprintf(w, "  open loop: %d requests left more than 1 ms after their scheduled time\n", r.Late)
+	}
+	fmt.Fprintf(w, "  CPU: server %.2f cores (%.1f µs per event), loadgen %.2f cores\n", r.ServerCPUCores, r.ServerCPUPerEventUs, r.LoadgenCPUCores)
+}
