@@ -23,6 +23,7 @@ dead-letter queue.`,
 		newServeCmd(),
 		newEventsCmd(),
 		newPreviewCmd(),
+		newDLQCmd(),
 		newSandboxCmd(),
 	)
 	return root

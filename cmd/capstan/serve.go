@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/ingest"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -60,6 +62,10 @@ requests finish, queued writes are flushed, the engine stops last.`,
 // serve runs the gateway until ctx ends. extra, when set, adds handlers to
 // the HTTP mux (the demo page).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
+	plans, err := compilePlans(cfg)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -83,6 +89,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	if err != nil {
 		return err
 	}
+	dests, state, err := newDestinations(ctx, cfg, plans, eng, nil, reg, log)
+	if err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -90,14 +100,33 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
+		// Ready means: events are accepted (engine) and every destination
+		// delivers. A paused destination makes capstan not ready, so that
+		// monitoring sees it; ingest still accepts and keeps events.
+		body := struct {
+			Status       string            `json:"status"`
+			Engine       string            `json:"engine"`
+			Destinations []delivery.Status `json:"destinations,omitempty"`
+		}{Status: "ready", Engine: "ok"}
 		if err := eng.Ready(r.Context()); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintf(w, `{"status":"unavailable","engine":%q}`+"\n", err.Error())
-			return
+			body.Status, body.Engine = "unavailable", err.Error()
 		}
-		_, _ = w.Write([]byte(`{"status":"ready","engine":"ok"}` + "\n"))
+		for _, d := range dests {
+			st := d.runner.Status(d.client)
+			if st.State != "delivering" {
+				body.Status = "degraded"
+			}
+			body.Destinations = append(body.Destinations, st)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if body.Status != "ready" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(body)
 	})
+	if tok := cfg.Server.AdminToken.Value(); tok != "" {
+		mux.Handle("PUT /admin/destinations/{name}/token", adminToken(dests, tok))
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if extra != nil {
 		extra(mux)
@@ -127,6 +156,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	go func() { appDone <- app.Run(appCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
+	for _, d := range dests {
+		g.Go(func() error { return d.run(gctx, state, log) })
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)

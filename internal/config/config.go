@@ -192,6 +192,10 @@ type Auth struct {
 	RefreshToken Secret `yaml:"refresh_token"`
 	ClientID     Secret `yaml:"client_id"`
 	ClientSecret Secret `yaml:"client_secret"`
+	// TokenURL is LinkedIn's OAuth token endpoint, used to refresh.
+	// Default "https://www.linkedin.com/oauth/v2/accessToken"; the
+	// sandbox's /oauth/v2/accessToken in demos and tests.
+	TokenURL string `yaml:"token_url"`
 }
 
 // DestinationRateLimit is LinkedIn's per-token limit.

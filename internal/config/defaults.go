@@ -24,6 +24,7 @@ const (
 	DefaultDisplayName        = "LinkedIn Conversions API"
 	DefaultAPIBase            = "https://api.linkedin.com"
 	DefaultAPIVersion         = "202609"
+	DefaultTokenURL           = "https://www.linkedin.com/oauth/v2/accessToken"
 	DefaultBatchSize          = 5000
 	DefaultLinger             = time.Second
 	DefaultPerMinute          = 600
@@ -90,6 +91,7 @@ func (c *Config) applyDefaults() {
 		setStr(&d.DisplayName, DefaultDisplayName)
 		setStr(&d.APIBase, DefaultAPIBase)
 		setStr(&d.APIVersion, DefaultAPIVersion)
+		setStr(&d.Auth.TokenURL, DefaultTokenURL)
 		setInt(&d.BatchSize, DefaultBatchSize)
 		setDur(&d.Linger, DefaultLinger)
 		setInt(&d.RateLimit.PerMinute, DefaultPerMinute)

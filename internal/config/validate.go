@@ -255,6 +255,9 @@ func (v *validator) auth(p string, a Auth) {
 	if refresh && (a.RefreshToken == "" || a.ClientID == "" || a.ClientSecret == "") {
 		v.errorf(p, "refresh_token, client_id and client_secret go together: set all three or none")
 	}
+	if u, err := url.Parse(a.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf(p+".token_url", "must be an http(s) URL, got %q", a.TokenURL)
+	}
 	if a.ExpiresAt != "" {
 		if _, err := time.Parse(time.RFC3339, a.ExpiresAt); err != nil {
 			v.errorf(p+".expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z, got %q", a.ExpiresAt)

@@ -28,6 +28,7 @@ const (
 	EventsStream  = "EVENTS"
 	EventsSubject = "events" // events.<source>.<type>
 	DLQStream     = "DLQ"
+	DLQSubject    = "dlq" // dlq.<destination>.<reason>
 	IdentityKV    = "identity"
 	StateKV       = "state"
 )
@@ -54,6 +55,8 @@ type Config struct {
 	Retention time.Duration
 	// MaxBytes of the EVENTS stream; 0 means unlimited.
 	MaxBytes int64
+	// DLQRetention is how long dead letters are kept. Default 30 days.
+	DLQRetention time.Duration
 }
 
 // Engine is a connection to JetStream with capstan's streams in place.
@@ -127,6 +130,9 @@ func (c *Config) defaults() {
 	}
 	if c.Listen == "" {
 		c.Listen = "none"
+	}
+	if c.DLQRetention == 0 {
+		c.DLQRetention = 30 * 24 * time.Hour
 	}
 }
 
@@ -313,7 +319,38 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", EventsStream, err)
 	}
+	_, err = e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DLQStream,
+		Description: "Conversions LinkedIn refused or that expired, with the reason and the original event (capstan)",
+		Subjects:    []string{DLQSubject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      e.cfg.DLQRetention,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  2 * time.Minute,
+		Replicas:    e.cfg.Replicas,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", DLQStream, err)
+	}
 	return nil
+}
+
+// KV returns the key-value bucket name, creating it when missing with the
+// engine's replicas and the given TTL (0: keep forever).
+func (e *Engine) KV(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+	kv, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   bucket,
+		TTL:      ttl,
+		Storage:  jetstream.FileStorage,
+		Replicas: e.cfg.Replicas,
+		History:  1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", bucket, err)
+	}
+	return kv, nil
 }
 
 // Conn returns the NATS connection.

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// destination is one configured destination, wired.
+type destination struct {
+	cfg    config.Destination
+	plan   *delivery.Plan
+	client *linkedin.Client
+	runner *delivery.Runner
+}
+
+// compilePlans compiles every destination's mappings; problems are
+// configuration errors (exit 2), reported before anything starts.
+func compilePlans(cfg *config.Config) ([]*delivery.Plan, error) {
+	var plans []*delivery.Plan
+	var errs []error
+	for i := range cfg.Destinations {
+		p, perrs := delivery.NewPlan(cfg, i)
+		plans = append(plans, p)
+		errs = append(errs, perrs...)
+	}
+	if len(errs) > 0 {
+		return nil, usageErr(errors.Join(errs...))
+	}
+	return plans, nil
+}
+
+// storedToken is a refreshed token kept in the state bucket, tied to the
+// configured credentials it came from.
+type storedToken struct {
+	Token  linkedin.Token `json:"token"`
+	Config string         `json:"config"`
+}
+
+func credentialsHash(a config.Auth) string {
+	sum := sha256.Sum256([]byte(a.AccessToken.Value() + "\x00" + a.RefreshToken.Value() + "\x00" + a.ClientID.Value()))
+	return hex.EncodeToString(sum[:])
+}
+
+// newDestinations builds clients and runners.
+func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.Plan, eng *stream.Engine, graph delivery.Graph, reg prometheus.Registerer, log *slog.Logger) ([]*destination, jetstream.KeyValue, error) {
+	if len(plans) == 0 {
+		return nil, nil, nil
+	}
+	state, err := eng.KV(ctx, stream.StateKV, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	metrics := delivery.NewMetrics(reg)
+	var out []*destination
+	for i, p := range plans {
+		dc := cfg.Destinations[i]
+		creds := linkedin.Credentials{
+			AccessToken:  dc.Auth.AccessToken.Value(),
+			RefreshToken: dc.Auth.RefreshToken.Value(),
+			ClientID:     dc.Auth.ClientID.Value(),
+			ClientSecret: dc.Auth.ClientSecret.Value(),
+		}
+		if dc.Auth.ExpiresAt != "" {
+			creds.ExpiresAt, _ = time.Parse(time.RFC3339, dc.Auth.ExpiresAt)
+		}
+		tokenKey := "token." + dc.Name
+		cfgHash := credentialsHash(dc.Auth)
+		client, err := linkedin.NewClient(linkedin.ClientConfig{
+			APIBase:       dc.APIBase,
+			APIVersion:    dc.APIVersion,
+			OAuthTokenURL: dc.Auth.TokenURL,
+			Credentials:   creds,
+			OnRefresh: func(t linkedin.Token) {
+				b, _ := json.Marshal(storedToken{Token: t, Config: cfgHash})
+				pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if _, err := state.Put(pctx, tokenKey, b); err != nil {
+					log.Warn("could not save the refreshed token; it will be refreshed again after a restart", "destination", dc.Name, "error", err)
+				}
+			},
+		}, linkedin.NewHTTPClient(30*time.Second), log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("destination %s: %w", dc.Name, err)
+		}
+		// A token refreshed by an earlier run from the same configured
+		// credentials is newer than the configured one.
+		if e, err := state.Get(ctx, tokenKey); err == nil {
+			var st storedToken
+			if json.Unmarshal(e.Value(), &st) == nil && st.Config == cfgHash && st.Token.AccessToken != "" {
+				client.SetToken(st.Token)
+			}
+		}
+		runner := delivery.NewRunner(p, delivery.RunnerConfig{
+			BatchSize:  dc.BatchSize,
+			Linger:     dc.Linger.D(),
+			PerMinute:  dc.RateLimit.PerMinute,
+			PerDay:     dc.RateLimit.PerDay,
+			APIVersion: dc.APIVersion,
+		}, client, eng, graph, metrics, log)
+		out = append(out, &destination{cfg: dc, plan: p, client: client, runner: runner})
+	}
+	return out, state, nil
+}
+
+// run prepares the destination's rules (retrying while LinkedIn is
+// unreachable or refuses) and delivers until ctx ends.
+func (d *destination) run(ctx context.Context, state jetstream.KeyValue, log *slog.Logger) error {
+	go d.runner.WatchToken(ctx, d.client)
+	for attempt := 0; ; attempt++ {
+		err := d.plan.PrepareRules(ctx, d.client, state, d.cfg.AdAccount)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := min(5*time.Minute, time.Second<<min(attempt, 8))
+		log.Error("conversion rules not ready; delivery waits", "destination", d.cfg.Name, "error", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+	return d.runner.Run(ctx)
+}
+
+// adminToken installs a new access token for a destination:
+// PUT /admin/destinations/{name}/token {"access_token": "...", "expires_at": "RFC 3339"}.
+func adminToken(dests []*destination, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"admin token required (Authorization: Bearer …)"}` + "\n"))
+			return
+		}
+		var d *destination
+		for _, x := range dests {
+			if x.cfg.Name == r.PathValue("name") {
+				d = x
+			}
+		}
+		if d == nil {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"no such destination"}` + "\n"))
+			return
+		}
+		var body struct {
+			AccessToken string `json:"access_token"`
+			ExpiresAt   string `json:"expires_at"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil || body.AccessToken == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"body must be {\"access_token\": \"…\", \"expires_at\": \"RFC 3339, optional\"}"}` + "\n"))
+			return
+		}
+		var exp time.Time
+		if body.ExpiresAt != "" {
+			var err error
+			if exp, err = time.Parse(time.RFC3339, body.ExpiresAt); err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"error":"expires_at must be RFC 3339"}` + "\n"))
+				return
+			}
+		}
+		d.client.SetAccessToken(body.AccessToken, exp)
+		d.runner.Resume()
+		_ = json.NewEncoder(w).Encode(d.runner.Status(d.client))
+	})
+}

@@ -1,0 +1,71 @@
+package delivery
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the delivery metrics of every destination. Create one with
+// NewMetrics and share it between runners.
+type Metrics struct {
+	events      *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	requests    *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	limited     *prometheus.CounterVec
+	batchSize   *prometheus.HistogramVec
+	latency     *prometheus.HistogramVec
+	endToEnd    *prometheus.HistogramVec
+	paused      *prometheus.GaugeVec
+	tokenExpiry *prometheus.GaugeVec
+}
+
+// NewMetrics registers the delivery metrics on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_delivery_events_total",
+			Help: "Events seen by a destination, by outcome: received, delivered, not_matched, filtered_source, filtered_integrations, filtered_consent, invalid, dead_lettered.",
+		}, []string{"destination", "outcome"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_dlq_events_total",
+			Help: "Conversions written to the dead-letter queue, by reason.",
+		}, []string{"destination", "reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_delivery_requests_total",
+			Help: "Requests sent to LinkedIn, by result class.",
+		}, []string{"destination", "class"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_delivery_retries_total",
+			Help: "Requests sent again after a retryable failure.",
+		}, []string{"destination"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_delivery_rate_limited_total",
+			Help: "Requests held back by capstan's own rate limiter (local) or refused by LinkedIn with 429 (remote).",
+		}, []string{"destination", "by"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "capstan_delivery_batch_size",
+			Help:    "Conversions per request sent to LinkedIn.",
+			Buckets: []float64{1, 2, 5, 10, 50, 100, 500, 1000, 2500, 5000},
+		}, []string{"destination"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "capstan_delivery_request_duration_seconds",
+			Help:    "LinkedIn's answer time per request.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"destination"}),
+		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "capstan_delivery_end_to_end_seconds",
+			Help:    "From the event's receivedAt to LinkedIn's 2xx.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 3600},
+		}, []string{"destination"}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "capstan_delivery_paused",
+			Help: "1 while a destination is paused (revoked token, unsupported API version, missing permission).",
+		}, []string{"destination"}),
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "capstan_destination_token_expiry_seconds",
+			Help: "Seconds until the destination's access token expires (when known).",
+		}, []string{"destination"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.events, m.deadLetters, m.requests, m.retries, m.limited, m.batchSize, m.latency, m.endToEnd, m.paused, m.tokenExpiry)
+	}
+	return m
+}

@@ -1,0 +1,718 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/identity"
+	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// Sender sends one request to LinkedIn and classifies the answer;
+// *linkedin.Client implements it. A transport failure is a ClassRetry
+// outcome (err says what happened).
+type Sender interface {
+	Send(ctx context.Context, req linkedin.Request) (linkedin.Outcome, error)
+}
+
+// Graph is the identity graph as delivery uses it: learn from every event,
+// enrich conversions. *identity.Graph implements it.
+type Graph interface {
+	Enricher
+	Observe(ctx context.Context, ev mapping.Value, c identity.Captured) error
+}
+
+// RunnerConfig tunes one destination's delivery. Zero fields take defaults.
+type RunnerConfig struct {
+	// BatchSize is the most conversions per request (≤ 5000; a mapping's
+	// own batch_size can only lower it). Default 5000.
+	BatchSize int
+	// Linger is how long a batch waits to fill. Default 1s.
+	Linger time.Duration
+	// PerMinute and PerDay are LinkedIn's request limits for the token.
+	// Defaults 600 and 300000.
+	PerMinute, PerDay int
+	// MaxInflight caps concurrent requests. Default 4.
+	MaxInflight int
+	// RetryBase and RetryMax bound the exponential backoff. Defaults 1s, 5m.
+	RetryBase, RetryMax time.Duration
+	// PauseRetry is how often a paused destination tries again. Default 30s.
+	PauseRetry time.Duration
+	// Window is LinkedIn's look-back: a conversion is dead-lettered as
+	// expired rather than retried past it. Default 90 days.
+	Window time.Duration
+	// AckWait is the consumer's redelivery timeout; in-flight events are
+	// kept alive well within it. Default 2m.
+	AckWait time.Duration
+	// Consumer is the durable consumer's name. Default "deliver-<name>".
+	Consumer string
+	// APIVersion is the LinkedIn-Version of every request.
+	APIVersion string
+	// Clock defaults to real time.
+	Clock Clock
+}
+
+func (c *RunnerConfig) defaults(name string) {
+	if c.BatchSize <= 0 || c.BatchSize > linkedin.MaxBatchSize {
+		c.BatchSize = linkedin.MaxBatchSize
+	}
+	if c.Linger <= 0 {
+		c.Linger = time.Second
+	}
+	if c.PerMinute <= 0 {
+		c.PerMinute = 600
+	}
+	if c.PerDay <= 0 {
+		c.PerDay = 300000
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 4
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Minute
+	}
+	if c.PauseRetry <= 0 {
+		c.PauseRetry = 30 * time.Second
+	}
+	if c.Window <= 0 {
+		c.Window = linkedin.DefaultWindow
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 2 * time.Minute
+	}
+	if c.Consumer == "" {
+		c.Consumer = "deliver-" + name
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+}
+
+// Runner delivers one destination: it reads EVENTS through a durable
+// consumer, converts, batches, sends within the rate limits, retries, splits
+// refused batches and dead-letters what cannot be delivered. An event is
+// acknowledged only once each of its conversions was accepted by LinkedIn or
+// is in the DLQ, so a crash at any point loses nothing; LinkedIn's eventId
+// de-duplication absorbs the re-sends. It is safe for concurrent use; Run
+// must be called once.
+type Runner struct {
+	plan   *Plan
+	cfg    RunnerConfig
+	send   Sender
+	eng    *stream.Engine
+	graph  Graph
+	m      *Metrics
+	log    *slog.Logger
+	limit  *windowLimiter
+	rc     linkedin.RequestConfig
+	clock  Clock
+	paused atomic.Pointer[string]
+	resume chan struct{} // signalled by Resume
+
+	mu   sync.Mutex
+	live map[*tracked]struct{} // un-acknowledged events, kept alive
+}
+
+// tracked is one stored event waiting for its conversions.
+type tracked struct {
+	msg     jetstream.Msg
+	seq     uint64
+	source  string
+	doc     []byte
+	recv    time.Time
+	pending atomic.Int32
+	failed  atomic.Bool // a DLQ write failed: let the event be redelivered
+}
+
+// item is one conversion on its way.
+type item struct {
+	Item
+	route *Route
+	ev    *tracked
+	tries int
+}
+
+// NewRunner returns a Runner for plan. graph may be nil.
+func NewRunner(plan *Plan, cfg RunnerConfig, send Sender, eng *stream.Engine, graph Graph, m *Metrics, log *slog.Logger) *Runner {
+	cfg.defaults(plan.Name)
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Runner{
+		plan: plan, cfg: cfg, send: send, eng: eng, graph: graph, m: m,
+		log:    log.With("component", "delivery", "destination", plan.Name),
+		limit:  newWindowLimiter(cfg.Clock, cfg.PerMinute, cfg.PerDay),
+		rc:     linkedin.RequestConfig{APIVersion: cfg.APIVersion},
+		clock:  cfg.Clock,
+		resume: make(chan struct{}, 1),
+		live:   map[*tracked]struct{}{},
+	}
+}
+
+// TokenSource tells when the destination's access token expires;
+// *linkedin.Client implements it.
+type TokenSource interface {
+	Token() linkedin.Token
+}
+
+// tokenWarnBefore is when expiry warnings start (14 days ahead).
+const tokenWarnBefore = 14 * 24 * time.Hour
+
+// Status is a destination's health for /readyz.
+type Status struct {
+	Destination string `json:"destination"`
+	// State is "delivering" or "paused".
+	State string `json:"state"`
+	// Reason says why it is paused.
+	Reason string `json:"reason,omitempty"`
+	// TokenExpiresAt is the access token's expiry, when known.
+	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
+	// Warning is set from 14 days before the token expires.
+	Warning string `json:"warning,omitempty"`
+}
+
+// Status reports the destination's state. tokens may be nil.
+func (r *Runner) Status(tokens TokenSource) Status {
+	st := Status{Destination: r.plan.Name, State: "delivering"}
+	if why := r.Paused(); why != "" {
+		st.State, st.Reason = "paused", why
+	}
+	if tokens != nil {
+		if exp := tokens.Token().ExpiresAt; !exp.IsZero() {
+			st.TokenExpiresAt = &exp
+			left := exp.Sub(r.clock.Now())
+			r.m.tokenExpiry.WithLabelValues(r.plan.Name).Set(left.Seconds())
+			if left < tokenWarnBefore {
+				st.Warning = fmt.Sprintf("the access token expires in %s (%s); configure a new one or refresh credentials", left.Round(time.Hour), exp.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	return st
+}
+
+// WatchToken logs a warning once a day from 14 days before the token
+// expires, until ctx ends.
+func (r *Runner) WatchToken(ctx context.Context, tokens TokenSource) {
+	for {
+		if st := r.Status(tokens); st.Warning != "" {
+			r.log.Warn("access token expiring", "detail", st.Warning)
+		}
+		if err := r.clock.Sleep(ctx, 24*time.Hour); err != nil {
+			return
+		}
+	}
+}
+
+// Paused returns why the destination is paused, or "".
+func (r *Runner) Paused() string {
+	if p := r.paused.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Resume makes a paused destination try again now (after an operator
+// installed a new token).
+func (r *Runner) Resume() {
+	select {
+	case r.resume <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Runner) pause(why string) {
+	if r.Paused() == "" {
+		r.log.Error("destination paused: events wait in the stream until this is fixed", "reason", why)
+	}
+	r.paused.Store(&why)
+	r.m.paused.WithLabelValues(r.plan.Name).Set(1)
+}
+
+func (r *Runner) unpause() {
+	if r.paused.Swap(nil) != nil {
+		r.log.Info("destination resumed")
+		r.m.paused.WithLabelValues(r.plan.Name).Set(0)
+	}
+}
+
+// Run delivers until ctx ends. On stop it flushes what is batched and waits
+// for requests in flight; events not yet accepted stay in the stream and are
+// delivered after the next start.
+func (r *Runner) Run(ctx context.Context) error {
+	js := r.eng.JetStream()
+	filters := []string{stream.EventsSubject + ".>"}
+	if r.plan.sources != nil {
+		filters = filters[:0]
+		for s := range r.plan.sources {
+			filters = append(filters, stream.EventsSubject+"."+s+".>")
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream.EventsStream, jetstream.ConsumerConfig{
+		Durable:        r.cfg.Consumer,
+		Description:    "capstan delivery to " + r.plan.Name,
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        r.cfg.AckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  4 * r.cfg.BatchSize * r.cfg.MaxInflight,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("delivery consumer for %s: %w", r.plan.Name, err)
+	}
+	items := make(chan *item, r.cfg.BatchSize)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() { r.keepAlive(stop) })
+	var senders sync.WaitGroup
+	batcherDone := make(chan struct{})
+	go func() {
+		defer close(batcherDone)
+		r.batch(ctx, items, &senders)
+	}()
+	err = r.consume(ctx, cons, items)
+	close(items)
+	<-batcherDone
+	senders.Wait()
+	close(stop)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// consume reads events and hands their conversions to the batcher.
+func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<- *item) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(min(1000, r.cfg.BatchSize*2)))
+	if err != nil {
+		return fmt.Errorf("read events for %s: %w", r.plan.Name, err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		for r.Paused() != "" {
+			// Take no new events while paused; what is in flight keeps trying.
+			if err := r.clock.Sleep(ctx, 100*time.Millisecond); err != nil {
+				return nil
+			}
+		}
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			r.log.Warn("reading events failed; retrying", "error", err)
+			if err := r.clock.Sleep(ctx, time.Second); err != nil {
+				return nil
+			}
+			continue
+		}
+		r.handle(ctx, msg, out)
+	}
+}
+
+// handle converts one stored event.
+func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item) {
+	md, _ := msg.Metadata()
+	t := &tracked{msg: msg, source: msg.Headers().Get(event.HeaderSource), doc: msg.Data()}
+	if md != nil {
+		t.seq = md.Sequence.Stream
+	}
+	if rf := msg.Headers().Get(HeaderReplayFor); rf != "" && rf != r.plan.Name {
+		_ = msg.Ack() // a replay for another destination
+		return
+	}
+	r.m.events.WithLabelValues(r.plan.Name, "received").Inc()
+	ev, err := mapping.Parse(t.doc)
+	if err != nil {
+		r.deadLetter(ctx, t, &DeadLetter{Reason: ReasonUnusable, Message: "stored event is not valid JSON: " + err.Error()})
+		r.finish(t)
+		return
+	}
+	if s, ok := ev.Get("receivedAt").Str(); ok {
+		t.recv, _ = event.ParseTime(s)
+	}
+	t.pending.Add(1) // held until every conversion is queued
+	if r.graph != nil && consentAllows(ev, r.plan.consent) {
+		if err := r.graph.Observe(ctx, ev, identity.Capture(ev)); err != nil {
+			r.log.Warn("identity graph update failed", "error", err, "event_seq", t.seq)
+		}
+	}
+	var enr Enricher
+	if r.graph != nil {
+		enr = r.graph
+	}
+	for _, res := range r.plan.Convert(ctx, ev, t.source, r.clock.Now(), enr) {
+		switch res.Outcome {
+		case Converted:
+			t.pending.Add(1)
+			select {
+			case out <- &item{Item: Item{Conversion: res.Conversion, Batching: res.Batching}, route: res.Route, ev: t}:
+			case <-ctx.Done():
+				return // not acknowledged: redelivered after restart
+			}
+		case Invalid:
+			r.m.events.WithLabelValues(r.plan.Name, string(Invalid)).Inc()
+			dl := &DeadLetter{Reason: ReasonInvalid, Mapping: res.Route.Name, Message: res.Err.Error()}
+			var ve *linkedin.ValidationError
+			if errors.As(res.Err, &ve) {
+				dl.Code, dl.Status, dl.Errors = ve.Code(), ve.Status(), ve.Errors
+			}
+			r.deadLetter(ctx, t, dl)
+		default:
+			r.m.events.WithLabelValues(r.plan.Name, string(res.Outcome)).Inc()
+		}
+	}
+	r.release(t)
+}
+
+// release drops one hold on t and acknowledges it when none is left.
+func (r *Runner) release(t *tracked) {
+	if t.pending.Add(-1) == 0 {
+		r.finish(t)
+	}
+}
+
+func (r *Runner) finish(t *tracked) {
+	r.mu.Lock()
+	delete(r.live, t)
+	r.mu.Unlock()
+	if t.failed.Load() {
+		// A dead letter could not be written: have the event redelivered
+		// later instead of losing it.
+		_ = t.msg.NakWithDelay(30 * time.Second)
+		return
+	}
+	if err := t.msg.Ack(); err != nil {
+		r.log.Warn("acknowledge event failed; it will be delivered again", "error", err, "event_seq", t.seq)
+	}
+}
+
+// keepAlive tells JetStream that un-acknowledged events are still being
+// worked on (retries can take longer than AckWait).
+func (r *Runner) keepAlive(stop <-chan struct{}) {
+	tick := time.NewTicker(r.cfg.AckWait / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			r.mu.Lock()
+			live := make([]*tracked, 0, len(r.live))
+			for t := range r.live {
+				live = append(live, t)
+			}
+			r.mu.Unlock()
+			for _, t := range live {
+				_ = t.msg.InProgress()
+			}
+		}
+	}
+}
+
+// batch gathers conversions and flushes on count, linger or stop.
+func (r *Runner) batch(ctx context.Context, in <-chan *item, senders *sync.WaitGroup) {
+	sem := make(chan struct{}, r.cfg.MaxInflight)
+	var pending []*item
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		batch := pending
+		pending = nil
+		timer.Stop()
+		sem <- struct{}{}
+		senders.Go(func() {
+			defer func() { <-sem }()
+			// Requests already under way finish even when ctx ends; only
+			// their retries stop.
+			r.deliver(context.WithoutCancel(ctx), ctx, batch)
+		})
+	}
+	for {
+		select {
+		case it, ok := <-in:
+			if !ok {
+				flush() // soft stop: send what is batched
+				return
+			}
+			r.mu.Lock()
+			r.live[it.ev] = struct{}{}
+			r.mu.Unlock()
+			if len(pending) == 0 {
+				timer.Reset(r.cfg.Linger)
+			}
+			pending = append(pending, it)
+			if len(pending) >= r.cfg.BatchSize {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// deliver sends a flushed batch. send is used for requests, stop ends retries.
+func (r *Runner) deliver(send, stop context.Context, batch []*item) {
+	items := make([]Item, len(batch))
+	for i, it := range batch {
+		items[i] = it.Item
+		if items[i].Batching.Size <= 0 || items[i].Batching.Size > r.cfg.BatchSize {
+			items[i].Batching.Size = r.cfg.BatchSize
+		}
+	}
+	reqs, err := BuildRequests(r.rc, items)
+	if err != nil {
+		// Conversions passed validation, so this is a bug; keep the events.
+		r.log.Error("encode request failed; events will be redelivered", "error", err)
+		for _, it := range batch {
+			it.ev.failed.Store(true)
+			r.release(it.ev)
+		}
+		return
+	}
+	for _, req := range reqs {
+		sub := make([]*item, len(req.Indices))
+		for j, idx := range req.Indices {
+			sub[j] = batch[idx]
+		}
+		r.sendRequest(send, stop, req, sub)
+	}
+}
+
+// sendRequest sends req (whose elements are items, in order) until it is
+// accepted, split, dead-lettered, or stop ends.
+func (r *Runner) sendRequest(send, stop context.Context, req linkedin.Request, items []*item) {
+	for attempt := 0; ; attempt++ {
+		if waited, err := r.limit.Wait(stop); err != nil {
+			r.abandon(items)
+			return
+		} else if waited {
+			r.m.limited.WithLabelValues(r.plan.Name, "local").Inc()
+		}
+		start := time.Now()
+		out, err := r.send.Send(send, req)
+		r.m.latency.WithLabelValues(r.plan.Name).Observe(time.Since(start).Seconds())
+		if out.Class == 0 {
+			out.Class = linkedin.ClassRetry
+		}
+		r.m.requests.WithLabelValues(r.plan.Name, out.Class.String()).Inc()
+		for _, it := range items {
+			it.tries++
+		}
+		switch out.Class {
+		case linkedin.ClassSuccess:
+			r.unpause()
+			r.m.batchSize.WithLabelValues(r.plan.Name).Observe(float64(len(items)))
+			now := time.Now()
+			for _, it := range items {
+				r.m.events.WithLabelValues(r.plan.Name, "delivered").Inc()
+				if !it.ev.recv.IsZero() {
+					r.m.endToEnd.WithLabelValues(r.plan.Name).Observe(now.Sub(it.ev.recv).Seconds())
+				}
+				r.release(it.ev)
+			}
+			return
+
+		case linkedin.ClassSplit:
+			refused := map[int]linkedin.Failure{}
+			for _, f := range out.Failures {
+				refused[f.Index] = f
+			}
+			var rest []*item
+			for i, it := range items {
+				if f, ok := refused[i]; ok {
+					r.reject(stop, it, out, f.Status, f.Message, f.Errors)
+				} else {
+					rest = append(rest, it)
+				}
+			}
+			if len(refused) == 0 { // nothing named: treat as refused whole
+				for _, it := range items {
+					r.reject(stop, it, out, out.Status, out.Message, nil)
+				}
+				return
+			}
+			r.resend(send, stop, rest)
+			return
+
+		case linkedin.ClassTooLarge:
+			if len(items) == 1 {
+				r.reject(stop, items[0], out, out.Status, out.Message, nil)
+				return
+			}
+			half := len(items) / 2
+			r.resend(send, stop, items[:half])
+			r.resend(send, stop, items[half:])
+			return
+
+		case linkedin.ClassDeadLetter:
+			for i, it := range items {
+				msg, errs := out.Message, any(nil)
+				if i < len(out.Failures) && len(items) == 1 {
+					errs = out.Failures[0].Errors
+				}
+				r.reject(stop, it, out, out.Status, msg, errs)
+			}
+			return
+
+		case linkedin.ClassRetry:
+			r.m.retries.WithLabelValues(r.plan.Name).Inc()
+			if out.Status == 429 {
+				r.m.limited.WithLabelValues(r.plan.Name, "remote").Inc()
+				if out.DailyLimit {
+					r.limit.exhaustDay()
+				}
+			}
+			wait := backoff(r.cfg.RetryBase, r.cfg.RetryMax, attempt, out.RetryAfter)
+			if out.DailyLimit {
+				wait += time.Duration(rand.Int64N(int64(time.Minute)))
+			}
+			items = r.expire(stop, items, wait, out)
+			if len(items) == 0 {
+				return
+			}
+			r.log.Warn("LinkedIn request failed; retrying", "status", out.Status, "attempt", attempt+1, "wait", wait.String(), "batch_size", len(items), "error", errText(err, out))
+			if err := r.clock.Sleep(stop, wait); err != nil {
+				r.abandon(items)
+				return
+			}
+			if len(items) != len(req.Indices) { // some expired: rebuild
+				r.resend(send, stop, items)
+				return
+			}
+
+		default: // auth, forbidden, version: pause and wait for a fix
+			r.pause(fmt.Sprintf("%s (HTTP %d): %s", out.Class, out.Status, out.Message))
+			select {
+			case <-stop.Done():
+				r.abandon(items)
+				return
+			case <-r.resume:
+			case <-time.After(r.cfg.PauseRetry):
+			}
+		}
+	}
+}
+
+// resend encodes items again (after a split) and sends them.
+func (r *Runner) resend(send, stop context.Context, items []*item) {
+	if len(items) == 0 {
+		return
+	}
+	conv := make([]Item, len(items))
+	for i, it := range items {
+		conv[i] = it.Item
+	}
+	reqs, err := BuildRequests(r.rc, conv)
+	if err != nil {
+		r.log.Error("encode request failed; events will be redelivered", "error", err)
+		r.abandon(items)
+		return
+	}
+	for _, req := range reqs {
+		sub := make([]*item, len(req.Indices))
+		for j, idx := range req.Indices {
+			sub[j] = items[idx]
+		}
+		r.sendRequest(send, stop, req, sub)
+	}
+}
+
+// expire dead-letters the items that would leave LinkedIn's window before the
+// next attempt and returns the others.
+func (r *Runner) expire(ctx context.Context, items []*item, wait time.Duration, out linkedin.Outcome) []*item {
+	deadline := r.clock.Now().Add(wait + time.Minute)
+	keep := items[:0:0]
+	for _, it := range items {
+		happened := time.UnixMilli(it.Conversion.ConversionHappenedAt)
+		if deadline.Sub(happened) >= r.cfg.Window {
+			r.deadLetterItem(ctx, it, ReasonExpired, out.Status, "not delivered within LinkedIn's 90-day window; last error: "+out.Message, nil, out)
+			continue
+		}
+		keep = append(keep, it)
+	}
+	return keep
+}
+
+// abandon leaves items un-acknowledged (stop): JetStream redelivers them.
+func (r *Runner) abandon(items []*item) {
+	for _, it := range items {
+		r.mu.Lock()
+		delete(r.live, it.ev)
+		r.mu.Unlock()
+	}
+}
+
+func (r *Runner) reject(ctx context.Context, it *item, out linkedin.Outcome, status int, msg string, errs any) {
+	r.deadLetterItem(ctx, it, ReasonRejected, status, msg, errs, out)
+}
+
+func (r *Runner) deadLetterItem(ctx context.Context, it *item, reason string, status int, msg string, errs any, out linkedin.Outcome) {
+	payload, _ := json.Marshal(it.Conversion)
+	r.deadLetter(ctx, it.ev, &DeadLetter{
+		Reason: reason, Mapping: it.route.Name, Status: status, Code: out.Code, Message: msg, Errors: errs,
+		RequestID: out.RequestID, Attempts: it.tries, Payload: payload,
+	})
+	r.release(it.ev)
+}
+
+// deadLetter writes dl for event t. A failed write marks t so that it is
+// redelivered rather than acknowledged.
+func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
+	dl.At = r.clock.Now().UTC()
+	dl.Destination, dl.Source, dl.EventSeq, dl.Event = r.plan.Name, t.source, t.seq, t.doc
+	var probe struct {
+		MessageID string `json:"messageId"`
+	}
+	_ = json.Unmarshal(t.doc, &probe)
+	dl.MessageID = probe.MessageID
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := writeDeadLetter(wctx, r.eng.JetStream(), dl); err != nil {
+		t.failed.Store(true)
+		r.log.Error("dead-letter write failed; the event will be delivered again", "error", err, "event_seq", t.seq)
+		return
+	}
+	r.m.deadLetters.WithLabelValues(r.plan.Name, dl.Reason).Inc()
+	r.m.events.WithLabelValues(r.plan.Name, "dead_lettered").Inc()
+	r.log.Warn("conversion dead-lettered", "reason", dl.Reason, "mapping", dl.Mapping, "status", dl.Status, "message_id", dl.MessageID, "detail", dl.Message)
+}
+
+// backoff is capped exponential backoff with full jitter; retryAfter is the
+// minimum (STYLE §7).
+func backoff(base, maxWait time.Duration, attempt int, retryAfter time.Duration) time.Duration {
+	ceil := maxWait
+	if attempt < 30 {
+		ceil = min(maxWait, base<<attempt)
+	}
+	return max(retryAfter, time.Duration(rand.Int64N(int64(ceil)+1)))
+}
+
+func errText(err error, out linkedin.Outcome) string {
+	if err != nil {
+		return err.Error()
+	}
+	return out.Message
+}
