@@ -311,4 +311,3 @@ func writeIndented(w io.Writer, v any) error {
 	_, err := w.Write(buf.Bytes())
 	return err
 }
-
