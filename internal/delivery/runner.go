@@ -273,6 +273,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("delivery consumer for %s: %w", r.plan.Name, err)
 	}
 	items := make(chan *item, r.cfg.BatchSize)
@@ -310,8 +313,10 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 	for {
 		for r.Paused() != "" {
 			// Take no new events while paused; what is in flight keeps trying.
-			if err := r.clock.Sleep(ctx, 100*time.Millisecond); err != nil {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-time.After(100 * time.Millisecond):
 			}
 		}
 		msg, err := it.Next()
@@ -320,8 +325,10 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 				return nil
 			}
 			r.log.Warn("reading events failed; retrying", "error", err)
-			if err := r.clock.Sleep(ctx, time.Second); err != nil {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-time.After(time.Second):
 			}
 			continue
 		}

@@ -1,0 +1,434 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/sandbox"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+const account = 512345678
+
+// harness runs one destination against the real sandbox over HTTP and a
+// real embedded JetStream, sharing a fast-forward clock with the sandbox.
+type harness struct {
+	t      *testing.T
+	clock  *SkipClock
+	sb     *sandbox.Server
+	url    string
+	eng    *stream.Engine
+	app    *stream.Appender
+	client *linkedin.Client
+	runner *Runner
+	plan   *Plan
+	stop   func()
+}
+
+type opts struct {
+	sandbox  sandbox.Config
+	mappings string
+	runner   RunnerConfig
+	creds    linkedin.Credentials
+	timeout  time.Duration
+}
+
+const signUpMapping = `      - name: Sign Up
+        trigger: 'type = "track" and event = "Sign Up"'
+        conversion_rule: {create: {name: "Sign Up (capstan)", type: SIGN_UP}}
+`
+
+func newHarness(t *testing.T, o opts) *harness {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	h := &harness{t: t, clock: NewSkipClock(time.Now().Truncate(time.Minute).Add(time.Second))}
+	sc := o.sandbox
+	sc.Now = h.clock.Now
+	sc.AdAccount = account
+	if len(sc.Tokens) == 0 {
+		sc.Tokens = []sandbox.TokenSpec{{Token: "tok", AdAccount: account}}
+	}
+	sb, err := sandbox.New(sc, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(func() { sb.Close(); srv.Close() })
+	h.sb, h.url = sb, srv.URL
+
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.eng = eng
+	h.app = stream.NewAppender(eng, stream.AppenderConfig{}, log)
+	appDone := make(chan struct{})
+	go func() { _ = h.app.Run(ctx); close(appDone) }()
+	t.Cleanup(func() { cancel(); <-appDone; eng.Close() })
+
+	if o.mappings == "" {
+		o.mappings = signUpMapping
+	}
+	h.plan = h.compile(o.mappings)
+	creds := o.creds
+	if creds.AccessToken == "" && !creds.CanRefresh() {
+		creds.AccessToken = "tok"
+	}
+	h.client, err = linkedin.NewClient(linkedin.ClientConfig{
+		APIBase: srv.URL, OAuthTokenURL: srv.URL + "/oauth/v2/accessToken", Credentials: creds,
+		Timeout: o.timeout, Now: h.clock.Now,
+	}, linkedin.NewHTTPClient(o.timeout), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := eng.KV(context.Background(), stream.StateKV, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.plan.PrepareRules(context.Background(), h.client, state, account); err != nil {
+		t.Fatal(err)
+	}
+	rc := o.runner
+	rc.Clock = h.clock
+	if rc.Linger == 0 {
+		rc.Linger = 20 * time.Millisecond
+	}
+	h.start(rc)
+	return h
+}
+
+func (h *harness) compile(mappings string) *Plan {
+	h.t.Helper()
+	text := fmt.Sprintf(`
+sources: [{name: web, write_key: k}]
+destinations:
+  - name: li
+    ad_account: %d
+    auth: {access_token: tok}
+    mappings:
+%s`, account, mappings)
+	cfg, err := config.Parse("t.yaml", []byte(text), func(string) (string, bool) { return "", false })
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p, errs := NewPlan(cfg, 0)
+	if len(errs) > 0 {
+		h.t.Fatal(errs)
+	}
+	return p
+}
+
+// start runs a runner for h.plan until the test ends or h.stop is called.
+func (h *harness) start(rc RunnerConfig) {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.runner = NewRunner(h.plan, rc, h.client, h.eng, nil, nil, slog.New(slog.DiscardHandler))
+	done := make(chan struct{})
+	go func() {
+		if err := h.runner.Run(ctx); err != nil {
+			h.t.Error(err)
+		}
+		close(done)
+	}()
+	var once sync.Once
+	h.stop = func() { once.Do(func() { cancel(); <-done }) }
+	h.t.Cleanup(h.stop)
+}
+
+// send stores events as ingest would.
+func (h *harness) send(events ...string) {
+	h.t.Helper()
+	req := &event.Request{ReceivedAt: h.clock.Now()}
+	var recs []stream.Record
+	for _, raw := range events {
+		ev, derr := event.Normalize([]byte(raw), "", req)
+		if derr != nil {
+			h.t.Fatal(derr)
+		}
+		hdr := nats.Header{}
+		hdr.Set(event.HeaderSource, "web")
+		recs = append(recs, stream.Record{Subject: event.Subject("web", ev.Type), MsgID: event.DedupID("web", ev.MessageID), Header: hdr, Data: ev.JSON})
+	}
+	for start := 0; start < len(recs); start += 1000 {
+		res, err := h.app.Append(context.Background(), recs[start:min(start+1000, len(recs))])
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				h.t.Fatal(r.Err)
+			}
+		}
+	}
+}
+
+func signUpEvent(i int, extra string) string {
+	return fmt.Sprintf(`{"type":"track","event":"Sign Up","userId":"u%d","messageId":"m-%05d","properties":{"li_fat_id":"lfi-%d"%s}}`, i, i, i, extra)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) delivered() map[string]int {
+	got := map[string]int{}
+	for _, c := range h.sb.Conversions(sandbox.ConversionFilter{}) {
+		got[c.EventID]++
+	}
+	return got
+}
+
+// waitDelivered waits for exactly the eventIds m-00000 … m-(n-1) minus skip.
+func (h *harness) waitDelivered(n int, skip map[int]bool) {
+	h.t.Helper()
+	want := n - len(skip)
+	eventually(h.t, 20*time.Second, fmt.Sprintf("%d conversions", want), func() bool { return len(h.delivered()) >= want })
+	got := h.delivered()
+	for i := range n {
+		id := fmt.Sprintf("m-%05d", i)
+		if skip[i] {
+			if got[id] != 0 {
+				h.t.Errorf("%s delivered, want not", id)
+			}
+			continue
+		}
+		if got[id] != 1 {
+			h.t.Errorf("%s delivered %d times, want once", id, got[id])
+		}
+	}
+}
+
+func (h *harness) deadLetters(reason string) []*DeadLetter {
+	h.t.Helper()
+	var out []*DeadLetter
+	if err := ListDeadLetters(context.Background(), h.eng, DLQFilter{Reason: reason}, func(dl *DeadLetter) error {
+		out = append(out, dl)
+		return nil
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func many(n int, extra func(i int) string) []string {
+	out := make([]string, n)
+	for i := range out {
+		e := ""
+		if extra != nil {
+			e = extra(i)
+		}
+		out[i] = signUpEvent(i, e)
+	}
+	return out
+}
+
+func TestDeliverBatched(t *testing.T) {
+	h := newHarness(t, opts{runner: RunnerConfig{BatchSize: 50}})
+	h.send(many(120, nil)...)
+	// Events no trigger matches are acknowledged without a request.
+	h.send(`{"type":"page","userId":"u","messageId":"p-1"}`, `{"type":"track","event":"Other","userId":"u","messageId":"o-1"}`)
+	h.waitDelivered(120, nil)
+	c := h.sb.Counters()
+	if c.Batches < 3 || c.ConversionRequests > 6 {
+		t.Errorf("not batched: %+v", c)
+	}
+	conv := h.sb.Conversions(sandbox.ConversionFilter{EventID: "m-00007"})[0]
+	if !strings.Contains(string(conv.Body), `"idValue":"lfi-7"`) {
+		t.Errorf("body %s", conv.Body)
+	}
+	eventually(t, 5*time.Second, "all events acknowledged", func() bool {
+		ci, err := h.eng.JetStream().Consumer(context.Background(), stream.EventsStream, "deliver-li")
+		if err != nil {
+			return false
+		}
+		info, err := ci.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+}
+
+func TestRateLimitsNeverExceeded(t *testing.T) {
+	start := time.Now()
+	h := newHarness(t, opts{
+		sandbox:  sandbox.Config{RatePerMinute: 4},
+		mappings: signUpMapping + "        fields: {enable_batching: false}\n",
+		runner:   RunnerConfig{PerMinute: 4},
+	})
+	clock0 := h.clock.Now()
+	h.send(many(18, nil)...)
+	h.waitDelivered(18, nil)
+	if c := h.sb.Counters(); c.RateLimited != 0 || c.ConversionRequests != 18 {
+		t.Errorf("sandbox counters %+v: capstan went over LinkedIn's limit", c)
+	}
+	// 18 requests at 4 per aligned minute span 5 windows: at least 3 whole
+	// minutes of waiting.
+	if spent := h.clock.Now().Sub(clock0); spent < 3*time.Minute {
+		t.Errorf("18 requests at 4/min took %s of clock time", spent)
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("the fast-forward clock did not fast-forward")
+	}
+}
+
+func TestRetriesOn429And5xxAndTimeouts(t *testing.T) {
+	h := newHarness(t, opts{runner: RunnerConfig{BatchSize: 10}, timeout: 300 * time.Millisecond})
+	for _, f := range []sandbox.Fault{
+		{Endpoint: "conversionEvents", Action: sandbox.FaultRateLimit, Next: 3, RetryAfter: 2},
+		{Endpoint: "conversionEvents", Action: sandbox.FaultStatus, Status: 503, Next: 2},
+		{Endpoint: "conversionEvents", Action: sandbox.FaultStatus, Status: 500, Body: "html", Next: 1},
+		{Endpoint: "conversionEvents", Action: "accept_hang", Next: 1},
+		{Endpoint: "conversionEvents", Action: "hang", Next: 1},
+	} {
+		if _, err := h.sb.AddFault(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.send(many(60, nil)...)
+	h.waitDelivered(60, nil)
+	if c := h.sb.Counters(); c.FaultsInjected < 8 {
+		t.Errorf("faults fired %d, want 8: %+v", c.FaultsInjected, c)
+	}
+	if dl := h.deadLetters(""); len(dl) != 0 {
+		t.Errorf("dead letters: %+v", dl[0])
+	}
+}
+
+func TestSplitRefusedBatchAndReplay(t *testing.T) {
+	long := strings.Repeat("x", 40)
+	bad := map[int]bool{5: true, 250: true, 499: true}
+	h := newHarness(t, opts{
+		sandbox:  sandbox.Config{EnforceFieldLengths: true},
+		mappings: signUpMapping + "        fields:\n          userInfo: {firstName: {\"@path\": \"$.properties.first\"}, lastName: Doe}\n",
+		runner:   RunnerConfig{BatchSize: 500, Linger: 200 * time.Millisecond},
+	})
+	h.send(many(500, func(i int) string {
+		if bad[i] {
+			return `,"first":"` + long + `"`
+		}
+		return `,"first":"Ann"`
+	})...)
+	h.waitDelivered(500, bad)
+	var dls []*DeadLetter
+	eventually(t, 5*time.Second, "3 dead letters", func() bool { dls = h.deadLetters(ReasonRejected); return len(dls) == 3 })
+	for _, dl := range dls {
+		if dl.Status != 422 || !strings.Contains(dl.Message, "firstName") || dl.Mapping != "Sign Up" || len(dl.Payload) == 0 || len(dl.Event) == 0 {
+			t.Errorf("dead letter %+v", dl)
+		}
+	}
+	// Fix the mapping, restart, replay.
+	h.stop()
+	h.plan = h.compile(signUpMapping + "        fields: {userInfo: null}\n")
+	state, _ := h.eng.KV(context.Background(), stream.StateKV, 0)
+	if err := h.plan.PrepareRules(context.Background(), h.client, state, account); err != nil {
+		t.Fatal(err)
+	}
+	h.start(RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	n, err := ReplayDeadLetters(context.Background(), h.eng, DLQFilter{Destination: "li", Reason: ReasonRejected})
+	if err != nil || n != 3 {
+		t.Fatalf("replayed %d: %v", n, err)
+	}
+	h.waitDelivered(500, nil)
+	if left := h.deadLetters(""); len(left) != 0 {
+		t.Errorf("DLQ not empty after replay: %d", len(left))
+	}
+	if c := h.sb.Counters(); c.Accepted != 500 {
+		t.Errorf("accepted %d", c.Accepted)
+	}
+}
+
+func TestInvalidAndExpiredGoToDLQ(t *testing.T) {
+	h := newHarness(t, opts{runner: RunnerConfig{RetryMax: 24 * time.Hour}})
+	// No identifier at all: refused locally, never sent.
+	h.send(`{"type":"track","event":"Sign Up","userId":"u","messageId":"no-id"}`)
+	eventually(t, 5*time.Second, "invalid dead letter", func() bool { return len(h.deadLetters(ReasonInvalid)) == 1 })
+	dl := h.deadLetters(ReasonInvalid)[0]
+	if dl.MessageID != "no-id" || !strings.Contains(dl.Message, "One of email or LinkedIn UUID") {
+		t.Errorf("%+v", dl)
+	}
+	// LinkedIn keeps failing: the conversion is dead-lettered as expired
+	// before it leaves the 90-day window, not retried forever.
+	if _, err := h.sb.AddFault(sandbox.Fault{Endpoint: "conversionEvents", Action: sandbox.FaultStatus, Status: 503}); err != nil {
+		t.Fatal(err)
+	}
+	old := h.clock.Now().Add(-89 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	h.send(`{"type":"track","event":"Sign Up","userId":"u","messageId":"old","timestamp":"` + old + `","properties":{"li_fat_id":"x"}}`)
+	eventually(t, 10*time.Second, "expired dead letter", func() bool { return len(h.deadLetters(ReasonExpired)) == 1 })
+	if dl := h.deadLetters(ReasonExpired)[0]; dl.Status != 503 || dl.Attempts < 2 {
+		t.Errorf("%+v", dl)
+	}
+}
+
+func TestExpiredTokenIsRefreshed(t *testing.T) {
+	h := newHarness(t, opts{
+		sandbox: sandbox.Config{Tokens: []sandbox.TokenSpec{{Token: "tok", AdAccount: account, RefreshToken: "rt"}}},
+		creds:   linkedin.Credentials{AccessToken: "tok", RefreshToken: "rt", ClientID: "sandbox-client", ClientSecret: "sandbox-secret"},
+	})
+	h.send(many(5, nil)...)
+	h.waitDelivered(5, nil)
+	if !h.sb.ExpireToken("tok") {
+		t.Fatal("expire")
+	}
+	h.send(signUpEvent(5, ""), signUpEvent(6, ""))
+	h.waitDelivered(7, nil)
+	if tok := h.client.Token().AccessToken; tok == "tok" {
+		t.Error("token not refreshed")
+	}
+	if h.runner.Paused() != "" {
+		t.Errorf("paused: %s", h.runner.Paused())
+	}
+}
+
+func TestRevokedTokenPausesUntilANewOne(t *testing.T) {
+	h := newHarness(t, opts{runner: RunnerConfig{PauseRetry: time.Hour}})
+	h.send(many(3, nil)...)
+	h.waitDelivered(3, nil)
+	if !h.sb.RevokeToken("tok") {
+		t.Fatal("revoke")
+	}
+	h.send(signUpEvent(3, ""), signUpEvent(4, ""))
+	eventually(t, 10*time.Second, "pause", func() bool { return h.runner.Paused() != "" })
+	st := h.runner.Status(h.client)
+	if st.State != "paused" || !strings.Contains(st.Reason, "401") {
+		t.Errorf("status %+v", st)
+	}
+	if len(h.delivered()) != 3 {
+		t.Fatal("delivered while paused")
+	}
+	if err := h.sb.AddToken(sandbox.TokenSpec{Token: "tok2", AdAccount: account}); err != nil {
+		t.Fatal(err)
+	}
+	h.client.SetAccessToken("tok2", time.Time{})
+	h.runner.Resume()
+	h.waitDelivered(5, nil)
+	eventually(t, 5*time.Second, "unpause", func() bool { return h.runner.Paused() == "" })
+}
+
+func TestTokenExpiryWarning(t *testing.T) {
+	h := newHarness(t, opts{creds: linkedin.Credentials{AccessToken: "tok"}})
+	h.client.SetAccessToken("tok", h.clock.Now().Add(10*24*time.Hour))
+	if st := h.runner.Status(h.client); st.Warning == "" || st.TokenExpiresAt == nil {
+		t.Errorf("no warning 10 days before expiry: %+v", st)
+	}
+	h.client.SetAccessToken("tok", h.clock.Now().Add(30*24*time.Hour))
+	if st := h.runner.Status(h.client); st.Warning != "" {
+		t.Errorf("warning 30 days before expiry: %+v", st)
+	}
+}
