@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -65,6 +66,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	plans, err := compilePlans(cfg)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		// Memory is cheap next to CPU on a gateway: collect less often
+		// (measured: GC was about a quarter of ingest CPU at the default).
+		debug.SetGCPercent(400)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

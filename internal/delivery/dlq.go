@@ -159,7 +159,6 @@ func ReplayDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter) (in
 		}
 		m := &nats.Msg{Subject: event.Subject(dl.Source, event.Type(probe.Type)), Data: dl.Event, Header: nats.Header{}}
 		m.Header.Set(event.HeaderSource, dl.Source)
-		m.Header.Set(event.HeaderType, probe.Type)
 		m.Header.Set(HeaderReplayFor, dl.Destination)
 		id := "replay:" + dl.Destination + ":" + strconv.FormatUint(dl.Seq, 10)
 		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {

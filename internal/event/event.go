@@ -343,7 +343,6 @@ func NewID() string { return newUUID() }
 // them instead of parsing the event again.
 const (
 	HeaderSource    = "Capstan-Source"     // the source name
-	HeaderType      = "Capstan-Type"       // the event type
 	HeaderMessageID = "Capstan-Message-Id" // the event's messageId
 	HeaderRequestID = "Capstan-Request-Id" // the HTTP request that carried it
 	HeaderUserAgent = "Capstan-User-Agent" // the sending client's User-Agent

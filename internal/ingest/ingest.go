@@ -407,7 +407,14 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 
 	req := &event.Request{ReceivedAt: received, ClientIP: h.clientIP(r), Envelope: body.Envelope}
-	reqID := event.NewID()
+	// One header for every record of the request (records treat it as
+	// read-only); the type is in the subject.
+	hdr := nats.Header{}
+	hdr.Set(event.HeaderSource, s.cfg.Name)
+	hdr.Set(event.HeaderRequestID, event.NewID())
+	if ua := r.Header.Get("User-Agent"); ua != "" {
+		hdr.Set(event.HeaderUserAgent, headerSafe(ua))
+	}
 	resp := okBody{Success: true}
 	recs := make([]stream.Record, 0, len(body.Items))
 	ids := make([]int, 0, len(body.Items)) // item index of each record
@@ -421,13 +428,6 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		if derr != nil {
 			resp.Errors = append(resp.Errors, dropEntry{Index: i, MessageID: peekMessageID(item), Code: derr.Code, Message: derr.Message})
 			continue
-		}
-		hdr := nats.Header{}
-		hdr.Set(event.HeaderSource, s.cfg.Name)
-		hdr.Set(event.HeaderType, string(ev.Type))
-		hdr.Set(event.HeaderRequestID, reqID)
-		if ua := r.Header.Get("User-Agent"); ua != "" {
-			hdr.Set(event.HeaderUserAgent, headerSafe(ua))
 		}
 		recs = append(recs, stream.Record{
 			Subject: event.Subject(s.cfg.Name, ev.Type),

@@ -19,7 +19,8 @@ import (
 type Record struct {
 	Subject string
 	// MsgID is the de-duplication id (Nats-Msg-Id); "" for none.
-	MsgID  string
+	MsgID string
+	// Header is read, never modified, so records may share one.
 	Header nats.Header
 	Data   []byte
 }
