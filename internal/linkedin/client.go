@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -281,6 +282,12 @@ func NewClient(cfg ClientConfig, hc *http.Client, log *slog.Logger) (*Client, er
 	}
 	c.cfg.Credentials = Credentials{} // the live copy is c.tok; keep one
 	c.cfg.Credentials.ClientID, c.cfg.Credentials.ClientSecret = cr.ClientID, cr.ClientSecret
+	if sunset, err := APIVersionSunset(cfg.APIVersion); err == nil {
+		if left := sunset.Sub(cfg.Now()); left < VersionWarning {
+			c.log.Warn("pinned LinkedIn API version is about to sunset or has sunset; pin a newer api_version",
+				"api_version", cfg.APIVersion, "sunset", sunset.Format(time.DateOnly))
+		}
+	}
 	return c, nil
 }
 
@@ -307,6 +314,24 @@ func countSet(ss ...string) int {
 
 // APIVersion returns the LinkedIn-Version the client sends.
 func (c *Client) APIVersion() string { return c.cfg.APIVersion }
+
+// VersionWarning is how long before its sunset a pinned API version is
+// reported (§4).
+const VersionWarning = 60 * 24 * time.Hour
+
+// APIVersionSunset returns when LinkedIn stops serving version v (YYYYMM):
+// LinkedIn supports each version for at least a year and sunsets it mid-month
+// a year after release (§4); capstan takes the 15th, 00:00 UTC, as the
+// sandbox does. Delivery exposes it as a metric; NewClient logs a warning
+// when the sunset is less than VersionWarning away.
+func APIVersionSunset(v string) (time.Time, error) {
+	if err := ValidateAPIVersion(v); err != nil {
+		return time.Time{}, err
+	}
+	y, _ := strconv.Atoi(v[:4])
+	m, _ := strconv.Atoi(v[4:])
+	return time.Date(y+1, time.Month(m), 15, 0, 0, 0, 0, time.UTC), nil
+}
 
 // message is one HTTP exchange with a /rest endpoint, kept as data so that
 // it can be sent again after a refresh with the same bytes.

@@ -1,6 +1,7 @@
 // Package linkedin turns the action fields of Segment's "Stream Conversion
-// Event" action into LinkedIn Conversions API requests, and classifies
-// LinkedIn's answers.
+// Event" action into LinkedIn Conversions API requests, sends them,
+// classifies LinkedIn's answers, and manages what sending needs: the OAuth
+// token, conversion rules and campaign associations.
 //
 // Its job, in event order:
 //
@@ -21,9 +22,27 @@
 //   - [Classify] maps a LinkedIn response to what delivery must do next
 //     (§17.1): success, retry, split, dead-letter, auth, pause.
 //
-// Everything here is pure: no network, no goroutines, no clock (callers pass
+// All of the above is pure: no network, no goroutines, no clock (callers pass
 // now), no package-level mutable state. All functions are safe for concurrent
 // use.
+//
+// The HTTP half is the [Client] (one per destination, built by [NewClient]
+// with an *http.Client from [NewHTTPClient]):
+//
+//   - [Client.Send] sends a [Request] with the client's headers and current
+//     token, drains and closes the body, and returns [Classify]'s [Outcome];
+//     it refreshes an expired token once, single-flight across concurrent
+//     senders (§6.4–§6.6, §17.3), and reports new tokens through
+//     [ClientConfig.OnRefresh] so delivery can persist them.
+//   - [Client.CheckToken] checks the token (§14.1); [Client.CreateRule],
+//     [Client.GetRule], [Client.ListRules], [Client.UpdateRule] and
+//     [Client.EnsureRule] manage conversion rules (§12, the onMappingSave hook
+//     of §20.1); [Client.AssociateCampaigns] and [Client.ListCampaigns] handle
+//     campaigns (§13, §14.3). Their failures are *[APIError] (and *[HookError]
+//     with §20.3's messages for the hook).
+//
+// The Client starts no goroutines, never logs tokens, client secrets or
+// request bodies, and is safe for concurrent use.
 //
 // This package never imports internal/mapping (it takes map[string]any) and
 // never imports or shares code with internal/sandbox: the sandbox is the
