@@ -358,13 +358,23 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item
 		t.recv, _ = event.ParseTime(s)
 	}
 	t.pending.Add(1) // held until every conversion is queued
+	// The capstan_lfi cookie of the request stands in for an li_fat_id the
+	// event itself lacks.
+	cookie := msg.Headers().Get(event.HeaderLiFatID)
 	if r.graph != nil && consentAllows(ev, r.plan.consent) {
-		if err := r.graph.Observe(ctx, ev, identity.Capture(ev)); err != nil {
+		c := identity.Capture(ev)
+		if c.LiFatID == "" && cookie != "" {
+			c.LiFatID, c.LiFatIDFrom = cookie, "cookie capstan_lfi"
+		}
+		if err := r.graph.Observe(ctx, ev, c); err != nil {
 			r.log.Warn("identity graph update failed", "error", err, "event_seq", t.seq)
 		}
 	}
 	var enr Enricher
-	if r.graph != nil {
+	switch {
+	case cookie != "":
+		enr = cookieEnricher{cookie, r.graph}
+	case r.graph != nil:
 		enr = r.graph
 	}
 	for _, res := range r.plan.Convert(ctx, ev, t.source, r.clock.Now(), enr) {
@@ -389,6 +399,23 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item
 		}
 	}
 	r.release(t)
+}
+
+// cookieEnricher fills li_fat_id from the request's cookie, then asks the
+// graph (if any) for the rest.
+type cookieEnricher struct {
+	liFatID string
+	next    Enricher
+}
+
+func (c cookieEnricher) Enrich(ctx context.Context, ev mapping.Value, have identity.Captured) identity.Captured {
+	if have.LiFatID == "" {
+		have.LiFatID, have.LiFatIDFrom = c.liFatID, "cookie capstan_lfi"
+	}
+	if c.next != nil {
+		return c.next.Enrich(ctx, ev, have)
+	}
+	return have
 }
 
 // release drops one hold on t and acknowledges it when none is left.

@@ -432,3 +432,22 @@ func TestTokenExpiryWarning(t *testing.T) {
 		t.Errorf("warning 30 days before expiry: %+v", st)
 	}
 }
+
+func TestCookieLiFatID(t *testing.T) {
+	h := newHarness(t, opts{})
+	ev, derr := event.Normalize([]byte(`{"type":"track","event":"Sign Up","anonymousId":"a","messageId":"m-00000"}`), "", &event.Request{ReceivedAt: h.clock.Now()})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	hdr := nats.Header{}
+	hdr.Set(event.HeaderSource, "web")
+	hdr.Set(event.HeaderLiFatID, "from-cookie")
+	if _, err := h.app.Append(context.Background(), []stream.Record{{Subject: "events.web.track", MsgID: "web:m-00000", Header: hdr, Data: ev.JSON}}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitDelivered(1, nil)
+	body := string(h.sb.Conversions(sandbox.ConversionFilter{})[0].Body)
+	if !strings.Contains(body, `"idValue":"from-cookie"`) {
+		t.Errorf("body %s", body)
+	}
+}

@@ -346,6 +346,7 @@ const (
 	HeaderMessageID = "Capstan-Message-Id" // the event's messageId
 	HeaderRequestID = "Capstan-Request-Id" // the HTTP request that carried it
 	HeaderUserAgent = "Capstan-User-Agent" // the sending client's User-Agent
+	HeaderLiFatID   = "Capstan-Li-Fat-Id"  // li_fat_id from the capstan_lfi cookie of the request
 )
 
 // Subject returns the stream subject of an event: events.<source>.<type>.

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
@@ -415,6 +416,10 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	if ua := r.Header.Get("User-Agent"); ua != "" {
 		hdr.Set(event.HeaderUserAgent, headerSafe(ua))
 	}
+	if c, err := r.Cookie(CookieName); err == nil && validLiFatID(c.Value) {
+		hdr.Set(event.HeaderLiFatID, c.Value)
+	}
+	cookieSet := false
 	resp := okBody{Success: true}
 	recs := make([]stream.Record, 0, len(body.Items))
 	ids := make([]int, 0, len(body.Items)) // item index of each record
@@ -428,6 +433,9 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		if derr != nil {
 			resp.Errors = append(resp.Errors, dropEntry{Index: i, MessageID: peekMessageID(item), Code: derr.Code, Message: derr.Message})
 			continue
+		}
+		if !cookieSet && r.Header.Get("Origin") != "" && bytes.Contains(ev.JSON, []byte("li_fat_id")) {
+			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
 		recs = append(recs, stream.Record{
 			Subject: event.Subject(s.cfg.Name, ev.Type),

@@ -481,3 +481,35 @@ func TestNoRedirectEver(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+func TestLiFatIDCookie(t *testing.T) {
+	e := newEnv(t, testConfig+"    cookie_domain: .example.com\n", nil)
+	// A browser event with li_fat_id in its page URL: the cookie is set.
+	r := e.do("POST", "/v1/p", `{"anonymousId":"a","context":{"page":{"url":"https://www.example.com/?li_fat_id=AbC-123"}}}`,
+		"Authorization", basic("wk_lim:"), "Origin", "https://www.example.com")
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	sc := r.header.Get("Set-Cookie")
+	for _, want := range []string{"capstan_lfi=AbC-123", "Path=/", "Domain=example.com", "Max-Age=7776000", "HttpOnly", "Secure", "SameSite=Lax"} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("Set-Cookie %q lacks %q", sc, want)
+		}
+	}
+	// Server-side requests (no Origin) never get one.
+	r = e.do("POST", "/v1/track", `{"userId":"u","event":"E","properties":{"li_fat_id":"x1"}}`, "Authorization", basic("wk_back:"))
+	if r.header.Get("Set-Cookie") != "" {
+		t.Error("cookie set for a server-side request")
+	}
+	// The cookie comes back with a later request: its value travels with the events.
+	e.do("POST", "/v1/t", `{"anonymousId":"a","event":"Sign Up"}`, "Authorization", basic("wk_back:"), "Origin", "https://www.example.com", "Cookie", "capstan_lfi=AbC-123")
+	e.do("POST", "/v1/t", `{"anonymousId":"a","event":"Bad"}`, "Authorization", basic("wk_back:"), "Cookie", "capstan_lfi=bad value;")
+	var got []string
+	_ = e.eng.Read(context.Background(), stream.EventsStream, stream.ReadOptions{}, func(m stream.Message) error {
+		got = append(got, m.Header.Get("Capstan-Li-Fat-Id"))
+		return nil
+	})
+	if strings.Join(got, ",") != ",,AbC-123," {
+		t.Errorf("cookie headers %q", got)
+	}
+}
