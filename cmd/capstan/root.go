@@ -24,7 +24,9 @@ dead-letter queue.`,
 		newEventsCmd(),
 		newPreviewCmd(),
 		newDLQCmd(),
+		newDemoCmd(),
 		newSandboxCmd(),
+		newIdentityCmd(),
 	)
 	return root
 }

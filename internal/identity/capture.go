@@ -12,11 +12,15 @@ type Captured struct {
 	// LiFatID is the LinkedIn click id, "" when the event has none.
 	LiFatID string
 	// LiFatIDFrom names where it was found ("properties.li_fat_id",
-	// "context.page.url", "cookie capstan_lfi", …).
+	// "context.page.url", "cookie capstan_lfi", …, or one of the From*
+	// constants when Graph.Enrich supplied it).
 	LiFatIDFrom string
-	// Email is the email as written (not normalised), "" when none.
+	// Email is the email as written (not normalised), "" when none. When
+	// the graph supplied it (Graph.Enrich), it is the email's normalised
+	// SHA-256, which internal/linkedin recognises and sends unchanged.
 	Email string
-	// EmailFrom names where it was found ("traits.email", …).
+	// EmailFrom names where it was found ("traits.email", …, or one of the
+	// From* constants for the graph).
 	EmailFrom string
 }
 

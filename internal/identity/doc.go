@@ -3,11 +3,67 @@
 // anonymousId, userId, alias and group ids, and enriches conversions whose
 // event lacks them.
 //
-// Capture (this file's first half) is pure: it reads a parsed event and says
-// which identifiers it carries and where it found them. The graph itself
-// lives in the JetStream KV bucket "identity"; it stores email only as its
-// normalised SHA-256, never in clear.
+// Capture (capture.go) is pure: it reads a parsed event and says which
+// identifiers it carries and where it found them. The graph (Graph) lives in
+// the JetStream KV bucket "identity" (stream.IdentityKV), embedded or on an
+// external cluster, shared by every capstan replica:
+//
+//   - Observe, once per event before conversion (and never for an event
+//     whose consent denies the destination), links the ids and records the
+//     newest li_fat_id and email hash, each with its event's time;
+//   - Enrich fills what a conversion's event lacks, so that a server-side
+//     event carrying only a userId gets the click id of the browser's
+//     earlier anonymous page view and the email of an earlier identify;
+//   - Show and Delete serve privacy requests (also through AdminHandler and
+//     `capstan identity show|delete`).
+//
+// # Keys and values
+//
+// One key per id, holding that id's profile as JSON:
+//
+//	u.<sha256(userId)>       a user id's profile
+//	a.<sha256(anonymousId)>  an anonymous id's profile
+//
+// where sha256 is the lower-case hex SHA-256 of the id as sent (numbers in
+// their JSON text), so that no id appears in clear in a key name (keys show
+// in `nats kv ls`, subjects and advisories); an operator finds a key with
+// `printf %s "$ID" | sha256sum`. A profile holds:
+//
+//	{"lfi":"…","lfiAt":ms,            newest li_fat_id and its event time
+//	 "emailSha256":"…","emailAt":ms,  newest email, only as its normalised SHA-256
+//	 "links":["a.…","u.…"],           linked keys, oldest first (see below)
+//	 "aliasOf":"u.…",                 user this user id was aliased to
+//	 "groups":["org_1"],              groupIds of group calls
+//	 "first":ms}                      creation time
+//
+// Links are kept on both sides: a user lists its anonymous ids ("a.…") and
+// the user ids aliased into it ("u.…"); an anonymous id lists its users,
+// the last one current; an aliased user id names its new id in aliasOf.
+// Nothing else about a person is stored: no raw ids, no email, no names.
+//
+// What a profile learns passes one hop on when it is written: an anonymous
+// id's capture to its current user, an aliased id's to its new id, and an
+// identify copies the anonymous id's into the user. So Enrich usually finds
+// everything in the user's profile with one read, and falls back to the
+// anonymous id and one hop of links otherwise.
+//
+// # Concurrency, cost and TTL
+//
+// Every write is a compare-and-set on the key's revision (KV Create/Update
+// semantics), retried a bounded number of times on conflict, so concurrent
+// Observes, in one process or several, lose no link and no identifier. The
+// merge of identifiers is "newest event time wins", so the outcome does not
+// depend on the order in which events are observed, and observing an event
+// again writes nothing. An event with nothing new costs one read per id and
+// no write.
+//
+// The bucket's TTL (max age, default 90 days, LinkedIn's look-back) applies
+// to each profile from its last write; activity on an id rewrites its
+// profile at most once per Config.Refresh (a day), restarting its TTL.
+// Delete purges the keys' messages from the bucket's stream, leaving not
+// even a delete marker.
 //
 // identity reads events through internal/mapping's Value (the one parsed
-// form of an event in capstan) and knows nothing of HTTP or LinkedIn's API.
+// form of an event in capstan) and knows nothing of HTTP ingest or
+// LinkedIn's API: email hashing is injected (Config.HashEmail).
 package identity

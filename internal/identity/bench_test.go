@@ -1,0 +1,174 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/mapping"
+)
+
+// benchGraph holds n people, each with a browser (click id) linked to a
+// user (email), as after the story of TestStory.
+func benchGraph(b *testing.B, n int, cfg Config) *Graph {
+	b.Helper()
+	g := openGraph(b, openJS(b), cfg)
+	for i := range n {
+		observe(b, g, fmt.Sprintf(`{"type":"page","anonymousId":"anon-%d","context":{"page":{"search":"?li_fat_id=L%d"}}}`, i, i))
+		observe(b, g, fmt.Sprintf(`{"type":"identify","userId":"user-%d","anonymousId":"anon-%d","traits":{"email":"u%d@example.com"}}`, i, i, i))
+	}
+	return g
+}
+
+// BenchmarkEnrich is enrichment's cost for a conversion with nothing in
+// the memo: capture from the event, then the reads of the graph.
+func BenchmarkEnrich(b *testing.B) {
+	const people = 1000
+	g := benchGraph(b, people, Config{MemoTTL: -1})
+	cases := []struct{ name, ev string }{
+		// The common case: a server-side event with a known userId (1 read).
+		{"userId", `{"type":"track","event":"Order Completed","userId":"user-%d","properties":{"revenue":49}}`},
+		// A browser event of a known user: still one read.
+		{"userId+anonymousId", `{"type":"track","event":"Sign Up","userId":"user-%d","anonymousId":"anon-%[1]d"}`},
+		// An anonymous-only event: the anonymous id, then its user (2 reads).
+		{"anonymousId", `{"type":"track","event":"Sign Up","anonymousId":"anon-%d"}`},
+		// An unknown user: one read that finds nothing.
+		{"unknown", `{"type":"track","event":"Sign Up","userId":"stranger-%d"}`},
+	}
+	// Enrich right after Observe of the same event: the memo answers.
+	b.Run("memo", func(b *testing.B) {
+		g := benchGraph(b, 10, Config{MemoTTL: time.Hour})
+		ev := parse(b, `{"type":"track","event":"Order Completed","userId":"user-1"}`)
+		if err := g.Observe(context.Background(), ev, Capture(ev)); err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			if got := g.Enrich(ctx, ev, Capture(ev)); got.LiFatID == "" {
+				b.Fatalf("not enriched: %+v", got)
+			}
+		}
+	})
+	for _, c := range cases {
+		evs := make([]mapping.Value, people)
+		for i := range evs {
+			evs[i] = parse(b, fmt.Sprintf(c.ev, i))
+		}
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ev := evs[i%people]
+				got := g.Enrich(ctx, ev, Capture(ev))
+				if c.name != "unknown" && got.LiFatID == "" {
+					b.Fatalf("not enriched: %+v", got)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkConversion is the graph's whole cost per conversion on
+// delivery's path: capture, Observe, then Enrich of the same event (which
+// finds in the memo what Observe just read).
+func BenchmarkConversion(b *testing.B) {
+	const people = 1000
+	g := benchGraph(b, people, Config{})
+	cases := []struct{ name, ev string }{
+		{"userId", `{"type":"track","event":"Order Completed","userId":"user-%d","properties":{"revenue":49}}`},
+		{"userId+anonymousId", `{"type":"track","event":"Sign Up","userId":"user-%d","anonymousId":"anon-%[1]d"}`},
+	}
+	for _, c := range cases {
+		evs := make([]mapping.Value, people)
+		for i := range evs {
+			evs[i] = parse(b, fmt.Sprintf(c.ev, i))
+		}
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ev := evs[i%people]
+				have := Capture(ev)
+				if err := g.Observe(ctx, ev, have); err != nil {
+					b.Fatal(err)
+				}
+				if got := g.Enrich(ctx, ev, have); got.LiFatID == "" || got.Email == "" {
+					b.Fatalf("not enriched: %+v", got)
+				}
+				i++
+			}
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			var n atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ev := evs[int(n.Add(1))%people]
+					have := Capture(ev)
+					if err := g.Observe(ctx, ev, have); err != nil {
+						b.Error(err)
+						return
+					}
+					if got := g.Enrich(ctx, ev, have); got.LiFatID == "" {
+						b.Errorf("not enriched: %+v", got)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkObserve is the graph's cost per event observed.
+func BenchmarkObserve(b *testing.B) {
+	const people = 1000
+	g := benchGraph(b, people, Config{})
+	cases := []struct{ name, ev string }{
+		// Nothing new about a known browser and user (2 reads, no write).
+		{"known both", `{"type":"page","userId":"user-%d","anonymousId":"anon-%[1]d"}`},
+		// Nothing new about a known user (1 read, no write).
+		{"known user", `{"type":"track","event":"x","userId":"user-%d"}`},
+		// An anonymous visitor the graph does not know and will not store (1 read).
+		{"unknown anonymous", `{"type":"page","anonymousId":"visitor-%d"}`},
+	}
+	for _, c := range cases {
+		evs := make([]mapping.Value, people)
+		for i := range evs {
+			evs[i] = parse(b, fmt.Sprintf(c.ev, i))
+		}
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ev := evs[i%people]
+				if err := g.Observe(ctx, ev, Capture(ev)); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+	// A new click id on a linked browser: a write on the anonymous id and
+	// one on its user.
+	b.Run("new li_fat_id", func(b *testing.B) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			ts := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano)
+			ev := parse(b, fmt.Sprintf(`{"type":"page","anonymousId":"anon-%d","timestamp":"%s","properties":{"li_fat_id":"N%d"}}`, i%people, ts, i))
+			if err := g.Observe(ctx, ev, Capture(ev)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}

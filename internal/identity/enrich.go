@@ -1,0 +1,109 @@
+package identity
+
+import (
+	"context"
+	"slices"
+
+	"github.com/capstan-gw/capstan/internal/mapping"
+)
+
+// Sources of enriched values, shown by preview as LiFatIDFrom / EmailFrom.
+const (
+	FromUser          = "graph (userId)"
+	FromAliasOfUser   = "graph (user the userId was aliased to)"
+	FromAnonymous     = "graph (anonymousId)"
+	FromAnonymousUser = "graph (user of the anonymousId)"
+	FromUserAnonymous = "graph (anonymousId linked to the userId)"
+)
+
+// maxLinkedReads bounds the anonymous ids of a user read by one Enrich,
+// newest first, when the user's own profile lacks something.
+const maxLinkedReads = 3
+
+// Enrich fills what have lacks (LiFatID, and Email with the SHA-256 of the
+// email, which internal/linkedin sends unchanged) from the graph: from the
+// event's userId's profile, then the user it was aliased to, then the
+// anonymousId's profile, then the anonymousId's user, then the userId's
+// newest anonymous ids. The event's own values always win. LiFatIDFrom and
+// EmailFrom name the profile each value came from (the From* constants).
+//
+// Profiles that this process read or wrote within Config.MemoTTL (as
+// Observe just did for the same event) are not read again.
+//
+// It is best effort: a failed look-up is logged (rate-limited, without ids
+// or values) and what was found so far is returned. In the common case (a
+// known userId) it costs one read.
+func (g *Graph) Enrich(ctx context.Context, ev mapping.Value, have Captured) Captured {
+	if have.LiFatID != "" && have.Email != "" {
+		return have
+	}
+	id := eventIDs(ev)
+	if id.user == "" && id.anon == "" {
+		return have
+	}
+	var uk, ak string
+	var ru, ra *record
+	look := func(key, from string) (*record, bool) {
+		e, err := g.recent(ctx, key)
+		if err != nil {
+			g.lim.warn("enrich", "identity look-up failed; conversion goes on without the graph", err)
+			return nil, false
+		}
+		if !e.exists {
+			return nil, true
+		}
+		fill(&have, &e.rec, from)
+		return &e.rec, true
+	}
+	done := func() bool { return have.LiFatID != "" && have.Email != "" }
+	if id.user != "" {
+		uk = UserKey(id.user)
+		var ok bool
+		if ru, ok = look(uk, FromUser); !ok || done() {
+			return have
+		}
+		if ru != nil && ru.AliasOf != "" {
+			if _, ok := look(ru.AliasOf, FromAliasOfUser); !ok || done() {
+				return have
+			}
+		}
+	}
+	if id.anon != "" {
+		ak = AnonymousKey(id.anon)
+		var ok bool
+		if ra, ok = look(ak, FromAnonymous); !ok || done() {
+			return have
+		}
+		if ra != nil {
+			if u := ra.user(); u != "" && u != uk {
+				if _, ok := look(u, FromAnonymousUser); !ok || done() {
+					return have
+				}
+			}
+		}
+	}
+	if ru != nil {
+		n := 0
+		for _, l := range slices.Backward(ru.Links) {
+			if !isAnon(l) || l == ak {
+				continue
+			}
+			if _, ok := look(l, FromUserAnonymous); !ok || done() {
+				return have
+			}
+			if n++; n == maxLinkedReads {
+				break
+			}
+		}
+	}
+	return have
+}
+
+func fill(c *Captured, r *record, from string) {
+	if c.LiFatID == "" && r.LiFatID != "" {
+		c.LiFatID, c.LiFatIDFrom = r.LiFatID, from
+	}
+	if c.Email == "" && r.Email != "" {
+		c.Email, c.EmailFrom = r.Email, from
+	}
+}

@@ -1,0 +1,397 @@
+package identity
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// Defaults of Config.
+const (
+	DefaultTTL      = 90 * 24 * time.Hour // LinkedIn's look-back window
+	DefaultMaxLinks = 100
+	defaultRefresh  = 24 * time.Hour
+	defaultMemoTTL  = 250 * time.Millisecond
+	maxAttempts     = 10    // compare-and-set attempts per key before giving up
+	maxDeleteKeys   = 10000 // bound on the keys one Delete may remove
+)
+
+// Key prefixes: a profile's key is its prefix and the lower-case hex SHA-256
+// of the id (see doc.go).
+const (
+	userPrefix = "u."
+	anonPrefix = "a."
+)
+
+// ErrNotFound means the graph holds nothing for the id asked about.
+var ErrNotFound = errors.New("no identity profile for this id")
+
+// ErrConflict means a profile kept changing under concurrent writers and the
+// bounded compare-and-set loop gave up.
+var ErrConflict = errors.New("identity profile updated concurrently too often")
+
+// Config configures the graph. The zero value of a field means its default.
+type Config struct {
+	// Bucket is the KV bucket's name. Default stream.IdentityKV ("identity");
+	// tests against a shared server set their own.
+	Bucket string
+	// TTL is how long a profile lives after it was last written; activity
+	// rewrites a profile at most once per Refresh, which restarts its TTL.
+	// Default 90 days. Minimum 1 minute.
+	TTL time.Duration
+	// Refresh is how old a profile may get before an event that changes
+	// nothing rewrites it anyway to restart its TTL. Default 24h, at most
+	// TTL/2. It also bounds how stale the time of a re-captured, unchanged
+	// li_fat_id or email may be.
+	Refresh time.Duration
+	// Replicas of the bucket. Default 1.
+	Replicas int
+	// MaxLinks caps the ids linked to one profile (anonymous ids and aliases
+	// of a user, users of an anonymous id). Default 100. A user at the cap
+	// takes no new links (dead ones are pruned first); an anonymous id at the
+	// cap forgets its oldest user.
+	MaxLinks int
+	// HashEmail returns the normalised SHA-256 (lower-case hex) of an email,
+	// false when there is none. Required (cmd wires linkedin.HashEmail).
+	HashEmail func(string) (string, bool)
+	// MemoTTL is how long a profile this process just read or wrote may
+	// serve Enrich without another read (see memo). Default 250ms; negative
+	// turns the memo off.
+	MemoTTL time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Graph is the identity graph on a JetStream KV bucket. It is safe for
+// concurrent use, by any number of processes sharing the bucket.
+type Graph struct {
+	cfg    Config
+	kv     jetstream.KeyValue
+	st     jetstream.Stream
+	subPre string // "$KV.<bucket>."
+	log    *slog.Logger
+	lim    limiter
+	memo   memo
+}
+
+// Open creates the bucket, or binds it and updates its TTL and replicas
+// when they differ from cfg. It works unchanged on an external cluster.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Graph, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = stream.IdentityKV
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = defaultRefresh
+	}
+	cfg.Refresh = min(cfg.Refresh, cfg.TTL/2)
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxLinks == 0 {
+		cfg.MaxLinks = DefaultMaxLinks
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MemoTTL == 0 {
+		cfg.MemoTTL = defaultMemoTTL
+	}
+	var errs []error
+	if cfg.TTL < time.Minute {
+		errs = append(errs, fmt.Errorf("identity ttl: must be at least 1m, got %s", cfg.TTL))
+	}
+	if cfg.Refresh <= 0 {
+		errs = append(errs, fmt.Errorf("identity refresh: must be positive, got %s", cfg.Refresh))
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("identity replicas: must be 1 to 5, got %d", cfg.Replicas))
+	}
+	if cfg.MaxLinks < 1 {
+		errs = append(errs, fmt.Errorf("identity max links: must be positive, got %d", cfg.MaxLinks))
+	}
+	if cfg.HashEmail == nil {
+		errs = append(errs, errors.New("identity: HashEmail is required"))
+	}
+	if js == nil {
+		errs = append(errs, errors.New("identity: no JetStream"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	kv, err := bindBucket(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream of KV bucket %s: %w", cfg.Bucket, err)
+	}
+	log = log.With("component", "identity")
+	return &Graph{
+		cfg:    cfg,
+		kv:     kv,
+		st:     st,
+		subPre: "$KV." + cfg.Bucket + ".",
+		log:    log,
+		lim:    limiter{logger: log, every: time.Minute},
+		memo:   memo{ttl: cfg.MemoTTL},
+	}, nil
+}
+
+// bindBucket binds an existing bucket, updating it only when its TTL or
+// replicas differ (so that tools attaching to a running gateway change
+// nothing), or creates it.
+func bindBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
+	kvc := jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "capstan identity graph: li_fat_id, email SHA-256 and id links",
+		History:     1,
+		TTL:         cfg.TTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		kv, err = js.CreateKeyValue(ctx, kvc)
+		if errors.Is(err, jetstream.ErrBucketExists) { // another replica won the race
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create KV bucket %s: %w", cfg.Bucket, err)
+		}
+		return kv, nil
+	case err != nil:
+		return nil, fmt.Errorf("bind KV bucket %s: %w", cfg.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status of KV bucket %s: %w", cfg.Bucket, err)
+	}
+	have := st.Config()
+	if have.TTL == cfg.TTL && have.Replicas == cfg.Replicas {
+		return kv, nil
+	}
+	kv, err = js.UpdateKeyValue(ctx, kvc)
+	if err != nil {
+		return nil, fmt.Errorf("update KV bucket %s (ttl %s, replicas %d): %w", cfg.Bucket, cfg.TTL, cfg.Replicas, err)
+	}
+	return kv, nil
+}
+
+// Bucket returns the KV bucket's name.
+func (g *Graph) Bucket() string { return g.cfg.Bucket }
+
+// TTL returns the time a profile lives after its last write.
+func (g *Graph) TTL() time.Duration { return g.cfg.TTL }
+
+// UserKey and AnonymousKey return the KV key of a user id's or an anonymous
+// id's profile: "u." or "a." and the lower-case hex SHA-256 of the id.
+func UserKey(userID string) string { return userPrefix + hashID(userID) }
+
+// AnonymousKey returns the KV key of an anonymous id's profile.
+func AnonymousKey(anonymousID string) string { return anonPrefix + hashID(anonymousID) }
+
+func hashID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+func isUser(key string) bool { return len(key) > 2 && key[:2] == userPrefix }
+func isAnon(key string) bool { return len(key) > 2 && key[:2] == anonPrefix }
+
+// record is a profile as stored (JSON). Times are Unix milliseconds.
+type record struct {
+	// LiFatID is the newest captured li_fat_id, LiFatAt its event time.
+	LiFatID string `json:"lfi,omitempty"`
+	LiFatAt int64  `json:"lfiAt,omitempty"`
+	// Email is the normalised SHA-256 of the newest email, EmailAt its
+	// event time. Never the address itself.
+	Email   string `json:"emailSha256,omitempty"`
+	EmailAt int64  `json:"emailAt,omitempty"`
+	// Links are keys of linked profiles, oldest first: for a user, its
+	// anonymous ids ("a.…") and the user ids aliased into it ("u.…"); for an
+	// anonymous id, its users ("u.…"), the last one current.
+	Links []string `json:"links,omitempty"`
+	// AliasOf is, for a user id that alias made a previous id, the key of
+	// the user it became.
+	AliasOf string `json:"aliasOf,omitempty"`
+	// Groups are the groupIds of group calls, oldest first.
+	Groups []string `json:"groups,omitempty"`
+	// First is when the profile was created (wall clock).
+	First int64 `json:"first"`
+}
+
+func (r *record) clone() record {
+	c := *r
+	c.Links = slices.Clone(r.Links)
+	c.Groups = slices.Clone(r.Groups)
+	return c
+}
+
+// user returns an anonymous profile's current user key, or "".
+func (r *record) user() string {
+	for _, l := range slices.Backward(r.Links) {
+		if isUser(l) {
+			return l
+		}
+	}
+	return ""
+}
+
+// entry is a loaded profile with what the compare-and-set needs.
+type entry struct {
+	rec    record
+	rev    uint64    // expected revision for the next write; 0: no message
+	at     time.Time // time of the last write
+	exists bool
+}
+
+// load reads the profile at key from the bucket (and leaves it in the memo).
+func (g *Graph) load(ctx context.Context, key string) (entry, error) {
+	out, err := g.read(ctx, key)
+	if err == nil {
+		g.memo.put(key, out)
+	}
+	return out, err
+}
+
+func (g *Graph) read(ctx context.Context, key string) (entry, error) {
+	e, err := g.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return entry{}, nil
+	case errors.Is(err, jetstream.ErrKeyDeleted):
+		return entry{rev: e.Revision()}, nil
+	case err != nil:
+		return entry{}, fmt.Errorf("read profile: %w", err)
+	}
+	out := entry{rev: e.Revision(), at: e.Created(), exists: true}
+	if err := json.Unmarshal(e.Value(), &out.rec); err != nil {
+		// An unreadable value is overwritten by the next change rather
+		// than blocking the profile for ever.
+		g.lim.warn("corrupt", "unreadable identity profile replaced", err)
+		out.rec = record{}
+	}
+	return out, nil
+}
+
+// recent returns the profile at key from the memo, or reads it.
+func (g *Graph) recent(ctx context.Context, key string) (entry, error) {
+	if e, ok := g.memo.get(key); ok {
+		return e, nil
+	}
+	return g.load(ctx, key)
+}
+
+// update applies fn to the profile at key and writes the result when fn
+// reports a change, or when the profile exists and is older than Refresh
+// (restarting its TTL). A profile that does not exist is created only when
+// fn changes something. start, when not nil, is a fresh load of key that
+// saves the first read. On a revision conflict it reloads and re-applies fn,
+// at most maxAttempts times. It returns the profile as stored afterwards
+// and whether it wrote.
+func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r *record) bool) (record, bool, error) {
+	var e entry
+	if start != nil {
+		e = *start
+	} else {
+		var err error
+		if e, err = g.load(ctx, key); err != nil {
+			return record{}, false, err
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		r := e.rec.clone()
+		changed := fn(&r)
+		now := g.cfg.Now()
+		if !changed && (!e.exists || now.Sub(e.at) < g.cfg.Refresh) {
+			return r, false, nil
+		}
+		if !e.exists {
+			r.First = now.UnixMilli()
+		}
+		data, err := json.Marshal(&r)
+		if err != nil {
+			return record{}, false, fmt.Errorf("encode profile: %w", err)
+		}
+		rev, err := g.kv.Update(ctx, key, data, e.rev)
+		if err == nil {
+			g.memo.put(key, entry{rec: r, rev: rev, at: now, exists: true})
+			return r, true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return record{}, false, fmt.Errorf("write profile: %w", err)
+		}
+		if attempt == maxAttempts {
+			return record{}, false, ErrConflict
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return record{}, false, err
+		}
+		if e, err = g.load(ctx, key); err != nil {
+			return record{}, false, err
+		}
+	}
+}
+
+// backoff waits before compare-and-set attempt n+1: full jitter over
+// 100µs·2ⁿ⁻¹, at most 10ms, so that writers contending for one profile
+// spread out.
+func backoff(ctx context.Context, n int) error {
+	ceil := min(100*time.Microsecond<<(n-1), 10*time.Millisecond)
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(ceil) + 1)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// limiter logs a repeated warning at most once per period per kind, with
+// the number suppressed meanwhile. Messages never carry ids or values.
+type limiter struct {
+	logger *slog.Logger
+	every  time.Duration
+
+	mu   sync.Mutex
+	last map[string]time.Time
+	skip map[string]int
+}
+
+func (l *limiter) warn(kind, msg string, err error) {
+	now := time.Now()
+	l.mu.Lock()
+	if l.last == nil {
+		l.last, l.skip = map[string]time.Time{}, map[string]int{}
+	}
+	if now.Sub(l.last[kind]) < l.every {
+		l.skip[kind]++
+		l.mu.Unlock()
+		return
+	}
+	suppressed := l.skip[kind]
+	l.last[kind], l.skip[kind] = now, 0
+	l.mu.Unlock()
+	l.logger.Warn(msg, "error", err, "suppressed", suppressed)
+}

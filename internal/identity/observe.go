@@ -1,0 +1,348 @@
+package identity
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/mapping"
+)
+
+const (
+	// maxGroups caps the groupIds kept per profile (the oldest go first).
+	maxGroups = 32
+	// pruneBatch is how many of a full profile's oldest links are checked
+	// for expiry before it refuses a new link.
+	pruneBatch = 10
+)
+
+// ids are the identifiers of one event.
+type ids struct {
+	typ      string
+	user     string
+	anon     string
+	previous string // alias
+}
+
+func eventIDs(ev mapping.Value) ids {
+	typ, _ := ev.Get("type").Str()
+	return ids{
+		typ:      typ,
+		user:     idString(ev.Get("userId")),
+		anon:     idString(ev.Get("anonymousId")),
+		previous: idString(ev.Get("previousId")),
+	}
+}
+
+// idString returns a string or number id, trimmed; "" for anything else.
+func idString(v mapping.Value) string {
+	if s, ok := v.Str(); ok {
+		return strings.TrimSpace(s)
+	}
+	if n, ok := v.Number(); ok {
+		return string(n)
+	}
+	return ""
+}
+
+// eventTime is when the event happened (Unix ms): its corrected timestamp,
+// else originalTimestamp, else receivedAt, else now.
+func eventTime(ev mapping.Value, now time.Time) int64 {
+	for _, f := range [...]string{"timestamp", "originalTimestamp", "receivedAt"} {
+		if s, ok := ev.Get(f).Str(); ok {
+			if t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s)); err == nil {
+				return t.UnixMilli()
+			}
+		}
+	}
+	return now.UnixMilli()
+}
+
+// values are identifiers to merge into a profile, from an event or from
+// another profile.
+type values struct {
+	lfi     string
+	lfiAt   int64
+	email   string // SHA-256
+	emailAt int64
+	groups  []string
+}
+
+func valuesOf(r *record) values {
+	return values{lfi: r.LiFatID, lfiAt: r.LiFatAt, email: r.Email, emailAt: r.EmailAt, groups: r.Groups}
+}
+
+// apply merges v into r and reports whether r changed. For each identifier
+// the newest capture wins (ties: the greater value, so that the result does
+// not depend on the order of observation); re-capturing the stored value
+// only moves its time forward when it moved by slack or more, so that a
+// repeated page view does not write.
+func (v *values) apply(r *record, slack int64) bool {
+	ch := mergeNewest(&r.LiFatID, &r.LiFatAt, v.lfi, v.lfiAt, slack)
+	ch = mergeNewest(&r.Email, &r.EmailAt, v.email, v.emailAt, slack) || ch
+	for _, gid := range v.groups {
+		if slices.Contains(r.Groups, gid) {
+			continue
+		}
+		r.Groups = append(r.Groups, gid)
+		if len(r.Groups) > maxGroups {
+			r.Groups = slices.Delete(r.Groups, 0, len(r.Groups)-maxGroups)
+		}
+		ch = true
+	}
+	return ch
+}
+
+// adds reports whether applying v would change r.
+func (v *values) adds(r *record, slack int64) bool {
+	c := r.clone()
+	return v.apply(&c, slack)
+}
+
+func mergeNewest(cur *string, at *int64, v string, vAt int64, slack int64) bool {
+	switch {
+	case v == "":
+		return false
+	case *cur == "":
+	case v == *cur:
+		if vAt-*at < slack {
+			return false
+		}
+	case vAt < *at || vAt == *at && v < *cur:
+		return false
+	}
+	*cur, *at = v, vAt
+	return true
+}
+
+// Observe records what ev says about its user: it links anonymousId and
+// userId (identify, and any event carrying both), merges an alias's
+// previousId into its userId, keeps a group's groupId, and records c's
+// li_fat_id and the SHA-256 of c's email, each with the event's time (the
+// newest wins). Profiles it touches that are older than Config.Refresh are
+// rewritten, which restarts their TTL.
+//
+// Call it once per event before conversion, and only for events whose
+// consent allows the destination (delivery's consent check): an event whose
+// context.consent.categoryPreferences denies a required category must not
+// reach the graph. Observing the same event again changes nothing, so
+// several destinations may observe the same event, and redelivery is safe.
+//
+// In the common case (an event whose ids are known and that carries nothing
+// new) it costs one read per id and no write.
+func (g *Graph) Observe(ctx context.Context, ev mapping.Value, c Captured) error {
+	id := eventIDs(ev)
+	if id.user == "" && id.anon == "" && id.previous == "" {
+		return nil
+	}
+	at := eventTime(ev, g.cfg.Now())
+	var v values
+	if c.LiFatID != "" {
+		v.lfi, v.lfiAt = strings.TrimSpace(c.LiFatID), at
+	}
+	if c.Email != "" {
+		if h, ok := g.cfg.HashEmail(c.Email); ok {
+			v.email, v.emailAt = h, at
+		}
+	}
+	if id.typ == "group" {
+		if gid := idString(ev.Get("groupId")); gid != "" {
+			v.groups = []string{gid}
+		}
+	}
+	if id.typ == "alias" && id.previous != "" && id.user != "" && id.previous != id.user {
+		if err := g.alias(ctx, id.previous, id.user, v); err != nil {
+			return err
+		}
+		if id.anon == "" || id.anon == id.previous {
+			return nil
+		}
+	}
+	switch {
+	case id.user != "" && id.anon != "":
+		return g.link(ctx, id.user, id.anon, v)
+	case id.user != "":
+		return g.observeOne(ctx, UserKey(id.user), v)
+	case id.anon != "":
+		return g.observeOne(ctx, AnonymousKey(id.anon), v)
+	}
+	return nil
+}
+
+// observeOne records v on one profile and, when that added something,
+// passes it one hop on: from an anonymous id to its current user, from an
+// aliased user id to the user it became. Enrich then finds everything about
+// a user in the user's own profile with one read.
+func (g *Graph) observeOne(ctx context.Context, key string, v values) error {
+	var added bool
+	r, _, err := g.update(ctx, key, nil, func(r *record) bool {
+		added = v.apply(r, g.slack())
+		return added
+	})
+	if err != nil || !added {
+		return err
+	}
+	return g.propagate(ctx, key, &r)
+}
+
+// propagate passes the identifiers of r, the profile at key, one hop on
+// (see observeOne).
+func (g *Graph) propagate(ctx context.Context, key string, r *record) error {
+	to := r.AliasOf
+	if isAnon(key) {
+		to = r.user()
+	}
+	if to == "" {
+		return nil
+	}
+	v := valuesOf(r)
+	_, _, err := g.update(ctx, to, nil, func(t *record) bool { return v.apply(t, g.slack()) })
+	return err
+}
+
+func (g *Graph) slack() int64 { return g.cfg.Refresh.Milliseconds() }
+
+// link links userID and anonymousID and records v on both. The user's
+// profile is written first, so that whatever happens next, deleting the
+// user finds the anonymous id; what the anonymous id knows is copied into
+// the user's profile, and checked again after the anonymous id's write so
+// that a concurrent capture on the anonymous id is never lost.
+func (g *Graph) link(ctx context.Context, userID, anonymousID string, v values) error {
+	uk, ak := UserKey(userID), AnonymousKey(anonymousID)
+	ea, err := g.load(ctx, ak)
+	if err != nil {
+		return err
+	}
+	fromA := valuesOf(&ea.rec)
+	ru, linked, wrote, err := g.addLink(ctx, uk, ak, v, fromA)
+	if err != nil {
+		return err
+	}
+	if !linked {
+		// The user takes no more links: keep the two apart.
+		_, _, err := g.update(ctx, ak, &ea, func(r *record) bool { return v.apply(r, g.slack()) })
+		return err
+	}
+	ra, _, err := g.update(ctx, ak, &ea, func(r *record) bool {
+		ch := v.apply(r, g.slack())
+		if r.user() == uk {
+			return ch
+		}
+		r.Links = slices.DeleteFunc(r.Links, func(l string) bool { return l == uk })
+		r.Links = append(r.Links, uk)
+		if len(r.Links) > g.cfg.MaxLinks {
+			r.Links = slices.Delete(r.Links, 0, len(r.Links)-g.cfg.MaxLinks)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if late := valuesOf(&ra); late.adds(&ru, g.slack()) {
+		if ru, _, err = g.update(ctx, uk, nil, func(r *record) bool { return late.apply(r, g.slack()) }); err != nil {
+			return err
+		}
+		wrote = true
+	}
+	if wrote && ru.AliasOf != "" {
+		return g.propagate(ctx, uk, &ru)
+	}
+	return nil
+}
+
+// addLink records v on the user profile uk, links the profile at key to it
+// when there is room and merges that profile's identifiers from. When the
+// user is at MaxLinks, links to profiles that no longer exist are pruned
+// first; linked is false when there is still no room.
+func (g *Graph) addLink(ctx context.Context, uk, key string, v, from values) (r record, linked, wrote bool, err error) {
+	for try := 0; try < 2; try++ {
+		full := false
+		r, wrote, err = g.update(ctx, uk, nil, func(r *record) bool {
+			ch := v.apply(r, g.slack())
+			if !slices.Contains(r.Links, key) {
+				if len(r.Links) >= g.cfg.MaxLinks {
+					full = true
+					return ch
+				}
+				r.Links = append(r.Links, key)
+				ch = true
+			}
+			full = false
+			return from.apply(r, g.slack()) || ch
+		})
+		if err != nil || !full {
+			return r, !full, wrote, err
+		}
+		if try == 0 {
+			pruned, err := g.pruneLinks(ctx, uk, r.Links)
+			if err != nil {
+				return r, false, wrote, err
+			}
+			if !pruned {
+				break
+			}
+		}
+	}
+	g.lim.warn("links_full", "identity profile has too many linked ids; new ids are not linked", nil)
+	return r, false, wrote, nil
+}
+
+// pruneLinks removes from the profile at key the links whose profiles no
+// longer exist (expired or deleted), looking at the oldest pruneBatch of
+// links (expiry goes oldest first), and reports whether any went.
+func (g *Graph) pruneLinks(ctx context.Context, key string, links []string) (bool, error) {
+	dead := map[string]bool{}
+	for _, l := range links[:min(len(links), pruneBatch)] {
+		e, err := g.load(ctx, l)
+		if err != nil {
+			return false, err
+		}
+		if !e.exists {
+			dead[l] = true
+		}
+	}
+	if len(dead) == 0 {
+		return false, nil
+	}
+	_, _, err := g.update(ctx, key, nil, func(r *record) bool {
+		n := len(r.Links)
+		r.Links = slices.DeleteFunc(r.Links, func(l string) bool { return dead[l] })
+		return len(r.Links) != n
+	})
+	return err == nil, err
+}
+
+// alias merges the profile of previousID into userID's. A previous id the
+// graph knows as a user id is linked to the user both ways (its profile
+// keeps aliasOf, the user lists it); any other previous id is taken for an
+// anonymous id (analytics.js aliases the anonymous id by default) and
+// linked like one.
+func (g *Graph) alias(ctx context.Context, previousID, userID string, v values) error {
+	pk, uk := UserKey(previousID), UserKey(userID)
+	ep, err := g.load(ctx, pk)
+	if err != nil {
+		return err
+	}
+	if !ep.exists {
+		return g.link(ctx, userID, previousID, v)
+	}
+	ru, linked, _, err := g.addLink(ctx, uk, pk, v, valuesOf(&ep.rec))
+	if err != nil || !linked {
+		return err
+	}
+	rp, _, err := g.update(ctx, pk, &ep, func(r *record) bool {
+		if r.AliasOf == uk {
+			return false
+		}
+		r.AliasOf = uk
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if late := valuesOf(&rp); late.adds(&ru, g.slack()) {
+		_, _, err = g.update(ctx, uk, nil, func(r *record) bool { return late.apply(r, g.slack()) })
+	}
+	return err
+}

@@ -1,0 +1,280 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrBadKey means a Key names neither or both of its ids.
+var ErrBadKey = errors.New("give exactly one of userId and anonymousId")
+
+// Key names a person for Show and Delete: exactly one of the fields.
+type Key struct {
+	UserID      string
+	AnonymousID string
+}
+
+// kvKey returns the profile key of k.
+func (k Key) kvKey() (string, error) {
+	switch {
+	case k.UserID != "" && k.AnonymousID == "":
+		return UserKey(k.UserID), nil
+	case k.AnonymousID != "" && k.UserID == "":
+		return AnonymousKey(k.AnonymousID), nil
+	}
+	return "", ErrBadKey
+}
+
+// Kinds of profiles.
+const (
+	KindUser      = "user"
+	KindAnonymous = "anonymous"
+)
+
+// Profile is what the graph stores about one id, for privacy requests and
+// operators: the email appears only as its SHA-256 and linked ids only as
+// their keys (the graph stores nothing more).
+type Profile struct {
+	// Key is the KV key: "u." or "a." and the SHA-256 (hex) of the id.
+	Key string `json:"key"`
+	// Kind is "user" or "anonymous".
+	Kind string `json:"kind"`
+	// LiFatID is the newest captured LinkedIn click id, LiFatIDAt the time
+	// of the event that carried it.
+	LiFatID   string    `json:"liFatId,omitempty"`
+	LiFatIDAt time.Time `json:"liFatIdAt,omitzero"`
+	// EmailSHA256 is the normalised SHA-256 of the newest email.
+	EmailSHA256 string    `json:"emailSha256,omitempty"`
+	EmailAt     time.Time `json:"emailAt,omitzero"`
+	// Links are the keys of linked profiles, oldest first: a user's
+	// anonymous ids and aliased user ids, an anonymous id's users (the last
+	// one current).
+	Links []string `json:"links,omitempty"`
+	// AliasOf is the key of the user this user id was aliased to.
+	AliasOf string `json:"aliasOf,omitempty"`
+	// Groups are the groupIds of the id's group calls.
+	Groups []string `json:"groups,omitempty"`
+	// Created is when the profile was first written, Updated when last
+	// (its TTL counts from there), Expires when it goes without activity.
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+	Expires time.Time `json:"expires"`
+	// Revision is the KV revision.
+	Revision uint64 `json:"revision"`
+	// Linked are the profiles that Links and AliasOf name and that exist
+	// (one hop; their own Linked is empty).
+	Linked []Profile `json:"linked,omitempty"`
+}
+
+func (g *Graph) profile(key string, e *entry) Profile {
+	p := Profile{
+		Key:         key,
+		Kind:        KindAnonymous,
+		LiFatID:     e.rec.LiFatID,
+		LiFatIDAt:   msTime(e.rec.LiFatAt),
+		EmailSHA256: e.rec.Email,
+		EmailAt:     msTime(e.rec.EmailAt),
+		Links:       e.rec.Links,
+		AliasOf:     e.rec.AliasOf,
+		Groups:      e.rec.Groups,
+		Created:     msTime(e.rec.First),
+		Updated:     e.at.UTC(),
+		Expires:     e.at.Add(g.cfg.TTL).UTC(),
+		Revision:    e.rev,
+	}
+	if isUser(key) {
+		p.Kind = KindUser
+	}
+	return p
+}
+
+func msTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// Show returns the profile of k with its linked profiles, or ErrNotFound.
+func (g *Graph) Show(ctx context.Context, k Key) (Profile, error) {
+	key, err := k.kvKey()
+	if err != nil {
+		return Profile{}, err
+	}
+	e, err := g.load(ctx, key)
+	if err != nil {
+		return Profile{}, err
+	}
+	if !e.exists {
+		return Profile{}, ErrNotFound
+	}
+	p := g.profile(key, &e)
+	linked := slices.Clone(e.rec.Links)
+	if e.rec.AliasOf != "" && !slices.Contains(linked, e.rec.AliasOf) {
+		linked = append(linked, e.rec.AliasOf)
+	}
+	for _, l := range linked {
+		le, err := g.load(ctx, l)
+		if err != nil {
+			return Profile{}, err
+		}
+		if le.exists {
+			p.Linked = append(p.Linked, g.profile(l, &le))
+		}
+	}
+	return p, nil
+}
+
+// Delete removes everything the graph holds about the person k names, so
+// that no key about them remains (not even a delete marker), and returns the
+// keys removed. From a user it removes the user's profile, its anonymous
+// ids, and the user ids aliased into it or that it was aliased to, with
+// theirs, transitively. From an anonymous id it removes the anonymous id and
+// its current user as above. Another user that shares a removed anonymous id
+// (a shared browser) is kept, with the link to it removed. It returns
+// ErrNotFound when k has no profile.
+func (g *Graph) Delete(ctx context.Context, k Key) ([]string, error) {
+	key, err := k.kvKey()
+	if err != nil {
+		return nil, err
+	}
+	d := deletion{g: g, gone: map[string]bool{}}
+	start, err := g.load(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if !start.exists {
+		return nil, ErrNotFound
+	}
+	if isUser(key) {
+		err = d.user(ctx, key, &start)
+	} else {
+		err = d.anon(ctx, key, &start, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer g.memo.drop(d.order)
+	for _, k := range d.order {
+		if err := g.purge(ctx, k); err != nil {
+			return d.removed, err
+		}
+		if d.existed[k] {
+			d.removed = append(d.removed, k)
+		}
+	}
+	// Unlink the removed anonymous ids from the users that stay.
+	for _, u := range d.others {
+		if d.gone[u] {
+			continue
+		}
+		_, _, err := g.update(ctx, u, nil, func(r *record) bool {
+			n := len(r.Links)
+			r.Links = slices.DeleteFunc(r.Links, func(l string) bool { return d.gone[l] })
+			return len(r.Links) != n
+		})
+		if err != nil {
+			return d.removed, fmt.Errorf("unlink a removed anonymous id: %w", err)
+		}
+	}
+	return d.removed, nil
+}
+
+// deletion collects the keys to remove.
+type deletion struct {
+	g       *Graph
+	gone    map[string]bool // keys to remove
+	order   []string        // the same, in discovery order
+	existed map[string]bool
+	others  []string // users keeping a link to a removed anonymous id
+	removed []string
+}
+
+func (d *deletion) mark(key string, e *entry) error {
+	if len(d.order) >= maxDeleteKeys {
+		return fmt.Errorf("delete identity: more than %d linked keys", maxDeleteKeys)
+	}
+	d.gone[key] = true
+	d.order = append(d.order, key)
+	if d.existed == nil {
+		d.existed = map[string]bool{}
+	}
+	d.existed[key] = e.exists
+	return nil
+}
+
+func (d *deletion) user(ctx context.Context, key string, e *entry) error {
+	if d.gone[key] {
+		return nil
+	}
+	if e == nil {
+		le, err := d.g.load(ctx, key)
+		if err != nil {
+			return err
+		}
+		e = &le
+	}
+	if err := d.mark(key, e); err != nil {
+		return err
+	}
+	next := slices.Clone(e.rec.Links)
+	if e.rec.AliasOf != "" {
+		next = append(next, e.rec.AliasOf)
+	}
+	for _, l := range next {
+		var err error
+		switch {
+		case isAnon(l):
+			err = d.anon(ctx, l, nil, false)
+		case isUser(l):
+			err = d.user(ctx, l, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// anon marks an anonymous id; from the start of a deletion it also removes
+// its current user, otherwise its other users are only unlinked.
+func (d *deletion) anon(ctx context.Context, key string, e *entry, start bool) error {
+	if d.gone[key] {
+		return nil
+	}
+	if e == nil {
+		le, err := d.g.load(ctx, key)
+		if err != nil {
+			return err
+		}
+		e = &le
+	}
+	if err := d.mark(key, e); err != nil {
+		return err
+	}
+	cur := e.rec.user()
+	for _, u := range e.rec.Links {
+		if start && u == cur {
+			if err := d.user(ctx, u, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		d.others = append(d.others, u)
+	}
+	return nil
+}
+
+// purge removes every message of key from the bucket's stream, leaving no
+// delete marker with the key behind.
+func (g *Graph) purge(ctx context.Context, key string) error {
+	if err := g.st.Purge(ctx, jetstream.WithPurgeSubject(g.subPre+key)); err != nil {
+		return fmt.Errorf("purge identity key: %w", err)
+	}
+	return nil
+}
