@@ -22,7 +22,9 @@ import (
 
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/ingest"
+	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -95,7 +97,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	if err != nil {
 		return err
 	}
-	dests, state, err := newDestinations(ctx, cfg, plans, eng, nil, reg, log)
+	var graph *identity.Graph
+	if len(plans) > 0 || cfg.Server.AdminToken != "" {
+		graph, err = identity.Open(ctx, eng.JetStream(), identity.Config{
+			TTL: cfg.Identity.TTL.D(), Replicas: cfg.Engine.Replicas, HashEmail: linkedin.HashEmail,
+		}, log)
+		if err != nil {
+			return fmt.Errorf("identity graph: %w", err)
+		}
+	}
+	var dg delivery.Graph
+	if graph != nil {
+		dg = graph
+	}
+	dests, state, err := newDestinations(ctx, cfg, plans, eng, dg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -132,6 +147,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	})
 	if tok := cfg.Server.AdminToken.Value(); tok != "" {
 		mux.Handle("PUT /admin/destinations/{name}/token", adminToken(dests, tok))
+		mux.Handle(identity.AdminPath, identity.AdminHandler(graph, tok))
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if extra != nil {
