@@ -91,7 +91,7 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 		if len(sc.AllowedOrigins) > 0 {
 			s.origins = map[string]bool{}
 			for _, o := range sc.AllowedOrigins {
-				s.origins[strings.TrimSuffix(o, "/")] = true
+				s.origins[normalOrigin(o)] = true
 			}
 			if s.origins["*"] {
 				s.origins = nil
@@ -393,7 +393,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		fail(http.StatusForbidden, "source_disabled", fmt.Sprintf("source %s is disabled", s.cfg.Name))
 		return
 	}
-	if o := r.Header.Get("Origin"); o != "" && s.origins != nil && !s.origins[o] {
+	if o := r.Header.Get("Origin"); o != "" && s.origins != nil && !s.origins[normalOrigin(o)] {
 		fail(http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %s is not allowed for source %s", o, s.cfg.Name))
 		return
 	}
@@ -487,6 +487,20 @@ func (h *Handler) unavailable(w http.ResponseWriter, src string, err error, stat
 	h.log.Warn("store unavailable", "source", src, "error", err)
 	w.Header().Set("Retry-After", retry)
 	writeError(w, http.StatusServiceUnavailable, "unavailable", "the event store is unavailable or overloaded; retry later")
+}
+
+// normalOrigin lower-cases an origin and drops a default port and a final
+// slash, so "HTTPS://Www.Example.com:443/" matches the browser's
+// "https://www.example.com".
+func normalOrigin(o string) string {
+	o = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(o), "/"))
+	switch {
+	case strings.HasPrefix(o, "https://"):
+		o = strings.TrimSuffix(o, ":443")
+	case strings.HasPrefix(o, "http://"):
+		o = strings.TrimSuffix(o, ":80")
+	}
+	return o
 }
 
 // peekMessageID returns the messageId string of a raw event, for error reports.

@@ -28,7 +28,7 @@ server:
 sources:
   - name: website
     write_key: wk_web
-    allowed_origins: ["https://www.example.com"]
+    allowed_origins: ["HTTPS://www.Example.com:443/"]
   - name: backend
     write_keys: [wk_back, wk_back2]
   - name: old
