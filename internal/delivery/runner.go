@@ -638,7 +638,11 @@ func (r *Runner) sendRequest(send, stop context.Context, req linkedin.Request, i
 			}
 
 		default: // auth, forbidden, version: pause and wait for a fix
-			r.pause(fmt.Sprintf("%s (HTTP %d): %s", out.Class, out.Status, out.Message))
+			why := fmt.Sprintf("%s (HTTP %d): %s", out.Class, out.Status, out.Message)
+			if out.Class == linkedin.ClassVersion {
+				why += fmt.Sprintf("; LinkedIn-Version %s is not active: set destinations[].api_version to a current version (YYYYMM; LinkedIn supports each for a year) and restart", r.cfg.APIVersion)
+			}
+			r.pause(why)
 			select {
 			case <-stop.Done():
 				r.abandon(items)
