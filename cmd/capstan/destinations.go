@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,17 @@ type destination struct {
 	plan   *delivery.Plan
 	client *linkedin.Client
 	runner *delivery.Runner
+	// standby is true while another replica holds the destination's lease.
+	standby atomic.Bool
+}
+
+// status is the destination's health for /readyz.
+func (d *destination) status() delivery.Status {
+	st := d.runner.Status(d.client)
+	if d.standby.Load() {
+		st.State = "standby"
+	}
+	return st
 }
 
 // compilePlans compiles every destination's mappings; problems are
@@ -138,7 +150,15 @@ func (d *destination) run(ctx context.Context, state jetstream.KeyValue, log *sl
 		case <-time.After(wait):
 		}
 	}
-	return d.runner.Run(ctx)
+	// Only the lease holder delivers; other replicas stand by.
+	lease := delivery.NewLease(state, d.cfg.Name, 15*time.Second)
+	return lease.Hold(ctx, func() {
+		d.standby.Store(true)
+		log.Info("another replica delivers this destination; standing by", "destination", d.cfg.Name)
+	}, func(ctx context.Context) error {
+		d.standby.Store(false)
+		return d.runner.Run(ctx)
+	})
 }
 
 // adminToken installs a new access token for a destination:
@@ -182,6 +202,6 @@ func adminToken(dests []*destination, token string) http.Handler {
 		}
 		d.client.SetAccessToken(body.AccessToken, exp)
 		d.runner.Resume()
-		_ = json.NewEncoder(w).Encode(d.runner.Status(d.client))
+		_ = json.NewEncoder(w).Encode(d.status())
 	})
 }

@@ -133,8 +133,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 			body.Status, body.Engine = "unavailable", err.Error()
 		}
 		for _, d := range dests {
-			st := d.runner.Status(d.client)
-			if st.State != "delivering" {
+			st := d.status()
+			if st.State == "paused" {
 				body.Status = "degraded"
 			}
 			body.Destinations = append(body.Destinations, st)
