@@ -15,8 +15,10 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 func newPreviewCmd() *cobra.Command {
@@ -24,6 +26,7 @@ func newPreviewCmd() *cobra.Command {
 		mappingPath, cfgPath, eventPath string
 		rule, trigger, source, dest     string
 		nowMS                           int64
+		useEngine                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "preview (--mapping FILE | --config FILE) --event FILE",
@@ -64,7 +67,11 @@ validation); 0 otherwise, even when no trigger matched.`,
 				now = time.UnixMilli(nowMS)
 			}
 			var plans []*delivery.Plan
+			var enr delivery.Enricher
 			rc := linkedin.RequestConfig{AccessToken: "preview"}
+			if useEngine && mappingPath != "" {
+				return usageErr(errors.New("--engine goes with --config"))
+			}
 			if mappingPath != "" {
 				p, err := segmentPlan(mappingPath, trigger, rule)
 				if err != nil {
@@ -79,12 +86,20 @@ validation); 0 otherwise, even when no trigger matched.`,
 				if plans, rc, err = configPlans(cfg, dest, rule); err != nil {
 					return err
 				}
+				if useEngine {
+					closeEngine, g, err := previewEngine(cmd.Context(), cfg, plans)
+					if err != nil {
+						return err
+					}
+					defer closeEngine()
+					enr = g
+				}
 			}
 			raw, err := os.ReadFile(eventPath)
 			if err != nil {
 				return usageErr(fmt.Errorf("read events: %w", err))
 			}
-			out, invalid, err := preview(cmd.Context(), plans, rc, raw, source, now)
+			out, invalid, err := preview(cmd.Context(), plans, rc, raw, source, now, enr)
 			if err != nil {
 				return usageErr(fmt.Errorf("%s: %w", eventPath, err))
 			}
@@ -106,6 +121,7 @@ validation); 0 otherwise, even when no trigger matched.`,
 	f.StringVar(&source, "source", "", "with --config: the source the events come from (default: any)")
 	f.StringVar(&dest, "destination", "", "with --config: only this destination")
 	f.Int64Var(&nowMS, "now", 0, "the clock, in epoch milliseconds (default: now)")
+	f.BoolVar(&useEngine, "engine", false, "with --config: read the ids of created conversion rules and the identity graph from the configured engine (read only)")
 	return cmd
 }
 
@@ -207,7 +223,7 @@ func errorOf(err error) *previewError {
 }
 
 // preview runs each event through the plans and encodes the requests.
-func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestConfig, raw []byte, source string, now time.Time) (*previewOutput, bool, error) {
+func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestConfig, raw []byte, source string, now time.Time, enr delivery.Enricher) (*previewOutput, bool, error) {
 	items, err := splitEvents(raw)
 	if err != nil {
 		return nil, false, err
@@ -237,7 +253,7 @@ func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestCon
 		pe.MessageID, _ = v.Get("messageId").Str()
 		pe.Type, _ = v.Get("type").Str()
 		for _, p := range plans {
-			for _, r := range p.Convert(ctx, v, source, now, nil) {
+			for _, r := range p.Convert(ctx, v, source, now, enr) {
 				pr := previewResult{Destination: p.Name, Outcome: r.Outcome, Enriched: r.Enriched}
 				if r.Route != nil {
 					pr.Mapping = r.Route.Name
@@ -273,6 +289,29 @@ func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestCon
 	}
 	out.Requests = append(out.Requests, reqs...)
 	return out, invalid, nil
+}
+
+// previewEngine attaches to the configured engine: the plans get the rule
+// ids delivery created, and the identity graph enriches as in delivery.
+func previewEngine(ctx context.Context, cfg *config.Config, plans []*delivery.Plan) (func(), delivery.Enricher, error) {
+	eng, err := stream.Attach(ctx, engineConfig(cfg), stderrLogger())
+	if err != nil {
+		return nil, nil, err
+	}
+	state, err := eng.KV(ctx, stream.StateKV, 0)
+	if err != nil {
+		eng.Close()
+		return nil, nil, err
+	}
+	for _, p := range plans {
+		p.LoadRuleIDs(ctx, state)
+	}
+	g, err := identity.Open(ctx, eng.JetStream(), identity.Config{TTL: cfg.Identity.TTL.D(), Replicas: cfg.Engine.Replicas, HashEmail: linkedin.HashEmail}, stderrLogger())
+	if err != nil {
+		eng.Close()
+		return nil, nil, fmt.Errorf("identity graph: %w", err)
+	}
+	return eng.Close, g, nil
 }
 
 // splitEvents accepts one event object or an array of them.

@@ -2,11 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/identity"
+	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -122,4 +132,71 @@ destinations:
 			}
 		})
 	}
+}
+
+func TestPreviewWithEngine(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	text := "server: {data_dir: " + filepath.Join(dir, "data") + "}\nengine: {listen: none}\n" + `sources: [{name: web, write_key: k}]
+destinations:
+  - name: li
+    ad_account: 512345678
+    auth: {access_token: t}
+    mappings:
+      - name: Sign Up
+        trigger: 'type = "track" and event = "Sign Up"'
+        conversion_rule: {create: {name: "Sign Up (capstan)", type: SIGN_UP}}
+`
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an earlier run left: the created rule's id and a graph that
+	// knows user u1's click id and email.
+	ctx := context.Background()
+	eng, err := stream.Open(ctx, engineConfig(cfg), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _ := eng.KV(ctx, stream.StateKV, 0)
+
+	if _, err := state.Put(ctx, "rule.li."+ruleKeyForTest("Sign Up"), []byte("24242424")); err != nil {
+		t.Fatal(err)
+	}
+	g, err := identity.Open(ctx, eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{
+		`{"type":"page","anonymousId":"a1","context":{"page":{"url":"https://x.example/?li_fat_id=123456"}}}`,
+		`{"type":"identify","anonymousId":"a1","userId":"u1","traits":{"email":"Ann@Example.com"}}`,
+	} {
+		v, _ := mapping.Parse([]byte(raw))
+		if err := g.Observe(ctx, v, identity.Capture(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eng.Close()
+
+	ev := filepath.Join(dir, "ev.json")
+	_ = os.WriteFile(ev, []byte(`{"type":"track","event":"Sign Up","userId":"u1","messageId":"crm-1"}`), 0o644)
+	out, stderr, code := capstan(t, "preview", "--config", cfgPath, "--engine", "--event", ev)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, out)
+	}
+	hash, _ := linkedin.HashEmail("ann@example.com")
+	for _, want := range []string{`"conversion": "urn:lla:llaPartnerConversion:24242424"`, `"idValue": "123456"`, `"idValue": "` + hash + `"`, `"linkedInUUID": "graph`, `"email": "graph`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// ruleKeyForTest is the state-bucket key suffix delivery uses for a mapping.
+func ruleKeyForTest(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:8])
 }

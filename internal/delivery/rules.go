@@ -82,3 +82,16 @@ func (p *Plan) PrepareRules(ctx context.Context, rc RuleClient, state jetstream.
 	}
 	return nil
 }
+
+// LoadRuleIDs gives routes whose rule is to be created the id an earlier
+// PrepareRules saved, when there is one (for preview, which creates nothing).
+func (p *Plan) LoadRuleIDs(ctx context.Context, state jetstream.KeyValue) {
+	for _, r := range p.Routes {
+		if r.Create == nil || r.Rule != "" {
+			continue
+		}
+		if e, err := state.Get(ctx, stateKey("rule", p.Name, r.Name)); err == nil {
+			r.Rule = string(e.Value())
+		}
+	}
+}
