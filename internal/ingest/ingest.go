@@ -39,6 +39,7 @@ type Handler struct {
 	metrics *metrics
 
 	keys      map[string]*source // write key -> source
+	consent   []string           // categories some destination requires
 	publicURL *url.URL
 	proxies   []netip.Prefix
 }
@@ -103,6 +104,18 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 		for _, k := range sc.Keys() {
 			h.keys[k.Value()] = s
 		}
+	}
+	seen := map[string]bool{}
+	for _, d := range cfg.Destinations {
+		for _, c := range d.ConsentCategories {
+			if !seen[c] {
+				seen[c] = true
+				h.consent = append(h.consent, c)
+			}
+		}
+	}
+	if len(cfg.Destinations) == 0 {
+		h.consent = config.DefaultConsentCategories
 	}
 	h.metrics = newMetrics(opt.Registry)
 	return h, nil
@@ -434,7 +447,13 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 			resp.Errors = append(resp.Errors, dropEntry{Index: i, MessageID: peekMessageID(item), Code: derr.Code, Message: derr.Message})
 			continue
 		}
-		if !cookieSet && r.Header.Get("Origin") != "" && bytes.Contains(ev.JSON, []byte("li_fat_id")) {
+		switch {
+		case hdr.Get(event.HeaderLiFatID) != "" && bytes.Contains(ev.JSON, []byte("categoryPreferences")) && h.denied(ev.JSON):
+			// Consent withdrawn: forget the click id, here and in the browser.
+			hdr.Del(event.HeaderLiFatID)
+			h.clearCookie(w, s)
+			cookieSet = true
+		case !cookieSet && r.Header.Get("Origin") != "" && bytes.Contains(ev.JSON, []byte("li_fat_id")):
 			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
 		recs = append(recs, stream.Record{

@@ -496,6 +496,12 @@ func TestLiFatIDCookie(t *testing.T) {
 			t.Errorf("Set-Cookie %q lacks %q", sc, want)
 		}
 	}
+	// Consent denied for advertising: no cookie, whatever the URL says.
+	r = e.do("POST", "/v1/p", `{"anonymousId":"b","context":{"consent":{"categoryPreferences":{"Advertising":false}},"page":{"url":"https://www.example.com/?li_fat_id=654321"}}}`,
+		"Authorization", basic("wk_back:"), "Origin", "https://www.example.com")
+	if r.status != 200 || r.header.Get("Set-Cookie") != "" {
+		t.Errorf("cookie set without consent: %d %q", r.status, r.header.Get("Set-Cookie"))
+	}
 	// Server-side requests (no Origin) never get one.
 	r = e.do("POST", "/v1/track", `{"userId":"u","event":"E","properties":{"li_fat_id":"x1"}}`, "Authorization", basic("wk_back:"))
 	if r.header.Get("Set-Cookie") != "" {
@@ -504,12 +510,19 @@ func TestLiFatIDCookie(t *testing.T) {
 	// The cookie comes back with a later request: its value travels with the events.
 	e.do("POST", "/v1/t", `{"anonymousId":"a","event":"Sign Up"}`, "Authorization", basic("wk_back:"), "Origin", "https://www.example.com", "Cookie", "capstan_lfi=AbC-123")
 	e.do("POST", "/v1/t", `{"anonymousId":"a","event":"Bad"}`, "Authorization", basic("wk_back:"), "Cookie", "capstan_lfi=bad value;")
+	// Consent withdrawn by a visitor who has the cookie: it is erased and
+	// its value not passed on.
+	r = e.do("POST", "/v1/t", `{"anonymousId":"a","event":"E","context":{"consent":{"categoryPreferences":{"Advertising":false}}}}`,
+		"Authorization", basic("wk_back:"), "Origin", "https://www.example.com", "Cookie", "capstan_lfi=AbC-123")
+	if sc := r.header.Get("Set-Cookie"); !strings.Contains(sc, "capstan_lfi=;") || !strings.Contains(sc, "Max-Age=0") {
+		t.Errorf("cookie not erased: %q", sc)
+	}
 	var got []string
 	_ = e.eng.Read(context.Background(), stream.EventsStream, stream.ReadOptions{}, func(m stream.Message) error {
 		got = append(got, m.Header.Get("Capstan-Li-Fat-Id"))
 		return nil
 	})
-	if strings.Join(got, ",") != ",,AbC-123," {
+	if strings.Join(got, ",") != ",,,AbC-123,," {
 		t.Errorf("cookie headers %q", got)
 	}
 }
