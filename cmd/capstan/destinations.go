@@ -28,6 +28,13 @@ type destination struct {
 	plan   *delivery.Plan
 	client *linkedin.Client
 	runner *delivery.Runner
+	// shared is true with an external engine, which other replicas may use.
+	shared bool
+	// state is the state bucket; tokenKey and credHash tie a saved token to
+	// the configured credentials it replaces.
+	state    jetstream.KeyValue
+	tokenKey string
+	credHash string
 	// standby is true while another replica holds the destination's lease.
 	standby atomic.Bool
 }
@@ -125,7 +132,8 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 			PerDay:     dc.RateLimit.PerDay,
 			APIVersion: dc.APIVersion,
 		}, client, eng, graph, metrics, log)
-		out = append(out, &destination{cfg: dc, plan: p, client: client, runner: runner})
+		out = append(out, &destination{cfg: dc, plan: p, client: client, runner: runner, shared: cfg.Engine.NatsURL != "",
+			state: state, tokenKey: tokenKey, credHash: cfgHash})
 	}
 	return out, state, nil
 }
@@ -143,15 +151,27 @@ func (d *destination) run(ctx context.Context, state jetstream.KeyValue, log *sl
 			return nil
 		}
 		wait := min(5*time.Minute, time.Second<<min(attempt, 8))
+		wake := d.runner.Resumed()
+		if needsOperator(err) {
+			// Only a new token or configuration helps: say so in /readyz.
+			d.runner.Pause("conversion rules: " + err.Error())
+		}
 		log.Error("conversion rules not ready; delivery waits", "destination", d.cfg.Name, "error", err, "retry_in", wait.String())
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
+		case <-wake:
 		}
 	}
-	// Only the lease holder delivers; other replicas stand by.
-	lease := delivery.NewLease(state, d.cfg.Name, 15*time.Second)
+	d.runner.Unpause()
+	if !d.shared {
+		// Embedded engine: the data directory's lock already makes this the
+		// only process; a lease would only delay a restart after a crash.
+		return d.runner.Run(ctx)
+	}
+	// Shared cluster: only the lease holder delivers; other replicas stand by.
+	lease := delivery.NewLease(state, d.cfg.Name, 10*time.Second)
 	return lease.Hold(ctx, func() {
 		d.standby.Store(true)
 		log.Info("another replica delivers this destination; standing by", "destination", d.cfg.Name)
@@ -159,6 +179,20 @@ func (d *destination) run(ctx context.Context, state jetstream.KeyValue, log *sl
 		d.standby.Store(false)
 		return d.runner.Run(ctx)
 	})
+}
+
+// needsOperator reports whether a LinkedIn error can only be fixed by a
+// person: a revoked or missing token, a missing permission, a sunset version.
+func needsOperator(err error) bool {
+	var ae *linkedin.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Class {
+	case linkedin.ClassAuthRevoked, linkedin.ClassAuthMissing, linkedin.ClassAuthExpired, linkedin.ClassForbidden, linkedin.ClassVersion:
+		return true
+	}
+	return false
 }
 
 // adminToken installs a new access token for a destination:
@@ -201,6 +235,16 @@ func adminToken(dests []*destination, token string) http.Handler {
 			}
 		}
 		d.client.SetAccessToken(body.AccessToken, exp)
+		// Keep it across restarts, tied to the configured credentials (a
+		// changed configuration wins), as refreshed tokens are.
+		if b, err := json.Marshal(storedToken{Token: d.client.Token(), Config: d.credHash}); err == nil {
+			if _, err := d.state.Put(r.Context(), d.tokenKey, b); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"error":"the token is in use but could not be saved; it will be lost on restart"}` + "\n"))
+				d.runner.Resume()
+				return
+			}
+		}
 		d.runner.Resume()
 		_ = json.NewEncoder(w).Encode(d.status())
 	})

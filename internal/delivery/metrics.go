@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "capstan_delivery_end_to_end_seconds",
 			Help:    "From the event's receivedAt to LinkedIn's 2xx.",
-			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 3600},
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 900, 3600},
 		}, []string{"destination"}),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "capstan_delivery_paused",

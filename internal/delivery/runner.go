@@ -46,6 +46,9 @@ type RunnerConfig struct {
 	PerMinute, PerDay int
 	// MaxInflight caps concurrent requests. Default 4.
 	MaxInflight int
+	// Workers convert events concurrently (identity-graph reads are I/O);
+	// LinkedIn does not care about the order of conversions. Default 8.
+	Workers int
 	// RetryBase and RetryMax bound the exponential backoff. Defaults 1s, 5m.
 	RetryBase, RetryMax time.Duration
 	// PauseRetry is how often a paused destination tries again. Default 30s.
@@ -54,7 +57,7 @@ type RunnerConfig struct {
 	// expired rather than retried past it. Default 90 days.
 	Window time.Duration
 	// AckWait is the consumer's redelivery timeout; in-flight events are
-	// kept alive well within it. Default 2m.
+	// kept alive well within it. Default 30s.
 	AckWait time.Duration
 	// Consumer is the durable consumer's name. Default "deliver-<name>".
 	Consumer string
@@ -80,6 +83,9 @@ func (c *RunnerConfig) defaults(name string) {
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = 4
 	}
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
 	if c.RetryBase <= 0 {
 		c.RetryBase = time.Second
 	}
@@ -93,7 +99,7 @@ func (c *RunnerConfig) defaults(name string) {
 		c.Window = linkedin.DefaultWindow
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 2 * time.Minute
+		c.AckWait = 30 * time.Second
 	}
 	if c.Consumer == "" {
 		c.Consumer = "deliver-" + name
@@ -122,7 +128,9 @@ type Runner struct {
 	rc     linkedin.RequestConfig
 	clock  Clock
 	paused atomic.Pointer[string]
-	resume chan struct{} // signalled by Resume
+
+	resumeMu sync.Mutex
+	resume   chan struct{} // closed (and replaced) by Resume: wakes every paused sender
 
 	mu   sync.Mutex
 	live map[*tracked]struct{} // un-acknowledged events, kept alive
@@ -159,7 +167,7 @@ func NewRunner(plan *Plan, cfg RunnerConfig, send Sender, eng *stream.Engine, gr
 		limit:  newWindowLimiter(cfg.Clock, cfg.PerMinute, cfg.PerDay),
 		rc:     linkedin.RequestConfig{APIVersion: cfg.APIVersion},
 		clock:  cfg.Clock,
-		resume: make(chan struct{}, 1),
+		resume: make(chan struct{}),
 		live:   map[*tracked]struct{}{},
 	}
 }
@@ -227,13 +235,30 @@ func (r *Runner) Paused() string {
 }
 
 // Resume makes a paused destination try again now (after an operator
-// installed a new token).
+// installed a new token): every paused request is sent again.
 func (r *Runner) Resume() {
-	select {
-	case r.resume <- struct{}{}:
-	default:
-	}
+	r.resumeMu.Lock()
+	close(r.resume)
+	r.resume = make(chan struct{})
+	r.resumeMu.Unlock()
 }
+
+func (r *Runner) resumed() <-chan struct{} {
+	r.resumeMu.Lock()
+	defer r.resumeMu.Unlock()
+	return r.resume
+}
+
+// Pause pauses the destination from outside the runner (conversion rules
+// could not be prepared because of the token, a permission or the version);
+// Unpause ends it. Resumed is closed when an operator asks to try again.
+func (r *Runner) Pause(why string) { r.pause(why) }
+
+// Unpause ends a pause.
+func (r *Runner) Unpause() { r.unpause() }
+
+// Resumed returns a channel closed by the next Resume.
+func (r *Runner) Resumed() <-chan struct{} { return r.resumed() }
 
 func (r *Runner) pause(why string) {
 	if r.Paused() == "" {
@@ -278,6 +303,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("delivery consumer for %s: %w", r.plan.Name, err)
 	}
+	// Events a previous process had in flight (it crashed, or lost the
+	// lease) would wait out AckWait; redeliver them now. What was already
+	// accepted is sent again and counted once by LinkedIn (eventId).
+	if _, err := js.ResetConsumer(ctx, stream.EventsStream, r.cfg.Consumer); err != nil {
+		r.log.Debug("consumer reset not available; in-flight events of a previous run wait for AckWait", "error", err)
+	}
 	items := make(chan *item, r.cfg.BatchSize)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -310,6 +341,19 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 		<-ctx.Done()
 		it.Stop()
 	}()
+	msgs := make(chan jetstream.Msg)
+	var workers sync.WaitGroup
+	for range r.cfg.Workers {
+		workers.Go(func() {
+			for msg := range msgs {
+				r.handle(ctx, msg, out)
+			}
+		})
+	}
+	defer func() {
+		close(msgs)
+		workers.Wait()
+	}()
 	for {
 		for r.Paused() != "" {
 			// Take no new events while paused; what is in flight keeps trying.
@@ -332,7 +376,11 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 			}
 			continue
 		}
-		r.handle(ctx, msg, out)
+		select {
+		case msgs <- msg:
+		case <-ctx.Done():
+			return nil // not acknowledged: redelivered after restart
+		}
 	}
 }
 
@@ -642,12 +690,13 @@ func (r *Runner) sendRequest(send, stop context.Context, req linkedin.Request, i
 			if out.Class == linkedin.ClassVersion {
 				why += fmt.Sprintf("; LinkedIn-Version %s is not active: set destinations[].api_version to a current version (YYYYMM; LinkedIn supports each for a year) and restart", r.cfg.APIVersion)
 			}
+			wake := r.resumed()
 			r.pause(why)
 			select {
 			case <-stop.Done():
 				r.abandon(items)
 				return
-			case <-r.resume:
+			case <-wake:
 			case <-time.After(r.cfg.PauseRetry):
 			}
 		}
