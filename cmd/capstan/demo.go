@@ -49,7 +49,9 @@ destinations:
       token_url: %s/oauth/v2/accessToken
     mappings:
       - name: Page View
-        trigger: 'type = "page"'
+        # Only page views with a click id: others could not be matched by
+        # LinkedIn and would only fill the dead-letter queue.
+        trigger: 'type = "page" and properties.li_fat_id != null'
         conversion_rule:
           create: {name: "CAPI Page View (capstan demo)", type: KEY_PAGE_VIEW}
       - name: Sign Up
@@ -59,7 +61,8 @@ destinations:
         fields:
           email: {"@path": "$.properties.email"}
           conversionValue:
-            currencyCode: {"@path": "$.properties.currency"}
+            currencyCode:
+              "@if": {exists: {"@path": "$.properties.currency"}, then: {"@path": "$.properties.currency"}, else: USD}
             amount: "0"
           userInfo:
             firstName: {"@path": "$.properties.firstName"}

@@ -5,20 +5,27 @@
   'use strict'
   var $ = function (id) { return document.getElementById(id) }
   var rulesById = {}
+  var shown = ''
 
   // A stand-in for LinkedIn's Insight Tag: it records calls instead of
   // sending them, so the page shows the event id it would have sent.
   window.lintrkCalls = []
   window.lintrk = function (action, data) {
     window.lintrkCalls.push({ action: action, data: data })
+    var ol = $('lintrk')
+    if (window.lintrkCalls.length === 1) ol.textContent = ''
+    var args = Object.keys(data || {}).map(function (k) { return '  ' + k + ': ' + JSON.stringify(data[k]) })
     var li = document.createElement('li')
-    li.textContent = "lintrk('" + action + "', " + JSON.stringify(data) + ')'
-    $('lintrk').appendChild(li)
+    li.className = 'mono'
+    li.textContent = "lintrk('" + action + "', {\n" + args.join(',\n') + '\n})'
+    ol.appendChild(li)
   }
 
-  function cookie (name) {
-    var m = document.cookie.match(new RegExp('(?:^|; )' + name + '=([^;]*)'))
-    return m ? decodeURIComponent(m[1]) : ''
+  function el (tag, cls, text) {
+    var e = document.createElement(tag)
+    if (cls) e.className = cls
+    if (text != null) e.textContent = text
+    return e
   }
 
   function hex (buf) {
@@ -37,28 +44,70 @@
     })
   }
 
-  function status (text, ok) {
+  function status (text, cls) {
     $('status').textContent = text
-    $('status').className = ok ? 'ok' : 'bad'
+    $('status').className = cls
+  }
+
+  // showClickId shows the click id capstan.js puts on events: none while
+  // advertising consent is denied.
+  function showClickId () {
+    var f = $('li_fat_id')
+    f.value = (window.capstan && capstan.user && capstan.user().liFatId) || ''
+    f.placeholder = $('consent').checked ? 'open this page with ?li_fat_id=123456' : 'not kept: advertising consent denied'
+  }
+
+  function lintrkIds () {
+    var ids = {}
+    window.lintrkCalls.forEach(function (c) { if (c.data && c.data.event_id) ids[c.data.event_id] = true })
+    return ids
+  }
+
+  function row (dl, name, value, badge) {
+    if (value == null || value === '') return
+    dl.appendChild(el('dt', '', name))
+    var dd = el('dd', 'mono', value)
+    if (badge) dd.appendChild(el('span', 'badge', badge))
+    dl.appendChild(dd)
+  }
+
+  function conversionItem (c, fromTag) {
+    var body = c.body || {}
+    var user = body.user || {}
+    var li = el('li', 'conv')
+    var head = el('div', 'conv-head')
+    head.appendChild(el('b', '', rulesById[c.rule] || 'rule ' + c.rule))
+    head.appendChild(el('span', 'time', new Date(body.conversionHappenedAt).toLocaleTimeString()))
+    li.appendChild(head)
+    var dl = el('dl')
+    row(dl, 'eventId', body.eventId || '—', fromTag[body.eventId] ? '= Insight Tag event_id' : '')
+    ;(user.userIds || []).forEach(function (id) {
+      row(dl, id.idType === 'SHA256_EMAIL' ? 'email (SHA-256)' : id.idType === 'LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID' ? 'li_fat_id' : id.idType, id.idValue)
+    })
+    var ui = user.userInfo
+    if (ui) {
+      row(dl, 'userInfo', [[ui.firstName, ui.lastName].filter(Boolean).join(' '), ui.title, ui.companyName, ui.countryCode].filter(Boolean).join(' · '))
+    }
+    if (body.conversionValue) row(dl, 'value', body.conversionValue.amount + ' ' + body.conversionValue.currencyCode)
+    li.appendChild(dl)
+    var details = el('details')
+    details.appendChild(el('summary', '', 'request body'))
+    details.appendChild(el('pre', 'mono', JSON.stringify(body, null, 2)))
+    li.appendChild(details)
+    return li
   }
 
   function render (list) {
-    var ol = $('conversions')
     var items = (list.elements || []).slice().reverse()
-    if (ol.childElementCount === items.length) return
+    var fromTag = lintrkIds()
+    var sig = items.length + '/' + Object.keys(fromTag).length + '/' + Object.keys(rulesById).length
+    if (sig === shown) return
+    shown = sig
+    var ol = $('conversions')
     ol.textContent = ''
-    items.forEach(function (c) {
-      var li = document.createElement('li')
-      li.className = 'conv'
-      var b = document.createElement('b')
-      b.textContent = (rulesById[c.rule] || 'rule ' + c.rule)
-      li.appendChild(b)
-      li.appendChild(document.createTextNode(' · eventId ' + (c.body.eventId || '—') + ' · ' + new Date(c.body.conversionHappenedAt).toLocaleTimeString()))
-      var pre = document.createElement('pre')
-      pre.textContent = JSON.stringify(c.body.user, null, 1)
-      li.appendChild(pre)
-      ol.appendChild(li)
-    })
+    $('count').textContent = items.length ? String(items.length) : ''
+    if (!items.length) ol.appendChild(el('li', 'empty', 'none yet'))
+    items.forEach(function (c) { ol.appendChild(conversionItem(c, fromTag)) })
   }
 
   function poll () {
@@ -69,24 +118,40 @@
       .then(function () { setTimeout(poll, 1000) })
   }
 
-  fetch('/demo/api/info').then(function (r) { return r.json() }).then(function (info) {
-    Object.keys(info.rules || {}).forEach(function (name) { rulesById[info.rules[name]] = name })
-    var conversions = {}
-    if (info.signUpRule) conversions['Sign Up'] = Number(info.signUpRule)
-    capstan.load({ writeKey: info.writeKey, host: location.origin, flushInterval: 100, insightTag: { conversions: conversions } })
-    capstan.consent({ Advertising: $('consent').checked })
-    capstan.page('Page View', 'Home Page').then(function () {
-      $('li_fat_id').value = new URLSearchParams(location.search).get('li_fat_id') || cookie('li_fat_id')
+  // start loads capstan.js with the demo's write key and the Sign Up rule as
+  // the Insight Tag conversion id. The rules exist once delivery has started:
+  // info is asked again for a few seconds until they do.
+  function start (tries) {
+    fetch('/demo/api/info', { cache: 'no-store' }).then(function (r) { return r.json() }).then(function (info) {
+      if (!info.signUpRule && tries > 0) {
+        setTimeout(function () { start(tries - 1) }, 250)
+        return
+      }
+      Object.keys(info.rules || {}).forEach(function (name) { rulesById[info.rules[name]] = name })
+      var conversions = {}
+      if (info.signUpRule) conversions['Sign Up'] = Number(info.signUpRule)
+      capstan.load({ writeKey: info.writeKey, host: location.origin, flushInterval: 100, insightTag: { conversions: conversions } })
+      // A returning visitor's choice wins over the box's default.
+      var stored = capstan.consent()
+      if (stored && typeof stored.Advertising === 'boolean') $('consent').checked = stored.Advertising
+      else capstan.consent({ Advertising: $('consent').checked })
+      showClickId()
+      capstan.page('Page View', 'Home Page').then(function (res) {
+        window.lastPageView = { messageId: res.event.messageId, delivered: res.delivered }
+      })
+      poll()
+    }).catch(function (err) {
+      status('Cannot reach capstan: ' + err, 'bad')
     })
-    $('li_fat_id').value = new URLSearchParams(location.search).get('li_fat_id') || cookie('li_fat_id')
-    poll()
-  })
+  }
 
   $('email').addEventListener('input', hashEmail)
   hashEmail()
   $('consent').addEventListener('change', function () {
     capstan.consent({ Advertising: $('consent').checked })
+    showClickId()
   })
+  start(40)
 
   $('signup').addEventListener('submit', function (e) {
     e.preventDefault()
@@ -100,10 +165,20 @@
         company: f('company'), countryCode: f('countryCode').toUpperCase(), currency: f('currency').toUpperCase()
       }).then(function (res) {
         window.lastSignUp = { userId: userId, messageId: res.event.messageId, delivered: res.delivered }
-        status(res.delivered ? 'Sent to capstan as ' + res.event.messageId + ' (user ' + userId + ')' : 'Queued; capstan will get it when reachable', true)
+        var stored = 'Stored by capstan as ' + res.event.messageId + ' (user ' + userId + ')'
+        if (!res.delivered && /^(network|http_429|http_5)/.test(res.error)) {
+          status('Not stored yet (' + res.error + '): capstan.js keeps it queued and retries', 'bad')
+        } else if (!res.delivered) {
+          status('Refused (' + res.error + ')', 'bad')
+        } else if (!$('consent').checked) {
+          if (!window.lintrkCalls.length) $('lintrk').firstChild.textContent = 'none: advertising consent denied'
+          status(stored + '. Advertising consent is denied: capstan keeps it from LinkedIn and out of its identity graph.', 'muted')
+        } else {
+          status(stored, 'ok')
+        }
       })
     }).catch(function (err) {
-      status('Not sent: ' + err, false)
+      status('Not sent: ' + err, 'bad')
     }).then(function () { $('submit').disabled = false })
   })
 })()
