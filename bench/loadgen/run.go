@@ -42,6 +42,8 @@ type runConfig struct {
 	serverPID   int
 	out         string
 	seed        uint64
+	convertible bool
+	delivery    deliveryConfig
 }
 
 // Result is one JSON line of -out: one scenario against one target.
@@ -88,6 +90,9 @@ type Result struct {
 	LoadgenCPUCores     float64   `json:"loadgen_cpu_cores"`
 	LoadAvg             string    `json:"loadavg_start"`
 	Started             time.Time `json:"started"`
+
+	// Delivery is set with -sandbox (bench/delivery.sh).
+	Delivery *DeliveryResult `json:"delivery,omitempty"`
 }
 
 func runCmd(args []string) error {
@@ -110,6 +115,14 @@ func runCmd(args []string) error {
 	fs.IntVar(&c.serverPID, "server-pid", 0, "server process id, to report its CPU use (0: none)")
 	fs.StringVar(&c.out, "out", "", "append the JSON result line to this file")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed of the generated events")
+	fs.BoolVar(&c.convertible, "convertible", false, "give every event a LinkedIn identifier (properties.li_fat_id or traits.email)")
+	fs.StringVar(&c.delivery.sandbox, "sandbox", "", "delivery benchmark: the sandbox's base URL; wait until it accepted every acknowledged event")
+	fs.StringVar(&c.delivery.engine, "engine", "", "delivery benchmark: capstan's DATA_DIR/engine.json, to read receivedAt of every stored event")
+	fs.StringVar(&c.delivery.metrics, "metrics", "", "delivery benchmark: capstan's base URL, to read its delivery metrics")
+	fs.IntVar(&c.delivery.sandboxPID, "sandbox-pid", 0, "delivery benchmark: the sandbox's process id, for its CPU use")
+	fs.DurationVar(&c.delivery.timeout, "deliver-timeout", 10*time.Minute, "delivery benchmark: longest wait for the backlog after the load")
+	fs.DurationVar(&c.delivery.stall, "deliver-stall", 60*time.Second, "delivery benchmark: give up when nothing is accepted for this long")
+	fs.DurationVar(&c.delivery.poll, "deliver-poll", 200*time.Millisecond, "delivery benchmark: how often to read the sandbox's counters")
 	_ = fs.Parse(args)
 
 	if err := checkLoopbackURL(c.url); err != nil {
@@ -130,6 +143,9 @@ func runCmd(args []string) error {
 		return err
 	}
 	printSummary(os.Stderr, res)
+	if res.Delivery != nil {
+		printDelivery(os.Stderr, res.Delivery)
+	}
 	if c.out != "" {
 		f, err := os.OpenFile(c.out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -174,6 +190,7 @@ type workerStats struct {
 	statuses                      map[int]int64
 	firstErr                      string
 	buf                           []byte
+	live                          *atomic.Int64 // all workers' acknowledged events, read by the delivery watcher
 }
 
 type outcome struct {
@@ -299,6 +316,9 @@ func (w *workerStats) account(o outcome, lat time.Duration, inWindow bool) {
 		w.firstErr = o.err.Error()
 	}
 	w.acked += o.accepted
+	if w.live != nil {
+		w.live.Add(o.accepted)
+	}
 	w.dups += o.dups
 	w.dropped += o.dropped
 	if !inWindow {
@@ -321,6 +341,9 @@ func (w *workerStats) account(o outcome, lat time.Duration, inWindow bool) {
 func run(c runConfig) (*Result, error) {
 	runID := fmt.Sprintf("%012x", rand.Uint64()&0xffffffffffff)
 	gen := segmentgen.New(c.seed, runID, time.Now())
+	if c.convertible {
+		gen.Convertible()
+	}
 	batch := isBatchEndpoint(c.endpoint)
 	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 	if batch {
@@ -367,6 +390,22 @@ func run(c runConfig) (*Result, error) {
 	var snapWG sync.WaitGroup
 	snapWG.Go(func() { cpu.measure(ctx, c.serverPID, warmEnd, end) })
 
+	// Delivery benchmark: watch the sandbox from the first request until
+	// the backlog is gone (its own deadline, not the load's).
+	var liveAcked atomic.Int64
+	var watch *watcher
+	var watchStop string
+	var watchWG sync.WaitGroup
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	if c.delivery.sandbox != "" {
+		var err error
+		if watch, err = newWatcher(c.delivery, c.serverPID, start, &liveAcked); err != nil {
+			return nil, err
+		}
+		watchWG.Go(func() { watchStop = watch.poll(wctx) })
+	}
+
 	var ids atomic.Uint64
 	ids.Store(1)
 	var issued atomic.Int64
@@ -382,7 +421,7 @@ func run(c runConfig) (*Result, error) {
 
 	if c.rate == 0 {
 		for i := range stats {
-			w := &workerStats{statuses: map[int]int64{}}
+			w := &workerStats{statuses: map[int]int64{}, live: &liveAcked}
 			stats[i] = w
 			r := rand.New(rand.NewPCG(c.seed, uint64(i)))
 			wg.Go(func() {
@@ -429,7 +468,7 @@ func run(c runConfig) (*Result, error) {
 			}
 		})
 		for i := range stats {
-			w := &workerStats{statuses: map[int]int64{}}
+			w := &workerStats{statuses: map[int]int64{}, live: &liveAcked}
 			stats[i] = w
 			r := rand.New(rand.NewPCG(c.seed, uint64(i)))
 			wg.Go(func() {
@@ -455,8 +494,15 @@ func run(c runConfig) (*Result, error) {
 		}
 	}
 	wg.Wait()
-	cancel()
+	loadEnd := time.Now()
+	// The CPU snapshot at the window's end comes first: an open-loop run's
+	// last request can finish before it, and cancel would lose it.
 	snapWG.Wait()
+	cancel()
+	if watch != nil {
+		close(watch.loadOver)
+		watchWG.Wait()
+	}
 
 	var h hist
 	var lastDone time.Time
@@ -498,6 +544,9 @@ func run(c runConfig) (*Result, error) {
 	res.ServerCPUPerEventUs = -1
 	if res.ServerCPUCores >= 0 && res.Events > 0 {
 		res.ServerCPUPerEventUs = res.ServerCPUCores * secs / float64(res.Events) * 1e6
+	}
+	if watch != nil {
+		res.Delivery = watch.finish(wctx, res, loadEnd, warmEnd, end, watchStop)
 	}
 	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 // starts with "null" is the baseline of its scenario.
 func tableCmd(args []string) error {
 	fs := flag.NewFlagSet("table", flag.ExitOnError)
+	delivery := fs.Bool("delivery", false, "render the delivery benchmark's tables (bench/delivery.sh)")
 	_ = fs.Parse(args)
 	var rows []Result
 	for _, path := range fs.Args() {
@@ -35,6 +36,10 @@ func tableCmd(args []string) error {
 		if err := sc.Err(); err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
+	}
+	if *delivery {
+		writeDeliveryTables(os.Stdout, rows)
+		return nil
 	}
 	writeTable(os.Stdout, rows)
 	return nil

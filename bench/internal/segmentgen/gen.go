@@ -50,9 +50,20 @@ func (t *Template) Stamp(dst []byte, first uint64) []byte {
 // runs against one store never collide. A Generator is not safe for
 // concurrent use (it owns a random source).
 type Generator struct {
-	rnd   *rand.Rand
-	runID string
-	now   time.Time
+	rnd         *rand.Rand
+	runID       string
+	now         time.Time
+	convertible bool
+	n           int // events generated, for Convertible's alternation
+}
+
+// Convertible makes every later event a valid LinkedIn conversion (the
+// delivery benchmark): properties.revenue (= price) goes with the currency,
+// even events get properties.li_fat_id, odd ones traits.email (hashed by
+// capstan); identifiers are fixed per template. It returns g.
+func (g *Generator) Convertible() *Generator {
+	g.convertible = true
+	return g
 }
 
 // New returns a Generator seeded with seed; runID (hex, a few characters)
@@ -128,21 +139,37 @@ func (g *Generator) track(ts time.Time) obj {
 	if r.IntN(10) == 0 {
 		search = "?li_fat_id=" + g.uuid()
 	}
+	price := float64(r.IntN(20000)) / 100
+	props := obj{
+		{"product_id", fmt.Sprintf("sku-%06d", r.IntN(1000000))},
+		{"category", pick(r, categories)},
+		{"price", price},
+		{"currency", "USD"},
+	}
+	email := false
+	if g.convertible {
+		// A currency without revenue is an invalid conversionValue.
+		props = append(props, kv{"revenue", price})
+		if g.n%2 == 0 {
+			props = append(props, kv{"li_fat_id", g.uuid()})
+		} else {
+			email = true
+		}
+	}
+	g.n++
 	e := obj{
 		{"timestamp", ts.Format("2006-01-02T15:04:05.000Z")},
 		{"type", "track"},
-		{"properties", obj{
-			{"product_id", fmt.Sprintf("sku-%06d", r.IntN(1000000))},
-			{"category", pick(r, categories)},
-			{"price", float64(r.IntN(20000)) / 100},
-			{"currency", "USD"},
-		}},
+		{"properties", props},
 		{"event", pick(r, eventNames)},
 		{"messageId", "ajs-next-" + g.runID + "-" + string(placeholder)},
 		{"anonymousId", g.uuid()},
 	}
 	if r.IntN(3) == 0 {
 		e = append(e, kv{"userId", fmt.Sprintf("user_%d", r.IntN(10000000))})
+	}
+	if email {
+		e = append(e, kv{"traits", obj{{"email", fmt.Sprintf("Visitor.%s@Example.com", g.hex(10))}}})
 	}
 	e = append(e,
 		kv{"context", obj{
