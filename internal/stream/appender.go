@@ -39,6 +39,12 @@ type Result struct {
 // ErrOverloaded means the append queue is full: callers should answer 503.
 var ErrOverloaded = errors.New("event store overloaded")
 
+// minAtomic is the smallest group written as an atomic batch. JetStream
+// stages every atomic batch in a temporary store of its own (a directory, a
+// metadata file and their fsyncs), so a handful of records is cheaper
+// published one by one, pipelined, each fsynced.
+const minAtomic = 8
+
 // errDuplicateInBatch is JetStream's "atomic publish batch contains
 // duplicate message id" (10201).
 const errDuplicateInBatch = 10201
@@ -296,7 +302,7 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 	if len(send) == 0 {
 		return
 	}
-	if len(send) == 1 || !a.atomic {
+	if len(send) < minAtomic || !a.atomic {
 		a.publishEach(send, sendRes)
 		return
 	}
