@@ -101,14 +101,27 @@ func TestAppendDuplicates(t *testing.T) {
 	if res[0].Duplicate || !res[1].Duplicate || res[2].Duplicate {
 		t.Fatalf("in-call duplicate: %+v", res)
 	}
-	// "a" is stored: the atomic batch is refused (10201) and the records are
-	// written one by one, in order.
-	res, err = app.Append(ctx, []Record{rec("events.s.track", "c"), rec("events.s.track", "a"), rec("events.s.track", "d")})
+	// "a" is stored: an atomic batch holding it is refused (10201) and its
+	// records are written one by one, in order.
+	batch := []Record{rec("events.s.track", "c")}
+	for i := range 8 {
+		batch = append(batch, rec("events.s.track", fmt.Sprintf("c%d", i)))
+	}
+	batch = append(batch, rec("events.s.track", "a"), rec("events.s.track", "d"))
+	res, err = app.Append(ctx, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Duplicate || !res[1].Duplicate || res[2].Duplicate || res[2].Seq <= res[0].Seq {
-		t.Fatalf("fallback: %+v", res)
+	var last uint64
+	for i, r := range res {
+		switch {
+		case r.Err != nil || r.Duplicate != (i == 9):
+			t.Fatalf("fallback record %d: %+v", i, r)
+		case !r.Duplicate && r.Seq <= last:
+			t.Fatalf("fallback record %d stored out of order: %+v", i, res)
+		case !r.Duplicate:
+			last = r.Seq
+		}
 	}
 	res, err = app.Append(ctx, []Record{rec("events.s.track", "d")})
 	if err != nil || !res[0].Duplicate {
@@ -118,7 +131,7 @@ func TestAppendDuplicates(t *testing.T) {
 	for _, m := range readAll(t, eng, EventsStream) {
 		ids = append(ids, m.Header.Get("X-Test"))
 	}
-	if fmt.Sprint(ids) != "[a b c d]" {
+	if fmt.Sprint(ids) != "[a b c c0 c1 c2 c3 c4 c5 c6 c7 d]" {
 		t.Errorf("stored %v", ids)
 	}
 }
