@@ -64,8 +64,8 @@ func TestAppendConcurrentGroupCommit(t *testing.T) {
 					if r.Err != nil || r.Duplicate || r.Seq == 0 {
 						t.Errorf("record %d: %+v", k, r)
 					}
-					if k > 0 && r.Seq != res[k-1].Seq+1 {
-						t.Errorf("records of one call not contiguous: %d after %d", r.Seq, res[k-1].Seq)
+					if k > 0 && r.Seq <= res[k-1].Seq {
+						t.Errorf("records of one call stored out of order: %d after %d", r.Seq, res[k-1].Seq)
 					}
 				}
 			}
@@ -83,11 +83,7 @@ func TestAppendConcurrentGroupCommit(t *testing.T) {
 			t.Errorf("stored twice: %s", id)
 		}
 		seen[id] = true
-		if m.Header.Get("Nats-Batch-Id") != "" {
-			// Batch headers are the server's business; they must not leak
-			// into what readers see as the event's own headers.
-			t.Logf("note: batch header kept on %s", id)
-		}
+
 	}
 }
 
