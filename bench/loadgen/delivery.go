@@ -152,7 +152,6 @@ type watcher struct {
 	cpu0, sbCPU0 float64
 	done         chan struct{}
 	loadOver     chan struct{}
-	stopped      sync.WaitGroup
 }
 
 func newWatcher(c deliveryConfig, serverPID int, start time.Time, acked *atomic.Int64) (*watcher, error) {
