@@ -311,9 +311,15 @@ func (g *Graph) recent(ctx context.Context, key string) (entry, error) {
 // and whether it wrote.
 func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r *record) bool) (record, bool, error) {
 	var e entry
-	if start != nil {
+	switch m, ok := g.memo.get(key); {
+	case start != nil:
 		e = *start
-	} else {
+	case ok:
+		// A recent copy saves a read: if it is stale, the compare-and-set
+		// below fails and the profile is read again; if nothing changes,
+		// nothing is written either way.
+		e = m
+	default:
 		var err error
 		if e, err = g.load(ctx, key); err != nil {
 			return record{}, false, err
