@@ -1,10 +1,12 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var received = time.Date(2026, 9, 1, 10, 34, 56, 700_000_000, time.UTC)
@@ -333,4 +335,36 @@ func BenchmarkNormalize(b *testing.B) {
 			b.Fatal(derr)
 		}
 	}
+}
+
+// FuzzParseObject checks the raw splitter against encoding/json: the same
+// keys (last one wins) with the same values.
+func FuzzParseObject(f *testing.F) {
+	f.Add([]byte(`{"a":"x\"y","b\\\\":"\\\\","c":[1,"]"],"d":{"e":"}\\\""},"a":2}`))
+	f.Add([]byte(`{"k\u0041":"v","":null," ":true}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want map[string]json.RawMessage
+		if json.Unmarshal(b, &want) != nil || !utf8.Valid(b) {
+			return
+		}
+		obj, ok := parseObject(b)
+		if !ok {
+			t.Fatalf("not split: %s", b)
+		}
+		if len(obj) != len(want) {
+			t.Fatalf("%d members, want %d: %s", len(obj), len(want), b)
+		}
+		for _, m := range obj {
+			w, ok := want[m.key()]
+			if !ok {
+				t.Fatalf("key %q not in %s", m.key(), b)
+			}
+			var g1, g2 bytes.Buffer
+			_ = json.Compact(&g1, m.Value)
+			_ = json.Compact(&g2, w)
+			if g1.String() != g2.String() {
+				t.Fatalf("key %q: value %s, want %s", m.key(), m.Value, w)
+			}
+		}
+	})
 }

@@ -65,15 +65,24 @@ func skipValue(b []byte, i int) int {
 }
 
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	// Find each candidate closing quote with IndexByte (vectorised), then
+	// check that it is not escaped: an even number of backslashes before it.
+	for j := i + 1; j < len(b); {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return len(b)
 		}
+		end := j + q
+		n := 0
+		for k := end - 1; k > i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return end + 1
+		}
+		j = end + 1
 	}
-	return i
+	return len(b)
 }
 
 // parseObject splits a valid JSON object into its members. Repeated keys keep
