@@ -30,6 +30,7 @@ build:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime $(FUZZTIME) ./internal/event/
+	$(GO) test -run '^$$' -fuzz FuzzParseObject -fuzztime $(FUZZTIME) ./internal/event/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config/
 
 ## bench-ingest: the ingest load benchmark (see bench/README.md).
