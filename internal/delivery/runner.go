@@ -784,7 +784,9 @@ func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
 	}
 	r.m.deadLetters.WithLabelValues(r.plan.Name, dl.Reason).Inc()
 	r.m.events.WithLabelValues(r.plan.Name, "dead_lettered").Inc()
-	r.log.Warn("conversion dead-lettered", "reason", dl.Reason, "mapping", dl.Mapping, "status", dl.Status, "message_id", dl.MessageID, "detail", dl.Message)
+	// The detail stays in the DLQ entry (capstan dlq show): LinkedIn's messages
+	// may echo field values.
+	r.log.Warn("conversion dead-lettered", "reason", dl.Reason, "mapping", dl.Mapping, "status", dl.Status, "code", dl.Code, "message_id", dl.MessageID)
 }
 
 // backoff is capped exponential backoff with full jitter; retryAfter is the
