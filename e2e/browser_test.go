@@ -152,12 +152,16 @@ type browser struct {
 	nextID int
 }
 
-// startBrowser launches Chromium with a fresh profile; it is closed when
-// the test ends.
-func startBrowser(t testing.TB) *browser {
+// startBrowser launches Chromium with a fresh profile, driven by
+// browser/driver.mjs; it is closed when the test ends.
+func startBrowser(t testing.TB) *browser { return startDriver(t, "driver.mjs") }
+
+// startDriver launches Chromium driven by the node script browser/<script>,
+// which speaks driver.mjs's line protocol.
+func startDriver(t testing.TB, script string) *browser {
 	t.Helper()
 	b := &browser{t: t, lines: make(chan []byte, 16), stderr: new(bytes.Buffer)}
-	b.cmd = exec.Command("node", filepath.Join("browser", "driver.mjs"), t.TempDir(), chromiumPath)
+	b.cmd = exec.Command("node", filepath.Join("browser", script), t.TempDir(), chromiumPath)
 	b.cmd.Dir = e2eDir
 	b.cmd.Stderr = &lockedWriter{w: b.stderr, mu: &b.mu}
 	var err error
@@ -169,7 +173,7 @@ func startBrowser(t testing.TB) *browser {
 		t.Fatal(err)
 	}
 	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("start node browser/driver.mjs: %v", err)
+		t.Fatalf("start node browser/%s: %v", script, err)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -293,51 +292,7 @@ func demoSettled(m map[string]int) bool {
 // browser type of browser_test.go drives it) with a 1280x900 window and the
 // extra commands the demo needs (form input, screenshots, a fresh profile,
 // analytics-node).
-func startDemoBrowser(t testing.TB) *browser {
-	t.Helper()
-	b := &browser{t: t, lines: make(chan []byte, 16), stderr: new(bytes.Buffer)}
-	b.cmd = exec.Command("node", filepath.Join("browser", "demo.mjs"), t.TempDir(), chromiumPath)
-	b.cmd.Dir = e2eDir
-	b.cmd.Stderr = &lockedWriter{w: b.stderr, mu: &b.mu}
-	var err error
-	if b.stdin, err = b.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := b.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("start node browser/demo.mjs: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(b.lines)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			b.lines <- append([]byte(nil), sc.Bytes()...)
-		}
-	}()
-	t.Cleanup(func() {
-		_ = b.stdin.Close() // the driver closes Chromium and exits at EOF
-		exited := make(chan error, 1)
-		go func() {
-			for range b.lines {
-			}
-			<-done
-			exited <- b.cmd.Wait()
-		}()
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = b.cmd.Process.Kill()
-			<-exited
-		}
-	})
-	return b
-}
+func startDemoBrowser(t testing.TB) *browser { return startDriver(t, "demo.mjs") }
 
 // demoWaitFor waits (15 s at most) until the page expression expr is truthy and
 // decodes its value into v.
