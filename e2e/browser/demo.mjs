@@ -16,7 +16,7 @@
 //	                                                   -> {"event": the event as analytics-node sent it, "status": HTTP status}
 //
 // Usage: node browser/demo.mjs USER_DATA_DIR [CHROMIUM]
-import readline from 'node:readline';
+import { out, serve } from './protocol.mjs';
 import { chromium } from 'playwright-core';
 import { Analytics } from '@segment/analytics-node';
 
@@ -73,7 +73,6 @@ async function segmentTrack(cmd) {
 
 await launch(firstDataDir);
 
-const out = (v) => process.stdout.write(JSON.stringify(v) + '\n');
 
 async function run(cmd) {
   switch (cmd.op) {
@@ -119,27 +118,4 @@ async function run(cmd) {
   }
 }
 
-// Commands run one at a time, in order.
-let chain = Promise.resolve();
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (line) => {
-  chain = chain.then(async () => {
-    let cmd;
-    try {
-      cmd = JSON.parse(line);
-    } catch (e) {
-      out({ ok: false, error: `bad command: ${e.message}` });
-      return;
-    }
-    try {
-      const result = await run(cmd);
-      out({ id: cmd.id, ok: true, result: result === undefined ? null : result });
-    } catch (e) {
-      out({ id: cmd.id, ok: false, error: String(e?.stack ?? e) });
-    }
-    if (cmd.op === 'close') process.exit(0);
-  });
-});
-rl.on('close', () => {
-  chain.then(() => context.close()).finally(() => process.exit(0));
-});
+serve(run, () => context.close());

@@ -14,7 +14,7 @@
 // Promise. A failed command answers {"ok":false,"error":"..."}.
 //
 // Usage: node browser/driver.mjs USER_DATA_DIR [CHROMIUM]
-import readline from 'node:readline';
+import { out, serve } from './protocol.mjs';
 import { chromium } from 'playwright-core';
 
 const [userDataDir, executablePath = '/usr/bin/chromium'] = process.argv.slice(2);
@@ -37,7 +37,6 @@ page.on('console', (m) => logs.push(`console.${m.type()}: ${m.text()}`));
 page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
 page.on('requestfailed', (r) => logs.push(`requestfailed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
 
-const out = (v) => process.stdout.write(JSON.stringify(v) + '\n');
 
 async function run(cmd) {
   switch (cmd.op) {
@@ -64,27 +63,4 @@ async function run(cmd) {
   }
 }
 
-// Commands run one at a time, in order.
-let chain = Promise.resolve();
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (line) => {
-  chain = chain.then(async () => {
-    let cmd;
-    try {
-      cmd = JSON.parse(line);
-    } catch (e) {
-      out({ ok: false, error: `bad command: ${e.message}` });
-      return;
-    }
-    try {
-      const result = await run(cmd);
-      out({ id: cmd.id, ok: true, result: result === undefined ? null : result });
-    } catch (e) {
-      out({ id: cmd.id, ok: false, error: String(e?.stack ?? e) });
-    }
-    if (cmd.op === 'close') process.exit(0);
-  });
-});
-rl.on('close', () => {
-  chain.then(() => context.close()).finally(() => process.exit(0));
-});
+serve(run, () => context.close());
