@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/identity"
+	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -69,4 +71,9 @@ func engineConfig(cfg *config.Config) stream.Config {
 
 func stderrLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// identityConfig translates the configuration for package identity.
+func identityConfig(cfg *config.Config) identity.Config {
+	return identity.Config{TTL: cfg.Identity.TTL.D(), Replicas: cfg.Engine.Replicas, HashEmail: linkedin.HashEmail}
 }

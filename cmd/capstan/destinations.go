@@ -48,12 +48,16 @@ func (d *destination) status() delivery.Status {
 	return st
 }
 
-// compilePlans compiles every destination's mappings; problems are
-// configuration errors (exit 2), reported before anything starts.
-func compilePlans(cfg *config.Config) ([]*delivery.Plan, error) {
+// compilePlans compiles the mappings of every destination (only the one
+// named only, when not ""); problems are configuration errors (exit 2),
+// reported before anything starts.
+func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 	var plans []*delivery.Plan
 	var errs []error
-	for i := range cfg.Destinations {
+	for i, d := range cfg.Destinations {
+		if only != "" && d.Name != only {
+			continue
+		}
 		p, perrs := delivery.NewPlan(cfg, i)
 		plans = append(plans, p)
 		errs = append(errs, perrs...)

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/identity"
-	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -65,11 +64,7 @@ func (f *identityFlags) run(cmd *cobra.Command, fn func(ctx context.Context, g *
 		return err
 	}
 	defer eng.Close()
-	g, err := identity.Open(ctx, eng.JetStream(), identity.Config{
-		TTL:       cfg.Identity.TTL.D(),
-		Replicas:  cfg.Engine.Replicas,
-		HashEmail: linkedin.HashEmail,
-	}, log)
+	g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), log)
 	if err != nil {
 		return err
 	}

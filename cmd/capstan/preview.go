@@ -155,28 +155,25 @@ func segmentPlan(path, trigger, rule string) (*delivery.Plan, error) {
 
 // configPlans compiles the configured destinations for preview.
 func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, linkedin.RequestConfig, error) {
-	var plans []*delivery.Plan
 	var rc linkedin.RequestConfig
-	var errs []error
-	for i, d := range cfg.Destinations {
-		if only != "" && d.Name != only {
-			continue
-		}
-		p, perrs := delivery.NewPlan(cfg, i)
-		errs = append(errs, perrs...)
+	plans, err := compilePlans(cfg, only)
+	if err != nil {
+		return nil, rc, err
+	}
+	if len(plans) == 0 {
+		return nil, rc, usageErr(fmt.Errorf("no destination %q in %s", only, cfg.File))
+	}
+	for _, p := range plans {
 		if rule != "" {
 			for _, r := range p.Routes {
 				r.Rule = rule
 			}
 		}
-		plans = append(plans, p)
-		rc = linkedin.RequestConfig{APIVersion: d.APIVersion, AccessToken: "preview"}
 	}
-	if len(errs) > 0 {
-		return nil, rc, usageErr(errors.Join(errs...))
-	}
-	if len(plans) == 0 {
-		return nil, rc, usageErr(fmt.Errorf("no destination %q in %s", only, cfg.File))
+	for _, d := range cfg.Destinations {
+		if only == "" || d.Name == only {
+			rc = linkedin.RequestConfig{APIVersion: d.APIVersion, AccessToken: "preview"}
+		}
 	}
 	return plans, rc, nil
 }
@@ -306,7 +303,7 @@ func previewEngine(ctx context.Context, cfg *config.Config, plans []*delivery.Pl
 	for _, p := range plans {
 		p.LoadRuleIDs(ctx, state)
 	}
-	g, err := identity.Open(ctx, eng.JetStream(), identity.Config{TTL: cfg.Identity.TTL.D(), Replicas: cfg.Engine.Replicas, HashEmail: linkedin.HashEmail}, stderrLogger())
+	g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), stderrLogger())
 	if err != nil {
 		eng.Close()
 		return nil, nil, fmt.Errorf("identity graph: %w", err)

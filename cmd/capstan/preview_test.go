@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"log/slog"
 	"os"
@@ -13,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/mapping"
@@ -163,7 +162,7 @@ destinations:
 	}
 	state, _ := eng.KV(ctx, stream.StateKV, 0)
 
-	if _, err := state.Put(ctx, "rule.li."+ruleKeyForTest("Sign Up"), []byte("24242424")); err != nil {
+	if _, err := state.Put(ctx, delivery.RuleKey("li", "Sign Up"), []byte("24242424")); err != nil {
 		t.Fatal(err)
 	}
 	g, err := identity.Open(ctx, eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail}, slog.New(slog.DiscardHandler))
@@ -193,10 +192,4 @@ destinations:
 			t.Errorf("output lacks %s:\n%s", want, out)
 		}
 	}
-}
-
-// ruleKeyForTest is the state-bucket key suffix delivery uses for a mapping.
-func ruleKeyForTest(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return hex.EncodeToString(sum[:8])
 }

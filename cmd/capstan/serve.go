@@ -24,7 +24,6 @@ import (
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/ingest"
-	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -65,7 +64,7 @@ requests finish, queued writes are flushed, the engine stops last.`,
 // serve runs the gateway until ctx ends. extra, when set, adds handlers to
 // the HTTP mux (the demo page).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
-	plans, err := compilePlans(cfg)
+	plans, err := compilePlans(cfg, "")
 	if err != nil {
 		return err
 	}
@@ -99,9 +98,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	}
 	var graph *identity.Graph
 	if len(plans) > 0 || cfg.Server.AdminToken != "" {
-		graph, err = identity.Open(ctx, eng.JetStream(), identity.Config{
-			TTL: cfg.Identity.TTL.D(), Replicas: cfg.Engine.Replicas, HashEmail: linkedin.HashEmail,
-		}, log)
+		graph, err = identity.Open(ctx, eng.JetStream(), identityConfig(cfg), log)
 		if err != nil {
 			return fmt.Errorf("identity graph: %w", err)
 		}

@@ -220,7 +220,7 @@ func (p *Plan) Convert(ctx context.Context, ev mapping.Value, source string, now
 		return []Result{{Outcome: FilteredSource}}
 	case !p.integrationAllows(ev):
 		return []Result{{Outcome: FilteredIntegrations}}
-	case !consentAllows(ev, p.consent):
+	case !identity.ConsentAllows(ev, p.consent):
 		return []Result{{Outcome: FilteredConsent}}
 	}
 	var out []Result
@@ -296,21 +296,6 @@ func (p *Plan) integrationAllows(ev mapping.Value) bool {
 	}
 	if b, ok := in.Get("All").Bool(); ok {
 		return b
-	}
-	return true
-}
-
-// consentAllows applies segment-ingest.md §2.10: with preferences present,
-// every required category must be granted (true).
-func consentAllows(ev mapping.Value, required []string) bool {
-	prefs := ev.Lookup("context", "consent", "categoryPreferences")
-	if prefs.Kind() != mapping.Object || len(required) == 0 {
-		return true
-	}
-	for _, c := range required {
-		if b, ok := prefs.Get(c).Bool(); !ok || !b {
-			return false
-		}
 	}
 	return true
 }

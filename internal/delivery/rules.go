@@ -22,6 +22,10 @@ type RuleClient interface {
 	AssociateCampaigns(ctx context.Context, ruleID string, campaigns []int64) error
 }
 
+// RuleKey is the state-bucket key holding the id of the rule created for
+// mapping of destination dest.
+func RuleKey(dest, mapping string) string { return stateKey("rule", dest, mapping) }
+
 // stateKey names a destination's entry in the state bucket.
 func stateKey(kind, dest, name string) string {
 	sum := sha256.Sum256([]byte(name))
@@ -37,7 +41,7 @@ func stateKey(kind, dest, name string) string {
 func (p *Plan) PrepareRules(ctx context.Context, rc RuleClient, state jetstream.KeyValue, account int64) error {
 	for _, r := range p.Routes {
 		if r.Create != nil && r.Rule == "" {
-			key := stateKey("rule", p.Name, r.Name)
+			key := RuleKey(p.Name, r.Name)
 			known := ""
 			if e, err := state.Get(ctx, key); err == nil {
 				known = string(e.Value())
@@ -90,7 +94,7 @@ func (p *Plan) LoadRuleIDs(ctx context.Context, state jetstream.KeyValue) {
 		if r.Create == nil || r.Rule != "" {
 			continue
 		}
-		if e, err := state.Get(ctx, stateKey("rule", p.Name, r.Name)); err == nil {
+		if e, err := state.Get(ctx, RuleKey(p.Name, r.Name)); err == nil {
 			r.Rule = string(e.Value())
 		}
 	}

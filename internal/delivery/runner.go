@@ -409,7 +409,7 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item
 	// The capstan_lfi cookie of the request stands in for an li_fat_id the
 	// event itself lacks.
 	cookie := msg.Headers().Get(event.HeaderLiFatID)
-	if r.graph != nil && consentAllows(ev, r.plan.consent) {
+	if r.graph != nil && identity.ConsentAllows(ev, r.plan.consent) {
 		c := identity.Capture(ev)
 		if c.LiFatID == "" && cookie != "" {
 			c.LiFatID, c.LiFatIDFrom = cookie, "cookie capstan_lfi"
@@ -555,32 +555,16 @@ func (r *Runner) batch(ctx context.Context, in <-chan *item, senders *sync.WaitG
 	}
 }
 
-// deliver sends a flushed batch. send is used for requests, stop ends retries.
+// deliver sends a flushed batch, each conversion in requests of at most
+// its mapping's batch size and the destination's. send is used for
+// requests, stop ends retries.
 func (r *Runner) deliver(send, stop context.Context, batch []*item) {
-	items := make([]Item, len(batch))
-	for i, it := range batch {
-		items[i] = it.Item
-		if items[i].Batching.Size <= 0 || items[i].Batching.Size > r.cfg.BatchSize {
-			items[i].Batching.Size = r.cfg.BatchSize
+	for _, it := range batch {
+		if it.Batching.Size <= 0 || it.Batching.Size > r.cfg.BatchSize {
+			it.Batching.Size = r.cfg.BatchSize
 		}
 	}
-	reqs, err := BuildRequests(r.rc, items)
-	if err != nil {
-		// Conversions passed validation, so this is a bug; keep the events.
-		r.log.Error("encode request failed; events will be redelivered", "error", err)
-		for _, it := range batch {
-			it.ev.failed.Store(true)
-			r.release(it.ev)
-		}
-		return
-	}
-	for _, req := range reqs {
-		sub := make([]*item, len(req.Indices))
-		for j, idx := range req.Indices {
-			sub[j] = batch[idx]
-		}
-		r.sendRequest(send, stop, req, sub)
-	}
+	r.sendItems(send, stop, batch)
 }
 
 // sendRequest sends req (whose elements are items, in order) until it is
@@ -636,7 +620,7 @@ func (r *Runner) sendRequest(send, stop context.Context, req linkedin.Request, i
 				}
 				return
 			}
-			r.resend(send, stop, rest)
+			r.sendItems(send, stop, rest)
 			return
 
 		case linkedin.ClassTooLarge:
@@ -645,17 +629,18 @@ func (r *Runner) sendRequest(send, stop context.Context, req linkedin.Request, i
 				return
 			}
 			half := len(items) / 2
-			r.resend(send, stop, items[:half])
-			r.resend(send, stop, items[half:])
+			r.sendItems(send, stop, items[:half])
+			r.sendItems(send, stop, items[half:])
 			return
 
 		case linkedin.ClassDeadLetter:
-			for i, it := range items {
-				msg, errs := out.Message, any(nil)
-				if i < len(out.Failures) && len(items) == 1 {
-					errs = out.Failures[0].Errors
-				}
-				r.reject(stop, it, out, out.Status, msg, errs)
+			// A 422 on a single create carries its parsed errors.
+			var errs any
+			if len(items) == 1 && len(out.Failures) > 0 {
+				errs = out.Failures[0].Errors
+			}
+			for _, it := range items {
+				r.reject(stop, it, out, out.Status, out.Message, errs)
 			}
 			return
 
@@ -681,7 +666,7 @@ func (r *Runner) sendRequest(send, stop context.Context, req linkedin.Request, i
 				return
 			}
 			if len(items) != len(req.Indices) { // some expired: rebuild
-				r.resend(send, stop, items)
+				r.sendItems(send, stop, items)
 				return
 			}
 
@@ -703,8 +688,10 @@ func (r *Runner) sendRequest(send, stop context.Context, req linkedin.Request, i
 	}
 }
 
-// resend encodes items again (after a split) and sends them.
-func (r *Runner) resend(send, stop context.Context, items []*item) {
+// sendItems encodes items into requests (grouped per rule and batch size)
+// and sends each; a split sends what LinkedIn did not refuse through here
+// again.
+func (r *Runner) sendItems(send, stop context.Context, items []*item) {
 	if len(items) == 0 {
 		return
 	}
@@ -714,8 +701,13 @@ func (r *Runner) resend(send, stop context.Context, items []*item) {
 	}
 	reqs, err := BuildRequests(r.rc, conv)
 	if err != nil {
+		// Conversions passed validation, so this is a bug; keep the events
+		// (they are redelivered shortly, not acknowledged).
 		r.log.Error("encode request failed; events will be redelivered", "error", err)
-		r.abandon(items)
+		for _, it := range items {
+			it.ev.failed.Store(true)
+			r.release(it.ev)
+		}
 		return
 	}
 	for _, req := range reqs {

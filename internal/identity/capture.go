@@ -100,3 +100,21 @@ func str(v mapping.Value) string {
 	s, _ := v.Str()
 	return strings.TrimSpace(s)
 }
+
+// ConsentAllows applies segment-ingest.md §2.10: an event without
+// context.consent.categoryPreferences (absent, null or not an object) is not
+// subject to consent; otherwise every required category must be present and
+// true. A denied event is stored but neither sent to the destination nor
+// allowed to teach the graph anything (Observe must not be called for it).
+func ConsentAllows(ev mapping.Value, required []string) bool {
+	prefs := ev.Lookup("context", "consent", "categoryPreferences")
+	if prefs.Kind() != mapping.Object {
+		return true
+	}
+	for _, c := range required {
+		if b, ok := prefs.Get(c).Bool(); !ok || !b {
+			return false
+		}
+	}
+	return true
+}

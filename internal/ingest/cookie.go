@@ -23,7 +23,7 @@ func (h *Handler) setCookie(w http.ResponseWriter, s *source, doc []byte) bool {
 	if err != nil {
 		return false
 	}
-	if !h.consentAllows(ev) {
+	if !identity.ConsentAllows(ev, h.consent) {
 		// Keeping the click id would defeat the visitor's choice: it would
 		// reach LinkedIn later, once consent is given for another page.
 		return false
@@ -60,26 +60,10 @@ func validLiFatID(s string) bool {
 	return true
 }
 
-// consentAllows applies segment-ingest.md §2.10 with the categories every
-// destination requires: when the event carries preferences, each of them
-// must be granted.
-func (h *Handler) consentAllows(ev mapping.Value) bool {
-	prefs := ev.Lookup("context", "consent", "categoryPreferences")
-	if prefs.Kind() != mapping.Object {
-		return true
-	}
-	for _, c := range h.consent {
-		if b, ok := prefs.Get(c).Bool(); !ok || !b {
-			return false
-		}
-	}
-	return true
-}
-
 // denied reports whether the event doc's consent denies a required category.
 func (h *Handler) denied(doc []byte) bool {
 	ev, err := mapping.Parse(doc)
-	return err == nil && !h.consentAllows(ev)
+	return err == nil && !identity.ConsentAllows(ev, h.consent)
 }
 
 // clearCookie expires capstan_lfi in the browser.
