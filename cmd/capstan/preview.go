@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -68,7 +69,6 @@ validation); 0 otherwise, even when no trigger matched.`,
 			}
 			var plans []*delivery.Plan
 			var enr delivery.Enricher
-			rc := linkedin.RequestConfig{AccessToken: "preview"}
 			if useEngine && mappingPath != "" {
 				return usageErr(errors.New("--engine goes with --config"))
 			}
@@ -83,7 +83,7 @@ validation); 0 otherwise, even when no trigger matched.`,
 				if err != nil {
 					return err
 				}
-				if plans, rc, err = configPlans(cfg, dest, rule); err != nil {
+				if plans, err = configPlans(cfg, dest, rule); err != nil {
 					return err
 				}
 				if useEngine {
@@ -99,7 +99,7 @@ validation); 0 otherwise, even when no trigger matched.`,
 			if err != nil {
 				return usageErr(fmt.Errorf("read events: %w", err))
 			}
-			out, invalid, err := preview(cmd.Context(), plans, rc, raw, source, now, enr)
+			out, invalid, err := preview(cmd.Context(), plans, raw, source, now, enr)
 			if err != nil {
 				return usageErr(fmt.Errorf("%s: %w", eventPath, err))
 			}
@@ -154,14 +154,13 @@ func segmentPlan(path, trigger, rule string) (*delivery.Plan, error) {
 }
 
 // configPlans compiles the configured destinations for preview.
-func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, linkedin.RequestConfig, error) {
-	var rc linkedin.RequestConfig
+func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, error) {
 	plans, err := compilePlans(cfg, only)
 	if err != nil {
-		return nil, rc, err
+		return nil, err
 	}
 	if len(plans) == 0 {
-		return nil, rc, usageErr(fmt.Errorf("no destination %q in %s", only, cfg.File))
+		return nil, usageErr(fmt.Errorf("no destination %q in %s", only, cfg.File))
 	}
 	for _, p := range plans {
 		if rule != "" {
@@ -170,12 +169,7 @@ func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, linke
 			}
 		}
 	}
-	for _, d := range cfg.Destinations {
-		if only == "" || d.Name == only {
-			rc = linkedin.RequestConfig{APIVersion: d.APIVersion, AccessToken: "preview"}
-		}
-	}
-	return plans, rc, nil
+	return plans, nil
 }
 
 // previewOutput is what preview prints.
@@ -220,15 +214,14 @@ func errorOf(err error) *previewError {
 }
 
 // preview runs each event through the plans and encodes the requests.
-func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestConfig, raw []byte, source string, now time.Time, enr delivery.Enricher) (*previewOutput, bool, error) {
+func preview(ctx context.Context, plans []*delivery.Plan, raw []byte, source string, now time.Time, enr delivery.Enricher) (*previewOutput, bool, error) {
 	items, err := splitEvents(raw)
 	if err != nil {
 		return nil, false, err
 	}
 	out := &previewOutput{Requests: []linkedin.Request{}, Events: []previewEvent{}}
 	invalid := false
-	var queue []delivery.Item
-	var owners []*previewResult
+	queues := make([][]delivery.Item, len(plans)) // converted items, per plan
 	req := &event.Request{ReceivedAt: now}
 	for i, item := range items {
 		pe := previewEvent{Index: i}
@@ -249,7 +242,7 @@ func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestCon
 		}
 		pe.MessageID, _ = v.Get("messageId").Str()
 		pe.Type, _ = v.Get("type").Str()
-		for _, p := range plans {
+		for pi, p := range plans {
 			for _, r := range p.Convert(ctx, v, source, now, enr) {
 				pr := previewResult{Destination: p.Name, Outcome: r.Outcome, Enriched: r.Enriched}
 				if r.Route != nil {
@@ -261,30 +254,36 @@ func preview(ctx context.Context, plans []*delivery.Plan, rc linkedin.RequestCon
 				}
 				pe.Results = append(pe.Results, pr)
 				if r.Outcome == delivery.Converted {
-					queue = append(queue, delivery.Item{Conversion: r.Conversion, Batching: r.Batching})
+					queues[pi] = append(queues[pi], delivery.Item{Conversion: r.Conversion, Batching: r.Batching})
 				}
 			}
 		}
 		out.Events = append(out.Events, pe)
 	}
-	// Point each converted result at its request.
+	// Encode each destination's conversions with its own API version, and
+	// point each converted result at its request.
+	owners := make([][]*previewResult, len(plans))
 	for i := range out.Events {
-		for j := range out.Events[i].Results {
-			if out.Events[i].Results[j].Outcome == delivery.Converted {
-				owners = append(owners, &out.Events[i].Results[j])
+		for j, r := range out.Events[i].Results {
+			if r.Outcome == delivery.Converted {
+				pi := slices.IndexFunc(plans, func(p *delivery.Plan) bool { return p.Name == r.Destination })
+				owners[pi] = append(owners[pi], &out.Events[i].Results[j])
 			}
 		}
 	}
-	reqs, err := delivery.BuildRequests(rc, queue)
-	if err != nil {
-		return nil, false, err
-	}
-	for ri, r := range reqs {
-		for _, idx := range r.Indices {
-			owners[idx].Request = &ri
+	for pi, p := range plans {
+		reqs, err := delivery.BuildRequests(linkedin.RequestConfig{APIVersion: p.APIVersion, AccessToken: "preview"}, queues[pi])
+		if err != nil {
+			return nil, false, err
+		}
+		for _, r := range reqs {
+			ri := len(out.Requests)
+			for _, idx := range r.Indices {
+				owners[pi][idx].Request = &ri
+			}
+			out.Requests = append(out.Requests, r)
 		}
 	}
-	out.Requests = append(out.Requests, reqs...)
 	return out, invalid, nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"log/slog"
 	"os"
@@ -190,6 +191,50 @@ destinations:
 	for _, want := range []string{`"conversion": "urn:lla:llaPartnerConversion:24242424"`, `"idValue": "123456"`, `"idValue": "` + hash + `"`, `"linkedInUUID": "graph`, `"email": "graph`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// Each destination's requests carry its own LinkedIn-Version.
+func TestPreviewAPIVersionPerDestination(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	mapping := `
+    auth: {access_token: t}
+    mappings:
+      - name: Sign Up
+        trigger: 'type = "track"'
+        conversion_rule: {id: 22833300}
+`
+	text := "sources: [{name: web, write_key: k}]\ndestinations:\n  - name: a\n    api_version: \"202607\"" + mapping +
+		"  - name: b\n    api_version: \"202609\"" + mapping
+	ev := filepath.Join(dir, "ev.json")
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(ev, []byte(`{"type":"track","event":"Sign Up","userId":"u","properties":{"li_fat_id":"1"}}`), 0o644)
+	out, stderr, code := capstan(t, "preview", "--config", cfg, "--event", ev)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Requests []struct {
+			Headers map[string]string `json:"headers"`
+		} `json:"requests"`
+		Events []struct {
+			Results []struct {
+				Destination string `json:"destination"`
+				Request     int    `json:"request"`
+			} `json:"results"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a": "202607", "b": "202609"}
+	for _, r := range got.Events[0].Results {
+		if v := got.Requests[r.Request].Headers["LinkedIn-Version"]; v != want[r.Destination] {
+			t.Errorf("destination %s: LinkedIn-Version %s, want %s", r.Destination, v, want[r.Destination])
 		}
 	}
 }

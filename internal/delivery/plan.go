@@ -35,6 +35,9 @@ type Plan struct {
 	Name string
 	// DisplayName is looked up in an event's integrations object.
 	DisplayName string
+	// APIVersion is the LinkedIn-Version its requests carry ("" for the
+	// default).
+	APIVersion string
 	// Routes are the mappings, in configuration order.
 	Routes []*Route
 
@@ -68,7 +71,7 @@ var defaultFields = mapping.MustCompile(string(linkedin.DefaultMapping()))
 // values positioned in the configuration file; all are returned together.
 func NewPlan(cfg *config.Config, index int) (*Plan, []error) {
 	d := cfg.Destinations[index]
-	p := &Plan{Name: d.Name, DisplayName: d.DisplayName, consent: d.ConsentCategories}
+	p := &Plan{Name: d.Name, DisplayName: d.DisplayName, APIVersion: d.APIVersion, consent: d.ConsentCategories}
 	if len(d.Sources) > 0 {
 		p.sources = map[string]bool{}
 		for _, s := range d.Sources {
