@@ -243,7 +243,7 @@ func preview(ctx context.Context, plans []*delivery.Plan, raw []byte, source str
 		pe.MessageID, _ = v.Get("messageId").Str()
 		pe.Type, _ = v.Get("type").Str()
 		for pi, p := range plans {
-			for _, r := range p.Convert(ctx, v, source, now, enr) {
+			for _, r := range p.Convert(ctx, v, source, now, enr, nil) {
 				pr := previewResult{Destination: p.Name, Outcome: r.Outcome, Enriched: r.Enriched}
 				if r.Route != nil {
 					pr.Mapping = r.Route.Name

@@ -216,8 +216,10 @@ type Enricher interface {
 }
 
 // Convert runs ev through the plan. source is the event's source name; now
-// is the clock used for the 90-day window; enr may be nil.
-func (p *Plan) Convert(ctx context.Context, ev mapping.Value, source string, now time.Time, enr Enricher) []Result {
+// is the clock used for the 90-day window; enr may be nil. have is what the
+// caller already captured from the event (and its request's cookie); nil
+// means capture from the event, only once a trigger matches.
+func (p *Plan) Convert(ctx context.Context, ev mapping.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
 	switch {
 	case p.sources != nil && !p.sources[source]:
 		return []Result{{Outcome: FilteredSource}}
@@ -233,7 +235,12 @@ func (p *Plan) Convert(ctx context.Context, ev mapping.Value, source string, now
 			continue
 		}
 		if captured == nil {
-			c := identity.Capture(ev)
+			var c identity.Captured
+			if have != nil {
+				c = *have
+			} else {
+				c = identity.Capture(ev)
+			}
 			if enr != nil {
 				c = enr.Enrich(ctx, ev, c)
 			}

@@ -53,7 +53,7 @@ func TestConvertDefaults(t *testing.T) {
 	p := plan(t, signUp)
 	e := ev(t, `{"type":"track","event":"Sign Up","messageId":"m1","timestamp":"2026-09-01T10:00:00.000Z",
 		"traits":{"email":" Ann@Example.com "},"properties":{"revenue":49.9,"currency":"EUR"}}`)
-	res := p.Convert(context.Background(), e, "web", now, nil)
+	res := p.Convert(context.Background(), e, "web", now, nil, nil)
 	if len(res) != 1 || res[0].Outcome != Converted {
 		t.Fatalf("%+v", res)
 	}
@@ -81,7 +81,7 @@ func TestConvertFieldOverridesAndNull(t *testing.T) {
 `)
 	e := ev(t, `{"type":"track","event":"Sign Up","messageId":"m1","timestamp":"2026-09-01T10:00:00Z",
 		"traits":{"email":"ann@example.com"},"properties":{"order_id":"o-9","click":"abc"}}`)
-	res := p.Convert(context.Background(), e, "web", now, nil)
+	res := p.Convert(context.Background(), e, "web", now, nil, nil)
 	c := res[0].Conversion
 	if c.EventID != "o-9" || len(c.User.UserIDs) != 1 || c.User.UserIDs[0].IDType != "LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID" {
 		t.Errorf("%+v", c)
@@ -112,7 +112,7 @@ func TestConvertFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := p.Convert(context.Background(), ev(t, tt.event), tt.source, now, nil)
+			res := p.Convert(context.Background(), ev(t, tt.event), tt.source, now, nil, nil)
 			if res[0].Outcome != tt.want {
 				t.Errorf("outcome %s (%v), want %s", res[0].Outcome, res[0].Err, tt.want)
 			}
@@ -136,20 +136,20 @@ func TestConvertEnrichment(t *testing.T) {
 	p := plan(t, signUp)
 	// li_fat_id parsed from the page URL; no email anywhere.
 	e := ev(t, `{"type":"track","event":"Sign Up","timestamp":"2026-09-01T10:00:00Z","context":{"page":{"url":"https://x.example/?utm=a&li_fat_id=123456#f"}}}`)
-	res := p.Convert(context.Background(), e, "web", now, nil)
+	res := p.Convert(context.Background(), e, "web", now, nil, nil)
 	if res[0].Outcome != Converted || res[0].Enriched["linkedInUUID"] != "context.page.url" || res[0].Conversion.User.UserIDs[0].IDValue != "123456" {
 		t.Fatalf("%+v", res[0])
 	}
 	// Server-side event with only a userId: both from the graph.
 	e = ev(t, `{"type":"track","event":"Sign Up","userId":"u1","timestamp":"2026-09-01T10:00:00Z"}`)
 	hash, _ := linkedin.HashEmail("ann@example.com")
-	res = p.Convert(context.Background(), e, "web", now, graph{identity.Captured{LiFatID: "777", Email: hash}})
+	res = p.Convert(context.Background(), e, "web", now, graph{identity.Captured{LiFatID: "777", Email: hash}}, nil)
 	ids := res[0].Conversion.User.UserIDs
 	if res[0].Outcome != Converted || len(ids) != 2 || ids[0].IDValue != hash || ids[1].IDValue != "777" {
 		t.Fatalf("%+v", res[0])
 	}
 	// Without any identifier the event is invalid with Segment's message.
-	res = p.Convert(context.Background(), ev(t, `{"type":"track","event":"Sign Up","timestamp":"2026-09-01T10:00:00Z"}`), "web", now, nil)
+	res = p.Convert(context.Background(), ev(t, `{"type":"track","event":"Sign Up","timestamp":"2026-09-01T10:00:00Z"}`), "web", now, nil, nil)
 	if res[0].Outcome != Invalid || !strings.Contains(res[0].Err.Error(), "One of email or LinkedIn UUID or Acxiom ID or Oracle ID is required.") {
 		t.Errorf("%+v", res[0])
 	}
@@ -167,7 +167,7 @@ func TestBuildRequestsGrouping(t *testing.T) {
 		`{"type":"page","messageId":"b","timestamp":"2026-09-01T10:00:00Z","properties":{"li_fat_id":"2"}}`,
 		`{"type":"track","event":"Sign Up","messageId":"c","timestamp":"2026-09-01T10:00:00Z","properties":{"li_fat_id":"3"}}`,
 	} {
-		r := p.Convert(context.Background(), ev(t, s), "web", now, nil)[0]
+		r := p.Convert(context.Background(), ev(t, s), "web", now, nil, nil)[0]
 		items = append(items, Item{r.Conversion, r.Batching})
 	}
 	reqs, err := BuildRequests(linkedin.RequestConfig{}, items)
@@ -206,7 +206,7 @@ func BenchmarkConvert(b *testing.B) {
 	at := time.UnixMilli(1788258900000)
 	b.ReportAllocs()
 	for b.Loop() {
-		if r := p.Convert(ctx, e, "web", at, nil); r[0].Outcome != Converted {
+		if r := p.Convert(ctx, e, "web", at, nil, nil); r[0].Outcome != Converted {
 			b.Fatal(r[0].Err)
 		}
 	}

@@ -406,26 +406,28 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item
 		t.recv, _ = event.ParseTime(s)
 	}
 	t.pending.Add(1) // held until every conversion is queued
-	// The capstan_lfi cookie of the request stands in for an li_fat_id the
-	// event itself lacks.
+	// Capture once, for the graph and for conversion. The capstan_lfi cookie
+	// of the request stands in for an li_fat_id the event itself lacks.
 	cookie := msg.Headers().Get(event.HeaderLiFatID)
-	if r.graph != nil && identity.ConsentAllows(ev, r.plan.consent) {
+	observe := r.graph != nil && identity.ConsentAllows(ev, r.plan.consent)
+	var have *identity.Captured
+	if cookie != "" || observe {
 		c := identity.Capture(ev)
 		if c.LiFatID == "" && cookie != "" {
 			c.LiFatID, c.LiFatIDFrom = cookie, "cookie capstan_lfi"
 		}
-		if err := r.graph.Observe(ctx, ev, c); err != nil {
-			r.log.Warn("identity graph update failed", "error", err, "event_seq", t.seq)
+		have = &c
+		if observe {
+			if err := r.graph.Observe(ctx, ev, c); err != nil {
+				r.log.Warn("identity graph update failed", "error", err, "event_seq", t.seq)
+			}
 		}
 	}
 	var enr Enricher
-	switch {
-	case cookie != "":
-		enr = cookieEnricher{cookie, r.graph}
-	case r.graph != nil:
+	if r.graph != nil {
 		enr = r.graph
 	}
-	for _, res := range r.plan.Convert(ctx, ev, t.source, r.clock.Now(), enr) {
+	for _, res := range r.plan.Convert(ctx, ev, t.source, r.clock.Now(), enr, have) {
 		switch res.Outcome {
 		case Converted:
 			t.pending.Add(1)
@@ -447,23 +449,6 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item
 		}
 	}
 	r.release(t)
-}
-
-// cookieEnricher fills li_fat_id from the request's cookie, then asks the
-// graph (if any) for the rest.
-type cookieEnricher struct {
-	liFatID string
-	next    Enricher
-}
-
-func (c cookieEnricher) Enrich(ctx context.Context, ev mapping.Value, have identity.Captured) identity.Captured {
-	if have.LiFatID == "" {
-		have.LiFatID, have.LiFatIDFrom = c.liFatID, "cookie capstan_lfi"
-	}
-	if c.next != nil {
-		return c.next.Enrich(ctx, ev, have)
-	}
-	return have
 }
 
 // release drops one hold on t and acknowledges it when none is left.
