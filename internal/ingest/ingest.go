@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -410,8 +411,8 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		fail(http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %s is not allowed for source %s", o, s.cfg.Name))
 		return
 	}
-	if s.limiter != nil && !s.limiter.AllowN(received, 1) {
-		res := s.limiter.ReserveN(received, 1)
+	if res := s.reserve(received); res != nil && res.DelayFrom(received) > 0 {
+		// Over the limit: give the token back and say when to retry.
 		wait := int(max(1, min(300, res.DelayFrom(received).Seconds()+0.999)))
 		res.CancelAt(received)
 		w.Header().Set("Retry-After", strconv.Itoa(wait))
@@ -571,6 +572,24 @@ func (h *Handler) clientIP(r *http.Request) string {
 		peer = a
 	}
 	return peer.String()
+}
+
+// peer returns the TCP peer address of r.
+func (h *Handler) peer(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// reserve takes a token from the source's limiter (nil without a limit).
+func (s *source) reserve(now time.Time) *rate.Reservation {
+	if s.limiter == nil {
+		return nil
+	}
+	return s.limiter.ReserveN(now, 1)
 }
 
 func (h *Handler) trusted(a netip.Addr) bool {

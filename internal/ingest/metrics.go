@@ -1,12 +1,6 @@
 package ingest
 
-import (
-	"net"
-	"net/http"
-	"net/netip"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	requests *prometheus.CounterVec
@@ -39,14 +33,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.requests, m.events, m.drops, m.duration)
 	}
 	return m
-}
-
-// peer returns the TCP peer address of r.
-func (h *Handler) peer(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
 }
