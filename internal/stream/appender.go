@@ -210,22 +210,34 @@ func (a *Appender) take() []*pending {
 	if len(a.queue) == 0 {
 		return nil
 	}
-	n, total := 1, len(a.queue[0].recs)
-	for n < len(a.queue) && total+len(a.queue[n].recs) <= a.cfg.MaxBatch {
-		total += len(a.queue[n].recs)
+	batch, _ := a.popLocked(0, true)
+	return batch
+}
+
+// popLocked removes requests from the front of the queue while their records
+// fit in one batch beside have records (the first one regardless, when
+// first) and returns them with the new record count. a.mu must be held.
+func (a *Appender) popLocked(have int, first bool) ([]*pending, int) {
+	n, total := 0, have
+	for n < len(a.queue) {
+		size := len(a.queue[n].recs)
+		if total+size > a.cfg.MaxBatch && !(first && n == 0) {
+			break
+		}
+		total += size
 		n++
 	}
 	batch := make([]*pending, n)
 	copy(batch, a.queue)
 	a.queue = append(a.queue[:0], a.queue[n:]...)
-	a.queued -= total
-	return batch
+	a.queued -= total - have
+	return batch, total
 }
 
 func (a *Appender) linger(ctx context.Context, batch []*pending) []*pending {
 	t := time.NewTimer(a.cfg.Linger)
 	defer t.Stop()
-	for countRecs(batch) < a.cfg.MaxBatch {
+	for n := countRecs(batch); n < a.cfg.MaxBatch; {
 		select {
 		case <-t.C:
 			return batch
@@ -233,13 +245,10 @@ func (a *Appender) linger(ctx context.Context, batch []*pending) []*pending {
 			return batch
 		case <-a.signal:
 			a.mu.Lock()
-			for len(a.queue) > 0 && countRecs(batch)+len(a.queue[0].recs) <= a.cfg.MaxBatch {
-				p := a.queue[0]
-				a.queue = a.queue[1:]
-				a.queued -= len(p.recs)
-				batch = append(batch, p)
-			}
+			var more []*pending
+			more, n = a.popLocked(n, false)
 			a.mu.Unlock()
+			batch = append(batch, more...)
 		}
 	}
 	return batch
@@ -331,16 +340,23 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 	}
 }
 
+// message builds r's NATS message: its own header map (r.Header is shared
+// and read-only) with the de-duplication id.
+func message(r *Record) *nats.Msg {
+	m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: make(nats.Header, len(r.Header)+4)}
+	for k, v := range r.Header {
+		m.Header[k] = v
+	}
+	if r.MsgID != "" {
+		m.Header.Set(nats.MsgIdHdr, r.MsgID)
+	}
+	return m
+}
+
 func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, string, error) {
 	id := nuid.Next()
 	for i, r := range recs {
-		m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
-		for k, v := range r.Header {
-			m.Header[k] = v
-		}
-		if r.MsgID != "" {
-			m.Header.Set(nats.MsgIdHdr, r.MsgID)
-		}
+		m := message(r)
 		m.Header.Set("Nats-Batch-Id", id)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i < len(recs)-1 {
@@ -370,15 +386,7 @@ func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, 
 func (a *Appender) publishEach(recs []*Record, res []*Result) {
 	futures := make([]jetstream.PubAckFuture, len(recs))
 	for i, r := range recs {
-		m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
-		for k, v := range r.Header {
-			m.Header[k] = v
-		}
-		var opts []jetstream.PublishOpt
-		if r.MsgID != "" {
-			opts = append(opts, jetstream.WithMsgID(r.MsgID))
-		}
-		f, err := a.js.PublishMsgAsync(m, opts...)
+		f, err := a.js.PublishMsgAsync(message(r))
 		if err != nil {
 			*res[i] = Result{Err: fmt.Errorf("publish: %w", err)}
 			continue

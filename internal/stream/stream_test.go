@@ -297,3 +297,44 @@ func TestExternalEngine(t *testing.T) {
 		t.Errorf("found %v", found)
 	}
 }
+
+// With a linger, requests that arrive while a batch waits join it, up to
+// MaxBatch records; larger calls still go whole.
+func TestAppendLinger(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: t.TempDir()}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewAppender(eng, AppenderConfig{Linger: 20 * time.Millisecond, MaxBatch: 10, Inflight: 1}, discard)
+	done := make(chan struct{})
+	go func() { _ = app.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; eng.Close() })
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			n := 3
+			if w == 0 {
+				n = 25 // more than MaxBatch: written in chunks, in order
+			}
+			var recs []Record
+			for i := range n {
+				recs = append(recs, rec("events.s.track", fmt.Sprintf("l%d-%d", w, i)))
+			}
+			res, err := app.Append(context.Background(), recs)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i, r := range res {
+				if r.Err != nil || r.Duplicate || (i > 0 && r.Seq <= res[i-1].Seq) {
+					t.Errorf("worker %d record %d: %+v", w, i, r)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(readAll(t, eng, EventsStream)); n != 25+5*3 {
+		t.Errorf("stored %d, want %d", n, 25+5*3)
+	}
+}
