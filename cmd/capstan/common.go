@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -76,4 +79,22 @@ func stderrLogger() *slog.Logger {
 // identityConfig translates the configuration for package identity.
 func identityConfig(cfg *config.Config) identity.Config {
 	return identity.Config{TTL: cfg.Identity.TTL.D(), Replicas: cfg.Engine.Replicas, HashEmail: linkedin.HashEmail}
+}
+
+// withEngine loads the configuration at cfgPath, attaches to its engine (a
+// running capstan's, the data directory's, or the external cluster) and
+// calls fn with a context that ends on SIGINT or SIGTERM.
+func withEngine(cmd *cobra.Command, cfgPath string, fn func(ctx context.Context, cfg *config.Config, eng *stream.Engine) error) error {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	eng, err := stream.Attach(ctx, engineConfig(cfg), stderrLogger())
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	return fn(ctx, cfg, eng)
 }

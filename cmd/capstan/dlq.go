@@ -1,15 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -57,23 +57,14 @@ stream with the reason, LinkedIn's answer and the original event.`,
 }
 
 func dlqRun(cmd *cobra.Command, f *dlqFlags, fn func(eng *stream.Engine, fl delivery.DLQFilter) error) error {
-	cfg, err := loadConfig(f.cfgPath)
-	if err != nil {
-		return err
-	}
 	fl, err := f.filter()
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	eng, err := stream.Attach(ctx, engineConfig(cfg), stderrLogger())
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	cmd.SetContext(ctx)
-	return fn(eng, fl)
+	return withEngine(cmd, f.cfgPath, func(ctx context.Context, _ *config.Config, eng *stream.Engine) error {
+		cmd.SetContext(ctx)
+		return fn(eng, fl)
+	})
 }
 
 func newDLQListCmd() *cobra.Command {

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -49,35 +48,26 @@ event is the stored document exactly as kept.`,
   capstan events tail --config capstan.yaml -f --source website`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgPath)
-			if err != nil {
-				return err
-			}
 			if since < 0 {
 				return usageErr(fmt.Errorf("--since must not be negative"))
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			eng, err := stream.Attach(ctx, engineConfig(cfg), stderrLogger())
-			if err != nil {
+			return withEngine(cmd, cfgPath, func(ctx context.Context, _ *config.Config, eng *stream.Engine) error {
+				opt := stream.ReadOptions{Follow: follow}
+				if since > 0 {
+					opt.Since = time.Now().Add(-since)
+				}
+				if source != "" {
+					opt.Subject = "events." + source + ".>"
+				}
+				out := cmd.OutOrStdout()
+				err := eng.Read(ctx, stream.EventsStream, opt, func(m stream.Message) error {
+					return printEvent(out, m, asJSON)
+				})
+				if err == context.Canceled {
+					return nil
+				}
 				return err
-			}
-			defer eng.Close()
-			opt := stream.ReadOptions{Follow: follow}
-			if since > 0 {
-				opt.Since = time.Now().Add(-since)
-			}
-			if source != "" {
-				opt.Subject = "events." + source + ".>"
-			}
-			out := cmd.OutOrStdout()
-			err = eng.Read(ctx, stream.EventsStream, opt, func(m stream.Message) error {
-				return printEvent(out, m, asJSON)
 			})
-			if err == context.Canceled {
-				return nil
-			}
-			return err
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")

@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -52,27 +51,17 @@ func (f *identityFlags) run(cmd *cobra.Command, fn func(ctx context.Context, g *
 	if (k.UserID == "") == (k.AnonymousID == "") {
 		return usageErr(errors.New("give exactly one of --user-id and --anonymous-id"))
 	}
-	cfg, err := loadConfig(f.cfgPath)
-	if err != nil {
+	return withEngine(cmd, f.cfgPath, func(ctx context.Context, cfg *config.Config, eng *stream.Engine) error {
+		g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), stderrLogger())
+		if err != nil {
+			return err
+		}
+		err = fn(ctx, g, k)
+		if errors.Is(err, identity.ErrNotFound) {
+			return fmt.Errorf("%s: %w", describeKey(k), err)
+		}
 		return err
-	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	log := stderrLogger()
-	eng, err := stream.Attach(ctx, engineConfig(cfg), log)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), log)
-	if err != nil {
-		return err
-	}
-	err = fn(ctx, g, k)
-	if errors.Is(err, identity.ErrNotFound) {
-		return fmt.Errorf("%s: %w", describeKey(k), err)
-	}
-	return err
+	})
 }
 
 func describeKey(k identity.Key) string {
