@@ -22,7 +22,10 @@
 # BENCH_CONCURRENCY (32), BENCH_DELIVERY_RATE (5000 events/s),
 # BENCH_LINGER (200ms), BENCH_BATCH_SIZE (5000, LinkedIn's maximum),
 # BENCH_DELIVER_TIMEOUT (10m), BENCH_OUT (results file), BENCH_KEEP=1 keeps
-# the temporary directory (logs, data dirs, raw results.jsonl).
+# the temporary directory (logs, data dirs, raw results.jsonl),
+# BENCH_PEOPLE (new: every event from a person never seen, the identity
+# graph's worst case, one or two profile creates per event; returning: ids
+# fixed per template, a few thousand people coming back).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,6 +38,12 @@ LINGER=${BENCH_LINGER:-200ms}
 BATCH_SIZE=${BENCH_BATCH_SIZE:-5000}
 DELIVER_TIMEOUT=${BENCH_DELIVER_TIMEOUT:-10m}
 PER_REQ=100
+PEOPLE=${BENCH_PEOPLE:-new}
+case $PEOPLE in
+new) PEOPLE_FLAG=-new-people ;;
+returning) PEOPLE_FLAG= ;;
+*) echo "BENCH_PEOPLE must be new or returning, got $PEOPLE" >&2; exit 2 ;;
+esac
 REQ_RATE=$((EV_RATE / PER_REQ))
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/delivery-$DATE.md}
@@ -154,7 +163,7 @@ EOF
 		sleep 0.1
 	done
 
-	cmd "$BIN/loadgen" run -url "$url" -endpoint /v1/batch -batch "$PER_REQ" -convertible \
+	cmd "$BIN/loadgen" run -url "$url" -endpoint /v1/batch -batch "$PER_REQ" -convertible $PEOPLE_FLAG \
 		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$cp" \
 		-sandbox "$sburl" -sandbox-pid "$sb" -engine "$dir/data/engine.json" -metrics "$url" \
 		-deliver-timeout "$DELIVER_TIMEOUT" -deliver-stall 60s \
@@ -193,7 +202,9 @@ mkdir -p "$(dirname "$OUT")"
 	echo "Produced by \`bench/delivery.sh\` (see bench/README.md for what each figure means)."
 	echo "Segment events in with \`/v1/batch\` (100 events per request, every event convertible: properties.li_fat_id"
 	echo "on half, traits.email on the other half), fsynced in JetStream (\`engine.sync: always\`), delivered as"
-	echo "LinkedIn conversions to \`capstan sandbox\` running as a separate process."
+	echo "LinkedIn conversions to \`capstan sandbox\` running as a separate process. People: **$PEOPLE** ($(
+		[ "$PEOPLE" = new ] && echo "every event from a visitor never seen before, a third of them with a new userId: the identity graph creates one or two profiles per event" ||
+			echo "identifiers fixed per request template: a few thousand people coming back"))."
 	echo
 	echo "**Rate limits raised for this run:** the sandbox runs with \`--rate-per-minute -1 --rate-per-day -1\` and"
 	echo "capstan with \`rate_limit: {per_minute: 100000, per_day: 100000000}\`. With LinkedIn's real limits"

@@ -38,28 +38,31 @@ var deliveryProfile = flag.String("delivery.cpuprofile", "", "write a CPU profil
 // converts, batches and sends them over loopback HTTP to the sandbox's
 // handler (httptest, rate limits off) until the sandbox accepted all of
 // them. Sub-benchmarks: with the identity graph (as serve runs it whenever a
-// destination is configured) and without it, each with engine.sync always
-// and 1s. Run with a fixed event count:
+// destination is configured), every event from a new person (one or two
+// profile creates each) or from ~1600 returning people (segmentgen's
+// templates), and without the graph; engine.sync always, and 1s for new
+// people. Run with a fixed event count:
 //
 //	go test ./bench/inproc -run '^$' -bench Delivery -benchtime 100000x
-//	go test ./bench/inproc -run '^$' -bench 'Delivery/^graph/sync=always' -benchtime 100000x \
+//	go test ./bench/inproc -run '^$' -bench 'Delivery/^graph/^new/sync=always' -benchtime 100000x \
 //	    -o /tmp/inproc.test -args -delivery.cpuprofile /tmp/delivery.out
 func BenchmarkDelivery(b *testing.B) {
 	for _, sc := range []struct {
-		name  string
-		graph bool
-		sync  time.Duration
+		name      string
+		graph     bool
+		newPeople bool
+		sync      time.Duration
 	}{
-		{"graph/sync=always", true, 0},
-		{"graph/sync=1s", true, time.Second},
-		{"nograph/sync=always", false, 0},
-		{"nograph/sync=1s", false, time.Second},
+		{"graph/new/sync=always", true, true, 0},
+		{"graph/returning/sync=always", true, false, 0},
+		{"graph/new/sync=1s", true, true, time.Second},
+		{"nograph/sync=always", false, false, 0},
 	} {
-		b.Run(sc.name, func(b *testing.B) { benchDelivery(b, sc.graph, sc.sync) })
+		b.Run(sc.name, func(b *testing.B) { benchDelivery(b, sc.graph, sc.newPeople, sc.sync) })
 	}
 }
 
-func benchDelivery(b *testing.B, withGraph bool, sync time.Duration) {
+func benchDelivery(b *testing.B, withGraph, newPeople bool, sync time.Duration) {
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -110,6 +113,9 @@ destinations:
 		b.Fatal(err)
 	}
 	g := segmentgen.New(11, fmt.Sprintf("%012x", time.Now().UnixNano()&0xffffffffffff), time.Now()).Convertible()
+	if newPeople {
+		g.NewPeople()
+	}
 	var tmpls []*segmentgen.Template
 	for range 16 {
 		t, err := g.Batch(100)
@@ -156,7 +162,8 @@ destinations:
 	}
 	var graph delivery.Graph
 	if withGraph {
-		gr, err := identity.Open(ctx, eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail}, log)
+		// As serve opens it on the embedded engine.
+		gr, err := identity.Open(ctx, eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail, Async: true}, log)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -43,6 +43,7 @@ type runConfig struct {
 	out         string
 	seed        uint64
 	convertible bool
+	newPeople   bool
 	delivery    deliveryConfig
 }
 
@@ -116,6 +117,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&c.out, "out", "", "append the JSON result line to this file")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed of the generated events")
 	fs.BoolVar(&c.convertible, "convertible", false, "give every event a LinkedIn identifier (properties.li_fat_id or traits.email)")
+	fs.BoolVar(&c.newPeople, "new-people", false, "make every event come from a person never seen before (new anonymousId and userId): the identity graph's worst case; otherwise ids are fixed per template")
 	fs.StringVar(&c.delivery.sandbox, "sandbox", "", "delivery benchmark: the sandbox's base URL; wait until it accepted every acknowledged event")
 	fs.StringVar(&c.delivery.engine, "engine", "", "delivery benchmark: capstan's DATA_DIR/engine.json, to read receivedAt of every stored event")
 	fs.StringVar(&c.delivery.metrics, "metrics", "", "delivery benchmark: capstan's base URL, to read its delivery metrics")
@@ -343,6 +345,9 @@ func run(c runConfig) (*Result, error) {
 	gen := segmentgen.New(c.seed, runID, time.Now())
 	if c.convertible {
 		gen.Convertible()
+	}
+	if c.newPeople {
+		gen.NewPeople()
 	}
 	batch := isBatchEndpoint(c.endpoint)
 	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"

@@ -78,7 +78,14 @@ func stderrLogger() *slog.Logger {
 
 // identityConfig translates the configuration for package identity.
 func identityConfig(cfg *config.Config) identity.Config {
-	return identity.Config{TTL: cfg.Identity.TTL.D(), Replicas: cfg.Engine.Replicas, HashEmail: linkedin.HashEmail}
+	return identity.Config{
+		TTL:       cfg.Identity.TTL.D(),
+		Replicas:  cfg.Engine.Replicas,
+		HashEmail: linkedin.HashEmail,
+		// The embedded engine would fsync every graph write; see
+		// identity.Config.Async.
+		Async: cfg.Engine.NatsURL == "",
+	}
 }
 
 // withEngine loads the configuration at cfgPath, attaches to its engine (a

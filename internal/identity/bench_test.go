@@ -78,7 +78,7 @@ func BenchmarkEnrich(b *testing.B) {
 // finds in the memo what Observe just read).
 func BenchmarkConversion(b *testing.B) {
 	const people = 1000
-	g := benchGraph(b, people, Config{})
+	g := benchGraph(b, people, Config{Async: true}) // as serve runs it on the embedded engine
 	cases := []struct{ name, ev string }{
 		{"userId", `{"type":"track","event":"Order Completed","userId":"user-%d","properties":{"revenue":49}}`},
 		{"userId+anonymousId", `{"type":"track","event":"Sign Up","userId":"user-%d","anonymousId":"anon-%[1]d"}`},
@@ -129,7 +129,7 @@ func BenchmarkConversion(b *testing.B) {
 // BenchmarkObserve is the graph's cost per event observed.
 func BenchmarkObserve(b *testing.B) {
 	const people = 1000
-	g := benchGraph(b, people, Config{})
+	g := benchGraph(b, people, Config{Async: true}) // as serve runs it on the embedded engine
 	cases := []struct{ name, ev string }{
 		// Nothing new about a known browser and user (2 reads, no write).
 		{"known both", `{"type":"page","userId":"user-%d","anonymousId":"anon-%[1]d"}`},
@@ -153,6 +153,28 @@ func BenchmarkObserve(b *testing.B) {
 					b.Fatal(err)
 				}
 				i++
+			}
+		})
+	}
+	// New people, as on an ad's landing page: a browser never seen with a
+	// click id, and a sign-up linking a new user to a new browser.
+	newPeople := []struct{ name, ev string }{
+		{"new anonymous", `{"type":"page","anonymousId":"new-%d","properties":{"li_fat_id":"L%[1]d"}}`},
+		{"new user+anonymous", `{"type":"identify","userId":"new-user-%d","anonymousId":"new-anon-%[1]d","traits":{"email":"n%[1]d@example.com"}}`},
+	}
+	for _, c := range newPeople {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			evs := make([]mapping.Value, b.N)
+			for i := range evs {
+				evs[i] = parse(b, fmt.Sprintf(c.ev, i))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := g.Observe(ctx, evs[i], Capture(evs[i])); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

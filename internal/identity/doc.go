@@ -55,7 +55,11 @@
 // merge of identifiers is "newest event time wins", so the outcome does not
 // depend on the order in which events are observed, and observing an event
 // again writes nothing. An event with nothing new costs one read per id and
-// no write.
+// no write, and no read at all when this process met the ids in the last
+// few seconds (memo.go: the pages of one visit). An id this process never
+// met is created without a read (seen.go: on a landing page most visitors
+// are new); if it existed after all, the create fails and the profile is
+// read, so the guess costs time, never data.
 //
 // The bucket's TTL (max age, default 90 days, LinkedIn's look-back) applies
 // to each profile from its last write; activity on an id rewrites its

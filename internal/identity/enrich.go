@@ -28,7 +28,8 @@ const maxLinkedReads = 3
 // EmailFrom name the profile each value came from (the From* constants).
 //
 // Profiles that this process read or wrote within Config.MemoTTL (as
-// Observe just did for the same event) are not read again.
+// Observe just did for the same event) are not read again; deletions reach
+// the memo at once, from any process.
 //
 // It is best effort: a failed look-up is logged (rate-limited, without ids
 // or values) and what was found so far is returned. In the common case (a

@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capstan-gw/capstan/internal/stream"
@@ -23,7 +25,7 @@ const (
 	DefaultTTL      = 90 * 24 * time.Hour // LinkedIn's look-back window
 	DefaultMaxLinks = 100
 	defaultRefresh  = 24 * time.Hour
-	defaultMemoTTL  = 250 * time.Millisecond
+	defaultMemoTTL  = 5 * time.Second
 	maxAttempts     = 10    // compare-and-set attempts per key before giving up
 	maxDeleteKeys   = 10000 // bound on the keys one Delete may remove
 )
@@ -66,9 +68,21 @@ type Config struct {
 	// HashEmail returns the normalised SHA-256 (lower-case hex) of an email,
 	// false when there is none. Required (cmd wires linkedin.HashEmail).
 	HashEmail func(string) (string, bool)
+	// Async creates the bucket with JetStream's asynchronous persistence
+	// (a single-replica file store written in the background, not fsynced
+	// per write). cmd sets it for the embedded engine, where every graph
+	// write would otherwise wait for its own fsync (~0.5 ms here; a new
+	// visitor costs one or two writes): the graph is derived data, rebuilt
+	// from events as they come, and what a power loss could take is the
+	// last moments of graph updates, never an event. On a cluster
+	// (replicas > 1) it is ignored: replication is the durability there.
+	// It applies when the bucket is created.
+	Async bool
 	// MemoTTL is how long a profile this process just read or wrote may
-	// serve Enrich without another read (see memo). Default 250ms; negative
-	// turns the memo off.
+	// serve Enrich, and Observe of an event that brings nothing new, without
+	// another read (see memo): how long this process may miss another
+	// process's write to a profile it holds (not a deletion: those are
+	// forgotten at once everywhere). Default 5s; negative turns the memo off.
 	MemoTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -78,12 +92,16 @@ type Config struct {
 // concurrent use, by any number of processes sharing the bucket.
 type Graph struct {
 	cfg    Config
+	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	st     jetstream.Stream
 	subPre string // "$KV.<bucket>."
 	log    *slog.Logger
 	lim    limiter
 	memo   memo
+	seen   *seen
+	nc     *nats.Conn
+	forget string // subject of deletion notices (forgetSubject)
 }
 
 // Open creates the bucket, or binds it and updates its TTL and replicas
@@ -145,16 +163,33 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 		return nil, fmt.Errorf("bind stream of KV bucket %s: %w", cfg.Bucket, err)
 	}
 	log = log.With("component", "identity")
-	return &Graph{
+	g := &Graph{
 		cfg:    cfg,
+		js:     js,
 		kv:     kv,
 		st:     st,
 		subPre: "$KV." + cfg.Bucket + ".",
 		log:    log,
 		lim:    limiter{logger: log, every: time.Minute},
 		memo:   memo{ttl: cfg.MemoTTL},
-	}, nil
+		seen:   newSeen(seenGeneration),
+		nc:     js.Conn(),
+		forget: forgetSubject(cfg.Bucket),
+	}
+	// Deletions by other processes (the CLI, other replicas) reach the
+	// memo at once. The subscription lives as long as the connection.
+	if _, err := g.nc.Subscribe(g.forget, func(m *nats.Msg) {
+		g.memo.drop(strings.Fields(string(m.Data)))
+	}); err != nil {
+		return nil, fmt.Errorf("subscribe to identity deletions: %w", err)
+	}
+	return g, nil
 }
+
+// forgetSubject is the core NATS subject on which Delete names the keys it
+// removed, one per line, so that every process sharing the bucket drops
+// them from its memo. Keys are hashes: no id travels in clear.
+func forgetSubject(bucket string) string { return "capstan.identity." + bucket + ".forget" }
 
 // bindBucket binds an existing bucket, updating it only when its TTL or
 // replicas differ (so that tools attaching to a running gateway change
@@ -170,6 +205,8 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstr
 	}
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound) && cfg.Async && cfg.Replicas == 1:
+		return createAsyncBucket(ctx, js, kvc)
 	case errors.Is(err, jetstream.ErrBucketNotFound):
 		kv, err = js.CreateKeyValue(ctx, kvc)
 		if errors.Is(err, jetstream.ErrBucketExists) { // another replica won the race
@@ -190,9 +227,53 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstr
 	if have.TTL == cfg.TTL && have.Replicas == cfg.Replicas {
 		return kv, nil
 	}
+	if info, err := js.Stream(ctx, "KV_"+cfg.Bucket); err == nil && info.CachedInfo().Config.PersistMode == jetstream.AsyncPersistMode {
+		// nats.go's UpdateKeyValue would reset the persist mode, which
+		// JetStream refuses: change the stream's limits in place.
+		sc := info.CachedInfo().Config
+		sc.MaxAge, sc.Duplicates, sc.Replicas = kvc.TTL, min(2*time.Minute, kvc.TTL), kvc.Replicas
+		if _, err := js.UpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("update KV bucket %s (ttl %s, replicas %d): %w", cfg.Bucket, cfg.TTL, cfg.Replicas, err)
+		}
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
 	kv, err = js.UpdateKeyValue(ctx, kvc)
 	if err != nil {
 		return nil, fmt.Errorf("update KV bucket %s (ttl %s, replicas %d): %w", cfg.Bucket, cfg.TTL, cfg.Replicas, err)
+	}
+	return kv, nil
+}
+
+// createAsyncBucket creates the bucket's stream as nats.go's
+// CreateKeyValue would (same subjects, limits and flags, so that the nats
+// CLI and nats.go see an ordinary bucket), with asynchronous persistence
+// (Config.Async), then binds it.
+func createAsyncBucket(ctx context.Context, js jetstream.JetStream, kvc jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:              "KV_" + kvc.Bucket,
+		Description:       kvc.Description,
+		Subjects:          []string{"$KV." + kvc.Bucket + ".>"},
+		MaxMsgsPerSubject: int64(max(kvc.History, 1)),
+		MaxBytes:          -1,
+		MaxAge:            kvc.TTL,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          1,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		AllowDirect:       true,
+		Duplicates:        min(2*time.Minute, kvc.TTL),
+		Discard:           jetstream.DiscardNew,
+		PersistMode:       jetstream.AsyncPersistMode,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another process won the race
+		return nil, fmt.Errorf("create KV bucket %s: %w", kvc.Bucket, err)
+	}
+	kv, err := js.KeyValue(ctx, kvc.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("bind KV bucket %s: %w", kvc.Bucket, err)
 	}
 	return kv, nil
 }
@@ -270,6 +351,9 @@ func (g *Graph) load(ctx context.Context, key string) (entry, error) {
 	out, err := g.read(ctx, key)
 	if err == nil {
 		g.memo.put(key, out)
+		if out.rev != 0 {
+			g.seen.add(key)
+		}
 	}
 	return out, err
 }
@@ -306,11 +390,14 @@ func (g *Graph) recent(ctx context.Context, key string) (entry, error) {
 // reports a change, or when the profile exists and is older than Refresh
 // (restarting its TTL). A profile that does not exist is created only when
 // fn changes something. start, when not nil, is a fresh load of key that
-// saves the first read. On a revision conflict it reloads and re-applies fn,
-// at most maxAttempts times. It returns the profile as stored afterwards
+// saves the first read. A key this process has never met (seen) is assumed
+// new and created without a read; if it exists after all, the create fails
+// and the profile is read. On a revision conflict it reloads and re-applies
+// fn, at most maxAttempts times. It returns the profile as stored afterwards
 // and whether it wrote.
 func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r *record) bool) (record, bool, error) {
 	var e entry
+	guessed := false
 	switch m, ok := g.memo.get(key); {
 	case start != nil:
 		e = *start
@@ -319,6 +406,8 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 		// below fails and the profile is read again; if nothing changes,
 		// nothing is written either way.
 		e = m
+	case !g.seen.maybe(key):
+		guessed = true // e is the empty, absent profile
 	default:
 		var err error
 		if e, err = g.load(ctx, key); err != nil {
@@ -329,6 +418,16 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 		r := e.rec.clone()
 		changed := fn(&r)
 		now := g.cfg.Now()
+		if !changed && guessed {
+			// Nothing to create; what is stored may still need its TTL
+			// restarted, so look.
+			guessed, attempt = false, attempt-1
+			var err error
+			if e, err = g.load(ctx, key); err != nil {
+				return record{}, false, err
+			}
+			continue
+		}
 		if !changed && (!e.exists || now.Sub(e.at) < g.cfg.Refresh) {
 			return r, false, nil
 		}
@@ -339,13 +438,23 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 		if err != nil {
 			return record{}, false, fmt.Errorf("encode profile: %w", err)
 		}
-		rev, err := g.kv.Update(ctx, key, data, e.rev)
+		rev, err := g.write(ctx, key, data, e.rev)
 		if err == nil {
 			g.memo.put(key, entry{rec: r, rev: rev, at: now, exists: true})
+			g.seen.add(key)
 			return r, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
 			return record{}, false, fmt.Errorf("write profile: %w", err)
+		}
+		if guessed {
+			// The key existed after all: read it and apply fn again, with
+			// no back-off (nobody is contending).
+			guessed, attempt = false, attempt-1
+			if e, err = g.load(ctx, key); err != nil {
+				return record{}, false, err
+			}
+			continue
 		}
 		if attempt == maxAttempts {
 			return record{}, false, ErrConflict
@@ -357,6 +466,19 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 			return record{}, false, err
 		}
 	}
+}
+
+// write stores data at key if the key's last revision is rev (0: no
+// message), as KeyValue.Update does, without its per-call key validation
+// (a regular expression; keys here are always a prefix and hex). A stale
+// rev fails with an error that matches jetstream.ErrKeyExists.
+func (g *Graph) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	ack, err := g.js.PublishMsg(ctx, &nats.Msg{Subject: g.subPre + key, Header: nats.Header{}, Data: data},
+		jetstream.WithExpectLastSequencePerSubject(rev))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 // backoff waits before compare-and-set attempt n+1: full jitter over

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -662,5 +663,145 @@ func TestMemo(t *testing.T) {
 	}
 	if got := enrich(t, g1, trackU); got != (Captured{}) {
 		t.Errorf("Enrich right after Delete = %+v", got)
+	}
+}
+
+// TestUnseenKeys: a process that never met a profile (it restarted, or
+// another replica wrote it) creates new keys without reading them first;
+// when the key existed after all, nothing that was stored is lost.
+func TestUnseenKeys(t *testing.T) {
+	js := openJS(t)
+	g1 := openGraph(t, js, Config{MemoTTL: -1})
+	observe(t, g1, pageA) // the browser's click id, known to g1 only
+
+	g2 := openGraph(t, js, Config{MemoTTL: -1})
+	if g2.seen.maybe(AnonymousKey(anonA)) {
+		t.Fatal("a fresh graph claims to have met the anonymous id")
+	}
+	// g2 links the user to the browser without having read the browser's
+	// profile: the click id still reaches the user.
+	observe(t, g2, identAU)
+	p, err := g2.Show(context.Background(), Key{UserID: userU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.LiFatID != "123456" || p.EmailSHA256 != emailHash {
+		t.Errorf("user after identify by an unseeing graph: li_fat_id %q email %q", p.LiFatID, p.EmailSHA256)
+	}
+	if !slices.Equal(p.Links, []string{AnonymousKey(anonA)}) {
+		t.Errorf("user links %v", p.Links)
+	}
+
+	// A third process adds a newer click id to the known browser: merged
+	// into the stored profile (links kept), and passed on to the user.
+	g3 := openGraph(t, js, Config{MemoTTL: -1})
+	observe(t, g3, `{"type":"page","anonymousId":"`+anonA+`","timestamp":"2026-09-02T10:00:00.000Z","properties":{"li_fat_id":"777"}}`)
+	a, err := g3.Show(context.Background(), Key{AnonymousID: anonA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.LiFatID != "777" || !slices.Equal(a.Links, []string{UserKey(userU)}) {
+		t.Errorf("browser after a new click id: li_fat_id %q links %v", a.LiFatID, a.Links)
+	}
+	if got := enrich(t, g3, trackU); got.LiFatID != "777" || got.Email != emailHash {
+		t.Errorf("Enrich = %+v", got)
+	}
+	// Profiles it found or wrote are now known to it.
+	for _, k := range []string{AnonymousKey(anonA), UserKey(userU)} {
+		if !g3.seen.maybe(k) {
+			t.Errorf("%s not recorded as met", k[:10])
+		}
+	}
+}
+
+func TestSeenRotates(t *testing.T) {
+	const gen = 1000
+	s := newSeen(gen)
+	first := s.cur.Load()
+	for i := 0; s.cur.Load() == first; i++ {
+		if i == 2*gen {
+			t.Fatal("a full generation did not rotate")
+		}
+		s.add(fmt.Sprint("k", i))
+	}
+	if s.prev.Load() != first {
+		t.Fatal("the full generation was not kept as the previous one")
+	}
+	if !s.maybe("k0") || !s.maybe(fmt.Sprint("k", gen-1)) {
+		t.Error("keys of the previous generation forgotten")
+	}
+	for i := range 10000 {
+		if s.maybe(fmt.Sprint("other", i)) {
+			t.Errorf("never-met key other%d reported as met", i) // ~1e-12 with 1000 keys
+		}
+	}
+}
+
+// TestForget: a deletion by another process (the CLI, another replica)
+// reaches this process's memo at once, not after the memo's TTL.
+func TestForget(t *testing.T) {
+	js := openJS(t)
+	g1 := openGraph(t, js, Config{MemoTTL: time.Hour})
+	observe(t, g1, pageA)
+	observe(t, g1, identAU)
+	if got := enrich(t, g1, trackU); got.LiFatID != "123456" {
+		t.Fatalf("Enrich = %+v", got)
+	}
+	g2 := openGraph(t, js, Config{MemoTTL: -1})
+	if _, err := g2.Delete(context.Background(), Key{UserID: userU}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return enrich(t, g1, trackU) == (Captured{}) })
+	// The graph learns the person again from new events.
+	observe(t, g1, pageA)
+	if got := enrich(t, g1, `{"type":"track","event":"x","anonymousId":"`+anonA+`"}`); got.LiFatID != "123456" {
+		t.Errorf("after deletion and a new page view: %+v", got)
+	}
+}
+
+// TestAsyncBucket: with Config.Async the bucket is an ordinary KV bucket,
+// configured exactly as nats.go creates one, but persisted asynchronously;
+// a TTL change keeps the persist mode (JetStream refuses to change it).
+func TestAsyncBucket(t *testing.T) {
+	ctx := context.Background()
+	js := openJS(t)
+	g := openGraph(t, js, Config{Bucket: "async", Async: true})
+	ref, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "reference", Description: "capstan identity graph: li_fat_id, email SHA-256 and id links",
+		History: 1, TTL: DefaultTTL, Storage: jetstream.FileStorage, Replicas: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(kv jetstream.KeyValue) jetstream.StreamConfig {
+		t.Helper()
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+	}
+	got, want := config(g.kv), config(ref)
+	if got.PersistMode != jetstream.AsyncPersistMode {
+		t.Errorf("persist mode %v", got.PersistMode)
+	}
+	// The server notes in Metadata the API level async persistence needs.
+	got.Name, got.Subjects, got.PersistMode, got.Metadata = want.Name, want.Subjects, want.PersistMode, want.Metadata
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("async bucket config differs from nats.go's:\n got %+v\nwant %+v", got, want)
+	}
+
+	observe(t, g, pageA)
+	observe(t, g, identAU)
+	if got := enrich(t, g, trackU); got.LiFatID != "123456" || got.Email != emailHash {
+		t.Errorf("Enrich = %+v", got)
+	}
+
+	g = openGraph(t, js, Config{Bucket: "async", Async: true, TTL: 30 * 24 * time.Hour})
+	if c := config(g.kv); c.MaxAge != 30*24*time.Hour || c.PersistMode != jetstream.AsyncPersistMode {
+		t.Errorf("after a TTL change: max age %s, persist mode %v", c.MaxAge, c.PersistMode)
+	}
+	if got := enrich(t, g, trackU); got.LiFatID != "123456" {
+		t.Errorf("Enrich after reopening = %+v", got)
 	}
 }

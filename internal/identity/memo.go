@@ -5,21 +5,36 @@ import (
 	"time"
 )
 
-// memoMax bounds the profiles the memo holds.
-const memoMax = 4096
+// memoGeneration bounds the profiles one generation of the memo holds; the
+// memo holds at most two generations (~40 MiB at most with typical
+// profiles, far less in practice).
+const memoGeneration = 1 << 15
 
-// memo keeps the profiles this process read or wrote in the last moment
-// (Config.MemoTTL), so that Enrich, which delivery calls right after Observe
-// for the same event, usually needs no read of its own. Only Enrich reads
-// from it; Observe, Show and Delete always read the bucket (Observe's writes
-// are compare-and-set on revisions anyway). A write by another process shows
-// in Enrich at most MemoTTL late; Delete in this process drops what it
-// removed at once.
+// memo keeps the profiles this process read or wrote in the last moments
+// (Config.MemoTTL), so that
+//
+//   - Enrich, which delivery calls right after Observe for the same event,
+//     needs no read of its own, and
+//   - Observe of an event that brings nothing new about a visitor seen a
+//     moment ago (the pages of one visit, the events of one session) needs
+//     no read either.
+//
+// Observe's writes stay compare-and-set on revisions, so a stale copy can
+// only make a write fail and retry, never lose what another writer stored;
+// what a stale copy can do is make an event look like it brings nothing new
+// when another process changed the profile meanwhile, so the TTL bounds how
+// long this process may be unaware of another's writes (replicas sharing an
+// external cluster). Deletions are not left to the TTL: Delete tells every
+// process sharing the bucket to drop the keys it removed (forget).
+//
+// It holds two generations of entries: puts go into the current one, and
+// when that is full it becomes the previous one and a new one starts, so
+// memory stays bounded without ever clearing what was just put.
 type memo struct {
 	ttl time.Duration // <= 0: off
 
-	mu sync.Mutex
-	m  map[string]memoEntry
+	mu        sync.Mutex
+	cur, prev map[string]memoEntry
 }
 
 type memoEntry struct {
@@ -32,7 +47,10 @@ func (m *memo) get(key string) (entry, bool) {
 		return entry{}, false
 	}
 	m.mu.Lock()
-	me, ok := m.m[key]
+	me, ok := m.cur[key]
+	if !ok {
+		me, ok = m.prev[key]
+	}
 	m.mu.Unlock()
 	if !ok || time.Since(me.at) >= m.ttl {
 		return entry{}, false
@@ -47,26 +65,20 @@ func (m *memo) put(key string, e entry) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.m == nil {
-		m.m = make(map[string]memoEntry)
+	if m.cur == nil {
+		m.cur = make(map[string]memoEntry)
 	}
-	if _, ok := m.m[key]; !ok && len(m.m) >= memoMax {
-		for k, me := range m.m {
-			if now.Sub(me.at) >= m.ttl {
-				delete(m.m, k)
-			}
-		}
-		if len(m.m) >= memoMax {
-			clear(m.m)
-		}
+	if _, ok := m.cur[key]; !ok && len(m.cur) >= memoGeneration {
+		m.prev, m.cur = m.cur, make(map[string]memoEntry, memoGeneration)
 	}
-	m.m[key] = memoEntry{e: e, at: now}
+	m.cur[key] = memoEntry{e: e, at: now}
 }
 
 func (m *memo) drop(keys []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, k := range keys {
-		delete(m.m, k)
+		delete(m.cur, k)
+		delete(m.prev, k)
 	}
 }

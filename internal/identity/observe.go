@@ -210,21 +210,31 @@ func (g *Graph) slack() int64 { return g.cfg.Refresh.Milliseconds() }
 // that a concurrent capture on the anonymous id is never lost.
 func (g *Graph) link(ctx context.Context, userID, anonymousID string, v values) error {
 	uk, ak := UserKey(userID), AnonymousKey(anonymousID)
-	ea, err := g.load(ctx, ak)
-	if err != nil {
-		return err
+	// What the anonymous id knows goes into the user's write: from the
+	// memo, or read. An anonymous id this process never met is most likely
+	// new: it is not read, and if it knew something after all, the check
+	// after its write below copies that into the user.
+	var ea *entry
+	var fromA values
+	if e, ok := g.memo.get(ak); ok {
+		ea, fromA = &e, valuesOf(&e.rec)
+	} else if g.seen.maybe(ak) {
+		e, err := g.load(ctx, ak)
+		if err != nil {
+			return err
+		}
+		ea, fromA = &e, valuesOf(&e.rec)
 	}
-	fromA := valuesOf(&ea.rec)
 	ru, linked, wrote, err := g.addLink(ctx, uk, ak, v, fromA)
 	if err != nil {
 		return err
 	}
 	if !linked {
 		// The user takes no more links: keep the two apart.
-		_, _, err := g.update(ctx, ak, &ea, func(r *record) bool { return v.apply(r, g.slack()) })
+		_, _, err := g.update(ctx, ak, ea, func(r *record) bool { return v.apply(r, g.slack()) })
 		return err
 	}
-	ra, _, err := g.update(ctx, ak, &ea, func(r *record) bool {
+	ra, _, err := g.update(ctx, ak, ea, func(r *record) bool {
 		ch := v.apply(r, g.slack())
 		if r.user() == uk {
 			return ch

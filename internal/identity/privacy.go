@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -159,7 +160,7 @@ func (g *Graph) Delete(ctx context.Context, k Key) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer g.memo.drop(d.order)
+	defer g.forgetKeys(d.order)
 	for _, k := range d.order {
 		if err := g.purge(ctx, k); err != nil {
 			return d.removed, err
@@ -277,4 +278,17 @@ func (g *Graph) purge(ctx context.Context, key string) error {
 		return fmt.Errorf("purge identity key: %w", err)
 	}
 	return nil
+}
+
+// forgetKeys drops keys from this process's memo and tells the other
+// processes sharing the bucket to do the same (best effort: a process that
+// misses the notice holds a removed profile at most Config.MemoTTL).
+func (g *Graph) forgetKeys(keys []string) {
+	g.memo.drop(keys)
+	if len(keys) == 0 {
+		return
+	}
+	if err := g.nc.Publish(g.forget, []byte(strings.Join(keys, "\n"))); err != nil {
+		g.lim.warn("forget", "telling other processes about a deletion failed; they forget it within the memo TTL", err)
+	}
 }

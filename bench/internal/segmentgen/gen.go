@@ -20,28 +20,34 @@ var placeholder = []byte("################")
 // concurrent use; Stamp writes only into the caller's buffer.
 type Template struct {
 	body    []byte
-	offsets []int
+	offsets []int // every counter slot, in order
+	slots   []int // counter slots of each event, in order
 }
 
 // Events is the number of events in the body.
-func (t *Template) Events() int { return len(t.offsets) }
+func (t *Template) Events() int { return len(t.slots) }
 
 // Len is the body size in bytes.
 func (t *Template) Len() int { return len(t.body) }
 
 // Stamp copies the template into dst (grown as needed) and gives its events
-// the messageId counters first, first+1, ...; the caller hands out disjoint
-// ranges so that no messageId repeats. It returns the body.
+// the counters first, first+1, ... (in the messageId, and with NewPeople in
+// the anonymousId and userId too); the caller hands out disjoint ranges so
+// that no messageId repeats. It returns the body.
 func (t *Template) Stamp(dst []byte, first uint64) []byte {
 	dst = append(dst[:0], t.body...)
 	var digits [counterDigits]byte
-	for i, off := range t.offsets {
+	slot := 0
+	for i, k := range t.slots {
 		n := first + uint64(i)
 		for j := counterDigits - 1; j >= 0; j-- {
 			digits[j] = byte('0' + n%10)
 			n /= 10
 		}
-		copy(dst[off:off+counterDigits], digits[:])
+		for _, off := range t.offsets[slot : slot+k] {
+			copy(dst[off:off+counterDigits], digits[:])
+		}
+		slot += k
 	}
 	return dst
 }
@@ -54,7 +60,18 @@ type Generator struct {
 	runID       string
 	now         time.Time
 	convertible bool
+	newPeople   bool
 	n           int // events generated, for Convertible's alternation
+}
+
+// NewPeople makes every stamped event come from a person never seen
+// before: its anonymousId (and userId, when it has one) carries the event's
+// counter, as on an ad's landing page; without it, identifiers are fixed
+// per template, so that a run's events come from a few thousand returning
+// people. It returns g.
+func (g *Generator) NewPeople() *Generator {
+	g.newPeople = true
+	return g
 }
 
 // Convertible makes every later event a valid LinkedIn conversion (the
@@ -131,8 +148,9 @@ func (g *Generator) uuid() string {
 }
 
 // track builds one analytics-next track event; its messageId ends in the
-// counter placeholder.
-func (g *Generator) track(ts time.Time) obj {
+// counter placeholder (so do its ids with NewPeople). It returns the event
+// and its number of placeholders.
+func (g *Generator) track(ts time.Time) (obj, int) {
 	r := g.rnd
 	path := pick(r, paths)
 	search := ""
@@ -157,16 +175,24 @@ func (g *Generator) track(ts time.Time) obj {
 		}
 	}
 	g.n++
+	anon, slots := g.uuid(), 1
+	if g.newPeople {
+		anon, slots = anon[:19]+g.runID+"-"+string(placeholder), slots+1
+	}
 	e := obj{
 		{"timestamp", ts.Format("2006-01-02T15:04:05.000Z")},
 		{"type", "track"},
 		{"properties", props},
 		{"event", pick(r, eventNames)},
 		{"messageId", "ajs-next-" + g.runID + "-" + string(placeholder)},
-		{"anonymousId", g.uuid()},
+		{"anonymousId", anon},
 	}
 	if r.IntN(3) == 0 {
-		e = append(e, kv{"userId", fmt.Sprintf("user_%d", r.IntN(10000000))})
+		user := fmt.Sprintf("user_%d", r.IntN(10000000))
+		if g.newPeople {
+			user, slots = "user_"+g.runID+"_"+string(placeholder), slots+1
+		}
+		e = append(e, kv{"userId", user})
 	}
 	if email {
 		e = append(e, kv{"traits", obj{{"email", fmt.Sprintf("Visitor.%s@Example.com", g.hex(10))}}})
@@ -183,14 +209,15 @@ func (g *Generator) track(ts time.Time) obj {
 			{"library", obj{{"name", "analytics.js"}, {"version", "npm:next-1.84.3"}}},
 		}},
 	)
-	return e
+	return e, slots
 }
 
 // Batch returns a /v1/batch body with n track events.
 func (g *Generator) Batch(n int) (*Template, error) {
 	items := make([]obj, n)
+	slots := make([]int, n)
 	for i := range items {
-		items[i] = g.track(g.now.Add(-time.Duration(n-i) * time.Millisecond))
+		items[i], slots[i] = g.track(g.now.Add(-time.Duration(n-i) * time.Millisecond))
 	}
 	body, err := json.Marshal(obj{
 		{"batch", items},
@@ -199,22 +226,27 @@ func (g *Generator) Batch(n int) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
-	return newTemplate(body, n)
+	return newTemplate(body, slots)
 }
 
 // Single returns a /v1/track body with one track event, as analytics-next
 // sends it (sentAt inside the event).
 func (g *Generator) Single() (*Template, error) {
-	ev := append(g.track(g.now), kv{"sentAt", g.now.Format("2006-01-02T15:04:05.000Z")})
+	ev, slots := g.track(g.now)
+	ev = append(ev, kv{"sentAt", g.now.Format("2006-01-02T15:04:05.000Z")})
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
-	return newTemplate(body, 1)
+	return newTemplate(body, []int{slots})
 }
 
-func newTemplate(body []byte, want int) (*Template, error) {
-	t := &Template{body: body}
+func newTemplate(body []byte, slots []int) (*Template, error) {
+	t := &Template{body: body, slots: slots}
+	want := 0
+	for _, k := range slots {
+		want += k
+	}
 	for i := 0; i+len(placeholder) <= len(body); i++ {
 		if body[i] == '#' && string(body[i:i+len(placeholder)]) == string(placeholder) {
 			t.offsets = append(t.offsets, i)
@@ -222,7 +254,7 @@ func newTemplate(body []byte, want int) (*Template, error) {
 		}
 	}
 	if len(t.offsets) != want {
-		return nil, fmt.Errorf("template has %d messageId slots, want %d", len(t.offsets), want)
+		return nil, fmt.Errorf("template has %d counter slots, want %d", len(t.offsets), want)
 	}
 	return t, nil
 }
