@@ -42,6 +42,11 @@
 //     tolerated urn:li:llaPartnerConversion namespace; Conversion.Rule holds
 //     the normalised rule id.
 //
+// POST /rest/conversionEvents reads well-formed bodies (the shapes capstan
+// sends) on a fast path, fastEvents, that gives up on anything unusual and
+// leaves it to the generic path, which produces every error; tests and the
+// fuzz target hold the two paths to the same answers and records.
+//
 // All Server methods are safe for concurrent use. Memory is bounded: the
 // kept conversions, the de-duplication set and the request log each have a
 // maximum size (Config).

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -261,10 +260,24 @@ type businessRule struct {
 	ok   func(s *Server, c *call, e *event) bool
 }
 
-var (
-	hexHashRE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-	amountRE  = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
-)
+// isHexHash reports whether s matches ^[0-9a-fA-F]{64}$.
+func isHexHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// isAmount reports whether s matches ^[0-9]+(\.[0-9]+)?$.
+func isAmount(s string) bool {
+	whole, frac, dot := strings.Cut(s, ".")
+	return isDigits(whole) && (!dot || isDigits(frac))
+}
 
 const stemB1 = "Incorrect conversions information provided. Conversion's method should be CONVERSIONS_API"
 
@@ -297,7 +310,7 @@ var businessRules = []businessRule{
 		stem: func(e *event) string {
 			t := "SHA256_EMAIL"
 			for _, id := range e.userIDs {
-				if isHashType(id[0]) && !hexHashRE.MatchString(id[1]) {
+				if isHashType(id[0]) && !isHexHash(id[1]) {
 					t = id[0]
 					break
 				}
@@ -309,7 +322,7 @@ var businessRules = []businessRule{
 				return true
 			}
 			for _, id := range e.userIDs {
-				if isHashType(id[0]) && !hexHashRE.MatchString(id[1]) {
+				if isHashType(id[0]) && !isHexHash(id[1]) {
 					return false
 				}
 			}
@@ -339,7 +352,7 @@ var businessRules = []businessRule{
 	{ // B7
 		code: "INVALID_CONVERSION_VALUE",
 		stem: constStem("Invalid amount, must be a non-negative decimal string"),
-		ok:   func(_ *Server, _ *call, e *event) bool { return !e.hasValue || amountRE.MatchString(e.amount) },
+		ok:   func(_ *Server, _ *call, e *event) bool { return !e.hasValue || isAmount(e.amount) },
 	},
 	{ // B8
 		code: "INVALID_USER_INFO",
@@ -379,32 +392,66 @@ func (s *Server) conversionEvents(c *call) {
 		return
 	}
 	trimmed := bytes.TrimSpace(c.body)
+	method := c.restliMethod()
+	batch := method == "BATCH_CREATE"
+	partial := batch && s.cfg.BatchMode == BatchPartial
+	opts := schemaOpts{strictUnknown: s.cfg.StrictUnknownFields, lengths: s.cfg.EnforceFieldLengths,
+		axciom: s.cfg.AcceptAxciomAlias, hashedNames: c.version >= "202609"}
+
+	// Steps 4 to 8: parse and schema. The fast path answers nothing: when
+	// it gives up, the generic path does it all again and answers errors.
+	var events []*event
+	var results []elemResult
+	ok := false
+	shared := true // the raw events are part of c.body (not so for parseEvents's batches)
+	if !s.genericOnly && (method == "" || method == "CREATE" || batch) {
+		events, ok = fastEvents(trimmed, batch, opts)
+		if ok {
+			results = make([]elemResult, len(events))
+			for i := range results {
+				results[i].Status = http.StatusCreated
+			}
+		}
+	}
+	if !ok {
+		if events, results, ok = s.parseEvents(c, trimmed, method, opts); !ok {
+			return
+		}
+		shared = !batch
+	}
+	s.acceptEvents(c, events, results, batch, partial, shared)
+}
+
+// parseEvents is the generic path of steps 4 to 8: it decodes the body with
+// encoding/json and validates every event. It answers and returns false
+// when the request is refused; otherwise it returns the events (nil for
+// those refused in partial mode) and their results so far.
+func (s *Server) parseEvents(c *call, trimmed []byte, method string, opts schemaOpts) ([]*event, []elemResult, bool) {
 	var top map[string]json.RawMessage
 	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(trimmed, &top) != nil {
 		c.badRequest("Unable to parse request body as JSON")
-		return
+		return nil, nil, false
 	}
-	method := c.restliMethod()
 	rawElems, hasElems := top["elements"]
 	batch := method == "BATCH_CREATE"
 	switch {
 	case method != "" && method != "BATCH_CREATE" && method != "CREATE":
 		c.badRequest("Unsupported X-RestLi-Method " + method + " for conversionEvents")
-		return
+		return nil, nil, false
 	case hasElems && !batch:
 		c.badRequest("Request body contains 'elements' but X-RestLi-Method BATCH_CREATE header is missing")
-		return
+		return nil, nil, false
 	}
 	var raws []json.RawMessage
 	if batch {
 		re := bytes.TrimSpace(rawElems)
 		if !hasElems || len(re) == 0 || re[0] != '[' || json.Unmarshal(re, &raws) != nil {
 			c.badRequest(`BATCH_CREATE requires a body of the form {"elements":[...]}`)
-			return
+			return nil, nil, false
 		}
 		if len(raws) < 1 || len(raws) > MaxBatch {
 			c.badRequest(fmt.Sprintf("Batch size must be between 1 and %d, got %d", MaxBatch, len(raws)))
-			return
+			return nil, nil, false
 		}
 	} else {
 		raws = []json.RawMessage{trimmed}
@@ -414,15 +461,8 @@ func (s *Server) conversionEvents(c *call) {
 	for i := range results {
 		results[i].Status = http.StatusCreated
 	}
-	fail := func(i, status int, e apiError) {
-		if results[i].Status == http.StatusCreated {
-			results[i] = elemResult{Status: status, Error: &e}
-		}
-	}
 
 	// Step 8: schema.
-	opts := schemaOpts{strictUnknown: s.cfg.StrictUnknownFields, lengths: s.cfg.EnforceFieldLengths,
-		axciom: s.cfg.AcceptAxciomAlias, hashedNames: c.version >= "202609"}
 	events := make([]*event, len(raws))
 	var msg strings.Builder
 	for i, raw := range raws {
@@ -438,7 +478,8 @@ func (s *Server) conversionEvents(c *call) {
 			for _, l := range lines {
 				msg.WriteString(l)
 			}
-			fail(i, http.StatusUnprocessableEntity, apiError{Status: 422, Message: strings.Join(lines, "")})
+			results[i] = elemResult{Status: http.StatusUnprocessableEntity,
+				Error: &apiError{Status: 422, Message: strings.Join(lines, "")}}
 			continue
 		}
 		events[i] = flatten(x.(map[string]any), raw)
@@ -446,8 +487,23 @@ func (s *Server) conversionEvents(c *call) {
 	if msg.Len() > 0 && !partial {
 		s.counters.rejectedEvents.Add(int64(len(raws)))
 		c.fail(reasonSchema, http.StatusUnprocessableEntity, msgError{Message: msg.String(), Status: 422})
-		return
+		return nil, nil, false
 	}
+	return events, results, true
+}
+
+// acceptEvents runs steps 9 to 11 on the schema-valid events: rule lookup,
+// permission, business rules, storage, and answers.
+//
+// shared tells that the events' raw bytes are part of c.body, which the
+// store may then keep.
+func (s *Server) acceptEvents(c *call, events []*event, results []elemResult, batch, partial, shared bool) {
+	fail := func(i, status int, e apiError) {
+		if results[i].Status == http.StatusCreated {
+			results[i] = elemResult{Status: status, Error: &e}
+		}
+	}
+	n := int64(len(events))
 
 	// Step 9: rule lookup (B1), then permission.
 	var b1, denied []int
@@ -477,7 +533,7 @@ func (s *Server) conversionEvents(c *call) {
 		if batch {
 			m += indicesSuffix(b1)
 		}
-		s.counters.rejectedEvents.Add(int64(len(raws)))
+		s.counters.rejectedEvents.Add(n)
 		c.fail(reasonBusiness, http.StatusBadRequest, msgError{Message: m, Status: 400})
 		return
 	}
@@ -487,7 +543,7 @@ func (s *Server) conversionEvents(c *call) {
 	}
 	if len(denied) > 0 {
 		if !partial {
-			s.counters.rejectedEvents.Add(int64(len(raws)))
+			s.counters.rejectedEvents.Add(n)
 			c.forbidden("conversionEvents", restMethod)
 			return
 		}
@@ -514,7 +570,7 @@ func (s *Server) conversionEvents(c *call) {
 			if batch {
 				m += indicesSuffix(bad)
 			}
-			s.counters.rejectedEvents.Add(int64(len(raws)))
+			s.counters.rejectedEvents.Add(n)
 			c.fail(reasonBusiness, http.StatusBadRequest, apiError{Status: 400, Code: br.code, Message: m})
 			return
 		}
@@ -523,11 +579,37 @@ func (s *Server) conversionEvents(c *call) {
 		}
 	}
 
-	// Step 11: store.
+	// Step 11: store. Bodies and eventIds outlive the request. A body kept
+	// is e.raw when it is a private copy; when it is part of the request
+	// body, the request body is kept if most of it is accepted, else the
+	// accepted bodies are copied into one buffer. EventIds are copied into
+	// one string, which keeps no transient data alive.
 	batchID := ""
 	if batch {
 		batchID = c.w.Header().Get("X-LI-UUID")
 	}
+	var bodySize, idSize int
+	for i, e := range events {
+		if results[i].Status == http.StatusCreated {
+			bodySize += len(e.raw)
+			idSize += len(e.eventID)
+		}
+	}
+	var bodies []byte
+	if shared && 2*bodySize < cap(c.body) {
+		bodies = make([]byte, 0, bodySize)
+	}
+	var idBuf strings.Builder
+	idBuf.Grow(idSize)
+	for i, e := range events {
+		if results[i].Status == http.StatusCreated {
+			if bodies != nil {
+				bodies = append(bodies, e.raw...)
+			}
+			idBuf.WriteString(e.eventID)
+		}
+	}
+	ids := idBuf.String()
 	var accepted, dups, rejected int64
 	s.mu.Lock()
 	for i, e := range events {
@@ -535,8 +617,15 @@ func (s *Server) conversionEvents(c *call) {
 			rejected++
 			continue
 		}
-		conv := Conversion{Rule: e.rule, Account: e.account, EventID: e.eventID, Token: c.token, Version: c.version,
-			ReceivedAt: c.now.UnixMilli(), BatchID: batchID, Index: i, Body: slices.Clone(e.raw)}
+		n := len(e.raw)
+		body := e.raw[:n:n]
+		if bodies != nil {
+			body, bodies = bodies[:n:n], bodies[n:]
+		}
+		eventID := ids[:len(e.eventID)]
+		ids = ids[len(e.eventID):]
+		conv := Conversion{Rule: e.rule, Account: e.account, EventID: eventID, Token: c.token, Version: c.version,
+			ReceivedAt: c.now.UnixMilli(), BatchID: batchID, Index: i, Body: body}
 		if s.convs.add(conv, c.now) {
 			dups++
 		} else {
@@ -557,7 +646,31 @@ func (s *Server) conversionEvents(c *call) {
 		return
 	}
 	s.counters.batches.Add(1)
-	c.json(http.StatusOK, struct {
-		Elements []elemResult `json:"elements"`
-	}{results})
+	c.batchResults(results)
+}
+
+// batchResults answers 200 with the per-element results. It writes what
+// c.json would, directly when no element carries an error.
+func (c *call) batchResults(results []elemResult) {
+	const head, tail, elem = `{"elements":[`, `]}`, `{"status":201},`
+	b := make([]byte, 0, len(head)+len(tail)+len(results)*len(elem))
+	b = append(b, head...)
+	for i, r := range results {
+		if r.Error != nil {
+			c.json(http.StatusOK, struct {
+				Elements []elemResult `json:"elements"`
+			}{results})
+			return
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"status":`...)
+		b = strconv.AppendInt(b, int64(r.Status), 10)
+		b = append(b, '}')
+	}
+	b = append(b, tail...)
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.WriteHeader(http.StatusOK)
+	_, _ = c.w.Write(b)
 }

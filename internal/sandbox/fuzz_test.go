@@ -11,10 +11,17 @@ import (
 )
 
 // FuzzConversionEvent feeds arbitrary bodies to the single-create
-// validation, directly and through the handler. Seeds: testdata/fuzz.
+// validation, directly and through the handler. It also checks that the fast
+// path of conversionEvents agrees with the generic path, on the body as a
+// single event, as a BATCH_CREATE body and wrapped in one. Seeds:
+// testdata/fuzz.
 func FuzzConversionEvent(f *testing.F) {
-	for _, s := range []string{specFullEvent, specFatIDEvent, specNameEvent, ev("x"), `{}`} {
+	for _, s := range []string{specFullEvent, specFatIDEvent, specNameEvent, ev("x"), `{}`, specBatch,
+		`{"elements":[` + benchEvent(1) + `,` + ev("y") + `]}`} {
 		f.Add([]byte(s))
+	}
+	for _, c := range eventCases {
+		f.Add([]byte(c.body))
 	}
 	srv, err := New(Config{Now: func() time.Time { return specNow }, Tokens: []TokenSpec{{Token: tok}},
 		RatePerMinute: -1, RatePerDay: -1, MaxConversions: 10, MaxRequestLog: -1}, nil)
@@ -22,7 +29,21 @@ func FuzzConversionEvent(f *testing.F) {
 		f.Fatal(err)
 	}
 	handler := srv.Handler()
+	tw := newTwins(f, Config{BatchMode: BatchPartial, MaxConversions: 10})
+	batchHeaders := merge(restHeaders(tok), map[string]string{"X-RestLi-Method": "BATCH_CREATE"})
 	f.Fuzz(func(t *testing.T, body []byte) {
+		trimmed := bytes.TrimSpace(body)
+		wrapped := []byte(`{"elements":[` + string(body) + `]}`)
+		for _, o := range []schemaOpts{{}, {strictUnknown: true, lengths: true, axciom: true, hashedNames: true}} {
+			checkFastEvents(t, srv, trimmed, false, o)
+			checkFastEvents(t, srv, trimmed, true, o)
+			checkFastEvents(t, srv, wrapped, true, o)
+		}
+		tw.post(t, restHeaders(tok), body)
+		tw.post(t, batchHeaders, body)
+		tw.post(t, batchHeaders, wrapped)
+		tw.check(t)
+
 		x, decErr := decodeJSON(body)
 		var lines []string
 		obj, isObj := x.(map[string]any)

@@ -82,7 +82,7 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rest {
 		c.w.Header().Set("X-Restli-Protocol-Version", "2.0.0")
 	}
-	body, berr := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	body, berr := readBody(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes), min(r.ContentLength, s.cfg.MaxBodyBytes))
 	c.body = body
 	rt, params := h.match(r.URL.EscapedPath())
 	var after *faultRule
@@ -128,4 +128,27 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	_, _ = w.Write(c.w.body.Bytes())
 	s.log.Debug("sandbox request", "method", r.Method, "endpoint", c.endpoint, "status", status)
+}
+
+// readBody is io.ReadAll, but for a known size (the Content-Length; -1 when
+// unknown) it reads into one buffer of size+1 bytes, so that a body of the
+// announced size needs no regrowing. The bytes and the error are io.ReadAll's.
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	if size < 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }

@@ -119,7 +119,7 @@ func windowError(r *rule) string {
 			return fmt.Sprintf("Invalid %s %d for conversion type %s", w.name, w.n, r.Type)
 		}
 	}
-	if r.Value != nil && (!currencyCodes[r.Value.CurrencyCode] || !amountRE.MatchString(r.Value.Amount)) {
+	if r.Value != nil && (!currencyCodes[r.Value.CurrencyCode] || !isAmount(r.Value.Amount)) {
 		return "Invalid value, must have an ISO 4217 currencyCode and a non-negative decimal amount"
 	}
 	return ""

@@ -46,6 +46,10 @@ type Server struct {
 	saveMu   sync.Mutex // serialises state file writes
 
 	handler http.Handler
+
+	// genericOnly makes conversionEvents skip its fast path. A test knob:
+	// tests check that both paths answer alike.
+	genericOnly bool
 }
 
 // New returns a Server for cfg with the seed state, the tokens of

@@ -72,31 +72,47 @@ type conversionStore struct {
 	dedupGen    uint64
 }
 
-// ring is a FIFO of conversions bounded by the store's max.
+// ring is a FIFO of conversions bounded by the store's max: it grows to max,
+// then each push overwrites the oldest.
 type ring struct {
-	items []Conversion // items[start:] are live
-	start int
+	items []Conversion // items[start:] then items[:start], oldest first
+	start int          // 0 until the ring is full
 }
 
-func (r *ring) len() int { return len(r.items) - r.start }
+func (r *ring) len() int { return len(r.items) }
 
 // push appends c and drops the oldest beyond max, returning how many.
 func (r *ring) push(c Conversion, max int) int {
-	r.items = append(r.items, c)
-	n := 0
-	for r.len() > max {
-		r.items[r.start] = Conversion{}
-		r.start++
-		n++
+	switch {
+	case max <= 0:
+		return 1
+	case len(r.items) < max:
+		r.items = append(r.items, c)
+		return 0
 	}
-	if r.start > 1024 && r.start > len(r.items)/2 {
-		r.items = append([]Conversion(nil), r.items[r.start:]...)
-		r.start = 0
-	}
-	return n
+	r.items[r.start] = c
+	r.start = (r.start + 1) % len(r.items)
+	return 1
 }
 
-func (r *ring) live() []Conversion { return r.items[r.start:] }
+// live returns the conversions, oldest first, in two parts.
+func (r *ring) live() ringCursor { return ringCursor{r.items[r.start:], r.items[:r.start]} }
+
+// ringCursor walks a ring's conversions, oldest first.
+type ringCursor struct{ a, b []Conversion }
+
+// peek returns the next conversion, nil at the end.
+func (rc *ringCursor) peek() *Conversion {
+	if len(rc.a) == 0 {
+		rc.a, rc.b = rc.b, nil
+	}
+	if len(rc.a) == 0 {
+		return nil
+	}
+	return &rc.a[0]
+}
+
+func (rc *ringCursor) pop() { rc.a = rc.a[1:] }
 
 type dedupKey struct {
 	rule    int64
@@ -177,20 +193,25 @@ func (cs *conversionStore) selectConv(f ConversionFilter) []Conversion {
 	out := []Conversion{}
 	kept, dups := cs.kept.live(), cs.dups.live()
 	if !f.Duplicates {
-		dups = nil
+		dups = ringCursor{}
 	}
-	for len(kept) > 0 || len(dups) > 0 {
+	for {
+		k, d := kept.peek(), dups.peek()
 		var c *Conversion
-		if len(dups) == 0 || (len(kept) > 0 && kept[0].Seq < dups[0].Seq) {
-			c, kept = &kept[0], kept[1:]
-		} else {
-			c, dups = &dups[0], dups[1:]
+		switch {
+		case k == nil && d == nil:
+			return out
+		case d == nil || (k != nil && k.Seq < d.Seq):
+			c = k
+			kept.pop()
+		default:
+			c = d
+			dups.pop()
 		}
 		if f.match(c) {
 			out = append(out, *c)
 		}
 	}
-	return out
 }
 
 // restore refills the store from persisted conversions and rebuilds the
