@@ -37,16 +37,18 @@ type Body struct {
 
 var bom = []byte("\xef\xbb\xbf")
 
-// checkJSON validates b as UTF-8 JSON whose top level is an object.
-func checkJSON(b []byte) ([]byte, *RequestError) {
+// checkJSON validates b as UTF-8 JSON whose top level is an object, and
+// splits that object (and the array under key, see splitBody) on the way.
+func checkJSON(obj object, b []byte, key string) ([]byte, object, [][]byte, *RequestError) {
 	if len(b) > MaxRequestBytes {
-		return nil, &RequestError{CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxRequestBytes)}
+		return nil, nil, nil, &RequestError{CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxRequestBytes)}
 	}
 	b = bytes.TrimPrefix(b, bom)
 	if !utf8.Valid(b) {
-		return nil, &RequestError{CodeInvalidJSON, "request body is not valid UTF-8"}
+		return nil, nil, nil, &RequestError{CodeInvalidJSON, "request body is not valid UTF-8"}
 	}
-	if !json.Valid(b) {
+	obj, elems, valid := splitBody(obj, b, key)
+	if !valid {
 		msg := "request body is not valid JSON"
 		var raw json.RawMessage
 		var se *json.SyntaxError
@@ -55,36 +57,43 @@ func checkJSON(b []byte) ([]byte, *RequestError) {
 		} else if len(bytes.TrimSpace(b)) == 0 {
 			msg = "request body is empty"
 		}
-		return nil, &RequestError{CodeInvalidJSON, msg}
+		return nil, nil, nil, &RequestError{CodeInvalidJSON, msg}
 	}
-	if i := skipSpace(b, 0); i >= len(b) || b[i] != '{' {
-		return nil, &RequestError{CodeInvalidBody, "request body must be a JSON object"}
+	if obj == nil {
+		return nil, nil, nil, &RequestError{CodeInvalidBody, "request body must be a JSON object"}
 	}
-	return b, nil
+	return b, obj, elems, nil
 }
 
 // ParseSingle parses the body of a single-event endpoint (§1.5).
 func ParseSingle(b []byte) (*Body, *RequestError) {
-	b, rerr := checkJSON(b)
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	b, obj, _, rerr := checkJSON(sc.obj, b, "")
+	if obj != nil {
+		sc.obj = obj
+	}
 	if rerr != nil {
 		return nil, rerr
 	}
 	if len(b) > MaxEventBytes {
 		return nil, &RequestError{CodeEventTooLarge, fmt.Sprintf("event is %d bytes; the limit is %d", len(b), MaxEventBytes)}
 	}
-	obj, _ := parseObject(b)
 	return &Body{WriteKey: stringValue(obj.get("writeKey")), Items: [][]byte{b}}, nil
 }
 
 // ParseBatch parses the body of a batch endpoint (§1.6).
 func ParseBatch(b []byte) (*Body, *RequestError) {
-	b, rerr := checkJSON(b)
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	_, obj, items, rerr := checkJSON(sc.obj, b, "batch")
+	if obj != nil {
+		sc.obj = obj
+	}
 	if rerr != nil {
 		return nil, rerr
 	}
-	obj, _ := parseObject(b)
-	items, ok := parseArray(obj.get("batch"))
-	if !ok {
+	if items == nil {
 		return nil, &RequestError{CodeInvalidBatch, "batch is required and must be an array of events"}
 	}
 	if len(items) > MaxBatchItems {
@@ -92,8 +101,9 @@ func ParseBatch(b []byte) (*Body, *RequestError) {
 	}
 	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey"))}
 	if body.WriteKey == "" && len(items) > 0 {
-		if first, ok := parseObject(items[0]); ok {
+		if first, ok := parseObjectInto(sc.ctx, items[0]); ok {
 			body.WriteKey = stringValue(first.get("writeKey"))
+			sc.ctx = first
 		}
 	}
 	if t, ok := parseTimeValue(obj.get("sentAt")); ok {

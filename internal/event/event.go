@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -104,13 +105,18 @@ type Event struct {
 // stored form. forced is the type of a single-event endpoint ("" for batch
 // items, whose own type is checked). raw must be valid JSON.
 func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
-	obj, ok := parseObject(raw)
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	obj, ok := parseObjectInto(sc.obj, raw)
+	sc.obj = obj
 	if !ok {
 		return nil, drop(CodeInvalidEvent, "event must be a JSON object")
 	}
+	f := fields{obj: obj}
+	f.find()
 	ev := &Event{Type: forced}
 	if forced == "" {
-		tv := obj.get("type")
+		tv := f.get(fType)
 		if tv == nil || kind(tv) == 'n' {
 			return nil, drop(CodeMissingType, "type is required")
 		}
@@ -123,29 +129,22 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 		}
 		ev.Type = t
 	}
-	obj.set("type", quote(string(ev.Type)))
+	f.set(fType, sc.quoted(string(ev.Type)))
 
-	// Rule 4: ids.
+	// Rule 4: ids, in this order.
 	var previousID, groupID string
-	for _, f := range [...]struct {
-		key string
-		dst *string
-	}{{"userId", &ev.UserID}, {"anonymousId", &ev.AnonymousID}, {"previousId", &previousID}, {"groupId", &groupID}} {
-		v := obj.get(f.key)
-		switch kind(v) {
-		case 0, 'n':
-		case 's':
-			*f.dst = decodeString(v)
-		case 'd':
-			s, ok := decimal(v)
-			if !ok {
-				return nil, drop(CodeInvalidID, "%s must be a string", f.key)
-			}
-			*f.dst = s
-			obj.set(f.key, quote(s))
-		default:
-			return nil, drop(CodeInvalidID, "%s must be a string", f.key)
-		}
+	var derr *DropError
+	if ev.UserID, derr = sc.id(&f, fUserID); derr != nil {
+		return nil, derr
+	}
+	if ev.AnonymousID, derr = sc.id(&f, fAnonymousID); derr != nil {
+		return nil, derr
+	}
+	if previousID, derr = sc.id(&f, fPreviousID); derr != nil {
+		return nil, derr
+	}
+	if groupID, derr = sc.id(&f, fGroupID); derr != nil {
+		return nil, derr
 	}
 
 	// Rules 5 to 7.
@@ -157,7 +156,7 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	case ev.UserID == "" && ev.AnonymousID == "":
 		return nil, drop(CodeMissingIdentity, "userId or anonymousId is required")
 	case ev.Type == Track:
-		if e := obj.get("event"); kind(e) != 's' || len(e) <= 2 {
+		if e := f.get(fEvent); kind(e) != 's' || len(e) <= 2 {
 			return nil, drop(CodeMissingEvent, "track requires a non-empty event name")
 		}
 	case ev.Type == Group && groupID == "":
@@ -165,18 +164,18 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	}
 
 	// Rule 8: object fields; null becomes absent.
-	for _, k := range [...]string{"properties", "traits", "context", "integrations"} {
-		switch v := obj.get(k); kind(v) {
+	for _, k := range [...]int{fProperties, fTraits, fContext, fIntegrations} {
+		switch v := f.get(k); kind(v) {
 		case 0, 'o':
 		case 'n':
-			obj.del(k)
+			f.del(k)
 		default:
-			return nil, drop(CodeInvalidField, "%s must be an object", k)
+			return nil, drop(CodeInvalidField, "%s must be an object", fieldNames[k])
 		}
 	}
 
 	// Rule 9: messageId.
-	switch v := obj.get("messageId"); kind(v) {
+	switch v := f.get(fMessageID); kind(v) {
 	case 0, 'n':
 		ev.MessageID, ev.Generated = newUUID(), true
 	case 's':
@@ -190,7 +189,7 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 			return nil, drop(CodeInvalidMessageID, "messageId must be a string")
 		}
 		ev.MessageID = s
-		obj.set("messageId", quote(s))
+		f.set(fMessageID, sc.quoted(s))
 	default:
 		return nil, drop(CodeInvalidMessageID, "messageId must be a string")
 	}
@@ -198,44 +197,51 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 		return nil, drop(CodeInvalidMessageID, "messageId is %d characters long; the limit is %d", n, MaxMessageIDLen)
 	}
 	if ev.Generated {
-		obj.del("messageId")
+		f.del(fMessageID)
 	}
 
 	// Envelope merge (§1.6) and context.ip (§2.8).
 	env := &req.Envelope
 	if env.Context != nil {
-		if c := obj.get("context"); c != nil {
-			obj.set("context", mergeDeep(env.Context, c))
+		if c := f.get(fContext); c != nil {
+			f.set(fContext, mergeDeep(env.Context, c))
 		} else {
-			obj.set("context", env.Context)
+			f.set(fContext, env.Context)
 		}
 	}
 	if env.Integrations != nil {
-		if in := obj.get("integrations"); in != nil {
-			obj.set("integrations", mergeShallow(env.Integrations, in))
+		if in := f.get(fIntegrations); in != nil {
+			f.set(fIntegrations, mergeShallow(env.Integrations, in))
 		} else {
-			obj.set("integrations", env.Integrations)
+			f.set(fIntegrations, env.Integrations)
 		}
 	}
 	if req.ClientIP != "" {
-		if c := obj.get("context"); c == nil {
-			obj.set("context", append(append([]byte(`{"ip":`), quote(req.ClientIP)...), '}'))
-		} else if co, _ := parseObject(c); co.get("ip") == nil {
-			co.set("ip", quote(req.ClientIP))
-			obj.set("context", co.appendJSON(nil))
+		if c := f.get(fContext); c == nil {
+			start := len(sc.buf)
+			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
+			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
+		} else if co, _ := parseObjectInto(sc.ctx, c); co.get("ip") == nil {
+			co.set("ip", sc.quoted(req.ClientIP))
+			start := len(sc.buf)
+			sc.buf = co.appendJSON(sc.buf)
+			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
+			sc.ctx = co
+		} else {
+			sc.ctx = co
 		}
 	}
 
 	// Timestamps (§2.6); writeKey is removed (§2.8).
 	received := req.ReceivedAt.UTC()
-	original, ok := parseTimeValue(obj.get("originalTimestamp"))
+	original, ok := parseTimeValue(f.get(fOriginalTimestamp))
 	if !ok {
-		original, ok = parseTimeValue(obj.get("timestamp"))
+		original, ok = parseTimeValue(f.get(fTimestamp))
 	}
 	if !ok {
 		original = received
 	}
-	sentAt, hasSent := parseTimeValue(obj.get("sentAt"))
+	sentAt, hasSent := parseTimeValue(f.get(fSentAt))
 	if !hasSent && !env.SentAt.IsZero() {
 		sentAt, hasSent = env.SentAt, true
 	}
@@ -243,21 +249,200 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	if hasSent {
 		ts = received.Add(-sentAt.Sub(original))
 	}
-	for _, k := range [...]string{"writeKey", "timestamp", "originalTimestamp", "sentAt", "receivedAt"} {
-		obj.del(k)
+	for _, k := range [...]int{fWriteKey, fTimestamp, fOriginalTimestamp, fSentAt, fReceivedAt} {
+		f.del(k)
 	}
 	if ev.Generated {
-		obj.set("messageId", quote(ev.MessageID))
+		f.set(fMessageID, sc.quoted(ev.MessageID))
 	}
-	obj.set("originalTimestamp", quoteTime(original))
+	f.set(fOriginalTimestamp, sc.time(original))
 	if hasSent {
-		obj.set("sentAt", quoteTime(sentAt))
+		f.set(fSentAt, sc.time(sentAt))
 	}
-	obj.set("receivedAt", quoteTime(received))
-	obj.set("timestamp", quoteTime(ts))
+	f.set(fReceivedAt, sc.time(received))
+	f.set(fTimestamp, sc.time(ts))
 
-	ev.JSON = obj.appendJSON(make([]byte, 0, len(raw)+160))
+	ev.JSON = f.obj.appendJSON(make([]byte, 0, f.obj.jsonLen()))
+	sc.obj = f.obj
 	return ev, nil
+}
+
+// The event keys that Normalize reads or writes, as indexes of fields.pos.
+const (
+	fType = iota
+	fUserID
+	fAnonymousID
+	fPreviousID
+	fGroupID
+	fEvent
+	fProperties
+	fTraits
+	fContext
+	fIntegrations
+	fMessageID
+	fWriteKey
+	fTimestamp
+	fOriginalTimestamp
+	fSentAt
+	fReceivedAt
+	numFields
+)
+
+var fieldNames = [numFields]string{
+	"type", "userId", "anonymousId", "previousId", "groupId", "event", "properties", "traits", "context",
+	"integrations", "messageId", "writeKey", "timestamp", "originalTimestamp", "sentAt", "receivedAt",
+}
+
+// fieldOf returns the field named key, or -1. (A switch: the compiler
+// searches it by length, then by value.)
+func fieldOf(key string) int {
+	switch key {
+	case "type":
+		return fType
+	case "userId":
+		return fUserID
+	case "anonymousId":
+		return fAnonymousID
+	case "previousId":
+		return fPreviousID
+	case "groupId":
+		return fGroupID
+	case "event":
+		return fEvent
+	case "properties":
+		return fProperties
+	case "traits":
+		return fTraits
+	case "context":
+		return fContext
+	case "integrations":
+		return fIntegrations
+	case "messageId":
+		return fMessageID
+	case "writeKey":
+		return fWriteKey
+	case "timestamp":
+		return fTimestamp
+	case "originalTimestamp":
+		return fOriginalTimestamp
+	case "sentAt":
+		return fSentAt
+	case "receivedAt":
+		return fReceivedAt
+	}
+	return -1
+}
+
+// fields is an event's object with the position of each key Normalize uses,
+// found in one pass, so that Normalize's two dozen lookups do not each scan
+// the members. It behaves as object's get, set and del: parseObject leaves
+// each key once, deleted members stay in place with a nil Value, and a key
+// set anew is appended.
+type fields struct {
+	obj object
+	pos [numFields]int // index in obj, or -1
+}
+
+// find records where obj holds each field.
+func (f *fields) find() {
+	for k := range f.pos {
+		f.pos[k] = -1
+	}
+	for i := range f.obj {
+		m := &f.obj[i]
+		var k int
+		if m.Key != "" || m.rawKey == nil {
+			k = fieldOf(m.Key)
+		} else {
+			k = fieldOf(string(m.rawKey[1 : len(m.rawKey)-1]))
+		}
+		if k >= 0 && m.Value != nil {
+			f.pos[k] = i
+		}
+	}
+}
+
+func (f *fields) get(k int) []byte {
+	if i := f.pos[k]; i >= 0 {
+		return f.obj[i].Value // nil once deleted
+	}
+	return nil
+}
+
+func (f *fields) set(k int, v []byte) {
+	if i := f.pos[k]; i >= 0 && f.obj[i].Value != nil {
+		f.obj[i].Value = v
+		return
+	}
+	f.obj = append(f.obj, member{Key: fieldNames[k], Value: v})
+	f.pos[k] = len(f.obj) - 1
+}
+
+func (f *fields) del(k int) {
+	if i := f.pos[k]; i >= 0 {
+		f.obj[i].Value = nil
+	}
+}
+
+// scratch is Normalize's working memory, reused through scratchPool: the
+// event's members, context's members, and the values capstan writes. Nothing
+// in it outlives the call (the stored document is a copy).
+type scratch struct {
+	obj object
+	ctx object
+	buf []byte
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	return &scratch{obj: make(object, 0, 32), ctx: make(object, 0, 16), buf: make([]byte, 0, 512)}
+}}
+
+// id applies rule 4 to the id under field k: "" when absent or null, a
+// number made its decimal string (in the event too), any other kind a drop.
+func (sc *scratch) id(f *fields, k int) (string, *DropError) {
+	key := fieldNames[k]
+	v := f.get(k)
+	switch kind(v) {
+	case 0, 'n':
+		return "", nil
+	case 's':
+		return decodeString(v), nil
+	case 'd':
+		s, ok := decimal(v)
+		if !ok {
+			return "", drop(CodeInvalidID, "%s must be a string", key)
+		}
+		f.set(k, sc.quoted(s))
+		return s, nil
+	default:
+		return "", drop(CodeInvalidID, "%s must be a string", key)
+	}
+}
+
+// quoted appends s's JSON literal to the scratch buffer and returns it.
+func (sc *scratch) quoted(s string) []byte {
+	start := len(sc.buf)
+	sc.buf = appendQuoted(sc.buf, s)
+	return sc.buf[start:len(sc.buf):len(sc.buf)]
+}
+
+// time appends t as a JSON string in TimeLayout and returns it.
+func (sc *scratch) time(t time.Time) []byte {
+	start := len(sc.buf)
+	sc.buf = appendQuotedTime(sc.buf, t)
+	return sc.buf[start:len(sc.buf):len(sc.buf)]
+}
+
+// release returns sc to the pool, unless an unusually large event grew it.
+func (sc *scratch) release() {
+	if cap(sc.obj) > 1024 || cap(sc.ctx) > 1024 || cap(sc.buf) > 64<<10 {
+		return
+	}
+	// The members still point into the caller's bytes until the next use;
+	// clearing them costs more than holding those bytes until the pool is
+	// emptied at the next garbage collections.
+	sc.obj, sc.ctx, sc.buf = sc.obj[:0], sc.ctx[:0], sc.buf[:0]
+	scratchPool.Put(sc)
 }
 
 // decimal returns the decimal text of a JSON number that is an integer
@@ -285,13 +470,6 @@ func truncate(s string, n int) string {
 
 // TimeLayout is how capstan stores instants: UTC, milliseconds (§2.6).
 const TimeLayout = "2006-01-02T15:04:05.000Z"
-
-func quoteTime(t time.Time) []byte {
-	b := make([]byte, 0, 26)
-	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, TimeLayout)
-	return append(b, '"')
-}
 
 // parseTimeValue parses a raw JSON string holding an ISO-8601 instant.
 // Numbers and other kinds count as absent (§2.6, §8 Q4).

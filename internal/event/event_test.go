@@ -368,3 +368,125 @@ func FuzzParseObject(f *testing.F) {
 		}
 	})
 }
+
+func TestValidJSON(t *testing.T) {
+	cases := []string{``, ` `, `{}`, `[]`, `{ }`, `[ ]`, `{"a":1,}`, `[1,]`, `[,1]`, `{"a"}`, `{"a":}`, `{a:1}`,
+		`01`, `-0`, `-`, `1.`, `1.e5`, `1e`, `1e+`, `1E-2`, `-01`, `0.0e0`, `[.5]`, `[+1]`, `[1e5e5]`, `[--1]`,
+		`"\u00zz"`, `"\u00aF"`, `"\u12"`, `"\x"`, `"\/"`, "\"\x01\"", "\"\x7f\xff\"", `"abc`, `"abc\`, `"abc\"`,
+		`tru`, `true `, ` null`, `nul`, `falsey`, `[true,false,null]`, "\t\n\r 1 \t", "\v1", `1 2`,
+		`{"a":[{"b":{}}]}`, `{"a":1}}`, `[[]`, `[1}`, `{"a":1]`, `{,}`, `{"a":1 "b":2}`, `{"a" : 1 , "b" : [ 1 , 2 ] }`}
+	// encoding/json refuses more than 10000 nested containers.
+	for _, d := range []int{64, 65, 9999, 10000, 10001} {
+		cases = append(cases, strings.Repeat("[", d)+strings.Repeat("]", d),
+			strings.Repeat(`{"a":`, d)+"1"+strings.Repeat("}", d),
+			strings.Repeat("[", d-1)+"{}"+strings.Repeat("]", d-1))
+	}
+	for _, c := range cases {
+		if got, want := validJSON([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("validJSON(%.40q) = %v, want %v", c, got, want)
+		}
+	}
+}
+
+// FuzzValidJSON checks the validator against encoding/json.
+func FuzzValidJSON(f *testing.F) {
+	f.Add([]byte(`{"a":[1,-2.5e+3,"x\"\u00e9",true,false,null,{}],"b":{"c":[]}}`))
+	f.Add([]byte(`[01]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON = %v, json.Valid = %v: %q", got, want, b)
+		}
+	})
+}
+
+// parseArray splits a valid JSON array into its elements' raw text: the
+// reference splitBody's elements are checked against.
+func parseArray(raw []byte) (elems [][]byte, ok bool) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
+		return nil, false
+	}
+	i = skipSpace(raw, i+1)
+	for i < len(raw) && raw[i] != ']' {
+		end := skipValue(raw, i)
+		elems = append(elems, raw[i:end])
+		i = skipSpace(raw, end)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return elems, true
+}
+
+// FuzzSplitBody checks the one-pass validate-and-split against json.Valid,
+// then parseObject, then parseArray of the kept "batch" value.
+func FuzzSplitBody(f *testing.F) {
+	f.Add([]byte(` {"batch":[{"type":"page"}], "b\u0061tch":[ {"type":"track"} , 1 ] , "writeKey":"k"} `))
+	f.Add([]byte(`{"batch":[{"a":1}], "batch":5}`))
+	f.Add([]byte(`{"batch":5, "batch":[]}`))
+	f.Add([]byte(`{"batch":[[[[[]]]],{"writeKey":"z"}], "x":{"y":[1,2,{"z":null}]}}`))
+	f.Add([]byte(`[{"batch":[]}]`))
+	f.Add([]byte(`{"batch":[]} x`))
+	f.Add([]byte(`{} `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		obj, elems, valid := splitBody(nil, b, "batch")
+		if want := json.Valid(b); valid != want {
+			t.Fatalf("valid = %v, json.Valid = %v: %q", valid, want, b)
+		}
+		if !valid {
+			return
+		}
+		wantObj, isObj := parseObject(b)
+		if (obj != nil) != isObj {
+			t.Fatalf("object %v, want %v: %q", obj != nil, isObj, b)
+		}
+		if !isObj {
+			return
+		}
+		if len(obj) != len(wantObj) {
+			t.Fatalf("%d members, want %d: %q", len(obj), len(wantObj), b)
+		}
+		for i := range obj {
+			if obj[i].key() != wantObj[i].key() || !bytes.Equal(obj[i].Value, wantObj[i].Value) {
+				t.Fatalf("member %d: %s=%s, want %s=%s", i, obj[i].key(), obj[i].Value, wantObj[i].key(), wantObj[i].Value)
+			}
+		}
+		wantElems, isArr := parseArray(wantObj.get("batch"))
+		if (elems != nil) != isArr || len(elems) != len(wantElems) {
+			t.Fatalf("elements %q, want %q (array %v): %q", elems, wantElems, isArr, b)
+		}
+		for i := range elems {
+			if !bytes.Equal(elems[i], wantElems[i]) {
+				t.Fatalf("element %d: %s, want %s", i, elems[i], wantElems[i])
+			}
+		}
+	})
+}
+
+func TestAppendQuotedTime(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Unix(0, 0),
+		received,
+		time.Date(2026, 9, 1, 12, 34, 56, 789_999_999, time.FixedZone("", 2*3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 1_000_000, time.UTC),
+	} {
+		want := `"` + tm.UTC().Format(TimeLayout) + `"`
+		if got := string(appendQuotedTime(nil, tm)); got != want {
+			t.Errorf("%v: got %s, want %s", tm, got, want)
+		}
+	}
+}
+
+func TestFieldNames(t *testing.T) {
+	for k, name := range fieldNames {
+		if got := fieldOf(name); got != k {
+			t.Errorf("fieldOf(%q) = %d, want %d", name, got, k)
+		}
+	}
+	if got := fieldOf("Type"); got != -1 {
+		t.Errorf("fieldOf(%q) = %d, want -1", "Type", got)
+	}
+}

@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"time"
 )
 
 // member is one key/value pair of a JSON object; Value is the raw JSON text.
@@ -22,7 +23,9 @@ func (m *member) is(key string) bool {
 	return string(m.rawKey[1:len(m.rawKey)-1]) == key
 }
 
-// object is a JSON object as an ordered list of members.
+// object is a JSON object as an ordered list of members. A member whose
+// Value is nil has been deleted (fields.del): it is skipped by lookups and
+// by appendJSON (deleting in place spares moving the members after it).
 type object []member
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -34,8 +37,304 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
+// maxDepth is encoding/json's nesting limit: json.Valid refuses a document
+// with more than this many objects and arrays open at once.
+const maxDepth = 10000
+
+// strPlain marks the bytes that may appear in a JSON string as they are: all
+// but control characters, the quote and the backslash. encoding/json does not
+// check UTF-8 there (the caller does).
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// validJSON reports whether b is one valid JSON value. It accepts exactly
+// what json.Valid accepts (nesting limit included), in one pass.
+func validJSON(b []byte) bool {
+	end := validValue(b, skipSpace(b, 0), 0)
+	return end >= 0 && skipSpace(b, end) == len(b)
+}
+
+// validValue checks the JSON value at b[i], inside depth open containers,
+// and returns the index just past it, or -1. It allocates only for nesting
+// deeper than 64 levels.
+func validValue(b []byte, i, depth int) int {
+	var stackBuf [64]byte
+	stack := stackBuf[:0] // '{' or '[' for each container it opened
+	for {
+		// A value starts at b[i].
+		if i >= len(b) {
+			return -1
+		}
+		switch c := b[i]; {
+		case c == '{' || c == '[':
+			if depth+len(stack) >= maxDepth {
+				return -1
+			}
+			i = skipSpace(b, i+1)
+			if i < len(b) && b[i] == c+2 { // '}' or ']'
+				i++
+				break
+			}
+			stack = append(stack, c)
+			if c == '{' {
+				if i = validKey(b, i); i < 0 {
+					return -1
+				}
+			}
+			continue
+		case c == '"':
+			if i = validString(b, i); i < 0 {
+				return -1
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if i = validNumber(b, i); i < 0 {
+				return -1
+			}
+		case c == 't':
+			if !bytes.HasPrefix(b[i:], []byte("true")) {
+				return -1
+			}
+			i += 4
+		case c == 'f':
+			if !bytes.HasPrefix(b[i:], []byte("false")) {
+				return -1
+			}
+			i += 5
+		case c == 'n':
+			if !bytes.HasPrefix(b[i:], []byte("null")) {
+				return -1
+			}
+			i += 4
+		default:
+			return -1
+		}
+		// A value ended just before b[i]: close containers, or go on to
+		// the next element.
+		for {
+			if len(stack) == 0 {
+				return i
+			}
+			if i = skipSpace(b, i); i >= len(b) {
+				return -1
+			}
+			top := stack[len(stack)-1]
+			if b[i] == top+2 {
+				stack = stack[:len(stack)-1]
+				i++
+				continue
+			}
+			if b[i] != ',' {
+				return -1
+			}
+			i = skipSpace(b, i+1)
+			if top == '{' {
+				if i = validKey(b, i); i < 0 {
+					return -1
+				}
+			}
+			break
+		}
+	}
+}
+
+// splitBody checks b the way json.Valid does and, when it is an object,
+// splits it into members (parseObject's result, appended to obj[:0]) in the
+// same pass. The
+// elements of an array under key are split too, for the member that the
+// object keeps (the last one). valid is false when b is not JSON; obj is
+// nil when it is JSON but not an object; elems is nil when the kept key's
+// value is not an array (or when key is "").
+func splitBody(obj object, b []byte, key string) (_ object, elems [][]byte, valid bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, nil, validJSON(b)
+	}
+	if obj == nil {
+		obj = make(object, 0, 16)
+	}
+	obj = obj[:0]
+	var elemsAt int // index in b of the array that elems splits
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return obj, nil, skipSpace(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, nil, false
+		}
+		end := validString(b, i)
+		if end < 0 {
+			return nil, nil, false
+		}
+		m := member{rawKey: b[i:end]}
+		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
+			m.Key = decodeString(m.rawKey)
+		}
+		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
+			return nil, nil, false
+		}
+		i = skipSpace(b, i+1)
+		var vend int
+		if key != "" && i < len(b) && b[i] == '[' && m.is(key) {
+			var list [][]byte
+			if list, vend = validArray(b, i, elems[:0]); vend < 0 {
+				return nil, nil, false
+			}
+			elems, elemsAt = list, i
+		} else if vend = validValue(b, i, 1); vend < 0 {
+			return nil, nil, false
+		}
+		m.Value = b[i:vend]
+		obj.put(m)
+		if i = skipSpace(b, vend); i >= len(b) {
+			return nil, nil, false
+		}
+		if b[i] == '}' {
+			break
+		}
+		if b[i] != ',' {
+			return nil, nil, false
+		}
+		i = skipSpace(b, i+1)
+	}
+	if skipSpace(b, i+1) != len(b) {
+		return nil, nil, false
+	}
+	if v := obj.get(key); len(v) == 0 || elems == nil || &v[0] != &b[elemsAt] {
+		elems = nil // the kept value is another one, or not an array
+	}
+	return obj, elems, true
+}
+
+// validArray checks the array at b[i], a member of the top-level object, and
+// appends its elements to elems. It returns the index just past the array,
+// or -1.
+func validArray(b []byte, i int, elems [][]byte) ([][]byte, int) {
+	i = skipSpace(b, i+1)
+	if elems == nil {
+		elems = make([][]byte, 0, 16)
+	}
+	if i < len(b) && b[i] == ']' {
+		return elems, i + 1
+	}
+	for {
+		end := validValue(b, i, 2)
+		if end < 0 {
+			return nil, -1
+		}
+		elems = append(elems, b[i:end])
+		if i = skipSpace(b, end); i >= len(b) {
+			return nil, -1
+		}
+		if b[i] == ']' {
+			return elems, i + 1
+		}
+		if b[i] != ',' {
+			return nil, -1
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+// validKey checks an object key and its colon at b[i] and returns the index
+// of the value after them, or -1.
+func validKey(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	if i = validString(b, i); i < 0 {
+		return -1
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return -1
+	}
+	return skipSpace(b, i+1)
+}
+
+// validString checks the string literal at b[i] and returns the index just
+// past it, or -1.
+func validString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		c := b[i]
+		if strPlain[c] {
+			continue
+		}
+		switch c {
+		case '"':
+			return i + 1
+		case '\\':
+			i++
+			if i >= len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
+					return -1
+				}
+				i += 4
+			default:
+				return -1
+			}
+		default: // control character
+			return -1
+		}
+	}
+	return -1
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// validNumber checks the number at b[i] and returns the index just past it,
+// or -1. What follows is checked by the caller.
+func validNumber(b []byte, i int) int {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b) || !isDigit(b[i]):
+		return -1
+	case b[i] == '0':
+		i++
+	default:
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return -1
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return -1
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	return i
+}
+
 // skipValue returns the index just past the JSON value starting at b[i].
-// b must be valid JSON (checked once per request with json.Valid).
+// b must be valid JSON (checked once per request with validJSON).
 func skipValue(b []byte, i int) int {
 	switch b[i] {
 	case '"':
@@ -65,9 +364,20 @@ func skipValue(b []byte, i int) int {
 }
 
 func skipString(b []byte, i int) int {
+	// Most strings (keys, ids) are short: a plain loop ends them sooner
+	// than a call to IndexByte would.
+	j := i + 1
+	for n := min(len(b), j+16); j < n; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
 	// Find each candidate closing quote with IndexByte (vectorised), then
 	// check that it is not escaped: an even number of backslashes before it.
-	for j := i + 1; j < len(b); {
+	for j < len(b) {
 		q := bytes.IndexByte(b[j:], '"')
 		if q < 0 {
 			return len(b)
@@ -89,12 +399,18 @@ func skipString(b []byte, i int) int {
 // the last value (as JavaScript's JSON.parse does). ok is false when raw is
 // not an object.
 func parseObject(raw []byte) (obj object, ok bool) {
+	return parseObjectInto(make(object, 0, 16), raw)
+}
+
+// parseObjectInto is parseObject appending the members to obj[:0], so that a
+// caller can reuse one slice.
+func parseObjectInto(obj object, raw []byte) (object, bool) {
+	obj = obj[:0]
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
-		return nil, false
+		return obj, false
 	}
 	i = skipSpace(raw, i+1)
-	obj = make(object, 0, 16)
 	for i < len(raw) && raw[i] != '}' {
 		end := skipString(raw, i)
 		m := member{rawKey: raw[i:end]}
@@ -114,24 +430,6 @@ func parseObject(raw []byte) (obj object, ok bool) {
 	return obj, true
 }
 
-// parseArray splits a valid JSON array into its elements' raw text.
-func parseArray(raw []byte) (elems [][]byte, ok bool) {
-	i := skipSpace(raw, 0)
-	if i >= len(raw) || raw[i] != '[' {
-		return nil, false
-	}
-	i = skipSpace(raw, i+1)
-	for i < len(raw) && raw[i] != ']' {
-		end := skipValue(raw, i)
-		elems = append(elems, raw[i:end])
-		i = skipSpace(raw, end)
-		if i < len(raw) && raw[i] == ',' {
-			i = skipSpace(raw, i+1)
-		}
-	}
-	return elems, true
-}
-
 // decodeString decodes a JSON string literal (quotes included).
 func decodeString(lit []byte) string {
 	if bytes.IndexByte(lit, '\\') < 0 && len(lit) >= 2 {
@@ -144,7 +442,7 @@ func decodeString(lit []byte) string {
 
 func (o object) index(key string) int {
 	for i := len(o) - 1; i >= 0; i-- {
-		if o[i].is(key) {
+		if o[i].Value != nil && o[i].is(key) {
 			return i
 		}
 	}
@@ -157,6 +455,9 @@ func (o object) indexOf(m *member) int {
 		return o.index(m.Key)
 	}
 	for i := len(o) - 1; i >= 0; i-- {
+		if o[i].Value == nil {
+			continue
+		}
 		if o[i].Key == "" && o[i].rawKey != nil {
 			if bytes.Equal(o[i].rawKey, m.rawKey) {
 				return i
@@ -202,24 +503,45 @@ func (o *object) set(key string, v []byte) {
 	*o = append(*o, member{Key: key, Value: v})
 }
 
-func (o *object) del(key string) {
-	if i := o.index(key); i >= 0 {
-		*o = append((*o)[:i], (*o)[i+1:]...)
+// jsonLen is the length of o.appendJSON's output.
+func (o object) jsonLen() int {
+	n, live := 2, 0 // braces, then a comma before each member but the first
+	for _, m := range o {
+		if m.Value == nil {
+			continue
+		}
+		if live++; live > 1 {
+			n++
+		}
+		if m.rawKey != nil {
+			n += len(m.rawKey)
+		} else if k := m.key(); plainString(k) {
+			n += len(k) + 2
+		} else {
+			n += len(quote(k))
+		}
+		n += 1 + len(m.Value)
 	}
+	return n
 }
 
 // appendJSON writes the object as compact-at-top-level JSON; member values
 // are copied verbatim.
 func (o object) appendJSON(buf []byte) []byte {
 	buf = append(buf, '{')
-	for i, m := range o {
-		if i > 0 {
+	first := true
+	for _, m := range o {
+		if m.Value == nil {
+			continue
+		}
+		if !first {
 			buf = append(buf, ',')
 		}
+		first = false
 		if m.rawKey != nil {
 			buf = append(buf, m.rawKey...)
 		} else {
-			buf = append(buf, quote(m.key())...)
+			buf = appendQuoted(buf, m.key())
 		}
 		buf = append(buf, ':')
 		buf = append(buf, m.Value...)
@@ -250,17 +572,37 @@ func kind(v []byte) byte {
 
 // quote returns s as a JSON string literal.
 func quote(s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return b
-		}
+	if !plainString(s) {
+		b, _ := json.Marshal(s)
+		return b
 	}
 	b := make([]byte, len(s)+2)
 	b[0] = '"'
 	copy(b[1:], s)
 	b[len(b)-1] = '"'
 	return b
+}
+
+// plainString reports whether s is its own JSON string literal's content:
+// quote adds only the quotes.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendQuoted appends quote(s) to b, allocating only for strings that
+// need escapes.
+func appendQuoted(b []byte, s string) []byte {
+	if !plainString(s) {
+		return append(b, quote(s)...)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // mergeDeep returns base with over's members merged in; over wins at every
@@ -292,4 +634,27 @@ func mergeShallow(base, over []byte) []byte {
 		bo.put(m)
 	}
 	return bo.appendJSON(nil)
+}
+
+// appendQuotedTime appends t as a JSON string in TimeLayout. It writes the
+// digits itself (time.AppendFormat parses its layout on every call) and
+// leaves years outside 0-9999 to AppendFormat.
+func appendQuotedTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		b = append(b, '"')
+		b = t.AppendFormat(b, TimeLayout)
+		return append(b, '"')
+	}
+	h, mi, s := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	return append(b, '"',
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-',
+		byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':',
+		byte('0'+mi/10), byte('0'+mi%10), ':',
+		byte('0'+s/10), byte('0'+s%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z', '"')
 }

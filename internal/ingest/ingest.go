@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -248,11 +249,20 @@ func validToken(s string) bool {
 	return true
 }
 
+// successBody is json.Marshal(okBody{Success: true}), the answer to nearly
+// every tracking request.
+const successBody = `{"success":true}`
+
 // writeJSON writes v with the headers of §1.10.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"success":false,"code":"internal_error","message":"cannot encode response"}`)
+	var b []byte
+	if ob, _ := v.(okBody); ob.Success && ob.Accepted == nil && ob.Duplicates == 0 && ob.Dropped == 0 && len(ob.Errors) == 0 {
+		b = append(make([]byte, 0, len(successBody)+1), successBody...)
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			status, b = http.StatusInternalServerError, []byte(`{"success":false,"code":"internal_error","message":"cannot encode response"}`)
+		}
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json; charset=utf-8")
@@ -292,12 +302,12 @@ type dropEntry struct {
 }
 
 func (h *Handler) discardMetrics(w http.ResponseWriter, r *http.Request) {
-	body, rerr := readBody(w, r, event.MaxMetricsBytes)
-	if rerr != nil {
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer putBody(buf)
+	if _, rerr := readBody(w, r, event.MaxMetricsBytes, buf); rerr != nil {
 		writeError(w, rerr.status, rerr.code, rerr.msg)
 		return
 	}
-	_ = body
 	h.metrics.requests.WithLabelValues("", "metrics", "200").Inc()
 	writeJSON(w, http.StatusOK, okBody{Success: true})
 }
@@ -308,9 +318,19 @@ type httpError struct {
 	msg    string
 }
 
-// readBody reads the request body, gunzipping it when asked, and refuses it
-// once the decompressed size passes limit.
-func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, *httpError) {
+// bodyPool holds request body buffers. A body is only read while its request
+// is handled: everything stored or answered is copied out of it first.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBody(b *bytes.Buffer) {
+	b.Reset()
+	bodyPool.Put(b)
+}
+
+// readBody reads the request body into buf, gunzipping it when asked, and
+// refuses it once the decompressed size passes limit. The body returned
+// lives in buf.
+func readBody(w http.ResponseWriter, r *http.Request, limit int, buf *bytes.Buffer) ([]byte, *httpError) {
 	tooLarge := &httpError{http.StatusBadRequest, event.CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit)}
 	var rd io.Reader = http.MaxBytesReader(w, r.Body, int64(limit)+1)
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
@@ -329,7 +349,11 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, *httpE
 	default:
 		return nil, &httpError{http.StatusUnsupportedMediaType, "unsupported_encoding", fmt.Sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
 	}
-	body, err := io.ReadAll(io.LimitReader(rd, int64(limit)+1))
+	if n := r.ContentLength; n > 0 && n <= int64(limit) {
+		buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF
+	}
+	_, err := buf.ReadFrom(io.LimitReader(rd, int64(limit)+1))
+	body := buf.Bytes()
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe) || len(body) > limit:
@@ -375,7 +399,9 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		writeError(w, st, code, msg)
 	}
 
-	raw, herr := readBody(w, r, event.MaxRequestBytes)
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer putBody(buf)
+	raw, herr := readBody(w, r, event.MaxRequestBytes, buf)
 	if herr != nil {
 		fail(herr.status, herr.code, herr.msg)
 		return
@@ -433,10 +459,14 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	if c, err := r.Cookie(CookieName); err == nil && validLiFatID(c.Value) {
 		hdr.Set(event.HeaderLiFatID, c.Value)
 	}
+	lfi := hdr.Get(event.HeaderLiFatID) != ""
+	hasOrigin := r.Header.Get("Origin") != ""
 	cookieSet := false
 	resp := okBody{Success: true}
 	recs := make([]stream.Record, 0, len(body.Items))
 	ids := make([]int, 0, len(body.Items)) // item index of each record
+	var subjType event.Type                // events of this type go to subject
+	var subject string
 	for i, item := range body.Items {
 		if rt.kind == "batch" && len(item) > event.MaxEventBytes {
 			resp.Errors = append(resp.Errors, dropEntry{Index: i, Code: event.CodeEventTooLarge,
@@ -449,16 +479,20 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 			continue
 		}
 		switch {
-		case hdr.Get(event.HeaderLiFatID) != "" && bytes.Contains(ev.JSON, []byte("categoryPreferences")) && h.denied(ev.JSON):
+		case lfi && bytes.Contains(ev.JSON, []byte("categoryPreferences")) && h.denied(ev.JSON):
 			// Consent withdrawn: forget the click id, here and in the browser.
 			hdr.Del(event.HeaderLiFatID)
+			lfi = false
 			h.clearCookie(w, s)
 			cookieSet = true
-		case !cookieSet && r.Header.Get("Origin") != "" && bytes.Contains(ev.JSON, []byte("li_fat_id")):
+		case !cookieSet && hasOrigin && bytes.Contains(ev.JSON, []byte("li_fat_id")):
 			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
+		if ev.Type != subjType {
+			subjType, subject = ev.Type, event.Subject(s.cfg.Name, ev.Type)
+		}
 		recs = append(recs, stream.Record{
-			Subject: event.Subject(s.cfg.Name, ev.Type),
+			Subject: subject,
 			MsgID:   event.DedupID(s.cfg.Name, ev.MessageID),
 			Header:  hdr,
 			Data:    ev.JSON,

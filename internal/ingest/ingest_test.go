@@ -526,3 +526,13 @@ func TestLiFatIDCookie(t *testing.T) {
 		t.Errorf("cookie headers %q", got)
 	}
 }
+
+func TestSuccessBody(t *testing.T) {
+	want, err := json.Marshal(okBody{Success: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if successBody != string(want) {
+		t.Errorf("successBody %s, want %s", successBody, want)
+	}
+}

@@ -338,3 +338,47 @@ func TestAppendLinger(t *testing.T) {
 		t.Errorf("stored %d, want %d", n, 25+5*3)
 	}
 }
+
+// TestAtomicBatchHeaders checks that records sharing one message on the way
+// out each keep exactly their own headers and de-duplication id.
+func TestAtomicBatchHeaders(t *testing.T) {
+	eng, app := openTest(t, Config{DataDir: t.TempDir()})
+	shared := nats.Header{"Capstan-Source": []string{"web"}, "Capstan-Request-Id": []string{"r1"}}
+	other := nats.Header{"Capstan-Source": []string{"app"}, "X-Only-Other": []string{"yes"}}
+	var recs []Record
+	for i := range 2 * minAtomic {
+		h := shared
+		if i%3 == 2 {
+			h = other
+		}
+		recs = append(recs, Record{Subject: "events.s.track", MsgID: fmt.Sprintf("h%d", i), Header: h, Data: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+	}
+	recs = append(recs, Record{Subject: "events.s.page", Header: shared, Data: []byte(`{"no":"id"}`)})
+	res, err := app.Append(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || r.Duplicate || r.Seq == 0 {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+	msgs := readAll(t, eng, EventsStream)
+	if len(msgs) != len(recs) {
+		t.Fatalf("stored %d, want %d", len(msgs), len(recs))
+	}
+	for i, m := range msgs {
+		want := recs[i]
+		if m.Subject != want.Subject || string(m.Data) != string(want.Data) {
+			t.Errorf("message %d: %s %s, want %s %s", i, m.Subject, m.Data, want.Subject, want.Data)
+		}
+		if got := m.Header.Get(nats.MsgIdHdr); got != want.MsgID {
+			t.Errorf("message %d: Nats-Msg-Id %q, want %q", i, got, want.MsgID)
+		}
+		for _, k := range []string{"Capstan-Source", "Capstan-Request-Id", "X-Only-Other"} {
+			if got, w := m.Header.Get(k), want.Header.Get(k); got != w {
+				t.Errorf("message %d: %s %q, want %q", i, k, got, w)
+			}
+		}
+	}
+}
