@@ -28,6 +28,8 @@ const benchAccount = 512345678
 
 // deliveryProfile profiles only the timed part of BenchmarkDelivery (go
 // test's -cpuprofile also covers storing the events through ingest).
+var deliveryWorkers = flag.Int("delivery.workers", 0, "the runner's conversion workers (0: its default)")
+
 var deliveryProfile = flag.String("delivery.cpuprofile", "", "write a CPU profile of BenchmarkDelivery's timed part (the last sub-benchmark run) to this file")
 
 // BenchmarkDelivery is the delivery path in one process, as `capstan serve`
@@ -171,6 +173,7 @@ destinations:
 	}
 	runner := delivery.NewRunner(plan, delivery.RunnerConfig{
 		BatchSize: 5000, Linger: 200 * time.Millisecond, PerMinute: 100000, PerDay: 100000000,
+		Workers: *deliveryWorkers,
 	}, client, eng, graph, nil, log)
 
 	if *deliveryProfile != "" {

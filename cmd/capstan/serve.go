@@ -91,6 +91,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		MaxBatch: cfg.Engine.GroupCommit.MaxEvents,
 		Linger:   cfg.Engine.GroupCommit.Linger.D(),
 		Inflight: cfg.Engine.GroupCommit.Inflight,
+		Registry: reg,
 	}, log)
 	ing, err := ingest.New(cfg, ingest.Options{Store: app, Log: log, Registry: reg})
 	if err != nil {

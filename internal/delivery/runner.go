@@ -47,8 +47,11 @@ type RunnerConfig struct {
 	PerMinute, PerDay int
 	// MaxInflight caps concurrent requests. Default 4.
 	MaxInflight int
-	// Workers convert events concurrently (identity-graph reads are I/O);
-	// LinkedIn does not care about the order of conversions. Default 8.
+	// Workers convert events concurrently: identity-graph reads and writes
+	// are round trips to JetStream, and more of them in flight share its
+	// syscalls and wake-ups (BenchmarkDelivery, new visitors: 8 workers
+	// 9.1K events/s at 156 CPU-µs each, 32 workers 12.2K at 131). LinkedIn
+	// does not care about the order of conversions. Default 32.
 	Workers int
 	// RetryBase and RetryMax bound the exponential backoff. Defaults 1s, 5m.
 	RetryBase, RetryMax time.Duration
@@ -85,7 +88,7 @@ func (c *RunnerConfig) defaults(name string) {
 		c.MaxInflight = 4
 	}
 	if c.Workers <= 0 {
-		c.Workers = 8
+		c.Workers = 32
 	}
 	if c.RetryBase <= 0 {
 		c.RetryBase = time.Second

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -379,6 +380,76 @@ func TestAtomicBatchHeaders(t *testing.T) {
 			if got, w := m.Header.Get(k), want.Header.Get(k); got != w {
 				t.Errorf("message %d: %s %q, want %q", i, k, got, w)
 			}
+		}
+	}
+}
+
+// TestAppenderMetrics: every commit is counted with its records and time,
+// and the queue gauge reads the records waiting.
+func TestAppenderMetrics(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: t.TempDir()}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	app := NewAppender(eng, AppenderConfig{Registry: reg}, discard)
+	gather := func(name string) []float64 { // gauge value, or histogram count and sum
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			m := mf.GetMetric()[0]
+			if h := m.GetHistogram(); h != nil {
+				return []float64{float64(h.GetSampleCount()), h.GetSampleSum()}
+			}
+			return []float64{m.GetGauge().GetValue()}
+		}
+		t.Fatalf("no %s", name)
+		return nil
+	}
+	gauge := func() float64 { return gather("capstan_store_queued_records")[0] }
+	// Not running yet: the records wait.
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := app.Append(ctx, []Record{rec("events.s.track", "q1"), rec("events.s.track", "q2")})
+		waiting <- err
+	}()
+	eventually(t, func() bool { return gauge() == 2 })
+	done := make(chan struct{})
+	go func() { _ = app.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; eng.Close() })
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for i := range 20 {
+		recs = append(recs, rec("events.s.track", fmt.Sprint("r", i)))
+	}
+	if _, err := app.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := gather("capstan_store_commit_records"); got[0] != 2 || got[1] != 22 {
+		t.Errorf("commits %v with %v records, want 2 with 22", got[0], got[1])
+	}
+	if got := gather("capstan_store_commit_duration_seconds"); got[0] != 2 || got[1] <= 0 {
+		t.Errorf("commit durations: %v", got)
+	}
+	if gauge() != 0 {
+		t.Errorf("queued %v after the commits", gauge())
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
 		}
 	}
 }
