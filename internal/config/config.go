@@ -76,7 +76,9 @@ type Engine struct {
 	// MaxBytes caps the EVENTS stream's size; 0 means unlimited. When full,
 	// ingest answers 503 rather than dropping old events. Default 0.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// GroupCommit gathers concurrent writes into one atomic, fsynced batch.
+	// GroupCommit gathers concurrent writes into one atomic, fsynced batch
+	// (with sync: always; with an interval nothing is fsynced per write and
+	// a group's events are published one by one, pipelined).
 	GroupCommit GroupCommit `yaml:"group_commit"`
 }
 

@@ -112,8 +112,10 @@ type Appender struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
-	// atomic is false on servers without atomic batch publish: every record
-	// is then published and acknowledged on its own (pipelined).
+	// atomic is false on servers without atomic batch publish and when the
+	// embedded engine does not fsync each write (engine.sync interval):
+	// every record is then published and acknowledged on its own
+	// (pipelined).
 	atomic bool
 
 	m *appenderMetrics
@@ -145,9 +147,13 @@ func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 10 * time.Second
 	}
-	a := &Appender{cfg: cfg, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1), atomic: e.AtomicBatches()}
+	// Atomic batches exist here for their single fsync; without an fsync
+	// per write they only add JetStream's staging of each batch (a
+	// temporary store created and removed), so records then go one by one,
+	// pipelined.
+	a := &Appender{cfg: cfg, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1), atomic: e.AtomicBatches() && e.SyncsEachWrite()}
 	a.m = newAppenderMetrics(cfg.Registry, a)
-	if !a.atomic {
+	if !e.AtomicBatches() {
 		a.log.Warn("the NATS server has no atomic batch publish (needs 2.12 or later): events are written one by one, which is slower", "server_version", e.nc.ConnectedServerVersion())
 	}
 	return a

@@ -374,6 +374,12 @@ func (e *Engine) AtomicBatches() bool {
 	return major > 2 || major == 2 && minor >= 12
 }
 
+// SyncsEachWrite reports whether the engine fsyncs a write before
+// acknowledging it: false only for the embedded engine with an
+// engine.sync interval. An external cluster's own setting is unknown here
+// (the docs tell operators to set it to always), so it counts as true.
+func (e *Engine) SyncsEachWrite() bool { return e.ns == nil || e.cfg.SyncInterval == 0 }
+
 // Embedded reports whether this process runs the engine's server.
 func (e *Engine) Embedded() bool { return e.ns != nil }
 

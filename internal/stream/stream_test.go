@@ -453,3 +453,42 @@ func eventually(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestSyncIntervalPublishesEach: with engine.sync an interval nothing is
+// fsynced per write, so atomic batches would only add JetStream's staging;
+// records go one by one, pipelined, with duplicates still dropped.
+func TestSyncIntervalPublishesEach(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: t.TempDir(), SyncInterval: time.Second}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewAppender(eng, AppenderConfig{}, discard)
+	done := make(chan struct{})
+	go func() { _ = app.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; eng.Close() })
+	if eng.SyncsEachWrite() || app.atomic {
+		t.Fatalf("SyncsEachWrite %v, atomic %v with a sync interval", eng.SyncsEachWrite(), app.atomic)
+	}
+	if _, err := app.Append(ctx, []Record{rec("events.s.track", "m0")}); err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for i := range 50 {
+		recs = append(recs, rec("events.s.track", fmt.Sprint("m", i))) // m0 is stored already
+	}
+	recs = append(recs, rec("events.s.track", "m7")) // and m7 twice in the call
+	res, err := app.Append(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		dup := i == 0 || i == 50
+		if r.Err != nil || r.Duplicate != dup || !dup && (r.Seq == 0 || i > 1 && r.Seq <= res[i-1].Seq) {
+			t.Errorf("record %d: %+v", i, r)
+		}
+	}
+	if got := len(readAll(t, eng, EventsStream)); got != 50 {
+		t.Errorf("stored %d, want 50", got)
+	}
+}
