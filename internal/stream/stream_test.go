@@ -458,15 +458,8 @@ func eventually(t *testing.T, cond func() bool) {
 // fsynced per write, so atomic batches would only add JetStream's staging;
 // records go one by one, pipelined, with duplicates still dropped.
 func TestSyncIntervalPublishesEach(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := Open(ctx, Config{DataDir: t.TempDir(), SyncInterval: time.Second}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := NewAppender(eng, AppenderConfig{}, discard)
-	done := make(chan struct{})
-	go func() { _ = app.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; eng.Close() })
+	ctx := context.Background()
+	eng, app := openTest(t, Config{DataDir: t.TempDir(), SyncInterval: time.Second})
 	if eng.SyncsEachWrite() || app.atomic {
 		t.Fatalf("SyncsEachWrite %v, atomic %v with a sync interval", eng.SyncsEachWrite(), app.atomic)
 	}
