@@ -378,6 +378,26 @@ func (g *Graph) read(ctx context.Context, key string) (entry, error) {
 	return out, nil
 }
 
+// known returns what this process knows of the profile at key without a
+// read when it can: the memo's recent copy (if it is stale, a
+// compare-and-set on it fails and the profile is read again; if nothing
+// changes, nothing is written either way), or nil for a key this process
+// never met (seen: most likely new, so the caller creates it without a
+// read); otherwise it reads the profile.
+func (g *Graph) known(ctx context.Context, key string) (*entry, error) {
+	if e, ok := g.memo.get(key); ok {
+		return &e, nil
+	}
+	if !g.seen.maybe(key) {
+		return nil, nil
+	}
+	e, err := g.load(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
 // recent returns the profile at key from the memo, or reads it.
 func (g *Graph) recent(ctx context.Context, key string) (entry, error) {
 	if e, ok := g.memo.get(key); ok {
@@ -396,23 +416,16 @@ func (g *Graph) recent(ctx context.Context, key string) (entry, error) {
 // fn, at most maxAttempts times. It returns the profile as stored afterwards
 // and whether it wrote.
 func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r *record) bool) (record, bool, error) {
-	var e entry
-	guessed := false
-	switch m, ok := g.memo.get(key); {
-	case start != nil:
-		e = *start
-	case ok:
-		// A recent copy saves a read: if it is stale, the compare-and-set
-		// below fails and the profile is read again; if nothing changes,
-		// nothing is written either way.
-		e = m
-	case !g.seen.maybe(key):
-		guessed = true // e is the empty, absent profile
-	default:
+	if start == nil {
 		var err error
-		if e, err = g.load(ctx, key); err != nil {
+		if start, err = g.known(ctx, key); err != nil {
 			return record{}, false, err
 		}
+	}
+	var e entry
+	guessed := start == nil // e is the empty, absent profile
+	if start != nil {
+		e = *start
 	}
 	for attempt := 1; ; attempt++ {
 		r := e.rec.clone()

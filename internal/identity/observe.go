@@ -130,7 +130,8 @@ func mergeNewest(cur *string, at *int64, v string, vAt int64, slack int64) bool 
 // several destinations may observe the same event, and redelivery is safe.
 //
 // In the common case (an event whose ids are known and that carries nothing
-// new) it costs one read per id and no write.
+// new) it costs one read per id and no write, and no read when the ids were
+// met in the last few seconds (the memo).
 func (g *Graph) Observe(ctx context.Context, ev mapping.Value, c Captured) error {
 	id := eventIDs(ev)
 	if id.user == "" && id.anon == "" && id.previous == "" {
@@ -210,20 +211,17 @@ func (g *Graph) slack() int64 { return g.cfg.Refresh.Milliseconds() }
 // that a concurrent capture on the anonymous id is never lost.
 func (g *Graph) link(ctx context.Context, userID, anonymousID string, v values) error {
 	uk, ak := UserKey(userID), AnonymousKey(anonymousID)
-	// What the anonymous id knows goes into the user's write: from the
-	// memo, or read. An anonymous id this process never met is most likely
-	// new: it is not read, and if it knew something after all, the check
-	// after its write below copies that into the user.
-	var ea *entry
+	// What the anonymous id knows goes into the user's write. An anonymous
+	// id this process never met is most likely new and is not read (ea
+	// nil); if it knew something after all, the check after its write
+	// below copies that into the user.
+	ea, err := g.known(ctx, ak)
+	if err != nil {
+		return err
+	}
 	var fromA values
-	if e, ok := g.memo.get(ak); ok {
-		ea, fromA = &e, valuesOf(&e.rec)
-	} else if g.seen.maybe(ak) {
-		e, err := g.load(ctx, ak)
-		if err != nil {
-			return err
-		}
-		ea, fromA = &e, valuesOf(&e.rec)
+	if ea != nil {
+		fromA = valuesOf(&ea.rec)
 	}
 	ru, linked, wrote, err := g.addLink(ctx, uk, ak, v, fromA)
 	if err != nil {
