@@ -381,21 +381,18 @@ func (g *Graph) read(ctx context.Context, key string) (entry, error) {
 // known returns what this process knows of the profile at key without a
 // read when it can: the memo's recent copy (if it is stale, a
 // compare-and-set on it fails and the profile is read again; if nothing
-// changes, nothing is written either way), or nil for a key this process
-// never met (seen: most likely new, so the caller creates it without a
-// read); otherwise it reads the profile.
-func (g *Graph) known(ctx context.Context, key string) (*entry, error) {
+// changes, nothing is written either way), or met false for a key this
+// process never met (seen: most likely new, so the caller creates it
+// without a read); otherwise it reads the profile.
+func (g *Graph) known(ctx context.Context, key string) (e entry, met bool, err error) {
 	if e, ok := g.memo.get(key); ok {
-		return &e, nil
+		return e, true, nil
 	}
 	if !g.seen.maybe(key) {
-		return nil, nil
+		return entry{}, false, nil
 	}
-	e, err := g.load(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	return &e, nil
+	e, err = g.load(ctx, key)
+	return e, err == nil, err
 }
 
 // recent returns the profile at key from the memo, or reads it.
@@ -416,16 +413,17 @@ func (g *Graph) recent(ctx context.Context, key string) (entry, error) {
 // fn, at most maxAttempts times. It returns the profile as stored afterwards
 // and whether it wrote.
 func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r *record) bool) (record, bool, error) {
-	if start == nil {
-		var err error
-		if start, err = g.known(ctx, key); err != nil {
-			return record{}, false, err
-		}
-	}
 	var e entry
-	guessed := start == nil // e is the empty, absent profile
+	guessed := false
 	if start != nil {
 		e = *start
+	} else {
+		var met bool
+		var err error
+		if e, met, err = g.known(ctx, key); err != nil {
+			return record{}, false, err
+		}
+		guessed = !met // e is the empty, absent profile
 	}
 	for attempt := 1; ; attempt++ {
 		r := e.rec.clone()

@@ -213,15 +213,15 @@ func (g *Graph) link(ctx context.Context, userID, anonymousID string, v values) 
 	uk, ak := UserKey(userID), AnonymousKey(anonymousID)
 	// What the anonymous id knows goes into the user's write. An anonymous
 	// id this process never met is most likely new and is not read (ea
-	// nil); if it knew something after all, the check after its write
-	// below copies that into the user.
-	ea, err := g.known(ctx, ak)
-	if err != nil {
-		return err
-	}
+	// stays nil); if it knew something after all, the check after its
+	// write below copies that into the user.
+	var ea *entry
 	var fromA values
-	if ea != nil {
-		fromA = valuesOf(&ea.rec)
+	switch e, met, err := g.known(ctx, ak); {
+	case err != nil:
+		return err
+	case met:
+		ea, fromA = &e, valuesOf(&e.rec)
 	}
 	ru, linked, wrote, err := g.addLink(ctx, uk, ak, v, fromA)
 	if err != nil {
