@@ -479,17 +479,36 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 	}
 }
 
+// writeTimeout bounds the wait for one write's acknowledgement.
+const writeTimeout = 10 * time.Second
+
 // write stores data at key if the key's last revision is rev (0: no
 // message), as KeyValue.Update does, without its per-call key validation
 // (a regular expression; keys here are always a prefix and hex). A stale
 // rev fails with an error that matches jetstream.ErrKeyExists.
+//
+// It publishes asynchronously and waits for the acknowledgement: with
+// delivery's workers writing concurrently this costs ~35 CPU-µs per write
+// instead of ~56 for a synchronous request (a context, a timer and a reply
+// subscription each), measured with 32 writers on the embedded engine.
 func (g *Graph) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	ack, err := g.js.PublishMsg(ctx, &nats.Msg{Subject: g.subPre + key, Header: nats.Header{}, Data: data},
+	f, err := g.js.PublishMsgAsync(&nats.Msg{Subject: g.subPre + key, Header: nats.Header{}, Data: data},
 		jetstream.WithExpectLastSequencePerSubject(rev))
 	if err != nil {
 		return 0, err
 	}
-	return ack.Sequence, nil
+	t := time.NewTimer(writeTimeout)
+	defer t.Stop()
+	select {
+	case ack := <-f.Ok():
+		return ack.Sequence, nil
+	case err := <-f.Err():
+		return 0, err
+	case <-t.C:
+		return 0, fmt.Errorf("no acknowledgement within %s", writeTimeout)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 // backoff waits before compare-and-set attempt n+1: full jitter over
