@@ -32,7 +32,7 @@ type Sender interface {
 // enrich conversions. *identity.Graph implements it.
 type Graph interface {
 	Enricher
-	Observe(ctx context.Context, ev mapping.Value, c identity.Captured) error
+	ObserveAll(ctx context.Context, obs []identity.Observation) []error
 }
 
 // RunnerConfig tunes one destination's delivery. Zero fields take defaults.
@@ -353,12 +353,27 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 		<-ctx.Done()
 		it.Stop()
 	}()
-	msgs := make(chan jetstream.Msg)
+	// Workers take what is waiting, up to chunkMax events at a time.
+	msgs := make(chan jetstream.Msg, chunkMax*r.cfg.Workers)
 	var workers sync.WaitGroup
 	for range r.cfg.Workers {
 		workers.Go(func() {
+			chunk := make([]jetstream.Msg, 0, chunkMax)
 			for msg := range msgs {
-				r.handle(ctx, msg, out)
+				chunk = append(chunk[:0], msg)
+			more:
+				for len(chunk) < chunkMax {
+					select {
+					case m, ok := <-msgs:
+						if !ok {
+							break more
+						}
+						chunk = append(chunk, m)
+					default:
+						break more
+					}
+				}
+				r.handleChunk(ctx, chunk, out)
 			}
 		})
 	}
@@ -396,8 +411,53 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 	}
 }
 
-// handle converts one stored event.
-func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item) {
+// chunkMax bounds the events one worker takes at once (handleChunk).
+const chunkMax = 64
+
+// handleChunk converts stored events that were waiting together: the
+// identity graph observes them in one go (ObserveAll: new visitors'
+// profiles are created in one burst), then each is converted.
+func (r *Runner) handleChunk(ctx context.Context, msgs []jetstream.Msg, out chan<- *item) {
+	evs := make([]parsed, 0, len(msgs))
+	var obs []identity.Observation
+	var seqs []uint64 // of obs, for the log
+	for _, msg := range msgs {
+		p, ok := r.parse(ctx, msg)
+		if !ok {
+			continue
+		}
+		if p.observe {
+			obs = append(obs, identity.Observation{Event: p.ev, Captured: *p.have})
+			seqs = append(seqs, p.t.seq)
+		}
+		evs = append(evs, p)
+	}
+	if len(obs) > 0 {
+		for i, err := range r.graph.ObserveAll(ctx, obs) {
+			if err != nil {
+				r.log.Warn("identity graph update failed", "error", err, "event_seq", seqs[i])
+			}
+		}
+	}
+	for _, p := range evs {
+		if !r.convert(ctx, p, out) {
+			return // ctx ended: the rest is not acknowledged, redelivered after restart
+		}
+	}
+}
+
+// parsed is a stored event ready for the graph and conversion.
+type parsed struct {
+	t       *tracked
+	ev      mapping.Value
+	have    *identity.Captured // captured identifiers; nil: capture at conversion
+	observe bool               // the graph learns from it (consent allows)
+}
+
+// parse reads one stored event. It returns false when the event needs
+// nothing more (a replay for another destination, or dead-lettered as
+// unusable).
+func (r *Runner) parse(ctx context.Context, msg jetstream.Msg) (parsed, bool) {
 	md, _ := msg.Metadata()
 	t := &tracked{msg: msg, source: msg.Headers().Get(event.HeaderSource), doc: msg.Data()}
 	if md != nil {
@@ -405,48 +465,50 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item
 	}
 	if rf := msg.Headers().Get(HeaderReplayFor); rf != "" && rf != r.plan.Name {
 		_ = msg.Ack() // a replay for another destination
-		return
+		return parsed{}, false
 	}
 	r.received.Inc()
 	ev, err := mapping.Parse(t.doc)
 	if err != nil {
 		r.deadLetter(ctx, t, &DeadLetter{Reason: ReasonUnusable, Message: "stored event is not valid JSON: " + err.Error()})
 		r.finish(t)
-		return
+		return parsed{}, false
 	}
 	if s, ok := ev.Get("receivedAt").Str(); ok {
 		t.recv, _ = event.ParseTime(s)
 	}
 	t.pending.Add(1) // held until every conversion is queued
+	p := parsed{t: t, ev: ev}
 	// Capture once, for the graph and for conversion. The capstan_lfi cookie
 	// of the request stands in for an li_fat_id the event itself lacks.
 	cookie := msg.Headers().Get(event.HeaderLiFatID)
-	observe := r.graph != nil && identity.ConsentAllows(ev, r.plan.consent)
-	var have *identity.Captured
-	if cookie != "" || observe {
+	p.observe = r.graph != nil && identity.ConsentAllows(ev, r.plan.consent)
+	if cookie != "" || p.observe {
 		c := identity.Capture(ev)
 		if c.LiFatID == "" && cookie != "" {
 			c.LiFatID, c.LiFatIDFrom = cookie, "cookie capstan_lfi"
 		}
-		have = &c
-		if observe {
-			if err := r.graph.Observe(ctx, ev, c); err != nil {
-				r.log.Warn("identity graph update failed", "error", err, "event_seq", t.seq)
-			}
-		}
+		p.have = &c
 	}
+	return p, true
+}
+
+// convert runs a parsed event through the plan and queues its conversions;
+// false when ctx ended first.
+func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
+	t := p.t
 	var enr Enricher
 	if r.graph != nil {
 		enr = r.graph
 	}
-	for _, res := range r.plan.Convert(ctx, ev, t.source, r.clock.Now(), enr, have) {
+	for _, res := range r.plan.Convert(ctx, p.ev, t.source, r.clock.Now(), enr, p.have) {
 		switch res.Outcome {
 		case Converted:
 			t.pending.Add(1)
 			select {
 			case out <- &item{Item: Item{Conversion: res.Conversion, Batching: res.Batching}, route: res.Route, ev: t}:
 			case <-ctx.Done():
-				return // not acknowledged: redelivered after restart
+				return false // not acknowledged: redelivered after restart
 			}
 		case Invalid:
 			r.m.events.WithLabelValues(r.plan.Name, string(Invalid)).Inc()
@@ -461,6 +523,7 @@ func (r *Runner) handle(ctx context.Context, msg jetstream.Msg, out chan<- *item
 		}
 	}
 	r.release(t)
+	return true
 }
 
 // release drops one hold on t and acknowledges it when none is left.

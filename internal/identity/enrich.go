@@ -58,7 +58,7 @@ func (g *Graph) Enrich(ctx context.Context, ev mapping.Value, have Captured) Cap
 	}
 	done := func() bool { return have.LiFatID != "" && have.Email != "" }
 	if id.user != "" {
-		uk = UserKey(id.user)
+		uk = id.uk
 		var ok bool
 		if ru, ok = look(uk, FromUser); !ok || done() {
 			return have
@@ -70,7 +70,7 @@ func (g *Graph) Enrich(ctx context.Context, ev mapping.Value, have Captured) Cap
 		}
 	}
 	if id.anon != "" {
-		ak = AnonymousKey(id.anon)
+		ak = id.ak
 		var ok bool
 		if ra, ok = look(ak, FromAnonymous); !ok || done() {
 			return have

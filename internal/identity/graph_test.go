@@ -805,3 +805,68 @@ func TestAsyncBucket(t *testing.T) {
 		t.Errorf("Enrich after reopening = %+v", got)
 	}
 }
+
+// TestObserveAll: observing a chunk of events at once leaves the graph as
+// observing them one by one does, whether their ids are new, repeated in
+// the chunk, linked, aliased, or already stored by another process.
+func TestObserveAll(t *testing.T) {
+	ctx := context.Background()
+	js := openJS(t)
+	var evs []string
+	for i := range 12 {
+		ts := fmt.Sprintf("2026-09-01T10:%02d:00.000Z", i)
+		evs = append(evs,
+			fmt.Sprintf(`{"type":"page","anonymousId":"new-%d","timestamp":"%s","properties":{"li_fat_id":"L%d"}}`, i, ts, i),
+			fmt.Sprintf(`{"type":"track","event":"x","userId":"u-%d","timestamp":"%s","traits":{"email":"u%d@example.com"}}`, i%4, ts, i),
+		)
+		if i%3 == 0 {
+			evs = append(evs, fmt.Sprintf(`{"type":"identify","userId":"u-%d","anonymousId":"new-%d","timestamp":"%s"}`, i%4, i, ts))
+		}
+	}
+	evs = append(evs,
+		`{"type":"page","anonymousId":"new-1","timestamp":"2026-09-01T11:00:00.000Z","properties":{"li_fat_id":"again"}}`,
+		`{"type":"page","anonymousId":"stored","timestamp":"2026-09-01T09:00:00.000Z","properties":{"li_fat_id":"S2"}}`,
+		`{"type":"alias","previousId":"u-3","userId":"u-merged","timestamp":"2026-09-01T12:00:00.000Z"}`,
+		`{"type":"group","userId":"u-2","groupId":"org_1"}`,
+		`{"type":"page","anonymousId":"quiet"}`,
+	)
+	one, all := openGraph(t, js, Config{Bucket: "one"}), openGraph(t, js, Config{Bucket: "all"})
+	// A profile another process stored: unknown to both graphs.
+	for _, b := range []string{"one", "all"} {
+		observe(t, openGraph(t, js, Config{Bucket: b}), `{"type":"identify","userId":"u-9","anonymousId":"stored","timestamp":"2026-09-01T08:00:00.000Z","properties":{"li_fat_id":"S1"},"traits":{"email":"s@example.com"}}`)
+	}
+	var obs []Observation
+	for _, s := range evs {
+		observe(t, one, s)
+		ev := parse(t, s)
+		obs = append(obs, Observation{Event: ev, Captured: Capture(ev)})
+	}
+	for i, err := range all.ObserveAll(ctx, obs) {
+		if err != nil {
+			t.Errorf("event %d: %v", i, err)
+		}
+	}
+	norm := func(p Profile) Profile {
+		p.Created, p.Updated, p.Expires, p.Revision, p.Linked = time.Time{}, time.Time{}, time.Time{}, 0, nil
+		slices.Sort(p.Links)
+		return p
+	}
+	keys := []Key{{UserID: "u-9"}, {AnonymousID: "stored"}, {UserID: "u-merged"}, {AnonymousID: "quiet"}}
+	for i := range 12 {
+		keys = append(keys, Key{AnonymousID: fmt.Sprint("new-", i)}, Key{UserID: fmt.Sprint("u-", i%4)})
+	}
+	for _, k := range keys {
+		want, werr := one.Show(ctx, k)
+		got, gerr := all.Show(ctx, k)
+		if !errors.Is(gerr, werr) && (gerr == nil) != (werr == nil) {
+			t.Errorf("%+v: error %v, one by one %v", k, gerr, werr)
+			continue
+		}
+		if !reflect.DeepEqual(norm(got), norm(want)) {
+			t.Errorf("%+v:\n got %+v\nwant %+v", k, norm(got), norm(want))
+		}
+	}
+	if p, err := all.Show(ctx, Key{AnonymousID: "stored"}); err != nil || p.LiFatID != "S2" || len(p.Links) != 1 {
+		t.Errorf("the stored profile was not merged: %+v %v", p, err)
+	}
+}

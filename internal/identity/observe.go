@@ -17,22 +17,30 @@ const (
 	pruneBatch = 10
 )
 
-// ids are the identifiers of one event.
+// ids are the identifiers of one event, with the keys of their profiles.
 type ids struct {
 	typ      string
 	user     string
 	anon     string
 	previous string // alias
+	uk, ak   string // UserKey(user), AnonymousKey(anon); "" without the id
 }
 
 func eventIDs(ev mapping.Value) ids {
 	typ, _ := ev.Get("type").Str()
-	return ids{
+	id := ids{
 		typ:      typ,
 		user:     idString(ev.Get("userId")),
 		anon:     idString(ev.Get("anonymousId")),
 		previous: idString(ev.Get("previousId")),
 	}
+	if id.user != "" {
+		id.uk = UserKey(id.user)
+	}
+	if id.anon != "" {
+		id.ak = AnonymousKey(id.anon)
+	}
+	return id
 }
 
 // idString returns a string or number id, trimmed; "" for anything else.
@@ -133,10 +141,38 @@ func mergeNewest(cur *string, at *int64, v string, vAt int64, slack int64) bool 
 // new) it costs one read per id and no write, and no read when the ids were
 // met in the last few seconds (the memo).
 func (g *Graph) Observe(ctx context.Context, ev mapping.Value, c Captured) error {
-	id := eventIDs(ev)
+	return g.observe(ctx, ev, eventIDs(ev), c)
+}
+
+// observe is Observe of ev, whose ids are id.
+func (g *Graph) observe(ctx context.Context, ev mapping.Value, id ids, c Captured) error {
 	if id.user == "" && id.anon == "" && id.previous == "" {
 		return nil
 	}
+	v := g.valuesOf(ev, id, c)
+	if id.typ == "alias" && id.previous != "" && id.user != "" && id.previous != id.user {
+		if err := g.alias(ctx, id.previous, id.uk, v); err != nil {
+			return err
+		}
+		if id.anon == "" || id.anon == id.previous {
+			return nil
+		}
+	}
+	switch {
+	case id.user != "" && id.anon != "":
+		return g.link(ctx, id.uk, id.ak, v)
+	case id.user != "":
+		return g.observeOne(ctx, id.uk, v)
+	case id.anon != "":
+		return g.observeOne(ctx, id.ak, v)
+	}
+	return nil
+}
+
+// valuesOf returns what ev (with ids id and captured c) says about its
+// user: the li_fat_id and the email's SHA-256 at the event's time, and a
+// group call's groupId.
+func (g *Graph) valuesOf(ev mapping.Value, id ids, c Captured) values {
 	at := eventTime(ev, g.cfg.Now())
 	var v values
 	if c.LiFatID != "" {
@@ -152,23 +188,7 @@ func (g *Graph) Observe(ctx context.Context, ev mapping.Value, c Captured) error
 			v.groups = []string{gid}
 		}
 	}
-	if id.typ == "alias" && id.previous != "" && id.user != "" && id.previous != id.user {
-		if err := g.alias(ctx, id.previous, id.user, v); err != nil {
-			return err
-		}
-		if id.anon == "" || id.anon == id.previous {
-			return nil
-		}
-	}
-	switch {
-	case id.user != "" && id.anon != "":
-		return g.link(ctx, id.user, id.anon, v)
-	case id.user != "":
-		return g.observeOne(ctx, UserKey(id.user), v)
-	case id.anon != "":
-		return g.observeOne(ctx, AnonymousKey(id.anon), v)
-	}
-	return nil
+	return v
 }
 
 // observeOne records v on one profile and, when that added something,
@@ -204,13 +224,12 @@ func (g *Graph) propagate(ctx context.Context, key string, r *record) error {
 
 func (g *Graph) slack() int64 { return g.cfg.Refresh.Milliseconds() }
 
-// link links userID and anonymousID and records v on both. The user's
-// profile is written first, so that whatever happens next, deleting the
-// user finds the anonymous id; what the anonymous id knows is copied into
+// link links the user and the anonymous id whose profiles are at uk and ak
+// and records v on both. The user's profile is written first, so that
+// whatever happens next, deleting the user finds the anonymous id; what the anonymous id knows is copied into
 // the user's profile, and checked again after the anonymous id's write so
 // that a concurrent capture on the anonymous id is never lost.
-func (g *Graph) link(ctx context.Context, userID, anonymousID string, v values) error {
-	uk, ak := UserKey(userID), AnonymousKey(anonymousID)
+func (g *Graph) link(ctx context.Context, uk, ak string, v values) error {
 	// What the anonymous id knows goes into the user's write. An anonymous
 	// id this process never met is most likely new and is not read (ea
 	// stays nil); if it knew something after all, the check after its
@@ -321,19 +340,19 @@ func (g *Graph) pruneLinks(ctx context.Context, key string, links []string) (boo
 	return err == nil, err
 }
 
-// alias merges the profile of previousID into userID's. A previous id the
+// alias merges the profile of previousID into the user's at uk. A previous id the
 // graph knows as a user id is linked to the user both ways (its profile
 // keeps aliasOf, the user lists it); any other previous id is taken for an
 // anonymous id (analytics.js aliases the anonymous id by default) and
 // linked like one.
-func (g *Graph) alias(ctx context.Context, previousID, userID string, v values) error {
-	pk, uk := UserKey(previousID), UserKey(userID)
+func (g *Graph) alias(ctx context.Context, previousID, uk string, v values) error {
+	pk := UserKey(previousID)
 	ep, err := g.load(ctx, pk)
 	if err != nil {
 		return err
 	}
 	if !ep.exists {
-		return g.link(ctx, userID, previousID, v)
+		return g.link(ctx, uk, AnonymousKey(previousID), v)
 	}
 	ru, linked, _, err := g.addLink(ctx, uk, pk, v, valuesOf(&ep.rec))
 	if err != nil || !linked {
