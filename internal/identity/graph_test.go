@@ -829,11 +829,20 @@ func TestObserveAll(t *testing.T) {
 		`{"type":"alias","previousId":"u-3","userId":"u-merged","timestamp":"2026-09-01T12:00:00.000Z"}`,
 		`{"type":"group","userId":"u-2","groupId":"org_1"}`,
 		`{"type":"page","anonymousId":"quiet"}`,
+		// New users with new browsers, and pairs of which one side is stored.
+		`{"type":"identify","userId":"pair-u-0","anonymousId":"pair-a-0","timestamp":"2026-09-01T13:00:00.000Z","traits":{"email":"p0@example.com"},"properties":{"li_fat_id":"P0"}}`,
+		`{"type":"identify","userId":"pair-u-1","anonymousId":"pair-a-1","timestamp":"2026-09-01T13:00:00.000Z"}`,
+		`{"type":"track","event":"x","userId":"pair-u-1","anonymousId":"pair-a-1","timestamp":"2026-09-01T13:01:00.000Z","properties":{"li_fat_id":"P1"}}`,
+		`{"type":"identify","userId":"pair-u-s","anonymousId":"pair-a-stored","timestamp":"2026-09-01T13:00:00.000Z","traits":{"email":"ps@example.com"}}`,
+		`{"type":"identify","userId":"pair-u-old","anonymousId":"pair-a-new","timestamp":"2026-09-01T13:00:00.000Z","properties":{"li_fat_id":"PN"}}`,
 	)
 	one, all := openGraph(t, js, Config{Bucket: "one"}), openGraph(t, js, Config{Bucket: "all"})
 	// A profile another process stored: unknown to both graphs.
 	for _, b := range []string{"one", "all"} {
-		observe(t, openGraph(t, js, Config{Bucket: b}), `{"type":"identify","userId":"u-9","anonymousId":"stored","timestamp":"2026-09-01T08:00:00.000Z","properties":{"li_fat_id":"S1"},"traits":{"email":"s@example.com"}}`)
+		other := openGraph(t, js, Config{Bucket: b})
+		observe(t, other, `{"type":"identify","userId":"u-9","anonymousId":"stored","timestamp":"2026-09-01T08:00:00.000Z","properties":{"li_fat_id":"S1"},"traits":{"email":"s@example.com"}}`)
+		observe(t, other, `{"type":"page","anonymousId":"pair-a-stored","timestamp":"2026-09-01T08:00:00.000Z","properties":{"li_fat_id":"PS"}}`)
+		observe(t, other, `{"type":"track","event":"x","userId":"pair-u-old","timestamp":"2026-09-01T08:00:00.000Z","traits":{"email":"old@example.com"}}`)
 	}
 	var obs []Observation
 	for _, s := range evs {
@@ -851,7 +860,9 @@ func TestObserveAll(t *testing.T) {
 		slices.Sort(p.Links)
 		return p
 	}
-	keys := []Key{{UserID: "u-9"}, {AnonymousID: "stored"}, {UserID: "u-merged"}, {AnonymousID: "quiet"}}
+	keys := []Key{{UserID: "u-9"}, {AnonymousID: "stored"}, {UserID: "u-merged"}, {AnonymousID: "quiet"},
+		{UserID: "pair-u-0"}, {AnonymousID: "pair-a-0"}, {UserID: "pair-u-1"}, {AnonymousID: "pair-a-1"},
+		{UserID: "pair-u-s"}, {AnonymousID: "pair-a-stored"}, {UserID: "pair-u-old"}, {AnonymousID: "pair-a-new"}}
 	for i := range 12 {
 		keys = append(keys, Key{AnonymousID: fmt.Sprint("new-", i)}, Key{UserID: fmt.Sprint("u-", i%4)})
 	}
@@ -868,5 +879,13 @@ func TestObserveAll(t *testing.T) {
 	}
 	if p, err := all.Show(ctx, Key{AnonymousID: "stored"}); err != nil || p.LiFatID != "S2" || len(p.Links) != 1 {
 		t.Errorf("the stored profile was not merged: %+v %v", p, err)
+	}
+	// A stored browser's click id reaches its new user; a stored user keeps
+	// its email and gains the new browser's click id.
+	if p, err := all.Show(ctx, Key{UserID: "pair-u-s"}); err != nil || p.LiFatID != "PS" || p.EmailSHA256 == "" {
+		t.Errorf("new user of a stored browser: %+v %v", p, err)
+	}
+	if p, err := all.Show(ctx, Key{UserID: "pair-u-old"}); err != nil || p.LiFatID != "PN" || p.EmailSHA256 != must(hashEmail("old@example.com")) {
+		t.Errorf("stored user of a new browser: %+v %v", p, err)
 	}
 }
