@@ -479,6 +479,13 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 	}
 }
 
+// publish sends data for key, to be stored only if the key's last revision
+// is rev (0: no message); the future says whether it was.
+func (g *Graph) publish(key string, data []byte, rev uint64) (jetstream.PubAckFuture, error) {
+	return g.js.PublishMsgAsync(&nats.Msg{Subject: g.subPre + key, Header: nats.Header{}, Data: data},
+		jetstream.WithExpectLastSequencePerSubject(rev))
+}
+
 // writeTimeout bounds the wait for one write's acknowledgement.
 const writeTimeout = 10 * time.Second
 
@@ -492,8 +499,7 @@ const writeTimeout = 10 * time.Second
 // instead of ~56 for a synchronous request (a context, a timer and a reply
 // subscription each), measured with 32 writers on the embedded engine.
 func (g *Graph) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	f, err := g.js.PublishMsgAsync(&nats.Msg{Subject: g.subPre + key, Header: nats.Header{}, Data: data},
-		jetstream.WithExpectLastSequencePerSubject(rev))
+	f, err := g.publish(key, data, rev)
 	if err != nil {
 		return 0, err
 	}

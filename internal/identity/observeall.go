@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capstan-gw/capstan/internal/mapping"
@@ -89,8 +88,7 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 	for j, c := range cs {
 		data, err := json.Marshal(&c.rec)
 		if err == nil {
-			futures[j], err = g.js.PublishMsgAsync(&nats.Msg{Subject: g.subPre + c.key, Header: nats.Header{}, Data: data},
-				jetstream.WithExpectLastSequencePerSubject(0))
+			futures[j], err = g.publish(c.key, data, 0)
 		}
 		if err != nil {
 			*rest = append(*rest, c.i)
@@ -137,35 +135,36 @@ func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[st
 		_, ok := g.memo.get(key)
 		return !ok
 	}
-	v := g.valuesOf(o.Event, id, o.Captured)
-	profile := func(key string, links ...string) *create {
-		c := &create{key: key}
-		c.rec.Links = links
-		v.apply(&c.rec, g.slack())
-		c.rec.First = now.UnixMilli()
-		claimed[key] = true
-		return c
-	}
 	switch {
 	case id.user != "" && id.anon != "":
 		if !unmet(id.uk) || !unmet(id.ak) {
 			return nil
 		}
+	case id.user != "" || id.anon != "":
+		if !unmet(id.uk + id.ak) { // one of them is ""
+			return nil
+		}
+	default:
+		return nil
+	}
+	// Only now, for events that qualify: the email's hash is not free.
+	v := g.valuesOf(o.Event, id, o.Captured)
+	profile := func(key string, links ...string) *create {
+		c := &create{key: key}
+		c.rec.Links = links
+		if !v.apply(&c.rec, g.slack()) && len(links) == 0 {
+			return nil // nothing to record
+		}
+		c.rec.First = now.UnixMilli()
+		claimed[key] = true
+		return c
+	}
+	if id.uk != "" && id.ak != "" {
 		c := profile(id.uk, id.ak)
 		c.then = profile(id.ak, id.uk)
 		return c
-	case id.user != "" || id.anon != "":
-		key := id.uk + id.ak // one of them is ""
-		if !unmet(key) {
-			return nil
-		}
-		var r record
-		if !v.apply(&r, g.slack()) {
-			return nil // nothing to record
-		}
-		return profile(key)
 	}
-	return nil
+	return profile(id.uk + id.ak)
 }
 
 // memoised reports whether every profile the ids name is in the memo, so
