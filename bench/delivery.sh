@@ -53,56 +53,8 @@ RESULTS=$WORK/results.jsonl
 COMMANDS=$WORK/commands.txt
 : >"$RESULTS" >"$COMMANDS"
 
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		if kill -0 "$p" 2>/dev/null; then
-			kill -TERM "$p" 2>/dev/null || true
-			wait "$p" 2>/dev/null || true
-		fi
-	done
-	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-		echo "kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-
-log() { printf '\n== %s\n' "$*" >&2; }
-
-cmd() {
-	printf '%q ' "$@" | sed 's/ $//' >>"$COMMANDS"
-	echo >>"$COMMANDS"
-	"$@"
-}
-
-# wait_url FILE PATTERN PID: the first http://HOST:PORT after PATTERN in FILE.
-wait_url() {
-	local f=$1 pat=$2 pid=$3 i u
-	for i in $(seq 1 300); do
-		u=$(grep -o "$pat[^ ]*http://[^ ]*" "$f" 2>/dev/null | head -1 | grep -o 'http://[^ ]*' || true)
-		if [[ -n $u ]]; then
-			printf '%s\n' "$u"
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || { cat "$f" >&2; echo "process $pid exited" >&2; return 1; }
-		sleep 0.1
-	done
-	echo "no listening address after 30s in $f" >&2
-	return 1
-}
-
-machine() {
-	echo "- CPU: $(nproc) logical CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-	echo "- Memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-	echo "- Kernel: $(uname -srm)"
-	echo "- Go: $(go version | sed 's/^go version //')"
-	echo "- Disk of the data dir: $(df -hT "$WORK" | awk 'NR==2 {print $1, $2}')"
-	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown)"
-	echo "- capstan tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet') plus the uncommitted working tree as found ($(git -C "$ROOT" status --porcelain 2>/dev/null | grep -vc '^?? bench/\|^ M bench/' || true) changed files outside bench/)"
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 log "build"
 mkdir -p "$BIN"

@@ -33,57 +33,8 @@ COMMANDS=$WORK/commands.txt
 CHECKS=$WORK/checks.md
 : >"$RESULTS" >"$COMMANDS" >"$CHECKS"
 
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		if kill -0 "$p" 2>/dev/null; then
-			kill -TERM "$p" 2>/dev/null || true
-			wait "$p" 2>/dev/null || true
-		fi
-	done
-	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-		echo "kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-
-log() { printf '\n== %s\n' "$*" >&2; }
-
-# cmd records a command line for the results file, then runs it.
-cmd() {
-	printf '%q ' "$@" | sed 's/ $//' >>"$COMMANDS"
-	echo >>"$COMMANDS"
-	"$@"
-}
-
-# wait_addr LOG PATTERN PID: the http://HOST:PORT logged after PATTERN.
-wait_addr() {
-	local logf=$1 pat=$2 pid=$3 i addr
-	for i in $(seq 1 300); do
-		addr=$(grep -o "$pat addr=http://[^ ]*" "$logf" 2>/dev/null | head -1 | sed 's/.*addr=//' || true)
-		if [[ -n $addr ]]; then
-			printf '%s\n' "$addr"
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || { cat "$logf" >&2; echo "process $pid exited" >&2; return 1; }
-		sleep 0.1
-	done
-	echo "no listening address after 30s in $logf" >&2
-	return 1
-}
-
-machine() {
-	echo "- CPU: $(nproc) logical CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-	echo "- Memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-	echo "- Kernel: $(uname -srm)"
-	echo "- Go: $(go version | sed 's/^go version //')"
-	echo "- Disk of the data dir: $(df -hT "$WORK" | awk 'NR==2 {print $1, $2}')"
-	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown)"
-	echo "- capstan tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet (working tree as found)')"
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 log "build"
 mkdir -p "$BIN"
@@ -115,7 +66,7 @@ log "null server"
 NULL_PID=$!
 PIDS+=("$NULL_PID")
 printf '%s\n' "$BIN/nullserver -addr 127.0.0.1:0 &" >>"$COMMANDS"
-NULL_URL=$(wait_addr "$WORK/nullserver.log" 'msg="nullserver listening"' "$NULL_PID")
+NULL_URL=$(wait_url "$WORK/nullserver.log" 'msg="nullserver listening" addr=' "$NULL_PID")
 load null "$NULL_URL" "$NULL_PID"
 kill -TERM "$NULL_PID"
 wait "$NULL_PID" || true
@@ -141,7 +92,7 @@ EOF
 	PIDS+=("$pid")
 	printf '%s\n' "$BIN/capstan serve --config $dir/capstan.yaml &   # engine.sync: $sync" >>"$COMMANDS"
 	local url
-	url=$(wait_addr "$dir/capstan.log" 'msg="capstan listening"' "$pid")
+	url=$(wait_url "$dir/capstan.log" 'msg="capstan listening" addr=' "$pid")
 	load "capstan sync=$sync" "$url" "$pid"
 
 	log "durability check: $name"
