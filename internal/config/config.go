@@ -76,21 +76,23 @@ type Engine struct {
 	// MaxBytes caps the EVENTS stream's size; 0 means unlimited. When full,
 	// ingest answers 503 rather than dropping old events. Default 0.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// GroupCommit gathers concurrent writes into one atomic, fsynced batch
-	// (with sync: always; with an interval nothing is fsynced per write and
-	// a group's events are published one by one, pipelined).
+	// GroupCommit gathers concurrent writes into groups made durable by one
+	// fsync (with sync: always; the embedded engine writes a group and
+	// capstan fsyncs the stream once, an external cluster gets one JetStream
+	// atomic batch).
 	GroupCommit GroupCommit `yaml:"group_commit"`
 }
 
-// GroupCommit tunes how events are gathered into atomic batches.
+// GroupCommit tunes how events are gathered into groups.
 type GroupCommit struct {
-	// MaxEvents per atomic batch, 1 to 1000 (JetStream's limit). Default 1000.
+	// MaxEvents per group, 1 to 1000 (JetStream's atomic batch limit).
+	// Default 1000.
 	MaxEvents int `yaml:"max_events"`
 	// Linger is how long the first event of a batch may wait for others when
 	// the store is idle. Default 0: a batch is written as soon as the previous
 	// one is done, so waiting is only ever for the disk (0 to 100ms).
 	Linger Duration `yaml:"linger"`
-	// Inflight is how many batches may be written at once (1 to 16). Default 2.
+	// Inflight is how many groups may be written at once (1 to 16). Default 2.
 	Inflight int `yaml:"inflight"`
 }
 

@@ -58,7 +58,7 @@ type DeadLetter struct {
 // writeDeadLetter stores dl durably. The message id makes a write repeated
 // after a crash (event redelivered) a no-op, while a failure after a replay
 // (another EventSeq) is kept.
-func writeDeadLetter(ctx context.Context, js jetstream.JetStream, dl *DeadLetter) error {
+func writeDeadLetter(ctx context.Context, eng *stream.Engine, dl *DeadLetter) error {
 	b, err := json.Marshal(dl)
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
@@ -66,7 +66,12 @@ func writeDeadLetter(ctx context.Context, js jetstream.JetStream, dl *DeadLetter
 	m := &nats.Msg{Subject: stream.DLQSubject + "." + dl.Destination + "." + dl.Reason, Data: b, Header: nats.Header{}}
 	m.Header.Set(event.HeaderSource, dl.Source)
 	id := fmt.Sprintf("%s:%s:%d", dl.Destination, dl.Mapping, dl.EventSeq)
-	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
+	if _, err := eng.JetStream().PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("write dead letter: %w", err)
+	}
+	// The event is acknowledged once this returns: the dead letter must be
+	// on disk first.
+	if err := eng.Sync(ctx, stream.DLQStream); err != nil {
 		return fmt.Errorf("write dead letter: %w", err)
 	}
 	return nil
@@ -162,6 +167,10 @@ func ReplayDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter) (in
 		m.Header.Set(HeaderReplayFor, dl.Destination)
 		id := "replay:" + dl.Destination + ":" + strconv.FormatUint(dl.Seq, 10)
 		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
+			return n, fmt.Errorf("replay dead letter %d: %w", dl.Seq, err)
+		}
+		// On disk in EVENTS before it leaves the DLQ.
+		if err := eng.Sync(ctx, stream.EventsStream); err != nil {
 			return n, fmt.Errorf("replay dead letter %d: %w", dl.Seq, err)
 		}
 		if err := s.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

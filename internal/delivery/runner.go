@@ -829,7 +829,7 @@ func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
 	dl.MessageID = probe.MessageID
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := writeDeadLetter(wctx, r.eng.JetStream(), dl); err != nil {
+	if err := writeDeadLetter(wctx, r.eng, dl); err != nil {
 		t.failed.Store(true)
 		r.log.Error("dead-letter write failed; the event will be delivered again", "error", err, "event_seq", t.seq)
 		return

@@ -81,7 +81,7 @@ func newAppenderMetrics(reg prometheus.Registerer, a *Appender) *appenderMetrics
 	m := &appenderMetrics{
 		records: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_commit_records",
-			Help:    "Events written by one commit to the EVENTS stream (one atomic batch, one fsync).",
+			Help:    "Events written by one commit to the EVENTS stream (made durable by one fsync).",
 			Buckets: []float64{1, 8, 32, 100, 250, 500, 750, 1000},
 		}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -103,20 +103,25 @@ func newAppenderMetrics(reg prometheus.Registerer, a *Appender) *appenderMetrics
 	return m
 }
 
-// Appender appends records durably with group commit: records from
-// concurrent Append calls are written as one JetStream atomic batch, and the
-// stream's fsync-before-ack policy makes that one fsync. It is safe for
-// concurrent use; Run must be running for Append to make progress.
+// Appender appends records durably with group commit: the records of
+// concurrent Append calls are written together and made durable by one
+// fsync. On the embedded engine they are published, pipelined, and the
+// stream's block file is fsynced once they are all acknowledged (Engine.Sync,
+// see sync.go); on an external cluster they are written as one JetStream
+// atomic batch, which the servers' sync_interval always commits with one
+// fsync. It is safe for concurrent use; Run must be running for Append to
+// make progress.
 type Appender struct {
 	cfg AppenderConfig
+	eng *Engine
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
-	// atomic is false on servers without atomic batch publish and when the
-	// embedded engine does not fsync each write (engine.sync interval):
-	// every record is then published and acknowledged on its own
-	// (pipelined).
-	atomic bool
+	// atomic is true on an external cluster with atomic batch publish
+	// (nats-server 2.12 or later). Otherwise every record is published and
+	// acknowledged on its own (pipelined), and then, when syncs, the group
+	// is made durable by Engine.Sync.
+	atomic, syncs bool
 
 	m *appenderMetrics
 
@@ -147,13 +152,17 @@ func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 10 * time.Second
 	}
-	// Atomic batches exist here for their single fsync; without an fsync
-	// per write they only add JetStream's staging of each batch (a
-	// temporary store created and removed), so records then go one by one,
-	// pipelined.
-	a := &Appender{cfg: cfg, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1), atomic: e.AtomicBatches() && e.SyncsEachWrite()}
+	// Atomic batches exist here for their single fsync. Where capstan syncs
+	// the stream itself, or no fsync is wanted (engine.sync interval), they
+	// would only add JetStream's staging of each batch (a temporary store
+	// created and removed).
+	a := &Appender{
+		cfg: cfg, eng: e, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1),
+		syncs:  e.SyncsLocally(),
+		atomic: !e.SyncsLocally() && !e.Embedded() && e.AtomicBatches(),
+	}
 	a.m = newAppenderMetrics(cfg.Registry, a)
-	if !e.AtomicBatches() {
+	if !e.Embedded() && !a.syncs && !e.AtomicBatches() {
 		a.log.Warn("the NATS server has no atomic batch publish (needs 2.12 or later): events are written one by one, which is slower", "server_version", e.nc.ConnectedServerVersion())
 	}
 	return a
@@ -366,6 +375,9 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 	}()
 	if len(send) < minAtomic || !a.atomic {
 		a.publishEach(send, sendRes)
+		if a.syncs {
+			a.sync(ctx, sendRes)
+		}
 		return
 	}
 	ack, id, err := a.publishAtomic(ctx, send)
@@ -389,6 +401,22 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 		a.log.Warn("append batch failed", "batch_size", len(send), "error", err)
 		for i := range sendRes {
 			*sendRes[i] = Result{Err: err}
+		}
+	}
+}
+
+// sync makes the records just published durable. If it fails, what was
+// stored may not survive a power loss, so no record is acknowledged: the
+// client retries and the stream's de-duplication keeps one copy.
+func (a *Appender) sync(ctx context.Context, res []*Result) {
+	err := a.eng.Sync(ctx, EventsStream)
+	if err == nil {
+		return
+	}
+	a.log.Error("append: sync failed", "records", len(res), "error", err)
+	for _, r := range res {
+		if r.Err == nil {
+			*r = Result{Err: err}
 		}
 	}
 }

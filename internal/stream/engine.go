@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -71,7 +72,18 @@ type Engine struct {
 	// ctlFile is data_dir/engine.json, written while a listening embedded
 	// server runs.
 	ctlFile string
+	// attached is true for a tool connected to the embedded engine of a
+	// running capstan: Sync asks that process to sync (see sync.go).
+	attached bool
+
+	syncMu  sync.Mutex
+	syncers map[string]*blockSyncer // by stream, embedded engine only
 }
+
+// syncSubject is where the process that runs the embedded engine takes Sync
+// requests from tools attached to it. The data is the stream's name; an
+// empty reply means done, anything else is the error.
+const syncSubject = "capstan.engine.sync"
 
 // ErrBusy means the data directory belongs to another running capstan whose
 // embedded engine does not accept local clients (engine.listen: none).
@@ -202,6 +214,7 @@ func (e *Engine) attachRunning() error {
 	if err != nil {
 		return fmt.Errorf("connect to the running capstan's engine: %w", err)
 	}
+	e.attached = true
 	return e.setConn(nc)
 }
 
@@ -214,8 +227,9 @@ func (e *Engine) startEmbedded(cfg Config) error {
 		NoLog:              true,
 		DontListen:         true,
 		JetStreamMaxMemory: 256 << 20,
-		SyncInterval:       cfg.SyncInterval,
-		SyncAlways:         cfg.SyncInterval == 0,
+		// Never sync "always": with engine.sync always, capstan fsyncs
+		// the stream itself after each group of writes (Sync, sync.go).
+		SyncInterval: cfg.SyncInterval,
 	}
 	// Atomic batches of up to 1000 events; allow enough in flight for group
 	// commit with several writers.
@@ -252,6 +266,9 @@ func (e *Engine) startEmbedded(cfg Config) error {
 		return err
 	}
 	if token != "" {
+		if err := e.serveSync(); err != nil {
+			return err
+		}
 		addr := ns.Addr().(*net.TCPAddr)
 		ctl := control{URL: fmt.Sprintf("nats://%s", net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))), Token: token, PID: os.Getpid()}
 		b, _ := json.Marshal(ctl)
@@ -338,7 +355,8 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 }
 
 // KV returns the key-value bucket name, creating it when missing with the
-// engine's replicas and the given TTL (0: keep forever).
+// engine's replicas and the given TTL (0: keep forever). Its writes are
+// durable when they return (with SyncsLocally, each is followed by Sync).
 func (e *Engine) KV(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
 	kv, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   bucket,
@@ -349,6 +367,9 @@ func (e *Engine) KV(ctx context.Context, bucket string, ttl time.Duration) (jets
 	})
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", bucket, err)
+	}
+	if e.SyncsLocally() {
+		return &syncedKV{KeyValue: kv, eng: e, stream: "KV_" + bucket}, nil
 	}
 	return kv, nil
 }
@@ -374,11 +395,74 @@ func (e *Engine) AtomicBatches() bool {
 	return major > 2 || major == 2 && minor >= 12
 }
 
-// SyncsEachWrite reports whether the engine fsyncs a write before
-// acknowledging it: false only for the embedded engine with an
-// engine.sync interval. An external cluster's own setting is unknown here
-// (the docs tell operators to set it to always), so it counts as true.
-func (e *Engine) SyncsEachWrite() bool { return e.ns == nil || e.cfg.SyncInterval == 0 }
+// SyncsLocally reports whether capstan makes writes durable itself with
+// Sync: true for the embedded engine with engine.sync always, and for a
+// tool attached to a running capstan's embedded engine. Then writes are
+// published without JetStream's atomic batches and followed by Sync.
+func (e *Engine) SyncsLocally() bool { return e.attached || e.ns != nil && e.cfg.SyncInterval == 0 }
+
+// Sync makes durable every message that stream acknowledged before the
+// call, when capstan is the one to do it (SyncsLocally): it fsyncs the
+// stream's block files, or asks the running capstan that owns the embedded
+// engine to. Otherwise it does nothing: the embedded engine runs with an
+// engine.sync interval, or an external cluster follows its own
+// sync_interval.
+func (e *Engine) Sync(ctx context.Context, stream string) error {
+	if e.attached {
+		resp, err := e.nc.RequestWithContext(ctx, syncSubject, []byte(stream))
+		if err != nil {
+			return fmt.Errorf("sync stream %s: %w", stream, err)
+		}
+		if len(resp.Data) > 0 {
+			return fmt.Errorf("sync stream %s: %s", stream, resp.Data)
+		}
+		return nil
+	}
+	if !e.SyncsLocally() {
+		return nil
+	}
+	s, err := e.syncer(stream)
+	if err != nil {
+		return err
+	}
+	return s.Sync()
+}
+
+func (e *Engine) syncer(stream string) (*blockSyncer, error) {
+	if stream == "" || strings.ContainsAny(stream, "/\\.") {
+		return nil, fmt.Errorf("sync stream %q: not a stream name", stream)
+	}
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
+	if s := e.syncers[stream]; s != nil {
+		return s, nil
+	}
+	dir := filepath.Join(e.ns.JetStreamConfig().StoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", stream, "msgs")
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("sync stream %s: %w", stream, err)
+	}
+	if e.syncers == nil {
+		e.syncers = make(map[string]*blockSyncer)
+	}
+	s := newBlockSyncer(dir)
+	e.syncers[stream] = s
+	return s, nil
+}
+
+// serveSync answers the Sync requests of attached tools.
+func (e *Engine) serveSync() error {
+	_, err := e.nc.Subscribe(syncSubject, func(m *nats.Msg) {
+		var reply []byte
+		if err := e.Sync(context.Background(), string(m.Data)); err != nil {
+			reply = []byte(err.Error())
+		}
+		_ = m.Respond(reply)
+	})
+	if err != nil {
+		return fmt.Errorf("engine sync service: %w", err)
+	}
+	return nil
+}
 
 // Embedded reports whether this process runs the engine's server.
 func (e *Engine) Embedded() bool { return e.ns != nil }
@@ -408,6 +492,11 @@ func (e *Engine) Close() {
 		e.ns.Shutdown()
 		e.ns.WaitForShutdown()
 	}
+	e.syncMu.Lock()
+	for _, s := range e.syncers {
+		s.Close()
+	}
+	e.syncMu.Unlock()
 	if e.lock != nil {
 		_ = e.lock.Close()
 	}

@@ -460,8 +460,8 @@ func eventually(t *testing.T, cond func() bool) {
 func TestSyncIntervalPublishesEach(t *testing.T) {
 	ctx := context.Background()
 	eng, app := openTest(t, Config{DataDir: t.TempDir(), SyncInterval: time.Second})
-	if eng.SyncsEachWrite() || app.atomic {
-		t.Fatalf("SyncsEachWrite %v, atomic %v with a sync interval", eng.SyncsEachWrite(), app.atomic)
+	if eng.SyncsLocally() || app.atomic || app.syncs {
+		t.Fatalf("SyncsLocally %v, atomic %v, syncs %v with a sync interval", eng.SyncsLocally(), app.atomic, app.syncs)
 	}
 	if _, err := app.Append(ctx, []Record{rec("events.s.track", "m0")}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,243 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Group commit on the embedded engine.
+//
+// JetStream makes a write durable before acknowledging it only when the
+// whole server runs with sync_interval "always": every message is then
+// written with its own fsync (5.7K messages/s here), unless it is part of an
+// atomic batch, which JetStream stages in a temporary store of its own (a
+// directory, a metadata file and their fsyncs, created and removed per batch)
+// before committing it with one fsync. That staging runs in the stream's
+// single goroutine and was the ceiling of ingest.
+//
+// The embedded engine does better with what its file store already does: a
+// stream that is neither replicated nor in async persist mode writes each
+// message to its block file (pwrite, no fsync) before acknowledging it. So the
+// embedded server runs without sync "always", capstan publishes a group of
+// records, waits for their acknowledgements, and then fsyncs the stream's
+// active block file itself: one fsync makes the whole group durable, in
+// capstan's goroutine, while the stream goes on writing the next group. Only
+// then does ingest answer 200. The same call makes dead letters and the state
+// bucket durable before capstan relies on them.
+//
+// This relies on the file store's layout, stable since nats-server 2.2:
+// <store>/<account>/streams/<stream>/msgs/<index>.blk, the highest index being
+// the block written to, a new block taking the next index. blockSyncer checks
+// it on every sync (the file it holds must still be the one at that path) and
+// re-reads the directory when it is not, and the tests check that the file
+// synced holds the records just written. External clusters keep JetStream's
+// own policy (the operator sets sync_interval: always there) and atomic
+// batches.
+
+// blockSyncer fsyncs the block files of one stream of the embedded server.
+type blockSyncer struct {
+	dir string // the stream's msgs directory
+
+	// requested counts Sync calls; a sync that starts after call n was made
+	// covers it, so concurrent callers share one fsync where they can.
+	requested atomic.Uint64
+
+	mu      sync.Mutex // held for a whole sync
+	covered uint64     // calls made durable by the last successful sync
+	index   uint64     // block index of f; 0 before the first block is found
+	f       *os.File
+	fi      os.FileInfo // f's identity, to notice a block rewritten in place
+	// fsync is (*os.File).Sync; tests wrap it to see what was synced.
+	fsync func(*os.File) error
+}
+
+func newBlockSyncer(dir string) *blockSyncer {
+	return &blockSyncer{dir: dir, fsync: (*os.File).Sync}
+}
+
+// Sync makes every message the stream acknowledged before the call durable.
+func (s *blockSyncer) Sync() error {
+	ticket := s.requested.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.covered >= ticket {
+		return nil // a sync that started after this call already finished
+	}
+	upto := s.requested.Load()
+	if err := s.syncLocked(); err != nil {
+		return err
+	}
+	s.covered = upto
+	return nil
+}
+
+func (s *blockSyncer) blockPath(index uint64) string {
+	return filepath.Join(s.dir, strconv.FormatUint(index, 10)+".blk")
+}
+
+func (s *blockSyncer) syncLocked() error {
+	if s.f != nil {
+		fi, err := os.Stat(s.blockPath(s.index))
+		if err != nil || !os.SameFile(fi, s.fi) {
+			// Purged, compacted or rewritten: find the blocks again.
+			s.closeLocked()
+		}
+	}
+	if s.f == nil {
+		if err := s.scanLocked(); err != nil {
+			return err
+		}
+		if s.f == nil {
+			return nil // no block yet: nothing was written
+		}
+	} else if err := s.fsync(s.f); err != nil {
+		return fmt.Errorf("sync %s: %w", s.blockPath(s.index), err)
+	}
+	// Blocks created since the last sync hold newer messages: sync them,
+	// and the directory that names them.
+	for {
+		next := s.blockPath(s.index + 1)
+		if _, err := os.Stat(next); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("sync %s: %w", next, err)
+		}
+		if err := s.openLocked(s.index + 1); err != nil {
+			return err
+		}
+	}
+}
+
+// scanLocked finds the highest block, syncs the directory and opens and
+// syncs that block.
+func (s *blockSyncer) scanLocked() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("sync stream: %w", err)
+	}
+	var high uint64
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".blk")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(name, 10, 64); err == nil && n > high {
+			high = n
+		}
+	}
+	if high == 0 {
+		return nil
+	}
+	return s.openLocked(high)
+}
+
+// openLocked makes block index the current one: it syncs the directory (so
+// the block's name survives), then the block.
+func (s *blockSyncer) openLocked(index uint64) error {
+	if err := s.syncDir(); err != nil {
+		return err
+	}
+	f, err := os.Open(s.blockPath(index))
+	if err != nil {
+		return fmt.Errorf("sync stream: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("sync stream: %w", err)
+	}
+	if err := s.fsync(f); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	s.closeLocked()
+	s.f, s.fi, s.index = f, fi, index
+	return nil
+}
+
+func (s *blockSyncer) syncDir() error {
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return fmt.Errorf("sync stream: %w", err)
+	}
+	defer d.Close()
+	if err := s.fsync(d); err != nil {
+		return fmt.Errorf("sync %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+func (s *blockSyncer) closeLocked() {
+	if s.f != nil {
+		s.f.Close()
+	}
+	s.f, s.fi, s.index = nil, nil, 0
+}
+
+// Close releases the open block file.
+func (s *blockSyncer) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+}
+
+// syncedKV is a bucket whose writes are made durable before they return
+// (Engine.Sync on the bucket's stream), for the state bucket: tokens,
+// conversion-rule ids and leases that capstan relies on after a restart.
+type syncedKV struct {
+	jetstream.KeyValue
+	eng    *Engine
+	stream string
+}
+
+func (kv *syncedKV) synced(ctx context.Context, rev uint64, err error) (uint64, error) {
+	if err != nil {
+		return rev, err
+	}
+	if err := kv.eng.Sync(ctx, kv.stream); err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
+
+func (kv *syncedKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	rev, err := kv.KeyValue.Put(ctx, key, value)
+	return kv.synced(ctx, rev, err)
+}
+
+func (kv *syncedKV) PutString(ctx context.Context, key string, value string) (uint64, error) {
+	rev, err := kv.KeyValue.PutString(ctx, key, value)
+	return kv.synced(ctx, rev, err)
+}
+
+func (kv *syncedKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	rev, err := kv.KeyValue.Create(ctx, key, value, opts...)
+	return kv.synced(ctx, rev, err)
+}
+
+func (kv *syncedKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	rev, err := kv.KeyValue.Update(ctx, key, value, revision)
+	return kv.synced(ctx, rev, err)
+}
+
+func (kv *syncedKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	err := kv.KeyValue.Delete(ctx, key, opts...)
+	_, err = kv.synced(ctx, 0, err)
+	return err
+}
+
+func (kv *syncedKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	err := kv.KeyValue.Purge(ctx, key, opts...)
+	_, err = kv.synced(ctx, 0, err)
+	return err
+}

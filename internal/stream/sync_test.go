@@ -1,0 +1,226 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncLog records what a blockSyncer fsyncs: the name of each file and, for
+// block files, their content at that moment.
+type syncLog struct {
+	mu    sync.Mutex
+	names []string
+	data  [][]byte
+}
+
+func watchSyncs(t *testing.T, eng *Engine, stream string) *syncLog {
+	t.Helper()
+	s, err := eng.syncer(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &syncLog{}
+	s.fsync = func(f *os.File) error {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		var b []byte
+		if strings.HasSuffix(f.Name(), ".blk") {
+			b, _ = os.ReadFile(f.Name())
+		}
+		l.mu.Lock()
+		l.names = append(l.names, f.Name())
+		l.data = append(l.data, b)
+		l.mu.Unlock()
+		return nil
+	}
+	return l
+}
+
+// take returns and forgets what was synced so far.
+func (l *syncLog) take() ([]string, [][]byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, d := l.names, l.data
+	l.names, l.data = nil, nil
+	return n, d
+}
+
+// TestAppendSyncsTheBlockHoldingTheRecords is the proof behind "200 means on
+// disk" on the embedded engine: when Append returns, a block file holding
+// the record has been fsynced after the record was written to it, across
+// block changes (32 KB blocks here), and every new block's directory entry
+// was synced before the block. If nats-server changed its file layout, this
+// fails.
+func TestAppendSyncsTheBlockHoldingTheRecords(t *testing.T) {
+	dir := t.TempDir()
+	// A small MaxBytes makes JetStream use its smallest blocks (32 KB), so
+	// the appends below cross several.
+	eng, app := openTest(t, Config{DataDir: dir, MaxBytes: 127_000})
+	if !app.syncs || app.atomic {
+		t.Fatalf("embedded engine with sync always: syncs %v, atomic %v", app.syncs, app.atomic)
+	}
+	log := watchSyncs(t, eng, EventsStream)
+	msgs := filepath.Join(dir, "jetstream", "jetstream", "$G", "streams", EventsStream, "msgs")
+	blocks := map[string]bool{}
+	pad := strings.Repeat("x", 1000)
+	for i := range 100 {
+		id := fmt.Sprintf("durable-%04d", i)
+		r := Record{Subject: "events.s.track", MsgID: id, Data: []byte(`{"id":"` + id + `","pad":"` + pad + `"}`)}
+		res, err := app.Append(context.Background(), []Record{r})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("append %d: %v %+v", i, err, res)
+		}
+		names, data := log.take()
+		found := false
+		for j, name := range names {
+			if name == msgs {
+				continue
+			}
+			if filepath.Dir(name) != msgs {
+				t.Fatalf("synced %s, outside the stream's %s", name, msgs)
+			}
+			if !blocks[name] {
+				// A block seen for the first time: its directory entry first.
+				if j == 0 || names[j-1] != msgs {
+					t.Errorf("record %d: new block %s synced without the directory before it: %q", i, name, names)
+				}
+				blocks[name] = true
+			}
+			found = found || bytes.Contains(data[j], []byte(id))
+		}
+		if !found {
+			t.Fatalf("record %d: Append returned but no block holding it was synced (synced %q)", i, names)
+		}
+	}
+	if len(blocks) < 3 {
+		t.Errorf("the appends crossed %d blocks; the test wants several", len(blocks))
+	}
+
+	// A purge removes the blocks the syncer holds: it finds the new one.
+	s, err := eng.JetStream().Stream(context.Background(), EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := app.Append(context.Background(), []Record{rec("events.s.track", "after-purge")})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("append after purge: %v %+v", err, res)
+	}
+	names, data := log.take()
+	found := false
+	for j := range names {
+		found = found || bytes.Contains(data[j], []byte("after-purge"))
+	}
+	if !found {
+		t.Fatalf("after a purge: no block holding the record was synced (synced %q)", names)
+	}
+}
+
+// TestSyncCoalesces: callers that arrive while a sync runs share the next
+// one, and none returns before a sync that started after its call.
+func TestSyncCoalesces(t *testing.T) {
+	eng, app := openTest(t, Config{DataDir: t.TempDir()})
+	if _, err := app.Append(context.Background(), []Record{rec("events.s.track", "m")}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := eng.syncer(EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var starts []time.Time
+	s.fsync = func(f *os.File) error {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		return f.Sync()
+	}
+	const callers = 20
+	var wg sync.WaitGroup
+	calls := make([]time.Time, callers)
+	for i := range callers {
+		wg.Go(func() {
+			calls[i] = time.Now()
+			if err := eng.Sync(context.Background(), EventsStream); err != nil {
+				t.Error(err)
+			}
+			// Some fsync must have started after this call.
+			mu.Lock()
+			defer mu.Unlock()
+			if len(starts) == 0 || starts[len(starts)-1].Before(calls[i]) {
+				t.Errorf("caller %d returned without a sync started after its call", i)
+			}
+		})
+	}
+	wg.Wait()
+	if len(starts) >= callers {
+		t.Errorf("%d callers, %d fsyncs: nothing shared", callers, len(starts))
+	}
+}
+
+// TestSyncByAttachedTool: a tool attached to a running capstan asks it to
+// sync; names that are not streams are refused.
+func TestSyncByAttachedTool(t *testing.T) {
+	dir := t.TempDir()
+	owner, err := Open(context.Background(), Config{DataDir: dir, Listen: "127.0.0.1:0"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	log := watchSyncs(t, owner, DLQStream)
+	tool, err := Attach(context.Background(), Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tool.Close()
+	if tool.Embedded() || !tool.SyncsLocally() {
+		t.Fatalf("attached tool: embedded %v, syncs locally %v", tool.Embedded(), tool.SyncsLocally())
+	}
+	if _, err := tool.JetStream().Publish(context.Background(), DLQSubject+".d.invalid", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tool.Sync(context.Background(), DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := log.take(); len(names) == 0 {
+		t.Error("the tool's Sync did not sync the owner's DLQ stream")
+	}
+	for _, bad := range []string{"", "../EVENTS", "NOPE"} {
+		if err := tool.Sync(context.Background(), bad); err == nil {
+			t.Errorf("Sync(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestStateBucketSyncs: writes to a bucket from Engine.KV are synced before
+// they return.
+func TestStateBucketSyncs(t *testing.T) {
+	eng, _ := openTest(t, Config{DataDir: t.TempDir()})
+	kv, err := eng.KV(context.Background(), StateKV, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := watchSyncs(t, eng, "KV_"+StateKV)
+	if _, err := kv.Put(context.Background(), "token.d", []byte("secret-value")); err != nil {
+		t.Fatal(err)
+	}
+	names, data := log.take()
+	found := false
+	for j := range names {
+		found = found || bytes.Contains(data[j], []byte("secret-value"))
+	}
+	if !found {
+		t.Errorf("Put returned before its block was synced (synced %q)", names)
+	}
+}
