@@ -52,12 +52,12 @@ load() {
 	cmd "$BIN/loadgen" run -url "$url" -endpoint /v1/batch -batch "$BATCH" -concurrency "$CONC" \
 		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$pid" \
 		-scenario "batch ${BATCH}/req, c=$CONC" -target "$target" -out "$RESULTS"
-	sleep 2
+	settle "$pid"
 	log "track: $target"
 	cmd "$BIN/loadgen" run -url "$url" -endpoint /v1/track -rate "$RATE" -concurrency "$OPEN_CONC" \
 		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$pid" \
 		-scenario "track ${RATE} req/s open loop" -target "$target" -out "$RESULTS"
-	sleep 2
+	settle "$pid"
 }
 
 # --- null server -----------------------------------------------------------
@@ -142,6 +142,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "Warm-up $WARMUP, measured $DURATION per row. Batch rows: closed loop, $CONC keep-alive connections, $BATCH events per request."
 	echo "Track rows: open loop, $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections), latency from the scheduled send time."
+	echo "Each row starts once the server is idle (under 2% of a core for one second, \`settle\` in bench/lib.sh), so that it does not measure the previous row's aftermath."
 	echo "Latencies are client-side (loadgen), in milliseconds. \"errors\" counts non-200 answers and transport errors in the measured window."
 	echo "CPU columns are CPU-seconds per second of the measured window (2.00 = both cores of this machine)."
 	echo

@@ -46,6 +46,25 @@ wait_url() {
 	return 1
 }
 
+# settle PID: wait until the process is idle (under 2% of a core over one
+# second, at most 30 s), so that a scenario does not measure the previous
+# one's aftermath (a burst leaves garbage to collect and caches to drop).
+settle() {
+	local pid=$1 hz prev cur i
+	hz=$(getconf CLK_TCK)
+	prev=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+	for i in $(seq 1 30); do
+		sleep 1
+		cur=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+		if (((cur - prev) * 100 < 2 * hz)); then
+			echo "settled: process $pid idle after ${i}s" >&2
+			return 0
+		fi
+		prev=$cur
+	done
+	echo "settle: process $pid still busy after 30s" >&2
+}
+
 # machine prints the report's description of the machine and the tree.
 machine() {
 	echo "- CPU: $(nproc) logical CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
