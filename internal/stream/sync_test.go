@@ -44,6 +44,16 @@ func watchSyncs(t *testing.T, eng *Engine, stream string) *syncLog {
 	return l
 }
 
+// syncedHolding reports whether a block holding marker was synced since the
+// last take, and forgets what was synced; names lists the files synced.
+func (l *syncLog) syncedHolding(marker string) (ok bool, names []string) {
+	names, data := l.take()
+	for _, b := range data {
+		ok = ok || bytes.Contains(b, []byte(marker))
+	}
+	return ok, names
+}
+
 // take returns and forgets what was synced so far.
 func (l *syncLog) take() ([]string, [][]byte) {
 	l.mu.Lock()
@@ -116,12 +126,7 @@ func TestAppendSyncsTheBlockHoldingTheRecords(t *testing.T) {
 	if err != nil || res[0].Err != nil {
 		t.Fatalf("append after purge: %v %+v", err, res)
 	}
-	names, data := log.take()
-	found := false
-	for j := range names {
-		found = found || bytes.Contains(data[j], []byte("after-purge"))
-	}
-	if !found {
+	if found, names := log.syncedHolding("after-purge"); !found {
 		t.Fatalf("after a purge: no block holding the record was synced (synced %q)", names)
 	}
 }
@@ -215,12 +220,7 @@ func TestStateBucketSyncs(t *testing.T) {
 	if _, err := kv.Put(context.Background(), "token.d", []byte("secret-value")); err != nil {
 		t.Fatal(err)
 	}
-	names, data := log.take()
-	found := false
-	for j := range names {
-		found = found || bytes.Contains(data[j], []byte("secret-value"))
-	}
-	if !found {
+	if found, names := log.syncedHolding("secret-value"); !found {
 		t.Errorf("Put returned before its block was synced (synced %q)", names)
 	}
 }
