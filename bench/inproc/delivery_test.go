@@ -30,6 +30,8 @@ const benchAccount = 512345678
 // test's -cpuprofile also covers storing the events through ingest).
 var deliveryWorkers = flag.Int("delivery.workers", 0, "the runner's conversion workers (0: its default)")
 
+var deliveryLog = flag.Bool("delivery.log", false, "write the runner's warnings and errors to stderr (to see stalls and retries)")
+
 var deliveryProfile = flag.String("delivery.cpuprofile", "", "write a CPU profile of BenchmarkDelivery's timed part (the last sub-benchmark run) to this file")
 
 // BenchmarkDelivery is the delivery path in one process, as `capstan serve`
@@ -66,6 +68,9 @@ func BenchmarkDelivery(b *testing.B) {
 
 func benchDelivery(b *testing.B, withGraph, newPeople bool, sync time.Duration) {
 	log := slog.New(slog.DiscardHandler)
+	if *deliveryLog {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
