@@ -409,6 +409,11 @@ func (e *Engine) SyncsLocally() bool { return e.attached || e.ns != nil && e.cfg
 // sync_interval.
 func (e *Engine) Sync(ctx context.Context, stream string) error {
 	if e.attached {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+		}
 		resp, err := e.nc.RequestWithContext(ctx, syncSubject, []byte(stream))
 		if err != nil {
 			return fmt.Errorf("sync stream %s: %w", stream, err)
