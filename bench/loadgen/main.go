@@ -4,6 +4,7 @@
 //	loadgen run    -url http://127.0.0.1:PORT -endpoint /v1/track -rate 2000 -duration 20s ...
 //	loadgen stream -engine DATA_DIR/engine.json
 //	loadgen table  results.jsonl
+//	loadgen drain  -sandbox http://127.0.0.1:PORT -expect N -server-pid PID ...
 //
 // "run" sends Segment requests either closed-loop (a fixed number of
 // connections, each sending its next request as soon as the previous one is
@@ -19,6 +20,8 @@
 // "stream" prints the EVENTS stream's message count from the embedded
 // engine of a running capstan (its engine.json holds URL and token).
 // "table" renders result lines as the Markdown table of the results file.
+// "drain" waits until the sandbox accepted a backlog of N events that a
+// freshly started capstan delivers, and reports the rate (drain.go).
 package main
 
 import (
@@ -38,6 +41,8 @@ func main() {
 		err = streamCmd(os.Args[2:])
 	case "table":
 		err = tableCmd(os.Args[2:])
+	case "drain":
+		err = drainCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -48,6 +53,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen run|stream|table [flags]   (loadgen run -h for the flags)")
+	fmt.Fprintln(os.Stderr, "usage: loadgen run|stream|table|drain [flags]   (loadgen run -h for the flags)")
 	os.Exit(2)
 }
