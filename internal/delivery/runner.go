@@ -344,20 +344,20 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // consume reads events and hands their conversions to the batcher.
+//
+// It pulls with explicit fetches, two in flight so that one is always
+// open, rather than nats.go's continuous Consume or Messages. Those re-pull
+// only from the handling of a message, and skip it while their goroutine
+// that sends pulls is still busy with the previous one; when the last
+// messages of the outstanding pulls are handled in that window (a saturated
+// CPU), no pull is ever sent again and delivery stops until two heartbeats
+// are missed. Measured while draining a 500,000-event backlog: the server
+// held no pull request, every event was delivered and acknowledged, and
+// nothing moved for ~10 s (5 s heartbeats) in 3 runs of 4 with Messages and
+// 1 of 6 with Consume; with fetches, 0 of 12, at the same rate and CPU per
+// event. A fetch ends by itself (full, or expired at the server), so
+// nothing waits on such bookkeeping.
 func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<- *item) error {
-	// A pull request that the client and the server no longer agree on
-	// (nats.go#1622: "no heartbeat received" under load) is noticed after
-	// two missed heartbeats, and the events it held wait until then:
-	// heartbeats every 5 s instead of nats.go's 15 s bound that wait to
-	// 10 s.
-	it, err := cons.Messages(jetstream.PullMaxMessages(min(1000, r.cfg.BatchSize*2)), jetstream.PullHeartbeat(5*time.Second))
-	if err != nil {
-		return fmt.Errorf("read events for %s: %w", r.plan.Name, err)
-	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
 	// Workers take what is waiting, up to chunkMax events at a time.
 	msgs := make(chan jetstream.Msg, chunkMax*r.cfg.Workers)
 	var workers sync.WaitGroup
@@ -382,36 +382,61 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 			}
 		})
 	}
-	defer func() {
-		close(msgs)
-		workers.Wait()
-	}()
-	for {
-		for r.Paused() != "" {
+	var fetchers sync.WaitGroup
+	for range fetchersInFlight {
+		fetchers.Go(func() { r.fetchLoop(ctx, cons, msgs) })
+	}
+	fetchers.Wait()
+	close(msgs)
+	workers.Wait()
+	return nil
+}
+
+// Fetching: fetchersInFlight fetches of up to fetchMax events each are open
+// at any time. Events are handed on as they arrive, so a fetch's wait adds
+// no latency. An idle fetch is renewed after fetchWait: the server ends it
+// a little earlier (nats.go gives it 90% of the context's time, at most 1 s
+// less), so that its last events arrive before the client stops listening;
+// the run's end cancels fetches at once.
+const (
+	fetchersInFlight = 2
+	fetchMax         = 1000
+	fetchWait        = 30 * time.Second
+)
+
+// fetchLoop fetches events into msgs until ctx ends. Events it received but
+// could not hand on are not acknowledged: they are redelivered after
+// AckWait, or at once after a restart (consumer reset).
+func (r *Runner) fetchLoop(ctx context.Context, cons jetstream.Consumer, msgs chan<- jetstream.Msg) {
+	for ctx.Err() == nil {
+		if r.Paused() != "" {
 			// Take no new events while paused; what is in flight keeps trying.
 			select {
 			case <-ctx.Done():
-				return nil
 			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		msg, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			r.log.Warn("reading events failed; retrying", "error", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
 			}
 			continue
 		}
-		select {
-		case msgs <- msg:
-		case <-ctx.Done():
-			return nil // not acknowledged: redelivered after restart
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		// Heartbeats end a fetch whose server went away (a cluster node
+		// restarting) after 10 s instead of fetchWait.
+		batch, err := cons.Fetch(min(fetchMax, r.cfg.BatchSize*2), jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(5*time.Second))
+		if err == nil {
+			for msg := range batch.Messages() {
+				select {
+				case msgs <- msg:
+				case <-ctx.Done():
+				}
+			}
+			err = batch.Error()
+		}
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			r.log.Warn("reading events failed; retrying", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
 		}
 	}
 }
