@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 )
@@ -67,15 +65,8 @@ func drainCmd(args []string) error {
 	}
 	fmt.Printf("%s: %d of %d events accepted in %.1fs (%s): %.0f events/s, %.0f/s from the first accept; capstan %.1f CPU-µs per event\n",
 		r.Scenario, r.Accepted, r.Events, r.Seconds, stop, r.EventsPerS, r.EventsPerSFirstToLast, r.ServerCPUMicrosPerEvent)
-	if *out != "" {
-		f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := json.NewEncoder(f).Encode(r); err != nil {
-			return err
-		}
+	if err := appendResult(*out, r); err != nil {
+		return err
 	}
 	if !r.AllDelivered {
 		return fmt.Errorf("backlog not delivered: %s", stop)

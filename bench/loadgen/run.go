@@ -148,18 +148,28 @@ func runCmd(args []string) error {
 	if res.Delivery != nil {
 		printDelivery(os.Stderr, res.Delivery)
 	}
-	if c.out != "" {
-		f, err := os.OpenFile(c.out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return fmt.Errorf("open -out: %w", err)
-		}
-		defer f.Close()
-		b, _ := json.Marshal(res)
-		if _, err := f.Write(append(b, '\n')); err != nil {
-			return fmt.Errorf("write -out: %w", err)
-		}
+	return appendResult(c.out, res)
+}
+
+// appendResult appends v as one JSON line to path (the -out file); "" means
+// no file.
+func appendResult(path string, v any) error {
+	if path == "" {
+		return nil
 	}
-	return nil
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("open -out: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("write -out: %w", err)
+	}
+	return f.Close()
 }
 
 // checkLoopbackURL refuses any target that is not on this machine.
