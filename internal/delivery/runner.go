@@ -331,19 +331,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer close(batcherDone)
 		r.batch(ctx, items, &senders)
 	}()
-	err = r.consume(ctx, cons, items)
+	r.consume(ctx, cons, items)
 	close(items)
 	<-batcherDone
 	senders.Wait()
 	close(stop)
 	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return nil
 }
 
-// consume reads events and hands their conversions to the batcher.
+// consume reads events and hands their conversions to the batcher until ctx
+// ends.
 //
 // It pulls with explicit fetches, two in flight so that one is always
 // open, rather than nats.go's continuous Consume or Messages. Those re-pull
@@ -357,7 +355,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // 1 of 6 with Consume; with fetches, 0 of 12, at the same rate and CPU per
 // event. A fetch ends by itself (full, or expired at the server), so
 // nothing waits on such bookkeeping.
-func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<- *item) error {
+func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<- *item) {
 	// Workers take what is waiting, up to chunkMax events at a time.
 	msgs := make(chan jetstream.Msg, chunkMax*r.cfg.Workers)
 	var workers sync.WaitGroup
@@ -389,7 +387,6 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 	fetchers.Wait()
 	close(msgs)
 	workers.Wait()
-	return nil
 }
 
 // Fetching: fetchersInFlight fetches of up to fetchMax events each are open
