@@ -63,6 +63,9 @@ type RunnerConfig struct {
 	// AckWait is the consumer's redelivery timeout; in-flight events are
 	// kept alive well within it. Default 30s.
 	AckWait time.Duration
+	// FetchWait is how long an idle fetch of events stays open before it
+	// is renewed (see consume). Default 30s.
+	FetchWait time.Duration
 	// Consumer is the durable consumer's name. Default "deliver-<name>".
 	Consumer string
 	// APIVersion is the LinkedIn-Version of every request.
@@ -104,6 +107,9 @@ func (c *RunnerConfig) defaults(name string) {
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = 30 * time.Second
 	}
 	if c.Consumer == "" {
 		c.Consumer = "deliver-" + name
@@ -391,14 +397,13 @@ func (r *Runner) consume(ctx context.Context, cons jetstream.Consumer, out chan<
 
 // Fetching: fetchersInFlight fetches of up to fetchMax events each are open
 // at any time. Events are handed on as they arrive, so a fetch's wait adds
-// no latency. An idle fetch is renewed after fetchWait: the server ends it
-// a little earlier (nats.go gives it 90% of the context's time, at most 1 s
-// less), so that its last events arrive before the client stops listening;
-// the run's end cancels fetches at once.
+// no latency. An idle fetch is renewed after RunnerConfig.FetchWait: the
+// server ends it a little earlier (nats.go gives it 90% of the context's
+// time, at most 1 s less), so that its last events arrive before the client
+// stops listening; the run's end cancels fetches at once.
 const (
 	fetchersInFlight = 2
 	fetchMax         = 1000
-	fetchWait        = 30 * time.Second
 )
 
 // fetchLoop fetches events into msgs until ctx ends. Events it received but
@@ -414,10 +419,11 @@ func (r *Runner) fetchLoop(ctx context.Context, cons jetstream.Consumer, msgs ch
 			}
 			continue
 		}
-		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		fctx, cancel := context.WithTimeout(ctx, r.cfg.FetchWait)
 		// Heartbeats end a fetch whose server went away (a cluster node
-		// restarting) after 10 s instead of fetchWait.
-		batch, err := cons.Fetch(min(fetchMax, r.cfg.BatchSize*2), jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(5*time.Second))
+		// restarting) after two missed ones (10 s) instead of FetchWait.
+		hb := min(5*time.Second, r.cfg.FetchWait/4)
+		batch, err := cons.Fetch(min(fetchMax, r.cfg.BatchSize*2), jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
 		if err == nil {
 			for msg := range batch.Messages() {
 				select {

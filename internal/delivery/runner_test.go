@@ -266,6 +266,24 @@ func TestDeliverBatched(t *testing.T) {
 	})
 }
 
+// TestDeliversAcrossIdleFetches: events are read with fetches that expire
+// when idle and are renewed (consume); events stored after several renewals
+// are delivered like the first ones, and at once, not after a heartbeat or
+// AckWait.
+func TestDeliversAcrossIdleFetches(t *testing.T) {
+	h := newHarness(t, opts{runner: RunnerConfig{BatchSize: 50, FetchWait: 200 * time.Millisecond}})
+	evs := many(20, nil)
+	h.send(evs[:10]...)
+	eventually(t, 5*time.Second, "the first 10 conversions", func() bool { return len(h.delivered()) == 10 })
+	time.Sleep(700 * time.Millisecond) // a few fetches expire and are renewed
+	start := time.Now()
+	h.send(evs[10:]...)
+	h.waitDelivered(20, nil)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("events stored after idle fetches took %s to deliver", d)
+	}
+}
+
 func TestRateLimitsNeverExceeded(t *testing.T) {
 	start := time.Now()
 	h := newHarness(t, opts{
