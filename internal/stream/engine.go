@@ -449,7 +449,7 @@ func (e *Engine) syncer(stream string) (*blockSyncer, error) {
 	if e.syncers == nil {
 		e.syncers = make(map[string]*blockSyncer)
 	}
-	s := newBlockSyncer(dir)
+	s := newBlockSyncer(dir, e.cfg.DataDir)
 	e.syncers[stream] = s
 	return s, nil
 }

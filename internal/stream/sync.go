@@ -45,13 +45,15 @@ import (
 
 // blockSyncer fsyncs the block files of one stream of the embedded server.
 type blockSyncer struct {
-	dir string // the stream's msgs directory
+	dir  string // the stream's msgs directory
+	root string // the data directory: its subdirectories down to dir are synced once
 
 	// requested counts Sync calls; a sync that starts after call n was made
 	// covers it, so concurrent callers share one fsync where they can.
 	requested atomic.Uint64
 
 	mu      sync.Mutex // held for a whole sync
+	parents bool       // the directories from root down to dir are synced
 	covered uint64     // calls made durable by the last successful sync
 	index   uint64     // block index of f; 0 before the first block is found
 	f       *os.File
@@ -60,8 +62,8 @@ type blockSyncer struct {
 	fsync func(*os.File) error
 }
 
-func newBlockSyncer(dir string) *blockSyncer {
-	return &blockSyncer{dir: dir, fsync: (*os.File).Sync}
+func newBlockSyncer(dir, root string) *blockSyncer {
+	return &blockSyncer{dir: dir, root: root, fsync: (*os.File).Sync}
 }
 
 // Sync makes every message the stream acknowledged before the call durable.
@@ -85,6 +87,19 @@ func (s *blockSyncer) blockPath(index uint64) string {
 }
 
 func (s *blockSyncer) syncLocked() error {
+	if !s.parents {
+		// Once: the directories that name the stream's directory, so that
+		// a store created moments ago survives too.
+		for d := filepath.Dir(s.dir); ; d = filepath.Dir(d) {
+			if err := s.syncDir(d); err != nil {
+				return err
+			}
+			if d == s.root || d == filepath.Dir(d) {
+				break
+			}
+		}
+		s.parents = true
+	}
 	if s.f != nil {
 		fi, err := os.Stat(s.blockPath(s.index))
 		if err != nil || !os.SameFile(fi, s.fi) {
@@ -144,7 +159,7 @@ func (s *blockSyncer) scanLocked() error {
 // openLocked makes block index the current one: it syncs the directory (so
 // the block's name survives), then the block.
 func (s *blockSyncer) openLocked(index uint64) error {
-	if err := s.syncDir(); err != nil {
+	if err := s.syncDir(s.dir); err != nil {
 		return err
 	}
 	f, err := os.Open(s.blockPath(index))
@@ -165,14 +180,14 @@ func (s *blockSyncer) openLocked(index uint64) error {
 	return nil
 }
 
-func (s *blockSyncer) syncDir() error {
-	d, err := os.Open(s.dir)
+func (s *blockSyncer) syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync stream: %w", err)
 	}
 	defer d.Close()
 	if err := s.fsync(d); err != nil {
-		return fmt.Errorf("sync %s: %w", s.dir, err)
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
