@@ -40,10 +40,11 @@ type Result struct {
 // ErrOverloaded means the append queue is full: callers should answer 503.
 var ErrOverloaded = errors.New("event store overloaded")
 
-// minAtomic is the smallest group written as an atomic batch. JetStream
-// stages every atomic batch in a temporary store of its own (a directory, a
-// metadata file and their fsyncs), so a handful of records is cheaper
-// published one by one, pipelined, each fsynced.
+// minAtomic is the smallest group written as an atomic batch (external
+// clusters only). JetStream stages every atomic batch in a temporary store of
+// its own (a directory, a metadata file and their fsyncs), so a handful of
+// records is cheaper published one by one, pipelined, each fsynced by the
+// servers.
 const minAtomic = 8
 
 // errDuplicateInBatch is JetStream's "atomic publish batch contains
@@ -156,13 +157,14 @@ func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
 	// the stream itself, or no fsync is wanted (engine.sync interval), they
 	// would only add JetStream's staging of each batch (a temporary store
 	// created and removed).
+	external := !e.Embedded() && !e.SyncsLocally() // not a tool attached to the embedded engine
 	a := &Appender{
 		cfg: cfg, eng: e, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1),
 		syncs:  e.SyncsLocally(),
-		atomic: !e.SyncsLocally() && !e.Embedded() && e.AtomicBatches(),
+		atomic: external && e.AtomicBatches(),
 	}
 	a.m = newAppenderMetrics(cfg.Registry, a)
-	if !e.Embedded() && !a.syncs && !e.AtomicBatches() {
+	if external && !a.atomic {
 		a.log.Warn("the NATS server has no atomic batch publish (needs 2.12 or later): events are written one by one, which is slower", "server_version", e.nc.ConnectedServerVersion())
 	}
 	return a
