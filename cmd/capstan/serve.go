@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -68,11 +67,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	if err != nil {
 		return err
 	}
-	if os.Getenv("GOGC") == "" {
-		// Memory is cheap next to CPU on a gateway: collect less often
-		// (measured: GC was about a quarter of ingest CPU at the default).
-		debug.SetGCPercent(400)
-	}
+	tuneGC(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
