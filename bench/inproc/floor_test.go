@@ -1,0 +1,104 @@
+package inproc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// BenchmarkEngineFloor is what the engine alone costs per event under
+// capstan's architecture (ARCHITECTURE.md: one JetStream message per event,
+// de-duplicated on Nats-Msg-Id), with none of capstan's own work around it:
+//
+//   - store: group commit of 100-record appends from 32 goroutines, each
+//     record a real stored event (~700 bytes) with a fresh Nats-Msg-Id,
+//     fsynced (sync=always) — what ingest pays on top of its handler;
+//   - consume: a durable pull consumer reads those events with fetches of
+//     1000, as delivery's runner does, and acknowledges each one — what
+//     delivery pays before it parses anything.
+//
+// Their sum bounds the end-to-end rate on a machine: with ingest and
+// delivery sharing its cores, no event can cost less (see bench/README.md).
+func BenchmarkEngineFloor(b *testing.B) {
+	b.Run("store", func(b *testing.B) { benchAppend(b, 0) })
+	b.Run("consume", func(b *testing.B) {
+		proto := storedRecords(b)
+		eng, app := openEngine(b)
+		for stored := 0; stored < b.N; stored += len(proto) {
+			if err := appendCopy(app, proto[:min(len(proto), b.N-stored)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ctx := context.Background()
+		cons, err := eng.JetStream().CreateOrUpdateConsumer(ctx, stream.EventsStream, jetstream.ConsumerConfig{
+			Durable: "floor", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
+			MaxDeliver: -1, MaxAckPending: 20000, DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		cpu0 := processCPU()
+		for got := 0; got < b.N; {
+			batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for msg := range batch.Messages() {
+				if err := msg.Ack(); err != nil {
+					b.Fatal(err)
+				}
+				got++
+			}
+			if err := batch.Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		report(b, int64(b.N), processCPU()-cpu0)
+	})
+}
+
+// storedRecords returns the records the ingest handler builds for one
+// request of 100 benchmark events.
+func storedRecords(b *testing.B) []stream.Record {
+	b.Helper()
+	capture := &captureStore{}
+	h := newHandler(b, capture)
+	t := templates(b, 100)[0]
+	req := httptest.NewRequest("POST", "/v1/batch", bytes.NewReader(t.Stamp(nil, 0)))
+	req.Header.Set("Authorization", authHeader)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if len(capture.recs) == 0 {
+		b.Fatal("the handler stored nothing")
+	}
+	return capture.recs
+}
+
+// appendCopy appends a copy of proto with fresh de-duplication ids.
+func appendCopy(app *stream.Appender, proto []stream.Record) error {
+	recs := make([]stream.Record, len(proto))
+	copy(recs, proto)
+	base := ids.Add(uint64(len(recs)))
+	for i := range recs {
+		recs[i].MsgID = fmt.Sprintf("bench:%d", base+uint64(i))
+	}
+	res, err := app.Append(context.Background(), recs)
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			return r.Err
+		}
+	}
+	return nil
+}
