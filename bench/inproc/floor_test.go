@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capstan-gw/capstan/internal/stream"
@@ -20,6 +21,9 @@ import (
 //   - store: group commit of 100-record appends from 32 goroutines, each
 //     record a real stored event (~700 bytes) with a fresh Nats-Msg-Id,
 //     fsynced (sync=always) — what ingest pays on top of its handler;
+//   - publish: the same events published with nats.go alone (asynchronous
+//     publishes, 100 in flight per goroutine, each acknowledged), without
+//     the appender and without fsync: the least storing can cost;
 //   - consume: a durable pull consumer reads those events with fetches of
 //     1000, as delivery's runner does, and acknowledges each one — what
 //     delivery pays before it parses anything.
@@ -28,6 +32,41 @@ import (
 // delivery sharing its cores, no event can cost less (see bench/README.md).
 func BenchmarkEngineFloor(b *testing.B) {
 	b.Run("store", func(b *testing.B) { benchAppend(b, 0) })
+	b.Run("publish", func(b *testing.B) {
+		proto := storedRecords(b)
+		eng, _ := openEngine(b)
+		js := eng.JetStream()
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		b.ResetTimer()
+		cpu0 := processCPU()
+		b.RunParallel(func(pb *testing.PB) {
+			futures := make([]jetstream.PubAckFuture, len(proto))
+			for pb.Next() {
+				base := ids.Add(uint64(len(proto)))
+				for i, r := range proto {
+					m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
+					m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("bench:%d", base+uint64(i)))
+					f, err := js.PublishMsgAsync(m)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					futures[i] = f
+				}
+				for _, f := range futures {
+					select {
+					case <-f.Ok():
+					case err := <-f.Err():
+						b.Error(err)
+						return
+					}
+				}
+			}
+		})
+		b.StopTimer()
+		report(b, int64(b.N*len(proto)), processCPU()-cpu0)
+	})
 	b.Run("consume", func(b *testing.B) {
 		proto := storedRecords(b)
 		eng, app := openEngine(b)
