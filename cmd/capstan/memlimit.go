@@ -32,22 +32,22 @@ const memLimitShare = 0.75
 //     (JetStream holds the de-duplication window's ids in memory) grow five
 //     times over and be killed for it. Go's default is no limit.
 //
-// It returns the limit set, 0 when none was.
-func tuneGC(log *slog.Logger) int64 {
+// The cgroup read is /sys/fs/cgroup's own: the container's under cgroup v2
+// with a private cgroup namespace (Docker's and Kubernetes' default).
+func tuneGC(log *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") != "" {
-		return 0
+		return
 	}
 	avail := availableMemory("/sys/fs/cgroup", sysmem.Memory())
 	if avail <= 0 {
-		return 0
+		return
 	}
 	limit := int64(float64(avail) * memLimitShare)
 	debug.SetMemoryLimit(limit)
 	log.Debug("Go soft memory limit set", "bytes", limit, "of", avail)
-	return limit
 }
 
 // availableMemory returns the memory this process may use, in bytes: the
