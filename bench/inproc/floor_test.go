@@ -30,6 +30,11 @@ import (
 //
 // Their sum bounds the end-to-end rate on a machine: with ingest and
 // delivery sharing its cores, no event can cost less (see bench/README.md).
+//
+// request measures the alternative the architecture does not take, for
+// whoever weighs it: the same 100 events stored as one message (one
+// publish, one fetched message, one acknowledgement per request, no
+// fsync), reported as store-µs/event and consume-µs/event.
 func BenchmarkEngineFloor(b *testing.B) {
 	b.Run("store", func(b *testing.B) { benchAppend(b, 0) })
 	b.Run("publish", func(b *testing.B) {
@@ -67,6 +72,45 @@ func BenchmarkEngineFloor(b *testing.B) {
 		b.StopTimer()
 		report(b, int64(b.N*len(proto)), processCPU()-cpu0)
 	})
+	b.Run("request", func(b *testing.B) {
+		proto := storedRecords(b)
+		var body []byte
+		for _, r := range proto {
+			body = append(append(body, r.Data...), '\n')
+		}
+		eng, _ := openEngine(b)
+		js := eng.JetStream()
+		b.ReportAllocs()
+		b.ResetTimer()
+		cpu0 := processCPU()
+		futures := make([]jetstream.PubAckFuture, 0, 32)
+		for i := range b.N {
+			m := &nats.Msg{Subject: proto[0].Subject, Data: body, Header: nats.Header{}}
+			m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("bench:%d", ids.Add(1)))
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if futures = append(futures, f); len(futures) < cap(futures) && i < b.N-1 {
+				continue
+			}
+			for _, f := range futures {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					b.Fatal(err)
+				}
+			}
+			futures = futures[:0]
+		}
+		store := processCPU() - cpu0
+		cpu0 = processCPU()
+		consumeAll(b, eng, b.N, 10)
+		b.StopTimer()
+		events := float64(b.N * len(proto))
+		b.ReportMetric(float64(store.Microseconds())/events, "store-µs/event")
+		b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/events, "consume-µs/event")
+	})
 	b.Run("consume", func(b *testing.B) {
 		proto := storedRecords(b)
 		eng, app := openEngine(b)
@@ -75,35 +119,41 @@ func BenchmarkEngineFloor(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		ctx := context.Background()
-		cons, err := eng.JetStream().CreateOrUpdateConsumer(ctx, stream.EventsStream, jetstream.ConsumerConfig{
-			Durable: "floor", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
-			MaxDeliver: -1, MaxAckPending: 20000, DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		cpu0 := processCPU()
-		for got := 0; got < b.N; {
-			batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for msg := range batch.Messages() {
-				if err := msg.Ack(); err != nil {
-					b.Fatal(err)
-				}
-				got++
-			}
-			if err := batch.Error(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		consumeAll(b, eng, b.N, 1000)
 		b.StopTimer()
 		report(b, int64(b.N), processCPU()-cpu0)
 	})
+}
+
+// consumeAll reads n messages of EVENTS with a durable pull consumer,
+// fetching up to batch at a time, and acknowledges each one.
+func consumeAll(b *testing.B, eng *stream.Engine, n, batch int) {
+	b.Helper()
+	cons, err := eng.JetStream().CreateOrUpdateConsumer(context.Background(), stream.EventsStream, jetstream.ConsumerConfig{
+		Durable: "floor", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
+		MaxDeliver: -1, MaxAckPending: 20000, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for got := 0; got < n; {
+		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for msg := range msgs.Messages() {
+			if err := msg.Ack(); err != nil {
+				b.Fatal(err)
+			}
+			got++
+		}
+		if err := msgs.Error(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // storedRecords returns the records the ingest handler builds for one
