@@ -154,29 +154,52 @@ func ReplayDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter) (in
 	if err != nil {
 		return 0, fmt.Errorf("stream %s: %w", stream.DLQStream, err)
 	}
+	// Dead letters leave the DLQ a chunk at a time: their events are
+	// published, EVENTS is synced once (on disk before they leave), then
+	// they are removed.
 	n := 0
+	var done []*DeadLetter
+	flush := func() error {
+		if len(done) == 0 {
+			return nil
+		}
+		if err := eng.Sync(ctx, stream.EventsStream); err != nil {
+			return fmt.Errorf("replay dead letters: %w", err)
+		}
+		for _, dl := range done {
+			if err := s.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return fmt.Errorf("remove replayed dead letter %d: %w", dl.Seq, err)
+			}
+			n++
+		}
+		done = done[:0]
+		return nil
+	}
 	for _, dl := range list {
 		var probe struct {
 			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(dl.Event, &probe); err != nil || probe.Type == "" {
-			return n, fmt.Errorf("dead letter %d holds no event to replay", dl.Seq)
+			err := errors.Join(flush(), fmt.Errorf("dead letter %d holds no event to replay", dl.Seq))
+			return n, err
 		}
 		m := &nats.Msg{Subject: event.Subject(dl.Source, event.Type(probe.Type)), Data: dl.Event, Header: nats.Header{}}
 		m.Header.Set(event.HeaderSource, dl.Source)
 		m.Header.Set(HeaderReplayFor, dl.Destination)
 		id := "replay:" + dl.Destination + ":" + strconv.FormatUint(dl.Seq, 10)
 		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
-			return n, fmt.Errorf("replay dead letter %d: %w", dl.Seq, err)
+			err = errors.Join(flush(), fmt.Errorf("replay dead letter %d: %w", dl.Seq, err))
+			return n, err
 		}
-		// On disk in EVENTS before it leaves the DLQ.
-		if err := eng.Sync(ctx, stream.EventsStream); err != nil {
-			return n, fmt.Errorf("replay dead letter %d: %w", dl.Seq, err)
+		if done = append(done, dl); len(done) == replayChunk {
+			if err := flush(); err != nil {
+				return n, err
+			}
 		}
-		if err := s.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, fmt.Errorf("remove replayed dead letter %d: %w", dl.Seq, err)
-		}
-		n++
 	}
-	return n, nil
+	err = flush() // before n is read: flush counts what it removes
+	return n, err
 }
+
+// replayChunk is how many replayed dead letters one sync of EVENTS covers.
+const replayChunk = 500
