@@ -98,6 +98,10 @@ func (e *ValidationError) Code() string { return CodePayloadValidationFailed }
 // Status returns 400, the status Segment reports for such events.
 func (e *ValidationError) Status() int { return 400 }
 
+// Details returns the individual problems (dead letters and preview show
+// them as the event's per-field errors).
+func (e *ValidationError) Details() any { return e.Errors }
+
 // Is reports whether target is ErrInvalidConversion.
 func (e *ValidationError) Is(target error) bool { return target == ErrInvalidConversion }
 
