@@ -17,6 +17,7 @@ import (
 	"github.com/capstan-gw/capstan/bench/internal/segmentgen"
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
+	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/ingest"
 	"github.com/capstan-gw/capstan/internal/linkedin"
@@ -150,21 +151,23 @@ destinations:
 		stored += min(100, b.N-stored)
 	}
 
-	plan, errs := delivery.NewPlan(cfg, 0)
-	if len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	client, err := linkedin.NewClient(linkedin.ClientConfig{
-		APIBase: srv.URL, Credentials: linkedin.Credentials{AccessToken: "tok"},
-	}, linkedin.NewHTTPClient(30*time.Second), log)
+	format, err := lidest.NewFormat(lidest.FormatConfig{BatchSize: 5000})
 	if err != nil {
 		b.Fatal(err)
+	}
+	plan, errs := delivery.NewPlan(cfg, 0, format)
+	if len(errs) > 0 {
+		b.Fatal(errs)
 	}
 	state, err := eng.KV(ctx, stream.StateKV, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := plan.PrepareRules(ctx, client, state, benchAccount); err != nil {
+	dest, err := lidest.New(ctx, lidest.Config{Destination: cfg.Destinations[0], State: state}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := dest.Prepare(ctx, plan); err != nil {
 		b.Fatal(err)
 	}
 	var graph delivery.Graph
@@ -176,10 +179,13 @@ destinations:
 		}
 		graph = gr
 	}
-	runner := delivery.NewRunner(plan, delivery.RunnerConfig{
+	runner, err := delivery.NewRunner(plan, dest, delivery.RunnerConfig{
 		BatchSize: 5000, Linger: 200 * time.Millisecond, PerMinute: 100000, PerDay: 100000000,
 		Workers: *deliveryWorkers,
-	}, client, eng, graph, nil, log)
+	}, delivery.Deps{Engine: eng, Graph: graph, Log: log})
+	if err != nil {
+		b.Fatal(err)
+	}
 
 	if *deliveryProfile != "" {
 		f, err := os.Create(*deliveryProfile)

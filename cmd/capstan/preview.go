@@ -8,17 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
-	"github.com/capstan-gw/capstan/internal/event"
+	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
 	"github.com/capstan-gw/capstan/internal/identity"
-	"github.com/capstan-gw/capstan/internal/linkedin"
-	"github.com/capstan-gw/capstan/internal/mapping"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -99,7 +96,7 @@ validation); 0 otherwise, even when no trigger matched.`,
 			if err != nil {
 				return usageErr(fmt.Errorf("read events: %w", err))
 			}
-			out, invalid, err := preview(cmd.Context(), plans, raw, source, now, enr)
+			out, invalid, err := delivery.Preview(cmd.Context(), plans, raw, source, now, enr)
 			if err != nil {
 				return usageErr(fmt.Errorf("%s: %w", eventPath, err))
 			}
@@ -146,7 +143,11 @@ func segmentPlan(path, trigger, rule string) (*delivery.Plan, error) {
 			name = sub.Name
 		}
 	}
-	p, err := delivery.NewSegmentPlan(name, b, trigger, rule)
+	f, err := lidest.NewFormat(lidest.FormatConfig{Preview: true})
+	if err != nil {
+		return nil, err
+	}
+	p, err := delivery.NewSegmentPlan(name, b, trigger, rule, f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -155,7 +156,7 @@ func segmentPlan(path, trigger, rule string) (*delivery.Plan, error) {
 
 // configPlans compiles the configured destinations for preview.
 func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, error) {
-	plans, err := compilePlans(cfg, only)
+	plans, err := compilePlans(cfg, only, true)
 	if err != nil {
 		return nil, err
 	}
@@ -172,121 +173,6 @@ func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, error
 	return plans, nil
 }
 
-// previewOutput is what preview prints.
-type previewOutput struct {
-	Requests []linkedin.Request `json:"requests"`
-	Events   []previewEvent     `json:"events"`
-}
-
-type previewEvent struct {
-	Index     int             `json:"index"`
-	MessageID string          `json:"messageId,omitempty"`
-	Type      string          `json:"type,omitempty"`
-	Error     *previewError   `json:"error,omitempty"` // dropped at ingest
-	Results   []previewResult `json:"results,omitempty"`
-}
-
-type previewResult struct {
-	Destination string            `json:"destination"`
-	Mapping     string            `json:"mapping,omitempty"`
-	Outcome     delivery.Outcome  `json:"outcome"`
-	Request     *int              `json:"request,omitempty"`
-	Enriched    map[string]string `json:"enriched,omitempty"`
-	Error       *previewError     `json:"error,omitempty"`
-}
-
-type previewError struct {
-	Code    string                 `json:"code"`
-	Message string                 `json:"message"`
-	Fields  []*linkedin.FieldError `json:"fields,omitempty"`
-}
-
-func errorOf(err error) *previewError {
-	var ve *linkedin.ValidationError
-	if errors.As(err, &ve) {
-		return &previewError{Code: ve.Code(), Message: ve.Error(), Fields: ve.Errors}
-	}
-	var ae *mapping.ApplyError
-	if errors.As(err, &ae) {
-		return &previewError{Code: "MAPPING_FAILED", Message: ae.Error()}
-	}
-	return &previewError{Code: "INVALID", Message: err.Error()}
-}
-
-// preview runs each event through the plans and encodes the requests.
-func preview(ctx context.Context, plans []*delivery.Plan, raw []byte, source string, now time.Time, enr delivery.Enricher) (*previewOutput, bool, error) {
-	items, err := splitEvents(raw)
-	if err != nil {
-		return nil, false, err
-	}
-	out := &previewOutput{Requests: []linkedin.Request{}, Events: []previewEvent{}}
-	invalid := false
-	queues := make([][]delivery.Item, len(plans)) // converted items, per plan
-	req := &event.Request{ReceivedAt: now}
-	for i, item := range items {
-		pe := previewEvent{Index: i}
-		doc := []byte(item)
-		if !hasReceivedAt(doc) {
-			ev, derr := event.Normalize(doc, "", req)
-			if derr != nil {
-				pe.Error = &previewError{Code: derr.Code, Message: derr.Message}
-				invalid = true
-				out.Events = append(out.Events, pe)
-				continue
-			}
-			doc = ev.JSON
-		}
-		v, err := mapping.Parse(doc)
-		if err != nil {
-			return nil, false, fmt.Errorf("event %d: %w", i, err)
-		}
-		pe.MessageID, _ = v.Get("messageId").Str()
-		pe.Type, _ = v.Get("type").Str()
-		for pi, p := range plans {
-			for _, r := range p.Convert(ctx, v, source, now, enr, nil) {
-				pr := previewResult{Destination: p.Name, Outcome: r.Outcome, Enriched: r.Enriched}
-				if r.Route != nil {
-					pr.Mapping = r.Route.Name
-				}
-				if r.Err != nil {
-					pr.Error = errorOf(r.Err)
-					invalid = true
-				}
-				pe.Results = append(pe.Results, pr)
-				if r.Outcome == delivery.Converted {
-					queues[pi] = append(queues[pi], delivery.Item{Conversion: r.Conversion, Batching: r.Batching})
-				}
-			}
-		}
-		out.Events = append(out.Events, pe)
-	}
-	// Encode each destination's conversions with its own API version, and
-	// point each converted result at its request.
-	owners := make([][]*previewResult, len(plans))
-	for i := range out.Events {
-		for j, r := range out.Events[i].Results {
-			if r.Outcome == delivery.Converted {
-				pi := slices.IndexFunc(plans, func(p *delivery.Plan) bool { return p.Name == r.Destination })
-				owners[pi] = append(owners[pi], &out.Events[i].Results[j])
-			}
-		}
-	}
-	for pi, p := range plans {
-		reqs, err := delivery.BuildRequests(linkedin.RequestConfig{APIVersion: p.APIVersion, AccessToken: "preview"}, queues[pi])
-		if err != nil {
-			return nil, false, err
-		}
-		for _, r := range reqs {
-			ri := len(out.Requests)
-			for _, idx := range r.Indices {
-				owners[pi][idx].Request = &ri
-			}
-			out.Requests = append(out.Requests, r)
-		}
-	}
-	return out, invalid, nil
-}
-
 // previewEngine attaches to the configured engine: the plans get the rule
 // ids delivery created, and the identity graph enriches as in delivery.
 func previewEngine(ctx context.Context, cfg *config.Config, plans []*delivery.Plan) (func(), delivery.Enricher, error) {
@@ -300,7 +186,7 @@ func previewEngine(ctx context.Context, cfg *config.Config, plans []*delivery.Pl
 		return nil, nil, err
 	}
 	for _, p := range plans {
-		p.LoadRuleIDs(ctx, state)
+		lidest.LoadRuleIDs(ctx, state, p)
 	}
 	g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), stderrLogger())
 	if err != nil {
@@ -308,31 +194,6 @@ func previewEngine(ctx context.Context, cfg *config.Config, plans []*delivery.Pl
 		return nil, nil, fmt.Errorf("identity graph: %w", err)
 	}
 	return eng.Close, g, nil
-}
-
-// splitEvents accepts one event object or an array of them.
-func splitEvents(raw []byte) ([]json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '[' {
-		var items []json.RawMessage
-		if err := json.Unmarshal(raw, &items); err != nil {
-			return nil, fmt.Errorf("not a JSON array of events: %w", err)
-		}
-		return items, nil
-	}
-	if !json.Valid(raw) {
-		var v any
-		err := json.Unmarshal(raw, &v)
-		return nil, fmt.Errorf("not a JSON event: %w", err)
-	}
-	return []json.RawMessage{raw}, nil
-}
-
-func hasReceivedAt(doc []byte) bool {
-	var probe struct {
-		ReceivedAt *string `json:"receivedAt"`
-	}
-	return json.Unmarshal(doc, &probe) == nil && probe.ReceivedAt != nil
 }
 
 func writeIndented(w io.Writer, v any) error {

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/capstan-gw/capstan/internal/config"
-	"github.com/capstan-gw/capstan/internal/delivery"
+	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/mapping"
@@ -163,7 +163,7 @@ destinations:
 	}
 	state, _ := eng.KV(ctx, stream.StateKV, 0)
 
-	if _, err := state.Put(ctx, delivery.RuleKey("li", "Sign Up"), []byte("24242424")); err != nil {
+	if _, err := state.Put(ctx, lidest.RuleKey("li", "Sign Up"), []byte("24242424")); err != nil {
 		t.Fatal(err)
 	}
 	g, err := identity.Open(ctx, eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail}, slog.New(slog.DiscardHandler))

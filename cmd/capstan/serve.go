@@ -63,7 +63,7 @@ requests finish, queued writes are flushed, the engine stops last.`,
 // serve runs the gateway until ctx ends. extra, when set, adds handlers to
 // the HTTP mux (the demo page).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
-	plans, err := compilePlans(cfg, "")
+	plans, err := compilePlans(cfg, "", false)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	if graph != nil {
 		dg = graph
 	}
-	dests, state, err := newDestinations(ctx, cfg, plans, eng, dg, reg, log)
+	dests, err := newDestinations(ctx, cfg, plans, eng, dg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 			body.Status, body.Engine = "unavailable", err.Error()
 		}
 		for _, d := range dests {
-			st := d.status()
+			st := d.Status()
 			if st.State == "paused" {
 				body.Status = "degraded"
 			}
@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, d := range dests {
-		g.Go(func() error { return d.run(gctx, state, log) })
+		g.Go(func() error { return d.runner.Serve(gctx) })
 	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

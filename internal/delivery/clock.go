@@ -9,6 +9,14 @@ import (
 // Clock is the time source of a Runner: real time in production, a
 // fast-forwarding clock in tests so that waits for rate-limit windows and
 // backoffs take no real time.
+//
+// Every wait on the remote's time goes through it: rate-limit windows,
+// retry backoff, the 90-day window, token expiry, the backoff of Prepare
+// and of failed reads. Two kinds of wait deliberately do not: those bound
+// to the engine's own timers, which run in real time whatever the test
+// clock says (keeping events alive within AckWait, fetch expiry, lease
+// renewal), and a pause's retry, which waits for a person (Resume) and
+// must not become a busy loop under a clock that skips.
 type Clock interface {
 	Now() time.Time
 	// Sleep waits d or until ctx ends, returning ctx's error in that case.

@@ -1,10 +1,36 @@
-// Package delivery turns stored events into LinkedIn conversions and gets
-// them to LinkedIn: per destination it selects events (source, integrations,
-// consent, triggers), builds each conversion (mappings, enrichment, the
-// linkedin package's validation), batches, rate-limits, sends, retries,
-// splits refused batches and dead-letters what LinkedIn will not take.
+// Package delivery gets stored events to a destination, whichever it is:
+// per destination it reads EVENTS through a durable consumer, selects events
+// (source, integrations, consent, triggers), maps them (mapping-kit
+// directives, identity enrichment), batches, rate-limits, sends, retries,
+// splits refused batches and dead-letters what the destination will not
+// take, acknowledging an event only once each of its conversions was taken
+// or is in the DLQ.
 //
-// Plan (this file's first part) is the pure half: a destination's compiled
-// mappings and the Convert step shared by delivery, `capstan preview` and
-// DLQ replay, so that all three build exactly the same requests.
+// It knows destinations only through a small contract (destination.go):
+//
+//   - a Format (pure) builds one Payload from a mapping's output and
+//     groups payloads into Requests;
+//   - a Destination sends one Request and classifies the answer into an
+//     Answer of delivery's own classes: Accepted, Retry, Split, TooLarge,
+//     Refused, Pause; LimitKey names what the remote counts requests
+//     against, so destinations sharing it share one rate limiter (Limits);
+//   - optionally a Preparer (set-up before delivering, such as creating
+//     conversion rules) and a TokenSource (credential expiry warnings).
+//
+// Adapter packages implement the contract: internal/delivery/linkedin is the
+// only place where delivery meets package linkedin. Package delivery itself
+// never imports linkedin (the import-rule test enforces it), so a second
+// destination type is a new adapter package and a configuration type,
+// nothing else here (webhook_test.go shows one).
+//
+// The parts: Plan (plan.go) compiles a destination's mappings and converts
+// events, shared by the Runner, Preview (preview.go: `capstan preview` and
+// the console's dry run) and DLQ replay, so all build exactly the same
+// requests. Runner (runner.go) holds a destination's state (pause, lease,
+// status) and its pipeline: read.go consumes and tracks events, send.go
+// batches them and works each batch through an explicit queue of requests
+// (a split or halved request queues its parts; nothing recurses).
+// dlq.go keeps dead letters; lease.go lets one replica of a shared cluster
+// deliver a destination; limiter.go counts requests in LinkedIn's
+// UTC-aligned windows.
 package delivery

@@ -6,6 +6,55 @@ import (
 	"time"
 )
 
+// Limits holds the request limiters of every destination of a process,
+// keyed by what the remote counts requests against (Destination.LimitKey:
+// for LinkedIn the access token, linkedin-capi.md §11), so two destinations
+// that share a token share its 600 requests a minute and 300,000 a day. It
+// is safe for concurrent use.
+type Limits struct {
+	clock Clock
+
+	mu sync.Mutex
+	m  map[string]*windowLimiter
+}
+
+// NewLimits returns an empty set of limiters on clock (nil: real time).
+func NewLimits(clock Clock) *Limits {
+	if clock == nil {
+		clock = realClock{}
+	}
+	return &Limits{clock: clock, m: map[string]*windowLimiter{}}
+}
+
+// limiter returns key's limiter, created with perMinute and perDay on
+// first use: the first destination of a shared key sets its limits.
+func (l *Limits) limiter(key string, perMinute, perDay int) *windowLimiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.m[key]
+	if !ok {
+		w = &windowLimiter{clock: l.clock, perMinute: perMinute, perDay: perDay}
+		l.m[key] = w
+	}
+	return w
+}
+
+// wait blocks until one more request of key fits, then counts it. It
+// reports whether it had to wait.
+func (l *Limits) wait(ctx context.Context, key string, perMinute, perDay int) (bool, error) {
+	return l.limiter(key, perMinute, perDay).Wait(ctx)
+}
+
+// exhaustDay holds key's requests until the next UTC day.
+func (l *Limits) exhaustDay(key string) {
+	l.mu.Lock()
+	w := l.m[key]
+	l.mu.Unlock()
+	if w != nil {
+		w.exhaustDay()
+	}
+}
+
 // windowLimiter keeps a token under LinkedIn's limits the way LinkedIn counts
 // them (linkedin-capi.md §11): at most perMinute requests in each UTC-aligned
 // minute and perDay in each UTC day. A token bucket (x/time/rate) cannot
@@ -21,10 +70,6 @@ type windowLimiter struct {
 	minuteN int
 	day     time.Time
 	dayN    int
-}
-
-func newWindowLimiter(c Clock, perMinute, perDay int) *windowLimiter {
-	return &windowLimiter{clock: c, perMinute: perMinute, perDay: perDay}
 }
 
 // Wait blocks until one more request fits, then counts it. It reports
@@ -60,7 +105,7 @@ func (l *windowLimiter) Wait(ctx context.Context) (waited bool, err error) {
 	}
 }
 
-// exhaustDay blocks new requests until the next UTC day: LinkedIn answered
+// exhaustDay blocks new requests until the next UTC day: the remote answered
 // with its daily 429, so its count and ours disagree.
 func (l *windowLimiter) exhaustDay() {
 	l.mu.Lock()

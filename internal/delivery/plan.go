@@ -11,7 +11,6 @@ import (
 
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/identity"
-	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/mapping"
 )
 
@@ -28,34 +27,33 @@ const (
 	FilteredConsent      Outcome = "filtered_consent"      // consent for a required category is missing
 )
 
-// Plan is one destination's compiled mappings. It is immutable after
-// construction except for rule ids (SetRuleID) and safe for concurrent use.
+// Plan is one destination's compiled mappings and its Format. It is
+// immutable after construction except for Route.Rule (set while preparing,
+// before delivery starts) and safe for concurrent use.
 type Plan struct {
 	// Name is the destination's name.
 	Name string
 	// DisplayName is looked up in an event's integrations object.
 	DisplayName string
-	// APIVersion is the LinkedIn-Version its requests carry ("" for the
-	// default).
-	APIVersion string
 	// Routes are the mappings, in configuration order.
 	Routes []*Route
+	// Format builds the destination's payloads and requests.
+	Format Format
 
 	sources map[string]bool // nil: every source
 	consent []string
-	builder *linkedin.Builder
 }
 
-// Route is one mapping: a trigger, the field mapping and the rule it feeds.
+// Route is one mapping: a trigger, the field mapping and what it feeds.
 type Route struct {
 	// Name is the mapping's name.
 	Name string
-	// Rule is the conversion rule id ("" until a rule to create exists).
+	// Rule is the destination's id of what the mapping feeds (LinkedIn:
+	// the conversion rule id); "" until one is known.
 	Rule string
-	// Create describes the rule to create when Rule is empty.
-	Create *config.RuleCreate
-	// Campaigns to associate with the rule.
-	Campaigns []int64
+	// Config is the mapping as configured (nil for a Segment-format
+	// mapping): adapters read their own settings from it.
+	Config *config.Mapping
 
 	trigger *mapping.Trigger // nil: every event (preview --mapping)
 	fields  *mapping.Mapping
@@ -64,14 +62,16 @@ type Route struct {
 	removed map[string]bool
 }
 
-// defaultFields is LinkedIn's default field mapping, compiled once.
-var defaultFields = mapping.MustCompile(string(linkedin.DefaultMapping()))
+// Removed reports whether the mapping's configuration removed field (set it
+// to null): no default and no enrichment may fill it.
+func (r *Route) Removed(field string) bool { return r.removed[field] }
 
-// NewPlan compiles a configured destination. Problems are *config.Error
-// values positioned in the configuration file; all are returned together.
-func NewPlan(cfg *config.Config, index int) (*Plan, []error) {
+// NewPlan compiles configured destination index, whose payloads f builds.
+// Problems are *config.Error values positioned in the configuration file;
+// all are returned together.
+func NewPlan(cfg *config.Config, index int, f Format) (*Plan, []error) {
 	d := cfg.Destinations[index]
-	p := &Plan{Name: d.Name, DisplayName: d.DisplayName, APIVersion: d.APIVersion, consent: d.ConsentCategories}
+	p := &Plan{Name: d.Name, DisplayName: d.DisplayName, Format: f, consent: d.ConsentCategories}
 	if len(d.Sources) > 0 {
 		p.sources = map[string]bool{}
 		for _, s := range d.Sources {
@@ -79,17 +79,20 @@ func NewPlan(cfg *config.Config, index int) (*Plan, []error) {
 		}
 	}
 	var errs []error
-	b, err := linkedin.NewBuilder(linkedin.BuilderConfig{})
-	if err != nil {
-		errs = append(errs, err)
+	var defaults *mapping.Mapping
+	if def := f.DefaultFields(); def != nil {
+		var err error
+		if defaults, err = mapping.Compile(def); err != nil {
+			return nil, []error{fmt.Errorf("destination %s: default fields: %w", d.Name, err)}
+		}
 	}
-	p.builder = b
-	for i, m := range d.Mappings {
+	for i := range d.Mappings {
+		m := &d.Mappings[i]
 		if m.Disabled {
 			continue
 		}
 		path := fmt.Sprintf("destinations[%d].mappings[%d]", index, i)
-		r := &Route{Name: m.Name, Create: m.ConversionRule.Create, Campaigns: m.Campaigns}
+		r := &Route{Name: m.Name, Config: m}
 		if m.ConversionRule.ID != 0 {
 			r.Rule = strconv.FormatInt(m.ConversionRule.ID, 10)
 		}
@@ -102,18 +105,25 @@ func NewPlan(cfg *config.Config, index int) (*Plan, []error) {
 			errs = append(errs, cfg.Errorf(path+".trigger", "%v", err))
 		}
 		r.trigger = trig
-		fields := defaultFields
+		fields := defaults
 		if len(m.Fields) > 0 && string(m.Fields) != "null" {
 			own, err := mapping.Compile(m.Fields)
 			if err != nil {
 				errs = append(errs, fieldErrors(cfg, path+".fields", err)...)
 				continue
 			}
-			if fields, err = own.WithDefaults(defaultFields); err != nil {
-				errs = append(errs, cfg.Errorf(path+".fields", "%v", err))
-				continue
+			fields = own
+			if defaults != nil {
+				if fields, err = own.WithDefaults(defaults); err != nil {
+					errs = append(errs, cfg.Errorf(path+".fields", "%v", err))
+					continue
+				}
 			}
 			r.removed = nullFields(m.Fields)
+		}
+		if fields == nil {
+			errs = append(errs, cfg.Errorf(path+".fields", "required: the destination type has no default fields"))
+			continue
 		}
 		r.fields = fields
 		p.Routes = append(p.Routes, r)
@@ -172,7 +182,7 @@ func nullFields(raw []byte) map[string]bool {
 // NewSegmentPlan builds a one-mapping plan from a Segment-format mapping
 // (preview --mapping, an imported Segment export): complete as given, no
 // defaults. trigger may be "" to convert every event.
-func NewSegmentPlan(name string, fields []byte, trigger, rule string) (*Plan, error) {
+func NewSegmentPlan(name string, fields []byte, trigger, rule string, f Format) (*Plan, error) {
 	m, err := mapping.Compile(fields)
 	if err != nil {
 		return nil, err
@@ -183,11 +193,7 @@ func NewSegmentPlan(name string, fields []byte, trigger, rule string) (*Plan, er
 			return nil, err
 		}
 	}
-	b, err := linkedin.NewBuilder(linkedin.BuilderConfig{})
-	if err != nil {
-		return nil, err
-	}
-	return &Plan{Name: name, DisplayName: config.DefaultDisplayName, Routes: []*Route{r}, builder: b}, nil
+	return &Plan{Name: name, DisplayName: config.DefaultDisplayName, Routes: []*Route{r}, Format: f}, nil
 }
 
 // Result is one event's fate for one mapping (or, for the filters, for the
@@ -195,16 +201,11 @@ func NewSegmentPlan(name string, fields []byte, trigger, rule string) (*Plan, er
 type Result struct {
 	Route   *Route
 	Outcome Outcome
-	// Conversion is set for Converted.
-	Conversion linkedin.Conversion
-	// Batching is how the mapping wants the conversion sent.
-	Batching linkedin.Batching
-	// Err says why the event is Invalid (a *linkedin.ValidationError or a
+	// Payload is set for Converted; its Enriched also for Invalid.
+	Payload Payload
+	// Err says why the event is Invalid (a Problem from the Format, or a
 	// *mapping.ApplyError).
 	Err error
-	// Enriched names the action fields that capstan filled in, and from where
-	// ("linkedInUUID" → "context.page.url").
-	Enriched map[string]string
 }
 
 // Enricher supplies identifiers the event itself lacks (the identity graph).
@@ -216,9 +217,9 @@ type Enricher interface {
 }
 
 // Convert runs ev through the plan. source is the event's source name; now
-// is the clock used for the 90-day window; enr may be nil. have is what the
-// caller already captured from the event (and its request's cookie); nil
-// means capture from the event, only once a trigger matches.
+// is the clock used for the destination's window; enr may be nil. have is
+// what the caller already captured from the event (and its request's
+// cookie); nil means capture from the event, only once a trigger matches.
 func (p *Plan) Convert(ctx context.Context, ev mapping.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
 	switch {
 	case p.sources != nil && !p.sources[source]:
@@ -265,33 +266,13 @@ func (p *Plan) convert(r *Route, ev mapping.Value, c identity.Captured, now time
 	if fields == nil {
 		fields = map[string]any{}
 	}
-	if c.LiFatID != "" && blank(fields[linkedin.FieldLinkedInUUID]) && !r.removed[linkedin.FieldLinkedInUUID] {
-		fields[linkedin.FieldLinkedInUUID] = c.LiFatID
-		res.Enriched = map[string]string{linkedin.FieldLinkedInUUID: c.LiFatIDFrom}
-	}
-	if c.Email != "" && blank(fields[linkedin.FieldEmail]) && !r.removed[linkedin.FieldEmail] {
-		fields[linkedin.FieldEmail] = c.Email
-		if res.Enriched == nil {
-			res.Enriched = map[string]string{}
-		}
-		res.Enriched[linkedin.FieldEmail] = c.EmailFrom
-	}
-	if res.Batching, err = linkedin.BatchingFrom(fields); err != nil {
-		res.Outcome, res.Err = Invalid, err
-		return res
-	}
-	conv, err := p.builder.Build(fields, r.Rule, now)
+	res.Payload, err = p.Format.Build(r, fields, c, now)
 	if err != nil {
 		res.Outcome, res.Err = Invalid, err
 		return res
 	}
-	res.Outcome, res.Conversion = Converted, conv
+	res.Outcome = Converted
 	return res
-}
-
-func blank(v any) bool {
-	s, ok := v.(string)
-	return v == nil || ok && strings.TrimSpace(s) == ""
 }
 
 // integrationAllows applies segment-ingest.md §2.3.
@@ -308,73 +289,4 @@ func (p *Plan) integrationAllows(ev mapping.Value) bool {
 		return b
 	}
 	return true
-}
-
-// Item is a conversion ready to be sent, with how its mapping wants it sent.
-type Item struct {
-	Conversion linkedin.Conversion
-	Batching   linkedin.Batching
-}
-
-// BuildRequests encodes items into LinkedIn requests: items of one rule whose
-// mapping batches go into BATCH_CREATE requests of at most the mapping's batch
-// size (§17.4), the others — and a rule's lone item — into single creates.
-// Each request's Indices are positions in items. Requests come in the order
-// of their first item.
-func BuildRequests(rc linkedin.RequestConfig, items []Item) ([]linkedin.Request, error) {
-	type key struct {
-		rule string
-		size int
-	}
-	var reqs []linkedin.Request
-	single := func(i int) error {
-		req, err := linkedin.NewSingleRequest(rc, &items[i].Conversion)
-		if err != nil {
-			return err
-		}
-		req.Indices = []int{i}
-		reqs = append(reqs, req)
-		return nil
-	}
-	groups := map[key][]int{}
-	var order []key
-	for i, it := range items {
-		if !it.Batching.Enabled {
-			order = append(order, key{size: -1 - i}) // its own group
-			continue
-		}
-		k := key{it.Conversion.Conversion, linkedin.ClampBatchSize(it.Batching.Size)}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], i)
-	}
-	for _, k := range order {
-		pos := groups[k]
-		if k.size < 0 || len(pos) == 1 {
-			i := -1 - k.size
-			if k.size >= 0 {
-				i = pos[0]
-			}
-			if err := single(i); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		cs := make([]linkedin.Conversion, len(pos))
-		for j, p := range pos {
-			cs[j] = items[p].Conversion
-		}
-		batch, err := linkedin.NewBatchRequests(rc, cs, k.size)
-		if err != nil {
-			return nil, err
-		}
-		for _, req := range batch {
-			for j, idx := range req.Indices {
-				req.Indices[j] = pos[idx]
-			}
-			reqs = append(reqs, req)
-		}
-	}
-	return reqs, nil
 }

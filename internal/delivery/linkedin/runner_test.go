@@ -1,4 +1,4 @@
-package delivery
+package linkedin
 
 import (
 	"context"
@@ -7,15 +7,15 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/event"
-	"github.com/capstan-gw/capstan/internal/linkedin"
+	capi "github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/sandbox"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -26,22 +26,24 @@ const account = 512345678
 // real embedded JetStream, sharing a fast-forward clock with the sandbox.
 type harness struct {
 	t      *testing.T
-	clock  *SkipClock
+	cfg    *config.Config
+	clock  *delivery.SkipClock
 	sb     *sandbox.Server
 	url    string
 	eng    *stream.Engine
 	app    *stream.Appender
-	client *linkedin.Client
-	runner *Runner
-	plan   *Plan
+	dest   *Destination
+	client *capi.Client
+	runner *delivery.Runner
+	plan   *delivery.Plan
 	stop   func()
 }
 
 type opts struct {
 	sandbox  sandbox.Config
 	mappings string
-	runner   RunnerConfig
-	creds    linkedin.Credentials
+	runner   delivery.RunnerConfig
+	creds    capi.Credentials
 	timeout  time.Duration
 }
 
@@ -53,7 +55,7 @@ const signUpMapping = `      - name: Sign Up
 func newHarness(t *testing.T, o opts) *harness {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	h := &harness{t: t, clock: NewSkipClock(time.Now().Truncate(time.Minute).Add(time.Second))}
+	h := &harness{t: t, clock: delivery.NewSkipClock(time.Now().Truncate(time.Minute).Add(time.Second))}
 	sc := o.sandbox
 	sc.Now = h.clock.Now
 	sc.AdAccount = account
@@ -87,18 +89,20 @@ func newHarness(t *testing.T, o opts) *harness {
 	if creds.AccessToken == "" && !creds.CanRefresh() {
 		creds.AccessToken = "tok"
 	}
-	h.client, err = linkedin.NewClient(linkedin.ClientConfig{
-		APIBase: srv.URL, OAuthTokenURL: srv.URL + "/oauth/v2/accessToken", Credentials: creds,
-		Timeout: o.timeout, Now: h.clock.Now,
-	}, linkedin.NewHTTPClient(o.timeout), log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dc := h.cfg.Destinations[0]
+	dc.APIBase, dc.Auth.TokenURL = srv.URL, srv.URL+"/oauth/v2/accessToken"
+	dc.Auth.AccessToken, dc.Auth.RefreshToken = config.Secret(creds.AccessToken), config.Secret(creds.RefreshToken)
+	dc.Auth.ClientID, dc.Auth.ClientSecret = config.Secret(creds.ClientID), config.Secret(creds.ClientSecret)
 	state, err := eng.KV(context.Background(), stream.StateKV, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.plan.PrepareRules(context.Background(), h.client, state, account); err != nil {
+	h.dest, err = New(context.Background(), Config{Destination: dc, State: state, Timeout: o.timeout, Now: h.clock.Now}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.client = h.dest.Client()
+	if err := h.dest.Prepare(context.Background(), h.plan); err != nil {
 		t.Fatal(err)
 	}
 	rc := o.runner
@@ -110,7 +114,7 @@ func newHarness(t *testing.T, o opts) *harness {
 	return h
 }
 
-func (h *harness) compile(mappings string) *Plan {
+func (h *harness) compile(mappings string) *delivery.Plan {
 	h.t.Helper()
 	text := fmt.Sprintf(`
 sources: [{name: web, write_key: k}]
@@ -124,7 +128,12 @@ destinations:
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	p, errs := NewPlan(cfg, 0)
+	h.cfg = cfg
+	f, err := NewFormat(FormatConfig{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p, errs := delivery.NewPlan(cfg, 0, f)
 	if len(errs) > 0 {
 		h.t.Fatal(errs)
 	}
@@ -132,9 +141,13 @@ destinations:
 }
 
 // start runs a runner for h.plan until the test ends or h.stop is called.
-func (h *harness) start(rc RunnerConfig) {
+func (h *harness) start(rc delivery.RunnerConfig) {
 	ctx, cancel := context.WithCancel(context.Background())
-	h.runner = NewRunner(h.plan, rc, h.client, h.eng, nil, nil, slog.New(slog.DiscardHandler))
+	var err error
+	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, delivery.Deps{Engine: h.eng})
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		if err := h.runner.Run(ctx); err != nil {
@@ -218,10 +231,10 @@ func (h *harness) waitDelivered(n int, skip map[int]bool) {
 	}
 }
 
-func (h *harness) deadLetters(reason string) []*DeadLetter {
+func (h *harness) deadLetters(reason string) []*delivery.DeadLetter {
 	h.t.Helper()
-	var out []*DeadLetter
-	if err := ListDeadLetters(context.Background(), h.eng, DLQFilter{Reason: reason}, func(dl *DeadLetter) error {
+	var out []*delivery.DeadLetter
+	if err := delivery.ListDeadLetters(context.Background(), h.eng, delivery.DLQFilter{Reason: reason}, func(dl *delivery.DeadLetter) error {
 		out = append(out, dl)
 		return nil
 	}); err != nil {
@@ -243,7 +256,7 @@ func many(n int, extra func(i int) string) []string {
 }
 
 func TestDeliverBatched(t *testing.T) {
-	h := newHarness(t, opts{runner: RunnerConfig{BatchSize: 50}})
+	h := newHarness(t, opts{runner: delivery.RunnerConfig{BatchSize: 50}})
 	h.send(many(120, nil)...)
 	// Events no trigger matches are acknowledged without a request.
 	h.send(`{"type":"page","userId":"u","messageId":"p-1"}`, `{"type":"track","event":"Other","userId":"u","messageId":"o-1"}`)
@@ -271,7 +284,7 @@ func TestDeliverBatched(t *testing.T) {
 // are delivered like the first ones, and at once, not after a heartbeat or
 // AckWait.
 func TestDeliversAcrossIdleFetches(t *testing.T) {
-	h := newHarness(t, opts{runner: RunnerConfig{BatchSize: 50, FetchWait: 200 * time.Millisecond}})
+	h := newHarness(t, opts{runner: delivery.RunnerConfig{BatchSize: 50, FetchWait: 200 * time.Millisecond}})
 	evs := many(20, nil)
 	h.send(evs[:10]...)
 	eventually(t, 5*time.Second, "the first 10 conversions", func() bool { return len(h.delivered()) == 10 })
@@ -289,7 +302,7 @@ func TestRateLimitsNeverExceeded(t *testing.T) {
 	h := newHarness(t, opts{
 		sandbox:  sandbox.Config{RatePerMinute: 4},
 		mappings: signUpMapping + "        fields: {enable_batching: false}\n",
-		runner:   RunnerConfig{PerMinute: 4},
+		runner:   delivery.RunnerConfig{PerMinute: 4},
 	})
 	clock0 := h.clock.Now()
 	h.send(many(18, nil)...)
@@ -308,7 +321,7 @@ func TestRateLimitsNeverExceeded(t *testing.T) {
 }
 
 func TestRetriesOn429And5xxAndTimeouts(t *testing.T) {
-	h := newHarness(t, opts{runner: RunnerConfig{BatchSize: 10}, timeout: 300 * time.Millisecond})
+	h := newHarness(t, opts{runner: delivery.RunnerConfig{BatchSize: 10}, timeout: 300 * time.Millisecond})
 	for _, f := range []sandbox.Fault{
 		{Endpoint: "conversionEvents", Action: sandbox.FaultRateLimit, Next: 3, RetryAfter: 2},
 		{Endpoint: "conversionEvents", Action: sandbox.FaultStatus, Status: 503, Next: 2},
@@ -336,7 +349,7 @@ func TestSplitRefusedBatchAndReplay(t *testing.T) {
 	h := newHarness(t, opts{
 		sandbox:  sandbox.Config{EnforceFieldLengths: true},
 		mappings: signUpMapping + "        fields:\n          userInfo: {firstName: {\"@path\": \"$.properties.first\"}, lastName: Doe}\n",
-		runner:   RunnerConfig{BatchSize: 500, Linger: 200 * time.Millisecond},
+		runner:   delivery.RunnerConfig{BatchSize: 500, Linger: 200 * time.Millisecond},
 	})
 	h.send(many(500, func(i int) string {
 		if bad[i] {
@@ -345,8 +358,8 @@ func TestSplitRefusedBatchAndReplay(t *testing.T) {
 		return `,"first":"Ann"`
 	})...)
 	h.waitDelivered(500, bad)
-	var dls []*DeadLetter
-	eventually(t, 5*time.Second, "3 dead letters", func() bool { dls = h.deadLetters(ReasonRejected); return len(dls) == 3 })
+	var dls []*delivery.DeadLetter
+	eventually(t, 5*time.Second, "3 dead letters", func() bool { dls = h.deadLetters(delivery.ReasonRejected); return len(dls) == 3 })
 	for _, dl := range dls {
 		if dl.Status != 422 || !strings.Contains(dl.Message, "firstName") || dl.Mapping != "Sign Up" || len(dl.Payload) == 0 || len(dl.Event) == 0 {
 			t.Errorf("dead letter %+v", dl)
@@ -355,12 +368,11 @@ func TestSplitRefusedBatchAndReplay(t *testing.T) {
 	// Fix the mapping, restart, replay.
 	h.stop()
 	h.plan = h.compile(signUpMapping + "        fields: {userInfo: null}\n")
-	state, _ := h.eng.KV(context.Background(), stream.StateKV, 0)
-	if err := h.plan.PrepareRules(context.Background(), h.client, state, account); err != nil {
+	if err := h.dest.Prepare(context.Background(), h.plan); err != nil {
 		t.Fatal(err)
 	}
-	h.start(RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
-	n, err := ReplayDeadLetters(context.Background(), h.eng, DLQFilter{Destination: "li", Reason: ReasonRejected})
+	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	n, err := delivery.ReplayDeadLetters(context.Background(), h.eng, delivery.DLQFilter{Destination: "li", Reason: delivery.ReasonRejected})
 	if err != nil || n != 3 {
 		t.Fatalf("replayed %d: %v", n, err)
 	}
@@ -374,11 +386,11 @@ func TestSplitRefusedBatchAndReplay(t *testing.T) {
 }
 
 func TestInvalidAndExpiredGoToDLQ(t *testing.T) {
-	h := newHarness(t, opts{runner: RunnerConfig{RetryMax: 24 * time.Hour}})
+	h := newHarness(t, opts{runner: delivery.RunnerConfig{RetryMax: 24 * time.Hour}})
 	// No identifier at all: refused locally, never sent.
 	h.send(`{"type":"track","event":"Sign Up","userId":"u","messageId":"no-id"}`)
-	eventually(t, 5*time.Second, "invalid dead letter", func() bool { return len(h.deadLetters(ReasonInvalid)) == 1 })
-	dl := h.deadLetters(ReasonInvalid)[0]
+	eventually(t, 5*time.Second, "invalid dead letter", func() bool { return len(h.deadLetters(delivery.ReasonInvalid)) == 1 })
+	dl := h.deadLetters(delivery.ReasonInvalid)[0]
 	if dl.MessageID != "no-id" || !strings.Contains(dl.Message, "One of email or LinkedIn UUID") {
 		t.Errorf("%+v", dl)
 	}
@@ -389,8 +401,8 @@ func TestInvalidAndExpiredGoToDLQ(t *testing.T) {
 	}
 	old := h.clock.Now().Add(-89 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	h.send(`{"type":"track","event":"Sign Up","userId":"u","messageId":"old","timestamp":"` + old + `","properties":{"li_fat_id":"x"}}`)
-	eventually(t, 10*time.Second, "expired dead letter", func() bool { return len(h.deadLetters(ReasonExpired)) == 1 })
-	if dl := h.deadLetters(ReasonExpired)[0]; dl.Status != 503 || dl.Attempts < 2 {
+	eventually(t, 10*time.Second, "expired dead letter", func() bool { return len(h.deadLetters(delivery.ReasonExpired)) == 1 })
+	if dl := h.deadLetters(delivery.ReasonExpired)[0]; dl.Status != 503 || dl.Attempts < 2 {
 		t.Errorf("%+v", dl)
 	}
 }
@@ -398,7 +410,7 @@ func TestInvalidAndExpiredGoToDLQ(t *testing.T) {
 func TestExpiredTokenIsRefreshed(t *testing.T) {
 	h := newHarness(t, opts{
 		sandbox: sandbox.Config{Tokens: []sandbox.TokenSpec{{Token: "tok", AdAccount: account, RefreshToken: "rt"}}},
-		creds:   linkedin.Credentials{AccessToken: "tok", RefreshToken: "rt", ClientID: "sandbox-client", ClientSecret: "sandbox-secret"},
+		creds:   capi.Credentials{AccessToken: "tok", RefreshToken: "rt", ClientID: "sandbox-client", ClientSecret: "sandbox-secret"},
 	})
 	h.send(many(5, nil)...)
 	h.waitDelivered(5, nil)
@@ -416,7 +428,7 @@ func TestExpiredTokenIsRefreshed(t *testing.T) {
 }
 
 func TestRevokedTokenPausesUntilANewOne(t *testing.T) {
-	h := newHarness(t, opts{runner: RunnerConfig{PauseRetry: time.Hour}})
+	h := newHarness(t, opts{runner: delivery.RunnerConfig{PauseRetry: time.Hour}})
 	h.send(many(3, nil)...)
 	h.waitDelivered(3, nil)
 	if !h.sb.RevokeToken("tok") {
@@ -424,7 +436,7 @@ func TestRevokedTokenPausesUntilANewOne(t *testing.T) {
 	}
 	h.send(signUpEvent(3, ""), signUpEvent(4, ""))
 	eventually(t, 10*time.Second, "pause", func() bool { return h.runner.Paused() != "" })
-	st := h.runner.Status(h.client)
+	st := h.runner.Status()
 	if st.State != "paused" || !strings.Contains(st.Reason, "401") {
 		t.Errorf("status %+v", st)
 	}
@@ -441,13 +453,13 @@ func TestRevokedTokenPausesUntilANewOne(t *testing.T) {
 }
 
 func TestTokenExpiryWarning(t *testing.T) {
-	h := newHarness(t, opts{creds: linkedin.Credentials{AccessToken: "tok"}})
+	h := newHarness(t, opts{creds: capi.Credentials{AccessToken: "tok"}})
 	h.client.SetAccessToken("tok", h.clock.Now().Add(10*24*time.Hour))
-	if st := h.runner.Status(h.client); st.Warning == "" || st.TokenExpiresAt == nil {
+	if st := h.runner.Status(); st.Warning == "" || st.TokenExpiresAt == nil {
 		t.Errorf("no warning 10 days before expiry: %+v", st)
 	}
 	h.client.SetAccessToken("tok", h.clock.Now().Add(30*24*time.Hour))
-	if st := h.runner.Status(h.client); st.Warning != "" {
+	if st := h.runner.Status(); st.Warning != "" {
 		t.Errorf("warning 30 days before expiry: %+v", st)
 	}
 }
@@ -468,48 +480,5 @@ func TestCookieLiFatID(t *testing.T) {
 	body := string(h.sb.Conversions(sandbox.ConversionFilter{})[0].Body)
 	if !strings.Contains(body, `"idValue":"from-cookie"`) {
 		t.Errorf("body %s", body)
-	}
-}
-
-func TestLeaseOneActiveDeliverer(t *testing.T) {
-	eng, err := stream.Open(context.Background(), stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	kv, err := eng.KV(context.Background(), stream.StateKV, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var active, most atomic.Int32
-	run := func(ctx context.Context) error {
-		n := active.Add(1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-		}
-		<-ctx.Done()
-		active.Add(-1)
-		return nil
-	}
-	ctx1, stop1 := context.WithCancel(context.Background())
-	ctx2, stop2 := context.WithCancel(context.Background())
-	defer stop2()
-	a, b := NewLease(kv, "li", 300*time.Millisecond), NewLease(kv, "li", 300*time.Millisecond)
-	var standby atomic.Bool
-	done1, done2 := make(chan error), make(chan error)
-	go func() { done1 <- a.Hold(ctx1, nil, run) }()
-	eventually(t, 5*time.Second, "first replica active", func() bool { return active.Load() == 1 })
-	go func() { done2 <- b.Hold(ctx2, func() { standby.Store(true) }, run) }()
-	eventually(t, 5*time.Second, "second replica standing by", standby.Load)
-	stop1() // the active replica stops: the standby takes over
-	if err := <-done1; err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "failover", func() bool { return active.Load() == 1 })
-	if most.Load() != 1 {
-		t.Errorf("%d deliverers were active at once", most.Load())
-	}
-	stop2()
-	if err := <-done2; err != nil {
-		t.Fatal(err)
 	}
 }

@@ -1,0 +1,18 @@
+// Package linkedin is delivery's adapter for the LinkedIn Conversions API:
+// the only place where package delivery meets package linkedin (imported
+// here as capi). It implements delivery's destination contract:
+//
+//   - Format: a mapping's output becomes a validated conversion (the
+//     identity graph's li_fat_id and email hash fill what the event lacks)
+//     and conversions become single or BATCH_CREATE requests, grouped per
+//     rule and mapping batch size (linkedin-capi.md §8, §9, §17.4);
+//   - Destination: sends through the API client (token refresh and the
+//     revoked-token retry inside it), maps LinkedIn's answer classes onto
+//     delivery's, keys the rate limiter by access token (§11), creates
+//     conversion rules and associates campaigns before delivering (Prepare),
+//     keeps tokens obtained at run time in the state bucket, and installs
+//     an operator's token (InstallToken).
+//
+// It holds no delivery logic of its own: batching, retries, splits, the DLQ
+// and the rate limits are package delivery's.
+package linkedin

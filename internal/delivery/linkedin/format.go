@@ -1,0 +1,176 @@
+package linkedin
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/identity"
+	capi "github.com/capstan-gw/capstan/internal/linkedin"
+)
+
+// FormatConfig configures a Format. The zero value is LinkedIn's defaults.
+type FormatConfig struct {
+	// APIVersion is the LinkedIn-Version of every request; "" for
+	// capi.DefaultAPIVersion.
+	APIVersion string
+	// BatchSize caps the elements of one BATCH_CREATE request (a mapping's
+	// own batch_size can only lower it). 0 means 5000.
+	BatchSize int
+	// Preview makes requests show "Authorization: Bearer REDACTED", as a
+	// dry run prints them; delivery leaves the header to the client, which
+	// sets the current token on every call.
+	Preview bool
+}
+
+// Format is the LinkedIn Conversions API's Format: a mapping's output
+// becomes a validated conversion (capi.Builder, with the identity graph's
+// li_fat_id and email hash filling what the event lacks), and conversions
+// become single or BATCH_CREATE requests (linkedin-capi.md §8, §9, §17.4).
+// It is immutable and safe for concurrent use.
+type Format struct {
+	builder   *capi.Builder
+	rc        capi.RequestConfig
+	batchSize int
+}
+
+// NewFormat returns the Format of cfg.
+func NewFormat(cfg FormatConfig) (*Format, error) {
+	if cfg.APIVersion != "" {
+		if err := capi.ValidateAPIVersion(cfg.APIVersion); err != nil {
+			return nil, err
+		}
+	}
+	b, err := capi.NewBuilder(capi.BuilderConfig{})
+	if err != nil {
+		return nil, err
+	}
+	f := &Format{builder: b, rc: capi.RequestConfig{APIVersion: cfg.APIVersion}, batchSize: capi.ClampBatchSize(cfg.BatchSize)}
+	if cfg.Preview {
+		f.rc.AccessToken = "preview" // printed as REDACTED
+	}
+	return f, nil
+}
+
+// conversion is a Format's payload value: the conversion and how its
+// mapping wants it sent. Dead letters keep the conversion's JSON.
+type conversion struct {
+	capi.Conversion
+	batching capi.Batching
+}
+
+// MarshalJSON encodes the conversion as sent.
+func (c *conversion) MarshalJSON() ([]byte, error) { return json.Marshal(&c.Conversion) }
+
+// DefaultFields returns Segment's default field map of the "Stream
+// Conversion Event" action.
+func (f *Format) DefaultFields() []byte { return capi.DefaultMapping() }
+
+// Build validates a mapping's output into a conversion for the route's rule.
+// The person's li_fat_id and email hash fill linkedInUUID and email when the
+// mapped event has none (and the mapping did not remove them); Enriched
+// names where each came from, also when the result is invalid.
+func (f *Format) Build(r *delivery.Route, fields map[string]any, ids identity.Captured, now time.Time) (delivery.Payload, error) {
+	var p delivery.Payload
+	if ids.LiFatID != "" && blank(fields[capi.FieldLinkedInUUID]) && !r.Removed(capi.FieldLinkedInUUID) {
+		fields[capi.FieldLinkedInUUID] = ids.LiFatID
+		p.Enriched = map[string]string{capi.FieldLinkedInUUID: ids.LiFatIDFrom}
+	}
+	if ids.Email != "" && blank(fields[capi.FieldEmail]) && !r.Removed(capi.FieldEmail) {
+		fields[capi.FieldEmail] = ids.Email
+		if p.Enriched == nil {
+			p.Enriched = map[string]string{}
+		}
+		p.Enriched[capi.FieldEmail] = ids.EmailFrom
+	}
+	batching, err := capi.BatchingFrom(fields)
+	if err != nil {
+		return p, err
+	}
+	batching.Size = min(batching.Size, f.batchSize)
+	c, err := f.builder.Build(fields, r.Rule, now)
+	if err != nil {
+		return p, err
+	}
+	p.Value = &conversion{Conversion: c, batching: batching}
+	p.Happened = time.UnixMilli(c.ConversionHappenedAt)
+	return p, nil
+}
+
+func blank(v any) bool {
+	s, ok := v.(string)
+	return v == nil || ok && strings.TrimSpace(s) == ""
+}
+
+// Requests encodes payloads into LinkedIn requests: those of one rule whose
+// mapping batches go into BATCH_CREATE requests of at most the mapping's
+// batch size (§17.4), the others — and a rule's lone payload — into single
+// creates. Requests come in the order of their first payload; each
+// request's Value is a capi.Request.
+func (f *Format) Requests(ps []delivery.Payload) ([]delivery.Request, error) {
+	type key struct {
+		rule string
+		size int
+	}
+	convs := make([]*conversion, len(ps))
+	for i, p := range ps {
+		c, ok := p.Value.(*conversion)
+		if !ok {
+			return nil, fmt.Errorf("linkedin requests: payload %d is a %T, not a LinkedIn conversion", i, p.Value)
+		}
+		convs[i] = c
+	}
+	var reqs []delivery.Request
+	single := func(i int) error {
+		req, err := capi.NewSingleRequest(f.rc, &convs[i].Conversion)
+		if err != nil {
+			return err
+		}
+		reqs = append(reqs, delivery.Request{Items: []int{i}, Value: req})
+		return nil
+	}
+	groups := map[key][]int{}
+	var order []key
+	for i, c := range convs {
+		if !c.batching.Enabled {
+			order = append(order, key{size: -1 - i}) // its own group
+			continue
+		}
+		k := key{c.Conversion.Conversion, capi.ClampBatchSize(c.batching.Size)}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	for _, k := range order {
+		pos := groups[k]
+		if k.size < 0 || len(pos) == 1 {
+			i := -1 - k.size
+			if k.size >= 0 {
+				i = pos[0]
+			}
+			if err := single(i); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		cs := make([]capi.Conversion, len(pos))
+		for j, p := range pos {
+			cs[j] = convs[p].Conversion
+		}
+		batch, err := capi.NewBatchRequests(f.rc, cs, k.size)
+		if err != nil {
+			return nil, err
+		}
+		for _, req := range batch {
+			items := make([]int, len(req.Indices))
+			for j, idx := range req.Indices {
+				items[j] = pos[idx]
+			}
+			reqs = append(reqs, delivery.Request{Items: items, Value: req})
+		}
+	}
+	return reqs, nil
+}

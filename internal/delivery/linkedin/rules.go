@@ -1,0 +1,107 @@
+package linkedin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-gw/capstan/internal/delivery"
+	capi "github.com/capstan-gw/capstan/internal/linkedin"
+)
+
+// RuleKey is the state-bucket key holding the id of the rule created for
+// mapping of destination dest.
+func RuleKey(dest, mapping string) string { return stateKey("rule", dest, mapping) }
+
+// stateKey names a destination's entry in the state bucket.
+func stateKey(kind, dest, name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return kind + "." + dest + "." + hex.EncodeToString(sum[:8])
+}
+
+// Prepare gives every route of plan its conversion rule: rules to create
+// are created once — their ids are kept in the state bucket, so restarts
+// and other replicas reuse them, and EnsureRule adopts a rule of the same
+// name if the id was lost — and the configured campaigns are associated
+// (again only when the list changed). It runs before the plan is used
+// concurrently (delivery.Runner.Serve).
+func (d *Destination) Prepare(ctx context.Context, plan *delivery.Plan) error {
+	if err := prepareRules(ctx, d.client, d.state, d.account, plan); err != nil {
+		return fmt.Errorf("conversion rules: %w", err)
+	}
+	return nil
+}
+
+func prepareRules(ctx context.Context, rc *capi.Client, state jetstream.KeyValue, account int64, p *delivery.Plan) error {
+	for _, r := range p.Routes {
+		if r.Config == nil {
+			continue
+		}
+		create, campaigns := r.Config.ConversionRule.Create, r.Config.Campaigns
+		if create != nil && r.Rule == "" {
+			key := RuleKey(p.Name, r.Name)
+			known := ""
+			if e, err := state.Get(ctx, key); err == nil {
+				known = string(e.Value())
+			} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("read rule id of mapping %q: %w", r.Name, err)
+			}
+			spec := capi.RuleSpec{
+				Name: create.Name, Type: create.Type, AttributionType: create.AttributionType,
+				PostClickWindowDays: create.PostClickWindowDays, ViewThroughWindowDays: create.ViewThroughWindowDays,
+			}
+			rule, err := rc.EnsureRule(ctx, account, spec, known)
+			if err != nil {
+				return fmt.Errorf("conversion rule of mapping %q: %w", r.Name, err)
+			}
+			if rule.ID != known {
+				if _, err := state.Put(ctx, key, []byte(rule.ID)); err != nil {
+					return fmt.Errorf("save rule id of mapping %q: %w", r.Name, err)
+				}
+			}
+			r.Rule = rule.ID
+		}
+		if len(campaigns) == 0 || r.Rule == "" {
+			continue
+		}
+		camps := slices.Clone(campaigns)
+		slices.Sort(camps)
+		parts := make([]string, len(camps))
+		for i, c := range camps {
+			parts[i] = strconv.FormatInt(c, 10)
+		}
+		want := strings.Join(parts, ",")
+		key := stateKey("campaigns", p.Name, r.Rule)
+		if e, err := state.Get(ctx, key); err == nil && string(e.Value()) == want {
+			continue
+		}
+		if err := rc.AssociateCampaigns(ctx, r.Rule, camps); err != nil {
+			return fmt.Errorf("associate campaigns of mapping %q: %w", r.Name, err)
+		}
+		if _, err := state.Put(ctx, key, []byte(want)); err != nil {
+			return fmt.Errorf("save campaigns of mapping %q: %w", r.Name, err)
+		}
+	}
+	return nil
+}
+
+// LoadRuleIDs gives routes of plan whose rule is to be created the id an
+// earlier Prepare saved, when there is one (for preview, which creates
+// nothing).
+func LoadRuleIDs(ctx context.Context, state jetstream.KeyValue, p *delivery.Plan) {
+	for _, r := range p.Routes {
+		if r.Config == nil || r.Config.ConversionRule.Create == nil || r.Rule != "" {
+			continue
+		}
+		if e, err := state.Get(ctx, RuleKey(p.Name, r.Name)); err == nil {
+			r.Rule = string(e.Value())
+		}
+	}
+}
