@@ -3,19 +3,18 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/capstan-gw/capstan/internal/admin"
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/linkedin"
@@ -199,57 +198,25 @@ func needsOperator(err error) bool {
 	return false
 }
 
-// adminToken installs a new access token for a destination:
-// PUT /admin/destinations/{name}/token {"access_token": "...", "expires_at": "RFC 3339"}.
-func adminToken(dests []*destination, token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"error":"admin token required (Authorization: Bearer …)"}` + "\n"))
-			return
-		}
-		var d *destination
-		for _, x := range dests {
-			if x.cfg.Name == r.PathValue("name") {
-				d = x
-			}
-		}
-		if d == nil {
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"error":"no such destination"}` + "\n"))
-			return
-		}
-		var body struct {
-			AccessToken string `json:"access_token"`
-			ExpiresAt   string `json:"expires_at"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil || body.AccessToken == "" {
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"error":"body must be {\"access_token\": \"…\", \"expires_at\": \"RFC 3339, optional\"}"}` + "\n"))
-			return
-		}
-		var exp time.Time
-		if body.ExpiresAt != "" {
-			var err error
-			if exp, err = time.Parse(time.RFC3339, body.ExpiresAt); err != nil {
-				w.WriteHeader(http.StatusBadRequest)
-				_, _ = w.Write([]byte(`{"error":"expires_at must be RFC 3339"}` + "\n"))
-				return
-			}
-		}
-		d.client.SetAccessToken(body.AccessToken, exp)
-		// Keep it across restarts, tied to the configured credentials (a
-		// changed configuration wins), as refreshed tokens are.
-		if b, err := json.Marshal(storedToken{Token: d.client.Token(), Config: d.credHash}); err == nil {
-			if _, err := d.state.Put(r.Context(), d.tokenKey, b); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte(`{"error":"the token is in use but could not be saved; it will be lost on restart"}` + "\n"))
-				d.runner.Resume()
-				return
-			}
-		}
-		d.runner.Resume()
-		_ = json.NewEncoder(w).Encode(d.status())
-	})
+// Name is the destination's configured name.
+func (d *destination) Name() string { return d.cfg.Name }
+
+// Status is the destination's health (admin.Destination).
+func (d *destination) Status() delivery.Status { return d.status() }
+
+// InstallToken installs a new access token, keeps it across restarts (tied
+// to the configured credentials, which win once changed, as refreshed tokens
+// are) and resumes delivery. An error wrapping admin.ErrTokenNotSaved means
+// the token is in use but could not be saved.
+func (d *destination) InstallToken(ctx context.Context, accessToken string, expiresAt time.Time) error {
+	d.client.SetAccessToken(accessToken, expiresAt)
+	defer d.runner.Resume()
+	b, err := json.Marshal(storedToken{Token: d.client.Token(), Config: d.credHash})
+	if err != nil {
+		return fmt.Errorf("%w: %w", admin.ErrTokenNotSaved, err)
+	}
+	if _, err := d.state.Put(ctx, d.tokenKey, b); err != nil {
+		return fmt.Errorf("%w: save token of %s: %w", admin.ErrTokenNotSaved, d.cfg.Name, err)
+	}
+	return nil
 }
