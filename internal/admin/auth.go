@@ -28,7 +28,7 @@ func (r Role) String() string {
 	case RoleOperator:
 		return "operator"
 	}
-	return "no"
+	return "none"
 }
 
 // principal is who sent a request.
@@ -52,7 +52,7 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 	if subtle.ConstantTimeCompare(got[:], s.token[:]) != 1 {
 		return principal{}, false
 	}
-	return principal{name: "the admin token", role: RoleOperator}, true
+	return principal{name: "admin token", role: RoleOperator}, true
 }
 
 type principalKey struct{}

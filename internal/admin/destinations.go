@@ -80,7 +80,8 @@ func (s *Server) installToken(w http.ResponseWriter, r *http.Request) error {
 		s.log.Error("access token installed by admin request but not saved", "destination", d.Name(), "error", err)
 		return &apiError{http.StatusServiceUnavailable, codeTokenNotSaved, ErrTokenNotSaved.Error()}
 	case err != nil:
-		return s.unavailable(r, "install the token", err)
+		s.log.Error("admin request failed", "method", r.Method, "route", r.Pattern, "destination", d.Name(), "error", err)
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the destination could not install the token; see the server log"}
 	}
 	s.log.Info("access token installed by admin request", "destination", d.Name(), "principal", principalOf(r).name, "expires_at", body.ExpiresAt)
 	writeJSON(w, http.StatusOK, d.Status())

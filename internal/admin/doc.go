@@ -47,7 +47,7 @@
 //	405 method_not_allowed   known path, other method (with Allow)
 //	413 too_large            body over the route's limit (64 KiB; 1 MiB for preview)
 //	503 token_not_saved      the token is in use but could not be saved
-//	503 unavailable          the engine refused; details are in the server log only
+//	503 unavailable          the engine (or the destination) refused; details are in the server log only
 //	500 internal_error       a bug; details are in the server log only
 //
 // # Authentication and roles
