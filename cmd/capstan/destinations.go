@@ -2,29 +2,25 @@ package main
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/capstan-gw/capstan/internal/admin"
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
-// newFormat returns the Format of a configured destination's type. preview
-// makes requests show their redacted Authorization header, as a dry run
-// prints them.
-func newFormat(d config.Destination, preview bool) (delivery.Format, error) {
+// newFormat returns the Format of a configured destination's type.
+func newFormat(d config.Destination) (delivery.Format, error) {
 	switch d.Type {
 	case "", "linkedin":
-		return lidest.NewFormat(lidest.FormatConfig{APIVersion: d.APIVersion, BatchSize: d.BatchSize, Preview: preview})
+		return lidest.NewFormat(lidest.FormatConfig{APIVersion: d.APIVersion, BatchSize: d.BatchSize})
 	}
 	return nil, fmt.Errorf("destination %s: unknown type %q", d.Name, d.Type)
 }
@@ -32,14 +28,14 @@ func newFormat(d config.Destination, preview bool) (delivery.Format, error) {
 // compilePlans compiles the mappings of every destination (only the one
 // named only, when not ""); problems are configuration errors (exit 2),
 // reported before anything starts.
-func compilePlans(cfg *config.Config, only string, preview bool) ([]*delivery.Plan, error) {
+func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 	var plans []*delivery.Plan
 	var errs []error
 	for i, d := range cfg.Destinations {
 		if only != "" && d.Name != only {
 			continue
 		}
-		f, err := newFormat(d, preview)
+		f, err := newFormat(d)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -57,6 +53,7 @@ func compilePlans(cfg *config.Config, only string, preview bool) ([]*delivery.Pl
 // destination is one configured destination, wired: its runner and its
 // LinkedIn side. It is what the admin surface and /readyz see.
 type destination struct {
+	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
 }
@@ -68,10 +65,13 @@ func (d *destination) Name() string { return d.runner.Name() }
 func (d *destination) Status() delivery.Status { return d.runner.Status() }
 
 // InstallToken puts an operator's access token in use and resumes delivery
-// at once, also when the token could not be saved (lidest.ErrTokenNotSaved).
+// at once, also when the token could not be saved (admin.ErrTokenNotSaved).
 func (d *destination) InstallToken(ctx context.Context, accessToken string, expiresAt time.Time) error {
 	err := d.li.InstallToken(ctx, accessToken, expiresAt)
 	d.runner.Resume()
+	if errors.Is(err, lidest.ErrTokenNotSaved) {
+		return fmt.Errorf("%w: %w", admin.ErrTokenNotSaved, err)
+	}
 	return err
 }
 
@@ -110,55 +110,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{runner: runner, li: li})
+		out = append(out, &destination{plan: p, runner: runner, li: li})
 	}
 	return out, nil
-}
-
-// adminToken installs a new access token for a destination:
-// PUT /admin/destinations/{name}/token {"access_token": "...", "expires_at": "RFC 3339"}.
-func adminToken(dests []*destination, token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"error":"admin token required (Authorization: Bearer …)"}` + "\n"))
-			return
-		}
-		var d *destination
-		for _, x := range dests {
-			if x.Name() == r.PathValue("name") {
-				d = x
-			}
-		}
-		if d == nil {
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"error":"no such destination"}` + "\n"))
-			return
-		}
-		var body struct {
-			AccessToken string `json:"access_token"`
-			ExpiresAt   string `json:"expires_at"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil || body.AccessToken == "" {
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"error":"body must be {\"access_token\": \"…\", \"expires_at\": \"RFC 3339, optional\"}"}` + "\n"))
-			return
-		}
-		var exp time.Time
-		if body.ExpiresAt != "" {
-			var err error
-			if exp, err = time.Parse(time.RFC3339, body.ExpiresAt); err != nil {
-				w.WriteHeader(http.StatusBadRequest)
-				_, _ = w.Write([]byte(`{"error":"expires_at must be RFC 3339"}` + "\n"))
-				return
-			}
-		}
-		if err := d.InstallToken(r.Context(), body.AccessToken, exp); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"error":"the token is in use but could not be saved; it will be lost on restart"}` + "\n"))
-			return
-		}
-		_ = json.NewEncoder(w).Encode(d.Status())
-	})
 }

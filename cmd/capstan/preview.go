@@ -143,7 +143,7 @@ func segmentPlan(path, trigger, rule string) (*delivery.Plan, error) {
 			name = sub.Name
 		}
 	}
-	f, err := lidest.NewFormat(lidest.FormatConfig{Preview: true})
+	f, err := lidest.NewFormat(lidest.FormatConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func segmentPlan(path, trigger, rule string) (*delivery.Plan, error) {
 
 // configPlans compiles the configured destinations for preview.
 func configPlans(cfg *config.Config, only, rule string) ([]*delivery.Plan, error) {
-	plans, err := compilePlans(cfg, only, true)
+	plans, err := compilePlans(cfg, only)
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ requests finish, queued writes are flushed, the engine stops last.`,
 // serve runs the gateway until ctx ends. extra, when set, adds handlers to
 // the HTTP mux (the demo page).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
-	plans, err := compilePlans(cfg, "", false)
+	plans, err := compilePlans(cfg, "")
 	if err != nil {
 		return err
 	}
@@ -138,9 +138,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		}
 		_ = json.NewEncoder(w).Encode(body)
 	})
-	if tok := cfg.Server.AdminToken.Value(); tok != "" {
-		mux.Handle("PUT /admin/destinations/{name}/token", adminToken(dests, tok))
-		mux.Handle(identity.AdminPath, identity.AdminHandler(graph, tok))
+	if cfg.Server.AdminToken.Value() != "" {
+		adm, err := newAdmin(cfg, dests, graph, eng, log)
+		if err != nil {
+			return err
+		}
+		mux.Handle("/admin/", adm)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if extra != nil {

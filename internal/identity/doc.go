@@ -14,7 +14,7 @@
 //   - Enrich fills what a conversion's event lacks, so that a server-side
 //     event carrying only a userId gets the click id of the browser's
 //     earlier anonymous page view and the email of an earlier identify;
-//   - Show and Delete serve privacy requests (also through AdminHandler and
+//   - Show and Delete serve privacy requests (also through the admin API and
 //     `capstan identity show|delete`).
 //
 // # Keys and values

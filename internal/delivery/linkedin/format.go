@@ -19,10 +19,6 @@ type FormatConfig struct {
 	// BatchSize caps the elements of one BATCH_CREATE request (a mapping's
 	// own batch_size can only lower it). 0 means 5000.
 	BatchSize int
-	// Preview makes requests show "Authorization: Bearer REDACTED", as a
-	// dry run prints them; delivery leaves the header to the client, which
-	// sets the current token on every call.
-	Preview bool
 }
 
 // Format is the LinkedIn Conversions API's Format: a mapping's output
@@ -47,11 +43,11 @@ func NewFormat(cfg FormatConfig) (*Format, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Format{builder: b, rc: capi.RequestConfig{APIVersion: cfg.APIVersion}, batchSize: capi.ClampBatchSize(cfg.BatchSize)}
-	if cfg.Preview {
-		f.rc.AccessToken = "preview" // printed as REDACTED
-	}
-	return f, nil
+	// Requests carry a placeholder token: the client replaces it with the
+	// current one on every call, and a printed request (preview, the
+	// console) shows "Authorization: Bearer REDACTED" as it is sent.
+	rc := capi.RequestConfig{APIVersion: cfg.APIVersion, AccessToken: capi.RedactedValue}
+	return &Format{builder: b, rc: rc, batchSize: capi.ClampBatchSize(cfg.BatchSize)}, nil
 }
 
 // conversion is a Format's payload value: the conversion and how its

@@ -1,0 +1,272 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/identity"
+)
+
+// Config configures the admin API.
+type Config struct {
+	// Token is the operator's bearer token (server.admin_token). Required.
+	Token config.Secret
+}
+
+// Destination is one configured destination as the admin API sees it.
+// Implementations must be safe for concurrent use.
+type Destination interface {
+	// Name is the destination's configured name.
+	Name() string
+	// Status is its health, as /readyz reports it.
+	Status() delivery.Status
+	// InstallToken makes accessToken (expiring at expiresAt; zero: unknown)
+	// the destination's token, keeps it across restarts and resumes a
+	// paused delivery. An error wrapping ErrTokenNotSaved means the token
+	// is in use but was not saved; any other error means it is not in use.
+	InstallToken(ctx context.Context, accessToken string, expiresAt time.Time) error
+}
+
+// ErrTokenNotSaved is wrapped by a Destination's InstallToken error when the
+// new token is in use but could not be saved.
+var ErrTokenNotSaved = errors.New("the token is in use but could not be saved; it will be lost on restart")
+
+// Identity is the identity graph's privacy operations; *identity.Graph is
+// one. Errors wrapping identity.ErrNotFound and identity.ErrBadKey are the
+// caller's; others are the engine's.
+type Identity interface {
+	Show(ctx context.Context, k identity.Key) (identity.Profile, error)
+	Delete(ctx context.Context, k identity.Key) ([]string, error)
+}
+
+// DeadLetters is the dead-letter queue: delivery.ListDeadLetters and
+// delivery.ReplayDeadLetters on the engine.
+type DeadLetters interface {
+	// List calls fn for each selected dead letter, oldest first, and stops
+	// at fn's first error, which it returns (wrapped or not). With f.Seq set
+	// and no such dead letter, it returns an error wrapping ErrNotFound.
+	List(ctx context.Context, f delivery.DLQFilter, fn func(*delivery.DeadLetter) error) error
+	// Replay puts the selected dead letters' events back for their
+	// destination and returns how many it replayed, also on error.
+	Replay(ctx context.Context, f delivery.DLQFilter) (int, error)
+}
+
+// ErrNotFound is wrapped by a dependency's error when the thing asked for
+// does not exist.
+var ErrNotFound = errors.New("not found")
+
+// EventQuery selects stored events. Zero fields select everything.
+type EventQuery struct {
+	// Source keeps only the events of this source.
+	Source string
+	// Since starts at events stored at or after this time.
+	Since time.Time
+	// After keeps only events whose sequence is above it.
+	After uint64
+}
+
+// StoredEvent is one event as stored in the EVENTS stream.
+type StoredEvent struct {
+	// Seq is the stream sequence of the message holding the event.
+	Seq uint64 `json:"seq"`
+	// Source is the name of the source that sent it.
+	Source string `json:"source"`
+	// StoredAt is when the stream stored it.
+	StoredAt time.Time `json:"storedAt"`
+	// Event is the stored document, exactly as kept.
+	Event json.RawMessage `json:"event"`
+}
+
+// EventReader reads the stored events.
+type EventReader interface {
+	// ReadEvents calls fn for each event q selects, oldest first, until it
+	// has caught up with the stream; it stops at fn's first error, which it
+	// returns (wrapped or not).
+	ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error
+}
+
+// Previewer runs the dry run of `capstan preview --config`.
+type Previewer interface {
+	// Preview maps events (one JSON event or an array of them), sent by
+	// source ("" for any), through the mappings of destination ("" for
+	// every destination), sending nothing. It returns a JSON-encodable
+	// result and whether any event was invalid; an error means the events
+	// could not be read, and its message is shown to the caller.
+	Preview(ctx context.Context, events json.RawMessage, source, destination string) (result any, invalid bool, err error)
+}
+
+// PreviewFunc adapts a function to Previewer.
+type PreviewFunc func(ctx context.Context, events json.RawMessage, source, destination string) (any, bool, error)
+
+// Preview calls f.
+func (f PreviewFunc) Preview(ctx context.Context, events json.RawMessage, source, destination string) (any, bool, error) {
+	return f(ctx, events, source, destination)
+}
+
+// Deps are the admin API's dependencies. Destinations may be empty; the
+// others are required.
+type Deps struct {
+	Destinations []Destination
+	Identity     Identity
+	DeadLetters  DeadLetters
+	Events       EventReader
+	Preview      Previewer
+}
+
+// Server is the admin API: an http.Handler for every path under /admin/.
+// It is safe for concurrent use and starts no goroutines.
+type Server struct {
+	token    [sha256.Size]byte
+	dests    []Destination // configuration order
+	byName   map[string]Destination
+	identity Identity
+	dlq      DeadLetters
+	events   EventReader
+	preview  Previewer
+	log      *slog.Logger
+
+	mux   *http.ServeMux
+	roles map[string]Role // by route pattern
+}
+
+// New builds the admin API. It reports every problem of cfg and deps at
+// once. log may be nil (no logs).
+func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
+	var errs []error
+	if cfg.Token.Value() == "" {
+		errs = append(errs, errors.New("admin: the admin token is empty"))
+	}
+	if deps.Identity == nil {
+		errs = append(errs, errors.New("admin: no identity graph"))
+	}
+	if deps.DeadLetters == nil {
+		errs = append(errs, errors.New("admin: no dead-letter queue"))
+	}
+	if deps.Events == nil {
+		errs = append(errs, errors.New("admin: no event reader"))
+	}
+	if deps.Preview == nil {
+		errs = append(errs, errors.New("admin: no previewer"))
+	}
+	byName := make(map[string]Destination, len(deps.Destinations))
+	for i, d := range deps.Destinations {
+		switch {
+		case d == nil:
+			errs = append(errs, fmt.Errorf("admin: destination %d is nil", i))
+		case byName[d.Name()] != nil:
+			errs = append(errs, fmt.Errorf("admin: destination %q given twice", d.Name()))
+		default:
+			byName[d.Name()] = d
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		token:    sha256.Sum256([]byte(cfg.Token.Value())),
+		dests:    deps.Destinations,
+		byName:   byName,
+		identity: deps.Identity,
+		dlq:      deps.DeadLetters,
+		events:   deps.Events,
+		preview:  deps.Preview,
+		log:      log.With("component", "admin"),
+		mux:      http.NewServeMux(),
+		roles:    map[string]Role{},
+	}
+	s.routes()
+	return s, nil
+}
+
+// routes registers every route with the role it needs.
+func (s *Server) routes() {
+	s.route("GET /admin/api/destinations", RoleViewer, s.listDestinations)
+	s.route("GET /admin/api/destinations/{name}", RoleViewer, s.showDestination)
+	s.route("PUT /admin/api/destinations/{name}/token", RoleOperator, s.installToken)
+	s.route("GET /admin/api/identity", RoleViewer, s.showIdentity)
+	s.route("DELETE /admin/api/identity", RoleOperator, s.deleteIdentity)
+	s.route("GET /admin/api/dlq", RoleViewer, s.listDeadLetters)
+	s.route("GET /admin/api/dlq/{id}", RoleViewer, s.showDeadLetter)
+	s.route("POST /admin/api/dlq/replay", RoleOperator, s.replayDeadLetters)
+	s.route("GET /admin/api/events", RoleViewer, s.listEvents)
+	s.route("POST /admin/api/preview", RoleViewer, s.runPreview)
+
+	// The paths of earlier releases.
+	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)
+	s.route("GET /admin/identity", RoleViewer, s.showIdentity)
+	s.route("DELETE /admin/identity", RoleOperator, s.deleteIdentity)
+}
+
+// handlerFunc is a route's handler: it writes the answer, or returns the
+// error that fail renders.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) route(pattern string, need Role, h handlerFunc) {
+	s.roles[pattern] = need
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+// ServeHTTP authenticates the request, routes it and checks the route's
+// role.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	p, ok := s.authenticate(r)
+	if !ok {
+		h.Set("WWW-Authenticate", `Bearer realm="capstan admin"`)
+		s.fail(w, r, &apiError{http.StatusUnauthorized, codeUnauthorized,
+			"a valid admin token is required (Authorization: Bearer <server.admin_token>)"})
+		return
+	}
+	s.serve(w, r, p)
+}
+
+// serve routes a request of p.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, p principal) {
+	_, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		s.fail(w, r, s.noRoute(w, r))
+		return
+	}
+	if need := s.roles[pattern]; p.role < need {
+		s.fail(w, r, &apiError{http.StatusForbidden, codeForbidden,
+			fmt.Sprintf("%s may not do this: it needs the %s role", p.name, need)})
+		return
+	}
+	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+}
+
+// noRoute tells a path that no route serves (404) from one served for
+// other methods (405, with Allow).
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		return &apiError{http.StatusNotFound, codeNotFound, fmt.Sprintf("no admin endpoint %s", r.URL.Path)}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	return &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))}
+}
