@@ -256,7 +256,9 @@ func many(n int, extra func(i int) string) []string {
 }
 
 func TestDeliverBatched(t *testing.T) {
-	h := newHarness(t, opts{runner: delivery.RunnerConfig{BatchSize: 50}})
+	// A linger long enough that a loaded machine still fills the batches:
+	// two flushed by count, the rest by linger.
+	h := newHarness(t, opts{runner: delivery.RunnerConfig{BatchSize: 50, Linger: time.Second}})
 	h.send(many(120, nil)...)
 	// Events no trigger matches are acknowledged without a request.
 	h.send(`{"type":"page","userId":"u","messageId":"p-1"}`, `{"type":"track","event":"Other","userId":"u","messageId":"o-1"}`)
