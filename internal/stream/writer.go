@@ -84,8 +84,9 @@ func NewWriter(e *Engine, cfg WriterConfig, log *slog.Logger) (*Writer, error) {
 
 // Append stores evs and returns one Result per event once every event is
 // durable (or failed). Events of one call are stored in order. An event
-// whose source or type cannot name a subject gets an error Result and is
-// not stored. Append returns ErrOverloaded without storing anything when
+// that cannot be stored as given (a source or type that cannot be a subject
+// token, a DedupID with control characters) gets an error Result and the
+// others are stored. Append returns ErrOverloaded without storing anything when
 // the queue is full, and ctx's error if ctx ends first (the events may
 // still be stored later; a retry is de-duplicated).
 func (w *Writer) Append(ctx context.Context, evs []Event) ([]Result, error) {
