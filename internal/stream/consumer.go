@@ -48,7 +48,7 @@ const (
 
 // Consumer is a durable, acknowledged consumer of EVENTS: the read path of
 // delivery. Every event is delivered until it is acknowledged, at least
-// once, in stream order apart from redeliveries.
+// once; with two fetches in flight, not necessarily in stream order.
 type Consumer struct {
 	cons jetstream.Consumer
 	cfg  ConsumerConfig
