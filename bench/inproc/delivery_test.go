@@ -90,7 +90,10 @@ func benchDelivery(b *testing.B, withGraph, newPeople bool, sync time.Duration) 
 		b.Fatal(err)
 	}
 	defer eng.Close()
-	app := stream.NewAppender(eng, stream.AppenderConfig{}, log)
+	app, err := stream.NewWriter(eng, stream.WriterConfig{}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
 	appDone := make(chan struct{})
 	go func() { defer close(appDone); _ = app.Run(ctx) }()
 	defer func() { cancel(); <-appDone }()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ import (
 func BenchmarkEngineFloor(b *testing.B) {
 	b.Run("store", func(b *testing.B) { benchAppend(b, 0) })
 	b.Run("publish", func(b *testing.B) {
-		proto := storedRecords(b)
+		proto := storedEvents(b)
 		eng, _ := openEngine(b)
 		js := eng.JetStream()
 		b.ReportAllocs()
@@ -49,8 +50,8 @@ func BenchmarkEngineFloor(b *testing.B) {
 			futures := make([]jetstream.PubAckFuture, len(proto))
 			for pb.Next() {
 				base := ids.Add(uint64(len(proto)))
-				for i, r := range proto {
-					m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: nats.Header{}}
+				for i, e := range proto {
+					m := &nats.Msg{Subject: eventSubject(e), Data: e.Doc, Header: nats.Header{}}
 					m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("bench:%d", base+uint64(i)))
 					f, err := js.PublishMsgAsync(m)
 					if err != nil {
@@ -73,10 +74,10 @@ func BenchmarkEngineFloor(b *testing.B) {
 		report(b, int64(b.N*len(proto)), processCPU()-cpu0)
 	})
 	b.Run("request", func(b *testing.B) {
-		proto := storedRecords(b)
+		proto := storedEvents(b)
 		var body []byte
-		for _, r := range proto {
-			body = append(append(body, r.Data...), '\n')
+		for _, e := range proto {
+			body = append(append(body, e.Doc...), '\n')
 		}
 		eng, _ := openEngine(b)
 		js := eng.JetStream()
@@ -85,7 +86,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 		cpu0 := processCPU()
 		futures := make([]jetstream.PubAckFuture, 0, 32)
 		for i := range b.N {
-			m := &nats.Msg{Subject: proto[0].Subject, Data: body, Header: nats.Header{}}
+			m := &nats.Msg{Subject: eventSubject(proto[0]), Data: body, Header: nats.Header{}}
 			m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("bench:%d", ids.Add(1)))
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
@@ -112,7 +113,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 		b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/events, "consume-µs/event")
 	})
 	b.Run("consume", func(b *testing.B) {
-		proto := storedRecords(b)
+		proto := storedEvents(b)
 		eng, app := openEngine(b)
 		for stored := 0; stored < b.N; stored += len(proto) {
 			if err := appendCopy(app, proto[:min(len(proto), b.N-stored)]); err != nil {
@@ -156,9 +157,9 @@ func consumeAll(b *testing.B, eng *stream.Engine, n, batch int) {
 	}
 }
 
-// storedRecords returns the records the ingest handler builds for one
-// request of 100 benchmark events.
-func storedRecords(b *testing.B) []stream.Record {
+// storedEvents returns the events the ingest handler hands to the store
+// for one request of 100 benchmark events.
+func storedEvents(b *testing.B) []stream.Event {
 	b.Helper()
 	capture := &captureStore{}
 	h := newHandler(b, capture)
@@ -166,21 +167,28 @@ func storedRecords(b *testing.B) []stream.Record {
 	req := httptest.NewRequest("POST", "/v1/batch", bytes.NewReader(t.Stamp(nil, 0)))
 	req.Header.Set("Authorization", authHeader)
 	h.ServeHTTP(httptest.NewRecorder(), req)
-	if len(capture.recs) == 0 {
+	if len(capture.evs) == 0 {
 		b.Fatal("the handler stored nothing")
 	}
-	return capture.recs
+	return capture.evs
 }
 
-// appendCopy appends a copy of proto with fresh de-duplication ids.
-func appendCopy(app *stream.Appender, proto []stream.Record) error {
-	recs := make([]stream.Record, len(proto))
-	copy(recs, proto)
-	base := ids.Add(uint64(len(recs)))
-	for i := range recs {
-		recs[i].MsgID = fmt.Sprintf("bench:%d", base+uint64(i))
+// eventSubject is the subject the writer stores e on, for the benchmarks
+// that publish with nats.go alone.
+func eventSubject(e stream.Event) string {
+	return stream.EventsSubject + "." + e.Source + "." + e.Type
+}
+
+// appendCopy appends a copy of proto with fresh messageIds (de-duplication
+// ids bench:<n>).
+func appendCopy(app *stream.Writer, proto []stream.Event) error {
+	evs := make([]stream.Event, len(proto))
+	copy(evs, proto)
+	base := ids.Add(uint64(len(evs)))
+	for i := range evs {
+		evs[i].MessageID = strconv.FormatUint(base+uint64(i), 10)
 	}
-	res, err := app.Append(context.Background(), recs)
+	res, err := app.Append(context.Background(), evs)
 	if err != nil {
 		return err
 	}

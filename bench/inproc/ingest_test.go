@@ -64,34 +64,34 @@ sources: [{name: bench, write_key: `+writeKey+`}]
 // nullStore acknowledges everything at once, so the handler's own cost shows.
 type nullStore struct{}
 
-func (nullStore) Append(_ context.Context, recs []stream.Record) ([]stream.Result, error) {
-	return make([]stream.Result, len(recs)), nil
+func (nullStore) Append(_ context.Context, evs []stream.Event) ([]stream.Result, error) {
+	return make([]stream.Result, len(evs)), nil
 }
 
-// captureStore keeps the records of one request, to feed the appender.
+// captureStore keeps the events of one request, to feed the writer.
 type captureStore struct {
-	mu   sync.Mutex
-	recs []stream.Record
+	mu  sync.Mutex
+	evs []stream.Event
 }
 
-func (c *captureStore) Append(_ context.Context, recs []stream.Record) ([]stream.Result, error) {
+func (c *captureStore) Append(_ context.Context, evs []stream.Event) ([]stream.Result, error) {
 	c.mu.Lock()
-	c.recs = append(c.recs[:0], recs...)
+	c.evs = append(c.evs[:0], evs...)
 	c.mu.Unlock()
-	return make([]stream.Result, len(recs)), nil
+	return make([]stream.Result, len(evs)), nil
 }
 
-// openAppender starts an embedded engine in a temp dir and runs an appender
+// openAppender starts an embedded engine in a temp dir and runs a writer
 // on it until the benchmark ends.
-func openAppender(b *testing.B, sync time.Duration) *stream.Appender {
+func openAppender(b *testing.B, sync time.Duration) *stream.Writer {
 	_, app := openEngineSync(b, sync)
 	return app
 }
 
 // openEngine is openAppender with sync always, returning the engine too.
-func openEngine(b *testing.B) (*stream.Engine, *stream.Appender) { return openEngineSync(b, 0) }
+func openEngine(b *testing.B) (*stream.Engine, *stream.Writer) { return openEngineSync(b, 0) }
 
-func openEngineSync(b *testing.B, sync time.Duration) (*stream.Engine, *stream.Appender) {
+func openEngineSync(b *testing.B, sync time.Duration) (*stream.Engine, *stream.Writer) {
 	b.Helper()
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
@@ -99,7 +99,10 @@ func openEngineSync(b *testing.B, sync time.Duration) (*stream.Engine, *stream.A
 	if err != nil {
 		b.Fatal(err)
 	}
-	app := stream.NewAppender(eng, stream.AppenderConfig{}, log)
+	app, err := stream.NewWriter(eng, stream.WriterConfig{}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = app.Run(rctx) }()
@@ -168,9 +171,9 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
-// BenchmarkAppender is group commit and JetStream alone: 32 goroutines each
-// appending the records of one 100-event request (as the handler builds
-// them) with fresh de-duplication ids.
+// BenchmarkAppender is the writer (group commit) and JetStream alone: 32
+// goroutines each appending the events of one 100-event request (as the
+// handler hands them over) with fresh messageIds.
 func BenchmarkAppender(b *testing.B) {
 	for _, sc := range []struct {
 		name string
@@ -180,13 +183,13 @@ func BenchmarkAppender(b *testing.B) {
 	}
 }
 
-// benchAppend appends the records of one 100-event request (fresh
-// de-duplication ids each time) from 32 goroutines.
+// benchAppend appends the events of one 100-event request (fresh
+// messageIds each time) from 32 goroutines.
 func benchAppend(b *testing.B, sync time.Duration) {
-	proto := storedRecords(b)
+	proto := storedEvents(b)
 	size := 0
-	for _, r := range proto {
-		size += len(r.Data)
+	for _, e := range proto {
+		size += len(e.Doc)
 	}
 	app := openAppender(b, sync)
 	b.SetBytes(int64(size))

@@ -72,7 +72,11 @@ destinations:
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm, err := newAdmin(cfg, dests, graph, eng, log)
+	w, err := stream.NewWriter(eng, stream.WriterConfig{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := newAdmin(cfg, dests, graph, eng, w, log)
 	if err != nil {
 		t.Fatal(err)
 	}

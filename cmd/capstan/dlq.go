@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -148,12 +149,31 @@ so LinkedIn never counts a conversion twice.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return dlqRun(cmd, &f, func(eng *stream.Engine, fl delivery.DLQFilter) error {
-				n, err := delivery.ReplayDeadLetters(cmd.Context(), eng, fl)
-				fmt.Fprintf(cmd.OutOrStdout(), "replayed %d dead letter(s)\n", n)
-				return err
+				return withWriter(cmd.Context(), eng, func(w *stream.Writer) error {
+					n, err := delivery.ReplayDeadLetters(cmd.Context(), eng, w, fl)
+					fmt.Fprintf(cmd.OutOrStdout(), "replayed %d dead letter(s)\n", n)
+					return err
+				})
 			})
 		},
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// withWriter runs a Writer on eng while fn uses it, for tools that store
+// events: the engine they are attached to (a running capstan's, the data
+// directory's or the external cluster) makes them durable as it does for
+// ingest, before each Append returns.
+func withWriter(ctx context.Context, eng *stream.Engine, fn func(w *stream.Writer) error) error {
+	w, err := stream.NewWriter(eng, stream.WriterConfig{}, stderrLogger())
+	if err != nil {
+		return err
+	}
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	err = fn(w)
+	stop()
+	return errors.Join(err, <-done)
 }

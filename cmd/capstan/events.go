@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/config"
-	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -52,16 +51,13 @@ event is the stored document exactly as kept.`,
 				return usageErr(fmt.Errorf("--since must not be negative"))
 			}
 			return withEngine(cmd, cfgPath, func(ctx context.Context, _ *config.Config, eng *stream.Engine) error {
-				opt := stream.ReadOptions{Follow: follow}
+				opt := stream.ReadOptions{Follow: follow, Source: source}
 				if since > 0 {
 					opt.Since = time.Now().Add(-since)
 				}
-				if source != "" {
-					opt.Subject = "events." + source + ".>"
-				}
 				out := cmd.OutOrStdout()
-				err := eng.Read(ctx, stream.EventsStream, opt, func(m stream.Message) error {
-					return printEvent(out, m, asJSON)
+				err := eng.ReadEvents(ctx, opt, func(ev stream.Stored) error {
+					return printEvent(out, ev, asJSON)
 				})
 				if err == context.Canceled {
 					return nil
@@ -78,7 +74,7 @@ event is the stored document exactly as kept.`,
 	return cmd
 }
 
-func printEvent(w io.Writer, m stream.Message, asJSON bool) error {
+func printEvent(w io.Writer, m stream.Stored, asJSON bool) error {
 	if asJSON {
 		line := struct {
 			Seq      uint64          `json:"seq"`
@@ -86,7 +82,7 @@ func printEvent(w io.Writer, m stream.Message, asJSON bool) error {
 			Source   string          `json:"source"`
 			StoredAt time.Time       `json:"storedAt"`
 			Event    json.RawMessage `json:"event"`
-		}{m.Seq, m.Subject, m.Header.Get(event.HeaderSource), m.Time.UTC(), m.Data}
+		}{m.Seq, m.Subject, m.Source, m.StoredAt.UTC(), m.Doc}
 		// The stored document is printed as kept: no HTML escaping of & < >.
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
@@ -105,11 +101,11 @@ func printEvent(w io.Writer, m stream.Message, asJSON bool) error {
 		UserID      any    `json:"userId"`
 		AnonymousID any    `json:"anonymousId"`
 	}
-	_ = json.Unmarshal(m.Data, &ev)
+	_ = json.Unmarshal(m.Doc, &ev)
 	what := ev.Event
 	if what == "" {
 		what = ev.Name
 	}
-	_, err := fmt.Fprintf(w, "%6d  %s  %-8s %-8s %-28q messageId=%s\n", m.Seq, ev.Timestamp, m.Header.Get(event.HeaderSource), ev.Type, what, ev.MessageID)
+	_, err := fmt.Fprintf(w, "%6d  %s  %-8s %-8s %-28q messageId=%s\n", m.Seq, ev.Timestamp, m.Source, ev.Type, what, ev.MessageID)
 	return err
 }

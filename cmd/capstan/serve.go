@@ -82,12 +82,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		log.Warn("engine.sync is an interval: acknowledged events written in the last interval can be lost on power failure", "interval", cfg.Engine.Sync.String())
 	}
 
-	app := stream.NewAppender(eng, stream.AppenderConfig{
+	app, err := stream.NewWriter(eng, stream.WriterConfig{
 		MaxBatch: cfg.Engine.GroupCommit.MaxEvents,
 		Linger:   cfg.Engine.GroupCommit.Linger.D(),
 		Inflight: cfg.Engine.GroupCommit.Inflight,
 		Registry: reg,
 	}, log)
+	if err != nil {
+		return fmt.Errorf("event writer: %w", err)
+	}
 	ing, err := ingest.New(cfg, ingest.Options{Store: app, Log: log, Registry: reg})
 	if err != nil {
 		return err
@@ -139,7 +142,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	if cfg.Server.AdminToken.Value() != "" {
-		adm, err := newAdmin(cfg, dests, graph, eng, log)
+		adm, err := newAdmin(cfg, dests, graph, eng, app, log)
 		if err != nil {
 			return err
 		}

@@ -10,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/capstan-gw/capstan/internal/delivery"
-	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -29,13 +26,15 @@ func addDeadLetter(t testing.TB, eng *stream.Engine, dest, reason, messageID str
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &nats.Msg{Subject: stream.DLQSubject + "." + dest + "." + reason, Data: b, Header: nats.Header{}}
-	m.Header.Set(event.HeaderSource, dl.Source)
-	ack, err := eng.JetStream().PublishMsg(context.Background(), m)
-	if err != nil {
+	ctx := context.Background()
+	if err := eng.AppendDeadLetter(ctx, stream.DeadLetter{Destination: dest, Reason: reason, Source: dl.Source, Doc: b}, ""); err != nil {
 		t.Fatal(err)
 	}
-	return ack.Sequence
+	var last uint64
+	if err := eng.ReadDeadLetters(ctx, stream.DeadLetterFilter{}, func(d stream.DeadLetter) error { last = d.Seq; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return last
 }
 
 type dlqPage struct {
@@ -162,11 +161,8 @@ func TestDeadLetters(t *testing.T) {
 
 	// The events are back in EVENTS, each for its destination only.
 	var back []string
-	// stream.Read's stopper lives until its context ends.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	err := e.eng.Read(ctx, stream.EventsStream, stream.ReadOptions{}, func(m stream.Message) error {
-		back = append(back, m.Header.Get(delivery.HeaderReplayFor)+":"+string(m.Data))
+	err := e.eng.ReadEvents(context.Background(), stream.ReadOptions{}, func(s stream.Stored) error {
+		back = append(back, s.ReplayFor+":"+string(s.Doc))
 		return nil
 	})
 	if err != nil {

@@ -14,11 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
-	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/stream"
@@ -40,42 +37,6 @@ func openEngine(t testing.TB) *stream.Engine {
 	}
 	t.Cleanup(eng.Close)
 	return eng
-}
-
-// engineDLQ and engineEvents are what cmd/capstan wires: the DLQ and the
-// EVENTS stream of a real engine.
-type engineDLQ struct{ eng *stream.Engine }
-
-func (q engineDLQ) List(ctx context.Context, f delivery.DLQFilter, fn func(*delivery.DeadLetter) error) error {
-	if f.Seq != 0 {
-		s, err := q.eng.JetStream().Stream(ctx, stream.DLQStream)
-		if err != nil {
-			return err
-		}
-		if _, err := s.GetMsg(ctx, f.Seq); errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("dead letter %d: %w", f.Seq, ErrNotFound)
-		}
-	}
-	return delivery.ListDeadLetters(ctx, q.eng, f, fn)
-}
-
-func (q engineDLQ) Replay(ctx context.Context, f delivery.DLQFilter) (int, error) {
-	return delivery.ReplayDeadLetters(ctx, q.eng, f)
-}
-
-type engineEvents struct{ eng *stream.Engine }
-
-func (e engineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error {
-	opt := stream.ReadOptions{Since: q.Since}
-	if q.Source != "" {
-		opt.Subject = stream.EventsSubject + "." + q.Source + ".>"
-	}
-	return e.eng.Read(ctx, stream.EventsStream, opt, func(m stream.Message) error {
-		if m.Seq <= q.After {
-			return nil
-		}
-		return fn(StoredEvent{Seq: m.Seq, Source: m.Header.Get(event.HeaderSource), StoredAt: m.Time.UTC(), Event: m.Data})
-	})
 }
 
 // fakeDest is a Destination that records the tokens installed.
@@ -132,6 +93,7 @@ type previewCall struct {
 type env struct {
 	s     *Server
 	eng   *stream.Engine
+	w     *stream.Writer
 	graph *identity.Graph
 	dests map[string]*fakeDest
 
@@ -151,10 +113,19 @@ func newEnv(t testing.TB) *env {
 		"unsaved":  {name: "unsaved", err: fmt.Errorf("%w: state bucket: timeout", ErrTokenNotSaved)},
 		"broken":   {name: "broken", err: errors.New("client closed")},
 	}}
+	w, err := stream.NewWriter(eng, stream.WriterConfig{}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e.w = w
 	deps := Deps{
 		Identity:    g,
-		DeadLetters: engineDLQ{eng},
-		Events:      engineEvents{eng},
+		DeadLetters: EngineDeadLetters{Engine: eng, Writer: w},
+		Events:      EngineEvents{Engine: eng},
 		Preview: PreviewFunc(func(_ context.Context, events json.RawMessage, source, dest string) (any, bool, error) {
 			e.mu.Lock()
 			e.previews = append(e.previews, previewCall{string(events), source, dest})

@@ -9,26 +9,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
-// addEvent stores an event in EVENTS and returns its sequence.
-func addEvent(t testing.TB, eng *stream.Engine, source, messageID string) uint64 {
+// addEvent stores an event in EVENTS through w and returns its sequence.
+func addEvent(t testing.TB, w *stream.Writer, source, messageID string) uint64 {
 	t.Helper()
-	m := &nats.Msg{
-		Subject: event.Subject(source, event.Type("track")),
-		Data:    []byte(`{"type":"track","event":"Sign Up","messageId":"` + messageID + `","properties":{"note":"a<b&c"}}`),
-		Header:  nats.Header{},
+	res, err := w.Append(context.Background(), []stream.Event{{
+		Source: source, Type: "track", MessageID: messageID,
+		Doc: []byte(`{"type":"track","event":"Sign Up","messageId":"` + messageID + `","properties":{"note":"a<b&c"}}`),
+	}})
+	if err == nil {
+		err = res[0].Err
 	}
-	m.Header.Set(event.HeaderSource, source)
-	ack, err := eng.JetStream().PublishMsg(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ack.Sequence
+	return res[0].Seq
 }
 
 type eventsPage struct {
@@ -59,7 +56,7 @@ func TestEvents(t *testing.T) {
 			src = "backend"
 		}
 		mid := fmt.Sprintf("e%d", i)
-		seq[mid] = addEvent(t, e.eng, src, mid)
+		seq[mid] = addEvent(t, e.w, src, mid)
 	}
 
 	tests := []struct {

@@ -8,10 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -22,10 +18,6 @@ const (
 	ReasonExpired  = "expired"  // it could not be delivered before leaving LinkedIn's 90-day window
 	ReasonUnusable = "unusable" // the stored event could not be read
 )
-
-// HeaderReplayFor marks an event re-published by `capstan dlq replay`: only
-// the named destination processes it.
-const HeaderReplayFor = "Capstan-Replay-For"
 
 // DeadLetter is one conversion that did not reach LinkedIn, kept in the DLQ
 // stream with everything needed to understand and replay it.
@@ -63,15 +55,11 @@ func writeDeadLetter(ctx context.Context, eng *stream.Engine, dl *DeadLetter) er
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
 	}
-	m := &nats.Msg{Subject: stream.DLQSubject + "." + dl.Destination + "." + dl.Reason, Data: b, Header: nats.Header{}}
-	m.Header.Set(event.HeaderSource, dl.Source)
 	id := fmt.Sprintf("%s:%s:%d", dl.Destination, dl.Mapping, dl.EventSeq)
-	if _, err := eng.JetStream().PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("write dead letter: %w", err)
-	}
-	// The event is acknowledged once this returns: the dead letter must be
-	// on disk first.
-	if err := eng.Sync(ctx, stream.DLQStream); err != nil {
+	// The event is acknowledged once this returns: AppendDeadLetter returns
+	// once the dead letter is on disk.
+	sdl := stream.DeadLetter{Destination: dl.Destination, Reason: dl.Reason, Source: dl.Source, Doc: b}
+	if err := eng.AppendDeadLetter(ctx, sdl, id); err != nil {
 		return fmt.Errorf("write dead letter: %w", err)
 	}
 	return nil
@@ -85,40 +73,25 @@ type DLQFilter struct {
 	Seq         uint64 // one entry
 }
 
-func (f DLQFilter) subject() string {
-	d, r := f.Destination, f.Reason
-	if d == "" {
-		d = "*"
-	}
-	if r == "" {
-		r = "*"
-	}
-	return stream.DLQSubject + "." + d + "." + r
-}
-
 // ListDeadLetters calls fn for each selected dead letter, oldest first.
 func ListDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter, fn func(*DeadLetter) error) error {
-	decode := func(seq uint64, data []byte) (*DeadLetter, error) {
+	decode := func(sdl stream.DeadLetter) (*DeadLetter, error) {
 		var dl DeadLetter
-		if err := json.Unmarshal(data, &dl); err != nil {
-			return nil, fmt.Errorf("dead letter %d: %w", seq, err)
+		if err := json.Unmarshal(sdl.Doc, &dl); err != nil {
+			return nil, fmt.Errorf("dead letter %d: %w", sdl.Seq, err)
 		}
-		dl.Seq = seq
+		dl.Seq = sdl.Seq
 		return &dl, nil
 	}
 	if f.Seq != 0 {
-		s, err := eng.JetStream().Stream(ctx, stream.DLQStream)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", stream.DLQStream, err)
-		}
-		raw, err := s.GetMsg(ctx, f.Seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("no dead letter %d", f.Seq)
+		sdl, err := eng.DeadLetterAt(ctx, f.Seq)
+		if errors.Is(err, stream.ErrNotFound) {
+			return noDeadLetterError(f.Seq)
 		}
 		if err != nil {
-			return fmt.Errorf("dead letter %d: %w", f.Seq, err)
+			return err
 		}
-		dl, err := decode(raw.Sequence, raw.Data)
+		dl, err := decode(sdl)
 		if err != nil {
 			return err
 		}
@@ -127,8 +100,9 @@ func ListDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter, fn fu
 		}
 		return fn(dl)
 	}
-	return eng.Read(ctx, stream.DLQStream, stream.ReadOptions{Subject: f.subject(), Since: f.Since}, func(m stream.Message) error {
-		dl, err := decode(m.Seq, m.Data)
+	sf := stream.DeadLetterFilter{Destination: f.Destination, Reason: f.Reason, Since: f.Since}
+	return eng.ReadDeadLetters(ctx, sf, func(sdl stream.DeadLetter) error {
+		dl, err := decode(sdl)
 		if err != nil {
 			return err
 		}
@@ -136,12 +110,23 @@ func ListDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter, fn fu
 	})
 }
 
-// ReplayDeadLetters re-publishes the original events of the selected dead
-// letters into EVENTS, marked for their destination only, and removes them
-// from the DLQ once the event is stored. The running server maps them again
-// with its current configuration, so a fixed mapping rescues them; a replayed
-// event that fails again returns to the DLQ. It returns how many were replayed.
-func ReplayDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter) (int, error) {
+// ErrNoDeadLetter matches the error of ListDeadLetters for a DLQFilter.Seq
+// that the DLQ does not hold.
+var ErrNoDeadLetter = errors.New("no such dead letter")
+
+// noDeadLetterError says which dead letter is not there.
+type noDeadLetterError uint64
+
+func (e noDeadLetterError) Error() string        { return fmt.Sprintf("no dead letter %d", uint64(e)) }
+func (e noDeadLetterError) Is(target error) bool { return target == ErrNoDeadLetter }
+
+// ReplayDeadLetters stores the original events of the selected dead letters
+// in EVENTS again through w, marked for their destination only, and removes
+// them from the DLQ once the events are durable. The running server maps
+// them again with its current configuration, so a fixed mapping rescues
+// them; a replayed event that fails again returns to the DLQ. w must be
+// running. It returns how many were replayed.
+func ReplayDeadLetters(ctx context.Context, eng *stream.Engine, w *stream.Writer, f DLQFilter) (int, error) {
 	var list []*DeadLetter
 	if err := ListDeadLetters(ctx, eng, f, func(dl *DeadLetter) error {
 		list = append(list, dl)
@@ -149,57 +134,60 @@ func ReplayDeadLetters(ctx context.Context, eng *stream.Engine, f DLQFilter) (in
 	}); err != nil {
 		return 0, err
 	}
-	js := eng.JetStream()
-	s, err := js.Stream(ctx, stream.DLQStream)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream.DLQStream, err)
-	}
 	// Dead letters leave the DLQ a chunk at a time: their events are
-	// published, EVENTS is synced once (on disk before they leave), then
-	// they are removed.
+	// appended in one call, made durable together (one sync of EVENTS),
+	// then the dead letters are removed.
 	n := 0
-	var done []*DeadLetter
-	flush := func() error {
-		if len(done) == 0 {
-			return nil
-		}
-		if err := eng.Sync(ctx, stream.EventsStream); err != nil {
-			return fmt.Errorf("replay dead letters: %w", err)
-		}
-		for _, dl := range done {
-			if err := s.DeleteMsg(ctx, dl.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-				return fmt.Errorf("remove replayed dead letter %d: %w", dl.Seq, err)
+	for start := 0; start < len(list); start += replayChunk {
+		chunk := list[start:min(start+replayChunk, len(list))]
+		evs := make([]stream.Event, 0, len(chunk))
+		var bad error
+		for _, dl := range chunk {
+			var probe struct {
+				Type string `json:"type"`
 			}
-			n++
-		}
-		done = done[:0]
-		return nil
-	}
-	for _, dl := range list {
-		var probe struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(dl.Event, &probe); err != nil || probe.Type == "" {
-			err := errors.Join(flush(), fmt.Errorf("dead letter %d holds no event to replay", dl.Seq))
-			return n, err
-		}
-		m := &nats.Msg{Subject: event.Subject(dl.Source, event.Type(probe.Type)), Data: dl.Event, Header: nats.Header{}}
-		m.Header.Set(event.HeaderSource, dl.Source)
-		m.Header.Set(HeaderReplayFor, dl.Destination)
-		id := "replay:" + dl.Destination + ":" + strconv.FormatUint(dl.Seq, 10)
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
-			err = errors.Join(flush(), fmt.Errorf("replay dead letter %d: %w", dl.Seq, err))
-			return n, err
-		}
-		if done = append(done, dl); len(done) == replayChunk {
-			if err := flush(); err != nil {
-				return n, err
+			if err := json.Unmarshal(dl.Event, &probe); err != nil || probe.Type == "" {
+				bad = fmt.Errorf("dead letter %d holds no event to replay", dl.Seq)
+				break
 			}
+			evs = append(evs, stream.Event{
+				Source: dl.Source, Type: probe.Type, MessageID: dl.MessageID, Doc: dl.Event,
+				ReplayFor: dl.Destination,
+				DedupID:   "replay:" + dl.Destination + ":" + strconv.FormatUint(dl.Seq, 10),
+			})
+		}
+		done, err := replay(ctx, eng, w, chunk[:len(evs)], evs)
+		n += done
+		if err != nil || bad != nil {
+			return n, errors.Join(err, bad)
 		}
 	}
-	err = flush() // before n is read: flush counts what it removes
-	return n, err
+	return n, nil
 }
 
-// replayChunk is how many replayed dead letters one sync of EVENTS covers.
+// replay appends the events of dls and removes the dead letters whose
+// event is durable (stored, or stored before), stopping at the first that
+// is not. It returns how many it removed.
+func replay(ctx context.Context, eng *stream.Engine, w *stream.Writer, dls []*DeadLetter, evs []stream.Event) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	res, err := w.Append(ctx, evs)
+	if err != nil {
+		return 0, fmt.Errorf("replay dead letters: %w", err)
+	}
+	seqs := make([]uint64, 0, len(dls))
+	for i, r := range res {
+		if r.Err != nil {
+			err = fmt.Errorf("replay dead letter %d: %w", dls[i].Seq, r.Err)
+			break
+		}
+		seqs = append(seqs, dls[i].Seq)
+	}
+	n, rerr := eng.RemoveDeadLetters(ctx, seqs)
+	return n, errors.Join(rerr, err)
+}
+
+// replayChunk is how many replayed dead letters one append (and one sync of
+// EVENTS) covers.
 const replayChunk = 500

@@ -276,17 +276,17 @@ func (r *Runner) deadLetterItem(ctx context.Context, it *item, reason string, a 
 // redelivered rather than acknowledged.
 func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
 	dl.At = r.clock.Now().UTC()
-	dl.Destination, dl.Source, dl.EventSeq, dl.Event = r.plan.Name, t.source, t.seq, t.doc
+	dl.Destination, dl.Source, dl.EventSeq, dl.Event = r.plan.Name, t.Source, t.Seq, t.Doc
 	var probe struct {
 		MessageID string `json:"messageId"`
 	}
-	_ = json.Unmarshal(t.doc, &probe)
+	_ = json.Unmarshal(t.Doc, &probe)
 	dl.MessageID = probe.MessageID
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := writeDeadLetter(wctx, r.eng, dl); err != nil {
 		t.failed.Store(true)
-		r.log.Error("dead-letter write failed; the event will be delivered again", "error", err, "event_seq", t.seq)
+		r.log.Error("dead-letter write failed; the event will be delivered again", "error", err, "event_seq", t.Seq)
 		return
 	}
 	r.m.deadLetters.WithLabelValues(r.plan.Name, dl.Reason).Inc()

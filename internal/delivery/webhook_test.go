@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
@@ -155,7 +153,7 @@ func (rc *receiver) taken() map[string]int {
 type webhookEnv struct {
 	t     *testing.T
 	eng   *stream.Engine
-	app   *stream.Appender
+	w     *stream.Writer
 	cfg   *config.Config
 	clock *SkipClock
 }
@@ -168,9 +166,12 @@ func newWebhookEnv(t *testing.T, dests int) *webhookEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := stream.NewAppender(eng, stream.AppenderConfig{}, log)
+	w, err := stream.NewWriter(eng, stream.WriterConfig{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	appDone := make(chan struct{})
-	go func() { _ = app.Run(ctx); close(appDone) }()
+	go func() { _ = w.Run(ctx); close(appDone) }()
 	t.Cleanup(func() { cancel(); <-appDone; eng.Close() })
 	var b bytes.Buffer
 	b.WriteString("sources: [{name: web, write_key: k}]\ndestinations:\n")
@@ -181,7 +182,7 @@ func newWebhookEnv(t *testing.T, dests int) *webhookEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &webhookEnv{t: t, eng: eng, app: app, cfg: cfg, clock: NewSkipClock(time.Now().Truncate(time.Minute).Add(time.Second))}
+	return &webhookEnv{t: t, eng: eng, w: w, cfg: cfg, clock: NewSkipClock(time.Now().Truncate(time.Minute).Add(time.Second))}
 }
 
 // run starts a runner for destination index of the configuration.
@@ -215,17 +216,15 @@ func (e *webhookEnv) run(index int, w *webhook, rc RunnerConfig, limits *Limits)
 func (e *webhookEnv) send(n int) {
 	e.t.Helper()
 	req := &event.Request{ReceivedAt: e.clock.Now()}
-	hdr := nats.Header{}
-	hdr.Set(event.HeaderSource, "web")
-	var recs []stream.Record
+	var evs []stream.Event
 	for i := range n {
 		ev, derr := event.Normalize([]byte(`{"type":"track","event":"Order","userId":"u","messageId":"o-`+strconv.Itoa(i)+`"}`), "", req)
 		if derr != nil {
 			e.t.Fatal(derr)
 		}
-		recs = append(recs, stream.Record{Subject: event.Subject("web", ev.Type), MsgID: event.DedupID("web", ev.MessageID), Header: hdr, Data: ev.JSON})
+		evs = append(evs, stream.Event{Source: "web", Type: string(ev.Type), MessageID: ev.MessageID, Doc: ev.JSON})
 	}
-	res, err := e.app.Append(context.Background(), recs)
+	res, err := e.w.Append(context.Background(), evs)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package event
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -516,28 +515,3 @@ func newUUID() string {
 
 // NewID returns a random UUID (for request ids and generated messageIds).
 func NewID() string { return newUUID() }
-
-// Headers capstan sets on every stored event message. Downstream stages read
-// them instead of parsing the event again.
-const (
-	HeaderSource    = "Capstan-Source"     // the source name
-	HeaderMessageID = "Capstan-Message-Id" // the event's messageId
-	HeaderRequestID = "Capstan-Request-Id" // the HTTP request that carried it
-	HeaderUserAgent = "Capstan-User-Agent" // the sending client's User-Agent
-	HeaderLiFatID   = "Capstan-Li-Fat-Id"  // li_fat_id from the capstan_lfi cookie of the request
-)
-
-// Subject returns the stream subject of an event: events.<source>.<type>.
-func Subject(source string, t Type) string { return "events." + source + "." + string(t) }
-
-// DedupID returns the JetStream de-duplication id of (source, messageId).
-// Ids that cannot travel in a NATS header (control characters) are hashed.
-func DedupID(source, messageID string) string {
-	for i := 0; i < len(messageID); i++ {
-		if c := messageID[i]; c < 0x20 || c == 0x7f {
-			sum := sha256.Sum256([]byte(messageID))
-			return source + ":sha256:" + hex.EncodeToString(sum[:])
-		}
-	}
-	return source + ":" + messageID
-}

@@ -285,15 +285,6 @@ func TestParseBatch(t *testing.T) {
 	}
 }
 
-func TestDedupID(t *testing.T) {
-	if got := DedupID("web", "m-1"); got != "web:m-1" {
-		t.Errorf("got %q", got)
-	}
-	if got := DedupID("web", "a\nb"); !strings.HasPrefix(got, "web:sha256:") || strings.ContainsAny(got, "\r\n") {
-		t.Errorf("got %q", got)
-	}
-}
-
 // FuzzNormalize checks that no body makes the parser panic, and that every
 // accepted event is stored as valid JSON with the server fields set.
 func FuzzNormalize(f *testing.F) {

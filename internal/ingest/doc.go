@@ -5,6 +5,6 @@
 // bodies Segment's clients expect.
 //
 // A request is answered 200 only after every accepted event is durably in
-// the EVENTS stream (through stream.Appender's group commit). ingest never
+// the EVENTS stream (through stream.Writer's group commit). ingest never
 // talks to LinkedIn and never evaluates mappings; it stores events.
 package ingest

@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
@@ -28,9 +27,9 @@ import (
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
-// Appender stores records durably; *stream.Appender implements it.
+// Appender stores events durably; *stream.Writer implements it.
 type Appender interface {
-	Append(ctx context.Context, recs []stream.Record) ([]stream.Result, error)
+	Append(ctx context.Context, evs []stream.Event) ([]stream.Result, error)
 }
 
 // Handler serves the tracking API under /v1/. It is safe for concurrent use.
@@ -448,25 +447,18 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 
 	req := &event.Request{ReceivedAt: received, ClientIP: h.clientIP(r), Envelope: body.Envelope}
-	// One header for every record of the request (records treat it as
-	// read-only); the type is in the subject.
-	hdr := nats.Header{}
-	hdr.Set(event.HeaderSource, s.cfg.Name)
-	hdr.Set(event.HeaderRequestID, event.NewID())
-	if ua := r.Header.Get("User-Agent"); ua != "" {
-		hdr.Set(event.HeaderUserAgent, headerSafe(ua))
-	}
+	// The facts of the request, stored with each of its events.
+	requestID := event.NewID()
+	ua := r.Header.Get("User-Agent")
+	var lfi string
 	if c, err := r.Cookie(CookieName); err == nil && validLiFatID(c.Value) {
-		hdr.Set(event.HeaderLiFatID, c.Value)
+		lfi = c.Value
 	}
-	lfi := hdr.Get(event.HeaderLiFatID) != ""
 	hasOrigin := r.Header.Get("Origin") != ""
 	cookieSet := false
 	resp := okBody{Success: true}
-	recs := make([]stream.Record, 0, len(body.Items))
-	ids := make([]int, 0, len(body.Items)) // item index of each record
-	var subjType event.Type                // events of this type go to subject
-	var subject string
+	evs := make([]stream.Event, 0, len(body.Items))
+	ids := make([]int, 0, len(body.Items)) // item index of each event
 	for i, item := range body.Items {
 		if rt.kind == "batch" && len(item) > event.MaxEventBytes {
 			resp.Errors = append(resp.Errors, dropEntry{Index: i, Code: event.CodeEventTooLarge,
@@ -479,25 +471,25 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 			continue
 		}
 		switch {
-		case lfi && bytes.Contains(ev.JSON, []byte("categoryPreferences")) && h.denied(ev.JSON):
-			// Consent withdrawn: forget the click id, here and in the browser.
-			hdr.Del(event.HeaderLiFatID)
-			lfi = false
+		case lfi != "" && bytes.Contains(ev.JSON, []byte("categoryPreferences")) && h.denied(ev.JSON):
+			// Consent withdrawn: forget the click id, for every event of
+			// the request and in the browser.
+			lfi = ""
 			h.clearCookie(w, s)
 			cookieSet = true
 		case !cookieSet && hasOrigin && bytes.Contains(ev.JSON, []byte("li_fat_id")):
 			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
-		if ev.Type != subjType {
-			subjType, subject = ev.Type, event.Subject(s.cfg.Name, ev.Type)
-		}
-		recs = append(recs, stream.Record{
-			Subject: subject,
-			MsgID:   event.DedupID(s.cfg.Name, ev.MessageID),
-			Header:  hdr,
-			Data:    ev.JSON,
+		evs = append(evs, stream.Event{
+			Source: s.cfg.Name, Type: string(ev.Type), MessageID: ev.MessageID, Doc: ev.JSON,
+			RequestID: requestID, UserAgent: ua,
 		})
 		ids = append(ids, i)
+	}
+	if lfi != "" {
+		for i := range evs {
+			evs[i].LiFatID = lfi
+		}
 	}
 	for _, e := range resp.Errors {
 		h.metrics.events.WithLabelValues(src, "dropped").Inc()
@@ -505,7 +497,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		h.log.Debug("event dropped", "source", src, "index", e.Index, "message_id", e.MessageID, "code", e.Code)
 	}
 
-	results, err := h.store.Append(r.Context(), recs)
+	results, err := h.store.Append(r.Context(), evs)
 	if err != nil {
 		h.unavailable(w, src, err, &status)
 		return
@@ -569,18 +561,6 @@ func peekMessageID(raw []byte) string {
 		return s
 	}
 	return ""
-}
-
-func headerSafe(s string) string {
-	if len(s) > 512 {
-		s = s[:512]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 // clientIP is the TCP peer, or the left-most untrusted X-Forwarded-For hop

@@ -59,7 +59,10 @@ func newEnv(t *testing.T, cfgText string, store Appender) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		app := stream.NewAppender(eng, stream.AppenderConfig{}, slog.New(slog.DiscardHandler))
+		app, err := stream.NewWriter(eng, stream.WriterConfig{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan struct{})
 		go func() { _ = app.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done; eng.Close() })
@@ -117,9 +120,9 @@ func (e *env) send(req *http.Request) resp {
 func (e *env) stored() []map[string]any {
 	e.t.Helper()
 	var out []map[string]any
-	err := e.eng.Read(context.Background(), stream.EventsStream, stream.ReadOptions{}, func(m stream.Message) error {
+	err := e.eng.ReadEvents(context.Background(), stream.ReadOptions{}, func(m stream.Stored) error {
 		var doc map[string]any
-		if err := json.Unmarshal(m.Data, &doc); err != nil {
+		if err := json.Unmarshal(m.Doc, &doc); err != nil {
 			return err
 		}
 		doc["_subject"] = m.Subject
@@ -435,7 +438,7 @@ func TestClientIP(t *testing.T) {
 
 type failingStore struct{ err error }
 
-func (f failingStore) Append(context.Context, []stream.Record) ([]stream.Result, error) {
+func (f failingStore) Append(context.Context, []stream.Event) ([]stream.Result, error) {
 	return nil, f.err
 }
 
@@ -518,8 +521,8 @@ func TestLiFatIDCookie(t *testing.T) {
 		t.Errorf("cookie not erased: %q", sc)
 	}
 	var got []string
-	_ = e.eng.Read(context.Background(), stream.EventsStream, stream.ReadOptions{}, func(m stream.Message) error {
-		got = append(got, m.Header.Get("Capstan-Li-Fat-Id"))
+	_ = e.eng.ReadEvents(context.Background(), stream.ReadOptions{}, func(m stream.Stored) error {
+		got = append(got, m.LiFatID)
 		return nil
 	})
 	if strings.Join(got, ",") != ",,,AbC-123,," {

@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Record is one message to append to a stream.
-type Record struct {
+// record is one message to append to a stream.
+type record struct {
 	Subject string
 	// MsgID is the de-duplication id (Nats-Msg-Id); "" for none.
 	MsgID string
@@ -25,20 +25,6 @@ type Record struct {
 	Header nats.Header
 	Data   []byte
 }
-
-// Result is the outcome of appending one Record.
-type Result struct {
-	// Seq is the stream sequence (0 for duplicates and failures).
-	Seq uint64
-	// Duplicate is true when the MsgID was already stored within the
-	// de-duplication window, or earlier in the same call.
-	Duplicate bool
-	// Err is set when the record was not stored.
-	Err error
-}
-
-// ErrOverloaded means the append queue is full: callers should answer 503.
-var ErrOverloaded = errors.New("event store overloaded")
 
 // minAtomic is the smallest group written as an atomic batch (external
 // clusters only). JetStream stages every atomic batch in a temporary store of
@@ -51,25 +37,6 @@ const minAtomic = 8
 // duplicate message id" (10201).
 const errDuplicateInBatch = 10201
 
-// AppenderConfig tunes group commit. Zero fields take the defaults.
-type AppenderConfig struct {
-	// Subject prefix is not needed: records carry their subjects.
-	// MaxBatch is the most records in one atomic batch (≤ 1000). Default 1000.
-	MaxBatch int
-	// Linger is how long a batch may wait for more records. Default 0.
-	Linger time.Duration
-	// Inflight is the number of batches written concurrently. Default 2.
-	Inflight int
-	// MaxQueued is the most records waiting; beyond it Append fails with
-	// ErrOverloaded. Default 50000.
-	MaxQueued int
-	// AckTimeout bounds one batch's write. Default 10s.
-	AckTimeout time.Duration
-	// Registry, when set, receives the appender's metrics: records per
-	// commit, commit time and records waiting (see newAppenderMetrics).
-	Registry prometheus.Registerer
-}
-
 // appenderMetrics show how group commit behaves: how many records one
 // commit carries (the larger, the cheaper each record), how long a commit
 // takes (fsync included) and how many records wait for one.
@@ -78,7 +45,7 @@ type appenderMetrics struct {
 	seconds prometheus.Histogram
 }
 
-func newAppenderMetrics(reg prometheus.Registerer, a *Appender) *appenderMetrics {
+func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics {
 	m := &appenderMetrics{
 		records: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_commit_records",
@@ -104,7 +71,7 @@ func newAppenderMetrics(reg prometheus.Registerer, a *Appender) *appenderMetrics
 	return m
 }
 
-// Appender appends records durably with group commit: the records of
+// appender appends records durably with group commit: the records of
 // concurrent Append calls are written together and made durable by one
 // fsync. On the embedded engine they are published, pipelined, and the
 // stream's block file is fsynced once they are all acknowledged (Engine.Sync,
@@ -112,8 +79,8 @@ func newAppenderMetrics(reg prometheus.Registerer, a *Appender) *appenderMetrics
 // atomic batch, which the servers' sync_interval always commits with one
 // fsync. It is safe for concurrent use; Run must be running for Append to
 // make progress.
-type Appender struct {
-	cfg AppenderConfig
+type appender struct {
+	cfg WriterConfig
 	eng *Engine
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -134,13 +101,13 @@ type Appender struct {
 }
 
 type pending struct {
-	recs    []Record
+	recs    []record
 	results []Result
 	done    chan struct{}
 }
 
-// NewAppender returns an Appender writing through e.
-func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
+// newAppender returns an appender writing through e.
+func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 	if cfg.MaxBatch <= 0 || cfg.MaxBatch > 1000 {
 		cfg.MaxBatch = 1000
 	}
@@ -158,7 +125,7 @@ func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
 	// would only add JetStream's staging of each batch (a temporary store
 	// created and removed).
 	external := !e.Embedded() && !e.SyncsLocally() // not a tool attached to the embedded engine
-	a := &Appender{
+	a := &appender{
 		cfg: cfg, eng: e, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1),
 		syncs:  e.SyncsLocally(),
 		atomic: external && e.AtomicBatches(),
@@ -175,7 +142,7 @@ func NewAppender(e *Engine, cfg AppenderConfig, log *slog.Logger) *Appender {
 // ErrOverloaded without storing anything when the queue is full, and ctx's
 // error if ctx ends first (the records may still be stored later; a retry is
 // de-duplicated by MsgID).
-func (a *Appender) Append(ctx context.Context, recs []Record) ([]Result, error) {
+func (a *appender) Append(ctx context.Context, recs []record) ([]Result, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -205,7 +172,7 @@ func (a *Appender) Append(ctx context.Context, recs []Record) ([]Result, error) 
 }
 
 // Run writes queued records until ctx ends, then drains what is queued.
-func (a *Appender) Run(ctx context.Context) error {
+func (a *appender) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range a.cfg.Inflight {
 		wg.Go(func() { a.loop(ctx) })
@@ -224,7 +191,7 @@ func (a *Appender) Run(ctx context.Context) error {
 	}
 }
 
-func (a *Appender) loop(ctx context.Context) {
+func (a *appender) loop(ctx context.Context) {
 	for {
 		batch := a.take()
 		if batch == nil {
@@ -262,7 +229,7 @@ func countRecs(ps []*pending) int {
 
 // take removes requests from the queue: the first one always, then more
 // while they fit in one batch. Nil when the queue is empty.
-func (a *Appender) take() []*pending {
+func (a *appender) take() []*pending {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.queue) == 0 {
@@ -275,7 +242,7 @@ func (a *Appender) take() []*pending {
 // popLocked removes requests from the front of the queue while their records
 // fit in one batch beside have records (the first one regardless, when
 // first) and returns them with the new record count. a.mu must be held.
-func (a *Appender) popLocked(have int, first bool) ([]*pending, int) {
+func (a *appender) popLocked(have int, first bool) ([]*pending, int) {
 	n, total := 0, have
 	for n < len(a.queue) {
 		size := len(a.queue[n].recs)
@@ -292,7 +259,7 @@ func (a *Appender) popLocked(have int, first bool) ([]*pending, int) {
 	return batch, total
 }
 
-func (a *Appender) linger(ctx context.Context, batch []*pending) []*pending {
+func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 	t := time.NewTimer(a.cfg.Linger)
 	defer t.Stop()
 	for n := countRecs(batch); n < a.cfg.MaxBatch; {
@@ -314,9 +281,9 @@ func (a *Appender) linger(ctx context.Context, batch []*pending) []*pending {
 
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
 // completes each pending request.
-func (a *Appender) commitAll(ctx context.Context, batch []*pending) {
+func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 	n := countRecs(batch)
-	recs := make([]*Record, 0, n)
+	recs := make([]*record, 0, n)
 	res := make([]*Result, 0, n)
 	for _, p := range batch {
 		for i := range p.recs {
@@ -352,9 +319,9 @@ type pubAck struct {
 // already holds one of the ids, JetStream refuses the whole batch (10201) and
 // the chunk is written record by record so the duplicates are dropped and the
 // rest stored.
-func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
+func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 	seen := make(map[string]bool, len(recs))
-	send := make([]*Record, 0, len(recs))
+	send := make([]*record, 0, len(recs))
 	sendRes := make([]*Result, 0, len(recs))
 	for i, r := range recs {
 		if r.MsgID != "" {
@@ -410,7 +377,7 @@ func (a *Appender) commit(ctx context.Context, recs []*Record, res []*Result) {
 // sync makes the records just published durable. If it fails, what was
 // stored may not survive a power loss, so no record is acknowledged: the
 // client retries and the stream's de-duplication keeps one copy.
-func (a *Appender) sync(ctx context.Context, res []*Result) {
+func (a *appender) sync(ctx context.Context, res []*Result) {
 	err := a.eng.Sync(ctx, EventsStream)
 	if err == nil {
 		return
@@ -425,7 +392,7 @@ func (a *Appender) sync(ctx context.Context, res []*Result) {
 
 // message builds r's NATS message: its own header map (r.Header is shared
 // and read-only) with the de-duplication id.
-func message(r *Record) *nats.Msg {
+func message(r *record) *nats.Msg {
 	m := &nats.Msg{Subject: r.Subject, Data: r.Data, Header: make(nats.Header, len(r.Header)+4)}
 	for k, v := range r.Header {
 		m.Header[k] = v
@@ -456,7 +423,7 @@ func batchSeq(n int) string {
 // publishAtomic writes recs as one atomic batch. The connection copies each
 // message out while publishing it, so one message and its header map serve
 // every record: nothing is allocated per record on this side.
-func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, string, error) {
+func (a *appender) publishAtomic(ctx context.Context, recs []*record) (*pubAck, string, error) {
 	id := nuid.Next()
 	m := &nats.Msg{Header: make(nats.Header, 8)}
 	msgID, batchID, seq := []string{""}, []string{id}, []string{""}
@@ -498,7 +465,7 @@ func (a *Appender) publishAtomic(ctx context.Context, recs []*Record) (*pubAck, 
 
 // publishEach writes records one by one, in order and pipelined, each with
 // its own acknowledgement (so duplicates are reported per record).
-func (a *Appender) publishEach(recs []*Record, res []*Result) {
+func (a *appender) publishEach(recs []*record, res []*Result) {
 	futures := make([]jetstream.PubAckFuture, len(recs))
 	for i, r := range recs {
 		f, err := a.js.PublishMsgAsync(message(r))

@@ -2,14 +2,33 @@
 // process by default or an external cluster for scale-out.
 //
 // It owns the stream and bucket names that are part of capstan's contract
-// (stream EVENTS, stream DLQ, KV identity, KV state), their configuration,
-// and the Appender, which makes an acknowledged write durable: events from
-// concurrent requests are written together and fsynced once (group commit),
-// so "200 OK" from ingest always means "on disk" without paying one fsync per
-// event. On the embedded engine capstan fsyncs the stream's block file itself
-// after JetStream acknowledged the group (sync.go explains why and how); on
-// an external cluster the group is one JetStream atomic batch.
+// (stream EVENTS, stream DLQ, KV identity, KV state) and their
+// configuration, and it is the only package that knows how events are
+// stored: subjects, de-duplication ids, headers (format.go). Everything
+// else sees events through two paths.
+//
+// The one append path is Writer. Every producer (HTTP ingest, DLQ replay,
+// import) hands it normalised events (Event: the document with its source,
+// type, messageId and the facts of the request that carried it), and
+// Append returns once they are durable. Events from concurrent calls are
+// written together and fsynced once (group commit), so "200 OK" from
+// ingest always means "on disk" without paying one fsync per event. On the
+// embedded engine capstan fsyncs the stream's block file itself after
+// JetStream acknowledged the group (sync.go explains why and how); on an
+// external cluster the group is one JetStream atomic batch.
+//
+// The one read path gives each event as Stored (its stream sequence, source,
+// type, time, document and request facts), in two forms: Engine.ReadEvents,
+// the ordered, unacknowledged read of tools and the console, and
+// Engine.Consumer, the durable, acknowledged consumer of delivery, whose
+// Feed hands on Deliveries to acknowledge. The DLQ stream is written and
+// read through AppendDeadLetter, ReadDeadLetters, DeadLetterAt and
+// RemoveDeadLetters.
+//
+// Because nothing outside sees the format, it can change here alone: one
+// message per event today, request-level segments with an on-disk
+// de-duplication index later (ARCHITECTURE.md, "Storage, wave 2").
 //
 // Package stream knows nothing of HTTP, Segment or LinkedIn: it stores and
-// reads opaque messages with headers.
+// reads documents with the facts it is given.
 package stream

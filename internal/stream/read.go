@@ -10,8 +10,43 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Message is one stored message.
-type Message struct {
+// ReadOptions select what ReadEvents returns. At most one of Since and
+// FromSeq may be set.
+type ReadOptions struct {
+	// Since starts at events stored at or after this time; zero means the
+	// beginning of the stream.
+	Since time.Time
+	// FromSeq starts at this stream sequence; 0 means the beginning.
+	FromSeq uint64
+	// Source selects one source's events; "" means every source.
+	Source string
+	// Follow keeps waiting for new events until ctx ends; otherwise
+	// ReadEvents returns once it has caught up with the stream's last event.
+	Follow bool
+}
+
+// ReadEvents calls fn for each stored event, oldest first, with its stream
+// position. It is the ordered, unacknowledged read of tools and the
+// console: it leaves no trace on the stream. It stops at the first error fn
+// returns, and returns ctx's error when ctx ends first.
+func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored) error) error {
+	if !opt.Since.IsZero() && opt.FromSeq != 0 {
+		return errors.New("read events: give a start time or a sequence, not both")
+	}
+	spec := readSpec{since: opt.Since, fromSeq: opt.FromSeq, follow: opt.Follow}
+	if opt.Source != "" {
+		if !validToken(opt.Source) {
+			return fmt.Errorf("read events: %q is not a source name", opt.Source)
+		}
+		spec.subject = EventsSubject + "." + opt.Source + ".>"
+	}
+	return e.read(ctx, EventsStream, spec, func(m rawMessage) error {
+		return fn(decodeStored(m.Seq, m.Subject, m.Header, m.Data, m.Time))
+	})
+}
+
+// rawMessage is one stored message, as read.
+type rawMessage struct {
 	Seq     uint64
 	Subject string
 	Header  nats.Header
@@ -19,21 +54,17 @@ type Message struct {
 	Time    time.Time // when the stream stored it
 }
 
-// ReadOptions select what Read returns.
-type ReadOptions struct {
-	// Since starts at messages stored at or after this time; zero means the
-	// beginning of the stream.
-	Since time.Time
-	// Subject filters by subject (wildcards allowed); "" means all.
-	Subject string
-	// Follow keeps waiting for new messages until ctx ends; otherwise Read
-	// returns once it has caught up with the stream's last message.
-	Follow bool
+// readSpec selects what read returns.
+type readSpec struct {
+	since   time.Time // zero: from the beginning (or fromSeq)
+	fromSeq uint64    // 0: from the beginning (or since)
+	subject string    // filter, wildcards allowed; "" for all
+	follow  bool      // wait for new messages until ctx ends
 }
 
-// Read calls fn for each message of stream, oldest first. It stops at the
+// read calls fn for each message of stream, oldest first. It stops at the
 // first error fn returns.
-func (e *Engine) Read(ctx context.Context, stream string, opt ReadOptions, fn func(Message) error) error {
+func (e *Engine) read(ctx context.Context, stream string, spec readSpec, fn func(rawMessage) error) error {
 	s, err := e.js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
@@ -43,17 +74,21 @@ func (e *Engine) Read(ctx context.Context, stream string, opt ReadOptions, fn fu
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	last := info.State.LastSeq
-	if !opt.Follow && (info.State.Msgs == 0 || last == 0) {
+	if !spec.follow && (info.State.Msgs == 0 || last == 0) {
 		return nil
 	}
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if !opt.Since.IsZero() {
-		since := opt.Since
+	switch {
+	case !spec.since.IsZero():
+		since := spec.since
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &since
+	case spec.fromSeq != 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = spec.fromSeq
 	}
-	if opt.Subject != "" {
-		cfg.FilterSubjects = []string{opt.Subject}
+	if spec.subject != "" {
+		cfg.FilterSubjects = []string{spec.subject}
 	}
 	cons, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
@@ -64,12 +99,9 @@ func (e *Engine) Read(ctx context.Context, stream string, opt ReadOptions, fn fu
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
 	defer it.Stop()
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	if !opt.Follow {
-		// Anything to read at all? A filter or start time may leave nothing,
+	defer context.AfterFunc(ctx, it.Stop)()
+	if !spec.follow {
+		// Anything to read at all? A filter or start may leave nothing,
 		// and Next would then wait for a message that never comes.
 		ci, err := cons.Info(ctx)
 		if err != nil {
@@ -94,11 +126,11 @@ func (e *Engine) Read(ctx context.Context, stream string, opt ReadOptions, fn fu
 		if err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
-		msg := Message{Seq: md.Sequence.Stream, Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Time: md.Timestamp}
+		msg := rawMessage{Seq: md.Sequence.Stream, Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Time: md.Timestamp}
 		if err := fn(msg); err != nil {
 			return err
 		}
-		if !opt.Follow && md.NumPending == 0 {
+		if !spec.follow && md.NumPending == 0 {
 			return nil
 		}
 	}

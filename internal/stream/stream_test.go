@@ -15,28 +15,28 @@ import (
 
 var discard = slog.New(slog.DiscardHandler)
 
-func openTest(t *testing.T, cfg Config) (*Engine, *Appender) {
+func openTest(t *testing.T, cfg Config) (*Engine, *appender) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	eng, err := Open(ctx, cfg, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NewAppender(eng, AppenderConfig{}, discard)
+	app := newAppender(eng, WriterConfig{}, discard)
 	done := make(chan struct{})
 	go func() { _ = app.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; eng.Close() })
 	return eng, app
 }
 
-func rec(subject, id string) Record {
-	return Record{Subject: subject, MsgID: id, Header: nats.Header{"X-Test": []string{id}}, Data: []byte(`{"id":"` + id + `"}`)}
+func rec(subject, id string) record {
+	return record{Subject: subject, MsgID: id, Header: nats.Header{"X-Test": []string{id}}, Data: []byte(`{"id":"` + id + `"}`)}
 }
 
-func readAll(t *testing.T, eng *Engine, stream string) []Message {
+func readAll(t *testing.T, eng *Engine, stream string) []rawMessage {
 	t.Helper()
-	var out []Message
-	if err := eng.Read(context.Background(), stream, ReadOptions{}, func(m Message) error {
+	var out []rawMessage
+	if err := eng.read(context.Background(), stream, readSpec{}, func(m rawMessage) error {
 		out = append(out, m)
 		return nil
 	}); err != nil {
@@ -52,7 +52,7 @@ func TestAppendConcurrentGroupCommit(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := 0; i < per; i += 5 {
-				var recs []Record
+				var recs []record
 				for j := range 5 {
 					recs = append(recs, rec("events.s.track", fmt.Sprintf("w%d-%d", w, i+j)))
 				}
@@ -91,7 +91,7 @@ func TestAppendConcurrentGroupCommit(t *testing.T) {
 func TestAppendDuplicates(t *testing.T) {
 	eng, app := openTest(t, Config{DataDir: t.TempDir()})
 	ctx := context.Background()
-	res, err := app.Append(ctx, []Record{rec("events.s.track", "a"), rec("events.s.track", "a"), rec("events.s.track", "b")})
+	res, err := app.Append(ctx, []record{rec("events.s.track", "a"), rec("events.s.track", "a"), rec("events.s.track", "b")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestAppendDuplicates(t *testing.T) {
 	}
 	// "a" is stored: an atomic batch holding it is refused (10201) and its
 	// records are written one by one, in order.
-	batch := []Record{rec("events.s.track", "c")}
+	batch := []record{rec("events.s.track", "c")}
 	for i := range 8 {
 		batch = append(batch, rec("events.s.track", fmt.Sprintf("c%d", i)))
 	}
@@ -120,7 +120,7 @@ func TestAppendDuplicates(t *testing.T) {
 			last = r.Seq
 		}
 	}
-	res, err = app.Append(ctx, []Record{rec("events.s.track", "d")})
+	res, err = app.Append(ctx, []record{rec("events.s.track", "d")})
 	if err != nil || !res[0].Duplicate {
 		t.Fatalf("single duplicate: %+v %v", res, err)
 	}
@@ -135,7 +135,7 @@ func TestAppendDuplicates(t *testing.T) {
 
 func TestLargeCallSplitInOrder(t *testing.T) {
 	eng, app := openTest(t, Config{DataDir: t.TempDir()})
-	var recs []Record
+	var recs []record
 	for i := range 2500 {
 		recs = append(recs, rec("events.s.page", fmt.Sprintf("%05d", i)))
 	}
@@ -161,10 +161,10 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NewAppender(eng, AppenderConfig{}, discard)
+	app := newAppender(eng, WriterConfig{}, discard)
 	done := make(chan struct{})
 	go func() { _ = app.Run(ctx); close(done) }()
-	if _, err := app.Append(ctx, []Record{rec("events.s.track", "x1"), rec("events.s.track", "x2")}); err != nil {
+	if _, err := app.Append(ctx, []record{rec("events.s.track", "x1"), rec("events.s.track", "x2")}); err != nil {
 		t.Fatal(err)
 	}
 	// A second process may not open the same store.
@@ -176,7 +176,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	eng.Close()
 
 	eng2, app2 := openTest(t, Config{DataDir: dir})
-	res, err := app2.Append(context.Background(), []Record{rec("events.s.track", "x2"), rec("events.s.track", "x3")})
+	res, err := app2.Append(context.Background(), []record{rec("events.s.track", "x2"), rec("events.s.track", "x3")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 func TestAttachToRunningEngine(t *testing.T) {
 	dir := t.TempDir()
 	_, app := openTest(t, Config{DataDir: dir, Listen: "127.0.0.1:0"})
-	if _, err := app.Append(context.Background(), []Record{rec("events.web.track", "t1")}); err != nil {
+	if _, err := app.Append(context.Background(), []record{rec("events.web.track", "t1")}); err != nil {
 		t.Fatal(err)
 	}
 	cli, err := Attach(context.Background(), Config{DataDir: dir}, discard)
@@ -207,11 +207,11 @@ func TestAttachToRunningEngine(t *testing.T) {
 		t.Errorf("read %v", msgs)
 	}
 	var n int
-	err = cli.Read(context.Background(), EventsStream, ReadOptions{Subject: "events.other.>"}, func(Message) error { n++; return nil })
+	err = cli.ReadEvents(context.Background(), ReadOptions{Source: "other"}, func(Stored) error { n++; return nil })
 	if err != nil || n != 0 {
 		t.Errorf("filtered read: %d %v", n, err)
 	}
-	err = cli.Read(context.Background(), EventsStream, ReadOptions{Since: time.Now().Add(time.Hour)}, func(Message) error { n++; return nil })
+	err = cli.ReadEvents(context.Background(), ReadOptions{Since: time.Now().Add(time.Hour)}, func(Stored) error { n++; return nil })
 	if err != nil || n != 0 {
 		t.Errorf("future read: %d %v", n, err)
 	}
@@ -223,11 +223,11 @@ func TestAttachWithoutServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NewAppender(eng, AppenderConfig{}, discard)
+	app := newAppender(eng, WriterConfig{}, discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = app.Run(ctx); close(done) }()
-	if _, err := app.Append(ctx, []Record{rec("events.web.track", "o1")}); err != nil {
+	if _, err := app.Append(ctx, []record{rec("events.web.track", "o1")}); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
@@ -253,13 +253,13 @@ func TestOverloaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	app := NewAppender(eng, AppenderConfig{MaxQueued: 3}, discard) // not running: nothing drains
+	app := newAppender(eng, WriterConfig{MaxQueued: 3}, discard) // not running: nothing drains
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := app.Append(ctx, []Record{rec("events.s.t", "1"), rec("events.s.t", "2")}); err != context.DeadlineExceeded {
+	if _, err := app.Append(ctx, []record{rec("events.s.t", "1"), rec("events.s.t", "2")}); err != context.DeadlineExceeded {
 		t.Fatalf("first call: %v", err)
 	}
-	if _, err := app.Append(context.Background(), []Record{rec("events.s.t", "3"), rec("events.s.t", "4")}); err != ErrOverloaded {
+	if _, err := app.Append(context.Background(), []record{rec("events.s.t", "3"), rec("events.s.t", "4")}); err != ErrOverloaded {
 		t.Fatalf("second call: %v, want ErrOverloaded", err)
 	}
 }
@@ -277,7 +277,7 @@ func TestExternalEngine(t *testing.T) {
 		t.Fatal("external engine started an embedded server")
 	}
 	run := fmt.Sprintf("ext-%d", time.Now().UnixNano())
-	res, err := app.Append(context.Background(), []Record{rec("events.exttest.track", run+"-1"), rec("events.exttest.track", run+"-1"), rec("events.exttest.track", run+"-2")})
+	res, err := app.Append(context.Background(), []record{rec("events.exttest.track", run+"-1"), rec("events.exttest.track", run+"-1"), rec("events.exttest.track", run+"-2")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestExternalEngine(t *testing.T) {
 		t.Fatalf("results %+v", res)
 	}
 	var found []string
-	err = eng.Read(context.Background(), EventsStream, ReadOptions{Subject: "events.exttest.>", Since: time.Now().Add(-time.Minute)}, func(m Message) error {
+	err = eng.read(context.Background(), EventsStream, readSpec{subject: "events.exttest.>", since: time.Now().Add(-time.Minute)}, func(m rawMessage) error {
 		if id := m.Header.Get("X-Test"); len(id) > len(run) && id[:len(run)] == run {
 			found = append(found, id)
 		}
@@ -307,7 +307,7 @@ func TestAppendLinger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NewAppender(eng, AppenderConfig{Linger: 20 * time.Millisecond, MaxBatch: 10, Inflight: 1}, discard)
+	app := newAppender(eng, WriterConfig{Linger: 20 * time.Millisecond, MaxBatch: 10, Inflight: 1}, discard)
 	done := make(chan struct{})
 	go func() { _ = app.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; eng.Close() })
@@ -318,7 +318,7 @@ func TestAppendLinger(t *testing.T) {
 			if w == 0 {
 				n = 25 // more than MaxBatch: written in chunks, in order
 			}
-			var recs []Record
+			var recs []record
 			for i := range n {
 				recs = append(recs, rec("events.s.track", fmt.Sprintf("l%d-%d", w, i)))
 			}
@@ -346,15 +346,15 @@ func TestAtomicBatchHeaders(t *testing.T) {
 	eng, app := openTest(t, Config{DataDir: t.TempDir()})
 	shared := nats.Header{"Capstan-Source": []string{"web"}, "Capstan-Request-Id": []string{"r1"}}
 	other := nats.Header{"Capstan-Source": []string{"app"}, "X-Only-Other": []string{"yes"}}
-	var recs []Record
+	var recs []record
 	for i := range 2 * minAtomic {
 		h := shared
 		if i%3 == 2 {
 			h = other
 		}
-		recs = append(recs, Record{Subject: "events.s.track", MsgID: fmt.Sprintf("h%d", i), Header: h, Data: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+		recs = append(recs, record{Subject: "events.s.track", MsgID: fmt.Sprintf("h%d", i), Header: h, Data: []byte(fmt.Sprintf(`{"i":%d}`, i))})
 	}
-	recs = append(recs, Record{Subject: "events.s.page", Header: shared, Data: []byte(`{"no":"id"}`)})
+	recs = append(recs, record{Subject: "events.s.page", Header: shared, Data: []byte(`{"no":"id"}`)})
 	res, err := app.Append(context.Background(), recs)
 	if err != nil {
 		t.Fatal(err)
@@ -393,7 +393,7 @@ func TestAppenderMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	app := NewAppender(eng, AppenderConfig{Registry: reg}, discard)
+	app := newAppender(eng, WriterConfig{Registry: reg}, discard)
 	gather := func(name string) []float64 { // gauge value, or histogram count and sum
 		t.Helper()
 		mfs, err := reg.Gather()
@@ -417,7 +417,7 @@ func TestAppenderMetrics(t *testing.T) {
 	// Not running yet: the records wait.
 	waiting := make(chan error, 1)
 	go func() {
-		_, err := app.Append(ctx, []Record{rec("events.s.track", "q1"), rec("events.s.track", "q2")})
+		_, err := app.Append(ctx, []record{rec("events.s.track", "q1"), rec("events.s.track", "q2")})
 		waiting <- err
 	}()
 	eventually(t, func() bool { return gauge() == 2 })
@@ -427,7 +427,7 @@ func TestAppenderMetrics(t *testing.T) {
 	if err := <-waiting; err != nil {
 		t.Fatal(err)
 	}
-	var recs []Record
+	var recs []record
 	for i := range 20 {
 		recs = append(recs, rec("events.s.track", fmt.Sprint("r", i)))
 	}
@@ -463,10 +463,10 @@ func TestSyncIntervalPublishesEach(t *testing.T) {
 	if eng.SyncsLocally() || app.atomic || app.syncs {
 		t.Fatalf("SyncsLocally %v, atomic %v, syncs %v with a sync interval", eng.SyncsLocally(), app.atomic, app.syncs)
 	}
-	if _, err := app.Append(ctx, []Record{rec("events.s.track", "m0")}); err != nil {
+	if _, err := app.Append(ctx, []record{rec("events.s.track", "m0")}); err != nil {
 		t.Fatal(err)
 	}
-	var recs []Record
+	var recs []record
 	for i := range 50 {
 		recs = append(recs, rec("events.s.track", fmt.Sprint("m", i))) // m0 is stored already
 	}

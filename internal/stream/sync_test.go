@@ -93,8 +93,8 @@ func TestAppendSyncsTheBlockHoldingTheRecords(t *testing.T) {
 	pad := strings.Repeat("x", 1000)
 	for i := range 100 {
 		id := fmt.Sprintf("durable-%04d", i)
-		r := Record{Subject: "events.s.track", MsgID: id, Data: []byte(`{"id":"` + id + `","pad":"` + pad + `"}`)}
-		res, err := app.Append(context.Background(), []Record{r})
+		r := record{Subject: "events.s.track", MsgID: id, Data: []byte(`{"id":"` + id + `","pad":"` + pad + `"}`)}
+		res, err := app.Append(context.Background(), []record{r})
 		if err != nil || res[0].Err != nil {
 			t.Fatalf("append %d: %v %+v", i, err, res)
 		}
@@ -138,7 +138,7 @@ func TestAppendSyncsTheBlockHoldingTheRecords(t *testing.T) {
 	if err := s.Purge(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	res, err := app.Append(context.Background(), []Record{rec("events.s.track", "after-purge")})
+	res, err := app.Append(context.Background(), []record{rec("events.s.track", "after-purge")})
 	if err != nil || res[0].Err != nil {
 		t.Fatalf("append after purge: %v %+v", err, res)
 	}
@@ -151,7 +151,7 @@ func TestAppendSyncsTheBlockHoldingTheRecords(t *testing.T) {
 // one, and none returns before a sync that started after its call.
 func TestSyncCoalesces(t *testing.T) {
 	eng, app := openTest(t, Config{DataDir: t.TempDir()})
-	if _, err := app.Append(context.Background(), []Record{rec("events.s.track", "m")}); err != nil {
+	if _, err := app.Append(context.Background(), []record{rec("events.s.track", "m")}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := eng.syncer(EventsStream)

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/event"
@@ -31,7 +29,7 @@ type harness struct {
 	sb     *sandbox.Server
 	url    string
 	eng    *stream.Engine
-	app    *stream.Appender
+	app    *stream.Writer
 	dest   *Destination
 	client *capi.Client
 	runner *delivery.Runner
@@ -76,7 +74,10 @@ func newHarness(t *testing.T, o opts) *harness {
 		t.Fatal(err)
 	}
 	h.eng = eng
-	h.app = stream.NewAppender(eng, stream.AppenderConfig{}, log)
+	h.app, err = stream.NewWriter(eng, stream.WriterConfig{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	appDone := make(chan struct{})
 	go func() { _ = h.app.Run(ctx); close(appDone) }()
 	t.Cleanup(func() { cancel(); <-appDone; eng.Close() })
@@ -164,15 +165,13 @@ func (h *harness) start(rc delivery.RunnerConfig) {
 func (h *harness) send(events ...string) {
 	h.t.Helper()
 	req := &event.Request{ReceivedAt: h.clock.Now()}
-	var recs []stream.Record
+	var recs []stream.Event
 	for _, raw := range events {
 		ev, derr := event.Normalize([]byte(raw), "", req)
 		if derr != nil {
 			h.t.Fatal(derr)
 		}
-		hdr := nats.Header{}
-		hdr.Set(event.HeaderSource, "web")
-		recs = append(recs, stream.Record{Subject: event.Subject("web", ev.Type), MsgID: event.DedupID("web", ev.MessageID), Header: hdr, Data: ev.JSON})
+		recs = append(recs, stream.Event{Source: "web", Type: string(ev.Type), MessageID: ev.MessageID, Doc: ev.JSON})
 	}
 	for start := 0; start < len(recs); start += 1000 {
 		res, err := h.app.Append(context.Background(), recs[start:min(start+1000, len(recs))])
@@ -374,7 +373,7 @@ func TestSplitRefusedBatchAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
-	n, err := delivery.ReplayDeadLetters(context.Background(), h.eng, delivery.DLQFilter{Destination: "li", Reason: delivery.ReasonRejected})
+	n, err := delivery.ReplayDeadLetters(context.Background(), h.eng, h.app, delivery.DLQFilter{Destination: "li", Reason: delivery.ReasonRejected})
 	if err != nil || n != 3 {
 		t.Fatalf("replayed %d: %v", n, err)
 	}
@@ -472,10 +471,7 @@ func TestCookieLiFatID(t *testing.T) {
 	if derr != nil {
 		t.Fatal(derr)
 	}
-	hdr := nats.Header{}
-	hdr.Set(event.HeaderSource, "web")
-	hdr.Set(event.HeaderLiFatID, "from-cookie")
-	if _, err := h.app.Append(context.Background(), []stream.Record{{Subject: "events.web.track", MsgID: "web:m-00000", Header: hdr, Data: ev.JSON}}); err != nil {
+	if _, err := h.app.Append(context.Background(), []stream.Event{{Source: "web", Type: "track", MessageID: "m-00000", LiFatID: "from-cookie", Doc: ev.JSON}}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitDelivered(1, nil)

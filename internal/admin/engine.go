@@ -1,0 +1,52 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// EngineDeadLetters is the DLQ of an engine, as `capstan serve` wires it:
+// replays append through the server's event writer.
+type EngineDeadLetters struct {
+	Engine *stream.Engine
+	Writer *stream.Writer
+}
+
+// List calls fn for each selected dead letter; a DLQFilter.Seq the DLQ
+// does not hold is ErrNotFound.
+func (q EngineDeadLetters) List(ctx context.Context, f delivery.DLQFilter, fn func(*delivery.DeadLetter) error) error {
+	err := delivery.ListDeadLetters(ctx, q.Engine, f, fn)
+	if errors.Is(err, delivery.ErrNoDeadLetter) {
+		return fmt.Errorf("%w (%w)", err, ErrNotFound)
+	}
+	return err
+}
+
+// Replay puts the selected dead letters' events back for their destination.
+func (q EngineDeadLetters) Replay(ctx context.Context, f delivery.DLQFilter) (int, error) {
+	return delivery.ReplayDeadLetters(ctx, q.Engine, q.Writer, f)
+}
+
+// EngineEvents reads the EVENTS stream of an engine through its one read
+// path.
+type EngineEvents struct{ Engine *stream.Engine }
+
+// ReadEvents calls fn for each event q selects, oldest first.
+func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error {
+	opt := stream.ReadOptions{Source: q.Source}
+	if q.After > 0 {
+		opt.FromSeq = q.After + 1 // FromSeq and Since do not go together
+	} else {
+		opt.Since = q.Since
+	}
+	return e.Engine.ReadEvents(ctx, opt, func(s stream.Stored) error {
+		if s.StoredAt.Before(q.Since) {
+			return nil
+		}
+		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
+	})
+}

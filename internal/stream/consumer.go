@@ -1,0 +1,209 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ConsumerConfig configures a durable consumer of EVENTS. Zero fields take
+// the defaults.
+type ConsumerConfig struct {
+	// Durable is the consumer's name; required. Its position survives
+	// restarts and is shared by every process that uses the name.
+	Durable string
+	// Description is shown by the nats CLI.
+	Description string
+	// Sources selects the sources whose events are delivered; empty means
+	// every source.
+	Sources []string
+	// AckWait is how long a delivered event may stay unacknowledged (and
+	// without InProgress) before it is delivered again. Default 30s.
+	AckWait time.Duration
+	// MaxAckPending is the most events delivered and not yet acknowledged;
+	// beyond it the consumer delivers nothing new. Default 1000.
+	MaxAckPending int
+	// FetchWait is how long an idle fetch stays open before it is renewed
+	// (see Feed). Default 30s.
+	FetchWait time.Duration
+	// Batch is the most events one fetch asks for, 1 to 1000. Default 1000.
+	Batch int
+}
+
+// Fetching: fetchersInFlight fetches of up to fetchMax events each are open
+// at any time. Events are handed on as they arrive, so a fetch's wait adds
+// no latency. An idle fetch is renewed after ConsumerConfig.FetchWait: the
+// server ends it a little earlier (nats.go gives it 90% of the context's
+// time, at most 1 s less), so that its last events arrive before the client
+// stops listening; the end of Feed's context cancels fetches at once.
+const (
+	fetchersInFlight = 2
+	fetchMax         = 1000
+)
+
+// Consumer is a durable, acknowledged consumer of EVENTS: the read path of
+// delivery. Every event is delivered until it is acknowledged, at least
+// once; with two fetches in flight, not necessarily in stream order.
+type Consumer struct {
+	cons jetstream.Consumer
+	cfg  ConsumerConfig
+	log  *slog.Logger
+}
+
+// Consumer creates the durable consumer cfg.Durable, or updates it to cfg,
+// and returns it. Events a previous process had in flight (it crashed, or
+// lost a lease) are redelivered at once rather than after AckWait.
+func (e *Engine) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
+	if cfg.Durable == "" {
+		return nil, errors.New("events consumer: no durable name")
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.MaxAckPending <= 0 {
+		cfg.MaxAckPending = 1000
+	}
+	if cfg.FetchWait <= 0 {
+		cfg.FetchWait = 30 * time.Second
+	}
+	if cfg.Batch <= 0 || cfg.Batch > fetchMax {
+		cfg.Batch = fetchMax
+	}
+	filters := []string{EventsSubject + ".>"}
+	if len(cfg.Sources) > 0 {
+		filters = filters[:0]
+		for _, s := range cfg.Sources {
+			if !validToken(s) {
+				return nil, fmt.Errorf("events consumer %s: %q is not a source name", cfg.Durable, s)
+			}
+			filters = append(filters, EventsSubject+"."+s+".>")
+		}
+	}
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		Description:    cfg.Description,
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  cfg.MaxAckPending,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events consumer %s: %w", cfg.Durable, err)
+	}
+	c := &Consumer{cons: cons, cfg: cfg, log: e.log.With("consumer", cfg.Durable)}
+	// Events a previous process had in flight would wait out AckWait;
+	// redeliver them now. What was already handled is handled again.
+	if _, err := e.js.ResetConsumer(ctx, EventsStream, cfg.Durable); err != nil {
+		c.log.Debug("consumer reset not available; in-flight events of a previous run wait for AckWait", "error", err)
+	}
+	return c, nil
+}
+
+// Delivery is one event delivered by a Consumer. It must be acknowledged
+// (Ack) once handled, or it is delivered again after AckWait.
+type Delivery struct {
+	Stored
+	msg jetstream.Msg
+}
+
+// Ack acknowledges the event: it is not delivered again.
+func (d *Delivery) Ack() error { return d.msg.Ack() }
+
+// NakWithDelay has the event delivered again after delay.
+func (d *Delivery) NakWithDelay(delay time.Duration) error { return d.msg.NakWithDelay(delay) }
+
+// InProgress tells the stream the event is still being worked on: its
+// AckWait starts again.
+func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+
+// Feed sends the consumer's events to out until ctx ends, then returns once
+// its fetches have stopped; it does not close out. Before each fetch it
+// waits for the channel ready returns to be closed: a reader that must
+// take no new events (a paused destination) hands out an open channel and
+// closes it when it may go on, so nothing polls; a fetch already open still
+// delivers what it receives, for at most FetchWait. ready may be nil. Events received but
+// not sent on because ctx ended are not acknowledged: they are delivered
+// again after AckWait, or at once to the next Consumer of the same name.
+//
+// It pulls with explicit fetches, two in flight so that one is always
+// open, rather than nats.go's continuous Consume or Messages. Those re-pull
+// only from the handling of a message, and skip it while their goroutine
+// that sends pulls is still busy with the previous one; when the last
+// messages of the outstanding pulls are handled in that window (a saturated
+// CPU), no pull is ever sent again and delivery stops until two heartbeats
+// are missed. Measured while draining a 500,000-event backlog: the server
+// held no pull request, every event was delivered and acknowledged, and
+// nothing moved for ~10 s (5 s heartbeats) in 3 runs of 4 with Messages and
+// 1 of 6 with Consume; with fetches, 0 of 12, at the same rate and CPU per
+// event. A fetch ends by itself (full, or expired at the server), so
+// nothing waits on such bookkeeping.
+func (c *Consumer) Feed(ctx context.Context, out chan<- *Delivery, ready func() <-chan struct{}) {
+	if ready == nil {
+		ready = func() <-chan struct{} { return closedChan }
+	}
+	var fetchers sync.WaitGroup
+	for range fetchersInFlight {
+		fetchers.Go(func() { c.fetchLoop(ctx, out, ready) })
+	}
+	fetchers.Wait()
+}
+
+// fetchLoop fetches events into out until ctx ends.
+func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready func() <-chan struct{}) {
+	for ctx.Err() == nil {
+		// Take no new events until ready; what is in flight goes on.
+		select {
+		case <-ready():
+		case <-ctx.Done():
+			return
+		}
+		fctx, cancel := context.WithTimeout(ctx, c.cfg.FetchWait)
+		// Heartbeats end a fetch whose server went away (a cluster node
+		// restarting) after two missed ones (10 s) instead of FetchWait.
+		hb := min(5*time.Second, c.cfg.FetchWait/4)
+		batch, err := c.cons.Fetch(c.cfg.Batch, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+		if err == nil {
+			for msg := range batch.Messages() {
+				select {
+				case out <- delivery(msg):
+				case <-ctx.Done():
+				}
+			}
+			err = batch.Error()
+		}
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			c.log.Warn("reading events failed; retrying", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// delivery decodes a fetched message.
+// closedChan is ready when Feed has no ready function.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+func delivery(msg jetstream.Msg) *Delivery {
+	d := &Delivery{msg: msg}
+	var seq uint64
+	var at time.Time
+	if md, err := msg.Metadata(); err == nil {
+		seq, at = md.Sequence.Stream, md.Timestamp
+	}
+	d.Stored = decodeStored(seq, msg.Subject(), msg.Headers(), msg.Data(), at)
+	return d
+}

@@ -1,0 +1,201 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+)
+
+// feed runs c.Feed into a channel until the test ends or the returned stop
+// is called; stop waits for Feed to return.
+func feed(t *testing.T, c *Consumer, ready func() <-chan struct{}) (<-chan *Delivery, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan *Delivery, 100)
+	done := make(chan struct{})
+	go func() { c.Feed(ctx, out, ready); close(done) }()
+	stop := func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Feed did not return within 5s of its context's end")
+		}
+	}
+	t.Cleanup(stop)
+	return out, stop
+}
+
+func receive(t *testing.T, out <-chan *Delivery) *Delivery {
+	t.Helper()
+	select {
+	case d := <-out:
+		return d
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event delivered within 5s")
+		return nil
+	}
+}
+
+// nothing checks that out stays empty for d.
+func nothing(t *testing.T, out <-chan *Delivery, d time.Duration) {
+	t.Helper()
+	select {
+	case got := <-out:
+		t.Fatalf("unexpected delivery of event %d", got.Seq)
+	case <-time.After(d):
+	}
+}
+
+func TestConsumerConfig(t *testing.T) {
+	eng, _ := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	if _, err := eng.Consumer(ctx, ConsumerConfig{}); err == nil {
+		t.Error("consumer without a durable name")
+	}
+	if _, err := eng.Consumer(ctx, ConsumerConfig{Durable: "d", Sources: []string{"web", "a.*"}}); err == nil {
+		t.Error("consumer of source a.*")
+	}
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "d", Description: "test", Sources: []string{"web", "app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := info.Config
+	if cc.Durable != "d" || cc.Description != "test" || fmt.Sprint(cc.FilterSubjects) != "[events.web.> events.app.>]" ||
+		cc.AckWait != 30*time.Second || cc.MaxAckPending != 1000 || cc.MaxDeliver != -1 {
+		t.Errorf("consumer config %+v", cc)
+	}
+	if c.cfg.FetchWait != 30*time.Second || c.cfg.Batch != fetchMax {
+		t.Errorf("fetch settings %+v", c.cfg)
+	}
+}
+
+// TestConsumerFeed: events of the selected sources are delivered with their
+// sequence and facts; an acknowledged event is not delivered
+// again, a nak'd one is.
+func TestConsumerFeed(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	appendOK(t, w,
+		Event{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r1", UserAgent: "ua", LiFatID: "lfi"},
+		Event{Source: "other", Type: "track", MessageID: "m2", Doc: []byte(`{"n":2}`)},
+		Event{Source: "web", Type: "page", MessageID: "m3", Doc: []byte(`{"n":3}`), ReplayFor: "li", DedupID: "replay:li:1"},
+		Event{Source: "web", Type: "identify", MessageID: "m4", Doc: []byte(`{"n":4}`)},
+	)
+	const ackWait = 300 * time.Millisecond
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "feed", Sources: []string{"web"}, AckWait: ackWait, FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := feed(t, c, nil)
+	// Two fetches in flight: the order of deliveries is not the stream's.
+	got := map[uint64]*Delivery{}
+	for range 3 {
+		d := receive(t, out)
+		got[d.Seq] = d
+	}
+	d1, d3, d4 := got[1], got[3], got[4]
+	if d1 == nil || d3 == nil || d4 == nil {
+		t.Fatalf("delivered events %v, want 1, 3 and 4", slices.Sorted(maps.Keys(got)))
+	}
+	if d1.Seq != 1 || d1.Source != "web" || d1.Type != "track" || string(d1.Doc) != `{"n":1}` ||
+		d1.RequestID != "r1" || d1.UserAgent != "ua" || d1.LiFatID != "lfi" || d1.ReplayFor != "" || d1.StoredAt.IsZero() {
+		t.Errorf("first delivery %+v", d1.Stored)
+	}
+	if d3.Seq != 3 || d3.Type != "page" || d3.ReplayFor != "li" || d4.Seq != 4 || d4.Type != "identify" {
+		t.Errorf("deliveries %+v, %+v", d3.Stored, d4.Stored)
+	}
+	if err := d1.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d3.NakWithDelay(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	again := receive(t, out)
+	if again.Seq != 3 || again.ReplayFor != "li" {
+		t.Fatalf("redelivered %+v, want event 3", again.Stored)
+	}
+	if err := again.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// Kept alive past AckWait, then acknowledged: not delivered again.
+	for range 3 {
+		time.Sleep(ackWait / 2)
+		if err := d4.InProgress(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d4.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		info, err := c.cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	nothing(t, out, 3*ackWait)
+	// A new event is delivered next.
+	appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "m5", Doc: []byte(`{"n":5}`)})
+	if d := receive(t, out); d.Seq != 5 {
+		t.Errorf("delivered %d, want the new event 5", d.Seq)
+	}
+}
+
+// TestConsumerHold: while ready's channel is open no new fetch starts; once
+// it is closed, waiting events arrive.
+func TestConsumerHold(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	c, err := eng.Consumer(context.Background(), ConsumerConfig{Durable: "hold", FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	out, _ := feed(t, c, func() <-chan struct{} { return gate })
+	appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "h1", Doc: []byte(`{}`)})
+	nothing(t, out, 500*time.Millisecond)
+	close(gate)
+	if d := receive(t, out); d.Seq != 1 {
+		t.Errorf("delivered %d", d.Seq)
+	}
+}
+
+// TestConsumerRestart: Feed returns when its context ends, also with a
+// fetch open for a long FetchWait; events it had delivered but that were
+// not acknowledged go at once to the next Consumer of the same name.
+func TestConsumerRestart(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	cfg := ConsumerConfig{Durable: "restart", AckWait: time.Hour, FetchWait: time.Minute}
+	c, err := eng.Consumer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stop := feed(t, c, nil)
+	appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "r1", Doc: []byte(`{}`)})
+	if d := receive(t, out); d.Seq != 1 {
+		t.Fatalf("delivered %d", d.Seq)
+	}
+	start := time.Now()
+	stop() // fails the test if Feed does not return
+	if time.Since(start) > time.Second {
+		t.Errorf("Feed took %s to return", time.Since(start))
+	}
+	c2, err := eng.Consumer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out2, _ := feed(t, c2, nil)
+	d := receive(t, out2)
+	if d.Seq != 1 {
+		t.Fatalf("delivered %d", d.Seq)
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,88 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func TestDeadLetters(t *testing.T) {
+	eng, _ := openTest(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	for i, dl := range []DeadLetter{
+		{Destination: "li", Reason: "rejected", Source: "web", Doc: []byte(`{"n":1}`)},
+		{Destination: "li", Reason: "invalid", Source: "app", Doc: []byte(`{"n":2}`)},
+		{Destination: "other", Reason: "rejected", Source: "web", Doc: []byte(`{"n":3}`)},
+		{Destination: "li", Reason: "rejected", Source: "web", Doc: []byte(`{"n":1}`)}, // the first again
+	} {
+		id := fmt.Sprint("id", i%3)
+		if err := eng.AppendDeadLetter(ctx, dl, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := eng.AppendDeadLetter(ctx, DeadLetter{Destination: "li", Reason: "a.b"}, ""); err == nil {
+		t.Error("dead letter with reason a.b stored")
+	}
+	// On the wire: subject dlq.<destination>.<reason>, the source header and
+	// the de-duplication id.
+	msgs := readAll(t, eng, DLQStream)
+	if len(msgs) != 3 {
+		t.Fatalf("stored %d dead letters, want 3 (one duplicate)", len(msgs))
+	}
+	if m := msgs[1]; m.Subject != "dlq.li.invalid" || m.Header.Get(headerSource) != "app" || m.Header.Get(nats.MsgIdHdr) != "id1" || string(m.Data) != `{"n":2}` {
+		t.Errorf("stored %s %v %s", m.Subject, m.Header, m.Data)
+	}
+
+	list := func(f DeadLetterFilter) string {
+		var s string
+		err := eng.ReadDeadLetters(ctx, f, func(dl DeadLetter) error {
+			s += fmt.Sprintf("%d:%s/%s/%s/%s ", dl.Seq, dl.Destination, dl.Reason, dl.Source, dl.Doc)
+			if dl.StoredAt.IsZero() {
+				t.Errorf("dead letter %d: no time", dl.Seq)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		f    DeadLetterFilter
+		want string
+	}{
+		{"all", DeadLetterFilter{}, `1:li/rejected/web/{"n":1} 2:li/invalid/app/{"n":2} 3:other/rejected/web/{"n":3} `},
+		{"destination", DeadLetterFilter{Destination: "li"}, `1:li/rejected/web/{"n":1} 2:li/invalid/app/{"n":2} `},
+		{"reason", DeadLetterFilter{Reason: "rejected"}, `1:li/rejected/web/{"n":1} 3:other/rejected/web/{"n":3} `},
+		{"future", DeadLetterFilter{Since: time.Now().Add(time.Hour)}, ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := list(tc.f); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+
+	dl, err := eng.DeadLetterAt(ctx, 3)
+	if err != nil || dl.Seq != 3 || dl.Destination != "other" || dl.Reason != "rejected" || dl.Source != "web" || string(dl.Doc) != `{"n":3}` {
+		t.Errorf("dead letter 3: %+v %v", dl, err)
+	}
+	if _, err := eng.DeadLetterAt(ctx, 9); !errors.Is(err, ErrNotFound) {
+		t.Errorf("dead letter 9: %v, want ErrNotFound", err)
+	}
+	// Removing counts what is gone, also what was gone before.
+	if n, err := eng.RemoveDeadLetters(ctx, []uint64{1}); n != 1 || err != nil {
+		t.Errorf("removed %d: %v", n, err)
+	}
+	if n, err := eng.RemoveDeadLetters(ctx, []uint64{1, 3}); n != 2 || err != nil {
+		t.Errorf("removed %d: %v", n, err)
+	}
+	if got := list(DeadLetterFilter{}); got != `2:li/invalid/app/{"n":2} ` {
+		t.Errorf("left %s", got)
+	}
+}

@@ -1,0 +1,214 @@
+package stream
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// The storage format of EVENTS, known only to this file.
+//
+// One event is one message on subject events.<source>.<type> whose data is
+// the normalised JSON document; its Nats-Msg-Id is <source>:<messageId>, or
+// an explicit id for events stored again on purpose (a DLQ replay). The
+// facts of the request that carried it travel as headers, set only when
+// they have a value. Operators and tests rely on the stream, subject and
+// Nats-Msg-Id; the headers are capstan's own.
+const (
+	headerSource    = "Capstan-Source"     // the source name
+	headerRequestID = "Capstan-Request-Id" // the HTTP request that carried it
+	headerUserAgent = "Capstan-User-Agent" // the sending client's User-Agent
+	headerLiFatID   = "Capstan-Li-Fat-Id"  // li_fat_id from the capstan_lfi cookie of the request
+	headerReplayFor = "Capstan-Replay-For" // a DLQ replay: the one destination that processes it
+)
+
+// maxHeaderValue bounds a stored header value, in bytes.
+const maxHeaderValue = 512
+
+// Event is one normalised event to store, with the facts of the request
+// that carried it. Producers (HTTP ingest, DLQ replay, import) hand events
+// to a Writer, which alone decides how they are stored.
+type Event struct {
+	// Source is the name of the source that sent the event.
+	Source string
+	// Type is the event type (track, page, identify, group, alias, screen).
+	Type string
+	// MessageID is the event's messageId. Events of one source with the
+	// same MessageID are stored once within the de-duplication window.
+	MessageID string
+	// Doc is the normalised JSON document, stored as it is.
+	Doc []byte
+
+	// RequestID identifies the request that carried the event; "" for none.
+	RequestID string
+	// UserAgent is the sending client's User-Agent; "" for none. It is
+	// stored without control characters and cut to 512 bytes.
+	UserAgent string
+	// LiFatID is the li_fat_id of the request's capstan_lfi cookie; "" for
+	// none.
+	LiFatID string
+	// ReplayFor, for an event replayed from the DLQ, is the one destination
+	// that processes it; "" for every destination.
+	ReplayFor string
+	// DedupID, when set, replaces Source and MessageID as the event's
+	// de-duplication key: for events stored again on purpose (a DLQ replay
+	// uses "replay:<destination>:<dead letter seq>").
+	DedupID string
+}
+
+// Stored is one event as stored, with its position in the stream.
+type Stored struct {
+	// Seq is the event's stream sequence.
+	Seq uint64
+	// Subject is the stream subject (events.<source>.<type>).
+	Subject string
+	// Source and Type are the event's source name and type.
+	Source, Type string
+	// StoredAt is when the stream stored the event.
+	StoredAt time.Time
+	// Doc is the stored JSON document, exactly as kept.
+	Doc []byte
+
+	// RequestID, UserAgent, LiFatID and ReplayFor are the facts stored
+	// with the event (see Event); "" when absent.
+	RequestID, UserAgent, LiFatID, ReplayFor string
+}
+
+// subject returns the stream subject of an event: events.<source>.<type>.
+func subject(source, typ string) string { return EventsSubject + "." + source + "." + typ }
+
+// dedupID returns the de-duplication id (Nats-Msg-Id) of (source,
+// messageID). Ids that cannot travel in a NATS header (control characters)
+// are hashed.
+func dedupID(source, messageID string) string {
+	if hasControl(messageID) {
+		sum := sha256.Sum256([]byte(messageID))
+		return source + ":sha256:" + hex.EncodeToString(sum[:])
+	}
+	return source + ":" + messageID
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// validToken reports whether s can be one token of a subject.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// headerValue makes s safe to store as a header value: no control
+// characters, at most maxHeaderValue bytes.
+func headerValue(s string) string {
+	if len(s) > maxHeaderValue {
+		s = s[:maxHeaderValue]
+	}
+	if !hasControl(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// checkEvent reports why ev cannot be stored, or nil.
+func checkEvent(ev *Event) error {
+	var errs []error
+	if !validToken(ev.Source) {
+		errs = append(errs, fmt.Errorf("source %q is not a valid subject token", ev.Source))
+	}
+	if !validToken(ev.Type) {
+		errs = append(errs, fmt.Errorf("event type %q is not a valid subject token", ev.Type))
+	}
+	if hasControl(ev.DedupID) {
+		errs = append(errs, fmt.Errorf("de-duplication id %q holds control characters", ev.DedupID))
+	}
+	return errors.Join(errs...)
+}
+
+// encoder builds the records of events. Events that follow one another
+// with the same source and type, or the same request facts, share one
+// subject string and one header map (records treat headers as read-only):
+// the events of one request cost one of each.
+type encoder struct {
+	src, typ, subj string
+	facts          *Event // whose facts hdr holds
+	hdr            nats.Header
+}
+
+func (c *encoder) record(ev *Event) record {
+	if c.subj == "" || ev.Source != c.src || ev.Type != c.typ {
+		c.src, c.typ, c.subj = ev.Source, ev.Type, subject(ev.Source, ev.Type)
+	}
+	if c.facts == nil || !sameFacts(ev, c.facts) {
+		c.facts, c.hdr = ev, header(ev)
+	}
+	id := ev.DedupID
+	if id == "" && ev.MessageID != "" {
+		id = dedupID(ev.Source, ev.MessageID)
+	}
+	return record{Subject: c.subj, MsgID: id, Header: c.hdr, Data: ev.Doc}
+}
+
+func sameFacts(a, b *Event) bool {
+	return a.Source == b.Source && a.RequestID == b.RequestID && a.UserAgent == b.UserAgent &&
+		a.LiFatID == b.LiFatID && a.ReplayFor == b.ReplayFor
+}
+
+// header returns the headers that carry ev's source and request facts.
+func header(ev *Event) nats.Header {
+	h := make(nats.Header, 5)
+	h.Set(headerSource, ev.Source)
+	for _, f := range [...]struct{ key, value string }{
+		{headerRequestID, ev.RequestID},
+		{headerUserAgent, ev.UserAgent},
+		{headerLiFatID, ev.LiFatID},
+		{headerReplayFor, ev.ReplayFor},
+	} {
+		if f.value != "" {
+			h.Set(f.key, headerValue(f.value))
+		}
+	}
+	return h
+}
+
+// decodeStored reads a stored event message.
+func decodeStored(seq uint64, subj string, h nats.Header, data []byte, at time.Time) Stored {
+	s := Stored{
+		Seq: seq, Subject: subj, StoredAt: at, Doc: data,
+		Source:    h.Get(headerSource),
+		RequestID: h.Get(headerRequestID),
+		UserAgent: h.Get(headerUserAgent),
+		LiFatID:   h.Get(headerLiFatID),
+		ReplayFor: h.Get(headerReplayFor),
+	}
+	rest := strings.TrimPrefix(subj, EventsSubject+".")
+	if i := strings.LastIndexByte(rest, '.'); i >= 0 {
+		s.Type = rest[i+1:]
+		if s.Source == "" {
+			s.Source = rest[:i]
+		}
+	}
+	return s
+}

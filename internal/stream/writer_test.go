@@ -1,0 +1,251 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func openWriter(t *testing.T, cfg Config) (*Engine, *Writer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, cfg, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(eng, WriterConfig{}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; eng.Close() })
+	return eng, w
+}
+
+func appendOK(t *testing.T, w *Writer, evs ...Event) []Result {
+	t.Helper()
+	res, err := w.Append(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("event %d: %v", i, r.Err)
+		}
+	}
+	return res
+}
+
+func readEvents(t *testing.T, eng *Engine, opt ReadOptions) []Stored {
+	t.Helper()
+	var out []Stored
+	if err := eng.ReadEvents(context.Background(), opt, func(s Stored) error {
+		out = append(out, s)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestDedupID(t *testing.T) {
+	if got := dedupID("web", "m-1"); got != "web:m-1" {
+		t.Errorf("got %q", got)
+	}
+	if got := dedupID("web", "a\nb"); !strings.HasPrefix(got, "web:sha256:") || strings.ContainsAny(got, "\r\n") {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestNewWriterConfig(t *testing.T) {
+	eng, _ := openTest(t, Config{DataDir: t.TempDir()})
+	for _, tc := range []struct {
+		name string
+		eng  *Engine
+		cfg  WriterConfig
+		want string // error fragment; "" for none
+	}{
+		{name: "defaults", eng: eng},
+		{name: "max batch 1000", eng: eng, cfg: WriterConfig{MaxBatch: 1000}},
+		{name: "no engine", want: "no engine"},
+		{name: "max batch too large", eng: eng, cfg: WriterConfig{MaxBatch: 1001}, want: "max batch must be between 1 and 1000, got 1001"},
+		{name: "negative linger", eng: eng, cfg: WriterConfig{Linger: -time.Millisecond}, want: "linger must not be negative"},
+		{name: "all reported", eng: eng, cfg: WriterConfig{Inflight: -1, MaxQueued: -1, AckTimeout: -1}, want: "inflight must not be negative, got -1\nmax queued must not be negative, got -1\nack timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := NewWriter(tc.eng, tc.cfg, discard)
+			switch {
+			case tc.want == "" && (err != nil || w == nil):
+				t.Fatalf("got %v, want a writer", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestWriterStorageFormat pins what the writer stores on the wire: the
+// subject, Nats-Msg-Id and headers that operators and stored data rely on.
+func TestWriterStorageFormat(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	facts := Event{Source: "web", RequestID: "r1", UserAgent: "Mozilla/5.0\r\n(X11)" + strings.Repeat("x", 600), LiFatID: "lfi-1"}
+	ev := func(typ, id, doc string, with func(*Event)) Event {
+		e := facts
+		e.Type, e.MessageID, e.Doc = typ, id, []byte(doc)
+		if with != nil {
+			with(&e)
+		}
+		return e
+	}
+	evs := []Event{
+		ev("track", "m1", `{"n":1}`, nil),
+		ev("page", "m2", `{"n":2}`, nil),
+		ev("track", "m1", `{"n":3}`, func(e *Event) { *e = Event{Source: "app", Type: "track", MessageID: "m1", Doc: e.Doc} }),
+		ev("track", "m1", `{"n":4}`, nil), // duplicate of the first
+		ev("track", "m1", `{"n":5}`, func(e *Event) {
+			*e = Event{Source: "web", Type: "track", MessageID: "m1", Doc: e.Doc, ReplayFor: "li", DedupID: "replay:li:7"}
+		}),
+		ev("track", "m6", `{"n":6}`, func(e *Event) { e.Source = "bad.source" }),
+		ev("", "m7", `{"n":7}`, nil),
+		ev("track", "m\n8", `{"n":8}`, nil),
+	}
+	res, err := w.Append(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		wantErr, wantDup := i == 5 || i == 6, i == 3
+		if (r.Err != nil) != wantErr || r.Duplicate != wantDup || (!wantErr && !wantDup) != (r.Seq != 0) {
+			t.Errorf("event %d: %+v", i, r)
+		}
+	}
+	if res[5].Err == nil || !strings.Contains(res[5].Err.Error(), `source "bad.source"`) {
+		t.Errorf("bad source: %v", res[5].Err)
+	}
+	ua := "Mozilla/5.0(X11)" + strings.Repeat("x", 512-len("Mozilla/5.0\r\n(X11)"))
+	type wire struct {
+		subject, msgID, doc string
+		header              map[string]string
+	}
+	web := map[string]string{headerSource: "web", headerRequestID: "r1", headerUserAgent: ua, headerLiFatID: "lfi-1"}
+	want := []wire{
+		{"events.web.track", "web:m1", `{"n":1}`, web},
+		{"events.web.page", "web:m2", `{"n":2}`, web},
+		{"events.app.track", "app:m1", `{"n":3}`, map[string]string{headerSource: "app"}},
+		{"events.web.track", "replay:li:7", `{"n":5}`, map[string]string{headerSource: "web", headerReplayFor: "li"}},
+		{"events.web.track", dedupID("web", "m\n8"), `{"n":8}`, web},
+	}
+	msgs := readAll(t, eng, EventsStream)
+	if len(msgs) != len(want) {
+		t.Fatalf("stored %d messages, want %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		w := want[i]
+		if m.Subject != w.subject || m.Header.Get(nats.MsgIdHdr) != w.msgID || string(m.Data) != w.doc {
+			t.Errorf("message %d: %s %q %s, want %s %q %s", i, m.Subject, m.Header.Get(nats.MsgIdHdr), m.Data, w.subject, w.msgID, w.doc)
+		}
+		got := map[string]string{}
+		for k := range m.Header {
+			if k != nats.MsgIdHdr {
+				got[k] = m.Header.Get(k)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(w.header) {
+			t.Errorf("message %d: headers %v, want %v", i, got, w.header)
+		}
+	}
+
+	// Read back as Stored: the same facts, decoded.
+	stored := readEvents(t, eng, ReadOptions{})
+	if len(stored) != len(want) {
+		t.Fatalf("read %d events, want %d", len(stored), len(want))
+	}
+	first, replay := stored[0], stored[3]
+	if first.Seq != res[0].Seq || first.Subject != "events.web.track" || first.Source != "web" || first.Type != "track" ||
+		string(first.Doc) != `{"n":1}` || first.RequestID != "r1" || first.UserAgent != ua || first.LiFatID != "lfi-1" ||
+		first.ReplayFor != "" || time.Since(first.StoredAt) > time.Minute {
+		t.Errorf("first event read back as %+v", first)
+	}
+	if replay.Seq != res[4].Seq || replay.Source != "web" || replay.Type != "track" || replay.ReplayFor != "li" || replay.RequestID != "" {
+		t.Errorf("replayed event read back as %+v", replay)
+	}
+	if stored[1].Type != "page" || stored[2].Source != "app" {
+		t.Errorf("source and type from the subject: %+v %+v", stored[1], stored[2])
+	}
+}
+
+func TestReadEventsOptions(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	for i := range 6 {
+		src := "web"
+		if i%3 == 2 {
+			src = "app"
+		}
+		appendOK(t, w, Event{Source: src, Type: "track", MessageID: fmt.Sprint("m", i), Doc: []byte("{}")})
+	}
+	seqs := func(ss []Stored) string {
+		var b strings.Builder
+		for _, s := range ss {
+			fmt.Fprintf(&b, "%d%s ", s.Seq, s.Source[:1])
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name string
+		opt  ReadOptions
+		want string
+	}{
+		{"all", ReadOptions{}, "1w 2w 3a 4w 5w 6a "},
+		{"source", ReadOptions{Source: "app"}, "3a 6a "},
+		{"from seq", ReadOptions{FromSeq: 4}, "4w 5w 6a "},
+		{"from seq and source", ReadOptions{FromSeq: 4, Source: "web"}, "4w 5w "},
+		{"past the end", ReadOptions{FromSeq: 7}, ""},
+		{"since", ReadOptions{Since: time.Now().Add(-time.Minute)}, "1w 2w 3a 4w 5w 6a "},
+		{"unknown source", ReadOptions{Source: "none"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := seqs(readEvents(t, eng, tc.opt)); got != tc.want {
+				t.Errorf("read %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, opt := range []ReadOptions{{Since: time.Now(), FromSeq: 1}, {Source: "a.>"}} {
+		if err := eng.ReadEvents(context.Background(), opt, func(Stored) error { return nil }); err == nil {
+			t.Errorf("%+v: no error", opt)
+		}
+	}
+	// fn's error stops the read.
+	stop := errors.New("stop")
+	n := 0
+	if err := eng.ReadEvents(context.Background(), ReadOptions{}, func(Stored) error { n++; return stop }); err != stop || n != 1 {
+		t.Errorf("read %d, error %v", n, err)
+	}
+	// Follow: events stored later arrive, until ctx ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan Stored, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- eng.ReadEvents(ctx, ReadOptions{FromSeq: 6, Follow: true}, func(s Stored) error { got <- s; return nil })
+	}()
+	appendOK(t, w, Event{Source: "web", Type: "page", MessageID: "later", Doc: []byte("{}")})
+	for _, want := range []uint64{6, 7} {
+		select {
+		case s := <-got:
+			if s.Seq != want {
+				t.Errorf("followed %d, want %d", s.Seq, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("event %d not followed", want)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("follow ended with %v", err)
+	}
+}
