@@ -58,7 +58,7 @@ BIN=$WORK/bin
 RESULTS=$WORK/results.jsonl
 DRAIN=$WORK/drain.jsonl
 COMMANDS=$WORK/commands.txt
-: >"$RESULTS" >"$DRAIN" >"$COMMANDS"
+for f in "$RESULTS" "$DRAIN" "$COMMANDS"; do : >"$f"; done
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"

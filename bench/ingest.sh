@@ -31,7 +31,7 @@ BIN=$WORK/bin
 RESULTS=$WORK/results.jsonl
 COMMANDS=$WORK/commands.txt
 CHECKS=$WORK/checks.md
-: >"$RESULTS" >"$COMMANDS" >"$CHECKS"
+for f in "$RESULTS" "$COMMANDS" "$CHECKS"; do : >"$f"; done
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh — what bench/ingest.sh and bench/delivery.sh share. Source it
 # after setting ROOT (the repository), WORK (the run's temporary directory)
 # and COMMANDS (the file that records every command for the report).
@@ -34,7 +35,7 @@ cmd() {
 wait_url() {
 	local f=$1 pat=$2 pid=$3 i u
 	for i in $(seq 1 300); do
-		u=$(grep -o "$pat[^ ]*http://[^ ]*" "$f" 2>/dev/null | head -1 | grep -o 'http://[^ ]*' || true)
+		u=$(grep -o "${pat}[^ ]*http://[^ ]*" "$f" 2>/dev/null | head -1 | grep -o 'http://[^ ]*' || true)
 		if [[ -n $u ]]; then
 			printf '%s\n' "$u"
 			return 0
