@@ -30,9 +30,21 @@
 # the temporary directory (logs, data dirs, raw results.jsonl),
 # BENCH_PEOPLE (new: every event from a person never seen, the identity
 # graph's worst case, one or two profile creates per event; returning: ids
-# fixed per template, a few thousand people coming back).
+# fixed per template, a few thousand people coming back),
+# BENCH_CASES (space-separated subset of "a b c", the default: all three,
+# always run in that order),
+# BENCH_CAPSTAN (path of a prebuilt capstan to run instead of building
+# ./cmd/capstan; loadgen is still built from the tree),
+# BENCH_LABEL (how the report names that binary, e.g. `git describe` output),
+# BENCH_SANDBOX (path of the binary whose `capstan sandbox` runs; default:
+# the capstan under test),
+# BENCH_WORK (the directory to work in instead of a fresh mktemp -d; created
+# if missing, must be empty, removed at the end unless BENCH_KEEP=1).
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+abspaths
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${BENCH_DURATION:-20s}
@@ -53,20 +65,36 @@ esac
 REQ_RATE=$((EV_RATE / PER_REQ))
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/delivery-$DATE.md}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/capstan-dbench.XXXXXX")
+read -ra CLIST <<<"${BENCH_CASES:-a b c}"
+((${#CLIST[@]} > 0)) || { echo "BENCH_CASES names no case" >&2; exit 2; }
+for c in "${CLIST[@]}"; do
+	case $c in
+	a | b | c) ;;
+	*) echo "BENCH_CASES: unknown case $c (a, b, c)" >&2; exit 2 ;;
+	esac
+done
+CASES="${CLIST[*]}"
+# wants CASE: whether BENCH_CASES includes it.
+wants() { [[ " $CASES " == *" $1 "* ]]; }
+WORK=$(workdir capstan-dbench)
 BIN=$WORK/bin
 RESULTS=$WORK/results.jsonl
 DRAIN=$WORK/drain.jsonl
 COMMANDS=$WORK/commands.txt
-: >"$RESULTS" >"$DRAIN" >"$COMMANDS"
-
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
+for f in "$RESULTS" "$DRAIN" "$COMMANDS"; do : >"$f"; done
 
 log "build"
 mkdir -p "$BIN"
-cmd go build -o "$BIN/capstan" ./cmd/capstan
+capstan_binary
 cmd go build -o "$BIN/loadgen" ./bench/loadgen
+SANDBOX=${BENCH_SANDBOX:-$CAPSTAN}
+if [[ -n ${BENCH_SANDBOX:-} ]]; then
+	if [[ ! -f $SANDBOX || ! -x $SANDBOX ]]; then
+		echo "BENCH_SANDBOX=$SANDBOX is not an executable file" >&2
+		exit 2
+	fi
+	printf '# sandbox: %s (sha256 %s), from BENCH_SANDBOX\n' "$SANDBOX" "$(sha256sum -- "$SANDBOX" | cut -c1-12)" >>"$COMMANDS"
+fi
 
 UPTIME_BEFORE=$(uptime)
 log "machine load before: $UPTIME_BEFORE"
@@ -74,12 +102,12 @@ log "machine load before: $UPTIME_BEFORE"
 # start_sandbox DIR: a fresh sandbox; sets SB (its pid) and SBURL.
 start_sandbox() {
 	local dir=$1
-	"$BIN/capstan" sandbox --addr 127.0.0.1:0 --token bench-token --ad-account 512345678 \
+	"$SANDBOX" sandbox --addr 127.0.0.1:0 --token bench-token --ad-account 512345678 \
 		--max-conversions 5000000 --rate-per-minute -1 --rate-per-day -1 --log-level warn \
 		>"$dir/sandbox.out" 2>"$dir/sandbox.log" &
 	SB=$!
 	PIDS+=("$SB")
-	printf '%s\n' "$BIN/capstan sandbox --addr 127.0.0.1:0 --token bench-token --ad-account 512345678 --max-conversions 5000000 --rate-per-minute -1 --rate-per-day -1 --log-level warn &" >>"$COMMANDS"
+	printf '%s\n' "$SANDBOX sandbox --addr 127.0.0.1:0 --token bench-token --ad-account 512345678 --max-conversions 5000000 --rate-per-minute -1 --rate-per-day -1 --log-level warn &" >>"$COMMANDS"
 	SBURL=$(wait_url "$dir/sandbox.out" 'LinkedIn API at ' "$SB")
 }
 
@@ -117,10 +145,10 @@ EOF
 # start_capstan DIR: capstan serve on DIR/capstan.yaml; sets CP (its pid).
 start_capstan() {
 	local dir=$1
-	"$BIN/capstan" serve --config "$dir/capstan.yaml" 2>>"$dir/capstan.log" &
+	"$CAPSTAN" serve --config "$dir/capstan.yaml" 2>>"$dir/capstan.log" &
 	CP=$!
 	PIDS+=("$CP")
-	printf '%s\n' "$BIN/capstan serve --config $dir/capstan.yaml &" >>"$COMMANDS"
+	printf '%s\n' "$CAPSTAN serve --config $dir/capstan.yaml &" >>"$COMMANDS"
 }
 
 # wait_capstan DIR: sets URL once capstan listens and, with a destination,
@@ -192,11 +220,21 @@ run_backlog() {
 	stop "$dir" "$CP" "$SB"
 }
 
-run_case max "(a) max rate, c=$CONC closed loop" -concurrency "$CONC"
-sleep 2
-run_case rate "(b) $EV_RATE events/s open loop" -rate "$REQ_RATE" -concurrency 64
-sleep 2
-run_backlog
+# pause: the 2 s between two cases.
+PAUSE=
+pause() { if [[ -n $PAUSE ]]; then sleep 2; fi; PAUSE=1; }
+if wants a; then
+	pause
+	run_case max "(a) max rate, c=$CONC closed loop" -concurrency "$CONC"
+fi
+if wants b; then
+	pause
+	run_case rate "(b) $EV_RATE events/s open loop" -rate "$REQ_RATE" -concurrency 64
+fi
+if wants c; then
+	pause
+	run_backlog
+fi
 
 UPTIME_AFTER=$(uptime)
 
@@ -234,31 +272,45 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "## Goals"
 	echo
-	echo "- Delivery keeps up with ingest, ≥ 50,000 events/s sustained: **$GA** — case (a) ingested $INGEST_A events/s"
-	echo "  in the measured window; the sustained end-to-end rate (all acknowledged events ÷ time from the first request"
-	echo "  until the sandbox had accepted the last) was **$SUSTAINED events/s**, so delivery $KEEPS ingest at maximum rate."
-	echo "  Delivery alone (case c, a stored backlog, no ingest competing for the two CPUs) ran at **$DRAIN_RATE events/s**,"
-	echo "  $DRAIN_VS 50,000."
-	echo "- p95 end-to-end latency < 2 s when healthy (case b, $EV_RATE events/s): **$GB** — measured p95 $P95_B ms"
-	echo "  (exact, per conversion, events received in the measured window)."
+	if wants a; then
+		echo "- Delivery keeps up with ingest, ≥ 50,000 events/s sustained: **$GA** — case (a) ingested $INGEST_A events/s"
+		echo "  in the measured window; the sustained end-to-end rate (all acknowledged events ÷ time from the first request"
+		echo "  until the sandbox had accepted the last) was **$SUSTAINED events/s**, so delivery $KEEPS ingest at maximum rate."
+	else
+		echo "- Delivery keeps up with ingest, ≥ 50,000 events/s sustained: **not measured** (BENCH_CASES=\"$CASES\" has no a)."
+	fi
+	if wants c; then
+		echo "  Delivery alone (case c, a stored backlog, no ingest competing for the two CPUs) ran at **$DRAIN_RATE events/s**,"
+		echo "  $DRAIN_VS 50,000."
+	fi
+	if wants b; then
+		echo "- p95 end-to-end latency < 2 s when healthy (case b, $EV_RATE events/s): **$GB** — measured p95 $P95_B ms"
+		echo "  (exact, per conversion, events received in the measured window)."
+	else
+		echo "- p95 end-to-end latency < 2 s when healthy (case b, $EV_RATE events/s): **not measured** (BENCH_CASES=\"$CASES\" has no b)."
+	fi
 	echo
 	echo "## Results"
 	echo
-	echo "Warm-up $WARMUP then $DURATION measured per case; the delivery wait continues after the load until the sandbox"
-	echo "accepted every acknowledged event (at most $DELIVER_TIMEOUT). Destination: batch_size $BATCH_SIZE, linger $LINGER."
-	echo
-	echo "$TABLES"
-	echo
-	echo "### Delivery alone (case c)"
-	echo
-	echo "A capstan without the destination stored the backlog (\`loadgen run\` at maximum rate, c=$CONC); capstan was then"
-	echo "started again on that data directory with the destination, and \`loadgen drain\` polled the sandbox from that start"
-	echo "until it had accepted every event. \"from start\" includes opening the store and creating the conversion rule."
-	echo
-	echo "| case | events | accepted | all delivered | seconds from start | first accept (s) | events/s from start | events/s first to last | capstan CPU µs/event | sandbox CPU s |"
-	echo "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|"
-	jq -r '"| \(.scenario) | \(.events) | \(.accepted) | \(if .all_delivered then "yes" else "NO: " + .stop_reason end) | \(.seconds * 10 | round / 10) | \(.first_accept_s * 10 | round / 10) | \(.events_per_s | floor) | \(.events_per_s_first_to_last | floor) | \(.server_cpu_us_per_event * 10 | round / 10) | \(.sandbox_cpu_s * 10 | round / 10) |"' "$DRAIN"
-	echo
+	if wants a || wants b; then
+		echo "Warm-up $WARMUP then $DURATION measured per case; the delivery wait continues after the load until the sandbox"
+		echo "accepted every acknowledged event (at most $DELIVER_TIMEOUT). Destination: batch_size $BATCH_SIZE, linger $LINGER."
+		echo
+		echo "$TABLES"
+		echo
+	fi
+	if wants c; then
+		echo "### Delivery alone (case c)"
+		echo
+		echo "A capstan without the destination stored the backlog (\`loadgen run\` at maximum rate, c=$CONC); capstan was then"
+		echo "started again on that data directory with the destination, and \`loadgen drain\` polled the sandbox from that start"
+		echo "until it had accepted every event. \"from start\" includes opening the store and creating the conversion rule."
+		echo
+		echo "| case | events | accepted | all delivered | seconds from start | first accept (s) | events/s from start | events/s first to last | capstan CPU µs/event | sandbox CPU s |"
+		echo "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|"
+		jq -r '"| \(.scenario) | \(.events) | \(.accepted) | \(if .all_delivered then "yes" else "NO: " + .stop_reason end) | \(.seconds * 10 | round / 10) | \(.first_accept_s * 10 | round / 10) | \(.events_per_s | floor) | \(.events_per_s_first_to_last | floor) | \(.server_cpu_us_per_event * 10 | round / 10) | \(.sandbox_cpu_s * 10 | round / 10) |"' "$DRAIN"
+		echo
+	fi
 	for n in max rate backlog; do
 		if [[ -s $WORK/$n/warnings.txt ]]; then
 			echo "capstan ($n) logged warnings/errors (count, line):"
@@ -272,6 +324,9 @@ mkdir -p "$(dirname "$OUT")"
 	echo "## Machine"
 	echo
 	machine
+	if [[ -n ${BENCH_SANDBOX:-} ]]; then
+		echo "- sandbox binary: \`$SANDBOX\` (sha256 $(sha256sum -- "$SANDBOX" | cut -c1-12)), from BENCH_SANDBOX"
+	fi
 	echo
 	echo "Load (the machine is shared with other engineers' builds and tests; capstan, the sandbox and loadgen share its CPUs):"
 	echo
@@ -281,16 +336,20 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "## Commands"
 	echo
-	echo "Run from the repository root as \`bench/delivery.sh\`; it ran:"
+	echo "Run from the repository root as \`$(invocation bench/delivery.sh)\`; it ran:"
 	echo
 	echo '```sh'
 	sed "s|$WORK|\$WORK|g" "$COMMANDS"
 	echo '```'
 	echo
-	echo "where \`\$WORK\` was a fresh \`mktemp -d\` directory; the generated capstan.yaml of case (a) was:"
+	first=a dir=max
+	if ! wants a; then
+		if wants b; then first=b dir=rate; else first=c dir=backlog; fi
+	fi
+	echo "where \`\$WORK\` was $(workdesc); the generated capstan.yaml of case ($first) was:"
 	echo
 	echo '```yaml'
-	sed "s|$WORK|\$WORK|g" "$WORK/max/capstan.yaml"
+	sed "s|$WORK|\$WORK|g" "$WORK/$dir/capstan.yaml"
 	echo '```'
 } >"$OUT"
 cat "$OUT"

@@ -1,9 +1,11 @@
-# bench/lib.sh — what bench/ingest.sh and bench/delivery.sh share. Source it
-# after setting ROOT (the repository), WORK (the run's temporary directory)
-# and COMMANDS (the file that records every command for the report).
+# shellcheck shell=bash
+# bench/lib.sh — what bench/ingest.sh, bench/delivery.sh and bench/ab.sh
+# share. Source it after setting ROOT (the repository); then set WORK (the
+# run's temporary directory, see workdir) and COMMANDS (the file that records
+# every command for the report).
 
 # PIDS are the processes the script started; they are stopped on exit, and
-# WORK is removed unless BENCH_KEEP=1.
+# WORK (once set) is removed unless BENCH_KEEP=1.
 PIDS=()
 cleanup() {
 	local p
@@ -13,6 +15,7 @@ cleanup() {
 			wait "$p" 2>/dev/null || true
 		fi
 	done
+	[[ -n ${WORK:-} ]] || return 0
 	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
 		echo "kept $WORK" >&2
 	else
@@ -20,6 +23,77 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+
+# abspaths: BENCH_CAPSTAN, BENCH_SANDBOX and BENCH_WORK made absolute,
+# relative to the directory the script was started from. Call it before
+# changing directory.
+abspaths() {
+	local v
+	for v in BENCH_CAPSTAN BENCH_SANDBOX BENCH_WORK; do
+		if [[ -n ${!v:-} ]]; then
+			printf -v "$v" '%s' "$(realpath -m -- "${!v}")"
+		fi
+	done
+}
+
+# workdir PREFIX: prints the run's directory: BENCH_WORK if set (created if
+# missing; it must be empty, since it is removed at the end unless
+# BENCH_KEEP=1), else a fresh mktemp -d directory named PREFIX.XXXXXX.
+workdir() {
+	if [[ -z ${BENCH_WORK:-} ]]; then
+		mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX"
+		return
+	fi
+	mkdir -p -- "$BENCH_WORK"
+	if [[ -n $(ls -A -- "$BENCH_WORK") ]]; then
+		echo "BENCH_WORK=$BENCH_WORK is not empty" >&2
+		return 1
+	fi
+	printf '%s\n' "$BENCH_WORK"
+}
+
+# workdesc: how the report names WORK.
+workdesc() {
+	if [[ -n ${BENCH_WORK:-} ]]; then
+		echo "the directory BENCH_WORK named (empty when the run started)"
+	else
+		echo "a fresh \`mktemp -d\` directory"
+	fi
+}
+
+# invocation SCRIPT: the command line the script was run with, as the
+# report shows it: the BENCH_* variables that were set, then SCRIPT.
+invocation() {
+	local v out=
+	for v in $(compgen -v BENCH_); do
+		out+="$v=$(printf '%q' "${!v}") "
+	done
+	printf '%s%s\n' "$out" "$1"
+}
+
+# binary_label PATH LABEL: how the report names a prebuilt binary: LABEL
+# (BENCH_LABEL, e.g. git describe's output) and the start of its sha256.
+binary_label() {
+	printf '%s, sha256 %s' "${2:-no BENCH_LABEL}" "$(sha256sum -- "$1" | cut -c1-12)"
+}
+
+# capstan_binary: sets CAPSTAN, the capstan the run uses: built from the tree
+# into BIN (the default), or BENCH_CAPSTAN, a prebuilt binary (the command
+# list says which).
+capstan_binary() {
+	if [[ -z ${BENCH_CAPSTAN:-} ]]; then
+		CAPSTAN=$BIN/capstan
+		cmd go build -o "$CAPSTAN" ./cmd/capstan
+		return
+	fi
+	if [[ ! -f $BENCH_CAPSTAN || ! -x $BENCH_CAPSTAN ]]; then
+		echo "BENCH_CAPSTAN=$BENCH_CAPSTAN is not an executable file" >&2
+		return 1
+	fi
+	CAPSTAN=$BENCH_CAPSTAN
+	printf '# capstan not built: the prebuilt %s (%s), from BENCH_CAPSTAN\n' \
+		"$CAPSTAN" "$(binary_label "$CAPSTAN" "${BENCH_LABEL:-}")" >>"$COMMANDS"
+}
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -34,7 +108,7 @@ cmd() {
 wait_url() {
 	local f=$1 pat=$2 pid=$3 i u
 	for i in $(seq 1 300); do
-		u=$(grep -o "$pat[^ ]*http://[^ ]*" "$f" 2>/dev/null | head -1 | grep -o 'http://[^ ]*' || true)
+		u=$(grep -o "${pat}[^ ]*http://[^ ]*" "$f" 2>/dev/null | head -1 | grep -o 'http://[^ ]*' || true)
 		if [[ -n $u ]]; then
 			printf '%s\n' "$u"
 			return 0
@@ -74,4 +148,7 @@ machine() {
 	echo "- Disk of the data dir: $(df -hT "$WORK" | awk 'NR==2 {print $1, $2}')"
 	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown)"
 	echo "- capstan tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet') plus the uncommitted working tree as found ($(git -C "$ROOT" status --porcelain 2>/dev/null | grep -vc '^?? bench/\|^ M bench/' || true) changed files outside bench/)"
+	if [[ -n ${BENCH_CAPSTAN:-} ]]; then
+		echo "- capstan binary: \`$BENCH_CAPSTAN\` ($(binary_label "$BENCH_CAPSTAN" "${BENCH_LABEL:-}")), prebuilt (BENCH_CAPSTAN); the tree above built only the bench tools"
+	fi
 }
