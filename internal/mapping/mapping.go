@@ -126,13 +126,14 @@ func compileDoc(doc Value) (*Mapping, error) {
 	c := &compiler{}
 	m := &Mapping{doc: doc}
 	switch {
-	case doc.kind != Object:
-		c.issue("", "invalid_mapping", "a mapping is a JSON object of fields, such as {\"eventId\": {\"@path\": \"$.messageId\"}}; got %s", kindArticle(doc.kind))
+	case doc.Kind() != Object:
+		c.issue("", "invalid_mapping", "a mapping is a JSON object of fields, such as {\"eventId\": {\"@path\": \"$.messageId\"}}; got %s", kindArticle(doc.Kind()))
 	case isDirectiveObject(doc):
 		m.root = c.compile(doc, "")
 	default:
-		m.fields = make([]fieldDef, 0, len(doc.m))
-		for _, mb := range doc.m {
+		m.fields = make([]fieldDef, 0, doc.Len())
+		for i := range doc.Len() {
+			mb := doc.At(i)
 			if mb.Key == rootDirectiveKey {
 				c.issue("/"+escapePointer(mb.Key), "unsupported_directive", "the root %s key (a Segment-internal directive) is not supported by capstan; remove it", rootDirectiveKey)
 				continue
@@ -168,15 +169,15 @@ func objectFromFields(fields []fieldDef) node {
 // Undefined. It may share memory with ev and with the mapping. Errors are
 // *ApplyError.
 func (m *Mapping) Apply(ev Value) (Value, error) {
-	if ev.kind != Object {
-		return Value{}, &ApplyError{Msg: "the event must be a JSON object, got " + kindArticle(ev.kind)}
+	if ev.Kind() != Object {
+		return Value{}, &ApplyError{Msg: "the event must be a JSON object, got " + kindArticle(ev.Kind())}
 	}
 	c := evalCtx{hint: m.hint}
 	v, err := m.root.eval(&c, ev)
 	if err != nil {
 		return Value{}, err
 	}
-	return removeUndefined(v), nil
+	return v.WithoutUndefined(), nil
 }
 
 // Document returns the mapping as written (for a mapping made by
@@ -226,12 +227,12 @@ func (m *Mapping) WithDefaults(defaults *Mapping) (*Mapping, error) {
 			continue
 		}
 		used[d.key] = true
-		if f.raw.kind != Null {
+		if f.raw.Kind() != Null {
 			merged = append(merged, f)
 		}
 	}
 	for _, f := range m.fields {
-		if !used[f.key] && f.raw.kind != Null {
+		if !used[f.key] && f.raw.Kind() != Null {
 			merged = append(merged, f)
 		}
 	}
@@ -244,7 +245,7 @@ func (m *Mapping) WithDefaults(defaults *Mapping) (*Mapping, error) {
 	}
 	return &Mapping{
 		root:   objectFromFields(merged),
-		doc:    Value{kind: Object, m: doc},
+		doc:    ObjectOf(doc),
 		fields: merged,
 		hint:   m.hint + defaults.hint,
 	}, nil

@@ -65,11 +65,11 @@ func applyJSON(t testing.TB, mapping, event string) (string, error) {
 }
 
 func hasUndefined(v Value) bool {
-	if v.kind == Undefined {
+	if v.IsUndefined() {
 		return true
 	}
-	for _, mb := range v.m {
-		if hasUndefined(mb.Value) {
+	for i := range v.Len() {
+		if hasUndefined(v.At(i).Value) {
 			return true
 		}
 	}

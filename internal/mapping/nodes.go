@@ -21,16 +21,14 @@ type objectNode struct {
 
 func (n *objectNode) eval(c *evalCtx, payload Value) (Value, error) {
 	m := c.alloc(len(n.kids))
-	var flags uint8
 	for i, k := range n.kids {
 		v, err := k.eval(c, payload)
 		if err != nil {
 			return Value{}, err
 		}
 		m[i] = Member{Key: n.keys[i], Value: v}
-		flags |= undefBit(v)
 	}
-	return Value{kind: Object, flags: flags, m: m}, nil
+	return ObjectOf(m), nil
 }
 
 // arrayNode is a plain array holding directives.
@@ -38,16 +36,14 @@ type arrayNode struct{ kids []node }
 
 func (n *arrayNode) eval(c *evalCtx, payload Value) (Value, error) {
 	m := c.alloc(len(n.kids))
-	var flags uint8
 	for i, k := range n.kids {
 		v, err := k.eval(c, payload)
 		if err != nil {
 			return Value{}, err
 		}
 		m[i].Value = v
-		flags |= undefBit(v)
 	}
-	return Value{kind: Array, flags: flags, m: m}, nil
+	return ArrayOf(m), nil
 }
 
 // pathNode is @path with a literal path.
@@ -68,10 +64,11 @@ func (n *dynPathNode) eval(c *evalCtx, payload Value) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	if p.kind != String {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@path", Msg: "@path: expected string, got " + p.kind.String()}
+	s, ok := p.Str()
+	if !ok {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@path", Msg: "@path: expected string, got " + p.Kind().String()}
 	}
-	return lookupPath(payload, stripDollar(p.s)), nil
+	return lookupPath(payload, stripDollar(s)), nil
 }
 
 // templateNode is @template with a literal template, precompiled.
@@ -91,11 +88,11 @@ func (n *templateNode) eval(_ *evalCtx, payload Value) (Value, error) {
 			b = append(b, p.lit...)
 			continue
 		}
-		if v := payload.Lookup(p.path...); v.kind > Null {
+		if v := payload.Lookup(p.path...); v.Exists() {
 			b = appendJSText(b, v)
 		}
 	}
-	return Value{kind: String, s: string(b)}, nil
+	return StringValue(string(b)), nil
 }
 
 // rawTemplateNode is @template with "{{{ }}}" placeholders, rendered in full
@@ -103,7 +100,7 @@ func (n *templateNode) eval(_ *evalCtx, payload Value) (Value, error) {
 type rawTemplateNode struct{ t string }
 
 func (n *rawTemplateNode) eval(_ *evalCtx, payload Value) (Value, error) {
-	return Value{kind: String, s: renderTemplate(n.t, payload)}, nil
+	return StringValue(renderTemplate(n.t, payload)), nil
 }
 
 // dynTemplateNode is @template with a directive that computes the template.
@@ -117,10 +114,11 @@ func (n *dynTemplateNode) eval(c *evalCtx, payload Value) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	if t.kind != String {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@template", Msg: "@template: expected string, got " + t.kind.String()}
+	s, ok := t.Str()
+	if !ok {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@template", Msg: "@template: expected string, got " + t.Kind().String()}
 	}
-	return Value{kind: String, s: renderTemplate(t.s, payload)}, nil
+	return StringValue(renderTemplate(s, payload)), nil
 }
 
 // ifNode is @if.
@@ -168,14 +166,15 @@ func (n *caseNode) eval(c *evalCtx, payload Value) (Value, error) {
 		return Value{}, nil
 	}
 	v, err := n.value.eval(c, payload)
-	if err != nil || v.kind != String {
+	s, ok := v.Str()
+	if err != nil || !ok {
 		return v, err
 	}
 	switch n.op {
 	case "lower":
-		return Value{kind: String, s: strings.ToLower(v.s)}, nil
+		return StringValue(strings.ToLower(s)), nil
 	case "upper":
-		return Value{kind: String, s: strings.ToUpper(v.s)}, nil
+		return StringValue(strings.ToUpper(s)), nil
 	}
 	return Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `operator key should have a value of "lower" or "upper"`}
 }
@@ -198,19 +197,19 @@ func (n *replaceNode) eval(c *evalCtx, payload Value) (Value, error) {
 		return Value{}, err
 	}
 	var s string
-	switch v.kind {
+	switch v.Kind() {
 	case String:
-		s = v.s
+		s, _ = v.Str()
 	case Number, Bool:
 		s = string(appendJSText(nil, v))
 	default:
-		return Value{kind: String}, nil // not undefined: Segment returns ""
+		return StringValue(""), nil // not undefined: Segment returns ""
 	}
 	s = jsReplace(s, n.pattern, n.replacement, n.global, n.ignoreCase)
 	if n.has2 {
 		s = jsReplace(s, n.pattern2, n.replacement2, n.global, n.ignoreCase)
 	}
-	return Value{kind: String, s: s}, nil
+	return StringValue(s), nil
 }
 
 // jsReplace is JavaScript's s.replace(new RegExp(escaped(pattern), flags),
@@ -335,24 +334,27 @@ func (n *arrayPathNode) eval(c *evalCtx, payload Value) (Value, error) {
 	} else {
 		root = payload.Lookup(n.segs...)
 	}
-	if n.shape == nil || (root.kind != Object && root.kind != Array) {
+	if n.shape == nil || (root.Kind() != Object && root.Kind() != Array) {
 		return root, nil
 	}
-	items := root.m
-	if root.kind == Object {
-		items = []Member{{Value: root}}
+	// An object is shaped as the only item of an array.
+	single := root.Kind() == Object
+	out := make([]Member, 1)
+	if !single {
+		out = make([]Member, root.Len())
 	}
-	out := make([]Member, len(items))
-	var flags uint8
-	for i := range items {
-		v, err := n.shape.eval(c, items[i].Value)
+	for i := range out {
+		item := root
+		if !single {
+			item = root.Index(i)
+		}
+		v, err := n.shape.eval(c, item)
 		if err != nil {
 			return Value{}, err
 		}
 		out[i].Value = v
-		flags |= undefBit(v)
 	}
-	return Value{kind: Array, flags: flags, m: out}, nil
+	return ArrayOf(out), nil
 }
 
 // jsonNode is @json.
@@ -371,15 +373,16 @@ func (n *jsonNode) eval(c *evalCtx, payload Value) (Value, error) {
 		return Value{}, err
 	}
 	if n.encode {
-		if v.kind == Undefined {
+		if v.IsUndefined() {
 			return v, nil
 		}
-		return Value{kind: String, s: string(v.AppendJSON(nil))}, nil
+		return StringValue(string(v.AppendJSON(nil))), nil
 	}
-	if v.kind != String {
+	s, ok := v.Str()
+	if !ok {
 		return v, nil
 	}
-	d, err := ParseString(v.s)
+	d, err := ParseString(s)
 	if err != nil {
 		return v, nil // not JSON: the string is returned unchanged
 	}
@@ -402,10 +405,10 @@ func (n *flattenNode) eval(c *evalCtx, payload Value) (Value, error) {
 		if err != nil {
 			return Value{}, err
 		}
-		if s.kind != String {
+		var ok bool
+		if sep, ok = s.Str(); !ok {
 			return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: "@flatten requires a string separator"}
 		}
-		sep = s.s
 	} else if sep == "" {
 		return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: `@flatten requires a "separator" key`}
 	}
@@ -415,17 +418,19 @@ func (n *flattenNode) eval(c *evalCtx, payload Value) (Value, error) {
 	}
 	var out []Member
 	out = flattenInto(out, v, "", sep, n.omitArrays)
-	return newObject(out), nil
+	return ObjectOf(out), nil
 }
 
 // flattenInto appends the flattened members of v under prefix.
 func flattenInto(out []Member, v Value, prefix, sep string, omitArrays bool) []Member {
-	if v.kind != Object && (v.kind != Array || omitArrays) {
+	k := v.Kind()
+	if k != Object && (k != Array || omitArrays) {
 		return append(out, Member{Key: prefix, Value: v})
 	}
-	for i, mb := range v.m {
+	for i := range v.Len() {
+		mb := v.At(i)
 		key := mb.Key
-		if v.kind == Array {
+		if k == Array {
 			key = strconv.Itoa(i)
 		}
 		if prefix != "" {
@@ -450,7 +455,8 @@ func (n *mergeNode) eval(c *evalCtx, payload Value) (Value, error) {
 		if err != nil {
 			return Value{}, err
 		}
-		left = d.kind == String && d.s == "left"
+		s, ok := d.Str()
+		left = ok && s == "left"
 	}
 	vals := make([]Value, len(n.objects))
 	size := 0
@@ -460,33 +466,39 @@ func (n *mergeNode) eval(c *evalCtx, payload Value) (Value, error) {
 			return Value{}, err
 		}
 		vals[i] = v
-		size += len(v.m) + len(v.s)
+		size += v.Len()
+		if s, ok := v.Str(); ok {
+			size += len(s)
+		}
 	}
 	if left {
 		slices.Reverse(vals)
 	}
 	out := make([]Member, 0, size)
 	for _, v := range vals {
-		switch v.kind {
+		switch v.Kind() {
 		case Object:
-			out = append(out, v.m...)
+			for i := range v.Len() {
+				out = append(out, v.At(i))
+			}
 		case Array:
-			for i, mb := range v.m {
-				out = append(out, Member{Key: strconv.Itoa(i), Value: mb.Value})
+			for i := range v.Len() {
+				out = append(out, Member{Key: strconv.Itoa(i), Value: v.Index(i)})
 			}
 		case String:
 			// Object.assign copies a string's characters as index keys.
 			// JavaScript indexes UTF-16 code units; capstan indexes
 			// characters, which is the same for the Basic Multilingual
 			// Plane and never splits a character.
+			s, _ := v.Str()
 			i := 0
-			for _, r := range v.s {
-				out = append(out, Member{Key: strconv.Itoa(i), Value: Value{kind: String, s: string(r)}})
+			for _, r := range s {
+				out = append(out, Member{Key: strconv.Itoa(i), Value: StringValue(string(r))})
 				i++
 			}
 		}
 	}
-	return newObject(out), nil
+	return ObjectOf(out), nil
 }
 
 // transformNode is @transform.
@@ -496,14 +508,14 @@ type transformNode struct {
 }
 
 func (n *transformNode) eval(c *evalCtx, payload Value) (Value, error) {
-	if payload.kind != Object {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@transform", Msg: "@transform: data must be an object, got " + payload.kind.String()}
+	if payload.Kind() != Object {
+		return Value{}, &ApplyError{Location: n.loc, Directive: "@transform", Msg: "@transform: data must be an object, got " + payload.Kind().String()}
 	}
 	applied, err := n.apply.eval(c, payload)
 	if err != nil {
 		return Value{}, err
 	}
-	return n.mapping.eval(c, removeUndefined(applied))
+	return n.mapping.eval(c, applied.WithoutUndefined())
 }
 
 // excludeNullNode is @excludeWhenNull.
@@ -514,7 +526,7 @@ func (n *excludeNullNode) eval(c *evalCtx, payload Value) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	switch v.kind {
+	switch v.Kind() {
 	case Null:
 		return Value{}, nil
 	case Object:
@@ -526,17 +538,16 @@ func (n *excludeNullNode) eval(c *evalCtx, payload Value) (Value, error) {
 // removeNulls returns obj without null-valued members, recursively through
 // nested objects (not inside arrays).
 func removeNulls(obj Value) Value {
-	out := make([]Member, 0, len(obj.m))
-	var flags uint8
-	for _, mb := range obj.m {
-		switch mb.Value.kind {
+	out := make([]Member, 0, obj.Len())
+	for i := range obj.Len() {
+		mb := obj.At(i)
+		switch mb.Value.Kind() {
 		case Null:
 			continue
 		case Object:
 			mb.Value = removeNulls(mb.Value)
 		}
 		out = append(out, mb)
-		flags |= undefBit(mb.Value)
 	}
-	return Value{kind: Object, flags: flags, m: out}
+	return ObjectOf(out)
 }

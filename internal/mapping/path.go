@@ -72,7 +72,7 @@ func lookupPath(v Value, p string) Value {
 		if seg == "" {
 			continue
 		}
-		if v = v.step(seg); v.kind == Undefined {
+		if v = v.Lookup(seg); v.IsUndefined() {
 			return v
 		}
 	}
@@ -140,7 +140,7 @@ func expandPass(dst []byte, t string, n int, ev Value) []byte {
 			break
 		}
 		dst = append(dst, t[last:start]...)
-		if v := lookupPath(ev, trimJS(inner)); v.kind > Null {
+		if v := lookupPath(ev, trimJS(inner)); v.Exists() {
 			dst = appendJSText(dst, v)
 		}
 		i, last = end, end

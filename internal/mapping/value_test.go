@@ -114,8 +114,8 @@ func TestAnyUndefined(t *testing.T) {
 	if (Value{}).Any() != nil || !(Value{}).IsUndefined() || NullValue().IsUndefined() {
 		t.Error("Undefined and null are not told apart")
 	}
-	if got := removeUndefined(v); got.Len() != 2 || got.Get("b").Index(0).Kind() != Null {
-		t.Errorf("removeUndefined = %s", got.AppendJSON(nil))
+	if got := v.WithoutUndefined(); got.Len() != 2 || got.Get("b").Index(0).Kind() != Null {
+		t.Errorf("WithoutUndefined = %s", got.AppendJSON(nil))
 	}
 }
 
@@ -241,7 +241,7 @@ func TestJSNumberText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			if got := string(appendNumberText(nil, tt.in)); got != tt.want {
+			if got := string(AppendNumberText(nil, tt.in)); got != tt.want {
 				t.Errorf("got %s, want %s", got, tt.want)
 			}
 		})
