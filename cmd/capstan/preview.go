@@ -236,7 +236,7 @@ func preview(ctx context.Context, plans []*delivery.Plan, raw []byte, source str
 			}
 			doc = ev.JSON
 		}
-		v, err := mapping.Parse(doc)
+		v, err := event.Parse(doc)
 		if err != nil {
 			return nil, false, fmt.Errorf("event %d: %w", i, err)
 		}

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
-	"github.com/capstan-gw/capstan/internal/mapping"
 )
 
 var now = time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
@@ -35,9 +35,9 @@ destinations:
 	return p
 }
 
-func ev(t testing.TB, s string) mapping.Value {
+func ev(t testing.TB, s string) event.Value {
 	t.Helper()
-	v, err := mapping.Parse([]byte(s))
+	v, err := event.Parse([]byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestConvertFilters(t *testing.T) {
 
 type graph struct{ c identity.Captured }
 
-func (g graph) Enrich(_ context.Context, _ mapping.Value, have identity.Captured) identity.Captured {
+func (g graph) Enrich(_ context.Context, _ event.Value, have identity.Captured) identity.Captured {
 	if have.LiFatID == "" {
 		have.LiFatID, have.LiFatIDFrom = g.c.LiFatID, "graph"
 	}

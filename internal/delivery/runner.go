@@ -17,7 +17,6 @@ import (
 	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
-	"github.com/capstan-gw/capstan/internal/mapping"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -482,7 +481,7 @@ func (r *Runner) handleChunk(ctx context.Context, msgs []jetstream.Msg, out chan
 // parsed is a stored event ready for the graph and conversion.
 type parsed struct {
 	t       *tracked
-	ev      mapping.Value
+	ev      event.Value
 	have    *identity.Captured // captured identifiers; nil: capture at conversion
 	observe bool               // the graph learns from it (consent allows)
 }
@@ -501,7 +500,7 @@ func (r *Runner) parse(ctx context.Context, msg jetstream.Msg) (parsed, bool) {
 		return parsed{}, false
 	}
 	r.received.Inc()
-	ev, err := mapping.Parse(t.doc)
+	ev, err := event.Parse(t.doc)
 	if err != nil {
 		r.deadLetter(ctx, t, &DeadLetter{Reason: ReasonUnusable, Message: "stored event is not valid JSON: " + err.Error()})
 		r.finish(t)

@@ -3,20 +3,22 @@ package mapping
 import (
 	"fmt"
 	"strings"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // node is one compiled piece of a mapping.
 type node interface {
 	// eval resolves the node against payload (the event, or an element for
 	// @arrayPath shapes, or the applied object for @transform).
-	eval(c *evalCtx, payload Value) (Value, error)
+	eval(c *evalCtx, payload event.Value) (event.Value, error)
 }
 
 // directives maps each supported directive to its compiler.
-var directives map[string]func(c *compiler, arg Value, loc string) node
+var directives map[string]func(c *compiler, arg event.Value, loc string) node
 
 func init() {
-	directives = map[string]func(c *compiler, arg Value, loc string) node{
+	directives = map[string]func(c *compiler, arg event.Value, loc string) node{
 		"@path":            (*compiler).path,
 		"@template":        (*compiler).template,
 		"@literal":         (*compiler).literal,
@@ -48,8 +50,8 @@ func (c *compiler) issue(loc, code, format string, args ...any) {
 
 // isDirectiveObject reports whether v is an object with an "@" key, which
 // makes it a directive (valid or not), as in Segment's validator.
-func isDirectiveObject(v Value) bool {
-	if v.Kind() != Object {
+func isDirectiveObject(v event.Value) bool {
+	if v.Kind() != event.Object {
 		return false
 	}
 	for i := range v.Len() {
@@ -61,9 +63,9 @@ func isDirectiveObject(v Value) bool {
 }
 
 // compile compiles any mapping value at loc.
-func (c *compiler) compile(v Value, loc string) node {
+func (c *compiler) compile(v event.Value, loc string) node {
 	switch v.Kind() {
-	case Array:
+	case event.Array:
 		kids := make([]node, v.Len())
 		allConst := true
 		for i := range kids {
@@ -77,7 +79,7 @@ func (c *compiler) compile(v Value, loc string) node {
 		}
 		c.members += len(kids)
 		return &arrayNode{kids: kids}
-	case Object:
+	case event.Object:
 		if isDirectiveObject(v) {
 			return c.directive(v, loc)
 		}
@@ -100,21 +102,21 @@ func (c *compiler) compile(v Value, loc string) node {
 // newObjectNode returns an object node, or a constant when no member holds a
 // directive.
 func newObjectNode(keys []string, kids []node) node {
-	m := make([]Member, len(kids))
+	m := make([]event.Member, len(kids))
 	for i, k := range kids {
 		cn, ok := k.(constNode)
 		if !ok {
 			return &objectNode{keys: keys, kids: kids}
 		}
-		m[i] = Member{Key: keys[i], Value: cn.v}
+		m[i] = event.Member{Key: keys[i], Value: cn.v}
 	}
-	return constNode{ObjectOf(m)}
+	return constNode{event.ObjectOf(m)}
 }
 
 // directive compiles a directive object.
-func (c *compiler) directive(v Value, loc string) node {
+func (c *compiler) directive(v event.Value, loc string) node {
 	var name string
-	var arg Value
+	var arg event.Value
 	ok := true
 	for i := range v.Len() {
 		mb := v.At(i)
@@ -153,7 +155,7 @@ func (c *compiler) directive(v Value, loc string) node {
 	return fn(c, arg, loc+"/"+escapePointer(name))
 }
 
-func firstDirective(v Value) string {
+func firstDirective(v event.Value) string {
 	for i := range v.Len() {
 		if k := v.At(i).Key; strings.HasPrefix(k, "@") {
 			return k
@@ -164,7 +166,7 @@ func firstDirective(v Value) string {
 
 // stringOrDirective compiles an argument that must be a string or a
 // directive. It returns the string when it is one.
-func (c *compiler) stringOrDirective(arg Value, loc, what string) (s string, n node) {
+func (c *compiler) stringOrDirective(arg event.Value, loc, what string) (s string, n node) {
 	if str, ok := arg.Str(); ok {
 		return str, nil
 	}
@@ -176,17 +178,17 @@ func (c *compiler) stringOrDirective(arg Value, loc, what string) (s string, n n
 }
 
 // member returns the member key of a directive's object argument.
-func member(arg Value, key string) (Value, bool) {
+func member(arg event.Value, key string) (event.Value, bool) {
 	for i := range arg.Len() {
 		if mb := arg.At(i); mb.Key == key {
 			return mb.Value, true
 		}
 	}
-	return Value{}, false
+	return event.Value{}, false
 }
 
 // checkMembers reports members of an object argument not in allowed.
-func (c *compiler) checkMembers(arg Value, loc, directive string, allowed ...string) {
+func (c *compiler) checkMembers(arg event.Value, loc, directive string, allowed ...string) {
 	for i := range arg.Len() {
 		mb := arg.At(i)
 		if mb.Key == "_metadata" || contains(allowed, mb.Key) {
@@ -206,12 +208,12 @@ func contains(list []string, s string) bool {
 }
 
 // objectArg checks that a directive's argument is an object.
-func (c *compiler) objectArg(arg Value, loc, directive, example string) bool {
-	if arg.Kind() == Object && !isDirectiveObject(arg) {
+func (c *compiler) objectArg(arg event.Value, loc, directive, example string) bool {
+	if arg.Kind() == event.Object && !isDirectiveObject(arg) {
 		return true
 	}
 	got := kindArticle(arg.Kind())
-	if arg.Kind() == Object {
+	if arg.Kind() == event.Object {
 		got = "a directive"
 	}
 	c.issue(loc, "invalid_argument", "%s takes an object such as %s, got %s", directive, example, got)
@@ -230,7 +232,7 @@ func utf16Len(s string) int {
 	return n
 }
 
-func (c *compiler) path(arg Value, loc string) node {
+func (c *compiler) path(arg event.Value, loc string) node {
 	s, n := c.stringOrDirective(arg, loc, "@path")
 	if n != nil {
 		return &dynPathNode{arg: n, loc: parentLoc(loc)}
@@ -238,7 +240,7 @@ func (c *compiler) path(arg Value, loc string) node {
 	return &pathNode{segs: splitPath(stripDollar(s))}
 }
 
-func (c *compiler) template(arg Value, loc string) node {
+func (c *compiler) template(arg event.Value, loc string) node {
 	s, n := c.stringOrDirective(arg, loc, "@template")
 	if n != nil {
 		return &dynTemplateNode{arg: n, loc: parentLoc(loc)}
@@ -248,21 +250,21 @@ func (c *compiler) template(arg Value, loc string) node {
 		return &rawTemplateNode{t: s}
 	}
 	if len(parts) == 0 {
-		return constNode{StringValue("")}
+		return constNode{event.StringValue("")}
 	}
 	if len(parts) == 1 && !parts[0].isPath {
-		return constNode{StringValue(parts[0].lit)}
+		return constNode{event.StringValue(parts[0].lit)}
 	}
 	return &templateNode{parts: parts, size: len(s)}
 }
 
-func (c *compiler) literal(arg Value, loc string) node {
+func (c *compiler) literal(arg event.Value, loc string) node {
 	return c.compile(arg, loc)
 }
 
-func (c *compiler) ifDirective(arg Value, loc string) node {
+func (c *compiler) ifDirective(arg event.Value, loc string) node {
 	const example = `{"exists": {"@path": "$.traits.email"}, "then": …, "else": …}`
-	if arg.Kind() != Object || isDirectiveObject(arg) {
+	if arg.Kind() != event.Object || isDirectiveObject(arg) {
 		c.objectArg(arg, loc, "@if", example)
 		return constNode{}
 	}
@@ -291,7 +293,7 @@ func (c *compiler) ifDirective(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) caseDirective(arg Value, loc string) node {
+func (c *compiler) caseDirective(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@case", `{"operator": "lower", "value": {"@path": "$.properties.countryCode"}}`) {
 		return constNode{}
 	}
@@ -318,7 +320,7 @@ const (
 	maxReplacementLen = 10
 )
 
-func (c *compiler) replace(arg Value, loc string) node {
+func (c *compiler) replace(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@replace", `{"value": {"@path": "$.properties.phone"}, "pattern": " ", "replacement": ""}`) {
 		return constNode{}
 	}
@@ -326,11 +328,11 @@ func (c *compiler) replace(arg Value, loc string) node {
 	n := &replaceNode{global: true, loc: parentLoc(loc)}
 	text := func(key string, required bool, minLen, maxLen int) (string, bool) {
 		v, ok := member(arg, key)
-		if !ok || (v.Kind() == Null && !required) {
+		if !ok || (v.Kind() == event.Null && !required) {
 			if required {
 				c.issue(loc, "invalid_argument", "@replace needs %q, the literal text to find (1 to %d characters)", key, maxLen)
 			}
-			return "", ok && v.Kind() != Null
+			return "", ok && v.Kind() != event.Null
 		}
 		s, isString := v.Str()
 		if !isString {
@@ -349,10 +351,10 @@ func (c *compiler) replace(arg Value, loc string) node {
 	n.replacement2, _ = text("replacement2", false, 0, maxReplacementLen)
 	for _, key := range []string{"global", "ignorecase"} {
 		v, ok := member(arg, key)
-		if !ok || v.Kind() == Null {
+		if !ok || v.Kind() == event.Null {
 			continue
 		}
-		if v.Kind() != Bool {
+		if v.Kind() != event.Bool {
 			c.issue(loc+"/"+key, "invalid_argument", "@replace %q must be true or false, got %s", key, kindArticle(v.Kind()))
 			continue
 		}
@@ -372,8 +374,8 @@ func (c *compiler) replace(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) arrayPath(arg Value, loc string) node {
-	if arg.Kind() != Array || arg.Len() == 0 {
+func (c *compiler) arrayPath(arg event.Value, loc string) node {
+	if arg.Kind() != event.Array || arg.Len() == 0 {
 		c.issue(loc, "invalid_argument", "@arrayPath takes an array [path, shape], such as [\"$.properties.products\", {\"id\": {\"@path\": \"$.sku\"}}], got %s", kindArticle(arg.Kind()))
 		return constNode{}
 	}
@@ -387,14 +389,14 @@ func (c *compiler) arrayPath(arg Value, loc string) node {
 	if arg.Len() > 1 {
 		shape := arg.Index(1)
 		sn := c.compile(shape, loc+"/1")
-		if shape.Kind() == Object && shape.Len() > 0 {
+		if shape.Kind() == event.Object && shape.Len() > 0 {
 			n.shape = sn
 		}
 	}
 	return n
 }
 
-func (c *compiler) json(arg Value, loc string) node {
+func (c *compiler) json(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@json", `{"mode": "encode", "value": {"@path": "$.properties"}}`) {
 		return constNode{}
 	}
@@ -402,9 +404,9 @@ func (c *compiler) json(arg Value, loc string) node {
 	n := &jsonNode{loc: parentLoc(loc)}
 	mode, _ := member(arg, "mode")
 	switch s, _ := mode.Str(); {
-	case mode.Kind() == String && s == "encode":
+	case mode.Kind() == event.String && s == "encode":
 		n.encode = true
-	case mode.Kind() == String && s == "decode":
+	case mode.Kind() == event.String && s == "decode":
 	default:
 		c.issue(loc+"/mode", "invalid_argument", "@json needs \"mode\": \"encode\" or \"decode\"")
 	}
@@ -418,7 +420,7 @@ func (c *compiler) json(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) flatten(arg Value, loc string) node {
+func (c *compiler) flatten(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@flatten", `{"value": {"@path": "$.context.page"}, "separator": "_"}`) {
 		return constNode{}
 	}
@@ -428,7 +430,7 @@ func (c *compiler) flatten(arg Value, loc string) node {
 	switch {
 	case !ok:
 		c.issue(loc, "invalid_argument", "@flatten needs \"separator\", the text that joins nested keys, such as \".\"")
-	case sep.Kind() == String:
+	case sep.Kind() == event.String:
 		n.sep, _ = sep.Str()
 	case isDirectiveObject(sep):
 		n.sepNode = c.compile(sep, loc+"/separator")
@@ -446,7 +448,7 @@ func (c *compiler) flatten(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) merge(arg Value, loc string) node {
+func (c *compiler) merge(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@merge", `{"objects": [{…}, {…}], "direction": "right"}`) {
 		return constNode{}
 	}
@@ -454,7 +456,7 @@ func (c *compiler) merge(arg Value, loc string) node {
 	n := &mergeNode{}
 	dir, ok := member(arg, "direction")
 	switch s, _ := dir.Str(); {
-	case dir.Kind() == String && (s == "left" || s == "right"):
+	case dir.Kind() == event.String && (s == "left" || s == "right"):
 		n.left = s == "left"
 	case isDirectiveObject(dir):
 		n.dirNode = c.compile(dir, loc+"/direction")
@@ -464,14 +466,14 @@ func (c *compiler) merge(arg Value, loc string) node {
 		c.issue(loc+"/direction", "invalid_argument", "@merge \"direction\" must be \"right\" or \"left\"")
 	}
 	objs, ok := member(arg, "objects")
-	if !ok || objs.Kind() != Array {
+	if !ok || objs.Kind() != event.Array {
 		c.issue(loc+map[bool]string{true: "/objects", false: ""}[ok], "invalid_argument", "@merge needs \"objects\", an array of objects or directives")
 		return n
 	}
 	for i := range objs.Len() {
 		o := objs.Index(i)
 		eloc := loc + "/objects/" + fmt.Sprint(i)
-		if o.Kind() != Object {
+		if o.Kind() != event.Object {
 			c.issue(eloc, "invalid_argument", "@merge objects must be objects or directives, got %s", kindArticle(o.Kind()))
 			continue
 		}
@@ -480,7 +482,7 @@ func (c *compiler) merge(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) transform(arg Value, loc string) node {
+func (c *compiler) transform(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@transform", `{"apply": {…}, "mapping": {…}}`) {
 		return constNode{}
 	}
@@ -488,7 +490,7 @@ func (c *compiler) transform(arg Value, loc string) node {
 	n := &transformNode{loc: parentLoc(loc)}
 	for _, key := range []string{"apply", "mapping"} {
 		v, ok := member(arg, key)
-		if !ok || v.Kind() != Object {
+		if !ok || v.Kind() != event.Object {
 			got := "it is missing"
 			if ok {
 				got = "got " + kindArticle(v.Kind())
@@ -505,7 +507,7 @@ func (c *compiler) transform(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) excludeWhenNull(arg Value, loc string) node {
+func (c *compiler) excludeWhenNull(arg event.Value, loc string) node {
 	return &excludeNullNode{value: c.compile(arg, loc)}
 }
 

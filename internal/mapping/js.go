@@ -1,22 +1,24 @@
 package mapping
 
+import "github.com/capstan-gw/capstan/internal/event"
+
 // JavaScript semantics of the mapping language: how Segment's engine, which
-// is JavaScript, tests and converts values. They are written on Value's
+// is JavaScript, tests and converts values. They are written on event.Value's
 // exported API; the value model itself knows nothing of them.
 
 // truthy reports whether v, as written in a mapping, is truthy in JavaScript:
 // everything except Undefined, null, false, 0, -0 and "".
-func truthy(v Value) bool {
+func truthy(v event.Value) bool {
 	switch v.Kind() {
-	case Undefined, Null:
+	case event.Undefined, event.Null:
 		return false
-	case Bool:
+	case event.Bool:
 		b, _ := v.Bool()
 		return b
-	case String:
+	case event.String:
 		s, _ := v.Str()
 		return s != ""
-	case Number:
+	case event.Number:
 		f, _ := v.Float64()
 		return f != 0
 	}
@@ -26,24 +28,24 @@ func truthy(v Value) bool {
 // appendJSText appends the JavaScript String() conversion of v, as used by
 // @template and by loose equality with "": arrays join their elements with
 // "," (null and undefined elements give ""), objects give "[object Object]".
-func appendJSText(dst []byte, v Value) []byte {
+func appendJSText(dst []byte, v event.Value) []byte {
 	switch v.Kind() {
-	case Undefined:
+	case event.Undefined:
 		return append(dst, "undefined"...)
-	case Null:
+	case event.Null:
 		return append(dst, "null"...)
-	case Bool:
+	case event.Bool:
 		if b, _ := v.Bool(); b {
 			return append(dst, "true"...)
 		}
 		return append(dst, "false"...)
-	case Number:
+	case event.Number:
 		n, _ := v.Number()
-		return AppendNumberText(dst, string(n))
-	case String:
+		return event.AppendNumberText(dst, string(n))
+	case event.String:
 		s, _ := v.Str()
 		return append(dst, s...)
-	case Array:
+	case event.Array:
 		for i := range v.Len() {
 			if i > 0 {
 				dst = append(dst, ',')
@@ -58,18 +60,18 @@ func appendJSText(dst []byte, v Value) []byte {
 }
 
 // looselyEqualsEmpty reports JavaScript's v == "" (used by @if blank).
-func looselyEqualsEmpty(v Value) bool {
+func looselyEqualsEmpty(v event.Value) bool {
 	switch v.Kind() {
-	case String:
+	case event.String:
 		s, _ := v.Str()
 		return s == ""
-	case Number:
+	case event.Number:
 		f, _ := v.Float64()
 		return f == 0
-	case Bool:
+	case event.Bool:
 		b, _ := v.Bool()
 		return !b
-	case Array:
+	case event.Array:
 		// [] == "" compares the array's text, which is empty for [], [""],
 		// [null], [[]] and the like.
 		var buf [64]byte

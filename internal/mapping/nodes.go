@@ -6,12 +6,14 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // constNode is a raw value, or a subtree without directives.
-type constNode struct{ v Value }
+type constNode struct{ v event.Value }
 
-func (n constNode) eval(*evalCtx, Value) (Value, error) { return n.v, nil }
+func (n constNode) eval(*evalCtx, event.Value) (event.Value, error) { return n.v, nil }
 
 // objectNode is a plain object holding directives.
 type objectNode struct {
@@ -19,37 +21,37 @@ type objectNode struct {
 	kids []node
 }
 
-func (n *objectNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *objectNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	m := c.alloc(len(n.kids))
 	for i, k := range n.kids {
 		v, err := k.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
-		m[i] = Member{Key: n.keys[i], Value: v}
+		m[i] = event.Member{Key: n.keys[i], Value: v}
 	}
-	return ObjectOf(m), nil
+	return event.ObjectOf(m), nil
 }
 
 // arrayNode is a plain array holding directives.
 type arrayNode struct{ kids []node }
 
-func (n *arrayNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *arrayNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	m := c.alloc(len(n.kids))
 	for i, k := range n.kids {
 		v, err := k.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		m[i].Value = v
 	}
-	return ArrayOf(m), nil
+	return event.ArrayOf(m), nil
 }
 
 // pathNode is @path with a literal path.
 type pathNode struct{ segs []string }
 
-func (n *pathNode) eval(_ *evalCtx, payload Value) (Value, error) {
+func (n *pathNode) eval(_ *evalCtx, payload event.Value) (event.Value, error) {
 	return payload.Lookup(n.segs...), nil
 }
 
@@ -59,14 +61,14 @@ type dynPathNode struct {
 	loc string
 }
 
-func (n *dynPathNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *dynPathNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	p, err := n.arg.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	s, ok := p.Str()
 	if !ok {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@path", Msg: "@path: expected string, got " + p.Kind().String()}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@path", Msg: "@path: expected string, got " + p.Kind().String()}
 	}
 	return lookupPath(payload, stripDollar(s)), nil
 }
@@ -77,7 +79,7 @@ type templateNode struct {
 	size  int
 }
 
-func (n *templateNode) eval(_ *evalCtx, payload Value) (Value, error) {
+func (n *templateNode) eval(_ *evalCtx, payload event.Value) (event.Value, error) {
 	var buf [256]byte
 	b := buf[:0]
 	if n.size > len(buf) {
@@ -92,15 +94,15 @@ func (n *templateNode) eval(_ *evalCtx, payload Value) (Value, error) {
 			b = appendJSText(b, v)
 		}
 	}
-	return StringValue(string(b)), nil
+	return event.StringValue(string(b)), nil
 }
 
 // rawTemplateNode is @template with "{{{ }}}" placeholders, rendered in full
 // each time.
 type rawTemplateNode struct{ t string }
 
-func (n *rawTemplateNode) eval(_ *evalCtx, payload Value) (Value, error) {
-	return StringValue(renderTemplate(n.t, payload)), nil
+func (n *rawTemplateNode) eval(_ *evalCtx, payload event.Value) (event.Value, error) {
+	return event.StringValue(renderTemplate(n.t, payload)), nil
 }
 
 // dynTemplateNode is @template with a directive that computes the template.
@@ -109,16 +111,16 @@ type dynTemplateNode struct {
 	loc string
 }
 
-func (n *dynTemplateNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *dynTemplateNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	t, err := n.arg.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	s, ok := t.Str()
 	if !ok {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@template", Msg: "@template: expected string, got " + t.Kind().String()}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@template", Msg: "@template: expected string, got " + t.Kind().String()}
 	}
-	return StringValue(renderTemplate(s, payload)), nil
+	return event.StringValue(renderTemplate(s, payload)), nil
 }
 
 // ifNode is @if.
@@ -130,13 +132,13 @@ type ifNode struct {
 	loc       string
 }
 
-func (n *ifNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *ifNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.noCond {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@if", Msg: `@if requires an "exists" key or a "blank" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@if", Msg: `@if requires an "exists" key or a "blank" key`}
 	}
 	v, err := n.cond.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	ok := v.Exists()
 	if !n.exists && ok {
@@ -148,7 +150,7 @@ func (n *ifNode) eval(c *evalCtx, payload Value) (Value, error) {
 	case !ok && n.els != nil:
 		return n.els.eval(c, payload)
 	}
-	return Value{}, nil
+	return event.Value{}, nil
 }
 
 // caseNode is @case.
@@ -158,12 +160,12 @@ type caseNode struct {
 	loc   string
 }
 
-func (n *caseNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *caseNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.op == "" {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `@case requires a "operator" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `@case requires a "operator" key`}
 	}
 	if n.value == nil {
-		return Value{}, nil
+		return event.Value{}, nil
 	}
 	v, err := n.value.eval(c, payload)
 	s, ok := v.Str()
@@ -172,11 +174,11 @@ func (n *caseNode) eval(c *evalCtx, payload Value) (Value, error) {
 	}
 	switch n.op {
 	case "lower":
-		return StringValue(strings.ToLower(s)), nil
+		return event.StringValue(strings.ToLower(s)), nil
 	case "upper":
-		return StringValue(strings.ToUpper(s)), nil
+		return event.StringValue(strings.ToUpper(s)), nil
 	}
-	return Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `operator key should have a value of "lower" or "upper"`}
+	return event.Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `operator key should have a value of "lower" or "upper"`}
 }
 
 // replaceNode is @replace.
@@ -188,28 +190,28 @@ type replaceNode struct {
 	loc                      string
 }
 
-func (n *replaceNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *replaceNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.value == nil {
-		return Value{}, nil
+		return event.Value{}, nil
 	}
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	var s string
 	switch v.Kind() {
-	case String:
+	case event.String:
 		s, _ = v.Str()
-	case Number, Bool:
+	case event.Number, event.Bool:
 		s = string(appendJSText(nil, v))
 	default:
-		return StringValue(""), nil // not undefined: Segment returns ""
+		return event.StringValue(""), nil // not undefined: Segment returns ""
 	}
 	s = jsReplace(s, n.pattern, n.replacement, n.global, n.ignoreCase)
 	if n.has2 {
 		s = jsReplace(s, n.pattern2, n.replacement2, n.global, n.ignoreCase)
 	}
-	return StringValue(s), nil
+	return event.StringValue(s), nil
 }
 
 // jsReplace is JavaScript's s.replace(new RegExp(escaped(pattern), flags),
@@ -324,24 +326,24 @@ type arrayPathNode struct {
 	shape node     // nil: no shape, or not a non-empty object
 }
 
-func (n *arrayPathNode) eval(c *evalCtx, payload Value) (Value, error) {
-	var root Value
+func (n *arrayPathNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
+	var root event.Value
 	if n.arg != nil {
 		var err error
 		if root, err = n.arg.eval(c, payload); err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 	} else {
 		root = payload.Lookup(n.segs...)
 	}
-	if n.shape == nil || (root.Kind() != Object && root.Kind() != Array) {
+	if n.shape == nil || (root.Kind() != event.Object && root.Kind() != event.Array) {
 		return root, nil
 	}
 	// An object is shaped as the only item of an array.
-	single := root.Kind() == Object
-	out := make([]Member, 1)
+	single := root.Kind() == event.Object
+	out := make([]event.Member, 1)
 	if !single {
-		out = make([]Member, root.Len())
+		out = make([]event.Member, root.Len())
 	}
 	for i := range out {
 		item := root
@@ -350,11 +352,11 @@ func (n *arrayPathNode) eval(c *evalCtx, payload Value) (Value, error) {
 		}
 		v, err := n.shape.eval(c, item)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		out[i].Value = v
 	}
-	return ArrayOf(out), nil
+	return event.ArrayOf(out), nil
 }
 
 // jsonNode is @json.
@@ -364,25 +366,25 @@ type jsonNode struct {
 	loc    string
 }
 
-func (n *jsonNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *jsonNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.value == nil {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@json", Msg: `@json requires a "value" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@json", Msg: `@json requires a "value" key`}
 	}
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	if n.encode {
 		if v.IsUndefined() {
 			return v, nil
 		}
-		return StringValue(string(v.AppendJSON(nil))), nil
+		return event.StringValue(string(v.AppendJSON(nil))), nil
 	}
 	s, ok := v.Str()
 	if !ok {
 		return v, nil
 	}
-	d, err := ParseString(s)
+	d, err := event.ParseString(s)
 	if err != nil {
 		return v, nil // not JSON: the string is returned unchanged
 	}
@@ -398,39 +400,39 @@ type flattenNode struct {
 	loc        string
 }
 
-func (n *flattenNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *flattenNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	sep := n.sep
 	if n.sepNode != nil {
 		s, err := n.sepNode.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		var ok bool
 		if sep, ok = s.Str(); !ok {
-			return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: "@flatten requires a string separator"}
+			return event.Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: "@flatten requires a string separator"}
 		}
 	} else if sep == "" {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: `@flatten requires a "separator" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: `@flatten requires a "separator" key`}
 	}
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
-	var out []Member
+	var out []event.Member
 	out = flattenInto(out, v, "", sep, n.omitArrays)
-	return ObjectOf(out), nil
+	return event.ObjectOf(out), nil
 }
 
 // flattenInto appends the flattened members of v under prefix.
-func flattenInto(out []Member, v Value, prefix, sep string, omitArrays bool) []Member {
+func flattenInto(out []event.Member, v event.Value, prefix, sep string, omitArrays bool) []event.Member {
 	k := v.Kind()
-	if k != Object && (k != Array || omitArrays) {
-		return append(out, Member{Key: prefix, Value: v})
+	if k != event.Object && (k != event.Array || omitArrays) {
+		return append(out, event.Member{Key: prefix, Value: v})
 	}
 	for i := range v.Len() {
 		mb := v.At(i)
 		key := mb.Key
-		if k == Array {
+		if k == event.Array {
 			key = strconv.Itoa(i)
 		}
 		if prefix != "" {
@@ -448,22 +450,22 @@ type mergeNode struct {
 	dirNode node
 }
 
-func (n *mergeNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *mergeNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	left := n.left
 	if n.dirNode != nil {
 		d, err := n.dirNode.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		s, ok := d.Str()
 		left = ok && s == "left"
 	}
-	vals := make([]Value, len(n.objects))
+	vals := make([]event.Value, len(n.objects))
 	size := 0
 	for i, o := range n.objects {
 		v, err := o.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		vals[i] = v
 		size += v.Len()
@@ -474,18 +476,18 @@ func (n *mergeNode) eval(c *evalCtx, payload Value) (Value, error) {
 	if left {
 		slices.Reverse(vals)
 	}
-	out := make([]Member, 0, size)
+	out := make([]event.Member, 0, size)
 	for _, v := range vals {
 		switch v.Kind() {
-		case Object:
+		case event.Object:
 			for i := range v.Len() {
 				out = append(out, v.At(i))
 			}
-		case Array:
+		case event.Array:
 			for i := range v.Len() {
-				out = append(out, Member{Key: strconv.Itoa(i), Value: v.Index(i)})
+				out = append(out, event.Member{Key: strconv.Itoa(i), Value: v.Index(i)})
 			}
-		case String:
+		case event.String:
 			// Object.assign copies a string's characters as index keys.
 			// JavaScript indexes UTF-16 code units; capstan indexes
 			// characters, which is the same for the Basic Multilingual
@@ -493,12 +495,12 @@ func (n *mergeNode) eval(c *evalCtx, payload Value) (Value, error) {
 			s, _ := v.Str()
 			i := 0
 			for _, r := range s {
-				out = append(out, Member{Key: strconv.Itoa(i), Value: StringValue(string(r))})
+				out = append(out, event.Member{Key: strconv.Itoa(i), Value: event.StringValue(string(r))})
 				i++
 			}
 		}
 	}
-	return ObjectOf(out), nil
+	return event.ObjectOf(out), nil
 }
 
 // transformNode is @transform.
@@ -507,13 +509,13 @@ type transformNode struct {
 	loc            string
 }
 
-func (n *transformNode) eval(c *evalCtx, payload Value) (Value, error) {
-	if payload.Kind() != Object {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@transform", Msg: "@transform: data must be an object, got " + payload.Kind().String()}
+func (n *transformNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
+	if payload.Kind() != event.Object {
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@transform", Msg: "@transform: data must be an object, got " + payload.Kind().String()}
 	}
 	applied, err := n.apply.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	return n.mapping.eval(c, applied.WithoutUndefined())
 }
@@ -521,15 +523,15 @@ func (n *transformNode) eval(c *evalCtx, payload Value) (Value, error) {
 // excludeNullNode is @excludeWhenNull.
 type excludeNullNode struct{ value node }
 
-func (n *excludeNullNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *excludeNullNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	switch v.Kind() {
-	case Null:
-		return Value{}, nil
-	case Object:
+	case event.Null:
+		return event.Value{}, nil
+	case event.Object:
 		return removeNulls(v), nil
 	}
 	return v, nil
@@ -537,17 +539,17 @@ func (n *excludeNullNode) eval(c *evalCtx, payload Value) (Value, error) {
 
 // removeNulls returns obj without null-valued members, recursively through
 // nested objects (not inside arrays).
-func removeNulls(obj Value) Value {
-	out := make([]Member, 0, obj.Len())
+func removeNulls(obj event.Value) event.Value {
+	out := make([]event.Member, 0, obj.Len())
 	for i := range obj.Len() {
 		mb := obj.At(i)
 		switch mb.Value.Kind() {
-		case Null:
+		case event.Null:
 			continue
-		case Object:
+		case event.Object:
 			mb.Value = removeNulls(mb.Value)
 		}
 		out = append(out, mb)
 	}
-	return ObjectOf(out)
+	return event.ObjectOf(out)
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // maxTriggerDepth bounds parenthesis nesting. The spec allows any depth;
@@ -116,7 +118,7 @@ func MustParseTrigger(src string) *Trigger {
 }
 
 // Match reports whether ev satisfies the trigger. It does not allocate.
-func (t *Trigger) Match(ev Value) bool {
+func (t *Trigger) Match(ev event.Value) bool {
 	return t.root.eval(ev)
 }
 
@@ -129,7 +131,7 @@ func (t *Trigger) String() string {
 	return string(t.root.appendTo(nil, false))
 }
 
-func (c *cond) eval(ev Value) bool {
+func (c *cond) eval(ev event.Value) bool {
 	switch c.op {
 	case opAnd:
 		for i := range c.kids {
@@ -616,7 +618,7 @@ func (p *tparser) call(fn token, neg bool) (cond, error) {
 	}
 	text := lit.text
 	if lit.kind == tNumber {
-		text = string(AppendNumberText(nil, lit.text))
+		text = string(event.AppendNumberText(nil, lit.text))
 	}
 	c := cond{path: path, field: ft.text, rel: fn.text, neg: neg, lit: lit}
 	if fn.kind == tContains {
@@ -701,7 +703,7 @@ func (p *tparser) comparison(ft token) (cond, error) {
 		c.num = f
 		switch {
 		case class == fieldText && !ordering:
-			c.op, c.str = opStrEq, string(AppendNumberText(nil, lit.text))
+			c.op, c.str = opStrEq, string(event.AppendNumberText(nil, lit.text))
 			if !eq {
 				c.op = opStrNe
 			}

@@ -1,4 +1,4 @@
-package mapping
+package event
 
 import (
 	"encoding/json"
@@ -102,7 +102,7 @@ func Float64Value(f float64) Value {
 // NumberValue returns a JSON number with exactly the text n, which must be a
 // valid JSON number.
 func NumberValue(n json.Number) (Value, error) {
-	if !validNumber(string(n)) {
+	if n == "" || validNumber(string(n), 0) != len(n) {
 		return Value{}, fmt.Errorf("invalid JSON number %q", string(n))
 	}
 	return Value{kind: Number, s: string(n)}, nil
@@ -397,16 +397,15 @@ func (v Value) Any() any {
 // slices and string-keyed maps, by reflection), and Value itself.
 //
 // Go maps have no key order, so map keys are sorted. Callers that need the
-// document's key order (mappings do: it is the output order) must pass JSON
-// text to [Parse] or [Compile] instead, or build the object with
-// [ObjectValue].
+// document's key order (a mapping's is its output order) must pass JSON text
+// to [Parse] instead, or build the object with [ObjectValue].
 func FromAny(x any) (Value, error) {
 	return fromAny(x, 0)
 }
 
 func fromAny(x any, depth int) (Value, error) {
-	if depth > maxDepth {
-		return Value{}, fmt.Errorf("value nested deeper than %d levels", maxDepth)
+	if depth > maxValueDepth {
+		return Value{}, fmt.Errorf("value nested deeper than %d levels", maxValueDepth)
 	}
 	switch t := x.(type) {
 	case nil:
