@@ -140,6 +140,20 @@ func ObjectValue(members ...Member) Value {
 // caller must neither modify nor reuse members afterwards.
 func ObjectOf(members []Member) Value { return newObject(members) }
 
+// ObjectOfDistinct is [ObjectOf] for members whose keys the caller knows to
+// be distinct, such as keys taken from one object: it skips the search for
+// repeated keys, which compares every pair of keys. The caller guarantees
+// it: with a repeated key the object would be invalid ([Value.Get] would
+// find the first member, [Value.AppendJSON] would write the key twice). Like
+// ObjectOf, it takes ownership of members.
+func ObjectOfDistinct(members []Member) Value {
+	var flags uint8
+	for i := range members {
+		flags |= undefBit(members[i].Value)
+	}
+	return Value{kind: Object, flags: flags, m: members}
+}
+
 // ArrayOf returns a JSON array of the Values of elems, in order; their Keys
 // are ignored (and cleared). Like [ObjectOf] it takes ownership of elems
 // instead of copying them, so the caller must neither modify nor reuse elems

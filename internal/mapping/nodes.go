@@ -17,7 +17,7 @@ func (n constNode) eval(*evalCtx, event.Value) (event.Value, error) { return n.v
 
 // objectNode is a plain object holding directives.
 type objectNode struct {
-	keys []string
+	keys []string // distinct: the keys of one object
 	kids []node
 }
 
@@ -30,7 +30,7 @@ func (n *objectNode) eval(c *evalCtx, payload event.Value) (event.Value, error) 
 		}
 		m[i] = event.Member{Key: n.keys[i], Value: v}
 	}
-	return event.ObjectOf(m), nil
+	return event.ObjectOfDistinct(m), nil
 }
 
 // arrayNode is a plain array holding directives.
@@ -551,5 +551,5 @@ func removeNulls(obj event.Value) event.Value {
 		}
 		out = append(out, mb)
 	}
-	return event.ObjectOf(out)
+	return event.ObjectOfDistinct(out) // some of obj's keys
 }
