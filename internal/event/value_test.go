@@ -370,3 +370,51 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+func TestOwningConstructors(t *testing.T) {
+	tests := []struct {
+		name string
+		v    Value
+		want string
+	}{
+		{"ObjectOf dedupe", ObjectOf([]Member{{"a", Int64Value(1)}, {"b", Value{}}, {"a", Int64Value(2)}}), `{"a":2}`},
+		{"ObjectOf empty", ObjectOf(nil), `{}`},
+		{"ObjectOfDistinct", ObjectOfDistinct([]Member{{"b", NullValue()}, {"a", Value{}}}), `{"b":null}`},
+		{"ArrayOf ignores keys", ArrayOf([]Member{{"x", Int64Value(1)}, {Value: Value{}}}), `[1,null]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(tt.v.AppendJSON(nil)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+			// Undefined inside is seen, so it is removed.
+			if got := string(tt.v.WithoutUndefined().AppendJSON(nil)); got != tt.want {
+				t.Errorf("WithoutUndefined: got %s, want %s", got, tt.want)
+			}
+		})
+	}
+	if got := ObjectOfDistinct([]Member{{"a", Value{}}}).WithoutUndefined().Len(); got != 0 {
+		t.Errorf("WithoutUndefined kept %d Undefined members", got)
+	}
+	if got := ArrayOf([]Member{{"x", Value{}}}).WithoutUndefined().Index(0); !got.IsNull() {
+		t.Errorf("WithoutUndefined array element = %v, want null", got.Kind())
+	}
+}
+
+func TestAt(t *testing.T) {
+	v := ObjectValue(Member{"a", Int64Value(1)}, Member{"u", Value{}})
+	if mb := v.At(1); mb.Key != "u" || !mb.Value.IsUndefined() {
+		t.Errorf("At(1) = %q %v, want the Undefined member u", mb.Key, mb.Value.Kind())
+	}
+	if mb := ArrayOf([]Member{{"k", StringValue("x")}}).At(0); mb.Key != "" || mb.Value.Kind() != String {
+		t.Errorf("array At(0) = %q %v, want an element without key", mb.Key, mb.Value.Kind())
+	}
+	for _, i := range []int{-1, 2} {
+		if mb := v.At(i); mb.Key != "" || !mb.Value.IsUndefined() {
+			t.Errorf("At(%d) = %q %v, want the zero Member", i, mb.Key, mb.Value.Kind())
+		}
+	}
+	if mb := StringValue("s").At(0); mb.Key != "" || !mb.Value.IsUndefined() {
+		t.Error("At on a string is not the zero Member")
+	}
+}
