@@ -340,11 +340,11 @@ func (n *arrayPathNode) eval(c *evalCtx, payload event.Value) (event.Value, erro
 		return root, nil
 	}
 	// An object is shaped as the only item of an array.
-	single := root.Kind() == event.Object
-	out := make([]event.Member, 1)
+	single, items := root.Kind() == event.Object, 1
 	if !single {
-		out = make([]event.Member, root.Len())
+		items = root.Len()
 	}
+	out := make([]event.Member, items)
 	for i := range out {
 		item := root
 		if !single {
