@@ -12,9 +12,9 @@ import (
 	"testing"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
-	"github.com/capstan-gw/capstan/internal/mapping"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -57,7 +57,7 @@ func seedIdentity(t *testing.T) (string, *stream.Engine) {
 		`{"type":"identify","userId":"user-1","anonymousId":"anon-1","timestamp":"2026-09-01T10:05:00Z","traits":{"email":"Ann@Example.com"}}`,
 		`{"type":"identify","userId":"user-2","anonymousId":"anon-2"}`,
 	} {
-		ev, err := mapping.ParseString(s)
+		ev, err := event.ParseString(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/capstan-gw/capstan/internal/config"
 	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
-	"github.com/capstan-gw/capstan/internal/mapping"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -174,7 +174,7 @@ destinations:
 		`{"type":"page","anonymousId":"a1","context":{"page":{"url":"https://x.example/?li_fat_id=123456"}}}`,
 		`{"type":"identify","anonymousId":"a1","userId":"u1","traits":{"email":"Ann@Example.com"}}`,
 	} {
-		v, _ := mapping.Parse([]byte(raw))
+		v, _ := event.Parse([]byte(raw))
 		if err := g.Observe(ctx, v, identity.Capture(v)); err != nil {
 			t.Fatal(err)
 		}

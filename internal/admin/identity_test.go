@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
-	"github.com/capstan-gw/capstan/internal/mapping"
 )
 
 const (
@@ -22,7 +22,7 @@ const (
 // observe teaches the graph one event, as delivery does.
 func observe(t testing.TB, g *identity.Graph, s string) {
 	t.Helper()
-	ev, err := mapping.ParseString(s)
+	ev, err := event.ParseString(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/mapping"
 )
@@ -213,14 +214,14 @@ type Result struct {
 // own values always win. Errors are the enricher's to log: enrichment is best
 // effort and never fails a conversion.
 type Enricher interface {
-	Enrich(ctx context.Context, ev mapping.Value, have identity.Captured) identity.Captured
+	Enrich(ctx context.Context, ev event.Value, have identity.Captured) identity.Captured
 }
 
 // Convert runs ev through the plan. source is the event's source name; now
 // is the clock used for the destination's window; enr may be nil. have is
 // what the caller already captured from the event (and its request's
 // cookie); nil means capture from the event, only once a trigger matches.
-func (p *Plan) Convert(ctx context.Context, ev mapping.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
+func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
 	switch {
 	case p.sources != nil && !p.sources[source]:
 		return []Result{{Outcome: FilteredSource}}
@@ -255,7 +256,7 @@ func (p *Plan) Convert(ctx context.Context, ev mapping.Value, source string, now
 	return out
 }
 
-func (p *Plan) convert(r *Route, ev mapping.Value, c identity.Captured, now time.Time) Result {
+func (p *Plan) convert(r *Route, ev event.Value, c identity.Captured, now time.Time) Result {
 	res := Result{Route: r}
 	v, err := r.fields.Apply(ev)
 	if err != nil {
@@ -276,13 +277,13 @@ func (p *Plan) convert(r *Route, ev mapping.Value, c identity.Captured, now time
 }
 
 // integrationAllows applies segment-ingest.md §2.3.
-func (p *Plan) integrationAllows(ev mapping.Value) bool {
+func (p *Plan) integrationAllows(ev event.Value) bool {
 	in := ev.Get("integrations")
 	d := in.Get(p.DisplayName)
 	if b, ok := d.Bool(); ok {
 		return b
 	}
-	if d.Kind() == mapping.Object {
+	if d.Kind() == event.Object {
 		return true
 	}
 	if b, ok := in.Get("All").Bool(); ok {

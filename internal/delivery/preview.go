@@ -88,7 +88,7 @@ func Preview(ctx context.Context, plans []*Plan, raw []byte, source string, now 
 			}
 			doc = ev.JSON
 		}
-		v, err := mapping.Parse(doc)
+		v, err := event.Parse(doc)
 		if err != nil {
 			return nil, false, fmt.Errorf("event %d: %w", i, err)
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
-	"github.com/capstan-gw/capstan/internal/mapping"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -113,7 +112,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 // parsed is a stored event ready for the graph and conversion.
 type parsed struct {
 	t       *tracked
-	ev      mapping.Value
+	ev      event.Value
 	have    *identity.Captured // captured identifiers; nil: capture at conversion
 	observe bool               // the graph learns from it (consent allows)
 }
@@ -128,7 +127,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 		return parsed{}, false
 	}
 	r.received.Inc()
-	ev, err := mapping.Parse(d.Doc)
+	ev, err := event.Parse(d.Doc)
 	if err != nil {
 		r.deadLetter(ctx, t, &DeadLetter{Reason: ReasonUnusable, Message: "stored event is not valid JSON: " + err.Error()})
 		r.finish(t)

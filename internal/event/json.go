@@ -294,8 +294,9 @@ func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // validNumber checks the number at b[i] and returns the index just past it,
-// or -1. What follows is checked by the caller.
-func validNumber(b []byte, i int) int {
+// or -1. What follows is checked by the caller. It serves both raw JSON
+// (validValue) and the Value parser, on bytes and on strings.
+func validNumber[T string | []byte](b T, i int) int {
 	if b[i] == '-' {
 		i++
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // benchGraph holds n people, each with a browser (click id) linked to a
@@ -53,7 +53,7 @@ func BenchmarkEnrich(b *testing.B) {
 		}
 	})
 	for _, c := range cases {
-		evs := make([]mapping.Value, people)
+		evs := make([]event.Value, people)
 		for i := range evs {
 			evs[i] = parse(b, fmt.Sprintf(c.ev, i))
 		}
@@ -84,7 +84,7 @@ func BenchmarkConversion(b *testing.B) {
 		{"userId+anonymousId", `{"type":"track","event":"Sign Up","userId":"user-%d","anonymousId":"anon-%[1]d"}`},
 	}
 	for _, c := range cases {
-		evs := make([]mapping.Value, people)
+		evs := make([]event.Value, people)
 		for i := range evs {
 			evs[i] = parse(b, fmt.Sprintf(c.ev, i))
 		}
@@ -139,7 +139,7 @@ func BenchmarkObserve(b *testing.B) {
 		{"unknown anonymous", `{"type":"page","anonymousId":"visitor-%d"}`},
 	}
 	for _, c := range cases {
-		evs := make([]mapping.Value, people)
+		evs := make([]event.Value, people)
 		for i := range evs {
 			evs[i] = parse(b, fmt.Sprintf(c.ev, i))
 		}
@@ -165,7 +165,7 @@ func BenchmarkObserve(b *testing.B) {
 	for _, c := range newPeople {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
-			evs := make([]mapping.Value, b.N)
+			evs := make([]event.Value, b.N)
 			for i := range evs {
 				evs[i] = parse(b, fmt.Sprintf(c.ev, i))
 			}

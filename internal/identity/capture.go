@@ -4,7 +4,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // Captured is what one event says about its user.
@@ -48,7 +48,7 @@ var emailFields = [][]string{
 }
 
 // Capture returns the identifiers ev carries.
-func Capture(ev mapping.Value) Captured {
+func Capture(ev event.Value) Captured {
 	var c Captured
 	for _, p := range liFatIDFields {
 		if s := str(ev.Lookup(p...)); s != "" {
@@ -96,7 +96,7 @@ func FromURL(s string) string {
 	return strings.TrimSpace(vals.Get("li_fat_id"))
 }
 
-func str(v mapping.Value) string {
+func str(v event.Value) string {
 	s, _ := v.Str()
 	return strings.TrimSpace(s)
 }
@@ -106,9 +106,9 @@ func str(v mapping.Value) string {
 // subject to consent; otherwise every required category must be present and
 // true. A denied event is stored but neither sent to the destination nor
 // allowed to teach the graph anything (Observe must not be called for it).
-func ConsentAllows(ev mapping.Value, required []string) bool {
+func ConsentAllows(ev event.Value, required []string) bool {
 	prefs := ev.Lookup("context", "consent", "categoryPreferences")
-	if prefs.Kind() != mapping.Object {
+	if prefs.Kind() != event.Object {
 		return true
 	}
 	for _, c := range required {

@@ -67,7 +67,7 @@
 // Delete purges the keys' messages from the bucket's stream, leaving not
 // even a delete marker.
 //
-// identity reads events through internal/mapping's Value (the one parsed
+// identity reads events through internal/event's Value (the one parsed
 // form of an event in capstan) and knows nothing of HTTP ingest or
 // LinkedIn's API: email hashing is injected (Config.HashEmail).
 package identity

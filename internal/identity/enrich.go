@@ -4,7 +4,7 @@ import (
 	"context"
 	"slices"
 
-	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // Sources of enriched values, shown by preview as LiFatIDFrom / EmailFrom.
@@ -34,7 +34,7 @@ const maxLinkedReads = 3
 // It is best effort: a failed look-up is logged (rate-limited, without ids
 // or values) and what was found so far is returned. In the common case (a
 // known userId) it costs one read.
-func (g *Graph) Enrich(ctx context.Context, ev mapping.Value, have Captured) Captured {
+func (g *Graph) Enrich(ctx context.Context, ev event.Value, have Captured) Captured {
 	if have.LiFatID != "" && have.Email != "" {
 		return have
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -66,9 +66,9 @@ func newGraph(t testing.TB) *Graph {
 	return openGraph(t, openJS(t), Config{})
 }
 
-func parse(t testing.TB, s string) mapping.Value {
+func parse(t testing.TB, s string) event.Value {
 	t.Helper()
-	v, err := mapping.ParseString(s)
+	v, err := event.ParseString(s)
 	if err != nil {
 		t.Fatalf("parse %s: %v", s, err)
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/capstan-gw/capstan/internal/mapping"
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 const (
@@ -26,7 +26,7 @@ type ids struct {
 	uk, ak   string // UserKey(user), AnonymousKey(anon); "" without the id
 }
 
-func eventIDs(ev mapping.Value) ids {
+func eventIDs(ev event.Value) ids {
 	typ, _ := ev.Get("type").Str()
 	id := ids{
 		typ:      typ,
@@ -44,7 +44,7 @@ func eventIDs(ev mapping.Value) ids {
 }
 
 // idString returns a string or number id, trimmed; "" for anything else.
-func idString(v mapping.Value) string {
+func idString(v event.Value) string {
 	if s, ok := v.Str(); ok {
 		return strings.TrimSpace(s)
 	}
@@ -56,7 +56,7 @@ func idString(v mapping.Value) string {
 
 // eventTime is when the event happened (Unix ms): its corrected timestamp,
 // else originalTimestamp, else receivedAt, else now.
-func eventTime(ev mapping.Value, now time.Time) int64 {
+func eventTime(ev event.Value, now time.Time) int64 {
 	for _, f := range [...]string{"timestamp", "originalTimestamp", "receivedAt"} {
 		if s, ok := ev.Get(f).Str(); ok {
 			if t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s)); err == nil {
@@ -140,12 +140,12 @@ func mergeNewest(cur *string, at *int64, v string, vAt int64, slack int64) bool 
 // In the common case (an event whose ids are known and that carries nothing
 // new) it costs one read per id and no write, and no read when the ids were
 // met in the last few seconds (the memo).
-func (g *Graph) Observe(ctx context.Context, ev mapping.Value, c Captured) error {
+func (g *Graph) Observe(ctx context.Context, ev event.Value, c Captured) error {
 	return g.observe(ctx, ev, eventIDs(ev), c)
 }
 
 // observe is Observe of ev, whose ids are id.
-func (g *Graph) observe(ctx context.Context, ev mapping.Value, id ids, c Captured) error {
+func (g *Graph) observe(ctx context.Context, ev event.Value, id ids, c Captured) error {
 	if id.user == "" && id.anon == "" && id.previous == "" {
 		return nil
 	}
@@ -172,7 +172,7 @@ func (g *Graph) observe(ctx context.Context, ev mapping.Value, id ids, c Capture
 // valuesOf returns what ev (with ids id and captured c) says about its
 // user: the li_fat_id and the email's SHA-256 at the event's time, and a
 // group call's groupId.
-func (g *Graph) valuesOf(ev mapping.Value, id ids, c Captured) values {
+func (g *Graph) valuesOf(ev event.Value, id ids, c Captured) values {
 	at := eventTime(ev, g.cfg.Now())
 	var v values
 	if c.LiFatID != "" {

@@ -7,15 +7,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/capstan-gw/capstan/internal/mapping"
 )
 
 // Observation is one event for ObserveAll: the event and what was captured
 // from it (and its request).
 type Observation struct {
-	Event    mapping.Value
+	Event    event.Value
 	Captured Captured
 }
 

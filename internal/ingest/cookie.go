@@ -3,8 +3,8 @@ package ingest
 import (
 	"net/http"
 
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
-	"github.com/capstan-gw/capstan/internal/mapping"
 )
 
 // CookieName is capstan's first-party cookie holding the LinkedIn click id.
@@ -19,7 +19,7 @@ const cookieMaxAge = 90 * 24 * 60 * 60
 // setCookie sets capstan_lfi when the browser event doc carries li_fat_id.
 // It reports whether it did.
 func (h *Handler) setCookie(w http.ResponseWriter, s *source, doc []byte) bool {
-	ev, err := mapping.Parse(doc)
+	ev, err := event.Parse(doc)
 	if err != nil {
 		return false
 	}
@@ -62,7 +62,7 @@ func validLiFatID(s string) bool {
 
 // denied reports whether the event doc's consent denies a required category.
 func (h *Handler) denied(doc []byte) bool {
-	ev, err := mapping.Parse(doc)
+	ev, err := event.Parse(doc)
 	return err == nil && !identity.ConsentAllows(ev, h.consent)
 }
 

@@ -1,6 +1,10 @@
 package mapping
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/capstan-gw/capstan/internal/event"
+)
 
 // benchEvent is a typical analytics-next track event as stored (spec §2.8),
 // with the properties a sign-up form sends.
@@ -49,19 +53,8 @@ const benchMapping = `{
   "batch_size": 5000
 }`
 
-func BenchmarkParse(b *testing.B) {
-	data := []byte(benchEvent)
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Parse(data); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkTriggerMatch(b *testing.B) {
-	ev, _ := Parse([]byte(benchEvent))
+	ev, _ := event.Parse([]byte(benchEvent))
 	tr := MustParseTrigger(benchTrigger)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -72,7 +65,7 @@ func BenchmarkTriggerMatch(b *testing.B) {
 }
 
 func BenchmarkApply(b *testing.B) {
-	ev, _ := Parse([]byte(benchEvent))
+	ev, _ := event.Parse([]byte(benchEvent))
 	m := MustCompile(benchMapping)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -89,7 +82,7 @@ func BenchmarkEvent(b *testing.B) {
 	tr := MustParseTrigger(benchTrigger)
 	m := MustCompile(benchMapping)
 	b.Run("without_parse", func(b *testing.B) {
-		ev, _ := Parse(data)
+		ev, _ := event.Parse(data)
 		b.ReportAllocs()
 		for b.Loop() {
 			if tr.Match(ev) {
@@ -103,7 +96,7 @@ func BenchmarkEvent(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
 		for b.Loop() {
-			ev, err := Parse(data)
+			ev, err := event.Parse(data)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -117,7 +110,7 @@ func BenchmarkEvent(b *testing.B) {
 	b.Run("with_parse_and_any", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			ev, _ := Parse(data)
+			ev, _ := event.Parse(data)
 			if tr.Match(ev) {
 				out, _ := m.Apply(ev)
 				_ = out.Any()

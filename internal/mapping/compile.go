@@ -3,20 +3,22 @@ package mapping
 import (
 	"fmt"
 	"strings"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // node is one compiled piece of a mapping.
 type node interface {
 	// eval resolves the node against payload (the event, or an element for
 	// @arrayPath shapes, or the applied object for @transform).
-	eval(c *evalCtx, payload Value) (Value, error)
+	eval(c *evalCtx, payload event.Value) (event.Value, error)
 }
 
 // directives maps each supported directive to its compiler.
-var directives map[string]func(c *compiler, arg Value, loc string) node
+var directives map[string]func(c *compiler, arg event.Value, loc string) node
 
 func init() {
-	directives = map[string]func(c *compiler, arg Value, loc string) node{
+	directives = map[string]func(c *compiler, arg event.Value, loc string) node{
 		"@path":            (*compiler).path,
 		"@template":        (*compiler).template,
 		"@literal":         (*compiler).literal,
@@ -48,12 +50,12 @@ func (c *compiler) issue(loc, code, format string, args ...any) {
 
 // isDirectiveObject reports whether v is an object with an "@" key, which
 // makes it a directive (valid or not), as in Segment's validator.
-func isDirectiveObject(v Value) bool {
-	if v.kind != Object {
+func isDirectiveObject(v event.Value) bool {
+	if v.Kind() != event.Object {
 		return false
 	}
-	for i := range v.m {
-		if strings.HasPrefix(v.m[i].Key, "@") {
+	for i := range v.Len() {
+		if strings.HasPrefix(v.At(i).Key, "@") {
 			return true
 		}
 	}
@@ -61,13 +63,13 @@ func isDirectiveObject(v Value) bool {
 }
 
 // compile compiles any mapping value at loc.
-func (c *compiler) compile(v Value, loc string) node {
-	switch v.kind {
-	case Array:
-		kids := make([]node, len(v.m))
+func (c *compiler) compile(v event.Value, loc string) node {
+	switch v.Kind() {
+	case event.Array:
+		kids := make([]node, v.Len())
 		allConst := true
-		for i := range v.m {
-			kids[i] = c.compile(v.m[i].Value, loc+"/"+fmt.Sprint(i))
+		for i := range kids {
+			kids[i] = c.compile(v.Index(i), loc+"/"+fmt.Sprint(i))
 			if _, ok := kids[i].(constNode); !ok {
 				allConst = false
 			}
@@ -77,13 +79,14 @@ func (c *compiler) compile(v Value, loc string) node {
 		}
 		c.members += len(kids)
 		return &arrayNode{kids: kids}
-	case Object:
+	case event.Object:
 		if isDirectiveObject(v) {
 			return c.directive(v, loc)
 		}
-		keys := make([]string, len(v.m))
-		kids := make([]node, len(v.m))
-		for i, mb := range v.m {
+		keys := make([]string, v.Len())
+		kids := make([]node, v.Len())
+		for i := range kids {
+			mb := v.At(i)
 			keys[i] = mb.Key
 			kids[i] = c.compile(mb.Value, loc+"/"+escapePointer(mb.Key))
 		}
@@ -99,23 +102,24 @@ func (c *compiler) compile(v Value, loc string) node {
 // newObjectNode returns an object node, or a constant when no member holds a
 // directive.
 func newObjectNode(keys []string, kids []node) node {
-	m := make([]Member, len(kids))
+	m := make([]event.Member, len(kids))
 	for i, k := range kids {
 		cn, ok := k.(constNode)
 		if !ok {
 			return &objectNode{keys: keys, kids: kids}
 		}
-		m[i] = Member{Key: keys[i], Value: cn.v}
+		m[i] = event.Member{Key: keys[i], Value: cn.v}
 	}
-	return constNode{newObject(m)}
+	return constNode{event.ObjectOf(m)}
 }
 
 // directive compiles a directive object.
-func (c *compiler) directive(v Value, loc string) node {
+func (c *compiler) directive(v event.Value, loc string) node {
 	var name string
-	var arg Value
+	var arg event.Value
 	ok := true
-	for _, mb := range v.m {
+	for i := range v.Len() {
+		mb := v.At(i)
 		switch {
 		case strings.HasPrefix(mb.Key, "@"):
 			if name != "" {
@@ -151,10 +155,10 @@ func (c *compiler) directive(v Value, loc string) node {
 	return fn(c, arg, loc+"/"+escapePointer(name))
 }
 
-func firstDirective(v Value) string {
-	for _, mb := range v.m {
-		if strings.HasPrefix(mb.Key, "@") {
-			return mb.Key
+func firstDirective(v event.Value) string {
+	for i := range v.Len() {
+		if k := v.At(i).Key; strings.HasPrefix(k, "@") {
+			return k
 		}
 	}
 	return ""
@@ -162,30 +166,31 @@ func firstDirective(v Value) string {
 
 // stringOrDirective compiles an argument that must be a string or a
 // directive. It returns the string when it is one.
-func (c *compiler) stringOrDirective(arg Value, loc, what string) (s string, n node) {
-	switch {
-	case arg.kind == String:
-		return arg.s, nil
-	case isDirectiveObject(arg):
+func (c *compiler) stringOrDirective(arg event.Value, loc, what string) (s string, n node) {
+	if str, ok := arg.Str(); ok {
+		return str, nil
+	}
+	if isDirectiveObject(arg) {
 		return "", c.compile(arg, loc)
 	}
-	c.issue(loc, "invalid_argument", "%s must be a string or a directive, got %s", what, kindArticle(arg.kind))
+	c.issue(loc, "invalid_argument", "%s must be a string or a directive, got %s", what, kindArticle(arg.Kind()))
 	return "", constNode{}
 }
 
 // member returns the member key of a directive's object argument.
-func member(arg Value, key string) (Value, bool) {
-	for _, mb := range arg.m {
-		if mb.Key == key {
+func member(arg event.Value, key string) (event.Value, bool) {
+	for i := range arg.Len() {
+		if mb := arg.At(i); mb.Key == key {
 			return mb.Value, true
 		}
 	}
-	return Value{}, false
+	return event.Value{}, false
 }
 
 // checkMembers reports members of an object argument not in allowed.
-func (c *compiler) checkMembers(arg Value, loc, directive string, allowed ...string) {
-	for _, mb := range arg.m {
+func (c *compiler) checkMembers(arg event.Value, loc, directive string, allowed ...string) {
+	for i := range arg.Len() {
+		mb := arg.At(i)
 		if mb.Key == "_metadata" || contains(allowed, mb.Key) {
 			continue
 		}
@@ -203,12 +208,12 @@ func contains(list []string, s string) bool {
 }
 
 // objectArg checks that a directive's argument is an object.
-func (c *compiler) objectArg(arg Value, loc, directive, example string) bool {
-	if arg.kind == Object && !isDirectiveObject(arg) {
+func (c *compiler) objectArg(arg event.Value, loc, directive, example string) bool {
+	if arg.Kind() == event.Object && !isDirectiveObject(arg) {
 		return true
 	}
-	got := kindArticle(arg.kind)
-	if arg.kind == Object {
+	got := kindArticle(arg.Kind())
+	if arg.Kind() == event.Object {
 		got = "a directive"
 	}
 	c.issue(loc, "invalid_argument", "%s takes an object such as %s, got %s", directive, example, got)
@@ -227,7 +232,7 @@ func utf16Len(s string) int {
 	return n
 }
 
-func (c *compiler) path(arg Value, loc string) node {
+func (c *compiler) path(arg event.Value, loc string) node {
 	s, n := c.stringOrDirective(arg, loc, "@path")
 	if n != nil {
 		return &dynPathNode{arg: n, loc: parentLoc(loc)}
@@ -235,7 +240,7 @@ func (c *compiler) path(arg Value, loc string) node {
 	return &pathNode{segs: splitPath(stripDollar(s))}
 }
 
-func (c *compiler) template(arg Value, loc string) node {
+func (c *compiler) template(arg event.Value, loc string) node {
 	s, n := c.stringOrDirective(arg, loc, "@template")
 	if n != nil {
 		return &dynTemplateNode{arg: n, loc: parentLoc(loc)}
@@ -245,21 +250,21 @@ func (c *compiler) template(arg Value, loc string) node {
 		return &rawTemplateNode{t: s}
 	}
 	if len(parts) == 0 {
-		return constNode{StringValue("")}
+		return constNode{event.StringValue("")}
 	}
 	if len(parts) == 1 && !parts[0].isPath {
-		return constNode{StringValue(parts[0].lit)}
+		return constNode{event.StringValue(parts[0].lit)}
 	}
 	return &templateNode{parts: parts, size: len(s)}
 }
 
-func (c *compiler) literal(arg Value, loc string) node {
+func (c *compiler) literal(arg event.Value, loc string) node {
 	return c.compile(arg, loc)
 }
 
-func (c *compiler) ifDirective(arg Value, loc string) node {
+func (c *compiler) ifDirective(arg event.Value, loc string) node {
 	const example = `{"exists": {"@path": "$.traits.email"}, "then": …, "else": …}`
-	if arg.kind != Object || isDirectiveObject(arg) {
+	if arg.Kind() != event.Object || isDirectiveObject(arg) {
 		c.objectArg(arg, loc, "@if", example)
 		return constNode{}
 	}
@@ -288,21 +293,22 @@ func (c *compiler) ifDirective(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) caseDirective(arg Value, loc string) node {
+func (c *compiler) caseDirective(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@case", `{"operator": "lower", "value": {"@path": "$.properties.countryCode"}}`) {
 		return constNode{}
 	}
 	c.checkMembers(arg, loc, "@case", "operator", "value")
 	op, ok := member(arg, "operator")
-	if !ok || op.kind != String {
+	opText, isString := op.Str()
+	if !ok || !isString {
 		got := "it is missing"
 		if ok {
-			got = "got " + kindArticle(op.kind)
+			got = "got " + kindArticle(op.Kind())
 		}
 		c.issue(loc+"/operator", "invalid_argument", "@case needs \"operator\": \"lower\" or \"upper\"; %s", got)
 		return constNode{}
 	}
-	n := &caseNode{op: op.s, loc: parentLoc(loc)}
+	n := &caseNode{op: opText, loc: parentLoc(loc)}
 	if v, _ := member(arg, "value"); truthy(v) {
 		n.value = c.compile(v, loc+"/value")
 	}
@@ -314,7 +320,7 @@ const (
 	maxReplacementLen = 10
 )
 
-func (c *compiler) replace(arg Value, loc string) node {
+func (c *compiler) replace(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@replace", `{"value": {"@path": "$.properties.phone"}, "pattern": " ", "replacement": ""}`) {
 		return constNode{}
 	}
@@ -322,20 +328,21 @@ func (c *compiler) replace(arg Value, loc string) node {
 	n := &replaceNode{global: true, loc: parentLoc(loc)}
 	text := func(key string, required bool, minLen, maxLen int) (string, bool) {
 		v, ok := member(arg, key)
-		if !ok || (v.kind == Null && !required) {
+		if !ok || (v.Kind() == event.Null && !required) {
 			if required {
 				c.issue(loc, "invalid_argument", "@replace needs %q, the literal text to find (1 to %d characters)", key, maxLen)
 			}
-			return "", ok && v.kind != Null
+			return "", ok && v.Kind() != event.Null
 		}
-		if v.kind != String {
-			c.issue(loc+"/"+key, "invalid_argument", "@replace %q must be a string, got %s", key, kindArticle(v.kind))
+		s, isString := v.Str()
+		if !isString {
+			c.issue(loc+"/"+key, "invalid_argument", "@replace %q must be a string, got %s", key, kindArticle(v.Kind()))
 			return "", false
 		}
-		if l := utf16Len(v.s); l < minLen || l > maxLen {
+		if l := utf16Len(s); l < minLen || l > maxLen {
 			c.issue(loc+"/"+key, "invalid_argument", "@replace %q must be %d to %d characters long, got %d", key, minLen, maxLen, l)
 		}
-		return v.s, true
+		return s, true
 	}
 	n.pattern, _ = text("pattern", true, 1, maxPatternLen)
 	n.replacement, _ = text("replacement", false, 0, maxReplacementLen)
@@ -344,11 +351,11 @@ func (c *compiler) replace(arg Value, loc string) node {
 	n.replacement2, _ = text("replacement2", false, 0, maxReplacementLen)
 	for _, key := range []string{"global", "ignorecase"} {
 		v, ok := member(arg, key)
-		if !ok || v.kind == Null {
+		if !ok || v.Kind() == event.Null {
 			continue
 		}
-		if v.kind != Bool {
-			c.issue(loc+"/"+key, "invalid_argument", "@replace %q must be true or false, got %s", key, kindArticle(v.kind))
+		if v.Kind() != event.Bool {
+			c.issue(loc+"/"+key, "invalid_argument", "@replace %q must be true or false, got %s", key, kindArticle(v.Kind()))
 			continue
 		}
 		b, _ := v.Bool()
@@ -367,29 +374,29 @@ func (c *compiler) replace(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) arrayPath(arg Value, loc string) node {
-	if arg.kind != Array || len(arg.m) == 0 {
-		c.issue(loc, "invalid_argument", "@arrayPath takes an array [path, shape], such as [\"$.properties.products\", {\"id\": {\"@path\": \"$.sku\"}}], got %s", kindArticle(arg.kind))
+func (c *compiler) arrayPath(arg event.Value, loc string) node {
+	if arg.Kind() != event.Array || arg.Len() == 0 {
+		c.issue(loc, "invalid_argument", "@arrayPath takes an array [path, shape], such as [\"$.properties.products\", {\"id\": {\"@path\": \"$.sku\"}}], got %s", kindArticle(arg.Kind()))
 		return constNode{}
 	}
 	n := &arrayPathNode{}
-	s, dn := c.stringOrDirective(arg.m[0].Value, loc+"/0", "the first element of @arrayPath")
+	s, dn := c.stringOrDirective(arg.Index(0), loc+"/0", "the first element of @arrayPath")
 	if dn != nil {
 		n.arg = dn
 	} else {
 		n.segs = splitPath(stripDollar(s))
 	}
-	if len(arg.m) > 1 {
-		shape := arg.m[1].Value
+	if arg.Len() > 1 {
+		shape := arg.Index(1)
 		sn := c.compile(shape, loc+"/1")
-		if shape.kind == Object && len(shape.m) > 0 {
+		if shape.Kind() == event.Object && shape.Len() > 0 {
 			n.shape = sn
 		}
 	}
 	return n
 }
 
-func (c *compiler) json(arg Value, loc string) node {
+func (c *compiler) json(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@json", `{"mode": "encode", "value": {"@path": "$.properties"}}`) {
 		return constNode{}
 	}
@@ -397,9 +404,9 @@ func (c *compiler) json(arg Value, loc string) node {
 	n := &jsonNode{loc: parentLoc(loc)}
 	mode, _ := member(arg, "mode")
 	switch s, _ := mode.Str(); {
-	case mode.kind == String && s == "encode":
+	case mode.Kind() == event.String && s == "encode":
 		n.encode = true
-	case mode.kind == String && s == "decode":
+	case mode.Kind() == event.String && s == "decode":
 	default:
 		c.issue(loc+"/mode", "invalid_argument", "@json needs \"mode\": \"encode\" or \"decode\"")
 	}
@@ -413,7 +420,7 @@ func (c *compiler) json(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) flatten(arg Value, loc string) node {
+func (c *compiler) flatten(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@flatten", `{"value": {"@path": "$.context.page"}, "separator": "_"}`) {
 		return constNode{}
 	}
@@ -423,12 +430,12 @@ func (c *compiler) flatten(arg Value, loc string) node {
 	switch {
 	case !ok:
 		c.issue(loc, "invalid_argument", "@flatten needs \"separator\", the text that joins nested keys, such as \".\"")
-	case sep.kind == String:
-		n.sep = sep.s
+	case sep.Kind() == event.String:
+		n.sep, _ = sep.Str()
 	case isDirectiveObject(sep):
 		n.sepNode = c.compile(sep, loc+"/separator")
 	default:
-		c.issue(loc+"/separator", "invalid_argument", "@flatten \"separator\" must be a string, got %s", kindArticle(sep.kind))
+		c.issue(loc+"/separator", "invalid_argument", "@flatten \"separator\" must be a string, got %s", kindArticle(sep.Kind()))
 	}
 	v, ok := member(arg, "value")
 	if !ok {
@@ -441,7 +448,7 @@ func (c *compiler) flatten(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) merge(arg Value, loc string) node {
+func (c *compiler) merge(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@merge", `{"objects": [{…}, {…}], "direction": "right"}`) {
 		return constNode{}
 	}
@@ -449,7 +456,7 @@ func (c *compiler) merge(arg Value, loc string) node {
 	n := &mergeNode{}
 	dir, ok := member(arg, "direction")
 	switch s, _ := dir.Str(); {
-	case dir.kind == String && (s == "left" || s == "right"):
+	case dir.Kind() == event.String && (s == "left" || s == "right"):
 		n.left = s == "left"
 	case isDirectiveObject(dir):
 		n.dirNode = c.compile(dir, loc+"/direction")
@@ -459,22 +466,23 @@ func (c *compiler) merge(arg Value, loc string) node {
 		c.issue(loc+"/direction", "invalid_argument", "@merge \"direction\" must be \"right\" or \"left\"")
 	}
 	objs, ok := member(arg, "objects")
-	if !ok || objs.kind != Array {
+	if !ok || objs.Kind() != event.Array {
 		c.issue(loc+map[bool]string{true: "/objects", false: ""}[ok], "invalid_argument", "@merge needs \"objects\", an array of objects or directives")
 		return n
 	}
-	for i, o := range objs.m {
+	for i := range objs.Len() {
+		o := objs.Index(i)
 		eloc := loc + "/objects/" + fmt.Sprint(i)
-		if o.Value.kind != Object {
-			c.issue(eloc, "invalid_argument", "@merge objects must be objects or directives, got %s", kindArticle(o.Value.kind))
+		if o.Kind() != event.Object {
+			c.issue(eloc, "invalid_argument", "@merge objects must be objects or directives, got %s", kindArticle(o.Kind()))
 			continue
 		}
-		n.objects = append(n.objects, c.compile(o.Value, eloc))
+		n.objects = append(n.objects, c.compile(o, eloc))
 	}
 	return n
 }
 
-func (c *compiler) transform(arg Value, loc string) node {
+func (c *compiler) transform(arg event.Value, loc string) node {
 	if !c.objectArg(arg, loc, "@transform", `{"apply": {…}, "mapping": {…}}`) {
 		return constNode{}
 	}
@@ -482,10 +490,10 @@ func (c *compiler) transform(arg Value, loc string) node {
 	n := &transformNode{loc: parentLoc(loc)}
 	for _, key := range []string{"apply", "mapping"} {
 		v, ok := member(arg, key)
-		if !ok || v.kind != Object {
+		if !ok || v.Kind() != event.Object {
 			got := "it is missing"
 			if ok {
-				got = "got " + kindArticle(v.kind)
+				got = "got " + kindArticle(v.Kind())
 			}
 			c.issue(loc+map[bool]string{true: "/" + key, false: ""}[ok], "invalid_argument", "@transform needs %q, an object or a directive; %s", key, got)
 			continue
@@ -499,7 +507,7 @@ func (c *compiler) transform(arg Value, loc string) node {
 	return n
 }
 
-func (c *compiler) excludeWhenNull(arg Value, loc string) node {
+func (c *compiler) excludeWhenNull(arg event.Value, loc string) node {
 	return &excludeNullNode{value: c.compile(arg, loc)}
 }
 

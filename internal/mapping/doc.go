@@ -3,13 +3,8 @@
 // exported from Segment's LinkedIn Conversions API destination work in
 // capstan unchanged (spec/segment-ingest.md §4 and §5).
 //
-// It has three parts:
+// Both parts work on events parsed into internal/event's [event.Value]:
 //
-//   - [Value], an immutable order-preserving JSON model with a fast parser
-//     ([Parse]) and encoder ([Value.AppendJSON]). Numbers keep their exact
-//     text. The zero Value is [Undefined] ("absent"), distinct from null.
-//     [Value.Any] converts to plain Go values (map[string]any, []any, string,
-//     json.Number, bool, nil) for packages that do not use this one.
 //   - [Trigger], from [ParseTrigger]: the FQL subset of Segment triggers,
 //     parsed once with save-time errors ([*TriggerError]) that say how to
 //     fix the text, and matched against events without allocating.
@@ -25,7 +20,7 @@
 //	trig, err := mapping.ParseTrigger(`type = "track" and event = "Sign Up"`)
 //	m, err := mapping.Compile(fieldsJSON)
 //	...
-//	ev, err := mapping.Parse(body)
+//	ev, err := event.Parse(body)
 //	if trig.Match(ev) {
 //		out, err := m.Apply(ev)
 //		fields := out.Any().(map[string]any)
@@ -37,14 +32,16 @@
 // (@template, @replace, string-compared trigger literals), which use
 // JavaScript's number formatting; objects keep insertion order (JavaScript
 // would move integer-like keys first); @merge splits strings into
-// characters rather than UTF-16 code units.
+// characters rather than UTF-16 code units. Those JavaScript semantics
+// (truthiness, conversion to text, loose equality) belong to this package;
+// the value model itself is internal/event's.
 //
 // What this package must never do: perform I/O, log, or keep state between
 // calls (it sees event bodies, which hold personal data, so it must not
 // leak them anywhere); panic on any trigger, mapping or event, however
 // malformed (only the Must* helpers panic, and only for text known at build
 // time); modify a Value once built (values share memory with the parsed
-// event and with compiled mappings); import other capstan packages (it is a
-// leaf) or know anything about LinkedIn (field names, defaults,
+// event and with compiled mappings); import capstan packages other than
+// internal/event, or know anything about LinkedIn (field names, defaults,
 // normalisation and hashing belong to internal/linkedin).
 package mapping

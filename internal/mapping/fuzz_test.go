@@ -1,10 +1,10 @@
 package mapping
 
 import (
-	"bytes"
 	"encoding/json"
-	"reflect"
 	"testing"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // fuzzEvents are evaluated by every trigger the fuzzer accepts.
@@ -23,9 +23,9 @@ func FuzzParseTrigger(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	parsed := make([]Value, len(fuzzEvents))
+	parsed := make([]event.Value, len(fuzzEvents))
 	for i, e := range fuzzEvents {
-		parsed[i], _ = ParseString(e)
+		parsed[i], _ = event.ParseString(e)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
 		tr, err := ParseTrigger(src)
@@ -52,40 +52,6 @@ func FuzzParseTrigger(f *testing.F) {
 	})
 }
 
-// FuzzParse: the JSON parser agrees with encoding/json on validity and on
-// the decoded value, and its encoding parses back to the same value.
-func FuzzParse(f *testing.F) {
-	for _, s := range []string{storedEvent, `{"a":[1,2.5e3,"\u00e9\ud83d\ude00"],"a":null}`, `[]`, `"\ud800"`, "\"\xff\""} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := Parse(data)
-		if valid := json.Valid(data); (err == nil) != valid {
-			t.Fatalf("Parse error %v, json.Valid %v for %q", err, valid, data)
-		}
-		if err != nil {
-			return
-		}
-		enc := v.AppendJSON(nil)
-		v2, err := Parse(enc)
-		if err != nil {
-			t.Fatalf("re-parse of %s: %v", enc, err)
-		}
-		if enc2 := v2.AppendJSON(nil); string(enc2) != string(enc) {
-			t.Fatalf("encoding not stable: %s -> %s", enc, enc2)
-		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		var want any
-		if err := dec.Decode(&want); err != nil {
-			t.Fatalf("encoding/json: %v", err)
-		}
-		if got := v.Any(); !reflect.DeepEqual(got, want) {
-			t.Fatalf("Any() = %#v, encoding/json = %#v", got, want)
-		}
-	})
-}
-
 // FuzzMapping: Compile and Apply never panic on arbitrary mappings and
 // events; errors are typed; outputs hold no Undefined and encode to valid
 // JSON.
@@ -102,7 +68,7 @@ func FuzzMapping(f *testing.F) {
 	} {
 		f.Add([]byte(s[0]), []byte(s[1]))
 	}
-	f.Fuzz(func(t *testing.T, mapping, event []byte) {
+	f.Fuzz(func(t *testing.T, mapping, raw []byte) {
 		m, err := Compile(mapping)
 		if err != nil {
 			ce, ok := err.(*CompileError)
@@ -111,7 +77,7 @@ func FuzzMapping(f *testing.F) {
 			}
 			return
 		}
-		ev, err := Parse(event)
+		ev, err := event.Parse(raw)
 		if err != nil {
 			return
 		}

@@ -4,15 +4,17 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // Mapping is a compiled mapping (Segment mapping-kit JSON, spec §5). It is
 // immutable and safe for concurrent use.
 type Mapping struct {
 	root   node
-	doc    Value      // the mapping document as written (after WithDefaults: as merged)
-	fields []fieldDef // the top-level fields when the root is a plain object
-	hint   int        // members allocated per Apply by object and array nodes
+	doc    event.Value // the mapping document as written (after WithDefaults: as merged)
+	fields []fieldDef  // the top-level fields when the root is a plain object
+	hint   int         // members allocated per Apply by object and array nodes
 }
 
 // fieldDef is one top-level field of a mapping, compiled on its own so that
@@ -20,7 +22,7 @@ type Mapping struct {
 type fieldDef struct {
 	key  string
 	node node
-	raw  Value
+	raw  event.Value
 }
 
 // Issue is one problem found when a mapping is compiled.
@@ -85,10 +87,10 @@ func (e *ApplyError) Error() string {
 // is the order of the output object. Validation (spec §5.11) reports every
 // problem at once in a *CompileError.
 func Compile(raw []byte) (*Mapping, error) {
-	doc, err := Parse(raw)
+	doc, err := event.Parse(raw)
 	if err != nil {
 		msg := err.Error()
-		if se, ok := err.(*SyntaxError); ok {
+		if se, ok := err.(*event.SyntaxError); ok {
 			msg = "invalid JSON at offset " + strconv.Itoa(se.Offset) + ": " + se.Msg
 		}
 		return nil, &CompileError{Issues: []Issue{{Code: "invalid_json", Msg: msg}}}
@@ -97,13 +99,13 @@ func Compile(raw []byte) (*Mapping, error) {
 }
 
 // CompileValue compiles a mapping already decoded into Go values (see
-// [FromAny]), such as the `fields` of a YAML configuration decoded into
-// map[string]any. Go maps have no order, so their keys are compiled in
-// sorted order, and the output object follows that order; pass a [Value]
-// built with [Parse] or [ObjectValue], or use [Compile] with JSON text, to
-// keep the author's order.
+// [event.FromAny]), such as the `fields` of a YAML configuration decoded
+// into map[string]any. Go maps have no order, so their keys are compiled in
+// sorted order, and the output object follows that order; pass an
+// [event.Value] built with [event.Parse] or [event.ObjectValue], or use
+// [Compile] with JSON text, to keep the author's order.
 func CompileValue(v any) (*Mapping, error) {
-	doc, err := FromAny(v)
+	doc, err := event.FromAny(v)
 	if err != nil {
 		return nil, &CompileError{Issues: []Issue{{Code: "invalid_mapping", Msg: err.Error()}}}
 	}
@@ -122,17 +124,18 @@ func MustCompile(raw string) *Mapping {
 
 const rootDirectiveKey = "__segment_internal_directive"
 
-func compileDoc(doc Value) (*Mapping, error) {
+func compileDoc(doc event.Value) (*Mapping, error) {
 	c := &compiler{}
 	m := &Mapping{doc: doc}
 	switch {
-	case doc.kind != Object:
-		c.issue("", "invalid_mapping", "a mapping is a JSON object of fields, such as {\"eventId\": {\"@path\": \"$.messageId\"}}; got %s", kindArticle(doc.kind))
+	case doc.Kind() != event.Object:
+		c.issue("", "invalid_mapping", "a mapping is a JSON object of fields, such as {\"eventId\": {\"@path\": \"$.messageId\"}}; got %s", kindArticle(doc.Kind()))
 	case isDirectiveObject(doc):
 		m.root = c.compile(doc, "")
 	default:
-		m.fields = make([]fieldDef, 0, len(doc.m))
-		for _, mb := range doc.m {
+		m.fields = make([]fieldDef, 0, doc.Len())
+		for i := range doc.Len() {
+			mb := doc.At(i)
 			if mb.Key == rootDirectiveKey {
 				c.issue("/"+escapePointer(mb.Key), "unsupported_directive", "the root %s key (a Segment-internal directive) is not supported by capstan; remove it", rootDirectiveKey)
 				continue
@@ -167,22 +170,22 @@ func objectFromFields(fields []fieldDef) node {
 // depth, undefined array elements become null. The result holds no
 // Undefined. It may share memory with ev and with the mapping. Errors are
 // *ApplyError.
-func (m *Mapping) Apply(ev Value) (Value, error) {
-	if ev.kind != Object {
-		return Value{}, &ApplyError{Msg: "the event must be a JSON object, got " + kindArticle(ev.kind)}
+func (m *Mapping) Apply(ev event.Value) (event.Value, error) {
+	if ev.Kind() != event.Object {
+		return event.Value{}, &ApplyError{Msg: "the event must be a JSON object, got " + kindArticle(ev.Kind())}
 	}
 	c := evalCtx{hint: m.hint}
 	v, err := m.root.eval(&c, ev)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
-	return removeUndefined(v), nil
+	return v.WithoutUndefined(), nil
 }
 
 // Document returns the mapping as written (for a mapping made by
 // WithDefaults, the merged field map), e.g. to print the effective
 // configuration.
-func (m *Mapping) Document() Value { return m.doc }
+func (m *Mapping) Document() event.Value { return m.doc }
 
 // Fields returns the names of the top-level fields, in order, or nil when
 // the mapping's root is a directive.
@@ -226,25 +229,25 @@ func (m *Mapping) WithDefaults(defaults *Mapping) (*Mapping, error) {
 			continue
 		}
 		used[d.key] = true
-		if f.raw.kind != Null {
+		if f.raw.Kind() != event.Null {
 			merged = append(merged, f)
 		}
 	}
 	for _, f := range m.fields {
-		if !used[f.key] && f.raw.kind != Null {
+		if !used[f.key] && f.raw.Kind() != event.Null {
 			merged = append(merged, f)
 		}
 	}
-	doc := make([]Member, len(merged))
+	doc := make([]event.Member, len(merged))
 	for i, f := range merged {
-		doc[i] = Member{Key: f.key, Value: f.raw}
+		doc[i] = event.Member{Key: f.key, Value: f.raw}
 	}
 	if merged == nil {
 		merged, doc = []fieldDef{}, nil
 	}
 	return &Mapping{
 		root:   objectFromFields(merged),
-		doc:    Value{kind: Object, m: doc},
+		doc:    event.ObjectOf(doc),
 		fields: merged,
 		hint:   m.hint + defaults.hint,
 	}, nil
@@ -259,13 +262,13 @@ func escapePointer(s string) string {
 	return s
 }
 
-func kindArticle(k Kind) string {
+func kindArticle(k event.Kind) string {
 	switch k {
-	case Undefined:
+	case event.Undefined:
 		return "undefined"
-	case Null:
+	case event.Null:
 		return "null"
-	case Array, Object:
+	case event.Array, event.Object:
 		return "an " + k.String()
 	}
 	return "a " + k.String()
@@ -273,14 +276,14 @@ func kindArticle(k Kind) string {
 
 // evalCtx carries the per-Apply allocation arena.
 type evalCtx struct {
-	arena []Member
+	arena []event.Member
 	hint  int
 }
 
 // alloc returns n members from the arena, with capacity n.
-func (c *evalCtx) alloc(n int) []Member {
+func (c *evalCtx) alloc(n int) []event.Member {
 	if cap(c.arena)-len(c.arena) < n {
-		c.arena = make([]Member, 0, max(n, c.hint, 8))
+		c.arena = make([]event.Member, 0, max(n, c.hint, 8))
 		c.hint = max(c.hint/2, 8) // later chunks (arrays of shapes) grow more slowly
 	}
 	start := len(c.arena)

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -64,12 +66,12 @@ func applyJSON(t testing.TB, mapping, event string) (string, error) {
 	return string(out.AppendJSON(nil)), nil
 }
 
-func hasUndefined(v Value) bool {
-	if v.kind == Undefined {
+func hasUndefined(v event.Value) bool {
+	if v.IsUndefined() {
 		return true
 	}
-	for _, mb := range v.m {
-		if hasUndefined(mb.Value) {
+	for i := range v.Len() {
+		if hasUndefined(v.At(i).Value) {
 			return true
 		}
 	}
@@ -112,7 +114,7 @@ func TestPathSyntax(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := applyJSON(t, `{"x":{"@path":`+string(StringValue(tt.path).AppendJSON(nil))+`}}`, storedEvent)
+			got, err := applyJSON(t, `{"x":{"@path":`+string(event.StringValue(tt.path).AppendJSON(nil))+`}}`, storedEvent)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -534,7 +536,7 @@ func TestWorkedExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := Parse(read("event.json"))
+	ev, err := event.Parse(read("event.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,54 +6,52 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // constNode is a raw value, or a subtree without directives.
-type constNode struct{ v Value }
+type constNode struct{ v event.Value }
 
-func (n constNode) eval(*evalCtx, Value) (Value, error) { return n.v, nil }
+func (n constNode) eval(*evalCtx, event.Value) (event.Value, error) { return n.v, nil }
 
 // objectNode is a plain object holding directives.
 type objectNode struct {
-	keys []string
+	keys []string // distinct: the keys of one object
 	kids []node
 }
 
-func (n *objectNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *objectNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	m := c.alloc(len(n.kids))
-	var flags uint8
 	for i, k := range n.kids {
 		v, err := k.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
-		m[i] = Member{Key: n.keys[i], Value: v}
-		flags |= undefBit(v)
+		m[i] = event.Member{Key: n.keys[i], Value: v}
 	}
-	return Value{kind: Object, flags: flags, m: m}, nil
+	return event.ObjectOfDistinct(m), nil
 }
 
 // arrayNode is a plain array holding directives.
 type arrayNode struct{ kids []node }
 
-func (n *arrayNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *arrayNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	m := c.alloc(len(n.kids))
-	var flags uint8
 	for i, k := range n.kids {
 		v, err := k.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		m[i].Value = v
-		flags |= undefBit(v)
 	}
-	return Value{kind: Array, flags: flags, m: m}, nil
+	return event.ArrayOf(m), nil
 }
 
 // pathNode is @path with a literal path.
 type pathNode struct{ segs []string }
 
-func (n *pathNode) eval(_ *evalCtx, payload Value) (Value, error) {
+func (n *pathNode) eval(_ *evalCtx, payload event.Value) (event.Value, error) {
 	return payload.Lookup(n.segs...), nil
 }
 
@@ -63,15 +61,16 @@ type dynPathNode struct {
 	loc string
 }
 
-func (n *dynPathNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *dynPathNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	p, err := n.arg.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
-	if p.kind != String {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@path", Msg: "@path: expected string, got " + p.kind.String()}
+	s, ok := p.Str()
+	if !ok {
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@path", Msg: "@path: expected string, got " + p.Kind().String()}
 	}
-	return lookupPath(payload, stripDollar(p.s)), nil
+	return lookupPath(payload, stripDollar(s)), nil
 }
 
 // templateNode is @template with a literal template, precompiled.
@@ -80,7 +79,7 @@ type templateNode struct {
 	size  int
 }
 
-func (n *templateNode) eval(_ *evalCtx, payload Value) (Value, error) {
+func (n *templateNode) eval(_ *evalCtx, payload event.Value) (event.Value, error) {
 	var buf [256]byte
 	b := buf[:0]
 	if n.size > len(buf) {
@@ -91,19 +90,19 @@ func (n *templateNode) eval(_ *evalCtx, payload Value) (Value, error) {
 			b = append(b, p.lit...)
 			continue
 		}
-		if v := payload.Lookup(p.path...); v.kind > Null {
+		if v := payload.Lookup(p.path...); v.Exists() {
 			b = appendJSText(b, v)
 		}
 	}
-	return Value{kind: String, s: string(b)}, nil
+	return event.StringValue(string(b)), nil
 }
 
 // rawTemplateNode is @template with "{{{ }}}" placeholders, rendered in full
 // each time.
 type rawTemplateNode struct{ t string }
 
-func (n *rawTemplateNode) eval(_ *evalCtx, payload Value) (Value, error) {
-	return Value{kind: String, s: renderTemplate(n.t, payload)}, nil
+func (n *rawTemplateNode) eval(_ *evalCtx, payload event.Value) (event.Value, error) {
+	return event.StringValue(renderTemplate(n.t, payload)), nil
 }
 
 // dynTemplateNode is @template with a directive that computes the template.
@@ -112,15 +111,16 @@ type dynTemplateNode struct {
 	loc string
 }
 
-func (n *dynTemplateNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *dynTemplateNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	t, err := n.arg.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
-	if t.kind != String {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@template", Msg: "@template: expected string, got " + t.kind.String()}
+	s, ok := t.Str()
+	if !ok {
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@template", Msg: "@template: expected string, got " + t.Kind().String()}
 	}
-	return Value{kind: String, s: renderTemplate(t.s, payload)}, nil
+	return event.StringValue(renderTemplate(s, payload)), nil
 }
 
 // ifNode is @if.
@@ -132,13 +132,13 @@ type ifNode struct {
 	loc       string
 }
 
-func (n *ifNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *ifNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.noCond {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@if", Msg: `@if requires an "exists" key or a "blank" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@if", Msg: `@if requires an "exists" key or a "blank" key`}
 	}
 	v, err := n.cond.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	ok := v.Exists()
 	if !n.exists && ok {
@@ -150,7 +150,7 @@ func (n *ifNode) eval(c *evalCtx, payload Value) (Value, error) {
 	case !ok && n.els != nil:
 		return n.els.eval(c, payload)
 	}
-	return Value{}, nil
+	return event.Value{}, nil
 }
 
 // caseNode is @case.
@@ -160,24 +160,25 @@ type caseNode struct {
 	loc   string
 }
 
-func (n *caseNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *caseNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.op == "" {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `@case requires a "operator" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `@case requires a "operator" key`}
 	}
 	if n.value == nil {
-		return Value{}, nil
+		return event.Value{}, nil
 	}
 	v, err := n.value.eval(c, payload)
-	if err != nil || v.kind != String {
+	s, ok := v.Str()
+	if err != nil || !ok {
 		return v, err
 	}
 	switch n.op {
 	case "lower":
-		return Value{kind: String, s: strings.ToLower(v.s)}, nil
+		return event.StringValue(strings.ToLower(s)), nil
 	case "upper":
-		return Value{kind: String, s: strings.ToUpper(v.s)}, nil
+		return event.StringValue(strings.ToUpper(s)), nil
 	}
-	return Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `operator key should have a value of "lower" or "upper"`}
+	return event.Value{}, &ApplyError{Location: n.loc, Directive: "@case", Msg: `operator key should have a value of "lower" or "upper"`}
 }
 
 // replaceNode is @replace.
@@ -189,28 +190,28 @@ type replaceNode struct {
 	loc                      string
 }
 
-func (n *replaceNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *replaceNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.value == nil {
-		return Value{}, nil
+		return event.Value{}, nil
 	}
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	var s string
-	switch v.kind {
-	case String:
-		s = v.s
-	case Number, Bool:
+	switch v.Kind() {
+	case event.String:
+		s, _ = v.Str()
+	case event.Number, event.Bool:
 		s = string(appendJSText(nil, v))
 	default:
-		return Value{kind: String}, nil // not undefined: Segment returns ""
+		return event.StringValue(""), nil // not undefined: Segment returns ""
 	}
 	s = jsReplace(s, n.pattern, n.replacement, n.global, n.ignoreCase)
 	if n.has2 {
 		s = jsReplace(s, n.pattern2, n.replacement2, n.global, n.ignoreCase)
 	}
-	return Value{kind: String, s: s}, nil
+	return event.StringValue(s), nil
 }
 
 // jsReplace is JavaScript's s.replace(new RegExp(escaped(pattern), flags),
@@ -325,34 +326,37 @@ type arrayPathNode struct {
 	shape node     // nil: no shape, or not a non-empty object
 }
 
-func (n *arrayPathNode) eval(c *evalCtx, payload Value) (Value, error) {
-	var root Value
+func (n *arrayPathNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
+	var root event.Value
 	if n.arg != nil {
 		var err error
 		if root, err = n.arg.eval(c, payload); err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 	} else {
 		root = payload.Lookup(n.segs...)
 	}
-	if n.shape == nil || (root.kind != Object && root.kind != Array) {
+	if n.shape == nil || (root.Kind() != event.Object && root.Kind() != event.Array) {
 		return root, nil
 	}
-	items := root.m
-	if root.kind == Object {
-		items = []Member{{Value: root}}
+	// An object is shaped as the only item of an array.
+	single, items := root.Kind() == event.Object, 1
+	if !single {
+		items = root.Len()
 	}
-	out := make([]Member, len(items))
-	var flags uint8
-	for i := range items {
-		v, err := n.shape.eval(c, items[i].Value)
+	out := make([]event.Member, items)
+	for i := range out {
+		item := root
+		if !single {
+			item = root.Index(i)
+		}
+		v, err := n.shape.eval(c, item)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		out[i].Value = v
-		flags |= undefBit(v)
 	}
-	return Value{kind: Array, flags: flags, m: out}, nil
+	return event.ArrayOf(out), nil
 }
 
 // jsonNode is @json.
@@ -362,24 +366,25 @@ type jsonNode struct {
 	loc    string
 }
 
-func (n *jsonNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *jsonNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	if n.value == nil {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@json", Msg: `@json requires a "value" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@json", Msg: `@json requires a "value" key`}
 	}
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
 	if n.encode {
-		if v.kind == Undefined {
+		if v.IsUndefined() {
 			return v, nil
 		}
-		return Value{kind: String, s: string(v.AppendJSON(nil))}, nil
+		return event.StringValue(string(v.AppendJSON(nil))), nil
 	}
-	if v.kind != String {
+	s, ok := v.Str()
+	if !ok {
 		return v, nil
 	}
-	d, err := ParseString(v.s)
+	d, err := event.ParseString(s)
 	if err != nil {
 		return v, nil // not JSON: the string is returned unchanged
 	}
@@ -395,37 +400,39 @@ type flattenNode struct {
 	loc        string
 }
 
-func (n *flattenNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *flattenNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	sep := n.sep
 	if n.sepNode != nil {
 		s, err := n.sepNode.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
-		if s.kind != String {
-			return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: "@flatten requires a string separator"}
+		var ok bool
+		if sep, ok = s.Str(); !ok {
+			return event.Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: "@flatten requires a string separator"}
 		}
-		sep = s.s
 	} else if sep == "" {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: `@flatten requires a "separator" key`}
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@flatten", Msg: `@flatten requires a "separator" key`}
 	}
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
-	var out []Member
+	var out []event.Member
 	out = flattenInto(out, v, "", sep, n.omitArrays)
-	return newObject(out), nil
+	return event.ObjectOf(out), nil
 }
 
 // flattenInto appends the flattened members of v under prefix.
-func flattenInto(out []Member, v Value, prefix, sep string, omitArrays bool) []Member {
-	if v.kind != Object && (v.kind != Array || omitArrays) {
-		return append(out, Member{Key: prefix, Value: v})
+func flattenInto(out []event.Member, v event.Value, prefix, sep string, omitArrays bool) []event.Member {
+	k := v.Kind()
+	if k != event.Object && (k != event.Array || omitArrays) {
+		return append(out, event.Member{Key: prefix, Value: v})
 	}
-	for i, mb := range v.m {
+	for i := range v.Len() {
+		mb := v.At(i)
 		key := mb.Key
-		if v.kind == Array {
+		if k == event.Array {
 			key = strconv.Itoa(i)
 		}
 		if prefix != "" {
@@ -443,50 +450,57 @@ type mergeNode struct {
 	dirNode node
 }
 
-func (n *mergeNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *mergeNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	left := n.left
 	if n.dirNode != nil {
 		d, err := n.dirNode.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
-		left = d.kind == String && d.s == "left"
+		s, ok := d.Str()
+		left = ok && s == "left"
 	}
-	vals := make([]Value, len(n.objects))
+	vals := make([]event.Value, len(n.objects))
 	size := 0
 	for i, o := range n.objects {
 		v, err := o.eval(c, payload)
 		if err != nil {
-			return Value{}, err
+			return event.Value{}, err
 		}
 		vals[i] = v
-		size += len(v.m) + len(v.s)
+		size += v.Len()
+		if s, ok := v.Str(); ok {
+			size += len(s)
+		}
 	}
 	if left {
 		slices.Reverse(vals)
 	}
-	out := make([]Member, 0, size)
+	out := make([]event.Member, 0, size)
 	for _, v := range vals {
-		switch v.kind {
-		case Object:
-			out = append(out, v.m...)
-		case Array:
-			for i, mb := range v.m {
-				out = append(out, Member{Key: strconv.Itoa(i), Value: mb.Value})
+		switch v.Kind() {
+		case event.Object:
+			for i := range v.Len() {
+				out = append(out, v.At(i))
 			}
-		case String:
+		case event.Array:
+			for i := range v.Len() {
+				out = append(out, event.Member{Key: strconv.Itoa(i), Value: v.Index(i)})
+			}
+		case event.String:
 			// Object.assign copies a string's characters as index keys.
 			// JavaScript indexes UTF-16 code units; capstan indexes
 			// characters, which is the same for the Basic Multilingual
 			// Plane and never splits a character.
+			s, _ := v.Str()
 			i := 0
-			for _, r := range v.s {
-				out = append(out, Member{Key: strconv.Itoa(i), Value: Value{kind: String, s: string(r)}})
+			for _, r := range s {
+				out = append(out, event.Member{Key: strconv.Itoa(i), Value: event.StringValue(string(r))})
 				i++
 			}
 		}
 	}
-	return newObject(out), nil
+	return event.ObjectOf(out), nil
 }
 
 // transformNode is @transform.
@@ -495,29 +509,29 @@ type transformNode struct {
 	loc            string
 }
 
-func (n *transformNode) eval(c *evalCtx, payload Value) (Value, error) {
-	if payload.kind != Object {
-		return Value{}, &ApplyError{Location: n.loc, Directive: "@transform", Msg: "@transform: data must be an object, got " + payload.kind.String()}
+func (n *transformNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
+	if payload.Kind() != event.Object {
+		return event.Value{}, &ApplyError{Location: n.loc, Directive: "@transform", Msg: "@transform: data must be an object, got " + payload.Kind().String()}
 	}
 	applied, err := n.apply.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
-	return n.mapping.eval(c, removeUndefined(applied))
+	return n.mapping.eval(c, applied.WithoutUndefined())
 }
 
 // excludeNullNode is @excludeWhenNull.
 type excludeNullNode struct{ value node }
 
-func (n *excludeNullNode) eval(c *evalCtx, payload Value) (Value, error) {
+func (n *excludeNullNode) eval(c *evalCtx, payload event.Value) (event.Value, error) {
 	v, err := n.value.eval(c, payload)
 	if err != nil {
-		return Value{}, err
+		return event.Value{}, err
 	}
-	switch v.kind {
-	case Null:
-		return Value{}, nil
-	case Object:
+	switch v.Kind() {
+	case event.Null:
+		return event.Value{}, nil
+	case event.Object:
 		return removeNulls(v), nil
 	}
 	return v, nil
@@ -525,18 +539,17 @@ func (n *excludeNullNode) eval(c *evalCtx, payload Value) (Value, error) {
 
 // removeNulls returns obj without null-valued members, recursively through
 // nested objects (not inside arrays).
-func removeNulls(obj Value) Value {
-	out := make([]Member, 0, len(obj.m))
-	var flags uint8
-	for _, mb := range obj.m {
-		switch mb.Value.kind {
-		case Null:
+func removeNulls(obj event.Value) event.Value {
+	out := make([]event.Member, 0, obj.Len())
+	for i := range obj.Len() {
+		mb := obj.At(i)
+		switch mb.Value.Kind() {
+		case event.Null:
 			continue
-		case Object:
+		case event.Object:
 			mb.Value = removeNulls(mb.Value)
 		}
 		out = append(out, mb)
-		flags |= undefBit(mb.Value)
 	}
-	return Value{kind: Object, flags: flags, m: out}
+	return event.ObjectOfDistinct(out) // some of obj's keys
 }

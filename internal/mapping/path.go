@@ -1,6 +1,10 @@
 package mapping
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/capstan-gw/capstan/internal/event"
+)
 
 // Paths (spec §5.3) are shared by @path, @arrayPath and @template.
 //
@@ -61,7 +65,7 @@ func splitPath(p string) []string {
 }
 
 // lookupPath resolves the path p in v without splitting it into a slice.
-func lookupPath(v Value, p string) Value {
+func lookupPath(v event.Value, p string) event.Value {
 	start := 0
 	for j := 0; j <= len(p); j++ {
 		if j < len(p) && !isSplit(p, j) {
@@ -72,7 +76,7 @@ func lookupPath(v Value, p string) Value {
 		if seg == "" {
 			continue
 		}
-		if v = v.step(seg); v.kind == Undefined {
+		if v = v.Lookup(seg); v.IsUndefined() {
 			return v
 		}
 	}
@@ -132,7 +136,7 @@ func isJSSpace(r rune) bool {
 }
 
 // expandPass runs one placeholder pass with n braces over t.
-func expandPass(dst []byte, t string, n int, ev Value) []byte {
+func expandPass(dst []byte, t string, n int, ev event.Value) []byte {
 	last := 0
 	for i := 0; ; {
 		start, inner, end := nextPlaceholder(t, i, n)
@@ -140,7 +144,7 @@ func expandPass(dst []byte, t string, n int, ev Value) []byte {
 			break
 		}
 		dst = append(dst, t[last:start]...)
-		if v := lookupPath(ev, trimJS(inner)); v.kind > Null {
+		if v := lookupPath(ev, trimJS(inner)); v.Exists() {
 			dst = appendJSText(dst, v)
 		}
 		i, last = end, end
@@ -149,7 +153,7 @@ func expandPass(dst []byte, t string, n int, ev Value) []byte {
 }
 
 // renderTemplate renders t against ev with both passes.
-func renderTemplate(t string, ev Value) string {
+func renderTemplate(t string, ev event.Value) string {
 	if s, _, _ := nextPlaceholder(t, 0, 3); s < 0 {
 		return string(expandPass(make([]byte, 0, len(t)+16), t, 2, ev))
 	}

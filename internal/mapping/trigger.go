@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // maxTriggerDepth bounds parenthesis nesting. The spec allows any depth;
@@ -116,7 +118,7 @@ func MustParseTrigger(src string) *Trigger {
 }
 
 // Match reports whether ev satisfies the trigger. It does not allocate.
-func (t *Trigger) Match(ev Value) bool {
+func (t *Trigger) Match(ev event.Value) bool {
 	return t.root.eval(ev)
 }
 
@@ -129,7 +131,7 @@ func (t *Trigger) String() string {
 	return string(t.root.appendTo(nil, false))
 }
 
-func (c *cond) eval(ev Value) bool {
+func (c *cond) eval(ev event.Value) bool {
 	switch c.op {
 	case opAnd:
 		for i := range c.kids {
@@ -149,9 +151,11 @@ func (c *cond) eval(ev Value) bool {
 	v := ev.Lookup(c.path...)
 	switch c.op {
 	case opStrEq:
-		return v.kind == String && v.s == c.str
+		s, ok := v.Str()
+		return ok && s == c.str
 	case opStrNe:
-		return v.kind != String || v.s != c.str
+		s, ok := v.Str()
+		return !ok || s != c.str
 	case opNumEq, opNumNe, opLt, opLe, opGt, opGe:
 		f, ok := v.Float64()
 		if !ok {
@@ -172,30 +176,33 @@ func (c *cond) eval(ev Value) bool {
 			return f >= c.num
 		}
 	case opIsTrue:
-		return v.kind == Bool && v.flags&flagTrue != 0
+		b, ok := v.Bool()
+		return ok && b
 	case opIsFalse:
-		return v.kind == Bool && v.flags&flagTrue == 0
+		b, ok := v.Bool()
+		return ok && !b
 	case opNotExists:
 		return !v.Exists()
 	case opExists:
 		return v.Exists()
 	}
-	if v.kind != String {
+	s, ok := v.Str()
+	if !ok {
 		return false // every string test, negated or not, needs a string
 	}
 	switch c.op {
 	case opContains:
-		return strings.Contains(v.s, c.str)
+		return strings.Contains(s, c.str)
 	case opNotContains:
-		return !strings.Contains(v.s, c.str)
+		return !strings.Contains(s, c.str)
 	case opPrefix:
-		return strings.HasPrefix(v.s, c.str)
+		return strings.HasPrefix(s, c.str)
 	case opNotPrefix:
-		return !strings.HasPrefix(v.s, c.str)
+		return !strings.HasPrefix(s, c.str)
 	case opSuffix:
-		return strings.HasSuffix(v.s, c.str)
+		return strings.HasSuffix(s, c.str)
 	case opNotSuffix:
-		return !strings.HasSuffix(v.s, c.str)
+		return !strings.HasSuffix(s, c.str)
 	}
 	return false
 }
@@ -611,7 +618,7 @@ func (p *tparser) call(fn token, neg bool) (cond, error) {
 	}
 	text := lit.text
 	if lit.kind == tNumber {
-		text = string(appendNumberText(nil, lit.text))
+		text = string(event.AppendNumberText(nil, lit.text))
 	}
 	c := cond{path: path, field: ft.text, rel: fn.text, neg: neg, lit: lit}
 	if fn.kind == tContains {
@@ -696,7 +703,7 @@ func (p *tparser) comparison(ft token) (cond, error) {
 		c.num = f
 		switch {
 		case class == fieldText && !ordering:
-			c.op, c.str = opStrEq, string(appendNumberText(nil, lit.text))
+			c.op, c.str = opStrEq, string(event.AppendNumberText(nil, lit.text))
 			if !eq {
 				c.op = opStrNe
 			}

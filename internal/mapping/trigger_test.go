@@ -3,6 +3,8 @@ package mapping
 import (
 	"strings"
 	"testing"
+
+	"github.com/capstan-gw/capstan/internal/event"
 )
 
 // The stored events of spec §2.4.
@@ -15,9 +17,9 @@ const (
 	identifyUser = `{"type":"identify","userId":"user_12345","traits":{"email":"john.doe@example.com","firstName":"John","lastName":"Doe","title":"Engineer","company":{"name":"Acme Inc"}}}`
 )
 
-func mustParse(t testing.TB, s string) Value {
+func mustParse(t testing.TB, s string) event.Value {
 	t.Helper()
-	v, err := ParseString(s)
+	v, err := event.ParseString(s)
 	if err != nil {
 		t.Fatalf("parse %s: %v", s, err)
 	}

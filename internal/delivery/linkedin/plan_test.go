@@ -8,9 +8,9 @@ import (
 
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	capi "github.com/capstan-gw/capstan/internal/linkedin"
-	"github.com/capstan-gw/capstan/internal/mapping"
 )
 
 var now = time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
@@ -50,9 +50,9 @@ func payload(t testing.TB, r delivery.Result) *conversion {
 	return c
 }
 
-func ev(t testing.TB, s string) mapping.Value {
+func ev(t testing.TB, s string) event.Value {
 	t.Helper()
-	v, err := mapping.Parse([]byte(s))
+	v, err := event.Parse([]byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestConvertFilters(t *testing.T) {
 
 type graph struct{ c identity.Captured }
 
-func (g graph) Enrich(_ context.Context, _ mapping.Value, have identity.Captured) identity.Captured {
+func (g graph) Enrich(_ context.Context, _ event.Value, have identity.Captured) identity.Captured {
 	if have.LiFatID == "" {
 		have.LiFatID, have.LiFatIDFrom = g.c.LiFatID, "graph"
 	}

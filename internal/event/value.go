@@ -1,4 +1,4 @@
-package mapping
+package event
 
 import (
 	"encoding/json"
@@ -102,7 +102,7 @@ func Float64Value(f float64) Value {
 // NumberValue returns a JSON number with exactly the text n, which must be a
 // valid JSON number.
 func NumberValue(n json.Number) (Value, error) {
-	if !validNumber(string(n)) {
+	if n == "" || validNumber(string(n), 0) != len(n) {
 		return Value{}, fmt.Errorf("invalid JSON number %q", string(n))
 	}
 	return Value{kind: Number, s: string(n)}, nil
@@ -131,6 +131,42 @@ func ObjectValue(members ...Member) Value {
 		return Value{kind: Object}
 	}
 	return newObject(slices.Clone(members))
+}
+
+// ObjectOf returns a JSON object holding members in the given order, as
+// [ObjectValue] does (a repeated key keeps its first position and its last
+// value; Undefined members read as absent), but without copying: the object
+// takes ownership of the slice, removing repeated keys in place, so the
+// caller must neither modify nor reuse members afterwards.
+func ObjectOf(members []Member) Value { return newObject(members) }
+
+// ObjectOfDistinct is [ObjectOf] for members whose keys the caller knows to
+// be distinct, such as keys taken from one object: it skips the search for
+// repeated keys, which compares every pair of keys. The caller guarantees
+// it: with a repeated key the object would be invalid ([Value.Get] would
+// find the first member, [Value.AppendJSON] would write the key twice). Like
+// ObjectOf, it takes ownership of members.
+func ObjectOfDistinct(members []Member) Value {
+	var flags uint8
+	for i := range members {
+		flags |= undefBit(members[i].Value)
+	}
+	return Value{kind: Object, flags: flags, m: members}
+}
+
+// ArrayOf returns a JSON array of the Values of elems, in order; their Keys
+// are ignored (and cleared). Like [ObjectOf] it takes ownership of elems
+// instead of copying them, so the caller must neither modify nor reuse elems
+// afterwards.
+func ArrayOf(elems []Member) Value {
+	var flags uint8
+	for i := range elems {
+		if elems[i].Key != "" {
+			elems[i].Key = ""
+		}
+		flags |= undefBit(elems[i].Value)
+	}
+	return Value{kind: Array, flags: flags, m: elems}
 }
 
 // newObject takes ownership of m, removes repeated keys and sets the flags.
@@ -228,6 +264,20 @@ func (v Value) Index(i int) Value {
 		return Value{}
 	}
 	return v.m[i].Value
+}
+
+// At returns member i of an object, Undefined members included, in the
+// order that [Value.Len] counts; or element i of an array, as a Member with
+// an empty Key. It returns the zero Member (an empty Key and an Undefined
+// Value) when i is out of range or v is neither an object nor an array.
+// Unlike [Value.All] it shows Undefined members, which matter where values
+// are combined: an Undefined member still replaces an earlier one of the
+// same key.
+func (v Value) At(i int) Member {
+	if uint(i) >= uint(len(v.m)) {
+		return Member{}
+	}
+	return v.m[i]
 }
 
 // Get returns the value of key in an object, or Undefined when v is not an
@@ -361,16 +411,15 @@ func (v Value) Any() any {
 // slices and string-keyed maps, by reflection), and Value itself.
 //
 // Go maps have no key order, so map keys are sorted. Callers that need the
-// document's key order (mappings do: it is the output order) must pass JSON
-// text to [Parse] or [Compile] instead, or build the object with
-// [ObjectValue].
+// document's key order (a mapping's is its output order) must pass JSON text
+// to [Parse] instead, or build the object with [ObjectValue].
 func FromAny(x any) (Value, error) {
 	return fromAny(x, 0)
 }
 
 func fromAny(x any, depth int) (Value, error) {
-	if depth > maxDepth {
-		return Value{}, fmt.Errorf("value nested deeper than %d levels", maxDepth)
+	if depth > maxValueDepth {
+		return Value{}, fmt.Errorf("value nested deeper than %d levels", maxValueDepth)
 	}
 	switch t := x.(type) {
 	case nil:
@@ -467,10 +516,11 @@ func fromReflect(rv reflect.Value, depth int) (Value, error) {
 	return Value{}, fmt.Errorf("unsupported Go type %s", rv.Type())
 }
 
-// removeUndefined returns v without Undefined object members, at any depth;
-// Undefined array elements become null (what they encode as). Values without
-// Undefined inside are returned as they are, without copying.
-func removeUndefined(v Value) Value {
+// WithoutUndefined returns v without Undefined object members, at any
+// depth; Undefined array elements become null (what they encode as). Values
+// without Undefined inside, Undefined itself included, are returned as they
+// are, without copying.
+func (v Value) WithoutUndefined() Value {
 	if v.flags&flagHasUndef == 0 {
 		return v
 	}
@@ -482,65 +532,22 @@ func removeUndefined(v Value) Value {
 		case mb.Value.kind == Undefined:
 			mb.Value = Value{kind: Null}
 		default:
-			mb.Value = removeUndefined(mb.Value)
+			mb.Value = mb.Value.WithoutUndefined()
 		}
 		m = append(m, mb)
 	}
 	return Value{kind: v.kind, m: m}
 }
 
-// truthy reports whether v, as written in a mapping, is truthy in JavaScript:
-// everything except Undefined, null, false, 0, -0 and "".
-func truthy(v Value) bool {
-	switch v.kind {
-	case Undefined, Null:
-		return false
-	case Bool:
-		return v.flags&flagTrue != 0
-	case String:
-		return v.s != ""
-	case Number:
-		f, _ := v.Float64()
-		return f != 0
-	}
-	return true
-}
-
-// jsText appends the JavaScript String() conversion of v, as used by
-// @template and by loose equality with "": arrays join their elements with
-// "," (null and undefined elements give ""), objects give "[object Object]".
-func appendJSText(dst []byte, v Value) []byte {
-	switch v.kind {
-	case Undefined:
-		return append(dst, "undefined"...)
-	case Null:
-		return append(dst, "null"...)
-	case Bool:
-		if v.flags&flagTrue != 0 {
-			return append(dst, "true"...)
-		}
-		return append(dst, "false"...)
-	case Number:
-		return appendNumberText(dst, v.s)
-	case String:
-		return append(dst, v.s...)
-	case Array:
-		for i, mb := range v.m {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			if mb.Value.kind > Null {
-				dst = appendJSText(dst, mb.Value)
-			}
-		}
-		return dst
-	}
-	return append(dst, "[object Object]"...)
-}
-
-// appendNumberText appends JavaScript's String(n) for the JSON number text s:
-// the shortest round-trip digits, exponent form below 1e-6 and from 1e21.
-func appendNumberText(dst []byte, s string) []byte {
+// AppendNumberText appends JavaScript's String(n) of the number written s to
+// dst and returns the extended buffer: the shortest digits that round-trip,
+// in exponent form below 1e-6 and from 1e21 ("1e-7", "1e+21"); integers of
+// at most 15 digits are copied as they are. It is a number's text where a
+// value becomes text (templates, string comparisons), not its JSON text,
+// which [Value.Number] returns unchanged. s is normally a JSON number; any
+// text [strconv.ParseFloat] accepts works, out-of-range values giving
+// "Infinity" or "-Infinity".
+func AppendNumberText(dst []byte, s string) []byte {
 	if simpleInt(s) {
 		return append(dst, s...)
 	}
@@ -625,23 +632,4 @@ func appendJSNumber(dst []byte, f float64) []byte {
 		dst = strconv.AppendInt(dst, int64(n-1), 10)
 	}
 	return dst
-}
-
-// looselyEqualsEmpty reports JavaScript's v == "" (used by @if blank).
-func looselyEqualsEmpty(v Value) bool {
-	switch v.kind {
-	case String:
-		return v.s == ""
-	case Number:
-		f, _ := v.Float64()
-		return f == 0
-	case Bool:
-		return v.flags&flagTrue == 0
-	case Array:
-		// [] == "" compares the array's text, which is empty for [], [""],
-		// [null], [[]] and the like.
-		var buf [64]byte
-		return len(appendJSText(buf[:0], v)) == 0
-	}
-	return false
 }

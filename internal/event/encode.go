@@ -1,4 +1,4 @@
-package mapping
+package event
 
 import (
 	"unicode/utf8"
@@ -21,7 +21,7 @@ func (v Value) AppendJSON(dst []byte) []byte {
 	case Number:
 		return append(dst, v.s...)
 	case String:
-		return appendQuoted(dst, v.s)
+		return appendJSONString(dst, v.s)
 	case Array:
 		dst = append(dst, '[')
 		for i := range v.m {
@@ -42,7 +42,7 @@ func (v Value) AppendJSON(dst []byte) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendQuoted(dst, v.m[i].Key)
+		dst = appendJSONString(dst, v.m[i].Key)
 		dst = append(dst, ':')
 		dst = v.m[i].Value.AppendJSON(dst)
 	}
@@ -66,10 +66,12 @@ func (v *Value) UnmarshalJSON(data []byte) error {
 
 const hexDigits = "0123456789abcdef"
 
-// appendQuoted appends s as a JSON string, escaping like encoding/json with
-// HTML escaping off: quote, backslash, control characters, U+2028, U+2029;
-// invalid UTF-8 becomes U+FFFD.
-func appendQuoted(dst []byte, s string) []byte {
+// appendJSONString appends s as a JSON string, escaping like encoding/json
+// with HTML escaping off: quote, backslash, control characters, U+2028,
+// U+2029; invalid UTF-8 becomes U+FFFD. Unlike appendQuoted (raw events,
+// encoding/json's escaping with HTML escaping on), it leaves '<', '>' and
+// '&' as they are.
+func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

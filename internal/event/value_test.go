@@ -1,12 +1,83 @@
-package mapping
+package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"reflect"
 	"strings"
 	"testing"
 )
+
+// The events of internal/mapping's tests, which exercised Value there.
+
+// storedEvent is the stored analytics-next track call of spec §2.8, verbatim.
+const storedEvent = `{
+  "type": "track",
+  "event": "Sign Up",
+  "messageId": "ajs-next-1788258896789-5b1c2f3e-8d3a-4c1e-9d9a-2a4c6e8f0b1d",
+  "anonymousId": "3f0b0c3e-9c1d-4f1e-a1e7-6f2f9b1d2c44",
+  "userId": null,
+  "properties": { "hashedEmail": "55e79200c1635b37ad31a378c39feb12f120f116625093a19bc32fff15041149", "li_fat_id": "123456" },
+  "context": {
+    "page": { "path": "/signup", "referrer": "", "search": "?li_fat_id=123456", "title": "Sign up", "url": "https://www.example.com/signup?li_fat_id=123456" },
+    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0 Safari/537.36",
+    "locale": "en-US",
+    "library": { "name": "analytics.js", "version": "npm:next-1.84.3" },
+    "ip": "203.0.113.7"
+  },
+  "integrations": { "Segment.io": true },
+  "_metadata": { "bundled": ["Segment.io"], "unbundled": [], "bundledIds": [] },
+  "originalTimestamp": "2026-09-01T10:34:56.789Z",
+  "sentAt": "2026-09-01T10:34:56.801Z",
+  "receivedAt": "2026-09-01T10:34:56.950Z",
+  "timestamp": "2026-09-01T10:34:56.938Z"
+}`
+
+// testEvent has values of every kind; it exercises the directives in
+// internal/mapping.
+const testEvent = `{"type":"track","event":"Order Completed","messageId":"m1","userId":null,
+ "properties":{"revenue":49.9,"currency":"usd","countryCode":"us","phone":"+1 415 555 0100","firstName":"John","lastName":"Doe",
+   "key":"plan","plan":"pro","products":[{"sku":"A1","quantity":2},{"sku":"B7"}],"zero":0,"empty":"","f":false,"t":true,
+   "hundred":100,"big":1e21,"tiny":0.0000001,"arr":[1,null,"a"],"obj":{"a":1},"json":"{\"b\":2,\"a\":[1,2]}","notjson":"{oops",
+   "html":"<a&b>","tpl":"{{properties.firstName}}","ab":"ab","dir":"left","ls":"a\u2028b","ecole":"ÉCOLE"},
+ "context":{"page":{"path":"/signup","referrer":"","search":"?x=1","title":"Sign up","url":"https://www.example.com/signup"},
+   "traits":{"email":"ctx@example.com"}},
+ "traits":{"email":"t@example.com"}}`
+
+// benchEvent is a typical analytics-next track event as stored (spec §2.8),
+// with the properties a sign-up form sends.
+const benchEvent = `{
+  "type": "track",
+  "event": "Sign Up",
+  "messageId": "ajs-next-1788258896789-5b1c2f3e-8d3a-4c1e-9d9a-2a4c6e8f0b1d",
+  "anonymousId": "3f0b0c3e-9c1d-4f1e-a1e7-6f2f9b1d2c44",
+  "userId": null,
+  "properties": { "hashedEmail": "55e79200c1635b37ad31a378c39feb12f120f116625093a19bc32fff15041149", "li_fat_id": "123456",
+    "firstName": "John", "lastName": "Doe", "title": "Engineer", "company": "Acme Inc", "countryCode": "us", "revenue": 49.9 },
+  "context": {
+    "page": { "path": "/signup", "referrer": "", "search": "?li_fat_id=123456", "title": "Sign up", "url": "https://www.example.com/signup?li_fat_id=123456" },
+    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0 Safari/537.36",
+    "locale": "en-US",
+    "library": { "name": "analytics.js", "version": "npm:next-1.84.3" },
+    "ip": "203.0.113.7"
+  },
+  "integrations": { "Segment.io": true },
+  "_metadata": { "bundled": ["Segment.io"], "unbundled": [], "bundledIds": [] },
+  "originalTimestamp": "2026-09-01T10:34:56.789Z",
+  "sentAt": "2026-09-01T10:34:56.801Z",
+  "receivedAt": "2026-09-01T10:34:56.950Z",
+  "timestamp": "2026-09-01T10:34:56.938Z"
+}`
+
+func mustParse(t testing.TB, s string) Value {
+	t.Helper()
+	v, err := ParseString(s)
+	if err != nil {
+		t.Fatalf("parse %s: %v", s, err)
+	}
+	return v
+}
 
 func TestParseRoundTrip(t *testing.T) {
 	tests := []struct{ name, in, want string }{
@@ -25,7 +96,7 @@ func TestParseRoundTrip(t *testing.T) {
 		{"many duplicate keys", `{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k0":"last"}`,
 			`{"k0":"last","k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16}`},
 		{"scalars", `true`, `true`},
-		{"deep", strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth), strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth)},
+		{"deep", strings.Repeat("[", maxValueDepth) + strings.Repeat("]", maxValueDepth), strings.Repeat("[", maxValueDepth) + strings.Repeat("]", maxValueDepth)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,7 +137,7 @@ func TestParseErrors(t *testing.T) {
 		{"unterminated after escape", `"ab\`, 4, "unterminated string"},
 		{"unclosed array", `[1`, 2, "expected ',' or ']'"},
 		{"unclosed object", `{"a":1`, 6, "expected ',' or '}'"},
-		{"too deep", strings.Repeat("[", maxDepth+1), maxDepth, "nesting deeper"},
+		{"too deep", strings.Repeat("[", maxValueDepth+1), maxValueDepth, "nesting deeper"},
 		{"bom", "\uFEFF{}", 0, "expected a value"},
 	}
 	for _, tt := range tests {
@@ -114,8 +185,8 @@ func TestAnyUndefined(t *testing.T) {
 	if (Value{}).Any() != nil || !(Value{}).IsUndefined() || NullValue().IsUndefined() {
 		t.Error("Undefined and null are not told apart")
 	}
-	if got := removeUndefined(v); got.Len() != 2 || got.Get("b").Index(0).Kind() != Null {
-		t.Errorf("removeUndefined = %s", got.AppendJSON(nil))
+	if got := v.WithoutUndefined(); got.Len() != 2 || got.Get("b").Index(0).Kind() != Null {
+		t.Errorf("WithoutUndefined = %s", got.AppendJSON(nil))
 	}
 }
 
@@ -241,7 +312,7 @@ func TestJSNumberText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			if got := string(appendNumberText(nil, tt.in)); got != tt.want {
+			if got := string(AppendNumberText(nil, tt.in)); got != tt.want {
 				t.Errorf("got %s, want %s", got, tt.want)
 			}
 		})
@@ -252,5 +323,98 @@ func TestParseAllocations(t *testing.T) {
 	data := []byte(benchEvent)
 	if n := testing.AllocsPerRun(100, func() { _, _ = Parse(data) }); n > 3 {
 		t.Errorf("Parse allocates %v times, want at most 3", n)
+	}
+}
+
+// FuzzParse: the JSON parser agrees with encoding/json on validity and on
+// the decoded value, and its encoding parses back to the same value.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{storedEvent, `{"a":[1,2.5e3,"\u00e9\ud83d\ude00"],"a":null}`, `[]`, `"\ud800"`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := Parse(data)
+		if valid := json.Valid(data); (err == nil) != valid {
+			t.Fatalf("Parse error %v, json.Valid %v for %q", err, valid, data)
+		}
+		if err != nil {
+			return
+		}
+		enc := v.AppendJSON(nil)
+		v2, err := Parse(enc)
+		if err != nil {
+			t.Fatalf("re-parse of %s: %v", enc, err)
+		}
+		if enc2 := v2.AppendJSON(nil); string(enc2) != string(enc) {
+			t.Fatalf("encoding not stable: %s -> %s", enc, enc2)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var want any
+		if err := dec.Decode(&want); err != nil {
+			t.Fatalf("encoding/json: %v", err)
+		}
+		if got := v.Any(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("Any() = %#v, encoding/json = %#v", got, want)
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	data := []byte(benchEvent)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestOwningConstructors(t *testing.T) {
+	tests := []struct {
+		name string
+		v    Value
+		want string
+	}{
+		{"ObjectOf dedupe", ObjectOf([]Member{{"a", Int64Value(1)}, {"b", Value{}}, {"a", Int64Value(2)}}), `{"a":2}`},
+		{"ObjectOf empty", ObjectOf(nil), `{}`},
+		{"ObjectOfDistinct", ObjectOfDistinct([]Member{{"b", NullValue()}, {"a", Value{}}}), `{"b":null}`},
+		{"ArrayOf ignores keys", ArrayOf([]Member{{"x", Int64Value(1)}, {Value: Value{}}}), `[1,null]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(tt.v.AppendJSON(nil)); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+			// Undefined inside is seen, so it is removed.
+			if got := string(tt.v.WithoutUndefined().AppendJSON(nil)); got != tt.want {
+				t.Errorf("WithoutUndefined: got %s, want %s", got, tt.want)
+			}
+		})
+	}
+	if got := ObjectOfDistinct([]Member{{"a", Value{}}}).WithoutUndefined().Len(); got != 0 {
+		t.Errorf("WithoutUndefined kept %d Undefined members", got)
+	}
+	if got := ArrayOf([]Member{{"x", Value{}}}).WithoutUndefined().Index(0); !got.IsNull() {
+		t.Errorf("WithoutUndefined array element = %v, want null", got.Kind())
+	}
+}
+
+func TestAt(t *testing.T) {
+	v := ObjectValue(Member{"a", Int64Value(1)}, Member{"u", Value{}})
+	if mb := v.At(1); mb.Key != "u" || !mb.Value.IsUndefined() {
+		t.Errorf("At(1) = %q %v, want the Undefined member u", mb.Key, mb.Value.Kind())
+	}
+	if mb := ArrayOf([]Member{{"k", StringValue("x")}}).At(0); mb.Key != "" || mb.Value.Kind() != String {
+		t.Errorf("array At(0) = %q %v, want an element without key", mb.Key, mb.Value.Kind())
+	}
+	for _, i := range []int{-1, 2} {
+		if mb := v.At(i); mb.Key != "" || !mb.Value.IsUndefined() {
+			t.Errorf("At(%d) = %q %v, want the zero Member", i, mb.Key, mb.Value.Kind())
+		}
+	}
+	if mb := StringValue("s").At(0); mb.Key != "" || !mb.Value.IsUndefined() {
+		t.Error("At on a string is not the zero Member")
 	}
 }

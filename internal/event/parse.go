@@ -1,4 +1,4 @@
-package mapping
+package event
 
 import (
 	"fmt"
@@ -9,16 +9,20 @@ import (
 	"unicode/utf8"
 )
 
-// maxDepth bounds the nesting of parsed JSON, as a protection against stack
-// exhaustion. Segment events are at most 32 KB and never nest this deep.
-const maxDepth = 1000
+// maxValueDepth bounds the nesting of a Value ([Parse], [FromAny]), as a
+// protection against stack exhaustion; Segment events are at most 32 KB and
+// never nest this deep. Raw JSON checked by validJSON may nest deeper
+// (maxDepth).
+const maxValueDepth = 1000
 
-// SyntaxError is a JSON syntax error found by [Parse].
+// SyntaxError is a JSON syntax error found by [Parse] or [ParseString].
 type SyntaxError struct {
-	Offset int // byte offset of the problem in the input
-	Msg    string
+	Offset int    // byte offset of the problem in the input
+	Msg    string // what is wrong there, e.g. "invalid number"
 }
 
+// Error returns the message with its offset: "invalid JSON at offset 3:
+// ...".
 func (e *SyntaxError) Error() string {
 	return "invalid JSON at offset " + strconv.Itoa(e.Offset) + ": " + e.Msg
 }
@@ -154,60 +158,13 @@ func (p *parser) word(w string, v Value) (Value, error) {
 }
 
 func (p *parser) number() (Value, error) {
-	start := p.i
-	n := scanNumber(p.s[p.i:])
-	if n == 0 {
+	end := validNumber(p.s, p.i)
+	if end < 0 {
 		return Value{}, p.errorf("invalid number")
 	}
-	p.i += n
-	return Value{kind: Number, s: p.s[start:p.i]}, nil
-}
-
-// scanNumber returns the length of the JSON number at the start of s, or 0.
-func scanNumber(s string) int {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	default:
-		return 0
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return 0
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return 0
-		}
-	}
-	return i
-}
-
-// validNumber reports whether s is exactly one JSON number.
-func validNumber(s string) bool {
-	return s != "" && scanNumber(s) == len(s)
+	start := p.i
+	p.i = end
+	return Value{kind: Number, s: p.s[start:end]}, nil
 }
 
 // str parses a string starting at the opening quote.
@@ -349,8 +306,8 @@ func appendValidUTF8(dst []byte, s string) []byte {
 
 func (p *parser) enter() error {
 	p.depth++
-	if p.depth > maxDepth {
-		return p.errorf("nesting deeper than %d levels", maxDepth)
+	if p.depth > maxValueDepth {
+		return p.errorf("nesting deeper than %d levels", maxValueDepth)
 	}
 	return nil
 }
