@@ -84,6 +84,14 @@ var rules = []rule{
 		not:    []pattern{tree("web")},
 		direct: true,
 	},
+	{
+		// Every package's main_test.go imports it; non-test code never.
+		name:   "only tests import leakcheck",
+		from:   []pattern{anyPkg()},
+		except: []pattern{tree("internal/leakcheck")},
+		not:    []pattern{tree("internal/leakcheck")},
+		direct: true,
+	},
 }
 
 // TestImportRules fails on every arrow of the module's import graph that a
