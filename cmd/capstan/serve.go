@@ -143,6 +143,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		mux.Handle(identity.AdminPath, identity.AdminHandler(graph, tok))
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mountAssets(mux)
 	if extra != nil {
 		extra(mux)
 	}
