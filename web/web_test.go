@@ -163,3 +163,45 @@ func TestScriptHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerMounted: mounted on "GET /capstan.js" of another mux, as
+// `capstan serve` mounts it, the handler keeps its headers and conditional
+// answers.
+func TestHandlerMounted(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+ScriptPath, Handler())
+	first := get(t, mux, http.MethodGet, ScriptPath, nil)
+	etag := first.Result().Header.Get("ETag")
+	tests := []struct {
+		name, method string
+		hdr          map[string]string
+		status       int
+	}{
+		{"get", http.MethodGet, nil, http.StatusOK},
+		{"head", http.MethodHead, nil, http.StatusOK},
+		{"revalidate", http.MethodGet, map[string]string{"If-None-Match": etag}, http.StatusNotModified},
+		{"revalidate head", http.MethodHead, map[string]string{"If-None-Match": etag}, http.StatusNotModified},
+		{"post", http.MethodPost, nil, http.StatusMethodNotAllowed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := get(t, mux, tc.method, ScriptPath, tc.hdr)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d", w.Code, tc.status)
+			}
+			if tc.status == http.StatusMethodNotAllowed {
+				return
+			}
+			hd := w.Result().Header
+			if got := hd.Get("ETag"); got != etag {
+				t.Errorf("ETag %q, want %q", got, etag)
+			}
+			if got := hd.Get("Cache-Control"); got != CacheControl {
+				t.Errorf("Cache-Control %q, want %q", got, CacheControl)
+			}
+			if tc.status == http.StatusOK && hd.Get("Content-Type") != "text/javascript; charset=utf-8" {
+				t.Errorf("Content-Type %q", hd.Get("Content-Type"))
+			}
+		})
+	}
+}

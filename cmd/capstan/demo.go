@@ -18,7 +18,6 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/sandbox"
-	"github.com/capstan-gw/capstan/web"
 	"github.com/capstan-gw/capstan/web/demo"
 )
 
@@ -145,7 +144,6 @@ func runDemo(ctx context.Context, cmd *cobra.Command, addr, sandboxAddr, dataDir
 	}
 	rules := demoRules(sandboxURL, token, log)
 	extra := func(mux *http.ServeMux) {
-		mux.Handle("GET /capstan.js", web.Handler())
 		dh := demo.Handler(func(r *http.Request) demo.Info {
 			ids := rules(r.Context())
 			return demo.Info{WriteKey: demoWriteKey, Rules: ids, SignUpRule: ids["CAPI Sign Up (capstan demo)"], SandboxURL: sandboxURL}

@@ -149,6 +149,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		mux.Handle("/admin/", adm)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mountAssets(mux)
 	if extra != nil {
 		extra(mux)
 	}

@@ -1,0 +1,111 @@
+package archtest
+
+import "testing"
+
+// rules are the package rules of ARCHITECTURE.md ("Package layout") and
+// STYLE.md §1, one row each. A rule counts transitive dependencies unless it
+// says direct: "never imports" is about layering, so it holds only if no
+// chain of imports leads there either. Only non-test code counts: tests may
+// import anything (linkedin's tests run against the real sandbox; e2e and
+// bench drive the whole binary).
+var rules = []rule{
+	{
+		name: "sandbox never imports linkedin",
+		from: []pattern{tree("internal/sandbox")},
+		not:  []pattern{tree("internal/linkedin")},
+	},
+	{
+		name: "linkedin never imports sandbox",
+		from: []pattern{tree("internal/linkedin")},
+		not:  []pattern{tree("internal/sandbox")},
+	},
+	{
+		// The sandbox is the independent referee the client is tested
+		// against, so the two share no validation code. Which code
+		// validates cannot be checked; that they share no capstan package
+		// at all can, and holds today: neither imports any.
+		name: "sandbox and linkedin share no code",
+		from: []pattern{tree("internal/sandbox")},
+		not:  []pattern{reach(tree("internal/linkedin"))},
+	},
+	{
+		name: "linkedin never imports delivery",
+		from: []pattern{tree("internal/linkedin")},
+		not:  []pattern{tree("internal/delivery")},
+	},
+	{
+		// Exactly internal/delivery: its adapter internal/delivery/linkedin
+		// is where delivery meets linkedin.
+		name: "delivery itself never imports linkedin",
+		from: []pattern{pkg("internal/delivery")},
+		not:  []pattern{tree("internal/linkedin")},
+	},
+	{
+		name: "ingest imports neither delivery, linkedin nor mapping",
+		from: []pattern{tree("internal/ingest")},
+		not:  []pattern{tree("internal/delivery"), tree("internal/linkedin"), tree("internal/mapping")},
+	},
+	{
+		name: "mapping never imports stream (nor NATS)",
+		from: []pattern{tree("internal/mapping")},
+		not:  []pattern{tree("internal/stream"), extTree("github.com/nats-io")},
+	},
+	{
+		// Direct only: fmt imports os, so every package depends on it.
+		name:   "mapping does no I/O (no os, os/exec, net, net/http)",
+		from:   []pattern{tree("internal/mapping")},
+		not:    []pattern{ext("os"), ext("os/exec"), ext("net"), ext("net/http")},
+		direct: true,
+	},
+	{
+		name: "event is a leaf",
+		from: []pattern{pkg("internal/event")},
+		not:  []pattern{anyPkg()},
+	},
+	{
+		// STYLE.md §1.
+		name: "config is a leaf",
+		from: []pattern{pkg("internal/config")},
+		not:  []pattern{anyPkg()},
+	},
+	{
+		// Direct: the package that imports it is the one at fault, not
+		// every package above it.
+		name:   "only cmd/capstan imports sandbox",
+		from:   []pattern{anyPkg()},
+		except: []pattern{pkg("cmd/capstan"), tree("internal/sandbox"), tree("e2e")},
+		not:    []pattern{tree("internal/sandbox")},
+		direct: true,
+	},
+	{
+		name:   "only cmd/capstan imports web",
+		from:   []pattern{anyPkg()},
+		except: []pattern{pkg("cmd/capstan"), tree("web"), tree("e2e")},
+		not:    []pattern{tree("web")},
+		direct: true,
+	},
+	{
+		// Every package's main_test.go imports it; non-test code never.
+		name:   "only tests import leakcheck",
+		from:   []pattern{anyPkg()},
+		except: []pattern{tree("internal/leakcheck")},
+		not:    []pattern{tree("internal/leakcheck")},
+		direct: true,
+	},
+}
+
+// TestImportRules fails on every arrow of the module's import graph that a
+// rule forbids, and on a rule that names a package that does not exist.
+func TestImportRules(t *testing.T) {
+	g := loadGraph(t)
+	for _, r := range rules {
+		t.Run(r.name, func(t *testing.T) {
+			for _, msg := range r.void(g) {
+				t.Error(msg)
+			}
+			for _, msg := range r.check(g) {
+				t.Error(msg)
+			}
+		})
+	}
+}
