@@ -35,9 +35,11 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the capstan gateway: the Segment-compatible tracking API on server.addr,
 with every accepted event fsynced in the EVENTS stream before it is answered.
 
-Endpoints besides the tracking API: /healthz (live), /readyz (engine ready)
-and /metrics (Prometheus). SIGINT or SIGTERM stops it gracefully: in-flight
-requests finish, queued writes are flushed, the engine stops last.`,
+Endpoints besides the tracking API: /healthz (live), /readyz (engine and
+destinations ready), /metrics (Prometheus), /capstan.js (the browser client)
+and, when server.admin_token is set, the admin API under /admin/api/.
+SIGINT or SIGTERM stops it gracefully: in-flight requests finish, queued
+writes are flushed, delivery flushes its batches, the engine stops last.`,
 		Example: `  capstan serve --config capstan.yaml
   WEBSITE_WRITE_KEY=wk_live_123 capstan serve --config examples/capstan.yaml --log-format json`,
 		Args: cobra.NoArgs,
