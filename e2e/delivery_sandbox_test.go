@@ -386,6 +386,7 @@ func sendEvents(t testing.TB, hc *http.Client, url string, events []map[string]a
 type readiness struct {
 	HTTPStatus   int    `json:"-"`
 	Status       string `json:"status"`
+	Engine       string `json:"engine"`
 	Destinations []struct {
 		Destination string `json:"destination"`
 		State       string `json:"state"`

@@ -85,6 +85,20 @@ func TestWriteKeyNotStored(t *testing.T) {
 // embedded engine of a running capstan.
 func storedMessage(t testing.TB, cfg string, seq uint64) []byte {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := eventsStream(t, cfg).GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatalf("get message %d: %v", seq, err)
+	}
+	return m.Data
+}
+
+// eventsStream opens the EVENTS stream of a running capstan's embedded
+// engine (through data_dir/engine.json), on a connection closed when the
+// test ends.
+func eventsStream(t testing.TB, cfg string) jetstream.Stream {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(filepath.Dir(cfg), "data", "engine.json"))
 	if err != nil {
 		t.Fatalf("read engine control file: %v", err)
@@ -97,7 +111,7 @@ func storedMessage(t testing.TB, cfg string, seq uint64) []byte {
 	if err != nil {
 		t.Fatalf("connect to the embedded engine: %v", err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -108,9 +122,5 @@ func storedMessage(t testing.TB, cfg string, seq uint64) []byte {
 	if err != nil {
 		t.Fatalf("stream EVENTS: %v", err)
 	}
-	m, err := s.GetMsg(ctx, seq)
-	if err != nil {
-		t.Fatalf("get message %d: %v", seq, err)
-	}
-	return m.Data
+	return s
 }

@@ -119,15 +119,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		// Ready means: events are accepted (engine) and every destination
-		// delivers. A paused destination makes capstan not ready, so that
-		// monitoring sees it; ingest still accepts and keeps events.
+		// Ready means: events are accepted (the engine is up and the store
+		// did not refuse the last write, see stream.Writer.Ready) and every
+		// destination delivers. A paused destination makes capstan not
+		// ready, so that monitoring sees it; ingest still accepts and keeps
+		// events.
 		body := struct {
 			Status       string            `json:"status"`
 			Engine       string            `json:"engine"`
 			Destinations []delivery.Status `json:"destinations,omitempty"`
 		}{Status: "ready", Engine: "ok"}
-		if err := eng.Ready(r.Context()); err != nil {
+		if err := app.Ready(r.Context()); err != nil {
 			body.Status, body.Engine = "unavailable", err.Error()
 		}
 		for _, d := range dests {

@@ -98,6 +98,12 @@ type appender struct {
 	queued  int
 	signal  chan struct{} // one slot: "queue not empty"
 	stopped bool
+
+	// outcome of the last commit that wrote something, for Writer.Ready.
+	outMu     sync.Mutex
+	refused   error            // nil when the last commit stored every record
+	refusedAt time.Time        // when refused was set
+	now       func() time.Time // the clock (a test seam)
 }
 
 type pending struct {
@@ -120,6 +126,9 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 10 * time.Second
 	}
+	if cfg.RetestAfter <= 0 {
+		cfg.RetestAfter = 30 * time.Second
+	}
 	// Atomic batches exist here for their single fsync. Where capstan syncs
 	// the stream itself, or no fsync is wanted (engine.sync interval), they
 	// would only add JetStream's staging of each batch (a temporary store
@@ -129,6 +138,7 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 		cfg: cfg, eng: e, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1),
 		syncs:  e.SyncsLocally(),
 		atomic: external && e.AtomicBatches(),
+		now:    time.Now,
 	}
 	a.m = newAppenderMetrics(cfg.Registry, a)
 	if external && !a.atomic {
@@ -341,6 +351,7 @@ func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 	defer func() {
 		a.m.records.Observe(float64(len(send)))
 		a.m.seconds.Observe(time.Since(start).Seconds())
+		a.noteOutcome(sendRes)
 	}()
 	if len(send) < minAtomic || !a.atomic {
 		a.publishEach(send, sendRes)
@@ -372,6 +383,39 @@ func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 			*sendRes[i] = Result{Err: err}
 		}
 	}
+}
+
+// noteOutcome records whether a commit stored its records: the first error
+// of res, or nil when every record is stored (or a duplicate).
+func (a *appender) noteOutcome(res []*Result) {
+	var failed error
+	for _, r := range res {
+		if r.Err != nil {
+			failed = r.Err
+			break
+		}
+	}
+	a.outMu.Lock()
+	defer a.outMu.Unlock()
+	a.refused = failed
+	if failed != nil {
+		a.refusedAt = a.now()
+	}
+}
+
+// refusal returns an error wrapping ErrWritesRefused while the last commit
+// failed, for at most RetestAfter; nil otherwise.
+func (a *appender) refusal() error {
+	a.outMu.Lock()
+	defer a.outMu.Unlock()
+	if a.refused == nil {
+		return nil
+	}
+	ago := a.now().Sub(a.refusedAt)
+	if ago >= a.cfg.RetestAfter {
+		return nil
+	}
+	return fmt.Errorf("%w: the last write failed %s ago: %w", ErrWritesRefused, ago.Round(time.Second), a.refused)
 }
 
 // sync makes the records just published durable. If it fails, what was

@@ -15,7 +15,10 @@
 // ingest always means "on disk" without paying one fsync per event. On the
 // embedded engine capstan fsyncs the stream's block file itself after
 // JetStream acknowledged the group (sync.go explains why and how); on an
-// external cluster the group is one JetStream atomic batch.
+// external cluster the group is one JetStream atomic batch. Writer.Ready
+// says whether events can be stored now: the engine is up and the store
+// did not refuse the last commit (a full stream or disk), which is what
+// /readyz reports.
 //
 // The one read path gives each event as Stored (its stream sequence, source,
 // type, time, document and request facts), in two forms: Engine.ReadEvents,

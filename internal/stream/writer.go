@@ -24,6 +24,12 @@ type Result struct {
 // ErrOverloaded means the append queue is full: callers should answer 503.
 var ErrOverloaded = errors.New("event store overloaded")
 
+// ErrWritesRefused is Writer.Ready's answer while the store refuses writes:
+// the last commit failed (a full stream or disk, a storage error, no
+// acknowledgement) and no later one succeeded. The error wrapping it says
+// why.
+var ErrWritesRefused = errors.New("the event store refuses writes")
+
 // WriterConfig tunes group commit. Zero fields take the defaults.
 type WriterConfig struct {
 	// MaxBatch is the most events in one commit (one atomic batch, one
@@ -38,6 +44,12 @@ type WriterConfig struct {
 	MaxQueued int
 	// AckTimeout bounds one commit's write. Default 10s.
 	AckTimeout time.Duration
+	// RetestAfter is how long Ready reports a refused commit when no later
+	// commit succeeded. Then Ready says ready again, so that a load balancer
+	// sends traffic that retests the store (clients retry what gets 503); a
+	// store still refusing makes the next commit fail and Ready report it
+	// again. Default 30s.
+	RetestAfter time.Duration
 	// Registry, when set, receives the writer's metrics: events per
 	// commit, commit time and events waiting (see newAppenderMetrics).
 	Registry prometheus.Registerer
@@ -75,6 +87,9 @@ func NewWriter(e *Engine, cfg WriterConfig, log *slog.Logger) (*Writer, error) {
 	}
 	if cfg.AckTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ack timeout must not be negative, got %s", cfg.AckTimeout))
+	}
+	if cfg.RetestAfter < 0 {
+		errs = append(errs, fmt.Errorf("retest after must not be negative, got %s", cfg.RetestAfter))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("event writer: %w", err)
@@ -123,6 +138,19 @@ func (w *Writer) Append(ctx context.Context, evs []Event) ([]Result, error) {
 		bad[idx[k]] = r
 	}
 	return bad, nil
+}
+
+// Ready reports whether events can be stored now: nil when the engine is
+// connected with the EVENTS stream in place (Engine.Ready) and the last
+// commit stored its events; an error wrapping ErrWritesRefused, with the
+// store's reason, while the last commit failed and no later one succeeded
+// (for at most WriterConfig.RetestAfter). A commit that wrote nothing (every
+// event a duplicate within its group) changes nothing.
+func (w *Writer) Ready(ctx context.Context) error {
+	if err := w.app.eng.Ready(ctx); err != nil {
+		return err
+	}
+	return w.app.refusal()
 }
 
 // Run writes queued events until ctx ends, then drains what is queued.

@@ -76,6 +76,7 @@ func TestNewWriterConfig(t *testing.T) {
 		{name: "no engine", want: "no engine"},
 		{name: "max batch too large", eng: eng, cfg: WriterConfig{MaxBatch: 1001}, want: "max batch must be between 1 and 1000, got 1001"},
 		{name: "negative linger", eng: eng, cfg: WriterConfig{Linger: -time.Millisecond}, want: "linger must not be negative"},
+		{name: "negative retest", eng: eng, cfg: WriterConfig{RetestAfter: -time.Second}, want: "retest after must not be negative, got -1s"},
 		{name: "all reported", eng: eng, cfg: WriterConfig{Inflight: -1, MaxQueued: -1, AckTimeout: -1}, want: "inflight must not be negative, got -1\nmax queued must not be negative, got -1\nack timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,5 +248,67 @@ func TestReadEventsOptions(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("follow ended with %v", err)
+	}
+}
+
+// TestReadyWhileTheStoreRefusesWrites is the regression test of issue 17:
+// a full store (here the EVENTS stream at its max_bytes, which refuses new
+// events) refused every write while Engine.Ready, all /readyz asked, said
+// ready. Writer.Ready reports the refusal with the store's reason until a
+// commit succeeds again.
+func TestReadyWhileTheStoreRefusesWrites(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir(), MaxBytes: 64 << 10})
+	ctx := context.Background()
+	if err := w.Ready(ctx); err != nil {
+		t.Fatalf("a fresh store: Ready = %v", err)
+	}
+	doc := []byte(`{"pad":"` + strings.Repeat("x", 4000) + `"}`)
+	var refused error
+	for i := 0; i < 100 && refused == nil; i++ {
+		res, err := w.Append(ctx, []Event{{Source: "web", Type: "track", MessageID: fmt.Sprint("m", i), Doc: doc}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused = res[0].Err
+	}
+	if refused == nil {
+		t.Fatal("a stream of 64 KiB took 400 KB of events")
+	}
+	if err := eng.Ready(ctx); err != nil {
+		t.Fatalf("the engine itself is up: Ready = %v", err)
+	}
+	err := w.Ready(ctx)
+	if !errors.Is(err, ErrWritesRefused) || !strings.Contains(err.Error(), "maximum bytes exceeded") {
+		t.Fatalf("while the stream is full: Ready = %v, want ErrWritesRefused with JetStream's reason", err)
+	}
+
+	// Past RetestAfter without a successful commit, Ready lets traffic
+	// retest the store; a refused commit reports it again.
+	w.app.outMu.Lock()
+	w.app.now = func() time.Time { return time.Now().Add(time.Minute) }
+	w.app.outMu.Unlock()
+	if err := w.Ready(ctx); err != nil {
+		t.Fatalf("after RetestAfter: Ready = %v, want nil", err)
+	}
+	res, err := w.Append(ctx, []Event{{Source: "web", Type: "track", MessageID: "again", Doc: doc}})
+	if err != nil || res[0].Err == nil {
+		t.Fatalf("append to the full stream: %v %+v", err, res)
+	}
+	if err := w.Ready(ctx); !errors.Is(err, ErrWritesRefused) {
+		t.Fatalf("refused again: Ready = %v, want ErrWritesRefused", err)
+	}
+
+	// Room again (an operator purged the stream): the next commit succeeds
+	// and Ready says ready.
+	s, err := eng.JetStream().Stream(ctx, EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "after-purge", Doc: doc})
+	if err := w.Ready(ctx); err != nil {
+		t.Fatalf("after a successful write: Ready = %v", err)
 	}
 }
