@@ -168,10 +168,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", s.Addr)
+	tcp, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
 	}
+	ln := limitListen(tcp, s.MaxConnections)
 	log.Info("capstan listening", "addr", "http://"+ln.Addr().String(), "data_dir", s.DataDir, "engine", engineKind(cfg), "sync", cfg.Engine.Sync.String())
 
 	// The appender outlives the HTTP server: it stops only after the last

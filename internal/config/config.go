@@ -45,6 +45,17 @@ type Server struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM. Default 15s.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// MaxConnections caps the client connections open at once, idle
+	// keep-alive ones included; further connections wait in the system's
+	// listen backlog until one closes. Default 10000.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxInflightBodyBytes caps the request body bytes (decompressed)
+	// that requests in progress hold together, counted as they arrive: a
+	// connection that sent only headers holds none. A request that would
+	// pass it waits up to 1s, then gets 503 unavailable with Retry-After,
+	// which Segment clients retry. At least 1048576 (1 MiB). Default
+	// 268435456 (256 MiB).
+	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
 }
 
 // Engine configures the event store.

@@ -24,7 +24,8 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Server.Addr != DefaultAddr || cfg.Server.DataDir != DefaultDataDir {
+	if s := cfg.Server; s.Addr != DefaultAddr || s.DataDir != DefaultDataDir ||
+		s.MaxConnections != 10000 || s.MaxInflightBodyBytes != 256<<20 {
 		t.Errorf("server defaults: got %+v", cfg.Server)
 	}
 	if !cfg.Engine.Sync.Always() || cfg.Engine.DedupWindow.D() != 24*time.Hour || cfg.Engine.GroupCommit.MaxEvents != 1000 {
@@ -112,6 +113,9 @@ func TestParseErrors(t *testing.T) {
 			[]string{`c.yaml:3:12: sources[1].name: "a" is already the name of sources[0]`, "sources[1].write_key: the same write key is already used by sources[0]"}},
 		{"bad origin", "sources:\n  - name: a\n    write_key: k\n    allowed_origins: [www.example.com]\n", []string{"sources[0].allowed_origins[0]: must be an origin"}},
 		{"dedup window too short", "engine:\n  dedup_window: 1h\n" + minimal, []string{"engine.dedup_window: must be at least 24h"}},
+		{"server limits", "server:\n  max_connections: -1\n  max_inflight_body_bytes: 512000\n" + minimal,
+			[]string{"c.yaml:2:20: server.max_connections: must be at least 1, got -1",
+				"c.yaml:3:28: server.max_inflight_body_bytes: must be at least 1048576 (1 MiB), got 512000"}},
 		{"group commit bound", "engine:\n  group_commit: {max_events: 5000}\n" + minimal, []string{"must be between 1 and 1000"}},
 		{"listen not loopback", "engine:\n  listen: 0.0.0.0:4222\n" + minimal, []string{"engine.listen: must be a loopback address"}},
 		{"replicas embedded", "engine:\n  replicas: 3\n" + minimal, []string{"replicas must be 1"}},

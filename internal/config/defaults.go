@@ -11,6 +11,9 @@ const (
 	DefaultWriteTimeout       = 30 * time.Second
 	DefaultIdleTimeout        = 120 * time.Second
 	DefaultShutdownGrace      = 15 * time.Second
+	DefaultMaxConnections     = 10000
+	DefaultMaxInflightBody    = 256 << 20
+	MinMaxInflightBody        = 1 << 20 // two requests at the 512000-byte limit
 	DefaultEngineListen       = "127.0.0.1:0"
 	DefaultReplicas           = 1
 	DefaultDedupWindow        = 24 * time.Hour
@@ -64,6 +67,10 @@ func (c *Config) applyDefaults() {
 	setDur(&s.WriteTimeout, DefaultWriteTimeout)
 	setDur(&s.IdleTimeout, DefaultIdleTimeout)
 	setDur(&s.ShutdownGrace, DefaultShutdownGrace)
+	setInt(&s.MaxConnections, DefaultMaxConnections)
+	if s.MaxInflightBodyBytes == 0 {
+		s.MaxInflightBodyBytes = DefaultMaxInflightBody
+	}
 
 	e := &c.Engine
 	setStr(&e.Listen, DefaultEngineListen)

@@ -75,6 +75,12 @@ func (v *validator) server() {
 			v.errorf(f.path, "must not be negative")
 		}
 	}
+	if s.MaxConnections < 1 {
+		v.errorf("server.max_connections", "must be at least 1, got %d", s.MaxConnections)
+	}
+	if s.MaxInflightBodyBytes < MinMaxInflightBody {
+		v.errorf("server.max_inflight_body_bytes", "must be at least %d (1 MiB), got %d", MinMaxInflightBody, s.MaxInflightBodyBytes)
+	}
 }
 
 func validPort(p string) bool {

@@ -4,6 +4,11 @@
 // authentication, CORS, gzip, size limits and the exact status codes and
 // bodies Segment's clients expect.
 //
+// Request bodies are read as their bytes arrive, into pooled buffers that
+// grow with them (body.go): nothing is reserved from a declared
+// Content-Length, and the bytes that requests in progress hold together are
+// capped (server.max_inflight_body_bytes; past it, 503 with Retry-After).
+//
 // A request is answered 200 only after every accepted event is durably in
 // the EVENTS stream (through stream.Writer's group commit). ingest never
 // talks to LinkedIn and never evaluates mappings; it stores events.

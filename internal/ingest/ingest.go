@@ -2,13 +2,11 @@ package ingest
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,7 +14,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +40,7 @@ type Handler struct {
 	consent   []string           // categories some destination requires
 	publicURL *url.URL
 	proxies   []netip.Prefix
+	budget    *budget // request body bytes held at once; nil: no limit
 }
 
 type source struct {
@@ -118,7 +116,8 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 	if len(cfg.Destinations) == 0 {
 		h.consent = config.DefaultConsentCategories
 	}
-	h.metrics = newMetrics(opt.Registry)
+	h.budget = newBudget(cfg.Server.MaxInflightBodyBytes)
+	h.metrics = newMetrics(opt.Registry, h.budget)
 	return h, nil
 }
 
@@ -302,67 +301,14 @@ type dropEntry struct {
 
 func (h *Handler) discardMetrics(w http.ResponseWriter, r *http.Request) {
 	buf := bodyPool.Get().(*bytes.Buffer)
-	defer putBody(buf)
-	if _, rerr := readBody(w, r, event.MaxMetricsBytes, buf); rerr != nil {
+	var held int64
+	defer func() { h.budget.give(held); putBody(buf) }()
+	if _, rerr := h.readBody(w, r, event.MaxMetricsBytes, buf, &held); rerr != nil {
 		writeError(w, rerr.status, rerr.code, rerr.msg)
 		return
 	}
 	h.metrics.requests.WithLabelValues("", "metrics", "200").Inc()
 	writeJSON(w, http.StatusOK, okBody{Success: true})
-}
-
-type httpError struct {
-	status int
-	code   string
-	msg    string
-}
-
-// bodyPool holds request body buffers. A body is only read while its request
-// is handled: everything stored or answered is copied out of it first.
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func putBody(b *bytes.Buffer) {
-	b.Reset()
-	bodyPool.Put(b)
-}
-
-// readBody reads the request body into buf, gunzipping it when asked, and
-// refuses it once the decompressed size passes limit. The body returned
-// lives in buf.
-func readBody(w http.ResponseWriter, r *http.Request, limit int, buf *bytes.Buffer) ([]byte, *httpError) {
-	tooLarge := &httpError{http.StatusBadRequest, event.CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit)}
-	var rd io.Reader = http.MaxBytesReader(w, r.Body, int64(limit)+1)
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(rd)
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, tooLarge
-			}
-			return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body is not valid gzip data"}
-		}
-		defer zr.Close()
-		rd = zr
-	default:
-		return nil, &httpError{http.StatusUnsupportedMediaType, "unsupported_encoding", fmt.Sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
-	}
-	if n := r.ContentLength; n > 0 && n <= int64(limit) {
-		buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF
-	}
-	_, err := buf.ReadFrom(io.LimitReader(rd, int64(limit)+1))
-	body := buf.Bytes()
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe) || len(body) > limit:
-		return nil, tooLarge
-	case err != nil && strings.Contains(r.Header.Get("Content-Encoding"), "gzip"):
-		return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body is not valid gzip data"}
-	case err != nil:
-		return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body could not be read"}
-	}
-	return body, nil
 }
 
 // writeKey resolves the write key (§1.4): Basic username, else the body's.
@@ -399,8 +345,9 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 
 	buf := bodyPool.Get().(*bytes.Buffer)
-	defer putBody(buf)
-	raw, herr := readBody(w, r, event.MaxRequestBytes, buf)
+	var held int64
+	defer func() { h.budget.give(held); putBody(buf) }()
+	raw, herr := h.readBody(w, r, event.MaxRequestBytes, buf, &held)
 	if herr != nil {
 		fail(herr.status, herr.code, herr.msg)
 		return

@@ -9,7 +9,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capstan_ingest_requests_total",
@@ -30,7 +30,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"endpoint"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.drops, m.duration)
+		reg.MustRegister(m.requests, m.events, m.drops, m.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "capstan_ingest_inflight_body_bytes",
+			Help: "Request body bytes held by requests in progress (counted as they arrive, in 16 KiB grants); at server.max_inflight_body_bytes requests get 503 with Retry-After.",
+		}, func() float64 { return float64(b.inflight()) }))
 	}
 	return m
 }
