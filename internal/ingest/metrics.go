@@ -6,7 +6,10 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	events   *prometheus.CounterVec
 	drops    *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	// verifications counts browser events that carried a userHash, by
+	// source and result (verified, failed).
+	verifications *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "capstan_ingest_dropped_events_total",
 			Help: "Events dropped by per-event validation, by source and code.",
 		}, []string{"source", "code"}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_ingest_identity_verifications_total",
+			Help: "Browser events carrying context.capstan.userHash, by source and result (verified, failed).",
+		}, []string{"source", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "capstan_ingest_request_duration_seconds",
 			Help:    "Time from request start to response, durable write included.",
@@ -30,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"endpoint"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.drops, m.duration)
+		reg.MustRegister(m.requests, m.events, m.drops, m.verifications, m.duration)
 	}
 	return m
 }
