@@ -1003,3 +1003,56 @@ func TestBrowserAttach(t *testing.T) {
 		t.Errorf("li_fat_id cookie %+v, want 987654", c)
 	}
 }
+
+// TestBrowserCapstanJSUserHash: the userHash given to identify (or to load,
+// for the stored user id) goes with every event of that user id as
+// context.capstan.userHash, and with no other user's.
+func TestBrowserCapstanJSUserHash(t *testing.T) {
+	requireBrowser(t)
+	pages := newPageServer(t)
+	fake := newFakeIngest(t)
+	b := startBrowser(t)
+	load := fmt.Sprintf(`capstan.load({writeKey: %q, host: %q, flushInterval: 20%%s})`, testWriteKey, fake.URL)
+
+	var ids []string
+	b.goTo(pages.URL + "/verified")
+	b.eval(&ids, `(async () => {
+		`+fmt.Sprintf(load, "")+`
+		const rs = []
+		rs.push(await capstan.identify('u_1', {plan: 'pro'}, {userHash: 'h1'}))
+		rs.push(await capstan.track('Signed In'))
+		rs.push(await capstan.identify('u_2'))
+		rs.push(await capstan.track('Other User'))
+		return rs.map(x => x.event.messageId)
+	})()`)
+	var more []string
+	b.goTo(pages.URL + "/verified-again")
+	b.eval(&more, `(async () => {
+		`+fmt.Sprintf(load, ", userHash: 'h2'")+`
+		const rs = [await capstan.track('Next Page')]
+		capstan.reset()
+		rs.push(await capstan.track('Signed Out'))
+		return rs.map(x => x.event.messageId)
+	})()`)
+	ids = append(ids, more...)
+	want := []string{"h1", "h1", "", "", "h2", ""}
+	if len(ids) != len(want) {
+		t.Fatalf("sent %v", ids)
+	}
+	for i, id := range ids {
+		var ev doc
+		for _, r := range fake.requestsFor(id) {
+			for _, e := range r.body.Batch {
+				if e.str("messageId") == id {
+					ev = e
+				}
+			}
+		}
+		if ev == nil {
+			t.Fatalf("event %d (%s) was not sent", i, id)
+		}
+		if got := ev.str("context.capstan.userHash"); got != want[i] || ev.get("context.userHash") != nil {
+			t.Errorf("event %d (%s %s, user %s): context %v; want context.capstan.userHash %q", i, ev.str("type"), ev.str("event"), ev.str("userId"), ev.get("context.capstan"), want[i])
+		}
+	}
+}

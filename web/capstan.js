@@ -6,10 +6,12 @@
  * capstan.load({writeKey, host, ...})  host: capstan's origin (default: this script's). Options:
  *   flushAt 10, flushInterval 500 ms, maxQueue 500, maxAge 7 d, retryDelay 500 ms,
  *   maxRetryDelay 60 s, insightTag {conversions: {"Sign Up": 123456}}, consentCategory
- *   "Advertising", cookieDomain, integrations. Calls made before load wait for it.
+ *   "Advertising", cookieDomain, integrations, userHash (of the stored user id). Calls made
+ *   before load wait for it.
  * capstan.page([category,] [name,] [properties,] [options])
  * capstan.track(event, [properties,] [options])
- * capstan.identify([userId,] [traits,] [options])
+ * capstan.identify([userId,] [traits,] [options])  options.userHash: the site's back end's
+ *   HMAC-SHA256 (hex) of userId, sent as context.capstan.userHash with every event of that user
  * capstan.alias(userId, [previousId,] [options])
  * capstan.group(groupId, [traits,] [options])
  *   each returns a Promise of {event, delivered, error}, settled after the first delivery
@@ -40,6 +42,7 @@
   var GID = 'ajs_group_id'
   var GTRAITS = 'ajs_group_properties'
   var CONSENT = 'capstan_consent'
+  var UHASH = 'capstan_user_hash'
   var QPREFIX = 'capstan_q.'
   var STALE = 60e3 // a queue not touched for this long belongs to a closed tab
   var MAX_ITEM = 32000 // capstan accepts 32 KiB per event
@@ -171,6 +174,10 @@
 
   // --- consent and li_fat_id --------------------------------------------------------------------
   function prefs() { var p = ls.get(CONSENT); return isObj(p) ? p : null }
+
+  // Identity verification: the userHash of one user id, sent with that user's events.
+  function setHash(u, h) { ls.set(UHASH, u && isStr(h) && h ? { u: u, h: h } : null) }
+  function hashOf(u) { var s = ls.get(UHASH); return u && isObj(s) && s.u === u ? s.h : null }
   function adsDenied() {
     var p = prefs()
     return !!p && p[category] === false
@@ -225,6 +232,8 @@
     if (p && !(isObj(ctx.consent) && isObj(ctx.consent.categoryPreferences))) {
       ctx.consent = Object.assign({}, ctx.consent, { categoryPreferences: Object.assign({}, p) })
     }
+    var h = hashOf(ev.userId)
+    if (h && !(isObj(ctx.capstan) && ctx.capstan.userHash)) ctx.capstan = Object.assign({}, ctx.capstan, { userHash: h })
     var conv = o && o.insightTag && o.insightTag.conversions
     if (ev.type === 'track' && has(conv, ev.event)) {
       var mid = isStr(ev.messageId) && ev.messageId && ev.messageId.length <= 64 ? ev.messageId : newMessageId()
@@ -270,7 +279,7 @@
     var ctx = Object.assign({}, isObj(opts.context) ? opts.context : null)
     var over = {}
     Object.keys(opts).forEach(function (k) {
-      if (k === 'context' || k === 'integrations' || opts[k] === undefined) return
+      if (k === 'context' || k === 'integrations' || k === 'userHash' || opts[k] === undefined) return
       if (k === 'userId' || k === 'anonymousId' || k === 'timestamp' || k === 'messageId') over[k] = opts[k]
       else ctx[k] = opts[k]
     })
@@ -387,6 +396,8 @@
     var traits = r[1]
     if (id && current && id !== current) setId(ANON, uuid()) // a different person: new anonymous id
     if (!current || !id || current === id) traits = Object.assign({}, traitsOf(UTRAITS), traits)
+    if (id && isStr(r[2].userHash)) setHash(id, r[2].userHash)
+    else if (id && id !== current) setHash(null)
     if (id) setId(UID, id)
     ls.set(UTRAITS, traits)
     return build('identify', { userId: getId(UID), traits: traits }, r[2])
@@ -625,6 +636,7 @@
     Object.keys(defaults).forEach(function (k) { if (!(o[k] > 0)) o[k] = defaults[k] })
     cfg = o
     if (isStr(o.consentCategory)) category = o.consentCategory
+    if (isStr(o.userHash)) setHash(getId(UID), o.userHash)
     domain = null
     captureLfi()
     anonymousId()
@@ -668,6 +680,7 @@
     ;[UID, GID].forEach(function (k) { setId(k, null) })
     ls.set(UTRAITS, null)
     ls.set(GTRAITS, null)
+    setHash(null)
     setId(ANON, uuid())
   }
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -180,6 +182,22 @@ func writeProfile(b *strings.Builder, p identity.Profile, indent string) {
 			name = "links"
 		}
 		line(name, "%s", l)
+	}
+	for _, src := range slices.Sorted(maps.Keys(p.Unverified)) {
+		u := p.Unverified[src]
+		line("unverified", "from source %s (serves only its conversions)", src)
+		if u.LiFatID != "" {
+			line("  li_fat_id", "%s (event of %s)", u.LiFatID, stamp(u.LiFatIDAt))
+		}
+		if u.EmailSHA256 != "" {
+			line("  email sha256", "%s (event of %s)", u.EmailSHA256, stamp(u.EmailAt))
+		}
+		if u.AliasOf != "" {
+			line("  alias of", "%s", u.AliasOf)
+		}
+		for _, l := range u.Links {
+			line("  link", "%s", l)
+		}
 	}
 	line("created", "%s", stamp(p.Created))
 	line("updated", "%s (expires %s)", stamp(p.Updated), stamp(p.Expires))

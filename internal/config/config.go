@@ -136,6 +136,50 @@ type Source struct {
 	// CookieDomain is the Domain attribute of the capstan_lfi cookie, for
 	// capstan on a first-party subdomain (".example.com"). Default: host-only.
 	CookieDomain string `yaml:"cookie_domain"`
+	// Trust says whether what the source's events tell the identity graph
+	// about a userId may enrich other sources' conversions: "server" (a back
+	// end whose write key is secret: yes) or "browser" (a web page, whose
+	// write key anyone can read: a link its events make between a userId
+	// and an email, li_fat_id or anonymous id enriches only its own
+	// conversions, unless identity_verification vouches for the userId).
+	// Default: "browser" when allowed_origins is set; otherwise "server",
+	// but a request carrying an Origin header (every browser sends one,
+	// capstan.js included) is taken as a browser's. A source whose write
+	// key is in a web page should say "browser" (or list allowed_origins):
+	// curl sends no Origin.
+	Trust string `yaml:"trust"`
+	// IdentityVerification lets a browser source's links enrich every
+	// source's conversions when the site's back end signs the userId.
+	// Default off.
+	IdentityVerification *IdentityVerification `yaml:"identity_verification"`
+}
+
+// Trust levels of a source (Source.Trust).
+const (
+	TrustBrowser = "browser"
+	TrustServer  = "server"
+)
+
+// IdentityVerification is a browser source's identity verification: the
+// site's back end computes the lower-case hex HMAC-SHA256 of the userId
+// with Secret and gives it to the page, which sends it with its events as
+// context.capstan.userHash (capstan.js: the userHash option of identify or
+// load). An event whose userHash matches its userId is verified: its links
+// enrich every source's conversions. capstan removes the userHash before
+// storing the event.
+type IdentityVerification struct {
+	// Secret is the HMAC key, shared with the site's back end and never
+	// with the browser: at least 16 characters (32 random bytes, hex or
+	// base64, recommended), usually ${ENV}. Required.
+	Secret Secret `yaml:"secret"`
+}
+
+// BrowserTrust reports whether every event of the source is a browser's
+// (Trust "browser", or unset with allowed_origins). When false, the
+// source is a server's, except for requests with an Origin header when
+// Trust is unset (see Trust).
+func (s *Source) BrowserTrust() bool {
+	return s.Trust == TrustBrowser || s.Trust == "" && len(s.AllowedOrigins) > 0
 }
 
 // Keys returns every write key of the source.

@@ -137,6 +137,11 @@ func TestParseErrors(t *testing.T) {
 			"conversion_rule.create: needs the destination's ad_account",
 			`conversion_rule.create.type: unknown conversion type "SIGNUP"`,
 			"conversion_rule.create.post_click_window_days: must be one of [1 7 30 90]"}},
+		{"bad trust", "sources:\n  - name: a\n    write_key: k\n    trust: public\n", []string{`c.yaml:4:12: sources[0].trust: must be "browser" or "server", got "public"`}},
+		{"verification on a server source", "sources:\n  - name: a\n    write_key: k\n    trust: server\n    identity_verification: {secret: 0123456789abcdef}\n",
+			[]string{`sources[0].identity_verification: applies to browser sources only (trust is "server")`}},
+		{"verification secret", "sources:\n  - name: a\n    write_key: k\n    identity_verification: {secret: short}\n  - name: b\n    write_key: l\n    identity_verification: {}\n",
+			[]string{"sources[0].identity_verification.secret: must be at least 16 characters", "sources[1].identity_verification.secret: required"}},
 		{"rule id or create", minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings: [{name: m}]\n",
 			[]string{"destinations[0].mappings[0].conversion_rule: required"}},
 	}
@@ -158,6 +163,38 @@ func TestParseErrors(t *testing.T) {
 				msg = msg[i+len(w):]
 			}
 		})
+	}
+}
+
+func TestSourceTrust(t *testing.T) {
+	text := `
+sources:
+  - name: website
+    write_key: wk_1
+    allowed_origins: ["https://www.example.com"]
+    identity_verification:
+      secret: ${IV_SECRET}
+  - name: shop
+    write_key: wk_2
+    trust: browser
+  - name: backend
+    write_key: wk_3
+  - name: crm
+    write_key: wk_4
+    trust: server
+    allowed_origins: ["https://crm.example.com"]
+`
+	cfg, err := Parse("c.yaml", []byte(text), env(map[string]string{"IV_SECRET": "0123456789abcdef0123"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, true, false, false} {
+		if got := cfg.Sources[i].BrowserTrust(); got != want {
+			t.Errorf("%s: BrowserTrust() = %v, want %v", cfg.Sources[i].Name, got, want)
+		}
+	}
+	if got := cfg.Sources[0].IdentityVerification.Secret.Value(); got != "0123456789abcdef0123" {
+		t.Errorf("identity_verification.secret = %q", got)
 	}
 }
 

@@ -28,6 +28,9 @@ var RuleTypes = []string{"ADD_TO_CART", "DOWNLOAD", "INSTALL", "KEY_PAGE_VIEW", 
 // yearWindowTypes may use 365-day attribution windows (§12.1).
 var yearWindowTypes = []string{"SUBMIT_APPLICATION", "PURCHASE", "ADD_TO_CART", "QUALIFIED_LEAD", "LEAD"}
 
+// minVerificationSecret is the shortest identity_verification.secret.
+const minVerificationSecret = 16
+
 type validator struct {
 	c  *Config
 	es *Errors
@@ -187,6 +190,21 @@ func (v *validator) sources() {
 		}
 		if b := s.BrowserBatching; b != nil && (b.Size < 1 || b.Size > 100 || b.Timeout.D() < 100*time.Millisecond) {
 			v.errorf(p+".browser_batching", "size must be 1 to 100 and timeout at least 100ms")
+		}
+		switch s.Trust {
+		case "", TrustBrowser, TrustServer:
+		default:
+			v.errorf(p+".trust", "must be %q or %q, got %q", TrustBrowser, TrustServer, s.Trust)
+		}
+		if iv := s.IdentityVerification; iv != nil {
+			switch {
+			case s.Trust == TrustServer:
+				v.errorf(p+".identity_verification", "applies to browser sources only (trust is %q)", TrustServer)
+			case iv.Secret == "":
+				v.errorf(p+".identity_verification.secret", "required")
+			case len(iv.Secret) < minVerificationSecret:
+				v.errorf(p+".identity_verification.secret", "must be at least %d characters", minVerificationSecret)
+			}
 		}
 	}
 }

@@ -40,8 +40,10 @@ type DeadLetter struct {
 	Attempts  int    `json:"attempts,omitempty"`
 	// Payload is the conversion as sent (absent for ReasonInvalid).
 	Payload json.RawMessage `json:"payload,omitempty"`
-	// The original event and where it came from.
+	// The original event and where it came from; Trust is the event's
+	// stream trust (stream.Trust*), kept so that a replay stores it again.
 	Source    string          `json:"source"`
+	Trust     string          `json:"trust,omitempty"`
 	EventSeq  uint64          `json:"eventSeq"`
 	MessageID string          `json:"messageId,omitempty"`
 	Event     json.RawMessage `json:"event"`
@@ -152,8 +154,8 @@ func ReplayDeadLetters(ctx context.Context, eng *stream.Engine, w *stream.Writer
 			}
 			evs = append(evs, stream.Event{
 				Source: dl.Source, Type: probe.Type, MessageID: dl.MessageID, Doc: dl.Event,
-				ReplayFor: dl.Destination,
-				DedupID:   "replay:" + dl.Destination + ":" + strconv.FormatUint(dl.Seq, 10),
+				ReplayFor: dl.Destination, Trust: dl.Trust,
+				DedupID: "replay:" + dl.Destination + ":" + strconv.FormatUint(dl.Seq, 10),
 			})
 		}
 		done, err := replay(ctx, eng, w, chunk[:len(evs)], evs)

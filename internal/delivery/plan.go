@@ -211,10 +211,12 @@ type Result struct {
 
 // Enricher supplies identifiers the event itself lacks (the identity graph).
 // It returns have with empty fields filled where it knows more; the event's
-// own values always win. Errors are the enricher's to log: enrichment is best
-// effort and never fails a conversion.
+// own values always win. source is the event's source: the graph uses what
+// that source's own unverified browser events taught it, and of other
+// sources only their trusted links (identity/trust.go). Errors are the
+// enricher's to log: enrichment is best effort and never fails a conversion.
 type Enricher interface {
-	Enrich(ctx context.Context, ev event.Value, have identity.Captured) identity.Captured
+	Enrich(ctx context.Context, ev event.Value, source string, have identity.Captured) identity.Captured
 }
 
 // Convert runs ev through the plan. source is the event's source name; now
@@ -244,7 +246,7 @@ func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now t
 				c = identity.Capture(ev)
 			}
 			if enr != nil {
-				c = enr.Enrich(ctx, ev, c)
+				c = enr.Enrich(ctx, ev, source, c)
 			}
 			captured = &c
 		}

@@ -90,7 +90,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 			continue
 		}
 		if p.observe {
-			obs = append(obs, identity.Observation{Event: p.ev, Captured: *p.have})
+			obs = append(obs, identity.Observation{Event: p.ev, Captured: *p.have, Source: d.Source, Trusted: trusted(d.Trust)})
 			seqs = append(seqs, p.t.Seq)
 		}
 		evs = append(evs, p)
@@ -108,6 +108,13 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 		}
 	}
 }
+
+// trusted reports whether the identity links of a stored event of the given
+// trust (stream.Trust*) serve every source's conversions: a server source's
+// event, a verified browser event, and an event stored before capstan
+// recorded trust ("": its source's trust was not known; like the profiles
+// of that time, it is trusted).
+func trusted(trust string) bool { return trust != stream.TrustUnverified }
 
 // parsed is a stored event ready for the graph and conversion.
 type parsed struct {

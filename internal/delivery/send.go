@@ -276,7 +276,7 @@ func (r *Runner) deadLetterItem(ctx context.Context, it *item, reason string, a 
 // redelivered rather than acknowledged.
 func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
 	dl.At = r.clock.Now().UTC()
-	dl.Destination, dl.Source, dl.EventSeq, dl.Event = r.plan.Name, t.Source, t.Seq, t.Doc
+	dl.Destination, dl.Source, dl.Trust, dl.EventSeq, dl.Event = r.plan.Name, t.Source, t.Trust, t.Seq, t.Doc
 	var probe struct {
 		MessageID string `json:"messageId"`
 	}

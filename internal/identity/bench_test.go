@@ -47,7 +47,7 @@ func BenchmarkEnrich(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for b.Loop() {
-			if got := g.Enrich(ctx, ev, Capture(ev)); got.LiFatID == "" {
+			if got := g.Enrich(ctx, ev, "", Capture(ev)); got.LiFatID == "" {
 				b.Fatalf("not enriched: %+v", got)
 			}
 		}
@@ -63,7 +63,7 @@ func BenchmarkEnrich(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				ev := evs[i%people]
-				got := g.Enrich(ctx, ev, Capture(ev))
+				got := g.Enrich(ctx, ev, "", Capture(ev))
 				if c.name != "unknown" && got.LiFatID == "" {
 					b.Fatalf("not enriched: %+v", got)
 				}
@@ -98,7 +98,7 @@ func BenchmarkConversion(b *testing.B) {
 				if err := g.Observe(ctx, ev, have); err != nil {
 					b.Fatal(err)
 				}
-				if got := g.Enrich(ctx, ev, have); got.LiFatID == "" || got.Email == "" {
+				if got := g.Enrich(ctx, ev, "", have); got.LiFatID == "" || got.Email == "" {
 					b.Fatalf("not enriched: %+v", got)
 				}
 				i++
@@ -116,7 +116,7 @@ func BenchmarkConversion(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					if got := g.Enrich(ctx, ev, have); got.LiFatID == "" {
+					if got := g.Enrich(ctx, ev, "", have); got.LiFatID == "" {
 						b.Errorf("not enriched: %+v", got)
 						return
 					}

@@ -11,9 +11,11 @@
 //   - Observe, once per event before conversion (and never for an event
 //     whose consent denies the destination), links the ids and records the
 //     newest li_fat_id and email hash, each with its event's time;
-//   - Enrich fills what a conversion's event lacks, so that a server-side
-//     event carrying only a userId gets the click id of the browser's
-//     earlier anonymous page view and the email of an earlier identify;
+//   - Enrich fills what a conversion's event lacks, as the event's source
+//     sees the graph (trusted links, and its own unverified ones), so that
+//     a server-side event carrying only a userId gets the click id of the
+//     browser's earlier anonymous page view and the email of an earlier
+//     identify;
 //   - Show and Delete serve privacy requests (also through the admin API and
 //     `capstan identity show|delete`).
 //
@@ -34,7 +36,17 @@
 //	 "links":["a.…","u.…"],           linked keys, oldest first (see below)
 //	 "aliasOf":"u.…",                 user this user id was aliased to
 //	 "groups":["org_1"],              groupIds of group calls
-//	 "first":ms}                      creation time
+//	 "first":ms,                      creation time
+//	 "scoped":{"website":{…}}}        per browser source, what its unverified
+//	                                  events taught (the fields above)
+//
+// The fields outside "scoped" are the trusted part, written by server
+// sources' events and by browser events whose userId identity verification
+// vouched for; they serve every source's conversions. A browser source's
+// unverified event that names a userId writes the part kept for that source
+// instead, which serves only that source's conversions (trust.go explains
+// why: a browser source's write key is public). Profiles written before
+// "scoped" existed are entirely trusted.
 //
 // Links are kept on both sides: a user lists its anonymous ids ("a.…") and
 // the user ids aliased into it ("u.…"); an anonymous id lists its users,

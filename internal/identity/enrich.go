@@ -27,6 +27,11 @@ const maxLinkedReads = 3
 // newest anonymous ids. The event's own values always win. LiFatIDFrom and
 // EmailFrom name the profile each value came from (the From* constants).
 //
+// source is the source of the conversion's event: each profile is read as
+// that source sees it (trust.go), its trusted part with what the source's
+// own unverified events taught it; other sources' unverified links are
+// never used. "" reads the trusted parts only.
+//
 // Profiles that this process read or wrote within Config.MemoTTL (as
 // Observe just did for the same event) are not read again; deletions reach
 // the memo at once, from any process.
@@ -34,7 +39,7 @@ const maxLinkedReads = 3
 // It is best effort: a failed look-up is logged (rate-limited, without ids
 // or values) and what was found so far is returned. In the common case (a
 // known userId) it costs one read.
-func (g *Graph) Enrich(ctx context.Context, ev event.Value, have Captured) Captured {
+func (g *Graph) Enrich(ctx context.Context, ev event.Value, source string, have Captured) Captured {
 	if have.LiFatID != "" && have.Email != "" {
 		return have
 	}
@@ -53,8 +58,9 @@ func (g *Graph) Enrich(ctx context.Context, ev event.Value, have Captured) Captu
 		if !e.exists {
 			return nil, true
 		}
-		fill(&have, &e.rec, from)
-		return &e.rec, true
+		r := view(&e.rec, source)
+		fill(&have, r, from)
+		return r, true
 	}
 	done := func() bool { return have.LiFatID != "" && have.Email != "" }
 	if id.user != "" {

@@ -317,14 +317,27 @@ type record struct {
 	AliasOf string `json:"aliasOf,omitempty"`
 	// Groups are the groupIds of group calls, oldest first.
 	Groups []string `json:"groups,omitempty"`
-	// First is when the profile was created (wall clock).
-	First int64 `json:"first"`
+	// First is when the profile was created (wall clock); 0 in a part of
+	// Scoped.
+	First int64 `json:"first,omitempty"`
+	// Scoped holds, per browser source (by name), what that source's
+	// unverified events taught the profile (trust.go): the same fields,
+	// used only for that source's own conversions. The fields above are
+	// the trusted part, which serves every source.
+	Scoped map[string]*record `json:"scoped,omitempty"`
 }
 
 func (r *record) clone() record {
 	c := *r
 	c.Links = slices.Clone(r.Links)
 	c.Groups = slices.Clone(r.Groups)
+	if r.Scoped != nil {
+		c.Scoped = make(map[string]*record, len(r.Scoped))
+		for src, p := range r.Scoped {
+			pc := p.clone()
+			c.Scoped[src] = &pc
+		}
+	}
 	return c
 }
 

@@ -87,7 +87,7 @@ func observe(t testing.TB, g *Graph, s string) {
 func enrich(t testing.TB, g *Graph, s string) Captured {
 	t.Helper()
 	ev := parse(t, s)
-	return g.Enrich(context.Background(), ev, Capture(ev))
+	return g.Enrich(context.Background(), ev, "", Capture(ev))
 }
 
 // keys lists every key of the bucket.
@@ -133,7 +133,7 @@ func TestStory(t *testing.T) {
 	observe(t, g, identAU)
 
 	ev := parse(t, trackU)
-	got := g.Enrich(context.Background(), ev, Capture(ev))
+	got := g.Enrich(context.Background(), ev, "", Capture(ev))
 	want := Captured{LiFatID: "123456", LiFatIDFrom: FromUser, Email: emailHash, EmailFrom: FromUser}
 	if got != want {
 		t.Errorf("Enrich = %+v\nwant %+v", got, want)
@@ -632,7 +632,7 @@ func TestEnrichErrorReturnsHave(t *testing.T) {
 	have := Captured{LiFatID: "own", LiFatIDFrom: "properties.li_fat_id"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if got := g.Enrich(ctx, parse(t, trackU), have); got != have {
+	if got := g.Enrich(ctx, parse(t, trackU), "", have); got != have {
 		t.Errorf("Enrich = %+v, want %+v", got, have)
 	}
 	if err := g.Observe(ctx, parse(t, identAU), Capture(parse(t, identAU))); err == nil {
@@ -848,7 +848,7 @@ func TestObserveAll(t *testing.T) {
 	for _, s := range evs {
 		observe(t, one, s)
 		ev := parse(t, s)
-		obs = append(obs, Observation{Event: ev, Captured: Capture(ev)})
+		obs = append(obs, Observation{Event: ev, Captured: Capture(ev), Trusted: true})
 	}
 	for i, err := range all.ObserveAll(ctx, obs) {
 		if err != nil {

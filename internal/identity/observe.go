@@ -140,18 +140,23 @@ func mergeNewest(cur *string, at *int64, v string, vAt int64, slack int64) bool 
 // In the common case (an event whose ids are known and that carries nothing
 // new) it costs one read per id and no write, and no read when the ids were
 // met in the last few seconds (the memo).
+//
+// Observe takes ev for a trusted event (a server source's, trust.go):
+// what it links serves every source. ObserveAll takes each event's source
+// and trust.
 func (g *Graph) Observe(ctx context.Context, ev event.Value, c Captured) error {
-	return g.observe(ctx, ev, eventIDs(ev), c)
+	return g.observe(ctx, ev, eventIDs(ev), c, "")
 }
 
-// observe is Observe of ev, whose ids are id.
-func (g *Graph) observe(ctx context.Context, ev event.Value, id ids, c Captured) error {
+// observe is Observe of ev, whose ids are id, writing the part sc of the
+// profiles (trust.go).
+func (g *Graph) observe(ctx context.Context, ev event.Value, id ids, c Captured, sc string) error {
 	if id.user == "" && id.anon == "" && id.previous == "" {
 		return nil
 	}
 	v := g.valuesOf(ev, id, c)
 	if id.typ == "alias" && id.previous != "" && id.user != "" && id.previous != id.user {
-		if err := g.alias(ctx, id.previous, id.uk, v); err != nil {
+		if err := g.alias(ctx, id.previous, id.uk, v, sc); err != nil {
 			return err
 		}
 		if id.anon == "" || id.anon == id.previous {
@@ -160,11 +165,11 @@ func (g *Graph) observe(ctx context.Context, ev event.Value, id ids, c Captured)
 	}
 	switch {
 	case id.user != "" && id.anon != "":
-		return g.link(ctx, id.uk, id.ak, v)
+		return g.link(ctx, id.uk, id.ak, v, sc)
 	case id.user != "":
-		return g.observeOne(ctx, id.uk, v)
+		return g.observeOne(ctx, id.uk, v, sc)
 	case id.anon != "":
-		return g.observeOne(ctx, id.ak, v)
+		return g.observeOne(ctx, id.ak, v, sc)
 	}
 	return nil
 }
@@ -194,22 +199,23 @@ func (g *Graph) valuesOf(ev event.Value, id ids, c Captured) values {
 // observeOne records v on one profile and, when that added something,
 // passes it one hop on: from an anonymous id to its current user, from an
 // aliased user id to the user it became. Enrich then finds everything about
-// a user in the user's own profile with one read.
-func (g *Graph) observeOne(ctx context.Context, key string, v values) error {
+// a user in the user's own profile with one read. It writes and follows
+// the part sc of the profiles (trust.go).
+func (g *Graph) observeOne(ctx context.Context, key string, v values, sc string) error {
 	var added bool
-	r, _, err := g.update(ctx, key, nil, func(r *record) bool {
+	r, _, err := g.update(ctx, key, nil, in(sc, func(r *record) bool {
 		added = v.apply(r, g.slack())
 		return added
-	})
+	}))
 	if err != nil || !added {
 		return err
 	}
-	return g.propagate(ctx, key, &r)
+	return g.propagate(ctx, key, partOf(&r, sc), sc)
 }
 
-// propagate passes the identifiers of r, the profile at key, one hop on
-// (see observeOne).
-func (g *Graph) propagate(ctx context.Context, key string, r *record) error {
+// propagate passes the identifiers of r, the part sc of the profile at
+// key, one hop on along that part's links (see observeOne).
+func (g *Graph) propagate(ctx context.Context, key string, r *record, sc string) error {
 	to := r.AliasOf
 	if isAnon(key) {
 		to = r.user()
@@ -218,7 +224,7 @@ func (g *Graph) propagate(ctx context.Context, key string, r *record) error {
 		return nil
 	}
 	v := valuesOf(r)
-	_, _, err := g.update(ctx, to, nil, func(t *record) bool { return v.apply(t, g.slack()) })
+	_, _, err := g.update(ctx, to, nil, in(sc, func(t *record) bool { return v.apply(t, g.slack()) }))
 	return err
 }
 
@@ -228,8 +234,10 @@ func (g *Graph) slack() int64 { return g.cfg.Refresh.Milliseconds() }
 // and records v on both. The user's profile is written first, so that
 // whatever happens next, deleting the user finds the anonymous id; what the anonymous id knows is copied into
 // the user's profile, and checked again after the anonymous id's write so
-// that a concurrent capture on the anonymous id is never lost.
-func (g *Graph) link(ctx context.Context, uk, ak string, v values) error {
+// that a concurrent capture on the anonymous id is never lost. The link and
+// v go into the part sc of both profiles (trust.go); what the anonymous id
+// knows comes from the parts sc may use.
+func (g *Graph) link(ctx context.Context, uk, ak string, v values, sc string) error {
 	// What the anonymous id knows goes into the user's write. An anonymous
 	// id this process never met is most likely new and is not read (ea
 	// stays nil); if it knew something after all, the check after its
@@ -240,18 +248,18 @@ func (g *Graph) link(ctx context.Context, uk, ak string, v values) error {
 	case err != nil:
 		return err
 	case met:
-		ea, fromA = &e, valuesOf(&e.rec)
+		ea, fromA = &e, valuesFor(&e.rec, sc)
 	}
-	ru, linked, wrote, err := g.addLink(ctx, uk, ak, v, fromA)
+	ru, linked, wrote, err := g.addLink(ctx, uk, ak, v, fromA, sc)
 	if err != nil {
 		return err
 	}
 	if !linked {
 		// The user takes no more links: keep the two apart.
-		_, _, err := g.update(ctx, ak, ea, func(r *record) bool { return v.apply(r, g.slack()) })
+		_, _, err := g.update(ctx, ak, ea, in(sc, func(r *record) bool { return v.apply(r, g.slack()) }))
 		return err
 	}
-	ra, _, err := g.update(ctx, ak, ea, func(r *record) bool {
+	ra, _, err := g.update(ctx, ak, ea, in(sc, func(r *record) bool {
 		ch := v.apply(r, g.slack())
 		if r.user() == uk {
 			return ch
@@ -262,30 +270,33 @@ func (g *Graph) link(ctx context.Context, uk, ak string, v values) error {
 			r.Links = slices.Delete(r.Links, 0, len(r.Links)-g.cfg.MaxLinks)
 		}
 		return true
-	})
+	}))
 	if err != nil {
 		return err
 	}
-	if late := valuesOf(&ra); late.adds(&ru, g.slack()) {
-		if ru, _, err = g.update(ctx, uk, nil, func(r *record) bool { return late.apply(r, g.slack()) }); err != nil {
+	if late := valuesFor(&ra, sc); late.adds(&ru, g.slack()) {
+		full, _, err := g.update(ctx, uk, nil, in(sc, func(r *record) bool { return late.apply(r, g.slack()) }))
+		if err != nil {
 			return err
 		}
-		wrote = true
+		ru, wrote = *partOf(&full, sc), true
 	}
 	if wrote && ru.AliasOf != "" {
-		return g.propagate(ctx, uk, &ru)
+		return g.propagate(ctx, uk, &ru, sc)
 	}
 	return nil
 }
 
 // addLink records v on the user profile uk, links the profile at key to it
-// when there is room and merges that profile's identifiers from. When the
-// user is at MaxLinks, links to profiles that no longer exist are pruned
-// first; linked is false when there is still no room.
-func (g *Graph) addLink(ctx context.Context, uk, key string, v, from values) (r record, linked, wrote bool, err error) {
+// when there is room and merges that profile's identifiers from, all in
+// the part sc of uk (trust.go), which it returns. When that part is at
+// MaxLinks, links to profiles that no longer exist are pruned first;
+// linked is false when there is still no room.
+func (g *Graph) addLink(ctx context.Context, uk, key string, v, from values, sc string) (r record, linked, wrote bool, err error) {
 	for try := 0; try < 2; try++ {
 		full := false
-		r, wrote, err = g.update(ctx, uk, nil, func(r *record) bool {
+		var whole record
+		whole, wrote, err = g.update(ctx, uk, nil, in(sc, func(r *record) bool {
 			ch := v.apply(r, g.slack())
 			if !slices.Contains(r.Links, key) {
 				if len(r.Links) >= g.cfg.MaxLinks {
@@ -297,12 +308,13 @@ func (g *Graph) addLink(ctx context.Context, uk, key string, v, from values) (r 
 			}
 			full = false
 			return from.apply(r, g.slack()) || ch
-		})
+		}))
+		r = *partOf(&whole, sc)
 		if err != nil || !full {
 			return r, !full, wrote, err
 		}
 		if try == 0 {
-			pruned, err := g.pruneLinks(ctx, uk, r.Links)
+			pruned, err := g.pruneLinks(ctx, uk, r.Links, sc)
 			if err != nil {
 				return r, false, wrote, err
 			}
@@ -315,10 +327,11 @@ func (g *Graph) addLink(ctx context.Context, uk, key string, v, from values) (r 
 	return r, false, wrote, nil
 }
 
-// pruneLinks removes from the profile at key the links whose profiles no
-// longer exist (expired or deleted), looking at the oldest pruneBatch of
-// links (expiry goes oldest first), and reports whether any went.
-func (g *Graph) pruneLinks(ctx context.Context, key string, links []string) (bool, error) {
+// pruneLinks removes from the part sc of the profile at key the links
+// whose profiles no longer exist (expired or deleted), looking at the
+// oldest pruneBatch of links (expiry goes oldest first), and reports
+// whether any went.
+func (g *Graph) pruneLinks(ctx context.Context, key string, links []string, sc string) (bool, error) {
 	dead := map[string]bool{}
 	for _, l := range links[:min(len(links), pruneBatch)] {
 		e, err := g.load(ctx, l)
@@ -332,11 +345,11 @@ func (g *Graph) pruneLinks(ctx context.Context, key string, links []string) (boo
 	if len(dead) == 0 {
 		return false, nil
 	}
-	_, _, err := g.update(ctx, key, nil, func(r *record) bool {
+	_, _, err := g.update(ctx, key, nil, in(sc, func(r *record) bool {
 		n := len(r.Links)
 		r.Links = slices.DeleteFunc(r.Links, func(l string) bool { return dead[l] })
 		return len(r.Links) != n
-	})
+	}))
 	return err == nil, err
 }
 
@@ -344,32 +357,33 @@ func (g *Graph) pruneLinks(ctx context.Context, key string, links []string) (boo
 // graph knows as a user id is linked to the user both ways (its profile
 // keeps aliasOf, the user lists it); any other previous id is taken for an
 // anonymous id (analytics.js aliases the anonymous id by default) and
-// linked like one.
-func (g *Graph) alias(ctx context.Context, previousID, uk string, v values) error {
+// linked like one. Links and identifiers go into the part sc of the
+// profiles (trust.go).
+func (g *Graph) alias(ctx context.Context, previousID, uk string, v values, sc string) error {
 	pk := UserKey(previousID)
 	ep, err := g.load(ctx, pk)
 	if err != nil {
 		return err
 	}
 	if !ep.exists {
-		return g.link(ctx, uk, AnonymousKey(previousID), v)
+		return g.link(ctx, uk, AnonymousKey(previousID), v, sc)
 	}
-	ru, linked, _, err := g.addLink(ctx, uk, pk, v, valuesOf(&ep.rec))
+	ru, linked, _, err := g.addLink(ctx, uk, pk, v, valuesFor(&ep.rec, sc), sc)
 	if err != nil || !linked {
 		return err
 	}
-	rp, _, err := g.update(ctx, pk, &ep, func(r *record) bool {
+	rp, _, err := g.update(ctx, pk, &ep, in(sc, func(r *record) bool {
 		if r.AliasOf == uk {
 			return false
 		}
 		r.AliasOf = uk
 		return true
-	})
+	}))
 	if err != nil {
 		return err
 	}
-	if late := valuesOf(&rp); late.adds(&ru, g.slack()) {
-		_, _, err = g.update(ctx, uk, nil, func(r *record) bool { return late.apply(r, g.slack()) })
+	if late := valuesFor(&rp, sc); late.adds(&ru, g.slack()) {
+		_, _, err = g.update(ctx, uk, nil, in(sc, func(r *record) bool { return late.apply(r, g.slack()) }))
 	}
 	return err
 }

@@ -11,11 +11,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Observation is one event for ObserveAll: the event and what was captured
-// from it (and its request).
+// Observation is one event for ObserveAll: the event, what was captured
+// from it (and its request), and who sent it (trust.go).
 type Observation struct {
 	Event    event.Value
 	Captured Captured
+	// Source is the name of the source that sent the event. Required when
+	// Trusted is false: an untrusted event without a source is ignored.
+	Source string
+	// Trusted reports that the links the event makes between its userId
+	// and other ids, an email or an li_fat_id may enrich every source's
+	// conversions: a server source's event, or a browser source's whose
+	// userId identity verification vouched for (stream.TrustServer,
+	// stream.TrustVerified). Otherwise they enrich only Source's.
+	Trusted bool
 }
 
 // ObserveAll is Observe for several events at once; errs[i] is the error
@@ -37,9 +46,15 @@ func (g *Graph) ObserveAll(ctx context.Context, obs []Observation) []error {
 	claimed := map[string]bool{}
 	now := g.cfg.Now()
 	idss := make([]ids, len(obs))
+	scs := make([]string, len(obs))
 	for i, o := range obs {
 		idss[i] = eventIDs(o.Event)
-		if c := g.newProfiles(o, idss[i], now, claimed); c != nil {
+		sc, ok := o.scope(idss[i])
+		if !ok {
+			continue
+		}
+		scs[i] = sc
+		if c := g.newProfiles(o, idss[i], now, claimed, sc); c != nil {
 			c.i = i
 			first = append(first, c)
 			continue
@@ -60,10 +75,10 @@ func (g *Graph) ObserveAll(ctx context.Context, obs []Observation) []error {
 	var wg sync.WaitGroup
 	for _, i := range rest {
 		if g.memoised(idss[i]) {
-			errs[i] = g.observe(ctx, obs[i].Event, idss[i], obs[i].Captured)
+			errs[i] = g.observe(ctx, obs[i].Event, idss[i], obs[i].Captured, scs[i])
 			continue
 		}
-		wg.Go(func() { errs[i] = g.observe(ctx, obs[i].Event, idss[i], obs[i].Captured) })
+		wg.Go(func() { errs[i] = g.observe(ctx, obs[i].Event, idss[i], obs[i].Captured, scs[i]) })
 	}
 	wg.Wait()
 	return errs
@@ -122,8 +137,9 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 // event whose ids this process never met (nor any earlier event of the
 // chunk, claimed): the profile of a single id with something to record, or
 // a new user linked to a new anonymous id (then: the anonymous id's
-// profile). Nil for any other event.
-func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[string]bool) *create {
+// profile), holding what the event teaches in the part sc (trust.go). Nil
+// for any other event.
+func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[string]bool, sc string) *create {
 	if id.typ == "alias" && id.previous != "" {
 		return nil
 	}
@@ -149,10 +165,13 @@ func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[st
 	// Only now, for events that qualify: the email's hash is not free.
 	v := g.valuesOf(o.Event, id, o.Captured)
 	profile := func(key string, links ...string) *create {
-		c := &create{key: key}
-		c.rec.Links = links
-		if !v.apply(&c.rec, g.slack()) && len(links) == 0 {
+		p := record{Links: links}
+		if !v.apply(&p, g.slack()) && len(links) == 0 {
 			return nil // nothing to record
+		}
+		c := &create{key: key, rec: p}
+		if sc != "" {
+			c.rec = record{Scoped: map[string]*record{sc: &p}}
 		}
 		c.rec.First = now.UnixMilli()
 		claimed[key] = true

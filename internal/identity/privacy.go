@@ -67,9 +67,25 @@ type Profile struct {
 	Expires time.Time `json:"expires"`
 	// Revision is the KV revision.
 	Revision uint64 `json:"revision"`
-	// Linked are the profiles that Links and AliasOf name and that exist
-	// (one hop; their own Linked is empty).
+	// Unverified holds, by browser source, what that source's unverified
+	// events taught the graph about the id (identity verification): it
+	// enriches only that source's own conversions.
+	Unverified map[string]Unverified `json:"unverified,omitempty"`
+	// Linked are the profiles that Links and AliasOf name and that exist,
+	// those of Unverified included (one hop; their own Linked is empty).
 	Linked []Profile `json:"linked,omitempty"`
+}
+
+// Unverified is what one browser source's unverified events taught a
+// profile; the fields are those of Profile.
+type Unverified struct {
+	LiFatID     string    `json:"liFatId,omitempty"`
+	LiFatIDAt   time.Time `json:"liFatIdAt,omitzero"`
+	EmailSHA256 string    `json:"emailSha256,omitempty"`
+	EmailAt     time.Time `json:"emailAt,omitzero"`
+	Links       []string  `json:"links,omitempty"`
+	AliasOf     string    `json:"aliasOf,omitempty"`
+	Groups      []string  `json:"groups,omitempty"`
 }
 
 func (g *Graph) profile(key string, e *entry) Profile {
@@ -91,7 +107,30 @@ func (g *Graph) profile(key string, e *entry) Profile {
 	if isUser(key) {
 		p.Kind = KindUser
 	}
+	for src, r := range e.rec.Scoped {
+		if p.Unverified == nil {
+			p.Unverified = map[string]Unverified{}
+		}
+		p.Unverified[src] = Unverified{
+			LiFatID: r.LiFatID, LiFatIDAt: msTime(r.LiFatAt), EmailSHA256: r.Email, EmailAt: msTime(r.EmailAt),
+			Links: r.Links, AliasOf: r.AliasOf, Groups: r.Groups,
+		}
+	}
 	return p
+}
+
+// linked returns every key r's parts link to or name in aliasOf, once each,
+// trusted part first.
+func (r *record) linked() []string {
+	var out []string
+	for _, p := range r.parts() {
+		for _, l := range append(slices.Clip(p.Links), p.AliasOf) {
+			if l != "" && !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
 }
 
 func msTime(ms int64) time.Time {
@@ -115,11 +154,7 @@ func (g *Graph) Show(ctx context.Context, k Key) (Profile, error) {
 		return Profile{}, ErrNotFound
 	}
 	p := g.profile(key, &e)
-	linked := slices.Clone(e.rec.Links)
-	if e.rec.AliasOf != "" && !slices.Contains(linked, e.rec.AliasOf) {
-		linked = append(linked, e.rec.AliasOf)
-	}
-	for _, l := range linked {
+	for _, l := range e.rec.linked() {
 		le, err := g.load(ctx, l)
 		if err != nil {
 			return Profile{}, err
@@ -137,7 +172,8 @@ func (g *Graph) Show(ctx context.Context, k Key) (Profile, error) {
 // ids, and the user ids aliased into it or that it was aliased to, with
 // theirs, transitively. From an anonymous id it removes the anonymous id and
 // its current user as above. Another user that shares a removed anonymous id
-// (a shared browser) is kept, with the link to it removed. It returns
+// (a shared browser) is kept, with the link to it removed. Links of every
+// part of a profile count, unverified ones too (trust.go). It returns
 // ErrNotFound when k has no profile.
 func (g *Graph) Delete(ctx context.Context, k Key) ([]string, error) {
 	key, err := k.kvKey()
@@ -175,9 +211,13 @@ func (g *Graph) Delete(ctx context.Context, k Key) ([]string, error) {
 			continue
 		}
 		_, _, err := g.update(ctx, u, nil, func(r *record) bool {
-			n := len(r.Links)
-			r.Links = slices.DeleteFunc(r.Links, func(l string) bool { return d.gone[l] })
-			return len(r.Links) != n
+			ch := false
+			for _, p := range r.parts() {
+				n := len(p.Links)
+				p.Links = slices.DeleteFunc(p.Links, func(l string) bool { return d.gone[l] })
+				ch = ch || len(p.Links) != n
+			}
+			return ch
 		})
 		if err != nil {
 			return d.removed, fmt.Errorf("unlink a removed anonymous id: %w", err)
@@ -223,11 +263,7 @@ func (d *deletion) user(ctx context.Context, key string, e *entry) error {
 	if err := d.mark(key, e); err != nil {
 		return err
 	}
-	next := slices.Clone(e.rec.Links)
-	if e.rec.AliasOf != "" {
-		next = append(next, e.rec.AliasOf)
-	}
-	for _, l := range next {
+	for _, l := range e.rec.linked() {
 		var err error
 		switch {
 		case isAnon(l):
@@ -258,9 +294,16 @@ func (d *deletion) anon(ctx context.Context, key string, e *entry, start bool) e
 	if err := d.mark(key, e); err != nil {
 		return err
 	}
-	cur := e.rec.user()
-	for _, u := range e.rec.Links {
-		if start && u == cur {
+	// The current user of every part: a deletion that starts from a browser
+	// takes the users it identified as, verified or not.
+	var cur []string
+	for _, p := range e.rec.parts() {
+		if u := p.user(); u != "" {
+			cur = append(cur, u)
+		}
+	}
+	for _, u := range e.rec.linked() {
+		if start && slices.Contains(cur, u) {
 			if err := d.user(ctx, u, nil); err != nil {
 				return err
 			}

@@ -47,6 +47,7 @@ type source struct {
 	cfg     config.Source
 	origins map[string]bool // nil: any origin
 	limiter *rate.Limiter   // nil: no limit
+	secret  []byte          // identity_verification.secret; nil: none (trust.go)
 }
 
 // Options are a Handler's dependencies.
@@ -96,6 +97,9 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 			if s.origins["*"] {
 				s.origins = nil
 			}
+		}
+		if iv := sc.IdentityVerification; iv != nil && iv.Secret != "" {
+			s.secret = []byte(iv.Secret.Value())
 		}
 		if rl := sc.RateLimit; rl.RequestsPerSecond > 0 {
 			s.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), rl.Burst)
@@ -402,6 +406,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		lfi = c.Value
 	}
 	hasOrigin := r.Header.Get("Origin") != ""
+	browser := s.browserTrust(hasOrigin)
 	cookieSet := false
 	resp := okBody{Success: true}
 	evs := make([]stream.Event, 0, len(body.Items))
@@ -427,9 +432,18 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		case !cookieSet && hasOrigin && bytes.Contains(ev.JSON, []byte("li_fat_id")):
 			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
+		hash, doc, hashed := takeUserHash(ev.JSON)
+		trust := s.trust(browser, ev.Type, ev.UserID, hash)
+		if hashed && browser {
+			result := "failed"
+			if trust == stream.TrustVerified {
+				result = "verified"
+			}
+			h.metrics.verifications.WithLabelValues(src, result).Inc()
+		}
 		evs = append(evs, stream.Event{
-			Source: s.cfg.Name, Type: string(ev.Type), MessageID: ev.MessageID, Doc: ev.JSON,
-			RequestID: requestID, UserAgent: ua,
+			Source: s.cfg.Name, Type: string(ev.Type), MessageID: ev.MessageID, Doc: doc,
+			RequestID: requestID, UserAgent: ua, Trust: trust,
 		})
 		ids = append(ids, i)
 	}

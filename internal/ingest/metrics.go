@@ -6,7 +6,10 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	events   *prometheus.CounterVec
 	drops    *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	// verifications counts browser events that carried a userHash, by
+	// source and result (verified, failed).
+	verifications *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
@@ -23,6 +26,10 @@ func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
 			Name: "capstan_ingest_dropped_events_total",
 			Help: "Events dropped by per-event validation, by source and code.",
 		}, []string{"source", "code"}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_ingest_identity_verifications_total",
+			Help: "Browser events carrying context.capstan.userHash, by source and result (verified, failed).",
+		}, []string{"source", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "capstan_ingest_request_duration_seconds",
 			Help:    "Time from request start to response, durable write included.",
@@ -30,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
 		}, []string{"endpoint"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.drops, m.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		reg.MustRegister(m.requests, m.events, m.drops, m.verifications, m.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "capstan_ingest_inflight_body_bytes",
 			Help: "Request body bytes held by requests in progress (counted as they arrive, in 16 KiB grants); at server.max_inflight_body_bytes requests get 503 with Retry-After.",
 		}, func() float64 { return float64(b.inflight()) }))

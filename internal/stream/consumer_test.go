@@ -84,7 +84,7 @@ func TestConsumerFeed(t *testing.T) {
 	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
 	ctx := context.Background()
 	appendOK(t, w,
-		Event{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r1", UserAgent: "ua", LiFatID: "lfi"},
+		Event{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r1", UserAgent: "ua", LiFatID: "lfi", Trust: TrustUnverified},
 		Event{Source: "other", Type: "track", MessageID: "m2", Doc: []byte(`{"n":2}`)},
 		Event{Source: "web", Type: "page", MessageID: "m3", Doc: []byte(`{"n":3}`), ReplayFor: "li", DedupID: "replay:li:1"},
 		Event{Source: "web", Type: "identify", MessageID: "m4", Doc: []byte(`{"n":4}`)},
@@ -106,10 +106,10 @@ func TestConsumerFeed(t *testing.T) {
 		t.Fatalf("delivered events %v, want 1, 3 and 4", slices.Sorted(maps.Keys(got)))
 	}
 	if d1.Seq != 1 || d1.Source != "web" || d1.Type != "track" || string(d1.Doc) != `{"n":1}` ||
-		d1.RequestID != "r1" || d1.UserAgent != "ua" || d1.LiFatID != "lfi" || d1.ReplayFor != "" || d1.StoredAt.IsZero() {
+		d1.RequestID != "r1" || d1.UserAgent != "ua" || d1.LiFatID != "lfi" || d1.ReplayFor != "" || d1.Trust != TrustUnverified || d1.StoredAt.IsZero() {
 		t.Errorf("first delivery %+v", d1.Stored)
 	}
-	if d3.Seq != 3 || d3.Type != "page" || d3.ReplayFor != "li" || d4.Seq != 4 || d4.Type != "identify" {
+	if d3.Seq != 3 || d3.Type != "page" || d3.ReplayFor != "li" || d3.Trust != "" || d4.Seq != 4 || d4.Type != "identify" {
 		t.Errorf("deliveries %+v, %+v", d3.Stored, d4.Stored)
 	}
 	if err := d1.Ack(); err != nil {

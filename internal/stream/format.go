@@ -25,6 +25,22 @@ const (
 	headerUserAgent = "Capstan-User-Agent" // the sending client's User-Agent
 	headerLiFatID   = "Capstan-Li-Fat-Id"  // li_fat_id from the capstan_lfi cookie of the request
 	headerReplayFor = "Capstan-Replay-For" // a DLQ replay: the one destination that processes it
+	headerTrust     = "Capstan-Trust"      // how far the event's identity links are trusted (Trust*)
+)
+
+// Trust of a stored event (Event.Trust): how far the identity graph may
+// believe the links the event makes between its userId and other ids,
+// email or li_fat_id. Ingest decides it from the source's configuration and
+// the request; it is never read from the event's body.
+const (
+	// TrustServer: a server source's event; its links serve every source.
+	TrustServer = "server"
+	// TrustVerified: a browser source's event whose userId the site's back
+	// end signed (identity verification); its links serve every source.
+	TrustVerified = "verified"
+	// TrustUnverified: any other event of a browser source; its links serve
+	// only its own source's conversions.
+	TrustUnverified = "unverified"
 )
 
 // maxHeaderValue bounds a stored header value, in bytes.
@@ -55,6 +71,9 @@ type Event struct {
 	// ReplayFor, for an event replayed from the DLQ, is the one destination
 	// that processes it; "" for every destination.
 	ReplayFor string
+	// Trust is one of the Trust* constants; "" for none (events stored
+	// before capstan knew it read back with Trust "").
+	Trust string
 	// DedupID, when set, replaces Source and MessageID as the event's
 	// de-duplication key: for events stored again on purpose (a DLQ replay
 	// uses "replay:<destination>:<dead letter seq>").
@@ -74,9 +93,9 @@ type Stored struct {
 	// Doc is the stored JSON document, exactly as kept.
 	Doc []byte
 
-	// RequestID, UserAgent, LiFatID and ReplayFor are the facts stored
-	// with the event (see Event); "" when absent.
-	RequestID, UserAgent, LiFatID, ReplayFor string
+	// RequestID, UserAgent, LiFatID, ReplayFor and Trust are the facts
+	// stored with the event (see Event); "" when absent.
+	RequestID, UserAgent, LiFatID, ReplayFor, Trust string
 }
 
 // subject returns the stream subject of an event: events.<source>.<type>.
@@ -173,18 +192,19 @@ func (c *encoder) record(ev *Event) record {
 
 func sameFacts(a, b *Event) bool {
 	return a.Source == b.Source && a.RequestID == b.RequestID && a.UserAgent == b.UserAgent &&
-		a.LiFatID == b.LiFatID && a.ReplayFor == b.ReplayFor
+		a.LiFatID == b.LiFatID && a.ReplayFor == b.ReplayFor && a.Trust == b.Trust
 }
 
 // header returns the headers that carry ev's source and request facts.
 func header(ev *Event) nats.Header {
-	h := make(nats.Header, 5)
+	h := make(nats.Header, 6)
 	h.Set(headerSource, ev.Source)
 	for _, f := range [...]struct{ key, value string }{
 		{headerRequestID, ev.RequestID},
 		{headerUserAgent, ev.UserAgent},
 		{headerLiFatID, ev.LiFatID},
 		{headerReplayFor, ev.ReplayFor},
+		{headerTrust, ev.Trust},
 	} {
 		if f.value != "" {
 			h.Set(f.key, headerValue(f.value))
@@ -202,6 +222,7 @@ func decodeStored(seq uint64, subj string, h nats.Header, data []byte, at time.T
 		UserAgent: h.Get(headerUserAgent),
 		LiFatID:   h.Get(headerLiFatID),
 		ReplayFor: h.Get(headerReplayFor),
+		Trust:     h.Get(headerTrust),
 	}
 	rest := strings.TrimPrefix(subj, EventsSubject+".")
 	if i := strings.LastIndexByte(rest, '.'); i >= 0 {

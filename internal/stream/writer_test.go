@@ -107,7 +107,9 @@ func TestWriterStorageFormat(t *testing.T) {
 	evs := []Event{
 		ev("track", "m1", `{"n":1}`, nil),
 		ev("page", "m2", `{"n":2}`, nil),
-		ev("track", "m1", `{"n":3}`, func(e *Event) { *e = Event{Source: "app", Type: "track", MessageID: "m1", Doc: e.Doc} }),
+		ev("track", "m1", `{"n":3}`, func(e *Event) {
+			*e = Event{Source: "app", Type: "track", MessageID: "m1", Doc: e.Doc, Trust: TrustServer}
+		}),
 		ev("track", "m1", `{"n":4}`, nil), // duplicate of the first
 		ev("track", "m1", `{"n":5}`, func(e *Event) {
 			*e = Event{Source: "web", Type: "track", MessageID: "m1", Doc: e.Doc, ReplayFor: "li", DedupID: "replay:li:7"}
@@ -138,7 +140,7 @@ func TestWriterStorageFormat(t *testing.T) {
 	want := []wire{
 		{"events.web.track", "web:m1", `{"n":1}`, web},
 		{"events.web.page", "web:m2", `{"n":2}`, web},
-		{"events.app.track", "app:m1", `{"n":3}`, map[string]string{headerSource: "app"}},
+		{"events.app.track", "app:m1", `{"n":3}`, map[string]string{headerSource: "app", headerTrust: "server"}},
 		{"events.web.track", "replay:li:7", `{"n":5}`, map[string]string{headerSource: "web", headerReplayFor: "li"}},
 		{"events.web.track", dedupID("web", "m\n8"), `{"n":8}`, web},
 	}
@@ -176,7 +178,7 @@ func TestWriterStorageFormat(t *testing.T) {
 	if replay.Seq != res[4].Seq || replay.Source != "web" || replay.Type != "track" || replay.ReplayFor != "li" || replay.RequestID != "" {
 		t.Errorf("replayed event read back as %+v", replay)
 	}
-	if stored[1].Type != "page" || stored[2].Source != "app" {
+	if stored[1].Type != "page" || stored[2].Source != "app" || stored[2].Trust != TrustServer || first.Trust != "" {
 		t.Errorf("source and type from the subject: %+v %+v", stored[1], stored[2])
 	}
 }

@@ -137,7 +137,7 @@ func TestConvertFilters(t *testing.T) {
 
 type graph struct{ c identity.Captured }
 
-func (g graph) Enrich(_ context.Context, _ event.Value, have identity.Captured) identity.Captured {
+func (g graph) Enrich(_ context.Context, _ event.Value, _ string, have identity.Captured) identity.Captured {
 	if have.LiFatID == "" {
 		have.LiFatID, have.LiFatIDFrom = g.c.LiFatID, "graph"
 	}
