@@ -65,11 +65,17 @@ writes are flushed, delivery flushes its batches, the engine stops last.`,
 // serve runs the gateway until ctx ends. extra, when set, adds handlers to
 // the HTTP mux (the demo page).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
+	if err := cfg.RequireSecretKey(); err != nil {
+		return usageErr(err)
+	}
 	plans, err := compilePlans(cfg, "")
 	if err != nil {
 		return err
 	}
 	tuneGC(log)
+	if cfg.Server.InsecurePlaintextSecrets && len(cfg.Destinations) > 0 {
+		log.Warn("server.insecure_plaintext_secrets: tokens obtained at run time are stored in plaintext; for development only")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
