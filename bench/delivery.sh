@@ -119,6 +119,7 @@ write_config() {
 server:
   addr: "127.0.0.1:0"
   data_dir: $dir/data
+  secret_key: $(head -c32 /dev/urandom | base64)
 engine:
   sync: always
 sources:

@@ -316,6 +316,10 @@ type linkedInDest struct {
 	fields string
 }
 
+// testSecretKey is the e2e configurations' server.secret_key: tokens kept
+// at rest are encrypted, as in production.
+const testSecretKey = "ZTJlLXRlc3Qta2V5LTMyLWJ5dGVzLWxvbmctLS0tLS0=" // "e2e-test-key-32-bytes-long------"
+
 // writeDeliveryConfig writes dir/name: a capstan configuration for dataDir
 // with the test source, admin_token (when not ""), and a LinkedIn
 // destination whose one mapping turns "Sign Up" events into conversions of a
@@ -324,6 +328,7 @@ func writeDeliveryConfig(t testing.TB, dir, name, dataDir, adminToken string, d 
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by capstan's e2e delivery tests\nserver:\n  addr: \"127.0.0.1:0\"\n  data_dir: %q\n  shutdown_grace: 20s\n", dataDir)
+	fmt.Fprintf(&b, "  secret_key: %s\n", testSecretKey)
 	if adminToken != "" {
 		fmt.Fprintf(&b, "  admin_token: %q\n", adminToken)
 	}

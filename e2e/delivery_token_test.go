@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -417,6 +420,9 @@ func TestDeliveryAdminTokenSurvivesRestart(t *testing.T) {
 	sb.waitConversions(10, 20*time.Second, "with the token installed through the admin API")
 
 	stopServer(t, srv)
+	// The installed token is kept encrypted (server.secret_key): no file of
+	// the data directory holds it in plaintext.
+	checkNotOnDisk(t, filepath.Join(dir, "data"), "keep-b")
 	srv = startServer(t, cfg)
 	evs, more := signUps("keep2", 10)
 	ids = append(ids, more...)
@@ -430,5 +436,26 @@ func TestDeliveryAdminTokenSurvivesRestart(t *testing.T) {
 		if r.Token != "keep-b" {
 			t.Errorf("%s was accepted with token %q, want keep-b", r.EventID, r.Token)
 		}
+	}
+}
+
+// checkNotOnDisk fails the test if a file under dir contains secret.
+func checkNotOnDisk(t testing.TB, dir, secret string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s holds the token %q in plaintext", path, secret)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

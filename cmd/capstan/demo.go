@@ -33,6 +33,8 @@ const demoConfig = `
 server:
   addr: %q
   data_dir: %q
+  # The demo keeps the sandbox's tokens in plaintext; never in production.
+  insecure_plaintext_secrets: true
 engine:
   listen: none
 sources:

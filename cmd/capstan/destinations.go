@@ -84,12 +84,16 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 	if err != nil {
 		return nil, err
 	}
+	key, err := secretKey(cfg)
+	if err != nil {
+		return nil, err
+	}
 	metrics := delivery.NewMetrics(reg)
 	limits := delivery.NewLimits(nil)
 	var out []*destination
 	for i, p := range plans {
 		dc := cfg.Destinations[i]
-		li, err := lidest.New(ctx, lidest.Config{Destination: dc, State: state}, log)
+		li, err := lidest.New(ctx, lidest.Config{Destination: dc, State: state, Key: key}, log)
 		if err != nil {
 			return nil, err
 		}

@@ -39,7 +39,13 @@ Endpoints besides the tracking API: /healthz (live), /readyz (engine and
 destinations ready), /metrics (Prometheus), /capstan.js (the browser client)
 and, when server.admin_token is set, the admin API under /admin/api/.
 SIGINT or SIGTERM stops it gracefully: in-flight requests finish, queued
-writes are flushed, delivery flushes its batches, the engine stops last.`,
+writes are flushed, delivery flushes its batches, the engine stops last.
+
+With server.tls it serves HTTPS: SIGHUP reads server.tls.cert_file and
+key_file again (new connections get the new certificate; if it does not
+load, the old one stays and the error is logged), or ACME obtains and renews
+certificates. With destinations it needs server.secret_key, which encrypts
+the tokens it keeps (see capstan secret-key).`,
 		Example: `  capstan serve --config capstan.yaml
   WEBSITE_WRITE_KEY=wk_live_123 capstan serve --config examples/capstan.yaml --log-format json`,
 		Args: cobra.NoArgs,
@@ -65,11 +71,17 @@ writes are flushed, delivery flushes its batches, the engine stops last.`,
 // serve runs the gateway until ctx ends. extra, when set, adds handlers to
 // the HTTP mux (the demo page).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
+	if err := cfg.RequireSecretKey(); err != nil {
+		return usageErr(err)
+	}
 	plans, err := compilePlans(cfg, "")
 	if err != nil {
 		return err
 	}
 	tuneGC(log)
+	if cfg.Server.InsecurePlaintextSecrets && len(cfg.Destinations) > 0 {
+		log.Warn("server.insecure_plaintext_secrets: tokens obtained at run time are stored in plaintext; for development only")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -168,12 +180,29 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	tlsCfg, certs, err := newTLS(s.TLS, log)
+	if err != nil {
+		return err
+	}
+	srv.TLSConfig = tlsCfg
+	// SIGHUP reloads server.tls.cert_file and key_file. Registered before
+	// the listener exists, so that no SIGHUP finds the default action
+	// (exit) once capstan said it listens.
+	hup := make(chan os.Signal, 1)
+	if certs != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	tcp, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
 	}
 	ln := limitListen(tcp, s.MaxConnections)
-	log.Info("capstan listening", "addr", "http://"+ln.Addr().String(), "data_dir", s.DataDir, "engine", engineKind(cfg), "sync", cfg.Engine.Sync.String())
+	scheme := "http://"
+	if tlsCfg != nil {
+		scheme = "https://"
+	}
+	log.Info("capstan listening", "addr", scheme+ln.Addr().String(), "data_dir", s.DataDir, "engine", engineKind(cfg), "sync", cfg.Engine.Sync.String())
 
 	// The appender outlives the HTTP server: it stops only after the last
 	// in-flight request has its answer, then drains what is queued.
@@ -187,11 +216,29 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		g.Go(func() error { return d.runner.Serve(gctx) })
 	}
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tlsCfg != nil {
+			err = srv.ServeTLS(ln, "", "") // the certificate comes from srv.TLSConfig
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
 	})
+	if certs != nil {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-hup:
+					_ = certs.Reload() // logged; the old certificate stays
+				}
+			}
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "grace", s.ShutdownGrace.String())

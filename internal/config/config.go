@@ -37,6 +37,22 @@ type Server struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// AdminToken protects the admin API (Bearer token). Default: admin API off.
 	AdminToken Secret `yaml:"admin_token"`
+	// SecretKey encrypts, with AES-256-GCM, the secrets capstan keeps at
+	// rest: the LinkedIn tokens it refreshes or an operator installs at run
+	// time, kept in the state bucket. 32 random bytes in standard base64,
+	// usually ${CAPSTAN_SECRET_KEY}; `capstan secret-key new` prints one
+	// (or: head -c32 /dev/urandom | base64). `capstan serve` with
+	// destinations requires it unless insecure_plaintext_secrets is true;
+	// `capstan secret-key rotate` changes it. Default none.
+	SecretKey Secret `yaml:"secret_key"`
+	// InsecurePlaintextSecrets keeps those tokens in plaintext instead:
+	// for development only (`capstan demo` sets it). Must not be true with
+	// secret_key. Default false.
+	InsecurePlaintextSecrets bool `yaml:"insecure_plaintext_secrets"`
+	// TLS makes the listener serve HTTPS, with a certificate from files or
+	// from ACME (Let's Encrypt). Default: plain HTTP (behind a proxy that
+	// terminates TLS).
+	TLS TLS `yaml:"tls"`
 	// ReadTimeout bounds reading one request, body included. Default 30s.
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds writing one response. Default 30s.
@@ -56,6 +72,41 @@ type Server struct {
 	// which Segment clients retry. At least 1048576 (1 MiB). Default
 	// 268435456 (256 MiB).
 	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
+}
+
+// TLS is the listener's certificate: cert_file and key_file, or acme.
+type TLS struct {
+	// CertFile is a PEM certificate chain, leaf first. With key_file.
+	// Read again on SIGHUP (the old pair stays in use if the new one
+	// fails). Default none.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of cert_file. With cert_file. Default none.
+	KeyFile string `yaml:"key_file"`
+	// ACME obtains and renews certificates automatically (TLS-ALPN-01:
+	// server.addr must be reachable on port 443 from the internet under
+	// each domain). Not with cert_file and key_file. Default off.
+	ACME *ACME `yaml:"acme"`
+}
+
+// Enabled reports whether the listener serves HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.ACME != nil }
+
+// ACME configures automatic certificates, for capstan on its first-party
+// subdomain (ingest.example.com).
+type ACME struct {
+	// Domains are the host names to obtain certificates for; requests for
+	// other names are refused. At least one; no wildcards.
+	Domains []string `yaml:"domains"`
+	// Email is the contact address given to the certificate authority
+	// (expiry notices). Optional.
+	Email string `yaml:"email"`
+	// CacheDir keeps the account key and the certificates across
+	// restarts (mode 0700). Default data_dir/acme.
+	CacheDir string `yaml:"cache_dir"`
+	// DirectoryURL is the ACME directory. Default Let's Encrypt's
+	// production directory; its staging directory
+	// (https://acme-staging-v02.api.letsencrypt.org/directory) for trials.
+	DirectoryURL string `yaml:"directory_url"`
 }
 
 // Engine configures the event store.

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Defaults. Every default of the schema is here and applied in applyDefaults,
 // so that `capstan config print` can show the effective configuration.
@@ -14,6 +17,7 @@ const (
 	DefaultMaxConnections     = 10000
 	DefaultMaxInflightBody    = 256 << 20
 	MinMaxInflightBody        = 1 << 20 // two requests at the 512000-byte limit
+	DefaultACMECacheDir       = "acme"  // in data_dir
 	DefaultEngineListen       = "127.0.0.1:0"
 	DefaultReplicas           = 1
 	DefaultDedupWindow        = 24 * time.Hour
@@ -70,6 +74,9 @@ func (c *Config) applyDefaults() {
 	setInt(&s.MaxConnections, DefaultMaxConnections)
 	if s.MaxInflightBodyBytes == 0 {
 		s.MaxInflightBodyBytes = DefaultMaxInflightBody
+	}
+	if a := s.TLS.ACME; a != nil {
+		setStr(&a.CacheDir, filepath.Join(s.DataDir, DefaultACMECacheDir))
 	}
 
 	e := &c.Engine

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -84,6 +87,84 @@ func (v *validator) server() {
 	if s.MaxInflightBodyBytes < MinMaxInflightBody {
 		v.errorf("server.max_inflight_body_bytes", "must be at least %d (1 MiB), got %d", MinMaxInflightBody, s.MaxInflightBodyBytes)
 	}
+	if k := s.SecretKey.Value(); k != "" {
+		raw, err := base64.StdEncoding.DecodeString(k)
+		switch {
+		case err != nil:
+			v.errorf("server.secret_key", "not base64 (%v): the key is %d random bytes in standard base64; generate one with `capstan secret-key new`", err, SecretKeySize)
+		case len(raw) != SecretKeySize:
+			v.errorf("server.secret_key", "wrong length: %d bytes, the key is %d random bytes in base64; generate one with `capstan secret-key new`", len(raw), SecretKeySize)
+		}
+		if s.InsecurePlaintextSecrets {
+			v.errorf("server.insecure_plaintext_secrets", "must not be true with server.secret_key: secrets are encrypted with the key")
+		}
+	}
+	v.tls(s.TLS)
+}
+
+// SecretKeySize is the length of server.secret_key, decoded: AES-256.
+const SecretKeySize = 32
+
+func (v *validator) tls(t TLS) {
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		v.errorf("server.tls.key_file", "required with cert_file")
+	case t.KeyFile != "" && t.CertFile == "":
+		v.errorf("server.tls.cert_file", "required with key_file")
+	case t.CertFile != "":
+		cert, cerr := os.ReadFile(t.CertFile)
+		if cerr != nil {
+			v.errorf("server.tls.cert_file", "cannot read: %v", cerr)
+		}
+		key, kerr := os.ReadFile(t.KeyFile)
+		if kerr != nil {
+			v.errorf("server.tls.key_file", "cannot read: %v", kerr)
+		}
+		if cerr == nil && kerr == nil {
+			if _, err := tls.X509KeyPair(cert, key); err != nil {
+				v.errorf("server.tls", "cert_file and key_file are not a PEM certificate and its key: %v", err)
+			}
+		}
+	}
+	a := t.ACME
+	if a == nil {
+		return
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		v.errorf("server.tls.acme", "set either cert_file and key_file or acme, not both")
+	}
+	if len(a.Domains) == 0 {
+		v.errorf("server.tls.acme.domains", "at least one domain is required")
+	}
+	for i, d := range a.Domains {
+		if !hostnameRe.MatchString(d) {
+			v.errorf(fmt.Sprintf("server.tls.acme.domains[%d]", i), "must be a host name such as ingest.example.com (no wildcard, port or scheme), got %q", d)
+		}
+	}
+	if a.Email != "" && !strings.Contains(a.Email, "@") {
+		v.errorf("server.tls.acme.email", "must be an email address, got %q", a.Email)
+	}
+	if a.DirectoryURL != "" {
+		if u, err := url.Parse(a.DirectoryURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.errorf("server.tls.acme.directory_url", "must be an https URL, got %q", a.DirectoryURL)
+		}
+	}
+}
+
+// hostnameRe is a DNS host name with at least two labels.
+var hostnameRe = regexp.MustCompile(`^(?i)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// RequireSecretKey returns the error `capstan serve` refuses to start with
+// when destinations are configured without server.secret_key and without
+// server.insecure_plaintext_secrets: the tokens they obtain at run time
+// would be stored in plaintext. Other commands do not need the key.
+func (c *Config) RequireSecretKey() error {
+	if len(c.Destinations) == 0 || c.Server.SecretKey != "" || c.Server.InsecurePlaintextSecrets {
+		return nil
+	}
+	return c.Errorf("server.secret_key", "required with destinations, to encrypt the LinkedIn tokens kept at rest: "+
+		"generate a key with `capstan secret-key new` (or: head -c32 /dev/urandom | base64), keep it in the environment "+
+		"and set secret_key: ${CAPSTAN_SECRET_KEY}; for development only, set server.insecure_plaintext_secrets: true")
 }
 
 func validPort(p string) bool {

@@ -15,6 +15,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	capi "github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/secret"
 )
 
 // Config is one LinkedIn destination as configured.
@@ -24,6 +25,9 @@ type Config struct {
 	// State is the state bucket: created rule ids, associated campaigns
 	// and tokens obtained at run time are kept there. Required.
 	State jetstream.KeyValue
+	// Key encrypts the tokens kept in State (server.secret_key). nil keeps
+	// them in plaintext (server.insecure_plaintext_secrets).
+	Key *secret.Key
 	// Timeout bounds one request to LinkedIn. Default 30s.
 	Timeout time.Duration
 	// Now is the client's clock (tests share the sandbox's); nil for real
@@ -39,6 +43,7 @@ type Destination struct {
 	account int64
 	client  *capi.Client
 	state   jetstream.KeyValue
+	key     *secret.Key
 	log     *slog.Logger
 	// tokenKey and credHash tie a saved token to the configured
 	// credentials it replaces.
@@ -70,9 +75,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Destination, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Destination{
-		account: dc.AdAccount, state: cfg.State,
+		account: dc.AdAccount, state: cfg.State, key: cfg.Key,
 		log:      log.With("component", "linkedin", "destination", dc.Name),
-		tokenKey: "token." + dc.Name, credHash: credentialsHash(dc.Auth),
+		tokenKey: tokenPrefix + dc.Name, credHash: credentialsHash(dc.Auth),
 	}
 	creds := capi.Credentials{
 		AccessToken:  dc.Auth.AccessToken.Value(),
@@ -107,10 +112,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Destination, error
 	}
 	// A token obtained by an earlier run from the same configured
 	// credentials is newer than the configured one.
-	if e, err := cfg.State.Get(ctx, d.tokenKey); err == nil {
-		var st storedToken
-		if json.Unmarshal(e.Value(), &st) == nil && st.Config == d.credHash && st.Token.AccessToken != "" {
-			d.client.SetToken(st.Token)
+	e, err := cfg.State.Get(ctx, d.tokenKey)
+	if err != nil {
+		return d, nil // none saved (or unreadable now: the configured one serves)
+	}
+	plain, sealed, err := secret.Open(d.key, e.Value(), []byte(d.tokenKey))
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: the token saved in the state bucket (%s): %w; "+
+			"start with the server.secret_key it was saved with, or change keys with `capstan secret-key rotate`", dc.Name, d.tokenKey, err)
+	}
+	var st storedToken
+	if json.Unmarshal(plain, &st) == nil && st.Config == d.credHash && st.Token.AccessToken != "" {
+		d.client.SetToken(st.Token)
+		if !sealed && d.key != nil {
+			// Saved in plaintext by an earlier version: encrypt it now.
+			if err := d.saveToken(ctx, st.Token); err != nil {
+				return nil, fmt.Errorf("destination %s: encrypt the saved token: %w", dc.Name, err)
+			}
+			d.log.Info("the saved token is now encrypted with server.secret_key", "key_id", d.key.ID())
 		}
 	}
 	return d, nil
@@ -124,8 +143,54 @@ func (d *Destination) saveToken(ctx context.Context, t capi.Token) error {
 	if err != nil {
 		return err
 	}
+	if b, err = secret.Seal(d.key, b, []byte(d.tokenKey)); err != nil {
+		return err
+	}
 	_, err = d.state.Put(ctx, d.tokenKey, b)
 	return err
+}
+
+// tokenPrefix begins the state bucket's keys that hold tokens.
+const tokenPrefix = "token."
+
+// Reseal re-encrypts every token kept in the state bucket: opened with
+// from (nil: the value must be plaintext, saved without a key) and sealed
+// with to (server.secret_key rotation). A plaintext token is sealed too.
+// It returns how many values it wrote; it stops at the first that does not
+// open, changing nothing more, and a value changed meanwhile (by a running
+// capstan) is an error. It is what `capstan secret-key rotate` runs.
+func Reseal(ctx context.Context, state jetstream.KeyValue, from, to *secret.Key) (int, error) {
+	lister, err := state.ListKeysFiltered(ctx, tokenPrefix+">")
+	if err != nil {
+		return 0, fmt.Errorf("list tokens: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	n := 0
+	for _, k := range keys {
+		e, err := state.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("read %s: %w", k, err)
+		}
+		plain, _, err := secret.Open(from, e.Value(), []byte(k))
+		if err != nil {
+			return n, fmt.Errorf("open %s: %w", k, err)
+		}
+		b, err := secret.Seal(to, plain, []byte(k))
+		if err != nil {
+			return n, fmt.Errorf("seal %s: %w", k, err)
+		}
+		if _, err := state.Update(ctx, k, b, e.Revision()); err != nil {
+			return n, fmt.Errorf("write %s: %w", k, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // ErrTokenNotSaved means InstallToken put the token in use but could not

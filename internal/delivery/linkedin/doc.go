@@ -10,8 +10,10 @@
 //     revoked-token retry inside it), maps LinkedIn's answer classes onto
 //     delivery's, keys the rate limiter by access token (§11), creates
 //     conversion rules and associates campaigns before delivering (Prepare),
-//     keeps tokens obtained at run time in the state bucket, and installs
-//     an operator's token (InstallToken).
+//     keeps tokens obtained at run time in the state bucket, encrypted
+//     with server.secret_key (package secret; a plaintext value an older
+//     version saved is read and written again encrypted; Reseal changes
+//     keys), and installs an operator's token (InstallToken).
 //
 // It holds no delivery logic of its own: batching, retries, splits, the DLQ
 // and the rate limits are package delivery's.
