@@ -136,6 +136,8 @@ func TestParseErrors(t *testing.T) {
 			"conversion_rule.create.post_click_window_days: must be one of [1 7 30 90]"}},
 		{"alias bomb", aliasBomb(), []string{"c.yaml:", "destinations[0].mappings[0].fields.", "YAML aliases expand to more than 20000 values"}},
 		{"file too large", minimal + "#" + strings.Repeat("x", MaxFileBytes), []string{"c.yaml: the file is larger than 4194304 bytes (4 MiB)"}},
+		{"dlq bounds", "engine:\n  dlq: {max_age: 10m, max_bytes: 1000}\n" + minimal,
+			[]string{"c.yaml:2:18: engine.dlq.max_age: must be at least 1h, got 10m", "c.yaml:2:34: engine.dlq.max_bytes: must be at least 1048576 (1 MiB), got 1000"}},
 		{"rule id or create", minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings: [{name: m}]\n",
 			[]string{"destinations[0].mappings[0].conversion_rule: required"}},
 	}
