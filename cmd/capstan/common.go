@@ -69,6 +69,8 @@ func engineConfig(cfg *config.Config) stream.Config {
 		DedupWindow:  e.DedupWindow.D(),
 		Retention:    e.Retention.D(),
 		MaxBytes:     e.MaxBytes,
+		DLQRetention: e.DLQ.MaxAge.D(),
+		DLQMaxBytes:  e.DLQ.MaxBytes,
 	}
 }
 

@@ -90,6 +90,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		return fmt.Errorf("open engine: %w", err)
 	}
 	defer eng.Close()
+	reg.MustRegister(eng.DLQCollector())
 	if cfg.Engine.NatsURL != "" {
 		log.Warn("external NATS: durability of acknowledged events depends on the cluster's jetstream.sync_interval; set it to always (capstan cannot confirm it)")
 	} else if !cfg.Engine.Sync.Always() {

@@ -143,6 +143,20 @@ type Engine struct {
 	// capstan fsyncs the stream once, an external cluster gets one JetStream
 	// atomic batch).
 	GroupCommit GroupCommit `yaml:"group_commit"`
+	// DLQ bounds the dead-letter queue (the DLQ stream) in age and size.
+	DLQ DLQ `yaml:"dlq"`
+}
+
+// DLQ bounds the dead-letter queue. When a limit is reached the oldest dead
+// letters are dropped first (JetStream's DiscardOld); capstan_dlq_removed_total
+// counts the dead letters no longer kept.
+type DLQ struct {
+	// MaxAge is how long a dead letter is kept, at least 1h. Default 30d.
+	MaxAge Duration `yaml:"max_age"`
+	// MaxBytes caps the dead-letter queue's size in bytes, at least 1048576
+	// (1 MiB); beyond it the oldest dead letters are dropped. Default
+	// 1073741824 (1 GiB).
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // GroupCommit tunes how events are gathered into groups.

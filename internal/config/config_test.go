@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,6 +143,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`sources[0].identity_verification: applies to browser sources only (trust is "server")`}},
 		{"verification secret", "sources:\n  - name: a\n    write_key: k\n    identity_verification: {secret: short}\n  - name: b\n    write_key: l\n    identity_verification: {}\n",
 			[]string{"sources[0].identity_verification.secret: must be at least 16 characters", "sources[1].identity_verification.secret: required"}},
+		{"alias bomb", aliasBomb(), []string{"c.yaml:", "destinations[0].mappings[0].fields.", "YAML aliases expand to more than 20000 values"}},
+		{"file too large", minimal + "#" + strings.Repeat("x", MaxFileBytes), []string{"c.yaml: the file is larger than 4194304 bytes (4 MiB)"}},
+		{"dlq bounds", "engine:\n  dlq: {max_age: 10m, max_bytes: 1000}\n" + minimal,
+			[]string{"c.yaml:2:18: engine.dlq.max_age: must be at least 1h, got 10m", "c.yaml:2:34: engine.dlq.max_bytes: must be at least 1048576 (1 MiB), got 1000"}},
 		{"rule id or create", minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings: [{name: m}]\n",
 			[]string{"destinations[0].mappings[0].conversion_rule: required"}},
 	}
@@ -163,6 +168,80 @@ func TestParseErrors(t *testing.T) {
 				msg = msg[i+len(w):]
 			}
 		})
+	}
+}
+
+// aliasBomb is a "billion laughs" configuration: in 614 bytes, nine
+// levels of anchored nine-element lists, each element an alias of the
+// level below, stand for 9^9 (387 million) values in a mapping's fields.
+func aliasBomb() string {
+	var b strings.Builder
+	b.WriteString(minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings:\n      - name: m\n        conversion_rule: {id: 1}\n        fields:\n")
+	b.WriteString(`          a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]` + "\n")
+	for c := 'b'; c <= 'i'; c++ {
+		prev := "*" + string(c-1)
+		fmt.Fprintf(&b, "          %c: &%c [%s]\n", c, c, strings.TrimSuffix(strings.Repeat(prev+",", 9), ","))
+	}
+	return b.String()
+}
+
+// TestAliasBomb: the alias bomb fails fast, with one error at the alias
+// where expansion passed the limit; a configuration that shares fields
+// through an alias still loads.
+func TestAliasBomb(t *testing.T) {
+	text := aliasBomb()
+	start := time.Now()
+	_, err := Parse("capstan.yaml", []byte(text), env(nil))
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Parse took %s", d)
+	}
+	var es *Errors
+	if !errors.As(err, &es) || len(es.List) != 1 {
+		t.Fatalf("got %v, want one error", err)
+	}
+	e := es.List[0]
+	lines := strings.Split(text, "\n")
+	if e.File != "capstan.yaml" || e.Pos.Line < 1 || e.Pos.Line > len(lines) || !strings.Contains(lines[e.Pos.Line-1], "*") ||
+		!strings.HasPrefix(e.Path, "destinations[0].mappings[0].fields.") || !strings.Contains(e.Msg, "YAML aliases expand to more than") {
+		t.Errorf("got %v", e)
+	}
+
+	shared := minimal + `destinations:
+  - name: li
+    auth: {access_token: t}
+    mappings:
+      - name: a
+        conversion_rule: {id: 1}
+        fields: &common
+          email: {"@path": "$.traits.email"}
+          userInfo: &names {firstName: {"@path": "$.traits.firstName"}}
+      - name: b
+        conversion_rule: {id: 2}
+        fields: *common
+      - name: c
+        conversion_rule: {id: 3}
+        fields: {userInfo: *names}
+`
+	cfg, err := Parse("capstan.yaml", []byte(shared), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Destinations[0].Mappings
+	want := `{"email":{"@path":"$.traits.email"},"userInfo":{"firstName":{"@path":"$.traits.firstName"}}}`
+	if string(m[0].Fields) != want || string(m[1].Fields) != want || string(m[2].Fields) != `{"userInfo":{"firstName":{"@path":"$.traits.firstName"}}}` {
+		t.Errorf("fields: %s | %s | %s", m[0].Fields, m[1].Fields, m[2].Fields)
+	}
+}
+
+// TestLoadTooLarge: Load reads no more of a file than the limit.
+func TestLoadTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(path, []byte(minimal+"#"+strings.Repeat("x", 2*MaxFileBytes)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if !IsConfigError(err) || !strings.Contains(err.Error(), "big.yaml: the file is larger than 4194304 bytes") {
+		t.Errorf("got %v", err)
 	}
 }
 

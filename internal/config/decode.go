@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sort"
@@ -20,10 +21,77 @@ type decoder struct {
 	errs   *Errors
 	pos    map[string]Pos
 	lookup func(string) (string, bool)
+
+	// What YAML aliases expand, bounded (maxAliasNodes, maxAliasBytes):
+	// inAlias is how many aliases the node being decoded is inside of
+	// (see enterAlias);
+	// aliasNodes and aliasBytes count the nodes and scalar bytes reached
+	// through an alias; aliasBomb is set once a limit was passed (and
+	// reported), after which no alias is expanded.
+	inAlias    int
+	aliasAt    *yaml.Node // the outermost alias being expanded
+	aliasNodes int
+	aliasBytes int
+	aliasBomb  bool
 }
 
 // maxDepth bounds the nesting of a mapping's fields.
 const maxDepth = 64
+
+// Limits on what YAML aliases expand to. An alias repeats its anchor's
+// whole subtree, so a few lines of aliases of aliases of lists ("billion
+// laughs") stand for billions of values. Configurations share a mapping's
+// fields between a few dozen mappings (thousands of values); these limits
+// stop a bomb in milliseconds.
+const (
+	maxAliasNodes = 20_000       // values (scalars, lists, mappings) reached through aliases
+	maxAliasBytes = MaxFileBytes // scalar text reached through aliases
+)
+
+// enterAlias notes that the decoder enters the alias n; the caller calls
+// leaveAlias when done with it.
+func (d *decoder) enterAlias(n *yaml.Node) {
+	if d.inAlias == 0 {
+		d.aliasAt = n
+	}
+	d.inAlias++
+}
+
+func (d *decoder) leaveAlias() { d.inAlias-- }
+
+// follow resolves n when it is an alias and, when the node is reached
+// through one (see enterAlias), counts it against the alias limits. It
+// returns false when the limits are passed, having reported the problem
+// once, at the outermost alias being expanded: the caller skips the node.
+func (d *decoder) follow(path string, n *yaml.Node) (_ *yaml.Node, ok bool) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if d.inAlias == 0 { // not inside an alias: the file's own node
+		return n, true
+	}
+	if d.aliasBomb {
+		return n, false
+	}
+	d.aliasNodes++
+	d.aliasBytes += len(n.Value)
+	if d.aliasNodes > maxAliasNodes || d.aliasBytes > maxAliasBytes {
+		d.aliasBomb = true
+		d.errorf(d.aliasAt, path, "YAML aliases expand to more than %d values or %d bytes (an alias bomb?); write the values out instead", maxAliasNodes, maxAliasBytes)
+		return n, false
+	}
+	return n, true
+}
+
+// setPos records where the value at path is written. Values reached
+// through an alias are written at its anchor, recorded there once under
+// the anchor's own path: errors about them point at the outermost alias
+// that stands for them (and recording costs nothing per expanded node).
+func (d *decoder) setPos(path string, n *yaml.Node) {
+	if d.inAlias == 0 {
+		d.pos[path] = Pos{n.Line, n.Column}
+	}
+}
 
 var (
 	rawJSONType  = reflect.TypeFor[RawJSON]()
@@ -37,10 +105,6 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 }
 
 func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
-	for n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	d.pos[path] = Pos{n.Line, n.Column}
 	t := v.Type()
 	if t == rawJSONType {
 		var buf bytes.Buffer
@@ -48,6 +112,16 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		v.SetBytes(buf.Bytes())
 		return
 	}
+	if n.Kind == yaml.AliasNode {
+		d.setPos(path, n) // where the file writes the alias
+		d.enterAlias(n)
+		defer d.leaveAlias()
+	}
+	n, ok := d.follow(path, n)
+	if !ok {
+		return
+	}
+	d.setPos(path, n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		v.SetZero() // an explicit null means "the default"
 		return
@@ -92,7 +166,7 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 		}
 		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			d.decode(fmt.Sprintf("%s[%d]", path, i), item, s.Index(i))
+			d.decode(path+"["+strconv.Itoa(i)+"]", item, s.Index(i))
 		}
 		v.Set(s)
 	case reflect.String:
@@ -189,8 +263,15 @@ func (d *decoder) scalar(path string, n *yaml.Node) (string, bool) {
 // toJSON writes n as JSON, expanding ${VAR} in strings. YAML scalars keep
 // their YAML type: 1 is a number, "1" a string, true a boolean.
 func (d *decoder) toJSON(buf *bytes.Buffer, path string, n *yaml.Node) {
-	for n.Kind == yaml.AliasNode {
-		n = n.Alias
+	if n.Kind == yaml.AliasNode {
+		d.setPos(path, n) // where the file writes the alias
+		d.enterAlias(n)
+		defer d.leaveAlias()
+	}
+	n, ok := d.follow(path, n)
+	if !ok {
+		buf.WriteString("null")
+		return
 	}
 	if d.depth >= maxDepth {
 		d.errorf(n, path, "nested more than %d levels deep (a recursive YAML alias?)", maxDepth)
@@ -199,7 +280,7 @@ func (d *decoder) toJSON(buf *bytes.Buffer, path string, n *yaml.Node) {
 	}
 	d.depth++
 	defer func() { d.depth-- }()
-	d.pos[path] = Pos{n.Line, n.Column}
+	d.setPos(path, n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		buf.WriteByte('{')
@@ -220,7 +301,7 @@ func (d *decoder) toJSON(buf *bytes.Buffer, path string, n *yaml.Node) {
 			if i > 0 {
 				buf.WriteByte(',')
 			}
-			d.toJSON(buf, fmt.Sprintf("%s[%d]", path, i), item)
+			d.toJSON(buf, path+"["+strconv.Itoa(i)+"]", item)
 		}
 		buf.WriteByte(']')
 	case yaml.ScalarNode:
@@ -353,9 +434,16 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// readFile is os.ReadFile, separate for the error text.
+// readFile reads the configuration file, at most MaxFileBytes+1 bytes of
+// it (Parse refuses a longer text), so that a huge file or a device is not
+// read whole.
 func readFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}

@@ -24,6 +24,9 @@ const (
 	DefaultRetention          = 7 * 24 * time.Hour
 	DefaultGroupCommitMax     = 1000
 	DefaultGroupCommitFlights = 2
+	DefaultDLQMaxAge          = 30 * 24 * time.Hour
+	DefaultDLQMaxBytes        = 1 << 30
+	MinDLQMaxBytes            = 1 << 20
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
 	DefaultBrowserBatchSize   = 10
 	DefaultBrowserBatchWait   = 5 * time.Second
@@ -86,6 +89,10 @@ func (c *Config) applyDefaults() {
 	setDur(&e.Retention, DefaultRetention)
 	setInt(&e.GroupCommit.MaxEvents, DefaultGroupCommitMax)
 	setInt(&e.GroupCommit.Inflight, DefaultGroupCommitFlights)
+	setDur(&e.DLQ.MaxAge, DefaultDLQMaxAge)
+	if e.DLQ.MaxBytes == 0 {
+		e.DLQ.MaxBytes = DefaultDLQMaxBytes
+	}
 
 	setDur(&c.Identity.TTL, DefaultIdentityTTL)
 

@@ -93,10 +93,19 @@ func Load(path string) (*Config, error) {
 	return Parse(path, b, os.LookupEnv)
 }
 
+// MaxFileBytes is the size limit of a configuration file (4 MiB): real
+// ones are a few kilobytes, and the limit bounds the time and memory that
+// loading one can take.
+const MaxFileBytes = 4 << 20
+
 // Parse is Load for configuration text already in memory. lookup resolves
 // ${VAR} references (os.LookupEnv in production).
 func Parse(file string, text []byte, lookup func(string) (string, bool)) (*Config, error) {
 	es := &Errors{File: file}
+	if len(text) > MaxFileBytes {
+		es.add(Pos{}, "", fmt.Sprintf("the file is larger than %d bytes (4 MiB), the limit for a configuration file", MaxFileBytes))
+		return nil, es.err()
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(text, &doc); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")

@@ -207,6 +207,12 @@ func (v *validator) engine() {
 	if e.MaxBytes < 0 {
 		v.errorf("engine.max_bytes", "must not be negative")
 	}
+	if e.DLQ.MaxAge.D() < time.Hour {
+		v.errorf("engine.dlq.max_age", "must be at least 1h, got %s", e.DLQ.MaxAge)
+	}
+	if e.DLQ.MaxBytes < MinDLQMaxBytes {
+		v.errorf("engine.dlq.max_bytes", "must be at least %d (1 MiB), got %d", MinDLQMaxBytes, e.DLQ.MaxBytes)
+	}
 	g := e.GroupCommit
 	if g.MaxEvents < 1 || g.MaxEvents > 1000 {
 		v.errorf("engine.group_commit.max_events", "must be between 1 and 1000 (JetStream's atomic batch limit), got %d", g.MaxEvents)

@@ -26,6 +26,10 @@ const (
 	FilteredSource       Outcome = "filtered_source"       // the destination does not take this source
 	FilteredIntegrations Outcome = "filtered_integrations" // the event's integrations object excludes the destination
 	FilteredConsent      Outcome = "filtered_consent"      // consent for a required category is missing
+	// SkippedUnusable counts stored events that do not parse, for a
+	// destination that does not take their source: acknowledged, not
+	// dead-lettered.
+	SkippedUnusable Outcome = "skipped_unusable"
 )
 
 // Plan is one destination's compiled mappings and its Format. It is
@@ -225,7 +229,7 @@ type Enricher interface {
 // cookie); nil means capture from the event, only once a trigger matches.
 func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
 	switch {
-	case p.sources != nil && !p.sources[source]:
+	case !p.TakesSource(source):
 		return []Result{{Outcome: FilteredSource}}
 	case !p.integrationAllows(ev):
 		return []Result{{Outcome: FilteredIntegrations}}
@@ -276,6 +280,12 @@ func (p *Plan) convert(r *Route, ev event.Value, c identity.Captured, now time.T
 	}
 	res.Outcome = Converted
 	return res
+}
+
+// TakesSource reports whether the destination takes events of the source
+// named source (a destination with no sources configured takes all).
+func (p *Plan) TakesSource(source string) bool {
+	return p.sources == nil || p.sources[source]
 }
 
 // integrationAllows applies segment-ingest.md §2.3.

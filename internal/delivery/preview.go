@@ -78,6 +78,12 @@ func Preview(ctx context.Context, plans []*Plan, raw []byte, source string, now 
 	for i, item := range items {
 		pe := PreviewEvent{Index: i}
 		doc := []byte(item)
+		if derr := event.CheckDepth(doc); derr != nil {
+			pe.Error = &PreviewError{Code: derr.Code, Message: derr.Message}
+			invalid = true
+			out.Events = append(out.Events, pe)
+			continue
+		}
 		if !hasReceivedAt(doc) {
 			ev, derr := event.Normalize(doc, "", req)
 			if derr != nil {

@@ -125,8 +125,9 @@ type parsed struct {
 }
 
 // parse reads one stored event. It returns false when the event needs
-// nothing more (a replay for another destination, or dead-lettered as
-// unusable).
+// nothing more (a replay for another destination, an event that does not
+// parse: dead-lettered as unusable, or skipped when the destination does
+// not take its source).
 func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 	t := &tracked{Delivery: d}
 	if d.ReplayFor != "" && d.ReplayFor != r.plan.Name {
@@ -136,6 +137,17 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 	r.received.Inc()
 	ev, err := event.Parse(d.Doc)
 	if err != nil {
+		// Ingest stores nothing Parse refuses (one nesting limit,
+		// event.MaxDepth), so this is an event stored by an older capstan
+		// or damaged. It could never have become a conversion for a
+		// destination that does not take its source (Plan.Convert looks
+		// at the source first): no dead letter for it there.
+		if !r.plan.TakesSource(d.Source) {
+			r.m.events.WithLabelValues(r.plan.Name, string(SkippedUnusable)).Inc()
+			r.log.Debug("stored event does not parse; its source is not this destination's", "event_seq", d.Seq, "source", d.Source)
+			r.finish(t)
+			return parsed{}, false
+		}
 		r.deadLetter(ctx, t, &DeadLetter{Reason: ReasonUnusable, Message: "stored event is not valid JSON: " + err.Error()})
 		r.finish(t)
 		return parsed{}, false

@@ -33,21 +33,53 @@ type Body struct {
 	Items [][]byte
 	// Envelope holds the batch-level sentAt, context and integrations.
 	Envelope Envelope
+
+	// depths[i] is how deeply Items[i] nests as it will be stored: the
+	// batch's context and integrations, merged into each item, count.
+	depths []int
+}
+
+// CheckDepth returns the drop of the event raw, valid JSON, when it nests
+// deeper than MaxDepth, or nil: ingest's check, for callers that hold one
+// event's text (preview) rather than a request body.
+func CheckDepth(raw []byte) *DropError {
+	_, d := validValue(raw, skipSpace(raw, 0))
+	return depthError(d)
+}
+
+func depthError(d int) *DropError {
+	if d <= MaxDepth {
+		return nil
+	}
+	return drop(CodeEventTooDeep, "event nests %d levels of objects and arrays; the limit is %d", d, MaxDepth)
+}
+
+// DepthError returns the drop of item i when it nests deeper than MaxDepth
+// (as it would be stored, with the batch's context and integrations), or
+// nil. An event so deep is not stored: the parsed model ([Parse]) could not
+// read it back.
+func (b *Body) DepthError(i int) *DropError {
+	if i >= len(b.depths) {
+		return nil
+	}
+	return depthError(b.depths[i])
 }
 
 var bom = []byte("\xef\xbb\xbf")
 
 // checkJSON validates b as UTF-8 JSON whose top level is an object, and
 // splits that object (and the array under key, see splitBody) on the way.
-func checkJSON(obj object, b []byte, key string) ([]byte, object, [][]byte, *RequestError) {
+// Nesting is not limited here: an event too deep is dropped on its own
+// (Body.DepthError), not the request.
+func checkJSON(obj object, b []byte, key string) ([]byte, split, *RequestError) {
 	if len(b) > MaxRequestBytes {
-		return nil, nil, nil, &RequestError{CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxRequestBytes)}
+		return nil, split{}, &RequestError{CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxRequestBytes)}
 	}
 	b = bytes.TrimPrefix(b, bom)
 	if !utf8.Valid(b) {
-		return nil, nil, nil, &RequestError{CodeInvalidJSON, "request body is not valid UTF-8"}
+		return nil, split{}, &RequestError{CodeInvalidJSON, "request body is not valid UTF-8"}
 	}
-	obj, elems, valid := splitBody(obj, b, key)
+	s, valid := splitBody(obj, b, key)
 	if !valid {
 		msg := "request body is not valid JSON"
 		var raw json.RawMessage
@@ -57,21 +89,21 @@ func checkJSON(obj object, b []byte, key string) ([]byte, object, [][]byte, *Req
 		} else if len(bytes.TrimSpace(b)) == 0 {
 			msg = "request body is empty"
 		}
-		return nil, nil, nil, &RequestError{CodeInvalidJSON, msg}
+		return nil, split{}, &RequestError{CodeInvalidJSON, msg}
 	}
-	if obj == nil {
-		return nil, nil, nil, &RequestError{CodeInvalidBody, "request body must be a JSON object"}
+	if s.obj == nil {
+		return nil, split{}, &RequestError{CodeInvalidBody, "request body must be a JSON object"}
 	}
-	return b, obj, elems, nil
+	return b, s, nil
 }
 
 // ParseSingle parses the body of a single-event endpoint (§1.5).
 func ParseSingle(b []byte) (*Body, *RequestError) {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	b, obj, _, rerr := checkJSON(sc.obj, b, "")
-	if obj != nil {
-		sc.obj = obj
+	b, s, rerr := checkJSON(sc.obj, b, "")
+	if s.obj != nil {
+		sc.obj = s.obj
 	}
 	if rerr != nil {
 		return nil, rerr
@@ -79,27 +111,28 @@ func ParseSingle(b []byte) (*Body, *RequestError) {
 	if len(b) > MaxEventBytes {
 		return nil, &RequestError{CodeEventTooLarge, fmt.Sprintf("event is %d bytes; the limit is %d", len(b), MaxEventBytes)}
 	}
-	return &Body{WriteKey: stringValue(obj.get("writeKey")), Items: [][]byte{b}}, nil
+	return &Body{WriteKey: stringValue(s.obj.get("writeKey")), Items: [][]byte{b}, depths: []int{s.depth}}, nil
 }
 
 // ParseBatch parses the body of a batch endpoint (§1.6).
 func ParseBatch(b []byte) (*Body, *RequestError) {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	_, obj, items, rerr := checkJSON(sc.obj, b, "batch")
-	if obj != nil {
-		sc.obj = obj
+	_, s, rerr := checkJSON(sc.obj, b, "batch")
+	if s.obj != nil {
+		sc.obj = s.obj
 	}
 	if rerr != nil {
 		return nil, rerr
 	}
+	obj, items := s.obj, s.elems
 	if items == nil {
 		return nil, &RequestError{CodeInvalidBatch, "batch is required and must be an array of events"}
 	}
 	if len(items) > MaxBatchItems {
 		return nil, &RequestError{CodeTooManyItems, fmt.Sprintf("batch has %d events; the limit is %d", len(items), MaxBatchItems)}
 	}
-	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey"))}
+	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey")), depths: s.depths}
 	if body.WriteKey == "" && len(items) > 0 {
 		if first, ok := parseObjectInto(sc.ctx, items[0]); ok {
 			body.WriteKey = stringValue(first.get("writeKey"))
@@ -109,11 +142,21 @@ func ParseBatch(b []byte) (*Body, *RequestError) {
 	if t, ok := parseTimeValue(obj.get("sentAt")); ok {
 		body.Envelope.SentAt = t
 	}
+	envDepth := 0 // the envelope's members become each item's
 	if c := obj.get("context"); kind(c) == 'o' {
 		body.Envelope.Context = c
+		_, d := validValue(c, 0)
+		envDepth = 1 + d
 	}
 	if in := obj.get("integrations"); kind(in) == 'o' {
 		body.Envelope.Integrations = in
+		_, d := validValue(in, 0)
+		envDepth = max(envDepth, 1+d)
+	}
+	if envDepth > MaxDepth {
+		for i := range body.depths {
+			body.depths[i] = max(body.depths[i], envDepth)
+		}
 	}
 	return body, nil
 }

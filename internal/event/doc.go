@@ -14,6 +14,10 @@
 //     plain Go values (map[string]any, []any, string, json.Number, bool,
 //     nil) for code that does not use Value.
 //
+// Both forms share one nesting limit, [MaxDepth]: ingest drops an event
+// nested deeper (CodeEventTooDeep) and [Parse] refuses deeper JSON, so every
+// stored event can be parsed.
+//
 // Package event is a leaf: it does no I/O and imports no capstan package. It
 // never modifies a Value once built (values share memory with the parsed
 // text and with each other). It knows nothing of triggers or mappings: the

@@ -21,6 +21,16 @@ const (
 	MaxMessageIDLen = 100    // characters
 )
 
+// MaxDepth is how deeply an event may nest objects and arrays, the event
+// object itself counting as the first level: {"properties":{"a":[1]}} nests
+// 3. It is the one nesting limit of capstan's event handling: ingest drops
+// a deeper event (CodeEventTooDeep) and [Parse] refuses deeper JSON, so
+// every stored event can be read back. Segment documents no nesting limit,
+// only sizes (segment-ingest.md §1.3); real payloads stay far below 64
+// (context.page is level 3, an order's products[i].options[j] level 5),
+// while a 32 KB event could nest 16,000 arrays deep.
+const MaxDepth = 64
+
 // Type is a Segment event type.
 type Type string
 
@@ -47,6 +57,7 @@ func ParseType(s string) (Type, bool) {
 const (
 	CodeInvalidEvent     = "invalid_event"
 	CodeEventTooLarge    = "event_too_large"
+	CodeEventTooDeep     = "event_too_deep" // nested deeper than MaxDepth
 	CodeMissingType      = "missing_type"
 	CodeInvalidType      = "invalid_type"
 	CodeInvalidID        = "invalid_id"

@@ -285,6 +285,72 @@ func TestParseBatch(t *testing.T) {
 	}
 }
 
+// deepEvent returns a track event that nests depth levels (at least 3):
+// the event, its properties, then arrays.
+func deepEvent(depth int) string {
+	return `{"type":"track","event":"E","userId":"u","properties":{"a":` +
+		strings.Repeat("[", depth-2) + strings.Repeat("]", depth-2) + `}}`
+}
+
+// TestDepthLimit checks that ingest's nesting limit is the parser's: an
+// event is dropped exactly when Parse could not read its stored form.
+func TestDepthLimit(t *testing.T) {
+	ok := `{"type":"track","event":"E","userId":"u"}`
+	for _, depth := range []int{3, MaxDepth, MaxDepth + 1, 1001, 10000, 10001} {
+		tooDeep := depth > MaxDepth
+		single, rerr := ParseSingle([]byte(deepEvent(depth)))
+		if rerr != nil {
+			t.Fatalf("depth %d: single: %v", depth, rerr)
+		}
+		batch, rerr := ParseBatch([]byte(`{"batch":[` + ok + `,` + deepEvent(depth) + `]}`))
+		if rerr != nil {
+			t.Fatalf("depth %d: batch: %v", depth, rerr)
+		}
+		if derr := batch.DepthError(0); derr != nil {
+			t.Errorf("depth %d: the shallow item is dropped: %v", depth, derr)
+		}
+		for name, derr := range map[string]*DropError{"single": single.DepthError(0), "batch": batch.DepthError(1)} {
+			if !tooDeep {
+				if derr != nil {
+					t.Errorf("depth %d: %s: dropped: %v", depth, name, derr)
+				}
+				continue
+			}
+			if derr == nil || derr.Code != CodeEventTooDeep || !strings.Contains(derr.Message, "the limit is") {
+				t.Errorf("depth %d: %s: got %v, want %s", depth, name, derr, CodeEventTooDeep)
+			}
+		}
+		ev, derr := Normalize(single.Items[0], Track, &Request{ReceivedAt: received})
+		if derr != nil {
+			t.Fatalf("depth %d: %v", depth, derr)
+		}
+		if _, err := Parse(ev.JSON); (err != nil) != tooDeep {
+			t.Errorf("depth %d: Parse of the stored form: %v", depth, err)
+		}
+	}
+	// The batch's context becomes each item's: it counts.
+	for _, arrays := range []int{MaxDepth - 2, MaxDepth - 1} {
+		body := `{"batch":[` + ok + `],"context":{"a":` + strings.Repeat("[", arrays) + strings.Repeat("]", arrays) + `}}`
+		b, rerr := ParseBatch([]byte(body))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		derr := b.DepthError(0)
+		if tooDeep := arrays+2 > MaxDepth; (derr != nil) != tooDeep {
+			t.Errorf("context with %d arrays: %v", arrays, derr)
+		}
+		if derr == nil {
+			ev, derr := Normalize(b.Items[0], "", &Request{ReceivedAt: received, Envelope: b.Envelope})
+			if derr != nil {
+				t.Fatal(derr)
+			}
+			if _, err := Parse(ev.JSON); err != nil {
+				t.Errorf("context with %d arrays: stored form does not parse: %v", arrays, err)
+			}
+		}
+	}
+}
+
 // FuzzNormalize checks that no body makes the parser panic, and that every
 // accepted event is stored as valid JSON with the server fields set.
 func FuzzNormalize(f *testing.F) {
@@ -297,10 +363,17 @@ func FuzzNormalize(f *testing.F) {
 		if rerr != nil {
 			return
 		}
-		for _, item := range b.Items {
+		for i, item := range b.Items {
+			if b.DepthError(i) != nil {
+				continue
+			}
 			ev, derr := Normalize(item, "", &Request{ReceivedAt: received, ClientIP: "127.0.0.1", Envelope: b.Envelope})
 			if derr != nil {
 				continue
+			}
+			// Whatever ingest stores, the parsed model reads back.
+			if _, err := Parse(ev.JSON); err != nil {
+				t.Fatalf("stored document does not parse: %v\n%s", err, ev.JSON)
 			}
 			var doc map[string]any
 			if err := json.Unmarshal(ev.JSON, &doc); err != nil {
@@ -366,15 +439,42 @@ func TestValidJSON(t *testing.T) {
 		`"\u00zz"`, `"\u00aF"`, `"\u12"`, `"\x"`, `"\/"`, "\"\x01\"", "\"\x7f\xff\"", `"abc`, `"abc\`, `"abc\"`,
 		`tru`, `true `, ` null`, `nul`, `falsey`, `[true,false,null]`, "\t\n\r 1 \t", "\v1", `1 2`,
 		`{"a":[{"b":{}}]}`, `{"a":1}}`, `[[]`, `[1}`, `{"a":1]`, `{,}`, `{"a":1 "b":2}`, `{"a" : 1 , "b" : [ 1 , 2 ] }`}
-	// encoding/json refuses more than 10000 nested containers.
-	for _, d := range []int{64, 65, 9999, 10000, 10001} {
+	// encoding/json refuses more than 10000 nested containers; validJSON
+	// sets no limit and reports the depth (ingest applies MaxDepth).
+	for _, d := range []int{64, 65, 9999, 10000, 10001, 20000} {
 		cases = append(cases, strings.Repeat("[", d)+strings.Repeat("]", d),
 			strings.Repeat(`{"a":`, d)+"1"+strings.Repeat("}", d),
-			strings.Repeat("[", d-1)+"{}"+strings.Repeat("]", d-1))
+			strings.Repeat("[", d-1)+"{}"+strings.Repeat("]", d-1),
+			strings.Repeat("[", d)+strings.Repeat("]", d-1)+"}")
 	}
 	for _, c := range cases {
-		if got, want := validJSON([]byte(c)), json.Valid([]byte(c)); got != want {
-			t.Errorf("validJSON(%.40q) = %v, want %v", c, got, want)
+		checkValidJSON(t, []byte(c))
+	}
+}
+
+// checkValidJSON compares validJSON with json.Valid, which also refuses
+// valid JSON nested deeper than 10000 levels.
+func checkValidJSON(t *testing.T, b []byte) {
+	t.Helper()
+	got, depth := validJSON(b)
+	want := json.Valid(b)
+	if got != want && !(got && depth > 10000) {
+		t.Fatalf("validJSON(%.40q) = %v (depth %d), json.Valid = %v", b, got, depth, want)
+	}
+}
+
+func TestValidJSONDepth(t *testing.T) {
+	tests := []struct {
+		in    string
+		depth int
+	}{
+		{`1`, 0}, {`"[{"`, 0}, {`{}`, 1}, {`[]`, 1}, {`{"a":1}`, 1}, {`{"a":[1]}`, 2}, {`[[],[[]],{}]`, 3},
+		{`{"properties":{"a":[{"b":"]]]"}]},"c":{}}`, 4},
+		{strings.Repeat("[", 1001) + strings.Repeat("]", 1001), 1001},
+	}
+	for _, tt := range tests {
+		if ok, d := validJSON([]byte(tt.in)); !ok || d != tt.depth {
+			t.Errorf("validJSON(%.40q) = %v, depth %d; want depth %d", tt.in, ok, d, tt.depth)
 		}
 	}
 }
@@ -384,9 +484,7 @@ func FuzzValidJSON(f *testing.F) {
 	f.Add([]byte(`{"a":[1,-2.5e+3,"x\"\u00e9",true,false,null,{}],"b":{"c":[]}}`))
 	f.Add([]byte(`[01]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Fatalf("validJSON = %v, json.Valid = %v: %q", got, want, b)
-		}
+		checkValidJSON(t, b)
 	})
 }
 
@@ -420,10 +518,12 @@ func FuzzSplitBody(f *testing.F) {
 	f.Add([]byte(`{"batch":[]} x`))
 	f.Add([]byte(`{} `))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		obj, elems, valid := splitBody(nil, b, "batch")
-		if want := json.Valid(b); valid != want {
-			t.Fatalf("valid = %v, json.Valid = %v: %q", valid, want, b)
+		s, valid := splitBody(nil, b, "batch")
+		obj, elems := s.obj, s.elems
+		if ok, depth := validJSON(b); valid != ok || valid && depth != s.depth {
+			t.Fatalf("valid = %v, depth %d; validJSON: %v, depth %d: %q", valid, s.depth, ok, depth, b)
 		}
+		checkValidJSON(t, b)
 		if !valid {
 			return
 		}
@@ -446,9 +546,15 @@ func FuzzSplitBody(f *testing.F) {
 		if (elems != nil) != isArr || len(elems) != len(wantElems) {
 			t.Fatalf("elements %q, want %q (array %v): %q", elems, wantElems, isArr, b)
 		}
+		if len(s.depths) != len(elems) {
+			t.Fatalf("%d depths for %d elements", len(s.depths), len(elems))
+		}
 		for i := range elems {
 			if !bytes.Equal(elems[i], wantElems[i]) {
 				t.Fatalf("element %d: %s, want %s", i, elems[i], wantElems[i])
+			}
+			if _, d := validJSON(elems[i]); d != s.depths[i] {
+				t.Fatalf("element %d: depth %d, want %d", i, s.depths[i], d)
 			}
 		}
 	})

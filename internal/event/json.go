@@ -37,10 +37,6 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// maxDepth is encoding/json's nesting limit: json.Valid refuses a document
-// with more than this many objects and arrays open at once.
-const maxDepth = 10000
-
 // strPlain marks the bytes that may appear in a JSON string as they are: all
 // but control characters, the quote and the backslash. encoding/json does not
 // check UTF-8 there (the caller does).
@@ -51,29 +47,32 @@ var strPlain = func() (t [256]bool) {
 	return t
 }()
 
-// validJSON reports whether b is one valid JSON value. It accepts exactly
-// what json.Valid accepts (nesting limit included), in one pass.
-func validJSON(b []byte) bool {
-	end := validValue(b, skipSpace(b, 0), 0)
-	return end >= 0 && skipSpace(b, end) == len(b)
+// validJSON reports whether b is one valid JSON value, and how deeply it
+// nests (see validValue). It accepts what json.Valid accepts, except that
+// it sets no nesting limit: encoding/json refuses more than 10000 levels,
+// capstan drops an event deeper than MaxDepth with its own code.
+func validJSON(b []byte) (valid bool, depth int) {
+	end, depth := validValue(b, skipSpace(b, 0))
+	return end >= 0 && skipSpace(b, end) == len(b), depth
 }
 
-// validValue checks the JSON value at b[i], inside depth open containers,
-// and returns the index just past it, or -1. It allocates only for nesting
+// validValue checks the JSON value at b[i] and returns the index just past
+// it, or -1, and its depth: how many objects and arrays are open at its
+// deepest point, itself included (0 for a scalar, 1 for {"a":1}). Syntax is
+// checked at any depth, with a stack of one byte per open container (a
+// 512000-byte body holds at most 256000); it allocates only for nesting
 // deeper than 64 levels.
-func validValue(b []byte, i, depth int) int {
+func validValue(b []byte, i int) (end, depth int) {
 	var stackBuf [64]byte
 	stack := stackBuf[:0] // '{' or '[' for each container it opened
 	for {
 		// A value starts at b[i].
 		if i >= len(b) {
-			return -1
+			return -1, depth
 		}
 		switch c := b[i]; {
 		case c == '{' || c == '[':
-			if depth+len(stack) >= maxDepth {
-				return -1
-			}
+			depth = max(depth, len(stack)+1)
 			i = skipSpace(b, i+1)
 			if i < len(b) && b[i] == c+2 { // '}' or ']'
 				i++
@@ -82,44 +81,44 @@ func validValue(b []byte, i, depth int) int {
 			stack = append(stack, c)
 			if c == '{' {
 				if i = validKey(b, i); i < 0 {
-					return -1
+					return -1, depth
 				}
 			}
 			continue
 		case c == '"':
 			if i = validString(b, i); i < 0 {
-				return -1
+				return -1, depth
 			}
 		case c == '-' || c >= '0' && c <= '9':
 			if i = validNumber(b, i); i < 0 {
-				return -1
+				return -1, depth
 			}
 		case c == 't':
 			if !bytes.HasPrefix(b[i:], []byte("true")) {
-				return -1
+				return -1, depth
 			}
 			i += 4
 		case c == 'f':
 			if !bytes.HasPrefix(b[i:], []byte("false")) {
-				return -1
+				return -1, depth
 			}
 			i += 5
 		case c == 'n':
 			if !bytes.HasPrefix(b[i:], []byte("null")) {
-				return -1
+				return -1, depth
 			}
 			i += 4
 		default:
-			return -1
+			return -1, depth
 		}
 		// A value ended just before b[i]: close containers, or go on to
 		// the next element.
 		for {
 			if len(stack) == 0 {
-				return i
+				return i, depth
 			}
 			if i = skipSpace(b, i); i >= len(b) {
-				return -1
+				return -1, depth
 			}
 			top := stack[len(stack)-1]
 			if b[i] == top+2 {
@@ -128,12 +127,12 @@ func validValue(b []byte, i, depth int) int {
 				continue
 			}
 			if b[i] != ',' {
-				return -1
+				return -1, depth
 			}
 			i = skipSpace(b, i+1)
 			if top == '{' {
 				if i = validKey(b, i); i < 0 {
-					return -1
+					return -1, depth
 				}
 			}
 			break
@@ -141,100 +140,124 @@ func validValue(b []byte, i, depth int) int {
 	}
 }
 
-// splitBody checks b the way json.Valid does and, when it is an object,
-// splits it into members (parseObject's result, appended to obj[:0]) in the
-// same pass. The
-// elements of an array under key are split too, for the member that the
-// object keeps (the last one). valid is false when b is not JSON; obj is
-// nil when it is JSON but not an object; elems is nil when the kept key's
-// value is not an array (or when key is "").
-func splitBody(obj object, b []byte, key string) (_ object, elems [][]byte, valid bool) {
+// split is a request body as splitBody found it.
+type split struct {
+	// obj holds the members of the top-level object; nil when the body is
+	// JSON but not an object.
+	obj object
+	// elems are the elements of the array under the key splitBody was
+	// asked for, in the member that the object keeps (the last one); nil
+	// when that value is not an array (or when the key is "").
+	elems [][]byte
+	// depths[i] is how deeply elems[i] nests (see validValue).
+	depths []int
+	// depth is how deeply the whole body nests.
+	depth int
+}
+
+// splitBody checks b the way json.Valid does (but at any depth, see
+// validJSON) and, when it is an object, splits it into members
+// (parseObject's result, appended to obj[:0]) in the same pass, and the
+// array under key into its elements. valid is false when b is not JSON.
+func splitBody(obj object, b []byte, key string) (s split, valid bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return nil, nil, validJSON(b)
+		valid, s.depth = validJSON(b)
+		return s, valid
 	}
 	if obj == nil {
 		obj = make(object, 0, 16)
 	}
 	obj = obj[:0]
+	s.depth = 1
 	var elemsAt int // index in b of the array that elems splits
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		return obj, nil, skipSpace(b, i+1) == len(b)
+		s.obj = obj
+		return s, skipSpace(b, i+1) == len(b)
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return nil, nil, false
+			return split{}, false
 		}
 		end := validString(b, i)
 		if end < 0 {
-			return nil, nil, false
+			return split{}, false
 		}
 		m := member{rawKey: b[i:end]}
 		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
 			m.Key = decodeString(m.rawKey)
 		}
 		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
-			return nil, nil, false
+			return split{}, false
 		}
 		i = skipSpace(b, i+1)
-		var vend int
+		var vend, d int
 		if key != "" && i < len(b) && b[i] == '[' && m.is(key) {
 			var list [][]byte
-			if list, vend = validArray(b, i, elems[:0]); vend < 0 {
-				return nil, nil, false
+			var depths []int
+			if list, depths, vend = validArray(b, i, s.elems[:0], s.depths[:0]); vend < 0 {
+				return split{}, false
 			}
-			elems, elemsAt = list, i
-		} else if vend = validValue(b, i, 1); vend < 0 {
-			return nil, nil, false
+			s.elems, s.depths, elemsAt = list, depths, i
+			d = 1
+			for _, ed := range depths {
+				d = max(d, 1+ed)
+			}
+		} else if vend, d = validValue(b, i); vend < 0 {
+			return split{}, false
 		}
+		s.depth = max(s.depth, 1+d)
 		m.Value = b[i:vend]
 		obj.put(m)
 		if i = skipSpace(b, vend); i >= len(b) {
-			return nil, nil, false
+			return split{}, false
 		}
 		if b[i] == '}' {
 			break
 		}
 		if b[i] != ',' {
-			return nil, nil, false
+			return split{}, false
 		}
 		i = skipSpace(b, i+1)
 	}
 	if skipSpace(b, i+1) != len(b) {
-		return nil, nil, false
+		return split{}, false
 	}
-	if v := obj.get(key); len(v) == 0 || elems == nil || &v[0] != &b[elemsAt] {
-		elems = nil // the kept value is another one, or not an array
+	s.obj = obj
+	if v := obj.get(key); len(v) == 0 || s.elems == nil || &v[0] != &b[elemsAt] {
+		s.elems, s.depths = nil, nil // the kept value is another one, or not an array
 	}
-	return obj, elems, true
+	return s, true
 }
 
 // validArray checks the array at b[i], a member of the top-level object, and
-// appends its elements to elems. It returns the index just past the array,
-// or -1.
-func validArray(b []byte, i int, elems [][]byte) ([][]byte, int) {
+// appends its elements to elems and their depths to depths. It returns the
+// index just past the array, or -1.
+func validArray(b []byte, i int, elems [][]byte, depths []int) ([][]byte, []int, int) {
 	i = skipSpace(b, i+1)
 	if elems == nil {
 		elems = make([][]byte, 0, 16)
+		depths = make([]int, 0, 16)
 	}
 	if i < len(b) && b[i] == ']' {
-		return elems, i + 1
+		return elems, depths, i + 1
 	}
 	for {
-		end := validValue(b, i, 2)
+		end, d := validValue(b, i)
 		if end < 0 {
-			return nil, -1
+			return nil, nil, -1
 		}
 		elems = append(elems, b[i:end])
+		depths = append(depths, d)
 		if i = skipSpace(b, end); i >= len(b) {
-			return nil, -1
+			return nil, nil, -1
 		}
 		if b[i] == ']' {
-			return elems, i + 1
+			return elems, depths, i + 1
 		}
 		if b[i] != ',' {
-			return nil, -1
+			return nil, nil, -1
 		}
 		i = skipSpace(b, i+1)
 	}

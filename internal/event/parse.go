@@ -9,12 +9,6 @@ import (
 	"unicode/utf8"
 )
 
-// maxValueDepth bounds the nesting of a Value ([Parse], [FromAny]), as a
-// protection against stack exhaustion; Segment events are at most 32 KB and
-// never nest this deep. Raw JSON checked by validJSON may nest deeper
-// (maxDepth).
-const maxValueDepth = 1000
-
 // SyntaxError is a JSON syntax error found by [Parse] or [ParseString].
 type SyntaxError struct {
 	Offset int    // byte offset of the problem in the input
@@ -30,6 +24,8 @@ func (e *SyntaxError) Error() string {
 // Parse parses one JSON value (RFC 8259; surrounding whitespace allowed) into
 // an order-preserving [Value]. It copies data once, so the caller may reuse
 // data afterwards. Invalid UTF-8 is replaced by U+FFFD, as encoding/json does.
+// JSON nested deeper than [MaxDepth] is a *SyntaxError, so that ingest's
+// limit and the parser's are one: every stored event parses.
 //
 // Parsing costs a handful of allocations whatever the size of the document:
 // one copy of the text (strings and numbers are slices of it), one array
@@ -306,8 +302,8 @@ func appendValidUTF8(dst []byte, s string) []byte {
 
 func (p *parser) enter() error {
 	p.depth++
-	if p.depth > maxValueDepth {
-		return p.errorf("nesting deeper than %d levels", maxValueDepth)
+	if p.depth > MaxDepth {
+		return p.errorf("nesting deeper than %d levels", MaxDepth)
 	}
 	return nil
 }

@@ -418,8 +418,8 @@ func FromAny(x any) (Value, error) {
 }
 
 func fromAny(x any, depth int) (Value, error) {
-	if depth > maxValueDepth {
-		return Value{}, fmt.Errorf("value nested deeper than %d levels", maxValueDepth)
+	if depth > MaxDepth {
+		return Value{}, fmt.Errorf("value nested deeper than %d levels", MaxDepth)
 	}
 	switch t := x.(type) {
 	case nil:

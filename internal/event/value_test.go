@@ -96,7 +96,7 @@ func TestParseRoundTrip(t *testing.T) {
 		{"many duplicate keys", `{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k0":"last"}`,
 			`{"k0":"last","k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16}`},
 		{"scalars", `true`, `true`},
-		{"deep", strings.Repeat("[", maxValueDepth) + strings.Repeat("]", maxValueDepth), strings.Repeat("[", maxValueDepth) + strings.Repeat("]", maxValueDepth)},
+		{"deep", strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth), strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,7 +137,7 @@ func TestParseErrors(t *testing.T) {
 		{"unterminated after escape", `"ab\`, 4, "unterminated string"},
 		{"unclosed array", `[1`, 2, "expected ',' or ']'"},
 		{"unclosed object", `{"a":1`, 6, "expected ',' or '}'"},
-		{"too deep", strings.Repeat("[", maxValueDepth+1), maxValueDepth, "nesting deeper"},
+		{"too deep", strings.Repeat("[", MaxDepth+1), MaxDepth, "nesting deeper"},
 		{"bom", "\uFEFF{}", 0, "expected a value"},
 	}
 	for _, tt := range tests {

@@ -417,7 +417,11 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 				Message: fmt.Sprintf("event is %d bytes; the limit is %d", len(item), event.MaxEventBytes)})
 			continue
 		}
-		ev, derr := event.Normalize(item, rt.typ, req)
+		derr := body.DepthError(i)
+		var ev *event.Event
+		if derr == nil {
+			ev, derr = event.Normalize(item, rt.typ, req)
+		}
 		if derr != nil {
 			resp.Errors = append(resp.Errors, dropEntry{Index: i, MessageID: peekMessageID(item), Code: derr.Code, Message: derr.Message})
 			continue

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -316,6 +317,55 @@ func TestPerEventDrops(t *testing.T) {
 	r = e.do("POST", "/v1/track", `{"event":"E","messageId":"m-0001"}`, "Authorization", basic("wk_back:"))
 	if r.status != 200 || r.raw != `{"success":true,"accepted":0,"dropped":1,"errors":[{"index":0,"messageId":"m-0001","code":"missing_identity","message":"userId or anonymousId is required"}]}`+"\n" {
 		t.Errorf("got %d %s", r.status, r.raw)
+	}
+}
+
+// TestNestingLimit: an event nested deeper than event.MaxDepth is dropped
+// at ingest with event_too_deep and reported in the 200 body, like any
+// invalid event; the rest of its batch is stored. (Ingest used to store
+// events up to 10,000 levels deep, which delivery could not parse.)
+func TestNestingLimit(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	auth := []string{"Authorization", basic("wk_back:")}
+	// deep nests depth levels: the event, its properties, then arrays.
+	deep := func(depth int, id string) string {
+		return `{"type":"track","userId":"u","event":"E","messageId":"` + id + `","properties":{"a":` +
+			strings.Repeat("[", depth-2) + strings.Repeat("]", depth-2) + `}}`
+	}
+	want := 0 // events stored
+	for _, depth := range []int{event.MaxDepth + 1, 1001, 10000} {
+		id := fmt.Sprint("deep-", depth)
+		r := e.do("POST", "/v1/track", deep(depth, id), auth...)
+		if r.status != 200 || r.body["accepted"] != 0.0 || r.body["dropped"] != 1.0 {
+			t.Fatalf("depth %d, single: got %d %.300s", depth, r.status, r.raw)
+		}
+		got := r.body["errors"].([]any)[0].(map[string]any)
+		if got["code"] != event.CodeEventTooDeep || !strings.Contains(got["message"].(string), fmt.Sprintf("nests %d levels", depth)) {
+			t.Errorf("depth %d, single: error %v", depth, got)
+		}
+		r = e.do("POST", "/v1/batch", `{"batch":[{"type":"track","userId":"u","event":"E","messageId":"ok-`+id+`"},`+deep(depth, id)+`]}`, auth...)
+		if r.status != 200 || r.body["accepted"] != 1.0 || r.body["dropped"] != 1.0 {
+			t.Fatalf("depth %d, batch: got %d %.300s", depth, r.status, r.raw)
+		}
+		got = r.body["errors"].([]any)[0].(map[string]any)
+		if got["index"] != 1.0 || got["code"] != event.CodeEventTooDeep {
+			t.Errorf("depth %d, batch: error %v", depth, got)
+		}
+		want++
+	}
+	// At the limit, an event is stored.
+	if r := e.do("POST", "/v1/track", deep(event.MaxDepth, "at-limit"), auth...); r.status != 200 || r.raw != "{\"success\":true}\n" {
+		t.Errorf("depth %d: got %d %s", event.MaxDepth, r.status, r.raw)
+	}
+	want++
+	docs := e.stored()
+	if len(docs) != want {
+		t.Fatalf("stored %d events, want %d", len(docs), want)
+	}
+	for _, d := range docs {
+		if id := d["messageId"].(string); strings.HasPrefix(id, "deep-") {
+			t.Errorf("stored %s", id)
+		}
 	}
 }
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestDeadLetters(t *testing.T) {
@@ -85,4 +88,60 @@ func TestDeadLetters(t *testing.T) {
 	if got := list(DeadLetterFilter{}); got != `2:li/invalid/app/{"n":2} ` {
 		t.Errorf("left %s", got)
 	}
+}
+
+// TestDLQLimits: the DLQ stream is bounded in age and bytes (1 GiB and 30
+// days by default) and drops its oldest dead letters when full, which the
+// collector counts.
+func TestDLQLimits(t *testing.T) {
+	ctx := context.Background()
+	t.Run("defaults", func(t *testing.T) {
+		eng, _ := openTest(t, Config{DataDir: t.TempDir()})
+		s, err := eng.js.Stream(ctx, DLQStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		if cfg.MaxBytes != 1<<30 || cfg.MaxAge != 30*24*time.Hour || cfg.Discard != jetstream.DiscardOld {
+			t.Errorf("DLQ stream: max_bytes %d, max_age %s, discard %s; want 1 GiB, 720h, old", cfg.MaxBytes, cfg.MaxAge, cfg.Discard)
+		}
+	})
+	t.Run("full", func(t *testing.T) {
+		const maxBytes = 8 << 10
+		eng, _ := openTest(t, Config{DataDir: t.TempDir(), DLQMaxBytes: maxBytes, DLQRetention: time.Hour})
+		doc := []byte(`{"pad":"` + strings.Repeat("x", 500) + `"}`)
+		const n = 50
+		for i := range n {
+			if err := eng.AppendDeadLetter(ctx, DeadLetter{Destination: "li", Reason: "rejected", Source: "web", Doc: doc}, fmt.Sprint("id", i)); err != nil {
+				t.Fatalf("dead letter %d: %v", i, err)
+			}
+		}
+		st, err := eng.DLQState(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.MaxBytes != maxBytes || st.MaxAge != time.Hour || st.Bytes > maxBytes || st.Messages == 0 || st.Messages >= n || st.Removed != n-st.Messages {
+			t.Fatalf("DLQ state %+v after %d dead letters of %d bytes, limit %d", st, n, len(doc), maxBytes)
+		}
+		// The newest are kept.
+		msgs := readAll(t, eng, DLQStream)
+		if got := msgs[len(msgs)-1].Header.Get(nats.MsgIdHdr); got != fmt.Sprint("id", n-1) {
+			t.Errorf("newest dead letter kept is %s", got)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(eng.DLQCollector())
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			m := mf.GetMetric()[0]
+			got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+		want := map[string]float64{"capstan_dlq_messages": float64(st.Messages), "capstan_dlq_bytes": float64(st.Bytes), "capstan_dlq_removed_total": float64(st.Removed)}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("metrics %v, want %v", got, want)
+		}
+	})
 }

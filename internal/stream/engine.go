@@ -58,6 +58,10 @@ type Config struct {
 	MaxBytes int64
 	// DLQRetention is how long dead letters are kept. Default 30 days.
 	DLQRetention time.Duration
+	// DLQMaxBytes caps the DLQ stream's size. Default 1 GiB; negative
+	// means unlimited. Beyond either DLQ limit the oldest dead letters are
+	// dropped (DLQCollector counts them).
+	DLQMaxBytes int64
 }
 
 // Engine is a connection to JetStream with capstan's streams in place.
@@ -145,6 +149,9 @@ func (c *Config) defaults() {
 	}
 	if c.DLQRetention == 0 {
 		c.DLQRetention = 30 * 24 * time.Hour
+	}
+	if c.DLQMaxBytes == 0 {
+		c.DLQMaxBytes = 1 << 30
 	}
 }
 
@@ -313,7 +320,7 @@ func redactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// ensureStreams creates or updates the EVENTS stream.
+// ensureStreams creates or updates the EVENTS and DLQ streams.
 func (e *Engine) ensureStreams(ctx context.Context) error {
 	maxBytes := e.cfg.MaxBytes
 	if maxBytes == 0 {
@@ -343,7 +350,8 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      e.cfg.DLQRetention,
-		Discard:     jetstream.DiscardOld,
+		MaxBytes:    e.cfg.DLQMaxBytes,
+		Discard:     jetstream.DiscardOld, // full: drop the oldest dead letters, never refuse a new one
 		Duplicates:  2 * time.Minute,
 		Replicas:    e.cfg.Replicas,
 		AllowDirect: true,
