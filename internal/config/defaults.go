@@ -21,6 +21,8 @@ const (
 	DefaultGroupCommitMax     = 1000
 	DefaultGroupCommitFlights = 2
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
+	DefaultSourceRate         = 1000 // requests per second per source
+	DefaultMetricsAuth        = MetricsAuthNone
 	DefaultBrowserBatchSize   = 10
 	DefaultBrowserBatchWait   = 5 * time.Second
 	DefaultDestinationType    = "linkedin"
@@ -68,6 +70,7 @@ func (c *Config) applyDefaults() {
 	setDur(&s.IdleTimeout, DefaultIdleTimeout)
 	setDur(&s.ShutdownGrace, DefaultShutdownGrace)
 	setInt(&s.MaxConnections, DefaultMaxConnections)
+	setStr(&s.MetricsAuth, DefaultMetricsAuth)
 	if s.MaxInflightBodyBytes == 0 {
 		s.MaxInflightBodyBytes = DefaultMaxInflightBody
 	}
@@ -88,8 +91,13 @@ func (c *Config) applyDefaults() {
 			setInt(&b.Size, DefaultBrowserBatchSize)
 			setDur(&b.Timeout, DefaultBrowserBatchWait)
 		}
-		if rl := &src.RateLimit; rl.RequestsPerSecond > 0 && rl.Burst == 0 {
-			rl.Burst = max(1, int(rl.RequestsPerSecond))
+		if rl := &src.RateLimit; !rl.Disabled {
+			if rl.RequestsPerSecond == 0 {
+				rl.RequestsPerSecond = DefaultSourceRate
+			}
+			if rl.Burst == 0 {
+				rl.Burst = max(1, int(2*rl.RequestsPerSecond))
+			}
 		}
 	}
 	for i := range c.Destinations {

@@ -423,6 +423,55 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitDefault: every source is limited unless it says otherwise,
+// to 1000 requests/s with a burst of 2000, the source's keys together.
+func TestRateLimitDefault(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`
+sources:
+  - name: website
+    write_keys: [wk_a, wk_b]
+  - name: import
+    write_key: wk_imp
+    rate_limit: {disabled: true}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	h, err := New(cfg, Options{Store: okStore{}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(key string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/v1/track", strings.NewReader(`{"userId":"u","event":"E"}`))
+		req.Header.Set("Authorization", basic(key+":"))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for i := range 2000 {
+		key := []string{"wk_a", "wk_b"}[i%2]
+		if rec := post(key); rec.Code != 200 {
+			t.Fatalf("request %d: got %d %s, want 200 within the burst", i, rec.Code, rec.Body)
+		}
+	}
+	rec := post("wk_b")
+	if rec.Code != 429 || rec.Header().Get("Retry-After") != "1" || rec.Header().Get("X-RateLimit-Reset") != "1" {
+		t.Errorf("request 2001: got %d Retry-After %q, want 429 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	now = now.Add(10 * time.Millisecond) // 10 tokens back
+	for i := range 10 {
+		if rec := post("wk_a"); rec.Code != 200 {
+			t.Fatalf("after 10ms, request %d: got %d, want 200", i, rec.Code)
+		}
+	}
+	for i := range 2500 {
+		if rec := post("wk_imp"); rec.Code != 200 {
+			t.Fatalf("disabled limit, request %d: got %d", i, rec.Code)
+		}
+	}
+}
+
 func TestClientIP(t *testing.T) {
 	e := newEnv(t, testConfig, nil)
 	e.do("POST", "/v1/track", `{"userId":"u","event":"E"}`, "Authorization", basic("wk_back:"), "X-Forwarded-For", "198.51.100.9, 127.0.0.1")
