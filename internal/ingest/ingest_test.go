@@ -374,8 +374,13 @@ func TestGzip(t *testing.T) {
 func TestSettings(t *testing.T) {
 	e := newEnv(t, testConfig, nil)
 	r := e.do("GET", "/v1/projects/wk_web/settings", "", "Origin", "https://www.example.com")
-	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "*" || r.header.Get("Cache-Control") != "public, max-age=60" {
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("got %d %v %s", r.status, r.header, r.raw)
+	}
+	// Without public_url the document comes from the Host header: no
+	// cache may keep it.
+	if cc, vary := r.header.Get("Cache-Control"), r.header.Get("Vary"); cc != "private, no-store" || !strings.Contains(vary, "Host") {
+		t.Errorf("derived from Host: Cache-Control %q, Vary %q; want private, no-store and Vary: Host", cc, vary)
 	}
 	integ := r.body["integrations"].(map[string]any)
 	seg := integ["Segment.io"].(map[string]any)
@@ -398,6 +403,29 @@ func TestSettings(t *testing.T) {
 	for _, key := range []string{"nope", "wk_old"} {
 		if r := e.do("GET", "/v1/projects/"+key+"/settings", ""); r.status != 404 || r.body["code"] != "invalid_write_key" {
 			t.Errorf("%s: %d %s", key, r.status, r.raw)
+		}
+	}
+}
+
+// TestSettingsPublicURL: with server.public_url the apiHost is that URL's,
+// whatever the request's Host or X-Forwarded-Host says, and the document
+// may be cached briefly.
+func TestSettingsPublicURL(t *testing.T) {
+	e := newEnv(t, strings.Replace(testConfig, "server:\n", "server:\n  public_url: https://t.example.com/capstan/\n", 1), okStore{})
+	for _, hdr := range [][]string{nil, {"X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "http"}} {
+		r := e.do("GET", "/v1/projects/wk_web/settings", "", hdr...)
+		if r.status != 200 {
+			t.Fatalf("got %d %s", r.status, r.raw)
+		}
+		seg := r.body["integrations"].(map[string]any)["Segment.io"].(map[string]any)
+		if seg["apiHost"] != "t.example.com/capstan/v1" || seg["protocol"] != "https" {
+			t.Errorf("%v: apiHost %v, protocol %v; want t.example.com/capstan/v1, https", hdr, seg["apiHost"], seg["protocol"])
+		}
+		if m := r.body["metrics"].(map[string]any); m["host"] != "t.example.com/capstan/v1" {
+			t.Errorf("%v: metrics host %v", hdr, m["host"])
+		}
+		if cc := r.header.Get("Cache-Control"); cc != "public, max-age=60" {
+			t.Errorf("%v: Cache-Control %q, want public, max-age=60", hdr, cc)
 		}
 	}
 }
