@@ -565,45 +565,6 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
-// TestBrowserCapstanJSOtherOrigin: a source without allowed_origins lets
-// any origin send but allows credentials to none, so the browser refuses
-// capstan.js's first, credentialed request; capstan.js then sends without
-// cookies and the event arrives.
-func TestBrowserCapstanJSOtherOrigin(t *testing.T) {
-	requireBrowser(t)
-	pages := newPageServer(t)
-	cfg := newConfig(t) // its source lists no allowed_origins
-	srv := startServer(t, cfg)
-	b := startBrowser(t)
-
-	b.goTo(pages.URL + "/shop")
-	var r sent
-	b.eval(&r, `(async () => {
-		`+loadJS(srv.URL, `, retryDelay: 100, maxRetryDelay: 400`)+`
-		const x = await capstan.track('Elsewhere')
-		return {messageId: x.event.messageId, delivered: x.delivered, error: x.error || ''}
-	})()`)
-	if r.Delivered || r.Error != "network" {
-		t.Errorf("first attempt: %+v; want refused by the browser (no credentials allowed)", r)
-	}
-	// Stored at once (the browser sends a simple request and only hides
-	// the answer), but capstan.js must learn that it was, and stop resending.
-	stored := waitStored(t, cfg, r.MessageID)
-	want(t, "track "+r.MessageID, stored[r.MessageID], map[string]any{"event": "Elsewhere"})
-	var next sent
-	b.eval(&next, `(async () => {
-		const x = await capstan.track('Elsewhere again')
-		return {messageId: x.event.messageId, delivered: x.delivered, error: x.error || ''}
-	})()`)
-	if !next.Delivered {
-		t.Errorf("next track: %+v; want delivered without credentials", next)
-	}
-	var pending int
-	if !poll(10*time.Second, func() bool { b.eval(&pending, `capstan.pending()`); return pending == 0 }) {
-		t.Errorf("capstan.pending() = %d: the first event is still being resent", pending)
-	}
-}
-
 // TestBrowserCapstanJSRetry: events tracked while capstan is down stay
 // queued in localStorage across a page reload and arrive, once each, when
 // capstan is back on the same port with the same data.

@@ -25,7 +25,7 @@
  * (context.li_fat_id; properties.li_fat_id on page/track). A track named in insightTag.conversions
  * gets ONE id as its messageId and as the event_id of window.lintrk('track', ...). Consent with
  * consentCategory false: no li_fat_id, no lintrk. Events go to {host}/v1/b in batches (text/plain,
- * credentials included, or omitted when capstan refuses them), are retried with backoff on network errors, 408/410/429/460/5xx, sent with
+ * credentials included), are retried with backoff on network errors, 408/410/429/460/5xx, sent with
  * keepalive / sendBeacon when the page hides, and kept in localStorage until acknowledged.
  */
 (function (w, d) {
@@ -67,11 +67,6 @@
   var timerAt = 0
   var pumping = null
   var kaBytes = 0 // keepalive bytes in flight
-  // capstan allows credentials only to origins in the source's allowed_origins; elsewhere a
-  // credentialed fetch fails like a network error, so after one, the next tries the other mode
-  // until one gets an answer, which settles it.
-  var cred = 'include'
-  var credKnown = false
   var closed = false
 
   // --- small helpers ---------------------------------------------------------------------------
@@ -534,7 +529,7 @@
     if (ka) kaBytes += n
     var req
     try {
-      req = fetch(endpoint(), { method: 'POST', body: body, credentials: cred, mode: 'cors', keepalive: ka })
+      req = fetch(endpoint(), { method: 'POST', body: body, credentials: 'include', mode: 'cors', keepalive: ka })
     } catch (e) {
       req = Promise.reject(e)
     }
@@ -542,8 +537,6 @@
       if (ka) kaBytes -= n
       evs.forEach(function (e) { inflight.delete(e.messageId) })
       var st = res ? res.status : 0
-      if (res) credKnown = true
-      else if (!credKnown) cred = cred === 'include' ? 'omit' : 'include'
       if (res && st < 400) {
         settle(evs, true)
         persist()

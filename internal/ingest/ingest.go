@@ -40,18 +40,12 @@ type Handler struct {
 	consent   []string           // categories some destination requires
 	publicURL *url.URL
 	proxies   []netip.Prefix
-	// credOrigins are the origins some source lists in allowed_origins;
-	// credAll: some source lists "*". They answer with credentials before
-	// the request's source is known (preflights, refused requests).
-	credOrigins map[string]bool
-	credAll     bool
-	budget      *budget // request body bytes held at once; nil: no limit
+	budget    *budget // request body bytes held at once; nil: no limit
 }
 
 type source struct {
 	cfg     config.Source
 	origins map[string]bool // nil: any origin
-	credAll bool            // allowed_origins lists "*": credentials for any origin
 	limiter *rate.Limiter   // nil: no limit
 	secret  []byte          // identity_verification.secret; nil: none (trust.go)
 }
@@ -71,7 +65,7 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 	if opt.Store == nil {
 		return nil, errors.New("ingest: no store")
 	}
-	h := &Handler{store: opt.Store, log: opt.Log, now: opt.Now, keys: map[string]*source{}, credOrigins: map[string]bool{}}
+	h := &Handler{store: opt.Store, log: opt.Log, now: opt.Now, keys: map[string]*source{}}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -99,10 +93,9 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 			s.origins = map[string]bool{}
 			for _, o := range sc.AllowedOrigins {
 				s.origins[normalOrigin(o)] = true
-				h.credOrigins[normalOrigin(o)] = true
 			}
 			if s.origins["*"] {
-				s.origins, s.credAll, h.credAll = nil, true, true
+				s.origins = nil
 			}
 		}
 		if iv := sc.IdentityVerification; iv != nil && iv.Secret != "" {
@@ -180,7 +173,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt, ok := routes[path]
-	h.cors(w, r)
+	cors(w, r)
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no tracking endpoint at %s", r.URL.Path))
 		return
@@ -209,18 +202,12 @@ func settingsKey(path string) (string, bool) {
 	return key, ok && key != "" && !strings.Contains(key, "/")
 }
 
-// cors sets the CORS headers of every response (§1.9), the preflight's
-// included: any origin may read the answer, as Segment allows, but only an
-// origin that some source lists in allowed_origins may send credentials
-// (the capstan_lfi cookie); track narrows that to the request's source
-// once it is known.
-func (h *Handler) cors(w http.ResponseWriter, r *http.Request) {
+// cors sets the headers every non-preflight response carries (§1.9).
+func cors(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	if o := r.Header.Get("Origin"); o != "" {
 		hd.Set("Access-Control-Allow-Origin", o)
-		if h.credAll || h.credOrigins[normalOrigin(o)] {
-			hd.Set("Access-Control-Allow-Credentials", "true")
-		}
+		hd.Set("Access-Control-Allow-Credentials", "true")
 	} else {
 		hd.Set("Access-Control-Allow-Origin", "*")
 	}
@@ -396,13 +383,8 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		fail(http.StatusForbidden, "source_disabled", fmt.Sprintf("source %s is disabled", s.cfg.Name))
 		return
 	}
-	origin := r.Header.Get("Origin")
-	credentialed := origin != "" && s.credentials(origin)
-	if origin != "" && !credentialed {
-		w.Header().Del("Access-Control-Allow-Credentials")
-	}
-	if origin != "" && s.origins != nil && !s.origins[normalOrigin(origin)] {
-		fail(http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %s is not allowed for source %s", origin, s.cfg.Name))
+	if o := r.Header.Get("Origin"); o != "" && s.origins != nil && !s.origins[normalOrigin(o)] {
+		fail(http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %s is not allowed for source %s", o, s.cfg.Name))
 		return
 	}
 	if res := s.reserve(received); res != nil && res.DelayFrom(received) > 0 {
@@ -419,15 +401,11 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	// The facts of the request, stored with each of its events.
 	requestID := event.NewID()
 	ua := r.Header.Get("User-Agent")
-	// The capstan_lfi cookie is read and set only for a page of an origin
-	// that may send credentials: another origin cannot have it set, and a
-	// request it makes with the visitor's cookie does not speak for them.
-	cookies := origin == "" || credentialed || h.sameOrigin(r, origin)
 	var lfi string
-	if c, err := r.Cookie(CookieName); err == nil && cookies && validLiFatID(c.Value) {
+	if c, err := r.Cookie(CookieName); err == nil && validLiFatID(c.Value) {
 		lfi = c.Value
 	}
-	hasOrigin := origin != ""
+	hasOrigin := r.Header.Get("Origin") != ""
 	browser := s.browserTrust(hasOrigin)
 	cookieSet := false
 	resp := okBody{Success: true}
@@ -451,7 +429,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 			lfi = ""
 			h.clearCookie(w, s)
 			cookieSet = true
-		case !cookieSet && hasOrigin && cookies && bytes.Contains(ev.JSON, []byte("li_fat_id")):
+		case !cookieSet && hasOrigin && bytes.Contains(ev.JSON, []byte("li_fat_id")):
 			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
 		hash, doc, hashed := takeUserHash(ev.JSON)
@@ -579,26 +557,6 @@ func (h *Handler) peer(r *http.Request) netip.Addr {
 	}
 	a, _ := netip.ParseAddr(host)
 	return a.Unmap()
-}
-
-// credentials reports whether a request of the source from origin may send
-// credentials: only when allowed_origins lists the origin (or "*").
-func (s *source) credentials(origin string) bool {
-	return s.credAll || s.origins != nil && s.origins[normalOrigin(origin)]
-}
-
-// sameOrigin reports whether origin is capstan's own (a page capstan
-// serves, as the demo's): the browser sends its cookies whatever CORS says.
-func (h *Handler) sameOrigin(r *http.Request, origin string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if h.publicURL != nil && strings.EqualFold(u.Host, h.publicURL.Host) {
-		return true
-	}
-	host, _ := h.publicHost(r)
-	return strings.EqualFold(u.Host, host) || strings.EqualFold(u.Host, r.Host)
 }
 
 // reserve takes a token from the source's limiter (nil without a limit).
