@@ -21,7 +21,6 @@ const (
 	DefaultGroupCommitMax     = 1000
 	DefaultGroupCommitFlights = 2
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
-	DefaultSourceRate         = 1000 // requests per second per source
 	DefaultMetricsAuth        = MetricsAuthNone
 	DefaultBrowserBatchSize   = 10
 	DefaultBrowserBatchWait   = 5 * time.Second
@@ -91,13 +90,8 @@ func (c *Config) applyDefaults() {
 			setInt(&b.Size, DefaultBrowserBatchSize)
 			setDur(&b.Timeout, DefaultBrowserBatchWait)
 		}
-		if rl := &src.RateLimit; !rl.Disabled {
-			if rl.RequestsPerSecond == 0 {
-				rl.RequestsPerSecond = DefaultSourceRate
-			}
-			if rl.Burst == 0 {
-				rl.Burst = max(1, int(2*rl.RequestsPerSecond))
-			}
+		if rl := &src.RateLimit; !rl.Disabled && rl.RequestsPerSecond > 0 && rl.Burst == 0 {
+			rl.Burst = max(1, int(2*rl.RequestsPerSecond))
 		}
 	}
 	for i := range c.Destinations {

@@ -200,8 +200,8 @@ func (v *validator) sources() {
 				v.errorf(fmt.Sprintf("%s.allowed_origins[%d]", p, j), "must be an origin such as https://www.example.com (scheme and host, no path), got %q", o)
 			}
 		}
-		if rl := s.RateLimit; !rl.Disabled && (rl.RequestsPerSecond <= 0 || rl.Burst < 1) {
-			v.errorf(p+".rate_limit", "requests_per_second must be positive and burst at least 1 (disabled: true turns the limit off)")
+		if rl := s.RateLimit; rl.RequestsPerSecond < 0 || rl.Burst < 0 || !rl.Disabled && rl.RequestsPerSecond > 0 && rl.Burst < 1 {
+			v.errorf(p+".rate_limit", "requests_per_second and burst must not be negative, and burst is at least 1 with a rate (0 or disabled: true means no limit)")
 		}
 		if b := s.BrowserBatching; b != nil && (b.Size < 1 || b.Size > 100 || b.Timeout.D() < 100*time.Millisecond) {
 			v.errorf(p+".browser_batching", "size must be 1 to 100 and timeout at least 100ms")

@@ -451,16 +451,16 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// TestRateLimitDefault: every source is limited unless it says otherwise,
-// to 1000 requests/s with a burst of 2000, the source's keys together.
-func TestRateLimitDefault(t *testing.T) {
+// TestRateLimitShared: a source's limit (off by default, segment-ingest.md
+// §1.11) is shared by its write keys; over it, 429 with Retry-After.
+func TestRateLimitShared(t *testing.T) {
 	cfg, err := config.Parse("test.yaml", []byte(`
 sources:
   - name: website
     write_keys: [wk_a, wk_b]
+    rate_limit: {requests_per_second: 1000}
   - name: import
     write_key: wk_imp
-    rate_limit: {disabled: true}
 `), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -495,7 +495,7 @@ sources:
 	}
 	for i := range 2500 {
 		if rec := post("wk_imp"); rec.Code != 200 {
-			t.Fatalf("disabled limit, request %d: got %d", i, rec.Code)
+			t.Fatalf("no limit configured, request %d: got %d", i, rec.Code)
 		}
 	}
 }
