@@ -125,6 +125,7 @@ engine:
 sources:
   - name: bench
     write_key: wk_bench
+    rate_limit: {disabled: true}   # measure capacity, not the per-source limit
 EOF
 	[[ ${2:-} == ingest-only ]] && return
 	cat >>"$dir/capstan.yaml" <<EOF

@@ -105,6 +105,7 @@ engine:
 sources:
   - name: bench
     write_key: wk_bench
+    rate_limit: {disabled: true}   # measure capacity, not the per-source limit
 EOF
 	log "capstan $name (engine.sync: $sync)"
 	"$CAPSTAN" serve --config "$dir/capstan.yaml" 2>"$dir/capstan.log" &

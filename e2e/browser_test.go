@@ -880,6 +880,39 @@ func loadAnalyticsNext(capstanURL string) string {
 		window.analytics = analytics`, testWriteKey, capstanURL, host+"/v1")
 }
 
+// TestBrowserAnalyticsNextPublicURL: with server.public_url set and no
+// apiHost in the page's init options, analytics-next sends where the
+// settings document's apiHost (public_url's host + "/v1") and protocol say.
+func TestBrowserAnalyticsNextPublicURL(t *testing.T) {
+	requireBrowser(t)
+	pages := newPageServer(t)
+	addr := freeAddr(t)
+	cfg := browserConfig(t, addr, pages.URL)
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = []byte(strings.Replace(string(text), "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  public_url: http://"+addr+"\n", 1))
+	if err := os.WriteFile(cfg, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, cfg)
+	b := startBrowser(t)
+
+	b.goTo(pages.URL + "/ajs-docs")
+	var r sent
+	b.eval(&r, `(async () => {
+		const [analytics] = await AnalyticsNext.AnalyticsBrowser.load({writeKey: `+fmt.Sprintf("%q, cdnURL: %q", testWriteKey, srv.URL)+`})
+		const c = await analytics.track('Public URL')
+		return {messageId: c.event.messageId, delivered: !c.failedDelivery(), error: c.failedDelivery() ? String(c.failedDelivery().reason) : ''}
+	})()`)
+	if !r.Delivered {
+		t.Fatalf("track: %+v", r)
+	}
+	stored := waitStored(t, cfg, r.MessageID)
+	want(t, "track", stored[r.MessageID], map[string]any{"event": "Public URL"})
+}
+
 // TestBrowserAnalyticsNext: the unmodified analytics-next, pointed at
 // capstan, loads its settings from capstan and sends page, identify and
 // track cross-origin (preflight, Basic auth), and they are stored.

@@ -60,6 +60,7 @@ engine:
 %ssources:
   - name: %s
     write_key: %s
+    rate_limit: {disabled: true}   # load tests send back to back; the default limit is ingest's to test
 `, dataDir, engine, testSource, testWriteKey)
 	path := filepath.Join(dir, "capstan.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {

@@ -332,7 +332,7 @@ func writeDeliveryConfig(t testing.TB, dir, name, dataDir, adminToken string, d 
 	if adminToken != "" {
 		fmt.Fprintf(&b, "  admin_token: %q\n", adminToken)
 	}
-	fmt.Fprintf(&b, "engine:\n  sync: always\nsources:\n  - name: %s\n    write_key: %s\n", testSource, testWriteKey)
+	fmt.Fprintf(&b, "engine:\n  sync: always\nsources:\n  - name: %s\n    write_key: %s\n    rate_limit: {disabled: true}\n", testSource, testWriteKey)
 	fmt.Fprintf(&b, "destinations:\n  - name: linkedin\n    api_base: %q\n    ad_account: %d\n    linger: 200ms\n", d.sandbox.URL, testAdAccount)
 	if d.batchSize > 0 {
 		fmt.Fprintf(&b, "    batch_size: %d\n", d.batchSize)

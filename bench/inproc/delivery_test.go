@@ -100,7 +100,7 @@ func benchDelivery(b *testing.B, withGraph, newPeople bool, sync time.Duration) 
 
 	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
 server: {addr: "127.0.0.1:0", data_dir: %s}
-sources: [{name: bench, write_key: %s}]
+sources: [{name: bench, write_key: %s, rate_limit: {disabled: true}}]
 destinations:
   - name: linkedin
     api_base: %s

@@ -49,7 +49,7 @@ func newHandler(b *testing.B, store ingest.Appender) http.Handler {
 	b.Helper()
 	cfg, err := config.Parse("bench.yaml", []byte(`
 server: {addr: "127.0.0.1:0", data_dir: `+b.TempDir()+`}
-sources: [{name: bench, write_key: `+writeKey+`}]
+sources: [{name: bench, write_key: `+writeKey+`, rate_limit: {disabled: true}}]
 `), func(string) (string, bool) { return "", false })
 	if err != nil {
 		b.Fatal(err)

@@ -38,6 +38,9 @@ with every accepted event fsynced in the EVENTS stream before it is answered.
 Endpoints besides the tracking API: /healthz (live), /readyz (engine and
 destinations ready), /metrics (Prometheus), /capstan.js (the browser client)
 and, when server.admin_token is set, the admin API under /admin/api/.
+With server.ops_addr, /metrics moves to that second listener (with /healthz
+and /readyz, which also stay on server.addr); server.metrics_auth:
+admin_token makes /metrics ask for the admin token.
 SIGINT or SIGTERM stops it gracefully: in-flight requests finish, queued
 writes are flushed, delivery flushes its batches, the engine stops last.
 
@@ -127,11 +130,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	health := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	ready := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Ready means: events are accepted (the engine is up and the store
 		// did not refuse the last write, see stream.Writer.Ready) and every
 		// destination delivers. A paused destination makes capstan not
@@ -165,27 +168,31 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		}
 		mux.Handle("/admin/", adm)
 	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	opsMux := mountOps(cfg.Server, mux, health, ready, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mountAssets(mux)
 	if extra != nil {
 		extra(mux)
 	}
 
 	s := cfg.Server
-	srv := &http.Server{
-		Handler:           ingest.Root(ing, mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       s.ReadTimeout.D(),
-		WriteTimeout:      s.WriteTimeout.D(),
-		IdleTimeout:       s.IdleTimeout.D(),
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       s.ReadTimeout.D(),
+			WriteTimeout:      s.WriteTimeout.D(),
+			IdleTimeout:       s.IdleTimeout.D(),
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
 	}
 	tlsCfg, certs, err := newTLS(s.TLS, log)
 	if err != nil {
 		return err
 	}
-	srv.TLSConfig = tlsCfg
+	main := newServer(ingest.Root(ing, mux))
+	main.TLSConfig = tlsCfg
+	srvs := []*http.Server{main}
 	// SIGHUP reloads server.tls.cert_file and key_file. Registered before
 	// the listener exists, so that no SIGHUP finds the default action
 	// (exit) once capstan said it listens.
@@ -198,12 +205,22 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
 	}
-	ln := limitListen(tcp, s.MaxConnections)
+	lns := []net.Listener{limitListen(tcp, s.MaxConnections)}
+	if opsMux != nil {
+		ops, err := net.Listen("tcp", s.OpsAddr)
+		if err != nil {
+			lns[0].Close()
+			return fmt.Errorf("listen on %s (server.ops_addr): %w", s.OpsAddr, err)
+		}
+		srvs = append(srvs, newServer(opsMux))
+		lns = append(lns, ops)
+		log.Info("ops endpoints listening", "addr", "http://"+ops.Addr().String(), "metrics_auth", s.MetricsAuth)
+	}
 	scheme := "http://"
 	if tlsCfg != nil {
 		scheme = "https://"
 	}
-	log.Info("capstan listening", "addr", scheme+ln.Addr().String(), "data_dir", s.DataDir, "engine", engineKind(cfg), "sync", cfg.Engine.Sync.String())
+	log.Info("capstan listening", "addr", scheme+lns[0].Addr().String(), "data_dir", s.DataDir, "engine", engineKind(cfg), "sync", cfg.Engine.Sync.String())
 
 	// The appender outlives the HTTP server: it stops only after the last
 	// in-flight request has its answer, then drains what is queued.
@@ -216,18 +233,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	for _, d := range dests {
 		g.Go(func() error { return d.runner.Serve(gctx) })
 	}
-	g.Go(func() error {
-		var err error
-		if tlsCfg != nil {
-			err = srv.ServeTLS(ln, "", "") // the certificate comes from srv.TLSConfig
-		} else {
-			err = srv.Serve(ln)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
-		}
-		return nil
-	})
+	for i, srv := range srvs {
+		g.Go(func() error {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(lns[i], "", "") // the certificate comes from srv.TLSConfig
+			} else {
+				err = srv.Serve(lns[i])
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server on %s: %w", lns[i].Addr(), err)
+			}
+			return nil
+		})
+	}
 	if certs != nil {
 		g.Go(func() error {
 			for {
@@ -245,8 +264,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		log.Info("shutting down", "grace", s.ShutdownGrace.String())
 		sctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), s.ShutdownGrace.D(), errors.New("shutdown grace period over"))
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			log.Warn("in-flight requests cut short", "error", context.Cause(sctx))
+		for _, srv := range srvs {
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("in-flight requests cut short", "error", context.Cause(sctx))
+			}
 		}
 		return nil
 	})

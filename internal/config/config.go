@@ -29,8 +29,12 @@ type Server struct {
 	Addr string `yaml:"addr"`
 	// DataDir holds the embedded engine's store and local state. Default "./data".
 	DataDir string `yaml:"data_dir"`
-	// PublicURL is capstan's public base URL (https://ingest.example.com), used
-	// in the browser settings document. Default: derived from each request.
+	// PublicURL is capstan's externally visible base URL
+	// (https://t.example.com), an absolute http or https URL: the browser
+	// settings document gives it to analytics-next as the host to send
+	// events to, and may then be cached for 60s. Default: derived from each
+	// request's Host header (X-Forwarded-Host from trusted proxies), and the
+	// document is then never cached.
 	PublicURL string `yaml:"public_url"`
 	// TrustedProxies are IPs or CIDRs of reverse proxies whose
 	// X-Forwarded-For and X-Forwarded-Host headers are believed. Default none.
@@ -53,6 +57,15 @@ type Server struct {
 	// from ACME (Let's Encrypt). Default: plain HTTP (behind a proxy that
 	// terminates TLS).
 	TLS TLS `yaml:"tls"`
+	// OpsAddr is a second listen address, host:port (e.g.
+	// "127.0.0.1:9090"), serving only /metrics, /healthz and /readyz, so
+	// that they can be kept off the public port. /metrics then leaves the
+	// main port; /healthz and /readyz stay on both. Default "": none.
+	OpsAddr string `yaml:"ops_addr"`
+	// MetricsAuth is who may read /metrics: "none" (anyone who reaches it,
+	// the default) or "admin_token" (Authorization: Bearer <admin_token>,
+	// which must then be set; applies on ops_addr too).
+	MetricsAuth string `yaml:"metrics_auth"`
 	// ReadTimeout bounds reading one request, body included. Default 30s.
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds writing one response. Default 30s.
@@ -108,6 +121,12 @@ type ACME struct {
 	// (https://acme-staging-v02.api.letsencrypt.org/directory) for trials.
 	DirectoryURL string `yaml:"directory_url"`
 }
+
+// Who may read /metrics (Server.MetricsAuth).
+const (
+	MetricsAuthNone       = "none"
+	MetricsAuthAdminToken = "admin_token"
+)
 
 // Engine configures the event store.
 type Engine struct {
@@ -193,7 +212,11 @@ type Source struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// Disabled sources answer 403 source_disabled. Default false.
 	Disabled bool `yaml:"disabled"`
-	// RateLimit caps accepted requests per second. Default off.
+	// RateLimit caps the requests per second of the source's write keys
+	// together; over it, requests get 429 rate_limited with Retry-After,
+	// which every Segment client retries. Default off, as
+	// segment-ingest.md §1.11 specifies; 1000 requests/s with a burst of
+	// 2000 suits a busy site (about 15,000 events/s from analytics-node).
 	RateLimit RateLimit `yaml:"rate_limit"`
 	// BrowserBatching, when set, switches analytics-next browsers to batching
 	// mode through the settings document. Default off (one request per event).
@@ -258,10 +281,15 @@ func (s *Source) Keys() []Secret {
 
 // RateLimit is a token bucket.
 type RateLimit struct {
-	// RequestsPerSecond is the sustained rate; 0 disables the limit.
+	// RequestsPerSecond is the sustained rate; 0 (the default) means no
+	// limit.
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
-	// Burst is the bucket size. Default: one second's worth (at least 1).
+	// Burst is the bucket size. Default: two seconds' worth of
+	// RequestsPerSecond (at least 1).
 	Burst int `yaml:"burst"`
+	// Disabled turns a configured limit off (benchmarks, trusted bulk
+	// imports). Default false.
+	Disabled bool `yaml:"disabled"`
 }
 
 // BrowserBatching is analytics-next's batching delivery strategy.

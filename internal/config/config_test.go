@@ -35,6 +35,40 @@ func TestParseDefaults(t *testing.T) {
 	if cfg.Identity.TTL.D() != 90*24*time.Hour {
 		t.Errorf("identity ttl: got %s", cfg.Identity.TTL)
 	}
+	if rl := cfg.Sources[0].RateLimit; rl != (RateLimit{}) {
+		t.Errorf("source rate limit: got %+v, want off (segment-ingest.md §1.11)", rl)
+	}
+	if s := cfg.Server; s.MetricsAuth != MetricsAuthNone || s.OpsAddr != "" {
+		t.Errorf("metrics: got metrics_auth %q, ops_addr %q", s.MetricsAuth, s.OpsAddr)
+	}
+}
+
+func TestParseRateLimit(t *testing.T) {
+	tests := []struct {
+		name string
+		rl   string
+		want RateLimit
+	}{
+		{"default: off (segment-ingest.md §1.11)", "", RateLimit{}},
+		{"rate only", "{requests_per_second: 50}", RateLimit{RequestsPerSecond: 50, Burst: 100}},
+		{"both", "{requests_per_second: 0.5, burst: 3}", RateLimit{RequestsPerSecond: 0.5, Burst: 3}},
+		{"off", "{disabled: true}", RateLimit{Disabled: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			text := minimal
+			if tt.rl != "" {
+				text += "    rate_limit: " + tt.rl + "\n"
+			}
+			cfg, err := Parse("c.yaml", []byte(text), env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Sources[0].RateLimit; got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestParseFull(t *testing.T) {
@@ -118,6 +152,11 @@ func TestParseErrors(t *testing.T) {
 			[]string{"c.yaml:2:20: server.max_connections: must be at least 1, got -1",
 				"c.yaml:3:28: server.max_inflight_body_bytes: must be at least 1048576 (1 MiB), got 512000"}},
 		{"group commit bound", "engine:\n  group_commit: {max_events: 5000}\n" + minimal, []string{"must be between 1 and 1000"}},
+		{"negative rate limit", minimal + "    rate_limit: {requests_per_second: -1}\n", []string{"sources[0].rate_limit: requests_per_second and burst must not be negative"}},
+		{"bad ops addr", "server:\n  ops_addr: localhost\n" + minimal, []string{`c.yaml:2:13: server.ops_addr: must be host:port`}},
+		{"metrics auth without token", "server:\n  metrics_auth: admin_token\n" + minimal, []string{"c.yaml:2:17: server.metrics_auth: admin_token needs server.admin_token"}},
+		{"bad metrics auth", "server:\n  metrics_auth: basic\n" + minimal, []string{`server.metrics_auth: must be none or admin_token, got "basic"`}},
+		{"bad public url", "server:\n  public_url: t.example.com\n" + minimal, []string{`c.yaml:2:15: server.public_url: must be an absolute http or https URL`}},
 		{"listen not loopback", "engine:\n  listen: 0.0.0.0:4222\n" + minimal, []string{"engine.listen: must be a loopback address"}},
 		{"replicas embedded", "engine:\n  replicas: 3\n" + minimal, []string{"replicas must be 1"}},
 		{"list expected", "sources: {name: a}\n", []string{"c.yaml:1:10: sources: must be a list, got a mapping"}},

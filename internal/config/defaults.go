@@ -28,6 +28,7 @@ const (
 	DefaultDLQMaxBytes        = 1 << 30
 	MinDLQMaxBytes            = 1 << 20
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
+	DefaultMetricsAuth        = MetricsAuthNone
 	DefaultBrowserBatchSize   = 10
 	DefaultBrowserBatchWait   = 5 * time.Second
 	DefaultDestinationType    = "linkedin"
@@ -75,6 +76,7 @@ func (c *Config) applyDefaults() {
 	setDur(&s.IdleTimeout, DefaultIdleTimeout)
 	setDur(&s.ShutdownGrace, DefaultShutdownGrace)
 	setInt(&s.MaxConnections, DefaultMaxConnections)
+	setStr(&s.MetricsAuth, DefaultMetricsAuth)
 	if s.MaxInflightBodyBytes == 0 {
 		s.MaxInflightBodyBytes = DefaultMaxInflightBody
 	}
@@ -102,8 +104,8 @@ func (c *Config) applyDefaults() {
 			setInt(&b.Size, DefaultBrowserBatchSize)
 			setDur(&b.Timeout, DefaultBrowserBatchWait)
 		}
-		if rl := &src.RateLimit; rl.RequestsPerSecond > 0 && rl.Burst == 0 {
-			rl.Burst = max(1, int(rl.RequestsPerSecond))
+		if rl := &src.RateLimit; !rl.Disabled && rl.RequestsPerSecond > 0 && rl.Burst == 0 {
+			rl.Burst = max(1, int(2*rl.RequestsPerSecond))
 		}
 	}
 	for i := range c.Destinations {

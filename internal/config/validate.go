@@ -60,9 +60,24 @@ func (v *validator) server() {
 		v.errorf("server.addr", "must be host:port (e.g. :8080 or 127.0.0.1:8080), got %q", s.Addr)
 	}
 	if s.PublicURL != "" {
-		if u, err := url.Parse(s.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.errorf("server.public_url", "must be an http or https URL such as https://ingest.example.com, got %q", s.PublicURL)
+		if u, err := url.Parse(s.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			v.errorf("server.public_url", "must be an absolute http or https URL such as https://ingest.example.com (no query), got %q", s.PublicURL)
 		}
+	}
+	if s.OpsAddr != "" {
+		if _, port, err := net.SplitHostPort(s.OpsAddr); err != nil || !validPort(port) {
+			v.errorf("server.ops_addr", "must be host:port (e.g. 127.0.0.1:9090), got %q", s.OpsAddr)
+		}
+	}
+	switch s.MetricsAuth {
+	case MetricsAuthNone:
+	case MetricsAuthAdminToken:
+		if s.AdminToken == "" {
+			v.errorf("server.metrics_auth", "admin_token needs server.admin_token")
+		}
+	default:
+		v.errorf("server.metrics_auth", "must be none or admin_token, got %q", s.MetricsAuth)
 	}
 	for i, p := range s.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err == nil {
@@ -272,8 +287,8 @@ func (v *validator) sources() {
 				v.errorf(fmt.Sprintf("%s.allowed_origins[%d]", p, j), "must be an origin such as https://www.example.com (scheme and host, no path), got %q", o)
 			}
 		}
-		if s.RateLimit.RequestsPerSecond < 0 || s.RateLimit.Burst < 0 {
-			v.errorf(p+".rate_limit", "must not be negative")
+		if rl := s.RateLimit; rl.RequestsPerSecond < 0 || rl.Burst < 0 || !rl.Disabled && rl.RequestsPerSecond > 0 && rl.Burst < 1 {
+			v.errorf(p+".rate_limit", "requests_per_second and burst must not be negative, and burst is at least 1 with a rate (0 or disabled: true means no limit)")
 		}
 		if b := s.BrowserBatching; b != nil && (b.Size < 1 || b.Size > 100 || b.Timeout.D() < 100*time.Millisecond) {
 			v.errorf(p+".browser_batching", "size must be 1 to 100 and timeout at least 100ms")

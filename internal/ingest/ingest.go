@@ -101,7 +101,7 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 		if iv := sc.IdentityVerification; iv != nil && iv.Secret != "" {
 			s.secret = []byte(iv.Secret.Value())
 		}
-		if rl := sc.RateLimit; rl.RequestsPerSecond > 0 {
+		if rl := sc.RateLimit; !rl.Disabled && rl.RequestsPerSecond > 0 {
 			s.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), rl.Burst)
 		}
 		for _, k := range sc.Keys() {

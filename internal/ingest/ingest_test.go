@@ -422,8 +422,13 @@ func TestGzip(t *testing.T) {
 func TestSettings(t *testing.T) {
 	e := newEnv(t, testConfig, nil)
 	r := e.do("GET", "/v1/projects/wk_web/settings", "", "Origin", "https://www.example.com")
-	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "*" || r.header.Get("Cache-Control") != "public, max-age=60" {
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("got %d %v %s", r.status, r.header, r.raw)
+	}
+	// Without public_url the document comes from the Host header: no
+	// cache may keep it.
+	if cc, vary := r.header.Get("Cache-Control"), r.header.Get("Vary"); cc != "private, no-store" || !strings.Contains(vary, "Host") {
+		t.Errorf("derived from Host: Cache-Control %q, Vary %q; want private, no-store and Vary: Host", cc, vary)
 	}
 	integ := r.body["integrations"].(map[string]any)
 	seg := integ["Segment.io"].(map[string]any)
@@ -450,6 +455,29 @@ func TestSettings(t *testing.T) {
 	}
 }
 
+// TestSettingsPublicURL: with server.public_url the apiHost is that URL's,
+// whatever the request's Host or X-Forwarded-Host says, and the document
+// may be cached briefly.
+func TestSettingsPublicURL(t *testing.T) {
+	e := newEnv(t, strings.Replace(testConfig, "server:\n", "server:\n  public_url: https://t.example.com/capstan/\n", 1), okStore{})
+	for _, hdr := range [][]string{nil, {"X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "http"}} {
+		r := e.do("GET", "/v1/projects/wk_web/settings", "", hdr...)
+		if r.status != 200 {
+			t.Fatalf("got %d %s", r.status, r.raw)
+		}
+		seg := r.body["integrations"].(map[string]any)["Segment.io"].(map[string]any)
+		if seg["apiHost"] != "t.example.com/capstan/v1" || seg["protocol"] != "https" {
+			t.Errorf("%v: apiHost %v, protocol %v; want t.example.com/capstan/v1, https", hdr, seg["apiHost"], seg["protocol"])
+		}
+		if m := r.body["metrics"].(map[string]any); m["host"] != "t.example.com/capstan/v1" {
+			t.Errorf("%v: metrics host %v", hdr, m["host"])
+		}
+		if cc := r.header.Get("Cache-Control"); cc != "public, max-age=60" {
+			t.Errorf("%v: Cache-Control %q, want public, max-age=60", hdr, cc)
+		}
+	}
+}
+
 func TestMetricsEndpoint(t *testing.T) {
 	e := newEnv(t, testConfig, nil)
 	if r := e.do("POST", "/v1/m", `{"series":[]}`); r.status != 200 || r.body["success"] != true {
@@ -470,6 +498,55 @@ func TestRateLimit(t *testing.T) {
 	if r.status != 429 || r.body["code"] != "rate_limited" || r.header.Get("Retry-After") != "300" ||
 		r.header.Get("X-RateLimit-Reset") != "300" || r.header.Get("Access-Control-Allow-Origin") != "https://x.example" {
 		t.Errorf("got %d %v %s", r.status, r.header, r.raw)
+	}
+}
+
+// TestRateLimitShared: a source's limit (off by default, segment-ingest.md
+// §1.11) is shared by its write keys; over it, 429 with Retry-After.
+func TestRateLimitShared(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`
+sources:
+  - name: website
+    write_keys: [wk_a, wk_b]
+    rate_limit: {requests_per_second: 1000}
+  - name: import
+    write_key: wk_imp
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	h, err := New(cfg, Options{Store: okStore{}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(key string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/v1/track", strings.NewReader(`{"userId":"u","event":"E"}`))
+		req.Header.Set("Authorization", basic(key+":"))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for i := range 2000 {
+		key := []string{"wk_a", "wk_b"}[i%2]
+		if rec := post(key); rec.Code != 200 {
+			t.Fatalf("request %d: got %d %s, want 200 within the burst", i, rec.Code, rec.Body)
+		}
+	}
+	rec := post("wk_b")
+	if rec.Code != 429 || rec.Header().Get("Retry-After") != "1" || rec.Header().Get("X-RateLimit-Reset") != "1" {
+		t.Errorf("request 2001: got %d Retry-After %q, want 429 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	now = now.Add(10 * time.Millisecond) // 10 tokens back
+	for i := range 10 {
+		if rec := post("wk_a"); rec.Code != 200 {
+			t.Fatalf("after 10ms, request %d: got %d, want 200", i, rec.Code)
+		}
+	}
+	for i := range 2500 {
+		if rec := post("wk_imp"); rec.Code != 200 {
+			t.Fatalf("no limit configured, request %d: got %d", i, rec.Code)
+		}
 	}
 }
 

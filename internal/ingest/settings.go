@@ -52,13 +52,26 @@ func (h *Handler) settings(w http.ResponseWriter, r *http.Request, key string) {
 		"legacyVideoPluginsEnabled": false,
 		"remotePlugins":             []any{},
 	}
-	hd.Set("Cache-Control", "public, max-age=60")
+	if h.publicURL != nil {
+		// The document depends on the write key and the configuration
+		// only: browsers and CDNs may keep it for a minute (analytics-next
+		// fetches it on every page load).
+		hd.Set("Cache-Control", "public, max-age=60")
+	} else {
+		// Built from the Host header (or X-Forwarded-Host): a shared cache
+		// that keys on another host, or a forged header, must not hand one
+		// request's apiHost to other browsers, which would then send their
+		// events to it.
+		hd.Set("Cache-Control", "private, no-store")
+		hd.Set("Vary", "Origin, Host, X-Forwarded-Host, X-Forwarded-Proto")
+	}
 	writeJSON(w, http.StatusOK, doc)
 }
 
-// publicHost returns capstan's public host[:port] and scheme: from
-// server.public_url, else from the request (X-Forwarded-* only from trusted
-// proxies).
+// publicHost returns capstan's public host[:port] (with public_url's path)
+// and scheme: from server.public_url, else from the request (X-Forwarded-*
+// only from trusted proxies). analytics-next sends to
+// protocol + "://" + apiHost + "/t", so apiHost is host + path + "/v1".
 func (h *Handler) publicHost(r *http.Request) (host, proto string) {
 	if h.publicURL != nil {
 		return h.publicURL.Host + strings.TrimSuffix(h.publicURL.Path, "/"), h.publicURL.Scheme
