@@ -21,6 +21,7 @@ const (
 	DefaultGroupCommitMax     = 1000
 	DefaultGroupCommitFlights = 2
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
+	DefaultSuppressionTTL     = 365 * 24 * time.Hour
 	DefaultBrowserBatchSize   = 10
 	DefaultBrowserBatchWait   = 5 * time.Second
 	DefaultDestinationType    = "linkedin"
@@ -81,6 +82,11 @@ func (c *Config) applyDefaults() {
 	setInt(&e.GroupCommit.Inflight, DefaultGroupCommitFlights)
 
 	setDur(&c.Identity.TTL, DefaultIdentityTTL)
+	if c.Privacy.Suppress == nil {
+		on := true
+		c.Privacy.Suppress = &on
+	}
+	setDur(&c.Privacy.SuppressionTTL, DefaultSuppressionTTL)
 
 	for i := range c.Sources {
 		src := &c.Sources[i]
