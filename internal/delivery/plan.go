@@ -26,6 +26,7 @@ const (
 	FilteredSource       Outcome = "filtered_source"       // the destination does not take this source
 	FilteredIntegrations Outcome = "filtered_integrations" // the event's integrations object excludes the destination
 	FilteredConsent      Outcome = "filtered_consent"      // consent for a required category is missing
+	Suppressed           Outcome = "suppressed"            // the person was deleted on request (privacy suppression)
 )
 
 // Plan is one destination's compiled mappings and its Format. It is
