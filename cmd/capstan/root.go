@@ -27,6 +27,7 @@ dead-letter queue.`,
 		newDemoCmd(),
 		newSandboxCmd(),
 		newIdentityCmd(),
+		newPrivacyCmd(),
 	)
 	return root
 }
