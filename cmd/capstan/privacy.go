@@ -44,7 +44,7 @@ func newPrivacyDeleteCmd() *cobra.Command {
     context.traits.email or properties.email, trimmed and lower-cased).
     Messages are erased with JetStream's secure delete, which overwrites
     them in the store. An email alone also erases the ids of the events
-    that carry it. Every stored event and dead letter is read once: the
+    that carry it (of an unverified browser event, only its anonymousId). Every stored event and dead letter is read once: the
     time this takes grows with the streams' retention, and is printed;
   - and, with privacy.suppress (the default), keeps a suppression entry per
     id (their SHA-256 only) for privacy.suppression_ttl (default 1 year):

@@ -245,7 +245,8 @@ func emailsOf(p identity.Profile) []string {
 }
 
 // idsWithEmail returns the userIds and anonymousIds of the stored events
-// that carry an email of keys, at most maxFound.
+// that carry an email of keys, at most maxFound: of an unverified browser
+// event (stream.TrustUnverified) only the anonymousId.
 func (d *Deleter) idsWithEmail(ctx context.Context, keys set) ([]identity.Key, error) {
 	seen := map[identity.Key]bool{}
 	var out []identity.Key
@@ -257,7 +258,13 @@ func (d *Deleter) idsWithEmail(ctx context.Context, keys set) ([]identity.Key, e
 		if err != nil || !keys.matches(ev, d.hashEmail) {
 			return nil
 		}
-		for _, k := range []identity.Key{{UserID: str(ev, "userId")}, {AnonymousID: str(ev, "anonymousId")}} {
+		ks := []identity.Key{{AnonymousID: str(ev, "anonymousId")}}
+		if s.Trust != stream.TrustUnverified {
+			// Anyone can send a browser source's events: an unverified
+			// one could tie someone else's userId to the email.
+			ks = append(ks, identity.Key{UserID: str(ev, "userId")})
+		}
+		for _, k := range ks {
 			if (k.UserID != "" || k.AnonymousID != "") && !seen[k] {
 				seen[k] = true
 				out = append(out, k)

@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -41,6 +42,7 @@ type env struct {
 	sup   *Suppressions
 	del   *Deleter
 	n     int
+	trust string // of the events store stores; "": server
 }
 
 func newEnv(t *testing.T) *env {
@@ -98,7 +100,7 @@ func (e *env) store(docs ...string) {
 		if derr != nil {
 			e.t.Fatal(derr)
 		}
-		evs = append(evs, stream.Event{Source: "web", Type: string(ev.Type), MessageID: ev.MessageID, Doc: ev.JSON, Trust: stream.TrustServer})
+		evs = append(evs, stream.Event{Source: "web", Type: string(ev.Type), MessageID: ev.MessageID, Doc: ev.JSON, Trust: cmp.Or(e.trust, stream.TrustServer)})
 		v, err := event.Parse(ev.JSON)
 		if err != nil {
 			e.t.Fatal(err)
@@ -270,7 +272,7 @@ func TestDeleteUser(t *testing.T) {
 
 // TestDeleteEmail: a deletion by email alone erases the events carrying it
 // and those of the ids those events name, and removes those ids from the
-// graph.
+// graph; an unverified browser event does not add its userId.
 func TestDeleteEmail(t *testing.T) {
 	e := newEnv(t)
 	e.store(
@@ -279,20 +281,27 @@ func TestDeleteEmail(t *testing.T) {
 		`{"type":"track","event":"Order","anonymousId":"anon-c","context":{"traits":{"email":"CAROL@example.com"}}}`,
 		`{"type":"track","event":"Order","userId":"dave","properties":{"email":"dave@example.com"}}`,
 	)
+	e.store(`{"type":"identify","userId":"erin","traits":{"email":"erin@example.com"}}`)
+	// Forged with a browser source's public write key: erin is not carol.
+	e.trust = stream.TrustUnverified
+	e.store(`{"type":"track","event":"Order","userId":"erin","properties":{"email":"carol@example.com"}}`)
 	e.deadLetter(`{"type":"track","event":"Order","userId":"carol"}`)
 	rep, err := e.del.Delete(context.Background(), Request{Email: " Carol@Example.com", By: "admin token"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h, _ := hashEmail("carol@example.com")
-	if rep.IDKind != KindEmail || rep.IDSHA256 != h || rep.GraphKeysRemoved != 2 || rep.EventsDeleted != 3 || rep.DeadLettersDeleted != 1 {
+	if rep.IDKind != KindEmail || rep.IDSHA256 != h || rep.GraphKeysRemoved != 2 || rep.EventsDeleted != 4 || rep.DeadLettersDeleted != 1 {
 		t.Errorf("report %+v", rep)
 	}
-	if got, want := fmt.Sprint(e.events()), "[dave]"; got != want {
+	if got, want := fmt.Sprint(e.events()), "[dave erin]"; got != want {
 		t.Errorf("events left %s, want %s", got, want)
 	}
 	if e.known(identity.Key{UserID: "carol"}) {
 		t.Error("the graph still knows carol")
+	}
+	if !e.known(identity.Key{UserID: "erin"}) || e.suppressed(`{"type":"track","userId":"erin"}`) {
+		t.Error("a forged browser event made erin part of carol's deletion")
 	}
 	if !e.suppressed(`{"type":"track","userId":"carol"}`) || !e.suppressed(`{"type":"track","traits":{"email":"carol@example.com"}}`) {
 		t.Error("carol not suppressed")
