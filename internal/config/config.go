@@ -121,7 +121,8 @@ type Privacy struct {
 	// Suppress keeps, after a privacy deletion, a suppression entry per
 	// deleted id (userId, anonymousId, email; stored only as SHA-256), so
 	// that later events carrying them are stored but neither delivered nor
-	// added to the identity graph. Default true.
+	// added to the identity graph. Default true. false: deletions keep
+	// none, and delivery checks none (entries kept before are ignored).
 	Suppress *bool `yaml:"suppress"`
 	// SuppressionTTL is how long a suppression entry lasts. Default 365d.
 	// Minimum 1h.
