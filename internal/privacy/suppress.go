@@ -2,6 +2,8 @@ package privacy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -41,7 +43,7 @@ type Suppressions struct {
 	kv  jetstream.KeyValue
 
 	mu    sync.RWMutex
-	until map[string]time.Time // by key: when the entry expires
+	until map[hkey]time.Time   // when each entry expires
 	w     jetstream.KeyWatcher // set by Load, consumed by Run
 }
 
@@ -72,7 +74,7 @@ func OpenSuppressions(ctx context.Context, eng *stream.Engine, cfg SuppressionCo
 	if err != nil {
 		return nil, err
 	}
-	return &Suppressions{cfg: cfg, kv: kv, until: map[string]time.Time{}}, nil
+	return &Suppressions{cfg: cfg, kv: kv, until: map[hkey]time.Time{}}, nil
 }
 
 // Add suppresses keys durably and in this process at once; other
@@ -85,9 +87,11 @@ func (s *Suppressions) Add(ctx context.Context, keys []string) (int, error) {
 		if _, err := s.kv.Put(ctx, k, val); err != nil {
 			return i, fmt.Errorf("store suppression: %w", err)
 		}
-		s.mu.Lock()
-		s.until[k] = now.Add(s.cfg.TTL)
-		s.mu.Unlock()
+		if h, ok := parseKey(k); ok {
+			s.mu.Lock()
+			s.until[h] = now.Add(s.cfg.TTL)
+			s.mu.Unlock()
+		}
 	}
 	return len(keys), nil
 }
@@ -145,17 +149,22 @@ func (s *Suppressions) Run(ctx context.Context) error {
 }
 
 func (s *Suppressions) apply(e jetstream.KeyValueEntry) {
+	h, ok := parseKey(e.Key())
+	if !ok {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
-		delete(s.until, e.Key())
+		delete(s.until, h)
 		return
 	}
-	s.until[e.Key()] = e.Created().Add(s.cfg.TTL)
+	s.until[h] = e.Created().Add(s.cfg.TTL)
 }
 
 // Suppressed reports whether ev carries a suppressed id (its userId,
-// anonymousId, previousId or an email). It reads only this process's copy.
+// anonymousId, previousId or an email). It reads only this process's copy,
+// and allocates only to normalise an email.
 func (s *Suppressions) Suppressed(ev event.Value) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -163,8 +172,53 @@ func (s *Suppressions) Suppressed(ev event.Value) bool {
 		return false
 	}
 	now := s.cfg.Now()
-	return keysOf(ev, s.cfg.HashEmail, func(k string) bool {
-		u, ok := s.until[k]
+	hit := func(h hkey) bool {
+		u, ok := s.until[h]
 		return ok && now.Before(u)
-	})
+	}
+	id := func(kind byte, name string) bool {
+		v, ok := ev.Get(name).Str()
+		return ok && v != "" && hit(hkey{kind, sha256.Sum256([]byte(v))})
+	}
+	if id('u', "userId") || id('a', "anonymousId") || id('u', "previousId") || id('a', "previousId") {
+		return true
+	}
+	for _, p := range emailPaths {
+		v, ok := ev.Lookup(p...).Str()
+		if !ok {
+			continue
+		}
+		hx, ok := s.cfg.HashEmail(v)
+		if !ok || len(hx) != 2*sha256.Size {
+			continue
+		}
+		h := hkey{kind: 'e'}
+		if _, err := hex.Decode(h.sum[:], []byte(hx)); err == nil && hit(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// hkey is a key in memory: the kind ('u', 'a' or 'e') and the SHA-256.
+type hkey struct {
+	kind byte
+	sum  [sha256.Size]byte
+}
+
+// parseKey reads a bucket key ("u.<hex sha256>").
+func parseKey(k string) (hkey, bool) {
+	if len(k) != 2+2*sha256.Size || k[1] != '.' {
+		return hkey{}, false
+	}
+	h := hkey{kind: k[0]}
+	switch h.kind {
+	case 'u', 'a', 'e':
+	default:
+		return hkey{}, false
+	}
+	if _, err := hex.Decode(h.sum[:], []byte(k[2:])); err != nil {
+		return hkey{}, false
+	}
+	return h, true
 }
