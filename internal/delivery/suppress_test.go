@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -63,4 +64,35 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// suppressingEnricher enriches nothing and suppresses some userIds.
+type suppressingEnricher struct{ userSuppressor }
+
+func (suppressingEnricher) Enrich(_ context.Context, _ event.Value, _ string, have identity.Captured) identity.Captured {
+	return have
+}
+
+// TestPreviewSuppressed: preview reports a suppressed person's event as
+// "suppressed" when its enricher is also a Suppressor, as delivery would.
+func TestPreviewSuppressed(t *testing.T) {
+	env := newWebhookEnv(t, 1)
+	p, errs := NewPlan(env.cfg, 0, &webhook{batch: 10})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	raw := []byte(`[{"type":"track","event":"Order","userId":"gone","messageId":"g"},{"type":"track","event":"Order","userId":"kept","messageId":"k"}]`)
+	out, _, err := Preview(context.Background(), []*Plan{p}, raw, "web", time.Now(), suppressingEnricher{userSuppressor{"gone": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Outcome
+	for _, e := range out.Events {
+		for _, r := range e.Results {
+			got = append(got, r.Outcome)
+		}
+	}
+	if len(got) != 2 || got[0] != Suppressed || got[1] != Converted {
+		t.Errorf("outcomes %v, want [suppressed converted]", got)
+	}
 }
