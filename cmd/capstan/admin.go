@@ -10,20 +10,38 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
+	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/privacy"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // newAdmin wires the admin API to the running gateway's parts.
-func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, eng *stream.Engine, w *stream.Writer, log *slog.Logger) (*admin.Server, error) {
+// sup is nil with privacy.suppress off.
+func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, sup *privacy.Suppressions, eng *stream.Engine, w *stream.Writer, log *slog.Logger) (*admin.Server, error) {
 	var ident admin.Identity
 	var enr delivery.Enricher
+	var del admin.Privacy
 	if graph != nil {
 		ident, enr = graph, graph
+		d, err := privacy.NewDeleter(eng, graph, sup, linkedin.HashEmail, log)
+		if err != nil {
+			return nil, err
+		}
+		del = d
+	}
+	if enr != nil && sup != nil {
+		// Preview shows suppressed people's events as delivery treats them.
+		enr = struct {
+			delivery.Enricher
+			*privacy.Suppressions
+		}{enr, sup}
 	}
 	deps := admin.Deps{
 		Identity:    ident,
 		DeadLetters: admin.EngineDeadLetters{Engine: eng, Writer: w},
 		Events:      admin.EngineEvents{Engine: eng},
+		Privacy:     del,
+		Audit:       admin.EngineAudit{Engine: eng},
 		Preview: admin.PreviewFunc(func(ctx context.Context, events json.RawMessage, source, dest string) (any, bool, error) {
 			var plans []*delivery.Plan
 			for _, d := range dests {

@@ -15,6 +15,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/privacy"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -88,6 +89,11 @@ func identityConfig(cfg *config.Config) identity.Config {
 		// identity.Config.Async.
 		Async: cfg.Engine.NatsURL == "",
 	}
+}
+
+// suppressionConfig is the privacy suppression list's configuration.
+func suppressionConfig(cfg *config.Config) privacy.SuppressionConfig {
+	return privacy.SuppressionConfig{TTL: cfg.Privacy.SuppressionTTL.D(), HashEmail: linkedin.HashEmail}
 }
 
 // withEngine loads the configuration at cfgPath, attaches to its engine (a

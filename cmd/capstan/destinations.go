@@ -13,6 +13,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
+	"github.com/capstan-gw/capstan/internal/privacy"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -76,7 +77,16 @@ func (d *destination) InstallToken(ctx context.Context, accessToken string, expi
 }
 
 // newDestinations builds the destinations and their runners.
-func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.Plan, eng *stream.Engine, graph delivery.Graph, reg prometheus.Registerer, log *slog.Logger) ([]*destination, error) {
+// suppressor returns sup as a delivery.Suppressor: nil for none (never a
+// nil pointer in a non-nil interface).
+func suppressor(sup *privacy.Suppressions) delivery.Suppressor {
+	if sup == nil {
+		return nil
+	}
+	return sup
+}
+
+func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.Plan, eng *stream.Engine, graph delivery.Graph, sup delivery.Suppressor, reg prometheus.Registerer, log *slog.Logger) ([]*destination, error) {
 	if len(plans) == 0 {
 		return nil, nil
 	}
@@ -97,7 +107,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		deps := delivery.Deps{Engine: eng, Graph: graph, Limits: limits, Metrics: metrics, Log: log}
+		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Log: log}
 		if cfg.Engine.NatsURL != "" {
 			// Shared cluster: only the lease holder delivers; other
 			// replicas stand by. With the embedded engine the data

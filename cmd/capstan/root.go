@@ -28,6 +28,7 @@ dead-letter queue.`,
 		newSandboxCmd(),
 		newIdentityCmd(),
 		newSecretKeyCmd(),
+		newPrivacyCmd(),
 	)
 	return root
 }

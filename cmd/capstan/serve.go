@@ -23,6 +23,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/ingest"
+	"github.com/capstan-gw/capstan/internal/privacy"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -124,7 +125,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	if graph != nil {
 		dg = graph
 	}
-	dests, err := newDestinations(ctx, cfg, plans, eng, dg, reg, log)
+	// Privacy suppression: loaded before delivery starts, kept current by
+	// a watch (sup.Run) so that a deletion made anywhere applies at once.
+	var sup *privacy.Suppressions
+	if graph != nil && cfg.Privacy.Suppresses() {
+		if sup, err = privacy.OpenSuppressions(ctx, eng, suppressionConfig(cfg)); err != nil {
+			return fmt.Errorf("privacy suppressions: %w", err)
+		}
+		if err := sup.Load(ctx); err != nil {
+			return fmt.Errorf("privacy suppressions: %w", err)
+		}
+	}
+	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), reg, log)
 	if err != nil {
 		return err
 	}
@@ -162,7 +174,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	if cfg.Server.AdminToken.Value() != "" {
-		adm, err := newAdmin(cfg, dests, graph, eng, app, log)
+		adm, err := newAdmin(cfg, dests, graph, sup, eng, app, log)
 		if err != nil {
 			return err
 		}
@@ -230,6 +242,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	go func() { appDone <- app.Run(appCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
+	if sup != nil {
+		g.Go(func() error { return sup.Run(gctx) })
+	}
 	for _, d := range dests {
 		g.Go(func() error { return d.runner.Serve(gctx) })
 	}

@@ -120,6 +120,10 @@ type Deps struct {
 	DeadLetters  DeadLetters
 	Events       EventReader
 	Preview      Previewer
+	// Privacy and Audit are optional: without them their routes answer
+	// 503 unavailable.
+	Privacy Privacy
+	Audit   AuditLog
 }
 
 // Server is the admin API: an http.Handler for every path under /admin/.
@@ -132,6 +136,8 @@ type Server struct {
 	dlq      DeadLetters
 	events   EventReader
 	preview  Previewer
+	privacy  Privacy
+	audit    AuditLog
 	log      *slog.Logger
 
 	mux   *http.ServeMux
@@ -182,6 +188,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		dlq:      deps.DeadLetters,
 		events:   deps.Events,
 		preview:  deps.Preview,
+		privacy:  deps.Privacy,
+		audit:    deps.Audit,
 		log:      log.With("component", "admin"),
 		mux:      http.NewServeMux(),
 		roles:    map[string]Role{},
@@ -202,6 +210,8 @@ func (s *Server) routes() {
 	s.route("POST /admin/api/dlq/replay", RoleOperator, s.replayDeadLetters)
 	s.route("GET /admin/api/events", RoleViewer, s.listEvents)
 	s.route("POST /admin/api/preview", RoleViewer, s.runPreview)
+	s.route("POST /admin/api/privacy/delete", RoleOperator, s.deletePerson)
+	s.route("GET /admin/api/audit", RoleViewer, s.listAudit)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

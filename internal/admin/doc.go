@@ -6,8 +6,8 @@
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Identity, DeadLetters,
-// EventReader, Previewer) and wired in cmd/capstan, so that admin imports
-// other packages for their types only.
+// EventReader, Previewer, Privacy, AuditLog) and wired in cmd/capstan, so
+// that admin imports other packages for their types only.
 //
 // # Routes
 //
@@ -21,6 +21,8 @@
 //	POST   /admin/api/dlq/replay                {"ids": [N, …]} or {"destination","reason","since"} or {"all": true} → {"replayed": n}
 //	GET    /admin/api/events?source=&since=&after=&before=&order=&limit=   {"events": [{"seq","source","storedAt","event"}], "more": bool}
 //	POST   /admin/api/preview                   {"events": event or [events], "source": "…", "destination": "…"} → {"invalid": bool, "preview": {…}}
+//	POST   /admin/api/privacy/delete            {"userId": "…"} or {"anonymousId": "…"} or {"email": "…"} → privacy.Report (operator)
+//	GET    /admin/api/audit?since=&limit=       {"records": [audit.Record, …]}, newest first
 //
 // The paths of earlier releases still work and reach the same handlers:
 // PUT /admin/destinations/{name}/token and GET|DELETE /admin/identity.

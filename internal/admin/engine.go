@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/capstan-gw/capstan/internal/audit"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -49,4 +51,14 @@ func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(Stor
 		}
 		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
 	})
+}
+
+// EngineAudit reads the audit log of the engine (internal/audit).
+type EngineAudit struct {
+	Engine *stream.Engine
+}
+
+// Read implements AuditLog.
+func (a EngineAudit) Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error) {
+	return audit.Read(ctx, a.Engine, since, limit)
 }

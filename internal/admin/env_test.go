@@ -18,6 +18,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/privacy"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -95,6 +96,7 @@ type env struct {
 	eng   *stream.Engine
 	w     *stream.Writer
 	graph *identity.Graph
+	sup   *privacy.Suppressions
 	dests map[string]*fakeDest
 
 	mu       sync.Mutex
@@ -136,6 +138,15 @@ func newEnv(t testing.TB) *env {
 			return map[string]any{"requests": []any{}, "events": json.RawMessage(events)}, bytes.Contains(events, []byte("bad")), nil
 		}),
 	}
+	sup, err := privacy.OpenSuppressions(context.Background(), eng, privacy.SuppressionConfig{HashEmail: linkedin.HashEmail})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sup = sup
+	if deps.Privacy, err = privacy.NewDeleter(eng, g, sup, linkedin.HashEmail, discard); err != nil {
+		t.Fatal(err)
+	}
+	deps.Audit = EngineAudit{Engine: eng}
 	for _, name := range []string{"linkedin", "unsaved", "broken"} {
 		deps.Destinations = append(deps.Destinations, e.dests[name])
 	}

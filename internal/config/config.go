@@ -12,6 +12,8 @@ type Config struct {
 	Engine Engine `yaml:"engine"`
 	// Identity configures the first-party identity graph.
 	Identity Identity `yaml:"identity"`
+	// Privacy configures privacy deletions (capstan privacy delete).
+	Privacy Privacy `yaml:"privacy"`
 	// Sources are the senders of events, each with its write keys. At least one.
 	Sources []Source `yaml:"sources"`
 	// Destinations receive conversions. Optional.
@@ -197,6 +199,22 @@ type Identity struct {
 	// Default 90d (LinkedIn's look-back window).
 	TTL Duration `yaml:"ttl"`
 }
+
+// Privacy configures what a privacy deletion leaves behind.
+type Privacy struct {
+	// Suppress keeps, after a privacy deletion, a suppression entry per
+	// deleted id (userId, anonymousId, email; stored only as SHA-256), so
+	// that later events carrying them are stored but neither delivered nor
+	// added to the identity graph. Default true. false: deletions keep
+	// none, and delivery checks none (entries kept before are ignored).
+	Suppress *bool `yaml:"suppress"`
+	// SuppressionTTL is how long a suppression entry lasts. Default 365d.
+	// Minimum 1h.
+	SuppressionTTL Duration `yaml:"suppression_ttl"`
+}
+
+// Suppresses reports whether privacy deletions keep suppression entries.
+func (p Privacy) Suppresses() bool { return p.Suppress == nil || *p.Suppress }
 
 // Source is one sender of events (a website, a back end).
 type Source struct {

@@ -41,6 +41,16 @@ func TestParseDefaults(t *testing.T) {
 	if s := cfg.Server; s.MetricsAuth != MetricsAuthNone || s.OpsAddr != "" {
 		t.Errorf("metrics: got metrics_auth %q, ops_addr %q", s.MetricsAuth, s.OpsAddr)
 	}
+	if !cfg.Privacy.Suppresses() || !*cfg.Privacy.Suppress || cfg.Privacy.SuppressionTTL.D() != 365*24*time.Hour {
+		t.Errorf("privacy defaults: got %+v", cfg.Privacy)
+	}
+	off, err := Parse("capstan.yaml", []byte("privacy: {suppress: false, suppression_ttl: 30d}\n"+minimal), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.Privacy.Suppresses() || off.Privacy.SuppressionTTL.D() != 30*24*time.Hour {
+		t.Errorf("privacy: got %+v", off.Privacy)
+	}
 }
 
 func TestParseRateLimit(t *testing.T) {
@@ -147,6 +157,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate names and keys", "sources:\n  - {name: a, write_key: k}\n  - {name: a, write_key: k}\n",
 			[]string{`c.yaml:3:12: sources[1].name: "a" is already the name of sources[0]`, "sources[1].write_key: the same write key is already used by sources[0]"}},
 		{"bad origin", "sources:\n  - name: a\n    write_key: k\n    allowed_origins: [www.example.com]\n", []string{"sources[0].allowed_origins[0]: must be an origin"}},
+		{"suppression ttl too short", "privacy:\n  suppression_ttl: 30m\n" + minimal, []string{"c.yaml:2:20: privacy.suppression_ttl: must be at least 1h, got 30m"}},
 		{"dedup window too short", "engine:\n  dedup_window: 1h\n" + minimal, []string{"engine.dedup_window: must be at least 24h"}},
 		{"server limits", "server:\n  max_connections: -1\n  max_inflight_body_bytes: 512000\n" + minimal,
 			[]string{"c.yaml:2:20: server.max_connections: must be at least 1, got -1",

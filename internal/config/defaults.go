@@ -29,6 +29,7 @@ const (
 	MinDLQMaxBytes            = 1 << 20
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
 	DefaultMetricsAuth        = MetricsAuthNone
+	DefaultSuppressionTTL     = 365 * 24 * time.Hour
 	DefaultBrowserBatchSize   = 10
 	DefaultBrowserBatchWait   = 5 * time.Second
 	DefaultDestinationType    = "linkedin"
@@ -97,6 +98,11 @@ func (c *Config) applyDefaults() {
 	}
 
 	setDur(&c.Identity.TTL, DefaultIdentityTTL)
+	if c.Privacy.Suppress == nil {
+		on := true
+		c.Privacy.Suppress = &on
+	}
+	setDur(&c.Privacy.SuppressionTTL, DefaultSuppressionTTL)
 
 	for i := range c.Sources {
 		src := &c.Sources[i]

@@ -50,6 +50,9 @@ func (c *Config) validate(es *Errors) {
 	if c.Identity.TTL.D() < time.Hour {
 		v.errorf("identity.ttl", "must be at least 1h, got %s", c.Identity.TTL)
 	}
+	if c.Privacy.SuppressionTTL.D() < time.Hour {
+		v.errorf("privacy.suppression_ttl", "must be at least 1h, got %s", c.Privacy.SuppressionTTL)
+	}
 	v.sources()
 	v.destinations()
 }

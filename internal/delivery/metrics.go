@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capstan_delivery_events_total",
-			Help: "Events seen by a destination, by outcome: received, delivered, not_matched, filtered_source, filtered_integrations, filtered_consent, invalid, dead_lettered, skipped_unusable (a stored event that does not parse, from a source the destination does not take: not dead-lettered).",
+			Help: "Events seen by a destination, by outcome: received, delivered, not_matched, filtered_source, filtered_integrations, filtered_consent, suppressed, invalid, dead_lettered, skipped_unusable (a stored event that does not parse, from a source the destination does not take: not dead-lettered).",
 		}, []string{"destination", "outcome"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capstan_dlq_events_total",

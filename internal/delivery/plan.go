@@ -30,6 +30,7 @@ const (
 	// destination that does not take their source: acknowledged, not
 	// dead-lettered.
 	SkippedUnusable Outcome = "skipped_unusable"
+	Suppressed      Outcome = "suppressed" // the person was deleted on request (privacy suppression)
 )
 
 // Plan is one destination's compiled mappings and its Format. It is

@@ -64,7 +64,9 @@ func previewErrorOf(err error) *PreviewError {
 // first normalised exactly as ingest does, with now as receivedAt; an
 // event that already has receivedAt is taken as stored. source is the
 // events' source ("" matches a destination that takes every source); enr
-// may be nil. It reports whether any event was invalid (dropped at ingest
+// may be nil; when it is also a Suppressor, an event it suppresses has the
+// outcome "suppressed" for every destination, as in delivery. It reports
+// whether any event was invalid (dropped at ingest
 // or refused by validation); an error means raw is not JSON events.
 func Preview(ctx context.Context, plans []*Plan, raw []byte, source string, now time.Time, enr Enricher) (*PreviewOutput, bool, error) {
 	items, err := splitEvents(raw)
@@ -100,7 +102,12 @@ func Preview(ctx context.Context, plans []*Plan, raw []byte, source string, now 
 		}
 		pe.MessageID, _ = v.Get("messageId").Str()
 		pe.Type, _ = v.Get("type").Str()
+		sup, _ := enr.(Suppressor)
 		for pi, p := range plans {
+			if sup != nil && sup.Suppressed(v) {
+				pe.Results = append(pe.Results, PreviewResult{Destination: p.Name, Outcome: Suppressed})
+				continue
+			}
 			for _, r := range p.Convert(ctx, v, source, now, enr, nil) {
 				pr := PreviewResult{Destination: p.Name, Outcome: r.Outcome, Enriched: r.Payload.Enriched}
 				if r.Route != nil {

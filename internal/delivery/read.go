@@ -152,6 +152,12 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 		r.finish(t)
 		return parsed{}, false
 	}
+	if r.sup != nil && r.sup.Suppressed(ev) {
+		// Deleted on request: not delivered, and the graph learns nothing.
+		r.m.events.WithLabelValues(r.plan.Name, string(Suppressed)).Inc()
+		r.finish(t)
+		return parsed{}, false
+	}
 	if s, ok := ev.Get("receivedAt").Str(); ok {
 		t.recv, _ = event.ParseTime(s)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -20,6 +21,13 @@ import (
 type Graph interface {
 	Enricher
 	ObserveAll(ctx context.Context, obs []identity.Observation) []error
+}
+
+// Suppressor tells the events of people deleted on request (privacy
+// suppression). *privacy.Suppressions implements it. Suppressed must be
+// cheap: it is asked about every event.
+type Suppressor interface {
+	Suppressed(ev event.Value) bool
 }
 
 // RunnerConfig tunes one destination's delivery. Zero fields take defaults.
@@ -116,6 +124,9 @@ type Deps struct {
 	Engine *stream.Engine
 	// Graph learns from events and enriches conversions; nil for none.
 	Graph Graph
+	// Suppressor, when set, keeps the events of people deleted on request
+	// from being delivered and from teaching the graph; nil: none.
+	Suppressor Suppressor
 	// Limits is shared by every runner of the process, so that
 	// destinations with the same LimitKey share the remote's limits; nil
 	// gives the runner limits of its own.
@@ -144,6 +155,7 @@ type Runner struct {
 	cfg     RunnerConfig
 	eng     *stream.Engine
 	graph   Graph
+	sup     Suppressor
 	limits  *Limits
 	lease   *Lease
 	m       *Metrics
@@ -189,7 +201,7 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{
-		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, limits: limits, lease: deps.Lease, m: m,
+		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m,
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
 		endToEnd:  m.endToEnd.WithLabelValues(plan.Name),

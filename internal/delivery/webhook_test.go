@@ -156,6 +156,8 @@ type webhookEnv struct {
 	w     *stream.Writer
 	cfg   *config.Config
 	clock *SkipClock
+	sup   Suppressor // for the runners run starts; nil: none
+	m     *Metrics   // the same
 }
 
 func newWebhookEnv(t *testing.T, dests int) *webhookEnv {
@@ -196,7 +198,7 @@ func (e *webhookEnv) run(index int, w *webhook, rc RunnerConfig, limits *Limits)
 	if rc.Linger == 0 {
 		rc.Linger = 20 * time.Millisecond
 	}
-	r, err := NewRunner(p, w, rc, Deps{Engine: e.eng, Limits: limits})
+	r, err := NewRunner(p, w, rc, Deps{Engine: e.eng, Limits: limits, Suppressor: e.sup, Metrics: e.m})
 	if err != nil {
 		e.t.Fatal(err)
 	}

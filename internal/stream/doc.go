@@ -2,7 +2,8 @@
 // process by default or an external cluster for scale-out.
 //
 // It owns the stream and bucket names that are part of capstan's contract
-// (stream EVENTS, stream DLQ, KV identity, KV state) and their
+// (stream EVENTS, stream DLQ, stream AUDIT, KV identity, KV state, KV
+// suppression) and their
 // configuration, and it is the only package that knows how events are
 // stored: subjects, de-duplication ids, headers (format.go). Everything
 // else sees events through two paths.
@@ -27,6 +28,13 @@
 // Feed hands on Deliveries to acknowledge. The DLQ stream is written and
 // read through AppendDeadLetter, ReadDeadLetters, DeadLetterAt and
 // RemoveDeadLetters.
+//
+// Privacy deletions erase through DeleteEvents and DeleteDeadLetters: they
+// read the whole stream through the read path (O(retention)) and erase the
+// messages a predicate selects with JetStream's secure delete, which
+// overwrites the data in the store. The AUDIT stream (what operators did)
+// is written and read through AppendAudit and ReadAudit; its documents are
+// internal/audit's.
 //
 // Because nothing outside sees the format, it can change here alone: one
 // message per event today, request-level segments with an on-disk

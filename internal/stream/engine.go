@@ -32,6 +32,9 @@ const (
 	DLQSubject    = "dlq" // dlq.<destination>.<reason>
 	IdentityKV    = "identity"
 	StateKV       = "state"
+	AuditStream   = "AUDIT"
+	AuditSubject  = "audit" // audit.<action>
+	SuppressionKV = "suppression"
 )
 
 // Config configures the engine. The zero value of a field means its default.

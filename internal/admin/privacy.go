@@ -1,0 +1,90 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/audit"
+	"github.com/capstan-gw/capstan/internal/privacy"
+)
+
+// Privacy carries out privacy deletions; *privacy.Deleter is one. An error
+// wrapping privacy.ErrBadRequest is the caller's; others are the engine's.
+type Privacy interface {
+	Delete(ctx context.Context, req privacy.Request) (privacy.Report, error)
+}
+
+// AuditLog reads the audit records (internal/audit).
+type AuditLog interface {
+	// Read returns the records stored at or after since (zero: all),
+	// newest first, at most limit.
+	Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error)
+}
+
+// privacyBody describes deletePerson's body in messages.
+const privacyBody = `{"userId": "…"} or {"anonymousId": "…"} or {"email": "…"}`
+
+// deletePerson: POST /admin/api/privacy/delete erases a person from the
+// identity graph, EVENTS and the DLQ, suppresses their ids and records it
+// in the audit log; it answers the counts. It reads every stored event: it
+// takes time in proportion to the streams' retention.
+func (s *Server) deletePerson(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	var body struct {
+		UserID      string `json:"userId"`
+		AnonymousID string `json:"anonymousId"`
+		Email       string `json:"email"`
+	}
+	if err := decodeBody(w, r, maxBody, &body, privacyBody); err != nil {
+		return err
+	}
+	if s.privacy == nil {
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "privacy deletion is not available on this server"}
+	}
+	rep, err := s.privacy.Delete(r.Context(), privacy.Request{
+		UserID: body.UserID, AnonymousID: body.AnonymousID, Email: body.Email, By: principalOf(r).name,
+	})
+	if errors.Is(err, privacy.ErrBadRequest) {
+		return badRequest("give exactly one non-empty id: the body must be %s", privacyBody)
+	}
+	if err != nil {
+		return s.unavailable(r, "complete the privacy deletion", err)
+	}
+	writeJSON(w, http.StatusOK, rep)
+	return nil
+}
+
+// listAudit: GET /admin/api/audit?since=&limit= answers {"records": [...]},
+// newest first.
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := checkQuery(q, "since", "limit"); err != nil {
+		return err
+	}
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	since, err := parseSince("since", q.Get("since"), time.Now())
+	if err != nil {
+		return err
+	}
+	if s.audit == nil {
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the audit log is not available on this server"}
+	}
+	recs, err := s.audit.Read(r.Context(), since, limit)
+	if err != nil {
+		return s.unavailable(r, "read the audit log", err)
+	}
+	if recs == nil {
+		recs = []audit.Record{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Records []audit.Record `json:"records"`
+	}{recs})
+	return nil
+}

@@ -1,0 +1,82 @@
+// Package audit keeps the durable record of what operators did (privacy
+// deletions), in the AUDIT stream: the one place that appends and reads it,
+// for the CLI, the admin API and the console.
+//
+// A record names the person only by the SHA-256 of the id given, never the
+// id itself.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// Actions.
+const (
+	// ActionPrivacyDelete is a privacy deletion (capstan privacy delete,
+	// POST /admin/api/privacy/delete).
+	ActionPrivacyDelete = "privacy_delete"
+)
+
+// Record is one audit record.
+type Record struct {
+	// Seq is the AUDIT stream sequence (set when read).
+	Seq uint64 `json:"seq,omitempty"`
+	// At is when it was done.
+	At time.Time `json:"at"`
+	// By is who did it: "cli" for the command line, or the admin API's
+	// principal ("admin token").
+	By string `json:"by"`
+	// Action is one of the Action* constants.
+	Action string `json:"action"`
+	// IDKind is the kind of id the request named: "userId",
+	// "anonymousId" or "email".
+	IDKind string `json:"idKind,omitempty"`
+	// IDSHA256 is the lower-case hex SHA-256 of that id (an email trimmed
+	// and lower-cased first); the id itself is never recorded.
+	IDSHA256 string `json:"idSha256,omitempty"`
+	// Result holds the counts of what was done, by name
+	// ("graphKeysRemoved", "eventsDeleted", "deadLettersDeleted",
+	// "suppressed").
+	Result map[string]int `json:"result,omitempty"`
+	// Error is set when the action failed part way; Result then counts
+	// what was done before.
+	Error string `json:"error,omitempty"`
+}
+
+// Append stores r durably.
+func Append(ctx context.Context, eng *stream.Engine, r Record) error {
+	doc, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode audit record: %w", err)
+	}
+	return eng.AppendAudit(ctx, stream.AuditEntry{Action: r.Action, Doc: doc})
+}
+
+// Read returns the records stored at or after since (zero: all), newest
+// first, at most limit (0: all).
+func Read(ctx context.Context, eng *stream.Engine, since time.Time, limit int) ([]Record, error) {
+	var out []Record
+	err := eng.ReadAudit(ctx, since, func(a stream.AuditEntry) error {
+		var r Record
+		if err := json.Unmarshal(a.Doc, &r); err != nil {
+			r = Record{Action: a.Action, At: a.StoredAt, Error: "unreadable audit record: " + err.Error()}
+		}
+		r.Seq = a.Seq
+		out = append(out, r)
+		if limit > 0 && len(out) > limit {
+			out = out[1:]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read audit records: %w", err)
+	}
+	slices.Reverse(out)
+	return out, nil
+}

@@ -1,0 +1,117 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDeleteEventsAndDeadLetters: matching messages are erased from EVENTS
+// and the DLQ, counted, and their data is overwritten on disk (secure
+// delete); the others stay.
+func TestDeleteEventsAndDeadLetters(t *testing.T) {
+	dir := t.TempDir()
+	eng, app := openTest(t, Config{DataDir: dir})
+	ctx := context.Background()
+	var recs []record
+	for i := range 6 {
+		who := "keep"
+		if i%2 == 0 {
+			who = "erase-me-marker"
+		}
+		recs = append(recs, record{Subject: subject("web", "track"), MsgID: fmt.Sprint("web:", i), Data: []byte(fmt.Sprintf(`{"userId":%q,"n":%d}`, who, i))})
+	}
+	if _, err := app.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		who := "keep"
+		if i == 1 {
+			who = "erase-me-marker"
+		}
+		dl := DeadLetter{Destination: "li", Reason: "rejected", Source: "web", Doc: []byte(fmt.Sprintf(`{"event":{"userId":%q}}`, who))}
+		if err := eng.AppendDeadLetter(ctx, dl, fmt.Sprint("dl", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	erase := []byte("erase-me-marker")
+	n, err := eng.DeleteEvents(ctx, func(s Stored) bool { return bytes.Contains(s.Doc, erase) })
+	if err != nil || n != 3 {
+		t.Fatalf("DeleteEvents: %d, %v; want 3", n, err)
+	}
+	n, err = eng.DeleteDeadLetters(ctx, func(dl DeadLetter) bool { return bytes.Contains(dl.Doc, erase) })
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteDeadLetters: %d, %v; want 1", n, err)
+	}
+	// Again: nothing left to erase.
+	if n, err := eng.DeleteEvents(ctx, func(s Stored) bool { return bytes.Contains(s.Doc, erase) }); err != nil || n != 0 {
+		t.Errorf("DeleteEvents again: %d, %v; want 0", n, err)
+	}
+	for _, st := range []string{EventsStream, DLQStream} {
+		for _, m := range readAll(t, eng, st) {
+			if bytes.Contains(m.Data, erase) {
+				t.Errorf("%s still holds %d: %s", st, m.Seq, m.Data)
+			}
+		}
+	}
+	if got := len(readAll(t, eng, EventsStream)); got != 3 {
+		t.Errorf("EVENTS holds %d events, want 3", got)
+	}
+	if got := len(readAll(t, eng, DLQStream)); got != 2 {
+		t.Errorf("DLQ holds %d dead letters, want 2", got)
+	}
+	// Secure delete: the data is gone from the store's files too.
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, erase) {
+			t.Errorf("%s still holds an erased message", strings.TrimPrefix(path, dir))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAudit(t *testing.T) {
+	eng, _ := openTest(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	var got []string
+	read := func() {
+		got = nil
+		if err := eng.ReadAudit(ctx, time.Time{}, func(a AuditEntry) error {
+			got = append(got, fmt.Sprintf("%d:%s:%s", a.Seq, a.Action, a.Doc))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	if len(got) != 0 {
+		t.Fatalf("audit before any record: %v", got)
+	}
+	for i := range 2 {
+		if err := eng.AppendAudit(ctx, AuditEntry{Action: "privacy_delete", Doc: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := eng.AppendAudit(ctx, AuditEntry{Action: "a.b"}); err == nil {
+		t.Error("audit action a.b stored")
+	}
+	read()
+	if want := "[1:privacy_delete:0 2:privacy_delete:1]"; fmt.Sprint(got) != want {
+		t.Errorf("audit: %v, want %s", got, want)
+	}
+}
