@@ -3,8 +3,6 @@ package privacy
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,20 +14,14 @@ import (
 	"github.com/capstan-gw/capstan/internal/audit"
 	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
+	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 var discard = slog.New(slog.DiscardHandler)
 
-// hashEmail is linkedin.HashEmail's rule (trim, lower-case, SHA-256 hex).
-func hashEmail(s string) (string, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", false
-	}
-	sum := sha256.Sum256([]byte(strings.ToLower(s)))
-	return hex.EncodeToString(sum[:]), true
-}
+// hashEmail is the rule capstan serve configures.
+var hashEmail = linkedin.HashEmail
 
 // env is a real embedded engine with a writer, the identity graph,
 // suppressions and a Deleter.
