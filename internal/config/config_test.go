@@ -387,6 +387,32 @@ func TestLoadExample(t *testing.T) {
 	}
 }
 
+// TestLoadProductionExample: examples/production.yaml is valid with its
+// secrets set (every ${NAME} in it is required).
+func TestLoadProductionExample(t *testing.T) {
+	path := filepath.Join("..", "..", "examples", "production.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := func(name string) (string, bool) {
+		switch name {
+		case "CAPSTAN_SECRET_KEY":
+			return "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", true // 32 bytes
+		case "WEBSITE_IDENTITY_SECRET":
+			return "0123456789abcdef0123", true
+		}
+		return "set-" + strings.ToLower(name), true
+	}
+	cfg, err := Parse(path, b, secrets)
+	if err != nil {
+		t.Fatalf("examples/production.yaml: %v", err)
+	}
+	if len(cfg.Destinations) != 1 || len(cfg.Destinations[0].Mappings) != 3 || cfg.Server.SecretKey == "" {
+		t.Errorf("got %d destinations", len(cfg.Destinations))
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte("server:\n  addr: ':1'\nsources: [{name: a, write_key: '${X:-y}'}]\n"))
