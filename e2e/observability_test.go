@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,8 +23,9 @@ var (
 	rulesFile     = filepath.Join("..", "deploy", "prometheus", "capstan-rules.yml")
 )
 
-// TestPromtoolCheckRules runs `promtool check rules` on the alert rules;
-// scripts/setup-e2e.sh installs promtool (Debian's prometheus package).
+// TestPromtoolCheckRules runs `promtool check rules` on the alert rules and
+// on the dashboard's queries; scripts/setup-e2e.sh installs promtool
+// (Debian's prometheus package).
 func TestPromtoolCheckRules(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -34,6 +36,40 @@ func TestPromtoolCheckRules(t *testing.T) {
 		t.Fatalf("promtool check rules %s: %v\n%s", rulesFile, err, out)
 	}
 	t.Logf("promtool check rules: %s", strings.TrimSpace(string(out)))
+
+	// The dashboard's queries, with Grafana's variables filled in, as
+	// recording rules: promtool parses each.
+	b, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Targets []struct{ Expr string } `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("%s is not JSON: %v", dashboardFile, err)
+	}
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$__range", "1h", "$source", ".*", "$destination", ".*")
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	n := 0
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			q, _ := json.Marshal(vars.Replace(tg.Expr)) // a JSON string is a YAML scalar
+			fmt.Fprintf(&rules, "      - record: dashboard:query_%d\n        expr: %s\n", n, q)
+			n++
+		}
+	}
+	queries := filepath.Join(t.TempDir(), "dashboard-queries.yml")
+	if err := os.WriteFile(queries, []byte(rules.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", queries).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules on the %d queries of %s: %v\n%s", n, dashboardFile, err, out)
+	}
+	t.Logf("promtool parsed the dashboard's %d queries", n)
 }
 
 // TestGrafanaDashboard checks that the dashboard is JSON Grafana imports:
