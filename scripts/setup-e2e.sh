@@ -2,7 +2,8 @@
 # setup-e2e.sh installs what the end-to-end tests (go test ./e2e/) need
 # beyond Go: the pinned npm packages of e2e/package-lock.json (the real
 # Segment clients and playwright-core) and Debian's chromium for the browser
-# tests. It is idempotent and quick when everything is in place, so
+# tests, and Debian's prometheus package for promtool (the alert rules
+# test). It is idempotent and quick when everything is in place, so
 # `make test` runs it every time.
 #
 # Requirements: node >= 20 and npm on PATH; for chromium, Debian's apt-get
@@ -56,6 +57,44 @@ else
 	"${sudo[@]}" apt-get install -y -q --no-install-recommends chromium fonts-liberation
 	[ -x "$chromium" ] || die "apt-get installed chromium but $chromium is still missing"
 	log "chromium installed: $("$chromium" --version 2>/dev/null || echo "$chromium")"
+fi
+
+# --- promtool (Debian's prometheus package) -----------------------------------
+# Only promtool is wanted: policy-rc.d forbids starting the packaged
+# Prometheus server during the installation, and the service is stopped and
+# disabled afterwards in case the system starts it anyway.
+if command -v promtool >/dev/null 2>&1; then
+	log "promtool is installed: $(command -v promtool)"
+else
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "promtool is missing and installing it needs root: run this script as root, or apt-get install prometheus"
+		sudo=(sudo)
+	fi
+	command -v apt-get >/dev/null 2>&1 || die "promtool is missing and there is no apt-get: install Debian's prometheus package by hand"
+	export DEBIAN_FRONTEND=noninteractive
+	policy="$(apt-cache policy prometheus 2>/dev/null || true)"
+	if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
+		log "apt does not know the prometheus package yet: apt-get update"
+		"${sudo[@]}" apt-get update -q
+	fi
+	rcd=/usr/sbin/policy-rc.d
+	own_rcd=
+	if [ ! -e "$rcd" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$rcd" >/dev/null
+		"${sudo[@]}" chmod 755 "$rcd"
+		own_rcd=1
+	fi
+	log "installing Debian's prometheus for promtool (apt-get install prometheus; the server is not started)"
+	status=0
+	"${sudo[@]}" apt-get install -y -q --no-install-recommends prometheus || status=$?
+	[ -z "$own_rcd" ] || "${sudo[@]}" rm -f "$rcd"
+	[ "$status" -eq 0 ] || die "apt-get install prometheus failed (exit $status)"
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		"${sudo[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+	fi
+	command -v promtool >/dev/null 2>&1 || die "apt-get installed prometheus but promtool is not on PATH"
+	log "promtool installed: $(promtool --version 2>&1 | head -n 1)"
 fi
 
 log "done"
