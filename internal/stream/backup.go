@@ -90,11 +90,24 @@ const errNoStream = 10059
 // Backup writes a consistent snapshot of each of capstan's streams that
 // exists, consumers included, to dir (created; it must be empty or
 // missing), then the manifest. It works while capstan serves. version is
-// the running capstan's version, recorded in the manifest.
+// the running capstan's version, recorded in the manifest. When it fails,
+// it empties dir again.
 func (e *Engine) Backup(ctx context.Context, dir, version string) (*Manifest, error) {
-	if err := ensureEmptyDir(dir); err != nil {
+	if err := checkEmptyDir(dir); err != nil {
 		return nil, fmt.Errorf("backup directory %s: %w", dir, err)
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("backup directory %s: %w", dir, err)
+	}
+	m, err := e.backup(ctx, dir, version)
+	if err != nil {
+		emptyDir(dir)
+		return nil, err
+	}
+	return m, nil
+}
+
+func (e *Engine) backup(ctx context.Context, dir, version string) (*Manifest, error) {
 	m := &Manifest{Format: BackupFormat, Capstan: version, Time: time.Now().UTC()}
 	for _, name := range backupStreams {
 		bs, err := e.snapshot(ctx, dir, name)
@@ -253,12 +266,13 @@ func ReadManifest(dir string) (*Manifest, error) {
 // Restore restores the backup in dir into cfg's data directory, which must
 // be empty or missing, with an embedded engine started for the purpose
 // and stopped at the end. Nothing is written before the backup and the
-// data directory are checked.
+// data directory are checked; when restoring fails, the data directory is
+// emptied again.
 func Restore(ctx context.Context, cfg Config, dir string, log *slog.Logger) (*Manifest, error) {
 	if cfg.URL != "" {
 		return nil, errors.New("restore supports the embedded engine only (engine.nats_url is set): use the nats CLI's stream restore for a cluster")
 	}
-	if err := ensureEmptyDir(cfg.DataDir); errors.Is(err, errDirNotEmpty) {
+	if err := checkEmptyDir(cfg.DataDir); errors.Is(err, errDirNotEmpty) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrDataDirNotEmpty, cfg.DataDir, err)
 	} else if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
@@ -267,31 +281,43 @@ func Restore(ctx context.Context, cfg Config, dir string, log *slog.Logger) (*Ma
 	if err != nil {
 		return nil, err
 	}
-	cfg.defaults()
-	cfg.Listen = "none"
-	e := &Engine{cfg: cfg, log: log.With("component", "stream")}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	}
 	lock, err := lockDirCreate(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	e.lock = lock
+	defer lock.Close()
+	if err := restoreAll(ctx, cfg, dir, m, log); err != nil {
+		emptyDir(cfg.DataDir) // still locked: no capstan started on it meanwhile
+		return nil, err
+	}
+	return m, nil
+}
+
+func restoreAll(ctx context.Context, cfg Config, dir string, m *Manifest, log *slog.Logger) error {
+	cfg.defaults()
+	cfg.Listen = "none"
+	// The caller holds the data directory's lock.
+	e := &Engine{cfg: cfg, log: log.With("component", "stream")}
 	defer e.Close()
 	if err := e.startEmbedded(cfg); err != nil {
-		return nil, err
+		return err
 	}
 	for _, s := range m.Streams {
 		if err := e.restoreStream(ctx, dir, s.Name); err != nil {
-			return nil, fmt.Errorf("restore stream %s: %w", s.Name, err)
+			return fmt.Errorf("restore stream %s: %w", s.Name, err)
 		}
 		info, err := e.js.Stream(ctx, s.Name)
 		if err != nil {
-			return nil, fmt.Errorf("restore stream %s: %w", s.Name, err)
+			return fmt.Errorf("restore stream %s: %w", s.Name, err)
 		}
 		if info.CachedInfo().State.LastSeq != s.LastSeq {
 			log.Warn("restored stream's last sequence differs from the manifest", "stream", s.Name, "want", s.LastSeq, "got", info.CachedInfo().State.LastSeq)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 func (e *Engine) restoreStream(ctx context.Context, dir, name string) error {
@@ -370,13 +396,12 @@ func (e *Engine) restoreChunk(ctx context.Context, subject string, data []byte, 
 	return nil
 }
 
-// ensureEmptyDir creates dir if it is missing and fails unless it is an
-// empty directory.
-func ensureEmptyDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
+// checkEmptyDir fails unless dir is missing or an empty directory.
+func checkEmptyDir(dir string) error {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -384,6 +409,15 @@ func ensureEmptyDir(dir string) error {
 		return fmt.Errorf("%w (it holds %s)", errDirNotEmpty, entries[0].Name())
 	}
 	return nil
+}
+
+// emptyDir removes what a failed Backup or Restore wrote into dir, which
+// was empty before.
+func emptyDir(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
 }
 
 func lockDirCreate(dir string) (*os.File, error) {
