@@ -197,3 +197,21 @@ func TestBackupRefusesNonEmptyDir(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestRestoreRefusedCreatesNothing(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "data")
+	_, err := Restore(context.Background(), Config{DataDir: target}, t.TempDir(), discard)
+	if !errors.Is(err, ErrBackupDamaged) {
+		t.Fatalf("got %v, want ErrBackupDamaged", err)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused restore created the data directory: %v", err)
+	}
+}
+
+func TestRestoreRefusesCluster(t *testing.T) {
+	_, err := Restore(context.Background(), Config{URL: "nats://127.0.0.1:1"}, t.TempDir(), discard)
+	if err == nil || !strings.Contains(err.Error(), "embedded engine only") {
+		t.Errorf("got %v", err)
+	}
+}
