@@ -29,6 +29,8 @@ dead-letter queue.`,
 		newIdentityCmd(),
 		newSecretKeyCmd(),
 		newPrivacyCmd(),
+		newBackupCmd(),
+		newRestoreCmd(),
 	)
 	return root
 }

@@ -36,6 +36,11 @@
 // is written and read through AppendAudit and ReadAudit; its documents are
 // internal/audit's.
 //
+// Engine.Backup and Restore (backup.go) copy every stream and bucket,
+// consumers included, through JetStream's snapshot and restore API, never
+// by copying the files of a running store; a manifest with checksums lets
+// Restore refuse a damaged or newer backup.
+//
 // Because nothing outside sees the format, it can change here alone: one
 // message per event today, request-level segments with an on-disk
 // de-duplication index later (ARCHITECTURE.md, "Storage, wave 2").
