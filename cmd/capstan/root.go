@@ -29,7 +29,12 @@ dead-letter queue.`,
 		newIdentityCmd(),
 		newSecretKeyCmd(),
 		newPrivacyCmd(),
+		newVersionCmd(),
+		newHealthcheckCmd(),
 	)
+	bi := readBuildInfo()
+	root.Version = bi.Version // enables --version
+	root.SetVersionTemplate(bi.String())
 	return root
 }
 
