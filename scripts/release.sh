@@ -30,7 +30,7 @@ for os in linux darwin; do
 		name="capstan_${version}_${os}_${arch}"
 		stage="dist/.stage/$name"
 		mkdir -p "$stage"
-		CGO_ENABLED=0 GOOS=$os GOARCH=$arch GOFLAGS=-mod=mod GOPROXY=off \
+		CGO_ENABLED=0 GOOS=$os GOARCH=$arch GOFLAGS=-mod=readonly GOPROXY=off \
 			"$GO" build -trimpath -ldflags "-s -w $ldflags" -o "$stage/capstan" ./cmd/capstan
 		cp LICENSE README.md CHANGELOG.md "$stage/"
 		cp -r examples "$stage/examples"
