@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: test setup lint unit build fuzz bench-ingest clean
+.PHONY: test setup lint unit build image release fuzz bench-ingest clean
 
 ## test: everything CI checks — setup, formatting, vet, staticcheck, all tests with -race.
 test: setup lint unit
@@ -26,6 +26,19 @@ unit:
 build:
 	$(GO) build -o capstan ./cmd/capstan
 
+## image: the container image (Dockerfile, FROM scratch) from a static capstan built here; needs a Docker daemon.
+IMAGE ?= capstan:dev
+image:
+	@if ! docker info >/dev/null 2>&1; then \
+		echo "make image: no Docker daemon answers (docker info failed); the image needs one. Nothing built."; exit 1; fi
+	rm -rf .image && mkdir -p .image/data
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $$(bash scripts/release.sh --ldflags)" -o .image/capstan ./cmd/capstan
+	docker build -t $(IMAGE) .
+
+## release: static linux and darwin (amd64, arm64) archives and SHA256SUMS in dist/ (scripts/release.sh).
+release:
+	@GO=$(GO) bash scripts/release.sh
+
 ## fuzz: run every fuzz target of the module (scripts/fuzz.sh finds them), FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
 fuzz:
@@ -36,4 +49,4 @@ bench-ingest:
 	bash bench/ingest.sh
 
 clean:
-	rm -rf capstan data
+	rm -rf capstan data .image dist

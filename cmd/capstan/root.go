@@ -31,7 +31,12 @@ dead-letter queue.`,
 		newPrivacyCmd(),
 		newBackupCmd(),
 		newRestoreCmd(),
+		newVersionCmd(),
+		newHealthcheckCmd(),
 	)
+	bi := readBuildInfo()
+	root.Version = bi.Version // enables --version
+	root.SetVersionTemplate(bi.String())
 	return root
 }
 
