@@ -254,21 +254,28 @@ func (r *Runner) Status() Status {
 	return st
 }
 
-// watchToken logs a warning once a day from 14 days before the token
+// watchToken keeps capstan_destination_token_expiry_seconds current (every
+// tokenGaugeEvery, so an alert on it does not depend on someone reading
+// /readyz) and logs a warning once a day from 14 days before the token
 // expires, until ctx ends.
 func (r *Runner) watchToken(ctx context.Context) {
 	if _, ok := r.dest.(TokenSource); !ok {
 		return
 	}
+	var warned time.Time
 	for {
-		if st := r.Status(); st.Warning != "" {
+		if st := r.Status(); st.Warning != "" && r.clock.Now().Sub(warned) >= 24*time.Hour {
 			r.log.Warn("access token expiring", "detail", st.Warning)
+			warned = r.clock.Now()
 		}
-		if err := r.clock.Sleep(ctx, 24*time.Hour); err != nil {
+		if err := r.clock.Sleep(ctx, tokenGaugeEvery); err != nil {
 			return
 		}
 	}
 }
+
+// tokenGaugeEvery is how often watchToken refreshes the token-expiry gauge.
+const tokenGaugeEvery = time.Minute
 
 // Paused returns why the destination is paused, or "".
 func (r *Runner) Paused() string {
