@@ -158,7 +158,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, addr, sandboxAddr, dataDir
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "capstan demo\n  demo page:        http://%s/demo?li_fat_id=123456\n  tracking API:     http://%s/v1  (write key %s)\n  LinkedIn sandbox: %s  (read back: %s/_sandbox/conversions)\n  data:             %s\nPress Ctrl-C to stop.\n",
 		addr, addr, demoWriteKey, sandboxURL, sandboxURL, dataDir)
-	return serve(ctx, cfg, log, extra)
+	return serve(ctx, cfg, "", log, extra)
 }
 
 // demoRules returns a function giving the sandbox's rule ids by name, read

@@ -45,7 +45,15 @@ admin_token makes /metrics ask for the admin token.
 SIGINT or SIGTERM stops it gracefully: in-flight requests finish, queued
 writes are flushed, delivery flushes its batches, the engine stops last.
 
-With server.tls it serves HTTPS: SIGHUP reads server.tls.cert_file and
+SIGHUP reads the --config file again and validates it as at start; if it
+has errors they are logged and the configuration in force stays. Otherwise
+the sources (write keys, allowed_origins, disabled, rate limits, trust,
+identity verification, browser batching) apply at once: requests in
+progress finish with the old ones. One "reloaded" line is logged, and one
+warning names every other changed setting (server.*, engine.*, identity,
+privacy, destinations and their mappings): those need a restart.
+
+With server.tls it serves HTTPS: SIGHUP also reads server.tls.cert_file and
 key_file again (new connections get the new certificate; if it does not
 load, the old one stays and the error is logged), or ACME obtains and renews
 certificates. With destinations it needs server.secret_key, which encrypts
@@ -64,7 +72,7 @@ the tokens it keeps (see capstan secret-key).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, log, nil)
+			return serve(ctx, cfg, cfgPath, log, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
@@ -72,12 +80,20 @@ the tokens it keeps (see capstan secret-key).`,
 	return cmd
 }
 
-// serve runs the gateway until ctx ends. extra, when set, adds handlers to
-// the HTTP mux (the demo page).
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func(*http.ServeMux)) error {
+// serve runs the gateway until ctx ends. cfgPath is the file cfg was read
+// from, read again on SIGHUP ("": nothing to reload). extra, when set, adds
+// handlers to the HTTP mux (the demo page).
+func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Logger, extra func(*http.ServeMux)) error {
 	if err := cfg.RequireSecretKey(); err != nil {
 		return usageErr(err)
 	}
+	// SIGHUP reloads the configuration file (what can change live) and
+	// server.tls.cert_file and key_file. Registered first, so that no
+	// SIGHUP finds the default action (exit) while capstan starts; one
+	// that arrives before the listener is handled once it runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	plans, err := compilePlans(cfg, "")
 	if err != nil {
 		return err
@@ -205,14 +221,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 	main := newServer(ingest.Root(ing, mux))
 	main.TLSConfig = tlsCfg
 	srvs := []*http.Server{main}
-	// SIGHUP reloads server.tls.cert_file and key_file. Registered before
-	// the listener exists, so that no SIGHUP finds the default action
-	// (exit) once capstan said it listens.
-	hup := make(chan os.Signal, 1)
-	if certs != nil {
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
+	rl := &reloader{path: cfgPath, cur: cfg, ing: ing, certs: certs, log: log}
 	tcp, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
@@ -262,18 +271,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, extra func
 			return nil
 		})
 	}
-	if certs != nil {
-		g.Go(func() error {
-			for {
-				select {
-				case <-gctx.Done():
-					return nil
-				case <-hup:
-					_ = certs.Reload() // logged; the old certificate stays
-				}
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				rl.reload()
 			}
-		})
-	}
+		}
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "grace", s.ShutdownGrace.String())

@@ -171,7 +171,7 @@ sources:
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil) }()
+	go func() { done <- serve(ctx, cfg, "", slog.New(slog.NewTextHandler(&logs, nil)), nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

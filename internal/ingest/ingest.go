@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,8 +37,8 @@ type Handler struct {
 	now     func() time.Time
 	metrics *metrics
 
-	keys      map[string]*source // write key -> source
-	consent   []string           // categories some destination requires
+	keys      atomic.Pointer[map[string]*source] // write key -> source; swapped by SetSources
+	consent   []string                           // categories some destination requires
 	publicURL *url.URL
 	proxies   []netip.Prefix
 	budget    *budget // request body bytes held at once; nil: no limit
@@ -65,7 +66,7 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 	if opt.Store == nil {
 		return nil, errors.New("ingest: no store")
 	}
-	h := &Handler{store: opt.Store, log: opt.Log, now: opt.Now, keys: map[string]*source{}}
+	h := &Handler{store: opt.Store, log: opt.Log, now: opt.Now}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -87,26 +88,8 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 			h.proxies = append(h.proxies, netip.PrefixFrom(a, a.BitLen()))
 		}
 	}
-	for _, sc := range cfg.Sources {
-		s := &source{cfg: sc}
-		if len(sc.AllowedOrigins) > 0 {
-			s.origins = map[string]bool{}
-			for _, o := range sc.AllowedOrigins {
-				s.origins[normalOrigin(o)] = true
-			}
-			if s.origins["*"] {
-				s.origins = nil
-			}
-		}
-		if iv := sc.IdentityVerification; iv != nil && iv.Secret != "" {
-			s.secret = []byte(iv.Secret.Value())
-		}
-		if rl := sc.RateLimit; !rl.Disabled && rl.RequestsPerSecond > 0 {
-			s.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), rl.Burst)
-		}
-		for _, k := range sc.Keys() {
-			h.keys[k.Value()] = s
-		}
+	if err := h.SetSources(cfg); err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for _, d := range cfg.Destinations {
@@ -124,6 +107,50 @@ func New(cfg *config.Config, opt Options) (*Handler, error) {
 	h.metrics = newMetrics(opt.Registry, h.budget)
 	return h, nil
 }
+
+// SetSources replaces the source table (write keys, origins, rate limits,
+// identity verification, every setting of config.Source) with cfg's, at
+// once: a request already past the write key lookup finishes with the old
+// table. cfg must have passed config.Load. A source keeps its rate
+// limiter's state when its name and rate_limit are unchanged. It is safe
+// for concurrent use with ServeHTTP.
+func (h *Handler) SetSources(cfg *config.Config) error {
+	prev := map[string]*source{} // by name
+	if old := h.keys.Load(); old != nil {
+		for _, s := range *old {
+			prev[s.cfg.Name] = s
+		}
+	}
+	keys := map[string]*source{}
+	for _, sc := range cfg.Sources {
+		s := &source{cfg: sc}
+		if len(sc.AllowedOrigins) > 0 {
+			s.origins = map[string]bool{}
+			for _, o := range sc.AllowedOrigins {
+				s.origins[normalOrigin(o)] = true
+			}
+			if s.origins["*"] {
+				s.origins = nil
+			}
+		}
+		if iv := sc.IdentityVerification; iv != nil && iv.Secret != "" {
+			s.secret = []byte(iv.Secret.Value())
+		}
+		if p := prev[sc.Name]; p != nil && p.cfg.RateLimit == sc.RateLimit {
+			s.limiter = p.limiter
+		} else if rl := sc.RateLimit; !rl.Disabled && rl.RequestsPerSecond > 0 {
+			s.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), rl.Burst)
+		}
+		for _, k := range sc.Keys() {
+			keys[k.Value()] = s
+		}
+	}
+	h.keys.Store(&keys)
+	return nil
+}
+
+// source returns the source of write key key, or nil.
+func (h *Handler) source(key string) *source { return (*h.keys.Load())[key] }
 
 // Root sends every /v1 path to tracking and everything else to mux.
 // http.ServeMux redirects unclean paths ("/v1//track" → 301), and a tracking
@@ -369,7 +396,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 
 	key := writeKey(r, body.WriteKey)
-	s := h.keys[key]
+	s := h.source(key)
 	switch {
 	case key == "":
 		fail(http.StatusUnauthorized, "missing_write_key", "no write key: send it as the HTTP Basic user name or as writeKey in the body")

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -664,5 +665,93 @@ func TestSuccessBody(t *testing.T) {
 	}
 	if successBody != string(want) {
 		t.Errorf("successBody %s, want %s", successBody, want)
+	}
+}
+
+// TestSetSources swaps the source table under load: a key added by the new
+// table is accepted, a removed one refused, a changed setting applies, and
+// requests racing the swap get one table or the other (run with -race).
+func TestSetSources(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	ev := `{"userId":"u","event":"E"}`
+	if r := e.do("POST", "/v1/track", ev, "Authorization", basic("wk_new")); r.status != 401 {
+		t.Fatalf("wk_new before the swap: %d %s, want 401", r.status, r.raw)
+	}
+	if r := e.do("POST", "/v1/track", ev, "Authorization", basic("wk_lim")); r.status != 200 {
+		t.Fatalf("wk_lim before the swap: %d %s, want 200", r.status, r.raw)
+	}
+	next, err := config.Parse("test.yaml", []byte(`
+sources:
+  - name: website
+    write_key: wk_web
+    allowed_origins: ["https://other.example.com"]
+  - name: added
+    write_key: wk_new
+  - name: limited
+    write_key: wk_lim
+    rate_limit: {requests_per_second: 0.001, burst: 1}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Requests with the kept key run while the table is swapped.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("POST", e.srv.URL+"/v1/track", strings.NewReader(ev))
+				req.Header.Set("Authorization", basic("wk_web"))
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					t.Errorf("wk_web during the swap: %d", res.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	for range 20 {
+		if err := e.h.SetSources(next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+
+	tests := []struct {
+		name string
+		key  string
+		hdr  []string
+		want int
+	}{
+		{"added key accepted", "wk_new", nil, 200},
+		{"removed key refused", "wk_back", nil, 401},
+		{"removed disabled key refused", "wk_old", nil, 401},
+		{"kept key accepted", "wk_web", nil, 200},
+		{"new allowed origin", "wk_web", []string{"Origin", "https://other.example.com"}, 200},
+		{"old allowed origin refused", "wk_web", []string{"Origin", "https://www.example.com"}, 403},
+		{"unchanged rate limit keeps its state", "wk_lim", nil, 429},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := append([]string{"Authorization", basic(tt.key)}, tt.hdr...)
+			if r := e.do("POST", "/v1/track", ev, hdr...); r.status != tt.want {
+				t.Errorf("got %d %s, want %d", r.status, r.raw, tt.want)
+			}
+		})
 	}
 }

@@ -22,7 +22,7 @@ func (h *Handler) settings(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on the settings endpoint; use GET")
 		return
 	}
-	s := h.keys[key]
+	s := h.source(key)
 	if s == nil || s.cfg.Disabled {
 		hd.Set("Cache-Control", "no-store")
 		writeError(w, http.StatusNotFound, "invalid_write_key", "no enabled source has this write key")
