@@ -37,22 +37,31 @@ else
 	log "e2e/node_modules is up to date with e2e/package-lock.json"
 fi
 
+# apt_prepare WHAT PACKAGE: make ready to apt-get install PACKAGE, which
+# provides WHAT: sets sudo (empty as root), fails clearly without root or
+# apt-get, and runs apt-get update when apt does not know PACKAGE yet.
+apt_prepare() {
+	local what=$1 pkg=$2
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "$what is missing and installing it needs root: run this script as root, or apt-get install $pkg"
+		sudo=(sudo)
+	fi
+	command -v apt-get >/dev/null 2>&1 || die "$what is missing and there is no apt-get: install Debian's $pkg package by hand"
+	export DEBIAN_FRONTEND=noninteractive
+	local policy
+	policy="$(apt-cache policy "$pkg" 2>/dev/null || true)"
+	if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
+		log "apt does not know the $pkg package yet: apt-get update"
+		"${sudo[@]}" apt-get update -q
+	fi
+}
+
 # --- chromium (Debian's package only) -----------------------------------------
 if [ -x "$chromium" ]; then
 	log "chromium is installed: $chromium"
 else
-	sudo=()
-	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || die "$chromium is missing and installing it needs root: run this script as root, or apt-get install chromium"
-		sudo=(sudo)
-	fi
-	command -v apt-get >/dev/null 2>&1 || die "$chromium is missing and there is no apt-get: install Debian's chromium package by hand"
-	export DEBIAN_FRONTEND=noninteractive
-	policy="$(apt-cache policy chromium 2>/dev/null || true)"
-	if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
-		log "apt does not know the chromium package yet: apt-get update"
-		"${sudo[@]}" apt-get update -q
-	fi
+	apt_prepare "$chromium" chromium
 	log "installing Debian's chromium (apt-get install chromium fonts-liberation)"
 	"${sudo[@]}" apt-get install -y -q --no-install-recommends chromium fonts-liberation
 	[ -x "$chromium" ] || die "apt-get installed chromium but $chromium is still missing"
@@ -66,18 +75,7 @@ fi
 if command -v promtool >/dev/null 2>&1; then
 	log "promtool is installed: $(command -v promtool)"
 else
-	sudo=()
-	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || die "promtool is missing and installing it needs root: run this script as root, or apt-get install prometheus"
-		sudo=(sudo)
-	fi
-	command -v apt-get >/dev/null 2>&1 || die "promtool is missing and there is no apt-get: install Debian's prometheus package by hand"
-	export DEBIAN_FRONTEND=noninteractive
-	policy="$(apt-cache policy prometheus 2>/dev/null || true)"
-	if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
-		log "apt does not know the prometheus package yet: apt-get update"
-		"${sudo[@]}" apt-get update -q
-	fi
+	apt_prepare promtool prometheus
 	rcd=/usr/sbin/policy-rc.d
 	own_rcd=
 	if [ ! -e "$rcd" ]; then
