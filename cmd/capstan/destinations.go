@@ -100,6 +100,10 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 	}
 	metrics := delivery.NewMetrics(reg)
 	limits := delivery.NewLimits(nil)
+	ledger, err := delivery.OpenLedger(ctx, eng)
+	if err != nil {
+		return nil, err
+	}
 	var out []*destination
 	for i, p := range plans {
 		dc := cfg.Destinations[i]
@@ -107,7 +111,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Log: log}
+		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Ledger: ledger, Log: log}
 		if cfg.Engine.NatsURL != "" {
 			// Shared cluster: only the lease holder delivers; other
 			// replicas stand by. With the embedded engine the data
@@ -120,6 +124,8 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 			Linger:    dc.Linger.D(),
 			PerMinute: dc.RateLimit.PerMinute,
 			PerDay:    dc.RateLimit.PerDay,
+
+			EventIDCollision: dc.EventIDCollision,
 		}, deps)
 		if err != nil {
 			return nil, err

@@ -15,6 +15,8 @@ type item struct {
 	route *Route
 	ev    *tracked
 	tries int
+	// collision: sent under a derived key by the eventId guard.
+	collision bool
 }
 
 // batch gathers conversions and flushes on count, linger or stop.
@@ -75,6 +77,10 @@ type job struct {
 // was too large, a retry), so the batch is worked through in order without
 // recursion. send is used for requests, stop ends retries.
 func (r *Runner) deliver(send, stop context.Context, batch []*item) {
+	batch = r.guardBatch(stop, batch)
+	if len(batch) == 0 {
+		return
+	}
 	stack := []job{{items: batch}}
 	for len(stack) > 0 {
 		j := stack[len(stack)-1]
@@ -151,6 +157,16 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		r.m.batchSize.WithLabelValues(r.plan.Name).Observe(float64(len(items)))
 		now := time.Now()
 		r.delivered.Add(float64(len(items)))
+		if r.ledger != nil {
+			ts := make([]Tally, len(items))
+			for i, it := range items {
+				ts[i] = Tally{Rule: it.route.Rule, Day: dayOf(it.Happened, now), Accepted: 1}
+				if it.collision {
+					ts[i].Collisions = 1
+				}
+			}
+			r.count(ts)
+		}
 		for _, it := range items {
 			if !it.ev.recv.IsZero() {
 				r.endToEnd.Observe(now.Sub(it.ev.recv).Seconds())
@@ -233,6 +249,19 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		case <-time.After(r.cfg.PauseRetry):
 		}
 		return []job{{items: items, req: j.req, attempt: j.attempt + 1}}
+	}
+}
+
+// count adds ts to the ledger's accepted counts; a failure is logged (the
+// counts are then short), never the delivery's.
+func (r *Runner) count(ts []Tally) {
+	if r.ledger == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.ledger.Add(ctx, r.plan.Name, ts); err != nil {
+		r.log.Warn("accepted counts not updated; reconciliation will show fewer", "error", err)
 	}
 }
 
