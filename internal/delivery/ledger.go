@@ -84,8 +84,8 @@ func dayOf(t, now time.Time) string {
 	return t.UTC().Format(DayLayout)
 }
 
-// Add adds tallies (Destination, Rule, Day, Accepted, Collisions) to dest's
-// counts. A failure is returned; the counts are then short (the
+// Add adds tallies (Rule, Day, Accepted, Collisions; LastSent when they
+// were accepted, zero: now) to dest's counts. A failure is returned; the counts are then short (the
 // reconciliation shows a higher ratio), never the delivery.
 func (l *Ledger) Add(ctx context.Context, dest string, ts []Tally) error {
 	sum := map[[2]string]Tally{}
@@ -98,6 +98,7 @@ func (l *Ledger) Add(ctx context.Context, dest string, ts []Tally) error {
 		}
 		old.Accepted += t.Accepted
 		old.Collisions += t.Collisions
+		old.LastSent = max(old.LastSent, t.LastSent)
 		sum[k] = old
 	}
 	l.mu.Lock()
@@ -128,10 +129,14 @@ func (l *Ledger) Add(ctx context.Context, dest string, ts []Tally) error {
 			cur.Accepted += add.Accepted
 			cur.Collisions += add.Collisions
 			if add.Accepted > 0 {
-				if cur.FirstSent == 0 {
-					cur.FirstSent = now
+				at := now
+				if add.LastSent > 0 {
+					at = add.LastSent
 				}
-				cur.LastSent = now
+				if cur.FirstSent == 0 {
+					cur.FirstSent = at
+				}
+				cur.LastSent = max(cur.LastSent, at)
 			}
 			b, _ := json.Marshal(cur)
 			if rev == 0 {

@@ -159,8 +159,9 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		r.delivered.Add(float64(len(items)))
 		if r.ledger != nil {
 			ts := make([]Tally, len(items))
+			at := r.clock.Now()
 			for i, it := range items {
-				ts[i] = Tally{Rule: it.route.Rule, Day: dayOf(it.Happened, now), Accepted: 1}
+				ts[i] = Tally{Rule: it.route.Rule, Day: dayOf(it.Happened, at), Accepted: 1, LastSent: at.UnixMilli()}
 				if it.collision {
 					ts[i].Collisions = 1
 				}
