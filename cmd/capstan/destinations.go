@@ -57,6 +57,31 @@ type destination struct {
 	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
+	// rec reconciles with LinkedIn's reporting; serve runs it every
+	// reconcile.interval unless reconcile.disabled (periodic false).
+	rec      *lidest.Reconciler
+	periodic bool
+}
+
+// Reconciliation returns the latest reconciliation with LinkedIn's
+// reporting (nil before the first or when disabled) and the latest
+// attempt's error; enabled is false with reconcile.disabled.
+func (d *destination) Reconciliation() (latest any, lastError string, enabled bool) {
+	rec, errText := d.rec.Latest()
+	if rec == nil {
+		return nil, errText, d.periodic
+	}
+	return rec, errText, d.periodic
+}
+
+// Reconcile reconciles now (admin: POST /admin/api/reconcile). It works
+// also with reconcile.disabled, which only stops the periodic runs.
+func (d *destination) Reconcile(ctx context.Context) (any, error) {
+	rec, err := d.rec.Once(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 // Name returns the destination's name.
@@ -104,6 +129,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 	if err != nil {
 		return nil, err
 	}
+	recMetrics := lidest.NewReconcileMetrics(reg)
 	var out []*destination
 	for i, p := range plans {
 		dc := cfg.Destinations[i]
@@ -130,7 +156,9 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{plan: p, runner: runner, li: li})
+		d := &destination{plan: p, runner: runner, li: li, periodic: !dc.Reconcile.Disabled,
+			rec: lidest.NewReconciler(li, dc, p, ledger, recMetrics, log)}
+		out = append(out, d)
 	}
 	return out, nil
 }
