@@ -89,7 +89,7 @@ capstan serve runs the same reconciliation every reconcile.interval (default
 				var missing []string
 				for _, rec := range recs {
 					if rec.MissingScope != "" {
-						missing = append(missing, "destination "+rec.Destination+": "+rec.Error)
+						missing = append(missing, "destination "+rec.Destination+": "+strings.Replace(rec.Error, "--config FILE", "--config "+cfgPath, 1))
 					}
 				}
 				if len(missing) > 0 {
