@@ -49,7 +49,7 @@ const ReasonCollision = "event_id_collision"
 // GuardKV is the key-value bucket of the eventId collision guard: per
 // destination, rule and eventId (hashed) the hash of the content first sent
 // under it, for GuardTTL.
-const GuardKV = "eventids"
+const GuardKV = stream.EventIDsKV
 
 // GuardTTL is how long the guard remembers an eventId: seven days (spec
 // §16's outbound ledger).

@@ -19,7 +19,7 @@ import (
 // LedgerKV is the key-value bucket of accepted counts: per destination,
 // rule and UTC day of the conversion, how many conversions the remote
 // accepted (and how many eventId collisions were found).
-const LedgerKV = "accepted"
+const LedgerKV = stream.AcceptedKV
 
 // LedgerTTL is how long a day's count is kept after its last change: the
 // 90 days a conversion may be sent late, plus reporting's 14.
