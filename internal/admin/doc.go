@@ -6,7 +6,8 @@
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Identity, DeadLetters,
-// EventReader, Previewer, Privacy, AuditLog) and wired in cmd/capstan, so
+// EventReader, Previewer, Privacy, AuditLog; Reconciling, optional on a
+// Destination) and wired in cmd/capstan, so
 // that admin imports other packages for their types only.
 //
 // # Routes
@@ -23,6 +24,8 @@
 //	POST   /admin/api/preview                   {"events": event or [events], "source": "…", "destination": "…"} → {"invalid": bool, "preview": {…}}
 //	POST   /admin/api/privacy/delete            {"userId": "…"} or {"anonymousId": "…"} or {"email": "…"} → privacy.Report (operator)
 //	GET    /admin/api/audit?since=&limit=       {"records": [audit.Record, …]}, newest first
+//	GET    /admin/api/reconcile?destination=    {"destinations": [{"destination","supported","enabled","latest","error"}]}
+//	POST   /admin/api/reconcile?destination=N   reconcile N now → the reconciliation (operator)
 //
 // The paths of earlier releases still work and reach the same handlers:
 // PUT /admin/destinations/{name}/token and GET|DELETE /admin/identity.
@@ -63,6 +66,20 @@
 // person, replay dead letters) need an operator. A session cookie and user
 // roles (viewer or operator) can be added to authenticate without touching
 // the routes.
+//
+// # Reconciliation
+//
+// GET /admin/api/reconcile shows, per destination, the latest
+// reconciliation `capstan serve` made (every reconcile.interval, first a
+// minute after the start; latest is null before it): per conversion rule and
+// UTC day, accepted (conversions LinkedIn accepted), reported (what
+// adAnalytics reports; null when it could not be read), ratio, collisions
+// (eventId collisions, the console's mark for them) and state
+// ("processing" within 72 h of the day's latest send, never flagged;
+// "mature"), and per rule flag ("nothing_reported", "low_ratio") with
+// reason. missingScope names the scope the token lacks ("r_ads_reporting")
+// and error says how to get it; delivery is unaffected. POST runs one now
+// (operator: it calls LinkedIn). The shape is documented in docs/reconcile.md.
 //
 // # What it must never do
 //

@@ -1,11 +1,13 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -109,6 +111,27 @@ func (g *guard) claim(ctx context.Context, key string, content [32]byte) ([32]by
 	return owner, fmt.Errorf("eventId guard: key %s keeps changing", key)
 }
 
+// release gives up key when content still owns it: the remote refused the
+// conversion, so a corrected one may use the eventId. A failure is logged;
+// the corrected conversion is then sent under a derived eventId (not lost).
+func (g *guard) release(ctx context.Context, key string, content [32]byte, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	e, err := g.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return
+	}
+	if err == nil && !bytes.Equal(e.Value(), content[:]) {
+		return // another content owns it
+	}
+	if err == nil {
+		err = g.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	}
+	if err != nil {
+		log.Warn("eventId guard: could not release the eventId of a refused conversion; a corrected one will be sent under a derived eventId", "error", err)
+	}
+}
+
 // guardBatch applies the eventId collision guard to a flushed batch and
 // returns the items to send: unchanged, re-keyed (suffix) or left out
 // (dead-lettered, or kept for redelivery when the bucket failed).
@@ -174,6 +197,7 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 			drop[it] = true
 		case c.owner == c.content:
 			// First sight, or a retry or replay of the same content.
+			it.claim, it.content = c.key, c.content
 		case g.mode == CollisionDeadLetter:
 			r.collided(it, c.scope, c.id, CollisionDeadLetter, "")
 			r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,

@@ -17,6 +17,11 @@ type item struct {
 	tries int
 	// collision: sent under a derived key by the eventId guard.
 	collision bool
+	// claim is the guard key this item's content owns ("" none), content
+	// its hash: released when the remote refuses the item, so that a
+	// corrected conversion can take the eventId.
+	claim   string
+	content [32]byte
 }
 
 // batch gathers conversions and flushes on count, linger or stop.
@@ -156,8 +161,7 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		r.unpause()
 		r.m.batchSize.WithLabelValues(r.plan.Name).Observe(float64(len(items)))
 		now := time.Now()
-		r.delivered.Add(float64(len(items)))
-		if r.ledger != nil {
+		if r.ledger != nil { // before the metric: delivered implies counted
 			ts := make([]Tally, len(items))
 			at := r.clock.Now()
 			for i, it := range items {
@@ -168,6 +172,7 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 			}
 			r.count(ts)
 		}
+		r.delivered.Add(float64(len(items)))
 		for _, it := range items {
 			if !it.ev.recv.IsZero() {
 				r.endToEnd.Observe(now.Sub(it.ev.recv).Seconds())
@@ -294,6 +299,10 @@ func (r *Runner) abandon(items []*item) {
 // deadLetterItem dead-letters one conversion of an event with the remote's
 // answer a (status, msg and details may be the element's own).
 func (r *Runner) deadLetterItem(ctx context.Context, it *item, reason string, a Answer, status int, msg string, details any) {
+	if it.claim != "" && r.guard != nil {
+		// LinkedIn did not take it: its eventId is free again.
+		r.guard.release(ctx, it.claim, it.content, r.log)
+	}
 	payload, _ := json.Marshal(it.Value)
 	r.deadLetter(ctx, it.ev, &DeadLetter{
 		Reason: reason, Mapping: it.route.Name, Status: status, Code: a.Code, Message: msg, Errors: details,

@@ -40,7 +40,14 @@ func (h *harness) sendReconcileEvents(n int) {
 		evs = append(evs, fmt.Sprintf(`{"type":"track","event":"Newsletter","userId":"n%d","messageId":"n-%05d","traits":{"email":"reader%d@example.com"}}`, i, i, i))
 	}
 	h.send(evs...)
-	eventually(h.t, 30*time.Second, "every conversion", func() bool { return len(h.sb.Conversions(sandbox.ConversionFilter{})) == 2*n })
+	eventually(h.t, 30*time.Second, "every conversion counted", func() bool {
+		ts, err := h.ledger.Tallies(context.Background(), "li", h.clock.Now().Add(-24*time.Hour))
+		var sum int64
+		for _, t := range ts {
+			sum += t.Accepted
+		}
+		return err == nil && sum == int64(2*n)
+	})
 }
 
 func (h *harness) reconcile(now time.Time) *Reconciliation {
