@@ -13,7 +13,16 @@
 //     keeps tokens obtained at run time in the state bucket, encrypted
 //     with server.secret_key (package secret; a plaintext value an older
 //     version saved is read and written again encrypted; Reseal changes
-//     keys), and installs an operator's token (InstallToken).
+//     keys), and installs an operator's token (InstallToken);
+//   - Keyed (keyed.go): a conversion's eventId collision key is its rule and
+//     eventId, its content hash covers everything sent; a collision is sent
+//     under "<eventId>-<8 hex of content>", within 64 characters (§16, §23).
+//
+// reconcile.go compares LinkedIn's conversion report (adAnalytics, §21)
+// with delivery's Ledger of accepted conversions per rule and UTC day:
+// Reconcile (capstan reconcile), Reconciler (capstan serve, periodic, with
+// capstan_reconcile_* metrics) and RuleMappings (rule ids from the
+// configuration and the state bucket).
 //
 // It holds no delivery logic of its own: batching, retries, splits, the DLQ
 // and the rate limits are package delivery's.
