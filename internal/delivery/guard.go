@@ -57,6 +57,10 @@ const GuardKV = stream.EventIDsKV
 // §16's outbound ledger).
 const GuardTTL = 7 * 24 * time.Hour
 
+// claimBytes is how much of a content hash the bucket keeps: 128 bits, so
+// that an entry takes about 150 bytes on disk.
+const claimBytes = 16
+
 // guardParallel bounds the concurrent bucket round trips of one batch.
 const guardParallel = 16
 
@@ -99,7 +103,7 @@ func (g *guard) claim(ctx context.Context, key string, content [32]byte) ([32]by
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
 			return owner, err
 		}
-		_, err = g.kv.Create(ctx, key, content[:])
+		_, err = g.kv.Create(ctx, key, content[:claimBytes])
 		switch {
 		case err == nil:
 			return content, nil
@@ -121,7 +125,7 @@ func (g *guard) release(ctx context.Context, key string, content [32]byte, log *
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return
 	}
-	if err == nil && !bytes.Equal(e.Value(), content[:]) {
+	if err == nil && !bytes.Equal(e.Value(), content[:claimBytes]) {
 		return // another content owns it
 	}
 	if err == nil {
@@ -152,6 +156,7 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 	var checks []*check
 	for _, it := range batch {
 		if scope, id, content, ok := g.keyed.EventKey(it.Payload); ok {
+			clear(content[claimBytes:]) // 128 bits are kept and compared
 			checks = append(checks, &check{it: it, scope: scope, id: id, key: guardKey(r.plan.Name, scope, id), content: content})
 		}
 	}
