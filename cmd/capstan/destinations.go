@@ -54,7 +54,6 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 // destination is one configured destination, wired: its runner and its
 // LinkedIn side. It is what the admin surface and /readyz see.
 type destination struct {
-	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
 }
@@ -124,7 +123,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{plan: p, runner: runner, li: li})
+		out = append(out, &destination{runner: runner, li: li})
 	}
 	return out, nil
 }
