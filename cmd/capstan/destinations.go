@@ -54,7 +54,6 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 // destination is one configured destination, wired: its runner and its
 // LinkedIn side. It is what the admin surface and /readyz see.
 type destination struct {
-	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
 	// rec reconciles with LinkedIn's reporting; serve runs it every
@@ -156,9 +155,8 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		d := &destination{plan: p, runner: runner, li: li, periodic: !dc.Reconcile.Disabled,
-			rec: lidest.NewReconciler(li, dc, p, ledger, recMetrics, log)}
-		out = append(out, d)
+		out = append(out, &destination{runner: runner, li: li, periodic: !dc.Reconcile.Disabled,
+			rec: lidest.NewReconciler(li, dc, runner.Plan, ledger, recMetrics, log)})
 	}
 	return out, nil
 }

@@ -332,7 +332,7 @@ type Reconciler struct {
 	dest     *Destination
 	name     string
 	ledger   *delivery.Ledger
-	plan     *delivery.Plan
+	plan     func() *delivery.Plan // the plan in force (it changes on reload)
 	opts     ReconcileOptions
 	interval time.Duration
 	m        *ReconcileMetrics
@@ -344,8 +344,9 @@ type Reconciler struct {
 }
 
 // NewReconciler returns the reconciler of destination dc (its
-// reconcile settings), reading plan's rules and ledger's counts.
-func NewReconciler(d *Destination, dc config.Destination, plan *delivery.Plan, ledger *delivery.Ledger, m *ReconcileMetrics, log *slog.Logger) *Reconciler {
+// reconcile settings), reading the rules of the plan in force (plan, such
+// as Runner.Plan) and ledger's counts.
+func NewReconciler(d *Destination, dc config.Destination, plan func() *delivery.Plan, ledger *delivery.Ledger, m *ReconcileMetrics, log *slog.Logger) *Reconciler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -383,7 +384,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 func (r *Reconciler) Once(ctx context.Context) (*Reconciliation, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	maps, err := RuleMappings(ctx, r.dest.state, r.plan)
+	maps, err := RuleMappings(ctx, r.dest.state, r.plan())
 	var rec *Reconciliation
 	if err == nil {
 		o := r.opts
