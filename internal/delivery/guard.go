@@ -61,6 +61,9 @@ const GuardTTL = 7 * 24 * time.Hour
 // that an entry takes about 150 bytes on disk.
 const claimBytes = 16
 
+// guardTimeout bounds the claims of one batch.
+const guardTimeout = 30 * time.Second
+
 // guardParallel bounds the concurrent bucket round trips of one batch.
 const guardParallel = 16
 
@@ -173,13 +176,15 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 			claims = append(claims, c)
 		}
 	}
+	cctx, cancel := context.WithTimeout(ctx, guardTimeout)
+	defer cancel()
 	sem := make(chan struct{}, guardParallel)
 	var wg sync.WaitGroup
 	for _, c := range claims {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c.owner, c.err = g.claim(ctx, c.key, c.content)
+			c.owner, c.err = g.claim(cctx, c.key, c.content)
 		})
 	}
 	wg.Wait()

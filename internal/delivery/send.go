@@ -82,7 +82,9 @@ type job struct {
 // was too large, a retry), so the batch is worked through in order without
 // recursion. send is used for requests, stop ends retries.
 func (r *Runner) deliver(send, stop context.Context, batch []*item) {
-	batch = r.guardBatch(stop, batch)
+	// The guard's claims, like the requests, finish on a soft stop: what
+	// is batched is still sent.
+	batch = r.guardBatch(send, batch)
 	if len(batch) == 0 {
 		return
 	}
