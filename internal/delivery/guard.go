@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capstan-gw/capstan/internal/stream"
@@ -64,7 +67,12 @@ const claimBytes = 16
 // guardTimeout bounds the claims of one batch.
 const guardTimeout = 30 * time.Second
 
-// guardParallel bounds the concurrent bucket round trips of one batch.
+// guardPipeline bounds the claims published at once (below nats.go's
+// default of 4000 pending asynchronous publishes).
+const guardPipeline = 1000
+
+// guardParallel bounds the concurrent bucket round trips of one batch's
+// slow path (keys that exist).
 const guardParallel = 16
 
 // guard checks a batch's keyed payloads against the bucket. Each key is
@@ -74,7 +82,10 @@ const guardParallel = 16
 // false collision. The claim outlives a later dead letter of the first
 // payload (its content still owns the key).
 type guard struct {
+	// kv's writes are not synced one by one: a batch's claims are made
+	// durable together by one eng.Sync (one fsync, not one per claim).
 	kv    jetstream.KeyValue
+	eng   *stream.Engine
 	keyed Keyed
 	mode  string
 }
@@ -94,28 +105,28 @@ func IDHash(id string) string {
 }
 
 // claim returns the content hash owning key: content itself when this call
-// (or an earlier one with the same content) claimed it.
-func (g *guard) claim(ctx context.Context, key string, content [32]byte) ([32]byte, error) {
-	var owner [32]byte
+// (or an earlier one with the same content) claimed it; created says
+// whether this call wrote the claim.
+func (g *guard) claim(ctx context.Context, key string, content [32]byte) (owner [32]byte, created bool, err error) {
 	for range 3 {
 		e, err := g.kv.Get(ctx, key)
 		switch {
 		case err == nil:
 			copy(owner[:], e.Value())
-			return owner, nil
+			return owner, false, nil
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return owner, err
+			return owner, false, err
 		}
 		_, err = g.kv.Create(ctx, key, content[:claimBytes])
 		switch {
 		case err == nil:
-			return content, nil
+			return content, true, nil
 		case !errors.Is(err, jetstream.ErrKeyExists):
-			return owner, err
+			return owner, false, err
 		}
 		// Claimed meanwhile by another sender: read the owner again.
 	}
-	return owner, fmt.Errorf("eventId guard: key %s keeps changing", key)
+	return owner, false, fmt.Errorf("eventId guard: key %s keeps changing", key)
 }
 
 // release gives up key when content still owns it: the remote refused the
@@ -178,16 +189,59 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 	}
 	cctx, cancel := context.WithTimeout(ctx, guardTimeout)
 	defer cancel()
+	// Fast path: create every key at once, pipelined (a new eventId is
+	// the common case); keys that exist, or did, take the slow path.
+	var created atomic.Bool
+	var slow []*check
+	js := g.eng.JetStream()
+	for chunk := range slices.Chunk(claims, guardPipeline) {
+		futs := make([]jetstream.PubAckFuture, len(chunk))
+		for i, c := range chunk {
+			m := nats.NewMsg("$KV." + GuardKV + "." + c.key)
+			m.Data = c.content[:claimBytes]
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+			futs[i], _ = js.PublishMsgAsync(m)
+		}
+		for i, c := range chunk {
+			if futs[i] == nil {
+				slow = append(slow, c)
+				continue
+			}
+			select {
+			case <-futs[i].Ok():
+				c.owner = c.content
+				created.Store(true)
+			case <-futs[i].Err():
+				slow = append(slow, c)
+			case <-cctx.Done():
+				c.err = cctx.Err()
+			}
+		}
+	}
 	sem := make(chan struct{}, guardParallel)
 	var wg sync.WaitGroup
-	for _, c := range claims {
+	for _, c := range slow {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c.owner, c.err = g.claim(cctx, c.key, c.content)
+			var made bool
+			c.owner, made, c.err = g.claim(cctx, c.key, c.content)
+			if made {
+				created.Store(true)
+			}
 		})
 	}
 	wg.Wait()
+	if created.Load() {
+		// The claims are durable before anything is sent under them.
+		if err := g.eng.Sync(cctx, "KV_"+GuardKV); err != nil {
+			for _, c := range claims {
+				if c.err == nil {
+					c.err = fmt.Errorf("sync the eventId claims: %w", err)
+				}
+			}
+		}
+	}
 	for _, c := range checks {
 		if f := first[c.key]; f != c {
 			c.owner, c.err = f.owner, f.err
@@ -263,9 +317,12 @@ func openGuard(ctx context.Context, eng *stream.Engine, f Format, mode string) (
 	default:
 		return nil, fmt.Errorf("event_id_collision %q: want %s or %s", mode, CollisionSuffix, CollisionDeadLetter)
 	}
-	kv, err := eng.KV(ctx, GuardKV, GuardTTL)
-	if err != nil {
+	if _, err := eng.KV(ctx, GuardKV, GuardTTL); err != nil { // created as the other buckets
 		return nil, err
 	}
-	return &guard{kv: kv, keyed: k, mode: mode}, nil
+	kv, err := eng.JetStream().KeyValue(ctx, GuardKV)
+	if err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", GuardKV, err)
+	}
+	return &guard{kv: kv, eng: eng, keyed: k, mode: mode}, nil
 }
