@@ -155,14 +155,14 @@ type outMapping struct {
 }
 
 type translator struct {
-	text     []byte
-	res      *Result
-	sources  []outSource
-	srcByID  map[string]string // export source id -> capstan name
-	dests    []outDest
-	envs     map[string]bool
-	names    map[string]bool // capstan names taken (sources, destinations)
-	hasSrcs  bool            // the export lists sources
+	text    []byte
+	res     *Result
+	sources []outSource
+	srcByID map[string]string // export source id -> capstan name
+	dests   []outDest
+	envs    map[string]bool
+	names   map[string]bool // capstan names taken (sources, destinations)
+	hasSrcs bool            // the export lists sources
 }
 
 // Segment translates a Segment destination export into capstan's YAML
@@ -661,7 +661,10 @@ func (t *translator) rule(path, what string, top map[string]any, d *outDest, m *
 		}
 		account = n
 	}
-	for _, key := range []struct{ obj map[string]any; name, p string }{
+	for _, key := range []struct {
+		obj     map[string]any
+		name, p string
+	}{
 		{outputs, "id", path + ".outputs.id"}, {inputs, "conversionRuleId", path + ".inputs.conversionRuleId"},
 	} {
 		id, ok := scalar(key.obj[key.name])
