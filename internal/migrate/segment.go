@@ -330,8 +330,7 @@ func (t *translator) capstanName(names []string, fallback string) string {
 func (t *translator) addSources(srcs []exportSource) {
 	for i, s := range srcs {
 		path := fmt.Sprintf("$.sources[%d]", i)
-		o := outSource{name: t.capstanName([]string{s.Name, s.ID}, "source"), origins: s.AllowedOrigins,
-			disabled: s.Enabled != nil && !*s.Enabled}
+		o := outSource{name: t.capstanName([]string{s.Name, s.ID}, "source"), disabled: s.Enabled != nil && !*s.Enabled}
 		o.comment = describe("Segment source", s.ID, s.Name)
 		for j, k := range s.WriteKeys {
 			if k = strings.TrimSpace(k); k != "" && !slices.Contains(o.keys, k) {
@@ -344,20 +343,20 @@ func (t *translator) addSources(srcs []exportSource) {
 			o.keyEnv = t.env(o.name, "WRITE_KEY", "the write key of source "+o.name, "")
 			t.note("%s: source %q has no write key in the export: the YAML reads it from ${%s}", path, o.name, o.keyEnv)
 		}
-		for j, origin := range o.origins {
-			if origin == "*" {
-				continue
-			}
-			if !validOrigin(origin) {
+		o.origins = nil
+		for j, origin := range s.AllowedOrigins {
+			if origin != "*" && !validOrigin(origin) {
 				t.problem(fmt.Sprintf("%s.allowedOrigins[%d]", path, j), fmt.Sprintf("source %q", o.name),
 					"%q is not an origin (scheme and host, such as https://www.example.com): left out", origin)
-				o.origins = slices.Delete(slices.Clone(o.origins), j, j+1)
+				continue
+			}
+			o.origins = append(o.origins, origin)
+		}
+		for _, id := range []string{s.Name, s.ID} { // the id wins
+			if id != "" {
+				t.srcByID[id] = o.name
 			}
 		}
-		if s.ID != "" {
-			t.srcByID[s.ID] = o.name
-		}
-		t.srcByID[s.Name] = o.name
 		t.sources = append(t.sources, o)
 	}
 }

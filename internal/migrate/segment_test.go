@@ -312,3 +312,21 @@ func FuzzSegment(f *testing.F) {
 		load(t, res)
 	})
 }
+
+// TestSegmentOrigins: every origin that is not one is named and left out;
+// the others are kept in order.
+func TestSegmentOrigins(t *testing.T) {
+	text := `{"sources": [{"id": "s", "name": "Web", "writeKeys": ["k"],
+	  "allowedOrigins": ["https://a.example", "https://x.example/path", "not an origin", "https://b.example:8443"]}],
+	  "destinations": [` + dest("LinkedIn", `{}`, sub("A", signUp, minimal)) + `]}`
+	res, err := Segment([]byte(text), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 2 || res.Problems[0].Path != "$.sources[0].allowedOrigins[1]" || res.Problems[1].Path != "$.sources[0].allowedOrigins[2]" {
+		t.Errorf("problems %v", res.Problems)
+	}
+	if got := load(t, res).Sources[0].AllowedOrigins; fmt.Sprint(got) != "[https://a.example https://b.example:8443]" {
+		t.Errorf("origins %v", got)
+	}
+}
