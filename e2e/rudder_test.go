@@ -136,7 +136,7 @@ func rudderCalls(capstanURL, opts, userID, email string) string {
 		const ra = new rudderanalytics.RudderAnalytics()
 		await new Promise((resolve, reject) => {
 			setTimeout(() => reject(new Error('the SDK was not ready after 15 s')), 15000)
-			ra.load(%[1]q, %[2]q, {configUrl: %[2]q, logLevel: 'WARN'%[3]s})
+			ra.load(%[1]q, %[2]q, {configUrl: %[2]q, polyfillIfRequired: false, logLevel: 'WARN'%[3]s})
 			ra.ready(resolve)
 		})
 		const call = (f) => new Promise((resolve) => f(resolve))
