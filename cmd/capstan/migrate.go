@@ -65,6 +65,11 @@ file, invalid JSON with its line and column), 3 some parts left out.`,
 			if from == "" {
 				return usageErr(errors.New("--from is required: the Segment export (JSON)"))
 			}
+			if out != "" {
+				if a, b := filepath.Clean(out), filepath.Clean(from); a == b {
+					return usageErr(fmt.Errorf("--out %s is the export itself: write the YAML to another file", out))
+				}
+			}
 			text, err := os.ReadFile(from)
 			if err != nil {
 				return usageErr(fmt.Errorf("read the export: %w", err))

@@ -340,6 +340,7 @@ func TestMigrateSegmentErrors(t *testing.T) {
 		{"not an export", []string{"--from", wrong}, 2, []string{wrong + ":1:18: destinations: expected an array, got a JSON object"}},
 		{"empty file", []string{"--from", empty}, 2, []string{empty + ":1:1: the export is empty"}},
 		{"unknown flag", []string{"--from", mixed, "--nope"}, 2, []string{"unknown flag"}},
+		{"out is the export", []string{"--from", mixed, "--out", mixed}, 2, []string{"is the export itself"}},
 		{"untranslatable parts", []string{"--from", mixed}, 3, []string{
 			`$.destinations[0].type: destination "Facebook Conversions API": type "facebook-conversions-api" is not a LinkedIn Conversions API destination`,
 			`$.destinations[1].settings.conversionRuleCache: destination "LinkedIn Conversions API": setting "conversionRuleCache" has no capstan equivalent`,
