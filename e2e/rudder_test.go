@@ -27,6 +27,8 @@ import (
 const (
 	// rudderBackendKey is the write key of the back end's source.
 	rudderBackendKey = "wk_rs_backend_c0ffee"
+	// rudderPausedKey is the write key of a disabled browser source.
+	rudderPausedKey = "wk_rs_paused_5e1f"
 	// rudderSecret is the website source's identity_verification.secret.
 	rudderSecret = "rudder-e2e-identity-secret-0123456789"
 )
@@ -93,6 +95,10 @@ sources:
   - name: backend
     write_key: %s
     rate_limit: {disabled: true}
+  - name: paused
+    write_key: %s
+    allowed_origins: [%q]
+    disabled: true
 destinations:
   - name: linkedin
     api_base: %q
@@ -105,7 +111,7 @@ destinations:
         trigger: '%s'
         conversion_rule: {create: {name: "Sign Up (capstan)", type: SIGN_UP}}
 `, filepath.Join(dir, "data"), testSecretKey, testSource, testWriteKey, origin, rudderSecret,
-		rudderBackendKey, sb.URL, testAdAccount, signUpTrigger)
+		rudderBackendKey, rudderPausedKey, origin, sb.URL, testAdAccount, signUpTrigger)
 	path := filepath.Join(dir, "capstan.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -248,6 +254,37 @@ func TestRudderStack(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+
+	// A disabled source: capstan answers enabled: false, and the SDK says
+	// so and sends nothing.
+	t.Run("disabled source", func(t *testing.T) {
+		b.goTo(pages.URL + "/rs-paused")
+		b.eval(nil, fmt.Sprintf(`(() => {
+			const ra = new rudderanalytics.RudderAnalytics()
+			ra.load(%q, %q, {configUrl: %q, polyfillIfRequired: false})
+			ra.track('Never Sent')
+			return null
+		})()`, rudderPausedKey, srv.URL, srv.URL))
+		var seen []string
+		if !poll(15*time.Second, func() bool {
+			var logs []string
+			if err := json.Unmarshal(b.do(map[string]any{"op": "logs"}), &logs); err != nil {
+				t.Fatal(err)
+			}
+			seen = append(seen, logs...)
+			return strings.Contains(strings.Join(seen, "\n"), "The source is disabled")
+		}) {
+			t.Fatalf("the SDK did not report the disabled source; browser logs: %q", seen)
+		}
+		for _, l := range seen {
+			if strings.HasPrefix(l, "requestfailed") || strings.HasPrefix(l, "pageerror") {
+				t.Errorf("browser: %s", l)
+			}
+		}
+		if n := metricValue(t, hc, srv.URL, "capstan_ingest_requests_total", `endpoint="track",source="paused",status="403"`); n != 0 {
+			t.Errorf("the SDK sent %v events for the disabled source", n)
+		}
+	})
 
 	// Delivery has learnt from every browser event (none is a conversion)
 	// before the back end sends its conversions.
