@@ -65,8 +65,6 @@ func TestEnrichmentPrecedence(t *testing.T) {
 	}
 }
 
-
-
 // TestEnrichFalse: a mapping with enrich: false sends only what its fields
 // map yields (strict Segment behaviour, §15.2): neither the page URL nor
 // the cookie nor the graph fills linkedInUUID or email; a mapping of the
