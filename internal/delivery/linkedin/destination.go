@@ -41,6 +41,7 @@ type Config struct {
 // use.
 type Destination struct {
 	account int64
+	apiBase string
 	client  *capi.Client
 	state   jetstream.KeyValue
 	key     *secret.Key
@@ -75,7 +76,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Destination, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Destination{
-		account: dc.AdAccount, state: cfg.State, key: cfg.Key,
+		account: dc.AdAccount, apiBase: dc.APIBase, state: cfg.State, key: cfg.Key,
 		log:      log.With("component", "linkedin", "destination", dc.Name),
 		tokenKey: tokenPrefix + dc.Name, credHash: credentialsHash(dc.Auth),
 	}
