@@ -1,5 +1,5 @@
 // Package audit keeps the durable record of what operators did (privacy
-// deletions), in the AUDIT stream: the one place that appends and reads it,
+// deletions, test events sent to LinkedIn), in the AUDIT stream: the one place that appends and reads it,
 // for the CLI, the admin API and the console.
 //
 // A record names the person only by the SHA-256 of the id given, never the
@@ -21,6 +21,9 @@ const (
 	// ActionPrivacyDelete is a privacy deletion (capstan privacy delete,
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
+	// ActionTestEvent is a test conversion sent for real (capstan
+	// test-event, POST /admin/api/destinations/{name}/test-event).
+	ActionTestEvent = "test_event"
 )
 
 // Record is one audit record.
@@ -45,8 +48,14 @@ type Record struct {
 	// "suppressed").
 	Result map[string]int `json:"result,omitempty"`
 	// Error is set when the action failed part way; Result then counts
-	// what was done before.
+	// what was done before. For a test event it is why the conversion was
+	// refused or not sent.
 	Error string `json:"error,omitempty"`
+	// Destination and Mapping name what a test event went through; Rule
+	// is the conversion rule id it named.
+	Destination string `json:"destination,omitempty"`
+	Mapping     string `json:"mapping,omitempty"`
+	Rule        string `json:"rule,omitempty"`
 }
 
 // Append stores r durably.

@@ -136,6 +136,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Destination, error
 	return d, nil
 }
 
+// APIBase returns the configured API origin (LinkedIn's or the sandbox's).
+func (d *Destination) APIBase() string { return d.apiBase }
+
 // Client returns the LinkedIn API client (for tools such as token checks).
 func (d *Destination) Client() *capi.Client { return d.client }
 
