@@ -54,7 +54,6 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 // destination is one configured destination, wired: its runner and its
 // LinkedIn side. It is what the admin surface and /readyz see.
 type destination struct {
-	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
 	test   testDeps // test sends from the console (testevent.go)
@@ -129,7 +128,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if graph != nil {
 			enr = graph
 		}
-		out = append(out, &destination{plan: p, runner: runner, li: li,
+		out = append(out, &destination{runner: runner, li: li,
 			test: testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay}})
 	}
 	return out, nil

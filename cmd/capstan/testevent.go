@@ -374,7 +374,7 @@ func printRuleReports(w io.Writer, reports []lidest.RuleReport) error {
 }
 
 // SendTest sends a test event through the running destination (the
-// console's route): its prepared plan, the process's rate limiters and
+// console's route): the plan in force (prepared; also after a reload), the process's rate limiters and
 // identity graph, recorded in the audit log as the principal's.
 func (d *destination) SendTest(ctx context.Context, req admin.TestEventRequest) (any, error) {
 	if !d.runner.Prepared() {
@@ -388,14 +388,14 @@ func (d *destination) SendTest(ctx context.Context, req admin.TestEventRequest) 
 			Code: "NOT_READY", Error: "destination " + d.Name() + " is not ready to send: " + why}, nil
 	}
 	return sendTestEvent(ctx, d.test.eng, d.li, lidest.TestEvent{
-		Plan: d.plan, Mapping: req.Mapping, Event: req.Event, Enricher: d.test.enr,
+		Plan: d.runner.Plan(), Mapping: req.Mapping, Event: req.Event, Enricher: d.test.enr,
 		Limits: d.test.limits, PerMinute: d.test.perMinute, PerDay: d.test.perDay,
 	}, req.By)
 }
 
 // RuleReports reports the destination's rules (the console's route).
 func (d *destination) RuleReports(ctx context.Context) (any, error) {
-	return d.li.RuleReports(ctx, d.plan, time.Now()), nil
+	return d.li.RuleReports(ctx, d.runner.Plan(), time.Now()), nil
 }
 
 // testDeps are what a running destination's test sends use.
