@@ -43,7 +43,8 @@ sandbox does).
 
 Without --event the mapping's built-in sample is sent: a track event named
 "capstan test event" whose messageId (the eventId) is capstan-test-<ms>,
-with traits.email capstan-test-event@example.com and a page URL carrying
+with the email capstan-test-event@example.com (in traits, context.traits and
+properties), properties.firstName/lastName, a page URL carrying
 li_fat_id=capstan-test-event (identifiers that match no LinkedIn member),
 revenue 1 USD, and the values the mapping's trigger asks for. --event takes
 one JSON event instead (normalised as ingest does). Without --mapping the

@@ -38,8 +38,10 @@ const (
 // SampleEvent returns the built-in sample event of a test send for route r
 // at now: a track event named "capstan test event" with messageId
 // capstan-test-<ms> (a fresh eventId each time), userId capstan-test-user,
-// traits.email TestEmail, a page URL carrying li_fat_id TestLiFatID and
-// revenue 1 USD, changed where r's trigger asks for other values (its
+// the email TestEmail in traits, context.traits and properties (where
+// mappings usually look), properties.firstName and lastName, a page URL
+// carrying li_fat_id TestLiFatID and revenue 1 USD, changed where r's
+// trigger asks for other values (its
 // conditions' values are set: every condition of an "and", the first of an
 // "or"). An error (code TestNoSample) means the trigger still does not
 // match: the caller should give an event of its own.
@@ -53,8 +55,10 @@ func SampleEvent(r *Route, now time.Time) ([]byte, error) {
 		"userId":      "capstan-test-user",
 		"anonymousId": "capstan-test-anonymous",
 		"traits":      map[string]any{"email": TestEmail},
-		"properties":  map[string]any{"revenue": 1, "currency": "USD"},
+		"properties": map[string]any{"revenue": 1, "currency": "USD", "email": TestEmail,
+			"firstName": "Capstan", "lastName": "Test"},
 		"context": map[string]any{
+			"traits":  map[string]any{"email": TestEmail},
 			"page":    map[string]any{"url": "https://www.example.com/capstan-test?li_fat_id=" + TestLiFatID},
 			"library": map[string]any{"name": "capstan test-event"},
 		},

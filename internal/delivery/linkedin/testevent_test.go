@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -209,5 +210,61 @@ func TestPrepareUpdatesExistingRule(t *testing.T) {
 	}
 	if plan.Routes[0].Rule != h.plan.Routes[0].Rule {
 		t.Errorf("a new rule was created: %s vs %s", plan.Routes[0].Rule, h.plan.Routes[0].Rule)
+	}
+}
+
+// TestBuildTestSample: the built-in sample passes each mapping's trigger
+// and carries identifiers where mappings usually look, also for a strict
+// mapping (enrich: false) that maps properties.email and userInfo.
+func TestBuildTestSample(t *testing.T) {
+	p := plan(t, `      - name: Strict
+        trigger: 'type = "track" and event = "Deal Won" and properties.amount >= 1000'
+        conversion_rule: {id: 7}
+        enrich: false
+        fields:
+          email: {"@path": "$.properties.email"}
+          userInfo:
+            firstName: {"@path": "$.properties.firstName"}
+            lastName: {"@path": "$.properties.lastName"}
+      - name: Page
+        trigger: 'type = "page" and match(context.page.url, "https://shop.example.com/*")'
+        conversion_rule: {id: 8}
+      - name: Impossible
+        trigger: 'type = "track" and properties.plan != "free" and userId = null and event = "X"'
+        conversion_rule: {id: 9}
+`)
+	ctx := context.Background()
+	tc, err := p.BuildTest(ctx, nil, "Strict", "web", now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := payload(t, delivery.Result{Payload: tc.Payload}).Conversion
+	hash, _ := capi.HashEmail(delivery.TestEmail)
+	if len(c.User.UserIDs) != 1 || c.User.UserIDs[0].IDValue != hash || c.User.UserInfo == nil || c.User.UserInfo.FirstName != "Capstan" ||
+		len(tc.Payload.Enriched) != 0 || c.Conversion != "urn:lla:llaPartnerConversion:7" {
+		t.Errorf("strict sample: %+v %+v", c, tc.Payload.Enriched)
+	}
+	// With no mapping named, the first one; the sample is a fresh eventId.
+	tc, err = p.BuildTest(ctx, nil, "", "web", now, nil)
+	if err != nil || tc.Route.Name != "Strict" || !strings.HasPrefix(payload(t, delivery.Result{Payload: tc.Payload}).EventID, "capstan-test-") {
+		t.Errorf("first mapping: %+v %v", tc, err)
+	}
+	// A given event picks the first mapping whose trigger it passes.
+	tc, err = p.BuildTest(ctx, []byte(`{"type":"page","userId":"u","context":{"page":{"url":"https://shop.example.com/a?li_fat_id=9"}}}`), "", "web", now, nil)
+	if err != nil || tc.Route.Name != "Page" || tc.Payload.Enriched[capi.FieldLinkedInUUID] != "context.page.url" {
+		t.Errorf("given event: %+v %v", tc, err)
+	}
+	if tc, err := p.BuildTest(ctx, nil, "Page", "web", now, nil); err != nil || tc.Route.Name != "Page" {
+		t.Errorf("page sample: %v", err)
+	}
+	// userId = null is met by removing it; != sets nothing.
+	if _, err := p.BuildTest(ctx, nil, "Impossible", "web", now, nil); err != nil {
+		t.Errorf("impossible-looking trigger: %v", err)
+	}
+	// A source the destination does not take.
+	_, err = p.BuildTest(ctx, nil, "Page", "crm", now, nil)
+	var pe *delivery.PreviewError
+	if !errors.As(err, &pe) || pe.Code != delivery.TestFiltered || !strings.Contains(pe.Message, `its source "crm"`) {
+		t.Errorf("filtered: %v", err)
 	}
 }
