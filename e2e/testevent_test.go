@@ -320,8 +320,8 @@ func TestTestEventAdminAPI(t *testing.T) {
 	status, b = call(http.MethodGet, "/admin/api/audit", "")
 	var audit struct {
 		Records []struct {
-			By, Action, Destination, Mapping, Rule string
-			Result                                 map[string]int
+			By, Action, Target, Error string
+			Result                    map[string]int
 		} `json:"records"`
 	}
 	if err := json.Unmarshal(b, &audit); status != 200 || err != nil {
@@ -329,8 +329,11 @@ func TestTestEventAdminAPI(t *testing.T) {
 	}
 	by := map[string]int{}
 	for _, r := range audit.Records {
-		if r.Action == "test_event" && r.Destination == "linkedin" {
+		if r.Action == "test_event" && strings.HasPrefix(r.Target, "linkedin, mapping ") {
 			by[r.By]++
+			if r.Result["httpStatus"] == 0 || (r.Result["httpStatus"] == 400) != (r.Error != "") {
+				t.Errorf("audit record %+v", r)
+			}
 		}
 	}
 	if by["admin token"] != 3 || by["cli"] != 1 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -178,8 +179,15 @@ func sendTestEvent(ctx context.Context, eng *stream.Engine, li *lidest.Destinati
 	if err != nil {
 		return nil, err
 	}
-	rec := audit.Record{At: time.Now().UTC(), By: by, Action: audit.ActionTestEvent, Destination: res.Destination,
-		Mapping: res.Mapping, Rule: res.Rule, Error: res.Error, Result: map[string]int{"httpStatus": res.Status}}
+	target := res.Destination
+	if res.Mapping != "" {
+		target += ", mapping " + strconv.Quote(res.Mapping)
+	}
+	if res.Rule != "" {
+		target += ", rule " + res.Rule
+	}
+	rec := audit.Record{At: time.Now().UTC(), By: by, Action: audit.ActionTestEvent, Target: target,
+		Error: res.Error, Result: map[string]int{"httpStatus": res.Status}}
 	if res.Accepted() {
 		rec.Result["accepted"] = 1
 	}

@@ -1,5 +1,5 @@
 // Package audit keeps the durable record of what operators did (privacy
-// deletions, test events sent to LinkedIn), in the AUDIT stream: the one place that appends and reads it,
+// deletions), in the AUDIT stream: the one place that appends and reads it,
 // for the CLI, the admin API and the console.
 //
 // A record names the person only by the SHA-256 of the id given, never the
@@ -21,8 +21,10 @@ const (
 	// ActionPrivacyDelete is a privacy deletion (capstan privacy delete,
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
-	// ActionTestEvent is a test conversion sent for real (capstan
-	// test-event, POST /admin/api/destinations/{name}/test-event).
+	// ActionTestEvent is a conversion sent for real as a test (capstan
+	// test-event, POST /admin/api/destinations/{name}/test-event, the
+	// console's event tester); Target names the destination, mapping and
+	// rule, Result["httpStatus"] LinkedIn's status, Error the refusal.
 	ActionTestEvent = "test_event"
 )
 
@@ -37,6 +39,10 @@ type Record struct {
 	By string `json:"by"`
 	// Action is one of the Action* constants.
 	Action string `json:"action"`
+	// Target is what the action was done to, when not a person: a
+	// destination's name, a selection of dead letters. Never a secret or
+	// personal data.
+	Target string `json:"target,omitempty"`
 	// IDKind is the kind of id the request named: "userId",
 	// "anonymousId" or "email".
 	IDKind string `json:"idKind,omitempty"`
@@ -48,14 +54,8 @@ type Record struct {
 	// "suppressed").
 	Result map[string]int `json:"result,omitempty"`
 	// Error is set when the action failed part way; Result then counts
-	// what was done before. For a test event it is why the conversion was
-	// refused or not sent.
+	// what was done before.
 	Error string `json:"error,omitempty"`
-	// Destination and Mapping name what a test event went through; Rule
-	// is the conversion rule id it named.
-	Destination string `json:"destination,omitempty"`
-	Mapping     string `json:"mapping,omitempty"`
-	Rule        string `json:"rule,omitempty"`
 }
 
 // Append stores r durably.
