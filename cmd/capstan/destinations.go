@@ -56,6 +56,7 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 type destination struct {
 	runner *delivery.Runner
 	li     *lidest.Destination
+	test   testDeps // test sends from the console (testevent.go)
 }
 
 // Name returns the destination's name.
@@ -123,7 +124,12 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{runner: runner, li: li})
+		var enr delivery.Enricher
+		if graph != nil {
+			enr = graph
+		}
+		out = append(out, &destination{runner: runner, li: li,
+			test: testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay}})
 	}
 	return out, nil
 }

@@ -34,6 +34,8 @@ dead-letter queue.`,
 		newRestoreCmd(),
 		newVersionCmd(),
 		newHealthcheckCmd(),
+		newTestEventCmd(),
+		newRulesCmd(),
 	)
 	bi := readBuildInfo()
 	root.Version = bi.Version // enables --version
