@@ -56,6 +56,7 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 type destination struct {
 	runner *delivery.Runner
 	li     *lidest.Destination
+	test   testDeps // test sends from the console (testevent.go)
 	// rec reconciles with LinkedIn's reporting; serve runs it every
 	// reconcile.interval unless reconcile.disabled (periodic false).
 	rec      *lidest.Reconciler
@@ -155,8 +156,14 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{runner: runner, li: li, periodic: !dc.Reconcile.Disabled,
-			rec: lidest.NewReconciler(li, dc, runner.Plan, ledger, recMetrics, log)})
+		var enr delivery.Enricher
+		if graph != nil {
+			enr = graph
+		}
+		out = append(out, &destination{runner: runner, li: li,
+			test:     testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay},
+			periodic: !dc.Reconcile.Disabled,
+			rec:      lidest.NewReconciler(li, dc, runner.Plan, ledger, recMetrics, log)})
 	}
 	return out, nil
 }

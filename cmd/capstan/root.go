@@ -23,6 +23,7 @@ dead-letter queue.`,
 		newServeCmd(),
 		newEventsCmd(),
 		newPreviewCmd(),
+		newMigrateCmd(),
 		newDLQCmd(),
 		newReconcileCmd(),
 		newDemoCmd(),
@@ -34,6 +35,8 @@ dead-letter queue.`,
 		newRestoreCmd(),
 		newVersionCmd(),
 		newHealthcheckCmd(),
+		newTestEventCmd(),
+		newRulesCmd(),
 	)
 	bi := readBuildInfo()
 	root.Version = bi.Version // enables --version

@@ -178,6 +178,7 @@ type Runner struct {
 	clock   Clock
 	paused  atomic.Pointer[string]
 	standby atomic.Bool
+	ready   atomic.Bool // Prepare succeeded: the plan's routes are final
 
 	resumeMu sync.Mutex
 	resume   chan struct{} // closed (and replaced) by Resume: wakes every paused sender
@@ -451,7 +452,18 @@ func (r *Runner) prepare(ctx context.Context) error {
 		}
 	}
 	r.unpause()
+	r.ready.Store(true)
 	return nil
+}
+
+// Prepared reports whether the destination is prepared (Serve's Prepare
+// succeeded, or it needs none): from then on the plan's routes, their
+// rule ids included, no longer change and may be read concurrently.
+func (r *Runner) Prepared() bool {
+	if _, ok := r.dest.(Preparer); !ok {
+		return true
+	}
+	return r.ready.Load()
 }
 
 // Run delivers until ctx ends, without preparing or a lease (Serve does
