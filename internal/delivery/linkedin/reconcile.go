@@ -252,7 +252,7 @@ func Reconcile(ctx context.Context, client *capi.Client, account int64, ledger *
 			case rr.Accepted < int64(o.MinAccepted):
 			case matureReported == 0:
 				rr.Flag = FlagNothingReported
-				rr.Reason = fmt.Sprintf("LinkedIn accepted %d conversions more than 72 h ago and reports none: check that the rule is enabled and associated with running campaigns (mappings[].campaigns), and that the events carry li_fat_id or email", rr.Accepted)
+				rr.Reason = fmt.Sprintf("LinkedIn accepted %d conversions more than 72 h ago and reports none: check that the rule is enabled and associated with running campaigns (mappings[].campaigns, or conversion_rule.create.auto_association_type: ALL_CAMPAIGNS), and that the events carry li_fat_id or email", rr.Accepted)
 			case *rr.Ratio < o.MinRatio:
 				rr.Flag = FlagLowRatio
 				rr.Reason = fmt.Sprintf("LinkedIn reports %d of %d accepted conversions (%.0f%%, under %.0f%%): few are matched to members who saw a campaign; send li_fat_id (the click id) or email with more events", matureReported, rr.Accepted, 100**rr.Ratio, 100*o.MinRatio)
