@@ -119,6 +119,14 @@ func ParseMap(specs []string) (map[string]Field, error) {
 	return m, nil
 }
 
+// fieldKeys are the properties and traits that named fields fill, which a
+// column of its own may not fill too.
+var fieldKeys = map[Field]string{
+	FieldRevenue: "properties.revenue", FieldCurrency: "properties.currency", FieldLiFatID: "properties.li_fat_id",
+	FieldEmail: "traits.email", FieldFirstName: "traits.firstName", FieldLastName: "traits.lastName",
+	FieldTitle: "traits.title", FieldCompany: "traits.company", FieldCountry: "traits.address",
+}
+
 // column is one CSV column and where it lands.
 type column struct {
 	name  string // the header as written
@@ -144,6 +152,7 @@ func newLayout(header []string, overrides map[string]Field) (*layout, error) {
 		l.pos[f] = -1
 	}
 	used := map[string]bool{}
+	props := map[string]int{} // properties.X and traits.X: the column that takes it
 	var errs []string
 	for i, h := range header {
 		name := strings.TrimSpace(h)
@@ -156,11 +165,10 @@ func newLayout(header []string, overrides map[string]Field) (*layout, error) {
 			f = hf
 		}
 		switch {
+		case f == "" && name == "":
+			c.field = FieldSkip // an unnamed column has nowhere to go
 		case f == "":
 			c.field, c.prop = Field("properties."+name), name
-			if name == "" {
-				c.field = FieldSkip // an unnamed column has nowhere to go
-			}
 		case strings.HasPrefix(string(f), "properties."):
 			c.field, c.prop = f, strings.TrimPrefix(string(f), "properties.")
 		case strings.HasPrefix(string(f), "traits."):
@@ -175,7 +183,25 @@ func newLayout(header []string, overrides map[string]Field) (*layout, error) {
 				}
 			}
 		}
+		if c.prop != "" || c.trait != "" {
+			key := string(c.field)
+			if j, ok := props[key]; ok {
+				errs = append(errs, fmt.Sprintf("columns %q and %q both become %s (use --map COLUMN=properties.NAME to rename one)", l.cols[j].name, name, key))
+			} else {
+				props[key] = i
+			}
+		}
 		l.cols[i] = c
+	}
+	for _, f := range namedFields {
+		key, ok := fieldKeys[f]
+		if !ok {
+			continue
+		}
+		if j, taken := props[key]; l.pos[f] >= 0 && taken {
+			i := l.pos[f]
+			errs = append(errs, fmt.Sprintf("columns %q and %q both become %s (use --map COLUMN=properties.NAME to rename one)", l.cols[i].name, l.cols[j].name, key))
+		}
 	}
 	var unused []string
 	for k := range overrides {

@@ -169,7 +169,7 @@ type run struct {
 	context []byte // ,"context":{...} of CSV events
 	buf     []byte
 	sum     Summary
-	skip    int        // rows before this were stored by an earlier run
+	skip    int // rows before this were stored by an earlier run
 	req     event.Request
 	reqID   string
 	batch   []stream.Event
