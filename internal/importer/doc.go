@@ -60,11 +60,11 @@
 // Checkpoint per input (ResumeKey: the source and the file's SHA-256) in
 // the state bucket says how many rows from the start are done. It moves
 // only past batches the store confirmed, contiguously, and is written at
-// most once a second, when interrupted and at the end. A run of the same
+// most four times a second, when interrupted and at the end. A run of the same
 // file continues after it: the rows before it are read and checked again
 // (so invalid ones are still reported) but not stored; a file imported
 // completely stores nothing again, however long after. Only the rows
-// stored in the last second before a crash are sent to the stream again by
+// stored in the last quarter second before a crash are sent to the stream again by
 // the next run, and the de-duplication window drops them when the next run
 // comes within engine.dedup_window. Standard input has no identity: it
 // relies on the de-duplication window alone.

@@ -158,7 +158,7 @@ type Options struct {
 	// Inflight is the batches being stored at once. Default 4.
 	Inflight int
 	// SaveEvery is the least time between two checkpoint writes. Default
-	// 1s.
+	// 250ms.
 	SaveEvery time.Duration
 }
 
@@ -240,7 +240,7 @@ func Run(ctx context.Context, in io.Reader, opt Options) (Summary, error) {
 		opt.Inflight = 4
 	}
 	if opt.SaveEvery <= 0 {
-		opt.SaveEvery = time.Second
+		opt.SaveEvery = 250 * time.Millisecond
 	}
 	r := &run{opt: opt, now: opt.Now(), sum: Summary{ByReason: map[string]int{}, DryRun: opt.Store == nil}}
 	r.req = event.Request{ReceivedAt: r.now}

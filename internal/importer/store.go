@@ -93,7 +93,10 @@ func (r *run) flush(ctx context.Context, end, line int) {
 	if r.opt.Store == nil {
 		return
 	}
-	for len(r.queue) >= r.opt.Inflight {
+	// Take the batches already stored (so the resume point follows the
+	// store closely), then wait for the oldest while too many are in
+	// flight.
+	for len(r.queue) > 0 && (len(r.queue) >= r.opt.Inflight || isDone(r.queue[0])) {
 		r.complete(ctx, r.queue[0])
 		r.queue = r.queue[1:]
 	}
@@ -109,6 +112,15 @@ func (r *run) flush(ctx context.Context, end, line int) {
 		}()
 	}
 	r.queue = append(r.queue, p)
+}
+
+func isDone(p *pending) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // appendRetry appends evs, waiting and trying again while the store is
