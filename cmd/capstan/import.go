@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -97,7 +98,18 @@ type importCmd struct {
 	stdout, stderr              io.Writer
 }
 
+// importMemLimit is the Go runtime's soft memory limit during an import
+// (unless GOMEMLIMIT is set): an import's own memory is small and flat
+// (batches in flight), but with capstan stopped the embedded engine runs in
+// this process and keeps the de-duplication window's ids in memory (about
+// 200 bytes an event), so a large import would otherwise let the heap grow
+// to twice that before collecting.
+const importMemLimit = 256 << 20
+
 func (c *importCmd) run(parent context.Context, cfgPath string) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(importMemLimit)
+	}
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return err

@@ -332,7 +332,7 @@ func (s *cutStore) Append(ctx context.Context, evs []stream.Event) ([]stream.Res
 	return s.w.Append(ctx, evs)
 }
 
-func openStore(t *testing.T) (*stream.Engine, *stream.Writer) {
+func openStore(t testing.TB) (*stream.Engine, *stream.Writer) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
