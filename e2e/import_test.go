@@ -218,7 +218,7 @@ func TestImportCRM(t *testing.T) {
 	}
 
 	// 6. capstan again: every valid row reaches LinkedIn exactly once.
-	srv = startServer(t, cfg)
+	startServer(t, cfg)
 	total := rows - len(bad) + 1
 	convs := byEventID(t, sb.waitConversions(total, 180*time.Second, "the imported rows"))
 	for id := range want {

@@ -354,17 +354,13 @@ func (r *run) readCSV(ctx context.Context, br *bufio.Reader) error {
 		r.sum.Rows++
 		var pe *csv.ParseError
 		if err != nil {
-			line := 0
-			detail := err.Error()
-			reason := ReasonQuoting
-			if errors.As(err, &pe) {
-				line, detail = pe.StartLine, pe.Err.Error()
-				if errors.Is(pe.Err, csv.ErrFieldCount) {
-					reason = ReasonFieldCount
-					detail = fmt.Sprintf("%d fields; the header has %d", len(rec), len(header))
-				} else {
-					detail = fmt.Sprintf("%s (line %d, column %d)", pe.Err, pe.Line, pe.Column)
-				}
+			if !errors.As(err, &pe) {
+				return fmt.Errorf("read %s: %w", r.opt.Name, err)
+			}
+			line, reason := pe.StartLine, ReasonQuoting
+			detail := fmt.Sprintf("%s (line %d, column %d)", pe.Err, pe.Line, pe.Column)
+			if errors.Is(pe.Err, csv.ErrFieldCount) {
+				reason, detail = ReasonFieldCount, fmt.Sprintf("%d fields; the header has %d", len(rec), len(header))
 			}
 			r.line = line
 			r.invalid(RowError{Line: line, Field: "row", Reason: reason, Detail: detail})

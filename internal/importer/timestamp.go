@@ -35,7 +35,7 @@ func ParseTimestamp(s string) (time.Time, error) {
 			n *= 1000
 		}
 		if n > maxUnixMillis {
-			return time.Time{}, errors.New("Unix timestamp after 2100-01-01")
+			return time.Time{}, errors.New("a Unix timestamp after 2100-01-01")
 		}
 		return time.UnixMilli(n).UTC(), nil
 	}
