@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"path/filepath"
 	"strings"
@@ -174,7 +175,8 @@ type run struct {
 	reqID   string
 	batch   []stream.Event
 	counted *countingReader
-	line    int // the line of the last row read
+	line    int       // the line of the last row read
+	hash    hash.Hash // rowID's, reused
 
 	// storing
 	queue              []*pending // batches in flight, oldest first
@@ -523,7 +525,7 @@ func (r *run) add(ctx context.Context, idx, line int, raw []byte, rerr *rowError
 		}
 		return
 	}
-	sev.Doc = append([]byte(nil), sev.Doc...) // raw may be r.buf, reused
+	// sev.Doc is Normalize's own copy: raw (r.buf, reused) is not kept.
 	sev.RequestID, sev.UserAgent = r.reqID, r.opt.UserAgent
 	r.batch = append(r.batch, sev)
 	r.maybeFlush(ctx, idx+1, line)

@@ -62,6 +62,27 @@ func contentID(source string, parts ...string) string {
 	return idPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
+// rowID is contentID of a CSV row: the source, then each column's name and
+// value, without building the list.
+func (r *run) rowID(l *layout, rec []string) string {
+	if r.hash == nil {
+		r.hash = sha256.New()
+	}
+	h := r.hash
+	h.Reset()
+	h.Write([]byte(r.opt.Source))
+	for i, c := range l.cols {
+		if i < len(rec) {
+			h.Write([]byte{0})
+			h.Write([]byte(c.name))
+			h.Write([]byte{0})
+			h.Write([]byte(strings.TrimSpace(rec[i])))
+		}
+	}
+	var sum [sha256.Size]byte
+	return idPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
 // appendString appends s as a JSON string.
 func appendString(b []byte, s string) []byte { return event.StringValue(s).AppendJSON(b) }
 
@@ -132,13 +153,7 @@ func (r *run) csvRow(l *layout, rec []string) ([]byte, *rowError) {
 	}
 	msgID := val(FieldMessageID)
 	if msgID == "" {
-		parts := make([]string, 0, 2*len(rec))
-		for i, c := range l.cols {
-			if i < len(rec) {
-				parts = append(parts, c.name, strings.TrimSpace(rec[i]))
-			}
-		}
-		msgID = contentID(r.opt.Source, parts...)
+		msgID = r.rowID(l, rec)
 	}
 
 	b := r.buf[:0]
