@@ -88,18 +88,19 @@ measure() {
 		return 1
 	}
 	tail -1 "$log" >&2
-	local wall rss cpu secs rate serve_rss=- stored
+	local wall rss cpu secs rate serve_rss=- stored cpus
 	wall=$(field "Elapsed (wall clock)" "$tv")
 	rss=$(field "Maximum resident set size" "$tv")
 	cpu=$(field "Percent of CPU this job got" "$tv")
+	cpus=$(awk -v u="$(field "User time" "$tv")" -v s="$(field "System time" "$tv")" -v r="$ROWS" 'BEGIN { printf "%.1f s (%.0f µs/row)", u + s, (u + s) * 1e6 / r }')
 	secs=$(seconds "$wall")
 	rate=$(awk -v r="$ROWS" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
 	if [[ -n $spid ]]; then
 		serve_rss=$(awk '/VmHWM/ { printf "%.0f MB", $2 / 1024 }' "/proc/$spid/status")
 	fi
 	stored=$("$CAPSTAN" events tail --config "$cfg" | wc -l)
-	printf '| %s | %s | %s | %s s | **%s** | %s | **%.0f MB** | %s | %s |\n' \
-		"$target" "$ROWS" "$stored" "$secs" "$rate" "$cpu" "$((rss / 1024))" "$serve_rss" "$(tail -1 "$log" | sed "s|^.*/||")" >>"$TABLE"
+	printf '| %s | %s | %s | %s s | **%s** | %s, %s | **%.0f MB** | %s | %s |\n' \
+		"$target" "$ROWS" "$stored" "$secs" "$rate" "$cpu" "$cpus" "$((rss / 1024))" "$serve_rss" "$(tail -1 "$log" | sed "s|^.*/||")" >>"$TABLE"
 	[[ $stored == "$ROWS" ]] || { echo "the stream holds $stored events, want $ROWS" >&2; return 1; }
 }
 
@@ -135,7 +136,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo "\"stopped\": the import opens the data directory (the engine runs in its process);"
 	echo "\"running\": capstan serve runs and the import writes through its engine's local port."
 	echo
-	echo "| capstan | rows | stored | wall | rows/s | CPU | import max RSS | serve peak RSS | summary |"
+	echo "| capstan | rows | stored | wall | rows/s | import CPU (share, user+sys) | import max RSS | serve peak RSS | summary |"
 	echo "|---|---|---|---|---|---|---|---|---|"
 	cat "$TABLE"
 	echo
