@@ -289,3 +289,53 @@ func TestImportUsage(t *testing.T) {
 		t.Errorf("%d events stored", len(evs))
 	}
 }
+
+// TestImportJSONLStdin: Segment events piped in as JSONL are stored as
+// they are (a missing messageId made from the line), and piping them again
+// stores nothing: standard input has no resume point, the stream's
+// de-duplication keeps one copy.
+func TestImportJSONLStdin(t *testing.T) {
+	cfg := newConfig(t)
+	dir := filepath.Dir(cfg)
+	ts := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	in := strings.Join([]string{
+		`{"type":"identify","userId":"u1","traits":{"email":"ann@example.com"},"messageId":"id-1"}`,
+		`{"type":"track","event":"Order Completed","userId":"u1","timestamp":"` + ts + `","properties":{"revenue":49.9,"currency":"USD"}}`,
+		`{"type":"track","event":"Order Completed","userId":"u2","timestamp":"2020-01-01T00:00:00Z"}`,
+		`{"type":"page","anonymousId":"a1","name":"Home"}`,
+		`{"type":"track"`,
+	}, "\n") + "\n"
+	run := func() (int, string) {
+		t.Helper()
+		cmd := exec.Command(capstanBin, "import", "--config", cfg, "--format", "jsonl", "-")
+		cmd.Dir = dir
+		cmd.Stdin = strings.NewReader(in)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	}
+	code, stderr := run()
+	if code != 3 || !strings.Contains(stderr, "-:3: timestamp: 2020-01-01T00:00:00Z is") || !strings.Contains(stderr, "-:5: event: ") ||
+		!strings.Contains(stderr, "-: 5 rows read, 3 stored, 0 duplicates, 2 invalid (1 invalid JSON, 1 older than 90 days)") {
+		t.Fatalf("first run: exit %d:\n%s", code, stderr)
+	}
+	code, stderr = run()
+	if code != 3 || !strings.Contains(stderr, "-: 5 rows read, 0 stored, 3 duplicates, 2 invalid") {
+		t.Fatalf("second run: exit %d:\n%s", code, stderr)
+	}
+	evs := tailEvents(t, cfg)
+	if len(evs) != 3 {
+		t.Fatalf("%d events stored, want 3", len(evs))
+	}
+	var track struct {
+		MessageID  string `json:"messageId"`
+		Properties struct {
+			Revenue json.Number `json:"revenue"`
+		} `json:"properties"`
+	}
+	mustUnmarshal(t, evs[1].Event, &track)
+	if !strings.HasPrefix(track.MessageID, "import-") || track.Properties.Revenue != "49.9" || evs[0].MessageID() != "id-1" {
+		t.Errorf("stored %s and %s", evs[0].Event, evs[1].Event)
+	}
+}
