@@ -67,7 +67,9 @@
 // stored in the last quarter second before a crash are sent to the stream again by
 // the next run, and the de-duplication window drops them when the next run
 // comes within engine.dedup_window. Standard input has no identity: it
-// relies on the de-duplication window alone.
+// relies on the de-duplication window alone, and so do rows shared by two
+// different files (overlapping exports) imported further apart than the
+// window.
 //
 // Package importer imports event, ingest (for ServerEvent) and stream; it
 // never imports delivery, linkedin, mapping or sandbox, and knows nothing
