@@ -54,9 +54,9 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 // destination is one configured destination, wired: its runner and its
 // LinkedIn side. It is what the admin surface and /readyz see.
 type destination struct {
-	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
+	test   testDeps // test sends from the console (testevent.go)
 }
 
 // Name returns the destination's name.
@@ -124,7 +124,12 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{plan: p, runner: runner, li: li})
+		var enr delivery.Enricher
+		if graph != nil {
+			enr = graph
+		}
+		out = append(out, &destination{runner: runner, li: li,
+			test: testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay}})
 	}
 	return out, nil
 }

@@ -24,6 +24,7 @@ dead-letter queue.`,
 		newEventsCmd(),
 		newImportCmd(),
 		newPreviewCmd(),
+		newMigrateCmd(),
 		newDLQCmd(),
 		newDemoCmd(),
 		newSandboxCmd(),
@@ -34,6 +35,8 @@ dead-letter queue.`,
 		newRestoreCmd(),
 		newVersionCmd(),
 		newHealthcheckCmd(),
+		newTestEventCmd(),
+		newRulesCmd(),
 	)
 	bi := readBuildInfo()
 	root.Version = bi.Version // enables --version

@@ -64,6 +64,20 @@ var rules = []rule{
 		direct: true,
 	},
 	{
+		// migrate translates bytes to bytes: the command reads and writes
+		// the files, and nothing of the engine or of delivery is involved.
+		name: "migrate touches neither the engine, delivery, ingest nor the sandbox",
+		from: []pattern{tree("internal/migrate")},
+		not:  []pattern{tree("internal/stream"), tree("internal/delivery"), tree("internal/ingest"), tree("internal/sandbox"), extTree("github.com/nats-io")},
+	},
+	{
+		// Direct only, as for mapping.
+		name:   "migrate does no I/O (no os, os/exec, net, net/http)",
+		from:   []pattern{tree("internal/migrate")},
+		not:    []pattern{ext("os"), ext("os/exec"), ext("net"), ext("net/http")},
+		direct: true,
+	},
+	{
 		name: "event is a leaf",
 		from: []pattern{pkg("internal/event")},
 		not:  []pattern{anyPkg()},
