@@ -22,6 +22,7 @@ dead-letter queue.`,
 	root.AddCommand(
 		newServeCmd(),
 		newEventsCmd(),
+		newImportCmd(),
 		newPreviewCmd(),
 		newMigrateCmd(),
 		newDLQCmd(),
