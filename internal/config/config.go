@@ -353,12 +353,16 @@ type Destination struct {
 
 // Auth holds a destination's OAuth credentials.
 type Auth struct {
-	// AccessToken is the member access token. Required.
+	// AccessToken is the member access token. Required, unless client_id
+	// and client_secret are set and `capstan auth linkedin` (or the
+	// console's Connect LinkedIn) obtains the tokens; until then the
+	// destination is paused.
 	AccessToken Secret `yaml:"access_token"`
 	// ExpiresAt is when the access token expires (RFC 3339), for warnings. Optional.
 	ExpiresAt string `yaml:"expires_at"`
-	// RefreshToken, ClientID and ClientSecret allow automatic refresh. Optional,
-	// but all three together.
+	// RefreshToken, ClientID and ClientSecret allow automatic refresh. Optional;
+	// a refresh token needs the client id and secret, which go together and
+	// also serve to connect and to introspect the token.
 	RefreshToken Secret `yaml:"refresh_token"`
 	ClientID     Secret `yaml:"client_id"`
 	ClientSecret Secret `yaml:"client_secret"`
@@ -366,6 +370,19 @@ type Auth struct {
 	// Default "https://www.linkedin.com/oauth/v2/accessToken"; the
 	// sandbox's /oauth/v2/accessToken in demos and tests.
 	TokenURL string `yaml:"token_url"`
+	// AuthorizeURL is LinkedIn's authorization page, where connecting
+	// (`capstan auth linkedin`, the console's Connect LinkedIn) sends the
+	// member. Default: token_url's sibling /authorization
+	// ("https://www.linkedin.com/oauth/v2/authorization").
+	AuthorizeURL string `yaml:"authorize_url"`
+	// RedirectURI is the redirect URL registered on the LinkedIn app (its
+	// Auth tab) for connecting: for the console, capstan's public admin
+	// address plus /admin/oauth/callback
+	// ("https://capstan.example.com/admin/oauth/callback"); a loopback
+	// http://127.0.0.1:PORT/... URL is used by `capstan auth linkedin`
+	// (default there http://127.0.0.1:8765/oauth/linkedin/callback). No
+	// fragment (#). Optional.
+	RedirectURI string `yaml:"redirect_uri"`
 }
 
 // DestinationRateLimit is LinkedIn's per-token limit.

@@ -199,6 +199,11 @@ func TestParseErrors(t *testing.T) {
 			[]string{"c.yaml:2:18: engine.dlq.max_age: must be at least 1h, got 10m", "c.yaml:2:34: engine.dlq.max_bytes: must be at least 1048576 (1 MiB), got 1000"}},
 		{"rule id or create", minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings: [{name: m}]\n",
 			[]string{"destinations[0].mappings[0].conversion_rule: required"}},
+		{"connect credentials", minimal + "destinations:\n  - name: li\n    auth: {client_id: a, authorize_url: 'ftp://x', redirect_uri: 'https://c.example/admin/oauth/callback#x'}\n    mappings:\n      - name: m\n        conversion_rule: {id: 1}\n",
+			[]string{"destinations[0].auth.access_token: required (or client_id and client_secret, then run `capstan auth linkedin` to connect)",
+				"destinations[0].auth: client_id and client_secret go together",
+				`destinations[0].auth.authorize_url: must be an absolute http(s) URL, got "ftp://x"`,
+				"destinations[0].auth.redirect_uri: must not contain a fragment (#)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,4 +425,21 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = Parse("f.yaml", b, env(nil))
 	})
+}
+
+// A destination with only the OAuth client is valid: `capstan auth
+// linkedin` connects it. The authorization page defaults next to the token
+// endpoint.
+func TestConnectOnlyDestination(t *testing.T) {
+	text := minimal + "destinations:\n  - name: li\n    auth: {client_id: a, client_secret: b, token_url: 'http://127.0.0.1:9/oauth/v2/accessToken'}\n    mappings:\n      - name: m\n        conversion_rule: {id: 1}\n  - name: li2\n    auth: {client_id: a, client_secret: b, token_url: 'https://proxy.example/token'}\n    mappings:\n      - name: m\n        conversion_rule: {id: 1}\n"
+	cfg, err := Parse("c.yaml", []byte(text), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Destinations[0].Auth.AuthorizeURL; got != "http://127.0.0.1:9/oauth/v2/authorization" {
+		t.Errorf("authorize_url = %q", got)
+	}
+	if got := cfg.Destinations[1].Auth.AuthorizeURL; got != DefaultAuthorizeURL {
+		t.Errorf("authorize_url = %q", got)
+	}
 }

@@ -377,12 +377,25 @@ func (v *validator) destinations() {
 }
 
 func (v *validator) auth(p string, a Auth) {
-	refresh := a.RefreshToken != "" || a.ClientID != "" || a.ClientSecret != ""
-	if a.AccessToken == "" && !refresh {
-		v.errorf(p+".access_token", "required (or refresh_token, client_id and client_secret)")
+	client := a.ClientID != "" && a.ClientSecret != ""
+	if a.AccessToken == "" && a.RefreshToken == "" && !client {
+		v.errorf(p+".access_token", "required (or client_id and client_secret, then run `capstan auth linkedin` to connect)")
 	}
-	if refresh && (a.RefreshToken == "" || a.ClientID == "" || a.ClientSecret == "") {
+	if a.RefreshToken != "" && !client {
 		v.errorf(p, "refresh_token, client_id and client_secret go together: set all three or none")
+	} else if (a.ClientID != "") != (a.ClientSecret != "") {
+		v.errorf(p, "client_id and client_secret go together: set both or neither")
+	}
+	for _, kv := range [][2]string{{"authorize_url", a.AuthorizeURL}, {"redirect_uri", a.RedirectURI}} {
+		key, val := kv[0], kv[1]
+		if val == "" {
+			continue
+		}
+		if u, err := url.Parse(val); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(p+"."+key, "must be an absolute http(s) URL, got %q", val)
+		} else if u.Fragment != "" || strings.Contains(val, "#") {
+			v.errorf(p+"."+key, "must not contain a fragment (#): LinkedIn refuses it, got %q", val)
+		}
 	}
 	if u, err := url.Parse(a.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		v.errorf(p+".token_url", "must be an http(s) URL, got %q", a.TokenURL)
