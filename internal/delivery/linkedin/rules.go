@@ -26,13 +26,16 @@ func stateKey(kind, dest, name string) string {
 	return kind + "." + dest + "." + hex.EncodeToString(sum[:8])
 }
 
-// Prepare gives every route of plan its conversion rule: rules to create
+// Prepare checks the token (CheckAccess), then gives every route of plan its conversion rule: rules to create
 // are created once — their ids are kept in the state bucket, so restarts
 // and other replicas reuse them, and EnsureRule adopts a rule of the same
 // name if the id was lost — and the configured campaigns are associated
 // (again only when the list changed). It runs before the plan is used
 // concurrently (delivery.Runner.Serve).
 func (d *Destination) Prepare(ctx context.Context, plan *delivery.Plan) error {
+	if err := d.CheckAccess(ctx); err != nil {
+		return err
+	}
 	if err := prepareRules(ctx, d.client, d.state, d.account, plan); err != nil {
 		return fmt.Errorf("conversion rules: %w", err)
 	}
