@@ -256,6 +256,14 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 	for _, d := range dests {
 		g.Go(func() error { return d.runner.Serve(gctx) })
+		// A token `capstan auth linkedin` stores while this runs is put
+		// in use at once and resumes a paused destination.
+		g.Go(func() error {
+			if err := d.li.WatchToken(gctx, d.runner.Resume); err != nil {
+				log.Warn("connected tokens are picked up at the next start only", "destination", d.Name(), "error", err)
+			}
+			return nil
+		})
 	}
 	for i, srv := range srvs {
 		g.Go(func() error {

@@ -21,6 +21,9 @@ const (
 	// ActionPrivacyDelete is a privacy deletion (capstan privacy delete,
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
+	// ActionLinkedInConnect is a LinkedIn destination connected with new
+	// tokens (capstan auth linkedin, the console's Connect LinkedIn).
+	ActionLinkedInConnect = "linkedin_connect"
 )
 
 // Record is one audit record.
@@ -44,6 +47,11 @@ type Record struct {
 	// ("graphKeysRemoved", "eventsDeleted", "deadLettersDeleted",
 	// "suppressed").
 	Result map[string]int `json:"result,omitempty"`
+	// Destination names the destination the action concerned.
+	Destination string `json:"destination,omitempty"`
+	// Detail says what was done, never with a secret ("ad account
+	// 508747394 (ACCOUNT_MANAGER), scopes r_ads,rw_conversions").
+	Detail string `json:"detail,omitempty"`
 	// Error is set when the action failed part way; Result then counts
 	// what was done before.
 	Error string `json:"error,omitempty"`
