@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +59,7 @@ type destination struct {
 	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
+	cfg    config.Destination
 }
 
 // Name returns the destination's name.
@@ -74,6 +77,48 @@ func (d *destination) InstallToken(ctx context.Context, accessToken string, expi
 		return fmt.Errorf("%w: %w", admin.ErrTokenNotSaved, err)
 	}
 	return err
+}
+
+// ConnectRedirectURI is the destination's auth.redirect_uri (admin.Connector).
+func (d *destination) ConnectRedirectURI() string { return d.cfg.Auth.RedirectURI }
+
+// StartConnect starts the console's Connect LinkedIn (admin.Connector).
+func (d *destination) StartConnect(redirectURI string) (string, string, error) {
+	return lidest.StartConnect(d.cfg, redirectURI)
+}
+
+// FinishConnect finishes the console's Connect LinkedIn: a token that can
+// deliver to the configured ad account is installed and delivery resumed
+// (admin.Connector).
+func (d *destination) FinishConnect(ctx context.Context, q url.Values, state, redirectURI string) (string, []string, error) {
+	conn, err := lidest.FinishConnect(ctx, d.cfg, q, state, redirectURI, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	if conn.Problem != nil {
+		return "", nil, fmt.Errorf("the new token was not installed: %w", conn.Problem)
+	}
+	if d.cfg.AdAccount == 0 {
+		var ids []string
+		for _, a := range conn.Writable() {
+			ids = append(ids, fmt.Sprintf("%d (%s)", a.Account, a.Role))
+		}
+		return "", nil, fmt.Errorf("the destination has no ad_account: set destinations[%s].ad_account to one the member may write to (%s), reload, and connect again",
+			d.Name(), strings.Join(ids, ", "))
+	}
+	role := ""
+	for _, a := range conn.Access.Accounts {
+		if a.Account == d.cfg.AdAccount {
+			role = a.Role
+		}
+	}
+	summary := connectDetail(d.cfg.AdAccount, role, conn)
+	err = d.li.InstallConnected(ctx, conn.Token)
+	d.runner.Resume()
+	if errors.Is(err, lidest.ErrTokenNotSaved) {
+		return summary, conn.Warnings(), fmt.Errorf("the token is in use but could not be saved; it will be lost on restart: connect again once the engine is healthy")
+	}
+	return summary, conn.Warnings(), err
 }
 
 // newDestinations builds the destinations and their runners.
@@ -124,7 +169,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{plan: p, runner: runner, li: li})
+		out = append(out, &destination{plan: p, runner: runner, li: li, cfg: dc})
 	}
 	return out, nil
 }

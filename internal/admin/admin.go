@@ -142,6 +142,8 @@ type Server struct {
 
 	mux   *http.ServeMux
 	roles map[string]Role // by route pattern
+
+	connects connects // LinkedIn connections waiting for their callback
 }
 
 // New builds the admin API. It reports every problem of cfg and deps at
@@ -203,6 +205,7 @@ func (s *Server) routes() {
 	s.route("GET /admin/api/destinations", RoleViewer, s.listDestinations)
 	s.route("GET /admin/api/destinations/{name}", RoleViewer, s.showDestination)
 	s.route("PUT /admin/api/destinations/{name}/token", RoleOperator, s.installToken)
+	s.route("POST /admin/api/destinations/{name}/connect", RoleOperator, s.startConnect)
 	s.route("GET /admin/api/identity", RoleViewer, s.showIdentity)
 	s.route("DELETE /admin/api/identity", RoleOperator, s.deleteIdentity)
 	s.route("GET /admin/api/dlq", RoleViewer, s.listDeadLetters)
@@ -238,6 +241,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if r.URL.Path == CallbackPath { // the state is its credential
+		s.oauthCallback(w, r)
+		return
+	}
 	p, ok := s.authenticate(r)
 	if !ok {
 		h.Set("WWW-Authenticate", `Bearer realm="capstan admin"`)

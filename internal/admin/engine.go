@@ -62,3 +62,8 @@ type EngineAudit struct {
 func (a EngineAudit) Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error) {
 	return audit.Read(ctx, a.Engine, since, limit)
 }
+
+// Append implements AuditWriter.
+func (a EngineAudit) Append(ctx context.Context, r audit.Record) error {
+	return audit.Append(ctx, a.Engine, r)
+}
