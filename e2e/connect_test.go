@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// connectConfig writes a configuration whose destination has the sandbox
+// app's client id and secret, and accessToken ("" for none).
+func connectConfig(t testing.TB, dir string, sb *sandboxProc, accessToken string) string {
+	t.Helper()
+	path := writeDeliveryConfig(t, dir, "capstan.yaml", filepath.Join(dir, "data"), "", linkedInDest{sandbox: sb, accessToken: accessToken})
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "    auth:\n", "    auth:\n      client_id: sandbox-client\n      client_secret: sandbox-secret\n", 1)
+	if accessToken == "" {
+		text = strings.Replace(text, "      access_token: \"\"\n", "", 1)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// authRun is one `capstan auth linkedin` in progress.
+type authRun struct {
+	cmd    *exec.Cmd
+	url    string
+	stdout *syncBuf
+	stderr *syncBuf
+	done   chan struct{}
+	code   int
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startAuth runs `capstan auth linkedin` for cfg on a free loopback port
+// and returns once it printed the authorization URL.
+func startAuth(t *testing.T, cfg string, extra ...string) *authRun {
+	t.Helper()
+	args := append([]string{"auth", "linkedin", "--config", cfg, "--destination", "linkedin",
+		"--redirect-uri", "http://127.0.0.1:0/oauth/linkedin/callback", "--timeout", "2m"}, extra...)
+	a := &authRun{cmd: exec.Command(capstanBin, args...), stderr: &syncBuf{}, stdout: &syncBuf{}, done: make(chan struct{})}
+	a.cmd.Dir = filepath.Dir(cfg)
+	pr, pw := io.Pipe()
+	a.cmd.Stdout = io.MultiWriter(pw, a.stdout)
+	a.cmd.Stderr = a.stderr
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = a.cmd.Wait()
+		a.code = a.cmd.ProcessState.ExitCode()
+		pw.Close()
+		close(a.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-a.done:
+		default:
+			_ = a.cmd.Process.Kill()
+			<-a.done
+		}
+	})
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "http") && strings.Contains(l, "/oauth/v2/authorization?") {
+				select {
+				case urls <- l:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	select {
+	case a.url = <-urls:
+	case <-a.done:
+		t.Fatalf("capstan auth linkedin exited %d before printing the URL:\n%s\n%s", a.code, a.stdout, a.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("capstan auth linkedin printed no URL in 60s:\n%s\n%s", a.stdout, a.stderr)
+	}
+	return a
+}
+
+// wait waits for the command to exit and returns its exit code.
+func (a *authRun) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-a.done:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("capstan auth linkedin still running:\n%s\n%s", a.stdout, a.stderr)
+	}
+	return a.code
+}
+
+// consentResult is consent.mjs's answer.
+type consentResult struct {
+	OK      bool     `json:"ok"`
+	Error   string   `json:"error"`
+	Scopes  []string `json:"scopes"`
+	URL     string   `json:"url"`
+	Message string   `json:"message"`
+}
+
+// clickConsent opens authURL in Chromium and clicks button on the consent
+// page.
+func clickConsent(t *testing.T, authURL, button string) consentResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(e2eDir, "browser", "consent.mjs"), t.TempDir(), authURL, button, chromiumPath)
+	cmd.Dir = e2eDir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	_ = cmd.Run()
+	var r consentResult
+	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &r); err != nil || !r.OK {
+		t.Fatalf("consent.mjs %s: %v %+v\n%s\n%s", button, err, r, out.String(), errb.String())
+	}
+	return r
+}
+
+// TestConnectLinkedIn connects a destination the way a new user does, with
+// capstan serve running: the configured token lacks rw_conversions, so the
+// destination is paused with a message naming the scope and the command
+// while the events wait; `capstan auth linkedin` is clicked through the
+// sandbox's consent page in Chromium: Cancel gives a clear message, a
+// consent that again yields no rw_conversions is refused and stores
+// nothing, and Allow stores the new tokens, which the running server picks
+// up: the waiting conversions are delivered with the new token.
+func TestConnectLinkedIn(t *testing.T) {
+	requireBrowser(t)
+	sb := startSandbox(t)
+	sb.control(http.MethodPost, "/_sandbox/tokens", `{"token":"no-conversions","scopes":["r_ads"]}`, nil)
+	dir := t.TempDir()
+	cfg := connectConfig(t, dir, sb, "no-conversions")
+	srv := startServerListening(t, cfg)
+	hc := newHTTPClient(t)
+
+	evs, ids := signUps("conn", 5)
+	sendEvents(t, hc, srv.URL, evs)
+	reason, last := waitPaused(t, hc, srv.URL, 30*time.Second)
+	if reason == "" {
+		t.Fatalf("/readyz does not report the destination paused for its token: %d %+v", last.HTTPStatus, last)
+	}
+	for _, want := range []string{"lacks the rw_conversions scope", "capstan auth linkedin --config FILE --destination linkedin"} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("pause reason %q lacks %q", reason, want)
+		}
+	}
+	if n := len(sb.conversions()); n != 0 {
+		t.Fatalf("%d conversions delivered with a token without rw_conversions", n)
+	}
+
+	// Cancel on the consent page.
+	a := startAuth(t, cfg)
+	for _, want := range []string{"response_type=code", "client_id=sandbox-client", "scope=r_ads%20r_ads_reporting%20rw_conversions", "state="} {
+		if !strings.Contains(a.url, want) {
+			t.Errorf("authorization URL %s lacks %s", a.url, want)
+		}
+	}
+	r := clickConsent(t, a.url, "Cancel")
+	if code := a.wait(t); code == 0 || !strings.Contains(a.stderr.String(), "refused the permissions on LinkedIn's consent page (user_cancelled_authorize)") {
+		t.Errorf("after Cancel: exit %d\n%s", code, a.stderr)
+	}
+	if !strings.Contains(r.Message, "Not connected") || !strings.Contains(r.Message, "choose Allow") {
+		t.Errorf("callback page after Cancel: %+v", r)
+	}
+
+	// The app grants no rw_conversions: refused, nothing stored.
+	sb.control(http.MethodPost, "/_sandbox/consent", `{"scopes":["r_ads","r_ads_reporting"]}`, nil)
+	a = startAuth(t, cfg)
+	r = clickConsent(t, a.url, "Allow")
+	if code := a.wait(t); code == 0 || !strings.Contains(a.stderr.String(), "the new token was not stored") ||
+		!strings.Contains(a.stderr.String(), "lacks the rw_conversions scope") {
+		t.Errorf("token without rw_conversions: exit %d\n%s", code, a.stderr)
+	}
+	if !strings.Contains(r.Message, "lacks the rw_conversions scope") {
+		t.Errorf("callback page: %+v", r)
+	}
+	if n := len(sb.conversions()); n != 0 {
+		t.Fatalf("%d conversions delivered after a refused connection", n)
+	}
+
+	// Allow with the app's full scopes: connected; the running server
+	// delivers the waiting conversions with the new token.
+	sb.control(http.MethodPost, "/_sandbox/consent", `{}`, nil)
+	a = startAuth(t, cfg)
+	r = clickConsent(t, a.url, "Allow")
+	if got := strings.Join(r.Scopes, " "); got != "r_ads r_ads_reporting rw_conversions" {
+		t.Errorf("consent page asked for %q", got)
+	}
+	if code := a.wait(t); code != 0 {
+		t.Fatalf("connect: exit %d\n%s\n%s", code, a.stdout, a.stderr)
+	}
+	out := a.stdout.String()
+	for _, want := range []string{"Connected destination linkedin.", fmt.Sprintf("ad account:     %d (ACCOUNT_MANAGER)", testAdAccount),
+		"scopes:         r_ads, r_ads_reporting, rw_conversions", "refresh token:  expires"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(r.Message, "Connected") {
+		t.Errorf("callback page: %+v", r)
+	}
+	convs := sb.waitConversions(len(ids), 30*time.Second, "after connecting")
+	checkAllOnce(t, convs, ids, "after connecting")
+	waitReady(t, hc, srv.URL, 10*time.Second)
+	for _, rec := range sb.records() {
+		if rec.Token == "no-conversions" || !strings.HasPrefix(rec.Token, "AQV") {
+			t.Errorf("%s was accepted with token %q, want the connected one", rec.EventID, rec.Token)
+		}
+	}
+	// No token in capstan's output.
+	for _, rec := range sb.records() {
+		if strings.Contains(srv.Output(), rec.Token) || strings.Contains(out, rec.Token) {
+			t.Errorf("the access token appears in capstan's output")
+			break
+		}
+	}
+
+	// Stopped, then started again: the stored token is the one in use.
+	srv.Signal(syscall.SIGTERM)
+	srv.Wait(60 * time.Second)
+	srv = startServer(t, cfg)
+	evs, more := signUps("conn2", 2)
+	sendEvents(t, hc, srv.URL, evs)
+	convs = sb.waitConversions(len(ids)+len(more), 30*time.Second, "after a restart")
+	checkAllOnce(t, convs, append(ids, more...), "after a restart")
+}
