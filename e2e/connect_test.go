@@ -261,3 +261,78 @@ func TestConnectLinkedIn(t *testing.T) {
 	convs = sb.waitConversions(len(ids)+len(more), 30*time.Second, "after a restart")
 	checkAllOnce(t, convs, append(ids, more...), "after a restart")
 }
+
+// TestConnectLinkedInConsole connects from the console's side: an
+// operator's POST /admin/api/destinations/linkedin/connect gives the
+// authorization URL; Allow on the sandbox's consent page (Chromium) comes
+// back to /admin/oauth/callback, which installs the token, resumes the
+// destination and records who did it in the audit log.
+func TestConnectLinkedInConsole(t *testing.T) {
+	requireBrowser(t)
+	const admin = "admin-secret-connect"
+	sb := startSandbox(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := connectConfig(t, dir, sb, "")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), `addr: "127.0.0.1:0"`, fmt.Sprintf("addr: %q\n  admin_token: %q", addr, admin), 1)
+	text = strings.Replace(text, "      client_id: sandbox-client\n", "      client_id: sandbox-client\n      redirect_uri: http://"+addr+"/admin/oauth/callback\n", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startServerListening(t, cfg)
+	hc := newHTTPClient(t)
+	if !poll(30*time.Second, func() bool {
+		res, err := hc.Get("http://" + addr + "/readyz")
+		if err == nil {
+			res.Body.Close()
+		}
+		return err == nil
+	}) {
+		t.Fatal("capstan serve does not answer")
+	}
+	srvURL := "http://" + addr
+	reason, last := waitPaused(t, hc, srvURL, 30*time.Second)
+	if !strings.Contains(reason, "no access token yet") {
+		t.Fatalf("a destination not connected yet: %q %+v", reason, last)
+	}
+	evs, ids := signUps("console", 3)
+	sendEvents(t, hc, srvURL, evs)
+
+	req, _ := http.NewRequest(http.MethodPost, srvURL+"/admin/api/destinations/linkedin/connect", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	res, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started struct {
+		URL string `json:"url"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&started)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 || !strings.Contains(started.URL, "redirect_uri=http%3A%2F%2F"+strings.ReplaceAll(addr, ":", "%3A")+"%2Fadmin%2Foauth%2Fcallback") {
+		t.Fatalf("start: %d %+v %v", res.StatusCode, started, err)
+	}
+	r := clickConsent(t, started.URL, "Allow")
+	if !strings.HasPrefix(r.URL, srvURL+"/admin/oauth/callback?") || !strings.Contains(r.Message, "Destination linkedin is connected: ad account") {
+		t.Fatalf("callback page: %+v", r)
+	}
+	convs := sb.waitConversions(len(ids), 30*time.Second, "after connecting from the console")
+	checkAllOnce(t, convs, ids, "after connecting from the console")
+	waitReady(t, hc, srvURL, 10*time.Second)
+
+	req, _ = http.NewRequest(http.MethodGet, srvURL+"/admin/api/audit", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	res, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `"action":"linkedin_connect"`) || !strings.Contains(string(body), `"by":"admin token"`) {
+		t.Errorf("audit log: %s", body)
+	}
+}
