@@ -5,8 +5,8 @@
 //
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
-// small interface declared here (Destination, Identity, DeadLetters,
-// EventReader, Previewer, Privacy, AuditLog) and wired in cmd/capstan, so
+// small interface declared here (Destination, Connector, Identity,
+// DeadLetters, EventReader, Previewer, Privacy, AuditLog, AuditWriter) and wired in cmd/capstan, so
 // that admin imports other packages for their types only.
 //
 // # Routes
@@ -14,6 +14,8 @@
 //	GET    /admin/api/destinations              {"destinations": [status, …]}
 //	GET    /admin/api/destinations/{name}       status: {"destination","state","reason","tokenExpiresAt","warning"}
 //	PUT    /admin/api/destinations/{name}/token {"access_token": "…", "expires_at": "RFC 3339, optional"} → status
+//	POST   /admin/api/destinations/{name}/connect  → {"url": LinkedIn's authorization URL, "redirectUri", "expiresAt"} (operator)
+//	GET    /admin/oauth/callback?code=&state=   LinkedIn sends the browser back here (no admin credential: see below)
 //	GET    /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "profile": {…}}
 //	DELETE /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "removed": ["u.…", "a.…"]}
 //	GET    /admin/api/dlq?destination=&reason=&since=&after=&limit=   {"deadLetters": [...], "more": bool}, oldest first
@@ -63,6 +65,27 @@
 // person, replay dead letters) need an operator. A session cookie and user
 // roles (viewer or operator) can be added to authenticate without touching
 // the routes.
+//
+// # Connect LinkedIn
+//
+// POST /admin/api/destinations/{name}/connect starts LinkedIn's
+// authorization-code flow (linkedin-capi.md §6.3, §24.2) for a destination
+// that is a Connector: it needs the destination's auth.client_id,
+// auth.client_secret and auth.redirect_uri, which must be
+// https://<capstan's public address>/admin/oauth/callback and registered on
+// the LinkedIn app (a 400 says exactly what to set otherwise). It keeps a
+// fresh state for 10 minutes, single use, with the operator who asked, and
+// answers the URL the console sends the browser to. LinkedIn sends the
+// browser back to GET /admin/oauth/callback, which is served before
+// authentication: the state is its credential, since the console's
+// SameSite=Strict session cookie is not sent on a navigation from
+// LinkedIn. An unknown, used or expired state is refused (400) and nothing
+// is exchanged. Otherwise the Connector exchanges the code, checks the
+// token (rw_conversions, a writing role on the ad account) and installs it
+// (delivery resumes); the outcome is an audit record (linkedin_connect, by
+// the operator who started it) and a small HTML page (no-store,
+// Referrer-Policy no-referrer) that sends the browser on to the console's
+// #/destinations page with connected=1 or connect_error=….
 //
 // # What it must never do
 //

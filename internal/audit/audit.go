@@ -1,6 +1,6 @@
 // Package audit keeps the durable record of what operators did (privacy
-// deletions), in the AUDIT stream: the one place that appends and reads it,
-// for the CLI, the admin API and the console.
+// deletions, LinkedIn connections), in the AUDIT stream: the one place that
+// appends and reads it, for the CLI, the admin API and the console.
 //
 // A record names the person only by the SHA-256 of the id given, never the
 // id itself.

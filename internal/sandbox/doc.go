@@ -2,7 +2,8 @@
 // serves the part of LinkedIn's REST and OAuth surface that capstan uses
 // (conversion events single and BATCH_CREATE, conversion rules, campaign
 // association, ad accounts, account users, campaigns, /rest/me, token
-// refresh, authorisation and introspection), with LinkedIn's validation,
+// refresh, the consent page with Allow and Cancel and the code exchange,
+// introspection), with LinkedIn's validation,
 // status codes, error bodies, rate limits and eventId de-duplication, as
 // written in shared/spec/linkedin-capi.md (§18 lists what it reproduces).
 //
@@ -12,7 +13,8 @@
 //
 // Besides LinkedIn's endpoints it serves an inspection and control API under
 // /_sandbox/ (accepted conversions, request log, counters, state, tokens,
-// clock, fault injection, reset); docs/sandbox.md documents it.
+// clock, fault injection, consent settings, reset); docs/sandbox.md
+// documents it.
 //
 // Use:
 //

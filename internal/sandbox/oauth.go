@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"html/template"
 	"mime"
-	"slices"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )

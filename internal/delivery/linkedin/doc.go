@@ -13,7 +13,16 @@
 //     keeps tokens obtained at run time in the state bucket, encrypted
 //     with server.secret_key (package secret; a plaintext value an older
 //     version saved is read and written again encrypted; Reseal changes
-//     keys), and installs an operator's token (InstallToken).
+//     keys), and installs an operator's token (InstallToken);
+//   - access checks (access.go): CheckAccess, run by Prepare at start and
+//     by the runner daily (delivery.AccessChecker), finds a missing token,
+//     an expired or revoked one, a missing scope or a missing role on the
+//     ad account and answers a *linkedin.AccessError that pauses the
+//     destination with what to fix;
+//   - connecting (connect.go): StartConnect and FinishConnect run LinkedIn's
+//     authorization-code flow for `capstan auth linkedin` and the console;
+//     SaveConnectedToken stores the tokens where New reads them, and
+//     WatchToken puts tokens stored by another process in use at once.
 //
 // It holds no delivery logic of its own: batching, retries, splits, the DLQ
 // and the rate limits are package delivery's.
