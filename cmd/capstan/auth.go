@@ -359,4 +359,3 @@ func callbackPage(msg string) string {
 	return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>capstan: LinkedIn connection</title></head>` +
 		`<body><main><h1>capstan</h1><p role="status">` + html.EscapeString(msg) + `</p></main></body></html>`
 }
-
