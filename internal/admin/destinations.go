@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/capstan-gw/capstan/internal/audit"
 	"github.com/capstan-gw/capstan/internal/delivery"
 )
 
@@ -75,14 +76,20 @@ func (s *Server) installToken(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("expires_at %q must be RFC 3339, like 2027-03-01T00:00:00Z", body.ExpiresAt)
 		}
 	}
+	rec := audit.Record{Action: audit.ActionTokenInstall, Target: d.Name()}
 	switch err := d.InstallToken(r.Context(), body.AccessToken, exp); {
 	case errors.Is(err, ErrTokenNotSaved):
 		s.log.Error("access token installed by admin request but not saved", "destination", d.Name(), "error", err)
+		rec.Error = ErrTokenNotSaved.Error()
+		s.record(r, rec)
 		return &apiError{http.StatusServiceUnavailable, codeTokenNotSaved, ErrTokenNotSaved.Error()}
 	case err != nil:
 		s.log.Error("admin request failed", "method", r.Method, "route", r.Pattern, "destination", d.Name(), "error", err)
+		rec.Error = "the destination could not install the token"
+		s.record(r, rec)
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the destination could not install the token; see the server log"}
 	}
+	s.record(r, rec)
 	s.log.Info("access token installed by admin request", "destination", d.Name(), "principal", principalOf(r).name, "expires_at", body.ExpiresAt)
 	writeJSON(w, http.StatusOK, d.Status())
 	return nil
