@@ -273,7 +273,7 @@ func connectAndStore(cmd *cobra.Command, f authFlags, dc config.Destination, q u
 		if err := lidest.SaveConnectedToken(ctx, state, key, dc, conn.Token); err != nil {
 			return err
 		}
-		rec := audit.Record{At: time.Now().UTC(), By: "cli", Action: audit.ActionLinkedInConnect, Destination: dc.Name,
+		rec := audit.Record{At: time.Now().UTC(), By: "cli", Action: audit.ActionLinkedInConnect, Target: dc.Name,
 			Detail: connectDetail(account, role, conn)}
 		if err := audit.Append(ctx, eng, rec); err != nil {
 			fmt.Fprintf(errOut, "warning: the token is stored but the audit record was not: %v\n", err)
@@ -332,11 +332,6 @@ func chooseAccount(cmd *cobra.Command, conn lidest.Connected, flag int64) (int64
 			return 0, usageErr(errors.New("no account chosen: run again with --account ID"))
 		}
 	}
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func connectDetail(account int64, role string, conn lidest.Connected) string {

@@ -160,11 +160,11 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	summary, warnings, err := c.FinishConnect(r.Context(), q, q.Get("state"), p.redirect)
-	rec := audit.Record{At: time.Now().UTC(), By: p.by, Action: audit.ActionLinkedInConnect, Destination: p.dest, Detail: summary}
+	rec := audit.Record{By: p.by, Action: audit.ActionLinkedInConnect, Target: p.dest, Detail: summary}
 	if err != nil {
 		rec.Error = err.Error()
 	}
-	s.appendAudit(r.Context(), rec)
+	s.record(r, rec)
 	if err != nil {
 		s.log.Warn("LinkedIn connection failed", "destination", p.dest, "principal", p.by, "error", err)
 		s.connectPage(w, http.StatusOK, p.dest, false, "Destination "+p.dest+" was not connected: "+err.Error(), nil)
@@ -172,23 +172,6 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("LinkedIn connected", "destination", p.dest, "principal", p.by, "detail", summary)
 	s.connectPage(w, http.StatusOK, p.dest, true, "Destination "+p.dest+" is connected: "+summary+".", warnings)
-}
-
-// appendAudit records rec when the audit log can be written.
-func (s *Server) appendAudit(ctx context.Context, rec audit.Record) {
-	aw, ok := s.audit.(AuditWriter)
-	if !ok {
-		return
-	}
-	if err := aw.Append(context.WithoutCancel(ctx), rec); err != nil {
-		s.log.Error("audit record not written", "action", rec.Action, "error", err)
-	}
-}
-
-// AuditWriter appends audit records; an AuditLog that implements it gets
-// the records of the admin API's own actions (LinkedIn connections).
-type AuditWriter interface {
-	Append(ctx context.Context, r audit.Record) error
 }
 
 type connectView struct {

@@ -119,7 +119,7 @@ func TestConnectLinkedIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 2 || recs[1].Action != audit.ActionLinkedInConnect || recs[1].By != "admin token" || recs[1].Destination != "li" ||
+	if len(recs) != 2 || recs[1].Action != audit.ActionLinkedInConnect || recs[1].By != "admin token" || recs[1].Target != "li" ||
 		!strings.Contains(recs[1].Detail, "ACCOUNT_MANAGER") || recs[0].Error == "" {
 		t.Errorf("audit %+v", recs)
 	}

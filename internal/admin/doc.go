@@ -6,7 +6,7 @@
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Connector, Identity,
-// DeadLetters, EventReader, Previewer, Privacy, AuditLog, AuditWriter) and wired in cmd/capstan, so
+// DeadLetters, EventReader, Previewer, Privacy, AuditLog) and wired in cmd/capstan, so
 // that admin imports other packages for their types only.
 //
 // # Routes

@@ -63,7 +63,7 @@ func (a EngineAudit) Read(ctx context.Context, since time.Time, limit int) ([]au
 	return audit.Read(ctx, a.Engine, since, limit)
 }
 
-// Append implements AuditWriter.
-func (a EngineAudit) Append(ctx context.Context, r audit.Record) error {
-	return audit.Append(ctx, a.Engine, r)
+// Append implements AuditLog.
+func (a EngineAudit) Append(ctx context.Context, rec audit.Record) error {
+	return audit.Append(ctx, a.Engine, rec)
 }

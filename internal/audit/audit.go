@@ -1,6 +1,8 @@
 // Package audit keeps the durable record of what operators did (privacy
-// deletions, LinkedIn connections), in the AUDIT stream: the one place that
-// appends and reads it, for the CLI, the admin API and the console.
+// deletions, token installs, identity deletions, dead-letter replays, test
+// events, console sign-ins and sign-outs, LinkedIn connections), in the
+// AUDIT stream: the one place that appends and reads it, for the CLI, the
+// admin API and the console.
 //
 // A record names the person only by the SHA-256 of the id given, never the
 // id itself.
@@ -21,8 +23,26 @@ const (
 	// ActionPrivacyDelete is a privacy deletion (capstan privacy delete,
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
-	// ActionLinkedInConnect is a LinkedIn destination connected with new
-	// tokens (capstan auth linkedin, the console's Connect LinkedIn).
+	// ActionSignIn is a console sign-in (POST /admin/api/session); Error
+	// is set when the credential was wrong, and By is then the name tried.
+	ActionSignIn = "sign_in"
+	// ActionSignOut is a console sign-out (DELETE /admin/api/session).
+	ActionSignOut = "sign_out"
+	// ActionTokenInstall is a new access token installed for a
+	// destination (Target) by the admin API.
+	ActionTokenInstall = "token_install"
+	// ActionIdentityDelete is an identity graph deletion (DELETE
+	// /admin/api/identity).
+	ActionIdentityDelete = "identity_delete"
+	// ActionDLQReplay is a dead-letter replay (POST /admin/api/dlq/replay);
+	// Target says which, Result["replayed"] how many.
+	ActionDLQReplay = "dlq_replay"
+	// ActionTestEvent is an event sent for real from the console's event
+	// tester.
+	ActionTestEvent = "test_event"
+	// ActionLinkedInConnect is a LinkedIn destination (Target) connected
+	// with new tokens (capstan auth linkedin, the console's Connect
+	// LinkedIn); Detail says what the token may do.
 	ActionLinkedInConnect = "linkedin_connect"
 )
 
@@ -37,6 +57,10 @@ type Record struct {
 	By string `json:"by"`
 	// Action is one of the Action* constants.
 	Action string `json:"action"`
+	// Target is what the action was done to, when not a person: a
+	// destination's name, a selection of dead letters. Never a secret or
+	// personal data.
+	Target string `json:"target,omitempty"`
 	// IDKind is the kind of id the request named: "userId",
 	// "anonymousId" or "email".
 	IDKind string `json:"idKind,omitempty"`
@@ -47,13 +71,12 @@ type Record struct {
 	// ("graphKeysRemoved", "eventsDeleted", "deadLettersDeleted",
 	// "suppressed").
 	Result map[string]int `json:"result,omitempty"`
-	// Destination names the destination the action concerned.
-	Destination string `json:"destination,omitempty"`
 	// Detail says what was done, never with a secret ("ad account
 	// 508747394 (ACCOUNT_MANAGER), scopes r_ads,rw_conversions").
 	Detail string `json:"detail,omitempty"`
-	// Error is set when the action failed part way; Result then counts
-	// what was done before.
+	// Error is set when the action failed or was refused (a wrong
+	// credential); when it failed part way, Result counts what was done
+	// before.
 	Error string `json:"error,omitempty"`
 }
 
