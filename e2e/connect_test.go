@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,14 +263,12 @@ func TestConnectLinkedIn(t *testing.T) {
 	checkAllOnce(t, convs, append(ids, more...), "after a restart")
 }
 
-// TestConnectLinkedInConsole connects from the console's side: an
-// operator's POST /admin/api/destinations/linkedin/connect gives the
-// authorization URL; Allow on the sandbox's consent page (Chromium) comes
-// back to /admin/oauth/callback, which installs the token, resumes the
-// destination and records who did it in the audit log.
-func TestConnectLinkedInConsole(t *testing.T) {
-	requireBrowser(t)
-	const admin = "admin-secret-connect"
+// startUnconnected starts a sandbox and `capstan serve` on a fixed free
+// port with the admin token admin and a destination that has the app's
+// credentials and the console's redirect URI but no token yet, and waits
+// until /readyz reports it paused for that.
+func startUnconnected(t *testing.T, admin string) (*sandboxProc, string, *http.Client) {
+	t.Helper()
 	sb := startSandbox(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -285,8 +284,9 @@ func TestConnectLinkedInConsole(t *testing.T) {
 	}
 	startServerListening(t, cfg)
 	hc := newHTTPClient(t)
+	srvURL := "http://" + addr
 	if !poll(30*time.Second, func() bool {
-		res, err := hc.Get("http://" + addr + "/readyz")
+		res, err := hc.Get(srvURL + "/readyz")
 		if err == nil {
 			res.Body.Close()
 		}
@@ -294,11 +294,45 @@ func TestConnectLinkedInConsole(t *testing.T) {
 	}) {
 		t.Fatal("capstan serve does not answer")
 	}
-	srvURL := "http://" + addr
 	reason, last := waitPaused(t, hc, srvURL, 30*time.Second)
 	if !strings.Contains(reason, "no access token yet") {
 		t.Fatalf("a destination not connected yet: %q %+v", reason, last)
 	}
+	return sb, srvURL, hc
+}
+
+// TestConnectLinkedInConsoleButton clicks Connect LinkedIn in the console
+// (Chromium): the sandbox's consent page, Allow, capstan's callback, back
+// on the Destinations page with the destination connected and delivering
+// the events that waited.
+func TestConnectLinkedInConsoleButton(t *testing.T) {
+	requireBrowser(t)
+	sb, srvURL, hc := startUnconnected(t, consoleAdminToken)
+	evs, ids := signUps("button", 3)
+	sendEvents(t, hc, srvURL, evs)
+	var res struct {
+		Scopes          []string `json:"scopes"`
+		CallbackMessage string   `json:"callbackMessage"`
+		Toast           string   `json:"toast"`
+	}
+	runConsole(t, "console-connect.mjs", srvURL, map[string]any{"destination": "linkedin"}, &res)
+	if strings.Join(res.Scopes, " ") != "r_ads r_ads_reporting rw_conversions" || !strings.Contains(res.CallbackMessage, "Destination linkedin is connected") ||
+		!strings.Contains(res.Toast, "linkedin is connected to LinkedIn") {
+		t.Errorf("console connect: %+v", res)
+	}
+	convs := sb.waitConversions(len(ids), 30*time.Second, "after Connect LinkedIn in the console")
+	checkAllOnce(t, convs, ids, "after Connect LinkedIn in the console")
+}
+
+// TestConnectLinkedInConsole connects from the console's side: an
+// operator's POST /admin/api/destinations/linkedin/connect gives the
+// authorization URL; Allow on the sandbox's consent page (Chromium) comes
+// back to /admin/oauth/callback, which installs the token, resumes the
+// destination and records who did it in the audit log.
+func TestConnectLinkedInConsole(t *testing.T) {
+	requireBrowser(t)
+	const admin = "admin-secret-connect"
+	sb, srvURL, hc := startUnconnected(t, admin)
 	evs, ids := signUps("console", 3)
 	sendEvents(t, hc, srvURL, evs)
 
@@ -313,7 +347,7 @@ func TestConnectLinkedInConsole(t *testing.T) {
 	}
 	err = json.NewDecoder(res.Body).Decode(&started)
 	res.Body.Close()
-	if err != nil || res.StatusCode != 200 || !strings.Contains(started.URL, "redirect_uri=http%3A%2F%2F"+strings.ReplaceAll(addr, ":", "%3A")+"%2Fadmin%2Foauth%2Fcallback") {
+	if err != nil || res.StatusCode != 200 || !strings.Contains(started.URL, "redirect_uri="+url.QueryEscape(srvURL+"/admin/oauth/callback")) {
 		t.Fatalf("start: %d %+v %v", res.StatusCode, started, err)
 	}
 	r := clickConsent(t, started.URL, "Allow")

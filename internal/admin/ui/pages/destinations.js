@@ -124,9 +124,42 @@
     return form;
   }
 
+  // connectForm is the Connect LinkedIn control: it asks the server for
+  // LinkedIn's authorization URL and sends the browser there; LinkedIn
+  // sends it back to /admin/oauth/callback, which returns here.
+  function connectForm(d) {
+    var err = h('p', { class: 'form-error', role: 'alert' });
+    var button = c.operatorOnly(h('button', { type: 'submit', class: 'btn' }, 'Connect LinkedIn'));
+    return h('form', { class: 'connect-form', 'aria-label': 'Connect LinkedIn for ' + d.destination, novalidate: true,
+      onsubmit: async function (ev) {
+        ev.preventDefault();
+        err.textContent = '';
+        button.disabled = true;
+        try {
+          var res = await c.api('POST', '/admin/api/destinations/' + encodeURIComponent(d.destination) + '/connect');
+          window.location.assign(res.url);
+        } catch (e) {
+          if (e.status !== 401) err.textContent = e.message;
+          button.disabled = false;
+          c.operatorOnly(button);
+        }
+      } },
+      h('h3', { class: 'section-title' }, 'Connect LinkedIn'),
+      h('p', { class: 'help' }, 'Sign in to LinkedIn as a member who manages the ad account and allow capstan access ' +
+        '(r_ads, r_ads_reporting, rw_conversions). The new token is checked, kept encrypted and used at once.'),
+      button,
+      err);
+  }
+
   c.page('destinations', {
     title: 'Destinations',
-    render: function (root) {
+    render: function (root, params) {
+      // Back from LinkedIn (/admin/oauth/callback): say how it went.
+      if (params && params.get('connected')) {
+        c.toast('Destination ' + (params.get('destination') || '') + ' is connected to LinkedIn.', 'ok');
+      } else if (params && params.get('connect_error')) {
+        c.toast(params.get('connect_error'), 'error');
+      }
       var list = h('div', { class: 'dest-list', 'aria-busy': 'true' });
       var updated = h('span', { class: 'muted' });
       root.append(
@@ -150,7 +183,8 @@
           var card = cards[d.destination];
           if (!card) {
             card = cards[d.destination] = { status: h('div'), form: installForm(d, refresh) };
-            list.append(h('section', { class: 'card dest-card', 'aria-label': d.destination }, card.status, card.form));
+            list.append(h('section', { class: 'card dest-card', 'aria-label': d.destination }, card.status,
+              d.type === 'linkedin' ? connectForm(d) : null, card.form));
           }
           card.status.replaceChildren.apply(card.status, statusPart(d));
         });
