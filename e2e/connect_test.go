@@ -258,9 +258,38 @@ func TestConnectLinkedIn(t *testing.T) {
 	srv.Wait(60 * time.Second)
 	srv = startServer(t, cfg)
 	evs, more := signUps("conn2", 2)
+	ids = append(ids, more...)
 	sendEvents(t, hc, srv.URL, evs)
-	convs = sb.waitConversions(len(ids)+len(more), 30*time.Second, "after a restart")
-	checkAllOnce(t, convs, append(ids, more...), "after a restart")
+	convs = sb.waitConversions(len(ids), 30*time.Second, "after a restart")
+	checkAllOnce(t, convs, ids, "after a restart")
+
+	// Connected while capstan is stopped: the command opens the data
+	// directory itself; the next start uses the new token (the old one is
+	// revoked, so the old one could not deliver).
+	srv.Signal(syscall.SIGTERM)
+	srv.Wait(60 * time.Second)
+	old := ""
+	for _, rec := range sb.records() {
+		old = rec.Token
+	}
+	sb.control(http.MethodPost, "/_sandbox/consent", `{}`, nil) // forget the grant: the page shows again
+	a = startAuth(t, cfg)
+	clickConsent(t, a.url, "Allow")
+	if code := a.wait(t); code != 0 {
+		t.Fatalf("connect while stopped: exit %d\n%s\n%s", code, a.stdout, a.stderr)
+	}
+	sb.control(http.MethodPost, "/_sandbox/tokens/"+old+"/revoke", "", nil)
+	srv = startServer(t, cfg)
+	evs, more = signUps("conn3", 2)
+	ids = append(ids, more...)
+	sendEvents(t, hc, srv.URL, evs)
+	convs = sb.waitConversions(len(ids), 30*time.Second, "after connecting while stopped")
+	checkAllOnce(t, convs, ids, "after connecting while stopped")
+	for _, rec := range sb.records() {
+		if strings.HasPrefix(rec.EventID, "conn3-") && rec.Token == old {
+			t.Errorf("%s was accepted with the revoked token", rec.EventID)
+		}
+	}
 }
 
 // startUnconnected starts a sandbox and `capstan serve` on a fixed free

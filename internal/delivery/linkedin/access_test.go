@@ -97,3 +97,22 @@ func TestPeriodicAccessCheck(t *testing.T) {
 	eventually(t, 10*time.Second, "unpause", func() bool { return h.runner.Paused() == "" })
 	h.waitDelivered(2, nil)
 }
+
+// A token an operator installs (PUT …/token) replaces one whose scopes
+// lacked rw_conversions: its own scopes count, not the old ones.
+func TestInstalledTokenScopesNotInherited(t *testing.T) {
+	h := newHarness(t, opts{serve: true, creds: capi.Credentials{AccessToken: "tok"}, runner: delivery.RunnerConfig{PauseRetry: time.Hour},
+		sandbox: sandbox.Config{Tokens: []sandbox.TokenSpec{{Token: "tok", AdAccount: account, Scopes: []string{"r_ads"}}}}})
+	h.client.SetToken(capi.Token{AccessToken: "tok", Scope: "r_ads"})
+	h.runner.Resume()
+	eventually(t, 10*time.Second, "pause", func() bool { return strings.Contains(h.runner.Paused(), "rw_conversions") })
+	if err := h.sb.AddToken(sandbox.TokenSpec{Token: "tok2", AdAccount: account}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.dest.InstallToken(context.Background(), "tok2", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	h.runner.Resume()
+	h.send(signUpEvent(0, ""))
+	h.waitDelivered(1, nil)
+}
