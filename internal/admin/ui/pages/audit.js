@@ -14,11 +14,13 @@
     privacy_delete: 'Privacy deletion',
     dlq_replay: 'Replayed dead letters',
     test_event: 'Sent a test event',
+    linkedin_connect: 'Connected LinkedIn',
   };
 
   function what(r) {
     var parts = [h('strong', null, r.action === 'sign_in' && r.error ? 'Sign-in refused' : (ACTIONS[r.action] || r.action))];
     if (r.target) parts.push(h('div', { class: 'muted' }, r.target));
+    if (r.detail) parts.push(h('div', { class: 'muted' }, r.detail));
     if (r.idKind) parts.push(h('div', { class: 'muted' }, r.idKind + ' ', h('code', { title: 'SHA-256 of the id; the id itself is never recorded' }, (r.idSha256 || '').slice(0, 16) + '…')));
     return parts;
   }
