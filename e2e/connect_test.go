@@ -399,3 +399,59 @@ func TestConnectLinkedInConsole(t *testing.T) {
 		t.Errorf("audit log: %s", body)
 	}
 }
+
+// follow opens url with a plain HTTP client, following redirects (the
+// sandbox's consent is set to auto-approve), and returns the final page.
+func follow(t *testing.T, u string) string {
+	t.Helper()
+	hc := &http.Client{Timeout: 90 * time.Second}
+	res, err := hc.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// TestConnectLinkedInAccountChoice connects a destination without
+// ad_account: the command lists the member's accounts and, with no
+// terminal to ask on, wants --account; an account where the member is only
+// VIEWER is refused; a writable one is stored and the line to add printed.
+func TestConnectLinkedInAccountChoice(t *testing.T) {
+	sb := startSandbox(t)
+	sb.control(http.MethodPost, "/_sandbox/consent", `{"auto_approve":true}`, nil)
+	dir := t.TempDir()
+	cfg := connectConfig(t, dir, sb, "")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), fmt.Sprintf("    ad_account: %d\n", testAdAccount), "", 1)
+	text = strings.Replace(text, `conversion_rule: {create: {name: "Sign Up (capstan)", type: SIGN_UP}}`, "conversion_rule: {id: 22833300}", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	a := startAuth(t, cfg)
+	follow(t, a.url)
+	if code := a.wait(t); code != 2 || !strings.Contains(a.stderr.String(), "run again with --account ID") ||
+		!strings.Contains(a.stdout.String(), fmt.Sprintf("1) %d  ACCOUNT_MANAGER", testAdAccount)) {
+		t.Errorf("no terminal, no --account: exit %d\n%s\n%s", code, a.stdout, a.stderr)
+	}
+
+	a = startAuth(t, cfg, "--account", "508700001")
+	follow(t, a.url)
+	if code := a.wait(t); code != 1 || !strings.Contains(a.stderr.String(), "may not write to ad account 508700001 (the member is only VIEWER)") {
+		t.Errorf("viewer account: exit %d\n%s", code, a.stderr)
+	}
+
+	a = startAuth(t, cfg, "--account", fmt.Sprint(testAdAccount))
+	page := follow(t, a.url)
+	if code := a.wait(t); code != 0 || !strings.Contains(a.stdout.String(), fmt.Sprintf("      ad_account: %d", testAdAccount)) {
+		t.Errorf("--account: exit %d\n%s\n%s", code, a.stdout, a.stderr)
+	}
+	if !strings.Contains(page, "Connected") {
+		t.Errorf("callback page: %s", page)
+	}
+}

@@ -280,10 +280,11 @@ func TestConsoleUnauthenticated(t *testing.T) {
 func operatorRequests(t testing.TB, s *Server) []req {
 	t.Helper()
 	bodies := map[string]string{
-		"PUT /admin/api/destinations/{name}/token": `{"access_token":"tok-by-viewer"}`,
-		"PUT /admin/destinations/{name}/token":     `{"access_token":"tok-by-viewer"}`,
-		"POST /admin/api/dlq/replay":               `{"all":true}`,
-		"POST /admin/api/privacy/delete":           `{"userId":"someone"}`,
+		"PUT /admin/api/destinations/{name}/token":    `{"access_token":"tok-by-viewer"}`,
+		"PUT /admin/destinations/{name}/token":        `{"access_token":"tok-by-viewer"}`,
+		"POST /admin/api/dlq/replay":                  `{"all":true}`,
+		"POST /admin/api/privacy/delete":              `{"userId":"someone"}`,
+		"POST /admin/api/destinations/{name}/connect": ``, // no body
 	}
 	var out []req
 	for pattern, role := range s.roles {
