@@ -157,6 +157,18 @@ func runAuthLinkedIn(cmd *cobra.Command, f authFlags) error {
 	if _, _, err := lidest.StartConnect(dc, redirect.String()); err != nil {
 		return usageErr(err)
 	}
+	// Before anyone signs in: can the tokens be stored?
+	if _, err := secretKey(cfg); err != nil {
+		return err
+	}
+	eng, err := stream.Attach(cmd.Context(), engineConfig(cfg), stderrLogger())
+	if errors.Is(err, stream.ErrBusy) {
+		return fmt.Errorf("the tokens could not be stored: %w; use the console's Connect LinkedIn, or stop capstan and run this again", err)
+	}
+	if err != nil {
+		return fmt.Errorf("the tokens could not be stored: %w", err)
+	}
+	eng.Close()
 	ln, err := net.Listen("tcp", redirect.Host)
 	if err != nil {
 		return fmt.Errorf("listen for LinkedIn's callback on %s: %w (is another capstan auth running? pass --redirect-uri with a free port registered on the app)", redirect.Host, err)
