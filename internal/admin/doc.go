@@ -105,7 +105,9 @@
 // (AuditLog, internal/audit) with who (the user's name or "admin token"),
 // what (the action and its target: a destination, a selection of dead
 // letters, the SHA-256 of a person's id), when, and how it ended (counts,
-// or the error): sign_in (refused ones too, with the name tried),
+// or the error): sign_in (refused ones too, naming the user whose
+// password was wrong, "admin token" or "unknown user"; attempts refused
+// by the throttle are not recorded),
 // sign_out, token_install, identity_delete, dlq_replay; privacy_delete is
 // recorded by the Privacy dependency. A record that cannot be written is
 // logged; the action stays done.

@@ -502,6 +502,7 @@ func TestSessionExpiry(t *testing.T) {
 // did them and how they ended; no secret is.
 func TestAuditWritten(t *testing.T) {
 	e, _ := newUsersEnv(t, nil)
+	e.send(t, req{method: "POST", target: "/admin/api/session", body: `{"username":"My password 1","password":"guess"}`})
 	e.send(t, req{method: "POST", target: "/admin/api/session", body: `{"username":"vera","password":"guess"}`})
 	o := e.signIn(t, `{"username":"otto","password":"`+ottoPassword+`"}`)
 	send := func(method, target, body string) answer {
@@ -535,6 +536,7 @@ func TestAuditWritten(t *testing.T) {
 		{"otto", "token_install", "linkedin", ""},
 		{"otto", "sign_in", "", ""},
 		{"vera", "sign_in", "", "wrong username or password"},
+		{"unknown user", "sign_in", "", "wrong username or password"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("audit log:\n got %v\nwant %v", got, want)
@@ -543,7 +545,7 @@ func TestAuditWritten(t *testing.T) {
 		t.Errorf("replay %+v, identity %+v", recs[1], recs[2])
 	}
 	raw, _ := json.Marshal(recs)
-	for _, secret := range []string{"tok-secret", "guess", ottoPassword, "nobody-known", testToken} {
+	for _, secret := range []string{"tok-secret", "guess", ottoPassword, "nobody-known", testToken, "My password"} {
 		if strings.Contains(string(raw), secret) {
 			t.Errorf("the audit log holds %q", secret)
 		}
@@ -562,7 +564,7 @@ func TestAuditWritten(t *testing.T) {
 		t.Fatalf("second page %+v", page)
 	}
 	decodeAnswer(t, e.do(t, "GET", "/admin/api/audit?limit=3&before="+strconv.FormatUint(page.Records[2].Seq, 10), ""), &page)
-	if len(page.Records) != 1 || page.More || page.Records[0].By != "vera" {
+	if len(page.Records) != 2 || page.More || page.Records[0].By != "vera" {
 		t.Fatalf("last page %+v", page)
 	}
 }
