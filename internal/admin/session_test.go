@@ -568,3 +568,25 @@ func TestAuditWritten(t *testing.T) {
 		t.Fatalf("last page %+v", page)
 	}
 }
+
+// TestUsersOnly: with admin_users and no admin token, the sign-in page
+// asks for a username and password only, and no Bearer token is accepted.
+func TestUsersOnly(t *testing.T) {
+	e, _ := newUsersEnv(t, func(c *Config) { c.Token = "" })
+	a, _ := e.send(t, req{method: "GET", target: "/admin/"})
+	if page := string(a.body); strings.Contains(page, "Admin token") || !strings.Contains(page, "Username") || !strings.Contains(page, "Password") {
+		t.Errorf("sign-in page: %s", page)
+	}
+	for _, auth := range []string{"Bearer ", "Bearer  ", operator} {
+		a, _ := e.send(t, req{method: "GET", target: "/admin/api/destinations", auth: auth})
+		wantError(t, a, 401, "unauthorized", "")
+	}
+	a, _ = e.send(t, req{method: "POST", target: "/admin/api/session", body: `{"token":""}`})
+	wantError(t, a, 400, "bad_request", "give the admin token")
+	a, _ = e.send(t, req{method: "POST", target: "/admin/api/session", body: `{"token":"` + testToken + `"}`})
+	wantError(t, a, 401, "unauthorized", "wrong admin token")
+	s := e.signIn(t, `{"username":"otto","password":"`+ottoPassword+`"}`)
+	if s.info.Role != "operator" {
+		t.Errorf("otto: %+v", s.info)
+	}
+}
