@@ -150,17 +150,17 @@ type Deps struct {
 // the re-sends. It is safe for concurrent use; Serve or Run must be called
 // once.
 type Runner struct {
-	plan    *Plan
-	dest    Destination
-	cfg     RunnerConfig
-	eng     *stream.Engine
-	graph   Graph
-	sup     Suppressor
-	limits  *Limits
-	lease   *Lease
-	m       *Metrics
-	log     *slog.Logger
-	clock   Clock
+	plan     *Plan
+	dest     Destination
+	cfg      RunnerConfig
+	eng      *stream.Engine
+	graph    Graph
+	sup      Suppressor
+	limits   *Limits
+	lease    *Lease
+	m        *Metrics
+	log      *slog.Logger
+	clock    Clock
 	paused   atomic.Pointer[string]
 	standby  atomic.Bool
 	retrying atomic.Pointer[Retrying]
