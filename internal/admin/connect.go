@@ -160,7 +160,11 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	summary, warnings, err := c.FinishConnect(r.Context(), q, q.Get("state"), p.redirect)
-	s.record(r, audit.Record{By: p.by, Action: audit.ActionLinkedInConnect, Target: p.dest, Detail: summary, Error: errorText(err)})
+	rec := audit.Record{By: p.by, Action: audit.ActionLinkedInConnect, Target: p.dest, Detail: summary}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	s.record(r, rec)
 	if err != nil {
 		s.log.Warn("LinkedIn connection failed", "destination", p.dest, "principal", p.by, "error", err)
 		s.connectPage(w, http.StatusOK, p.dest, false, "Destination "+p.dest+" was not connected: "+err.Error(), nil)
