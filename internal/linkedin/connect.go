@@ -402,8 +402,14 @@ func (e *AccessError) Error() string {
 			"Account settings > Manage access, give the member one of %s (VIEWER is not enough), or connect with a member who has one: %s",
 			e.Account, e.Detail, strings.Join(writeRoles, ", "), e.fix())
 	}
+	if e.Detail == noTokenYet {
+		return fmt.Sprintf("%s: connect it with %s", noTokenYet, e.fix())
+	}
 	return fmt.Sprintf("the LinkedIn token is not usable (%s): connect again with %s", e.Detail, e.fix())
 }
+
+// noTokenYet is the detail of a destination that was never connected.
+const noTokenYet = "the destination has no access token yet"
 
 // Is matches ErrReauthRequired for token problems and ErrForbidden for
 // scope and role problems.
@@ -427,7 +433,7 @@ func (e *AccessError) Is(target error) bool {
 func (c *Client) CheckAccess(ctx context.Context, account int64) (Access, error) {
 	a := Access{Account: account}
 	if c.Token().AccessToken == "" && !c.canRefresh() {
-		return a, &AccessError{Kind: AccessToken, Detail: "the destination has no access token yet"}
+		return a, &AccessError{Kind: AccessToken, Detail: noTokenYet}
 	}
 	ti, err := c.CheckToken(ctx)
 	if err != nil {
