@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +58,7 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 type destination struct {
 	runner *delivery.Runner
 	li     *lidest.Destination
+	cfg    config.Destination
 	test   testDeps // test sends from the console (testevent.go)
 	// rec reconciles with LinkedIn's reporting; serve runs it every
 	// reconcile.interval unless reconcile.disabled (periodic false).
@@ -90,6 +93,18 @@ func (d *destination) Name() string { return d.runner.Name() }
 // Status reports the destination's health.
 func (d *destination) Status() delivery.Status { return d.runner.Status() }
 
+// Info is the destination's conversion rules and rate-limit use.
+func (d *destination) Info(ctx context.Context) admin.DestinationInfo {
+	info := admin.DestinationInfo{Type: "linkedin", AdAccount: d.li.AdAccount(), RateLimit: d.runner.RateUsage(), Retrying: d.runner.Retrying()}
+	for _, r := range d.li.Rules(ctx, d.runner.Plan()) {
+		info.Rules = append(info.Rules, admin.Rule{
+			Mapping: r.Mapping, RuleID: r.RuleID, Created: r.Created, Name: r.Name, Type: r.Type,
+			Campaigns: r.Campaigns, CampaignsAssociated: r.CampaignsAssociated,
+		})
+	}
+	return info
+}
+
 // InstallToken puts an operator's access token in use and resumes delivery
 // at once, also when the token could not be saved (admin.ErrTokenNotSaved).
 func (d *destination) InstallToken(ctx context.Context, accessToken string, expiresAt time.Time) error {
@@ -99,6 +114,48 @@ func (d *destination) InstallToken(ctx context.Context, accessToken string, expi
 		return fmt.Errorf("%w: %w", admin.ErrTokenNotSaved, err)
 	}
 	return err
+}
+
+// ConnectRedirectURI is the destination's auth.redirect_uri (admin.Connector).
+func (d *destination) ConnectRedirectURI() string { return d.cfg.Auth.RedirectURI }
+
+// StartConnect starts the console's Connect LinkedIn (admin.Connector).
+func (d *destination) StartConnect(redirectURI string) (string, string, error) {
+	return lidest.StartConnect(d.cfg, redirectURI)
+}
+
+// FinishConnect finishes the console's Connect LinkedIn: a token that can
+// deliver to the configured ad account is installed and delivery resumed
+// (admin.Connector).
+func (d *destination) FinishConnect(ctx context.Context, q url.Values, state, redirectURI string) (string, []string, error) {
+	conn, err := lidest.FinishConnect(ctx, d.cfg, q, state, redirectURI, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	if conn.Problem != nil {
+		return "", nil, fmt.Errorf("the new token was not installed: %w", conn.Problem)
+	}
+	if d.cfg.AdAccount == 0 {
+		var ids []string
+		for _, a := range conn.Writable() {
+			ids = append(ids, fmt.Sprintf("%d (%s)", a.Account, a.Role))
+		}
+		return "", nil, fmt.Errorf("the destination has no ad_account: set destinations[%s].ad_account to one the member may write to (%s), reload, and connect again",
+			d.Name(), strings.Join(ids, ", "))
+	}
+	role := ""
+	for _, a := range conn.Access.Accounts {
+		if a.Account == d.cfg.AdAccount {
+			role = a.Role
+		}
+	}
+	summary := connectDetail(d.cfg.AdAccount, role, conn)
+	err = d.li.InstallConnected(ctx, conn.Token)
+	d.runner.Resume()
+	if errors.Is(err, lidest.ErrTokenNotSaved) {
+		return summary, conn.Warnings(), fmt.Errorf("the token is in use but could not be saved; it will be lost on restart: connect again once the engine is healthy")
+	}
+	return summary, conn.Warnings(), err
 }
 
 // newDestinations builds the destinations and their runners.
@@ -160,7 +217,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if graph != nil {
 			enr = graph
 		}
-		out = append(out, &destination{runner: runner, li: li,
+		out = append(out, &destination{runner: runner, li: li, cfg: dc,
 			test:     testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay},
 			periodic: !dc.Reconcile.Disabled,
 			rec:      lidest.NewReconciler(li, dc, runner.Plan, ledger, recMetrics, log)})

@@ -31,6 +31,7 @@ dead-letter queue.`,
 		newSandboxCmd(),
 		newIdentityCmd(),
 		newSecretKeyCmd(),
+		newAuthCmd(),
 		newPrivacyCmd(),
 		newBackupCmd(),
 		newRestoreCmd(),
@@ -38,6 +39,7 @@ dead-letter queue.`,
 		newHealthcheckCmd(),
 		newTestEventCmd(),
 		newRulesCmd(),
+		newAdminCmd(),
 	)
 	bi := readBuildInfo()
 	root.Version = bi.Version // enables --version

@@ -59,6 +59,11 @@ type EngineAudit struct {
 }
 
 // Read implements AuditLog.
-func (a EngineAudit) Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error) {
-	return audit.Read(ctx, a.Engine, since, limit)
+func (a EngineAudit) Read(ctx context.Context, since time.Time, before uint64, limit int) ([]audit.Record, error) {
+	return audit.ReadBefore(ctx, a.Engine, since, before, limit)
+}
+
+// Append implements AuditLog.
+func (a EngineAudit) Append(ctx context.Context, rec audit.Record) error {
+	return audit.Append(ctx, a.Engine, rec)
 }

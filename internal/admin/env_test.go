@@ -66,6 +66,13 @@ func (d *fakeDest) Status() delivery.Status {
 	return st
 }
 
+func (d *fakeDest) Info(context.Context) DestinationInfo {
+	return DestinationInfo{Type: "linkedin", AdAccount: 512345678,
+		Rules:     []Rule{{Mapping: "Sign Up", RuleID: "22833300", Created: true, Name: "Sign Up (capstan)", Type: "SIGN_UP", Campaigns: []int64{7}, CampaignsAssociated: true}},
+		RateLimit: delivery.RateUsage{Key: "0a1b2c3d", Minute: 600, PerMinute: 600, Day: 12, PerDay: 300000},
+		Retrying:  &delivery.Retrying{Since: time.Now().Add(-time.Minute), Status: 503, Message: "busy"}}
+}
+
 func (d *fakeDest) InstallToken(_ context.Context, accessToken string, expiresAt time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -104,6 +111,12 @@ type env struct {
 }
 
 func newEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvConfig(t, Config{Token: config.Secret(testToken)})
+}
+
+// newEnvConfig is newEnv with the admin configuration cfg.
+func newEnvConfig(t testing.TB, cfg Config) *env {
 	t.Helper()
 	eng := openEngine(t)
 	g, err := identity.Open(context.Background(), eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail}, discard)
@@ -150,7 +163,7 @@ func newEnv(t testing.TB) *env {
 	for _, name := range []string{"linkedin", "unsaved", "broken"} {
 		deps.Destinations = append(deps.Destinations, e.dests[name])
 	}
-	e.s, err = New(Config{Token: config.Secret(testToken)}, deps, discard)
+	e.s, err = New(cfg, deps, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,8 +41,16 @@ type Server struct {
 	// TrustedProxies are IPs or CIDRs of reverse proxies whose
 	// X-Forwarded-For and X-Forwarded-Host headers are believed. Default none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// AdminToken protects the admin API (Bearer token). Default: admin API off.
+	// AdminToken protects the admin API (Bearer token) and signs in to the
+	// console at /admin/ as an operator. With it or admin_users, `capstan
+	// serve` serves the admin API and the console. Default: both off.
 	AdminToken Secret `yaml:"admin_token"`
+	// AdminUsers are the console's users, who sign in at /admin/ with a
+	// name and password, each with a role: viewer (reads) or operator (also
+	// installs tokens, replays dead letters, deletes people, sends test
+	// events). Passwords are kept as bcrypt hashes: `capstan admin
+	// hash-password` makes one. Default none.
+	AdminUsers []AdminUser `yaml:"admin_users"`
 	// SecretKey encrypts, with AES-256-GCM, the secrets capstan keeps at
 	// rest: the LinkedIn tokens it refreshes or an operator installs at run
 	// time, kept in the state bucket. 32 random bytes in standard base64,
@@ -88,6 +96,29 @@ type Server struct {
 	// 268435456 (256 MiB).
 	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
 }
+
+// AdminUser is one console user.
+type AdminUser struct {
+	// Name is what the user types to sign in, and how the audit log names
+	// them: letters, digits and . _ @ - (up to 64). Required, unique.
+	Name string `yaml:"name"`
+	// PasswordHash is the bcrypt hash of the password ($2a$, $2b$ or
+	// $2y$, cost 10 to 14), as `capstan admin hash-password` prints it;
+	// may be ${VAR}. Required.
+	PasswordHash Secret `yaml:"password_hash"`
+	// Role is viewer or operator. Required.
+	Role string `yaml:"role"`
+}
+
+// Admin user roles (AdminUser.Role).
+const (
+	RoleViewer   = "viewer"
+	RoleOperator = "operator"
+)
+
+// AdminEnabled reports whether the admin API and the console are served:
+// an admin token or an admin user is configured.
+func (s Server) AdminEnabled() bool { return s.AdminToken.Value() != "" || len(s.AdminUsers) > 0 }
 
 // TLS is the listener's certificate: cert_file and key_file, or acme.
 type TLS struct {
@@ -376,12 +407,16 @@ type Reconcile struct {
 
 // Auth holds a destination's OAuth credentials.
 type Auth struct {
-	// AccessToken is the member access token. Required.
+	// AccessToken is the member access token. Required, unless client_id
+	// and client_secret are set and `capstan auth linkedin` (or the
+	// console's Connect LinkedIn) obtains the tokens; until then the
+	// destination is paused.
 	AccessToken Secret `yaml:"access_token"`
 	// ExpiresAt is when the access token expires (RFC 3339), for warnings. Optional.
 	ExpiresAt string `yaml:"expires_at"`
-	// RefreshToken, ClientID and ClientSecret allow automatic refresh. Optional,
-	// but all three together.
+	// RefreshToken, ClientID and ClientSecret allow automatic refresh. Optional;
+	// a refresh token needs the client id and secret, which go together and
+	// also serve to connect and to introspect the token.
 	RefreshToken Secret `yaml:"refresh_token"`
 	ClientID     Secret `yaml:"client_id"`
 	ClientSecret Secret `yaml:"client_secret"`
@@ -389,6 +424,19 @@ type Auth struct {
 	// Default "https://www.linkedin.com/oauth/v2/accessToken"; the
 	// sandbox's /oauth/v2/accessToken in demos and tests.
 	TokenURL string `yaml:"token_url"`
+	// AuthorizeURL is LinkedIn's authorization page, where connecting
+	// (`capstan auth linkedin`, the console's Connect LinkedIn) sends the
+	// member. Default: token_url's sibling /authorization
+	// ("https://www.linkedin.com/oauth/v2/authorization").
+	AuthorizeURL string `yaml:"authorize_url"`
+	// RedirectURI is the redirect URL registered on the LinkedIn app (its
+	// Auth tab) for connecting: for the console, capstan's public admin
+	// address plus /admin/oauth/callback
+	// ("https://capstan.example.com/admin/oauth/callback"); a loopback
+	// http://127.0.0.1:PORT/... URL is used by `capstan auth linkedin`
+	// (default there http://127.0.0.1:8765/oauth/linkedin/callback). No
+	// fragment (#). Optional.
+	RedirectURI string `yaml:"redirect_uri"`
 }
 
 // DestinationRateLimit is LinkedIn's per-token limit.

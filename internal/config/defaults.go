@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,7 @@ const (
 	DefaultAPIBase            = "https://api.linkedin.com"
 	DefaultAPIVersion         = "202609"
 	DefaultTokenURL           = "https://www.linkedin.com/oauth/v2/accessToken"
+	DefaultAuthorizeURL       = "https://www.linkedin.com/oauth/v2/authorization"
 	DefaultBatchSize          = 5000
 	DefaultLinger             = time.Second
 	DefaultPerMinute          = 600
@@ -127,6 +129,13 @@ func (c *Config) applyDefaults() {
 		setStr(&d.APIBase, DefaultAPIBase)
 		setStr(&d.APIVersion, DefaultAPIVersion)
 		setStr(&d.Auth.TokenURL, DefaultTokenURL)
+		if d.Auth.AuthorizeURL == "" {
+			if base, ok := strings.CutSuffix(strings.TrimRight(d.Auth.TokenURL, "/"), "/accessToken"); ok {
+				d.Auth.AuthorizeURL = base + "/authorization"
+			} else {
+				d.Auth.AuthorizeURL = DefaultAuthorizeURL
+			}
+		}
 		setInt(&d.BatchSize, DefaultBatchSize)
 		setDur(&d.Linger, DefaultLinger)
 		setInt(&d.RateLimit.PerMinute, DefaultPerMinute)

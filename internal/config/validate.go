@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 var (
@@ -118,6 +120,49 @@ func (v *validator) server() {
 		}
 	}
 	v.tls(s.TLS)
+	v.adminUsers(s.AdminUsers)
+}
+
+var adminUserRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+// bcrypt costs accepted in admin_users: below 10 is too cheap to guess
+// against, above 14 makes every sign-in take seconds.
+const (
+	MinBcryptCost = 10
+	MaxBcryptCost = 14
+)
+
+func (v *validator) adminUsers(users []AdminUser) {
+	seen := map[string]int{}
+	for i, u := range users {
+		p := fmt.Sprintf("server.admin_users[%d]", i)
+		switch {
+		case u.Name == "":
+			v.errorf(p+".name", "required")
+		case !adminUserRe.MatchString(u.Name):
+			v.errorf(p+".name", "must be 1 to 64 letters, digits, '.', '_', '@' or '-' (starting with a letter or digit), got %q", u.Name)
+		default:
+			if j, dup := seen[u.Name]; dup {
+				v.errorf(p+".name", "%q is also server.admin_users[%d]", u.Name, j)
+			}
+			seen[u.Name] = i
+		}
+		h := u.PasswordHash.Value()
+		if h == "" {
+			v.errorf(p+".password_hash", "required: the bcrypt hash of the password; make one with `capstan admin hash-password`")
+		} else if cost, err := bcrypt.Cost([]byte(h)); err != nil {
+			v.errorf(p+".password_hash", "not a bcrypt hash ($2a$/$2b$/$2y$…, 60 characters): %v; make one with `capstan admin hash-password`", err)
+		} else if cost < MinBcryptCost || cost > MaxBcryptCost {
+			v.errorf(p+".password_hash", "bcrypt cost %d: use %d to %d (`capstan admin hash-password` uses %d)", cost, MinBcryptCost, MaxBcryptCost, bcrypt.DefaultCost)
+		}
+		switch u.Role {
+		case RoleViewer, RoleOperator:
+		case "":
+			v.errorf(p+".role", "required: viewer or operator")
+		default:
+			v.errorf(p+".role", "must be viewer or operator, got %q", u.Role)
+		}
+	}
 }
 
 // SecretKeySize is the length of server.secret_key, decoded: AES-256.
@@ -396,12 +441,25 @@ func (v *validator) reconcile(p string, r Reconcile) {
 }
 
 func (v *validator) auth(p string, a Auth) {
-	refresh := a.RefreshToken != "" || a.ClientID != "" || a.ClientSecret != ""
-	if a.AccessToken == "" && !refresh {
-		v.errorf(p+".access_token", "required (or refresh_token, client_id and client_secret)")
+	client := a.ClientID != "" && a.ClientSecret != ""
+	if a.AccessToken == "" && a.RefreshToken == "" && !client {
+		v.errorf(p+".access_token", "required (or client_id and client_secret, then run `capstan auth linkedin` to connect)")
 	}
-	if refresh && (a.RefreshToken == "" || a.ClientID == "" || a.ClientSecret == "") {
+	if a.RefreshToken != "" && !client {
 		v.errorf(p, "refresh_token, client_id and client_secret go together: set all three or none")
+	} else if (a.ClientID != "") != (a.ClientSecret != "") {
+		v.errorf(p, "client_id and client_secret go together: set both or neither")
+	}
+	for _, kv := range [][2]string{{"authorize_url", a.AuthorizeURL}, {"redirect_uri", a.RedirectURI}} {
+		key, val := kv[0], kv[1]
+		if val == "" {
+			continue
+		}
+		if u, err := url.Parse(val); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(p+"."+key, "must be an absolute http(s) URL, got %q", val)
+		} else if u.Fragment != "" || strings.Contains(val, "#") {
+			v.errorf(p+"."+key, "must not contain a fragment (#): LinkedIn refuses it, got %q", val)
+		}
 	}
 	if u, err := url.Parse(a.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		v.errorf(p+".token_url", "must be an http(s) URL, got %q", a.TokenURL)

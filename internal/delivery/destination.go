@@ -55,6 +55,17 @@ type Preparer interface {
 	NeedsOperator(err error) bool
 }
 
+// AccessChecker is implemented by destinations that can check their
+// credentials and permissions without sending anything (LinkedIn: the
+// token works, has its scopes, its member a role on the ad account). The
+// runner checks once a day; an error for which the Preparer's
+// NeedsOperator is true (any error, for a destination that is no
+// Preparer) pauses the destination, keeping its events, and it is checked
+// again every RunnerConfig.PauseRetry and at every Resume until it passes.
+type AccessChecker interface {
+	CheckAccess(ctx context.Context) error
+}
+
 // TokenSource is implemented by destinations whose credentials expire:
 // /readyz, the console and a daily log line warn from 14 days before.
 type TokenSource interface {

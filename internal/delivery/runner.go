@@ -54,6 +54,11 @@ type RunnerConfig struct {
 	RetryBase, RetryMax time.Duration
 	// PauseRetry is how often a paused destination tries again. Default 30s.
 	PauseRetry time.Duration
+	// AccessCheck is how often an AccessChecker destination checks its
+	// access while it delivers, in real time (a check is a request to the
+	// remote: a skipping test clock must not turn it into a flood).
+	// Default AccessCheckEvery (24h).
+	AccessCheck time.Duration
 	// Window is how long after it happened a conversion may still be
 	// sent: one that would leave it before the next attempt is
 	// dead-lettered as expired rather than retried. Default 90 days
@@ -105,6 +110,9 @@ func (c *RunnerConfig) defaults(name string) {
 	}
 	if c.PauseRetry <= 0 {
 		c.PauseRetry = 30 * time.Second
+	}
+	if c.AccessCheck <= 0 {
+		c.AccessCheck = AccessCheckEvery
 	}
 	if c.Window <= 0 {
 		c.Window = DefaultWindow
@@ -179,6 +187,9 @@ type Runner struct {
 	paused  atomic.Pointer[string]
 	standby atomic.Bool
 	ready   atomic.Bool // Prepare succeeded: the plan's routes are final
+
+	// retrying is set by a failed attempt, cleared by an accepted one.
+	retrying atomic.Pointer[Retrying]
 
 	resumeMu sync.Mutex
 	resume   chan struct{} // closed (and replaced) by Resume: wakes every paused sender
@@ -267,6 +278,34 @@ func (r *Runner) SetPlan(ctx context.Context, p *Plan) error {
 // Name returns the destination's name.
 func (r *Runner) Name() string { return r.plan.Name }
 
+// Retrying says since when, and why, the destination's requests are being
+// retried: the remote failed (a 5xx, a 429, a timeout) and no request has
+// been accepted since.
+type Retrying struct {
+	// Since is the first failed attempt since the last accepted request.
+	Since time.Time `json:"since"`
+	// Status and Message are the last failed attempt's answer (Status 0:
+	// no answer, such as a timeout); never a secret.
+	Status  int    `json:"status,omitempty"`
+	Message string `json:"message"`
+}
+
+// Retrying returns the destination's ongoing retries, nil when its last
+// request was accepted (or none failed).
+func (r *Runner) Retrying() *Retrying {
+	if p := r.retrying.Load(); p != nil {
+		c := *p
+		return &c
+	}
+	return nil
+}
+
+// RateUsage reports the rate-limit use of the destination's current
+// LimitKey (for LinkedIn, its access token) this minute and today.
+func (r *Runner) RateUsage() RateUsage {
+	return r.limits.usage(r.dest.LimitKey(), r.cfg.PerMinute, r.cfg.PerDay)
+}
+
 // tokenWarnBefore is when expiry warnings start (14 days ahead).
 const tokenWarnBefore = 14 * 24 * time.Hour
 
@@ -321,6 +360,61 @@ func (r *Runner) watchToken(ctx context.Context) {
 		}
 		if err := r.clock.Sleep(ctx, tokenGaugeEvery); err != nil {
 			return
+		}
+	}
+}
+
+// AccessCheckEvery is RunnerConfig.AccessCheck's default.
+const AccessCheckEvery = 24 * time.Hour
+
+// watchAccess checks the destination's access every cfg.AccessCheck
+// (AccessChecker) until ctx ends: a problem only an operator can fix
+// pauses the destination, which is checked again every PauseRetry and at
+// every Resume, and resumes once a check passes. Its waits are in real
+// time, like a pause's retry.
+func (r *Runner) watchAccess(ctx context.Context) {
+	ac, ok := r.dest.(AccessChecker)
+	if !ok {
+		return
+	}
+	needsOperator := func(err error) bool {
+		if p, ok := r.dest.(Preparer); ok {
+			return p.NeedsOperator(err)
+		}
+		return true
+	}
+	paused, wait := false, r.cfg.AccessCheck
+	for {
+		var wake <-chan struct{}
+		if paused {
+			wake = r.resumed()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+		err := ac.CheckAccess(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			if paused {
+				r.unpause()
+			}
+			paused, wait = false, r.cfg.AccessCheck
+		case needsOperator(err):
+			r.pause(err.Error())
+			paused, wait = true, r.cfg.PauseRetry
+		default:
+			r.log.Warn("access check failed; delivery goes on and the check is tried again", "error", err)
+			if !paused {
+				wait = min(time.Hour, r.cfg.AccessCheck)
+			}
 		}
 	}
 }
@@ -409,6 +503,7 @@ func (r *Runner) sleep(ctx context.Context, d time.Duration, wake <-chan struct{
 // stand by (Status says so) and take over when it stops renewing.
 func (r *Runner) Serve(ctx context.Context) error {
 	go r.watchToken(ctx)
+	go r.watchAccess(ctx)
 	if err := r.prepare(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
@@ -443,8 +538,21 @@ func (r *Runner) prepare(ctx context.Context) error {
 		wait := min(5*time.Minute, time.Second<<min(attempt, 8))
 		wake := r.resumed()
 		if p.NeedsOperator(err) {
-			// Only a new token or configuration helps: say so in /readyz.
+			// Only a new token or configuration helps: say so in /readyz,
+			// and wait for a person (Resume) or PauseRetry in real time,
+			// like a paused send: never a busy loop under a skipping clock.
 			r.pause(err.Error())
+			r.log.Error("destination not ready; delivery waits for an operator", "error", err, "retry_in", r.cfg.PauseRetry.String())
+			t := time.NewTimer(r.cfg.PauseRetry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-wake:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
 		}
 		r.log.Error("destination not ready; delivery waits", "error", err, "retry_in", wait.String())
 		if r.sleep(ctx, wait, wake) != nil {

@@ -19,8 +19,6 @@ import (
 const (
 	// AnalyticsPath is the reporting resource.
 	AnalyticsPath = "/rest/adAnalytics"
-	// ScopeReporting is the scope adAnalytics needs (§21.2, §24.1).
-	ScopeReporting = "r_ads_reporting"
 	// ReportingDelay is how long LinkedIn may take until a day's
 	// conversions are completely reported: 24 h ingestion plus 48 h
 	// reporting (§21.1).

@@ -227,10 +227,12 @@ func NewClient(cfg ClientConfig, hc *http.Client, log *slog.Logger) (*Client, er
 		errs = append(errs, fmt.Errorf("oauth token url: %w", err))
 	}
 	cr := cfg.Credentials
-	if n := countSet(cr.RefreshToken, cr.ClientID, cr.ClientSecret); n != 0 && n != 3 {
+	// A client id and secret without tokens is a destination waiting to be
+	// connected (capstan auth linkedin); a refresh token needs both.
+	if (cr.RefreshToken != "" && countSet(cr.ClientID, cr.ClientSecret) != 2) || countSet(cr.ClientID, cr.ClientSecret) == 1 {
 		errs = append(errs, errors.New("credentials: refresh token, client id and client secret go together"))
 	}
-	if cr.AccessToken == "" && !cr.CanRefresh() {
+	if cr.AccessToken == "" && !cr.CanRefresh() && countSet(cr.ClientID, cr.ClientSecret) != 2 {
 		errs = append(errs, errors.New("credentials: access token required (or a refresh token, client id and client secret)"))
 	}
 	for _, d := range []struct {

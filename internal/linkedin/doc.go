@@ -44,6 +44,15 @@
 //     DAILY, the query built by hand in Rest.li syntax, ranges of at most 31
 //     days, §21.4's decoding rules); a token without r_ads_reporting gives a
 //     *[ReportingScopeError] matching [ErrReportingScope].
+//   - [Client.CheckAccess] checks what the token may do for one ad account
+//     (§6.1, §14.1, §24.4): it works, has rw_conversions (scopes from
+//     introspection or the token endpoint), and its member holds a writing
+//     role; a problem is an *[AccessError] that says what to fix.
+//   - Connecting (§6.3, §24.2): [AuthorizeURL] with a [NewState],
+//     [ReadCallback] checks the state and reads the code or the
+//     *[CallbackError], and [OAuthClient] exchanges the code
+//     ([OAuthClient.ExchangeCode]) and introspects tokens
+//     ([OAuthClient.Introspect]).
 //
 // The Client starts no goroutines, never logs tokens, client secrets or
 // request bodies, and is safe for concurrent use.

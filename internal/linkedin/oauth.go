@@ -139,12 +139,14 @@ func (c *Client) Token() Token {
 
 // SetAccessToken installs a new access token, for example one an operator
 // generated in Campaign Manager, without a restart. expiresAt may be zero
-// (unknown). The refresh token is kept. Calls already in flight finish with
-// the old token; a 401 they get is retried with the new one.
+// (unknown); its scopes are unknown until checked. The refresh token is
+// kept. Calls already in flight finish with the old token; a 401 they get
+// is retried with the new one.
 func (c *Client) SetAccessToken(tok string, expiresAt time.Time) {
 	now := c.now()
 	c.mu.Lock()
 	c.tok.AccessToken, c.tok.ExpiresAt, c.tok.IssuedAt = tok, expiresAt, now
+	c.tok.Scope = "" // the old token's scopes say nothing about this one
 	c.gen++
 	c.proactiveAfter = time.Time{}
 	c.mu.Unlock()

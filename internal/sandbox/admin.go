@@ -240,6 +240,8 @@ var adminEndpoints = []string{
 	"POST /_sandbox/versions/{version}/sunset",
 	"POST /_sandbox/accounts",
 	"POST /_sandbox/campaigns",
+	"GET /_sandbox/consent",
+	"POST /_sandbox/consent",
 }
 
 func (s *Server) adminRoutes(mux *http.ServeMux) {
@@ -323,6 +325,23 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 			return
 		}
 		if err := s.AddAccount(a); err != nil {
+			adminErr(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /_sandbox/consent", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		c := s.st.consent
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, c)
+	})
+	mux.HandleFunc("POST /_sandbox/consent", func(w http.ResponseWriter, r *http.Request) {
+		var c Consent
+		if !readAdmin(w, r, &c) {
+			return
+		}
+		if err := s.SetConsent(c); err != nil {
 			adminErr(w, http.StatusBadRequest, err.Error())
 			return
 		}

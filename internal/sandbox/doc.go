@@ -4,7 +4,8 @@
 // association, ad accounts, account users, campaigns, /rest/me, conversion
 // reporting (adAnalytics, reporting.go: a deterministic model of matching,
 // attribution and the reporting delay, spec §21.10), token refresh,
-// authorisation and introspection), with LinkedIn's validation,
+// the consent page with Allow and Cancel and the code exchange,
+// introspection), with LinkedIn's validation,
 // status codes, error bodies, rate limits and eventId de-duplication, as
 // written in shared/spec/linkedin-capi.md (§18 lists what it reproduces).
 //
@@ -14,7 +15,8 @@
 //
 // Besides LinkedIn's endpoints it serves an inspection and control API under
 // /_sandbox/ (accepted conversions, request log, counters, state, tokens,
-// clock, fault injection, reporting model, reset); docs/sandbox.md documents it.
+// clock, fault injection, reporting model, consent settings, reset);
+// docs/sandbox.md documents it.
 //
 // Use:
 //

@@ -1,9 +1,13 @@
 package sandbox
 
 import (
+	"cmp"
+	"fmt"
+	"html/template"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -73,46 +77,228 @@ func parseScopes(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
 }
 
-// authorize serves GET /oauth/v2/authorization as an auto-approving page
-// that redirects at once with a code valid 30 minutes (spec §6.3).
-func (s *Server) authorize(c *call) {
-	q := c.r.URL.Query()
+// CodeTTL is how long an authorization code may be exchanged (spec §24.2
+// quotes LinkedIn's 30 minutes). Codes are single-use.
+const CodeTTL = 30 * time.Minute
+
+// Consent is how the simulated member answers an authorization request,
+// set with POST /_sandbox/consent and cleared by Reset.
+type Consent struct {
+	// Member is who is signed in and consents. Default the seeded member
+	// (Xy12AbCd); any member known to the sandbox (seeded or created with
+	// POST /_sandbox/tokens) may be named.
+	Member string `json:"member,omitempty"`
+	// Scopes, when set, are the scopes the issued tokens carry whatever was
+	// asked: an app without the LinkedIn product behind a scope (for
+	// example Conversions API for rw_conversions) gets a token without it.
+	// Default: the scopes requested.
+	Scopes []string `json:"scopes,omitempty"`
+	// AutoApprove skips the consent page and redirects at once with a code,
+	// as LinkedIn does when the member already granted the same scopes.
+	AutoApprove bool `json:"auto_approve,omitempty"`
+}
+
+// SetConsent changes how the simulated member answers authorization
+// requests and forgets earlier grants (so the consent page shows again).
+func (s *Server) SetConsent(c Consent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.Member != "" && s.st.Members[c.Member] == nil {
+		return fmt.Errorf("unknown member %q: create it first with POST /_sandbox/tokens {\"member\": …}", c.Member)
+	}
+	s.st.consent = c
+	clear(s.st.grants)
+	return nil
+}
+
+// grantKey names a consent given by member to the app for scopes.
+func grantKey(member string, scopes []string) string {
+	sc := slices.Clone(scopes)
+	slices.Sort(sc)
+	return member + " " + strings.Join(sc, ",")
+}
+
+// authRequest is a checked authorization request (spec §24.2).
+type authRequest struct {
+	clientID, redirectURI, state string
+	redirect                     *url.URL
+	scopes                       []string
+}
+
+// readAuthRequest checks the parameters of an authorization request; it
+// answers the error itself and returns false on a bad one.
+func (c *call) readAuthRequest(q url.Values) (authRequest, bool) {
 	for _, p := range []string{"response_type", "client_id", "redirect_uri"} {
 		if q.Get(p) == "" {
 			c.oauthFail(http.StatusBadRequest, "invalid_request", missingParam(p))
-			return
+			return authRequest{}, false
 		}
 	}
 	if q.Get("response_type") != "code" {
 		c.oauthFail(http.StatusBadRequest, "unsupported_response_type", "The provided response_type is not supported")
-		return
+		return authRequest{}, false
 	}
-	if q.Get("client_id") != s.cfg.ClientID {
+	if q.Get("client_id") != c.s.cfg.ClientID {
 		c.oauthFail(http.StatusUnauthorized, "invalid_client", "Client authentication failed")
-		return
+		return authRequest{}, false
 	}
-	redirect, err := url.Parse(q.Get("redirect_uri"))
-	if err != nil || !redirect.IsAbs() {
+	ru := q.Get("redirect_uri")
+	redirect, err := url.Parse(ru)
+	if err != nil || !redirect.IsAbs() || strings.Contains(ru, "#") {
 		c.oauthFail(http.StatusBadRequest, "invalid_request", "The redirect_uri is not valid")
-		return
+		return authRequest{}, false
 	}
 	scopes := parseScopes(q.Get("scope"))
 	if len(scopes) == 0 {
-		scopes = []string{"r_ads", "rw_conversions"}
+		c.oauthFail(http.StatusBadRequest, "invalid_request", missingParam("scope"))
+		return authRequest{}, false
 	}
-	s.mu.Lock()
-	code := s.randomToken("AQT")
-	s.st.codes[code] = &authCode{Member: DefaultMember, Scopes: scopes, RedirectURI: q.Get("redirect_uri"), ExpiresAt: c.now.Add(30 * time.Minute)}
-	s.mu.Unlock()
-	rq := redirect.Query()
-	rq.Set("code", code)
-	if st := q.Get("state"); st != "" {
-		rq.Set("state", st)
+	ar := authRequest{clientID: q.Get("client_id"), redirectURI: ru, state: q.Get("state"), redirect: redirect, scopes: scopes}
+	for _, sc := range scopes {
+		if !knownScopes[sc] {
+			// With a usable redirect URI, LinkedIn reports this there.
+			c.redirectBack(ar, url.Values{"error": {"unauthorized_scope_error"},
+				"error_description": {"Scope \"" + sc + "\" is not authorized for your application"}})
+			return authRequest{}, false
+		}
 	}
-	redirect.RawQuery = rq.Encode()
-	c.w.Header().Set("Location", redirect.String())
+	return ar, true
+}
+
+// knownScopes are the scopes the sandbox's app may ask for.
+var knownScopes = setOf(`r_ads rw_ads r_ads_reporting rw_conversions r_basicprofile r_liteprofile r_emailaddress r_organization_admin openid profile email`)
+
+// redirectBack answers 302 to the request's redirect URI with params and
+// the state.
+func (c *call) redirectBack(ar authRequest, params url.Values) {
+	u := *ar.redirect
+	rq := u.Query()
+	for k, v := range params {
+		rq[k] = v
+	}
+	if ar.state != "" {
+		rq.Set("state", ar.state)
+	}
+	u.RawQuery = rq.Encode()
+	c.w.Header().Set("Location", u.String())
 	c.empty(http.StatusFound)
 }
+
+// issueCode answers the redirect with a new code for the consenting
+// member. The caller holds no lock.
+func (s *Server) issueCode(c *call, ar authRequest) {
+	s.mu.Lock()
+	cons := s.st.consent
+	member := cmp.Or(cons.Member, DefaultMember)
+	granted := ar.scopes
+	if len(cons.Scopes) > 0 {
+		granted = slices.Clone(cons.Scopes)
+	}
+	code := s.randomToken("AQT")
+	s.st.codes[code] = &authCode{Member: member, Scopes: granted, RedirectURI: ar.redirectURI, ExpiresAt: c.now.Add(CodeTTL)}
+	s.st.grants[grantKey(member, ar.scopes)] = true
+	s.mu.Unlock()
+	c.redirectBack(ar, url.Values{"code": {code}})
+}
+
+// authorize serves GET /oauth/v2/authorization (spec §6.3, §24.2): after
+// checking the request it shows the consent page with Allow and Cancel,
+// or redirects at once with a code when the member already granted these
+// scopes or Consent.AutoApprove is set.
+func (s *Server) authorize(c *call) {
+	ar, ok := c.readAuthRequest(c.r.URL.Query())
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	cons := s.st.consent
+	member := cmp.Or(cons.Member, DefaultMember)
+	skip := cons.AutoApprove || s.st.grants[grantKey(member, ar.scopes)]
+	m := s.st.Members[member]
+	name := member
+	if m != nil && m.FirstName != "" {
+		name = strings.TrimSpace(m.FirstName + " " + m.LastName)
+	}
+	s.mu.Unlock()
+	if skip {
+		s.issueCode(c, ar)
+		return
+	}
+	c.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	c.w.Header().Set("Cache-Control", "no-store")
+	c.w.WriteHeader(http.StatusOK)
+	_ = consentPage.Execute(c.w, consentView{Member: name, ClientID: ar.clientID, RedirectURI: ar.redirectURI,
+		State: ar.state, Scope: strings.Join(ar.scopes, " "), Scopes: describeScopes(ar.scopes)})
+}
+
+// authorizeDecision serves POST /oauth/v2/authorization, the consent
+// page's form: action=allow redirects with a code, action=cancel with
+// error=user_cancelled_authorize (spec §24.2).
+func (s *Server) authorizeDecision(c *call) {
+	f, ok := c.form()
+	if !ok {
+		return
+	}
+	ar, ok := c.readAuthRequest(f)
+	if !ok {
+		return
+	}
+	switch f.Get("action") {
+	case "allow":
+		s.issueCode(c, ar)
+	case "cancel":
+		c.redirectBack(ar, url.Values{"error": {"user_cancelled_authorize"},
+			"error_description": {"The user cancelled the authorization"}})
+	default:
+		c.oauthFail(http.StatusBadRequest, "invalid_request", missingParam("action"))
+	}
+}
+
+type scopeView struct{ Name, Text string }
+
+type consentView struct {
+	Member, ClientID, RedirectURI, State, Scope string
+	Scopes                                      []scopeView
+}
+
+var scopeTexts = map[string]string{
+	"r_ads":           "Retrieve your advertising accounts",
+	"rw_ads":          "Manage your advertising accounts",
+	"r_ads_reporting": "Retrieve reporting for your advertising accounts",
+	"rw_conversions":  "Manage conversion tracking for your advertising accounts",
+}
+
+func describeScopes(scopes []string) []scopeView {
+	out := make([]scopeView, 0, len(scopes))
+	for _, sc := range scopes {
+		out = append(out, scopeView{Name: sc, Text: cmp.Or(scopeTexts[sc], sc)})
+	}
+	return out
+}
+
+// consentPage is the sandbox's consent screen. html/template escapes
+// every value.
+var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Allow access? - LinkedIn sandbox</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}
+button{font-size:1rem;padding:.5rem 1.5rem;margin-right:1rem}</style></head>
+<body><main>
+<h1>Allow access to your LinkedIn account?</h1>
+<p>Signed in as <strong>{{.Member}}</strong>.</p>
+<p>The application <code>{{.ClientID}}</code> asks for permission to:</p>
+<ul aria-label="Requested permissions">{{range .Scopes}}<li>{{.Text}} (<code>{{.Name}}</code>)</li>{{end}}</ul>
+<p>You will be sent back to <code>{{.RedirectURI}}</code>.</p>
+<form method="post" action="/oauth/v2/authorization">
+<input type="hidden" name="response_type" value="code">
+<input type="hidden" name="client_id" value="{{.ClientID}}">
+<input type="hidden" name="redirect_uri" value="{{.RedirectURI}}">
+<input type="hidden" name="state" value="{{.State}}">
+<input type="hidden" name="scope" value="{{.Scope}}">
+<button type="submit" name="action" value="allow">Allow</button>
+<button type="submit" name="action" value="cancel">Cancel</button>
+</form>
+</main></body></html>
+`))
 
 // accessToken serves POST /oauth/v2/accessToken for the authorization_code
 // and refresh_token grants (spec §6.3–§6.6).

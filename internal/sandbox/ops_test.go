@@ -302,6 +302,8 @@ func TestOAuthRefreshLifetimes(t *testing.T) {
 
 func TestOAuthCodeFlowAndIntrospection(t *testing.T) {
 	h := newHarness(t, Config{})
+	// The member already consented: LinkedIn redirects at once (§24.2).
+	wantStatus(t, h.do("POST", "/_sandbox/consent", nil, `{"auto_approve":true}`), 204)
 	client := h.ts.Client()
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	res, err := client.Get(h.ts.URL + "/oauth/v2/authorization?response_type=code&client_id=sandbox-client&redirect_uri=https%3A%2F%2Fcapstan.example%2Fcb&state=xyz&scope=r_ads%20rw_conversions")

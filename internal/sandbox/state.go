@@ -126,6 +126,8 @@ type state struct {
 	RuleOrder []int64                  `json:"rule_order"`
 	Sunset    map[string]bool          `json:"sunset_versions"`
 	codes     map[string]*authCode     // authorisation codes, not persisted
+	consent   Consent                  // who consents and to what (POST /_sandbox/consent), not persisted
+	grants    map[string]bool          // consents given (grantKey), not persisted
 	rate      map[string]*rateWindows  // per access token
 }
 
@@ -139,6 +141,7 @@ func newState() *state {
 		Rules:     map[int64]*rule{},
 		Sunset:    map[string]bool{},
 		codes:     map[string]*authCode{},
+		grants:    map[string]bool{},
 		rate:      map[string]*rateWindows{},
 	}
 }
@@ -167,6 +170,7 @@ func (st *state) fillMaps() {
 		st.Sunset = map[string]bool{}
 	}
 	st.codes = map[string]*authCode{}
+	st.grants = map[string]bool{}
 	st.rate = map[string]*rateWindows{}
 	for _, m := range st.Members {
 		if m.Roles == nil {

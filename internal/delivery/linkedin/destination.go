@@ -40,6 +40,7 @@ type Config struct {
 // delivery.Preparer and delivery.TokenSource, and is safe for concurrent
 // use.
 type Destination struct {
+	name    string
 	account int64
 	apiBase string
 	client  *capi.Client
@@ -76,7 +77,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Destination, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Destination{
-		account: dc.AdAccount, apiBase: dc.APIBase, state: cfg.State, key: cfg.Key,
+		name: dc.Name, account: dc.AdAccount, apiBase: dc.APIBase, state: cfg.State, key: cfg.Key,
 		log:      log.With("component", "linkedin", "destination", dc.Name),
 		tokenKey: tokenPrefix + dc.Name, credHash: credentialsHash(dc.Auth),
 	}
@@ -261,6 +262,13 @@ func (d *Destination) Send(ctx context.Context, req delivery.Request) delivery.A
 	default: // auth, forbidden, version: only an operator can help
 		a.Class = delivery.Pause
 		a.PauseReason = fmt.Sprintf("%s (HTTP %d): %s", out.Class, out.Status, out.Message)
+		switch out.Class {
+		case capi.ClassForbidden:
+			a.PauseReason += fmt.Sprintf("; the token needs the %s scope and its member one of the roles ACCOUNT_BILLING_ADMIN, ACCOUNT_MANAGER, "+
+				"CAMPAIGN_MANAGER or CREATIVE_MANAGER on ad account %d (VIEWER is not enough): connect again with %s", capi.ScopeConversions, d.account, d.connectHint())
+		case capi.ClassAuthExpired, capi.ClassAuthRevoked, capi.ClassAuthMissing:
+			a.PauseReason += "; the access token expired, was revoked or is missing and cannot be refreshed: connect again with " + d.connectHint()
+		}
 		if out.Class == capi.ClassVersion {
 			a.PauseReason += fmt.Sprintf("; LinkedIn-Version %s is not active: set destinations[].api_version to a current version (YYYYMM; LinkedIn supports each for a year) and restart", d.client.APIVersion())
 		}
@@ -269,8 +277,12 @@ func (d *Destination) Send(ctx context.Context, req delivery.Request) delivery.A
 }
 
 // NeedsOperator reports whether a LinkedIn error can only be fixed by a
-// person: a revoked or missing token, a missing permission, a sunset version.
+// person: a revoked or missing token, a missing scope or role, a sunset
+// version.
 func (d *Destination) NeedsOperator(err error) bool {
+	if _, ok := errors.AsType[*capi.AccessError](err); ok {
+		return true
+	}
 	var ae *capi.APIError
 	if !errors.As(err, &ae) {
 		return false

@@ -19,7 +19,16 @@
 //     keys), and installs an operator's token (InstallToken);
 //   - Keyed (keyed.go): a conversion's eventId collision key is its rule and
 //     eventId, its content hash covers everything sent; a collision is sent
-//     under "<eventId>-<8 hex of content>", within 64 characters (§16, §23).
+//     under "<eventId>-<8 hex of content>", within 64 characters (§16, §23);
+//   - access checks (access.go): CheckAccess, run by Prepare at start and
+//     by the runner daily (delivery.AccessChecker), finds a missing token,
+//     an expired or revoked one, a missing scope or a missing role on the
+//     ad account and answers a *linkedin.AccessError that pauses the
+//     destination with what to fix;
+//   - connecting (connect.go): StartConnect and FinishConnect run LinkedIn's
+//     authorization-code flow for `capstan auth linkedin` and the console;
+//     SaveConnectedToken stores the tokens where New reads them, and
+//     WatchToken puts tokens stored by another process in use at once.
 //
 // reconcile.go compares LinkedIn's conversion report (adAnalytics, §21)
 // with delivery's Ledger of accepted conversions per rule and UTC day:

@@ -198,6 +198,7 @@ func differs(c *config.RuleCreate, r capi.Rule) []string {
 	return out
 }
 
+// orNone returns s, or "none" when it is empty.
 func orNone(s string) string {
 	if s == "" {
 		return "none"

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/event"
@@ -35,6 +37,8 @@ type harness struct {
 	runner *delivery.Runner
 	plan   *delivery.Plan
 	ledger *delivery.Ledger
+	dc     config.Destination
+	state  jetstream.KeyValue
 	stop   func()
 }
 
@@ -44,6 +48,9 @@ type opts struct {
 	runner   delivery.RunnerConfig
 	creds    capi.Credentials
 	timeout  time.Duration
+	// serve starts the runner with Serve (Prepare, access checks) instead
+	// of preparing here and running Run.
+	serve bool
 }
 
 const signUpMapping = `      - name: Sign Up
@@ -104,16 +111,38 @@ func newHarness(t *testing.T, o opts) *harness {
 		t.Fatal(err)
 	}
 	h.client = h.dest.Client()
-	if err := h.dest.Prepare(context.Background(), h.plan); err != nil {
-		t.Fatal(err)
+	h.dc, h.state = dc, state
+	if !o.serve {
+		if err := h.dest.Prepare(context.Background(), h.plan); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rc := o.runner
 	rc.Clock = h.clock
+	if o.serve {
+		// Serve's token watch sleeps a minute at a time: on a skipping
+		// clock that would be a busy loop racing the sandbox's clock.
+		rc.Clock = realSleep{h.clock}
+	}
 	if rc.Linger == 0 {
 		rc.Linger = 20 * time.Millisecond
 	}
-	h.start(rc)
+	h.startWith(rc, o.serve)
 	return h
+}
+
+// realSleep reads the harness's clock but sleeps in real time.
+type realSleep struct{ *delivery.SkipClock }
+
+func (realSleep) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func (h *harness) compile(mappings string) *delivery.Plan {
@@ -143,7 +172,10 @@ destinations:
 }
 
 // start runs a runner for h.plan until the test ends or h.stop is called.
-func (h *harness) start(rc delivery.RunnerConfig) {
+func (h *harness) start(rc delivery.RunnerConfig) { h.startWith(rc, false) }
+
+// startWith starts the runner with Serve when serve is set, else Run.
+func (h *harness) startWith(rc delivery.RunnerConfig, serve bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
 	if h.ledger == nil {
@@ -157,7 +189,11 @@ func (h *harness) start(rc delivery.RunnerConfig) {
 	}
 	done := make(chan struct{})
 	go func() {
-		if err := h.runner.Run(ctx); err != nil {
+		run := h.runner.Run
+		if serve {
+			run = h.runner.Serve
+		}
+		if err := run(ctx); err != nil {
 			h.t.Error(err)
 		}
 		close(done)

@@ -1,0 +1,211 @@
+package admin
+
+import (
+	"context"
+	"html/template"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/audit"
+)
+
+// Connector is implemented by destinations that an operator can connect to
+// their remote account from the console (LinkedIn: the authorization-code
+// flow, spec linkedin-capi.md §6.3 and §24.2).
+type Connector interface {
+	// ConnectRedirectURI is the configured redirect URL registered on the
+	// remote app ("" when none is configured).
+	ConnectRedirectURI() string
+	// StartConnect returns the authorization URL to send the operator's
+	// browser to, and the state it carries; redirectURI is where the
+	// remote sends the browser back.
+	StartConnect(redirectURI string) (authURL, state string, err error)
+	// FinishConnect checks the callback's query against state, exchanges
+	// the code with redirectURI, checks what the new token may do, and
+	// installs it (in use at once, kept across restarts, delivery
+	// resumed). It returns a summary without secrets for the audit log
+	// and the operator, and warnings (what works but should be fixed).
+	// Its error's message is shown to the operator.
+	FinishConnect(ctx context.Context, q url.Values, state, redirectURI string) (summary string, warnings []string, err error)
+}
+
+// CallbackPath is the console's OAuth callback: register
+// https://<capstan's public address>/admin/oauth/callback on the LinkedIn
+// app and set it as the destination's auth.redirect_uri.
+const CallbackPath = "/admin/oauth/callback"
+
+// connectTTL is how long a connection's state is accepted (single use).
+const connectTTL = 10 * time.Minute
+
+// pendingConnect is a connection started by an operator and not yet
+// back from the remote.
+type pendingConnect struct {
+	dest     string
+	redirect string
+	by       string
+	expires  time.Time
+}
+
+// connects holds the pending connections by state.
+type connects struct {
+	mu      sync.Mutex
+	pending map[string]pendingConnect
+}
+
+// add keeps p under state, dropping expired ones.
+func (c *connects) add(state string, p pendingConnect, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == nil {
+		c.pending = map[string]pendingConnect{}
+	}
+	for k, v := range c.pending {
+		if now.After(v.expires) {
+			delete(c.pending, k)
+		}
+	}
+	c.pending[state] = p
+}
+
+// take removes and returns the connection of state, if it is pending and
+// not expired: a state works once.
+func (c *connects) take(state string, now time.Time) (pendingConnect, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pending[state]
+	delete(c.pending, state)
+	return p, ok && !now.After(p.expires)
+}
+
+// startConnect: POST /admin/api/destinations/{name}/connect answers
+// {"url": authorization URL, "redirectUri", "expiresAt"}; the console sends
+// the browser to url.
+func (s *Server) startConnect(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	d, err := s.destination(r)
+	if err != nil {
+		return err
+	}
+	c, ok := d.(Connector)
+	if !ok {
+		return badRequest("destination %q cannot be connected from the console", d.Name())
+	}
+	redirect := c.ConnectRedirectURI()
+	want := requestOrigin(r) + CallbackPath
+	if redirect == "" {
+		return badRequest("destination %s has no auth.redirect_uri: register %s as an Authorized redirect URL on the LinkedIn app (developer portal, Auth tab), "+
+			"set it as destinations[%s].auth.redirect_uri and reload the configuration", d.Name(), want, d.Name())
+	}
+	if u, err := url.Parse(redirect); err != nil || u.Path != CallbackPath {
+		return badRequest("destinations[%s].auth.redirect_uri %q does not lead to the console's callback: it must end in %s (here: %s)",
+			d.Name(), redirect, CallbackPath, want)
+	}
+	authURL, state, err := c.StartConnect(redirect)
+	if err != nil {
+		return badRequest("%s", err.Error())
+	}
+	now := time.Now()
+	p := principalOf(r)
+	s.connects.add(state, pendingConnect{dest: d.Name(), redirect: redirect, by: p.name, expires: now.Add(connectTTL)}, now)
+	s.log.Info("LinkedIn connection started", "destination", d.Name(), "principal", p.name)
+	writeJSON(w, http.StatusOK, map[string]any{"url": authURL, "redirectUri": redirect, "expiresAt": now.Add(connectTTL).UTC()})
+	return nil
+}
+
+// requestOrigin is the origin the request was sent to, as the browser
+// sees it (X-Forwarded-Proto behind a proxy).
+func requestOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// oauthCallback: GET /admin/oauth/callback, where the remote sends the
+// operator's browser back. It needs no admin credential: the state, made
+// for one operator's request and valid once for 10 minutes, is the
+// credential (the session cookie is SameSite=Strict and is not sent on a
+// navigation coming from LinkedIn). It exchanges the code, checks and
+// installs the token, writes the audit record and shows a page that sends
+// the browser on to the console's Destinations page.
+func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer") // the URL holds the code
+	if r.Method != http.MethodGet {
+		h.Set("Allow", http.MethodGet)
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	q := r.URL.Query()
+	p, ok := s.connects.take(q.Get("state"), time.Now())
+	if !ok {
+		s.log.Warn("LinkedIn callback with an unknown, used or expired state refused")
+		s.connectPage(w, http.StatusBadRequest, "", false,
+			"This LinkedIn answer does not belong to a connection in progress (unknown, already used or older than 10 minutes). Start again with Connect LinkedIn.", nil)
+		return
+	}
+	var c Connector
+	if d := s.byName[p.dest]; d != nil {
+		c, _ = d.(Connector)
+	}
+	if c == nil {
+		s.connectPage(w, http.StatusNotFound, p.dest, false, "The destination "+p.dest+" no longer exists.", nil)
+		return
+	}
+	summary, warnings, err := c.FinishConnect(r.Context(), q, q.Get("state"), p.redirect)
+	rec := audit.Record{By: p.by, Action: audit.ActionLinkedInConnect, Target: p.dest, Detail: summary}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	s.record(r, rec)
+	if err != nil {
+		s.log.Warn("LinkedIn connection failed", "destination", p.dest, "principal", p.by, "error", err)
+		s.connectPage(w, http.StatusOK, p.dest, false, "Destination "+p.dest+" was not connected: "+err.Error(), nil)
+		return
+	}
+	s.log.Info("LinkedIn connected", "destination", p.dest, "principal", p.by, "detail", summary)
+	s.connectPage(w, http.StatusOK, p.dest, true, "Destination "+p.dest+" is connected: "+summary+".", warnings)
+}
+
+type connectView struct {
+	Destination, Message, Next string
+	OK                         bool
+	Warnings                   []string
+}
+
+// connectPage shows the outcome and sends the browser on to the console's
+// Destinations page (a same-origin navigation, so the session cookie goes
+// with it).
+func (s *Server) connectPage(w http.ResponseWriter, status int, dest string, ok bool, msg string, warnings []string) {
+	v := url.Values{}
+	if dest != "" {
+		v.Set("destination", dest)
+	}
+	if ok {
+		v.Set("connected", "1")
+	} else {
+		v.Set("connect_error", msg)
+	}
+	next := "/admin/#/destinations?" + v.Encode()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_ = connectTmpl.Execute(w, connectView{Destination: dest, Message: msg, Next: next, OK: ok, Warnings: warnings})
+}
+
+var connectTmpl = template.Must(template.New("connect").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>capstan: Connect LinkedIn</title>
+{{if and .OK (not .Warnings)}}<meta http-equiv="refresh" content="2;url={{.Next}}">{{end}}</head>
+<body><main>
+<h1>Connect LinkedIn</h1>
+<p role="{{if .OK}}status{{else}}alert{{end}}">{{.Message}}</p>
+{{if .Warnings}}<ul aria-label="Warnings">{{range .Warnings}}<li>{{.}}</li>{{end}}</ul>{{end}}
+<p><a href="{{.Next}}">Back to Destinations</a></p>
+</main></body></html>
+`))
