@@ -226,9 +226,11 @@ func (r *Runner) finish(t *tracked) {
 		_ = t.NakWithDelay(30 * time.Second)
 		return
 	}
-	if err := t.Ack(); err != nil {
-		r.log.Warn("acknowledge event failed; it will be delivered again", "error", err, "event_seq", t.Seq)
+	if a := r.acks.Load(); a != nil {
+		a.ack(t) // confirmed by the ackers (ack.go)
+		return
 	}
+	r.confirmAck(t)
 }
 
 // keepAlive tells JetStream that un-acknowledged events are still being
