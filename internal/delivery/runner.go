@@ -492,12 +492,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.degraded.Swap(nil) != nil {
 		r.log.Info("delivery reads events again")
 	}
-	acks := r.startAcker()
-	r.acks.Store(acks)
-	defer func() {
-		r.acks.Store(nil)
-		acks.stop()
-	}()
+	if !r.eng.Embedded() {
+		acks := r.startAcker()
+		r.acks.Store(acks)
+		defer func() {
+			r.acks.Store(nil)
+			acks.stop()
+		}()
+	}
 	items := make(chan *item, r.cfg.BatchSize)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})

@@ -1,0 +1,377 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Cluster tests (issue 23): capstan replicas on a three-node JetStream
+// cluster (natscluster_test.go), the sandbox as LinkedIn, faults injected
+// while events arrive through every replica.
+
+// exactlyOnceEnv makes the cluster tests fail on conversions sent to
+// LinkedIn twice. Without it they report them: after a delivery lease moves,
+// conversions the dead holder sent but had not acknowledged are sent again
+// (absorbed by LinkedIn's eventId de-duplication); only the sent-conversion
+// record of docs/storage.md (issue 22) makes that exactly once.
+const exactlyOnceEnv = "CAPSTAN_E2E_EXACTLY_ONCE"
+
+// clusterLeaseTTL is engine.lease_ttl in the cluster tests.
+const clusterLeaseTTL = 5 * time.Second
+
+// clusterEnv is a NATS cluster, the sandbox and capstan replicas.
+type clusterEnv struct {
+	t        *testing.T
+	nats     *natsCluster
+	sb       *sandboxProc
+	cfgs     []string
+	replicas []*server
+	hc       *http.Client
+}
+
+// startClusterEnv starts three NATS nodes, the sandbox and n `capstan
+// serve` replicas (engine.nats_url naming every node, engine.replicas 3),
+// one after the other.
+func startClusterEnv(t *testing.T, n int) *clusterEnv {
+	t.Helper()
+	e := &clusterEnv{t: t, nats: startNATSCluster(t, 3)}
+	e.sb = startSandbox(t, "--token", "cluster-token", "--max-conversions", "200000")
+	e.hc = newHTTPClient(t)
+	e.hc.Timeout = 20 * time.Second
+	dir := t.TempDir()
+	for i := range n {
+		cfg := writeDeliveryConfig(t, dir, fmt.Sprintf("capstan-%d.yaml", i), filepath.Join(dir, fmt.Sprintf("data-%d", i)), "",
+			linkedInDest{sandbox: e.sb, accessToken: "cluster-token", batchSize: 1000})
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		engine := fmt.Sprintf("engine:\n  nats_url: %q\n  replicas: 3\n  lease_ttl: %s\n", e.nats.URL(), clusterLeaseTTL)
+		text := strings.Replace(string(b), "engine:\n  sync: always\n", engine, 1)
+		if text == string(b) {
+			t.Fatal("writeDeliveryConfig's engine section changed; update startClusterEnv")
+		}
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e.cfgs = append(e.cfgs, cfg)
+		e.replicas = append(e.replicas, startServer(t, cfg))
+	}
+	return e
+}
+
+// destState returns the linkedin destination's state in srv's /readyz
+// ("delivering", "standby", …), "" when it does not answer.
+func (e *clusterEnv) destState(srv *server) string {
+	resp, err := e.hc.Get(srv.URL + "/readyz")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Destinations []struct {
+			State string `json:"state"`
+		} `json:"destinations"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&body) != nil || len(body.Destinations) == 0 {
+		return ""
+	}
+	return body.Destinations[0].State
+}
+
+// holder returns the index of the replica that delivers (holds the lease).
+func (e *clusterEnv) holder(timeout time.Duration) int {
+	e.t.Helper()
+	at := -1
+	if !poll(timeout, func() bool {
+		for i, s := range e.replicas {
+			if e.destState(s) == "delivering" {
+				at = i
+				return true
+			}
+		}
+		return false
+	}) {
+		e.t.Fatalf("no replica delivers after %s", timeout)
+	}
+	return at
+}
+
+// clusterLoad sends requests of 100 Sign Ups through every replica, each
+// request to the next replica in turn and, when it fails, to the next one,
+// until it is answered 200. It records what clients saw.
+type clusterLoad struct {
+	acked, requests, unavailable, transport atomic.Int64
+	mu                                      sync.Mutex
+	bad                                     []string // 5xx without Retry-After, other failures
+	ids                                     []string
+	done                                    chan struct{}
+}
+
+func (e *clusterEnv) startLoad(ctx context.Context, prefix string, requests, workers int, pace time.Duration) *clusterLoad {
+	l := &clusterLoad{done: make(chan struct{})}
+	bodies := make([][]byte, requests)
+	for r := range requests {
+		batch := make([]any, 100)
+		for i := range batch {
+			id := fmt.Sprintf("%s-%03d-%02d", prefix, r, i)
+			l.ids = append(l.ids, id)
+			batch[i] = signUp(id, id+"@example.com", "")
+		}
+		bodies[r] = marshal(map[string]any{"batch": batch})
+	}
+	urls := make([]string, len(e.replicas))
+	for i, s := range e.replicas {
+		urls[i] = s.URL
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				r := int(next.Add(1) - 1)
+				if r >= requests {
+					return
+				}
+				for try := 0; ctx.Err() == nil; try++ {
+					if l.send(ctx, e.hc, urls[(r+try)%len(urls)], bodies[r]) {
+						l.acked.Add(100)
+						break
+					}
+					select {
+					case <-ctx.Done():
+					case <-time.After(200 * time.Millisecond):
+					}
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(pace):
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(l.done) }()
+	return l
+}
+
+// send posts one request; true when it was answered 200 with every event
+// accepted.
+func (l *clusterLoad) send(ctx context.Context, hc *http.Client, url string, body []byte) bool {
+	l.requests.Add(1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/batch", bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(testWriteKey, "")
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			l.transport.Add(1) // a killed replica: connection refused
+			if strings.Contains(err.Error(), "Timeout") || strings.Contains(err.Error(), "deadline") {
+				l.badf("request hung: %v", err)
+			}
+		}
+		return false
+	}
+	var ans ingestAnswer
+	_ = json.NewDecoder(resp.Body).Decode(&ans)
+	drain(resp)
+	switch {
+	case resp.StatusCode == http.StatusOK && ans.Success && ans.Dropped == 0:
+		return true
+	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		l.unavailable.Add(1)
+	default:
+		l.badf("answer %d (Retry-After %q): %s %s", resp.StatusCode, resp.Header.Get("Retry-After"), ans.Code, ans.Message)
+	}
+	return false
+}
+
+func (l *clusterLoad) badf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bad = append(l.bad, fmt.Sprintf(format, args...))
+}
+
+// pauseWatch samples the sandbox's accepted counter and keeps the longest
+// time it did not grow while conversions were still due.
+type pauseWatch struct {
+	longest atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func (e *clusterEnv) watchPauses(total int64) *pauseWatch {
+	w := &pauseWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var last int64
+		lastAt := time.Time{}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+			n := e.sb.counters().Accepted
+			now := time.Now()
+			switch {
+			case n >= total:
+				return
+			case n > last:
+				last, lastAt = n, now
+			case !lastAt.IsZero() && int64(now.Sub(lastAt)) > w.longest.Load():
+				w.longest.Store(int64(now.Sub(lastAt)))
+			}
+		}
+	}()
+	return w
+}
+
+func (w *pauseWatch) result() time.Duration {
+	close(w.stop)
+	<-w.done
+	return time.Duration(w.longest.Load())
+}
+
+// verify waits for every acknowledged event to reach the sandbox and checks
+// each reached it once; it logs the figures.
+func (e *clusterEnv) verify(l *clusterLoad, within time.Duration, pause time.Duration) {
+	e.t.Helper()
+	total := int64(len(l.ids))
+	if n := l.acked.Load(); n != total {
+		e.t.Fatalf("clients could not send every request: %d of %d events acknowledged", n, total)
+	}
+	var c sandboxCounters
+	poll(within, func() bool {
+		c = e.sb.counters()
+		return c.Accepted >= total
+	})
+	convs := e.sb.conversions()
+	got := make(map[string]int, len(convs))
+	for _, cv := range convs {
+		got[cv.EventID]++
+	}
+	lost := 0
+	for _, id := range l.ids {
+		if got[id] == 0 {
+			if lost++; lost <= 5 {
+				e.t.Errorf("event %s was acknowledged with 200 but did not reach LinkedIn within %s", id, within)
+			}
+		}
+	}
+	e.t.Logf("figures: %d events acknowledged (%d requests, %d answered 503 with Retry-After, %d transport errors), %d delivered, %d lost, %d duplicated (sent again, absorbed by LinkedIn's eventId de-duplication), longest delivery pause %s",
+		total, l.requests.Load(), l.unavailable.Load(), l.transport.Load(), len(got), lost, c.Deduplicated, pause.Round(100*time.Millisecond))
+	if lost > 0 {
+		e.t.Errorf("%d acknowledged events lost", lost)
+	}
+	for id, n := range got {
+		if n > 1 {
+			e.t.Errorf("eventId %s is in the sandbox %d times", id, n)
+		}
+	}
+	if c.Deduplicated > 0 {
+		msg := fmt.Sprintf("%d conversions were sent to LinkedIn twice: exactly once needs the sent-conversion record of docs/storage.md (issue 22)", c.Deduplicated)
+		if os.Getenv(exactlyOnceEnv) == "1" {
+			e.t.Error(msg)
+		} else {
+			e.t.Logf("KNOWN GAP: %s (set %s=1 to fail on it)", msg, exactlyOnceEnv)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, b := range l.bad {
+		if i < 10 {
+			e.t.Errorf("a client saw %s", b)
+		}
+	}
+	if len(l.bad) > 0 {
+		e.t.Errorf("%d requests answered other than 200 or 503 with Retry-After, or hung", len(l.bad))
+	}
+}
+
+// TestClusterNATSNodeKill: while events arrive through two capstan
+// replicas, the NATS node that leads the EVENTS stream is killed with
+// SIGKILL and restarted. Every event answered 200 reaches LinkedIn once;
+// clients see at worst 503 with Retry-After; no replica exits.
+func TestClusterNATSNodeKill(t *testing.T) {
+	e := startClusterEnv(t, 2)
+	const requests = 80
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := e.startLoad(ctx, "nodekill", requests, 4, 150*time.Millisecond)
+	pw := e.watchPauses(requests * 100)
+	if !poll(time.Minute, func() bool { return l.acked.Load() >= requests*100/4 }) {
+		t.Fatalf("only %d events acknowledged before the fault", l.acked.Load())
+	}
+	leader := e.nats.streamLeader("EVENTS")
+	if leader == "" {
+		leader = "n1"
+	}
+	nd := e.nats.node(leader)
+	nd.kill()
+	t.Logf("killed NATS node %s (EVENTS leader) at %d events acknowledged, %d delivered", leader, l.acked.Load(), e.sb.counters().Accepted)
+	time.Sleep(3 * time.Second)
+	nd.restart(time.Minute)
+	t.Logf("restarted NATS node %s at %d events acknowledged, %d delivered", leader, l.acked.Load(), e.sb.counters().Accepted)
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+	}
+	for i, s := range e.replicas {
+		select {
+		case <-s.exited:
+			t.Errorf("replica %d exited during the fault (%v)", i, s.waitErr)
+		default:
+		}
+	}
+	e.verify(l, 2*time.Minute, pw.result())
+}
+
+// TestClusterLeaseHolderKill: while events arrive through two replicas,
+// the replica that holds the delivery lease is killed with SIGKILL. The
+// other takes over within the stated bound (lease_ttl + lease_ttl/3 + one
+// fetch; docs/production.md) and every acknowledged event reaches LinkedIn.
+func TestClusterLeaseHolderKill(t *testing.T) {
+	e := startClusterEnv(t, 2)
+	const requests = 80
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := e.startLoad(ctx, "leasekill", requests, 4, 150*time.Millisecond)
+	if !poll(time.Minute, func() bool { return e.sb.counters().Accepted >= requests*100/5 }) {
+		t.Fatalf("only %d conversions delivered before the fault", e.sb.counters().Accepted)
+	}
+	h := e.holder(30 * time.Second)
+	e.replicas[h].Kill()
+	killed := time.Now()
+	before := e.sb.counters().Accepted
+	t.Logf("killed replica %d (lease holder) at %d events acknowledged, %d delivered", h, l.acked.Load(), before)
+	var resumed time.Duration
+	if !poll(2*time.Minute, func() bool { return e.sb.counters().Accepted > before }) {
+		t.Fatalf("delivery did not resume within 2m of the lease holder's death")
+	}
+	resumed = time.Since(killed)
+	bound := clusterLeaseTTL + clusterLeaseTTL/3 + 5*time.Second // one fetch, linger and a request, on a loaded machine
+	t.Logf("delivery resumed on the other replica %s after the kill (lease_ttl %s; stated bound lease_ttl + lease_ttl/3 + one fetch)", resumed.Round(100*time.Millisecond), clusterLeaseTTL)
+	if resumed > bound+10*time.Second {
+		t.Errorf("delivery resumed only after %s, beyond the bound %s (+10s slack for a loaded machine)", resumed, bound)
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+	}
+	e.verify(l, 2*time.Minute, resumed)
+}
