@@ -291,6 +291,9 @@ func (e *clusterEnv) verify(l *clusterLoad, within time.Duration, pause time.Dur
 			e.t.Logf("KNOWN GAP: %s (set %s=1 to fail on it)", msg, exactlyOnceEnv)
 		}
 	}
+	for i, s := range e.replicas {
+		e.t.Logf("replica %d: %s", i, notable(s.Output(), 15))
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, b := range l.bad {
@@ -374,4 +377,25 @@ func TestClusterLeaseHolderKill(t *testing.T) {
 	case <-ctx.Done():
 	}
 	e.verify(l, 2*time.Minute, resumed)
+}
+
+// notable returns the delivery lines (lease changes, retries) and errors
+// of a replica's log, at most n lines, for the figures.
+func notable(out string, n int) string {
+	var lines []string
+	total := 0
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(line, "component=delivery") || strings.Contains(line, "level=ERROR") {
+			if total++; total <= n {
+				lines = append(lines, line)
+			}
+		}
+	}
+	if total > n {
+		lines = append(lines, fmt.Sprintf("… %d more", total-n))
+	}
+	if len(lines) == 0 {
+		return "no delivery warnings"
+	}
+	return "\n\t" + strings.Join(lines, "\n\t")
 }
