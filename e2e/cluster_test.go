@@ -44,7 +44,18 @@ type clusterEnv struct {
 // one after the other.
 func startClusterEnv(t *testing.T, n int) *clusterEnv {
 	t.Helper()
-	e := &clusterEnv{t: t, nats: startNATSCluster(t, 3)}
+	e := newClusterEnv(t, n, startNATSCluster(t, 3))
+	for _, cfg := range e.cfgs {
+		e.replicas = append(e.replicas, startServer(t, cfg))
+	}
+	return e
+}
+
+// newClusterEnv starts the sandbox and writes the configurations of n
+// replicas on cluster nc, without starting them.
+func newClusterEnv(t *testing.T, n int, nc *natsCluster) *clusterEnv {
+	t.Helper()
+	e := &clusterEnv{t: t, nats: nc}
 	e.sb = startSandbox(t, "--token", "cluster-token", "--max-conversions", "200000")
 	e.hc = newHTTPClient(t)
 	e.hc.Timeout = 20 * time.Second
@@ -65,7 +76,6 @@ func startClusterEnv(t *testing.T, n int) *clusterEnv {
 			t.Fatal(err)
 		}
 		e.cfgs = append(e.cfgs, cfg)
-		e.replicas = append(e.replicas, startServer(t, cfg))
 	}
 	return e
 }
@@ -398,4 +408,48 @@ func notable(out string, n int) string {
 		return "no delivery warnings"
 	}
 	return "\n\t" + strings.Join(lines, "\n\t")
+}
+
+// TestClusterStartTogether: two replicas start before the NATS cluster they
+// use (a docker-compose start brings everything up at once). Both wait,
+// logging what they wait for, and come up once the cluster has formed; then
+// they ingest and deliver.
+func TestClusterStartTogether(t *testing.T) {
+	nc := newNATSCluster(t, 3)
+	e := newClusterEnv(t, 2, nc)
+	for _, cfg := range e.cfgs {
+		e.replicas = append(e.replicas, launchServer(t, cfg))
+	}
+	for i, s := range e.replicas {
+		if !poll(30*time.Second, func() bool { return strings.Contains(s.Output(), "engine not ready; retrying") }) {
+			t.Fatalf("replica %d did not say it waits for the engine:\n%s", i, s.Output())
+		}
+	}
+	nc.startAll()
+	started := time.Now()
+	for i, s := range e.replicas {
+		s.waitReady(2 * time.Minute)
+		t.Logf("replica %d ready %s after the NATS nodes started; its start-up retries:%s", i, time.Since(started).Round(100*time.Millisecond), startupLines(s.Output()))
+	}
+	for i, s := range e.replicas {
+		if !strings.Contains(s.Output(), "waiting_for=") {
+			t.Errorf("replica %d's retries do not say what they wait for", i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := e.startLoad(ctx, "together", 10, 2, 0)
+	<-l.done
+	e.verify(l, time.Minute, 0)
+}
+
+// startupLines returns a replica's start-up retry lines.
+func startupLines(out string) string {
+	var b strings.Builder
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(line, "engine not ready") || strings.Contains(line, "engine ready") {
+			b.WriteString("\n\t" + line)
+		}
+	}
+	return b.String()
 }

@@ -75,7 +75,26 @@ type natsCluster struct {
 // test ends.
 func startNATSCluster(t testing.TB, n int) *natsCluster {
 	t.Helper()
-	bin := natsServerBin(t)
+	c := newNATSCluster(t, n)
+	c.startAll()
+	c.waitJetStream(60 * time.Second)
+	return c
+}
+
+// startAll starts every node, without waiting.
+func (c *natsCluster) startAll() {
+	c.t.Helper()
+	for _, nd := range c.nodes {
+		nd.start(natsServerBin(c.t))
+	}
+}
+
+// newNATSCluster chooses the ports and writes the configuration of n
+// clustered nodes, without starting them (startAll). They are killed when
+// the test ends.
+func newNATSCluster(t testing.TB, n int) *natsCluster {
+	t.Helper()
+	natsServerBin(t)
 	c := &natsCluster{t: t}
 	for i := range n {
 		c.nodes = append(c.nodes, &natsNode{
@@ -108,17 +127,15 @@ cluster {
 		if err := os.WriteFile(nd.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		nd.start(bin)
 	}
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
 			nd.kill()
-			if t.Failed() {
+			if t.Failed() && nd.log != nil {
 				t.Logf("nats-server %s output (last 4 KB):\n%s", nd.name, tail(nd.log.String(), 4096))
 			}
 		}
 	})
-	c.waitJetStream(60 * time.Second)
 	return c
 }
 
@@ -210,6 +227,9 @@ func (nd *natsNode) start(bin string) {
 
 // kill sends SIGKILL and waits for the process to end.
 func (nd *natsNode) kill() {
+	if nd.exited == nil {
+		return // never started
+	}
 	select {
 	case <-nd.exited:
 		return

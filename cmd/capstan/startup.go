@@ -32,7 +32,7 @@ func newStarter(cfg *config.Config, log *slog.Logger) *starter {
 }
 
 // stepTimeout bounds one attempt of a start-up step.
-const stepTimeout = 15 * time.Second
+const stepTimeout = 8 * time.Second
 
 // do runs step (what names it for the log and the error) until it succeeds,
 // ctx ends or the start-up deadline passes.
