@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,6 +238,22 @@ func (nd *natsNode) kill() {
 	}
 	_ = nd.cmd.Process.Kill()
 	<-nd.exited
+}
+
+// stop asks the node to shut down (SIGTERM, a graceful stop) and waits.
+func (nd *natsNode) stop() {
+	select {
+	case <-nd.exited:
+		return
+	default:
+	}
+	_ = nd.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-nd.exited:
+	case <-time.After(30 * time.Second):
+		nd.t.Errorf("nats-server %s still running 30s after SIGTERM; killed", nd.name)
+		nd.kill()
+	}
 }
 
 // restart starts the node again on its ports and store, and waits until
