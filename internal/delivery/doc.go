@@ -31,6 +31,8 @@
 // batches them and works each batch through an explicit queue of requests
 // (a split or halved request queues its parts; nothing recurses).
 // dlq.go keeps dead letters; lease.go lets one replica of a shared cluster
-// deliver a destination; limiter.go counts requests in LinkedIn's
-// UTC-aligned windows.
+// deliver a destination (fenced by the lease key's revision); ack.go
+// confirms acknowledgements on a cluster; limiter.go counts requests in
+// LinkedIn's UTC-aligned windows. An engine error while delivering never
+// ends Serve: the destination shows "degraded" and is retried.
 package delivery
