@@ -35,8 +35,10 @@ import (
 //     that revision. The holder wrote that revision before the standby read
 //     it, so the holder's own validity ended before the standby takes over.
 //
-// After the holder dies, another replica delivers within ttl + ttl/3 (its
-// next look at the key) plus one fetch of events.
+// After the holder dies, another replica delivers within ttl + ttl/3 plus
+// one fetch of events: the holder's last renewal is at most ttl/3 old, a
+// standby reads it within ttl/3 (it looks every ttl/3), and takes over ttl
+// after that read (it looks again exactly then).
 type Lease struct {
 	kv    jetstream.KeyValue
 	key   string
@@ -44,10 +46,11 @@ type Lease struct {
 	ttl   time.Duration
 
 	mu         sync.Mutex
-	rev        uint64    // revision this replica last wrote; 0: not holding
-	validUntil time.Time // holding until then (monotonic)
-	seenRev    uint64    // standby: the other holder's revision last read
-	seenAt     time.Time // and when it was first read (monotonic)
+	rev        uint64        // revision this replica last wrote; 0: not holding
+	validUntil time.Time     // holding until then (monotonic)
+	seenRev    uint64        // standby: the other holder's revision last read
+	seenAt     time.Time     // and when it was first read (monotonic)
+	retryIn    time.Duration // standby: when to look again (acquire)
 }
 
 // leaseValue is the lease key's value. TTLMillis is the holder's lease
@@ -129,7 +132,11 @@ func (l *Lease) acquire(ctx context.Context) error {
 	if e.Revision() != l.seenRev {
 		l.seenRev, l.seenAt = e.Revision(), now
 	}
-	stale := now.Sub(l.seenAt) >= wait
+	left := wait - now.Sub(l.seenAt)
+	stale := left <= 0
+	// Look again every ttl/3, and exactly when this revision would be stale,
+	// so that a take-over is not up to a period late.
+	l.retryIn = min(l.ttl/3, max(left, time.Millisecond))
 	l.mu.Unlock()
 	if cur.Owner != l.owner && !stale {
 		return errHeld
@@ -204,10 +211,17 @@ func (l *Lease) Hold(ctx context.Context, standby func(), fn func(context.Contex
 				standby()
 			}
 			waiting = true
+			l.mu.Lock()
+			wait := l.retryIn
+			l.retryIn = 0
+			l.mu.Unlock()
+			if wait <= 0 {
+				wait = l.ttl / 3
+			}
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(l.ttl / 3):
+			case <-time.After(wait):
 			}
 		}
 		if err := l.run(ctx, fn); err != nil {
