@@ -22,9 +22,11 @@ dead-letter queue.`,
 	root.AddCommand(
 		newServeCmd(),
 		newEventsCmd(),
+		newImportCmd(),
 		newPreviewCmd(),
 		newMigrateCmd(),
 		newDLQCmd(),
+		newReconcileCmd(),
 		newDemoCmd(),
 		newSandboxCmd(),
 		newIdentityCmd(),
@@ -34,6 +36,8 @@ dead-letter queue.`,
 		newRestoreCmd(),
 		newVersionCmd(),
 		newHealthcheckCmd(),
+		newTestEventCmd(),
+		newRulesCmd(),
 	)
 	bi := readBuildInfo()
 	root.Version = bi.Version // enables --version

@@ -46,6 +46,12 @@ var rules = []rule{
 		not:  []pattern{tree("internal/delivery"), tree("internal/linkedin"), tree("internal/mapping")},
 	},
 	{
+		// Imported rows take ingest's path into the stream, nothing else.
+		name: "importer imports neither delivery, linkedin, mapping nor sandbox",
+		from: []pattern{tree("internal/importer")},
+		not:  []pattern{tree("internal/delivery"), tree("internal/linkedin"), tree("internal/mapping"), tree("internal/sandbox")},
+	},
+	{
 		name: "mapping never imports stream (nor NATS)",
 		from: []pattern{tree("internal/mapping")},
 		not:  []pattern{tree("internal/stream"), extTree("github.com/nats-io")},

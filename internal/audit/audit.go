@@ -21,6 +21,11 @@ const (
 	// ActionPrivacyDelete is a privacy deletion (capstan privacy delete,
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
+	// ActionTestEvent is a conversion sent for real as a test (capstan
+	// test-event, POST /admin/api/destinations/{name}/test-event, the
+	// console's event tester); Target names the destination, mapping and
+	// rule, Result["httpStatus"] LinkedIn's status, Error the refusal.
+	ActionTestEvent = "test_event"
 )
 
 // Record is one audit record.
@@ -34,6 +39,10 @@ type Record struct {
 	By string `json:"by"`
 	// Action is one of the Action* constants.
 	Action string `json:"action"`
+	// Target is what the action was done to, when not a person: a
+	// destination's name, a selection of dead letters. Never a secret or
+	// personal data.
+	Target string `json:"target,omitempty"`
 	// IDKind is the kind of id the request named: "userId",
 	// "anonymousId" or "email".
 	IDKind string `json:"idKind,omitempty"`

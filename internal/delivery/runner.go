@@ -69,6 +69,10 @@ type RunnerConfig struct {
 	Consumer string
 	// Clock defaults to real time.
 	Clock Clock
+	// EventIDCollision is what happens to a conversion that repeats the
+	// key of another with different content within GuardTTL, when the
+	// Format is Keyed: CollisionSuffix (default) or CollisionDeadLetter.
+	EventIDCollision string
 }
 
 // DefaultWindow is RunnerConfig.Window's default: LinkedIn's 90 days.
@@ -138,6 +142,9 @@ type Deps struct {
 	Lease *Lease
 	// Metrics is shared by every runner; nil: not registered.
 	Metrics *Metrics
+	// Ledger, when set, counts the conversions the remote accepted per
+	// rule and day (reconciliation); nil: not counted.
+	Ledger *Ledger
 	// Log defaults to discarding.
 	Log *slog.Logger
 }
@@ -165,10 +172,13 @@ type Runner struct {
 	limits  *Limits
 	lease   *Lease
 	m       *Metrics
+	ledger  *Ledger
+	guard   *guard // nil: the Format has no keys (set by Run)
 	log     *slog.Logger
 	clock   Clock
 	paused  atomic.Pointer[string]
 	standby atomic.Bool
+	ready   atomic.Bool // Prepare succeeded: the plan's routes are final
 	// degraded says why delivery cannot read events now (a transient
 	// engine error, retried with backoff); nil when it can.
 	degraded atomic.Pointer[string]
@@ -212,7 +222,7 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{
-		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m,
+		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m, ledger: deps.Ledger,
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
 		endToEnd:  m.endToEnd.WithLabelValues(plan.Name),
@@ -474,7 +484,18 @@ func (r *Runner) prepare(ctx context.Context) error {
 		}
 	}
 	r.unpause()
+	r.ready.Store(true)
 	return nil
+}
+
+// Prepared reports whether the destination is prepared (Serve's Prepare
+// succeeded, or it needs none): from then on the plan's routes, their
+// rule ids included, no longer change and may be read concurrently.
+func (r *Runner) Prepared() bool {
+	if _, ok := r.dest.(Preparer); !ok {
+		return true
+	}
+	return r.ready.Load()
 }
 
 // Run delivers until ctx ends, without preparing or a lease (Serve does
@@ -482,6 +503,14 @@ func (r *Runner) prepare(ctx context.Context) error {
 // flight; events not yet accepted stay in the stream and are delivered
 // after the next start.
 func (r *Runner) Run(ctx context.Context) error {
+	g, err := openGuard(ctx, r.eng, r.plan.Format, r.cfg.EventIDCollision)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("destination %s: %w", r.plan.Name, err)
+	}
+	r.guard = g
 	src, err := r.open(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
