@@ -421,10 +421,10 @@ func TestClusterLeaseHolderKill(t *testing.T) {
 // until healthy), as an upgrade of the cluster does.
 func TestClusterRollingRestart(t *testing.T) {
 	e := startClusterEnv(t, 2)
-	const requests = 100
+	const requests = 150 // at 4 × 2 requests a second, the load outlasts the three restarts
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	l := e.startLoad(ctx, "rolling", requests, 4, 200*time.Millisecond)
+	l := e.startLoad(ctx, "rolling", requests, 4, 500*time.Millisecond)
 	pw := e.watchPauses(requests * 100)
 	if !poll(time.Minute, func() bool { return l.acked.Load() >= 1000 }) {
 		t.Fatalf("only %d events acknowledged before the restarts", l.acked.Load())
