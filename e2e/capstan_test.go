@@ -92,6 +92,15 @@ type server struct {
 // /readyz answers 200, and stops it (SIGKILL) when the test ends.
 func startServer(t testing.TB, cfg string) *server {
 	t.Helper()
+	s := launchServer(t, cfg)
+	s.waitReady(30 * time.Second)
+	return s
+}
+
+// launchServer runs `capstan serve --config cfg` without waiting for it
+// (waitReady does), and stops it (SIGKILL) when the test ends.
+func launchServer(t testing.TB, cfg string) *server {
+	t.Helper()
 	s := &server{t: t, log: newLogBuffer(), exited: make(chan struct{})}
 	s.cmd = exec.Command(capstanBin, "serve", "--config", cfg, "--log-level", "info")
 	s.cmd.Stdout = s.log
@@ -113,13 +122,20 @@ func startServer(t testing.TB, cfg string) *server {
 			t.Logf("capstan serve (pid %d) output:\n%s", s.cmd.Process.Pid, s.Output())
 		}
 	})
+	return s
+}
 
+// waitReady waits up to timeout until the server listens and then up to
+// 30s until /readyz answers 200.
+func (s *server) waitReady(timeout time.Duration) {
+	t := s.t
+	t.Helper()
 	select {
 	case s.URL = <-s.log.listening:
 	case <-s.exited:
 		t.Fatalf("capstan serve exited before listening (%v):\n%s", s.waitErr, s.Output())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("capstan serve printed no listening line in 30s:\n%s", s.Output())
+	case <-time.After(timeout):
+		t.Fatalf("capstan serve printed no listening line in %s:\n%s", timeout, s.Output())
 	}
 	hc := newHTTPClient(t)
 	hc.Timeout = 2 * time.Second
@@ -144,7 +160,6 @@ func startServer(t testing.TB, cfg string) *server {
 	if !ready {
 		t.Fatalf("%s/readyz did not answer 200 within 30s:\n%s", s.URL, s.Output())
 	}
-	return s
 }
 
 // Kill sends SIGKILL (unless the process has exited) and waits for the end.

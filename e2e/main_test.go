@@ -21,6 +21,8 @@ var (
 	capstanBin string
 	// e2eDir is this package's directory (where e2e/node_modules lives).
 	e2eDir string
+	// buildDir holds binaries built for this run (removed at its end).
+	buildDir string
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +43,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	buildDir = tmp
 	capstanBin = filepath.Join(tmp, "capstan")
 	if err := buildCapstan(filepath.Dir(wd), capstanBin); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

@@ -214,6 +214,14 @@ destinations:
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Delivery's work ends when the events are acknowledged too (a
+	// confirmed acknowledgement is a round trip per event, issue 23).
+	for !allAcked(ctx, eng) {
+		if time.Now().After(deadline) {
+			b.Fatal("events delivered but not acknowledged after 10 minutes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	b.StopTimer()
 	cpu := processCPU() - cpu0
 	rcancel()
@@ -247,4 +255,15 @@ func truncateBatch(b *testing.B, body []byte, n int) []byte {
 		b.Fatal(err)
 	}
 	return out
+}
+
+// allAcked reports whether the delivery consumer has nothing pending and
+// nothing waiting for its acknowledgement.
+func allAcked(ctx context.Context, eng *stream.Engine) bool {
+	c, err := eng.JetStream().Consumer(ctx, stream.EventsStream, "deliver-linkedin")
+	if err != nil {
+		return false
+	}
+	info, err := c.Info(ctx)
+	return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 }

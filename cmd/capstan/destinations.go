@@ -200,7 +200,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 			// replicas stand by. With the embedded engine the data
 			// directory's lock already makes this the only process, and a
 			// lease would only delay a restart after a crash.
-			deps.Lease = delivery.NewLease(state, dc.Name, 10*time.Second)
+			deps.Lease = delivery.NewLease(state, dc.Name, cfg.Engine.LeaseTTL.D())
 		}
 		runner, err := delivery.NewRunner(p, li, delivery.RunnerConfig{
 			BatchSize: dc.BatchSize,

@@ -111,8 +111,13 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	eng, err := stream.Open(ctx, engineConfig(cfg), log)
-	if err != nil {
+	// Against a cluster still forming, each step is retried (startup.go).
+	start := newStarter(cfg, log)
+	var eng *stream.Engine
+	if err := start.do(ctx, "NATS connection and streams EVENTS, DLQ", func(ctx context.Context) (err error) {
+		eng, err = stream.Open(ctx, engineConfig(cfg), log)
+		return err
+	}); err != nil {
 		return fmt.Errorf("open engine: %w", err)
 	}
 	defer eng.Close()
@@ -138,7 +143,10 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 	var graph *identity.Graph
 	if len(plans) > 0 || cfg.Server.AdminEnabled() {
-		graph, err = identity.Open(ctx, eng.JetStream(), identityConfig(cfg), log)
+		err = start.do(ctx, "key-value bucket "+stream.IdentityKV, func(ctx context.Context) (err error) {
+			graph, err = identity.Open(ctx, eng.JetStream(), identityConfig(cfg), log)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("identity graph: %w", err)
 		}
@@ -151,11 +159,22 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	// a watch (sup.Run) so that a deletion made anywhere applies at once.
 	var sup *privacy.Suppressions
 	if graph != nil && cfg.Privacy.Suppresses() {
-		if sup, err = privacy.OpenSuppressions(ctx, eng, suppressionConfig(cfg)); err != nil {
+		if err := start.do(ctx, "key-value bucket "+stream.SuppressionKV, func(ctx context.Context) (err error) {
+			sup, err = privacy.OpenSuppressions(ctx, eng, suppressionConfig(cfg))
+			return err
+		}); err != nil {
 			return fmt.Errorf("privacy suppressions: %w", err)
 		}
-		if err := sup.Load(ctx); err != nil {
+		if err := sup.Load(ctx); err != nil { // its watch lives as long as ctx
 			return fmt.Errorf("privacy suppressions: %w", err)
+		}
+	}
+	if len(plans) > 0 {
+		if err := start.do(ctx, "key-value bucket "+stream.StateKV, func(ctx context.Context) error {
+			_, err := eng.KV(ctx, stream.StateKV, 0)
+			return err
+		}); err != nil {
+			return err
 		}
 	}
 	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), reg, log)
@@ -184,7 +203,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		}
 		for _, d := range dests {
 			st := d.Status()
-			if st.State == "paused" {
+			if st.State == "paused" || st.State == "degraded" {
 				body.Status = "degraded"
 			}
 			body.Destinations = append(body.Destinations, st)

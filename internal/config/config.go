@@ -197,6 +197,17 @@ type Engine struct {
 	GroupCommit GroupCommit `yaml:"group_commit"`
 	// DLQ bounds the dead-letter queue (the DLQ stream) in age and size.
 	DLQ DLQ `yaml:"dlq"`
+	// LeaseTTL is how long a destination's delivery lease lasts without
+	// renewal (nats_url only: one replica delivers each destination). The
+	// holder renews it every third of it; after the holder dies another
+	// replica resumes delivery within lease_ttl plus one fetch. 3s to 5m.
+	// Default 10s.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+	// StartupTimeout is how long start-up waits for an external cluster
+	// that is still forming (connection, streams and buckets are retried
+	// with backoff, each retry logged) before it fails (nats_url only).
+	// 1s to 1h. Default 2m.
+	StartupTimeout Duration `yaml:"startup_timeout"`
 }
 
 // DLQ bounds the dead-letter queue. When a limit is reached the oldest dead

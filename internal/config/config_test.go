@@ -179,6 +179,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad origin", "sources:\n  - name: a\n    write_key: k\n    allowed_origins: [www.example.com]\n", []string{"sources[0].allowed_origins[0]: must be an origin"}},
 		{"suppression ttl too short", "privacy:\n  suppression_ttl: 30m\n" + minimal, []string{"c.yaml:2:20: privacy.suppression_ttl: must be at least 1h, got 30m"}},
 		{"dedup window too short", "engine:\n  dedup_window: 1h\n" + minimal, []string{"engine.dedup_window: must be at least 24h"}},
+		{"lease ttl too short", "engine:\n  lease_ttl: 1s\n" + minimal, []string{"engine.lease_ttl: must be between 3s and 5m, got 1s"}},
+		{"startup timeout too long", "engine:\n  startup_timeout: 2h\n" + minimal, []string{"engine.startup_timeout: must be between 1s and 1h, got 2h"}},
 		{"server limits", "server:\n  max_connections: -1\n  max_inflight_body_bytes: 512000\n" + minimal,
 			[]string{"c.yaml:2:20: server.max_connections: must be at least 1, got -1",
 				"c.yaml:3:28: server.max_inflight_body_bytes: must be at least 1048576 (1 MiB), got 512000"}},

@@ -22,6 +22,8 @@ const (
 	DefaultEngineListen       = "127.0.0.1:0"
 	DefaultReplicas           = 1
 	DefaultDedupWindow        = 24 * time.Hour
+	DefaultLeaseTTL           = 10 * time.Second
+	DefaultStartupTimeout     = 2 * time.Minute
 	DefaultRetention          = 7 * 24 * time.Hour
 	DefaultGroupCommitMax     = 1000
 	DefaultGroupCommitFlights = 2
@@ -97,6 +99,8 @@ func (c *Config) applyDefaults() {
 	setStr(&e.Listen, DefaultEngineListen)
 	setInt(&e.Replicas, DefaultReplicas)
 	setDur(&e.DedupWindow, DefaultDedupWindow)
+	setDur(&e.LeaseTTL, DefaultLeaseTTL)
+	setDur(&e.StartupTimeout, DefaultStartupTimeout)
 	setDur(&e.Retention, DefaultRetention)
 	setInt(&e.GroupCommit.MaxEvents, DefaultGroupCommitMax)
 	setInt(&e.GroupCommit.Inflight, DefaultGroupCommitFlights)

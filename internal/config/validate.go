@@ -261,6 +261,12 @@ func (v *validator) engine() {
 	if e.NatsURL == "" && e.Replicas > 1 {
 		v.errorf("engine.replicas", "the embedded engine is a single server: replicas must be 1 (set engine.nats_url for a cluster)")
 	}
+	if d := e.LeaseTTL.D(); d < 3*time.Second || d > 5*time.Minute {
+		v.errorf("engine.lease_ttl", "must be between 3s and 5m, got %s", e.LeaseTTL)
+	}
+	if d := e.StartupTimeout.D(); d < time.Second || d > time.Hour {
+		v.errorf("engine.startup_timeout", "must be between 1s and 1h, got %s", e.StartupTimeout)
+	}
 	if e.DedupWindow.D() < 24*time.Hour {
 		v.errorf("engine.dedup_window", "must be at least 24h (Segment's de-duplication window), got %s", e.DedupWindow)
 	}

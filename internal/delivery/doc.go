@@ -37,8 +37,11 @@
 // ledger.go counts accepted conversions per rule and UTC day in the
 // "accepted" bucket for reconciliation.
 // dlq.go keeps dead letters; lease.go lets one replica of a shared cluster
-// deliver a destination; limiter.go counts requests in LinkedIn's
-// UTC-aligned windows. testevent.go builds the one conversion of a test
+// deliver a destination (fenced by the lease key's revision); ack.go
+// confirms acknowledgements on a cluster; limiter.go counts requests in
+// LinkedIn's UTC-aligned windows. An engine error while delivering never
+// ends Serve: the destination shows "degraded" and is retried.
+// testevent.go builds the one conversion of a test
 // send (Plan.BuildTest: a mapping's built-in SampleEvent, or a given event,
 // through the same filters, trigger, fields, enrichment and validation);
 // the adapter sends it after Limits.Wait. A mapping with enrich: false gets

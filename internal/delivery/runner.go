@@ -187,6 +187,11 @@ type Runner struct {
 	paused  atomic.Pointer[string]
 	standby atomic.Bool
 	ready   atomic.Bool // Prepare succeeded: the plan's routes are final
+	// degraded says why delivery cannot read events now (a transient
+	// engine error, retried with backoff); nil when it can.
+	degraded atomic.Pointer[string]
+	// acks confirms the acknowledgements of the current Run (ack.go).
+	acks atomic.Pointer[acker]
 
 	// retrying is set by a failed attempt, cleared by an accepted one.
 	retrying atomic.Pointer[Retrying]
@@ -312,10 +317,11 @@ const tokenWarnBefore = 14 * 24 * time.Hour
 // Status is a destination's health for /readyz and the console.
 type Status struct {
 	Destination string `json:"destination"`
-	// State is "delivering", "paused" or "standby" (another replica holds
-	// the lease).
+	// State is "delivering", "paused", "degraded" (the engine refused to
+	// open the destination's consumer: retried with backoff, Reason says
+	// why) or "standby" (another replica holds the lease).
 	State string `json:"state"`
-	// Reason says why it is paused.
+	// Reason says why it is paused or degraded.
 	Reason string `json:"reason,omitempty"`
 	// TokenExpiresAt is the access token's expiry, when known.
 	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
@@ -328,6 +334,8 @@ func (r *Runner) Status() Status {
 	st := Status{Destination: r.plan.Name, State: "delivering"}
 	if why := r.Paused(); why != "" {
 		st.State, st.Reason = "paused", why
+	} else if why := r.degraded.Load(); why != nil {
+		st.State, st.Reason = "degraded", *why
 	} else if r.standby.Load() {
 		st.State = "standby"
 	}
@@ -508,15 +516,39 @@ func (r *Runner) Serve(ctx context.Context) error {
 		return err
 	}
 	if r.lease == nil {
-		return r.Run(ctx)
+		r.runRetrying(ctx)
+		return nil
 	}
 	return r.lease.Hold(ctx, func() {
 		r.standby.Store(true)
+		r.degraded.Store(nil)
 		r.log.Info("another replica delivers this destination; standing by")
 	}, func(ctx context.Context) error {
 		r.standby.Store(false)
-		return r.Run(ctx)
+		r.runRetrying(ctx)
+		return nil
 	})
+}
+
+// runRetrying calls Run until ctx ends. An error of Run is the engine's (a
+// cluster node restarting, a consumer leader being elected): it never ends
+// the process; the destination shows "degraded" with the error in /readyz
+// and Run is tried again with backoff (1s doubling to 30s), which also
+// keeps the lease renewed meanwhile.
+func (r *Runner) runRetrying(ctx context.Context) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := r.Run(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		why := err.Error()
+		r.degraded.Store(&why)
+		wait := min(30*time.Second, time.Second<<min(attempt, 5))
+		r.log.Warn("delivery cannot read events; retrying", "error", err, "attempt", attempt+1, "retry_in", wait.String())
+		if r.sleep(ctx, wait, nil) != nil {
+			return
+		}
+	}
 }
 
 // prepare calls the destination's Prepare until it succeeds or ctx ends.
@@ -593,6 +625,17 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	if r.degraded.Swap(nil) != nil {
+		r.log.Info("delivery reads events again")
+	}
+	if !r.eng.Embedded() {
+		acks := r.startAcker()
+		r.acks.Store(acks)
+		defer func() {
+			r.acks.Store(nil)
+			acks.stop()
+		}()
 	}
 	items := make(chan *item, r.cfg.BatchSize)
 	var wg sync.WaitGroup

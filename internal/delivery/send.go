@@ -149,6 +149,13 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 	} else if waited {
 		r.m.limited.WithLabelValues(r.plan.Name, "local").Inc()
 	}
+	if r.lease != nil && !r.lease.Valid() {
+		// The lease was lost (another replica wrote it) or could not be
+		// renewed within its ttl: another replica may deliver now, so send
+		// nothing more; the events stay unacknowledged for it.
+		r.abandon(items)
+		return nil
+	}
 	start := time.Now()
 	a := r.dest.Send(send, *j.req)
 	r.m.latency.WithLabelValues(r.plan.Name).Observe(time.Since(start).Seconds())

@@ -468,7 +468,7 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 			g.seen.add(key)
 			return r, true, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+		if !casConflict(err) {
 			return record{}, false, fmt.Errorf("write profile: %w", err)
 		}
 		if guessed {
@@ -505,7 +505,7 @@ const writeTimeout = 10 * time.Second
 // write stores data at key if the key's last revision is rev (0: no
 // message), as KeyValue.Update does, without its per-call key validation
 // (a regular expression; keys here are always a prefix and hex). A stale
-// rev fails with an error that matches jetstream.ErrKeyExists.
+// rev fails with an error casConflict recognises.
 //
 // It publishes asynchronously and waits for the acknowledgement: with
 // delivery's workers writing concurrently this costs ~35 CPU-µs per write
@@ -528,6 +528,20 @@ func (g *Graph) write(ctx context.Context, key string, data []byte, rev uint64) 
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// casConflict reports whether err is a failed compare-and-set: JetStream
+// answers "wrong last sequence" with code 10071 on a single-replica stream
+// and 10164 on a replicated one (an external cluster with engine.replicas
+// 3), which jetstream.ErrKeyExists does not match (issue 23: on a
+// three-node cluster, every write to a profile not in the memo failed).
+func casConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // backoff waits before compare-and-set attempt n+1: full jitter over

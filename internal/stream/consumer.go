@@ -113,8 +113,17 @@ type Delivery struct {
 	msg jetstream.Msg
 }
 
-// Ack acknowledges the event: it is not delivered again.
+// Ack acknowledges the event: it is not delivered again. It does not wait
+// for the server: an acknowledgement lost on the way (a consumer-leader
+// change in a cluster) has the event delivered again; AckSync confirms.
 func (d *Delivery) Ack() error { return d.msg.Ack() }
+
+// AckSync acknowledges the event and waits for the server's confirmation
+// (JetStream's "double ack"): once it returns nil, the consumer recorded the
+// acknowledgement (replicated, on a clustered consumer) and the event is not
+// delivered again, even after a leader change. An error means it may not
+// have been recorded; calling it again is safe.
+func (d *Delivery) AckSync(ctx context.Context) error { return d.msg.DoubleAck(ctx) }
 
 // NakWithDelay has the event delivered again after delay.
 func (d *Delivery) NakWithDelay(delay time.Duration) error { return d.msg.NakWithDelay(delay) }
