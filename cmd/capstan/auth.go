@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/term"
 	"html"
 	"io"
 	"net"
@@ -330,7 +331,7 @@ func chooseAccount(cmd *cobra.Command, conn lidest.Connected, flag int64) (int64
 		fmt.Fprintf(out, "  %d) %d  %s\n", i+1, a.Account, a.Role)
 	}
 	in := cmd.InOrStdin()
-	if f, ok := in.(*os.File); !ok || !isTerminal(f) {
+	if f, ok := in.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		return 0, usageErr(errors.New("no ad_account is configured and this is not a terminal to ask on: run again with --account ID (one of the accounts listed)"))
 	}
 	r := bufio.NewReader(in)

@@ -265,13 +265,13 @@ func (s *Server) routes() {
 	s.route("POST /admin/api/preview", RoleViewer, s.runPreview)
 	s.route("POST /admin/api/privacy/delete", RoleOperator, s.deletePerson)
 	s.route("GET /admin/api/audit", RoleViewer, s.listAudit)
+	s.route("GET /admin/api/people", RoleViewer, s.listPeople)
+	s.route("GET /admin/api/session", RoleViewer, s.showSession)
+	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)
 	s.route("POST /admin/api/destinations/{name}/test-event", RoleOperator, s.testEvent)
 	s.route("GET /admin/api/destinations/{name}/rules", RoleViewer, s.listRules)
 	s.route("GET /admin/api/reconcile", RoleViewer, s.listReconciliations)
 	s.route("POST /admin/api/reconcile", RoleOperator, s.runReconciliation)
-	s.route("GET /admin/api/people", RoleViewer, s.listPeople)
-	s.route("GET /admin/api/session", RoleViewer, s.showSession)
-	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

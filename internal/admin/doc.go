@@ -140,8 +140,8 @@
 // password was wrong, "admin token" or "unknown user"; attempts refused
 // by the throttle are not recorded),
 // sign_out, token_install, identity_delete, dlq_replay, linkedin_connect
-// (by the operator who started the connection); privacy_delete is
-// recorded by the Privacy dependency. A record that cannot be written is
+// (by the operator who started the connection); privacy_delete and
+// test_event are recorded by their dependencies (Privacy, TestSender). A record that cannot be written is
 // logged; the action stays done.
 //
 // # Console
@@ -192,7 +192,7 @@
 //
 // It never logs an access token, the admin token, a password, a session
 // id, a user id, an email or an event body: its logs name the destination,
-// counts and the principal. It
-// never talks to LinkedIn, and never reads the engine or the identity graph
-// except through its dependencies.
+// counts and the principal. It never talks to LinkedIn itself (a test
+// event goes through its destination), and never reads the engine or the
+// identity graph except through its dependencies.
 package admin
