@@ -52,8 +52,13 @@ func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, s
 			return delivery.Preview(ctx, plans, events, source, time.Now(), enr)
 		}),
 	}
+	runners := make([]*delivery.Runner, 0, len(dests))
 	for _, d := range dests {
 		deps.Destinations = append(deps.Destinations, d)
+		runners = append(runners, d.runner)
 	}
+	deps.Explain = admin.ExplainFunc(func(ctx context.Context, seq uint64) (*delivery.Explanation, error) {
+		return delivery.ExplainEvent(ctx, eng, runners, seq)
+	})
 	return admin.New(admin.Config{Token: cfg.Server.AdminToken}, deps, log)
 }

@@ -39,7 +39,7 @@ type EngineEvents struct{ Engine *stream.Engine }
 
 // ReadEvents calls fn for each event q selects, oldest first.
 func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error {
-	opt := stream.ReadOptions{Source: q.Source}
+	opt := stream.ReadOptions{Source: q.Source, Follow: q.Follow}
 	if q.After > 0 {
 		opt.FromSeq = q.After + 1 // FromSeq and Since do not go together
 	} else {
@@ -49,7 +49,7 @@ func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(Stor
 		if s.StoredAt.Before(q.Since) {
 			return nil
 		}
-		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
+		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
 	})
 }
 
