@@ -60,9 +60,7 @@ func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, s
 		deps.Destinations = append(deps.Destinations, d)
 		runners = append(runners, d.runner)
 	}
-	deps.Explain = admin.ExplainFunc(func(ctx context.Context, seq uint64) (*delivery.Explanation, error) {
-		return delivery.ExplainEvent(ctx, eng, runners, seq)
-	})
+	deps.Explain = admin.EngineExplainer{Engine: eng, Runners: runners}
 	acfg, err := adminConfig(cfg.Server)
 	if err != nil {
 		return nil, err

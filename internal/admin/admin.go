@@ -275,6 +275,7 @@ func (s *Server) routes() {
 	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)
 	s.route("GET /admin/api/live", RoleViewer, s.liveEvents)
 	s.route("GET /admin/api/events/{seq}/explain", RoleViewer, s.explainEvent)
+	s.route("GET /admin/api/mappings", RoleViewer, s.listMappings)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

@@ -67,3 +67,24 @@ func (a EngineAudit) Read(ctx context.Context, since time.Time, limit int) ([]au
 func (a EngineAudit) Append(ctx context.Context, rec audit.Record) error {
 	return audit.Append(ctx, a.Engine, rec)
 }
+
+// EngineExplainer explains stored events with the running destinations
+// (delivery.ExplainEvent).
+type EngineExplainer struct {
+	Engine  *stream.Engine
+	Runners []*delivery.Runner
+}
+
+// Explain implements Explainer.
+func (x EngineExplainer) Explain(ctx context.Context, seq uint64) (*delivery.Explanation, error) {
+	return delivery.ExplainEvent(ctx, x.Engine, x.Runners, seq)
+}
+
+// Destinations implements Explainer.
+func (x EngineExplainer) Destinations() []delivery.DestinationInfo {
+	out := make([]delivery.DestinationInfo, 0, len(x.Runners))
+	for _, r := range x.Runners {
+		out = append(out, r.Info())
+	}
+	return out
+}

@@ -9,20 +9,15 @@ import (
 )
 
 // Explainer says what delivery made, or makes, of a stored event (the
-// console's event detail): delivery.ExplainEvent over the running
-// destinations.
+// console's event detail) and describes the destinations' plans (the Event
+// tester's choices). EngineExplainer is the one of `capstan serve`.
 type Explainer interface {
 	// Explain explains the event at stream sequence seq; an error wrapping
-	// ErrNotFound when EVENTS holds none.
+	// ErrNotFound or delivery.ErrNoEvent when EVENTS holds none.
 	Explain(ctx context.Context, seq uint64) (*delivery.Explanation, error)
-}
-
-// ExplainFunc adapts a function to Explainer.
-type ExplainFunc func(ctx context.Context, seq uint64) (*delivery.Explanation, error)
-
-// Explain calls f.
-func (f ExplainFunc) Explain(ctx context.Context, seq uint64) (*delivery.Explanation, error) {
-	return f(ctx, seq)
+	// Destinations describes each destination's sources and mappings, in
+	// configuration order.
+	Destinations() []delivery.DestinationInfo
 }
 
 // explainEvent: GET /admin/api/events/{seq}/explain answers the stored
@@ -48,5 +43,20 @@ func (s *Server) explainEvent(w http.ResponseWriter, r *http.Request) error {
 		return s.unavailable(r, "explain the event", err)
 	}
 	writeJSON(w, http.StatusOK, x)
+	return nil
+}
+
+// listMappings: GET /admin/api/mappings answers {"destinations":
+// [{"destination","sources","mappings":[{"name","trigger"}]}]}.
+func (s *Server) listMappings(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	if s.explain == nil {
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "mappings are not available in this server"}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Destinations []delivery.DestinationInfo `json:"destinations"`
+	}{append([]delivery.DestinationInfo{}, s.explain.Destinations()...)})
 	return nil
 }

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -19,9 +18,12 @@ func TestExplainRoute(t *testing.T) {
 	seq := addEvent(t, e.w, "web", "m-1")
 	wantError(t, e.do(t, http.MethodGet, fmt.Sprintf("/admin/api/events/%d/explain", seq), ""), http.StatusServiceUnavailable, codeUnavailable, "not available")
 
-	e.s.explain = ExplainFunc(func(ctx context.Context, seq uint64) (*delivery.Explanation, error) {
-		return delivery.ExplainEvent(ctx, e.eng, nil, seq)
-	})
+	wantError(t, e.do(t, http.MethodGet, "/admin/api/mappings", ""), http.StatusServiceUnavailable, codeUnavailable, "not available")
+	e.s.explain = EngineExplainer{Engine: e.eng}
+	var m struct{ Destinations []delivery.DestinationInfo }
+	if decodeAnswer(t, e.do(t, http.MethodGet, "/admin/api/mappings", ""), &m); m.Destinations == nil || len(m.Destinations) != 0 {
+		t.Errorf("mappings %+v", m)
+	}
 	var x delivery.Explanation
 	decodeAnswer(t, e.do(t, http.MethodGet, fmt.Sprintf("/admin/api/events/%d/explain", seq), ""), &x)
 	if x.Seq != seq || x.Source != "web" || x.Type != "track" || x.StoredAt.IsZero() || len(x.Destinations) != 0 ||

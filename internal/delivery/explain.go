@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/event"
@@ -319,4 +320,34 @@ func mappingState(dest DeliveryState, mapping string, dls []*DeadLetter) Deliver
 		}
 	}
 	return dest
+}
+
+// DestinationInfo describes a destination's plan for the console (the
+// Event tester's choices): the sources it takes and its mappings.
+type DestinationInfo struct {
+	Destination string `json:"destination"`
+	// Sources are the sources it takes; empty: every source.
+	Sources  []string      `json:"sources"`
+	Mappings []MappingInfo `json:"mappings"`
+}
+
+// MappingInfo is one enabled mapping: its name and trigger in canonical
+// form ("" when it takes every event).
+type MappingInfo struct {
+	Name    string `json:"name"`
+	Trigger string `json:"trigger"`
+}
+
+// Info describes the runner's plan.
+func (r *Runner) Info() DestinationInfo {
+	p := r.plan
+	di := DestinationInfo{Destination: p.Name, Sources: []string{}, Mappings: []MappingInfo{}}
+	for s := range p.sources {
+		di.Sources = append(di.Sources, s)
+	}
+	slices.Sort(di.Sources)
+	for _, rt := range p.Routes {
+		di.Mappings = append(di.Mappings, MappingInfo{Name: rt.Name, Trigger: triggerText(rt)})
+	}
+	return di
 }

@@ -126,6 +126,13 @@ func TestExplain(t *testing.T) {
 		t.Errorf("pending event: %+v", d)
 	}
 
+	// What the Event tester offers.
+	info := h.runner.Info()
+	if info.Destination != "li" || len(info.Sources) != 0 || len(info.Mappings) != 2 || info.Mappings[1].Name != "Purchase" ||
+		info.Mappings[1].Trigger != `type = "track" and event = "Order Completed"` {
+		t.Errorf("info %+v", info)
+	}
+
 	// No such event.
 	if _, err := delivery.ExplainEvent(context.Background(), h.eng, nil, 999); !errors.Is(err, delivery.ErrNoEvent) {
 		t.Errorf("missing event: %v", err)
