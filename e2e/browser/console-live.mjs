@@ -30,7 +30,10 @@ main(async ({ page, args }) => {
   // A few events first, so that the table looks like a site's traffic.
   await send(analytics, 'page', { anonymousId: `anon-${run}-1`, name: 'Pricing', properties: { path: '/pricing' } });
   await send(analytics, 'identify', { userId: `other-${run}`, traits: { plan: 'team' } });
+  await send(analytics, 'page', { anonymousId: `anon-${run}-3`, name: 'Home', properties: { path: '/' } });
   await send(analytics, 'track', { anonymousId: `anon-${run}-2`, event: 'Add to Cart', properties: { sku: 'A-1' } });
+  await send(analytics, 'page', { anonymousId: `anon-${run}-2`, name: 'Checkout', properties: { path: '/checkout' } });
+  await send(analytics, 'group', { userId: `other-${run}`, groupId: 'acme', traits: { name: 'Acme' } });
   // The event under test: its 200, then the row.
   const answered = await send(analytics, 'track', {
     userId: user, event: 'Sign Up', messageId: `live-${run}`,

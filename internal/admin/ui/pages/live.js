@@ -167,7 +167,9 @@
       var qs = new URLSearchParams(q).toString();
       history.replaceState(null, '', '#/live' + (qs ? '?' + qs : ''));
     }
+    var layout;
     function closeDetail() {
+      layout.classList.remove('has-detail');
       panel.hidden = true;
       panel.replaceChildren();
       setParam('');
@@ -177,6 +179,7 @@
       tbody.querySelectorAll('tr[aria-selected="true"]').forEach(function (x) { x.setAttribute('aria-selected', 'false'); });
       if (tr) tr.setAttribute('aria-selected', 'true');
       setParam(seq);
+      layout.classList.add('has-detail');
       renderDetail(panel, seq, closeDetail);
     }
 
@@ -188,9 +191,10 @@
         h('td', null, le.source),
         h('td', null, h('span', { class: 'badge type-' + le.type }, le.type)),
         h('td', { class: 'event-name' }, le.event || h('span', { class: 'muted' }, '—')),
-        h('td', { class: 'mono' }, user ? [user, le.userId ? null : h('span', { class: 'muted small' }, ' (anonymous)')] : h('span', { class: 'muted' }, '—')),
-        h('td', { class: 'mono small muted' }, le.messageId || ''),
-        h('td', { class: 'mono small muted num' }, String(le.seq)));
+        h('td', { class: 'mono clip col-user', title: user ? (le.userId ? 'userId ' : 'anonymousId ') + user : '' },
+          user ? [le.userId ? null : h('span', { class: 'anon', 'aria-label': 'anonymous' }, 'anon '), user] : h('span', { class: 'muted' }, '—')),
+        h('td', { class: 'mono small muted clip col-msg', title: le.messageId || '' }, le.messageId || ''),
+        h('td', { class: 'mono small muted num col-seq' }, String(le.seq)));
       tr.addEventListener('click', function () { open(le.seq, tr); });
       tr.addEventListener('keydown', function (ev) {
         if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); open(le.seq, tr); }
@@ -282,19 +286,19 @@
             (filtered.length ? ' Filtered by ' + filtered.map(function (k) { return k + ' “' + filters[k] + '”'; }).join(', ') + '.' : ''))),
         h('div', { class: 'live-controls', role: 'status', 'aria-label': 'Stream status' }, status, skipped, heldNote, pauseBtn)),
       form,
-      h('div', { class: 'live-layout' },
+      layout = h('div', { class: 'live-layout' },
         h('div', { class: 'live-table' },
           h('div', { class: 'table-wrap' },
             h('table', { class: 'table live', 'aria-label': 'Live events' },
               h('thead', null, h('tr', null,
                 h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col' }, 'Source'), h('th', { scope: 'col' }, 'Type'),
-                h('th', { scope: 'col' }, 'Event'), h('th', { scope: 'col' }, 'User'), h('th', { scope: 'col' }, 'Message id'),
-                h('th', { scope: 'col', class: 'num' }, 'Seq'))),
+                h('th', { scope: 'col' }, 'Event'), h('th', { scope: 'col', class: 'col-user' }, 'User'), h('th', { scope: 'col', class: 'col-msg' }, 'Message id'),
+                h('th', { scope: 'col', class: 'num col-seq' }, 'Seq'))),
               tbody)),
           empty),
         panel));
     connect();
-    if (selected) renderDetail(panel, selected, closeDetail);
+    if (selected) open(selected, null);
     return function () {
       stopped = true;
       if (es) es.close();

@@ -32,7 +32,7 @@
     var destinations = [];
     var alive = true;
 
-    var textarea = h('textarea', { id: 'tester-event', rows: 16, spellcheck: 'false', 'aria-describedby': 'tester-event-help' }, '');
+    var textarea = h('textarea', { id: 'tester-event', rows: 13, spellcheck: 'false', 'aria-describedby': 'tester-event-help' }, '');
     textarea.value = json(SAMPLE);
     var sourceSelect = h('select', { id: 'tester-source' }, h('option', { value: '' }, 'Any source'));
     var destSelect = h('select', { id: 'tester-destination' });
@@ -222,12 +222,13 @@
           h('h1', null, 'Event tester'),
           h('p', null, 'See the exact LinkedIn request an event produces, or why it produces none. Preview sends nothing.'))),
       h('div', { class: 'tester-layout' },
-        h('div', { class: 'tester-main' }, form, result),
-        h('aside', { class: 'card tester-recent', 'aria-labelledby': 'recent-title' },
-          h('div', { class: 'card-head' }, h('h2', { id: 'recent-title' }, 'Recent events'),
-            h('button', { type: 'button', class: 'btn btn-small', onclick: loadRecent }, 'Refresh')),
-          h('table', { class: 'table compact', 'aria-label': 'Recent events' }, recentList),
-          recentNote)));
+        h('div', { class: 'tester-main' }, form,
+          h('section', { class: 'card tester-recent', 'aria-labelledby': 'recent-title' },
+            h('div', { class: 'card-head' }, h('h2', { id: 'recent-title' }, 'Recent events'),
+              h('button', { type: 'button', class: 'btn btn-small', onclick: loadRecent }, 'Refresh')),
+            h('table', { class: 'table compact', 'aria-label': 'Recent events' }, recentList),
+            recentNote)),
+        result));
 
     var ready = c.api('GET', 'mappings').then(function (m) {
       destinations = m.destinations;
