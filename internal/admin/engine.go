@@ -53,6 +53,11 @@ func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(Stor
 	})
 }
 
+// LastSeq returns the sequence of the last stored event (EventCursor).
+func (e EngineEvents) LastSeq(ctx context.Context) (uint64, error) {
+	return e.Engine.LastEventSeq(ctx)
+}
+
 // EngineAudit reads the audit log of the engine (internal/audit).
 type EngineAudit struct {
 	Engine *stream.Engine

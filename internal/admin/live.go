@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -17,17 +18,33 @@ import (
 // Live events: GET /admin/api/live streams the events stored from now on as
 // server-sent events, for the console's Live events page.
 //
-// It is built to cost ingest little however many consoles watch: one
-// shared reader of EVENTS (EventReader.ReadEvents, following) runs while
-// at least one client is connected, started by the first and stopped when
-// the last leaves. It hands each event to the clients whose filters take it
-// through a bounded buffer per client, without ever waiting: a client gets
-// at most liveRate events a second (a token bucket) and whatever its
-// buffer cannot hold is dropped. Dropped events are counted per client and
-// the client is told the count (the "skipped" event): under heavy load the
-// view is a sample and says so. The event's document is parsed only for
-// the events a client takes, or to test a client's event-name or user
-// filter after a cheap search of the raw document for the value.
+// It is built to cost ingest little however many consoles watch and however
+// busy ingest is. One shared reader runs while at least one client is
+// connected, started by the first and stopped when the last leaves. Every
+// livePoll it asks the stream for its last sequence (one request) and
+// reads what was stored since through the engine's read path
+// (EventReader.ReadEvents): everything when that is at most liveSample
+// events, else only the newest liveSample, counting the others as skipped
+// for every client. So at 20,000 events/s it reads a twentieth of them,
+// and at a few per second all of them, within livePoll. It hands each
+// event to the clients whose filters take it through a bounded buffer per
+// client, without ever waiting: a client gets at most liveRate events a
+// second (a token bucket), and what its buffer cannot hold is dropped.
+// Everything a client misses is counted and the client is told the count
+// (the "skipped" event): under heavy load the view is a sample and says
+// so. The event's document is parsed only for the events a client takes,
+// or to test a client's event-name or user filter after a cheap search of
+// the raw document for the value.
+//
+// An EventReader that is not an EventCursor (it cannot say its last
+// sequence) is followed instead: every event is read.
+
+// EventCursor is implemented by an EventReader that can say where the
+// stream ends (EngineEvents): Live events then samples under load.
+type EventCursor interface {
+	// LastSeq returns the sequence of the last stored event.
+	LastSeq(ctx context.Context) (uint64, error)
+}
 
 // Live events tuning.
 const (
@@ -37,6 +54,10 @@ const (
 	liveBurst = 100
 	// liveBuffer is the events queued for one client before it drops.
 	liveBuffer = 256
+	// livePoll is how often the shared reader looks for new events, and
+	// liveSample the most it reads each time (1,000 a second).
+	livePoll   = 200 * time.Millisecond
+	liveSample = 200
 	// liveHeartbeat is the longest a stream stays silent (an SSE comment
 	// keeps proxies and the browser from timing it out).
 	liveHeartbeat = 15 * time.Second
@@ -119,6 +140,9 @@ type liveClient struct {
 	ch      chan LiveEvent
 	skipped atomic.Uint64
 
+	// started is its generation's (liveGen.started).
+	started <-chan struct{}
+
 	// The token bucket: touched only by the reader of the client's
 	// generation.
 	tokens float64
@@ -146,18 +170,22 @@ func (c *liveClient) take(now time.Time, rate, burst float64) bool {
 type liveGen struct {
 	clients atomic.Pointer[[]*liveClient]
 	cancel  context.CancelFunc
+	// started is closed once the reader knows where it starts: the
+	// events stored after that reach the clients.
+	started chan struct{}
 }
 
 // liveHub is the shared reader and its clients.
 type liveHub struct {
 	events EventReader
 	log    *slog.Logger
-	// rate, burst, buffer, heartbeat and tick are liveRate, liveBurst,
-	// liveBuffer, liveHeartbeat and liveTick (tests change them before the
-	// first client joins).
+	// rate, burst, buffer, sample, heartbeat, tick and poll are liveRate,
+	// liveBurst, liveBuffer, liveSample, liveHeartbeat, liveTick and
+	// livePoll (tests change them before the first client joins).
 	rate, burst     float64
-	buffer          int
+	buffer, sample  int
 	heartbeat, tick time.Duration
+	poll            time.Duration
 
 	mu      sync.Mutex
 	gen     *liveGen
@@ -171,7 +199,7 @@ func newLiveHub(events EventReader, log *slog.Logger) *liveHub {
 	return &liveHub{
 		events: events, log: log,
 		rate: liveRate, burst: liveBurst, buffer: liveBuffer,
-		heartbeat: liveHeartbeat, tick: liveTick,
+		sample: liveSample, heartbeat: liveHeartbeat, tick: liveTick, poll: livePoll,
 		clients: map[*liveClient]struct{}{},
 		closing: make(chan struct{}),
 	}
@@ -189,7 +217,7 @@ func (h *liveHub) join(f liveFilter) *liveClient {
 	h.clients[c] = struct{}{}
 	if h.gen == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		h.gen = &liveGen{cancel: cancel}
+		h.gen = &liveGen{cancel: cancel, started: make(chan struct{})}
 		// Events stored from now on, whenever the reader gets going.
 		since := time.Now()
 		h.readers.Add(1)
@@ -200,6 +228,7 @@ func (h *liveHub) join(f liveFilter) *liveClient {
 		h.log.Debug("live events: reader started")
 	}
 	h.publish()
+	c.started = h.gen.started
 	return c
 }
 
@@ -240,9 +269,76 @@ func (h *liveHub) shutdown() {
 	}
 }
 
-// read follows EVENTS from since for generation g until ctx ends, and
-// resumes after the last event it saw when the read fails.
+// read runs the shared reader of generation g until ctx ends: it samples
+// the stream from its end at the start when the EventReader is an
+// EventCursor, else follows it from since.
 func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
+	cur, ok := h.events.(EventCursor)
+	if !ok {
+		close(g.started) // from since, whenever the read starts
+		h.follow(ctx, g, since)
+		return
+	}
+	var cursor uint64 // the last sequence handled
+	for {
+		var err error
+		if cursor, err = cur.LastSeq(ctx); err == nil {
+			break
+		}
+		if !h.retry(ctx, err) {
+			close(g.started)
+			return
+		}
+	}
+	close(g.started)
+	tick := time.NewTicker(h.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		last, err := cur.LastSeq(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.log.Warn("live events: reading the stored events failed; retrying", "error", err)
+			continue
+		}
+		if last <= cursor {
+			cursor = last // the same, or the stream was restored to an earlier state
+			continue
+		}
+		from := cursor + 1
+		if last-cursor > uint64(h.sample) {
+			// Too many to look at: the newest ones, the rest skipped.
+			from = last - uint64(h.sample) + 1
+			h.skipAll(g, from-cursor-1)
+		}
+		err = h.events.ReadEvents(ctx, EventQuery{After: from - 1}, func(se StoredEvent) error {
+			if se.Seq > last {
+				return errEnough // the next poll's
+			}
+			cursor = se.Seq
+			h.dispatch(g, se)
+			return nil
+		})
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil || errors.Is(err, errEnough):
+			cursor = last // what is not there was deleted
+		default:
+			h.log.Warn("live events: reading the stored events failed; retrying", "error", err)
+		}
+	}
+}
+
+// follow reads every event stored from since for generation g until ctx
+// ends, and resumes after the last event it saw when the read fails.
+func (h *liveHub) follow(ctx context.Context, g *liveGen, since time.Time) {
 	q := EventQuery{Since: since, Follow: true}
 	for {
 		err := h.events.ReadEvents(ctx, q, func(se StoredEvent) error {
@@ -250,14 +346,31 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			h.dispatch(g, se)
 			return nil
 		})
-		if ctx.Err() != nil {
+		if !h.retry(ctx, err) {
 			return
 		}
-		h.log.Warn("live events: reading the stored events failed; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
+	}
+}
+
+// retry logs a failed read and waits a second; false when ctx ended.
+func (h *liveHub) retry(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	h.log.Warn("live events: reading the stored events failed; retrying", "error", err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Second):
+		return true
+	}
+}
+
+// skipAll counts n events skipped unread for every client of g.
+func (h *liveHub) skipAll(g *liveGen, n uint64) {
+	if p := g.clients.Load(); p != nil {
+		for _, c := range *p {
+			c.skipped.Add(n)
 		}
 	}
 }
@@ -330,6 +443,14 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer s.live.leave(c)
 
+	// Set up before "ready": what is stored after it is sent.
+	select {
+	case <-c.started:
+	case <-r.Context().Done():
+		return nil
+	case <-s.live.closing:
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the server is shutting down"}
+	}
 	rc := http.NewResponseController(w)
 	// The stream outlives the server's read and write timeouts: no read
 	// deadline (it would end the request), a write deadline per write.

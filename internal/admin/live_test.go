@@ -281,6 +281,35 @@ func TestLiveSampling(t *testing.T) {
 		t.Errorf("received %d and skipped %d, want 5 and 35", received, skipped)
 	}
 
+	// Heavy load: the reader looks at no more than sample events per poll,
+	// the newest, and counts the others as skipped for every client.
+	e2 := newEnv(t)
+	e2.s.live.sample, e2.s.live.poll, e2.s.live.tick = 5, 300*time.Millisecond, 50*time.Millisecond
+	srv2 := liveServer(t, e2)
+	c2 := openLive(t, srv2, "")
+	seqs := store(t, e2.w, "web", docs...)
+	received, skipped = 0, 0
+	var last LiveEvent
+	for received+int(skipped) < 40 {
+		ev := c2.next()
+		switch ev.name {
+		case "":
+			received++
+			if err := json.Unmarshal([]byte(ev.data), &last); err != nil {
+				t.Fatal(err)
+			}
+		case "skipped":
+			var s struct{ Skipped uint64 }
+			if err := json.Unmarshal([]byte(ev.data), &s); err != nil {
+				t.Fatal(err)
+			}
+			skipped = s.Skipped
+		}
+	}
+	if received+int(skipped) != 40 || skipped < 20 || last.Seq != seqs[39] {
+		t.Errorf("sampled reader: received %d (the last %d), skipped %d; want the newest of 40 and the rest skipped", received, last.Seq, skipped)
+	}
+
 	// A slow client: its buffer is full, the dispatch does not wait.
 	h := newLiveHub(EngineEvents{Engine: e.eng}, discard)
 	h.buffer = 2
@@ -385,4 +414,26 @@ func eventually(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestLiveFollow: with an EventReader that cannot say its last sequence,
+// the shared reader follows the stream: every event reaches the client.
+func TestLiveFollow(t *testing.T) {
+	e := newEnv(t)
+	h := newLiveHub(struct{ EventReader }{EngineEvents{Engine: e.eng}}, discard)
+	c := h.join(liveFilter{})
+	<-c.started
+	seqs := store(t, e.w, "web", `{"type":"track","event":"A","messageId":"f1"}`, `{"type":"track","event":"B","messageId":"f2"}`)
+	for _, want := range seqs {
+		select {
+		case le := <-c.ch:
+			if le.Seq != want {
+				t.Errorf("event %d, want %d", le.Seq, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("event %d not received", want)
+		}
+	}
+	h.leave(c)
+	h.readers.Wait()
 }
