@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
@@ -201,5 +202,41 @@ func TestLiveEventsShutdown(t *testing.T) {
 	}
 	if out := srv.Output(); strings.Contains(out, "in-flight requests cut short") {
 		t.Errorf("the open stream held the shutdown for its grace period:\n%s", out)
+	}
+}
+
+// TestConsoleLiveViewer: a viewer signed in with a password streams Live
+// events with the session cookie and previews in the Event tester, but
+// Send test event is disabled for them with the reason, and the server
+// refuses it when forced (403, or 404 while the route is not in the build).
+func TestConsoleLiveViewer(t *testing.T) {
+	const password = "viewer password 2"
+	code, stdout, stderr := runCapstanStdin(t, password+"\n", "admin", "hash-password")
+	if code != 0 {
+		t.Fatalf("capstan admin hash-password: exit %d: %s", code, stderr)
+	}
+	users := fmt.Sprintf("  admin_users:\n    - {name: vera, role: viewer, password_hash: '%s'}\n", strings.TrimSpace(stdout))
+	srv := startConsoleServer(t, users)
+	var got struct {
+		Status       string    `json:"status"`
+		Request      string    `json:"request"`
+		SendDisabled bool      `json:"sendDisabled"`
+		SendTitle    string    `json:"sendTitle"`
+		Forced       apiAnswer `json:"forced"`
+	}
+	runConsole(t, "console-live-viewer.mjs", srv.URL, map[string]any{"viewer": "vera", "password": password}, &got)
+	if got.Status != "Live" {
+		t.Errorf("a viewer's Live events stream: status %q", got.Status)
+	}
+	if !strings.Contains(got.Request, "/rest/conversionEvents") {
+		t.Errorf("a viewer's preview: %q", got.Request)
+	}
+	if !got.SendDisabled || !strings.Contains(got.SendTitle, "operator") {
+		t.Errorf("Send test event for a viewer: disabled %v, title %q", got.SendDisabled, got.SendTitle)
+	}
+	// The route is issue 18's: a viewer is refused (403) by it, or meets
+	// its absence (404) in a build without it; never a success.
+	if got.Forced.Status != http.StatusForbidden && got.Forced.Status != http.StatusNotFound {
+		t.Errorf("a viewer forcing a test event: %+v", got.Forced)
 	}
 }
