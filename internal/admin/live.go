@@ -103,20 +103,29 @@ func liveEventOf(se StoredEvent) LiveEvent {
 // liveFilter is a client's filters; "" takes everything.
 type liveFilter struct {
 	source, typ, event, user string
-	// The event and user values as JSON strings: a document that does not
-	// hold them cannot match, which is found without parsing it.
+	// The event and user values as JSON strings (when they have one
+	// spelling, see needle): a document that does not hold them cannot
+	// match, which is found without parsing it.
 	eventJSON, userJSON []byte
 }
 
 func newLiveFilter(source, typ, name, user string) liveFilter {
-	f := liveFilter{source: source, typ: typ, event: name, user: user}
-	if name != "" {
-		f.eventJSON, _ = json.Marshal(name)
+	return liveFilter{source: source, typ: typ, event: name, user: user, eventJSON: needle(name), userJSON: needle(user)}
+}
+
+// needle is v as a JSON string when every way of writing it in JSON is
+// that one (printable ASCII with nothing JSON may escape); nil otherwise,
+// and the document is parsed to test it.
+func needle(v string) []byte {
+	if v == "" {
+		return nil
 	}
-	if user != "" {
-		f.userJSON, _ = json.Marshal(user)
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '/' {
+			return nil
+		}
 	}
-	return f
+	return []byte(`"` + v + `"`)
 }
 
 // cheap tests what needs no parsing: source, type, and whether the raw

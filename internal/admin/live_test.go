@@ -437,3 +437,21 @@ func TestLiveFollow(t *testing.T) {
 	h.leave(c)
 	h.readers.Wait()
 }
+
+// TestLiveFilterSpellings: the filters' cheap search of the raw document
+// never hides an event whose values JSON spells another way (escapes).
+func TestLiveFilterSpellings(t *testing.T) {
+	se := StoredEvent{Type: "track", Event: []byte(`{"type":"track","event":"a\/b \u003cc\u003e","userId":"jos\u00e9"}`)}
+	f := newLiveFilter("", "track", "a/b <c>", "josé")
+	le := liveEventOf(se)
+	if !f.cheap(se) || !f.exact(&le) {
+		t.Errorf("escaped values: cheap %v, exact %v (%+v)", f.cheap(se), f.exact(&le), le)
+	}
+	other := StoredEvent{Type: "track", Event: []byte(`{"type":"track","event":"Sign Up","userId":"u2"}`)}
+	if g := newLiveFilter("", "", "Sign Up", "u1"); g.cheap(other) {
+		t.Error("the raw document lacks the user, yet the cheap test takes it")
+	}
+	if g := newLiveFilter("", "", "", "u2"); !g.cheap(other) {
+		t.Error("the raw document holds the user, yet the cheap test drops it")
+	}
+}
