@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -335,13 +336,13 @@ func TestConsoleDestinations(t *testing.T) {
 		} `json:"after"`
 	}
 	runConsole(t, "console-destinations.mjs", srv.URL, map[string]any{
-		"newToken": "tok-console-new", "expiresAt": exp.Format("2006-01-02T15:04"),
+		"newToken": "tok-console-new", "expiresAt": exp.Format("2006-01-02T15:04"), "writeKey": testWriteKey,
 	}, &got)
 	if got.Before.Health != "delivering" || !strings.Contains(got.Before.Text, ruleID) || !strings.Contains(got.Before.Text, "Sign Up") || got.Before.Today < 1 {
 		t.Errorf("before: health %q, today %d, page:\n%s\nwant delivering, rule %s, at least 1 request today", got.Before.Health, got.Before.Today, got.Before.Text, ruleID)
 	}
-	if got.After.Health != "degraded" || !strings.Contains(got.After.Text, "10 days left") || !strings.Contains(got.After.Text, "expires in 10 days") {
-		t.Errorf("after: health %q, page:\n%s\nwant degraded with 10 days left", got.After.Health, got.After.Text)
+	if got.After.Health != "degraded" || !strings.Contains(got.After.Text, "10 days left") || !strings.Contains(got.After.Text, "expires in 10 days") || got.After.Today != 1 {
+		t.Errorf("after: health %q, today %d, page:\n%s\nwant degraded with 10 days left, 1 request today with the new token", got.After.Health, got.After.Today, got.After.Text)
 	}
 
 	adminGet(t, srv.URL, "/admin/api/destinations", &list)
@@ -353,9 +354,10 @@ func TestConsoleDestinations(t *testing.T) {
 		t.Errorf("the rate limit still counts against the old token (%s)", d.RateLimit.Key)
 	}
 	// The new token is the one in use: with the old one revoked, delivery goes on.
+	srv.sandbox.waitConversions(2, 30*time.Second, "the page's event")
 	srv.sandbox.control(http.MethodPost, "/_sandbox/tokens/tok-console/revoke", "", nil)
 	sendEvents(t, hc, srv.URL, []map[string]any{signUp("console-dest-2", "dest2@example.com", "")})
-	srv.sandbox.waitConversions(2, 30*time.Second, "with the installed token")
+	srv.sandbox.waitConversions(3, 30*time.Second, "with the installed token")
 
 	rec := findAudit(auditLog(t, srv.URL), "token_install", "admin token")
 	if rec == nil || rec.Target != "linkedin" || rec.Error != "" {
@@ -387,6 +389,22 @@ func TestConsolePeople(t *testing.T) {
 		t.Fatalf("the identity graph did not learn %s in 30 s", userID)
 	}
 	emailHash := sha256Hex(strings.ToLower(email))
+	// Other audited actions, for the Audit log page: a refused sign-in and
+	// a replay through the API.
+	resp, err := hc.Post(srv.URL+"/admin/api/session", "application/json", strings.NewReader(`{"token":"a wrong one"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(resp)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a wrong sign-in: %d", resp.StatusCode)
+	}
+	rq, _ := http.NewRequest(http.MethodPost, srv.URL+"/admin/api/dlq/replay", strings.NewReader(`{"destination":"linkedin"}`))
+	rq.Header.Set("Authorization", "Bearer "+consoleAdminToken)
+	if resp, err = hc.Do(rq); err != nil {
+		t.Fatal(err)
+	}
+	drain(resp)
 
 	var got struct {
 		ByUserID   string   `json:"byUserId"`
@@ -517,4 +535,36 @@ func runCapstanStdin(t testing.TB, stdin string, args ...string) (int, string, s
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// demoConsoleLine is the console line `capstan demo` prints.
+var demoConsoleLine = regexp.MustCompile(`(?m)^\s*console:\s+(http://\S+/admin/)#token=(\S+)$`)
+
+// TestConsoleDemo: `capstan demo` turns the console on with a token of its
+// own and prints its URL with the token in the fragment; opening it signs
+// in as the admin token, without the token ever reaching the server (its
+// log) or staying in the address bar.
+func TestConsoleDemo(t *testing.T) {
+	d := startDemo(t)
+	m := demoConsoleLine.FindStringSubmatch(d.output())
+	if m == nil || m[1] != d.URL+"/admin/" || len(m[2]) < 26 {
+		t.Fatalf("capstan demo printed no console URL with a token:\n%s", d.output())
+	}
+	token := m[2]
+	var got struct {
+		URL  string `json:"url"`
+		User string `json:"user"`
+		Role string `json:"role"`
+	}
+	runConsole(t, "console-demo.mjs", d.URL, map[string]any{"consoleURL": m[1] + "#token=" + token, "token": token}, &got)
+	if got.User != "admin token" || got.Role != "operator" || strings.Contains(got.URL, token) {
+		t.Errorf("after opening the console URL: %+v", got)
+	}
+	if n := strings.Count(d.output(), token); n != 1 {
+		t.Errorf("the token appears %d times in the demo's output (want once: the printed URL)", n)
+	}
+	// Each run makes its own.
+	if d2 := startDemo(t); strings.Contains(d2.output(), token) {
+		t.Error("a second demo printed the same admin token")
+	}
 }

@@ -32,8 +32,21 @@ main(async ({ page, args }) => {
   const toast = page.getByRole('status').filter({ hasText: 'New access token installed' });
   await toast.waitFor();
   await c.getByText('Degraded').waitFor();
-  const after = await state(c);
   check(await c.getByLabel('Access token').inputValue() === '', 'the token field was not cleared');
+
+  // A conversion sent now counts against the new token: the page shows
+  // it within its 5 s refresh.
+  const res = await fetch(`${args.baseURL}/v1/track`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: 'Basic ' + Buffer.from(args.writeKey + ':').toString('base64') },
+    body: JSON.stringify({ type: 'track', event: 'Sign Up', userId: 'console-dest-new', messageId: 'console-dest-new', context: { traits: { email: 'new@example.com' } } }),
+  });
+  check(res.status === 200, `POST /v1/track: ${res.status}`);
+  await page.waitForFunction(() => {
+    const m = document.querySelector('[role="meter"][aria-label="Requests today"]');
+    return m && Number(m.getAttribute('aria-valuenow')) >= 1;
+  }, null, { timeout: 30000 });
+  const after = await state(c);
   await toast.waitFor({ state: 'detached' }).catch(() => {});
   await screenshot(page, args, 'destinations');
   return { before, after, toast: 'New access token installed' };

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"mime"
 	"net/http"
 	"strconv"
@@ -12,6 +11,10 @@ import (
 
 	"github.com/capstan-gw/capstan/internal/audit"
 )
+
+// unknownUser is how the audit log and the log name a sign-in with a user
+// name that no user has.
+const unknownUser = "unknown user"
 
 // signInBody describes signIn's body in messages.
 const signInBody = `{"token": "…"} or {"username": "…", "password": "…"}`
@@ -100,17 +103,17 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 			// As long as for a known user: the time does not tell
 			// whether the name exists.
 			_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(body.Password))
+			// A name no user has is not kept or logged: it may be a
+			// password typed in the wrong field.
+			who = unknownUser
 		}
 	default:
 		return badRequest("give the admin token, or a username and a password: the body must be %s", signInBody)
 	}
 	if !ok {
 		s.throttle.fail(addr, now)
-		if len(who) > 64 {
-			who = who[:64]
-		}
 		s.record(r, audit.Record{By: who, Action: audit.ActionSignIn, Error: why})
-		s.log.Warn("console sign-in failed", "principal", who, "client", addr)
+		s.log.Warn("console sign-in failed", "principal", who)
 		return &apiError{http.StatusUnauthorized, codeUnauthorized, why}
 	}
 	s.throttle.succeed(addr)
@@ -187,16 +190,4 @@ func (s *Server) record(r *http.Request, rec audit.Record) {
 	if err := s.audit.Append(ctx, rec); err != nil {
 		s.log.Error("audit record not written", "action", rec.Action, "principal", rec.By, "error", err)
 	}
-}
-
-// errorText is err's message for an audit record ("" for nil).
-func errorText(err error) string {
-	if err == nil {
-		return ""
-	}
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae.message
-	}
-	return err.Error()
 }

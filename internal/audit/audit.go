@@ -23,7 +23,9 @@ const (
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
 	// ActionSignIn is a console sign-in (POST /admin/api/session); Error
-	// is set when the credential was wrong, and By is then the name tried.
+	// is set when the credential was wrong, and By is then the user whose
+	// password was wrong, "admin token", or "unknown user" (a name no user
+	// has is never recorded: it may be a mistyped password).
 	ActionSignIn = "sign_in"
 	// ActionSignOut is a console sign-out (DELETE /admin/api/session).
 	ActionSignOut = "sign_out"

@@ -23,8 +23,18 @@
     return parts;
   }
 
+  var COUNTS = {
+    graphKeysRemoved: 'identity graph entries removed',
+    eventsDeleted: 'stored events deleted',
+    deadLettersDeleted: 'dead letters deleted',
+    suppressed: 'ids suppressed',
+    replayed: 'replayed',
+  };
+
   function result(r) {
-    var counts = r.result ? Object.keys(r.result).filter(function (k) { return r.result[k]; }).map(function (k) { return k + ' ' + c.fmt.num(r.result[k]); }) : [];
+    var counts = r.result ? Object.keys(r.result).filter(function (k) { return r.result[k] || k === 'replayed'; }).map(function (k) {
+      return c.fmt.num(r.result[k]) + ' ' + (COUNTS[k] || k);
+    }) : [];
     return [
       r.error ? h('span', { class: 'badge badge-bad' }, 'failed') : h('span', { class: 'badge badge-ok' }, 'ok'),
       r.error ? h('div', { class: 'audit-error' }, r.error) : null,
