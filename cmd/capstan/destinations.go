@@ -67,7 +67,7 @@ func (d *destination) Status() delivery.Status { return d.runner.Status() }
 
 // Info is the destination's conversion rules and rate-limit use.
 func (d *destination) Info(ctx context.Context) admin.DestinationInfo {
-	info := admin.DestinationInfo{Type: "linkedin", AdAccount: d.li.AdAccount(), RateLimit: d.runner.RateUsage()}
+	info := admin.DestinationInfo{Type: "linkedin", AdAccount: d.li.AdAccount(), RateLimit: d.runner.RateUsage(), Retrying: d.runner.Retrying()}
 	for _, r := range d.li.Rules(ctx, d.plan) {
 		info.Rules = append(info.Rules, admin.Rule{
 			Mapping: r.Mapping, RuleID: r.RuleID, Created: r.Created, Name: r.Name, Type: r.Type,

@@ -21,7 +21,8 @@
 //	GET    /admin/api/destinations/{name}       destination: the status {"destination","state","reason","tokenExpiresAt","warning"}
 //	                                            and "health" (delivering|paused|standby|degraded), "problems", "tokenDaysLeft",
 //	                                            "type", "adAccount", "rules": [{"mapping","ruleId","created","name","type","campaigns","campaignsAssociated"}],
-//	                                            "rateLimit": {"key","minute","perMinute","day","perDay"} (the limiter's counts for the current token)
+//	                                            "rateLimit": {"key","minute","perMinute","day","perDay"} (the limiter's counts for the current token),
+//	                                            "retrying": {"since","status","message"} or null (failed attempts since the last accepted one)
 //	PUT    /admin/api/destinations/{name}/token {"access_token": "…", "expires_at": "RFC 3339, optional"} → destination
 //	GET    /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "profile": {…}}
 //	DELETE /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "removed": ["u.…", "a.…"]}

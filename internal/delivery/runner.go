@@ -150,19 +150,20 @@ type Deps struct {
 // the re-sends. It is safe for concurrent use; Serve or Run must be called
 // once.
 type Runner struct {
-	plan    *Plan
-	dest    Destination
-	cfg     RunnerConfig
-	eng     *stream.Engine
-	graph   Graph
-	sup     Suppressor
-	limits  *Limits
-	lease   *Lease
-	m       *Metrics
-	log     *slog.Logger
-	clock   Clock
-	paused  atomic.Pointer[string]
-	standby atomic.Bool
+	plan     *Plan
+	dest     Destination
+	cfg      RunnerConfig
+	eng      *stream.Engine
+	graph    Graph
+	sup      Suppressor
+	limits   *Limits
+	lease    *Lease
+	m        *Metrics
+	log      *slog.Logger
+	clock    Clock
+	paused   atomic.Pointer[string]
+	standby  atomic.Bool
+	retrying atomic.Pointer[Retrying]
 
 	resumeMu sync.Mutex
 	resume   chan struct{} // closed (and replaced) by Resume: wakes every paused sender
@@ -215,6 +216,28 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 
 // Name returns the destination's name.
 func (r *Runner) Name() string { return r.plan.Name }
+
+// Retrying says since when, and why, the destination's requests are being
+// retried: the remote failed (a 5xx, a 429, a timeout) and no request has
+// been accepted since.
+type Retrying struct {
+	// Since is the first failed attempt since the last accepted request.
+	Since time.Time `json:"since"`
+	// Status and Message are the last failed attempt's answer (Status 0:
+	// no answer, such as a timeout); never a secret.
+	Status  int    `json:"status,omitempty"`
+	Message string `json:"message"`
+}
+
+// Retrying returns the destination's ongoing retries, nil when its last
+// request was accepted (or none failed).
+func (r *Runner) Retrying() *Retrying {
+	if p := r.retrying.Load(); p != nil {
+		c := *p
+		return &c
+	}
+	return nil
+}
 
 // RateUsage reports the rate-limit use of the destination's current
 // LimitKey (for LinkedIn, its access token) this minute and today.

@@ -148,6 +148,7 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 	switch a.Class {
 	case Accepted:
 		r.unpause()
+		r.retrying.Store(nil)
 		r.m.batchSize.WithLabelValues(r.plan.Name).Observe(float64(len(items)))
 		now := time.Now()
 		r.delivered.Add(float64(len(items)))
@@ -200,6 +201,11 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 
 	case Retry:
 		r.m.retries.WithLabelValues(r.plan.Name).Inc()
+		rt := &Retrying{Since: r.clock.Now().UTC(), Status: a.Status, Message: answerText(a)}
+		if old := r.retrying.Load(); old != nil {
+			rt.Since = old.Since
+		}
+		r.retrying.Store(rt)
 		if a.Status == 429 {
 			r.m.limited.WithLabelValues(r.plan.Name, "remote").Inc()
 		}
