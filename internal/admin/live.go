@@ -302,6 +302,13 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 	close(g.started)
 	tick := time.NewTicker(h.poll)
 	defer tick.Stop()
+	failing := false // logged once until a read succeeds again
+	fail := func(err error) {
+		if !failing {
+			h.log.Warn("live events: reading the stored events failed; retrying every poll", "error", err)
+		}
+		failing = true
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -313,7 +320,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			if ctx.Err() != nil {
 				return
 			}
-			h.log.Warn("live events: reading the stored events failed; retrying", "error", err)
+			fail(err)
 			continue
 		}
 		if last <= cursor {
@@ -339,8 +346,9 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			return
 		case err == nil || errors.Is(err, errEnough):
 			cursor = last // what is not there was deleted
+			failing = false
 		default:
-			h.log.Warn("live events: reading the stored events failed; retrying", "error", err)
+			fail(err)
 		}
 	}
 }
