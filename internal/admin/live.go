@@ -325,6 +325,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 		}
 		if last <= cursor {
 			cursor = last // the same, or the stream was restored to an earlier state
+			failing = false
 			continue
 		}
 		from := cursor + 1
