@@ -150,19 +150,21 @@ type Deps struct {
 // the re-sends. It is safe for concurrent use; Serve or Run must be called
 // once.
 type Runner struct {
-	plan     *Plan
-	dest     Destination
-	cfg      RunnerConfig
-	eng      *stream.Engine
-	graph    Graph
-	sup      Suppressor
-	limits   *Limits
-	lease    *Lease
-	m        *Metrics
-	log      *slog.Logger
-	clock    Clock
-	paused   atomic.Pointer[string]
-	standby  atomic.Bool
+	plan    *Plan
+	dest    Destination
+	cfg     RunnerConfig
+	eng     *stream.Engine
+	graph   Graph
+	sup     Suppressor
+	limits  *Limits
+	lease   *Lease
+	m       *Metrics
+	log     *slog.Logger
+	clock   Clock
+	paused  atomic.Pointer[string]
+	standby atomic.Bool
+
+	// retrying is set by a failed attempt, cleared by an accepted one.
 	retrying atomic.Pointer[Retrying]
 
 	resumeMu sync.Mutex

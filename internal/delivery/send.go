@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -201,7 +202,11 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 
 	case Retry:
 		r.m.retries.WithLabelValues(r.plan.Name).Inc()
-		rt := &Retrying{Since: r.clock.Now().UTC(), Status: a.Status, Message: answerText(a)}
+		msg := answerText(a)
+		if len(msg) > 300 {
+			msg = strings.ToValidUTF8(msg[:300], "") + "…"
+		}
+		rt := &Retrying{Since: r.clock.Now().UTC(), Status: a.Status, Message: msg}
 		if old := r.retrying.Load(); old != nil {
 			rt.Since = old.Since
 		}
