@@ -54,9 +54,34 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 // destination is one configured destination, wired: its runner and its
 // LinkedIn side. It is what the admin surface and /readyz see.
 type destination struct {
-	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
+	test   testDeps // test sends from the console (testevent.go)
+	// rec reconciles with LinkedIn's reporting; serve runs it every
+	// reconcile.interval unless reconcile.disabled (periodic false).
+	rec      *lidest.Reconciler
+	periodic bool
+}
+
+// Reconciliation returns the latest reconciliation with LinkedIn's
+// reporting (nil before the first or when disabled) and the latest
+// attempt's error; enabled is false with reconcile.disabled.
+func (d *destination) Reconciliation() (latest any, lastError string, enabled bool) {
+	rec, errText := d.rec.Latest()
+	if rec == nil {
+		return nil, errText, d.periodic
+	}
+	return rec, errText, d.periodic
+}
+
+// Reconcile reconciles now (admin: POST /admin/api/reconcile). It works
+// also with reconcile.disabled, which only stops the periodic runs.
+func (d *destination) Reconcile(ctx context.Context) (any, error) {
+	rec, err := d.rec.Once(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 // Name returns the destination's name.
@@ -68,7 +93,7 @@ func (d *destination) Status() delivery.Status { return d.runner.Status() }
 // Info is the destination's conversion rules and rate-limit use.
 func (d *destination) Info(ctx context.Context) admin.DestinationInfo {
 	info := admin.DestinationInfo{Type: "linkedin", AdAccount: d.li.AdAccount(), RateLimit: d.runner.RateUsage(), Retrying: d.runner.Retrying()}
-	for _, r := range d.li.Rules(ctx, d.plan) {
+	for _, r := range d.li.Rules(ctx, d.runner.Plan()) { // the plan in force, also after a reload
 		info.Rules = append(info.Rules, admin.Rule{
 			Mapping: r.Mapping, RuleID: r.RuleID, Created: r.Created, Name: r.Name, Type: r.Type,
 			Campaigns: r.Campaigns, CampaignsAssociated: r.CampaignsAssociated,
@@ -112,6 +137,11 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 	}
 	metrics := delivery.NewMetrics(reg)
 	limits := delivery.NewLimits(nil)
+	ledger, err := delivery.OpenLedger(ctx, eng)
+	if err != nil {
+		return nil, err
+	}
+	recMetrics := lidest.NewReconcileMetrics(reg)
 	var out []*destination
 	for i, p := range plans {
 		dc := cfg.Destinations[i]
@@ -119,7 +149,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Log: log}
+		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Ledger: ledger, Log: log}
 		if cfg.Engine.NatsURL != "" {
 			// Shared cluster: only the lease holder delivers; other
 			// replicas stand by. With the embedded engine the data
@@ -132,11 +162,20 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 			Linger:    dc.Linger.D(),
 			PerMinute: dc.RateLimit.PerMinute,
 			PerDay:    dc.RateLimit.PerDay,
+
+			EventIDCollision: dc.EventIDCollision,
 		}, deps)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{plan: p, runner: runner, li: li})
+		var enr delivery.Enricher
+		if graph != nil {
+			enr = graph
+		}
+		out = append(out, &destination{runner: runner, li: li,
+			test:     testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay},
+			periodic: !dc.Reconcile.Disabled,
+			rec:      lidest.NewReconciler(li, dc, runner.Plan, ledger, recMetrics, log)})
 	}
 	return out, nil
 }

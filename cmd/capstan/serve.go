@@ -51,9 +51,14 @@ SIGHUP reads the --config file again and validates it as at start; if it
 has errors they are logged and the configuration in force stays. Otherwise
 the sources (write keys, allowed_origins, disabled, rate limits, trust,
 identity verification, browser batching) apply at once: requests in
-progress finish with the old ones. One "reloaded" line is logged, and one
-warning names every other changed setting (server.*, engine.*, identity,
-privacy, destinations and their mappings): those need a restart.
+progress finish with the old ones. Each destination's mappings,
+consent_categories and display_name apply too: a new mapping's conversion
+rule is created first (if that fails, the destination keeps the mappings in
+force and the error is logged), then the events read from then on convert
+with the new mappings; conversions already batched are sent as built. One
+"reloaded" line is logged, and one warning names every other changed setting
+(server.*, engine.*, identity, privacy, a destination's other settings, a
+destination added or removed): those need a restart.
 
 With server.tls it serves HTTPS: SIGHUP also reads server.tls.cert_file and
 key_file again (new connections get the new certificate; if it does not
@@ -226,7 +231,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		main.RegisterOnShutdown(adm.Shutdown) // ends Live events streams
 	}
 	srvs := []*http.Server{main}
-	rl := &reloader{path: cfgPath, cur: cfg, ing: ing, certs: certs, log: log}
+	rl := &reloader{path: cfgPath, cur: cfg, ing: ing, dests: dests, certs: certs, log: log}
 	tcp, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
@@ -261,6 +266,9 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 	for _, d := range dests {
 		g.Go(func() error { return d.runner.Serve(gctx) })
+		if d.periodic {
+			g.Go(func() error { d.rec.Run(gctx); return nil })
+		}
 	}
 	for i, srv := range srvs {
 		g.Go(func() error {
@@ -282,7 +290,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			case <-gctx.Done():
 				return nil
 			case <-hup:
-				rl.reload()
+				rl.reload(gctx)
 			}
 		}
 	})

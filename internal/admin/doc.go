@@ -7,7 +7,9 @@
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Identity, DeadLetters,
-// EventReader, Previewer, Privacy, AuditLog, Explainer) and wired in cmd/capstan, so
+// EventReader, Previewer, Privacy, AuditLog, Explainer; a Destination may
+// also be a TestSender, a RuleReporter and Reconciling) and wired in
+// cmd/capstan, so
 // that admin imports other packages for their types only.
 //
 // # Routes
@@ -37,6 +39,32 @@
 //	GET    /admin/api/live?source=&type=&event=&user=   text/event-stream: the events stored from now on (Live events)
 //	GET    /admin/api/events/{seq}/explain      delivery.Explanation: the stored event and, per destination and mapping, the trigger's result, the request or why none, the delivery outcome
 //	GET    /admin/api/mappings                  {"destinations": [{"destination","sources","mappings": [{"name","trigger"}]}]}
+//	POST   /admin/api/destinations/{name}/test-event   {"event": {…} (optional), "mapping": "NAME" (optional)} or an empty body
+//	                                            → {"request": …, "status": N, "answer": …, "error"?: …} (operator, audited)
+//	GET    /admin/api/destinations/{name}/rules {"rules": [report, …]} (viewer)
+//	GET    /admin/api/reconcile?destination=    {"destinations": [{"destination","supported","enabled","latest","error"}]}
+//	POST   /admin/api/reconcile?destination=N   reconcile N now → the reconciliation (operator)
+//
+// test-event is a REAL SEND of one conversion through the destination's own
+// path (TestSender): the mapping's built-in sample event, or the given one,
+// through the trigger, the fields, enrichment and validation, then the
+// destination's client with its current token and its place in the rate
+// limits. The answer is 200 whatever LinkedIn said: "status" is LinkedIn's
+// HTTP status (0 when nothing was sent), "answer" its status, id headers
+// (X-Li-Uuid, X-Restli-Id) and body, "error" why the conversion was refused
+// (by LinkedIn, or before sending, with "code": NOT_MATCHED, NO_MAPPING,
+// NO_SAMPLE, FILTERED, NOT_READY, or the validation's code and "fields"),
+// plus "realSend", "apiBase", "destination", "mapping", "rule", "event"
+// and "enriched". Each send is recorded in the audit log (action
+// "test_event", with the principal, destination, mapping, rule and HTTP
+// status). rules reads each mapping's conversion rule from LinkedIn
+// (RuleReporter): "ruleId", "status" (receiving, stale, unverified,
+// disabled, not_capi, not_created, unknown), "noCampaigns", "verdict",
+// "differs" (configured options the live rule lacks), "error", and "rule"
+// with LinkedIn's fields (enabled, lastCallbackAt,
+// latestFirstPartyCallbackAt, campaigns, associatedCampaigns with
+// associatedAt, created, lastModified, …; linkedin-capi.md §22). A
+// destination without these abilities answers 503 unavailable.
 //
 // The paths of earlier releases still work and reach the same handlers:
 // PUT /admin/destinations/{name}/token and GET|DELETE /admin/identity.
@@ -135,8 +163,8 @@
 // or the error): sign_in (refused ones too, naming the user whose
 // password was wrong, "admin token" or "unknown user"; attempts refused
 // by the throttle are not recorded),
-// sign_out, token_install, identity_delete, dlq_replay; privacy_delete is
-// recorded by the Privacy dependency. A record that cannot be written is
+// sign_out, token_install, identity_delete, dlq_replay; privacy_delete and
+// test_event are recorded by their dependencies (Privacy, TestSender). A record that cannot be written is
 // logged; the action stays done.
 //
 // # Console
@@ -148,11 +176,25 @@
 // module per page under ui/pages/. A page whose module is missing shows
 // "This page is not available in this build".
 //
+// # Reconciliation
+//
+// GET /admin/api/reconcile shows, per destination, the latest
+// reconciliation `capstan serve` made (every reconcile.interval, first a
+// minute after the start; latest is null before it): per conversion rule and
+// UTC day, accepted (conversions LinkedIn accepted), reported (what
+// adAnalytics reports; null when it could not be read), ratio, collisions
+// (eventId collisions, the console's mark for them) and state
+// ("processing" within 72 h of the day's latest send, never flagged;
+// "mature"), and per rule flag ("nothing_reported", "low_ratio") with
+// reason. missingScope names the scope the token lacks ("r_ads_reporting")
+// and error says how to get it; delivery is unaffected. POST runs one now
+// (operator: it calls LinkedIn). The shape is documented in docs/reconcile.md.
+//
 // # What it must never do
 //
 // It never logs an access token, the admin token, a password, a session
 // id, a user id, an email or an event body: its logs name the destination,
-// counts and the principal. It
-// never talks to LinkedIn, and never reads the engine or the identity graph
-// except through its dependencies.
+// counts and the principal. It never talks to LinkedIn itself (a test
+// event goes through its destination), and never reads the engine or the
+// identity graph except through its dependencies.
 package admin

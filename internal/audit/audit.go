@@ -38,8 +38,10 @@ const (
 	// ActionDLQReplay is a dead-letter replay (POST /admin/api/dlq/replay);
 	// Target says which, Result["replayed"] how many.
 	ActionDLQReplay = "dlq_replay"
-	// ActionTestEvent is an event sent for real from the console's event
-	// tester.
+	// ActionTestEvent is a conversion sent for real as a test (capstan
+	// test-event, POST /admin/api/destinations/{name}/test-event, the
+	// console's event tester); Target names the destination, mapping and
+	// rule, Result["httpStatus"] LinkedIn's status, Error the refusal.
 	ActionTestEvent = "test_event"
 )
 

@@ -380,6 +380,29 @@ type Destination struct {
 	RateLimit DestinationRateLimit `yaml:"rate_limit"`
 	// Mappings turn events into conversions. At least one.
 	Mappings []Mapping `yaml:"mappings"`
+	// Enrich is the default of its mappings' enrich (linkedin-capi.md
+	// §15.2): false sends only what each fields map yields, as Segment
+	// does. Default true.
+	Enrich *bool `yaml:"enrich"`
+	// EventIDCollision is what happens to a conversion that repeats the eventId of another conversion of the same rule with different content (value, currency, time or identifiers) within 7 days: "suffix" sends it under the eventId "<eventId>-<8 hex of its content>" (the same content always gets the same one), "dead_letter" keeps it in the DLQ with reason event_id_collision. Default "suffix".
+	EventIDCollision string `yaml:"event_id_collision"`
+	// Reconcile compares the conversions LinkedIn reports per rule and day with those it accepted (capstan reconcile; needs the r_ads_reporting scope).
+	Reconcile Reconcile `yaml:"reconcile"`
+}
+
+// Reconcile configures a destination's reconciliation with LinkedIn's
+// conversion reporting (adAnalytics).
+type Reconcile struct {
+	// Interval is how often `capstan serve` reconciles. Default 24h.
+	Interval Duration `yaml:"interval"`
+	// Disabled turns the periodic reconciliation off (capstan reconcile still works).
+	Disabled bool `yaml:"disabled"`
+	// Days is how many UTC days back are compared, 1 to 90. Default 14.
+	Days int `yaml:"days"`
+	// MinRatio flags a rule whose reported/accepted ratio over its mature days (older than 72 h) is below it, 0 to 1. Default 0.2.
+	MinRatio float64 `yaml:"min_ratio"`
+	// MinAccepted is how many conversions a rule's mature days must have been accepted before it can be flagged. Default 50.
+	MinAccepted int `yaml:"min_accepted"`
 }
 
 // Auth holds a destination's OAuth credentials.
@@ -423,6 +446,26 @@ type Mapping struct {
 	// Fields is the Segment mapping-kit field map, key order preserved.
 	// Keys left out take the Segment defaults; `key: null` removes a default.
 	Fields RawJSON `yaml:"fields"`
+	// Enrich fills an empty linkedInUUID or email of this mapping's
+	// conversions (linkedin-capi.md §15.2): li_fat_id from the event's page
+	// URL (context.page.url, then context.page.search), then
+	// properties.li_fat_id / context.li_fat_id, then the capstan_lfi cookie,
+	// then the identity graph (li_fat_id and email hash). false is strict
+	// Segment behaviour: only what the fields map yields is sent. Default:
+	// the destination's enrich (true).
+	Enrich *bool `yaml:"enrich"`
+}
+
+// Enriches reports whether the mapping's conversions are enriched
+// (Mapping.Enrich, else the destination's, else true).
+func (m Mapping) Enriches(d Destination) bool {
+	switch {
+	case m.Enrich != nil:
+		return *m.Enrich
+	case d.Enrich != nil:
+		return *d.Enrich
+	}
+	return true
 }
 
 // ConversionRule is either an existing rule (ID) or one to create.
@@ -445,6 +488,31 @@ type RuleCreate struct {
 	PostClickWindowDays int `yaml:"post_click_window_days"`
 	// ViewThroughWindowDays is 1, 7 (default), 30 or 90 (365 for some types).
 	ViewThroughWindowDays int `yaml:"view_through_window_days"`
+	// ValueType is the rule's value method (valueType, linkedin-capi.md
+	// §12.1): DYNAMIC (each conversion's conversionValue), FIXED (the rule's
+	// value) or NO_VALUE. Default: not sent (LinkedIn's default, DYNAMIC).
+	ValueType string `yaml:"value_type"`
+	// Value is the rule's fixed value, required with value_type FIXED and
+	// only allowed with it.
+	Value *RuleValue `yaml:"value"`
+	// Enabled is the rule's enabled flag: only enabled rules count
+	// conversions. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// AutoAssociationType ALL_CAMPAIGNS associates every campaign of the ad
+	// account with the rule when capstan creates it (linkedin-capi.md
+	// §12.1, the only value LinkedIn documents). It applies at creation
+	// only: for a rule that already exists capstan reports it and changes
+	// nothing (add campaigns with campaigns: or in Campaign Manager).
+	// Default: none.
+	AutoAssociationType string `yaml:"auto_association_type"`
+}
+
+// RuleValue is a conversion rule's fixed value.
+type RuleValue struct {
+	// CurrencyCode is an ISO 4217 code such as USD. Required.
+	CurrencyCode string `yaml:"currency_code"`
+	// Amount is a non-negative decimal such as "49.90". Required.
+	Amount string `yaml:"amount"`
 }
 
 // RawJSON is a YAML subtree converted to JSON text with key order preserved.

@@ -414,10 +414,29 @@ func (v *validator) destinations() {
 		if len(d.Mappings) == 0 {
 			v.errorf(p+".mappings", "at least one mapping is required")
 		}
+		if d.EventIDCollision != "suffix" && d.EventIDCollision != "dead_letter" {
+			v.errorf(p+".event_id_collision", `must be "suffix" or "dead_letter", got %q`, d.EventIDCollision)
+		}
+		v.reconcile(p+".reconcile", d.Reconcile)
 		mnames := map[string]bool{}
 		for j, m := range d.Mappings {
 			v.mapping(fmt.Sprintf("%s.mappings[%d]", p, j), d, m, mnames)
 		}
+	}
+}
+
+func (v *validator) reconcile(p string, r Reconcile) {
+	if r.Interval.D() < time.Hour {
+		v.errorf(p+".interval", "must be at least 1h (LinkedIn's reporting changes slowly and has its own limits), got %s", r.Interval)
+	}
+	if r.Days < 1 || r.Days > 90 {
+		v.errorf(p+".days", "must be between 1 and 90, got %d", r.Days)
+	}
+	if r.MinRatio < 0 || r.MinRatio > 1 {
+		v.errorf(p+".min_ratio", "must be between 0 and 1, got %g", r.MinRatio)
+	}
+	if r.MinAccepted < 1 {
+		v.errorf(p+".min_accepted", "must be at least 1, got %d", r.MinAccepted)
 	}
 }
 
@@ -501,4 +520,36 @@ func (v *validator) ruleCreate(p string, r RuleCreate) {
 			v.errorf(p+"."+w.name, "must be one of %v for type %s, got %d", allowed, r.Type, w.days)
 		}
 	}
+	switch r.ValueType {
+	case "", "DYNAMIC", "NO_VALUE":
+		if r.Value != nil {
+			v.errorf(p+".value", "only allowed with value_type FIXED (value_type is %q)", r.ValueType)
+		}
+	case "FIXED":
+		if r.Value == nil {
+			v.errorf(p+".value", "required with value_type FIXED: {currency_code: USD, amount: \"49.90\"}")
+		}
+	default:
+		v.errorf(p+".value_type", "must be DYNAMIC, FIXED or NO_VALUE, got %q", r.ValueType)
+	}
+	if val := r.Value; val != nil {
+		if !currencyRE.MatchString(val.CurrencyCode) {
+			v.errorf(p+".value.currency_code", "must be a three-letter upper-case ISO 4217 code such as USD, got %q", val.CurrencyCode)
+		}
+		if !amountRE.MatchString(val.Amount) {
+			v.errorf(p+".value.amount", "must be a non-negative decimal such as \"49.90\", got %q", val.Amount)
+		}
+	}
+	if r.AutoAssociationType != "" && r.AutoAssociationType != AutoAssociateAllCampaigns {
+		v.errorf(p+".auto_association_type", "must be %s (the only value LinkedIn documents) or left out, got %q", AutoAssociateAllCampaigns, r.AutoAssociationType)
+	}
 }
+
+// AutoAssociateAllCampaigns is the one auto_association_type value
+// (linkedin-capi.md §12.1, §19 Q15).
+const AutoAssociateAllCampaigns = "ALL_CAMPAIGNS"
+
+var (
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+	amountRE   = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,10 @@ type RunnerConfig struct {
 	Consumer string
 	// Clock defaults to real time.
 	Clock Clock
+	// EventIDCollision is what happens to a conversion that repeats the
+	// key of another with different content within GuardTTL, when the
+	// Format is Keyed: CollisionSuffix (default) or CollisionDeadLetter.
+	EventIDCollision string
 }
 
 // DefaultWindow is RunnerConfig.Window's default: LinkedIn's 90 days.
@@ -137,6 +142,9 @@ type Deps struct {
 	Lease *Lease
 	// Metrics is shared by every runner; nil: not registered.
 	Metrics *Metrics
+	// Ledger, when set, counts the conversions the remote accepted per
+	// rule and day (reconciliation); nil: not counted.
+	Ledger *Ledger
 	// Log defaults to discarding.
 	Log *slog.Logger
 }
@@ -150,7 +158,12 @@ type Deps struct {
 // the re-sends. It is safe for concurrent use; Serve or Run must be called
 // once.
 type Runner struct {
+	// plan is the plan the runner started with: its name, sources and
+	// format never change. current is the plan in force for conversion
+	// (mappings, consent, display name), replaced by SetPlan.
 	plan    *Plan
+	current atomic.Pointer[Plan]
+	setMu   sync.Mutex // serialises Prepare calls (start and SetPlan)
 	dest    Destination
 	cfg     RunnerConfig
 	eng     *stream.Engine
@@ -159,10 +172,13 @@ type Runner struct {
 	limits  *Limits
 	lease   *Lease
 	m       *Metrics
+	ledger  *Ledger
+	guard   *guard // nil: the Format has no keys (set by Run)
 	log     *slog.Logger
 	clock   Clock
 	paused  atomic.Pointer[string]
 	standby atomic.Bool
+	ready   atomic.Bool // Prepare succeeded: the plan's routes are final
 
 	// retrying is set by a failed attempt, cleared by an accepted one.
 	retrying atomic.Pointer[Retrying]
@@ -203,8 +219,8 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{
-		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m,
+	r := &Runner{
+		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m, ledger: deps.Ledger,
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
 		endToEnd:  m.endToEnd.WithLabelValues(plan.Name),
@@ -213,7 +229,42 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		resume:    make(chan struct{}),
 		running:   closedChan(),
 		live:      map[*tracked]struct{}{},
-	}, nil
+	}
+	r.current.Store(plan)
+	return r, nil
+}
+
+// Plan returns the plan in force: the one the runner started with or the
+// last one SetPlan installed.
+func (r *Runner) Plan() *Plan { return r.current.Load() }
+
+// SetPlan makes p the plan in force for the events read from now on: its
+// mappings (added, removed or changed), consent categories and display
+// name apply without a restart. p must be the same destination's, built
+// with the runner's Format (NewPlan with Plan().Format) and taking the same
+// sources (the durable consumer's filter is set at start). When the
+// destination is a Preparer, p is prepared first (a new mapping's
+// conversion rule created, campaigns associated); if that fails, the plan
+// in force stays and the error says why. Conversions already batched are
+// sent as built; nothing is read twice or skipped.
+func (r *Runner) SetPlan(ctx context.Context, p *Plan) error {
+	switch {
+	case p == nil:
+		return errors.New("delivery: no plan")
+	case p.Name != r.plan.Name:
+		return fmt.Errorf("delivery: plan of %s given to the runner of %s", p.Name, r.plan.Name)
+	case !maps.Equal(p.sources, r.plan.sources):
+		return fmt.Errorf("destination %s: its sources changed; that needs a restart", p.Name)
+	}
+	r.setMu.Lock()
+	defer r.setMu.Unlock()
+	if pr, ok := r.dest.(Preparer); ok {
+		if err := pr.Prepare(ctx, p); err != nil {
+			return fmt.Errorf("destination %s: new mappings not applied: %w", p.Name, err)
+		}
+	}
+	r.current.Store(p)
+	return nil
 }
 
 // Name returns the destination's name.
@@ -411,7 +462,9 @@ func (r *Runner) prepare(ctx context.Context) error {
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
-		err := p.Prepare(ctx, r.plan)
+		r.setMu.Lock() // not at once with SetPlan's: a rule is created once
+		err := p.Prepare(ctx, r.Plan())
+		r.setMu.Unlock()
 		if err == nil {
 			break
 		}
@@ -430,7 +483,18 @@ func (r *Runner) prepare(ctx context.Context) error {
 		}
 	}
 	r.unpause()
+	r.ready.Store(true)
 	return nil
+}
+
+// Prepared reports whether the destination is prepared (Serve's Prepare
+// succeeded, or it needs none): from then on the plan's routes, their
+// rule ids included, no longer change and may be read concurrently.
+func (r *Runner) Prepared() bool {
+	if _, ok := r.dest.(Preparer); !ok {
+		return true
+	}
+	return r.ready.Load()
 }
 
 // Run delivers until ctx ends, without preparing or a lease (Serve does
@@ -438,6 +502,14 @@ func (r *Runner) prepare(ctx context.Context) error {
 // flight; events not yet accepted stay in the stream and are delivered
 // after the next start.
 func (r *Runner) Run(ctx context.Context) error {
+	g, err := openGuard(ctx, r.eng, r.plan.Format, r.cfg.EventIDCollision)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("destination %s: %w", r.plan.Name, err)
+	}
+	r.guard = g
 	src, err := r.open(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -35,6 +35,10 @@ const (
 	AuditStream   = "AUDIT"
 	AuditSubject  = "audit" // audit.<action>
 	SuppressionKV = "suppression"
+	// EventIDsKV holds the eventId collision guard's claims (7-day TTL);
+	// AcceptedKV the accepted counts per rule and day (reconciliation).
+	EventIDsKV = "eventids"
+	AcceptedKV = "accepted"
 )
 
 // Config configures the engine. The zero value of a field means its default.

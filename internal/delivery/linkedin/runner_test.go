@@ -34,6 +34,7 @@ type harness struct {
 	client *capi.Client
 	runner *delivery.Runner
 	plan   *delivery.Plan
+	ledger *delivery.Ledger
 	stop   func()
 }
 
@@ -145,7 +146,12 @@ destinations:
 func (h *harness) start(rc delivery.RunnerConfig) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, delivery.Deps{Engine: h.eng})
+	if h.ledger == nil {
+		if h.ledger, err = delivery.OpenLedger(context.Background(), h.eng); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, delivery.Deps{Engine: h.eng, Ledger: h.ledger})
 	if err != nil {
 		h.t.Fatal(err)
 	}
