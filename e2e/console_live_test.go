@@ -87,7 +87,8 @@ func TestConsoleLiveEvents(t *testing.T) {
 // its LinkedIn request (what `capstan preview` prints), shows the
 // validation errors of an event without identifiers and says why other
 // events build nothing; a stored event can be picked; Send test event asks
-// for confirmation and says test events are not available in this build.
+// for confirmation, sends one conversion for real and shows LinkedIn's
+// answer.
 func TestConsoleEventTester(t *testing.T) {
 	srv := startConsoleServer(t, "")
 	sendEvents(t, http.DefaultClient, srv.URL, []map[string]any{signUp("tester-stored", "", "stored-lfi")})
@@ -138,8 +139,18 @@ func TestConsoleEventTester(t *testing.T) {
 	if got.SendDisabled || !strings.Contains(got.DialogText, "real conversion") {
 		t.Errorf("Send test event: disabled %v for the operator, dialog %q", got.SendDisabled, got.DialogText)
 	}
-	if !strings.Contains(got.SendText, "test events are not available in this build") {
-		t.Errorf("Send test event without the route shows %q", got.SendText)
+	if !strings.Contains(got.SendText, "sent for real") || !strings.Contains(got.SendText, "LinkedIn accepted the conversion (HTTP 201)") {
+		t.Errorf("Send test event shows %q", got.SendText)
+	}
+	// It went to LinkedIn (the sandbox) for real: the sandbox holds it.
+	n := 0
+	for _, c := range srv.sandbox.conversions() {
+		if c.EventID == "tester-good" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the sandbox holds %d conversions with eventId tester-good, want 1", n)
 	}
 }
 

@@ -2,8 +2,8 @@
 // A pasted event is previewed into its LinkedIn request; an event without
 // any identifier shows the validation errors; text that is not JSON, an
 // event no trigger matches and a stored event picked from the recent list
-// are handled; Send test event asks for confirmation and says when the
-// build has no test-event route.
+// are handled; Send test event asks for confirmation, then sends for real
+// and shows LinkedIn's answer.
 import { main, signIn, openPage, screenshot } from './console.mjs';
 
 main(async ({ page, args }) => {
@@ -60,8 +60,8 @@ main(async ({ page, args }) => {
   const dialog = page.getByRole('dialog');
   const dialogText = await dialog.textContent();
   await dialog.getByRole('button', { name: 'Confirm' }).click();
-  await result.getByRole('alert').waitFor();
-  const sendText = await result.getByRole('alert').textContent();
+  await result.getByText('sent for real').waitFor();
+  const sendText = await result.textContent();
 
   return { destination: await dest.inputValue(), mappings, request, goodText, badText, badAlert, notJSON, notMatched, dropped, stored, storedResult, sendDisabled, dialogText, sendText };
 });

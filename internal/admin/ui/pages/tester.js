@@ -152,9 +152,16 @@
         if (!ok) return;
         sendBtn.disabled = true;
         return c.api('POST', 'destinations/' + encodeURIComponent(dest) + '/test-event', { event: ev, mapping: mapping }).then(function (ans) {
-          showResult([h('p', null, h('span', { class: 'badge badge-warn' }, 'sent for real'), ' LinkedIn\'s answer:'),
-            h('pre', { class: 'json', 'aria-label': 'LinkedIn answer' }, json(ans))]);
-          c.toast('Test event sent to ' + dest + '.', 'ok');
+          var accepted = !ans.error && ans.status >= 200 && ans.status < 300;
+          showResult([
+            h('p', null, h('span', { class: 'badge badge-warn' }, 'sent for real'), ' ',
+              accepted ? 'LinkedIn accepted the conversion (HTTP ' + ans.status + ').'
+                : ans.status ? 'LinkedIn answered HTTP ' + ans.status + '.' : 'Nothing reached LinkedIn.'),
+            ans.error ? h('p', { class: 'error-box', role: 'alert' }, (ans.code ? ans.code + ': ' : '') + ans.error) : null,
+            ans.request ? [h('h3', null, 'Request sent'), h('pre', { class: 'json', 'aria-label': 'Request sent' }, json(ans.request))] : null,
+            h('h3', null, 'LinkedIn\'s answer'),
+            h('pre', { class: 'json', 'aria-label': 'LinkedIn answer' }, json(ans.answer === undefined ? ans : ans.answer))]);
+          c.toast(accepted ? 'Test event sent to ' + dest + ': accepted.' : 'Test event sent to ' + dest + ': not accepted.', accepted ? 'ok' : 'error');
         }).catch(function (e) {
           if (e.status === 401) return;
           if (e.status === 404 && /no admin endpoint/i.test(e.message)) {
