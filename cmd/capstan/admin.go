@@ -55,9 +55,12 @@ func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, s
 			return delivery.Preview(ctx, plans, events, source, time.Now(), enr)
 		}),
 	}
+	runners := make([]*delivery.Runner, 0, len(dests))
 	for _, d := range dests {
 		deps.Destinations = append(deps.Destinations, d)
+		runners = append(runners, d.runner)
 	}
+	deps.Explain = admin.EngineExplainer{Engine: eng, Runners: runners}
 	acfg, err := adminConfig(cfg.Server)
 	if err != nil {
 		return nil, err

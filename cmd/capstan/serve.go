@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/capstan-gw/capstan/internal/admin"
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
@@ -214,9 +215,9 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		}
 		_ = json.NewEncoder(w).Encode(body)
 	})
+	var adm *admin.Server
 	if cfg.Server.AdminEnabled() {
-		adm, err := newAdmin(cfg, dests, graph, sup, eng, app, log)
-		if err != nil {
+		if adm, err = newAdmin(cfg, dests, graph, sup, eng, app, log); err != nil {
 			return err
 		}
 		mux.Handle("/admin/", adm)
@@ -245,6 +246,9 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 	main := newServer(ingest.Root(ing, mux))
 	main.TLSConfig = tlsCfg
+	if adm != nil {
+		main.RegisterOnShutdown(adm.Shutdown) // ends Live events streams
+	}
 	srvs := []*http.Server{main}
 	rl := &reloader{path: cfgPath, cur: cfg, ing: ing, dests: dests, certs: certs, log: log}
 	tcp, err := net.Listen("tcp", s.Addr)

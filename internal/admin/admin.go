@@ -90,6 +90,9 @@ type EventQuery struct {
 	Since time.Time
 	// After keeps only events whose sequence is above it.
 	After uint64
+	// Follow keeps reading the events stored later, until the context
+	// ends (Live events); otherwise the read ends once caught up.
+	Follow bool
 }
 
 // StoredEvent is one event as stored in the EVENTS stream.
@@ -98,6 +101,8 @@ type StoredEvent struct {
 	Seq uint64 `json:"seq"`
 	// Source is the name of the source that sent it.
 	Source string `json:"source"`
+	// Type is the event's type (track, page, …).
+	Type string `json:"type"`
 	// StoredAt is when the stream stored it.
 	StoredAt time.Time `json:"storedAt"`
 	// Event is the stored document, exactly as kept.
@@ -142,10 +147,13 @@ type Deps struct {
 	// 503 unavailable.
 	Privacy Privacy
 	Audit   AuditLog
+	// Explain is optional too: without it the event detail answers 503.
+	Explain Explainer
 }
 
 // Server is the admin API: an http.Handler for every path under /admin/.
-// It is safe for concurrent use and starts no goroutines.
+// It is safe for concurrent use. The one goroutine it starts is the shared
+// reader of Live events, while a stream is open (Shutdown ends them).
 type Server struct {
 	token    [sha256.Size]byte
 	hasToken bool
@@ -158,6 +166,8 @@ type Server struct {
 	preview  Previewer
 	privacy  Privacy
 	audit    AuditLog
+	explain  Explainer
+	live     *liveHub
 	log      *slog.Logger
 
 	mux   *http.ServeMux
@@ -237,6 +247,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		preview:  deps.Preview,
 		privacy:  deps.Privacy,
 		audit:    deps.Audit,
+		explain:  deps.Explain,
 		log:      log.With("component", "admin"),
 		mux:      http.NewServeMux(),
 		roles:    map[string]Role{},
@@ -246,6 +257,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		secureCookies:  cfg.SecureCookies,
 		trustedProxies: cfg.TrustedProxies,
 	}
+	s.live = newLiveHub(s.events, s.log)
 	s.routes()
 	return s, nil
 }
@@ -272,6 +284,9 @@ func (s *Server) routes() {
 	s.route("GET /admin/api/destinations/{name}/rules", RoleViewer, s.listRules)
 	s.route("GET /admin/api/reconcile", RoleViewer, s.listReconciliations)
 	s.route("POST /admin/api/reconcile", RoleOperator, s.runReconciliation)
+	s.route("GET /admin/api/live", RoleViewer, s.liveEvents)
+	s.route("GET /admin/api/events/{seq}/explain", RoleViewer, s.explainEvent)
+	s.route("GET /admin/api/mappings", RoleViewer, s.listMappings)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

@@ -7,8 +7,8 @@
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Connector, Identity,
-// DeadLetters, EventReader, Previewer, Privacy, AuditLog; a Destination
-// may also be a TestSender, a RuleReporter and Reconciling) and wired in
+// DeadLetters, EventReader, Previewer, Privacy, AuditLog, Explainer; a
+// Destination may also be a TestSender, a RuleReporter and Reconciling) and wired in
 // cmd/capstan, so
 // that admin imports other packages for their types only.
 //
@@ -38,6 +38,9 @@
 //	GET    /admin/api/people?userId=U | ?anonymousId=A | ?emailSha256=H   {"people": [Person, …]} (the email's ids: reads every stored event)
 //	POST   /admin/api/privacy/delete            {"userId": "…"} or {"anonymousId": "…"} or {"email": "…"} or {"emailSha256": "…"} → privacy.Report (operator)
 //	GET    /admin/api/audit?since=&before=&limit=   {"records": [audit.Record, …], "more": bool}, newest first
+//	GET    /admin/api/live?source=&type=&event=&user=   text/event-stream: the events stored from now on (Live events)
+//	GET    /admin/api/events/{seq}/explain      delivery.Explanation: the stored event and, per destination and mapping, the trigger's result, the request or why none, the delivery outcome
+//	GET    /admin/api/mappings                  {"destinations": [{"destination","sources","mappings": [{"name","trigger"}]}]}
 //	POST   /admin/api/destinations/{name}/test-event   {"event": {…} (optional), "mapping": "NAME" (optional)} or an empty body
 //	                                            → {"request": …, "status": N, "answer": …, "error"?: …} (operator, audited)
 //	GET    /admin/api/destinations/{name}/rules {"rules": [report, …]} (viewer)
@@ -74,6 +77,29 @@
 // stream sequences (exclusive) for paging; order is "newest" (the default)
 // or "oldest". more says whether the selection holds more than the page.
 // Identity answers keep the "success": true of the earlier handler.
+//
+// # Live events and the event detail
+//
+// GET /admin/api/live (live.go) is a server-sent events stream: "ready"
+// once set up, then one message per stored event (id: its sequence; data:
+// {"seq","source","type","event","userId","anonymousId","messageId","time"}),
+// "skipped" with {"skipped": N} whenever the count of events not sent to
+// this stream grows, a comment every 15 s of silence, and "bye" when the
+// server shuts down (Server.Shutdown, registered with the http.Server's
+// RegisterOnShutdown, so that open streams do not hold the shutdown). The
+// filters (source, type, event name, user as userId or anonymousId) are
+// applied by the server. One shared reader serves every stream, started
+// by the first and stopped when the last ends; under load it reads only
+// the newest events of each poll and each stream gets at most 50 events a
+// second: the rest is counted as skipped (bench/live.sh measures the cost
+// for ingest). No event content is logged.
+//
+// GET /admin/api/events/{seq}/explain answers delivery.ExplainEvent: the
+// requests are built now by the same Plan and Format as delivery and
+// preview; the delivery outcome is derived from what is stored (the
+// destination's durable consumer's ack floor, and the DLQ): delivered,
+// pending, dead_lettered (with the dead letter's id and reason) or
+// not_sent (with the reason).
 //
 // # Errors
 //

@@ -39,7 +39,7 @@ type EngineEvents struct{ Engine *stream.Engine }
 
 // ReadEvents calls fn for each event q selects, oldest first.
 func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error {
-	opt := stream.ReadOptions{Source: q.Source}
+	opt := stream.ReadOptions{Source: q.Source, Follow: q.Follow}
 	if q.After > 0 {
 		opt.FromSeq = q.After + 1 // FromSeq and Since do not go together
 	} else {
@@ -49,8 +49,13 @@ func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(Stor
 		if s.StoredAt.Before(q.Since) {
 			return nil
 		}
-		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
+		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
 	})
+}
+
+// LastSeq returns the sequence of the last stored event (EventCursor).
+func (e EngineEvents) LastSeq(ctx context.Context) (uint64, error) {
+	return e.Engine.LastEventSeq(ctx)
 }
 
 // EngineAudit reads the audit log of the engine (internal/audit).
@@ -66,4 +71,25 @@ func (a EngineAudit) Read(ctx context.Context, since time.Time, before uint64, l
 // Append implements AuditLog.
 func (a EngineAudit) Append(ctx context.Context, rec audit.Record) error {
 	return audit.Append(ctx, a.Engine, rec)
+}
+
+// EngineExplainer explains stored events with the running destinations
+// (delivery.ExplainEvent).
+type EngineExplainer struct {
+	Engine  *stream.Engine
+	Runners []*delivery.Runner
+}
+
+// Explain implements Explainer.
+func (x EngineExplainer) Explain(ctx context.Context, seq uint64) (*delivery.Explanation, error) {
+	return delivery.ExplainEvent(ctx, x.Engine, x.Runners, seq)
+}
+
+// Destinations implements Explainer.
+func (x EngineExplainer) Destinations() []delivery.DestinationInfo {
+	out := make([]delivery.DestinationInfo, 0, len(x.Runners))
+	for _, r := range x.Runners {
+		out = append(out, r.Info())
+	}
+	return out
 }

@@ -216,3 +216,44 @@ func delivery(msg jetstream.Msg) *Delivery {
 	d.Stored = decodeStored(seq, msg.Subject(), msg.Headers(), msg.Data(), at)
 	return d
 }
+
+// ConsumerState is where a durable consumer of EVENTS stands: what the
+// console's event detail derives a delivery outcome from.
+type ConsumerState struct {
+	// AckFloor is the stream sequence up to which every event of the
+	// consumer's selection is acknowledged; later ones may be too (two
+	// fetches in flight acknowledge out of order).
+	AckFloor uint64
+	// Delivered is the highest stream sequence delivered to the consumer.
+	Delivered uint64
+	// AckPending counts events delivered and not yet acknowledged;
+	// Pending, events of the selection not yet delivered.
+	AckPending int
+	Pending    uint64
+}
+
+// ConsumerState returns the state of durable consumer name of EVENTS, or an
+// error wrapping ErrNotFound when there is no such consumer (its
+// destination never ran).
+func (e *Engine) ConsumerState(ctx context.Context, name string) (ConsumerState, error) {
+	cons, err := e.js.Consumer(ctx, EventsStream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return ConsumerState{}, fmt.Errorf("events consumer %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return ConsumerState{}, fmt.Errorf("events consumer %s: %w", name, err)
+	}
+	info, err := cons.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return ConsumerState{}, fmt.Errorf("events consumer %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return ConsumerState{}, fmt.Errorf("events consumer %s: %w", name, err)
+	}
+	return ConsumerState{
+		AckFloor:   info.AckFloor.Stream,
+		Delivered:  info.Delivered.Stream,
+		AckPending: info.NumAckPending,
+		Pending:    info.NumPending,
+	}, nil
+}

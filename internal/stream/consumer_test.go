@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -198,4 +199,44 @@ func TestConsumerRestart(t *testing.T) {
 	if err := d.Ack(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConsumerState: the ack floor, delivered sequence and counts of a
+// durable consumer; a consumer that does not exist is ErrNotFound.
+func TestConsumerState(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	if _, err := eng.ConsumerState(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing consumer: %v", err)
+	}
+	appendOK(t, w,
+		Event{Source: "web", Type: "track", MessageID: "s1", Doc: []byte(`{"n":1}`)},
+		Event{Source: "web", Type: "track", MessageID: "s2", Doc: []byte(`{"n":2}`)},
+		Event{Source: "web", Type: "track", MessageID: "s3", Doc: []byte(`{"n":3}`)},
+	)
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "state", Batch: 2, FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := eng.ConsumerState(ctx, "state")
+	if err != nil || st != (ConsumerState{Pending: 3}) {
+		t.Fatalf("before any delivery: %+v, %v", st, err)
+	}
+	out, stop := feed(t, c, nil)
+	got := map[uint64]*Delivery{}
+	for range 3 {
+		d := receive(t, out)
+		got[d.Seq] = d
+	}
+	stop()
+	if err := got[1].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := got[3].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		st, err = eng.ConsumerState(ctx, "state")
+		return err == nil && st.AckFloor == 1 && st.Delivered == 3 && st.AckPending == 1 && st.Pending == 0
+	})
 }

@@ -135,3 +135,14 @@ func (e *Engine) read(ctx context.Context, stream string, spec readSpec, fn func
 		}
 	}
 }
+
+// LastEventSeq returns the sequence of the last event stored in EVENTS (0
+// when none ever was): where a reader that samples the stream (the
+// console's Live events) starts and how far it has to go.
+func (e *Engine) LastEventSeq(ctx context.Context) (uint64, error) {
+	s, err := e.js.Stream(ctx, EventsStream) // one request: it fetches the stream's info
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", EventsStream, err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
