@@ -137,6 +137,9 @@ type Deps struct {
 	Lease *Lease
 	// Metrics is shared by every runner; nil: not registered.
 	Metrics *Metrics
+	// Funnel, when set, counts each stage of the destination's funnel for
+	// durable statistics (internal/stats); nil: none.
+	Funnel Funnel
 	// Log defaults to discarding.
 	Log *slog.Logger
 }
@@ -175,6 +178,7 @@ type Runner struct {
 	// measurable at tens of thousands of events per second).
 	received, delivered prometheus.Counter
 	endToEnd            prometheus.Observer
+	funnel              *funnelCounters
 }
 
 // NewRunner returns the Runner of plan, sending through dest.
@@ -205,6 +209,7 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
 		endToEnd:  m.endToEnd.WithLabelValues(plan.Name),
+		funnel:    newFunnelCounters(plan, deps.Funnel, m),
 		log:       log.With("component", "delivery", "destination", plan.Name),
 		clock:     cfg.Clock,
 		resume:    make(chan struct{}),

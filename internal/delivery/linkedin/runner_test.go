@@ -35,6 +35,7 @@ type harness struct {
 	runner *delivery.Runner
 	plan   *delivery.Plan
 	stop   func()
+	deps   delivery.Deps // Funnel and Metrics of the runner
 }
 
 type opts struct {
@@ -43,6 +44,9 @@ type opts struct {
 	runner   delivery.RunnerConfig
 	creds    capi.Credentials
 	timeout  time.Duration
+	// funnel and metrics, when set, are given to the runner.
+	funnel  delivery.Funnel
+	metrics *delivery.Metrics
 }
 
 const signUpMapping = `      - name: Sign Up
@@ -106,6 +110,7 @@ func newHarness(t *testing.T, o opts) *harness {
 	if err := h.dest.Prepare(context.Background(), h.plan); err != nil {
 		t.Fatal(err)
 	}
+	h.deps = delivery.Deps{Funnel: o.funnel, Metrics: o.metrics}
 	rc := o.runner
 	rc.Clock = h.clock
 	if rc.Linger == 0 {
@@ -145,7 +150,9 @@ destinations:
 func (h *harness) start(rc delivery.RunnerConfig) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, delivery.Deps{Engine: h.eng})
+	deps := h.deps
+	deps.Engine = h.eng
+	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, deps)
 	if err != nil {
 		h.t.Fatal(err)
 	}
