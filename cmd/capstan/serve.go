@@ -24,6 +24,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/ingest"
 	"github.com/capstan-gw/capstan/internal/privacy"
+	"github.com/capstan-gw/capstan/internal/stats"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -152,7 +153,17 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			return fmt.Errorf("privacy suppressions: %w", err)
 		}
 	}
-	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), reg, log)
+	// Durable delivery statistics (the console's overview): counted by
+	// the runners, flushed to the engine every few seconds by st.Run.
+	var st *stats.Collector
+	var funnel delivery.Funnel
+	if len(plans) > 0 {
+		if st, err = stats.Open(ctx, eng, stats.Config{}, log); err != nil {
+			return err
+		}
+		funnel = st
+	}
+	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), funnel, reg, log)
 	if err != nil {
 		return err
 	}
@@ -190,7 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	if cfg.Server.AdminToken.Value() != "" {
-		adm, err := newAdmin(cfg, dests, graph, sup, eng, app, log)
+		adm, err := newAdmin(cfg, dests, graph, sup, eng, app, st, log)
 		if err != nil {
 			return err
 		}
@@ -249,6 +260,14 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	defer stopApp()
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.Run(appCtx) }()
+	// The statistics outlive the runners too: their final flush keeps the
+	// last counts of delivery's soft stop.
+	statsDone := make(chan error, 1)
+	if st != nil {
+		go func() { statsDone <- st.Run(appCtx) }()
+	} else {
+		statsDone <- nil
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if sup != nil {
@@ -296,6 +315,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	err = g.Wait()
 	stopApp()
 	<-appDone
+	<-statsDone
 	log.Info("stopped")
 	return err
 }

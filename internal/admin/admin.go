@@ -124,6 +124,8 @@ type Deps struct {
 	// 503 unavailable.
 	Privacy Privacy
 	Audit   AuditLog
+	// Stats is optional: without it GET /admin/api/stats answers 503.
+	Stats Stats
 }
 
 // Server is the admin API: an http.Handler for every path under /admin/.
@@ -138,6 +140,7 @@ type Server struct {
 	preview  Previewer
 	privacy  Privacy
 	audit    AuditLog
+	stats    Stats
 	log      *slog.Logger
 
 	mux   *http.ServeMux
@@ -190,6 +193,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		preview:  deps.Preview,
 		privacy:  deps.Privacy,
 		audit:    deps.Audit,
+		stats:    deps.Stats,
 		log:      log.With("component", "admin"),
 		mux:      http.NewServeMux(),
 		roles:    map[string]Role{},
@@ -212,6 +216,8 @@ func (s *Server) routes() {
 	s.route("POST /admin/api/preview", RoleViewer, s.runPreview)
 	s.route("POST /admin/api/privacy/delete", RoleOperator, s.deletePerson)
 	s.route("GET /admin/api/audit", RoleViewer, s.listAudit)
+	s.route("GET /admin/api/stats", RoleViewer, s.showStats)
+	s.route("GET /admin/api/dlq/count", RoleViewer, s.countDeadLetters)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

@@ -23,6 +23,8 @@
 //	POST   /admin/api/preview                   {"events": event or [events], "source": "…", "destination": "…"} → {"invalid": bool, "preview": {…}}
 //	POST   /admin/api/privacy/delete            {"userId": "…"} or {"anonymousId": "…"} or {"email": "…"} → privacy.Report (operator)
 //	GET    /admin/api/audit?since=&limit=       {"records": [audit.Record, …]}, newest first
+//	GET    /admin/api/stats?window=1h|24h|7d&destination=&mapping=   stats.Report (see below)
+//	GET    /admin/api/dlq/count?destination=&reason=   {"count": n, "byDestination": {…}, "byReason": {…}}
 //
 // The paths of earlier releases still work and reach the same handlers:
 // PUT /admin/destinations/{name}/token and GET|DELETE /admin/identity.
@@ -33,6 +35,20 @@
 // stream sequences (exclusive) for paging; order is "newest" (the default)
 // or "oldest". more says whether the selection holds more than the page.
 // Identity answers keep the "success": true of the earlier handler.
+//
+// The statistics (internal/stats, durable: they survive restarts) answer,
+// for the window (default 1h) and per destination and mapping, the funnel
+// {"received","matched","valid","delivered","deadLettered"}, the outcomes
+// of events that became no conversion, match coverage
+// {"li_fat_id","email","both","neither"} (delivered conversions by the
+// identifiers they carried), latency {"count","p50","p95"} in seconds
+// (event stored → accepted by the destination) and a series of points
+// {"t","received","matched","delivered","deadLettered"}, each a count over
+// stepSeconds (60, 900 or 3600). A destination's counts from matched on
+// are conversions (summed over its mappings). mapping needs destination;
+// an unknown one is a 404. dlq/count reads the DLQ stream's per-subject
+// counts, not the dead letters, so the console polls it for its
+// navigation count.
 //
 // # Errors
 //
