@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/admin"
@@ -60,5 +63,34 @@ func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, s
 	for _, d := range dests {
 		deps.Destinations = append(deps.Destinations, d)
 	}
-	return admin.New(admin.Config{Token: cfg.Server.AdminToken}, deps, log)
+	acfg, err := adminConfig(cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	return admin.New(acfg, deps, log)
+}
+
+// adminConfig is the admin API's configuration from server.*: the admin
+// token, the console's users, and what makes the cookie Secure.
+func adminConfig(s config.Server) (admin.Config, error) {
+	c := admin.Config{Token: s.AdminToken, SecureCookies: s.TLS.Enabled() || strings.HasPrefix(s.PublicURL, "https://")}
+	for _, u := range s.AdminUsers {
+		role, err := admin.ParseRole(u.Role)
+		if err != nil {
+			return admin.Config{}, fmt.Errorf("server.admin_users: %q: %w", u.Name, err)
+		}
+		c.Users = append(c.Users, admin.User{Name: u.Name, PasswordHash: u.PasswordHash.Value(), Role: role})
+	}
+	for _, p := range s.TrustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return admin.Config{}, fmt.Errorf("server.trusted_proxies: %q: %w", p, aerr)
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, pfx)
+	}
+	return c, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,8 @@ server:
   data_dir: %q
   # The demo keeps the sandbox's tokens in plaintext; never in production.
   insecure_plaintext_secrets: true
+  # A new random token on every run: it signs in to the console.
+  admin_token: %s
 engine:
   listen: none
 sources:
@@ -83,7 +86,9 @@ func newDemoCmd() *cobra.Command {
 port, and a sample configuration whose two mappings (Page View, Sign Up)
 create their conversion rules in the sandbox. Open the printed URL: the
 demo page (LinkedIn's "Online CAPI Demo" form) sends its events with
-capstan.js and shows each conversion as the sandbox accepted it.
+capstan.js and shows each conversion as the sandbox accepted it. The
+console URL signs in to the admin console with a random admin token made
+for this run (it is in the URL's fragment, which browsers never send).
 
 Nothing is installed and nothing leaves the machine. Without --data-dir the
 data lives in a temporary directory removed on exit.`,
@@ -139,7 +144,8 @@ func runDemo(ctx context.Context, cmd *cobra.Command, addr, sandboxAddr, dataDir
 	addr = ln.Addr().String()
 	ln.Close()
 
-	text := fmt.Sprintf(demoConfig, addr, dataDir, demoWriteKey, sandboxURL, demoAdAccount, token, sandboxURL)
+	adminToken := "capadm_" + rand.Text()
+	text := fmt.Sprintf(demoConfig, addr, dataDir, adminToken, demoWriteKey, sandboxURL, demoAdAccount, token, sandboxURL)
 	cfg, err := config.Parse("demo.yaml", []byte(text), os.LookupEnv)
 	if err != nil {
 		return fmt.Errorf("demo configuration: %w", err) // a bug, not a user error
@@ -156,8 +162,8 @@ func runDemo(ctx context.Context, cmd *cobra.Command, addr, sandboxAddr, dataDir
 		mux.Handle("/demo/", dh)
 	}
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "capstan demo\n  demo page:        http://%s/demo?li_fat_id=123456\n  tracking API:     http://%s/v1  (write key %s)\n  LinkedIn sandbox: %s  (read back: %s/_sandbox/conversions)\n  data:             %s\nPress Ctrl-C to stop.\n",
-		addr, addr, demoWriteKey, sandboxURL, sandboxURL, dataDir)
+	fmt.Fprintf(out, "capstan demo\n  demo page:        http://%s/demo?li_fat_id=123456\n  console:          http://%s/admin/#token=%s\n  tracking API:     http://%s/v1  (write key %s)\n  LinkedIn sandbox: %s  (read back: %s/_sandbox/conversions)\n  data:             %s\nPress Ctrl-C to stop.\n",
+		addr, addr, adminToken, addr, demoWriteKey, sandboxURL, sandboxURL, dataDir)
 	return serve(ctx, cfg, "", log, extra)
 }
 

@@ -39,7 +39,8 @@ with every accepted event fsynced in the EVENTS stream before it is answered.
 
 Endpoints besides the tracking API: /healthz (live), /readyz (engine and
 destinations ready), /metrics (Prometheus), /capstan.js (the browser client)
-and, when server.admin_token is set, the admin API under /admin/api/.
+and, when server.admin_token or server.admin_users is set, the admin API
+under /admin/api/ and the console at /admin/.
 With server.ops_addr, /metrics moves to that second listener (with /healthz
 and /readyz, which also stay on server.addr); server.metrics_auth:
 admin_token makes /metrics ask for the admin token.
@@ -132,7 +133,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		return err
 	}
 	var graph *identity.Graph
-	if len(plans) > 0 || cfg.Server.AdminToken != "" {
+	if len(plans) > 0 || cfg.Server.AdminEnabled() {
 		graph, err = identity.Open(ctx, eng.JetStream(), identityConfig(cfg), log)
 		if err != nil {
 			return fmt.Errorf("identity graph: %w", err)
@@ -200,7 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		}
 		_ = json.NewEncoder(w).Encode(body)
 	})
-	if cfg.Server.AdminToken.Value() != "" {
+	if cfg.Server.AdminEnabled() {
 		adm, err := newAdmin(cfg, dests, graph, sup, eng, app, st, log)
 		if err != nil {
 			return err

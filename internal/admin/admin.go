@@ -8,18 +8,33 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 )
 
-// Config configures the admin API.
+// Config configures the admin API and the console.
 type Config struct {
-	// Token is the operator's bearer token (server.admin_token). Required.
+	// Token is the operator's bearer token (server.admin_token). Token or
+	// Users is required.
 	Token config.Secret
+	// Users are the console's users (server.admin_users), who sign in with
+	// a password.
+	Users []User
+	// SecureCookies marks the session cookie Secure on every request, not
+	// only on those that arrive over TLS: set it when the listener serves
+	// HTTPS (server.tls) or sits behind a proxy that terminates TLS.
+	SecureCookies bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed when counting failed sign-ins by client address.
+	TrustedProxies []netip.Prefix
 }
 
 // Destination is one configured destination as the admin API sees it.
@@ -132,6 +147,8 @@ type Deps struct {
 // It is safe for concurrent use and starts no goroutines.
 type Server struct {
 	token    [sha256.Size]byte
+	hasToken bool
+	users    map[string]User
 	dests    []Destination // configuration order
 	byName   map[string]Destination
 	identity Identity
@@ -145,14 +162,37 @@ type Server struct {
 
 	mux   *http.ServeMux
 	roles map[string]Role // by route pattern
+
+	sessions       *sessions
+	throttle       *throttle
+	secureCookies  bool
+	trustedProxies []netip.Prefix
+	clock          func() time.Time // nil: time.Now; tests move it
+	dummyOnce      sync.Once
+	dummy          []byte // a bcrypt hash no password matches, for unknown users
 }
 
 // New builds the admin API. It reports every problem of cfg and deps at
 // once. log may be nil (no logs).
 func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	var errs []error
-	if cfg.Token.Value() == "" {
-		errs = append(errs, errors.New("admin: the admin token is empty"))
+	if cfg.Token.Value() == "" && len(cfg.Users) == 0 {
+		errs = append(errs, errors.New("admin: the admin token is empty and there are no admin users"))
+	}
+	users := make(map[string]User, len(cfg.Users))
+	for i, u := range cfg.Users {
+		switch {
+		case u.Name == "":
+			errs = append(errs, fmt.Errorf("admin: user %d has no name", i))
+		case users[u.Name].Name != "":
+			errs = append(errs, fmt.Errorf("admin: user %q given twice", u.Name))
+		case u.Role != RoleViewer && u.Role != RoleOperator:
+			errs = append(errs, fmt.Errorf("admin: user %q has no role", u.Name))
+		}
+		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			errs = append(errs, fmt.Errorf("admin: user %q: the password hash is not a bcrypt hash: %w", u.Name, err))
+		}
+		users[u.Name] = u
 	}
 	if deps.Identity == nil {
 		errs = append(errs, errors.New("admin: no identity graph"))
@@ -185,6 +225,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{
 		token:    sha256.Sum256([]byte(cfg.Token.Value())),
+		hasToken: cfg.Token.Value() != "",
+		users:    users,
 		dests:    deps.Destinations,
 		byName:   byName,
 		identity: deps.Identity,
@@ -197,6 +239,11 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		log:      log.With("component", "admin"),
 		mux:      http.NewServeMux(),
 		roles:    map[string]Role{},
+
+		sessions:       newSessions(),
+		throttle:       newThrottle(),
+		secureCookies:  cfg.SecureCookies,
+		trustedProxies: cfg.TrustedProxies,
 	}
 	s.routes()
 	return s, nil
@@ -218,6 +265,8 @@ func (s *Server) routes() {
 	s.route("GET /admin/api/audit", RoleViewer, s.listAudit)
 	s.route("GET /admin/api/stats", RoleViewer, s.showStats)
 	s.route("GET /admin/api/dlq/count", RoleViewer, s.countDeadLetters)
+	s.route("GET /admin/api/session", RoleViewer, s.showSession)
+	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)
@@ -238,20 +287,53 @@ func (s *Server) route(pattern string, need Role, h handlerFunc) {
 	})
 }
 
-// ServeHTTP authenticates the request, routes it and checks the route's
-// role.
+// ServeHTTP serves the console's pages and files, the sign-in, and else
+// authenticates the request, checks its CSRF token (with a session),
+// routes it and checks the route's role.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	switch {
+	case r.URL.Path == "/admin" || r.URL.Path == "/admin/":
+		s.serveConsole(w, r)
+		return
+	case strings.HasPrefix(r.URL.Path, uiPrefix):
+		s.serveUI(w, r)
+		return
+	}
+	h.Set("Cache-Control", "no-store")
+	if r.URL.Path == "/admin/api/session" && r.Method == http.MethodPost {
+		if err := s.signIn(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+		return
+	}
 	p, ok := s.authenticate(r)
 	if !ok {
 		h.Set("WWW-Authenticate", `Bearer realm="capstan admin"`)
 		s.fail(w, r, &apiError{http.StatusUnauthorized, codeUnauthorized,
-			"a valid admin token is required (Authorization: Bearer <server.admin_token>)"})
+			"a valid admin token (Authorization: Bearer <server.admin_token>) or a console session is required"})
+		return
+	}
+	if p.sessionID != "" && !safeMethod(r.Method) && !p.session.csrfOK(r.Header.Get(csrfHeader)) {
+		s.fail(w, r, &apiError{http.StatusForbidden, codeCSRF,
+			"this request needs the session's CSRF token in the " + csrfHeader + " header (from GET /admin/api/session)"})
 		return
 	}
 	s.serve(w, r, p)
+}
+
+// safeMethod reports whether a request with method changes nothing.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// dummyHash returns a bcrypt hash that no password matches.
+func (s *Server) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte(randomToken()[:32]), bcrypt.DefaultCost)
+	})
+	return s.dummy
 }
 
 // serve routes a request of p.

@@ -68,3 +68,8 @@ type EngineAudit struct {
 func (a EngineAudit) Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error) {
 	return audit.Read(ctx, a.Engine, since, limit)
 }
+
+// Append implements AuditLog.
+func (a EngineAudit) Append(ctx context.Context, rec audit.Record) error {
+	return audit.Append(ctx, a.Engine, rec)
+}

@@ -16,6 +16,8 @@ const (
 	codeBadRequest       = "bad_request"
 	codeUnauthorized     = "unauthorized"
 	codeForbidden        = "forbidden"
+	codeCSRF             = "csrf_failed"
+	codeTooManyRequests  = "too_many_requests"
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeTooLarge         = "too_large"

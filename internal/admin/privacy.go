@@ -16,8 +16,10 @@ type Privacy interface {
 	Delete(ctx context.Context, req privacy.Request) (privacy.Report, error)
 }
 
-// AuditLog reads the audit records (internal/audit).
+// AuditLog is the durable audit log (internal/audit).
 type AuditLog interface {
+	// Append stores rec durably.
+	Append(ctx context.Context, rec audit.Record) error
 	// Read returns the records stored at or after since (zero: all),
 	// newest first, at most limit.
 	Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error)

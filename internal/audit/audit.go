@@ -1,5 +1,6 @@
 // Package audit keeps the durable record of what operators did (privacy
-// deletions), in the AUDIT stream: the one place that appends and reads it,
+// deletions, token installs, identity deletions, dead-letter replays, test
+// events, console sign-ins and sign-outs), in the AUDIT stream: the one place that appends and reads it,
 // for the CLI, the admin API and the console.
 //
 // A record names the person only by the SHA-256 of the id given, never the
@@ -21,6 +22,23 @@ const (
 	// ActionPrivacyDelete is a privacy deletion (capstan privacy delete,
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
+	// ActionSignIn is a console sign-in (POST /admin/api/session); Error
+	// is set when the credential was wrong, and By is then the name tried.
+	ActionSignIn = "sign_in"
+	// ActionSignOut is a console sign-out (DELETE /admin/api/session).
+	ActionSignOut = "sign_out"
+	// ActionTokenInstall is a new access token installed for a
+	// destination (Target) by the admin API.
+	ActionTokenInstall = "token_install"
+	// ActionIdentityDelete is an identity graph deletion (DELETE
+	// /admin/api/identity).
+	ActionIdentityDelete = "identity_delete"
+	// ActionDLQReplay is a dead-letter replay (POST /admin/api/dlq/replay);
+	// Target says which, Result["replayed"] how many.
+	ActionDLQReplay = "dlq_replay"
+	// ActionTestEvent is an event sent for real from the console's event
+	// tester.
+	ActionTestEvent = "test_event"
 )
 
 // Record is one audit record.
@@ -34,6 +52,10 @@ type Record struct {
 	By string `json:"by"`
 	// Action is one of the Action* constants.
 	Action string `json:"action"`
+	// Target is what the action was done to, when not a person: a
+	// destination's name, a selection of dead letters. Never a secret or
+	// personal data.
+	Target string `json:"target,omitempty"`
 	// IDKind is the kind of id the request named: "userId",
 	// "anonymousId" or "email".
 	IDKind string `json:"idKind,omitempty"`
@@ -44,8 +66,9 @@ type Record struct {
 	// ("graphKeysRemoved", "eventsDeleted", "deadLettersDeleted",
 	// "suppressed").
 	Result map[string]int `json:"result,omitempty"`
-	// Error is set when the action failed part way; Result then counts
-	// what was done before.
+	// Error is set when the action failed or was refused (a wrong
+	// credential); when it failed part way, Result counts what was done
+	// before.
 	Error string `json:"error,omitempty"`
 }
 

@@ -41,8 +41,16 @@ type Server struct {
 	// TrustedProxies are IPs or CIDRs of reverse proxies whose
 	// X-Forwarded-For and X-Forwarded-Host headers are believed. Default none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// AdminToken protects the admin API (Bearer token). Default: admin API off.
+	// AdminToken protects the admin API (Bearer token) and signs in to the
+	// console at /admin/ as an operator. With it or admin_users, `capstan
+	// serve` serves the admin API and the console. Default: both off.
 	AdminToken Secret `yaml:"admin_token"`
+	// AdminUsers are the console's users, who sign in at /admin/ with a
+	// name and password, each with a role: viewer (reads) or operator (also
+	// installs tokens, replays dead letters, deletes people, sends test
+	// events). Passwords are kept as bcrypt hashes: `capstan admin
+	// hash-password` makes one. Default none.
+	AdminUsers []AdminUser `yaml:"admin_users"`
 	// SecretKey encrypts, with AES-256-GCM, the secrets capstan keeps at
 	// rest: the LinkedIn tokens it refreshes or an operator installs at run
 	// time, kept in the state bucket. 32 random bytes in standard base64,
@@ -88,6 +96,29 @@ type Server struct {
 	// 268435456 (256 MiB).
 	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
 }
+
+// AdminUser is one console user.
+type AdminUser struct {
+	// Name is what the user types to sign in, and how the audit log names
+	// them: letters, digits and . _ @ - (up to 64). Required, unique.
+	Name string `yaml:"name"`
+	// PasswordHash is the bcrypt hash of the password ($2a$, $2b$ or
+	// $2y$, cost 10 to 14), as `capstan admin hash-password` prints it;
+	// may be ${VAR}. Required.
+	PasswordHash Secret `yaml:"password_hash"`
+	// Role is viewer or operator. Required.
+	Role string `yaml:"role"`
+}
+
+// Admin user roles (AdminUser.Role).
+const (
+	RoleViewer   = "viewer"
+	RoleOperator = "operator"
+)
+
+// AdminEnabled reports whether the admin API and the console are served:
+// an admin token or an admin user is configured.
+func (s Server) AdminEnabled() bool { return s.AdminToken.Value() != "" || len(s.AdminUsers) > 0 }
 
 // TLS is the listener's certificate: cert_file and key_file, or acme.
 type TLS struct {

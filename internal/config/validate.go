@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 var (
@@ -118,6 +120,49 @@ func (v *validator) server() {
 		}
 	}
 	v.tls(s.TLS)
+	v.adminUsers(s.AdminUsers)
+}
+
+var adminUserRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+// bcrypt costs accepted in admin_users: below 10 is too cheap to guess
+// against, above 14 makes every sign-in take seconds.
+const (
+	MinBcryptCost = 10
+	MaxBcryptCost = 14
+)
+
+func (v *validator) adminUsers(users []AdminUser) {
+	seen := map[string]int{}
+	for i, u := range users {
+		p := fmt.Sprintf("server.admin_users[%d]", i)
+		switch {
+		case u.Name == "":
+			v.errorf(p+".name", "required")
+		case !adminUserRe.MatchString(u.Name):
+			v.errorf(p+".name", "must be 1 to 64 letters, digits, '.', '_', '@' or '-' (starting with a letter or digit), got %q", u.Name)
+		default:
+			if j, dup := seen[u.Name]; dup {
+				v.errorf(p+".name", "%q is also server.admin_users[%d]", u.Name, j)
+			}
+			seen[u.Name] = i
+		}
+		h := u.PasswordHash.Value()
+		if h == "" {
+			v.errorf(p+".password_hash", "required: the bcrypt hash of the password; make one with `capstan admin hash-password`")
+		} else if cost, err := bcrypt.Cost([]byte(h)); err != nil {
+			v.errorf(p+".password_hash", "not a bcrypt hash ($2a$/$2b$/$2y$…, 60 characters): %v; make one with `capstan admin hash-password`", err)
+		} else if cost < MinBcryptCost || cost > MaxBcryptCost {
+			v.errorf(p+".password_hash", "bcrypt cost %d: use %d to %d (`capstan admin hash-password` uses %d)", cost, MinBcryptCost, MaxBcryptCost, bcrypt.DefaultCost)
+		}
+		switch u.Role {
+		case RoleViewer, RoleOperator:
+		case "":
+			v.errorf(p+".role", "required: viewer or operator")
+		default:
+			v.errorf(p+".role", "must be viewer or operator, got %q", u.Role)
+		}
+	}
 }
 
 // SecretKeySize is the length of server.secret_key, decoded: AES-256.
