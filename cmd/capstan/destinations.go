@@ -65,6 +65,18 @@ func (d *destination) Name() string { return d.runner.Name() }
 // Status reports the destination's health.
 func (d *destination) Status() delivery.Status { return d.runner.Status() }
 
+// Info is the destination's conversion rules and rate-limit use.
+func (d *destination) Info(ctx context.Context) admin.DestinationInfo {
+	info := admin.DestinationInfo{Type: "linkedin", AdAccount: d.li.AdAccount(), RateLimit: d.runner.RateUsage()}
+	for _, r := range d.li.Rules(ctx, d.plan) {
+		info.Rules = append(info.Rules, admin.Rule{
+			Mapping: r.Mapping, RuleID: r.RuleID, Created: r.Created, Name: r.Name, Type: r.Type,
+			Campaigns: r.Campaigns, CampaignsAssociated: r.CampaignsAssociated,
+		})
+	}
+	return info
+}
+
 // InstallToken puts an operator's access token in use and resumes delivery
 // at once, also when the token could not be saved (admin.ErrTokenNotSaved).
 func (d *destination) InstallToken(ctx context.Context, accessToken string, expiresAt time.Time) error {

@@ -33,6 +33,7 @@ dead-letter queue.`,
 		newRestoreCmd(),
 		newVersionCmd(),
 		newHealthcheckCmd(),
+		newAdminCmd(),
 	)
 	bi := readBuildInfo()
 	root.Version = bi.Version // enables --version

@@ -44,6 +44,9 @@ type Destination interface {
 	Name() string
 	// Status is its health, as /readyz reports it.
 	Status() delivery.Status
+	// Info is what the console shows besides: its conversion rules and
+	// its token's rate-limit use.
+	Info(ctx context.Context) DestinationInfo
 	// InstallToken makes accessToken (expiring at expiresAt; zero: unknown)
 	// the destination's token, keeps it across restarts and resumes a
 	// paused delivery. An error wrapping ErrTokenNotSaved means the token
@@ -265,6 +268,7 @@ func (s *Server) routes() {
 	s.route("GET /admin/api/audit", RoleViewer, s.listAudit)
 	s.route("GET /admin/api/stats", RoleViewer, s.showStats)
 	s.route("GET /admin/api/dlq/count", RoleViewer, s.countDeadLetters)
+	s.route("GET /admin/api/people", RoleViewer, s.listPeople)
 	s.route("GET /admin/api/session", RoleViewer, s.showSession)
 	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capstan-gw/capstan/internal/audit"
 	"github.com/capstan-gw/capstan/internal/delivery"
 )
 
@@ -111,6 +112,36 @@ func (s *Server) showDeadLetter(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// replayTarget says which dead letters a replay selected, for the audit
+// log: the ids (the first 20), or the filter.
+func replayTarget(ids []uint64, destination, reason, since string) string {
+	if len(ids) > 0 {
+		var b strings.Builder
+		b.WriteString("dead letters ")
+		for i, id := range ids {
+			if i == 20 {
+				fmt.Fprintf(&b, " and %d more", len(ids)-20)
+				break
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(strconv.FormatUint(id, 10))
+		}
+		return b.String()
+	}
+	var parts []string
+	for _, kv := range [][2]string{{"destination", destination}, {"reason", reason}, {"since", since}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+"="+kv[1])
+		}
+	}
+	if len(parts) == 0 {
+		return "all dead letters"
+	}
+	return "dead letters with " + strings.Join(parts, " ")
+}
+
 // replayBody describes replayDeadLetters' body in messages.
 const replayBody = `{"ids": [N, …]} or {"destination": "…", "reason": "…", "since": "…"} or {"all": true}`
 
@@ -174,14 +205,19 @@ func (s *Server) replayDeadLetters(w http.ResponseWriter, r *http.Request) error
 	default:
 		return badRequest("say which dead letters to replay: the body must be %s", replayBody)
 	}
+	rec := audit.Record{Action: audit.ActionDLQReplay, Target: replayTarget(body.IDs, body.Destination, body.Reason, body.Since)}
 	n := 0
 	for _, f := range filters {
 		k, err := s.dlq.Replay(r.Context(), f)
 		n += k
 		if err != nil {
+			rec.Result, rec.Error = map[string]int{"replayed": n}, "the replay stopped part way"
+			s.record(r, rec)
 			return s.unavailable(r, fmt.Sprintf("replay every dead letter (%d replayed)", n), err)
 		}
 	}
+	rec.Result = map[string]int{"replayed": n}
+	s.record(r, rec)
 	s.log.Info("dead letters replayed by admin request", "replayed", n, "principal", principalOf(r).name)
 	writeJSON(w, http.StatusOK, struct {
 		Replayed int `json:"replayed"`

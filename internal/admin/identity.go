@@ -1,12 +1,22 @@
 package admin
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
 
+	"github.com/capstan-gw/capstan/internal/audit"
 	"github.com/capstan-gw/capstan/internal/identity"
 )
+
+// sha256Hex is the lower-case hex SHA-256 of s: how the audit log names an
+// id.
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
 
 // identityKey reads the person a request names: exactly one of the query
 // parameters userId and anonymousId.
@@ -58,9 +68,21 @@ func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	removed, err := s.identity.Delete(r.Context(), k)
+	rec := audit.Record{Action: audit.ActionIdentityDelete, IDKind: "userId", IDSHA256: sha256Hex(k.UserID),
+		Result: map[string]int{"graphKeysRemoved": len(removed)}}
+	if k.AnonymousID != "" {
+		rec.IDKind, rec.IDSHA256 = "anonymousId", sha256Hex(k.AnonymousID)
+	}
 	if err != nil {
+		if errors.Is(err, identity.ErrNotFound) {
+			rec.Error = "the identity graph holds nothing for this id"
+		} else {
+			rec.Error = "the identity graph could not be changed"
+		}
+		s.record(r, rec)
 		return s.identityFailed(r, "change the identity graph", err)
 	}
+	s.record(r, rec)
 	s.log.Info("identity deleted by admin request", "keys_removed", len(removed), "principal", principalOf(r).name)
 	if removed == nil {
 		removed = []string{}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/audit"
+	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/privacy"
 )
 
@@ -14,6 +15,9 @@ import (
 // wrapping privacy.ErrBadRequest is the caller's; others are the engine's.
 type Privacy interface {
 	Delete(ctx context.Context, req privacy.Request) (privacy.Report, error)
+	// FindEmail returns the ids of the stored events carrying the email
+	// whose normalised SHA-256 is given.
+	FindEmail(ctx context.Context, emailSHA256 string) ([]identity.Key, error)
 }
 
 // AuditLog is the durable audit log (internal/audit).
@@ -26,7 +30,7 @@ type AuditLog interface {
 }
 
 // privacyBody describes deletePerson's body in messages.
-const privacyBody = `{"userId": "…"} or {"anonymousId": "…"} or {"email": "…"}`
+const privacyBody = `{"userId": "…"} or {"anonymousId": "…"} or {"email": "…"} or {"emailSha256": "…"}`
 
 // deletePerson: POST /admin/api/privacy/delete erases a person from the
 // identity graph, EVENTS and the DLQ, suppresses their ids and records it
@@ -40,6 +44,7 @@ func (s *Server) deletePerson(w http.ResponseWriter, r *http.Request) error {
 		UserID      string `json:"userId"`
 		AnonymousID string `json:"anonymousId"`
 		Email       string `json:"email"`
+		EmailSHA256 string `json:"emailSha256"`
 	}
 	if err := decodeBody(w, r, maxBody, &body, privacyBody); err != nil {
 		return err
@@ -48,10 +53,10 @@ func (s *Server) deletePerson(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "privacy deletion is not available on this server"}
 	}
 	rep, err := s.privacy.Delete(r.Context(), privacy.Request{
-		UserID: body.UserID, AnonymousID: body.AnonymousID, Email: body.Email, By: principalOf(r).name,
+		UserID: body.UserID, AnonymousID: body.AnonymousID, Email: body.Email, EmailSHA256: body.EmailSHA256, By: principalOf(r).name,
 	})
 	if errors.Is(err, privacy.ErrBadRequest) {
-		return badRequest("give exactly one non-empty id: the body must be %s", privacyBody)
+		return badRequest("give exactly one non-empty id (emailSha256: 64 lower-case hex digits): the body must be %s", privacyBody)
 	}
 	if err != nil {
 		return s.unavailable(r, "complete the privacy deletion", err)

@@ -141,6 +141,26 @@ destinations:
 	}
 }
 
+// testHash is the bcrypt hash (cost 10) of "correct horse battery".
+const testHash = "$2a$10$Ip2wog9ePwpS25k1VtJC8OoR1avz5xjEf8hwFrSATSQX.MQglOHSu"
+
+// TestAdminUsers: server.admin_users is read with its roles, and makes the
+// admin surface enabled without an admin token.
+func TestAdminUsers(t *testing.T) {
+	c, err := Parse("c.yaml", []byte("server:\n  admin_users:\n    - name: ana@example.com\n      password_hash: ${ANA_HASH}\n      role: operator\n    - {name: bo, password_hash: '"+testHash+"', role: viewer}\n"+minimal),
+		env(map[string]string{"ANA_HASH": testHash}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Server.AdminUsers
+	if len(u) != 2 || u[0].Name != "ana@example.com" || u[0].PasswordHash.Value() != testHash || u[0].Role != RoleOperator || u[1].Role != RoleViewer {
+		t.Errorf("admin_users %+v", u)
+	}
+	if !c.Server.AdminEnabled() || (Server{}).AdminEnabled() || !(Server{AdminToken: "t"}).AdminEnabled() {
+		t.Error("AdminEnabled is wrong")
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -197,6 +217,19 @@ func TestParseErrors(t *testing.T) {
 		{"file too large", minimal + "#" + strings.Repeat("x", MaxFileBytes), []string{"c.yaml: the file is larger than 4194304 bytes (4 MiB)"}},
 		{"dlq bounds", "engine:\n  dlq: {max_age: 10m, max_bytes: 1000}\n" + minimal,
 			[]string{"c.yaml:2:18: engine.dlq.max_age: must be at least 1h, got 10m", "c.yaml:2:34: engine.dlq.max_bytes: must be at least 1048576 (1 MiB), got 1000"}},
+		{"admin users", "server:\n  admin_users:\n" +
+			"    - {name: ana, password_hash: '" + testHash + "', role: admin}\n" +
+			"    - {name: ana, password_hash: '$2a$04$abcdefghijklmnopqrstuuFZZQ5ob1eVaMD4N1mhzZOFr6PmeORzC', role: viewer}\n" +
+			"    - {name: 'bad name', password_hash: plain, role: ''}\n" +
+			"    - {role: viewer}\n" + minimal,
+			[]string{`c.yaml:3:104: server.admin_users[0].role: must be viewer or operator, got "admin"`,
+				`server.admin_users[1].name: "ana" is also server.admin_users[0]`,
+				"server.admin_users[1].password_hash: bcrypt cost 4: use 10 to 14",
+				`server.admin_users[2].name: must be 1 to 64 letters, digits`,
+				"server.admin_users[2].password_hash: not a bcrypt hash",
+				"server.admin_users[2].role: required: viewer or operator",
+				"server.admin_users[3].name: required",
+				"server.admin_users[3].password_hash: required: the bcrypt hash of the password; make one with `capstan admin hash-password`"}},
 		{"rule id or create", minimal + "destinations:\n  - name: li\n    auth: {access_token: t}\n    mappings: [{name: m}]\n",
 			[]string{"destinations[0].mappings[0].conversion_rule: required"}},
 	}

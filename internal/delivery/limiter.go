@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"time"
 )
@@ -111,4 +113,44 @@ func (l *windowLimiter) exhaustDay() {
 	l.mu.Lock()
 	l.dayN = l.perDay
 	l.mu.Unlock()
+}
+
+// RateUsage is how much of the remote's request limits one LimitKey (for
+// LinkedIn, one access token) has used in the current UTC minute and day,
+// as capstan's own limiter counts them.
+type RateUsage struct {
+	// Key is a short fingerprint of the LimitKey (never the token):
+	// destinations showing the same Key share these counts.
+	Key string `json:"key"`
+	// Minute and Day are the requests sent in the current UTC minute and
+	// day; PerMinute and PerDay the limits. Day equals PerDay after the
+	// remote answered with its daily 429 (requests wait for the next day).
+	Minute    int `json:"minute"`
+	PerMinute int `json:"perMinute"`
+	Day       int `json:"day"`
+	PerDay    int `json:"perDay"`
+}
+
+// usage returns key's counts in the current windows; a key never used
+// has none, with the limits perMinute and perDay.
+func (l *Limits) usage(key string, perMinute, perDay int) RateUsage {
+	sum := sha256.Sum256([]byte(key))
+	u := RateUsage{Key: hex.EncodeToString(sum[:4]), PerMinute: perMinute, PerDay: perDay}
+	l.mu.Lock()
+	w := l.m[key]
+	l.mu.Unlock()
+	if w == nil {
+		return u
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.clock.Now().UTC()
+	if w.minute.Equal(now.Truncate(time.Minute)) {
+		u.Minute = w.minuteN
+	}
+	if w.day.Equal(time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)) {
+		u.Day = w.dayN
+	}
+	u.PerMinute, u.PerDay = w.perMinute, w.perDay
+	return u
 }

@@ -221,6 +221,12 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 // Name returns the destination's name.
 func (r *Runner) Name() string { return r.plan.Name }
 
+// RateUsage reports the rate-limit use of the destination's current
+// LimitKey (for LinkedIn, its access token) this minute and today.
+func (r *Runner) RateUsage() RateUsage {
+	return r.limits.usage(r.dest.LimitKey(), r.cfg.PerMinute, r.cfg.PerDay)
+}
+
 // tokenWarnBefore is when expiry warnings start (14 days ahead).
 const tokenWarnBefore = 14 * 24 * time.Hour
 

@@ -28,6 +28,10 @@ type Request struct {
 	UserID      string
 	AnonymousID string
 	Email       string
+	// EmailSHA256 names the person by the SHA-256 (lower-case hex) of
+	// their normalised email instead, as the console sends it (it hashes
+	// the email in the browser).
+	EmailSHA256 string
 	// By is who asks, for the audit record: "cli" or the admin principal.
 	By string
 }
@@ -112,8 +116,12 @@ func (d *Deleter) delete(ctx context.Context, req Request) (Report, error) {
 	keys := set{}
 	var graphKeys []identity.Key
 	uid, aid, email := strings.TrimSpace(req.UserID), strings.TrimSpace(req.AnonymousID), strings.TrimSpace(req.Email)
+	emailHash := strings.TrimSpace(req.EmailSHA256)
+	if emailHash != "" && !IsSHA256(emailHash) {
+		return rep, ErrBadRequest
+	}
 	n := 0
-	for _, s := range []string{uid, aid, email} {
+	for _, s := range []string{uid, aid, email, emailHash} {
 		if s != "" {
 			n++
 		}
@@ -130,6 +138,9 @@ func (d *Deleter) delete(ctx context.Context, req Request) (Report, error) {
 		rep.IDKind, rep.IDSHA256 = KindAnonymousID, sha(aid)
 		keys[identity.AnonymousKey(aid)] = true
 		graphKeys = append(graphKeys, identity.Key{AnonymousID: aid})
+	case emailHash != "":
+		rep.IDKind, rep.IDSHA256 = KindEmail, emailHash
+		keys[emailPrefix+emailHash] = true
 	default:
 		h, ok := d.hashEmail(email)
 		if !ok {
@@ -143,7 +154,7 @@ func (d *Deleter) delete(ctx context.Context, req Request) (Report, error) {
 	if err := d.suppress(ctx, keys, &rep); err != nil {
 		return rep, err
 	}
-	if email != "" {
+	if rep.IDKind == KindEmail {
 		// The graph has no index by email: the events that carry it name
 		// the ids to delete.
 		found, err := d.idsWithEmail(ctx, keys)
@@ -276,6 +287,29 @@ func (d *Deleter) idsWithEmail(ctx context.Context, keys set) ([]identity.Key, e
 		return nil, fmt.Errorf("find the ids of an email: %w", err)
 	}
 	return out, nil
+}
+
+// FindEmail returns the userIds and anonymousIds of the stored events that
+// carry the email whose normalised SHA-256 is emailSHA256 (lower-case
+// hex), as a deletion by email finds them: it reads every stored event.
+func (d *Deleter) FindEmail(ctx context.Context, emailSHA256 string) ([]identity.Key, error) {
+	if !IsSHA256(emailSHA256) {
+		return nil, ErrBadRequest
+	}
+	return d.idsWithEmail(ctx, set{emailPrefix + emailSHA256: true})
+}
+
+// IsSHA256 reports whether s is a SHA-256 in lower-case hex.
+func IsSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func str(ev event.Value, name string) string {

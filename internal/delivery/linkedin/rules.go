@@ -105,3 +105,58 @@ func LoadRuleIDs(ctx context.Context, state jetstream.KeyValue, p *delivery.Plan
 		}
 	}
 }
+
+// RuleState is a mapping's conversion rule as capstan knows it, for the
+// console.
+type RuleState struct {
+	// Mapping is the mapping's name.
+	Mapping string
+	// RuleID is the rule's LinkedIn id: configured (conversion_rule.id)
+	// or created (conversion_rule.create; "" until created).
+	RuleID string
+	// Created says capstan creates the rule; Name and Type are then the
+	// rule's name and conversion type.
+	Created    bool
+	Name, Type string
+	// Campaigns are the campaign ids configured for the rule;
+	// CampaignsAssociated says they were associated with it.
+	Campaigns           []int64
+	CampaignsAssociated bool
+}
+
+// Rules returns the conversion rules of plan's mappings, reading the ids
+// of created rules and the campaigns associated from the state bucket
+// (never from the plan's routes, which Prepare writes while delivery runs).
+func (d *Destination) Rules(ctx context.Context, plan *delivery.Plan) []RuleState {
+	var out []RuleState
+	for _, r := range plan.Routes {
+		if r.Config == nil {
+			continue
+		}
+		st := RuleState{Mapping: r.Name, Campaigns: slices.Clone(r.Config.Campaigns)}
+		if c := r.Config.ConversionRule.Create; c != nil {
+			st.Created, st.Name, st.Type = true, c.Name, c.Type
+			if e, err := d.state.Get(ctx, RuleKey(plan.Name, r.Name)); err == nil {
+				st.RuleID = string(e.Value())
+			}
+		} else if id := r.Config.ConversionRule.ID; id != 0 {
+			st.RuleID = strconv.FormatInt(id, 10)
+		}
+		if len(st.Campaigns) > 0 && st.RuleID != "" {
+			camps := slices.Clone(st.Campaigns)
+			slices.Sort(camps)
+			parts := make([]string, len(camps))
+			for i, c := range camps {
+				parts[i] = strconv.FormatInt(c, 10)
+			}
+			if e, err := d.state.Get(ctx, stateKey("campaigns", plan.Name, st.RuleID)); err == nil && string(e.Value()) == strings.Join(parts, ",") {
+				st.CampaignsAssociated = true
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// AdAccount returns the destination's ad account id.
+func (d *Destination) AdAccount() int64 { return d.account }
