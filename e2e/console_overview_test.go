@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // statsFunnel is the funnel of GET /admin/api/stats.
@@ -62,7 +64,12 @@ func adminStats(t testing.TB, hc *http.Client, url, window string) (statsFunnel,
 // the navigation's count dropping each time. Afterwards the statistics
 // count the replayed conversions as delivered and survive a restart.
 func TestConsoleOverviewAndDeadLetters(t *testing.T) {
-	srv := startConsoleServer(t, "")
+	const viewerPassword = "viewer-password-e2e"
+	hash, err := bcrypt.GenerateFromPassword([]byte(viewerPassword), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startConsoleServer(t, "  admin_users:\n    - {name: vera, password_hash: '"+string(hash)+"', role: viewer}\n")
 	hc := newHTTPClient(t)
 
 	// 12 conversions: 3 with li_fat_id only, 4 with an email only, 5 with
@@ -120,8 +127,15 @@ func TestConsoleOverviewAndDeadLetters(t *testing.T) {
 		Filtered       []dlRow  `json:"filtered"`
 		Left           []dlRow  `json:"left"`
 		Toasts         []string `json:"toasts"`
+		Viewer         struct {
+			Count       string    `json:"count"`
+			AllDisabled bool      `json:"allDisabled"`
+			AllTitle    string    `json:"allTitle"`
+			OneDisabled bool      `json:"oneDisabled"`
+			Forced      apiAnswer `json:"forced"`
+		} `json:"viewer"`
 	}
-	runConsole(t, "console-overview.mjs", srv.URL, nil, &got)
+	runConsole(t, "console-overview.mjs", srv.URL, map[string]any{"viewer": "vera", "viewerPassword": viewerPassword}, &got)
 
 	for _, want := range []string{"Received 18", "Matched 16 (88.9%)", "Valid 15", "Delivered 12 (66.7%)", "Dead-lettered 4"} {
 		if !strings.Contains(got.FunnelLabel, want) {
@@ -170,6 +184,47 @@ func TestConsoleOverviewAndDeadLetters(t *testing.T) {
 	}
 	if len(got.Left) != 1 || got.Left[0].Reason != "invalid" {
 		t.Errorf("left after the replays: %+v, want the invalid one", got.Left)
+	}
+
+	if v := got.Viewer; v.Count != "1" || !v.AllDisabled || !v.OneDisabled || !strings.Contains(v.AllTitle, "operator") ||
+		v.Forced.Status != http.StatusForbidden || v.Forced.Body.Error.Code != "forbidden" {
+		t.Errorf("a viewer on Dead letters: %+v; want the count 1, Replay disabled with a title naming the operator role, and a forced replay refused with 403 forbidden", v)
+	}
+
+	// Each replay is in the audit log, by the signed-in admin token.
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/admin/api/audit", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+consoleAdminToken)
+	res, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit struct {
+		Records []struct {
+			By, Action, Target, Error string
+			Result                    map[string]int
+		} `json:"records"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&audit)
+	res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replays []string
+	for _, r := range audit.Records {
+		if r.Action == "dlq_replay" {
+			replays = append(replays, fmt.Sprintf("%s %s replayed=%d %s", r.By, r.Target, r.Result["replayed"], r.Error))
+		}
+	}
+	if len(replays) != 3 {
+		t.Errorf("audit log: replays %q, want the 3 made in the console", replays)
+	}
+	for _, r := range replays {
+		if !strings.Contains(r, "replayed=1") {
+			t.Errorf("audit record %q: want one dead letter replayed", r)
+		}
 	}
 
 	// The replayed conversions are delivered: the sandbox has 15, and the

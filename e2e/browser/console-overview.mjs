@@ -2,7 +2,7 @@
 // funnel, coverage and rate charts and its window and mapping selectors;
 // the Dead letters page's list, detail, and Replay of one, of a selection
 // and of a filter, with the navigation's count after each.
-import { main, signIn, openPage, screenshot, check } from './console.mjs';
+import { main, signIn, signInUser, signOut, openPage, screenshot, check, apiStatus } from './console.mjs';
 
 // rows reads the Dead letters table.
 async function rows(page) {
@@ -103,5 +103,18 @@ main(async ({ page, args }) => {
   await page.getByLabel('Reason', { exact: true }).selectOption({ label: 'All reasons' });
   await waitRows(page, 1);
   out.left = await rows(page);
+
+  // A viewer reads the dead letters and the count, but the Replay controls
+  // are disabled with a title saying why, and the server refuses anyway.
+  await signOut(page);
+  await signInUser(page, args.baseURL, args.viewer, args.viewerPassword);
+  await openPage(page, 'Dead letters');
+  await waitRows(page, 1);
+  await waitNavCount(page, '1');
+  const all = page.getByRole('button', { name: /^Replay all/ });
+  out.viewer = { count: await navCount(page), allDisabled: await all.isDisabled(), allTitle: await all.getAttribute('title') };
+  await page.getByRole('button', { name: /^Show dead letter/ }).click();
+  out.viewer.oneDisabled = await page.getByRole('button', { name: 'Replay this dead letter' }).isDisabled();
+  out.viewer.forced = await apiStatus(page, 'POST', '/admin/api/dlq/replay', { all: true });
   return out;
 });
