@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -35,5 +36,31 @@ func BenchmarkFunnelSerial(b *testing.B) {
 		d.Received()
 		m.Matched(true)
 		m.Delivered(delivery.IDLiFatID|delivery.IDEmail, 1500*time.Millisecond)
+	}
+}
+
+// BenchmarkFlush measures one flush of one destination with two mappings
+// (two compare-and-set writes, each made durable) on the real embedded
+// engine: what every FlushEvery costs, whatever the event rate.
+func BenchmarkFlush(b *testing.B) {
+	eng := openEngine(b, b.TempDir())
+	defer eng.Close()
+	col, err := Open(context.Background(), eng, Config{}, discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := col.Destination("li")
+	ms := []delivery.MappingFunnel{d.Mapping("Sign Up"), d.Mapping("Purchase")}
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range 100 {
+			d.Received()
+			m := ms[i%2]
+			m.Matched(true)
+			m.Delivered(delivery.IDs(i%4), time.Duration(i)*time.Millisecond)
+		}
+		if err := col.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
