@@ -23,7 +23,10 @@
 // each value a JSON Record of the destination and its mappings. A flush
 // reads, adds and writes each key with the revision it read (compare and
 // set), so replicas sharing a cluster add up instead of overwriting each
-// other. A write that fails is kept and tried again at the next flush.
+// other (a Report shows what every replica flushed plus what this one has
+// not flushed yet). A write that fails is kept and tried again at the next
+// flush. If the buckets cannot be opened at start, `capstan serve` logs it
+// and delivers without statistics.
 //
 // # What a crash can lose
 //
