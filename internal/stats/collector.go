@@ -19,17 +19,28 @@ import (
 
 // The key-value buckets of the statistics (names are part of capstan's
 // contract, like stream's: `nats kv get stats_minutes linkedin.29431234`).
+// Each key is <destination>.<unix time divided by the bucket's unit>.
 const (
-	MinutesBucket = "stats_minutes"
-	HoursBucket   = "stats_hours"
+	MinutesBucket  = "stats_minutes"  // one-minute keys, kept 2 hours: the 1 h window
+	QuartersBucket = "stats_quarters" // 15-minute keys, kept 26 hours: the 24 h window
+	HoursBucket    = "stats_hours"    // one-hour keys, kept 8 days: the 7 d window
 )
 
-// How long each bucket keeps a key after its last write: a little more
-// than the longest window read from it.
-const (
-	minutesTTL = 26 * time.Hour
-	hoursTTL   = 8 * 24 * time.Hour
-)
+// granularity is one of the buckets: its name, key unit and how long it
+// keeps a key after its last write (a little more than the window read
+// from it).
+type granularity struct {
+	bucket string
+	unit   time.Duration
+	ttl    time.Duration
+}
+
+// The buckets' granularities; a window reads one of them (Window.gran).
+var grans = []granularity{
+	{MinutesBucket, time.Minute, 2 * time.Hour},
+	{QuartersBucket, 15 * time.Minute, 26 * time.Hour},
+	{HoursBucket, time.Hour, 8 * 24 * time.Hour},
+}
 
 // DefaultFlushEvery is Config.FlushEvery's default.
 const DefaultFlushEvery = 5 * time.Second
@@ -51,9 +62,9 @@ type Config struct {
 // delivery.Funnel), writes the counts to the engine periodically, and
 // reports them. It is safe for concurrent use.
 type Collector struct {
-	cfg            Config
-	minutes, hours jetstream.KeyValue
-	log            *slog.Logger
+	cfg Config
+	kvs []jetstream.KeyValue // of grans
+	log *slog.Logger
 
 	mu    sync.Mutex
 	dests map[string]*destCounters
@@ -66,9 +77,9 @@ type Collector struct {
 
 // pendingWrite is a count not yet added to its key.
 type pendingWrite struct {
-	hours bool // stats_hours, else stats_minutes
-	key   string
-	rec   *Record
+	gran int // index in grans
+	key  string
+	rec  *Record
 }
 
 // Open returns a Collector on eng's statistics buckets, creating them when
@@ -83,16 +94,16 @@ func Open(ctx context.Context, eng *stream.Engine, cfg Config, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	minutes, err := eng.KV(ctx, MinutesBucket, minutesTTL)
-	if err != nil {
-		return nil, fmt.Errorf("statistics: %w", err)
-	}
-	hours, err := eng.KV(ctx, HoursBucket, hoursTTL)
-	if err != nil {
-		return nil, fmt.Errorf("statistics: %w", err)
+	kvs := make([]jetstream.KeyValue, len(grans))
+	for i, g := range grans {
+		kv, err := eng.KV(ctx, g.bucket, g.ttl)
+		if err != nil {
+			return nil, fmt.Errorf("statistics: %w", err)
+		}
+		kvs[i] = kv
 	}
 	return &Collector{
-		cfg: cfg, minutes: minutes, hours: hours,
+		cfg: cfg, kvs: kvs,
 		log:   log.With("component", "stats"),
 		dests: map[string]*destCounters{},
 		start: cfg.Now(),
@@ -162,7 +173,8 @@ func (c *Collector) pendingLen() int {
 }
 
 // flush takes the counts in memory, which began at c.start, and adds them
-// to the keys of c.start's minute and hour; the next counts begin at end.
+// to the keys of c.start's minute, quarter hour and hour; the next counts
+// begin at end.
 func (c *Collector) flush(ctx context.Context, end time.Time) error {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
@@ -175,9 +187,9 @@ func (c *Collector) flush(ctx context.Context, end time.Time) error {
 		if rec == nil {
 			continue
 		}
-		c.pending = append(c.pending,
-			pendingWrite{key: minuteKey(d.name, at), rec: rec},
-			pendingWrite{hours: true, key: hourKey(d.name, at), rec: rec})
+		for i, g := range grans {
+			c.pending = append(c.pending, pendingWrite{gran: i, key: key(d.name, at, g.unit), rec: rec})
+		}
 	}
 	if n := len(c.pending) - maxPending; n > 0 {
 		c.log.Error("statistics: writes failing for too long; dropping the oldest figures", "dropped", n)
@@ -190,11 +202,7 @@ func (c *Collector) flush(ctx context.Context, end time.Time) error {
 			kept = append(kept, p)
 			continue
 		}
-		kv := c.minutes
-		if p.hours {
-			kv = c.hours
-		}
-		if err := addTo(ctx, kv, p.key, p.rec); err != nil {
+		if err := addTo(ctx, c.kvs[p.gran], p.key, p.rec); err != nil {
 			errs = append(errs, err)
 			kept = append(kept, p)
 		}
@@ -258,10 +266,7 @@ func keyToken(name string) string {
 	return name
 }
 
-func minuteKey(dest string, t time.Time) string {
-	return keyToken(dest) + "." + strconv.FormatInt(t.Unix()/60, 10)
-}
-
-func hourKey(dest string, t time.Time) string {
-	return keyToken(dest) + "." + strconv.FormatInt(t.Unix()/3600, 10)
+// key returns the key of dest's counts in the unit holding t.
+func key(dest string, t time.Time, unit time.Duration) string {
+	return keyToken(dest) + "." + strconv.FormatInt(t.Unix()/int64(unit/time.Second), 10)
 }

@@ -18,14 +18,14 @@ type Window struct {
 	Name string
 	// Span is its length; Step the length of one point of its series.
 	Span, Step time.Duration
-	hours      bool // read from stats_hours, else stats_minutes
+	gran       int // the bucket it reads (index in grans); Step is its unit
 }
 
 // Windows are the windows a Query may ask for.
 var Windows = []Window{
-	{Name: "1h", Span: time.Hour, Step: time.Minute},
-	{Name: "24h", Span: 24 * time.Hour, Step: 15 * time.Minute},
-	{Name: "7d", Span: 7 * 24 * time.Hour, Step: time.Hour, hours: true},
+	{Name: "1h", Span: time.Hour, Step: time.Minute, gran: 0},
+	{Name: "24h", Span: 24 * time.Hour, Step: 15 * time.Minute, gran: 1},
+	{Name: "7d", Span: 7 * 24 * time.Hour, Step: time.Hour, gran: 2},
 }
 
 // WindowNamed returns the window named name ("1h", "24h" or "7d").
@@ -155,10 +155,7 @@ func (c *Collector) Report(ctx context.Context, q Query) (*Report, error) {
 			}
 			steps[int(t.Sub(from)/w.Step)].add(r)
 		}
-		kv, unit := c.minutes, time.Minute
-		if w.hours {
-			kv, unit = c.hours, time.Hour
-		}
+		kv, unit := c.kvs[w.gran], grans[w.gran].unit
 		if err := readKeys(ctx, kv, keyToken(d.name), func(k int64, r *Record) {
 			put(time.Unix(k*int64(unit/time.Second), 0), r)
 		}); err != nil {
@@ -172,7 +169,7 @@ func (c *Collector) Report(ctx context.Context, q Query) (*Report, error) {
 		put(start, d.take(false))
 		c.flushMu.Lock()
 		for _, p := range c.pending {
-			if p.hours == w.hours && strings.HasPrefix(p.key, keyToken(d.name)+".") {
+			if p.gran == w.gran && strings.HasPrefix(p.key, keyToken(d.name)+".") {
 				if k, err := strconv.ParseInt(p.key[strings.LastIndexByte(p.key, '.')+1:], 10, 64); err == nil {
 					put(time.Unix(k*int64(unit/time.Second), 0), p.rec)
 				}
