@@ -155,10 +155,14 @@ func (c *Collector) Report(ctx context.Context, q Query) (*Report, error) {
 			}
 			steps[int(t.Sub(from)/w.Step)].add(r)
 		}
+		// No flush while the stored counts, the counts in memory and the
+		// pending writes are read: each count is in exactly one of them.
+		c.flushMu.Lock()
 		kv, unit := c.kvs[w.gran], grans[w.gran].unit
 		if err := readKeys(ctx, kv, keyToken(d.name), func(k int64, r *Record) {
 			put(time.Unix(k*int64(unit/time.Second), 0), r)
 		}); err != nil {
+			c.flushMu.Unlock()
 			return nil, err
 		}
 		// What is counted since the last flush, and what waits for a
@@ -167,7 +171,6 @@ func (c *Collector) Report(ctx context.Context, q Query) (*Report, error) {
 		start := c.start
 		c.mu.Unlock()
 		put(start, d.take(false))
-		c.flushMu.Lock()
 		for _, p := range c.pending {
 			if p.gran == w.gran && strings.HasPrefix(p.key, keyToken(d.name)+".") {
 				if k, err := strconv.ParseInt(p.key[strings.LastIndexByte(p.key, '.')+1:], 10, 64); err == nil {
@@ -191,8 +194,8 @@ func (c *Collector) Report(ctx context.Context, q Query) (*Report, error) {
 // knows nothing of.
 var ErrUnknown = errors.New("unknown")
 
-// readKeys calls fn with each record of dest in kv and the unix minute or
-// hour of its key.
+// readKeys calls fn with each record of dest in kv and the number of its
+// key (the unix time in the bucket's unit).
 func readKeys(ctx context.Context, kv jetstream.KeyValue, dest string, fn func(k int64, r *Record)) error {
 	w, err := kv.WatchFiltered(ctx, []string{dest + ".*"}, jetstream.IgnoreDeletes())
 	if err != nil {
