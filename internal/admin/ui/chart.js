@@ -23,7 +23,10 @@
   var PALETTE = ['#0a66c2', '#e69f00', '#009e73', '#cc79a7', '#56b4e9', '#d55e00', '#7f8c9b'];
 
   var numFmt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 });
-  function num(n) { return numFmt.format(n); }
+  var smallFmt = new Intl.NumberFormat('en-US', { maximumSignificantDigits: 2 });
+  // num formats a figure: two decimals at most, two significant digits
+  // below 1 (a rate of 0.0042/s stays readable).
+  function num(n) { return n !== 0 && Math.abs(n) < 1 ? smallFmt.format(n) : numFmt.format(n); }
   function pct(part, whole) { return whole > 0 ? Math.round((part / whole) * 1000) / 10 : 0; }
 
   // niceStep rounds a step up to 1, 2 or 5 times a power of ten.
@@ -49,7 +52,10 @@
   function timeTick(ms, span) {
     var d = new Date(ms);
     var hm = pad2(d.getUTCHours()) + ':' + pad2(d.getUTCMinutes());
-    if (span > 2 * 86400000) return ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][d.getUTCDay()] + ' ' + pad2(d.getUTCDate()) + ' ' + pad2(d.getUTCHours()) + 'h';
+    if (span > 2 * 86400000) {
+      var day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][d.getUTCDay()] + ' ' + d.getUTCDate();
+      return d.getUTCHours() === 0 && d.getUTCMinutes() === 0 ? day : day + ' ' + hm;
+    }
     return hm;
   }
 

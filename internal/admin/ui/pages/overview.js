@@ -30,10 +30,7 @@
     return (Math.round(s / 360) / 10) + ' h';
   }
   function percent(part, whole) { return whole > 0 ? (Math.round((part / whole) * 1000) / 10) + '%' : '—'; }
-  function rate(n, step) {
-    var r = n / step;
-    return r >= 10 ? Math.round(r) : Math.round(r * 100) / 100;
-  }
+  function rate(n, step) { return n / step; }
 
   function stat(label, value, sub) {
     return h('div', { class: 'stat' },
