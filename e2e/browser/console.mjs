@@ -95,8 +95,9 @@ export async function screenshot(page, args, id, opts = {}) {
   if (!args.screenshotDir) return '';
   const file = path.join(args.screenshotDir, `${id}.png`);
   await page.evaluate(() => document.fonts && document.fonts.ready);
-  // No toast or caret in the picture.
+  // No toast, hover or caret in the picture.
   await page.mouse.move(0, 0);
+  await page.evaluate(() => document.querySelectorAll('.toasts [role]').forEach((t) => { t.textContent = ''; t.className = ''; }));
   await page.screenshot({ path: file, type: 'png', animations: 'disabled', caret: 'hide', fullPage: !!opts.fullPage });
   return file;
 }
@@ -133,7 +134,9 @@ export function main(fn) {
       process.stdout.write(JSON.stringify({ ok: true, result: result ?? null, logs }) + '\n');
       ok = true;
     } catch (e) {
-      process.stdout.write(JSON.stringify({ ok: false, error: String(e?.stack ?? e), logs, url: page.url() }) + '\n');
+      // What the page showed, for the failure message.
+      const text = await page.locator('body').innerText({ timeout: 2000 }).catch(() => '');
+      process.stdout.write(JSON.stringify({ ok: false, error: String(e?.stack ?? e), logs, url: page.url(), text }) + '\n');
     } finally {
       await context.close().catch(() => {});
     }

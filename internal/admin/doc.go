@@ -1,7 +1,8 @@
 // Package admin is capstan's operator surface: one http.Handler mounted at
-// /admin/ by `capstan serve` whenever server.admin_token is set, with one
-// authentication check and one JSON error format for every route. It is the
-// JSON API the console is built on.
+// /admin/ by `capstan serve` whenever server.admin_token or
+// server.admin_users is set, with one authentication check and one JSON
+// error format for every route. It serves the admin console (the embedded
+// files of ui/, see ui.go) and the JSON API the console is built on.
 //
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
@@ -11,9 +12,17 @@
 //
 // # Routes
 //
-//	GET    /admin/api/destinations              {"destinations": [status, …]}
-//	GET    /admin/api/destinations/{name}       status: {"destination","state","reason","tokenExpiresAt","warning"}
-//	PUT    /admin/api/destinations/{name}/token {"access_token": "…", "expires_at": "RFC 3339, optional"} → status
+//	GET    /admin/ (and /admin)                 the console's shell to a signed-in session, else the sign-in page (HTML)
+//	GET    /admin/ui/{file}                     the console's files (no credential; ETag, no-cache)
+//	POST   /admin/api/session                   sign in: {"token": "…"} or {"username","password"} → session (sets the cookie; no credential needed)
+//	GET    /admin/api/session                   {"user","role","via": "session"|"token","csrf","expiresAt"}
+//	DELETE /admin/api/session                   sign out (any role) → {"signedOut": bool}
+//	GET    /admin/api/destinations              {"destinations": [destination, …]}
+//	GET    /admin/api/destinations/{name}       destination: the status {"destination","state","reason","tokenExpiresAt","warning"}
+//	                                            and "health" (delivering|paused|standby|degraded), "problems", "tokenDaysLeft",
+//	                                            "type", "adAccount", "rules": [{"mapping","ruleId","created","name","type","campaigns","campaignsAssociated"}],
+//	                                            "rateLimit": {"key","minute","perMinute","day","perDay"} (the limiter's counts for the current token)
+//	PUT    /admin/api/destinations/{name}/token {"access_token": "…", "expires_at": "RFC 3339, optional"} → destination
 //	GET    /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "profile": {…}}
 //	DELETE /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "removed": ["u.…", "a.…"]}
 //	GET    /admin/api/dlq?destination=&reason=&since=&after=&limit=   {"deadLetters": [...], "more": bool}, oldest first
@@ -21,8 +30,9 @@
 //	POST   /admin/api/dlq/replay                {"ids": [N, …]} or {"destination","reason","since"} or {"all": true} → {"replayed": n}
 //	GET    /admin/api/events?source=&since=&after=&before=&order=&limit=   {"events": [{"seq","source","storedAt","event"}], "more": bool}
 //	POST   /admin/api/preview                   {"events": event or [events], "source": "…", "destination": "…"} → {"invalid": bool, "preview": {…}}
-//	POST   /admin/api/privacy/delete            {"userId": "…"} or {"anonymousId": "…"} or {"email": "…"} → privacy.Report (operator)
-//	GET    /admin/api/audit?since=&limit=       {"records": [audit.Record, …]}, newest first
+//	GET    /admin/api/people?userId=U | ?anonymousId=A | ?emailSha256=H   {"people": [Person, …]} (the email's ids: reads every stored event)
+//	POST   /admin/api/privacy/delete            {"userId": "…"} or {"anonymousId": "…"} or {"email": "…"} or {"emailSha256": "…"} → privacy.Report (operator)
+//	GET    /admin/api/audit?since=&before=&limit=   {"records": [audit.Record, …], "more": bool}, newest first
 //	GET    /admin/api/stats?window=1h|24h|7d&destination=&mapping=   stats.Report (see below)
 //	GET    /admin/api/dlq/count?destination=&reason=   {"count": n, "byDestination": {…}, "byReason": {…}}
 //
@@ -59,8 +69,10 @@
 // with Content-Type application/json and these statuses and codes:
 //
 //	400 bad_request          a parameter or the body is wrong; the message says which and why
-//	401 unauthorized         no credential or a wrong one (with WWW-Authenticate: Bearer)
-//	403 forbidden            the credential's role may not do this
+//	401 unauthorized         no credential or a wrong one (with WWW-Authenticate: Bearer); a wrong sign-in
+//	403 forbidden            the credential's role may not do this; a sign-in from another site
+//	403 csrf_failed          a state-changing request with the session cookie lacks the session's X-CSRF-Token
+//	429 too_many_requests    too many failed sign-ins from this address (with Retry-After)
 //	404 not_found            unknown route, destination, person or dead letter
 //	405 method_not_allowed   known path, other method (with Allow)
 //	413 too_large            body over the route's limit (64 KiB; 1 MiB for preview)
@@ -72,18 +84,62 @@
 //
 // Each request is authenticated first (before routing, so that the routes
 // are not revealed): authenticate turns the request into a principal with a
-// Role. Today the one credential is "Authorization: Bearer <admin_token>",
-// compared in constant time (crypto/subtle, over SHA-256 digests so that
-// the length does not leak either), and it is an operator. Routes that read
-// need a viewer; routes that change state (install a token, delete a
-// person, replay dead letters) need an operator. A session cookie and user
-// roles (viewer or operator) can be added to authenticate without touching
-// the routes.
+// Role. Two credentials:
+//
+//   - "Authorization: Bearer <admin_token>", compared in constant time
+//     (crypto/subtle, over SHA-256 digests so that the length does not leak
+//     either): an operator named "admin token". A request with an
+//     Authorization header is judged by it alone.
+//   - The console's session cookie (capstan_session: a random 256-bit id;
+//     HttpOnly, SameSite=Strict, Path=/admin/, Secure under TLS or with
+//     Config.SecureCookies), made by POST /admin/api/session from the admin
+//     token (an operator) or a Config.Users name and bcrypt-checked
+//     password (that user's role). Sessions live in memory, keyed by the
+//     id's SHA-256: a restart signs everyone out. A session ends
+//     SessionIdle (2 h) after its last request or SessionMax (12 h) after
+//     sign-in; at most 10,000 are kept (the oldest goes). Every
+//     state-changing request made with the cookie must carry the session's
+//     CSRF token in X-CSRF-Token (403 csrf_failed otherwise); Bearer
+//     requests need none.
+//
+// Sign-in is throttled by client address (the TCP peer, or the
+// X-Forwarded-For client behind Config.TrustedProxies): after 10 failures
+// within 15 minutes the address gets 429 with Retry-After until the window
+// ends, whatever it sends; at most 10,000 addresses are remembered (beyond,
+// new ones share one entry). An unknown user name costs a bcrypt
+// comparison too, so timing does not tell names apart. Sign-in also
+// refuses a body that is not JSON and a request a browser marks as coming
+// from another site (Sec-Fetch-Site).
+//
+// Routes that read need a viewer; routes that change state (install a
+// token, delete a person, replay dead letters, send a test event) need an
+// operator (403 forbidden otherwise); signing out needs neither.
+//
+// # Audit
+//
+// Every state-changing route records what it did in the audit log
+// (AuditLog, internal/audit) with who (the user's name or "admin token"),
+// what (the action and its target: a destination, a selection of dead
+// letters, the SHA-256 of a person's id), when, and how it ended (counts,
+// or the error): sign_in (refused ones too, with the name tried),
+// sign_out, token_install, identity_delete, dlq_replay; privacy_delete is
+// recorded by the Privacy dependency. A record that cannot be written is
+// logged; the action stays done.
+//
+// # Console
+//
+// The console is plain HTML, CSS and JavaScript in ui/ (no build step, no
+// external resource; Content-Security-Policy allows only its own files):
+// index.html (the shell), app.js (window.capstan: api, page, h, session,
+// can, operatorOnly, fmt, toast, confirm), app.css, signin.html/.js, and one
+// module per page under ui/pages/. A page whose module is missing shows
+// "This page is not available in this build".
 //
 // # What it must never do
 //
-// It never logs an access token, the admin token, a user id, an email or an
-// event body: its logs name the destination, counts and the principal. It
+// It never logs an access token, the admin token, a password, a session
+// id, a user id, an email or an event body: its logs name the destination,
+// counts and the principal. It
 // never talks to LinkedIn, and never reads the engine or the identity graph
 // except through its dependencies.
 package admin

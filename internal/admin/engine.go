@@ -65,8 +65,8 @@ type EngineAudit struct {
 }
 
 // Read implements AuditLog.
-func (a EngineAudit) Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error) {
-	return audit.Read(ctx, a.Engine, since, limit)
+func (a EngineAudit) Read(ctx context.Context, since time.Time, before uint64, limit int) ([]audit.Record, error) {
+	return audit.ReadBefore(ctx, a.Engine, since, before, limit)
 }
 
 // Append implements AuditLog.

@@ -113,6 +113,12 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvConfig(t, Config{Token: config.Secret(testToken)})
+}
+
+// newEnvConfig is newEnv with the admin configuration cfg.
+func newEnvConfig(t testing.TB, cfg Config) *env {
+	t.Helper()
 	eng := openEngine(t)
 	g, err := identity.Open(context.Background(), eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail}, discard)
 	if err != nil {
@@ -162,7 +168,7 @@ func newEnv(t testing.TB) *env {
 	for _, name := range []string{"linkedin", "unsaved", "broken"} {
 		deps.Destinations = append(deps.Destinations, e.dests[name])
 	}
-	e.s, err = New(Config{Token: config.Secret(testToken)}, deps, discard)
+	e.s, err = New(cfg, deps, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,9 @@ type Privacy interface {
 type AuditLog interface {
 	// Append stores rec durably.
 	Append(ctx context.Context, rec audit.Record) error
-	// Read returns the records stored at or after since (zero: all),
-	// newest first, at most limit.
-	Read(ctx context.Context, since time.Time, limit int) ([]audit.Record, error)
+	// Read returns the records stored at or after since (zero: all) whose
+	// sequence is below before (0: any), newest first, at most limit.
+	Read(ctx context.Context, since time.Time, before uint64, limit int) ([]audit.Record, error)
 }
 
 // privacyBody describes deletePerson's body in messages.
@@ -65,11 +65,16 @@ func (s *Server) deletePerson(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listAudit: GET /admin/api/audit?since=&limit= answers {"records": [...]},
-// newest first.
+// listAudit: GET /admin/api/audit?since=&before=&limit= answers
+// {"records": [...], "more": bool}, newest first; the next page is
+// before=<the last record's seq>.
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := checkQuery(q, "since", "limit"); err != nil {
+	if err := checkQuery(q, "since", "before", "limit"); err != nil {
+		return err
+	}
+	before, err := parseSeq("before", q.Get("before"))
+	if err != nil {
 		return err
 	}
 	limit, err := parseLimit(q.Get("limit"))
@@ -83,15 +88,20 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if s.audit == nil {
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the audit log is not available on this server"}
 	}
-	recs, err := s.audit.Read(r.Context(), since, limit)
+	recs, err := s.audit.Read(r.Context(), since, before, limit+1)
 	if err != nil {
 		return s.unavailable(r, "read the audit log", err)
+	}
+	more := len(recs) > limit
+	if more {
+		recs = recs[:limit]
 	}
 	if recs == nil {
 		recs = []audit.Record{}
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Records []audit.Record `json:"records"`
-	}{recs})
+		More    bool           `json:"more"`
+	}{recs, more})
 	return nil
 }

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"mime"
 	"net/http"
 	"strconv"
@@ -187,16 +186,4 @@ func (s *Server) record(r *http.Request, rec audit.Record) {
 	if err := s.audit.Append(ctx, rec); err != nil {
 		s.log.Error("audit record not written", "action", rec.Action, "principal", rec.By, "error", err)
 	}
-}
-
-// errorText is err's message for an audit record ("" for nil).
-func errorText(err error) string {
-	if err == nil {
-		return ""
-	}
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae.message
-	}
-	return err.Error()
 }

@@ -84,8 +84,18 @@ func Append(ctx context.Context, eng *stream.Engine, r Record) error {
 // Read returns the records stored at or after since (zero: all), newest
 // first, at most limit (0: all).
 func Read(ctx context.Context, eng *stream.Engine, since time.Time, limit int) ([]Record, error) {
+	return ReadBefore(ctx, eng, since, 0, limit)
+}
+
+// ReadBefore is Read of the records whose sequence is below before (0: no
+// bound): the next page of newest-first records is before the last one's
+// Seq.
+func ReadBefore(ctx context.Context, eng *stream.Engine, since time.Time, before uint64, limit int) ([]Record, error) {
 	var out []Record
 	err := eng.ReadAudit(ctx, since, func(a stream.AuditEntry) error {
+		if before > 0 && a.Seq >= before {
+			return nil
+		}
 		var r Record
 		if err := json.Unmarshal(a.Doc, &r); err != nil {
 			r = Record{Action: a.Action, At: a.StoredAt, Error: "unreadable audit record: " + err.Error()}
