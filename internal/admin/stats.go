@@ -34,16 +34,21 @@ func (s *Server) showStats(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(q, "window", "destination", "mapping"); err != nil {
 		return err
 	}
-	if s.stats == nil {
-		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "delivery statistics are not kept by this server"}
-	}
-	sq := stats.Query{Destination: q.Get("destination"), Mapping: q.Get("mapping")}
+	sq := stats.Query{Destination: q.Get("destination"), Mapping: q.Get("mapping"), Window: stats.Windows[0]}
 	if name := q.Get("window"); name != "" {
 		win, ok := stats.WindowNamed(name)
 		if !ok {
 			return badRequest("window %q: use %s", name, windowNames())
 		}
 		sq.Window = win
+	}
+	if s.stats == nil {
+		if len(s.dests) == 0 && sq.Destination == "" {
+			// Nothing is delivered, so nothing is counted.
+			writeJSON(w, http.StatusOK, &stats.Report{Window: sq.Window.Name, StepSeconds: int64(sq.Window.Step.Seconds()), Destinations: []*stats.DestinationReport{}})
+			return nil
+		}
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "delivery statistics are not kept by this server; see its log"}
 	}
 	if err := checkName("destination", sq.Destination); err != nil {
 		return err

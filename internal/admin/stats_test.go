@@ -77,6 +77,13 @@ func TestStatsNotKept(t *testing.T) {
 	e := newEnv(t)
 	e.s.stats = nil
 	wantError(t, e.do(t, "GET", "/admin/api/stats", ""), http.StatusServiceUnavailable, "unavailable", "not kept")
+	// With no destination there is nothing to count: an empty report.
+	e.s.dests = nil
+	var rep stats.Report
+	decodeAnswer(t, e.do(t, "GET", "/admin/api/stats?window=7d", ""), &rep)
+	if rep.Window != "7d" || rep.StepSeconds != 3600 || rep.Destinations == nil || len(rep.Destinations) != 0 {
+		t.Errorf("no destinations: %+v", rep)
+	}
 }
 
 func TestCountDeadLetters(t *testing.T) {
