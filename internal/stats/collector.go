@@ -21,9 +21,9 @@ import (
 // contract, like stream's: `nats kv get stats_minutes linkedin.29431234`).
 // Each key is <destination>.<unix time divided by the bucket's unit>.
 const (
-	MinutesBucket  = "stats_minutes"  // one-minute keys, kept 2 hours: the 1 h window
-	QuartersBucket = "stats_quarters" // 15-minute keys, kept 26 hours: the 24 h window
-	HoursBucket    = "stats_hours"    // one-hour keys, kept 8 days: the 7 d window
+	MinutesBucket  = stream.StatsMinutesKV  // one-minute keys, kept 2 hours: the 1 h window
+	QuartersBucket = stream.StatsQuartersKV // 15-minute keys, kept 26 hours: the 24 h window
+	HoursBucket    = stream.StatsHoursKV    // one-hour keys, kept 8 days: the 7 d window
 )
 
 // granularity is one of the buckets: its name, key unit and how long it

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -383,5 +385,46 @@ func TestLatencyQuantiles(t *testing.T) {
 	}
 	if b := latencyBucket(10 * 24 * time.Hour); b != latencyBuckets-1 {
 		t.Errorf("10 days in bucket %d, want the last", b)
+	}
+}
+
+// The statistics are in capstan backup and come back with capstan restore.
+func TestBackupAndRestore(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: base.Add(time.Second)}
+	eng := openEngine(t, t.TempDir())
+	col := openCollector(t, eng, c)
+	countSome(col)
+	if err := col.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "backup")
+	m, err := eng.Backup(ctx, out, "test")
+	eng.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range m.Streams {
+		names = append(names, s.Name)
+	}
+	for _, want := range []string{"KV_stats_minutes", "KV_stats_quarters", "KV_stats_hours"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("backup holds %v, not %s", names, want)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "data")
+	if _, err := stream.Restore(ctx, stream.Config{DataDir: target}, out, discard); err != nil {
+		t.Fatal(err)
+	}
+	eng = openEngine(t, target)
+	defer eng.Close()
+	col = openCollector(t, eng, c)
+	col.Destination("li")
+	for _, w := range []string{"1h", "24h", "7d"} {
+		d := findDest(t, report(t, col, w, "", ""), "li")
+		if want := (Funnel{Received: 10, Matched: 8, Valid: 7, Delivered: 6, DeadLettered: 3}); d.Funnel != want {
+			t.Errorf("%s after restore: funnel %+v, want %+v", w, d.Funnel, want)
+		}
 	}
 }

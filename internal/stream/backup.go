@@ -43,7 +43,8 @@ const ManifestFile = "manifest.json"
 // backupStreams are the streams a backup holds, in order. KV buckets are
 // streams named KV_<bucket>. A missing one (AUDIT, a bucket not yet made)
 // is left out of the backup.
-var backupStreams = []string{EventsStream, DLQStream, AuditStream, "KV_" + IdentityKV, "KV_" + StateKV, "KV_" + SuppressionKV}
+var backupStreams = []string{EventsStream, DLQStream, AuditStream, "KV_" + IdentityKV, "KV_" + StateKV, "KV_" + SuppressionKV,
+	"KV_" + StatsMinutesKV, "KV_" + StatsQuartersKV, "KV_" + StatsHoursKV}
 
 // Manifest describes a backup directory.
 type Manifest struct {

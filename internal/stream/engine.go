@@ -35,6 +35,10 @@ const (
 	AuditStream   = "AUDIT"
 	AuditSubject  = "audit" // audit.<action>
 	SuppressionKV = "suppression"
+	// The delivery statistics (internal/stats): one bucket per window.
+	StatsMinutesKV  = "stats_minutes"
+	StatsQuartersKV = "stats_quarters"
+	StatsHoursKV    = "stats_hours"
 )
 
 // Config configures the engine. The zero value of a field means its default.
