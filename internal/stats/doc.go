@@ -21,7 +21,8 @@
 //   - stats_quarters: key <destination>.<unix quarter hour>, kept 26 hours;
 //   - stats_hours: key <destination>.<unix hour>, kept 8 days;
 //
-// each value a JSON Record of the destination and its mappings. A flush
+// each value a JSON Record of the destination and its mappings (the bucket
+// names are stream's: capstan backup and restore include them). A flush
 // reads, adds and writes each key with the revision it read (compare and
 // set), so replicas sharing a cluster add up instead of overwriting each
 // other (a Report shows what every replica flushed plus what this one has
