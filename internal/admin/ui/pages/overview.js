@@ -95,7 +95,10 @@
         h('section', { class: 'card', 'aria-labelledby': 'ov-coverage' },
           h('h3', { id: 'ov-coverage' }, 'Match coverage'),
           h('p', { class: 'muted' }, 'Delivered conversions by the identifiers LinkedIn matches on.'),
-          coverage)),
+          coverage,
+          h('p', { class: 'help overview-coverage-help' },
+            'li_fat_id is the click id of a LinkedIn ad, captured on the landing page and kept in the identity graph; ' +
+            'the email is sent as its SHA-256. A conversion with neither cannot be attributed to a member.'))),
       h('section', { class: 'card', 'aria-labelledby': 'ov-rate' },
         h('h3', { id: 'ov-rate' }, 'Events per second'),
         rateChart));
