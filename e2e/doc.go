@@ -1,7 +1,9 @@
 // Package e2e holds capstan's end-to-end tests. They build the real binary
 // once, run `capstan serve` as a child process on a free loopback port with a
 // temporary data directory, talk to it with real clients (Go's net/http, the
-// npm package @segment/analytics-node, later a headless browser), kill it
+// npm packages @segment/analytics-node and @rudderstack/rudder-sdk-node,
+// analytics-next, @rudderstack/analytics-js and capstan.js in Debian's
+// headless Chromium), kill it
 // with SIGKILL and SIGTERM, and read the stored events back with
 // `capstan events tail --json`.
 //

@@ -51,7 +51,7 @@ func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, s
 			var plans []*delivery.Plan
 			for _, d := range dests {
 				if dest == "" || d.Name() == dest {
-					plans = append(plans, d.plan)
+					plans = append(plans, d.runner.Plan()) // the plan in force, also after a reload
 				}
 			}
 			return delivery.Preview(ctx, plans, events, source, time.Now(), enr)

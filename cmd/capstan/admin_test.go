@@ -102,6 +102,13 @@ destinations:
 	if status, body := call("GET", "/admin/api/destinations", ""); status != 200 || !strings.Contains(body, `"destination":"linkedin","state":"delivering"`) {
 		t.Errorf("destinations: %d %s", status, body)
 	}
+	// The console's view: the configured rule, the limiter's counts.
+	if status, body := call("GET", "/admin/api/destinations/linkedin", ""); status != 200 ||
+		!strings.Contains(body, `"rules":[{"mapping":"Sign Up","ruleId":"22833300","created":false,"campaigns":[],"campaignsAssociated":false}]`) ||
+		!strings.Contains(body, `"minute":0,"perMinute":600,"day":0,"perDay":300000}`) || !strings.Contains(body, `"adAccount":512345678`) ||
+		!strings.Contains(body, `"health":"delivering"`) {
+		t.Errorf("destination: %d %s", status, body)
+	}
 
 	// A token installed is in use and saved for the next start.
 	status, body := call("PUT", "/admin/api/destinations/linkedin/token", `{"access_token":"tok-b","expires_at":"2027-03-01T00:00:00Z"}`)
@@ -153,5 +160,46 @@ destinations:
 	}
 	if strings.Contains(body, "tok-b") {
 		t.Errorf("preview shows the access token: %s", body)
+	}
+}
+
+// TestAdminConfig: the admin API's configuration from server.*: users with
+// their roles, Secure cookies under server.tls or an https public_url, and
+// the trusted proxies as prefixes.
+func TestAdminConfig(t *testing.T) {
+	const hash = "$2a$10$Ip2wog9ePwpS25k1VtJC8OoR1avz5xjEf8hwFrSATSQX.MQglOHSu"
+	s := config.Server{
+		AdminToken:     "adm",
+		AdminUsers:     []config.AdminUser{{Name: "ana", PasswordHash: hash, Role: "operator"}, {Name: "bo", PasswordHash: hash, Role: "viewer"}},
+		TrustedProxies: []string{"127.0.0.1", "10.0.0.0/8", "::1"},
+	}
+	c, err := adminConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Token.Value() != "adm" || len(c.Users) != 2 || c.Users[0].Role.String() != "operator" || c.Users[1].Role.String() != "viewer" || c.Users[1].PasswordHash != hash {
+		t.Errorf("users %+v", c.Users)
+	}
+	if c.SecureCookies {
+		t.Error("Secure cookies without TLS")
+	}
+	var pfx []string
+	for _, p := range c.TrustedProxies {
+		pfx = append(pfx, p.String())
+	}
+	if strings.Join(pfx, " ") != "127.0.0.1/32 10.0.0.0/8 ::1/128" {
+		t.Errorf("trusted proxies %v", pfx)
+	}
+	s.PublicURL = "https://t.example.com"
+	if c, _ := adminConfig(s); !c.SecureCookies {
+		t.Error("no Secure cookies behind an https public_url")
+	}
+	s.PublicURL, s.TLS.CertFile = "", "cert.pem"
+	if c, _ := adminConfig(s); !c.SecureCookies {
+		t.Error("no Secure cookies with server.tls")
+	}
+	s.AdminUsers[0].Role = "admin"
+	if _, err := adminConfig(s); err == nil || !strings.Contains(err.Error(), `"ana"`) {
+		t.Errorf("bad role: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
 )
 
 func newAdminCmd() *cobra.Command {
@@ -70,23 +71,23 @@ Passwords are 12 to 72 bytes.`,
 // readPassword asks for the password twice without echo when in is a
 // terminal, else reads the first line of in.
 func readPassword(in io.Reader, prompt io.Writer) (string, error) {
-	if f, ok := in.(*os.File); ok && isTerminal(f) {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprint(prompt, "Password: ")
-		a, err := readNoEcho(f)
+		a, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(prompt)
 		if err != nil {
 			return "", err
 		}
 		fmt.Fprint(prompt, "Again: ")
-		b, err := readNoEcho(f)
+		b, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(prompt)
 		if err != nil {
 			return "", err
 		}
-		if a != b {
+		if string(a) != string(b) {
 			return "", usageErr(errors.New("the two passwords differ"))
 		}
-		return a, nil
+		return string(a), nil
 	}
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && (err != io.EOF || line == "") {
@@ -96,26 +97,4 @@ func readPassword(in io.Reader, prompt io.Writer) (string, error) {
 		return "", err
 	}
 	return strings.TrimRight(line, "\r\n"), nil
-}
-
-// readLine reads one line from f (without its end).
-func readLine(f *os.File) (string, error) {
-	var b []byte
-	buf := make([]byte, 1)
-	for {
-		n, err := f.Read(buf)
-		if n == 1 {
-			if buf[0] == '\n' {
-				break
-			}
-			b = append(b, buf[0])
-		}
-		if err != nil {
-			if err == io.EOF && len(b) > 0 {
-				break
-			}
-			return "", err
-		}
-	}
-	return strings.TrimRight(string(b), "\r"), nil
 }

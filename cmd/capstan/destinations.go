@@ -54,9 +54,9 @@ func compilePlans(cfg *config.Config, only string) ([]*delivery.Plan, error) {
 // destination is one configured destination, wired: its runner and its
 // LinkedIn side. It is what the admin surface and /readyz see.
 type destination struct {
-	plan   *delivery.Plan
 	runner *delivery.Runner
 	li     *lidest.Destination
+	test   testDeps // test sends from the console (testevent.go)
 }
 
 // Name returns the destination's name.
@@ -67,8 +67,8 @@ func (d *destination) Status() delivery.Status { return d.runner.Status() }
 
 // Info is the destination's conversion rules and rate-limit use.
 func (d *destination) Info(ctx context.Context) admin.DestinationInfo {
-	info := admin.DestinationInfo{Type: "linkedin", AdAccount: d.li.AdAccount(), RateLimit: d.runner.RateUsage()}
-	for _, r := range d.li.Rules(ctx, d.plan) {
+	info := admin.DestinationInfo{Type: "linkedin", AdAccount: d.li.AdAccount(), RateLimit: d.runner.RateUsage(), Retrying: d.runner.Retrying()}
+	for _, r := range d.li.Rules(ctx, d.runner.Plan()) { // the plan in force, also after a reload
 		info.Rules = append(info.Rules, admin.Rule{
 			Mapping: r.Mapping, RuleID: r.RuleID, Created: r.Created, Name: r.Name, Type: r.Type,
 			Campaigns: r.Campaigns, CampaignsAssociated: r.CampaignsAssociated,
@@ -137,7 +137,12 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &destination{plan: p, runner: runner, li: li})
+		var enr delivery.Enricher
+		if graph != nil {
+			enr = graph
+		}
+		out = append(out, &destination{runner: runner, li: li,
+			test: testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay}})
 	}
 	return out, nil
 }

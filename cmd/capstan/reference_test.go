@@ -16,7 +16,7 @@ const cliReferencePath = "../../docs/cli.md"
 func TestCLIReferenceUpToDate(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("# capstan command-line reference\n\nGenerated from the commands by `go test ./cmd/capstan -run CLIReference -update`; do not edit.\n\n")
-	b.WriteString("Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 some events were invalid (preview).\n")
+	b.WriteString("Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 some events were invalid (preview, import), some of an export could not be migrated (migrate segment), or test-event was refused before sending.\n")
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.Hidden || c.Name() == "help" || c.Name() == "completion" {

@@ -1,28 +1,42 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/ingest"
 )
 
 // reloader applies a SIGHUP: it reads the configuration file again and
-// applies what can change while running (the sources, the TLS
-// certificate from its files). It is used by one goroutine only.
+// applies what can change while running: the sources, each destination's
+// mappings, consent categories and display name (delivery.Runner.SetPlan),
+// and the TLS certificate from its files. Everything else is reported as
+// needing a restart. It is used by one goroutine only.
 type reloader struct {
 	path  string         // the configuration file; "": none (capstan demo)
 	cur   *config.Config // the configuration in force
 	ing   *ingest.Handler
-	certs *certReloader // nil: no certificate files
+	dests []*destination // configuration order, as started
+	certs *certReloader  // nil: no certificate files
 	log   *slog.Logger
 }
 
+// prepareTimeout bounds a reload's preparation of new mappings (a new
+// conversion rule is created at LinkedIn before its mapping applies).
+const prepareTimeout = 30 * time.Second
+
 // reload handles one SIGHUP. A configuration that does not load or
-// validate is logged and the one in force stays.
-func (r *reloader) reload() {
+// validate is logged and the one in force stays; a destination whose new
+// mappings cannot be prepared keeps its mappings in force, and the others
+// apply.
+func (r *reloader) reload(ctx context.Context) {
 	certOK := r.certs != nil && r.certs.Reload() == nil // logged; the old certificate stays
 	if r.path == "" {
 		r.log.Warn("SIGHUP: no configuration file to reload")
@@ -42,16 +56,97 @@ func (r *reloader) reload() {
 	if certOK {
 		applied = append(applied, "tls certificate")
 	}
-	r.log.Info("reloaded", "file", r.path, "applied", strings.Join(applied, ","),
-		"sources", len(next.Sources), "sources_added", added, "sources_removed", removed, "sources_changed", changed)
-	if rs := needRestart(r.cur, next); len(rs) > 0 {
-		r.log.Warn("changed settings need a restart to apply", "settings", strings.Join(rs, ","))
-	}
-	// The sources are now next's; every other section stays as started, so
-	// that the next SIGHUP still reports them as needing a restart.
+	// The sources are now next's, and the live settings of each destination
+	// whose mappings applied; every other setting stays as started, so that
+	// the next SIGHUP still reports it as needing a restart.
 	kept := *r.cur
 	kept.Sources = next.Sources
+	kept.Destinations = slices.Clone(r.cur.Destinations)
+	for i, d := range kept.Destinations {
+		j := slices.IndexFunc(next.Destinations, func(n config.Destination) bool { return n.Name == d.Name })
+		if j < 0 || liveEqual(d, next.Destinations[j]) {
+			continue
+		}
+		live := withLive(d, next.Destinations[j])
+		if err := r.setPlan(ctx, next, j, live); err != nil {
+			r.log.Error("mappings not reloaded; the ones in force stay", "destination", d.Name, "error", err)
+			continue
+		}
+		kept.Destinations[i] = live
+		applied = append(applied, "destinations["+d.Name+"].mappings")
+	}
+	r.log.Info("reloaded", "file", r.path, "applied", strings.Join(applied, ","),
+		"sources", len(next.Sources), "sources_added", added, "sources_removed", removed, "sources_changed", changed)
+	if rs := needRestart(&kept, next); len(rs) > 0 {
+		r.log.Warn("changed settings need a restart to apply", "settings", strings.Join(rs, ","))
+	}
 	r.cur = &kept
+}
+
+// setPlan compiles live (next's destination j with the settings that need
+// a restart kept as started) and installs it in that destination's runner.
+func (r *reloader) setPlan(ctx context.Context, next *config.Config, j int, live config.Destination) error {
+	i := slices.IndexFunc(r.dests, func(d *destination) bool { return d.Name() == live.Name })
+	if i < 0 {
+		return errors.New("the destination is not running")
+	}
+	run := r.dests[i].runner
+	c := *next
+	c.Destinations = slices.Clone(next.Destinations)
+	c.Destinations[j] = live
+	p, errs := delivery.NewPlan(&c, j, run.Plan().Format)
+	if len(errs) > 0 {
+		return errors.Join(errs...) // load validated next: not expected
+	}
+	ctx, cancel := context.WithTimeout(ctx, prepareTimeout)
+	defer cancel()
+	old := run.Plan()
+	if err := run.SetPlan(ctx, p); err != nil {
+		return err
+	}
+	add, del, chg := diffMappings(old, p)
+	r.log.Info("mappings reloaded", "destination", live.Name,
+		"mappings_added", add, "mappings_removed", del, "mappings_changed", chg)
+	return nil
+}
+
+// liveEqual says whether a and b agree on every setting a reload applies
+// live: mappings, consent categories and display name.
+func liveEqual(a, b config.Destination) bool {
+	return reflect.DeepEqual(withLive(a, b), a)
+}
+
+// withLive returns d with the live settings of n.
+func withLive(d, n config.Destination) config.Destination {
+	d.Mappings = n.Mappings
+	d.ConsentCategories = n.ConsentCategories
+	d.DisplayName = n.DisplayName
+	return d
+}
+
+// diffMappings names the mappings only in b, only in a, and in both but
+// configured differently.
+func diffMappings(a, b *delivery.Plan) (added, removed, changed []string) {
+	old := map[string]*delivery.Route{}
+	for _, rt := range a.Routes {
+		old[rt.Name] = rt
+	}
+	for _, rt := range b.Routes {
+		o, ok := old[rt.Name]
+		switch {
+		case !ok:
+			added = append(added, rt.Name)
+		case !reflect.DeepEqual(o.Config, rt.Config):
+			changed = append(changed, rt.Name)
+		}
+		delete(old, rt.Name)
+	}
+	for _, rt := range a.Routes {
+		if _, ok := old[rt.Name]; ok {
+			removed = append(removed, rt.Name)
+		}
+	}
+	return added, removed, changed
 }
 
 // load reads and validates the file as serve does at start.

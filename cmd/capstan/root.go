@@ -22,7 +22,9 @@ dead-letter queue.`,
 	root.AddCommand(
 		newServeCmd(),
 		newEventsCmd(),
+		newImportCmd(),
 		newPreviewCmd(),
+		newMigrateCmd(),
 		newDLQCmd(),
 		newDemoCmd(),
 		newSandboxCmd(),
@@ -33,6 +35,8 @@ dead-letter queue.`,
 		newRestoreCmd(),
 		newVersionCmd(),
 		newHealthcheckCmd(),
+		newTestEventCmd(),
+		newRulesCmd(),
 		newAdminCmd(),
 	)
 	bi := readBuildInfo()

@@ -106,6 +106,8 @@ The seeded world (accounts, campaigns, rules) is described in docs/sandbox.md.`,
 	f.IntVar(&cfg.MaxConversions, "max-conversions", 0, "accepted conversions kept for /_sandbox/conversions (default 100000)")
 	f.DurationVar(&cfg.DedupWindow, "dedup-window", 0, "how long a rule+eventId pair suppresses repeats (default 48h)")
 	f.DurationVar(&cfg.MaxHang, "max-hang", 0, "longest time a hang fault holds a request (default 10m)")
+	f.DurationVar(&cfg.RuleStatusDelay, "rule-status-delay", 0, "how long after an accepted event a rule's lastCallbackAt/latestFirstPartyCallbackAt show it (default 0)")
+	f.StringVar(&cfg.RuleStatusUpdates, "rule-status-updates", "", "rule fields an accepted event updates: both (default), last_callback_only, first_party_only or none")
 	logs.add(cmd)
 	return cmd
 }

@@ -51,9 +51,14 @@ SIGHUP reads the --config file again and validates it as at start; if it
 has errors they are logged and the configuration in force stays. Otherwise
 the sources (write keys, allowed_origins, disabled, rate limits, trust,
 identity verification, browser batching) apply at once: requests in
-progress finish with the old ones. One "reloaded" line is logged, and one
-warning names every other changed setting (server.*, engine.*, identity,
-privacy, destinations and their mappings): those need a restart.
+progress finish with the old ones. Each destination's mappings,
+consent_categories and display_name apply too: a new mapping's conversion
+rule is created first (if that fails, the destination keeps the mappings in
+force and the error is logged), then the events read from then on convert
+with the new mappings; conversions already batched are sent as built. One
+"reloaded" line is logged, and one warning names every other changed setting
+(server.*, engine.*, identity, privacy, a destination's other settings, a
+destination added or removed): those need a restart.
 
 With server.tls it serves HTTPS: SIGHUP also reads server.tls.cert_file and
 key_file again (new connections get the new certificate; if it does not
@@ -237,7 +242,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	main := newServer(ingest.Root(ing, mux))
 	main.TLSConfig = tlsCfg
 	srvs := []*http.Server{main}
-	rl := &reloader{path: cfgPath, cur: cfg, ing: ing, certs: certs, log: log}
+	rl := &reloader{path: cfgPath, cur: cfg, ing: ing, dests: dests, certs: certs, log: log}
 	tcp, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
@@ -301,7 +306,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			case <-gctx.Done():
 				return nil
 			case <-hup:
-				rl.reload()
+				rl.reload(gctx)
 			}
 		}
 	})

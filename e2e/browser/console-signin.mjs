@@ -42,7 +42,8 @@ main(async ({ page, context, args }) => {
 
   // A page whose module is missing from the build says so.
   await page.route('**/admin/ui/pages/tester.js', (route) => route.fulfill({ status: 404, body: 'missing' }));
-  await page.goto(`${args.baseURL}/admin/#/tester`, { waitUntil: 'load' });
+  // A new document (the query), not a hash change: the shell loads again, without tester.js.
+  await page.goto(`${args.baseURL}/admin/?without-tester#/tester`, { waitUntil: 'load' });
   await waitConsole(page);
   out.missingPage = (await page.locator('main#page').innerText()).trim();
   await page.unroute('**/admin/ui/pages/tester.js');

@@ -271,6 +271,8 @@ func (s *Server) routes() {
 	s.route("GET /admin/api/people", RoleViewer, s.listPeople)
 	s.route("GET /admin/api/session", RoleViewer, s.showSession)
 	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)
+	s.route("POST /admin/api/destinations/{name}/test-event", RoleOperator, s.testEvent)
+	s.route("GET /admin/api/destinations/{name}/rules", RoleViewer, s.listRules)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

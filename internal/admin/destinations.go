@@ -23,6 +23,9 @@ type DestinationInfo struct {
 	// RateLimit is its current token's use of the remote's request limits
 	// this minute and today, as capstan's limiter counts them.
 	RateLimit delivery.RateUsage `json:"rateLimit"`
+	// Retrying is set while its requests are being retried (the remote
+	// failed and accepted none since).
+	Retrying *delivery.Retrying `json:"retrying"`
 }
 
 // Rule is one mapping's conversion rule.
@@ -48,8 +51,8 @@ type destinationView struct {
 	// Health is "delivering", "paused", "standby" or "degraded"
 	// (delivering, with the Problems listed).
 	Health string `json:"health"`
-	// Problems say why it is degraded: the token expires within 14 days,
-	// a rate limit is used up.
+	// Problems say why it is degraded: requests are being retried, the
+	// token expires within 14 days, a rate limit is used up.
 	Problems []string `json:"problems"`
 	// TokenDaysLeft is the whole days until the token expires (null:
 	// unknown expiry).
@@ -68,6 +71,14 @@ func view(r *http.Request, d Destination, now time.Time) destinationView {
 		}
 	}
 	v.Health = v.State
+	if rt := v.Retrying; rt != nil {
+		what := "no answer"
+		if rt.Status != 0 {
+			what = fmt.Sprintf("HTTP %d", rt.Status)
+		}
+		v.Problems = append(v.Problems, fmt.Sprintf("requests are being retried since %s (%s ago; last: %s)",
+			rt.Since.UTC().Format("15:04:05 UTC"), now.Sub(rt.Since).Round(time.Second), what))
+	}
 	if exp := v.TokenExpiresAt; exp != nil {
 		days := int(exp.Sub(now).Hours() / 24)
 		if exp.Before(now) {

@@ -95,3 +95,44 @@ func TestInstallToken(t *testing.T) {
 		})
 	}
 }
+
+// TestDestinationView: the console's view of a destination: its rules and
+// rate-limit use as the destination tells them, and its health with the
+// problems that make it degraded.
+func TestDestinationView(t *testing.T) {
+	e := newEnv(t)
+	exp := time.Now().Add(3*24*time.Hour + time.Hour)
+	if a := e.do(t, "PUT", "/admin/api/destinations/linkedin/token", `{"access_token":"tok-v","expires_at":"`+exp.UTC().Format(time.RFC3339)+`"}`); a.status != 200 {
+		t.Fatalf("install: %d %s", a.status, a.body)
+	}
+	var v struct {
+		Destination, State, Health string
+		Problems                   []string
+		TokenDaysLeft              *int
+		Rules                      []Rule
+		RateLimit                  delivery.RateUsage
+		Retrying                   *delivery.Retrying
+	}
+	decodeAnswer(t, e.do(t, "GET", "/admin/api/destinations/linkedin", ""), &v)
+	if v.State != "delivering" || v.Health != "degraded" || v.TokenDaysLeft == nil || *v.TokenDaysLeft != 3 {
+		t.Errorf("view %+v", v)
+	}
+	want := []string{"requests are being retried since", "last: HTTP 503", "the access token expires in 3 days", "this minute's request limit is used up"}
+	if len(v.Problems) != 3 {
+		t.Errorf("problems %q", v.Problems)
+	}
+	all := strings.Join(v.Problems, " | ")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("problems %q lack %q", all, w)
+		}
+	}
+	if len(v.Rules) != 1 || v.Rules[0].RuleID != "22833300" || v.RateLimit.Day != 12 || v.Retrying == nil || v.Retrying.Message != "busy" {
+		t.Errorf("rules %+v, rate %+v, retrying %+v", v.Rules, v.RateLimit, v.Retrying)
+	}
+	// Paused: the state says so, whatever else.
+	decodeAnswer(t, e.do(t, "GET", "/admin/api/destinations/unsaved", ""), &v)
+	if v.State != "paused" || v.Health != "paused" {
+		t.Errorf("paused view %+v", v)
+	}
+}

@@ -7,7 +7,8 @@
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Identity, DeadLetters,
-// EventReader, Previewer, Privacy, AuditLog) and wired in cmd/capstan, so
+// EventReader, Previewer, Privacy, AuditLog; a Destination may also be a
+// TestSender and a RuleReporter) and wired in cmd/capstan, so
 // that admin imports other packages for their types only.
 //
 // # Routes
@@ -21,7 +22,8 @@
 //	GET    /admin/api/destinations/{name}       destination: the status {"destination","state","reason","tokenExpiresAt","warning"}
 //	                                            and "health" (delivering|paused|standby|degraded), "problems", "tokenDaysLeft",
 //	                                            "type", "adAccount", "rules": [{"mapping","ruleId","created","name","type","campaigns","campaignsAssociated"}],
-//	                                            "rateLimit": {"key","minute","perMinute","day","perDay"} (the limiter's counts for the current token)
+//	                                            "rateLimit": {"key","minute","perMinute","day","perDay"} (the limiter's counts for the current token),
+//	                                            "retrying": {"since","status","message"} or null (failed attempts since the last accepted one)
 //	PUT    /admin/api/destinations/{name}/token {"access_token": "…", "expires_at": "RFC 3339, optional"} → destination
 //	GET    /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "profile": {…}}
 //	DELETE /admin/api/identity?userId=U | ?anonymousId=A   {"success": true, "removed": ["u.…", "a.…"]}
@@ -35,6 +37,30 @@
 //	GET    /admin/api/audit?since=&before=&limit=   {"records": [audit.Record, …], "more": bool}, newest first
 //	GET    /admin/api/stats?window=1h|24h|7d&destination=&mapping=   stats.Report (see below)
 //	GET    /admin/api/dlq/count?destination=&reason=   {"count": n, "byDestination": {…}, "byReason": {…}}
+//	POST   /admin/api/destinations/{name}/test-event   {"event": {…} (optional), "mapping": "NAME" (optional)} or an empty body
+//	                                            → {"request": …, "status": N, "answer": …, "error"?: …} (operator, audited)
+//	GET    /admin/api/destinations/{name}/rules {"rules": [report, …]} (viewer)
+//
+// test-event is a REAL SEND of one conversion through the destination's own
+// path (TestSender): the mapping's built-in sample event, or the given one,
+// through the trigger, the fields, enrichment and validation, then the
+// destination's client with its current token and its place in the rate
+// limits. The answer is 200 whatever LinkedIn said: "status" is LinkedIn's
+// HTTP status (0 when nothing was sent), "answer" its status, id headers
+// (X-Li-Uuid, X-Restli-Id) and body, "error" why the conversion was refused
+// (by LinkedIn, or before sending, with "code": NOT_MATCHED, NO_MAPPING,
+// NO_SAMPLE, FILTERED, NOT_READY, or the validation's code and "fields"),
+// plus "realSend", "apiBase", "destination", "mapping", "rule", "event"
+// and "enriched". Each send is recorded in the audit log (action
+// "test_event", with the principal, destination, mapping, rule and HTTP
+// status). rules reads each mapping's conversion rule from LinkedIn
+// (RuleReporter): "ruleId", "status" (receiving, stale, unverified,
+// disabled, not_capi, not_created, unknown), "noCampaigns", "verdict",
+// "differs" (configured options the live rule lacks), "error", and "rule"
+// with LinkedIn's fields (enabled, lastCallbackAt,
+// latestFirstPartyCallbackAt, campaigns, associatedCampaigns with
+// associatedAt, created, lastModified, …; linkedin-capi.md §22). A
+// destination without these abilities answers 503 unavailable.
 //
 // The paths of earlier releases still work and reach the same handlers:
 // PUT /admin/destinations/{name}/token and GET|DELETE /admin/identity.
@@ -121,9 +147,11 @@
 // (AuditLog, internal/audit) with who (the user's name or "admin token"),
 // what (the action and its target: a destination, a selection of dead
 // letters, the SHA-256 of a person's id), when, and how it ended (counts,
-// or the error): sign_in (refused ones too, with the name tried),
-// sign_out, token_install, identity_delete, dlq_replay; privacy_delete is
-// recorded by the Privacy dependency. A record that cannot be written is
+// or the error): sign_in (refused ones too, naming the user whose
+// password was wrong, "admin token" or "unknown user"; attempts refused
+// by the throttle are not recorded),
+// sign_out, token_install, identity_delete, dlq_replay; privacy_delete and
+// test_event are recorded by their dependencies (Privacy, TestSender). A record that cannot be written is
 // logged; the action stays done.
 //
 // # Console
@@ -139,7 +167,7 @@
 //
 // It never logs an access token, the admin token, a password, a session
 // id, a user id, an email or an event body: its logs name the destination,
-// counts and the principal. It
-// never talks to LinkedIn, and never reads the engine or the identity graph
-// except through its dependencies.
+// counts and the principal. It never talks to LinkedIn itself (a test
+// event goes through its destination), and never reads the engine or the
+// identity graph except through its dependencies.
 package admin

@@ -70,7 +70,8 @@ func (d *fakeDest) Status() delivery.Status {
 func (d *fakeDest) Info(context.Context) DestinationInfo {
 	return DestinationInfo{Type: "linkedin", AdAccount: 512345678,
 		Rules:     []Rule{{Mapping: "Sign Up", RuleID: "22833300", Created: true, Name: "Sign Up (capstan)", Type: "SIGN_UP", Campaigns: []int64{7}, CampaignsAssociated: true}},
-		RateLimit: delivery.RateUsage{Key: "0a1b2c3d", Minute: 600, PerMinute: 600, Day: 12, PerDay: 300000}}
+		RateLimit: delivery.RateUsage{Key: "0a1b2c3d", Minute: 600, PerMinute: 600, Day: 12, PerDay: 300000},
+		Retrying:  &delivery.Retrying{Since: time.Now().Add(-time.Minute), Status: 503, Message: "busy"}}
 }
 
 func (d *fakeDest) InstallToken(_ context.Context, accessToken string, expiresAt time.Time) error {

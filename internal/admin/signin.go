@@ -12,6 +12,10 @@ import (
 	"github.com/capstan-gw/capstan/internal/audit"
 )
 
+// unknownUser is how the audit log and the log name a sign-in with a user
+// name that no user has.
+const unknownUser = "unknown user"
+
 // signInBody describes signIn's body in messages.
 const signInBody = `{"token": "…"} or {"username": "…", "password": "…"}`
 
@@ -99,17 +103,17 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 			// As long as for a known user: the time does not tell
 			// whether the name exists.
 			_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(body.Password))
+			// A name no user has is not kept or logged: it may be a
+			// password typed in the wrong field.
+			who = unknownUser
 		}
 	default:
 		return badRequest("give the admin token, or a username and a password: the body must be %s", signInBody)
 	}
 	if !ok {
 		s.throttle.fail(addr, now)
-		if len(who) > 64 {
-			who = who[:64]
-		}
 		s.record(r, audit.Record{By: who, Action: audit.ActionSignIn, Error: why})
-		s.log.Warn("console sign-in failed", "principal", who, "client", addr)
+		s.log.Warn("console sign-in failed", "principal", who)
 		return &apiError{http.StatusUnauthorized, codeUnauthorized, why}
 	}
 	s.throttle.succeed(addr)

@@ -23,7 +23,9 @@ const (
 	// POST /admin/api/privacy/delete).
 	ActionPrivacyDelete = "privacy_delete"
 	// ActionSignIn is a console sign-in (POST /admin/api/session); Error
-	// is set when the credential was wrong, and By is then the name tried.
+	// is set when the credential was wrong, and By is then the user whose
+	// password was wrong, "admin token", or "unknown user" (a name no user
+	// has is never recorded: it may be a mistyped password).
 	ActionSignIn = "sign_in"
 	// ActionSignOut is a console sign-out (DELETE /admin/api/session).
 	ActionSignOut = "sign_out"
@@ -36,8 +38,10 @@ const (
 	// ActionDLQReplay is a dead-letter replay (POST /admin/api/dlq/replay);
 	// Target says which, Result["replayed"] how many.
 	ActionDLQReplay = "dlq_replay"
-	// ActionTestEvent is an event sent for real from the console's event
-	// tester.
+	// ActionTestEvent is a conversion sent for real as a test (capstan
+	// test-event, POST /admin/api/destinations/{name}/test-event, the
+	// console's event tester); Target names the destination, mapping and
+	// rule, Result["httpStatus"] LinkedIn's status, Error the refusal.
 	ActionTestEvent = "test_event"
 )
 

@@ -380,6 +380,10 @@ type Destination struct {
 	RateLimit DestinationRateLimit `yaml:"rate_limit"`
 	// Mappings turn events into conversions. At least one.
 	Mappings []Mapping `yaml:"mappings"`
+	// Enrich is the default of its mappings' enrich (linkedin-capi.md
+	// §15.2): false sends only what each fields map yields, as Segment
+	// does. Default true.
+	Enrich *bool `yaml:"enrich"`
 }
 
 // Auth holds a destination's OAuth credentials.
@@ -423,6 +427,26 @@ type Mapping struct {
 	// Fields is the Segment mapping-kit field map, key order preserved.
 	// Keys left out take the Segment defaults; `key: null` removes a default.
 	Fields RawJSON `yaml:"fields"`
+	// Enrich fills an empty linkedInUUID or email of this mapping's
+	// conversions (linkedin-capi.md §15.2): li_fat_id from the event's page
+	// URL (context.page.url, then context.page.search), then
+	// properties.li_fat_id / context.li_fat_id, then the capstan_lfi cookie,
+	// then the identity graph (li_fat_id and email hash). false is strict
+	// Segment behaviour: only what the fields map yields is sent. Default:
+	// the destination's enrich (true).
+	Enrich *bool `yaml:"enrich"`
+}
+
+// Enriches reports whether the mapping's conversions are enriched
+// (Mapping.Enrich, else the destination's, else true).
+func (m Mapping) Enriches(d Destination) bool {
+	switch {
+	case m.Enrich != nil:
+		return *m.Enrich
+	case d.Enrich != nil:
+		return *d.Enrich
+	}
+	return true
 }
 
 // ConversionRule is either an existing rule (ID) or one to create.
@@ -445,6 +469,31 @@ type RuleCreate struct {
 	PostClickWindowDays int `yaml:"post_click_window_days"`
 	// ViewThroughWindowDays is 1, 7 (default), 30 or 90 (365 for some types).
 	ViewThroughWindowDays int `yaml:"view_through_window_days"`
+	// ValueType is the rule's value method (valueType, linkedin-capi.md
+	// §12.1): DYNAMIC (each conversion's conversionValue), FIXED (the rule's
+	// value) or NO_VALUE. Default: not sent (LinkedIn's default, DYNAMIC).
+	ValueType string `yaml:"value_type"`
+	// Value is the rule's fixed value, required with value_type FIXED and
+	// only allowed with it.
+	Value *RuleValue `yaml:"value"`
+	// Enabled is the rule's enabled flag: only enabled rules count
+	// conversions. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// AutoAssociationType ALL_CAMPAIGNS associates every campaign of the ad
+	// account with the rule when capstan creates it (linkedin-capi.md
+	// §12.1, the only value LinkedIn documents). It applies at creation
+	// only: for a rule that already exists capstan reports it and changes
+	// nothing (add campaigns with campaigns: or in Campaign Manager).
+	// Default: none.
+	AutoAssociationType string `yaml:"auto_association_type"`
+}
+
+// RuleValue is a conversion rule's fixed value.
+type RuleValue struct {
+	// CurrencyCode is an ISO 4217 code such as USD. Required.
+	CurrencyCode string `yaml:"currency_code"`
+	// Amount is a non-negative decimal such as "49.90". Required.
+	Amount string `yaml:"amount"`
 }
 
 // RawJSON is a YAML subtree converted to JSON text with key order preserved.

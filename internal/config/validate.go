@@ -501,4 +501,36 @@ func (v *validator) ruleCreate(p string, r RuleCreate) {
 			v.errorf(p+"."+w.name, "must be one of %v for type %s, got %d", allowed, r.Type, w.days)
 		}
 	}
+	switch r.ValueType {
+	case "", "DYNAMIC", "NO_VALUE":
+		if r.Value != nil {
+			v.errorf(p+".value", "only allowed with value_type FIXED (value_type is %q)", r.ValueType)
+		}
+	case "FIXED":
+		if r.Value == nil {
+			v.errorf(p+".value", "required with value_type FIXED: {currency_code: USD, amount: \"49.90\"}")
+		}
+	default:
+		v.errorf(p+".value_type", "must be DYNAMIC, FIXED or NO_VALUE, got %q", r.ValueType)
+	}
+	if val := r.Value; val != nil {
+		if !currencyRE.MatchString(val.CurrencyCode) {
+			v.errorf(p+".value.currency_code", "must be a three-letter upper-case ISO 4217 code such as USD, got %q", val.CurrencyCode)
+		}
+		if !amountRE.MatchString(val.Amount) {
+			v.errorf(p+".value.amount", "must be a non-negative decimal such as \"49.90\", got %q", val.Amount)
+		}
+	}
+	if r.AutoAssociationType != "" && r.AutoAssociationType != AutoAssociateAllCampaigns {
+		v.errorf(p+".auto_association_type", "must be %s (the only value LinkedIn documents) or left out, got %q", AutoAssociateAllCampaigns, r.AutoAssociationType)
+	}
 }
+
+// AutoAssociateAllCampaigns is the one auto_association_type value
+// (linkedin-capi.md §12.1, §19 Q15).
+const AutoAssociateAllCampaigns = "ALL_CAMPAIGNS"
+
+var (
+	currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+	amountRE   = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+)

@@ -32,7 +32,11 @@
 // (a split or halved request queues its parts; nothing recurses).
 // dlq.go keeps dead letters; lease.go lets one replica of a shared cluster
 // deliver a destination; limiter.go counts requests in LinkedIn's
-// UTC-aligned windows.
+// UTC-aligned windows. testevent.go builds the one conversion of a test
+// send (Plan.BuildTest: a mapping's built-in SampleEvent, or a given event,
+// through the same filters, trigger, fields, enrichment and validation);
+// the adapter sends it after Limits.Wait. A mapping with enrich: false gets
+// no identifiers besides its fields' (Route.Enriches).
 //
 // Statistics: a Runner counts each stage of its funnel through Deps.Funnel
 // (funnel.go): Received when it reads a stored event (read.go, parse), an

@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -43,4 +45,36 @@ func TestRateUsage(t *testing.T) {
 	if u := l.usage("tok-a", 600, 300000); u.Minute != 0 || u.Day != 0 {
 		t.Errorf("the next day: %+v", u)
 	}
+}
+
+// TestRetrying: a failed attempt makes the runner report that it is
+// retrying, since when and the remote's answer; the next accepted request
+// clears it.
+func TestRetrying(t *testing.T) {
+	env := newWebhookEnv(t, 1)
+	release := make(chan struct{})
+	rcv := &receiver{took: map[string]int{}}
+	rcv.script = func(n int, _ []map[string]any) (int, string) {
+		switch n {
+		case 1:
+			return http.StatusServiceUnavailable, "busy"
+		case 2:
+			<-release // the test looks while the retry is in flight
+		}
+		return http.StatusOK, "{}"
+	}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	w := &webhook{url: srv.URL, batch: 10, hc: srv.Client()}
+	r := env.run(0, w, RunnerConfig{BatchSize: 10}, nil)
+	if r.Retrying() != nil {
+		t.Fatal("retrying before any request")
+	}
+	env.send(1)
+	eventually(t, 10*time.Second, "the retry", func() bool {
+		rt := r.Retrying()
+		return rt != nil && rt.Status == http.StatusServiceUnavailable && rt.Message == "busy" && !rt.Since.IsZero()
+	})
+	close(release)
+	eventually(t, 10*time.Second, "the retry's success", func() bool { return r.Retrying() == nil })
 }

@@ -66,7 +66,16 @@ type Route struct {
 	// removed are the fields the configuration set to null: neither a
 	// default nor enrichment fills them.
 	removed map[string]bool
+	// strict turns enrichment off (enrich: false): the Format gets no
+	// identifiers besides what the fields map yields.
+	strict bool
 }
+
+// Enriches reports whether the route's conversions get identifiers the
+// mapping did not yield (the event's li_fat_id sources, the capstan_lfi
+// cookie, the identity graph; linkedin-capi.md §15.2). A configured
+// mapping's enrich: false turns it off.
+func (r *Route) Enriches() bool { return !r.strict }
 
 // Removed reports whether the mapping's configuration removed field (set it
 // to null): no default and no enrichment may fill it.
@@ -98,7 +107,7 @@ func NewPlan(cfg *config.Config, index int, f Format) (*Plan, []error) {
 			continue
 		}
 		path := fmt.Sprintf("destinations[%d].mappings[%d]", index, i)
-		r := &Route{Name: m.Name, Config: m}
+		r := &Route{Name: m.Name, Config: m, strict: !m.Enriches(d)}
 		if m.ConversionRule.ID != 0 {
 			r.Rule = strconv.FormatInt(m.ConversionRule.ID, 10)
 		}
@@ -228,6 +237,8 @@ type Enricher interface {
 // is the clock used for the destination's window; enr may be nil. have is
 // what the caller already captured from the event (and its request's
 // cookie); nil means capture from the event, only once a trigger matches.
+// A route that does not enrich (Route.Enriches) gets none of them, and
+// the graph is not asked for it.
 func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
 	switch {
 	case !p.TakesSource(source):
@@ -241,6 +252,11 @@ func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now t
 	var captured *identity.Captured
 	for _, r := range p.Routes {
 		if r.trigger != nil && !r.trigger.Match(ev) {
+			continue
+		}
+		if r.strict {
+			// enrich: false: strict Segment behaviour, only the fields map.
+			out = append(out, p.convert(r, ev, identity.Captured{}, now))
 			continue
 		}
 		if captured == nil {

@@ -169,7 +169,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 	// Capture once, for the graph and for conversion. The capstan_lfi cookie
 	// of the request stands in for an li_fat_id the event itself lacks.
 	cookie := d.LiFatID
-	p.observe = r.graph != nil && identity.ConsentAllows(ev, r.plan.consent)
+	p.observe = r.graph != nil && identity.ConsentAllows(ev, r.Plan().consent)
 	if cookie != "" || p.observe {
 		c := identity.Capture(ev)
 		if c.LiFatID == "" && cookie != "" {
@@ -188,7 +188,7 @@ func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
 	if r.graph != nil {
 		enr = r.graph
 	}
-	for _, res := range r.plan.Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have) {
+	for _, res := range r.Plan().Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have) {
 		switch res.Outcome {
 		case Converted:
 			r.funnel.route(res.Route).Matched(true)

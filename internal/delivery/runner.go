@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,7 +154,12 @@ type Deps struct {
 // the re-sends. It is safe for concurrent use; Serve or Run must be called
 // once.
 type Runner struct {
+	// plan is the plan the runner started with: its name, sources and
+	// format never change. current is the plan in force for conversion
+	// (mappings, consent, display name), replaced by SetPlan.
 	plan    *Plan
+	current atomic.Pointer[Plan]
+	setMu   sync.Mutex // serialises Prepare calls (start and SetPlan)
 	dest    Destination
 	cfg     RunnerConfig
 	eng     *stream.Engine
@@ -166,6 +172,10 @@ type Runner struct {
 	clock   Clock
 	paused  atomic.Pointer[string]
 	standby atomic.Bool
+	ready   atomic.Bool // Prepare succeeded: the plan's routes are final
+
+	// retrying is set by a failed attempt, cleared by an accepted one.
+	retrying atomic.Pointer[Retrying]
 
 	resumeMu sync.Mutex
 	resume   chan struct{} // closed (and replaced) by Resume: wakes every paused sender
@@ -204,7 +214,7 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{
+	r := &Runner{
 		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m,
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
@@ -215,11 +225,68 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		resume:    make(chan struct{}),
 		running:   closedChan(),
 		live:      map[*tracked]struct{}{},
-	}, nil
+	}
+	r.current.Store(plan)
+	return r, nil
+}
+
+// Plan returns the plan in force: the one the runner started with or the
+// last one SetPlan installed.
+func (r *Runner) Plan() *Plan { return r.current.Load() }
+
+// SetPlan makes p the plan in force for the events read from now on: its
+// mappings (added, removed or changed), consent categories and display
+// name apply without a restart. p must be the same destination's, built
+// with the runner's Format (NewPlan with Plan().Format) and taking the same
+// sources (the durable consumer's filter is set at start). When the
+// destination is a Preparer, p is prepared first (a new mapping's
+// conversion rule created, campaigns associated); if that fails, the plan
+// in force stays and the error says why. Conversions already batched are
+// sent as built; nothing is read twice or skipped.
+func (r *Runner) SetPlan(ctx context.Context, p *Plan) error {
+	switch {
+	case p == nil:
+		return errors.New("delivery: no plan")
+	case p.Name != r.plan.Name:
+		return fmt.Errorf("delivery: plan of %s given to the runner of %s", p.Name, r.plan.Name)
+	case !maps.Equal(p.sources, r.plan.sources):
+		return fmt.Errorf("destination %s: its sources changed; that needs a restart", p.Name)
+	}
+	r.setMu.Lock()
+	defer r.setMu.Unlock()
+	if pr, ok := r.dest.(Preparer); ok {
+		if err := pr.Prepare(ctx, p); err != nil {
+			return fmt.Errorf("destination %s: new mappings not applied: %w", p.Name, err)
+		}
+	}
+	r.current.Store(p)
+	return nil
 }
 
 // Name returns the destination's name.
 func (r *Runner) Name() string { return r.plan.Name }
+
+// Retrying says since when, and why, the destination's requests are being
+// retried: the remote failed (a 5xx, a 429, a timeout) and no request has
+// been accepted since.
+type Retrying struct {
+	// Since is the first failed attempt since the last accepted request.
+	Since time.Time `json:"since"`
+	// Status and Message are the last failed attempt's answer (Status 0:
+	// no answer, such as a timeout); never a secret.
+	Status  int    `json:"status,omitempty"`
+	Message string `json:"message"`
+}
+
+// Retrying returns the destination's ongoing retries, nil when its last
+// request was accepted (or none failed).
+func (r *Runner) Retrying() *Retrying {
+	if p := r.retrying.Load(); p != nil {
+		c := *p
+		return &c
+	}
+	return nil
+}
 
 // RateUsage reports the rate-limit use of the destination's current
 // LimitKey (for LinkedIn, its access token) this minute and today.
@@ -391,7 +458,9 @@ func (r *Runner) prepare(ctx context.Context) error {
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
-		err := p.Prepare(ctx, r.plan)
+		r.setMu.Lock() // not at once with SetPlan's: a rule is created once
+		err := p.Prepare(ctx, r.Plan())
+		r.setMu.Unlock()
 		if err == nil {
 			break
 		}
@@ -410,7 +479,18 @@ func (r *Runner) prepare(ctx context.Context) error {
 		}
 	}
 	r.unpause()
+	r.ready.Store(true)
 	return nil
+}
+
+// Prepared reports whether the destination is prepared (Serve's Prepare
+// succeeded, or it needs none): from then on the plan's routes, their
+// rule ids included, no longer change and may be read concurrently.
+func (r *Runner) Prepared() bool {
+	if _, ok := r.dest.(Preparer); !ok {
+		return true
+	}
+	return r.ready.Load()
 }
 
 // Run delivers until ctx ends, without preparing or a lease (Serve does

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -148,6 +149,7 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 	switch a.Class {
 	case Accepted:
 		r.unpause()
+		r.retrying.Store(nil)
 		r.m.batchSize.WithLabelValues(r.plan.Name).Observe(float64(len(items)))
 		now := time.Now()
 		r.delivered.Add(float64(len(items)))
@@ -204,6 +206,15 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 
 	case Retry:
 		r.m.retries.WithLabelValues(r.plan.Name).Inc()
+		msg := answerText(a)
+		if len(msg) > 300 {
+			msg = strings.ToValidUTF8(msg[:300], "") + "…"
+		}
+		rt := &Retrying{Since: r.clock.Now().UTC(), Status: a.Status, Message: msg}
+		if old := r.retrying.Load(); old != nil {
+			rt.Since = old.Since
+		}
+		r.retrying.Store(rt)
 		if a.Status == 429 {
 			r.m.limited.WithLabelValues(r.plan.Name, "remote").Inc()
 		}

@@ -24,21 +24,23 @@ type Captured struct {
 	EmailFrom string
 }
 
-// liFatIDFields are read in this order; the first non-empty value wins. An
-// explicit value beats one parsed from a URL.
-var liFatIDFields = [][]string{
-	{"properties", "li_fat_id"},
-	{"context", "li_fat_id"},
-	{"traits", "li_fat_id"},
-	{"context", "traits", "li_fat_id"},
-}
-
-// liFatIDURLs hold URLs or query strings that may carry ?li_fat_id=.
-var liFatIDURLs = [][]string{
-	{"context", "page", "url"},
-	{"context", "page", "search"},
-	{"properties", "url"},
-	{"properties", "search"},
+// liFatIDSources are read in this order; the first non-empty value wins
+// (linkedin-capi.md §15.2): the page URL's query first (context.page.url,
+// then context.page.search), then properties.li_fat_id and
+// context.li_fat_id. The rest are capstan's additions, after the spec's:
+// traits (identify calls), then a URL in properties (page calls).
+var liFatIDSources = []struct {
+	path  []string
+	inURL bool // the value is a URL or query string carrying ?li_fat_id=
+}{
+	{[]string{"context", "page", "url"}, true},
+	{[]string{"context", "page", "search"}, true},
+	{[]string{"properties", "li_fat_id"}, false},
+	{[]string{"context", "li_fat_id"}, false},
+	{[]string{"traits", "li_fat_id"}, false},
+	{[]string{"context", "traits", "li_fat_id"}, false},
+	{[]string{"properties", "url"}, true},
+	{[]string{"properties", "search"}, true},
 }
 
 var emailFields = [][]string{
@@ -50,18 +52,14 @@ var emailFields = [][]string{
 // Capture returns the identifiers ev carries.
 func Capture(ev event.Value) Captured {
 	var c Captured
-	for _, p := range liFatIDFields {
-		if s := str(ev.Lookup(p...)); s != "" {
-			c.LiFatID, c.LiFatIDFrom = s, strings.Join(p, ".")
-			break
+	for _, src := range liFatIDSources {
+		s := str(ev.Lookup(src.path...))
+		if src.inURL {
+			s = FromURL(s)
 		}
-	}
-	if c.LiFatID == "" {
-		for _, p := range liFatIDURLs {
-			if s := FromURL(str(ev.Lookup(p...))); s != "" {
-				c.LiFatID, c.LiFatIDFrom = s, strings.Join(p, ".")
-				break
-			}
+		if s != "" {
+			c.LiFatID, c.LiFatIDFrom = s, strings.Join(src.path, ".")
+			break
 		}
 	}
 	for _, p := range emailFields {

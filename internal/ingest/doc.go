@@ -4,6 +4,13 @@
 // authentication, CORS, gzip, size limits and the exact status codes and
 // bodies Segment's clients expect.
 //
+// RudderStack's SDKs speak the same API; for its browser SDK
+// (@rudderstack/analytics-js v3) the package also serves the source
+// configuration it fetches before it sends anything (GET /sourceConfig/ and
+// /v1/sourceConfig/, write key from Basic auth or ?writeKey=; rudder.go)
+// and its beacon transport's POST /beacon/v1/batch?writeKey=KEY, handled as
+// /v1/batch with the key taken from the query.
+//
 // Request bodies are read as their bytes arrive, into pooled buffers that
 // grow with them (body.go): nothing is reserved from a declared
 // Content-Length, and the bytes that requests in progress hold together are

@@ -152,17 +152,29 @@ func (h *Handler) SetSources(cfg *config.Config) error {
 // source returns the source of write key key, or nil.
 func (h *Handler) source(key string) *source { return (*h.keys.Load())[key] }
 
-// Root sends every /v1 path to tracking and everything else to mux.
-// http.ServeMux redirects unclean paths ("/v1//track" → 301), and a tracking
-// path must never be answered with a redirect (§1.2).
+// Root sends every /v1 path, RudderStack's /sourceConfig and every
+// /beacon path to tracking and everything else to mux. http.ServeMux
+// redirects unclean paths ("/v1//track" → 301), and a tracking path must
+// never be answered with a redirect (§1.2).
 func Root(tracking, mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
+		if isTrackingPath(r.URL.Path) {
 			tracking.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// isTrackingPath reports whether path belongs to the tracking API: /v1 and
+// below, /sourceConfig (with or without a final slash) and /beacon and below.
+func isTrackingPath(path string) bool {
+	for _, p := range []string{"/v1", "/beacon"} {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return path == sourceConfigPath || path == sourceConfigPath+"/"
 }
 
 // route is what a tracking path does.
@@ -171,6 +183,11 @@ type route struct {
 	typ  event.Type // for single
 	name string     // endpoint label for metrics
 }
+
+// queryKey reports whether the route also takes the write key from the
+// query's writeKey: RudderStack's beacon transport, which cannot set
+// headers, puts it there.
+func (rt route) queryKey() bool { return rt.name == "beacon" }
 
 var routes = map[string]route{
 	"/v1/track":    {"single", event.Track, "track"},
@@ -189,14 +206,23 @@ var routes = map[string]route{
 	"/v1/import":   {"batch", "", "batch"},
 	"/v1/b":        {"batch", "", "batch"},
 	"/v1/m":        {"metrics", "", "metrics"},
+	// RudderStack's beacon transport (useBeacon: true): navigator.sendBeacon
+	// posts {batch, sentAt} as text/plain with the key in the query.
+	"/beacon/v1/batch": {"batch", "", "beacon"},
 }
 
-// ServeHTTP routes /v1/ requests. Paths are matched with and without a
-// trailing slash; the query string is ignored; no redirect is ever sent.
+// ServeHTTP routes tracking requests: /v1/, RudderStack's /sourceConfig
+// and /beacon/v1/batch. Paths are matched with and without a trailing
+// slash; the query string is ignored, but for the write key of
+// /sourceConfig and /beacon/v1/batch; no redirect is ever sent.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	if key, ok := settingsKey(path); ok {
 		h.settings(w, r, key)
+		return
+	}
+	if path == sourceConfigPath || path == "/v1"+sourceConfigPath {
+		h.sourceConfig(w, r)
 		return
 	}
 	rt, ok := routes[path]
@@ -342,7 +368,8 @@ func (h *Handler) discardMetrics(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, okBody{Success: true})
 }
 
-// writeKey resolves the write key (§1.4): Basic username, else the body's.
+// writeKey resolves the write key (§1.4): Basic username, else bodyKey
+// (the body's, or the query's where a route takes it from there).
 func writeKey(r *http.Request, bodyKey string) string {
 	if auth := r.Header.Get("Authorization"); len(auth) > 6 && strings.EqualFold(auth[:6], "basic ") {
 		enc := strings.TrimSpace(auth[6:])
@@ -395,23 +422,16 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 
-	key := writeKey(r, body.WriteKey)
-	s := h.source(key)
-	switch {
-	case key == "":
-		fail(http.StatusUnauthorized, "missing_write_key", "no write key: send it as the HTTP Basic user name or as writeKey in the body")
-		return
-	case s == nil:
-		fail(http.StatusUnauthorized, "invalid_write_key", "the write key is not known")
-		return
+	bodyKey := body.WriteKey
+	if q := r.URL.Query().Get("writeKey"); rt.queryKey() && q != "" {
+		bodyKey = q
 	}
-	src = s.cfg.Name
-	if s.cfg.Disabled {
-		fail(http.StatusForbidden, "source_disabled", fmt.Sprintf("source %s is disabled", s.cfg.Name))
-		return
+	s, aerr := h.authenticate(r, writeKey(r, bodyKey))
+	if s != nil {
+		src = s.cfg.Name
 	}
-	if o := r.Header.Get("Origin"); o != "" && s.origins != nil && !s.origins[normalOrigin(o)] {
-		fail(http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %s is not allowed for source %s", o, s.cfg.Name))
+	if aerr != nil {
+		fail(aerr.status, aerr.code, aerr.msg)
 		return
 	}
 	if res := s.reserve(received); res != nil && res.DelayFrom(received) > 0 {
@@ -515,6 +535,30 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
+
+// authenticate finds the source of write key key and checks that it may
+// send from r's Origin (§1.4). It returns the source whenever the key is
+// known, and an error for a missing or unknown key, a disabled source or an
+// origin not on the source's allow-list.
+func (h *Handler) authenticate(r *http.Request, key string) (*source, *httpError) {
+	s := h.source(key)
+	switch {
+	case key == "":
+		return nil, &httpError{http.StatusUnauthorized, "missing_write_key", "no write key: send it as the HTTP Basic user name or as writeKey in the body"}
+	case s == nil:
+		return nil, &httpError{http.StatusUnauthorized, "invalid_write_key", "the write key is not known"}
+	case s.cfg.Disabled:
+		return s, &httpError{http.StatusForbidden, "source_disabled", fmt.Sprintf("source %s is disabled", s.cfg.Name)}
+	}
+	if o := r.Header.Get("Origin"); o != "" && !s.allowsOrigin(o) {
+		return s, &httpError{http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("origin %s is not allowed for source %s", o, s.cfg.Name)}
+	}
+	return s, nil
+}
+
+// allowsOrigin reports whether the source accepts requests from browser
+// origin o.
+func (s *source) allowsOrigin(o string) bool { return s.origins == nil || s.origins[normalOrigin(o)] }
 
 func (h *Handler) unavailable(w http.ResponseWriter, src string, err error, status *int) {
 	*status = http.StatusServiceUnavailable

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +53,20 @@ type Rule struct {
 	// Created and LastModified are zero when LinkedIn left them out.
 	Created      time.Time
 	LastModified time.Time
+	// Status fields (§22.1), read only: LastCallbackAt and
+	// LatestFirstPartyCallbackAt are zero until LinkedIn received a
+	// conversion signal for the rule; Associations are the associated
+	// campaigns with their association time (zero when not sent).
+	LastCallbackAt             time.Time
+	LatestFirstPartyCallbackAt time.Time
+	Associations               []Association
+}
+
+// Association is a campaign associated with a rule (§22.1
+// associatedCampaigns).
+type Association struct {
+	Campaign     int64
+	AssociatedAt time.Time
 }
 
 // URN returns urn:lla:llaPartnerConversion:{ID}.
@@ -73,6 +88,12 @@ type ruleJSON struct {
 	Campaigns                        []string         `json:"campaigns"`
 	Created                          int64            `json:"created"`
 	LastModified                     int64            `json:"lastModified"`
+	LastCallbackAt                   *int64           `json:"lastCallbackAt"`
+	LatestFirstPartyCallbackAt       *int64           `json:"latestFirstPartyCallbackAt"`
+	AssociatedCampaigns              []struct {
+		Campaign     string `json:"campaign"`
+		AssociatedAt int64  `json:"associatedAt"`
+	} `json:"associatedCampaigns"`
 }
 
 func (j *ruleJSON) rule() Rule {
@@ -100,7 +121,29 @@ func (j *ruleJSON) rule() Rule {
 	if j.LastModified > 0 {
 		r.LastModified = time.UnixMilli(j.LastModified).UTC()
 	}
+	r.LastCallbackAt, r.LatestFirstPartyCallbackAt = msTime(j.LastCallbackAt), msTime(j.LatestFirstPartyCallbackAt)
+	for _, a := range j.AssociatedCampaigns {
+		if id, ok := urnID(a.Campaign, campaignURNPrefix); ok {
+			as := Association{Campaign: id}
+			if a.AssociatedAt > 0 {
+				as.AssociatedAt = time.UnixMilli(a.AssociatedAt).UTC()
+			}
+			r.Associations = append(r.Associations, as)
+			if !slices.Contains(r.Campaigns, id) {
+				r.Campaigns = append(r.Campaigns, id)
+			}
+		}
+	}
 	return r
+}
+
+// msTime reads an optional epoch-milliseconds field (absent or null:
+// zero).
+func msTime(ms *int64) time.Time {
+	if ms == nil || *ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(*ms).UTC()
 }
 
 // rawID reads an id sent as a JSON number or string.
@@ -330,6 +373,19 @@ type RulePatch struct {
 	Value                 *ConversionValue `json:"value,omitempty"`
 }
 
+// fieldNames lists the LinkedIn names of the fields the patch sets.
+func (p RulePatch) fieldNames() []string {
+	var m map[string]json.RawMessage
+	b, _ := json.Marshal(p)
+	_ = json.Unmarshal(b, &m)
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // IsEmpty reports whether the patch changes nothing.
 func (p RulePatch) IsEmpty() bool { return p == RulePatch{} }
 
@@ -382,7 +438,7 @@ func (c *Client) UpdateRule(ctx context.Context, account int64, id string, patch
 	_, err = c.call(ctx, message{op: op, method: http.MethodPost, path: ConversionsPath + "/" + rid,
 		query: "account=" + url.QueryEscape(AccountURN(account)), body: b, header: restHeader(MethodPartialUpdate)})
 	if err == nil {
-		c.log.Info("conversion rule updated", "rule", rid, "account", account)
+		c.log.Info("conversion rule updated", "rule", rid, "account", account, "fields", patch.fieldNames())
 	}
 	return err
 }

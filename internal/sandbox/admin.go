@@ -535,7 +535,7 @@ func (s *Server) adminState(w http.ResponseWriter, _ *http.Request) {
 	rules := []ruleView{}
 	for _, id := range s.st.RuleOrder {
 		if r := s.st.Rules[id]; r != nil {
-			rules = append(rules, r.view())
+			rules = append(rules, s.settledView(r, now))
 		}
 	}
 	members := make([]*member, 0, len(s.st.Members))

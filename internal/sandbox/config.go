@@ -38,6 +38,15 @@ const (
 	MaxBatch = 5000
 )
 
+// Values of Config.RuleStatusUpdates (switch rule_status.capi_updates,
+// spec §22.4).
+const (
+	RuleStatusBoth             = "both"
+	RuleStatusLastCallbackOnly = "last_callback_only"
+	RuleStatusFirstPartyOnly   = "first_party_only"
+	RuleStatusNone             = "none"
+)
+
 // BatchMode selects how a BATCH_CREATE with invalid elements is answered
 // (spec §9.3, switch batch_mode).
 type BatchMode string
@@ -122,6 +131,15 @@ type Config struct {
 	EventWindow time.Duration
 	// BatchMode is BatchAllOrNothing (default) or BatchPartial.
 	BatchMode BatchMode
+	// RuleStatusDelay is how long after an accepted event the rule's
+	// lastCallbackAt / latestFirstPartyCallbackAt show it (switch
+	// rule_status.delay, spec §22.4). Default 0 (at once).
+	RuleStatusDelay time.Duration
+	// RuleStatusUpdates names the rule fields an accepted event updates
+	// (switch rule_status.capi_updates): RuleStatusBoth (default),
+	// RuleStatusLastCallbackOnly, RuleStatusFirstPartyOnly or
+	// RuleStatusNone.
+	RuleStatusUpdates string
 	// EnforceFieldLengths enforces 35/35/50/50/64 characters for firstName,
 	// lastName, companyName, title and eventId (422). Default off.
 	EnforceFieldLengths bool
@@ -249,6 +267,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	case BatchAllOrNothing, BatchPartial:
 	default:
 		errs = append(errs, fmt.Errorf("batch mode %q: want %q or %q", cfg.BatchMode, BatchAllOrNothing, BatchPartial))
+	}
+	switch cfg.RuleStatusUpdates {
+	case "":
+		cfg.RuleStatusUpdates = RuleStatusBoth
+	case RuleStatusBoth, RuleStatusLastCallbackOnly, RuleStatusFirstPartyOnly, RuleStatusNone:
+	default:
+		errs = append(errs, fmt.Errorf("rule status updates %q: want %s, %s, %s or %s", cfg.RuleStatusUpdates,
+			RuleStatusBoth, RuleStatusLastCallbackOnly, RuleStatusFirstPartyOnly, RuleStatusNone))
+	}
+	if cfg.RuleStatusDelay < 0 {
+		errs = append(errs, fmt.Errorf("rule status delay %s: must not be negative", cfg.RuleStatusDelay))
 	}
 	switch cfg.OAuthExpiredError {
 	case "":

@@ -611,6 +611,7 @@ func (s *Server) acceptEvents(c *call, events []*event, results []elemResult, ba
 	}
 	ids := idBuf.String()
 	var accepted, dups, rejected int64
+	var sig *rule // the rule of the previous accepted event
 	s.mu.Lock()
 	for i, e := range events {
 		if results[i].Status != http.StatusCreated {
@@ -630,6 +631,14 @@ func (s *Server) acceptEvents(c *call, events []*event, results []elemResult, ba
 			dups++
 		} else {
 			accepted++
+		}
+		// The rule's status fields (spec §22.4): every 201, a
+		// de-duplicated repeat included.
+		if sig == nil || sig.ID != e.rule {
+			sig = s.st.Rules[e.rule]
+		}
+		if sig != nil {
+			s.signal(sig, conv.ReceivedAt)
 		}
 	}
 	evicted := s.convs.evicted

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ruleView is a conversion rule as LinkedIn renders it (spec §12.1).
@@ -25,8 +26,13 @@ type ruleView struct {
 	AssociatedCampaigns              []associatedView `json:"associatedCampaigns"`
 	Campaigns                        []string         `json:"campaigns"`
 	URLRules                         []any            `json:"urlRules"`
+	URLMatchRuleExpression           []any            `json:"urlMatchRuleExpression,omitempty"`
+	ImagePixelTag                    string           `json:"imagePixelTag,omitempty"`
 	Created                          int64            `json:"created"`
 	LastModified                     int64            `json:"lastModified"`
+	// Omitted until the rule's first accepted event (spec §22.2).
+	LastCallbackAt             int64 `json:"lastCallbackAt,omitempty"`
+	LatestFirstPartyCallbackAt int64 `json:"latestFirstPartyCallbackAt,omitempty"`
 }
 
 type associatedView struct {
@@ -39,12 +45,66 @@ func (r *rule) view() ruleView {
 	v := ruleView{ID: r.ID, Name: r.Name, Account: accountURN(r.Account), ConversionMethod: r.ConversionMethod, Type: r.Type,
 		Enabled: r.Enabled, AttributionType: r.AttributionType, PostClickAttributionWindowSize: r.PostClick,
 		ViewThroughAttributionWindowSize: r.ViewThrough, ValueType: r.ValueType, Value: r.Value,
-		AssociatedCampaigns: []associatedView{}, Campaigns: []string{}, URLRules: []any{}, Created: r.Created, LastModified: r.LastModified}
+		AssociatedCampaigns: []associatedView{}, Campaigns: []string{}, URLRules: []any{},
+		ImagePixelTag: r.PixelTag, Created: r.Created, LastModified: r.LastModified,
+		LastCallbackAt: r.LastCallback, LatestFirstPartyCallbackAt: r.FirstParty}
+	if r.URLMatch != "" { // an Insight Tag URL rule (spec §22.1)
+		m := map[string]string{"type": "STARTS_WITH", "matchValue": r.URLMatch}
+		v.URLRules = []any{m}
+		v.URLMatchRuleExpression = []any{[]any{m}}
+	}
 	for _, a := range r.Associations {
 		v.AssociatedCampaigns = append(v.AssociatedCampaigns, associatedView{Campaign: campaignURN(a.Campaign), Conversion: ruleURN(r.ID), AssociatedAt: a.AssociatedAt})
 		v.Campaigns = append(v.Campaigns, campaignURN(a.Campaign))
 	}
 	return v
+}
+
+// signal records an accepted event for r at ms (spec §22.4): visible at
+// once, or after Config.RuleStatusDelay (settle). The caller holds s.mu.
+func (s *Server) signal(r *rule, ms int64) {
+	if s.cfg.RuleStatusDelay <= 0 {
+		s.applySignal(r, ms)
+		return
+	}
+	// One pending time per second is enough: coalesce into the newest,
+	// and bound the list (a later time only delays visibility a little).
+	if n := len(r.Pending); n > 0 && (ms-r.Pending[n-1] < 1000 || n >= maxPendingSignals) {
+		r.Pending[n-1] = max(r.Pending[n-1], ms)
+		return
+	}
+	r.Pending = append(r.Pending, ms)
+}
+
+// maxPendingSignals bounds a rule's pending signal times.
+const maxPendingSignals = 4096
+
+// applySignal makes ms r's newest signal in the fields that
+// Config.RuleStatusUpdates names.
+func (s *Server) applySignal(r *rule, ms int64) {
+	switch s.cfg.RuleStatusUpdates {
+	case RuleStatusBoth:
+		r.LastCallback, r.FirstParty = max(r.LastCallback, ms), max(r.FirstParty, ms)
+	case RuleStatusLastCallbackOnly:
+		r.LastCallback = max(r.LastCallback, ms)
+	case RuleStatusFirstPartyOnly:
+		r.FirstParty = max(r.FirstParty, ms)
+	}
+}
+
+// settledView returns r's view at now, its pending signals older than
+// Config.RuleStatusDelay made visible first. The caller holds s.mu.
+func (s *Server) settledView(r *rule, now time.Time) ruleView {
+	cut := now.Add(-s.cfg.RuleStatusDelay).UnixMilli()
+	i := 0
+	for i < len(r.Pending) && r.Pending[i] <= cut {
+		s.applySignal(r, r.Pending[i])
+		i++
+	}
+	if i > 0 {
+		r.Pending = append(r.Pending[:0], r.Pending[i:]...)
+	}
+	return r.view()
 }
 
 // ruleFields validates the settable fields of a rule body (create or
@@ -288,7 +348,7 @@ func (s *Server) getRule(c *call) {
 		return
 	}
 	s.mu.Lock()
-	view := r.view()
+	view := s.settledView(r, c.now)
 	s.mu.Unlock()
 	c.json(http.StatusOK, view)
 }
@@ -354,7 +414,8 @@ func (s *Server) updateRule(c *call) {
 	if len(set) > 0 {
 		s.mu.Lock()
 		cur := s.st.Rules[r.ID]
-		next.Associations = cur.Associations // associations may have changed meanwhile
+		next.Associations = cur.Associations // associations and signals may have changed meanwhile
+		next.LastCallback, next.FirstParty, next.Pending = cur.LastCallback, cur.FirstParty, cur.Pending
 		next.LastModified = c.now.UnixMilli()
 		s.st.Rules[r.ID] = &next
 		s.mu.Unlock()
@@ -449,7 +510,7 @@ func (s *Server) listRules(c *call) {
 	var all []ruleView
 	for _, id := range s.st.RuleOrder {
 		if r := s.st.Rules[id]; r != nil && r.Account == acct {
-			all = append(all, r.view())
+			all = append(all, s.settledView(r, c.now))
 		}
 	}
 	s.mu.Unlock()

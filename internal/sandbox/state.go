@@ -101,6 +101,17 @@ type rule struct {
 	Associations     []association `json:"associations"`
 	Created          int64         `json:"created"`
 	LastModified     int64         `json:"last_modified"`
+	// Signal times of spec §22.4, epoch ms (0: none yet): LastCallback is
+	// lastCallbackAt, FirstParty latestFirstPartyCallbackAt. Pending holds
+	// receive times of accepted events not yet visible
+	// (Config.RuleStatusDelay), oldest first.
+	LastCallback int64   `json:"last_callback,omitempty"`
+	FirstParty   int64   `json:"first_party_callback,omitempty"`
+	Pending      []int64 `json:"pending_signals,omitempty"`
+	// PixelTag is the imagePixelTag and URLMatch the URL prefix of an
+	// Insight Tag rule.
+	PixelTag string `json:"image_pixel_tag,omitempty"`
+	URLMatch string `json:"url_match,omitempty"`
 }
 
 // state is the sandbox's world: everything Reset restores and the state
@@ -193,7 +204,8 @@ func seedState(cfg Config, now time.Time) *state {
 		Enabled: true, AttributionType: "LAST_TOUCH_BY_CAMPAIGN", PostClick: 90, ViewThrough: 90,
 		Associations: []association{{Campaign: 435901, AssociatedAt: ms}}})
 	addRule(&rule{ID: seedTagRuleID, Account: main, Name: "Thank-you page", ConversionMethod: "INSIGHT_TAG_URL_MATCH_RULES", Type: "LEAD",
-		Enabled: true, Associations: []association{}})
+		Enabled: true, Associations: []association{}, URLMatch: "https://www.example.com/thank-you",
+		PixelTag: fmt.Sprintf(`<img height="1" width="1" style="display:none;" alt="" src="https://px.ads.linkedin.com/collect/?pid=%d&conversionId=%d&fmt=gif" />`, main, seedTagRuleID)})
 	addRule(&rule{ID: seedOtherRuleID, Account: otherAccountID, Name: "Globex purchase", ConversionMethod: "CONVERSIONS_API", Type: "PURCHASE",
 		Enabled: true, AttributionType: "LAST_TOUCH_BY_CAMPAIGN", PostClick: 30, ViewThrough: 7, Associations: []association{}})
 	addRule(&rule{ID: seedViewerRuleID, Account: viewerAccountID, Name: "Americas sign up", ConversionMethod: "CONVERSIONS_API", Type: "SIGN_UP",

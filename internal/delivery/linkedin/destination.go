@@ -41,6 +41,7 @@ type Config struct {
 // use.
 type Destination struct {
 	account int64
+	apiBase string
 	client  *capi.Client
 	state   jetstream.KeyValue
 	key     *secret.Key
@@ -75,7 +76,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Destination, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Destination{
-		account: dc.AdAccount, state: cfg.State, key: cfg.Key,
+		account: dc.AdAccount, apiBase: dc.APIBase, state: cfg.State, key: cfg.Key,
 		log:      log.With("component", "linkedin", "destination", dc.Name),
 		tokenKey: tokenPrefix + dc.Name, credHash: credentialsHash(dc.Auth),
 	}
@@ -134,6 +135,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Destination, error
 	}
 	return d, nil
 }
+
+// APIBase returns the configured API origin (LinkedIn's or the sandbox's).
+func (d *Destination) APIBase() string { return d.apiBase }
 
 // Client returns the LinkedIn API client (for tools such as token checks).
 func (d *Destination) Client() *capi.Client { return d.client }

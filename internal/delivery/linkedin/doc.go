@@ -10,10 +10,19 @@
 //     revoked-token retry inside it), maps LinkedIn's answer classes onto
 //     delivery's, keys the rate limiter by access token (§11), creates
 //     conversion rules and associates campaigns before delivering (Prepare),
-//     keeps tokens obtained at run time in the state bucket, encrypted
+//     with the rule options of conversion_rule.create (value_type, value,
+//     enabled sent on creation and set on an existing rule by a logged
+//     PARTIAL_UPDATE; auto_association_type ALL_CAMPAIGNS at creation
+//     only), keeps tokens obtained at run time in the state bucket, encrypted
 //     with server.secret_key (package secret; a plaintext value an older
 //     version saved is read and written again encrypted; Reseal changes
 //     keys), and installs an operator's token (InstallToken).
+//
+// SendTest (testevent.go) sends one test conversion through the client and
+// returns the request and LinkedIn's raw answer (capstan test-event, the
+// console); RuleReports (rulestatus.go) reads each mapping's rule with its
+// status fields (linkedin-capi.md §22) and derives its status and verdict
+// (capstan rules list, the console).
 //
 // It holds no delivery logic of its own: batching, retries, splits, the DLQ
 // and the rate limits are package delivery's.

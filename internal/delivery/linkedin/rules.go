@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	capi "github.com/capstan-gw/capstan/internal/linkedin"
 )
@@ -33,13 +35,30 @@ func stateKey(kind, dest, name string) string {
 // (again only when the list changed). It runs before the plan is used
 // concurrently (delivery.Runner.Serve).
 func (d *Destination) Prepare(ctx context.Context, plan *delivery.Plan) error {
-	if err := prepareRules(ctx, d.client, d.state, d.account, plan); err != nil {
+	if err := prepareRules(ctx, d.client, d.state, d.account, plan, d.log); err != nil {
 		return fmt.Errorf("conversion rules: %w", err)
 	}
 	return nil
 }
 
-func prepareRules(ctx context.Context, rc *capi.Client, state jetstream.KeyValue, account int64, p *delivery.Plan) error {
+// ruleSpec is the rule a mapping's conversion_rule.create asks for: sent on
+// creation, and made true of an existing rule with a PARTIAL_UPDATE of the
+// fields that differ (§12.4 allows each; UpdateRule logs them), except the
+// automatic association, which exists only at creation.
+func ruleSpec(c *config.RuleCreate) capi.RuleSpec {
+	spec := capi.RuleSpec{
+		Name: c.Name, Type: c.Type, AttributionType: c.AttributionType,
+		PostClickWindowDays: c.PostClickWindowDays, ViewThroughWindowDays: c.ViewThroughWindowDays,
+		Enabled: c.Enabled, ValueType: c.ValueType,
+		AutoAssociateAllCampaigns: c.AutoAssociationType == config.AutoAssociateAllCampaigns,
+	}
+	if c.Value != nil {
+		spec.Value = &capi.ConversionValue{CurrencyCode: c.Value.CurrencyCode, Amount: c.Value.Amount}
+	}
+	return spec
+}
+
+func prepareRules(ctx context.Context, rc *capi.Client, state jetstream.KeyValue, account int64, p *delivery.Plan, log *slog.Logger) error {
 	for _, r := range p.Routes {
 		if r.Config == nil {
 			continue
@@ -53,13 +72,15 @@ func prepareRules(ctx context.Context, rc *capi.Client, state jetstream.KeyValue
 			} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 				return fmt.Errorf("read rule id of mapping %q: %w", r.Name, err)
 			}
-			spec := capi.RuleSpec{
-				Name: create.Name, Type: create.Type, AttributionType: create.AttributionType,
-				PostClickWindowDays: create.PostClickWindowDays, ViewThroughWindowDays: create.ViewThroughWindowDays,
-			}
+			spec := ruleSpec(create)
 			rule, err := rc.EnsureRule(ctx, account, spec, known)
 			if err != nil {
 				return fmt.Errorf("conversion rule of mapping %q: %w", r.Name, err)
+			}
+			if spec.AutoAssociateAllCampaigns && len(rule.Campaigns) == 0 && len(rule.Associations) == 0 {
+				log.Warn("conversion rule has no campaigns associated: auto_association_type ALL_CAMPAIGNS applies only when capstan creates the rule, "+
+					"and LinkedIn accepts its conversions but reports none; associate campaigns with the mapping's campaigns: or in Campaign Manager",
+					"mapping", r.Name, "rule", rule.ID)
 			}
 			if rule.ID != known {
 				if _, err := state.Put(ctx, key, []byte(rule.ID)); err != nil {

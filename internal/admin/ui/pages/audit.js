@@ -33,6 +33,7 @@
 
   function result(r) {
     var counts = r.result ? Object.keys(r.result).filter(function (k) { return r.result[k] || k === 'replayed'; }).map(function (k) {
+      if (k === 'httpStatus') return 'LinkedIn answered HTTP ' + r.result[k];
       return c.fmt.num(r.result[k]) + ' ' + (COUNTS[k] || k);
     }) : [];
     return [
