@@ -122,7 +122,10 @@ func runDemo(ctx context.Context, cmd *cobra.Command, addr, sandboxAddr, dataDir
 		dataDir = tmp
 	}
 	token := sandbox.RandomToken("AQV")
-	sb, err := sandbox.New(sandbox.Config{AdAccount: demoAdAccount, Tokens: []sandbox.TokenSpec{{Token: token, AdAccount: demoAdAccount}}}, log)
+	sb, err := sandbox.New(sandbox.Config{AdAccount: demoAdAccount, Tokens: []sandbox.TokenSpec{{Token: token, AdAccount: demoAdAccount,
+		// The scopes `capstan auth linkedin` asks for: delivery and reporting
+		// (capstan reconcile).
+		Scopes: []string{"r_ads", "r_ads_reporting", "rw_conversions"}}}}, log)
 	if err != nil {
 		return err
 	}

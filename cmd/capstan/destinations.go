@@ -57,6 +57,31 @@ type destination struct {
 	runner *delivery.Runner
 	li     *lidest.Destination
 	test   testDeps // test sends from the console (testevent.go)
+	// rec reconciles with LinkedIn's reporting; serve runs it every
+	// reconcile.interval unless reconcile.disabled (periodic false).
+	rec      *lidest.Reconciler
+	periodic bool
+}
+
+// Reconciliation returns the latest reconciliation with LinkedIn's
+// reporting (nil before the first or when disabled) and the latest
+// attempt's error; enabled is false with reconcile.disabled.
+func (d *destination) Reconciliation() (latest any, lastError string, enabled bool) {
+	rec, errText := d.rec.Latest()
+	if rec == nil {
+		return nil, errText, d.periodic
+	}
+	return rec, errText, d.periodic
+}
+
+// Reconcile reconciles now (admin: POST /admin/api/reconcile). It works
+// also with reconcile.disabled, which only stops the periodic runs.
+func (d *destination) Reconcile(ctx context.Context) (any, error) {
+	rec, err := d.rec.Once(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 // Name returns the destination's name.
@@ -113,6 +138,11 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 	}
 	metrics := delivery.NewMetrics(reg)
 	limits := delivery.NewLimits(nil)
+	ledger, err := delivery.OpenLedger(ctx, eng)
+	if err != nil {
+		return nil, err
+	}
+	recMetrics := lidest.NewReconcileMetrics(reg)
 	var out []*destination
 	for i, p := range plans {
 		dc := cfg.Destinations[i]
@@ -120,7 +150,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Funnel: funnel, Log: log}
+		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Ledger: ledger, Funnel: funnel, Log: log}
 		if cfg.Engine.NatsURL != "" {
 			// Shared cluster: only the lease holder delivers; other
 			// replicas stand by. With the embedded engine the data
@@ -133,6 +163,8 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 			Linger:    dc.Linger.D(),
 			PerMinute: dc.RateLimit.PerMinute,
 			PerDay:    dc.RateLimit.PerDay,
+
+			EventIDCollision: dc.EventIDCollision,
 		}, deps)
 		if err != nil {
 			return nil, err
@@ -142,7 +174,9 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 			enr = graph
 		}
 		out = append(out, &destination{runner: runner, li: li,
-			test: testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay}})
+			test:     testDeps{eng: eng, enr: enr, limits: limits, perMinute: dc.RateLimit.PerMinute, perDay: dc.RateLimit.PerDay},
+			periodic: !dc.Reconcile.Disabled,
+			rec:      lidest.NewReconciler(li, dc, runner.Plan, ledger, recMetrics, log)})
 	}
 	return out, nil
 }

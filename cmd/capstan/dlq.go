@@ -27,16 +27,16 @@ type dlqFlags struct {
 func (f *dlqFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&f.cfgPath, "config", "c", "", "configuration file (YAML)")
 	cmd.Flags().StringVar(&f.dest, "destination", "", "only this destination")
-	cmd.Flags().StringVar(&f.reason, "reason", "", "only this reason: invalid, rejected, expired, unusable")
+	cmd.Flags().StringVar(&f.reason, "reason", "", "only this reason: invalid, rejected, expired, unusable, event_id_collision")
 	cmd.Flags().DurationVar(&f.since, "since", 0, "only dead letters of this last period (e.g. 24h)")
 	cmd.Flags().Uint64Var(&f.id, "id", 0, "only the dead letter with this id (as listed)")
 }
 
 func (f *dlqFlags) filter() (delivery.DLQFilter, error) {
 	switch f.reason {
-	case "", delivery.ReasonInvalid, delivery.ReasonRejected, delivery.ReasonExpired, delivery.ReasonUnusable:
+	case "", delivery.ReasonInvalid, delivery.ReasonRejected, delivery.ReasonExpired, delivery.ReasonUnusable, delivery.ReasonCollision:
 	default:
-		return delivery.DLQFilter{}, usageErr(fmt.Errorf("--reason %q: use invalid, rejected, expired or unusable", f.reason))
+		return delivery.DLQFilter{}, usageErr(fmt.Errorf("--reason %q: use invalid, rejected, expired, unusable or event_id_collision", f.reason))
 	}
 	fl := delivery.DLQFilter{Destination: f.dest, Reason: f.reason, Seq: f.id}
 	if f.since > 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -108,9 +109,26 @@ The seeded world (accounts, campaigns, rules) is described in docs/sandbox.md.`,
 	f.DurationVar(&cfg.MaxHang, "max-hang", 0, "longest time a hang fault holds a request (default 10m)")
 	f.DurationVar(&cfg.RuleStatusDelay, "rule-status-delay", 0, "how long after an accepted event a rule's lastCallbackAt/latestFirstPartyCallbackAt show it (default 0)")
 	f.StringVar(&cfg.RuleStatusUpdates, "rule-status-updates", "", "rule fields an accepted event updates: both (default), last_callback_only, first_party_only or none")
+	f.Float64Var(&cfg.Reporting.MatchedShare, "reporting-matched-share", 0, "adAnalytics: share of events without li_fat_id or email that LinkedIn matches (default 0.6; negative: 0)")
+	f.Float64Var(&cfg.Reporting.EmailMatchShare, "reporting-email-match-share", 0, "adAnalytics: share of email-only events that LinkedIn matches (default: --reporting-matched-share; li_fat_id always matches)")
+	f.Float64Var(&cfg.Reporting.PostViewShare, "reporting-post-view-share", 0, "adAnalytics: share of matched events attributed to a view (default 0.1)")
+	f.Var((*durationFlag)(&cfg.Reporting.Delay), "reporting-delay", "adAnalytics: how long after receipt an event is reported (LinkedIn: up to 72h; default 0)")
 	logs.add(cmd)
 	return cmd
 }
+
+// durationFlag is a sandbox.Duration as a command-line flag.
+type durationFlag sandbox.Duration
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	*d = durationFlag(v)
+	return err
+}
+
+func (d *durationFlag) Type() string { return "duration" }
 
 func adAccountOrDefault(id int64) int64 {
 	if id == 0 {

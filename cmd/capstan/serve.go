@@ -285,6 +285,9 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 	for _, d := range dests {
 		g.Go(func() error { return d.runner.Serve(gctx) })
+		if d.periodic {
+			g.Go(func() error { d.rec.Run(gctx); return nil })
+		}
 	}
 	for i, srv := range srvs {
 		g.Go(func() error {

@@ -273,6 +273,8 @@ func (s *Server) routes() {
 	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)
 	s.route("POST /admin/api/destinations/{name}/test-event", RoleOperator, s.testEvent)
 	s.route("GET /admin/api/destinations/{name}/rules", RoleViewer, s.listRules)
+	s.route("GET /admin/api/reconcile", RoleViewer, s.listReconciliations)
+	s.route("POST /admin/api/reconcile", RoleOperator, s.runReconciliation)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

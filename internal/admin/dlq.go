@@ -18,7 +18,7 @@ import (
 var errEnough = errors.New("page full")
 
 // reasons are the dead-letter reasons a filter may name.
-var reasons = []string{delivery.ReasonInvalid, delivery.ReasonRejected, delivery.ReasonExpired, delivery.ReasonUnusable}
+var reasons = []string{delivery.ReasonInvalid, delivery.ReasonRejected, delivery.ReasonExpired, delivery.ReasonUnusable, delivery.ReasonCollision}
 
 // dlqFilter checks a filter's destination, reason and since.
 func dlqFilter(destination, reason, since string, now time.Time) (delivery.DLQFilter, error) {

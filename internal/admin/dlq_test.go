@@ -101,7 +101,7 @@ func TestDeadLetters(t *testing.T) {
 		status                     int
 		code, fragment             string
 	}{
-		{"bad reason", "GET", "/admin/api/dlq?reason=lost", "", 400, "bad_request", `reason "lost": use invalid, rejected, expired, unusable`},
+		{"bad reason", "GET", "/admin/api/dlq?reason=lost", "", 400, "bad_request", `reason "lost": use invalid, rejected, expired, unusable, event_id_collision`},
 		{"wildcard destination", "GET", "/admin/api/dlq?destination=*", "", 400, "bad_request", `destination "*": a name holds no`},
 		{"dotted destination", "GET", "/admin/api/dlq?destination=a.b", "", 400, "bad_request", `destination "a.b"`},
 		{"bad since", "GET", "/admin/api/dlq?since=yesterday", "", 400, "bad_request", `since "yesterday": give an RFC 3339 time`},

@@ -8,7 +8,7 @@
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Identity, DeadLetters,
 // EventReader, Previewer, Privacy, AuditLog; a Destination may also be a
-// TestSender and a RuleReporter) and wired in cmd/capstan, so
+// TestSender, a RuleReporter and Reconciling) and wired in cmd/capstan, so
 // that admin imports other packages for their types only.
 //
 // # Routes
@@ -40,6 +40,8 @@
 //	POST   /admin/api/destinations/{name}/test-event   {"event": {…} (optional), "mapping": "NAME" (optional)} or an empty body
 //	                                            → {"request": …, "status": N, "answer": …, "error"?: …} (operator, audited)
 //	GET    /admin/api/destinations/{name}/rules {"rules": [report, …]} (viewer)
+//	GET    /admin/api/reconcile?destination=    {"destinations": [{"destination","supported","enabled","latest","error"}]}
+//	POST   /admin/api/reconcile?destination=N   reconcile N now → the reconciliation (operator)
 //
 // test-event is a REAL SEND of one conversion through the destination's own
 // path (TestSender): the mapping's built-in sample event, or the given one,
@@ -162,6 +164,20 @@
 // can, operatorOnly, fmt, toast, confirm), app.css, signin.html/.js, and one
 // module per page under ui/pages/. A page whose module is missing shows
 // "This page is not available in this build".
+//
+// # Reconciliation
+//
+// GET /admin/api/reconcile shows, per destination, the latest
+// reconciliation `capstan serve` made (every reconcile.interval, first a
+// minute after the start; latest is null before it): per conversion rule and
+// UTC day, accepted (conversions LinkedIn accepted), reported (what
+// adAnalytics reports; null when it could not be read), ratio, collisions
+// (eventId collisions, the console's mark for them) and state
+// ("processing" within 72 h of the day's latest send, never flagged;
+// "mature"), and per rule flag ("nothing_reported", "low_ratio") with
+// reason. missingScope names the scope the token lacks ("r_ads_reporting")
+// and error says how to get it; delivery is unaffected. POST runs one now
+// (operator: it calls LinkedIn). The shape is documented in docs/reconcile.md.
 //
 // # What it must never do
 //

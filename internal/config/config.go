@@ -384,6 +384,25 @@ type Destination struct {
 	// §15.2): false sends only what each fields map yields, as Segment
 	// does. Default true.
 	Enrich *bool `yaml:"enrich"`
+	// EventIDCollision is what happens to a conversion that repeats the eventId of another conversion of the same rule with different content (value, currency, time or identifiers) within 7 days: "suffix" sends it under the eventId "<eventId>-<8 hex of its content>" (the same content always gets the same one), "dead_letter" keeps it in the DLQ with reason event_id_collision. Default "suffix".
+	EventIDCollision string `yaml:"event_id_collision"`
+	// Reconcile compares the conversions LinkedIn reports per rule and day with those it accepted (capstan reconcile; needs the r_ads_reporting scope).
+	Reconcile Reconcile `yaml:"reconcile"`
+}
+
+// Reconcile configures a destination's reconciliation with LinkedIn's
+// conversion reporting (adAnalytics).
+type Reconcile struct {
+	// Interval is how often `capstan serve` reconciles. Default 24h.
+	Interval Duration `yaml:"interval"`
+	// Disabled turns the periodic reconciliation off (capstan reconcile still works).
+	Disabled bool `yaml:"disabled"`
+	// Days is how many UTC days back are compared, 1 to 90. Default 14.
+	Days int `yaml:"days"`
+	// MinRatio flags a rule whose reported/accepted ratio over its mature days (older than 72 h) is below it, 0 to 1. Default 0.2.
+	MinRatio float64 `yaml:"min_ratio"`
+	// MinAccepted is how many conversions a rule's mature days must have been accepted before it can be flagged. Default 50.
+	MinAccepted int `yaml:"min_accepted"`
 }
 
 // Auth holds a destination's OAuth credentials.

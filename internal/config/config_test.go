@@ -208,6 +208,18 @@ func TestParseErrors(t *testing.T) {
 			"conversion_rule.create: needs the destination's ad_account",
 			`conversion_rule.create.type: unknown conversion type "SIGNUP"`,
 			"conversion_rule.create.post_click_window_days: must be one of [1 7 30 90]"}},
+		{"collision and reconcile", minimal + `destinations:
+  - name: li
+    ad_account: 1
+    auth: {access_token: t}
+    event_id_collision: drop
+    reconcile: {interval: 30m, days: 100, min_ratio: 2, min_accepted: -1}
+    mappings:
+      - name: m
+        conversion_rule: {id: 1}
+`, []string{`c.yaml:9:25: destinations[0].event_id_collision: must be "suffix" or "dead_letter", got "drop"`,
+			"destinations[0].reconcile.interval: must be at least 1h", "destinations[0].reconcile.days: must be between 1 and 90, got 100",
+			"destinations[0].reconcile.min_ratio: must be between 0 and 1, got 2", "destinations[0].reconcile.min_accepted: must be at least 1, got -1"}},
 		{"bad trust", "sources:\n  - name: a\n    write_key: k\n    trust: public\n", []string{`c.yaml:4:12: sources[0].trust: must be "browser" or "server", got "public"`}},
 		{"verification on a server source", "sources:\n  - name: a\n    write_key: k\n    trust: server\n    identity_verification: {secret: 0123456789abcdef}\n",
 			[]string{`sources[0].identity_verification: applies to browser sources only (trust is "server")`}},

@@ -45,6 +45,12 @@ const (
 	DefaultAttributionType    = "LAST_TOUCH_BY_CAMPAIGN"
 	DefaultPostClickDays      = 30
 	DefaultViewThroughDays    = 7
+
+	DefaultEventIDCollision     = "suffix"
+	DefaultReconcileInterval    = 24 * time.Hour
+	DefaultReconcileDays        = 14
+	DefaultReconcileMinRatio    = 0.2
+	DefaultReconcileMinAccepted = 50
 )
 
 // DefaultConsentCategories are required for LinkedIn unless configured otherwise.
@@ -125,6 +131,13 @@ func (c *Config) applyDefaults() {
 		setDur(&d.Linger, DefaultLinger)
 		setInt(&d.RateLimit.PerMinute, DefaultPerMinute)
 		setInt(&d.RateLimit.PerDay, DefaultPerDay)
+		setStr(&d.EventIDCollision, DefaultEventIDCollision)
+		setDur(&d.Reconcile.Interval, DefaultReconcileInterval)
+		setInt(&d.Reconcile.Days, DefaultReconcileDays)
+		setInt(&d.Reconcile.MinAccepted, DefaultReconcileMinAccepted)
+		if d.Reconcile.MinRatio == 0 {
+			d.Reconcile.MinRatio = DefaultReconcileMinRatio
+		}
 		if d.ConsentCategories == nil {
 			d.ConsentCategories = append([]string(nil), DefaultConsentCategories...)
 		}

@@ -414,10 +414,29 @@ func (v *validator) destinations() {
 		if len(d.Mappings) == 0 {
 			v.errorf(p+".mappings", "at least one mapping is required")
 		}
+		if d.EventIDCollision != "suffix" && d.EventIDCollision != "dead_letter" {
+			v.errorf(p+".event_id_collision", `must be "suffix" or "dead_letter", got %q`, d.EventIDCollision)
+		}
+		v.reconcile(p+".reconcile", d.Reconcile)
 		mnames := map[string]bool{}
 		for j, m := range d.Mappings {
 			v.mapping(fmt.Sprintf("%s.mappings[%d]", p, j), d, m, mnames)
 		}
+	}
+}
+
+func (v *validator) reconcile(p string, r Reconcile) {
+	if r.Interval.D() < time.Hour {
+		v.errorf(p+".interval", "must be at least 1h (LinkedIn's reporting changes slowly and has its own limits), got %s", r.Interval)
+	}
+	if r.Days < 1 || r.Days > 90 {
+		v.errorf(p+".days", "must be between 1 and 90, got %d", r.Days)
+	}
+	if r.MinRatio < 0 || r.MinRatio > 1 {
+		v.errorf(p+".min_ratio", "must be between 0 and 1, got %g", r.MinRatio)
+	}
+	if r.MinAccepted < 1 {
+		v.errorf(p+".min_accepted", "must be at least 1, got %d", r.MinAccepted)
 	}
 }
 

@@ -30,6 +30,12 @@
 // status) and its pipeline: read.go consumes and tracks events, send.go
 // batches them and works each batch through an explicit queue of requests
 // (a split or halved request queues its parts; nothing recurses).
+// guard.go is the eventId collision guard: for Formats that are Keyed, each
+// key is claimed in the "eventids" bucket with its content's hash before the
+// first send (7 days), and a later payload with the same key and other
+// content is re-keyed (suffix) or dead-lettered (ReasonCollision);
+// ledger.go counts accepted conversions per rule and UTC day in the
+// "accepted" bucket for reconciliation.
 // dlq.go keeps dead letters; lease.go lets one replica of a shared cluster
 // deliver a destination; limiter.go counts requests in LinkedIn's
 // UTC-aligned windows. testevent.go builds the one conversion of a test

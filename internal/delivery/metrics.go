@@ -16,6 +16,7 @@ type Metrics struct {
 	endToEnd    *prometheus.HistogramVec
 	paused      *prometheus.GaugeVec
 	tokenExpiry *prometheus.GaugeVec
+	collisions  *prometheus.CounterVec
 }
 
 // NewMetrics registers the delivery metrics on reg (nil: not registered).
@@ -68,9 +69,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "capstan_destination_token_expiry_seconds",
 			Help: "Seconds until the destination's access token expires (when known).",
 		}, []string{"destination"}),
+		collisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_delivery_event_id_collisions_total",
+			Help: "Conversions that repeated the eventId of another conversion of the same rule with different content within 7 days, by action: suffix (sent under a derived eventId) or dead_letter.",
+		}, []string{"destination", "mapping", "action"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.conversions, m.deadLetters, m.requests, m.retries, m.limited, m.batchSize, m.latency, m.endToEnd, m.paused, m.tokenExpiry)
+		reg.MustRegister(m.events, m.conversions, m.deadLetters, m.requests, m.retries, m.limited, m.batchSize, m.latency, m.endToEnd, m.paused, m.tokenExpiry, m.collisions)
 	}
 	return m
 }

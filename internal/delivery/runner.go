@@ -69,6 +69,10 @@ type RunnerConfig struct {
 	Consumer string
 	// Clock defaults to real time.
 	Clock Clock
+	// EventIDCollision is what happens to a conversion that repeats the
+	// key of another with different content within GuardTTL, when the
+	// Format is Keyed: CollisionSuffix (default) or CollisionDeadLetter.
+	EventIDCollision string
 }
 
 // DefaultWindow is RunnerConfig.Window's default: LinkedIn's 90 days.
@@ -138,6 +142,9 @@ type Deps struct {
 	Lease *Lease
 	// Metrics is shared by every runner; nil: not registered.
 	Metrics *Metrics
+	// Ledger, when set, counts the conversions the remote accepted per
+	// rule and day (reconciliation); nil: not counted.
+	Ledger *Ledger
 	// Funnel, when set, counts each stage of the destination's funnel for
 	// durable statistics (internal/stats); nil: none.
 	Funnel Funnel
@@ -168,6 +175,8 @@ type Runner struct {
 	limits  *Limits
 	lease   *Lease
 	m       *Metrics
+	ledger  *Ledger
+	guard   *guard // nil: the Format has no keys (set by Run)
 	log     *slog.Logger
 	clock   Clock
 	paused  atomic.Pointer[string]
@@ -215,7 +224,7 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{
-		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m,
+		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m, ledger: deps.Ledger,
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
 		endToEnd:  m.endToEnd.WithLabelValues(plan.Name),
@@ -498,6 +507,14 @@ func (r *Runner) Prepared() bool {
 // flight; events not yet accepted stay in the stream and are delivered
 // after the next start.
 func (r *Runner) Run(ctx context.Context) error {
+	g, err := openGuard(ctx, r.eng, r.plan.Format, r.cfg.EventIDCollision)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("destination %s: %w", r.plan.Name, err)
+	}
+	r.guard = g
 	src, err := r.open(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

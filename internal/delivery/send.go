@@ -16,6 +16,13 @@ type item struct {
 	route *Route
 	ev    *tracked
 	tries int
+	// collision: sent under a derived key by the eventId guard.
+	collision bool
+	// claim is the guard key this item's content owns ("" none), content
+	// its hash: released when the remote refuses the item, so that a
+	// corrected conversion can take the eventId.
+	claim   string
+	content [32]byte
 }
 
 // batch gathers conversions and flushes on count, linger or stop.
@@ -76,6 +83,12 @@ type job struct {
 // was too large, a retry), so the batch is worked through in order without
 // recursion. send is used for requests, stop ends retries.
 func (r *Runner) deliver(send, stop context.Context, batch []*item) {
+	// The guard's claims, like the requests, finish on a soft stop: what
+	// is batched is still sent.
+	batch = r.guardBatch(send, batch)
+	if len(batch) == 0 {
+		return
+	}
 	stack := []job{{items: batch}}
 	for len(stack) > 0 {
 		j := stack[len(stack)-1]
@@ -152,6 +165,17 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		r.retrying.Store(nil)
 		r.m.batchSize.WithLabelValues(r.plan.Name).Observe(float64(len(items)))
 		now := time.Now()
+		if r.ledger != nil { // before the metric: delivered implies counted
+			ts := make([]Tally, len(items))
+			at := r.clock.Now()
+			for i, it := range items {
+				ts[i] = Tally{Rule: it.route.Rule, Day: dayOf(it.Happened, at), Accepted: 1, LastSent: at.UnixMilli()}
+				if it.collision {
+					ts[i].Collisions = 1
+				}
+			}
+			r.count(ts)
+		}
 		r.delivered.Add(float64(len(items)))
 		for _, it := range items {
 			if !it.ev.recv.IsZero() {
@@ -251,6 +275,19 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 	}
 }
 
+// count adds ts to the ledger's accepted counts; a failure is logged (the
+// counts are then short), never the delivery's.
+func (r *Runner) count(ts []Tally) {
+	if r.ledger == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.ledger.Add(ctx, r.plan.Name, ts); err != nil {
+		r.log.Warn("accepted counts not updated; reconciliation will show fewer", "error", err)
+	}
+}
+
 // expire dead-letters the items that would leave the destination's window
 // before the next attempt and returns the others.
 func (r *Runner) expire(ctx context.Context, items []*item, wait time.Duration, a Answer) []*item {
@@ -279,6 +316,10 @@ func (r *Runner) abandon(items []*item) {
 // deadLetterItem dead-letters one conversion of an event with the remote's
 // answer a (status, msg and details may be the element's own).
 func (r *Runner) deadLetterItem(ctx context.Context, it *item, reason string, a Answer, status int, msg string, details any) {
+	if it.claim != "" && r.guard != nil {
+		// LinkedIn did not take it: its eventId is free again.
+		r.guard.release(ctx, it.claim, it.content, r.log)
+	}
 	payload, _ := json.Marshal(it.Value)
 	r.deadLetter(ctx, it.ev, &DeadLetter{
 		Reason: reason, Mapping: it.route.Name, Status: status, Code: a.Code, Message: msg, Errors: details,

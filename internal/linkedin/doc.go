@@ -40,6 +40,10 @@
 //     of §20.1); [Client.AssociateCampaigns] and [Client.ListCampaigns] handle
 //     campaigns (§13, §14.3). Their failures are *[APIError] (and *[HookError]
 //     with §20.3's messages for the hook).
+//   - [Client.ConversionReport] reads adAnalytics (§21: pivot CONVERSION,
+//     DAILY, the query built by hand in Rest.li syntax, ranges of at most 31
+//     days, §21.4's decoding rules); a token without r_ads_reporting gives a
+//     *[ReportingScopeError] matching [ErrReportingScope].
 //
 // The Client starts no goroutines, never logs tokens, client secrets or
 // request bodies, and is safe for concurrent use.

@@ -235,6 +235,8 @@ var adminEndpoints = []string{
 	"DELETE /_sandbox/faults/{id}",
 	"GET /_sandbox/clock",
 	"POST /_sandbox/clock",
+	"GET /_sandbox/reporting",
+	"POST /_sandbox/reporting",
 	"POST /_sandbox/versions/{version}/sunset",
 	"POST /_sandbox/accounts",
 	"POST /_sandbox/campaigns",
@@ -304,6 +306,8 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /_sandbox/clock", s.adminClock)
 	mux.HandleFunc("POST /_sandbox/clock", s.adminClock)
+	mux.HandleFunc("GET /_sandbox/reporting", s.adminReporting)
+	mux.HandleFunc("POST /_sandbox/reporting", s.adminReporting)
 	mux.HandleFunc("POST /_sandbox/versions/{version}/sunset", func(w http.ResponseWriter, r *http.Request) {
 		v := r.PathValue("version")
 		if !versionRE.MatchString(v) {

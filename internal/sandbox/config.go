@@ -182,6 +182,10 @@ type Config struct {
 	StateFile string
 	// StateInterval throttles state file writes. Default 1 second.
 	StateInterval time.Duration
+
+	// Reporting configures GET /rest/adAnalytics (spec §21.10); POST
+	// /_sandbox/reporting changes it at run time.
+	Reporting Reporting
 }
 
 // TokenSpec describes an access token to register.

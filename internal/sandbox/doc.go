@@ -1,8 +1,10 @@
 // Package sandbox is capstan's LinkedIn API simulator: an http.Handler that
 // serves the part of LinkedIn's REST and OAuth surface that capstan uses
 // (conversion events single and BATCH_CREATE, conversion rules, campaign
-// association, ad accounts, account users, campaigns, /rest/me, token
-// refresh, authorisation and introspection), with LinkedIn's validation,
+// association, ad accounts, account users, campaigns, /rest/me, conversion
+// reporting (adAnalytics, reporting.go: a deterministic model of matching,
+// attribution and the reporting delay, spec §21.10), token refresh,
+// authorisation and introspection), with LinkedIn's validation,
 // status codes, error bodies, rate limits and eventId de-duplication, as
 // written in shared/spec/linkedin-capi.md (§18 lists what it reproduces).
 //
@@ -12,7 +14,7 @@
 //
 // Besides LinkedIn's endpoints it serves an inspection and control API under
 // /_sandbox/ (accepted conversions, request log, counters, state, tokens,
-// clock, fault injection, reset); docs/sandbox.md documents it.
+// clock, fault injection, reporting model, reset); docs/sandbox.md documents it.
 //
 // Use:
 //

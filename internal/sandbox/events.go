@@ -218,6 +218,8 @@ type event struct {
 
 	rule    int64 // resolved by the rule lookup
 	account int64
+	// eligible: the rule was enabled and associated with a campaign.
+	eligible bool
 }
 
 func flatten(m map[string]any, raw json.RawMessage) *event {
@@ -523,6 +525,7 @@ func (s *Server) acceptEvents(c *call, events []*event, results []elemResult, ba
 			continue
 		}
 		e.rule, e.account = r.ID, r.Account
+		e.eligible = r.Enabled && len(r.Associations) > 0
 		if !c.hasScope("rw_conversions") || !qualifyingRole(s.st.role(c.tok.Member, r.Account)) {
 			denied = append(denied, i)
 		}
@@ -626,7 +629,7 @@ func (s *Server) acceptEvents(c *call, events []*event, results []elemResult, ba
 		eventID := ids[:len(e.eventID)]
 		ids = ids[len(e.eventID):]
 		conv := Conversion{Rule: e.rule, Account: e.account, EventID: eventID, Token: c.token, Version: c.version,
-			ReceivedAt: c.now.UnixMilli(), BatchID: batchID, Index: i, Body: body}
+			ReceivedAt: c.now.UnixMilli(), BatchID: batchID, Index: i, Body: body, Ineligible: !e.eligible}
 		if s.convs.add(conv, c.now) {
 			dups++
 		} else {

@@ -27,6 +27,7 @@ func (s *Server) apiRoutes() []route {
 		{segs: []string{"rest", "adAccounts"}, endpoint: "adAccounts", methods: map[string]func(*call){http.MethodGet: s.searchAccounts}},
 		{segs: []string{"rest", "adAccounts", "*", "adCampaigns"}, endpoint: "adCampaigns", methods: map[string]func(*call){http.MethodGet: s.searchCampaigns}},
 		{segs: []string{"rest", "me"}, endpoint: "me", methods: map[string]func(*call){http.MethodGet: s.me}},
+		{segs: []string{"rest", "adAnalytics"}, endpoint: "adAnalytics", methods: map[string]func(*call){http.MethodGet: s.adAnalytics}},
 		{segs: []string{"oauth", "v2", "authorization"}, endpoint: "oauth.authorization", methods: map[string]func(*call){http.MethodGet: s.authorize}},
 		{segs: []string{"oauth", "v2", "accessToken"}, endpoint: "oauth.accessToken", methods: map[string]func(*call){http.MethodPost: s.accessToken}},
 		{segs: []string{"oauth", "v2", "introspectToken"}, endpoint: "oauth.introspectToken", methods: map[string]func(*call){http.MethodPost: s.introspect}},

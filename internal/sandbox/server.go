@@ -35,6 +35,7 @@ type Server struct {
 	rng    *rand.Rand
 	faults []*faultRule
 	nextFt int
+	rep    Reporting // reporting switches (spec §21.10)
 
 	offset   atomic.Int64 // clock offset in ns, set by /_sandbox/clock
 	counters counterSet
@@ -60,11 +61,16 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox config: %w", err)
 	}
+	rep, err := cfg.Reporting.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox config: %w", err)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		cfg:   cfg,
+		rep:   rep,
 		log:   log.With("component", "sandbox"),
 		dirty: make(chan struct{}, 1),
 		stop:  make(chan struct{}),

@@ -28,6 +28,9 @@ type Conversion struct {
 	// DuplicateOf is the Seq of the earlier event with the same rule and
 	// eventId when this one was de-duplicated (spec §16), else 0.
 	DuplicateOf int64 `json:"duplicate_of,omitempty"`
+	// Ineligible: the rule was disabled or had no associated campaign when
+	// the event arrived, so reporting never counts it (spec §21.10).
+	Ineligible bool `json:"ineligible,omitempty"`
 	// Body is the event exactly as received.
 	Body json.RawMessage `json:"body"`
 }

@@ -35,6 +35,10 @@ const (
 	AuditStream   = "AUDIT"
 	AuditSubject  = "audit" // audit.<action>
 	SuppressionKV = "suppression"
+	// EventIDsKV holds the eventId collision guard's claims (7-day TTL);
+	// AcceptedKV the accepted counts per rule and day (reconciliation).
+	EventIDsKV = "eventids"
+	AcceptedKV = "accepted"
 	// The delivery statistics (internal/stats): one bucket per window.
 	StatsMinutesKV  = "stats_minutes"
 	StatsQuartersKV = "stats_quarters"

@@ -16,7 +16,16 @@
 //     only), keeps tokens obtained at run time in the state bucket, encrypted
 //     with server.secret_key (package secret; a plaintext value an older
 //     version saved is read and written again encrypted; Reseal changes
-//     keys), and installs an operator's token (InstallToken).
+//     keys), and installs an operator's token (InstallToken);
+//   - Keyed (keyed.go): a conversion's eventId collision key is its rule and
+//     eventId, its content hash covers everything sent; a collision is sent
+//     under "<eventId>-<8 hex of content>", within 64 characters (§16, §23).
+//
+// reconcile.go compares LinkedIn's conversion report (adAnalytics, §21)
+// with delivery's Ledger of accepted conversions per rule and UTC day:
+// Reconcile (capstan reconcile), Reconciler (capstan serve, periodic, with
+// capstan_reconcile_* metrics) and RuleMappings (rule ids from the
+// configuration and the state bucket).
 //
 // SendTest (testevent.go) sends one test conversion through the client and
 // returns the request and LinkedIn's raw answer (capstan test-event, the

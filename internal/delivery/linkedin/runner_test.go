@@ -34,6 +34,7 @@ type harness struct {
 	client *capi.Client
 	runner *delivery.Runner
 	plan   *delivery.Plan
+	ledger *delivery.Ledger
 	stop   func()
 	deps   delivery.Deps // Funnel and Metrics of the runner
 }
@@ -150,8 +151,13 @@ destinations:
 func (h *harness) start(rc delivery.RunnerConfig) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
+	if h.ledger == nil {
+		if h.ledger, err = delivery.OpenLedger(context.Background(), h.eng); err != nil {
+			h.t.Fatal(err)
+		}
+	}
 	deps := h.deps
-	deps.Engine = h.eng
+	deps.Engine, deps.Ledger = h.eng, h.ledger
 	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, deps)
 	if err != nil {
 		h.t.Fatal(err)

@@ -1,0 +1,328 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+// Keyed is implemented by Formats whose payloads carry a key the client
+// chooses and the remote may de-duplicate on (LinkedIn: the eventId, per
+// conversion rule, spec §16, §23). The runner's eventId collision guard
+// uses it: two payloads with the same key but different content within
+// GuardTTL are a collision, which the remote would either drop or count
+// twice. Implementations must be safe for concurrent use.
+type Keyed interface {
+	// EventKey returns the payload's key — scope (LinkedIn: the rule) and
+	// id (the eventId) — and a hash of everything that must not differ
+	// under one key (value, currency, time, identifiers, and the id
+	// itself). ok is false when the payload carries no key.
+	EventKey(p Payload) (scope, id string, content [32]byte, ok bool)
+	// Rekey returns a copy of p whose key is derived from its own and from
+	// content (LinkedIn: "<eventId>-<8 hex of content>", within the
+	// eventId's length limit). It must be stable: the same payload always
+	// gets the same key, so retries and replays stay idempotent.
+	Rekey(p Payload, content [32]byte) (Payload, string, error)
+}
+
+// Collision policies of destinations[].event_id_collision.
+const (
+	// CollisionSuffix sends the later conversion under a derived key.
+	CollisionSuffix = "suffix"
+	// CollisionDeadLetter keeps the later conversion in the DLQ with
+	// reason ReasonCollision.
+	CollisionDeadLetter = "dead_letter"
+)
+
+// ReasonCollision is the dead-letter reason of a conversion held by the
+// eventId collision guard (event_id_collision: dead_letter).
+const ReasonCollision = "event_id_collision"
+
+// GuardKV is the key-value bucket of the eventId collision guard: per
+// destination, rule and eventId (hashed) the hash of the content first sent
+// under it, for GuardTTL.
+const GuardKV = stream.EventIDsKV
+
+// GuardTTL is how long the guard remembers an eventId: seven days (spec
+// §16's outbound ledger).
+const GuardTTL = 7 * 24 * time.Hour
+
+// claimBytes is how much of a content hash the bucket keeps: 128 bits, so
+// that an entry takes about 150 bytes on disk.
+const claimBytes = 16
+
+// guardTimeout bounds the claims of one batch.
+const guardTimeout = 30 * time.Second
+
+// guardPipeline bounds the claims published at once (below nats.go's
+// default of 4000 pending asynchronous publishes).
+const guardPipeline = 1000
+
+// guardParallel bounds the concurrent bucket round trips of one batch's
+// slow path (keys that exist).
+const guardParallel = 16
+
+// guard checks a batch's keyed payloads against the bucket. Each key is
+// claimed with an atomic create before its payload is first sent, so a
+// crash between claim and send, or between send and acknowledgement, only
+// leads to a retry of the same content, which finds its own hash: never a
+// false collision. The claim outlives a later dead letter of the first
+// payload (its content still owns the key).
+type guard struct {
+	// kv's writes are not synced one by one: a batch's claims are made
+	// durable together by one eng.Sync (one fsync, not one per claim).
+	kv    jetstream.KeyValue
+	eng   *stream.Engine
+	keyed Keyed
+	mode  string
+}
+
+// guardKey is the bucket key of (destination, scope, id): hashed, as ids
+// may hold any character and may be personal.
+func guardKey(dest, scope, id string) string {
+	sum := sha256.Sum256([]byte(dest + "\x00" + scope + "\x00" + id))
+	return "e." + hex.EncodeToString(sum[:16])
+}
+
+// IDHash is the short hash under which logs name an eventId (never the
+// eventId itself: it may be an order or person id).
+func IDHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6])
+}
+
+// claim returns the content hash owning key: content itself when this call
+// (or an earlier one with the same content) claimed it; created says
+// whether this call wrote the claim.
+func (g *guard) claim(ctx context.Context, key string, content [32]byte) (owner [32]byte, created bool, err error) {
+	for range 3 {
+		e, err := g.kv.Get(ctx, key)
+		switch {
+		case err == nil:
+			copy(owner[:], e.Value())
+			return owner, false, nil
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return owner, false, err
+		}
+		_, err = g.kv.Create(ctx, key, content[:claimBytes])
+		switch {
+		case err == nil:
+			return content, true, nil
+		case !errors.Is(err, jetstream.ErrKeyExists):
+			return owner, false, err
+		}
+		// Claimed meanwhile by another sender: read the owner again.
+	}
+	return owner, false, fmt.Errorf("eventId guard: key %s keeps changing", key)
+}
+
+// release gives up key when content still owns it: the remote refused the
+// conversion, so a corrected one may use the eventId. A failure is logged;
+// the corrected conversion is then sent under a derived eventId (not lost).
+func (g *guard) release(ctx context.Context, key string, content [32]byte, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	e, err := g.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return
+	}
+	if err == nil && !bytes.Equal(e.Value(), content[:claimBytes]) {
+		return // another content owns it
+	}
+	if err == nil {
+		err = g.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	}
+	if err != nil {
+		log.Warn("eventId guard: could not release the eventId of a refused conversion; a corrected one will be sent under a derived eventId", "error", err)
+	}
+}
+
+// guardBatch applies the eventId collision guard to a flushed batch and
+// returns the items to send: unchanged, re-keyed (suffix) or left out
+// (dead-lettered, or kept for redelivery when the bucket failed).
+func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
+	g := r.guard
+	if g == nil {
+		return batch
+	}
+	type check struct {
+		it      *item
+		scope   string
+		id      string
+		key     string
+		content [32]byte
+		owner   [32]byte
+		err     error
+	}
+	var checks []*check
+	for _, it := range batch {
+		if scope, id, content, ok := g.keyed.EventKey(it.Payload); ok {
+			clear(content[claimBytes:]) // 128 bits are kept and compared
+			checks = append(checks, &check{it: it, scope: scope, id: id, key: guardKey(r.plan.Name, scope, id), content: content})
+		}
+	}
+	if len(checks) == 0 {
+		return batch
+	}
+	// The first payload of a key in the batch claims it; the others of
+	// the same key are compared with that one after the claims.
+	first := map[string]*check{}
+	var claims []*check
+	for _, c := range checks {
+		if _, ok := first[c.key]; !ok {
+			first[c.key] = c
+			claims = append(claims, c)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, guardTimeout)
+	defer cancel()
+	// Fast path: create every key at once, pipelined (a new eventId is
+	// the common case); keys that exist, or did, take the slow path.
+	var created atomic.Bool
+	var slow []*check
+	js := g.eng.JetStream()
+	for chunk := range slices.Chunk(claims, guardPipeline) {
+		futs := make([]jetstream.PubAckFuture, len(chunk))
+		for i, c := range chunk {
+			m := nats.NewMsg("$KV." + GuardKV + "." + c.key)
+			m.Data = c.content[:claimBytes]
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+			futs[i], _ = js.PublishMsgAsync(m)
+		}
+		for i, c := range chunk {
+			if futs[i] == nil {
+				slow = append(slow, c)
+				continue
+			}
+			select {
+			case <-futs[i].Ok():
+				c.owner = c.content
+				created.Store(true)
+			case <-futs[i].Err():
+				slow = append(slow, c)
+			case <-cctx.Done():
+				c.err = cctx.Err()
+			}
+		}
+	}
+	sem := make(chan struct{}, guardParallel)
+	var wg sync.WaitGroup
+	for _, c := range slow {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var made bool
+			c.owner, made, c.err = g.claim(cctx, c.key, c.content)
+			if made {
+				created.Store(true)
+			}
+		})
+	}
+	wg.Wait()
+	if created.Load() {
+		// The claims are durable before anything is sent under them.
+		if err := g.eng.Sync(cctx, "KV_"+GuardKV); err != nil {
+			for _, c := range claims {
+				if c.err == nil {
+					c.err = fmt.Errorf("sync the eventId claims: %w", err)
+				}
+			}
+		}
+	}
+	for _, c := range checks {
+		if f := first[c.key]; f != c {
+			c.owner, c.err = f.owner, f.err
+		}
+	}
+	out := batch[:0:0]
+	drop := map[*item]bool{}
+	for _, c := range checks {
+		it := c.it
+		switch {
+		case c.err != nil:
+			// Not knowing whether it collides, do not send it: the event
+			// is redelivered and checked again.
+			r.log.Error("eventId guard unavailable; the event will be delivered again", "error", c.err, "mapping", it.route.Name, "event_seq", it.ev.Seq)
+			it.ev.failed.Store(true)
+			r.release(it.ev)
+			drop[it] = true
+		case c.owner == c.content:
+			// First sight, or a retry or replay of the same content.
+			it.claim, it.content = c.key, c.content
+		case g.mode == CollisionDeadLetter:
+			r.collided(it, c.scope, c.id, CollisionDeadLetter, "")
+			r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,
+				"another conversion with different content was sent for this rule under the same eventId within 7 days; "+
+					"send it under its own eventId, or set event_id_collision: suffix and replay", nil)
+			drop[it] = true
+		default:
+			p, derived, err := g.keyed.Rekey(it.Payload, c.content)
+			if err != nil {
+				r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,
+					"eventId collision, and no derived eventId could be made: "+err.Error(), nil)
+				drop[it] = true
+				continue
+			}
+			it.Payload = p
+			it.collision = true
+			r.collided(it, c.scope, c.id, CollisionSuffix, derived)
+		}
+	}
+	for _, it := range batch {
+		if !drop[it] {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// collided logs and counts an eventId collision of it (no PII: the rule,
+// the mapping and a hash of the eventId).
+func (r *Runner) collided(it *item, scope, id, action, derived string) {
+	r.m.collisions.WithLabelValues(r.plan.Name, it.route.Name, action).Inc()
+	args := []any{"mapping", it.route.Name, "rule", scope, "event_id_hash", IDHash(id), "action", action, "event_seq", it.ev.Seq}
+	if derived != "" {
+		args = append(args, "derived_event_id_hash", IDHash(derived))
+	}
+	r.log.Warn("eventId collision: another conversion with different content was sent under the same eventId within 7 days", args...)
+	if action == CollisionDeadLetter {
+		r.count([]Tally{{Rule: it.route.Rule, Day: dayOf(it.Happened, r.clock.Now()), Collisions: 1}})
+	}
+}
+
+// openGuard opens the guard's bucket for f, or returns nil when f has no
+// keys.
+func openGuard(ctx context.Context, eng *stream.Engine, f Format, mode string) (*guard, error) {
+	k, ok := f.(Keyed)
+	if !ok {
+		return nil, nil
+	}
+	switch mode {
+	case "":
+		mode = CollisionSuffix
+	case CollisionSuffix, CollisionDeadLetter:
+	default:
+		return nil, fmt.Errorf("event_id_collision %q: want %s or %s", mode, CollisionSuffix, CollisionDeadLetter)
+	}
+	if _, err := eng.KV(ctx, GuardKV, GuardTTL); err != nil { // created as the other buckets
+		return nil, err
+	}
+	kv, err := eng.JetStream().KeyValue(ctx, GuardKV)
+	if err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", GuardKV, err)
+	}
+	return &guard{kv: kv, eng: eng, keyed: k, mode: mode}, nil
+}

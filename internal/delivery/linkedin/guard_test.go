@@ -1,0 +1,157 @@
+package linkedin
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/sandbox"
+)
+
+// orderMapping sends Order Completed events with the order id as eventId.
+const orderMapping = `      - name: Orders
+        trigger: 'type = "track" and event = "Order Completed"'
+        conversion_rule: {create: {name: "Orders (capstan)", type: PURCHASE}}
+        fields:
+          eventId: {"@path": "$.properties.order_id"}
+          conversionValue: {currencyCode: USD, amount: {"@path": "$.properties.revenue"}}
+`
+
+func order(msgID, orderID, revenue, at string) string {
+	return `{"type":"track","event":"Order Completed","userId":"u1","messageId":"` + msgID + `","timestamp":"` + at +
+		`","properties":{"order_id":"` + orderID + `","revenue":` + revenue + `,"li_fat_id":"lfi-1"}}`
+}
+
+// records returns every conversion the sandbox stored, duplicates included.
+func (h *harness) records() []sandbox.Conversion {
+	return h.sb.Conversions(sandbox.ConversionFilter{Duplicates: true})
+}
+
+func amountOf(t *testing.T, c sandbox.Conversion) string {
+	t.Helper()
+	var b struct {
+		Value struct {
+			Amount string `json:"amount"`
+		} `json:"conversionValue"`
+	}
+	if err := json.Unmarshal(c.Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Value.Amount
+}
+
+// TestEventIDCollisionSuffix: the upsell pair (order wc_order_5291, $149 then
+// $39) is sent as two conversions, the second under a derived eventId, and
+// both are counted; a replay of either (same content) is no collision and
+// reuses the same eventId, also after a restart.
+func TestEventIDCollisionSuffix(t *testing.T) {
+	h := newHarness(t, opts{mappings: orderMapping})
+	at := h.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	h.send(order("m-1", "wc_order_5291", "149", at))
+	eventually(t, 20*time.Second, "the first order", func() bool { return len(h.records()) == 1 })
+	h.send(order("m-2", "wc_order_5291", "39", at))
+	eventually(t, 20*time.Second, "the upsell", func() bool { return len(h.records()) == 2 })
+	recs := h.records()
+	if recs[0].EventID != "wc_order_5291" || amountOf(t, recs[0]) != "149" {
+		t.Errorf("first: %s %s", recs[0].EventID, recs[0].Body)
+	}
+	derived := recs[1].EventID
+	if !strings.HasPrefix(derived, "wc_order_5291-") || len(derived) != len("wc_order_5291-")+8 || amountOf(t, recs[1]) != "39" {
+		t.Errorf("upsell: %s %s", derived, recs[1].Body)
+	}
+	if kept := h.sb.Conversions(sandbox.ConversionFilter{}); len(kept) != 2 {
+		t.Errorf("the sandbox counts %d of the pair, want both", len(kept))
+	}
+	// Replays (new messageIds, same content): no new collision, same ids,
+	// across a restart of the runner.
+	h.stop()
+	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	h.send(order("m-3", "wc_order_5291", "39", at), order("m-4", "wc_order_5291", "149", at))
+	eventually(t, 20*time.Second, "the replays", func() bool { return len(h.records()) == 4 })
+	recs = h.records()
+	got := map[string]int{}
+	for _, r := range recs[2:] {
+		got[r.EventID+"="+amountOf(t, r)]++
+	}
+	if got["wc_order_5291=149"] != 1 || got[derived+"=39"] != 1 {
+		t.Errorf("replays sent as %v, want the original ids (wc_order_5291=149, %s=39)", got, derived)
+	}
+	if n := len(h.deadLetters(delivery.ReasonCollision)); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+	ts, err := h.ledger.Tallies(context.Background(), "li", h.clock.Now().Add(-48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc, col int64
+	for _, tl := range ts {
+		acc += tl.Accepted
+		col += tl.Collisions
+	}
+	if acc != 4 || col != 2 {
+		t.Errorf("ledger: %d accepted, %d collisions (%+v); want 4 and 2", acc, col, ts)
+	}
+}
+
+// TestEventIDCollisionDeadLetter: with dead_letter the upsell is held in
+// the DLQ with reason event_id_collision; the first order is delivered, and
+// its retry is not a collision.
+func TestEventIDCollisionDeadLetter(t *testing.T) {
+	h := newHarness(t, opts{mappings: orderMapping, runner: delivery.RunnerConfig{EventIDCollision: delivery.CollisionDeadLetter}})
+	at := h.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	h.send(order("m-1", "wc_order_5291", "149", at))
+	eventually(t, 20*time.Second, "the first order", func() bool { return len(h.records()) == 1 })
+	h.send(order("m-2", "wc_order_5291", "39", at), order("m-3", "wc_order_5291", "149", at))
+	eventually(t, 20*time.Second, "the dead letter", func() bool { return len(h.deadLetters(delivery.ReasonCollision)) == 1 })
+	eventually(t, 20*time.Second, "the retry", func() bool { return len(h.records()) == 2 })
+	dl := h.deadLetters(delivery.ReasonCollision)[0]
+	if dl.MessageID != "m-2" || dl.Code != "EVENT_ID_COLLISION" || !strings.Contains(string(dl.Payload), `"amount":"39"`) {
+		t.Errorf("dead letter %+v %s", dl, dl.Payload)
+	}
+	for _, r := range h.records() {
+		if r.EventID != "wc_order_5291" || amountOf(t, r) != "149" {
+			t.Errorf("sent %s %s", r.EventID, r.Body)
+		}
+	}
+}
+
+// TestRekeyFitsEventIDLimit: a derived eventId never exceeds 64 characters
+// and differs for different long ids with a common prefix.
+func TestRekeyFitsEventIDLimit(t *testing.T) {
+	f, err := NewFormat(FormatConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é", 70)
+	mk := func(id string) delivery.Payload {
+		c := &conversion{}
+		c.EventID = id
+		return delivery.Payload{Value: c}
+	}
+	seen := map[string]bool{}
+	for _, id := range []string{long + "a", long + "b", "short"} {
+		p := mk(id)
+		_, _, content, ok := f.EventKey(p)
+		if !ok {
+			t.Fatal("no key")
+		}
+		q, derived, err := f.Rekey(p, content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len([]rune(derived)); n > MaxEventIDLength || q.Value.(*conversion).EventID != derived {
+			t.Errorf("%q: derived %q (%d characters)", id, derived, n)
+		}
+		q2, _, _ := f.Rekey(p, content)
+		if q2.Value.(*conversion).EventID != derived {
+			t.Error("not stable")
+		}
+		if seen[derived] {
+			t.Errorf("%q: derived %q twice", id, derived)
+		}
+		seen[derived] = true
+	}
+}

@@ -1,0 +1,121 @@
+package linkedin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	capi "github.com/capstan-gw/capstan/internal/linkedin"
+	"github.com/capstan-gw/capstan/internal/sandbox"
+)
+
+// reconcileMappings: clicks (li_fat_id: always matched) and newsletter
+// sign-ups (email only), both associated with a campaign.
+const reconcileMappings = `      - name: Clicks
+        trigger: 'type = "track" and event = "Sign Up"'
+        conversion_rule: {create: {name: "Clicks (capstan)", type: SIGN_UP}}
+        campaigns: [435901]
+      - name: Newsletter
+        trigger: 'type = "track" and event = "Newsletter"'
+        conversion_rule: {create: {name: "Newsletter (capstan)", type: LEAD}}
+        campaigns: [435902]
+`
+
+func reconcileHarness(t *testing.T, scopes []string) *harness {
+	return newHarness(t, opts{
+		mappings: reconcileMappings,
+		sandbox: sandbox.Config{
+			Tokens:    []sandbox.TokenSpec{{Token: "tok", AdAccount: account, Scopes: scopes}},
+			Reporting: sandbox.Reporting{Delay: sandbox.Duration(72 * time.Hour), EmailMatchShare: 0.05},
+		},
+	})
+}
+
+func (h *harness) sendReconcileEvents(n int) {
+	var evs []string
+	for i := range n {
+		evs = append(evs, signUpEvent(i, ""))
+		evs = append(evs, fmt.Sprintf(`{"type":"track","event":"Newsletter","userId":"n%d","messageId":"n-%05d","traits":{"email":"reader%d@example.com"}}`, i, i, i))
+	}
+	h.send(evs...)
+	eventually(h.t, 30*time.Second, "every conversion counted", func() bool {
+		ts, err := h.ledger.Tallies(context.Background(), "li", h.clock.Now().Add(-24*time.Hour))
+		var sum int64
+		for _, t := range ts {
+			sum += t.Accepted
+		}
+		return err == nil && sum == int64(2*n)
+	})
+}
+
+func (h *harness) reconcile(now time.Time) *Reconciliation {
+	h.t.Helper()
+	maps, err := RuleMappings(context.Background(), h.dest.state, h.plan)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rec, err := Reconcile(context.Background(), h.client, account, h.ledger, "li", maps, ReconcileOptions{MinAccepted: 20, Now: now})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return rec
+}
+
+func ruleOf(t *testing.T, rec *Reconciliation, mapping string) ReconcileRule {
+	t.Helper()
+	for _, r := range rec.Rules {
+		for _, m := range r.Mappings {
+			if m == mapping {
+				return r
+			}
+		}
+	}
+	t.Fatalf("no rule for mapping %s in %+v", mapping, rec)
+	return ReconcileRule{}
+}
+
+func TestReconcileBeforeAndAfterDelay(t *testing.T) {
+	h := reconcileHarness(t, []string{"r_ads", "rw_conversions", "r_ads_reporting"})
+	h.sendReconcileEvents(40)
+
+	// Within 72 h: the day is processing, nothing reported, nothing flagged.
+	rec := h.reconcile(h.clock.Now())
+	if rec.MissingScope != "" || rec.Flagged != 0 || len(rec.Rules) != 2 {
+		t.Fatalf("before: %+v", rec)
+	}
+	for _, m := range []string{"Clicks", "Newsletter"} {
+		r := ruleOf(t, rec, m)
+		if len(r.Days) != 1 || r.Days[0].State != DayProcessing || r.Days[0].Accepted != 40 || *r.Days[0].Reported != 0 || r.Flag != "" {
+			t.Errorf("before, %s: %+v %+v", m, r, r.Days)
+		}
+	}
+
+	// 72 h later: clicks all reported (li_fat_id), newsletter few (email
+	// at 5%): flagged.
+	_ = h.clock.Sleep(context.Background(), 72*time.Hour+time.Minute)
+	rec = h.reconcile(h.clock.Now())
+	clicks, news := ruleOf(t, rec, "Clicks"), ruleOf(t, rec, "Newsletter")
+	if clicks.Days[0].State != DayMature || clicks.Accepted != 40 || *clicks.Reported != 40 || *clicks.Ratio != 1 || clicks.Flag != "" {
+		t.Errorf("after, clicks: %+v %+v", clicks, clicks.Days)
+	}
+	if news.Accepted != 40 || *news.Reported > 8 || news.Flag == "" || rec.Flagged != 1 {
+		t.Errorf("after, newsletter: %+v (flagged %d)", news, rec.Flagged)
+	}
+	t.Logf("newsletter: %d of %d reported, %s: %s", *news.Reported, news.Accepted, news.Flag, news.Reason)
+}
+
+func TestReconcileWithoutReportingScope(t *testing.T) {
+	h := reconcileHarness(t, []string{"r_ads", "rw_conversions"})
+	h.sendReconcileEvents(5) // delivery works without the scope
+	rec := h.reconcile(h.clock.Now())
+	if rec.MissingScope != "r_ads_reporting" || len(rec.Rules) != 2 || rec.Rules[0].Days[0].Accepted != 5 || rec.Rules[0].Reported != nil {
+		t.Fatalf("%+v", rec)
+	}
+	t.Log(rec.Error)
+	_, err := h.client.ConversionReport(context.Background(), account, h.clock.Now(), h.clock.Now())
+	if !errors.Is(err, capi.ErrReportingScope) {
+		t.Errorf("error %v", err)
+	}
+}
