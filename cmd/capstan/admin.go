@@ -15,12 +15,14 @@ import (
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/privacy"
+	"github.com/capstan-gw/capstan/internal/stats"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // newAdmin wires the admin API to the running gateway's parts.
-// sup is nil with privacy.suppress off.
-func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, sup *privacy.Suppressions, eng *stream.Engine, w *stream.Writer, log *slog.Logger) (*admin.Server, error) {
+// sup is nil with privacy.suppress off; st is nil when no statistics are
+// kept.
+func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, sup *privacy.Suppressions, eng *stream.Engine, w *stream.Writer, st *stats.Collector, log *slog.Logger) (*admin.Server, error) {
 	var ident admin.Identity
 	var enr delivery.Enricher
 	var del admin.Privacy
@@ -54,6 +56,9 @@ func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, s
 			}
 			return delivery.Preview(ctx, plans, events, source, time.Now(), enr)
 		}),
+	}
+	if st != nil {
+		deps.Stats = st
 	}
 	runners := make([]*delivery.Runner, 0, len(dests))
 	for _, d := range dests {

@@ -64,7 +64,7 @@ destinations:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dests, err := newDestinations(ctx, cfg, plans, eng, graph, nil, prometheus.NewRegistry(), log)
+	dests, err := newDestinations(ctx, cfg, plans, eng, graph, nil, nil, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ destinations:
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm, err := newAdmin(cfg, dests, graph, nil, eng, w, log)
+	adm, err := newAdmin(cfg, dests, graph, nil, eng, w, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,10 @@ func newBackupCmd() *cobra.Command {
 		Long: `Write a consistent snapshot of each of capstan's streams into DIR (created;
 it must be empty): EVENTS and the DLQ, AUDIT when it exists, and the
 streams behind the key-value buckets (KV_identity, KV_state,
-KV_suppression, KV_eventids, KV_accepted), each with its consumers' state, so delivery resumes
-where it was. It uses JetStream's snapshot API, so it works while capstan
+KV_suppression, KV_eventids, KV_accepted, and the delivery statistics'
+KV_stats_minutes, KV_stats_quarters, KV_stats_hours, when they exist),
+each with its consumers' state, so delivery resumes where it was. It
+uses JetStream's snapshot API, so it works while capstan
 serves (through the embedded engine's local port, or the external
 cluster) and when it is stopped (it opens the data directory itself).
 

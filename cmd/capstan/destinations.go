@@ -158,7 +158,8 @@ func (d *destination) FinishConnect(ctx context.Context, q url.Values, state, re
 	return summary, conn.Warnings(), err
 }
 
-// newDestinations builds the destinations and their runners.
+// newDestinations builds the destinations and their runners; funnel (nil:
+// none) counts their delivery statistics.
 // suppressor returns sup as a delivery.Suppressor: nil for none (never a
 // nil pointer in a non-nil interface).
 func suppressor(sup *privacy.Suppressions) delivery.Suppressor {
@@ -168,7 +169,7 @@ func suppressor(sup *privacy.Suppressions) delivery.Suppressor {
 	return sup
 }
 
-func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.Plan, eng *stream.Engine, graph delivery.Graph, sup delivery.Suppressor, reg prometheus.Registerer, log *slog.Logger) ([]*destination, error) {
+func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.Plan, eng *stream.Engine, graph delivery.Graph, sup delivery.Suppressor, funnel delivery.Funnel, reg prometheus.Registerer, log *slog.Logger) ([]*destination, error) {
 	if len(plans) == 0 {
 		return nil, nil
 	}
@@ -194,7 +195,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Ledger: ledger, Log: log}
+		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Ledger: ledger, Funnel: funnel, Log: log}
 		if cfg.Engine.NatsURL != "" {
 			// Shared cluster: only the lease holder delivers; other
 			// replicas stand by. With the embedded engine the data

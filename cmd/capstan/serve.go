@@ -25,6 +25,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/ingest"
 	"github.com/capstan-gw/capstan/internal/privacy"
+	"github.com/capstan-gw/capstan/internal/stats"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -178,7 +179,21 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			return err
 		}
 	}
-	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), reg, log)
+	// Durable delivery statistics (the console's overview): counted by
+	// the runners, flushed to the engine every few seconds by st.Run.
+	var st *stats.Collector
+	var funnel delivery.Funnel
+	if len(plans) > 0 {
+		// Figures only: without their buckets capstan still delivers, and
+		// the console's Overview says the statistics are not kept.
+		if st, err = stats.Open(ctx, eng, stats.Config{}, log); err != nil {
+			log.Error("delivery statistics are not kept: their buckets cannot be opened", "error", err)
+			st = nil
+		} else {
+			funnel = st
+		}
+	}
+	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), funnel, reg, log)
 	if err != nil {
 		return err
 	}
@@ -217,7 +232,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	})
 	var adm *admin.Server
 	if cfg.Server.AdminEnabled() {
-		if adm, err = newAdmin(cfg, dests, graph, sup, eng, app, log); err != nil {
+		if adm, err = newAdmin(cfg, dests, graph, sup, eng, app, st, log); err != nil {
 			return err
 		}
 		mux.Handle("/admin/", adm)
@@ -278,6 +293,14 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	defer stopApp()
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.Run(appCtx) }()
+	// The statistics outlive the runners too: their final flush keeps the
+	// last counts of delivery's soft stop.
+	statsDone := make(chan error, 1)
+	if st != nil {
+		go func() { statsDone <- st.Run(appCtx) }()
+	} else {
+		statsDone <- nil
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if sup != nil {
@@ -336,6 +359,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	err = g.Wait()
 	stopApp()
 	<-appDone
+	<-statsDone
 	log.Info("stopped")
 	return err
 }

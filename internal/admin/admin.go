@@ -149,6 +149,8 @@ type Deps struct {
 	Audit   AuditLog
 	// Explain is optional too: without it the event detail answers 503.
 	Explain Explainer
+	// Stats is optional: without it GET /admin/api/stats answers 503.
+	Stats Stats
 }
 
 // Server is the admin API: an http.Handler for every path under /admin/.
@@ -168,6 +170,7 @@ type Server struct {
 	audit    AuditLog
 	explain  Explainer
 	live     *liveHub
+	stats    Stats
 	log      *slog.Logger
 
 	mux   *http.ServeMux
@@ -248,6 +251,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		privacy:  deps.Privacy,
 		audit:    deps.Audit,
 		explain:  deps.Explain,
+		stats:    deps.Stats,
 		log:      log.With("component", "admin"),
 		mux:      http.NewServeMux(),
 		roles:    map[string]Role{},
@@ -277,6 +281,8 @@ func (s *Server) routes() {
 	s.route("POST /admin/api/preview", RoleViewer, s.runPreview)
 	s.route("POST /admin/api/privacy/delete", RoleOperator, s.deletePerson)
 	s.route("GET /admin/api/audit", RoleViewer, s.listAudit)
+	s.route("GET /admin/api/stats", RoleViewer, s.showStats)
+	s.route("GET /admin/api/dlq/count", RoleViewer, s.countDeadLetters)
 	s.route("GET /admin/api/people", RoleViewer, s.listPeople)
 	s.route("GET /admin/api/session", RoleViewer, s.showSession)
 	s.route("DELETE /admin/api/session", RoleViewer, s.signOut)

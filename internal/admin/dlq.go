@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -221,5 +222,61 @@ func (s *Server) replayDeadLetters(w http.ResponseWriter, r *http.Request) error
 	writeJSON(w, http.StatusOK, struct {
 		Replayed int `json:"replayed"`
 	}{n})
+	return nil
+}
+
+// DeadLetterCounter is implemented by DeadLetters that count dead letters
+// without reading them (EngineDeadLetters: the DLQ stream's per-subject
+// counts). Others are counted by listing.
+type DeadLetterCounter interface {
+	// Count returns how many dead letters the DLQ holds per destination
+	// and reason.
+	Count(ctx context.Context) (map[[2]string]uint64, error)
+}
+
+// dlqCount is the answer of GET /admin/api/dlq/count.
+type dlqCount struct {
+	// Count is the number of dead letters the filter selects.
+	Count uint64 `json:"count"`
+	// ByDestination and ByReason split the selection.
+	ByDestination map[string]uint64 `json:"byDestination"`
+	ByReason      map[string]uint64 `json:"byReason"`
+}
+
+// countDeadLetters: GET /admin/api/dlq/count?destination=&reason= answers
+// how many dead letters the DLQ holds (the console's navigation count),
+// by destination and by reason.
+func (s *Server) countDeadLetters(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := checkQuery(q, "destination", "reason"); err != nil {
+		return err
+	}
+	f, err := dlqFilter(q.Get("destination"), q.Get("reason"), "", time.Now())
+	if err != nil {
+		return err
+	}
+	var counts map[[2]string]uint64
+	if c, ok := s.dlq.(DeadLetterCounter); ok {
+		counts, err = c.Count(r.Context())
+	} else {
+		counts = map[[2]string]uint64{}
+		err = s.dlq.List(r.Context(), delivery.DLQFilter{}, func(dl *delivery.DeadLetter) error {
+			counts[[2]string{dl.Destination, dl.Reason}]++
+			return nil
+		})
+	}
+	if err != nil {
+		return s.unavailable(r, "count the dead letters", err)
+	}
+	out := dlqCount{ByDestination: map[string]uint64{}, ByReason: map[string]uint64{}}
+	for k, n := range counts {
+		if (f.Destination != "" && k[0] != f.Destination) || (f.Reason != "" && k[1] != f.Reason) {
+			continue
+		}
+		out.Count += n
+		out.ByDestination[k[0]] += n
+		out.ByReason[k[1]] += n
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -41,6 +41,8 @@
 //	GET    /admin/api/live?source=&type=&event=&user=   text/event-stream: the events stored from now on (Live events)
 //	GET    /admin/api/events/{seq}/explain      delivery.Explanation: the stored event and, per destination and mapping, the trigger's result, the request or why none, the delivery outcome
 //	GET    /admin/api/mappings                  {"destinations": [{"destination","sources","mappings": [{"name","trigger"}]}]}
+//	GET    /admin/api/stats?window=1h|24h|7d&destination=&mapping=   stats.Report (see below)
+//	GET    /admin/api/dlq/count?destination=&reason=   {"count": n, "byDestination": {…}, "byReason": {…}}
 //	POST   /admin/api/destinations/{name}/test-event   {"event": {…} (optional), "mapping": "NAME" (optional)} or an empty body
 //	                                            → {"request": …, "status": N, "answer": …, "error"?: …} (operator, audited)
 //	GET    /admin/api/destinations/{name}/rules {"rules": [report, …]} (viewer)
@@ -100,6 +102,20 @@
 // destination's durable consumer's ack floor, and the DLQ): delivered,
 // pending, dead_lettered (with the dead letter's id and reason) or
 // not_sent (with the reason).
+//
+// The statistics (internal/stats, durable: they survive restarts) answer,
+// for the window (default 1h) and per destination and mapping, the funnel
+// {"received","matched","valid","delivered","deadLettered"}, the outcomes
+// of events that became no conversion, match coverage
+// {"li_fat_id","email","both","neither"} (delivered conversions by the
+// identifiers they carried), latency {"count","p50","p95"} in seconds
+// (event stored → accepted by the destination) and a series of points
+// {"t","received","matched","delivered","deadLettered"}, each a count over
+// stepSeconds (60, 900 or 3600). A destination's counts from matched on
+// are conversions (summed over its mappings). mapping needs destination;
+// an unknown one is a 404. dlq/count reads the DLQ stream's per-subject
+// counts, not the dead letters, so the console polls it for its
+// navigation count.
 //
 // # Errors
 //

@@ -33,6 +33,12 @@ func (q EngineDeadLetters) Replay(ctx context.Context, f delivery.DLQFilter) (in
 	return delivery.ReplayDeadLetters(ctx, q.Engine, q.Writer, f)
 }
 
+// Count returns the dead letters held per destination and reason, from
+// the DLQ stream's subject counts.
+func (q EngineDeadLetters) Count(ctx context.Context) (map[[2]string]uint64, error) {
+	return q.Engine.DeadLetterCounts(ctx)
+}
+
 // EngineEvents reads the EVENTS stream of an engine through its one read
 // path.
 type EngineEvents struct{ Engine *stream.Engine }

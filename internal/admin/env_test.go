@@ -19,6 +19,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/privacy"
+	"github.com/capstan-gw/capstan/internal/stats"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -104,6 +105,7 @@ type env struct {
 	w     *stream.Writer
 	graph *identity.Graph
 	sup   *privacy.Suppressions
+	stats *stats.Collector
 	dests map[string]*fakeDest
 
 	mu       sync.Mutex
@@ -160,6 +162,10 @@ func newEnvConfig(t testing.TB, cfg Config) *env {
 		t.Fatal(err)
 	}
 	deps.Audit = EngineAudit{Engine: eng}
+	if e.stats, err = stats.Open(context.Background(), eng, stats.Config{}, discard); err != nil {
+		t.Fatal(err)
+	}
+	deps.Stats = e.stats
 	for _, name := range []string{"linkedin", "unsaved", "broken"} {
 		deps.Destinations = append(deps.Destinations, e.dests[name])
 	}

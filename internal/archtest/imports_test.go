@@ -41,6 +41,18 @@ var rules = []rule{
 		not:  []pattern{tree("internal/linkedin")},
 	},
 	{
+		// Delivery counts its funnel through delivery.Funnel; the
+		// statistics and the console that reads them sit above it.
+		name: "delivery imports neither stats nor admin",
+		from: []pattern{tree("internal/delivery")},
+		not:  []pattern{tree("internal/stats"), tree("internal/admin")},
+	},
+	{
+		name: "stats imports neither admin nor linkedin",
+		from: []pattern{tree("internal/stats")},
+		not:  []pattern{tree("internal/admin"), tree("internal/linkedin")},
+	},
+	{
 		name: "ingest imports neither delivery, linkedin nor mapping",
 		from: []pattern{tree("internal/ingest")},
 		not:  []pattern{tree("internal/delivery"), tree("internal/linkedin"), tree("internal/mapping")},

@@ -86,6 +86,9 @@ type Payload struct {
 	// Enriched names the fields capstan filled in and from where
 	// ("linkedInUUID" → "context.page.url"); preview shows it.
 	Enriched map[string]string
+	// IDs are the identifiers the payload carries that the remote matches
+	// people on (match coverage); zero: none.
+	IDs IDs
 }
 
 // Request is one request to the remote, built by a Format.

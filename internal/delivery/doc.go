@@ -46,4 +46,17 @@
 // through the same filters, trigger, fields, enrichment and validation);
 // the adapter sends it after Limits.Wait. A mapping with enrich: false gets
 // no identifiers besides its fields' (Route.Enriches).
+//
+// Statistics: a Runner counts each stage of its funnel through Deps.Funnel
+// (funnel.go): Received when it reads a stored event (read.go, parse), an
+// Outcome for an event that becomes no conversion, Matched (valid or not)
+// for each mapping whose trigger matches (read.go, convert), Delivered
+// with the identifiers the conversion carried (Payload.IDs, set by the
+// Format) and the time since the event was stored when the destination
+// accepts it (send.go, attempt), DeadLettered once a dead letter is
+// written (send.go, deadLetter). Counters are resolved once per
+// destination and mapping; internal/stats implements them in memory and
+// keeps them durably. The same delivery also increments
+// capstan_delivery_conversions_total{destination,mapping,ids}, ids being
+// the match-coverage class li_fat_id, email, both or neither.
 package delivery

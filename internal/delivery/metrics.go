@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // NewMetrics and share it between runners.
 type Metrics struct {
 	events      *prometheus.CounterVec
+	conversions *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	requests    *prometheus.CounterVec
 	retries     *prometheus.CounterVec
@@ -25,6 +26,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "capstan_delivery_events_total",
 			Help: "Events seen by a destination, by outcome: received, delivered, not_matched, filtered_source, filtered_integrations, filtered_consent, suppressed, invalid, dead_lettered, skipped_unusable (a stored event that does not parse, from a source the destination does not take: not dead-lettered).",
 		}, []string{"destination", "outcome"}),
+		conversions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_delivery_conversions_total",
+			Help: "Conversions delivered (accepted by the destination), by mapping and by the identifiers they carried (match coverage): li_fat_id, email (hash), both or neither.",
+		}, []string{"destination", "mapping", "ids"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capstan_dlq_events_total",
 			Help: "Conversions written to the dead-letter queue, by reason.",
@@ -70,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"destination", "mapping", "action"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.deadLetters, m.requests, m.retries, m.limited, m.batchSize, m.latency, m.endToEnd, m.paused, m.tokenExpiry, m.collisions)
+		reg.MustRegister(m.events, m.conversions, m.deadLetters, m.requests, m.retries, m.limited, m.batchSize, m.latency, m.endToEnd, m.paused, m.tokenExpiry, m.collisions)
 	}
 	return m
 }

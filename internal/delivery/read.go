@@ -135,6 +135,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 		return parsed{}, false
 	}
 	r.received.Inc()
+	r.funnel.dest.Received()
 	ev, err := event.Parse(d.Doc)
 	if err != nil {
 		// Ingest stores nothing Parse refuses (one nesting limit,
@@ -144,6 +145,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 		// at the source first): no dead letter for it there.
 		if !r.plan.TakesSource(d.Source) {
 			r.m.events.WithLabelValues(r.plan.Name, string(SkippedUnusable)).Inc()
+			r.funnel.dest.Outcome(SkippedUnusable)
 			r.log.Debug("stored event does not parse; its source is not this destination's", "event_seq", d.Seq, "source", d.Source)
 			r.finish(t)
 			return parsed{}, false
@@ -155,6 +157,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 	if r.sup != nil && r.sup.Suppressed(ev) {
 		// Deleted on request: not delivered, and the graph learns nothing.
 		r.m.events.WithLabelValues(r.plan.Name, string(Suppressed)).Inc()
+		r.funnel.dest.Outcome(Suppressed)
 		r.finish(t)
 		return parsed{}, false
 	}
@@ -188,6 +191,7 @@ func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
 	for _, res := range r.Plan().Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have) {
 		switch res.Outcome {
 		case Converted:
+			r.funnel.route(res.Route).Matched(true)
 			t.pending.Add(1)
 			select {
 			case out <- &item{Payload: res.Payload, route: res.Route, ev: t}:
@@ -195,6 +199,7 @@ func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
 				return false // not acknowledged: redelivered after restart
 			}
 		case Invalid:
+			r.funnel.route(res.Route).Matched(false)
 			r.m.events.WithLabelValues(r.plan.Name, string(Invalid)).Inc()
 			dl := &DeadLetter{Reason: ReasonInvalid, Mapping: res.Route.Name, Message: res.Err.Error()}
 			if pr, ok := problemOf(res.Err); ok {
@@ -203,6 +208,7 @@ func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
 			r.deadLetter(ctx, t, dl)
 		default:
 			r.m.events.WithLabelValues(r.plan.Name, string(res.Outcome)).Inc()
+			r.funnel.dest.Outcome(res.Outcome)
 		}
 	}
 	r.release(t)

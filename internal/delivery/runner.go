@@ -153,6 +153,9 @@ type Deps struct {
 	// Ledger, when set, counts the conversions the remote accepted per
 	// rule and day (reconciliation); nil: not counted.
 	Ledger *Ledger
+	// Funnel, when set, counts each stage of the destination's funnel for
+	// durable statistics (internal/stats); nil: none.
+	Funnel Funnel
 	// Log defaults to discarding.
 	Log *slog.Logger
 }
@@ -207,6 +210,7 @@ type Runner struct {
 	// measurable at tens of thousands of events per second).
 	received, delivered prometheus.Counter
 	endToEnd            prometheus.Observer
+	funnel              *funnelCounters
 }
 
 // NewRunner returns the Runner of plan, sending through dest.
@@ -237,6 +241,7 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
 		endToEnd:  m.endToEnd.WithLabelValues(plan.Name),
+		funnel:    newFunnelCounters(plan, deps.Funnel, m),
 		log:       log.With("component", "delivery", "destination", plan.Name),
 		clock:     cfg.Clock,
 		resume:    make(chan struct{}),

@@ -188,6 +188,10 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 			if !it.ev.recv.IsZero() {
 				r.endToEnd.Observe(now.Sub(it.ev.recv).Seconds())
 			}
+			r.funnel.route(it.route).Delivered(it.IDs, now.Sub(it.ev.StoredAt))
+			if cs := r.funnel.delivery[it.route]; cs != nil {
+				cs[it.IDs.Index()].Inc()
+			}
 			r.release(it.ev)
 		}
 		return nil
@@ -350,6 +354,11 @@ func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
 	}
 	r.m.deadLetters.WithLabelValues(r.plan.Name, dl.Reason).Inc()
 	r.m.events.WithLabelValues(r.plan.Name, "dead_lettered").Inc()
+	if dl.Mapping != "" {
+		r.funnel.mapping(dl.Mapping).DeadLettered()
+	} else {
+		r.funnel.dest.DeadLettered()
+	}
 	// The detail stays in the DLQ entry (capstan dlq show): the remote's
 	// messages may echo field values.
 	r.log.Warn("conversion dead-lettered", "reason", dl.Reason, "mapping", dl.Mapping, "status", dl.Status, "code", dl.Code, "message_id", dl.MessageID)

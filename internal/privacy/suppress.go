@@ -139,6 +139,11 @@ func (s *Suppressions) Run(ctx context.Context) error {
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
+				if ctx.Err() != nil {
+					// The watch was made under Load's context, which ended
+					// with ctx (shutdown): not a failure.
+					return nil
+				}
 				return errors.New("watch suppressions: watch ended")
 			}
 			if e != nil {

@@ -44,7 +44,8 @@ const ManifestFile = "manifest.json"
 // streams named KV_<bucket>. A missing one (AUDIT, a bucket not yet made)
 // is left out of the backup.
 var backupStreams = []string{EventsStream, DLQStream, AuditStream, "KV_" + IdentityKV, "KV_" + StateKV, "KV_" + SuppressionKV,
-	"KV_" + EventIDsKV, "KV_" + AcceptedKV}
+	"KV_" + EventIDsKV, "KV_" + AcceptedKV,
+	"KV_" + StatsMinutesKV, "KV_" + StatsQuartersKV, "KV_" + StatsHoursKV}
 
 // Manifest describes a backup directory.
 type Manifest struct {

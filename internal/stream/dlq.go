@@ -122,3 +122,26 @@ func decodeDeadLetter(seq uint64, subj string, h nats.Header, data []byte, at ti
 	dl.Destination, dl.Reason, _ = strings.Cut(rest, ".")
 	return dl
 }
+
+// DeadLetterCounts returns how many dead letters the DLQ holds per
+// destination and reason, from the stream's per-subject counts: no dead
+// letter is read, so it is cheap enough to poll.
+func (e *Engine) DeadLetterCounts(ctx context.Context) (map[[2]string]uint64, error) {
+	s, err := e.js.Stream(ctx, DLQStream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", DLQStream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(DLQSubject+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", DLQStream, err)
+	}
+	out := make(map[[2]string]uint64, len(info.State.Subjects))
+	for subj, n := range info.State.Subjects {
+		parts := strings.Split(subj, ".")
+		if len(parts) != 3 || n == 0 {
+			continue
+		}
+		out[[2]string{parts[1], parts[2]}] += n
+	}
+	return out, nil
+}

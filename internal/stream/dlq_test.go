@@ -71,6 +71,13 @@ func TestDeadLetters(t *testing.T) {
 		})
 	}
 
+	counts, err := eng.DeadLetterCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[[2]string]uint64{{"li", "rejected"}: 1, {"li", "invalid"}: 1, {"other", "rejected"}: 1}; fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Errorf("counts %v, want %v", counts, want)
+	}
 	dl, err := eng.DeadLetterAt(ctx, 3)
 	if err != nil || dl.Seq != 3 || dl.Destination != "other" || dl.Reason != "rejected" || dl.Source != "web" || string(dl.Doc) != `{"n":3}` {
 		t.Errorf("dead letter 3: %+v %v", dl, err)
@@ -87,6 +94,9 @@ func TestDeadLetters(t *testing.T) {
 	}
 	if got := list(DeadLetterFilter{}); got != `2:li/invalid/app/{"n":2} ` {
 		t.Errorf("left %s", got)
+	}
+	if counts, err := eng.DeadLetterCounts(ctx); err != nil || fmt.Sprint(counts) != fmt.Sprint(map[[2]string]uint64{{"li", "invalid"}: 1}) {
+		t.Errorf("counts after removal %v, %v", counts, err)
 	}
 }
 

@@ -39,6 +39,10 @@ const (
 	// AcceptedKV the accepted counts per rule and day (reconciliation).
 	EventIDsKV = "eventids"
 	AcceptedKV = "accepted"
+	// The delivery statistics (internal/stats): one bucket per window.
+	StatsMinutesKV  = "stats_minutes"
+	StatsQuartersKV = "stats_quarters"
+	StatsHoursKV    = "stats_hours"
 )
 
 // Config configures the engine. The zero value of a field means its default.

@@ -67,7 +67,9 @@ func (f *Format) DefaultFields() []byte { return capi.DefaultMapping() }
 // Build validates a mapping's output into a conversion for the route's rule.
 // The person's li_fat_id and email hash fill linkedInUUID and email when the
 // mapped event has none (and the mapping did not remove them); Enriched
-// names where each came from, also when the result is invalid.
+// names where each came from, also when the result is invalid. IDs say
+// whether the conversion carries the li_fat_id and the email hash (match
+// coverage).
 func (f *Format) Build(r *delivery.Route, fields map[string]any, ids identity.Captured, now time.Time) (delivery.Payload, error) {
 	var p delivery.Payload
 	if ids.LiFatID != "" && blank(fields[capi.FieldLinkedInUUID]) && !r.Removed(capi.FieldLinkedInUUID) {
@@ -91,6 +93,14 @@ func (f *Format) Build(r *delivery.Route, fields map[string]any, ids identity.Ca
 		return p, err
 	}
 	p.Value = &conversion{Conversion: c, batching: batching}
+	for _, id := range c.User.UserIDs {
+		switch id.IDType {
+		case capi.IDLinkedInUUID:
+			p.IDs |= delivery.IDLiFatID
+		case capi.IDSHA256Email:
+			p.IDs |= delivery.IDEmail
+		}
+	}
 	p.Happened = time.UnixMilli(c.ConversionHappenedAt)
 	return p, nil
 }

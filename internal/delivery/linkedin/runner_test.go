@@ -40,6 +40,7 @@ type harness struct {
 	dc     config.Destination
 	state  jetstream.KeyValue
 	stop   func()
+	deps   delivery.Deps // Funnel and Metrics of the runner
 }
 
 type opts struct {
@@ -51,6 +52,9 @@ type opts struct {
 	// serve starts the runner with Serve (Prepare, access checks) instead
 	// of preparing here and running Run.
 	serve bool
+	// funnel and metrics, when set, are given to the runner.
+	funnel  delivery.Funnel
+	metrics *delivery.Metrics
 }
 
 const signUpMapping = `      - name: Sign Up
@@ -117,6 +121,7 @@ func newHarness(t *testing.T, o opts) *harness {
 			t.Fatal(err)
 		}
 	}
+	h.deps = delivery.Deps{Funnel: o.funnel, Metrics: o.metrics}
 	rc := o.runner
 	rc.Clock = h.clock
 	if o.serve {
@@ -183,7 +188,9 @@ func (h *harness) startWith(rc delivery.RunnerConfig, serve bool) {
 			h.t.Fatal(err)
 		}
 	}
-	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, delivery.Deps{Engine: h.eng, Ledger: h.ledger})
+	deps := h.deps
+	deps.Engine, deps.Ledger = h.eng, h.ledger
+	h.runner, err = delivery.NewRunner(h.plan, h.dest, rc, deps)
 	if err != nil {
 		h.t.Fatal(err)
 	}
