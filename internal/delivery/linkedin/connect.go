@@ -146,4 +146,3 @@ func (c Connected) CheckChosenAccount(dest string, account int64) error {
 	}
 	return fmt.Errorf("the member has no role on ad account %d; the accounts they may write to: %s", account, orNone(strings.Join(ids, ", ")))
 }
-
