@@ -49,9 +49,11 @@ log "machine load before: $UPTIME_BEFORE"
 # --- the NATS cluster ---------------------------------------------------
 ROUTES=""
 URLS=""
+MONITOR=""
 for i in 0 1 2; do
 	ROUTES+="${ROUTES:+, }nats-route://127.0.0.1:$((BASE + 3 + i))"
 	URLS+="${URLS:+,}nats://127.0.0.1:$((BASE + i))"
+	MONITOR+="${MONITOR:+,}http://127.0.0.1:$((BASE + 6 + i))"
 done
 for i in 0 1 2; do
 	d=$WORK/n$i
@@ -111,6 +113,7 @@ REPLICA_PIDS=()
 REPLICA_URLS=()
 for r in $(seq 1 "$REPLICAS"); do
 	start_capstan "replica$r" "  nats_url: \"$URLS\"
+  monitor_url: \"$MONITOR\"
   replicas: 3
   startup_timeout: 2m"
 	REPLICA_PIDS+=("$START_PID")

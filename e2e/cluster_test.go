@@ -67,7 +67,7 @@ func newClusterEnv(t *testing.T, n int, nc *natsCluster) *clusterEnv {
 		if err != nil {
 			t.Fatal(err)
 		}
-		engine := fmt.Sprintf("engine:\n  nats_url: %q\n  replicas: 3\n  lease_ttl: %s\n", e.nats.URL(), clusterLeaseTTL)
+		engine := fmt.Sprintf("engine:\n  nats_url: %q\n  monitor_url: %q\n  replicas: 3\n  lease_ttl: %s\n", e.nats.URL(), e.nats.MonitorURL(), clusterLeaseTTL)
 		text := strings.Replace(string(b), "engine:\n  sync: always\n", engine, 1)
 		if text == string(b) {
 			t.Fatal("writeDeliveryConfig's engine section changed; update startClusterEnv")
@@ -493,6 +493,13 @@ func TestClusterStartTogether(t *testing.T) {
 	for i, s := range e.replicas {
 		if !strings.Contains(s.Output(), "waiting_for=") {
 			t.Errorf("replica %d's retries do not say what they wait for", i)
+		}
+		// The start-up check read every node's version and sync setting
+		// through engine.monitor_url: all three sync always.
+		out := s.Output()
+		if n := strings.Count(out, `msg="NATS server" component=stream`); n != 3 || strings.Count(out, "sync_interval=always") != 3 ||
+			!strings.Contains(out, "servers_checked=3") || !strings.Contains(out, "atomic_batches=true") || strings.Contains(out, "does not sync always") {
+			t.Errorf("replica %d's start-up check of the NATS servers:\n%s", i, out)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,19 @@ func TestExternalEngine(t *testing.T) {
 	srv := startServer(t, cfg)
 	hc := newHTTPClient(t)
 	ctx := context.Background()
+
+	// The start-up check names the server's version and what capstan does
+	// about it: older than 2.12 it falls back to writing events one by one;
+	// without engine.monitor_url the sync setting cannot be checked.
+	checks := []string{`msg="external NATS cluster" component=stream server=`, "version=" + version, "cannot check the NATS servers' jetstream.sync_interval"}
+	if !versionAtLeast(version, 2, 12) {
+		checks = append(checks, "atomic_batches=false", "falls back to writing events one by one")
+	}
+	for _, want := range checks {
+		if !strings.Contains(srv.Output(), want) {
+			t.Errorf("start-up log lacks %q:\n%s", want, srv.Output())
+		}
+	}
 
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
@@ -115,4 +129,14 @@ func TestExternalEngine(t *testing.T) {
 		}
 	}
 	t.Logf("%d events found in the shared EVENTS stream (%d lines read)", len(got), len(evs))
+}
+
+// versionAtLeast reports whether a nats-server version ("v2.9.10") is at
+// least major.minor.
+func versionAtLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(version, "v"), "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }

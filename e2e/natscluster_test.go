@@ -156,6 +156,16 @@ func (c *natsCluster) URL() string {
 	return strings.Join(urls, ",")
 }
 
+// MonitorURL is the nodes' monitoring endpoints, as engine.monitor_url
+// takes them.
+func (c *natsCluster) MonitorURL() string {
+	var urls []string
+	for _, nd := range c.nodes {
+		urls = append(urls, "http://"+nd.monitor)
+	}
+	return strings.Join(urls, ",")
+}
+
 // waitJetStream waits until JetStream answers through the cluster.
 func (c *natsCluster) waitJetStream(timeout time.Duration) {
 	c.t.Helper()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -125,7 +126,12 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	defer eng.Close()
 	reg.MustRegister(eng.DLQCollector())
 	if cfg.Engine.NatsURL != "" {
-		log.Warn("external NATS: durability of acknowledged events depends on the cluster's jetstream.sync_interval; set it to always (capstan cannot confirm it)")
+		// Versions, JetStream domain, sync_interval (servers.go).
+		var monitor []string
+		if cfg.Engine.MonitorURL != "" {
+			monitor = strings.Split(cfg.Engine.MonitorURL, ",")
+		}
+		eng.CheckServers(ctx, monitor)
 	} else if !cfg.Engine.Sync.Always() {
 		log.Warn("engine.sync is an interval: acknowledged events written in the last interval can be lost on power failure", "interval", cfg.Engine.Sync.String())
 	}

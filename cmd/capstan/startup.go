@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // starter runs the start-up steps that need the engine (connecting,
@@ -55,7 +57,7 @@ func (s *starter) do(ctx context.Context, what string, step func(context.Context
 			}
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, stream.ErrServerTooOld) {
 			return err
 		}
 		if time.Now().Add(wait).After(s.deadline) {

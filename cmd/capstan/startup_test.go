@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // TestStarterRetries: against an external cluster a failed start-up step is
@@ -50,5 +52,19 @@ func TestStarterRetries(t *testing.T) {
 	err = newStarter(cfg, log).do(context.Background(), "engine", func(context.Context) error { calls++; return errors.New("locked") })
 	if err == nil || calls != 1 {
 		t.Errorf("embedded: %d calls, err %v; want one call and its error", calls, err)
+	}
+}
+
+// A server too old for capstan is refused at once: waiting for the cluster
+// to form would not change its version.
+func TestStarterNoRetryTooOld(t *testing.T) {
+	cfg := &config.Config{}
+	cfg.Engine.NatsURL = "nats://127.0.0.1:4222"
+	cfg.Engine.StartupTimeout = config.Duration(time.Minute)
+	calls := 0
+	tooOld := fmt.Errorf("%w: version 2.8.4", stream.ErrServerTooOld)
+	err := newStarter(cfg, slog.New(slog.DiscardHandler)).do(context.Background(), "NATS connection", func(context.Context) error { calls++; return tooOld })
+	if !errors.Is(err, stream.ErrServerTooOld) || calls != 1 {
+		t.Errorf("%d calls, err %v; want one call and ErrServerTooOld", calls, err)
 	}
 }

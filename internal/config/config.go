@@ -203,6 +203,12 @@ type Engine struct {
 	// replica resumes delivery within lease_ttl plus one fetch. 3s to 5m.
 	// Default 10s.
 	LeaseTTL Duration `yaml:"lease_ttl"`
+	// MonitorURL lists the NATS servers' HTTP monitoring endpoints
+	// ("http://n1:8222,http://n2:8222,http://n3:8222"), read once at start
+	// to report each server's version and to check that its
+	// jetstream.sync_interval is always (the NATS client protocol does not
+	// expose it). nats_url only. Default "": not checked, a warning says so.
+	MonitorURL string `yaml:"monitor_url"`
 	// StartupTimeout is how long start-up waits for an external cluster
 	// that is still forming (connection, streams and buckets are retried
 	// with backoff, each retry logged) before it fails (nats_url only).

@@ -180,6 +180,8 @@ func TestParseErrors(t *testing.T) {
 		{"suppression ttl too short", "privacy:\n  suppression_ttl: 30m\n" + minimal, []string{"c.yaml:2:20: privacy.suppression_ttl: must be at least 1h, got 30m"}},
 		{"dedup window too short", "engine:\n  dedup_window: 1h\n" + minimal, []string{"engine.dedup_window: must be at least 24h"}},
 		{"lease ttl too short", "engine:\n  lease_ttl: 1s\n" + minimal, []string{"engine.lease_ttl: must be between 3s and 5m, got 1s"}},
+		{"monitor url scheme", "engine:\n  nats_url: nats://n1:4222\n  monitor_url: http://n1:8222,n2:8222\n" + minimal, []string{`engine.monitor_url: must be a list of http://host:port URLs (the NATS servers' monitoring ports) separated by commas, got "n2:8222"`}},
+		{"monitor url embedded", "engine:\n  monitor_url: http://n1:8222\n" + minimal, []string{"engine.monitor_url: only applies with engine.nats_url"}},
 		{"startup timeout too long", "engine:\n  startup_timeout: 2h\n" + minimal, []string{"engine.startup_timeout: must be between 1s and 1h, got 2h"}},
 		{"server limits", "server:\n  max_connections: -1\n  max_inflight_body_bytes: 512000\n" + minimal,
 			[]string{"c.yaml:2:20: server.max_connections: must be at least 1, got -1",

@@ -252,6 +252,17 @@ func (v *validator) engine() {
 			v.errorf("engine.listen", "must be a loopback address (the embedded engine is not for remote clients; use nats_url for a cluster), got %q", e.Listen)
 		}
 	}
+	if e.MonitorURL != "" {
+		if e.NatsURL == "" {
+			v.errorf("engine.monitor_url", "only applies with engine.nats_url")
+		}
+		for _, raw := range strings.Split(e.MonitorURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil || u.Host == "" || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") {
+				v.errorf("engine.monitor_url", "must be a list of http://host:port URLs (the NATS servers' monitoring ports) separated by commas, got %q", raw)
+			}
+		}
+	}
 	if e.Credentials != "" && e.NatsURL == "" {
 		v.errorf("engine.credentials", "only applies with engine.nats_url")
 	}

@@ -36,6 +36,14 @@
 // is written and read through AppendAudit and ReadAudit; its documents are
 // internal/audit's.
 //
+// With an external cluster Open and Attach refuse a server older than
+// MinServerVersion (ErrServerTooOld), and Engine.CheckServers (servers.go)
+// logs at start what the cluster is (versions, JetStream domain, atomic
+// batches or the one-by-one fall-back before 2.12) and warns when a server
+// does not sync always, reading jetstream.sync_interval from the servers'
+// monitoring endpoints (engine.monitor_url), since the client protocol
+// does not carry it.
+//
 // Engine.Backup and Restore (backup.go) copy every stream and bucket,
 // consumers included, through JetStream's snapshot and restore API, never
 // by copying the files of a running store; a manifest with checksums lets

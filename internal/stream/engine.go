@@ -90,6 +90,9 @@ type Engine struct {
 	// attached is true for a tool connected to the embedded engine of a
 	// running capstan: Sync asks that process to sync (see sync.go).
 	attached bool
+	// minVersion is the oldest server version CheckServers found ("":
+	// the connected server's).
+	minVersion string
 
 	syncMu  sync.Mutex
 	syncers map[string]*blockSyncer // by stream, embedded engine only
@@ -177,6 +180,10 @@ func open(cfg Config, log *slog.Logger, attach bool) (*Engine, error) {
 		nc, err := nats.Connect(cfg.URL, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(cfg.URL), err)
+		}
+		if err := checkVersion(nc.ConnectedServerVersion(), nc.ConnectedUrlRedacted()); err != nil {
+			nc.Close()
+			return nil, err
 		}
 		return e, e.setConn(nc)
 	}
@@ -400,18 +407,18 @@ func (e *Engine) Conn() *nats.Conn { return e.nc }
 func (e *Engine) JetStream() jetstream.JetStream { return e.js }
 
 // AtomicBatches reports whether the server supports JetStream atomic batch
-// publish (nats-server 2.12 and later). Older servers ignore the batch
-// headers and store each message on its own, so the Appender must not use
-// them there.
+// publish (nats-server 2.12 and later; after CheckServers, every server it
+// found). Older servers ignore the batch headers and store each message on
+// its own, so the Appender must not use them there.
 func (e *Engine) AtomicBatches() bool {
 	if e.ns != nil {
 		return true
 	}
-	var major, minor int
-	if _, err := fmt.Sscanf(strings.TrimPrefix(e.nc.ConnectedServerVersion(), "v"), "%d.%d", &major, &minor); err != nil {
-		return false
+	v := e.minVersion
+	if v == "" {
+		v = e.nc.ConnectedServerVersion()
 	}
-	return major > 2 || major == 2 && minor >= 12
+	return versionAtLeast(v, AtomicBatchVersion)
 }
 
 // SyncsLocally reports whether capstan makes writes durable itself with
