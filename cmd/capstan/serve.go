@@ -184,6 +184,14 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		}); err != nil {
 			return err
 		}
+		// Reconciliation's bucket of accepted counts, created here
+		// with the start-up retries (newDestinations opens them again).
+		if err := start.do(ctx, "key-value bucket "+delivery.LedgerKV, func(ctx context.Context) error {
+			_, err := delivery.OpenLedger(ctx, eng)
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 	// Durable delivery statistics (the console's overview): counted by
 	// the runners, flushed to the engine every few seconds by st.Run.
@@ -192,7 +200,10 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	if len(plans) > 0 {
 		// Figures only: without their buckets capstan still delivers, and
 		// the console's Overview says the statistics are not kept.
-		if st, err = stats.Open(ctx, eng, stats.Config{}, log); err != nil {
+		if err = start.do(ctx, "statistics buckets", func(ctx context.Context) (err error) {
+			st, err = stats.Open(ctx, eng, stats.Config{}, log)
+			return err
+		}); err != nil {
 			log.Error("delivery statistics are not kept: their buckets cannot be opened", "error", err)
 			st = nil
 		} else {
