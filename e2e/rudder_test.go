@@ -227,7 +227,18 @@ func TestRudderStack(t *testing.T) {
 			want(t, "track", stored[r.IDs[2]], map[string]any{"userId": userID, "event": "Pricing Viewed", "properties.plan": "team"})
 
 			// The transport used: the single-event paths for XHR, only
-			// the beacon path for beacon.
+			// the beacon path for beacon. A request's counter moves once
+			// its answer is written, a moment after its events are stored:
+			// wait for the wanted ones (so that no answer is still on its
+			// way when the next page loads), then check them all.
+			poll(10*time.Second, func() bool {
+				for _, e := range tr.endpoints {
+					if requests(e) == before[e] {
+						return false
+					}
+				}
+				return true
+			})
 			for _, e := range []string{"page", "identify", "track", "beacon", "batch"} {
 				n := requests(e) - before[e]
 				wanted := false

@@ -29,6 +29,9 @@ func TestImage(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "make", "-C", "../..", "image", "IMAGE="+image).CombinedOutput(); err != nil {
 		t.Fatalf("make image: %v\n%s", err, out)
 	}
+	// Each run re-tags the image: remove it, so that repeated runs leave
+	// no untagged images behind (the build cache stays).
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
 	out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--rm", "-p", "127.0.0.1::8080", image).Output()
 	if err != nil {
 		t.Fatalf("docker run: %v", err)

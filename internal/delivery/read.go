@@ -97,7 +97,9 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 	}
 	if len(obs) > 0 {
 		for i, err := range r.graph.ObserveAll(ctx, obs) {
-			if err != nil {
+			// A cancelled ctx (stop, lease lost) is no failure: the events
+			// are not acknowledged, so the graph sees them again.
+			if err != nil && ctx.Err() == nil {
 				r.log.Warn("identity graph update failed", "error", err, "event_seq", seqs[i])
 			}
 		}

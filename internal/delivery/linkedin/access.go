@@ -90,7 +90,7 @@ func SaveConnectedToken(ctx context.Context, state jetstream.KeyValue, key *secr
 // this capstan runs) is put in use and onChange called (serve resumes the
 // runner). Its own saves (refreshes) are recognised and ignored.
 func (d *Destination) WatchToken(ctx context.Context, onChange func()) error {
-	w, err := d.state.Watch(ctx, d.tokenKey, jetstream.UpdatesOnly())
+	w, err := d.state.Watch(ctx, d.tokenKey) // the saved value first: a save made before the watch started is not missed
 	if err != nil {
 		return fmt.Errorf("watch the saved token: %w", err)
 	}
