@@ -64,22 +64,7 @@ func SampleEvent(r *Route, now time.Time) ([]byte, error) {
 		},
 	}
 	if r.trigger != nil {
-		r.trigger.Example(func(path []string, v any) {
-			m := doc
-			for _, k := range path[:len(path)-1] {
-				next, ok := m[k].(map[string]any)
-				if !ok {
-					next = map[string]any{}
-					m[k] = next
-				}
-				m = next
-			}
-			if v == nil {
-				delete(m, path[len(path)-1])
-			} else {
-				m[path[len(path)-1]] = v
-			}
-		})
+		r.trigger.ExampleInto(doc)
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {

@@ -10,6 +10,28 @@ func (t *Trigger) Example(set func(path []string, v any)) {
 	t.root.example(set)
 }
 
+// ExampleInto applies Example to doc, a decoded JSON object: each value is
+// set at its path (objects on the way are made or replaced), and a nil
+// value removes the field.
+func (t *Trigger) ExampleInto(doc map[string]any) {
+	t.Example(func(path []string, v any) {
+		m := doc
+		for _, k := range path[:len(path)-1] {
+			next, ok := m[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[k] = next
+			}
+			m = next
+		}
+		if v == nil {
+			delete(m, path[len(path)-1])
+		} else {
+			m[path[len(path)-1]] = v
+		}
+	})
+}
+
 func (c *cond) example(set func(path []string, v any)) {
 	switch c.op {
 	case opAnd:

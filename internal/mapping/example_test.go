@@ -19,22 +19,7 @@ func TestTriggerExample(t *testing.T) {
 	} {
 		trig := MustParseTrigger(src)
 		doc := map[string]any{"type": "track", "event": "Test", "properties": map[string]any{"internal": true}}
-		trig.Example(func(path []string, v any) {
-			m := doc
-			for _, k := range path[:len(path)-1] {
-				next, ok := m[k].(map[string]any)
-				if !ok {
-					next = map[string]any{}
-					m[k] = next
-				}
-				m = next
-			}
-			if v == nil {
-				delete(m, path[len(path)-1])
-			} else {
-				m[path[len(path)-1]] = v
-			}
-		})
+		trig.ExampleInto(doc)
 		b, _ := json.Marshal(doc)
 		ev, err := event.Parse(b)
 		if err != nil {
