@@ -334,7 +334,7 @@ func (e *clusterEnv) verify(l *clusterLoad, within time.Duration, pause time.Dur
 			}
 			failed++
 			for _, t := range []string{"nats: no responders", "nats: server is disconnected", "nats: timeout", "nats: no response from stream",
-				"nats: connection closed", "nats: server shutdown", "context deadline exceeded"} {
+				"nats: connection closed", "nats: server shutdown", "context deadline exceeded", "no acknowledgement within"} {
 				if strings.Contains(line, t) {
 					transient++
 					break
