@@ -25,7 +25,9 @@ type AuditEntry struct {
 // ensureAudit creates the AUDIT stream when missing. Audit records are
 // kept until an operator removes them (no age or size limit).
 func (e *Engine) ensureAudit(ctx context.Context) (jetstream.Stream, error) {
-	s, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cctx, cancel := createContext(ctx) // never abandoned half-way (see KV)
+	defer cancel()
+	s, err := e.js.CreateOrUpdateStream(cctx, jetstream.StreamConfig{
 		Name:        AuditStream,
 		Description: "What operators did: privacy deletions (capstan)",
 		Subjects:    []string{AuditSubject + ".>"},

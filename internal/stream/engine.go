@@ -383,8 +383,16 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 // KV returns the key-value bucket name, creating it when missing with the
 // engine's replicas and the given TTL (0: keep forever). Its writes are
 // durable when they return (with SyncsLocally, each is followed by Sync).
+//
+// The creation is waited for even when ctx ends first, for at most
+// createTimeout: the server carries out a request its client stopped waiting
+// for, and a bucket it creates while the embedded server shuts down keeps
+// its store's goroutines running after Shutdown returns (seen as a leaked
+// filestore flush loop in a test that stopped a runner at once).
 func (e *Engine) KV(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
-	kv, err := e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cctx, cancel := createContext(ctx)
+	defer cancel()
+	kv, err := e.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
 		Bucket:   bucket,
 		TTL:      ttl,
 		Storage:  jetstream.FileStorage,
@@ -398,6 +406,20 @@ func (e *Engine) KV(ctx context.Context, bucket string, ttl time.Duration) (jets
 		return &syncedKV{KeyValue: kv, eng: e, stream: "KV_" + bucket}, nil
 	}
 	return kv, nil
+}
+
+// createTimeout bounds the wait for a stream or bucket creation whose
+// caller's context ended without a deadline (see KV).
+const createTimeout = 10 * time.Second
+
+// createContext returns the context a creation request waits with: ctx's
+// deadline if it has one, else createTimeout, and not ended by ctx's
+// cancellation.
+func createContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(context.WithoutCancel(ctx), d)
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 }
 
 // Conn returns the NATS connection.
