@@ -184,7 +184,9 @@ func TestConsumerRestart(t *testing.T) {
 	}
 	start := time.Now()
 	stop() // fails the test if Feed does not return
-	if time.Since(start) > time.Second {
+	// An open fetch not cancelled would hold Feed for its FetchWait (a
+	// minute); cancelled, it returns in milliseconds, even on a loaded machine.
+	if time.Since(start) > 20*time.Second {
 		t.Errorf("Feed took %s to return", time.Since(start))
 	}
 	c2, err := eng.Consumer(ctx, cfg)

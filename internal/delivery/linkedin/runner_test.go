@@ -342,7 +342,10 @@ func TestDeliversAcrossIdleFetches(t *testing.T) {
 	start := time.Now()
 	h.send(evs[10:]...)
 	h.waitDelivered(20, nil)
-	if d := time.Since(start); d > 2*time.Second {
+	// The failure this guards against stalls delivery until two fetch
+	// heartbeats are missed (10 s) or AckWait; a loaded machine takes well
+	// under 8 s without it.
+	if d := time.Since(start); d > 8*time.Second {
 		t.Errorf("events stored after idle fetches took %s to deliver", d)
 	}
 }
@@ -365,7 +368,9 @@ func TestRateLimitsNeverExceeded(t *testing.T) {
 	if spent := h.clock.Now().Sub(clock0); spent < 3*time.Minute {
 		t.Errorf("18 requests at 4/min took %s of clock time", spent)
 	}
-	if time.Since(start) > 15*time.Second {
+	// Without the fast-forward clock the waits take over 3 real minutes;
+	// the bound is far from what a loaded CI machine needs with it.
+	if time.Since(start) > 90*time.Second {
 		t.Errorf("the fast-forward clock did not fast-forward")
 	}
 }
