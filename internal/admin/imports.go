@@ -386,6 +386,9 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) error {
 	if im.dep == nil {
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "imports are not available on this server"}
 	}
+	if im.base.Err() != nil {
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the server is shutting down: upload the file again once it is back"}
+	}
 	if !im.reserve() {
 		return &apiError{http.StatusTooManyRequests, codeTooManyRequests,
 			fmt.Sprintf("%d imports are running: wait for one to end, or cancel one", maxRunningImports)}
@@ -569,8 +572,6 @@ func importDetail(j *importJob) string {
 func (s *Server) runImport(ctx context.Context, j *importJob, p string, opt importer.Options) {
 	im := s.imports
 	defer im.wg.Done()
-	defer im.release()
-	defer os.Remove(p)
 	defer j.cancel()
 	opt.Invalid = func(e importer.RowError) {
 		j.mu.Lock()
@@ -599,6 +600,8 @@ func (s *Server) runImport(ctx context.Context, j *importJob, p string, opt impo
 		sum, err = im.dep.Import(ctx, f, opt)
 		f.Close()
 	}
+	_ = os.Remove(p)
+	im.release() // before the end is seen: another import may start then
 
 	j.mu.Lock()
 	j.sum, j.ended = &sum, s.now().UTC()
