@@ -179,7 +179,9 @@ func TestImportUpload(t *testing.T) {
 	if n := e.storedCount(t, "crm"); n != 4 {
 		t.Fatalf("%d events stored, want 4", n)
 	}
-	var out struct{ Events []struct{ Event map[string]any } }
+	var out struct {
+		Events []struct{ Event map[string]any }
+	}
 	decodeAnswer(t, e.do(t, "GET", "/admin/api/events?limit=1&order=oldest&source=crm", ""), &out)
 	if ev := out.Events[0].Event; ev["event"] != "Deal Won" || ev["userId"] != "u-1" || ev["properties"].(map[string]any)["revenue"] != 100.0 {
 		t.Errorf("stored %v", ev)
