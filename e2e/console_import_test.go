@@ -18,7 +18,7 @@ import (
 // imports but cannot upload; the audit log has each import.
 func TestConsoleImport(t *testing.T) {
 	const viewerPassword = "viewer-password-e2e"
-	hash, err := bcrypt.GenerateFromPassword([]byte(viewerPassword), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(viewerPassword), bcrypt.DefaultCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,14 +27,14 @@ func TestConsoleImport(t *testing.T) {
 	const rows = 300
 	ts := time.Now().Add(-24 * time.Hour).UTC().Format("2006-01-02 15:04:05")
 	var csv strings.Builder
-	csv.WriteString("Deal ID,email,li_fat_id,Amount,closed_at,stage\n")
+	csv.WriteString("Deal ID,email,li_fat_id,Amount,currency,closed_at,stage\n")
 	for i := range rows {
-		fmt.Fprintf(&csv, "deal-%03d,person%d@example.com,lfi-import-%d,%d.50,%s,won\n", i, i, i, 100+i, ts)
+		fmt.Fprintf(&csv, "deal-%03d,person%d@example.com,lfi-import-%d,%d.50,USD,%s,won\n", i, i, i, 100+i, ts)
 		switch i {
 		case 49: // line 52
-			csv.WriteString("deal-bad-ts,late@example.com,,10,not a date,won\n")
+			csv.WriteString("deal-bad-ts,late@example.com,,10,USD,not a date,won\n")
 		case 149: // line 153
-			csv.WriteString("deal-nobody,,,10," + ts + ",won\n")
+			csv.WriteString("deal-nobody,,,10,USD," + ts + ",won\n")
 		}
 	}
 	var got struct {

@@ -15,10 +15,10 @@ main(async ({ page, args }) => {
   // Progress and Summary regions show once the import has ended.
   let last = '';
   async function runImport(dryRun) {
-    await page.getByLabel('File').setInputFiles({ name: 'deals.csv', mimeType: 'text/csv', buffer: Buffer.from(args.csv) });
+    await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'deals.csv', mimeType: 'text/csv', buffer: Buffer.from(args.csv) });
     await page.getByLabel('Event name').fill('Sign Up');
     await page.getByLabel('Column mapping').fill(args.map);
-    await page.getByLabel(/^Dry run/).setChecked(dryRun);
+    await page.getByLabel(/Dry run/).setChecked(dryRun);
     await page.getByRole('button', { name: 'Import', exact: true }).click();
     await page.waitForFunction((prev) => /[?&]id=/.test(location.hash) && location.hash !== prev, last);
     last = await page.evaluate(() => location.hash);
@@ -52,7 +52,7 @@ main(async ({ page, args }) => {
   const recent = await page.getByRole('table', { name: 'Recent imports' }).locator('tbody tr').allInnerTexts();
 
   // A file that cannot be imported: the message, nothing started.
-  await page.getByLabel('File').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello\n') });
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello\n') });
   await page.getByRole('button', { name: 'Import', exact: true }).click();
   const badFile = await page.locator('#import-error').filter({ hasText: /./ }).textContent();
 

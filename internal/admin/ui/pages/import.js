@@ -29,7 +29,9 @@
   }
 
   function duration(sec) {
-    sec = Math.max(0, Math.round(sec));
+    sec = Math.max(0, sec);
+    if (sec < 10) return sec.toFixed(1) + ' s';
+    sec = Math.round(sec);
     if (sec < 60) return sec + ' s';
     if (sec < 3600) return Math.floor(sec / 60) + ' min ' + String(sec % 60).padStart(2, '0') + ' s';
     return Math.floor(sec / 3600) + ' h ' + String(Math.floor(sec % 3600 / 60)).padStart(2, '0') + ' min';
@@ -179,7 +181,7 @@
                 return h('tr', null, h('td', { class: 'num mono' }, e.line), h('td', null, h('code', null, e.field)), h('td', null, e.reason), h('td', null, e.detail));
               })))));
         }
-        summary.replaceChildren.apply(summary, parts);
+        summary.replaceChildren.apply(summary, parts.filter(Boolean));
       }
 
       function showRecent(list) {
