@@ -112,7 +112,7 @@ type env struct {
 	previews []previewCall
 	// gate, when set, holds the console's imports after their first
 	// bytes until it is closed or the import's context ends.
-	gate chan struct{}
+	gate chan int
 }
 
 func newEnv(t testing.TB) *env {

@@ -420,6 +420,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) error {
 	handedOver = true
 	ctx, cancel := context.WithCancel(im.base)
 	j.cancel = cancel
+	accepted := j.view(s.now(), true) // the answer: as accepted, running
 	im.add(j)
 	im.wg.Add(1)
 	go s.runImport(ctx, j, u.path, opt)
@@ -428,7 +429,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) error {
 		Result: map[string]int{"rows": j.total}, Detail: importDetail(j)})
 	s.log.Info("import started", "import", j.id, "source", j.source, "rows", j.total, "bytes", j.bytes, "dry_run", j.dryRun, "principal", j.by)
 	w.Header().Set("Location", "/admin/api/imports/"+j.id)
-	writeJSON(w, http.StatusAccepted, j.view(s.now(), true))
+	writeJSON(w, http.StatusAccepted, accepted)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -42,23 +43,33 @@ func (g gatedImporter) Import(ctx context.Context, in io.Reader, opt importer.Op
 	return g.EngineImporter.Import(ctx, in, opt)
 }
 
-// gatedReader reads 100 bytes, then waits for its gate to open or its
-// context to end, then reads on.
+// gatedReader reads 100 bytes, then as many more as its gate sends it,
+// everything once the gate is closed or its context ends.
 type gatedReader struct {
-	r    io.Reader
-	ctx  context.Context
-	gate chan struct{}
-	n    int
+	r       io.Reader
+	ctx     context.Context
+	gate    chan int
+	n       int
+	allowed int
 }
 
 func (g *gatedReader) Read(p []byte) (int, error) {
-	if g.n >= 100 {
+	if g.allowed == 0 {
+		g.allowed = 100
+	}
+	for g.n >= g.allowed {
 		select {
-		case <-g.gate:
+		case more, ok := <-g.gate:
+			if !ok {
+				more = math.MaxInt32
+			}
+			g.allowed += more
 		case <-g.ctx.Done():
+			g.allowed = math.MaxInt32
 		}
-	} else if len(p) > 100-g.n {
-		p = p[:100-g.n]
+	}
+	if len(p) > g.allowed-g.n {
+		p = p[:g.allowed-g.n]
 	}
 	n, err := g.r.Read(p)
 	g.n += n
@@ -351,7 +362,7 @@ func TestImportRoles(t *testing.T) {
 // imported again continues; Shutdown interrupts a running one.
 func TestImportCancelAndLimit(t *testing.T) {
 	e := newEnv(t)
-	gate := make(chan struct{})
+	gate := make(chan int)
 	e.mu.Lock()
 	e.gate = gate
 	e.mu.Unlock()
@@ -398,5 +409,41 @@ func TestImportCancelAndLimit(t *testing.T) {
 	entries, err := os.ReadDir(e.s.imports.dir)
 	if err != nil || len(entries) != 0 {
 		t.Errorf("uploads left behind: %v %v", entries, err)
+	}
+}
+
+// TestImportProgress: while an import runs, it says how far it got: rows
+// done of total, rows per second and the time left.
+func TestImportProgress(t *testing.T) {
+	e := newEnv(t)
+	gate := make(chan int)
+	e.mu.Lock()
+	e.gate = gate
+	e.mu.Unlock()
+	const total = 10000
+	var rows strings.Builder
+	rows.WriteString("userId,event\n")
+	for i := range total {
+		fmt.Fprintf(&rows, "user-%04d,Lead\n", i) // 15 bytes
+	}
+	v := e.start(t, upload{file: "leads.csv", content: rows.String(), fields: [][2]string{{"source", "web"}}})
+	if v.State != importRunning || v.Total != total || v.Rows != 0 || v.ETASeconds != nil {
+		t.Errorf("started %+v", v)
+	}
+	// 100 rows at a time until the first stored batch is reported
+	// (importer.Run reports a stored batch when it sends a later one).
+	for i := 0; v.Stored == 0; i++ {
+		if i == 60 {
+			t.Fatalf("nothing reported after 6000 rows: %+v", v)
+		}
+		gate <- 15 * 100
+		decodeAnswer(t, e.do(t, "GET", "/admin/api/imports/"+v.ID, ""), &v)
+	}
+	if v.State != importRunning || v.Rows < v.Stored || v.Rows >= total || v.RowsPerSecond <= 0 || v.ETASeconds == nil || *v.ETASeconds <= 0 {
+		t.Errorf("running %+v", v)
+	}
+	close(gate)
+	if v = e.ended(t, v.ID); v.State != importDone || v.Rows != total || v.Stored != total || v.ETASeconds != nil {
+		t.Errorf("ended %+v", v)
 	}
 }
