@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +147,135 @@ type importRun struct {
 	Title     string   `json:"title"`
 	Summary   string   `json:"summary"`
 	ErrorRows []string `json:"errorRows"`
+}
+
+// consoleImport is an import as GET /admin/api/imports/{id} answers it.
+type consoleImport struct {
+	ID         string `json:"id"`
+	State      string `json:"state"`
+	Total      int    `json:"total"`
+	Rows       int    `json:"rows"`
+	Stored     int    `json:"stored"`
+	Duplicates int    `json:"duplicates"`
+	Resumed    int    `json:"resumed"`
+	Invalid    int    `json:"invalid"`
+	// RowsPerSecond is the import's rate, from its start.
+	RowsPerSecond float64 `json:"rowsPerSecond"`
+}
+
+// uploadImport posts file (named name) to POST /admin/api/imports with the
+// admin token and the form fields, and returns the accepted import.
+func uploadImport(t testing.TB, base, name, file string, fields map[string]string) consoleImport {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		mw.WriteField(k, v)
+	}
+	fw, err := mw.CreateFormFile("file", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write([]byte(file))
+	mw.Close()
+	req, err := http.NewRequest(http.MethodPost, base+"/admin/api/imports", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+consoleAdminToken)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	res, err := newHTTPClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var imp consoleImport
+	if res.StatusCode != http.StatusAccepted || json.Unmarshal(b, &imp) != nil {
+		t.Fatalf("POST /admin/api/imports: %d %s", res.StatusCode, b)
+	}
+	return imp
+}
+
+// TestConsoleImportRestart: a console import killed half-way with the
+// server (SIGKILL) is forgotten by the restarted server; uploading the same
+// file again continues after the last stored rows, and every row is stored
+// exactly once.
+func TestConsoleImportRestart(t *testing.T) {
+	srv := startConsoleServer(t, "")
+	const rows = 100000
+	var csv strings.Builder
+	csv.WriteString("userId,event,plan\n")
+	for i := range rows {
+		fmt.Fprintf(&csv, "crm-%06d,Lead,pro\n", i)
+	}
+	fields := map[string]string{"source": testSource}
+	imp := uploadImport(t, srv.URL, "leads.csv", csv.String(), fields)
+	if imp.State != "running" || imp.Total != rows {
+		t.Fatalf("accepted %+v", imp)
+	}
+	// Kill it once part of the file is stored, before the end.
+	if !poll(time.Minute, func() bool {
+		adminGet(t, srv.URL, "/admin/api/imports/"+imp.ID, &imp)
+		return imp.Stored > 0 || imp.State != "running"
+	}) {
+		t.Fatalf("nothing stored within a minute: %+v", imp)
+	}
+	srv.Kill()
+	if imp.State != "running" || imp.Stored >= rows {
+		t.Fatalf("the import ended before the kill: %+v", imp)
+	}
+
+	srv.server = startServer(t, srv.cfg)
+	var list struct {
+		Imports []consoleImport `json:"imports"`
+	}
+	adminGet(t, srv.URL, "/admin/api/imports", &list)
+	if len(list.Imports) != 0 {
+		t.Errorf("the restarted server lists %+v", list.Imports)
+	}
+	again := uploadImport(t, srv.URL, "leads.csv", csv.String(), fields)
+	if !poll(2*time.Minute, func() bool {
+		adminGet(t, srv.URL, "/admin/api/imports/"+again.ID, &again)
+		return again.State != "running"
+	}) {
+		t.Fatalf("the second import did not end: %+v", again)
+	}
+	t.Logf("killed with %d rows stored; imported again: %d already imported, %d stored, %d duplicates, %.0f rows/s",
+		imp.Stored, again.Resumed, again.Stored, again.Duplicates, again.RowsPerSecond)
+	if again.State != "done" || again.Rows != rows || again.Resumed == 0 || again.Resumed+again.Stored+again.Duplicates != rows {
+		t.Errorf("imported again: %+v (the first got %d stored)", again, imp.Stored)
+	}
+
+	// Every row once in EVENTS.
+	seen := make(map[string]int, rows)
+	after := ""
+	for {
+		var page struct {
+			Events []struct {
+				Seq   uint64 `json:"seq"`
+				Event struct {
+					UserID string `json:"userId"`
+				} `json:"event"`
+			} `json:"events"`
+			More bool `json:"more"`
+		}
+		adminGet(t, srv.URL, "/admin/api/events?order=oldest&limit=1000&source="+testSource+after, &page)
+		for _, e := range page.Events {
+			seen[e.Event.UserID]++
+		}
+		if !page.More || len(page.Events) == 0 {
+			break
+		}
+		after = fmt.Sprintf("&after=%d", page.Events[len(page.Events)-1].Seq)
+	}
+	twice := 0
+	for _, n := range seen {
+		if n > 1 {
+			twice++
+		}
+	}
+	if len(seen) != rows || twice != 0 {
+		t.Errorf("EVENTS holds %d of the %d rows, %d of them more than once", len(seen), rows, twice)
+	}
 }
