@@ -19,8 +19,9 @@ import (
 // imported, the page shows the progress (rows of total, rows/s) and the
 // summary with the two invalid rows by line; the valid rows are stored
 // and reach the sandbox once each; the same file again stores nothing; a
-// file of unknown type is refused with a message; a viewer sees the
-// imports but cannot upload; the audit log has each import.
+// long import is cancelled from the page; a file of unknown type is
+// refused with a message; a viewer sees the imports but cannot upload; the
+// audit log has each import.
 func TestConsoleImport(t *testing.T) {
 	const viewerPassword = "viewer-password-e2e"
 	hash, err := bcrypt.GenerateFromPassword([]byte(viewerPassword), bcrypt.DefaultCost)
@@ -49,6 +50,9 @@ func TestConsoleImport(t *testing.T) {
 		Again   importRun
 		Recent  []string `json:"recent"`
 		BadFile string   `json:"badFile"`
+
+		CancelDialog string `json:"cancelDialog"`
+		Cancelled    string `json:"cancelled"`
 
 		AfterDryCount        int    `json:"afterDryCount"`
 		ViewerUploadDisabled bool   `json:"viewerUploadDisabled"`
@@ -94,10 +98,14 @@ func TestConsoleImport(t *testing.T) {
 			t.Errorf("second import's summary lacks %q: %s", want, got.Again.Summary)
 		}
 	}
-	if len(got.Recent) != 3 || !strings.Contains(got.BadFile, "notes.txt: unknown extension") {
+	if !strings.Contains(got.CancelDialog, "Cancel the import of “leads.csv”") || !strings.Contains(got.Cancelled, "cancelled by admin token") ||
+		!strings.Contains(got.Cancelled, "import the file again to continue") {
+		t.Errorf("cancel: dialog %q, summary %q", got.CancelDialog, got.Cancelled)
+	}
+	if len(got.Recent) != 4 || !strings.Contains(got.Recent[0], "cancelled") || !strings.Contains(got.BadFile, "notes.txt: unknown extension") {
 		t.Errorf("recent %q; a .txt file shows %q", got.Recent, got.BadFile)
 	}
-	if !got.ViewerUploadDisabled || got.ViewerRows != 3 || !strings.Contains(got.ViewerSummary, "Already imported300") {
+	if !got.ViewerUploadDisabled || got.ViewerRows != 4 || !strings.Contains(got.ViewerSummary, "cancelled by admin token") {
 		t.Errorf("viewer: upload disabled %v, %d rows, summary %q", got.ViewerUploadDisabled, got.ViewerRows, got.ViewerSummary)
 	}
 
@@ -111,12 +119,24 @@ func TestConsoleImport(t *testing.T) {
 			} `json:"event"`
 		} `json:"events"`
 	}
-	adminGet(t, srv.URL, "/admin/api/events?source="+testSource+"&limit=1000", &events)
-	if len(events.Events) != rows {
-		t.Fatalf("%d events stored, want %d", len(events.Events), rows)
+	// The deals were stored before the cancelled import's leads.
+	adminGet(t, srv.URL, "/admin/api/events?source="+testSource+"&order=oldest&limit=1000", &events)
+	deals := map[string]int{}
+	for _, ev := range events.Events {
+		if e := ev.Event; e.Event == "Sign Up" {
+			deals[e.MessageID]++
+			if !strings.HasPrefix(e.MessageID, "deal-") || e.Properties["stage"] != "won" {
+				t.Errorf("a stored event: %+v", e)
+			}
+		}
 	}
-	if e := events.Events[0].Event; e.Event != "Sign Up" || !strings.HasPrefix(e.MessageID, "deal-") || e.Properties["stage"] != "won" {
-		t.Errorf("a stored event: %+v", e)
+	if len(deals) != rows {
+		t.Fatalf("%d deals stored, want %d", len(deals), rows)
+	}
+	for id, n := range deals {
+		if n != 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
 	}
 	convs := byEventID(t, srv.sandbox.waitConversions(rows, time.Minute, "imported deals"))
 	for i := range rows {
@@ -131,7 +151,7 @@ func TestConsoleImport(t *testing.T) {
 	for _, r := range audit.Records {
 		counts[r.Action]++
 	}
-	if counts["import_start"] != 3 || counts["import"] != 3 {
+	if counts["import_start"] != 4 || counts["import"] != 4 || counts["import_cancel"] != 1 {
 		t.Errorf("audit: %v", counts)
 	}
 }

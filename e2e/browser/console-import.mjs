@@ -49,6 +49,22 @@ main(async ({ page, args }) => {
   const real = await runImport(false);
   await screenshot(page, args, 'import', { fullPage: true });
   const again = await runImport(false);
+
+  // A long import, cancelled from the page while it runs.
+  const big = ['userId,plan'];
+  for (let i = 0; i < 300000; i++) big.push(`lead-${i},pro`);
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'leads.csv', mimeType: 'text/csv', buffer: Buffer.from(big.join('\n') + '\n') });
+  await page.getByLabel('Event name').fill('Lead');
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
+  await page.waitForFunction((prev) => /[?&]id=/.test(location.hash) && location.hash !== prev, last);
+  const progress = page.getByRole('region', { name: 'Progress' });
+  await progress.getByRole('button', { name: 'Cancel import' }).click();
+  const cancelDialog = await page.getByRole('dialog').textContent();
+  await page.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
+  const cancelledSummary = page.getByRole('region', { name: 'Summary' });
+  await cancelledSummary.getByRole('heading', { name: 'Summary' }).waitFor({ timeout: 60000 });
+  const cancelled = await cancelledSummary.textContent();
+
   const recent = await page.getByRole('table', { name: 'Recent imports' }).locator('tbody tr').allInnerTexts();
 
   // A file that cannot be imported: the message, nothing started.
@@ -67,5 +83,5 @@ main(async ({ page, args }) => {
   await page.getByRole('region', { name: 'Summary' }).getByRole('heading', { name: 'Summary' }).waitFor();
   const viewerSummary = await page.getByRole('region', { name: 'Summary' }).textContent();
 
-  return { sources, dry, afterDryCount: (afterDry.body && afterDry.body.events || []).length, real, again, recent, badFile, viewerUploadDisabled, viewerRows: await viewerRows.count(), viewerSummary };
+  return { sources, cancelDialog, cancelled, dry, afterDryCount: (afterDry.body && afterDry.body.events || []).length, real, again, recent, badFile, viewerUploadDisabled, viewerRows: await viewerRows.count(), viewerSummary };
 });
