@@ -72,9 +72,9 @@ type imports struct {
 	dir      string // where uploads are spooled
 	maxBytes int64
 
-	base context.Context // ends at Shutdown
-	stop context.CancelFunc
-	wg   sync.WaitGroup
+	base   context.Context // ends at Shutdown
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // running imports and uploads
 
 	mu      sync.Mutex
 	jobs    []*importJob // oldest first
@@ -202,20 +202,32 @@ func newImports(dep Importer, dir string, maxBytes int64) *imports {
 	if maxBytes <= 0 {
 		maxBytes = DefaultImportMaxBytes
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	return &imports{dep: dep, dir: dir, maxBytes: maxBytes, base: ctx, stop: stop}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &imports{dep: dep, dir: dir, maxBytes: maxBytes, base: ctx, cancel: cancel}
 }
 
-// reserve takes a place for one more running import; false when
-// maxRunningImports run.
-func (im *imports) reserve() bool {
+// stop stops the running imports and refuses new ones.
+func (im *imports) stop() {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	if im.running >= maxRunningImports || im.base.Err() != nil {
-		return false
+	im.cancel()
+}
+
+// reserve takes a place for one more running import; the error answer
+// when maxRunningImports run or the server is shutting down.
+func (im *imports) reserve() error {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	switch {
+	case im.base.Err() != nil:
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the server is shutting down: upload the file again once it is back"}
+	case im.running >= maxRunningImports:
+		return &apiError{http.StatusTooManyRequests, codeTooManyRequests,
+			fmt.Sprintf("%d imports are running: wait for one to end, or cancel one", maxRunningImports)}
 	}
 	im.running++
-	return true
+	im.wg.Add(1) // under mu: never after shutdown's cancel, so WaitImports sees it
+	return nil
 }
 
 func (im *imports) release() {
@@ -358,19 +370,37 @@ func (im *imports) spool(p *multipart.Part, u *uploadForm) error {
 		return fmt.Errorf("import upload: %w", err)
 	}
 	u.path = f.Name()
-	n, err := io.Copy(f, io.LimitReader(p, im.maxBytes+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	fw := &fileWriter{f: f}
+	n, err := io.Copy(fw, io.LimitReader(p, im.maxBytes+1))
+	if cerr := f.Close(); fw.err == nil {
+		fw.err = cerr
 	}
 	u.size = n
 	var mbe *http.MaxBytesError
 	switch {
+	case fw.err != nil: // the server's disk: a 500, logged
+		return fmt.Errorf("keep the upload in %s: %w", dir, fw.err)
 	case errors.As(err, &mbe) || n > im.maxBytes:
 		return im.tooLarge()
 	case err != nil:
 		return badRequest("the file could not be received: %v", err)
 	}
 	return nil
+}
+
+// fileWriter writes to f and keeps its error, to tell the server's
+// failures (a full disk) from the client's (a broken upload).
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 func (im *imports) tooLarge() error {
@@ -386,23 +416,22 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) error {
 	if im.dep == nil {
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "imports are not available on this server"}
 	}
-	if im.base.Err() != nil {
-		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the server is shutting down: upload the file again once it is back"}
-	}
-	if !im.reserve() {
-		return &apiError{http.StatusTooManyRequests, codeTooManyRequests,
-			fmt.Sprintf("%d imports are running: wait for one to end, or cancel one", maxRunningImports)}
+	if err := im.reserve(); err != nil {
+		return err
 	}
 	handedOver := false
 	defer func() {
 		if !handedOver {
 			im.release()
+			im.wg.Done()
 		}
 	}()
 	// An upload may take longer than the server's request timeouts.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(importUploadTimeout))
 	_ = rc.SetWriteDeadline(time.Now().Add(importUploadTimeout))
+	// Shutdown ends an upload at once (WaitImports waits for uploads too).
+	defer context.AfterFunc(im.base, func() { _ = rc.SetReadDeadline(time.Now()) })()
 	r.Body = http.MaxBytesReader(w, r.Body, im.maxBytes+1<<20)
 	u, err := im.readUpload(r)
 	if err != nil {
@@ -422,8 +451,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) error {
 	j.cancel = cancel
 	accepted := j.view(s.now(), true) // the answer: as accepted, running
 	im.add(j)
-	im.wg.Add(1)
-	go s.runImport(ctx, j, u.path, opt)
+	go s.runImport(ctx, j, u.path, opt) // takes over the reservation
 
 	s.record(r, audit.Record{Action: audit.ActionImportStart, Target: importTarget(j),
 		Result: map[string]int{"rows": j.total}, Detail: importDetail(j)})
@@ -700,7 +728,8 @@ func (s *Server) cancelImport(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// WaitImports waits until the imports the console started have ended:
-// Shutdown stops them after the rows being stored, keeping their resume
-// points. `capstan serve` calls it before stopping the event writer.
+// WaitImports waits until the imports the console started, and the
+// uploads being received, have ended: Shutdown stops them (an import after
+// the rows being stored, keeping its resume point; an upload at once).
+// `capstan serve` calls it before stopping the event writer.
 func (s *Server) WaitImports() { s.imports.wg.Wait() }
