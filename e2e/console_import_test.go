@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,10 +218,12 @@ func uploadImport(t testing.TB, base, name, file string, fields map[string]strin
 	return imp
 }
 
-// TestConsoleImportRestart: a console import killed half-way with the
-// server (SIGKILL) is forgotten by the restarted server; uploading the same
-// file again continues after the last stored rows, and every row is stored
-// exactly once.
+// TestConsoleImportRestart: a console import is stopped half-way by the
+// server's graceful shutdown (SIGTERM: the import ends "interrupted" and
+// the server exits 0), then, uploaded again after the restart, killed
+// half-way with the server (SIGKILL); each restarted server has forgotten
+// the imports, and the file uploaded a third time continues after the
+// last stored rows: every row is stored exactly once.
 func TestConsoleImportRestart(t *testing.T) {
 	srv := startConsoleServer(t, "")
 	const rows = 100000
@@ -230,41 +233,65 @@ func TestConsoleImportRestart(t *testing.T) {
 		fmt.Fprintf(&csv, "crm-%06d,Lead,pro\n", i)
 	}
 	fields := map[string]string{"source": testSource}
-	imp := uploadImport(t, srv.URL, "leads.csv", csv.String(), fields)
-	if imp.State != "running" || imp.Total != rows {
-		t.Fatalf("accepted %+v", imp)
+
+	// upload starts the import, waits until it stored rows of its own,
+	// and returns it.
+	upload := func() consoleImport {
+		t.Helper()
+		imp := uploadImport(t, srv.URL, "leads.csv", csv.String(), fields)
+		if imp.State != "running" || imp.Total != rows {
+			t.Fatalf("accepted %+v", imp)
+		}
+		if !poll(time.Minute, func() bool {
+			adminGet(t, srv.URL, "/admin/api/imports/"+imp.ID, &imp)
+			return imp.Stored > 0 || imp.State != "running"
+		}) {
+			t.Fatalf("nothing stored within a minute: %+v", imp)
+		}
+		if imp.State != "running" || imp.Stored+imp.Resumed >= rows {
+			t.Fatalf("the import ended before the stop: %+v", imp)
+		}
+		return imp
 	}
-	// Kill it once part of the file is stored, before the end.
-	if !poll(time.Minute, func() bool {
-		adminGet(t, srv.URL, "/admin/api/imports/"+imp.ID, &imp)
-		return imp.Stored > 0 || imp.State != "running"
-	}) {
-		t.Fatalf("nothing stored within a minute: %+v", imp)
-	}
-	srv.Kill()
-	if imp.State != "running" || imp.Stored >= rows {
-		t.Fatalf("the import ended before the kill: %+v", imp)
+	restart := func() {
+		t.Helper()
+		srv.server = startServer(t, srv.cfg)
+		var list struct {
+			Imports []consoleImport `json:"imports"`
+		}
+		adminGet(t, srv.URL, "/admin/api/imports", &list)
+		if len(list.Imports) != 0 {
+			t.Errorf("the restarted server lists %+v", list.Imports)
+		}
 	}
 
-	srv.server = startServer(t, srv.cfg)
-	var list struct {
-		Imports []consoleImport `json:"imports"`
+	first := upload()
+	srv.Signal(syscall.SIGTERM)
+	if code := srv.Wait(time.Minute); code != 0 {
+		t.Fatalf("capstan serve exited %d after SIGTERM:\n%s", code, srv.Output())
 	}
-	adminGet(t, srv.URL, "/admin/api/imports", &list)
-	if len(list.Imports) != 0 {
-		t.Errorf("the restarted server lists %+v", list.Imports)
+	if !strings.Contains(srv.Output(), "state=interrupted") {
+		t.Errorf("the shutdown did not interrupt the import:\n%s", srv.Output())
 	}
+	restart()
+	second := upload()
+	if second.Resumed == 0 {
+		t.Errorf("after the graceful stop (%d stored) the import resumed nothing: %+v", first.Stored, second)
+	}
+	srv.Kill()
+	restart()
+
 	again := uploadImport(t, srv.URL, "leads.csv", csv.String(), fields)
 	if !poll(2*time.Minute, func() bool {
 		adminGet(t, srv.URL, "/admin/api/imports/"+again.ID, &again)
 		return again.State != "running"
 	}) {
-		t.Fatalf("the second import did not end: %+v", again)
+		t.Fatalf("the third import did not end: %+v", again)
 	}
-	t.Logf("killed with %d rows stored; imported again: %d already imported, %d stored, %d duplicates, %.0f rows/s",
-		imp.Stored, again.Resumed, again.Stored, again.Duplicates, again.RowsPerSecond)
-	if again.State != "done" || again.Rows != rows || again.Resumed == 0 || again.Resumed+again.Stored+again.Duplicates != rows {
-		t.Errorf("imported again: %+v (the first got %d stored)", again, imp.Stored)
+	t.Logf("stopped with %d stored; then %d already imported, %d stored, killed; then %d already imported, %d stored, %d duplicates, %.0f rows/s",
+		first.Stored, second.Resumed, second.Stored, again.Resumed, again.Stored, again.Duplicates, again.RowsPerSecond)
+	if again.State != "done" || again.Rows != rows || again.Resumed < second.Resumed || again.Resumed+again.Stored+again.Duplicates != rows {
+		t.Errorf("imported a third time: %+v", again)
 	}
 
 	// Every row once in EVENTS.
