@@ -195,7 +195,7 @@ func TestConsoleSignIn(t *testing.T) {
 		t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/admin/ (not Secure over plain HTTP)", got.Cookie)
 	}
 	want := []string{"Live events #/live", "Overview #/overview", "Dead letters #/dead-letters", "Destinations #/destinations",
-		"Event tester #/tester", "People #/people", "Audit log #/audit"}
+		"Event tester #/tester", "Import #/import", "People #/people", "Audit log #/audit"}
 	var links []string
 	for _, l := range got.Links {
 		links = append(links, l.Name+" "+l.Href)

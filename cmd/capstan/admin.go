@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -66,9 +68,20 @@ func newAdmin(cfg *config.Config, dests []*destination, graph *identity.Graph, s
 		runners = append(runners, d.runner)
 	}
 	deps.Explain = admin.EngineExplainer{Engine: eng, Runners: runners}
+	imp := admin.EngineImporter{Engine: eng, Writer: w, Version: readBuildInfo().Version}
+	for _, src := range cfg.Sources {
+		imp.SourceNames = append(imp.SourceNames, src.Name)
+	}
+	deps.Import = imp
 	acfg, err := adminConfig(cfg.Server)
 	if err != nil {
 		return nil, err
+	}
+	// The console's uploads wait here while imported; what a crash left
+	// is of no use (importing the file again resumes from its checkpoint).
+	acfg.ImportDir = filepath.Join(cfg.Server.DataDir, "imports")
+	if err := os.RemoveAll(acfg.ImportDir); err != nil {
+		log.Warn("uploads of interrupted console imports not removed", "dir", acfg.ImportDir, "error", err)
 	}
 	return admin.New(acfg, deps, log)
 }

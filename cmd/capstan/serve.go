@@ -374,6 +374,9 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		return nil
 	})
 	err = g.Wait()
+	if adm != nil {
+		adm.WaitImports() // their last rows go through the writer
+	}
 	stopApp()
 	<-appDone
 	<-statsDone

@@ -35,6 +35,13 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed when counting failed sign-ins by client address.
 	TrustedProxies []netip.Prefix
+	// ImportDir is where the console's uploads are kept while they are
+	// imported (each file is removed when its import ends). Default: the
+	// system's temporary directory.
+	ImportDir string
+	// ImportMaxBytes is the largest file the console's Import page takes.
+	// Default DefaultImportMaxBytes (256 MiB).
+	ImportMaxBytes int64
 }
 
 // Destination is one configured destination as the admin API sees it.
@@ -151,6 +158,8 @@ type Deps struct {
 	Explain Explainer
 	// Stats is optional: without it GET /admin/api/stats answers 503.
 	Stats Stats
+	// Import is optional: without it the import routes answer 503.
+	Import Importer
 }
 
 // Server is the admin API: an http.Handler for every path under /admin/.
@@ -171,6 +180,7 @@ type Server struct {
 	explain  Explainer
 	live     *liveHub
 	stats    Stats
+	imports  *imports
 	log      *slog.Logger
 
 	mux   *http.ServeMux
@@ -252,6 +262,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		audit:    deps.Audit,
 		explain:  deps.Explain,
 		stats:    deps.Stats,
+		imports:  newImports(deps.Import, cfg.ImportDir, cfg.ImportMaxBytes),
 		log:      log.With("component", "admin"),
 		mux:      http.NewServeMux(),
 		roles:    map[string]Role{},
@@ -293,6 +304,10 @@ func (s *Server) routes() {
 	s.route("GET /admin/api/live", RoleViewer, s.liveEvents)
 	s.route("GET /admin/api/events/{seq}/explain", RoleViewer, s.explainEvent)
 	s.route("GET /admin/api/mappings", RoleViewer, s.listMappings)
+	s.route("GET /admin/api/imports", RoleViewer, s.listImports)
+	s.route("POST /admin/api/imports", RoleOperator, s.createImport)
+	s.route("GET /admin/api/imports/{id}", RoleViewer, s.showImport)
+	s.route("POST /admin/api/imports/{id}/cancel", RoleOperator, s.cancelImport)
 
 	// The paths of earlier releases.
 	s.route("PUT /admin/destinations/{name}/token", RoleOperator, s.installToken)

@@ -7,10 +7,12 @@
 // It does HTTP only: parsing requests, checking credentials and roles,
 // rendering answers. The work is done by its dependencies, each behind a
 // small interface declared here (Destination, Connector, Identity,
-// DeadLetters, EventReader, Previewer, Privacy, AuditLog, Explainer; a
-// Destination may also be a TestSender, a RuleReporter and Reconciling) and wired in
-// cmd/capstan, so
-// that admin imports other packages for their types only.
+// DeadLetters, EventReader, Previewer, Privacy, AuditLog, Explainer,
+// Importer; a Destination may also be a TestSender, a RuleReporter and
+// Reconciling) and wired in cmd/capstan, so that admin imports other
+// packages for their types only (and the Engine* adapters, which call
+// them). It keeps the console's running imports (their goroutines and
+// progress) and the Live events reader.
 //
 // # Routes
 //
@@ -48,6 +50,14 @@
 //	GET    /admin/api/destinations/{name}/rules {"rules": [report, …]} (viewer)
 //	GET    /admin/api/reconcile?destination=    {"destinations": [{"destination","supported","enabled","latest","error"}]}
 //	POST   /admin/api/reconcile?destination=N   reconcile N now → the reconciliation (operator)
+//	GET    /admin/api/imports                   {"imports": [import, …] newest first, "sources", "maxBytes", "running", "maxRunning"}
+//	POST   /admin/api/imports                   multipart/form-data upload → 202 import (operator, audited; see Imports)
+//	GET    /admin/api/imports/{id}              import: {"id","file","source","event","format","map","dryRun","by","bytes","sha256",
+//	                                            "state": running|done|failed|cancelled|interrupted, "startedAt","endedAt","total",
+//	                                            "rows","stored","duplicates","resumed","invalid","rowsPerSecond","etaSeconds",
+//	                                            "byReason","errors": [{"line","field","reason","detail","message"}] (the first 100),
+//	                                            "error","cancelledBy","complete"}
+//	POST   /admin/api/imports/{id}/cancel       stop a running import → import (operator, audited)
 //
 // test-event is a REAL SEND of one conversion through the destination's own
 // path (TestSender): the mapping's built-in sample event, or the given one,
@@ -129,10 +139,10 @@
 //	401 unauthorized         no credential or a wrong one (with WWW-Authenticate: Bearer); a wrong sign-in
 //	403 forbidden            the credential's role may not do this; a sign-in from another site
 //	403 csrf_failed          a state-changing request with the session cookie lacks the session's X-CSRF-Token
-//	429 too_many_requests    too many failed sign-ins from this address (with Retry-After)
+//	429 too_many_requests    too many failed sign-ins from this address (with Retry-After); two imports running
 //	404 not_found            unknown route, destination, person or dead letter
 //	405 method_not_allowed   known path, other method (with Allow)
-//	413 too_large            body over the route's limit (64 KiB; 1 MiB for preview)
+//	413 too_large            body over the route's limit (64 KiB; 1 MiB for preview; Config.ImportMaxBytes for an upload)
 //	503 token_not_saved      the token is in use but could not be saved
 //	503 unavailable          the engine (or the destination) refused; details are in the server log only
 //	500 internal_error       a bug; details are in the server log only
@@ -169,8 +179,9 @@
 // from another site (Sec-Fetch-Site).
 //
 // Routes that read need a viewer; routes that change state (install a
-// token, delete a person, replay dead letters, send a test event) need an
-// operator (403 forbidden otherwise); signing out needs neither.
+// token, delete a person, replay dead letters, send a test event, import a
+// file) need an operator (403 forbidden otherwise); signing out needs
+// neither.
 //
 // # Audit
 //
@@ -182,7 +193,8 @@
 // password was wrong, "admin token" or "unknown user"; attempts refused
 // by the throttle are not recorded),
 // sign_out, token_install, identity_delete, dlq_replay, linkedin_connect
-// (by the operator who started the connection); privacy_delete and
+// (by the operator who started the connection), import_start, import and
+// import_cancel; privacy_delete and
 // test_event are recorded by their dependencies (Privacy, TestSender). A record that cannot be written is
 // logged; the action stays done.
 //
@@ -194,6 +206,35 @@
 // can, operatorOnly, fmt, toast, confirm), app.css, signin.html/.js, and one
 // module per page under ui/pages/. A page whose module is missing shows
 // "This page is not available in this build".
+//
+// # Imports
+//
+// POST /admin/api/imports (imports.go) is the console's Import page: a
+// multipart/form-data form with the fields file (the CSV or JSONL file,
+// required), source (required when several are configured), event, format
+// (csv or jsonl; default from the file name), map (COLUMN=FIELD, repeatable
+// or one a line, as `capstan import --map`) and dryRun; any other field is
+// a 400. The file is streamed to a temporary file in Config.ImportDir, at
+// most Config.ImportMaxBytes (413 beyond; the server's read and write
+// timeouts are lifted to an hour for the upload), hashed and counted
+// (importer.Scan), and its first 64 KiB are checked by a dry run, so that
+// input importer.Run refuses as a whole (a UsageError: not text, empty,
+// no rows, a header the mapping cannot apply to, no event name) is a 400
+// with importer's message before anything is stored. Then the import runs
+// in the background, through the Importer dependency (EngineImporter:
+// importer.Run with the server's stream.Writer and the resume points in
+// the state bucket, keyed by importer.ResumeKey of the source and the
+// file's SHA-256), so it runs to the end when the client goes; the answer
+// is 202 with the import, to poll. At most two run at once (429 beyond).
+// The imports are kept in memory (the last 20 ended ones): a restart
+// forgets them; Shutdown stops the running ones after the rows being
+// stored (state "interrupted"; WaitImports waits for them) and uploading
+// the same file again continues after its resume point, storing nothing
+// twice. A dry run stores nothing and keeps no resume point. Each import
+// is recorded in the audit log when accepted (import_start) and when it
+// ends (import, with the counts, and the error when it stopped early), and
+// each cancellation (import_cancel). Row details are shown to the console,
+// never logged.
 //
 // # Connect LinkedIn
 //

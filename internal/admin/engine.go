@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/audit"
 	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/importer"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -98,4 +100,41 @@ func (x EngineExplainer) Destinations() []delivery.DestinationInfo {
 		out = append(out, r.Info())
 	}
 	return out
+}
+
+// EngineImporter runs the console's imports as `capstan serve` wires it:
+// through the server's event writer (the append path of HTTP ingest), with
+// the resume points in the engine's state bucket, as `capstan import`
+// keeps them.
+type EngineImporter struct {
+	Engine *stream.Engine
+	Writer *stream.Writer
+	// SourceNames are the configured sources.
+	SourceNames []string
+	// Version is capstan's version, for the events' context.library and
+	// User-Agent.
+	Version string
+}
+
+// Sources implements Importer.
+func (e EngineImporter) Sources() []string { return e.SourceNames }
+
+// Import implements Importer.
+func (e EngineImporter) Import(ctx context.Context, in io.Reader, opt importer.Options) (importer.Summary, error) {
+	opt.Version = e.Version
+	opt.UserAgent = "capstan-console-import"
+	if e.Version != "" {
+		opt.UserAgent += "/" + e.Version
+	}
+	if opt.DryRun == nil {
+		opt.Store = e.Writer
+		if opt.Key != "" {
+			kv, err := e.Engine.KV(ctx, stream.StateKV, 0)
+			if err != nil {
+				return importer.Summary{}, fmt.Errorf("state bucket: %w", err)
+			}
+			opt.Checkpoints = importer.KVCheckpoints{KV: kv}
+		}
+	}
+	return importer.Run(ctx, in, opt)
 }

@@ -110,6 +110,9 @@ type env struct {
 
 	mu       sync.Mutex
 	previews []previewCall
+	// gate, when set, holds the console's imports after their first
+	// bytes until it is closed or the import's context ends.
+	gate chan int
 }
 
 func newEnv(t testing.TB) *env {
@@ -168,6 +171,10 @@ func newEnvConfig(t testing.TB, cfg Config) *env {
 	deps.Stats = e.stats
 	for _, name := range []string{"linkedin", "unsaved", "broken"} {
 		deps.Destinations = append(deps.Destinations, e.dests[name])
+	}
+	deps.Import = e.importer()
+	if cfg.ImportDir == "" {
+		cfg.ImportDir = t.TempDir()
 	}
 	e.s, err = New(cfg, deps, discard)
 	if err != nil {

@@ -545,8 +545,13 @@ func writeLive(buf *bytes.Buffer, enc *json.Encoder, le LiveEvent) {
 // Shutdown ends every Live events stream and refuses new ones, so that an
 // http.Server's Shutdown does not wait for them: register it with
 // RegisterOnShutdown. The shared reader stops once the last stream has
-// ended; Wait waits for that.
-func (s *Server) Shutdown() { s.live.shutdown() }
+// ended; Wait waits for that. It also stops the console's running imports
+// after the rows being stored (WaitImports waits for them) and refuses new
+// ones.
+func (s *Server) Shutdown() {
+	s.live.shutdown()
+	s.imports.stop()
+}
 
 // Wait waits until the shared reader of Live events has stopped (after
 // Shutdown, once every stream has ended).

@@ -181,11 +181,20 @@ func (s *Server) record(r *http.Request, rec audit.Record) {
 	if s.audit == nil {
 		return
 	}
-	rec.At = s.now().UTC()
 	if rec.By == "" {
 		rec.By = principalOf(r).name
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	s.recordCtx(r.Context(), rec)
+}
+
+// recordCtx writes rec (whose By is set) to the audit log, even after ctx
+// ended.
+func (s *Server) recordCtx(ctx context.Context, rec audit.Record) {
+	if s.audit == nil {
+		return
+	}
+	rec.At = s.now().UTC()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := s.audit.Append(ctx, rec); err != nil {
 		s.log.Error("audit record not written", "action", rec.Action, "principal", rec.By, "error", err)

@@ -1,8 +1,8 @@
 // Package audit keeps the durable record of what operators did (privacy
 // deletions, token installs, identity deletions, dead-letter replays, test
-// events, console sign-ins and sign-outs, LinkedIn connections), in the
-// AUDIT stream: the one place that appends and reads it, for the CLI, the
-// admin API and the console.
+// events, console sign-ins and sign-outs, LinkedIn connections, console
+// imports), in the AUDIT stream: the one place that appends and reads it,
+// for the CLI, the admin API and the console.
 //
 // A record names the person only by the SHA-256 of the id given, never the
 // id itself.
@@ -48,6 +48,18 @@ const (
 	// with new tokens (capstan auth linkedin, the console's Connect
 	// LinkedIn); Detail says what the token may do.
 	ActionLinkedInConnect = "linkedin_connect"
+	// ActionImportStart is a file uploaded to the console's Import page
+	// and accepted (POST /admin/api/imports); Target names the file, its
+	// source and the first hex digits of its SHA-256, Result["rows"] how
+	// many rows it holds.
+	ActionImportStart = "import_start"
+	// ActionImport is the end of a console import: Result counts the rows
+	// read, stored, duplicates, already imported (resumed) and invalid;
+	// Error says why it stopped early (cancelled, interrupted, failed).
+	ActionImport = "import"
+	// ActionImportCancel is a console import cancelled by By (POST
+	// /admin/api/imports/{id}/cancel).
+	ActionImportCancel = "import_cancel"
 )
 
 // Record is one audit record.

@@ -15,6 +15,9 @@
     dlq_replay: 'Replayed dead letters',
     test_event: 'Sent a test event',
     linkedin_connect: 'Connected LinkedIn',
+    import_start: 'Started an import',
+    import: 'Import ended',
+    import_cancel: 'Cancelled an import',
   };
 
   function what(r) {
@@ -31,6 +34,11 @@
     deadLettersDeleted: 'dead letters deleted',
     suppressed: 'ids suppressed',
     replayed: 'replayed',
+    rows: 'rows',
+    stored: 'stored',
+    duplicates: 'duplicates',
+    resumed: 'already imported',
+    invalid: 'invalid',
   };
 
   function result(r) {
