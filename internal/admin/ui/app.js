@@ -161,8 +161,9 @@
     num: function (n) { return n === undefined || n === null || isNaN(n) ? '—' : numFmt.format(n); },
     bytes: function (n) {
       if (n < 1024) return n + ' B';
-      if (n < 1048576) return (n / 1024).toFixed(1) + ' KiB';
-      return (n / 1048576).toFixed(1) + ' MiB';
+      // One decimal, none when it is 0: 23.7 KiB, 256 MiB.
+      if (n < 1048576) return parseFloat((n / 1024).toFixed(1)) + ' KiB';
+      return parseFloat((n / 1048576).toFixed(1)) + ' MiB';
     },
   };
 
