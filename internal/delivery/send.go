@@ -183,6 +183,13 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 			}
 			r.count(ts)
 		}
+		if r.guard != nil {
+			// The sent-conversion record, confirmed before the events'
+			// acknowledgements: whoever reads them again skips these.
+			if err := r.guard.markAccepted(items); err != nil {
+				r.log.Warn("accepted conversions not recorded; if their events are read again they are sent again", "error", err, "batch_size", len(items))
+			}
+		}
 		r.delivered.Add(float64(len(items)))
 		for _, it := range items {
 			if !it.ev.recv.IsZero() {
