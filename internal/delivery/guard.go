@@ -145,7 +145,7 @@ func parseClaim(v []byte) (owner [32]byte, accepted bool) {
 // markTry bounds one round of markAccepted, markFor all of them.
 const (
 	markTry = 10 * time.Second
-	markFor = time.Minute
+	markFor = 30 * time.Second
 )
 
 // markAccepted records that the remote accepted the conversions of items
@@ -197,8 +197,8 @@ func (g *guard) mark(items []*item) ([]*item, error) {
 	for chunk := range slices.Chunk(items, guardPipeline) {
 		futs := make([]jetstream.PubAckFuture, len(chunk))
 		for i, it := range chunk {
-			m := nats.NewMsg("$KV." + GuardKV + "." + it.claim)
-			m.Data = append(it.content[:claimBytes:claimBytes], acceptedMark)
+			// No headers: a plain put (the key's owner is this content).
+			m := &nats.Msg{Subject: "$KV." + GuardKV + "." + it.claim, Data: append(it.content[:claimBytes:claimBytes], acceptedMark)}
 			var err error
 			if futs[i], err = js.PublishMsgAsync(m); err != nil {
 				last = err
