@@ -214,6 +214,7 @@ type sandboxTimedRecord struct {
 	Seq         int64  `json:"seq"`
 	EventID     string `json:"event_id"`
 	ReceivedAt  int64  `json:"received_at"` // sandbox clock, ms
+	BatchID     string `json:"batch_id"`
 	DuplicateOf int64  `json:"duplicate_of"`
 }
 
