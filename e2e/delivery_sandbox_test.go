@@ -208,6 +208,25 @@ func (s *sandboxProc) records() []sandboxRecord {
 	return out.Elements
 }
 
+// sandboxTimedRecord is one element of GET /_sandbox/records with its
+// order and arrival.
+type sandboxTimedRecord struct {
+	Seq         int64  `json:"seq"`
+	EventID     string `json:"event_id"`
+	ReceivedAt  int64  `json:"received_at"` // sandbox clock, ms
+	BatchID     string `json:"batch_id"`
+	DuplicateOf int64  `json:"duplicate_of"`
+}
+
+func (s *sandboxProc) timedRecords() []sandboxTimedRecord {
+	s.t.Helper()
+	var out struct {
+		Elements []sandboxTimedRecord `json:"elements"`
+	}
+	s.control(http.MethodGet, "/_sandbox/records", "", &out)
+	return out.Elements
+}
+
 // sandboxRequest is one element of GET /_sandbox/requests.
 type sandboxRequest struct {
 	Method   string `json:"method"`

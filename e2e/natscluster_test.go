@@ -211,6 +211,25 @@ func (c *natsCluster) streamLeader(stream string) string {
 	return s.CachedInfo().Cluster.Leader
 }
 
+// moveLeader asks the leader of stream to step down in favour of node to
+// (JetStream's leader step-down with a preferred placement) and waits until
+// to leads it; false when it could not.
+func (c *natsCluster) moveLeader(stream, to string) bool {
+	if c.streamLeader(stream) == to {
+		return true
+	}
+	nc, err := nats.Connect(c.URL(), nats.Timeout(2*time.Second), nats.NoReconnect())
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	req := []byte(`{"placement":{"preferred":"` + to + `"}}`)
+	if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 5*time.Second); err != nil {
+		return false
+	}
+	return poll(10*time.Second, func() bool { return c.streamLeader(stream) == to })
+}
+
 // node returns the node called name.
 func (c *natsCluster) node(name string) *natsNode {
 	for _, nd := range c.nodes {

@@ -33,14 +33,20 @@
 // guard.go is the eventId collision guard: for Formats that are Keyed, each
 // key is claimed in the "eventids" bucket with its content's hash before the
 // first send (7 days), and a later payload with the same key and other
-// content is re-keyed (suffix) or dead-lettered (ReasonCollision);
+// content is re-keyed (suffix) or dead-lettered (ReasonCollision); once the
+// remote accepted a conversion its key is marked accepted before the event
+// is acknowledged (the sent-conversion record), and the same content read
+// again (crash, lost acknowledgement, lease move, replay) is not sent again;
 // ledger.go counts accepted conversions per rule and UTC day in the
 // "accepted" bucket for reconciliation.
 // dlq.go keeps dead letters; lease.go lets one replica of a shared cluster
 // deliver a destination (fenced by the lease key's revision); ack.go
 // confirms acknowledgements on a cluster; limiter.go counts requests in
 // LinkedIn's UTC-aligned windows. An engine error while delivering never
-// ends Serve: the destination shows "degraded" and is retried.
+// ends Serve: the destination shows "degraded" and is retried. An event
+// whose identity graph update or look-up fails because the engine did not
+// answer (identity.Unavailable) is held: put back in the stream with a
+// delay, converted once the graph answers (read.go, hold).
 // testevent.go builds the one conversion of a test
 // send (Plan.BuildTest: a mapping's built-in SampleEvent, or a given event,
 // through the same filters, trigger, fields, enrichment and validation);

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -105,28 +104,121 @@ func IDHash(id string) string {
 }
 
 // claim returns the content hash owning key: content itself when this call
-// (or an earlier one with the same content) claimed it; created says
+// (or an earlier one with the same content) claimed it; accepted says that
+// the remote accepted the owner's conversion (markAccepted), created
 // whether this call wrote the claim.
-func (g *guard) claim(ctx context.Context, key string, content [32]byte) (owner [32]byte, created bool, err error) {
+func (g *guard) claim(ctx context.Context, key string, content [32]byte) (owner [32]byte, accepted, created bool, err error) {
 	for range 3 {
 		e, err := g.kv.Get(ctx, key)
 		switch {
 		case err == nil:
-			copy(owner[:], e.Value())
-			return owner, false, nil
+			owner, accepted = parseClaim(e.Value())
+			return owner, accepted, false, nil
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return owner, false, err
+			return owner, false, false, err
 		}
 		_, err = g.kv.Create(ctx, key, content[:claimBytes])
 		switch {
 		case err == nil:
-			return content, true, nil
+			return content, false, true, nil
 		case !errors.Is(err, jetstream.ErrKeyExists):
-			return owner, false, err
+			return owner, false, false, err
 		}
 		// Claimed meanwhile by another sender: read the owner again.
 	}
-	return owner, false, fmt.Errorf("eventId guard: key %s keeps changing", key)
+	return owner, false, false, fmt.Errorf("eventId guard: key %s keeps changing", key)
+}
+
+// acceptedMark follows the content hash in the value of a key whose
+// conversion the remote accepted: the sent-conversion record. A claim
+// without it (written before the first send) says nothing about whether
+// that send reached the remote.
+const acceptedMark = 'A'
+
+// parseClaim splits a guard value into its content hash and whether the
+// remote accepted that content.
+func parseClaim(v []byte) (owner [32]byte, accepted bool) {
+	copy(owner[:claimBytes], v)
+	return owner, len(v) > claimBytes && v[claimBytes] == acceptedMark
+}
+
+// markTry bounds one round of markAccepted, markFor all of them.
+const (
+	markTry = 10 * time.Second
+	markFor = 30 * time.Second
+)
+
+// markAccepted records that the remote accepted the conversions of items
+// (those that own a key): their keys' values gain acceptedMark, so that
+// the conversion is never sent again within GuardTTL, whoever reads its
+// event again (this runner after a lost acknowledgement, another replica
+// after a lease move). The writes are published together and confirmed by
+// the engine (on a cluster, by a quorum of the bucket's replicas) before
+// the caller acknowledges the events; a failed write is retried with
+// backoff for up to markFor, even while the runner stops. What it returns
+// is the last error, nil when every key is marked.
+//
+// On the embedded engine the marks are not fsynced one by one: they are as
+// durable as the acknowledgement that follows them (written to the file
+// store, which survives the process).
+func (g *guard) markAccepted(items []*item) error {
+	var keys []*item
+	seen := map[string]bool{}
+	for _, it := range items {
+		if it.claim != "" && !seen[it.claim] {
+			seen[it.claim] = true
+			keys = append(keys, it)
+		}
+	}
+	deadline := time.Now().Add(markFor)
+	wait := 100 * time.Millisecond
+	for {
+		var err error
+		keys, err = g.mark(keys)
+		if len(keys) == 0 {
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// mark publishes the marks of items' keys once and returns the items whose
+// mark was not confirmed, with the last error.
+func (g *guard) mark(items []*item) ([]*item, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), markTry)
+	defer cancel()
+	js := g.eng.JetStream()
+	var failed []*item
+	var last error
+	for chunk := range slices.Chunk(items, guardPipeline) {
+		futs := make([]jetstream.PubAckFuture, len(chunk))
+		for i, it := range chunk {
+			// No headers: a plain put (the key's owner is this content).
+			m := &nats.Msg{Subject: "$KV." + GuardKV + "." + it.claim, Data: append(it.content[:claimBytes:claimBytes], acceptedMark)}
+			var err error
+			if futs[i], err = js.PublishMsgAsync(m); err != nil {
+				last = err
+			}
+		}
+		for i, it := range chunk {
+			if futs[i] == nil {
+				failed = append(failed, it)
+				continue
+			}
+			select {
+			case <-futs[i].Ok():
+			case err := <-futs[i].Err():
+				failed, last = append(failed, it), err
+			case <-ctx.Done():
+				failed, last = append(failed, it), ctx.Err()
+			}
+		}
+	}
+	return failed, last
 }
 
 // release gives up key when content still owns it: the remote refused the
@@ -139,8 +231,10 @@ func (g *guard) release(ctx context.Context, key string, content [32]byte, log *
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return
 	}
-	if err == nil && !bytes.Equal(e.Value(), content[:claimBytes]) {
-		return // another content owns it
+	if err == nil {
+		if owner, accepted := parseClaim(e.Value()); accepted || owner != content {
+			return // another content owns it, or this content was accepted
+		}
 	}
 	if err == nil {
 		err = g.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
@@ -152,35 +246,117 @@ func (g *guard) release(ctx context.Context, key string, content [32]byte, log *
 
 // guardBatch applies the eventId collision guard to a flushed batch and
 // returns the items to send: unchanged, re-keyed (suffix) or left out
-// (dead-lettered, or kept for redelivery when the bucket failed).
+// (dead-lettered, already accepted by the remote, or kept for redelivery
+// when the bucket failed). A re-keyed item's derived key is claimed in turn,
+// so that it too is sent once.
 func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
-	g := r.guard
-	if g == nil {
+	if r.guard == nil {
 		return batch
 	}
-	type check struct {
-		it      *item
-		scope   string
-		id      string
-		key     string
-		content [32]byte
-		owner   [32]byte
-		err     error
+	drop := map[*item]bool{}
+	skipped := 0
+	rekeyed := r.guardPass(ctx, batch, false, drop, &skipped)
+	if len(rekeyed) > 0 {
+		r.guardPass(ctx, rekeyed, true, drop, &skipped)
 	}
-	var checks []*check
+	if skipped > 0 {
+		r.log.Info("conversions the destination already accepted were not sent again", "already_sent", skipped)
+	}
+	if len(drop) == 0 {
+		return batch
+	}
+	out := make([]*item, 0, len(batch)-len(drop))
 	for _, it := range batch {
+		if !drop[it] {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// guardCheck is one keyed item of a guard pass.
+type guardCheck struct {
+	it       *item
+	scope    string
+	id       string
+	key      string
+	content  [32]byte
+	owner    [32]byte
+	accepted bool
+	err      error
+}
+
+// guardPass claims the keys of items and acts on the owners found: items
+// it leaves out are added to drop (skipped counts those the remote already
+// accepted). It returns the items it re-keyed (suffix); derived says that
+// the items were re-keyed already, so a collision of theirs is
+// dead-lettered.
+func (r *Runner) guardPass(ctx context.Context, items []*item, derived bool, drop map[*item]bool, skipped *int) (rekeyed []*item) {
+	g := r.guard
+	var checks []*guardCheck
+	for _, it := range items {
 		if scope, id, content, ok := g.keyed.EventKey(it.Payload); ok {
 			clear(content[claimBytes:]) // 128 bits are kept and compared
-			checks = append(checks, &check{it: it, scope: scope, id: id, key: guardKey(r.plan.Name, scope, id), content: content})
+			checks = append(checks, &guardCheck{it: it, scope: scope, id: id, key: guardKey(r.plan.Name, scope, id), content: content})
 		}
 	}
 	if len(checks) == 0 {
-		return batch
+		return nil
 	}
-	// The first payload of a key in the batch claims it; the others of
-	// the same key are compared with that one after the claims.
-	first := map[string]*check{}
-	var claims []*check
+	g.check(ctx, checks)
+	for _, c := range checks {
+		it := c.it
+		switch {
+		case c.err != nil:
+			// Not knowing whether it collides, do not send it: the event
+			// is redelivered and checked again.
+			r.log.Error("eventId guard unavailable; the event will be delivered again", "error", c.err, "mapping", it.route.Name, "event_seq", it.ev.Seq)
+			it.ev.failed.Store(true)
+			r.release(it.ev)
+			drop[it] = true
+		case c.owner == c.content && c.accepted:
+			// The sent-conversion record: the remote accepted this very
+			// conversion (its event is read again after an
+			// acknowledgement was lost, a crash or a lease move, or it
+			// was replayed). Sending it again could count it twice
+			// (spec §23.2): it is done.
+			r.m.alreadySent.WithLabelValues(r.plan.Name, it.route.Name).Inc()
+			*skipped++
+			r.release(it.ev)
+			drop[it] = true
+		case c.owner == c.content:
+			// First sight, or a retry or replay of the same content whose
+			// send may not have reached the remote.
+			it.claim, it.content = c.key, c.content
+		case g.mode == CollisionDeadLetter || derived:
+			r.collided(it, c.scope, c.id, CollisionDeadLetter, "")
+			r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,
+				"another conversion with different content was sent for this rule under the same eventId within 7 days; "+
+					"send it under its own eventId, or set event_id_collision: suffix and replay", nil)
+			drop[it] = true
+		default:
+			p, derivedID, err := g.keyed.Rekey(it.Payload, c.content)
+			if err != nil {
+				r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,
+					"eventId collision, and no derived eventId could be made: "+err.Error(), nil)
+				drop[it] = true
+				continue
+			}
+			it.Payload = p
+			it.collision = true
+			r.collided(it, c.scope, c.id, CollisionSuffix, derivedID)
+			rekeyed = append(rekeyed, it)
+		}
+	}
+	return rekeyed
+}
+
+// check claims the keys of checks and sets each one's owner (and whether
+// the remote accepted the owner's conversion) or error. The first check of
+// a key claims it; the others of the same key get its result.
+func (g *guard) check(ctx context.Context, checks []*guardCheck) {
+	first := map[string]*guardCheck{}
+	var claims []*guardCheck
 	for _, c := range checks {
 		if _, ok := first[c.key]; !ok {
 			first[c.key] = c
@@ -190,9 +366,10 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 	cctx, cancel := context.WithTimeout(ctx, guardTimeout)
 	defer cancel()
 	// Fast path: create every key at once, pipelined (a new eventId is
-	// the common case); keys that exist, or did, take the slow path.
+	// the common case); keys that exist, or did, take the slow path, which
+	// reads the owner and whether it was accepted.
 	var created atomic.Bool
-	var slow []*check
+	var slow []*guardCheck
 	js := g.eng.JetStream()
 	for chunk := range slices.Chunk(claims, guardPipeline) {
 		futs := make([]jetstream.PubAckFuture, len(chunk))
@@ -225,7 +402,7 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			var made bool
-			c.owner, made, c.err = g.claim(cctx, c.key, c.content)
+			c.owner, c.accepted, made, c.err = g.claim(cctx, c.key, c.content)
 			if made {
 				created.Store(true)
 			}
@@ -244,49 +421,9 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 	}
 	for _, c := range checks {
 		if f := first[c.key]; f != c {
-			c.owner, c.err = f.owner, f.err
+			c.owner, c.accepted, c.err = f.owner, f.accepted, f.err
 		}
 	}
-	out := batch[:0:0]
-	drop := map[*item]bool{}
-	for _, c := range checks {
-		it := c.it
-		switch {
-		case c.err != nil:
-			// Not knowing whether it collides, do not send it: the event
-			// is redelivered and checked again.
-			r.log.Error("eventId guard unavailable; the event will be delivered again", "error", c.err, "mapping", it.route.Name, "event_seq", it.ev.Seq)
-			it.ev.failed.Store(true)
-			r.release(it.ev)
-			drop[it] = true
-		case c.owner == c.content:
-			// First sight, or a retry or replay of the same content.
-			it.claim, it.content = c.key, c.content
-		case g.mode == CollisionDeadLetter:
-			r.collided(it, c.scope, c.id, CollisionDeadLetter, "")
-			r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,
-				"another conversion with different content was sent for this rule under the same eventId within 7 days; "+
-					"send it under its own eventId, or set event_id_collision: suffix and replay", nil)
-			drop[it] = true
-		default:
-			p, derived, err := g.keyed.Rekey(it.Payload, c.content)
-			if err != nil {
-				r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,
-					"eventId collision, and no derived eventId could be made: "+err.Error(), nil)
-				drop[it] = true
-				continue
-			}
-			it.Payload = p
-			it.collision = true
-			r.collided(it, c.scope, c.id, CollisionSuffix, derived)
-		}
-	}
-	for _, it := range batch {
-		if !drop[it] {
-			out = append(out, it)
-		}
-	}
-	return out
 }
 
 // collided logs and counts an eventId collision of it (no PII: the rule,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -109,7 +110,19 @@ func (l *Ledger) Add(ctx context.Context, dest string, ts []Tally) error {
 		add := sum[k]
 		key := ledgerKey(dest, k[0], k[1])
 		var err error
-		for range 5 {
+		for attempt := range ledgerAttempts {
+			if attempt > 0 {
+				// A conflict: another writer, or a read served by a
+				// follower that had not caught up (an R3 bucket reads
+				// from any replica). Back off before reading again.
+				t := time.NewTimer(time.Duration(rand.Int64N(int64(5*time.Millisecond) << min(attempt, 6))))
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return errors.Join(append(errs, ctx.Err())...)
+				case <-t.C:
+				}
+			}
 			var cur Tally
 			var rev uint64
 			e, gerr := l.kv.Get(ctx, key)
@@ -155,11 +168,19 @@ func (l *Ledger) Add(ctx context.Context, dest string, ts []Tally) error {
 	return errors.Join(errs...)
 }
 
+// ledgerAttempts bounds the compare-and-set attempts of one count.
+const ledgerAttempts = 10
+
 // isWrongSequence reports whether err is a KV update's revision conflict
-// (another writer changed the key since it was read).
+// (another writer changed the key since it was read): code 10071 on a
+// single-replica bucket, 10164 on a replicated one.
 func isWrongSequence(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Tallies returns dest's counts for days from since (a UTC day, inclusive)

@@ -17,6 +17,7 @@ type Metrics struct {
 	paused      *prometheus.GaugeVec
 	tokenExpiry *prometheus.GaugeVec
 	collisions  *prometheus.CounterVec
+	alreadySent *prometheus.CounterVec
 }
 
 // NewMetrics registers the delivery metrics on reg (nil: not registered).
@@ -24,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capstan_delivery_events_total",
-			Help: "Events seen by a destination, by outcome: received, delivered, not_matched, filtered_source, filtered_integrations, filtered_consent, suppressed, invalid, dead_lettered, skipped_unusable (a stored event that does not parse, from a source the destination does not take: not dead-lettered).",
+			Help: "Events seen by a destination, by outcome: received, delivered, not_matched, filtered_source, filtered_integrations, filtered_consent, suppressed, invalid, dead_lettered, skipped_unusable (a stored event that does not parse, from a source the destination does not take: not dead-lettered), held (the identity graph did not answer: delivered again later, counted each time).",
 		}, []string{"destination", "outcome"}),
 		conversions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capstan_delivery_conversions_total",
@@ -73,9 +74,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "capstan_delivery_event_id_collisions_total",
 			Help: "Conversions that repeated the eventId of another conversion of the same rule with different content within 7 days, by action: suffix (sent under a derived eventId) or dead_letter.",
 		}, []string{"destination", "mapping", "action"}),
+		alreadySent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_delivery_already_sent_total",
+			Help: "Conversions not sent because the destination had already accepted the same conversion (same rule, eventId and content) within 7 days: their event was read again after a lost acknowledgement, a crash, a delivery lease move or a replay.",
+		}, []string{"destination", "mapping"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.conversions, m.deadLetters, m.requests, m.retries, m.limited, m.batchSize, m.latency, m.endToEnd, m.paused, m.tokenExpiry, m.collisions)
+		reg.MustRegister(m.events, m.conversions, m.deadLetters, m.requests, m.retries, m.limited, m.batchSize, m.latency, m.endToEnd, m.paused, m.tokenExpiry, m.collisions, m.alreadySent)
 	}
 	return m
 }

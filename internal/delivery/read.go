@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -83,7 +84,7 @@ const chunkMax = 64
 func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out chan<- *item) {
 	evs := make([]parsed, 0, len(ds))
 	var obs []identity.Observation
-	var seqs []uint64 // of obs, for the log
+	var ts []*tracked // of obs
 	for _, d := range ds {
 		p, ok := r.parse(ctx, d)
 		if !ok {
@@ -91,24 +92,122 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 		}
 		if p.observe {
 			obs = append(obs, identity.Observation{Event: p.ev, Captured: *p.have, Source: d.Source, Trusted: trusted(d.Trust)})
-			seqs = append(seqs, p.t.Seq)
+			ts = append(ts, p.t)
 		}
 		evs = append(evs, p)
 	}
+	var held map[*tracked]bool
 	if len(obs) > 0 {
+		ok := false
 		for i, err := range r.graph.ObserveAll(ctx, obs) {
-			// A cancelled ctx (stop, lease lost) is no failure: the events
-			// are not acknowledged, so the graph sees them again.
-			if err != nil && ctx.Err() == nil {
-				r.log.Warn("identity graph update failed", "error", err, "event_seq", seqs[i])
+			switch {
+			case err == nil:
+				ok = true
+			case ctx.Err() != nil:
+				// A cancelled ctx (stop, lease lost) is no failure: the
+				// events are not acknowledged, so the graph sees them again.
+			case identity.Unavailable(err):
+				// The engine did not answer (a node restarting): converted
+				// now, the event would go without what the graph would have
+				// learnt from it and would have given it. It is held.
+				if held == nil {
+					held = map[*tracked]bool{}
+				}
+				held[ts[i]] = true
+				r.hold(ts[i], err)
+			default:
+				r.log.Warn("identity graph update failed", "error", err, "event_seq", ts[i].Seq)
 			}
+		}
+		if ok {
+			r.graphAnswered()
 		}
 	}
 	for _, p := range evs {
+		if held[p.t] {
+			continue
+		}
 		if !r.convert(ctx, p, out) {
 			return // ctx ended: the rest is not acknowledged, redelivered after restart
 		}
 	}
+}
+
+// graphHoldMin and graphHoldMax bound the delay before a held event (hold)
+// is delivered again.
+const (
+	graphHoldMin = 500 * time.Millisecond
+	graphHoldMax = 30 * time.Second
+)
+
+// graphDegradedAfter is how long the identity graph must fail without a
+// success before the destination shows "degraded" in /readyz: a node
+// restart's few seconds of errors are not worth an alert.
+const graphDegradedAfter = 5 * time.Second
+
+// graphFault is an ongoing failure of the identity graph (hold).
+type graphFault struct {
+	since time.Time
+	err   string
+	held  atomic.Int64
+}
+
+// hold has event t delivered again later, without converting it: the
+// identity graph could not be reached for it (identity.Unavailable), and
+// its conversions are sent only once the graph has learnt from it and can
+// enrich them. The delay grows with the fault's age (half of it, from
+// graphHoldMin to graphHoldMax); while it lasts beyond
+// graphDegradedAfter, the destination shows "degraded" with the error.
+func (r *Runner) hold(t *tracked, err error) {
+	f := r.graphDown.Load()
+	if f == nil {
+		f = &graphFault{since: time.Now(), err: err.Error()}
+		if !r.graphDown.CompareAndSwap(nil, f) {
+			f = r.graphDown.Load()
+		}
+	}
+	n := f.held.Add(1)
+	if n == 1 {
+		r.log.Warn("identity graph unavailable; events are held and delivered again once it answers", "error", err, "event_seq", t.Seq)
+	}
+	r.m.events.WithLabelValues(r.plan.Name, "held").Inc()
+	delay := min(graphHoldMax, max(graphHoldMin, time.Since(f.since)/2))
+	if nerr := t.NakWithDelay(delay); nerr != nil {
+		r.log.Debug("nak of a held event failed; it is delivered again after the ack wait", "error", nerr, "event_seq", t.Seq)
+	}
+}
+
+// graphAnswered ends a graph fault (hold): the graph answered again.
+func (r *Runner) graphAnswered() {
+	if f := r.graphDown.Load(); f != nil && r.graphDown.CompareAndSwap(f, nil) {
+		r.log.Info("identity graph answers again", "held_events", f.held.Load(), "after", time.Since(f.since).Round(time.Millisecond).String())
+	}
+}
+
+// graphDegraded returns why the destination is degraded by the identity
+// graph, "" when it is not.
+func (r *Runner) graphDegraded() string {
+	f := r.graphDown.Load()
+	if f == nil || time.Since(f.since) < graphDegradedAfter {
+		return ""
+	}
+	return fmt.Sprintf("identity graph unavailable for %s (%s): %d events held in the stream, delivered once it answers",
+		time.Since(f.since).Round(time.Second), f.err, f.held.Load())
+}
+
+// checkedEnricher records the first error of the graph's look-ups for one
+// event (Plan.Convert enriches once per event).
+type checkedEnricher struct {
+	g   Graph
+	err error
+}
+
+func (c *checkedEnricher) Enrich(ctx context.Context, ev event.Value, source string, have identity.Captured) identity.Captured {
+	got, err := c.g.EnrichChecked(ctx, ev, source, have)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return got
 }
 
 // trusted reports whether the identity links of a stored event of the given
@@ -187,10 +286,26 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
 	t := p.t
 	var enr Enricher
+	var checked *checkedEnricher
 	if r.graph != nil {
-		enr = r.graph
+		checked = &checkedEnricher{g: r.graph}
+		enr = checked
 	}
-	for _, res := range r.Plan().Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have) {
+	results := r.Plan().Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have)
+	if checked != nil && checked.err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return false // not acknowledged: redelivered after restart
+		case identity.Unavailable(checked.err):
+			r.hold(t, checked.err) // nothing queued yet: held whole
+			return true
+		default:
+			r.log.Warn("identity look-up failed; conversion goes on without the graph", "error", checked.err, "event_seq", t.Seq)
+		}
+	} else if checked != nil && r.graphDown.Load() != nil {
+		r.graphAnswered()
+	}
+	for _, res := range results {
 		switch res.Outcome {
 		case Converted:
 			r.funnel.route(res.Route).Matched(true)

@@ -21,6 +21,8 @@ import (
 // enrich conversions. *identity.Graph implements it.
 type Graph interface {
 	Enricher
+	// EnrichChecked is Enrich returning a failed look-up's error.
+	EnrichChecked(ctx context.Context, ev event.Value, source string, have identity.Captured) (identity.Captured, error)
 	ObserveAll(ctx context.Context, obs []identity.Observation) []error
 }
 
@@ -193,6 +195,8 @@ type Runner struct {
 	// degraded says why delivery cannot read events now (a transient
 	// engine error, retried with backoff); nil when it can.
 	degraded atomic.Pointer[string]
+	// graphDown is an ongoing failure of the identity graph (read.go hold).
+	graphDown atomic.Pointer[graphFault]
 	// acks confirms the acknowledgements of the current Run (ack.go).
 	acks atomic.Pointer[acker]
 
@@ -323,8 +327,9 @@ const tokenWarnBefore = 14 * 24 * time.Hour
 type Status struct {
 	Destination string `json:"destination"`
 	// State is "delivering", "paused", "degraded" (the engine refused to
-	// open the destination's consumer: retried with backoff, Reason says
-	// why) or "standby" (another replica holds the lease).
+	// open the destination's consumer, or the identity graph has not
+	// answered for a while and events are held: retried with backoff,
+	// Reason says why) or "standby" (another replica holds the lease).
 	State string `json:"state"`
 	// Reason says why it is paused or degraded.
 	Reason string `json:"reason,omitempty"`
@@ -341,6 +346,8 @@ func (r *Runner) Status() Status {
 		st.State, st.Reason = "paused", why
 	} else if why := r.degraded.Load(); why != nil {
 		st.State, st.Reason = "degraded", *why
+	} else if why := r.graphDegraded(); why != "" {
+		st.State, st.Reason = "degraded", why
 	} else if r.standby.Load() {
 		st.State = "standby"
 	}

@@ -172,6 +172,18 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		r.retrying.Store(nil)
 		r.m.batchSize.WithLabelValues(r.plan.Name).Observe(float64(len(items)))
 		now := time.Now()
+		// The sent-conversion record, confirmed before the events'
+		// acknowledgements: whoever reads them again skips these. It is
+		// written at once, alongside the ledger's count, to keep short the
+		// time in which a crash loses the knowledge of this acceptance.
+		var marked sync.WaitGroup
+		if r.guard != nil {
+			marked.Go(func() {
+				if err := r.guard.markAccepted(items); err != nil {
+					r.log.Warn("accepted conversions not recorded; if their events are read again they are sent again", "error", err, "batch_size", len(items))
+				}
+			})
+		}
 		if r.ledger != nil { // before the metric: delivered implies counted
 			ts := make([]Tally, len(items))
 			at := r.clock.Now()
@@ -183,6 +195,7 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 			}
 			r.count(ts)
 		}
+		marked.Wait()
 		r.delivered.Add(float64(len(items)))
 		for _, it := range items {
 			if !it.ev.recv.IsZero() {

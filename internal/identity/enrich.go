@@ -40,19 +40,32 @@ const maxLinkedReads = 3
 // or values) and what was found so far is returned. In the common case (a
 // known userId) it costs one read.
 func (g *Graph) Enrich(ctx context.Context, ev event.Value, source string, have Captured) Captured {
+	c, err := g.EnrichChecked(ctx, ev, source, have)
+	if err != nil {
+		g.lim.warn("enrich", "identity look-up failed; conversion goes on without the graph", err)
+	}
+	return c
+}
+
+// EnrichChecked is Enrich that returns a failed look-up's error instead of
+// logging it, with what was found before it: delivery holds an event whose
+// look-up failed because the engine did not answer (Unavailable) rather
+// than send its conversion without the graph.
+func (g *Graph) EnrichChecked(ctx context.Context, ev event.Value, source string, have Captured) (Captured, error) {
 	if have.LiFatID != "" && have.Email != "" {
-		return have
+		return have, nil
 	}
 	id := eventIDs(ev)
 	if id.user == "" && id.anon == "" {
-		return have
+		return have, nil
 	}
 	var uk, ak string
 	var ru, ra *record
+	var failed error
 	look := func(key, from string) (*record, bool) {
 		e, err := g.recent(ctx, key)
 		if err != nil {
-			g.lim.warn("enrich", "identity look-up failed; conversion goes on without the graph", err)
+			failed = err
 			return nil, false
 		}
 		if !e.exists {
@@ -67,11 +80,11 @@ func (g *Graph) Enrich(ctx context.Context, ev event.Value, source string, have 
 		uk = id.uk
 		var ok bool
 		if ru, ok = look(uk, FromUser); !ok || done() {
-			return have
+			return have, failed
 		}
 		if ru != nil && ru.AliasOf != "" {
 			if _, ok := look(ru.AliasOf, FromAliasOfUser); !ok || done() {
-				return have
+				return have, failed
 			}
 		}
 	}
@@ -79,12 +92,12 @@ func (g *Graph) Enrich(ctx context.Context, ev event.Value, source string, have 
 		ak = id.ak
 		var ok bool
 		if ra, ok = look(ak, FromAnonymous); !ok || done() {
-			return have
+			return have, failed
 		}
 		if ra != nil {
 			if u := ra.user(); u != "" && u != uk {
 				if _, ok := look(u, FromAnonymousUser); !ok || done() {
-					return have
+					return have, failed
 				}
 			}
 		}
@@ -96,14 +109,14 @@ func (g *Graph) Enrich(ctx context.Context, ev event.Value, source string, have 
 				continue
 			}
 			if _, ok := look(l, FromUserAnonymous); !ok || done() {
-				return have
+				return have, failed
 			}
 			if n++; n == maxLinkedReads {
 				break
 			}
 		}
 	}
-	return have
+	return have, failed
 }
 
 func fill(c *Captured, r *record, from string) {

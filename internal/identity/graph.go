@@ -502,6 +502,10 @@ func (g *Graph) publish(key string, data []byte, rev uint64) (jetstream.PubAckFu
 // writeTimeout bounds the wait for one write's acknowledgement.
 const writeTimeout = 10 * time.Second
 
+// errNoAck means a write was not acknowledged within writeTimeout: the
+// engine did not answer (Unavailable).
+var errNoAck = fmt.Errorf("no acknowledgement within %s", writeTimeout)
+
 // write stores data at key if the key's last revision is rev (0: no
 // message), as KeyValue.Update does, without its per-call key validation
 // (a regular expression; keys here are always a prefix and hex). A stale
@@ -524,7 +528,7 @@ func (g *Graph) write(ctx context.Context, key string, data []byte, rev uint64) 
 	case err := <-f.Err():
 		return 0, err
 	case <-t.C:
-		return 0, fmt.Errorf("no acknowledgement within %s", writeTimeout)
+		return 0, errNoAck
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
@@ -542,6 +546,30 @@ func casConflict(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// Unavailable reports whether err, from Observe, ObserveAll or
+// EnrichChecked, means the engine did not answer: disconnected, a timeout,
+// no responders while a node restarts or a stream leader is elected, a
+// write not acknowledged in time, JetStream answering 503. Such an error
+// is transient: the same call succeeds once the engine answers again, so
+// delivery holds the event rather than sending it without the graph. A
+// compare-and-set conflict is not one (update retries those; ErrConflict
+// after maxAttempts is not transient either), nor the caller's own
+// cancelled context.
+func Unavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrConflict) || casConflict(err) {
+		return false
+	}
+	for _, e := range []error{errNoAck, context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders, nats.ErrDisconnected,
+		nats.ErrConnectionClosed, nats.ErrConnectionReconnecting, nats.ErrConnectionDraining, jetstream.ErrNoStreamResponse,
+		jetstream.ErrServerShutdown, jetstream.ErrAsyncPublishTimeout, jetstream.ErrTooManyStalledMsgs, jetstream.ErrJetStreamNotEnabled} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 503
 }
 
 // backoff waits before compare-and-set attempt n+1: full jitter over

@@ -124,7 +124,7 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 			g.seen.add(c.key)
 			*rest = append(*rest, c.i)
 		case <-timeout.C:
-			errs[c.i] = fmt.Errorf("write profile: no acknowledgement within %s", writeTimeout)
+			errs[c.i] = fmt.Errorf("write profile: %w", errNoAck)
 			timeout.Reset(0)
 		case <-ctx.Done():
 			errs[c.i] = ctx.Err()

@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/sandbox"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // orderMapping sends Order Completed events with the order id as eventId.
@@ -45,10 +48,12 @@ func amountOf(t *testing.T, c sandbox.Conversion) string {
 
 // TestEventIDCollisionSuffix: the upsell pair (order wc_order_5291, $149 then
 // $39) is sent as two conversions, the second under a derived eventId, and
-// both are counted; a replay of either (same content) is no collision and
-// reuses the same eventId, also after a restart.
+// both are counted; a replay of either (same content) is no new send: the
+// sent-conversion record says LinkedIn accepted it, also after a restart,
+// for the derived eventId too.
 func TestEventIDCollisionSuffix(t *testing.T) {
-	h := newHarness(t, opts{mappings: orderMapping})
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, opts{mappings: orderMapping, metrics: delivery.NewMetrics(reg)})
 	at := h.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	h.send(order("m-1", "wc_order_5291", "149", at))
 	eventually(t, 20*time.Second, "the first order", func() bool { return len(h.records()) == 1 })
@@ -65,19 +70,20 @@ func TestEventIDCollisionSuffix(t *testing.T) {
 	if kept := h.sb.Conversions(sandbox.ConversionFilter{}); len(kept) != 2 {
 		t.Errorf("the sandbox counts %d of the pair, want both", len(kept))
 	}
-	// Replays (new messageIds, same content): no new collision, same ids,
-	// across a restart of the runner.
+	// Replays (new messageIds, same content), across a restart of the
+	// runner: both already accepted, neither is sent again.
 	h.stop()
 	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
 	h.send(order("m-3", "wc_order_5291", "39", at), order("m-4", "wc_order_5291", "149", at))
-	eventually(t, 20*time.Second, "the replays", func() bool { return len(h.records()) == 4 })
-	recs = h.records()
-	got := map[string]int{}
-	for _, r := range recs[2:] {
-		got[r.EventID+"="+amountOf(t, r)]++
-	}
-	if got["wc_order_5291=149"] != 1 || got[derived+"=39"] != 1 {
-		t.Errorf("replays sent as %v, want the original ids (wc_order_5291=149, %s=39)", got, derived)
+	eventually(t, 20*time.Second, "the replays skipped as already sent", func() bool {
+		return counterValue(t, reg, "capstan_delivery_already_sent_total", map[string]string{"destination": "li", "mapping": "Orders"}) == 2
+	})
+	// A third content under the eventId still gets a derived eventId of
+	// its own, so everything that was held back was held back as sent.
+	h.send(order("m-5", "wc_order_5291", "7", at))
+	eventually(t, 20*time.Second, "the third order", func() bool { return len(h.records()) == 3 })
+	if recs := h.records(); amountOf(t, recs[2]) != "7" || recs[2].EventID == derived || recs[2].EventID == "wc_order_5291" {
+		t.Errorf("third: %s %s; the replays must not have been sent (derived %s)", recs[2].EventID, recs[2].Body, derived)
 	}
 	if n := len(h.deadLetters(delivery.ReasonCollision)); n != 0 {
 		t.Errorf("%d dead letters", n)
@@ -91,22 +97,26 @@ func TestEventIDCollisionSuffix(t *testing.T) {
 		acc += tl.Accepted
 		col += tl.Collisions
 	}
-	if acc != 4 || col != 2 {
-		t.Errorf("ledger: %d accepted, %d collisions (%+v); want 4 and 2", acc, col, ts)
+	if acc != 3 || col != 2 {
+		t.Errorf("ledger: %d accepted, %d collisions (%+v); want 3 and 2", acc, col, ts)
 	}
 }
 
 // TestEventIDCollisionDeadLetter: with dead_letter the upsell is held in
 // the DLQ with reason event_id_collision; the first order is delivered, and
-// its retry is not a collision.
+// its replay is neither a collision nor sent again.
 func TestEventIDCollisionDeadLetter(t *testing.T) {
-	h := newHarness(t, opts{mappings: orderMapping, runner: delivery.RunnerConfig{EventIDCollision: delivery.CollisionDeadLetter}})
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, opts{mappings: orderMapping, runner: delivery.RunnerConfig{EventIDCollision: delivery.CollisionDeadLetter}, metrics: delivery.NewMetrics(reg)})
 	at := h.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	h.send(order("m-1", "wc_order_5291", "149", at))
 	eventually(t, 20*time.Second, "the first order", func() bool { return len(h.records()) == 1 })
+	h.settled() // its acceptance recorded
 	h.send(order("m-2", "wc_order_5291", "39", at), order("m-3", "wc_order_5291", "149", at))
 	eventually(t, 20*time.Second, "the dead letter", func() bool { return len(h.deadLetters(delivery.ReasonCollision)) == 1 })
-	eventually(t, 20*time.Second, "the retry", func() bool { return len(h.records()) == 2 })
+	eventually(t, 20*time.Second, "the replay skipped", func() bool {
+		return counterValue(t, reg, "capstan_delivery_already_sent_total", map[string]string{"destination": "li", "mapping": "Orders"}) == 1
+	})
 	dl := h.deadLetters(delivery.ReasonCollision)[0]
 	if dl.MessageID != "m-2" || dl.Code != "EVENT_ID_COLLISION" || !strings.Contains(string(dl.Payload), `"amount":"39"`) {
 		t.Errorf("dead letter %+v %s", dl, dl.Payload)
@@ -116,6 +126,57 @@ func TestEventIDCollisionDeadLetter(t *testing.T) {
 			t.Errorf("sent %s %s", r.EventID, r.Body)
 		}
 	}
+	if n := len(h.records()); n != 1 {
+		t.Errorf("%d conversions sent, want 1", n)
+	}
+}
+
+// TestAlreadySentAfterLostAcknowledgements: the events of 50 accepted
+// conversions are read again, as after acknowledgements that never reached
+// the stream (a replica killed between LinkedIn's 2xx and the ack, a
+// consumer leader that died with them): the delivery consumer is deleted
+// and the runner restarted, so it reads every event again. None is sent
+// again; each is counted as already sent and acknowledged. A new event
+// afterwards is sent as usual.
+func TestAlreadySentAfterLostAcknowledgements(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, opts{metrics: delivery.NewMetrics(reg)})
+	var evs []string
+	for i := range 50 {
+		evs = append(evs, signUpEvent(i, ""))
+	}
+	h.send(evs...)
+	eventually(t, 20*time.Second, "50 delivered", func() bool { return len(h.records()) == 50 })
+	h.stop()
+	if err := h.eng.JetStream().DeleteConsumer(context.Background(), stream.EventsStream, "deliver-li"); err != nil {
+		t.Fatal(err)
+	}
+	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	eventually(t, 20*time.Second, "50 skipped as already sent", func() bool {
+		return counterValue(t, reg, "capstan_delivery_already_sent_total", map[string]string{"destination": "li", "mapping": "Sign Up"}) == 50
+	})
+	h.send(signUpEvent(50, ""))
+	eventually(t, 20*time.Second, "the new event", func() bool { return len(h.records()) == 51 })
+	if n := len(h.records()); n != 51 {
+		t.Errorf("%d conversions sent, want 51 (50 once, then the new one)", n)
+	}
+	h.settled()
+}
+
+// settled waits until the runner acknowledged every stored event.
+func (h *harness) settled() {
+	h.t.Helper()
+	eventually(h.t, 20*time.Second, "every event acknowledged", func() bool {
+		ci, err := h.eng.JetStream().Consumer(context.Background(), stream.EventsStream, "deliver-li")
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		info, err := ci.Info(context.Background())
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		return info.NumAckPending == 0 && info.NumPending == 0
+	})
 }
 
 // TestRekeyFitsEventIDLimit: a derived eventId never exceeds 64 characters

@@ -15,6 +15,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/identity"
 	capi "github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/sandbox"
 	"github.com/capstan-gw/capstan/internal/stream"
@@ -40,7 +41,8 @@ type harness struct {
 	dc     config.Destination
 	state  jetstream.KeyValue
 	stop   func()
-	deps   delivery.Deps // Funnel and Metrics of the runner
+	deps   delivery.Deps // Funnel, Metrics and Graph of the runner
+	graph  *identity.Graph
 }
 
 type opts struct {
@@ -55,6 +57,9 @@ type opts struct {
 	// funnel and metrics, when set, are given to the runner.
 	funnel  delivery.Funnel
 	metrics *delivery.Metrics
+	// graph gives the runner an identity graph (h.graph) without a memo,
+	// so that every observation and look-up asks its bucket.
+	graph bool
 }
 
 const signUpMapping = `      - name: Sign Up
@@ -122,6 +127,13 @@ func newHarness(t *testing.T, o opts) *harness {
 		}
 	}
 	h.deps = delivery.Deps{Funnel: o.funnel, Metrics: o.metrics}
+	if o.graph {
+		h.graph, err = identity.Open(context.Background(), eng.JetStream(), identity.Config{HashEmail: capi.HashEmail, MemoTTL: -1}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.deps.Graph = h.graph
+	}
 	rc := o.runner
 	rc.Clock = h.clock
 	if o.serve {
