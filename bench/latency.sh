@@ -15,7 +15,8 @@
 #
 # Knobs (environment): BENCH_RATE (2000), BENCH_DURATION (20s), BENCH_WARMUP
 # (3s), BENCH_ROUNDS (3), BENCH_OPEN_CONCURRENCY (256), BENCH_NULL (1; 0 skips
-# the null server), BENCH_CAPSTAN / BENCH_LABEL (variant A's prebuilt binary
+# the null server), BENCH_CLIENT (loadgen's HTTP client: raw, the default, or
+# std, net/http's Transport as ingest.sh uses it), BENCH_CAPSTAN / BENCH_LABEL (variant A's prebuilt binary
 # and its name; default: built from the tree), BENCH_ENGINE (YAML lines added
 # under variant A's `engine:`, e.g. "group_commit: {inflight: 2}"),
 # BENCH_CAPSTAN_B / BENCH_LABEL_B / BENCH_ENGINE_B (variant B: it runs when
@@ -35,6 +36,8 @@ WARMUP=${BENCH_WARMUP:-3s}
 ROUNDS=${BENCH_ROUNDS:-3}
 OPEN_CONC=${BENCH_OPEN_CONCURRENCY:-256}
 WITH_NULL=${BENCH_NULL:-1}
+CLIENT=${BENCH_CLIENT:-raw}
+[[ $CLIENT == raw || $CLIENT == std ]] || { echo "BENCH_CLIENT must be raw or std" >&2; exit 2; }
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/latency-$DATE.md}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive integer" >&2; exit 2; }
@@ -79,7 +82,7 @@ log "machine load before: $UPTIME_BEFORE"
 # track TARGET URL PID: one open-loop run.
 track() {
 	cmd "$BIN/loadgen" run -url "$2" -endpoint /v1/track -rate "$RATE" -concurrency "$OPEN_CONC" \
-		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$3" \
+		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$3" -client "$CLIENT" \
 		-scenario "track $RATE req/s" -target "$1" -out "$RESULTS"
 }
 
@@ -88,16 +91,24 @@ track() {
 scrape() {
 	curl -fsS "$1/metrics" >"$2" || : >"$2"
 }
-view() { # view METRICS_FILE: "requests ≤5ms | commits ≤5ms | events/commit"
+view() { # view METRICS_FILE: capstan's own figures, as table cells
 	awk '
+		function frac(a, n) { return n ? sprintf("%.2f%%", 100 * a / n) : "?" }
+		function mean(s, n) { return n ? sprintf("%.2f", 1000 * s / n) : "?" }
 		/^capstan_ingest_request_duration_seconds_bucket\{endpoint="track",le="0.005"\}/ { r5 = $2 }
+		/^capstan_ingest_request_duration_seconds_sum\{endpoint="track"\}/ { rs = $2 }
 		/^capstan_ingest_request_duration_seconds_count\{endpoint="track"\}/ { rn = $2 }
+		/^capstan_ingest_store_wait_seconds_bucket\{endpoint="track",le="0.005"\}/ { w5 = $2 }
+		/^capstan_ingest_store_wait_seconds_sum\{endpoint="track"\}/ { ws = $2 }
+		/^capstan_ingest_store_wait_seconds_count\{endpoint="track"\}/ { wn = $2 }
 		/^capstan_store_commit_duration_seconds_bucket\{le="0.005"\}/ { c5 = $2 }
+		/^capstan_store_commit_duration_seconds_sum / { cs = $2 }
 		/^capstan_store_commit_duration_seconds_count / { cn = $2 }
 		/^capstan_store_commit_records_sum / { es = $2 }
 		/^capstan_store_commit_records_count / { ec = $2 }
 		END {
-			printf "%s | %s | %s", (rn ? sprintf("%.2f%%", 100 * r5 / rn) : "?"), (cn ? sprintf("%.2f%%", 100 * c5 / cn) : "?"), (ec ? sprintf("%.2f", es / ec) : "?")
+			printf "%s | %s | %s | %s | %s | %s | %s | %s", frac(r5, rn), frac(w5, wn), frac(c5, cn),
+				mean(rs, rn), mean(ws, wn), mean(cs, cn), (ec ? sprintf("%.2f", es / ec) : "?"), (wn ? sprintf("%.2f", wn / cn) : "?")
 		}' "$1"
 }
 
@@ -166,7 +177,8 @@ ROWS=$(jq -rs --rawfile views "$VIEWS" '
 	   ($r.requests_per_s | round | tostring), ($r.errors | tostring),
 	   (if $r.server_cpu_us_per_event < 0 then "?" else ($r.server_cpu_us_per_event * 10 | round / 10 | tostring) end),
 	   ($r.loadgen_cpu_cores * 100 | round / 100 | tostring),
-	   ($v[$t + "/" + ($r.round | tostring)] // "— | — | —"),
+	   ($r.mean_ms * 100 | round / 100 | tostring),
+	   ($v[$t + "/" + ($r.round | tostring)] // "— | — | — | — | — | — | — | —"),
 	   ($r.loadavg_start | split(" ")[0])]
 	| "| " + join(" | ") + " |"' "$RESULTS")
 SUMMARY=$(jq -rs '
@@ -199,12 +211,13 @@ SUMMARY=$(jq -rs '
 	echo
 	echo "## Runs"
 	echo
-	echo "Open loop: $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections), $WARMUP of warm-up, then $DURATION measured; latency from the scheduled send time to the full response."
+	echo "Open loop: $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections, loadgen's \`-client $CLIENT\`), $WARMUP of warm-up, then $DURATION measured; latency from the scheduled send time to the full response."
 	echo "\"send lag p99\" is loadgen's own delay from a request's due time to handing it to its HTTP client, part of every latency."
-	echo "The last three figures are capstan's own, from /metrics over the whole run (warm-up included): requests answered in under 5 ms by the handler, store commits (publish, acknowledgement, fsync) under 5 ms, events per commit."
+	echo "Then capstan's own figures, from /metrics over the whole run (warm-up included): the share of requests whose handler time (\`capstan_ingest_request_duration_seconds\`), store wait (\`capstan_ingest_store_wait_seconds\`: encoding, group-commit queue, publish, acknowledgement, fsync) and store commit (\`capstan_store_commit_duration_seconds\`: one group's publish, acknowledgement and fsync) were under 5 ms, the mean of each, events per commit and requests per commit."
+	echo "Where the time goes, from the means: client mean − handler mean = outside the handler (loadgen, loopback TCP, the HTTP server reading and writing, scheduling); handler − store wait = the handler's own work; store wait − commit ≈ waiting in the group-commit queue."
 	echo
-	echo "| target | round | p50 | p95 | p99 | p99.9 | max | send lag p99 | req/s | errors | server CPU µs/event | loadgen CPU (cores) | capstan: requests < 5 ms | commits < 5 ms | events/commit | load (1 min) |"
-	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	echo "| target | round | p50 | p95 | p99 | p99.9 | max | send lag p99 | req/s | errors | server CPU µs/event | loadgen CPU (cores) | client mean | handler < 5 ms | store wait < 5 ms | commit < 5 ms | handler mean | store wait mean | commit mean | events/commit | requests/commit | load (1 min) |"
+	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 	echo "$ROWS"
 	echo
 	echo "## Machine"
