@@ -16,11 +16,12 @@
 # Knobs (environment): BENCH_RATE (2000), BENCH_DURATION (20s), BENCH_WARMUP
 # (3s), BENCH_ROUNDS (3), BENCH_OPEN_CONCURRENCY (256), BENCH_NULL (1; 0 skips
 # the null server), BENCH_CLIENT (loadgen's HTTP client: raw, the default, or
-# std, net/http's Transport as ingest.sh uses it), BENCH_CAPSTAN / BENCH_LABEL (variant A's prebuilt binary
+# std, net/http's Transport as ingest.sh uses it; also the null server's), BENCH_CAPSTAN / BENCH_LABEL (variant A's prebuilt binary
 # and its name; default: built from the tree), BENCH_ENGINE (YAML lines added
 # under variant A's `engine:`, e.g. "group_commit: {inflight: 2}"),
-# BENCH_CAPSTAN_B / BENCH_LABEL_B / BENCH_ENGINE_B (variant B: it runs when
-# either BENCH_CAPSTAN_B or BENCH_ENGINE_B is set; its binary defaults to A's),
+# BENCH_CAPSTAN_B / BENCH_LABEL_B / BENCH_ENGINE_B / BENCH_CLIENT_B (variant
+# B: it runs when any of them is set; binary, engine lines and client default
+# to A's),
 # BENCH_OUT, BENCH_KEEP, BENCH_WORK as for ingest.sh.
 set -euo pipefail
 
@@ -37,7 +38,11 @@ ROUNDS=${BENCH_ROUNDS:-3}
 OPEN_CONC=${BENCH_OPEN_CONCURRENCY:-256}
 WITH_NULL=${BENCH_NULL:-1}
 CLIENT=${BENCH_CLIENT:-raw}
-[[ $CLIENT == raw || $CLIENT == std ]] || { echo "BENCH_CLIENT must be raw or std" >&2; exit 2; }
+CLIENT_A=$CLIENT
+CLIENT_B=${BENCH_CLIENT_B:-$CLIENT}
+for c in "$CLIENT_A" "$CLIENT_B"; do
+	[[ $c == raw || $c == std ]] || { echo "BENCH_CLIENT and BENCH_CLIENT_B must be raw or std" >&2; exit 2; }
+done
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/latency-$DATE.md}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive integer" >&2; exit 2; }
@@ -54,7 +59,7 @@ CAPSTAN_A=$CAPSTAN
 LABEL_A=${BENCH_LABEL:-tree}
 [[ -n ${BENCH_CAPSTAN:-} ]] || LABEL_A="tree ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 VARIANTS=(A)
-if [[ -n ${BENCH_CAPSTAN_B:-} || -n ${BENCH_ENGINE_B:-} ]]; then
+if [[ -n ${BENCH_CAPSTAN_B:-} || -n ${BENCH_ENGINE_B:-} || -n ${BENCH_CLIENT_B:-} ]]; then
 	CAPSTAN_B=${BENCH_CAPSTAN_B:-$CAPSTAN_A}
 	[[ -f $CAPSTAN_B && -x $CAPSTAN_B ]] || { echo "BENCH_CAPSTAN_B=$CAPSTAN_B is not an executable file" >&2; exit 2; }
 	LABEL_B=${BENCH_LABEL_B:-${BENCH_CAPSTAN_B:+$(basename "$CAPSTAN_B")}}
@@ -73,16 +78,18 @@ name() {
 	[[ $1 == A ]] || eng=BENCH_ENGINE_B
 	local s="$1: ${!lab}"
 	[[ -z ${!eng:-} ]] || s+=", engine: ${!eng//$'\n'/; }"
+	local cl=CLIENT_$1
+	s+=", loadgen -client ${!cl}"
 	printf '%s' "$s"
 }
 
 UPTIME_BEFORE=$(uptime)
 log "machine load before: $UPTIME_BEFORE"
 
-# track TARGET URL PID: one open-loop run.
+# track TARGET URL PID CLIENT: one open-loop run.
 track() {
 	cmd "$BIN/loadgen" run -url "$2" -endpoint /v1/track -rate "$RATE" -concurrency "$OPEN_CONC" \
-		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$3" -client "$CLIENT" \
+		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$3" -client "$4" \
 		-scenario "track $RATE req/s" -target "$1" -out "$RESULTS"
 }
 
@@ -132,7 +139,8 @@ run_capstan() {
 	local url
 	url=$(wait_url "$dir/capstan.log" 'msg="capstan listening" addr=' "$pid")
 	settle "$pid"
-	track "capstan $v" "$url" "$pid"
+	local cl=CLIENT_$v
+	track "capstan $v" "$url" "$pid" "${!cl}"
 	scrape "$url" "$dir/metrics.txt"
 	printf '%s\t%s\t%s\n' "$v" "$round" "$(view "$dir/metrics.txt")" >>"$VIEWS"
 	kill -TERM "$pid"
@@ -148,7 +156,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		PIDS+=("$NULL_PID")
 		printf '%s\n' "$BIN/nullserver -addr 127.0.0.1:0 &" >>"$COMMANDS"
 		NULL_URL=$(wait_url "$WORK/nullserver-$round.log" 'msg="nullserver listening" addr=' "$NULL_PID")
-		track null "$NULL_URL" "$NULL_PID"
+		track null "$NULL_URL" "$NULL_PID" "$CLIENT_A"
 		kill -TERM "$NULL_PID"
 		wait "$NULL_PID" || true
 	fi
@@ -211,7 +219,7 @@ SUMMARY=$(jq -rs '
 	echo
 	echo "## Runs"
 	echo
-	echo "Open loop: $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections, loadgen's \`-client $CLIENT\`), $WARMUP of warm-up, then $DURATION measured; latency from the scheduled send time to the full response."
+	echo "Open loop: $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections; the null server with loadgen's \`-client $CLIENT_A\`), $WARMUP of warm-up, then $DURATION measured; latency from the scheduled send time to the full response."
 	echo "\"send lag p99\" is loadgen's own delay from a request's due time to handing it to its HTTP client, part of every latency."
 	echo "Then capstan's own figures, from /metrics over the whole run (warm-up included): the share of requests whose handler time (\`capstan_ingest_request_duration_seconds\`), store wait (\`capstan_ingest_store_wait_seconds\`: encoding, group-commit queue, publish, acknowledgement, fsync) and store commit (\`capstan_store_commit_duration_seconds\`: one group's publish, acknowledgement and fsync) were under 5 ms, the mean of each, events per commit and requests per commit."
 	echo "Where the time goes, from the means: client mean − handler mean = outside the handler (loadgen, loopback TCP, the HTTP server reading and writing, scheduling); handler − store wait = the handler's own work; store wait − commit ≈ waiting in the group-commit queue."
