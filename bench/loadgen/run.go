@@ -45,6 +45,7 @@ type runConfig struct {
 	convertible bool
 	newPeople   bool
 	delivery    deliveryConfig
+	client      string
 }
 
 // Result is one JSON line of -out: one scenario against one target.
@@ -53,7 +54,8 @@ type Result struct {
 	Target        string  `json:"target"`
 	URL           string  `json:"url"`
 	Endpoint      string  `json:"endpoint"`
-	Mode          string  `json:"mode"` // closed or open
+	Mode          string  `json:"mode"`   // closed or open
+	Client        string  `json:"client"` // std (net/http) or raw
 	Concurrency   int     `json:"concurrency"`
 	Rate          int     `json:"rate,omitempty"`
 	EventsPerReq  int     `json:"events_per_request"`
@@ -70,6 +72,7 @@ type Result struct {
 	MBPerS     float64 `json:"mb_per_s"`
 	P50Ms      float64 `json:"p50_ms"`
 	P90Ms      float64 `json:"p90_ms"`
+	P95Ms      float64 `json:"p95_ms"`
 	P99Ms      float64 `json:"p99_ms"`
 	P999Ms     float64 `json:"p999_ms"`
 	MaxMs      float64 `json:"max_ms"`
@@ -85,6 +88,13 @@ type Result struct {
 	TransportErrors int64            `json:"transport_errors"`
 	FirstError      string           `json:"first_error,omitempty"`
 	Late            int64            `json:"late_starts,omitempty"` // open loop: sent >1ms after schedule
+
+	// Open loop, measured window: how late loadgen itself handed each
+	// request to the HTTP client after its scheduled time (its own
+	// scheduling, not the server's); part of every latency above.
+	SendLagP50Ms float64 `json:"send_lag_p50_ms,omitempty"`
+	SendLagP99Ms float64 `json:"send_lag_p99_ms,omitempty"`
+	SendLagMaxMs float64 `json:"send_lag_max_ms,omitempty"`
 
 	ServerCPUCores      float64   `json:"server_cpu_cores"`        // CPU seconds / window seconds, -1 unknown
 	ServerCPUPerEventUs float64   `json:"server_cpu_us_per_event"` // server CPU µs per acknowledged event, -1 unknown
@@ -114,6 +124,7 @@ func runCmd(args []string) error {
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "how long in-flight requests may finish after the run")
 	fs.IntVar(&c.templates, "templates", 64, "distinct pre-generated bodies")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "server process id, to report its CPU use (0: none)")
+	fs.StringVar(&c.client, "client", "std", "HTTP client: std (net/http's Transport) or raw (lean HTTP/1.1 keep-alive, no goroutine hand-offs; see raw.go)")
 	fs.StringVar(&c.out, "out", "", "append the JSON result line to this file")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed of the generated events")
 	fs.BoolVar(&c.convertible, "convertible", false, "give every event a LinkedIn identifier (properties.li_fat_id or traits.email)")
@@ -139,6 +150,8 @@ func runCmd(args []string) error {
 		return errors.New("-max-requests must be positive")
 	case c.rate < 0 || c.rate > 100_000:
 		return errors.New("-rate must be 0..100000")
+	case c.client != "std" && c.client != "raw":
+		return fmt.Errorf("-client %q: want std or raw", c.client)
 	}
 	res, err := run(c)
 	if err != nil {
@@ -195,6 +208,7 @@ func checkLoopbackHost(host string) error {
 // workerStats is owned by one worker; merged after the run.
 type workerStats struct {
 	h                             hist
+	lag                           hist // open loop: scheduled time to send, window requests
 	winReqs, winEvents, winErrors int64
 	sent, acked, dups, dropped    int64
 	transportErrs, late           int64
@@ -273,15 +287,23 @@ func (c *client) send(ctx context.Context, body []byte, events int) (outcome, bo
 	n, _ := io.ReadFull(resp.Body, rbuf[:])
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
-	o := outcome{status: resp.StatusCode}
-	if resp.StatusCode != http.StatusOK {
-		o.err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(rbuf[:min(n, 200)]))
-		return o, reusable
+	return answer(resp.StatusCode, rbuf[:n], events), reusable
+}
+
+func (c *client) close() { c.hc.CloseIdleConnections() }
+
+// answer is the outcome of a response with status and (the start of) body
+// b to a request of events events.
+func answer(status int, b []byte, events int) outcome {
+	o := outcome{status: status}
+	if status != http.StatusOK {
+		o.err = fmt.Errorf("HTTP %d: %s", status, bytes.TrimSpace(b[:min(len(b), 200)]))
+		return o
 	}
-	b := bytes.TrimSpace(rbuf[:n])
+	b = bytes.TrimSpace(b)
 	if bytes.Equal(b, okBody) {
 		o.accepted = int64(events)
-		return o, reusable
+		return o
 	}
 	var v struct {
 		Success    bool   `json:"success"`
@@ -291,14 +313,14 @@ func (c *client) send(ctx context.Context, body []byte, events int) (outcome, bo
 	}
 	if err := json.Unmarshal(b, &v); err != nil || !v.Success {
 		o.err = fmt.Errorf("HTTP 200 with unexpected body %q", b[:min(len(b), 200)])
-		return o, reusable
+		return o
 	}
 	o.accepted = int64(events) - v.Duplicates - v.Dropped
 	if v.Accepted != nil {
 		o.accepted = *v.Accepted
 	}
 	o.dups, o.dropped = v.Duplicates, v.Dropped
-	return o, reusable
+	return o
 }
 
 func waitClosed(rb *reusableBody) bool {
@@ -380,11 +402,18 @@ func run(c runConfig) (*Result, error) {
 		eventsTotal += tmpls[i].Events()
 	}
 	perReq := tmpls[0].Events()
-	cl := newClient(c, ua)
-	defer cl.hc.CloseIdleConnections()
+	var cl sender = newClient(c, ua)
+	if c.client == "raw" {
+		rc, err := newRawClient(c, ua)
+		if err != nil {
+			return nil, err
+		}
+		cl = rc
+	}
+	defer cl.close()
 
 	res := &Result{
-		Scenario: c.scenario, Target: c.target, URL: c.url, Endpoint: c.endpoint, Mode: "closed",
+		Scenario: c.scenario, Target: c.target, URL: c.url, Endpoint: c.endpoint, Mode: "closed", Client: c.client,
 		Concurrency: c.concurrency, Rate: c.rate, EventsPerReq: perReq,
 		BytesPerEvent: float64(bytesTotal) / float64(eventsTotal),
 		WarmupS:       c.warmup.Seconds(), DurationS: c.duration.Seconds(),
@@ -493,8 +522,13 @@ func run(c runConfig) (*Result, error) {
 					}
 					intended := due(i)
 					body, n := stamp(w, r)
-					if time.Since(intended) > time.Millisecond {
+					lag := time.Since(intended)
+					if lag > time.Millisecond {
 						w.late++
+					}
+					inWindow := !intended.Before(warmEnd) && intended.Before(end)
+					if inWindow {
+						w.lag.record(lag)
 					}
 					o, reuse := cl.send(ctx, body, n)
 					done := time.Now()
@@ -503,7 +537,7 @@ func run(c runConfig) (*Result, error) {
 					} else {
 						w.buf = nil
 					}
-					w.account(o, done.Sub(intended), !intended.Before(warmEnd) && intended.Before(end))
+					w.account(o, done.Sub(intended), inWindow)
 				}
 			})
 		}
@@ -519,13 +553,14 @@ func run(c runConfig) (*Result, error) {
 		watchWG.Wait()
 	}
 
-	var h hist
+	var h, lag hist
 	var lastDone time.Time
 	for _, w := range stats {
 		if w.lastDone.After(lastDone) {
 			lastDone = w.lastDone
 		}
 		h.merge(&w.h)
+		lag.merge(&w.lag)
 		res.Requests += w.winReqs
 		res.Events += w.winEvents
 		res.Errors += w.winErrors
@@ -554,7 +589,11 @@ func run(c runConfig) (*Result, error) {
 	res.MBPerS = res.EventsPerS * res.BytesPerEvent / 1e6
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	res.P50Ms, res.P90Ms, res.P99Ms, res.P999Ms = ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(h.quantile(0.999))
+	res.P95Ms = ms(h.quantile(0.95))
 	res.MaxMs, res.MeanMs = ms(time.Duration(h.max)), ms(h.mean())
+	if c.rate > 0 {
+		res.SendLagP50Ms, res.SendLagP99Ms, res.SendLagMaxMs = ms(lag.quantile(0.50)), ms(lag.quantile(0.99)), ms(time.Duration(lag.max))
+	}
 	res.ServerCPUCores, res.LoadgenCPUCores = cpu.cores(secs)
 	res.ServerCPUPerEventUs = -1
 	if res.ServerCPUCores >= 0 && res.Events > 0 {
@@ -575,16 +614,17 @@ func isBatchEndpoint(p string) bool {
 }
 
 func printSummary(w io.Writer, r *Result) {
-	fmt.Fprintf(w, "%s → %s (%s loop, %s, %d events/req, %.0f B/event)\n", r.Scenario, r.Target, r.Mode, r.Endpoint, r.EventsPerReq, r.BytesPerEvent)
+	fmt.Fprintf(w, "%s → %s (%s loop, %s, %d events/req, %.0f B/event, %s client)\n", r.Scenario, r.Target, r.Mode, r.Endpoint, r.EventsPerReq, r.BytesPerEvent, r.Client)
 	fmt.Fprintf(w, "  window %.0fs: %d requests, %.0f req/s, %.0f events/s (%.1f MB/s)\n", r.DurationS, r.Requests, r.ReqPerS, r.EventsPerS, r.MBPerS)
-	fmt.Fprintf(w, "  latency p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n", r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs)
+	fmt.Fprintf(w, "  latency p50 %.2f ms  p90 %.2f ms  p95 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n", r.P50Ms, r.P90Ms, r.P95Ms, r.P99Ms, r.P999Ms, r.MaxMs)
 	fmt.Fprintf(w, "  errors in window %d; whole run: sent %d requests, acked %d events, statuses %v, transport errors %d\n",
 		r.Errors, r.SentRequests, r.AckedEvents, r.Statuses, r.TransportErrors)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
 	}
 	if r.Mode == "open" {
-		fmt.Fprintf(w, "  open loop: %d requests left more than 1 ms after their scheduled time\n", r.Late)
+		fmt.Fprintf(w, "  open loop: %d requests left more than 1 ms after their scheduled time; send lag in the window p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+			r.Late, r.SendLagP50Ms, r.SendLagP99Ms, r.SendLagMaxMs)
 	}
 	fmt.Fprintf(w, "  CPU: server %.2f cores (%.1f µs per event), loadgen %.2f cores\n", r.ServerCPUCores, r.ServerCPUPerEventUs, r.LoadgenCPUCores)
 }

@@ -509,7 +509,11 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		h.log.Debug("event dropped", "source", src, "index", e.Index, "message_id", e.MessageID, "code", e.Code)
 	}
 
+	appendStart := time.Now()
 	results, err := h.store.Append(r.Context(), evs)
+	if len(evs) > 0 {
+		h.metrics.storeWait.WithLabelValues(rt.name).Observe(time.Since(appendStart).Seconds())
+	}
 	if err != nil {
 		h.unavailable(w, src, err, &status)
 		return

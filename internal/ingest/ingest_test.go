@@ -46,6 +46,7 @@ type env struct {
 	srv *httptest.Server
 	h   *Handler
 	eng *stream.Engine
+	reg *prometheus.Registry
 }
 
 func newEnv(t *testing.T, cfgText string, store Appender) *env {
@@ -70,7 +71,8 @@ func newEnv(t *testing.T, cfgText string, store Appender) *env {
 		t.Cleanup(func() { cancel(); <-done; eng.Close() })
 		e.eng, store = eng, app
 	}
-	h, err := New(cfg, Options{Store: store, Registry: prometheus.NewRegistry()})
+	e.reg = prometheus.NewRegistry()
+	h, err := New(cfg, Options{Store: store, Registry: e.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -753,5 +755,58 @@ sources:
 				t.Errorf("got %d %s, want %d", r.status, r.raw, tt.want)
 			}
 		})
+	}
+}
+
+// TestStoreWaitMetric: capstan_ingest_store_wait_seconds observes each
+// request that stored events, per endpoint, and no request whose events were
+// all dropped; its time is part of the request's duration.
+func TestStoreWaitMetric(t *testing.T) {
+	e := newEnv(t, testConfig, nil)
+	auth := []string{"Authorization", basic("wk_back:")}
+	for _, c := range []struct{ path, body string }{
+		{"/v1/track", `{"event":"E","userId":"u1","messageId":"w-1"}`},
+		{"/v1/track", `{"event":"E","userId":"u1","messageId":"w-2"}`},
+		{"/v1/batch", `{"batch":[{"type":"track","event":"E","userId":"u1","messageId":"w-3"},{"type":"track","event":"E","userId":"u1","messageId":"w-4"}]}`},
+		{"/v1/track", `{"event":"E","messageId":"w-5"}`}, // dropped: no identity, nothing to store
+	} {
+		if r := e.do("POST", c.path, c.body, auth...); r.status != 200 {
+			t.Fatalf("%s: got %d %s", c.path, r.status, r.raw)
+		}
+	}
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type obs struct {
+		count uint64
+		sum   float64
+	}
+	got := map[string]map[string]obs{} // metric -> endpoint -> observations
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if name != "capstan_ingest_store_wait_seconds" && name != "capstan_ingest_request_duration_seconds" {
+			continue
+		}
+		got[name] = map[string]obs{}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "endpoint" {
+					got[name][l.GetValue()] = obs{m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()}
+				}
+			}
+		}
+	}
+	wait, req := got["capstan_ingest_store_wait_seconds"], got["capstan_ingest_request_duration_seconds"]
+	if wait["track"].count != 2 || wait["batch"].count != 1 || len(wait) != 2 {
+		t.Errorf("store wait observations %v, want track 2 and batch 1", wait)
+	}
+	if req["track"].count != 3 || req["batch"].count != 1 {
+		t.Errorf("request duration observations %v, want track 3 and batch 1", req)
+	}
+	for ep, w := range wait {
+		if w.sum <= 0 || w.sum > req[ep].sum {
+			t.Errorf("%s: store wait %gs, request duration %gs: want 0 < wait ≤ duration", ep, w.sum, req[ep].sum)
+		}
 	}
 }

@@ -10,6 +10,10 @@ type metrics struct {
 	// source and result (verified, failed).
 	verifications *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
+	// storeWait is the part of duration spent in the store's Append, for
+	// requests with events to store: encoding, the group-commit queue,
+	// publishing, the acknowledgement and the fsync.
+	storeWait *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
@@ -35,9 +39,14 @@ func newMetrics(reg prometheus.Registerer, b *budget) *metrics {
 			Help:    "Time from request start to response, durable write included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"endpoint"}),
+		storeWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "capstan_ingest_store_wait_seconds",
+			Help:    "Time a request with events to store waited for them to be durable (encoding, group-commit queue, publish, acknowledgement, fsync): the store's part of capstan_ingest_request_duration_seconds.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"endpoint"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.drops, m.verifications, m.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		reg.MustRegister(m.requests, m.events, m.drops, m.verifications, m.duration, m.storeWait, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "capstan_ingest_inflight_body_bytes",
 			Help: "Request body bytes held by requests in progress (counted as they arrive, in 16 KiB grants); at server.max_inflight_body_bytes requests get 503 with Retry-After.",
 		}, func() float64 { return float64(b.inflight()) }))
