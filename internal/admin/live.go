@@ -22,10 +22,11 @@ import (
 // busy ingest is. One shared reader runs while at least one client is
 // connected, started by the first and stopped when the last leaves. Every
 // livePoll it asks the stream for its last sequence (one request) and
-// reads what was stored since through the engine's read path
-// (EventReader.ReadEvents): everything when that is at most liveSample
-// events, else only the newest liveSample, counting the others as skipped
-// for every client. So at 20,000 events/s it reads a twentieth of them,
+// reads what was stored since in one more request (EventRanger.ReadRange,
+// a batched direct get: no consumer is set up on the server, where it
+// would stay for minutes and cost every event stored meanwhile):
+// everything when that is at most liveSample events, else only the newest
+// liveSample, counting the others as skipped for every client. So at 20,000 events/s it reads a twentieth of them,
 // and at a few per second all of them, within livePoll. It hands each
 // event to the clients whose filters take it through a bounded buffer per
 // client, without ever waiting: a client gets at most liveRate events a
@@ -34,10 +35,12 @@ import (
 // (the "skipped" event): under heavy load the view is a sample and says
 // so. The event's document is parsed only for the events a client takes,
 // or to test a client's event-name or user filter after a cheap search of
-// the raw document for the value.
+// the raw document for the value, and the message the clients are sent is
+// encoded once, whatever their number.
 //
-// An EventReader that is not an EventCursor (it cannot say its last
-// sequence) is followed instead: every event is read.
+// An EventReader that is not an EventRanger (or an engine that cannot read
+// a range) is read with ReadEvents instead; one that is not an EventCursor
+// (it cannot say its last sequence) is followed: every event is read.
 
 // EventCursor is implemented by an EventReader that can say where the
 // stream ends (EngineEvents): Live events then samples under load.
@@ -45,6 +48,21 @@ type EventCursor interface {
 	// LastSeq returns the sequence of the last stored event.
 	LastSeq(ctx context.Context) (uint64, error)
 }
+
+// EventRanger is implemented by an EventReader that reads a range of
+// sequences in one request, without setting a read up on the server
+// (EngineEvents): the shared reader of Live events polls with it.
+type EventRanger interface {
+	// ReadRange calls fn for each event stored at sequences from to upTo
+	// (at most a few thousand), oldest first, passing over the sequences
+	// that hold none; it stops at fn's first error, which it returns. It
+	// returns ErrNoRange, before calling fn, when the engine cannot.
+	ReadRange(ctx context.Context, from, upTo uint64, fn func(StoredEvent) error) error
+}
+
+// ErrNoRange means the engine cannot read a range of events in one request
+// (EventRanger): read them with ReadEvents.
+var ErrNoRange = errors.New("the engine cannot read a range of events in one request")
 
 // Live events tuning.
 const (
@@ -100,6 +118,27 @@ func liveEventOf(se StoredEvent) LiveEvent {
 	return le
 }
 
+// liveMsg is one event's message to the clients, shared by all of them.
+type liveMsg struct {
+	seq uint64
+	sse []byte // "id: <seq>\ndata: <LiveEvent>\n\n"
+}
+
+// newLiveMsg encodes le's message.
+func newLiveMsg(le *LiveEvent) *liveMsg {
+	b := make([]byte, 0, 256)
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, le.Seq, 10)
+	b = append(b, "\ndata: "...)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(le) // ends with a newline; a LiveEvent always encodes
+	b = append(b, buf.Bytes()...)
+	b = append(b, '\n')
+	return &liveMsg{seq: le.Seq, sse: b}
+}
+
 // liveFilter is a client's filters; "" takes everything.
 type liveFilter struct {
 	source, typ, event, user string
@@ -146,7 +185,7 @@ func (f *liveFilter) needsParse() bool { return f.event != "" || f.user != "" }
 // liveClient is one connected Live events stream.
 type liveClient struct {
 	f       liveFilter
-	ch      chan LiveEvent
+	ch      chan *liveMsg
 	skipped atomic.Uint64
 
 	// started is its generation's (liveGen.started).
@@ -222,7 +261,7 @@ func (h *liveHub) join(f liveFilter) *liveClient {
 	if h.closed {
 		return nil
 	}
-	c := &liveClient{f: f, ch: make(chan LiveEvent, h.buffer)}
+	c := &liveClient{f: f, ch: make(chan *liveMsg, h.buffer)}
 	h.clients[c] = struct{}{}
 	if h.gen == nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -300,6 +339,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 		}
 	}
 	close(g.started)
+	ranger, _ := h.events.(EventRanger) // nil: ReadEvents
 	tick := time.NewTicker(h.poll)
 	defer tick.Stop()
 	failing := false // logged once until a read succeeds again
@@ -333,20 +373,36 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			// Too many to look at: the newest ones, the rest skipped.
 			from = last - uint64(h.sample) + 1
 			h.skipAll(g, from-cursor-1)
+			cursor = from - 1
 		}
-		err = h.events.ReadEvents(ctx, EventQuery{After: from - 1}, func(se StoredEvent) error {
+		handle := func(se StoredEvent) error {
 			if se.Seq > last {
 				return errEnough // the next poll's
 			}
 			cursor = se.Seq
 			h.dispatch(g, se)
 			return nil
-		})
+		}
+		if ranger != nil {
+			// What is not there was deleted, or has not reached the server
+			// that answered yet (a replica): the next poll asks again from
+			// after the last event seen.
+			err = ranger.ReadRange(ctx, from, last, handle)
+			if errors.Is(err, ErrNoRange) {
+				h.log.Info("live events: the engine cannot read a range of events in one request; reading with ReadEvents", "error", err)
+				ranger = nil
+			}
+		}
+		if ranger == nil {
+			err = h.events.ReadEvents(ctx, EventQuery{After: from - 1}, handle)
+			if err == nil || errors.Is(err, errEnough) {
+				cursor = last // what is not there was deleted
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err == nil || errors.Is(err, errEnough):
-			cursor = last // what is not there was deleted
 			failing = false
 		default:
 			fail(err)
@@ -407,6 +463,7 @@ func (h *liveHub) dispatch(g *liveGen, se StoredEvent) {
 		}
 		return le
 	}
+	var msg *liveMsg // encoded at most once, when a client takes it
 	now := time.Now()
 	for _, c := range *p {
 		if !c.f.cheap(se) {
@@ -419,8 +476,11 @@ func (h *liveHub) dispatch(g *liveGen, se StoredEvent) {
 			c.skipped.Add(1) // sampled
 			continue
 		}
+		if msg == nil {
+			msg = newLiveMsg(parse())
+		}
 		select {
-		case c.ch <- *parse():
+		case c.ch <- msg:
 		default:
 			c.skipped.Add(1) // the client is slow
 		}
@@ -479,8 +539,6 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
 	flush := func() error {
 		_ = rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout))
 		if _, err := w.Write(buf.Bytes()); err != nil {
@@ -506,14 +564,14 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) error {
 			buf.WriteString("event: bye\ndata: {\"reason\":\"the server is shutting down\"}\n\n")
 			_ = flush()
 			return nil
-		case le := <-c.ch:
+		case m := <-c.ch:
 			// Send what is waiting in one write.
-			writeLive(&buf, enc, le)
+			buf.Write(m.sse)
 		more:
 			for range 64 {
 				select {
-				case le = <-c.ch:
-					writeLive(&buf, enc, le)
+				case m = <-c.ch:
+					buf.Write(m.sse)
 				default:
 					break more
 				}
@@ -533,13 +591,6 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) error {
 			lastWrite = time.Now()
 		}
 	}
-}
-
-// writeLive appends one event message to buf.
-func writeLive(buf *bytes.Buffer, enc *json.Encoder, le LiveEvent) {
-	buf.WriteString("id: " + strconv.FormatUint(le.Seq, 10) + "\ndata: ")
-	_ = enc.Encode(le) // ends with a newline
-	buf.WriteString("\n")
 }
 
 // Shutdown ends every Live events stream and refuses new ones, so that an
