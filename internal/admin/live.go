@@ -22,21 +22,26 @@ import (
 // busy ingest is. One shared reader runs while at least one client is
 // connected, started by the first and stopped when the last leaves. Every
 // livePoll it asks the stream for its last sequence (one request) and
-// reads what was stored since in one more request (EventRanger.ReadRange,
-// a batched direct get: no consumer is set up on the server, where it
-// would stay for minutes and cost every event stored meanwhile):
-// everything when that is at most liveSample events, else only the newest
-// liveSample, counting the others as skipped for every client. So at 20,000 events/s it reads a twentieth of them,
-// and at a few per second all of them, within livePoll. It hands each
-// event to the clients whose filters take it through a bounded buffer per
-// client, without ever waiting: a client gets at most liveRate events a
-// second (a token bucket), and what its buffer cannot hold is dropped.
-// Everything a client misses is counted and the client is told the count
-// (the "skipped" event): under heavy load the view is a sample and says
-// so. The event's document is parsed only for the events a client takes,
-// or to test a client's event-name or user filter after a cheap search of
-// the raw document for the value, and the message the clients are sent is
-// encoded once, whatever their number.
+// looks at what was stored since: everything when that is at most
+// liveSample events, else only the newest liveSample, counting the others
+// as skipped for every client. It reads them with batched direct gets
+// (EventRanger.ReadRange), which set nothing up on the server (a consumer
+// per poll would stay there for minutes and cost every event stored
+// meanwhile), and only as many as the clients can take: a client gets at
+// most liveRate events a second (a token bucket), and once none can take
+// another the rest is skipped unread. So at 20,000 events/s it reads a few
+// dozen events a second for consoles that filter nothing, at most a
+// twentieth of them for consoles whose filters take few, and at a few per
+// second all of them, within livePoll. It hands each event to the clients
+// whose filters take it through a bounded buffer per client, without ever
+// waiting (what the buffer cannot hold is dropped), each client's events
+// of a poll in a row so that it writes them at once. Everything a client
+// misses is counted and the client is told the count (the "skipped"
+// event): under heavy load the view is a sample and says so. The event's
+// document is parsed only for the events a client takes, or to test a
+// client's event-name or user filter after a cheap search of the raw
+// document for the value, and the message the clients are sent is encoded
+// once, whatever their number.
 //
 // An EventReader that is not an EventRanger (or an engine that cannot read
 // a range) is read with ReadEvents instead; one that is not an EventCursor
@@ -191,19 +196,25 @@ type liveClient struct {
 	// started is its generation's (liveGen.started).
 	started <-chan struct{}
 
-	// The token bucket: touched only by the reader of the client's
+	// The token bucket, and the events taken but not yet delivered
+	// (dispatch, deliver): touched only by the reader of the client's
 	// generation.
-	tokens float64
-	last   time.Time
+	tokens  float64
+	last    time.Time
+	pending []*liveMsg
+}
+
+// tokensAt returns the tokens the client has at now.
+func (c *liveClient) tokensAt(now time.Time, burst, rate float64) float64 {
+	if c.last.IsZero() {
+		return burst
+	}
+	return min(burst, c.tokens+now.Sub(c.last).Seconds()*rate)
 }
 
 // take spends a token of the client's rate, if it has one.
 func (c *liveClient) take(now time.Time, rate, burst float64) bool {
-	if c.last.IsZero() {
-		c.tokens = burst
-	} else {
-		c.tokens = min(burst, c.tokens+now.Sub(c.last).Seconds()*rate)
-	}
+	c.tokens = c.tokensAt(now, burst, rate)
 	c.last = now
 	if c.tokens < 1 {
 		return false
@@ -384,10 +395,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			return nil
 		}
 		if ranger != nil {
-			// What is not there was deleted, or has not reached the server
-			// that answered yet (a replica): the next poll asks again from
-			// after the last event seen.
-			err = ranger.ReadRange(ctx, from, last, handle)
+			err = h.readRange(ctx, g, ranger, from, last, handle, &cursor)
 			if errors.Is(err, ErrNoRange) {
 				h.log.Info("live events: the engine cannot read a range of events in one request; reading with ReadEvents", "error", err)
 				ranger = nil
@@ -399,6 +407,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 				cursor = last // what is not there was deleted
 			}
 		}
+		h.deliver(g)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -410,6 +419,46 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 	}
 }
 
+// readRange reads from..last for generation g with r, in chunks as large
+// as the most events a client can still take this poll (and at least twice
+// the previous chunk, so that a client whose filter takes few events costs
+// few requests): once no client can take another, the rest is skipped
+// unread for every client. A sequence that holds nothing was deleted, or
+// its event has not reached the server that answered yet (a replica): the
+// next poll asks again from after the last event seen (*cursor, which
+// handle moves).
+func (h *liveHub) readRange(ctx context.Context, g *liveGen, r EventRanger, from, last uint64, handle func(StoredEvent) error, cursor *uint64) error {
+	var chunk uint64
+	for from <= last {
+		room := uint64(h.room(g, time.Now()))
+		if room == 0 {
+			h.skipAll(g, last-from+1)
+			*cursor = last
+			return nil
+		}
+		chunk = min(max(room, 2*chunk), last-from+1)
+		if err := r.ReadRange(ctx, from, from+chunk-1, handle); err != nil {
+			return err
+		}
+		from += chunk
+	}
+	return nil
+}
+
+// room returns the most events a client of g can take now: its tokens,
+// bounded by the room in its buffer.
+func (h *liveHub) room(g *liveGen, now time.Time) int {
+	p := g.clients.Load()
+	if p == nil {
+		return 0
+	}
+	most := 0
+	for _, c := range *p {
+		most = max(most, min(int(c.tokensAt(now, h.burst, h.rate)), cap(c.ch)-len(c.ch)-len(c.pending)))
+	}
+	return most
+}
+
 // follow reads every event stored from since for generation g until ctx
 // ends, and resumes after the last event it saw when the read fails.
 func (h *liveHub) follow(ctx context.Context, g *liveGen, since time.Time) {
@@ -418,6 +467,7 @@ func (h *liveHub) follow(ctx context.Context, g *liveGen, since time.Time) {
 		err := h.events.ReadEvents(ctx, q, func(se StoredEvent) error {
 			q.After, q.Since = se.Seq, time.Time{}
 			h.dispatch(g, se)
+			h.deliver(g)
 			return nil
 		})
 		if !h.retry(ctx, err) {
@@ -449,7 +499,7 @@ func (h *liveHub) skipAll(g *liveGen, n uint64) {
 	}
 }
 
-// dispatch hands se to the clients of g that take it, without waiting.
+// dispatch gives se to the clients of g that take it, for deliver.
 func (h *liveHub) dispatch(g *liveGen, se StoredEvent) {
 	p := g.clients.Load()
 	if p == nil {
@@ -479,11 +529,28 @@ func (h *liveHub) dispatch(g *liveGen, se StoredEvent) {
 		if msg == nil {
 			msg = newLiveMsg(parse())
 		}
-		select {
-		case c.ch <- msg:
-		default:
-			c.skipped.Add(1) // the client is slow
+		c.pending = append(c.pending, msg)
+	}
+}
+
+// deliver hands the clients of g the events dispatch gave them, without
+// waiting: each client's in a row, so that it wakes once for them and
+// writes them at once.
+func (h *liveHub) deliver(g *liveGen) {
+	p := g.clients.Load()
+	if p == nil {
+		return
+	}
+	for _, c := range *p {
+		for i, m := range c.pending {
+			select {
+			case c.ch <- m:
+			default:
+				c.skipped.Add(1) // the client is slow
+			}
+			c.pending[i] = nil
 		}
+		c.pending = c.pending[:0]
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,6 +319,7 @@ func TestLiveSampling(t *testing.T) {
 	g := h.gen
 	for i := range 5 {
 		h.dispatch(g, StoredEvent{Seq: uint64(i + 1), Source: "web", Type: "track", Event: []byte(`{"type":"track"}`)})
+		h.deliver(g)
 		<-fast.ch
 	}
 	if len(slow.ch) != 2 || slow.skipped.Load() != 3 || fast.skipped.Load() != 0 {
@@ -519,5 +521,58 @@ func TestLiveReadsRanges(t *testing.T) {
 		h.leave(a)
 		h.leave(b)
 		h.readers.Wait()
+	}
+}
+
+// countRanger counts the sequences the shared reader asks for.
+type countRanger struct {
+	EngineEvents
+	asked *atomic.Uint64
+}
+
+func (r countRanger) ReadRange(ctx context.Context, from, upTo uint64, fn func(StoredEvent) error) error {
+	r.asked.Add(upTo - from + 1)
+	return r.EngineEvents.ReadRange(ctx, from, upTo, fn)
+}
+
+// TestLiveReadsWhatClientsTake: the shared reader stops reading once no
+// client can take another event (the rest is skipped unread), but reads
+// on for a client whose filter has taken nothing yet.
+func TestLiveReadsWhatClientsTake(t *testing.T) {
+	e := newEnv(t)
+	for k, tc := range []struct {
+		name    string
+		filters []liveFilter
+		asked   uint64
+	}{
+		{"every client full", []liveFilter{{}, {}}, 3},
+		{"a filter that takes none", []liveFilter{{}, newLiveFilter("app", "", "", "")}, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked atomic.Uint64
+			h := newLiveHub(countRanger{EngineEvents{Engine: e.eng}, &asked}, discard)
+			h.rate, h.burst, h.poll = 0.001, 3, 20*time.Millisecond
+			var cs []*liveClient
+			for _, f := range tc.filters {
+				cs = append(cs, h.join(f))
+			}
+			<-cs[0].started
+			docs := make([]string, 40)
+			for i := range docs {
+				docs[i] = fmt.Sprintf(`{"type":"track","event":"E","messageId":"w%d-%d"}`, k, i)
+			}
+			store(t, e.w, "web", docs...)
+			eventually(t, func() bool { return len(cs[0].ch) == 3 && cs[0].skipped.Load() == 37 })
+			if len(cs[1].ch) == 3 != (tc.asked == 3) {
+				t.Errorf("second client: %d events", len(cs[1].ch))
+			}
+			if n := asked.Load(); n != tc.asked {
+				t.Errorf("the reader asked for %d events, want %d", n, tc.asked)
+			}
+			for _, c := range cs {
+				h.leave(c)
+			}
+			h.readers.Wait()
+		})
 	}
 }
