@@ -17,7 +17,9 @@
 # BENCH_ROUNDS (2: each phase runs this many times, alternating),
 # BENCH_CONSOLES (20), BENCH_EVENTS_RATE (20000), BENCH_BATCH (100),
 # BENCH_CONCURRENCY (32), BENCH_OUT, BENCH_KEEP=1, BENCH_CAPSTAN,
-# BENCH_LABEL, BENCH_WORK (as in ingest.sh).
+# BENCH_LABEL, BENCH_WORK (as in ingest.sh), BENCH_PROFILE (a directory:
+# capstan runs with server.pprof and a CPU profile of each open-loop phase's
+# measured window is written there as cpu-<consoles>-round<r>.pprof).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -36,6 +38,11 @@ REQ_RATE=$((EVENTS_RATE / BATCH))
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/live-$DATE.md}
 TOKEN=bench-admin-token
+PROFILE=${BENCH_PROFILE:-}
+if [[ -n $PROFILE ]]; then
+	mkdir -p "$PROFILE"
+	PROFILE=$(cd "$PROFILE" && pwd)
+fi
 WORK=$(workdir capstan-live)
 BIN=$WORK/bin
 RESULTS=$WORK/results.jsonl
@@ -57,7 +64,7 @@ cat >"$dir/capstan.yaml" <<YAML
 server:
   addr: "127.0.0.1:0"
   data_dir: $dir/data
-  admin_token: $TOKEN
+  admin_token: $TOKEN$([[ -n $PROFILE ]] && printf '\n  pprof: true')
 engine:
   sync: always
 sources:
@@ -74,6 +81,15 @@ URL=$(wait_url "$dir/capstan.log" 'msg="capstan listening" addr=' "$PID")
 # secs DURATION: a Go duration in whole seconds (s or m only).
 secs() { local d=$1; [[ $d == *m ]] && echo $((${d%m} * 60)) || echo "${d%s}"; }
 HOLD=$(($(secs "$WARMUP") + $(secs "$DURATION") + 60))
+
+# wait_profile: waits for the profile being fetched, if any (the only
+# background job besides the servers and clients, whose pids are known).
+wait_profile() {
+	local j
+	for j in $(jobs -p); do
+		[[ " ${PIDS[*]} " == *" $j "* ]] || wait "$j" || true
+	done
+}
 
 # phase CONSOLES MODE ROUND: one measured load with CONSOLES streams open.
 phase() {
@@ -93,6 +109,11 @@ phase() {
 	if [[ $mode == open ]]; then
 		scenario="batch ${BATCH}/req, $EVENTS_RATE events/s open loop, round $round"
 		log "$scenario: $target"
+		if [[ -n $PROFILE ]]; then
+			# The measured window's profile: started after the warmup.
+			(sleep "$(secs "$WARMUP")" && curl -fsS -H "Authorization: Bearer $TOKEN" \
+				-o "$PROFILE/cpu-$n-round$round.pprof" "$URL/debug/pprof/profile?seconds=$(secs "$DURATION")") &
+		fi
 		cmd "$BIN/loadgen" run -url "$URL" -endpoint /v1/batch -batch "$BATCH" -rate "$REQ_RATE" -concurrency "$CONC" \
 			-warmup "$WARMUP" -duration "$DURATION" -server-pid "$PID" -write-key wk_bench \
 			-scenario "$scenario" -target "$target" -out "$RESULTS"
@@ -103,6 +124,7 @@ phase() {
 			-warmup "$WARMUP" -duration "$DURATION" -server-pid "$PID" -write-key wk_bench \
 			-scenario "$scenario" -target "$target" -out "$RESULTS"
 	fi
+	wait_profile
 	if [[ -n $cpid ]]; then
 		kill -TERM "$cpid"
 		wait "$cpid" || true
