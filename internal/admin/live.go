@@ -205,7 +205,7 @@ type liveClient struct {
 }
 
 // tokensAt returns the tokens the client has at now.
-func (c *liveClient) tokensAt(now time.Time, burst, rate float64) float64 {
+func (c *liveClient) tokensAt(now time.Time, rate, burst float64) float64 {
 	if c.last.IsZero() {
 		return burst
 	}
@@ -214,7 +214,7 @@ func (c *liveClient) tokensAt(now time.Time, burst, rate float64) float64 {
 
 // take spends a token of the client's rate, if it has one.
 func (c *liveClient) take(now time.Time, rate, burst float64) bool {
-	c.tokens = c.tokensAt(now, burst, rate)
+	c.tokens = c.tokensAt(now, rate, burst)
 	c.last = now
 	if c.tokens < 1 {
 		return false
@@ -454,7 +454,7 @@ func (h *liveHub) room(g *liveGen, now time.Time) int {
 	}
 	most := 0
 	for _, c := range *p {
-		most = max(most, min(int(c.tokensAt(now, h.burst, h.rate)), cap(c.ch)-len(c.ch)-len(c.pending)))
+		most = max(most, min(int(c.tokensAt(now, h.rate, h.burst)), cap(c.ch)-len(c.ch)-len(c.pending)))
 	}
 	return most
 }
