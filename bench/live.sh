@@ -150,6 +150,10 @@ avg() {
 	jq -s --arg m "$1" --arg t "$2 consoles" --arg f "$3" \
 		'[.[] | select(.target == $t and .mode == $m) | .[$f]] | add / length' "$RESULTS"
 }
+# LIVE_FUNCS: the functions of Live events' work, as a pprof -focus regexp.
+LIVE_FUNCS='signalConsumers|liveHub|\(\*Server\)\.liveEvents|getDirectRequest|processDirectGetRequest|jsStreamInfoRequest|jsConsumerCreateRequest|jsConsumerDeleteRequest|jsConsumerInfoRequest|ReadEventRange|LastEventSeq|\(\*Engine\)\.read$|orderedConsumer'
+# seconds: a pprof duration on stdin (1.5s, 40ms) in seconds; 0 for none.
+seconds() { awk '/ms$/ { v = $0 + 0; s = v / 1000 } /[0-9]s$/ { s = $0 + 0 } END { print s + 0 }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", (b - a) / a * 100 }'; }
 CPU0=$(avg open 0 server_cpu_us_per_event)
 CPU20=$(avg open "$CONSOLES" server_cpu_us_per_event)
@@ -191,6 +195,23 @@ mkdir -p "$(dirname "$OUT")"
 		jq -r '"| \(.scenario) | \(.connected)/\(.clients) | \(.received) | \(.skipped) | \(.errors) |"' "$CLIENTS.tagged"
 	fi
 	echo
+	if [[ -n $PROFILE ]]; then
+		echo "## Live events' share of capstan's CPU (profiles)"
+		echo
+		echo "The CPU samples of each open-loop phase's profile in Live events' work (the shared reader, the"
+		echo "streams, the server's answers to its requests, and the signals to the consumers reads leave),"
+		echo "which other load on the machine disturbs far less than CPU per event:"
+		echo
+		echo "| profile | capstan CPU s | Live events CPU s | share |"
+		echo "|---|---:|---:|---:|"
+		for f in "$PROFILE"/cpu-*.pprof; do
+			total=$(go tool pprof -top "$f" 2>/dev/null | sed -n 's/.*Total samples = \([0-9.]*m\?s\).*/\1/p' | seconds)
+			live=$(go tool pprof -top -focus "$LIVE_FUNCS" "$f" 2>/dev/null | sed -n 's/^Showing nodes accounting for \([0-9.]*m\?s\).*/\1/p' | seconds)
+			awk -v f="$(basename "$f" .pprof)" -v t="${total:-0}" -v l="${live:-0}" \
+				'BEGIN { printf "| %s | %.2f | %.2f | %.1f%% |\n", f, t, l, (t > 0 ? l / t * 100 : 0) }'
+		done
+		echo
+	fi
 	echo "## Machine"
 	echo
 	machine
