@@ -17,7 +17,9 @@
 # BENCH_ROUNDS (2: each phase runs this many times, alternating),
 # BENCH_CONSOLES (20), BENCH_EVENTS_RATE (20000), BENCH_BATCH (100),
 # BENCH_CONCURRENCY (32), BENCH_OUT, BENCH_KEEP=1, BENCH_CAPSTAN,
-# BENCH_LABEL, BENCH_WORK (as in ingest.sh).
+# BENCH_LABEL, BENCH_WORK (as in ingest.sh), BENCH_PROFILE (a directory:
+# capstan runs with server.pprof and a CPU profile of each open-loop phase's
+# measured window is written there as cpu-<consoles>-round<r>.pprof).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -36,6 +38,11 @@ REQ_RATE=$((EVENTS_RATE / BATCH))
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/live-$DATE.md}
 TOKEN=bench-admin-token
+PROFILE=${BENCH_PROFILE:-}
+if [[ -n $PROFILE ]]; then
+	mkdir -p "$PROFILE"
+	PROFILE=$(cd "$PROFILE" && pwd)
+fi
 WORK=$(workdir capstan-live)
 BIN=$WORK/bin
 RESULTS=$WORK/results.jsonl
@@ -57,7 +64,7 @@ cat >"$dir/capstan.yaml" <<YAML
 server:
   addr: "127.0.0.1:0"
   data_dir: $dir/data
-  admin_token: $TOKEN
+  admin_token: $TOKEN$([[ -n $PROFILE ]] && printf '\n  pprof: true')
 engine:
   sync: always
 sources:
@@ -74,6 +81,15 @@ URL=$(wait_url "$dir/capstan.log" 'msg="capstan listening" addr=' "$PID")
 # secs DURATION: a Go duration in whole seconds (s or m only).
 secs() { local d=$1; [[ $d == *m ]] && echo $((${d%m} * 60)) || echo "${d%s}"; }
 HOLD=$(($(secs "$WARMUP") + $(secs "$DURATION") + 60))
+
+# wait_profile: waits for the profile being fetched, if any (the only
+# background job besides the servers and clients, whose pids are known).
+wait_profile() {
+	local j
+	for j in $(jobs -p); do
+		[[ " ${PIDS[*]} " == *" $j "* ]] || wait "$j" || true
+	done
+}
 
 # phase CONSOLES MODE ROUND: one measured load with CONSOLES streams open.
 phase() {
@@ -93,6 +109,11 @@ phase() {
 	if [[ $mode == open ]]; then
 		scenario="batch ${BATCH}/req, $EVENTS_RATE events/s open loop, round $round"
 		log "$scenario: $target"
+		if [[ -n $PROFILE ]]; then
+			# The measured window's profile: started after the warmup.
+			(sleep "$(secs "$WARMUP")" && curl -fsS -H "Authorization: Bearer $TOKEN" \
+				-o "$PROFILE/cpu-$n-round$round.pprof" "$URL/debug/pprof/profile?seconds=$(secs "$DURATION")") &
+		fi
 		cmd "$BIN/loadgen" run -url "$URL" -endpoint /v1/batch -batch "$BATCH" -rate "$REQ_RATE" -concurrency "$CONC" \
 			-warmup "$WARMUP" -duration "$DURATION" -server-pid "$PID" -write-key wk_bench \
 			-scenario "$scenario" -target "$target" -out "$RESULTS"
@@ -103,6 +124,7 @@ phase() {
 			-warmup "$WARMUP" -duration "$DURATION" -server-pid "$PID" -write-key wk_bench \
 			-scenario "$scenario" -target "$target" -out "$RESULTS"
 	fi
+	wait_profile
 	if [[ -n $cpid ]]; then
 		kill -TERM "$cpid"
 		wait "$cpid" || true
@@ -128,6 +150,10 @@ avg() {
 	jq -s --arg m "$1" --arg t "$2 consoles" --arg f "$3" \
 		'[.[] | select(.target == $t and .mode == $m) | .[$f]] | add / length' "$RESULTS"
 }
+# LIVE_FUNCS: the functions of Live events' work, as a pprof -focus regexp.
+LIVE_FUNCS='signalConsumers|liveHub|\(\*Server\)\.liveEvents|getDirectRequest|processDirectGetRequest|jsStreamInfoRequest|jsConsumerCreateRequest|jsConsumerDeleteRequest|jsConsumerInfoRequest|ReadEventRange|LastEventSeq|\(\*Engine\)\.read$|orderedConsumer'
+# seconds: a pprof duration on stdin (1.5s, 40ms) in seconds; 0 for none.
+seconds() { awk '/ms$/ { v = $0 + 0; s = v / 1000 } /[0-9]s$/ { s = $0 + 0 } END { print s + 0 }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", (b - a) / a * 100 }'; }
 CPU0=$(avg open 0 server_cpu_us_per_event)
 CPU20=$(avg open "$CONSOLES" server_cpu_us_per_event)
@@ -169,6 +195,23 @@ mkdir -p "$(dirname "$OUT")"
 		jq -r '"| \(.scenario) | \(.connected)/\(.clients) | \(.received) | \(.skipped) | \(.errors) |"' "$CLIENTS.tagged"
 	fi
 	echo
+	if [[ -n $PROFILE ]]; then
+		echo "## Live events' share of capstan's CPU (profiles)"
+		echo
+		echo "The CPU samples of each open-loop phase's profile in Live events' work (the shared reader, the"
+		echo "streams, the server's answers to its requests, and the signals to the consumers reads leave),"
+		echo "which other load on the machine disturbs far less than CPU per event:"
+		echo
+		echo "| profile | capstan CPU s | Live events CPU s | share |"
+		echo "|---|---:|---:|---:|"
+		for f in "$PROFILE"/cpu-*.pprof; do
+			total=$(go tool pprof -top "$f" 2>/dev/null | sed -n 's/.*Total samples = \([0-9.]*m\?s\).*/\1/p' | seconds)
+			live=$(go tool pprof -top -focus "$LIVE_FUNCS" "$f" 2>/dev/null | sed -n 's/^Showing nodes accounting for \([0-9.]*m\?s\).*/\1/p' | seconds)
+			awk -v f="$(basename "$f" .pprof)" -v t="${total:-0}" -v l="${live:-0}" \
+				'BEGIN { printf "| %s | %.2f | %.2f | %.1f%% |\n", f, t, l, (t > 0 ? l / t * 100 : 0) }'
+		done
+		echo
+	fi
 	echo "## Machine"
 	echo
 	machine

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/capstan-gw/capstan/internal/config"
@@ -23,13 +24,31 @@ func mountOps(s config.Server, main *http.ServeMux, health, ready, metrics http.
 	main.Handle("GET /readyz", ready)
 	if s.OpsAddr == "" {
 		main.Handle("GET /metrics", metrics)
+		mountPprof(s, main)
 		return nil
 	}
 	ops := http.NewServeMux()
 	ops.Handle("GET /healthz", health)
 	ops.Handle("GET /readyz", ready)
 	ops.Handle("GET /metrics", metrics)
+	mountPprof(s, ops)
 	return ops
+}
+
+// mountPprof serves Go's runtime profiles under /debug/pprof/ on mux, to
+// the admin token only, when server.pprof is true (off by default: the
+// handlers are never registered otherwise).
+func mountPprof(s config.Server, mux *http.ServeMux) {
+	if !s.Pprof || s.AdminToken.Value() == "" {
+		return
+	}
+	pp := http.NewServeMux()
+	pp.HandleFunc("GET /debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine, allocs, ...
+	pp.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	pp.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	pp.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	pp.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/", requireToken(s.AdminToken.Value(), pp))
 }
 
 // requireToken lets through only requests with "Authorization: Bearer

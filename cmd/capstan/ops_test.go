@@ -10,7 +10,8 @@ import (
 
 // TestMountOps: /metrics is public on the main port by default, moves to
 // server.ops_addr's listener when set, and asks for the admin token with
-// metrics_auth: admin_token; /healthz and /readyz stay on the main port.
+// metrics_auth: admin_token; /healthz and /readyz stay on the main port;
+// /debug/pprof/ is served only with server.pprof, to the admin token only.
 func TestMountOps(t *testing.T) {
 	ok := func(body string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(body)) })
@@ -52,6 +53,22 @@ func TestMountOps(t *testing.T) {
 			{ops: true, path: "/metrics", status: 401},
 			{ops: true, path: "/metrics", token: "adm-1", status: 200},
 			{ops: true, path: "/readyz", status: 200},
+		}},
+		{"pprof off by default", config.Server{MetricsAuth: config.MetricsAuthNone, AdminToken: "adm-1"}, []req{
+			{path: "/debug/pprof/", token: "adm-1", status: 404},
+			{path: "/debug/pprof/heap", token: "adm-1", status: 404},
+		}},
+		{"pprof on the main port", config.Server{MetricsAuth: config.MetricsAuthNone, AdminToken: "adm-1", Pprof: true}, []req{
+			{path: "/debug/pprof/", status: 401},
+			{path: "/debug/pprof/heap", token: "adm-2", status: 401},
+			{path: "/debug/pprof/heap", token: "adm-1", status: 200},
+			{path: "/debug/pprof/cmdline", token: "adm-1", status: 200},
+			{path: "/metrics", status: 200},
+		}},
+		{"pprof on the ops listener", config.Server{OpsAddr: "127.0.0.1:0", MetricsAuth: config.MetricsAuthNone, AdminToken: "adm-1", Pprof: true}, []req{
+			{path: "/debug/pprof/heap", token: "adm-1", status: 404},
+			{ops: true, path: "/debug/pprof/goroutine", status: 401},
+			{ops: true, path: "/debug/pprof/goroutine", token: "adm-1", status: 200},
 		}},
 	}
 	for _, tt := range tests {

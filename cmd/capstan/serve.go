@@ -45,7 +45,9 @@ and, when server.admin_token or server.admin_users is set, the admin API
 under /admin/api/ and the console at /admin/.
 With server.ops_addr, /metrics moves to that second listener (with /healthz
 and /readyz, which also stay on server.addr); server.metrics_auth:
-admin_token makes /metrics ask for the admin token.
+admin_token makes /metrics ask for the admin token. server.pprof: true
+serves Go's runtime profiles under /debug/pprof/ to the admin token only
+(on server.ops_addr when set).
 SIGINT or SIGTERM stops it gracefully: in-flight requests finish, queued
 writes are flushed, delivery flushes its batches, the engine stops last.
 

@@ -66,6 +66,19 @@ func (e EngineEvents) LastSeq(ctx context.Context) (uint64, error) {
 	return e.Engine.LastEventSeq(ctx)
 }
 
+// ReadRange calls fn for each event stored at sequences from to upTo,
+// oldest first, in one request (EventRanger); ErrNoRange on a NATS server
+// that cannot.
+func (e EngineEvents) ReadRange(ctx context.Context, from, upTo uint64, fn func(StoredEvent) error) error {
+	err := e.Engine.ReadEventRange(ctx, from, upTo, func(s stream.Stored) error {
+		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
+	})
+	if errors.Is(err, stream.ErrNoBatchGet) {
+		return fmt.Errorf("%w (%w)", ErrNoRange, err)
+	}
+	return err
+}
+
 // EngineAudit reads the audit log of the engine (internal/audit).
 type EngineAudit struct {
 	Engine *stream.Engine

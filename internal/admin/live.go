@@ -22,22 +22,30 @@ import (
 // busy ingest is. One shared reader runs while at least one client is
 // connected, started by the first and stopped when the last leaves. Every
 // livePoll it asks the stream for its last sequence (one request) and
-// reads what was stored since through the engine's read path
-// (EventReader.ReadEvents): everything when that is at most liveSample
-// events, else only the newest liveSample, counting the others as skipped
-// for every client. So at 20,000 events/s it reads a twentieth of them,
-// and at a few per second all of them, within livePoll. It hands each
-// event to the clients whose filters take it through a bounded buffer per
-// client, without ever waiting: a client gets at most liveRate events a
-// second (a token bucket), and what its buffer cannot hold is dropped.
-// Everything a client misses is counted and the client is told the count
-// (the "skipped" event): under heavy load the view is a sample and says
-// so. The event's document is parsed only for the events a client takes,
-// or to test a client's event-name or user filter after a cheap search of
-// the raw document for the value.
+// looks at what was stored since: everything when that is at most
+// liveSample events, else only the newest liveSample, counting the others
+// as skipped for every client. It reads them with batched direct gets
+// (EventRanger.ReadRange), which set nothing up on the server (a consumer
+// per poll would stay there for minutes and cost every event stored
+// meanwhile), and only as many as the clients can take: a client gets at
+// most liveRate events a second (a token bucket), and once none can take
+// another the rest is skipped unread. So at 20,000 events/s it reads a few
+// dozen events a second for consoles that filter nothing, at most a
+// twentieth of them for consoles whose filters take few, and at a few per
+// second all of them, within livePoll. It hands each event to the clients
+// whose filters take it through a bounded buffer per client, without ever
+// waiting (what the buffer cannot hold is dropped), each client's events
+// of a poll in a row so that it writes them at once. Everything a client
+// misses is counted and the client is told the count (the "skipped"
+// event): under heavy load the view is a sample and says so. The event's
+// document is parsed only for the events a client takes, or to test a
+// client's event-name or user filter after a cheap search of the raw
+// document for the value, and the message the clients are sent is encoded
+// once, whatever their number.
 //
-// An EventReader that is not an EventCursor (it cannot say its last
-// sequence) is followed instead: every event is read.
+// An EventReader that is not an EventRanger (or an engine that cannot read
+// a range) is read with ReadEvents instead; one that is not an EventCursor
+// (it cannot say its last sequence) is followed: every event is read.
 
 // EventCursor is implemented by an EventReader that can say where the
 // stream ends (EngineEvents): Live events then samples under load.
@@ -45,6 +53,21 @@ type EventCursor interface {
 	// LastSeq returns the sequence of the last stored event.
 	LastSeq(ctx context.Context) (uint64, error)
 }
+
+// EventRanger is implemented by an EventReader that reads a range of
+// sequences in one request, without setting a read up on the server
+// (EngineEvents): the shared reader of Live events polls with it.
+type EventRanger interface {
+	// ReadRange calls fn for each event stored at sequences from to upTo
+	// (at most a few thousand), oldest first, passing over the sequences
+	// that hold none; it stops at fn's first error, which it returns. It
+	// returns ErrNoRange, before calling fn, when the engine cannot.
+	ReadRange(ctx context.Context, from, upTo uint64, fn func(StoredEvent) error) error
+}
+
+// ErrNoRange means the engine cannot read a range of events in one request
+// (EventRanger): read them with ReadEvents.
+var ErrNoRange = errors.New("the engine cannot read a range of events in one request")
 
 // Live events tuning.
 const (
@@ -100,6 +123,27 @@ func liveEventOf(se StoredEvent) LiveEvent {
 	return le
 }
 
+// liveMsg is one event's message to the clients, shared by all of them.
+type liveMsg struct {
+	seq uint64
+	sse []byte // "id: <seq>\ndata: <LiveEvent>\n\n"
+}
+
+// newLiveMsg encodes le's message.
+func newLiveMsg(le *LiveEvent) *liveMsg {
+	b := make([]byte, 0, 256)
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, le.Seq, 10)
+	b = append(b, "\ndata: "...)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(le) // ends with a newline; a LiveEvent always encodes
+	b = append(b, buf.Bytes()...)
+	b = append(b, '\n')
+	return &liveMsg{seq: le.Seq, sse: b}
+}
+
 // liveFilter is a client's filters; "" takes everything.
 type liveFilter struct {
 	source, typ, event, user string
@@ -146,25 +190,31 @@ func (f *liveFilter) needsParse() bool { return f.event != "" || f.user != "" }
 // liveClient is one connected Live events stream.
 type liveClient struct {
 	f       liveFilter
-	ch      chan LiveEvent
+	ch      chan *liveMsg
 	skipped atomic.Uint64
 
 	// started is its generation's (liveGen.started).
 	started <-chan struct{}
 
-	// The token bucket: touched only by the reader of the client's
+	// The token bucket, and the events taken but not yet delivered
+	// (dispatch, deliver): touched only by the reader of the client's
 	// generation.
-	tokens float64
-	last   time.Time
+	tokens  float64
+	last    time.Time
+	pending []*liveMsg
+}
+
+// tokensAt returns the tokens the client has at now.
+func (c *liveClient) tokensAt(now time.Time, rate, burst float64) float64 {
+	if c.last.IsZero() {
+		return burst
+	}
+	return min(burst, c.tokens+now.Sub(c.last).Seconds()*rate)
 }
 
 // take spends a token of the client's rate, if it has one.
 func (c *liveClient) take(now time.Time, rate, burst float64) bool {
-	if c.last.IsZero() {
-		c.tokens = burst
-	} else {
-		c.tokens = min(burst, c.tokens+now.Sub(c.last).Seconds()*rate)
-	}
+	c.tokens = c.tokensAt(now, rate, burst)
 	c.last = now
 	if c.tokens < 1 {
 		return false
@@ -222,7 +272,7 @@ func (h *liveHub) join(f liveFilter) *liveClient {
 	if h.closed {
 		return nil
 	}
-	c := &liveClient{f: f, ch: make(chan LiveEvent, h.buffer)}
+	c := &liveClient{f: f, ch: make(chan *liveMsg, h.buffer)}
 	h.clients[c] = struct{}{}
 	if h.gen == nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -300,6 +350,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 		}
 	}
 	close(g.started)
+	ranger, _ := h.events.(EventRanger) // nil: ReadEvents
 	tick := time.NewTicker(h.poll)
 	defer tick.Stop()
 	failing := false // logged once until a read succeeds again
@@ -333,25 +384,79 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			// Too many to look at: the newest ones, the rest skipped.
 			from = last - uint64(h.sample) + 1
 			h.skipAll(g, from-cursor-1)
+			cursor = from - 1
 		}
-		err = h.events.ReadEvents(ctx, EventQuery{After: from - 1}, func(se StoredEvent) error {
+		handle := func(se StoredEvent) error {
 			if se.Seq > last {
 				return errEnough // the next poll's
 			}
 			cursor = se.Seq
 			h.dispatch(g, se)
 			return nil
-		})
+		}
+		if ranger != nil {
+			err = h.readRange(ctx, g, ranger, from, last, handle, &cursor)
+			if errors.Is(err, ErrNoRange) {
+				h.log.Info("live events: the engine cannot read a range of events in one request; reading with ReadEvents", "error", err)
+				ranger = nil
+			}
+		}
+		if ranger == nil {
+			err = h.events.ReadEvents(ctx, EventQuery{After: from - 1}, handle)
+			if err == nil || errors.Is(err, errEnough) {
+				cursor = last // what is not there was deleted
+			}
+		}
+		h.deliver(g)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err == nil || errors.Is(err, errEnough):
-			cursor = last // what is not there was deleted
 			failing = false
 		default:
 			fail(err)
 		}
 	}
+}
+
+// readRange reads from..last for generation g with r, in chunks as large
+// as the most events a client can still take this poll (and at least twice
+// the previous chunk, so that a client whose filter takes few events costs
+// few requests): once no client can take another, the rest is skipped
+// unread for every client. A sequence that holds nothing was deleted, or
+// its event has not reached the server that answered yet (a replica): the
+// next poll asks again from after the last event seen (*cursor, which
+// handle moves).
+func (h *liveHub) readRange(ctx context.Context, g *liveGen, r EventRanger, from, last uint64, handle func(StoredEvent) error, cursor *uint64) error {
+	var chunk uint64
+	for from <= last {
+		room := uint64(h.room(g, time.Now()))
+		if room == 0 {
+			h.skipAll(g, last-from+1)
+			*cursor = last
+			return nil
+		}
+		chunk = min(max(room, 2*chunk), last-from+1)
+		if err := r.ReadRange(ctx, from, from+chunk-1, handle); err != nil {
+			return err
+		}
+		from += chunk
+	}
+	return nil
+}
+
+// room returns the most events a client of g can take now: its tokens,
+// bounded by the room in its buffer.
+func (h *liveHub) room(g *liveGen, now time.Time) int {
+	p := g.clients.Load()
+	if p == nil {
+		return 0
+	}
+	most := 0
+	for _, c := range *p {
+		most = max(most, min(int(c.tokensAt(now, h.rate, h.burst)), cap(c.ch)-len(c.ch)-len(c.pending)))
+	}
+	return most
 }
 
 // follow reads every event stored from since for generation g until ctx
@@ -362,6 +467,7 @@ func (h *liveHub) follow(ctx context.Context, g *liveGen, since time.Time) {
 		err := h.events.ReadEvents(ctx, q, func(se StoredEvent) error {
 			q.After, q.Since = se.Seq, time.Time{}
 			h.dispatch(g, se)
+			h.deliver(g)
 			return nil
 		})
 		if !h.retry(ctx, err) {
@@ -393,7 +499,7 @@ func (h *liveHub) skipAll(g *liveGen, n uint64) {
 	}
 }
 
-// dispatch hands se to the clients of g that take it, without waiting.
+// dispatch gives se to the clients of g that take it, for deliver.
 func (h *liveHub) dispatch(g *liveGen, se StoredEvent) {
 	p := g.clients.Load()
 	if p == nil {
@@ -407,6 +513,7 @@ func (h *liveHub) dispatch(g *liveGen, se StoredEvent) {
 		}
 		return le
 	}
+	var msg *liveMsg // encoded at most once, when a client takes it
 	now := time.Now()
 	for _, c := range *p {
 		if !c.f.cheap(se) {
@@ -419,11 +526,31 @@ func (h *liveHub) dispatch(g *liveGen, se StoredEvent) {
 			c.skipped.Add(1) // sampled
 			continue
 		}
-		select {
-		case c.ch <- *parse():
-		default:
-			c.skipped.Add(1) // the client is slow
+		if msg == nil {
+			msg = newLiveMsg(parse())
 		}
+		c.pending = append(c.pending, msg)
+	}
+}
+
+// deliver hands the clients of g the events dispatch gave them, without
+// waiting: each client's in a row, so that it wakes once for them and
+// writes them at once.
+func (h *liveHub) deliver(g *liveGen) {
+	p := g.clients.Load()
+	if p == nil {
+		return
+	}
+	for _, c := range *p {
+		for i, m := range c.pending {
+			select {
+			case c.ch <- m:
+			default:
+				c.skipped.Add(1) // the client is slow
+			}
+			c.pending[i] = nil
+		}
+		c.pending = c.pending[:0]
 	}
 }
 
@@ -479,8 +606,6 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
 	flush := func() error {
 		_ = rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout))
 		if _, err := w.Write(buf.Bytes()); err != nil {
@@ -506,14 +631,14 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) error {
 			buf.WriteString("event: bye\ndata: {\"reason\":\"the server is shutting down\"}\n\n")
 			_ = flush()
 			return nil
-		case le := <-c.ch:
+		case m := <-c.ch:
 			// Send what is waiting in one write.
-			writeLive(&buf, enc, le)
+			buf.Write(m.sse)
 		more:
 			for range 64 {
 				select {
-				case le = <-c.ch:
-					writeLive(&buf, enc, le)
+				case m = <-c.ch:
+					buf.Write(m.sse)
 				default:
 					break more
 				}
@@ -533,13 +658,6 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) error {
 			lastWrite = time.Now()
 		}
 	}
-}
-
-// writeLive appends one event message to buf.
-func writeLive(buf *bytes.Buffer, enc *json.Encoder, le LiveEvent) {
-	buf.WriteString("id: " + strconv.FormatUint(le.Seq, 10) + "\ndata: ")
-	_ = enc.Encode(le) // ends with a newline
-	buf.WriteString("\n")
 }
 
 // Shutdown ends every Live events stream and refuses new ones, so that an

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,6 +319,7 @@ func TestLiveSampling(t *testing.T) {
 	g := h.gen
 	for i := range 5 {
 		h.dispatch(g, StoredEvent{Seq: uint64(i + 1), Source: "web", Type: "track", Event: []byte(`{"type":"track"}`)})
+		h.deliver(g)
 		<-fast.ch
 	}
 	if len(slow.ch) != 2 || slow.skipped.Load() != 3 || fast.skipped.Load() != 0 {
@@ -426,9 +428,9 @@ func TestLiveFollow(t *testing.T) {
 	seqs := store(t, e.w, "web", `{"type":"track","event":"A","messageId":"f1"}`, `{"type":"track","event":"B","messageId":"f2"}`)
 	for _, want := range seqs {
 		select {
-		case le := <-c.ch:
-			if le.Seq != want {
-				t.Errorf("event %d, want %d", le.Seq, want)
+		case m := <-c.ch:
+			if m.seq != want {
+				t.Errorf("event %d, want %d", m.seq, want)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("event %d not received", want)
@@ -453,5 +455,124 @@ func TestLiveFilterSpellings(t *testing.T) {
 	}
 	if g := newLiveFilter("", "", "", "u2"); !g.cheap(other) {
 		t.Error("the raw document holds the user, yet the cheap test drops it")
+	}
+}
+
+// noRange is an EventReader and EventCursor whose engine cannot read a
+// range in one request (a NATS server before 2.11).
+type noRange struct{ EngineEvents }
+
+func (noRange) ReadRange(context.Context, uint64, uint64, func(StoredEvent) error) error {
+	return fmt.Errorf("%w (an old server)", ErrNoRange)
+}
+
+// TestLiveReadsRanges: the shared reader polls with ReadRange and leaves
+// no consumer on the server however often it polls; without ReadRange, or
+// when the engine cannot, it reads with ReadEvents and every event still
+// arrives. Clients taking the same event share its one encoded message.
+func TestLiveReadsRanges(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	consumers := func() int {
+		t.Helper()
+		s, err := e.eng.JetStream().Stream(ctx, stream.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.Consumers
+	}
+	before := consumers()
+	for i, r := range []EventReader{
+		EngineEvents{Engine: e.eng},
+		noRange{EngineEvents{Engine: e.eng}},
+		struct {
+			EventReader
+			EventCursor
+		}{EngineEvents{Engine: e.eng}, EngineEvents{Engine: e.eng}},
+	} {
+		h := newLiveHub(r, discard)
+		h.poll = 20 * time.Millisecond
+		a, b := h.join(liveFilter{}), h.join(liveFilter{})
+		<-a.started
+		// One at a time: each is read by another poll.
+		for j := range 4 {
+			seq := store(t, e.w, "web", fmt.Sprintf(`{"type":"track","event":"E","messageId":"r%d-%d"}`, i, j))[0]
+			var got [2]*liveMsg
+			for k, c := range []*liveClient{a, b} {
+				select {
+				case got[k] = <-c.ch:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("reader %d: event %d not received", i, seq)
+				}
+			}
+			if got[0].seq != seq || got[0] != got[1] {
+				t.Errorf("reader %d: events %d and %d, want %d, one message for both", i, got[0].seq, got[1].seq, seq)
+			}
+			if want := fmt.Sprintf("id: %d\ndata: {\"seq\":%d,", seq, seq); !strings.HasPrefix(string(got[0].sse), want) ||
+				!strings.HasSuffix(string(got[0].sse), "}\n\n") {
+				t.Errorf("reader %d: message %q", i, got[0].sse)
+			}
+		}
+		if i == 0 {
+			if n := consumers(); n != before {
+				t.Errorf("ReadRange: %d consumers on EVENTS after the polls, %d before", n, before)
+			}
+		}
+		h.leave(a)
+		h.leave(b)
+		h.readers.Wait()
+	}
+}
+
+// countRanger counts the sequences the shared reader asks for.
+type countRanger struct {
+	EngineEvents
+	asked *atomic.Uint64
+}
+
+func (r countRanger) ReadRange(ctx context.Context, from, upTo uint64, fn func(StoredEvent) error) error {
+	r.asked.Add(upTo - from + 1)
+	return r.EngineEvents.ReadRange(ctx, from, upTo, fn)
+}
+
+// TestLiveReadsWhatClientsTake: the shared reader stops reading once no
+// client can take another event (the rest is skipped unread), but reads
+// on for a client whose filter has taken nothing yet.
+func TestLiveReadsWhatClientsTake(t *testing.T) {
+	e := newEnv(t)
+	for k, tc := range []struct {
+		name    string
+		filters []liveFilter
+		asked   uint64
+	}{
+		{"every client full", []liveFilter{{}, {}}, 3},
+		{"a filter that takes none", []liveFilter{{}, newLiveFilter("app", "", "", "")}, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked atomic.Uint64
+			h := newLiveHub(countRanger{EngineEvents{Engine: e.eng}, &asked}, discard)
+			h.rate, h.burst, h.poll = 0.001, 3, 20*time.Millisecond
+			var cs []*liveClient
+			for _, f := range tc.filters {
+				cs = append(cs, h.join(f))
+			}
+			<-cs[0].started
+			docs := make([]string, 40)
+			for i := range docs {
+				docs[i] = fmt.Sprintf(`{"type":"track","event":"E","messageId":"w%d-%d"}`, k, i)
+			}
+			store(t, e.w, "web", docs...)
+			eventually(t, func() bool { return len(cs[0].ch) == 3 && cs[0].skipped.Load() == 37 })
+			if len(cs[1].ch) == 3 != (tc.asked == 3) {
+				t.Errorf("second client: %d events", len(cs[1].ch))
+			}
+			if n := asked.Load(); n != tc.asked {
+				t.Errorf("the reader asked for %d events, want %d", n, tc.asked)
+			}
+			for _, c := range cs {
+				h.leave(c)
+			}
+			h.readers.Wait()
+		})
 	}
 }

@@ -68,14 +68,23 @@ type Server struct {
 	// terminates TLS).
 	TLS TLS `yaml:"tls"`
 	// OpsAddr is a second listen address, host:port (e.g.
-	// "127.0.0.1:9090"), serving only /metrics, /healthz and /readyz, so
-	// that they can be kept off the public port. /metrics then leaves the
-	// main port; /healthz and /readyz stay on both. Default "": none.
+	// "127.0.0.1:9090"), serving only /metrics, /healthz and /readyz (and
+	// /debug/pprof/ with pprof), so that they can be kept off the public
+	// port. /metrics then leaves the main port; /healthz and /readyz stay
+	// on both. Default "": none.
 	OpsAddr string `yaml:"ops_addr"`
 	// MetricsAuth is who may read /metrics: "none" (anyone who reaches it,
 	// the default) or "admin_token" (Authorization: Bearer <admin_token>,
 	// which must then be set; applies on ops_addr too).
 	MetricsAuth string `yaml:"metrics_auth"`
+	// Pprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/, to the admin token only (Authorization: Bearer
+	// <admin_token>, which must then be set), on ops_addr when set, else
+	// on addr: for finding where capstan's CPU or memory goes (`curl -H
+	// "Authorization: Bearer $TOKEN" -o cpu.out
+	// http://HOST/debug/pprof/profile?seconds=30`, then `go tool pprof
+	// cpu.out`). A profile costs CPU while it runs. Default false.
+	Pprof bool `yaml:"pprof"`
 	// ReadTimeout bounds reading one request, body included. Default 30s.
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds writing one response. Default 30s.

@@ -190,6 +190,7 @@ func TestParseErrors(t *testing.T) {
 		{"negative rate limit", minimal + "    rate_limit: {requests_per_second: -1}\n", []string{"sources[0].rate_limit: requests_per_second and burst must not be negative"}},
 		{"bad ops addr", "server:\n  ops_addr: localhost\n" + minimal, []string{`c.yaml:2:13: server.ops_addr: must be host:port`}},
 		{"metrics auth without token", "server:\n  metrics_auth: admin_token\n" + minimal, []string{"c.yaml:2:17: server.metrics_auth: admin_token needs server.admin_token"}},
+		{"pprof without token", "server:\n  pprof: true\n" + minimal, []string{"c.yaml:2:10: server.pprof: true needs server.admin_token"}},
 		{"bad metrics auth", "server:\n  metrics_auth: basic\n" + minimal, []string{`server.metrics_auth: must be none or admin_token, got "basic"`}},
 		{"bad public url", "server:\n  public_url: t.example.com\n" + minimal, []string{`c.yaml:2:15: server.public_url: must be an absolute http or https URL`}},
 		{"listen not loopback", "engine:\n  listen: 0.0.0.0:4222\n" + minimal, []string{"engine.listen: must be a loopback address"}},

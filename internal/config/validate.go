@@ -84,6 +84,9 @@ func (v *validator) server() {
 	default:
 		v.errorf("server.metrics_auth", "must be none or admin_token, got %q", s.MetricsAuth)
 	}
+	if s.Pprof && s.AdminToken == "" {
+		v.errorf("server.pprof", "true needs server.admin_token")
+	}
 	for i, p := range s.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err == nil {
 			continue
