@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,7 @@ type config struct {
 	dir, out, label string
 	keep            bool
 	probes          int
+	heapProfile     string
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -61,6 +63,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&c.label, "label", "", "what the report calls this run (e.g. git describe)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp index directory")
 	fs.IntVar(&c.probes, "probes", 200_000, "keys looked up in the final Check timings (present and absent each)")
+	fs.StringVar(&c.heapProfile, "heapprofile", "", "write a heap profile (pprof) here after the load")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -142,6 +145,18 @@ func run(args []string, stdout io.Writer) error {
 		}
 	}
 	rep.end = time.Now()
+	if c.heapProfile != "" {
+		f, err := os.Create(c.heapProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
 
 	// Check timings after the load: present keys (a random sample of the
 	// inserted ones) and absent ones, in groups of -batch.
