@@ -91,9 +91,9 @@ func run(args []string, stdout io.Writer) error {
 	var rep report
 	rep.config = c
 	rep.start = time.Now()
-	header := "| events (M) | VmRSS MB | RssAnon MB | RssFile MB | Go heap MB | disk MB | disk B/event | events/s (interval) | CPU-µs/event (interval) | hash µs/event | Check µs/event | Add µs/event |"
+	header := "| events (M) | VmRSS MB | RssAnon MB | RssFile MB | of which dirty MB | Go heap MB | disk MB | disk B/event | events/s (interval) | CPU-µs/event (interval) | hash µs/event | Check µs/event | Add µs/event |"
 	fmt.Fprintln(stdout, header)
-	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 	keys := make([]dedup.Key, c.batch)
 	pos := make([]uint64, c.batch)
@@ -227,13 +227,18 @@ type sample struct {
 	cpu                 time.Duration
 	rss, anon, file     int64
 	heap                uint64
-	disk, table, hwmRSS int64
+	disk, hwmRSS        int64
+	fileDirty           int64 // of file, pages written and not yet on disk
 }
 
 func take(x *dedup.Index, dir string) (sample, error) {
 	s := sample{at: time.Now(), cpu: cpuTime()}
 	var err error
 	s.rss, s.anon, s.file, s.hwmRSS, err = procStatus()
+	if err != nil {
+		return s, err
+	}
+	s.fileDirty, err = fileDirty()
 	if err != nil {
 		return s, err
 	}
@@ -247,8 +252,8 @@ func take(x *dedup.Index, dir string) (sample, error) {
 func (s sample) row(last sample, hash, check, add time.Duration) string {
 	n := float64(s.events - last.events)
 	perEv := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / n }
-	return fmt.Sprintf("| %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %.2f | %.2f | %.2f | %.2f |",
-		float64(s.events)/1e6, mb(s.rss), mb(s.anon), mb(s.file), mb(int64(s.heap)), mb(s.disk),
+	return fmt.Sprintf("| %.1f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %.2f | %.2f | %.2f | %.2f |",
+		float64(s.events)/1e6, mb(s.rss), mb(s.anon), mb(s.file), mb(s.fileDirty), mb(int64(s.heap)), mb(s.disk),
 		float64(s.disk)/float64(s.events), n/s.at.Sub(last.at).Seconds(), perEv(s.cpu-last.cpu),
 		perEv(hash), perEv(check), perEv(add))
 }
@@ -300,6 +305,42 @@ func procStatus() (rss, anon, file, hwm int64, err error) {
 	return rss, anon, file, hwm, sc.Err()
 }
 
+// fileDirty is the dirty part of the process's file-backed resident pages
+// (/proc/self/smaps_rollup: dirty pages less the anonymous ones, which are
+// all dirty): what the kernel must write back before it can reclaim them.
+// The rest of RssFile is clean, reclaimable at no more cost than reading
+// it again.
+func fileDirty() (int64, error) {
+	f, err := os.Open("/proc/self/smaps_rollup")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var dirty, anon int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch k {
+		case "Private_Dirty", "Shared_Dirty":
+			dst = &dirty
+		case "Anonymous":
+			dst = &anon
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/self/smaps_rollup %s: %w", k, err)
+		}
+		*dst += kb << 10
+	}
+	return max(0, dirty-anon), sc.Err()
+}
+
 // du is the disk space (allocated blocks) of the files under dir.
 func du(dir string) (int64, error) {
 	var n int64
@@ -348,8 +389,8 @@ func (r report) markdown(header string) string {
 		r.start.UTC().Format(time.RFC3339), r.end.Sub(r.start).Round(time.Second))
 	b.WriteString("Each group of events is hashed (HashKey), looked up (Check: all absent) and recorded (Add, Covered = the group's sequence). ")
 	b.WriteString("Per-event figures per interval: CPU is the whole process's user+system time (badger's flushes and compactions included); ")
-	b.WriteString("hash/Check/Add are wall time inside those calls. RssFile is the mapped part of badger's files (tables, write-ahead logs): page cache, reclaimable by the kernel; RssAnon is the process's own memory.\n\n")
-	b.WriteString(header + "\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("hash/Check/Add are wall time inside those calls. RssFile is the mapped part of badger's files (tables, write-ahead logs): page cache, reclaimable by the kernel once clean (\"of which dirty\": written, not yet on disk; /proc/self/smaps_rollup); RssAnon is the process's own memory.\n\n")
+	b.WriteString(header + "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range r.rows {
 		b.WriteString(row + "\n")
 	}
