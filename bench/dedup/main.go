@@ -222,13 +222,13 @@ func probe(x *dedup.Index, c config, name func(int) string, present bool) (wallU
 }
 
 type sample struct {
-	at                  time.Time
-	events              int
-	cpu                 time.Duration
-	rss, anon, file     int64
-	heap                uint64
-	disk, hwmRSS        int64
-	fileDirty           int64 // of file, pages written and not yet on disk
+	at              time.Time
+	events          int
+	cpu             time.Duration
+	rss, anon, file int64
+	heap            uint64
+	disk, hwmRSS    int64
+	fileDirty       int64 // of file, pages written and not yet on disk
 }
 
 func take(x *dedup.Index, dir string) (sample, error) {
