@@ -20,17 +20,29 @@
 // first, so that every process that reads the stream in order reaches the
 // same verdict.
 //
-// The store is badger (github.com/dgraph-io/badger/v4) in managed mode,
-// one entry per key with a time to live of the window, the entry's version
-// being ^position so that the smallest position is the newest version:
-// the rule costs no read. Its memory (memtables, compaction buffers) is
-// sized from Options.MemoryBytes and does not grow with the window or the
-// rate; its tables on disk, about 47 bytes per key, do, and the pages of
-// them badger touched stay mapped into the process (page cache, counted as
-// RssFile) until the kernel reclaims them. Badger's own goroutines flush
-// and compact; values stay in the tables, so there is no value log to
-// collect. Badger's warnings and errors go to the slog logger given, its
-// chatter is dropped.
+// The store is pebble (github.com/cockroachdb/pebble/v2). An entry is
+// keyed by its partition (the Add's time divided by the window) and its
+// Key, and holds the position and the time it expires; Check looks in the
+// two partitions that can hold a live entry and ignores expired ones, and
+// an Add in a new partition drops the partitions before the previous one
+// with one range deletion, which pebble turns into whole files deleted.
+// Add writes merge operands; the merge operator keeps the smallest
+// position, so the rule costs no read. The keys of an Add and Covered are
+// one atomic batch.
+//
+// Memory is pebble's block cache (bloom filters and indexes first),
+// memtables and compactions, all sized from Options.MemoryBytes; it does
+// not grow with the window or the event rate. The tables on disk, about
+// 47 bytes per key (up to twice the window's worth before a partition is
+// dropped), are read with pread, so the kernel's page cache holds what is
+// hot and the process's resident set does not include them.
+//
+// badger (dgraph-io/badger/v4), the first choice of docs/storage.md for its
+// per-entry TTL, measured worse on the memory goal: it maps its tables into
+// the process, so every page it has read or written stays in the resident
+// set (RssFile), which grew with the index to 1.4 GB at 31 million events
+// (anonymous memory stayed at 0.2-0.5 GB); pebble's resident set stayed
+// flat. bench/results/dedup-2026-12-05.md has both runs.
 //
 // Package dedup knows nothing of events, segments or NATS: it maps 16-byte
 // keys to positions.

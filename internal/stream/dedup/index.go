@@ -1,19 +1,23 @@
 package dedup
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"math"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Defaults and limits of Options.
@@ -37,35 +41,46 @@ var (
 	ErrClosed = errors.New("de-duplication index closed")
 )
 
-// Reserved keys. They are shorter than a Key, so no Key is ever one of
-// them.
-var (
-	coveredKey = []byte("\x00covered")
-	formatKey  = []byte("\x00format")
+// The key space. Every key starts with a kind byte.
+//
+//   - entryKind + partition (8 bytes, big-endian) + Key: one entry, its
+//     value the position (8 bytes, big-endian) and the time it expires
+//     (Unix milliseconds, 8 bytes, big-endian). The partition is the
+//     Add's time divided by the window, so that a whole partition expires
+//     at once and is dropped with one range deletion.
+//   - metaKind + name: the index's own records, coveredKey and formatKey.
+const (
+	entryKind byte = 'e'
+	metaKind  byte = 'm'
 )
 
-// format is the version of the index's layout (keys, values, reserved
-// keys), stored under formatKey. An index of another version is ErrDamaged:
-// it is rebuilt rather than read wrong.
-const format = "capstan-dedup-1"
+var (
+	coveredKey = []byte{metaKind, 'c', 'o', 'v', 'e', 'r', 'e', 'd'}
+	formatKey  = []byte{metaKind, 'f', 'o', 'r', 'm', 'a', 't'}
+)
+
+// format is the version of the index's layout (keys, values, merge
+// operator), stored under formatKey. An index of another version is
+// ErrDamaged: it is rebuilt rather than read wrong.
+const format = "capstan-dedup-pebble-1"
 
 // Options configures Open. The zero value of each field but Dir means its
 // default.
 type Options struct {
 	// Dir is the index's directory, created if missing. Required. One
-	// process at a time: Open fails while another holds it.
+	// Index at a time: Open fails while another (in this process or
+	// another) has it open.
 	Dir string
-	// Window is how long a key is remembered after it was added: its
-	// entry's time to live. Default 24 h (DefaultWindow); at least 1 s
-	// (badger counts expiry in seconds).
+	// Window is how long a key is remembered after it was added. Default
+	// 24 h (DefaultWindow); at least 1 s.
 	Window time.Duration
-	// MemoryBytes is the memory budget the index's stores are sized from
-	// (memtables, compaction tables; see badgerOptions). Default 256 MB
-	// (DefaultMemoryBytes); at least 32 MB (MinMemoryBytes). Memory does
-	// not grow with Window or with the event rate.
+	// MemoryBytes is the memory budget the index's store is sized from
+	// (block cache, memtables, compaction; see pebbleOptions). Default
+	// 256 MB (DefaultMemoryBytes); at least 32 MB (MinMemoryBytes). Memory
+	// does not grow with Window or with the event rate.
 	MemoryBytes int64
-	// Logger receives badger's warnings and errors (its info and debug
-	// lines are dropped). Nil: nothing is logged.
+	// Logger receives the store's errors (its informational lines are
+	// dropped). Nil: nothing is logged.
 	Logger *slog.Logger
 }
 
@@ -75,21 +90,22 @@ type Options struct {
 // safe for concurrent use (Checks and Adds alike). Open it with Open,
 // release it with Close.
 //
-// The first-occurrence rule costs no read: badger runs in managed mode and
-// each entry's version is ^position (MaxUint64 - position), so of a key's
-// entries the one with the smallest position has the highest version, the
-// one a read sees and the one compaction keeps (one version kept, every
-// version discardable). Covered is the reserved key coveredKey, versioned
-// by its own value, so it only grows whatever the order of writes.
+// The first-occurrence rule costs no read: Add writes merge operands and
+// the store's merge operator keeps the smallest position (and Covered's,
+// the largest value), whatever order the operands come in.
 type Index struct {
-	db     *badger.DB
+	db     *pebble.DB
+	cache  *pebble.Cache
+	lock   *os.File // the directory, flocked while open
 	dir    string
 	window time.Duration
+	now    func() time.Time
 
 	// mu guards closed: every method holds it shared, Close exclusively.
 	mu      sync.RWMutex
 	closed  bool
 	covered atomic.Uint64
+	dropped atomic.Uint64 // partitions below this one are deleted
 
 	checked atomic.Uint64 // keys looked up by Check
 	found   atomic.Uint64 // of those, present in the index
@@ -99,6 +115,11 @@ type Index struct {
 // Open opens the index in opt.Dir, creating it if needed. An index that
 // cannot be opened gives an error wrapping ErrDamaged.
 func Open(opt Options) (*Index, error) {
+	return openClock(opt, time.Now)
+}
+
+// openClock is Open with a clock, for tests of the window.
+func openClock(opt Options, now func() time.Time) (*Index, error) {
 	opt, err := opt.withDefaults()
 	if err != nil {
 		return nil, err
@@ -106,23 +127,23 @@ func Open(opt Options) (*Index, error) {
 	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open de-duplication index: %w", err)
 	}
-	if err := probeLock(opt.Dir); err != nil {
+	lock, err := lockDir(opt.Dir)
+	if err != nil {
 		return nil, err
 	}
-	bopt := badgerOptions(opt)
-	if err := checkTables(opt.Dir, bopt); err != nil {
-		return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
-	}
-	db, err := badger.OpenManaged(bopt)
+	x := &Index{lock: lock, dir: opt.Dir, window: opt.Window, now: now}
+	x.cache = pebble.NewCache(opt.MemoryBytes / 2)
+	db, err := pebble.Open(opt.Dir, pebbleOptions(opt, x.cache))
 	if err != nil {
+		x.cache.Unref()
+		lock.Close()
 		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
 	}
-	// Every version but a key's newest may go at compaction, and expired
-	// entries with them: no reader ever reads at an older time.
-	db.SetDiscardTs(math.MaxUint64)
-	x := &Index{db: db, dir: opt.Dir, window: opt.Window}
+	x.db = db
 	if err := x.load(); err != nil {
 		_ = db.Close()
+		x.cache.Unref()
+		lock.Close()
 		return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
 	}
 	return x, nil
@@ -155,106 +176,80 @@ func (opt Options) withDefaults() (Options, error) {
 	return opt, nil
 }
 
-// badgerOptions sizes badger from the memory budget M:
+// pebbleOptions sizes pebble from the memory budget M:
 //
-//   - memtables: M/16 each, at most NumMemtables+1 = 3 of them (two full,
-//     one being flushed), so 3M/16 of skiplist arenas, plus their
-//     write-ahead files, mapped;
-//   - compaction: tables of M/64 (2-16 MB) at every level
-//     (TableSizeMultiplier 1: by default each level's tables are twice the
-//     size of the level above's, and the buffers that build them grow with
-//     the index), two compactors;
-//   - no block cache: keys are uniformly spread hashes, so a cache of
-//     blocks hits next to never (measured: 8%) and badger warns about it;
-//     unencrypted, uncompressed blocks are read in place from the mapped
-//     table files;
-//   - bloom filters at 1% false positives, read with each table's index
-//     from the mapped table file (badger keeps unencrypted indexes there,
-//     not in a cache): about 10 bits per key of page cache, reclaimable;
-//   - no value log in use: values (8 bytes) stay in the LSM tree, under
-//     ValueThreshold, so there is no value-log garbage to collect;
-//   - no compression: keys are hashes, incompressible;
-//   - each block's checksum verified as it is read: a damaged block is an
-//     error, where badger would otherwise parse garbage.
+//   - block cache: M/2 (the cache given), which holds first of all the
+//     tables' bloom filters and indexes (about 10 bits and 1 byte per
+//     key): past that, they are read again from the page cache;
+//   - memtables: M/16 each, at most 3 queued before writes wait, so 3M/16;
+//   - tables of M/64 (2-16 MB) at every level, two compactions at most;
+//   - bloom filters (10 bits per key, 1% false positives) at every level:
+//     most keys looked up are new, and a filter answers "absent" without
+//     reading a block;
+//   - no compression: keys are hashes, incompressible.
 //
-// What remains of M is for the Go heap around them (garbage included). None
-// of it depends on the window or the event rate. The tables do (about 47
-// bytes per key on disk); the pages of them that badger touched stay
-// mapped and count in the process's resident set (RssFile) until the
-// kernel reclaims them, as it does page cache, under pressure.
-func badgerOptions(opt Options) badger.Options {
+// What remains of M is for the Go heap around them. None of it depends on
+// the window or the event rate; only the tables on disk do, and pebble
+// reads them with pread, into its cache, not by mapping them.
+func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 	m := opt.MemoryBytes
-	o := badger.DefaultOptions(opt.Dir).
-		WithLogger(slogLogger{opt.Logger}).
-		WithMemTableSize(clamp(m/16, 2<<20, 256<<20)).
-		WithNumMemtables(2).
-		WithBlockCacheSize(0).
-		WithIndexCacheSize(0).
-		WithBaseTableSize(clamp(m/64, 2<<20, 16<<20)).
-		WithNumCompactors(2).
-		WithNumLevelZeroTables(5).
-		WithNumLevelZeroTablesStall(15).
-		WithBloomFalsePositive(0.01).
-		WithChecksumVerificationMode(options.OnBlockRead).
-		WithCompression(options.None).
-		WithValueThreshold(1 << 10).
-		WithValueLogFileSize(16 << 20).
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false).
-		WithMetricsEnabled(false).
-		WithSyncWrites(false)
-	o.TableSizeMultiplier = 1
+	o := &pebble.Options{
+		// Plain files: pebble's default wraps them in a disk-health checker
+		// whose goroutine outlives a failed Open.
+		FS:                          vfs.Default,
+		Cache:                       cache,
+		MemTableSize:                uint64(clamp(m/16, 2<<20, 256<<20)),
+		MemTableStopWritesThreshold: 3,
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
+		FormatMajorVersion:          pebble.FormatNewest,
+		Merger:                      &pebble.Merger{Name: "capstan.dedup.v1", Merge: merge},
+		Logger:                      slogLogger{opt.Logger},
+	}
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		o.TargetFileSizes[i] = clamp(m/64, 2<<20, 16<<20)
+	}
+	o.EventListener = &pebble.EventListener{
+		BackgroundError: func(err error) { opt.Logger.Error("background error", "error", err) },
+	}
 	return o
 }
 
 func clamp(v, lo, hi int64) int64 { return max(lo, min(v, hi)) }
 
-// probeLock fails if another process holds dir, with the same lock badger
-// takes (flock on the directory), so that a held index is not mistaken for
-// a damaged one.
-func probeLock(dir string) error {
+// lockDir takes an exclusive flock on dir for the Index's lifetime, so
+// that a second Open, from this process or another, fails plainly rather
+// than as a damaged index.
+func lockDir(dir string) (*os.File, error) {
 	f, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("open de-duplication index: %w", err)
+		return nil, fmt.Errorf("open de-duplication index: %w", err)
 	}
-	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("open de-duplication index %s: in use by another process: %w", dir, err)
+		f.Close()
+		return nil, fmt.Errorf("open de-duplication index %s: in use: %w", dir, err)
 	}
-	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return f, nil
 }
-
-// readTs reads every version there is: a key's newest, its first
-// occurrence.
-const readTs = math.MaxUint64
-
-// formatVersion is the version of formatKey's entry, written once.
-const formatVersion = 1
 
 // load checks the format and reads Covered; a new index gets its format.
 func (x *Index) load() error {
-	txn := x.db.NewTransactionAt(readTs, false)
-	defer txn.Discard()
-	v, err := value(txn, formatKey)
+	v, err := x.get(formatKey)
 	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
-		if _, err := value(txn, coveredKey); !errors.Is(err, badger.ErrKeyNotFound) {
+	case errors.Is(err, pebble.ErrNotFound):
+		if _, err := x.get(coveredKey); !errors.Is(err, pebble.ErrNotFound) {
 			return fmt.Errorf("%w: no format key", ErrDamaged)
 		}
-		wb := x.db.NewManagedWriteBatch()
-		defer wb.Cancel()
-		if err := wb.SetEntryAt(badger.NewEntry(formatKey, []byte(format)), formatVersion); err != nil {
-			return err
-		}
-		return wb.Flush()
+		return x.db.Set(formatKey, []byte(format), pebble.Sync)
 	case err != nil:
 		return fmt.Errorf("%w: read format: %v", ErrDamaged, err)
 	case string(v) != format:
 		return fmt.Errorf("%w: format %q, want %q", ErrDamaged, v, format)
 	}
-	v, err = value(txn, coveredKey)
+	v, err = x.get(coveredKey)
 	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
+	case errors.Is(err, pebble.ErrNotFound):
 		return nil
 	case err != nil:
 		return fmt.Errorf("%w: read covered: %v", ErrDamaged, err)
@@ -265,13 +260,14 @@ func (x *Index) load() error {
 	return nil
 }
 
-// value returns a copy of key's value.
-func value(txn *badger.Txn, key []byte) ([]byte, error) {
-	item, err := txn.Get(key)
+// get returns a copy of key's value.
+func (x *Index) get(key []byte) ([]byte, error) {
+	v, c, err := x.db.Get(key)
 	if err != nil {
 		return nil, err
 	}
-	return item.ValueCopy(nil)
+	defer c.Close()
+	return bytes.Clone(v), nil
 }
 
 // Close flushes and closes the index. Later calls return ErrClosed.
@@ -282,58 +278,68 @@ func (x *Index) Close() error {
 		return ErrClosed
 	}
 	x.closed = true
-	if err := x.db.Close(); err != nil {
+	err := x.db.Close()
+	x.cache.Unref()
+	x.lock.Close()
+	if err != nil {
 		return fmt.Errorf("close de-duplication index %s: %w", x.dir, err)
 	}
 	return nil
 }
 
+// partition is the partition of an Add at t: entries of partition p expire
+// by (p+2)*window, so at t only p and p-1 can hold live ones.
+func (x *Index) partition(t time.Time) uint64 {
+	return uint64(t.UnixMilli()) / uint64(x.window.Milliseconds())
+}
+
+func entryKey(buf []byte, part uint64, k Key) []byte {
+	buf = append(buf[:0], entryKind)
+	buf = binary.BigEndian.AppendUint64(buf, part)
+	return append(buf, k[:]...)
+}
+
 // Check returns, per key, the packed position of its first occurrence
-// inside the window, 0 when absent. Absent keys, the common case, are
-// mostly answered by the tables' bloom filters without reading a block.
+// inside the window, 0 when absent. Each key is looked up in the two
+// partitions that can hold it; absent keys, the common case, are mostly
+// answered by the tables' bloom filters without reading a block.
 func (x *Index) Check(keys []Key) ([]uint64, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	if x.closed {
 		return nil, ErrClosed
 	}
-	txn := x.db.NewTransactionAt(readTs, false)
-	defer txn.Discard()
+	now := x.now()
+	part, ms := x.partition(now), uint64(now.UnixMilli())
 	pos := make([]uint64, len(keys))
 	found := 0
+	var buf [25]byte
 	for i := range keys {
-		p, err := get(txn, keys[i][:])
-		if err != nil {
-			return nil, fmt.Errorf("check de-duplication index: %w", err)
+		for _, p := range [2]uint64{part - 1, part} {
+			v, c, err := x.db.Get(entryKey(buf[:0], p, keys[i]))
+			if errors.Is(err, pebble.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("check de-duplication index: %w", err)
+			}
+			if len(v) != 16 {
+				c.Close()
+				return nil, fmt.Errorf("check de-duplication index: %w: entry of %d bytes", ErrDamaged, len(v))
+			}
+			at, exp := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+			c.Close()
+			if exp > ms && (pos[i] == 0 || at < pos[i]) {
+				pos[i] = at
+			}
 		}
-		if p != 0 {
+		if pos[i] != 0 {
 			found++
 		}
-		pos[i] = p
 	}
 	x.checked.Add(uint64(len(keys)))
 	x.found.Add(uint64(found))
 	return pos, nil
-}
-
-// get returns the position stored under key, 0 when absent or expired.
-func get(txn *badger.Txn, key []byte) (uint64, error) {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	var p uint64
-	err = item.Value(func(v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("%w: value of %d bytes", ErrDamaged, len(v))
-		}
-		p = binary.BigEndian.Uint64(v)
-		return nil
-	})
-	return p, err
 }
 
 // Add records keys at their positions (pos[i] for keys[i], never 0) and
@@ -345,10 +351,10 @@ func get(txn *badger.Txn, key []byte) (uint64, error) {
 // wins, whatever the order of the Adds. A key's entry lives for the window
 // from the Add that wrote it.
 //
-// The keys are one badger write, then Covered another after it, so a crash
-// between the two leaves Covered behind the keys, never ahead of them.
-// Neither is fsynced: the index is derived state, caught up from the
-// stream at start.
+// The keys and Covered are one atomic write, not fsynced: the index is
+// derived state, caught up from the stream at start. When the clock has
+// entered a new partition, the same write drops the partitions that can
+// no longer hold a live entry.
 func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	if len(keys) != len(pos) {
 		return fmt.Errorf("add to de-duplication index: %d keys and %d positions", len(keys), len(pos))
@@ -363,42 +369,87 @@ func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	if x.closed {
 		return ErrClosed
 	}
-	if len(keys) > 0 {
-		// One allocation for every value of the batch.
-		vals := make([]byte, 8*len(keys))
-		wb := x.db.NewManagedWriteBatch()
-		defer wb.Cancel()
-		for i := range keys {
-			v := vals[8*i : 8*i+8 : 8*i+8]
-			binary.BigEndian.PutUint64(v, pos[i])
-			e := badger.NewEntry(keys[i][:], v).WithTTL(x.window)
-			if err := wb.SetEntryAt(e, ^pos[i]); err != nil {
-				return fmt.Errorf("add to de-duplication index: %w", err)
-			}
-		}
-		if err := wb.Flush(); err != nil {
+	now := x.now()
+	part := x.partition(now)
+	exp := uint64(now.Add(x.window).UnixMilli())
+	b := x.db.NewBatch()
+	defer b.Close()
+	var kbuf [25]byte
+	var vbuf [16]byte
+	binary.BigEndian.PutUint64(vbuf[8:], exp)
+	for i := range keys {
+		binary.BigEndian.PutUint64(vbuf[:8], pos[i])
+		if err := b.Merge(entryKey(kbuf[:0], part, keys[i]), vbuf[:], nil); err != nil {
 			return fmt.Errorf("add to de-duplication index: %w", err)
 		}
-		x.added.Add(uint64(len(keys)))
 	}
 	if covered > x.covered.Load() {
-		wb := x.db.NewManagedWriteBatch()
-		defer wb.Cancel()
-		v := binary.BigEndian.AppendUint64(nil, covered)
-		if err := wb.SetEntryAt(badger.NewEntry(coveredKey, v), covered); err != nil {
+		if err := b.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, covered), nil); err != nil {
 			return fmt.Errorf("add to de-duplication index: covered: %w", err)
 		}
-		if err := wb.Flush(); err != nil {
-			return fmt.Errorf("add to de-duplication index: covered: %w", err)
+	} else {
+		covered = 0
+	}
+	drop := part - 1 // partitions below part-1 hold only expired entries
+	if part >= 1 && x.dropped.Load() < drop {
+		lo := entryKey(nil, 0, Key{})
+		hi := entryKey(nil, drop, Key{})
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return fmt.Errorf("add to de-duplication index: drop expired: %w", err)
 		}
-		for {
-			c := x.covered.Load()
-			if covered <= c || x.covered.CompareAndSwap(c, covered) {
-				break
-			}
+	} else {
+		drop = 0
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("add to de-duplication index: %w", err)
+	}
+	x.added.Add(uint64(len(keys)))
+	raise(&x.covered, covered)
+	raise(&x.dropped, drop)
+	return nil
+}
+
+// raise sets a to v if v is larger.
+func raise(a *atomic.Uint64, v uint64) {
+	for {
+		c := a.Load()
+		if v <= c || a.CompareAndSwap(c, v) {
+			return
 		}
 	}
+}
+
+// merge is the store's merge operator: of an entry's operands the one with
+// the smallest position (the first 8 bytes), of Covered's the largest.
+func merge(key, value []byte) (pebble.ValueMerger, error) {
+	m := &merger{largest: bytes.Equal(key, coveredKey)}
+	return m, m.add(value)
+}
+
+type merger struct {
+	largest bool
+	v       []byte
+}
+
+func (m *merger) add(v []byte) error {
+	if len(v) < 8 {
+		return fmt.Errorf("%w: merge operand of %d bytes", ErrDamaged, len(v))
+	}
+	if m.v == nil {
+		m.v = bytes.Clone(v)
+		return nil
+	}
+	a, b := binary.BigEndian.Uint64(m.v), binary.BigEndian.Uint64(v)
+	if (m.largest && b > a) || (!m.largest && b < a) {
+		m.v = append(m.v[:0], v...)
+	}
 	return nil
+}
+
+func (m *merger) MergeNewer(v []byte) error { return m.add(v) }
+func (m *merger) MergeOlder(v []byte) error { return m.add(v) }
+func (m *merger) Finish(bool) ([]byte, io.Closer, error) {
+	return m.v, nil, nil
 }
 
 // Covered returns the stream sequence up to which every event is in the
@@ -408,13 +459,14 @@ func (x *Index) Covered() uint64 { return x.covered.Load() }
 // Stats are figures about an Index, for metrics and the console.
 type Stats struct {
 	// Keys is an estimate of the keys in the index: the entries of its
-	// tables on disk, which include replaced and expired entries that
-	// compaction has not dropped yet and exclude the memtables.
+	// tables on disk as far as the store has counted them, which include
+	// merge operands and expired entries that compaction has not dropped
+	// yet and exclude the memtables.
 	Keys int64
 	// TableBytes is the size of the index's tables on disk.
 	TableBytes int64
 	// DiskBytes is the size of all the index's files (tables, write-ahead
-	// logs, value log, manifest), as allocated on disk.
+	// logs, manifest), as allocated on disk.
 	DiskBytes int64
 	// Covered is Covered().
 	Covered uint64
@@ -426,9 +478,8 @@ type Stats struct {
 	Added uint64
 }
 
-// Stats returns the index's figures. It reads the directory's file sizes,
-// so it costs a few system calls per file: call it at metric scrapes, not
-// per event.
+// Stats returns the index's figures. It lists the store's tables and reads
+// their properties, so call it at metric scrapes, not per event.
 func (x *Index) Stats() (Stats, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -441,11 +492,18 @@ func (x *Index) Stats() (Stats, error) {
 		Found:   x.found.Load(),
 		Added:   x.added.Load(),
 	}
-	for _, t := range x.db.Tables() {
-		s.Keys += int64(t.KeyCount)
-		s.TableBytes += int64(t.OnDiskSize)
+	levels, err := x.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		return Stats{}, fmt.Errorf("de-duplication index stats: %w", err)
 	}
-	var err error
+	for _, l := range levels {
+		for _, t := range l {
+			if t.Properties != nil {
+				s.Keys += int64(t.Properties.NumEntries)
+			}
+			s.TableBytes += int64(t.Size)
+		}
+	}
 	s.DiskBytes, err = diskUsage(x.dir)
 	if err != nil {
 		return Stats{}, fmt.Errorf("de-duplication index stats: %w", err)
@@ -453,8 +511,8 @@ func (x *Index) Stats() (Stats, error) {
 	return s, nil
 }
 
-// diskUsage is the space the files of dir take on disk (allocated blocks:
-// badger's write-ahead logs are sparse files of a fixed apparent size).
+// diskUsage is the space the files of dir take on disk (allocated
+// blocks).
 func diskUsage(dir string) (int64, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -481,26 +539,19 @@ func diskUsage(dir string) (int64, error) {
 	return n, nil
 }
 
-// slogLogger routes badger's log lines to slog: warnings and errors only,
-// badger's info and debug lines (every compaction, every flush) are
-// dropped.
+// slogLogger routes pebble's log lines to slog: errors only, its
+// informational lines (every flush, every compaction) are dropped. Fatalf
+// must not return (pebble's contract): it logs and panics.
 type slogLogger struct{ log *slog.Logger }
 
 func (l slogLogger) Errorf(format string, args ...any) {
-	l.log.Error(trim(fmt.Sprintf(format, args...)))
+	l.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
 }
 
-func (l slogLogger) Warningf(format string, args ...any) {
-	l.log.Warn(trim(fmt.Sprintf(format, args...)))
+func (l slogLogger) Fatalf(format string, args ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
+	l.log.Error(msg)
+	panic("de-duplication index: " + msg)
 }
 
-func (slogLogger) Infof(string, ...any)  {}
-func (slogLogger) Debugf(string, ...any) {}
-
-// trim drops the final newline badger puts on its lines.
-func trim(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
+func (slogLogger) Infof(string, ...any) {}

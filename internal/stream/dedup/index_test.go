@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -162,40 +163,74 @@ func TestCovered(t *testing.T) {
 	}
 }
 
-// TestExpiry adds keys with a 1 s window and waits, with a deadline, for
-// them to be gone. Badger counts expiry in whole seconds (an entry added at
-// t expires at the second ceil(t+window)), so a key is known to be present
-// only while the clock is still in the second the Add started in: the test
-// asserts presence when its Check ended in that second and tries again
-// with a new key otherwise.
+// clock is a settable time for openClock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestExpiry moves a clock through the window: a key is present until the
+// window from its Add has passed, an earlier occurrence that expired no
+// longer counts, and whole partitions are dropped from disk.
 func TestExpiry(t *testing.T) {
-	x := open(t, Options{Window: time.Second})
-	var k Key
-	seen := false
-	for i := 0; i < 5 && !seen; i++ {
-		k = key(fmt.Sprint("expiring-", i))
-		start := time.Now().Unix()
-		add(t, x, []Key{k}, []uint64{1<<16 | uint64(i)}, 1)
-		got := check(t, x, k)
-		if time.Now().Unix() == start {
-			if got[0] == 0 {
-				t.Fatal("key absent right after Add")
-			}
-			seen = true
-		}
+	c := &clock{t: time.Date(2026, 12, 5, 10, 30, 0, 0, time.UTC)}
+	const window = time.Hour
+	x, err := openClock(Options{Dir: t.TempDir(), Window: window}, c.now)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !seen {
-		t.Fatal("no Add and Check within one second in five tries")
+	t.Cleanup(func() { x.Close() })
+	a, b := key("a"), key("b")
+	add(t, x, []Key{a}, []uint64{1 << 16}, 1) // a expires at 11:30
+	c.advance(40 * time.Minute)               // 11:10, the next partition
+	add(t, x, []Key{b}, []uint64{2 << 16}, 2) // b expires at 12:10
+	add(t, x, []Key{a}, []uint64{3 << 16}, 3) // a again, later in the stream
+	if got := check(t, x, a, b); got[0] != 1<<16 || got[1] != 2<<16 {
+		t.Fatalf("11:10: Check = %#x, want [0x10000 0x20000]", got)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for check(t, x, k)[0] != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("key still present 5 s after its 1 s window")
-		}
-		time.Sleep(50 * time.Millisecond)
+	c.advance(20*time.Minute - time.Millisecond) // 11:29:59.999
+	if got := check(t, x, a); got[0] != 1<<16 {
+		t.Fatalf("just inside a's window: Check = %#x, want 0x10000", got[0])
 	}
-	if got := x.Covered(); got != 1 {
-		t.Errorf("Covered = %d after expiry, want 1 (it never expires)", got)
+	c.advance(time.Millisecond) // 11:30: a's first occurrence has expired
+	if got := check(t, x, a, b); got[0] != 3<<16 || got[1] != 2<<16 {
+		t.Fatalf("11:30: Check = %#x, want [0x30000 0x20000]", got)
+	}
+	c.advance(time.Hour) // 12:30: everything has expired
+	if got := check(t, x, a, b); got[0] != 0 || got[1] != 0 {
+		t.Fatalf("12:30: Check = %#x, want [0 0]", got)
+	}
+	// Two partitions later an Add drops the old ones from the store.
+	c.advance(2 * time.Hour)
+	add(t, x, []Key{key("c")}, []uint64{4 << 16}, 4)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{entryKind}, UpperBound: []byte{entryKind + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("%d entries in the store after the old partitions were dropped, want 1", n)
+	}
+	if got := x.Covered(); got != 4 {
+		t.Errorf("Covered = %d, want 4 (it never expires)", got)
 	}
 }
 
@@ -273,6 +308,9 @@ func filled(t *testing.T, n int) string {
 	if err := x.Add(keys, pos, uint64(n)); err != nil {
 		t.Fatal(err)
 	}
+	if err := x.db.Flush(); err != nil { // to a table
+		t.Fatal(err)
+	}
 	if err := x.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -280,13 +318,17 @@ func filled(t *testing.T, n int) string {
 }
 
 func TestDamaged(t *testing.T) {
+	glob := func(t *testing.T, dir, pattern string) []string {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(dir, pattern))
+		if len(files) == 0 {
+			t.Fatalf("no %s in %s", pattern, dir)
+		}
+		return files
+	}
 	overwrite := func(pattern string) func(t *testing.T, dir string) {
 		return func(t *testing.T, dir string) {
-			files, _ := filepath.Glob(filepath.Join(dir, pattern))
-			if len(files) == 0 {
-				t.Fatalf("no %s in %s", pattern, dir)
-			}
-			for _, f := range files {
+			for _, f := range glob(t, dir, pattern) {
 				fi, err := os.Stat(f)
 				if err != nil {
 					t.Fatal(err)
@@ -301,36 +343,26 @@ func TestDamaged(t *testing.T) {
 		name   string
 		damage func(t *testing.T, dir string)
 	}{
-		{"manifest", overwrite("MANIFEST")},
+		{"manifest", overwrite("MANIFEST-*")},
 		{"table", overwrite("*.sst")},
 		{"table truncated", func(t *testing.T, dir string) {
-			files, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-			if len(files) == 0 {
-				t.Fatalf("no table in %s", dir)
-			}
-			if err := os.Truncate(files[0], 100); err != nil {
+			if err := os.Truncate(glob(t, dir, "*.sst")[0], 100); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"table missing", func(t *testing.T, dir string) {
-			files, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-			if len(files) == 0 {
-				t.Fatalf("no table in %s", dir)
-			}
-			if err := os.Remove(files[0]); err != nil {
+			if err := os.Remove(glob(t, dir, "*.sst")[0]); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"unknown format", func(t *testing.T, dir string) {
-			db, err := badger.OpenManaged(badger.DefaultOptions(dir).WithLogger(nil))
+			cache := pebble.NewCache(8 << 20)
+			defer cache.Unref()
+			db, err := pebble.Open(dir, pebbleOptions(Options{Logger: slog.New(slog.DiscardHandler)}, cache))
 			if err != nil {
 				t.Fatal(err)
 			}
-			wb := db.NewManagedWriteBatch()
-			if err := wb.SetEntryAt(badger.NewEntry(formatKey, []byte("capstan-dedup-0")), formatVersion+1); err != nil {
-				t.Fatal(err)
-			}
-			if err := wb.Flush(); err != nil {
+			if err := db.Set(formatKey, []byte("capstan-dedup-0"), pebble.Sync); err != nil {
 				t.Fatal(err)
 			}
 			if err := db.Close(); err != nil {
@@ -364,7 +396,7 @@ func TestDamaged(t *testing.T) {
 func TestHeldIsNotDamaged(t *testing.T) {
 	x := open(t, Options{})
 	_, err := Open(Options{Dir: x.dir})
-	if err == nil || errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "in use by another process") {
+	if err == nil || errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("second Open: %v, want in use and not ErrDamaged", err)
 	}
 }
