@@ -261,7 +261,7 @@ func (s sample) row(last sample, hash, check, add time.Duration) string {
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 // cpuTime is the process's user plus system CPU time (every thread,
-// badger's compactions included).
+// the store's compactions included).
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -388,8 +388,8 @@ func (r report) markdown(header string) string {
 		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		r.start.UTC().Format(time.RFC3339), r.end.Sub(r.start).Round(time.Second))
 	b.WriteString("Each group of events is hashed (HashKey), looked up (Check: all absent) and recorded (Add, Covered = the group's sequence). ")
-	b.WriteString("Per-event figures per interval: CPU is the whole process's user+system time (badger's flushes and compactions included); ")
-	b.WriteString("hash/Check/Add are wall time inside those calls. RssFile is the mapped part of badger's files (tables, write-ahead logs): page cache, reclaimable by the kernel once clean (\"of which dirty\": written, not yet on disk; /proc/self/smaps_rollup); RssAnon is the process's own memory.\n\n")
+	b.WriteString("Per-event figures per interval: CPU is the whole process's user+system time (the store's flushes and compactions included); ")
+	b.WriteString("hash/Check/Add are wall time inside those calls. RssFile is the part of files mapped into the process (a store that maps its tables shows them here): page cache, reclaimable by the kernel once clean (\"of which dirty\": written, not yet on disk; /proc/self/smaps_rollup); RssAnon is the process's own memory.\n\n")
 	b.WriteString(header + "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range r.rows {
 		b.WriteString(row + "\n")
