@@ -300,9 +300,11 @@ func entryKey(buf []byte, part uint64, k Key) []byte {
 }
 
 // Check returns, per key, the packed position of its first occurrence
-// inside the window, 0 when absent. Each key is looked up in the two
-// partitions that can hold it; absent keys, the common case, are mostly
-// answered by the tables' bloom filters without reading a block.
+// inside the window, 0 when absent. Each key is sought in the two
+// partitions that can hold it, by one iterator (a prefix seek each, half
+// the cost of a Get, which builds an iterator per call); absent keys, the
+// common case, are mostly answered by the tables' bloom filters without
+// reading a block.
 func (x *Index) Check(keys []Key) ([]uint64, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -311,24 +313,29 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 	}
 	now := x.now()
 	part, ms := x.partition(now), uint64(now.UnixMilli())
+	it, err := x.db.NewIter(nil)
+	if err != nil {
+		return nil, fmt.Errorf("check de-duplication index: %w", err)
+	}
 	pos := make([]uint64, len(keys))
 	found := 0
 	var buf [25]byte
 	for i := range keys {
 		for _, p := range [2]uint64{part - 1, part} {
-			v, c, err := x.db.Get(entryKey(buf[:0], p, keys[i]))
-			if errors.Is(err, pebble.ErrNotFound) {
+			k := entryKey(buf[:0], p, keys[i])
+			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
 				continue
 			}
+			v, err := it.ValueAndErr()
 			if err != nil {
+				it.Close()
 				return nil, fmt.Errorf("check de-duplication index: %w", err)
 			}
 			if len(v) != 16 {
-				c.Close()
+				it.Close()
 				return nil, fmt.Errorf("check de-duplication index: %w: entry of %d bytes", ErrDamaged, len(v))
 			}
 			at, exp := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
-			c.Close()
 			if exp > ms && (pos[i] == 0 || at < pos[i]) {
 				pos[i] = at
 			}
@@ -336,6 +343,9 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 		if pos[i] != 0 {
 			found++
 		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("check de-duplication index: %w", err)
 	}
 	x.checked.Add(uint64(len(keys)))
 	x.found.Add(uint64(found))

@@ -406,7 +406,7 @@ func TestHeldIsNotDamaged(t *testing.T) {
 // never sees a position that was not added.
 func TestConcurrent(t *testing.T) {
 	x := open(t, Options{})
-	const writers, keys, rounds = 4, 200, 20
+	const writers, keys, rounds = 4, 200, 8
 	ks := make([]Key, keys)
 	for i := range ks {
 		ks[i] = key(fmt.Sprint(i))
