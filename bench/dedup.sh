@@ -24,7 +24,9 @@ DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/dedup-$DATE.md}
 WORK=$(workdir capstan-dedup-bench)
 
-go build -o "$WORK/dedup" ./bench/dedup
+# As the release binary is built (Makefile: CGO_ENABLED=0): without cgo,
+# pebble allocates its cache and memtables on the Go heap.
+CGO_ENABLED=0 go build -o "$WORK/dedup" ./bench/dedup
 LABEL=$(git describe --always --dirty 2>/dev/null || echo unknown)
 "$WORK/dedup" -n "$N" -memory "${BENCH_DEDUP_MEMORY:-0}" -dir "$WORK/index" \
 	-label "$LABEL" -out "$OUT" "$@"
