@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -34,8 +35,8 @@ var (
 	// ErrDamaged is wrapped by Open's error when the directory holds an
 	// index that cannot be opened (damaged files, an unknown format): the
 	// caller removes the directory and rebuilds the index from the stream.
-	// Open does not return it for a directory it may not read or write, nor
-	// for one another process holds: removing those would not help.
+	// Open does not return it for files it may not read or write, nor for
+	// a directory another Index holds: removing those would not help.
 	ErrDamaged = errors.New("de-duplication index damaged")
 	// ErrClosed is returned by the methods of an Index after Close.
 	ErrClosed = errors.New("de-duplication index closed")
@@ -137,6 +138,9 @@ func openClock(opt Options, now func() time.Time) (*Index, error) {
 	if err != nil {
 		x.cache.Unref()
 		lock.Close()
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
+		}
 		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
 	}
 	x.db = db
