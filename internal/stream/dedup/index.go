@@ -493,8 +493,19 @@ type Stats struct {
 }
 
 // Stats returns the index's figures. It lists the store's tables and reads
-// their properties, so call it at metric scrapes, not per event.
-func (x *Index) Stats() (Stats, error) {
+// their properties, so call it at metric scrapes, not per event. After
+// Close, or when the store cannot be listed, the figures about the store
+// (Keys, TableBytes, DiskBytes) are 0.
+func (x *Index) Stats() Stats {
+	s, err := x.stats()
+	if err != nil {
+		return Stats{Covered: x.covered.Load(), Checked: x.checked.Load(), Found: x.found.Load(), Added: x.added.Load()}
+	}
+	return s
+}
+
+// stats is Stats, with the error that left its store figures out.
+func (x *Index) stats() (Stats, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	if x.closed {

@@ -35,7 +35,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	s, err := c.x.Stats()
+	s, err := c.x.stats()
 	if err != nil {
 		return
 	}
