@@ -117,6 +117,17 @@ var rules = []rule{
 		direct: true,
 	},
 	{
+		// The de-duplication index is the event store's own: nothing else
+		// sees how events are de-duplicated, only stream's answers.
+		// bench/dedup measures it alone. Direct, as for sandbox: a package
+		// that imports stream uses the index through it.
+		name:   "only stream imports stream/dedup",
+		from:   []pattern{anyPkg()},
+		except: []pattern{pkg("internal/stream"), tree("internal/stream/dedup"), pkg("bench/dedup")},
+		not:    []pattern{tree("internal/stream/dedup")},
+		direct: true,
+	},
+	{
 		// Every package's main_test.go imports it; non-test code never.
 		name:   "only tests import leakcheck",
 		from:   []pattern{anyPkg()},

@@ -1,0 +1,107 @@
+package dedup
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"testing"
+)
+
+func BenchmarkHashKey(b *testing.B) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	b.ReportAllocs()
+	for b.Loop() {
+		HashKey(secret, "web", "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c71")
+	}
+}
+
+// loaded returns an index holding n keys (named "0" to n-1), added in
+// groups of 100 as ingest would, some of them already in tables.
+func loaded(b *testing.B, n int) *Index {
+	b.Helper()
+	x := open(b, Options{})
+	keys := make([]Key, 100)
+	pos := make([]uint64, 100)
+	for g := 0; g*100 < n; g++ {
+		for i := range keys {
+			keys[i] = key(strconv.Itoa(g*100 + i))
+			pos[i] = uint64(g+1)<<16 | uint64(i)
+		}
+		add(b, x, keys, pos, uint64(g+1))
+	}
+	return x
+}
+
+// BenchmarkCheck looks up groups of 100 keys in an index of 500,000:
+// absent ones (new events, answered by bloom filters) and present ones
+// (duplicates), a different group each time from a pool of 100,000, so
+// that the memtables' and caches' memory is not hot from the previous
+// look-up. ns/op is per group of 100.
+func BenchmarkCheck(b *testing.B) {
+	const n, pool = 500_000, 100_000
+	x := loaded(b, n)
+	for _, c := range []struct {
+		name string
+		id   func(i int) string
+	}{
+		{"absent", func(i int) string { return "absent-" + strconv.Itoa(i) }},
+		{"present", func(i int) string { return strconv.Itoa(i * 7919 % n) }},
+	} {
+		keys := make([]Key, pool)
+		for i := range keys {
+			keys[i] = key(c.id(i))
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			at := 0
+			for b.Loop() {
+				got, err := x.Check(keys[at : at+100])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if (got[0] != 0) != (c.name == "present") {
+					b.Fatalf("%s key at %#x", c.name, got[0])
+				}
+				at = (at + 100) % pool
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/key")
+		})
+	}
+}
+
+// mixKey is a cheap stand-in for HashKey (whose cost BenchmarkHashKey
+// measures): n's bits spread over 16 bytes by splitmix64.
+func mixKey(n uint64) Key {
+	var k Key
+	for i := range 2 {
+		n += 0x9e3779b97f4a7c15
+		z := n
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		binary.BigEndian.PutUint64(k[8*i:], z^z>>31)
+	}
+	return k
+}
+
+// BenchmarkAdd adds groups of new keys at increasing positions, Covered
+// moving with them. ns/op is per group.
+func BenchmarkAdd(b *testing.B) {
+	for _, size := range []int{100, 1000} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			x := open(b, Options{})
+			keys := make([]Key, size)
+			pos := make([]uint64, size)
+			seq := uint64(0)
+			b.ReportAllocs()
+			for b.Loop() {
+				seq++
+				for i := range keys {
+					keys[i] = mixKey(seq<<16 | uint64(i))
+					pos[i] = seq<<16 | uint64(i)
+				}
+				add(b, x, keys, pos, seq)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/key")
+		})
+	}
+}

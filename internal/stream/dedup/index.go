@@ -1,0 +1,582 @@
+package dedup
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Defaults and limits of Options.
+const (
+	// DefaultWindow is the de-duplication window when Options.Window is 0.
+	DefaultWindow = 24 * time.Hour
+	// DefaultMemoryBytes is the memory budget when Options.MemoryBytes is 0.
+	DefaultMemoryBytes = 256 << 20
+	// MinMemoryBytes is the smallest memory budget Open accepts.
+	MinMemoryBytes = 32 << 20
+)
+
+var (
+	// ErrDamaged is wrapped by Open's error when the directory holds an
+	// index that cannot be opened (damaged files, an unknown format): the
+	// caller removes the directory and rebuilds the index from the stream.
+	// Open does not return it for files it may not read or write, nor for
+	// a directory another Index holds: removing those would not help.
+	ErrDamaged = errors.New("de-duplication index damaged")
+	// ErrClosed is returned by the methods of an Index after Close.
+	ErrClosed = errors.New("de-duplication index closed")
+)
+
+// The key space. Every key starts with a kind byte.
+//
+//   - entryKind + partition (8 bytes, big-endian) + Key: one entry, its
+//     value the position (8 bytes, big-endian) and the time it expires
+//     (Unix milliseconds, 8 bytes, big-endian). The partition is the
+//     Add's time divided by the window, so that a whole partition expires
+//     at once and is dropped with one range deletion.
+//   - metaKind + name: the index's own records, coveredKey and formatKey.
+const (
+	entryKind byte = 'e'
+	metaKind  byte = 'm'
+)
+
+var (
+	coveredKey = []byte{metaKind, 'c', 'o', 'v', 'e', 'r', 'e', 'd'}
+	formatKey  = []byte{metaKind, 'f', 'o', 'r', 'm', 'a', 't'}
+)
+
+// format is the version of the index's layout (keys, values, merge
+// operator), stored under formatKey. An index of another version is
+// ErrDamaged: it is rebuilt rather than read wrong.
+const format = "capstan-dedup-pebble-1"
+
+// Options configures Open. The zero value of each field but Dir means its
+// default.
+type Options struct {
+	// Dir is the index's directory, created if missing. Required. One
+	// Index at a time: Open fails while another (in this process or
+	// another) has it open.
+	Dir string
+	// Window is how long a key is remembered after it was added. Default
+	// 24 h (DefaultWindow); at least 1 s.
+	Window time.Duration
+	// MemoryBytes is the memory budget the index's store is sized from
+	// (block cache, memtables, compaction; see pebbleOptions). Default
+	// 256 MB (DefaultMemoryBytes); at least 32 MB (MinMemoryBytes). Memory
+	// does not grow with Window or with the event rate.
+	MemoryBytes int64
+	// Logger receives the store's errors (its informational lines are
+	// dropped). Nil: nothing is logged.
+	Logger *slog.Logger
+}
+
+// Index is the on-disk de-duplication index: for each key, the packed
+// stream position (seq<<16 | idx) of its first occurrence inside the window,
+// and the stream sequence up to which every event is in the index. It is
+// safe for concurrent use (Checks and Adds alike). Open it with Open,
+// release it with Close.
+//
+// The first-occurrence rule costs no read: Add writes merge operands and
+// the store's merge operator keeps the smallest position (and Covered's,
+// the largest value), whatever order the operands come in.
+type Index struct {
+	db     *pebble.DB
+	cache  *pebble.Cache
+	lock   *os.File // the directory, flocked while open
+	dir    string
+	window time.Duration
+	now    func() time.Time
+
+	// mu guards closed: every method holds it shared, Close exclusively.
+	mu      sync.RWMutex
+	closed  bool
+	covered atomic.Uint64
+	dropped atomic.Uint64 // partitions below this one are deleted
+
+	checked atomic.Uint64 // keys looked up by Check
+	found   atomic.Uint64 // of those, present in the index
+	added   atomic.Uint64 // keys written by Add
+}
+
+// Open opens the index in opt.Dir, creating it if needed. An index that
+// cannot be opened gives an error wrapping ErrDamaged.
+func Open(opt Options) (*Index, error) {
+	return openClock(opt, time.Now)
+}
+
+// openClock is Open with a clock, for tests of the window.
+func openClock(opt Options, now func() time.Time) (*Index, error) {
+	opt, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open de-duplication index: %w", err)
+	}
+	lock, err := lockDir(opt.Dir)
+	if err != nil {
+		return nil, err
+	}
+	x := &Index{lock: lock, dir: opt.Dir, window: opt.Window, now: now}
+	x.cache = pebble.NewCache(opt.MemoryBytes / 2)
+	db, err := pebble.Open(opt.Dir, pebbleOptions(opt, x.cache))
+	if err != nil {
+		x.cache.Unref()
+		lock.Close()
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
+		}
+		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
+	}
+	x.db = db
+	if err := x.load(); err != nil {
+		_ = db.Close()
+		x.cache.Unref()
+		lock.Close()
+		return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
+	}
+	return x, nil
+}
+
+func (opt Options) withDefaults() (Options, error) {
+	var errs []error
+	if opt.Dir == "" {
+		errs = append(errs, errors.New("dir: required"))
+	}
+	switch {
+	case opt.Window == 0:
+		opt.Window = DefaultWindow
+	case opt.Window < time.Second:
+		errs = append(errs, fmt.Errorf("window: %v is under 1s", opt.Window))
+	}
+	switch {
+	case opt.MemoryBytes == 0:
+		opt.MemoryBytes = DefaultMemoryBytes
+	case opt.MemoryBytes < MinMemoryBytes:
+		errs = append(errs, fmt.Errorf("memory: %d bytes is under %d", opt.MemoryBytes, MinMemoryBytes))
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	opt.Logger = opt.Logger.With("component", "dedup")
+	if len(errs) > 0 {
+		return opt, fmt.Errorf("de-duplication index options: %w", errors.Join(errs...))
+	}
+	return opt, nil
+}
+
+// pebbleOptions sizes pebble from the memory budget M:
+//
+//   - block cache: M/2 (the cache given), which holds first of all the
+//     tables' bloom filters and indexes (about 10 bits and 1 byte per
+//     key): past that, they are read again from the page cache;
+//   - memtables: M/16 each, at most 3 queued before writes wait, so 3M/16;
+//   - tables of M/64 (2-16 MB) at every level, two compactions at most;
+//   - bloom filters (10 bits per key, 1% false positives) at every level:
+//     most keys looked up are new, and a filter answers "absent" without
+//     reading a block;
+//   - no compression: keys are hashes, incompressible.
+//
+// What remains of M is for the Go heap around them. None of it depends on
+// the window or the event rate; only the tables on disk do, and pebble
+// reads them with pread, into its cache, not by mapping them.
+func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
+	m := opt.MemoryBytes
+	o := &pebble.Options{
+		// Plain files: pebble's default wraps them in a disk-health checker
+		// whose goroutine outlives a failed Open.
+		FS:                          vfs.Default,
+		Cache:                       cache,
+		MemTableSize:                uint64(clamp(m/16, 2<<20, 256<<20)),
+		MemTableStopWritesThreshold: 3,
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
+		FormatMajorVersion:          pebble.FormatNewest,
+		Merger:                      &pebble.Merger{Name: "capstan.dedup.v1", Merge: merge},
+		Logger:                      slogLogger{opt.Logger},
+	}
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		o.TargetFileSizes[i] = clamp(m/64, 2<<20, 16<<20)
+	}
+	o.EventListener = &pebble.EventListener{
+		BackgroundError: func(err error) { opt.Logger.Error("background error", "error", err) },
+	}
+	return o
+}
+
+func clamp(v, lo, hi int64) int64 { return max(lo, min(v, hi)) }
+
+// lockDir takes an exclusive flock on dir for the Index's lifetime, so
+// that a second Open, from this process or another, fails plainly rather
+// than as a damaged index.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open de-duplication index: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open de-duplication index %s: in use: %w", dir, err)
+	}
+	return f, nil
+}
+
+// load checks the format and reads Covered; a new index gets its format.
+func (x *Index) load() error {
+	v, err := x.get(formatKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if _, err := x.get(coveredKey); !errors.Is(err, pebble.ErrNotFound) {
+			return fmt.Errorf("%w: no format key", ErrDamaged)
+		}
+		return x.db.Set(formatKey, []byte(format), pebble.Sync)
+	case err != nil:
+		return fmt.Errorf("%w: read format: %v", ErrDamaged, err)
+	case string(v) != format:
+		return fmt.Errorf("%w: format %q, want %q", ErrDamaged, v, format)
+	}
+	v, err = x.get(coveredKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: read covered: %v", ErrDamaged, err)
+	case len(v) != 8:
+		return fmt.Errorf("%w: covered is %d bytes", ErrDamaged, len(v))
+	}
+	x.covered.Store(binary.BigEndian.Uint64(v))
+	return nil
+}
+
+// get returns a copy of key's value.
+func (x *Index) get(key []byte) ([]byte, error) {
+	v, c, err := x.db.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return bytes.Clone(v), nil
+}
+
+// Close flushes and closes the index. Later calls return ErrClosed.
+func (x *Index) Close() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return ErrClosed
+	}
+	x.closed = true
+	err := x.db.Close()
+	x.cache.Unref()
+	x.lock.Close()
+	if err != nil {
+		return fmt.Errorf("close de-duplication index %s: %w", x.dir, err)
+	}
+	return nil
+}
+
+// partition is the partition of an Add at t: entries of partition p expire
+// by (p+2)*window, so at t only p and p-1 can hold live ones.
+func (x *Index) partition(t time.Time) uint64 {
+	return uint64(t.UnixMilli()) / uint64(x.window.Milliseconds())
+}
+
+func entryKey(buf []byte, part uint64, k Key) []byte {
+	buf = append(buf[:0], entryKind)
+	buf = binary.BigEndian.AppendUint64(buf, part)
+	return append(buf, k[:]...)
+}
+
+// Check returns, per key, the packed position of its first occurrence
+// inside the window, 0 when absent. Each key is sought in the two
+// partitions that can hold it, by one iterator (a prefix seek each, half
+// the cost of a Get, which builds an iterator per call); absent keys, the
+// common case, are mostly answered by the tables' bloom filters without
+// reading a block.
+func (x *Index) Check(keys []Key) ([]uint64, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return nil, ErrClosed
+	}
+	now := x.now()
+	part, ms := x.partition(now), uint64(now.UnixMilli())
+	it, err := x.db.NewIter(nil)
+	if err != nil {
+		return nil, fmt.Errorf("check de-duplication index: %w", err)
+	}
+	pos := make([]uint64, len(keys))
+	found := 0
+	var buf [25]byte
+	for i := range keys {
+		for _, p := range [2]uint64{part - 1, part} {
+			k := entryKey(buf[:0], p, keys[i])
+			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
+				continue
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return nil, fmt.Errorf("check de-duplication index: %w", err)
+			}
+			if len(v) != 16 {
+				it.Close()
+				return nil, fmt.Errorf("check de-duplication index: %w: entry of %d bytes", ErrDamaged, len(v))
+			}
+			at, exp := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+			if exp > ms && (pos[i] == 0 || at < pos[i]) {
+				pos[i] = at
+			}
+		}
+		if pos[i] != 0 {
+			found++
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("check de-duplication index: %w", err)
+	}
+	x.checked.Add(uint64(len(keys)))
+	x.found.Add(uint64(found))
+	return pos, nil
+}
+
+// Add records keys at their positions (pos[i] for keys[i], never 0) and
+// that every event up to stream sequence covered is in the index (0:
+// unchanged; a value under the current one changes nothing, Covered only
+// grows). The caller claims covered only once every event up to it was
+// added, by this Add or by one that returned before it. A key already
+// present keeps the smaller position: the first occurrence in stream order
+// wins, whatever the order of the Adds. A key's entry lives for the window
+// from the Add that wrote it.
+//
+// The keys and Covered are one atomic write, not fsynced: the index is
+// derived state, caught up from the stream at start. When the clock has
+// entered a new partition, the same write drops the partitions that can
+// no longer hold a live entry.
+func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
+	if len(keys) != len(pos) {
+		return fmt.Errorf("add to de-duplication index: %d keys and %d positions", len(keys), len(pos))
+	}
+	for i, p := range pos {
+		if p == 0 {
+			return fmt.Errorf("add to de-duplication index: key %d has position 0", i)
+		}
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return ErrClosed
+	}
+	now := x.now()
+	part := x.partition(now)
+	exp := uint64(now.Add(x.window).UnixMilli())
+	b := x.db.NewBatch()
+	defer b.Close()
+	var kbuf [25]byte
+	var vbuf [16]byte
+	binary.BigEndian.PutUint64(vbuf[8:], exp)
+	for i := range keys {
+		binary.BigEndian.PutUint64(vbuf[:8], pos[i])
+		if err := b.Merge(entryKey(kbuf[:0], part, keys[i]), vbuf[:], nil); err != nil {
+			return fmt.Errorf("add to de-duplication index: %w", err)
+		}
+	}
+	if covered > x.covered.Load() {
+		if err := b.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, covered), nil); err != nil {
+			return fmt.Errorf("add to de-duplication index: covered: %w", err)
+		}
+	} else {
+		covered = 0
+	}
+	drop := part - 1 // partitions below part-1 hold only expired entries
+	if part >= 1 && x.dropped.Load() < drop {
+		lo := entryKey(nil, 0, Key{})
+		hi := entryKey(nil, drop, Key{})
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return fmt.Errorf("add to de-duplication index: drop expired: %w", err)
+		}
+	} else {
+		drop = 0
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("add to de-duplication index: %w", err)
+	}
+	x.added.Add(uint64(len(keys)))
+	raise(&x.covered, covered)
+	raise(&x.dropped, drop)
+	return nil
+}
+
+// raise sets a to v if v is larger.
+func raise(a *atomic.Uint64, v uint64) {
+	for {
+		c := a.Load()
+		if v <= c || a.CompareAndSwap(c, v) {
+			return
+		}
+	}
+}
+
+// merge is the store's merge operator: of an entry's operands the one with
+// the smallest position (the first 8 bytes), of Covered's the largest.
+func merge(key, value []byte) (pebble.ValueMerger, error) {
+	m := &merger{largest: bytes.Equal(key, coveredKey)}
+	return m, m.add(value)
+}
+
+type merger struct {
+	largest bool
+	v       []byte
+}
+
+func (m *merger) add(v []byte) error {
+	if len(v) < 8 {
+		return fmt.Errorf("%w: merge operand of %d bytes", ErrDamaged, len(v))
+	}
+	if m.v == nil {
+		m.v = bytes.Clone(v)
+		return nil
+	}
+	a, b := binary.BigEndian.Uint64(m.v), binary.BigEndian.Uint64(v)
+	if (m.largest && b > a) || (!m.largest && b < a) {
+		m.v = append(m.v[:0], v...)
+	}
+	return nil
+}
+
+func (m *merger) MergeNewer(v []byte) error { return m.add(v) }
+func (m *merger) MergeOlder(v []byte) error { return m.add(v) }
+func (m *merger) Finish(bool) ([]byte, io.Closer, error) {
+	return m.v, nil, nil
+}
+
+// Covered returns the stream sequence up to which every event is in the
+// index (0: none).
+func (x *Index) Covered() uint64 { return x.covered.Load() }
+
+// Stats are figures about an Index, for metrics and the console.
+type Stats struct {
+	// Keys is an estimate of the keys in the index: the entries of its
+	// tables on disk as far as the store has counted them, which include
+	// merge operands and expired entries that compaction has not dropped
+	// yet and exclude the memtables.
+	Keys int64
+	// TableBytes is the size of the index's tables on disk.
+	TableBytes int64
+	// DiskBytes is the size of all the index's files (tables, write-ahead
+	// logs, manifest), as allocated on disk.
+	DiskBytes int64
+	// Covered is Covered().
+	Covered uint64
+	// Checked is the number of keys looked up by Check since Open, Found
+	// those of them that were present.
+	Checked, Found uint64
+	// Added is the number of keys written by Add since Open (new ones and
+	// ones moved to a smaller position).
+	Added uint64
+}
+
+// Stats returns the index's figures. It lists the store's tables and reads
+// their properties, so call it at metric scrapes, not per event. After
+// Close, or when the store cannot be listed, the figures about the store
+// (Keys, TableBytes, DiskBytes) are 0.
+func (x *Index) Stats() Stats {
+	s, err := x.stats()
+	if err != nil {
+		return Stats{Covered: x.covered.Load(), Checked: x.checked.Load(), Found: x.found.Load(), Added: x.added.Load()}
+	}
+	return s
+}
+
+// stats is Stats, with the error that left its store figures out.
+func (x *Index) stats() (Stats, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return Stats{}, ErrClosed
+	}
+	s := Stats{
+		Covered: x.covered.Load(),
+		Checked: x.checked.Load(),
+		Found:   x.found.Load(),
+		Added:   x.added.Load(),
+	}
+	levels, err := x.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		return Stats{}, fmt.Errorf("de-duplication index stats: %w", err)
+	}
+	for _, l := range levels {
+		for _, t := range l {
+			if t.Properties != nil {
+				s.Keys += int64(t.Properties.NumEntries)
+			}
+			s.TableBytes += int64(t.Size)
+		}
+	}
+	s.DiskBytes, err = diskUsage(x.dir)
+	if err != nil {
+		return Stats{}, fmt.Errorf("de-duplication index stats: %w", err)
+	}
+	return s, nil
+}
+
+// diskUsage is the space the files of dir take on disk (allocated
+// blocks).
+func diskUsage(dir string) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed by a compaction meanwhile
+		}
+		if err != nil {
+			return 0, err
+		}
+		if !info.Mode().IsRegular() {
+			continue
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
+			n += info.Size()
+		}
+	}
+	return n, nil
+}
+
+// slogLogger routes pebble's log lines to slog: errors only, its
+// informational lines (every flush, every compaction) are dropped. Fatalf
+// must not return (pebble's contract): it logs and panics.
+type slogLogger struct{ log *slog.Logger }
+
+func (l slogLogger) Errorf(format string, args ...any) {
+	l.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
+}
+
+func (l slogLogger) Fatalf(format string, args ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
+	l.log.Error(msg)
+	panic("de-duplication index: " + msg)
+}
+
+func (slogLogger) Infof(string, ...any) {}

@@ -1,0 +1,519 @@
+package dedup
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestHashKey(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	// Golden: the index on disk depends on these bytes never changing.
+	got := HashKey(secret, "web", "msg-1")
+	const want = "8c33b4d8b0963500f26cf8430c593b72"
+	if hex.EncodeToString(got[:]) != want {
+		t.Errorf("HashKey(golden) = %x, want %s", got, want)
+	}
+
+	// It is HMAC-SHA256 truncated, for short and long secrets and
+	// messageIds alike.
+	long := strings.Repeat("x", 1000)
+	for _, c := range []struct{ name, secret, source, id string }{
+		{"short", "k", "web", "msg-1"},
+		{"empty", "", "", ""},
+		{"block secret", strings.Repeat("s", 64), "web", "id"},
+		{"long secret", strings.Repeat("s", 65), "web", "id"},
+		{"long id", "k", "web", long},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := hmac.New(sha256.New, []byte(c.secret))
+			m.Write(binary.AppendUvarint(nil, uint64(len(c.source))))
+			m.Write([]byte(c.source + c.id))
+			var want Key
+			copy(want[:], m.Sum(nil))
+			if got := HashKey([]byte(c.secret), c.source, c.id); got != want {
+				t.Errorf("HashKey = %x, want HMAC-SHA256 %x", got, want)
+			}
+		})
+	}
+
+	// Keyed, and unambiguous between source and messageId.
+	if HashKey([]byte("other secret"), "web", "msg-1") == got {
+		t.Error("another secret gives the same key")
+	}
+	if HashKey(secret, "ab", "c") == HashKey(secret, "a", "bc") {
+		t.Error(`("ab", "c") and ("a", "bc") have the same key`)
+	}
+}
+
+func TestHashKeyAllocs(t *testing.T) {
+	secret := []byte("secret")
+	if n := testing.AllocsPerRun(100, func() { HashKey(secret, "web", "msg-1") }); n != 0 {
+		t.Errorf("HashKey allocates %v times, want 0", n)
+	}
+}
+
+func open(t testing.TB, opt Options) *Index {
+	t.Helper()
+	if opt.Dir == "" {
+		opt.Dir = t.TempDir()
+	}
+	x, err := Open(opt)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := x.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return x
+}
+
+func key(s string) Key { return HashKey([]byte("test"), "src", s) }
+
+func check(t testing.TB, x *Index, keys ...Key) []uint64 {
+	t.Helper()
+	got, err := x.Check(keys)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return got
+}
+
+func add(t testing.TB, x *Index, keys []Key, pos []uint64, covered uint64) {
+	t.Helper()
+	if err := x.Add(keys, pos, covered); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+}
+
+func TestFirstOccurrenceWins(t *testing.T) {
+	x := open(t, Options{})
+	a, b, c := key("a"), key("b"), key("c")
+	if got := check(t, x, a, b, c); fmt.Sprint(got) != "[0 0 0]" {
+		t.Fatalf("empty index: Check = %v, want [0 0 0]", got)
+	}
+	add(t, x, []Key{a, b}, []uint64{10<<16 | 1, 10<<16 | 2}, 10)
+	// a seen again later in the stream: the first position stays. b's
+	// earlier occurrence is Added later (catch-up, another replica's
+	// segment): the smaller position wins anyway. c twice in one Add.
+	add(t, x, []Key{a, b}, []uint64{12 << 16, 9<<16 | 7}, 12)
+	add(t, x, []Key{c, c}, []uint64{20<<16 | 5, 20<<16 | 3}, 20)
+	want := []uint64{10<<16 | 1, 9<<16 | 7, 20<<16 | 3}
+	if got := check(t, x, a, b, c); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Check = %#x, want %#x", got, want)
+	}
+	// The same after the memtables went to tables and back.
+	dir := x.dir
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	y := open(t, Options{Dir: dir})
+	add(t, y, []Key{a}, []uint64{11 << 16}, 0)
+	if got := check(t, y, a, b, c); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after reopening: Check = %#x, want %#x", got, want)
+	}
+}
+
+func TestCovered(t *testing.T) {
+	dir := t.TempDir()
+	x := open(t, Options{Dir: dir})
+	if got := x.Covered(); got != 0 {
+		t.Fatalf("new index: Covered = %d, want 0", got)
+	}
+	k := key("k")
+	add(t, x, []Key{k}, []uint64{5<<16 | 1}, 0)
+	for _, step := range []struct {
+		covered, want uint64
+	}{
+		{5, 5},
+		{3, 5}, // never goes back
+		{0, 5}, // 0: unchanged
+		{9, 9},
+	} {
+		add(t, x, nil, nil, step.covered)
+		if got := x.Covered(); got != step.want {
+			t.Errorf("after Add(covered %d): Covered = %d, want %d", step.covered, got, step.want)
+		}
+	}
+	add(t, x, nil, nil, 11) // covered alone: a stretch of the stream without events
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	y := open(t, Options{Dir: dir})
+	if got := y.Covered(); got != 11 {
+		t.Errorf("after reopening: Covered = %d, want 11", got)
+	}
+	if got := check(t, y, k); got[0] != 5<<16|1 {
+		t.Errorf("after reopening: Check = %#x, want %#x", got[0], 5<<16|1)
+	}
+}
+
+// clock is a settable time for openClock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestExpiry moves a clock through the window: a key is present until the
+// window from its Add has passed, an earlier occurrence that expired no
+// longer counts, and whole partitions are dropped from disk.
+func TestExpiry(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 5, 10, 30, 0, 0, time.UTC)}
+	const window = time.Hour
+	x, err := openClock(Options{Dir: t.TempDir(), Window: window}, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	a, b := key("a"), key("b")
+	add(t, x, []Key{a}, []uint64{1 << 16}, 1) // a expires at 11:30
+	c.advance(40 * time.Minute)               // 11:10, the next partition
+	add(t, x, []Key{b}, []uint64{2 << 16}, 2) // b expires at 12:10
+	add(t, x, []Key{a}, []uint64{3 << 16}, 3) // a again, later in the stream
+	if got := check(t, x, a, b); got[0] != 1<<16 || got[1] != 2<<16 {
+		t.Fatalf("11:10: Check = %#x, want [0x10000 0x20000]", got)
+	}
+	c.advance(20*time.Minute - time.Millisecond) // 11:29:59.999
+	if got := check(t, x, a); got[0] != 1<<16 {
+		t.Fatalf("just inside a's window: Check = %#x, want 0x10000", got[0])
+	}
+	c.advance(time.Millisecond) // 11:30: a's first occurrence has expired
+	if got := check(t, x, a, b); got[0] != 3<<16 || got[1] != 2<<16 {
+		t.Fatalf("11:30: Check = %#x, want [0x30000 0x20000]", got)
+	}
+	c.advance(time.Hour) // 12:30: everything has expired
+	if got := check(t, x, a, b); got[0] != 0 || got[1] != 0 {
+		t.Fatalf("12:30: Check = %#x, want [0 0]", got)
+	}
+	// Two partitions later an Add drops the old ones from the store.
+	c.advance(2 * time.Hour)
+	add(t, x, []Key{key("c")}, []uint64{4 << 16}, 4)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{entryKind}, UpperBound: []byte{entryKind + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("%d entries in the store after the old partitions were dropped, want 1", n)
+	}
+	if got := x.Covered(); got != 4 {
+		t.Errorf("Covered = %d, want 4 (it never expires)", got)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opt  Options
+		want string
+	}{
+		{"no dir", Options{}, "dir: required"},
+		{"short window", Options{Dir: "d", Window: 500 * time.Millisecond}, "window: 500ms is under 1s"},
+		{"negative window", Options{Dir: "d", Window: -time.Hour}, "window: -1h0m0s is under 1s"},
+		{"small memory", Options{Dir: "d", MemoryBytes: 1 << 20}, "memory: 1048576 bytes is under 33554432"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Open(c.opt)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Open: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestAddErrors(t *testing.T) {
+	x := open(t, Options{})
+	k := key("k")
+	for _, c := range []struct {
+		name string
+		keys []Key
+		pos  []uint64
+		want string
+	}{
+		{"lengths", []Key{k}, nil, "1 keys and 0 positions"},
+		{"position 0", []Key{k, k}, []uint64{1, 0}, "key 1 has position 0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := x.Add(c.keys, c.pos, 0)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Add: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	if got := check(t, x, k); got[0] != 0 {
+		t.Errorf("a refused Add stored its key at %#x", got[0])
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Check([]Key{k}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Check after Close: %v, want ErrClosed", err)
+	}
+	if err := x.Add([]Key{k}, []uint64{1}, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Add after Close: %v, want ErrClosed", err)
+	}
+	if s := x.Stats(); s.DiskBytes != 0 || s.Checked != 1 {
+		t.Errorf("Stats after Close = %+v, want no store figures and 1 key checked", s)
+	}
+}
+
+// filled returns the directory of a closed index holding n keys, flushed
+// to tables.
+func filled(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	x, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]Key, n)
+	pos := make([]uint64, n)
+	for i := range keys {
+		keys[i] = key(fmt.Sprint(i))
+		pos[i] = uint64(i+1) << 16
+	}
+	if err := x.Add(keys, pos, uint64(n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.db.Flush(); err != nil { // to a table
+		t.Fatal(err)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestDamaged(t *testing.T) {
+	glob := func(t *testing.T, dir, pattern string) []string {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(dir, pattern))
+		if len(files) == 0 {
+			t.Fatalf("no %s in %s", pattern, dir)
+		}
+		return files
+	}
+	overwrite := func(pattern string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			for _, f := range glob(t, dir, pattern) {
+				fi, err := os.Stat(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(f, []byte(strings.Repeat("garbage!", int(fi.Size()/8)+1)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+	}{
+		{"manifest", overwrite("MANIFEST-*")},
+		{"table", overwrite("*.sst")},
+		{"table truncated", func(t *testing.T, dir string) {
+			if err := os.Truncate(glob(t, dir, "*.sst")[0], 100); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"table missing", func(t *testing.T, dir string) {
+			if err := os.Remove(glob(t, dir, "*.sst")[0]); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"unknown format", func(t *testing.T, dir string) {
+			cache := pebble.NewCache(8 << 20)
+			defer cache.Unref()
+			db, err := pebble.Open(dir, pebbleOptions(Options{Logger: slog.New(slog.DiscardHandler)}, cache))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Set(formatKey, []byte("capstan-dedup-0"), pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filled(t, 1000)
+			c.damage(t, dir)
+			x, err := Open(Options{Dir: dir})
+			if err == nil {
+				x.Close()
+				t.Fatal("Open of a damaged index: no error")
+			}
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("Open: %v, want ErrDamaged", err)
+			}
+			// What the caller does: remove and rebuild.
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			y := open(t, Options{Dir: dir})
+			if got := y.Covered(); got != 0 {
+				t.Errorf("rebuilt index: Covered = %d, want 0", got)
+			}
+		})
+	}
+}
+
+func TestHeldIsNotDamaged(t *testing.T) {
+	x := open(t, Options{})
+	_, err := Open(Options{Dir: x.dir})
+	if err == nil || errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second Open: %v, want in use and not ErrDamaged", err)
+	}
+}
+
+// TestConcurrent runs Adds of overlapping keys at different positions and
+// Checks at once; every key ends at its smallest position, and a Check
+// never sees a position that was not added.
+func TestConcurrent(t *testing.T) {
+	x := open(t, Options{})
+	const writers, keys, rounds = 4, 200, 8
+	ks := make([]Key, keys)
+	for i := range ks {
+		ks[i] = key(fmt.Sprint(i))
+	}
+	// Writer w adds key i at position (rounds*w + r + 1)<<16 | i in round r:
+	// the smallest is writer 0's first round, 1<<16 | i.
+	valid := func(i int, p uint64) bool {
+		return p == 0 || (p&0xffff == uint64(i) && p>>16 >= 1 && p>>16 <= writers*rounds)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*2)
+	for w := range writers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			pos := make([]uint64, keys)
+			for r := rounds - 1; r >= 0; r-- { // later positions first
+				seq := uint64(rounds*w + r + 1)
+				for i := range pos {
+					pos[i] = seq<<16 | uint64(i)
+				}
+				if err := x.Add(ks, pos, seq); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				got, err := x.Check(ks)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, p := range got {
+					if !valid(i, p) {
+						errs <- fmt.Errorf("key %d at %#x, never added there", i, p)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i, p := range check(t, x, ks...) {
+		if p != 1<<16|uint64(i) {
+			t.Errorf("key %d at %#x, want %#x", i, p, 1<<16|uint64(i))
+		}
+	}
+	if got, want := x.Covered(), uint64(writers*rounds); got != want {
+		t.Errorf("Covered = %d, want %d", got, want)
+	}
+}
+
+func TestStats(t *testing.T) {
+	dir := filled(t, 1000)
+	x := open(t, Options{Dir: dir})
+	check(t, x, key("0"), key("absent"))
+	s := x.Stats()
+	if s.Keys < 1000 || s.TableBytes < 1000*24 || s.DiskBytes < s.TableBytes {
+		t.Errorf("Stats = %+v, want ≥ 1000 keys of ≥ 24 bytes on disk", s)
+	}
+	if s.Covered != 1000 || s.Checked != 2 || s.Found != 1 || s.Added != 0 {
+		t.Errorf("Stats = %+v, want covered 1000, 2 checked, 1 found, 0 added", s)
+	}
+}
+
+func TestCollector(t *testing.T) {
+	x := open(t, Options{})
+	add(t, x, []Key{key("a"), key("b")}, []uint64{1 << 16, 1<<16 | 1}, 1)
+	check(t, x, key("a"), key("c"))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(x.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	}
+	for name, want := range map[string]float64{
+		"capstan_dedup_covered_sequence":   1,
+		"capstan_dedup_checked_keys_total": 2,
+		"capstan_dedup_found_keys_total":   1,
+		"capstan_dedup_added_keys_total":   2,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+	if got["capstan_dedup_disk_bytes"] <= 0 {
+		t.Errorf("capstan_dedup_disk_bytes = %v, want > 0", got["capstan_dedup_disk_bytes"])
+	}
+	if _, ok := got["capstan_dedup_keys"]; !ok {
+		t.Error("no capstan_dedup_keys")
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after Close: %d metric families, %v; want none", len(mfs), err)
+	}
+}
