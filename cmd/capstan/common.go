@@ -67,12 +67,29 @@ func engineConfig(cfg *config.Config) stream.Config {
 		Listen:       e.Listen,
 		SyncInterval: e.Sync.Interval,
 		Replicas:     e.Replicas,
-		DedupWindow:  e.DedupWindow.D(),
 		Retention:    e.Retention.D(),
 		MaxBytes:     e.MaxBytes,
 		DLQRetention: e.DLQ.MaxAge.D(),
 		DLQMaxBytes:  e.DLQ.MaxBytes,
 	}
+}
+
+// dedupConfig is the de-duplication index's configuration.
+func dedupConfig(cfg *config.Config) stream.DedupConfig {
+	d := cfg.Engine.Dedup
+	return stream.DedupConfig{Dir: d.Dir, Window: d.Window.D(), MemoryBytes: d.MemoryBytes}
+}
+
+// toolDedup opens the de-duplication index for a tool that stores events
+// when the tool opened the data directory's engine itself (no capstan
+// serves it); nil otherwise: a running capstan holds the index, and events
+// a tool stores are recorded in it at that capstan's next start
+// (docs/storage.md, "Writers without the index").
+func toolDedup(ctx context.Context, eng *stream.Engine, cfg *config.Config, log *slog.Logger) (*stream.Dedup, error) {
+	if !eng.Embedded() {
+		return nil, nil
+	}
+	return stream.OpenDedup(ctx, eng, dedupConfig(cfg), log)
 }
 
 func stderrLogger() *slog.Logger {

@@ -84,12 +84,16 @@ func TestConsumerConfig(t *testing.T) {
 func TestConsumerFeed(t *testing.T) {
 	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
 	ctx := context.Background()
-	appendOK(t, w,
-		Event{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r1", UserAgent: "ua", LiFatID: "lfi", Trust: TrustUnverified},
-		Event{Source: "other", Type: "track", MessageID: "m2", Doc: []byte(`{"n":2}`)},
-		Event{Source: "web", Type: "page", MessageID: "m3", Doc: []byte(`{"n":3}`), ReplayFor: "li", DedupID: "replay:li:1"},
-		Event{Source: "web", Type: "identify", MessageID: "m4", Doc: []byte(`{"n":4}`)},
-	)
+	// One call each: one segment each (TestConsumerSegment has several
+	// events in one).
+	for _, ev := range []Event{
+		{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r1", UserAgent: "ua", LiFatID: "lfi", Trust: TrustUnverified},
+		{Source: "other", Type: "track", MessageID: "m2", Doc: []byte(`{"n":2}`)},
+		{Source: "web", Type: "page", MessageID: "m3", Doc: []byte(`{"n":3}`), ReplayFor: "li", DedupID: "replay:li:1"},
+		{Source: "web", Type: "identify", MessageID: "m4", Doc: []byte(`{"n":4}`)},
+	} {
+		appendOK(t, w, ev)
+	}
 	const ackWait = 300 * time.Millisecond
 	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "feed", Sources: []string{"web"}, AckWait: ackWait, FetchWait: time.Second})
 	if err != nil {
@@ -209,11 +213,9 @@ func TestConsumerState(t *testing.T) {
 	if _, err := eng.ConsumerState(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing consumer: %v", err)
 	}
-	appendOK(t, w,
-		Event{Source: "web", Type: "track", MessageID: "s1", Doc: []byte(`{"n":1}`)},
-		Event{Source: "web", Type: "track", MessageID: "s2", Doc: []byte(`{"n":2}`)},
-		Event{Source: "web", Type: "track", MessageID: "s3", Doc: []byte(`{"n":3}`)},
-	)
+	for i := range 3 {
+		appendOK(t, w, Event{Source: "web", Type: "track", MessageID: fmt.Sprint("s", i), Doc: []byte(`{}`)})
+	}
 	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "state", Batch: 2, FetchWait: time.Second})
 	if err != nil {
 		t.Fatal(err)

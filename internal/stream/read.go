@@ -26,7 +26,7 @@ type ReadOptions struct {
 }
 
 // ReadEvents calls fn for each stored event, oldest first, with its stream
-// position. It is the ordered, unacknowledged read of tools and the
+// position (Stored.Seq and Index; a segment's events share its Seq). It is the ordered, unacknowledged read of tools and the
 // console: it leaves no trace on the stream. It stops at the first error fn
 // returns, and returns ctx's error when ctx ends first.
 func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored) error) error {
@@ -41,8 +41,24 @@ func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored
 		spec.subject = EventsSubject + "." + opt.Source + ".>"
 	}
 	return e.read(ctx, EventsStream, spec, func(m rawMessage) error {
-		return fn(decodeStored(m.Seq, m.Subject, m.Header, m.Data, m.Time))
+		return e.decodeEvents(m, fn)
 	})
+}
+
+// decodeEvents calls fn for each event of m. A segment that does not
+// decode is logged and skipped: one damaged message must not stop every
+// reader.
+func (e *Engine) decodeEvents(m rawMessage, fn func(Stored) error) error {
+	var fnErr error
+	err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
+		fnErr = fn(s)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		e.log.Error("a stored event message does not decode; skipped", "seq", m.Seq, "error", err)
+		return nil
+	}
+	return err
 }
 
 // rawMessage is one stored message, as read.

@@ -1,0 +1,180 @@
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/stream/dedup"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Per-event de-duplication (docs/storage.md): every (source, messageId)
+// pair the Writer stores is recorded in an on-disk index with the position
+// of its first occurrence; the Writer looks each event up before a commit.
+// The index is derived state: it knows up to which stream sequence it
+// covers EVENTS and is caught up from there at start (OpenDedup), so a
+// crash between a commit and its recording loses nothing.
+
+// DedupConfig configures the de-duplication index.
+type DedupConfig struct {
+	// Dir holds the index. Required.
+	Dir string
+	// Window is how long a pair is remembered. Default 24h.
+	Window time.Duration
+	// MemoryBytes bounds the index's memory. Default 256 MiB.
+	MemoryBytes int64
+}
+
+// Dedup is the per-event de-duplication index of one process, with the
+// install's hash secret. Writers share it through WriterConfig.Dedup.
+type Dedup struct {
+	x      *dedup.Index
+	secret []byte
+	log    *slog.Logger
+}
+
+// secretKey is the state bucket's key of the index's hash secret: the same
+// for every replica of an install, so that their indexes agree.
+const secretKey = "dedup-secret"
+
+// OpenDedup opens the index in cfg.Dir (a damaged one is removed and
+// rebuilt), takes the install's hash secret from the state bucket (made on
+// first use) and catches the index up with EVENTS: every event stored
+// after the position it covers is recorded, through the read path, and a
+// log line says how many. Ingest must not store events before it returns.
+func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger) (*Dedup, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("de-duplication index: no directory")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 24 * time.Hour
+	}
+	if cfg.MemoryBytes <= 0 {
+		cfg.MemoryBytes = 256 << 20
+	}
+	log = log.With("component", "dedup")
+	secret, err := dedupSecret(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	opt := dedup.Options{Dir: cfg.Dir, Window: cfg.Window, MemoryBytes: cfg.MemoryBytes, Logger: log}
+	x, err := dedup.Open(opt)
+	if err != nil {
+		log.Warn("de-duplication index damaged; rebuilding it from the events of the window", "dir", cfg.Dir, "error", err)
+		if rerr := os.RemoveAll(cfg.Dir); rerr != nil {
+			return nil, fmt.Errorf("de-duplication index: %w (and removing it: %w)", err, rerr)
+		}
+		if x, err = dedup.Open(opt); err != nil {
+			return nil, fmt.Errorf("de-duplication index: %w", err)
+		}
+	}
+	d := &Dedup{x: x, secret: secret, log: log}
+	if err := d.catchUp(ctx, e, cfg.Window); err != nil {
+		_ = x.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// dedupSecret returns the install's hash secret, creating it once.
+func dedupSecret(ctx context.Context, e *Engine) ([]byte, error) {
+	kv, err := e.KV(ctx, StateKV, 0)
+	if err != nil {
+		return nil, fmt.Errorf("de-duplication secret: %w", err)
+	}
+	for range 3 {
+		entry, err := kv.Get(ctx, secretKey)
+		if err == nil {
+			if len(entry.Value()) < 16 {
+				return nil, fmt.Errorf("de-duplication secret: %s in bucket %s is too short", secretKey, StateKV)
+			}
+			return entry.Value(), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("de-duplication secret: %w", err)
+		}
+		s := make([]byte, 32)
+		_, _ = rand.Read(s)
+		if _, err := kv.Create(ctx, secretKey, s); err == nil {
+			return s, nil
+		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("de-duplication secret: %w", err)
+		}
+		// Another replica made it first: read theirs.
+	}
+	return nil, errors.New("de-duplication secret: could not be read or created")
+}
+
+// catchUpBatch is how many events catch-up records at once.
+const catchUpBatch = 4096
+
+// catchUp records the events EVENTS holds after the index's covered
+// sequence; an empty index reads only the window.
+func (d *Dedup) catchUp(ctx context.Context, e *Engine, window time.Duration) error {
+	start := time.Now()
+	spec := readSpec{fromSeq: d.x.Covered() + 1}
+	if spec.fromSeq == 1 {
+		spec = readSpec{since: start.Add(-window)}
+	}
+	var (
+		keys  []dedup.Key
+		pos   []uint64
+		n     int
+		last  uint64
+		flush = func() error {
+			if last == 0 {
+				return nil
+			}
+			err := d.x.Add(keys, pos, last)
+			keys, pos = keys[:0], pos[:0]
+			return err
+		}
+	)
+	err := e.read(ctx, EventsStream, spec, func(m rawMessage) error {
+		err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
+			n++
+			if k, ok := d.key(s.Source, s.MessageID, s.DedupID); ok {
+				keys = append(keys, k)
+				pos = append(pos, uint64(s.Pos()))
+			}
+			return nil
+		})
+		if err != nil {
+			d.log.Warn("de-duplication catch-up: a stored message does not decode; its events are not recorded", "seq", m.Seq, "error", err)
+		}
+		last = m.Seq
+		if len(keys) >= catchUpBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("de-duplication index: catch up with %s: %w", EventsStream, err)
+	}
+	d.log.Info("de-duplication index caught up with the event stream", "events_read", n, "covered", d.x.Covered(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// key returns the index key of an event; false for one never de-duplicated.
+func (d *Dedup) key(source, messageID, dedupID string) (dedup.Key, bool) {
+	src, id, ok := keyOf(source, messageID, dedupID)
+	if !ok {
+		return dedup.Key{}, false
+	}
+	return dedup.HashKey(d.secret, src, id), true
+}
+
+// Covered returns the stream sequence up to which the index records every
+// event this process knows of.
+func (d *Dedup) Covered() uint64 { return d.x.Covered() }
+
+// Close closes the index.
+func (d *Dedup) Close() error { return d.x.Close() }
