@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // Live events: GET /admin/api/live streams the events stored from now on as
@@ -69,9 +70,14 @@ const (
 	maxLiveFilter = 200
 )
 
+// maxIndex is the highest index of an event in a segment: a position with
+// it stands for "after the whole segment".
+const maxIndex = 0xffff
+
 // LiveEvent is one stored event as Live events shows it.
 type LiveEvent struct {
 	Seq         uint64    `json:"seq"`
+	Pos         string    `json:"pos"` // the event's identity, "seq:index"
 	Source      string    `json:"source"`
 	Type        string    `json:"type"`
 	Event       string    `json:"event,omitempty"` // track: event; page and screen: name
@@ -83,7 +89,7 @@ type LiveEvent struct {
 
 // liveEventOf reads what Live events shows of a stored event.
 func liveEventOf(se StoredEvent) LiveEvent {
-	le := LiveEvent{Seq: se.Seq, Source: se.Source, Type: se.Type, Time: se.StoredAt}
+	le := LiveEvent{Seq: se.Seq, Pos: se.pos().String(), Source: se.Source, Type: se.Type, Time: se.StoredAt}
 	v, err := event.Parse(se.Event)
 	if err != nil {
 		return le
@@ -334,7 +340,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			from = last - uint64(h.sample) + 1
 			h.skipAll(g, from-cursor-1)
 		}
-		err = h.events.ReadEvents(ctx, EventQuery{After: from - 1}, func(se StoredEvent) error {
+		err = h.events.ReadEvents(ctx, EventQuery{After: stream.MakePos(from-1, maxIndex)}, func(se StoredEvent) error {
 			if se.Seq > last {
 				return errEnough // the next poll's
 			}
@@ -360,7 +366,7 @@ func (h *liveHub) follow(ctx context.Context, g *liveGen, since time.Time) {
 	q := EventQuery{Since: since, Follow: true}
 	for {
 		err := h.events.ReadEvents(ctx, q, func(se StoredEvent) error {
-			q.After, q.Since = se.Seq, time.Time{}
+			q.After, q.Since = se.pos(), time.Time{}
 			h.dispatch(g, se)
 			return nil
 		})

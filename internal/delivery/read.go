@@ -83,7 +83,7 @@ const chunkMax = 64
 func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out chan<- *item) {
 	evs := make([]parsed, 0, len(ds))
 	var obs []identity.Observation
-	var seqs []uint64 // of obs, for the log
+	var poss []stream.Pos // of obs, for the log
 	for _, d := range ds {
 		p, ok := r.parse(ctx, d)
 		if !ok {
@@ -91,7 +91,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 		}
 		if p.observe {
 			obs = append(obs, identity.Observation{Event: p.ev, Captured: *p.have, Source: d.Source, Trusted: trusted(d.Trust)})
-			seqs = append(seqs, p.t.Seq)
+			poss = append(poss, p.t.Pos())
 		}
 		evs = append(evs, p)
 	}
@@ -100,7 +100,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 			// A cancelled ctx (stop, lease lost) is no failure: the events
 			// are not acknowledged, so the graph sees them again.
 			if err != nil && ctx.Err() == nil {
-				r.log.Warn("identity graph update failed", "error", err, "event_seq", seqs[i])
+				r.log.Warn("identity graph update failed", "error", err, "event_pos", poss[i])
 			}
 		}
 	}
@@ -148,7 +148,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 		if !r.plan.TakesSource(d.Source) {
 			r.m.events.WithLabelValues(r.plan.Name, string(SkippedUnusable)).Inc()
 			r.funnel.dest.Outcome(SkippedUnusable)
-			r.log.Debug("stored event does not parse; its source is not this destination's", "event_seq", d.Seq, "source", d.Source)
+			r.log.Debug("stored event does not parse; its source is not this destination's", "event_pos", d.Pos(), "source", d.Source)
 			r.finish(t)
 			return parsed{}, false
 		}
@@ -239,7 +239,7 @@ func (r *Runner) finish(t *tracked) {
 		// acknowledgement, so it is not confirmed (ack.go: a confirmation
 		// costs ~30 CPU-µs per event).
 		if err := t.Ack(); err != nil {
-			r.log.Warn("acknowledge event failed; it will be delivered again", "error", err, "event_seq", t.Seq)
+			r.log.Warn("acknowledge event failed; it will be delivered again", "error", err, "event_pos", t.Pos())
 		}
 		return
 	}

@@ -74,7 +74,7 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 		}
 	}
 	d := &Dedup{x: x, secret: secret, log: log}
-	if err := d.catchUp(ctx, e, cfg.Window); err != nil {
+	if _, err := d.catchUp(ctx, e, cfg.Window); err != nil {
 		_ = x.Close()
 		return nil, err
 	}
@@ -114,8 +114,9 @@ func dedupSecret(ctx context.Context, e *Engine) ([]byte, error) {
 const catchUpBatch = 4096
 
 // catchUp records the events EVENTS holds after the index's covered
-// sequence; an empty index reads only the window.
-func (d *Dedup) catchUp(ctx context.Context, e *Engine, window time.Duration) error {
+// sequence, and returns how many events it read; an empty index reads
+// only the window.
+func (d *Dedup) catchUp(ctx context.Context, e *Engine, window time.Duration) (int, error) {
 	start := time.Now()
 	spec := readSpec{fromSeq: d.x.Covered() + 1}
 	if spec.fromSeq == 1 {
@@ -157,10 +158,10 @@ func (d *Dedup) catchUp(ctx context.Context, e *Engine, window time.Duration) er
 		err = flush()
 	}
 	if err != nil {
-		return fmt.Errorf("de-duplication index: catch up with %s: %w", EventsStream, err)
+		return n, fmt.Errorf("de-duplication index: catch up with %s: %w", EventsStream, err)
 	}
 	d.log.Info("de-duplication index caught up with the event stream", "events_read", n, "covered", d.x.Covered(), "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	return n, nil
 }
 
 // key returns the index key of an event; false for one never de-duplicated.
