@@ -30,9 +30,12 @@ func (s *Server) explainEvent(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r.URL.Query()); err != nil {
 		return err
 	}
-	pos, err := stream.ParsePos(r.PathValue("seq"))
+	pos, err := parsePos("event seq", r.PathValue("seq"))
 	if err != nil {
-		return badRequest("%s", err.Error())
+		return err
+	}
+	if pos == 0 {
+		return badRequest("event seq: give an event position")
 	}
 	if s.explain == nil {
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "event details are not available in this server"}

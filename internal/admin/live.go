@@ -309,6 +309,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 	tick := time.NewTicker(h.poll)
 	defer tick.Stop()
 	failing := false // logged once until a read succeeds again
+	var ringBuf []StoredEvent // the newest events of a poll
 	fail := func(err error) {
 		if !failing {
 			h.log.Warn("live events: reading the stored events failed; retrying every poll", "error", err)
@@ -340,14 +341,28 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			from = last - uint64(h.sample) + 1
 			h.skipAll(g, from-cursor-1)
 		}
+		// A segment holds many events: of those read, only the newest
+		// sample are handed on, the rest skipped.
+		ring, n := ringBuf[:0], 0
 		err = h.events.ReadEvents(ctx, EventQuery{After: stream.MakePos(from-1, maxIndex)}, func(se StoredEvent) error {
 			if se.Seq > last {
 				return errEnough // the next poll's
 			}
 			cursor = se.Seq
-			h.dispatch(g, se)
+			if n++; len(ring) < h.sample {
+				ring = append(ring, se)
+			} else {
+				ring[(n-1)%h.sample] = se
+			}
 			return nil
 		})
+		if n > h.sample {
+			h.skipAll(g, uint64(n-h.sample))
+		}
+		for k := max(0, n-h.sample); k < n; k++ {
+			h.dispatch(g, ring[k%h.sample])
+		}
+		ringBuf = ring
 		switch {
 		case ctx.Err() != nil:
 			return

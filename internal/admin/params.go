@@ -87,7 +87,7 @@ func parsePos(name, s string) (stream.Pos, error) {
 	}
 	p, err := stream.ParsePos(s)
 	if err != nil {
-		return 0, badRequest("%s: %v", name, err)
+		return 0, badRequest("%s %q: give an event position, seq:index (or a stream sequence for index 0)", name, s)
 	}
 	return p, nil
 }

@@ -30,6 +30,7 @@ import (
 func (e *Engine) DeleteEvents(ctx context.Context, match func(Stored) bool) (int, error) {
 	var (
 		seqs     []uint64
+		counts   []int // events erased with seqs[i]
 		rewrites []rewrite
 	)
 	err := e.read(ctx, EventsStream, readSpec{}, func(m rawMessage) error {
@@ -49,7 +50,7 @@ func (e *Engine) DeleteEvents(ctx context.Context, match func(Stored) bool) (int
 		switch {
 		case matched == 0:
 		case len(keep) == 0:
-			seqs = append(seqs, m.Seq)
+			seqs, counts = append(seqs, m.Seq), append(counts, matched)
 		default:
 			rewrites = append(rewrites, rewrite{seq: m.Seq, subject: m.Subject, source: m.Header.Get(headerSource), keep: keep, erased: matched})
 		}
@@ -85,23 +86,11 @@ func (e *Engine) DeleteEvents(ctx context.Context, match func(Stored) bool) (int
 		if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: rw.subject, Header: h, Data: encodeSegment(evs)}); err != nil {
 			return 0, fmt.Errorf("delete events: rewrite segment %d: %w", rw.seq, err)
 		}
-		seqs = append(seqs, rw.seq)
+		seqs, counts = append(seqs, rw.seq), append(counts, rw.erased)
 	}
 	if len(rewrites) > 0 {
 		if err := e.Sync(ctx, EventsStream); err != nil {
 			return 0, fmt.Errorf("delete events: %w", err)
-		}
-	}
-	// Count events, not messages: a rewritten segment erases its matches.
-	counts := make([]int, len(seqs))
-	for i := range counts {
-		counts[i] = 1
-	}
-	if len(rewrites) > 0 {
-		// seqs is the whole segments in stream order, then the rewrites'.
-		at := len(seqs) - len(rewrites)
-		for i, rw := range rewrites {
-			counts[at+i] = rw.erased
 		}
 	}
 	return e.secureDeleteCounted(ctx, EventsStream, seqs, counts)

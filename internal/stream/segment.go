@@ -143,7 +143,7 @@ var errBadSegment = errors.New("bad event segment")
 // decodeSegment reads a frame of version 1. It never panics: a damaged or
 // foreign frame gives an error wrapping errBadSegment.
 func decodeSegment(data []byte) ([]segEvent, error) {
-	count, n := binary.Uvarint(data)
+	count, n := uvarint(data)
 	if n <= 0 {
 		return nil, fmt.Errorf("%w: no event count", errBadSegment)
 	}
@@ -154,7 +154,7 @@ func decodeSegment(data []byte) ([]segEvent, error) {
 	}
 	evs := make([]segEvent, count)
 	take := func(what string, i int) ([]byte, error) {
-		l, n := binary.Uvarint(data)
+		l, n := uvarint(data)
 		if n <= 0 || l > uint64(len(data)-n) {
 			return nil, fmt.Errorf("%w: event %d: %s overruns the frame", errBadSegment, i, what)
 		}
@@ -187,6 +187,16 @@ func decodeSegment(data []byte) ([]segEvent, error) {
 		return nil, fmt.Errorf("%w: %d bytes after the last event", errBadSegment, len(data))
 	}
 	return evs, nil
+}
+
+// uvarint reads a uvarint in its shortest form (one frame, one encoding);
+// n <= 0 when there is none.
+func uvarint(b []byte) (v uint64, n int) {
+	v, n = binary.Uvarint(b)
+	if n > 1 && b[n-1] == 0 {
+		return 0, -1 // a longer form than needed
+	}
+	return v, n
 }
 
 // segmentID returns the Nats-Msg-Id of a segment of source holding events

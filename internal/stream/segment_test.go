@@ -58,8 +58,8 @@ func TestSegmentFrame(t *testing.T) {
 		}
 	}
 	for _, bad := range [][]byte{
-		append(append([]byte{}, frame...), 0),    // trailing byte
-		append([]byte{0x03, 0x01}, frame[1:]...), // unknown flags
+		append(append([]byte{}, frame...), 0),                              // trailing byte
+		append([]byte{0x03, 0x01}, frame[1:]...),                           // unknown flags
 		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, // overlong count
 		{0x00},
 	} {
