@@ -308,7 +308,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 	close(g.started)
 	tick := time.NewTicker(h.poll)
 	defer tick.Stop()
-	failing := false // logged once until a read succeeds again
+	failing := false          // logged once until a read succeeds again
 	var ringBuf []StoredEvent // the newest events of a poll
 	fail := func(err error) {
 		if !failing {
