@@ -242,3 +242,77 @@ func TestConsumerState(t *testing.T) {
 		return err == nil && st.AckFloor == 1 && st.Delivered == 3 && st.AckPending == 1 && st.Pending == 0
 	})
 }
+
+// TestConsumerSegment: the events of one segment are delivered one by one;
+// the segment is acknowledged once all of them are, and an event given back
+// has the segment delivered again with only the events not acknowledged.
+func TestConsumerSegment(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	appendOK(t, w, track("a"), track("b"), track("c"), track("d"))
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "seg", AckWait: time.Minute, FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := feed(t, c, nil)
+	got := map[string]*Delivery{}
+	for range 4 {
+		d := receive(t, out)
+		got[d.MessageID] = d
+	}
+	if got["a"] == nil || got["d"] == nil || got["b"].Pos() != MakePos(1, 1) || got["d"].Pos() != MakePos(1, 3) {
+		t.Fatalf("deliveries %v", slices.Sorted(maps.Keys(got)))
+	}
+	state := func() ConsumerState {
+		t.Helper()
+		st, err := eng.ConsumerState(ctx, "seg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// Acknowledged in part: the segment is not.
+	if err := got["a"].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := got["c"].AckSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(); st.AckFloor != 0 || st.AckPending != 1 {
+		t.Fatalf("two of four events acknowledged: %+v", st)
+	}
+	// b given back, d acknowledged: the segment comes again with b only.
+	if err := got["b"].NakWithDelay(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	nothing(t, out, 200*time.Millisecond) // not before d is settled
+	if err := got["d"].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	again := receive(t, out)
+	if again.MessageID != "b" || again.Pos() != MakePos(1, 1) {
+		t.Fatalf("redelivered %s at %s, want b at 1:1", again.MessageID, again.Pos())
+	}
+	nothing(t, out, 200*time.Millisecond)
+	// The last one's confirmed acknowledgement acknowledges the segment
+	// (the confirmation asked by c).
+	if err := again.AckSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(); st.AckFloor != 1 || st.AckPending != 0 {
+		t.Fatalf("every event acknowledged: %+v", st)
+	}
+	// Settling twice changes nothing.
+	if err := got["a"].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.AckSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	left := len(c.done)
+	c.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d segments still tracked after their acknowledgement", left)
+	}
+}
