@@ -35,9 +35,12 @@ func (r *Runner) open(ctx context.Context) (*stream.Consumer, error) {
 		Description:   "capstan delivery to " + r.plan.Name,
 		Sources:       sources,
 		AckWait:       r.cfg.AckWait,
+		// Counted in messages: a segment holds one or more events.
 		MaxAckPending: 4 * r.cfg.BatchSize * r.cfg.MaxInflight,
 		FetchWait:     r.cfg.FetchWait,
-		Batch:         r.cfg.BatchSize * 2,
+		// Each fetch asks for up to 8 MiB of segments (stream's default):
+		// as many events as 1,000 single-event messages or more, with the
+		// same memory whatever the segments' size.
 	})
 }
 

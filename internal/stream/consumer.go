@@ -33,8 +33,14 @@ type ConsumerConfig struct {
 	// FetchWait is how long an idle fetch stays open before it is renewed
 	// (see Feed). Default 30s.
 	FetchWait time.Duration
-	// Batch is the most events one fetch asks for, 1 to 1000. Default 1000.
+	// Batch, when set, is the most messages (segments, each holding one
+	// or more events) one fetch asks for, 1 to 1000. By default a fetch
+	// asks for up to FetchBytes instead, so that a fetch of large segments
+	// holds as little memory as one of single events.
 	Batch int
+	// FetchBytes bounds the data one fetch asks for when Batch is not set.
+	// Default 8 MiB (more than the largest message).
+	FetchBytes int
 }
 
 // Fetching: fetchersInFlight fetches of up to fetchMax events each are open
@@ -79,8 +85,11 @@ func (e *Engine) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, e
 	if cfg.FetchWait <= 0 {
 		cfg.FetchWait = 30 * time.Second
 	}
-	if cfg.Batch <= 0 || cfg.Batch > fetchMax {
+	if cfg.Batch > fetchMax {
 		cfg.Batch = fetchMax
+	}
+	if cfg.FetchBytes <= 0 {
+		cfg.FetchBytes = 8 << 20
 	}
 	filters := []string{EventsSubject + ".>"}
 	if len(cfg.Sources) > 0 {
@@ -337,7 +346,13 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready fu
 		// Heartbeats end a fetch whose server went away (a cluster node
 		// restarting) after two missed ones (10 s) instead of FetchWait.
 		hb := min(5*time.Second, c.cfg.FetchWait/4)
-		batch, err := c.cons.Fetch(c.cfg.Batch, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+		var batch jetstream.MessageBatch
+		var err error
+		if c.cfg.Batch > 0 {
+			batch, err = c.cons.Fetch(c.cfg.Batch, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+		} else {
+			batch, err = c.cons.FetchBytes(c.cfg.FetchBytes, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+		}
 		if err == nil {
 			for msg := range batch.Messages() {
 				for _, d := range c.deliveries(msg) {

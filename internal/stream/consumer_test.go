@@ -73,7 +73,7 @@ func TestConsumerConfig(t *testing.T) {
 		cc.AckWait != 30*time.Second || cc.MaxAckPending != 1000 || cc.MaxDeliver != -1 {
 		t.Errorf("consumer config %+v", cc)
 	}
-	if c.cfg.FetchWait != 30*time.Second || c.cfg.Batch != fetchMax {
+	if c.cfg.FetchWait != 30*time.Second || c.cfg.Batch != 0 || c.cfg.FetchBytes != 8<<20 {
 		t.Errorf("fetch settings %+v", c.cfg)
 	}
 }
