@@ -80,14 +80,14 @@ func dedupConfig(cfg *config.Config) stream.DedupConfig {
 	return stream.DedupConfig{Dir: d.Dir, Window: d.Window.D(), MemoryBytes: d.MemoryBytes}
 }
 
-// toolDedup opens the de-duplication index for a tool that stores events
-// when the tool opened the data directory's engine itself (no capstan
-// serves it); nil otherwise: a running capstan holds the index, and events
-// a tool stores are recorded in it at that capstan's next start
+// toolDedup returns the de-duplication index for a tool that stores
+// events: its own when the tool opened the data directory's engine itself
+// (no capstan serves it), the running capstan's when attached to its
+// engine, and nil with an external cluster, whose replicas hold theirs
 // (docs/storage.md, "Writers without the index").
 func toolDedup(ctx context.Context, eng *stream.Engine, cfg *config.Config, log *slog.Logger) (*stream.Dedup, error) {
 	if !eng.Embedded() {
-		return nil, nil
+		return stream.AttachDedup(ctx, eng)
 	}
 	return stream.OpenDedup(ctx, eng, dedupConfig(cfg), log)
 }

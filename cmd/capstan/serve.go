@@ -146,6 +146,11 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		return fmt.Errorf("open de-duplication index: %w", err)
 	}
 	defer dd.Close()
+	// Tools attached to the embedded engine (capstan import) look keys up
+	// in this index.
+	if err := eng.ServeDedup(dd); err != nil {
+		return err
+	}
 	app, err := stream.NewWriter(eng, stream.WriterConfig{
 		MaxBatch: cfg.Engine.GroupCommit.MaxEvents,
 		Linger:   cfg.Engine.GroupCommit.Linger.D(),

@@ -104,7 +104,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		for n, i := range mine {
 			ks[n] = keys[i]
 		}
-		found, err := a.dedup.x.Check(ks)
+		found, err := a.dedup.idx.Check(ks)
 		if err != nil {
 			a.log.Error("de-duplication index lookup failed; the events are refused", "events", len(evs), "error", err)
 			for i := range evs {
@@ -193,7 +193,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			for n, i := range added {
 				ks[n], pos[n] = keys[i], uint64(res[i].Pos())
 			}
-			if err := a.dedup.x.Add(ks, pos, 0); err != nil {
+			if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
 				addOK = false
 				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
 			}
@@ -219,7 +219,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	for o := range a.commits {
 		covered = min(covered, o.floor)
 	}
-	move := a.dedup != nil && !a.coverStuck && covered > a.lastCovered
+	move := a.dedup != nil && a.dedup.x != nil && !a.coverStuck && covered > a.lastCovered
 	if move {
 		a.lastCovered = covered
 	}

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/stream/dedup"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -33,9 +35,16 @@ type DedupConfig struct {
 // Dedup is the per-event de-duplication index of one process, with the
 // install's hash secret. Writers share it through WriterConfig.Dedup.
 type Dedup struct {
-	x      *dedup.Index
+	x      *dedup.Index // the index of this process; nil for a tool's (AttachDedup)
+	idx    keyIndex     // what writers look keys up in: x, or the running capstan's
 	secret []byte
 	log    *slog.Logger
+}
+
+// keyIndex is what a Writer needs of the index.
+type keyIndex interface {
+	Check(keys []dedup.Key) ([]uint64, error)
+	Add(keys []dedup.Key, pos []uint64, covered uint64) error
 }
 
 // secretKey is the state bucket's key of the index's hash secret: the same
@@ -73,7 +82,7 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 			return nil, fmt.Errorf("de-duplication index: %w", err)
 		}
 	}
-	d := &Dedup{x: x, secret: secret, log: log}
+	d := &Dedup{x: x, idx: x, secret: secret, log: log}
 	if _, err := d.catchUp(ctx, e, cfg.Window); err != nil {
 		_ = x.Close()
 		return nil, err
@@ -174,8 +183,154 @@ func (d *Dedup) key(source, messageID, dedupID string) (dedup.Key, bool) {
 }
 
 // Covered returns the stream sequence up to which the index records every
-// event this process knows of.
-func (d *Dedup) Covered() uint64 { return d.x.Covered() }
+// event this process knows of (0 for a tool's, AttachDedup).
+func (d *Dedup) Covered() uint64 {
+	if d.x == nil {
+		return 0
+	}
+	return d.x.Covered()
+}
 
 // Close closes the index.
-func (d *Dedup) Close() error { return d.x.Close() }
+func (d *Dedup) Close() error {
+	if d.x == nil {
+		return nil
+	}
+	return d.x.Close()
+}
+
+// A tool attached to the embedded engine of a running capstan (import,
+// DLQ replay) cannot open the index, which that capstan holds: it looks
+// keys up in it, and records what it stored there, through requests to the
+// running capstan (ServeDedup), on the engine's local, token-protected
+// port. Keys travel, never messageIds: the tool hashes them with the
+// install's secret from the state bucket.
+const (
+	dedupCheckSubject = "capstan.engine.dedup.check" // data: keys; reply: 8-byte positions, or "!" and an error
+	dedupAddSubject   = "capstan.engine.dedup.add"   // data: keys then 8-byte positions; reply: "" or the error
+)
+
+// AttachDedup returns, for a tool attached to a running capstan's embedded
+// engine (Attach), that capstan's index, reached through the engine; nil
+// when the tool is not attached so (it opens the index itself with
+// OpenDedup when it runs the engine, and has none with an external
+// cluster).
+func AttachDedup(ctx context.Context, e *Engine) (*Dedup, error) {
+	if !e.attached {
+		return nil, nil
+	}
+	secret, err := dedupSecret(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	return &Dedup{idx: remoteIndex{e}, secret: secret, log: e.log.With("component", "dedup")}, nil
+}
+
+// remoteIndex is the index of the capstan whose engine a tool is attached to.
+type remoteIndex struct{ e *Engine }
+
+func (r remoteIndex) request(subject string, data []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := r.e.nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return nil, fmt.Errorf("de-duplication index of the running capstan: %w", err)
+	}
+	return resp.Data, nil
+}
+
+func (r remoteIndex) Check(keys []dedup.Key) ([]uint64, error) {
+	resp, err := r.request(dedupCheckSubject, joinKeys(keys, nil))
+	if err != nil {
+		return nil, err
+	}
+	if len(resp) != 8*len(keys) {
+		return nil, fmt.Errorf("de-duplication index of the running capstan: %s", resp)
+	}
+	out := make([]uint64, len(keys))
+	for i := range out {
+		out[i] = binary.BigEndian.Uint64(resp[8*i:])
+	}
+	return out, nil
+}
+
+func (r remoteIndex) Add(keys []dedup.Key, pos []uint64, _ uint64) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	resp, err := r.request(dedupAddSubject, joinKeys(keys, pos))
+	if err != nil {
+		return err
+	}
+	if len(resp) > 0 {
+		return fmt.Errorf("de-duplication index of the running capstan: %s", resp)
+	}
+	return nil
+}
+
+// joinKeys encodes keys, then pos (8 bytes each, big-endian) if given.
+func joinKeys(keys []dedup.Key, pos []uint64) []byte {
+	b := make([]byte, 0, len(keys)*(16+8))
+	for _, k := range keys {
+		b = append(b, k[:]...)
+	}
+	for _, p := range pos {
+		b = binary.BigEndian.AppendUint64(b, p)
+	}
+	return b
+}
+
+// ServeDedup answers the index requests of tools attached to this process's
+// embedded engine (AttachDedup). It does nothing unless the engine accepts
+// local clients.
+func (e *Engine) ServeDedup(d *Dedup) error {
+	if e.ctlFile == "" || d == nil || d.x == nil {
+		return nil
+	}
+	if _, err := e.nc.Subscribe(dedupCheckSubject, func(m *nats.Msg) {
+		if len(m.Data)%16 != 0 {
+			_ = m.Respond([]byte("a check request holds 16-byte keys"))
+			return
+		}
+		keys := make([]dedup.Key, len(m.Data)/16)
+		for i := range keys {
+			copy(keys[i][:], m.Data[16*i:])
+		}
+		found, err := d.x.Check(keys)
+		if err != nil {
+			_ = m.Respond([]byte(err.Error()))
+			return
+		}
+		_ = m.Respond(joinPos(found))
+	}); err != nil {
+		return fmt.Errorf("de-duplication service: %w", err)
+	}
+	if _, err := e.nc.Subscribe(dedupAddSubject, func(m *nats.Msg) {
+		if len(m.Data)%24 != 0 {
+			_ = m.Respond([]byte("an add request holds 16-byte keys and 8-byte positions"))
+			return
+		}
+		n := len(m.Data) / 24
+		keys, pos := make([]dedup.Key, n), make([]uint64, n)
+		for i := range n {
+			copy(keys[i][:], m.Data[16*i:])
+			pos[i] = binary.BigEndian.Uint64(m.Data[16*n+8*i:])
+		}
+		var reply []byte
+		if err := d.x.Add(keys, pos, 0); err != nil {
+			reply = []byte(err.Error())
+		}
+		_ = m.Respond(reply)
+	}); err != nil {
+		return fmt.Errorf("de-duplication service: %w", err)
+	}
+	return nil
+}
+
+func joinPos(pos []uint64) []byte {
+	b := make([]byte, 0, 8*len(pos))
+	for _, p := range pos {
+		b = binary.BigEndian.AppendUint64(b, p)
+	}
+	return b
+}

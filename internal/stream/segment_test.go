@@ -291,3 +291,62 @@ func TestCoveredWithCommitsInFlight(t *testing.T) {
 var errStop = errors.New("stop")
 
 func keysOf(k ...dedup.Key) []dedup.Key { return k }
+
+// TestAttachedToolUsesTheRunningIndex: a tool attached to a running
+// capstan's engine (capstan import) looks its events up in that capstan's
+// index and records there what it stored.
+func TestAttachedToolUsesTheRunningIndex(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: dir, Listen: "127.0.0.1:0"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/dedup"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.ServeDedup(d); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(eng, WriterConfig{Dedup: d}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; _ = d.Close(); eng.Close() })
+	appendOK(t, w, track("a"), track("b"))
+
+	cli, err := Attach(context.Background(), Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	td, err := AttachDedup(context.Background(), cli)
+	if err != nil || td == nil {
+		t.Fatalf("AttachDedup: %v, %v", td, err)
+	}
+	tw, err := NewWriter(cli, WriterConfig{Dedup: td}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, tcancel := context.WithCancel(context.Background())
+	tdone := make(chan struct{})
+	go func() { _ = tw.Run(tctx); close(tdone) }()
+	if got := outcome(appendOK(t, tw, track("b"), track("c"))); got != "ds" {
+		t.Errorf("tool: %s, want b a duplicate and c stored", got)
+	}
+	tcancel()
+	<-tdone
+	if got := outcome(appendOK(t, w, track("c"), track("d"))); got != "ds" {
+		t.Errorf("after the tool: %s, want c a duplicate", got)
+	}
+	if got, want := storedIDs(t, eng), "[a b c d]"; got != want {
+		t.Errorf("stored %s, want %s", got, want)
+	}
+	// Not attached: no remote index.
+	if td, err := AttachDedup(context.Background(), eng); td != nil || err != nil {
+		t.Errorf("AttachDedup of the engine's own process: %v, %v", td, err)
+	}
+}
