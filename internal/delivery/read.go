@@ -31,10 +31,10 @@ func (r *Runner) open(ctx context.Context) (*stream.Consumer, error) {
 	}
 	slices.Sort(sources)
 	return r.eng.Consumer(ctx, stream.ConsumerConfig{
-		Durable:       r.cfg.Consumer,
-		Description:   "capstan delivery to " + r.plan.Name,
-		Sources:       sources,
-		AckWait:       r.cfg.AckWait,
+		Durable:     r.cfg.Consumer,
+		Description: "capstan delivery to " + r.plan.Name,
+		Sources:     sources,
+		AckWait:     r.cfg.AckWait,
 		// Counted in messages: a segment holds one or more events.
 		MaxAckPending: 4 * r.cfg.BatchSize * r.cfg.MaxInflight,
 		FetchWait:     r.cfg.FetchWait,
