@@ -149,13 +149,18 @@ func consumeEvents(b *testing.B, eng *stream.Engine, n int) {
 	done := make(chan struct{})
 	go func() { c.Feed(ctx, out, nil); close(done) }()
 	for range n {
+		var d *stream.Delivery
 		select {
-		case d := <-out:
-			if err := d.Ack(); err != nil {
-				b.Fatal(err)
+		case d = <-out:
+		default: // a timer only when waiting
+			select {
+			case d = <-out:
+			case <-time.After(10 * time.Second):
+				b.Fatal("no event for 10s")
 			}
-		case <-time.After(10 * time.Second):
-			b.Fatal("no event for 10s")
+		}
+		if err := d.Ack(); err != nil {
+			b.Fatal(err)
 		}
 	}
 	cancel()
