@@ -151,6 +151,14 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	if err := eng.ServeDedup(dd); err != nil {
 		return err
 	}
+	if cfg.Engine.NatsURL != "" {
+		// Several replicas may write: the index follows the whole stream,
+		// and delivery skips what another replica stored first.
+		followCtx, stopFollow := context.WithCancel(ctx)
+		followDone := make(chan struct{})
+		go func() { dd.Follow(followCtx, eng); close(followDone) }()
+		defer func() { stopFollow(); <-followDone }()
+	}
 	app, err := stream.NewWriter(eng, stream.WriterConfig{
 		MaxBatch: cfg.Engine.GroupCommit.MaxEvents,
 		Linger:   cfg.Engine.GroupCommit.Linger.D(),

@@ -48,31 +48,43 @@ func (r *Runner) open(ctx context.Context) (*stream.Consumer, error) {
 // destination is paused) and hands their conversions to the batcher until
 // ctx ends.
 func (r *Runner) consume(ctx context.Context, src *stream.Consumer, out chan<- *item) {
-	// Workers take what is waiting, up to chunkMax events at a time.
-	in := make(chan *stream.Delivery, chunkMax*r.cfg.Workers)
+	// Workers take what is waiting, whole stored messages (the events of
+	// one segment stay together and in order, so that an identify is
+	// observed before the events after it convert), and handle it in chunks
+	// of up to chunkMax events.
+	in := make(chan []*stream.Delivery, r.cfg.Workers)
 	var workers sync.WaitGroup
 	for range r.cfg.Workers {
 		workers.Go(func() {
-			chunk := make([]*stream.Delivery, 0, chunkMax)
-			for d := range in {
-				chunk = append(chunk[:0], d)
+			var take []*stream.Delivery
+			for ds := range in {
+				take = append(take[:0], ds...)
 			more:
-				for len(chunk) < chunkMax {
+				for len(take) < chunkMax {
 					select {
-					case d, ok := <-in:
+					case ds, ok := <-in:
 						if !ok {
 							break more
 						}
-						chunk = append(chunk, d)
+						take = append(take, ds...)
 					default:
 						break more
 					}
 				}
-				r.handleChunk(ctx, chunk, out)
+				for start := 0; start < len(take); start += chunkMax {
+					r.handleChunk(ctx, take[start:min(start+chunkMax, len(take))], out)
+				}
 			}
 		})
 	}
-	src.Feed(ctx, in, r.unpaused)
+	src.FeedMessages(ctx, func(ds []*stream.Delivery) bool {
+		select {
+		case in <- ds:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}, r.unpaused)
 	close(in)
 	workers.Wait()
 }

@@ -219,7 +219,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	for o := range a.commits {
 		covered = min(covered, o.floor)
 	}
-	move := a.dedup != nil && a.dedup.x != nil && !a.coverStuck && covered > a.lastCovered
+	move := a.dedup != nil && a.dedup.x != nil && !a.dedup.followed.Load() && !a.coverStuck && covered > a.lastCovered
 	if move {
 		a.lastCovered = covered
 	}

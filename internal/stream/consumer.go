@@ -41,6 +41,11 @@ type ConsumerConfig struct {
 	// FetchBytes bounds the data one fetch asks for when Batch is not set.
 	// Default 8 MiB (more than the largest message).
 	FetchBytes int
+	// Dedup, while it follows the stream (Dedup.Follow: cluster mode), is
+	// asked about each event: one whose first occurrence is earlier in the
+	// stream (stored by another replica at the same moment) is acknowledged
+	// without being handed on. Default: the process's index (OpenDedup).
+	Dedup *Dedup
 }
 
 // Fetching: fetchersInFlight fetches of up to fetchMax events each are open
@@ -90,6 +95,9 @@ func (e *Engine) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, e
 	}
 	if cfg.FetchBytes <= 0 {
 		cfg.FetchBytes = 8 << 20
+	}
+	if cfg.Dedup == nil {
+		cfg.Dedup = e.dedup.Load()
 	}
 	filters := []string{EventsSubject + ".>"}
 	if len(cfg.Sources) > 0 {
@@ -323,18 +331,36 @@ func (d *Delivery) InProgress() error {
 // event. A fetch ends by itself (full, or expired at the server), so
 // nothing waits on such bookkeeping.
 func (c *Consumer) Feed(ctx context.Context, out chan<- *Delivery, ready func() <-chan struct{}) {
+	c.FeedMessages(ctx, func(ds []*Delivery) bool {
+		for _, d := range ds {
+			select {
+			case out <- d:
+			case <-ctx.Done():
+				return false
+			}
+		}
+		return true
+	}, ready)
+}
+
+// FeedMessages is Feed handing on the deliveries of each fetched message
+// together (the events of one segment, in order) to fn, which returns false
+// when ctx ended before it took them. A reader whose events depend on the
+// ones before them (the identity graph learns from an identify that a
+// track of the same request needs) keeps a segment's events together.
+func (c *Consumer) FeedMessages(ctx context.Context, fn func([]*Delivery) bool, ready func() <-chan struct{}) {
 	if ready == nil {
 		ready = func() <-chan struct{} { return closedChan }
 	}
 	var fetchers sync.WaitGroup
 	for range fetchersInFlight {
-		fetchers.Go(func() { c.fetchLoop(ctx, out, ready) })
+		fetchers.Go(func() { c.fetchLoop(ctx, fn, ready) })
 	}
 	fetchers.Wait()
 }
 
 // fetchLoop fetches events into out until ctx ends.
-func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready func() <-chan struct{}) {
+func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, ready func() <-chan struct{}) {
 	for ctx.Err() == nil {
 		// Take no new events until ready; what is in flight goes on.
 		select {
@@ -355,11 +381,8 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready fu
 		}
 		if err == nil {
 			for msg := range batch.Messages() {
-				for _, d := range c.deliveries(msg) {
-					select {
-					case out <- d:
-					case <-ctx.Done():
-					}
+				if ds := c.deliveries(ctx, msg); len(ds) > 0 && ctx.Err() == nil {
+					fn(ds)
 				}
 			}
 			err = batch.Error()
@@ -375,6 +398,10 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready fu
 	}
 }
 
+// dedupWait bounds how long a consumer waits for the de-duplication
+// follower to cover a message before delivering it unchecked.
+const dedupWait = 10 * time.Second
+
 // closedChan is ready when Feed has no ready function.
 var closedChan = func() chan struct{} {
 	c := make(chan struct{})
@@ -387,7 +414,7 @@ var closedChan = func() chan struct{} {
 // (its acknowledgement was lost) is acknowledged again; one that does not
 // decode is logged and terminated: it stays in the stream, but this
 // consumer does not deliver it again.
-func (c *Consumer) deliveries(msg jetstream.Msg) []*Delivery {
+func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Delivery {
 	var seq uint64
 	var at time.Time
 	if md, err := msg.Metadata(); err == nil {
@@ -420,6 +447,14 @@ func (c *Consumer) deliveries(msg jetstream.Msg) []*Delivery {
 	}
 	skip := slices.Clone(s.done)
 	c.mu.Unlock()
+	if d := c.cfg.Dedup; d != nil && d.followed.Load() {
+		for i, first := range d.firstOf(ctx, seq, evs, dedupWait) {
+			if first != 0 && !skip[i] {
+				skip[i] = true
+				c.log.Debug("event skipped: a duplicate of an earlier one", "event_pos", evs[i].Pos(), "first", Pos(first))
+			}
+		}
+	}
 	out := make([]*Delivery, 0, len(evs))
 	s.mu.Lock()
 	for i := range evs {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/stream/dedup"
@@ -39,6 +40,9 @@ type Dedup struct {
 	idx    keyIndex     // what writers look keys up in: x, or the running capstan's
 	secret []byte
 	log    *slog.Logger
+	// followed is set while Follow runs: it alone then moves covered, and
+	// consumers check their events against the index (cluster mode).
+	followed atomic.Bool
 }
 
 // keyIndex is what a Writer needs of the index.
@@ -87,6 +91,7 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 		_ = x.Close()
 		return nil, err
 	}
+	e.dedup.Store(d) // the process's index: consumers check against it while it follows
 	return d, nil
 }
 
@@ -180,6 +185,87 @@ func (d *Dedup) key(source, messageID, dedupID string) (dedup.Key, bool) {
 		return dedup.Key{}, false
 	}
 	return dedup.HashKey(d.secret, src, id), true
+}
+
+// Follow keeps the index current with EVENTS until ctx ends: an ordered
+// read from the covered position on records every event stored by any
+// writer (other replicas of an external cluster, tools) and moves covered
+// message by message. While it runs, Writers leave covered to it and
+// Consumers with this index skip the events whose first occurrence is
+// earlier in the stream (ConsumerConfig.Dedup): the verdict "first in
+// stream order" that every replica reaches alike (docs/storage.md,
+// "Cluster mode"). A read that fails is retried after a second.
+func (d *Dedup) Follow(ctx context.Context, e *Engine) {
+	if d.x == nil {
+		return
+	}
+	d.followed.Store(true)
+	defer d.followed.Store(false)
+	var (
+		keys []dedup.Key
+		pos  []uint64
+	)
+	for ctx.Err() == nil {
+		spec := readSpec{fromSeq: d.x.Covered() + 1, follow: true}
+		err := e.read(ctx, EventsStream, spec, func(m rawMessage) error {
+			keys, pos = keys[:0], pos[:0]
+			err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
+				if k, ok := d.key(s.Source, s.MessageID, s.DedupID); ok {
+					keys, pos = append(keys, k), append(pos, uint64(s.Pos()))
+				}
+				return nil
+			})
+			if err != nil {
+				d.log.Warn("de-duplication follower: a stored message does not decode; its events are not recorded", "seq", m.Seq, "error", err)
+			}
+			return d.x.Add(keys, pos, m.Seq)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("de-duplication follower: reading the event stream failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// firstOf returns, for the events of the message at seq, the position of
+// each one's first occurrence when it is earlier (a duplicate), else 0. It
+// waits, up to wait, for the follower to cover seq; if it does not, it
+// returns nil (no verdict: the events are delivered).
+func (d *Dedup) firstOf(ctx context.Context, seq uint64, evs []Stored, wait time.Duration) []uint64 {
+	deadline := time.Now().Add(wait)
+	for d.x.Covered() < seq {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			d.log.Warn("de-duplication follower behind; events delivered without the duplicate check", "seq", seq, "covered", d.x.Covered())
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	keys := make([]dedup.Key, 0, len(evs))
+	at := make([]int, 0, len(evs))
+	for i := range evs {
+		if k, ok := d.key(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok {
+			keys, at = append(keys, k), append(at, i)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	found, err := d.x.Check(keys)
+	if err != nil {
+		d.log.Warn("de-duplication index lookup failed; events delivered without the duplicate check", "seq", seq, "error", err)
+		return nil
+	}
+	out := make([]uint64, len(evs))
+	for n, i := range at {
+		if f := found[n]; f != 0 && f < uint64(evs[i].Pos()) {
+			out[i] = f
+		}
+	}
+	return out
 }
 
 // Covered returns the stream sequence up to which the index records every

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,6 +102,10 @@ type Engine struct {
 
 	syncMu  sync.Mutex
 	syncers map[string]*blockSyncer // by stream, embedded engine only
+
+	// dedup is the process's de-duplication index (OpenDedup), which
+	// Consumer gives its consumers.
+	dedup atomic.Pointer[Dedup]
 }
 
 // syncSubject is where the process that runs the embedded engine takes Sync

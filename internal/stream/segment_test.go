@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -348,5 +349,67 @@ func TestAttachedToolUsesTheRunningIndex(t *testing.T) {
 	// Not attached: no remote index.
 	if td, err := AttachDedup(context.Background(), eng); td != nil || err != nil {
 		t.Errorf("AttachDedup of the engine's own process: %v, %v", td, err)
+	}
+}
+
+// TestFollowerFirstInStreamOrder is cluster mode in one process: two
+// writers with indexes of their own (two replicas) both store an event the
+// other's index has not seen yet. The follower records every event of the
+// stream in its index; a consumer checking against it delivers the first
+// occurrence in stream order only, and the writer's fast path then knows
+// the other replica's events too.
+func TestFollowerFirstInStreamOrder(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait(); eng.Close() })
+	replica := func(name string) (*Dedup, *Writer) {
+		d, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/" + name}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Close() })
+		w, err := NewWriter(eng, WriterConfig{Dedup: d}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = w.Run(ctx) })
+		return d, w
+	}
+	da, wa := replica("a")
+	_, wb := replica("b")
+	appendOK(t, wa, track("m1"), track("m2"))
+	if got := outcome(appendOK(t, wb, track("m2"), track("m3"))); got != "ss" {
+		t.Fatalf("replica b: %s, want both stored (it has not seen a's)", got)
+	}
+	wg.Go(func() { da.Follow(ctx, eng) })
+	eventually(t, func() bool { return da.Covered() == 2 })
+
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "cluster", Dedup: da, FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := feed(t, c, nil)
+	var got []string
+	for range 3 {
+		d := receive(t, out)
+		got = append(got, d.MessageID+"@"+d.Pos().String())
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(got)
+	if fmt.Sprint(got) != "[m1@1:0 m2@1:1 m3@2:1]" {
+		t.Errorf("delivered %v, want m2 once, at its first position", got)
+	}
+	nothing(t, out, 300*time.Millisecond)
+	eventually(t, func() bool { st, err := eng.ConsumerState(ctx, "cluster"); return err == nil && st.AckFloor == 2 })
+	// Replica a's fast path now knows b's m3.
+	if got := outcome(appendOK(t, wa, track("m3"), track("m4"))); got != "ds" {
+		t.Errorf("replica a after following: %s, want m3 a duplicate", got)
 	}
 }
