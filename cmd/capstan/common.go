@@ -77,7 +77,8 @@ func engineConfig(cfg *config.Config) stream.Config {
 // dedupConfig is the de-duplication index's configuration.
 func dedupConfig(cfg *config.Config) stream.DedupConfig {
 	d := cfg.Engine.Dedup
-	return stream.DedupConfig{Dir: d.Dir, Window: d.Window.D(), MemoryBytes: d.MemoryBytes}
+	// With a cluster several replicas write: serve follows the stream.
+	return stream.DedupConfig{Dir: d.Dir, Window: d.Window.D(), MemoryBytes: d.MemoryBytes, Follow: cfg.Engine.NatsURL != ""}
 }
 
 // toolDedup returns the de-duplication index for a tool that stores

@@ -31,6 +31,9 @@ type DedupConfig struct {
 	Window time.Duration
 	// MemoryBytes bounds the index's memory. Default 256 MiB.
 	MemoryBytes int64
+	// Follow says that the process will run Follow (several writers: an
+	// external cluster): from the start, writers leave covered to it.
+	Follow bool
 }
 
 // Dedup is the per-event de-duplication index of one process, with the
@@ -40,8 +43,9 @@ type Dedup struct {
 	idx    keyIndex     // what writers look keys up in: x, or the running capstan's
 	secret []byte
 	log    *slog.Logger
-	// followed is set while Follow runs: it alone then moves covered, and
-	// consumers check their events against the index (cluster mode).
+	// followed is set when Follow runs, or will (DedupConfig.Follow): it
+	// alone then moves covered, and consumers check their events against
+	// the index (cluster mode).
 	followed atomic.Bool
 }
 
@@ -91,6 +95,7 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 		_ = x.Close()
 		return nil, err
 	}
+	d.followed.Store(cfg.Follow)
 	e.dedup.Store(d) // the process's index: consumers check against it while it follows
 	return d, nil
 }
@@ -190,7 +195,7 @@ func (d *Dedup) key(source, messageID, dedupID string) (dedup.Key, bool) {
 // Follow keeps the index current with EVENTS until ctx ends: an ordered
 // read from the covered position on records every event stored by any
 // writer (other replicas of an external cluster, tools) and moves covered
-// message by message. While it runs, Writers leave covered to it and
+// message by message. Once it started, Writers leave covered to it and
 // Consumers with this index skip the events whose first occurrence is
 // earlier in the stream (ConsumerConfig.Dedup): the verdict "first in
 // stream order" that every replica reaches alike (docs/storage.md,
@@ -199,8 +204,7 @@ func (d *Dedup) Follow(ctx context.Context, e *Engine) {
 	if d.x == nil {
 		return
 	}
-	d.followed.Store(true)
-	defer d.followed.Store(false)
+	d.followed.Store(true) // for good: covered stays the follower's
 	var (
 		keys []dedup.Key
 		pos  []uint64
