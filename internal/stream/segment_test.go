@@ -412,4 +412,18 @@ func TestFollowerFirstInStreamOrder(t *testing.T) {
 	if got := outcome(appendOK(t, wa, track("m3"), track("m4"))); got != "ds" {
 		t.Errorf("replica a after following: %s, want m3 a duplicate", got)
 	}
+	eventually(t, func() bool { return da.Covered() == 3 })
+	// A replica started now: caught up to the last message, it follows on
+	// from the next one.
+	dc, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/c", Follow: true}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dc.Close() })
+	if dc.Covered() != 3 {
+		t.Fatalf("new replica caught up to %d, want 3", dc.Covered())
+	}
+	wg.Go(func() { dc.Follow(ctx, eng) })
+	appendOK(t, wa, track("m5"))
+	eventually(t, func() bool { return dc.Covered() == 4 })
 }
