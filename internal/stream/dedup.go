@@ -90,6 +90,18 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 			return nil, fmt.Errorf("de-duplication index: %w", err)
 		}
 	}
+	// An index ahead of the stream (a restored backup, another data
+	// directory) remembers events the stream no longer holds: rebuild it.
+	if last, err := e.LastEventSeq(ctx); err == nil && x.Covered() > last {
+		log.Warn("de-duplication index is ahead of the event stream (restored?); rebuilding it from the events of the window", "covered", x.Covered(), "last_seq", last)
+		_ = x.Close()
+		if err := os.RemoveAll(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("de-duplication index: %w", err)
+		}
+		if x, err = dedup.Open(opt); err != nil {
+			return nil, fmt.Errorf("de-duplication index: %w", err)
+		}
+	}
 	d := &Dedup{x: x, idx: x, secret: secret, log: log}
 	if _, err := d.catchUp(ctx, e, cfg.Window); err != nil {
 		_ = x.Close()
