@@ -11,14 +11,15 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// The storage format of EVENTS, known only to this file.
+// The storage format of EVENTS before segments (segment.go), still read.
 //
 // One event is one message on subject events.<source>.<type> whose data is
 // the normalised JSON document; its Nats-Msg-Id is <source>:<messageId>, or
 // an explicit id for events stored again on purpose (a DLQ replay). The
 // facts of the request that carried it travel as headers, set only when
-// they have a value. Operators and tests rely on the stream, subject and
-// Nats-Msg-Id; the headers are capstan's own.
+// they have a value. Releases since segments write no such message (the
+// encoder below serves tests of the mixed read); segments carry the same
+// facts in their frame and keep headerSource.
 const (
 	headerSource    = "Capstan-Source"     // the source name
 	headerRequestID = "Capstan-Request-Id" // the HTTP request that carried it

@@ -72,7 +72,8 @@ type WriterConfig struct {
 
 // Writer is the one append path of EVENTS: every producer (HTTP ingest, DLQ
 // replay, import) hands it normalised events, and it alone decides how they
-// are stored (subject, de-duplication id, headers; format.go). It appends
+// are stored (one segment per commit and source, segment.go; per-event
+// de-duplication against WriterConfig.Dedup, commit.go). It appends
 // them durably with group commit: the events of concurrent Append calls are
 // written together and made durable by one fsync, and Append returns only
 // once they are (see appender). It is safe for concurrent use; Run must be
