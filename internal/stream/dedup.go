@@ -59,8 +59,8 @@ type keyIndex interface {
 // for every replica of an install, so that their indexes agree.
 const secretKey = "dedup-secret"
 
-// OpenDedup opens the index in cfg.Dir (a damaged one is removed and
-// rebuilt), takes the install's hash secret from the state bucket (made on
+// OpenDedup opens the index in cfg.Dir (a damaged one, dedup.ErrDamaged, is
+// removed and rebuilt), takes the install's hash secret from the state bucket (made on
 // first use) and catches the index up with EVENTS: every event stored
 // after the position it covers is recorded, through the read path, and a
 // log line says how many. Ingest must not store events before it returns.
@@ -81,6 +81,9 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 	}
 	opt := dedup.Options{Dir: cfg.Dir, Window: cfg.Window, MemoryBytes: cfg.MemoryBytes, Logger: log}
 	x, err := dedup.Open(opt)
+	if err != nil && !errors.Is(err, dedup.ErrDamaged) {
+		return nil, fmt.Errorf("de-duplication index: %w", err) // in use, no permission: not ours to remove
+	}
 	if err != nil {
 		log.Warn("de-duplication index damaged; rebuilding it from the events of the window", "dir", cfg.Dir, "error", err)
 		if rerr := os.RemoveAll(cfg.Dir); rerr != nil {

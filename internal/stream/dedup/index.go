@@ -17,6 +17,13 @@ import (
 	"time"
 )
 
+var (
+	// ErrDamaged is wrapped by Open's error when the directory holds an
+	// index that cannot be opened: the caller removes the directory and
+	// rebuilds the index from the stream. (The stand-in never returns it.)
+	ErrDamaged = errors.New("de-duplication index damaged")
+)
+
 // Key is the 128-bit keyed hash of a (source, messageId) pair.
 type Key [16]byte
 
