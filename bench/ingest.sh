@@ -119,7 +119,7 @@ EOF
 	log "durability check: $name"
 	local acked stream tail metric verdict
 	acked=$(jq -s --arg t "capstan sync=$sync" '[.[] | select(.target == $t) | .acked_events] | add' "$RESULTS")
-	stream=$(cmd "$BIN/loadgen" stream -engine "$dir/data/engine.json" | jq .messages) || stream="error"
+	stream=$(cmd "$BIN/loadgen" stream -engine "$dir/data/engine.json" | jq .events) || stream="error"
 	metric=$(curl -fsS "$url/metrics" | awk '/^capstan_ingest_events_total\{result="accepted"/ {print $2}') || metric="error"
 	tail=$(cmd timeout 600 "$CAPSTAN" events tail --config "$dir/capstan.yaml" --json | wc -l) || tail="error"
 	verdict=FAIL
@@ -182,7 +182,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "Every event acknowledged with 200 (warm-up and drain included) must be in the EVENTS stream, exactly once."
 	echo
-	echo "| instance | acknowledged events | EVENTS messages (JetStream stream info) | \`capstan events tail --json \| wc -l\` | capstan_ingest_events_total{result=\"accepted\"} | verdict |"
+	echo "| instance | acknowledged events | EVENTS events (loadgen stream: the read path; a message is a segment of events) | \`capstan events tail --json \| wc -l\` | capstan_ingest_events_total{result=\"accepted\"} | verdict |"
 	echo "|---|--:|--:|--:|--:|---|"
 	cat "$CHECKS"
 	echo

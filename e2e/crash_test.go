@@ -83,6 +83,39 @@ func TestCrashKill(t *testing.T) {
 	srv = startServer(t, cfg)
 	stored := checkStored(t, cfg, l, "after the last restart")
 	t.Logf("after the last restart: %d events stored of %d sent (%d acknowledged)", len(stored), len(l.attemptedIDs()), len(l.ackedIDs()))
+
+	// Retries that overlap a stored batch only in part (a client that
+	// re-batches after a crash): its second half again, with a new event.
+	// Each event is stored once: the stored ones are duplicates.
+	overlaps := 0
+	for _, r := range l.allRequests() {
+		if len(r.ids) < 2 || overlaps == 20 {
+			continue
+		}
+		ids := append(append([]string{}, r.ids[len(r.ids)/2:]...), fmt.Sprintf("overlap-%d", overlaps))
+		batch := make([]any, len(ids))
+		for i, id := range ids {
+			batch[i] = trackEvent(id, 900000+overlaps*10+i)
+		}
+		o := sentRequest{path: "/v1/batch", body: marshal(map[string]any{"batch": batch}), ids: ids}
+		l.sent(o)
+		status, ans, err := post(ctx, hc, srv.URL, o.path, o.body)
+		if err != nil || status != http.StatusOK || !ans.Success {
+			t.Fatalf("overlapping retry %d: status %d %+v %v", overlaps, status, ans, err)
+		}
+		l.ack(o.ids)
+		wantDup := 0
+		for _, id := range ids {
+			if stored[id] > 0 {
+				wantDup++
+			}
+		}
+		if ans.Duplicates != wantDup || ans.Accepted != nil && *ans.Accepted != len(ids)-wantDup {
+			t.Errorf("overlapping retry %d (%d events, %d stored): answer %+v, want %d duplicates", overlaps, len(ids), wantDup, ans, wantDup)
+		}
+		overlaps++
+	}
+	stored = checkStored(t, cfg, l, "after the overlapping retries")
 	reqs := l.allRequests()
 	for i, r := range reqs {
 		status, ans, err := post(ctx, hc, srv.URL, r.path, r.body)

@@ -119,7 +119,7 @@ func TestExternalEngine(t *testing.T) {
 		if err := json.Unmarshal(ev.Event, &doc); err != nil || doc.Type != "track" || doc.Event != "Crash Test" || len(doc.Properties.Padding) != 200 {
 			t.Errorf("event %s stored as %s", id, ev.Event)
 		}
-		if ev.Subject != "events."+testSource+".track" {
+		if ev.Subject != "events."+testSource+".seg" {
 			t.Errorf("event %s on subject %q", id, ev.Subject)
 		}
 	}

@@ -99,14 +99,19 @@ func openEngineSync(b *testing.B, sync time.Duration) (*stream.Engine, *stream.W
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := stream.NewWriter(eng, stream.WriterConfig{}, log)
+	// With the de-duplication index, as capstan serve stores events.
+	dd, err := stream.OpenDedup(ctx, eng, stream.DedupConfig{Dir: b.TempDir()}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	app, err := stream.NewWriter(eng, stream.WriterConfig{Dedup: dd}, log)
 	if err != nil {
 		b.Fatal(err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = app.Run(rctx) }()
-	b.Cleanup(func() { cancel(); <-done; eng.Close() })
+	b.Cleanup(func() { cancel(); <-done; _ = dd.Close(); eng.Close() })
 	return eng, app
 }
 

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // The delivery benchmark (bench/delivery.sh) runs "loadgen run" with
@@ -491,16 +492,46 @@ func batchStats(batches map[string]int64, single int64) BatchStats {
 	return b
 }
 
-// readStreamReceived reads every event of capstan's EVENTS stream and
-// returns messageId → receivedAt (epoch ms).
+// readStreamReceived reads every event of capstan's EVENTS stream through
+// capstan's own read path (events are stored in segments) and returns
+// messageId → receivedAt (epoch ms).
 func readStreamReceived(ctx context.Context, ctlPath string) (map[string]int64, error) {
+	eng, err := attachEngine(ctx, ctlPath)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	out := make(map[string]int64)
+	err = eng.ReadEvents(ctx, stream.ReadOptions{}, func(s stream.Stored) error {
+		var ev struct {
+			MessageID  string `json:"messageId"`
+			ReceivedAt string `json:"receivedAt"`
+		}
+		if err := json.Unmarshal(s.Doc, &ev); err != nil {
+			return fmt.Errorf("stored event %s: %w", s.Pos(), err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, ev.ReceivedAt)
+		if err != nil {
+			return fmt.Errorf("receivedAt %q: %w", ev.ReceivedAt, err)
+		}
+		out[ev.MessageID] = t.UnixMilli()
+		return nil
+	})
+	return out, err
+}
+
+// attachEngine connects to the embedded engine of the capstan whose
+// DATA_DIR/engine.json is ctlPath (stream.Attach: a running capstan holds
+// the data directory).
+func attachEngine(ctx context.Context, ctlPath string) (*stream.Engine, error) {
 	b, err := os.ReadFile(ctlPath)
 	if err != nil {
 		return nil, fmt.Errorf("read engine control file: %w", err)
 	}
 	var ctl struct {
-		URL   string `json:"url"`
-		Token string `json:"token"`
+		URL string `json:"url"`
 	}
 	if err := json.Unmarshal(b, &ctl); err != nil {
 		return nil, fmt.Errorf("read engine control file: %w", err)
@@ -512,61 +543,7 @@ func readStreamReceived(ctx context.Context, ctlPath string) (map[string]int64, 
 	if err := checkLoopbackHost(u.Hostname()); err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(ctl.URL, nats.Token(ctl.Token), nats.Name("capstan-bench-delivery"), nats.Timeout(5*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("connect to engine: %w", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	s, err := js.Stream(ctx, "EVENTS")
-	if err != nil {
-		return nil, fmt.Errorf("stream EVENTS: %w", err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	total := info.State.Msgs
-	out := make(map[string]int64, total)
-	if total == 0 {
-		return out, nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, err
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(5000))
-	if err != nil {
-		return nil, err
-	}
-	defer it.Stop()
-	for n := uint64(0); n < total; n++ {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return nil, fmt.Errorf("read EVENTS after %d of %d: %w", n, total, err)
-		}
-		var ev struct {
-			MessageID  string `json:"messageId"`
-			ReceivedAt string `json:"receivedAt"`
-		}
-		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-			return nil, fmt.Errorf("stored event: %w", err)
-		}
-		t, err := time.Parse(time.RFC3339Nano, ev.ReceivedAt)
-		if err != nil {
-			return nil, fmt.Errorf("receivedAt %q: %w", ev.ReceivedAt, err)
-		}
-		out[ev.MessageID] = t.UnixMilli()
-		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
-			break
-		}
-	}
-	return out, nil
+	return stream.Attach(ctx, stream.Config{DataDir: filepath.Dir(ctlPath)}, slog.New(slog.DiscardHandler))
 }
 
 // scrapeMetrics reads capstan's delivery metrics.

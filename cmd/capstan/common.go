@@ -67,12 +67,30 @@ func engineConfig(cfg *config.Config) stream.Config {
 		Listen:       e.Listen,
 		SyncInterval: e.Sync.Interval,
 		Replicas:     e.Replicas,
-		DedupWindow:  e.DedupWindow.D(),
 		Retention:    e.Retention.D(),
 		MaxBytes:     e.MaxBytes,
 		DLQRetention: e.DLQ.MaxAge.D(),
 		DLQMaxBytes:  e.DLQ.MaxBytes,
 	}
+}
+
+// dedupConfig is the de-duplication index's configuration.
+func dedupConfig(cfg *config.Config) stream.DedupConfig {
+	d := cfg.Engine.Dedup
+	// With a cluster several replicas write: serve follows the stream.
+	return stream.DedupConfig{Dir: d.Dir, Window: d.Window.D(), MemoryBytes: d.MemoryBytes, Follow: cfg.Engine.NatsURL != ""}
+}
+
+// toolDedup returns the de-duplication index for a tool that stores
+// events: its own when the tool opened the data directory's engine itself
+// (no capstan serves it), the running capstan's when attached to its
+// engine, and nil with an external cluster, whose replicas hold theirs
+// (docs/storage.md, "Writers without the index").
+func toolDedup(ctx context.Context, eng *stream.Engine, cfg *config.Config, log *slog.Logger) (*stream.Dedup, error) {
+	if !eng.Embedded() {
+		return stream.AttachDedup(ctx, eng)
+	}
+	return stream.OpenDedup(ctx, eng, dedupConfig(cfg), log)
 }
 
 func stderrLogger() *slog.Logger {

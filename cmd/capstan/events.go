@@ -40,8 +40,10 @@ with -f, keep printing new ones). It works while capstan serve is running
 (through the embedded engine's local port) and when it is not (it opens the
 data directory itself), and against an external NATS cluster.
 
-With --json each line is {"seq","subject","source","storedAt","event"}, where
-event is the stored document exactly as kept.`,
+With --json each line is {"pos","seq","subject","source","storedAt","event"},
+where pos is the event's position "seq:index" (events stored together share
+the stream sequence seq of their segment; the console's event URLs take pos)
+and event is the stored document exactly as kept.`,
 		Example: `  capstan events tail --config capstan.yaml --since 10m
   capstan events tail --config capstan.yaml --json | jq .event.messageId
   capstan events tail --config capstan.yaml -f --source website`,
@@ -77,18 +79,19 @@ event is the stored document exactly as kept.`,
 func printEvent(w io.Writer, m stream.Stored, asJSON bool) error {
 	if asJSON {
 		line := struct {
+			Pos      string          `json:"pos"`
 			Seq      uint64          `json:"seq"`
 			Subject  string          `json:"subject"`
 			Source   string          `json:"source"`
 			StoredAt time.Time       `json:"storedAt"`
 			Event    json.RawMessage `json:"event"`
-		}{m.Seq, m.Subject, m.Source, m.StoredAt.UTC(), m.Doc}
+		}{m.Pos().String(), m.Seq, m.Subject, m.Source, m.StoredAt.UTC(), m.Doc}
 		// The stored document is printed as kept: no HTML escaping of & < >.
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(line); err != nil {
 			// A document that is not JSON would be a bug; show it, don't stop.
-			fmt.Fprintf(os.Stderr, "capstan: event %d cannot be printed: %v\n", m.Seq, err)
+			fmt.Fprintf(os.Stderr, "capstan: event %s cannot be printed: %v\n", m.Pos(), err)
 		}
 		return nil
 	}
@@ -106,6 +109,6 @@ func printEvent(w io.Writer, m stream.Stored, asJSON bool) error {
 	if what == "" {
 		what = ev.Name
 	}
-	_, err := fmt.Fprintf(w, "%6d  %s  %-8s %-8s %-28q messageId=%s\n", m.Seq, ev.Timestamp, m.Source, ev.Type, what, ev.MessageID)
+	_, err := fmt.Fprintf(w, "%8s  %s  %-8s %-8s %-28q messageId=%s\n", m.Pos(), ev.Timestamp, m.Source, ev.Type, what, ev.MessageID)
 	return err
 }

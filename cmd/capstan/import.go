@@ -191,10 +191,18 @@ func (c *importCmd) store(ctx context.Context, cfg *config.Config, in io.Reader,
 		return importer.Summary{}, err
 	}
 	defer eng.Close()
+	dd, err := toolDedup(ctx, eng, cfg, log)
+	if err != nil {
+		return importer.Summary{}, err
+	}
+	if dd != nil {
+		defer dd.Close()
+	}
 	w, err := stream.NewWriter(eng, stream.WriterConfig{
 		MaxBatch: cfg.Engine.GroupCommit.MaxEvents,
 		Linger:   cfg.Engine.GroupCommit.Linger.D(),
 		Inflight: cfg.Engine.GroupCommit.Inflight,
+		Dedup:    dd,
 	}, log)
 	if err != nil {
 		return importer.Summary{}, err

@@ -138,10 +138,34 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		log.Warn("engine.sync is an interval: acknowledged events written in the last interval can be lost on power failure", "interval", cfg.Engine.Sync.String())
 	}
 
+	// The de-duplication index, caught up with EVENTS before ingest
+	// stores anything.
+	var dd *stream.Dedup
+	if err := start.do(ctx, "de-duplication index", func(ctx context.Context) (err error) {
+		dd, err = stream.OpenDedup(ctx, eng, dedupConfig(cfg), log)
+		return err
+	}); err != nil {
+		return fmt.Errorf("open de-duplication index: %w", err)
+	}
+	defer dd.Close()
+	// Tools attached to the embedded engine (capstan import) look keys up
+	// in this index.
+	if err := eng.ServeDedup(dd); err != nil {
+		return err
+	}
+	if cfg.Engine.NatsURL != "" {
+		// Several replicas may write: the index follows the whole stream,
+		// and delivery skips what another replica stored first.
+		followCtx, stopFollow := context.WithCancel(ctx)
+		followDone := make(chan struct{})
+		go func() { dd.Follow(followCtx, eng); close(followDone) }()
+		defer func() { stopFollow(); <-followDone }()
+	}
 	app, err := stream.NewWriter(eng, stream.WriterConfig{
 		MaxBatch: cfg.Engine.GroupCommit.MaxEvents,
 		Linger:   cfg.Engine.GroupCommit.Linger.D(),
 		Inflight: cfg.Engine.GroupCommit.Inflight,
+		Dedup:    dd,
 		Registry: reg,
 	}, log)
 	if err != nil {

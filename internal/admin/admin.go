@@ -18,6 +18,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // Config configures the admin API and the console.
@@ -95,8 +96,9 @@ type EventQuery struct {
 	Source string
 	// Since starts at events stored at or after this time.
 	Since time.Time
-	// After keeps only events whose sequence is above it.
-	After uint64
+	// After keeps only events whose position is above it (stream.Pos;
+	// 0: every event).
+	After stream.Pos
 	// Follow keeps reading the events stored later, until the context
 	// ends (Live events); otherwise the read ends once caught up.
 	Follow bool
@@ -104,8 +106,12 @@ type EventQuery struct {
 
 // StoredEvent is one event as stored in the EVENTS stream.
 type StoredEvent struct {
-	// Seq is the stream sequence of the message holding the event.
-	Seq uint64 `json:"seq"`
+	// Seq is the stream sequence of the message holding the event, Index
+	// the event's index in it, and Pos both, "seq:index" (stream.Pos): the
+	// event's identity.
+	Seq   uint64 `json:"seq"`
+	Index int    `json:"index"`
+	Pos   string `json:"pos"`
 	// Source is the name of the source that sent it.
 	Source string `json:"source"`
 	// Type is the event's type (track, page, …).
@@ -115,6 +121,9 @@ type StoredEvent struct {
 	// Event is the stored document, exactly as kept.
 	Event json.RawMessage `json:"event"`
 }
+
+// pos returns the event's position.
+func (se *StoredEvent) pos() stream.Pos { return stream.MakePos(se.Seq, se.Index) }
 
 // EventReader reads the stored events.
 type EventReader interface {

@@ -49,16 +49,21 @@ type EngineEvents struct{ Engine *stream.Engine }
 func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error {
 	opt := stream.ReadOptions{Source: q.Source, Follow: q.Follow}
 	if q.After > 0 {
-		opt.FromSeq = q.After + 1 // FromSeq and Since do not go together
+		opt.FromSeq = q.After.Seq() // FromSeq and Since do not go together
 	} else {
 		opt.Since = q.Since
 	}
 	return e.Engine.ReadEvents(ctx, opt, func(s stream.Stored) error {
-		if s.StoredAt.Before(q.Since) {
+		if s.StoredAt.Before(q.Since) || s.Pos() <= q.After {
 			return nil
 		}
-		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
+		return fn(storedEvent(s))
 	})
+}
+
+// storedEvent is s as the console shows it.
+func storedEvent(s stream.Stored) StoredEvent {
+	return StoredEvent{Seq: s.Seq, Index: s.Index, Pos: s.Pos().String(), Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc}
 }
 
 // LastSeq returns the sequence of the last stored event (EventCursor).
@@ -71,7 +76,7 @@ func (e EngineEvents) LastSeq(ctx context.Context) (uint64, error) {
 // that cannot.
 func (e EngineEvents) ReadRange(ctx context.Context, from, upTo uint64, fn func(StoredEvent) error) error {
 	err := e.Engine.ReadEventRange(ctx, from, upTo, func(s stream.Stored) error {
-		return fn(StoredEvent{Seq: s.Seq, Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc})
+		return fn(storedEvent(s))
 	})
 	if errors.Is(err, stream.ErrNoBatchGet) {
 		return fmt.Errorf("%w (%w)", ErrNoRange, err)
@@ -102,8 +107,8 @@ type EngineExplainer struct {
 }
 
 // Explain implements Explainer.
-func (x EngineExplainer) Explain(ctx context.Context, seq uint64) (*delivery.Explanation, error) {
-	return delivery.ExplainEvent(ctx, x.Engine, x.Runners, seq)
+func (x EngineExplainer) Explain(ctx context.Context, pos stream.Pos) (*delivery.Explanation, error) {
+	return delivery.ExplainEvent(ctx, x.Engine, x.Runners, pos)
 }
 
 // Destinations implements Explainer.

@@ -7,9 +7,10 @@ import (
 )
 
 // listEvents: GET /admin/api/events?source=&since=&after=&before=&order=&limit=
-// answers a page of stored events with their stream sequence, newest first
-// unless order=oldest. The next page of newest-first answers is before=<the
-// last seq>; of oldest-first ones, after=<the last seq>.
+// answers a page of stored events with their position, newest first unless
+// order=oldest. The next page of newest-first answers is before=<the last
+// pos>; of oldest-first ones, after=<the last pos>. A position is
+// "seq:index" (stream.Pos); a bare sequence is index 0.
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if err := checkQuery(q, "source", "since", "after", "before", "order", "limit"); err != nil {
@@ -23,15 +24,15 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if eq.Since, err = parseSince("since", q.Get("since"), time.Now()); err != nil {
 		return err
 	}
-	if eq.After, err = parseSeq("after", q.Get("after")); err != nil {
+	if eq.After, err = parsePos("after", q.Get("after")); err != nil {
 		return err
 	}
-	before, err := parseSeq("before", q.Get("before"))
+	before, err := parsePos("before", q.Get("before"))
 	if err != nil {
 		return err
 	}
 	if before != 0 && before <= eq.After+1 {
-		return badRequest("before %d and after %d leave no sequence between them", before, eq.After)
+		return badRequest("before %s and after %s leave no event between them", before, eq.After)
 	}
 	newest := true
 	switch q.Get("order") {
@@ -51,10 +52,10 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	ring := make([]StoredEvent, 0, limit+1)
 	n := 0 // events seen
 	err = s.events.ReadEvents(r.Context(), eq, func(ev StoredEvent) error {
-		if ev.Seq <= eq.After {
+		if ev.pos() <= eq.After {
 			return nil
 		}
-		if before != 0 && ev.Seq >= before {
+		if before != 0 && ev.pos() >= before {
 			return errEnough
 		}
 		n++

@@ -115,7 +115,7 @@ func TestEvents(t *testing.T) {
 		{"bad since", "?since=tomorrow", `since "tomorrow"`},
 		{"bad after", "?after=-3", `after "-3"`},
 		{"bad before", "?before=0", `before "0"`},
-		{"empty range", "?after=5&before=6", "before 6 and after 5 leave no sequence between them"},
+		{"empty range", "?after=5:3&before=5:4", "before 5:4 and after 5:3 leave no event between them"},
 		{"limit too big", "?limit=5000", `limit "5000": give a whole number from 1 to 1000`},
 		{"limit not a number", "?limit=ten", `limit "ten"`},
 		{"unknown parameter", "?type=track", `unknown query parameter "type": use source, since, after, before, order, limit`},

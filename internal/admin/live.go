@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/event"
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // Live events: GET /admin/api/live streams the events stored from now on as
@@ -92,9 +93,14 @@ const (
 	maxLiveFilter = 200
 )
 
+// maxIndex is the highest index of an event in a segment: a position with
+// it stands for "after the whole segment".
+const maxIndex = 0xffff
+
 // LiveEvent is one stored event as Live events shows it.
 type LiveEvent struct {
 	Seq         uint64    `json:"seq"`
+	Pos         string    `json:"pos"` // the event's identity, "seq:index"
 	Source      string    `json:"source"`
 	Type        string    `json:"type"`
 	Event       string    `json:"event,omitempty"` // track: event; page and screen: name
@@ -106,7 +112,7 @@ type LiveEvent struct {
 
 // liveEventOf reads what Live events shows of a stored event.
 func liveEventOf(se StoredEvent) LiveEvent {
-	le := LiveEvent{Seq: se.Seq, Source: se.Source, Type: se.Type, Time: se.StoredAt}
+	le := LiveEvent{Seq: se.Seq, Pos: se.pos().String(), Source: se.Source, Type: se.Type, Time: se.StoredAt}
 	v, err := event.Parse(se.Event)
 	if err != nil {
 		return le
@@ -402,7 +408,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 			}
 		}
 		if ranger == nil {
-			err = h.events.ReadEvents(ctx, EventQuery{After: from - 1}, handle)
+			err = h.events.ReadEvents(ctx, EventQuery{After: stream.MakePos(from-1, maxIndex)}, handle)
 			if err == nil || errors.Is(err, errEnough) {
 				cursor = last // what is not there was deleted
 			}
@@ -465,7 +471,7 @@ func (h *liveHub) follow(ctx context.Context, g *liveGen, since time.Time) {
 	q := EventQuery{Since: since, Follow: true}
 	for {
 		err := h.events.ReadEvents(ctx, q, func(se StoredEvent) error {
-			q.After, q.Since = se.Seq, time.Time{}
+			q.After, q.Since = se.pos(), time.Time{}
 			h.dispatch(g, se)
 			h.deliver(g)
 			return nil

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/capstan-gw/capstan/internal/stream"
 )
 
 // Page sizes of the list routes.
@@ -76,6 +78,18 @@ func parseSeq(name, s string) (uint64, error) {
 		return 0, badRequest("%s %q: give a positive whole number (a stream sequence)", name, s)
 	}
 	return n, nil
+}
+
+// parsePos reads an event position ("123:4", or "123" for index 0); "" is 0.
+func parsePos(name, s string) (stream.Pos, error) {
+	if s == "" {
+		return 0, nil
+	}
+	p, err := stream.ParsePos(s)
+	if err != nil {
+		return 0, badRequest("%s %q: give an event position, seq:index (or a stream sequence for index 0)", name, s)
+	}
+	return p, nil
 }
 
 // checkName refuses a source or destination name that could not be one: it

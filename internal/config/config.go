@@ -190,9 +190,12 @@ type Engine struct {
 	Sync SyncPolicy `yaml:"sync"`
 	// Replicas of each stream and bucket (1 to 5). Default 1; use 3 on a cluster.
 	Replicas int `yaml:"replicas"`
-	// DedupWindow is how long a (source, messageId) pair is remembered.
-	// Default 24h, minimum 24h.
+	// DedupWindow is the older name of dedup.window, still read; setting
+	// both is an error.
 	DedupWindow Duration `yaml:"dedup_window"`
+	// Dedup configures per-event de-duplication: the on-disk index of the
+	// (source, messageId) pairs stored within a window.
+	Dedup Dedup `yaml:"dedup"`
 	// Retention is how long accepted events are kept in the EVENTS stream.
 	// Default 7d.
 	Retention Duration `yaml:"retention"`
@@ -223,6 +226,22 @@ type Engine struct {
 	// with backoff, each retry logged) before it fails (nats_url only).
 	// 1s to 1h. Default 2m.
 	StartupTimeout Duration `yaml:"startup_timeout"`
+}
+
+// Dedup configures the de-duplication index (docs/storage.md): every
+// (source, messageId) pair stored within the window is remembered on disk,
+// with memory bounded independently of window and rate.
+type Dedup struct {
+	// Window is how long a (source, messageId) pair is remembered, 1m to
+	// 30d, at most engine.retention (a lost index is rebuilt from the
+	// events of the window). Default 24h (Segment's window).
+	Window Duration `yaml:"window"`
+	// MemoryBytes bounds the index's memory (caches, tables, filters), at
+	// least 16777216 (16 MiB). Default 268435456 (256 MiB).
+	MemoryBytes int64 `yaml:"memory_bytes"`
+	// Dir holds the index, on a local disk. Default data_dir/dedup (also
+	// with nats_url: each replica keeps its own index).
+	Dir string `yaml:"dir"`
 }
 
 // DLQ bounds the dead-letter queue. When a limit is reached the oldest dead

@@ -29,7 +29,7 @@ func TestParseDefaults(t *testing.T) {
 		s.MaxConnections != 10000 || s.MaxInflightBodyBytes != 256<<20 {
 		t.Errorf("server defaults: got %+v", cfg.Server)
 	}
-	if !cfg.Engine.Sync.Always() || cfg.Engine.DedupWindow.D() != 24*time.Hour || cfg.Engine.GroupCommit.MaxEvents != 1000 {
+	if !cfg.Engine.Sync.Always() || cfg.Engine.Dedup.Window.D() != 24*time.Hour || cfg.Engine.Dedup.MemoryBytes != 256<<20 || cfg.Engine.Dedup.Dir != filepath.Join(cfg.Server.DataDir, "dedup") || cfg.Engine.GroupCommit.MaxEvents != 1000 {
 		t.Errorf("engine defaults: got %+v", cfg.Engine)
 	}
 	if cfg.Identity.TTL.D() != 90*24*time.Hour {
@@ -178,7 +178,9 @@ func TestParseErrors(t *testing.T) {
 			[]string{`c.yaml:3:12: sources[1].name: "a" is already the name of sources[0]`, "sources[1].write_key: the same write key is already used by sources[0]"}},
 		{"bad origin", "sources:\n  - name: a\n    write_key: k\n    allowed_origins: [www.example.com]\n", []string{"sources[0].allowed_origins[0]: must be an origin"}},
 		{"suppression ttl too short", "privacy:\n  suppression_ttl: 30m\n" + minimal, []string{"c.yaml:2:20: privacy.suppression_ttl: must be at least 1h, got 30m"}},
-		{"dedup window too short", "engine:\n  dedup_window: 1h\n" + minimal, []string{"engine.dedup_window: must be at least 24h"}},
+		{"dedup window too short", "engine:\n  dedup:\n    window: 30s\n" + minimal, []string{"engine.dedup.window: must be between 1m and 30d"}},
+		{"dedup window under both names", "engine:\n  dedup_window: 48h\n  dedup:\n    window: 36h\n" + minimal, []string{"engine.dedup_window: is the older name of engine.dedup.window"}},
+		{"dedup memory too small", "engine:\n  dedup:\n    memory_bytes: 1024\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 16777216"}},
 		{"lease ttl too short", "engine:\n  lease_ttl: 1s\n" + minimal, []string{"engine.lease_ttl: must be between 3s and 5m, got 1s"}},
 		{"monitor url scheme", "engine:\n  nats_url: nats://n1:4222\n  monitor_url: http://n1:8222,n2:8222\n" + minimal, []string{`engine.monitor_url: must be a list of http://host:port URLs (the NATS servers' monitoring ports) separated by commas, got "n2:8222"`}},
 		{"monitor url embedded", "engine:\n  monitor_url: http://n1:8222\n" + minimal, []string{"engine.monitor_url: only applies with engine.nats_url"}},

@@ -22,6 +22,9 @@ const (
 	DefaultEngineListen       = "127.0.0.1:0"
 	DefaultReplicas           = 1
 	DefaultDedupWindow        = 24 * time.Hour
+	DefaultDedupMemory        = 256 << 20
+	DefaultDedupDir           = "dedup"
+	MinDedupMemory            = 16 << 20
 	DefaultLeaseTTL           = 10 * time.Second
 	DefaultStartupTimeout     = 2 * time.Minute
 	DefaultRetention          = 7 * 24 * time.Hour
@@ -98,7 +101,14 @@ func (c *Config) applyDefaults() {
 	e := &c.Engine
 	setStr(&e.Listen, DefaultEngineListen)
 	setInt(&e.Replicas, DefaultReplicas)
-	setDur(&e.DedupWindow, DefaultDedupWindow)
+	if e.Dedup.Window == 0 {
+		e.Dedup.Window = e.DedupWindow // the older name
+	}
+	setDur(&e.Dedup.Window, DefaultDedupWindow)
+	if e.Dedup.MemoryBytes == 0 {
+		e.Dedup.MemoryBytes = DefaultDedupMemory
+	}
+	setStr(&e.Dedup.Dir, filepath.Join(s.DataDir, DefaultDedupDir))
 	setDur(&e.LeaseTTL, DefaultLeaseTTL)
 	setDur(&e.StartupTimeout, DefaultStartupTimeout)
 	setDur(&e.Retention, DefaultRetention)

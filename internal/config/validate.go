@@ -281,11 +281,17 @@ func (v *validator) engine() {
 	if d := e.StartupTimeout.D(); d < time.Second || d > time.Hour {
 		v.errorf("engine.startup_timeout", "must be between 1s and 1h, got %s", e.StartupTimeout)
 	}
-	if e.DedupWindow.D() < 24*time.Hour {
-		v.errorf("engine.dedup_window", "must be at least 24h (Segment's de-duplication window), got %s", e.DedupWindow)
+	if e.DedupWindow != 0 && e.DedupWindow != e.Dedup.Window {
+		v.errorf("engine.dedup_window", "is the older name of engine.dedup.window: set only engine.dedup.window")
 	}
-	if e.Retention.D() < e.DedupWindow.D() {
-		v.errorf("engine.retention", "must be at least engine.dedup_window (%s), got %s", e.DedupWindow, e.Retention)
+	if d := e.Dedup.Window.D(); d < time.Minute || d > 30*24*time.Hour {
+		v.errorf("engine.dedup.window", "must be between 1m and 30d, got %s", e.Dedup.Window)
+	}
+	if e.Retention.D() < e.Dedup.Window.D() {
+		v.errorf("engine.retention", "must be at least engine.dedup.window (%s), got %s", e.Dedup.Window, e.Retention)
+	}
+	if e.Dedup.MemoryBytes < MinDedupMemory {
+		v.errorf("engine.dedup.memory_bytes", "must be at least %d (16 MiB), got %d", MinDedupMemory, e.Dedup.MemoryBytes)
 	}
 	if e.MaxBytes < 0 {
 		v.errorf("engine.max_bytes", "must not be negative")

@@ -76,11 +76,11 @@ func (r *Runner) confirmAck(t *tracked) {
 			return
 		}
 		if time.Now().Add(wait).After(deadline) {
-			r.log.Warn("acknowledgement not confirmed; the event will be delivered again", "error", err, "event_seq", t.Seq, "attempts", attempt)
+			r.log.Warn("acknowledgement not confirmed; the event will be delivered again", "error", err, "event_pos", t.Pos(), "attempts", attempt)
 			return
 		}
 		if attempt == 1 {
-			r.log.Debug("acknowledgement not confirmed; retrying", "error", err, "event_seq", t.Seq)
+			r.log.Debug("acknowledgement not confirmed; retrying", "error", err, "event_pos", t.Pos())
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, 2*time.Second)

@@ -42,22 +42,28 @@ type DeadLetter struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 	// The original event and where it came from; Trust is the event's
 	// stream trust (stream.Trust*), kept so that a replay stores it again.
-	Source    string          `json:"source"`
-	Trust     string          `json:"trust,omitempty"`
-	EventSeq  uint64          `json:"eventSeq"`
-	MessageID string          `json:"messageId,omitempty"`
-	Event     json.RawMessage `json:"event"`
+	Source string `json:"source"`
+	Trust  string `json:"trust,omitempty"`
+	// EventSeq and EventIndex are the event's position in EVENTS (the
+	// stream sequence of its segment and its index in it; stream.Pos).
+	EventSeq   uint64          `json:"eventSeq"`
+	EventIndex int             `json:"eventIndex,omitempty"`
+	MessageID  string          `json:"messageId,omitempty"`
+	Event      json.RawMessage `json:"event"`
 }
 
 // writeDeadLetter stores dl durably. The message id makes a write repeated
 // after a crash (event redelivered) a no-op, while a failure after a replay
-// (another EventSeq) is kept.
+// (another event position) is kept.
 func writeDeadLetter(ctx context.Context, eng *stream.Engine, dl *DeadLetter) error {
 	b, err := json.Marshal(dl)
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
 	}
 	id := fmt.Sprintf("%s:%s:%d", dl.Destination, dl.Mapping, dl.EventSeq)
+	if dl.EventIndex != 0 {
+		id += ":" + strconv.Itoa(dl.EventIndex)
+	}
 	// The event is acknowledged once this returns: AppendDeadLetter returns
 	// once the dead letter is on disk.
 	sdl := stream.DeadLetter{Destination: dl.Destination, Reason: dl.Reason, Source: dl.Source, Doc: b}

@@ -16,6 +16,9 @@ import (
 // Explanation is what delivery made, or makes, of one stored event: the
 // console's event detail (GET /admin/api/events/{seq}/explain).
 type Explanation struct {
+	// Pos is the event's position, "seq:index" (stream.Pos); Seq the
+	// stream sequence of the message that holds it.
+	Pos      string          `json:"pos"`
 	Seq      uint64          `json:"seq"`
 	Source   string          `json:"source"`
 	Type     string          `json:"type"`
@@ -106,25 +109,28 @@ var ErrNoEvent = errors.New("no such event")
 
 var errFound = errors.New("found")
 
-// ExplainEvent reads the event at seq and explains it for each runner, in
+// ExplainEvent reads the event at pos and explains it for each runner, in
 // order. The requests are built now, with the runners' current plans and
 // identity graph; the delivery states come from their durable consumers
 // and the DLQ.
-func ExplainEvent(ctx context.Context, eng *stream.Engine, runners []*Runner, seq uint64) (*Explanation, error) {
+func ExplainEvent(ctx context.Context, eng *stream.Engine, runners []*Runner, pos stream.Pos) (*Explanation, error) {
 	var st *stream.Stored
-	err := eng.ReadEvents(ctx, stream.ReadOptions{FromSeq: seq}, func(s stream.Stored) error {
-		if s.Seq == seq {
+	err := eng.ReadEvents(ctx, stream.ReadOptions{FromSeq: pos.Seq()}, func(s stream.Stored) error {
+		if s.Pos() == pos {
 			st = &s
 		}
-		return errFound
+		if s.Pos() >= pos {
+			return errFound
+		}
+		return nil
 	})
 	if err != nil && !errors.Is(err, errFound) {
 		return nil, err
 	}
 	if st == nil {
-		return nil, fmt.Errorf("event %d: %w", seq, ErrNoEvent)
+		return nil, fmt.Errorf("event %s: %w", pos, ErrNoEvent)
 	}
-	x := &Explanation{Seq: st.Seq, Source: st.Source, Type: st.Type, StoredAt: st.StoredAt.UTC(), Event: st.Doc, ReplayFor: st.ReplayFor, Destinations: []DestinationExplanation{}}
+	x := &Explanation{Pos: st.Pos().String(), Seq: st.Seq, Source: st.Source, Type: st.Type, StoredAt: st.StoredAt.UTC(), Event: st.Doc, ReplayFor: st.ReplayFor, Destinations: []DestinationExplanation{}}
 	if !json.Valid(st.Doc) {
 		x.Event = nil
 	}
@@ -300,7 +306,7 @@ func (r *Runner) deadLettersOf(ctx context.Context, st stream.Stored) ([]*DeadLe
 	// margin covers the clocks of a cluster.
 	f := DLQFilter{Destination: r.plan.Name, Since: st.StoredAt.Add(-time.Minute)}
 	err := ListDeadLetters(ctx, r.eng, f, func(dl *DeadLetter) error {
-		if dl.EventSeq == st.Seq {
+		if dl.EventSeq == st.Seq && dl.EventIndex == st.Index {
 			out = append(out, dl)
 		}
 		return nil

@@ -310,7 +310,7 @@ func (r *Runner) guardPass(ctx context.Context, items []*item, derived bool, dro
 		case c.err != nil:
 			// Not knowing whether it collides, do not send it: the event
 			// is redelivered and checked again.
-			r.log.Error("eventId guard unavailable; the event will be delivered again", "error", c.err, "mapping", it.route.Name, "event_seq", it.ev.Seq)
+			r.log.Error("eventId guard unavailable; the event will be delivered again", "error", c.err, "mapping", it.route.Name, "event_pos", it.ev.Pos())
 			it.ev.failed.Store(true)
 			r.release(it.ev)
 			drop[it] = true
@@ -430,7 +430,7 @@ func (g *guard) check(ctx context.Context, checks []*guardCheck) {
 // the mapping and a hash of the eventId).
 func (r *Runner) collided(it *item, scope, id, action, derived string) {
 	r.m.collisions.WithLabelValues(r.plan.Name, it.route.Name, action).Inc()
-	args := []any{"mapping", it.route.Name, "rule", scope, "event_id_hash", IDHash(id), "action", action, "event_seq", it.ev.Seq}
+	args := []any{"mapping", it.route.Name, "rule", scope, "event_id_hash", IDHash(id), "action", action, "event_pos", it.ev.Pos()}
 	if derived != "" {
 		args = append(args, "derived_event_id_hash", IDHash(derived))
 	}

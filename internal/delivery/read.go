@@ -32,13 +32,16 @@ func (r *Runner) open(ctx context.Context) (*stream.Consumer, error) {
 	}
 	slices.Sort(sources)
 	return r.eng.Consumer(ctx, stream.ConsumerConfig{
-		Durable:       r.cfg.Consumer,
-		Description:   "capstan delivery to " + r.plan.Name,
-		Sources:       sources,
-		AckWait:       r.cfg.AckWait,
+		Durable:     r.cfg.Consumer,
+		Description: "capstan delivery to " + r.plan.Name,
+		Sources:     sources,
+		AckWait:     r.cfg.AckWait,
+		// Counted in messages: a segment holds one or more events.
 		MaxAckPending: 4 * r.cfg.BatchSize * r.cfg.MaxInflight,
 		FetchWait:     r.cfg.FetchWait,
-		Batch:         r.cfg.BatchSize * 2,
+		// Each fetch asks for up to 8 MiB of segments (stream's default):
+		// as many events as 1,000 single-event messages or more, with the
+		// same memory whatever the segments' size.
 	})
 }
 
@@ -46,31 +49,43 @@ func (r *Runner) open(ctx context.Context) (*stream.Consumer, error) {
 // destination is paused) and hands their conversions to the batcher until
 // ctx ends.
 func (r *Runner) consume(ctx context.Context, src *stream.Consumer, out chan<- *item) {
-	// Workers take what is waiting, up to chunkMax events at a time.
-	in := make(chan *stream.Delivery, chunkMax*r.cfg.Workers)
+	// Workers take what is waiting, whole stored messages (the events of
+	// one segment stay together and in order, so that an identify is
+	// observed before the events after it convert), and handle it in chunks
+	// of up to chunkMax events.
+	in := make(chan []*stream.Delivery, r.cfg.Workers)
 	var workers sync.WaitGroup
 	for range r.cfg.Workers {
 		workers.Go(func() {
-			chunk := make([]*stream.Delivery, 0, chunkMax)
-			for d := range in {
-				chunk = append(chunk[:0], d)
+			var take []*stream.Delivery
+			for ds := range in {
+				take = append(take[:0], ds...)
 			more:
-				for len(chunk) < chunkMax {
+				for len(take) < chunkMax {
 					select {
-					case d, ok := <-in:
+					case ds, ok := <-in:
 						if !ok {
 							break more
 						}
-						chunk = append(chunk, d)
+						take = append(take, ds...)
 					default:
 						break more
 					}
 				}
-				r.handleChunk(ctx, chunk, out)
+				for start := 0; start < len(take); start += chunkMax {
+					r.handleChunk(ctx, take[start:min(start+chunkMax, len(take))], out)
+				}
 			}
 		})
 	}
-	src.Feed(ctx, in, r.unpaused)
+	src.FeedMessages(ctx, func(ds []*stream.Delivery) bool {
+		select {
+		case in <- ds:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}, r.unpaused)
 	close(in)
 	workers.Wait()
 }
@@ -116,7 +131,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 				held[ts[i]] = true
 				r.hold(ts[i], err)
 			default:
-				r.log.Warn("identity graph update failed", "error", err, "event_seq", ts[i].Seq)
+				r.log.Warn("identity graph update failed", "error", err, "event_pos", ts[i].Pos())
 			}
 		}
 		if ok {
@@ -168,12 +183,12 @@ func (r *Runner) hold(t *tracked, err error) {
 	}
 	n := f.held.Add(1)
 	if n == 1 {
-		r.log.Warn("identity graph unavailable; events are held and delivered again once it answers", "error", err, "event_seq", t.Seq)
+		r.log.Warn("identity graph unavailable; events are held and delivered again once it answers", "error", err, "event_pos", t.Pos())
 	}
 	r.m.events.WithLabelValues(r.plan.Name, "held").Inc()
 	delay := min(graphHoldMax, max(graphHoldMin, time.Since(f.since)/2))
 	if nerr := t.NakWithDelay(delay); nerr != nil {
-		r.log.Debug("nak of a held event failed; it is delivered again after the ack wait", "error", nerr, "event_seq", t.Seq)
+		r.log.Debug("nak of a held event failed; it is delivered again after the ack wait", "error", nerr, "event_pos", t.Pos())
 	}
 }
 
@@ -247,7 +262,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 		if !r.plan.TakesSource(d.Source) {
 			r.m.events.WithLabelValues(r.plan.Name, string(SkippedUnusable)).Inc()
 			r.funnel.dest.Outcome(SkippedUnusable)
-			r.log.Debug("stored event does not parse; its source is not this destination's", "event_seq", d.Seq, "source", d.Source)
+			r.log.Debug("stored event does not parse; its source is not this destination's", "event_pos", d.Pos(), "source", d.Source)
 			r.finish(t)
 			return parsed{}, false
 		}
@@ -300,7 +315,7 @@ func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
 			r.hold(t, checked.err) // nothing queued yet: held whole
 			return true
 		default:
-			r.log.Warn("identity look-up failed; conversion goes on without the graph", "error", checked.err, "event_seq", t.Seq)
+			r.log.Warn("identity look-up failed; conversion goes on without the graph", "error", checked.err, "event_pos", t.Pos())
 		}
 	} else if checked != nil && r.graphDown.Load() != nil {
 		r.graphAnswered()
@@ -354,7 +369,7 @@ func (r *Runner) finish(t *tracked) {
 		// acknowledgement, so it is not confirmed (ack.go: a confirmation
 		// costs ~30 CPU-µs per event).
 		if err := t.Ack(); err != nil {
-			r.log.Warn("acknowledge event failed; it will be delivered again", "error", err, "event_seq", t.Seq)
+			r.log.Warn("acknowledge event failed; it will be delivered again", "error", err, "event_pos", t.Pos())
 		}
 		return
 	}

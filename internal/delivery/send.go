@@ -352,7 +352,7 @@ func (r *Runner) deadLetterItem(ctx context.Context, it *item, reason string, a 
 // redelivered rather than acknowledged.
 func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
 	dl.At = r.clock.Now().UTC()
-	dl.Destination, dl.Source, dl.Trust, dl.EventSeq, dl.Event = r.plan.Name, t.Source, t.Trust, t.Seq, t.Doc
+	dl.Destination, dl.Source, dl.Trust, dl.EventSeq, dl.EventIndex, dl.Event = r.plan.Name, t.Source, t.Trust, t.Seq, t.Index, t.Doc
 	var probe struct {
 		MessageID string `json:"messageId"`
 	}
@@ -362,7 +362,7 @@ func (r *Runner) deadLetter(ctx context.Context, t *tracked, dl *DeadLetter) {
 	defer cancel()
 	if err := writeDeadLetter(wctx, r.eng, dl); err != nil {
 		t.failed.Store(true)
-		r.log.Error("dead-letter write failed; the event will be delivered again", "error", err, "event_seq", t.Seq)
+		r.log.Error("dead-letter write failed; the event will be delivered again", "error", err, "event_pos", t.Pos())
 		return
 	}
 	r.m.deadLetters.WithLabelValues(r.plan.Name, dl.Reason).Inc()

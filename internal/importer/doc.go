@@ -54,7 +54,7 @@
 // A row's messageId is its messageId (or id) column, or else "import-" and
 // a SHA-256 of the source and the row's content, so the same row always
 // has the same id; EVENTS de-duplicates (source, messageId) within
-// engine.dedup_window (JetStream's Nats-Msg-Id window, 24 h by default)
+// engine.dedup.window (the de-duplication index's window, 24 h by default)
 // and LinkedIn receives the messageId as eventId. Beyond the window the
 // stream would store a row again, so the resume point also covers it: a
 // Checkpoint per input (ResumeKey: the source and the file's SHA-256) in
@@ -66,7 +66,7 @@
 // completely stores nothing again, however long after. Only the rows
 // stored in the last quarter second before a crash are sent to the stream again by
 // the next run, and the de-duplication window drops them when the next run
-// comes within engine.dedup_window. Standard input has no identity: it
+// comes within engine.dedup.window. Standard input has no identity: it
 // relies on the de-duplication window alone, and so do rows shared by two
 // different files (overlapping exports) imported further apart than the
 // window.

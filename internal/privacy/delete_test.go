@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,8 @@ func (e *env) deadLetter(doc string) {
 }
 
 // events returns the userId (or anonymousId, or "-") of every stored event.
+// events returns whose the stored events are, sorted: a deletion inside a
+// segment stores the others again at the end of the stream.
 func (e *env) events() []string {
 	e.t.Helper()
 	var out []string
@@ -133,6 +136,7 @@ func (e *env) events() []string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	slices.Sort(out)
 	return out
 }
 

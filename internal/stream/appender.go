@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/capstan-gw/capstan/internal/stream/dedup"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -99,6 +100,17 @@ type appender struct {
 	signal  chan struct{} // one slot: "queue not empty"
 	stopped bool
 
+	// Per-event de-duplication of segment commits (commit.go).
+	dedup    *Dedup // nil: only inside this process's commits in flight
+	segMax   int    // the most bytes of one segment's frame
+	dmu      sync.Mutex
+	inflight map[dedup.Key]keyOwner  // keys of the commits in flight
+	commits  map[*segCommit]struct{} // commits in flight
+	// maxAssigned is the highest stream sequence a commit of this appender
+	// got; maxAdded the highest one whose events are in the index.
+	maxAssigned, maxAdded, lastCovered uint64
+	coverStuck                         bool // an Add failed: covered stays until the next start
+
 	// outcome of the last commit that wrote something, for Writer.Ready.
 	outMu     sync.Mutex
 	refused   error            // nil when the last commit stored every record
@@ -107,10 +119,14 @@ type appender struct {
 }
 
 type pending struct {
-	recs    []record
+	recs    []record // records to append as they are (appender.Append)
+	evs     []Event  // or events to store in segments (appendEvents)
 	results []Result
 	done    chan struct{}
 }
+
+// size is the number of records or events p holds.
+func (p *pending) size() int { return len(p.recs) + len(p.evs) }
 
 // newAppender returns an appender writing through e.
 func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
@@ -136,9 +152,13 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 	external := !e.Embedded() && !e.SyncsLocally() // not a tool attached to the embedded engine
 	a := &appender{
 		cfg: cfg, eng: e, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1),
-		syncs:  e.SyncsLocally(),
-		atomic: external && e.AtomicBatches(),
-		now:    time.Now,
+		syncs:    e.SyncsLocally(),
+		atomic:   external && e.AtomicBatches(),
+		now:      time.Now,
+		dedup:    cfg.Dedup,
+		segMax:   segmentMaxBytes(e.nc.MaxPayload()),
+		inflight: make(map[dedup.Key]keyOwner),
+		commits:  make(map[*segCommit]struct{}),
 	}
 	a.m = newAppenderMetrics(cfg.Registry, a)
 	if external && !a.atomic {
@@ -156,18 +176,30 @@ func (a *appender) Append(ctx context.Context, recs []record) ([]Result, error) 
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	p := &pending{recs: recs, results: make([]Result, len(recs)), done: make(chan struct{})}
+	return a.enqueue(ctx, &pending{recs: recs, results: make([]Result, len(recs)), done: make(chan struct{})})
+}
+
+// appendEvents stores evs in segments (commitEvents), as Append does
+// records.
+func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	return a.enqueue(ctx, &pending{evs: evs, results: make([]Result, len(evs)), done: make(chan struct{})})
+}
+
+func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 	a.mu.Lock()
 	if a.stopped {
 		a.mu.Unlock()
 		return nil, errors.New("event store is shutting down")
 	}
-	if a.queued > 0 && a.queued+len(recs) > a.cfg.MaxQueued {
+	if a.queued > 0 && a.queued+p.size() > a.cfg.MaxQueued {
 		a.mu.Unlock()
 		return nil, ErrOverloaded
 	}
 	a.queue = append(a.queue, p)
-	a.queued += len(recs)
+	a.queued += p.size()
 	a.mu.Unlock()
 	select {
 	case a.signal <- struct{}{}:
@@ -232,7 +264,7 @@ func (a *appender) loop(ctx context.Context) {
 func countRecs(ps []*pending) int {
 	n := 0
 	for _, p := range ps {
-		n += len(p.recs)
+		n += p.size()
 	}
 	return n
 }
@@ -255,7 +287,7 @@ func (a *appender) take() []*pending {
 func (a *appender) popLocked(have int, first bool) ([]*pending, int) {
 	n, total := 0, have
 	for n < len(a.queue) {
-		size := len(a.queue[n].recs)
+		size := a.queue[n].size()
 		if total+size > a.cfg.MaxBatch && !(first && n == 0) {
 			break
 		}
@@ -292,18 +324,29 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
 // completes each pending request.
 func (a *appender) commitAll(ctx context.Context, batch []*pending) {
-	n := countRecs(batch)
-	recs := make([]*record, 0, n)
-	res := make([]*Result, 0, n)
+	var (
+		recs []*record
+		evs  []*Event
+		res  []*Result // of recs
+		eres []*Result // of evs
+	)
 	for _, p := range batch {
 		for i := range p.recs {
 			recs = append(recs, &p.recs[i])
 			res = append(res, &p.results[i])
 		}
+		for i := range p.evs {
+			evs = append(evs, &p.evs[i])
+			eres = append(eres, &p.results[i])
+		}
 	}
 	for start := 0; start < len(recs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(recs))
 		a.commit(ctx, recs[start:end], res[start:end])
+	}
+	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
+		end := min(start+a.cfg.MaxBatch, len(evs))
+		a.commitEvents(ctx, evs[start:end], eres[start:end])
 	}
 	for _, p := range batch {
 		close(p.done)
@@ -347,9 +390,16 @@ func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 	if len(send) == 0 {
 		return
 	}
+	a.write(ctx, send, sendRes, len(send))
+}
+
+// write writes records (events records or segments holding events events)
+// as one commit: an atomic batch on an external cluster, else published
+// one by one, pipelined, and synced.
+func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result, events int) {
 	start := time.Now()
 	defer func() {
-		a.m.records.Observe(float64(len(send)))
+		a.m.records.Observe(float64(events))
 		a.m.seconds.Observe(time.Since(start).Seconds())
 		a.noteOutcome(sendRes)
 	}()

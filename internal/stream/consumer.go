@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +33,19 @@ type ConsumerConfig struct {
 	// FetchWait is how long an idle fetch stays open before it is renewed
 	// (see Feed). Default 30s.
 	FetchWait time.Duration
-	// Batch is the most events one fetch asks for, 1 to 1000. Default 1000.
+	// Batch, when set, is the most messages (segments, each holding one
+	// or more events) one fetch asks for, 1 to 1000. By default a fetch
+	// asks for up to FetchBytes instead, so that a fetch of large segments
+	// holds as little memory as one of single events.
 	Batch int
+	// FetchBytes bounds the data one fetch asks for when Batch is not set.
+	// Default 8 MiB (more than the largest message).
+	FetchBytes int
+	// Dedup, while it follows the stream (Dedup.Follow: cluster mode), is
+	// asked about each event: one whose first occurrence is earlier in the
+	// stream (stored by another replica at the same moment) is acknowledged
+	// without being handed on. Default: the process's index (OpenDedup).
+	Dedup *Dedup
 }
 
 // Fetching: fetchersInFlight fetches of up to fetchMax events each are open
@@ -53,6 +66,12 @@ type Consumer struct {
 	cons jetstream.Consumer
 	cfg  ConsumerConfig
 	log  *slog.Logger
+
+	mu sync.Mutex
+	// done holds, per segment delivered and not yet acknowledged, which
+	// of its events were acknowledged in this process: a segment given
+	// back or delivered again hands on only the others.
+	done map[uint64][]bool
 }
 
 // Consumer creates the durable consumer cfg.Durable, or updates it to cfg,
@@ -71,8 +90,14 @@ func (e *Engine) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, e
 	if cfg.FetchWait <= 0 {
 		cfg.FetchWait = 30 * time.Second
 	}
-	if cfg.Batch <= 0 || cfg.Batch > fetchMax {
+	if cfg.Batch > fetchMax {
 		cfg.Batch = fetchMax
+	}
+	if cfg.FetchBytes <= 0 {
+		cfg.FetchBytes = 8 << 20
+	}
+	if cfg.Dedup == nil {
+		cfg.Dedup = e.dedup.Load()
 	}
 	filters := []string{EventsSubject + ".>"}
 	if len(cfg.Sources) > 0 {
@@ -97,7 +122,7 @@ func (e *Engine) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, e
 	if err != nil {
 		return nil, fmt.Errorf("events consumer %s: %w", cfg.Durable, err)
 	}
-	c := &Consumer{cons: cons, cfg: cfg, log: e.log.With("consumer", cfg.Durable)}
+	c := &Consumer{cons: cons, cfg: cfg, log: e.log.With("consumer", cfg.Durable), done: make(map[uint64][]bool)}
 	// Events a previous process had in flight would wait out AckWait;
 	// redeliver them now. What was already handled is handled again.
 	if _, err := e.js.ResetConsumer(ctx, EventsStream, cfg.Durable); err != nil {
@@ -106,31 +131,183 @@ func (e *Engine) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, e
 	return c, nil
 }
 
-// Delivery is one event delivered by a Consumer. It must be acknowledged
-// (Ack) once handled, or it is delivered again after AckWait.
+// Delivery is one event delivered by a Consumer. It must be settled
+// (Ack, AckSync or NakWithDelay) once handled, or it is delivered again
+// after AckWait.
+//
+// The events of one segment share its message (segment.go): the segment is
+// acknowledged once every event of it is acknowledged, with a confirmed
+// acknowledgement if any of them asked for one (AckSync); when one of them
+// was given back (NakWithDelay), the segment is delivered again once every
+// event is settled, and then only the events not acknowledged in this
+// process are handed on again.
 type Delivery struct {
 	Stored
+	seg *segState
+}
+
+// segState is one delivered message (a segment, or an event of an older
+// release) and the settling of its events.
+type segState struct {
+	c   *Consumer
 	msg jetstream.Msg
+	seq uint64
+
+	mu       sync.Mutex
+	done     []bool // by index: acknowledged in this process (shared with c.done until the message is acknowledged)
+	state    []byte // by index: 0 in flight, 1 acknowledged, 2 given back
+	open     int    // events handed on and not settled
+	sync     bool   // an event asked for a confirmed acknowledgement
+	nak      time.Duration
+	naked    bool
+	finished bool // the message was acknowledged or given back
+	acked    bool // ... and the acknowledgement confirmed (sync)
+	progress time.Time
+}
+
+const (
+	stateInFlight = iota
+	stateAcked
+	stateNaked
+)
+
+// settle records the end of event idx; complete is true when it was the
+// last event of the message in flight.
+func (s *segState) settle(idx int, st byte, sync bool, delay time.Duration) (complete bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state[idx] != stateInFlight {
+		return false
+	}
+	s.state[idx] = st
+	switch st {
+	case stateAcked:
+		s.c.mu.Lock()
+		s.done[idx] = true
+		s.c.mu.Unlock()
+		s.sync = s.sync || sync
+	case stateNaked:
+		s.naked = true
+		s.nak = max(s.nak, delay)
+	}
+	s.open--
+	if s.open > 0 {
+		return false
+	}
+	s.finished = true
+	return true
+}
+
+// finishMsg acknowledges (or gives back) the message once every event of
+// it is settled; with wait, a confirmed acknowledgement is awaited.
+func (s *segState) finishMsg(ctx context.Context) error {
+	s.mu.Lock()
+	naked, delay, sync, acked := s.naked, s.nak, s.sync, s.acked
+	s.mu.Unlock()
+	switch {
+	case naked:
+		return s.msg.NakWithDelay(delay)
+	case acked:
+		return nil
+	case sync:
+		if err := s.msg.DoubleAck(ctx); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.acked = true
+		s.mu.Unlock()
+	default:
+		if err := s.msg.Ack(); err != nil {
+			return err
+		}
+	}
+	s.c.forget(s.seq)
+	return nil
 }
 
 // Ack acknowledges the event: it is not delivered again. It does not wait
 // for the server: an acknowledgement lost on the way (a consumer-leader
 // change in a cluster) has the event delivered again; AckSync confirms.
-func (d *Delivery) Ack() error { return d.msg.Ack() }
+// When an event of the same segment asked for a confirmed
+// acknowledgement, the segment's is confirmed in the background.
+func (d *Delivery) Ack() error {
+	if !d.seg.settle(d.Index, stateAcked, false, 0) {
+		return nil
+	}
+	d.seg.mu.Lock()
+	sync := d.seg.sync
+	d.seg.mu.Unlock()
+	if !sync {
+		return d.seg.finishMsg(context.Background())
+	}
+	go d.seg.confirm()
+	return nil
+}
 
-// AckSync acknowledges the event and waits for the server's confirmation
-// (JetStream's "double ack"): once it returns nil, the consumer recorded the
-// acknowledgement (replicated, on a clustered consumer) and the event is not
-// delivered again, even after a leader change. An error means it may not
-// have been recorded; calling it again is safe.
-func (d *Delivery) AckSync(ctx context.Context) error { return d.msg.DoubleAck(ctx) }
+// confirm retries the segment's confirmed acknowledgement for up to
+// AckWait (after which it is delivered again anyway).
+func (s *segState) confirm() {
+	deadline := time.Now().Add(s.c.cfg.AckWait)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := s.finishMsg(ctx)
+		cancel()
+		if err == nil || time.Now().Add(wait).After(deadline) {
+			if err != nil {
+				s.c.log.Warn("segment acknowledgement not confirmed; it will be delivered again", "seq", s.seq, "error", err)
+			}
+			return
+		}
+		time.Sleep(wait)
+	}
+}
 
-// NakWithDelay has the event delivered again after delay.
-func (d *Delivery) NakWithDelay(delay time.Duration) error { return d.msg.NakWithDelay(delay) }
+// AckSync acknowledges the event and, when it is the last of its segment
+// to be settled, acknowledges the segment and waits for the server's
+// confirmation (JetStream's "double ack"). Once it returns nil, the event
+// is not delivered again, even after a leader change: either the segment's
+// acknowledgement is recorded, or another event of it is still in flight in
+// this process, which hands on only the events not acknowledged when the
+// segment comes again. An error means the acknowledgement may not have
+// been recorded; calling it again is safe.
+func (d *Delivery) AckSync(ctx context.Context) error {
+	if !d.seg.settle(d.Index, stateAcked, true, 0) {
+		d.seg.mu.Lock()
+		retry := d.seg.finished && d.seg.state[d.Index] == stateAcked && !d.seg.acked && !d.seg.naked
+		d.seg.mu.Unlock()
+		if !retry {
+			return nil
+		}
+	}
+	return d.seg.finishMsg(ctx)
+}
+
+// NakWithDelay has the event delivered again after delay (with the other
+// events of its segment not acknowledged, once they are all settled).
+func (d *Delivery) NakWithDelay(delay time.Duration) error {
+	if !d.seg.settle(d.Index, stateNaked, false, delay) {
+		return nil
+	}
+	return d.seg.finishMsg(context.Background())
+}
 
 // InProgress tells the stream the event is still being worked on: its
-// AckWait starts again.
-func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+// segment's AckWait starts again (told at most once a second, or four
+// times per AckWait, per segment).
+func (d *Delivery) InProgress() error {
+	s := d.seg
+	s.mu.Lock()
+	now := time.Now()
+	skip := s.finished || now.Sub(s.progress) < min(time.Second, s.c.cfg.AckWait/4)
+	if !skip {
+		s.progress = now
+	}
+	s.mu.Unlock()
+	if skip {
+		return nil
+	}
+	return s.msg.InProgress()
+}
 
 // Feed sends the consumer's events to out until ctx ends, then returns once
 // its fetches have stopped; it does not close out. Before each fetch it
@@ -154,18 +331,36 @@ func (d *Delivery) InProgress() error { return d.msg.InProgress() }
 // event. A fetch ends by itself (full, or expired at the server), so
 // nothing waits on such bookkeeping.
 func (c *Consumer) Feed(ctx context.Context, out chan<- *Delivery, ready func() <-chan struct{}) {
+	c.FeedMessages(ctx, func(ds []*Delivery) bool {
+		for _, d := range ds {
+			select {
+			case out <- d:
+			case <-ctx.Done():
+				return false
+			}
+		}
+		return true
+	}, ready)
+}
+
+// FeedMessages is Feed handing on the deliveries of each fetched message
+// together (the events of one segment, in order) to fn, which returns false
+// when ctx ended before it took them. A reader whose events depend on the
+// ones before them (the identity graph learns from an identify that a
+// track of the same request needs) keeps a segment's events together.
+func (c *Consumer) FeedMessages(ctx context.Context, fn func([]*Delivery) bool, ready func() <-chan struct{}) {
 	if ready == nil {
 		ready = func() <-chan struct{} { return closedChan }
 	}
 	var fetchers sync.WaitGroup
 	for range fetchersInFlight {
-		fetchers.Go(func() { c.fetchLoop(ctx, out, ready) })
+		fetchers.Go(func() { c.fetchLoop(ctx, fn, ready) })
 	}
 	fetchers.Wait()
 }
 
 // fetchLoop fetches events into out until ctx ends.
-func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready func() <-chan struct{}) {
+func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, ready func() <-chan struct{}) {
 	for ctx.Err() == nil {
 		// Take no new events until ready; what is in flight goes on.
 		select {
@@ -177,12 +372,17 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready fu
 		// Heartbeats end a fetch whose server went away (a cluster node
 		// restarting) after two missed ones (10 s) instead of FetchWait.
 		hb := min(5*time.Second, c.cfg.FetchWait/4)
-		batch, err := c.cons.Fetch(c.cfg.Batch, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+		var batch jetstream.MessageBatch
+		var err error
+		if c.cfg.Batch > 0 {
+			batch, err = c.cons.Fetch(c.cfg.Batch, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+		} else {
+			batch, err = c.cons.FetchBytes(c.cfg.FetchBytes, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+		}
 		if err == nil {
 			for msg := range batch.Messages() {
-				select {
-				case out <- delivery(msg):
-				case <-ctx.Done():
+				if ds := c.deliveries(ctx, msg); len(ds) > 0 && ctx.Err() == nil {
+					fn(ds)
 				}
 			}
 			err = batch.Error()
@@ -198,7 +398,10 @@ func (c *Consumer) fetchLoop(ctx context.Context, out chan<- *Delivery, ready fu
 	}
 }
 
-// delivery decodes a fetched message.
+// dedupWait bounds how long a consumer waits for the de-duplication
+// follower to cover a message before delivering it unchecked.
+const dedupWait = 10 * time.Second
+
 // closedChan is ready when Feed has no ready function.
 var closedChan = func() chan struct{} {
 	c := make(chan struct{})
@@ -206,15 +409,77 @@ var closedChan = func() chan struct{} {
 	return c
 }()
 
-func delivery(msg jetstream.Msg) *Delivery {
-	d := &Delivery{msg: msg}
+// deliveries decodes a fetched message into the deliveries of its events
+// not yet acknowledged in this process. A message that holds none any more
+// (its acknowledgement was lost) is acknowledged again; one that does not
+// decode is logged and terminated: it stays in the stream, but this
+// consumer does not deliver it again.
+func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Delivery {
 	var seq uint64
 	var at time.Time
 	if md, err := msg.Metadata(); err == nil {
 		seq, at = md.Sequence.Stream, md.Timestamp
 	}
-	d.Stored = decodeStored(seq, msg.Subject(), msg.Headers(), msg.Data(), at)
-	return d
+	if h := msg.Headers(); h.Get(headerRewriteOf) != "" && slices.Contains(strings.Fields(h.Get(headerRewriteHandled)), c.cfg.Durable) {
+		// A privacy deletion's rewrite of a segment this consumer had
+		// handled: its events were delivered already.
+		_ = msg.Ack()
+		return nil
+	}
+	var evs []Stored
+	err := decodeMessage(seq, msg.Subject(), msg.Headers(), msg.Data(), at, func(s Stored) error {
+		evs = append(evs, s)
+		return nil
+	})
+	if err != nil {
+		c.log.Error("a stored event message does not decode; it is not delivered", "seq", seq, "error", err)
+		_ = msg.Term()
+		return nil
+	}
+	s := &segState{c: c, msg: msg, seq: seq, state: make([]byte, len(evs))}
+	c.mu.Lock()
+	s.done = c.done[seq]
+	if len(s.done) != len(evs) {
+		s.done = make([]bool, len(evs))
+		if len(evs) > 1 {
+			c.done[seq] = s.done
+		}
+	}
+	skip := slices.Clone(s.done)
+	c.mu.Unlock()
+	if d := c.cfg.Dedup; d != nil && d.followed.Load() {
+		for i, first := range d.firstOf(ctx, seq, evs, dedupWait) {
+			if first != 0 && !skip[i] {
+				skip[i] = true
+				c.log.Debug("event skipped: a duplicate of an earlier one", "event_pos", evs[i].Pos(), "first", Pos(first))
+			}
+		}
+	}
+	out := make([]*Delivery, 0, len(evs))
+	s.mu.Lock()
+	for i := range evs {
+		if skip[i] {
+			s.state[i] = stateAcked
+			continue
+		}
+		out = append(out, &Delivery{Stored: evs[i], seg: s})
+	}
+	s.open = len(out)
+	if s.open == 0 {
+		s.finished = true
+	}
+	s.mu.Unlock()
+	if len(out) == 0 {
+		_ = s.finishMsg(context.Background())
+	}
+	return out
+}
+
+// forget drops the acknowledged events of the message at seq.
+func (c *Consumer) forget(seq uint64) {
+	c.mu.Lock()
+	delete(c.done, seq)
+	c.mu.Unlock()
 }
 
 // ConsumerState is where a durable consumer of EVENTS stands: what the

@@ -73,7 +73,7 @@ func TestConsumerConfig(t *testing.T) {
 		cc.AckWait != 30*time.Second || cc.MaxAckPending != 1000 || cc.MaxDeliver != -1 {
 		t.Errorf("consumer config %+v", cc)
 	}
-	if c.cfg.FetchWait != 30*time.Second || c.cfg.Batch != fetchMax {
+	if c.cfg.FetchWait != 30*time.Second || c.cfg.Batch != 0 || c.cfg.FetchBytes != 8<<20 {
 		t.Errorf("fetch settings %+v", c.cfg)
 	}
 }
@@ -84,12 +84,16 @@ func TestConsumerConfig(t *testing.T) {
 func TestConsumerFeed(t *testing.T) {
 	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
 	ctx := context.Background()
-	appendOK(t, w,
-		Event{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r1", UserAgent: "ua", LiFatID: "lfi", Trust: TrustUnverified},
-		Event{Source: "other", Type: "track", MessageID: "m2", Doc: []byte(`{"n":2}`)},
-		Event{Source: "web", Type: "page", MessageID: "m3", Doc: []byte(`{"n":3}`), ReplayFor: "li", DedupID: "replay:li:1"},
-		Event{Source: "web", Type: "identify", MessageID: "m4", Doc: []byte(`{"n":4}`)},
-	)
+	// One call each: one segment each (TestConsumerSegment has several
+	// events in one).
+	for _, ev := range []Event{
+		{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r1", UserAgent: "ua", LiFatID: "lfi", Trust: TrustUnverified},
+		{Source: "other", Type: "track", MessageID: "m2", Doc: []byte(`{"n":2}`)},
+		{Source: "web", Type: "page", MessageID: "m3", Doc: []byte(`{"n":3}`), ReplayFor: "li", DedupID: "replay:li:1"},
+		{Source: "web", Type: "identify", MessageID: "m4", Doc: []byte(`{"n":4}`)},
+	} {
+		appendOK(t, w, ev)
+	}
 	const ackWait = 300 * time.Millisecond
 	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "feed", Sources: []string{"web"}, AckWait: ackWait, FetchWait: time.Second})
 	if err != nil {
@@ -211,11 +215,9 @@ func TestConsumerState(t *testing.T) {
 	if _, err := eng.ConsumerState(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing consumer: %v", err)
 	}
-	appendOK(t, w,
-		Event{Source: "web", Type: "track", MessageID: "s1", Doc: []byte(`{"n":1}`)},
-		Event{Source: "web", Type: "track", MessageID: "s2", Doc: []byte(`{"n":2}`)},
-		Event{Source: "web", Type: "track", MessageID: "s3", Doc: []byte(`{"n":3}`)},
-	)
+	for i := range 3 {
+		appendOK(t, w, Event{Source: "web", Type: "track", MessageID: fmt.Sprint("s", i), Doc: []byte(`{}`)})
+	}
 	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "state", Batch: 2, FetchWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -241,4 +243,78 @@ func TestConsumerState(t *testing.T) {
 		st, err = eng.ConsumerState(ctx, "state")
 		return err == nil && st.AckFloor == 1 && st.Delivered == 3 && st.AckPending == 1 && st.Pending == 0
 	})
+}
+
+// TestConsumerSegment: the events of one segment are delivered one by one;
+// the segment is acknowledged once all of them are, and an event given back
+// has the segment delivered again with only the events not acknowledged.
+func TestConsumerSegment(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	appendOK(t, w, track("a"), track("b"), track("c"), track("d"))
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "seg", AckWait: time.Minute, FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := feed(t, c, nil)
+	got := map[string]*Delivery{}
+	for range 4 {
+		d := receive(t, out)
+		got[d.MessageID] = d
+	}
+	if got["a"] == nil || got["d"] == nil || got["b"].Pos() != MakePos(1, 1) || got["d"].Pos() != MakePos(1, 3) {
+		t.Fatalf("deliveries %v", slices.Sorted(maps.Keys(got)))
+	}
+	state := func() ConsumerState {
+		t.Helper()
+		st, err := eng.ConsumerState(ctx, "seg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// Acknowledged in part: the segment is not.
+	if err := got["a"].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := got["c"].AckSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(); st.AckFloor != 0 || st.AckPending != 1 {
+		t.Fatalf("two of four events acknowledged: %+v", st)
+	}
+	// b given back, d acknowledged: the segment comes again with b only.
+	if err := got["b"].NakWithDelay(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	nothing(t, out, 200*time.Millisecond) // not before d is settled
+	if err := got["d"].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	again := receive(t, out)
+	if again.MessageID != "b" || again.Pos() != MakePos(1, 1) {
+		t.Fatalf("redelivered %s at %s, want b at 1:1", again.MessageID, again.Pos())
+	}
+	nothing(t, out, 200*time.Millisecond)
+	// The last one's confirmed acknowledgement acknowledges the segment
+	// (the confirmation asked by c).
+	if err := again.AckSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(); st.AckFloor != 1 || st.AckPending != 0 {
+		t.Fatalf("every event acknowledged: %+v", st)
+	}
+	// Settling twice changes nothing.
+	if err := got["a"].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.AckSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	left := len(c.done)
+	c.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d segments still tracked after their acknowledgement", left)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +115,77 @@ func TestAudit(t *testing.T) {
 	if want := "[1:privacy_delete:0 2:privacy_delete:1]"; fmt.Sprint(got) != want {
 		t.Errorf("audit: %v, want %s", got, want)
 	}
+}
+
+// TestDeleteInsideSegment: erasing some events of a segment stores the
+// others again as a new segment and erases the old one; a consumer that had
+// handled the old segment does not get them again, one that had not does.
+func TestDeleteInsideSegment(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	erase := func(id string) Event {
+		ev := track(id)
+		ev.Doc = []byte(`{"userId":"erase-me-marker","messageId":"` + id + `"}`)
+		return ev
+	}
+	appendOK(t, w, track("a"), erase("b"), track("c"), erase("d"))
+	appendOK(t, w, erase("e"))
+	// Consumer "done" handles everything first; "late" has not started.
+	done, err := eng.Consumer(ctx, ConsumerConfig{Durable: "done", FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Consumer(ctx, ConsumerConfig{Durable: "late", FetchWait: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	out, stop := feed(t, done, nil)
+	for range 5 {
+		if err := receive(t, out).Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, func() bool { st, err := eng.ConsumerState(ctx, "done"); return err == nil && st.AckFloor == 2 })
+	stop()
+
+	n, err := eng.DeleteEvents(ctx, func(s Stored) bool { return bytes.Contains(s.Doc, []byte("erase-me-marker")) })
+	if err != nil || n != 3 {
+		t.Fatalf("DeleteEvents: %d, %v; want 3", n, err)
+	}
+	var got []string
+	for _, s := range readEvents(t, eng, ReadOptions{}) {
+		got = append(got, s.Pos().String()+" "+s.MessageID)
+	}
+	if fmt.Sprint(got) != "[3:0 a 3:1 c]" {
+		t.Errorf("left %v, want a and c in a new segment 3", got)
+	}
+	for _, m := range readAll(t, eng, EventsStream) {
+		if bytes.Contains(m.Data, []byte("erase-me-marker")) {
+			t.Errorf("message %d still holds an erased event", m.Seq)
+		}
+	}
+	// "done" had acknowledged segment 1: the rewrite is not delivered to
+	// it. "late" gets a and c once.
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "done", FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ = feed(t, c, nil)
+	nothing(t, out, 500*time.Millisecond)
+	eventually(t, func() bool { st, err := eng.ConsumerState(ctx, "done"); return err == nil && st.AckFloor == 3 })
+	late, err := eng.Consumer(ctx, ConsumerConfig{Durable: "late", FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lout, _ := feed(t, late, nil)
+	var ids []string
+	for range 2 {
+		d := receive(t, lout)
+		ids = append(ids, d.MessageID)
+		_ = d.Ack()
+	}
+	slices.Sort(ids)
+	if fmt.Sprint(ids) != "[a c]" {
+		t.Errorf("late consumer got %v", ids)
+	}
+	nothing(t, lout, 300*time.Millisecond)
 }

@@ -21,11 +21,12 @@
 // did not refuse the last commit (a full stream or disk), which is what
 // /readyz reports.
 //
-// The one read path gives each event as Stored (its stream sequence, source,
+// The one read path gives each event as Stored (its position, source,
 // type, time, document and request facts), in two forms: Engine.ReadEvents,
 // the ordered, unacknowledged read of tools and the console, and
 // Engine.Consumer, the durable, acknowledged consumer of delivery, whose
-// Feed hands on Deliveries to acknowledge. The DLQ stream is written and
+// Feed hands on Deliveries to acknowledge, one per event; a segment is
+// acknowledged once all its events are. The DLQ stream is written and
 // read through AppendDeadLetter, ReadDeadLetters, DeadLetterAt and
 // RemoveDeadLetters.
 //
@@ -49,9 +50,17 @@
 // by copying the files of a running store; a manifest with checksums lets
 // Restore refuse a damaged or newer backup.
 //
-// Because nothing outside sees the format, it can change here alone: one
-// message per event today, request-level segments with an on-disk
-// de-duplication index later (ARCHITECTURE.md, "Storage, wave 2").
+// Storage format (docs/storage.md): each commit stores, per source, one
+// segment (segment.go: subject events.<source>.seg, a versioned binary
+// frame of its events); messages of one event each, written by older
+// releases, stay readable. An event's position is its segment's stream
+// sequence and its index in it (Pos, "seq:idx"). Per-event
+// de-duplication is an index of (source, messageId) keys with the position
+// of their first occurrence (dedup.go, package dedup), looked up by the
+// Writer before each commit and caught up with EVENTS at start
+// (OpenDedup); the stream's own duplicate window only drops a whole
+// segment stored again within minutes. Because nothing outside sees the
+// format, it changes here alone.
 //
 // Package stream knows nothing of HTTP, Segment or LinkedIn: it stores and
 // reads documents with the facts it is given.

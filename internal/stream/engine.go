@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +46,13 @@ const (
 	StatsHoursKV    = "stats_hours"
 )
 
+// SegmentDupWindow is the duplicate window of the EVENTS stream: it drops a
+// segment stored again (a whole request retried, its Nats-Msg-Id the same)
+// within it. Per-event de-duplication over engine.dedup.window is the
+// index's (dedup.go), so this window only covers client retries and JetStream
+// keeps few ids in memory.
+const SegmentDupWindow = 2 * time.Minute
+
 // Config configures the engine. The zero value of a field means its default.
 type Config struct {
 	// URL of an external NATS cluster; "" starts an embedded server.
@@ -61,8 +69,6 @@ type Config struct {
 	SyncInterval time.Duration
 	// Replicas of streams and buckets. Default 1.
 	Replicas int
-	// DedupWindow of the EVENTS stream. Default 24h.
-	DedupWindow time.Duration
 	// Retention (max age) of the EVENTS stream. Default 7 days.
 	Retention time.Duration
 	// MaxBytes of the EVENTS stream; 0 means unlimited.
@@ -96,6 +102,10 @@ type Engine struct {
 
 	syncMu  sync.Mutex
 	syncers map[string]*blockSyncer // by stream, embedded engine only
+
+	// dedup is the process's de-duplication index (OpenDedup), which
+	// Consumer gives its consumers.
+	dedup atomic.Pointer[Dedup]
 }
 
 // syncSubject is where the process that runs the embedded engine takes Sync
@@ -151,9 +161,6 @@ func Attach(ctx context.Context, cfg Config, log *slog.Logger) (*Engine, error) 
 func (c *Config) defaults() {
 	if c.Replicas == 0 {
 		c.Replicas = 1
-	}
-	if c.DedupWindow == 0 {
-		c.DedupWindow = 24 * time.Hour
 	}
 	if c.Retention == 0 {
 		c.Retention = 7 * 24 * time.Hour
@@ -353,7 +360,7 @@ func (e *Engine) ensureStreams(ctx context.Context) error {
 		MaxAge:             e.cfg.Retention,
 		MaxBytes:           maxBytes,
 		Discard:            jetstream.DiscardNew, // full: refuse (503), never drop accepted events
-		Duplicates:         e.cfg.DedupWindow,
+		Duplicates:         SegmentDupWindow,
 		Replicas:           e.cfg.Replicas,
 		AllowAtomicPublish: true,
 		AllowDirect:        true,

@@ -11,14 +11,15 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// The storage format of EVENTS, known only to this file.
+// The storage format of EVENTS before segments (segment.go), still read.
 //
 // One event is one message on subject events.<source>.<type> whose data is
 // the normalised JSON document; its Nats-Msg-Id is <source>:<messageId>, or
 // an explicit id for events stored again on purpose (a DLQ replay). The
 // facts of the request that carried it travel as headers, set only when
-// they have a value. Operators and tests rely on the stream, subject and
-// Nats-Msg-Id; the headers are capstan's own.
+// they have a value. Releases since segments write no such message (the
+// encoder below serves tests of the mixed read); segments carry the same
+// facts in their frame and keep headerSource.
 const (
 	headerSource    = "Capstan-Source"     // the source name
 	headerRequestID = "Capstan-Request-Id" // the HTTP request that carried it
@@ -82,12 +83,25 @@ type Event struct {
 
 // Stored is one event as stored, with its position in the stream.
 type Stored struct {
-	// Seq is the event's stream sequence.
+	// Seq is the stream sequence of the message that holds the event: a
+	// segment holds several events, so Seq alone identifies an event only
+	// with Index (Pos).
 	Seq uint64
-	// Subject is the stream subject (events.<source>.<type>).
+	// Index is the event's index in its segment; 0 for an event stored as
+	// a message of its own by an older release.
+	Index int
+	// Subject is the stream subject (events.<source>.seg for a segment,
+	// events.<source>.<type> for an older release's message).
 	Subject string
 	// Source and Type are the event's source name and type.
 	Source, Type string
+	// MessageID is the event's messageId ("" for events stored again on
+	// purpose with a DedupID). For events of older releases it is read
+	// from the message's de-duplication id.
+	MessageID string
+	// DedupID is the de-duplication id that replaced (Source, MessageID),
+	// if any (Event.DedupID).
+	DedupID string
 	// StoredAt is when the stream stored the event.
 	StoredAt time.Time
 	// Doc is the stored JSON document, exactly as kept.
@@ -98,13 +112,16 @@ type Stored struct {
 	RequestID, UserAgent, LiFatID, ReplayFor, Trust string
 }
 
+// Pos returns the event's position (Seq and Index packed).
+func (s *Stored) Pos() Pos { return MakePos(s.Seq, s.Index) }
+
 // subject returns the stream subject of an event: events.<source>.<type>.
 func subject(source, typ string) string { return EventsSubject + "." + source + "." + typ }
 
 // dedupID returns the de-duplication id (Nats-Msg-Id) of (source,
 // messageID). Ids that cannot travel in a NATS header (control characters)
 // are hashed.
-func dedupID(source, messageID string) string {
+func dedupIDOf(source, messageID string) string {
 	if hasControl(messageID) {
 		sum := sha256.Sum256([]byte(messageID))
 		return source + ":sha256:" + hex.EncodeToString(sum[:])
@@ -185,7 +202,7 @@ func (c *encoder) record(ev *Event) record {
 	}
 	id := ev.DedupID
 	if id == "" && ev.MessageID != "" {
-		id = dedupID(ev.Source, ev.MessageID)
+		id = dedupIDOf(ev.Source, ev.MessageID)
 	}
 	return record{Subject: c.subj, MsgID: id, Header: c.hdr, Data: ev.Doc}
 }
@@ -231,5 +248,26 @@ func decodeStored(seq uint64, subj string, h nats.Header, data []byte, at time.T
 			s.Source = rest[:i]
 		}
 	}
+	if id := h.Get(nats.MsgIdHdr); id != "" {
+		if m, ok := strings.CutPrefix(id, s.Source+":"); ok {
+			s.MessageID = m
+		} else {
+			s.DedupID = id
+		}
+	}
 	return s
+}
+
+// keyOf returns what an event's de-duplication key hashes: its source and
+// the part of its de-duplication id after it, or "" and its DedupID; ok is
+// false for an event without either (it is never de-duplicated). Events of
+// older releases and segments give the same for the same event.
+func keyOf(source, messageID, dedupID string) (src, id string, ok bool) {
+	switch {
+	case dedupID != "":
+		return "", dedupID, true
+	case messageID != "":
+		return source, strings.TrimPrefix(dedupIDOf(source, messageID), source+":"), true
+	}
+	return "", "", false
 }

@@ -26,7 +26,7 @@ type ReadOptions struct {
 }
 
 // ReadEvents calls fn for each stored event, oldest first, with its stream
-// position. It is the ordered, unacknowledged read of tools and the
+// position (Stored.Seq and Index; a segment's events share its Seq). It is the ordered, unacknowledged read of tools and the
 // console: it leaves no trace on the stream. It stops at the first error fn
 // returns, and returns ctx's error when ctx ends first.
 func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored) error) error {
@@ -41,8 +41,24 @@ func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored
 		spec.subject = EventsSubject + "." + opt.Source + ".>"
 	}
 	return e.read(ctx, EventsStream, spec, func(m rawMessage) error {
-		return fn(decodeStored(m.Seq, m.Subject, m.Header, m.Data, m.Time))
+		return e.decodeEvents(m, fn)
 	})
+}
+
+// decodeEvents calls fn for each event of m. A segment that does not
+// decode is logged and skipped: one damaged message must not stop every
+// reader.
+func (e *Engine) decodeEvents(m rawMessage, fn func(Stored) error) error {
+	var fnErr error
+	err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
+		fnErr = fn(s)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		e.log.Error("a stored event message does not decode; skipped", "seq", m.Seq, "error", err)
+		return nil
+	}
+	return err
 }
 
 // rawMessage is one stored message, as read.
@@ -77,7 +93,10 @@ func (e *Engine) read(ctx context.Context, stream string, spec readSpec, fn func
 	if !spec.follow && (info.State.Msgs == 0 || last == 0) {
 		return nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// The server removes an ordered consumer left idle after
+	// InactiveThreshold (nats.go's default: 5 minutes); read deletes its own
+	// when it returns, so this only bounds what a process that died leaves.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 30 * time.Second}
 	switch {
 	case !spec.since.IsZero():
 		since := spec.since
@@ -94,6 +113,17 @@ func (e *Engine) read(ctx context.Context, stream string, spec readSpec, fn func
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
+	// nats.go does not delete an ordered consumer when its read stops, and
+	// the server signals every consumer of a stream for each message
+	// stored: a console polling every 200 ms left ~1,500 behind, which cost
+	// ingest up to a quarter of its CPU. Delete it once the read is done.
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.DeleteConsumer(dctx, info.Name) // else it goes after InactiveThreshold
+		}
+	}()
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)

@@ -110,7 +110,7 @@ func (e *Engine) ReadEventRange(ctx context.Context, from, upTo uint64, fn func(
 		if err != nil {
 			return fail(fmt.Errorf("message %d without a time: %w", seq, err))
 		}
-		if err := fn(decodeStored(seq, m.Header.Get(hdrSubject), m.Header, m.Data, at)); err != nil {
+		if err := decodeMessage(seq, m.Header.Get(hdrSubject), m.Header, m.Data, at, fn); err != nil {
 			return err
 		}
 	}

@@ -12,13 +12,23 @@ import (
 
 // Result is the outcome of appending one event.
 type Result struct {
-	// Seq is the stream sequence (0 for duplicates and failures).
-	Seq uint64
+	// Seq is the stream sequence of the message that holds the event (0
+	// for duplicates and failures), Index the event's index in it.
+	Seq   uint64
+	Index int
 	// Duplicate is true when the event's de-duplication key was already
 	// stored within the de-duplication window, or earlier in the same call.
 	Duplicate bool
 	// Err is set when the event was not stored.
 	Err error
+}
+
+// Pos is the stored event's position; 0 for duplicates and failures.
+func (r Result) Pos() Pos {
+	if r.Seq == 0 {
+		return 0
+	}
+	return MakePos(r.Seq, r.Index)
 }
 
 // ErrOverloaded means the append queue is full: callers should answer 503.
@@ -50,6 +60,11 @@ type WriterConfig struct {
 	// store still refusing makes the next commit fail and Ready report it
 	// again. Default 30s.
 	RetestAfter time.Duration
+	// Dedup, when set, is the per-event de-duplication index (OpenDedup):
+	// an event whose (source, messageId) it holds within its window is
+	// answered Duplicate and not stored. Without it only the events of
+	// the commits this Writer has in flight are compared.
+	Dedup *Dedup
 	// Registry, when set, receives the writer's metrics: events per
 	// commit, commit time and events waiting (see newAppenderMetrics).
 	Registry prometheus.Registerer
@@ -57,7 +72,8 @@ type WriterConfig struct {
 
 // Writer is the one append path of EVENTS: every producer (HTTP ingest, DLQ
 // replay, import) hands it normalised events, and it alone decides how they
-// are stored (subject, de-duplication id, headers; format.go). It appends
+// are stored (one segment per commit and source, segment.go; per-event
+// de-duplication against WriterConfig.Dedup, commit.go). It appends
 // them durably with group commit: the events of concurrent Append calls are
 // written together and made durable by one fsync, and Append returns only
 // once they are (see appender). It is safe for concurrent use; Run must be
@@ -109,10 +125,9 @@ func (w *Writer) Append(ctx context.Context, evs []Event) ([]Result, error) {
 		return nil, nil
 	}
 	var (
-		enc  encoder
-		recs = make([]record, 0, len(evs))
-		bad  []Result // non-nil once an event is refused
-		idx  []int    // with bad: the event of each record
+		ok  = evs
+		bad []Result // non-nil once an event is refused
+		idx []int    // with bad: the event of each one stored
 	)
 	for i := range evs {
 		if err := checkEvent(&evs[i]); err != nil {
@@ -128,9 +143,14 @@ func (w *Writer) Append(ctx context.Context, evs []Event) ([]Result, error) {
 		if bad != nil {
 			idx = append(idx, i)
 		}
-		recs = append(recs, enc.record(&evs[i]))
 	}
-	res, err := w.app.Append(ctx, recs)
+	if bad != nil {
+		ok = make([]Event, len(idx))
+		for k, i := range idx {
+			ok[k] = evs[i]
+		}
+	}
+	res, err := w.app.appendEvents(ctx, ok)
 	if bad == nil || err != nil {
 		return res, err
 	}

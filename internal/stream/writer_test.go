@@ -55,10 +55,10 @@ func readEvents(t *testing.T, eng *Engine, opt ReadOptions) []Stored {
 }
 
 func TestDedupID(t *testing.T) {
-	if got := dedupID("web", "m-1"); got != "web:m-1" {
+	if got := dedupIDOf("web", "m-1"); got != "web:m-1" {
 		t.Errorf("got %q", got)
 	}
-	if got := dedupID("web", "a\nb"); !strings.HasPrefix(got, "web:sha256:") || strings.ContainsAny(got, "\r\n") {
+	if got := dedupIDOf("web", "a\nb"); !strings.HasPrefix(got, "web:sha256:") || strings.ContainsAny(got, "\r\n") {
 		t.Errorf("got %q", got)
 	}
 }
@@ -132,17 +132,15 @@ func TestWriterStorageFormat(t *testing.T) {
 		t.Errorf("bad source: %v", res[5].Err)
 	}
 	ua := "Mozilla/5.0(X11)" + strings.Repeat("x", 512-len("Mozilla/5.0\r\n(X11)"))
+	// One segment per source, its events in order.
 	type wire struct {
-		subject, msgID, doc string
-		header              map[string]string
+		subject, msgID string
+		header         map[string]string
+		events         int
 	}
-	web := map[string]string{headerSource: "web", headerRequestID: "r1", headerUserAgent: ua, headerLiFatID: "lfi-1"}
 	want := []wire{
-		{"events.web.track", "web:m1", `{"n":1}`, web},
-		{"events.web.page", "web:m2", `{"n":2}`, web},
-		{"events.app.track", "app:m1", `{"n":3}`, map[string]string{headerSource: "app", headerTrust: "server"}},
-		{"events.web.track", "replay:li:7", `{"n":5}`, map[string]string{headerSource: "web", headerReplayFor: "li"}},
-		{"events.web.track", dedupID("web", "m\n8"), `{"n":8}`, web},
+		{"events.web.seg", segmentID("web", []string{"m1", "m2", "replay:li:7", "sha256:" + strings.TrimPrefix(dedupIDOf("web", "m\n8"), "web:sha256:")}), map[string]string{headerSeg: "1", headerSource: "web"}, 4},
+		{"events.app.seg", segmentID("app", []string{"m1"}), map[string]string{headerSeg: "1", headerSource: "app"}, 1},
 	}
 	msgs := readAll(t, eng, EventsStream)
 	if len(msgs) != len(want) {
@@ -150,8 +148,8 @@ func TestWriterStorageFormat(t *testing.T) {
 	}
 	for i, m := range msgs {
 		w := want[i]
-		if m.Subject != w.subject || m.Header.Get(nats.MsgIdHdr) != w.msgID || string(m.Data) != w.doc {
-			t.Errorf("message %d: %s %q %s, want %s %q %s", i, m.Subject, m.Header.Get(nats.MsgIdHdr), m.Data, w.subject, w.msgID, w.doc)
+		if m.Subject != w.subject || m.Header.Get(nats.MsgIdHdr) != w.msgID {
+			t.Errorf("message %d: %s %q, want %s %q", i, m.Subject, m.Header.Get(nats.MsgIdHdr), w.subject, w.msgID)
 		}
 		got := map[string]string{}
 		for k := range m.Header {
@@ -162,24 +160,66 @@ func TestWriterStorageFormat(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(w.header) {
 			t.Errorf("message %d: headers %v, want %v", i, got, w.header)
 		}
+		if evs, err := decodeSegment(m.Data); err != nil || len(evs) != w.events {
+			t.Errorf("message %d: %d events, %v; want %d", i, len(evs), err, w.events)
+		}
+	}
+	for i, r := range res {
+		if wantPos := map[int]string{0: "1:0", 1: "1:1", 2: "2:0", 4: "1:2", 7: "1:3"}[i]; r.Pos().String() != wantPos && wantPos != "" {
+			t.Errorf("event %d stored at %s, want %s", i, r.Pos(), wantPos)
+		}
 	}
 
-	// Read back as Stored: the same facts, decoded.
+	// Read back as Stored: the same facts, decoded, in stream order.
 	stored := readEvents(t, eng, ReadOptions{})
-	if len(stored) != len(want) {
-		t.Fatalf("read %d events, want %d", len(stored), len(want))
+	if len(stored) != 5 {
+		t.Fatalf("read %d events, want 5", len(stored))
 	}
-	first, replay := stored[0], stored[3]
-	if first.Seq != res[0].Seq || first.Subject != "events.web.track" || first.Source != "web" || first.Type != "track" ||
+	first, replay := stored[0], stored[2]
+	if first.Pos() != res[0].Pos() || first.Subject != "events.web.seg" || first.Source != "web" || first.Type != "track" || first.MessageID != "m1" ||
 		string(first.Doc) != `{"n":1}` || first.RequestID != "r1" || first.UserAgent != ua || first.LiFatID != "lfi-1" ||
 		first.ReplayFor != "" || time.Since(first.StoredAt) > time.Minute {
 		t.Errorf("first event read back as %+v", first)
 	}
-	if replay.Seq != res[4].Seq || replay.Source != "web" || replay.Type != "track" || replay.ReplayFor != "li" || replay.RequestID != "" {
+	if replay.Pos() != res[4].Pos() || replay.Source != "web" || replay.Type != "track" || replay.ReplayFor != "li" || replay.DedupID != "replay:li:7" || replay.RequestID != "" {
 		t.Errorf("replayed event read back as %+v", replay)
 	}
-	if stored[1].Type != "page" || stored[2].Source != "app" || stored[2].Trust != TrustServer || first.Trust != "" {
-		t.Errorf("source and type from the subject: %+v %+v", stored[1], stored[2])
+	if stored[1].Type != "page" || stored[3].MessageID != "m\n8" || stored[4].Source != "app" || stored[4].Trust != TrustServer || first.Trust != "" {
+		t.Errorf("events read back: %+v %+v %+v", stored[1], stored[3], stored[4])
+	}
+}
+
+// TestOldMessagesMixedWithSegments: per-event messages of older releases
+// (the record path, format.go) and segments read back in stream order,
+// with the facts each form carries.
+func TestOldMessagesMixedWithSegments(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	var enc encoder
+	old := []Event{
+		{Source: "web", Type: "track", MessageID: "o1", Doc: []byte(`{"n":1}`), RequestID: "r", Trust: TrustServer},
+		{Source: "web", Type: "page", DedupID: "replay:li:3", ReplayFor: "li", Doc: []byte(`{"n":2}`)},
+	}
+	app := w.app
+	if _, err := app.Append(context.Background(), []record{enc.record(&old[0]), enc.record(&old[1])}); err != nil {
+		t.Fatal(err)
+	}
+	appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "s1", Doc: []byte(`{"n":3}`)}, Event{Source: "web", Type: "identify", MessageID: "s2", Doc: []byte(`{"n":4}`)})
+	if _, err := app.Append(context.Background(), []record{enc.record(&Event{Source: "web", Type: "track", MessageID: "o3", Doc: []byte(`{"n":5}`)})}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range readEvents(t, eng, ReadOptions{Source: "web"}) {
+		got = append(got, fmt.Sprintf("%s %s %s %s %s %s", s.Pos(), s.Type, s.MessageID, s.DedupID, s.Doc, s.Trust))
+	}
+	want := []string{
+		`1:0 track o1  {"n":1} server`,
+		`2:0 page  replay:li:3 {"n":2} `,
+		`3:0 track s1  {"n":3} `,
+		`3:1 identify s2  {"n":4} `,
+		`4:0 track o3  {"n":5} `,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("read back\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -13,30 +13,30 @@ import (
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
-// seqOf returns the stream sequence of the stored event with messageID.
-func (h *harness) seqOf(messageID string) uint64 {
+// seqOf returns the position of the stored event with messageID.
+func (h *harness) seqOf(messageID string) stream.Pos {
 	h.t.Helper()
-	var seq uint64
+	var seq stream.Pos
 	err := h.eng.ReadEvents(context.Background(), stream.ReadOptions{}, func(s stream.Stored) error {
 		var doc struct{ MessageID string }
 		if json.Unmarshal(s.Doc, &doc) == nil && doc.MessageID == messageID {
-			seq = s.Seq
+			seq = s.Pos()
 		}
 		return nil
 	})
 	if err != nil || seq == 0 {
-		h.t.Fatalf("event %s: seq %d, %v", messageID, seq, err)
+		h.t.Fatalf("event %s: position %s, %v", messageID, seq, err)
 	}
 	return seq
 }
 
-func (h *harness) explain(seq uint64) *delivery.Explanation {
+func (h *harness) explain(seq stream.Pos) *delivery.Explanation {
 	h.t.Helper()
 	x, err := delivery.ExplainEvent(context.Background(), h.eng, []*delivery.Runner{h.runner}, seq)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if x.Seq != seq || len(x.Destinations) != 1 || x.Destinations[0].Destination != "li" || len(x.Event) == 0 {
+	if x.Pos != seq.String() || x.Seq != seq.Seq() || len(x.Destinations) != 1 || x.Destinations[0].Destination != "li" || len(x.Event) == 0 {
 		h.t.Fatalf("explanation %+v", x)
 	}
 	return x
@@ -68,7 +68,7 @@ func TestExplain(t *testing.T) {
 	floor := h.seqOf("long")
 	eventually(t, 10*time.Second, "every event acknowledged", func() bool {
 		st, err := h.eng.ConsumerState(context.Background(), "deliver-li")
-		return err == nil && st.AckFloor >= floor
+		return err == nil && st.AckFloor >= floor.Seq()
 	})
 
 	// Delivered: the trigger's reason, the request, the state.
@@ -134,7 +134,7 @@ func TestExplain(t *testing.T) {
 	}
 
 	// No such event.
-	if _, err := delivery.ExplainEvent(context.Background(), h.eng, nil, 999); !errors.Is(err, delivery.ErrNoEvent) {
+	if _, err := delivery.ExplainEvent(context.Background(), h.eng, nil, stream.MakePos(999, 0)); !errors.Is(err, delivery.ErrNoEvent) {
 		t.Errorf("missing event: %v", err)
 	}
 }

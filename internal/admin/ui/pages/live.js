@@ -83,9 +83,9 @@
     return c.api('GET', 'events/' + encodeURIComponent(seq) + '/explain').then(function (x) {
       var parts = [
         h('div', { class: 'card-head' },
-          h('h2', { id: 'detail-title' }, 'Event ' + x.seq),
+          h('h2', { id: 'detail-title' }, 'Event ' + (x.pos || x.seq)),
           h('div', { class: 'actions' },
-            h('a', { class: 'btn', href: '#/tester?seq=' + x.seq }, 'Open in Event tester'),
+            h('a', { class: 'btn', href: '#/tester?seq=' + encodeURIComponent(x.pos || x.seq) }, 'Open in Event tester'),
             h('button', { type: 'button', class: 'btn btn-quiet', onclick: close }, 'Close'))),
         h('dl', { class: 'kv' },
           h('dt', null, 'Source'), h('dd', null, x.source),
@@ -185,8 +185,8 @@
 
     function row(le) {
       var user = le.userId || le.anonymousId || '';
-      var tr = h('tr', { tabindex: '0', class: 'live-row', 'aria-selected': String(selected === String(le.seq)), dataset: { seq: String(le.seq) },
-        title: 'Show event ' + le.seq },
+      var tr = h('tr', { tabindex: '0', class: 'live-row', 'aria-selected': String(selected === String(le.pos || le.seq)), dataset: { seq: String(le.pos || le.seq) },
+        title: 'Show event ' + (le.pos || le.seq) },
         h('td', { class: 'mono nowrap' }, h('time', { datetime: le.time }, clock(le.time))),
         h('td', null, le.source),
         h('td', null, h('span', { class: 'badge type-' + le.type }, le.type)),
@@ -194,10 +194,10 @@
         h('td', { class: 'mono clip col-user', title: user ? (le.userId ? 'userId ' : 'anonymousId ') + user : '' },
           user ? [le.userId ? null : h('span', { class: 'anon', 'aria-label': 'anonymous' }, 'anon '), user] : h('span', { class: 'muted' }, '—')),
         h('td', { class: 'mono small muted clip col-msg', title: le.messageId || '' }, le.messageId || ''),
-        h('td', { class: 'mono small muted num col-seq' }, String(le.seq)));
-      tr.addEventListener('click', function () { open(le.seq, tr); });
+        h('td', { class: 'mono small muted num col-seq' }, String(le.pos || le.seq)));
+      tr.addEventListener('click', function () { open(le.pos || le.seq, tr); });
       tr.addEventListener('keydown', function (ev) {
-        if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); open(le.seq, tr); }
+        if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); open(le.pos || le.seq, tr); }
       });
       return tr;
     }

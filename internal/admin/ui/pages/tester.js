@@ -182,7 +182,7 @@
         }
         sourceSelect.value = se.source;
       }
-      showResult([h('p', { class: 'muted' }, 'Event ' + se.seq + ' from source ' + se.source + ' is in the editor. Press Preview.')]);
+      showResult([h('p', { class: 'muted' }, 'Event ' + (se.pos || se.seq) + ' from source ' + se.source + ' is in the editor. Press Preview.')]);
       textarea.focus();
     }
 
@@ -198,7 +198,7 @@
             h('td', { class: 'mono small nowrap' }, c.fmt.ago(se.storedAt)),
             h('td', null, se.source),
             h('td', null, (se.type || d.type || '') + (name ? ' · ' + name : '')),
-            h('td', { class: 'num' }, h('button', { type: 'button', class: 'btn btn-small', 'aria-label': 'Use event ' + se.seq,
+            h('td', { class: 'num' }, h('button', { type: 'button', class: 'btn btn-small', 'aria-label': 'Use event ' + (se.pos || se.seq),
               onclick: function () { useStored(se); } }, 'Use'))));
         });
       }).catch(function (e) {
@@ -252,11 +252,16 @@
     loadRecent();
     var seq = params.get('seq');
     if (seq) {
-      var after = Number(seq) > 1 ? '&after=' + encodeURIComponent(Number(seq) - 1) : '';
+      // seq is an event position, "seq:index" or a bare sequence (index 0):
+      // ask for the first event after the one before it.
+      var parts = seq.split(':'), s = Number(parts[0]), i = Number(parts[1] || 0);
+      seq = s + ':' + i;
+      var prev = i > 0 ? s + ':' + (i - 1) : (s > 1 ? (s - 1) + ':65535' : '');
+      var after = prev ? '&after=' + encodeURIComponent(prev) : '';
       c.api('GET', 'events?order=oldest&limit=1' + after).then(function (page) {
         var se = page.events[0];
         if (!alive) return;
-        if (!se || String(se.seq) !== seq) { showResult([h('p', { class: 'error-box', role: 'alert' }, 'No stored event ' + seq + '.')]); return; }
+        if (!se || (se.pos || se.seq + ':0') !== seq) { showResult([h('p', { class: 'error-box', role: 'alert' }, 'No stored event ' + seq + '.')]); return; }
         return ready.then(function () { useStored(se); });
       }).catch(function (e) {
         if (e.status !== 401 && alive) showResult([h('p', { class: 'error-box', role: 'alert' }, e.message)]);

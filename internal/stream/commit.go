@@ -1,0 +1,266 @@
+package stream
+
+import (
+	"context"
+
+	"github.com/capstan-gw/capstan/internal/stream/dedup"
+	"github.com/nats-io/nats.go"
+)
+
+// One commit of events: per-event de-duplication, then one segment per
+// source (segment.go), written as one group (appender.write).
+//
+// De-duplication. Each event's key (Dedup.key) is compared, in this order,
+// with the events before it in the same commit, with the keys of the other
+// commits in flight (a map held from before a commit is written until its
+// keys are in the index), and with the index. A duplicate is not stored and
+// its Result is its first occurrence's: Duplicate once that one is stored,
+// or the same error when it failed (so the client retries either). After
+// the write the stored events' keys are added to the index with their
+// positions.
+//
+// Covered. The index records up to which stream sequence it holds every
+// event, and start-up catches up from there. With several commits in
+// flight their sequences interleave, so a commit's end may only move
+// covered to below the lowest sequence any commit still in flight can get:
+// each commit notes, when it starts, the highest sequence assigned so far
+// (floor); its own sequences are all above it.
+
+// segCommit is one commit of events in flight.
+type segCommit struct {
+	floor uint64        // every sequence this commit gets is above it
+	done  chan struct{} // closed once its results are final and its keys added
+}
+
+// keyOwner is the commit in flight that stores a key, and the key's Result.
+type keyOwner struct {
+	c   *segCommit
+	res *Result
+}
+
+// segmentMaxBytes is the most bytes of a segment's frame for a server
+// whose largest message is maxPayload (headers need the rest).
+func segmentMaxBytes(maxPayload int64) int {
+	if maxPayload <= 0 {
+		maxPayload = 1 << 20
+	}
+	return int(max(maxPayload-8<<10, 64<<10))
+}
+
+// eventBytes is about what an event takes in a frame.
+func eventBytes(ev *Event) int {
+	return 1 + 8*2 + 4 + len(ev.Type) + len(ev.MessageID) + len(ev.RequestID) + min(len(ev.UserAgent), maxHeaderValue) + len(ev.LiFatID) +
+		len(ev.ReplayFor) + len(ev.Trust) + len(ev.DedupID) + len(ev.Doc)
+}
+
+// dupOf is an event whose key an earlier event holds: in this commit (j),
+// or in another commit in flight (o).
+type dupOf struct {
+	i int
+	j int
+	o keyOwner
+}
+
+// commitEvents stores one chunk of events (at most MaxBatch).
+func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result) {
+	keys := make([]dedup.Key, len(evs))
+	keyed := make([]bool, len(evs))
+	for i, ev := range evs {
+		keys[i], keyed[i] = a.key(ev)
+	}
+	c := &segCommit{done: make(chan struct{})}
+	skip := make([]bool, len(evs))
+	var (
+		dups  []dupOf
+		mine  []int // events whose keys this commit registered
+		local = make(map[dedup.Key]int, len(evs))
+	)
+	a.dmu.Lock()
+	c.floor = a.maxAssigned
+	a.commits[c] = struct{}{}
+	for i := range evs {
+		if !keyed[i] {
+			continue
+		}
+		k := keys[i]
+		if j, ok := local[k]; ok {
+			dups, skip[i] = append(dups, dupOf{i: i, j: j}), true
+			continue
+		}
+		if o, ok := a.inflight[k]; ok {
+			dups, skip[i] = append(dups, dupOf{i: i, j: -1, o: o}), true
+			continue
+		}
+		local[k] = i
+		a.inflight[k] = keyOwner{c: c, res: res[i]}
+		mine = append(mine, i)
+	}
+	a.dmu.Unlock()
+
+	// The index: pairs stored by earlier commits (or runs, or replicas).
+	var added []int // events stored by this commit, for the index
+	if a.dedup != nil && len(mine) > 0 {
+		ks := make([]dedup.Key, len(mine))
+		for n, i := range mine {
+			ks[n] = keys[i]
+		}
+		found, err := a.dedup.idx.Check(ks)
+		if err != nil {
+			a.log.Error("de-duplication index lookup failed; the events are refused", "events", len(evs), "error", err)
+			for i := range evs {
+				if !skip[i] {
+					*res[i], skip[i] = Result{Err: err}, true
+				}
+			}
+		} else {
+			for n, pos := range found {
+				if pos != 0 && !skip[mine[n]] {
+					*res[mine[n]], skip[mine[n]] = Result{Duplicate: true}, true
+				}
+			}
+		}
+	}
+
+	// One segment per source (cut at segMax bytes), sources in the order
+	// of their first event.
+	type seg struct {
+		src  string
+		evs  []int
+		size int
+	}
+	var segs []*seg
+	open := map[string]*seg{}
+	for i, ev := range evs {
+		if skip[i] {
+			continue
+		}
+		s := open[ev.Source]
+		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
+			s = &seg{src: ev.Source}
+			segs = append(segs, s)
+			open[ev.Source] = s
+		}
+		s.evs = append(s.evs, i)
+		s.size += eventBytes(ev)
+	}
+	var maxSeq uint64
+	addOK := true
+	if len(segs) > 0 {
+		recs := make([]record, len(segs))
+		send := make([]*record, len(segs))
+		sres := make([]Result, len(segs))
+		sresp := make([]*Result, len(segs))
+		for n, s := range segs {
+			sevs := make([]*Event, len(s.evs))
+			ids := make([]string, len(s.evs))
+			for m, i := range s.evs {
+				sevs[m] = evs[i]
+				if _, id, ok := keyOf(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok && ids != nil {
+					ids[m] = id
+				} else {
+					ids = nil // an event without id: the segment has none either
+				}
+			}
+			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src), Data: encodeSegment(sevs)}
+			if ids != nil {
+				recs[n].MsgID = segmentID(s.src, ids)
+			}
+			send[n], sresp[n] = &recs[n], &sres[n]
+		}
+		a.write(ctx, send, sresp, len(evs))
+		for n, s := range segs {
+			r := sres[n]
+			for m, i := range s.evs {
+				switch {
+				case r.Err != nil:
+					*res[i] = Result{Err: r.Err}
+				case r.Duplicate:
+					*res[i] = Result{Duplicate: true}
+				default:
+					*res[i] = Result{Seq: r.Seq, Index: m}
+					if keyed[i] {
+						added = append(added, i)
+					}
+				}
+			}
+			if r.Err == nil && !r.Duplicate {
+				maxSeq = max(maxSeq, r.Seq)
+			}
+		}
+		if a.dedup != nil && len(added) > 0 {
+			ks := make([]dedup.Key, len(added))
+			pos := make([]uint64, len(added))
+			for n, i := range added {
+				ks[n], pos[n] = keys[i], uint64(res[i].Pos())
+			}
+			if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
+				addOK = false
+				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
+			}
+		}
+	}
+
+	// Done: release the keys, move covered.
+	a.dmu.Lock()
+	a.maxAssigned = max(a.maxAssigned, maxSeq)
+	if !addOK {
+		a.coverStuck = true
+	}
+	if !a.coverStuck {
+		a.maxAdded = max(a.maxAdded, maxSeq)
+	}
+	delete(a.commits, c)
+	for _, i := range mine {
+		if o := a.inflight[keys[i]]; o.c == c {
+			delete(a.inflight, keys[i])
+		}
+	}
+	covered := a.maxAdded
+	for o := range a.commits {
+		covered = min(covered, o.floor)
+	}
+	move := a.dedup != nil && a.dedup.x != nil && !a.dedup.followed.Load() && !a.coverStuck && covered > a.lastCovered
+	if move {
+		a.lastCovered = covered
+	}
+	a.dmu.Unlock()
+	if move {
+		if err := a.dedup.x.Add(nil, nil, covered); err != nil {
+			a.log.Warn("de-duplication index: recording its covered position failed", "covered", covered, "error", err)
+		}
+	}
+	close(c.done)
+
+	// Duplicates take their first occurrence's outcome.
+	for _, d := range dups {
+		var first *Result
+		if d.j >= 0 {
+			first = res[d.j]
+		} else {
+			<-d.o.c.done
+			first = d.o.res
+		}
+		if first.Err != nil {
+			*res[d.i] = Result{Err: first.Err}
+		} else {
+			*res[d.i] = Result{Duplicate: true}
+		}
+	}
+}
+
+// key returns ev's de-duplication key; false for an event without one.
+func (a *appender) key(ev *Event) (dedup.Key, bool) {
+	if a.dedup != nil {
+		return a.dedup.key(ev.Source, ev.MessageID, ev.DedupID)
+	}
+	src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID)
+	if !ok {
+		return dedup.Key{}, false
+	}
+	return dedup.HashKey(nil, src, id), true
+}
+
+// segHeader returns the headers of a segment of source.
+func segHeader(source string) nats.Header {
+	return nats.Header{headerSeg: []string{segVersion}, headerSource: []string{source}}
+}

@@ -1,0 +1,429 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capstan-gw/capstan/internal/stream/dedup"
+)
+
+func TestPos(t *testing.T) {
+	p := MakePos(123, 4)
+	if p.Seq() != 123 || p.Index() != 4 || p.String() != "123:4" || uint64(p) != 123<<16|4 {
+		t.Fatalf("MakePos(123, 4) = %d %s", uint64(p), p)
+	}
+	for in, want := range map[string]Pos{"123:4": p, "123": MakePos(123, 0), "7:0": MakePos(7, 0), "1:65535": MakePos(1, 65535)} {
+		if got, err := ParsePos(in); err != nil || got != want {
+			t.Errorf("ParsePos(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "x", "12:", "12:x", "12:65536", "-1", "1:2:3", fmt.Sprint(uint64(1) << 48)} {
+		if _, err := ParsePos(bad); err == nil {
+			t.Errorf("ParsePos(%q): no error", bad)
+		}
+	}
+	if MakePos(2, 0) <= MakePos(1, 65535) {
+		t.Error("positions do not order as the stream")
+	}
+}
+
+func TestSegmentFrame(t *testing.T) {
+	evs := []*Event{
+		{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r", UserAgent: "ua\r\n", LiFatID: "l", Trust: TrustVerified},
+		{Source: "web", Type: "page", DedupID: "replay:li:3", ReplayFor: "li", Doc: []byte(`{}`)},
+		{Source: "web", Type: "identify", MessageID: "m\n3", Doc: bytes.Repeat([]byte("x"), 300)},
+	}
+	frame := encodeSegment(evs)
+	got, err := decodeSegment(frame)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("decode: %d events, %v", len(got), err)
+	}
+	for i, ev := range evs {
+		s := got[i].stored(9, i, "events.web.seg", "web", time.Time{})
+		want := Stored{Seq: 9, Index: i, Subject: "events.web.seg", Source: "web", Type: ev.Type, MessageID: ev.MessageID, DedupID: ev.DedupID,
+			Doc: ev.Doc, RequestID: ev.RequestID, UserAgent: headerValue(ev.UserAgent), LiFatID: ev.LiFatID, ReplayFor: ev.ReplayFor, Trust: ev.Trust}
+		if fmt.Sprint(s) != fmt.Sprint(want) {
+			t.Errorf("event %d: %+v, want %+v", i, s, want)
+		}
+	}
+	// Every cut of the frame, and damaged bytes, give errors.
+	for n := range len(frame) {
+		if _, err := decodeSegment(frame[:n]); !errors.Is(err, errBadSegment) {
+			t.Fatalf("frame cut at %d: %v", n, err)
+		}
+	}
+	for _, bad := range [][]byte{
+		append(append([]byte{}, frame...), 0),                              // trailing byte
+		append([]byte{0x03, 0x01}, frame[1:]...),                           // unknown flags
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, // overlong count
+		{0x00},
+	} {
+		if _, err := decodeSegment(bad); !errors.Is(err, errBadSegment) {
+			t.Errorf("frame %x: %v", bad, err)
+		}
+	}
+}
+
+func FuzzDecodeSegment(f *testing.F) {
+	f.Add(encodeSegment([]*Event{{Type: "track", MessageID: "m", Doc: []byte(`{}`)}}))
+	f.Add(encodeSegment([]*Event{{Type: "track", Doc: []byte(`{}`)}, {Type: "page", DedupID: "d", Doc: []byte(`[]`)}}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		evs, err := decodeSegment(data)
+		if err != nil {
+			if !errors.Is(err, errBadSegment) {
+				t.Fatalf("error %v does not wrap errBadSegment", err)
+			}
+			return
+		}
+		// What decodes encodes back to the same frame.
+		in := make([]*Event, len(evs))
+		for i, se := range evs {
+			s := se.stored(1, i, "", "", time.Time{})
+			in[i] = &Event{Type: s.Type, MessageID: s.MessageID, RequestID: s.RequestID, UserAgent: s.UserAgent, LiFatID: s.LiFatID,
+				ReplayFor: s.ReplayFor, Trust: s.Trust, DedupID: s.DedupID, Doc: s.Doc}
+		}
+		if again := encodeSegment(in); !bytes.Equal(again, data) && headersClean(in) {
+			t.Fatalf("re-encoded %x, decoded from %x", again, data)
+		}
+	})
+}
+
+// headersClean reports whether the facts survive headerValue unchanged.
+func headersClean(evs []*Event) bool {
+	for _, ev := range evs {
+		for _, v := range []string{ev.RequestID, ev.UserAgent, ev.LiFatID, ev.ReplayFor, ev.Trust} {
+			if headerValue(v) != v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// openDedupWriter opens an engine in dir with a de-duplication index and a
+// running Writer using it; stop closes all three (a clean shutdown).
+func openDedupWriter(t *testing.T, dir string) (eng *Engine, d *Dedup, w *Writer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err = OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/dedup", Window: time.Hour}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err = NewWriter(eng, WriterConfig{Dedup: d}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done; _ = d.Close(); eng.Close() }) }
+	t.Cleanup(stop)
+	return eng, d, w, stop
+}
+
+func track(id string) Event {
+	return Event{Source: "web", Type: "track", MessageID: id, Doc: []byte(`{"messageId":"` + id + `"}`)}
+}
+
+// outcome prints results as s (stored), d (duplicate) or e (error).
+func outcome(res []Result) string {
+	var b []byte
+	for _, r := range res {
+		switch {
+		case r.Err != nil:
+			b = append(b, 'e')
+		case r.Duplicate:
+			b = append(b, 'd')
+		case r.Seq != 0:
+			b = append(b, 's')
+		default:
+			b = append(b, '?')
+		}
+	}
+	return string(b)
+}
+
+func storedIDs(t *testing.T, eng *Engine) string {
+	t.Helper()
+	var ids []string
+	for _, s := range readEvents(t, eng, ReadOptions{}) {
+		ids = append(ids, s.MessageID)
+	}
+	return fmt.Sprint(ids)
+}
+
+// TestWriterDuplicates: an event whose (source, messageId) is stored is a
+// duplicate, within one request, across requests, from concurrent requests
+// and after a restart; a retry that overlaps a stored batch only in part
+// stores each event once.
+func TestWriterDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	eng, d, w, stop := openDedupWriter(t, dir)
+	if got := outcome(appendOK(t, w, track("a"), track("b"), track("a"))); got != "ssd" {
+		t.Errorf("within a request: %s", got)
+	}
+	other := track("a")
+	other.Source = "app"
+	if got := outcome(appendOK(t, w, track("b"), track("c"), other)); got != "dss" {
+		t.Errorf("across requests: %s", got)
+	}
+	// Concurrent requests with the same events: each stored once.
+	var wg sync.WaitGroup
+	results := make([][]Result, 8)
+	for i := range results {
+		wg.Go(func() { results[i] = appendOK(t, w, track("x"), track("y"), track("z")) })
+	}
+	wg.Wait()
+	stored := 0
+	for _, res := range results {
+		for _, r := range res {
+			if !r.Duplicate {
+				stored++
+			}
+		}
+	}
+	if stored != 3 {
+		t.Errorf("concurrent requests stored %d events, want 3", stored)
+	}
+	last, err := eng.LastEventSeq(context.Background())
+	if err != nil || d.Covered() != last {
+		t.Errorf("covered %d, last sequence %d (%v)", d.Covered(), last, err)
+	}
+	want := "[a b c a x y z]"
+	if got := storedIDs(t, eng); got != want {
+		t.Errorf("stored %s, want %s", got, want)
+	}
+	stop()
+
+	// After a restart: the index knows what was stored.
+	eng, _, w, _ = openDedupWriter(t, dir)
+	if got := outcome(appendOK(t, w, track("c"), track("d"), track("x"), track("e"))); got != "dsds" {
+		t.Errorf("partly overlapping retry after a restart: %s", got)
+	}
+	if got, want := storedIDs(t, eng), "[a b c a x y z d e]"; got != want {
+		t.Errorf("stored %s, want %s", got, want)
+	}
+}
+
+// TestDedupCatchUp: events stored but not recorded in the index (a crash
+// between the commit and the recording) are recorded at the next start
+// from the position the index covers, so a client's retry that overlaps
+// them in part stores each event once.
+func TestDedupCatchUp(t *testing.T) {
+	dir := t.TempDir()
+	eng, d, w, _ := openDedupWriter(t, dir)
+	appendOK(t, w, track("a"), track("b"))
+	covered := d.Covered()
+	if covered == 0 {
+		t.Fatal("nothing covered after a commit")
+	}
+	// The crash: a commit that reaches the stream but not the index.
+	bare, err := NewWriter(eng, WriterConfig{}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = bare.Run(ctx); close(done) }()
+	appendOK(t, bare, track("c"), track("d"), track("e"))
+	cancel()
+	<-done
+	if d.Covered() != covered {
+		t.Fatalf("covered moved to %d without the index", d.Covered())
+	}
+	// The start: catch-up reads only what follows the covered position.
+	n, err := d.catchUp(context.Background(), eng, time.Hour)
+	if err != nil || n != 3 {
+		t.Fatalf("catch-up read %d events (%v), want the 3 not recorded", n, err)
+	}
+	if got := outcome(appendOK(t, w, track("b"), track("d"), track("f"), track("e"))); got != "ddsd" {
+		t.Errorf("retry overlapping the crashed commit: %s", got)
+	}
+	if got, want := storedIDs(t, eng), "[a b c d e f]"; got != want {
+		t.Errorf("stored %s, want %s", got, want)
+	}
+}
+
+// TestCoveredWithCommitsInFlight: with several commits in flight, covered
+// never passes a sequence whose events are not in the index, and reaches
+// the last one once all are done.
+func TestCoveredWithCommitsInFlight(t *testing.T) {
+	eng, d, w, _ := openDedupWriter(t, t.TempDir())
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			appendOK(t, w, track(fmt.Sprint("c", i)))
+			// Every event up to covered is known to the index.
+			covered := d.Covered()
+			err := eng.ReadEvents(context.Background(), ReadOptions{}, func(s Stored) error {
+				if s.Seq > covered {
+					return errStop
+				}
+				k, _ := d.key(s.Source, s.MessageID, s.DedupID)
+				found, err := d.x.Check(keysOf(k))
+				if err != nil || found[0] == 0 {
+					return fmt.Errorf("event %s at or below covered %d is not in the index", s.Pos(), covered)
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errStop) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	last, _ := eng.LastEventSeq(context.Background())
+	if d.Covered() != last {
+		t.Errorf("covered %d, want the last sequence %d", d.Covered(), last)
+	}
+}
+
+var errStop = errors.New("stop")
+
+func keysOf(k ...dedup.Key) []dedup.Key { return k }
+
+// TestAttachedToolUsesTheRunningIndex: a tool attached to a running
+// capstan's engine (capstan import) looks its events up in that capstan's
+// index and records there what it stored.
+func TestAttachedToolUsesTheRunningIndex(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: dir, Listen: "127.0.0.1:0"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/dedup"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.ServeDedup(d); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(eng, WriterConfig{Dedup: d}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; _ = d.Close(); eng.Close() })
+	appendOK(t, w, track("a"), track("b"))
+
+	cli, err := Attach(context.Background(), Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	td, err := AttachDedup(context.Background(), cli)
+	if err != nil || td == nil {
+		t.Fatalf("AttachDedup: %v, %v", td, err)
+	}
+	tw, err := NewWriter(cli, WriterConfig{Dedup: td}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, tcancel := context.WithCancel(context.Background())
+	tdone := make(chan struct{})
+	go func() { _ = tw.Run(tctx); close(tdone) }()
+	if got := outcome(appendOK(t, tw, track("b"), track("c"))); got != "ds" {
+		t.Errorf("tool: %s, want b a duplicate and c stored", got)
+	}
+	tcancel()
+	<-tdone
+	if got := outcome(appendOK(t, w, track("c"), track("d"))); got != "ds" {
+		t.Errorf("after the tool: %s, want c a duplicate", got)
+	}
+	if got, want := storedIDs(t, eng), "[a b c d]"; got != want {
+		t.Errorf("stored %s, want %s", got, want)
+	}
+	// Not attached: no remote index.
+	if td, err := AttachDedup(context.Background(), eng); td != nil || err != nil {
+		t.Errorf("AttachDedup of the engine's own process: %v, %v", td, err)
+	}
+}
+
+// TestFollowerFirstInStreamOrder is cluster mode in one process: two
+// writers with indexes of their own (two replicas) both store an event the
+// other's index has not seen yet. The follower records every event of the
+// stream in its index; a consumer checking against it delivers the first
+// occurrence in stream order only, and the writer's fast path then knows
+// the other replica's events too.
+func TestFollowerFirstInStreamOrder(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := Open(ctx, Config{DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait(); eng.Close() })
+	replica := func(name string) (*Dedup, *Writer) {
+		d, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/" + name}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Close() })
+		w, err := NewWriter(eng, WriterConfig{Dedup: d}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = w.Run(ctx) })
+		return d, w
+	}
+	da, wa := replica("a")
+	_, wb := replica("b")
+	appendOK(t, wa, track("m1"), track("m2"))
+	if got := outcome(appendOK(t, wb, track("m2"), track("m3"))); got != "ss" {
+		t.Fatalf("replica b: %s, want both stored (it has not seen a's)", got)
+	}
+	wg.Go(func() { da.Follow(ctx, eng) })
+	eventually(t, func() bool { return da.Covered() == 2 })
+
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "cluster", Dedup: da, FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := feed(t, c, nil)
+	var got []string
+	for range 3 {
+		d := receive(t, out)
+		got = append(got, d.MessageID+"@"+d.Pos().String())
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(got)
+	if fmt.Sprint(got) != "[m1@1:0 m2@1:1 m3@2:1]" {
+		t.Errorf("delivered %v, want m2 once, at its first position", got)
+	}
+	nothing(t, out, 300*time.Millisecond)
+	eventually(t, func() bool { st, err := eng.ConsumerState(ctx, "cluster"); return err == nil && st.AckFloor == 2 })
+	// Replica a's fast path now knows b's m3.
+	if got := outcome(appendOK(t, wa, track("m3"), track("m4"))); got != "ds" {
+		t.Errorf("replica a after following: %s, want m3 a duplicate", got)
+	}
+	eventually(t, func() bool { return da.Covered() == 3 })
+	// A replica started now: caught up to the last message, it follows on
+	// from the next one.
+	dc, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/c", Follow: true}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dc.Close() })
+	if dc.Covered() != 3 {
+		t.Fatalf("new replica caught up to %d, want 3", dc.Covered())
+	}
+	wg.Go(func() { dc.Follow(ctx, eng) })
+	appendOK(t, wa, track("m5"))
+	eventually(t, func() bool { return dc.Covered() == 4 })
+}
