@@ -425,11 +425,12 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 	}
 }
 
-// readRange reads from..last for generation g with r, in chunks as large
-// as the most events a client can still take this poll (and at least twice
-// the previous chunk, so that a client whose filter takes few events costs
-// few requests): once no client can take another, the rest is skipped
-// unread for every client. A sequence that holds nothing was deleted, or
+// readRange reads messages from..last for generation g with r, in chunks
+// of one message and then twice the previous chunk (a message is one event
+// or a whole request's segment, so a chunk is sized in messages, and a
+// client whose filter takes few events costs few requests): once no client
+// can take another event, the rest is skipped unread for every client (and
+// counted by message: a segment left unread counts as one skipped). A sequence that holds nothing was deleted, or
 // its event has not reached the server that answered yet (a replica): the
 // next poll asks again from after the last event seen (*cursor, which
 // handle moves).
@@ -442,7 +443,10 @@ func (h *liveHub) readRange(ctx context.Context, g *liveGen, r EventRanger, from
 			*cursor = last
 			return nil
 		}
-		chunk = min(max(room, 2*chunk), last-from+1)
+		// A message may hold one event or a whole request's (a segment):
+		// one message first, then twice as many each time while clients
+		// still have room.
+		chunk = min(max(1, 2*chunk), last-from+1)
 		if err := r.ReadRange(ctx, from, from+chunk-1, handle); err != nil {
 			return err
 		}

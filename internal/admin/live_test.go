@@ -191,6 +191,17 @@ func store(t *testing.T, w *stream.Writer, source string, docs ...string) []uint
 	return seqs
 }
 
+// storeEach stores docs one Append each, so that each is a message of its
+// own (one segment): what the sampling tests count in.
+func storeEach(t *testing.T, w *stream.Writer, source string, docs ...string) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for _, d := range docs {
+		seqs = append(seqs, store(t, w, source, d)...)
+	}
+	return seqs
+}
+
 // liveClients counts the hub's clients.
 func liveClients(s *Server) int {
 	s.live.mu.Lock()
@@ -288,7 +299,7 @@ func TestLiveSampling(t *testing.T) {
 	e2.s.live.sample, e2.s.live.poll, e2.s.live.tick = 5, 300*time.Millisecond, 50*time.Millisecond
 	srv2 := liveServer(t, e2)
 	c2 := openLive(t, srv2, "")
-	seqs := store(t, e2.w, "web", docs...)
+	seqs := storeEach(t, e2.w, "web", docs...)
 	received, skipped = 0, 0
 	var last LiveEvent
 	for received+int(skipped) < 40 {
@@ -561,7 +572,7 @@ func TestLiveReadsWhatClientsTake(t *testing.T) {
 			for i := range docs {
 				docs[i] = fmt.Sprintf(`{"type":"track","event":"E","messageId":"w%d-%d"}`, k, i)
 			}
-			store(t, e.w, "web", docs...)
+			storeEach(t, e.w, "web", docs...)
 			eventually(t, func() bool { return len(cs[0].ch) == 3 && cs[0].skipped.Load() == 37 })
 			if len(cs[1].ch) == 3 != (tc.asked == 3) {
 				t.Errorf("second client: %d events", len(cs[1].ch))
