@@ -235,8 +235,8 @@ func describeCall(t testing.TB, f map[string]json.RawMessage) string {
 func checkStoredNodeEvent(t *testing.T, sent sentItem, ev storedEvent, version string, begin, end time.Time) {
 	var typ string
 	mustUnmarshal(t, sent.fields["type"], &typ)
-	if ev.Source != testSource || ev.Subject != "events."+testSource+"."+typ {
-		t.Errorf("stored with source %q subject %q, want %q and events.%s.%s", ev.Source, ev.Subject, testSource, testSource, typ)
+	if ev.Source != testSource || ev.Type != typ || ev.Subject != "events."+testSource+".seg" {
+		t.Errorf("stored with source %q type %q subject %q, want %q, %q and events.%s.seg", ev.Source, ev.Type, ev.Subject, testSource, typ, testSource)
 	}
 	var got map[string]json.RawMessage
 	if err := json.Unmarshal(ev.Event, &got); err != nil {

@@ -263,9 +263,11 @@ func runCapstan(t testing.TB, dir string, env []string, timeout time.Duration, a
 
 // storedEvent is one line of `capstan events tail --json`.
 type storedEvent struct {
+	Pos      string          `json:"pos"`
 	Seq      uint64          `json:"seq"`
 	Subject  string          `json:"subject"`
 	Source   string          `json:"source"`
+	Type     string          `json:"type"`
 	StoredAt time.Time       `json:"storedAt"`
 	Event    json.RawMessage `json:"event"`
 }

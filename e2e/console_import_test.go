@@ -300,7 +300,7 @@ func TestConsoleImportRestart(t *testing.T) {
 	for {
 		var page struct {
 			Events []struct {
-				Seq   uint64 `json:"seq"`
+				Pos   string `json:"pos"` // "seq:index": events of one request share a seq
 				Event struct {
 					UserID string `json:"userId"`
 				} `json:"event"`
@@ -314,7 +314,7 @@ func TestConsoleImportRestart(t *testing.T) {
 		if !page.More || len(page.Events) == 0 {
 			break
 		}
-		after = fmt.Sprintf("&after=%d", page.Events[len(page.Events)-1].Seq)
+		after = "&after=" + page.Events[len(page.Events)-1].Pos
 	}
 	twice := 0
 	for _, n := range seen {

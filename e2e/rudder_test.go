@@ -326,8 +326,8 @@ func TestRudderStack(t *testing.T) {
 			continue
 		}
 		ev := byID[id]
-		if ev.Source != "backend" || ev.Subject != "events.backend."+typ {
-			t.Errorf("%s %s stored for source %q under %q", typ, id, ev.Source, ev.Subject)
+		if ev.Source != "backend" || ev.Type != typ || ev.Subject != "events.backend.seg" {
+			t.Errorf("%s %s stored for source %q as %q under %q", typ, id, ev.Source, ev.Type, ev.Subject)
 		}
 		var d doc
 		if err := json.Unmarshal(ev.Event, &d); err != nil {

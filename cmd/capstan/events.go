@@ -81,11 +81,12 @@ func printEvent(w io.Writer, m stream.Stored, asJSON bool) error {
 		line := struct {
 			Pos      string          `json:"pos"`
 			Seq      uint64          `json:"seq"`
-			Subject  string          `json:"subject"`
+			Subject  string          `json:"subject"` // events.<source>.seg, or events.<source>.<type> before segments
 			Source   string          `json:"source"`
+			Type     string          `json:"type"`
 			StoredAt time.Time       `json:"storedAt"`
 			Event    json.RawMessage `json:"event"`
-		}{m.Pos().String(), m.Seq, m.Subject, m.Source, m.StoredAt.UTC(), m.Doc}
+		}{m.Pos().String(), m.Seq, m.Subject, m.Source, m.Type, m.StoredAt.UTC(), m.Doc}
 		// The stored document is printed as kept: no HTML escaping of & < >.
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)

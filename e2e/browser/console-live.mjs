@@ -50,7 +50,7 @@ main(async ({ page, args }) => {
   // The detail: the request, then (reopened until the sandbox took it)
   // the outcome.
   await row.click();
-  const detail = page.getByRole('region', { name: /^Event \d+$/ });
+  const detail = page.getByRole('region', { name: /^Event \d+(:\d+)?$/ });
   const request = detail.getByLabel('LinkedIn request of Sign Up');
   await request.waitFor();
   const requestText = await request.textContent();

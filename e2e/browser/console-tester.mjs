@@ -44,7 +44,7 @@ main(async ({ page, args }) => {
 
   // A stored event from the recent list.
   await page.getByRole('button', { name: 'Refresh' }).click();
-  const use = page.getByRole('button', { name: /^Use event \d+$/ }).first();
+  const use = page.getByRole('button', { name: /^Use event \d+(:\d+)?$/ }).first();
   await use.waitFor();
   await use.click();
   const stored = await editor.inputValue();

@@ -320,7 +320,11 @@ func (r *Runner) guardPass(ctx context.Context, items []*item, derived bool, dro
 			// acknowledgement was lost, a crash or a lease move, or it
 			// was replayed). Sending it again could count it twice
 			// (spec §23.2): it is done.
+			// It counts as delivered: it is at the remote, and every
+			// event read ends in one outcome (received = delivered +
+			// dead-lettered + not matched).
 			r.m.alreadySent.WithLabelValues(r.plan.Name, it.route.Name).Inc()
+			r.delivered.Inc()
 			*skipped++
 			r.release(it.ev)
 			drop[it] = true
