@@ -360,6 +360,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 	tick := time.NewTicker(h.poll)
 	defer tick.Stop()
 	failing := false // logged once until a read succeeds again
+	var ratio msgRatio
 	fail := func(err error) {
 		if !failing {
 			h.log.Warn("live events: reading the stored events failed; retrying every poll", "error", err)
@@ -389,7 +390,7 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 		if last-cursor > uint64(h.sample) {
 			// Too many to look at: the newest ones, the rest skipped.
 			from = last - uint64(h.sample) + 1
-			h.skipAll(g, from-cursor-1)
+			h.skipAll(g, ratio.estimate(from-cursor-1))
 			cursor = from - 1
 		}
 		handle := func(se StoredEvent) error {
@@ -397,11 +398,12 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 				return errEnough // the next poll's
 			}
 			cursor = se.Seq
+			ratio.saw(se.Seq)
 			h.dispatch(g, se)
 			return nil
 		}
 		if ranger != nil {
-			err = h.readRange(ctx, g, ranger, from, last, handle, &cursor)
+			err = h.readRange(ctx, g, ranger, from, last, handle, &cursor, &ratio)
 			if errors.Is(err, ErrNoRange) {
 				h.log.Info("live events: the engine cannot read a range of events in one request; reading with ReadEvents", "error", err)
 				ranger = nil
@@ -430,16 +432,16 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 // or a whole request's segment, so a chunk is sized in messages, and a
 // client whose filter takes few events costs few requests): once no client
 // can take another event, the rest is skipped unread for every client (and
-// counted by message: a segment left unread counts as one skipped). A sequence that holds nothing was deleted, or
+// counted in events estimated from the messages read, see msgRatio). A sequence that holds nothing was deleted, or
 // its event has not reached the server that answered yet (a replica): the
 // next poll asks again from after the last event seen (*cursor, which
 // handle moves).
-func (h *liveHub) readRange(ctx context.Context, g *liveGen, r EventRanger, from, last uint64, handle func(StoredEvent) error, cursor *uint64) error {
+func (h *liveHub) readRange(ctx context.Context, g *liveGen, r EventRanger, from, last uint64, handle func(StoredEvent) error, cursor *uint64, ratio *msgRatio) error {
 	var chunk uint64
 	for from <= last {
 		room := uint64(h.room(g, time.Now()))
 		if room == 0 {
-			h.skipAll(g, last-from+1)
+			h.skipAll(g, ratio.estimate(last-from+1))
 			*cursor = last
 			return nil
 		}
@@ -498,6 +500,37 @@ func (h *liveHub) retry(ctx context.Context, err error) bool {
 	case <-time.After(time.Second):
 		return true
 	}
+}
+
+// msgRatio estimates how many events the messages left unread held, from
+// the events per message of those read: a message is one event (releases
+// before segments) or a whole request's (a segment), so a count of unread
+// messages would say far fewer events were skipped than were. The figures
+// are halved now and then, so that the estimate follows a changing mix.
+type msgRatio struct {
+	msgs, events float64
+	last         uint64 // the sequence of the last event seen
+}
+
+// saw notes an event read, of the message at seq.
+func (r *msgRatio) saw(seq uint64) {
+	r.events++
+	if seq != r.last {
+		r.msgs++
+		r.last = seq
+	}
+	if r.msgs > 10000 {
+		r.msgs, r.events = r.msgs/2, r.events/2
+	}
+}
+
+// estimate returns the events msgs unread messages likely held (msgs
+// itself before any was read).
+func (r *msgRatio) estimate(msgs uint64) uint64 {
+	if r.msgs == 0 {
+		return msgs
+	}
+	return uint64(float64(msgs)*r.events/r.msgs + 0.5)
 }
 
 // skipAll counts n events skipped unread for every client of g.

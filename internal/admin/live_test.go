@@ -587,3 +587,26 @@ func TestLiveReadsWhatClientsTake(t *testing.T) {
 		})
 	}
 }
+
+// TestMsgRatio: events skipped unread are counted as the messages read
+// suggest, not one per message.
+func TestMsgRatio(t *testing.T) {
+	var r msgRatio
+	if n := r.estimate(7); n != 7 {
+		t.Errorf("before any read: %d, want 7 (one event a message)", n)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		for range 100 { // three segments of 100 events
+			r.saw(seq)
+		}
+	}
+	if n := r.estimate(5); n != 500 {
+		t.Errorf("after segments of 100: %d, want 500", n)
+	}
+	for seq := uint64(4); seq < 30000; seq++ { // then one event a message
+		r.saw(seq)
+	}
+	if n := r.estimate(10); n < 10 || n > 11 {
+		t.Errorf("after many single events: %d, want about 10", n)
+	}
+}
