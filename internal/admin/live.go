@@ -428,11 +428,12 @@ func (h *liveHub) read(ctx context.Context, g *liveGen, since time.Time) {
 }
 
 // readRange reads messages from..last for generation g with r, in chunks
-// of one message and then twice the previous chunk (a message is one event
-// or a whole request's segment, so a chunk is sized in messages, and a
-// client whose filter takes few events costs few requests): once no client
-// can take another event, the rest is skipped unread for every client (and
-// counted in events estimated from the messages read, see msgRatio). A sequence that holds nothing was deleted, or
+// of one message, then twice the previous chunk, never more than the room
+// clients have (a message is one event or a whole request's segment, so a
+// chunk is sized in messages, and a client whose filter takes few events
+// costs few requests). Once no client can take another event, the rest is
+// skipped unread for every client, counted in events estimated from the
+// messages read (msgRatio). A sequence that holds nothing was deleted, or
 // its event has not reached the server that answered yet (a replica): the
 // next poll asks again from after the last event seen (*cursor, which
 // handle moves).
@@ -447,8 +448,8 @@ func (h *liveHub) readRange(ctx context.Context, g *liveGen, r EventRanger, from
 		}
 		// A message may hold one event or a whole request's (a segment):
 		// one message first, then twice as many each time while clients
-		// still have room.
-		chunk = min(max(1, 2*chunk), last-from+1)
+		// still have room, never more messages than they have room for.
+		chunk = min(max(1, 2*chunk), room, last-from+1)
 		if err := r.ReadRange(ctx, from, from+chunk-1, handle); err != nil {
 			return err
 		}

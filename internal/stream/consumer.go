@@ -369,15 +369,21 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 			return
 		}
 		fctx, cancel := context.WithTimeout(ctx, c.cfg.FetchWait)
+		opts := []jetstream.FetchOpt{jetstream.FetchContext(fctx)}
 		// Heartbeats end a fetch whose server went away (a cluster node
 		// restarting) after two missed ones (10 s) instead of FetchWait.
-		hb := min(5*time.Second, c.cfg.FetchWait/4)
+		// A fetch that ends within 20 s gains nothing from them, and short
+		// ones fail on a loaded machine: the fetch ends with an error while
+		// the server has sent it events, which then wait for AckWait.
+		if hb := 5 * time.Second; c.cfg.FetchWait > 4*hb {
+			opts = append(opts, jetstream.FetchHeartbeat(hb))
+		}
 		var batch jetstream.MessageBatch
 		var err error
 		if c.cfg.Batch > 0 {
-			batch, err = c.cons.Fetch(c.cfg.Batch, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+			batch, err = c.cons.Fetch(c.cfg.Batch, opts...)
 		} else {
-			batch, err = c.cons.FetchBytes(c.cfg.FetchBytes, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(hb))
+			batch, err = c.cons.FetchBytes(c.cfg.FetchBytes, opts...)
 		}
 		if err == nil {
 			for msg := range batch.Messages() {
