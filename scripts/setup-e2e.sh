@@ -30,7 +30,17 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 # install: it is missing after an interrupted one, and older than
 # package-lock.json when the pins changed since.
 marker="$e2e/node_modules/.package-lock.json"
-if [ ! -f "$marker" ] || [ "$e2e/package-lock.json" -nt "$marker" ] || [ "$e2e/package.json" -nt "$marker" ]; then
+if [ -L "$e2e/node_modules" ]; then
+	# A link to another checkout's packages (git worktrees sharing one
+	# install): npm ci would empty the link's target, under the other
+	# checkout, so it is never run through the link.
+	target="$(readlink -f "$e2e/node_modules")"
+	if [ -f "$target/.package-lock.json" ] && cmp -s "$e2e/package-lock.json" "$(dirname "$target")/package-lock.json"; then
+		log "e2e/node_modules links to $target, installed from the same package-lock.json: not reinstalling through the link"
+	else
+		die "e2e/node_modules links to $target, which is not installed from this e2e/package-lock.json, and npm ci here would empty it: install there, or replace the link with a directory (rm e2e/node_modules)"
+	fi
+elif [ ! -f "$marker" ] || [ "$e2e/package-lock.json" -nt "$marker" ] || [ "$e2e/package.json" -nt "$marker" ]; then
 	log "installing the pinned npm packages: npm ci in e2e/ (node $(node --version), npm $(npm --version 2>/dev/null))"
 	(cd "$e2e" && npm ci --no-audit --no-fund)
 	touch "$marker"
