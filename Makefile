@@ -26,14 +26,10 @@ unit:
 build:
 	$(GO) build -o capstan ./cmd/capstan
 
-## image: the container image (Dockerfile, FROM scratch) from a static capstan built here; needs a Docker daemon.
+## image: the container image (Dockerfile, FROM scratch) from a static capstan built here, with Docker when a daemon answers, else Podman (scripts/image.sh).
 IMAGE ?= capstan:dev
 image:
-	@if ! docker info >/dev/null 2>&1; then \
-		echo "make image: no Docker daemon answers (docker info failed); the image needs one. Nothing built."; exit 1; fi
-	rm -rf .image && mkdir -p .image/data
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $$(bash scripts/release.sh --ldflags)" -o .image/capstan ./cmd/capstan
-	docker build -t $(IMAGE) .
+	@GO=$(GO) IMAGE=$(IMAGE) bash scripts/image.sh
 
 ## release: static linux and darwin (amd64, arm64) archives and SHA256SUMS in dist/ (scripts/release.sh).
 release:

@@ -2,9 +2,10 @@
 # setup-e2e.sh installs what the end-to-end tests (go test ./e2e/) need
 # beyond Go: the pinned npm packages of e2e/package-lock.json (the real
 # Segment clients and playwright-core) and Debian's chromium for the browser
-# tests, and Debian's prometheus package for promtool (the alert rules
-# test). It is idempotent and quick when everything is in place, so
-# `make test` runs it every time.
+# tests, Debian's prometheus package for promtool (the alert rules
+# test), and Debian's podman and runc for the container image test
+# (TestImage) unless a Docker daemon answers. It is idempotent and quick
+# when everything is in place, so `make test` runs it every time.
 #
 # Requirements: node >= 20 and npm on PATH; for chromium, Debian's apt-get
 # (as root, or with sudo). Browsers come only from Debian's packages: never
@@ -29,7 +30,17 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 # install: it is missing after an interrupted one, and older than
 # package-lock.json when the pins changed since.
 marker="$e2e/node_modules/.package-lock.json"
-if [ ! -f "$marker" ] || [ "$e2e/package-lock.json" -nt "$marker" ] || [ "$e2e/package.json" -nt "$marker" ]; then
+if [ -L "$e2e/node_modules" ]; then
+	# A link to another checkout's packages (git worktrees sharing one
+	# install): npm ci would empty the link's target, under the other
+	# checkout, so it is never run through the link.
+	target="$(readlink -f "$e2e/node_modules")"
+	if [ -f "$target/.package-lock.json" ] && cmp -s "$e2e/package-lock.json" "$(dirname "$target")/package-lock.json"; then
+		log "e2e/node_modules links to $target, installed from the same package-lock.json: not reinstalling through the link"
+	else
+		die "e2e/node_modules links to $target, which is not installed from this e2e/package-lock.json, and npm ci here would empty it: install there, or replace the link with a directory (rm e2e/node_modules)"
+	fi
+elif [ ! -f "$marker" ] || [ "$e2e/package-lock.json" -nt "$marker" ] || [ "$e2e/package.json" -nt "$marker" ]; then
 	log "installing the pinned npm packages: npm ci in e2e/ (node $(node --version), npm $(npm --version 2>/dev/null))"
 	(cd "$e2e" && npm ci --no-audit --no-fund)
 	touch "$marker"
@@ -93,6 +104,34 @@ else
 	fi
 	command -v promtool >/dev/null 2>&1 || die "apt-get installed prometheus but promtool is not on PATH"
 	log "promtool installed: $(promtool --version 2>&1 | head -n 1)"
+fi
+
+# --- podman and runc (Debian's packages), for the image test -------------------
+# TestImage (cmd/capstan) builds and runs the image with Docker when a daemon
+# answers, else with Podman, which needs no daemon. runc too: Podman's crun
+# refuses hybrid cgroup hierarchies (cgroup v1 with a v2 mount that has
+# controllers), where the test runs Podman with --runtime=runc. The packages'
+# services (the Podman API socket) are not started.
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+	log "a Docker daemon answers: the image test uses it, podman is not needed"
+elif command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
+	log "podman and runc are installed: $(podman --version), $(runc --version | head -n 1)"
+else
+	apt_prepare podman podman
+	rcd=/usr/sbin/policy-rc.d
+	own_rcd=
+	if [ ! -e "$rcd" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$rcd" >/dev/null
+		"${sudo[@]}" chmod 755 "$rcd"
+		own_rcd=1
+	fi
+	log "installing Debian's podman and runc (apt-get install podman runc; no service is started)"
+	status=0
+	"${sudo[@]}" apt-get install -y -q --no-install-recommends podman runc || status=$?
+	[ -z "$own_rcd" ] || "${sudo[@]}" rm -f "$rcd"
+	[ "$status" -eq 0 ] || die "apt-get install podman runc failed (exit $status)"
+	command -v podman >/dev/null 2>&1 || die "apt-get installed podman but it is not on PATH"
+	log "podman installed: $(podman --version)"
 fi
 
 log "done"
