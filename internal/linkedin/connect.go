@@ -395,8 +395,10 @@ func (e *AccessError) Error() string {
 	switch e.Kind {
 	case AccessScope:
 		return fmt.Sprintf("the LinkedIn token lacks the %s scope (%s): connect again with %s, which asks for %s; "+
-			"a Campaign Manager or Developer Portal token must be generated with %s",
-			e.Missing, e.Detail, e.fix(), strings.Join(ConnectScopes, ", "), strings.Join(ConnectScopes, ", "))
+			"a Campaign Manager or Developer Portal token must be generated with %s. LinkedIn grants %s only to apps with its %s product "+
+			"(developer portal, the app's Products tab): add it first if the consent page did not ask for %s",
+			e.Missing, e.Detail, e.fix(), strings.Join(ConnectScopes, ", "), strings.Join(ConnectScopes, ", "),
+			e.Missing, scopeProduct(e.Missing), e.Missing)
 	case AccessRole:
 		return fmt.Sprintf("the LinkedIn member may not write to ad account %d (%s): in Campaign Manager, "+
 			"Account settings > Manage access, give the member one of %s (VIEWER is not enough), or connect with a member who has one: %s",
@@ -406,6 +408,14 @@ func (e *AccessError) Error() string {
 		return fmt.Sprintf("%s: connect it with %s", noTokenYet, e.fix())
 	}
 	return fmt.Sprintf("the LinkedIn token is not usable (%s): connect again with %s", e.Detail, e.fix())
+}
+
+// scopeProduct names the LinkedIn product that grants scope (§24.1).
+func scopeProduct(scope string) string {
+	if scope == ScopeConversions {
+		return "Conversions API"
+	}
+	return "Advertising API"
 }
 
 // noTokenYet is the detail of a destination that was never connected.
