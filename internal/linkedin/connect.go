@@ -433,6 +433,17 @@ func (e *AccessError) Is(target error) bool {
 	return false
 }
 
+// TokenError is the *AccessError for err, an error of a call made with
+// the client's token that matches ErrReauthRequired: the destination was
+// never connected (no token to refresh either), or its token expired or was
+// revoked. Its message says how to connect again.
+func (c *Client) TokenError(err error) *AccessError {
+	if c.Token().AccessToken == "" && !c.canRefresh() {
+		return &AccessError{Kind: AccessToken, Detail: noTokenYet}
+	}
+	return &AccessError{Kind: AccessToken, Detail: err.Error()}
+}
+
 // CheckAccess checks the current token for delivery to account (0: any):
 // it must work (adAccountUsers, §14.1, which refreshes it first if due),
 // have rw_conversions when its scopes are known (introspection when the
@@ -449,7 +460,7 @@ func (c *Client) CheckAccess(ctx context.Context, account int64) (Access, error)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrReauthRequired):
-			return a, &AccessError{Kind: AccessToken, Detail: err.Error()}
+			return a, c.TokenError(err)
 		case errors.Is(err, ErrForbidden):
 			return a, &AccessError{Kind: AccessScope, Missing: ScopeAds, Detail: "listing the member's ad accounts was refused: " + err.Error()}
 		}

@@ -173,6 +173,11 @@ func Reconcile(ctx context.Context, client *capi.Client, account int64, ledger *
 			"` requests r_ads, r_ads_reporting and rw_conversions; or generate a token with r_ads_reporting in the LinkedIn Developer Portal's token generator and install it (LinkedIn: " +
 			scopeErr.APIError.Message + ")"
 		rows = nil
+	case errors.Is(err, capi.ErrReauthRequired):
+		// Never connected, expired or revoked: say how to connect.
+		ae := client.TokenError(err)
+		ae.Destination = dest
+		return nil, fmt.Errorf("read LinkedIn's conversion report: %w", ae)
 	case err != nil:
 		return nil, err
 	}

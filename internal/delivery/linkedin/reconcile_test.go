@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +119,27 @@ func TestReconcileWithoutReportingScope(t *testing.T) {
 	if !errors.Is(err, capi.ErrReportingScope) {
 		t.Errorf("error %v", err)
 	}
+}
+
+// A destination never connected, or whose token was revoked, cannot read
+// the report: the error says so and names the command that connects it,
+// not LinkedIn's bare 401.
+func TestReconcileWithoutUsableToken(t *testing.T) {
+	h := reconcileHarness(t, []string{"r_ads", "rw_conversions", "r_ads_reporting"})
+	maps, err := RuleMappings(context.Background(), h.dest.state, h.plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what, want string) {
+		t.Helper()
+		_, err := Reconcile(context.Background(), h.client, account, h.ledger, "li", maps, ReconcileOptions{Now: h.clock.Now()})
+		t.Logf("%s: %v", what, err)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "capstan auth linkedin --config FILE --destination li") {
+			t.Errorf("%s: %v, want %q and the command that connects", what, err, want)
+		}
+	}
+	h.sb.RevokeToken("tok")
+	check("revoked", "not usable")
+	h.client.SetToken(capi.Token{})
+	check("no token", "the destination has no access token yet")
 }
