@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstan-gw/capstan/internal/delivery"
 	capi "github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/sandbox"
 )
@@ -142,4 +145,92 @@ func TestReconcileWithoutUsableToken(t *testing.T) {
 	check("revoked", "not usable")
 	h.client.SetToken(capi.Token{})
 	check("no token", "the destination has no access token yet")
+}
+
+// gauge returns the value of metric name with labels from reg; -1 when
+// absent.
+func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// serve's Reconciler records each run: the result for the console
+// (Latest) and the metrics; a token without r_ads_reporting sets
+// capstan_reconcile_reporting_unavailable and counts a missing_scope run.
+func TestReconcilerMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		scopes []string
+	}{
+		{"reporting", []string{"r_ads", "rw_conversions", "r_ads_reporting"}},
+		{"no reporting scope", []string{"r_ads", "rw_conversions"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := reconcileHarness(t, tc.scopes)
+			h.sendReconcileEvents(5)
+			reg := prometheus.NewRegistry()
+			r := NewReconciler(h.dest, h.dc, func() *delivery.Plan { return h.plan }, h.ledger, NewReconcileMetrics(reg), nil)
+			rec, err := r.Once(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if latest, lastErr := r.Latest(); latest != rec || lastErr != "" {
+				t.Errorf("Latest() = %p, %q; want the run's result", latest, lastErr)
+			}
+			dest := map[string]string{"destination": "li"}
+			if tc.scopes[len(tc.scopes)-1] == "r_ads_reporting" {
+				if v := gauge(t, reg, "capstan_reconcile_runs_total", map[string]string{"destination": "li", "result": "ok"}); v != 1 {
+					t.Errorf("runs_total{ok} = %v", v)
+				}
+				if v := gauge(t, reg, "capstan_reconcile_reporting_unavailable", dest); v != 0 {
+					t.Errorf("reporting_unavailable = %v", v)
+				}
+				if v := gauge(t, reg, "capstan_reconcile_last_success_timestamp_seconds", dest); v <= 0 {
+					t.Errorf("last_success_timestamp_seconds = %v", v)
+				}
+				if v := gauge(t, reg, "capstan_reconcile_flagged", dest); v != 0 {
+					t.Errorf("flagged = %v (the day is still processing)", v)
+				}
+				rule := ruleOf(t, rec, "Clicks").Rule
+				if v := gauge(t, reg, "capstan_reconcile_accepted", map[string]string{"destination": "li", "rule": rule}); v != 0 {
+					t.Errorf("accepted{rule %s} = %v, want 0 (mature days only)", rule, v)
+				}
+				return
+			}
+			if v := gauge(t, reg, "capstan_reconcile_runs_total", map[string]string{"destination": "li", "result": "missing_scope"}); v != 1 {
+				t.Errorf("runs_total{missing_scope} = %v", v)
+			}
+			if v := gauge(t, reg, "capstan_reconcile_reporting_unavailable", dest); v != 1 {
+				t.Errorf("reporting_unavailable = %v", v)
+			}
+			if rec.MissingScope != "r_ads_reporting" {
+				t.Errorf("missing scope %q", rec.MissingScope)
+			}
+		})
+	}
 }
