@@ -212,6 +212,8 @@ func printReconciliation(w io.Writer, rec *lidest.Reconciliation) {
 	for _, r := range rec.Rules {
 		if r.Flag != "" {
 			fmt.Fprintf(w, "FLAGGED rule %s (%s): %s: %s\n", r.Rule, strings.Join(r.Mappings, ","), r.Flag, r.Reason)
+		} else if r.Reason != "" {
+			fmt.Fprintf(w, "rule %s (%s): %s\n", r.Rule, strings.Join(r.Mappings, ","), r.Reason)
 		} else if r.Ratio != nil {
 			fmt.Fprintf(w, "rule %s (%s): %s of %d accepted conversions of mature days reported (%s)\n", r.Rule, strings.Join(r.Mappings, ","), fmtCount(r.Reported), r.Accepted, fmtRatio(r.Ratio))
 		}

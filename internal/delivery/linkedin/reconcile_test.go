@@ -234,3 +234,70 @@ func TestReconcilerMetrics(t *testing.T) {
 		})
 	}
 }
+
+// expectedMappings: an enabled, associated rule fed email-only events
+// LinkedIn never matches (Emails), a rule without campaigns (Unassociated)
+// and a disabled one (Disabled).
+const expectedMappings = `      - name: Emails
+        trigger: 'type = "track" and event = "Newsletter"'
+        conversion_rule: {create: {name: "Emails (capstan)", type: LEAD}}
+        campaigns: [435902]
+      - name: Unassociated
+        trigger: 'type = "track" and event = "Webinar"'
+        conversion_rule: {create: {name: "Unassociated (capstan)", type: LEAD}}
+      - name: Disabled
+        trigger: 'type = "track" and event = "Trial"'
+        conversion_rule: {create: {name: "Disabled (capstan)", type: LEAD, enabled: false}}
+        campaigns: [435901]
+`
+
+// Nothing reported 72 h later is flagged only for an enabled rule with
+// associated campaigns (spec §21.1, §21.9): for a disabled rule or one
+// without campaigns it is what LinkedIn does, said in the reason.
+func TestReconcileNothingReportedExpected(t *testing.T) {
+	h := newHarness(t, opts{
+		mappings: expectedMappings,
+		sandbox: sandbox.Config{
+			Tokens:    []sandbox.TokenSpec{{Token: "tok", AdAccount: account, Scopes: []string{"r_ads", "rw_conversions", "r_ads_reporting"}}},
+			Reporting: sandbox.Reporting{Delay: sandbox.Duration(72 * time.Hour), EmailMatchShare: -1, MatchedShare: -1},
+		},
+	})
+	const n = 10
+	var evs []string
+	for _, name := range []string{"Newsletter", "Webinar", "Trial"} {
+		for i := range n {
+			evs = append(evs, fmt.Sprintf(`{"type":"track","event":%q,"userId":"u%d","messageId":"%s-%05d","traits":{"email":"r%d@example.com"}}`, name, i, name, i, i))
+		}
+	}
+	h.send(evs...)
+	eventually(t, 30*time.Second, "every conversion counted", func() bool {
+		ts, err := h.ledger.Tallies(context.Background(), "li", h.clock.Now().Add(-24*time.Hour))
+		var sum int64
+		for _, tl := range ts {
+			sum += tl.Accepted
+		}
+		return err == nil && sum == 3*n
+	})
+	_ = h.clock.Sleep(context.Background(), 72*time.Hour+time.Minute)
+	maps, err := RuleMappings(context.Background(), h.dest.state, h.plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Reconcile(context.Background(), h.client, account, h.ledger, "li", maps, ReconcileOptions{MinAccepted: 5, Now: h.clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ mapping, flag, reason string }{
+		{"Emails", FlagNothingReported, "check that the rule is enabled"},
+		{"Unassociated", "", "as expected: no campaign is associated"},
+		{"Disabled", "", "as expected: the rule is disabled"},
+	} {
+		r := ruleOf(t, rec, tc.mapping)
+		if r.Accepted != n || r.Reported == nil || *r.Reported != 0 || r.Flag != tc.flag || !strings.Contains(r.Reason, tc.reason) {
+			t.Errorf("%s: accepted %d, reported %v, flag %q, reason %q; want flag %q, reason with %q", tc.mapping, r.Accepted, r.Reported, r.Flag, r.Reason, tc.flag, tc.reason)
+		}
+	}
+	if rec.Flagged != 1 {
+		t.Errorf("%d rules flagged, want 1", rec.Flagged)
+	}
+}
