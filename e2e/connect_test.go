@@ -434,6 +434,23 @@ func TestConnectLinkedInAccountChoice(t *testing.T) {
 	}
 
 	a := startAuth(t, cfg)
+	// A callback that does not carry the command's state (forged, or from
+	// another attempt) is refused, and the command keeps waiting for the
+	// real one.
+	au, err := url.Parse(a.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := au.Query().Get("redirect_uri") + "?code=forged-code&state=not-the-state"
+	resp, err := http.Get(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "the state does not match") {
+		t.Errorf("forged callback: %d %s", resp.StatusCode, body)
+	}
 	follow(t, a.url)
 	if code := a.wait(t); code != 2 || !strings.Contains(a.stderr.String(), "run again with --account ID") ||
 		!strings.Contains(a.stdout.String(), fmt.Sprintf("1) %d  ACCOUNT_MANAGER", testAdAccount)) {

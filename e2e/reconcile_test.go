@@ -391,3 +391,39 @@ func TestReconcileWithoutReportingScope(t *testing.T) {
 		t.Errorf("destination %s, want delivering", st)
 	}
 }
+
+// TestConsoleRuleStatusAndReconcile: after an upsell that re-used its
+// order's eventId (suffix), the console's Destinations page shows the
+// rules' status at LinkedIn (receiving, the callback times of spec §22)
+// and, after Reconcile now, the reconciliation: accepted beside reported,
+// the day still processing, and the eventId collision marked.
+func TestConsoleRuleStatusAndReconcile(t *testing.T) {
+	requireBrowser(t)
+	sb := startSandbox(t, "--token", "console-recon-token")
+	sb.addToken("console-recon-reporting", "r_ads", "rw_conversions", "r_ads_reporting")
+	dir := t.TempDir()
+	cfg := writeReconcileConfig(t, dir, filepath.Join(dir, "data"), reconcileDest{sandbox: sb, accessToken: "console-recon-reporting", adminToken: consoleAdminToken})
+	srv := startServer(t, cfg)
+	hc := newHTTPClient(t)
+	sendEvents(t, hc, srv.URL, []map[string]any{orderEvent("order-1", "wc_order_5291", 149)})
+	waitProcessed(t, hc, srv.URL, 1, 1, 0, 30*time.Second)
+	sendEvents(t, hc, srv.URL, []map[string]any{orderEvent("upsell-1", "wc_order_5291", 39)})
+	waitProcessed(t, hc, srv.URL, 2, 2, 0, 30*time.Second)
+
+	var got struct {
+		Rules     string `json:"rules"`
+		Reconcile string `json:"reconcile"`
+	}
+	runConsole(t, "console-reconcile.mjs", srv.URL, nil, &got)
+	t.Logf("rule status:\n%s\nreconciliation:\n%s", got.Rules, got.Reconcile)
+	for _, want := range []string{"Orders", "receiving", "DYNAMIC", "435901", "Sign Up", "unverified"} {
+		if !strings.Contains(got.Rules, want) {
+			t.Errorf("rule status lacks %q:\n%s", want, got.Rules)
+		}
+	}
+	for _, want := range []string{"Orders", "1 collision", "1 day, 2 accepted"} {
+		if !strings.Contains(got.Reconcile, want) {
+			t.Errorf("reconciliation lacks %q:\n%s", want, got.Reconcile)
+		}
+	}
+}

@@ -173,6 +173,26 @@ func TestTestEventCLI(t *testing.T) {
 	if strings.Contains(stdout, "tok-te") || strings.Contains(stderr, "tok-te") {
 		t.Error("the access token was printed")
 	}
+	// LinkedIn counts the test conversion like any other: so does the
+	// accepted count that capstan reconcile compares with its report
+	// (the token lacks r_ads_reporting: exit 1, the counts are shown).
+	_, out, errOut := runReconcile(t, cfg, "--json")
+	var recon reconcileJSON
+	if err := json.Unmarshal([]byte(out), &recon); err != nil {
+		t.Fatalf("capstan reconcile --json: %v\n%s%s", err, out, errOut)
+	}
+	var accepted int64 = -1
+	for _, r := range recon[0].Rules {
+		if r.Rule == res.Rule {
+			accepted = r.Accepted
+			if len(r.Days) == 1 {
+				accepted = r.Days[0].Accepted
+			}
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("capstan reconcile counts %d accepted conversions of rule %s after the test event, want 1:\n%s", accepted, res.Rule, out)
+	}
 
 	// The rule options reached LinkedIn on creation.
 	var reqs struct {

@@ -45,7 +45,7 @@ reconcile.min_ratio (low_ratio).
 Reporting needs the r_ads_reporting scope: a token without it still
 delivers, and reconcile names the missing scope and exits 1.
 capstan serve runs the same reconciliation every reconcile.interval (default
-24h) and shows it in the console and as capstan_reconcile_* metrics.`,
+6h) and shows it in the console and as capstan_reconcile_* metrics.`,
 		Example: `  capstan reconcile --config capstan.yaml
   capstan reconcile --config capstan.yaml --destination linkedin --since 30d --json`,
 		Args: cobra.NoArgs,
@@ -212,6 +212,8 @@ func printReconciliation(w io.Writer, rec *lidest.Reconciliation) {
 	for _, r := range rec.Rules {
 		if r.Flag != "" {
 			fmt.Fprintf(w, "FLAGGED rule %s (%s): %s: %s\n", r.Rule, strings.Join(r.Mappings, ","), r.Flag, r.Reason)
+		} else if r.Reason != "" {
+			fmt.Fprintf(w, "rule %s (%s): %s\n", r.Rule, strings.Join(r.Mappings, ","), r.Reason)
 		} else if r.Ratio != nil {
 			fmt.Fprintf(w, "rule %s (%s): %s of %d accepted conversions of mature days reported (%s)\n", r.Rule, strings.Join(r.Mappings, ","), fmtCount(r.Reported), r.Accepted, fmtRatio(r.Ratio))
 		}

@@ -112,7 +112,7 @@ The seeded world (accounts, campaigns, rules) is described in docs/sandbox.md.`,
 	f.Float64Var(&cfg.Reporting.MatchedShare, "reporting-matched-share", 0, "adAnalytics: share of events without li_fat_id or email that LinkedIn matches (default 0.6; negative: 0)")
 	f.Float64Var(&cfg.Reporting.EmailMatchShare, "reporting-email-match-share", 0, "adAnalytics: share of email-only events that LinkedIn matches (default: --reporting-matched-share; li_fat_id always matches)")
 	f.Float64Var(&cfg.Reporting.PostViewShare, "reporting-post-view-share", 0, "adAnalytics: share of matched events attributed to a view (default 0.1)")
-	f.Var((*durationFlag)(&cfg.Reporting.Delay), "reporting-delay", "adAnalytics: how long after receipt an event is reported (LinkedIn: up to 72h; default 0)")
+	f.Var((*durationFlag)(&cfg.Reporting.Delay), "reporting-delay", "adAnalytics: how long after receipt an event is reported (LinkedIn: up to 72h)")
 	logs.add(cmd)
 	return cmd
 }

@@ -193,6 +193,22 @@ func sendTestEvent(ctx context.Context, eng *stream.Engine, li *lidest.Destinati
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if res.Accepted() && res.Rule != "" {
+		// LinkedIn counts it like any other conversion: so does capstan's
+		// accepted count, which reconcile compares with LinkedIn's report.
+		now := time.Now().UTC()
+		day := res.Happened
+		if day.IsZero() {
+			day = now
+		}
+		ledger, err := delivery.OpenLedger(actx, eng)
+		if err == nil {
+			err = ledger.Add(actx, res.Destination, []delivery.Tally{{Rule: res.Rule, Day: day.UTC().Format(delivery.DayLayout), Accepted: 1, LastSent: now.UnixMilli()}})
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warning: the test event was accepted but not added to the accepted count of capstan reconcile: %v\n", err)
+		}
+	}
 	if err := audit.Append(actx, eng, rec); err != nil {
 		return res, fmt.Errorf("the test event was sent (HTTP %d) but not recorded in the audit log: %w", res.Status, err)
 	}

@@ -52,7 +52,7 @@ main(async ({ page, args }) => {
   await result.locator('.badge, .error-box').first().waitFor();
   const storedResult = await result.textContent();
 
-  // Send test event: confirmation, then the route's absence is said.
+  // Send test event: confirmation, then LinkedIn's answer (the sandbox's 201).
   await editor.fill(good);
   const sendBtn = page.getByRole('button', { name: 'Send test event' });
   const sendDisabled = await sendBtn.isDisabled();

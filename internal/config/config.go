@@ -438,7 +438,7 @@ type Destination struct {
 // Reconcile configures a destination's reconciliation with LinkedIn's
 // conversion reporting (adAnalytics).
 type Reconcile struct {
-	// Interval is how often `capstan serve` reconciles. Default 24h.
+	// Interval is how often `capstan serve` reconciles. Default 6h (spec linkedin-capi.md §21.9).
 	Interval Duration `yaml:"interval"`
 	// Disabled turns the periodic reconciliation off (capstan reconcile still works).
 	Disabled bool `yaml:"disabled"`

@@ -54,7 +54,7 @@ const (
 	DefaultViewThroughDays    = 7
 
 	DefaultEventIDCollision     = "suffix"
-	DefaultReconcileInterval    = 24 * time.Hour
+	DefaultReconcileInterval    = 6 * time.Hour
 	DefaultReconcileDays        = 14
 	DefaultReconcileMinRatio    = 0.2
 	DefaultReconcileMinAccepted = 50

@@ -395,8 +395,10 @@ func (e *AccessError) Error() string {
 	switch e.Kind {
 	case AccessScope:
 		return fmt.Sprintf("the LinkedIn token lacks the %s scope (%s): connect again with %s, which asks for %s; "+
-			"a Campaign Manager or Developer Portal token must be generated with %s",
-			e.Missing, e.Detail, e.fix(), strings.Join(ConnectScopes, ", "), strings.Join(ConnectScopes, ", "))
+			"a Campaign Manager or Developer Portal token must be generated with %s. LinkedIn grants %s only to apps with its %s product "+
+			"(developer portal, the app's Products tab): add it first if the consent page did not ask for %s",
+			e.Missing, e.Detail, e.fix(), strings.Join(ConnectScopes, ", "), strings.Join(ConnectScopes, ", "),
+			e.Missing, scopeProduct(e.Missing), e.Missing)
 	case AccessRole:
 		return fmt.Sprintf("the LinkedIn member may not write to ad account %d (%s): in Campaign Manager, "+
 			"Account settings > Manage access, give the member one of %s (VIEWER is not enough), or connect with a member who has one: %s",
@@ -406,6 +408,14 @@ func (e *AccessError) Error() string {
 		return fmt.Sprintf("%s: connect it with %s", noTokenYet, e.fix())
 	}
 	return fmt.Sprintf("the LinkedIn token is not usable (%s): connect again with %s", e.Detail, e.fix())
+}
+
+// scopeProduct names the LinkedIn product that grants scope (§24.1).
+func scopeProduct(scope string) string {
+	if scope == ScopeConversions {
+		return "Conversions API"
+	}
+	return "Advertising API"
 }
 
 // noTokenYet is the detail of a destination that was never connected.
@@ -421,6 +431,17 @@ func (e *AccessError) Is(target error) bool {
 		return e.Kind != AccessToken
 	}
 	return false
+}
+
+// TokenError is the *AccessError for err, an error of a call made with
+// the client's token that matches ErrReauthRequired: the destination was
+// never connected (no token to refresh either), or its token expired or was
+// revoked. Its message says how to connect again.
+func (c *Client) TokenError(err error) *AccessError {
+	if c.Token().AccessToken == "" && !c.canRefresh() {
+		return &AccessError{Kind: AccessToken, Detail: noTokenYet}
+	}
+	return &AccessError{Kind: AccessToken, Detail: err.Error()}
 }
 
 // CheckAccess checks the current token for delivery to account (0: any):
@@ -439,7 +460,7 @@ func (c *Client) CheckAccess(ctx context.Context, account int64) (Access, error)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrReauthRequired):
-			return a, &AccessError{Kind: AccessToken, Detail: err.Error()}
+			return a, c.TokenError(err)
 		case errors.Is(err, ErrForbidden):
 			return a, &AccessError{Kind: AccessScope, Missing: ScopeAds, Detail: "listing the member's ad accounts was refused: " + err.Error()}
 		}

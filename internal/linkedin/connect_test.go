@@ -3,6 +3,7 @@ package linkedin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -156,7 +157,7 @@ func TestConnectFlowAgainstSandbox(t *testing.T) {
 func TestCheckAccessScopes(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		scopes  []string
 		problem string
 		noRep   bool
@@ -164,8 +165,13 @@ func TestCheckAccessScopes(t *testing.T) {
 		{[]string{"r_ads", "r_ads_reporting"}, "lacks the rw_conversions scope", false},
 		{[]string{"r_ads", "rw_conversions"}, "", true},
 		{[]string{"rw_conversions"}, "lacks the r_ads scope", false},
+		// The fix names the product that grants the scope (§24.1): an
+		// app without it never gets the scope, however often one
+		// connects.
+		{[]string{"r_ads", "r_ads_reporting"}, "only to apps with its Conversions API product", false},
+		{[]string{"rw_conversions"}, "only to apps with its Advertising API product", false},
 	} {
-		tokName := "t-" + strings.Join(tc.scopes, "-")
+		tokName := fmt.Sprintf("t%d-%s", i, strings.Join(tc.scopes, "-"))
 		if err := e.srv.AddToken(sandbox.TokenSpec{Token: tokName, Scopes: tc.scopes}); err != nil {
 			t.Fatal(err)
 		}

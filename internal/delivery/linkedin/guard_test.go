@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstan-gw/capstan/internal/delivery"
+	capi "github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/sandbox"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -214,5 +215,72 @@ func TestRekeyFitsEventIDLimit(t *testing.T) {
 			t.Errorf("%q: derived %q twice", id, derived)
 		}
 		seen[derived] = true
+	}
+}
+
+// The collision guard's content covers what the issue names — value,
+// currency, conversionHappenedAt and identifiers — and the rule: a change
+// of any gives another content under the same eventId; the same
+// conversion gives the same content (a retry is no collision).
+func TestEventKeyContent(t *testing.T) {
+	f, err := NewFormat(FormatConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func() *conversion {
+		c := &conversion{}
+		c.Conversion = capi.Conversion{Conversion: "urn:lla:llaPartnerConversion:1", ConversionHappenedAt: 1767225600000,
+			ConversionValue: &capi.ConversionValue{CurrencyCode: "USD", Amount: "149"}, EventID: "wc_order_5291",
+			User: capi.User{UserIDs: []capi.UserID{{IDType: "LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID", IDValue: "lfi-1"}}}}
+		return c
+	}
+	key := func(c *conversion) (string, string, [32]byte) {
+		t.Helper()
+		scope, id, content, ok := f.EventKey(delivery.Payload{Value: c})
+		if !ok {
+			t.Fatal("no key")
+		}
+		return scope, id, content
+	}
+	scope0, id0, c0 := key(base())
+	if _, _, again := key(base()); again != c0 {
+		t.Error("the same conversion gives another content")
+	}
+	if scope0 != "urn:lla:llaPartnerConversion:1" || id0 != "wc_order_5291" {
+		t.Errorf("key %s %s", scope0, id0)
+	}
+	for name, change := range map[string]func(*conversion){
+		"value":      func(c *conversion) { c.ConversionValue.Amount = "39" },
+		"currency":   func(c *conversion) { c.ConversionValue.CurrencyCode = "EUR" },
+		"time":       func(c *conversion) { c.ConversionHappenedAt++ },
+		"identifier": func(c *conversion) { c.User.UserIDs[0].IDValue = "lfi-2" },
+		"email added": func(c *conversion) {
+			c.User.UserIDs = append(c.User.UserIDs, capi.UserID{IDType: "SHA256_EMAIL", IDValue: strings.Repeat("a", 64)})
+		},
+	} {
+		c := base()
+		change(c)
+		if _, _, content := key(c); content == c0 {
+			t.Errorf("%s changed, content did not", name)
+		}
+	}
+}
+
+// The guard remembers an eventId for 7 days (its bucket's TTL) — the
+// window of the issue and of spec §16's outbound ledger.
+func TestEventIDGuardWindow(t *testing.T) {
+	h := newHarness(t, opts{mappings: orderMapping})
+	h.send(order("m-1", "wc_order_5291", "149", h.clock.Now().UTC().Format(time.RFC3339)))
+	eventually(t, 20*time.Second, "the order", func() bool { return len(h.records()) == 1 })
+	kv, err := h.eng.JetStream().KeyValue(context.Background(), stream.EventIDsKV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TTL() != 7*24*time.Hour || delivery.GuardTTL != 7*24*time.Hour {
+		t.Errorf("eventId guard bucket TTL %s (GuardTTL %s), want 168h", st.TTL(), delivery.GuardTTL)
 	}
 }

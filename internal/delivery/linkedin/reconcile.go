@@ -173,6 +173,11 @@ func Reconcile(ctx context.Context, client *capi.Client, account int64, ledger *
 			"` requests r_ads, r_ads_reporting and rw_conversions; or generate a token with r_ads_reporting in the LinkedIn Developer Portal's token generator and install it (LinkedIn: " +
 			scopeErr.APIError.Message + ")"
 		rows = nil
+	case errors.Is(err, capi.ErrReauthRequired):
+		// Never connected, expired or revoked: say how to connect.
+		ae := client.TokenError(err)
+		ae.Destination = dest
+		return nil, fmt.Errorf("read LinkedIn's conversion report: %w", ae)
 	case err != nil:
 		return nil, err
 	}
@@ -251,6 +256,13 @@ func Reconcile(ctx context.Context, client *capi.Client, account int64, ledger *
 			switch {
 			case rr.Accepted < int64(o.MinAccepted):
 			case matureReported == 0:
+				// Spec §21.1, §21.9: "accepted, none reported" is what a
+				// disabled rule or one without associated campaigns
+				// gives; only an enabled, associated rule is flagged.
+				if why := expectedNothing(ctx, client, account, id); why != "" {
+					rr.Reason = fmt.Sprintf("LinkedIn accepted %d conversions more than 72 h ago and reports none, as expected: %s", rr.Accepted, why)
+					break
+				}
 				rr.Flag = FlagNothingReported
 				rr.Reason = fmt.Sprintf("LinkedIn accepted %d conversions more than 72 h ago and reports none: check that the rule is enabled and associated with running campaigns (mappings[].campaigns, or conversion_rule.create.auto_association_type: ALL_CAMPAIGNS), and that the events carry li_fat_id or email", rr.Accepted)
 			case *rr.Ratio < o.MinRatio:
@@ -276,6 +288,24 @@ func compareStrings(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// expectedNothing says why LinkedIn is expected to report nothing for
+// rule id (spec §21.1): it is disabled, or no campaign is associated with
+// it. "" when it is enabled and associated, or could not be read (the rule
+// is then flagged, as before).
+func expectedNothing(ctx context.Context, client *capi.Client, account int64, id string) string {
+	r, err := client.GetRule(ctx, account, id)
+	switch {
+	case err != nil:
+		return ""
+	case !r.Enabled:
+		return "the rule is disabled, and LinkedIn counts conversions only for enabled rules (enable it: conversion_rule.create.enabled, or Campaign Manager)"
+	case len(r.Campaigns) == 0 && len(r.Associations) == 0:
+		return "no campaign is associated with the rule, and LinkedIn attributes conversions only to associated campaigns " +
+			"(mappings[].campaigns, conversion_rule.create.auto_association_type: ALL_CAMPAIGNS, or Campaign Manager)"
+	}
+	return ""
 }
 
 // ReconcileMetrics are the metrics of periodic reconciliation. Create one

@@ -66,6 +66,9 @@ type TestResult struct {
 	Code string `json:"code,omitempty"`
 	// Fields are the local validation's field details.
 	Fields any `json:"fields,omitempty"`
+	// Happened is the conversion's conversionHappenedAt: the day the
+	// accepted-count ledger files it under.
+	Happened time.Time `json:"-"`
 }
 
 // TestAnswer is LinkedIn's answer to a test send.
@@ -107,7 +110,7 @@ func (d *Destination) SendTest(ctx context.Context, t TestEvent) (*TestResult, e
 		res.Error, res.Code, res.Fields = pe.Message, pe.Code, pe.Fields
 		return res, nil
 	}
-	res.Mapping, res.Rule, res.Event, res.Enriched = tc.Route.Name, tc.Route.Rule, tc.Event, tc.Payload.Enriched
+	res.Mapping, res.Rule, res.Event, res.Enriched, res.Happened = tc.Route.Name, tc.Route.Rule, tc.Event, tc.Payload.Enriched, tc.Payload.Happened
 	req, ok := tc.Request.Value.(capi.Request)
 	if !ok {
 		return nil, fmt.Errorf("test event: not a LinkedIn request: %T", tc.Request.Value)

@@ -1,6 +1,8 @@
 // pages/destinations.js: each destination's state (delivering, paused with
 // the reason, degraded), its token's expiry and rate-limit use, its
-// conversion rules, and the form that installs a new access token.
+// conversion rules, for LinkedIn the rules' status at LinkedIn and the
+// latest reconciliation (with eventId collisions), Connect LinkedIn, and the
+// form that installs a new access token.
 (function () {
   'use strict';
   var c = window.capstan;
@@ -151,6 +153,138 @@
       err);
   }
 
+  var RULE_STATUS = {
+    receiving: ['receiving', 'badge-ok'],
+    stale: ['stale', 'badge-warn'],
+    unverified: ['unverified', 'badge-warn'],
+    disabled: ['disabled', 'badge-bad'],
+    not_capi: ['not a CAPI rule', 'badge-warn'],
+    not_created: ['not created yet', 'badge-warn'],
+    unknown: ['unknown', 'badge-bad'],
+  };
+
+  function when(iso) { return iso ? h('span', { title: iso }, c.fmt.time(iso).slice(0, 16)) : h('span', { class: 'muted' }, 'never'); }
+
+  function pct(r) { return r === null || r === undefined ? '—' : (r * 100).toFixed(r < 0.1 ? 1 : 0) + '%'; }
+
+  // ruleStatusTable shows each rule as LinkedIn has it (spec §22: GET
+  // /admin/api/destinations/{name}/rules): capstan's derived status, the
+  // switches and the two callback times, and what differs from the
+  // configuration.
+  function ruleStatusTable(rules) {
+    if (!rules.length) return h('p', { class: 'muted' }, 'No mappings.');
+    return h('div', { class: 'table-wrap' }, h('table', { class: 'table', 'aria-label': 'Rule status at LinkedIn' },
+      h('thead', null, h('tr', null, h('th', null, 'Mapping'), h('th', null, 'LinkedIn id'), h('th', null, 'Status'),
+        h('th', null, 'Enabled'), h('th', null, 'Value'), h('th', null, 'Associated campaigns'),
+        h('th', null, 'Last callback'), h('th', null, 'Latest first-party callback'))),
+      h('tbody', null, rules.map(function (r) {
+        var st = RULE_STATUS[r.status] || [r.status, 'badge'];
+        var f = r.rule || null;
+        var notes = [r.verdict];
+        if (r.error) notes.push(r.error);
+        (r.differs || []).forEach(function (x) { notes.push('differs from the configuration: ' + x); });
+        return [
+          h('tr', { 'data-rule-status': r.status },
+            h('td', null, h('strong', null, r.mapping)),
+            h('td', null, r.ruleId ? h('code', null, r.ruleId) : h('span', { class: 'muted' }, '—')),
+            h('td', null, h('span', { class: 'badge ' + st[1] }, st[0]), r.noCampaigns ? [' ', h('span', { class: 'badge badge-warn' }, 'no campaigns')] : null),
+            h('td', null, f ? (f.enabled ? 'yes' : 'no') : '—'),
+            h('td', null, f ? (f.valueType || 'DYNAMIC') + (f.value ? ' ' + f.value.amount + ' ' + f.value.currencyCode : '') : '—'),
+            h('td', null, f ? ((f.associatedCampaigns || []).length ? h('span', { class: 'mono' }, f.associatedCampaigns.map(function (a) { return a.campaign; }).join(', ')) : h('span', { class: 'muted' }, 'none')) : '—'),
+            h('td', null, f ? when(f.lastCallbackAt) : '—'),
+            h('td', null, f ? when(f.latestFirstPartyCallbackAt) : '—')),
+          h('tr', { class: 'sub-row' }, h('td', { colspan: 8, class: 'muted' }, notes.filter(Boolean).join(' · '))),
+        ];
+      }))));
+  }
+
+  // reconcileView shows the latest reconciliation (GET
+  // /admin/api/reconcile): per rule, what LinkedIn accepted beside what it
+  // reports over the mature days, the ratio, eventId collisions and flags.
+  function reconcileView(v) {
+    if (!v.supported) return [h('p', { class: 'muted' }, 'This destination cannot reconcile.')];
+    var out = [];
+    if (!v.enabled) out.push(h('p', { class: 'muted' }, 'Periodic reconciliation is off (reconcile.disabled); Reconcile now still works.'));
+    if (v.error) out.push(h('p', { class: 'error-box', role: 'note' }, 'The latest reconciliation failed: ' + v.error));
+    var l = v.latest;
+    if (!l) {
+      out.push(h('p', { class: 'muted' }, 'Not reconciled yet: capstan serve reconciles a minute after it starts, then every reconcile.interval.'));
+      return out;
+    }
+    out.push(h('p', { class: 'muted' }, 'Reconciled ' + c.fmt.time(l.at) + ' · UTC days ' + l.from + ' to ' + l.to +
+      ' · flagged under ' + pct(l.minRatio) + ' with at least ' + l.minAccepted + ' accepted. Days within 72 hours of sending are still processing and never flagged.'));
+    if (l.missingScope) out.push(h('p', { class: 'warn-box', role: 'note' }, l.error || ('The token lacks the ' + l.missingScope + ' scope: LinkedIn\'s report cannot be read (delivery is not affected). Connect LinkedIn again to add it.')));
+    else if (l.error) out.push(h('p', { class: 'error-box', role: 'note' }, l.error));
+    if (!l.rules.length) {
+      out.push(h('p', { class: 'muted' }, 'Nothing accepted or reported in this range.'));
+      return out;
+    }
+    out.push(h('div', { class: 'table-wrap' }, h('table', { class: 'table', 'aria-label': 'Reconciliation' },
+      h('thead', null, h('tr', null, h('th', null, 'Rule'), h('th', null, 'Mappings'), h('th', null, 'Accepted (mature days)'), h('th', null, 'Reported (mature days)'),
+        h('th', null, 'Ratio'), h('th', null, 'Still processing'), h('th', null, 'eventId collisions'), h('th', null, 'Flag'))),
+      h('tbody', null, l.rules.map(function (r) {
+        var pdays = (r.days || []).filter(function (d) { return d.state === 'processing'; });
+        var processing = pdays.length;
+        var pAccepted = pdays.reduce(function (n, d) { return n + d.accepted; }, 0);
+        return [
+          h('tr', { 'data-flag': r.flag || '' },
+            h('td', null, h('code', null, r.rule)),
+            h('td', null, (r.mappings || []).join(', ')),
+            h('td', null, c.fmt.num(r.accepted)),
+            h('td', null, r.reported === null ? '—' : c.fmt.num(r.reported)),
+            h('td', null, pct(r.ratio)),
+            h('td', null, processing ? h('span', { class: 'badge badge-info', title: 'days within 72 hours of sending: LinkedIn may not report them yet' },
+              processing + (processing === 1 ? ' day, ' : ' days, ') + c.fmt.num(pAccepted) + ' accepted') : h('span', { class: 'muted' }, 'none')),
+            h('td', null, r.collisions ? h('span', { class: 'badge badge-warn', title: 'conversions that repeated an eventId with other content (event_id_collision): sent under a derived eventId or dead-lettered' },
+              c.fmt.num(r.collisions) + (r.collisions === 1 ? ' collision' : ' collisions')) : h('span', { class: 'muted' }, '0')),
+            h('td', null, r.flag ? h('span', { class: 'badge badge-bad' }, r.flag) : h('span', { class: 'badge badge-ok' }, 'ok'))),
+          r.reason ? h('tr', { class: 'sub-row' }, h('td', { colspan: 8, class: 'muted' }, r.reason)) : null,
+        ];
+      })))));
+    return out;
+  }
+
+  // linkedInPart is the LinkedIn-only part of a card: rule status and
+  // reconciliation, read when the card is made and on Refresh (they ask
+  // LinkedIn, so not at every 5-second refresh of the card).
+  function linkedInPart(d) {
+    var name = encodeURIComponent(d.destination);
+    var rules = h('div', { 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Asking LinkedIn…'));
+    var recon = h('div', { 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Loading…'));
+    function failed(e) { return h('p', { class: 'error-box', role: 'alert' }, e.message); }
+    function loadRules() {
+      rules.setAttribute('aria-busy', 'true');
+      return c.api('GET', '/admin/api/destinations/' + name + '/rules').then(function (res) {
+        rules.replaceChildren(ruleStatusTable(res.rules || []));
+      }).catch(function (e) { if (e.status !== 401) rules.replaceChildren(failed(e)); })
+        .finally(function () { rules.removeAttribute('aria-busy'); });
+    }
+    function showRecon(v) { recon.replaceChildren.apply(recon, reconcileView(v)); }
+    function loadRecon() {
+      recon.setAttribute('aria-busy', 'true');
+      return c.api('GET', '/admin/api/reconcile?destination=' + name).then(function (res) {
+        showRecon(res.destinations[0]);
+      }).catch(function (e) { if (e.status !== 401) recon.replaceChildren(failed(e)); })
+        .finally(function () { recon.removeAttribute('aria-busy'); });
+    }
+    var refreshBtn = h('button', { type: 'button', class: 'btn', onclick: function () { loadRules(); loadRecon(); } }, 'Refresh rule status');
+    var runBtn = c.operatorOnly(h('button', { type: 'button', class: 'btn', onclick: function () {
+      runBtn.disabled = true;
+      recon.setAttribute('aria-busy', 'true');
+      c.api('POST', '/admin/api/reconcile?destination=' + name).then(function () {
+        c.toast('Reconciled ' + d.destination + '.', 'ok');
+        return loadRecon();
+      }).catch(function (e) {
+        if (e.status !== 401) recon.replaceChildren(failed(e));
+      }).finally(function () { recon.removeAttribute('aria-busy'); runBtn.disabled = false; c.operatorOnly(runBtn); });
+    } }, 'Reconcile now'));
+    loadRules();
+    loadRecon();
+    return h('div', { class: 'linkedin-part' },
+      h('h3', { class: 'section-title' }, 'Rule status at LinkedIn'), rules, refreshBtn,
+      h('h3', { class: 'section-title' }, 'Reconciliation: accepted vs reported by LinkedIn'), recon, runBtn);
+  }
+
   c.page('destinations', {
     title: 'Destinations',
     render: function (root, params) {
@@ -184,6 +318,7 @@
           if (!card) {
             card = cards[d.destination] = { status: h('div'), form: installForm(d, refresh) };
             list.append(h('section', { class: 'card dest-card', 'aria-label': d.destination }, card.status,
+              d.type === 'linkedin' ? linkedInPart(d) : null,
               d.type === 'linkedin' ? connectForm(d) : null, card.form));
           }
           card.status.replaceChildren.apply(card.status, statusPart(d));
