@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -155,4 +156,68 @@ func comparePos(t *testing.T, x, y string) int {
 		return cmp.Compare(xs, ys)
 	}
 	return cmp.Compare(xi, yi)
+}
+
+// TestConsoleClusterDuplicate: the console of a replica (cluster mode, no
+// destination: the shared server keeps no consumer of ours) marks, in Live
+// events, the later copy of an event two replicas both stored, with a
+// badge whose accessible name is "Duplicate of event <pos of the first>".
+func TestConsoleClusterDuplicate(t *testing.T) {
+	requireExternalNATS(t)
+	requireNodeModules(t)
+	replica := func(name, server string) (*server, string) {
+		dir := t.TempDir()
+		cfg := writeConfig(t, dir, filepath.Join(dir, "data-"+name), "  nats_url: "+externalNATS+"\n")
+		if server != "" {
+			b, err := os.ReadFile(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "\nserver:\n", "\nserver:\n"+server, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return startServer(t, cfg), cfg
+	}
+	a, cfg := replica("a", fmt.Sprintf("  admin_token: %q\n", consoleAdminToken))
+	b, _ := replica("b", "")
+	var nonce [6]byte
+	_, _ = rand.Read(nonce[:])
+	run := fmt.Sprintf("dupconsole-%s-%s", time.Now().UTC().Format("150405"), hex.EncodeToString(nonce[:]))
+	var got struct {
+		Shared       string   `json:"shared"`
+		Rows         int      `json:"rows"`
+		Marks        int      `json:"marks"`
+		MarkName     string   `json:"markName"`
+		MarkText     string   `json:"markText"`
+		MarkedRowPos string   `json:"markedRowPos"`
+		RowPositions []string `json:"rowPositions"`
+	}
+	runConsole(t, "console-duplicates.mjs", a.URL, map[string]any{"urlA": a.URL, "urlB": b.URL, "writeKey": testWriteKey, "run": run}, &got)
+	if got.Shared == "" {
+		t.Fatalf("in 40 rounds the two replicas never both stored one messageId: nothing to check")
+	}
+	// The positions of the two copies, from events tail.
+	var pos []string
+	for _, ev := range tailEvents(t, cfg, "--since", "15m", "--source", testSource) {
+		if ev.MessageID() == got.Shared {
+			pos = append(pos, ev.Pos)
+		}
+	}
+	if len(pos) != 2 {
+		t.Fatalf("%s stored %d times, want 2 (%v)", got.Shared, len(pos), pos)
+	}
+	slices.SortFunc(pos, func(x, y string) int { return comparePos(t, x, y) })
+	if got.Rows != 2 || got.Marks != 1 {
+		t.Errorf("Live events: %d rows of %s with %d marks, want 2 rows, 1 mark (rows %v)", got.Rows, got.Shared, got.Marks, got.RowPositions)
+	}
+	if want := "Duplicate of event " + pos[0]; got.MarkName != want {
+		t.Errorf("the mark is named %q, want %q", got.MarkName, want)
+	}
+	if got.MarkedRowPos != pos[1] {
+		t.Errorf("the marked row is event %s, want the later copy %s (copies %v)", got.MarkedRowPos, pos[1], pos)
+	}
+	if got.MarkText != "duplicate" {
+		t.Errorf("the mark reads %q, want duplicate", got.MarkText)
+	}
 }
