@@ -40,6 +40,9 @@
 # (1000000: events per chunk and sample), BENCH_DESTINATION (sandbox or
 # none; default sandbox), BENCH_CONCURRENCY (32), BENCH_MEM_MIN_FREE_GB (5),
 # BENCH_DRAIN_TIMEOUT (seconds to wait for delivery after the load, 3600),
+# BENCH_GOMEMLIMIT (GOMEMLIMIT for capstan, e.g. 900MiB; default unset:
+# capstan's own GC setting, GOGC 400 with a soft limit of 3/4 of the RAM,
+# which lets the heap grow to five times what is live),
 # BENCH_OUT (results file), BENCH_KEEP=1 keeps the work directory,
 # BENCH_WORK, BENCH_CAPSTAN, BENCH_LABEL (as in bench/ingest.sh).
 set -euo pipefail
@@ -118,10 +121,15 @@ EOF
 fi
 
 log "capstan serve"
-"$CAPSTAN" serve --config "$DIR/capstan.yaml" 2>"$DIR/capstan.log" &
+GOMEM=${BENCH_GOMEMLIMIT:-}
+if [[ -n $GOMEM ]]; then
+	GOMEMLIMIT=$GOMEM "$CAPSTAN" serve --config "$DIR/capstan.yaml" 2>"$DIR/capstan.log" &
+else
+	"$CAPSTAN" serve --config "$DIR/capstan.yaml" 2>"$DIR/capstan.log" &
+fi
 CP=$!
 PIDS+=("$CP")
-printf '%s\n' "$CAPSTAN serve --config $DIR/capstan.yaml &" >>"$COMMANDS"
+printf '%s\n' "${GOMEM:+GOMEMLIMIT=$GOMEM }$CAPSTAN serve --config $DIR/capstan.yaml &" >>"$COMMANDS"
 URL=$(wait_url "$DIR/capstan.log" 'msg="capstan listening" addr=' "$CP")
 
 # status FIELD: capstan's /proc status field in MB.
@@ -133,14 +141,18 @@ accepted() {
 }
 START=$(date +%s)
 ACKED=0
+# heap: the Go heap allocated (live and not yet collected), MB.
+heap() {
+	curl -fsS -m 10 "$URL/metrics" 2>/dev/null | awk '$1 == "go_memstats_heap_alloc_bytes" { printf "%.0f", $2 / 1048576 }' || echo "?"
+}
 # sample WHAT: one row of the samples table.
 sample() {
 	local du free cpu
 	du=$(du -sm "$DIR/data" 2>/dev/null | cut -f1)
 	free=$(df -BG --output=avail "$WORK" | tail -1 | tr -dc 0-9)
 	cpu=$(awk '{ printf "%.0f", ($14 + $15) / 100 }' "/proc/$CP/stat")
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(($(date +%s) - START))" "$ACKED" "$(accepted)" \
-		"$(status VmRSS)" "$(status VmHWM)" "$(status RssAnon)" "$du" "$free" "$cpu" | tee -a "$SAMPLES" >&2
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(($(date +%s) - START))" "$ACKED" "$(accepted)" \
+		"$(status VmRSS)" "$(status VmHWM)" "$(status RssAnon)" "$(heap)" "$du" "$free" "$cpu" | tee -a "$SAMPLES" >&2
 }
 sample start
 
@@ -231,13 +243,20 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "After each chunk of $EVERY events (closed loop, $CONC connections, $PER_REQ events per request, every event from a new person). MB are MiB; CPU is capstan's user+sys seconds so far."
 	echo
-	echo "| when | s | acknowledged | accepted by the sandbox | VmRSS MB | VmHWM MB | RssAnon MB | data dir MB | disk free GB | capstan CPU s |"
-	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	if [[ -n $GOMEM ]]; then
+		echo "GOMEMLIMIT: $GOMEM."
+	else
+		echo "GOMEMLIMIT: not set (capstan's default: GOGC 400, soft limit 3/4 of the RAM; VmRSS then follows the GC's trade of memory for CPU more than what is live: see the heap profile's total)."
+	fi
+	echo "Go heap MB is go_memstats_heap_alloc_bytes: live objects and garbage not yet collected."
+	echo
+	echo "| when | s | acknowledged | accepted by the sandbox | VmRSS MB | VmHWM MB | RssAnon MB | Go heap MB | data dir MB | disk free GB | capstan CPU s |"
+	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 	cat "$SAMPLES"
 	echo
 	echo "## Go heap at the end"
 	echo
-	echo "\`go tool pprof -top -inuse_space\` of /debug/pprof/heap (server.pprof: true), taken before capstan stopped:"
+	echo "\`go tool pprof -top -inuse_space\` of /debug/pprof/heap (server.pprof: true), taken before capstan stopped; its total is what was live at the last collection:"
 	echo
 	echo '```'
 	echo "$HEAPTOP"
