@@ -9,7 +9,9 @@
 # tree as it is, uncommitted changes included). Then BENCH_ROUNDS rounds,
 # old then new in odd rounds and new then old in even ones (so that a
 # machine getting slower or faster during the run does not favour either):
-#   bench/ingest.sh with BENCH_TARGETS=always (batch and track scenarios),
+#   bench/ingest.sh with BENCH_TARGETS="null always" (batch and track
+#   scenarios, the null server first: each run gives capstan's batch rate
+#   and the null server's measured in the same run, and their ratio),
 #   bench/delivery.sh with BENCH_CASES="a c",
 # each run with BENCH_CAPSTAN set to that side's binary and its own work
 # directory. loadgen, nullserver and the scripts are the working tree's in
@@ -119,6 +121,9 @@ figures() {
 			def row(p): [.[] | select(.target == $t and (.scenario | startswith(p)))][0];
 			{
 				ingest_batch_eps: row("batch").events_per_s,
+				ingest_null_eps: ([.[] | select(.target == "null" and (.scenario | startswith("batch")))][0].events_per_s),
+				ingest_batch_vs_null: ([.[] | select(.target == "null" and (.scenario | startswith("batch")))][0].events_per_s as $n
+					| if $n == null or $n == 0 or row("batch").events_per_s == null then null else row("batch").events_per_s / $n end),
 				ingest_batch_us: (row("batch").server_cpu_us_per_event | known),
 				ingest_track_p50: row("track").p50_ms,
 				ingest_track_p99: row("track").p99_ms,
@@ -148,7 +153,7 @@ FAILED=0
 run() {
 	local round=$1 bench=$2 side=$3 name="r$1-$2-$3" label rc=0 t0 fig
 	local dir=$WORK/runs/$name
-	local -a knobs=(BENCH_TARGETS=always)
+	local -a knobs=("BENCH_TARGETS=null always")
 	[[ $bench == delivery ]] && knobs=("BENCH_CASES=a c" "BENCH_SANDBOX=$SANDBOX")
 	label=$OLD_LABEL
 	[[ $side == new ]] && label=$NEW_LABEL
@@ -189,6 +194,8 @@ log "report: $OUT"
 TABLES=$(jq -rs --argjson rounds "$ROUNDS" '
 	def figs: [
 		{k: "ingest_batch_eps", b: "ingest", g: "batch", f: "events/s", d: 0, hi: true},
+		{k: "ingest_null_eps", b: "ingest", g: "batch", f: "null server events/s, same run", d: 0, hi: true},
+		{k: "ingest_batch_vs_null", b: "ingest", g: "batch", f: "capstan / null server, same run (goal ≥ 0.25)", d: 3, hi: true},
 		{k: "ingest_batch_us", b: "ingest", g: "batch", f: "server CPU µs/event", d: 1, hi: false},
 		{k: "ingest_track_p50", b: "ingest", g: "track", f: "p50 ms", d: 2, hi: false},
 		{k: "ingest_track_p99", b: "ingest", g: "track", f: "p99 ms", d: 2, hi: false},
@@ -261,7 +268,8 @@ mkdir -p "$(dirname "$OUT")"
 	echo "# capstan old vs new, $DATE"
 	echo
 	echo "Produced by \`bench/ab.sh\` (see bench/README.md, \"Old vs new\"). $ROUNDS round(s), each running"
-	echo "\`bench/ingest.sh\` (capstan with engine.sync: always only: batch and track scenarios) then"
+	echo "\`bench/ingest.sh\` (the null server, then capstan with engine.sync: always: batch and track scenarios; the"
+	echo "null server's batch rate and capstan's over it are of the same run) then"
 	echo "\`bench/delivery.sh\` (cases a and c) once per binary, old first in odd rounds and new first in even ones."
 	echo "Each run starts a fresh capstan on a fresh data directory. The load generator and the scripts are the working"
 	if [[ -n ${BENCH_SANDBOX:-} ]]; then

@@ -155,6 +155,21 @@ else
 	GB_TEXT=$GA_TEXT
 fi
 
+# (c) capstan's batch rate over the null server's, both of this run.
+NULL_EPS=
+if wants null; then NULL_EPS=$(goal "null" "batch" '.events_per_s | floor'); fi
+GC_TEXT=""
+for t in always 1s; do
+	wants "$t" || continue
+	CEPS=$(goal "capstan sync=$t" "batch" '.events_per_s | floor')
+	if [[ -n $NULL_EPS && $NULL_EPS != null && $NULL_EPS -gt 0 && $CEPS != null ]]; then
+		R=$(awk -v c="$CEPS" -v n="$NULL_EPS" 'BEGIN { printf "%.3f", c / n }')
+		V=$(awk -v r="$R" 'BEGIN { print (r >= 0.25 ? "met" : "NOT met") }')
+		GC_TEXT+="  - engine.sync: $t: **$V** — $CEPS / $NULL_EPS events/s = **$R×** the null server"$'\n'
+	fi
+done
+[[ -n $GC_TEXT ]] || GC_TEXT="  - **not measured** (BENCH_TARGETS=\"$TARGETS\" needs null and a capstan target)."$'\n'
+
 mkdir -p "$(dirname "$OUT")"
 {
 	echo "# capstan ingest benchmark, $DATE"
@@ -165,6 +180,8 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "- (a) ≥ 50,000 events/s with every event fsynced before its 200 (\`/v1/batch\`, engine.sync: always): $GA_TEXT"
 	echo "- (b) p99 < 5 ms at $RATE req/s on \`/v1/track\` (engine.sync: always): $GB_TEXT"
+	echo "- (c) \`/v1/batch\` of $BATCH at ≥ 0.25× the null server's events/s, both measured in this run (issue 22):"
+	printf '%s' "$GC_TEXT"
 	echo
 	echo "## Results"
 	echo

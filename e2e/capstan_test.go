@@ -270,6 +270,9 @@ type storedEvent struct {
 	Type     string          `json:"type"`
 	StoredAt time.Time       `json:"storedAt"`
 	Event    json.RawMessage `json:"event"`
+	// DuplicateOf: the position of the earlier copy delivery delivers
+	// instead of this one (cluster mode).
+	DuplicateOf string `json:"duplicateOf"`
 }
 
 // MessageID is the stored event's messageId ("" when it has none).
@@ -291,6 +294,12 @@ func tailEvents(t testing.TB, cfg string, extra ...string) []storedEvent {
 	if code != 0 {
 		t.Fatalf("capstan %s: exit %d:\n%s", strings.Join(args, " "), code, stderr)
 	}
+	return parseTail(t, stdout)
+}
+
+// parseTail reads the lines of `capstan events tail --json`.
+func parseTail(t testing.TB, stdout string) []storedEvent {
+	t.Helper()
 	var evs []storedEvent
 	sc := bufio.NewScanner(strings.NewReader(stdout))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -453,6 +453,7 @@ func run(c runConfig) (*Result, error) {
 	var ids atomic.Uint64
 	ids.Store(1)
 	var issued atomic.Int64
+	var capped atomic.Bool // closed loop: -max-requests ended the load before the window
 	stats := make([]*workerStats, c.concurrency)
 	var wg sync.WaitGroup
 
@@ -471,7 +472,11 @@ func run(c runConfig) (*Result, error) {
 			wg.Go(func() {
 				for ctx.Err() == nil {
 					t0 := time.Now()
-					if !t0.Before(end) || issued.Add(1) > c.maxRequests {
+					if !t0.Before(end) {
+						return
+					}
+					if issued.Add(1) > c.maxRequests {
+						capped.Store(true)
 						return
 					}
 					body, n := stamp(w, r)
@@ -544,6 +549,12 @@ func run(c runConfig) (*Result, error) {
 	}
 	wg.Wait()
 	loadEnd := time.Now()
+	if capped.Load() && loadEnd.Before(end) {
+		// -max-requests ended the load early (bench/memory.sh's chunks):
+		// no request is left, so do not wait for the window's end; the
+		// CPU figures of a window cut short are unknown (-1).
+		cancel()
+	}
 	// The CPU snapshot at the window's end comes first: an open-loop run's
 	// last request can finish before it, and cancel would lose it.
 	snapWG.Wait()

@@ -40,10 +40,20 @@ with -f, keep printing new ones). It works while capstan serve is running
 (through the embedded engine's local port) and when it is not (it opens the
 data directory itself), and against an external NATS cluster.
 
-With --json each line is {"pos","seq","subject","source","storedAt","event"},
-where pos is the event's position "seq:index" (events stored together share
-the stream sequence seq of their segment; the console's event URLs take pos)
-and event is the stored document exactly as kept.`,
+With --json each line is {"pos","seq","subject","source","type","storedAt",
+"event"}, where pos is the event's position "seq:index" (events stored
+together share the stream sequence seq of their segment; the console's event
+URLs take pos) and event is the stored document exactly as kept.
+
+Duplicates: with the embedded engine a duplicate (same source and
+messageId within engine.dedup.window, in one request or across requests) is
+never stored, so tail never shows one. With an external NATS cluster two
+replicas can both store the same event before either has seen the other's;
+delivery then skips the later copy in stream order. tail marks that copy
+"duplicate of <pos>" (in --json: "duplicateOf": "<pos>", the position of the
+copy that is delivered), asking a running replica's de-duplication index
+through the cluster; when none answers it says so on stderr once and prints
+the events unmarked.`,
 		Example: `  capstan events tail --config capstan.yaml --since 10m
   capstan events tail --config capstan.yaml --json | jq .event.messageId
   capstan events tail --config capstan.yaml -f --source website`,
@@ -53,7 +63,7 @@ and event is the stored document exactly as kept.`,
 				return usageErr(fmt.Errorf("--since must not be negative"))
 			}
 			return withEngine(cmd, cfgPath, func(ctx context.Context, _ *config.Config, eng *stream.Engine) error {
-				opt := stream.ReadOptions{Follow: follow, Source: source}
+				opt := stream.ReadOptions{Follow: follow, Source: source, MarkDuplicates: true}
 				if since > 0 {
 					opt.Since = time.Now().Add(-since)
 				}
@@ -86,7 +96,13 @@ func printEvent(w io.Writer, m stream.Stored, asJSON bool) error {
 			Type     string          `json:"type"`
 			StoredAt time.Time       `json:"storedAt"`
 			Event    json.RawMessage `json:"event"`
-		}{m.Pos().String(), m.Seq, m.Subject, m.Source, m.Type, m.StoredAt.UTC(), m.Doc}
+			// DuplicateOf: the position of the earlier copy delivery
+			// delivers instead of this one (cluster mode only).
+			DuplicateOf string `json:"duplicateOf,omitempty"`
+		}{m.Pos().String(), m.Seq, m.Subject, m.Source, m.Type, m.StoredAt.UTC(), m.Doc, ""}
+		if m.DuplicateOf != 0 {
+			line.DuplicateOf = m.DuplicateOf.String()
+		}
 		// The stored document is printed as kept: no HTML escaping of & < >.
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
@@ -110,6 +126,10 @@ func printEvent(w io.Writer, m stream.Stored, asJSON bool) error {
 	if what == "" {
 		what = ev.Name
 	}
-	_, err := fmt.Fprintf(w, "%8s  %s  %-8s %-8s %-28q messageId=%s\n", m.Pos(), ev.Timestamp, m.Source, ev.Type, what, ev.MessageID)
+	dup := ""
+	if m.DuplicateOf != 0 {
+		dup = "  duplicate of " + m.DuplicateOf.String()
+	}
+	_, err := fmt.Fprintf(w, "%8s  %s  %-8s %-8s %-28q messageId=%s%s\n", m.Pos(), ev.Timestamp, m.Source, ev.Type, what, ev.MessageID, dup)
 	return err
 }

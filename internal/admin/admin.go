@@ -120,6 +120,10 @@ type StoredEvent struct {
 	StoredAt time.Time `json:"storedAt"`
 	// Event is the stored document, exactly as kept.
 	Event json.RawMessage `json:"event"`
+	// DuplicateOf is, in cluster mode, the position of the earlier copy of
+	// this event (same source and messageId) that delivery delivers
+	// instead of this one; "" otherwise (stream.Stored.DuplicateOf).
+	DuplicateOf string `json:"duplicateOf,omitempty"`
 }
 
 // pos returns the event's position.

@@ -47,7 +47,7 @@ type EngineEvents struct{ Engine *stream.Engine }
 
 // ReadEvents calls fn for each event q selects, oldest first.
 func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error {
-	opt := stream.ReadOptions{Source: q.Source, Follow: q.Follow}
+	opt := stream.ReadOptions{Source: q.Source, Follow: q.Follow, MarkDuplicates: true}
 	if q.After > 0 {
 		opt.FromSeq = q.After.Seq() // FromSeq and Since do not go together
 	} else {
@@ -63,7 +63,11 @@ func (e EngineEvents) ReadEvents(ctx context.Context, q EventQuery, fn func(Stor
 
 // storedEvent is s as the console shows it.
 func storedEvent(s stream.Stored) StoredEvent {
-	return StoredEvent{Seq: s.Seq, Index: s.Index, Pos: s.Pos().String(), Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc}
+	se := StoredEvent{Seq: s.Seq, Index: s.Index, Pos: s.Pos().String(), Source: s.Source, Type: s.Type, StoredAt: s.StoredAt.UTC(), Event: s.Doc}
+	if s.DuplicateOf != 0 {
+		se.DuplicateOf = s.DuplicateOf.String()
+	}
+	return se
 }
 
 // LastSeq returns the sequence of the last stored event (EventCursor).
@@ -72,8 +76,8 @@ func (e EngineEvents) LastSeq(ctx context.Context) (uint64, error) {
 }
 
 // ReadRange calls fn for each event stored at sequences from to upTo,
-// oldest first, in one request (EventRanger); ErrNoRange on a NATS server
-// that cannot.
+// oldest first, in one request (EventRanger), duplicates marked as
+// ReadEvents marks them; ErrNoRange on a NATS server that cannot.
 func (e EngineEvents) ReadRange(ctx context.Context, from, upTo uint64, fn func(StoredEvent) error) error {
 	err := e.Engine.ReadEventRange(ctx, from, upTo, func(s stream.Stored) error {
 		return fn(storedEvent(s))

@@ -108,11 +108,14 @@ type LiveEvent struct {
 	AnonymousID string    `json:"anonymousId,omitempty"`
 	MessageID   string    `json:"messageId,omitempty"`
 	Time        time.Time `json:"time"` // when it was stored
+	// DuplicateOf: the position of the earlier copy delivery delivers
+	// instead of this one (cluster mode; StoredEvent.DuplicateOf).
+	DuplicateOf string `json:"duplicateOf,omitempty"`
 }
 
 // liveEventOf reads what Live events shows of a stored event.
 func liveEventOf(se StoredEvent) LiveEvent {
-	le := LiveEvent{Seq: se.Seq, Pos: se.pos().String(), Source: se.Source, Type: se.Type, Time: se.StoredAt}
+	le := LiveEvent{Seq: se.Seq, Pos: se.pos().String(), Source: se.Source, Type: se.Type, Time: se.StoredAt, DuplicateOf: se.DuplicateOf}
 	v, err := event.Parse(se.Event)
 	if err != nil {
 		return le

@@ -255,36 +255,65 @@ func (d *Dedup) Follow(ctx context.Context, e *Engine) {
 // waits, up to wait, for the follower to cover seq; if it does not, it
 // returns nil (no verdict: the events are delivered).
 func (d *Dedup) firstOf(ctx context.Context, seq uint64, evs []Stored, wait time.Duration) []uint64 {
-	deadline := time.Now().Add(wait)
-	for d.x.Covered() < seq {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			d.log.Warn("de-duplication follower behind; events delivered without the duplicate check", "seq", seq, "covered", d.x.Covered())
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	keys := make([]dedup.Key, 0, len(evs))
-	at := make([]int, 0, len(evs))
-	for i := range evs {
-		if k, ok := d.key(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok {
-			keys, at = append(keys, k), append(at, i)
-		}
-	}
+	keys, pos, at := d.keysOf(evs)
 	if len(keys) == 0 {
 		return nil
 	}
-	found, err := d.x.Check(keys)
+	first, err := d.verdict(ctx, seq, keys, pos, wait)
 	if err != nil {
-		d.log.Warn("de-duplication index lookup failed; events delivered without the duplicate check", "seq", seq, "error", err)
+		d.log.Warn("events delivered without the duplicate check", "seq", seq, "error", err)
 		return nil
 	}
-	out := make([]uint64, len(evs))
-	for n, i := range at {
-		if f := found[n]; f != 0 && f < uint64(evs[i].Pos()) {
-			out[i] = f
+	return spread(first, at, len(evs))
+}
+
+// keysOf returns the index keys and positions of the events of evs that
+// are de-duplicated, and the index in evs of each.
+func (d *Dedup) keysOf(evs []Stored) (keys []dedup.Key, pos []uint64, at []int) {
+	for i := range evs {
+		if k, ok := d.key(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok {
+			keys, pos, at = append(keys, k), append(pos, uint64(evs[i].Pos())), append(at, i)
 		}
 	}
+	return keys, pos, at
+}
+
+// spread places first (one per key, keysOf's at) at the events' indexes.
+func spread(first []uint64, at []int, n int) []uint64 {
+	out := make([]uint64, n)
+	for k, i := range at {
+		out[i] = first[k]
+	}
 	return out
+}
+
+// errFollowerBehind: the index does not cover the message yet.
+var errFollowerBehind = errors.New("the de-duplication follower is behind")
+
+// verdict is the rule of cluster mode (docs/storage.md, "The rule: first
+// occurrence in stream order wins"), the one consumers apply and readers
+// show: for each key, stored at pos[i] in the message at seq, the position
+// of its first occurrence when that is earlier (the event is a duplicate
+// of it), else 0. It waits, up to wait, for the follower to cover seq; if
+// it does not, errFollowerBehind.
+func (d *Dedup) verdict(ctx context.Context, seq uint64, keys []dedup.Key, pos []uint64, wait time.Duration) ([]uint64, error) {
+	deadline := time.Now().Add(wait)
+	for d.x.Covered() < seq {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (message %d, covered %d)", errFollowerBehind, seq, d.x.Covered())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	found, err := d.x.Check(keys)
+	if err != nil {
+		return nil, fmt.Errorf("de-duplication index lookup: %w", err)
+	}
+	for i, f := range found {
+		if f >= pos[i] {
+			found[i] = 0
+		}
+	}
+	return found, nil
 }
 
 // Covered returns the stream sequence up to which the index records every
@@ -386,10 +415,20 @@ func joinKeys(keys []dedup.Key, pos []uint64) []byte {
 }
 
 // ServeDedup answers the index requests of tools attached to this process's
-// embedded engine (AttachDedup). It does nothing unless the engine accepts
-// local clients.
+// embedded engine (AttachDedup), when the engine accepts local clients, and,
+// when d follows the stream (DedupConfig.Follow: an external cluster), the
+// verdict requests of readers that mark duplicates (events tail, through
+// the cluster; see dupmark.go).
 func (e *Engine) ServeDedup(d *Dedup) error {
-	if e.ctlFile == "" || d == nil || d.x == nil {
+	if d == nil || d.x == nil {
+		return nil
+	}
+	if d.followed.Load() {
+		if err := e.serveFirst(d); err != nil {
+			return err
+		}
+	}
+	if e.ctlFile == "" {
 		return nil
 	}
 	if _, err := e.nc.Subscribe(dedupCheckSubject, func(m *nats.Msg) {

@@ -110,6 +110,13 @@ type Stored struct {
 	// RequestID, UserAgent, LiFatID, ReplayFor and Trust are the facts
 	// stored with the event (see Event); "" when absent.
 	RequestID, UserAgent, LiFatID, ReplayFor, Trust string
+
+	// DuplicateOf, set by readers that mark duplicates
+	// (ReadOptions.MarkDuplicates, ReadEventRange), is the position of the
+	// earlier event with the same (source, messageId) that consumers
+	// deliver instead of this one (cluster mode: first in stream order
+	// wins); 0 when this one is not a duplicate or no verdict was had.
+	DuplicateOf Pos
 }
 
 // Pos returns the event's position (Seq and Index packed).

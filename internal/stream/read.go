@@ -23,6 +23,12 @@ type ReadOptions struct {
 	// Follow keeps waiting for new events until ctx ends; otherwise
 	// ReadEvents returns once it has caught up with the stream's last event.
 	Follow bool
+	// MarkDuplicates sets Stored.DuplicateOf on each event that consumers
+	// skip as a duplicate of an earlier one: in cluster mode, from this
+	// process's index when it follows the stream, else from a running
+	// replica's (see dupmark.go). With the embedded engine duplicates are
+	// never stored and nothing is marked.
+	MarkDuplicates bool
 }
 
 // ReadEvents calls fn for each stored event, oldest first, with its stream
@@ -40,8 +46,27 @@ func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored
 		}
 		spec.subject = EventsSubject + "." + opt.Source + ".>"
 	}
+	if !opt.MarkDuplicates {
+		return e.read(ctx, EventsStream, spec, func(m rawMessage) error {
+			return e.decodeEvents(m, fn)
+		})
+	}
+	var (
+		mk  marker
+		evs []Stored
+	)
 	return e.read(ctx, EventsStream, spec, func(m rawMessage) error {
-		return e.decodeEvents(m, fn)
+		evs = evs[:0]
+		if err := e.decodeEvents(m, func(s Stored) error { evs = append(evs, s); return nil }); err != nil {
+			return err
+		}
+		e.markDuplicates(ctx, m.Seq, evs, &mk)
+		for _, s := range evs {
+			if err := fn(s); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

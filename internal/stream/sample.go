@@ -44,8 +44,9 @@ var ErrNoBatchGet = errors.New("the NATS server does not read a range of message
 // (inclusive; at most MaxEventRange of them), oldest first, with one
 // request and no consumer: it leaves no trace on the server. Sequences
 // that hold no event (deleted, or not yet on the server that answered)
-// are passed over. It stops at the first error fn returns. On a server
-// that cannot, it returns ErrNoBatchGet before calling fn.
+// are passed over. Events are marked as ReadOptions.MarkDuplicates says.
+// It stops at the first error fn returns. On a server that cannot, it
+// returns ErrNoBatchGet before calling fn.
 func (e *Engine) ReadEventRange(ctx context.Context, from, upTo uint64, fn func(Stored) error) error {
 	switch {
 	case from == 0:
@@ -77,6 +78,10 @@ func (e *Engine) ReadEventRange(ctx context.Context, from, upTo uint64, fn func(
 	if err := e.nc.PublishRequest(jetstream.DefaultAPIPrefix+"DIRECT.GET."+EventsStream, inbox, req); err != nil {
 		return fail(err)
 	}
+	var (
+		mk  marker
+		evs []Stored
+	)
 	for first := true; ; first = false {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
@@ -110,7 +115,18 @@ func (e *Engine) ReadEventRange(ctx context.Context, from, upTo uint64, fn func(
 		if err != nil {
 			return fail(fmt.Errorf("message %d without a time: %w", seq, err))
 		}
-		if err := decodeMessage(seq, m.Header.Get(hdrSubject), m.Header, m.Data, at, fn); err != nil {
+		evs = evs[:0]
+		err = decodeMessage(seq, m.Header.Get(hdrSubject), m.Header, m.Data, at, func(s Stored) error {
+			evs = append(evs, s)
+			return nil
+		})
+		e.markDuplicates(ctx, seq, evs, &mk)
+		for _, s := range evs {
+			if err := fn(s); err != nil {
+				return err
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}

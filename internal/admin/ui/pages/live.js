@@ -183,6 +183,13 @@
       renderDetail(panel, seq, closeDetail);
     }
 
+    // dupMark: the mark of a copy delivery skips (cluster mode: another
+    // replica stored the same event first).
+    function dupMark(le) {
+      if (!le.duplicateOf) return null;
+      var text = 'Duplicate of event ' + le.duplicateOf;
+      return [' ', h('span', { class: 'badge badge-warn badge-dup', role: 'img', 'aria-label': text, title: text + ': delivery skips this copy' }, 'duplicate')];
+    }
     function row(le) {
       var user = le.userId || le.anonymousId || '';
       var tr = h('tr', { tabindex: '0', class: 'live-row', 'aria-selected': String(selected === String(le.pos || le.seq)), dataset: { seq: String(le.pos || le.seq) },
@@ -190,7 +197,7 @@
         h('td', { class: 'mono nowrap' }, h('time', { datetime: le.time }, clock(le.time))),
         h('td', null, le.source),
         h('td', null, h('span', { class: 'badge type-' + le.type }, le.type)),
-        h('td', { class: 'event-name' }, le.event || h('span', { class: 'muted' }, '—')),
+        h('td', { class: 'event-name' }, le.event || h('span', { class: 'muted' }, '—'), dupMark(le)),
         h('td', { class: 'mono clip col-user', title: user ? (le.userId ? 'userId ' : 'anonymousId ') + user : '' },
           user ? [le.userId ? null : h('span', { class: 'anon', 'aria-label': 'anonymous' }, 'anon '), user] : h('span', { class: 'muted' }, '—')),
         h('td', { class: 'mono small muted clip col-msg', title: le.messageId || '' }, le.messageId || ''),

@@ -197,7 +197,9 @@
           recentList.append(h('tr', null,
             h('td', { class: 'mono small nowrap' }, c.fmt.ago(se.storedAt)),
             h('td', null, se.source),
-            h('td', null, (se.type || d.type || '') + (name ? ' · ' + name : '')),
+            h('td', null, (se.type || d.type || '') + (name ? ' · ' + name : ''),
+              se.duplicateOf ? [' ', h('span', { class: 'badge badge-warn badge-dup', role: 'img', 'aria-label': 'Duplicate of event ' + se.duplicateOf,
+                title: 'Duplicate of event ' + se.duplicateOf + ': delivery skips this copy' }, 'duplicate')] : null),
             h('td', { class: 'num' }, h('button', { type: 'button', class: 'btn btn-small', 'aria-label': 'Use event ' + (se.pos || se.seq),
               onclick: function () { useStored(se); } }, 'Use'))));
         });
