@@ -2,10 +2,16 @@ package dedup
 
 import (
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"strconv"
 	"testing"
 )
+
+// checkKeys is the size of BenchmarkCheck's index: the default is quick;
+// millions (-dedup.keys 3000000) give the store several levels of tables,
+// as in production.
+var checkKeys = flag.Int("dedup.keys", 500_000, "keys in BenchmarkCheck's index")
 
 func BenchmarkHashKey(b *testing.B) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
@@ -32,14 +38,17 @@ func loaded(b *testing.B, n int) *Index {
 	return x
 }
 
-// BenchmarkCheck looks up groups of 100 keys in an index of 500,000:
+// BenchmarkCheck looks up groups of 100 keys in an index of 500,000
+// (-dedup.keys):
 // absent ones (new events, answered by bloom filters) and present ones
 // (duplicates), a different group each time from a pool of 100,000, so
 // that the memtables' and caches' memory is not hot from the previous
 // look-up. ns/op is per group of 100.
 func BenchmarkCheck(b *testing.B) {
-	const n, pool = 500_000, 100_000
+	const pool = 100_000
+	n := *checkKeys
 	x := loaded(b, n)
+	b.Logf("%d keys; the store:\n%s", n, x.db.Metrics())
 	for _, c := range []struct {
 		name string
 		id   func(i int) string
