@@ -184,32 +184,3 @@ func TestCheckSkipsTheStore(t *testing.T) {
 		t.Errorf("%d present keys: %d seeks in the store, want %d to %d", n, probed, n, n+n/50)
 	}
 }
-
-// TestUseL6Filters: the store's seeks check the bottom level's bloom
-// filters while most of them are of absent keys (here: full filters in
-// memory, which let every key through), not once most find their key.
-func TestUseL6Filters(t *testing.T) {
-	x := open(t, Options{filterBytes: 64})
-	const n = 500
-	keys := make([]Key, n)
-	pos := make([]uint64, n)
-	absent := make([]Key, n)
-	for i := range keys {
-		keys[i], absent[i] = mixKey(uint64(i)), mixKey(uint64(n+i))
-		pos[i] = uint64(i+1) << 16
-	}
-	add(t, x, keys, pos, n)
-	if !x.filtersReady() {
-		t.Fatal("filters not ready")
-	}
-	check(t, x, absent...)
-	if !x.useL6Filters() {
-		t.Errorf("after %d seeks of absent keys: bottom level's filters not used", 2*n)
-	}
-	for range 3 {
-		check(t, x, keys...)
-	}
-	if x.useL6Filters() {
-		t.Errorf("after seeks of present keys: bottom level's filters used")
-	}
-}

@@ -117,11 +117,6 @@ type Index struct {
 	added   atomic.Uint64 // keys written by Add
 	probed  atomic.Uint64 // (key, partition) pairs Check sought in the store
 
-	// Of the recent seeks in the store, those that found their key and
-	// those that did not (halved now and then): they choose whether seeks
-	// use the bottom level's bloom filters (useL6Filters).
-	seekHits, seekMisses atomic.Uint64
-
 	filters filters
 	log     *slog.Logger
 }
@@ -390,7 +385,7 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 	}
 	pos := make([]uint64, len(keys))
 	var it *pebble.Iterator
-	found, probed, hits, misses := 0, 0, 0, 0
+	found, probed := 0, 0
 	var buf [25]byte
 	for i := range keys {
 		for j, p := range parts {
@@ -399,17 +394,18 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 			}
 			if it == nil {
 				var err error
-				if it, err = x.db.NewIter(&pebble.IterOptions{UseL6Filters: x.useL6Filters()}); err != nil {
+				// UseL6Filters: pebble skips the bottom level's bloom filters
+				// by default and reads a data block instead; here most keys
+				// sought are absent, and the bottom level holds most keys.
+				if it, err = x.db.NewIter(&pebble.IterOptions{UseL6Filters: true}); err != nil {
 					return nil, fmt.Errorf("check de-duplication index: %w", err)
 				}
 			}
 			probed++
 			k := entryKey(buf[:0], p, keys[i])
 			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
-				misses++
 				continue
 			}
-			hits++
 			v, err := it.ValueAndErr()
 			if err != nil {
 				it.Close()
@@ -436,26 +432,7 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 	x.checked.Add(uint64(len(keys)))
 	x.found.Add(uint64(found))
 	x.probed.Add(uint64(probed))
-	if probed > 0 {
-		if x.seekHits.Add(uint64(hits))+x.seekMisses.Add(uint64(misses)) > 1<<16 {
-			x.seekHits.Store(x.seekHits.Load() / 2)
-			x.seekMisses.Store(x.seekMisses.Load() / 2)
-		}
-	}
 	return pos, nil
-}
-
-// useL6Filters says whether the store's seeks check the bloom filters of
-// its bottom level, which pebble skips by default (reading a data block
-// instead), when most recent seeks were of absent keys: the filters in
-// memory not yet ready, or full enough to let many absent keys through.
-// A seek of an absent key is then answered by the filter (measured at 2
-// million keys: 9.7 against 20 CPU-µs a key); one of a present key pays
-// for the filter on top of the data block (19 against 12 CPU-µs), and
-// once the filters in memory are in use most keys that reach the store
-// are present ones: duplicates, and in cluster mode the readers' checks.
-func (x *Index) useL6Filters() bool {
-	return x.seekMisses.Load() >= x.seekHits.Load()
 }
 
 // filterFor returns partition part's filter, created if missing.
