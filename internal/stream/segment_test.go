@@ -255,6 +255,35 @@ func TestDedupCatchUp(t *testing.T) {
 	}
 }
 
+// TestDedupRestart: after a restart the index (its filters in memory
+// rebuilt from the store, the events it missed caught up from the stream)
+// still knows every stored event: retries of them are duplicates.
+func TestDedupRestart(t *testing.T) {
+	dir := t.TempDir()
+	eng, _, w, stop := openDedupWriter(t, dir)
+	appendOK(t, w, track("a"), track("b"))
+	// A commit that reaches the stream but not the index (a crash).
+	bare, err := NewWriter(eng, WriterConfig{}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = bare.Run(ctx); close(done) }()
+	appendOK(t, bare, track("c"), track("d"))
+	cancel()
+	<-done
+	stop()
+
+	eng, _, w, _ = openDedupWriter(t, dir)
+	if got := outcome(appendOK(t, w, track("a"), track("c"), track("e"), track("b"), track("d"))); got != "ddsdd" {
+		t.Errorf("retries after the restart: %s, want ddsdd", got)
+	}
+	if got, want := storedIDs(t, eng), "[a b c d e]"; got != want {
+		t.Errorf("stored %s, want %s", got, want)
+	}
+}
+
 // TestCoveredWithCommitsInFlight: with several commits in flight, covered
 // never passes a sequence whose events are not in the index, and reaches
 // the last one once all are done.

@@ -30,9 +30,16 @@
 // position, so the rule costs no read. The keys of an Add and Covered are
 // one atomic batch.
 //
+// In front of the store, one Bloom filter in memory per partition answers
+// for most new keys without a seek in the store (filter.go): every Add puts
+// its keys in the filter before the store can hold them, and at Open a
+// scan of the store fills the filters, Check asking the store for every
+// key until it is done, so a filter never hides a key the store holds.
+//
 // Memory is pebble's block cache (bloom filters and indexes first),
-// memtables and compactions, all sized from Options.MemoryBytes; it does
-// not grow with the window or the event rate. The tables on disk, about
+// memtables and compactions, and the filters, all sized from
+// Options.MemoryBytes; it does not grow with the window or the event
+// rate. The tables on disk, about
 // 47 bytes per key (up to twice the window's worth before a partition is
 // dropped), are read with pread, so the kernel's page cache holds what is
 // hot and the process's resident set does not include them.

@@ -75,14 +75,18 @@ type Options struct {
 	// Window is how long a key is remembered after it was added. Default
 	// 24 h (DefaultWindow); at least 1 s.
 	Window time.Duration
-	// MemoryBytes is the memory budget the index's store is sized from
-	// (block cache, memtables, compaction; see pebbleOptions). Default
-	// 256 MB (DefaultMemoryBytes); at least 32 MB (MinMemoryBytes). Memory
-	// does not grow with Window or with the event rate.
+	// MemoryBytes is the memory budget the index is sized from (block
+	// cache, memtables, compaction, the filters in memory; see
+	// pebbleOptions). Default 256 MB (DefaultMemoryBytes); at least 32 MB
+	// (MinMemoryBytes). Memory does not grow with Window or with the event
+	// rate.
 	MemoryBytes int64
 	// Logger receives the store's errors (its informational lines are
 	// dropped). Nil: nothing is logged.
 	Logger *slog.Logger
+
+	// filterBytes overrides the size of each partition's filter (tests).
+	filterBytes int64
 }
 
 // Index is the on-disk de-duplication index: for each key, the packed
@@ -111,6 +115,31 @@ type Index struct {
 	checked atomic.Uint64 // keys looked up by Check
 	found   atomic.Uint64 // of those, present in the index
 	added   atomic.Uint64 // keys written by Add
+	probed  atomic.Uint64 // (key, partition) pairs Check sought in the store
+
+	filters filters
+	log     *slog.Logger
+}
+
+// filters are the index's filters in memory, one per partition, in front of
+// the store: Check seeks a key in a partition of the store only when that
+// partition's filter may hold it. A filter is added to by every Add before
+// its keys reach the store, and at Open a scan of the store fills them
+// with the keys already there (buildFilters); until that scan is done
+// (ready), Check asks the store for every key. The filters mirror the
+// store's partitions: created by the first Add or scanned key of a
+// partition, dropped when the store drops the partition.
+type filters struct {
+	size  int64         // bytes of each partition's filter
+	ready atomic.Bool   // the scan at Open is done
+	stop  atomic.Bool   // Close: the scan stops
+	built chan struct{} // closed when the scan ends, done or not
+
+	mu    sync.RWMutex
+	parts map[uint64]*filter
+	// floor is the lowest partition the filters cover: a look-up in a
+	// lower one (a clock gone back) goes to the store.
+	floor uint64
 }
 
 // Open opens the index in opt.Dir, creating it if needed. An index that
@@ -132,8 +161,16 @@ func openClock(opt Options, now func() time.Time) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Index{lock: lock, dir: opt.Dir, window: opt.Window, now: now}
-	x.cache = pebble.NewCache(opt.MemoryBytes / 2)
+	x := &Index{lock: lock, dir: opt.Dir, window: opt.Window, now: now, log: opt.Logger}
+	x.filters = filters{
+		size:  opt.filterBytes,
+		built: make(chan struct{}),
+		parts: make(map[uint64]*filter),
+	}
+	if x.filters.size == 0 {
+		x.filters.size = opt.MemoryBytes / 8
+	}
+	x.cache = pebble.NewCache(opt.MemoryBytes * 3 / 8)
 	db, err := pebble.Open(opt.Dir, pebbleOptions(opt, x.cache))
 	if err != nil {
 		x.cache.Unref()
@@ -150,6 +187,12 @@ func openClock(opt Options, now func() time.Time) (*Index, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
 	}
+	part := x.partition(now())
+	if part > 0 {
+		part--
+	}
+	x.filters.floor = part
+	go x.buildFilters(part)
 	return x, nil
 }
 
@@ -182,9 +225,14 @@ func (opt Options) withDefaults() (Options, error) {
 
 // pebbleOptions sizes pebble from the memory budget M:
 //
-//   - block cache: M/2 (the cache given), which holds first of all the
+//   - block cache: 3M/8 (the cache given), which holds first of all the
 //     tables' bloom filters and indexes (about 10 bits and 1 byte per
-//     key): past that, they are read again from the page cache;
+//     key): past that, they are read again from the page cache. The
+//     index's own filters in front of the store (Index.filters) take M/8
+//     for each of the two live partitions, M/4 in all: 10 bits per key up
+//     to M/10 keys in a window (27 million for 256 MB); more keys share
+//     the same memory at a higher rate of false positives, which the store
+//     answers;
 //   - memtables: M/16 each, at most 3 queued before writes wait, so 3M/16;
 //   - tables of M/64 (2-16 MB) at every level, two compactions at most;
 //   - bloom filters (10 bits per key, 1% false positives) at every level:
@@ -276,6 +324,8 @@ func (x *Index) get(key []byte) ([]byte, error) {
 
 // Close flushes and closes the index. Later calls return ErrClosed.
 func (x *Index) Close() error {
+	x.filters.stop.Store(true)
+	<-x.filters.built
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.closed {
@@ -304,11 +354,13 @@ func entryKey(buf []byte, part uint64, k Key) []byte {
 }
 
 // Check returns, per key, the packed position of its first occurrence
-// inside the window, 0 when absent. Each key is sought in the two
-// partitions that can hold it, by one iterator (a prefix seek each, half
-// the cost of a Get, which builds an iterator per call); absent keys, the
-// common case, are mostly answered by the tables' bloom filters without
-// reading a block.
+// inside the window, 0 when absent. A key is sought in the two partitions
+// that can hold it, each only when that partition's filter in memory may
+// hold it: most keys looked up are new, and the filters answer for them
+// without reaching the store. The keys that do reach the store are sought
+// by one iterator (a prefix seek each, half the cost of a Get, which builds
+// an iterator per call), whose tables' bloom filters answer most absent
+// ones without reading a block.
 func (x *Index) Check(keys []Key) ([]uint64, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -317,15 +369,39 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 	}
 	now := x.now()
 	part, ms := x.partition(now), uint64(now.UnixMilli())
-	it, err := x.db.NewIter(nil)
-	if err != nil {
-		return nil, fmt.Errorf("check de-duplication index: %w", err)
+	parts := [2]uint64{part - 1, part}
+	// fs[j] is the filter of parts[j]; nil with use[j] true: the partition
+	// is empty; use[j] false: ask the store.
+	var fs [2]*filter
+	var use [2]bool
+	if x.filters.ready.Load() {
+		x.filters.mu.RLock()
+		for j, p := range parts {
+			if p >= x.filters.floor && p != ^uint64(0) {
+				fs[j], use[j] = x.filters.parts[p], true
+			}
+		}
+		x.filters.mu.RUnlock()
 	}
 	pos := make([]uint64, len(keys))
-	found := 0
+	var it *pebble.Iterator
+	found, probed := 0, 0
 	var buf [25]byte
 	for i := range keys {
-		for _, p := range [2]uint64{part - 1, part} {
+		for j, p := range parts {
+			if use[j] && (fs[j] == nil || !fs[j].mayContain(&keys[i])) {
+				continue
+			}
+			if it == nil {
+				var err error
+				// UseL6Filters: pebble skips the bottom level's bloom filters
+				// by default and reads a data block instead; here most keys
+				// sought are absent, and the bottom level holds most keys.
+				if it, err = x.db.NewIter(&pebble.IterOptions{UseL6Filters: true}); err != nil {
+					return nil, fmt.Errorf("check de-duplication index: %w", err)
+				}
+			}
+			probed++
 			k := entryKey(buf[:0], p, keys[i])
 			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
 				continue
@@ -348,13 +424,95 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 			found++
 		}
 	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("check de-duplication index: %w", err)
+	if it != nil {
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("check de-duplication index: %w", err)
+		}
 	}
 	x.checked.Add(uint64(len(keys)))
 	x.found.Add(uint64(found))
+	x.probed.Add(uint64(probed))
 	return pos, nil
 }
+
+// filterFor returns partition part's filter, created if missing.
+func (x *Index) filterFor(part uint64) *filter {
+	x.filters.mu.RLock()
+	f := x.filters.parts[part]
+	x.filters.mu.RUnlock()
+	if f != nil {
+		return f
+	}
+	x.filters.mu.Lock()
+	defer x.filters.mu.Unlock()
+	if f = x.filters.parts[part]; f == nil {
+		f = newFilter(x.filters.size)
+		x.filters.parts[part] = f
+	}
+	return f
+}
+
+// dropFilters drops the filters of the partitions below part, which the
+// store has dropped.
+func (x *Index) dropFilters(part uint64) {
+	x.filters.mu.Lock()
+	defer x.filters.mu.Unlock()
+	for p := range x.filters.parts {
+		if p < part {
+			delete(x.filters.parts, p)
+		}
+	}
+}
+
+// buildFilters fills the filters with the keys of the store's partitions
+// from floor on, then marks them ready. It runs once, from Open, beside
+// Checks and Adds: a key is in the store either before the scan's
+// iterator was created, and the scan adds it, or by an Add that added it
+// to its filter before writing it. On an error the filters stay not ready
+// (every Check asks the store) and the error is logged.
+func (x *Index) buildFilters(floor uint64) {
+	defer close(x.filters.built)
+	it, err := x.db.NewIter(&pebble.IterOptions{
+		LowerBound: entryKey(nil, floor, Key{}),
+		UpperBound: []byte{entryKind + 1},
+	})
+	if err != nil {
+		x.log.Error("de-duplication filters: the store's keys are looked up in the store", "error", err)
+		return
+	}
+	var (
+		f    *filter
+		fp   uint64
+		n    int
+		k    Key
+		stop bool
+	)
+	for it.First(); it.Valid(); it.Next() {
+		key := it.Key()
+		if len(key) != 25 {
+			continue // not an entry: Check would not find it either
+		}
+		if p := binary.BigEndian.Uint64(key[1:9]); f == nil || p != fp {
+			f, fp = x.filterFor(p), p
+		}
+		copy(k[:], key[9:])
+		f.add(&k)
+		if n++; n%4096 == 0 && x.filters.stop.Load() {
+			stop = true
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		x.log.Error("de-duplication filters: the store's keys are looked up in the store", "error", err)
+		return
+	}
+	if !stop {
+		x.filters.ready.Store(true)
+	}
+}
+
+// filtersReady reports whether the filters are in use (tests).
+func (x *Index) filtersReady() bool { <-x.filters.built; return x.filters.ready.Load() }
 
 // Add records keys at their positions (pos[i] for keys[i], never 0) and
 // that every event up to stream sequence covered is in the index (0:
@@ -386,6 +544,12 @@ func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	now := x.now()
 	part := x.partition(now)
 	exp := uint64(now.Add(x.window).UnixMilli())
+	// The keys go into the filter before they can be in the store: a Check
+	// that finds the store holding a key finds it in the filter too.
+	f := x.filterFor(part)
+	for i := range keys {
+		f.add(&keys[i])
+	}
 	b := x.db.NewBatch()
 	defer b.Close()
 	var kbuf [25]byte
@@ -420,6 +584,9 @@ func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	x.added.Add(uint64(len(keys)))
 	raise(&x.covered, covered)
 	raise(&x.dropped, drop)
+	if drop > 0 {
+		x.dropFilters(drop)
+	}
 	return nil
 }
 
