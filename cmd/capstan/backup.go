@@ -36,10 +36,27 @@ each with its consumers' state, so delivery resumes where it was. It
 uses JetStream's snapshot API, so it works while capstan
 serves (through the embedded engine's local port, or the external
 cluster) and when it is stopped (it opens the data directory itself).
+The de-duplication index (engine.dedup.dir) is not backed up: it is
+derived from EVENTS and rebuilt when capstan starts on the restored data.
+
+The streams are snapshotted one after another, in an order that makes the
+restored state safe to resume from: KV_state first (an import's resume
+point is never ahead of the restored events; a resumed import sends a few
+rows again and they are de-duplicated), then EVENTS with delivery's
+acknowledgements, then what delivery writes before it acknowledges an
+event (dead letters, identity graph, suppressions, statistics, the
+ledger), and last KV_eventids, the sent-conversion records. So an event
+acknowledged in the backup has all its effects in it, and an event not
+acknowledged is read again after a restore without its conversion being
+sent again if LinkedIn accepted it before the last snapshot began. Only
+conversions accepted after that can be sent again (LinkedIn
+de-duplicates them by eventId), as after any restore of an older state.
+Every event acknowledged before the backup started is in it.
 
 DIR gets <stream>.snapshot and <stream>.json per stream and manifest.json:
-capstan's version, the time, each stream's message count and last
-sequence, and the SHA-256 of every file, which restore checks.`,
+capstan's version, the time, the streams in the order they were taken
+with each one's message count and last sequence, and the SHA-256 of
+every file, which restore checks.`,
 		Example: `  capstan backup --config capstan.yaml --out /backups/capstan-$(date +%F)`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -127,6 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 	defer eng.Close()
 	reg.MustRegister(eng.DLQCollector())
+	reg.MustRegister(eng.StoreCollector())
 	if cfg.Engine.NatsURL != "" {
 		// Versions, JetStream domain, sync_interval (servers.go).
 		var monitor []string

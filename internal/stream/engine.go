@@ -106,6 +106,10 @@ type Engine struct {
 	// dedup is the process's de-duplication index (OpenDedup), which
 	// Consumer gives its consumers.
 	dedup atomic.Pointer[Dedup]
+
+	// afterSnapshot, when set (by tests), is called by Backup after each
+	// stream's snapshot, with the stream's name.
+	afterSnapshot func(stream string)
 }
 
 // syncSubject is where the process that runs the embedded engine takes Sync
