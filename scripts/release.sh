@@ -34,6 +34,7 @@ for os in linux darwin; do
 			"$GO" build -trimpath -ldflags "-s -w $ldflags" -o "$stage/capstan" ./cmd/capstan
 		cp LICENSE README.md CHANGELOG.md "$stage/"
 		cp -r examples "$stage/examples"
+		cp -r deploy "$stage/deploy" # service unit, compose files, dashboard, alert rules
 		tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
 			-C dist/.stage -cf - "$name" | gzip -n -9 >"dist/$name.tar.gz"
 		echo "dist/$name.tar.gz $(du -h "dist/$name.tar.gz" | cut -f1)"

@@ -149,6 +149,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		return fmt.Errorf("open de-duplication index: %w", err)
 	}
 	defer dd.Close()
+	reg.MustRegister(dd.Collector())
 	// Tools attached to the embedded engine (capstan import) look keys up
 	// in this index.
 	if err := eng.ServeDedup(dd); err != nil {

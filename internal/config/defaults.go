@@ -24,7 +24,7 @@ const (
 	DefaultDedupWindow        = 24 * time.Hour
 	DefaultDedupMemory        = 256 << 20
 	DefaultDedupDir           = "dedup"
-	MinDedupMemory            = 16 << 20
+	MinDedupMemory            = 32 << 20
 	DefaultLeaseTTL           = 10 * time.Second
 	DefaultStartupTimeout     = 2 * time.Minute
 	DefaultRetention          = 7 * 24 * time.Hour

@@ -291,7 +291,7 @@ func (v *validator) engine() {
 		v.errorf("engine.retention", "must be at least engine.dedup.window (%s), got %s", e.Dedup.Window, e.Retention)
 	}
 	if e.Dedup.MemoryBytes < MinDedupMemory {
-		v.errorf("engine.dedup.memory_bytes", "must be at least %d (16 MiB), got %d", MinDedupMemory, e.Dedup.MemoryBytes)
+		v.errorf("engine.dedup.memory_bytes", "must be at least %d (32 MiB), got %d", MinDedupMemory, e.Dedup.MemoryBytes)
 	}
 	if e.MaxBytes < 0 {
 		v.errorf("engine.max_bytes", "must not be negative")

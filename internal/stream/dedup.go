@@ -14,6 +14,7 @@ import (
 	"github.com/capstan-gw/capstan/internal/stream/dedup"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Per-event de-duplication (docs/storage.md): every (source, messageId)
@@ -478,3 +479,18 @@ func joinPos(pos []uint64) []byte {
 	}
 	return b
 }
+
+// Collector returns the index's metrics (capstan_dedup_*) for a registry;
+// a tool's Dedup, attached to another process's index, has none.
+func (d *Dedup) Collector() prometheus.Collector {
+	if d.x == nil {
+		return noCollector{}
+	}
+	return d.x.Collector()
+}
+
+// noCollector describes and collects nothing.
+type noCollector struct{}
+
+func (noCollector) Describe(chan<- *prometheus.Desc) {}
+func (noCollector) Collect(chan<- prometheus.Metric) {}
