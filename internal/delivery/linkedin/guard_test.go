@@ -163,6 +163,74 @@ func TestAlreadySentAfterLostAcknowledgements(t *testing.T) {
 	h.settled()
 }
 
+// TestClaimedButNotSentIsSentOnce: the runner stops after claiming a
+// batch's eventIds but before LinkedIn took any of it (every send fails),
+// as after a kill between the claim and the send. After a restart the
+// events are read again and their claims found: the same content, never
+// accepted, so each conversion is sent, once, and not counted as already
+// sent. Their acceptance is then recorded on their keys (claimed by the
+// earlier run's group): read again after a lost acknowledgement, none is
+// sent a second time.
+func TestClaimedButNotSentIsSentOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, opts{metrics: delivery.NewMetrics(reg)})
+	if _, err := h.sb.AddFault(sandbox.Fault{Endpoint: "conversionEvents", Action: sandbox.FaultStatus, Status: 503, Next: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	var evs []string
+	for i := range 20 {
+		evs = append(evs, signUpEvent(i, ""))
+	}
+	h.send(evs...)
+	eventually(t, 20*time.Second, "a refused send", func() bool { return h.sb.Counters().FaultsInjected > 0 })
+	h.stop() // claimed, not sent
+	if n := len(h.records()); n != 0 {
+		t.Fatalf("%d conversions reached the sandbox through the fault", n)
+	}
+	h.sb.RemoveFault("")
+	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	eventually(t, 20*time.Second, "20 delivered", func() bool { return len(h.records()) == 20 })
+	h.settled()
+	already := func() float64 {
+		return counterValue(t, reg, "capstan_delivery_already_sent_total", map[string]string{"destination": "li", "mapping": "Sign Up"})
+	}
+	if n := already(); n != 0 {
+		t.Errorf("%v counted as already sent; none was", n)
+	}
+	h.stop()
+	if err := h.eng.JetStream().DeleteConsumer(context.Background(), stream.EventsStream, "deliver-li"); err != nil {
+		t.Fatal(err)
+	}
+	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	eventually(t, 20*time.Second, "20 skipped as already sent", func() bool { return already() == 20 })
+	h.settled()
+	if n := len(h.records()); n != 20 {
+		t.Errorf("%d conversions sent, want 20 (each once)", n)
+	}
+}
+
+// TestSentConversionRecordIsOneWritePerRequest: the guard writes one claim
+// per conversion before the send, and records the acceptance of a whole
+// request in one write, not in one write per conversion.
+func TestSentConversionRecordIsOneWritePerRequest(t *testing.T) {
+	h := newHarness(t, opts{})
+	h.send(many(100, nil)...)
+	h.waitDelivered(100, nil)
+	h.settled()
+	s, err := h.eng.JetStream().Stream(context.Background(), "KV_"+delivery.GuardKV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := h.sb.Counters().Batches
+	if got, want := info.State.LastSeq, 100+uint64(reqs); got > want {
+		t.Errorf("%d writes to the eventId bucket for 100 conversions in %d requests; want at most %d", got, reqs, want)
+	}
+}
+
 // settled waits until the runner acknowledged every stored event.
 func (h *harness) settled() {
 	h.t.Helper()
