@@ -2,6 +2,7 @@ package linkedin
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstan-gw/capstan/internal/delivery"
+	capi "github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/sandbox"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -282,5 +284,43 @@ func TestRekeyFitsEventIDLimit(t *testing.T) {
 			t.Errorf("%q: derived %q twice", id, derived)
 		}
 		seen[derived] = true
+	}
+}
+
+// TestEventKeyHashesTheMarshalledConversion: the content hash of an eventId
+// is the SHA-256 of the conversion as json.Marshal writes it (the hash of
+// every claim already stored), also with characters that JSON escapes,
+// HTML-unsafe ones, U+2028 and invalid UTF-8, and with every optional part.
+func TestEventKeyHashesTheMarshalledConversion(t *testing.T) {
+	f, err := NewFormat(FormatConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := "a<b>&c\"d\\e\u2028f\u2029g\x01h\xffi é 😀\t\n"
+	for _, cv := range []capi.Conversion{
+		{Conversion: "urn:lla:llaPartnerConversion:1", ConversionHappenedAt: 1, EventID: "e1"},
+		{
+			Conversion: "urn:lla:llaPartnerConversion:" + odd, ConversionHappenedAt: 1733400000000, EventID: odd,
+			ConversionValue: &capi.ConversionValue{CurrencyCode: "USD", Amount: "149.00"},
+			User: capi.User{
+				UserIDs:     []capi.UserID{{IDType: capi.IDType("SHA256_EMAIL"), IDValue: odd}, {IDType: capi.IDType("LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID"), IDValue: "x"}},
+				UserInfo:    &capi.UserInfo{FirstName: odd, LastName: "L", CompanyName: "<c>", Title: "&", CountryCode: "FR"},
+				ExternalIDs: []string{odd},
+			},
+		},
+		{Conversion: "r", EventID: strings.Repeat("é<", 400), User: capi.User{UserInfo: &capi.UserInfo{FirstName: "F", LastName: "L"}}},
+	} {
+		c := &conversion{Conversion: cv}
+		_, id, content, ok := f.EventKey(delivery.Payload{Value: c})
+		if !ok || id != cv.EventID {
+			t.Fatalf("EventKey: %v %q", ok, id)
+		}
+		b, err := json.Marshal(&cv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if content != sha256.Sum256(b) {
+			t.Errorf("content hash differs from json.Marshal's for %s", b)
+		}
 	}
 }
