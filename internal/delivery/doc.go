@@ -35,7 +35,8 @@
 // first send (7 days), and a later payload with the same key and other
 // content is re-keyed (suffix) or dead-lettered (ReasonCollision); once the
 // remote accepted a conversion its key is marked accepted before the event
-// is acknowledged (the sent-conversion record), and the same content read
+// is acknowledged (the sent-conversion record: one write per accepted
+// request, the bitmap of its claim group), and the same content read
 // again (crash, lost acknowledgement, lease move, replay) is not sent again;
 // ledger.go counts accepted conversions per rule and UTC day in the
 // "accepted" bucket for reconciliation.

@@ -3,10 +3,12 @@ package delivery
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -103,43 +105,174 @@ func IDHash(id string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
-// claim returns the content hash owning key: content itself when this call
-// (or an earlier one with the same content) claimed it; accepted says that
-// the remote accepted the owner's conversion (markAccepted), created
-// whether this call wrote the claim.
-func (g *guard) claim(ctx context.Context, key string, content [32]byte) (owner [32]byte, accepted, created bool, err error) {
+// claim returns the value of key: the one this call wrote (value, which
+// claims key for its content) when key was free, else the value found;
+// created says whether this call wrote it.
+func (g *guard) claim(ctx context.Context, key string, value []byte) (found []byte, created bool, err error) {
 	for range 3 {
 		e, err := g.kv.Get(ctx, key)
 		switch {
 		case err == nil:
-			owner, accepted = parseClaim(e.Value())
-			return owner, accepted, false, nil
+			return e.Value(), false, nil
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return owner, false, false, err
+			return nil, false, err
 		}
-		_, err = g.kv.Create(ctx, key, content[:claimBytes])
+		_, err = g.kv.Create(ctx, key, value)
 		switch {
 		case err == nil:
-			return content, false, true, nil
+			return value, true, nil
 		case !errors.Is(err, jetstream.ErrKeyExists):
-			return owner, false, false, err
+			return nil, false, err
 		}
 		// Claimed meanwhile by another sender: read the owner again.
 	}
-	return owner, false, false, fmt.Errorf("eventId guard: key %s keeps changing", key)
+	return nil, false, fmt.Errorf("eventId guard: key %s keeps changing", key)
 }
 
-// acceptedMark follows the content hash in the value of a key whose
-// conversion the remote accepted: the sent-conversion record. A claim
-// without it (written before the first send) says nothing about whether
-// that send reached the remote.
-const acceptedMark = 'A'
+// A key's value is the content hash that owns it (claimBytes), then:
+//
+//   - nothing: claimed, written before the first send; says nothing about
+//     whether a send reached the remote;
+//   - acceptedMark: the remote accepted that content (the sent-conversion
+//     record, written by key);
+//   - groupMark, a claim group's id (groupIDBytes) and the key's index in
+//     the group (4 bytes, big-endian): claimed in that group; the remote
+//     accepted the content when the group's record (groupKey) has the
+//     index's bit set. The marks of a whole request are one write.
+const (
+	acceptedMark = 'A'
+	groupMark    = 'G'
+	groupIDBytes = 8
+	groupedLen   = claimBytes + 1 + groupIDBytes + 4
+)
 
-// parseClaim splits a guard value into its content hash and whether the
-// remote accepted that content.
-func parseClaim(v []byte) (owner [32]byte, accepted bool) {
-	copy(owner[:claimBytes], v)
-	return owner, len(v) > claimBytes && v[claimBytes] == acceptedMark
+// claimValue is a key's value, parsed (parseClaim).
+type claimValue struct {
+	owner    [32]byte
+	accepted bool // marked by key
+	grouped  bool // group and idx are set
+	group    [groupIDBytes]byte
+	idx      uint32
+}
+
+// parseClaim parses a guard value.
+func parseClaim(v []byte) claimValue {
+	var c claimValue
+	copy(c.owner[:claimBytes], v)
+	switch {
+	case len(v) == claimBytes+1 && v[claimBytes] == acceptedMark:
+		c.accepted = true
+	case len(v) == groupedLen && v[claimBytes] == groupMark:
+		c.grouped = true
+		copy(c.group[:], v[claimBytes+1:])
+		c.idx = binary.BigEndian.Uint32(v[claimBytes+1+groupIDBytes:])
+	}
+	return c
+}
+
+// claimGroup is the claims one guardBatch writes: each new key's value
+// names the group and an index in it, and the remote's acceptance of
+// those conversions is recorded in one value per group (groupKey: a
+// bitmap of the indexes accepted), rewritten once per accepted request
+// rather than once per conversion.
+type claimGroup struct {
+	id   [groupIDBytes]byte
+	made time.Time
+	n    uint32 // indexes given
+	mu   sync.Mutex
+	bits []byte // accepted indexes
+}
+
+// newClaimGroup returns a group with a random id.
+func newClaimGroup() *claimGroup {
+	g := &claimGroup{made: time.Now()}
+	binary.BigEndian.PutUint64(g.id[:], rand.Uint64())
+	return g
+}
+
+// groupKey is the bucket key of a claim group's accepted bitmap.
+func groupKey(id [groupIDBytes]byte) string { return "g." + hex.EncodeToString(id[:]) }
+
+// value returns the claim value of content at index idx of the group.
+func (cg *claimGroup) value(content [32]byte, idx uint32) []byte {
+	v := make([]byte, groupedLen)
+	copy(v, content[:claimBytes])
+	v[claimBytes] = groupMark
+	copy(v[claimBytes+1:], cg.id[:])
+	binary.BigEndian.PutUint32(v[claimBytes+1+groupIDBytes:], idx)
+	return v
+}
+
+// groupMarkFor is how old a claim group may be for its acceptances to be
+// recorded in the group's value: the keys of an older group (a request
+// retried for long, a destination paused) are marked one by one, which
+// writes them again and so keeps them GuardTTL from the acceptance.
+const groupMarkFor = time.Hour
+
+// hasBit reports whether bitmap bits has index i set.
+func hasBit(bits []byte, i uint32) bool {
+	return int(i/8) < len(bits) && bits[i/8]&(1<<(i%8)) != 0
+}
+
+// groupBits reads the accepted bitmap of claim group id (nil when none was
+// written), through cache (by id) when it is given.
+func (g *guard) groupBits(ctx context.Context, id [groupIDBytes]byte, cache *groupCache) ([]byte, error) {
+	if cache != nil {
+		if bits, ok := cache.get(id); ok {
+			return bits, nil
+		}
+	}
+	var bits []byte
+	e, err := g.kv.Get(ctx, groupKey(id))
+	switch {
+	case err == nil:
+		bits = e.Value()
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, err
+	}
+	if cache != nil {
+		cache.put(id, bits)
+	}
+	return bits, nil
+}
+
+// groupCache keeps the group bitmaps read during one check: the keys read
+// again after a crash mostly share a few groups.
+type groupCache struct {
+	mu sync.Mutex
+	m  map[[groupIDBytes]byte][]byte
+}
+
+func (c *groupCache) get(id [groupIDBytes]byte) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[id]
+	return b, ok
+}
+
+func (c *groupCache) put(id [groupIDBytes]byte, bits []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[[groupIDBytes]byte][]byte{}
+	}
+	c.m[id] = bits
+}
+
+// resolve returns the owner of a key's value v and whether the remote
+// accepted the owner's conversion, reading the group's bitmap when the
+// value names a group. (Whatever the content of the check that read it:
+// the other checks of the key in the batch take its answer.)
+func (g *guard) resolve(ctx context.Context, v []byte, cache *groupCache) (owner [32]byte, accepted bool, err error) {
+	c := parseClaim(v)
+	if !c.grouped {
+		return c.owner, c.accepted, nil
+	}
+	bits, err := g.groupBits(ctx, c.group, cache)
+	if err != nil {
+		return c.owner, false, err
+	}
+	return c.owner, hasBit(bits, c.idx), nil
 }
 
 // markTry bounds one round of markAccepted, markFor all of them.
@@ -149,33 +282,53 @@ const (
 )
 
 // markAccepted records that the remote accepted the conversions of items
-// (those that own a key): their keys' values gain acceptedMark, so that
-// the conversion is never sent again within GuardTTL, whoever reads its
-// event again (this runner after a lost acknowledgement, another replica
-// after a lease move). The writes are published together and confirmed by
-// the engine (on a cluster, by a quorum of the bucket's replicas) before
-// the caller acknowledges the events; a failed write is retried with
-// backoff for up to markFor, even while the runner stops. What it returns
-// is the last error, nil when every key is marked.
+// (those that own a key): the sent-conversion record, so that the
+// conversion is never sent again within GuardTTL, whoever reads its event
+// again (this runner after a lost acknowledgement, another replica after a
+// lease move). The items of a claim group set their bits in its bitmap,
+// one write per group; the others (a key claimed by an earlier run, or a
+// group older than groupMarkFor) have their key's value marked with
+// acceptedMark. The writes are published together and confirmed by the
+// engine (on a cluster, by a quorum of the bucket's replicas) before the
+// caller acknowledges the events; a failed write is retried with backoff
+// for up to markFor, even while the runner stops. What it returns is the
+// last error, nil when every key is marked.
 //
 // On the embedded engine the marks are not fsynced one by one: they are as
 // durable as the acknowledgement that follows them (written to the file
 // store, which survives the process).
 func (g *guard) markAccepted(items []*item) error {
-	var keys []*item
+	var writes []markWrite
 	seen := map[string]bool{}
+	groups := map[*claimGroup]bool{}
 	for _, it := range items {
-		if it.claim != "" && !seen[it.claim] {
-			seen[it.claim] = true
-			keys = append(keys, it)
+		if it.claim == "" || seen[it.claim] {
+			continue
 		}
+		seen[it.claim] = true
+		if cg := it.group; cg != nil && time.Since(cg.made) < groupMarkFor {
+			cg.mu.Lock()
+			if need := int(it.idx/8) + 1; len(cg.bits) < need {
+				cg.bits = append(cg.bits, make([]byte, need-len(cg.bits))...)
+			}
+			cg.bits[it.idx/8] |= 1 << (it.idx % 8)
+			cg.mu.Unlock()
+			groups[cg] = true
+			continue
+		}
+		writes = append(writes, markWrite{key: it.claim, data: append(it.content[:claimBytes:claimBytes], acceptedMark)})
+	}
+	for cg := range groups {
+		cg.mu.Lock()
+		writes = append(writes, markWrite{key: groupKey(cg.id), data: slices.Clone(cg.bits)})
+		cg.mu.Unlock()
 	}
 	deadline := time.Now().Add(markFor)
 	wait := 100 * time.Millisecond
 	for {
 		var err error
-		keys, err = g.mark(keys)
-		if len(keys) == 0 {
+		writes, err = g.mark(writes)
+		if len(writes) == 0 {
 			return nil
 		}
 		if time.Now().Add(wait).After(deadline) {
@@ -186,35 +339,41 @@ func (g *guard) markAccepted(items []*item) error {
 	}
 }
 
-// mark publishes the marks of items' keys once and returns the items whose
-// mark was not confirmed, with the last error.
-func (g *guard) mark(items []*item) ([]*item, error) {
+// markWrite is one write of markAccepted: a key's new value.
+type markWrite struct {
+	key  string
+	data []byte
+}
+
+// mark publishes writes once and returns those that were not confirmed,
+// with the last error.
+func (g *guard) mark(writes []markWrite) ([]markWrite, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), markTry)
 	defer cancel()
 	js := g.eng.JetStream()
-	var failed []*item
+	var failed []markWrite
 	var last error
-	for chunk := range slices.Chunk(items, guardPipeline) {
+	for chunk := range slices.Chunk(writes, guardPipeline) {
 		futs := make([]jetstream.PubAckFuture, len(chunk))
-		for i, it := range chunk {
-			// No headers: a plain put (the key's owner is this content).
-			m := &nats.Msg{Subject: "$KV." + GuardKV + "." + it.claim, Data: append(it.content[:claimBytes:claimBytes], acceptedMark)}
+		for i, w := range chunk {
+			// No headers: a plain put.
+			m := &nats.Msg{Subject: "$KV." + GuardKV + "." + w.key, Data: w.data}
 			var err error
 			if futs[i], err = js.PublishMsgAsync(m); err != nil {
 				last = err
 			}
 		}
-		for i, it := range chunk {
+		for i, w := range chunk {
 			if futs[i] == nil {
-				failed = append(failed, it)
+				failed = append(failed, w)
 				continue
 			}
 			select {
 			case <-futs[i].Ok():
 			case err := <-futs[i].Err():
-				failed, last = append(failed, it), err
+				failed, last = append(failed, w), err
 			case <-ctx.Done():
-				failed, last = append(failed, it), ctx.Err()
+				failed, last = append(failed, w), ctx.Err()
 			}
 		}
 	}
@@ -232,7 +391,10 @@ func (g *guard) release(ctx context.Context, key string, content [32]byte, log *
 		return
 	}
 	if err == nil {
-		if owner, accepted := parseClaim(e.Value()); accepted || owner != content {
+		var owner [32]byte
+		var accepted bool
+		owner, accepted, err = g.resolve(ctx, e.Value(), nil)
+		if err == nil && (accepted || owner != content) {
 			return // another content owns it, or this content was accepted
 		}
 	}
@@ -255,9 +417,10 @@ func (r *Runner) guardBatch(ctx context.Context, batch []*item) []*item {
 	}
 	drop := map[*item]bool{}
 	skipped := 0
-	rekeyed := r.guardPass(ctx, batch, false, drop, &skipped)
+	cg := newClaimGroup()
+	rekeyed := r.guardPass(ctx, cg, batch, false, drop, &skipped)
 	if len(rekeyed) > 0 {
-		r.guardPass(ctx, rekeyed, true, drop, &skipped)
+		r.guardPass(ctx, cg, rekeyed, true, drop, &skipped)
 	}
 	if skipped > 0 {
 		r.log.Info("conversions the destination already accepted were not sent again", "already_sent", skipped)
@@ -281,17 +444,19 @@ type guardCheck struct {
 	id       string
 	key      string
 	content  [32]byte
+	idx      uint32 // in the claim group, of the key's first check
 	owner    [32]byte
 	accepted bool
+	mine     bool // the key's value is this group's claim
 	err      error
 }
 
-// guardPass claims the keys of items and acts on the owners found: items
-// it leaves out are added to drop (skipped counts those the remote already
-// accepted). It returns the items it re-keyed (suffix); derived says that
-// the items were re-keyed already, so a collision of theirs is
-// dead-lettered.
-func (r *Runner) guardPass(ctx context.Context, items []*item, derived bool, drop map[*item]bool, skipped *int) (rekeyed []*item) {
+// guardPass claims the keys of items in claim group cg and acts on the
+// owners found: items it leaves out are added to drop (skipped counts those
+// the remote already accepted). It returns the items it re-keyed (suffix);
+// derived says that the items were re-keyed already, so a collision of
+// theirs is dead-lettered.
+func (r *Runner) guardPass(ctx context.Context, cg *claimGroup, items []*item, derived bool, drop map[*item]bool, skipped *int) (rekeyed []*item) {
 	g := r.guard
 	var checks []*guardCheck
 	for _, it := range items {
@@ -303,7 +468,7 @@ func (r *Runner) guardPass(ctx context.Context, items []*item, derived bool, dro
 	if len(checks) == 0 {
 		return nil
 	}
-	g.check(ctx, checks)
+	g.check(ctx, cg, checks)
 	for _, c := range checks {
 		it := c.it
 		switch {
@@ -330,8 +495,12 @@ func (r *Runner) guardPass(ctx context.Context, items []*item, derived bool, dro
 			drop[it] = true
 		case c.owner == c.content:
 			// First sight, or a retry or replay of the same content whose
-			// send may not have reached the remote.
-			it.claim, it.content = c.key, c.content
+			// send may not have reached the remote. A key claimed by an
+			// earlier batch (or an older capstan) is marked by key.
+			it.claim, it.content, it.group, it.idx = c.key, c.content, nil, 0
+			if c.mine {
+				it.group, it.idx = cg, c.idx
+			}
 		case g.mode == CollisionDeadLetter || derived:
 			r.collided(it, c.scope, c.id, CollisionDeadLetter, "")
 			r.deadLetterItem(ctx, it, ReasonCollision, Answer{Code: "EVENT_ID_COLLISION"}, 0,
@@ -355,15 +524,18 @@ func (r *Runner) guardPass(ctx context.Context, items []*item, derived bool, dro
 	return rekeyed
 }
 
-// check claims the keys of checks and sets each one's owner (and whether
-// the remote accepted the owner's conversion) or error. The first check of
-// a key claims it; the others of the same key get its result.
-func (g *guard) check(ctx context.Context, checks []*guardCheck) {
+// check claims the keys of checks in claim group cg and sets each one's
+// owner (and whether the remote accepted the owner's conversion) or error.
+// The first check of a key claims it; the others of the same key get its
+// result.
+func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck) {
 	first := map[string]*guardCheck{}
 	var claims []*guardCheck
 	for _, c := range checks {
 		if _, ok := first[c.key]; !ok {
 			first[c.key] = c
+			c.idx = cg.n
+			cg.n++
 			claims = append(claims, c)
 		}
 	}
@@ -379,7 +551,7 @@ func (g *guard) check(ctx context.Context, checks []*guardCheck) {
 		futs := make([]jetstream.PubAckFuture, len(chunk))
 		for i, c := range chunk {
 			m := nats.NewMsg("$KV." + GuardKV + "." + c.key)
-			m.Data = c.content[:claimBytes]
+			m.Data = cg.value(c.content, c.idx)
 			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 			futs[i], _ = js.PublishMsgAsync(m)
 		}
@@ -390,7 +562,7 @@ func (g *guard) check(ctx context.Context, checks []*guardCheck) {
 			}
 			select {
 			case <-futs[i].Ok():
-				c.owner = c.content
+				c.owner, c.mine = c.content, true
 				created.Store(true)
 			case <-futs[i].Err():
 				slow = append(slow, c)
@@ -401,15 +573,26 @@ func (g *guard) check(ctx context.Context, checks []*guardCheck) {
 	}
 	sem := make(chan struct{}, guardParallel)
 	var wg sync.WaitGroup
+	var cache groupCache
 	for _, c := range slow {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var made bool
-			c.owner, c.accepted, made, c.err = g.claim(cctx, c.key, c.content)
+			v, made, err := g.claim(cctx, c.key, cg.value(c.content, c.idx))
+			if err != nil {
+				c.err = err
+				return
+			}
 			if made {
 				created.Store(true)
 			}
+			// Written by this group: by claim, or by the fast path when
+			// only its answer failed.
+			if pv := parseClaim(v); pv.grouped && pv.group == cg.id && pv.idx == c.idx {
+				c.owner, c.mine = pv.owner, true
+				return
+			}
+			c.owner, c.accepted, c.err = g.resolve(cctx, v, &cache)
 		})
 	}
 	wg.Wait()
@@ -425,7 +608,7 @@ func (g *guard) check(ctx context.Context, checks []*guardCheck) {
 	}
 	for _, c := range checks {
 		if f := first[c.key]; f != c {
-			c.owner, c.accepted, c.err = f.owner, f.accepted, f.err
+			c.owner, c.accepted, c.mine, c.idx, c.err = f.owner, f.accepted, f.mine, f.idx, f.err
 		}
 	}
 }

@@ -20,9 +20,13 @@ type item struct {
 	collision bool
 	// claim is the guard key this item's content owns ("" none), content
 	// its hash: released when the remote refuses the item, so that a
-	// corrected conversion can take the eventId.
+	// corrected conversion can take the eventId. group and idx are the
+	// claim group that wrote the key's value and the key's index in it
+	// (group nil: the key was claimed earlier, and is marked by key).
 	claim   string
 	content [32]byte
+	group   *claimGroup
+	idx     uint32
 }
 
 // batch gathers conversions and flushes on count, linger or stop.

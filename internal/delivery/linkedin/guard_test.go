@@ -2,6 +2,7 @@ package linkedin
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -282,5 +283,96 @@ func TestEventIDGuardWindow(t *testing.T) {
 	}
 	if st.TTL() != 7*24*time.Hour || delivery.GuardTTL != 7*24*time.Hour {
 		t.Errorf("eventId guard bucket TTL %s (GuardTTL %s), want 168h", st.TTL(), delivery.GuardTTL)
+	}
+}
+
+func TestClaimedButNotSentIsSentOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, opts{metrics: delivery.NewMetrics(reg)})
+	if _, err := h.sb.AddFault(sandbox.Fault{Endpoint: "conversionEvents", Action: sandbox.FaultStatus, Status: 503, Next: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	var evs []string
+	for i := range 20 {
+		evs = append(evs, signUpEvent(i, ""))
+	}
+	h.send(evs...)
+	eventually(t, 20*time.Second, "a refused send", func() bool { return h.sb.Counters().FaultsInjected > 0 })
+	h.stop() // claimed, not sent
+	if n := len(h.records()); n != 0 {
+		t.Fatalf("%d conversions reached the sandbox through the fault", n)
+	}
+	h.sb.RemoveFault("")
+	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	eventually(t, 20*time.Second, "20 delivered", func() bool { return len(h.records()) == 20 })
+	h.settled()
+	already := func() float64 {
+		return counterValue(t, reg, "capstan_delivery_already_sent_total", map[string]string{"destination": "li", "mapping": "Sign Up"})
+	}
+	if n := already(); n != 0 {
+		t.Errorf("%v counted as already sent; none was", n)
+	}
+	h.stop()
+	if err := h.eng.JetStream().DeleteConsumer(context.Background(), stream.EventsStream, "deliver-li"); err != nil {
+		t.Fatal(err)
+	}
+	h.start(delivery.RunnerConfig{Clock: h.clock, Linger: 20 * time.Millisecond})
+	eventually(t, 20*time.Second, "20 skipped as already sent", func() bool { return already() == 20 })
+	h.settled()
+	if n := len(h.records()); n != 20 {
+		t.Errorf("%d conversions sent, want 20 (each once)", n)
+	}
+}
+
+func TestSentConversionRecordIsOneWritePerRequest(t *testing.T) {
+	h := newHarness(t, opts{})
+	h.send(many(100, nil)...)
+	h.waitDelivered(100, nil)
+	h.settled()
+	s, err := h.eng.JetStream().Stream(context.Background(), "KV_"+delivery.GuardKV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := h.sb.Counters().Batches
+	if got, want := info.State.LastSeq, 100+uint64(reqs); got > want {
+		t.Errorf("%d writes to the eventId bucket for 100 conversions in %d requests; want at most %d", got, reqs, want)
+	}
+}
+
+func TestEventKeyHashesTheMarshalledConversion(t *testing.T) {
+	f, err := NewFormat(FormatConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := "a<b>&c\"d\\e\u2028f\u2029g\x01h\xffi é 😀\t\n"
+	for _, cv := range []capi.Conversion{
+		{Conversion: "urn:lla:llaPartnerConversion:1", ConversionHappenedAt: 1, EventID: "e1"},
+		{
+			Conversion: "urn:lla:llaPartnerConversion:" + odd, ConversionHappenedAt: 1733400000000, EventID: odd,
+			ConversionValue: &capi.ConversionValue{CurrencyCode: "USD", Amount: "149.00"},
+			User: capi.User{
+				UserIDs:     []capi.UserID{{IDType: capi.IDType("SHA256_EMAIL"), IDValue: odd}, {IDType: capi.IDType("LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID"), IDValue: "x"}},
+				UserInfo:    &capi.UserInfo{FirstName: odd, LastName: "L", CompanyName: "<c>", Title: "&", CountryCode: "FR"},
+				ExternalIDs: []string{odd},
+			},
+		},
+		{Conversion: "r", EventID: strings.Repeat("é<", 400), User: capi.User{UserInfo: &capi.UserInfo{FirstName: "F", LastName: "L"}}},
+	} {
+		c := &conversion{Conversion: cv}
+		_, id, content, ok := f.EventKey(delivery.Payload{Value: c})
+		if !ok || id != cv.EventID {
+			t.Fatalf("EventKey: %v %q", ok, id)
+		}
+		b, err := json.Marshal(&cv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if content != sha256.Sum256(b) {
+			t.Errorf("content hash differs from json.Marshal's for %s", b)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package linkedin
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"unicode/utf8"
 
@@ -27,11 +26,11 @@ func (f *Format) EventKey(p delivery.Payload) (scope, id string, content [32]byt
 	if !isConv || c.EventID == "" {
 		return "", "", content, false
 	}
-	b, err := json.Marshal(&c.Conversion)
-	if err != nil {
-		return "", "", content, false
-	}
-	return c.Conversion.Conversion, c.EventID, sha256.Sum256(b), true
+	// The conversion as sent: AppendJSON writes what json.Marshal does
+	// (HTML-safe, compact; TestEventKeyHashesTheMarshalledConversion), the
+	// content hash of claims already stored, without reflection.
+	var buf [1024]byte
+	return c.Conversion.Conversion, c.EventID, sha256.Sum256(c.Conversion.AppendJSON(buf[:0])), true
 }
 
 // Rekey returns p with the eventId "<eventId>-<8 hex of content>": the same
