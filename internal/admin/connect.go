@@ -299,12 +299,16 @@ type chooseView struct {
 	Accounts                    []AccountChoice
 }
 
-var chooseTmpl = template.Must(template.New("choose").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>capstan: Connect LinkedIn</title>
-<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#1d2430}
+// connectStyle is the look of the pages of Connect LinkedIn (served
+// outside the console, so without its style sheet).
+const connectStyle = `{{define "style"}}<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#1d2430}
 ul{list-style:none;padding:0}li{display:flex;align-items:center;gap:1rem;padding:.6rem .8rem;border:1px solid #d6dbe3;border-radius:6px;margin:.5rem 0}
 li.read-only{color:#7a8494;background:#f4f6f9}button{font:inherit;padding:.35rem .9rem;border-radius:5px;border:1px solid #0a66c2;background:#0a66c2;color:#fff;cursor:pointer}
-button:disabled{background:#e3e7ed;border-color:#cfd5de;color:#7a8494;cursor:not-allowed}.reason{font-size:.9em}</style></head>
+button:disabled{background:#e3e7ed;border-color:#cfd5de;color:#7a8494;cursor:not-allowed}.reason{font-size:.9em}pre{background:#f4f6f9;border:1px solid #d6dbe3;border-radius:6px;padding:.8rem 1rem}</style>{{end}}`
+
+var chooseTmpl = template.Must(template.Must(template.New("choose").Parse(connectStyle)).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>capstan: Connect LinkedIn</title>
+{{template "style"}}</head>
 <body><main>
 <h1>Connect LinkedIn</h1>
 <p role="status">LinkedIn consent given for destination {{.Destination}}. It has no ad account configured: choose the one capstan sends conversions for.</p>
@@ -350,8 +354,8 @@ func (s *Server) connectPageConfig(w http.ResponseWriter, dest, msg, config stri
 	_ = connectTmpl.Execute(w, connectView{Destination: dest, Message: msg, Next: "/admin/#/destinations?" + v.Encode(), OK: true, Warnings: warnings, Config: config})
 }
 
-var connectTmpl = template.Must(template.New("connect").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>capstan: Connect LinkedIn</title>
+var connectTmpl = template.Must(template.Must(template.New("connect").Parse(connectStyle)).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>capstan: Connect LinkedIn</title>{{template "style"}}
 {{if and .OK (not .Warnings) (not .Config)}}<meta http-equiv="refresh" content="2;url={{.Next}}">{{end}}</head>
 <body><main>
 <h1>Connect LinkedIn</h1>
