@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -298,6 +299,13 @@ func TestConnectLinkedIn(t *testing.T) {
 // until /readyz reports it paused for that.
 func startUnconnected(t *testing.T, admin string) (*sandboxProc, string, *http.Client) {
 	t.Helper()
+	return startUnconnectedWith(t, admin, nil)
+}
+
+// startUnconnectedWith is startUnconnected with the configuration's text
+// changed by edit (nil: none) before capstan starts.
+func startUnconnectedWith(t *testing.T, admin string, edit func(string) string) (*sandboxProc, string, *http.Client) {
+	t.Helper()
 	sb := startSandbox(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -307,6 +315,9 @@ func startUnconnected(t *testing.T, admin string) (*sandboxProc, string, *http.C
 		t.Fatal(err)
 	}
 	text := strings.Replace(string(b), `addr: "127.0.0.1:0"`, fmt.Sprintf("addr: %q\n  admin_token: %q", addr, admin), 1)
+	if edit != nil {
+		text = edit(text)
+	}
 	text = strings.Replace(text, "      client_id: sandbox-client\n", "      client_id: sandbox-client\n      redirect_uri: http://"+addr+"/admin/oauth/callback\n", 1)
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -351,6 +362,81 @@ func TestConnectLinkedInConsoleButton(t *testing.T) {
 	}
 	convs := sb.waitConversions(len(ids), 30*time.Second, "after Connect LinkedIn in the console")
 	checkAllOnce(t, convs, ids, "after Connect LinkedIn in the console")
+}
+
+// TestConnectLinkedInConsoleChooseAccount: Connect LinkedIn in the console
+// (Chromium) for a destination without ad_account, with a member who may
+// write to two ad accounts and only read a third: after Allow, capstan's
+// page offers the two as buttons and the third greyed with the reason; one
+// click chooses, the token is installed as `capstan auth linkedin` stores
+// it (the events that waited are delivered), the page shows the
+// configuration line to add, and the audit log names the chosen account.
+func TestConnectLinkedInConsoleChooseAccount(t *testing.T) {
+	requireBrowser(t)
+	const second = 508710001
+	sb, srvURL, hc := startUnconnectedWith(t, consoleAdminToken, func(text string) string {
+		text = strings.Replace(text, fmt.Sprintf("    ad_account: %d\n", testAdAccount), "", 1)
+		return strings.Replace(text, `conversion_rule: {create: {name: "Sign Up (capstan)", type: SIGN_UP}}`, "conversion_rule: {id: 22833300}", 1)
+	})
+	sb.control(http.MethodPost, "/_sandbox/accounts", fmt.Sprintf(`{"id":%d,"name":"Acme APAC","role":"CAMPAIGN_MANAGER"}`, second), nil)
+	evs, ids := signUps("choose", 3)
+	sendEvents(t, hc, srvURL, evs)
+
+	var res struct {
+		Writable []string `json:"writable"`
+		ReadOnly []struct {
+			Name   string `json:"name"`
+			Reason string `json:"reason"`
+		} `json:"readOnly"`
+		Message string `json:"message"`
+		Config  string `json:"config"`
+	}
+	runConsole(t, "console-connect-choose.mjs", srvURL, map[string]any{"destination": "linkedin", "account": testAdAccount}, &res)
+	t.Logf("chooser: %+v", res)
+	want := []string{fmt.Sprintf("Use ad account %d", testAdAccount), fmt.Sprintf("Use ad account %d", second)}
+	if !slices.Equal(sortedCopy(res.Writable), sortedCopy(want)) {
+		t.Errorf("writable accounts offered %q, want %q", res.Writable, want)
+	}
+	if len(res.ReadOnly) != 1 || res.ReadOnly[0].Name != "Use ad account 508700001" || !strings.Contains(res.ReadOnly[0].Reason, "only VIEWER") {
+		t.Errorf("read-only accounts %+v, want 508700001 greyed (only VIEWER)", res.ReadOnly)
+	}
+	if !strings.Contains(res.Message, fmt.Sprintf("Destination linkedin is connected: ad account %d (ACCOUNT_MANAGER)", testAdAccount)) {
+		t.Errorf("message %q", res.Message)
+	}
+	if res.Config != fmt.Sprintf("destinations:\n  - name: linkedin\n    ad_account: %d", testAdAccount) {
+		t.Errorf("configuration to add %q", res.Config)
+	}
+	convs := sb.waitConversions(len(ids), 30*time.Second, "after choosing the ad account in the console")
+	checkAllOnce(t, convs, ids, "after choosing the ad account in the console")
+
+	req, _ := http.NewRequest(http.MethodGet, srvURL+"/admin/api/audit", nil)
+	req.Header.Set("Authorization", "Bearer "+consoleAdminToken)
+	r, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(body), fmt.Sprintf("ad account %d (ACCOUNT_MANAGER)", testAdAccount)) {
+		t.Errorf("audit log: %s", body)
+	}
+
+	// A choice works once: posting it again (or forged) is refused.
+	r, err = hc.PostForm(srvURL+"/admin/oauth/choose", url.Values{"choice": {"forged"}, "account": {fmt.Sprint(second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "does not belong to a connection in progress") {
+		t.Errorf("forged choice: %d %s", r.StatusCode, body)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
 }
 
 // TestConnectLinkedInConsole connects from the console's side: an

@@ -108,6 +108,23 @@ func (s *sandboxProc) stored() []storedConversion {
 	return out.Elements
 }
 
+// reportModel returns the sandbox's reporting model (GET
+// /_sandbox/reporting): per accepted event whether LinkedIn counts it.
+type reportedEvent struct {
+	EventID     string `json:"event_id"`
+	DuplicateOf int64  `json:"duplicate_of"`
+	Counted     bool   `json:"counted"`
+}
+
+func (s *sandboxProc) reportModel() []reportedEvent {
+	s.t.Helper()
+	var out struct {
+		Elements []reportedEvent `json:"elements"`
+	}
+	s.control(http.MethodGet, "/_sandbox/reporting", "", &out)
+	return out.Elements
+}
+
 func amount(t testing.TB, body json.RawMessage) string {
 	t.Helper()
 	var b struct {
@@ -139,12 +156,13 @@ func orderEvent(messageID, orderID string, revenue float64) map[string]any {
 // both are counted (the second under a derived eventId); a replay of the
 // upsell after a restart is no new collision and, already accepted, is not sent again.
 // With dead_letter the upsell is held in the DLQ with reason
-// event_id_collision. The sandbox, faithful to spec §23, keeps only the
-// first of two conversions with the same eventId: without the guard the
-// upsell would be lost.
+// event_id_collision. The sandbox runs with LinkedIn-side eventId
+// de-duplication turned on (--reporting-dedup-event-id-window 48h, spec
+// §23.2: off by default), which keeps only the first of two conversions
+// with the same eventId: without the guard the upsell would not be counted.
 func TestEventIDCollisionUpsell(t *testing.T) {
 	t.Run("suffix", func(t *testing.T) {
-		sb := startSandbox(t, "--token", "upsell-token")
+		sb := startSandbox(t, "--token", "upsell-token", "--reporting-dedup-event-id-window", "48h")
 		dir := t.TempDir()
 		cfg := writeReconcileConfig(t, dir, filepath.Join(dir, "data"), reconcileDest{sandbox: sb, accessToken: "upsell-token"})
 		srv := startServer(t, cfg)
@@ -193,6 +211,17 @@ func TestEventIDCollisionUpsell(t *testing.T) {
 		}
 		if c := sb.conversions(); len(c) != 2 {
 			t.Errorf("the sandbox counts %d conversions, want still 2", len(c))
+		}
+		// LinkedIn's report, with its eventId de-duplication on, counts
+		// both: $149 under the order id, $39 under the derived one.
+		reported := map[string]bool{}
+		for _, e := range sb.reportModel() {
+			if e.Counted {
+				reported[e.EventID] = true
+			}
+		}
+		if len(reported) != 2 || !reported["wc_order_5291"] || !reported[derived] {
+			t.Errorf("reported as counted %v, want wc_order_5291 and %s", reported, derived)
 		}
 	})
 

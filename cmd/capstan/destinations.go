@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,21 +135,40 @@ func (d *destination) FinishConnect(ctx context.Context, q url.Values, state, re
 		return "", nil, fmt.Errorf("the new token was not installed: %w", conn.Problem)
 	}
 	if d.cfg.AdAccount == 0 {
-		var ids []string
-		for _, a := range conn.Writable() {
-			ids = append(ids, fmt.Sprintf("%d (%s)", a.Account, a.Role))
+		// As `capstan auth linkedin`: the operator chooses one of the
+		// member's accounts; the token is then stored and in use, and the
+		// line to add to the configuration is shown.
+		ce := &admin.ChooseAccountError{Choose: func(ctx context.Context, account int64) (string, string, []string, error) {
+			if err := conn.CheckChosenAccount(d.Name(), account); err != nil {
+				return "", "", nil, fmt.Errorf("the new token was not installed: %w", err)
+			}
+			summary, warnings, err := d.installConnected(ctx, conn, account)
+			config := fmt.Sprintf("destinations:\n  - name: %s\n    ad_account: %d", d.Name(), account)
+			return summary, config, warnings, err
+		}}
+		for _, a := range conn.Access.Accounts {
+			c := admin.AccountChoice{Account: a.Account, Role: a.Role, Writable: a.CanWrite()}
+			if !c.Writable {
+				c.Reason = "the member is only " + a.Role + ": sending conversions needs ACCOUNT_BILLING_ADMIN, ACCOUNT_MANAGER, CAMPAIGN_MANAGER or CREATIVE_MANAGER"
+			}
+			ce.Accounts = append(ce.Accounts, c)
 		}
-		return "", nil, fmt.Errorf("the destination has no ad_account: set destinations[%s].ad_account to one the member may write to (%s), reload, and connect again",
-			d.Name(), strings.Join(ids, ", "))
+		return "", nil, ce
 	}
+	return d.installConnected(ctx, conn, d.cfg.AdAccount)
+}
+
+// installConnected installs a connection's token for account and resumes
+// delivery.
+func (d *destination) installConnected(ctx context.Context, conn lidest.Connected, account int64) (string, []string, error) {
 	role := ""
 	for _, a := range conn.Access.Accounts {
-		if a.Account == d.cfg.AdAccount {
+		if a.Account == account {
 			role = a.Role
 		}
 	}
-	summary := connectDetail(d.cfg.AdAccount, role, conn)
-	err = d.li.InstallConnected(ctx, conn.Token)
+	summary := connectDetail(account, role, conn)
+	err := d.li.InstallConnected(ctx, conn.Token)
 	d.runner.Resume()
 	if errors.Is(err, lidest.ErrTokenNotSaved) {
 		return summary, conn.Warnings(), fmt.Errorf("the token is in use but could not be saved; it will be lost on restart: connect again once the engine is healthy")

@@ -360,6 +360,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.oauthCallback(w, r)
 		return
 	}
+	if r.URL.Path == ChoosePath { // the choice's id is its credential
+		s.oauthChoose(w, r)
+		return
+	}
 	if r.URL.Path == "/admin/api/session" && r.Method == http.MethodPost {
 		if err := s.signIn(w, r); err != nil {
 			s.fail(w, r, err)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ type connectDest struct {
 	redirect string
 	state    string
 	finished []string // codes
+	chosen   []int64
 }
 
 func (d *connectDest) ConnectRedirectURI() string { return d.redirect }
@@ -36,8 +38,19 @@ func (d *connectDest) FinishConnect(_ context.Context, q url.Values, state, redi
 		return "", nil, errors.New("wrong state or redirect")
 	}
 	d.finished = append(d.finished, q.Get("code"))
-	if q.Get("code") == "bad" {
+	switch q.Get("code") {
+	case "bad":
 		return "", nil, errors.New("the LinkedIn token lacks the rw_conversions scope")
+	case "choose":
+		return "", nil, &ChooseAccountError{
+			Accounts: []AccountChoice{{Account: 1, Role: "ACCOUNT_MANAGER", Writable: true}, {Account: 3, Role: "VIEWER", Reason: "the member is only VIEWER"}},
+			Choose: func(_ context.Context, account int64) (string, string, []string, error) {
+				d.chosen = append(d.chosen, account)
+				if account != 1 {
+					return "", "", nil, errors.New("may not write to ad account 3")
+				}
+				return "ad account 1 (ACCOUNT_MANAGER)", "destinations:\n  - name: li\n    ad_account: 1", nil, nil
+			}}
 	}
 	return "ad account 1 (ACCOUNT_MANAGER), scopes r_ads,rw_conversions", []string{"no refresh token"}, nil
 }
@@ -127,5 +140,63 @@ func TestConnectLinkedIn(t *testing.T) {
 	s.ServeHTTP(rec, httptest.NewRequest("POST", CallbackPath, nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST callback: %d", rec.Code)
+	}
+}
+
+// TestConnectLinkedInChooseAccount: a destination without an ad account
+// answers the callback with the member's accounts; the page offers the
+// writable ones as buttons posting to ChoosePath and the read-only ones
+// disabled with the reason; the choice works once and shows the
+// configuration to add; a refused choice is an alert; both are audited.
+func TestConnectLinkedInChooseAccount(t *testing.T) {
+	s, dests, e := connectEnv(t)
+	do(t, s, "POST", "/admin/api/destinations/li/connect", operator, "")
+	rec := callback(t, s, "code=choose&state=state-li")
+	body := rec.Body.String()
+	m := regexp.MustCompile(`name="choice" value="([^"]+)"`).FindStringSubmatch(body)
+	if rec.Code != 200 || m == nil || !strings.Contains(body, `<button type="submit">Use ad account 1</button>`) ||
+		!strings.Contains(body, `<button type="button" disabled aria-describedby="why-3">Use ad account 3</button>`) ||
+		!strings.Contains(body, "the member is only VIEWER") || strings.Contains(body, `name="account" value="3"`) {
+		t.Fatalf("chooser: %d %s", rec.Code, body)
+	}
+	choose := func(choice, account string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", ChoosePath, strings.NewReader(url.Values{"choice": {choice}, "account": {account}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		s.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := choose("forged", "1"); rec.Code != 400 || len(dests["li"].chosen) != 0 {
+		t.Errorf("forged choice: %d %s", rec.Code, rec.Body)
+	}
+	rec = choose(m[1], "1")
+	body = rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, "Destination li is connected: ad account 1 (ACCOUNT_MANAGER).") ||
+		!strings.Contains(body, `<pre aria-label="Configuration to add">destinations:
+  - name: li
+    ad_account: 1</pre>`) || strings.Contains(body, "http-equiv") {
+		t.Fatalf("chosen: %d %s", rec.Code, body)
+	}
+	if rec := choose(m[1], "1"); rec.Code != 400 || len(dests["li"].chosen) != 1 {
+		t.Errorf("second use: %d, chosen %v", rec.Code, dests["li"].chosen)
+	}
+	// A refused account: an alert.
+	do(t, s, "POST", "/admin/api/destinations/li/connect", operator, "")
+	body = callback(t, s, "code=choose&state=state-li").Body.String()
+	m = regexp.MustCompile(`name="choice" value="([^"]+)"`).FindStringSubmatch(body)
+	if rec := choose(m[1], "3"); !strings.Contains(rec.Body.String(), `role="alert"`) || !strings.Contains(rec.Body.String(), "may not write to ad account 3") {
+		t.Errorf("refused choice: %s", rec.Body)
+	}
+	recs, err := audit.Read(context.Background(), e.eng, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[1].Detail != "ad account 1 (ACCOUNT_MANAGER)" || recs[1].Error != "" || recs[0].Error == "" { // newest first
+		t.Errorf("audit %+v", recs)
+	}
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", ChoosePath, nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("GET choose: %d", rec.Code)
 	}
 }

@@ -159,8 +159,10 @@ type Config struct {
 	// MaxDedupKeys bounds the eventId de-duplication set (oldest dropped
 	// first). Default 200000.
 	MaxDedupKeys int
-	// DedupWindow is how long an eventId suppresses a repeat for the same
-	// rule. Default 48 hours (the figure practitioners report for LinkedIn).
+	// DedupWindow is how long an eventId marks a repeat for the same rule
+	// as a duplicate (DuplicateOf, left out of /_sandbox/conversions).
+	// Default 48 hours. Reports count repeats unless
+	// Reporting.DedupEventIDWindow is set.
 	DedupWindow time.Duration
 	// MaxRequestLog bounds the request log of /_sandbox/requests.
 	// Default 1000; negative turns the log off.

@@ -38,7 +38,10 @@
 //     an event accepted within Config.DedupWindow (48 h) is answered 201 but
 //     stored as a duplicate (Conversion.DuplicateOf) and left out of
 //     /_sandbox/conversions. The key includes the rule because one Segment
-//     event may legitimately feed two rules with the same eventId.
+//     event may legitimately feed two rules with the same eventId. Reports
+//     (adAnalytics) still count such repeats unless
+//     Reporting.DedupEventIDWindow is set (spec §21.10 item 4: off by
+//     default).
 //   - Rate limits: refused (429) requests do not consume quota.
 //   - An explicit JSON null in an event is a type error (for example
 //     "null is not backed by a String"), as Rest.li treats it.

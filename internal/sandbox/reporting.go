@@ -40,6 +40,13 @@ type Reporting struct {
 	// DelayJitter adds to Delay a deterministic per-event extra in
 	// [0, DelayJitter). Default 0.
 	DelayJitter Duration `json:"delay_jitter,omitempty"`
+	// DedupEventIDWindow, when positive, turns on LinkedIn-side eventId
+	// de-duplication in reports: an event is not counted when an earlier
+	// counted event of the same rule with the same eventId was received
+	// less than this long before it (the first one keeps its value and
+	// time). Default 0: off, two events with one eventId count twice
+	// (spec §21.10 item 4, §23.2). Tests of de-duplication set e.g. 48h.
+	DedupEventIDWindow Duration `json:"dedup_event_id_window,omitempty"`
 	// InsightTagEventIDs are, per ad account, eventIds the Insight Tag
 	// reported: an API event with one of them is deducted (spec §23.1).
 	InsightTagEventIDs map[int64][]string `json:"insight_tag_event_ids,omitempty"`
@@ -81,6 +88,9 @@ func (r Reporting) withDefaults() (Reporting, error) {
 	}
 	if r.Delay < 0 || r.DelayJitter < 0 {
 		return r, fmt.Errorf("reporting delay %s, jitter %s: must not be negative", time.Duration(r.Delay), time.Duration(r.DelayJitter))
+	}
+	if r.DedupEventIDWindow < 0 {
+		return r, fmt.Errorf("reporting dedup_event_id_window %s: must not be negative (0 turns it off)", time.Duration(r.DedupEventIDWindow))
 	}
 	for id, v := range r.MatchedShareByRule {
 		if v < 0 || v > 1 {
@@ -139,11 +149,16 @@ type ReportedEvent struct {
 	PostView   bool   `json:"post_view"`
 	// TagDeduplicated: deducted for an Insight Tag event with its eventId.
 	TagDeduplicated bool `json:"tag_deduplicated,omitempty"`
+	// DuplicateOf is the Seq of the earlier counted event of the same rule
+	// and eventId that this one is de-duplicated against, when
+	// Reporting.DedupEventIDWindow is on; 0 otherwise.
+	DuplicateOf int64 `json:"duplicate_of,omitempty"`
 	// VisibleAt is when it appears in reports (ms); Visible says whether it
 	// does now.
 	VisibleAt int64 `json:"visible_at"`
 	Visible   bool  `json:"visible"`
-	// Counted is Matched, not deduplicated and Visible.
+	// Counted is Matched, not deduplicated (TagDeduplicated, DuplicateOf)
+	// and Visible.
 	Counted bool `json:"counted"`
 
 	campaigns []int64 // associated at receive time (for the CAMPAIGN pivot)
@@ -163,9 +178,10 @@ type reportBody struct {
 	} `json:"user"`
 }
 
-// reportModel evaluates every accepted event (not duplicates: the
-// sandbox's own eventId de-duplication, Config.DedupWindow, is the model's
-// dedup_event_id_window). The caller holds s.mu.
+// reportModel evaluates every accepted event, repeats of an eventId
+// included (the store's duplicate_of marking, Config.DedupWindow, is for
+// inspection only; reports de-duplicate only when
+// Reporting.DedupEventIDWindow is on). The caller holds s.mu.
 func (s *Server) reportModel(now time.Time) []ReportedEvent {
 	rep := s.rep
 	tags := map[int64]map[string]bool{}
@@ -175,8 +191,14 @@ func (s *Server) reportModel(now time.Time) []ReportedEvent {
 			tags[acct][id] = true
 		}
 	}
-	convs := s.convs.selectConv(ConversionFilter{})
+	convs := s.convs.selectConv(ConversionFilter{Duplicates: true})
 	out := make([]ReportedEvent, 0, len(convs))
+	// first counted event per rule and eventId, for DedupEventIDWindow
+	type firstCounted struct {
+		seq int64
+		at  int64
+	}
+	firsts := map[dedupKey]firstCounted{}
 	for _, c := range convs {
 		var b reportBody
 		_ = json.Unmarshal(c.Body, &b)
@@ -211,13 +233,21 @@ func (s *Server) reportModel(now time.Time) []ReportedEvent {
 		}
 		e.PostView = e.Matched && hashUnit(s.cfg.Seed, c.Rule, key, "view") < rep.PostViewShare
 		e.TagDeduplicated = c.EventID != "" && tags[c.Account][c.EventID]
+		if w := time.Duration(rep.DedupEventIDWindow); w > 0 && c.EventID != "" && e.Matched && !e.TagDeduplicated {
+			k := dedupKey{c.Rule, c.EventID}
+			if f, ok := firsts[k]; ok && time.Duration(c.ReceivedAt-f.at)*time.Millisecond < w {
+				e.DuplicateOf = f.seq
+			} else {
+				firsts[k] = firstCounted{c.Seq, c.ReceivedAt}
+			}
+		}
 		visible := time.UnixMilli(c.ReceivedAt).Add(time.Duration(rep.Delay))
 		if rep.DelayJitter > 0 {
 			visible = visible.Add(time.Duration(hashUnit(s.cfg.Seed, c.Rule, key, "delay") * float64(rep.DelayJitter)))
 		}
 		e.VisibleAt = visible.UnixMilli()
 		e.Visible = !now.Before(visible)
-		e.Counted = e.Matched && !e.TagDeduplicated && e.Visible
+		e.Counted = e.Matched && !e.TagDeduplicated && e.DuplicateOf == 0 && e.Visible
 		if r := s.st.Rules[c.Rule]; r != nil {
 			for _, a := range r.Associations {
 				if a.AssociatedAt <= c.ReceivedAt {

@@ -119,3 +119,58 @@ func TestReportingScopeAndErrors(t *testing.T) {
 		wantBody(t, r, `{"status":400,"message":"Parameter '`+c.param+`' is invalid"}`)
 	}
 }
+
+// TestReportingEventIDDedupSwitch: two API events of one rule with the same
+// eventId ($149, then $39) count twice by default (spec §21.10 item 4,
+// dedup_event_id_window = 0); with the window on (POST /_sandbox/reporting)
+// only the first counts, keeping its value; a repeat after the window
+// counts again; a negative window is refused.
+func TestReportingEventIDDedupSwitch(t *testing.T) {
+	h := newHarness(t, Config{})
+	const repTok = "reporting-token"
+	if err := h.srv.AddToken(TokenSpec{Token: repTok, Scopes: []string{"r_ads", "rw_conversions", "r_ads_reporting"}}); err != nil {
+		t.Fatal(err)
+	}
+	day30 := time.Date(2025, 12, 30, 12, 0, 0, 0, time.UTC).UnixMilli()
+	order := func(amount string) string {
+		return fmt.Sprintf(`{"conversion":%q,"conversionHappenedAt":%d,"eventId":"wc_order_5291","conversionValue":{"currencyCode":"USD","amount":%q},"user":{"userIds":[{"idType":"LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID","idValue":"lfi-1"}]}}`,
+			ruleURNStr, day30, amount)
+	}
+	wantStatus(t, h.sendBatch(tok, order("149")), 200)
+	h.clock.Advance(time.Hour)
+	wantStatus(t, h.sendBatch(tok, order("39")), 200)
+	row := func(why string, conv int64, value string) {
+		t.Helper()
+		_, a := h.report(repTok, reportPath)
+		if len(a.Elements) != 1 || a.Elements[0].Conversions != conv || a.Elements[0].Value != value {
+			t.Errorf("%s: reported %+v, want %d conversions worth %s", why, a.Elements, conv, value)
+		}
+	}
+	row("default (off)", 2, "188.00")
+	if w := h.srv.ReportingConfig().DedupEventIDWindow; w != 0 {
+		t.Errorf("default dedup_event_id_window %s, want 0", time.Duration(w))
+	}
+
+	wantStatus(t, h.do("POST", "/_sandbox/reporting", nil, `{"dedup_event_id_window":"48h"}`), 200)
+	row("window 48h", 1, "149.00")
+	var model struct {
+		Elements []ReportedEvent `json:"elements"`
+	}
+	r := h.do("GET", "/_sandbox/reporting", nil, "")
+	if err := json.Unmarshal([]byte(r.body), &model); err != nil {
+		t.Fatal(err)
+	}
+	if len(model.Elements) != 2 || !model.Elements[0].Counted || model.Elements[1].Counted ||
+		model.Elements[1].DuplicateOf != model.Elements[0].Seq {
+		t.Errorf("model with the window: %s", r.body)
+	}
+
+	// A third repeat 48 h after the first counts again.
+	h.clock.Advance(47 * time.Hour)
+	wantStatus(t, h.sendBatch(tok, order("10")), 200)
+	row("repeat after the window", 2, "159.00")
+
+	if r := h.do("POST", "/_sandbox/reporting", nil, `{"dedup_event_id_window":"-1h"}`); r.status != 400 || !strings.Contains(r.body, "dedup_event_id_window") {
+		t.Errorf("negative window: %d %s", r.status, r.body)
+	}
+}
