@@ -368,8 +368,10 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 		case <-ctx.Done():
 			return
 		}
-		fctx, cancel := context.WithTimeout(ctx, c.cfg.FetchWait)
-		opts := []jetstream.FetchOpt{jetstream.FetchContext(fctx)}
+		// The fetch expires at the server after FetchWait; the client
+		// ends it on the server's answer to that, or ctx's end, never on
+		// a deadline of its own (fetchExpiry says why).
+		opts := []jetstream.FetchOpt{fetchExpiry(c.cfg.FetchWait), jetstream.FetchContext(ctx)}
 		// Heartbeats end a fetch whose server went away (a cluster node
 		// restarting) after two missed ones (10 s) instead of FetchWait.
 		// A fetch that ends within 20 s gains nothing from them, and short
@@ -393,7 +395,6 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 			}
 			err = batch.Error()
 		}
-		cancel()
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			c.log.Warn("reading events failed; retrying", "error", err)
 			select {
@@ -402,6 +403,32 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 			}
 		}
 	}
+}
+
+// fetchExpiry sets a fetch's expiry at the server to d, leaving its
+// context to a FetchContext option after it.
+//
+// nats.go takes the expiry from FetchMaxWait, which excludes FetchContext,
+// or from a FetchContext's deadline: 90% of the time left, at most 1 s
+// less. A fetch whose context has that deadline ends at the client a few
+// milliseconds after the server gave up on it when d is short, and on a
+// loaded machine the client often gives up first: the events the server
+// sent it just before expiry reach an inbox nobody reads, and wait for
+// AckWait (30 s) before anyone delivers them. So the expiry comes from a
+// context of its own whose deadline gives d, and a later FetchContext(ctx)
+// without a deadline replaces it for cancellation: the client then ends
+// the fetch on the server's expiry answer, or after a second more without
+// any message, or when ctx ends.
+func fetchExpiry(d time.Duration) jetstream.FetchOpt {
+	left := d * 10 / 9 // expiry = 90% of the time left
+	if d >= 9*time.Second {
+		left = d + time.Second // expiry = the time left less 1 s
+	}
+	// Only the deadline is read (when the option is applied, at once);
+	// the context itself is replaced, so it may end now.
+	dctx, cancel := context.WithTimeout(context.Background(), left)
+	cancel()
+	return jetstream.FetchContext(dctx)
 }
 
 // dedupWait bounds how long a consumer waits for the de-duplication

@@ -2,12 +2,15 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // feed runs c.Feed into a channel until the test ends or the returned stop
@@ -316,5 +319,51 @@ func TestConsumerSegment(t *testing.T) {
 	c.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d segments still tracked after their acknowledgement", left)
+	}
+}
+
+// TestFetchExpiresAtTheServer: a fetch asks the server to expire it after
+// FetchWait, and the client does not end it on a deadline of its own
+// first. With the deadline on the fetch's context (nats.go then asks for
+// 90% of FetchWait and gives up at FetchWait), events the server sent in
+// the last moments of a short fetch waited for AckWait on a loaded machine.
+func TestFetchExpiresAtTheServer(t *testing.T) {
+	for _, wait := range []time.Duration{200 * time.Millisecond, 3 * time.Second, 30 * time.Second} {
+		t.Run(wait.String(), func(t *testing.T) {
+			eng, _ := openWriter(t, Config{DataDir: t.TempDir()})
+			reqs := make(chan []byte, 16)
+			sub, err := eng.Conn().Subscribe("$JS.API.CONSUMER.MSG.NEXT.>", func(m *nats.Msg) {
+				select {
+				case reqs <- m.Data:
+				default:
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			c, err := eng.Consumer(context.Background(), ConsumerConfig{Durable: "expiry", Sources: []string{"web"}, FetchWait: wait})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, stop := feed(t, c, nil)
+			defer stop()
+			var req struct {
+				Expires time.Duration `json:"expires"`
+			}
+			select {
+			case b := <-reqs:
+				if err := json.Unmarshal(b, &req); err != nil {
+					t.Fatalf("pull request %s: %v", b, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no pull request seen")
+			}
+			// Within a few milliseconds: the time between the option's
+			// context and its use.
+			if d := wait - req.Expires; d < 0 || d > 20*time.Millisecond {
+				t.Errorf("fetch expires at the server after %s, want %s", req.Expires, wait)
+			}
+		})
 	}
 }
