@@ -35,8 +35,9 @@ type ConsumerConfig struct {
 	FetchWait time.Duration
 	// Batch, when set, is the most messages (segments, each holding one
 	// or more events) one fetch asks for, 1 to 1000. By default a fetch
-	// asks for up to FetchBytes instead, so that a fetch of large segments
-	// holds as little memory as one of single events.
+	// asks for up to FetchBytes (and at most 1,000 messages) instead, so
+	// that a fetch of large segments holds as little memory as one of
+	// single events.
 	Batch int
 	// FetchBytes bounds the data one fetch asks for when Batch is not set.
 	// Default 8 MiB (more than the largest message).
