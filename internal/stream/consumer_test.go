@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -365,5 +366,33 @@ func TestFetchExpiresAtTheServer(t *testing.T) {
 				t.Errorf("fetch expires at the server after %s, want %s", req.Expires, wait)
 			}
 		})
+	}
+}
+
+func TestConsumerFetchAllocation(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	const n = 20
+	for i := range n {
+		appendOK(t, w, Event{Source: "web", Type: "track", MessageID: fmt.Sprint("m", i), Doc: []byte(`{"n":1}`)})
+	}
+	c, err := eng.Consumer(context.Background(), ConsumerConfig{Durable: "alloc", FetchWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	out, stop := feed(t, c, nil)
+	for range n {
+		if err := receive(t, out).Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	runtime.ReadMemStats(&after)
+	// At least two fetches ran (two in flight); with FetchBytes they
+	// allocated 64 MB or more. What else runs (the embedded server,
+	// acknowledgements) allocates a few MB at most.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Errorf("delivering %d events allocated %d MB", n, got>>20)
 	}
 }
