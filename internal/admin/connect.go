@@ -235,6 +235,14 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		_ = chooseTmpl.Execute(w, chooseView{Destination: p.dest, Choice: id, Action: ChoosePath, Accounts: ce.Accounts})
 		return
 	}
+	if s.connectDone(w, r, p, summary, err) {
+		s.connectPage(w, http.StatusOK, p.dest, true, "Destination "+p.dest+" is connected: "+summary+".", warnings)
+	}
+}
+
+// connectDone audits the end of p's connection and logs it; when it failed
+// (err), it also answers with the failure page and returns false.
+func (s *Server) connectDone(w http.ResponseWriter, r *http.Request, p pendingConnect, summary string, err error) bool {
 	rec := audit.Record{By: p.by, Action: audit.ActionLinkedInConnect, Target: p.dest, Detail: summary}
 	if err != nil {
 		rec.Error = err.Error()
@@ -243,10 +251,10 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Warn("LinkedIn connection failed", "destination", p.dest, "principal", p.by, "error", err)
 		s.connectPage(w, http.StatusOK, p.dest, false, "Destination "+p.dest+" was not connected: "+err.Error(), nil)
-		return
+		return false
 	}
 	s.log.Info("LinkedIn connected", "destination", p.dest, "principal", p.by, "detail", summary)
-	s.connectPage(w, http.StatusOK, p.dest, true, "Destination "+p.dest+" is connected: "+summary+".", warnings)
+	return true
 }
 
 // oauthChoose: POST /admin/oauth/choose, the operator's choice of ad
@@ -280,18 +288,9 @@ func (s *Server) oauthChoose(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	summary, config, warnings, err := p.choose.Choose(r.Context(), account)
-	rec := audit.Record{By: p.by, Action: audit.ActionLinkedInConnect, Target: p.dest, Detail: summary}
-	if err != nil {
-		rec.Error = err.Error()
+	if s.connectDone(w, r, p.pendingConnect, summary, err) {
+		s.connectPageConfig(w, p.dest, "Destination "+p.dest+" is connected: "+summary+".", config, warnings)
 	}
-	s.record(r, rec)
-	if err != nil {
-		s.log.Warn("LinkedIn connection failed", "destination", p.dest, "principal", p.by, "error", err)
-		s.connectPage(w, http.StatusOK, p.dest, false, "Destination "+p.dest+" was not connected: "+err.Error(), nil)
-		return
-	}
-	s.log.Info("LinkedIn connected", "destination", p.dest, "principal", p.by, "detail", summary)
-	s.connectPageConfig(w, p.dest, "Destination "+p.dest+" is connected: "+summary+".", config, warnings)
 }
 
 type chooseView struct {
