@@ -79,6 +79,21 @@ else
 	log "chromium installed: $("$chromium" --version 2>/dev/null || echo "$chromium")"
 fi
 
+# apt_install_no_start PACKAGE...: apt-get install PACKAGEs (no recommends)
+# with services kept from starting during the installation: a policy-rc.d
+# that forbids it, ours only if none was there, removed afterwards.
+apt_install_no_start() {
+	local rcd=/usr/sbin/policy-rc.d own_rcd= status=0
+	if [ ! -e "$rcd" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$rcd" >/dev/null
+		"${sudo[@]}" chmod 755 "$rcd"
+		own_rcd=1
+	fi
+	"${sudo[@]}" apt-get install -y -q --no-install-recommends "$@" || status=$?
+	[ -z "$own_rcd" ] || "${sudo[@]}" rm -f "$rcd"
+	[ "$status" -eq 0 ] || die "apt-get install $* failed (exit $status)"
+}
+
 # --- promtool (Debian's prometheus package) -----------------------------------
 # Only promtool is wanted: policy-rc.d forbids starting the packaged
 # Prometheus server during the installation, and the service is stopped and
@@ -87,18 +102,8 @@ if command -v promtool >/dev/null 2>&1; then
 	log "promtool is installed: $(command -v promtool)"
 else
 	apt_prepare promtool prometheus
-	rcd=/usr/sbin/policy-rc.d
-	own_rcd=
-	if [ ! -e "$rcd" ]; then
-		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$rcd" >/dev/null
-		"${sudo[@]}" chmod 755 "$rcd"
-		own_rcd=1
-	fi
 	log "installing Debian's prometheus for promtool (apt-get install prometheus; the server is not started)"
-	status=0
-	"${sudo[@]}" apt-get install -y -q --no-install-recommends prometheus || status=$?
-	[ -z "$own_rcd" ] || "${sudo[@]}" rm -f "$rcd"
-	[ "$status" -eq 0 ] || die "apt-get install prometheus failed (exit $status)"
+	apt_install_no_start prometheus
 	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 		"${sudo[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 	fi
@@ -118,18 +123,8 @@ elif command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
 	log "podman and runc are installed: $(podman --version), $(runc --version | head -n 1)"
 else
 	apt_prepare podman podman
-	rcd=/usr/sbin/policy-rc.d
-	own_rcd=
-	if [ ! -e "$rcd" ]; then
-		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$rcd" >/dev/null
-		"${sudo[@]}" chmod 755 "$rcd"
-		own_rcd=1
-	fi
 	log "installing Debian's podman and runc (apt-get install podman runc; no service is started)"
-	status=0
-	"${sudo[@]}" apt-get install -y -q --no-install-recommends podman runc || status=$?
-	[ -z "$own_rcd" ] || "${sudo[@]}" rm -f "$rcd"
-	[ "$status" -eq 0 ] || die "apt-get install podman runc failed (exit $status)"
+	apt_install_no_start podman runc
 	command -v podman >/dev/null 2>&1 || die "apt-get installed podman but it is not on PATH"
 	log "podman installed: $(podman --version)"
 fi
