@@ -450,16 +450,7 @@ func TestFollowerFirstInStreamOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := feed(t, c, nil)
-	var got []string
-	for range 3 {
-		d := receive(t, out)
-		got = append(got, d.MessageID+"@"+d.Pos().String())
-		if err := d.Ack(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	slices.Sort(got)
-	if fmt.Sprint(got) != "[m1@1:0 m2@1:1 m3@2:1]" {
+	if got := receiveAcked(t, out, 3); got != "[m1@1:0 m2@1:1 m3@2:1]" {
 		t.Errorf("delivered %v, want m2 once, at its first position", got)
 	}
 	nothing(t, out, 300*time.Millisecond)
@@ -482,4 +473,21 @@ func TestFollowerFirstInStreamOrder(t *testing.T) {
 	wg.Go(func() { dc.Follow(ctx, eng) })
 	appendOK(t, wa, track("m5"))
 	eventually(t, func() bool { return dc.Covered() == 4 })
+}
+
+// receiveAcked receives n deliveries from out, acknowledges each and
+// returns them as "[messageId@pos …]" sorted: two fetches in flight
+// deliver out of stream order.
+func receiveAcked(t *testing.T, out <-chan *Delivery, n int) string {
+	t.Helper()
+	got := make([]string, 0, n)
+	for range n {
+		d := receive(t, out)
+		got = append(got, d.MessageID+"@"+d.Pos().String())
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(got)
+	return fmt.Sprint(got)
 }
