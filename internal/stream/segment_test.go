@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/stream/dedup"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestPos(t *testing.T) {
@@ -382,30 +381,12 @@ func TestAttachedToolUsesTheRunningIndex(t *testing.T) {
 	}
 	// Metrics: the running index counts what both writers added; the
 	// tool's Dedup has no index of its own and reports nothing.
-	if got := dedupMetrics(t, d)["capstan_dedup_added_keys_total"]; got != 4 {
+	if got := collected(t, d.Collector())["capstan_dedup_added_keys_total"]; got != 4 {
 		t.Errorf("capstan_dedup_added_keys_total = %v, want 4 (a, b, c, d)", got)
 	}
-	if got := dedupMetrics(t, td); len(got) != 0 {
+	if got := collected(t, td.Collector()); len(got) != 0 {
 		t.Errorf("a tool's index metrics: %v, want none", got)
 	}
-}
-
-// dedupMetrics gathers d's collector as name → value.
-func dedupMetrics(t *testing.T, d *Dedup) map[string]float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(d.Collector())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
-	}
-	return got
 }
 
 // TestFollowerFirstInStreamOrder is cluster mode in one process: two

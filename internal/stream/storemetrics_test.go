@@ -8,11 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// storeMetrics gathers the store collector's metrics as "name{scope}".
-func storeMetrics(t *testing.T, eng *Engine) map[string]float64 {
+// collected gathers c's metrics as name → value, "name{label value}" for
+// a labelled one (gauges and counters).
+func collected(t *testing.T, c prometheus.Collector) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(eng.StoreCollector())
+	reg.MustRegister(c)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -20,10 +21,20 @@ func storeMetrics(t *testing.T, eng *Engine) map[string]float64 {
 	got := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			got[mf.GetName()+"{"+m.GetLabel()[0].GetValue()+"}"] = m.GetGauge().GetValue()
+			key := mf.GetName()
+			if l := m.GetLabel(); len(l) > 0 {
+				key += "{" + l[0].GetValue() + "}"
+			}
+			got[key] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
 		}
 	}
 	return got
+}
+
+// storeMetrics gathers the store collector's metrics as "name{scope}".
+func storeMetrics(t *testing.T, eng *Engine) map[string]float64 {
+	t.Helper()
+	return collected(t, eng.StoreCollector())
 }
 
 // TestStoreCollector: how full the store is, against engine.max_bytes and
