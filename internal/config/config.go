@@ -1,6 +1,9 @@
 package config
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"path/filepath"
+)
 
 // Config is the whole capstan.yaml. The zero value of every field means "the
 // default", stated in the field's comment; Load fills defaults in and
@@ -274,7 +277,37 @@ type Identity struct {
 	// TTL is how long identifiers are kept after they were last seen.
 	// Default 90d (LinkedIn's look-back window).
 	TTL Duration `yaml:"ttl"`
+	// Store is where the graph's profiles live: "jetstream" (a KV bucket of
+	// the engine, shared by every replica on an external cluster), "local"
+	// (an on-disk store in data_dir/identity, owned by the serving process:
+	// memory bounded whatever the number of visitors; embedded engine only)
+	// or "auto" (the default: local with the embedded engine, jetstream
+	// with nats_url). Tools attached to a running capstan (identity show,
+	// delete) reach its local store through it.
+	Store string `yaml:"store"`
 }
+
+// Identity stores (Identity.Store).
+const (
+	IdentityStoreAuto      = "auto"
+	IdentityStoreJetStream = "jetstream"
+	IdentityStoreLocal     = "local"
+)
+
+// IdentityLocal reports whether the identity graph lives in the local
+// store (identity.store, with auto resolved).
+func (c *Config) IdentityLocal() bool {
+	switch c.Identity.Store {
+	case IdentityStoreLocal:
+		return true
+	case IdentityStoreJetStream:
+		return false
+	}
+	return c.Engine.NatsURL == ""
+}
+
+// IdentityDir is the local identity store's directory: data_dir/identity.
+func (c *Config) IdentityDir() string { return filepath.Join(c.Server.DataDir, DefaultIdentityDir) }
 
 // Privacy configures what a privacy deletion leaves behind.
 type Privacy struct {

@@ -35,6 +35,13 @@ func TestParseDefaults(t *testing.T) {
 	if cfg.Identity.TTL.D() != 90*24*time.Hour {
 		t.Errorf("identity ttl: got %s", cfg.Identity.TTL)
 	}
+	if cfg.Identity.Store != IdentityStoreAuto || !cfg.IdentityLocal() || cfg.IdentityDir() != filepath.Join(cfg.Server.DataDir, "identity") {
+		t.Errorf("identity store: got %q, local %v, dir %s", cfg.Identity.Store, cfg.IdentityLocal(), cfg.IdentityDir())
+	}
+	cluster, err := Parse("capstan.yaml", []byte("engine: {nats_url: 'nats://n1:4222'}\n"+minimal), env(nil))
+	if err != nil || cluster.IdentityLocal() {
+		t.Errorf("identity store auto with nats_url: local %v (%v), want jetstream", cluster != nil && cluster.IdentityLocal(), err)
+	}
 	if rl := cfg.Sources[0].RateLimit; rl != (RateLimit{}) {
 		t.Errorf("source rate limit: got %+v, want off (segment-ingest.md §1.11)", rl)
 	}
@@ -178,6 +185,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`c.yaml:3:12: sources[1].name: "a" is already the name of sources[0]`, "sources[1].write_key: the same write key is already used by sources[0]"}},
 		{"bad origin", "sources:\n  - name: a\n    write_key: k\n    allowed_origins: [www.example.com]\n", []string{"sources[0].allowed_origins[0]: must be an origin"}},
 		{"suppression ttl too short", "privacy:\n  suppression_ttl: 30m\n" + minimal, []string{"c.yaml:2:20: privacy.suppression_ttl: must be at least 1h, got 30m"}},
+		{"identity store unknown", "identity:\n  store: disk\n" + minimal, []string{`c.yaml:2:10: identity.store: must be auto, jetstream or local, got "disk"`}},
+		{"identity store local on a cluster", "engine: {nats_url: 'nats://n1:4222'}\nidentity:\n  store: local\n" + minimal, []string{"c.yaml:3:10: identity.store: local needs the embedded engine"}},
 		{"dedup window too short", "engine:\n  dedup:\n    window: 30s\n" + minimal, []string{"engine.dedup.window: must be between 1m and 30d"}},
 		{"dedup window under both names", "engine:\n  dedup_window: 48h\n  dedup:\n    window: 36h\n" + minimal, []string{"engine.dedup_window: is the older name of engine.dedup.window"}},
 		{"dedup memory too small", "engine:\n  dedup:\n    memory_bytes: 1024\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432"}},

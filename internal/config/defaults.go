@@ -34,6 +34,8 @@ const (
 	DefaultDLQMaxBytes        = 1 << 30
 	MinDLQMaxBytes            = 1 << 20
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
+	DefaultIdentityStore      = IdentityStoreAuto
+	DefaultIdentityDir        = "identity" // in data_dir
 	DefaultMetricsAuth        = MetricsAuthNone
 	DefaultSuppressionTTL     = 365 * 24 * time.Hour
 	DefaultBrowserBatchSize   = 10
@@ -120,6 +122,7 @@ func (c *Config) applyDefaults() {
 	}
 
 	setDur(&c.Identity.TTL, DefaultIdentityTTL)
+	setStr(&c.Identity.Store, DefaultIdentityStore)
 	if c.Privacy.Suppress == nil {
 		on := true
 		c.Privacy.Suppress = &on

@@ -52,6 +52,15 @@ func (c *Config) validate(es *Errors) {
 	if c.Identity.TTL.D() < time.Hour {
 		v.errorf("identity.ttl", "must be at least 1h, got %s", c.Identity.TTL)
 	}
+	switch c.Identity.Store {
+	case IdentityStoreAuto, IdentityStoreJetStream:
+	case IdentityStoreLocal:
+		if c.Engine.NatsURL != "" {
+			v.errorf("identity.store", "local needs the embedded engine: with engine.nats_url every replica must share the graph, so use jetstream (or auto)")
+		}
+	default:
+		v.errorf("identity.store", "must be auto, jetstream or local, got %q", c.Identity.Store)
+	}
 	if c.Privacy.SuppressionTTL.D() < time.Hour {
 		v.errorf("privacy.suppression_ttl", "must be at least 1h, got %s", c.Privacy.SuppressionTTL)
 	}

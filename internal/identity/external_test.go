@@ -51,7 +51,7 @@ func TestExternal(t *testing.T) {
 	bucket := "identity_test_" + hex.EncodeToString(nonce[:])
 	t.Cleanup(func() { _ = js.DeleteKeyValue(context.Background(), bucket) })
 	g := openGraph(t, js, Config{Bucket: bucket, TTL: time.Hour})
-	if st, err := g.kv.Status(context.Background()); err != nil || st.TTL() != time.Hour {
+	if st, err := g.store.(*jsStore).kv.Status(context.Background()); err != nil || st.TTL() != time.Hour {
 		t.Fatalf("bucket status %v %v", st, err)
 	}
 	observe(t, g, pageA)

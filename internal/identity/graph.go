@@ -86,16 +86,19 @@ type Config struct {
 	MemoTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Store, when set, holds the profiles instead of the KV bucket: the
+	// local store of the embedded engine (OpenLocal), or the running
+	// capstan's for a tool attached to it (Remote). Bucket, Replicas and
+	// Async then do not apply. The caller closes it after the Graph's use.
+	Store Store
 }
 
-// Graph is the identity graph on a JetStream KV bucket. It is safe for
-// concurrent use, by any number of processes sharing the bucket.
+// Graph is the identity graph on a Store: a JetStream KV bucket, or the
+// local store. It is safe for concurrent use, by any number of processes
+// sharing the bucket.
 type Graph struct {
 	cfg    Config
-	js     jetstream.JetStream
-	kv     jetstream.KeyValue
-	st     jetstream.Stream
-	subPre string // "$KV.<bucket>."
+	store  Store
 	log    *slog.Logger
 	lim    limiter
 	memo   memo
@@ -106,6 +109,8 @@ type Graph struct {
 
 // Open creates the bucket, or binds it and updates its TTL and replicas
 // when they differ from cfg. It works unchanged on an external cluster.
+// With cfg.Store it uses that store instead, and js, when not nil, only to
+// tell other processes about deletions (forgetKeys).
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Graph, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = stream.IdentityKV
@@ -145,7 +150,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 	if cfg.HashEmail == nil {
 		errs = append(errs, errors.New("identity: HashEmail is required"))
 	}
-	if js == nil {
+	if js == nil && cfg.Store == nil {
 		errs = append(errs, errors.New("identity: no JetStream"))
 	}
 	if len(errs) > 0 {
@@ -154,6 +159,42 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("component", "identity")
+	st := cfg.Store
+	if st == nil {
+		var err error
+		if st, err = openBucket(ctx, js, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if l, ok := st.(*Local); ok {
+		l.bind(cfg.TTL, cfg.Now)
+	}
+	g := &Graph{
+		cfg:    cfg,
+		store:  st,
+		log:    log,
+		lim:    limiter{logger: log, every: time.Minute},
+		memo:   memo{ttl: cfg.MemoTTL},
+		seen:   newSeen(seenGeneration),
+		forget: forgetSubject(cfg.Bucket),
+	}
+	if js == nil {
+		return g, nil
+	}
+	// Deletions by other processes (the CLI, other replicas) reach the
+	// memo at once. The subscription lives as long as the connection.
+	g.nc = js.Conn()
+	if _, err := g.nc.Subscribe(g.forget, func(m *nats.Msg) {
+		g.memo.drop(strings.Fields(string(m.Data)))
+	}); err != nil {
+		return nil, fmt.Errorf("subscribe to identity deletions: %w", err)
+	}
+	return g, nil
+}
+
+// openBucket binds or creates the KV bucket (bindBucket) as a Store.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (*jsStore, error) {
 	kv, err := bindBucket(ctx, js, cfg)
 	if err != nil {
 		return nil, err
@@ -162,28 +203,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("bind stream of KV bucket %s: %w", cfg.Bucket, err)
 	}
-	log = log.With("component", "identity")
-	g := &Graph{
-		cfg:    cfg,
-		js:     js,
-		kv:     kv,
-		st:     st,
-		subPre: "$KV." + cfg.Bucket + ".",
-		log:    log,
-		lim:    limiter{logger: log, every: time.Minute},
-		memo:   memo{ttl: cfg.MemoTTL},
-		seen:   newSeen(seenGeneration),
-		nc:     js.Conn(),
-		forget: forgetSubject(cfg.Bucket),
-	}
-	// Deletions by other processes (the CLI, other replicas) reach the
-	// memo at once. The subscription lives as long as the connection.
-	if _, err := g.nc.Subscribe(g.forget, func(m *nats.Msg) {
-		g.memo.drop(strings.Fields(string(m.Data)))
-	}); err != nil {
-		return nil, fmt.Errorf("subscribe to identity deletions: %w", err)
-	}
-	return g, nil
+	return &jsStore{js: js, kv: kv, st: st, subPre: "$KV." + cfg.Bucket + "."}, nil
 }
 
 // forgetSubject is the core NATS subject on which Delete names the keys it
@@ -278,7 +298,8 @@ func createAsyncBucket(ctx context.Context, js jetstream.JetStream, kvc jetstrea
 	return kv, nil
 }
 
-// Bucket returns the KV bucket's name.
+// Bucket returns the KV bucket's name (with Config.Store, the name it
+// would have).
 func (g *Graph) Bucket() string { return g.cfg.Bucket }
 
 // TTL returns the time a profile lives after its last write.
@@ -372,17 +393,15 @@ func (g *Graph) load(ctx context.Context, key string) (entry, error) {
 }
 
 func (g *Graph) read(ctx context.Context, key string) (entry, error) {
-	e, err := g.kv.Get(ctx, key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return entry{}, nil
-	case errors.Is(err, jetstream.ErrKeyDeleted):
-		return entry{rev: e.Revision()}, nil
-	case err != nil:
+	s, err := g.store.get(ctx, key)
+	if err != nil {
 		return entry{}, fmt.Errorf("read profile: %w", err)
 	}
-	out := entry{rev: e.Revision(), at: e.Created(), exists: true}
-	if err := json.Unmarshal(e.Value(), &out.rec); err != nil {
+	if !s.exists {
+		return entry{rev: s.rev}, nil
+	}
+	out := entry{rev: s.rev, at: s.at, exists: true}
+	if err := json.Unmarshal(s.data, &out.rec); err != nil {
 		// An unreadable value is overwritten by the next change rather
 		// than blocking the profile for ever.
 		g.lim.warn("corrupt", "unreadable identity profile replaced", err)
@@ -462,7 +481,7 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 		if err != nil {
 			return record{}, false, fmt.Errorf("encode profile: %w", err)
 		}
-		rev, err := g.write(ctx, key, data, e.rev)
+		rev, err := g.store.put(ctx, key, data, e.rev, now)
 		if err == nil {
 			g.memo.put(key, entry{rec: r, rev: rev, at: now, exists: true})
 			g.seen.add(key)
@@ -492,13 +511,6 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 	}
 }
 
-// publish sends data for key, to be stored only if the key's last revision
-// is rev (0: no message); the future says whether it was.
-func (g *Graph) publish(key string, data []byte, rev uint64) (jetstream.PubAckFuture, error) {
-	return g.js.PublishMsgAsync(&nats.Msg{Subject: g.subPre + key, Header: nats.Header{}, Data: data},
-		jetstream.WithExpectLastSequencePerSubject(rev))
-}
-
 // writeTimeout bounds the wait for one write's acknowledgement.
 const writeTimeout = 10 * time.Second
 
@@ -506,41 +518,13 @@ const writeTimeout = 10 * time.Second
 // engine did not answer (Unavailable).
 var errNoAck = fmt.Errorf("no acknowledgement within %s", writeTimeout)
 
-// write stores data at key if the key's last revision is rev (0: no
-// message), as KeyValue.Update does, without its per-call key validation
-// (a regular expression; keys here are always a prefix and hex). A stale
-// rev fails with an error casConflict recognises.
-//
-// It publishes asynchronously and waits for the acknowledgement: with
-// delivery's workers writing concurrently this costs ~35 CPU-µs per write
-// instead of ~56 for a synchronous request (a context, a timer and a reply
-// subscription each), measured with 32 writers on the embedded engine.
-func (g *Graph) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	f, err := g.publish(key, data, rev)
-	if err != nil {
-		return 0, err
-	}
-	t := time.NewTimer(writeTimeout)
-	defer t.Stop()
-	select {
-	case ack := <-f.Ok():
-		return ack.Sequence, nil
-	case err := <-f.Err():
-		return 0, err
-	case <-t.C:
-		return 0, errNoAck
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
 // casConflict reports whether err is a failed compare-and-set: JetStream
 // answers "wrong last sequence" with code 10071 on a single-replica stream
 // and 10164 on a replicated one (an external cluster with engine.replicas
 // 3), which jetstream.ErrKeyExists does not match (issue 23: on a
 // three-node cluster, every write to a profile not in the memo failed).
 func casConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+	if errors.Is(err, errRevision) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 		return true
 	}
 	var apiErr *jetstream.APIError

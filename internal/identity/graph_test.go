@@ -49,10 +49,46 @@ func openJS(t testing.TB) jetstream.JetStream {
 	return eng.JetStream()
 }
 
+// bothStores runs test against each Store: the JetStream KV bucket and the
+// local store (openGraph gives a test running under "local" a Local).
+func bothStores(t *testing.T, test func(t *testing.T)) {
+	t.Run("jetstream", test)
+	t.Run("local", test)
+}
+
+// onLocal reports whether t runs under bothStores' "local".
+func onLocal(t testing.TB) bool { return strings.Contains(t.Name(), "/local") }
+
+// openLocal opens a local store in a temporary directory.
+func openLocal(t testing.TB) *Local {
+	t.Helper()
+	l, err := OpenLocal(LocalConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// openGraph opens a graph on js, with a local store when t runs under
+// bothStores' "local" (one per bucket name and engine, so that graphs of
+// one test that share a bucket share the store).
 func openGraph(t testing.TB, js jetstream.JetStream, cfg Config) *Graph {
 	t.Helper()
 	if cfg.HashEmail == nil {
 		cfg.HashEmail = hashEmail
+	}
+	if cfg.Store == nil && onLocal(t) {
+		localsMu.Lock()
+		k := localsKey{js, cfg.Bucket}
+		l, ok := locals[k]
+		if !ok {
+			l = openLocal(t)
+			locals[k] = l
+			t.Cleanup(func() { localsMu.Lock(); delete(locals, k); localsMu.Unlock() })
+		}
+		localsMu.Unlock()
+		cfg.Store = l
 	}
 	g, err := Open(context.Background(), js, cfg, discard)
 	if err != nil {
@@ -60,6 +96,16 @@ func openGraph(t testing.TB, js jetstream.JetStream, cfg Config) *Graph {
 	}
 	return g
 }
+
+type localsKey struct {
+	js     jetstream.JetStream
+	bucket string
+}
+
+var (
+	localsMu sync.Mutex
+	locals   = map[localsKey]*Local{}
+)
 
 func newGraph(t testing.TB) *Graph {
 	t.Helper()
@@ -109,15 +155,15 @@ func tryKeys(t testing.TB, g *Graph) (ks []string, ok bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kl, err := g.kv.ListKeys(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k := range kl.Keys() {
+	err := g.store.each(ctx, func(k string, _ stored) error {
 		ks = append(ks, k)
-	}
+		return nil
+	})
 	if ctx.Err() != nil {
 		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	slices.Sort(ks)
 	return slices.Compact(ks), true
@@ -146,7 +192,9 @@ var emailHash = sha(strings.ToLower(email))
 // TestStory is the issue's story: the click id lands on an anonymous page
 // view, identify links the browser to the user and brings the email, and a
 // later server-side event that carries only the userId gets both.
-func TestStory(t *testing.T) {
+func TestStory(t *testing.T) { bothStores(t, testStory) }
+
+func testStory(t *testing.T) {
 	g := newGraph(t)
 	observe(t, g, pageA)
 	observe(t, g, identAU)
@@ -187,14 +235,16 @@ func TestStory(t *testing.T) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}
 	for _, k := range keys(t, g) {
-		e, _ := g.kv.Get(context.Background(), k)
-		if strings.Contains(strings.ToLower(string(e.Value())), "example.com") {
-			t.Errorf("%s stores the email in clear: %s", k, e.Value())
+		e, _ := g.store.get(context.Background(), k)
+		if strings.Contains(strings.ToLower(string(e.data)), "example.com") {
+			t.Errorf("%s stores the email in clear: %s", k, e.data)
 		}
 	}
 }
 
-func TestEnrichOrder(t *testing.T) {
+func TestEnrichOrder(t *testing.T) { bothStores(t, testEnrichOrder) }
+
+func testEnrichOrder(t *testing.T) {
 	tests := []struct {
 		name   string
 		events []string
@@ -263,7 +313,9 @@ func TestEnrichOrder(t *testing.T) {
 
 func must(s string, _ bool) string { return s }
 
-func TestAlias(t *testing.T) {
+func TestAlias(t *testing.T) { bothStores(t, testAlias) }
+
+func testAlias(t *testing.T) {
 	t.Run("previous user id", func(t *testing.T) {
 		g := newGraph(t)
 		observe(t, g, `{"type":"identify","userId":"old-id","anonymousId":"a1","traits":{"email":"p@example.com"}}`)
@@ -318,7 +370,9 @@ func TestAlias(t *testing.T) {
 	})
 }
 
-func TestGroup(t *testing.T) {
+func TestGroup(t *testing.T) { bothStores(t, testGroup) }
+
+func testGroup(t *testing.T) {
 	g := newGraph(t)
 	observe(t, g, `{"type":"group","userId":"user_12345","groupId":"org_98765","traits":{"name":"Acme"}}`)
 	observe(t, g, `{"type":"group","userId":"user_12345","groupId":4711}`)
@@ -335,7 +389,7 @@ func TestGroup(t *testing.T) {
 func TestBucketConfig(t *testing.T) {
 	js := openJS(t)
 	g := openGraph(t, js, Config{})
-	st, err := g.kv.Status(context.Background())
+	st, err := g.store.(*jsStore).kv.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +403,7 @@ func TestBucketConfig(t *testing.T) {
 	// Reopening with another TTL updates the bucket; reopening with the same
 	// one binds it unchanged.
 	g = openGraph(t, js, Config{TTL: 30 * 24 * time.Hour})
-	if st, _ := g.kv.Status(context.Background()); st.TTL() != 30*24*time.Hour {
+	if st, _ := g.store.(*jsStore).kv.Status(context.Background()); st.TTL() != 30*24*time.Hour {
 		t.Errorf("ttl after reopen = %s", st.TTL())
 	}
 	_ = openGraph(t, js, Config{TTL: 30 * 24 * time.Hour})
@@ -362,7 +416,9 @@ func TestBucketConfig(t *testing.T) {
 
 // TestTTLRefresh: activity rewrites a profile once it is older than Refresh,
 // which restarts the bucket's TTL for it; before that it writes nothing.
-func TestTTLRefresh(t *testing.T) {
+func TestTTLRefresh(t *testing.T) { bothStores(t, testTTLRefresh) }
+
+func testTTLRefresh(t *testing.T) {
 	now := time.Now()
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -425,7 +481,9 @@ func eventually(t testing.TB, within time.Duration, ok func() bool) {
 	}
 }
 
-func TestObserveIdempotent(t *testing.T) {
+func TestObserveIdempotent(t *testing.T) { bothStores(t, testObserveIdempotent) }
+
+func testObserveIdempotent(t *testing.T) {
 	g := newGraph(t)
 	events := []string{pageA, identAU, trackU,
 		`{"type":"group","userId":"` + userU + `","groupId":"org_1"}`,
@@ -452,7 +510,9 @@ func TestObserveIdempotent(t *testing.T) {
 
 // TestConcurrentObserve races related events (-race) and checks that no
 // link and no identifier is lost.
-func TestConcurrentObserve(t *testing.T) {
+func TestConcurrentObserve(t *testing.T) { bothStores(t, testConcurrentObserve) }
+
+func testConcurrentObserve(t *testing.T) {
 	g := newGraph(t)
 	const users, anons = 4, 6
 	var evs []string
@@ -506,7 +566,9 @@ func TestConcurrentObserve(t *testing.T) {
 	}
 }
 
-func TestMaxLinks(t *testing.T) {
+func TestMaxLinks(t *testing.T) { bothStores(t, testMaxLinks) }
+
+func testMaxLinks(t *testing.T) {
 	g := openGraph(t, openJS(t), Config{MaxLinks: 2})
 	for i := range 3 {
 		observe(t, g, fmt.Sprintf(`{"type":"identify","userId":"bot","anonymousId":"a%d","properties":{"li_fat_id":"L%d"}}`, i, i))
@@ -541,7 +603,9 @@ func TestMaxLinks(t *testing.T) {
 	}
 }
 
-func TestDelete(t *testing.T) {
+func TestDelete(t *testing.T) { bothStores(t, testDelete) }
+
+func testDelete(t *testing.T) {
 	ctx := context.Background()
 	setup := func(t *testing.T) *Graph {
 		g := newGraph(t)
@@ -577,8 +641,12 @@ func TestDelete(t *testing.T) {
 			}
 			// Not even a marker: the stream holds no message for the person.
 			for _, k := range person {
-				if _, err := g.st.GetLastMsgForSubject(ctx, g.subPre+k); !errors.Is(err, jetstream.ErrMsgNotFound) {
-					t.Errorf("%s: message left (%v)", k, err)
+				if st, ok := g.store.(*jsStore); ok {
+					if _, err := st.st.GetLastMsgForSubject(ctx, st.subPre+k); !errors.Is(err, jetstream.ErrMsgNotFound) {
+						t.Errorf("%s: message left (%v)", k, err)
+					}
+				} else if s, err := g.store.get(ctx, k); err != nil || s.exists || s.rev != 0 {
+					t.Errorf("%s: left in the local store (%+v, %v)", k, s, err)
 				}
 			}
 			fm, err := g.Show(ctx, Key{UserID: "flatmate"})
@@ -614,7 +682,9 @@ func TestDelete(t *testing.T) {
 	})
 }
 
-func TestShow(t *testing.T) {
+func TestShow(t *testing.T) { bothStores(t, testShow) }
+
+func testShow(t *testing.T) {
 	ctx := context.Background()
 	g := newGraph(t)
 	observe(t, g, pageA)
@@ -664,7 +734,9 @@ func TestEnrichErrorReturnsHave(t *testing.T) {
 
 // TestMemo: Enrich right after Observe needs no read; a write by another
 // process shows in Enrich within MemoTTL; Delete in this process shows at once.
-func TestMemo(t *testing.T) {
+func TestMemo(t *testing.T) { bothStores(t, testMemo) }
+
+func testMemo(t *testing.T) {
 	js := openJS(t)
 	g1 := openGraph(t, js, Config{MemoTTL: 50 * time.Millisecond})
 	g2 := openGraph(t, js, Config{MemoTTL: -1})
@@ -691,7 +763,9 @@ func TestMemo(t *testing.T) {
 // TestUnseenKeys: a process that never met a profile (it restarted, or
 // another replica wrote it) creates new keys without reading them first;
 // when the key existed after all, nothing that was stored is lost.
-func TestUnseenKeys(t *testing.T) {
+func TestUnseenKeys(t *testing.T) { bothStores(t, testUnseenKeys) }
+
+func testUnseenKeys(t *testing.T) {
 	js := openJS(t)
 	g1 := openGraph(t, js, Config{MemoTTL: -1})
 	observe(t, g1, pageA) // the browser's click id, known to g1 only
@@ -736,7 +810,9 @@ func TestUnseenKeys(t *testing.T) {
 	}
 }
 
-func TestSeenRotates(t *testing.T) {
+func TestSeenRotates(t *testing.T) { bothStores(t, testSeenRotates) }
+
+func testSeenRotates(t *testing.T) {
 	const gen = 1000
 	s := newSeen(gen)
 	first := s.cur.Load()
@@ -803,7 +879,7 @@ func TestAsyncBucket(t *testing.T) {
 		}
 		return st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
 	}
-	got, want := config(g.kv), config(ref)
+	got, want := config(g.store.(*jsStore).kv), config(ref)
 	if got.PersistMode != jetstream.AsyncPersistMode {
 		t.Errorf("persist mode %v", got.PersistMode)
 	}
@@ -820,7 +896,7 @@ func TestAsyncBucket(t *testing.T) {
 	}
 
 	g = openGraph(t, js, Config{Bucket: "async", Async: true, TTL: 30 * 24 * time.Hour})
-	if c := config(g.kv); c.MaxAge != 30*24*time.Hour || c.PersistMode != jetstream.AsyncPersistMode {
+	if c := config(g.store.(*jsStore).kv); c.MaxAge != 30*24*time.Hour || c.PersistMode != jetstream.AsyncPersistMode {
 		t.Errorf("after a TTL change: max age %s, persist mode %v", c.MaxAge, c.PersistMode)
 	}
 	if got := enrich(t, g, trackU); got.LiFatID != "123456" {
@@ -831,7 +907,9 @@ func TestAsyncBucket(t *testing.T) {
 // TestObserveAll: observing a chunk of events at once leaves the graph as
 // observing them one by one does, whether their ids are new, repeated in
 // the chunk, linked, aliased, or already stored by another process.
-func TestObserveAll(t *testing.T) {
+func TestObserveAll(t *testing.T) { bothStores(t, testObserveAll) }
+
+func testObserveAll(t *testing.T) {
 	ctx := context.Background()
 	js := openJS(t)
 	var evs []string

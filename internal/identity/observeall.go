@@ -3,12 +3,12 @@ package identity
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/event"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Observation is one event for ObserveAll: the event, what was captured
@@ -98,36 +98,36 @@ type create struct {
 // (most likely its key was taken: Observe reads it and merges) is added to
 // rest; a timeout or the end of ctx is the event's error.
 func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []error, rest *[]int) []*create {
-	futures := make([]jetstream.PubAckFuture, len(cs))
-	for j, c := range cs {
-		data, err := json.Marshal(&c.rec)
-		if err == nil {
-			futures[j], err = g.publish(c.key, data, 0)
-		}
+	keys, data := make([]string, 0, len(cs)), make([][]byte, 0, len(cs))
+	todo := make([]*create, 0, len(cs))
+	for _, c := range cs {
+		b, err := json.Marshal(&c.rec)
 		if err != nil {
 			*rest = append(*rest, c.i)
-		}
-	}
-	timeout := time.NewTimer(writeTimeout)
-	defer timeout.Stop()
-	var stored []*create
-	for j, c := range cs {
-		if futures[j] == nil {
 			continue
 		}
-		select {
-		case ack := <-futures[j].Ok():
-			g.memo.put(c.key, entry{rec: c.rec, rev: ack.Sequence, at: now, exists: true})
+		keys, data, todo = append(keys, c.key), append(data, b), append(todo, c)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	revs, werrs := g.store.createAll(ctx, keys, data, now)
+	var stored []*create
+	for j, c := range todo {
+		switch err := werrs[j]; {
+		case err == nil:
+			g.memo.put(c.key, entry{rec: c.rec, rev: revs[j], at: now, exists: true})
 			g.seen.add(c.key)
 			stored = append(stored, c)
-		case <-futures[j].Err():
+		case errors.Is(err, errNoAck):
+			errs[c.i] = fmt.Errorf("write profile: %w", err)
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			errs[c.i] = err
+		case errors.Is(err, errNotPublished):
+			*rest = append(*rest, c.i)
+		default:
 			g.seen.add(c.key)
 			*rest = append(*rest, c.i)
-		case <-timeout.C:
-			errs[c.i] = fmt.Errorf("write profile: %w", errNoAck)
-			timeout.Reset(0)
-		case <-ctx.Done():
-			errs[c.i] = ctx.Err()
 		}
 	}
 	return stored

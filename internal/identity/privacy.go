@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrBadKey means a Key names neither or both of its ids.
@@ -205,6 +203,12 @@ func (g *Graph) Delete(ctx context.Context, k Key) ([]string, error) {
 			d.removed = append(d.removed, k)
 		}
 	}
+	if c, ok := g.store.(compacter); ok {
+		// The data is unreadable already; this takes it off the disk.
+		if err := c.compact(ctx, d.order); err != nil {
+			g.lim.warn("compact", "compacting deleted identity profiles failed; compactions drop them later", err)
+		}
+	}
 	// Unlink the removed anonymous ids from the users that stay.
 	for _, u := range d.others {
 		if d.gone[u] {
@@ -317,7 +321,7 @@ func (d *deletion) anon(ctx context.Context, key string, e *entry, start bool) e
 // purge removes every message of key from the bucket's stream, leaving no
 // delete marker with the key behind.
 func (g *Graph) purge(ctx context.Context, key string) error {
-	if err := g.st.Purge(ctx, jetstream.WithPurgeSubject(g.subPre+key)); err != nil {
+	if err := g.store.purge(ctx, key); err != nil {
 		return fmt.Errorf("purge identity key: %w", err)
 	}
 	return nil
@@ -328,7 +332,7 @@ func (g *Graph) purge(ctx context.Context, key string) error {
 // misses the notice holds a removed profile at most Config.MemoTTL).
 func (g *Graph) forgetKeys(keys []string) {
 	g.memo.drop(keys)
-	if len(keys) == 0 {
+	if len(keys) == 0 || g.nc == nil {
 		return
 	}
 	if err := g.nc.Publish(g.forget, []byte(strings.Join(keys, "\n"))); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 )
 
 // Sources of the trust tests: a browser source (public write key) and a
@@ -50,7 +51,9 @@ const (
 // TestUnverifiedBrowserLinks is the regression test of issue 17: what a
 // browser source's unverified events link to a userId enriches that
 // source's own conversions only; verified (or server) links enrich all.
-func TestUnverifiedBrowserLinks(t *testing.T) {
+func TestUnverifiedBrowserLinks(t *testing.T) { bothStores(t, testUnverifiedBrowserLinks) }
+
+func testUnverifiedBrowserLinks(t *testing.T) {
 	attacker := Captured{LiFatID: "ATTACKER-LFI-1", LiFatIDFrom: FromUser, Email: must(hashEmail("attacker@evil.example")), EmailFrom: FromUser}
 	tests := []struct {
 		name    string
@@ -118,7 +121,9 @@ func TestUnverifiedBrowserLinks(t *testing.T) {
 // TestUnverifiedKeepsTrusted: an unverified identify cannot replace what
 // trusted events linked to a user, for other sources, even when newer; the
 // browser source sees the newer of both.
-func TestUnverifiedKeepsTrusted(t *testing.T) {
+func TestUnverifiedKeepsTrusted(t *testing.T) { bothStores(t, testUnverifiedKeepsTrusted) }
+
+func testUnverifiedKeepsTrusted(t *testing.T) {
 	g := newGraph(t)
 	observeAs(t, g, backend, true, `{"type":"identify","userId":"`+victim+`","anonymousId":"real-browser","timestamp":"2026-09-01T10:00:00.000Z","traits":{"email":"victim@example.com"},"properties":{"li_fat_id":"REAL-LFI"}}`)
 	observeAs(t, g, website, false, poison)
@@ -139,7 +144,9 @@ func TestUnverifiedKeepsTrusted(t *testing.T) {
 // TestUnverifiedAlias: an unverified alias of the victim's userId into the
 // attacker's does not send the attacker's identifiers to the victim's
 // server conversions.
-func TestUnverifiedAlias(t *testing.T) {
+func TestUnverifiedAlias(t *testing.T) { bothStores(t, testUnverifiedAlias) }
+
+func testUnverifiedAlias(t *testing.T) {
 	for _, oneByOne := range []bool{false, true} {
 		g := newGraph(t)
 		observeAs(t, g, backend, true,
@@ -165,11 +172,13 @@ func TestUnverifiedAlias(t *testing.T) {
 
 // TestOldProfilesTrusted: profiles stored before trust existed (no scoped
 // part, "first" always written) stay trusted and keep working.
-func TestOldProfilesTrusted(t *testing.T) {
+func TestOldProfilesTrusted(t *testing.T) { bothStores(t, testOldProfilesTrusted) }
+
+func testOldProfilesTrusted(t *testing.T) {
 	ctx := context.Background()
 	g := newGraph(t)
 	old := `{"lfi":"OLD-LFI","lfiAt":1788000000000,"emailSha256":"` + must(hashEmail("old@example.com")) + `","emailAt":1788000000000,"links":["` + AnonymousKey("old-browser") + `"],"first":1788000000000}`
-	if _, err := g.kv.Put(ctx, UserKey(victim), []byte(old)); err != nil {
+	if _, err := g.store.put(ctx, UserKey(victim), []byte(old), 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	want := Captured{LiFatID: "OLD-LFI", LiFatIDFrom: FromUser, Email: must(hashEmail("old@example.com")), EmailFrom: FromUser}
@@ -194,7 +203,9 @@ func TestOldProfilesTrusted(t *testing.T) {
 
 // TestDeleteUnverifiedLinks: a privacy deletion follows unverified links
 // too, and Show lists them.
-func TestDeleteUnverifiedLinks(t *testing.T) {
+func TestDeleteUnverifiedLinks(t *testing.T) { bothStores(t, testDeleteUnverifiedLinks) }
+
+func testDeleteUnverifiedLinks(t *testing.T) {
 	ctx := context.Background()
 	g := newGraph(t)
 	observeAs(t, g, website, false,

@@ -531,6 +531,12 @@ func (e *Engine) serveSync() error {
 // Embedded reports whether this process runs the engine's server.
 func (e *Engine) Embedded() bool { return e.ns != nil }
 
+// Attached reports whether this is a tool connected to the embedded engine
+// of a running capstan (Attach): that capstan owns the data directory's
+// local state (de-duplication index, identity store), which the tool
+// reaches through it.
+func (e *Engine) Attached() bool { return e.attached }
+
 // Ready reports whether the engine can take writes now.
 func (e *Engine) Ready(ctx context.Context) error {
 	if e.nc == nil || !e.nc.IsConnected() {

@@ -1,0 +1,568 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	pebblebloom "github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Memory of the local store (LocalConfig.MemoryBytes).
+const (
+	DefaultLocalMemory = 32 << 20
+	MinLocalMemory     = 8 << 20
+)
+
+// ErrLocalInUse means another Local (in this process or another) has the
+// directory open: one process owns the local store; tools reach it
+// through the running capstan (Remote).
+var ErrLocalInUse = errors.New("identity store in use by another process")
+
+// localFormat is the version of the local store's layout, under
+// formatKey. Another version is refused rather than read wrong.
+const localFormat = "capstan-identity-pebble-1"
+
+// The local store's keys: the profile key's kind byte ('u' or 'a') and
+// the 32 bytes of its SHA-256 (the hex of the bucket's keys, decoded);
+// meta keys start with 'm'. A value is the revision (8 bytes, big-endian),
+// the write time (Unix ms, 8 bytes) and the profile's JSON.
+var formatKey = []byte("mformat")
+
+// stripes is the number of locks compare-and-set spreads keys over.
+const stripes = 256
+
+// LocalConfig configures OpenLocal. The zero value of a field but Dir
+// means its default.
+type LocalConfig struct {
+	// Dir holds the store; created if missing. Required.
+	Dir string
+	// MemoryBytes bounds the store's memory: block cache (half) and
+	// memtables. Default 32 MiB, at least 8 MiB. It does not grow with the
+	// number of profiles; only the files on disk do.
+	MemoryBytes int64
+	// Logger receives the store's errors. Nil: nothing is logged.
+	Logger *slog.Logger
+}
+
+// Local is the graph's store on the local disk (pebble), used with the
+// embedded engine: unlike the KV bucket, whose file store keeps an index
+// entry in memory for every key (~170-330 bytes per new visitor), it keeps
+// in memory only a bounded cache. One process owns it (the directory is
+// locked); compare-and-set is a per-key lock inside that process. Writes
+// are not fsynced (pebble.NoSync): the write-ahead log reaches the
+// operating system at every write, so a crash of capstan loses nothing and
+// a power loss the last moments of graph updates, as the asynchronous
+// bucket did (Config.Async); deletions are fsynced.
+//
+// Profiles expire TTL after their last write (the Graph's Config.TTL):
+// reads ignore expired ones at once, and a sweep removes them from disk
+// periodically. Open it with OpenLocal; Close it after the Graph's use.
+type Local struct {
+	db    *pebble.DB
+	cache *pebble.Cache
+	lock  *os.File
+	dir   string
+	log   *slog.Logger
+	seed  maphash.Seed
+	locks [stripes]sync.Mutex // by key hash: compare-and-set
+
+	// mu guards closed, ttl and now: every method holds it shared, Close
+	// and bind exclusively.
+	mu     sync.RWMutex
+	closed bool
+	ttl    time.Duration // 0 until bind: nothing expires
+	now    func() time.Time
+
+	bindOnce sync.Once
+	stop     chan struct{}
+	swept    chan struct{} // closed when the sweeper ends; nil: none
+}
+
+// OpenLocal opens the local store in cfg.Dir, creating it if needed.
+func OpenLocal(cfg LocalConfig) (*Local, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("identity store: no directory")
+	}
+	switch {
+	case cfg.MemoryBytes == 0:
+		cfg.MemoryBytes = DefaultLocalMemory
+	case cfg.MemoryBytes < MinLocalMemory:
+		return nil, fmt.Errorf("identity store: memory %d bytes is under %d", cfg.MemoryBytes, MinLocalMemory)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "identity-store")
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open identity store: %w", err)
+	}
+	f, err := os.Open(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open identity store: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open identity store %s: %w (stop the capstan that runs on this data directory, or let it serve the request)", cfg.Dir, ErrLocalInUse)
+	}
+	l := &Local{lock: f, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), now: time.Now, stop: make(chan struct{})}
+	l.cache = pebble.NewCache(cfg.MemoryBytes / 2)
+	m := cfg.MemoryBytes
+	o := &pebble.Options{
+		FS:                          vfs.Default,
+		Cache:                       l.cache,
+		MemTableSize:                uint64(max(m/8, 1<<20)),
+		MemTableStopWritesThreshold: 3,
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 1 },
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{log},
+	}
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = pebblebloom.FilterPolicy(10) // most reads of a new visitor's ids find nothing
+	}
+	o.EventListener = &pebble.EventListener{
+		BackgroundError: func(err error) { log.Error("background error", "error", err) },
+	}
+	db, err := pebble.Open(cfg.Dir, o)
+	if err != nil {
+		l.cache.Unref()
+		f.Close()
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
+		}
+		return nil, fmt.Errorf("open identity store %s (damaged? it is derived data: remove the directory to start an empty graph): %w", cfg.Dir, err)
+	}
+	l.db = db
+	if err := l.checkFormat(); err != nil {
+		_ = db.Close()
+		l.cache.Unref()
+		f.Close()
+		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
+	}
+	return l, nil
+}
+
+func (l *Local) checkFormat() error {
+	v, c, err := l.db.Get(formatKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return l.db.Set(formatKey, []byte(localFormat), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read format: %w", err)
+	}
+	defer c.Close()
+	if string(v) != localFormat {
+		return fmt.Errorf("format %q, want %q", v, localFormat)
+	}
+	return nil
+}
+
+// bind sets the TTL and clock (the Graph's, at Open) and starts the sweep
+// of expired profiles, once.
+func (l *Local) bind(ttl time.Duration, now func() time.Time) {
+	l.mu.Lock()
+	l.ttl, l.now = ttl, now
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return
+	}
+	l.bindOnce.Do(func() {
+		l.swept = make(chan struct{})
+		go l.sweeper(sweepEvery(ttl))
+	})
+}
+
+// sweepEvery is how often the sweeper looks for expired profiles: a
+// sixteenth of the TTL, between a minute and a day. A sweep reads the
+// whole store, and expired profiles are invisible meanwhile: it only
+// gives back their disk space.
+func sweepEvery(ttl time.Duration) time.Duration { return max(time.Minute, min(ttl/16, 24*time.Hour)) }
+
+func (l *Local) sweeper(every time.Duration) {
+	defer close(l.swept)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			if n, err := l.sweep(); err != nil && !errors.Is(err, errLocalClosed) {
+				l.log.Error("sweeping expired identity profiles failed", "error", err)
+			} else if n > 0 {
+				l.log.Info("expired identity profiles removed", "count", n)
+			}
+		}
+	}
+}
+
+var errLocalClosed = errors.New("identity store closed")
+
+// Close stops the sweep and closes the store.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errLocalClosed
+	}
+	l.closed = true
+	close(l.stop)
+	l.mu.Unlock()
+	if l.swept != nil {
+		<-l.swept
+	}
+	err := l.db.Close()
+	l.cache.Unref()
+	l.lock.Close()
+	if err != nil {
+		return fmt.Errorf("close identity store: %w", err)
+	}
+	return nil
+}
+
+// Dir returns the store's directory.
+func (l *Local) Dir() string { return l.dir }
+
+// localKey encodes a profile key ("u." or "a." and 64 hex digits).
+func localKey(key string) ([]byte, error) {
+	if len(key) != 2+64 || (key[:2] != userPrefix && key[:2] != anonPrefix) {
+		return nil, fmt.Errorf("identity store: malformed key %q", key)
+	}
+	b := make([]byte, 1+32)
+	b[0] = key[0]
+	if _, err := hex.Decode(b[1:], []byte(key[2:])); err != nil {
+		return nil, fmt.Errorf("identity store: malformed key %q", key)
+	}
+	return b, nil
+}
+
+// profileKey decodes a local key; false for a meta key.
+func profileKey(k []byte) (string, bool) {
+	if len(k) != 33 || (k[0] != 'u' && k[0] != 'a') {
+		return "", false
+	}
+	return string(k[0]) + "." + hex.EncodeToString(k[1:]), true
+}
+
+func (l *Local) stripe(key string) *sync.Mutex {
+	return &l.locks[maphash.String(l.seed, key)%stripes]
+}
+
+// value decodes a stored value; expired reports it is past the TTL.
+func (l *Local) value(v []byte) (stored, error) {
+	if len(v) < 16 {
+		return stored{}, fmt.Errorf("identity store: value of %d bytes", len(v))
+	}
+	s := stored{
+		rev:    binary.BigEndian.Uint64(v),
+		at:     time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:]))),
+		data:   bytes.Clone(v[16:]),
+		exists: true,
+	}
+	if l.ttl > 0 && !l.now().Before(s.at.Add(l.ttl)) {
+		s.exists, s.data = false, nil
+	}
+	return s, nil
+}
+
+// read returns the stored profile at k (absent: zero). An expired one has
+// exists false and its revision, which the next write increments.
+func (l *Local) read(k []byte) (stored, error) {
+	v, c, err := l.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return stored{}, nil
+	}
+	if err != nil {
+		return stored{}, err
+	}
+	defer c.Close()
+	return l.value(v)
+}
+
+func (l *Local) get(_ context.Context, key string) (stored, error) {
+	k, err := localKey(key)
+	if err != nil {
+		return stored{}, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return stored{}, errLocalClosed
+	}
+	s, err := l.read(k)
+	if !s.exists {
+		s.rev = 0 // an expired profile is absent: a create (0) replaces it
+	}
+	return s, err
+}
+
+func encodeValue(rev uint64, at time.Time, data []byte) []byte {
+	v := make([]byte, 16, 16+len(data))
+	binary.BigEndian.PutUint64(v, rev)
+	binary.BigEndian.PutUint64(v[8:], uint64(at.UnixMilli()))
+	return append(v, data...)
+}
+
+// check returns the revision the write at k must name and the one it
+// writes: a revision one above the stored one, expired or not.
+func (l *Local) check(k []byte, rev uint64) (uint64, error) {
+	cur, err := l.read(k)
+	if err != nil {
+		return 0, err
+	}
+	want := cur.rev
+	if !cur.exists {
+		want = 0
+	}
+	if want != rev {
+		return 0, fmt.Errorf("%w: expected %d, have %d", errRevision, rev, want)
+	}
+	return cur.rev + 1, nil
+}
+
+func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at time.Time) (uint64, error) {
+	k, err := localKey(key)
+	if err != nil {
+		return 0, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, errLocalClosed
+	}
+	mu := l.stripe(key)
+	mu.Lock()
+	defer mu.Unlock()
+	next, err := l.check(k, rev)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.db.Set(k, encodeValue(next, at, data), pebble.NoSync); err != nil {
+		return 0, err
+	}
+	return next, nil
+}
+
+// createAll writes the creates in one batch, holding the keys' locks.
+func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at time.Time) ([]uint64, []error) {
+	revs, errs := make([]uint64, len(keys)), make([]error, len(keys))
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		for i := range errs {
+			errs[i] = errLocalClosed
+		}
+		return revs, errs
+	}
+	var held [stripes]bool
+	for _, key := range keys {
+		held[maphash.String(l.seed, key)%stripes] = true
+	}
+	for i, h := range held { // in order: no deadlock with another createAll
+		if h {
+			l.locks[i].Lock()
+			defer l.locks[i].Unlock()
+		}
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	for i, key := range keys {
+		k, err := localKey(key)
+		if err == nil {
+			revs[i], err = l.check(k, 0)
+		}
+		if err == nil {
+			err = b.Set(k, encodeValue(revs[i], at, data[i]), nil)
+		}
+		if err != nil {
+			revs[i], errs[i] = 0, err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		for i := range keys {
+			if errs[i] == nil {
+				revs[i], errs[i] = 0, err
+			}
+		}
+	}
+	return revs, errs
+}
+
+// purge deletes key and syncs; compact then rewrites the tables that held
+// it, so that its data leaves the disk too.
+func (l *Local) purge(_ context.Context, key string) error {
+	k, err := localKey(key)
+	if err != nil {
+		return err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errLocalClosed
+	}
+	mu := l.stripe(key)
+	mu.Lock()
+	defer mu.Unlock()
+	return l.db.Delete(k, pebble.Sync)
+}
+
+// compact rewrites the key ranges of keys (deleted ones): pebble drops a
+// deleted value from disk only when a compaction reaches it, so a privacy
+// deletion forces one over each key (one key's range: the few tables, one
+// per level, that may hold it).
+func (l *Local) compact(ctx context.Context, keys []string) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errLocalClosed
+	}
+	for _, key := range keys {
+		k, err := localKey(key)
+		if err != nil {
+			return err
+		}
+		if err := l.db.Compact(ctx, k, append(k, 0), false); err != nil {
+			return fmt.Errorf("compact a deleted identity profile: %w", err)
+		}
+	}
+	return nil
+}
+
+func (l *Local) each(ctx context.Context, fn func(key string, s stored) error) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errLocalClosed
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'v'}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key, ok := profileKey(it.Key())
+		if !ok {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		s, err := l.value(v)
+		if err != nil {
+			return err
+		}
+		if s.exists {
+			if err := fn(key, s); err != nil {
+				return err
+			}
+		}
+	}
+	return it.Error()
+}
+
+// sweep removes the expired profiles and returns how many.
+func (l *Local) sweep() (int, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, errLocalClosed
+	}
+	if l.ttl <= 0 {
+		return 0, nil
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'v'}})
+	if err != nil {
+		return 0, err
+	}
+	var expired [][]byte
+	for it.First(); it.Valid(); it.Next() {
+		key, ok := profileKey(it.Key())
+		if !ok {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		if s, err := l.value(v); err == nil && !s.exists {
+			expired = append(expired, []byte(key))
+		}
+		select {
+		case <-l.stop:
+			it.Close()
+			return 0, errLocalClosed
+		default:
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, key := range expired {
+		// Under the key's lock, and only if it is still expired: a write
+		// since the scan restarted its TTL.
+		k, _ := localKey(string(key))
+		mu := l.stripe(string(key))
+		mu.Lock()
+		s, err := l.read(k)
+		if err == nil && !s.exists && s.rev != 0 {
+			err = l.db.Delete(k, pebble.NoSync)
+			n++
+		}
+		mu.Unlock()
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Checkpoint writes a consistent copy of the store to dir, which must not
+// exist (a backup).
+func (l *Local) Checkpoint(dir string) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errLocalClosed
+	}
+	if err := l.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("checkpoint identity store: %w", err)
+	}
+	return nil
+}
+
+// pebbleLogger routes pebble's errors to slog and drops its informational
+// lines. Fatalf must not return (pebble's contract).
+type pebbleLogger struct{ log *slog.Logger }
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
+	p.log.Error(msg)
+	panic("identity store: " + msg)
+}
+
+func (pebbleLogger) Infof(string, ...any) {}

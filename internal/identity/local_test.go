@@ -1,0 +1,100 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TestLocalExpiry: a profile past the TTL is invisible at once (reads,
+// Show, the next create starts empty) and the sweep removes it from disk;
+// a profile written since is kept.
+func TestLocalExpiry(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	l := openLocal(t)
+	g := openGraph(t, nil, Config{Store: l, TTL: time.Hour, Now: clock, MemoTTL: -1})
+	observe(t, g, pageA)
+	advance(59 * time.Minute)
+	observe(t, g, trackU) // a new user: written now
+	bare := `{"type":"track","event":"x","anonymousId":"` + anonA + `"}`
+	if got := enrich(t, g, bare); got.LiFatID != "123456" {
+		t.Fatalf("before the TTL: %+v", got)
+	}
+	advance(2 * time.Minute)
+	if _, err := g.Show(context.Background(), Key{AnonymousID: anonA}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Show of an expired profile: %v", err)
+	}
+	if got := enrich(t, g, bare); got.LiFatID != "" {
+		t.Errorf("an expired profile enriched: %+v", got)
+	}
+	if got := keys(t, g); len(got) != 0 {
+		t.Errorf("keys %v, want none (the user's profile holds nothing: never written)", got)
+	}
+	observe(t, g, identAU) // recreates both
+	advance(61 * time.Minute)
+	observe(t, g, `{"type":"page","anonymousId":"other","context":{"page":{"url":"https://x/?li_fat_id=9"}}}`)
+	n, err := l.sweep()
+	if err != nil || n != 2 {
+		t.Fatalf("sweep removed %d (%v), want 2", n, err)
+	}
+	k, _ := localKey(AnonymousKey(anonA))
+	if _, _, err := l.db.Get(k); !errors.Is(err, pebble.ErrNotFound) {
+		t.Errorf("expired profile still stored: %v", err)
+	}
+	if got := keys(t, g); len(got) != 1 || got[0] != AnonymousKey("other") {
+		t.Errorf("keys after the sweep %v, want the fresh one", got)
+	}
+}
+
+// TestLocalCAS: the local store's compare-and-set refuses a stale
+// revision and a create of an existing key, with errors update retries.
+func TestLocalCAS(t *testing.T) {
+	ctx := context.Background()
+	l := openLocal(t)
+	key := UserKey("u1")
+	r1, err := l.put(ctx, key, []byte(`{}`), 0, time.Now())
+	if err != nil || r1 != 1 {
+		t.Fatalf("create: %d, %v", r1, err)
+	}
+	if _, err := l.put(ctx, key, []byte(`{}`), 0, time.Now()); !casConflict(err) {
+		t.Errorf("second create: %v", err)
+	}
+	if r2, err := l.put(ctx, key, []byte(`{"first":1}`), r1, time.Now()); err != nil || r2 != 2 {
+		t.Errorf("update: %d, %v", r2, err)
+	}
+	if _, err := l.put(ctx, key, []byte(`{}`), r1, time.Now()); !casConflict(err) {
+		t.Errorf("stale update: %v", err)
+	}
+	revs, errs := l.createAll(ctx, []string{key, AnonymousKey("a1")}, [][]byte{[]byte(`{}`), []byte(`{}`)}, time.Now())
+	if !casConflict(errs[0]) || errs[1] != nil || revs[1] != 1 {
+		t.Errorf("createAll: %v %v", revs, errs)
+	}
+	if _, err := l.put(ctx, "x.nothex", nil, 0, time.Now()); err == nil {
+		t.Error("malformed key accepted")
+	}
+}
+
+// TestLocalInUse: one process owns the store; a second opener gets
+// ErrLocalInUse, not a damaged-store error.
+func TestLocalInUse(t *testing.T) {
+	l := openLocal(t)
+	_, err := OpenLocal(LocalConfig{Dir: l.Dir()})
+	if !errors.Is(err, ErrLocalInUse) {
+		t.Errorf("second open: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := OpenLocal(LocalConfig{Dir: l.Dir()})
+	if err != nil {
+		t.Fatalf("reopen after close: %v", err)
+	}
+	_ = l2.Close()
+}

@@ -1,0 +1,198 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// A tool attached to the embedded engine of a running capstan (`capstan
+// identity show|delete`, privacy deletes, preview) cannot open the local
+// store, which that capstan holds: it reaches it through requests to the
+// running capstan (Serve), on the engine's local, token-protected
+// connection. Keys travel (hashes), never ids.
+const remoteSubject = "capstan.engine.identity"
+
+// remoteTimeout bounds one request to the running capstan.
+const remoteTimeout = 10 * time.Second
+
+// remoteRequest is one operation on the store: get (Keys[0]), put
+// (Keys[0], Data[0], Rev, At), create (Keys, Data, At), purge (Keys[0]),
+// compact (Keys).
+type remoteRequest struct {
+	Op   string   `json:"op"`
+	Keys []string `json:"keys"`
+	Data [][]byte `json:"data,omitempty"`
+	Rev  uint64   `json:"rev,omitempty"`
+	At   int64    `json:"at,omitempty"` // Unix ms
+}
+
+// remoteError is an error as it travels: its text, and whether it was a
+// failed compare-and-set.
+type remoteError struct {
+	Msg      string `json:"msg"`
+	Conflict bool   `json:"conflict,omitempty"`
+}
+
+type remoteReply struct {
+	Err    *remoteError   `json:"err,omitempty"`
+	Data   []byte         `json:"data,omitempty"`
+	Rev    uint64         `json:"rev,omitempty"`
+	At     int64          `json:"at,omitempty"`
+	Exists bool           `json:"exists,omitempty"`
+	Revs   []uint64       `json:"revs,omitempty"`
+	Errs   []*remoteError `json:"errs,omitempty"`
+}
+
+func toRemote(err error) *remoteError {
+	if err == nil {
+		return nil
+	}
+	return &remoteError{Msg: err.Error(), Conflict: casConflict(err)}
+}
+
+func (e *remoteError) err() error {
+	switch {
+	case e == nil:
+		return nil
+	case e.Conflict:
+		return fmt.Errorf("%w (running capstan: %s)", errRevision, e.Msg)
+	}
+	return fmt.Errorf("identity store of the running capstan: %s", e.Msg)
+}
+
+// Serve answers the requests of tools attached to this process's embedded
+// engine (Remote) from l, until nc closes or the subscription is
+// unsubscribed.
+func Serve(nc *nats.Conn, l *Local) (*nats.Subscription, error) {
+	sub, err := nc.Subscribe(remoteSubject, func(m *nats.Msg) {
+		b, _ := json.Marshal(l.answer(m.Data))
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity store service: %w", err)
+	}
+	return sub, nil
+}
+
+func (l *Local) answer(data []byte) remoteReply {
+	var req remoteRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return remoteReply{Err: toRemote(fmt.Errorf("bad request: %w", err))}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
+	defer cancel()
+	one := len(req.Keys) == 1
+	switch {
+	case req.Op == "get" && one:
+		s, err := l.get(ctx, req.Keys[0])
+		return remoteReply{Err: toRemote(err), Data: s.data, Rev: s.rev, At: s.at.UnixMilli(), Exists: s.exists}
+	case req.Op == "put" && one && len(req.Data) == 1:
+		rev, err := l.put(ctx, req.Keys[0], req.Data[0], req.Rev, time.UnixMilli(req.At))
+		return remoteReply{Err: toRemote(err), Rev: rev}
+	case req.Op == "create" && len(req.Data) == len(req.Keys):
+		revs, errs := l.createAll(ctx, req.Keys, req.Data, time.UnixMilli(req.At))
+		out := remoteReply{Revs: revs, Errs: make([]*remoteError, len(errs))}
+		for i, err := range errs {
+			out.Errs[i] = toRemote(err)
+		}
+		return out
+	case req.Op == "purge" && one:
+		return remoteReply{Err: toRemote(l.purge(ctx, req.Keys[0]))}
+	case req.Op == "compact":
+		return remoteReply{Err: toRemote(l.compact(ctx, req.Keys))}
+	}
+	return remoteReply{Err: toRemote(fmt.Errorf("bad request: op %q with %d keys", req.Op, len(req.Keys)))}
+}
+
+// Remote returns the local store of the capstan whose embedded engine nc
+// is attached to (a tool's), reached through requests that it answers
+// (Serve).
+func Remote(nc *nats.Conn) Store { return remote{nc} }
+
+type remote struct{ nc *nats.Conn }
+
+func (r remote) call(ctx context.Context, req remoteRequest) (remoteReply, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return remoteReply{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, remoteTimeout)
+	defer cancel()
+	m, err := r.nc.RequestWithContext(ctx, remoteSubject, b)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return remoteReply{}, fmt.Errorf("identity store of the running capstan: %w (does it run with the identity graph?)", err)
+	}
+	if err != nil {
+		return remoteReply{}, fmt.Errorf("identity store of the running capstan: %w", err)
+	}
+	var rep remoteReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return remoteReply{}, fmt.Errorf("identity store of the running capstan: bad reply: %w", err)
+	}
+	return rep, nil
+}
+
+func (r remote) get(ctx context.Context, key string) (stored, error) {
+	rep, err := r.call(ctx, remoteRequest{Op: "get", Keys: []string{key}})
+	if err != nil {
+		return stored{}, err
+	}
+	if err := rep.Err.err(); err != nil {
+		return stored{}, err
+	}
+	return stored{data: rep.Data, rev: rep.Rev, at: time.UnixMilli(rep.At), exists: rep.Exists}, nil
+}
+
+func (r remote) put(ctx context.Context, key string, data []byte, rev uint64, at time.Time) (uint64, error) {
+	rep, err := r.call(ctx, remoteRequest{Op: "put", Keys: []string{key}, Data: [][]byte{data}, Rev: rev, At: at.UnixMilli()})
+	if err != nil {
+		return 0, err
+	}
+	return rep.Rev, rep.Err.err()
+}
+
+func (r remote) createAll(ctx context.Context, keys []string, data [][]byte, at time.Time) ([]uint64, []error) {
+	errs := make([]error, len(keys))
+	rep, err := r.call(ctx, remoteRequest{Op: "create", Keys: keys, Data: data, At: at.UnixMilli()})
+	if err == nil {
+		err = rep.Err.err()
+	}
+	if err == nil && (len(rep.Revs) != len(keys) || len(rep.Errs) != len(keys)) {
+		err = errors.New("identity store of the running capstan: bad reply to a create")
+	}
+	if err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", errNotPublished, err)
+		}
+		return make([]uint64, len(keys)), errs
+	}
+	for i, e := range rep.Errs {
+		errs[i] = e.err()
+	}
+	return rep.Revs, errs
+}
+
+func (r remote) purge(ctx context.Context, key string) error {
+	rep, err := r.call(ctx, remoteRequest{Op: "purge", Keys: []string{key}})
+	if err != nil {
+		return err
+	}
+	return rep.Err.err()
+}
+
+func (r remote) compact(ctx context.Context, keys []string) error {
+	rep, err := r.call(ctx, remoteRequest{Op: "compact", Keys: keys})
+	if err != nil {
+		return err
+	}
+	return rep.Err.err()
+}
+
+func (remote) each(context.Context, func(string, stored) error) error {
+	return errors.New("identity store of the running capstan: listing its profiles is for that process only")
+}
