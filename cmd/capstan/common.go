@@ -109,6 +109,47 @@ func identityConfig(cfg *config.Config) identity.Config {
 	}
 }
 
+// openIdentity opens the identity graph on the store the configuration
+// picks (identity.store): the KV bucket; or the data directory's local
+// store, opened here when this process owns the embedded engine (serve, or
+// a tool while no capstan runs; a graph still in the old bucket is moved
+// into it first), or reached through the running capstan for a tool
+// attached to its engine. local, when not nil, is the store opened here:
+// the caller closes it after the graph's use.
+func openIdentity(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger) (g *identity.Graph, local *identity.Local, err error) {
+	icfg := identityConfig(cfg)
+	switch {
+	case !cfg.IdentityLocal():
+	case eng.Attached():
+		icfg.Store = identity.Remote(eng.Conn())
+	default:
+		local, err = identity.OpenLocal(identity.LocalConfig{Dir: cfg.IdentityDir(), Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := identity.MigrateBucket(ctx, eng.JetStream(), "", local, log); err != nil {
+			_ = local.Close()
+			return nil, nil, err
+		}
+		icfg.Store = local
+	}
+	g, err = identity.Open(ctx, eng.JetStream(), icfg, log)
+	if err != nil {
+		if local != nil {
+			_ = local.Close()
+		}
+		return nil, nil, err
+	}
+	return g, local, nil
+}
+
+// closeLocal closes a local identity store if there is one.
+func closeLocal(l *identity.Local) {
+	if l != nil {
+		_ = l.Close()
+	}
+}
+
 // suppressionConfig is the privacy suppression list's configuration.
 func suppressionConfig(cfg *config.Config) privacy.SuppressionConfig {
 	return privacy.SuppressionConfig{TTL: cfg.Privacy.SuppressionTTL.D(), HashEmail: linkedin.HashEmail}

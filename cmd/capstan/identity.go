@@ -54,10 +54,11 @@ func (f *identityFlags) run(cmd *cobra.Command, fn func(ctx context.Context, g *
 		return usageErr(errors.New("give exactly one of --user-id and --anonymous-id"))
 	}
 	return withEngine(cmd, f.cfgPath, func(ctx context.Context, cfg *config.Config, eng *stream.Engine) error {
-		g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), stderrLogger())
+		g, local, err := openIdentity(ctx, cfg, eng, stderrLogger())
 		if err != nil {
 			return err
 		}
+		defer closeLocal(local)
 		err = fn(ctx, g, k)
 		if errors.Is(err, identity.ErrNotFound) {
 			return fmt.Errorf("%s: %w", describeKey(k), err)

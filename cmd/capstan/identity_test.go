@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/capstan-gw/capstan/internal/config"
@@ -27,14 +28,24 @@ func identityCLI(t *testing.T, args ...string) (stdout, stderr string, code int)
 }
 
 // seedIdentity writes a config with its data directory under a temporary
-// directory, and the issue's story into that engine's identity graph. It
-// returns the config path and the running engine (listening on a loopback
-// port, as capstan serve's does), which the test may close.
-func seedIdentity(t *testing.T) (string, *stream.Engine) {
+// directory, and the issue's story into that engine's identity graph (the
+// local store, served to attached tools, as capstan serve does). It
+// returns the config path, the running engine (listening on a loopback
+// port, as capstan serve's does) and stop, which stops that "capstan".
+func seedIdentity(t *testing.T) (cfgPath string, eng *stream.Engine, stop func()) {
+	return seedIdentityIn(t, "")
+}
+
+// seedIdentityIn is seedIdentity with identity.store set to store ("":
+// the default).
+func seedIdentityIn(t *testing.T, store string) (cfgPath string, eng *stream.Engine, stop func()) {
 	t.Helper()
 	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "capstan.yaml")
+	cfgPath = filepath.Join(dir, "capstan.yaml")
 	text := "server:\n  data_dir: " + filepath.Join(dir, "data") + "\nsources:\n  - name: website\n    write_key: wk_1\n"
+	if store != "" {
+		text += "identity:\n  store: " + store + "\n"
+	}
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -43,15 +54,26 @@ func seedIdentity(t *testing.T) (string, *stream.Engine) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	eng, err := stream.Open(context.Background(), engineConfig(cfg), log)
+	eng, err = stream.Open(context.Background(), engineConfig(cfg), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(eng.Close)
-	g, err := identity.Open(context.Background(), eng.JetStream(), identity.Config{TTL: cfg.Identity.TTL.D(), HashEmail: linkedin.HashEmail}, log)
+	g, local, err := openIdentity(context.Background(), cfg, eng, log)
 	if err != nil {
+		eng.Close()
 		t.Fatal(err)
 	}
+	stop = eng.Close
+	if local != nil {
+		sub, err := identity.Serve(eng.Conn(), local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop = func() { _ = sub.Unsubscribe(); _ = local.Close(); eng.Close() }
+	}
+	var once sync.Once
+	stop = func(f func()) func() { return func() { once.Do(f) } }(stop)
+	t.Cleanup(stop)
 	for _, s := range []string{
 		`{"type":"page","anonymousId":"anon-1","timestamp":"2026-09-01T10:00:00Z","context":{"page":{"search":"?li_fat_id=123456"}}}`,
 		`{"type":"identify","userId":"user-1","anonymousId":"anon-1","timestamp":"2026-09-01T10:05:00Z","traits":{"email":"Ann@Example.com"}}`,
@@ -65,11 +87,20 @@ func seedIdentity(t *testing.T) (string, *stream.Engine) {
 			t.Fatal(err)
 		}
 	}
-	return cfgPath, eng
+	return cfgPath, eng, stop
 }
 
+// TestIdentityCLI runs capstan identity against a running capstan (its
+// local store, through it; and with identity.store jetstream, the bucket)
+// and then against the data directory alone.
 func TestIdentityCLI(t *testing.T) {
-	cfgPath, eng := seedIdentity(t)
+	for _, store := range []string{"", "jetstream"} {
+		t.Run("store="+store, func(t *testing.T) { testIdentityCLI(t, store) })
+	}
+}
+
+func testIdentityCLI(t *testing.T, store string) {
+	cfgPath, _, stop := seedIdentityIn(t, store)
 	emailHash, _ := linkedin.HashEmail("ann@example.com")
 
 	// While capstan runs: the tool reaches its engine through engine.json.
@@ -106,7 +137,7 @@ func TestIdentityCLI(t *testing.T) {
 	}
 
 	// With capstan stopped: the tool opens the data directory itself.
-	eng.Close()
+	stop()
 	out, errs, code = identityCLI(t, "identity", "delete", "--config", cfgPath, "--user-id", "user-1", "--json")
 	if code != 0 {
 		t.Fatalf("delete: exit %d: %s", code, errs)
@@ -140,5 +171,37 @@ func TestIdentityCLI(t *testing.T) {
 		if _, errs, code := identityCLI(t, args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d: %s", args, code, exitUsage, errs)
 		}
+	}
+}
+
+// TestIdentityCLIMigrates: a data directory whose graph is in the KV
+// bucket (identity.store jetstream, or a capstan before the local store)
+// keeps it with the local store: the first process that opens the store
+// moves the profiles there and removes the bucket.
+func TestIdentityCLIMigrates(t *testing.T) {
+	cfgPath, _, stop := seedIdentityIn(t, "jetstream")
+	stop()
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(b), "store: jetstream", "store: auto", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := identityCLI(t, "identity", "show", "--config", cfgPath, "--user-id", "user-1")
+	if code != 0 || !strings.Contains(out, "li_fat_id     123456") {
+		t.Fatalf("show after the switch: exit %d: %s%s", code, out, errs)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := stream.Attach(context.Background(), engineConfig(cfg), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	if _, err := eng.JetStream().KeyValue(context.Background(), stream.IdentityKV); err == nil {
+		t.Error("the identity bucket is still there after the migration")
 	}
 }

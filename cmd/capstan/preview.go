@@ -15,7 +15,6 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
-	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -188,12 +187,12 @@ func previewEngine(ctx context.Context, cfg *config.Config, plans []*delivery.Pl
 	for _, p := range plans {
 		lidest.LoadRuleIDs(ctx, state, p)
 	}
-	g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), stderrLogger())
+	g, local, err := openIdentity(ctx, cfg, eng, stderrLogger())
 	if err != nil {
 		eng.Close()
 		return nil, nil, fmt.Errorf("identity graph: %w", err)
 	}
-	return eng.Close, g, nil
+	return func() { closeLocal(local); eng.Close() }, g, nil
 }
 
 func writeIndented(w io.Writer, v any) error {

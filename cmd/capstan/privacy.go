@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/config"
-	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/privacy"
 	"github.com/capstan-gw/capstan/internal/stream"
@@ -71,10 +70,11 @@ person capstan does not know succeeds with zero counts.`,
 				return usageErr(errors.New("give exactly one of --user-id, --anonymous-id and --email"))
 			}
 			return withEngine(cmd, cfgPath, func(ctx context.Context, cfg *config.Config, eng *stream.Engine) error {
-				g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), stderrLogger())
+				g, local, err := openIdentity(ctx, cfg, eng, stderrLogger())
 				if err != nil {
 					return err
 				}
+				defer closeLocal(local)
 				var sup *privacy.Suppressions
 				if cfg.Privacy.Suppresses() {
 					if sup, err = privacy.OpenSuppressions(ctx, eng, suppressionConfig(cfg)); err != nil {

@@ -18,7 +18,7 @@ import (
 // TestPrivacyCLI runs capstan privacy delete against a running engine (as
 // beside capstan serve) and then against the data directory alone.
 func TestPrivacyCLI(t *testing.T) {
-	cfgPath, eng := seedIdentity(t)
+	cfgPath, eng, stop := seedIdentity(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := stream.NewWriter(eng, stream.WriterConfig{}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -76,7 +76,7 @@ func TestPrivacyCLI(t *testing.T) {
 	}
 
 	// Without a running capstan: the data directory.
-	eng.Close()
+	stop()
 	out, errs, code = identityCLI(t, "privacy", "delete", "--config", cfgPath, "--anonymous-id", "anon-2")
 	if code != 0 {
 		t.Fatalf("delete anon-2: exit %d: %s", code, errs)

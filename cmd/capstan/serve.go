@@ -179,12 +179,27 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 	var graph *identity.Graph
 	if len(plans) > 0 || cfg.Server.AdminEnabled() {
-		err = start.do(ctx, "key-value bucket "+stream.IdentityKV, func(ctx context.Context) (err error) {
-			graph, err = identity.Open(ctx, eng.JetStream(), identityConfig(cfg), log)
+		var local *identity.Local
+		what := "key-value bucket " + stream.IdentityKV
+		if cfg.IdentityLocal() {
+			what = "identity store " + cfg.IdentityDir()
+		}
+		err = start.do(ctx, what, func(ctx context.Context) (err error) {
+			graph, local, err = openIdentity(ctx, cfg, eng, log)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("identity graph: %w", err)
+		}
+		if local != nil {
+			defer closeLocal(local)
+			// Tools attached to the embedded engine (capstan identity,
+			// privacy delete, preview) use the store through this process.
+			sub, err := identity.Serve(eng.Conn(), local)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = sub.Unsubscribe() }()
 		}
 	}
 	var dg delivery.Graph

@@ -20,7 +20,6 @@ import (
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
 	lidest "github.com/capstan-gw/capstan/internal/delivery/linkedin"
-	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -93,10 +92,11 @@ mapping matched, validation failed), 2 for usage or configuration errors.`,
 				if err := lt.li.Prepare(ctx, lt.plan); err != nil {
 					return fmt.Errorf("destination %s: %w", dest, err)
 				}
-				g, err := identity.Open(ctx, eng.JetStream(), identityConfig(cfg), stderrLogger())
+				g, local, err := openIdentity(ctx, cfg, eng, stderrLogger())
 				if err != nil {
 					return fmt.Errorf("identity graph: %w", err)
 				}
+				defer closeLocal(local)
 				res, err := sendTestEvent(ctx, eng, lt.li, lidest.TestEvent{
 					Plan: lt.plan, Mapping: mappingName, Event: raw, Source: source, Enricher: g,
 					PerMinute: lt.dc.RateLimit.PerMinute, PerDay: lt.dc.RateLimit.PerDay,
