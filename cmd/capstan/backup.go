@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -36,6 +41,10 @@ each with its consumers' state, so delivery resumes where it was. It
 uses JetStream's snapshot API, so it works while capstan
 serves (through the embedded engine's local port, or the external
 cluster) and when it is stopped (it opens the data directory itself).
+The identity graph's local store (identity.store local, the default with
+the embedded engine: data_dir/identity) is backed up as a pebble
+checkpoint, taken where KV_identity's snapshot is; while capstan runs, that
+process writes the checkpoint, so DIR must be writable by it.
 The de-duplication index (engine.dedup.dir) is not backed up: it is
 derived from EVENTS and rebuilt when capstan starts on the restored data.
 
@@ -53,7 +62,8 @@ conversions accepted after that can be sent again (LinkedIn
 de-duplicates them by eventId), as after any restore of an older state.
 Every event acknowledged before the backup started is in it.
 
-DIR gets <stream>.snapshot and <stream>.json per stream and manifest.json:
+DIR gets <stream>.snapshot and <stream>.json per stream, identity/ for the
+local store, and manifest.json:
 capstan's version, the time, the streams in the order they were taken
 with each one's message count and last sequence, and the SHA-256 of
 every file, which restore checks.`,
@@ -63,13 +73,16 @@ every file, which restore checks.`,
 			if out == "" {
 				return usageErr(fmt.Errorf("--out is required"))
 			}
-			return withEngine(cmd, cfgPath, func(ctx context.Context, _ *config.Config, eng *stream.Engine) error {
-				m, err := eng.Backup(ctx, out, capstanVersion())
+			return withEngine(cmd, cfgPath, func(ctx context.Context, cfg *config.Config, eng *stream.Engine) error {
+				m, err := eng.Backup(ctx, out, capstanVersion(), identityBackup(cfg, eng)...)
 				if err != nil {
 					return err
 				}
 				for _, s := range m.Streams {
 					fmt.Fprintf(cmd.OutOrStdout(), "%-16s %d messages, last sequence %d, %d consumers\n", s.Name, s.Messages, s.LastSeq, s.Consumers)
+				}
+				for _, l := range m.Local {
+					fmt.Fprintf(cmd.OutOrStdout(), "%-16s %d files (local store checkpoint)\n", l.Name, len(l.Files))
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s\n", out)
 				return nil
@@ -79,6 +92,43 @@ every file, which restore checks.`,
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the configuration file")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the backup to (created; must be empty)")
 	return cmd
+}
+
+// identityBackup is the backup's part for the identity graph's local store
+// (identity.store), taken where the KV bucket's snapshot would be: a
+// checkpoint written by the running capstan that holds the store (the
+// backup directory must then be writable by it), or by this process when
+// none runs. Nothing without a local store.
+func identityBackup(cfg *config.Config, eng *stream.Engine) []stream.LocalPart {
+	if !cfg.IdentityLocal() {
+		return nil
+	}
+	return []stream.LocalPart{{
+		Name:  config.DefaultIdentityDir,
+		After: "KV_" + stream.IdentityKV,
+		Write: func(ctx context.Context, dir string) error {
+			if eng.Attached() {
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				err = identity.CheckpointRemote(ctx, eng.Conn(), abs)
+				if errors.Is(err, nats.ErrNoResponders) {
+					return stream.ErrNoLocalPart // the running capstan has no graph
+				}
+				return err
+			}
+			if _, err := os.Stat(cfg.IdentityDir()); errors.Is(err, os.ErrNotExist) {
+				return stream.ErrNoLocalPart
+			}
+			l, err := identity.OpenLocal(identity.LocalConfig{Dir: cfg.IdentityDir()})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			return l.Checkpoint(dir)
+		},
+	}}
 }
 
 func newRestoreCmd() *cobra.Command {

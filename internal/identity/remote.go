@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,9 +23,10 @@ const remoteTimeout = 10 * time.Second
 
 // remoteRequest is one operation on the store: get (Keys[0]), put
 // (Keys[0], Data[0], Rev, At), create (Keys, Data, At), purge (Keys[0]),
-// compact (Keys).
+// compact (Keys), checkpoint (Dir).
 type remoteRequest struct {
 	Op   string   `json:"op"`
+	Dir  string   `json:"dir,omitempty"`
 	Keys []string `json:"keys"`
 	Data [][]byte `json:"data,omitempty"`
 	Rev  uint64   `json:"rev,omitempty"`
@@ -105,6 +107,8 @@ func (l *Local) answer(data []byte) remoteReply {
 		return remoteReply{Err: toRemote(l.purge(ctx, req.Keys[0]))}
 	case req.Op == "compact":
 		return remoteReply{Err: toRemote(l.compact(ctx, req.Keys))}
+	case req.Op == "checkpoint" && filepath.IsAbs(req.Dir):
+		return remoteReply{Err: toRemote(l.Checkpoint(req.Dir))}
 	}
 	return remoteReply{Err: toRemote(fmt.Errorf("bad request: op %q with %d keys", req.Op, len(req.Keys)))}
 }
@@ -187,6 +191,17 @@ func (r remote) purge(ctx context.Context, key string) error {
 
 func (r remote) compact(ctx context.Context, keys []string) error {
 	rep, err := r.call(ctx, remoteRequest{Op: "compact", Keys: keys})
+	if err != nil {
+		return err
+	}
+	return rep.Err.err()
+}
+
+// CheckpointRemote has the running capstan whose embedded engine nc is
+// attached to write a checkpoint of its local store into dir (an absolute
+// path, which must not exist; that process writes it): a tool's backup.
+func CheckpointRemote(ctx context.Context, nc *nats.Conn, dir string) error {
+	rep, err := remote{nc}.call(ctx, remoteRequest{Op: "checkpoint", Dir: dir})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,9 +34,11 @@ import (
 // A backup directory holds, per stream, <stream>.snapshot (the chunks as
 // received) and <stream>.json (the snapshot answer), plus manifest.json.
 
-// BackupFormat is the version of the backup directory's layout this code
-// writes and the newest it restores.
-const BackupFormat = 1
+// BackupFormat is the newest version of the backup directory's layout this
+// code restores, and the one it writes when the backup holds local parts
+// (Manifest.Local); a backup of streams alone is written as format 1, which
+// older capstans restore.
+const BackupFormat = 2
 
 // ManifestFile is the name of a backup's manifest in its directory.
 const ManifestFile = "manifest.json"
@@ -80,7 +83,38 @@ type Manifest struct {
 	Time time.Time `json:"time"`
 	// Streams are the streams in the backup.
 	Streams []BackupStream `json:"streams"`
+	// Local are the parts of the data directory kept outside JetStream
+	// (the identity graph's local store), format 2.
+	Local []BackupLocal `json:"local,omitempty"`
 }
+
+// BackupLocal is one local part of a backup: the directory Name, in the
+// backup and in the data directory.
+type BackupLocal struct {
+	Name string `json:"name"`
+	// Files maps each file of the part (a path under Name) to its SHA-256.
+	Files map[string]string `json:"files"`
+}
+
+// LocalPart is state that capstan keeps in the data directory outside
+// JetStream and that a backup holds: a directory, restored into the data
+// directory under the same name.
+type LocalPart struct {
+	// Name is the part's directory name (one path element).
+	Name string
+	// After is the stream after whose snapshot (taken, or skipped for a
+	// missing stream) the part is written: see backupStreams for the
+	// order's meaning.
+	After string
+	// Write writes a consistent copy of the part into dir, which does not
+	// exist yet (a pebble checkpoint). ErrNoLocalPart: there is nothing to
+	// back up, and the part is left out.
+	Write func(ctx context.Context, dir string) error
+}
+
+// ErrNoLocalPart is returned by a LocalPart's Write that has nothing to
+// back up.
+var ErrNoLocalPart = errors.New("nothing to back up")
 
 // BackupStream is one stream of a backup.
 type BackupStream struct {
@@ -113,18 +147,23 @@ func (e *apiError) Error() string { return fmt.Sprintf("%s (%d)", e.Description,
 const errNoStream = 10059
 
 // Backup writes a consistent snapshot of each of capstan's streams that
-// exists, consumers included, to dir (created; it must be empty or
-// missing), then the manifest. It works while capstan serves. version is
-// the running capstan's version, recorded in the manifest. When it fails,
-// it empties dir again.
-func (e *Engine) Backup(ctx context.Context, dir, version string) (*Manifest, error) {
+// exists, consumers included, and each of parts, to dir (created; it must
+// be empty or missing), then the manifest. It works while capstan serves.
+// version is the running capstan's version, recorded in the manifest. When
+// it fails, it empties dir again.
+func (e *Engine) Backup(ctx context.Context, dir, version string, parts ...LocalPart) (*Manifest, error) {
+	for _, p := range parts {
+		if p.Name == "" || filepath.Base(p.Name) != p.Name || p.Name == "." || p.Name == ".." {
+			return nil, fmt.Errorf("backup: local part name %q is not one path element", p.Name)
+		}
+	}
 	if err := checkEmptyDir(dir); err != nil {
 		return nil, fmt.Errorf("backup directory %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("backup directory %s: %w", dir, err)
 	}
-	m, err := e.backup(ctx, dir, version)
+	m, err := e.backup(ctx, dir, version, parts)
 	if err != nil {
 		emptyDir(dir)
 		return nil, err
@@ -132,19 +171,33 @@ func (e *Engine) Backup(ctx context.Context, dir, version string) (*Manifest, er
 	return m, nil
 }
 
-func (e *Engine) backup(ctx context.Context, dir, version string) (*Manifest, error) {
-	m := &Manifest{Format: BackupFormat, Capstan: version, Time: time.Now().UTC()}
+func (e *Engine) backup(ctx context.Context, dir, version string, parts []LocalPart) (*Manifest, error) {
+	m := &Manifest{Format: 1, Capstan: version, Time: time.Now().UTC()}
 	for _, name := range backupStreams {
 		bs, err := e.snapshot(ctx, dir, name)
-		if errors.Is(err, errStreamMissing) {
-			continue
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, errStreamMissing):
+		case err != nil:
 			return nil, fmt.Errorf("snapshot stream %s: %w", name, err)
+		default:
+			m.Streams = append(m.Streams, *bs)
+			if e.afterSnapshot != nil {
+				e.afterSnapshot(name)
+			}
 		}
-		m.Streams = append(m.Streams, *bs)
-		if e.afterSnapshot != nil {
-			e.afterSnapshot(name)
+		for _, p := range parts {
+			if p.After != name {
+				continue
+			}
+			bl, err := writeLocal(ctx, dir, p)
+			if errors.Is(err, ErrNoLocalPart) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("back up %s: %w", p.Name, err)
+			}
+			m.Local = append(m.Local, *bl)
+			m.Format = BackupFormat
 		}
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
@@ -152,6 +205,39 @@ func (e *Engine) backup(ctx context.Context, dir, version string) (*Manifest, er
 		return nil, err
 	}
 	return m, nil
+}
+
+// writeLocal writes part p into dir/<p.Name> and lists its files with
+// their checksums.
+func writeLocal(ctx context.Context, dir string, p LocalPart) (*BackupLocal, error) {
+	root := filepath.Join(dir, p.Name)
+	if err := p.Write(ctx, root); err != nil {
+		_ = os.RemoveAll(root)
+		return nil, err
+	}
+	bl := &BackupLocal{Name: p.Name, Files: map[string]string{}}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", path)
+		}
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		bl.Files[filepath.ToSlash(rel)] = sum
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return bl, nil
 }
 
 var (
@@ -269,6 +355,24 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if m.Format < 1 || len(m.Streams) == 0 {
 		return nil, fmt.Errorf("%w: %s lists no streams", ErrBackupDamaged, ManifestFile)
 	}
+	for _, l := range m.Local {
+		if l.Name == "" || filepath.Base(l.Name) != l.Name || l.Name == "." || l.Name == ".." {
+			return nil, fmt.Errorf("%w: %s lists a local part outside the backup: %q", ErrBackupDamaged, ManifestFile, l.Name)
+		}
+		for name, want := range l.Files {
+			clean := filepath.Clean(filepath.FromSlash(name))
+			if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+				return nil, fmt.Errorf("%w: %s lists a file outside the backup: %q", ErrBackupDamaged, ManifestFile, name)
+			}
+			got, err := fileSHA256(filepath.Join(dir, l.Name, clean))
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrBackupDamaged, err)
+			}
+			if got != want {
+				return nil, fmt.Errorf("%w: checksum mismatch in %s/%s", ErrBackupDamaged, l.Name, name)
+			}
+		}
+	}
 	for _, s := range m.Streams {
 		for _, need := range []string{s.Name + ".snapshot", s.Name + ".json"} {
 			if _, ok := s.Files[need]; !ok {
@@ -345,7 +449,50 @@ func restoreAll(ctx context.Context, cfg Config, dir string, m *Manifest, log *s
 			log.Warn("restored stream's last sequence differs from the manifest", "stream", s.Name, "want", s.LastSeq, "got", info.CachedInfo().State.LastSeq)
 		}
 	}
+	for _, l := range m.Local {
+		if err := restoreLocal(dir, cfg.DataDir, l); err != nil {
+			return fmt.Errorf("restore %s: %w", l.Name, err)
+		}
+	}
 	return nil
+}
+
+// restoreLocal copies the local part l of the backup in dir into the data
+// directory, file by file (fsynced).
+func restoreLocal(dir, dataDir string, l BackupLocal) error {
+	for name := range l.Files {
+		rel := filepath.Clean(filepath.FromSlash(name))
+		to := filepath.Join(dataDir, l.Name, rel)
+		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+			return err
+		}
+		if err := copyFileSync(filepath.Join(dir, l.Name, rel), to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyFileSync copies from to to (created), and fsyncs it.
+func copyFileSync(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 func (e *Engine) restoreStream(ctx context.Context, dir, name string) error {
