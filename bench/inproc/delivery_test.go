@@ -33,6 +33,8 @@ var deliveryWorkers = flag.Int("delivery.workers", 0, "the runner's conversion w
 
 var deliveryLog = flag.Bool("delivery.log", false, "write the runner's warnings and errors to stderr (to see stalls and retries)")
 
+var deliveryIdentityStore = flag.String("delivery.identity-store", "local", "the identity graph's store: local (serve's default with the embedded engine) or jetstream (the KV bucket)")
+
 var deliveryProfile = flag.String("delivery.cpuprofile", "", "write a CPU profile of BenchmarkDelivery's timed part (the last sub-benchmark run) to this file")
 
 // BenchmarkDelivery is the delivery path in one process, as `capstan serve`
@@ -175,8 +177,17 @@ destinations:
 	}
 	var graph delivery.Graph
 	if withGraph {
-		// As serve opens it on the embedded engine.
-		gr, err := identity.Open(ctx, eng.JetStream(), identity.Config{HashEmail: linkedin.HashEmail, Async: true}, log)
+		// As serve opens it on the embedded engine (identity.store).
+		icfg := identity.Config{HashEmail: linkedin.HashEmail, Async: true}
+		if *deliveryIdentityStore == "local" {
+			local, err := identity.OpenLocal(identity.LocalConfig{Dir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer local.Close()
+			icfg.Store = local
+		}
+		gr, err := identity.Open(ctx, eng.JetStream(), icfg, log)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -56,6 +57,8 @@ func bothStores(t *testing.T, test func(t *testing.T)) {
 	t.Run("local", test)
 }
 
+var storeFlag = flag.String("store", "jetstream", "the store of graphs outside bothStores (benchmarks): jetstream or local")
+
 // onLocal reports whether t runs under bothStores' "local".
 func onLocal(t testing.TB) bool { return strings.Contains(t.Name(), "/local") }
 
@@ -78,7 +81,7 @@ func openGraph(t testing.TB, js jetstream.JetStream, cfg Config) *Graph {
 	if cfg.HashEmail == nil {
 		cfg.HashEmail = hashEmail
 	}
-	if cfg.Store == nil && onLocal(t) {
+	if cfg.Store == nil && (onLocal(t) || *storeFlag == "local") {
 		localsMu.Lock()
 		k := localsKey{js, cfg.Bucket}
 		l, ok := locals[k]
