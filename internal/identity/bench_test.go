@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -193,4 +194,43 @@ func BenchmarkObserve(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// BenchmarkProfileMemory is the live heap each new profile leaves behind
+// (b.N new visitors, each a browser with a click id, created by ObserveAll
+// in chunks as delivery does; memo off): with the KV bucket, the embedded
+// engine's per-key index lives in this heap; with the local store only its
+// bounded caches do. Run it with a fixed count, e.g. -benchtime 200000x,
+// and -store jetstream or local.
+func BenchmarkProfileMemory(b *testing.B) {
+	g := openGraph(b, openJS(b), Config{MemoTTL: -1})
+	ctx := context.Background()
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	const chunk = 500
+	obs := make([]Observation, 0, chunk)
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		obs = obs[:0]
+		for ; len(obs) < chunk && i < b.N; i++ {
+			ev := parse(b, fmt.Sprintf(`{"type":"page","anonymousId":"mem-%d","properties":{"li_fat_id":"L%[1]d"}}`, i))
+			obs = append(obs, Observation{Event: ev, Captured: Capture(ev), Trusted: true})
+		}
+		for _, err := range g.ObserveAll(ctx, obs) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	time.Sleep(time.Second) // the engine's asynchronous flushes
+	after := heap()
+	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "heap-B/profile")
+	b.ReportMetric(float64(after)/(1<<20), "heap-MB")
 }
