@@ -4,9 +4,25 @@
 // event lacks them.
 //
 // Capture (capture.go) is pure: it reads a parsed event and says which
-// identifiers it carries and where it found them. The graph (Graph) lives in
-// the JetStream KV bucket "identity" (stream.IdentityKV), embedded or on an
-// external cluster, shared by every capstan replica:
+// identifiers it carries and where it found them. The graph (Graph) keeps
+// its profiles in a Store (store.go), one of two:
+//
+//   - the JetStream KV bucket "identity" (stream.IdentityKV), on an
+//     external cluster, shared by every capstan replica (identity.store
+//     jetstream, the default with engine.nats_url);
+//   - the local store (Local, local.go): a pebble database in
+//     <data_dir>/identity, owned by the process that runs the embedded
+//     engine (identity.store local, the default without nats_url). The
+//     bucket's file store keeps an index entry in memory for every key
+//     (~170-330 bytes per new visitor: 293 MB of a 615 MB heap after a
+//     million new visitors, gigabytes at tens of millions); the local store
+//     keeps only a bounded cache (32 MiB) and the files on disk grow.
+//     Tools attached to the running capstan (`capstan identity`, privacy
+//     deletes, preview) reach it through that process (Remote, Serve,
+//     remote.go); a data directory whose graph is still in the bucket has
+//     it moved into the local store once (MigrateBucket).
+//
+// What the graph does:
 //
 //   - Observe, once per event before conversion (and never for an event
 //     whose consent denies the destination), links the ids and records the
@@ -21,7 +37,9 @@
 //
 // # Keys and values
 //
-// One key per id, holding that id's profile as JSON:
+// One key per id, holding that id's profile as JSON (the local store keys
+// it by the kind byte and the 32 bytes of the hash, and prefixes the value
+// with its revision and write time):
 //
 //	u.<sha256(userId)>       a user id's profile
 //	a.<sha256(anonymousId)>  an anonymous id's profile
@@ -62,8 +80,10 @@
 // # Concurrency, cost and TTL
 //
 // Every write is a compare-and-set on the key's revision (KV Create/Update
-// semantics), retried a bounded number of times on conflict, so concurrent
-// Observes, in one process or several, lose no link and no identifier. The
+// semantics; in the local store, a per-key lock of the owning process
+// around a read and a write, the revision counting the key's writes),
+// retried a bounded number of times on conflict, so concurrent Observes,
+// in one process or several, lose no link and no identifier. The
 // merge of identifiers is "newest event time wins", so the outcome does not
 // depend on the order in which events are observed, and observing an event
 // again writes nothing. An event with nothing new costs one read per id and
@@ -73,11 +93,23 @@
 // are new); if it existed after all, the create fails and the profile is
 // read, so the guess costs time, never data.
 //
-// The bucket's TTL (max age, default 90 days, LinkedIn's look-back) applies
-// to each profile from its last write; activity on an id rewrites its
-// profile at most once per Config.Refresh (a day), restarting its TTL.
-// Delete purges the keys' messages from the bucket's stream, leaving not
-// even a delete marker.
+// The TTL (the bucket's max age; in the local store, each value's write
+// time; default 90 days, LinkedIn's look-back) applies to each profile from
+// its last write; activity on an id rewrites its profile at most once per
+// Config.Refresh (a day), restarting its TTL. The local store hides an
+// expired profile from reads at once and a periodic sweep (every TTL/16, at
+// most daily) deletes it from disk. Delete purges the keys' messages from
+// the bucket's stream, leaving not even a delete marker; in the local store
+// it deletes the keys (fsynced) and compacts their key ranges, since pebble
+// drops a deleted value from its files only when a compaction reaches it.
+//
+// Durability: the bucket with the embedded engine uses asynchronous
+// persistence (Config.Async), and the local store writes without fsync
+// (pebble.NoSync): every write reaches the operating system (the
+// write-ahead log) before it returns, so a kill -9 of capstan loses
+// nothing; a power loss can take the last moments of graph updates, never
+// an event. The graph is derived data, rebuilt from events as they come.
+// Backups hold the local store as a pebble checkpoint (capstan backup).
 //
 // identity reads events through internal/event's Value (the one parsed
 // form of an event in capstan) and knows nothing of HTTP ingest or
