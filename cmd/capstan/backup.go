@@ -113,10 +113,10 @@ func identityBackup(cfg *config.Config, eng *stream.Engine) []stream.LocalPart {
 					return err
 				}
 				err = identity.CheckpointRemote(ctx, eng.Conn(), abs)
-				if errors.Is(err, nats.ErrNoResponders) {
-					return stream.ErrNoLocalPart // the running capstan has no graph
+				if !errors.Is(err, nats.ErrNoResponders) {
+					return err
 				}
-				return err
+				// The running capstan has no graph: the store is free.
 			}
 			if _, err := os.Stat(cfg.IdentityDir()); errors.Is(err, os.ErrNotExist) {
 				return stream.ErrNoLocalPart

@@ -114,15 +114,24 @@ func identityConfig(cfg *config.Config) identity.Config {
 // store, opened here when this process owns the embedded engine (serve, or
 // a tool while no capstan runs; a graph still in the old bucket is moved
 // into it first), or reached through the running capstan for a tool
-// attached to its engine. local, when not nil, is the store opened here:
+// attached to its engine (opened here if that capstan runs without the
+// graph). local, when not nil, is the store opened here:
 // the caller closes it after the graph's use.
 func openIdentity(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger) (g *identity.Graph, local *identity.Local, err error) {
 	icfg := identityConfig(cfg)
+	serves := false
+	if cfg.IdentityLocal() && eng.Attached() {
+		if serves, err = identity.RemoteServes(ctx, eng.Conn()); err != nil {
+			return nil, nil, err
+		}
+	}
 	switch {
 	case !cfg.IdentityLocal():
-	case eng.Attached():
+	case serves:
 		icfg.Store = identity.Remote(eng.Conn())
 	default:
+		// This process owns the engine, or the running capstan has no graph
+		// and leaves the store alone (the store's lock says if not).
 		local, err = identity.OpenLocal(identity.LocalConfig{Dir: cfg.IdentityDir(), Logger: log})
 		if err != nil {
 			return nil, nil, err

@@ -205,3 +205,24 @@ func TestIdentityCLIMigrates(t *testing.T) {
 		t.Error("the identity bucket is still there after the migration")
 	}
 }
+
+// TestIdentityCLIRunningWithoutGraph: a capstan that runs without the
+// identity graph (no destination, no admin API) does not hold the local
+// store; a tool attached to its engine opens the store itself.
+func TestIdentityCLIRunningWithoutGraph(t *testing.T) {
+	cfgPath, eng, stop := seedIdentity(t)
+	stop()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err = stream.Open(context.Background(), engineConfig(cfg), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	out, errs, code := identityCLI(t, "identity", "show", "--config", cfgPath, "--user-id", "user-1")
+	if code != 0 || !strings.Contains(out, "li_fat_id     123456") {
+		t.Fatalf("show: exit %d: %s%s", code, out, errs)
+	}
+}

@@ -80,16 +80,16 @@ type Local struct {
 	seed  maphash.Seed
 	locks [stripes]sync.Mutex // by key hash: compare-and-set
 
-	// mu guards closed, ttl and now: every method holds it shared, Close
-	// and bind exclusively.
+	// mu guards closed, ttl, now and swept: every method holds it shared,
+	// Close and bind exclusively.
 	mu     sync.RWMutex
 	closed bool
 	ttl    time.Duration // 0 until bind: nothing expires
 	now    func() time.Time
+	swept  chan struct{} // closed when the sweeper ends; nil: none started
 
-	bindOnce sync.Once
-	stop     chan struct{}
-	swept    chan struct{} // closed when the sweeper ends; nil: none
+	stop     chan struct{} // closed by Close: the sweeper stops
+	stopOnce sync.Once
 }
 
 // OpenLocal opens the local store in cfg.Dir, creating it if needed.
@@ -175,16 +175,13 @@ func (l *Local) checkFormat() error {
 // of expired profiles, once.
 func (l *Local) bind(ttl time.Duration, now func() time.Time) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.ttl, l.now = ttl, now
-	closed := l.closed
-	l.mu.Unlock()
-	if closed {
+	if l.closed || l.swept != nil {
 		return
 	}
-	l.bindOnce.Do(func() {
-		l.swept = make(chan struct{})
-		go l.sweeper(sweepEvery(ttl))
-	})
+	l.swept = make(chan struct{})
+	go l.sweeper(l.swept, sweepEvery(ttl))
 }
 
 // sweepEvery is how often the sweeper looks for expired profiles: a
@@ -193,8 +190,8 @@ func (l *Local) bind(ttl time.Duration, now func() time.Time) {
 // gives back their disk space.
 func sweepEvery(ttl time.Duration) time.Duration { return max(time.Minute, min(ttl/16, 24*time.Hour)) }
 
-func (l *Local) sweeper(every time.Duration) {
-	defer close(l.swept)
+func (l *Local) sweeper(done chan<- struct{}, every time.Duration) {
+	defer close(done)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -215,16 +212,17 @@ var errLocalClosed = errors.New("identity store closed")
 
 // Close stops the sweep and closes the store.
 func (l *Local) Close() error {
+	l.stopOnce.Do(func() { close(l.stop) }) // first: a sweep under way stops
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return errLocalClosed
 	}
 	l.closed = true
-	close(l.stop)
+	swept := l.swept
 	l.mu.Unlock()
-	if l.swept != nil {
-		<-l.swept
+	if swept != nil {
+		<-swept
 	}
 	err := l.db.Close()
 	l.cache.Unref()
@@ -519,6 +517,11 @@ func (l *Local) sweep() (int, error) {
 	}
 	n := 0
 	for _, key := range expired {
+		select {
+		case <-l.stop:
+			return n, errLocalClosed
+		default:
+		}
 		// Under the key's lock, and only if it is still expired: a write
 		// since the scan restarted its TTL.
 		k, _ := localKey(string(key))

@@ -129,7 +129,7 @@ func (r remote) call(ctx context.Context, req remoteRequest) (remoteReply, error
 	defer cancel()
 	m, err := r.nc.RequestWithContext(ctx, remoteSubject, b)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return remoteReply{}, fmt.Errorf("identity store of the running capstan: %w (does it run with the identity graph?)", err)
+		return remoteReply{}, fmt.Errorf("identity store of the running capstan: %w (it runs without the identity graph)", err)
 	}
 	if err != nil {
 		return remoteReply{}, fmt.Errorf("identity store of the running capstan: %w", err)
@@ -195,6 +195,18 @@ func (r remote) compact(ctx context.Context, keys []string) error {
 		return err
 	}
 	return rep.Err.err()
+}
+
+// RemoteServes reports whether the running capstan whose embedded engine
+// nc is attached to serves its local store (Serve): false when it runs
+// without the identity graph (no destination, no admin API), whose store
+// is then free for the tool to open.
+func RemoteServes(ctx context.Context, nc *nats.Conn) (bool, error) {
+	_, err := remote{nc}.get(ctx, UserKey(""))
+	if errors.Is(err, nats.ErrNoResponders) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // CheckpointRemote has the running capstan whose embedded engine nc is
