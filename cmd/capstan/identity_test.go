@@ -210,13 +210,13 @@ func TestIdentityCLIMigrates(t *testing.T) {
 // identity graph (no destination, no admin API) does not hold the local
 // store; a tool attached to its engine opens the store itself.
 func TestIdentityCLIRunningWithoutGraph(t *testing.T) {
-	cfgPath, eng, stop := seedIdentity(t)
+	cfgPath, _, stop := seedIdentity(t)
 	stop()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err = stream.Open(context.Background(), engineConfig(cfg), slog.New(slog.DiscardHandler))
+	eng, err := stream.Open(context.Background(), engineConfig(cfg), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
