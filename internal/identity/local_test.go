@@ -1,8 +1,11 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -97,4 +100,50 @@ func TestLocalInUse(t *testing.T) {
 		t.Fatalf("reopen after close: %v", err)
 	}
 	_ = l2.Close()
+}
+
+// TestLocalDeleteLeavesNoTable: a privacy deletion compacts the deleted
+// keys' ranges, so that no table file of the store holds their data any
+// more (pebble alone would keep it until a compaction happened by).
+func TestLocalDeleteLeavesNoTable(t *testing.T) {
+	ctx := context.Background()
+	l := openLocal(t)
+	g := openGraph(t, nil, Config{Store: l})
+	const marker = "MARKER-LFI-7f3a9c"
+	observe(t, g, `{"type":"page","anonymousId":"`+anonA+`","context":{"page":{"url":"https://x/?li_fat_id=`+marker+`"}}}`)
+	observe(t, g, `{"type":"page","anonymousId":"stays","context":{"page":{"url":"https://x/?li_fat_id=other"}}}`)
+	if err := l.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	inTables := func() bool {
+		t.Helper()
+		files, err := filepath.Glob(filepath.Join(l.Dir(), "*.sst"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if errors.Is(err, os.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte(marker)) {
+				return true
+			}
+		}
+		return false
+	}
+	if !inTables() {
+		t.Fatal("the profile is not in a table before the deletion: the test sees nothing")
+	}
+	if _, err := g.Delete(ctx, Key{AnonymousID: anonA}); err != nil {
+		t.Fatal(err)
+	}
+	// pebble removes the tables a compaction replaced in the background.
+	eventually(t, 5*time.Second, func() bool { return !inTables() })
+	if p, err := g.Show(ctx, Key{AnonymousID: "stays"}); err != nil || p.LiFatID != "other" {
+		t.Errorf("the other profile: %+v, %v", p, err)
+	}
 }
