@@ -193,6 +193,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		}
 		if local != nil {
 			defer closeLocal(local)
+			reg.MustRegister(local.Collector())
 			// Tools attached to the embedded engine (capstan identity,
 			// privacy delete, preview) use the store through this process.
 			sub, err := identity.Serve(eng.Conn(), local)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +91,7 @@ type Local struct {
 
 	stop     chan struct{} // closed by Close: the sweeper stops
 	stopOnce sync.Once
+	removed  atomic.Uint64 // expired profiles the sweeps removed
 }
 
 // OpenLocal opens the local store in cfg.Dir, creating it if needed.
@@ -529,8 +531,10 @@ func (l *Local) sweep() (int, error) {
 		mu.Lock()
 		s, err := l.read(k)
 		if err == nil && !s.exists && s.rev != 0 {
-			err = l.db.Delete(k, pebble.NoSync)
-			n++
+			if err = l.db.Delete(k, pebble.NoSync); err == nil {
+				n++
+				l.removed.Add(1)
+			}
 		}
 		mu.Unlock()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestLocalExpiry: a profile past the TTL is invisible at once (reads,
@@ -53,6 +54,23 @@ func TestLocalExpiry(t *testing.T) {
 	}
 	if got := keys(t, g); len(got) != 1 || got[0] != AnonymousKey("other") {
 		t.Errorf("keys after the sweep %v, want the fresh one", got)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(l.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	}
+	if got["capstan_identity_store_expired_removed_total"] != 2 || got["capstan_identity_store_disk_bytes"] <= 0 {
+		t.Errorf("metrics %v", got)
+	}
+	if _, ok := got["capstan_identity_store_keys"]; !ok {
+		t.Errorf("no capstan_identity_store_keys in %v", got)
 	}
 }
 
