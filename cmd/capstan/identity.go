@@ -22,10 +22,15 @@ func newIdentityCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "identity",
 		Short: "Show or delete what the identity graph holds about a person",
-		Long: `Show or delete what the identity graph (KV bucket "identity") holds about a
-person, named by a userId or an anonymousId: for privacy requests and
-support. The graph stores the email only as its SHA-256 and ids only as the
-SHA-256 in their keys ("u.<sha256(userId)>", "a.<sha256(anonymousId)>").`,
+		Long: `Show or delete what the identity graph holds about a person, named by a
+userId or an anonymousId: for privacy requests and support. The graph stores
+the email only as its SHA-256 and ids only as the SHA-256 in their keys
+("u.<sha256(userId)>", "a.<sha256(anonymousId)>").
+
+The graph lives where identity.store says: with the embedded engine, in the
+local store data_dir/identity, which a running capstan holds (the command
+then goes through it, on the engine's local port) or the command opens
+itself when none runs; with engine.nats_url, in the KV bucket "identity".`,
 	}
 	cmd.AddCommand(newIdentityShowCmd(), newIdentityDeleteCmd())
 	return cmd
