@@ -283,7 +283,9 @@ type Identity struct {
 	// memory bounded whatever the number of visitors; embedded engine only)
 	// or "auto" (the default: local with the embedded engine, jetstream
 	// with nats_url). Tools attached to a running capstan (identity show,
-	// delete) reach its local store through it.
+	// delete, privacy delete, backup) reach its local store through it,
+	// so engine.listen does not change what auto picks; the nats CLI does
+	// not see a local graph.
 	Store string `yaml:"store"`
 }
 

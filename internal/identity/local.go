@@ -129,7 +129,7 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 		Cache:                       l.cache,
 		MemTableSize:                uint64(max(m/8, 1<<20)),
 		MemTableStopWritesThreshold: 3,
-		CompactionConcurrencyRange:  func() (int, int) { return 1, 1 },
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{log},
 	}
