@@ -104,11 +104,14 @@
 // drops a deleted value from its files only when a compaction reaches it.
 //
 // Durability: the bucket with the embedded engine uses asynchronous
-// persistence (Config.Async), and the local store writes without fsync
-// (pebble.NoSync): every write reaches the operating system (the
-// write-ahead log) before it returns, so a kill -9 of capstan loses
-// nothing; a power loss can take the last moments of graph updates, never
-// an event. The graph is derived data, rebuilt from events as they come.
+// persistence (Config.Async), and the local store's writes do not wait for
+// the disk (pebble.NoSync). pebble keeps such writes in a buffer of its
+// own until a 32 KiB block of its log fills, not in the operating system's
+// cache, so the store writes its log out and fsyncs it every 100 ms while
+// there are writes (Local's syncer): a kill -9 or a power loss loses at
+// most the graph updates of the last 100 ms, never an event
+// (TestLocalSurvivesCrash). The graph is derived data, rebuilt from events
+// as they come.
 // Backups hold the local store as a pebble checkpoint (capstan backup).
 //
 // identity reads events through internal/event's Value (the one parsed

@@ -28,6 +28,12 @@ const (
 	MinLocalMemory     = 8 << 20
 )
 
+// walSync is how often the local store's write-ahead log is written out and
+// fsynced when there were writes: pebble keeps the writes made without
+// sync in a buffer of its own until a block of 32 KiB fills, so without it
+// a crash could lose any number of seconds of them.
+const walSync = 100 * time.Millisecond
+
 // ErrLocalInUse means another Local (in this process or another) has the
 // directory open: one process owns the local store; tools reach it
 // through the running capstan (Remote).
@@ -64,10 +70,11 @@ type LocalConfig struct {
 // entry in memory for every key (~170-330 bytes per new visitor), it keeps
 // in memory only a bounded cache. One process owns it (the directory is
 // locked); compare-and-set is a per-key lock inside that process. Writes
-// are not fsynced (pebble.NoSync): the write-ahead log reaches the
-// operating system at every write, so a crash of capstan loses nothing and
-// a power loss the last moments of graph updates, as the asynchronous
-// bucket did (Config.Async); deletions are fsynced.
+// do not wait for the disk (pebble.NoSync): the write-ahead log is written
+// out and fsynced every walSync (100 ms) while there are writes, so a crash
+// (kill -9 or power loss) loses at most the graph updates of the last
+// 100 ms, as the asynchronous bucket could (Config.Async); deletions are
+// fsynced before they return.
 //
 // Profiles expire TTL after their last write (the Graph's Config.TTL):
 // reads ignore expired ones at once, and a sweep removes them from disk
@@ -89,9 +96,11 @@ type Local struct {
 	now    func() time.Time
 	swept  chan struct{} // closed when the sweeper ends; nil: none started
 
-	stop     chan struct{} // closed by Close: the sweeper stops
+	stop     chan struct{} // closed by Close: the sweeper and the syncer stop
 	stopOnce sync.Once
 	removed  atomic.Uint64 // expired profiles the sweeps removed
+	dirty    atomic.Bool   // written since the syncer's last sync
+	synced   chan struct{} // closed when the syncer ends
 }
 
 // OpenLocal opens the local store in cfg.Dir, creating it if needed.
@@ -155,7 +164,37 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 		f.Close()
 		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
 	}
+	l.synced = make(chan struct{})
+	go l.syncer()
 	return l, nil
+}
+
+// syncer writes the log out and fsyncs it every walSync while there are
+// writes, until Close: a crash (kill -9, power loss) loses at most the
+// graph writes of the last walSync.
+func (l *Local) syncer() {
+	defer close(l.synced)
+	t := time.NewTicker(walSync)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		if !l.dirty.Swap(false) {
+			continue
+		}
+		l.mu.RLock()
+		var err error
+		if !l.closed {
+			err = l.db.LogData(nil, pebble.Sync)
+		}
+		l.mu.RUnlock()
+		if err != nil {
+			l.log.Error("syncing the identity store's log failed", "error", err)
+		}
+	}
 }
 
 func (l *Local) checkFormat() error {
@@ -226,6 +265,7 @@ func (l *Local) Close() error {
 	if swept != nil {
 		<-swept
 	}
+	<-l.synced
 	err := l.db.Close()
 	l.cache.Unref()
 	l.lock.Close()
@@ -355,6 +395,7 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 	if err := l.db.Set(k, encodeValue(next, at, data), pebble.NoSync); err != nil {
 		return 0, err
 	}
+	l.dirty.Store(true)
 	return next, nil
 }
 
@@ -400,6 +441,7 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 			}
 		}
 	}
+	l.dirty.Store(true)
 	return revs, errs
 }
 
@@ -534,6 +576,7 @@ func (l *Local) sweep() (int, error) {
 			if err = l.db.Delete(k, pebble.NoSync); err == nil {
 				n++
 				l.removed.Add(1)
+				l.dirty.Store(true)
 			}
 		}
 		mu.Unlock()
