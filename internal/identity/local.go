@@ -521,6 +521,10 @@ func (l *Local) each(ctx context.Context, fn func(key string, s stored) error) e
 	return it.Error()
 }
 
+// sweepChunk is how many expired keys a sweep gathers before removing
+// them: its memory stays bounded however many profiles expired at once.
+const sweepChunk = 1024
+
 // sweep removes the expired profiles and returns how many.
 func (l *Local) sweep() (int, error) {
 	l.mu.RLock()
@@ -535,41 +539,59 @@ func (l *Local) sweep() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var expired [][]byte
+	defer it.Close()
+	n := 0
+	expired := make([]string, 0, sweepChunk)
 	for it.First(); it.Valid(); it.Next() {
+		select {
+		case <-l.stop:
+			return n, errLocalClosed
+		default:
+		}
 		key, ok := profileKey(it.Key())
 		if !ok {
 			continue
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			it.Close()
-			return 0, err
+			return n, err
 		}
 		if s, err := l.value(v); err == nil && !s.exists {
-			expired = append(expired, []byte(key))
+			expired = append(expired, key)
 		}
-		select {
-		case <-l.stop:
-			it.Close()
-			return 0, errLocalClosed
-		default:
+		if len(expired) == sweepChunk {
+			m, err := l.removeExpired(expired)
+			n += m
+			if err != nil {
+				return n, err
+			}
+			expired = expired[:0]
 		}
 	}
-	if err := it.Close(); err != nil {
-		return 0, err
+	if err := it.Error(); err != nil {
+		return n, err
 	}
+	m, err := l.removeExpired(expired)
+	return n + m, err
+}
+
+// removeExpired deletes those of keys that are still expired, each under
+// its lock (a write since the sweep read it restarted its TTL), and
+// returns how many it deleted. The sweep's iterator reads a fixed view of
+// the store, which these deletes do not disturb.
+func (l *Local) removeExpired(keys []string) (int, error) {
 	n := 0
-	for _, key := range expired {
+	for _, key := range keys {
 		select {
 		case <-l.stop:
 			return n, errLocalClosed
 		default:
 		}
-		// Under the key's lock, and only if it is still expired: a write
-		// since the scan restarted its TTL.
-		k, _ := localKey(string(key))
-		mu := l.stripe(string(key))
+		k, err := localKey(key)
+		if err != nil {
+			return n, err
+		}
+		mu := l.stripe(key)
 		mu.Lock()
 		s, err := l.read(k)
 		if err == nil && !s.exists && s.rev != 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,5 +202,42 @@ func TestLocalSurvivesCrash(t *testing.T) {
 	p, err := g.Show(context.Background(), Key{UserID: userU})
 	if err != nil || p.LiFatID != "123456" || p.EmailSHA256 != emailHash || len(p.Linked) != 1 {
 		t.Errorf("after the crash: %+v, %v", p, err)
+	}
+}
+
+// TestLocalSweepInChunks: a sweep over more expired profiles than one
+// chunk removes them all, and keeps the live ones among them.
+func TestLocalSweepInChunks(t *testing.T) {
+	now := time.Now()
+	l := openLocal(t)
+	l.bind(time.Hour, func() time.Time { return now })
+	const n = 2*sweepChunk + 7
+	var keys []string
+	var data [][]byte
+	for i := range n {
+		keys = append(keys, AnonymousKey(fmt.Sprint("sweep-", i)))
+		data = append(data, []byte(`{}`))
+	}
+	old := now.Add(-2 * time.Hour)
+	if _, errs := l.createAll(context.Background(), keys, data, old); errors.Join(errs...) != nil {
+		t.Fatal(errors.Join(errs...))
+	}
+	live := AnonymousKey("sweep-live")
+	if _, errs := l.createAll(context.Background(), []string{live}, [][]byte{[]byte(`{}`)}, now); errors.Join(errs...) != nil {
+		t.Fatal(errors.Join(errs...))
+	}
+	removed, err := l.sweep()
+	if err != nil || removed != n {
+		t.Fatalf("sweep removed %d (%v), want %d", removed, err, n)
+	}
+	left := 0
+	if err := l.each(context.Background(), func(key string, _ stored) error {
+		if key != live {
+			t.Errorf("kept %s", key)
+		}
+		left++
+		return nil
+	}); err != nil || left != 1 {
+		t.Fatalf("%d profiles left (%v), want the live one", left, err)
 	}
 }
