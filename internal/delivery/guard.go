@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,6 +11,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -571,33 +574,9 @@ func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck)
 	// the common case); keys that exist, or did, take the slow path, which
 	// reads the owner and whether it was accepted.
 	var created atomic.Bool
-	var slow []*guardCheck
-	js := g.eng.JetStream()
-	for chunk := range slices.Chunk(claims, guardPipeline) {
-		futs := make([]jetstream.PubAckFuture, len(chunk))
-		msgs := make([]nats.Msg, len(chunk))
-		vals := make([]byte, len(chunk)*groupedLen)
-		for i, c := range chunk {
-			m := &msgs[i]
-			m.Subject, m.Header = c.subject, createHeader
-			m.Data = cg.putValue(vals[i*groupedLen:(i+1)*groupedLen:(i+1)*groupedLen], c.content, c.idx)
-			futs[i], _ = js.PublishMsgAsync(m)
-		}
-		for i, c := range chunk {
-			if futs[i] == nil {
-				slow = append(slow, c)
-				continue
-			}
-			select {
-			case <-futs[i].Ok():
-				c.owner, c.mine = c.content, true
-				created.Store(true)
-			case <-futs[i].Err():
-				slow = append(slow, c)
-			case <-cctx.Done():
-				c.err = cctx.Err()
-			}
-		}
+	slow, made := g.createAll(cctx, cg, claims)
+	if made {
+		created.Store(true)
 	}
 	sem := make(chan struct{}, guardParallel)
 	var wg sync.WaitGroup
@@ -639,6 +618,87 @@ func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck)
 			c.owner, c.accepted, c.mine, c.idx, c.err = f.owner, f.accepted, f.mine, f.idx, f.err
 		}
 	}
+}
+
+// createAll creates the keys of claims with claim group cg's values,
+// pipelined, and sets owner and mine of the checks it created. It returns
+// the checks whose create failed or went unanswered (the key exists, the
+// engine refused or did not answer: the slow path finds out which) and
+// whether it created any; a check still unanswered when ctx ends gets
+// ctx's error.
+//
+// The creates are plain publishes whose acknowledgements come back to one
+// inbox subscription, and an acknowledgement is only looked at for an
+// error: the jetstream client's asynchronous publish costs a future, two
+// channels, a timer and a JSON decode per key.
+func (g *guard) createAll(ctx context.Context, cg *claimGroup, claims []*guardCheck) (slow []*guardCheck, created bool) {
+	nc := g.eng.Conn()
+	inbox := nc.NewInbox() + "."
+	acks := make(chan *nats.Msg, guardPipeline)
+	sub, err := nc.ChanSubscribe(inbox+"*", acks)
+	if err != nil {
+		return claims, false
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	replies := make([]string, 0, min(len(claims), guardPipeline))
+	for start := 0; start < len(claims); start += guardPipeline {
+		if err := ctx.Err(); err != nil {
+			for _, c := range claims[start:] {
+				c.err = err // not tried: ctx ended
+			}
+			break
+		}
+		chunk := claims[start:min(start+guardPipeline, len(claims))]
+		msgs := make([]nats.Msg, len(chunk))
+		vals := make([]byte, len(chunk)*groupedLen)
+		answered := make([]bool, len(chunk))
+		sent := 0
+		for i, c := range chunk {
+			if i == len(replies) {
+				replies = append(replies, inbox+strconv.Itoa(i))
+			}
+			m := &msgs[i]
+			m.Subject, m.Reply, m.Header = c.subject, replies[i], createHeader
+			m.Data = cg.putValue(vals[i*groupedLen:(i+1)*groupedLen:(i+1)*groupedLen], c.content, c.idx)
+			if nc.PublishMsg(m) != nil {
+				answered[i] = true
+				slow = append(slow, c)
+				continue
+			}
+			sent++
+		}
+		for sent > 0 {
+			select {
+			case m := <-acks:
+				i, err := strconv.Atoi(strings.TrimPrefix(m.Subject, inbox))
+				if err != nil || i < 0 || i >= len(chunk) || answered[i] {
+					continue // not an answer of this chunk
+				}
+				answered[i] = true
+				sent--
+				if c := chunk[i]; createdAck(m) {
+					c.owner, c.mine = c.content, true
+					created = true
+				} else {
+					slow = append(slow, c)
+				}
+			case <-ctx.Done():
+				for i, c := range chunk {
+					if !answered[i] {
+						c.err = ctx.Err()
+					}
+				}
+				sent = 0
+			}
+		}
+	}
+	return slow, created
+}
+
+// createdAck reports whether m is JetStream's acknowledgement of a stored
+// message: a status reply (no responders) or an API error is not.
+func createdAck(m *nats.Msg) bool {
+	return len(m.Data) > 0 && m.Header.Get("Status") == "" && !bytes.Contains(m.Data, []byte(`"error"`))
 }
 
 // createHeader makes a put a create (the key must have no value): shared

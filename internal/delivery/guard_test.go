@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 )
 
 // TestGuardKeyIsStable pins the bucket key of an eventId: keys already
@@ -32,5 +34,27 @@ func TestGuardKeyIsStable(t *testing.T) {
 	}
 	if got, want := guardKey("linkedin", "urn:lla:llaPartnerConversion:123", "order-1"), "e.495ab652d27edb4d3b645309f3ba4138"; got != want {
 		t.Errorf("guardKey = %s, want %s", got, want)
+	}
+}
+
+// TestCreatedAck: only JetStream's acknowledgement of a stored message
+// counts as a created key; an API error (the key exists: wrong last
+// sequence), a status reply (no responders) or nothing sends the key to the
+// slow path.
+func TestCreatedAck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    *nats.Msg
+		want bool
+	}{
+		{"stored", &nats.Msg{Data: []byte(`{"stream":"KV_` + GuardKV + `","seq":12}`)}, true},
+		{"stored in a domain", &nats.Msg{Data: []byte(`{"stream":"KV_` + GuardKV + `","domain":"hub","seq":12}`)}, true},
+		{"key exists", &nats.Msg{Data: []byte(`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 7"},"stream":"KV_` + GuardKV + `","seq":0}`)}, false},
+		{"no responders", &nats.Msg{Header: nats.Header{"Status": []string{"503"}}}, false},
+		{"empty", &nats.Msg{}, false},
+	} {
+		if got := createdAck(tc.m); got != tc.want {
+			t.Errorf("%s: createdAck = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
