@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -439,6 +442,42 @@ const (
 // urn:li: namespace; capstan always sends urn:lla: (§2.2). Anything else is
 // an error whose message names the value.
 func RuleURN(id string) (string, error) {
+	if urn, ok := (*ruleURNs.Load())[id]; ok {
+		return urn, nil
+	}
+	urn, err := ruleURN(id)
+	if err == nil {
+		keepRuleURN(id, urn)
+	}
+	return urn, err
+}
+
+// ruleURNs keeps the URNs of the first ruleURNsMax rule ids RuleURN
+// accepted (a destination's few rules, converted once per conversion:
+// concatenating the URN allocates). The map is never changed once
+// published: keepRuleURN publishes a copy.
+var (
+	ruleURNs   atomic.Pointer[map[string]string]
+	ruleURNsMu sync.Mutex
+)
+
+const ruleURNsMax = 1024
+
+func init() { ruleURNs.Store(&map[string]string{}) }
+
+func keepRuleURN(id, urn string) {
+	ruleURNsMu.Lock()
+	defer ruleURNsMu.Unlock()
+	old := *ruleURNs.Load()
+	if len(old) >= ruleURNsMax {
+		return
+	}
+	m := maps.Clone(old)
+	m[id] = urn
+	ruleURNs.Store(&m)
+}
+
+func ruleURN(id string) (string, error) {
 	s := trimSpace(id)
 	s = strings.TrimPrefix(strings.TrimPrefix(s, ruleURNPrefix), ruleURNPrefixLi)
 	if s == "" || len(s) > 19 || !allDigits(s) || strings.Trim(s, "0") == "" {
