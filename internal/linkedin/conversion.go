@@ -311,6 +311,8 @@ func (in *input) read(fields map[string]any) []*FieldError {
 	}
 
 	// conversionHappenedAt: required, a string or a number.
+	// in.happenedAt is the field's own interface value: a string put back
+	// into one would be copied to the heap.
 	switch v := fields[FieldConversionHappenedAt].(type) {
 	case nil:
 		errs = append(errs, missingRoot(FieldConversionHappenedAt))
@@ -318,7 +320,7 @@ func (in *input) read(fields map[string]any) []*FieldError {
 		if trimSpace(v) == "" {
 			errs = append(errs, missingRoot(FieldConversionHappenedAt))
 		}
-		in.happenedAt = v
+		in.happenedAt = fields[FieldConversionHappenedAt]
 	default:
 		if !isNumber(v) {
 			errs = append(errs, typeError("/"+FieldConversionHappenedAt, TypeString, v))
