@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,6 +11,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,8 +97,23 @@ type guard struct {
 // guardKey is the bucket key of (destination, scope, id): hashed, as ids
 // may hold any character and may be personal.
 func guardKey(dest, scope, id string) string {
-	sum := sha256.Sum256([]byte(dest + "\x00" + scope + "\x00" + id))
-	return "e." + hex.EncodeToString(sum[:16])
+	return guardSubject(dest, scope, id)[len(guardSubjectPrefix):]
+}
+
+// guardSubjectPrefix is the subject prefix of the guard bucket's keys.
+const guardSubjectPrefix = "$KV." + GuardKV + "."
+
+// guardSubject is the subject of guardKey(dest, scope, id) in the bucket,
+// built in one allocation (the key is its tail: guardKey).
+func guardSubject(dest, scope, id string) string {
+	var in [256]byte
+	b := append(append(append(append(append(in[:0], dest...), 0), scope...), 0), id...)
+	sum := sha256.Sum256(b)
+	var out [len(guardSubjectPrefix) + 2 + 32]byte
+	n := copy(out[:], guardSubjectPrefix)
+	n += copy(out[n:], "e.")
+	hex.Encode(out[n:], sum[:16])
+	return string(out[:])
 }
 
 // IDHash is the short hash under which logs name an eventId (never the
@@ -195,7 +213,12 @@ func groupKey(id [groupIDBytes]byte) string { return "g." + hex.EncodeToString(i
 
 // value returns the claim value of content at index idx of the group.
 func (cg *claimGroup) value(content [32]byte, idx uint32) []byte {
-	v := make([]byte, groupedLen)
+	return cg.putValue(make([]byte, groupedLen), content, idx)
+}
+
+// putValue writes the claim value of content at index idx of the group in
+// v (groupedLen bytes) and returns v.
+func (cg *claimGroup) putValue(v []byte, content [32]byte, idx uint32) []byte {
 	copy(v, content[:claimBytes])
 	v[claimBytes] = groupMark
 	copy(v[claimBytes+1:], cg.id[:])
@@ -442,6 +465,7 @@ type guardCheck struct {
 	it       *item
 	scope    string
 	id       string
+	subject  string // of key in the bucket (guardSubject)
 	key      string
 	content  [32]byte
 	idx      uint32 // in the claim group, of the key's first check
@@ -458,11 +482,16 @@ type guardCheck struct {
 // theirs is dead-lettered.
 func (r *Runner) guardPass(ctx context.Context, cg *claimGroup, items []*item, derived bool, drop map[*item]bool, skipped *int) (rekeyed []*item) {
 	g := r.guard
-	var checks []*guardCheck
+	// One allocation for the checks; the pointers stay valid as all is
+	// never outgrows its capacity.
+	all := make([]guardCheck, 0, len(items))
+	checks := make([]*guardCheck, 0, len(items))
 	for _, it := range items {
 		if scope, id, content, ok := g.keyed.EventKey(it.Payload); ok {
 			clear(content[claimBytes:]) // 128 bits are kept and compared
-			checks = append(checks, &guardCheck{it: it, scope: scope, id: id, key: guardKey(r.plan.Name, scope, id), content: content})
+			subj := guardSubject(r.plan.Name, scope, id)
+			all = append(all, guardCheck{it: it, scope: scope, id: id, subject: subj, key: subj[len(guardSubjectPrefix):], content: content})
+			checks = append(checks, &all[len(all)-1])
 		}
 	}
 	if len(checks) == 0 {
@@ -529,8 +558,8 @@ func (r *Runner) guardPass(ctx context.Context, cg *claimGroup, items []*item, d
 // The first check of a key claims it; the others of the same key get its
 // result.
 func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck) {
-	first := map[string]*guardCheck{}
-	var claims []*guardCheck
+	first := make(map[string]*guardCheck, len(checks))
+	claims := make([]*guardCheck, 0, len(checks))
 	for _, c := range checks {
 		if _, ok := first[c.key]; !ok {
 			first[c.key] = c
@@ -545,31 +574,9 @@ func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck)
 	// the common case); keys that exist, or did, take the slow path, which
 	// reads the owner and whether it was accepted.
 	var created atomic.Bool
-	var slow []*guardCheck
-	js := g.eng.JetStream()
-	for chunk := range slices.Chunk(claims, guardPipeline) {
-		futs := make([]jetstream.PubAckFuture, len(chunk))
-		for i, c := range chunk {
-			m := nats.NewMsg("$KV." + GuardKV + "." + c.key)
-			m.Data = cg.value(c.content, c.idx)
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-			futs[i], _ = js.PublishMsgAsync(m)
-		}
-		for i, c := range chunk {
-			if futs[i] == nil {
-				slow = append(slow, c)
-				continue
-			}
-			select {
-			case <-futs[i].Ok():
-				c.owner, c.mine = c.content, true
-				created.Store(true)
-			case <-futs[i].Err():
-				slow = append(slow, c)
-			case <-cctx.Done():
-				c.err = cctx.Err()
-			}
-		}
+	slow, made := g.createAll(cctx, cg, claims)
+	if made {
+		created.Store(true)
 	}
 	sem := make(chan struct{}, guardParallel)
 	var wg sync.WaitGroup
@@ -612,6 +619,91 @@ func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck)
 		}
 	}
 }
+
+// createAll creates the keys of claims with claim group cg's values,
+// pipelined, and sets owner and mine of the checks it created. It returns
+// the checks whose create failed or went unanswered (the key exists, the
+// engine refused or did not answer: the slow path finds out which) and
+// whether it created any; a check still unanswered when ctx ends gets
+// ctx's error.
+//
+// The creates are plain publishes whose acknowledgements come back to one
+// inbox subscription, and an acknowledgement is only looked at for an
+// error: the jetstream client's asynchronous publish costs a future, two
+// channels, a timer and a JSON decode per key.
+func (g *guard) createAll(ctx context.Context, cg *claimGroup, claims []*guardCheck) (slow []*guardCheck, created bool) {
+	nc := g.eng.Conn()
+	inbox := nc.NewInbox() + "."
+	acks := make(chan *nats.Msg, guardPipeline)
+	sub, err := nc.ChanSubscribe(inbox+"*", acks)
+	if err != nil {
+		return claims, false
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	replies := make([]string, 0, min(len(claims), guardPipeline))
+	for start := 0; start < len(claims); start += guardPipeline {
+		if err := ctx.Err(); err != nil {
+			for _, c := range claims[start:] {
+				c.err = err // not tried: ctx ended
+			}
+			break
+		}
+		chunk := claims[start:min(start+guardPipeline, len(claims))]
+		msgs := make([]nats.Msg, len(chunk))
+		vals := make([]byte, len(chunk)*groupedLen)
+		answered := make([]bool, len(chunk))
+		sent := 0
+		for i, c := range chunk {
+			if i == len(replies) {
+				replies = append(replies, inbox+strconv.Itoa(i))
+			}
+			m := &msgs[i]
+			m.Subject, m.Reply, m.Header = c.subject, replies[i], createHeader
+			m.Data = cg.putValue(vals[i*groupedLen:(i+1)*groupedLen:(i+1)*groupedLen], c.content, c.idx)
+			if nc.PublishMsg(m) != nil {
+				answered[i] = true
+				slow = append(slow, c)
+				continue
+			}
+			sent++
+		}
+		for sent > 0 {
+			select {
+			case m := <-acks:
+				i, err := strconv.Atoi(strings.TrimPrefix(m.Subject, inbox))
+				if err != nil || i < 0 || i >= len(chunk) || answered[i] {
+					continue // not an answer of this chunk
+				}
+				answered[i] = true
+				sent--
+				if c := chunk[i]; createdAck(m) {
+					c.owner, c.mine = c.content, true
+					created = true
+				} else {
+					slow = append(slow, c)
+				}
+			case <-ctx.Done():
+				for i, c := range chunk {
+					if !answered[i] {
+						c.err = ctx.Err()
+					}
+				}
+				sent = 0
+			}
+		}
+	}
+	return slow, created
+}
+
+// createdAck reports whether m is JetStream's acknowledgement of a stored
+// message: a status reply (no responders) or an API error is not.
+func createdAck(m *nats.Msg) bool {
+	return len(m.Data) > 0 && m.Header.Get("Status") == "" && !bytes.Contains(m.Data, []byte(`"error"`))
+}
+
+// createHeader makes a put a create (the key must have no value): shared
+// by every claim, and only read (nats.go encodes it, never changes it).
+var createHeader = nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{"0"}}
 
 // collided logs and counts an eventId collision of it (no PII: the rule,
 // the mapping and a hash of the eventId).

@@ -249,7 +249,8 @@ func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now t
 		return []Result{{Outcome: FilteredConsent}}
 	}
 	var out []Result
-	var captured *identity.Captured
+	var captured identity.Captured
+	capturedOK := false // captured is set (not a pointer: it would escape)
 	for _, r := range p.Routes {
 		if r.trigger != nil && !r.trigger.Match(ev) {
 			continue
@@ -259,19 +260,18 @@ func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now t
 			out = append(out, p.convert(r, ev, identity.Captured{}, now))
 			continue
 		}
-		if captured == nil {
-			var c identity.Captured
+		if !capturedOK {
 			if have != nil {
-				c = *have
+				captured = *have
 			} else {
-				c = identity.Capture(ev)
+				captured = identity.Capture(ev)
 			}
 			if enr != nil {
-				c = enr.Enrich(ctx, ev, source, c)
+				captured = enr.Enrich(ctx, ev, source, captured)
 			}
-			captured = &c
+			capturedOK = true
 		}
-		out = append(out, p.convert(r, ev, *captured, now))
+		out = append(out, p.convert(r, ev, captured, now))
 	}
 	if len(out) == 0 {
 		return []Result{{Outcome: NotMatched}}

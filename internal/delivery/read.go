@@ -138,11 +138,15 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 			r.graphAnswered()
 		}
 	}
+	var checked *checkedEnricher // one for the chunk's events, in turn
+	if r.graph != nil {
+		checked = &checkedEnricher{g: r.graph}
+	}
 	for _, p := range evs {
 		if held[p.t] {
 			continue
 		}
-		if !r.convert(ctx, p, out) {
+		if !r.convert(ctx, p, checked, out) {
 			return // ctx ended: the rest is not acknowledged, redelivered after restart
 		}
 	}
@@ -297,13 +301,13 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 }
 
 // convert runs a parsed event through the plan and queues its conversions;
-// false when ctx ended first.
-func (r *Runner) convert(ctx context.Context, p parsed, out chan<- *item) bool {
+// false when ctx ended first. checked enriches from the graph (nil: no
+// graph); its error is reset here.
+func (r *Runner) convert(ctx context.Context, p parsed, checked *checkedEnricher, out chan<- *item) bool {
 	t := p.t
 	var enr Enricher
-	var checked *checkedEnricher
-	if r.graph != nil {
-		checked = &checkedEnricher{g: r.graph}
+	if checked != nil {
+		checked.err = nil
 		enr = checked
 	}
 	results := r.Plan().Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have)

@@ -167,6 +167,11 @@ func (p *parser) number() (Value, error) {
 func (p *parser) str() (string, error) {
 	p.i++ // opening quote
 	start := p.i
+	// Skip eight bytes at a time while none of them ends the plain run
+	// (strSpecial); the loop below finds which one does.
+	for p.i+8 <= len(p.s) && strSpecial(load64(p.s, p.i)) == 0 {
+		p.i += 8
+	}
 	for p.i < len(p.s) {
 		c := p.s[p.i]
 		switch {
@@ -185,6 +190,29 @@ func (p *parser) str() (string, error) {
 		p.i++
 	}
 	return "", p.errorf("unterminated string")
+}
+
+// Byte-wise constants of strSpecial.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// strSpecial returns non-zero when one of the eight bytes of x is '"',
+// '\\' or a control character (below 0x20): the bytes str stops at. It
+// never misses one (it may flag a byte after a real one, which does not
+// matter: the caller only tests for zero).
+func strSpecial(x uint64) uint64 {
+	q := x ^ ('"' * ones)
+	b := x ^ ('\\' * ones)
+	return ((x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b) & highs
+}
+
+// load64 returns the eight bytes of s from i, little-endian.
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 }
 
 // strSlow decodes a string holding escape sequences.

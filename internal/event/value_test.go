@@ -418,3 +418,42 @@ func TestAt(t *testing.T) {
 		t.Error("At on a string is not the zero Member")
 	}
 }
+
+// TestStrSpecial: the eight-byte test of str flags a word exactly when one
+// of its bytes is '"', '\\' or below 0x20, wherever that byte is and
+// whatever the others are (every byte value in every position, next to
+// plain, special and non-ASCII bytes).
+func TestStrSpecial(t *testing.T) {
+	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 }
+	for _, fill := range []byte{'a', 0xff, 0x80, ' ', 0x00, '"', 0x21, 0x5d} {
+		for pos := range 8 {
+			for c := range 256 {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[pos] = byte(c)
+				want := false
+				for _, b := range w {
+					want = want || special(b)
+				}
+				if got := strSpecial(load64(string(w[:]), 0)) != 0; got != want {
+					t.Fatalf("strSpecial(% x) = %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+	// Strings whose end, escape or control character sits at every offset
+	// of the eight-byte steps parse as encoding/json parses them.
+	for n := range 20 {
+		for _, end := range []string{`"`, `\n"`, `\u00e9"`, "\x01\""} {
+			doc := `"` + strings.Repeat("é", n/2) + strings.Repeat("x", n) + end
+			v, err := Parse([]byte(doc))
+			var want any
+			werr := json.Unmarshal([]byte(doc), &want)
+			if (err == nil) != (werr == nil) || err == nil && v.Any() != want {
+				t.Errorf("Parse(%q) = %v, %v; encoding/json: %v, %v", doc, v.Any(), err, want, werr)
+			}
+		}
+	}
+}

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -308,6 +311,8 @@ func (in *input) read(fields map[string]any) []*FieldError {
 	}
 
 	// conversionHappenedAt: required, a string or a number.
+	// in.happenedAt is the field's own interface value: a string put back
+	// into one would be copied to the heap.
 	switch v := fields[FieldConversionHappenedAt].(type) {
 	case nil:
 		errs = append(errs, missingRoot(FieldConversionHappenedAt))
@@ -315,7 +320,7 @@ func (in *input) read(fields map[string]any) []*FieldError {
 		if trimSpace(v) == "" {
 			errs = append(errs, missingRoot(FieldConversionHappenedAt))
 		}
-		in.happenedAt = v
+		in.happenedAt = fields[FieldConversionHappenedAt]
 	default:
 		if !isNumber(v) {
 			errs = append(errs, typeError("/"+FieldConversionHappenedAt, TypeString, v))
@@ -439,6 +444,42 @@ const (
 // urn:li: namespace; capstan always sends urn:lla: (§2.2). Anything else is
 // an error whose message names the value.
 func RuleURN(id string) (string, error) {
+	if urn, ok := (*ruleURNs.Load())[id]; ok {
+		return urn, nil
+	}
+	urn, err := ruleURN(id)
+	if err == nil {
+		keepRuleURN(id, urn)
+	}
+	return urn, err
+}
+
+// ruleURNs keeps the URNs of the first ruleURNsMax rule ids RuleURN
+// accepted (a destination's few rules, converted once per conversion:
+// concatenating the URN allocates). The map is never changed once
+// published: keepRuleURN publishes a copy.
+var (
+	ruleURNs   atomic.Pointer[map[string]string]
+	ruleURNsMu sync.Mutex
+)
+
+const ruleURNsMax = 1024
+
+func init() { ruleURNs.Store(&map[string]string{}) }
+
+func keepRuleURN(id, urn string) {
+	ruleURNsMu.Lock()
+	defer ruleURNsMu.Unlock()
+	old := *ruleURNs.Load()
+	if len(old) >= ruleURNsMax {
+		return
+	}
+	m := maps.Clone(old)
+	m[id] = urn
+	ruleURNs.Store(&m)
+}
+
+func ruleURN(id string) (string, error) {
 	s := trimSpace(id)
 	s = strings.TrimPrefix(strings.TrimPrefix(s, ruleURNPrefix), ruleURNPrefixLi)
 	if s == "" || len(s) > 19 || !allDigits(s) || strings.Trim(s, "0") == "" {

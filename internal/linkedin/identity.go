@@ -73,8 +73,34 @@ func HashEmail(email string) (string, bool) {
 	if isSHA256Hex(s) {
 		return s, true
 	}
-	sum := sha256.Sum256([]byte(strings.ToLower(s)))
-	return hex.EncodeToString(sum[:]), true
+	var sum [sha256.Size]byte
+	var low [128]byte
+	if len(s) <= len(low) && isASCII(s) {
+		// What strings.ToLower does to ASCII, without allocating.
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			low[i] = c
+		}
+		sum = sha256.Sum256(low[:len(s)])
+	} else {
+		sum = sha256.Sum256([]byte(strings.ToLower(s)))
+	}
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:]), true
+}
+
+// isASCII reports whether s holds only ASCII bytes.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // NormalizeRawID returns a raw identifier (li_fat_id, Acxiom, Oracle MOAT)

@@ -3,6 +3,7 @@ package linkedin
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
 )
 
@@ -62,5 +63,22 @@ func TestNormalizeRawID(t *testing.T) {
 				t.Errorf("NormalizeRawID(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
 			}
 		})
+	}
+}
+
+// TestHashEmailLongAndMixedCase: addresses longer than HashEmail's stack
+// buffer, and every ASCII letter in both cases, hash as strings.ToLower's
+// lower case does; a plain address costs one allocation, the hex string.
+func TestHashEmailLongAndMixedCase(t *testing.T) {
+	long := strings.Repeat("AbC", 60) + "@Example.COM"
+	letters := "ABCDEFGHIJKLMNOPQRSTUVWXYZ@abcdefghijklmnopqrstuvwxyz.[`{~"
+	for _, in := range []string{long, letters, long + "É"} {
+		want := sum(strings.ToLower(in))
+		if got, ok := HashEmail(in); !ok || got != want {
+			t.Errorf("HashEmail(%.20q…) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = HashEmail("Jane.Doe@Example.com") }); n > 1 {
+		t.Errorf("HashEmail allocates %.0f times, want 1", n)
 	}
 }
