@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -37,6 +38,54 @@ type Body struct {
 	// depths[i] is how deeply Items[i] nests as it will be stored: the
 	// batch's context and integrations, merged into each item, count.
 	depths []int
+	// items[i] says where members holds the members of Items[i] (and of
+	// its context), as checking the body found them; nil when not split.
+	items   []itemSplit
+	members []member
+}
+
+// bodyBufs are the slices of a Body that Release gives back for reuse.
+type bodyBufs struct {
+	elems   [][]byte
+	depths  []int
+	items   []itemSplit
+	members []member
+}
+
+var bodyPool = sync.Pool{New: func() any { return new(bodyBufs) }}
+
+// Release gives the body's buffers back for reuse by later requests. The
+// body and its Items must not be used afterwards; the events Normalize
+// returned stay valid (they hold copies).
+func (b *Body) Release() {
+	if b == nil || cap(b.members) > 1<<16 {
+		return
+	}
+	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0]}
+	*b = Body{}
+	bodyPool.Put(bufs)
+}
+
+// split returns a split that reuses buffers given back by Release.
+func (bb *bodyBufs) split(obj object) split {
+	return split{obj: obj, elems: bb.elems, depths: bb.depths, items: bb.items, members: bb.members}
+}
+
+// Normalize is [Normalize] of Items[i] with the members that checking the
+// body found, so that the item is not scanned again.
+func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) {
+	if i >= len(b.items) || b.items[i].obj < 0 {
+		return Normalize(b.Items[i], forced, req)
+	}
+	it := b.items[i]
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	sc.obj = append(sc.obj[:0], b.members[it.obj:it.objEnd]...)
+	ctxSplit := it.ctx >= 0
+	if ctxSplit {
+		sc.ctx = append(sc.ctx[:0], b.members[it.ctx:it.ctxEnd]...)
+	}
+	return sc.normalize(forced, req, ctxSplit)
 }
 
 // CheckDepth returns the drop of the event raw, valid JSON, when it nests
@@ -71,7 +120,7 @@ var bom = []byte("\xef\xbb\xbf")
 // splits that object (and the array under key, see splitBody) on the way.
 // Nesting is not limited here: an event too deep is dropped on its own
 // (Body.DepthError), not the request.
-func checkJSON(obj object, b []byte, key string) ([]byte, split, *RequestError) {
+func checkJSON(into split, b []byte, key string) ([]byte, split, *RequestError) {
 	if len(b) > MaxRequestBytes {
 		return nil, split{}, &RequestError{CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxRequestBytes)}
 	}
@@ -79,7 +128,7 @@ func checkJSON(obj object, b []byte, key string) ([]byte, split, *RequestError) 
 	if !utf8.Valid(b) {
 		return nil, split{}, &RequestError{CodeInvalidJSON, "request body is not valid UTF-8"}
 	}
-	s, valid := splitBody(obj, b, key)
+	s, valid := splitBody(into, b, key)
 	if !valid {
 		msg := "request body is not valid JSON"
 		var raw json.RawMessage
@@ -101,7 +150,8 @@ func checkJSON(obj object, b []byte, key string) ([]byte, split, *RequestError) 
 func ParseSingle(b []byte) (*Body, *RequestError) {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	b, s, rerr := checkJSON(sc.obj, b, "")
+	bufs := bodyPool.Get().(*bodyBufs)
+	b, s, rerr := checkJSON(bufs.split(sc.obj), b, "")
 	if s.obj != nil {
 		sc.obj = s.obj
 	}
@@ -111,14 +161,16 @@ func ParseSingle(b []byte) (*Body, *RequestError) {
 	if len(b) > MaxEventBytes {
 		return nil, &RequestError{CodeEventTooLarge, fmt.Sprintf("event is %d bytes; the limit is %d", len(b), MaxEventBytes)}
 	}
-	return &Body{WriteKey: stringValue(s.obj.get("writeKey")), Items: [][]byte{b}, depths: []int{s.depth}}, nil
+	return &Body{WriteKey: stringValue(s.obj.get("writeKey")), Items: [][]byte{b}, depths: []int{s.depth},
+		items: s.items, members: s.members}, nil
 }
 
 // ParseBatch parses the body of a batch endpoint (§1.6).
 func ParseBatch(b []byte) (*Body, *RequestError) {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	_, s, rerr := checkJSON(sc.obj, b, "batch")
+	bufs := bodyPool.Get().(*bodyBufs)
+	_, s, rerr := checkJSON(bufs.split(sc.obj), b, "batch")
 	if s.obj != nil {
 		sc.obj = s.obj
 	}
@@ -132,11 +184,10 @@ func ParseBatch(b []byte) (*Body, *RequestError) {
 	if len(items) > MaxBatchItems {
 		return nil, &RequestError{CodeTooManyItems, fmt.Sprintf("batch has %d events; the limit is %d", len(items), MaxBatchItems)}
 	}
-	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey")), depths: s.depths}
+	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey")), depths: s.depths, items: s.items, members: s.members}
 	if body.WriteKey == "" && len(items) > 0 {
-		if first, ok := parseObjectInto(sc.ctx, items[0]); ok {
-			body.WriteKey = stringValue(first.get("writeKey"))
-			sc.ctx = first
+		if it := s.items[0]; it.obj >= 0 {
+			body.WriteKey = stringValue(object(s.members[it.obj:it.objEnd]).get("writeKey"))
 		}
 	}
 	if t, ok := parseTimeValue(obj.get("sentAt")); ok {

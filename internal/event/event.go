@@ -122,8 +122,16 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	if !ok {
 		return nil, drop(CodeInvalidEvent, "event must be a JSON object")
 	}
-	f := fields{obj: obj}
+	return sc.normalize(forced, req, false)
+}
+
+// normalize is Normalize of the event whose members are in sc.obj. When
+// ctxSplit, sc.ctx holds the members of the event's context (the value
+// sc.obj holds under context).
+func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, *DropError) {
+	f := fields{obj: sc.obj}
 	f.find()
+	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
 	ev := &Event{Type: forced}
 	if forced == "" {
 		tv := f.get(fType)
@@ -231,7 +239,7 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 			start := len(sc.buf)
 			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
 			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
-		} else if co, _ := parseObjectInto(sc.ctx, c); co.get("ip") == nil {
+		} else if co := sc.context(c, ctxSplit && sameBytes(c, ctxRaw)); co.get("ip") == nil {
 			co.set("ip", sc.quoted(req.ClientIP))
 			start := len(sc.buf)
 			sc.buf = co.appendJSON(sc.buf)
@@ -427,6 +435,21 @@ func (sc *scratch) id(f *fields, k int) (string, *DropError) {
 	default:
 		return "", drop(CodeInvalidID, "%s must be a string", key)
 	}
+}
+
+// context returns the members of the context object c: sc.ctx when split
+// (it holds them already), else c split into sc.ctx.
+func (sc *scratch) context(c []byte, split bool) object {
+	if split {
+		return sc.ctx
+	}
+	co, _ := parseObjectInto(sc.ctx, c)
+	return co
+}
+
+// sameBytes reports whether a and b are the same bytes in memory.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // quoted appends s's JSON literal to the scratch buffer and returns it.

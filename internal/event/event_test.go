@@ -518,7 +518,7 @@ func FuzzSplitBody(f *testing.F) {
 	f.Add([]byte(`{"batch":[]} x`))
 	f.Add([]byte(`{} `))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, valid := splitBody(nil, b, "batch")
+		s, valid := splitBody(split{}, b, "batch")
 		obj, elems := s.obj, s.elems
 		if ok, depth := validJSON(b); valid != ok || valid && depth != s.depth {
 			t.Fatalf("valid = %v, depth %d; validJSON: %v, depth %d: %q", valid, s.depth, ok, depth, b)
@@ -557,7 +557,127 @@ func FuzzSplitBody(f *testing.F) {
 				t.Fatalf("element %d: depth %d, want %d", i, s.depths[i], d)
 			}
 		}
+		checkItems(t, s, elems)
 	})
+}
+
+// checkItems checks the members split.items gives for each element against
+// parseObject's of the element and of its context.
+func checkItems(t *testing.T, s split, elems [][]byte) {
+	t.Helper()
+	if len(s.items) != len(elems) {
+		t.Fatalf("%d items for %d elements", len(s.items), len(elems))
+	}
+	for i, e := range elems {
+		it := s.items[i]
+		want, isObj := parseObject(e)
+		if (it.obj >= 0) != isObj {
+			t.Fatalf("element %d: split %v, object %v: %s", i, it.obj >= 0, isObj, e)
+		}
+		if !isObj {
+			continue
+		}
+		sameMembers(t, object(s.members[it.obj:it.objEnd]), want, e)
+		wantCtx, ctxObj := parseObject(want.get("context"))
+		if (it.ctx >= 0) != ctxObj {
+			t.Fatalf("element %d: context split %v, object %v: %s", i, it.ctx >= 0, ctxObj, e)
+		}
+		if ctxObj {
+			sameMembers(t, object(s.members[it.ctx:it.ctxEnd]), wantCtx, e)
+		}
+	}
+}
+
+func sameMembers(t *testing.T, got, want object, in []byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d members, want %d: %s", len(got), len(want), in)
+	}
+	for i := range got {
+		if got[i].key() != want[i].key() || !bytes.Equal(got[i].Value, want[i].Value) || !bytes.Equal(got[i].rawKey, want[i].rawKey) {
+			t.Fatalf("member %d: %s=%s, want %s=%s in %s", i, got[i].key(), got[i].Value, want[i].key(), want[i].Value, in)
+		}
+	}
+}
+
+// FuzzSplitSingle checks a single event's split (ParseSingle's) as
+// FuzzSplitBody checks a batch's items.
+func FuzzSplitSingle(f *testing.F) {
+	f.Add([]byte(` {"type":"track","context":{"ip":"1.2.3.4","page":{"context":{}}}, "cont\u0065xt":{"a":1}} `))
+	f.Add([]byte(`{"context":{"a":1},"context":null}`))
+	f.Add([]byte(`{"context":[],"context":{}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, valid := splitBody(split{}, b, "")
+		if ok, depth := validJSON(b); valid != ok || valid && depth != s.depth {
+			t.Fatalf("valid = %v, depth %d; validJSON: %v, depth %d: %q", valid, s.depth, ok, depth, b)
+		}
+		if !valid {
+			return
+		}
+		if _, isObj := parseObject(b); !isObj {
+			if s.obj != nil {
+				t.Fatalf("split a non-object: %q", b)
+			}
+			return
+		}
+		want, _ := parseObject(b)
+		sameMembers(t, s.obj, want, b)
+		checkItems(t, s, [][]byte{bytes.TrimSpace(b)})
+	})
+}
+
+// TestBodyNormalize: an item normalised with the members found while
+// checking the body is stored exactly as Normalize stores it alone.
+func TestBodyNormalize(t *testing.T) {
+	items := []string{
+		`{"type":"track","event":"A","userId":"u","context":{"page":{"url":"x"},"library":{"name":"n"}},"messageId":"m1"}`,
+		`{"type":"track","event":"A","userId":"u","context":{"ip":"10.0.0.1"},"messageId":"m2"}`,
+		`{"type":"track","event":"A","userId":"u","context":{"a":1},"context":{"b":2},"messageId":"m3"}`,
+		`{"type":"track","event":"A","userId":"u","context":{"a":1},"context":null,"messageId":"m4"}`,
+		`{"type":"track","event":"A","userId":"u","context":{"a":1},"messageId":"m5"}`,
+		`{"type":"track","event":"A","userId":"u","context":{"a":1,"a":2, "ip" : "x"} ,"messageId":"m6"}`,
+		`{"type":"track","event":"A","userId":"u","context":{"page":{"context":{"ip":"1"}}},"messageId":"m7"}`,
+		`{"type":"identify","userId":"u","messageId":"m8"}`,
+		`{"type":"track","event":"A","userId":"u","context":{},"messageId":"m9"}`,
+		`{"type":"track","event":"A","userId":"u","context":5,"messageId":"m10"}`,
+		`[1]`, `"x"`,
+	}
+	for _, env := range []string{``, `"context":{"library":{"name":"env"}},`, `"integrations":{"X":true},`} {
+		for _, ip := range []string{"", "203.0.113.7"} {
+			req := &Request{ReceivedAt: received, ClientIP: ip}
+			body, rerr := ParseBatch([]byte(`{` + env + `"batch":[` + strings.Join(items, ",") + `]}`))
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			req.Envelope = body.Envelope
+			for i, item := range body.Items {
+				got, gerr := body.Normalize(i, "", req)
+				want, werr := Normalize(item, "", req)
+				if (gerr == nil) != (werr == nil) || gerr != nil && *gerr != *werr {
+					t.Fatalf("env %q ip %q item %d: drop %v, want %v", env, ip, i, gerr, werr)
+				}
+				if gerr == nil && (string(got.JSON) != string(want.JSON) || got.MessageID != want.MessageID) {
+					t.Fatalf("env %q ip %q item %d:\n got %s\nwant %s", env, ip, i, got.JSON, want.JSON)
+				}
+			}
+			body.Release()
+			for _, item := range items {
+				single, rerr := ParseSingle([]byte(" " + item + "\n"))
+				if rerr != nil {
+					if _, isObj := parseObject([]byte(item)); isObj {
+						t.Fatal(rerr)
+					}
+					continue
+				}
+				got, gerr := single.Normalize(0, Track, req)
+				want, werr := Normalize([]byte(item), Track, req)
+				if (gerr == nil) != (werr == nil) || gerr == nil && string(got.JSON) != string(want.JSON) {
+					t.Fatalf("single %s, ip %q:\n got %s %v\nwant %s %v", item, ip, got.JSON, gerr, want.JSON, werr)
+				}
+				single.Release()
+			}
+		}
+	}
 }
 
 func TestAppendQuotedTime(t *testing.T) {

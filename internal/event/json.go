@@ -151,29 +151,67 @@ type split struct {
 	elems [][]byte
 	// depths[i] is how deeply elems[i] nests (see validValue).
 	depths []int
+	// items[i] says where members holds the members of elems[i] and of
+	// its context, found while checking them (see itemSplit).
+	items   []itemSplit
+	members []member
 	// depth is how deeply the whole body nests.
 	depth int
 }
 
+// itemSplit is where one batch item's members are in split.members, so
+// that Normalize need not scan the item again: its own at [obj, objEnd)
+// (obj < 0 when the item is not an object), then those of the object its
+// context member holds at [ctx, ctxEnd) (ctx < 0 when it holds none).
+type itemSplit struct {
+	obj, objEnd, ctx, ctxEnd int32
+}
+
 // splitBody checks b the way json.Valid does (but at any depth, see
 // validJSON) and, when it is an object, splits it into members
-// (parseObject's result, appended to obj[:0]) in the same pass, and the
-// array under key into its elements. valid is false when b is not JSON.
-func splitBody(obj object, b []byte, key string) (s split, valid bool) {
+// (parseObject's result, appended to s.obj[:0]) in the same pass, and the
+// array under key into its elements (validArray; s's slices are reused).
+// valid is false when b is not JSON.
+func splitBody(s split, b []byte, key string) (_ split, valid bool) {
+	obj := s.obj
+	s.obj = nil
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		valid, s.depth = validJSON(b)
+		s.elems, s.depths, s.items = nil, nil, nil
 		return s, valid
+	}
+	if key == "" {
+		// A single event: checked and split as a batch's item is, its
+		// context's members first in s.members, then its own.
+		o, ctx, ctxVal, end, depth := validItem(b, i, obj[:0], s.members[:0])
+		if end < 0 || skipSpace(b, end) != len(b) {
+			return split{}, false
+		}
+		it := itemSplit{ctx: -1}
+		if keptContext(o, ctxVal) {
+			it.ctx, it.ctxEnd = 0, int32(len(ctx))
+		} else {
+			ctx = ctx[:0]
+		}
+		it.obj = int32(len(ctx))
+		s.members = append(ctx, o...)
+		it.objEnd = int32(len(s.members))
+		s.obj, s.depth = o, depth
+		s.items = append(s.items[:0], it)
+		s.elems, s.depths = nil, nil
+		return s, true
 	}
 	if obj == nil {
 		obj = make(object, 0, 16)
 	}
 	obj = obj[:0]
 	s.depth = 1
-	var elemsAt int // index in b of the array that elems splits
+	elemsAt := -1 // index in b of the array that elems splits
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		s.obj = obj
+		s.elems, s.depths, s.items = nil, nil, nil
 		return s, skipSpace(b, i+1) == len(b)
 	}
 	for {
@@ -194,14 +232,12 @@ func splitBody(obj object, b []byte, key string) (s split, valid bool) {
 		i = skipSpace(b, i+1)
 		var vend, d int
 		if key != "" && i < len(b) && b[i] == '[' && m.is(key) {
-			var list [][]byte
-			var depths []int
-			if list, depths, vend = validArray(b, i, s.elems[:0], s.depths[:0]); vend < 0 {
+			if vend = validArray(b, i, &s); vend < 0 {
 				return split{}, false
 			}
-			s.elems, s.depths, elemsAt = list, depths, i
+			elemsAt = i
 			d = 1
-			for _, ed := range depths {
+			for _, ed := range s.depths {
 				d = max(d, 1+ed)
 			}
 		} else if vend, d = validValue(b, i); vend < 0 {
@@ -225,39 +261,123 @@ func splitBody(obj object, b []byte, key string) (s split, valid bool) {
 		return split{}, false
 	}
 	s.obj = obj
-	if v := obj.get(key); len(v) == 0 || s.elems == nil || &v[0] != &b[elemsAt] {
-		s.elems, s.depths = nil, nil // the kept value is another one, or not an array
+	if v := obj.get(key); len(v) == 0 || elemsAt < 0 || &v[0] != &b[elemsAt] {
+		s.elems, s.depths, s.items = nil, nil, nil // the kept value is another one, or not an array
 	}
 	return s, true
 }
 
 // validArray checks the array at b[i], a member of the top-level object, and
-// appends its elements to elems and their depths to depths. It returns the
-// index just past the array, or -1.
-func validArray(b []byte, i int, elems [][]byte, depths []int) ([][]byte, []int, int) {
+// puts its elements in s.elems (their depths in s.depths), splitting those
+// that are objects into s.members (s.items), all three reset first. It
+// returns the index just past the array, or -1.
+func validArray(b []byte, i int, s *split) int {
 	i = skipSpace(b, i+1)
-	if elems == nil {
-		elems = make([][]byte, 0, 16)
-		depths = make([]int, 0, 16)
+	if s.elems == nil {
+		s.elems = make([][]byte, 0, 16)
+		s.depths = make([]int, 0, 16)
+		s.items = make([]itemSplit, 0, 16)
 	}
+	s.elems, s.depths, s.items, s.members = s.elems[:0], s.depths[:0], s.items[:0], s.members[:0]
 	if i < len(b) && b[i] == ']' {
-		return elems, depths, i + 1
+		return i + 1
 	}
+	var obj, ctx object // one item's members and its context's, reused
 	for {
-		end, d := validValue(b, i)
-		if end < 0 {
-			return nil, nil, -1
+		var end, d int
+		it := itemSplit{obj: -1, ctx: -1}
+		if i < len(b) && b[i] == '{' {
+			var ctxVal []byte
+			obj, ctx, ctxVal, end, d = validItem(b, i, obj[:0], ctx[:0])
+			if end >= 0 {
+				it.obj = int32(len(s.members))
+				s.members = append(s.members, obj...)
+				it.objEnd = int32(len(s.members))
+				if keptContext(obj, ctxVal) {
+					it.ctx = int32(len(s.members))
+					s.members = append(s.members, ctx...)
+					it.ctxEnd = int32(len(s.members))
+				}
+			}
+		} else {
+			end, d = validValue(b, i)
 		}
-		elems = append(elems, b[i:end])
-		depths = append(depths, d)
+		if end < 0 {
+			return -1
+		}
+		s.elems = append(s.elems, b[i:end])
+		s.depths = append(s.depths, d)
+		s.items = append(s.items, it)
 		if i = skipSpace(b, end); i >= len(b) {
-			return nil, nil, -1
+			return -1
 		}
 		if b[i] == ']' {
-			return elems, depths, i + 1
+			return i + 1
 		}
 		if b[i] != ',' {
-			return nil, nil, -1
+			return -1
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+// keptContext reports whether ctxVal, the context object validItem split,
+// is the value obj keeps under context (no later member replaced it).
+func keptContext(obj object, ctxVal []byte) bool {
+	v := obj.get("context")
+	return ctxVal != nil && len(v) == len(ctxVal) && &v[0] == &ctxVal[0]
+}
+
+// validItem checks the object at b[i] (b[i] is '{') as validValue does and
+// splits it as parseObject does, into obj; the value of its (last) member
+// context, when that is an object, is split into ctx too, and ctxVal is
+// its text (nil when no context object was split). end is the index just
+// past the object, or -1; depth is as validValue's.
+func validItem(b []byte, i int, obj, ctx object) (_, _ object, ctxVal []byte, end, depth int) {
+	depth = 1
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return obj, ctx, nil, i + 1, depth
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return obj, ctx, nil, -1, depth
+		}
+		kend := validString(b, i)
+		if kend < 0 {
+			return obj, ctx, nil, -1, depth
+		}
+		m := member{rawKey: b[i:kend]}
+		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
+			m.Key = decodeString(m.rawKey)
+		}
+		if i = skipSpace(b, kend); i >= len(b) || b[i] != ':' {
+			return obj, ctx, nil, -1, depth
+		}
+		i = skipSpace(b, i+1)
+		var vend, d int
+		if i < len(b) && b[i] == '{' && m.is("context") {
+			var c object
+			if c, _, _, vend, d = validItem(b, i, ctx[:0], nil); vend >= 0 {
+				ctx, ctxVal = c, b[i:vend]
+			}
+		} else {
+			vend, d = validValue(b, i)
+		}
+		if vend < 0 {
+			return obj, ctx, nil, -1, depth
+		}
+		depth = max(depth, 1+d)
+		m.Value = b[i:vend]
+		obj.put(m)
+		if i = skipSpace(b, vend); i >= len(b) {
+			return obj, ctx, nil, -1, depth
+		}
+		if b[i] == '}' {
+			return obj, ctx, ctxVal, i + 1, depth
+		}
+		if b[i] != ',' {
+			return obj, ctx, nil, -1, depth
 		}
 		i = skipSpace(b, i+1)
 	}

@@ -421,6 +421,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		fail(http.StatusBadRequest, rerr.Code, rerr.Message)
 		return
 	}
+	defer body.Release()
 
 	bodyKey := body.WriteKey
 	if q := r.URL.Query().Get("writeKey"); rt.queryKey() && q != "" {
@@ -467,7 +468,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		derr := body.DepthError(i)
 		var ev *event.Event
 		if derr == nil {
-			ev, derr = event.Normalize(item, rt.typ, req)
+			ev, derr = body.Normalize(i, rt.typ, req)
 		}
 		if derr != nil {
 			resp.Errors = append(resp.Errors, dropEntry{Index: i, MessageID: peekMessageID(item), Code: derr.Code, Message: derr.Message})
