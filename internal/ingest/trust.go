@@ -69,7 +69,7 @@ func validUserHash(secret []byte, user, hash string) bool {
 // context.capstan when nothing else is left in it). present reports whether
 // the document held a userHash at all.
 func takeUserHash(doc []byte) (hash string, out []byte, present bool) {
-	if !bytes.Contains(doc, []byte(`"`+userHashKey+`"`)) {
+	if !hasUserHashKey(doc) {
 		return "", doc, false
 	}
 	v, err := event.Parse(doc)
@@ -91,6 +91,30 @@ func takeUserHash(doc []byte) (hash string, out []byte, present bool) {
 	}
 	ctx = without(ctx, "capstan", cs)
 	return hash, without(v, "context", ctx).AppendJSON(make([]byte, 0, len(doc))), true
+}
+
+// userHashLit is what takeUserHash looks for first, and userHashAt the
+// index in it of the byte it anchors the search on: 'H', rare in events,
+// where the quote that bytes.Contains would anchor on is everywhere (it
+// cost 4% of ingest's CPU per event).
+const (
+	userHashLit = `"` + userHashKey + `"`
+	userHashAt  = 5
+)
+
+// hasUserHashKey is bytes.Contains(doc, userHashLit).
+func hasUserHashKey(doc []byte) bool {
+	for i := userHashAt; i < len(doc); i++ {
+		j := bytes.IndexByte(doc[i:], userHashLit[userHashAt])
+		if j < 0 {
+			return false
+		}
+		i += j
+		if start := i - userHashAt; start+len(userHashLit) <= len(doc) && string(doc[start:start+len(userHashLit)]) == userHashLit {
+			return true
+		}
+	}
+	return false
 }
 
 // without returns the object obj with key's value replaced by repl; an

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -141,4 +142,24 @@ func TestTakeUserHash(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHasUserHashKey(t *testing.T) {
+	for _, doc := range []string{``, `"userHash"`, `userHash"`, `"userHash`, `x"userHash"`, `"userHash"x`,
+		`H"userHash"`, `"userHas"userHash"`, `{"KHTML":"Hash","context":{"capstan":{"userHash":"a"}}}`,
+		`{"a":"user\u0048ash"}`, `HHHHHH`, `"userhash"`} {
+		want := strings.Contains(doc, `"userHash"`)
+		if got := hasUserHashKey([]byte(doc)); got != want {
+			t.Errorf("hasUserHashKey(%q) = %v, want %v", doc, got, want)
+		}
+	}
+}
+
+func FuzzHasUserHashKey(f *testing.F) {
+	f.Add([]byte(`{"context":{"capstan":{"userHash":"a"}},"ua":"KHTML"}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		if got, want := hasUserHashKey(doc), bytes.Contains(doc, []byte(`"userHash"`)); got != want {
+			t.Fatalf("hasUserHashKey(%q) = %v, want %v", doc, got, want)
+		}
+	})
 }
