@@ -43,6 +43,7 @@ type Dedup struct {
 	x      *dedup.Index // the index of this process; nil for a tool's (AttachDedup)
 	idx    keyIndex     // what writers look keys up in: x, or the running capstan's
 	secret []byte
+	hasher *dedup.Hasher // HashKey under secret
 	log    *slog.Logger
 	// followed is set when Follow runs, or will (DedupConfig.Follow): it
 	// alone then moves covered, and consumers check their events against
@@ -106,7 +107,7 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 			return nil, fmt.Errorf("de-duplication index: %w", err)
 		}
 	}
-	d := &Dedup{x: x, idx: x, secret: secret, log: log}
+	d := &Dedup{x: x, idx: x, secret: secret, hasher: dedup.NewHasher(secret), log: log}
 	if _, err := d.catchUp(ctx, e, cfg.Window); err != nil {
 		_ = x.Close()
 		return nil, err
@@ -205,7 +206,10 @@ func (d *Dedup) key(source, messageID, dedupID string) (dedup.Key, bool) {
 	if !ok {
 		return dedup.Key{}, false
 	}
-	return dedup.HashKey(d.secret, src, id), true
+	if d.hasher == nil {
+		return dedup.HashKey(d.secret, src, id), true
+	}
+	return d.hasher.Key(src, id), true
 }
 
 // Follow keeps the index current with EVENTS until ctx ends: an ordered
@@ -358,7 +362,7 @@ func AttachDedup(ctx context.Context, e *Engine) (*Dedup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dedup{idx: remoteIndex{e}, secret: secret, log: e.log.With("component", "dedup")}, nil
+	return &Dedup{idx: remoteIndex{e}, secret: secret, hasher: dedup.NewHasher(secret), log: e.log.With("component", "dedup")}, nil
 }
 
 // remoteIndex is the index of the capstan whose engine a tool is attached to.

@@ -97,7 +97,7 @@ func (e *Engine) askFirst(ctx context.Context, seq uint64, evs []Stored, m *mark
 	if m.err != nil || m.secret == nil {
 		return nil, m.err
 	}
-	d := &Dedup{secret: m.secret}
+	d := &Dedup{secret: m.secret, hasher: dedup.NewHasher(m.secret)}
 	keys, pos, at := d.keysOf(evs)
 	if len(keys) == 0 {
 		return nil, nil

@@ -129,11 +129,17 @@ func subject(source, typ string) string { return EventsSubject + "." + source + 
 // messageID). Ids that cannot travel in a NATS header (control characters)
 // are hashed.
 func dedupIDOf(source, messageID string) string {
+	return source + ":" + dedupSuffix(messageID)
+}
+
+// dedupSuffix is dedupIDOf(source, messageID) after its "source:": the
+// messageId itself unless it holds control characters.
+func dedupSuffix(messageID string) string {
 	if hasControl(messageID) {
 		sum := sha256.Sum256([]byte(messageID))
-		return source + ":sha256:" + hex.EncodeToString(sum[:])
+		return "sha256:" + hex.EncodeToString(sum[:])
 	}
-	return source + ":" + messageID
+	return messageID
 }
 
 func hasControl(s string) bool {
@@ -274,7 +280,7 @@ func keyOf(source, messageID, dedupID string) (src, id string, ok bool) {
 	case dedupID != "":
 		return "", dedupID, true
 	case messageID != "":
-		return source, strings.TrimPrefix(dedupIDOf(source, messageID), source+":"), true
+		return source, dedupSuffix(messageID), true // allocates nothing for most ids
 	}
 	return "", "", false
 }

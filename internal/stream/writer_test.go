@@ -61,6 +61,13 @@ func TestDedupID(t *testing.T) {
 	if got := dedupIDOf("web", "a\nb"); !strings.HasPrefix(got, "web:sha256:") || strings.ContainsAny(got, "\r\n") {
 		t.Errorf("got %q", got)
 	}
+	// keyOf hashes what follows the source in the de-duplication id.
+	for _, id := range []string{"m-1", "a\nb", "web:x", ":", "\x7f"} {
+		src, got, ok := keyOf("web", id, "")
+		if want := strings.TrimPrefix(dedupIDOf("web", id), "web:"); !ok || src != "web" || got != want {
+			t.Errorf("keyOf(web, %q) = %q, %q, %v; want web, %q", id, src, got, ok, want)
+		}
+	}
 }
 
 func TestNewWriterConfig(t *testing.T) {

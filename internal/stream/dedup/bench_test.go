@@ -24,6 +24,14 @@ func BenchmarkHashKey(b *testing.B) {
 	}
 }
 
+func BenchmarkHasher(b *testing.B) {
+	h := NewHasher([]byte("0123456789abcdef0123456789abcdef"))
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Key("web", "3f1c2a9e-7b4d-4e8a-9c1f-2d6b8e0a5c71")
+	}
+}
+
 // loaded returns an index holding n keys (named "0" to n-1), added in
 // groups of 100 as ingest would, some of them already in tables.
 func loaded(b *testing.B, n int) *Index {

@@ -47,7 +47,17 @@ func TestHashKey(t *testing.T) {
 			if got := HashKey([]byte(c.secret), c.source, c.id); got != want {
 				t.Errorf("HashKey = %x, want HMAC-SHA256 %x", got, want)
 			}
+			h := NewHasher([]byte(c.secret))
+			for range 3 { // a fresh state, then reused ones
+				if got := h.Key(c.source, c.id); got != want {
+					t.Errorf("Hasher.Key = %x, want HMAC-SHA256 %x", got, want)
+				}
+			}
 		})
+	}
+
+	if k := NewHasher(secret).Key("web", "msg-1"); k != got {
+		t.Errorf("Hasher.Key(golden) = %x, want %x", k, got)
 	}
 
 	// Keyed, and unambiguous between source and messageId.
