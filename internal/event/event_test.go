@@ -401,6 +401,22 @@ func BenchmarkNormalize(b *testing.B) {
 	}
 }
 
+// BenchmarkParseBatch checks and splits a batch of 100 analytics-next-like
+// events (ParseBatch), as ingest does before normalising them.
+func BenchmarkParseBatch(b *testing.B) {
+	item := `{"timestamp":"2026-09-01T10:34:56.789Z","integrations":{},"type":"track","event":"Product Viewed","properties":{"product_id":"507f1f77bcf86cd799439011","sku":"G-32","category":"Games","name":"Monopoly: 3rd Edition","price":18.99,"url":"https://www.example.com/product/path"},"context":{"page":{"path":"/products/monopoly","referrer":"https://www.google.com/","search":"","title":"Monopoly: 3rd Edition","url":"https://www.example.com/products/monopoly"},"userAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36","locale":"en-US","library":{"name":"analytics.js","version":"npm:next-1.84.3"}},"messageId":"ajs-next-1788258896789-5b1c2f3e-8d3a-4c1e-9d9a-2a4c6e8f0b1d","anonymousId":"3f0b0c3e-9c1d-4f1e-a1e7-6f2f9b1d2c44","writeKey":"wk_live_123","sentAt":"2026-09-01T10:34:56.801Z","_metadata":{"bundled":["Segment.io"],"unbundled":[],"bundledIds":[]}}`
+	body := []byte(`{"batch":[` + strings.TrimSuffix(strings.Repeat(item+",", 100), ",") + `],"sentAt":"2026-09-01T10:34:56.801Z"}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		bd, rerr := ParseBatch(body)
+		if rerr != nil {
+			b.Fatal(rerr)
+		}
+		bd.Release()
+	}
+}
+
 // FuzzParseObject checks the raw splitter against encoding/json: the same
 // keys (last one wins) with the same values.
 func FuzzParseObject(f *testing.F) {
@@ -705,5 +721,32 @@ func TestFieldNames(t *testing.T) {
 	}
 	if got := fieldOf("Type"); got != -1 {
 		t.Errorf("fieldOf(%q) = %d, want -1", "Type", got)
+	}
+}
+
+// TestValidStringSpecials puts each kind of special byte at every offset
+// of strings around the 8-byte steps of validString.
+func TestValidStringSpecials(t *testing.T) {
+	specials := []string{`"`, `\\`, `\"`, `\u00e9`, `\u00`, `\x`, "\x00", "\x1f", "\x7f", "\xc3\xa9", " ", `\`}
+	for n := 0; n <= 20; n++ {
+		for at := 0; at <= n; at++ {
+			for _, sp := range specials {
+				str := strings.Repeat("a", at) + sp + strings.Repeat("b", n-at)
+				checkValidJSON(t, []byte(`"`+str+`"`))
+				checkValidJSON(t, []byte(`{"`+str+`":1}`))
+				checkValidJSON(t, []byte(`["`+str+`"]`))
+			}
+		}
+	}
+	// hasSpecial against strPlain: one byte among plain ones.
+	for _, bg := range []uint64{0x6161616161616161, 0xffffffffffffffff, 0x8080808080808080, 0x2020202020202020, 0x2121212121212121} {
+		for x := range 256 {
+			for pos := range 8 {
+				w := bg&^(0xff<<(8*pos)) | uint64(x)<<(8*pos)
+				if got, want := hasSpecial(w), !strPlain[x]; got != want {
+					t.Fatalf("hasSpecial(%#x) = %v, want %v", w, got, want)
+				}
+			}
+		}
 	}
 }
