@@ -311,6 +311,15 @@ var fieldNames = [numFields]string{
 	"integrations", "messageId", "writeKey", "timestamp", "originalTimestamp", "sentAt", "receivedAt",
 }
 
+// quotedFieldNames are fieldNames as JSON strings: the keys as written of
+// the members fields.set adds, so that writing them out checks nothing.
+var quotedFieldNames = func() (q [numFields][]byte) {
+	for k, name := range fieldNames {
+		q[k] = quote(name)
+	}
+	return q
+}()
+
 // fieldOf returns the field named key, or -1. (A switch: the compiler
 // searches it by length, then by value.)
 func fieldOf(key string) int {
@@ -392,7 +401,7 @@ func (f *fields) set(k int, v []byte) {
 		f.obj[i].Value = v
 		return
 	}
-	f.obj = append(f.obj, member{Key: fieldNames[k], Value: v})
+	f.obj = append(f.obj, member{rawKey: quotedFieldNames[k], Value: v})
 	f.pos[k] = len(f.obj) - 1
 }
 
