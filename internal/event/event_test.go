@@ -533,6 +533,8 @@ func FuzzSplitBody(f *testing.F) {
 	f.Add([]byte(`[{"batch":[]}]`))
 	f.Add([]byte(`{"batch":[]} x`))
 	f.Add([]byte(`{} `))
+	f.Add([]byte(`{"batch":[{"a":1,"a":2,"context":{"x":1},"context":{"y":2,"y":3}},{"a":3,"a":4,"context":null},{"context":{"a":1},"a":2,"b":[}]}`))
+	f.Add([]byte(`{"batch":[{"a":1,"a":2,"context":{"x":1},"context":{"y":2,"y":3}},{"a":3,"a":4,"context":null},{"context":{"a":1},"a":2}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, valid := splitBody(split{}, b, "batch")
 		obj, elems := s.obj, s.elems

@@ -185,7 +185,7 @@ func splitBody(s split, b []byte, key string) (_ split, valid bool) {
 	if key == "" {
 		// A single event: checked and split as a batch's item is, its
 		// context's members first in s.members, then its own.
-		o, ctx, ctxVal, end, depth := validItem(b, i, obj[:0], s.members[:0])
+		o, ctx, ctxVal, end, depth := validItem(b, i, obj[:0], 0, s.members[:0])
 		if end < 0 || skipSpace(b, end) != len(b) {
 			return split{}, false
 		}
@@ -283,18 +283,20 @@ func validArray(b []byte, i int, s *split) int {
 	if i < len(b) && b[i] == ']' {
 		return i + 1
 	}
-	var obj, ctx object // one item's members and its context's, reused
+	var ctx object // an item's context's members, reused
 	for {
 		var end, d int
 		it := itemSplit{obj: -1, ctx: -1}
 		if i < len(b) && b[i] == '{' {
 			var ctxVal []byte
-			obj, ctx, ctxVal, end, d = validItem(b, i, obj[:0], ctx[:0])
-			if end >= 0 {
-				it.obj = int32(len(s.members))
-				s.members = append(s.members, obj...)
+			start := len(s.members)
+			s.members, ctx, ctxVal, end, d = validItem(b, i, s.members, start, ctx[:0])
+			if end < 0 {
+				s.members = s.members[:start]
+			} else {
+				it.obj = int32(start)
 				it.objEnd = int32(len(s.members))
-				if keptContext(obj, ctxVal) {
+				if keptContext(s.members[start:], ctxVal) {
 					it.ctx = int32(len(s.members))
 					s.members = append(s.members, ctx...)
 					it.ctxEnd = int32(len(s.members))
@@ -330,11 +332,12 @@ func keptContext(obj object, ctxVal []byte) bool {
 }
 
 // validItem checks the object at b[i] (b[i] is '{') as validValue does and
-// splits it as parseObject does, into obj; the value of its (last) member
+// splits it as parseObject does, appending its members to obj (whose
+// members before start are another object's); the value of its (last) member
 // context, when that is an object, is split into ctx too, and ctxVal is
 // its text (nil when no context object was split). end is the index just
 // past the object, or -1; depth is as validValue's.
-func validItem(b []byte, i int, obj, ctx object) (_, _ object, ctxVal []byte, end, depth int) {
+func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object, ctxVal []byte, end, depth int) {
 	depth = 1
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -359,7 +362,7 @@ func validItem(b []byte, i int, obj, ctx object) (_, _ object, ctxVal []byte, en
 		var vend, d int
 		if i < len(b) && b[i] == '{' && m.is("context") {
 			var c object
-			if c, _, _, vend, d = validItem(b, i, ctx[:0], nil); vend >= 0 {
+			if c, _, _, vend, d = validItem(b, i, ctx[:0], 0, nil); vend >= 0 {
 				ctx, ctxVal = c, b[i:vend]
 			}
 		} else {
@@ -370,7 +373,11 @@ func validItem(b []byte, i int, obj, ctx object) (_, _ object, ctxVal []byte, en
 		}
 		depth = max(depth, 1+d)
 		m.Value = b[i:vend]
-		obj.put(m)
+		if k := obj[start:].indexOf(&m); k >= 0 {
+			obj[start+k].Value = m.Value // a repeated key: the last value, in the first place
+		} else {
+			obj = append(obj, m)
+		}
 		if i = skipSpace(b, vend); i >= len(b) {
 			return obj, ctx, nil, -1, depth
 		}
