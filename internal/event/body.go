@@ -56,9 +56,11 @@ var bodyPool = sync.Pool{New: func() any { return new(bodyBufs) }}
 
 // Release gives the body's buffers back for reuse by later requests. The
 // body and its Items must not be used afterwards; the events Normalize
-// returned stay valid (they hold copies).
+// returned stay valid (they hold copies). Like scratch, the pooled members
+// still point into the request's bytes until their next use; the buffers
+// of an unusually large batch (over 16,384 members, ~900 KB) are dropped.
 func (b *Body) Release() {
-	if b == nil || cap(b.members) > 1<<16 {
+	if b == nil || cap(b.members) > 1<<14 {
 		return
 	}
 	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0]}
