@@ -740,13 +740,13 @@ func TestValidStringSpecials(t *testing.T) {
 			}
 		}
 	}
-	// hasSpecial against strPlain: one byte among plain ones.
+	// strSpecial against strPlain: one byte among plain ones.
 	for _, bg := range []uint64{0x6161616161616161, 0xffffffffffffffff, 0x8080808080808080, 0x2020202020202020, 0x2121212121212121} {
 		for x := range 256 {
 			for pos := range 8 {
 				w := bg&^(0xff<<(8*pos)) | uint64(x)<<(8*pos)
-				if got, want := hasSpecial(w), !strPlain[x]; got != want {
-					t.Fatalf("hasSpecial(%#x) = %v, want %v", w, got, want)
+				if got, want := strSpecial(w) != 0, !strPlain[x]; got != want {
+					t.Fatalf("strSpecial(%#x) != 0 is %v, want %v", w, got, want)
 				}
 			}
 		}

@@ -408,10 +408,11 @@ func validKey(b []byte, i int) int {
 }
 
 // validString checks the string literal at b[i] and returns the index just
-// past it, or -1. Runs of plain bytes (strPlain) are skipped 8 at a time.
+// past it, or -1. Runs of plain bytes (strPlain) are skipped 8 at a time
+// (strSpecial, as the Value parser does).
 func validString(b []byte, i int) int {
 	for i++; ; i++ {
-		for i+8 <= len(b) && !hasSpecial(binary.LittleEndian.Uint64(b[i:])) {
+		for i+8 <= len(b) && strSpecial(binary.LittleEndian.Uint64(b[i:])) == 0 {
 			i += 8
 		}
 		for i < len(b) && strPlain[b[i]] {
@@ -442,18 +443,6 @@ func validString(b []byte, i int) int {
 			return -1
 		}
 	}
-}
-
-// hasSpecial reports whether any of the 8 bytes of x is not plain in a
-// JSON string: a quote, a backslash or a control character (below 0x20).
-// Each test is the exact "has a zero byte" / "has a byte below n" of
-// bit-twiddling folklore (v - 0x01…) &^ v & 0x80…: bytes of 0x80 and
-// above never match.
-func hasSpecial(x uint64) bool {
-	const lsb, msb = 0x0101010101010101, 0x8080808080808080
-	q := x ^ (lsb * '"')
-	s := x ^ (lsb * '\\')
-	return ((q-lsb)&^q|(s-lsb)&^s|(x-lsb*0x20)&^x)&msb != 0
 }
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
