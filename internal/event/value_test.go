@@ -320,6 +320,9 @@ func TestJSNumberText(t *testing.T) {
 }
 
 func TestParseAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops the pooled parser at random: allocations vary")
+	}
 	data := []byte(benchEvent)
 	if n := testing.AllocsPerRun(100, func() { _, _ = Parse(data) }); n > 3 {
 		t.Errorf("Parse allocates %v times, want at most 3", n)
