@@ -113,14 +113,6 @@ type appender struct {
 	signal  chan struct{} // one slot: "queue not empty"
 	stopped bool
 
-	// syncing counts this appender's commits in their sync (Engine.Sync,
-	// waiting for the syncer included); synced is closed, and replaced,
-	// when it drops to 0. A loop that takes requests while a sync runs
-	// gathers what arrives until it ends (gather).
-	smu     sync.Mutex
-	syncing int
-	synced  chan struct{}
-
 	// Per-event de-duplication of segment commits (commit.go).
 	dedup    *Dedup // nil: only inside this process's commits in flight
 	segMax   int    // the most bytes of one segment's frame
@@ -275,9 +267,6 @@ func (a *appender) loop(ctx context.Context) {
 				return
 			}
 		}
-		if a.syncs {
-			batch = a.gather(ctx, batch)
-		}
 		if a.cfg.Linger > 0 && countRecs(batch) < a.cfg.MaxBatch {
 			batch = a.linger(ctx, batch)
 		}
@@ -353,59 +342,6 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 		}
 	}
 	return batch
-}
-
-// gather adds to batch the requests that arrive while another commit's
-// sync runs, until it ends (or the batch is full), so that they share the
-// next fsync. Without it a loop that takes a request during a sync writes
-// it at once and then waits for that sync before its own, while the
-// requests behind it wait for a free loop: behind two fsyncs and the
-// start of a third. A request now waits for the sync running when it
-// arrives, then for one more, its group's. The requests are taken as they
-// arrive: the loop whose sync ends, free first, finds none to write apart.
-func (a *appender) gather(ctx context.Context, batch []*pending) []*pending {
-	a.smu.Lock()
-	synced := a.synced
-	if a.syncing == 0 {
-		synced = nil
-	}
-	a.smu.Unlock()
-	if synced == nil {
-		return batch
-	}
-	for n := countRecs(batch); n < a.cfg.MaxBatch; {
-		select {
-		case <-synced:
-			return batch
-		case <-ctx.Done():
-			return batch
-		case <-a.signal:
-			a.mu.Lock()
-			var more []*pending
-			more, n = a.popLocked(n, false)
-			a.mu.Unlock()
-			batch = append(batch, more...)
-		}
-	}
-	return batch
-}
-
-// syncStart and syncEnd bracket a commit's sync (see gather).
-func (a *appender) syncStart() {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	if a.syncing == 0 {
-		a.synced = make(chan struct{})
-	}
-	a.syncing++
-}
-
-func (a *appender) syncEnd() {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	if a.syncing--; a.syncing == 0 {
-		close(a.synced)
-	}
 }
 
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
@@ -561,11 +497,9 @@ func (a *appender) refusal() error {
 // stored may not survive a power loss, so no record is acknowledged: the
 // client retries and the stream's de-duplication keeps one copy.
 func (a *appender) sync(ctx context.Context, res []*Result) {
-	a.syncStart()
 	start := time.Now()
 	err := a.eng.Sync(ctx, EventsStream)
 	a.m.sync.Observe(time.Since(start).Seconds())
-	a.syncEnd()
 	if err == nil {
 		return
 	}

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -239,62 +238,5 @@ func TestStateBucketSyncs(t *testing.T) {
 	}
 	if found, names := log.syncedHolding("secret-value"); !found {
 		t.Errorf("Put returned before its block was synced (synced %q)", names)
-	}
-}
-
-// TestGatherDuringSync: requests that arrive while a commit's fsync runs
-// are written together once it ends and share one more fsync; none waits
-// behind two (the loop that took the first of them used to write it at
-// once and wait for the running fsync, the others waiting for a free loop
-// and then a third fsync).
-func TestGatherDuringSync(t *testing.T) {
-	_, app := openTest(t, Config{DataDir: t.TempDir()})
-	if _, err := app.Append(context.Background(), []record{rec("events.s.track", "m")}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := app.eng.syncer(EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var blocks atomic.Int32 // fsyncs of block files
-	entered, release := make(chan struct{}), make(chan struct{})
-	s.fsync = func(f *os.File) error {
-		if strings.HasSuffix(f.Name(), ".blk") && blocks.Add(1) == 1 {
-			close(entered)
-			<-release
-		}
-		return f.Sync()
-	}
-	push := func(id string) *pending {
-		p := &pending{recs: []record{rec("events.s.track", id)}, results: make([]Result, 1), done: make(chan struct{})}
-		if err := app.push(p); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	queued := func() int {
-		app.mu.Lock()
-		defer app.mu.Unlock()
-		return app.queued
-	}
-	first := push("a")
-	<-entered // the first commit's fsync runs, and stays
-	ps := []*pending{first, push("b")}
-	eventually(t, func() bool { return queued() == 0 }) // the other loop took b
-	for _, id := range []string{"c", "d", "e"} {
-		ps = append(ps, push(id))
-	}
-	close(release)
-	seqs := map[uint64]bool{}
-	for _, p := range ps {
-		<-p.done
-		if r := p.results[0]; r.Err != nil || r.Seq == 0 || seqs[r.Seq] {
-			t.Fatalf("result %+v (seqs so far %v)", r, seqs)
-		} else {
-			seqs[r.Seq] = true
-		}
-	}
-	if n := blocks.Load(); n != 2 {
-		t.Errorf("%d fsyncs for a and b-e, want 2: b-e waited behind more than the running one", n)
 	}
 }
