@@ -63,12 +63,12 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 		}),
 		sync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_sync_duration_seconds",
-			Help:    "Time one commit waited, once JetStream acknowledged its events, for them to be durable: the fsync of the stream's block file, after the one already running (embedded engine only).",
+			Help:    "Time one commit waited, once JetStream acknowledged its events, for them to be durable: the fsync of the stream's block file, and the one already running when it asked (embedded engine only).",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_queue_wait_seconds",
-			Help:    "Time from a request handing its events to the EVENTS writer to the start of their commit: waiting for a free commit loop, for the sync running, and engine.group_commit.linger.",
+			Help:    "Time from a request handing its events to the EVENTS writer to the start of their commit: waiting for a free commit loop (each busy one publishing, syncing or recording its events in the de-duplication index) and engine.group_commit.linger.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 	}
