@@ -136,7 +136,7 @@ type pending struct {
 	evs     []Event  // or events to store in segments (appendEvents)
 	results []Result
 	done    chan struct{}
-	queued  time.Time // when push queued it
+	queued  time.Time // when enqueue queued it
 }
 
 // size is the number of records or events p holds.
@@ -203,27 +203,14 @@ func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, err
 }
 
 func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
-	if err := a.push(p); err != nil {
-		return nil, err
-	}
-	select {
-	case <-p.done:
-		return p.results, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// push queues p for a commit and wakes a loop.
-func (a *appender) push(p *pending) error {
 	a.mu.Lock()
 	if a.stopped {
 		a.mu.Unlock()
-		return errors.New("event store is shutting down")
+		return nil, errors.New("event store is shutting down")
 	}
 	if a.queued > 0 && a.queued+p.size() > a.cfg.MaxQueued {
 		a.mu.Unlock()
-		return ErrOverloaded
+		return nil, ErrOverloaded
 	}
 	p.queued = time.Now()
 	a.queue = append(a.queue, p)
@@ -233,7 +220,12 @@ func (a *appender) push(p *pending) error {
 	case a.signal <- struct{}{}:
 	default:
 	}
-	return nil
+	select {
+	case <-p.done:
+		return p.results, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Run writes queued records until ctx ends, then drains what is queued.
