@@ -111,11 +111,17 @@ view() { # view METRICS_FILE: capstan's own figures, as table cells
 		/^capstan_store_commit_duration_seconds_bucket\{le="0.005"\}/ { c5 = $2 }
 		/^capstan_store_commit_duration_seconds_sum / { cs = $2 }
 		/^capstan_store_commit_duration_seconds_count / { cn = $2 }
+		/^capstan_store_sync_duration_seconds_bucket\{le="0.005"\}/ { y5 = $2 }
+		/^capstan_store_sync_duration_seconds_sum / { ys = $2 }
+		/^capstan_store_sync_duration_seconds_count / { yn = $2 }
+		/^capstan_store_queue_wait_seconds_bucket\{le="0.005"\}/ { q5 = $2 }
+		/^capstan_store_queue_wait_seconds_sum / { qs = $2 }
+		/^capstan_store_queue_wait_seconds_count / { qn = $2 }
 		/^capstan_store_commit_records_sum / { es = $2 }
 		/^capstan_store_commit_records_count / { ec = $2 }
 		END {
-			printf "%s | %s | %s | %s | %s | %s | %s | %s", frac(r5, rn), frac(w5, wn), frac(c5, cn),
-				mean(rs, rn), mean(ws, wn), mean(cs, cn), (ec ? sprintf("%.2f", es / ec) : "?"), (wn ? sprintf("%.2f", wn / cn) : "?")
+			printf "%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s", frac(r5, rn), frac(w5, wn), frac(q5, qn), frac(c5, cn), frac(y5, yn),
+				mean(rs, rn), mean(ws, wn), mean(qs, qn), mean(cs, cn), mean(ys, yn), (ec ? sprintf("%.2f", es / ec) : "?"), (wn ? sprintf("%.2f", wn / cn) : "?")
 		}' "$1"
 }
 
@@ -186,7 +192,7 @@ ROWS=$(jq -rs --rawfile views "$VIEWS" '
 	   (if $r.server_cpu_us_per_event < 0 then "?" else ($r.server_cpu_us_per_event * 10 | round / 10 | tostring) end),
 	   ($r.loadgen_cpu_cores * 100 | round / 100 | tostring),
 	   ($r.mean_ms * 100 | round / 100 | tostring),
-	   ($v[$t + "/" + ($r.round | tostring)] // "— | — | — | — | — | — | — | —"),
+	   ($v[$t + "/" + ($r.round | tostring)] // "— | — | — | — | — | — | — | — | — | — | — | —"),
 	   ($r.loadavg_start | split(" ")[0])]
 	| "| " + join(" | ") + " |"' "$RESULTS")
 SUMMARY=$(jq -rs '
@@ -221,11 +227,11 @@ SUMMARY=$(jq -rs '
 	echo
 	echo "Open loop: $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections; the null server with loadgen's \`-client $CLIENT_A\`), $WARMUP of warm-up, then $DURATION measured; latency from the scheduled send time to the full response."
 	echo "\"send lag p99\" is loadgen's own delay from a request's due time to handing it to its HTTP client, part of every latency."
-	echo "Then capstan's own figures, from /metrics over the whole run (warm-up included): the share of requests whose handler time (\`capstan_ingest_request_duration_seconds\`), store wait (\`capstan_ingest_store_wait_seconds\`: encoding, group-commit queue, publish, acknowledgement, fsync) and store commit (\`capstan_store_commit_duration_seconds\`: one group's publish, acknowledgement and fsync) were under 5 ms, the mean of each, events per commit and requests per commit."
-	echo "Where the time goes, from the means: client mean − handler mean = outside the handler (loadgen, loopback TCP, the HTTP server reading and writing, scheduling); handler − store wait = the handler's own work; store wait − commit ≈ waiting in the group-commit queue."
+	echo "Then capstan's own figures, from /metrics over the whole run (warm-up included): the share of requests whose handler time (\`capstan_ingest_request_duration_seconds\`), store wait (\`capstan_ingest_store_wait_seconds\`: encoding, group-commit queue, publish, acknowledgement, fsync) and queue wait (\`capstan_store_queue_wait_seconds\`: until their commit starts, i.e. a free commit loop) were under 5 ms, the same for commits (\`capstan_store_commit_duration_seconds\`: one group's publish, acknowledgement and sync) and their sync alone (\`capstan_store_sync_duration_seconds\`: its fsync and the one running when it asked), the mean of each, events per commit and requests per commit (queue wait and sync: \"?\" for a binary without them)."
+	echo "Where the time goes, from the means: client mean − handler mean = outside the handler (loadgen, loopback TCP, the HTTP server reading and writing, scheduling); handler − store wait = the handler's own work; store wait − queue wait − commit ≈ the handler's wake-up after its commit; commit − sync = publish and acknowledgement; sync − the disk's own fsync time = waiting for the fsync another commit was running."
 	echo
-	echo "| target | round | p50 | p95 | p99 | p99.9 | max | send lag p99 | req/s | errors | server CPU µs/event | loadgen CPU (cores) | client mean | handler < 5 ms | store wait < 5 ms | commit < 5 ms | handler mean | store wait mean | commit mean | events/commit | requests/commit | load (1 min) |"
-	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	echo "| target | round | p50 | p95 | p99 | p99.9 | max | send lag p99 | req/s | errors | server CPU µs/event | loadgen CPU (cores) | client mean | handler < 5 ms | store wait < 5 ms | queue wait < 5 ms | commit < 5 ms | sync < 5 ms | handler mean | store wait mean | queue wait mean | commit mean | sync mean | events/commit | requests/commit | load (1 min) |"
+	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 	echo "$ROWS"
 	echo
 	echo "## Machine"

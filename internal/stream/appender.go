@@ -40,10 +40,13 @@ const errDuplicateInBatch = 10201
 
 // appenderMetrics show how group commit behaves: how many records one
 // commit carries (the larger, the cheaper each record), how long a commit
-// takes (fsync included) and how many records wait for one.
+// takes (fsync included) and its sync alone, how long a request waits for
+// its commit to start, and how many records wait for one.
 type appenderMetrics struct {
-	records prometheus.Histogram
-	seconds prometheus.Histogram
+	records   prometheus.Histogram
+	seconds   prometheus.Histogram
+	sync      prometheus.Histogram
+	queueWait prometheus.Histogram
 }
 
 func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics {
@@ -58,9 +61,19 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 			Help:    "Time to write one commit to the EVENTS stream, until JetStream acknowledged it.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
+		sync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "capstan_store_sync_duration_seconds",
+			Help:    "Time one commit waited, once JetStream acknowledged its events, for them to be durable: the fsync of the stream's block file, and the one already running when it asked (embedded engine only).",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "capstan_store_queue_wait_seconds",
+			Help:    "Time from a request handing its events to the EVENTS writer to the start of their commit: waiting for a free commit loop (each busy one publishing, syncing or recording its events in the de-duplication index) and engine.group_commit.linger.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.seconds, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		reg.MustRegister(m.records, m.seconds, m.sync, m.queueWait, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "capstan_store_queued_records",
 			Help: "Events waiting for a commit to the EVENTS stream; when too many wait, ingest answers 503 with Retry-After.",
 		}, func() float64 {
@@ -123,6 +136,7 @@ type pending struct {
 	evs     []Event  // or events to store in segments (appendEvents)
 	results []Result
 	done    chan struct{}
+	queued  time.Time // when enqueue queued it
 }
 
 // size is the number of records or events p holds.
@@ -198,6 +212,7 @@ func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 		a.mu.Unlock()
 		return nil, ErrOverloaded
 	}
+	p.queued = time.Now()
 	a.queue = append(a.queue, p)
 	a.queued += p.size()
 	a.mu.Unlock()
@@ -330,7 +345,9 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 		res  []*Result // of recs
 		eres []*Result // of evs
 	)
+	start := time.Now()
 	for _, p := range batch {
+		a.m.queueWait.Observe(start.Sub(p.queued).Seconds())
 		for i := range p.recs {
 			recs = append(recs, &p.recs[i])
 			res = append(res, &p.results[i])
@@ -472,7 +489,9 @@ func (a *appender) refusal() error {
 // stored may not survive a power loss, so no record is acknowledged: the
 // client retries and the stream's de-duplication keeps one copy.
 func (a *appender) sync(ctx context.Context, res []*Result) {
+	start := time.Now()
 	err := a.eng.Sync(ctx, EventsStream)
+	a.m.sync.Observe(time.Since(start).Seconds())
 	if err == nil {
 		return
 	}

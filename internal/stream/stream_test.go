@@ -440,6 +440,13 @@ func TestAppenderMetrics(t *testing.T) {
 	if got := gather("capstan_store_commit_duration_seconds"); got[0] != 2 || got[1] <= 0 {
 		t.Errorf("commit durations: %v", got)
 	}
+	if got := gather("capstan_store_sync_duration_seconds"); got[0] != 2 || got[1] <= 0 {
+		t.Errorf("sync durations: %v", got)
+	}
+	// The first request waited for Run to start: at least until the gauge read 2.
+	if got := gather("capstan_store_queue_wait_seconds"); got[0] != 2 || got[1] <= 0 {
+		t.Errorf("queue waits: %v", got)
+	}
 	if gauge() != 0 {
 		t.Errorf("queued %v after the commits", gauge())
 	}
