@@ -263,6 +263,13 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			return fmt.Errorf("eventId guard: %w", err)
 		}
 		defer func() { _ = guard.Close() }()
+		// capstan backup, attached to the embedded engine, has this
+		// process checkpoint the store.
+		sub, err := delivery.ServeGuard(eng.Conn(), guard)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
 	}
 	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), guard, funnel, reg, log)
 	if err != nil {

@@ -569,3 +569,10 @@ func (p guardPebbleLogger) Fatalf(format string, args ...any) {
 }
 
 func (guardPebbleLogger) Infof(string, ...any) {}
+
+// Claimed reports whether destination dest's eventId id, under scope (the
+// conversion rule), is claimed in the store (for tools and tests).
+func (l *GuardLocal) Claimed(ctx context.Context, dest, scope, id string) (bool, error) {
+	_, ok, err := l.get(ctx, guardKey(dest, scope, id))
+	return ok, err
+}
