@@ -204,8 +204,11 @@ type Engine struct {
 	// "jetstream" (the KV bucket eventids, shared by every replica on an
 	// external cluster), "local" (an on-disk store in data_dir/eventids,
 	// owned by the serving process: memory bounded whatever the number of
-	// conversions; embedded engine only) or "auto" (the default: for now
-	// jetstream).
+	// conversions; embedded engine only) or "auto" (the default: local
+	// with the embedded engine, jetstream with nats_url). capstan backup
+	// reaches the local store through the running capstan. Switching an
+	// existing data directory to local moves the bucket's keys into the
+	// store once, at start, and removes the bucket.
 	GuardStore string `yaml:"guard_store"`
 	// Retention is how long accepted events are kept in the EVENTS stream.
 	// Default 7d.
@@ -326,7 +329,13 @@ const (
 // GuardLocal reports whether the eventId collision guard lives in the
 // local store (engine.guard_store, with auto resolved).
 func (c *Config) GuardLocal() bool {
-	return c.Engine.GuardStore == GuardStoreLocal
+	switch c.Engine.GuardStore {
+	case GuardStoreLocal:
+		return true
+	case GuardStoreJetStream:
+		return false
+	}
+	return c.Engine.NatsURL == ""
 }
 
 // GuardDir is the local eventId guard store's directory: data_dir/eventids.

@@ -38,10 +38,13 @@ func TestParseDefaults(t *testing.T) {
 	if cfg.Identity.Store != IdentityStoreAuto || !cfg.IdentityLocal() || cfg.IdentityDir() != filepath.Join(cfg.Server.DataDir, "identity") {
 		t.Errorf("identity store: got %q, local %v, dir %s", cfg.Identity.Store, cfg.IdentityLocal(), cfg.IdentityDir())
 	}
-	if cfg.Engine.GuardStore != GuardStoreAuto || cfg.GuardLocal() || cfg.GuardDir() != filepath.Join(cfg.Server.DataDir, "eventids") {
+	if cfg.Engine.GuardStore != GuardStoreAuto || !cfg.GuardLocal() || cfg.GuardDir() != filepath.Join(cfg.Server.DataDir, "eventids") {
 		t.Errorf("guard store: got %q, local %v, dir %s", cfg.Engine.GuardStore, cfg.GuardLocal(), cfg.GuardDir())
 	}
 	cluster, err := Parse("capstan.yaml", []byte("engine: {nats_url: 'nats://n1:4222'}\n"+minimal), env(nil))
+	if err == nil && cluster.GuardLocal() {
+		t.Error("guard store auto with nats_url: local, want jetstream")
+	}
 	if err != nil || cluster.IdentityLocal() {
 		t.Errorf("identity store auto with nats_url: local %v (%v), want jetstream", cluster != nil && cluster.IdentityLocal(), err)
 	}
