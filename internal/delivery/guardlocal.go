@@ -55,10 +55,13 @@ const guardStripes = 256
 // file store keeps an index entry in memory for every key (~150-300 bytes
 // per conversion), it keeps in memory only a bounded cache. One process
 // owns it (the directory is locked); create-if-absent is a per-key lock in
-// that process. Durability matches the bucket's: a batch's claims are
-// fsynced before anything is sent under them (sync); the accepted marks
-// are written without sync and fsynced every 100 ms, as durable as the
-// acknowledgement that follows them. Keys expire GuardTTL after their last
+// that process. Durability: a batch's claims are fsynced together before
+// anything is sent under them (sync), as the bucket's are; the accepted
+// marks of a request are fsynced together before its events are
+// acknowledged (the bucket's survive a crash of the process, not always a
+// power loss); a release is written without sync and fsynced within
+// 100 ms (losing it only sends a corrected conversion under a derived
+// eventId). Keys expire GuardTTL after their last
 // write: reads ignore expired ones at once, and a sweep removes them.
 // Every runner of the process shares it (keys name the destination).
 type GuardLocal struct {
@@ -410,8 +413,9 @@ func (l *GuardLocal) create(ctx context.Context, key string, value []byte) (bool
 	return false, err
 }
 
-// putAll writes in one batch, without sync: the log syncer fsyncs it
-// within guardWALSync.
+// putAll writes in one batch and fsyncs it (the accepted marks: one fsync
+// per accepted request), so that a conversion the remote accepted is on
+// disk as such before its event is acknowledged.
 func (l *GuardLocal) putAll(_ context.Context, writes []markWrite) ([]markWrite, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -429,10 +433,9 @@ func (l *GuardLocal) putAll(_ context.Context, writes []markWrite) ([]markWrite,
 			return writes, err
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(pebble.Sync); err != nil {
 		return writes, err
 	}
-	l.dirty.Store(true)
 	return nil, nil
 }
 
