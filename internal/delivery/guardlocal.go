@@ -9,16 +9,14 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	pebblebloom "github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/capstan-gw/capstan/internal/localdb"
 )
 
 // DefaultGuardMemory bounds the local guard store's memory (block cache
@@ -38,11 +36,6 @@ const guardFormat = "capstan-eventids-pebble-1"
 // (groupKey); meta keys start with 'm'. A value is the write time (Unix
 // ms, 8 bytes, big-endian) and the bucket's value.
 var guardFormatKey = []byte("mformat")
-
-// guardWALSync is how often the local store's write-ahead log is fsynced
-// while written without sync (the accepted marks and releases): as
-// identity's local store does.
-const guardWALSync = 100 * time.Millisecond
 
 // guardSweepChunk is how many expired keys a sweep removes at a time.
 const guardSweepChunk = 1024
@@ -65,9 +58,8 @@ const guardStripes = 256
 // write: reads ignore expired ones at once, and a sweep removes them.
 // Every runner of the process shares it (keys name the destination).
 type GuardLocal struct {
-	db    *pebble.DB
-	cache *pebble.Cache
-	lock  *os.File
+	store *localdb.DB // opened, locked, its log synced
+	db    *pebble.DB  // store.DB
 	dir   string
 	log   *slog.Logger
 	seed  maphash.Seed
@@ -77,10 +69,9 @@ type GuardLocal struct {
 
 	mu       sync.RWMutex // closed: Close exclusively, the others shared
 	closed   bool
-	stop     chan struct{} // closed by Close: the syncer and the sweeper stop
+	stop     chan struct{} // closed by Close: the sweeper stops
 	stopOnce sync.Once
-	done     sync.WaitGroup // the syncer and the sweeper
-	dirty    atomic.Bool
+	done     sync.WaitGroup // the sweeper
 	removed  atomic.Uint64
 }
 
@@ -120,49 +111,19 @@ func OpenGuardLocal(cfg GuardLocalConfig) (*GuardLocal, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "eventid-store")
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("open eventId guard store: %w", err)
-	}
-	f, err := os.Open(cfg.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("open eventId guard store: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+	store, err := localdb.Open(localdb.Options{Dir: cfg.Dir, MemoryBytes: cfg.MemoryBytes, What: "eventId guard store", Logger: log})
+	switch {
+	case errors.Is(err, localdb.ErrInUse):
 		return nil, fmt.Errorf("open eventId guard store %s: %w (stop the capstan that runs on this data directory)", cfg.Dir, ErrGuardInUse)
-	}
-	l := &GuardLocal{lock: f, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), ttl: GuardTTL, now: cfg.now, stop: make(chan struct{})}
-	l.cache = pebble.NewCache(cfg.MemoryBytes / 2)
-	o := &pebble.Options{
-		FS:                          vfs.Default,
-		Cache:                       l.cache,
-		MemTableSize:                uint64(max(cfg.MemoryBytes/8, 1<<20)),
-		MemTableStopWritesThreshold: 3,
-		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
-		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      guardPebbleLogger{log},
-	}
-	for i := range o.Levels {
-		o.Levels[i].FilterPolicy = pebblebloom.FilterPolicy(10) // most eventIds are new: their reads find nothing
-	}
-	o.EventListener = &pebble.EventListener{
-		BackgroundError: func(err error) { log.Error("background error", "error", err) },
-	}
-	db, err := pebble.Open(cfg.Dir, o)
-	if err != nil {
-		l.cache.Unref()
-		f.Close()
+	case err != nil:
 		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
 	}
-	l.db = db
+	l := &GuardLocal{store: store, db: store.DB, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), ttl: GuardTTL, now: cfg.now, stop: make(chan struct{})}
 	if err := l.checkFormat(); err != nil {
-		_ = db.Close()
-		l.cache.Unref()
-		f.Close()
+		_ = store.Close()
 		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
 	}
-	l.done.Add(2)
-	go l.syncer()
+	l.done.Add(1)
 	go l.sweeper(cfg.SweepEvery)
 	return l, nil
 }
@@ -180,27 +141,6 @@ func (l *GuardLocal) checkFormat() error {
 		return fmt.Errorf("format %q, want %q", v, guardFormat)
 	}
 	return nil
-}
-
-// syncer fsyncs the log every guardWALSync while there are writes made
-// without sync.
-func (l *GuardLocal) syncer() {
-	defer l.done.Done()
-	t := time.NewTicker(guardWALSync)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		if !l.dirty.Swap(false) {
-			continue
-		}
-		if err := l.sync(context.Background()); err != nil && !errors.Is(err, errGuardClosed) {
-			l.log.Error("syncing the eventId guard store's log failed", "error", err)
-		}
-	}
 }
 
 func (l *GuardLocal) sweeper(every time.Duration) {
@@ -234,13 +174,7 @@ func (l *GuardLocal) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	l.done.Wait()
-	err := l.db.Close()
-	l.cache.Unref()
-	l.lock.Close()
-	if err != nil {
-		return fmt.Errorf("close eventId guard store: %w", err)
-	}
-	return nil
+	return l.store.Close()
 }
 
 // Dir returns the store's directory.
@@ -395,7 +329,7 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 			}
 		}
 	}
-	l.dirty.Store(true)
+	l.store.Dirty()
 	return errs
 }
 
@@ -456,7 +390,7 @@ func (l *GuardLocal) deleteIf(_ context.Context, key string, value []byte) error
 	if err != nil || !ok || !bytes.Equal(v, value) {
 		return err
 	}
-	l.dirty.Store(true)
+	l.store.Dirty()
 	return l.db.Delete(k, pebble.NoSync)
 }
 
@@ -529,7 +463,7 @@ func (l *GuardLocal) removeExpired(keys [][]byte) (int, error) {
 				if err = l.db.Delete(k, pebble.NoSync); err == nil {
 					n++
 					l.removed.Add(1)
-					l.dirty.Store(true)
+					l.store.Dirty()
 				}
 			}
 		} else if errors.Is(err, pebble.ErrNotFound) {
@@ -556,22 +490,6 @@ func (l *GuardLocal) Checkpoint(dir string) error {
 	}
 	return nil
 }
-
-// guardPebbleLogger routes pebble's errors to slog and drops its
-// informational lines. Fatalf must not return (pebble's contract).
-type guardPebbleLogger struct{ log *slog.Logger }
-
-func (p guardPebbleLogger) Errorf(format string, args ...any) {
-	p.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
-}
-
-func (p guardPebbleLogger) Fatalf(format string, args ...any) {
-	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
-	p.log.Error(msg)
-	panic("eventId guard store: " + msg)
-}
-
-func (guardPebbleLogger) Infof(string, ...any) {}
 
 // Claimed reports whether destination dest's eventId id, under scope (the
 // conversion rule), is claimed in the store (for tools and tests).
