@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -255,5 +257,44 @@ func TestMigrateGuardBucketKeepsAge(t *testing.T) {
 	now.Add((2 * time.Minute).Milliseconds())
 	if _, ok, _ := l.get(ctx, testClaimKey); ok {
 		t.Error("the migrated key outlives GuardTTL from its write to the bucket")
+	}
+}
+
+// TestGuardLocalClaimsSurviveCrash: the claims a batch made are durable
+// once sync returns (before anything is sent under them), and a request's
+// accepted marks once putAll returns (before its events are acknowledged):
+// pebble keeps writes made without sync in a buffer of its own, so a
+// process that dies at once (kill -9) would lose them. The test runs
+// itself as a child that writes and exits at once, without closing.
+func TestGuardLocalClaimsSurviveCrash(t *testing.T) {
+	const env = "CAPSTAN_GUARD_CRASH_DIR"
+	ctx := context.Background()
+	if dir := os.Getenv(env); dir != "" {
+		l, err := OpenGuardLocal(GuardLocalConfig{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errs := l.createKeys(ctx, []string{testClaimKey}, [][]byte{[]byte("claim")}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		if err := l.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if failed, err := l.putAll(ctx, []markWrite{{key: "g.0102030405060708", data: []byte{1}}}); err != nil || len(failed) > 0 {
+			t.Fatal(failed, err)
+		}
+		os.Exit(0) // no Close, no wait: as a kill -9 right after
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGuardLocalClaimsSurviveCrash$")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	l := openTestGuardLocal(t, dir, nil)
+	for _, k := range []string{testClaimKey, "g.0102030405060708"} {
+		if _, ok, err := l.get(ctx, k); !ok || err != nil {
+			t.Errorf("%s after the crash: %v %v", k, ok, err)
+		}
 	}
 }
