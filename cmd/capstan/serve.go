@@ -263,6 +263,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			return fmt.Errorf("eventId guard: %w", err)
 		}
 		defer func() { _ = guard.Close() }()
+		reg.MustRegister(guard.Collector())
 		// capstan backup, attached to the embedded engine, has this
 		// process checkpoint the store.
 		sub, err := delivery.ServeGuard(eng.Conn(), guard)

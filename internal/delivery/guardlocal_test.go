@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -296,5 +297,44 @@ func TestGuardLocalClaimsSurviveCrash(t *testing.T) {
 		if _, ok, err := l.get(ctx, k); !ok || err != nil {
 			t.Errorf("%s after the crash: %v %v", k, ok, err)
 		}
+	}
+}
+
+// TestGuardLocalCollector: the store's metrics count its keys once they
+// reach a table, its disk space, and the keys its sweeps removed.
+func TestGuardLocalCollector(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixMilli())
+	l := openTestGuardLocal(t, t.TempDir(), func() time.Time { return time.UnixMilli(now.Load()) })
+	ctx := context.Background()
+	keys, vals := make([]string, 10), make([][]byte, 10)
+	for i := range keys {
+		keys[i], vals[i] = guardKey("d", "r", string(rune('a'+i))), []byte{1}
+	}
+	l.createKeys(ctx, keys, vals)
+	if err := l.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	now.Add(GuardTTL.Milliseconds())
+	if _, err := l.sweep(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(l.Collector())
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		if m.GetGauge() != nil {
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		} else {
+			got[mf.GetName()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["capstan_eventid_store_keys"] < 10 || got["capstan_eventid_store_disk_bytes"] <= 0 || got["capstan_eventid_store_expired_removed_total"] != 10 {
+		t.Errorf("metrics: %v", got)
 	}
 }

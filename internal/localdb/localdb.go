@@ -53,6 +53,7 @@ type DB struct {
 	*pebble.DB
 	cache *pebble.Cache
 	lock  *os.File
+	dir   string
 	what  string
 	log   *slog.Logger
 
@@ -107,7 +108,7 @@ func Open(o Options) (*DB, error) {
 		f.Close()
 		return nil, err
 	}
-	d := &DB{DB: db, cache: cache, lock: f, what: o.What, log: log, stop: make(chan struct{}), synced: make(chan struct{})}
+	d := &DB{DB: db, cache: cache, lock: f, dir: o.Dir, what: o.What, log: log, stop: make(chan struct{}), synced: make(chan struct{})}
 	go d.syncer()
 	return d, nil
 }
@@ -154,6 +155,46 @@ func (d *DB) Close() error {
 		}
 	})
 	return d.closeErr
+}
+
+// Figures returns the entries of the store's tables (an estimate: deleted
+// and replaced ones count until compaction drops them; the memtables are
+// not counted) and the disk space of its files, for metrics. Not after
+// Close.
+func (d *DB) Figures() (keys, disk int64, err error) {
+	levels, err := d.SSTables(pebble.WithProperties())
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, lv := range levels {
+		for _, t := range lv {
+			if t.Properties != nil {
+				keys += int64(t.Properties.NumEntries)
+			}
+		}
+	}
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed by a compaction meanwhile
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if !info.Mode().IsRegular() {
+			continue
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			disk += st.Blocks * 512
+		} else {
+			disk += info.Size()
+		}
+	}
+	return keys, disk, nil
 }
 
 // logger routes pebble's errors to slog and drops its informational lines.
