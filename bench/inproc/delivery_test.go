@@ -35,6 +35,8 @@ var deliveryLog = flag.Bool("delivery.log", false, "write the runner's warnings 
 
 var deliveryIdentityStore = flag.String("delivery.identity-store", "local", "the identity graph's store: local (serve's default with the embedded engine) or jetstream (the KV bucket)")
 
+var deliveryGuardStore = flag.String("delivery.guard-store", "local", "the eventId guard's store: local (serve's default with the embedded engine) or jetstream (the KV bucket)")
+
 var deliveryProfile = flag.String("delivery.cpuprofile", "", "write a CPU profile of BenchmarkDelivery's timed part (the last sub-benchmark run) to this file")
 
 // BenchmarkDelivery is the delivery path in one process, as `capstan serve`
@@ -193,10 +195,19 @@ destinations:
 		}
 		graph = gr
 	}
+	var guard *delivery.GuardLocal
+	if *deliveryGuardStore == "local" {
+		// As serve opens it on the embedded engine (engine.guard_store).
+		guard, err = delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer guard.Close()
+	}
 	runner, err := delivery.NewRunner(plan, dest, delivery.RunnerConfig{
 		BatchSize: 5000, Linger: 200 * time.Millisecond, PerMinute: 100000, PerDay: 100000000,
 		Workers: *deliveryWorkers,
-	}, delivery.Deps{Engine: eng, Graph: graph, Log: log})
+	}, delivery.Deps{Engine: eng, Graph: graph, GuardStore: guard, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}

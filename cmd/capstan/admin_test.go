@@ -64,7 +64,7 @@ destinations:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dests, err := newDestinations(ctx, cfg, plans, eng, graph, nil, nil, prometheus.NewRegistry(), log)
+	dests, err := newDestinations(ctx, cfg, plans, eng, graph, nil, nil, nil, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -44,7 +45,9 @@ cluster) and when it is stopped (it opens the data directory itself).
 The identity graph's local store (identity.store local, the default with
 the embedded engine: data_dir/identity) is backed up as a pebble
 checkpoint, taken where KV_identity's snapshot is; while capstan runs, that
-process writes the checkpoint, so DIR must be writable by it.
+process writes the checkpoint, so DIR must be writable by it. The
+eventId guard's local store (engine.guard_store local: data_dir/eventids)
+is backed up the same way, last, where KV_eventids's snapshot is.
 The de-duplication index (engine.dedup.dir) is not backed up: it is
 derived from EVENTS and rebuilt when capstan starts on the restored data.
 
@@ -62,8 +65,8 @@ conversions accepted after that can be sent again (LinkedIn
 de-duplicates them by eventId), as after any restore of an older state.
 Every event acknowledged before the backup started is in it.
 
-DIR gets <stream>.snapshot and <stream>.json per stream, identity/ for the
-local store, and manifest.json:
+DIR gets <stream>.snapshot and <stream>.json per stream, identity/ and
+eventids/ for the local stores, and manifest.json:
 capstan's version, the time, the streams in the order they were taken
 with each one's message count and last sequence, and the SHA-256 of
 every file, which restore checks.`,
@@ -74,7 +77,7 @@ every file, which restore checks.`,
 				return usageErr(fmt.Errorf("--out is required"))
 			}
 			return withEngine(cmd, cfgPath, func(ctx context.Context, cfg *config.Config, eng *stream.Engine) error {
-				m, err := eng.Backup(ctx, out, capstanVersion(), identityBackup(cfg, eng)...)
+				m, err := eng.Backup(ctx, out, capstanVersion(), append(identityBackup(cfg, eng), guardBackup(cfg, eng)...)...)
 				if err != nil {
 					return err
 				}
@@ -122,6 +125,43 @@ func identityBackup(cfg *config.Config, eng *stream.Engine) []stream.LocalPart {
 				return stream.ErrNoLocalPart
 			}
 			l, err := identity.OpenLocal(identity.LocalConfig{Dir: cfg.IdentityDir()})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			return l.Checkpoint(dir)
+		},
+	}}
+}
+
+// guardBackup is the backup's part for the eventId guard's local store
+// (engine.guard_store), taken where KV_eventids's snapshot would be (last:
+// the sent-conversion records): a checkpoint written by the running
+// capstan that holds the store, or by this process when none does.
+// Nothing without a local store.
+func guardBackup(cfg *config.Config, eng *stream.Engine) []stream.LocalPart {
+	if !cfg.GuardLocal() {
+		return nil
+	}
+	return []stream.LocalPart{{
+		Name:  config.DefaultGuardDir,
+		After: "KV_" + stream.EventIDsKV,
+		Write: func(ctx context.Context, dir string) error {
+			if eng.Attached() {
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				err = delivery.CheckpointGuardRemote(ctx, eng.Conn(), abs)
+				if !errors.Is(err, nats.ErrNoResponders) {
+					return err
+				}
+				// The running capstan delivers nothing: the store is free.
+			}
+			if _, err := os.Stat(cfg.GuardDir()); errors.Is(err, os.ErrNotExist) {
+				return stream.ErrNoLocalPart
+			}
+			l, err := delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: cfg.GuardDir()})
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 	"github.com/capstan-gw/capstan/internal/linkedin"
 	"github.com/capstan-gw/capstan/internal/privacy"
@@ -150,6 +151,20 @@ func openIdentity(ctx context.Context, cfg *config.Config, eng *stream.Engine, l
 		return nil, nil, err
 	}
 	return g, local, nil
+}
+
+// openGuardLocal opens the eventId guard's local store (engine.guard_store)
+// in the data directory and moves into it, once, what the KV bucket held.
+func openGuardLocal(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger) (*delivery.GuardLocal, error) {
+	l, err := delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: cfg.GuardDir(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := delivery.MigrateGuardBucket(ctx, eng.JetStream(), l, log); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // closeLocal closes a local identity store if there is one.

@@ -187,7 +187,7 @@ func suppressor(sup *privacy.Suppressions) delivery.Suppressor {
 	return sup
 }
 
-func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.Plan, eng *stream.Engine, graph delivery.Graph, sup delivery.Suppressor, funnel delivery.Funnel, reg prometheus.Registerer, log *slog.Logger) ([]*destination, error) {
+func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.Plan, eng *stream.Engine, graph delivery.Graph, sup delivery.Suppressor, guard *delivery.GuardLocal, funnel delivery.Funnel, reg prometheus.Registerer, log *slog.Logger) ([]*destination, error) {
 	if len(plans) == 0 {
 		return nil, nil
 	}
@@ -213,7 +213,7 @@ func newDestinations(ctx context.Context, cfg *config.Config, plans []*delivery.
 		if err != nil {
 			return nil, err
 		}
-		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Ledger: ledger, Funnel: funnel, Log: log}
+		deps := delivery.Deps{Engine: eng, Graph: graph, Suppressor: sup, Limits: limits, Metrics: metrics, Ledger: ledger, Funnel: funnel, GuardStore: guard, Log: log}
 		if cfg.Engine.NatsURL != "" {
 			// Shared cluster: only the lease holder delivers; other
 			// replicas stand by. With the embedded engine the data

@@ -57,7 +57,7 @@ func withDestination(t *testing.T, cfgPath string, fn func(*destination, *stream
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	dests, err := newDestinations(ctx, cfg, plans, eng, nil, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	dests, err := newDestinations(ctx, cfg, plans, eng, nil, nil, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

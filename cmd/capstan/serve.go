@@ -254,7 +254,25 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			funnel = st
 		}
 	}
-	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), funnel, reg, log)
+	var guard *delivery.GuardLocal
+	if len(plans) > 0 && cfg.GuardLocal() {
+		if err := start.do(ctx, "eventId guard store "+cfg.GuardDir(), func(ctx context.Context) (err error) {
+			guard, err = openGuardLocal(ctx, cfg, eng, log)
+			return err
+		}); err != nil {
+			return fmt.Errorf("eventId guard: %w", err)
+		}
+		defer func() { _ = guard.Close() }()
+		reg.MustRegister(guard.Collector())
+		// capstan backup, attached to the embedded engine, has this
+		// process checkpoint the store.
+		sub, err := delivery.ServeGuard(eng.Conn(), guard)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), guard, funnel, reg, log)
 	if err != nil {
 		return err
 	}

@@ -101,6 +101,13 @@ var rules = []rule{
 		not:  []pattern{anyPkg()},
 	},
 	{
+		// What the local pebble stores share (opening, lock, log
+		// syncer); their key layouts stay with their packages.
+		name: "localdb is a leaf",
+		from: []pattern{pkg("internal/localdb")},
+		not:  []pattern{anyPkg()},
+	},
+	{
 		// Direct: the package that imports it is the one at fault, not
 		// every package above it.
 		name:   "only cmd/capstan imports sandbox",

@@ -199,6 +199,17 @@ type Engine struct {
 	// Dedup configures per-event de-duplication: the on-disk index of the
 	// (source, messageId) pairs stored within a window.
 	Dedup Dedup `yaml:"dedup"`
+	// GuardStore is where the eventId collision guard remembers, for 7
+	// days, the eventIds sent per destination and conversion rule:
+	// "jetstream" (the KV bucket eventids, shared by every replica on an
+	// external cluster), "local" (an on-disk store in data_dir/eventids,
+	// owned by the serving process: memory bounded whatever the number of
+	// conversions; embedded engine only) or "auto" (the default: local
+	// with the embedded engine, jetstream with nats_url). capstan backup
+	// reaches the local store through the running capstan. Switching an
+	// existing data directory to local moves the bucket's keys into the
+	// store once, at start, and removes the bucket.
+	GuardStore string `yaml:"guard_store"`
 	// Retention is how long accepted events are kept in the EVENTS stream.
 	// Default 7d.
 	Retention Duration `yaml:"retention"`
@@ -307,6 +318,28 @@ func (c *Config) IdentityLocal() bool {
 	}
 	return c.Engine.NatsURL == ""
 }
+
+// Guard stores (Engine.GuardStore).
+const (
+	GuardStoreAuto      = "auto"
+	GuardStoreJetStream = "jetstream"
+	GuardStoreLocal     = "local"
+)
+
+// GuardLocal reports whether the eventId collision guard lives in the
+// local store (engine.guard_store, with auto resolved).
+func (c *Config) GuardLocal() bool {
+	switch c.Engine.GuardStore {
+	case GuardStoreLocal:
+		return true
+	case GuardStoreJetStream:
+		return false
+	}
+	return c.Engine.NatsURL == ""
+}
+
+// GuardDir is the local eventId guard store's directory: data_dir/eventids.
+func (c *Config) GuardDir() string { return filepath.Join(c.Server.DataDir, DefaultGuardDir) }
 
 // IdentityDir is the local identity store's directory: data_dir/identity.
 func (c *Config) IdentityDir() string { return filepath.Join(c.Server.DataDir, DefaultIdentityDir) }

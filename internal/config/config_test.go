@@ -38,7 +38,13 @@ func TestParseDefaults(t *testing.T) {
 	if cfg.Identity.Store != IdentityStoreAuto || !cfg.IdentityLocal() || cfg.IdentityDir() != filepath.Join(cfg.Server.DataDir, "identity") {
 		t.Errorf("identity store: got %q, local %v, dir %s", cfg.Identity.Store, cfg.IdentityLocal(), cfg.IdentityDir())
 	}
+	if cfg.Engine.GuardStore != GuardStoreAuto || !cfg.GuardLocal() || cfg.GuardDir() != filepath.Join(cfg.Server.DataDir, "eventids") {
+		t.Errorf("guard store: got %q, local %v, dir %s", cfg.Engine.GuardStore, cfg.GuardLocal(), cfg.GuardDir())
+	}
 	cluster, err := Parse("capstan.yaml", []byte("engine: {nats_url: 'nats://n1:4222'}\n"+minimal), env(nil))
+	if err == nil && cluster.GuardLocal() {
+		t.Error("guard store auto with nats_url: local, want jetstream")
+	}
 	if err != nil || cluster.IdentityLocal() {
 		t.Errorf("identity store auto with nats_url: local %v (%v), want jetstream", cluster != nil && cluster.IdentityLocal(), err)
 	}
@@ -187,6 +193,8 @@ func TestParseErrors(t *testing.T) {
 		{"suppression ttl too short", "privacy:\n  suppression_ttl: 30m\n" + minimal, []string{"c.yaml:2:20: privacy.suppression_ttl: must be at least 1h, got 30m"}},
 		{"identity store unknown", "identity:\n  store: disk\n" + minimal, []string{`c.yaml:2:10: identity.store: must be auto, jetstream or local, got "disk"`}},
 		{"identity store local on a cluster", "engine: {nats_url: 'nats://n1:4222'}\nidentity:\n  store: local\n" + minimal, []string{"c.yaml:3:10: identity.store: local needs the embedded engine"}},
+		{"guard store unknown", "engine:\n  guard_store: disk\n" + minimal, []string{`c.yaml:2:16: engine.guard_store: must be auto, jetstream or local, got "disk"`}},
+		{"guard store local on a cluster", "engine: {nats_url: 'nats://n1:4222', guard_store: local}\n" + minimal, []string{"engine.guard_store: local needs the embedded engine"}},
 		{"dedup window too short", "engine:\n  dedup:\n    window: 30s\n" + minimal, []string{"engine.dedup.window: must be between 1m and 30d"}},
 		{"dedup window under both names", "engine:\n  dedup_window: 48h\n  dedup:\n    window: 36h\n" + minimal, []string{"engine.dedup_window: is the older name of engine.dedup.window"}},
 		{"dedup memory too small", "engine:\n  dedup:\n    memory_bytes: 1024\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432"}},

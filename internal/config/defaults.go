@@ -36,6 +36,8 @@ const (
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
 	DefaultIdentityStore      = IdentityStoreAuto
 	DefaultIdentityDir        = "identity" // in data_dir
+	DefaultGuardStore         = GuardStoreAuto
+	DefaultGuardDir           = "eventids" // in data_dir
 	DefaultMetricsAuth        = MetricsAuthNone
 	DefaultSuppressionTTL     = 365 * 24 * time.Hour
 	DefaultBrowserBatchSize   = 10
@@ -123,6 +125,7 @@ func (c *Config) applyDefaults() {
 
 	setDur(&c.Identity.TTL, DefaultIdentityTTL)
 	setStr(&c.Identity.Store, DefaultIdentityStore)
+	setStr(&c.Engine.GuardStore, DefaultGuardStore)
 	if c.Privacy.Suppress == nil {
 		on := true
 		c.Privacy.Suppress = &on

@@ -61,6 +61,15 @@ func (c *Config) validate(es *Errors) {
 	default:
 		v.errorf("identity.store", "must be auto, jetstream or local, got %q", c.Identity.Store)
 	}
+	switch c.Engine.GuardStore {
+	case GuardStoreAuto, GuardStoreJetStream:
+	case GuardStoreLocal:
+		if c.Engine.NatsURL != "" {
+			v.errorf("engine.guard_store", "local needs the embedded engine: with engine.nats_url every replica must share the eventIds sent, so use jetstream (or auto)")
+		}
+	default:
+		v.errorf("engine.guard_store", "must be auto, jetstream or local, got %q", c.Engine.GuardStore)
+	}
 	if c.Privacy.SuppressionTTL.D() < time.Hour {
 		v.errorf("privacy.suppression_ttl", "must be at least 1h, got %s", c.Privacy.SuppressionTTL)
 	}

@@ -37,7 +37,13 @@
 // remote accepted a conversion its key is marked accepted before the event
 // is acknowledged (the sent-conversion record: one write per accepted
 // request, the bitmap of its claim group), and the same content read
-// again (crash, lost acknowledgement, lease move, replay) is not sent again;
+// again (crash, lost acknowledgement, lease move, replay) is not sent again.
+// Its keys live behind claimStore (guardstore.go): the "eventids" bucket
+// (kvClaims: every replica of a cluster shares it) or, with the embedded
+// engine, GuardLocal (guardlocal.go: a pebble store in data_dir/eventids,
+// memory bounded whatever the number of conversions; guardmigrate.go moves
+// the bucket's keys into it once; guardremote.go lets capstan backup have
+// the running process checkpoint it);
 // ledger.go counts accepted conversions per rule and UTC day in the
 // "accepted" bucket for reconciliation.
 // dlq.go keeps dead letters; lease.go lets one replica of a shared cluster

@@ -1,24 +1,17 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capstan-gw/capstan/internal/stream"
 )
@@ -86,10 +79,9 @@ const guardParallel = 16
 // false collision. The claim outlives a later dead letter of the first
 // payload (its content still owns the key).
 type guard struct {
-	// kv's writes are not synced one by one: a batch's claims are made
-	// durable together by one eng.Sync (one fsync, not one per claim).
-	kv    jetstream.KeyValue
-	eng   *stream.Engine
+	// store's writes are not synced one by one: a batch's claims are made
+	// durable together by one sync (one fsync, not one per claim).
+	store claimStore
 	keyed Keyed
 	mode  string
 }
@@ -128,19 +120,19 @@ func IDHash(id string) string {
 // created says whether this call wrote it.
 func (g *guard) claim(ctx context.Context, key string, value []byte) (found []byte, created bool, err error) {
 	for range 3 {
-		e, err := g.kv.Get(ctx, key)
+		v, ok, err := g.store.get(ctx, key)
 		switch {
-		case err == nil:
-			return e.Value(), false, nil
-		case !errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
 			return nil, false, err
+		case ok:
+			return v, false, nil
 		}
-		_, err = g.kv.Create(ctx, key, value)
+		made, err := g.store.create(ctx, key, value)
 		switch {
-		case err == nil:
-			return value, true, nil
-		case !errors.Is(err, jetstream.ErrKeyExists):
+		case err != nil:
 			return nil, false, err
+		case made:
+			return value, true, nil
 		}
 		// Claimed meanwhile by another sender: read the owner again.
 	}
@@ -245,12 +237,8 @@ func (g *guard) groupBits(ctx context.Context, id [groupIDBytes]byte, cache *gro
 			return bits, nil
 		}
 	}
-	var bits []byte
-	e, err := g.kv.Get(ctx, groupKey(id))
-	switch {
-	case err == nil:
-		bits = e.Value()
-	case !errors.Is(err, jetstream.ErrKeyNotFound):
+	bits, _, err := g.store.get(ctx, groupKey(id))
+	if err != nil {
 		return nil, err
 	}
 	if cache != nil {
@@ -368,39 +356,12 @@ type markWrite struct {
 	data []byte
 }
 
-// mark publishes writes once and returns those that were not confirmed,
+// mark writes writes once and returns those that were not confirmed,
 // with the last error.
 func (g *guard) mark(writes []markWrite) ([]markWrite, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), markTry)
 	defer cancel()
-	js := g.eng.JetStream()
-	var failed []markWrite
-	var last error
-	for chunk := range slices.Chunk(writes, guardPipeline) {
-		futs := make([]jetstream.PubAckFuture, len(chunk))
-		for i, w := range chunk {
-			// No headers: a plain put.
-			m := &nats.Msg{Subject: "$KV." + GuardKV + "." + w.key, Data: w.data}
-			var err error
-			if futs[i], err = js.PublishMsgAsync(m); err != nil {
-				last = err
-			}
-		}
-		for i, w := range chunk {
-			if futs[i] == nil {
-				failed = append(failed, w)
-				continue
-			}
-			select {
-			case <-futs[i].Ok():
-			case err := <-futs[i].Err():
-				failed, last = append(failed, w), err
-			case <-ctx.Done():
-				failed, last = append(failed, w), ctx.Err()
-			}
-		}
-	}
-	return failed, last
+	return g.store.putAll(ctx, writes)
 }
 
 // release gives up key when content still owns it: the remote refused the
@@ -409,20 +370,20 @@ func (g *guard) mark(writes []markWrite) ([]markWrite, error) {
 func (g *guard) release(ctx context.Context, key string, content [32]byte, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	e, err := g.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	v, ok, err := g.store.get(ctx, key)
+	if err == nil && !ok {
 		return
 	}
 	if err == nil {
 		var owner [32]byte
 		var accepted bool
-		owner, accepted, err = g.resolve(ctx, e.Value(), nil)
+		owner, accepted, err = g.resolve(ctx, v, nil)
 		if err == nil && (accepted || owner != content) {
 			return // another content owns it, or this content was accepted
 		}
 	}
 	if err == nil {
-		err = g.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		err = g.store.deleteIf(ctx, key, v)
 	}
 	if err != nil {
 		log.Warn("eventId guard: could not release the eventId of a refused conversion; a corrected one will be sent under a derived eventId", "error", err)
@@ -574,7 +535,7 @@ func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck)
 	// the common case); keys that exist, or did, take the slow path, which
 	// reads the owner and whether it was accepted.
 	var created atomic.Bool
-	slow, made := g.createAll(cctx, cg, claims)
+	slow, made := g.store.createAll(cctx, cg, claims)
 	if made {
 		created.Store(true)
 	}
@@ -605,7 +566,7 @@ func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck)
 	wg.Wait()
 	if created.Load() {
 		// The claims are durable before anything is sent under them.
-		if err := g.eng.Sync(cctx, "KV_"+GuardKV); err != nil {
+		if err := g.store.sync(cctx); err != nil {
 			for _, c := range claims {
 				if c.err == nil {
 					c.err = fmt.Errorf("sync the eventId claims: %w", err)
@@ -619,91 +580,6 @@ func (g *guard) check(ctx context.Context, cg *claimGroup, checks []*guardCheck)
 		}
 	}
 }
-
-// createAll creates the keys of claims with claim group cg's values,
-// pipelined, and sets owner and mine of the checks it created. It returns
-// the checks whose create failed or went unanswered (the key exists, the
-// engine refused or did not answer: the slow path finds out which) and
-// whether it created any; a check still unanswered when ctx ends gets
-// ctx's error.
-//
-// The creates are plain publishes whose acknowledgements come back to one
-// inbox subscription, and an acknowledgement is only looked at for an
-// error: the jetstream client's asynchronous publish costs a future, two
-// channels, a timer and a JSON decode per key.
-func (g *guard) createAll(ctx context.Context, cg *claimGroup, claims []*guardCheck) (slow []*guardCheck, created bool) {
-	nc := g.eng.Conn()
-	inbox := nc.NewInbox() + "."
-	acks := make(chan *nats.Msg, guardPipeline)
-	sub, err := nc.ChanSubscribe(inbox+"*", acks)
-	if err != nil {
-		return claims, false
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	replies := make([]string, 0, min(len(claims), guardPipeline))
-	for start := 0; start < len(claims); start += guardPipeline {
-		if err := ctx.Err(); err != nil {
-			for _, c := range claims[start:] {
-				c.err = err // not tried: ctx ended
-			}
-			break
-		}
-		chunk := claims[start:min(start+guardPipeline, len(claims))]
-		msgs := make([]nats.Msg, len(chunk))
-		vals := make([]byte, len(chunk)*groupedLen)
-		answered := make([]bool, len(chunk))
-		sent := 0
-		for i, c := range chunk {
-			if i == len(replies) {
-				replies = append(replies, inbox+strconv.Itoa(i))
-			}
-			m := &msgs[i]
-			m.Subject, m.Reply, m.Header = c.subject, replies[i], createHeader
-			m.Data = cg.putValue(vals[i*groupedLen:(i+1)*groupedLen:(i+1)*groupedLen], c.content, c.idx)
-			if nc.PublishMsg(m) != nil {
-				answered[i] = true
-				slow = append(slow, c)
-				continue
-			}
-			sent++
-		}
-		for sent > 0 {
-			select {
-			case m := <-acks:
-				i, err := strconv.Atoi(strings.TrimPrefix(m.Subject, inbox))
-				if err != nil || i < 0 || i >= len(chunk) || answered[i] {
-					continue // not an answer of this chunk
-				}
-				answered[i] = true
-				sent--
-				if c := chunk[i]; createdAck(m) {
-					c.owner, c.mine = c.content, true
-					created = true
-				} else {
-					slow = append(slow, c)
-				}
-			case <-ctx.Done():
-				for i, c := range chunk {
-					if !answered[i] {
-						c.err = ctx.Err()
-					}
-				}
-				sent = 0
-			}
-		}
-	}
-	return slow, created
-}
-
-// createdAck reports whether m is JetStream's acknowledgement of a stored
-// message: a status reply (no responders) or an API error is not.
-func createdAck(m *nats.Msg) bool {
-	return len(m.Data) > 0 && m.Header.Get("Status") == "" && !bytes.Contains(m.Data, []byte(`"error"`))
-}
-
-// createHeader makes a put a create (the key must have no value): shared
-// by every claim, and only read (nats.go encodes it, never changes it).
-var createHeader = nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{"0"}}
 
 // collided logs and counts an eventId collision of it (no PII: the rule,
 // the mapping and a hash of the eventId).
@@ -719,9 +595,9 @@ func (r *Runner) collided(it *item, scope, id, action, derived string) {
 	}
 }
 
-// openGuard opens the guard's bucket for f, or returns nil when f has no
-// keys.
-func openGuard(ctx context.Context, eng *stream.Engine, f Format, mode string) (*guard, error) {
+// openGuard opens the guard for f on local, or on its bucket when local is
+// nil; nil when f has no keys.
+func openGuard(ctx context.Context, eng *stream.Engine, f Format, mode string, local *GuardLocal) (*guard, error) {
 	k, ok := f.(Keyed)
 	if !ok {
 		return nil, nil
@@ -733,6 +609,9 @@ func openGuard(ctx context.Context, eng *stream.Engine, f Format, mode string) (
 	default:
 		return nil, fmt.Errorf("event_id_collision %q: want %s or %s", mode, CollisionSuffix, CollisionDeadLetter)
 	}
+	if local != nil {
+		return &guard{store: local, keyed: k, mode: mode}, nil
+	}
 	if _, err := eng.KV(ctx, GuardKV, GuardTTL); err != nil { // created as the other buckets
 		return nil, err
 	}
@@ -740,5 +619,5 @@ func openGuard(ctx context.Context, eng *stream.Engine, f Format, mode string) (
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", GuardKV, err)
 	}
-	return &guard{kv: kv, eng: eng, keyed: k, mode: mode}, nil
+	return &guard{store: &kvClaims{kv: kv, eng: eng}, keyed: k, mode: mode}, nil
 }

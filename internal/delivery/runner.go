@@ -158,6 +158,10 @@ type Deps struct {
 	// Funnel, when set, counts each stage of the destination's funnel for
 	// durable statistics (internal/stats); nil: none.
 	Funnel Funnel
+	// GuardStore, when set, holds the eventId collision guard's claims
+	// (the embedded engine's local store, shared by every runner of the
+	// process); nil: the KV bucket GuardKV.
+	GuardStore *GuardLocal
 	// Log defaults to discarding.
 	Log *slog.Logger
 }
@@ -187,11 +191,13 @@ type Runner struct {
 	m       *Metrics
 	ledger  *Ledger
 	guard   *guard // nil: the Format has no keys (set by Run)
-	log     *slog.Logger
-	clock   Clock
-	paused  atomic.Pointer[string]
-	standby atomic.Bool
-	ready   atomic.Bool // Prepare succeeded: the plan's routes are final
+	// guardLocal is Deps.GuardStore.
+	guardLocal *GuardLocal
+	log        *slog.Logger
+	clock      Clock
+	paused     atomic.Pointer[string]
+	standby    atomic.Bool
+	ready      atomic.Bool // Prepare succeeded: the plan's routes are final
 	// degraded says why delivery cannot read events now (a transient
 	// engine error, retried with backoff); nil when it can.
 	degraded atomic.Pointer[string]
@@ -241,7 +247,7 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{
-		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m, ledger: deps.Ledger,
+		plan: plan, dest: dest, cfg: cfg, eng: deps.Engine, graph: deps.Graph, sup: deps.Suppressor, limits: limits, lease: deps.Lease, m: m, ledger: deps.Ledger, guardLocal: deps.GuardStore,
 		received:  m.events.WithLabelValues(plan.Name, "received"),
 		delivered: m.events.WithLabelValues(plan.Name, "delivered"),
 		endToEnd:  m.endToEnd.WithLabelValues(plan.Name),
@@ -623,7 +629,7 @@ func (r *Runner) Prepared() bool {
 // flight; events not yet accepted stay in the stream and are delivered
 // after the next start.
 func (r *Runner) Run(ctx context.Context) error {
-	g, err := openGuard(ctx, r.eng, r.plan.Format, r.cfg.EventIDCollision)
+	g, err := openGuard(ctx, r.eng, r.plan.Format, r.cfg.EventIDCollision, r.guardLocal)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -10,16 +10,13 @@ import (
 	"hash/maphash"
 	"io/fs"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	pebblebloom "github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/capstan-gw/capstan/internal/localdb"
 )
 
 // Memory of the local store (LocalConfig.MemoryBytes).
@@ -29,10 +26,8 @@ const (
 )
 
 // walSync is how often the local store's write-ahead log is written out and
-// fsynced when there were writes: pebble keeps the writes made without
-// sync in a buffer of its own until a block of 32 KiB fills, so without it
-// a crash could lose any number of seconds of them.
-const walSync = 100 * time.Millisecond
+// fsynced when there were writes (localdb.WALSync).
+const walSync = localdb.WALSync
 
 // ErrLocalInUse means another Local (in this process or another) has the
 // directory open: one process owns the local store; tools reach it
@@ -80,9 +75,8 @@ type LocalConfig struct {
 // reads ignore expired ones at once, and a sweep removes them from disk
 // periodically. Open it with OpenLocal; Close it after the Graph's use.
 type Local struct {
-	db    *pebble.DB
-	cache *pebble.Cache
-	lock  *os.File
+	store *localdb.DB // opened, locked, synced
+	db    *pebble.DB  // store.DB
 	dir   string
 	log   *slog.Logger
 	seed  maphash.Seed
@@ -96,11 +90,9 @@ type Local struct {
 	now    func() time.Time
 	swept  chan struct{} // closed when the sweeper ends; nil: none started
 
-	stop     chan struct{} // closed by Close: the sweeper and the syncer stop
+	stop     chan struct{} // closed by Close: the sweeper stops
 	stopOnce sync.Once
 	removed  atomic.Uint64 // expired profiles the sweeps removed
-	dirty    atomic.Bool   // written since the syncer's last sync
-	synced   chan struct{} // closed when the syncer ends
 }
 
 // OpenLocal opens the local store in cfg.Dir, creating it if needed.
@@ -119,82 +111,21 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "identity-store")
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("open identity store: %w", err)
-	}
-	f, err := os.Open(cfg.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("open identity store: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+	store, err := localdb.Open(localdb.Options{Dir: cfg.Dir, MemoryBytes: cfg.MemoryBytes, What: "identity store", Logger: log})
+	switch {
+	case errors.Is(err, localdb.ErrInUse):
 		return nil, fmt.Errorf("open identity store %s: %w (stop the capstan that runs on this data directory, or let it serve the request)", cfg.Dir, ErrLocalInUse)
-	}
-	l := &Local{lock: f, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), now: time.Now, stop: make(chan struct{})}
-	l.cache = pebble.NewCache(cfg.MemoryBytes / 2)
-	m := cfg.MemoryBytes
-	o := &pebble.Options{
-		FS:                          vfs.Default,
-		Cache:                       l.cache,
-		MemTableSize:                uint64(max(m/8, 1<<20)),
-		MemTableStopWritesThreshold: 3,
-		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
-		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      pebbleLogger{log},
-	}
-	for i := range o.Levels {
-		o.Levels[i].FilterPolicy = pebblebloom.FilterPolicy(10) // most reads of a new visitor's ids find nothing
-	}
-	o.EventListener = &pebble.EventListener{
-		BackgroundError: func(err error) { log.Error("background error", "error", err) },
-	}
-	db, err := pebble.Open(cfg.Dir, o)
-	if err != nil {
-		l.cache.Unref()
-		f.Close()
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
-		}
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
+	case err != nil:
 		return nil, fmt.Errorf("open identity store %s (damaged? it is derived data: remove the directory to start an empty graph): %w", cfg.Dir, err)
 	}
-	l.db = db
+	l := &Local{store: store, db: store.DB, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), now: time.Now, stop: make(chan struct{})}
 	if err := l.checkFormat(); err != nil {
-		_ = db.Close()
-		l.cache.Unref()
-		f.Close()
+		_ = store.Close()
 		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
 	}
-	l.synced = make(chan struct{})
-	go l.syncer()
 	return l, nil
-}
-
-// syncer writes the log out and fsyncs it every walSync while there are
-// writes, until Close: a crash (kill -9, power loss) loses at most the
-// graph writes of the last walSync.
-func (l *Local) syncer() {
-	defer close(l.synced)
-	t := time.NewTicker(walSync)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		if !l.dirty.Swap(false) {
-			continue
-		}
-		l.mu.RLock()
-		var err error
-		if !l.closed {
-			err = l.db.LogData(nil, pebble.Sync)
-		}
-		l.mu.RUnlock()
-		if err != nil {
-			l.log.Error("syncing the identity store's log failed", "error", err)
-		}
-	}
 }
 
 func (l *Local) checkFormat() error {
@@ -265,14 +196,7 @@ func (l *Local) Close() error {
 	if swept != nil {
 		<-swept
 	}
-	<-l.synced
-	err := l.db.Close()
-	l.cache.Unref()
-	l.lock.Close()
-	if err != nil {
-		return fmt.Errorf("close identity store: %w", err)
-	}
-	return nil
+	return l.store.Close()
 }
 
 // Dir returns the store's directory.
@@ -395,7 +319,7 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 	if err := l.db.Set(k, encodeValue(next, at, data), pebble.NoSync); err != nil {
 		return 0, err
 	}
-	l.dirty.Store(true)
+	l.store.Dirty()
 	return next, nil
 }
 
@@ -441,7 +365,7 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 			}
 		}
 	}
-	l.dirty.Store(true)
+	l.store.Dirty()
 	return revs, errs
 }
 
@@ -598,7 +522,7 @@ func (l *Local) removeExpired(keys []string) (int, error) {
 			if err = l.db.Delete(k, pebble.NoSync); err == nil {
 				n++
 				l.removed.Add(1)
-				l.dirty.Store(true)
+				l.store.Dirty()
 			}
 		}
 		mu.Unlock()
@@ -622,19 +546,3 @@ func (l *Local) Checkpoint(dir string) error {
 	}
 	return nil
 }
-
-// pebbleLogger routes pebble's errors to slog and drops its informational
-// lines. Fatalf must not return (pebble's contract).
-type pebbleLogger struct{ log *slog.Logger }
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
-}
-
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
-	p.log.Error(msg)
-	panic("identity store: " + msg)
-}
-
-func (pebbleLogger) Infof(string, ...any) {}

@@ -1,11 +1,6 @@
 package identity
 
 import (
-	"errors"
-	"os"
-	"syscall"
-
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -53,37 +48,5 @@ func (l *Local) figures() (keys, disk int64, err error) {
 	if l.closed {
 		return 0, 0, errLocalClosed
 	}
-	levels, err := l.db.SSTables(pebble.WithProperties())
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, lv := range levels {
-		for _, t := range lv {
-			if t.Properties != nil {
-				keys += int64(t.Properties.NumEntries)
-			}
-		}
-	}
-	entries, err := os.ReadDir(l.dir)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, e := range entries {
-		info, err := e.Info()
-		if errors.Is(err, os.ErrNotExist) {
-			continue // removed by a compaction meanwhile
-		}
-		if err != nil {
-			return 0, 0, err
-		}
-		if !info.Mode().IsRegular() {
-			continue
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			disk += st.Blocks * 512
-		} else {
-			disk += info.Size()
-		}
-	}
-	return keys, disk, nil
+	return l.store.Figures()
 }

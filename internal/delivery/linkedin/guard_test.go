@@ -53,9 +53,11 @@ func amountOf(t *testing.T, c sandbox.Conversion) string {
 // both are counted; a replay of either (same content) is no new send: the
 // sent-conversion record says LinkedIn accepted it, also after a restart,
 // for the derived eventId too.
-func TestEventIDCollisionSuffix(t *testing.T) {
+func TestEventIDCollisionSuffix(t *testing.T) { bothGuardStores(t, testEventIDCollisionSuffix) }
+
+func testEventIDCollisionSuffix(t *testing.T, local bool) {
 	reg := prometheus.NewRegistry()
-	h := newHarness(t, opts{mappings: orderMapping, metrics: delivery.NewMetrics(reg)})
+	h := newHarness(t, opts{guardLocal: local, mappings: orderMapping, metrics: delivery.NewMetrics(reg)})
 	at := h.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	h.send(order("m-1", "wc_order_5291", "149", at))
 	eventually(t, 20*time.Second, "the first order", func() bool { return len(h.records()) == 1 })
@@ -107,9 +109,11 @@ func TestEventIDCollisionSuffix(t *testing.T) {
 // TestEventIDCollisionDeadLetter: with dead_letter the upsell is held in
 // the DLQ with reason event_id_collision; the first order is delivered, and
 // its replay is neither a collision nor sent again.
-func TestEventIDCollisionDeadLetter(t *testing.T) {
+func TestEventIDCollisionDeadLetter(t *testing.T) { bothGuardStores(t, testEventIDCollisionDeadLetter) }
+
+func testEventIDCollisionDeadLetter(t *testing.T, local bool) {
 	reg := prometheus.NewRegistry()
-	h := newHarness(t, opts{mappings: orderMapping, runner: delivery.RunnerConfig{EventIDCollision: delivery.CollisionDeadLetter}, metrics: delivery.NewMetrics(reg)})
+	h := newHarness(t, opts{guardLocal: local, mappings: orderMapping, runner: delivery.RunnerConfig{EventIDCollision: delivery.CollisionDeadLetter}, metrics: delivery.NewMetrics(reg)})
 	at := h.clock.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	h.send(order("m-1", "wc_order_5291", "149", at))
 	eventually(t, 20*time.Second, "the first order", func() bool { return len(h.records()) == 1 })
@@ -141,8 +145,12 @@ func TestEventIDCollisionDeadLetter(t *testing.T) {
 // again; each is counted as already sent and acknowledged. A new event
 // afterwards is sent as usual.
 func TestAlreadySentAfterLostAcknowledgements(t *testing.T) {
+	bothGuardStores(t, testAlreadySentAfterLostAcknowledgements)
+}
+
+func testAlreadySentAfterLostAcknowledgements(t *testing.T, local bool) {
 	reg := prometheus.NewRegistry()
-	h := newHarness(t, opts{metrics: delivery.NewMetrics(reg)})
+	h := newHarness(t, opts{guardLocal: local, metrics: delivery.NewMetrics(reg)})
 	var evs []string
 	for i := range 50 {
 		evs = append(evs, signUpEvent(i, ""))
@@ -287,8 +295,12 @@ func TestEventIDGuardWindow(t *testing.T) {
 }
 
 func TestClaimedButNotSentIsSentOnce(t *testing.T) {
+	bothGuardStores(t, testClaimedButNotSentIsSentOnce)
+}
+
+func testClaimedButNotSentIsSentOnce(t *testing.T, local bool) {
 	reg := prometheus.NewRegistry()
-	h := newHarness(t, opts{metrics: delivery.NewMetrics(reg)})
+	h := newHarness(t, opts{guardLocal: local, metrics: delivery.NewMetrics(reg)})
 	if _, err := h.sb.AddFault(sandbox.Fault{Endpoint: "conversionEvents", Action: sandbox.FaultStatus, Status: 503, Next: 1000}); err != nil {
 		t.Fatal(err)
 	}
@@ -374,5 +386,25 @@ func TestEventKeyHashesTheMarshalledConversion(t *testing.T) {
 		if content != sha256.Sum256(b) {
 			t.Errorf("content hash differs from json.Marshal's for %s", b)
 		}
+	}
+}
+
+// bothGuardStores runs test with the eventId guard on the KV bucket, then
+// on the local store.
+func bothGuardStores(t *testing.T, test func(t *testing.T, local bool)) {
+	t.Run("jetstream", func(t *testing.T) { test(t, false) })
+	t.Run("local", func(t *testing.T) { test(t, true) })
+}
+
+// TestGuardLocalLeavesTheBucketAlone: with the local guard store, the
+// claims and sent-conversion records of delivered conversions make no KV
+// bucket (no index entry in the engine's memory per conversion).
+func TestGuardLocalLeavesTheBucketAlone(t *testing.T) {
+	h := newHarness(t, opts{guardLocal: true})
+	h.send(many(20, nil)...)
+	h.waitDelivered(20, nil)
+	h.settled()
+	if _, err := h.eng.JetStream().Stream(context.Background(), "KV_"+delivery.GuardKV); err == nil {
+		t.Error("the eventId bucket exists with the local guard store")
 	}
 }

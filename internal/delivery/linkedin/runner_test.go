@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -60,6 +61,9 @@ type opts struct {
 	// graph gives the runner an identity graph (h.graph) without a memo,
 	// so that every observation and look-up asks its bucket.
 	graph bool
+	// guardLocal gives the runners the local eventId guard store
+	// (delivery.GuardLocal) instead of the KV bucket.
+	guardLocal bool
 }
 
 const signUpMapping = `      - name: Sign Up
@@ -127,6 +131,14 @@ func newHarness(t *testing.T, o opts) *harness {
 		}
 	}
 	h.deps = delivery.Deps{Funnel: o.funnel, Metrics: o.metrics}
+	if o.guardLocal {
+		gl, err := delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: filepath.Join(t.TempDir(), "eventids")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { gl.Close() }) // after the runner's stop (registered later)
+		h.deps.GuardStore = gl
+	}
 	if o.graph {
 		h.graph, err = identity.Open(context.Background(), eng.JetStream(), identity.Config{HashEmail: capi.HashEmail, MemoTTL: -1}, log)
 		if err != nil {

@@ -1,0 +1,501 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/capstan-gw/capstan/internal/localdb"
+)
+
+// DefaultGuardMemory bounds the local guard store's memory (block cache
+// and memtables): it does not grow with the number of claims.
+const DefaultGuardMemory = 16 << 20
+
+// ErrGuardInUse means another process has the local guard store open: one
+// process owns it.
+var ErrGuardInUse = errors.New("eventId guard store in use by another process")
+
+// guardFormat is the version of the local guard store's layout, under
+// guardFormatKey. Another version is refused rather than read wrong.
+const guardFormat = "capstan-eventids-pebble-1"
+
+// The local store's keys: 'e' and the 16 bytes of a claim key's hash (the
+// hex of guardKey, decoded), 'g' and the 8 bytes of a claim group's id
+// (groupKey); meta keys start with 'm'. A value is the write time (Unix
+// ms, 8 bytes, big-endian) and the bucket's value.
+var guardFormatKey = []byte("mformat")
+
+// guardSweepChunk is how many expired keys a sweep removes at a time.
+const guardSweepChunk = 1024
+
+// guardStripes is the number of locks create-if-absent spreads keys over.
+const guardStripes = 256
+
+// GuardLocal is the eventId collision guard's store on the local disk
+// (pebble), used with the embedded engine: unlike the KV bucket, whose
+// file store keeps an index entry in memory for every key (258 bytes of
+// heap per claim, BenchmarkClaimMemory), it keeps in memory only a bounded
+// cache. One process owns it (the directory is locked); create-if-absent
+// is a per-key lock in that process. Durability: a batch's claims are
+// fsynced together before anything is sent under them (sync), as the
+// bucket's are; the accepted marks of a request are fsynced together
+// before its events are acknowledged (the bucket's survive a crash of the
+// process, not always a power loss); a release is written without sync
+// and fsynced within localdb.WALSync (losing it only sends a corrected
+// conversion under a derived eventId). Keys expire GuardTTL after their
+// last write: reads ignore expired ones at once, and a sweep removes them.
+// Every runner of the process shares it (keys name the destination). It
+// is not derived data: without it, eventIds sent in the last 7 days may
+// go out again with other content.
+type GuardLocal struct {
+	store *localdb.DB // opened, locked, its log synced
+	db    *pebble.DB  // store.DB
+	dir   string
+	log   *slog.Logger
+	seed  maphash.Seed
+	locks [guardStripes]sync.Mutex
+	ttl   time.Duration
+	now   func() time.Time
+
+	mu       sync.RWMutex // closed: Close exclusively, the others shared
+	closed   bool
+	stop     chan struct{} // closed by Close: the sweeper stops
+	stopOnce sync.Once
+	done     sync.WaitGroup // the sweeper
+	removed  atomic.Uint64
+}
+
+// GuardLocalConfig configures OpenGuardLocal. The zero value of a field
+// but Dir means its default.
+type GuardLocalConfig struct {
+	// Dir holds the store; created if missing. Required.
+	Dir string
+	// MemoryBytes bounds the store's memory. Default DefaultGuardMemory.
+	MemoryBytes int64
+	// SweepEvery is how often expired keys are removed from disk.
+	// Default GuardTTL/16 (10.5 h).
+	SweepEvery time.Duration
+	// Logger receives the store's errors. Nil: nothing is logged.
+	Logger *slog.Logger
+	// now is the clock of expiry (tests); nil: time.Now.
+	now func() time.Time
+}
+
+// OpenGuardLocal opens the local guard store in cfg.Dir, creating it if
+// needed. Close it after the runners stopped.
+func OpenGuardLocal(cfg GuardLocalConfig) (*GuardLocal, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("eventId guard store: no directory")
+	}
+	if cfg.MemoryBytes <= 0 {
+		cfg.MemoryBytes = DefaultGuardMemory
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = GuardTTL / 16
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "eventid-store")
+	store, err := localdb.Open(localdb.Options{Dir: cfg.Dir, MemoryBytes: cfg.MemoryBytes, What: "eventId guard store", Logger: log})
+	switch {
+	case errors.Is(err, localdb.ErrInUse):
+		return nil, fmt.Errorf("open eventId guard store %s: %w (stop the capstan that runs on this data directory)", cfg.Dir, ErrGuardInUse)
+	case err != nil:
+		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
+	}
+	l := &GuardLocal{store: store, db: store.DB, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), ttl: GuardTTL, now: cfg.now, stop: make(chan struct{})}
+	if err := l.checkFormat(); err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
+	}
+	l.done.Add(1)
+	go l.sweeper(cfg.SweepEvery)
+	return l, nil
+}
+
+func (l *GuardLocal) checkFormat() error {
+	v, c, err := l.db.Get(guardFormatKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return l.db.Set(guardFormatKey, []byte(guardFormat), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read format: %w", err)
+	}
+	defer c.Close()
+	if string(v) != guardFormat {
+		return fmt.Errorf("format %q, want %q", v, guardFormat)
+	}
+	return nil
+}
+
+func (l *GuardLocal) sweeper(every time.Duration) {
+	defer l.done.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			if n, err := l.sweep(); err != nil && !errors.Is(err, errGuardClosed) {
+				l.log.Error("sweeping expired eventId claims failed", "error", err)
+			} else if n > 0 {
+				l.log.Info("expired eventId claims removed", "count", n)
+			}
+		}
+	}
+}
+
+var errGuardClosed = errors.New("eventId guard store closed")
+
+// Close stops the sweep and closes the store.
+func (l *GuardLocal) Close() error {
+	l.stopOnce.Do(func() { close(l.stop) }) // first: a sweep under way stops
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errGuardClosed
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.done.Wait()
+	return l.store.Close()
+}
+
+// Dir returns the store's directory.
+func (l *GuardLocal) Dir() string { return l.dir }
+
+// guardLocalKey encodes a bucket key: "e." and 32 hex digits, or "g." and
+// 16.
+func guardLocalKey(key string) ([]byte, error) {
+	n := 0
+	switch {
+	case strings.HasPrefix(key, "e."):
+		n = 16
+	case strings.HasPrefix(key, "g."):
+		n = groupIDBytes
+	}
+	if n == 0 || len(key) != 2+2*n {
+		return nil, fmt.Errorf("eventId guard store: malformed key %q", key)
+	}
+	b := make([]byte, 1+n)
+	b[0] = key[0]
+	if _, err := hex.Decode(b[1:], []byte(key[2:])); err != nil {
+		return nil, fmt.Errorf("eventId guard store: malformed key %q", key)
+	}
+	return b, nil
+}
+
+func (l *GuardLocal) stripe(k []byte) *sync.Mutex {
+	return &l.locks[maphash.Bytes(l.seed, k)%guardStripes]
+}
+
+// live returns the value in v (a stored value) and whether it has not
+// expired.
+func (l *GuardLocal) live(v []byte) ([]byte, bool) {
+	if len(v) < 8 {
+		return nil, false
+	}
+	at := time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+	return v[8:], l.now().Before(at.Add(l.ttl))
+}
+
+// encode returns the stored value of value, written now.
+func (l *GuardLocal) encode(value []byte) []byte { return l.encodeAt(l.now(), value) }
+
+// encodeAt returns the stored value of value, written at at.
+func (l *GuardLocal) encodeAt(at time.Time, value []byte) []byte {
+	v := make([]byte, 8, 8+len(value))
+	binary.BigEndian.PutUint64(v, uint64(at.UnixMilli()))
+	return append(v, value...)
+}
+
+// read returns the live value at k (nil, false: absent or expired).
+func (l *GuardLocal) read(k []byte) ([]byte, bool, error) {
+	v, c, err := l.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer c.Close()
+	val, ok := l.live(v)
+	if !ok {
+		return nil, false, nil
+	}
+	return bytes.Clone(val), true, nil
+}
+
+func (l *GuardLocal) get(_ context.Context, key string) ([]byte, bool, error) {
+	k, err := guardLocalKey(key)
+	if err != nil {
+		return nil, false, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil, false, errGuardClosed
+	}
+	return l.read(k)
+}
+
+// createAll creates the claims' keys in one batch (createKeys).
+func (l *GuardLocal) createAll(ctx context.Context, cg *claimGroup, claims []*guardCheck) (slow []*guardCheck, created bool) {
+	keys, values := make([]string, len(claims)), make([][]byte, len(claims))
+	vals := make([]byte, len(claims)*groupedLen)
+	for i, c := range claims {
+		keys[i] = c.key
+		values[i] = cg.putValue(vals[i*groupedLen:(i+1)*groupedLen:(i+1)*groupedLen], c.content, c.idx)
+	}
+	for i, err := range l.createKeys(ctx, keys, values) {
+		c := claims[i]
+		switch {
+		case err == nil:
+			c.owner, c.mine = c.content, true
+			created = true
+		case ctx.Err() != nil:
+			c.err = ctx.Err()
+		default:
+			slow = append(slow, c)
+		}
+	}
+	return slow, created
+}
+
+// createKeys writes each key's value where the key is absent (or expired)
+// in one batch, without sync (sync follows), holding the keys' locks.
+// errs[i] is nil when key i was created, errClaimExists when it exists.
+func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byte) []error {
+	errs := make([]error, len(keys))
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		for i := range errs {
+			errs[i] = errGuardClosed
+		}
+		return errs
+	}
+	ks := make([][]byte, len(keys))
+	var held [guardStripes]bool
+	for i, key := range keys {
+		if ks[i], errs[i] = guardLocalKey(key); errs[i] == nil {
+			held[maphash.Bytes(l.seed, ks[i])%guardStripes] = true
+		}
+	}
+	for i, h := range held { // in order: no deadlock with another createAll
+		if h {
+			l.locks[i].Lock()
+			defer l.locks[i].Unlock()
+		}
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	seen := make(map[string]bool, len(keys))
+	for i, k := range ks {
+		if errs[i] != nil {
+			continue
+		}
+		_, exists, err := l.read(k)
+		switch {
+		case err != nil:
+			errs[i] = err
+		case exists || seen[string(k)]:
+			errs[i] = errClaimExists
+		default:
+			seen[string(k)] = true
+			errs[i] = b.Set(k, l.encode(values[i]), nil)
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	l.store.Dirty()
+	return errs
+}
+
+// errClaimExists: a create found its key.
+var errClaimExists = errors.New("eventId claim exists")
+
+func (l *GuardLocal) create(ctx context.Context, key string, value []byte) (bool, error) {
+	err := l.createKeys(ctx, []string{key}, [][]byte{value})[0]
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errClaimExists):
+		return false, nil
+	}
+	return false, err
+}
+
+// putAll writes in one batch and fsyncs it (the accepted marks: one fsync
+// per accepted request), so that a conversion the remote accepted is on
+// disk as such before its event is acknowledged.
+func (l *GuardLocal) putAll(_ context.Context, writes []markWrite) ([]markWrite, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return writes, errGuardClosed
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	for _, w := range writes {
+		k, err := guardLocalKey(w.key)
+		if err != nil {
+			return writes, err
+		}
+		if err := b.Set(k, l.encode(w.data), nil); err != nil {
+			return writes, err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return writes, err
+	}
+	return nil, nil
+}
+
+func (l *GuardLocal) deleteIf(_ context.Context, key string, value []byte) error {
+	k, err := guardLocalKey(key)
+	if err != nil {
+		return err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errGuardClosed
+	}
+	mu := l.stripe(k)
+	mu.Lock()
+	defer mu.Unlock()
+	v, ok, err := l.read(k)
+	if err != nil || !ok || !bytes.Equal(v, value) {
+		return err
+	}
+	l.store.Dirty()
+	return l.db.Delete(k, pebble.NoSync)
+}
+
+// sync fsyncs the log: every write made so far is durable.
+func (l *GuardLocal) sync(context.Context) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errGuardClosed
+	}
+	return l.db.LogData(nil, pebble.Sync)
+}
+
+// sweep removes the expired keys, guardSweepChunk at a time, and returns
+// how many.
+func (l *GuardLocal) sweep() (int, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, errGuardClosed
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'e'}, UpperBound: []byte{'h'}})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	expired := make([][]byte, 0, guardSweepChunk)
+	for it.First(); it.Valid(); it.Next() {
+		select {
+		case <-l.stop:
+			return n, errGuardClosed
+		default:
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return n, err
+		}
+		if _, ok := l.live(v); !ok {
+			expired = append(expired, bytes.Clone(it.Key()))
+		}
+		if len(expired) == guardSweepChunk {
+			m, err := l.removeExpired(expired)
+			n += m
+			if err != nil {
+				return n, err
+			}
+			expired = expired[:0]
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	m, err := l.removeExpired(expired)
+	return n + m, err
+}
+
+// removeExpired deletes those of keys that are still expired, each under
+// its lock (a write since the sweep read it renewed it).
+func (l *GuardLocal) removeExpired(keys [][]byte) (int, error) {
+	n := 0
+	for _, k := range keys {
+		mu := l.stripe(k)
+		mu.Lock()
+		v, c, err := l.db.Get(k)
+		if err == nil {
+			_, ok := l.live(v)
+			c.Close()
+			if !ok {
+				if err = l.db.Delete(k, pebble.NoSync); err == nil {
+					n++
+					l.removed.Add(1)
+					l.store.Dirty()
+				}
+			}
+		} else if errors.Is(err, pebble.ErrNotFound) {
+			err = nil
+		}
+		mu.Unlock()
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Checkpoint writes a consistent copy of the store to dir, which must not
+// exist (a backup).
+func (l *GuardLocal) Checkpoint(dir string) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errGuardClosed
+	}
+	if err := l.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("checkpoint eventId guard store: %w", err)
+	}
+	return nil
+}
+
+// Claimed reports whether destination dest's eventId id, under scope (the
+// conversion rule), is claimed in the store (for tools and tests).
+func (l *GuardLocal) Claimed(ctx context.Context, dest, scope, id string) (bool, error) {
+	_, ok, err := l.get(ctx, guardKey(dest, scope, id))
+	return ok, err
+}

@@ -1,0 +1,340 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstan-gw/capstan/internal/stream"
+)
+
+func openTestGuardLocal(t *testing.T, dir string, now func() time.Time) *GuardLocal {
+	t.Helper()
+	l, err := OpenGuardLocal(GuardLocalConfig{Dir: dir, now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+const testClaimKey = "e.00112233445566778899aabbccddeeff"
+
+// TestGuardLocalCreateOnce: of concurrent creates of one key exactly one
+// wins, and every caller then reads the winner's value.
+func TestGuardLocalCreateOnce(t *testing.T) {
+	l := openTestGuardLocal(t, t.TempDir(), nil)
+	ctx := context.Background()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			errs := l.createKeys(ctx, []string{testClaimKey, "g.0102030405060708"}, [][]byte{{byte(i)}, {byte(i)}})
+			if errs[0] == nil {
+				wins.Add(1)
+			} else if !errors.Is(errs[0], errClaimExists) {
+				t.Error(errs[0])
+			}
+		})
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d creates of one key succeeded, want 1", n)
+	}
+	if made, err := l.create(ctx, testClaimKey, []byte("x")); made || err != nil {
+		t.Errorf("create of an existing key: %v %v", made, err)
+	}
+	// One batch naming a key twice creates it once.
+	k2 := "e.ffeeddccbbaa99887766554433221100"
+	errs := l.createKeys(ctx, []string{k2, k2}, [][]byte{[]byte("a"), []byte("b")})
+	if errs[0] != nil || !errors.Is(errs[1], errClaimExists) {
+		t.Errorf("a key twice in one batch: %v", errs)
+	}
+	if v, ok, err := l.get(ctx, k2); err != nil || !ok || string(v) != "a" {
+		t.Errorf("get: %q %v %v", v, ok, err)
+	}
+	if err := l.deleteIf(ctx, k2, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.get(ctx, k2); !ok {
+		t.Error("deleteIf removed a key whose value differs")
+	}
+	if err := l.deleteIf(ctx, k2, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.get(ctx, k2); ok {
+		t.Error("deleteIf kept a key whose value matches")
+	}
+}
+
+// TestGuardLocalExpiry: a key older than GuardTTL is absent, may be
+// claimed again, and the sweep removes it from disk; a younger one stays.
+func TestGuardLocalExpiry(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	l := openTestGuardLocal(t, t.TempDir(), clock)
+	ctx := context.Background()
+	if made, err := l.create(ctx, testClaimKey, []byte("old")); !made || err != nil {
+		t.Fatal(made, err)
+	}
+	advance(GuardTTL - time.Minute)
+	young := "e.0000000000000000000000000000000a"
+	if made, err := l.create(ctx, young, []byte("young")); !made || err != nil {
+		t.Fatal(made, err)
+	}
+	if _, ok, _ := l.get(ctx, testClaimKey); !ok {
+		t.Fatal("a claim within GuardTTL is gone")
+	}
+	advance(time.Minute)
+	if _, ok, _ := l.get(ctx, testClaimKey); ok {
+		t.Fatal("a claim GuardTTL old is still read")
+	}
+	n, err := l.sweep()
+	if err != nil || n != 1 {
+		t.Fatalf("sweep removed %d (%v), want 1", n, err)
+	}
+	if _, c, err := l.db.Get([]byte{'e', 0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}); err == nil {
+		c.Close()
+		t.Error("the expired claim is still on disk after the sweep")
+	}
+	if made, err := l.create(ctx, testClaimKey, []byte("new")); !made || err != nil {
+		t.Errorf("claiming an expired key again: %v %v", made, err)
+	}
+	if _, ok, _ := l.get(ctx, young); !ok {
+		t.Error("the sweep removed a live claim")
+	}
+}
+
+// TestGuardLocalSweepChunks: a sweep of more expired keys than a chunk
+// removes them all.
+func TestGuardLocalSweepChunks(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixMilli())
+	l := openTestGuardLocal(t, t.TempDir(), func() time.Time { return time.UnixMilli(now.Load()) })
+	ctx := context.Background()
+	n := 2*guardSweepChunk + 7
+	keys, vals := make([]string, n), make([][]byte, n)
+	for i := range n {
+		keys[i] = guardKey("d", "r", string(rune(i))+"x")
+		vals[i] = []byte{1}
+	}
+	for _, err := range l.createKeys(ctx, keys, vals) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	now.Add(GuardTTL.Milliseconds())
+	if got, err := l.sweep(); err != nil || got != n {
+		t.Fatalf("sweep removed %d (%v), want %d", got, err, n)
+	}
+}
+
+// TestGuardLocalDurableAndOwned: claims survive a close and reopen, and a
+// second open of a directory in use fails with ErrGuardInUse.
+func TestGuardLocalDurableAndOwned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "eventids")
+	l, err := OpenGuardLocal(GuardLocalConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenGuardLocal(GuardLocalConfig{Dir: dir}); !errors.Is(err, ErrGuardInUse) {
+		t.Errorf("second open: %v, want ErrGuardInUse", err)
+	}
+	ctx := context.Background()
+	if made, err := l.create(ctx, testClaimKey, []byte("v")); !made || err != nil {
+		t.Fatal(made, err)
+	}
+	if failed, err := l.putAll(ctx, []markWrite{{key: "g.0102030405060708", data: []byte{3}}}); err != nil || len(failed) > 0 {
+		t.Fatal(failed, err)
+	}
+	if err := l.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openTestGuardLocal(t, dir, nil)
+	for k, want := range map[string]string{testClaimKey: "v", "g.0102030405060708": "\x03"} {
+		if v, ok, err := l.get(ctx, k); err != nil || !ok || string(v) != want {
+			t.Errorf("after reopen %s: %q %v %v", k, v, ok, err)
+		}
+	}
+	if _, ok, err := l.get(ctx, "x.1"); err == nil || ok {
+		t.Error("a malformed key was read")
+	}
+}
+
+// TestMigrateGuardBucket: the bucket's claims and bitmaps move to the local
+// store with their write times, a key the store has already is kept, keys
+// not the guard's are left out, the bucket is removed, and a second run
+// does nothing.
+func TestMigrateGuardBucket(t *testing.T) {
+	ctx := context.Background()
+	eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	kv, err := eng.KV(ctx, GuardKV, GuardTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim, group, mine := guardKey("li", "r1", "order-1"), "g.0102030405060708", guardKey("li", "r1", "order-2")
+	for k, v := range map[string]string{claim: "claim", group: "\x05", mine: "bucket", "other": "x"} {
+		if _, err := kv.Put(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := guardKey("li", "r1", "released")
+	if _, err := kv.Put(ctx, gone, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "eventids")
+	l := openTestGuardLocal(t, dir, nil)
+	if made, err := l.create(ctx, mine, []byte("local")); !made || err != nil {
+		t.Fatal(made, err)
+	}
+	n, err := MigrateGuardBucket(ctx, eng.JetStream(), l, nil)
+	if err != nil || n != 2 {
+		t.Fatalf("migrated %d (%v), want 2", n, err)
+	}
+	for k, want := range map[string]string{claim: "claim", group: "\x05", mine: "local"} {
+		if v, ok, err := l.get(ctx, k); err != nil || !ok || string(v) != want {
+			t.Errorf("%s after migration: %q %v %v, want %q", k, v, ok, err, want)
+		}
+	}
+	if _, ok, _ := l.get(ctx, gone); ok {
+		t.Error("a deleted key was migrated")
+	}
+	if _, err := eng.JetStream().KeyValue(ctx, GuardKV); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("bucket after migration: %v, want removed", err)
+	}
+	if n, err := MigrateGuardBucket(ctx, eng.JetStream(), l, nil); n != 0 || err != nil {
+		t.Errorf("second migration: %d %v", n, err)
+	}
+}
+
+// TestMigrateGuardBucketKeepsAge: a migrated key keeps its write time, so it
+// expires GuardTTL after it was written to the bucket, not after the
+// migration.
+func TestMigrateGuardBucketKeepsAge(t *testing.T) {
+	ctx := context.Background()
+	eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	kv, err := eng.KV(ctx, GuardKV, GuardTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, testClaimKey, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	var now atomic.Int64
+	now.Store(time.Now().Add(GuardTTL - time.Minute).UnixMilli())
+	l := openTestGuardLocal(t, filepath.Join(t.TempDir(), "eventids"), func() time.Time { return time.UnixMilli(now.Load()) })
+	if n, err := MigrateGuardBucket(ctx, eng.JetStream(), l, nil); n != 1 || err != nil {
+		t.Fatalf("migrated %d (%v), want 1", n, err)
+	}
+	if _, ok, _ := l.get(ctx, testClaimKey); !ok {
+		t.Fatal("the migrated key is not read")
+	}
+	now.Add((2 * time.Minute).Milliseconds())
+	if _, ok, _ := l.get(ctx, testClaimKey); ok {
+		t.Error("the migrated key outlives GuardTTL from its write to the bucket")
+	}
+}
+
+// TestGuardLocalClaimsSurviveCrash: the claims a batch made are durable
+// once sync returns (before anything is sent under them), and a request's
+// accepted marks once putAll returns (before its events are acknowledged):
+// pebble keeps writes made without sync in a buffer of its own, so a
+// process that dies at once (kill -9) would lose them. The test runs
+// itself as a child that writes and exits at once, without closing.
+func TestGuardLocalClaimsSurviveCrash(t *testing.T) {
+	const env = "CAPSTAN_GUARD_CRASH_DIR"
+	ctx := context.Background()
+	if dir := os.Getenv(env); dir != "" {
+		l, err := OpenGuardLocal(GuardLocalConfig{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errs := l.createKeys(ctx, []string{testClaimKey}, [][]byte{[]byte("claim")}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		if err := l.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if failed, err := l.putAll(ctx, []markWrite{{key: "g.0102030405060708", data: []byte{1}}}); err != nil || len(failed) > 0 {
+			t.Fatal(failed, err)
+		}
+		os.Exit(0) // no Close, no wait: as a kill -9 right after
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGuardLocalClaimsSurviveCrash$")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	l := openTestGuardLocal(t, dir, nil)
+	for _, k := range []string{testClaimKey, "g.0102030405060708"} {
+		if _, ok, err := l.get(ctx, k); !ok || err != nil {
+			t.Errorf("%s after the crash: %v %v", k, ok, err)
+		}
+	}
+}
+
+// TestGuardLocalCollector: the store's metrics count its keys once they
+// reach a table, its disk space, and the keys its sweeps removed.
+func TestGuardLocalCollector(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixMilli())
+	l := openTestGuardLocal(t, t.TempDir(), func() time.Time { return time.UnixMilli(now.Load()) })
+	ctx := context.Background()
+	keys, vals := make([]string, 10), make([][]byte, 10)
+	for i := range keys {
+		keys[i], vals[i] = guardKey("d", "r", string(rune('a'+i))), []byte{1}
+	}
+	l.createKeys(ctx, keys, vals)
+	if err := l.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	now.Add(GuardTTL.Milliseconds())
+	if _, err := l.sweep(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(l.Collector())
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		if m.GetGauge() != nil {
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		} else {
+			got[mf.GetName()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["capstan_eventid_store_keys"] < 10 || got["capstan_eventid_store_disk_bytes"] <= 0 || got["capstan_eventid_store_expired_removed_total"] != 10 {
+		t.Errorf("metrics: %v", got)
+	}
+}

@@ -1,0 +1,217 @@
+// Package localdb opens the pebble databases capstan keeps in its data
+// directory beside the embedded engine (the identity graph's store, the
+// eventId guard's store): owned by one process (the directory is flocked),
+// with memory bounded whatever the number of keys, bloom filters on every
+// level, at most two compactions at once, and the write-ahead log of
+// writes made without sync fsynced every WALSync while there are some.
+// Each user keeps its own key layout, expiry and locking; this package
+// holds only what opening and keeping such a store has in common. It
+// imports no other capstan package.
+package localdb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	pebblebloom "github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// WALSync is how often the log is written out and fsynced when there were
+// writes without sync (Dirty): pebble keeps such writes in a buffer of its
+// own until a block of 32 KiB fills, so without it a crash could lose any
+// number of seconds of them.
+const WALSync = 100 * time.Millisecond
+
+// ErrInUse is wrapped by Open's error when another opener (this process
+// or another) holds the directory.
+var ErrInUse = errors.New("in use by another process")
+
+// Options configures Open.
+type Options struct {
+	// Dir holds the database; created (0700) if missing. Required.
+	Dir string
+	// MemoryBytes bounds the memory: block cache (half) and memtables (an
+	// eighth each, three at most before writes wait). Required.
+	MemoryBytes int64
+	// What names the store in errors and logs ("identity store").
+	What string
+	// Logger receives pebble's errors and the syncer's. Nil: discarded.
+	Logger *slog.Logger
+}
+
+// DB is an open store: DB is the pebble database.
+type DB struct {
+	*pebble.DB
+	cache *pebble.Cache
+	lock  *os.File
+	dir   string
+	what  string
+	log   *slog.Logger
+
+	dirty     atomic.Bool
+	stop      chan struct{}
+	synced    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (or creates) the store in o.Dir and starts its log syncer.
+// A directory in use fails with an error wrapping ErrInUse; one pebble
+// cannot open, with pebble's error (unwrapped).
+func Open(o Options) (*DB, error) {
+	if o.Dir == "" {
+		return nil, fmt.Errorf("%s: no directory", o.What)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open %s: %w", o.What, err)
+	}
+	f, err := os.Open(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", o.What, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open %s %s: %w", o.What, o.Dir, ErrInUse)
+	}
+	cache := pebble.NewCache(o.MemoryBytes / 2)
+	po := &pebble.Options{
+		FS:                          vfs.Default,
+		Cache:                       cache,
+		MemTableSize:                uint64(max(o.MemoryBytes/8, 1<<20)),
+		MemTableStopWritesThreshold: 3,
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      logger{log, o.What},
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = pebblebloom.FilterPolicy(10) // most look-ups of new keys find nothing
+	}
+	po.EventListener = &pebble.EventListener{
+		BackgroundError: func(err error) { log.Error("background error", "error", err) },
+	}
+	db, err := pebble.Open(o.Dir, po)
+	if err != nil {
+		cache.Unref()
+		f.Close()
+		return nil, err
+	}
+	d := &DB{DB: db, cache: cache, lock: f, dir: o.Dir, what: o.What, log: log, stop: make(chan struct{}), synced: make(chan struct{})}
+	go d.syncer()
+	return d, nil
+}
+
+// Dirty notes writes made without sync: the syncer fsyncs the log within
+// WALSync.
+func (d *DB) Dirty() { d.dirty.Store(true) }
+
+func (d *DB) syncer() {
+	defer close(d.synced)
+	t := time.NewTicker(WALSync)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		if !d.dirty.Swap(false) {
+			continue
+		}
+		if err := d.LogData(nil, pebble.Sync); err != nil {
+			d.log.Error("syncing the "+d.what+"'s log failed", "error", err)
+		}
+	}
+}
+
+// Close stops the syncer, syncs the log if there were writes since its
+// last sync, and closes the database, the cache and the lock. The caller
+// stops its own users first.
+func (d *DB) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.stop)
+		<-d.synced
+		var err error
+		if d.dirty.Swap(false) {
+			err = d.LogData(nil, pebble.Sync)
+		}
+		err = errors.Join(err, d.DB.Close())
+		d.cache.Unref()
+		d.lock.Close()
+		if err != nil {
+			d.closeErr = fmt.Errorf("close %s: %w", d.what, err)
+		}
+	})
+	return d.closeErr
+}
+
+// Figures returns the entries of the store's tables (an estimate: deleted
+// and replaced ones count until compaction drops them; the memtables are
+// not counted) and the disk space of its files, for metrics. Not after
+// Close.
+func (d *DB) Figures() (keys, disk int64, err error) {
+	levels, err := d.SSTables(pebble.WithProperties())
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, lv := range levels {
+		for _, t := range lv {
+			if t.Properties != nil {
+				keys += int64(t.Properties.NumEntries)
+			}
+		}
+	}
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed by a compaction meanwhile
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if !info.Mode().IsRegular() {
+			continue
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			disk += st.Blocks * 512
+		} else {
+			disk += info.Size()
+		}
+	}
+	return keys, disk, nil
+}
+
+// logger routes pebble's errors to slog and drops its informational lines.
+// Fatalf must not return (pebble's contract).
+type logger struct {
+	log  *slog.Logger
+	what string
+}
+
+func (p logger) Errorf(format string, args ...any) {
+	p.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
+}
+
+func (p logger) Fatalf(format string, args ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
+	p.log.Error(msg)
+	panic(p.what + ": " + msg)
+}
+
+func (logger) Infof(string, ...any) {}
