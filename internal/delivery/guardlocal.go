@@ -37,9 +37,6 @@ const guardFormat = "capstan-eventids-pebble-1"
 // ms, 8 bytes, big-endian) and the bucket's value.
 var guardFormatKey = []byte("mformat")
 
-// guardSweepChunk is how many expired keys a sweep removes at a time.
-const guardSweepChunk = 1024
-
 // guardStripes is the number of locks create-if-absent spreads keys over.
 const guardStripes = 256
 
@@ -147,20 +144,7 @@ func (l *GuardLocal) checkFormat() error {
 
 func (l *GuardLocal) sweeper(every time.Duration) {
 	defer l.done.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-			if n, err := l.sweep(); err != nil && !errors.Is(err, errGuardClosed) {
-				l.log.Error("sweeping expired eventId claims failed", "error", err)
-			} else if n > 0 {
-				l.log.Info("expired eventId claims removed", "count", n)
-			}
-		}
-	}
+	localdb.RunSweeps(l.stop, every, l.sweep, errGuardClosed, l.log, "expired eventId claims")
 }
 
 var errGuardClosed = errors.New("eventId guard store closed")
@@ -406,77 +390,23 @@ func (l *GuardLocal) sync(context.Context) error {
 	return l.db.LogData(nil, pebble.Sync)
 }
 
-// sweep removes the expired keys, guardSweepChunk at a time, and returns
-// how many.
+// sweep removes the expired keys, localdb.SweepChunk at a time, and
+// returns how many.
 func (l *GuardLocal) sweep() (int, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		return 0, errGuardClosed
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'e'}, UpperBound: []byte{'h'}})
-	if err != nil {
-		return 0, err
+	n, err := l.store.Sweep(l.stop, []byte{'e'}, []byte{'h'}, func(_, v []byte) bool {
+		_, ok := l.live(v)
+		return !ok
+	}, l.stripe)
+	l.removed.Add(uint64(n))
+	if errors.Is(err, localdb.ErrSweepStopped) {
+		err = errGuardClosed
 	}
-	defer it.Close()
-	n := 0
-	expired := make([][]byte, 0, guardSweepChunk)
-	for it.First(); it.Valid(); it.Next() {
-		select {
-		case <-l.stop:
-			return n, errGuardClosed
-		default:
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return n, err
-		}
-		if _, ok := l.live(v); !ok {
-			expired = append(expired, bytes.Clone(it.Key()))
-		}
-		if len(expired) == guardSweepChunk {
-			m, err := l.removeExpired(expired)
-			n += m
-			if err != nil {
-				return n, err
-			}
-			expired = expired[:0]
-		}
-	}
-	if err := it.Error(); err != nil {
-		return n, err
-	}
-	m, err := l.removeExpired(expired)
-	return n + m, err
-}
-
-// removeExpired deletes those of keys that are still expired, each under
-// its lock (a write since the sweep read it renewed it).
-func (l *GuardLocal) removeExpired(keys [][]byte) (int, error) {
-	n := 0
-	for _, k := range keys {
-		mu := l.stripe(k)
-		mu.Lock()
-		v, c, err := l.db.Get(k)
-		if err == nil {
-			_, ok := l.live(v)
-			c.Close()
-			if !ok {
-				if err = l.db.Delete(k, pebble.NoSync); err == nil {
-					n++
-					l.removed.Add(1)
-					l.store.Dirty()
-				}
-			}
-		} else if errors.Is(err, pebble.ErrNotFound) {
-			err = nil
-		}
-		mu.Unlock()
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return n, err
 }
 
 // Checkpoint writes a consistent copy of the store to dir, which must not

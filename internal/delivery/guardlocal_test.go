@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/capstan-gw/capstan/internal/localdb"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -124,7 +125,7 @@ func TestGuardLocalSweepChunks(t *testing.T) {
 	now.Store(time.Now().UnixMilli())
 	l := openTestGuardLocal(t, t.TempDir(), func() time.Time { return time.UnixMilli(now.Load()) })
 	ctx := context.Background()
-	n := 2*guardSweepChunk + 7
+	n := 2*localdb.SweepChunk + 7
 	keys, vals := make([]string, n), make([][]byte, n)
 	for i := range n {
 		keys[i] = guardKey("d", "r", string(rune(i))+"x")

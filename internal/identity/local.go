@@ -164,20 +164,7 @@ func sweepEvery(ttl time.Duration) time.Duration { return max(time.Minute, min(t
 
 func (l *Local) sweeper(done chan<- struct{}, every time.Duration) {
 	defer close(done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-			if n, err := l.sweep(); err != nil && !errors.Is(err, errLocalClosed) {
-				l.log.Error("sweeping expired identity profiles failed", "error", err)
-			} else if n > 0 {
-				l.log.Info("expired identity profiles removed", "count", n)
-			}
-		}
-	}
+	localdb.RunSweeps(l.stop, every, l.sweep, errLocalClosed, l.log, "expired identity profiles")
 }
 
 var errLocalClosed = errors.New("identity store closed")
@@ -445,10 +432,6 @@ func (l *Local) each(ctx context.Context, fn func(key string, s stored) error) e
 	return it.Error()
 }
 
-// sweepChunk is how many expired keys a sweep gathers before removing
-// them: its memory stays bounded however many profiles expired at once.
-const sweepChunk = 1024
-
 // sweep removes the expired profiles and returns how many.
 func (l *Local) sweep() (int, error) {
 	l.mu.RLock()
@@ -459,78 +442,21 @@ func (l *Local) sweep() (int, error) {
 	if l.ttl <= 0 {
 		return 0, nil
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'v'}})
-	if err != nil {
-		return 0, err
+	n, err := l.store.Sweep(l.stop, []byte{'a'}, []byte{'v'}, func(k, v []byte) bool {
+		if _, ok := profileKey(k); !ok {
+			return false // a meta key
+		}
+		s, err := l.value(v)
+		return err == nil && !s.exists
+	}, func(k []byte) *sync.Mutex {
+		key, _ := profileKey(k)
+		return l.stripe(key)
+	})
+	l.removed.Add(uint64(n))
+	if errors.Is(err, localdb.ErrSweepStopped) {
+		err = errLocalClosed
 	}
-	defer it.Close()
-	n := 0
-	expired := make([]string, 0, sweepChunk)
-	for it.First(); it.Valid(); it.Next() {
-		select {
-		case <-l.stop:
-			return n, errLocalClosed
-		default:
-		}
-		key, ok := profileKey(it.Key())
-		if !ok {
-			continue
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return n, err
-		}
-		if s, err := l.value(v); err == nil && !s.exists {
-			expired = append(expired, key)
-		}
-		if len(expired) == sweepChunk {
-			m, err := l.removeExpired(expired)
-			n += m
-			if err != nil {
-				return n, err
-			}
-			expired = expired[:0]
-		}
-	}
-	if err := it.Error(); err != nil {
-		return n, err
-	}
-	m, err := l.removeExpired(expired)
-	return n + m, err
-}
-
-// removeExpired deletes those of keys that are still expired, each under
-// its lock (a write since the sweep read it restarted its TTL), and
-// returns how many it deleted. The sweep's iterator reads a fixed view of
-// the store, which these deletes do not disturb.
-func (l *Local) removeExpired(keys []string) (int, error) {
-	n := 0
-	for _, key := range keys {
-		select {
-		case <-l.stop:
-			return n, errLocalClosed
-		default:
-		}
-		k, err := localKey(key)
-		if err != nil {
-			return n, err
-		}
-		mu := l.stripe(key)
-		mu.Lock()
-		s, err := l.read(k)
-		if err == nil && !s.exists && s.rev != 0 {
-			if err = l.db.Delete(k, pebble.NoSync); err == nil {
-				n++
-				l.removed.Add(1)
-				l.store.Dirty()
-			}
-		}
-		mu.Unlock()
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return n, err
 }
 
 // Checkpoint writes a consistent copy of the store to dir, which must not

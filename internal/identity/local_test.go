@@ -14,6 +14,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstan-gw/capstan/internal/localdb"
 )
 
 // TestLocalExpiry: a profile past the TTL is invisible at once (reads,
@@ -211,7 +213,7 @@ func TestLocalSweepInChunks(t *testing.T) {
 	now := time.Now()
 	l := openLocal(t)
 	l.bind(time.Hour, func() time.Time { return now })
-	const n = 2*sweepChunk + 7
+	const n = 2*localdb.SweepChunk + 7
 	var keys []string
 	var data [][]byte
 	for i := range n {
