@@ -98,77 +98,69 @@ every file, which restore checks.`,
 }
 
 // identityBackup is the backup's part for the identity graph's local store
-// (identity.store), taken where the KV bucket's snapshot would be: a
-// checkpoint written by the running capstan that holds the store (the
-// backup directory must then be writable by it), or by this process when
-// none runs. Nothing without a local store.
+// (identity.store), taken where the KV bucket's snapshot would be. Nothing
+// without a local store.
 func identityBackup(cfg *config.Config, eng *stream.Engine) []stream.LocalPart {
 	if !cfg.IdentityLocal() {
 		return nil
 	}
-	return []stream.LocalPart{{
-		Name:  config.DefaultIdentityDir,
-		After: "KV_" + stream.IdentityKV,
-		Write: func(ctx context.Context, dir string) error {
-			if eng.Attached() {
-				abs, err := filepath.Abs(dir)
-				if err != nil {
-					return err
-				}
-				err = identity.CheckpointRemote(ctx, eng.Conn(), abs)
-				if !errors.Is(err, nats.ErrNoResponders) {
-					return err
-				}
-				// The running capstan has no graph: the store is free.
-			}
-			if _, err := os.Stat(cfg.IdentityDir()); errors.Is(err, os.ErrNotExist) {
-				return stream.ErrNoLocalPart
-			}
-			l, err := identity.OpenLocal(identity.LocalConfig{Dir: cfg.IdentityDir()})
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			return l.Checkpoint(dir)
-		},
-	}}
+	return []stream.LocalPart{localBackup(eng, config.DefaultIdentityDir, "KV_"+stream.IdentityKV, cfg.IdentityDir(),
+		identity.CheckpointRemote, func(dir string) (checkpointer, error) {
+			return identity.OpenLocal(identity.LocalConfig{Dir: dir})
+		})}
 }
 
 // guardBackup is the backup's part for the eventId guard's local store
 // (engine.guard_store), taken where KV_eventids's snapshot would be (last:
-// the sent-conversion records): a checkpoint written by the running
-// capstan that holds the store, or by this process when none does.
-// Nothing without a local store.
+// the sent-conversion records). Nothing without a local store.
 func guardBackup(cfg *config.Config, eng *stream.Engine) []stream.LocalPart {
 	if !cfg.GuardLocal() {
 		return nil
 	}
-	return []stream.LocalPart{{
-		Name:  config.DefaultGuardDir,
-		After: "KV_" + stream.EventIDsKV,
+	return []stream.LocalPart{localBackup(eng, config.DefaultGuardDir, "KV_"+stream.EventIDsKV, cfg.GuardDir(),
+		delivery.CheckpointGuardRemote, func(dir string) (checkpointer, error) {
+			return delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: dir})
+		})}
+}
+
+// checkpointer is a local store a backup copies.
+type checkpointer interface {
+	Checkpoint(dir string) error
+	Close() error
+}
+
+// localBackup is the backup part name of the local store in storeDir,
+// taken after the stream named after: a checkpoint written by the running
+// capstan that holds the store (remote; the backup directory must then be
+// writable by it), or by this process (open) when none runs or the one
+// running has not opened the store (nats.ErrNoResponders).
+func localBackup(eng *stream.Engine, name, after, storeDir string,
+	remote func(ctx context.Context, nc *nats.Conn, dir string) error,
+	open func(dir string) (checkpointer, error)) stream.LocalPart {
+	return stream.LocalPart{
+		Name:  name,
+		After: after,
 		Write: func(ctx context.Context, dir string) error {
 			if eng.Attached() {
 				abs, err := filepath.Abs(dir)
 				if err != nil {
 					return err
 				}
-				err = delivery.CheckpointGuardRemote(ctx, eng.Conn(), abs)
-				if !errors.Is(err, nats.ErrNoResponders) {
+				if err := remote(ctx, eng.Conn(), abs); !errors.Is(err, nats.ErrNoResponders) {
 					return err
 				}
-				// The running capstan delivers nothing: the store is free.
 			}
-			if _, err := os.Stat(cfg.GuardDir()); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(storeDir); errors.Is(err, os.ErrNotExist) {
 				return stream.ErrNoLocalPart
 			}
-			l, err := delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: cfg.GuardDir()})
+			l, err := open(storeDir)
 			if err != nil {
 				return err
 			}
 			defer l.Close()
 			return l.Checkpoint(dir)
 		},
-	}}
+	}
 }
 
 func newRestoreCmd() *cobra.Command {
