@@ -245,6 +245,15 @@ func (l *Local) read(k []byte) (stored, error) {
 	return l.value(v)
 }
 
+// probed is read through p, for keys most likely absent (localdb.Probe).
+func (l *Local) probed(p *localdb.Probe, k []byte) (stored, error) {
+	v, ok, err := p.Get(k)
+	if !ok || err != nil {
+		return stored{}, err
+	}
+	return l.value(v)
+}
+
 func (l *Local) get(_ context.Context, key string) (stored, error) {
 	k, err := localKey(key)
 	if err != nil {
@@ -273,6 +282,11 @@ func encodeValue(rev uint64, at time.Time, data []byte) []byte {
 // writes: a revision one above the stored one, expired or not.
 func (l *Local) check(k []byte, rev uint64) (uint64, error) {
 	cur, err := l.read(k)
+	return checked(cur, err, rev)
+}
+
+// checked is check's test of cur, the value read at the key.
+func checked(cur stored, err error, rev uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
@@ -331,12 +345,23 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 			defer l.locks[i].Unlock()
 		}
 	}
+	// New profiles, most of them: one probe reads them all, testing the
+	// bloom filters of every level (Get skips the last one's).
+	p, err := l.store.NewProbe()
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return revs, errs
+	}
+	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
 	for i, key := range keys {
 		k, err := localKey(key)
 		if err == nil {
-			revs[i], err = l.check(k, 0)
+			cur, rerr := l.probed(p, k)
+			revs[i], err = checked(cur, rerr, 0)
 		}
 		if err == nil {
 			err = b.Set(k, encodeValue(revs[i], at, data[i]), nil)

@@ -1,0 +1,75 @@
+package localdb
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+func hashKey(prefix string, i int) []byte {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s%d", prefix, i))
+	return append([]byte{'k'}, h[:]...)
+}
+
+// TestProbe: a probe finds what is stored, in the last level and in the
+// memtable, misses what is not, and tests the last level's bloom filter
+// before reading a data block (DB.Get does not: every miss read a block).
+func TestProbe(t *testing.T) {
+	d, err := Open(Options{Dir: t.TempDir(), MemoryBytes: 8 << 20, What: "test store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const n = 5000
+	b := d.NewBatch()
+	for i := range n {
+		if err := b.Set(hashKey("old", i), []byte(fmt.Sprint("v", i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Compact(t.Context(), []byte{0}, []byte{0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	if files := d.Metrics().Levels[6].TablesCount; files == 0 {
+		t.Fatalf("no table in L6 after a manual compaction: %s", d.Metrics())
+	}
+	if err := d.Set(hashKey("mem", 0), []byte("in memtable"), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := d.NewProbe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(hashKey("late", 0), []byte("after the probe"), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		k    []byte
+		want string
+	}{{hashKey("old", 17), "v17"}, {hashKey("old", n-1), fmt.Sprint("v", n-1)}, {hashKey("mem", 0), "in memtable"}, {hashKey("late", 0), ""}, {hashKey("old", 17)[:20], ""}} {
+		v, ok, err := p.Get(c.k)
+		if err != nil || ok != (c.want != "") || string(v) != c.want {
+			t.Errorf("Get(%x) = %q, %v, %v; want %q", c.k, v, ok, err, c.want)
+		}
+	}
+	before := d.Metrics().Filter.Hits
+	const misses = 1000
+	for i := range misses {
+		if _, ok, err := p.Get(hashKey("new", i)); ok || err != nil {
+			t.Fatalf("Get(new %d) = %v, %v", i, ok, err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// 10 bits per key: ~1% false positives.
+	if hits := d.Metrics().Filter.Hits - before; hits < misses*9/10 {
+		t.Errorf("%d of %d misses were answered by a bloom filter; want at least 90%%", hits, misses)
+	}
+}
