@@ -41,7 +41,7 @@ func BenchmarkMigrateGuardBucket(b *testing.B) {
 			if _, err := js.PublishAsync(guardSubject("li", "r1", "order-"+strconv.Itoa(i)), []byte("claim")); err != nil {
 				b.Fatal(err)
 			}
-			if i%10_000 == 9_999 {
+			if i%1000 == 999 {
 				<-js.PublishAsyncComplete()
 			}
 		}
