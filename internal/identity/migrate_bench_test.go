@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"os"
@@ -28,6 +29,15 @@ func migrateBenchKeys(b *testing.B) int {
 	return n
 }
 
+// benchProfileKey is the key of profile i: a user key, a SHA-256 as the
+// graph's keys are (in no order).
+func benchProfileKey(i int) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(i))
+	sum := sha256.Sum256(b[:])
+	return userPrefix + hex.EncodeToString(sum[:])
+}
+
 // fillIdentityBucket writes n profiles of the size a user profile has into
 // the identity bucket, as the jetstream store does (one message per key on
 // the bucket's subject), with asynchronous publishes.
@@ -38,10 +48,8 @@ func fillIdentityBucket(b testing.TB, js jetstream.JetStream, n int) {
 		b.Fatal(err)
 	}
 	data := []byte(`{"v":1,"li":"AQEDAHTvX8WHkpcoAAABjWJ0Kq8AAAGNhoCurk0AbHq1mg","em":"2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","up":1733400000000,"ln":["a.9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]}`)
-	var id [32]byte
 	for i := range n {
-		binary.BigEndian.PutUint64(id[:], uint64(i))
-		if _, err := js.PublishAsync("$KV."+stream.IdentityKV+"."+userPrefix+hex.EncodeToString(id[:]), data); err != nil {
+		if _, err := js.PublishAsync("$KV."+stream.IdentityKV+"."+benchProfileKey(i), data); err != nil {
 			b.Fatal(err)
 		}
 		if i%1000 == 999 {

@@ -3,8 +3,6 @@ package identity
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"log/slog"
 	"strings"
 	"testing"
@@ -23,9 +21,7 @@ func TestMigrateBucketBatches(t *testing.T) {
 	js := openJS(t)
 	fillIdentityBucket(t, js, n)
 	l := openLocal(t)
-	var id [32]byte
-	binary.BigEndian.PutUint64(id[:], 7)
-	mine := userPrefix + hex.EncodeToString(id[:])
+	mine := benchProfileKey(7)
 	if _, err := l.put(ctx, mine, []byte(`{"v":1}`), 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +33,8 @@ func TestMigrateBucketBatches(t *testing.T) {
 	if s, err := l.get(ctx, mine); err != nil || string(s.data) != `{"v":1}` || s.rev != 1 {
 		t.Errorf("the store's own profile after migration: %q rev %d (%v)", s.data, s.rev, err)
 	}
-	binary.BigEndian.PutUint64(id[:], n-1)
-	if s, err := l.get(ctx, userPrefix+hex.EncodeToString(id[:])); err != nil || !s.exists || s.rev != 1 || time.Since(s.at) > time.Minute {
+	last := benchProfileKey(n - 1)
+	if s, err := l.get(ctx, last); err != nil || !s.exists || s.rev != 1 || time.Since(s.at) > time.Minute {
 		t.Errorf("the last profile after migration: %+v (%v)", s, err)
 	}
 	out := logged.String()
@@ -48,7 +44,7 @@ func TestMigrateBucketBatches(t *testing.T) {
 	if !strings.Contains(out, "copied=2000 already_there=1") || !strings.Contains(out, "profiles=2499 already_there=1") {
 		t.Errorf("log without the counts:\n%s", out)
 	}
-	if strings.Contains(out, hex.EncodeToString(id[:8])) || strings.Contains(out, "AQEDAH") {
+	if strings.Contains(out, last[2:18]) || strings.Contains(out, "AQEDAH") {
 		t.Errorf("a key or a profile in the log:\n%s", out)
 	}
 	if got, err := MigrateBucket(ctx, js, "", l, nil); got != 0 || err != nil {
