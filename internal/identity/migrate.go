@@ -82,6 +82,14 @@ func (l *Local) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress fu
 	if l.closed {
 		return 0, 0, errLocalClosed
 	}
+	// An empty store (the first run) has no key to keep: the lookup per
+	// key, most of the CPU a key costs, is left out. Nothing else writes
+	// to the store while it migrates (serve starts delivery, the admin API
+	// and the tools' service after).
+	fresh, err := l.empty()
+	if err != nil {
+		return 0, 0, err
+	}
 	b := l.db.NewBatch()
 	defer func() { b.Close() }()
 	pending := 0
@@ -116,7 +124,10 @@ func (l *Local) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress fu
 		// gives the last value of each key once.
 		mu := l.stripe(e.Key())
 		mu.Lock()
-		rev, err := l.check(k, 0)
+		rev := uint64(1)
+		if !fresh {
+			rev, err = l.check(k, 0)
+		}
 		if err == nil {
 			err = b.Set(k, encodeValue(rev, e.Created(), e.Value()), nil)
 		}
@@ -143,4 +154,18 @@ func (l *Local) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress fu
 		return n, kept, err
 	}
 	return n, kept, l.db.Flush()
+}
+
+// empty reports whether l holds no profile, expired or not.
+func (l *Local) empty() (bool, error) {
+	it, err := l.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if _, profile := profileKey(it.Key()); profile {
+			return false, it.Close()
+		}
+	}
+	return true, it.Close()
 }
