@@ -78,6 +78,13 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue, progre
 	if l.closed {
 		return 0, 0, errGuardClosed
 	}
+	// An empty store (the first run) has no key to keep: the lookup per
+	// key is left out. Nothing else writes to the store while it migrates
+	// (the runners and capstan backup's service start after).
+	fresh, err := l.empty()
+	if err != nil {
+		return 0, 0, err
+	}
 	b := l.db.NewBatch()
 	defer func() { b.Close() }()
 	pending := 0
@@ -113,7 +120,10 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue, progre
 		}
 		mu := l.stripe(k)
 		mu.Lock()
-		_, exists, err := l.read(k)
+		exists := false
+		if !fresh {
+			_, exists, err = l.read(k)
+		}
 		if err == nil && !exists {
 			err = b.Set(k, v, nil)
 		}
@@ -140,4 +150,17 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue, progre
 		return n, kept, err
 	}
 	return n, kept, l.db.LogData(nil, pebble.Sync)
+}
+
+// empty reports whether l holds no guard key, expired or not.
+func (l *GuardLocal) empty() (bool, error) {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'e'}, UpperBound: []byte{'h'}})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return !found, nil
 }
