@@ -51,6 +51,12 @@ serves Go's runtime profiles under /debug/pprof/ to the admin token only
 SIGINT or SIGTERM stops it gracefully: in-flight requests finish, queued
 writes are flushed, delivery flushes its batches, the engine stops last.
 
+At the first start on a data directory whose identity graph or eventId
+guard is still in its KV bucket, the keys move into the local stores
+(data_dir/identity, data_dir/eventids; see docs/production.md): ingest
+accepts events meanwhile, /readyz answers 503 "starting", delivery and the
+admin API wait.
+
 SIGHUP reads the --config file again and validates it as at start; if it
 has errors they are logged and the configuration in force stays. Otherwise
 the sources (write keys, allowed_origins, disabled, rate limits, trust,
