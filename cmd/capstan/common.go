@@ -119,6 +119,13 @@ func identityConfig(cfg *config.Config) identity.Config {
 // graph). local, when not nil, is the store opened here:
 // the caller closes it after the graph's use.
 func openIdentity(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger) (g *identity.Graph, local *identity.Local, err error) {
+	return openIdentityStore(ctx, cfg, eng, log, true)
+}
+
+// openIdentityStore is openIdentity; without migrate, a graph still in the
+// old bucket is left there for the caller to move (migrateIdentity) before
+// the graph is used.
+func openIdentityStore(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger, migrate bool) (g *identity.Graph, local *identity.Local, err error) {
 	icfg := identityConfig(cfg)
 	serves := false
 	if cfg.IdentityLocal() && eng.Attached() {
@@ -137,9 +144,11 @@ func openIdentity(ctx context.Context, cfg *config.Config, eng *stream.Engine, l
 		if err != nil {
 			return nil, nil, err
 		}
-		if _, err := identity.MigrateBucket(ctx, eng.JetStream(), "", local, log); err != nil {
-			_ = local.Close()
-			return nil, nil, err
+		if migrate {
+			if _, err := identity.MigrateBucket(ctx, eng.JetStream(), "", local, log); err != nil {
+				_ = local.Close()
+				return nil, nil, err
+			}
 		}
 		icfg.Store = local
 	}
@@ -156,9 +165,16 @@ func openIdentity(ctx context.Context, cfg *config.Config, eng *stream.Engine, l
 // openGuardLocal opens the eventId guard's local store (engine.guard_store)
 // in the data directory and moves into it, once, what the KV bucket held.
 func openGuardLocal(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger) (*delivery.GuardLocal, error) {
+	return openGuardStore(ctx, cfg, eng, log, true)
+}
+
+// openGuardStore is openGuardLocal; without migrate, the bucket's keys are
+// left for the caller to move (delivery.MigrateGuardBucket) before the
+// runners start.
+func openGuardStore(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger, migrate bool) (*delivery.GuardLocal, error) {
 	l, err := delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: cfg.GuardDir(), Logger: log})
-	if err != nil {
-		return nil, err
+	if err != nil || !migrate {
+		return l, err
 	}
 	if _, err := delivery.MigrateGuardBucket(ctx, eng.JetStream(), l, log); err != nil {
 		_ = l.Close()

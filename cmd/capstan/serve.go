@@ -51,6 +51,12 @@ serves Go's runtime profiles under /debug/pprof/ to the admin token only
 SIGINT or SIGTERM stops it gracefully: in-flight requests finish, queued
 writes are flushed, delivery flushes its batches, the engine stops last.
 
+At the first start on a data directory whose identity graph or eventId
+guard is still in its KV bucket, the keys move into the local stores
+(data_dir/identity, data_dir/eventids; see docs/production.md): ingest
+accepts events meanwhile, /readyz answers 503 "starting", delivery and the
+admin API wait.
+
 SIGHUP reads the --config file again and validates it as at start; if it
 has errors they are logged and the configuration in force stays. Otherwise
 the sources (write keys, allowed_origins, disabled, rate limits, trust,
@@ -177,6 +183,11 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	if err != nil {
 		return err
 	}
+	// The local stores are opened here; what their old KV buckets hold is
+	// moved into them (once, possibly for minutes) after ingest listens:
+	// until then delivery, the admin API and the tools served through this
+	// process wait, and /readyz says "starting".
+	var idLocal *identity.Local
 	var graph *identity.Graph
 	if len(plans) > 0 || cfg.Server.AdminEnabled() {
 		var local *identity.Local
@@ -185,7 +196,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			what = "identity store " + cfg.IdentityDir()
 		}
 		err = start.do(ctx, what, func(ctx context.Context) (err error) {
-			graph, local, err = openIdentity(ctx, cfg, eng, log)
+			graph, local, err = openIdentityStore(ctx, cfg, eng, log, false)
 			return err
 		})
 		if err != nil {
@@ -194,13 +205,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		if local != nil {
 			defer closeLocal(local)
 			reg.MustRegister(local.Collector())
-			// Tools attached to the embedded engine (capstan identity,
-			// privacy delete, preview) use the store through this process.
-			sub, err := identity.Serve(eng.Conn(), local)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = sub.Unsubscribe() }()
+			idLocal = local
 		}
 	}
 	var dg delivery.Graph
@@ -257,21 +262,15 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	var guard *delivery.GuardLocal
 	if len(plans) > 0 && cfg.GuardLocal() {
 		if err := start.do(ctx, "eventId guard store "+cfg.GuardDir(), func(ctx context.Context) (err error) {
-			guard, err = openGuardLocal(ctx, cfg, eng, log)
+			guard, err = openGuardStore(ctx, cfg, eng, log, false)
 			return err
 		}); err != nil {
 			return fmt.Errorf("eventId guard: %w", err)
 		}
 		defer func() { _ = guard.Close() }()
 		reg.MustRegister(guard.Collector())
-		// capstan backup, attached to the embedded engine, has this
-		// process checkpoint the store.
-		sub, err := delivery.ServeGuard(eng.Conn(), guard)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = sub.Unsubscribe() }()
 	}
+	st8 := newStartup(idLocal, guard)
 	dests, err := newDestinations(ctx, cfg, plans, eng, dg, suppressor(sup), guard, funnel, reg, log)
 	if err != nil {
 		return err
@@ -292,9 +291,12 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 			Status       string            `json:"status"`
 			Engine       string            `json:"engine"`
 			Destinations []delivery.Status `json:"destinations,omitempty"`
+			Starting     string            `json:"starting,omitempty"`
 		}{Status: "ready", Engine: "ok"}
 		if err := app.Ready(r.Context()); err != nil {
 			body.Status, body.Engine = "unavailable", err.Error()
+		} else if body.Starting = st8.pending(); body.Starting != "" {
+			body.Status = "starting"
 		}
 		for _, d := range dests {
 			st := d.Status()
@@ -314,7 +316,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		if adm, err = newAdmin(cfg, dests, graph, sup, eng, app, st, log); err != nil {
 			return err
 		}
-		mux.Handle("/admin/", adm)
+		mux.Handle("/admin/", st8.gate(adm))
 	}
 	opsMux := mountOps(cfg.Server, mux, health, ready, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mountAssets(mux)
@@ -382,17 +384,31 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return st8.run(gctx, eng, log) })
 	if sup != nil {
 		g.Go(func() error { return sup.Run(gctx) })
 	}
 	for _, d := range dests {
-		g.Go(func() error { return d.runner.Serve(gctx) })
+		g.Go(func() error {
+			if !st8.wait(gctx) {
+				return nil
+			}
+			return d.runner.Serve(gctx)
+		})
 		if d.periodic {
-			g.Go(func() error { d.rec.Run(gctx); return nil })
+			g.Go(func() error {
+				if st8.wait(gctx) {
+					d.rec.Run(gctx)
+				}
+				return nil
+			})
 		}
 		// A token `capstan auth linkedin` stores while this runs is put
 		// in use at once and resumes a paused destination.
 		g.Go(func() error {
+			if !st8.wait(gctx) {
+				return nil
+			}
 			if err := d.li.WatchToken(gctx, d.runner.Resume); err != nil {
 				log.Warn("connected tokens are picked up at the next start only", "destination", d.Name(), "error", err)
 			}
@@ -436,6 +452,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 		return nil
 	})
 	err = g.Wait()
+	st8.unsubscribe()
 	if adm != nil {
 		adm.WaitImports() // their last rows go through the writer
 	}

@@ -14,6 +14,9 @@ import (
 // migrateBatch is how many keys MigrateGuardBucket writes per batch.
 const migrateBatch = 1000
 
+// migrateProgress is how often MigrateGuardBucket logs how far it is.
+var migrateProgress = 10 * time.Second
+
 // MigrateGuardBucket moves the eventId guard's keys (claims and accepted
 // bitmaps) of the KV bucket GuardKV into the local store l, once: a data
 // directory that kept them in the bucket keeps guarding the eventIds sent
@@ -23,6 +26,11 @@ const migrateBatch = 1000
 // bucket, and with it the index the engine kept in memory for its keys, is
 // deleted. It returns the number of keys copied and logs it; without a
 // bucket it does nothing. Call it before the runners start.
+//
+// The bucket is read in one pass, in stream order, by the ordered consumer
+// of a KV watch, and written in batches of migrateBatch without sync; the
+// store is synced once at the end. It logs its progress every
+// migrateProgress.
 func MigrateGuardBucket(ctx context.Context, js jetstream.JetStream, l *GuardLocal, log *slog.Logger) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -35,7 +43,16 @@ func MigrateGuardBucket(ctx context.Context, js jetstream.JetStream, l *GuardLoc
 		return 0, fmt.Errorf("migrate eventId bucket %s: %w", GuardKV, err)
 	}
 	start := time.Now()
-	n, kept, err := l.copyFrom(ctx, kv)
+	var total uint64
+	if st, err := kv.Status(ctx); err == nil {
+		total = st.Values()
+	}
+	log.Info("eventId guard: moving the KV bucket into the local store (once, at the first start of this version)",
+		"bucket", GuardKV, "messages", total, "dir", l.dir)
+	n, kept, err := l.copyFrom(ctx, kv, func(n, kept int) {
+		log.Info("eventId guard: moving the KV bucket", "bucket", GuardKV, "copied", n, "already_there", kept,
+			"messages", total, "elapsed", time.Since(start).Round(time.Second))
+	})
 	if err != nil {
 		return n, fmt.Errorf("migrate eventId bucket %s: %w", GuardKV, err)
 	}
@@ -48,8 +65,9 @@ func MigrateGuardBucket(ctx context.Context, js jetstream.JetStream, l *GuardLoc
 }
 
 // copyFrom creates every live key of kv that l lacks, with its write time,
-// and fsyncs: n copied, kept already there.
-func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue) (n, kept int, err error) {
+// and fsyncs: n copied, kept already there. progress is called every
+// migrateProgress.
+func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress func(n, kept int)) (n, kept int, err error) {
 	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return 0, 0, err
@@ -60,9 +78,17 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue) (n, ke
 	if l.closed {
 		return 0, 0, errGuardClosed
 	}
+	// An empty store (the first run) has no key to keep: the lookup per
+	// key is left out. Nothing else writes to the store while it migrates
+	// (the runners and capstan backup's service start after).
+	fresh, err := l.empty()
+	if err != nil {
+		return 0, 0, err
+	}
 	b := l.db.NewBatch()
 	defer func() { b.Close() }()
 	pending := 0
+	next := time.Now().Add(migrateProgress)
 	flush := func() error {
 		if pending == 0 {
 			return nil
@@ -94,7 +120,10 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue) (n, ke
 		}
 		mu := l.stripe(k)
 		mu.Lock()
-		_, exists, err := l.read(k)
+		exists := false
+		if !fresh {
+			_, exists, err = l.read(k)
+		}
 		if err == nil && !exists {
 			err = b.Set(k, v, nil)
 		}
@@ -111,10 +140,27 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue) (n, ke
 			if err := flush(); err != nil {
 				return n, kept, err
 			}
+			if progress != nil && time.Now().After(next) {
+				progress(n, kept)
+				next = time.Now().Add(migrateProgress)
+			}
 		}
 	}
 	if err := flush(); err != nil {
 		return n, kept, err
 	}
 	return n, kept, l.db.LogData(nil, pebble.Sync)
+}
+
+// empty reports whether l holds no guard key, expired or not.
+func (l *GuardLocal) empty() (bool, error) {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'e'}, UpperBound: []byte{'h'}})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return !found, nil
 }

@@ -7,10 +7,17 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capstan-gw/capstan/internal/stream"
 )
+
+// migrateBatch is how many profiles MigrateBucket writes per pebble batch.
+const migrateBatch = 1000
+
+// migrateProgress is how often MigrateBucket logs how far it is.
+var migrateProgress = 10 * time.Second
 
 // MigrateBucket moves the profiles of the KV bucket (bucket; "" for
 // stream.IdentityKV) into the local store l, once: a data directory that
@@ -20,6 +27,11 @@ import (
 // short and run again, or a newer write); then the bucket, and with it the
 // index the engine kept in memory for its keys, is deleted. It returns the
 // number of profiles copied, and logs it; without a bucket it does nothing.
+//
+// The bucket is read in one pass, in stream order, by the ordered consumer
+// of a KV watch (the last value of each key), and written in batches of
+// migrateBatch without sync; the store is synced once at the end, before the
+// bucket is deleted. It logs its progress every migrateProgress.
 func MigrateBucket(ctx context.Context, js jetstream.JetStream, bucket string, l *Local, log *slog.Logger) (int, error) {
 	if bucket == "" {
 		bucket = stream.IdentityKV
@@ -34,32 +46,18 @@ func MigrateBucket(ctx context.Context, js jetstream.JetStream, bucket string, l
 	if err != nil {
 		return 0, fmt.Errorf("migrate identity bucket %s: %w", bucket, err)
 	}
-	st, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return 0, fmt.Errorf("migrate identity bucket %s: %w", bucket, err)
-	}
-	from := &jsStore{js: js, kv: kv, st: st, subPre: "$KV." + bucket + "."}
 	start := time.Now()
-	n, kept := 0, 0
-	err = from.each(ctx, func(key string, s stored) error {
-		if _, err := localKey(key); err != nil {
-			return nil // not a profile (written by hand): not ours to keep
-		}
-		_, err := l.put(ctx, key, s.data, 0, s.at)
-		switch {
-		case err == nil:
-			n++
-		case casConflict(err):
-			kept++ // copied by an earlier run, or written since
-		default:
-			return err
-		}
-		return nil
+	var total uint64
+	if st, err := kv.Status(ctx); err == nil {
+		total = st.Values()
+	}
+	log.Info("identity profiles: moving the KV bucket into the local store (once, at the first start of this version)",
+		"bucket", bucket, "messages", total, "dir", l.dir)
+	n, kept, err := l.copyFrom(ctx, kv, func(n, kept int) {
+		log.Info("identity profiles: moving the KV bucket", "bucket", bucket, "copied", n, "already_there", kept,
+			"messages", total, "elapsed", time.Since(start).Round(time.Second))
 	})
 	if err != nil {
-		return n, fmt.Errorf("migrate identity bucket %s: %w", bucket, err)
-	}
-	if err := l.db.Flush(); err != nil {
 		return n, fmt.Errorf("migrate identity bucket %s: %w", bucket, err)
 	}
 	if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -68,4 +66,106 @@ func MigrateBucket(ctx context.Context, js jetstream.JetStream, bucket string, l
 	log.Info("identity profiles moved from the KV bucket to the local store; bucket removed",
 		"bucket", bucket, "profiles", n, "already_there", kept, "dir", l.dir, "took", time.Since(start).Round(time.Millisecond))
 	return n, nil
+}
+
+// copyFrom creates every live profile of kv that l lacks, with its write
+// time, in batches, then syncs: n copied, kept already there. progress is
+// called every migrateProgress.
+func (l *Local) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress func(n, kept int)) (n, kept int, err error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = w.Stop() }()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, 0, errLocalClosed
+	}
+	// An empty store (the first run) has no key to keep: the lookup per
+	// key, most of the CPU a key costs, is left out. Nothing else writes
+	// to the store while it migrates (serve starts delivery, the admin API
+	// and the tools' service after).
+	fresh, err := l.empty()
+	if err != nil {
+		return 0, 0, err
+	}
+	b := l.db.NewBatch()
+	defer func() { b.Close() }()
+	pending := 0
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+		l.store.Dirty()
+		b.Close()
+		b, pending = l.db.NewBatch(), 0
+		return nil
+	}
+	next := time.Now().Add(migrateProgress)
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return n, kept, ctx.Err()
+		case e = <-w.Updates():
+		}
+		if e == nil {
+			break // the initial values are all read
+		}
+		k, err := localKey(e.Key())
+		if err != nil {
+			continue // not a profile (written by hand): not ours to keep
+		}
+		// A key of the batch not yet committed cannot come twice: the watch
+		// gives the last value of each key once.
+		mu := l.stripe(e.Key())
+		mu.Lock()
+		rev := uint64(1)
+		if !fresh {
+			rev, err = l.check(k, 0)
+		}
+		if err == nil {
+			err = b.Set(k, encodeValue(rev, e.Created(), e.Value()), nil)
+		}
+		mu.Unlock()
+		switch {
+		case casConflict(err):
+			kept++ // copied by an earlier run, or written since
+			continue
+		case err != nil:
+			return n, kept, err
+		}
+		n++
+		if pending++; pending == migrateBatch {
+			if err := flush(); err != nil {
+				return n, kept, err
+			}
+			if progress != nil && time.Now().After(next) {
+				progress(n, kept)
+				next = time.Now().Add(migrateProgress)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return n, kept, err
+	}
+	return n, kept, l.db.Flush()
+}
+
+// empty reports whether l holds no profile, expired or not.
+func (l *Local) empty() (bool, error) {
+	it, err := l.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if _, profile := profileKey(it.Key()); profile {
+			return false, it.Close()
+		}
+	}
+	return true, it.Close()
 }
