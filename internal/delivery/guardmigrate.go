@@ -2,13 +2,13 @@ package delivery
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-gw/capstan/internal/localdb"
 )
 
 // migrateBatch is how many keys MigrateGuardBucket writes per batch.
@@ -32,36 +32,7 @@ var migrateProgress = 10 * time.Second
 // store is synced once at the end. It logs its progress every
 // migrateProgress.
 func MigrateGuardBucket(ctx context.Context, js jetstream.JetStream, l *GuardLocal, log *slog.Logger) (int, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	kv, err := js.KeyValue(ctx, GuardKV)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("migrate eventId bucket %s: %w", GuardKV, err)
-	}
-	start := time.Now()
-	var total uint64
-	if st, err := kv.Status(ctx); err == nil {
-		total = st.Values()
-	}
-	log.Info("eventId guard: moving the KV bucket into the local store (once, at the first start of this version)",
-		"bucket", GuardKV, "messages", total, "dir", l.dir)
-	n, kept, err := l.copyFrom(ctx, kv, func(n, kept int) {
-		log.Info("eventId guard: moving the KV bucket", "bucket", GuardKV, "copied", n, "already_there", kept,
-			"messages", total, "elapsed", time.Since(start).Round(time.Second))
-	})
-	if err != nil {
-		return n, fmt.Errorf("migrate eventId bucket %s: %w", GuardKV, err)
-	}
-	if err := js.DeleteKeyValue(ctx, GuardKV); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return n, fmt.Errorf("migrate eventId bucket %s: keys copied, removing the bucket: %w", GuardKV, err)
-	}
-	log.Info("eventId guard moved from the KV bucket to the local store; bucket removed",
-		"bucket", GuardKV, "keys", n, "already_there", kept, "dir", l.dir, "took", time.Since(start).Round(time.Millisecond))
-	return n, nil
+	return localdb.MoveBucket(ctx, js, localdb.Move{Bucket: GuardKV, What: "eventId guard", Kind: "eventId", Noun: "keys", Dir: l.dir}, log, l.copyFrom)
 }
 
 // copyFrom creates every live key of kv that l lacks, with its write time,

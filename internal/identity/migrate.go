@@ -2,14 +2,13 @@ package identity
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/capstan-gw/capstan/internal/localdb"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -36,36 +35,7 @@ func MigrateBucket(ctx context.Context, js jetstream.JetStream, bucket string, l
 	if bucket == "" {
 		bucket = stream.IdentityKV
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	kv, err := js.KeyValue(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("migrate identity bucket %s: %w", bucket, err)
-	}
-	start := time.Now()
-	var total uint64
-	if st, err := kv.Status(ctx); err == nil {
-		total = st.Values()
-	}
-	log.Info("identity profiles: moving the KV bucket into the local store (once, at the first start of this version)",
-		"bucket", bucket, "messages", total, "dir", l.dir)
-	n, kept, err := l.copyFrom(ctx, kv, func(n, kept int) {
-		log.Info("identity profiles: moving the KV bucket", "bucket", bucket, "copied", n, "already_there", kept,
-			"messages", total, "elapsed", time.Since(start).Round(time.Second))
-	})
-	if err != nil {
-		return n, fmt.Errorf("migrate identity bucket %s: %w", bucket, err)
-	}
-	if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return n, fmt.Errorf("migrate identity bucket %s: profiles copied, removing the bucket: %w", bucket, err)
-	}
-	log.Info("identity profiles moved from the KV bucket to the local store; bucket removed",
-		"bucket", bucket, "profiles", n, "already_there", kept, "dir", l.dir, "took", time.Since(start).Round(time.Millisecond))
-	return n, nil
+	return localdb.MoveBucket(ctx, js, localdb.Move{Bucket: bucket, What: "identity profiles", Kind: "identity", Noun: "profiles", Dir: l.dir}, log, l.copyFrom)
 }
 
 // copyFrom creates every live profile of kv that l lacks, with its write

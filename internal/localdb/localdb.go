@@ -5,8 +5,10 @@
 // level, at most two compactions at once, and the write-ahead log of
 // writes made without sync fsynced every WALSync while there are some.
 // Each user keeps its own key layout, expiry and locking; this package
-// holds only what opening and keeping such a store has in common. It
-// imports no other capstan package.
+// holds only what opening and keeping such a store has in common: the
+// expiry sweep in chunks (Sweep), look-ups of likely absent keys (Probe)
+// and the one-time move of a JetStream KV bucket into a store
+// (MoveBucket). It imports no other capstan package.
 package localdb
 
 import (
