@@ -56,68 +56,31 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue, progre
 	if err != nil {
 		return 0, 0, err
 	}
-	b := l.db.NewBatch()
-	defer func() { b.Close() }()
-	pending := 0
-	next := time.Now().Add(migrateProgress)
-	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
-			return err
-		}
-		b.Close()
-		b, pending = l.db.NewBatch(), 0
-		return nil
-	}
-	for {
-		var e jetstream.KeyValueEntry
-		select {
-		case <-ctx.Done():
-			return n, kept, ctx.Err()
-		case e = <-w.Updates():
-		}
-		if e == nil {
-			break // the initial values are all read
-		}
-		k, err := guardLocalKey(e.Key())
-		if err != nil {
-			continue // not the guard's (written by hand): not ours to keep
-		}
-		v := l.encodeAt(e.Created(), e.Value())
-		if _, ok := l.live(v); !ok {
-			continue // expired in the bucket too
-		}
-		mu := l.stripe(k)
-		mu.Lock()
-		exists := false
-		if !fresh {
-			_, exists, err = l.read(k)
-		}
-		if err == nil && !exists {
-			err = b.Set(k, v, nil)
-		}
-		mu.Unlock()
-		switch {
-		case err != nil:
-			return n, kept, err
-		case exists:
-			kept++
-			continue
-		}
-		n++
-		if pending++; pending == migrateBatch {
-			if err := flush(); err != nil {
-				return n, kept, err
+	n, kept, err = l.store.CopyWatch(ctx, w, migrateBatch, migrateProgress, progress,
+		func(b *pebble.Batch, e jetstream.KeyValueEntry) (localdb.Copied, error) {
+			k, err := guardLocalKey(e.Key())
+			if err != nil {
+				return localdb.Skipped, nil // not the guard's (written by hand): not ours to keep
 			}
-			if progress != nil && time.Now().After(next) {
-				progress(n, kept)
-				next = time.Now().Add(migrateProgress)
+			v := l.encodeAt(e.Created(), e.Value())
+			if _, ok := l.live(v); !ok {
+				return localdb.Skipped, nil // expired in the bucket too
 			}
-		}
-	}
-	if err := flush(); err != nil {
+			mu := l.stripe(k)
+			mu.Lock()
+			defer mu.Unlock()
+			exists := false
+			if !fresh {
+				if _, exists, err = l.read(k); err != nil {
+					return localdb.Skipped, err
+				}
+			}
+			if exists {
+				return localdb.Kept, nil
+			}
+			return localdb.Added, b.Set(k, v, nil)
+		})
+	if err != nil {
 		return n, kept, err
 	}
 	return n, kept, l.db.LogData(nil, pebble.Sync)

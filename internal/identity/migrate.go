@@ -60,67 +60,30 @@ func (l *Local) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress fu
 	if err != nil {
 		return 0, 0, err
 	}
-	b := l.db.NewBatch()
-	defer func() { b.Close() }()
-	pending := 0
-	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
-			return err
-		}
-		l.store.Dirty()
-		b.Close()
-		b, pending = l.db.NewBatch(), 0
-		return nil
-	}
-	next := time.Now().Add(migrateProgress)
-	for {
-		var e jetstream.KeyValueEntry
-		select {
-		case <-ctx.Done():
-			return n, kept, ctx.Err()
-		case e = <-w.Updates():
-		}
-		if e == nil {
-			break // the initial values are all read
-		}
-		k, err := localKey(e.Key())
-		if err != nil {
-			continue // not a profile (written by hand): not ours to keep
-		}
-		// A key of the batch not yet committed cannot come twice: the watch
-		// gives the last value of each key once.
-		mu := l.stripe(e.Key())
-		mu.Lock()
-		rev := uint64(1)
-		if !fresh {
-			rev, err = l.check(k, 0)
-		}
-		if err == nil {
-			err = b.Set(k, encodeValue(rev, e.Created(), e.Value()), nil)
-		}
-		mu.Unlock()
-		switch {
-		case casConflict(err):
-			kept++ // copied by an earlier run, or written since
-			continue
-		case err != nil:
-			return n, kept, err
-		}
-		n++
-		if pending++; pending == migrateBatch {
-			if err := flush(); err != nil {
-				return n, kept, err
+	n, kept, err = l.store.CopyWatch(ctx, w, migrateBatch, migrateProgress, progress,
+		func(b *pebble.Batch, e jetstream.KeyValueEntry) (localdb.Copied, error) {
+			k, err := localKey(e.Key())
+			if err != nil {
+				return localdb.Skipped, nil // not a profile (written by hand): not ours to keep
 			}
-			if progress != nil && time.Now().After(next) {
-				progress(n, kept)
-				next = time.Now().Add(migrateProgress)
+			// A key of the batch not yet committed cannot come twice: the
+			// watch gives the last value of each key once.
+			mu := l.stripe(e.Key())
+			mu.Lock()
+			defer mu.Unlock()
+			rev := uint64(1)
+			if !fresh {
+				rev, err = l.check(k, 0)
 			}
-		}
-	}
-	if err := flush(); err != nil {
+			switch {
+			case casConflict(err):
+				return localdb.Kept, nil // copied by an earlier run, or written since
+			case err != nil:
+				return localdb.Skipped, err
+			}
+			return localdb.Added, b.Set(k, encodeValue(rev, e.Created(), e.Value()), nil)
+		})
+	if err != nil {
 		return n, kept, err
 	}
 	return n, kept, l.db.Flush()

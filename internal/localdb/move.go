@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -60,4 +61,71 @@ func MoveBucket(ctx context.Context, js jetstream.JetStream, m Move, log *slog.L
 	log.Info(m.What+" moved from the KV bucket to the local store; bucket removed",
 		"bucket", m.Bucket, m.Noun, n, "already_there", kept, "dir", m.Dir, "took", time.Since(start).Round(time.Millisecond))
 	return n, nil
+}
+
+// Copied says what CopyWatch's put did with one bucket entry.
+type Copied int
+
+const (
+	Skipped Copied = iota // not the store's to keep (another kind of key, expired)
+	Kept                  // the store already has the key: left as it is
+	Added                 // written into the batch
+)
+
+// CopyWatch writes the entries of the bucket watch w (its initial values,
+// up to the nil that ends them) into d, batch entries per batch committed
+// without sync: put decides for each entry and adds it to the batch. It
+// calls progress (if not nil) after a batch when every has passed since
+// the start or the last call, and returns how many entries were added and
+// kept. Making the copy durable is the caller's, after it returns.
+func (d *DB) CopyWatch(ctx context.Context, w jetstream.KeyWatcher, batch int, every time.Duration,
+	progress func(n, kept int), put func(b *pebble.Batch, e jetstream.KeyValueEntry) (Copied, error)) (n, kept int, err error) {
+	b := d.NewBatch()
+	defer func() { b.Close() }()
+	pending := 0
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+		d.Dirty()
+		b.Close()
+		b, pending = d.NewBatch(), 0
+		return nil
+	}
+	next := time.Now().Add(every)
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return n, kept, ctx.Err()
+		case e = <-w.Updates():
+		}
+		if e == nil {
+			break // the initial values are all read
+		}
+		c, err := put(b, e)
+		switch {
+		case err != nil:
+			return n, kept, err
+		case c == Kept:
+			kept++
+			continue
+		case c == Skipped:
+			continue
+		}
+		n++
+		if pending++; pending == batch {
+			if err := flush(); err != nil {
+				return n, kept, err
+			}
+			if progress != nil && time.Now().After(next) {
+				progress(n, kept)
+				next = time.Now().Add(every)
+			}
+		}
+	}
+	return n, kept, flush()
 }
