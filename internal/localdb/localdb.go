@@ -9,7 +9,8 @@
 // of its layout's version (CheckFormat), one lifecycle (uses under way
 // hold Close off, Acquire; later ones fail with ErrClosed), the expiry
 // sweeps in chunks (Sweep, StartSweeps), look-ups of likely absent keys
-// (Probe), backups (Checkpoint), the store's metrics (Collector) and the
+// (Probe), backups (Checkpoint, and the tools' requests to a running
+// capstan, Serve and Call), the store's metrics (Collector) and the
 // one-time move of a JetStream KV bucket into a store (MoveBucket). It
 // imports no other capstan package.
 package localdb
