@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -60,18 +59,10 @@ type GuardLocal struct {
 	store *localdb.DB // opened, locked, its log synced
 	db    *pebble.DB  // store.DB
 	dir   string
-	log   *slog.Logger
 	seed  maphash.Seed
 	locks [guardStripes]sync.Mutex
 	ttl   time.Duration
 	now   func() time.Time
-
-	mu       sync.RWMutex // closed: Close exclusively, the others shared
-	closed   bool
-	stop     chan struct{} // closed by Close: the sweeper stops
-	stopOnce sync.Once
-	done     sync.WaitGroup // the sweeper
-	removed  atomic.Uint64
 }
 
 // GuardLocalConfig configures OpenGuardLocal. The zero value of a field
@@ -117,51 +108,17 @@ func OpenGuardLocal(cfg GuardLocalConfig) (*GuardLocal, error) {
 	case err != nil:
 		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
 	}
-	l := &GuardLocal{store: store, db: store.DB, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), ttl: GuardTTL, now: cfg.now, stop: make(chan struct{})}
-	if err := l.checkFormat(); err != nil {
+	l := &GuardLocal{store: store, db: store.DB, dir: cfg.Dir, seed: maphash.MakeSeed(), ttl: GuardTTL, now: cfg.now}
+	if err := store.CheckFormat(guardFormatKey, guardFormat); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
 	}
-	l.done.Add(1)
-	go l.sweeper(cfg.SweepEvery)
+	store.StartSweeps(cfg.SweepEvery, l.sweep, "expired eventId claims")
 	return l, nil
 }
 
-func (l *GuardLocal) checkFormat() error {
-	v, c, err := l.db.Get(guardFormatKey)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return l.db.Set(guardFormatKey, []byte(guardFormat), pebble.Sync)
-	}
-	if err != nil {
-		return fmt.Errorf("read format: %w", err)
-	}
-	defer c.Close()
-	if string(v) != guardFormat {
-		return fmt.Errorf("format %q, want %q", v, guardFormat)
-	}
-	return nil
-}
-
-func (l *GuardLocal) sweeper(every time.Duration) {
-	defer l.done.Done()
-	localdb.RunSweeps(l.stop, every, l.sweep, errGuardClosed, l.log, "expired eventId claims")
-}
-
-var errGuardClosed = errors.New("eventId guard store closed")
-
 // Close stops the sweep and closes the store.
-func (l *GuardLocal) Close() error {
-	l.stopOnce.Do(func() { close(l.stop) }) // first: a sweep under way stops
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return errGuardClosed
-	}
-	l.closed = true
-	l.mu.Unlock()
-	l.done.Wait()
-	return l.store.Close()
-}
+func (l *GuardLocal) Close() error { return l.store.Close() }
 
 // Dir returns the store's directory.
 func (l *GuardLocal) Dir() string { return l.dir }
@@ -246,11 +203,10 @@ func (l *GuardLocal) get(_ context.Context, key string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return nil, false, errGuardClosed
+	if err := l.store.Acquire(); err != nil {
+		return nil, false, err
 	}
+	defer l.store.Release()
 	return l.read(k)
 }
 
@@ -282,14 +238,13 @@ func (l *GuardLocal) createAll(ctx context.Context, cg *claimGroup, claims []*gu
 // errs[i] is nil when key i was created, errClaimExists when it exists.
 func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byte) []error {
 	errs := make([]error, len(keys))
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
+	if err := l.store.Acquire(); err != nil {
 		for i := range errs {
-			errs[i] = errGuardClosed
+			errs[i] = err
 		}
 		return errs
 	}
+	defer l.store.Release()
 	ks := make([][]byte, len(keys))
 	var held [guardStripes]bool
 	for i, key := range keys {
@@ -360,11 +315,10 @@ func (l *GuardLocal) create(ctx context.Context, key string, value []byte) (bool
 // per accepted request), so that a conversion the remote accepted is on
 // disk as such before its event is acknowledged.
 func (l *GuardLocal) putAll(_ context.Context, writes []markWrite) ([]markWrite, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return writes, errGuardClosed
+	if err := l.store.Acquire(); err != nil {
+		return writes, err
 	}
+	defer l.store.Release()
 	b := l.db.NewBatch()
 	defer b.Close()
 	for _, w := range writes {
@@ -387,11 +341,10 @@ func (l *GuardLocal) deleteIf(_ context.Context, key string, value []byte) error
 	if err != nil {
 		return err
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return errGuardClosed
+	if err := l.store.Acquire(); err != nil {
+		return err
 	}
+	defer l.store.Release()
 	mu := l.stripe(k)
 	mu.Lock()
 	defer mu.Unlock()
@@ -405,46 +358,25 @@ func (l *GuardLocal) deleteIf(_ context.Context, key string, value []byte) error
 
 // sync fsyncs the log: every write made so far is durable.
 func (l *GuardLocal) sync(context.Context) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return errGuardClosed
+	if err := l.store.Acquire(); err != nil {
+		return err
 	}
+	defer l.store.Release()
 	return l.db.LogData(nil, pebble.Sync)
 }
 
 // sweep removes the expired keys, localdb.SweepChunk at a time, and
 // returns how many.
 func (l *GuardLocal) sweep() (int, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return 0, errGuardClosed
-	}
-	n, err := l.store.Sweep(l.stop, []byte{'e'}, []byte{'h'}, func(_, v []byte) bool {
+	return l.store.Sweep([]byte{'e'}, []byte{'h'}, func(_, v []byte) bool {
 		_, ok := l.live(v)
 		return !ok
 	}, l.stripe)
-	l.removed.Add(uint64(n))
-	if errors.Is(err, localdb.ErrSweepStopped) {
-		err = errGuardClosed
-	}
-	return n, err
 }
 
 // Checkpoint writes a consistent copy of the store to dir, which must not
 // exist (a backup).
-func (l *GuardLocal) Checkpoint(dir string) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return errGuardClosed
-	}
-	if err := l.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		return fmt.Errorf("checkpoint eventId guard store: %w", err)
-	}
-	return nil
-}
+func (l *GuardLocal) Checkpoint(dir string) error { return l.store.Checkpoint(dir) }
 
 // Claimed reports whether destination dest's eventId id, under scope (the
 // conversion rule), is claimed in the store (for tools and tests).

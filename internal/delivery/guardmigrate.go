@@ -44,11 +44,10 @@ func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue, progre
 		return 0, 0, err
 	}
 	defer func() { _ = w.Stop() }()
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return 0, 0, errGuardClosed
+	if err := l.store.Acquire(); err != nil {
+		return 0, 0, err
 	}
+	defer l.store.Release()
 	// An empty store (the first run) has no key to keep: the lookup per
 	// key is left out. Nothing else writes to the store while it migrates
 	// (the runners and capstan backup's service start after).

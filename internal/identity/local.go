@@ -78,21 +78,17 @@ type Local struct {
 	store *localdb.DB // opened, locked, synced
 	db    *pebble.DB  // store.DB
 	dir   string
-	log   *slog.Logger
 	seed  maphash.Seed
 	locks [stripes]sync.Mutex // by key hash: compare-and-set
 
-	// mu guards closed, ttl, now and swept: every method holds it shared,
-	// Close and bind exclusively.
-	mu     sync.RWMutex
-	closed bool
-	ttl    time.Duration // 0 until bind: nothing expires
-	now    func() time.Time
-	swept  chan struct{} // closed when the sweeper ends; nil: none started
+	expiry atomic.Pointer[expiry] // nil until bind: nothing expires
+	sweeps sync.Once              // started by the first bind
+}
 
-	stop     chan struct{} // closed by Close: the sweeper stops
-	stopOnce sync.Once
-	removed  atomic.Uint64 // expired profiles the sweeps removed
+// expiry is when profiles expire: TTL after their last write, by now.
+type expiry struct {
+	ttl time.Duration // 0: never
+	now func() time.Time
 }
 
 // OpenLocal opens the local store in cfg.Dir, creating it if needed.
@@ -120,40 +116,19 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 	case err != nil:
 		return nil, fmt.Errorf("open identity store %s (damaged? it is derived data: remove the directory to start an empty graph): %w", cfg.Dir, err)
 	}
-	l := &Local{store: store, db: store.DB, dir: cfg.Dir, log: log, seed: maphash.MakeSeed(), now: time.Now, stop: make(chan struct{})}
-	if err := l.checkFormat(); err != nil {
+	l := &Local{store: store, db: store.DB, dir: cfg.Dir, seed: maphash.MakeSeed()}
+	if err := store.CheckFormat(formatKey, localFormat); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
 	}
 	return l, nil
 }
 
-func (l *Local) checkFormat() error {
-	v, c, err := l.db.Get(formatKey)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return l.db.Set(formatKey, []byte(localFormat), pebble.Sync)
-	}
-	if err != nil {
-		return fmt.Errorf("read format: %w", err)
-	}
-	defer c.Close()
-	if string(v) != localFormat {
-		return fmt.Errorf("format %q, want %q", v, localFormat)
-	}
-	return nil
-}
-
 // bind sets the TTL and clock (the Graph's, at Open) and starts the sweep
 // of expired profiles, once.
 func (l *Local) bind(ttl time.Duration, now func() time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.ttl, l.now = ttl, now
-	if l.closed || l.swept != nil {
-		return
-	}
-	l.swept = make(chan struct{})
-	go l.sweeper(l.swept, sweepEvery(ttl))
+	l.expiry.Store(&expiry{ttl: ttl, now: now})
+	l.sweeps.Do(func() { l.store.StartSweeps(sweepEvery(ttl), l.sweep, "expired identity profiles") })
 }
 
 // sweepEvery is how often the sweeper looks for expired profiles: a
@@ -162,29 +137,8 @@ func (l *Local) bind(ttl time.Duration, now func() time.Time) {
 // gives back their disk space.
 func sweepEvery(ttl time.Duration) time.Duration { return max(time.Minute, min(ttl/16, 24*time.Hour)) }
 
-func (l *Local) sweeper(done chan<- struct{}, every time.Duration) {
-	defer close(done)
-	localdb.RunSweeps(l.stop, every, l.sweep, errLocalClosed, l.log, "expired identity profiles")
-}
-
-var errLocalClosed = errors.New("identity store closed")
-
 // Close stops the sweep and closes the store.
-func (l *Local) Close() error {
-	l.stopOnce.Do(func() { close(l.stop) }) // first: a sweep under way stops
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return errLocalClosed
-	}
-	l.closed = true
-	swept := l.swept
-	l.mu.Unlock()
-	if swept != nil {
-		<-swept
-	}
-	return l.store.Close()
-}
+func (l *Local) Close() error { return l.store.Close() }
 
 // Dir returns the store's directory.
 func (l *Local) Dir() string { return l.dir }
@@ -225,7 +179,7 @@ func (l *Local) value(v []byte) (stored, error) {
 		data:   bytes.Clone(v[16:]),
 		exists: true,
 	}
-	if l.ttl > 0 && !l.now().Before(s.at.Add(l.ttl)) {
+	if e := l.expiry.Load(); e != nil && e.ttl > 0 && !e.now().Before(s.at.Add(e.ttl)) {
 		s.exists, s.data = false, nil
 	}
 	return s, nil
@@ -259,11 +213,10 @@ func (l *Local) get(_ context.Context, key string) (stored, error) {
 	if err != nil {
 		return stored{}, err
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return stored{}, errLocalClosed
+	if err := l.store.Acquire(); err != nil {
+		return stored{}, err
 	}
+	defer l.store.Release()
 	s, err := l.read(k)
 	if !s.exists {
 		s.rev = 0 // an expired profile is absent: a create (0) replaces it
@@ -305,11 +258,10 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 	if err != nil {
 		return 0, err
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return 0, errLocalClosed
+	if err := l.store.Acquire(); err != nil {
+		return 0, err
 	}
+	defer l.store.Release()
 	mu := l.stripe(key)
 	mu.Lock()
 	defer mu.Unlock()
@@ -327,14 +279,13 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 // createAll writes the creates in one batch, holding the keys' locks.
 func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at time.Time) ([]uint64, []error) {
 	revs, errs := make([]uint64, len(keys)), make([]error, len(keys))
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
+	if err := l.store.Acquire(); err != nil {
 		for i := range errs {
-			errs[i] = errLocalClosed
+			errs[i] = err
 		}
 		return revs, errs
 	}
+	defer l.store.Release()
 	var held [stripes]bool
 	for _, key := range keys {
 		held[maphash.String(l.seed, key)%stripes] = true
@@ -388,11 +339,10 @@ func (l *Local) purge(_ context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return errLocalClosed
+	if err := l.store.Acquire(); err != nil {
+		return err
 	}
+	defer l.store.Release()
 	mu := l.stripe(key)
 	mu.Lock()
 	defer mu.Unlock()
@@ -404,11 +354,10 @@ func (l *Local) purge(_ context.Context, key string) error {
 // deletion forces one over each key (one key's range: the few tables, one
 // per level, that may hold it).
 func (l *Local) compact(ctx context.Context, keys []string) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return errLocalClosed
+	if err := l.store.Acquire(); err != nil {
+		return err
 	}
+	defer l.store.Release()
 	for _, key := range keys {
 		k, err := localKey(key)
 		if err != nil {
@@ -422,11 +371,10 @@ func (l *Local) compact(ctx context.Context, keys []string) error {
 }
 
 func (l *Local) each(ctx context.Context, fn func(key string, s stored) error) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return errLocalClosed
+	if err := l.store.Acquire(); err != nil {
+		return err
 	}
+	defer l.store.Release()
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'v'}})
 	if err != nil {
 		return err
@@ -459,15 +407,10 @@ func (l *Local) each(ctx context.Context, fn func(key string, s stored) error) e
 
 // sweep removes the expired profiles and returns how many.
 func (l *Local) sweep() (int, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return 0, errLocalClosed
-	}
-	if l.ttl <= 0 {
+	if e := l.expiry.Load(); e == nil || e.ttl <= 0 {
 		return 0, nil
 	}
-	n, err := l.store.Sweep(l.stop, []byte{'a'}, []byte{'v'}, func(k, v []byte) bool {
+	return l.store.Sweep([]byte{'a'}, []byte{'v'}, func(k, v []byte) bool {
 		if _, ok := profileKey(k); !ok {
 			return false // a meta key
 		}
@@ -477,23 +420,8 @@ func (l *Local) sweep() (int, error) {
 		key, _ := profileKey(k)
 		return l.stripe(key)
 	})
-	l.removed.Add(uint64(n))
-	if errors.Is(err, localdb.ErrSweepStopped) {
-		err = errLocalClosed
-	}
-	return n, err
 }
 
 // Checkpoint writes a consistent copy of the store to dir, which must not
 // exist (a backup).
-func (l *Local) Checkpoint(dir string) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return errLocalClosed
-	}
-	if err := l.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		return fmt.Errorf("checkpoint identity store: %w", err)
-	}
-	return nil
-}
+func (l *Local) Checkpoint(dir string) error { return l.store.Checkpoint(dir) }

@@ -47,11 +47,10 @@ func (l *Local) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress fu
 		return 0, 0, err
 	}
 	defer func() { _ = w.Stop() }()
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return 0, 0, errLocalClosed
+	if err := l.store.Acquire(); err != nil {
+		return 0, 0, err
 	}
+	defer l.store.Release()
 	// An empty store (the first run) has no key to keep: the lookup per
 	// key, most of the CPU a key costs, is left out. Nothing else writes
 	// to the store while it migrates (serve starts delivery, the admin API

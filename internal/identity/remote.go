@@ -2,13 +2,14 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/capstan-gw/capstan/internal/localdb"
 )
 
 // A tool attached to the embedded engine of a running capstan (`capstan
@@ -16,7 +17,12 @@ import (
 // store, which that capstan holds: it reaches it through requests to the
 // running capstan (Serve), on the engine's local, token-protected
 // connection. Keys travel (hashes), never ids.
-const remoteSubject = "capstan.engine.identity"
+var remoteService = localdb.Service{
+	Subject: "capstan.engine.identity",
+	What:    "identity store",
+	Timeout: remoteTimeout,
+	Absent:  "it runs without the identity graph",
+}
 
 // remoteTimeout bounds one request to the running capstan.
 const remoteTimeout = 10 * time.Second
@@ -71,21 +77,10 @@ func (e *remoteError) err() error {
 // engine (Remote) from l, until nc closes or the subscription is
 // unsubscribed.
 func Serve(nc *nats.Conn, l *Local) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(remoteSubject, func(m *nats.Msg) {
-		b, _ := json.Marshal(l.answer(m.Data))
-		_ = m.Respond(b)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("identity store service: %w", err)
-	}
-	return sub, nil
+	return localdb.Serve(nc, remoteService, l.answer, func(err error) remoteReply { return remoteReply{Err: toRemote(err)} })
 }
 
-func (l *Local) answer(data []byte) remoteReply {
-	var req remoteRequest
-	if err := json.Unmarshal(data, &req); err != nil {
-		return remoteReply{Err: toRemote(fmt.Errorf("bad request: %w", err))}
-	}
+func (l *Local) answer(req remoteRequest) remoteReply {
 	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
 	defer cancel()
 	one := len(req.Keys) == 1
@@ -121,24 +116,7 @@ func Remote(nc *nats.Conn) Store { return remote{nc} }
 type remote struct{ nc *nats.Conn }
 
 func (r remote) call(ctx context.Context, req remoteRequest) (remoteReply, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return remoteReply{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, remoteTimeout)
-	defer cancel()
-	m, err := r.nc.RequestWithContext(ctx, remoteSubject, b)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return remoteReply{}, fmt.Errorf("identity store of the running capstan: %w (it runs without the identity graph)", err)
-	}
-	if err != nil {
-		return remoteReply{}, fmt.Errorf("identity store of the running capstan: %w", err)
-	}
-	var rep remoteReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return remoteReply{}, fmt.Errorf("identity store of the running capstan: bad reply: %w", err)
-	}
-	return rep, nil
+	return localdb.Call[remoteRequest, remoteReply](ctx, r.nc, remoteService, req)
 }
 
 func (r remote) get(ctx context.Context, key string) (stored, error) {

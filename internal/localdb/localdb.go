@@ -5,10 +5,14 @@
 // level, at most two compactions at once, and the write-ahead log of
 // writes made without sync fsynced every WALSync while there are some.
 // Each user keeps its own key layout, expiry and locking; this package
-// holds only what opening and keeping such a store has in common: the
-// expiry sweep in chunks (Sweep), look-ups of likely absent keys (Probe)
-// and the one-time move of a JetStream KV bucket into a store
-// (MoveBucket). It imports no other capstan package.
+// holds what opening and keeping such a store has in common: the check
+// of its layout's version (CheckFormat), one lifecycle (uses under way
+// hold Close off, Acquire; later ones fail with ErrClosed), the expiry
+// sweeps in chunks (Sweep, StartSweeps), look-ups of likely absent keys
+// (Probe), backups (Checkpoint, and the tools' requests to a running
+// capstan, Serve and Call), the store's metrics (Collector) and the
+// one-time move of a JetStream KV bucket into a store (MoveBucket). It
+// imports no other capstan package.
 package localdb
 
 import (
@@ -38,6 +42,11 @@ const WALSync = 100 * time.Millisecond
 // or another) holds the directory.
 var ErrInUse = errors.New("in use by another process")
 
+// ErrClosed is wrapped by the error of every use of a DB after its Close
+// (Acquire, Checkpoint, Figures, Sweep, a second Close), which reads
+// "<What> closed".
+var ErrClosed = errors.New("closed")
+
 // Options configures Open.
 type Options struct {
 	// Dir holds the database; created (0700) if missing. Required.
@@ -60,11 +69,17 @@ type DB struct {
 	what  string
 	log   *slog.Logger
 
-	dirty     atomic.Bool
-	stop      chan struct{}
-	synced    chan struct{}
-	closeOnce sync.Once
-	closeErr  error
+	dirty atomic.Bool
+	swept atomic.Uint64 // keys the sweeps removed
+
+	// mu guards closed: Acquire holds it shared, Close exclusively.
+	mu        sync.RWMutex
+	closed    bool
+	errClosed error // "<what> closed", wrapping ErrClosed
+
+	stop     chan struct{} // closed by Close: the syncer and the sweeps stop
+	stopOnce sync.Once
+	tasks    sync.WaitGroup // the syncer and the sweeps
 }
 
 // Open opens (or creates) the store in o.Dir and starts its log syncer.
@@ -111,60 +126,135 @@ func Open(o Options) (*DB, error) {
 		f.Close()
 		return nil, err
 	}
-	d := &DB{DB: db, cache: cache, lock: f, dir: o.Dir, what: o.What, log: log, stop: make(chan struct{}), synced: make(chan struct{})}
-	go d.syncer()
+	d := &DB{DB: db, cache: cache, lock: f, dir: o.Dir, what: o.What, log: log, stop: make(chan struct{}),
+		errClosed: fmt.Errorf("%s %w", o.What, ErrClosed)}
+	d.repeat(WALSync, d.syncLog)
 	return d, nil
 }
+
+// CheckFormat checks that the version of the store's layout, stored at
+// key, is format, and writes it (synced) into a store that has none yet:
+// a store of another version is refused rather than read wrong. Right
+// after Open, before any other use.
+func (d *DB) CheckFormat(key []byte, format string) error {
+	v, c, err := d.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return d.Set(key, []byte(format), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read format: %w", err)
+	}
+	defer c.Close()
+	if string(v) != format {
+		return fmt.Errorf("format %q, want %q", v, format)
+	}
+	return nil
+}
+
+// Acquire holds Close off until Release, or returns the error wrapping
+// ErrClosed once Close has begun: every use of the store but Dirty goes
+// between the two. Uses hold it shared, so they run concurrently; one
+// must not Acquire again while it holds it (a Close waiting between the
+// two would deadlock them), nor call the methods of DB that acquire it
+// themselves (Checkpoint, Figures, Sweep).
+func (d *DB) Acquire() error {
+	d.mu.RLock()
+	if d.closed {
+		d.mu.RUnlock()
+		return d.errClosed
+	}
+	return nil
+}
+
+// Release ends a use begun by a successful Acquire.
+func (d *DB) Release() { d.mu.RUnlock() }
 
 // Dirty notes writes made without sync: the syncer fsyncs the log within
 // WALSync.
 func (d *DB) Dirty() { d.dirty.Store(true) }
 
-func (d *DB) syncer() {
-	defer close(d.synced)
-	t := time.NewTicker(WALSync)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-t.C:
-		}
-		if !d.dirty.Swap(false) {
-			continue
-		}
-		if err := d.LogData(nil, pebble.Sync); err != nil {
-			d.log.Error("syncing the "+d.what+"'s log failed", "error", err)
-		}
+// syncLog writes out and fsyncs the log if there were writes without
+// sync since it last did.
+func (d *DB) syncLog() {
+	if !d.dirty.Swap(false) {
+		return
+	}
+	if err := d.LogData(nil, pebble.Sync); err != nil {
+		d.log.Error("syncing the "+d.what+"'s log failed", "error", err)
 	}
 }
 
-// Close stops the syncer, syncs the log if there were writes since its
-// last sync, and closes the database, the cache and the lock. The caller
-// stops its own users first.
+// repeat calls fn every `every` in a goroutine of its own until Close,
+// which waits for it. Not after Close: the caller holds Acquire, or is
+// Open.
+func (d *DB) repeat(every time.Duration, fn func()) {
+	d.tasks.Add(1)
+	go func() {
+		defer d.tasks.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.stop:
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+}
+
+// Close stops the sweeps and the syncer, waits for the uses under way
+// (Acquire) and the sweeps to end, syncs the log if there were writes
+// since its last sync, and closes the database, the cache and the lock.
+// A sweep under way stops at its next key. Uses after Close, and a second
+// Close, fail with an error wrapping ErrClosed. The caller stops its own
+// users first.
 func (d *DB) Close() error {
-	d.closeOnce.Do(func() {
-		close(d.stop)
-		<-d.synced
-		var err error
-		if d.dirty.Swap(false) {
-			err = d.LogData(nil, pebble.Sync)
-		}
-		err = errors.Join(err, d.DB.Close())
-		d.cache.Unref()
-		d.lock.Close()
-		if err != nil {
-			d.closeErr = fmt.Errorf("close %s: %w", d.what, err)
-		}
-	})
-	return d.closeErr
+	d.stopOnce.Do(func() { close(d.stop) }) // first: a sweep under way stops
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return d.errClosed
+	}
+	d.closed = true
+	d.mu.Unlock()
+	d.tasks.Wait()
+	var err error
+	if d.dirty.Swap(false) {
+		err = d.LogData(nil, pebble.Sync)
+	}
+	err = errors.Join(err, d.DB.Close())
+	d.cache.Unref()
+	d.lock.Close()
+	if err != nil {
+		return fmt.Errorf("close %s: %w", d.what, err)
+	}
+	return nil
+}
+
+// Checkpoint writes a consistent copy of the store to dir, which must not
+// exist (a backup): its log is flushed first, so that the copy holds
+// every write made before the call, synced or not.
+func (d *DB) Checkpoint(dir string) error {
+	if err := d.Acquire(); err != nil {
+		return err
+	}
+	defer d.Release()
+	if err := d.DB.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", d.what, err)
+	}
+	return nil
 }
 
 // Figures returns the entries of the store's tables (an estimate: deleted
 // and replaced ones count until compaction drops them; the memtables are
-// not counted) and the disk space of its files, for metrics. Not after
-// Close.
+// not counted) and the disk space of its files, for metrics.
 func (d *DB) Figures() (keys, disk int64, err error) {
+	if err := d.Acquire(); err != nil {
+		return 0, 0, err
+	}
+	defer d.Release()
 	levels, err := d.SSTables(pebble.WithProperties())
 	if err != nil {
 		return 0, 0, err

@@ -13,18 +13,27 @@ import (
 // its memory stays bounded however many keys expired at once.
 const SweepChunk = 1024
 
-// ErrSweepStopped is Sweep's error when stop closed during the sweep.
-var ErrSweepStopped = errors.New("sweep stopped")
-
 // Sweep removes the keys of [lower, upper) whose values expired (it asks
 // expired, which must also say false for keys that are not the caller's
-// expiring kind, such as meta keys) and returns how many it removed. It
+// expiring kind, such as meta keys) and returns how many it removed,
+// which the store's <prefix>_expired_removed_total counts (Collector). It
 // reads a fixed view of the store and removes SweepChunk keys at a time,
 // each under lock(key) and only if it is still expired then: a write since
 // the read renewed it. Deletes are not synced (Dirty: the syncer writes
 // them out); losing them to a crash only leaves keys that reads already
-// ignore for the next sweep.
-func (d *DB) Sweep(stop <-chan struct{}, lower, upper []byte, expired func(k, v []byte) bool, lock func(k []byte) *sync.Mutex) (int, error) {
+// ignore for the next sweep. Close stops it at the next key, with the
+// error wrapping ErrClosed, as after Close.
+func (d *DB) Sweep(lower, upper []byte, expired func(k, v []byte) bool, lock func(k []byte) *sync.Mutex) (int, error) {
+	if err := d.Acquire(); err != nil {
+		return 0, err
+	}
+	defer d.Release()
+	n, err := d.sweep(lower, upper, expired, lock)
+	d.swept.Add(uint64(n))
+	return n, err
+}
+
+func (d *DB) sweep(lower, upper []byte, expired func(k, v []byte) bool, lock func(k []byte) *sync.Mutex) (int, error) {
 	it, err := d.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return 0, err
@@ -33,10 +42,8 @@ func (d *DB) Sweep(stop <-chan struct{}, lower, upper []byte, expired func(k, v 
 	n := 0
 	chunk := make([][]byte, 0, SweepChunk)
 	for it.First(); it.Valid(); it.Next() {
-		select {
-		case <-stop:
-			return n, ErrSweepStopped
-		default:
+		if d.stopping() {
+			return n, d.errClosed
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -46,7 +53,7 @@ func (d *DB) Sweep(stop <-chan struct{}, lower, upper []byte, expired func(k, v 
 			chunk = append(chunk, bytes.Clone(it.Key()))
 		}
 		if len(chunk) == SweepChunk {
-			m, err := d.removeExpired(stop, chunk, expired, lock)
+			m, err := d.removeExpired(chunk, expired, lock)
 			n += m
 			if err != nil {
 				return n, err
@@ -57,17 +64,15 @@ func (d *DB) Sweep(stop <-chan struct{}, lower, upper []byte, expired func(k, v 
 	if err := it.Error(); err != nil {
 		return n, err
 	}
-	m, err := d.removeExpired(stop, chunk, expired, lock)
+	m, err := d.removeExpired(chunk, expired, lock)
 	return n + m, err
 }
 
-func (d *DB) removeExpired(stop <-chan struct{}, keys [][]byte, expired func(k, v []byte) bool, lock func(k []byte) *sync.Mutex) (int, error) {
+func (d *DB) removeExpired(keys [][]byte, expired func(k, v []byte) bool, lock func(k []byte) *sync.Mutex) (int, error) {
 	n := 0
 	for _, k := range keys {
-		select {
-		case <-stop:
-			return n, ErrSweepStopped
-		default:
+		if d.stopping() {
+			return n, d.errClosed
 		}
 		mu := lock(k)
 		mu.Lock()
@@ -93,31 +98,32 @@ func (d *DB) removeExpired(stop <-chan struct{}, keys [][]byte, expired func(k, 
 	return n, nil
 }
 
-// RunSweeps calls sweep every `every` until stop closes, logging its
-// errors (but those wrapping quiet: the store closing) and, when it
-// removed some, how many, as "<what> removed". Run it in its own
-// goroutine.
-func RunSweeps(stop <-chan struct{}, every time.Duration, sweep func() (int, error), quiet error, log Logger, what string) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			n, err := sweep()
-			switch {
-			case err != nil && !errors.Is(err, quiet) && !errors.Is(err, ErrSweepStopped):
-				log.Error("sweeping "+what+" failed", "error", err)
-			case n > 0:
-				log.Info(what+" removed", "count", n)
-			}
-		}
+// stopping reports whether Close has begun: a sweep under way stops.
+func (d *DB) stopping() bool {
+	select {
+	case <-d.stop:
+		return true
+	default:
+		return false
 	}
 }
 
-// Logger is what RunSweeps logs to (*slog.Logger).
-type Logger interface {
-	Error(msg string, args ...any)
-	Info(msg string, args ...any)
+// StartSweeps calls sweep (the store's, which calls Sweep) every `every`
+// in a goroutine of its own until Close, which waits for it, logging its
+// errors (but those of Close: ErrClosed) and, when it removed some, how
+// many, as "<what> removed". After Close it starts nothing.
+func (d *DB) StartSweeps(every time.Duration, sweep func() (int, error), what string) {
+	if err := d.Acquire(); err != nil {
+		return
+	}
+	defer d.Release()
+	d.repeat(every, func() {
+		n, err := sweep()
+		switch {
+		case err != nil && !errors.Is(err, ErrClosed):
+			d.log.Error("sweeping "+what+" failed", "error", err)
+		case n > 0:
+			d.log.Info(what+" removed", "count", n)
+		}
+	})
 }
