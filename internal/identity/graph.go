@@ -483,11 +483,7 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 		if !e.exists {
 			r.First = now.UnixMilli()
 		}
-		data, err := json.Marshal(&r)
-		if err != nil {
-			return record{}, false, fmt.Errorf("encode profile: %w", err)
-		}
-		rev, err := g.store.put(ctx, key, data, e.rev, now)
+		rev, err := g.store.put(ctx, key, r.marshal(), e.rev, now)
 		if err == nil {
 			g.memo.put(key, entry{rec: r, rev: rev, at: now, exists: true})
 			g.seen.add(key)
