@@ -58,7 +58,8 @@ func (r *record) appendJSON(b []byte) []byte {
 	b = num(b, "first", r.First)
 	if len(r.Scoped) > 0 {
 		b = append(key(b, "scoped"), '{')
-		srcs := make([]string, 0, len(r.Scoped))
+		var few [4]string // most profiles have a part for one or two sources
+		srcs := few[:0]
 		for src := range r.Scoped {
 			srcs = append(srcs, src)
 		}
@@ -80,4 +81,4 @@ func (r *record) appendJSON(b []byte) []byte {
 }
 
 // marshal returns the profile's JSON (appendJSON).
-func (r *record) marshal() []byte { return r.appendJSON(make([]byte, 0, 256)) }
+func (r *record) marshal() []byte { return r.appendJSON(make([]byte, 0, 384)) }
