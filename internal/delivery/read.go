@@ -256,7 +256,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 	}
 	r.received.Inc()
 	r.funnel.dest.Received()
-	ev, err := event.Parse(d.Doc)
+	ev, err := event.ParseString(d.DocString())
 	if err != nil {
 		// Ingest stores nothing Parse refuses (one nesting limit,
 		// event.MaxDepth), so this is an event stored by an older capstan

@@ -30,24 +30,33 @@ type Captured struct {
 // context.li_fat_id. The rest are capstan's additions, after the spec's:
 // traits (identify calls), then a URL in properties (page calls).
 var liFatIDSources = []struct {
-	path  []string
+	fieldPath
 	inURL bool // the value is a URL or query string carrying ?li_fat_id=
 }{
-	{[]string{"context", "page", "url"}, true},
-	{[]string{"context", "page", "search"}, true},
-	{[]string{"properties", "li_fat_id"}, false},
-	{[]string{"context", "li_fat_id"}, false},
-	{[]string{"traits", "li_fat_id"}, false},
-	{[]string{"context", "traits", "li_fat_id"}, false},
-	{[]string{"properties", "url"}, true},
-	{[]string{"properties", "search"}, true},
+	{pathOf("context.page.url"), true},
+	{pathOf("context.page.search"), true},
+	{pathOf("properties.li_fat_id"), false},
+	{pathOf("context.li_fat_id"), false},
+	{pathOf("traits.li_fat_id"), false},
+	{pathOf("context.traits.li_fat_id"), false},
+	{pathOf("properties.url"), true},
+	{pathOf("properties.search"), true},
 }
 
-var emailFields = [][]string{
-	{"traits", "email"},
-	{"context", "traits", "email"},
-	{"properties", "email"},
+var emailFields = []fieldPath{
+	pathOf("traits.email"),
+	pathOf("context.traits.email"),
+	pathOf("properties.email"),
 }
+
+// fieldPath is a field of an event that Capture reads: its path, and its
+// name for Captured's …From (built once, not per event).
+type fieldPath struct {
+	path []string
+	name string
+}
+
+func pathOf(name string) fieldPath { return fieldPath{path: strings.Split(name, "."), name: name} }
 
 // Capture returns the identifiers ev carries.
 func Capture(ev event.Value) Captured {
@@ -58,13 +67,13 @@ func Capture(ev event.Value) Captured {
 			s = FromURL(s)
 		}
 		if s != "" {
-			c.LiFatID, c.LiFatIDFrom = s, strings.Join(src.path, ".")
+			c.LiFatID, c.LiFatIDFrom = s, src.name
 			break
 		}
 	}
 	for _, p := range emailFields {
-		if s := str(ev.Lookup(p...)); strings.Contains(s, "@") {
-			c.Email, c.EmailFrom = s, strings.Join(p, ".")
+		if s := str(ev.Lookup(p.path...)); strings.Contains(s, "@") {
+			c.Email, c.EmailFrom = s, p.name
 			break
 		}
 	}

@@ -47,3 +47,17 @@ func TestCaptureLiFatIDPrecedence(t *testing.T) {
 		})
 	}
 }
+
+// TestCaptureAllocs: capturing an event's li_fat_id and email, what delivery
+// does for every event, allocates nothing: the values are the event's and
+// the names of their fields are built once.
+func TestCaptureAllocs(t *testing.T) {
+	ev := parse(t, `{"properties":{"li_fat_id":"lfi-1"},"traits":{"email":"Ann@example.com"},"context":{"page":{"url":"https://x.example/"}}}`)
+	c := Capture(ev)
+	if c.LiFatIDFrom != "properties.li_fat_id" || c.EmailFrom != "traits.email" {
+		t.Fatalf("captured %+v", c)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Capture(ev) }); n != 0 {
+		t.Errorf("Capture allocates %v times, want 0", n)
+	}
+}

@@ -307,14 +307,20 @@ func (g *Graph) TTL() time.Duration { return g.cfg.TTL }
 
 // UserKey and AnonymousKey return the KV key of a user id's or an anonymous
 // id's profile: "u." or "a." and the lower-case hex SHA-256 of the id.
-func UserKey(userID string) string { return userPrefix + hashID(userID) }
+func UserKey(userID string) string { return profileKeyOf(userPrefix, userID) }
 
 // AnonymousKey returns the KV key of an anonymous id's profile.
-func AnonymousKey(anonymousID string) string { return anonPrefix + hashID(anonymousID) }
+func AnonymousKey(anonymousID string) string { return profileKeyOf(anonPrefix, anonymousID) }
 
-func hashID(id string) string {
+// profileKeyOf returns prefix and the hex SHA-256 of id in one allocation:
+// delivery computes two keys per event, twice (observe, enrich), and the
+// obvious prefix + hex.EncodeToString costs three.
+func profileKeyOf(prefix, id string) string {
 	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:])
+	var b [2 + 2*sha256.Size]byte
+	copy(b[:], prefix)
+	hex.Encode(b[len(prefix):], sum[:])
+	return string(b[:len(prefix)+2*sha256.Size])
 }
 
 func isUser(key string) bool { return len(key) > 2 && key[:2] == userPrefix }
@@ -477,11 +483,7 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 		if !e.exists {
 			r.First = now.UnixMilli()
 		}
-		data, err := json.Marshal(&r)
-		if err != nil {
-			return record{}, false, fmt.Errorf("encode profile: %w", err)
-		}
-		rev, err := g.store.put(ctx, key, data, e.rev, now)
+		rev, err := g.store.put(ctx, key, r.marshal(), e.rev, now)
 		if err == nil {
 			g.memo.put(key, entry{rec: r, rev: rev, at: now, exists: true})
 			g.seen.add(key)

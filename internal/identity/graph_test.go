@@ -195,6 +195,23 @@ var emailHash = sha(strings.ToLower(email))
 // TestStory is the story: the click id lands on an anonymous page
 // view, identify links the browser to the user and brings the email, and a
 // later server-side event that carries only the userId gets both.
+// TestProfileKeys pins the key format, which names every stored profile:
+// "u." or "a." and the lower-case hex SHA-256 of the id, whatever the id.
+func TestProfileKeys(t *testing.T) {
+	for _, id := range []string{"", "u1", "ajs-anon-ü-\x00", strings.Repeat("x", 300)} {
+		sum := sha256.Sum256([]byte(id))
+		if got, want := UserKey(id), "u."+hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("UserKey(%q) = %q, want %q", id, got, want)
+		}
+		if got, want := AnonymousKey(id), "a."+hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("AnonymousKey(%q) = %q, want %q", id, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = UserKey("ajs-user-1234") }); n > 1 {
+		t.Errorf("UserKey allocates %v times, want 1", n)
+	}
+}
+
 func TestStory(t *testing.T) { bothStores(t, testStory) }
 
 func testStory(t *testing.T) {

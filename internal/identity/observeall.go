@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -98,22 +97,16 @@ type create struct {
 // (most likely its key was taken: Observe reads it and merges) is added to
 // rest; a timeout or the end of ctx is the event's error.
 func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []error, rest *[]int) []*create {
-	keys, data := make([]string, 0, len(cs)), make([][]byte, 0, len(cs))
-	todo := make([]*create, 0, len(cs))
-	for _, c := range cs {
-		b, err := json.Marshal(&c.rec)
-		if err != nil {
-			*rest = append(*rest, c.i)
-			continue
-		}
-		keys, data, todo = append(keys, c.key), append(data, b), append(todo, c)
-	}
-	if len(todo) == 0 {
+	if len(cs) == 0 {
 		return nil
+	}
+	keys, data := make([]string, len(cs)), make([][]byte, len(cs))
+	for j, c := range cs {
+		keys[j], data[j] = c.key, c.rec.marshal()
 	}
 	revs, werrs := g.store.createAll(ctx, keys, data, now)
 	var stored []*create
-	for j, c := range todo {
+	for j, c := range cs {
 		switch err := werrs[j]; {
 		case err == nil:
 			g.memo.put(c.key, entry{rec: c.rec, rev: revs[j], at: now, exists: true})

@@ -117,6 +117,21 @@ type Stored struct {
 	// deliver instead of this one (cluster mode: first in stream order
 	// wins); 0 when this one is not a duplicate or no verdict was had.
 	DuplicateOf Pos
+
+	// docText is Doc as a string when the reader holds one (segments:
+	// segEvent.stored), "" otherwise; see DocString.
+	docText string
+}
+
+// DocString returns Doc as a string, for event.ParseString: without a
+// copy when the reader already made one (an event of a segment, whose
+// strings share one copy of its bytes), else a copy of Doc. It does not
+// follow changes of Doc after the read.
+func (s *Stored) DocString() string {
+	if s.docText != "" {
+		return s.docText
+	}
+	return string(s.Doc)
 }
 
 // Pos returns the event's position (Seq and Index packed).

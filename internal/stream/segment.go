@@ -119,11 +119,20 @@ func encodeSegment(evs []*Event) []byte {
 	return b
 }
 
-// segEvent is one event of a decoded segment; its fields alias the frame.
+// segEvent is one event of a decoded segment: rec aliases the frame from
+// the event's first field to the end of its document, and the spans locate
+// the fields and the document in it.
 type segEvent struct {
-	f   [segFields][]byte // type, messageId, request id, user agent, li_fat_id, replay-for, trust, dedup id
-	doc []byte
+	rec []byte
+	f   [segFields]span // type, messageId, request id, user agent, li_fat_id, replay-for, trust, dedup id
+	doc span
 }
+
+// span is a part of segEvent.rec, [off, end).
+type span struct{ off, end int }
+
+// field returns field j (fType…) of the event, aliasing the frame.
+func (se *segEvent) field(j int) []byte { return se.rec[se.f[j].off:se.f[j].end] }
 
 // Indexes into segEvent.f.
 const (
@@ -153,14 +162,15 @@ func decodeSegment(data []byte) ([]segEvent, error) {
 		return nil, fmt.Errorf("%w: event count %d does not fit the frame", errBadSegment, count)
 	}
 	evs := make([]segEvent, count)
-	take := func(what string, i int) ([]byte, error) {
+	var rec []byte // the frame from the event being read: take's spans are into it
+	take := func(what string, i int) (span, error) {
 		l, n := uvarint(data)
 		if n <= 0 || l > uint64(len(data)-n) {
-			return nil, fmt.Errorf("%w: event %d: %s overruns the frame", errBadSegment, i, what)
+			return span{}, fmt.Errorf("%w: event %d: %s overruns the frame", errBadSegment, i, what)
 		}
-		v := data[n : n+int(l) : n+int(l)]
+		off := len(rec) - len(data) + n
 		data = data[n+int(l):]
-		return v, nil
+		return span{off, off + int(l)}, nil
 	}
 	for i := range evs {
 		if len(data) == 0 {
@@ -170,17 +180,20 @@ func decodeSegment(data []byte) ([]segEvent, error) {
 			return nil, fmt.Errorf("%w: event %d has unknown flags %#x", errBadSegment, i, data[0])
 		}
 		data = data[1:]
+		rec = data
+		se := &evs[i]
 		var err error
 		for j := range segFields {
-			if evs[i].f[j], err = take("a field", i); err != nil {
+			if se.f[j], err = take("a field", i); err != nil {
 				return nil, err
 			}
 		}
-		if evs[i].doc, err = take("the document", i); err != nil {
+		if se.doc, err = take("the document", i); err != nil {
 			return nil, err
 		}
-		if !validToken(string(evs[i].f[fType])) {
-			return nil, fmt.Errorf("%w: event %d: type %q is not a subject token", errBadSegment, i, evs[i].f[fType])
+		se.rec = rec[:se.doc.end:se.doc.end]
+		if !validToken(string(se.field(fType))) {
+			return nil, fmt.Errorf("%w: event %d: type %q is not a subject token", errBadSegment, i, se.field(fType))
 		}
 	}
 	if len(data) != 0 {
@@ -248,11 +261,18 @@ func decodeMessage(seq uint64, subj string, h nats.Header, data []byte, at time.
 	return nil
 }
 
+// stored returns the event as read. Its strings and its document's text
+// (Stored.DocString) share one copy of the event's bytes, one allocation
+// instead of one per field and another when the document is parsed; Doc
+// aliases the frame.
 func (se *segEvent) stored(seq uint64, idx int, subj, src string, at time.Time) Stored {
+	text := string(se.rec)
+	f := func(j int) string { return text[se.f[j].off:se.f[j].end] }
 	return Stored{
-		Seq: seq, Index: idx, Subject: subj, Source: src, Type: string(se.f[fType]),
-		MessageID: string(se.f[fMessageID]), StoredAt: at, Doc: se.doc,
-		RequestID: string(se.f[fRequestID]), UserAgent: string(se.f[fUserAgent]), LiFatID: string(se.f[fLiFatID]),
-		ReplayFor: string(se.f[fReplayFor]), Trust: string(se.f[fTrust]), DedupID: string(se.f[fDedupID]),
+		Seq: seq, Index: idx, Subject: subj, Source: src, Type: f(fType),
+		MessageID: f(fMessageID), StoredAt: at, Doc: se.rec[se.doc.off:se.doc.end:se.doc.end],
+		RequestID: f(fRequestID), UserAgent: f(fUserAgent), LiFatID: f(fLiFatID),
+		ReplayFor: f(fReplayFor), Trust: f(fTrust), DedupID: f(fDedupID),
+		docText: text[se.doc.off:se.doc.end],
 	}
 }

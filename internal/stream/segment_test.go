@@ -48,9 +48,17 @@ func TestSegmentFrame(t *testing.T) {
 		s := got[i].stored(9, i, "events.web.seg", "web", time.Time{})
 		want := Stored{Seq: 9, Index: i, Subject: "events.web.seg", Source: "web", Type: ev.Type, MessageID: ev.MessageID, DedupID: ev.DedupID,
 			Doc: ev.Doc, RequestID: ev.RequestID, UserAgent: headerValue(ev.UserAgent), LiFatID: ev.LiFatID, ReplayFor: ev.ReplayFor, Trust: ev.Trust}
+		if s.DocString() != string(ev.Doc) {
+			t.Errorf("event %d: DocString %q, want %q", i, s.DocString(), ev.Doc)
+		}
+		s.docText = ""
 		if fmt.Sprint(s) != fmt.Sprint(want) {
 			t.Errorf("event %d: %+v, want %+v", i, s, want)
 		}
+	}
+	// An event's strings and its document's text are one allocation.
+	if n := testing.AllocsPerRun(100, func() { _ = got[0].stored(9, 0, "events.web.seg", "web", time.Time{}) }); n != 1 {
+		t.Errorf("stored allocates %v times, want 1", n)
 	}
 	// Every cut of the frame, and damaged bytes, give errors.
 	for n := range len(frame) {
@@ -86,6 +94,9 @@ func FuzzDecodeSegment(f *testing.F) {
 		in := make([]*Event, len(evs))
 		for i, se := range evs {
 			s := se.stored(1, i, "", "", time.Time{})
+			if s.DocString() != string(s.Doc) {
+				t.Fatalf("event %d: DocString %q, Doc %q", i, s.DocString(), s.Doc)
+			}
 			in[i] = &Event{Type: s.Type, MessageID: s.MessageID, RequestID: s.RequestID, UserAgent: s.UserAgent, LiFatID: s.LiFatID,
 				ReplayFor: s.ReplayFor, Trust: s.Trust, DedupID: s.DedupID, Doc: s.Doc}
 		}

@@ -1,0 +1,87 @@
+package identity
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestRecordJSON compares appendJSON with json.Marshal on varied profiles:
+// the same bytes when no string holds '<', '>' or '&' (which json.Marshal
+// escapes), and the same profile decoded in every case.
+func TestRecordJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	strs := []string{"", "a.0f3c", "u.9e1d", "AQHx-li_fat_id", "grp <1> & co", "quote\" back\\slash", "ctl\x01\n\t", "bad \xff utf8",
+		"line\u2028sep\u2029", "ünïcödé 日本", strings.Repeat("x", 200)}
+	str := func() string { return strs[rng.IntN(len(strs))] }
+	num := func() int64 {
+		switch rng.IntN(3) {
+		case 0:
+			return 0
+		case 1:
+			return -rng.Int64N(1e6)
+		}
+		return rng.Int64N(1 << 50)
+	}
+	list := func() []string {
+		switch rng.IntN(4) {
+		case 0:
+			return nil
+		case 1:
+			return []string{}
+		}
+		l := make([]string, 1+rng.IntN(4))
+		for i := range l {
+			l[i] = str()
+		}
+		return l
+	}
+	var gen func(depth int) record
+	gen = func(depth int) record {
+		r := record{LiFatID: str(), LiFatAt: num(), Email: str(), EmailAt: num(), Links: list(), AliasOf: str(), Groups: list(), First: num()}
+		if depth == 0 && rng.IntN(2) == 0 {
+			r.Scoped = map[string]*record{}
+			for range rng.IntN(4) {
+				if rng.IntN(5) == 0 {
+					r.Scoped[str()] = nil
+					continue
+				}
+				p := gen(1)
+				r.Scoped[str()] = &p
+			}
+		}
+		return r
+	}
+	for i := range 5000 {
+		r := gen(0)
+		if i == 0 {
+			r = record{}
+		}
+		want, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.marshal()
+		if !json.Valid(got) {
+			t.Fatalf("profile %d: invalid JSON %s", i, got)
+		}
+		if !bytes.ContainsAny(want, `<>&`) && !bytes.Contains(want, []byte(`\u003c`)) && !bytes.Contains(want, []byte(`\u003e`)) && !bytes.Contains(want, []byte(`\u0026`)) {
+			if !bytes.Equal(got, want) {
+				t.Fatalf("profile %d:\n got %s\nwant %s", i, got, want)
+			}
+		}
+		var a, b record
+		if err := json.Unmarshal(got, &a); err != nil {
+			t.Fatalf("profile %d: %v", i, err)
+		}
+		if err := json.Unmarshal(want, &b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("profile %d decodes to\n%+v\nwant\n%+v", i, a, b)
+		}
+	}
+}
