@@ -85,3 +85,48 @@ func TestRecordJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordJSONCoversEveryField fails when record gains a field that
+// appendJSON does not write: every field is set through reflection, so a
+// new one is set too, and the keys json.Marshal writes must all be there.
+func TestRecordJSONCoversEveryField(t *testing.T) {
+	fill := func(r *record) {
+		v := reflect.ValueOf(r).Elem()
+		for i := range v.NumField() {
+			f := v.Field(i)
+			switch f.Kind() {
+			case reflect.String:
+				f.SetString("x")
+			case reflect.Int64, reflect.Int:
+				f.SetInt(1)
+			case reflect.Slice:
+				f.Set(reflect.ValueOf([]string{"x"}))
+			case reflect.Map:
+				f.Set(reflect.ValueOf(map[string]*record{"web": {LiFatID: "y"}}))
+			default:
+				t.Fatalf("record.%s: kind %s not filled by this test; teach it and appendJSON", v.Type().Field(i).Name, f.Kind())
+			}
+		}
+	}
+	var r record
+	fill(&r)
+	want, err := json.Marshal(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b map[string]any
+	if err := json.Unmarshal(want, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(r.marshal(), &b); err != nil {
+		t.Fatalf("appendJSON wrote invalid JSON: %v", err)
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			t.Errorf("appendJSON does not write %q, which json.Marshal does", k)
+		}
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("appendJSON = %v, json.Marshal = %v", b, a)
+	}
+}
