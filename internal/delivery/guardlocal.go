@@ -258,8 +258,9 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 			defer l.locks[i].Unlock()
 		}
 	}
-	// New eventIds, nearly all: one probe reads them all, testing the bloom
-	// filters of every level (Get skips the last one's).
+	// New eventIds, nearly all: one probe reads them all, in key order
+	// (localdb.Order: half the CPU of a look-up in a grown store), testing
+	// the bloom filters of every level (Get skips the last one's).
 	p, err := l.store.NewProbe()
 	if err != nil {
 		for i := range errs {
@@ -271,7 +272,8 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 	b := l.db.NewBatch()
 	defer b.Close()
 	seen := make(map[string]bool, len(keys))
-	for i, k := range ks {
+	for _, i := range localdb.Order(ks) {
+		k := ks[i]
 		if errs[i] != nil {
 			continue
 		}

@@ -296,8 +296,9 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 			defer l.locks[i].Unlock()
 		}
 	}
-	// New profiles, most of them: one probe reads them all, testing the
-	// bloom filters of every level (Get skips the last one's).
+	// New profiles, most of them: one probe reads them all, in key order
+	// (localdb.Order: half the CPU of a look-up in a grown store), testing
+	// the bloom filters of every level (Get skips the last one's).
 	p, err := l.store.NewProbe()
 	if err != nil {
 		for i := range errs {
@@ -308,14 +309,18 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
+	ks := make([][]byte, len(keys))
 	for i, key := range keys {
-		k, err := localKey(key)
+		ks[i], errs[i] = localKey(key)
+	}
+	for _, i := range localdb.Order(ks) {
+		err := errs[i]
 		if err == nil {
-			cur, rerr := l.probed(p, k)
+			cur, rerr := l.probed(p, ks[i])
 			revs[i], err = checked(cur, rerr, 0)
 		}
 		if err == nil {
-			err = b.Set(k, encodeValue(revs[i], at, data[i]), nil)
+			err = b.Set(ks[i], encodeValue(revs[i], at, data[i]), nil)
 		}
 		if err != nil {
 			revs[i], errs[i] = 0, err

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,14 +106,29 @@ func Open(o Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s %s: %w", o.What, o.Dir, ErrInUse)
 	}
 	cache := pebble.NewCache(o.MemoryBytes / 2)
+	memtable := max(o.MemoryBytes/8, 1<<20)
 	po := &pebble.Options{
 		FS:                          vfs.Default,
 		Cache:                       cache,
-		MemTableSize:                uint64(max(o.MemoryBytes/8, 1<<20)),
+		MemTableSize:                uint64(memtable),
 		MemTableStopWritesThreshold: 3,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      logger{log, o.What},
+		// The keys are hashes: every flushed table spans the whole key
+		// space, so an L0 compaction rewrites all of the level it goes
+		// to. With pebble's defaults (compact L0 at 4 sublevels, L6 the
+		// base level until it holds 64 MiB) the identity store of a
+		// delivery.sh run (65 MB after 320,000 new visitors) was
+		// rewritten after every flush or two: compactions took 12.4 of
+		// capstan's 86 CPU-µs per event. Compacting L0 at 8 sublevels
+		// into a base level of 4 memtables (pebble puts it above L6
+		// once L6 outgrows that) made them 5.8 (BenchmarkGrow,
+		// bench/results/e2e-profile-2026-12-06-s10.md). A look-up of
+		// an absent key tests one more bloom filter per L0 table and
+		// costs no more. L0StopWritesThreshold (12) stays above 8.
+		L0CompactionThreshold: 8,
+		LBaseMaxBytes:         4 * memtable,
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = pebblebloom.FilterPolicy(10) // most look-ups of new keys find nothing
@@ -328,6 +344,21 @@ func (d *DB) NewProbe() (*Probe, error) {
 		return nil, fmt.Errorf("%s: %w", d.what, err)
 	}
 	return &Probe{it: it}, nil
+}
+
+// Order returns the indices of keys in ascending key order, equal keys in
+// the order given. A Probe's look-ups made in that order move forward
+// through every level: pebble seeks on from where it stands, in the
+// memtables too, and opens each table of a level once rather than once per
+// key (the keys are hashes: in random order nearly every look-up moved to
+// another table of L6). A nil key sorts first.
+func Order(keys [][]byte) []int {
+	order := make([]int, len(keys))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
+	return order
 }
 
 // Get returns the value at k and true, or false when k is absent. The value

@@ -3,7 +3,14 @@ package localdb
 import (
 	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -115,4 +122,179 @@ func BenchmarkMiss(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestOrder: indices by ascending key, equal keys (and nil ones, first) in
+// the order given.
+func TestOrder(t *testing.T) {
+	keys := [][]byte{[]byte("c"), []byte("a"), nil, []byte("b"), []byte("a"), []byte("ab")}
+	if got, want := Order(keys), []int{2, 1, 4, 5, 3, 0}; !slices.Equal(got, want) {
+		t.Errorf("Order = %v, want %v", got, want)
+	}
+	if got := Order(nil); len(got) != 0 {
+		t.Errorf("Order(nil) = %v", got)
+	}
+}
+
+// TestCompactionOptions: Open compacts L0 at 8 sublevels into a base level
+// of 4 memtables (see Open: pebble's defaults rewrote a growing store of
+// hashed keys after every flush or two). What they do to the writes is
+// measured by BenchmarkGrow, not here: compactions run in the background,
+// when they run depends on the machine.
+func TestCompactionOptions(t *testing.T) {
+	dir := t.TempDir()
+	d, err := Open(Options{Dir: dir, MemoryBytes: 8 << 20, What: "test store"}) // 1 MiB memtables
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	files, err := filepath.Glob(filepath.Join(dir, "OPTIONS-*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("pebble's OPTIONS file: %v, %v", files, err)
+	}
+	text, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"l0_compaction_threshold=8\n", fmt.Sprintf("lbase_max_bytes=%d\n", 4<<20)} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("pebble's options have no %q:\n%s", strings.TrimSpace(want), text)
+		}
+	}
+}
+
+// BenchmarkGrow creates b.N hashed keys with 196-byte random values in
+// batches of 100, each probed first, as the identity store's creates of new
+// visitors do, in a store of the identity store's default memory (32 MiB),
+// and reports the CPU per key (the compactions' included: they run on
+// other threads) and how many times over the store was written (flushes
+// and compactions). Run it with enough keys to outgrow L6's first tables:
+//
+//	go test -run '^$' -bench Grow -benchtime 600000x ./internal/localdb
+func BenchmarkGrow(b *testing.B) {
+	d, err := Open(Options{Dir: b.TempDir(), MemoryBytes: 32 << 20, What: "bench store"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	rnd := rand.NewChaCha8([32]byte{})
+	val := make([]byte, 16+180)
+	const per = 100
+	keys := make([][]byte, per)
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i += per {
+		n := min(per, b.N-i)
+		p, err := d.NewProbe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := range n {
+			keys[j] = hashKey("g", i+j)
+			if _, ok, err := p.Get(keys[j]); ok || err != nil {
+				b.Fatalf("probe of a new key: %v, %v", ok, err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			b.Fatal(err)
+		}
+		batch := d.NewBatch()
+		for j := range n {
+			rnd.Read(val)
+			if err := batch.Set(keys[j], val, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := batch.Commit(pebble.NoSync); err != nil {
+			b.Fatal(err)
+		}
+		batch.Close()
+	}
+	if err := d.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	for d.Metrics().Compact.NumInProgress > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	m := d.Metrics()
+	var written, size uint64
+	for _, l := range m.Levels {
+		written += l.TableBytesFlushed + l.TableBytesCompacted
+		size += uint64(l.AggregateSize())
+	}
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "CPU-µs/key")
+	b.ReportMetric(float64(written)/float64(size), "written-x")
+	b.ReportMetric(float64(size)/(1<<20), "store-MB")
+}
+
+// BenchmarkProbeOrder looks up absent keys, 100 per Probe as the identity
+// store's and the eventId guard's creates do, in a store of 300,000 keys
+// grown as they grow it (L0 and L6 tables, the identity store's 32 MiB):
+// given = the batch's keys as they come, sorted = in Order's order. It
+// reports the CPU per look-up (ns/op is wall time, which a shared machine
+// stretches).
+func BenchmarkProbeOrder(b *testing.B) {
+	d, err := Open(Options{Dir: b.TempDir(), MemoryBytes: 32 << 20, What: "bench store"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	rnd := rand.NewChaCha8([32]byte{})
+	val := make([]byte, 200)
+	const n, per = 300_000, 100
+	for i := 0; i < n; i += 1000 {
+		batch := d.NewBatch()
+		for j := range 1000 {
+			rnd.Read(val)
+			if err := batch.Set(hashKey("old", i+j), val, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := batch.Commit(pebble.NoSync); err != nil {
+			b.Fatal(err)
+		}
+		batch.Close()
+	}
+	if err := d.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	for _, sorted := range []bool{false, true} {
+		b.Run(map[bool]string{false: "given", true: "sorted"}[sorted], func(b *testing.B) {
+			keys := make([][]byte, per)
+			order := make([]int, per)
+			cpu0 := processCPU(b)
+			for i := 0; i < b.N; i += per {
+				m := min(per, b.N-i)
+				for j := range m {
+					keys[j], order[j] = hashKey("new", i+j), j
+				}
+				if sorted {
+					copy(order, Order(keys[:m]))
+				}
+				p, err := d.NewProbe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, j := range order[:m] {
+					if _, ok, err := p.Get(keys[j]); ok || err != nil {
+						b.Fatalf("probe of an absent key: %v, %v", ok, err)
+					}
+				}
+				if err := p.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "CPU-ns/op")
+		})
+	}
+}
+
+// processCPU is the CPU time the process used so far, all threads.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
