@@ -387,6 +387,14 @@ func (a *appender) publishWhileSyncing(ctx context.Context, g *group) {
 		case <-ctx.Done():
 			return
 		case <-a.signal:
+			select {
+			case <-synced:
+				// Ended too: sync now rather than publish first. The
+				// request is left to the next loop free.
+				a.wakeIfQueued()
+				return
+			default:
+			}
 			if batch := a.take(); batch != nil {
 				a.publishBatch(ctx, g, batch)
 			}
