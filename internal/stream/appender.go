@@ -113,14 +113,6 @@ type appender struct {
 	signal  chan struct{} // one slot: "queue not empty"
 	stopped bool
 
-	// syncing counts this appender's groups in their sync (Engine.Sync);
-	// synced is closed, and replaced, when it drops to 0. A loop whose
-	// group is published while a sync runs goes on taking and publishing
-	// requests until it ends (publishWhileSyncing).
-	smu     sync.Mutex
-	syncing int
-	synced  chan struct{}
-
 	// Per-event de-duplication of segment commits (commit.go).
 	dedup    *Dedup // nil: only inside this process's commits in flight
 	segMax   int    // the most bytes of one segment's frame
@@ -211,27 +203,14 @@ func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, err
 }
 
 func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
-	if err := a.push(p); err != nil {
-		return nil, err
-	}
-	select {
-	case <-p.done:
-		return p.results, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// push queues p for a commit and wakes a loop.
-func (a *appender) push(p *pending) error {
 	a.mu.Lock()
 	if a.stopped {
 		a.mu.Unlock()
-		return errors.New("event store is shutting down")
+		return nil, errors.New("event store is shutting down")
 	}
 	if a.queued > 0 && a.queued+p.size() > a.cfg.MaxQueued {
 		a.mu.Unlock()
-		return ErrOverloaded
+		return nil, ErrOverloaded
 	}
 	p.queued = time.Now()
 	a.queue = append(a.queue, p)
@@ -241,7 +220,12 @@ func (a *appender) push(p *pending) error {
 	case a.signal <- struct{}{}:
 	default:
 	}
-	return nil
+	select {
+	case <-p.done:
+		return p.results, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Run writes queued records until ctx ends, then drains what is queued.
@@ -278,25 +262,16 @@ func (a *appender) loop(ctx context.Context) {
 		if a.cfg.Linger > 0 && countRecs(batch) < a.cfg.MaxBatch {
 			batch = a.linger(ctx, batch)
 		}
-		g := &group{}
-		a.publishBatch(ctx, g, batch)
-		if a.syncs {
-			a.publishWhileSyncing(ctx, g)
-		}
-		a.complete(ctx, g)
-		a.wakeIfQueued()
-	}
-}
-
-// wakeIfQueued wakes a loop if requests are queued.
-func (a *appender) wakeIfQueued() {
-	a.mu.Lock()
-	more := len(a.queue) > 0
-	a.mu.Unlock()
-	if more {
-		select {
-		case a.signal <- struct{}{}:
-		default:
+		a.commitAll(ctx, batch)
+		// Wake a sibling if more is queued.
+		a.mu.Lock()
+		more := len(a.queue) > 0
+		a.mu.Unlock()
+		if more {
+			select {
+			case a.signal <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -361,76 +336,9 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 	return batch
 }
 
-// publishWhileSyncing takes and publishes the requests that arrive while
-// another group's sync runs, into g, until that sync ends; then one sync
-// makes all of g durable. Without it, a loop that published during a sync
-// waited for that sync and then ran its own, while the requests that
-// arrived meanwhile waited for a free loop and then a third fsync. Now
-// they are published as they arrive, while the disk syncs, and a request
-// waits for the sync running when it arrived and one more, its group's.
-// (Waiting to publish until the running sync ended, to the same end, was
-// tried: it made requests wait for it before being published.)
-func (a *appender) publishWhileSyncing(ctx context.Context, g *group) {
-	for {
-		a.smu.Lock()
-		synced := a.synced
-		if a.syncing == 0 {
-			synced = nil
-		}
-		a.smu.Unlock()
-		if synced == nil {
-			return
-		}
-		select {
-		case <-synced:
-			return
-		case <-ctx.Done():
-			return
-		case <-a.signal:
-			select {
-			case <-synced:
-				// Ended too: sync now rather than publish first. The
-				// request is left to the next loop free.
-				a.wakeIfQueued()
-				return
-			default:
-			}
-			if batch := a.take(); batch != nil {
-				a.publishBatch(ctx, g, batch)
-			}
-			a.wakeIfQueued() // more than a batch was queued: this loop, or another, takes the rest
-		}
-	}
-}
-
-// group is what one sync makes durable: the chunks (at most MaxBatch
-// records or events each) of the requests a loop took, published in the
-// order taken.
-type group struct {
-	batch     []*pending
-	chunks    []chunk
-	events    int       // records and events in chunks
-	start     time.Time // the first chunk's publish started
-	published time.Time // the first batch was published: from here the group waits for its sync
-}
-
-// chunk is one published chunk of a group.
-type chunk struct {
-	res []*Result    // of the records published, for the sync to fail
-	ev  *eventCommit // a chunk of events: the rest of its commit; nil for records
-}
-
-// commitAll writes the records of batch as one group and completes each
-// pending request.
+// commitAll writes the records of batch, in chunks of at most MaxBatch, and
+// completes each pending request.
 func (a *appender) commitAll(ctx context.Context, batch []*pending) {
-	g := &group{}
-	a.publishBatch(ctx, g, batch)
-	a.complete(ctx, g)
-}
-
-// publishBatch adds batch to g and publishes its records and events, in
-// chunks of at most MaxBatch.
-func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending) {
 	var (
 		recs []*record
 		evs  []*Event
@@ -438,9 +346,6 @@ func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending)
 		eres []*Result // of evs
 	)
 	start := time.Now()
-	if g.start.IsZero() {
-		g.start = start
-	}
 	for _, p := range batch {
 		a.m.queueWait.Observe(start.Sub(p.queued).Seconds())
 		for i := range p.recs {
@@ -452,48 +357,15 @@ func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending)
 			eres = append(eres, &p.results[i])
 		}
 	}
-	g.batch = append(g.batch, batch...)
-	g.events += len(recs) + len(evs)
 	for start := 0; start < len(recs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(recs))
-		g.chunks = append(g.chunks, chunk{res: a.commit(ctx, recs[start:end], res[start:end])})
+		a.commit(ctx, recs[start:end], res[start:end])
 	}
 	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(evs))
-		e := a.startEvents(ctx, evs[start:end], eres[start:end])
-		g.chunks = append(g.chunks, chunk{res: e.sresp, ev: e})
+		a.commitEvents(ctx, evs[start:end], eres[start:end])
 	}
-	if g.published.IsZero() {
-		g.published = time.Now()
-	}
-}
-
-// complete makes g durable (one sync, when capstan syncs), finishes its
-// commits in the order published and completes its requests.
-func (a *appender) complete(ctx context.Context, g *group) {
-	var res []*Result
-	for _, c := range g.chunks {
-		res = append(res, c.res...)
-	}
-	if a.syncs && len(res) > 0 {
-		a.sync(ctx, g.published, res)
-	}
-	if len(res) > 0 {
-		a.m.records.Observe(float64(g.events))
-		a.m.seconds.Observe(time.Since(g.start).Seconds())
-		a.noteOutcome(res)
-	}
-	for _, c := range g.chunks {
-		if c.ev != nil {
-			a.finish(c.ev)
-		}
-	}
-	for _, c := range g.chunks {
-		if c.ev != nil {
-			c.ev.settleDups()
-		}
-	}
-	for _, p := range g.batch {
+	for _, p := range batch {
 		close(p.done)
 	}
 }
@@ -512,10 +384,12 @@ type pubAck struct {
 	} `json:"error"`
 }
 
-// commit publishes one chunk of records (publish) and returns the results
-// of those sent. Records whose MsgID repeats inside the chunk are marked
-// duplicates first.
-func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) []*Result {
+// commit writes one chunk as an atomic batch (one fsync). Records whose
+// MsgID repeats inside the chunk are marked duplicates first; if the stream
+// already holds one of the ids, JetStream refuses the whole batch (10201) and
+// the chunk is written record by record so the duplicates are dropped and the
+// rest stored.
+func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 	seen := make(map[string]bool, len(recs))
 	send := make([]*record, 0, len(recs))
 	sendRes := make([]*Result, 0, len(recs))
@@ -530,22 +404,27 @@ func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) []
 		send = append(send, r)
 		sendRes = append(sendRes, res[i])
 	}
-	a.publish(ctx, send, sendRes)
-	return sendRes
-}
-
-// publish writes records: as one atomic batch on an external cluster
-// (durable once it returns: the servers fsync it), else one by one,
-// pipelined, durable only once synced (complete) when capstan syncs. If the
-// stream already holds one of the ids of an atomic batch, JetStream refuses
-// the whole batch (10201) and it is written record by record so the
-// duplicates are dropped and the rest stored.
-func (a *appender) publish(ctx context.Context, send []*record, sendRes []*Result) {
 	if len(send) == 0 {
 		return
 	}
+	a.write(ctx, send, sendRes, len(send))
+}
+
+// write writes records (events records or segments holding events events)
+// as one commit: an atomic batch on an external cluster, else published
+// one by one, pipelined, and synced.
+func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result, events int) {
+	start := time.Now()
+	defer func() {
+		a.m.records.Observe(float64(events))
+		a.m.seconds.Observe(time.Since(start).Seconds())
+		a.noteOutcome(sendRes)
+	}()
 	if len(send) < minAtomic || !a.atomic {
 		a.publishEach(send, sendRes)
+		if a.syncs {
+			a.sync(ctx, sendRes)
+		}
 		return
 	}
 	ack, id, err := a.publishAtomic(ctx, send)
@@ -606,15 +485,13 @@ func (a *appender) refusal() error {
 	return fmt.Errorf("%w: the last write failed %s ago: %w", ErrWritesRefused, ago.Round(time.Second), a.refused)
 }
 
-// sync makes the records published since published durable. If it fails,
-// what was stored may not survive a power loss, so no record is
-// acknowledged: the client retries and the stream's de-duplication keeps
-// one copy.
-func (a *appender) sync(ctx context.Context, published time.Time, res []*Result) {
-	a.syncStart()
+// sync makes the records just published durable. If it fails, what was
+// stored may not survive a power loss, so no record is acknowledged: the
+// client retries and the stream's de-duplication keeps one copy.
+func (a *appender) sync(ctx context.Context, res []*Result) {
+	start := time.Now()
 	err := a.eng.Sync(ctx, EventsStream)
-	a.syncEnd()
-	a.m.sync.Observe(time.Since(published).Seconds())
+	a.m.sync.Observe(time.Since(start).Seconds())
 	if err == nil {
 		return
 	}
@@ -623,24 +500,6 @@ func (a *appender) sync(ctx context.Context, published time.Time, res []*Result)
 		if r.Err == nil {
 			*r = Result{Err: err}
 		}
-	}
-}
-
-// syncStart and syncEnd bracket a group's sync (publishWhileSyncing).
-func (a *appender) syncStart() {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	if a.syncing == 0 {
-		a.synced = make(chan struct{})
-	}
-	a.syncing++
-}
-
-func (a *appender) syncEnd() {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	if a.syncing--; a.syncing == 0 {
-		close(a.synced)
 	}
 }
 

@@ -61,73 +61,48 @@ type dupOf struct {
 	o keyOwner
 }
 
-// eventCommit is one commit of events between its phases: registered and
-// published (startEvents), then, once a sync made it durable, its results
-// and index entries (finish), then its duplicates' outcomes (settleDups).
-type eventCommit struct {
-	c     *segCommit
-	evs   []*Event
-	res   []*Result
-	keys  []dedup.Key
-	keyed []bool
-	mine  []int   // events whose keys this commit registered
-	dups  []dupOf // events whose keys an earlier one holds
-	segs  []*eventSeg
-	sres  []Result  // one per segment
-	sresp []*Result // pointers to sres, what the sync may fail
-}
-
-// eventSeg is one segment of a commit: the indexes of its events.
-type eventSeg struct {
-	src  string
-	evs  []int
-	size int
-}
-
-// startEvents starts the commit of one chunk of events (at most MaxBatch):
-// it registers their keys, looks them up in the index and publishes the
-// events not found, one segment per source. They are durable, and final,
-// only after a sync (on the embedded engine) and finish.
-func (a *appender) startEvents(ctx context.Context, evs []*Event, res []*Result) *eventCommit {
-	e := &eventCommit{
-		c:     &segCommit{done: make(chan struct{})},
-		evs:   evs,
-		res:   res,
-		keys:  make([]dedup.Key, len(evs)),
-		keyed: make([]bool, len(evs)),
-	}
+// commitEvents stores one chunk of events (at most MaxBatch).
+func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result) {
+	keys := make([]dedup.Key, len(evs))
+	keyed := make([]bool, len(evs))
 	for i, ev := range evs {
-		e.keys[i], e.keyed[i] = a.key(ev)
+		keys[i], keyed[i] = a.key(ev)
 	}
+	c := &segCommit{done: make(chan struct{})}
 	skip := make([]bool, len(evs))
-	local := make(map[dedup.Key]int, len(evs))
+	var (
+		dups  []dupOf
+		mine  []int // events whose keys this commit registered
+		local = make(map[dedup.Key]int, len(evs))
+	)
 	a.dmu.Lock()
-	e.c.floor = a.maxAssigned
-	a.commits[e.c] = struct{}{}
+	c.floor = a.maxAssigned
+	a.commits[c] = struct{}{}
 	for i := range evs {
-		if !e.keyed[i] {
+		if !keyed[i] {
 			continue
 		}
-		k := e.keys[i]
+		k := keys[i]
 		if j, ok := local[k]; ok {
-			e.dups, skip[i] = append(e.dups, dupOf{i: i, j: j}), true
+			dups, skip[i] = append(dups, dupOf{i: i, j: j}), true
 			continue
 		}
 		if o, ok := a.inflight[k]; ok {
-			e.dups, skip[i] = append(e.dups, dupOf{i: i, j: -1, o: o}), true
+			dups, skip[i] = append(dups, dupOf{i: i, j: -1, o: o}), true
 			continue
 		}
 		local[k] = i
-		a.inflight[k] = keyOwner{c: e.c, res: res[i]}
-		e.mine = append(e.mine, i)
+		a.inflight[k] = keyOwner{c: c, res: res[i]}
+		mine = append(mine, i)
 	}
 	a.dmu.Unlock()
 
 	// The index: pairs stored by earlier commits (or runs, or replicas).
-	if a.dedup != nil && len(e.mine) > 0 {
-		ks := make([]dedup.Key, len(e.mine))
-		for n, i := range e.mine {
-			ks[n] = e.keys[i]
+	var added []int // events stored by this commit, for the index
+	if a.dedup != nil && len(mine) > 0 {
+		ks := make([]dedup.Key, len(mine))
+		for n, i := range mine {
+			ks[n] = keys[i]
 		}
 		found, err := a.dedup.idx.Check(ks)
 		if err != nil {
@@ -139,8 +114,8 @@ func (a *appender) startEvents(ctx context.Context, evs []*Event, res []*Result)
 			}
 		} else {
 			for n, pos := range found {
-				if pos != 0 && !skip[e.mine[n]] {
-					*res[e.mine[n]], skip[e.mine[n]] = Result{Duplicate: true}, true
+				if pos != 0 && !skip[mine[n]] {
+					*res[mine[n]], skip[mine[n]] = Result{Duplicate: true}, true
 				}
 			}
 		}
@@ -148,85 +123,80 @@ func (a *appender) startEvents(ctx context.Context, evs []*Event, res []*Result)
 
 	// One segment per source (cut at segMax bytes), sources in the order
 	// of their first event.
-	open := map[string]*eventSeg{}
+	type seg struct {
+		src  string
+		evs  []int
+		size int
+	}
+	var segs []*seg
+	open := map[string]*seg{}
 	for i, ev := range evs {
 		if skip[i] {
 			continue
 		}
 		s := open[ev.Source]
 		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
-			s = &eventSeg{src: ev.Source}
-			e.segs = append(e.segs, s)
+			s = &seg{src: ev.Source}
+			segs = append(segs, s)
 			open[ev.Source] = s
 		}
 		s.evs = append(s.evs, i)
 		s.size += eventBytes(ev)
 	}
-	if len(e.segs) == 0 {
-		return e
-	}
-	recs := make([]record, len(e.segs))
-	send := make([]*record, len(e.segs))
-	e.sres = make([]Result, len(e.segs))
-	e.sresp = make([]*Result, len(e.segs))
-	for n, s := range e.segs {
-		sevs := make([]*Event, len(s.evs))
-		ids := make([]string, len(s.evs))
-		for m, i := range s.evs {
-			sevs[m] = evs[i]
-			if _, id, ok := keyOf(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok && ids != nil {
-				ids[m] = id
-			} else {
-				ids = nil // an event without id: the segment has none either
-			}
-		}
-		recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src), Data: encodeSegment(sevs)}
-		if ids != nil {
-			recs[n].MsgID = segmentID(s.src, ids)
-		}
-		send[n], e.sresp[n] = &recs[n], &e.sres[n]
-	}
-	a.publish(ctx, send, e.sresp)
-	return e
-}
-
-// finish completes a commit whose segments are durable (or failed): each
-// event gets its segment's result, the stored events' keys go into the
-// index, the commit's keys are released and covered moves.
-func (a *appender) finish(e *eventCommit) {
-	var (
-		maxSeq uint64
-		added  []int // events stored by this commit, for the index
-	)
+	var maxSeq uint64
 	addOK := true
-	for n, s := range e.segs {
-		r := e.sres[n]
-		for m, i := range s.evs {
-			switch {
-			case r.Err != nil:
-				*e.res[i] = Result{Err: r.Err}
-			case r.Duplicate:
-				*e.res[i] = Result{Duplicate: true}
-			default:
-				*e.res[i] = Result{Seq: r.Seq, Index: m}
-				if e.keyed[i] {
-					added = append(added, i)
+	if len(segs) > 0 {
+		recs := make([]record, len(segs))
+		send := make([]*record, len(segs))
+		sres := make([]Result, len(segs))
+		sresp := make([]*Result, len(segs))
+		for n, s := range segs {
+			sevs := make([]*Event, len(s.evs))
+			ids := make([]string, len(s.evs))
+			for m, i := range s.evs {
+				sevs[m] = evs[i]
+				if _, id, ok := keyOf(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok && ids != nil {
+					ids[m] = id
+				} else {
+					ids = nil // an event without id: the segment has none either
 				}
 			}
+			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src), Data: encodeSegment(sevs)}
+			if ids != nil {
+				recs[n].MsgID = segmentID(s.src, ids)
+			}
+			send[n], sresp[n] = &recs[n], &sres[n]
 		}
-		if r.Err == nil && !r.Duplicate {
-			maxSeq = max(maxSeq, r.Seq)
+		a.write(ctx, send, sresp, len(evs))
+		for n, s := range segs {
+			r := sres[n]
+			for m, i := range s.evs {
+				switch {
+				case r.Err != nil:
+					*res[i] = Result{Err: r.Err}
+				case r.Duplicate:
+					*res[i] = Result{Duplicate: true}
+				default:
+					*res[i] = Result{Seq: r.Seq, Index: m}
+					if keyed[i] {
+						added = append(added, i)
+					}
+				}
+			}
+			if r.Err == nil && !r.Duplicate {
+				maxSeq = max(maxSeq, r.Seq)
+			}
 		}
-	}
-	if a.dedup != nil && len(added) > 0 {
-		ks := make([]dedup.Key, len(added))
-		pos := make([]uint64, len(added))
-		for n, i := range added {
-			ks[n], pos[n] = e.keys[i], uint64(e.res[i].Pos())
-		}
-		if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
-			addOK = false
-			a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
+		if a.dedup != nil && len(added) > 0 {
+			ks := make([]dedup.Key, len(added))
+			pos := make([]uint64, len(added))
+			for n, i := range added {
+				ks[n], pos[n] = keys[i], uint64(res[i].Pos())
+			}
+			if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
+				addOK = false
+				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
+			}
 		}
 	}
 
@@ -239,10 +209,10 @@ func (a *appender) finish(e *eventCommit) {
 	if !a.coverStuck {
 		a.maxAdded = max(a.maxAdded, maxSeq)
 	}
-	delete(a.commits, e.c)
-	for _, i := range e.mine {
-		if o := a.inflight[e.keys[i]]; o.c == e.c {
-			delete(a.inflight, e.keys[i])
+	delete(a.commits, c)
+	for _, i := range mine {
+		if o := a.inflight[keys[i]]; o.c == c {
+			delete(a.inflight, keys[i])
 		}
 	}
 	covered := a.maxAdded
@@ -259,26 +229,21 @@ func (a *appender) finish(e *eventCommit) {
 			a.log.Warn("de-duplication index: recording its covered position failed", "covered", covered, "error", err)
 		}
 	}
-	close(e.c.done)
-}
+	close(c.done)
 
-// settleDups gives each duplicate its first occurrence's outcome, waiting
-// for the commit that holds it. Every commit of the caller's group is
-// finished first, so no two groups wait for each other: a commit only
-// waits for commits registered before it.
-func (e *eventCommit) settleDups() {
-	for _, d := range e.dups {
+	// Duplicates take their first occurrence's outcome.
+	for _, d := range dups {
 		var first *Result
 		if d.j >= 0 {
-			first = e.res[d.j]
+			first = res[d.j]
 		} else {
 			<-d.o.c.done
 			first = d.o.res
 		}
 		if first.Err != nil {
-			*e.res[d.i] = Result{Err: first.Err}
+			*res[d.i] = Result{Err: first.Err}
 		} else {
-			*e.res[d.i] = Result{Duplicate: true}
+			*res[d.i] = Result{Duplicate: true}
 		}
 	}
 }

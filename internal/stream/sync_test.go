@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -239,78 +238,5 @@ func TestStateBucketSyncs(t *testing.T) {
 	}
 	if found, names := log.syncedHolding("secret-value"); !found {
 		t.Errorf("Put returned before its block was synced (synced %q)", names)
-	}
-}
-
-// TestPublishWhileSyncing: requests that arrive while a commit's fsync runs
-// are published before it ends, by the loop waiting for it, and made
-// durable together by one more fsync; duplicates among them, of each other
-// or of the commit being synced, still take their first occurrence's
-// outcome. Before, the loop that took the first of them published it and
-// waited in its sync, and the others waited for a free loop, unpublished,
-// and then for a third fsync.
-func TestPublishWhileSyncing(t *testing.T) {
-	eng, d, w, _ := openDedupWriter(t, t.TempDir())
-	app := w.app
-	appendOK(t, w, track("warm"))
-	s, err := eng.syncer(EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var blocks atomic.Int32 // fsyncs of block files
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unblock) // before the writer stops, if the test fails
-	s.fsync = func(f *os.File) error {
-		if strings.HasSuffix(f.Name(), ".blk") && blocks.Add(1) == 1 {
-			close(entered)
-			<-release
-		}
-		return f.Sync()
-	}
-	push := func(evs ...Event) *pending {
-		p := &pending{evs: evs, results: make([]Result, len(evs)), done: make(chan struct{})}
-		if err := app.push(p); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	queued := func() int {
-		app.mu.Lock()
-		defer app.mu.Unlock()
-		return app.queued
-	}
-	ps := []*pending{push(track("a"))}
-	<-entered // a's fsync runs, and stays
-	ps = append(ps, push(track("b")))
-	eventually(t, func() bool { return queued() == 0 }) // the other loop took b
-	ps = append(ps,
-		push(track("c")),
-		push(track("b")),             // b's commit is in flight
-		push(track("a")),             // a's commit is syncing
-		push(track("f"), track("f"))) // twice in one request
-	eventually(t, func() bool { return storedIDs(t, eng) == "[warm a b c f]" })
-	if n := blocks.Load(); n != 1 {
-		t.Fatalf("%d block fsyncs before the first one ended, want 1", n)
-	}
-	unblock()
-	var got []string
-	for _, p := range ps {
-		<-p.done
-		got = append(got, outcome(p.results))
-	}
-	if want := "[s s s d d sd]"; fmt.Sprint(got) != want {
-		t.Errorf("outcomes %v, want %s", got, want)
-	}
-	if n := blocks.Load(); n != 2 {
-		t.Errorf("%d block fsyncs for a and b-f, want 2: the requests that arrived during a's waited behind more than it", n)
-	}
-	if got, want := storedIDs(t, eng), "[warm a b c f]"; got != want {
-		t.Errorf("stored %s, want %s", got, want)
-	}
-	last, err := eng.LastEventSeq(context.Background())
-	if err != nil || d.Covered() != last {
-		t.Errorf("covered %d, last sequence %d (%v)", d.Covered(), last, err)
 	}
 }
