@@ -58,7 +58,7 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 		}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_commit_duration_seconds",
-			Help:    "Time to write one commit to the EVENTS stream, until JetStream acknowledged it.",
+			Help:    "Time to write one commit to the EVENTS stream: until JetStream acknowledged its events and, with the embedded engine, they were fsynced (capstan_store_sync_duration_seconds is that last part).",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 		sync: prometheus.NewHistogram(prometheus.HistogramOpts{
