@@ -152,3 +152,49 @@ func TestWriteOrder(t *testing.T) {
 		prev = k
 	}
 }
+
+// TestMerge: the merge operator keeps the smallest position of an entry
+// (whatever the order of its operands) and the largest Covered, and
+// allocates once for an entry of one operand, as most are.
+func TestMerge(t *testing.T) {
+	op := func(pos, exp uint64) []byte {
+		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, pos), exp)
+	}
+	finish := func(key []byte, ops ...[]byte) []byte {
+		t.Helper()
+		m, err := merge(key, ops[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range ops[1:] {
+			if i%2 == 0 {
+				err = m.MergeNewer(o)
+			} else {
+				err = m.MergeOlder(o)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, _, err := m.Finish(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	entry := entryKey(nil, 1, mixKey(1))
+	if got, want := finish(entry, op(7, 70), op(3, 30), op(9, 90), op(5, 50)), op(3, 30); !bytes.Equal(got, want) {
+		t.Errorf("entry: merged %x, want %x", got, want)
+	}
+	cov := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+	if got, want := finish(coveredKey, cov(7), cov(12), cov(3)), cov(12); !bytes.Equal(got, want) {
+		t.Errorf("covered: merged %x, want %x", got, want)
+	}
+	if _, err := merge(entry, []byte{1, 2}); !errors.Is(err, ErrDamaged) {
+		t.Errorf("a short operand: %v, want ErrDamaged", err)
+	}
+	one := op(4, 40)
+	if n := testing.AllocsPerRun(100, func() { finish(entry, one) }); n > 1 {
+		t.Errorf("an entry of one operand: %v allocations, want 1", n)
+	}
+}

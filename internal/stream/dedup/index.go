@@ -627,6 +627,8 @@ func raise(a *atomic.Uint64, v uint64) {
 
 // merge is the store's merge operator: of an entry's operands the one with
 // the smallest position (the first 8 bytes), of Covered's the largest.
+// Every flush and compaction calls it for every entry, most of which have
+// one operand: it allocates once, the merger with room for the value.
 func merge(key, value []byte) (pebble.ValueMerger, error) {
 	m := &merger{largest: bytes.Equal(key, coveredKey)}
 	return m, m.add(value)
@@ -634,7 +636,8 @@ func merge(key, value []byte) (pebble.ValueMerger, error) {
 
 type merger struct {
 	largest bool
-	v       []byte
+	v       []byte   // the operand kept; nil before the first
+	buf     [16]byte // v's memory for operands up to an entry's size
 }
 
 func (m *merger) add(v []byte) error {
@@ -642,7 +645,7 @@ func (m *merger) add(v []byte) error {
 		return fmt.Errorf("%w: merge operand of %d bytes", ErrDamaged, len(v))
 	}
 	if m.v == nil {
-		m.v = bytes.Clone(v)
+		m.v = append(m.buf[:0], v...)
 		return nil
 	}
 	a, b := binary.BigEndian.Uint64(m.v), binary.BigEndian.Uint64(v)
