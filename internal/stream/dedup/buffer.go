@@ -52,6 +52,13 @@ type writeBuffer struct {
 	writing *pending // the buffer being written; nil when none
 	err     error    // a write that failed
 	writes  sync.WaitGroup
+	// spare is a written buffer, emptied, for the next one: a buffer's
+	// map is M/32 bytes, and one allocated per write was garbage enough
+	// to grow the heap by a third (bench/dedup). sorted is the writer's
+	// slice to sort a buffer in, kept for the same reason (one write at a
+	// time uses it).
+	spare  *pending
+	sorted []kv
 }
 
 // slot is where an entry goes: its partition and key.
@@ -117,7 +124,11 @@ func (x *Index) buffer(keys []Key, pos []uint64, part, exp, covered, drop uint64
 // write in progress).
 func (x *Index) startWrite() {
 	b := &x.buf
-	b.writing, b.active = b.active, newPending(b.limit)
+	next := b.spare
+	if next == nil {
+		next = newPending(b.limit)
+	}
+	b.writing, b.active, b.spare = b.active, next, nil
 	b.writes.Add(1)
 }
 
@@ -127,14 +138,23 @@ func (x *Index) write(p *pending) {
 	defer b.writes.Done()
 	err := x.commit(p)
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if err != nil {
 		b.err = err // p stays for Check; Adds fail from now on
 		x.log.Error("de-duplication index: writing buffered entries failed; the index is caught up at the next start", "entries", len(p.entries), "error", err)
-	} else {
-		b.writing = nil
+		b.written.Broadcast()
+		b.mu.Unlock()
+		return
 	}
+	b.writing = nil
 	b.written.Broadcast()
+	b.mu.Unlock()
+	// No one else holds p now: empty it, outside the lock, for the next
+	// buffer.
+	clear(p.entries)
+	p.covered, p.drop = 0, 0
+	b.mu.Lock()
+	b.spare = p
+	b.mu.Unlock()
 }
 
 // flush writes the active buffer to the store now, after the write in
@@ -172,11 +192,11 @@ type kv struct {
 	e entry
 }
 
-// sorted returns p's entries in the store's order: partitions big-endian,
+// sorted returns p's entries, in all's memory, in the store's order: partitions big-endian,
 // then keys. pebble sorts a large batch once more, in linear time when it
 // is sorted already.
-func (p *pending) sorted() []kv {
-	all := make([]kv, 0, len(p.entries))
+func (p *pending) sorted(all []kv) []kv {
+	all = all[:0]
 	for s, e := range p.entries {
 		all = append(all, kv{s, e})
 	}
@@ -198,7 +218,8 @@ func (p *pending) sorted() []kv {
 // commit writes p's entries, Covered and partition drop as one batch, not
 // fsynced: the index is derived state.
 func (x *Index) commit(p *pending) error {
-	all := p.sorted()
+	x.buf.sorted = p.sorted(x.buf.sorted)
+	all := x.buf.sorted
 	const entryBytes = 1 + 1 + 25 + 1 + 16 // kind, key and value with their lengths
 	b := x.db.NewBatchWithSize(len(all)*entryBytes + 128)
 	defer b.Close()

@@ -139,7 +139,7 @@ func TestWriteOrder(t *testing.T) {
 	x.buf.mu.Lock()
 	p := x.buf.active
 	x.buf.mu.Unlock()
-	sorted := p.sorted()
+	sorted := p.sorted(nil)
 	if len(sorted) != len(keys) {
 		t.Fatalf("%d entries sorted, want %d", len(sorted), len(keys))
 	}
@@ -196,5 +196,50 @@ func TestMerge(t *testing.T) {
 	one := op(4, 40)
 	if n := testing.AllocsPerRun(100, func() { finish(entry, one) }); n > 1 {
 		t.Errorf("an entry of one operand: %v allocations, want 1", n)
+	}
+}
+
+// TestBufferReused: a written buffer, emptied, takes the Adds after the
+// next write starts, instead of a new map each time; what it held stays
+// found, from the store.
+func TestBufferReused(t *testing.T) {
+	x := open(t, Options{bufferKeys: 100})
+	keys := make([]Key, 300)
+	pos := make([]uint64, len(keys))
+	for i := range keys {
+		keys[i] = mixKey(uint64(i))
+		pos[i] = uint64(i+1) << 16
+	}
+	spare := func() *pending {
+		x.buf.mu.Lock()
+		defer x.buf.mu.Unlock()
+		return x.buf.spare
+	}
+	add(t, x, keys[:100], pos[:100], 1) // the first buffer is full: written
+	if err := x.flush(); err != nil {
+		t.Fatal(err)
+	}
+	first := spare()
+	if first == nil || len(first.entries) != 0 || first.covered != 0 {
+		t.Fatalf("after a write: spare buffer %+v, want an empty one", first)
+	}
+	add(t, x, keys[100:200], pos[100:200], 2) // the second: written
+	if err := x.flush(); err != nil {
+		t.Fatal(err)
+	}
+	x.buf.mu.Lock()
+	active := x.buf.active
+	x.buf.mu.Unlock()
+	if active != first {
+		t.Errorf("the buffer after the second write is not the first one, emptied")
+	}
+	add(t, x, keys[200:250], pos[200:250], 3)
+	for i, p := range check(t, x, keys[:250]...) {
+		if p != pos[i] {
+			t.Fatalf("key %d at %#x, want %#x", i, p, pos[i])
+		}
+	}
+	if n := len(active.entries); n != 50 {
+		t.Errorf("the reused buffer holds %d entries, want the 50 added since", n)
 	}
 }

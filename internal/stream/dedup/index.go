@@ -76,7 +76,8 @@ type Options struct {
 	// 24 h (DefaultWindow); at least 1 s.
 	Window time.Duration
 	// MemoryBytes is the memory budget the index is sized from (block
-	// cache, memtables, compaction, the filters in memory; see
+	// cache, memtables, compaction, the filters and write buffers in
+	// memory; see
 	// pebbleOptions). Default 256 MB (DefaultMemoryBytes); at least 32 MB
 	// (MinMemoryBytes). Memory does not grow with Window or with the event
 	// rate.
@@ -670,7 +671,7 @@ type Stats struct {
 	// Keys is an estimate of the keys in the index: the entries of its
 	// tables on disk as far as the store has counted them, which include
 	// merge operands and expired entries that compaction has not dropped
-	// yet and exclude the memtables.
+	// yet and exclude the memtables and the write buffers.
 	Keys int64
 	// TableBytes is the size of the index's tables on disk.
 	TableBytes int64
