@@ -79,9 +79,10 @@ type pending struct {
 }
 
 // bytesPerBufferedKey is what one entry of a buffer costs in memory (the
-// map's slot of 40 bytes and its overhead), to size buffers from the memory
-// budget.
-const bytesPerBufferedKey = 64
+// map's slot of 40 bytes and its overhead: a map made for 131,072 entries
+// took 13.4 MB in a heap profile of bench/dedup), to size buffers from the
+// memory budget.
+const bytesPerBufferedKey = 100
 
 func newPending(limit int) *pending {
 	return &pending{entries: make(map[slot]entry, limit)}
