@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -465,9 +467,14 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Deliver
 		_ = msg.Ack()
 		return nil
 	}
-	var evs []Stored
-	err := decodeMessage(seq, msg.Subject(), msg.Headers(), msg.Data(), at, func(s Stored) error {
-		evs = append(evs, s)
+	// The deliveries of a message in one allocation, sized by its event
+	// count: one per event, and the copies of a growing slice, were a
+	// tenth of what reading an event cost. A segment's events are
+	// settled together anyway.
+	h, data := msg.Headers(), msg.Data()
+	ds := make([]Delivery, 0, eventsHint(h, data))
+	err := decodeMessage(seq, msg.Subject(), h, data, at, func(s Stored) error {
+		ds = append(ds, Delivery{Stored: s})
 		return nil
 	})
 	if err != nil {
@@ -475,18 +482,22 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Deliver
 		_ = msg.Term()
 		return nil
 	}
-	s := &segState{c: c, msg: msg, seq: seq, state: make([]byte, len(evs))}
+	s := &segState{c: c, msg: msg, seq: seq, state: make([]byte, len(ds))}
 	c.mu.Lock()
 	s.done = c.done[seq]
-	if len(s.done) != len(evs) {
-		s.done = make([]bool, len(evs))
-		if len(evs) > 1 {
+	if len(s.done) != len(ds) {
+		s.done = make([]bool, len(ds))
+		if len(ds) > 1 {
 			c.done[seq] = s.done
 		}
 	}
 	skip := slices.Clone(s.done)
 	c.mu.Unlock()
 	if d := c.cfg.Dedup; d != nil && d.followed.Load() {
+		evs := make([]Stored, len(ds))
+		for i := range ds {
+			evs[i] = ds[i].Stored
+		}
 		for i, first := range d.firstOf(ctx, seq, evs, dedupWait) {
 			if first != 0 && !skip[i] {
 				skip[i] = true
@@ -494,14 +505,15 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Deliver
 			}
 		}
 	}
-	out := make([]*Delivery, 0, len(evs))
+	out := make([]*Delivery, 0, len(ds))
 	s.mu.Lock()
-	for i := range evs {
+	for i := range ds {
 		if skip[i] {
 			s.state[i] = stateAcked
 			continue
 		}
-		out = append(out, &Delivery{Stored: evs[i], seg: s})
+		ds[i].seg = s
+		out = append(out, &ds[i])
 	}
 	s.open = len(out)
 	if s.open == 0 {
@@ -512,6 +524,17 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Deliver
 		_ = s.finishMsg(context.Background())
 	}
 	return out
+}
+
+// eventsHint is about how many events a stored message holds, to size what
+// its decoding fills: a segment's count (the frame's first number, bounded
+// by what its bytes can hold; decodeSegment checks it), else 1.
+func eventsHint(h nats.Header, data []byte) int {
+	if !isSegment(h) {
+		return 1
+	}
+	n, _ := binary.Uvarint(data)
+	return int(min(n, uint64(len(data))/(2+segFields), maxSegmentEvents))
 }
 
 // forget drops the acknowledged events of the message at seq.

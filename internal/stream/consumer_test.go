@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // feed runs c.Feed into a channel until the test ends or the returned stop
@@ -394,5 +395,40 @@ func TestConsumerFetchAllocation(t *testing.T) {
 	// acknowledgements) allocates a few MB at most.
 	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
 		t.Errorf("delivering %d events allocated %d MB", n, got>>20)
+	}
+}
+
+// TestDeliveriesAllocation: the deliveries of a segment cost a few
+// allocations beyond decoding its events, not one or more per event.
+func TestDeliveriesAllocation(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	const n = 100
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = track(fmt.Sprint("m", i))
+	}
+	appendOK(t, w, evs...)
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "allocs", AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := <-batch.Messages()
+	if msg == nil {
+		t.Fatalf("no message fetched: %v", batch.Error())
+	}
+	if ds := c.deliveries(ctx, msg); len(ds) != n {
+		t.Fatalf("%d deliveries, want %d", len(ds), n)
+	}
+	decode := testing.AllocsPerRun(20, func() {
+		_ = decodeMessage(1, msg.Subject(), msg.Headers(), msg.Data(), time.Time{}, func(Stored) error { return nil })
+	})
+	got := testing.AllocsPerRun(20, func() { c.deliveries(ctx, msg) })
+	if got > decode+10 {
+		t.Errorf("deliveries of %d events: %v allocations, decoding them %v; want at most 10 more", n, got, decode)
 	}
 }

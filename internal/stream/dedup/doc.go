@@ -27,8 +27,10 @@
 // an Add in a new partition drops the partitions before the previous one
 // with one range deletion, which pebble turns into whole files deleted.
 // Add writes merge operands; the merge operator keeps the smallest
-// position, so the rule costs no read. The keys of an Add and Covered are
-// one atomic batch.
+// position, so the rule costs no read. Adds reach the store through a
+// write buffer in memory (buffer.go), which Check consults: each full
+// buffer is one atomic batch of its keys and the Covered of its Adds, kept
+// by pebble as it is rather than inserted into a memtable.
 //
 // In front of the store, one Bloom filter in memory per partition answers
 // for most new keys without a seek in the store (filter.go): every Add puts
@@ -37,8 +39,8 @@
 // key until it is done, so a filter never hides a key the store holds.
 //
 // Memory is pebble's block cache (bloom filters and indexes first),
-// memtables and compactions, and the filters, all sized from
-// Options.MemoryBytes; it does not grow with the window or the event
+// memtables and compactions, the filters and the write buffers, all sized
+// from Options.MemoryBytes; it does not grow with the window or the event
 // rate. The tables on disk, about
 // 47 bytes per key (up to twice the window's worth before a partition is
 // dropped), are read with pread, so the kernel's page cache holds what is

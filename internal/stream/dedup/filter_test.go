@@ -91,11 +91,14 @@ func TestFiltersNeverHidePresentKey(t *testing.T) {
 				t.Fatal("filters of a new index not ready")
 			}
 			addSome(x, 500) // partition of 10:30, to a table
+			if err := x.flush(); err != nil {
+				t.Fatal(err)
+			}
 			if err := x.db.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			c.advance(40 * time.Minute) // 11:10, the next partition
-			addSome(x, 500)             // in the memtable
+			addSome(x, 500)             // in the write buffer
 			verify(x, "before restart")
 			if err := x.Close(); err != nil {
 				t.Fatal(err)

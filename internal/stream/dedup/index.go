@@ -76,7 +76,8 @@ type Options struct {
 	// 24 h (DefaultWindow); at least 1 s.
 	Window time.Duration
 	// MemoryBytes is the memory budget the index is sized from (block
-	// cache, memtables, compaction, the filters in memory; see
+	// cache, memtables, compaction, the filters and write buffers in
+	// memory; see
 	// pebbleOptions). Default 256 MB (DefaultMemoryBytes); at least 32 MB
 	// (MinMemoryBytes). Memory does not grow with Window or with the event
 	// rate.
@@ -87,6 +88,8 @@ type Options struct {
 
 	// filterBytes overrides the size of each partition's filter (tests).
 	filterBytes int64
+	// bufferKeys overrides the entries that fill a write buffer (tests).
+	bufferKeys int
 }
 
 // Index is the on-disk de-duplication index: for each key, the packed
@@ -118,6 +121,7 @@ type Index struct {
 	probed  atomic.Uint64 // (key, partition) pairs Check sought in the store
 
 	filters filters
+	buf     writeBuffer // Adds not yet in the store (buffer.go)
 	log     *slog.Logger
 }
 
@@ -170,6 +174,12 @@ func openClock(opt Options, now func() time.Time) (*Index, error) {
 	if x.filters.size == 0 {
 		x.filters.size = opt.MemoryBytes / 8
 	}
+	x.buf.limit = opt.bufferKeys
+	if x.buf.limit == 0 {
+		x.buf.limit = int(opt.MemoryBytes / 20 / bytesPerBufferedKey)
+	}
+	x.buf.written = sync.NewCond(&x.buf.mu)
+	x.buf.active = newPending(x.buf.limit)
 	x.cache = pebble.NewCache(opt.MemoryBytes * 3 / 8)
 	db, err := pebble.Open(opt.Dir, pebbleOptions(opt, x.cache))
 	if err != nil {
@@ -233,7 +243,15 @@ func (opt Options) withDefaults() (Options, error) {
 //     to M/10 keys in a window (27 million for 256 MB); more keys share
 //     the same memory at a higher rate of false positives, which the store
 //     answers;
-//   - memtables: M/16 each, at most 3 queued before writes wait, so 3M/16;
+//   - the index's write buffers (buffer.go): M/20 each, two at most (one
+//     filling, one being written), M/10; a buffer is written as one batch
+//     that pebble keeps as it is instead of inserting it into a memtable,
+//     its keys about 45 bytes each, M/45 more while it waits for its
+//     flush. Smaller buffers (M/32) cost 0.5 CPU-µs/event more in flushes
+//     and compactions (more, smaller tables);
+//   - memtables: M/32 each (what the buffers' batches are measured
+//     against: one larger than half a memtable is kept as it is), at most
+//     3 queued before writes wait, so 3M/32;
 //   - tables of M/64 (2-16 MB) at every level, two compactions at most;
 //   - bloom filters (10 bits per key, 1% false positives) at every level:
 //     most keys looked up are new, and a filter answers "absent" without
@@ -250,7 +268,7 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 		// whose goroutine outlives a failed Open.
 		FS:                          vfs.Default,
 		Cache:                       cache,
-		MemTableSize:                uint64(clamp(m/16, 2<<20, 256<<20)),
+		MemTableSize:                uint64(clamp(m/32, 1<<20, 128<<20)),
 		MemTableStopWritesThreshold: 3,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 		FormatMajorVersion:          pebble.FormatNewest,
@@ -332,10 +350,14 @@ func (x *Index) Close() error {
 		return ErrClosed
 	}
 	x.closed = true
+	// Not needed for exactness (a lost buffer is caught up at start), but
+	// a clean stop keeps everything and its restart reads nothing again.
+	ferr := x.flush()
+	x.buf.writes.Wait()
 	err := x.db.Close()
 	x.cache.Unref()
 	x.lock.Close()
-	if err != nil {
+	if err = errors.Join(ferr, err); err != nil {
 		return fmt.Errorf("close de-duplication index %s: %w", x.dir, err)
 	}
 	return nil
@@ -357,7 +379,8 @@ func entryKey(buf []byte, part uint64, k Key) []byte {
 // inside the window, 0 when absent. A key is sought in the two partitions
 // that can hold it, each only when that partition's filter in memory may
 // hold it: most keys looked up are new, and the filters answer for them
-// without reaching the store. The keys that do reach the store are sought
+// without reaching the buffers of Adds not yet written (buffer.go) nor the
+// store. The keys that do reach the store are sought
 // by one iterator (a prefix seek each, half the cost of a Get, which builds
 // an iterator per call), whose tables' bloom filters answer most absent
 // ones without reading a block.
@@ -384,44 +407,61 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 		x.filters.mu.RUnlock()
 	}
 	pos := make([]uint64, len(keys))
-	var it *pebble.Iterator
-	found, probed := 0, 0
-	var buf [25]byte
+	// First the buffers, for every (key, partition) its filter may hold,
+	// then the store: an iterator created after the look-ups in the
+	// buffers sees every key that left them (buffer.go).
+	type probe struct {
+		i    int
+		part uint64
+	}
+	var probes []probe
+	locked := false
 	for i := range keys {
 		for j, p := range parts {
 			if use[j] && (fs[j] == nil || !fs[j].mayContain(&keys[i])) {
 				continue
 			}
-			if it == nil {
-				var err error
-				// UseL6Filters: pebble skips the bottom level's bloom filters
-				// by default and reads a data block instead; here most keys
-				// sought are absent, and the bottom level holds most keys.
-				if it, err = x.db.NewIter(&pebble.IterOptions{UseL6Filters: true}); err != nil {
-					return nil, fmt.Errorf("check de-duplication index: %w", err)
-				}
+			if !locked {
+				x.buf.mu.Lock()
+				locked = true
 			}
-			probed++
-			k := entryKey(buf[:0], p, keys[i])
-			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
-				continue
-			}
-			v, err := it.ValueAndErr()
-			if err != nil {
-				it.Close()
-				return nil, fmt.Errorf("check de-duplication index: %w", err)
-			}
-			if len(v) != 16 {
-				it.Close()
-				return nil, fmt.Errorf("check de-duplication index: %w: entry of %d bytes", ErrDamaged, len(v))
-			}
-			at, exp := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
-			if exp > ms && (pos[i] == 0 || at < pos[i]) {
+			if at := x.buf.buffered(slot{p, keys[i]}, ms); at != 0 && (pos[i] == 0 || at < pos[i]) {
 				pos[i] = at
 			}
+			probes = append(probes, probe{i, p})
 		}
-		if pos[i] != 0 {
-			found++
+	}
+	if locked {
+		x.buf.mu.Unlock()
+	}
+	var it *pebble.Iterator
+	var buf [25]byte
+	for _, pr := range probes {
+		if it == nil {
+			var err error
+			// UseL6Filters: pebble skips the bottom level's bloom filters
+			// by default and reads a data block instead; here most keys
+			// sought are absent, and the bottom level holds most keys.
+			if it, err = x.db.NewIter(&pebble.IterOptions{UseL6Filters: true}); err != nil {
+				return nil, fmt.Errorf("check de-duplication index: %w", err)
+			}
+		}
+		k := entryKey(buf[:0], pr.part, keys[pr.i])
+		if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return nil, fmt.Errorf("check de-duplication index: %w", err)
+		}
+		if len(v) != 16 {
+			it.Close()
+			return nil, fmt.Errorf("check de-duplication index: %w: entry of %d bytes", ErrDamaged, len(v))
+		}
+		at, exp := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+		if exp > ms && (pos[pr.i] == 0 || at < pos[pr.i]) {
+			pos[pr.i] = at
 		}
 	}
 	if it != nil {
@@ -429,9 +469,15 @@ func (x *Index) Check(keys []Key) ([]uint64, error) {
 			return nil, fmt.Errorf("check de-duplication index: %w", err)
 		}
 	}
+	found := 0
+	for _, p := range pos {
+		if p != 0 {
+			found++
+		}
+	}
 	x.checked.Add(uint64(len(keys)))
 	x.found.Add(uint64(found))
-	x.probed.Add(uint64(probed))
+	x.probed.Add(uint64(len(probes)))
 	return pos, nil
 }
 
@@ -523,10 +569,13 @@ func (x *Index) filtersReady() bool { <-x.filters.built; return x.filters.ready.
 // wins, whatever the order of the Adds. A key's entry lives for the window
 // from the Add that wrote it.
 //
-// The keys and Covered are one atomic write, not fsynced: the index is
-// derived state, caught up from the stream at start. When the clock has
-// entered a new partition, the same write drops the partitions that can
-// no longer hold a live entry.
+// Add writes to the store only through its write buffer (buffer.go): the
+// keys go into a buffer in memory that Check consults, and each full
+// buffer is written with the highest Covered of its Adds as one atomic
+// write, not fsynced: the index is derived state, caught up from the
+// stream at start, and Covered on disk never claims a key that is not on
+// disk. When the clock has entered a new partition, the buffer's write
+// drops the partitions that can no longer hold a live entry.
 func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	if len(keys) != len(pos) {
 		return fmt.Errorf("add to de-duplication index: %d keys and %d positions", len(keys), len(pos))
@@ -544,42 +593,21 @@ func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	now := x.now()
 	part := x.partition(now)
 	exp := uint64(now.Add(x.window).UnixMilli())
-	// The keys go into the filter before they can be in the store: a Check
-	// that finds the store holding a key finds it in the filter too.
+	// The keys go into the filter before they can be in the buffer or the
+	// store: a Check that finds a key finds it in the filter too.
 	f := x.filterFor(part)
 	for i := range keys {
 		f.add(&keys[i])
 	}
-	b := x.db.NewBatch()
-	defer b.Close()
-	var kbuf [25]byte
-	var vbuf [16]byte
-	binary.BigEndian.PutUint64(vbuf[8:], exp)
-	for i := range keys {
-		binary.BigEndian.PutUint64(vbuf[:8], pos[i])
-		if err := b.Merge(entryKey(kbuf[:0], part, keys[i]), vbuf[:], nil); err != nil {
-			return fmt.Errorf("add to de-duplication index: %w", err)
-		}
-	}
-	if covered > x.covered.Load() {
-		if err := b.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, covered), nil); err != nil {
-			return fmt.Errorf("add to de-duplication index: covered: %w", err)
-		}
-	} else {
+	if covered <= x.covered.Load() {
 		covered = 0
 	}
 	drop := part - 1 // partitions below part-1 hold only expired entries
-	if part >= 1 && x.dropped.Load() < drop {
-		lo := entryKey(nil, 0, Key{})
-		hi := entryKey(nil, drop, Key{})
-		if err := b.DeleteRange(lo, hi, nil); err != nil {
-			return fmt.Errorf("add to de-duplication index: drop expired: %w", err)
-		}
-	} else {
+	if part < 1 || x.dropped.Load() >= drop {
 		drop = 0
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("add to de-duplication index: %w", err)
+	if err := x.buffer(keys, pos, part, exp, covered, drop); err != nil {
+		return err
 	}
 	x.added.Add(uint64(len(keys)))
 	raise(&x.covered, covered)
@@ -602,6 +630,8 @@ func raise(a *atomic.Uint64, v uint64) {
 
 // merge is the store's merge operator: of an entry's operands the one with
 // the smallest position (the first 8 bytes), of Covered's the largest.
+// Every flush and compaction calls it for every entry, most of which have
+// one operand: it allocates once, the merger with room for the value.
 func merge(key, value []byte) (pebble.ValueMerger, error) {
 	m := &merger{largest: bytes.Equal(key, coveredKey)}
 	return m, m.add(value)
@@ -609,7 +639,8 @@ func merge(key, value []byte) (pebble.ValueMerger, error) {
 
 type merger struct {
 	largest bool
-	v       []byte
+	v       []byte   // the operand kept; nil before the first
+	buf     [16]byte // v's memory for operands up to an entry's size
 }
 
 func (m *merger) add(v []byte) error {
@@ -617,7 +648,7 @@ func (m *merger) add(v []byte) error {
 		return fmt.Errorf("%w: merge operand of %d bytes", ErrDamaged, len(v))
 	}
 	if m.v == nil {
-		m.v = bytes.Clone(v)
+		m.v = append(m.buf[:0], v...)
 		return nil
 	}
 	a, b := binary.BigEndian.Uint64(m.v), binary.BigEndian.Uint64(v)
@@ -642,7 +673,7 @@ type Stats struct {
 	// Keys is an estimate of the keys in the index: the entries of its
 	// tables on disk as far as the store has counted them, which include
 	// merge operands and expired entries that compaction has not dropped
-	// yet and exclude the memtables.
+	// yet and exclude the memtables and the write buffers.
 	Keys int64
 	// TableBytes is the size of the index's tables on disk.
 	TableBytes int64

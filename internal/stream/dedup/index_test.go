@@ -225,6 +225,9 @@ func TestExpiry(t *testing.T) {
 	// Two partitions later an Add drops the old ones from the store.
 	c.advance(2 * time.Hour)
 	add(t, x, []Key{key("c")}, []uint64{4 << 16}, 4)
+	if err := x.flush(); err != nil { // the drop is written with the buffer
+		t.Fatal(err)
+	}
 	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{entryKind}, UpperBound: []byte{entryKind + 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -316,6 +319,9 @@ func filled(t *testing.T, n int) string {
 		pos[i] = uint64(i+1) << 16
 	}
 	if err := x.Add(keys, pos, uint64(n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.flush(); err != nil { // to the store
 		t.Fatal(err)
 	}
 	if err := x.db.Flush(); err != nil { // to a table

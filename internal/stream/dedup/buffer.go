@@ -1,0 +1,267 @@
+package dedup
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// The write buffer. Add does not write to the store: it records its keys
+// in a map in memory (the active buffer), which Check consults before the
+// store. When the active buffer holds bufferKeys entries it is written to
+// the store in the background, as one batch sorted by key, and a new one
+// takes the Adds meanwhile.
+//
+// Why: an Add written to the store at once costs one insert per key into
+// pebble's memtable, a skiplist of 16 MB whose search for random keys
+// (hashes) misses the CPU caches at every level: 2.3 of the 8.3 CPU-µs per
+// event the store paid (BenchmarkEngineFloor/store, 2026-12-06). A batch
+// larger than half a memtable is not inserted into one: pebble keeps it as
+// it is (sorted once, which costs little when it is sorted already) and
+// flushes it to a table like a memtable. A map insert costs a tenth of
+// the skiplist's.
+//
+// What the buffer keeps exact:
+//
+//   - Check finds every key of every Add that returned: a key is in the
+//     active buffer, in the one being written, or in the store. Check looks
+//     in the buffers before it creates its iterator on the store, and a
+//     buffer is dropped only after its batch is committed, so a key that
+//     left the buffers is in the iterator's snapshot.
+//   - Covered on disk never claims a key the store does not hold: a
+//     buffer's covered is written in the same batch as its keys, and
+//     buffers are written in order, one at a time. A crash loses the
+//     buffers (at most two, bounded by the memory budget) and what
+//     Covered they had claimed: the catch-up at start reads those events
+//     from the stream again.
+//   - Memory is bounded: while one buffer is being written the next fills
+//     at most once; Adds then wait for the write.
+//   - A write that fails keeps its buffer for Check, and every later Add
+//     fails with its error: the Writer then stops moving covered, and the
+//     next start catches up (what an Add that failed always meant).
+type writeBuffer struct {
+	limit int // entries that make a buffer full
+
+	mu      sync.Mutex
+	written *sync.Cond // a write ended
+	active  *pending
+	writing *pending // the buffer being written; nil when none
+	err     error    // a write that failed
+	writes  sync.WaitGroup
+	// spare is a written buffer, emptied, for the next one: a buffer's
+	// map is M/20 bytes, and one allocated per write was garbage enough
+	// to grow the heap by a third (bench/dedup). sorted is the writer's
+	// slice to sort a buffer in, kept for the same reason (one write at a
+	// time uses it).
+	spare  *pending
+	sorted []kv
+}
+
+// slot is where an entry goes: its partition and key.
+type slot struct {
+	part uint64
+	key  Key
+}
+
+// entry is a buffered entry's value: its position and when it expires
+// (Unix milliseconds).
+type entry struct{ pos, exp uint64 }
+
+// pending is one buffer: entries and what its Adds claimed besides.
+type pending struct {
+	entries map[slot]entry
+	covered uint64 // the highest Covered of its Adds; 0 none
+	drop    uint64 // the partitions below this one are to be dropped; 0 none
+}
+
+// bytesPerBufferedKey is what one entry of a buffer costs in memory (the
+// map's slot of 40 bytes and its overhead: a map made for 131,072 entries
+// took 13.4 MB in a heap profile of bench/dedup), to size buffers from the
+// memory budget.
+const bytesPerBufferedKey = 100
+
+func newPending(limit int) *pending {
+	return &pending{entries: make(map[slot]entry, limit)}
+}
+
+func (p *pending) empty() bool {
+	return len(p.entries) == 0 && p.covered == 0 && p.drop == 0
+}
+
+// buffer records an Add in the active buffer and starts its write once it
+// is full.
+func (x *Index) buffer(keys []Key, pos []uint64, part, exp, covered, drop uint64) error {
+	b := &x.buf
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.err == nil && b.writing != nil && len(b.active.entries) >= b.limit {
+		b.written.Wait()
+	}
+	if b.err != nil {
+		return fmt.Errorf("add to de-duplication index: an earlier write failed: %w", b.err)
+	}
+	p := b.active
+	for i := range keys {
+		s := slot{part, keys[i]}
+		// The first occurrence wins, as the store's merge operator has it.
+		if e, ok := p.entries[s]; !ok || pos[i] < e.pos {
+			p.entries[s] = entry{pos[i], exp}
+		}
+	}
+	p.covered = max(p.covered, covered)
+	p.drop = max(p.drop, drop)
+	if len(p.entries) >= b.limit && b.writing == nil {
+		x.startWrite()
+		go x.write(b.writing)
+	}
+	return nil
+}
+
+// startWrite makes the active buffer the one being written (b.mu held, no
+// write in progress).
+func (x *Index) startWrite() {
+	b := &x.buf
+	next := b.spare
+	if next == nil {
+		next = newPending(b.limit)
+	}
+	b.writing, b.active, b.spare = b.active, next, nil
+	b.writes.Add(1)
+}
+
+// write writes p, the buffer being written, to the store.
+func (x *Index) write(p *pending) {
+	b := &x.buf
+	defer b.writes.Done()
+	err := x.commit(p)
+	b.mu.Lock()
+	if err != nil {
+		b.err = err // p stays for Check; Adds fail from now on
+		x.log.Error("de-duplication index: writing buffered entries failed; the index is caught up at the next start", "entries", len(p.entries), "error", err)
+		b.written.Broadcast()
+		b.mu.Unlock()
+		return
+	}
+	b.writing = nil
+	b.written.Broadcast()
+	b.mu.Unlock()
+	// No one else holds p now: empty it, outside the lock, for the next
+	// buffer.
+	clear(p.entries)
+	p.covered, p.drop = 0, 0
+	b.mu.Lock()
+	b.spare = p
+	b.mu.Unlock()
+}
+
+// flush writes the active buffer to the store now, after the write in
+// progress, and returns once it is written (Close; tests). Adds running
+// meanwhile may start writes of their own.
+func (x *Index) flush() error {
+	b := &x.buf
+	b.mu.Lock()
+	for b.err == nil && b.writing != nil {
+		b.written.Wait()
+	}
+	if b.err != nil {
+		b.mu.Unlock()
+		return fmt.Errorf("write de-duplication index: %w", b.err)
+	}
+	if b.active.empty() {
+		b.mu.Unlock()
+		return nil
+	}
+	x.startWrite()
+	p := b.writing
+	b.mu.Unlock()
+	x.write(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return fmt.Errorf("write de-duplication index: %w", b.err)
+	}
+	return nil
+}
+
+// kv is one entry of a buffer with its slot.
+type kv struct {
+	s slot
+	e entry
+}
+
+// sorted returns p's entries, in all's memory, in the store's order: partitions big-endian,
+// then keys. pebble sorts a large batch once more, in linear time when it
+// is sorted already.
+func (p *pending) sorted(all []kv) []kv {
+	all = all[:0]
+	for s, e := range p.entries {
+		all = append(all, kv{s, e})
+	}
+	// Compared as three big-endian numbers: bytes.Compare's call and
+	// loop made the sort cost twice as much.
+	slices.SortFunc(all, func(a, b kv) int {
+		if c := cmp.Compare(a.s.part, b.s.part); c != 0 {
+			return c
+		}
+		be := binary.BigEndian
+		if c := cmp.Compare(be.Uint64(a.s.key[:8]), be.Uint64(b.s.key[:8])); c != 0 {
+			return c
+		}
+		return cmp.Compare(be.Uint64(a.s.key[8:]), be.Uint64(b.s.key[8:]))
+	})
+	return all
+}
+
+// commit writes p's entries, Covered and partition drop as one batch, not
+// fsynced: the index is derived state.
+func (x *Index) commit(p *pending) error {
+	x.buf.sorted = p.sorted(x.buf.sorted)
+	all := x.buf.sorted
+	const entryBytes = 1 + 1 + 25 + 1 + 16 // kind, key and value with their lengths
+	b := x.db.NewBatchWithSize(len(all)*entryBytes + 128)
+	defer b.Close()
+	var kbuf [25]byte
+	var vbuf [16]byte
+	for _, a := range all {
+		binary.BigEndian.PutUint64(vbuf[:8], a.e.pos)
+		binary.BigEndian.PutUint64(vbuf[8:], a.e.exp)
+		if err := b.Merge(entryKey(kbuf[:0], a.s.part, a.s.key), vbuf[:], nil); err != nil {
+			return fmt.Errorf("write de-duplication index: %w", err)
+		}
+	}
+	if p.covered > 0 {
+		if err := b.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, p.covered), nil); err != nil {
+			return fmt.Errorf("write de-duplication index: covered: %w", err)
+		}
+	}
+	if p.drop > 0 {
+		// After the entries: a range deletion hides the batch's own
+		// earlier entries of the partitions it drops too.
+		if err := b.DeleteRange(entryKey(nil, 0, Key{}), entryKey(nil, p.drop, Key{}), nil); err != nil {
+			return fmt.Errorf("write de-duplication index: drop expired: %w", err)
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("write de-duplication index: %w", err)
+	}
+	return nil
+}
+
+// buffered returns, of the buffers (b.mu held), the smallest position of
+// the entry at s that has not expired at ms, or 0.
+func (b *writeBuffer) buffered(s slot, ms uint64) uint64 {
+	var pos uint64
+	for _, p := range [2]*pending{b.active, b.writing} {
+		if p == nil {
+			continue
+		}
+		if e, ok := p.entries[s]; ok && e.exp > ms && (pos == 0 || e.pos < pos) {
+			pos = e.pos
+		}
+	}
+	return pos
+}
