@@ -99,7 +99,10 @@ func TestConsumerFeed(t *testing.T) {
 	} {
 		appendOK(t, w, ev)
 	}
-	const ackWait = 300 * time.Millisecond
+	// AckWait is long enough that a loaded machine (CI under -race) does
+	// not let it pass between event 4's delivery and its first
+	// InProgress below: at 300 ms it did (event 4 delivered again).
+	const ackWait = time.Second
 	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "feed", Sources: []string{"web"}, AckWait: ackWait, FetchWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +117,9 @@ func TestConsumerFeed(t *testing.T) {
 	d1, d3, d4 := got[1], got[3], got[4]
 	if d1 == nil || d3 == nil || d4 == nil {
 		t.Fatalf("delivered events %v, want 1, 3 and 4", slices.Sorted(maps.Keys(got)))
+	}
+	if err := d4.InProgress(); err != nil { // kept alive from here on
+		t.Fatal(err)
 	}
 	if d1.Seq != 1 || d1.Source != "web" || d1.Type != "track" || string(d1.Doc) != `{"n":1}` ||
 		d1.RequestID != "r1" || d1.UserAgent != "ua" || d1.LiFatID != "lfi" || d1.ReplayFor != "" || d1.Trust != TrustUnverified || d1.StoredAt.IsZero() {
@@ -149,7 +155,7 @@ func TestConsumerFeed(t *testing.T) {
 		info, err := c.cons.Info(ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	})
-	nothing(t, out, 3*ackWait)
+	nothing(t, out, 2*ackWait)
 	// A new event is delivered next.
 	appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "m5", Doc: []byte(`{"n":5}`)})
 	if d := receive(t, out); d.Seq != 5 {
