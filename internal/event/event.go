@@ -53,6 +53,32 @@ func ParseType(s string) (Type, bool) {
 	return "", false
 }
 
+// parseTypeLiteral is ParseType of the JSON string literal lit. A type
+// written as one of the six names, as nearly every event's is, is matched
+// on the literal's bytes, without decoding it to a new string (one
+// allocation per event); anything else (other case, escapes) is decoded.
+func parseTypeLiteral(lit []byte) (Type, bool) {
+	if len(lit) >= 2 {
+		// Each case returns its constant: returning the converted
+		// string would make the conversion allocate.
+		switch string(lit[1 : len(lit)-1]) {
+		case string(Track):
+			return Track, true
+		case string(Page):
+			return Page, true
+		case string(Screen):
+			return Screen, true
+		case string(Identify):
+			return Identify, true
+		case string(Group):
+			return Group, true
+		case string(Alias):
+			return Alias, true
+		}
+	}
+	return ParseType(decodeString(lit))
+}
+
 // Drop codes of §2.5 and §1.3: why one event was not stored.
 const (
 	CodeInvalidEvent     = "invalid_event"
@@ -141,7 +167,7 @@ func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, 
 		if kind(tv) != 's' {
 			return nil, drop(CodeInvalidType, "type must be a string")
 		}
-		t, ok := ParseType(decodeString(tv))
+		t, ok := parseTypeLiteral(tv)
 		if !ok {
 			return nil, drop(CodeInvalidType, "type %q is not one of track, page, screen, identify, group, alias", truncate(decodeString(tv), 40))
 		}

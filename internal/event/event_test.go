@@ -752,3 +752,22 @@ func TestValidStringSpecials(t *testing.T) {
 		}
 	}
 }
+
+// TestParseTypeLiteral: matching the literal's bytes agrees with decoding
+// it and ParseType, and the six names as written cost no allocation.
+func TestParseTypeLiteral(t *testing.T) {
+	for _, lit := range []string{`"track"`, `"page"`, `"screen"`, `"identify"`, `"group"`, `"alias"`,
+		`"Track"`, `"TRACK"`, `"tr\u0061ck"`, `"trac\u212a"`, `"tracks"`, `"trac"`, `""`, `"x"`, `"\u0000"`} {
+		got, gok := parseTypeLiteral([]byte(lit))
+		want, wok := ParseType(decodeString([]byte(lit)))
+		if got != want || gok != wok {
+			t.Errorf("%s: got %q %v, want %q %v", lit, got, gok, want, wok)
+		}
+	}
+	for _, typ := range []Type{Track, Page, Screen, Identify, Group, Alias} {
+		lit := []byte(`"` + typ + `"`)
+		if n := testing.AllocsPerRun(100, func() { _, _ = parseTypeLiteral(lit) }); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", lit, n)
+		}
+	}
+}
