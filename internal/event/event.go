@@ -545,7 +545,62 @@ func parseTimeValue(v []byte) (time.Time, bool) {
 	if kind(v) != 's' {
 		return time.Time{}, false
 	}
+	if t, ok := parseUTCTime(v[1 : len(v)-1]); ok {
+		return t, true
+	}
 	return ParseTime(decodeString(v))
+}
+
+// parseUTCTime parses b when it is written as
+// YYYY-MM-DDTHH:MM:SS[.F]Z with 1 to 9 fractional digits and in-range
+// fields, the form of nearly every timestamp sent (it is what Segment's
+// libraries and capstan write), and gives the time ParseTime gives for it.
+// It reads the bytes in place: ParseTime's time.Parse needs a string,
+// which cost an allocation per timestamp. Any other form, or a field out
+// of range, returns false and is left to ParseTime.
+func parseUTCTime(b []byte) (time.Time, bool) {
+	if len(b) < 20 || len(b) > 30 || b[4] != '-' || b[7] != '-' || b[10] != 'T' ||
+		b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	hour, ok4 := digits(b[11:13])
+	minute, ok5 := digits(b[14:16])
+	sec, ok6 := digits(b[17:19])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 ||
+		month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		n, ok := digits(frac[1:])
+		if frac[0] != '.' || len(frac) < 2 || !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			n *= 10
+		}
+		nsec = n
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day { // past the month's end: time.Date normalised it
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// digits returns the value of b, ASCII decimal digits only (at most 9).
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // ParseTime parses the ISO-8601 subset of §2.6: RFC 3339 with any number of

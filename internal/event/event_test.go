@@ -771,3 +771,55 @@ func TestParseTypeLiteral(t *testing.T) {
 		}
 	}
 }
+
+// parseUTCTimeCases are timestamps in and around parseUTCTime's form.
+var parseUTCTimeCases = []string{
+	"2026-12-06T06:12:15Z", "2026-12-06T06:12:15.1Z", "2026-12-06T06:12:15.123Z",
+	"2026-12-06T06:12:15.123456789Z", "2026-12-06T06:12:15.1234567891Z", "2026-12-06T06:12:15.Z",
+	"0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "2024-02-29T00:00:00Z",
+	"2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z",
+	"2026-12-00T00:00:00Z", "2026-12-06T24:00:00Z", "2026-12-06T06:60:00Z", "2026-12-06T06:12:60Z",
+	"2026-12-06t06:12:15Z", "2026-12-06T06:12:15z", "2026-12-06T06:12:15+00:00", "2026-12-06T06:12:15",
+	"2026-12-06", "2026-12-06T06:12:15,123Z", "2026-12-06T06:12:15.12aZ", "+026-12-06T06:12:15Z",
+	"2026-1-06T06:12:15.000Z", "2026-12-06T06:12:1Z", "2026-12-06 06:12:15Z",
+}
+
+// TestParseUTCTime: the fast form gives what ParseTime gives, and parsing
+// it allocates nothing.
+func TestParseUTCTime(t *testing.T) {
+	fast := 0
+	for _, s := range parseUTCTimeCases {
+		if checkParseUTCTime(t, s) {
+			fast++
+		}
+	}
+	if fast < 6 {
+		t.Errorf("parseUTCTime parsed %d of the cases, want at least 6", fast)
+	}
+	lit := []byte(`"2026-12-06T06:12:15.123Z"`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = parseTimeValue(lit) }); n != 0 {
+		t.Errorf("parseTimeValue(%s): %v allocations, want 0", lit, n)
+	}
+}
+
+// checkParseUTCTime fails t when parseUTCTime(s) parses s to another time
+// than ParseTime does, and reports whether it parsed s.
+func checkParseUTCTime(t *testing.T, s string) bool {
+	t.Helper()
+	got, ok := parseUTCTime([]byte(s))
+	if !ok {
+		return false
+	}
+	want, wok := ParseTime(s)
+	if !wok || got != want {
+		t.Errorf("%q: parseUTCTime %v, ParseTime %v %v", s, got, want, wok)
+	}
+	return true
+}
+
+func FuzzParseUTCTime(f *testing.F) {
+	for _, s := range parseUTCTimeCases {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { checkParseUTCTime(t, s) })
+}
