@@ -148,13 +148,14 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	if !ok {
 		return nil, drop(CodeInvalidEvent, "event must be a JSON object")
 	}
-	return sc.normalize(forced, req, false)
+	return sc.normalize(forced, req, false, nil)
 }
 
 // normalize is Normalize of the event whose members are in sc.obj. When
 // ctxSplit, sc.ctx holds the members of the event's context (the value
-// sc.obj holds under context).
-func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, *DropError) {
+// sc.obj holds under context). The stored document is taken from docs
+// (nil: allocated alone).
+func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool, docs *docArena) (*Event, *DropError) {
 	f := fields{obj: sc.obj}
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
@@ -306,7 +307,7 @@ func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, 
 	f.set(fReceivedAt, sc.time(received))
 	f.set(fTimestamp, sc.time(ts))
 
-	ev.JSON = f.obj.appendJSON(make([]byte, 0, f.obj.jsonLen()))
+	ev.JSON = f.obj.appendJSON(docs.take(f.obj.jsonLen()))
 	sc.obj = f.obj
 	return ev, nil
 }

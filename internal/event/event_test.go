@@ -823,3 +823,36 @@ func FuzzParseUTCTime(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) { checkParseUTCTime(t, s) })
 }
+
+var docSink []byte
+
+// TestDocArena: the documents of a body's events share one allocation,
+// sized for the events left, and each ends at its capacity, so appending
+// to one leaves the next alone.
+func TestDocArena(t *testing.T) {
+	a := docArena{left: 4}
+	if n := testing.AllocsPerRun(100, func() {
+		a = docArena{left: 4}
+		for range 4 {
+			docSink = a.take(100)
+		}
+	}); n != 1 {
+		t.Errorf("4 documents: %v allocations, want 1", n)
+	}
+	a = docArena{left: 2}
+	d1 := append(a.take(3), "abc"...)
+	d2 := append(a.take(3), "def"...)
+	if cap(d1) != 3 || cap(d2) != 3 {
+		t.Fatalf("capacities %d and %d, want 3", cap(d1), cap(d2))
+	}
+	d1 = append(d1, "xyz"...)
+	if string(d1) != "abcxyz" || string(d2) != "def" {
+		t.Errorf("after appending to the first: %q and %q", d1, d2)
+	}
+	if d3 := a.take(5); cap(d3) != 5 { // the chunk is used up
+		t.Errorf("a document past the chunk: capacity %d, want 5", cap(d3))
+	}
+	if d := (*docArena)(nil).take(7); len(d) != 0 || cap(d) != 7 {
+		t.Errorf("nil arena: len %d cap %d, want 0 7", len(d), cap(d))
+	}
+}
