@@ -44,6 +44,9 @@ type Body struct {
 	members []member
 	// docs hands out the stored documents of the events Normalize builds.
 	docs docArena
+	// events holds the Events that Normalize has still to hand out: one
+	// allocation for the body's events, not one each.
+	events []Event
 }
 
 // docArenaChunk is the most a docArena allocates at once for documents
@@ -105,7 +108,9 @@ func (bb *bodyBufs) split(obj object) split {
 }
 
 // Normalize is [Normalize] of Items[i] with the members that checking the
-// body found, so that the item is not scanned again.
+// body found, so that the item is not scanned again. The events of a body
+// share their allocations (Events, then documents by up to 32 KB): one
+// event kept keeps those of its neighbours in memory too.
 func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) {
 	if i >= len(b.items) || b.items[i].obj < 0 {
 		return Normalize(b.Items[i], forced, req)
@@ -118,8 +123,14 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 	if ctxSplit {
 		sc.ctx = append(sc.ctx[:0], b.members[it.ctx:it.ctxEnd]...)
 	}
-	b.docs.left = len(b.Items) - i
-	return sc.normalize(forced, req, ctxSplit, &b.docs)
+	left := len(b.Items) - i
+	if len(b.events) == 0 {
+		b.events = make([]Event, left)
+	}
+	ev := &b.events[0]
+	b.events = b.events[1:]
+	b.docs.left = left
+	return sc.normalize(ev, forced, req, ctxSplit, &b.docs)
 }
 
 // CheckDepth returns the drop of the event raw, valid JSON, when it nests

@@ -148,18 +148,18 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	if !ok {
 		return nil, drop(CodeInvalidEvent, "event must be a JSON object")
 	}
-	return sc.normalize(forced, req, false, nil)
+	return sc.normalize(new(Event), forced, req, false, nil)
 }
 
 // normalize is Normalize of the event whose members are in sc.obj. When
 // ctxSplit, sc.ctx holds the members of the event's context (the value
-// sc.obj holds under context). The stored document is taken from docs
-// (nil: allocated alone).
-func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool, docs *docArena) (*Event, *DropError) {
+// sc.obj holds under context). It fills and returns ev, and takes the
+// stored document from docs (nil: allocated alone).
+func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool, docs *docArena) (*Event, *DropError) {
 	f := fields{obj: sc.obj}
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
-	ev := &Event{Type: forced}
+	*ev = Event{Type: forced}
 	if forced == "" {
 		tv := f.get(fType)
 		if tv == nil || kind(tv) == 'n' {

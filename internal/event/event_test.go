@@ -856,3 +856,33 @@ func TestDocArena(t *testing.T) {
 		t.Errorf("nil arena: len %d cap %d, want 0 7", len(d), cap(d))
 	}
 }
+
+// TestBodyNormalizeAllocations: normalising a batch's events costs their
+// two id strings each, and a few allocations shared by all of them (the
+// Events, the documents' chunk): not an Event, a document, a type and a
+// timestamp string each.
+func TestBodyNormalizeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops pooled buffers at random: allocations vary")
+	}
+	const items = 20
+	item := `{"type":"track","event":"A","userId":"u1","messageId":"m1","timestamp":"2026-12-06T06:12:15.123Z","context":{"a":1}}`
+	raw := []byte(`{"batch":[` + strings.TrimSuffix(strings.Repeat(item+",", items), ",") + `]}`)
+	req := &Request{ReceivedAt: received, ClientIP: "203.0.113.7"}
+	n := testing.AllocsPerRun(50, func() {
+		body, rerr := ParseBatch(raw)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		for i := range body.Items {
+			if _, derr := body.Normalize(i, "", req); derr != nil {
+				t.Fatal(derr)
+			}
+		}
+		body.Release()
+	})
+	if want := float64(2*items + 8); n > want {
+		t.Errorf("%d events: %v allocations, want at most %v", items, n, want)
+	}
+	t.Logf("%d events: %v allocations", items, n)
+}
