@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -42,40 +43,63 @@ type Body struct {
 	// its context), as checking the body found them; nil when not split.
 	items   []itemSplit
 	members []member
-	// docs hands out the stored documents of the events Normalize builds.
-	docs docArena
+	// arena hands out the documents and ids of the events Normalize builds.
+	arena arena
 	// events holds the Events that Normalize has still to hand out: one
 	// allocation for the body's events, not one each.
 	events []Event
 }
 
-// docArenaChunk is the most a docArena allocates at once for documents
-// smaller than it: the largest small-object size class of Go's allocator.
-const docArenaChunk = 32 << 10
+// Chunk sizes of an arena: the most it allocates at once for documents,
+// the largest small-object size class of Go's allocator, and for ids.
+const (
+	docChunk = 32 << 10
+	idChunk  = 8 << 10
+)
 
-// docArena hands out the stored documents of one body's events from shared
-// chunks: one allocation per docArenaChunk of documents, where a document
-// of its own per event was ingest's largest allocation (over half of its
-// bytes). The documents outlive the body (they are stored); a chunk is
-// garbage once every document in it is, and a document's capacity ends
-// where it does, so appending to one cannot overwrite the next.
-type docArena struct {
-	free []byte // the current chunk from its first unused byte
-	left int    // events still to normalise, this one included: the chunk size's estimate
+// arena hands out the stored documents, userIds and anonymousIds of one
+// body's events from shared chunks: one allocation per chunk, where one
+// each per event was most of ingest's allocations (its document over half
+// of its bytes). A chunk is garbage once everything in it is: the
+// documents outlive the body (they are stored), the ids are read while
+// the request is handled. A document's capacity ends where it does, so
+// appending to one cannot overwrite the next.
+type arena struct {
+	docs []byte          // the current document chunk from its first unused byte
+	ids  strings.Builder // the current id chunk (written bytes never change)
+	left int             // events still to normalise, this one included: the chunk sizes' estimate
 }
 
 // take returns an empty slice with capacity n for a document; a nil arena
 // allocates it alone.
-func (a *docArena) take(n int) []byte {
+func (a *arena) take(n int) []byte {
 	if a == nil {
 		return make([]byte, 0, n)
 	}
-	if len(a.free) < n {
-		a.free = make([]byte, max(n, min(docArenaChunk, n*a.left)))
+	if len(a.docs) < n {
+		a.docs = make([]byte, max(n, min(docChunk, n*a.left)))
 	}
-	doc := a.free[:0:n]
-	a.free = a.free[n:]
+	doc := a.docs[:0:n]
+	a.docs = a.docs[n:]
 	return doc
+}
+
+// id is decodeString of lit, a userId's or anonymousId's JSON string, with
+// the string taken from the id chunk when lit has no escapes (nearly
+// always); a nil arena decodes it alone.
+func (a *arena) id(lit []byte) string {
+	if a == nil || len(lit) < 2 || bytes.IndexByte(lit, '\\') >= 0 {
+		return decodeString(lit)
+	}
+	s := lit[1 : len(lit)-1]
+	if a.ids.Cap()-a.ids.Len() < len(s) {
+		// A new chunk: strings already handed out keep the old one.
+		a.ids = strings.Builder{}
+		a.ids.Grow(max(len(s), min(idChunk, 2*len(s)*a.left)))
+	}
+	start := a.ids.Len()
+	a.ids.Write(s)
+	return a.ids.String()[start:]
 }
 
 // bodyBufs are the slices of a Body that Release gives back for reuse.
@@ -129,8 +153,8 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 	}
 	ev := &b.events[0]
 	b.events = b.events[1:]
-	b.docs.left = left
-	return sc.normalize(ev, forced, req, ctxSplit, &b.docs)
+	b.arena.left = left
+	return sc.normalize(ev, forced, req, ctxSplit, &b.arena)
 }
 
 // CheckDepth returns the drop of the event raw, valid JSON, when it nests

@@ -154,8 +154,8 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 // normalize is Normalize of the event whose members are in sc.obj. When
 // ctxSplit, sc.ctx holds the members of the event's context (the value
 // sc.obj holds under context). It fills and returns ev, and takes the
-// stored document from docs (nil: allocated alone).
-func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool, docs *docArena) (*Event, *DropError) {
+// stored document and the ids from a (nil: allocated alone).
+func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool, a *arena) (*Event, *DropError) {
 	f := fields{obj: sc.obj}
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
@@ -179,16 +179,16 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 	// Rule 4: ids, in this order.
 	var previousID, groupID string
 	var derr *DropError
-	if ev.UserID, derr = sc.id(&f, fUserID); derr != nil {
+	if ev.UserID, derr = sc.id(&f, fUserID, a); derr != nil {
 		return nil, derr
 	}
-	if ev.AnonymousID, derr = sc.id(&f, fAnonymousID); derr != nil {
+	if ev.AnonymousID, derr = sc.id(&f, fAnonymousID, a); derr != nil {
 		return nil, derr
 	}
-	if previousID, derr = sc.id(&f, fPreviousID); derr != nil {
+	if previousID, derr = sc.id(&f, fPreviousID, a); derr != nil {
 		return nil, derr
 	}
-	if groupID, derr = sc.id(&f, fGroupID); derr != nil {
+	if groupID, derr = sc.id(&f, fGroupID, a); derr != nil {
 		return nil, derr
 	}
 
@@ -307,7 +307,7 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 	f.set(fReceivedAt, sc.time(received))
 	f.set(fTimestamp, sc.time(ts))
 
-	ev.JSON = f.obj.appendJSON(docs.take(f.obj.jsonLen()))
+	ev.JSON = f.obj.appendJSON(a.take(f.obj.jsonLen()))
 	sc.obj = f.obj
 	return ev, nil
 }
@@ -453,14 +453,15 @@ var scratchPool = sync.Pool{New: func() any {
 
 // id applies rule 4 to the id under field k: "" when absent or null, a
 // number made its decimal string (in the event too), any other kind a drop.
-func (sc *scratch) id(f *fields, k int) (string, *DropError) {
+// A string is taken from a's id chunk (nil: allocated alone).
+func (sc *scratch) id(f *fields, k int, a *arena) (string, *DropError) {
 	key := fieldNames[k]
 	v := f.get(k)
 	switch kind(v) {
 	case 0, 'n':
 		return "", nil
 	case 's':
-		return decodeString(v), nil
+		return a.id(v), nil
 	case 'd':
 		s, ok := decimal(v)
 		if !ok {

@@ -830,16 +830,16 @@ var docSink []byte
 // sized for the events left, and each ends at its capacity, so appending
 // to one leaves the next alone.
 func TestDocArena(t *testing.T) {
-	a := docArena{left: 4}
+	a := arena{left: 4}
 	if n := testing.AllocsPerRun(100, func() {
-		a = docArena{left: 4}
+		a = arena{left: 4}
 		for range 4 {
 			docSink = a.take(100)
 		}
 	}); n != 1 {
 		t.Errorf("4 documents: %v allocations, want 1", n)
 	}
-	a = docArena{left: 2}
+	a = arena{left: 2}
 	d1 := append(a.take(3), "abc"...)
 	d2 := append(a.take(3), "def"...)
 	if cap(d1) != 3 || cap(d2) != 3 {
@@ -852,15 +852,15 @@ func TestDocArena(t *testing.T) {
 	if d3 := a.take(5); cap(d3) != 5 { // the chunk is used up
 		t.Errorf("a document past the chunk: capacity %d, want 5", cap(d3))
 	}
-	if d := (*docArena)(nil).take(7); len(d) != 0 || cap(d) != 7 {
+	if d := (*arena)(nil).take(7); len(d) != 0 || cap(d) != 7 {
 		t.Errorf("nil arena: len %d cap %d, want 0 7", len(d), cap(d))
 	}
 }
 
 // TestBodyNormalizeAllocations: normalising a batch's events costs their
-// two id strings each, and a few allocations shared by all of them (the
-// Events, the documents' chunk): not an Event, a document, a type and a
-// timestamp string each.
+// messageId string each, and a few allocations shared by all of them (the
+// Events, the chunks of documents and ids): not an Event, a document, a
+// userId, a type and a timestamp string each.
 func TestBodyNormalizeAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's sync.Pool drops pooled buffers at random: allocations vary")
@@ -881,8 +881,36 @@ func TestBodyNormalizeAllocations(t *testing.T) {
 		}
 		body.Release()
 	})
-	if want := float64(2*items + 8); n > want {
+	if want := float64(items + 8); n > want {
 		t.Errorf("%d events: %v allocations, want at most %v", items, n, want)
 	}
 	t.Logf("%d events: %v allocations", items, n)
+}
+
+// TestArenaIDs: ids share chunks, and each keeps its bytes when later ids
+// fill the chunk or start a new one; an id with escapes is decoded.
+func TestArenaIDs(t *testing.T) {
+	a := arena{left: 2}
+	lits := []string{`"anon-1"`, `"user-1"`, `"an id long enough to start a new chunk"`, `"\u00e9t\u00e9"`, `""`, `"x"`}
+	var got []string
+	for _, lit := range lits {
+		got = append(got, a.id([]byte(lit)))
+	}
+	for i, lit := range lits {
+		if want := decodeString([]byte(lit)); got[i] != want {
+			t.Errorf("%s: got %q, want %q", lit, got[i], want)
+		}
+	}
+	id := []byte(`"0b6c1f6e-1a52-4f0e-9a4e-8f1a0c3d2e7b"`)
+	if n := testing.AllocsPerRun(10, func() {
+		a = arena{left: 50}
+		for range 50 {
+			_ = a.id(id)
+		}
+	}); n != 1 {
+		t.Errorf("50 ids: %v allocations, want 1", n)
+	}
+	if s := (*arena)(nil).id([]byte(`"u"`)); s != "u" {
+		t.Errorf("nil arena: got %q, want %q", s, "u")
+	}
 }
