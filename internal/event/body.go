@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -68,6 +69,23 @@ type arena struct {
 	docs []byte          // the current document chunk from its first unused byte
 	ids  strings.Builder // the current id chunk (written bytes never change)
 	left int             // events still to normalise, this one included: the chunk sizes' estimate
+
+	// receivedAt's JSON literal, receivedLit, is the same for every event
+	// of a request: formatted once, not once per event.
+	receivedAt  time.Time
+	receivedLit []byte
+}
+
+// received returns the JSON literal of t, an event's receivedAt, formatted
+// into sc's buffer when a is nil.
+func (a *arena) received(sc *scratch, t time.Time) []byte {
+	if a == nil {
+		return sc.time(t)
+	}
+	if a.receivedLit == nil || !a.receivedAt.Equal(t) {
+		a.receivedAt, a.receivedLit = t, appendQuotedTime(nil, t)
+	}
+	return a.receivedLit[:len(a.receivedLit):len(a.receivedLit)]
 }
 
 // take returns an empty slice with capacity n for a document; a nil arena

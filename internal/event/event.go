@@ -304,7 +304,7 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 	if hasSent {
 		f.set(fSentAt, sc.time(sentAt))
 	}
-	f.set(fReceivedAt, sc.time(received))
+	f.set(fReceivedAt, a.received(sc, received))
 	f.set(fTimestamp, sc.time(ts))
 
 	ev.JSON = f.obj.appendJSON(a.take(f.obj.jsonLen()))

@@ -914,3 +914,23 @@ func TestArenaIDs(t *testing.T) {
 		t.Errorf("nil arena: got %q, want %q", s, "u")
 	}
 }
+
+// TestBodyNormalizeReceivedAt: the receivedAt literal formatted once per
+// body follows the request's ReceivedAt when a caller changes it.
+func TestBodyNormalizeReceivedAt(t *testing.T) {
+	item := `{"type":"track","event":"A","userId":"u","messageId":"m"}`
+	body, rerr := ParseBatch([]byte(`{"batch":[` + item + `,` + item + `,` + item + `]}`))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	defer body.Release()
+	for i, at := range []time.Time{received, received.Add(time.Millisecond), received.In(time.FixedZone("", 3600))} {
+		ev, derr := body.Normalize(i, "", &Request{ReceivedAt: at})
+		if derr != nil {
+			t.Fatal(derr)
+		}
+		if got, want := decode(t, ev.JSON)["receivedAt"], at.UTC().Format(TimeLayout); got != want {
+			t.Errorf("item %d: receivedAt %v, want %s", i, got, want)
+		}
+	}
+}
