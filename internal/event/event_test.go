@@ -367,9 +367,19 @@ func FuzzNormalize(f *testing.F) {
 			if b.DepthError(i) != nil {
 				continue
 			}
-			ev, derr := Normalize(item, "", &Request{ReceivedAt: received, ClientIP: "127.0.0.1", Envelope: b.Envelope})
+			req := &Request{ReceivedAt: received, ClientIP: "127.0.0.1", Envelope: b.Envelope}
+			ev, derr := Normalize(item, "", req)
+			// The body's members, ids and document chunks give the same event.
+			bev, bderr := b.Normalize(i, "", req)
+			if (derr == nil) != (bderr == nil) || derr != nil && *derr != *bderr {
+				t.Fatalf("item %d: Body.Normalize drop %v, Normalize %v", i, bderr, derr)
+			}
 			if derr != nil {
 				continue
+			}
+			if bev.Type != ev.Type || bev.UserID != ev.UserID || bev.AnonymousID != ev.AnonymousID || bev.Generated != ev.Generated ||
+				!ev.Generated && (bev.MessageID != ev.MessageID || string(bev.JSON) != string(ev.JSON)) {
+				t.Fatalf("item %d: Body.Normalize %+v\n%s\nNormalize %+v\n%s", i, *bev, bev.JSON, *ev, ev.JSON)
 			}
 			// Whatever ingest stores, the parsed model reads back.
 			if _, err := Parse(ev.JSON); err != nil {
