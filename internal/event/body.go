@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -42,6 +44,80 @@ type Body struct {
 	// its context), as checking the body found them; nil when not split.
 	items   []itemSplit
 	members []member
+	// arena hands out the documents and ids of the events Normalize builds.
+	arena arena
+	// events holds the Events that Normalize has still to hand out: one
+	// allocation for the body's events, not one each.
+	events []Event
+}
+
+// Chunk sizes of an arena: the most it allocates at once for documents,
+// the largest small-object size class of Go's allocator, and for ids.
+const (
+	docChunk = 32 << 10
+	idChunk  = 8 << 10
+)
+
+// arena hands out the stored documents, userIds and anonymousIds of one
+// body's events from shared chunks: one allocation per chunk, where one
+// each per event was most of ingest's allocations (its document over half
+// of its bytes). A chunk is garbage once everything in it is: the
+// documents outlive the body (they are stored), the ids are read while
+// the request is handled. A document's capacity ends where it does, so
+// appending to one cannot overwrite the next.
+type arena struct {
+	docs []byte          // the current document chunk from its first unused byte
+	ids  strings.Builder // the current id chunk (written bytes never change)
+	left int             // events still to normalise, this one included: the chunk sizes' estimate
+
+	// receivedAt's JSON literal, receivedLit, is the same for every event
+	// of a request: formatted once, not once per event.
+	receivedAt  time.Time
+	receivedLit []byte
+}
+
+// received returns the JSON literal of t, an event's receivedAt, formatted
+// into sc's buffer when a is nil.
+func (a *arena) received(sc *scratch, t time.Time) []byte {
+	if a == nil {
+		return sc.time(t)
+	}
+	if a.receivedLit == nil || !a.receivedAt.Equal(t) {
+		a.receivedAt, a.receivedLit = t, appendQuotedTime(nil, t)
+	}
+	return a.receivedLit[:len(a.receivedLit):len(a.receivedLit)]
+}
+
+// take returns an empty slice with capacity n for a document; a nil arena
+// allocates it alone.
+func (a *arena) take(n int) []byte {
+	if a == nil {
+		return make([]byte, 0, n)
+	}
+	if len(a.docs) < n {
+		a.docs = make([]byte, max(n, min(docChunk, n*a.left)))
+	}
+	doc := a.docs[:0:n]
+	a.docs = a.docs[n:]
+	return doc
+}
+
+// id is decodeString of lit, a userId's or anonymousId's JSON string, with
+// the string taken from the id chunk when lit has no escapes (nearly
+// always); a nil arena decodes it alone.
+func (a *arena) id(lit []byte) string {
+	if a == nil || len(lit) < 2 || bytes.IndexByte(lit, '\\') >= 0 {
+		return decodeString(lit)
+	}
+	s := lit[1 : len(lit)-1]
+	if a.ids.Cap()-a.ids.Len() < len(s) {
+		// A new chunk: strings already handed out keep the old one.
+		a.ids = strings.Builder{}
+		a.ids.Grow(max(len(s), min(idChunk, 2*len(s)*a.left)))
+	}
+	start := a.ids.Len()
+	a.ids.Write(s)
+	return a.ids.String()[start:]
 }
 
 // bodyBufs are the slices of a Body that Release gives back for reuse.
@@ -74,7 +150,9 @@ func (bb *bodyBufs) split(obj object) split {
 }
 
 // Normalize is [Normalize] of Items[i] with the members that checking the
-// body found, so that the item is not scanned again.
+// body found, so that the item is not scanned again. The events of a body
+// share their allocations (Events, then documents by up to 32 KB): one
+// event kept keeps those of its neighbours in memory too.
 func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) {
 	if i >= len(b.items) || b.items[i].obj < 0 {
 		return Normalize(b.Items[i], forced, req)
@@ -87,7 +165,14 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 	if ctxSplit {
 		sc.ctx = append(sc.ctx[:0], b.members[it.ctx:it.ctxEnd]...)
 	}
-	return sc.normalize(forced, req, ctxSplit)
+	left := len(b.Items) - i
+	if len(b.events) == 0 {
+		b.events = make([]Event, left)
+	}
+	ev := &b.events[0]
+	b.events = b.events[1:]
+	b.arena.left = left
+	return sc.normalize(ev, forced, req, ctxSplit, &b.arena)
 }
 
 // CheckDepth returns the drop of the event raw, valid JSON, when it nests

@@ -53,6 +53,32 @@ func ParseType(s string) (Type, bool) {
 	return "", false
 }
 
+// parseTypeLiteral is ParseType of the JSON string literal lit. A type
+// written as one of the six names, as nearly every event's is, is matched
+// on the literal's bytes, without decoding it to a new string (one
+// allocation per event); anything else (other case, escapes) is decoded.
+func parseTypeLiteral(lit []byte) (Type, bool) {
+	if len(lit) >= 2 {
+		// Each case returns its constant: returning the converted
+		// string would make the conversion allocate.
+		switch string(lit[1 : len(lit)-1]) {
+		case string(Track):
+			return Track, true
+		case string(Page):
+			return Page, true
+		case string(Screen):
+			return Screen, true
+		case string(Identify):
+			return Identify, true
+		case string(Group):
+			return Group, true
+		case string(Alias):
+			return Alias, true
+		}
+	}
+	return ParseType(decodeString(lit))
+}
+
 // Drop codes of §2.5 and §1.3: why one event was not stored.
 const (
 	CodeInvalidEvent     = "invalid_event"
@@ -122,17 +148,18 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	if !ok {
 		return nil, drop(CodeInvalidEvent, "event must be a JSON object")
 	}
-	return sc.normalize(forced, req, false)
+	return sc.normalize(new(Event), forced, req, false, nil)
 }
 
 // normalize is Normalize of the event whose members are in sc.obj. When
 // ctxSplit, sc.ctx holds the members of the event's context (the value
-// sc.obj holds under context).
-func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, *DropError) {
+// sc.obj holds under context). It fills and returns ev, and takes the
+// stored document and the ids from a (nil: allocated alone).
+func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool, a *arena) (*Event, *DropError) {
 	f := fields{obj: sc.obj}
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
-	ev := &Event{Type: forced}
+	*ev = Event{Type: forced}
 	if forced == "" {
 		tv := f.get(fType)
 		if tv == nil || kind(tv) == 'n' {
@@ -141,7 +168,7 @@ func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, 
 		if kind(tv) != 's' {
 			return nil, drop(CodeInvalidType, "type must be a string")
 		}
-		t, ok := ParseType(decodeString(tv))
+		t, ok := parseTypeLiteral(tv)
 		if !ok {
 			return nil, drop(CodeInvalidType, "type %q is not one of track, page, screen, identify, group, alias", truncate(decodeString(tv), 40))
 		}
@@ -152,16 +179,16 @@ func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, 
 	// Rule 4: ids, in this order.
 	var previousID, groupID string
 	var derr *DropError
-	if ev.UserID, derr = sc.id(&f, fUserID); derr != nil {
+	if ev.UserID, derr = sc.id(&f, fUserID, a); derr != nil {
 		return nil, derr
 	}
-	if ev.AnonymousID, derr = sc.id(&f, fAnonymousID); derr != nil {
+	if ev.AnonymousID, derr = sc.id(&f, fAnonymousID, a); derr != nil {
 		return nil, derr
 	}
-	if previousID, derr = sc.id(&f, fPreviousID); derr != nil {
+	if previousID, derr = sc.id(&f, fPreviousID, a); derr != nil {
 		return nil, derr
 	}
-	if groupID, derr = sc.id(&f, fGroupID); derr != nil {
+	if groupID, derr = sc.id(&f, fGroupID, a); derr != nil {
 		return nil, derr
 	}
 
@@ -277,10 +304,10 @@ func (sc *scratch) normalize(forced Type, req *Request, ctxSplit bool) (*Event, 
 	if hasSent {
 		f.set(fSentAt, sc.time(sentAt))
 	}
-	f.set(fReceivedAt, sc.time(received))
+	f.set(fReceivedAt, a.received(sc, received))
 	f.set(fTimestamp, sc.time(ts))
 
-	ev.JSON = f.obj.appendJSON(make([]byte, 0, f.obj.jsonLen()))
+	ev.JSON = f.obj.appendJSON(a.take(f.obj.jsonLen()))
 	sc.obj = f.obj
 	return ev, nil
 }
@@ -426,14 +453,15 @@ var scratchPool = sync.Pool{New: func() any {
 
 // id applies rule 4 to the id under field k: "" when absent or null, a
 // number made its decimal string (in the event too), any other kind a drop.
-func (sc *scratch) id(f *fields, k int) (string, *DropError) {
+// A string is taken from a's id chunk (nil: allocated alone).
+func (sc *scratch) id(f *fields, k int, a *arena) (string, *DropError) {
 	key := fieldNames[k]
 	v := f.get(k)
 	switch kind(v) {
 	case 0, 'n':
 		return "", nil
 	case 's':
-		return decodeString(v), nil
+		return a.id(v), nil
 	case 'd':
 		s, ok := decimal(v)
 		if !ok {
@@ -519,7 +547,62 @@ func parseTimeValue(v []byte) (time.Time, bool) {
 	if kind(v) != 's' {
 		return time.Time{}, false
 	}
+	if t, ok := parseUTCTime(v[1 : len(v)-1]); ok {
+		return t, true
+	}
 	return ParseTime(decodeString(v))
+}
+
+// parseUTCTime parses b when it is written as
+// YYYY-MM-DDTHH:MM:SS[.F]Z with 1 to 9 fractional digits and in-range
+// fields, the form of nearly every timestamp sent (it is what Segment's
+// libraries and capstan write), and gives the time ParseTime gives for it.
+// It reads the bytes in place: ParseTime's time.Parse needs a string,
+// which cost an allocation per timestamp. Any other form, or a field out
+// of range, returns false and is left to ParseTime.
+func parseUTCTime(b []byte) (time.Time, bool) {
+	if len(b) < 20 || len(b) > 30 || b[4] != '-' || b[7] != '-' || b[10] != 'T' ||
+		b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	hour, ok4 := digits(b[11:13])
+	minute, ok5 := digits(b[14:16])
+	sec, ok6 := digits(b[17:19])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 ||
+		month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		n, ok := digits(frac[1:])
+		if frac[0] != '.' || len(frac) < 2 || !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			n *= 10
+		}
+		nsec = n
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day { // past the month's end: time.Date normalised it
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// digits returns the value of b, ASCII decimal digits only (at most 9).
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // ParseTime parses the ISO-8601 subset of §2.6: RFC 3339 with any number of

@@ -367,9 +367,19 @@ func FuzzNormalize(f *testing.F) {
 			if b.DepthError(i) != nil {
 				continue
 			}
-			ev, derr := Normalize(item, "", &Request{ReceivedAt: received, ClientIP: "127.0.0.1", Envelope: b.Envelope})
+			req := &Request{ReceivedAt: received, ClientIP: "127.0.0.1", Envelope: b.Envelope}
+			ev, derr := Normalize(item, "", req)
+			// The body's members, ids and document chunks give the same event.
+			bev, bderr := b.Normalize(i, "", req)
+			if (derr == nil) != (bderr == nil) || derr != nil && *derr != *bderr {
+				t.Fatalf("item %d: Body.Normalize drop %v, Normalize %v", i, bderr, derr)
+			}
 			if derr != nil {
 				continue
+			}
+			if bev.Type != ev.Type || bev.UserID != ev.UserID || bev.AnonymousID != ev.AnonymousID || bev.Generated != ev.Generated ||
+				!ev.Generated && (bev.MessageID != ev.MessageID || string(bev.JSON) != string(ev.JSON)) {
+				t.Fatalf("item %d: Body.Normalize %+v\n%s\nNormalize %+v\n%s", i, *bev, bev.JSON, *ev, ev.JSON)
 			}
 			// Whatever ingest stores, the parsed model reads back.
 			if _, err := Parse(ev.JSON); err != nil {
@@ -749,6 +759,188 @@ func TestValidStringSpecials(t *testing.T) {
 					t.Fatalf("strSpecial(%#x) != 0 is %v, want %v", w, got, want)
 				}
 			}
+		}
+	}
+}
+
+// TestParseTypeLiteral: matching the literal's bytes agrees with decoding
+// it and ParseType, and the six names as written cost no allocation.
+func TestParseTypeLiteral(t *testing.T) {
+	for _, lit := range []string{`"track"`, `"page"`, `"screen"`, `"identify"`, `"group"`, `"alias"`,
+		`"Track"`, `"TRACK"`, `"tr\u0061ck"`, `"trac\u212a"`, `"tracks"`, `"trac"`, `""`, `"x"`, `"\u0000"`} {
+		got, gok := parseTypeLiteral([]byte(lit))
+		want, wok := ParseType(decodeString([]byte(lit)))
+		if got != want || gok != wok {
+			t.Errorf("%s: got %q %v, want %q %v", lit, got, gok, want, wok)
+		}
+	}
+	for _, typ := range []Type{Track, Page, Screen, Identify, Group, Alias} {
+		lit := []byte(`"` + typ + `"`)
+		if n := testing.AllocsPerRun(100, func() { _, _ = parseTypeLiteral(lit) }); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", lit, n)
+		}
+	}
+}
+
+// parseUTCTimeCases are timestamps in and around parseUTCTime's form.
+var parseUTCTimeCases = []string{
+	"2026-12-06T06:12:15Z", "2026-12-06T06:12:15.1Z", "2026-12-06T06:12:15.123Z",
+	"2026-12-06T06:12:15.123456789Z", "2026-12-06T06:12:15.1234567891Z", "2026-12-06T06:12:15.Z",
+	"0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "2024-02-29T00:00:00Z",
+	"2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z",
+	"2026-12-00T00:00:00Z", "2026-12-06T24:00:00Z", "2026-12-06T06:60:00Z", "2026-12-06T06:12:60Z",
+	"2026-12-06t06:12:15Z", "2026-12-06T06:12:15z", "2026-12-06T06:12:15+00:00", "2026-12-06T06:12:15",
+	"2026-12-06", "2026-12-06T06:12:15,123Z", "2026-12-06T06:12:15.12aZ", "+026-12-06T06:12:15Z",
+	"2026-1-06T06:12:15.000Z", "2026-12-06T06:12:1Z", "2026-12-06 06:12:15Z",
+}
+
+// TestParseUTCTime: the fast form gives what ParseTime gives, and parsing
+// it allocates nothing.
+func TestParseUTCTime(t *testing.T) {
+	fast := 0
+	for _, s := range parseUTCTimeCases {
+		if checkParseUTCTime(t, s) {
+			fast++
+		}
+	}
+	if fast < 6 {
+		t.Errorf("parseUTCTime parsed %d of the cases, want at least 6", fast)
+	}
+	lit := []byte(`"2026-12-06T06:12:15.123Z"`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = parseTimeValue(lit) }); n != 0 {
+		t.Errorf("parseTimeValue(%s): %v allocations, want 0", lit, n)
+	}
+}
+
+// checkParseUTCTime fails t when parseUTCTime(s) parses s to another time
+// than ParseTime does, and reports whether it parsed s.
+func checkParseUTCTime(t *testing.T, s string) bool {
+	t.Helper()
+	got, ok := parseUTCTime([]byte(s))
+	if !ok {
+		return false
+	}
+	want, wok := ParseTime(s)
+	if !wok || got != want {
+		t.Errorf("%q: parseUTCTime %v, ParseTime %v %v", s, got, want, wok)
+	}
+	return true
+}
+
+func FuzzParseUTCTime(f *testing.F) {
+	for _, s := range parseUTCTimeCases {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { checkParseUTCTime(t, s) })
+}
+
+var docSink []byte
+
+// TestDocArena: the documents of a body's events share one allocation,
+// sized for the events left, and each ends at its capacity, so appending
+// to one leaves the next alone.
+func TestDocArena(t *testing.T) {
+	a := arena{left: 4}
+	if n := testing.AllocsPerRun(100, func() {
+		a = arena{left: 4}
+		for range 4 {
+			docSink = a.take(100)
+		}
+	}); n != 1 {
+		t.Errorf("4 documents: %v allocations, want 1", n)
+	}
+	a = arena{left: 2}
+	d1 := append(a.take(3), "abc"...)
+	d2 := append(a.take(3), "def"...)
+	if cap(d1) != 3 || cap(d2) != 3 {
+		t.Fatalf("capacities %d and %d, want 3", cap(d1), cap(d2))
+	}
+	d1 = append(d1, "xyz"...)
+	if string(d1) != "abcxyz" || string(d2) != "def" {
+		t.Errorf("after appending to the first: %q and %q", d1, d2)
+	}
+	if d3 := a.take(5); cap(d3) != 5 { // the chunk is used up
+		t.Errorf("a document past the chunk: capacity %d, want 5", cap(d3))
+	}
+	if d := (*arena)(nil).take(7); len(d) != 0 || cap(d) != 7 {
+		t.Errorf("nil arena: len %d cap %d, want 0 7", len(d), cap(d))
+	}
+}
+
+// TestBodyNormalizeAllocations: normalising a batch's events costs their
+// messageId string each, and a few allocations shared by all of them (the
+// Events, the chunks of documents and ids): not an Event, a document, a
+// userId, a type and a timestamp string each.
+func TestBodyNormalizeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops pooled buffers at random: allocations vary")
+	}
+	const items = 20
+	item := `{"type":"track","event":"A","userId":"u1","messageId":"m1","timestamp":"2026-12-06T06:12:15.123Z","context":{"a":1}}`
+	raw := []byte(`{"batch":[` + strings.TrimSuffix(strings.Repeat(item+",", items), ",") + `]}`)
+	req := &Request{ReceivedAt: received, ClientIP: "203.0.113.7"}
+	n := testing.AllocsPerRun(50, func() {
+		body, rerr := ParseBatch(raw)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		for i := range body.Items {
+			if _, derr := body.Normalize(i, "", req); derr != nil {
+				t.Fatal(derr)
+			}
+		}
+		body.Release()
+	})
+	if want := float64(items + 8); n > want {
+		t.Errorf("%d events: %v allocations, want at most %v", items, n, want)
+	}
+	t.Logf("%d events: %v allocations", items, n)
+}
+
+// TestArenaIDs: ids share chunks, and each keeps its bytes when later ids
+// fill the chunk or start a new one; an id with escapes is decoded.
+func TestArenaIDs(t *testing.T) {
+	a := arena{left: 2}
+	lits := []string{`"anon-1"`, `"user-1"`, `"an id long enough to start a new chunk"`, `"\u00e9t\u00e9"`, `""`, `"x"`}
+	var got []string
+	for _, lit := range lits {
+		got = append(got, a.id([]byte(lit)))
+	}
+	for i, lit := range lits {
+		if want := decodeString([]byte(lit)); got[i] != want {
+			t.Errorf("%s: got %q, want %q", lit, got[i], want)
+		}
+	}
+	id := []byte(`"0b6c1f6e-1a52-4f0e-9a4e-8f1a0c3d2e7b"`)
+	if n := testing.AllocsPerRun(10, func() {
+		a = arena{left: 50}
+		for range 50 {
+			_ = a.id(id)
+		}
+	}); n != 1 {
+		t.Errorf("50 ids: %v allocations, want 1", n)
+	}
+	if s := (*arena)(nil).id([]byte(`"u"`)); s != "u" {
+		t.Errorf("nil arena: got %q, want %q", s, "u")
+	}
+}
+
+// TestBodyNormalizeReceivedAt: the receivedAt literal formatted once per
+// body follows the request's ReceivedAt when a caller changes it.
+func TestBodyNormalizeReceivedAt(t *testing.T) {
+	item := `{"type":"track","event":"A","userId":"u","messageId":"m"}`
+	body, rerr := ParseBatch([]byte(`{"batch":[` + item + `,` + item + `,` + item + `]}`))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	defer body.Release()
+	for i, at := range []time.Time{received, received.Add(time.Millisecond), received.In(time.FixedZone("", 3600))} {
+		ev, derr := body.Normalize(i, "", &Request{ReceivedAt: at})
+		if derr != nil {
+			t.Fatal(derr)
+		}
+		if got, want := decode(t, ev.JSON)["receivedAt"], at.UTC().Format(TimeLayout); got != want {
+			t.Errorf("item %d: receivedAt %v, want %s", i, got, want)
 		}
 	}
 }
