@@ -198,17 +198,7 @@ func BenchmarkGrow(b *testing.B) {
 		if err := p.Close(); err != nil {
 			b.Fatal(err)
 		}
-		batch := d.NewBatch()
-		for j := range n {
-			rnd.Read(val)
-			if err := batch.Set(keys[j], val, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := batch.Commit(pebble.NoSync); err != nil {
-			b.Fatal(err)
-		}
-		batch.Close()
+		setRandom(b, d, rnd, val, keys[:n])
 	}
 	if err := d.Flush(); err != nil {
 		b.Fatal(err)
@@ -243,18 +233,12 @@ func BenchmarkProbeOrder(b *testing.B) {
 	rnd := rand.NewChaCha8([32]byte{})
 	val := make([]byte, 200)
 	const n, per = 300_000, 100
-	for i := 0; i < n; i += 1000 {
-		batch := d.NewBatch()
-		for j := range 1000 {
-			rnd.Read(val)
-			if err := batch.Set(hashKey("old", i+j), val, nil); err != nil {
-				b.Fatal(err)
-			}
+	keys := make([][]byte, 1000)
+	for i := 0; i < n; i += len(keys) {
+		for j := range keys {
+			keys[j] = hashKey("old", i+j)
 		}
-		if err := batch.Commit(pebble.NoSync); err != nil {
-			b.Fatal(err)
-		}
-		batch.Close()
+		setRandom(b, d, rnd, val, keys)
 	}
 	if err := d.Flush(); err != nil {
 		b.Fatal(err)
@@ -297,4 +281,21 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// setRandom writes keys, each with val filled with random bytes, as one
+// batch without sync, as the stores write a request's new keys.
+func setRandom(b *testing.B, d *DB, rnd *rand.ChaCha8, val []byte, keys [][]byte) {
+	b.Helper()
+	batch := d.NewBatch()
+	defer batch.Close()
+	for _, k := range keys {
+		rnd.Read(val)
+		if err := batch.Set(k, val, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := batch.Commit(pebble.NoSync); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -228,18 +228,7 @@ func TestExpiry(t *testing.T) {
 	if err := x.flush(); err != nil { // the drop is written with the buffer
 		t.Fatal(err)
 	}
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{entryKind}, UpperBound: []byte{entryKind + 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		n++
-	}
-	if err := it.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if n != 1 {
+	if n := storeEntries(t, x); n != 1 {
 		t.Errorf("%d entries in the store after the old partitions were dropped, want 1", n)
 	}
 	if got := x.Covered(); got != 4 {
