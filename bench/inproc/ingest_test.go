@@ -27,9 +27,23 @@ var authHeader = "Basic " + base64.StdEncoding.EncodeToString([]byte(writeKey+":
 // ids hands out messageId counters; the run id keeps benchmark runs apart.
 var ids atomic.Uint64
 
+// templates makes 16 request bodies of batch events (a /v1/track body with
+// 0), as loadgen sends them by default.
 func templates(b *testing.B, batch int) []*segmentgen.Template {
 	b.Helper()
-	g := segmentgen.New(7, fmt.Sprintf("%012x", time.Now().UnixNano()&0xffffffffffff), time.Now())
+	return templatesOf(b, batch, newGenerator())
+}
+
+// newGenerator is a segmentgen.Generator with a run id of its own, so that
+// runs against one store never share a messageId.
+func newGenerator() *segmentgen.Generator {
+	return segmentgen.New(7, fmt.Sprintf("%012x", time.Now().UnixNano()&0xffffffffffff), time.Now())
+}
+
+// templatesOf is templates from g, for bodies like loadgen's -convertible
+// and -new-people ones.
+func templatesOf(b *testing.B, batch int, g *segmentgen.Generator) []*segmentgen.Template {
+	b.Helper()
 	ts := make([]*segmentgen.Template, 16)
 	for i := range ts {
 		var err error
@@ -154,9 +168,20 @@ func serve(b *testing.B, h http.Handler, path string, ts []*segmentgen.Template)
 }
 
 // BenchmarkHandlerNoStore is the handler's own cost: read, parse, auth,
-// normalise, build records; the store acknowledges at once.
+// normalise, build records; the store acknowledges at once. The
+// convertible sub-benchmarks send delivery.sh's bodies (loadgen
+// -convertible: li_fat_id or traits.email on every event), with returning
+// visitors or with new ones (-new-people: every event's anonymousId and
+// userId carry its counter), so that the handler's cost for each can be
+// compared with the end-to-end profiles.
 func BenchmarkHandlerNoStore(b *testing.B) {
 	b.Run("batch100", func(b *testing.B) { serve(b, newHandler(b, nullStore{}), "/v1/batch", templates(b, 100)) })
+	b.Run("batch100-convertible", func(b *testing.B) {
+		serve(b, newHandler(b, nullStore{}), "/v1/batch", templatesOf(b, 100, newGenerator().Convertible()))
+	})
+	b.Run("batch100-convertible-new", func(b *testing.B) {
+		serve(b, newHandler(b, nullStore{}), "/v1/batch", templatesOf(b, 100, newGenerator().Convertible().NewPeople()))
+	})
 	b.Run("track", func(b *testing.B) { serve(b, newHandler(b, nullStore{}), "/v1/track", templates(b, 0)) })
 }
 
