@@ -17,9 +17,9 @@ type Mapped struct {
 	Text string
 	// Bool is a boolean's value.
 	Bool bool
-	// opaque marks a Go number the builder does not read (float32, int32,
-	// uint…): it is a number for error messages but not a string or number
-	// value, as before ActionFields existed.
+	// opaque marks a Go number of a type the builder does not read
+	// (float32, int32, uint…, only from Go callers of Build): named a
+	// number in error messages, but refused as a string or number value.
 	opaque bool
 }
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -180,6 +181,19 @@ func TestBuildEquivalence(t *testing.T) {
 			}
 		}
 		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
+	}
+}
+
+// TestActionFieldsOfValue: the action fields read from a mapping's output
+// are those capi.ActionFieldsOf reads from its plain Go values.
+func TestActionFieldsOfValue(t *testing.T) {
+	for _, o := range append(equivOutputs, `[1]`, `"x"`, `null`,
+		`{"conversionValue":{"currencyCode":null,"amount":"1"},"userInfo":{"firstName":"a","extra":1},"externalIds":[],"onMappingSave":{"outputs":[]}}`) {
+		v := ev(t, o)
+		m, _ := v.Any().(map[string]any)
+		if want, got := capi.ActionFieldsOf(m), actionFields(v); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", o, got, want)
+		}
 	}
 }
 
