@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 )
 
@@ -18,13 +19,16 @@ type Format interface {
 	// Segment's mapping-kit JSON: the fields a capstan YAML mapping takes
 	// when it leaves them out. nil means none.
 	DefaultFields() []byte
-	// Build makes one payload from a mapping's output. ids are the
-	// identifiers capstan knows for the person (from the event, its request
-	// and the identity graph); the event's own mapped values win over them,
-	// and fields the mapping removed (route.Removed) are never filled. An
-	// error means the conversion is invalid and is dead-lettered as such;
-	// one that implements [Problem] tells the code, status and details.
-	Build(route *Route, fields map[string]any, ids identity.Captured, now time.Time) (Payload, error)
+	// Build makes one payload from a mapping's output, fields (an object,
+	// or Undefined when the mapping gave nothing: read as an empty object;
+	// the Format reads what it needs with its accessors, without a map per
+	// event). ids are the identifiers capstan knows for the person (from the
+	// event, its request and the identity graph); the event's own mapped
+	// values win over them, and fields the mapping removed (route.Removed)
+	// are never filled. An error means the conversion is invalid and is
+	// dead-lettered as such; one that implements [Problem] tells the code,
+	// status and details.
+	Build(route *Route, fields event.Value, ids identity.Captured, now time.Time) (Payload, error)
 	// Requests groups payloads into requests, in the order of their first
 	// payload. Each request's Items are positions in ps.
 	Requests(ps []Payload) ([]Request, error)

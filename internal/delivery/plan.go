@@ -286,11 +286,7 @@ func (p *Plan) convert(r *Route, ev event.Value, c identity.Captured, now time.T
 		res.Outcome, res.Err = Invalid, err
 		return res
 	}
-	fields, _ := v.Any().(map[string]any)
-	if fields == nil {
-		fields = map[string]any{}
-	}
-	res.Payload, err = p.Format.Build(r, fields, c, now)
+	res.Payload, err = p.Format.Build(r, v, c, now)
 	if err != nil {
 		res.Outcome, res.Err = Invalid, err
 		return res

@@ -106,7 +106,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 			continue
 		}
 		if p.observe {
-			obs = append(obs, identity.Observation{Event: p.ev, Captured: *p.have, Source: d.Source, Trusted: trusted(d.Trust)})
+			obs = append(obs, identity.Observation{Event: p.ev, Captured: *p.have, Source: d.Source, Trusted: trusted(d.Trust), Keys: p.keys})
 			ts = append(ts, p.t)
 		}
 		evs = append(evs, p)
@@ -215,14 +215,22 @@ func (r *Runner) graphDegraded() string {
 }
 
 // checkedEnricher records the first error of the graph's look-ups for one
-// event (Plan.Convert enriches once per event).
+// event (Plan.Convert enriches once per event). keys are the event's, when
+// parse computed them for the graph (zero: computed if needed).
 type checkedEnricher struct {
-	g   Graph
-	err error
+	g    Graph
+	keys identity.Keys
+	err  error
 }
 
 func (c *checkedEnricher) Enrich(ctx context.Context, ev event.Value, source string, have identity.Captured) identity.Captured {
-	got, err := c.g.EnrichChecked(ctx, ev, source, have)
+	var got identity.Captured
+	var err error
+	if c.keys.Set() {
+		got, err = c.g.EnrichKeys(ctx, c.keys, source, have)
+	} else {
+		got, err = c.g.EnrichChecked(ctx, ev, source, have)
+	}
 	if err != nil && c.err == nil {
 		c.err = err
 	}
@@ -242,6 +250,7 @@ type parsed struct {
 	ev      event.Value
 	have    *identity.Captured // captured identifiers; nil: capture at conversion
 	observe bool               // the graph learns from it (consent allows)
+	keys    identity.Keys      // for the graph, once (set when observe)
 }
 
 // parse reads one stored event. It returns false when the event needs
@@ -297,6 +306,9 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 		}
 		p.have = &c
 	}
+	if p.observe {
+		p.keys = identity.KeysOf(ev)
+	}
 	return p, true
 }
 
@@ -307,7 +319,7 @@ func (r *Runner) convert(ctx context.Context, p parsed, checked *checkedEnricher
 	t := p.t
 	var enr Enricher
 	if checked != nil {
-		checked.err = nil
+		checked.err, checked.keys = nil, p.keys
 		enr = checked
 	}
 	results := r.Plan().Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have)

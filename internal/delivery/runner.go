@@ -23,6 +23,8 @@ type Graph interface {
 	Enricher
 	// EnrichChecked is Enrich returning a failed look-up's error.
 	EnrichChecked(ctx context.Context, ev event.Value, source string, have identity.Captured) (identity.Captured, error)
+	// EnrichKeys is EnrichChecked with the event's keys computed already.
+	EnrichKeys(ctx context.Context, k identity.Keys, source string, have identity.Captured) (identity.Captured, error)
 	ObserveAll(ctx context.Context, obs []identity.Observation) []error
 }
 

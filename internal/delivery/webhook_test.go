@@ -42,7 +42,8 @@ func (w *webhook) DefaultFields() []byte {
 	return []byte(`{"event":{"@path":"$.event"},"id":{"@path":"$.messageId"}}`)
 }
 
-func (w *webhook) Build(_ *Route, fields map[string]any, ids identity.Captured, _ time.Time) (Payload, error) {
+func (w *webhook) Build(_ *Route, v event.Value, ids identity.Captured, _ time.Time) (Payload, error) {
+	fields, _ := v.Any().(map[string]any)
 	if fields["id"] == nil {
 		return Payload{}, fmt.Errorf("id is required")
 	}

@@ -55,7 +55,17 @@ func (g *Graph) EnrichChecked(ctx context.Context, ev event.Value, source string
 	if have.LiFatID != "" && have.Email != "" {
 		return have, nil
 	}
-	id := eventIDs(ev)
+	return g.EnrichKeys(ctx, KeysOf(ev), source, have)
+}
+
+// EnrichKeys is EnrichChecked for an event whose Keys the caller computed
+// already (for ObserveAll): the keys' SHA-256s are not computed again.
+// The zero Keys reads nothing.
+func (g *Graph) EnrichKeys(ctx context.Context, k Keys, source string, have Captured) (Captured, error) {
+	if have.LiFatID != "" && have.Email != "" {
+		return have, nil
+	}
+	id := k.id
 	if id.user == "" && id.anon == "" {
 		return have, nil
 	}

@@ -327,6 +327,15 @@ func testEnrichOrder(t *testing.T) {
 			if got := enrich(t, g, tt.conv); got != tt.want {
 				t.Errorf("Enrich = %+v\nwant %+v", got, tt.want)
 			}
+			// The keys computed once (delivery: for ObserveAll too) find
+			// the same; the zero Keys name no profile and find nothing.
+			ev := parse(t, tt.conv)
+			if got, err := g.EnrichKeys(context.Background(), KeysOf(ev), "", Capture(ev)); got != tt.want || err != nil {
+				t.Errorf("EnrichKeys = %+v, %v\nwant %+v", got, err, tt.want)
+			}
+			if got, err := g.EnrichKeys(context.Background(), Keys{}, "", Capture(ev)); got != Capture(ev) || err != nil {
+				t.Errorf("EnrichKeys with zero Keys = %+v, %v; want the event's own %+v", got, err, Capture(ev))
+			}
 		})
 	}
 }
@@ -968,7 +977,11 @@ func testObserveAll(t *testing.T) {
 	for _, s := range evs {
 		observe(t, one, s)
 		ev := parse(t, s)
-		obs = append(obs, Observation{Event: ev, Captured: Capture(ev), Trusted: true})
+		o := Observation{Event: ev, Captured: Capture(ev), Trusted: true}
+		if len(obs)%2 == 1 {
+			o.Keys = KeysOf(ev) // given by the caller, as delivery does
+		}
+		obs = append(obs, o)
 	}
 	for i, err := range all.ObserveAll(ctx, obs) {
 		if err != nil {

@@ -26,6 +26,22 @@ type ids struct {
 	uk, ak   string // UserKey(user), AnonymousKey(anon); "" without the id
 }
 
+// Keys are what the graph reads of an event to find its profiles: its
+// type, userId, anonymousId and previousId, and the profile keys of the
+// first two (a SHA-256 and an allocation each). KeysOf computes them once
+// per event, for both ObserveAll (Observation.Keys) and EnrichKeys, instead
+// of once in each. The zero Keys is "not computed".
+type Keys struct {
+	id  ids
+	set bool
+}
+
+// KeysOf returns the Keys of ev.
+func KeysOf(ev event.Value) Keys { return Keys{id: eventIDs(ev), set: true} }
+
+// Set reports whether k was computed by KeysOf (the zero Keys is not).
+func (k Keys) Set() bool { return k.set }
+
 func eventIDs(ev event.Value) ids {
 	typ, _ := ev.Get("type").Str()
 	id := ids{

@@ -24,6 +24,9 @@ type Observation struct {
 	// userId identity verification vouched for (stream.TrustServer,
 	// stream.TrustVerified). Otherwise they enrich only Source's.
 	Trusted bool
+	// Keys are KeysOf(Event) when the caller has them (it also enriches
+	// the event's conversions: EnrichKeys); zero: computed here.
+	Keys Keys
 }
 
 // ObserveAll is Observe for several events at once; errs[i] is the error
@@ -47,7 +50,11 @@ func (g *Graph) ObserveAll(ctx context.Context, obs []Observation) []error {
 	idss := make([]ids, len(obs))
 	scs := make([]string, len(obs))
 	for i, o := range obs {
-		idss[i] = eventIDs(o.Event)
+		if o.Keys.set {
+			idss[i] = o.Keys.id
+		} else {
+			idss[i] = eventIDs(o.Event)
+		}
 		sc, ok := o.scope(idss[i])
 		if !ok {
 			continue

@@ -144,6 +144,13 @@ func BuildConversion(fields map[string]any, ruleID string, now time.Time) (Conve
 // without names does not fail the event); an object with only some of its
 // required parts is a schema error.
 func (b *Builder) Build(fields map[string]any, ruleID string, now time.Time) (Conversion, error) {
+	af := ActionFieldsOf(fields)
+	return b.BuildFields(&af, ruleID, now)
+}
+
+// BuildFields is Build for action fields already typed (delivery reads them
+// from the mapping's output without a map).
+func (b *Builder) BuildFields(fields *ActionFields, ruleID string, now time.Time) (Conversion, error) {
 	var in input
 	if errs := in.read(fields); errs != nil {
 		return Conversion{}, &ValidationError{Stage: StageSchema, Errors: errs}
@@ -151,7 +158,7 @@ func (b *Builder) Build(fields map[string]any, ruleID string, now time.Time) (Co
 	c := Conversion{EventID: in.eventID}
 
 	// Action checks, in the order of §20.3.
-	ms, ok := ParseConversionTime(in.happenedAt)
+	ms, ok := parseTimeText(in.happenedAt.Text)
 	if !ok {
 		return Conversion{}, actionError("/"+FieldConversionHappenedAt, ReasonInvalidDate, msgInvalidDate)
 	}
@@ -185,7 +192,9 @@ func (b *Builder) Build(fields map[string]any, ruleID string, now time.Time) (Co
 	rulePtr := "/" + FieldHook + "/outputs/id"
 	ruleID = trimSpace(ruleID)
 	if ruleID == "" {
-		ruleID, _ = HookRuleID(fields)
+		if s, ok := fields.HookRuleID.text(); ok {
+			ruleID = trimSpace(s)
+		}
 	} else {
 		rulePtr = ""
 	}
@@ -249,7 +258,7 @@ func actionError(field string, reason Reason, msg string) error {
 // string ("100" → "100", 1.5e3 → "1500"); a string amount is trimmed and
 // must already be a decimal string, since guessing at "1,000.50" could
 // misstate revenue.
-func conversionValue(currency string, amount any) (*ConversionValue, []*FieldError) {
+func conversionValue(currency string, amount Mapped) (*ConversionValue, []*FieldError) {
 	var errs []*FieldError
 	v := &ConversionValue{CurrencyCode: strings.ToUpper(trimSpace(currency))}
 	if !isUpperLetters(v.CurrencyCode, 3) {
@@ -258,14 +267,13 @@ func conversionValue(currency string, amount any) (*ConversionValue, []*FieldErr
 				" is not an ISO 4217 currency code (three letters, such as USD)."})
 	}
 	var raw string
-	if isNumber(amount) {
-		text, _ := scalarText(amount)
-		raw = text
-		if d, ok := decimalFromNumber(text); ok {
+	if amount.isNumber() {
+		raw = amount.Text
+		if d, ok := decimalFromNumber(raw); ok {
 			v.Amount = d
 		}
 	} else {
-		raw, _ = scalarText(amount)
+		raw, _ = amount.text()
 		v.Amount = trimSpace(raw)
 	}
 	switch {
@@ -282,9 +290,9 @@ func conversionValue(currency string, amount any) (*ConversionValue, []*FieldErr
 
 // input is the schema stage's view of the action fields.
 type input struct {
-	happenedAt   any
+	happenedAt   Mapped
 	currency     string
-	amount       any // string or number, kept for the amount rule
+	amount       Mapped // string or number, kept for the amount rule
 	hasValue     bool
 	eventID      string
 	email        string
@@ -300,50 +308,48 @@ var userInfoKeys = [5]string{"firstName", "lastName", "companyName", "title", "c
 
 // read applies Segment's field schema: types, coercion of numbers to
 // strings, required fields. It returns every problem, in field order.
-func (in *input) read(fields map[string]any) []*FieldError {
+func (in *input) read(fields *ActionFields) []*FieldError {
 	var errs []*FieldError
-	str := func(v any, ptr string) string {
-		s, ok := scalarText(v)
+	str := func(v Mapped, ptr string) string {
+		s, ok := v.text()
 		if !ok {
-			errs = append(errs, typeError(ptr, TypeString, v))
+			errs = append(errs, typeError(ptr, TypeString, v.kind()))
 		}
 		return s
 	}
 
 	// conversionHappenedAt: required, a string or a number.
-	// in.happenedAt is the field's own interface value: a string put back
-	// into one would be copied to the heap.
-	switch v := fields[FieldConversionHappenedAt].(type) {
-	case nil:
+	switch v := fields.HappenedAt; {
+	case v.Type == "":
 		errs = append(errs, missingRoot(FieldConversionHappenedAt))
-	case string:
-		if trimSpace(v) == "" {
+	case v.Type == TypeString:
+		if trimSpace(v.Text) == "" {
 			errs = append(errs, missingRoot(FieldConversionHappenedAt))
 		}
-		in.happenedAt = fields[FieldConversionHappenedAt]
+		in.happenedAt = v
 	default:
-		if !isNumber(v) {
-			errs = append(errs, typeError("/"+FieldConversionHappenedAt, TypeString, v))
+		if !v.isNumber() {
+			errs = append(errs, typeError("/"+FieldConversionHappenedAt, TypeString, v.kind()))
 		}
 		in.happenedAt = v
 	}
 
 	// conversionValue: optional object; both parts required when one is set.
-	switch v := fields[FieldConversionValue].(type) {
-	case nil:
-	case map[string]any:
+	switch fields.ConversionValue.Type {
+	case "":
+	case TypeObject:
 		// A part of the wrong type counts as present, so that it is not
 		// reported twice.
-		cur, curOK := scalarText(v["currencyCode"])
+		cur, curOK := fields.Currency.text()
 		if !curOK {
-			errs = append(errs, typeError("/conversionValue/currencyCode", TypeString, v["currencyCode"]))
+			errs = append(errs, typeError("/conversionValue/currencyCode", TypeString, fields.Currency.kind()))
 			cur = "?"
 		}
 		cur = trimSpace(cur)
-		amt := v["amount"]
-		amtText, amtOK := scalarText(amt)
+		amt := fields.Amount
+		amtText, amtOK := amt.text()
 		if !amtOK {
-			errs = append(errs, typeError("/conversionValue/amount", TypeString, amt))
+			errs = append(errs, typeError("/conversionValue/amount", TypeString, amt.kind()))
 			amtText = "?"
 		}
 		amtText = trimSpace(amtText)
@@ -358,27 +364,28 @@ func (in *input) read(fields map[string]any) []*FieldError {
 			in.hasValue, in.currency, in.amount = true, cur, amt
 		}
 	default:
-		errs = append(errs, typeError("/"+FieldConversionValue, TypeObject, v))
+		errs = append(errs, typeError("/"+FieldConversionValue, TypeObject, fields.ConversionValue.kind()))
 	}
 
-	in.eventID = str(fields[FieldEventID], "/"+FieldEventID)
+	in.eventID = str(fields.EventID, "/"+FieldEventID)
 	if trimSpace(in.eventID) == "" {
 		in.eventID = "" // sent as given otherwise: it must equal the Insight Tag's eventId
 	}
-	in.email = str(fields[FieldEmail], "/"+FieldEmail)
-	in.linkedInUUID = str(fields[FieldLinkedInUUID], "/"+FieldLinkedInUUID)
-	in.acxiomID = str(fields[FieldAcxiomID], "/"+FieldAcxiomID)
-	in.oracleID = str(fields[FieldOracleID], "/"+FieldOracleID)
+	in.email = str(fields.Email, "/"+FieldEmail)
+	in.linkedInUUID = str(fields.LinkedInUUID, "/"+FieldLinkedInUUID)
+	in.acxiomID = str(fields.AcxiomID, "/"+FieldAcxiomID)
+	in.oracleID = str(fields.OracleID, "/"+FieldOracleID)
 
 	// userInfo: optional object; firstName and lastName required when set.
-	switch v := fields[FieldUserInfo].(type) {
-	case nil:
-	case map[string]any:
+	switch fields.UserInfo.Type {
+	case "":
+	case TypeObject:
 		var bad [len(userInfoKeys)]bool
 		for i, k := range userInfoKeys {
-			s, ok := scalarText(v[k])
+			part := fields.UserInfoParts[i]
+			s, ok := part.text()
 			if !ok {
-				errs = append(errs, typeError("/userInfo/"+k, TypeString, v[k]))
+				errs = append(errs, typeError("/userInfo/"+k, TypeString, part.kind()))
 				bad[i] = true
 			}
 			in.userInfo[i] = trimSpace(s)
@@ -395,18 +402,18 @@ func (in *input) read(fields map[string]any) []*FieldError {
 			}
 		}
 	default:
-		errs = append(errs, typeError("/"+FieldUserInfo, TypeObject, v))
+		errs = append(errs, typeError("/"+FieldUserInfo, TypeObject, fields.UserInfo.kind()))
 	}
 
 	// externalIds: a string or an array of strings; the first non-empty one
 	// is sent.
-	switch v := fields[FieldExternalIDs].(type) {
-	case nil:
-	case []any:
-		for i, e := range v {
-			s, ok := scalarText(e)
+	switch fields.ExternalIDs.Type {
+	case "":
+	case TypeArray:
+		for i, e := range fields.ExternalIDList {
+			s, ok := e.text()
 			if !ok {
-				errs = append(errs, typeError("/externalIds/"+strconv.Itoa(i), TypeString, e))
+				errs = append(errs, typeError("/externalIds/"+strconv.Itoa(i), TypeString, e.kind()))
 				continue
 			}
 			if s = trimSpace(s); s != "" && in.externalID == "" {
@@ -414,7 +421,7 @@ func (in *input) read(fields map[string]any) []*FieldError {
 			}
 		}
 	default:
-		in.externalID = trimSpace(str(v, "/"+FieldExternalIDs))
+		in.externalID = trimSpace(str(fields.ExternalIDs, "/"+FieldExternalIDs))
 	}
 	return errs
 }

@@ -1,7 +1,6 @@
 package linkedin
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 )
@@ -140,9 +139,9 @@ func missingIn(parent, label, name string) *FieldError {
 // typeError reports a value of the wrong JSON type, in the wording of
 // Segment's schema errors: "The value at /eventId must be a string but it
 // was an object."
-func typeError(ptr, want string, got any) *FieldError {
+func typeError(ptr, want, gotKind string) *FieldError {
 	return &FieldError{Field: ptr, Reason: ReasonType,
-		Message: "The value at " + ptr + " must be " + article(want) + " but it was " + article(kindOf(got)) + "."}
+		Message: "The value at " + ptr + " must be " + article(want) + " but it was " + article(gotKind) + "."}
 }
 
 func article(kind string) string {
@@ -151,23 +150,4 @@ func article(kind string) string {
 		return "an " + kind
 	}
 	return "a " + kind
-}
-
-// kindOf names the JSON type of a decoded value.
-func kindOf(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return TypeString
-	case bool:
-		return TypeBoolean
-	case json.Number, float64, float32, int, int64, int32, uint, uint64, uint32:
-		return TypeNumber
-	case []any:
-		return "array"
-	case map[string]any:
-		return TypeObject
-	}
-	return "unsupported value"
 }

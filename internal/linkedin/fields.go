@@ -38,6 +38,7 @@ const (
 	TypeObject  = "object"
 	TypeBoolean = "boolean"
 	TypeNumber  = "number"
+	TypeArray   = "array"
 )
 
 // Field describes one action field. Values returned by [Fields] are fresh
@@ -203,24 +204,29 @@ func ClampBatchSize(n int) int {
 // coerced); absent or null means MaxBatchSize, values above MaxBatchSize are
 // clamped, and values below 1 are an error.
 func BatchingFrom(fields map[string]any) (Batching, error) {
+	return BatchingOf(&ActionFields{EnableBatching: fieldOf(fields[FieldEnableBatching]), BatchSize: fieldOf(fields[FieldBatchSize])})
+}
+
+// BatchingOf is BatchingFrom for typed action fields.
+func BatchingOf(fields *ActionFields) (Batching, error) {
 	b := Batching{Size: MaxBatchSize}
 	var errs []*FieldError
-	switch v := fields[FieldEnableBatching].(type) {
-	case nil:
-	case bool:
-		b.Enabled = v
-	case string:
-		switch strings.TrimSpace(v) {
+	switch v := fields.EnableBatching; v.Type {
+	case "":
+	case TypeBoolean:
+		b.Enabled = v.Bool
+	case TypeString:
+		switch strings.TrimSpace(v.Text) {
 		case "true":
 			b.Enabled = true
 		case "false", "":
 		default:
-			errs = append(errs, typeError("/"+FieldEnableBatching, TypeBoolean, v))
+			errs = append(errs, typeError("/"+FieldEnableBatching, TypeBoolean, v.kind()))
 		}
 	default:
-		errs = append(errs, typeError("/"+FieldEnableBatching, TypeBoolean, v))
+		errs = append(errs, typeError("/"+FieldEnableBatching, TypeBoolean, v.kind()))
 	}
-	if v, ok := fields[FieldBatchSize]; ok && v != nil {
+	if v := fields.BatchSize; v.Type != "" {
 		n, ok := wholeNumber(v)
 		switch {
 		case !ok:
@@ -239,30 +245,19 @@ func BatchingFrom(fields map[string]any) (Batching, error) {
 	return b, nil
 }
 
-// wholeNumber reads an integral number from a JSON number, a numeric
-// string or a Go number. Values beyond ±2^53 are reported as not whole.
-func wholeNumber(v any) (int64, bool) {
-	var f float64
-	switch x := v.(type) {
-	case json.Number:
-		p, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
-			return 0, false
-		}
-		f = p
-	case string:
-		p, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		if err != nil {
-			return 0, false
-		}
-		f = p
-	case float64:
-		f = x
-	case int:
-		f = float64(x)
-	case int64:
-		f = float64(x)
+// wholeNumber reads an integral number from a number or a numeric string. Values beyond ±2^53 are reported as not whole.
+func wholeNumber(v Mapped) (int64, bool) {
+	var text string
+	switch {
+	case v.isNumber():
+		text = v.Text
+	case v.Type == TypeString:
+		text = strings.TrimSpace(v.Text)
 	default:
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
 		return 0, false
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) || math.Abs(f) > maxSafeInteger {

@@ -29,15 +29,6 @@ func scalarText(v any) (s string, ok bool) {
 	return "", false
 }
 
-// isNumber reports whether v is a numeric value.
-func isNumber(v any) bool {
-	switch v.(type) {
-	case json.Number, float64, int, int64:
-		return true
-	}
-	return false
-}
-
 // maxExponent bounds the exponent of a numeric amount: anything larger is
 // not a plausible money amount, and expanding 1e999999999 into digits would
 // exhaust memory.

@@ -3,10 +3,10 @@ package linkedin
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/delivery"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
 	capi "github.com/capstan-gw/capstan/internal/linkedin"
 )
@@ -70,25 +70,26 @@ func (f *Format) DefaultFields() []byte { return capi.DefaultMapping() }
 // names where each came from, also when the result is invalid. IDs say
 // whether the conversion carries the li_fat_id and the email hash (match
 // coverage).
-func (f *Format) Build(r *delivery.Route, fields map[string]any, ids identity.Captured, now time.Time) (delivery.Payload, error) {
+func (f *Format) Build(r *delivery.Route, fields event.Value, ids identity.Captured, now time.Time) (delivery.Payload, error) {
 	var p delivery.Payload
-	if ids.LiFatID != "" && blank(fields[capi.FieldLinkedInUUID]) && !r.Removed(capi.FieldLinkedInUUID) {
-		fields[capi.FieldLinkedInUUID] = ids.LiFatID
+	af := actionFields(fields)
+	if ids.LiFatID != "" && af.LinkedInUUID.Blank() && !r.Removed(capi.FieldLinkedInUUID) {
+		af.LinkedInUUID = capi.MappedString(ids.LiFatID)
 		p.Enriched = map[string]string{capi.FieldLinkedInUUID: ids.LiFatIDFrom}
 	}
-	if ids.Email != "" && blank(fields[capi.FieldEmail]) && !r.Removed(capi.FieldEmail) {
-		fields[capi.FieldEmail] = ids.Email
+	if ids.Email != "" && af.Email.Blank() && !r.Removed(capi.FieldEmail) {
+		af.Email = capi.MappedString(ids.Email)
 		if p.Enriched == nil {
 			p.Enriched = map[string]string{}
 		}
 		p.Enriched[capi.FieldEmail] = ids.EmailFrom
 	}
-	batching, err := capi.BatchingFrom(fields)
+	batching, err := capi.BatchingOf(&af)
 	if err != nil {
 		return p, err
 	}
 	batching.Size = min(batching.Size, f.batchSize)
-	c, err := f.builder.Build(fields, r.Rule, now)
+	c, err := f.builder.BuildFields(&af, r.Rule, now)
 	if err != nil {
 		return p, err
 	}
@@ -103,11 +104,6 @@ func (f *Format) Build(r *delivery.Route, fields map[string]any, ids identity.Ca
 	}
 	p.Happened = time.UnixMilli(c.ConversionHappenedAt)
 	return p, nil
-}
-
-func blank(v any) bool {
-	s, ok := v.(string)
-	return v == nil || ok && strings.TrimSpace(s) == ""
 }
 
 // Requests encodes payloads into LinkedIn requests: those of one rule whose
