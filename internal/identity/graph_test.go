@@ -938,6 +938,30 @@ func TestAsyncBucket(t *testing.T) {
 // the chunk, linked, aliased, or already stored by another process.
 func TestObserveAll(t *testing.T) { bothStores(t, testObserveAll) }
 
+// TestObserveAllGivenKeys: the Keys a caller gives are the ones used, not
+// computed again (delivery computes them once per event for ObserveAll and
+// EnrichKeys). Given another browser's keys, the click id lands on that
+// browser's profile, which a graph recomputing them would not do.
+func TestObserveAllGivenKeys(t *testing.T) { bothStores(t, testObserveAllGivenKeys) }
+
+func testObserveAllGivenKeys(t *testing.T) {
+	ctx := context.Background()
+	g := openGraph(t, openJS(t), Config{})
+	ev := parse(t, `{"type":"page","anonymousId":"a-1","timestamp":"2026-09-01T10:00:00.000Z","properties":{"li_fat_id":"L1"}}`)
+	other := KeysOf(parse(t, `{"type":"page","anonymousId":"a-2"}`))
+	for i, err := range g.ObserveAll(ctx, []Observation{{Event: ev, Captured: Capture(ev), Trusted: true, Keys: other}}) {
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	if p, err := g.Show(ctx, Key{AnonymousID: "a-2"}); err != nil || p.LiFatID != "L1" {
+		t.Errorf("the given keys' profile: %+v, %v; want li_fat_id L1", p, err)
+	}
+	if p, err := g.Show(ctx, Key{AnonymousID: "a-1"}); err == nil && p.LiFatID != "" {
+		t.Errorf("the event's own keys were used: %+v", p)
+	}
+}
+
 func testObserveAll(t *testing.T) {
 	ctx := context.Background()
 	js := openJS(t)
