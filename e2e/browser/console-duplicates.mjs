@@ -34,7 +34,10 @@ main(async ({ page, args }) => {
   }
   if (!shared) return { shared };
 
-  const rows = page.getByRole('row').filter({ hasText: shared });
+  // A row is matched by its message id cell, exactly: a row's text runs its
+  // cells together, so the text of round 1's row ("…-shared-1" then its
+  // position "123:0") contains "…-shared-11" too.
+  const rows = page.getByRole('row').filter({ has: page.getByRole('cell', { name: shared, exact: true }) });
   await rows.nth(1).waitFor({ timeout: 15000 });
   const mark = rows.getByRole('img', { name: /^Duplicate of event / });
   await mark.waitFor({ timeout: 15000 });
