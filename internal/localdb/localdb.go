@@ -11,8 +11,8 @@
 // sweeps in chunks (Sweep, StartSweeps), look-ups of likely absent keys
 // (Probe), backups (Checkpoint, and the tools' requests to a running
 // capstan, Serve and Call), the store's metrics (Collector) and the
-// one-time move of a JetStream KV bucket into a store (MoveBucket). It
-// imports no other capstan package.
+// one-time move of a JetStream KV bucket into a store (MoveBucket,
+// CopyBucket). It imports no other capstan package.
 package localdb
 
 import (
