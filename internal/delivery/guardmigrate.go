@@ -39,50 +39,36 @@ func MigrateGuardBucket(ctx context.Context, js jetstream.JetStream, l *GuardLoc
 // and fsyncs: n copied, kept already there. progress is called every
 // migrateProgress.
 func (l *GuardLocal) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress func(n, kept int)) (n, kept int, err error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() { _ = w.Stop() }()
-	if err := l.store.Acquire(); err != nil {
-		return 0, 0, err
-	}
-	defer l.store.Release()
 	// An empty store (the first run) has no key to keep: the lookup per
-	// key is left out. Nothing else writes to the store while it migrates
-	// (the runners and capstan backup's service start after).
-	fresh, err := l.empty()
+	// key is left out (fresh). Nothing else writes to the store while it
+	// migrates (the runners and capstan backup's service start after).
+	return l.store.CopyBucket(ctx, kv, localdb.Copy{Batch: migrateBatch, Every: migrateProgress, Empty: l.empty, Put: l.copyEntry}, progress)
+}
+
+// copyEntry adds the bucket entry e to b unless it is not a guard key,
+// expired, or (unless fresh) in l already.
+func (l *GuardLocal) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh bool) (localdb.Copied, error) {
+	k, err := guardLocalKey(e.Key())
 	if err != nil {
-		return 0, 0, err
+		return localdb.Skipped, nil // not the guard's (written by hand): not ours to keep
 	}
-	n, kept, err = l.store.CopyWatch(ctx, w, migrateBatch, migrateProgress, progress,
-		func(b *pebble.Batch, e jetstream.KeyValueEntry) (localdb.Copied, error) {
-			k, err := guardLocalKey(e.Key())
-			if err != nil {
-				return localdb.Skipped, nil // not the guard's (written by hand): not ours to keep
-			}
-			v := l.encodeAt(e.Created(), e.Value())
-			if _, ok := l.live(v); !ok {
-				return localdb.Skipped, nil // expired in the bucket too
-			}
-			mu := l.stripe(k)
-			mu.Lock()
-			defer mu.Unlock()
-			exists := false
-			if !fresh {
-				if _, exists, err = l.read(k); err != nil {
-					return localdb.Skipped, err
-				}
-			}
-			if exists {
-				return localdb.Kept, nil
-			}
-			return localdb.Added, b.Set(k, v, nil)
-		})
-	if err != nil {
-		return n, kept, err
+	v := l.encodeAt(e.Created(), e.Value())
+	if _, ok := l.live(v); !ok {
+		return localdb.Skipped, nil // expired in the bucket too
 	}
-	return n, kept, l.db.LogData(nil, pebble.Sync)
+	mu := l.stripe(k)
+	mu.Lock()
+	defer mu.Unlock()
+	exists := false
+	if !fresh {
+		if _, exists, err = l.read(k); err != nil {
+			return localdb.Skipped, err
+		}
+	}
+	if exists {
+		return localdb.Kept, nil
+	}
+	return localdb.Added, b.Set(k, v, nil)
 }
 
 // empty reports whether l holds no guard key, expired or not.

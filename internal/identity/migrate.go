@@ -42,50 +42,36 @@ func MigrateBucket(ctx context.Context, js jetstream.JetStream, bucket string, l
 // time, in batches, then syncs: n copied, kept already there. progress is
 // called every migrateProgress.
 func (l *Local) copyFrom(ctx context.Context, kv jetstream.KeyValue, progress func(n, kept int)) (n, kept int, err error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() { _ = w.Stop() }()
-	if err := l.store.Acquire(); err != nil {
-		return 0, 0, err
-	}
-	defer l.store.Release()
 	// An empty store (the first run) has no key to keep: the lookup per
-	// key, most of the CPU a key costs, is left out. Nothing else writes
-	// to the store while it migrates (serve starts delivery, the admin API
-	// and the tools' service after).
-	fresh, err := l.empty()
+	// key, most of the CPU a key costs, is left out (fresh). Nothing else
+	// writes to the store while it migrates (serve starts delivery, the
+	// admin API and the tools' service after).
+	return l.store.CopyBucket(ctx, kv, localdb.Copy{Batch: migrateBatch, Every: migrateProgress, Empty: l.empty, Put: l.copyEntry, Sync: l.db.Flush}, progress)
+}
+
+// copyEntry adds the bucket entry e to b unless it is not a profile or
+// (unless fresh) l has its key already.
+func (l *Local) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh bool) (localdb.Copied, error) {
+	k, err := localKey(e.Key())
 	if err != nil {
-		return 0, 0, err
+		return localdb.Skipped, nil // not a profile (written by hand): not ours to keep
 	}
-	n, kept, err = l.store.CopyWatch(ctx, w, migrateBatch, migrateProgress, progress,
-		func(b *pebble.Batch, e jetstream.KeyValueEntry) (localdb.Copied, error) {
-			k, err := localKey(e.Key())
-			if err != nil {
-				return localdb.Skipped, nil // not a profile (written by hand): not ours to keep
-			}
-			// A key of the batch not yet committed cannot come twice: the
-			// watch gives the last value of each key once.
-			mu := l.stripe(e.Key())
-			mu.Lock()
-			defer mu.Unlock()
-			rev := uint64(1)
-			if !fresh {
-				rev, err = l.check(k, 0)
-			}
-			switch {
-			case casConflict(err):
-				return localdb.Kept, nil // copied by an earlier run, or written since
-			case err != nil:
-				return localdb.Skipped, err
-			}
-			return localdb.Added, b.Set(k, encodeValue(rev, e.Created(), e.Value()), nil)
-		})
-	if err != nil {
-		return n, kept, err
+	// A key of the batch not yet committed cannot come twice: the watch
+	// gives the last value of each key once.
+	mu := l.stripe(e.Key())
+	mu.Lock()
+	defer mu.Unlock()
+	rev := uint64(1)
+	if !fresh {
+		rev, err = l.check(k, 0)
 	}
-	return n, kept, l.db.Flush()
+	switch {
+	case casConflict(err):
+		return localdb.Kept, nil // copied by an earlier run, or written since
+	case err != nil:
+		return localdb.Skipped, err
+	}
+	return localdb.Added, b.Set(k, encodeValue(rev, e.Created(), e.Value()), nil)
 }
 
 // empty reports whether l holds no profile, expired or not.

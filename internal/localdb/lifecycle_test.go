@@ -2,6 +2,10 @@ package localdb
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -241,5 +245,64 @@ func TestCheckFormat(t *testing.T) {
 	}
 	if err := d.CheckFormat(key, "test-2"); err == nil || err.Error() != `format "test-1", want "test-2"` {
 		t.Errorf("another format: %v", err)
+	}
+}
+
+// fatalChild is set in the process TestFatalStoreErrorEndsProcess starts.
+const fatalChild = "CAPSTAN_LOCALDB_FATAL_CHILD"
+
+// TestFatalStoreErrorEndsProcess: the store's directory removed from under
+// it while it is written (an "rm -rf" of the data directory while capstan
+// still runs) makes pebble call its logger's Fatalf. The process ends with
+// status 1 after an error line that names the store and says why, not
+// with a panic unwound through pebble's mutexes ("fatal error: sync:
+// unlock of unlocked mutex"). Run in a child process.
+func TestFatalStoreErrorEndsProcess(t *testing.T) {
+	if os.Getenv(fatalChild) != "" {
+		dir := t.TempDir()
+		d, err := Open(Options{Dir: dir, MemoryBytes: 8 << 20, What: "test store", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write := func(from, n int) error {
+			v := make([]byte, 100)
+			for lo := from; lo < from+n; lo += 1000 {
+				b := d.NewBatch()
+				for i := lo; i < lo+1000; i++ {
+					if err := b.Set(fmt.Appendf(nil, "k%09d", i), v, nil); err != nil {
+						return err
+					}
+				}
+				if err := b.Commit(pebble.NoSync); err != nil {
+					return err
+				}
+				_ = b.Close()
+			}
+			return nil
+		}
+		if err := write(0, 50_000); err != nil {
+			t.Fatal(err)
+		}
+		// Background writes may add files while it removes: again.
+		for range 10 {
+			if err = os.RemoveAll(dir); err == nil {
+				break
+			}
+		}
+		err = write(50_000, 300_000)
+		fmt.Fprintf(os.Stderr, "the store went on after its directory was removed: %v; Close: %v\n", err, d.Close())
+		os.Exit(3)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFatalStoreErrorEndsProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fatalChild+"=1")
+	out, _ := cmd.CombinedOutput()
+	code := cmd.ProcessState.ExitCode()
+	text := string(out)
+	if code != 1 || !strings.Contains(text, "level=ERROR") || !strings.Contains(text, "test store: fatal store error; capstan stops: ") ||
+		strings.Contains(text, "unlock of unlocked") || strings.Contains(text, "panic:") {
+		if len(text) > 4000 {
+			text = text[:4000] + "…"
+		}
+		t.Errorf("the child ended with status %d, want 1 after the error line (no panic):\n%s", code, text)
 	}
 }

@@ -11,8 +11,8 @@
 // sweeps in chunks (Sweep, StartSweeps), look-ups of likely absent keys
 // (Probe), backups (Checkpoint, and the tools' requests to a running
 // capstan, Serve and Call), the store's metrics (Collector) and the
-// one-time move of a JetStream KV bucket into a store (MoveBucket). It
-// imports no other capstan package.
+// one-time move of a JetStream KV bucket into a store (MoveBucket,
+// CopyBucket). It imports no other capstan package.
 package localdb
 
 import (
@@ -307,7 +307,6 @@ func (d *DB) Figures() (keys, disk int64, err error) {
 }
 
 // logger routes pebble's errors to slog and drops its informational lines.
-// Fatalf must not return (pebble's contract).
 type logger struct {
 	log  *slog.Logger
 	what string
@@ -317,10 +316,17 @@ func (p logger) Errorf(format string, args ...any) {
 	p.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
 }
 
+// Fatalf must not return (pebble's contract): pebble calls it where it
+// cannot go on, such as a log or table gone from under it (the directory
+// removed while the store was open), at times with its own mutexes
+// released. A panic there unwinds through pebble's deferred unlocks and
+// ends the process with "fatal error: sync: unlock of unlocked mutex"
+// instead of the cause. So it logs the cause and ends the process with
+// status 1, as pebble's own logger does.
 func (p logger) Fatalf(format string, args ...any) {
 	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
-	p.log.Error(msg)
-	panic(p.what + ": " + msg)
+	p.log.Error(p.what + ": fatal store error; capstan stops: " + msg)
+	os.Exit(1)
 }
 
 func (logger) Infof(string, ...any) {}

@@ -63,7 +63,7 @@ func MoveBucket(ctx context.Context, js jetstream.JetStream, m Move, log *slog.L
 	return n, nil
 }
 
-// Copied says what CopyWatch's put did with one bucket entry.
+// Copied says what a Copy's Put did with one bucket entry.
 type Copied int
 
 const (
@@ -72,13 +72,73 @@ const (
 	Added                 // written into the batch
 )
 
-// CopyWatch writes the entries of the bucket watch w (its initial values,
+// Copy is what a store's user gives CopyBucket: its rule for each entry of
+// the bucket and how its copy is made durable.
+type Copy struct {
+	// Batch is how many entries are written per batch (committed without
+	// sync). Required.
+	Batch int
+	// Every is how often, at most, progress is called (after a batch).
+	Every time.Duration
+	// Empty reports whether the store holds none of the user's keys yet (a
+	// first run), which Put learns as fresh: it may then leave out its
+	// look-up of each key. Nil: fresh is false.
+	Empty func() (bool, error)
+	// Put decides for one entry (Copied) and, when it adds it, writes it
+	// into b. Required.
+	Put func(b *pebble.Batch, e jetstream.KeyValueEntry, fresh bool) (Copied, error)
+	// Sync makes the copy durable once every batch is committed. Nil: the
+	// log is fsynced.
+	Sync func() error
+}
+
+// CopyBucket copies the live entries of the KV bucket kv into d (the copy
+// MoveBucket has made): it reads them in one pass, in stream order, by the
+// ordered consumer of a watch (the last value of each key, deletes left
+// out), holds Close off (Acquire) from before it asks c.Empty until c.Sync
+// has returned, writes the entries c.Put adds in batches of c.Batch
+// without sync, calling progress (if not nil) after a batch when c.Every
+// has passed since the start or the last call, and then has c.Sync make
+// them durable. It returns how many entries were added and kept. Nothing
+// else may write the keys Put writes while it runs. Its errors are the
+// watch's, Acquire's (wrapping ErrClosed after Close), ctx's, Empty's,
+// Put's, the batches' and Sync's, unwrapped: the caller (MoveBucket)
+// names the operation.
+func (d *DB) CopyBucket(ctx context.Context, kv jetstream.KeyValue, c Copy, progress func(n, kept int)) (n, kept int, err error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = w.Stop() }()
+	if err := d.Acquire(); err != nil {
+		return 0, 0, err
+	}
+	defer d.Release()
+	fresh := false
+	if c.Empty != nil {
+		if fresh, err = c.Empty(); err != nil {
+			return 0, 0, err
+		}
+	}
+	n, kept, err = d.copyWatch(ctx, w, c.Batch, c.Every, progress, func(b *pebble.Batch, e jetstream.KeyValueEntry) (Copied, error) {
+		return c.Put(b, e, fresh)
+	})
+	if err != nil {
+		return n, kept, err
+	}
+	if c.Sync == nil {
+		return n, kept, d.LogData(nil, pebble.Sync)
+	}
+	return n, kept, c.Sync()
+}
+
+// copyWatch writes the entries of the bucket watch w (its initial values,
 // up to the nil that ends them) into d, batch entries per batch committed
 // without sync: put decides for each entry and adds it to the batch. It
 // calls progress (if not nil) after a batch when every has passed since
 // the start or the last call, and returns how many entries were added and
 // kept. Making the copy durable is the caller's, after it returns.
-func (d *DB) CopyWatch(ctx context.Context, w jetstream.KeyWatcher, batch int, every time.Duration,
+func (d *DB) copyWatch(ctx context.Context, w jetstream.KeyWatcher, batch int, every time.Duration,
 	progress func(n, kept int), put func(b *pebble.Batch, e jetstream.KeyValueEntry) (Copied, error)) (n, kept int, err error) {
 	b := d.NewBatch()
 	defer func() { b.Close() }()

@@ -763,18 +763,25 @@ func diskUsage(dir string) (int64, error) {
 }
 
 // slogLogger routes pebble's log lines to slog: errors only, its
-// informational lines (every flush, every compaction) are dropped. Fatalf
-// must not return (pebble's contract): it logs and panics.
+// informational lines (every flush, every compaction) are dropped.
 type slogLogger struct{ log *slog.Logger }
 
 func (l slogLogger) Errorf(format string, args ...any) {
 	l.log.Error(strings.TrimRight(fmt.Sprintf(format, args...), "\n "))
 }
 
+// Fatalf must not return (pebble's contract): pebble calls it where it
+// cannot go on, such as a log or table of the index gone from under it
+// (the directory removed while the index was open), at times with its
+// own mutexes released. A panic there unwound through pebble's deferred
+// unlocks and ended the process with "fatal error: sync: unlock of
+// unlocked mutex" and every goroutine's stack instead of the cause. So it
+// logs the cause and ends the process with status 1, as pebble's own
+// logger does.
 func (l slogLogger) Fatalf(format string, args ...any) {
 	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n ")
-	l.log.Error(msg)
-	panic("de-duplication index: " + msg)
+	l.log.Error("de-duplication index: fatal store error; capstan stops: " + msg)
+	os.Exit(1)
 }
 
 func (slogLogger) Infof(string, ...any) {}

@@ -1,0 +1,136 @@
+package dedup
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// addKeys adds the keys of "0", "1", … "n-1" at positions 1<<16, 2<<16, …
+// in Adds of 500, covering each Add's last position.
+func addKeys(x *Index, n int) error {
+	for lo := 0; lo < n; lo += 500 {
+		var keys []Key
+		var pos []uint64
+		for i := lo; i < min(lo+500, n); i++ {
+			keys, pos = append(keys, key(fmt.Sprint(i))), append(pos, uint64(i+1)<<16)
+		}
+		if err := x.Add(keys, pos, uint64(len(pos))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestOpenWhileClosing is a start during a previous owner's shutdown, in
+// process: while the first index of a directory closes (writing out its
+// buffers), a second Open of the directory fails plainly, "in use" with
+// the directory named and not ErrDamaged (which would have its caller
+// remove the directory), until the first has closed; then it opens and
+// finds every key the first one added. Never a panic, never a damaged
+// index.
+func TestOpenWhileClosing(t *testing.T) {
+	const n = 20000
+	for round := range 2 {
+		dir := t.TempDir()
+		a, err := Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes, bufferKeys: 3000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := addKeys(a, n); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- a.Close() }()
+		var b *Index
+		refused := 0
+		deadline := time.Now().Add(30 * time.Second)
+		for b == nil {
+			b, err = Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes})
+			if err == nil {
+				break
+			}
+			if errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), dir) {
+				t.Fatalf("round %d: Open while the first closes: %v, want in use, naming %s", round, err, dir)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: still in use after 30s", round)
+			}
+			refused++
+			time.Sleep(time.Millisecond) // poll
+		}
+		if err := <-closed; err != nil {
+			t.Errorf("round %d: Close of the first: %v", round, err)
+		}
+		t.Logf("round %d: %d Opens refused while the first closed", round, refused)
+		keys := make([]Key, n)
+		for i := range keys {
+			keys[i] = key(fmt.Sprint(i))
+		}
+		got, err := b.Check(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range got {
+			if p != uint64(i+1)<<16 {
+				t.Fatalf("round %d: key %d at %d after reopening, want %d", round, i, p, uint64(i+1)<<16)
+			}
+		}
+		if c := b.Covered(); c != 500 {
+			t.Errorf("round %d: Covered %d after reopening, want 500", round, c)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fatalChild is set in the process TestFatalStoreErrorEndsProcess starts.
+const fatalChild = "CAPSTAN_DEDUP_FATAL_CHILD"
+
+// TestFatalStoreErrorEndsProcess: the index's directory removed from
+// under it while it writes (an "rm -rf" of the data directory while
+// capstan still runs) makes pebble call its logger's Fatalf (a log it
+// recycles, a table it compacts, is gone). The process ends with status 1
+// after an error line that names the index and says why, not with a
+// panic unwound through pebble's mutexes ("fatal error: sync: unlock of
+// unlocked mutex"), what a capstan started during the shutdown of another
+// on the same data directory once printed. Run in a child process.
+func TestFatalStoreErrorEndsProcess(t *testing.T) {
+	if os.Getenv(fatalChild) != "" {
+		dir := t.TempDir()
+		x, err := Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := addKeys(x, 50_000); err != nil {
+			t.Fatal(err)
+		}
+		// Background writes may add files while it removes: again.
+		for range 10 {
+			if err = os.RemoveAll(dir); err == nil {
+				break
+			}
+		}
+		err = addKeys(x, 300_000)
+		fmt.Fprintf(os.Stderr, "the index went on after its directory was removed: %v; Close: %v\n", err, x.Close())
+		os.Exit(3)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFatalStoreErrorEndsProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fatalChild+"=1")
+	out, _ := cmd.CombinedOutput()
+	code := cmd.ProcessState.ExitCode()
+	text := string(out)
+	if code != 1 || !strings.Contains(text, "level=ERROR") || !strings.Contains(text, "de-duplication index: fatal store error; capstan stops: ") ||
+		!strings.Contains(text, "component=dedup") || strings.Contains(text, "unlock of unlocked") || strings.Contains(text, "panic:") {
+		if len(text) > 4000 {
+			text = text[:4000] + "…"
+		}
+		t.Errorf("the child ended with status %d, want 1 after the error line (no panic):\n%s", code, text)
+	}
+}
