@@ -219,12 +219,12 @@ func splitBody(s split, b []byte, key string) (_ split, valid bool) {
 		if i >= len(b) || b[i] != '"' {
 			return split{}, false
 		}
-		end := validString(b, i)
+		end, esc := validEscString(b, i)
 		if end < 0 {
 			return split{}, false
 		}
 		m := member{rawKey: b[i:end]}
-		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
+		if esc {
 			m.Key = decodeString(m.rawKey)
 		}
 		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
@@ -347,12 +347,12 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		if i >= len(b) || b[i] != '"' {
 			return obj, ctx, nil, -1, depth
 		}
-		kend := validString(b, i)
+		kend, esc := validEscString(b, i)
 		if kend < 0 {
 			return obj, ctx, nil, -1, depth
 		}
 		m := member{rawKey: b[i:kend]}
-		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
+		if esc {
 			m.Key = decodeString(m.rawKey)
 		}
 		if i = skipSpace(b, kend); i >= len(b) || b[i] != ':' {
@@ -411,6 +411,14 @@ func validKey(b []byte, i int) int {
 // past it, or -1. Runs of plain bytes (strPlain) are skipped 8 at a time
 // (strSpecial, as the Value parser does).
 func validString(b []byte, i int) int {
+	end, _ := validEscString(b, i)
+	return end
+}
+
+// validEscString is validString that also reports whether the literal holds
+// an escape sequence: an object key's caller decodes only those, and need
+// not scan the key again for a backslash.
+func validEscString(b []byte, i int) (end int, escaped bool) {
 	for i++; ; i++ {
 		for i+8 <= len(b) && strSpecial(binary.LittleEndian.Uint64(b[i:])) == 0 {
 			i += 8
@@ -419,28 +427,29 @@ func validString(b []byte, i int) int {
 			i++
 		}
 		if i >= len(b) {
-			return -1
+			return -1, escaped
 		}
 		switch b[i] {
 		case '"':
-			return i + 1
+			return i + 1, escaped
 		case '\\':
+			escaped = true
 			i++
 			if i >= len(b) {
-				return -1
+				return -1, escaped
 			}
 			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
 				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
-					return -1
+					return -1, escaped
 				}
 				i += 4
 			default:
-				return -1
+				return -1, escaped
 			}
 		default: // control character
-			return -1
+			return -1, escaped
 		}
 	}
 }
