@@ -173,8 +173,12 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 			return nil, drop(CodeInvalidType, "type %q is not one of track, page, screen, identify, group, alias", truncate(decodeString(tv), 40))
 		}
 		ev.Type = t
+		if string(tv[1:len(tv)-1]) != string(t) { // not written as the name
+			f.set(fType, sc.quoted(string(t)))
+		}
+	} else {
+		f.set(fType, sc.quoted(string(ev.Type)))
 	}
-	f.set(fType, sc.quoted(string(ev.Type)))
 
 	// Rule 4: ids, in this order.
 	var previousID, groupID string

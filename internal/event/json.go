@@ -692,13 +692,36 @@ func (o object) jsonLen() int {
 }
 
 // appendJSON writes the object as compact-at-top-level JSON; member values
-// are copied verbatim.
+// are copied verbatim. Consecutive members that are written so in the
+// text they were split from (each key, ':' and value, then ',' and the
+// next key) are copied in one piece, as a run of that text.
 func (o object) appendJSON(buf []byte) []byte {
 	buf = append(buf, '{')
+	var run []byte // source text of the members still to copy
 	first := true
-	for _, m := range o {
+	for i := range o {
+		m := &o[i]
 		if m.Value == nil {
 			continue
+		}
+		if w := m.text(); w != nil {
+			if run != nil {
+				if r, ok := extend(run, w); ok {
+					run = r
+					continue
+				}
+				buf = append(buf, run...)
+			}
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			run = w
+			continue
+		}
+		if run != nil {
+			buf = append(buf, run...)
+			run = nil
 		}
 		if !first {
 			buf = append(buf, ',')
@@ -712,7 +735,39 @@ func (o object) appendJSON(buf []byte) []byte {
 		buf = append(buf, ':')
 		buf = append(buf, m.Value...)
 	}
+	buf = append(buf, run...)
 	return append(buf, '}')
+}
+
+// text returns the member as written where it was split from: its key as
+// written, ':' and its value, when they follow one another in one array
+// (no space around the colon); nil otherwise (capstan's members, values
+// replaced).
+func (m *member) text() []byte {
+	k, n := m.rawKey, len(m.rawKey)
+	if n == 0 || cap(k) < n+1+len(m.Value) || len(m.Value) == 0 {
+		return nil
+	}
+	t := k[:n+1+len(m.Value)]
+	if t[n] != ':' || &t[n+1] != &m.Value[0] {
+		return nil
+	}
+	return t
+}
+
+// extend returns run with ',' and w after it when that is how they are
+// written in their array (w follows run and a comma), and false
+// otherwise.
+func extend(run, w []byte) ([]byte, bool) {
+	n := len(run)
+	if cap(run) < n+1+len(w) {
+		return nil, false
+	}
+	t := run[:n+1+len(w)]
+	if t[n] != ',' || &t[n+1] != &w[0] {
+		return nil, false
+	}
+	return t, true
 }
 
 // kind classifies a raw JSON value by its first byte.
