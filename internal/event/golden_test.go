@@ -82,9 +82,7 @@ func goldenBodies(t *testing.T) []string {
 		`{"batch":[` + batch + `],"sentAt":"2026-12-06T08:13:56.5+00:00","context":{"library":{"name":"env"},"ip":"192.0.2.9"},"integrations":{"X":true}}`,
 		`{"batch":[` + batch + `],"context":{"a":{"b":1}}}`,
 	}
-	for _, e := range goldenEvents {
-		bodies = append(bodies, e) // as a single-event body
-	}
+	bodies = append(bodies, goldenEvents...) // each also as a single-event body
 	dir := "testdata/fuzz/FuzzNormalize"
 	entries, err := os.ReadDir(dir)
 	if err != nil {
