@@ -58,8 +58,8 @@ const (
 	idChunk  = 8 << 10
 )
 
-// arena hands out the stored documents, userIds and anonymousIds of one
-// body's events from shared chunks: one allocation per chunk, where one
+// arena hands out the stored documents, userIds, anonymousIds and
+// messageIds of one body's events from shared chunks: one allocation per chunk, where one
 // each per event was most of ingest's allocations (its document over half
 // of its bytes). A chunk is garbage once everything in it is: the
 // documents outlive the body (they are stored), the ids are read while
@@ -71,9 +71,13 @@ type arena struct {
 	left int             // events still to normalise, this one included: the chunk sizes' estimate
 
 	// receivedAt's JSON literal, receivedLit, is the same for every event
-	// of a request: formatted once, not once per event.
+	// of a request: formatted once, not once per event; so is that of the
+	// envelope's sentAt, sentLit, stored by the events with none of their
+	// own.
 	receivedAt  time.Time
 	receivedLit []byte
+	sentAt      time.Time
+	sentLit     []byte
 }
 
 // received returns the JSON literal of t, an event's receivedAt, formatted
@@ -86,6 +90,18 @@ func (a *arena) received(sc *scratch, t time.Time) []byte {
 		a.receivedAt, a.receivedLit = t, appendQuotedTime(nil, t)
 	}
 	return a.receivedLit[:len(a.receivedLit):len(a.receivedLit)]
+}
+
+// sent returns the JSON literal of t, the envelope's sentAt, or nil (for
+// the caller to format) when a is nil.
+func (a *arena) sent(t time.Time) []byte {
+	if a == nil {
+		return nil
+	}
+	if a.sentLit == nil || !a.sentAt.Equal(t) {
+		a.sentAt, a.sentLit = t, appendQuotedTime(nil, t)
+	}
+	return a.sentLit[:len(a.sentLit):len(a.sentLit)]
 }
 
 // take returns an empty slice with capacity n for a document; a nil arena
@@ -102,9 +118,9 @@ func (a *arena) take(n int) []byte {
 	return doc
 }
 
-// id is decodeString of lit, a userId's or anonymousId's JSON string, with
-// the string taken from the id chunk when lit has no escapes (nearly
-// always); a nil arena decodes it alone.
+// id is decodeString of lit, an id's JSON string (userId, anonymousId,
+// messageId), with the string taken from the id chunk when lit has no
+// escapes (nearly always); a nil arena decodes it alone.
 func (a *arena) id(lit []byte) string {
 	if a == nil || len(lit) < 2 || bytes.IndexByte(lit, '\\') >= 0 {
 		return decodeString(lit)

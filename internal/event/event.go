@@ -173,8 +173,12 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 			return nil, drop(CodeInvalidType, "type %q is not one of track, page, screen, identify, group, alias", truncate(decodeString(tv), 40))
 		}
 		ev.Type = t
+		if string(tv[1:len(tv)-1]) != string(t) { // not written as the name
+			f.set(fType, sc.quoted(string(t)))
+		}
+	} else {
+		f.set(fType, sc.quoted(string(ev.Type)))
 	}
-	f.set(fType, sc.quoted(string(ev.Type)))
 
 	// Rule 4: ids, in this order.
 	var previousID, groupID string
@@ -224,7 +228,7 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 	case 0, 'n':
 		ev.MessageID, ev.Generated = newUUID(), true
 	case 's':
-		ev.MessageID = decodeString(v)
+		ev.MessageID = a.id(v)
 		if ev.MessageID == "" {
 			ev.MessageID, ev.Generated = newUUID(), true
 		}
@@ -267,32 +271,34 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
 			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
 		} else if co := sc.context(c, ctxSplit && sameBytes(c, ctxRaw)); co.get("ip") == nil {
-			co.set("ip", sc.quoted(req.ClientIP))
-			start := len(sc.buf)
-			sc.buf = co.appendJSON(sc.buf)
-			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
-			sc.ctx = co
+			var withIP []byte
+			withIP, sc.ctx = sc.withIP(c, co, req.ClientIP)
+			f.set(fContext, withIP)
 		} else {
 			sc.ctx = co
 		}
 	}
 
 	// Timestamps (§2.6); writeKey is removed (§2.8).
+	// A literal already written as sc.time would write it (timeValue) is
+	// stored as it is, and those the same for every event of the request
+	// (receivedAt, the envelope's sentAt) are formatted once (arena).
 	received := req.ReceivedAt.UTC()
-	original, ok := parseTimeValue(f.get(fOriginalTimestamp))
+	receivedLit := a.received(sc, received)
+	original, originalLit, ok := timeValue(f.get(fOriginalTimestamp))
 	if !ok {
-		original, ok = parseTimeValue(f.get(fTimestamp))
+		original, originalLit, ok = timeValue(f.get(fTimestamp))
 	}
 	if !ok {
-		original = received
+		original, originalLit = received, receivedLit
 	}
-	sentAt, hasSent := parseTimeValue(f.get(fSentAt))
+	sentAt, sentLit, hasSent := timeValue(f.get(fSentAt))
 	if !hasSent && !env.SentAt.IsZero() {
-		sentAt, hasSent = env.SentAt, true
+		sentAt, sentLit, hasSent = env.SentAt, a.sent(env.SentAt), true
 	}
-	ts := original
+	ts, tsLit := original, originalLit
 	if hasSent {
-		ts = received.Add(-sentAt.Sub(original))
+		ts, tsLit = received.Add(-sentAt.Sub(original)), nil
 	}
 	for _, k := range [...]int{fWriteKey, fTimestamp, fOriginalTimestamp, fSentAt, fReceivedAt} {
 		f.del(k)
@@ -300,12 +306,12 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 	if ev.Generated {
 		f.set(fMessageID, sc.quoted(ev.MessageID))
 	}
-	f.set(fOriginalTimestamp, sc.time(original))
+	f.set(fOriginalTimestamp, sc.timeLit(original, originalLit))
 	if hasSent {
-		f.set(fSentAt, sc.time(sentAt))
+		f.set(fSentAt, sc.timeLit(sentAt, sentLit))
 	}
-	f.set(fReceivedAt, a.received(sc, received))
-	f.set(fTimestamp, sc.time(ts))
+	f.set(fReceivedAt, receivedLit)
+	f.set(fTimestamp, sc.timeLit(ts, tsLit))
 
 	ev.JSON = f.obj.appendJSON(a.take(f.obj.jsonLen()))
 	sc.obj = f.obj
@@ -503,6 +509,36 @@ func (sc *scratch) time(t time.Time) []byte {
 	return sc.buf[start:len(sc.buf):len(sc.buf)]
 }
 
+// timeLit returns lit, t's literal as sc.time writes it, or sc.time(t)
+// when lit is nil.
+func (sc *scratch) timeLit(t time.Time, lit []byte) []byte {
+	if lit != nil {
+		return lit
+	}
+	return sc.time(t)
+}
+
+// withIP writes the context object c, whose members are co (none of them
+// ip), with a last member ip added, to the scratch buffer and returns it,
+// and co (with ip when it was set there). When c is written as
+// co.appendJSON writes it (no space between its members, no repeated key:
+// then and only then is co's JSON as long as c), c is copied with the ip
+// spliced in before its closing brace, not written member by member: the
+// same bytes.
+func (sc *scratch) withIP(c []byte, co object, ip string) ([]byte, object) {
+	if len(co) > 0 && co.jsonLen() == len(c) {
+		start := len(sc.buf)
+		sc.buf = append(sc.buf, c[:len(c)-1]...)
+		sc.buf = append(sc.buf, `,"ip":`...)
+		sc.buf = append(appendQuoted(sc.buf, ip), '}')
+		return sc.buf[start:len(sc.buf):len(sc.buf)], co
+	}
+	co.set("ip", sc.quoted(ip))
+	start := len(sc.buf)
+	sc.buf = co.appendJSON(sc.buf)
+	return sc.buf[start:len(sc.buf):len(sc.buf)], co
+}
+
 // release returns sc to the pool, unless an unusually large event grew it.
 func (sc *scratch) release() {
 	if cap(sc.obj) > 1024 || cap(sc.ctx) > 1024 || cap(sc.buf) > 64<<10 {
@@ -551,6 +587,24 @@ func parseTimeValue(v []byte) (time.Time, bool) {
 		return t, true
 	}
 	return ParseTime(decodeString(v))
+}
+
+// canonicalTimeLen is the length of a literal appendQuotedTime writes for
+// years 0 to 9999: "2006-01-02T15:04:05.000Z", quotes included.
+const canonicalTimeLen = len(`"` + TimeLayout + `"`)
+
+// timeValue is parseTimeValue that also returns v as the time's literal
+// when v is written exactly as appendQuotedTime writes the time it holds
+// (TimeLayout, milliseconds, UTC), as the timestamps of Segment's
+// libraries are; otherwise the literal is nil and the caller formats it.
+func timeValue(v []byte) (time.Time, []byte, bool) {
+	if len(v) == canonicalTimeLen && v[0] == '"' && v[20] == '.' {
+		if t, ok := parseUTCTime(v[1 : len(v)-1]); ok {
+			return t, v[:len(v):len(v)], true
+		}
+	}
+	t, ok := parseTimeValue(v)
+	return t, nil, ok
 }
 
 // parseUTCTime parses b when it is written as

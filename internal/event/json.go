@@ -219,12 +219,12 @@ func splitBody(s split, b []byte, key string) (_ split, valid bool) {
 		if i >= len(b) || b[i] != '"' {
 			return split{}, false
 		}
-		end := validString(b, i)
+		end, esc := validEscString(b, i)
 		if end < 0 {
 			return split{}, false
 		}
 		m := member{rawKey: b[i:end]}
-		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
+		if esc {
 			m.Key = decodeString(m.rawKey)
 		}
 		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
@@ -347,12 +347,12 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		if i >= len(b) || b[i] != '"' {
 			return obj, ctx, nil, -1, depth
 		}
-		kend := validString(b, i)
+		kend, esc := validEscString(b, i)
 		if kend < 0 {
 			return obj, ctx, nil, -1, depth
 		}
 		m := member{rawKey: b[i:kend]}
-		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
+		if esc {
 			m.Key = decodeString(m.rawKey)
 		}
 		if i = skipSpace(b, kend); i >= len(b) || b[i] != ':' {
@@ -411,6 +411,14 @@ func validKey(b []byte, i int) int {
 // past it, or -1. Runs of plain bytes (strPlain) are skipped 8 at a time
 // (strSpecial, as the Value parser does).
 func validString(b []byte, i int) int {
+	end, _ := validEscString(b, i)
+	return end
+}
+
+// validEscString is validString that also reports whether the literal holds
+// an escape sequence: an object key's caller decodes only those, and need
+// not scan the key again for a backslash.
+func validEscString(b []byte, i int) (end int, escaped bool) {
 	for i++; ; i++ {
 		for i+8 <= len(b) && strSpecial(binary.LittleEndian.Uint64(b[i:])) == 0 {
 			i += 8
@@ -419,28 +427,29 @@ func validString(b []byte, i int) int {
 			i++
 		}
 		if i >= len(b) {
-			return -1
+			return -1, escaped
 		}
 		switch b[i] {
 		case '"':
-			return i + 1
+			return i + 1, escaped
 		case '\\':
+			escaped = true
 			i++
 			if i >= len(b) {
-				return -1
+				return -1, escaped
 			}
 			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
 				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
-					return -1
+					return -1, escaped
 				}
 				i += 4
 			default:
-				return -1
+				return -1, escaped
 			}
 		default: // control character
-			return -1
+			return -1, escaped
 		}
 	}
 }
@@ -683,13 +692,36 @@ func (o object) jsonLen() int {
 }
 
 // appendJSON writes the object as compact-at-top-level JSON; member values
-// are copied verbatim.
+// are copied verbatim. Consecutive members that are written so in the
+// text they were split from (each key, ':' and value, then ',' and the
+// next key) are copied in one piece, as a run of that text.
 func (o object) appendJSON(buf []byte) []byte {
 	buf = append(buf, '{')
+	var run []byte // source text of the members still to copy
 	first := true
-	for _, m := range o {
+	for i := range o {
+		m := &o[i]
 		if m.Value == nil {
 			continue
+		}
+		if w := m.text(); w != nil {
+			if run != nil {
+				if r, ok := extend(run, w); ok {
+					run = r
+					continue
+				}
+				buf = append(buf, run...)
+			}
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			run = w
+			continue
+		}
+		if run != nil {
+			buf = append(buf, run...)
+			run = nil
 		}
 		if !first {
 			buf = append(buf, ',')
@@ -703,7 +735,39 @@ func (o object) appendJSON(buf []byte) []byte {
 		buf = append(buf, ':')
 		buf = append(buf, m.Value...)
 	}
+	buf = append(buf, run...)
 	return append(buf, '}')
+}
+
+// text returns the member as written where it was split from: its key as
+// written, ':' and its value, when they follow one another in one array
+// (no space around the colon); nil otherwise (capstan's members, values
+// replaced).
+func (m *member) text() []byte {
+	k, n := m.rawKey, len(m.rawKey)
+	if n == 0 || cap(k) < n+1+len(m.Value) || len(m.Value) == 0 {
+		return nil
+	}
+	t := k[:n+1+len(m.Value)]
+	if t[n] != ':' || &t[n+1] != &m.Value[0] {
+		return nil
+	}
+	return t
+}
+
+// extend returns run with ',' and w after it when that is how they are
+// written in their array (w follows run and a comma), and false
+// otherwise.
+func extend(run, w []byte) ([]byte, bool) {
+	n := len(run)
+	if cap(run) < n+1+len(w) {
+		return nil, false
+	}
+	t := run[:n+1+len(w)]
+	if t[n] != ',' || &t[n+1] != &w[0] {
+		return nil, false
+	}
+	return t, true
 }
 
 // kind classifies a raw JSON value by its first byte.

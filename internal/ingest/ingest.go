@@ -424,8 +424,10 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 	defer body.Release()
 
 	bodyKey := body.WriteKey
-	if q := r.URL.Query().Get("writeKey"); rt.queryKey() && q != "" {
-		bodyKey = q
+	if rt.queryKey() {
+		if q := r.URL.Query().Get("writeKey"); q != "" {
+			bodyKey = q
+		}
 	}
 	s, aerr := h.authenticate(r, writeKey(r, bodyKey))
 	if s != nil {
