@@ -15,16 +15,23 @@
 //
 // Usage:
 //
-//	go run ./bench/fsyncfloor -dir /path/on/the/data/disk -rate 2000 -duration 20s -size 600
+//	go run ./bench/fsyncfloor -dir /path/on/the/data/disk -rate 2000 -duration 20s -size 1080
+//
+// With -out it appends one JSON line, in the fields of loadgen's results
+// (p50_ms ... max_ms, mean_ms, of the request distribution; sync_* of the
+// sync calls), so that bench/latency.sh reports the disk's floor beside
+// capstan and the null server.
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -33,8 +40,10 @@ func main() {
 	dir := flag.String("dir", os.TempDir(), "directory on the disk to measure (capstan's data_dir)")
 	rate := flag.Int("rate", 2000, "records per second")
 	dur := flag.Duration("duration", 20*time.Second, "measured duration")
-	size := flag.Int("size", 600, "bytes per record (a single-event segment with its JetStream header is 500-800)")
+	size := flag.Int("size", 1080, "bytes per record (a single-event segment of bench/loadgen's track body, JetStream's record header included, took 1,080 B in EVENTS' blocks)")
 	data := flag.Bool("fdatasync", false, "fdatasync instead of fsync")
+	out := flag.String("out", "", "append the JSON result line to this file")
+	target := flag.String("target", "disk", "target name of the JSON result line")
 	flag.Parse()
 	if *rate <= 0 || *size <= 0 || *dur <= 0 {
 		log.Fatal("rate, size and duration must be positive")
@@ -95,11 +104,36 @@ func main() {
 	}
 	fmt.Printf("dir %s, %d records of %d B at %d/s, %s, %d syncs (%.2f records each)\n",
 		filepath.Dir(name), n, *size, *rate, kind, groups, float64(n)/float64(groups))
-	report("sync", syncs)
-	report("request", reqs)
+	ss := report("sync", syncs)
+	rs := report("request", reqs)
+	if *out == "" {
+		return
+	}
+	la, _ := os.ReadFile("/proc/loadavg")
+	line, err := json.Marshal(map[string]any{
+		"target": *target, "scenario": fmt.Sprintf("%d B records at %d/s, %s", *size, *rate, kind),
+		"requests_per_s": *rate, "errors": 0, "send_lag_p99_ms": 0, "server_cpu_us_per_event": -1, "loadgen_cpu_cores": 0,
+		"p50_ms": rs.p50, "p95_ms": rs.p95, "p99_ms": rs.p99, "p999_ms": rs.p999, "max_ms": rs.max, "mean_ms": rs.mean,
+		"sync_p50_ms": ss.p50, "sync_p99_ms": ss.p99, "sync_p999_ms": ss.p999, "sync_max_ms": ss.max, "syncs": groups,
+		"loadavg_start": strings.TrimSpace(string(la)),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	o, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer o.Close()
+	if _, err := o.Write(append(line, '\n')); err != nil {
+		log.Fatal(err)
+	}
 }
 
-func report(what string, d []time.Duration) {
+// stats are percentiles and the mean of a distribution, in ms.
+type stats struct{ p50, p95, p99, p999, max, mean float64 }
+
+func report(what string, d []time.Duration) stats {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	q := func(p float64) float64 {
 		i := int(p * float64(len(d)))
@@ -109,11 +143,14 @@ func report(what string, d []time.Duration) {
 		return float64(d[i].Microseconds()) / 1000
 	}
 	over := 0
+	var sum time.Duration
 	for _, x := range d {
+		sum += x
 		if x > 5*time.Millisecond {
 			over++
 		}
 	}
 	fmt.Printf("%-8s n=%d p50 %.2f ms  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  over 5 ms %.3f%%\n",
 		what, len(d), q(0.5), q(0.9), q(0.99), q(0.999), q(1), 100*float64(over)/float64(len(d)))
+	return stats{p50: q(0.5), p95: q(0.95), p99: q(0.99), p999: q(0.999), max: q(1), mean: float64(sum.Microseconds()) / 1000 / float64(len(d))}
 }
