@@ -15,7 +15,10 @@
 #
 # Knobs (environment): BENCH_RATE (2000), BENCH_DURATION (20s), BENCH_WARMUP
 # (3s), BENCH_ROUNDS (3), BENCH_OPEN_CONCURRENCY (256), BENCH_NULL (1; 0 skips
-# the null server), BENCH_CLIENT (loadgen's HTTP client: raw, the default, or
+# the null server), BENCH_DISK (1; 0 skips the disk's floor: bench/fsyncfloor,
+# records of a single-event segment's size appended and fsynced at the same
+# rate in the work directory, one sync at a time, nothing else of capstan;
+# its latency is from each record's due time to the end of its fsync), BENCH_CLIENT (loadgen's HTTP client: raw, the default, or
 # std, net/http's Transport as ingest.sh uses it; also the null server's), BENCH_CAPSTAN / BENCH_LABEL (variant A's prebuilt binary
 # and its name; default: built from the tree), BENCH_ENGINE (YAML lines added
 # under variant A's `engine:`, e.g. "group_commit: {inflight: 2}"),
@@ -37,6 +40,7 @@ WARMUP=${BENCH_WARMUP:-3s}
 ROUNDS=${BENCH_ROUNDS:-3}
 OPEN_CONC=${BENCH_OPEN_CONCURRENCY:-256}
 WITH_NULL=${BENCH_NULL:-1}
+WITH_DISK=${BENCH_DISK:-1}
 CLIENT=${BENCH_CLIENT:-raw}
 CLIENT_A=$CLIENT
 CLIENT_B=${BENCH_CLIENT_B:-$CLIENT}
@@ -71,6 +75,7 @@ if [[ -n ${BENCH_CAPSTAN_B:-} || -n ${BENCH_ENGINE_B:-} || -n ${BENCH_CLIENT_B:-
 fi
 cmd go build -o "$BIN/loadgen" ./bench/loadgen
 cmd go build -o "$BIN/nullserver" ./bench/nullserver
+cmd go build -o "$BIN/fsyncfloor" ./bench/fsyncfloor
 
 # name V: how the report names variant V (its label and engine lines).
 name() {
@@ -166,6 +171,11 @@ for round in $(seq 1 "$ROUNDS"); do
 		kill -TERM "$NULL_PID"
 		wait "$NULL_PID" || true
 	fi
+	if [[ $WITH_DISK == 1 ]]; then
+		log "round $round: the disk's floor (fsync)"
+		mkdir -p "$WORK/disk"
+		cmd "$BIN/fsyncfloor" -dir "$WORK/disk" -rate "$RATE" -duration "$DURATION" -size 1080 -target disk -out "$RESULTS"
+	fi
 	order=("${VARIANTS[@]}")
 	if ((${#VARIANTS[@]} == 2 && round % 2 == 0)); then order=(B A); fi
 	for v in "${order[@]}"; do run_capstan "$v" "$round"; done
@@ -226,6 +236,7 @@ SUMMARY=$(jq -rs '
 	echo "## Runs"
 	echo
 	echo "Open loop: $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections; the null server with loadgen's \`-client $CLIENT_A\`), $WARMUP of warm-up, then $DURATION measured; latency from the scheduled send time to the full response."
+	echo "\"disk\" (BENCH_DISK=1) is no server: \`bench/fsyncfloor\` appends 1,080-byte records (a single-event segment as stored in EVENTS) at the same rate to a file in the work directory, on the data directories' disk, and fsyncs them one sync at a time, each sync covering every record due by its start, in its own window of the round: the disk's state in that round; its latency is from a record's due time to the end of the fsync that covered it (its sync calls alone: \`sync_p99_ms\` in \`results.jsonl\`; \`over_5ms_bound_pct\`: the share of the time more than 5 ms before a sync's end, a lower bound of the requests over 5 ms under any commit policy)."
 	echo "\"send lag p99\" is loadgen's own delay from a request's due time to handing it to its HTTP client, part of every latency."
 	echo "Then capstan's own figures, from /metrics over the whole run (warm-up included): the share of requests whose handler time (\`capstan_ingest_request_duration_seconds\`), store wait (\`capstan_ingest_store_wait_seconds\`: encoding, group-commit queue, publish, acknowledgement, fsync) and queue wait (\`capstan_store_queue_wait_seconds\`: until their commit starts, i.e. a free commit loop) were under 5 ms, the same for commits (\`capstan_store_commit_duration_seconds\`: one group's publish, acknowledgement and sync) and their sync alone (\`capstan_store_sync_duration_seconds\`: its fsync and the one running when it asked), the mean of each, events per commit and requests per commit (queue wait and sync: \"?\" for a binary without them)."
 	echo "Where the time goes, from the means: client mean − handler mean = outside the handler (loadgen, loopback TCP, the HTTP server reading and writing, scheduling); handler − store wait = the handler's own work; store wait − queue wait − commit ≈ the handler's wake-up after its commit; commit − sync = publish and acknowledgement; sync − the disk's own fsync time = waiting for the fsync another commit was running."
