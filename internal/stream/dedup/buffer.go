@@ -74,24 +74,72 @@ type slot struct {
 type entry struct{ pos, exp uint64 }
 
 // pending is one buffer: entries and what its Adds claimed besides.
+//
+// The entries of one partition, part (the first Add's), are in a map by
+// key, those of any other (the Adds at the turn of a window) in a map by
+// slot: a map keyed by the 16-byte Key alone hashes faster and holds
+// 32-byte slots instead of 40 (an Add's inserts cost a fifth less).
 type pending struct {
-	entries map[slot]entry
-	covered uint64 // the highest Covered of its Adds; 0 none
-	drop    uint64 // the partitions below this one are to be dropped; 0 none
+	part    uint64         // the partition of entries
+	entries map[Key]entry  // entries of partition part
+	others  map[slot]entry // entries of other partitions; nil when none
+	covered uint64         // the highest Covered of its Adds; 0 none
+	drop    uint64         // the partitions below this one are to be dropped; 0 none
 }
 
 // bytesPerBufferedKey is what one entry of a buffer costs in memory (the
-// map's slot of 40 bytes and its overhead: a map made for 131,072 entries
-// took 13.4 MB in a heap profile of bench/dedup), to size buffers from the
-// memory budget.
+// map's slot of 32 bytes and its overhead: a map made for 131,072 entries
+// of 40 bytes took 13.4 MB in a heap profile of bench/dedup), to size
+// buffers from the memory budget.
 const bytesPerBufferedKey = 100
 
 func newPending(limit int) *pending {
-	return &pending{entries: make(map[slot]entry, limit)}
+	return &pending{entries: make(map[Key]entry, limit)}
 }
 
+// len is the number of entries p holds.
+func (p *pending) len() int { return len(p.entries) + len(p.others) }
+
 func (p *pending) empty() bool {
-	return len(p.entries) == 0 && p.covered == 0 && p.drop == 0
+	return p.len() == 0 && p.covered == 0 && p.drop == 0
+}
+
+// put records the entry of k in partition part; of two entries of one
+// slot the smaller position wins, as the store's merge operator has it.
+func (p *pending) put(part uint64, k Key, e entry) {
+	if len(p.entries) == 0 && len(p.others) == 0 {
+		p.part = part
+	}
+	if part == p.part {
+		if o, ok := p.entries[k]; !ok || e.pos < o.pos {
+			p.entries[k] = e
+		}
+		return
+	}
+	if p.others == nil {
+		p.others = make(map[slot]entry)
+	}
+	s := slot{part, k}
+	if o, ok := p.others[s]; !ok || e.pos < o.pos {
+		p.others[s] = e
+	}
+}
+
+// get returns the entry at s.
+func (p *pending) get(s slot) (entry, bool) {
+	if s.part == p.part {
+		e, ok := p.entries[s.key]
+		return e, ok
+	}
+	e, ok := p.others[s]
+	return e, ok
+}
+
+// reset empties p for reuse.
+func (p *pending) reset() {
+	clear(p.entries)
+	p.others = nil
+	p.part, p.covered, p.drop = 0, 0, 0
 }
 
 // buffer records an Add in the active buffer and starts its write once it
@@ -100,7 +148,7 @@ func (x *Index) buffer(keys []Key, pos []uint64, part, exp, covered, drop uint64
 	b := &x.buf
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.err == nil && b.writing != nil && len(b.active.entries) >= b.limit {
+	for b.err == nil && b.writing != nil && b.active.len() >= b.limit {
 		b.written.Wait()
 	}
 	if b.err != nil {
@@ -108,15 +156,11 @@ func (x *Index) buffer(keys []Key, pos []uint64, part, exp, covered, drop uint64
 	}
 	p := b.active
 	for i := range keys {
-		s := slot{part, keys[i]}
-		// The first occurrence wins, as the store's merge operator has it.
-		if e, ok := p.entries[s]; !ok || pos[i] < e.pos {
-			p.entries[s] = entry{pos[i], exp}
-		}
+		p.put(part, keys[i], entry{pos[i], exp})
 	}
 	p.covered = max(p.covered, covered)
 	p.drop = max(p.drop, drop)
-	if len(p.entries) >= b.limit && b.writing == nil {
+	if p.len() >= b.limit && b.writing == nil {
 		x.startWrite()
 		go x.write(b.writing)
 	}
@@ -143,7 +187,7 @@ func (x *Index) write(p *pending) {
 	b.mu.Lock()
 	if err != nil {
 		b.err = err // p stays for Check; Adds fail from now on
-		x.log.Error("de-duplication index: writing buffered entries failed; the index is caught up at the next start", "entries", len(p.entries), "error", err)
+		x.log.Error("de-duplication index: writing buffered entries failed; the index is caught up at the next start", "entries", p.len(), "error", err)
 		b.written.Broadcast()
 		b.mu.Unlock()
 		return
@@ -153,8 +197,7 @@ func (x *Index) write(p *pending) {
 	b.mu.Unlock()
 	// No one else holds p now: empty it, outside the lock, for the next
 	// buffer.
-	clear(p.entries)
-	p.covered, p.drop = 0, 0
+	p.reset()
 	b.mu.Lock()
 	b.spare = p
 	b.mu.Unlock()
@@ -195,60 +238,75 @@ type kv struct {
 	e entry
 }
 
-// minBucketSort is the fewest entries sorted by buckets (sorted); fewer
-// are sorted by comparisons.
+// minBucketSort is the fewest entries of a partition sorted by buckets
+// (sortedPart); fewer are sorted by comparisons.
 const minBucketSort = 1024
 
 // sorted returns p's entries, in all's memory, in the store's order:
 // partitions big-endian, then keys. pebble sorts a large batch once more,
 // in linear time when it is sorted already. counts is scratch memory,
 // returned for the next call.
-//
-// Keys are HMAC outputs, uniformly distributed: the entries of one
-// partition (all of a buffer's but at the turn of a window) are placed
-// by the top bits of their keys into about one bucket each, by counting
-// them in one pass over the map and placing them in a second, and each
-// bucket is then sorted by comparisons. That costs a fifth of a sort by
-// comparisons of the whole buffer (pdqsort: 17 levels of compares and
-// swaps of 40-byte entries for 134,217 of them), which was a twentieth of
-// the store's CPU (BenchmarkEngineFloor/store, 2026-12-06).
 func (p *pending) sorted(all []kv, counts []int) ([]kv, []int) {
+	var others []kv // of other partitions, the first ones below p.part
+	for s, e := range p.others {
+		others = append(others, kv{s, e})
+	}
+	sortCompare(others)
+	below := 0
+	for below < len(others) && others[below].s.part < p.part {
+		below++
+	}
+	all = append(all[:0], others[:below]...)
+	all, counts = p.sortedPart(all, counts)
+	return append(all, others[below:]...), counts
+}
+
+// sortedPart appends the entries of partition p.part to all, sorted.
+//
+// Keys are HMAC outputs, uniformly distributed: the entries are placed by
+// the top bits of their keys into about one bucket each, by counting them
+// in one pass over the map and placing them in a second, and each bucket
+// is then sorted by comparisons. That costs a third of a sort by
+// comparisons of the whole buffer (pdqsort: 17 levels of compares and
+// swaps of 40-byte entries for 134,217 of them, BenchmarkSorted), which
+// was a twentieth of the store's CPU (BenchmarkEngineFloor/store,
+// 2026-12-06).
+func (p *pending) sortedPart(all []kv, counts []int) ([]kv, []int) {
 	n := len(p.entries)
+	start := len(all)
+	all = slices.Grow(all, n)
 	if n < minBucketSort {
-		return p.sortedCompare(all), counts
+		for k, e := range p.entries {
+			all = append(all, kv{slot{p.part, k}, e})
+		}
+		sortKeys(all[start:])
+		return all, counts
 	}
 	// 2^(Len(n)-1) buckets: one or two entries each on average.
 	shift := 64 - uint(bits.Len(uint(n))-1)
 	buckets := 1 << (64 - shift)
 	counts = slices.Grow(counts[:0], buckets+1)[:buckets+1]
 	clear(counts)
-	first := true
-	var part uint64
-	for s := range p.entries {
-		if first {
-			part, first = s.part, false
-		} else if s.part != part {
-			return p.sortedCompare(all), counts // partitions to sort first: rare
-		}
-		counts[binary.BigEndian.Uint64(s.key[:8])>>shift+1]++
+	for k := range p.entries {
+		counts[binary.BigEndian.Uint64(k[:8])>>shift+1]++
 	}
 	for b := 1; b <= buckets; b++ {
 		counts[b] += counts[b-1] // counts[b]: where bucket b starts
 	}
-	all = slices.Grow(all[:0], n)[:n]
-	for s, e := range p.entries {
-		b := binary.BigEndian.Uint64(s.key[:8]) >> shift
-		all[counts[b]] = kv{s, e}
+	dst := all[start : start+n]
+	for k, e := range p.entries {
+		b := binary.BigEndian.Uint64(k[:8]) >> shift
+		dst[counts[b]] = kv{slot{p.part, k}, e}
 		counts[b]++ // then: where bucket b ends
 	}
 	lo := 0
 	for _, hi := range counts[:buckets] {
 		if hi-lo > 1 {
-			sortKeys(all[lo:hi])
+			sortKeys(dst[lo:hi])
 		}
 		lo = hi
 	}
-	return all, counts
+	return all[:start+n], counts
 }
 
 // sortKeys sorts entries of one partition by key: by insertion, as a
@@ -278,12 +336,8 @@ func sortKeys(all []kv) {
 	}
 }
 
-// sortedCompare is sorted by comparisons alone.
-func (p *pending) sortedCompare(all []kv) []kv {
-	all = all[:0]
-	for s, e := range p.entries {
-		all = append(all, kv{s, e})
-	}
+// sortCompare sorts entries in the store's order by comparisons alone.
+func sortCompare(all []kv) {
 	// Compared as three big-endian numbers: bytes.Compare's call and
 	// loop made the sort cost twice as much.
 	slices.SortFunc(all, func(a, b kv) int {
@@ -296,7 +350,6 @@ func (p *pending) sortedCompare(all []kv) []kv {
 		}
 		return cmp.Compare(be.Uint64(a.s.key[8:]), be.Uint64(b.s.key[8:]))
 	})
-	return all
 }
 
 // commit writes p's entries, Covered and partition drop as one batch, not
@@ -342,7 +395,7 @@ func (b *writeBuffer) buffered(s slot, ms uint64) uint64 {
 		if p == nil {
 			continue
 		}
-		if e, ok := p.entries[s]; ok && e.exp > ms && (pos == 0 || e.pos < pos) {
+		if e, ok := p.get(s); ok && e.exp > ms && (pos == 0 || e.pos < pos) {
 			pos = e.pos
 		}
 	}

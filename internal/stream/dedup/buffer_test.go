@@ -153,10 +153,11 @@ func TestWriteOrder(t *testing.T) {
 	}
 }
 
-// TestSortedBuckets: a buffer of one partition large enough to be sorted
-// by buckets comes out in the store's order with every entry, as one of
-// two partitions (sorted by comparisons) does; so do buckets of many
-// entries (keys with equal top bytes) and of equal first halves.
+// TestSortedBuckets: a buffer comes out in the store's order with every
+// entry: of one partition, small (sorted by comparisons) or large enough to
+// be sorted by buckets; with entries of other partitions below and above
+// the buffer's own (those sorted by comparisons); with buckets of many
+// entries (keys with equal top bytes) and keys of equal first halves.
 func TestSortedBuckets(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -165,6 +166,7 @@ func TestSortedBuckets(t *testing.T) {
 	}{
 		{"one partition", 1, func(i int) Key { return mixKey(uint64(i)) }},
 		{"two partitions", 2, func(i int) Key { return mixKey(uint64(i)) }},
+		{"three partitions", 3, func(i int) Key { return mixKey(uint64(i)) }},
 		{"crowded buckets", 1, func(i int) Key {
 			k := mixKey(uint64(i))
 			if i%4 == 0 {
@@ -180,7 +182,9 @@ func TestSortedBuckets(t *testing.T) {
 			for _, n := range []int{minBucketSort - 1, minBucketSort, 20_000, 33_333} {
 				p := newPending(n)
 				for i := range n {
-					p.entries[slot{uint64(5 + i%c.parts), c.key(i)}] = entry{uint64(i + 1), 9}
+					// The first entry's partition is the buffer's: 6, with
+					// others below and above it.
+					p.put(uint64(5+((i+1)*7)%c.parts), c.key(i), entry{uint64(i + 1), 9})
 				}
 				var counts []int
 				var got []kv
@@ -189,7 +193,8 @@ func TestSortedBuckets(t *testing.T) {
 					if len(got) != n {
 						t.Fatalf("%d entries: %d sorted", n, len(got))
 					}
-					want := p.sortedCompare(nil)
+					want := p.collect()
+					sortCompare(want)
 					for i := range got {
 						if got[i] != want[i] {
 							t.Fatalf("%d entries: entry %d is %x, want %x", n, i, entryKey(nil, got[i].s.part, got[i].s.key), entryKey(nil, want[i].s.part, want[i].s.key))
@@ -204,13 +209,25 @@ func TestSortedBuckets(t *testing.T) {
 	}
 }
 
+// collect returns p's entries, in no order.
+func (p *pending) collect() []kv {
+	var all []kv
+	for k, e := range p.entries {
+		all = append(all, kv{slot{p.part, k}, e})
+	}
+	for s, e := range p.others {
+		all = append(all, kv{s, e})
+	}
+	return all
+}
+
 // BenchmarkSorted sorts a full buffer of the default memory budget
 // (134,217 entries of one partition). ns/op is per buffer.
 func BenchmarkSorted(b *testing.B) {
 	n := DefaultMemoryBytes / 20 / bytesPerBufferedKey
 	p := newPending(n)
 	for i := range n {
-		p.entries[slot{5, mixKey(uint64(i))}] = entry{uint64(i + 1), 9}
+		p.put(5, mixKey(uint64(i)), entry{uint64(i + 1), 9})
 	}
 	var all []kv
 	var counts []int
@@ -221,7 +238,8 @@ func BenchmarkSorted(b *testing.B) {
 	})
 	b.Run("compare", func(b *testing.B) {
 		for b.Loop() {
-			all = p.sortedCompare(all)
+			all = append(all[:0], p.collect()...)
+			sortCompare(all)
 		}
 	})
 }
@@ -293,7 +311,7 @@ func TestBufferReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := spare()
-	if first == nil || len(first.entries) != 0 || first.covered != 0 {
+	if first == nil || first.len() != 0 || first.covered != 0 {
 		t.Fatalf("after a write: spare buffer %+v, want an empty one", first)
 	}
 	add(t, x, keys[100:200], pos[100:200], 2) // the second: written
@@ -312,7 +330,7 @@ func TestBufferReused(t *testing.T) {
 			t.Fatalf("key %d at %#x, want %#x", i, p, pos[i])
 		}
 	}
-	if n := len(active.entries); n != 50 {
+	if n := active.len(); n != 50 {
 		t.Errorf("the reused buffer holds %d entries, want the 50 added since", n)
 	}
 }
