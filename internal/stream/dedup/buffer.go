@@ -60,7 +60,6 @@ type writeBuffer struct {
 	// time uses it).
 	spare  *pending
 	sorted []kv
-	counts []int // sorted's scratch memory
 }
 
 // slot is where an entry goes: its partition and key.
@@ -75,45 +74,44 @@ type entry struct{ pos, exp uint64 }
 
 // pending is one buffer: entries and what its Adds claimed besides.
 //
-// The entries of one partition, part (the first Add's), are in a map by
-// key, those of any other (the Adds at the turn of a window) in a map by
-// slot: a map keyed by the 16-byte Key alone hashes faster and holds
-// 32-byte slots instead of 40 (an Add's inserts cost a fifth less).
+// The entries of one partition, part (the first Add's), are in a table by
+// key (table), those of any other (the Adds at the turn of a window) in a
+// map by slot.
 type pending struct {
 	part    uint64         // the partition of entries
-	entries map[Key]entry  // entries of partition part
+	entries table          // entries of partition part
 	others  map[slot]entry // entries of other partitions; nil when none
 	covered uint64         // the highest Covered of its Adds; 0 none
 	drop    uint64         // the partitions below this one are to be dropped; 0 none
 }
 
-// bytesPerBufferedKey is what one entry of a buffer costs in memory (the
-// map's slot of 32 bytes and its overhead: a map made for 131,072 entries
-// of 40 bytes took 13.4 MB in a heap profile of bench/dedup), to size
-// buffers from the memory budget.
+// bytesPerBufferedKey is what one entry of a buffer costs in memory at
+// most, to size buffers from the memory budget: a table's slot of 32
+// bytes at a load of 3/8 to 3/4 (a Go map of 40-byte slots, the buffer
+// before, took 100: 13.4 MB for 131,072 entries in a heap profile of
+// bench/dedup).
 const bytesPerBufferedKey = 100
 
 func newPending(limit int) *pending {
-	return &pending{entries: make(map[Key]entry, limit)}
+	return &pending{entries: newTable(limit)}
 }
 
 // len is the number of entries p holds.
-func (p *pending) len() int { return len(p.entries) + len(p.others) }
+func (p *pending) len() int { return p.entries.n + len(p.others) }
 
 func (p *pending) empty() bool {
 	return p.len() == 0 && p.covered == 0 && p.drop == 0
 }
 
-// put records the entry of k in partition part; of two entries of one
-// slot the smaller position wins, as the store's merge operator has it.
+// put records the entry of k in partition part (e.pos is never 0); of two
+// entries of one slot the smaller position wins, as the store's merge
+// operator has it.
 func (p *pending) put(part uint64, k Key, e entry) {
-	if len(p.entries) == 0 && len(p.others) == 0 {
+	if p.len() == 0 {
 		p.part = part
 	}
 	if part == p.part {
-		if o, ok := p.entries[k]; !ok || e.pos < o.pos {
-			p.entries[k] = e
-		}
+		p.entries.put(k, e)
 		return
 	}
 	if p.others == nil {
@@ -125,11 +123,10 @@ func (p *pending) put(part uint64, k Key, e entry) {
 	}
 }
 
-// get returns the entry at s.
+// get returns the entry at s. It does not modify p.
 func (p *pending) get(s slot) (entry, bool) {
 	if s.part == p.part {
-		e, ok := p.entries[s.key]
-		return e, ok
+		return p.entries.get(&s.key)
 	}
 	e, ok := p.others[s]
 	return e, ok
@@ -137,9 +134,104 @@ func (p *pending) get(s slot) (entry, bool) {
 
 // reset empties p for reuse.
 func (p *pending) reset() {
-	clear(p.entries)
+	p.entries.reset()
 	p.others = nil
 	p.part, p.covered, p.drop = 0, 0, 0
+}
+
+// table holds the entries of one partition by key: open addressing with
+// linear probing, without wrapping around, where a key's first slot is
+// the top bits of the key. Keys are HMAC outputs, uniformly distributed,
+// so they spread evenly, and the slots in order hold the keys nearly
+// sorted (a key is at most a short run of slots past its first): the
+// write sorts them by insertion, in linear time.
+//
+// It replaced a Go map, whose insert (a look-up, then the insert, for
+// the first occurrence) missed the CPU caches twice and was, with the
+// sort of its entries for the write, a sixth of the store's CPU
+// (BenchmarkEngineFloor/store, 2026-12-06).
+type table struct {
+	slots []tslot
+	shift uint // a key's first slot: its top 64-shift bits
+	n     int  // slots in use
+}
+
+// tslot is a table's slot; e.pos is 0 when it is free.
+type tslot struct {
+	key Key
+	e   entry
+}
+
+// tablePad is the slots a table has past its last first slot, for the
+// runs of keys whose first slots are at its end; a longer run grows it.
+const tablePad = 64
+
+// newTable returns a table for limit entries: at most 3/4 full with
+// them, at least 3/8.
+func newTable(limit int) table {
+	b := bits.Len(uint(max(limit, 1) * 4 / 3)) // 2^b > 4/3 limit
+	return table{slots: make([]tslot, 1<<b+tablePad), shift: 64 - uint(b)}
+}
+
+// first returns k's first slot.
+func (t *table) first(k *Key) int {
+	return int(binary.BigEndian.Uint64(k[:8]) >> t.shift)
+}
+
+// get returns k's entry.
+func (t *table) get(k *Key) (entry, bool) {
+	for i := t.first(k); i < len(t.slots); i++ {
+		s := &t.slots[i]
+		if s.e.pos == 0 {
+			return entry{}, false
+		}
+		if s.key == *k {
+			return s.e, true
+		}
+	}
+	return entry{}, false
+}
+
+// put records k's entry, or keeps the one of the smaller position.
+func (t *table) put(k Key, e entry) {
+	if t.n >= 1<<(64-t.shift)*3/4 {
+		t.grow()
+	}
+	i := t.first(&k)
+	for ; i < len(t.slots); i++ {
+		s := &t.slots[i]
+		if s.e.pos == 0 {
+			s.key, s.e = k, e
+			t.n++
+			return
+		}
+		if s.key == k {
+			if e.pos < s.e.pos {
+				s.e = e
+			}
+			return
+		}
+	}
+	t.slots = append(t.slots, tslot{k, e}) // a run past the end
+	t.n++
+}
+
+// grow doubles the table (more entries than it was made for: an Add
+// larger than the room left in a buffer).
+func (t *table) grow() {
+	old, shift := t.slots, t.shift-1
+	*t = table{slots: make([]tslot, 1<<(64-shift)+tablePad), shift: shift}
+	for _, s := range old {
+		if s.e.pos != 0 {
+			t.put(s.key, s.e)
+		}
+	}
+}
+
+// reset empties t.
+func (t *table) reset() {
+	clear(t.slots)
+	t.n = 0
 }
 
 // buffer records an Add in the active buffer and starts its write once it
@@ -238,15 +330,10 @@ type kv struct {
 	e entry
 }
 
-// minBucketSort is the fewest entries of a partition sorted by buckets
-// (sortedPart); fewer are sorted by comparisons.
-const minBucketSort = 1024
-
 // sorted returns p's entries, in all's memory, in the store's order:
 // partitions big-endian, then keys. pebble sorts a large batch once more,
-// in linear time when it is sorted already. counts is scratch memory,
-// returned for the next call.
-func (p *pending) sorted(all []kv, counts []int) ([]kv, []int) {
+// in linear time when it is sorted already.
+func (p *pending) sorted(all []kv) []kv {
 	var others []kv // of other partitions, the first ones below p.part
 	for s, e := range p.others {
 		others = append(others, kv{s, e})
@@ -257,81 +344,34 @@ func (p *pending) sorted(all []kv, counts []int) ([]kv, []int) {
 		below++
 	}
 	all = append(all[:0], others[:below]...)
-	all, counts = p.sortedPart(all, counts)
-	return append(all, others[below:]...), counts
-}
-
-// sortedPart appends the entries of partition p.part to all, sorted.
-//
-// Keys are HMAC outputs, uniformly distributed: the entries are placed by
-// the top bits of their keys into about one bucket each, by counting them
-// in one pass over the map and placing them in a second, and each bucket
-// is then sorted by comparisons. That costs a third of a sort by
-// comparisons of the whole buffer (pdqsort: 17 levels of compares and
-// swaps of 40-byte entries for 134,217 of them, BenchmarkSorted), which
-// was a twentieth of the store's CPU (BenchmarkEngineFloor/store,
-// 2026-12-06).
-func (p *pending) sortedPart(all []kv, counts []int) ([]kv, []int) {
-	n := len(p.entries)
 	start := len(all)
-	all = slices.Grow(all, n)
-	if n < minBucketSort {
-		for k, e := range p.entries {
-			all = append(all, kv{slot{p.part, k}, e})
+	for i := range p.entries.slots {
+		if s := &p.entries.slots[i]; s.e.pos != 0 {
+			all = append(all, kv{slot{p.part, s.key}, s.e})
 		}
-		sortKeys(all[start:])
-		return all, counts
 	}
-	// 2^(Len(n)-1) buckets: one or two entries each on average.
-	shift := 64 - uint(bits.Len(uint(n))-1)
-	buckets := 1 << (64 - shift)
-	counts = slices.Grow(counts[:0], buckets+1)[:buckets+1]
-	clear(counts)
-	for k := range p.entries {
-		counts[binary.BigEndian.Uint64(k[:8])>>shift+1]++
-	}
-	for b := 1; b <= buckets; b++ {
-		counts[b] += counts[b-1] // counts[b]: where bucket b starts
-	}
-	dst := all[start : start+n]
-	for k, e := range p.entries {
-		b := binary.BigEndian.Uint64(k[:8]) >> shift
-		dst[counts[b]] = kv{slot{p.part, k}, e}
-		counts[b]++ // then: where bucket b ends
-	}
-	lo := 0
-	for _, hi := range counts[:buckets] {
-		if hi-lo > 1 {
-			sortKeys(dst[lo:hi])
-		}
-		lo = hi
-	}
-	return all[:start+n], counts
+	sortKeys(all[start:])
+	return append(all, others[below:]...)
 }
 
-// sortKeys sorts entries of one partition by key: by insertion, as a
-// bucket holds a few; by pdqsort should one hold many.
+// sortKeys sorts entries of one partition, nearly sorted already (a
+// table's slots in order), by key: by insertion, which takes linear time
+// on them; should they be far from sorted (keys that are not hashes, in
+// tests), by pdqsort.
 func sortKeys(all []kv) {
 	less := func(a, b *kv) bool {
 		be := binary.BigEndian
 		ah, bh := be.Uint64(a.s.key[:8]), be.Uint64(b.s.key[:8])
 		return ah < bh || ah == bh && be.Uint64(a.s.key[8:]) < be.Uint64(b.s.key[8:])
 	}
-	if len(all) > 16 {
-		slices.SortFunc(all, func(a, b kv) int {
-			switch {
-			case less(&a, &b):
-				return -1
-			case less(&b, &a):
-				return 1
-			}
-			return 0
-		})
-		return
-	}
+	moves, most := 0, 8*len(all)+64
 	for i := 1; i < len(all); i++ {
 		for j := i; j > 0 && less(&all[j], &all[j-1]); j-- {
 			all[j], all[j-1] = all[j-1], all[j]
+			if moves++; moves > most {
+				sortCompare(all)
+				return
+			}
 		}
 	}
 }
@@ -355,7 +395,7 @@ func sortCompare(all []kv) {
 // commit writes p's entries, Covered and partition drop as one batch, not
 // fsynced: the index is derived state.
 func (x *Index) commit(p *pending) error {
-	x.buf.sorted, x.buf.counts = p.sorted(x.buf.sorted, x.buf.counts)
+	x.buf.sorted = p.sorted(x.buf.sorted)
 	all := x.buf.sorted
 	const entryBytes = 1 + 1 + 25 + 1 + 16 // kind, key and value with their lengths
 	b := x.db.NewBatchWithSize(len(all)*entryBytes + 128)

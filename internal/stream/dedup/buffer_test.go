@@ -139,7 +139,7 @@ func TestWriteOrder(t *testing.T) {
 	x.buf.mu.Lock()
 	p := x.buf.active
 	x.buf.mu.Unlock()
-	sorted, _ := p.sorted(nil, nil)
+	sorted := p.sorted(nil)
 	if len(sorted) != len(keys) {
 		t.Fatalf("%d entries sorted, want %d", len(sorted), len(keys))
 	}
@@ -153,12 +153,12 @@ func TestWriteOrder(t *testing.T) {
 	}
 }
 
-// TestSortedBuckets: a buffer comes out in the store's order with every
-// entry: of one partition, small (sorted by comparisons) or large enough to
-// be sorted by buckets; with entries of other partitions below and above
-// the buffer's own (those sorted by comparisons); with buckets of many
-// entries (keys with equal top bytes) and keys of equal first halves.
-func TestSortedBuckets(t *testing.T) {
+// TestSorted: a buffer comes out in the store's order with every entry:
+// of one partition, small or large; with entries of other partitions
+// below and above the buffer's own; with many keys of equal top bytes
+// (long runs in its table, sorted by comparisons) and keys of equal first
+// halves.
+func TestSorted(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		parts int
@@ -179,17 +179,16 @@ func TestSortedBuckets(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			for _, n := range []int{minBucketSort - 1, minBucketSort, 20_000, 33_333} {
+			for _, n := range []int{1, 2, 1000, 20_000, 33_333} {
 				p := newPending(n)
 				for i := range n {
 					// The first entry's partition is the buffer's: 6, with
 					// others below and above it.
 					p.put(uint64(5+((i+1)*7)%c.parts), c.key(i), entry{uint64(i + 1), 9})
 				}
-				var counts []int
 				var got []kv
-				for range 2 { // and again with the scratch memory of the first
-					got, counts = p.sorted(got, counts)
+				for range 2 { // and again in the memory of the first
+					got = p.sorted(got)
 					if len(got) != n {
 						t.Fatalf("%d entries: %d sorted", n, len(got))
 					}
@@ -212,13 +211,59 @@ func TestSortedBuckets(t *testing.T) {
 // collect returns p's entries, in no order.
 func (p *pending) collect() []kv {
 	var all []kv
-	for k, e := range p.entries {
-		all = append(all, kv{slot{p.part, k}, e})
+	for _, s := range p.entries.slots {
+		if s.e.pos != 0 {
+			all = append(all, kv{slot{p.part, s.key}, s.e})
+		}
 	}
 	for s, e := range p.others {
 		all = append(all, kv{s, e})
 	}
 	return all
+}
+
+// TestTable: a table finds every key put, keeps the smaller position of
+// a key put twice, and holds more keys than it was made for (it grows),
+// keys whose first slots are its last ones (runs past its end) and keys
+// of equal top bytes; reset empties it.
+func TestTable(t *testing.T) {
+	tb := newTable(100)
+	var keys []Key
+	for i := range 300 {
+		k := mixKey(uint64(i))
+		switch {
+		case i%3 == 0:
+			copy(k[:8], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) // the last first slot
+		case i%5 == 0:
+			k[0], k[1] = 0x40, 0 // one first slot
+		}
+		keys = append(keys, k)
+		tb.put(k, entry{uint64(1000 + i), 7})
+		tb.put(k, entry{uint64(2000 + i), 7}) // later: ignored
+	}
+	for i, k := range keys {
+		tb.put(k, entry{uint64(500 + i), 8}) // earlier: kept
+	}
+	if tb.n != len(keys) {
+		t.Errorf("%d entries, want %d", tb.n, len(keys))
+	}
+	for i, k := range keys {
+		if e, ok := tb.get(&k); !ok || e != (entry{uint64(500 + i), 8}) {
+			t.Fatalf("key %d: %v %v, want position %d", i, e, ok, 500+i)
+		}
+	}
+	absent := mixKey(1 << 40)
+	if e, ok := tb.get(&absent); ok {
+		t.Errorf("a key never put found: %v", e)
+	}
+	copy(absent[:8], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	if e, ok := tb.get(&absent); ok {
+		t.Errorf("a key never put, at the end of the table, found: %v", e)
+	}
+	tb.reset()
+	if _, ok := tb.get(&keys[0]); ok || tb.n != 0 {
+		t.Errorf("after reset: key found %v, %d entries", ok, tb.n)
+	}
 }
 
 // BenchmarkSorted sorts a full buffer of the default memory budget
@@ -230,10 +275,9 @@ func BenchmarkSorted(b *testing.B) {
 		p.put(5, mixKey(uint64(i)), entry{uint64(i + 1), 9})
 	}
 	var all []kv
-	var counts []int
-	b.Run("buckets", func(b *testing.B) {
+	b.Run("table", func(b *testing.B) {
 		for b.Loop() {
-			all, counts = p.sorted(all, counts)
+			all = p.sorted(all)
 		}
 	})
 	b.Run("compare", func(b *testing.B) {
