@@ -12,7 +12,7 @@ import (
 )
 
 // The write buffer. Add does not write to the store: it records its keys
-// in a map in memory (the active buffer), which Check consults before the
+// in a table in memory (the active buffer), which Check consults before the
 // store. When the active buffer holds bufferKeys entries it is written to
 // the store in the background, as one batch sorted by key, and a new one
 // takes the Adds meanwhile.
@@ -23,8 +23,8 @@ import (
 // event the store paid (BenchmarkEngineFloor/store, 2026-12-06). A batch
 // larger than half a memtable is not inserted into one: pebble keeps it as
 // it is (sorted once, which costs little when it is sorted already) and
-// flushes it to a table like a memtable. A map insert costs a tenth of
-// the skiplist's.
+// flushes it to a table like a memtable. A Go map's insert cost a tenth
+// of the skiplist's; the buffer's own table (below) costs less again.
 //
 // What the buffer keeps exact:
 //
@@ -54,7 +54,7 @@ type writeBuffer struct {
 	err     error    // a write that failed
 	writes  sync.WaitGroup
 	// spare is a written buffer, emptied, for the next one: a buffer's
-	// map is M/20 bytes, and one allocated per write was garbage enough
+	// table is up to M/20 bytes, and one allocated per write was garbage enough
 	// to grow the heap by a third (bench/dedup). sorted is the writer's
 	// slice to sort a buffer in, kept for the same reason (one write at a
 	// time uses it).
