@@ -303,7 +303,9 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 // (bench/results/floor-2026-12-06-s11.md). The price is paid by the
 // look-ups that reach the store (a key the filters in memory may hold: a
 // duplicate, a false positive, or in cluster mode every reader's check):
-// each tests the bloom filter of every L0 table, about 0.25 CPU-µs each.
+// each tests the bloom filter of every L0 table, about 0.1 CPU-µs each
+// (BenchmarkCheck at 3 million keys, 22 tables in L0: a present key 8.8-9.6
+// CPU-µs instead of 6.4-7.4).
 const l0CompactionThreshold = 32
 
 func clamp(v, lo, hi int64) int64 { return max(lo, min(v, hi)) }
