@@ -142,3 +142,64 @@ func BenchmarkAdd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGrow does what ingest does to the index for b.N new events, in
+// groups of 100: Check (all absent), then Add at increasing positions,
+// Covered moving with them. It reports the process's CPU per key, the
+// store's flushes and compactions included (they run on other threads),
+// and how many times over the store's tables were written (flushes and
+// compactions). Run it with enough keys for compactions to matter:
+//
+//	go test -run '^$' -bench Grow -benchtime 10000000x ./internal/stream/dedup
+func BenchmarkGrow(b *testing.B) {
+	x := open(b, Options{})
+	keys := make([]Key, 100)
+	pos := make([]uint64, 100)
+	cpu0 := processCPU()
+	b.ResetTimer()
+	seq := uint64(0)
+	for i := 0; i < b.N; i += len(keys) {
+		seq++
+		n := min(len(keys), b.N-i)
+		for j := range n {
+			keys[j] = mixKey(seq<<16 | uint64(j))
+			pos[j] = seq<<16 | uint64(j)
+		}
+		got, err := x.Check(keys[:n])
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range got {
+			if p != 0 {
+				b.Fatalf("a new key found at %#x", p)
+			}
+		}
+		add(b, x, keys[:n], pos[:n], seq)
+	}
+	if err := x.flush(); err != nil {
+		b.Fatal(err)
+	}
+	for x.db.Metrics().Compact.NumInProgress > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	m := x.db.Metrics()
+	var written, size uint64
+	for _, l := range m.Levels {
+		written += l.TableBytesFlushed + l.TableBytesCompacted
+		size += uint64(l.AggregateSize())
+	}
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/key")
+	b.ReportMetric(float64(written)/float64(size), "written-x")
+	b.ReportMetric(float64(size)/(1<<20), "store-MB")
+	b.Logf("%d keys; the store:\n%s", b.N, m)
+}
+
+// processCPU is the user+system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

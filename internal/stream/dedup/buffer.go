@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -11,7 +12,7 @@ import (
 )
 
 // The write buffer. Add does not write to the store: it records its keys
-// in a map in memory (the active buffer), which Check consults before the
+// in a table in memory (the active buffer), which Check consults before the
 // store. When the active buffer holds bufferKeys entries it is written to
 // the store in the background, as one batch sorted by key, and a new one
 // takes the Adds meanwhile.
@@ -22,8 +23,8 @@ import (
 // event the store paid (BenchmarkEngineFloor/store, 2026-12-06). A batch
 // larger than half a memtable is not inserted into one: pebble keeps it as
 // it is (sorted once, which costs little when it is sorted already) and
-// flushes it to a table like a memtable. A map insert costs a tenth of
-// the skiplist's.
+// flushes it to a table like a memtable. A Go map's insert cost a tenth
+// of the skiplist's; the buffer's own table (below) costs less again.
 //
 // What the buffer keeps exact:
 //
@@ -53,7 +54,7 @@ type writeBuffer struct {
 	err     error    // a write that failed
 	writes  sync.WaitGroup
 	// spare is a written buffer, emptied, for the next one: a buffer's
-	// map is M/20 bytes, and one allocated per write was garbage enough
+	// table is up to M/20 bytes, and one allocated per write was garbage enough
 	// to grow the heap by a third (bench/dedup). sorted is the writer's
 	// slice to sort a buffer in, kept for the same reason (one write at a
 	// time uses it).
@@ -72,24 +73,165 @@ type slot struct {
 type entry struct{ pos, exp uint64 }
 
 // pending is one buffer: entries and what its Adds claimed besides.
+//
+// The entries of one partition, part (the first Add's), are in a table by
+// key (table), those of any other (the Adds at the turn of a window) in a
+// map by slot.
 type pending struct {
-	entries map[slot]entry
-	covered uint64 // the highest Covered of its Adds; 0 none
-	drop    uint64 // the partitions below this one are to be dropped; 0 none
+	part    uint64         // the partition of entries
+	entries table          // entries of partition part
+	others  map[slot]entry // entries of other partitions; nil when none
+	covered uint64         // the highest Covered of its Adds; 0 none
+	drop    uint64         // the partitions below this one are to be dropped; 0 none
 }
 
-// bytesPerBufferedKey is what one entry of a buffer costs in memory (the
-// map's slot of 40 bytes and its overhead: a map made for 131,072 entries
-// took 13.4 MB in a heap profile of bench/dedup), to size buffers from the
-// memory budget.
+// bytesPerBufferedKey is what one entry of a buffer costs in memory at
+// most, to size buffers from the memory budget: a table's slot of 32
+// bytes at a load of 3/8 to 3/4 (a Go map of 40-byte slots, the buffer
+// before, took 100: 13.4 MB for 131,072 entries in a heap profile of
+// bench/dedup).
 const bytesPerBufferedKey = 100
 
 func newPending(limit int) *pending {
-	return &pending{entries: make(map[slot]entry, limit)}
+	return &pending{entries: newTable(limit)}
 }
 
+// len is the number of entries p holds.
+func (p *pending) len() int { return p.entries.n + len(p.others) }
+
 func (p *pending) empty() bool {
-	return len(p.entries) == 0 && p.covered == 0 && p.drop == 0
+	return p.len() == 0 && p.covered == 0 && p.drop == 0
+}
+
+// put records the entry of k in partition part (e.pos is never 0); of two
+// entries of one slot the smaller position wins, as the store's merge
+// operator has it.
+func (p *pending) put(part uint64, k Key, e entry) {
+	if p.len() == 0 {
+		p.part = part
+	}
+	if part == p.part {
+		p.entries.put(k, e)
+		return
+	}
+	if p.others == nil {
+		p.others = make(map[slot]entry)
+	}
+	s := slot{part, k}
+	if o, ok := p.others[s]; !ok || e.pos < o.pos {
+		p.others[s] = e
+	}
+}
+
+// get returns the entry at s. It does not modify p.
+func (p *pending) get(s slot) (entry, bool) {
+	if s.part == p.part {
+		return p.entries.get(&s.key)
+	}
+	e, ok := p.others[s]
+	return e, ok
+}
+
+// reset empties p for reuse.
+func (p *pending) reset() {
+	p.entries.reset()
+	p.others = nil
+	p.part, p.covered, p.drop = 0, 0, 0
+}
+
+// table holds the entries of one partition by key: open addressing with
+// linear probing, without wrapping around, where a key's first slot is
+// the top bits of the key. Keys are HMAC outputs, uniformly distributed,
+// so they spread evenly, and the slots in order hold the keys nearly
+// sorted (a key is at most a short run of slots past its first): the
+// write sorts them by insertion, in linear time.
+//
+// It replaced a Go map, whose insert (a look-up, then the insert, for
+// the first occurrence) missed the CPU caches twice and was, with the
+// sort of its entries for the write, a sixth of the store's CPU
+// (BenchmarkEngineFloor/store, 2026-12-06).
+type table struct {
+	slots []tslot
+	shift uint // a key's first slot: its top 64-shift bits
+	n     int  // slots in use
+}
+
+// tslot is a table's slot; e.pos is 0 when it is free.
+type tslot struct {
+	key Key
+	e   entry
+}
+
+// tablePad is the slots a table has past its last first slot, for the
+// runs of keys whose first slots are at its end; a longer run grows it.
+const tablePad = 64
+
+// newTable returns a table for limit entries: at most 3/4 full with
+// them, at least 3/8.
+func newTable(limit int) table {
+	b := bits.Len(uint(max(limit, 1) * 4 / 3)) // 2^b > 4/3 limit
+	return table{slots: make([]tslot, 1<<b+tablePad), shift: 64 - uint(b)}
+}
+
+// first returns k's first slot.
+func (t *table) first(k *Key) int {
+	return int(binary.BigEndian.Uint64(k[:8]) >> t.shift)
+}
+
+// get returns k's entry.
+func (t *table) get(k *Key) (entry, bool) {
+	for i := t.first(k); i < len(t.slots); i++ {
+		s := &t.slots[i]
+		if s.e.pos == 0 {
+			return entry{}, false
+		}
+		if s.key == *k {
+			return s.e, true
+		}
+	}
+	return entry{}, false
+}
+
+// put records k's entry, or keeps the one of the smaller position.
+func (t *table) put(k Key, e entry) {
+	if t.n >= 1<<(64-t.shift)*3/4 {
+		t.grow()
+	}
+	i := t.first(&k)
+	for ; i < len(t.slots); i++ {
+		s := &t.slots[i]
+		if s.e.pos == 0 {
+			s.key, s.e = k, e
+			t.n++
+			return
+		}
+		if s.key == k {
+			if e.pos < s.e.pos {
+				s.e = e
+			}
+			return
+		}
+	}
+	t.slots = append(t.slots, tslot{k, e}) // a run past the end
+	t.n++
+}
+
+// grow doubles the table (more entries than it was made for: an Add
+// larger than the room left in a buffer).
+func (t *table) grow() {
+	old, shift := t.slots, t.shift-1
+	*t = table{slots: make([]tslot, 1<<(64-shift)+tablePad), shift: shift}
+	for _, s := range old {
+		if s.e.pos != 0 {
+			t.put(s.key, s.e)
+		}
+	}
+}
+
+// reset empties t.
+func (t *table) reset() {
+	clear(t.slots)
+	t.n = 0
 }
 
 // buffer records an Add in the active buffer and starts its write once it
@@ -98,7 +240,7 @@ func (x *Index) buffer(keys []Key, pos []uint64, part, exp, covered, drop uint64
 	b := &x.buf
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.err == nil && b.writing != nil && len(b.active.entries) >= b.limit {
+	for b.err == nil && b.writing != nil && b.active.len() >= b.limit {
 		b.written.Wait()
 	}
 	if b.err != nil {
@@ -106,15 +248,11 @@ func (x *Index) buffer(keys []Key, pos []uint64, part, exp, covered, drop uint64
 	}
 	p := b.active
 	for i := range keys {
-		s := slot{part, keys[i]}
-		// The first occurrence wins, as the store's merge operator has it.
-		if e, ok := p.entries[s]; !ok || pos[i] < e.pos {
-			p.entries[s] = entry{pos[i], exp}
-		}
+		p.put(part, keys[i], entry{pos[i], exp})
 	}
 	p.covered = max(p.covered, covered)
 	p.drop = max(p.drop, drop)
-	if len(p.entries) >= b.limit && b.writing == nil {
+	if p.len() >= b.limit && b.writing == nil {
 		x.startWrite()
 		go x.write(b.writing)
 	}
@@ -141,7 +279,7 @@ func (x *Index) write(p *pending) {
 	b.mu.Lock()
 	if err != nil {
 		b.err = err // p stays for Check; Adds fail from now on
-		x.log.Error("de-duplication index: writing buffered entries failed; the index is caught up at the next start", "entries", len(p.entries), "error", err)
+		x.log.Error("de-duplication index: writing buffered entries failed; the index is caught up at the next start", "entries", p.len(), "error", err)
 		b.written.Broadcast()
 		b.mu.Unlock()
 		return
@@ -151,8 +289,7 @@ func (x *Index) write(p *pending) {
 	b.mu.Unlock()
 	// No one else holds p now: empty it, outside the lock, for the next
 	// buffer.
-	clear(p.entries)
-	p.covered, p.drop = 0, 0
+	p.reset()
 	b.mu.Lock()
 	b.spare = p
 	b.mu.Unlock()
@@ -193,14 +330,54 @@ type kv struct {
 	e entry
 }
 
-// sorted returns p's entries, in all's memory, in the store's order: partitions big-endian,
-// then keys. pebble sorts a large batch once more, in linear time when it
-// is sorted already.
+// sorted returns p's entries, in all's memory, in the store's order:
+// partitions big-endian, then keys. pebble sorts a large batch once more,
+// in linear time when it is sorted already.
 func (p *pending) sorted(all []kv) []kv {
-	all = all[:0]
-	for s, e := range p.entries {
-		all = append(all, kv{s, e})
+	var others []kv // of other partitions, the first ones below p.part
+	for s, e := range p.others {
+		others = append(others, kv{s, e})
 	}
+	sortCompare(others)
+	below := 0
+	for below < len(others) && others[below].s.part < p.part {
+		below++
+	}
+	all = append(all[:0], others[:below]...)
+	start := len(all)
+	for i := range p.entries.slots {
+		if s := &p.entries.slots[i]; s.e.pos != 0 {
+			all = append(all, kv{slot{p.part, s.key}, s.e})
+		}
+	}
+	sortKeys(all[start:])
+	return append(all, others[below:]...)
+}
+
+// sortKeys sorts entries of one partition, nearly sorted already (a
+// table's slots in order), by key: by insertion, which takes linear time
+// on them; should they be far from sorted (keys that are not hashes, in
+// tests), by pdqsort.
+func sortKeys(all []kv) {
+	less := func(a, b *kv) bool {
+		be := binary.BigEndian
+		ah, bh := be.Uint64(a.s.key[:8]), be.Uint64(b.s.key[:8])
+		return ah < bh || ah == bh && be.Uint64(a.s.key[8:]) < be.Uint64(b.s.key[8:])
+	}
+	moves, most := 0, 8*len(all)+64
+	for i := 1; i < len(all); i++ {
+		for j := i; j > 0 && less(&all[j], &all[j-1]); j-- {
+			all[j], all[j-1] = all[j-1], all[j]
+			if moves++; moves > most {
+				sortCompare(all)
+				return
+			}
+		}
+	}
+}
+
+// sortCompare sorts entries in the store's order by comparisons alone.
+func sortCompare(all []kv) {
 	// Compared as three big-endian numbers: bytes.Compare's call and
 	// loop made the sort cost twice as much.
 	slices.SortFunc(all, func(a, b kv) int {
@@ -213,7 +390,6 @@ func (p *pending) sorted(all []kv) []kv {
 		}
 		return cmp.Compare(be.Uint64(a.s.key[8:]), be.Uint64(b.s.key[8:]))
 	})
-	return all
 }
 
 // commit writes p's entries, Covered and partition drop as one batch, not
@@ -259,7 +435,7 @@ func (b *writeBuffer) buffered(s slot, ms uint64) uint64 {
 		if p == nil {
 			continue
 		}
-		if e, ok := p.entries[s]; ok && e.exp > ms && (pos == 0 || e.pos < pos) {
+		if e, ok := p.get(s); ok && e.exp > ms && (pos == 0 || e.pos < pos) {
 			pos = e.pos
 		}
 	}

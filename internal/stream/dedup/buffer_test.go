@@ -153,6 +153,141 @@ func TestWriteOrder(t *testing.T) {
 	}
 }
 
+// TestSorted: a buffer comes out in the store's order with every entry:
+// of one partition, small or large; with entries of other partitions
+// below and above the buffer's own; with many keys of equal top bytes
+// (long runs in its table, sorted by comparisons) and keys of equal first
+// halves.
+func TestSorted(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		parts int
+		key   func(i int) Key
+	}{
+		{"one partition", 1, func(i int) Key { return mixKey(uint64(i)) }},
+		{"two partitions", 2, func(i int) Key { return mixKey(uint64(i)) }},
+		{"three partitions", 3, func(i int) Key { return mixKey(uint64(i)) }},
+		{"crowded buckets", 1, func(i int) Key {
+			k := mixKey(uint64(i))
+			if i%4 == 0 {
+				k[0], k[1], k[2] = 7, 7, byte(i%5) // 5 buckets of about 1,000
+			}
+			if i%7 == 0 {
+				copy(k[:8], "samehalf") // equal first halves: the second decides
+			}
+			return k
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, n := range []int{1, 2, 1000, 20_000, 33_333} {
+				p := newPending(n)
+				for i := range n {
+					// The first entry's partition is the buffer's: 6, with
+					// others below and above it.
+					p.put(uint64(5+((i+1)*7)%c.parts), c.key(i), entry{uint64(i + 1), 9})
+				}
+				var got []kv
+				for range 2 { // and again in the memory of the first
+					got = p.sorted(got)
+					if len(got) != n {
+						t.Fatalf("%d entries: %d sorted", n, len(got))
+					}
+					want := p.collect()
+					sortCompare(want)
+					for i := range got {
+						if got[i] != want[i] {
+							t.Fatalf("%d entries: entry %d is %x, want %x", n, i, entryKey(nil, got[i].s.part, got[i].s.key), entryKey(nil, want[i].s.part, want[i].s.key))
+						}
+						if i > 0 && bytes.Compare(entryKey(nil, got[i-1].s.part, got[i-1].s.key), entryKey(nil, got[i].s.part, got[i].s.key)) >= 0 {
+							t.Fatalf("%d entries: entry %d does not sort after the one before", n, i)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// collect returns p's entries, in no order.
+func (p *pending) collect() []kv {
+	var all []kv
+	for _, s := range p.entries.slots {
+		if s.e.pos != 0 {
+			all = append(all, kv{slot{p.part, s.key}, s.e})
+		}
+	}
+	for s, e := range p.others {
+		all = append(all, kv{s, e})
+	}
+	return all
+}
+
+// TestTable: a table finds every key put, keeps the smaller position of
+// a key put twice, and holds more keys than it was made for (it grows),
+// keys whose first slots are its last ones (runs past its end) and keys
+// of equal top bytes; reset empties it.
+func TestTable(t *testing.T) {
+	tb := newTable(100)
+	var keys []Key
+	for i := range 300 {
+		k := mixKey(uint64(i))
+		switch {
+		case i%3 == 0:
+			copy(k[:8], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) // the last first slot
+		case i%5 == 0:
+			k[0], k[1] = 0x40, 0 // one first slot
+		}
+		keys = append(keys, k)
+		tb.put(k, entry{uint64(1000 + i), 7})
+		tb.put(k, entry{uint64(2000 + i), 7}) // later: ignored
+	}
+	for i, k := range keys {
+		tb.put(k, entry{uint64(500 + i), 8}) // earlier: kept
+	}
+	if tb.n != len(keys) {
+		t.Errorf("%d entries, want %d", tb.n, len(keys))
+	}
+	for i, k := range keys {
+		if e, ok := tb.get(&k); !ok || e != (entry{uint64(500 + i), 8}) {
+			t.Fatalf("key %d: %v %v, want position %d", i, e, ok, 500+i)
+		}
+	}
+	absent := mixKey(1 << 40)
+	if e, ok := tb.get(&absent); ok {
+		t.Errorf("a key never put found: %v", e)
+	}
+	copy(absent[:8], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	if e, ok := tb.get(&absent); ok {
+		t.Errorf("a key never put, at the end of the table, found: %v", e)
+	}
+	tb.reset()
+	if _, ok := tb.get(&keys[0]); ok || tb.n != 0 {
+		t.Errorf("after reset: key found %v, %d entries", ok, tb.n)
+	}
+}
+
+// BenchmarkSorted sorts a full buffer of the default memory budget
+// (134,217 entries of one partition). ns/op is per buffer.
+func BenchmarkSorted(b *testing.B) {
+	n := DefaultMemoryBytes / 20 / bytesPerBufferedKey
+	p := newPending(n)
+	for i := range n {
+		p.put(5, mixKey(uint64(i)), entry{uint64(i + 1), 9})
+	}
+	var all []kv
+	b.Run("table", func(b *testing.B) {
+		for b.Loop() {
+			all = p.sorted(all)
+		}
+	})
+	b.Run("compare", func(b *testing.B) {
+		for b.Loop() {
+			all = append(all[:0], p.collect()...)
+			sortCompare(all)
+		}
+	})
+}
+
 // TestMerge: the merge operator keeps the smallest position of an entry
 // (whatever the order of its operands) and the largest Covered, and
 // allocates once for an entry of one operand, as most are.
@@ -220,7 +355,7 @@ func TestBufferReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := spare()
-	if first == nil || len(first.entries) != 0 || first.covered != 0 {
+	if first == nil || first.len() != 0 || first.covered != 0 {
 		t.Fatalf("after a write: spare buffer %+v, want an empty one", first)
 	}
 	add(t, x, keys[100:200], pos[100:200], 2) // the second: written
@@ -239,7 +374,7 @@ func TestBufferReused(t *testing.T) {
 			t.Fatalf("key %d at %#x, want %#x", i, p, pos[i])
 		}
 	}
-	if n := len(active.entries); n != 50 {
+	if n := active.len(); n != 50 {
 		t.Errorf("the reused buffer holds %d entries, want the 50 added since", n)
 	}
 }

@@ -253,6 +253,7 @@ func (opt Options) withDefaults() (Options, error) {
 //     against: one larger than half a memtable is kept as it is), at most
 //     3 queued before writes wait, so 3M/32;
 //   - tables of M/64 (2-16 MB) at every level, two compactions at most;
+//   - L0 compacted at 32 sublevels (l0CompactionThreshold), not 4;
 //   - bloom filters (10 bits per key, 1% false positives) at every level:
 //     most keys looked up are new, and a filter answers "absent" without
 //     reading a block;
@@ -274,6 +275,8 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 		FormatMajorVersion:          pebble.FormatNewest,
 		Merger:                      &pebble.Merger{Name: "capstan.dedup.v1", Merge: merge},
 		Logger:                      slogLogger{opt.Logger},
+		L0CompactionThreshold:       l0CompactionThreshold,
+		L0StopWritesThreshold:       l0CompactionThreshold + 16,
 	}
 	for i := range o.Levels {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -285,6 +288,25 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 	}
 	return o
 }
+
+// l0CompactionThreshold is the number of L0 sublevels (tables a flush
+// wrote, as the keys are hashes: each spans the whole key space) at which
+// pebble compacts L0 into the level below; writes stop 16 sublevels
+// above it.
+//
+// Each such compaction rewrites all of that level, whatever the size of
+// L0: with pebble's default (4) a growing index was rewritten after every
+// few buffers, and its flushes and compactions were a quarter of the
+// store's CPU (BenchmarkEngineFloor/store, 1.5 million events). At 32,
+// BenchmarkGrow over 10 million keys wrote the tables 1.9-2.1 times over
+// instead of 4.7-4.8 and cost 1.5-1.7 CPU-µs per key instead of 2.8-3.4
+// (bench/results/floor-2026-12-06-s11.md). The price is paid by the
+// look-ups that reach the store (a key the filters in memory may hold: a
+// duplicate, a false positive, or in cluster mode every reader's check):
+// each tests the bloom filter of every L0 table, about 0.1 CPU-µs each
+// (BenchmarkCheck at 3 million keys, 22 tables in L0: a present key 8.8-9.6
+// CPU-µs instead of 6.4-7.4).
+const l0CompactionThreshold = 32
 
 func clamp(v, lo, hi int64) int64 { return max(lo, min(v, hi)) }
 

@@ -522,3 +522,25 @@ func TestCollector(t *testing.T) {
 		t.Errorf("after Close: %d metric families, %v; want none", len(mfs), err)
 	}
 }
+
+// TestCompactionOptions: pebble compacts L0 at l0CompactionThreshold
+// sublevels and stops writes 16 above, not at its defaults (4 and 12),
+// which rewrote a growing index of hashed keys after every few buffers
+// (see l0CompactionThreshold; BenchmarkGrow measures what it saves).
+func TestCompactionOptions(t *testing.T) {
+	dir := t.TempDir()
+	open(t, Options{Dir: dir})
+	files, err := filepath.Glob(filepath.Join(dir, "OPTIONS-*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("pebble's OPTIONS file: %v, %v", files, err)
+	}
+	text, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"l0_compaction_threshold=32\n", "l0_stop_writes_threshold=48\n"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("pebble's options have no %q:\n%s", strings.TrimSpace(want), text)
+		}
+	}
+}
