@@ -243,3 +243,81 @@ func TestLocalSweepInChunks(t *testing.T) {
 		t.Fatalf("%d profiles left (%v), want the live one", left, err)
 	}
 }
+
+// TestLocalFilter: the store's filter of absent keys (localdb.Filter)
+// never hides a stored profile: after a reopen, profiles written before
+// (by createAll, by put) are read and make a create of their key fail, as
+// do profiles written since; and creates of new keys look nothing up in
+// the store once its filter is ready.
+func TestLocalFilter(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l, err := OpenLocal(LocalConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created []string
+	var data [][]byte
+	for i := range 300 {
+		created = append(created, AnonymousKey(fmt.Sprint("created", i)))
+		data = append(data, []byte(`{"first":1}`))
+	}
+	if _, errs := l.createAll(ctx, created, data, time.Now()); errors.Join(errs...) != nil {
+		t.Fatal(errs)
+	}
+	put := UserKey("put")
+	if _, err := l.put(ctx, put, []byte(`{"first":2}`), 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err = OpenLocal(LocalConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	for deadline := time.Now().Add(10 * time.Second); !l.filter.Ready(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("filter not ready after 10 s")
+		}
+	}
+	since := UserKey("since")
+	if _, err := l.put(ctx, since, []byte(`{"first":3}`), 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	stored := append([]string{put, since}, created...)
+	for _, key := range stored {
+		if s, err := l.get(ctx, key); err != nil || !s.exists || s.rev != 1 {
+			t.Fatalf("get(%s) = %+v, %v; want revision 1", key, s, err)
+		}
+	}
+	_, errs := l.createAll(ctx, stored, make([][]byte, len(stored)), time.Now())
+	for i, err := range errs {
+		if !casConflict(err) {
+			t.Fatalf("create of the stored %s: %v, want a conflict", stored[i], err)
+		}
+	}
+	if _, err := l.put(ctx, created[7], nil, 0, time.Now()); !casConflict(err) {
+		t.Errorf("put (create) of a stored key: %v", err)
+	}
+
+	before := l.db.Metrics().Filter
+	var fresh []string
+	for i := range 500 {
+		fresh = append(fresh, AnonymousKey(fmt.Sprint("fresh", i)))
+	}
+	if _, errs := l.createAll(ctx, fresh, make([][]byte, len(fresh)), time.Now()); errors.Join(errs...) != nil {
+		t.Fatal(errs)
+	}
+	after := l.db.Metrics().Filter
+	if n := after.Hits + after.Misses - before.Hits - before.Misses; n > 10 {
+		t.Errorf("creates of 500 new keys tested pebble's bloom filters %d times; want nearly none", n)
+	}
+	for _, key := range fresh[:5] {
+		if s, err := l.get(ctx, key); err != nil || !s.exists {
+			t.Errorf("get(%s) after its create: %+v, %v", key, s, err)
+		}
+	}
+}

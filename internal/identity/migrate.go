@@ -71,6 +71,7 @@ func (l *Local) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh bool
 	case err != nil:
 		return localdb.Skipped, err
 	}
+	l.filter.Add(k)
 	return localdb.Added, b.Set(k, encodeValue(rev, e.Created(), e.Value()), nil)
 }
 

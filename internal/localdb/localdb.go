@@ -9,7 +9,8 @@
 // of its layout's version (CheckFormat), one lifecycle (uses under way
 // hold Close off, Acquire; later ones fail with ErrClosed), the expiry
 // sweeps in chunks (Sweep, StartSweeps), look-ups of likely absent keys
-// (Probe), backups (Checkpoint, and the tools' requests to a running
+// (Probe) and, opt-in, an exact filter of absent keys in front of them
+// (Filter), backups (Checkpoint, and the tools' requests to a running
 // capstan, Serve and Call), the store's metrics (Collector) and the
 // one-time move of a JetStream KV bucket into a store (MoveBucket,
 // CopyBucket). It imports no other capstan package.
@@ -52,13 +53,18 @@ var ErrClosed = errors.New("closed")
 type Options struct {
 	// Dir holds the database; created (0700) if missing. Required.
 	Dir string
-	// MemoryBytes bounds the memory: block cache (half) and memtables (an
-	// eighth each, three at most before writes wait). Required.
+	// MemoryBytes bounds the memory: block cache (half, less FilterBytes)
+	// and memtables (an eighth each, three at most before writes wait).
+	// Required.
 	MemoryBytes int64
 	// What names the store in errors and logs ("identity store").
 	What string
 	// Logger receives pebble's errors and the syncer's. Nil: discarded.
 	Logger *slog.Logger
+	// FilterBytes, when above zero, gives the store a Filter of that size
+	// (DB.Filter), taken from the block cache's half of MemoryBytes (at
+	// most a quarter of MemoryBytes). Zero: no filter.
+	FilterBytes int64
 }
 
 // DB is an open store: DB is the pebble database.
@@ -69,6 +75,8 @@ type DB struct {
 	dir   string
 	what  string
 	log   *slog.Logger
+
+	filter *Filter // nil: none (Options.FilterBytes)
 
 	dirty atomic.Bool
 	swept atomic.Uint64 // keys the sweeps removed
@@ -105,7 +113,11 @@ func Open(o Options) (*DB, error) {
 		f.Close()
 		return nil, fmt.Errorf("open %s %s: %w", o.What, o.Dir, ErrInUse)
 	}
-	cache := pebble.NewCache(o.MemoryBytes / 2)
+	if o.FilterBytes < 0 || o.FilterBytes > o.MemoryBytes/4 {
+		f.Close()
+		return nil, fmt.Errorf("open %s: filter of %d bytes is not within a quarter of its memory (%d bytes)", o.What, o.FilterBytes, o.MemoryBytes)
+	}
+	cache := pebble.NewCache(o.MemoryBytes/2 - o.FilterBytes)
 	memtable := max(o.MemoryBytes/8, 1<<20)
 	po := &pebble.Options{
 		FS:                          vfs.Default,
@@ -145,8 +157,16 @@ func Open(o Options) (*DB, error) {
 	d := &DB{DB: db, cache: cache, lock: f, dir: o.Dir, what: o.What, log: log, stop: make(chan struct{}),
 		errClosed: fmt.Errorf("%s %w", o.What, ErrClosed)}
 	d.repeat(WALSync, d.syncLog)
+	if o.FilterBytes > 0 {
+		d.filter = d.newFilter(o.FilterBytes)
+	}
 	return d, nil
 }
+
+// Filter returns the store's filter of absent keys, nil when it has none
+// (Options.FilterBytes). Its user Adds every key before committing a write
+// of it.
+func (d *DB) Filter() *Filter { return d.filter }
 
 // CheckFormat checks that the version of the store's layout, stored at
 // key, is format, and writes it (synced) into a store that has none yet:
@@ -155,6 +175,7 @@ func Open(o Options) (*DB, error) {
 func (d *DB) CheckFormat(key []byte, format string) error {
 	v, c, err := d.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		d.filter.Add(key)
 		return d.Set(key, []byte(format), pebble.Sync)
 	}
 	if err != nil {
@@ -336,11 +357,15 @@ func (logger) Infof(string, ...any) {}
 // reads the bloom filters of the last level (L6, where almost every key of
 // a store that is not new lives) and so reads and decompresses a data block
 // for each key it does not find there, a probe consults every level's
-// filter first: a miss then costs a filter test per table. One probe
-// serves a whole batch of look-ups; it is not safe for concurrent use.
-// Close it soon: it pins the memtables and tables it reads.
+// filter first: a miss then costs a filter test per table. In a store with
+// a Filter (Options.FilterBytes), a key the filter knows absent costs no
+// look-up at all (absent now, it was absent at NewProbe too: the filter
+// only gains keys). One probe serves a whole batch of look-ups; it is not
+// safe for concurrent use. Close it soon: it pins the memtables and tables
+// it reads.
 type Probe struct {
-	it *pebble.Iterator
+	it     *pebble.Iterator
+	filter *Filter // nil: none
 }
 
 // NewProbe returns a probe of the store as it is now.
@@ -349,7 +374,7 @@ func (d *DB) NewProbe() (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.what, err)
 	}
-	return &Probe{it: it}, nil
+	return &Probe{it: it, filter: d.filter}, nil
 }
 
 // Order returns the indices of keys in ascending key order, equal keys in
@@ -370,6 +395,9 @@ func Order(keys [][]byte) []int {
 // Get returns the value at k and true, or false when k is absent. The value
 // is valid until the next Get or Close.
 func (p *Probe) Get(k []byte) ([]byte, bool, error) {
+	if p.filter.Absent(k) {
+		return nil, false, nil
+	}
 	if !p.it.SeekPrefixGE(k) {
 		return nil, false, p.it.Error()
 	}
