@@ -170,3 +170,41 @@ func TestProbeFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterScanStoppedByClose: a Close while the filter's scan reads the
+// store stops the scan and closes the store (no use after close, no leak).
+func TestFilterScanStoppedByClose(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Dir: dir, MemoryBytes: 8 << 20, What: "test store", FilterBytes: 1 << 20}
+	d, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30_000; i += 1000 {
+		b := d.NewBatch()
+		for j := range 1000 {
+			if err := b.Set(hashKey("k", i+j), []byte("v"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		d, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("Close during the scan took %v", took)
+		}
+	}
+}
