@@ -27,8 +27,8 @@ const (
 
 // localFilterShare is the share of LocalConfig.MemoryBytes given to the
 // filter of absent keys (localdb.Filter), taken from the block cache: 4 MiB
-// of the default 32 MiB, 10 bits a key for 3.3 million profiles (1–2% of
-// the creates of new keys look their key up), 5 bits for 6.7 million (~10%).
+// of the default 32 MiB, 10 bits a key for 3.3 million profiles (1.1% of
+// the creates of new keys look their key up), 5 bits for 6.7 million (17%).
 const localFilterShare = 8
 
 // walSync is how often the local store's write-ahead log is written out and
