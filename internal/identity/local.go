@@ -59,8 +59,9 @@ type LocalConfig struct {
 	// Dir holds the store; created if missing. Required.
 	Dir string
 	// MemoryBytes bounds the store's memory: block cache (three
-	// eighths), the filter of absent keys (an eighth) and memtables. Default 32 MiB, at least 8 MiB. It does not grow with the
-	// number of profiles; only the files on disk do.
+	// eighths), the filter of absent keys (an eighth) and memtables.
+	// Default 32 MiB, at least 8 MiB. It does not grow with the number of
+	// profiles; only the files on disk do.
 	MemoryBytes int64
 	// Logger receives the store's errors. Nil: nothing is logged.
 	Logger *slog.Logger
