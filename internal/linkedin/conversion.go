@@ -151,22 +151,6 @@ func (b *Builder) Build(fields map[string]any, ruleID string, now time.Time) (Co
 // BuildFields is Build for action fields already typed (delivery reads them
 // from the mapping's output without a map).
 func (b *Builder) BuildFields(fields *ActionFields, ruleID string, now time.Time) (Conversion, error) {
-	return b.BuildFieldsIn(fields, ruleID, now, new(ConversionMem))
-}
-
-// ConversionMem holds what a Conversion refers to (its user ids, value,
-// user info and external id) for BuildFieldsIn: allocated with whatever
-// holds the Conversion, they cost no allocation of their own.
-type ConversionMem struct {
-	userIDs     [4]UserID
-	value       ConversionValue
-	userInfo    UserInfo
-	externalIDs [1]string
-}
-
-// BuildFieldsIn is BuildFields keeping what the conversion refers to in
-// mem, which must not be reused while the conversion is.
-func (b *Builder) BuildFieldsIn(fields *ActionFields, ruleID string, now time.Time, mem *ConversionMem) (Conversion, error) {
 	var in input
 	if errs := in.read(fields); errs != nil {
 		return Conversion{}, &ValidationError{Stage: StageSchema, Errors: errs}
@@ -187,7 +171,7 @@ func (b *Builder) BuildFieldsIn(fields *ActionFields, ruleID string, now time.Ti
 	}
 	c.ConversionHappenedAt = ms
 
-	ids := mem.userIDs[:0]
+	ids := make([]UserID, 0, 4)
 	if v, ok := HashEmail(in.email); ok {
 		ids = append(ids, UserID{IDType: IDSHA256Email, IDValue: v})
 	}
@@ -226,13 +210,12 @@ func (b *Builder) BuildFieldsIn(fields *ActionFields, ruleID string, now time.Ti
 	// Local copies of LinkedIn's business rules (§10.2 B6–B8).
 	var local []*FieldError
 	if in.hasValue {
-		errs := conversionValue(&mem.value, in.currency, in.amount)
+		v, errs := conversionValue(in.currency, in.amount)
 		local = append(local, errs...)
-		c.ConversionValue = &mem.value
+		c.ConversionValue = v
 	}
 	if in.hasUserInfo {
-		ui := &mem.userInfo
-		*ui = UserInfo{
+		ui := &UserInfo{
 			FirstName:   in.userInfo[0],
 			LastName:    in.userInfo[1],
 			CompanyName: in.userInfo[2],
@@ -247,8 +230,7 @@ func (b *Builder) BuildFieldsIn(fields *ActionFields, ruleID string, now time.Ti
 		c.User.UserInfo = ui
 	}
 	if in.externalID != "" {
-		mem.externalIDs[0] = in.externalID
-		c.User.ExternalIDs = mem.externalIDs[:1:1]
+		c.User.ExternalIDs = []string{in.externalID}
 	}
 	if local != nil {
 		return Conversion{}, &ValidationError{Stage: StageLocal, Errors: local}
@@ -276,9 +258,9 @@ func actionError(field string, reason Reason, msg string) error {
 // string ("100" → "100", 1.5e3 → "1500"); a string amount is trimmed and
 // must already be a decimal string, since guessing at "1,000.50" could
 // misstate revenue.
-func conversionValue(v *ConversionValue, currency string, amount Mapped) []*FieldError {
+func conversionValue(currency string, amount Mapped) (*ConversionValue, []*FieldError) {
 	var errs []*FieldError
-	*v = ConversionValue{CurrencyCode: strings.ToUpper(trimSpace(currency))}
+	v := &ConversionValue{CurrencyCode: strings.ToUpper(trimSpace(currency))}
 	if !isUpperLetters(v.CurrencyCode, 3) {
 		errs = append(errs, &FieldError{Field: "/conversionValue/currencyCode", Reason: ReasonInvalidCurrency,
 			Message: "Conversion Value currencyCode " + quoteShort(currency) +
@@ -303,7 +285,7 @@ func conversionValue(v *ConversionValue, currency string, amount Mapped) []*Fiel
 			Message: "Conversion Value amount " + quoteShort(raw) +
 				" is not a decimal string (digits with an optional fraction, such as \"100.05\")."})
 	}
-	return errs
+	return v, errs
 }
 
 // input is the schema stage's view of the action fields.

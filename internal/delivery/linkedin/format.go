@@ -3,9 +3,6 @@ package linkedin
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/delivery"
@@ -58,7 +55,6 @@ func NewFormat(cfg FormatConfig) (*Format, error) {
 type conversion struct {
 	capi.Conversion
 	batching capi.Batching
-	mem      capi.ConversionMem // what Conversion refers to (shared by copies)
 }
 
 // MarshalJSON encodes the conversion as sent.
@@ -77,30 +73,27 @@ func (f *Format) DefaultFields() []byte { return capi.DefaultMapping() }
 func (f *Format) Build(r *delivery.Route, fields event.Value, ids identity.Captured, now time.Time) (delivery.Payload, error) {
 	var p delivery.Payload
 	af := actionFields(fields)
-	var from enrichedFrom
 	if ids.LiFatID != "" && af.LinkedInUUID.Blank() && !r.Removed(capi.FieldLinkedInUUID) {
 		af.LinkedInUUID = capi.MappedString(ids.LiFatID)
-		from.liFatID, from.hasLiFatID = ids.LiFatIDFrom, true
+		p.Enriched = map[string]string{capi.FieldLinkedInUUID: ids.LiFatIDFrom}
 	}
 	if ids.Email != "" && af.Email.Blank() && !r.Removed(capi.FieldEmail) {
 		af.Email = capi.MappedString(ids.Email)
-		from.email, from.hasEmail = ids.EmailFrom, true
-	}
-	if from.hasLiFatID || from.hasEmail {
-		p.Enriched = enrichedMap(from)
+		if p.Enriched == nil {
+			p.Enriched = map[string]string{}
+		}
+		p.Enriched[capi.FieldEmail] = ids.EmailFrom
 	}
 	batching, err := capi.BatchingOf(&af)
 	if err != nil {
 		return p, err
 	}
 	batching.Size = min(batching.Size, f.batchSize)
-	conv := &conversion{batching: batching} // one allocation with what it refers to
-	c, err := f.builder.BuildFieldsIn(&af, r.Rule, now, &conv.mem)
+	c, err := f.builder.BuildFields(&af, r.Rule, now)
 	if err != nil {
 		return p, err
 	}
-	conv.Conversion = c
-	p.Value = conv
+	p.Value = &conversion{Conversion: c, batching: batching}
 	for _, id := range c.User.UserIDs {
 		switch id.IDType {
 		case capi.IDLinkedInUUID:
@@ -182,60 +175,4 @@ func (f *Format) Requests(ps []delivery.Payload) ([]delivery.Request, error) {
 		}
 	}
 	return reqs, nil
-}
-
-// enrichedFrom is what Build filled in and from where: a Payload's
-// Enriched map, as a comparable key.
-type enrichedFrom struct {
-	liFatID, email       string
-	hasLiFatID, hasEmail bool
-}
-
-// enrichedMaps holds one Enriched map per enrichedFrom seen, shared by the
-// payloads that have it (read-only, as Payload.Enriched is): nearly every
-// conversion enriched has one of a few (the sources are the names of
-// where identity.Capture and the graph found a value), and a map per
-// conversion is an allocation per event. At most
-// maxEnrichedMaps are kept; others are built each time.
-var enrichedMaps struct {
-	mu sync.Mutex // serialises additions
-	m  atomic.Pointer[map[enrichedFrom]map[string]string]
-}
-
-// maxEnrichedMaps bounds enrichedMaps.
-const maxEnrichedMaps = 64
-
-// enrichedMap returns the Enriched map of from: shared, never to be
-// modified.
-func enrichedMap(from enrichedFrom) map[string]string {
-	if m := enrichedMaps.m.Load(); m != nil {
-		if e, ok := (*m)[from]; ok {
-			return e
-		}
-	}
-	e := make(map[string]string, 2)
-	if from.hasLiFatID {
-		e[capi.FieldLinkedInUUID] = from.liFatID
-	}
-	if from.hasEmail {
-		e[capi.FieldEmail] = from.email
-	}
-	enrichedMaps.mu.Lock()
-	defer enrichedMaps.mu.Unlock()
-	old := enrichedMaps.m.Load()
-	if old != nil {
-		if shared, ok := (*old)[from]; ok {
-			return shared
-		}
-		if len(*old) >= maxEnrichedMaps {
-			return e
-		}
-	}
-	next := map[enrichedFrom]map[string]string{}
-	if old != nil {
-		next = maps.Clone(*old)
-	}
-	next[from] = e
-	enrichedMaps.m.Store(&next)
-	return e
 }

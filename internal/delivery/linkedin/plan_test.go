@@ -227,36 +227,3 @@ func BenchmarkConvert(b *testing.B) {
 		}
 	}
 }
-
-// TestBuildPartsCostNoAllocation: what a conversion refers to (its value,
-// user info, external id) and what enrichment filled in (Enriched) cost
-// Build no allocation of their own: building a conversion with all of
-// them allocates as often as building a bare one.
-func TestBuildPartsCostNoAllocation(t *testing.T) {
-	p := plan(t, signUp)
-	r := p.Routes[0]
-	bare := ev(t, `{"conversionHappenedAt":"2026-09-01T10:00:00Z","eventId":"e1","linkedInUUID":"123"}`)
-	rich := ev(t, `{"conversionHappenedAt":"2026-09-01T10:00:00Z","eventId":"e1",
- "conversionValue":{"currencyCode":"USD","amount":"10.5"},
- "userInfo":{"firstName":"Ann","lastName":"Lee","countryCode":"US"},"externalIds":"x1"}`)
-	ids := identity.Captured{LiFatID: "123", LiFatIDFrom: "context.page.url", Email: strings.Repeat("ab", 32), EmailFrom: "identity graph"}
-	build := func(fields event.Value, ids identity.Captured) delivery.Payload {
-		pl, err := p.Format.Build(r, fields, ids, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pl
-	}
-	got := build(rich, ids)
-	c := got.Value.(*conversion)
-	if c.ConversionValue == nil || c.ConversionValue.CurrencyCode != "USD" || c.User.UserInfo == nil || c.User.UserInfo.CountryCode != "US" ||
-		len(c.User.ExternalIDs) != 1 || len(c.User.UserIDs) != 2 ||
-		got.Enriched[capi.FieldLinkedInUUID] != "context.page.url" || got.Enriched[capi.FieldEmail] != "identity graph" || len(got.Enriched) != 2 {
-		t.Fatalf("%+v %+v", got, c.Conversion)
-	}
-	nBare := testing.AllocsPerRun(100, func() { build(bare, identity.Captured{}) })
-	nRich := testing.AllocsPerRun(100, func() { build(rich, ids) })
-	if nRich > nBare {
-		t.Errorf("Build allocates %v times with value, user info, external id and enrichment, %v without", nRich, nBare)
-	}
-}
