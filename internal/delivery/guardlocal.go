@@ -126,6 +126,17 @@ func (l *GuardLocal) Dir() string { return l.dir }
 // guardLocalKey encodes a bucket key: "e." and 32 hex digits, or "g." and
 // 16.
 func guardLocalKey(key string) ([]byte, error) {
+	return appendGuardLocalKey(nil, key)
+}
+
+// guardLocalKeyMax is the length of the longest encoded key ('e' and 16
+// bytes).
+const guardLocalKeyMax = 1 + 16
+
+// appendGuardLocalKey appends the encoding of key (guardLocalKey) to dst
+// and returns the encoded key: a slice of the extended buffer, capped at
+// its length (so that appending to dst later never writes over it).
+func appendGuardLocalKey(dst []byte, key string) ([]byte, error) {
 	n := 0
 	switch {
 	case strings.HasPrefix(key, "e."):
@@ -136,12 +147,12 @@ func guardLocalKey(key string) ([]byte, error) {
 	if n == 0 || len(key) != 2+2*n {
 		return nil, fmt.Errorf("eventId guard store: malformed key %q", key)
 	}
-	b := make([]byte, 1+n)
-	b[0] = key[0]
-	if _, err := hex.Decode(b[1:], []byte(key[2:])); err != nil {
+	start := len(dst)
+	dst, err := hex.AppendDecode(append(dst, key[0]), []byte(key[2:]))
+	if err != nil {
 		return nil, fmt.Errorf("eventId guard store: malformed key %q", key)
 	}
-	return b, nil
+	return dst[start:len(dst):len(dst)], nil
 }
 
 func (l *GuardLocal) stripe(k []byte) *sync.Mutex {
@@ -163,9 +174,12 @@ func (l *GuardLocal) encode(value []byte) []byte { return l.encodeAt(l.now(), va
 
 // encodeAt returns the stored value of value, written at at.
 func (l *GuardLocal) encodeAt(at time.Time, value []byte) []byte {
-	v := make([]byte, 8, 8+len(value))
-	binary.BigEndian.PutUint64(v, uint64(at.UnixMilli()))
-	return append(v, value...)
+	return appendStored(make([]byte, 0, 8+len(value)), at, value)
+}
+
+// appendStored appends the stored value of value, written at at, to dst.
+func appendStored(dst []byte, at time.Time, value []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(dst, uint64(at.UnixMilli())), value...)
 }
 
 // read returns the live value at k (nil, false: absent or expired).
@@ -245,10 +259,14 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 		return errs
 	}
 	defer l.store.Release()
+	// The encoded keys in one buffer, which never grows (so each key
+	// stays where it was written).
 	ks := make([][]byte, len(keys))
+	kbuf := make([]byte, 0, len(keys)*guardLocalKeyMax)
 	var held [guardStripes]bool
 	for i, key := range keys {
-		if ks[i], errs[i] = guardLocalKey(key); errs[i] == nil {
+		if ks[i], errs[i] = appendGuardLocalKey(kbuf, key); errs[i] == nil {
+			kbuf = kbuf[:len(kbuf)+len(ks[i])]
 			held[maphash.Bytes(l.seed, ks[i])%guardStripes] = true
 		}
 	}
@@ -271,7 +289,13 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
-	seen := make(map[string]bool, len(keys))
+	// One write time for the batch's values, each built in v (Set copies
+	// it into the batch).
+	now := l.now()
+	var v []byte
+	// In key order a key given twice comes right after its first
+	// occurrence: last is the key most recently written.
+	var last []byte
 	for _, i := range localdb.Order(ks) {
 		k := ks[i]
 		if errs[i] != nil {
@@ -281,11 +305,12 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 		switch {
 		case err != nil:
 			errs[i] = err
-		case exists || seen[string(k)]:
+		case exists || (last != nil && bytes.Equal(last, k)):
 			errs[i] = errClaimExists
 		default:
-			seen[string(k)] = true
-			errs[i] = b.Set(k, l.encode(values[i]), nil)
+			last = k
+			v = appendStored(v[:0], now, values[i])
+			errs[i] = b.Set(k, v, nil)
 		}
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {

@@ -339,3 +339,31 @@ func TestGuardLocalCollector(t *testing.T) {
 		t.Errorf("metrics: %v", got)
 	}
 }
+
+// TestGuardLocalCreateKeysMalformed: a malformed key in a batch fails
+// alone; the keys around it, of both kinds, are created with their own
+// values.
+func TestGuardLocalCreateKeysMalformed(t *testing.T) {
+	ctx := context.Background()
+	l := openTestGuardLocal(t, t.TempDir(), nil)
+	keys := []string{
+		"g.0102030405060708",
+		"e.00112233445566778899aabbccddzzzz", // right length, not hex
+		testClaimKey,
+		"e.short",
+		"e.ffeeddccbbaa99887766554433221100",
+	}
+	vals := [][]byte{[]byte("g"), []byte("bad"), []byte("first"), []byte("short"), []byte("last")}
+	errs := l.createKeys(ctx, keys, vals)
+	for i, want := range []bool{true, false, true, false, true} {
+		if (errs[i] == nil) != want {
+			t.Errorf("key %d: %v", i, errs[i])
+		}
+		if !want {
+			continue
+		}
+		if v, ok, err := l.get(ctx, keys[i]); err != nil || !ok || string(v) != string(vals[i]) {
+			t.Errorf("key %d: %q %v %v", i, v, ok, err)
+		}
+	}
+}

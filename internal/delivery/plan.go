@@ -240,15 +240,21 @@ type Enricher interface {
 // A route that does not enrich (Route.Enriches) gets none of them, and
 // the graph is not asked for it.
 func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
+	return p.appendConvert(ctx, nil, ev, source, now, enr, have)
+}
+
+// appendConvert is Convert appending the results to dst (the runner reuses
+// one slice for the events it converts in turn).
+func (p *Plan) appendConvert(ctx context.Context, dst []Result, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
 	switch {
 	case !p.TakesSource(source):
-		return []Result{{Outcome: FilteredSource}}
+		return append(dst, Result{Outcome: FilteredSource})
 	case !p.integrationAllows(ev):
-		return []Result{{Outcome: FilteredIntegrations}}
+		return append(dst, Result{Outcome: FilteredIntegrations})
 	case !identity.ConsentAllows(ev, p.consent):
-		return []Result{{Outcome: FilteredConsent}}
+		return append(dst, Result{Outcome: FilteredConsent})
 	}
-	var out []Result
+	out := dst
 	var captured identity.Captured
 	capturedOK := false // captured is set (not a pointer: it would escape)
 	for _, r := range p.Routes {
@@ -273,8 +279,8 @@ func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now t
 		}
 		out = append(out, p.convert(r, ev, captured, now))
 	}
-	if len(out) == 0 {
-		return []Result{{Outcome: NotMatched}}
+	if len(out) == len(dst) {
+		return append(dst, Result{Outcome: NotMatched})
 	}
 	return out
 }

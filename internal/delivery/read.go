@@ -142,11 +142,12 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 	if r.graph != nil {
 		checked = &checkedEnricher{g: r.graph}
 	}
+	var results []Result // one for the chunk's events, in turn
 	for _, p := range evs {
 		if held[p.t] {
 			continue
 		}
-		if !r.convert(ctx, p, checked, out) {
+		if !r.convert(ctx, p, checked, &results, out) {
 			return // ctx ended: the rest is not acknowledged, redelivered after restart
 		}
 	}
@@ -314,15 +315,16 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 
 // convert runs a parsed event through the plan and queues its conversions;
 // false when ctx ended first. checked enriches from the graph (nil: no
-// graph); its error is reset here.
-func (r *Runner) convert(ctx context.Context, p parsed, checked *checkedEnricher, out chan<- *item) bool {
+// graph); its error is reset here. The results are made in *results, which
+// the next event reuses (nothing refers to them once queued).
+func (r *Runner) convert(ctx context.Context, p parsed, checked *checkedEnricher, results *[]Result, out chan<- *item) bool {
 	t := p.t
 	var enr Enricher
 	if checked != nil {
 		checked.err, checked.keys = nil, p.keys
 		enr = checked
 	}
-	results := r.Plan().Convert(ctx, p.ev, t.Source, r.clock.Now(), enr, p.have)
+	*results = r.Plan().appendConvert(ctx, (*results)[:0], p.ev, t.Source, r.clock.Now(), enr, p.have)
 	if checked != nil && checked.err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -336,7 +338,7 @@ func (r *Runner) convert(ctx context.Context, p parsed, checked *checkedEnricher
 	} else if checked != nil && r.graphDown.Load() != nil {
 		r.graphAnswered()
 	}
-	for _, res := range results {
+	for _, res := range *results {
 		switch res.Outcome {
 		case Converted:
 			r.funnel.route(res.Route).Matched(true)
