@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -365,5 +366,142 @@ func TestGuardLocalCreateKeysMalformed(t *testing.T) {
 		if v, ok, err := l.get(ctx, keys[i]); err != nil || !ok || string(v) != string(vals[i]) {
 			t.Errorf("key %d: %q %v %v", i, v, ok, err)
 		}
+	}
+}
+
+// waitGuardFilter waits for l's filter of absent keys to have read the
+// store's keys: from then on it answers for absent keys.
+func waitGuardFilter(t *testing.T, l *GuardLocal) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !l.filter.Ready(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("filter not ready after 10 s")
+		}
+	}
+}
+
+// guardFilterKeys returns n distinct claim keys named after prefix.
+func guardFilterKeys(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = guardKey("li", "r1", fmt.Sprint(prefix, i))
+	}
+	return keys
+}
+
+// checkGuardKeysStored fails unless every key of keys is read with its
+// value and cannot be created again: a write path that did not Add its
+// key to the filter lets the filter call it absent.
+func checkGuardKeysStored(t *testing.T, l *GuardLocal, what string, keys []string, want string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range keys {
+		if v, ok, err := l.get(ctx, k); err != nil || !ok || string(v) != want {
+			t.Fatalf("%s: get(%s) = %q %v %v, want %q", what, k, v, ok, err, want)
+		}
+	}
+	for i, err := range l.createKeys(ctx, keys, make([][]byte, len(keys))) {
+		if !errors.Is(err, errClaimExists) {
+			t.Fatalf("%s: a second create of %s: %v, want errClaimExists", what, keys[i], err)
+		}
+	}
+}
+
+// TestGuardLocalFilter: the store's filter of absent keys (localdb.Filter)
+// never hides a stored key: every write path (createKeys, create, putAll)
+// Adds its keys before committing them, so keys written after the filter
+// is ready are read and cannot be claimed twice; keys written before a
+// reopen are found by its scan; and claims of new keys look nothing up in
+// the store once the filter is ready.
+func TestGuardLocalFilter(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l, err := OpenGuardLocal(GuardLocalConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.filter == nil {
+		t.Fatal("the guard store has no filter")
+	}
+	waitGuardFilter(t, l)
+	batch := guardFilterKeys("batch", 300)
+	values := make([][]byte, len(batch))
+	for i := range values {
+		values[i] = []byte("v")
+	}
+	if err := errors.Join(l.createKeys(ctx, batch, values)...); err != nil {
+		t.Fatal(err)
+	}
+	one := guardKey("li", "r1", "one")
+	if made, err := l.create(ctx, one, []byte("v")); !made || err != nil {
+		t.Fatal(made, err)
+	}
+	marks := []string{"g.0102030405060708", "g.1112131415161718", guardKey("li", "r1", "marked")}
+	var writes []markWrite
+	for _, k := range marks {
+		writes = append(writes, markWrite{key: k, data: []byte("v")})
+	}
+	if failed, err := l.putAll(ctx, writes); err != nil || len(failed) > 0 {
+		t.Fatal(failed, err)
+	}
+	checkGuardKeysStored(t, l, "createKeys", batch, "v")
+	checkGuardKeysStored(t, l, "create", []string{one}, "v")
+	checkGuardKeysStored(t, l, "putAll", marks, "v")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l = openTestGuardLocal(t, dir, nil)
+	waitGuardFilter(t, l)
+	stored := append(append([]string{one}, marks...), batch...)
+	checkGuardKeysStored(t, l, "after a reopen", stored, "v")
+
+	before := l.db.Metrics().Filter
+	fresh := guardFilterKeys("fresh", 500)
+	if err := errors.Join(l.createKeys(ctx, fresh, make([][]byte, len(fresh)))...); err != nil {
+		t.Fatal(err)
+	}
+	after := l.db.Metrics().Filter
+	if n := after.Hits + after.Misses - before.Hits - before.Misses; n > 10 {
+		t.Errorf("claims of 500 new keys tested pebble's bloom filters %d times; want nearly none", n)
+	}
+	checkGuardKeysStored(t, l, "fresh", fresh[:5], "")
+}
+
+// TestMigrateGuardBucketFilter: keys the migration copies (into an empty
+// store, which reads nothing, and into one that holds keys, which reads
+// each key through the filter) are Added to the filter before their batch
+// commits: they are read and cannot be claimed again.
+func TestMigrateGuardBucketFilter(t *testing.T) {
+	for _, empty := range []bool{true, false} {
+		t.Run(fmt.Sprint("empty=", empty), func(t *testing.T) {
+			ctx := context.Background()
+			eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(eng.Close)
+			kv, err := eng.KV(ctx, GuardKV, GuardTTL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := append(guardFilterKeys("bucket", 50), "g.0102030405060708")
+			for _, k := range keys {
+				if _, err := kv.Put(ctx, k, []byte("bucket")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := openTestGuardLocal(t, filepath.Join(t.TempDir(), "eventids"), nil)
+			waitGuardFilter(t, l)
+			if !empty {
+				if made, err := l.create(ctx, guardKey("li", "r1", "local"), []byte("local")); !made || err != nil {
+					t.Fatal(made, err)
+				}
+			}
+			if n, err := MigrateGuardBucket(ctx, eng.JetStream(), l, nil); n != len(keys) || err != nil {
+				t.Fatalf("migrated %d (%v), want %d", n, err, len(keys))
+			}
+			checkGuardKeysStored(t, l, "migrated", keys, "bucket")
+		})
 	}
 }

@@ -68,6 +68,7 @@ func (l *GuardLocal) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh
 	if exists {
 		return localdb.Kept, nil
 	}
+	l.filter.Add(k) // before the batch commits (localdb.Filter)
 	return localdb.Added, b.Set(k, v, nil)
 }
 
