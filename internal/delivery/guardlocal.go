@@ -18,8 +18,9 @@ import (
 	"github.com/capstan-gw/capstan/internal/localdb"
 )
 
-// DefaultGuardMemory bounds the local guard store's memory (block cache
-// and memtables): it does not grow with the number of claims.
+// DefaultGuardMemory bounds the local guard store's memory (block cache,
+// filter of absent keys and memtables): it does not grow with the number
+// of claims.
 const DefaultGuardMemory = 16 << 20
 
 // guardFilterShare is the share of GuardLocalConfig.MemoryBytes given to
@@ -55,7 +56,7 @@ const guardStripes = 256
 // (pebble), used with the embedded engine: unlike the KV bucket, whose
 // file store keeps an index entry in memory for every key (258 bytes of
 // heap per claim, BenchmarkClaimMemory), it keeps in memory only a bounded
-// cache. One process owns it (the directory is locked); create-if-absent
+// cache and filter. One process owns it (the directory is locked); create-if-absent
 // is a per-key lock in that process. Durability: a batch's claims are
 // fsynced together before anything is sent under them (sync), as the
 // bucket's are; the accepted marks of a request are fsynced together
