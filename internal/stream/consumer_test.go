@@ -438,3 +438,84 @@ func TestDeliveriesAllocation(t *testing.T) {
 		t.Errorf("deliveries of %d events: %v allocations, decoding them %v; want at most 10 more", n, got, decode)
 	}
 }
+
+// TestConsumerLinger: with Linger, a caught-up consumer takes the events
+// stored one at a time in bursts (several handed on together), and an idle
+// one waits in its fetches instead of polling.
+func TestConsumerLinger(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	reqs := make(chan []byte, 1000)
+	sub, err := eng.Conn().Subscribe("$JS.API.CONSUMER.MSG.NEXT.>", func(m *nats.Msg) {
+		select {
+		case reqs <- m.Data:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	const linger = 100 * time.Millisecond
+	c, err := eng.Consumer(context.Background(), ConsumerConfig{Durable: "linger", Sources: []string{"web"}, FetchWait: 30 * time.Second, Linger: linger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := feed(t, c, nil)
+	// Idle: one fetch per fetcher, each waiting for a single message.
+	time.Sleep(time.Second)
+	if n := len(reqs); n != fetchersInFlight {
+		t.Errorf("%d fetches while idle for 1s, want %d", n, fetchersInFlight)
+	}
+	// Caught up: one event stored every 10 ms.
+	const events = 30
+	arrived := make(chan time.Time, events)
+	go func() {
+		for range events {
+			d := <-out
+			arrived <- time.Now()
+			_ = d.Ack()
+		}
+	}()
+	for i := range events {
+		appendOK(t, w, Event{Source: "web", Type: "track", MessageID: fmt.Sprint("l", i), Doc: []byte(`{}`)})
+		time.Sleep(10 * time.Millisecond)
+	}
+	var times []time.Time
+	for range events {
+		select {
+		case at := <-arrived:
+			times = append(times, at)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d events delivered", len(times), events)
+		}
+	}
+	// Without Linger each arrives alone, ~10 ms after the one before.
+	together := 0
+	for i := 1; i < len(times); i++ {
+		if times[i].Sub(times[i-1]) < 3*time.Millisecond {
+			together++
+		}
+	}
+	if together < events/2 {
+		t.Errorf("%d of %d events arrived within 3 ms of the one before, want at least %d (in bursts)", together, events-1, events/2)
+	}
+}
+
+func TestNextFetch(t *testing.T) {
+	for _, tc := range []struct {
+		was, got, n, size, maxBytes, want int
+	}{
+		{fetchIdle, 0, 1, 0, 8 << 20, fetchIdle},
+		{fetchIdle, 1, 1, 100, 8 << 20, fetchWait},
+		{fetchBurstN, 0, 1000, 0, 8 << 20, fetchIdle},
+		{fetchBurstN, 12, 1000, 1 << 20, 8 << 20, fetchWait},
+		{fetchBurstN, 1000, 1000, 1 << 20, 8 << 20, fetchBurstN},
+		{fetchWait, 80, 1000, 8<<20 - 100, 8 << 20, fetchBurstN},
+		{fetchWait, 5, 10, 1 << 20, 0, fetchWait}, // Batch: counted only
+		{fetchWait, 10, 10, 1 << 20, 0, fetchBurstN},
+	} {
+		if got := nextFetch(tc.was, tc.got, tc.n, tc.size, tc.maxBytes); got != tc.want {
+			t.Errorf("nextFetch(%d, %d, %d, %d, %d) = %d, want %d", tc.was, tc.got, tc.n, tc.size, tc.maxBytes, got, tc.want)
+		}
+	}
+}
