@@ -63,8 +63,7 @@ type ConsumerConfig struct {
 
 // Fetching: fetchersInFlight fetches of up to fetchMax events each are open
 // at any time. Events are handed on as they arrive, so a fetch's wait adds
-// no latency (with ConsumerConfig.Linger, a caught-up fetcher waits that
-// long between fetches instead). An idle fetch is renewed after ConsumerConfig.FetchWait: the
+// no latency. An idle fetch is renewed after ConsumerConfig.FetchWait: the
 // server ends it a little earlier (nats.go gives it 90% of the context's
 // time, at most 1 s less), so that its last events arrive before the client
 // stops listening; the end of Feed's context cancels fetches at once.
