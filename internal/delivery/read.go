@@ -42,15 +42,8 @@ func (r *Runner) open(ctx context.Context) (*stream.Consumer, error) {
 		// Each fetch asks for up to 8 MiB of segments (stream's default):
 		// as many events as 1,000 single-event messages or more, with the
 		// same memory whatever the segments' size.
-		Linger: min(fetchLinger, r.cfg.Linger),
 	})
 }
-
-// fetchLinger is how long a caught-up runner lets events gather before it
-// fetches them (stream.ConsumerConfig.Linger): the events written at the
-// stream's head then come in bursts, not one message at a time against the
-// writes. It is at most the batch's own Linger, which waits anyway.
-const fetchLinger = 50 * time.Millisecond
 
 // consume reads events (stream.Consumer.Feed: fetches, none while the
 // destination is paused) and hands their conversions to the batcher until

@@ -44,16 +44,6 @@ type ConsumerConfig struct {
 	// FetchBytes bounds the data one fetch asks for when Batch is not set.
 	// Default 8 MiB (more than the largest message).
 	FetchBytes int
-	// Linger, when set, is how long a fetcher that caught up with the
-	// stream waits before its next fetch, which then takes only what is
-	// there (it expires after fetchBurst). Without it a caught-up fetch
-	// stays open and the server hands each message on alone as it is
-	// stored, at the stream's head, while it is written to; with it the
-	// messages stored meanwhile come in one burst. A fetch that finds nothing is followed
-	// by one of a single message that waits FetchWait, so an idle
-	// consumer does not poll. It delays a caught-up event by up to Linger.
-	// Default 0: fetches stay open.
-	Linger time.Duration
 	// Dedup, while it follows the stream (Dedup.Follow: cluster mode), is
 	// asked about each event: one whose first occurrence is earlier in the
 	// stream (stored by another replica at the same moment) is acknowledged
@@ -71,33 +61,6 @@ const (
 	fetchersInFlight = 2
 	fetchMax         = 1000
 )
-
-// fetchBurst is the expiry of a fetch after ConsumerConfig.Linger: the
-// server hands on what is stored at once, then ends the fetch.
-const fetchBurst = 5 * time.Millisecond
-
-// What a fetcher does next with ConsumerConfig.Linger (fetchLoop).
-const (
-	fetchOpen   = iota // an ordinary fetch: FetchWait, full size
-	fetchWait          // wait Linger, then a burst fetch
-	fetchIdle          // a fetch of one message that waits FetchWait
-	fetchBurstN        // a burst fetch at once (the last one was full)
-)
-
-// nextFetch is what follows a fetch of kind was that got got messages of
-// size bytes out of at most n and maxBytes, with ConsumerConfig.Linger.
-func nextFetch(was, got, n, size, maxBytes int) int {
-	switch {
-	case got == 0:
-		return fetchIdle // nothing there: wait for the next message
-	case was == fetchIdle:
-		return fetchWait // one came: let the others gather
-	case got < n && (maxBytes == 0 || size < maxBytes/2):
-		return fetchWait // caught up
-	default:
-		return fetchBurstN // more may be there
-	}
-}
 
 // Consumer is a durable, acknowledged consumer of EVENTS: the read path of
 // delivery. Every event is delivered until it is acknowledged, at least
@@ -401,10 +364,6 @@ func (c *Consumer) FeedMessages(ctx context.Context, fn func([]*Delivery) bool, 
 
 // fetchLoop fetches events into out until ctx ends.
 func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, ready func() <-chan struct{}) {
-	kind := fetchOpen
-	if c.cfg.Linger > 0 {
-		kind = fetchIdle
-	}
 	for ctx.Err() == nil {
 		// Take no new events until ready; what is in flight goes on.
 		select {
@@ -412,28 +371,16 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 		case <-ctx.Done():
 			return
 		}
-		wait := c.cfg.FetchWait
-		switch kind {
-		case fetchWait:
-			select {
-			case <-time.After(c.cfg.Linger):
-			case <-ctx.Done():
-				return
-			}
-			wait = fetchBurst
-		case fetchBurstN:
-			wait = fetchBurst
-		}
-		// The fetch expires at the server after wait; the client ends it
-		// on the server's answer to that, or ctx's end, never on a
-		// deadline of its own (fetchExpiry says why).
-		opts := []jetstream.FetchOpt{fetchExpiry(wait), jetstream.FetchContext(ctx)}
+		// The fetch expires at the server after FetchWait; the client
+		// ends it on the server's answer to that, or ctx's end, never on
+		// a deadline of its own (fetchExpiry says why).
+		opts := []jetstream.FetchOpt{fetchExpiry(c.cfg.FetchWait), jetstream.FetchContext(ctx)}
 		// Heartbeats end a fetch whose server went away (a cluster node
 		// restarting) after two missed ones (10 s) instead of FetchWait.
 		// A fetch that ends within 20 s gains nothing from them, and short
 		// ones fail on a loaded machine: the fetch ends with an error while
 		// the server has sent it events, which then wait for AckWait.
-		if hb := 5 * time.Second; wait > 4*hb {
+		if hb := 5 * time.Second; c.cfg.FetchWait > 4*hb {
 			opts = append(opts, jetstream.FetchHeartbeat(hb))
 		}
 		// A fetch bounded by bytes asks for up to fetchMax messages too:
@@ -447,27 +394,14 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 		} else {
 			opts = append(opts, jetstream.FetchMaxBytes(c.cfg.FetchBytes))
 		}
-		if kind == fetchIdle {
-			n = 1
-		}
 		batch, err := c.cons.Fetch(n, opts...)
-		got, size := 0, 0
 		if err == nil {
 			for msg := range batch.Messages() {
-				got++
-				size += len(msg.Data())
 				if ds := c.deliveries(ctx, msg); len(ds) > 0 && ctx.Err() == nil {
 					fn(ds)
 				}
 			}
 			err = batch.Error()
-		}
-		if c.cfg.Linger > 0 {
-			maxBytes := c.cfg.FetchBytes
-			if c.cfg.Batch > 0 {
-				maxBytes = 0
-			}
-			kind = nextFetch(kind, got, n, size, maxBytes)
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			c.log.Warn("reading events failed; retrying", "error", err)
