@@ -178,11 +178,11 @@ func TestGuardLocalDurableAndOwned(t *testing.T) {
 	}
 }
 
-// TestMigrateGuardBucket: the bucket's claims and bitmaps move to the local
-// store with their write times, a key the store has already is kept, keys
-// not the guard's are left out, the bucket is removed, and a second run
-// does nothing.
-func TestMigrateGuardBucket(t *testing.T) {
+// guardBucket opens an embedded engine in a temporary directory, closed
+// when the test ends, and its guard bucket: the old design's claims, for
+// the migration's tests.
+func guardBucket(t *testing.T) (*stream.Engine, jetstream.KeyValue) {
+	t.Helper()
 	ctx := context.Background()
 	eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -193,6 +193,16 @@ func TestMigrateGuardBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return eng, kv
+}
+
+// TestMigrateGuardBucket: the bucket's claims and bitmaps move to the local
+// store with their write times, a key the store has already is kept, keys
+// not the guard's are left out, the bucket is removed, and a second run
+// does nothing.
+func TestMigrateGuardBucket(t *testing.T) {
+	ctx := context.Background()
+	eng, kv := guardBucket(t)
 	claim, group, mine := guardKey("li", "r1", "order-1"), "g.0102030405060708", guardKey("li", "r1", "order-2")
 	for k, v := range map[string]string{claim: "claim", group: "\x05", mine: "bucket", "other": "x"} {
 		if _, err := kv.Put(ctx, k, []byte(v)); err != nil {
@@ -236,15 +246,7 @@ func TestMigrateGuardBucket(t *testing.T) {
 // migration.
 func TestMigrateGuardBucketKeepsAge(t *testing.T) {
 	ctx := context.Background()
-	eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	kv, err := eng.KV(ctx, GuardKV, GuardTTL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, kv := guardBucket(t)
 	if _, err := kv.Put(ctx, testClaimKey, []byte("v")); err != nil {
 		t.Fatal(err)
 	}
@@ -476,15 +478,7 @@ func TestMigrateGuardBucketFilter(t *testing.T) {
 	for _, empty := range []bool{true, false} {
 		t.Run(fmt.Sprint("empty=", empty), func(t *testing.T) {
 			ctx := context.Background()
-			eng, err := stream.Open(ctx, stream.Config{DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(eng.Close)
-			kv, err := eng.KV(ctx, GuardKV, GuardTTL)
-			if err != nil {
-				t.Fatal(err)
-			}
+			eng, kv := guardBucket(t)
 			keys := append(guardFilterKeys("bucket", 50), "g.0102030405060708")
 			for _, k := range keys {
 				if _, err := kv.Put(ctx, k, []byte("bucket")); err != nil {
