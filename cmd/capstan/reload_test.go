@@ -82,8 +82,9 @@ func TestServeReload(t *testing.T) {
 	if !eventually(10*time.Second, func() bool { return strings.Contains(logs.String(), "msg=reloaded") }) {
 		t.Fatalf("no reload logged:\n%s", logs.String())
 	}
+	// The warning is logged just after the reloaded line: wait for it too.
 	for _, want := range []string{"sources_added=[backend]", `msg="changed settings need a restart to apply" settings=server.read_timeout`} {
-		if !strings.Contains(logs.String(), want) {
+		if !eventually(5*time.Second, func() bool { return strings.Contains(logs.String(), want) }) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
 	}
