@@ -41,6 +41,12 @@
 # BENCH_GOMEMLIMIT (GOMEMLIMIT for capstan, e.g. 900MiB; default unset:
 # capstan's own GC setting, GOGC 400 with a soft limit of 3/4 of the RAM,
 # which lets the heap grow to five times what is live),
+# BENCH_MEM_CGROUP (a memory limit in bytes, e.g. 1073741824: capstan runs
+# in a memory cgroup of that limit created for the run, v2 or v1, as in a
+# container; GOMEMLIMIT is then left unset, so capstan sets its own soft
+# limit from the cgroup's; the report gives that limit, the cgroup's peak
+# usage, which counts the page cache too, and its OOM kills; needs a
+# writable /sys/fs/cgroup, as root),
 # BENCH_OUT (results file), BENCH_KEEP=1 keeps the work directory,
 # BENCH_WORK, BENCH_CAPSTAN, BENCH_LABEL (as in bench/ingest.sh).
 set -euo pipefail
@@ -118,17 +124,58 @@ destinations:
 EOF
 fi
 
+# A memory cgroup for capstan (BENCH_MEM_CGROUP): CG is its directory,
+# CGV its version; cg_file NAME reads one of its files.
+CG_LIMIT=${BENCH_MEM_CGROUP:-}
+CG="" CGV=""
+if [[ -n $CG_LIMIT ]]; then
+	[[ $CG_LIMIT =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_MEM_CGROUP must be a limit in bytes, got $CG_LIMIT" >&2; exit 2; }
+	[[ -z ${BENCH_GOMEMLIMIT:-} ]] || { echo "BENCH_MEM_CGROUP and BENCH_GOMEMLIMIT exclude each other: in a cgroup capstan sets its own limit" >&2; exit 2; }
+	name=capstan-mem-bench-$$
+	if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		CG=/sys/fs/cgroup/$name CGV=2
+	else
+		CG=/sys/fs/cgroup/memory/$name CGV=1
+	fi
+	mkdir "$CG" || { echo "cannot create the memory cgroup $CG (BENCH_MEM_CGROUP needs a writable /sys/fs/cgroup)" >&2; exit 2; }
+	if ((CGV == 2)); then echo "$CG_LIMIT" >"$CG/memory.max"; else echo "$CG_LIMIT" >"$CG/memory.limit_in_bytes"; fi
+	# Removed at exit, once capstan has left it.
+	trap 'cleanup; rmdir "$CG" 2>/dev/null || true' EXIT
+fi
+cg_file() { cat "$CG/$1" 2>/dev/null || echo "?"; }
+# cg_ooms: the OOM kills in capstan's cgroup.
+cg_ooms() {
+	if ((CGV == 2)); then awk '$1 == "oom_kill" { print $2 }' "$CG/memory.events"; else awk '$1 == "oom_kill" { print $2 }' "$CG/memory.oom_control"; fi
+}
+
 log "capstan serve"
 GOMEM=${BENCH_GOMEMLIMIT:-}
+# run_capstan runs capstan in place of the (background) shell that calls
+# it, so that $! is capstan's pid; in the cgroup: a shell joins it, then
+# becomes capstan.
+run_capstan() {
+	if [[ -n $CG ]]; then
+		exec sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" "$@"
+	else
+		exec "$@"
+	fi
+}
 if [[ -n $GOMEM ]]; then
-	GOMEMLIMIT=$GOMEM "$CAPSTAN" serve --config "$DIR/capstan.yaml" 2>"$DIR/capstan.log" &
+	GOMEMLIMIT=$GOMEM run_capstan "$CAPSTAN" serve --config "$DIR/capstan.yaml" 2>"$DIR/capstan.log" &
 else
-	"$CAPSTAN" serve --config "$DIR/capstan.yaml" 2>"$DIR/capstan.log" &
+	run_capstan "$CAPSTAN" serve --config "$DIR/capstan.yaml" 2>"$DIR/capstan.log" &
 fi
 CP=$!
 PIDS+=("$CP")
-printf '%s\n' "${GOMEM:+GOMEMLIMIT=$GOMEM }$CAPSTAN serve --config $DIR/capstan.yaml &" >>"$COMMANDS"
+if [[ -n $CG ]]; then
+	printf '%s\n' "mkdir $CG; echo $CG_LIMIT >$CG/$( ((CGV == 2)) && echo memory.max || echo memory.limit_in_bytes)   # cgroup v$CGV" >>"$COMMANDS"
+	printf '%s\n' "sh -c 'echo \$\$ >$CG/cgroup.procs && exec $CAPSTAN serve --config $DIR/capstan.yaml' &" >>"$COMMANDS"
+else
+	printf '%s\n' "${GOMEM:+GOMEMLIMIT=$GOMEM }$CAPSTAN serve --config $DIR/capstan.yaml &" >>"$COMMANDS"
+fi
 URL=$(wait_url "$DIR/capstan.log" 'msg="capstan listening" addr=' "$CP")
+# The Go soft memory limit capstan runs with (its own, or GOMEMLIMIT).
+GOLIMIT=$(curl -fsS -m 10 "$URL/metrics" 2>/dev/null | awk '$1 == "go_gc_gomemlimit_bytes" { printf "%.0f MiB", $2 / 1048576 }')
 
 # status FIELD: capstan's /proc status field in MB.
 status() { awk -v f="$1:" '$1 == f { printf "%.0f", $2 / 1024 }' "/proc/$CP/status"; }
@@ -215,6 +262,13 @@ BPE=$(awk -v b="$DU" -v n="$ACKED" 'BEGIN { if (n > 0) printf "%.0f", b / n; els
 HEAPTOP=$(curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" -o "$WORK/heap.pb.gz" "$URL/debug/pprof/heap" &&
 	go tool pprof -top -inuse_space -nodecount 25 "$WORK/heap.pb.gz" 2>/dev/null | sed -n '1,35p') || HEAPTOP="(no heap profile)"
 grep -E 'level=(WARN|ERROR)' "$DIR/capstan.log" | sed -E 's/^time=[^ ]+ //; s/ (event_pos|seq|covered|first|held_events|after|pending|message_id|attempt|wait)=[^ ]+//g' | sort | uniq -c | sort -rn | head -20 | sed 's/^/    /' >"$WORK/warnings.txt" || true
+CG_PEAK="-" CG_OOMS="-"
+if [[ -n $CG ]]; then
+	CG_PEAK=$(cg_file "$( ((CGV == 2)) && echo memory.peak || echo memory.max_usage_in_bytes)")
+	[[ $CG_PEAK =~ ^[0-9]+$ ]] && CG_PEAK=$((CG_PEAK / 1048576))
+	CG_OOMS=$(cg_ooms || echo "?")
+	CG_OOMS=${CG_OOMS:-0}
+fi
 kill -TERM "$CP" ${SB:+"$SB"}
 wait "$CP" || true
 [[ -n $SB ]] && { wait "$SB" || true; }
@@ -241,7 +295,10 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "After each chunk of $EVERY events (closed loop, $CONC connections, $PER_REQ events per request, every event from a new person). MB are MiB; CPU is capstan's user+sys seconds so far."
 	echo
-	if [[ -n $GOMEM ]]; then
+	if [[ -n $CG ]]; then
+		echo "capstan ran in a memory cgroup (v$CGV) limited to $((CG_LIMIT / 1048576)) MiB, as in a container; GOMEMLIMIT not set: capstan's own soft limit from the cgroup was ${GOLIMIT:-unknown}."
+		echo "The cgroup's peak usage (it counts the page cache of the data directory's writes too, which the kernel reclaims at the limit): $CG_PEAK MiB; OOM kills in it: $CG_OOMS."
+	elif [[ -n $GOMEM ]]; then
 		echo "GOMEMLIMIT: $GOMEM."
 	else
 		echo "GOMEMLIMIT: not set (capstan's default: GOGC 400, soft limit 3/4 of the RAM; VmRSS then follows the GC's trade of memory for CPU more than what is live: see the heap profile's total)."

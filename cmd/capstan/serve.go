@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *slog.Lo
 	if err != nil {
 		return err
 	}
-	tuneGC(log)
+	tuneGC(cfg, log)
 	if cfg.Server.InsecurePlaintextSecrets && len(cfg.Destinations) > 0 {
 		log.Warn("server.insecure_plaintext_secrets: tokens obtained at run time are stored in plaintext; for development only")
 	}
