@@ -54,11 +54,10 @@ func eventBytes(ev *Event) int {
 		len(ev.ReplayFor) + len(ev.Trust) + len(ev.DedupID) + len(ev.Doc)
 }
 
-// dupOf is an event whose key an earlier event holds: in this commit (j),
-// or in another commit in flight (o).
+// dupOf is event i, whose key an earlier event holds: o, of this commit
+// or of another commit in flight.
 type dupOf struct {
 	i int
-	j int
 	o keyOwner
 }
 
@@ -72,9 +71,8 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	c := &segCommit{done: make(chan struct{})}
 	skip := make([]bool, len(evs))
 	var (
-		dups  []dupOf
-		mine  []int // events whose keys this commit registered
-		local = make(map[dedup.Key]int, len(evs))
+		dups []dupOf
+		mine []int // events whose keys this commit registered
 	)
 	a.dmu.Lock()
 	c.floor = a.maxAssigned
@@ -83,16 +81,13 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		if !keyed[i] {
 			continue
 		}
+		// One lookup finds an earlier event of this commit too: its key
+		// is in inflight, owned by c, with that event's Result.
 		k := keys[i]
-		if j, ok := local[k]; ok {
-			dups, skip[i] = append(dups, dupOf{i: i, j: j}), true
-			continue
-		}
 		if o, ok := a.inflight[k]; ok {
-			dups, skip[i] = append(dups, dupOf{i: i, j: -1, o: o}), true
+			dups, skip[i] = append(dups, dupOf{i: i, o: o}), true
 			continue
 		}
-		local[k] = i
 		a.inflight[k] = keyOwner{c: c, res: res[i]}
 		mine = append(mine, i)
 	}
@@ -218,9 +213,8 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	}
 	delete(a.commits, c)
 	for _, i := range mine {
-		if o := a.inflight[keys[i]]; o.c == c {
-			delete(a.inflight, keys[i])
-		}
+		// Still c's: another commit only reads a key it finds here.
+		delete(a.inflight, keys[i])
 	}
 	covered := a.maxAdded
 	for o := range a.commits {
@@ -240,13 +234,8 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 
 	// Duplicates take their first occurrence's outcome.
 	for _, d := range dups {
-		var first *Result
-		if d.j >= 0 {
-			first = res[d.j]
-		} else {
-			<-d.o.c.done
-			first = d.o.res
-		}
+		<-d.o.c.done // c's own is closed above
+		first := d.o.res
 		if first.Err != nil {
 			*res[d.i] = Result{Err: first.Err}
 		} else {
