@@ -95,13 +95,43 @@ func appendString(b []byte, s string) []byte {
 
 // encodeSegment returns the frame of evs (all of one source, at most
 // maxSegmentEvents).
-func encodeSegment(evs []*Event) []byte {
-	n := 8
+func encodeSegment(evs []*Event) []byte { return appendSegment(nil, evs) }
+
+// segmentBound is the most bytes the frame of evs takes: exact unless a
+// header value is cut or cleaned (headerValue), which only shortens it.
+func segmentBound(evs []*Event) int {
+	n := uvarintLen(uint64(len(evs)))
 	for _, ev := range evs {
-		n += 1 + 9*2 + len(ev.Type) + len(ev.MessageID) + len(ev.RequestID) + len(ev.UserAgent) + len(ev.LiFatID) +
-			len(ev.ReplayFor) + len(ev.Trust) + len(ev.DedupID) + len(ev.Doc)
+		n += 1 + stringSize(len(ev.Type)) + stringSize(len(ev.MessageID)) +
+			stringSize(len(ev.RequestID)) + stringSize(len(ev.UserAgent)) +
+			stringSize(len(ev.LiFatID)) + stringSize(len(ev.ReplayFor)) +
+			stringSize(len(ev.Trust)) + stringSize(len(ev.DedupID)) + stringSize(len(ev.Doc))
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// stringSize is what a string of l bytes takes in a frame: its uvarint
+// length and its bytes.
+func stringSize(l int) int { return uvarintLen(uint64(l)) + l }
+
+// uvarintLen is the length of v as a uvarint.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// appendSegment appends the frame of evs to dst; when dst has not room
+// for it, the frame gets a new array of segmentBound's size, so that it
+// is never copied as it grows.
+func appendSegment(dst []byte, evs []*Event) []byte {
+	b := dst
+	if n := segmentBound(evs); cap(b)-len(b) < n {
+		b = make([]byte, len(dst), len(dst)+n)
+		copy(b, dst)
+	}
 	b = binary.AppendUvarint(b, uint64(len(evs)))
 	for _, ev := range evs {
 		b = append(b, 0)
