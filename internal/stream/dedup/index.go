@@ -653,11 +653,19 @@ func raise(a *atomic.Uint64, v uint64) {
 // merge is the store's merge operator: of an entry's operands the one with
 // the smallest position (the first 8 bytes), of Covered's the largest.
 // Every flush and compaction calls it for every entry, most of which have
-// one operand: it allocates once, the merger with room for the value.
+// one operand: it allocates nothing, its mergers, with room for the value,
+// come from a pool, and each goes back when pebble closes the Closer that
+// Finish returned (pebble keeps the value only until then). One merger
+// allocated per entry was 6% of the index's CPU in allocation alone
+// (BenchmarkGrow, 3 million keys), and more in garbage collection.
 func merge(key, value []byte) (pebble.ValueMerger, error) {
-	m := &merger{largest: bytes.Equal(key, coveredKey)}
+	m := mergers.Get().(*merger)
+	m.largest, m.v = bytes.Equal(key, coveredKey), nil
 	return m, m.add(value)
 }
+
+// mergers are the pool of merge's mergers.
+var mergers = sync.Pool{New: func() any { return new(merger) }}
 
 type merger struct {
 	largest bool
@@ -682,8 +690,17 @@ func (m *merger) add(v []byte) error {
 
 func (m *merger) MergeNewer(v []byte) error { return m.add(v) }
 func (m *merger) MergeOlder(v []byte) error { return m.add(v) }
+
+// Finish returns the value kept, valid until the Closer (m) is closed.
 func (m *merger) Finish(bool) ([]byte, io.Closer, error) {
-	return m.v, nil, nil
+	return m.v, m, nil
+}
+
+// Close returns m to the pool: pebble no longer reads its value.
+func (m *merger) Close() error {
+	m.v = nil
+	mergers.Put(m)
+	return nil
 }
 
 // Covered returns the stream sequence up to which every event is in the

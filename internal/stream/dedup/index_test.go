@@ -1,12 +1,14 @@
 package dedup
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -542,5 +544,74 @@ func TestCompactionOptions(t *testing.T) {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("pebble's options have no %q:\n%s", strings.TrimSpace(want), text)
 		}
+	}
+}
+
+// TestMergeReusesMergers: the merge operator keeps the smallest position of
+// an entry and the largest Covered whatever the order of the operands,
+// with mergers reused from its pool (two open at once keep their own
+// values), and a merge allocates nothing.
+func TestMergeReusesMergers(t *testing.T) {
+	be := func(v ...uint64) []byte {
+		var b []byte
+		for _, x := range v {
+			b = binary.BigEndian.AppendUint64(b, x)
+		}
+		return b
+	}
+	ek := entryKey(nil, 7, key("a"))
+	for round := range 50 {
+		n := uint64(round)
+		e, err := merge(ek, be(100+n, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := merge(coveredKey, be(100+n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []uint64{50 + n, 200 + n, 50 + n + 1} {
+			if err := e.MergeOlder(be(v, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.MergeNewer(be(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ev, ecl, err := e.Finish(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cv, ccl, err := c.Finish(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := be(50+n, 2); !bytes.Equal(ev, want) {
+			t.Fatalf("round %d: entry merged to %x, want %x", round, ev, want)
+		}
+		if want := be(200 + n); !bytes.Equal(cv, want) {
+			t.Fatalf("round %d: covered merged to %x, want %x", round, cv, want)
+		}
+		for _, cl := range []io.Closer{ecl, ccl} {
+			if cl != nil {
+				if err := cl.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops pooled mergers at random: allocations vary")
+	}
+	v := be(1, 2)
+	allocs := testing.AllocsPerRun(100, func() {
+		m, _ := merge(ek, v)
+		_ = m.MergeNewer(v)
+		if _, cl, _ := m.Finish(true); cl != nil {
+			cl.Close()
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a merge allocates %v times, want 0", allocs)
 	}
 }
