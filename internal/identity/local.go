@@ -7,9 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,9 +50,6 @@ const localFormat = "capstan-identity-pebble-1"
 // the write time (Unix ms, 8 bytes) and the profile's JSON.
 var formatKey = []byte("mformat")
 
-// stripes is the number of locks compare-and-set spreads keys over.
-const stripes = 256
-
 // LocalConfig configures OpenLocal. The zero value of a field but Dir
 // means its default.
 type LocalConfig struct {
@@ -88,8 +85,7 @@ type Local struct {
 	// write Adds its key to it first (localdb.Filter).
 	filter *localdb.Filter
 	dir    string
-	seed   maphash.Seed
-	locks  [stripes]sync.Mutex // by key hash: compare-and-set
+	keys   keyLocks // by key: compare-and-set
 
 	expiry atomic.Pointer[expiry] // nil until bind: nothing expires
 	sweeps sync.Once              // started by the first bind
@@ -127,7 +123,7 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 	case err != nil:
 		return nil, fmt.Errorf("open identity store %s (damaged? it is derived data: remove the directory to start an empty graph): %w", cfg.Dir, err)
 	}
-	l := &Local{store: store, db: store.DB, filter: store.Filter(), dir: cfg.Dir, seed: maphash.MakeSeed()}
+	l := &Local{store: store, db: store.DB, filter: store.Filter(), dir: cfg.Dir}
 	if err := store.CheckFormat(formatKey, localFormat); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
@@ -173,10 +169,6 @@ func profileKey(k []byte) (string, bool) {
 		return "", false
 	}
 	return string(k[0]) + "." + hex.EncodeToString(k[1:]), true
-}
-
-func (l *Local) stripe(key string) *sync.Mutex {
-	return &l.locks[maphash.String(l.seed, key)%stripes]
 }
 
 // value decodes a stored value; expired reports it is past the TTL.
@@ -276,9 +268,7 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 		return 0, err
 	}
 	defer l.store.Release()
-	mu := l.stripe(key)
-	mu.Lock()
-	defer mu.Unlock()
+	defer l.keys.unlock(key, l.keys.lock(key))
 	next, err := l.check(k, rev)
 	if err != nil {
 		return 0, err
@@ -301,16 +291,8 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 		return revs, errs
 	}
 	defer l.store.Release()
-	var held [stripes]bool
-	for _, key := range keys {
-		held[maphash.String(l.seed, key)%stripes] = true
-	}
-	for i, h := range held { // in order: no deadlock with another createAll
-		if h {
-			l.locks[i].Lock()
-			defer l.locks[i].Unlock()
-		}
-	}
+	locked := slices.Compact(slices.Sorted(slices.Values(keys))) // in order: no deadlock (keyLocks)
+	defer l.keys.unlockAll(locked, l.keys.lockAll(locked))
 	// New profiles, most of them: the filter knows nearly all of them
 	// absent, and one probe reads the others, in key order (localdb.Order:
 	// half the CPU of a look-up in a grown store), testing the bloom
@@ -365,9 +347,7 @@ func (l *Local) purge(_ context.Context, key string) error {
 		return err
 	}
 	defer l.store.Release()
-	mu := l.stripe(key)
-	mu.Lock()
-	defer mu.Unlock()
+	defer l.keys.unlock(key, l.keys.lock(key))
 	return l.db.Delete(k, pebble.Sync)
 }
 
@@ -432,6 +412,20 @@ func (l *Local) sweep() (int, error) {
 	if e := l.expiry.Load(); e == nil || e.ttl <= 0 {
 		return 0, nil
 	}
+	// The sweep locks and unlocks each key's mutex itself, one key at a
+	// time: its entry is held (counted) from lock(k) to the next key's
+	// lock, or the sweep's end, so that it stays the key's meanwhile.
+	var (
+		prev  string
+		entry *keyLock
+	)
+	defer func() {
+		if entry != nil {
+			l.keys.mu.Lock()
+			l.keys.unref(prev, entry)
+			l.keys.mu.Unlock()
+		}
+	}()
 	return l.store.Sweep([]byte{'a'}, []byte{'v'}, func(k, v []byte) bool {
 		if _, ok := profileKey(k); !ok {
 			return false // a meta key
@@ -440,7 +434,13 @@ func (l *Local) sweep() (int, error) {
 		return err == nil && !s.exists
 	}, func(k []byte) *sync.Mutex {
 		key, _ := profileKey(k)
-		return l.stripe(key)
+		l.keys.mu.Lock()
+		defer l.keys.mu.Unlock()
+		if entry != nil {
+			l.keys.unref(prev, entry)
+		}
+		prev, entry = key, l.keys.ref(key)
+		return &entry.mu
 	})
 }
 

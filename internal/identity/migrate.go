@@ -58,9 +58,7 @@ func (l *Local) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh bool
 	}
 	// A key of the batch not yet committed cannot come twice: the watch
 	// gives the last value of each key once.
-	mu := l.stripe(e.Key())
-	mu.Lock()
-	defer mu.Unlock()
+	defer l.keys.unlock(e.Key(), l.keys.lock(e.Key()))
 	rev := uint64(1)
 	if !fresh {
 		rev, err = l.check(k, 0)
