@@ -234,3 +234,38 @@ func BenchmarkProfileMemory(b *testing.B) {
 	b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "heap-B/profile")
 	b.ReportMetric(float64(after)/(1<<20), "heap-MB")
 }
+
+// BenchmarkObserveAllNew is delivery's graph work for a chunk of new
+// visitors on the local store, per event: ObserveAll of 64 events (each a
+// new browser with a click id, or a sign-up linking a new user to a new
+// browser), then EnrichKeys of each from the memo.
+func BenchmarkObserveAllNew(b *testing.B) {
+	g := openGraph(b, nil, Config{Store: openLocal(b), HashEmail: hashEmail})
+	const chunk = 64
+	obs := make([]Observation, 0, chunk)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i += chunk {
+		b.StopTimer()
+		obs = obs[:0]
+		for j := i; j < min(i+chunk, b.N); j++ {
+			s := fmt.Sprintf(`{"type":"page","anonymousId":"3f0b0c3e-9c1d-4f1e-a1e7-%012d","properties":{"li_fat_id":"L%[1]d"}}`, j)
+			if j%2 == 1 {
+				s = fmt.Sprintf(`{"type":"identify","userId":"new-user-%d","anonymousId":"3f0b0c3e-9c1d-4f1e-a1e7-%012[1]d","traits":{"email":"n%[1]d@example.com"}}`, j)
+			}
+			ev := parse(b, s)
+			obs = append(obs, Observation{Event: ev, Captured: Capture(ev), Trusted: true, Keys: KeysOf(ev)})
+		}
+		b.StartTimer()
+		for j, err := range g.ObserveAll(ctx, obs) {
+			if err != nil {
+				b.Fatalf("observe %d: %v", i+j, err)
+			}
+		}
+		for _, o := range obs {
+			if _, err := g.EnrichKeys(ctx, o.Keys, "", o.Captured); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
