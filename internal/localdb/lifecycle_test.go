@@ -28,7 +28,8 @@ func openTest(t *testing.T) *DB {
 }
 
 // TestClosedUses: after Close, every use fails with an error wrapping
-// ErrClosed that names the store, a second Close too.
+// ErrClosed that names the store; a second Close returns the first's
+// result.
 func TestClosedUses(t *testing.T) {
 	d := openTest(t)
 	if err := d.Close(); err != nil {
@@ -41,11 +42,42 @@ func TestClosedUses(t *testing.T) {
 		"Checkpoint": d.Checkpoint(filepath.Join(t.TempDir(), "copy")),
 		"Figures":    figErr,
 		"Sweep":      sweepErr,
-		"Close":      d.Close(),
 	} {
 		if !errors.Is(err, ErrClosed) || err.Error() != "test store closed" {
 			t.Errorf("%s after Close: %v, want %q wrapping ErrClosed", name, err, "test store closed")
 		}
+	}
+}
+
+// TestSecondCloseWaits: a Close while another is under way (two goroutines
+// stopping one store) returns only when the first is done, with its
+// result: the directory's lock is free by then, so the store reopens.
+func TestSecondCloseWaits(t *testing.T) {
+	d := openTest(t)
+	if err := d.Acquire(); err != nil { // holds the first Close up
+		t.Fatal(err)
+	}
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { first <- d.Close() }()
+	<-d.stop // the first Close has begun
+	go func() { second <- d.Close() }()
+	select {
+	case err := <-second:
+		t.Fatalf("the second Close returned (%v) before the first was done", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	d.Release()
+	if err := <-second; err != nil {
+		t.Errorf("second Close: %v, want the first's result, nil", err)
+	}
+	// The second has returned: the store is closed, its lock released.
+	c, err := Open(Options{Dir: d.dir, MemoryBytes: 8 << 20, What: "again"})
+	if err != nil {
+		t.Fatalf("Open after the second Close returned: %v", err)
+	}
+	c.Close()
+	if err := <-first; err != nil {
+		t.Errorf("first Close: %v", err)
 	}
 }
 

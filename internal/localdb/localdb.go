@@ -86,9 +86,12 @@ type DB struct {
 	closed    bool
 	errClosed error // "<what> closed", wrapping ErrClosed
 
-	stop     chan struct{} // closed by Close: the syncer and the sweeps stop
-	stopOnce sync.Once
-	tasks    sync.WaitGroup // the syncer and the sweeps
+	stop  chan struct{}  // closed by Close: the syncer and the sweeps stop
+	tasks sync.WaitGroup // the syncer and the sweeps
+
+	closeOnce sync.Once
+	closeDone chan struct{} // closed when the first Close has returned
+	closeErr  error         // the first Close's result, set before closeDone
 }
 
 // Open opens (or creates) the store in o.Dir and starts its log syncer.
@@ -155,6 +158,7 @@ func Open(o Options) (*DB, error) {
 		return nil, err
 	}
 	d := &DB{DB: db, cache: cache, lock: f, dir: o.Dir, what: o.What, log: log, stop: make(chan struct{}),
+		closeDone: make(chan struct{}),
 		errClosed: fmt.Errorf("%s %w", o.What, ErrClosed)}
 	d.repeat(WALSync, d.syncLog)
 	if o.FilterBytes > 0 {
@@ -244,16 +248,22 @@ func (d *DB) repeat(every time.Duration, fn func()) {
 // Close stops the sweeps and the syncer, waits for the uses under way
 // (Acquire) and the sweeps to end, syncs the log if there were writes
 // since its last sync, and closes the database, the cache and the lock.
-// A sweep under way stops at its next key. Uses after Close, and a second
-// Close, fail with an error wrapping ErrClosed. The caller stops its own
-// users first.
+// A sweep under way stops at its next key. Uses after Close fail with an
+// error wrapping ErrClosed. A second Close, concurrent or later, waits for
+// the first to be done (the lock released) and returns its result. The
+// caller stops its own users first.
 func (d *DB) Close() error {
-	d.stopOnce.Do(func() { close(d.stop) }) // first: a sweep under way stops
+	d.closeOnce.Do(func() {
+		d.closeErr = d.close()
+		close(d.closeDone)
+	})
+	<-d.closeDone
+	return d.closeErr
+}
+
+func (d *DB) close() error {
+	close(d.stop) // first: a sweep under way stops
 	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return d.errClosed
-	}
 	d.closed = true
 	d.mu.Unlock()
 	d.tasks.Wait()

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -88,10 +87,9 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 	}
 	if err != nil {
 		log.Warn("de-duplication index damaged; rebuilding it from the events of the window", "dir", cfg.Dir, "error", err)
-		if rerr := os.RemoveAll(cfg.Dir); rerr != nil {
-			return nil, fmt.Errorf("de-duplication index: %w (and removing it: %w)", err, rerr)
-		}
-		if x, err = dedup.Open(opt); err != nil {
+		// Emptied under the directory's lock: a second opener (two
+		// replicas given one directory) is refused, never races the rebuild.
+		if x, err = dedup.OpenEmpty(opt); err != nil {
 			return nil, fmt.Errorf("de-duplication index: %w", err)
 		}
 	}
@@ -99,11 +97,7 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 	// directory) remembers events the stream no longer holds: rebuild it.
 	if last, err := e.LastEventSeq(ctx); err == nil && x.Covered() > last {
 		log.Warn("de-duplication index is ahead of the event stream (restored?); rebuilding it from the events of the window", "covered", x.Covered(), "last_seq", last)
-		_ = x.Close()
-		if err := os.RemoveAll(cfg.Dir); err != nil {
-			return nil, fmt.Errorf("de-duplication index: %w", err)
-		}
-		if x, err = dedup.Open(opt); err != nil {
+		if x, err = x.Rebuild(); err != nil { // the lock held throughout
 			return nil, fmt.Errorf("de-duplication index: %w", err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,6 +107,7 @@ type Index struct {
 	cache  *pebble.Cache
 	lock   *os.File // the directory, flocked while open
 	dir    string
+	opt    Options // as opened, with defaults: for Rebuild
 	window time.Duration
 	now    func() time.Time
 
@@ -152,20 +154,67 @@ func Open(opt Options) (*Index, error) {
 	return openClock(opt, time.Now)
 }
 
+// OpenEmpty opens a new, empty index in opt.Dir in place of whatever the
+// directory holds (an index Open found damaged): it takes the directory's
+// lock, removes the directory's contents and opens the index, holding the
+// lock throughout. A directory another Index holds is refused, "in use"
+// as by Open, and left as it is.
+func OpenEmpty(opt Options) (*Index, error) {
+	return openIndex(opt, time.Now, nil, true)
+}
+
+// Rebuild closes x and opens a new, empty index in its directory in its
+// place (an index ahead of the stream it covers): Close then OpenEmpty,
+// but the directory's lock is held from x's opening to the new index's
+// close, so that no other Index opens the directory meanwhile. x is
+// closed whatever the outcome.
+func (x *Index) Rebuild() (*Index, error) {
+	lock, err := x.close(true)
+	if lock == nil {
+		return nil, err // closed already
+	}
+	// An error closing the store is of the index thrown away: its files go.
+	return openIndex(x.opt, x.now, lock, true)
+}
+
+// afterClear, when set (by tests), runs when an OpenEmpty or Rebuild has
+// emptied the directory, before it opens the new index there.
+var afterClear func(dir string)
+
 // openClock is Open with a clock, for tests of the window.
 func openClock(opt Options, now func() time.Time) (*Index, error) {
+	return openIndex(opt, now, nil, false)
+}
+
+// openIndex opens the index in opt.Dir under lock, the directory's flock (nil:
+// openIndex takes it), and first removes the directory's contents if empty.
+// On an error the lock is released.
+func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*Index, error) {
 	opt, err := opt.withDefaults()
 	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, err
 	}
-	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("open de-duplication index: %w", err)
+	if lock == nil {
+		if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("open de-duplication index: %w", err)
+		}
+		if lock, err = lockDir(opt.Dir); err != nil {
+			return nil, err
+		}
 	}
-	lock, err := lockDir(opt.Dir)
-	if err != nil {
-		return nil, err
+	if empty {
+		if err := clearDir(opt.Dir); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("open de-duplication index %s: empty the directory: %w", opt.Dir, err)
+		}
+		if afterClear != nil {
+			afterClear(opt.Dir)
+		}
 	}
-	x := &Index{lock: lock, dir: opt.Dir, window: opt.Window, now: now, log: opt.Logger}
+	x := &Index{lock: lock, dir: opt.Dir, opt: opt, window: opt.Window, now: now, log: opt.Logger}
 	x.filters = filters{
 		size:  opt.filterBytes,
 		built: make(chan struct{}),
@@ -325,6 +374,21 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// clearDir removes everything in dir but dir itself, whose open file
+// holds the Index's flock.
+func clearDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // load checks the format and reads Covered; a new index gets its format.
 func (x *Index) load() error {
 	v, err := x.get(formatKey)
@@ -364,12 +428,22 @@ func (x *Index) get(key []byte) ([]byte, error) {
 
 // Close flushes and closes the index. Later calls return ErrClosed.
 func (x *Index) Close() error {
+	lock, err := x.close(false)
+	if lock != nil {
+		lock.Close()
+	}
+	return err
+}
+
+// close closes x; it returns the directory's lock, released unless
+// keepLock (Rebuild), or nil if x was closed already.
+func (x *Index) close(keepLock bool) (*os.File, error) {
 	x.filters.stop.Store(true)
 	<-x.filters.built
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	x.closed = true
 	// Not needed for exactness (a lost buffer is caught up at start), but
@@ -378,11 +452,15 @@ func (x *Index) Close() error {
 	x.buf.writes.Wait()
 	err := x.db.Close()
 	x.cache.Unref()
-	x.lock.Close()
-	if err = errors.Join(ferr, err); err != nil {
-		return fmt.Errorf("close de-duplication index %s: %w", x.dir, err)
+	lock := x.lock
+	if !keepLock {
+		lock.Close()
+		lock = nil
 	}
-	return nil
+	if err = errors.Join(ferr, err); err != nil {
+		return lock, fmt.Errorf("close de-duplication index %s: %w", x.dir, err)
+	}
+	return lock, nil
 }
 
 // partition is the partition of an Add at t: entries of partition p expire

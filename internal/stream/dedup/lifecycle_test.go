@@ -134,3 +134,73 @@ func TestFatalStoreErrorEndsProcess(t *testing.T) {
 		t.Errorf("the child ended with status %d, want 1 after the error line (no panic):\n%s", code, text)
 	}
 }
+
+// TestRebuildHoldsLock: a rebuild (OpenEmpty of a damaged index, Rebuild
+// of one ahead of its stream) empties the directory and opens the new
+// index while holding the directory's lock, so a second opener at any
+// point of it (two replicas misconfigured onto one directory, with an
+// external engine and so no data-directory lock) is refused "in use"
+// rather than opening the directory being emptied. The new index is empty
+// and holds none of the old files.
+func TestRebuildHoldsLock(t *testing.T) {
+	var during []error
+	afterClear = func(dir string) {
+		y, err := Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes})
+		if err == nil {
+			y.Close()
+		}
+		during = append(during, err)
+	}
+	defer func() { afterClear = nil }()
+	for _, how := range []string{"OpenEmpty", "Rebuild"} {
+		t.Run(how, func(t *testing.T) {
+			during = nil
+			dir := t.TempDir()
+			a, err := Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := addKeys(a, 1000); err != nil {
+				t.Fatal(err)
+			}
+			stray := dir + "/stray"
+			if err := os.WriteFile(stray, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var b *Index
+			if how == "Rebuild" {
+				b, err = a.Rebuild()
+			} else {
+				if err := a.Close(); err != nil {
+					t.Fatal(err)
+				}
+				b, err = OpenEmpty(Options{Dir: dir, MemoryBytes: MinMemoryBytes})
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", how, err)
+			}
+			defer b.Close()
+			if len(during) != 1 {
+				t.Fatalf("%s: the directory was emptied %d times, want 1", how, len(during))
+			}
+			if err := during[0]; err == nil || errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "in use") {
+				t.Errorf("Open during %s: %v, want in use", how, err)
+			}
+			if got := b.Covered(); got != 0 {
+				t.Errorf("after %s: Covered = %d, want 0", how, got)
+			}
+			if got := check(t, b, key("0"), key("999")); got[0] != 0 || got[1] != 0 {
+				t.Errorf("after %s: old keys found at %v", how, got)
+			}
+			if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("after %s: stray file: %v, want removed", how, err)
+			}
+			if _, err := Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes}); err == nil || !strings.Contains(err.Error(), "in use") {
+				t.Errorf("Open after %s: %v, want in use", how, err)
+			}
+			if _, err := a.Rebuild(); !errors.Is(err, ErrClosed) {
+				t.Errorf("Rebuild of a closed index: %v, want ErrClosed", err)
+			}
+		})
+	}
+}
