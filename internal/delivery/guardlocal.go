@@ -7,10 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -49,9 +48,6 @@ const guardFormat = "capstan-eventids-pebble-1"
 // ms, 8 bytes, big-endian) and the bucket's value.
 var guardFormatKey = []byte("mformat")
 
-// guardStripes is the number of locks create-if-absent spreads keys over.
-const guardStripes = 256
-
 // GuardLocal is the eventId collision guard's store on the local disk
 // (pebble), used with the embedded engine: unlike the KV bucket, whose
 // file store keeps an index entry in memory for every key (258 bytes of
@@ -77,10 +73,11 @@ type GuardLocal struct {
 	// would succeed, and another content go out under the eventId.
 	filter *localdb.Filter
 	dir    string
-	seed   maphash.Seed
-	locks  [guardStripes]sync.Mutex
-	ttl    time.Duration
-	now    func() time.Time
+	// keys locks the encoded keys (string(k)) of create-if-absent, the
+	// compare-and-delete and the sweep.
+	keys localdb.KeyLocks
+	ttl  time.Duration
+	now  func() time.Time
 }
 
 // GuardLocalConfig configures OpenGuardLocal. The zero value of a field
@@ -127,7 +124,7 @@ func OpenGuardLocal(cfg GuardLocalConfig) (*GuardLocal, error) {
 	case err != nil:
 		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
 	}
-	l := &GuardLocal{store: store, db: store.DB, filter: store.Filter(), dir: cfg.Dir, seed: maphash.MakeSeed(), ttl: GuardTTL, now: cfg.now}
+	l := &GuardLocal{store: store, db: store.DB, filter: store.Filter(), dir: cfg.Dir, ttl: GuardTTL, now: cfg.now}
 	if err := store.CheckFormat(guardFormatKey, guardFormat); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("open eventId guard store %s: %w", cfg.Dir, err)
@@ -172,10 +169,6 @@ func appendGuardLocalKey(dst []byte, key string) ([]byte, error) {
 		return nil, fmt.Errorf("eventId guard store: malformed key %q", key)
 	}
 	return dst[start:len(dst):len(dst)], nil
-}
-
-func (l *GuardLocal) stripe(k []byte) *sync.Mutex {
-	return &l.locks[maphash.Bytes(l.seed, k)%guardStripes]
 }
 
 // live returns the value in v (a stored value) and whether it has not
@@ -286,19 +279,25 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 	// stays where it was written).
 	ks := make([][]byte, len(keys))
 	kbuf := make([]byte, 0, len(keys)*guardLocalKeyMax)
-	var held [guardStripes]bool
+	ends := make([]int, len(keys)) // of the valid keys in kbuf
 	for i, key := range keys {
 		if ks[i], errs[i] = appendGuardLocalKey(kbuf, key); errs[i] == nil {
 			kbuf = kbuf[:len(kbuf)+len(ks[i])]
-			held[maphash.Bytes(l.seed, ks[i])%guardStripes] = true
+			ends[i] = len(kbuf)
 		}
 	}
-	for i, h := range held { // in order: no deadlock with another createAll
-		if h {
-			l.locks[i].Lock()
-			defer l.locks[i].Unlock()
+	// The keys to lock: the valid ones, as strings of one copy of kbuf,
+	// sorted and each once (in order: no deadlock, localdb.KeyLocks).
+	locked := make([]string, 0, len(keys))
+	all := string(kbuf)
+	for i := range keys {
+		if errs[i] == nil {
+			locked = append(locked, all[ends[i]-len(ks[i]):ends[i]])
 		}
 	}
+	slices.Sort(locked)
+	locked = slices.Compact(locked)
+	defer l.keys.UnlockAll(locked, l.keys.LockAll(locked))
 	// New eventIds, nearly all: the filter knows nearly all of them
 	// absent, and one probe reads the others, in key order (localdb.Order:
 	// half the CPU of a look-up in a grown store), testing the bloom
@@ -398,9 +397,8 @@ func (l *GuardLocal) deleteIf(_ context.Context, key string, value []byte) error
 		return err
 	}
 	defer l.store.Release()
-	mu := l.stripe(k)
-	mu.Lock()
-	defer mu.Unlock()
+	sk := string(k)
+	defer l.keys.Unlock(sk, l.keys.Lock(sk))
 	v, ok, err := l.read(k)
 	if err != nil || !ok || !bytes.Equal(v, value) {
 		return err
@@ -421,10 +419,12 @@ func (l *GuardLocal) sync(context.Context) error {
 // sweep removes the expired keys, localdb.SweepChunk at a time, and
 // returns how many.
 func (l *GuardLocal) sweep() (int, error) {
+	lock, done := l.keys.SweepLock(func(k []byte) string { return string(k) })
+	defer done()
 	return l.store.Sweep([]byte{'e'}, []byte{'h'}, func(_, v []byte) bool {
 		_, ok := l.live(v)
 		return !ok
-	}, l.stripe)
+	}, lock)
 }
 
 // Checkpoint writes a consistent copy of the store to dir, which must not

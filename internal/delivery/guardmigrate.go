@@ -56,9 +56,8 @@ func (l *GuardLocal) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh
 	if _, ok := l.live(v); !ok {
 		return localdb.Skipped, nil // expired in the bucket too
 	}
-	mu := l.stripe(k)
-	mu.Lock()
-	defer mu.Unlock()
+	sk := string(k)
+	defer l.keys.Unlock(sk, l.keys.Lock(sk))
 	exists := false
 	if !fresh {
 		if _, exists, err = l.read(k); err != nil {

@@ -84,7 +84,7 @@ func TestLocalLocksByKey(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a create naming a key twice waited for itself")
 	}
-	if len(l.keys.held) != 0 {
-		t.Errorf("%d keys still locked after every write returned", len(l.keys.held))
+	if n := l.keys.InUse(); n != 0 {
+		t.Errorf("%d keys still locked after every write returned", n)
 	}
 }

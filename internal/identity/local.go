@@ -85,7 +85,7 @@ type Local struct {
 	// write Adds its key to it first (localdb.Filter).
 	filter *localdb.Filter
 	dir    string
-	keys   keyLocks // by key: compare-and-set
+	keys   localdb.KeyLocks // by key: compare-and-set
 
 	expiry atomic.Pointer[expiry] // nil until bind: nothing expires
 	sweeps sync.Once              // started by the first bind
@@ -268,7 +268,7 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 		return 0, err
 	}
 	defer l.store.Release()
-	defer l.keys.unlock(key, l.keys.lock(key))
+	defer l.keys.Unlock(key, l.keys.Lock(key))
 	next, err := l.check(k, rev)
 	if err != nil {
 		return 0, err
@@ -291,8 +291,8 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 		return revs, errs
 	}
 	defer l.store.Release()
-	locked := slices.Compact(slices.Sorted(slices.Values(keys))) // in order: no deadlock (keyLocks)
-	defer l.keys.unlockAll(locked, l.keys.lockAll(locked))
+	locked := slices.Compact(slices.Sorted(slices.Values(keys))) // in order: no deadlock (localdb.KeyLocks)
+	defer l.keys.UnlockAll(locked, l.keys.LockAll(locked))
 	// New profiles, most of them: the filter knows nearly all of them
 	// absent, and one probe reads the others, in key order (localdb.Order:
 	// half the CPU of a look-up in a grown store), testing the bloom
@@ -347,7 +347,7 @@ func (l *Local) purge(_ context.Context, key string) error {
 		return err
 	}
 	defer l.store.Release()
-	defer l.keys.unlock(key, l.keys.lock(key))
+	defer l.keys.Unlock(key, l.keys.Lock(key))
 	return l.db.Delete(k, pebble.Sync)
 }
 
@@ -412,36 +412,18 @@ func (l *Local) sweep() (int, error) {
 	if e := l.expiry.Load(); e == nil || e.ttl <= 0 {
 		return 0, nil
 	}
-	// The sweep locks and unlocks each key's mutex itself, one key at a
-	// time: its entry is held (counted) from lock(k) to the next key's
-	// lock, or the sweep's end, so that it stays the key's meanwhile.
-	var (
-		prev  string
-		entry *keyLock
-	)
-	defer func() {
-		if entry != nil {
-			l.keys.mu.Lock()
-			l.keys.unref(prev, entry)
-			l.keys.mu.Unlock()
-		}
-	}()
+	lock, done := l.keys.SweepLock(func(k []byte) string {
+		key, _ := profileKey(k)
+		return key
+	})
+	defer done()
 	return l.store.Sweep([]byte{'a'}, []byte{'v'}, func(k, v []byte) bool {
 		if _, ok := profileKey(k); !ok {
 			return false // a meta key
 		}
 		s, err := l.value(v)
 		return err == nil && !s.exists
-	}, func(k []byte) *sync.Mutex {
-		key, _ := profileKey(k)
-		l.keys.mu.Lock()
-		defer l.keys.mu.Unlock()
-		if entry != nil {
-			l.keys.unref(prev, entry)
-		}
-		prev, entry = key, l.keys.ref(key)
-		return &entry.mu
-	})
+	}, lock)
 }
 
 // Checkpoint writes a consistent copy of the store to dir, which must not

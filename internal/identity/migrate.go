@@ -58,7 +58,7 @@ func (l *Local) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh bool
 	}
 	// A key of the batch not yet committed cannot come twice: the watch
 	// gives the last value of each key once.
-	defer l.keys.unlock(e.Key(), l.keys.lock(e.Key()))
+	defer l.keys.Unlock(e.Key(), l.keys.Lock(e.Key()))
 	rev := uint64(1)
 	if !fresh {
 		rev, err = l.check(k, 0)
