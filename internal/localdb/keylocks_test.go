@@ -34,6 +34,9 @@ func TestKeyLocks(t *testing.T) {
 	for _, key := range []string{"x", "y"} {
 		mu := lock([]byte(key))
 		mu.Lock()
+		if n := k.InUse(); n != 1 {
+			t.Errorf("%d keys in use while the sweep holds %s, want 1", n, key)
+		}
 		mu.Unlock()
 	}
 	if n := k.InUse(); n != 1 {
