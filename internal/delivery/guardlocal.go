@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -286,17 +285,20 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 			ends[i] = len(kbuf)
 		}
 	}
+	// The keys in order, for the locks and for the probe below.
+	order := localdb.Order(ks)
 	// The keys to lock: the valid ones, as strings of one copy of kbuf,
 	// sorted and each once (in order: no deadlock, localdb.KeyLocks).
 	locked := make([]string, 0, len(keys))
 	all := string(kbuf)
-	for i := range keys {
-		if errs[i] == nil {
-			locked = append(locked, all[ends[i]-len(ks[i]):ends[i]])
+	for _, i := range order {
+		if errs[i] != nil {
+			continue
+		}
+		if k := all[ends[i]-len(ks[i]) : ends[i]]; len(locked) == 0 || locked[len(locked)-1] != k {
+			locked = append(locked, k)
 		}
 	}
-	slices.Sort(locked)
-	locked = slices.Compact(locked)
 	defer l.keys.UnlockAll(locked, l.keys.LockAll(locked))
 	// New eventIds, nearly all: the filter knows nearly all of them
 	// absent, and one probe reads the others, in key order (localdb.Order:
@@ -319,7 +321,7 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 	// In key order a key given twice comes right after its first
 	// occurrence: last is the key most recently written.
 	var last []byte
-	for _, i := range localdb.Order(ks) {
+	for _, i := range order {
 		k := ks[i]
 		if errs[i] != nil {
 			continue
