@@ -201,6 +201,7 @@ ROWS=$(jq -rs --rawfile views "$VIEWS" '
 	   ($r.requests_per_s | round | tostring), ($r.errors | tostring),
 	   (if $r.server_cpu_us_per_event < 0 then "?" else ($r.server_cpu_us_per_event * 10 | round / 10 | tostring) end),
 	   ($r.loadgen_cpu_cores * 100 | round / 100 | tostring),
+	   (if ($r.server_runq_per_cpu // -1) < 0 then "?" else ($r.server_runq_per_cpu * 100 | round / 100 | tostring) end),
 	   ($r.mean_ms * 100 | round / 100 | tostring),
 	   ($v[$t + "/" + ($r.round | tostring)] // "— | — | — | — | — | — | — | — | — | — | — | —"),
 	   ($r.loadavg_start | split(" ")[0])]
@@ -238,11 +239,12 @@ SUMMARY=$(jq -rs '
 	echo "Open loop: $RATE requests/s on a fixed schedule (up to $OPEN_CONC connections; the null server with loadgen's \`-client $CLIENT_A\`), $WARMUP of warm-up, then $DURATION measured; latency from the scheduled send time to the full response."
 	echo "\"disk\" (BENCH_DISK=1) is no server: \`bench/fsyncfloor\` appends 1,080-byte records (a single-event segment as stored in EVENTS) at the same rate to a file in the work directory, on the data directories' disk, and fsyncs them one sync at a time, each sync covering every record due by its start, in its own window of the round: the disk's state in that round; its latency is from a record's due time to the end of the fsync that covered it (its sync calls alone: \`sync_p99_ms\` in \`results.jsonl\`; \`over_5ms_bound_pct\`: the share of the time more than 5 ms before a sync's end, a lower bound of the requests over 5 ms under any commit policy)."
 	echo "\"send lag p99\" is loadgen's own delay from a request's due time to handing it to its HTTP client, part of every latency."
+	echo "\"server's wait for a CPU\" is the seconds the server's threads were runnable but waiting for a processor per CPU second they ran in the window (their /proc schedstat; \"?\" for the disk row and an old loadgen): near 0 on a quiet machine; above ~0.5 the machine's other load, not the server, makes the tail (session 13 measured 3-4 at load 20 on 2 CPUs)."
 	echo "Then capstan's own figures, from /metrics over the whole run (warm-up included): the share of requests whose handler time (\`capstan_ingest_request_duration_seconds\`), store wait (\`capstan_ingest_store_wait_seconds\`: encoding, group-commit queue, publish, acknowledgement, fsync) and queue wait (\`capstan_store_queue_wait_seconds\`: until their commit starts, i.e. a free commit loop) were under 5 ms, the same for commits (\`capstan_store_commit_duration_seconds\`: one group's publish, acknowledgement and sync) and their sync alone (\`capstan_store_sync_duration_seconds\`: its fsync and the one running when it asked), the mean of each, events per commit and requests per commit (queue wait and sync: \"?\" for a binary without them)."
 	echo "Where the time goes, from the means: client mean − handler mean = outside the handler (loadgen, loopback TCP, the HTTP server reading and writing, scheduling); handler − store wait = the handler's own work; store wait − queue wait − commit ≈ the handler's wake-up after its commit; commit − sync = publish and acknowledgement; sync − the disk's own fsync time = waiting for the fsync another commit was running."
 	echo
-	echo "| target | round | p50 | p95 | p99 | p99.9 | max | send lag p99 | req/s | errors | server CPU µs/event | loadgen CPU (cores) | client mean | handler < 5 ms | store wait < 5 ms | queue wait < 5 ms | commit < 5 ms | sync < 5 ms | handler mean | store wait mean | queue wait mean | commit mean | sync mean | events/commit | requests/commit | load (1 min) |"
-	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	echo "| target | round | p50 | p95 | p99 | p99.9 | max | send lag p99 | req/s | errors | server CPU µs/event | loadgen CPU (cores) | server's wait for a CPU (s per CPU-s) | client mean | handler < 5 ms | store wait < 5 ms | queue wait < 5 ms | commit < 5 ms | sync < 5 ms | handler mean | store wait mean | queue wait mean | commit mean | sync mean | events/commit | requests/commit | load (1 min) |"
+	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 	echo "$ROWS"
 	echo
 	echo "## Machine"

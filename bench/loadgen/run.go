@@ -102,6 +102,12 @@ type Result struct {
 	LoadAvg             string    `json:"loadavg_start"`
 	Started             time.Time `json:"started"`
 
+	// Seconds the server's (loadgen's) threads waited for a CPU per CPU
+	// second they ran in the window (/proc schedstat), -1 unknown: the
+	// machine's CPU contention, which every latency includes.
+	ServerRunqPerCPU  float64 `json:"server_runq_per_cpu"`
+	LoadgenRunqPerCPU float64 `json:"loadgen_runq_per_cpu"`
+
 	// Delivery is set with -sandbox (bench/delivery.sh).
 	Delivery *DeliveryResult `json:"delivery,omitempty"`
 }
@@ -606,6 +612,7 @@ func run(c runConfig) (*Result, error) {
 		res.SendLagP50Ms, res.SendLagP99Ms, res.SendLagMaxMs = ms(lag.quantile(0.50)), ms(lag.quantile(0.99)), ms(time.Duration(lag.max))
 	}
 	res.ServerCPUCores, res.LoadgenCPUCores = cpu.cores(secs)
+	res.ServerRunqPerCPU, res.LoadgenRunqPerCPU = cpu.runqPerCPU()
 	res.ServerCPUPerEventUs = -1
 	if res.ServerCPUCores >= 0 && res.Events > 0 {
 		res.ServerCPUPerEventUs = res.ServerCPUCores * secs / float64(res.Events) * 1e6
@@ -637,5 +644,6 @@ func printSummary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "  open loop: %d requests left more than 1 ms after their scheduled time; send lag in the window p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 			r.Late, r.SendLagP50Ms, r.SendLagP99Ms, r.SendLagMaxMs)
 	}
-	fmt.Fprintf(w, "  CPU: server %.2f cores (%.1f µs per event), loadgen %.2f cores\n", r.ServerCPUCores, r.ServerCPUPerEventUs, r.LoadgenCPUCores)
+	fmt.Fprintf(w, "  CPU: server %.2f cores (%.1f µs per event), loadgen %.2f cores; waited for a CPU per CPU second: server %.2f s, loadgen %.2f s\n",
+		r.ServerCPUCores, r.ServerCPUPerEventUs, r.LoadgenCPUCores, r.ServerRunqPerCPU, r.LoadgenRunqPerCPU)
 }
