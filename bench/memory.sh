@@ -38,6 +38,10 @@
 # (1000000: events per chunk and sample), BENCH_DESTINATION (sandbox or
 # none; default sandbox), BENCH_CONCURRENCY (32), BENCH_MEM_MIN_FREE_GB (5),
 # BENCH_DRAIN_TIMEOUT (seconds to wait for delivery after the load, 3600),
+# BENCH_MEM_STREAM_TIMEOUT (seconds the store check, `loadgen stream
+# -timeout`, may take to count EVENTS; default one second per 20,000
+# events, at least 300: 2500 s for 50 million; the read took more than
+# loadgen's default 5 minutes for 50 M events on a loaded machine),
 # BENCH_GOMEMLIMIT (GOMEMLIMIT for capstan, e.g. 900MiB; default unset:
 # capstan's own GC setting, GOGC 400 with a soft limit of 3/4 of the RAM,
 # which lets the heap grow to five times what is live),
@@ -62,10 +66,15 @@ DEST=${BENCH_DESTINATION:-sandbox}
 CONC=${BENCH_CONCURRENCY:-32}
 MIN_FREE_GB=${BENCH_MEM_MIN_FREE_GB:-5}
 DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-3600}
+STREAM_TIMEOUT=${BENCH_MEM_STREAM_TIMEOUT:-}
 PER_REQ=100
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/memory-$DATE.md}
 [[ $TOTAL =~ ^[1-9][0-9]*$ && $EVERY =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_MEM_EVENTS and BENCH_MEM_EVERY must be positive integers" >&2; exit 2; }
+if [[ -z $STREAM_TIMEOUT ]]; then
+	STREAM_TIMEOUT=$((TOTAL / 20000 > 300 ? TOTAL / 20000 : 300))
+fi
+[[ $STREAM_TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_MEM_STREAM_TIMEOUT must be a positive number of seconds" >&2; exit 2; }
 ((EVERY % PER_REQ == 0)) || { echo "BENCH_MEM_EVERY must be a multiple of $PER_REQ" >&2; exit 2; }
 case $DEST in sandbox | none) ;; *) echo "BENCH_DESTINATION must be sandbox or none, got $DEST" >&2; exit 2 ;; esac
 WORK=$(workdir capstan-mem-bench)
@@ -246,8 +255,8 @@ if [[ -n $SBURL && -z $STOPPED ]]; then
 	sample delivered
 fi
 
-log "store check"
-STORED=$(cmd "$BIN/loadgen" stream -engine "$DIR/data/engine.json" | jq .events) || STORED=error
+log "store check (up to ${STREAM_TIMEOUT}s)"
+STORED=$(cmd "$BIN/loadgen" stream -engine "$DIR/data/engine.json" -timeout "${STREAM_TIMEOUT}s" | jq .events) || STORED=error
 sample end
 VERDICT=FAIL
 [[ $STORED == "$ACKED" ]] && VERDICT=OK

@@ -38,6 +38,7 @@ type deliveryConfig struct {
 	metrics    string        // capstan's base URL, for /metrics
 	sandboxPID int           // for its CPU use
 	timeout    time.Duration // longest wait for the backlog after the load
+	readLimit  time.Duration // longest time for reading EVENTS back (-stream-timeout)
 	stall      time.Duration // give up when nothing arrives for this long
 	poll       time.Duration
 }
@@ -361,7 +362,7 @@ func (w *watcher) exact(ctx context.Context, d *DeliveryResult, warmEnd, end tim
 	if w.cfg.engine == "" {
 		return errors.New("no -engine: cannot read receivedAt")
 	}
-	recv, err := readStreamReceived(ctx, w.cfg.engine)
+	recv, err := readStreamReceived(ctx, w.cfg.engine, w.cfg.readLimit)
 	if err != nil {
 		return err
 	}
@@ -494,15 +495,16 @@ func batchStats(batches map[string]int64, single int64) BatchStats {
 
 // readStreamReceived reads every event of capstan's EVENTS stream through
 // capstan's own read path (events are stored in segments) and returns
-// messageId → receivedAt (epoch ms).
-func readStreamReceived(ctx context.Context, ctlPath string) (map[string]int64, error) {
+// messageId → receivedAt (epoch ms). It gives up after limit (attach and
+// read, as "loadgen stream -timeout").
+func readStreamReceived(ctx context.Context, ctlPath string, limit time.Duration) (map[string]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	eng, err := attachEngine(ctx, ctlPath)
 	if err != nil {
 		return nil, err
 	}
 	defer eng.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
 	out := make(map[string]int64)
 	err = eng.ReadEvents(ctx, stream.ReadOptions{}, func(s stream.Stored) error {
 		var ev struct {

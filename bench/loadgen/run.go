@@ -140,6 +140,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&c.delivery.metrics, "metrics", "", "delivery benchmark: capstan's base URL, to read its delivery metrics")
 	fs.IntVar(&c.delivery.sandboxPID, "sandbox-pid", 0, "delivery benchmark: the sandbox's process id, for its CPU use")
 	fs.DurationVar(&c.delivery.timeout, "deliver-timeout", 10*time.Minute, "delivery benchmark: longest wait for the backlog after the load")
+	fs.DurationVar(&c.delivery.readLimit, "stream-timeout", defaultStreamTimeout, "delivery benchmark: longest time for reading every stored event back from EVENTS after the load (as loadgen stream -timeout)")
 	fs.DurationVar(&c.delivery.stall, "deliver-stall", 60*time.Second, "delivery benchmark: give up when nothing is accepted for this long")
 	fs.DurationVar(&c.delivery.poll, "deliver-poll", 200*time.Millisecond, "delivery benchmark: how often to read the sandbox's counters")
 	_ = fs.Parse(args)
@@ -156,6 +157,8 @@ func runCmd(args []string) error {
 		return errors.New("-max-requests must be positive")
 	case c.rate < 0 || c.rate > 100_000:
 		return errors.New("-rate must be 0..100000")
+	case c.delivery.readLimit <= 0:
+		return errors.New("-stream-timeout must be positive")
 	case c.client != "std" && c.client != "raw":
 		return fmt.Errorf("-client %q: want std or raw", c.client)
 	}

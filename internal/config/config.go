@@ -251,7 +251,7 @@ type Dedup struct {
 	// events of the window). Default 24h (Segment's window).
 	Window Duration `yaml:"window"`
 	// MemoryBytes bounds the index's memory (caches, tables, filters), at
-	// least 16777216 (16 MiB). Default 268435456 (256 MiB).
+	// least 33554432 (32 MiB). Default 268435456 (256 MiB).
 	MemoryBytes int64 `yaml:"memory_bytes"`
 	// Dir holds the index, on a local disk. Default data_dir/dedup (also
 	// with nats_url: each replica keeps its own index).
