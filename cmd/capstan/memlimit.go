@@ -45,10 +45,11 @@ const minMemLimit = 64 << 20
 //     killed for it. Go's default is no limit. The limit is 3/4 of the
 //     memory this process may use (its cgroup's limit in a container, else
 //     the machine's RAM) less what cfg's local pebble stores may take
-//     outside the Go heap (storeMemory): their caches and memtables are
-//     allocated with C's malloc, which the soft limit neither sees nor
+//     outside the Go heap (offHeap): with cgo their caches and memtables
+//     are allocated with C's malloc, which the soft limit neither sees nor
 //     bounds. In a 1 GiB container with the default stores (304 MiB) that
-//     is 540 MiB.
+//     is 540 MiB with cgo, 768 MiB without (the release binaries and the
+//     container image, where pebble's memory is in the Go heap).
 func tuneGC(cfg *config.Config, log *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
@@ -60,7 +61,7 @@ func tuneGC(cfg *config.Config, log *slog.Logger) {
 	if avail <= 0 {
 		return
 	}
-	stores := storeMemory(cfg)
+	stores := offHeap(cfg, storesOffHeap)
 	limit := memLimit(avail, stores)
 	if limit == minMemLimit {
 		log.Warn("the local stores' memory leaves little to the Go heap; lower engine.dedup.memory_bytes or allow capstan more memory",
@@ -74,6 +75,15 @@ func tuneGC(cfg *config.Config, log *slog.Logger) {
 // bytes, of which the local stores take stores outside the Go heap.
 func memLimit(avail, stores int64) int64 {
 	return max(int64(float64(avail-stores)*memLimitShare), minMemLimit)
+}
+
+// offHeap returns the memory cfg's local stores take outside the Go heap:
+// storeMemory when pebble allocates with C's malloc (cgo), else none.
+func offHeap(cfg *config.Config, cgo bool) int64 {
+	if !cgo {
+		return 0
+	}
+	return storeMemory(cfg)
 }
 
 // storeMemory returns the memory cfg's local pebble stores may take outside

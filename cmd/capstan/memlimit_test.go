@@ -90,3 +90,23 @@ func TestStoreMemory(t *testing.T) {
 		t.Errorf("external engine: %d MiB, want %d MiB (identity and guard in JetStream)", got/mib, want/mib)
 	}
 }
+
+// TestOffHeap checks that the stores' memory is left out of the Go soft
+// limit only where pebble allocates it outside the Go heap (cgo): without
+// cgo it is Go memory, already under the limit, and subtracting it again
+// gave a 1 GiB container's heap 540 MiB instead of 768.
+func TestOffHeap(t *testing.T) {
+	const mib = int64(1) << 20
+	cfg := &config.Config{}
+	cfg.Engine.Dedup.MemoryBytes = config.DefaultDedupMemory
+	cfg.Destinations = make([]config.Destination, 1)
+	if got := offHeap(cfg, true); got != storeMemory(cfg) {
+		t.Errorf("with cgo: %d MiB off the heap, want the stores' %d MiB", got/mib, storeMemory(cfg)/mib)
+	}
+	if got := offHeap(cfg, false); got != 0 {
+		t.Errorf("without cgo: %d MiB off the heap, want none", got/mib)
+	}
+	if got, want := memLimit(1<<30, offHeap(cfg, false)), int64(768*mib); got != want {
+		t.Errorf("1 GiB without cgo: limit %d MiB, want %d MiB", got/mib, want/mib)
+	}
+}
