@@ -184,7 +184,9 @@ var errBadSegment = errors.New("bad event segment")
 func decodeSegment(data []byte) ([]segEvent, error) { return decodeSegmentInto(nil, data) }
 
 // decodeSegmentInto is decodeSegment reusing dst's array (its contents are
-// overwritten) when it has room for the frame's events.
+// overwritten) when it has room for the frame's events. Entries of dst
+// beyond the frame's events are cleared, and those beyond len(dst) must be
+// zero already, so that the array refers to no frame but the last.
 func decodeSegmentInto(dst []segEvent, data []byte) ([]segEvent, error) {
 	count, n := uvarint(data)
 	if n <= 0 {
@@ -198,6 +200,8 @@ func decodeSegmentInto(dst []segEvent, data []byte) ([]segEvent, error) {
 	evs := dst[:0]
 	if cap(evs) < int(count) {
 		evs = make([]segEvent, count)
+	} else if len(dst) > int(count) {
+		clear(dst[count:]) // they alias an earlier frame: let it go
 	}
 	evs = evs[:count]
 	for i := range evs {
@@ -283,13 +287,17 @@ func decodeMessage(seq uint64, subj string, h nats.Header, data []byte, at time.
 	return d.each(seq, subj, h, data, at, fn)
 }
 
+// maxKeptEvents bounds the segment index a msgDecoder keeps for the next
+// message: the writer's segments hold at most 1000 events (its MaxBatch).
+const maxKeptEvents = 1024
+
 // msgDecoder decodes stored EVENTS messages, keeping the index of a
 // segment's frame from one message to the next: a reader that decodes many
 // messages allocates it once, and fills its events in place (event) rather
 // than copying each through a callback. Its zero value is ready; it is not
 // safe for concurrent use.
 type msgDecoder struct {
-	evs  []segEvent // the segment's events; nil for a per-event message
+	evs  []segEvent // the segment's events; empty for a per-event message
 	seq  uint64
 	subj string
 	src  string // a segment's source
@@ -303,7 +311,11 @@ type msgDecoder struct {
 // decode gives an error and no event.
 func (d *msgDecoder) decode(seq uint64, subj string, h nats.Header, data []byte, at time.Time) (int, error) {
 	d.seq, d.subj, d.h, d.data, d.at = seq, subj, h, data, at
+	if cap(d.evs) > maxKeptEvents {
+		d.evs = nil // an outsized segment's index is not kept
+	}
 	if !isSegment(h) {
+		clear(d.evs) // they alias an earlier frame
 		d.evs = d.evs[:0]
 		return 1, nil
 	}
@@ -312,6 +324,8 @@ func (d *msgDecoder) decode(seq uint64, subj string, h nats.Header, data []byte,
 	}
 	evs, err := decodeSegmentInto(d.evs, data)
 	if err != nil {
+		clear(d.evs[:cap(d.evs)]) // some may alias this frame now
+		d.evs = d.evs[:0]
 		return 0, fmt.Errorf("message %d: %w", seq, err)
 	}
 	d.evs = evs

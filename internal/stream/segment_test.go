@@ -82,8 +82,9 @@ func TestSegmentFrame(t *testing.T) {
 }
 
 // TestDecoderReuse: a msgDecoder reused across messages (as a consumer's
-// fetch loop does) reads each as a fresh decode would, and fills every
-// field of a Stored that held another event.
+// fetch loop does) reads each as a fresh decode would, fills every field of
+// a Stored that held another event, and keeps no reference to the frames
+// of earlier messages in its index.
 func TestDecoderReuse(t *testing.T) {
 	big := make([]*Event, 5)
 	for i := range big {
@@ -102,6 +103,9 @@ func TestDecoderReuse(t *testing.T) {
 		{2, "events.web.seg", segHdr, encodeSegment(small)},
 		{3, "events.app.identify", header(old), old.Doc},
 		{4, "events.web.seg", segHdr, encodeSegment(big[:2])},
+		{5, "events.web.seg", segHdr, encodeSegment(big)},
+		{6, "events.web.seg", segHdr, encodeSegment(big)[:40]}, // damaged
+		{7, "events.web.seg", segHdr, encodeSegment(small)},
 	}
 	msgs[2].h.Set(nats.MsgIdHdr, dedupIDOf(old.Source, old.MessageID))
 	var dec msgDecoder
@@ -114,10 +118,20 @@ func TestDecoderReuse(t *testing.T) {
 	at := time.Unix(1700000000, 0)
 	for _, m := range msgs {
 		var want []Stored
-		if err := decodeMessage(m.seq, m.subj, m.h, m.data, at, func(s Stored) error { want = append(want, s); return nil }); err != nil {
-			t.Fatal(err)
-		}
+		werr := decodeMessage(m.seq, m.subj, m.h, m.data, at, func(s Stored) error { want = append(want, s); return nil })
 		n, err := dec.decode(m.seq, m.subj, m.h, m.data, at)
+		// The decoder refers to no frame but the one it decoded last.
+		for i, se := range dec.evs[len(dec.evs):cap(dec.evs)] {
+			if se.rec != nil {
+				t.Errorf("message %d: index entry %d beyond its events still refers to a frame", m.seq, len(dec.evs)+i)
+			}
+		}
+		if werr != nil {
+			if !errors.Is(err, errBadSegment) || len(dec.evs) != 0 {
+				t.Errorf("message %d: %v, %d entries; want %v and none", m.seq, err, len(dec.evs), werr)
+			}
+			continue
+		}
 		if err != nil || n != len(want) {
 			t.Fatalf("message %d: %d events, %v; want %d", m.seq, n, err, len(want))
 		}
