@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -364,6 +362,7 @@ func (c *Consumer) FeedMessages(ctx context.Context, fn func([]*Delivery) bool, 
 
 // fetchLoop fetches events into out until ctx ends.
 func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, ready func() <-chan struct{}) {
+	var dec msgDecoder // this loop's, reused for every message
 	for ctx.Err() == nil {
 		// Take no new events until ready; what is in flight goes on.
 		select {
@@ -397,7 +396,7 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 		batch, err := c.cons.Fetch(n, opts...)
 		if err == nil {
 			for msg := range batch.Messages() {
-				if ds := c.deliveries(ctx, msg); len(ds) > 0 && ctx.Err() == nil {
+				if ds := c.deliveries(ctx, msg, &dec); len(ds) > 0 && ctx.Err() == nil {
 					fn(ds)
 				}
 			}
@@ -451,11 +450,11 @@ var closedChan = func() chan struct{} {
 }()
 
 // deliveries decodes a fetched message into the deliveries of its events
-// not yet acknowledged in this process. A message that holds none any more
-// (its acknowledgement was lost) is acknowledged again; one that does not
-// decode is logged and terminated: it stays in the stream, but this
-// consumer does not deliver it again.
-func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Delivery {
+// not yet acknowledged in this process, decoding it with dec. A message
+// that holds none any more (its acknowledgement was lost) is acknowledged
+// again; one that does not decode is logged and terminated: it stays in the
+// stream, but this consumer does not deliver it again.
+func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg, dec *msgDecoder) []*Delivery {
 	var seq uint64
 	var at time.Time
 	if md, err := msg.Metadata(); err == nil {
@@ -468,19 +467,18 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Deliver
 		return nil
 	}
 	// The deliveries of a message in one allocation, sized by its event
-	// count: one per event, and the copies of a growing slice, were a
-	// tenth of what reading an event cost. A segment's events are
-	// settled together anyway.
-	h, data := msg.Headers(), msg.Data()
-	ds := make([]Delivery, 0, eventsHint(h, data))
-	err := decodeMessage(seq, msg.Subject(), h, data, at, func(s Stored) error {
-		ds = append(ds, Delivery{Stored: s})
-		return nil
-	})
+	// count, each filled in place: one per event, and the copies of a
+	// growing slice, were a tenth of what reading an event cost. A
+	// segment's events are settled together anyway.
+	n, err := dec.decode(seq, msg.Subject(), msg.Headers(), msg.Data(), at)
 	if err != nil {
 		c.log.Error("a stored event message does not decode; it is not delivered", "seq", seq, "error", err)
 		_ = msg.Term()
 		return nil
+	}
+	ds := make([]Delivery, n)
+	for i := range ds {
+		dec.event(i, &ds[i].Stored)
 	}
 	s := &segState{c: c, msg: msg, seq: seq, state: make([]byte, len(ds))}
 	c.mu.Lock()
@@ -524,17 +522,6 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg) []*Deliver
 		_ = s.finishMsg(context.Background())
 	}
 	return out
-}
-
-// eventsHint is about how many events a stored message holds, to size what
-// its decoding fills: a segment's count (the frame's first number, bounded
-// by what its bytes can hold; decodeSegment checks it), else 1.
-func eventsHint(h nats.Header, data []byte) int {
-	if !isSegment(h) {
-		return 1
-	}
-	n, _ := binary.Uvarint(data)
-	return int(min(n, uint64(len(data))/(2+segFields), maxSegmentEvents))
 }
 
 // forget drops the acknowledged events of the message at seq.

@@ -46,9 +46,10 @@ func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored
 		}
 		spec.subject = EventsSubject + "." + opt.Source + ".>"
 	}
+	var dec msgDecoder // one for the read: messages come one at a time
 	if !opt.MarkDuplicates {
 		return e.read(ctx, EventsStream, spec, func(m rawMessage) error {
-			return e.decodeEvents(m, fn)
+			return e.decodeEvents(&dec, m, fn)
 		})
 	}
 	var (
@@ -57,7 +58,7 @@ func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored
 	)
 	return e.read(ctx, EventsStream, spec, func(m rawMessage) error {
 		evs = evs[:0]
-		if err := e.decodeEvents(m, func(s Stored) error { evs = append(evs, s); return nil }); err != nil {
+		if err := e.decodeEvents(&dec, m, func(s Stored) error { evs = append(evs, s); return nil }); err != nil {
 			return err
 		}
 		e.markDuplicates(ctx, m.Seq, evs, &mk)
@@ -70,12 +71,12 @@ func (e *Engine) ReadEvents(ctx context.Context, opt ReadOptions, fn func(Stored
 	})
 }
 
-// decodeEvents calls fn for each event of m. A segment that does not
-// decode is logged and skipped: one damaged message must not stop every
-// reader.
-func (e *Engine) decodeEvents(m rawMessage, fn func(Stored) error) error {
+// decodeEvents calls fn for each event of m, decoded with dec. A segment
+// that does not decode is logged and skipped: one damaged message must not
+// stop every reader.
+func (e *Engine) decodeEvents(dec *msgDecoder, m rawMessage, fn func(Stored) error) error {
 	var fnErr error
-	err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
+	err := dec.each(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
 		fnErr = fn(s)
 		return fnErr
 	})

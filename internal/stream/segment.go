@@ -181,7 +181,13 @@ var errBadSegment = errors.New("bad event segment")
 
 // decodeSegment reads a frame of version 1. It never panics: a damaged or
 // foreign frame gives an error wrapping errBadSegment.
-func decodeSegment(data []byte) ([]segEvent, error) {
+func decodeSegment(data []byte) ([]segEvent, error) { return decodeSegmentInto(nil, data) }
+
+// decodeSegmentInto is decodeSegment reusing dst's array (its contents are
+// overwritten) when it has room for the frame's events. Entries of dst
+// beyond the frame's events are cleared, and those beyond len(dst) must be
+// zero already, so that the array refers to no frame but the last.
+func decodeSegmentInto(dst []segEvent, data []byte) ([]segEvent, error) {
 	count, n := uvarint(data)
 	if n <= 0 {
 		return nil, fmt.Errorf("%w: no event count", errBadSegment)
@@ -191,17 +197,13 @@ func decodeSegment(data []byte) ([]segEvent, error) {
 	if count == 0 || count > maxSegmentEvents || count > uint64(len(data))/(2+segFields) {
 		return nil, fmt.Errorf("%w: event count %d does not fit the frame", errBadSegment, count)
 	}
-	evs := make([]segEvent, count)
-	var rec []byte // the frame from the event being read: take's spans are into it
-	take := func(what string, i int) (span, error) {
-		l, n := uvarint(data)
-		if n <= 0 || l > uint64(len(data)-n) {
-			return span{}, fmt.Errorf("%w: event %d: %s overruns the frame", errBadSegment, i, what)
-		}
-		off := len(rec) - len(data) + n
-		data = data[n+int(l):]
-		return span{off, off + int(l)}, nil
+	evs := dst[:0]
+	if cap(evs) < int(count) {
+		evs = make([]segEvent, count)
+	} else if len(dst) > int(count) {
+		clear(dst[count:]) // they alias an earlier frame: let it go
 	}
+	evs = evs[:count]
 	for i := range evs {
 		if len(data) == 0 {
 			return nil, fmt.Errorf("%w: event %d missing", errBadSegment, i)
@@ -210,16 +212,25 @@ func decodeSegment(data []byte) ([]segEvent, error) {
 			return nil, fmt.Errorf("%w: event %d has unknown flags %#x", errBadSegment, i, data[0])
 		}
 		data = data[1:]
-		rec = data
+		rec := data // the spans are into it
 		se := &evs[i]
-		var err error
-		for j := range segFields {
-			if se.f[j], err = take("a field", i); err != nil {
-				return nil, err
+		for j := range segFields + 1 {
+			l, n := uvarint(data)
+			if n <= 0 || l > uint64(len(data)-n) {
+				what := "a field"
+				if j == segFields {
+					what = "the document"
+				}
+				return nil, fmt.Errorf("%w: event %d: %s overruns the frame", errBadSegment, i, what)
 			}
-		}
-		if se.doc, err = take("the document", i); err != nil {
-			return nil, err
+			off := len(rec) - len(data) + n
+			sp := span{off, off + int(l)}
+			if j < segFields {
+				se.f[j] = sp
+			} else {
+				se.doc = sp
+			}
+			data = data[n+int(l):]
 		}
 		se.rec = rec[:se.doc.end:se.doc.end]
 		if !validToken(string(se.field(fType))) {
@@ -235,6 +246,9 @@ func decodeSegment(data []byte) ([]segEvent, error) {
 // uvarint reads a uvarint in its shortest form (one frame, one encoding);
 // n <= 0 when there is none.
 func uvarint(b []byte) (v uint64, n int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1 // most lengths in a frame
+	}
 	v, n = binary.Uvarint(b)
 	if n > 1 && b[n-1] == 0 {
 		return 0, -1 // a longer form than needed
@@ -269,40 +283,104 @@ func sourceOfSubject(subj string) string {
 // segment or a per-event message, in order. A segment that does not decode
 // gives an error and no event.
 func decodeMessage(seq uint64, subj string, h nats.Header, data []byte, at time.Time, fn func(Stored) error) error {
+	var d msgDecoder
+	return d.each(seq, subj, h, data, at, fn)
+}
+
+// maxKeptEvents bounds the segment index a msgDecoder keeps for the next
+// message: the writer's segments hold at most 1000 events (its MaxBatch).
+const maxKeptEvents = 1024
+
+// msgDecoder decodes stored EVENTS messages, keeping the index of a
+// segment's frame from one message to the next: a reader that decodes many
+// messages allocates it once, and fills its events in place (event) rather
+// than copying each through a callback. Its zero value is ready; it is not
+// safe for concurrent use.
+type msgDecoder struct {
+	evs  []segEvent // the segment's events; empty for a per-event message
+	seq  uint64
+	subj string
+	src  string // a segment's source
+	h    nats.Header
+	data []byte
+	at   time.Time
+}
+
+// decode reads a stored message and returns how many events it holds (1
+// for a per-event message); event then reads them. A segment that does not
+// decode gives an error and no event.
+func (d *msgDecoder) decode(seq uint64, subj string, h nats.Header, data []byte, at time.Time) (int, error) {
+	d.seq, d.subj, d.h, d.data, d.at = seq, subj, h, data, at
+	if cap(d.evs) > maxKeptEvents {
+		d.evs = nil // an outsized segment's index is not kept
+	}
 	if !isSegment(h) {
-		return fn(decodeStored(seq, subj, h, data, at))
+		clear(d.evs) // they alias an earlier frame
+		d.evs = d.evs[:0]
+		return 1, nil
 	}
 	if v := h.Get(headerSeg); v != segVersion {
-		return fmt.Errorf("%w: message %d: version %q (a newer capstan wrote it)", errBadSegment, seq, v)
+		return 0, fmt.Errorf("%w: message %d: version %q (a newer capstan wrote it)", errBadSegment, seq, v)
 	}
-	evs, err := decodeSegment(data)
+	evs, err := decodeSegmentInto(d.evs, data)
 	if err != nil {
-		return fmt.Errorf("message %d: %w", seq, err)
+		clear(d.evs[:cap(d.evs)]) // some may alias this frame now
+		d.evs = d.evs[:0]
+		return 0, fmt.Errorf("message %d: %w", seq, err)
 	}
-	src := h.Get(headerSource)
-	if src == "" {
-		src = sourceOfSubject(subj)
+	d.evs = evs
+	d.src = h.Get(headerSource)
+	if d.src == "" {
+		d.src = sourceOfSubject(subj)
 	}
-	for i := range evs {
-		if err := fn(evs[i].stored(seq, i, subj, src, at)); err != nil {
+	return len(evs), nil
+}
+
+// event sets s to event i of the message decode read last.
+func (d *msgDecoder) event(i int, s *Stored) {
+	if len(d.evs) == 0 {
+		*s = decodeStored(d.seq, d.subj, d.h, d.data, d.at)
+		return
+	}
+	d.evs[i].fill(s, d.seq, i, d.subj, d.src, d.at)
+}
+
+// each calls fn for each event of a stored message (decodeMessage).
+func (d *msgDecoder) each(seq uint64, subj string, h nats.Header, data []byte, at time.Time, fn func(Stored) error) error {
+	n, err := d.decode(seq, subj, h, data, at)
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		var s Stored
+		d.event(i, &s)
+		if err := fn(s); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// stored returns the event as read. Its strings and its document's text
+// stored returns the event as read (fill).
+func (se *segEvent) stored(seq uint64, idx int, subj, src string, at time.Time) Stored {
+	var s Stored
+	se.fill(&s, seq, idx, subj, src, at)
+	return s
+}
+
+// fill sets s to the event as read. Its strings and its document's text
 // (Stored.DocString) share one copy of the event's bytes, one allocation
 // instead of one per field and another when the document is parsed; Doc
-// aliases the frame.
-func (se *segEvent) stored(seq uint64, idx int, subj, src string, at time.Time) Stored {
+// aliases the frame. It sets every field of s.
+func (se *segEvent) fill(s *Stored, seq uint64, idx int, subj, src string, at time.Time) {
 	text := string(se.rec)
 	f := func(j int) string { return text[se.f[j].off:se.f[j].end] }
-	return Stored{
-		Seq: seq, Index: idx, Subject: subj, Source: src, Type: f(fType),
-		MessageID: f(fMessageID), StoredAt: at, Doc: se.rec[se.doc.off:se.doc.end:se.doc.end],
-		RequestID: f(fRequestID), UserAgent: f(fUserAgent), LiFatID: f(fLiFatID),
-		ReplayFor: f(fReplayFor), Trust: f(fTrust), DedupID: f(fDedupID),
-		docText: text[se.doc.off:se.doc.end],
-	}
+	// Field by field: a composite literal would be built aside and copied.
+	s.Seq, s.Index, s.Subject, s.Source, s.Type = seq, idx, subj, src, f(fType)
+	s.MessageID, s.DedupID, s.StoredAt = f(fMessageID), f(fDedupID), at
+	s.Doc = se.rec[se.doc.off:se.doc.end:se.doc.end]
+	s.RequestID, s.UserAgent, s.LiFatID = f(fRequestID), f(fUserAgent), f(fLiFatID)
+	s.ReplayFor, s.Trust = f(fReplayFor), f(fTrust)
+	s.DuplicateOf = 0
+	s.docText = text[se.doc.off:se.doc.end]
 }

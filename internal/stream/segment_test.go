@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/capstan-gw/capstan/internal/stream/dedup"
 )
@@ -74,6 +77,70 @@ func TestSegmentFrame(t *testing.T) {
 	} {
 		if _, err := decodeSegment(bad); !errors.Is(err, errBadSegment) {
 			t.Errorf("frame %x: %v", bad, err)
+		}
+	}
+}
+
+// TestDecoderReuse: a msgDecoder reused across messages (as a consumer's
+// fetch loop does) reads each as a fresh decode would, fills every field of
+// a Stored that held another event, and keeps no reference to the frames
+// of earlier messages in its index.
+func TestDecoderReuse(t *testing.T) {
+	big := make([]*Event, 5)
+	for i := range big {
+		big[i] = &Event{Source: "web", Type: "track", MessageID: fmt.Sprint("b", i), Doc: []byte(`{"big":true}`), RequestID: "r", UserAgent: "ua", LiFatID: "l", ReplayFor: "li", Trust: TrustServer}
+	}
+	small := []*Event{{Source: "web", Type: "page", DedupID: "replay:li:3", Doc: []byte(`{}`)}}
+	segHdr := nats.Header{headerSeg: []string{segVersion}, headerSource: []string{"web"}}
+	old := &Event{Source: "app", Type: "identify", MessageID: "o1", Doc: []byte(`{"old":1}`), Trust: TrustVerified}
+	msgs := []struct {
+		seq  uint64
+		subj string
+		h    nats.Header
+		data []byte
+	}{
+		{1, "events.web.seg", segHdr, encodeSegment(big)},
+		{2, "events.web.seg", segHdr, encodeSegment(small)},
+		{3, "events.app.identify", header(old), old.Doc},
+		{4, "events.web.seg", segHdr, encodeSegment(big[:2])},
+		{5, "events.web.seg", segHdr, encodeSegment(big)},
+		{6, "events.web.seg", segHdr, encodeSegment(big)[:40]}, // damaged
+		{7, "events.web.seg", segHdr, encodeSegment(small)},
+	}
+	msgs[2].h.Set(nats.MsgIdHdr, dedupIDOf(old.Source, old.MessageID))
+	var dec msgDecoder
+	// Every field of the target set, to see that event overwrites each.
+	dirty := Stored{Seq: 99, Index: 9, Subject: "x", Source: "x", Type: "x", MessageID: "x", DedupID: "x", StoredAt: time.Unix(1, 0),
+		Doc: []byte("x"), RequestID: "x", UserAgent: "x", LiFatID: "x", ReplayFor: "x", Trust: "x", DuplicateOf: 7, docText: "x"}
+	if v := reflect.ValueOf(dirty); slices.ContainsFunc(reflect.VisibleFields(v.Type()), func(f reflect.StructField) bool { return v.FieldByIndex(f.Index).IsZero() }) {
+		t.Fatal("the dirty Stored leaves a field zero: set it")
+	}
+	at := time.Unix(1700000000, 0)
+	for _, m := range msgs {
+		var want []Stored
+		werr := decodeMessage(m.seq, m.subj, m.h, m.data, at, func(s Stored) error { want = append(want, s); return nil })
+		n, err := dec.decode(m.seq, m.subj, m.h, m.data, at)
+		// The decoder refers to no frame but the one it decoded last.
+		for i, se := range dec.evs[len(dec.evs):cap(dec.evs)] {
+			if se.rec != nil {
+				t.Errorf("message %d: index entry %d beyond its events still refers to a frame", m.seq, len(dec.evs)+i)
+			}
+		}
+		if werr != nil {
+			if !errors.Is(err, errBadSegment) || len(dec.evs) != 0 {
+				t.Errorf("message %d: %v, %d entries; want %v and none", m.seq, err, len(dec.evs), werr)
+			}
+			continue
+		}
+		if err != nil || n != len(want) {
+			t.Fatalf("message %d: %d events, %v; want %d", m.seq, n, err, len(want))
+		}
+		for i := range n {
+			got := dirty
+			dec.event(i, &got)
+			if !reflect.DeepEqual(got, want[i]) {
+				t.Errorf("message %d event %d: %+v, want %+v", m.seq, i, got, want[i])
+			}
 		}
 	}
 }
