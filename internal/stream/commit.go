@@ -130,7 +130,10 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		}
 		s := open[ev.Source]
 		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
-			s = &seg{src: ev.Source, evs: make([]int, 0, len(evs)-i)}
+			s = &seg{src: ev.Source}
+			if len(segs) == 0 { // nearly always the only one: sized for the rest
+				s.evs = make([]int, 0, len(evs)-i)
+			}
 			segs = append(segs, s)
 			open[ev.Source] = s
 		}
