@@ -70,10 +70,8 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	}
 	c := &segCommit{done: make(chan struct{})}
 	skip := make([]bool, len(evs))
-	var (
-		dups []dupOf
-		mine []int // events whose keys this commit registered
-	)
+	var dups []dupOf
+	mine := make([]int, 0, len(evs)) // events whose keys this commit registered
 	a.dmu.Lock()
 	c.floor = a.maxAssigned
 	a.commits[c] = struct{}{}
@@ -94,7 +92,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	a.dmu.Unlock()
 
 	// The index: pairs stored by earlier commits (or runs, or replicas).
-	var added []int // events stored by this commit, for the index
+	added := make([]int, 0, len(evs)) // events stored by this commit, for the index
 	if a.dedup != nil && len(mine) > 0 {
 		ks := make([]dedup.Key, len(mine))
 		for n, i := range mine {
@@ -133,6 +131,9 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		s := open[ev.Source]
 		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
 			s = &seg{src: ev.Source}
+			if len(segs) == 0 { // nearly always the only one: sized for the rest
+				s.evs = make([]int, 0, len(evs)-i)
+			}
 			segs = append(segs, s)
 			open[ev.Source] = s
 		}

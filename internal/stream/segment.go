@@ -258,17 +258,29 @@ func uvarint(b []byte) (v uint64, n int) {
 
 // segmentID returns the Nats-Msg-Id of a segment of source holding events
 // with the given de-duplication ids, in order.
+//
+// The hash reads the ids through one buffer, written to it when full:
+// converting each id for Write allocated a copy of every id longer than
+// 32 bytes, one allocation per event (41% of ingest's allocations).
 func segmentID(source string, ids []string) string {
 	h := sha256.New()
-	h.Write([]byte(source))
-	var l [binary.MaxVarintLen64]byte
+	buf := make([]byte, 0, segIDBuf)
+	buf = append(buf, source...)
 	for _, id := range ids {
-		h.Write(l[:binary.PutUvarint(l[:], uint64(len(id)))])
-		h.Write([]byte(id))
+		if len(buf)+binary.MaxVarintLen64+len(id) > cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(id)))
+		buf = append(buf, id...)
 	}
+	h.Write(buf)
 	var sum [sha256.Size]byte
 	return "seg:" + source + ":" + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
+
+// segIDBuf is the size of segmentID's buffer.
+const segIDBuf = 4 << 10
 
 // sourceOfSubject returns the source token of an events subject.
 func sourceOfSubject(subj string) string {

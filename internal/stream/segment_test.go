@@ -3,10 +3,14 @@ package stream
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -549,4 +553,48 @@ func receiveAcked(t *testing.T, out <-chan *Delivery, n int) string {
 	}
 	slices.Sort(got)
 	return fmt.Sprint(got)
+}
+
+// TestSegmentID: segmentID hashes the source and each id with its length,
+// as releases before it did (a client's retry across an upgrade keeps its
+// segment id), whatever the ids' lengths against its buffer; and it
+// allocates a few times per segment, not once per event.
+func TestSegmentID(t *testing.T) {
+	ref := func(source string, ids []string) string {
+		h := sha256.New()
+		h.Write([]byte(source))
+		var l [binary.MaxVarintLen64]byte
+		for _, id := range ids {
+			h.Write(l[:binary.PutUvarint(l[:], uint64(len(id)))])
+			h.Write([]byte(id))
+		}
+		return "seg:" + source + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+	}
+	ids := func(n, size int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%0*d", size, i)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		ids  []string
+	}{
+		{"one", []string{"m1"}},
+		{"empty id", []string{"", "m2"}},
+		{"1000 uuid-sized", ids(1000, 40)},
+		{"around the buffer", ids(300, segIDBuf/7)},
+		{"longer than the buffer", append(ids(3, 10), strings.Repeat("x", 3*segIDBuf), "y")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got, want := segmentID("web", c.ids), ref("web", c.ids); got != want {
+				t.Errorf("segmentID = %s, want %s", got, want)
+			}
+		})
+	}
+	many := ids(1000, 40)
+	if n := testing.AllocsPerRun(20, func() { segmentID("web", many) }); n > 10 {
+		t.Errorf("segmentID of 1000 ids: %.0f allocations, want at most 10", n)
+	}
 }

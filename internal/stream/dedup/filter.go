@@ -53,6 +53,35 @@ func (f *filter) add(k *Key) {
 	}
 }
 
+// addAll records keys as add does, in runs of touchRun keys: it first
+// reads the block of each key of a run, then sets the run's bits. In a
+// filter far larger than the caches (32 MiB by default) each key's block
+// is a cache miss; plain loads of different blocks are in flight
+// together, where each of add's atomic ORs (locked instructions) waits
+// for the miss before it, one after another.
+func (f *filter) addAll(keys []Key) {
+	for len(keys) > 0 {
+		run := keys[:min(len(keys), touchRun)]
+		keys = keys[len(run):]
+		var sink uint64
+		for i := range run {
+			at, _ := f.probe(&run[i])
+			sink |= f.words[at].Load()
+		}
+		touchSink.Store(sink) // keeps the loads
+		for i := range run {
+			f.add(&run[i])
+		}
+	}
+}
+
+// touchRun is how many keys addAll touches before setting their bits:
+// their blocks (64 bytes each, 16 KiB) stay in the caches meanwhile.
+const touchRun = 256
+
+// touchSink receives addAll's reads, so that they are not left out.
+var touchSink atomic.Uint64
+
 // mayContain is false only when k was never added.
 func (f *filter) mayContain(k *Key) bool {
 	at, h := f.probe(k)

@@ -45,6 +45,59 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// TestFilterAddAll: addAll sets exactly the bits that add sets, key by
+// key, for runs shorter and longer than touchRun.
+func TestFilterAddAll(t *testing.T) {
+	for _, n := range []int{0, 1, touchRun - 1, touchRun, 3*touchRun + 7} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			keys := make([]Key, n)
+			for i := range keys {
+				keys[i] = mixKey(uint64(n<<20 | i))
+			}
+			one, all := newFilter(1<<16), newFilter(1<<16)
+			for i := range keys {
+				one.add(&keys[i])
+			}
+			all.addAll(keys)
+			for i := range one.words {
+				if got, want := all.words[i].Load(), one.words[i].Load(); got != want {
+					t.Fatalf("word %d: addAll set %#x, add %#x", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFilterAdd adds groups of 1000 new keys to a filter of the
+// index's default size (32 MiB, far larger than the caches), key by key
+// (add) and as one group (addAll, what Index.Add does). ns/op is per group.
+func BenchmarkFilterAdd(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		add  func(f *filter, keys []Key)
+	}{
+		{"add", func(f *filter, keys []Key) {
+			for i := range keys {
+				f.add(&keys[i])
+			}
+		}},
+		{"addAll", (*filter).addAll},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			f := newFilter(32 << 20)
+			keys := make([]Key, 1000)
+			n := uint64(0)
+			for b.Loop() {
+				for i := range keys {
+					n++
+					keys[i] = mixKey(n)
+				}
+				c.add(f, keys)
+			}
+		})
+	}
+}
+
 // TestFiltersNeverHidePresentKey: whatever the filters' size (full ones
 // included), every key in the store is found, in the current and the
 // previous partition, in the memtable and in tables, after a restart (the

@@ -695,10 +695,7 @@ func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	exp := uint64(now.Add(x.window).UnixMilli())
 	// The keys go into the filter before they can be in the buffer or the
 	// store: a Check that finds a key finds it in the filter too.
-	f := x.filterFor(part)
-	for i := range keys {
-		f.add(&keys[i])
-	}
+	x.filterFor(part).addAll(keys)
 	if covered <= x.covered.Load() {
 		covered = 0
 	}
