@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,7 +84,7 @@ type Local struct {
 	// write Adds its key to it first (localdb.Filter).
 	filter *localdb.Filter
 	dir    string
-	keys   localdb.KeyLocks // by key: compare-and-set
+	keys   localdb.KeyLocks // by stored key (string(k)): compare-and-set
 
 	expiry atomic.Pointer[expiry] // nil until bind: nothing expires
 	sweeps sync.Once              // started by the first bind
@@ -152,15 +151,24 @@ func (l *Local) Dir() string { return l.dir }
 
 // localKey encodes a profile key ("u." or "a." and 64 hex digits).
 func localKey(key string) ([]byte, error) {
+	return appendLocalKey(make([]byte, 0, localKeyLen), key)
+}
+
+// localKeyLen is the length of a profile's stored key.
+const localKeyLen = 1 + 32
+
+// appendLocalKey appends key's stored key to dst.
+func appendLocalKey(dst []byte, key string) ([]byte, error) {
 	if len(key) != 2+64 || (key[:2] != userPrefix && key[:2] != anonPrefix) {
 		return nil, fmt.Errorf("identity store: malformed key %q", key)
 	}
-	b := make([]byte, 1+32)
-	b[0] = key[0]
-	if _, err := hex.Decode(b[1:], []byte(key[2:])); err != nil {
+	n := len(dst)
+	dst = append(dst, key[0])
+	dst = append(dst, make([]byte, 32)...)
+	if _, err := hex.Decode(dst[n+1:], []byte(key[2:])); err != nil {
 		return nil, fmt.Errorf("identity store: malformed key %q", key)
 	}
-	return b, nil
+	return dst, nil
 }
 
 // profileKey decodes a local key; false for a meta key.
@@ -268,7 +276,8 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 		return 0, err
 	}
 	defer l.store.Release()
-	defer l.keys.Unlock(key, l.keys.Lock(key))
+	sk := string(k)
+	defer l.keys.Unlock(sk, l.keys.Lock(sk))
 	next, err := l.check(k, rev)
 	if err != nil {
 		return 0, err
@@ -291,7 +300,26 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 		return revs, errs
 	}
 	defer l.store.Release()
-	locked := slices.Compact(slices.Sorted(slices.Values(keys))) // in order: no deadlock (localdb.KeyLocks)
+	// The stored keys, in one buffer, and in order for the locks and the
+	// probe below.
+	ks := make([][]byte, len(keys))
+	kbuf := make([]byte, len(keys)*localKeyLen)
+	for i, key := range keys {
+		ks[i], errs[i] = appendLocalKey(kbuf[i*localKeyLen:i*localKeyLen:(i+1)*localKeyLen], key)
+	}
+	order := localdb.Order(ks)
+	// The keys to lock: the valid ones, as strings of one copy of kbuf,
+	// sorted and each once (in order: no deadlock, localdb.KeyLocks).
+	locked := make([]string, 0, len(keys))
+	all := string(kbuf)
+	for _, i := range order {
+		if errs[i] != nil {
+			continue
+		}
+		if k := all[i*localKeyLen : (i+1)*localKeyLen]; len(locked) == 0 || locked[len(locked)-1] != k {
+			locked = append(locked, k)
+		}
+	}
 	defer l.keys.UnlockAll(locked, l.keys.LockAll(locked))
 	// New profiles, most of them: the filter knows nearly all of them
 	// absent, and one probe reads the others, in key order (localdb.Order:
@@ -307,11 +335,7 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
-	ks := make([][]byte, len(keys))
-	for i, key := range keys {
-		ks[i], errs[i] = localKey(key)
-	}
-	for _, i := range localdb.Order(ks) {
+	for _, i := range order {
 		err := errs[i]
 		if err == nil {
 			cur, rerr := l.probed(p, ks[i])
@@ -347,7 +371,8 @@ func (l *Local) purge(_ context.Context, key string) error {
 		return err
 	}
 	defer l.store.Release()
-	defer l.keys.Unlock(key, l.keys.Lock(key))
+	sk := string(k)
+	defer l.keys.Unlock(sk, l.keys.Lock(sk))
 	return l.db.Delete(k, pebble.Sync)
 }
 
@@ -412,10 +437,7 @@ func (l *Local) sweep() (int, error) {
 	if e := l.expiry.Load(); e == nil || e.ttl <= 0 {
 		return 0, nil
 	}
-	lock, done := l.keys.SweepLock(func(k []byte) string {
-		key, _ := profileKey(k)
-		return key
-	})
+	lock, done := l.keys.SweepLock(func(k []byte) string { return string(k) })
 	defer done()
 	return l.store.Sweep([]byte{'a'}, []byte{'v'}, func(k, v []byte) bool {
 		if _, ok := profileKey(k); !ok {

@@ -58,7 +58,8 @@ func (l *Local) copyEntry(b *pebble.Batch, e jetstream.KeyValueEntry, fresh bool
 	}
 	// A key of the batch not yet committed cannot come twice: the watch
 	// gives the last value of each key once.
-	defer l.keys.Unlock(e.Key(), l.keys.Lock(e.Key()))
+	sk := string(k)
+	defer l.keys.Unlock(sk, l.keys.Lock(sk))
 	rev := uint64(1)
 	if !fresh {
 		rev, err = l.check(k, 0)
