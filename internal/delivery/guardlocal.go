@@ -27,7 +27,7 @@ const DefaultGuardMemory = 16 << 20
 // The guard's keys live as long as its window (GuardTTL, 7 days) and, in
 // the filter, until the store is reopened: it holds every claim and bitmap
 // written since the open, expired and swept or not, and those the store
-// held at the open. Up to 6.7 million keys 1-4% of the creates of new
+// held at the open. Up to 6.7 million keys 1-3% of the creates of new
 // eventIds look their key up; beyond, the filter's last generation fills
 // (17% at twice as many keys, then nearly all, as without a filter: never
 // wrong, only slower). A reopen starts it again from the keys the store

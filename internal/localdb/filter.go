@@ -25,16 +25,18 @@ import (
 // the newest generation, and Absent tests one block per generation. A
 // generation holds filterBitsPerKey (10) bits per key it is sized for; when
 // that many distinct keys are in it, a new generation as large as all the
-// others together is added, so the filter grows with the store (1.25 bytes
-// per key) and the share of absent keys it cannot answer for stays near
-// 1.1% per full generation (a store opened with N keys starts with one
-// generation for 2N), up to its budget (Options.FilterBytes): the last
-// generation takes what the budget has left, and beyond its keys the filter
-// fills (measured, for one generation: 17% unanswered at 5 bits per key,
-// 72% at 2.5, towards 100%, every look-up going to the store, as without
-// it). Its memory never exceeds the budget. Deleted keys stay in it, and so
-// does a key whose write failed: such keys only cost a look-up; a reopen
-// starts it again from the keys the store holds. Safe for concurrent use.
+// others together is added, up to its budget (Options.FilterBytes): the
+// first takes a quarter of the budget (or room for twice the keys of a
+// store opened with more), the second as much, the third the other half.
+// So memory grows with the store, 1.25 bytes per key beyond the first
+// quarter, and the share of absent keys it cannot answer for stays near
+// 1.1% per full generation until the budget's keys are in it; beyond, the
+// last generation fills (measured, for one generation: 17% unanswered at
+// 5 bits per key, 72% at 2.5, towards 100%, every look-up going to the
+// store, as without it). Its memory never exceeds the budget. Deleted keys
+// stay in it, and so does a key whose write failed: such keys only cost a
+// look-up; a reopen starts it again from the keys the store holds. Safe
+// for concurrent use.
 type Filter struct {
 	gens   atomic.Pointer[[]*filterGen] // oldest first; Add writes the last
 	seeds  [2]maphash.Seed
@@ -57,10 +59,6 @@ const filterBlockBytes = 64
 // filterBitsPerKey is the density a generation is sized for: 1.1% of
 // absent keys unanswered.
 const filterBitsPerKey = 10
-
-// minFilterBytes is the size of a filter's first generation over an empty
-// store (838,860 keys), a quarter of its budget if that is less.
-const minFilterBytes = 1 << 20
 
 // filterScanCheck is how many keys the scan reads between checks of Close.
 const filterScanCheck = 1024
@@ -97,13 +95,13 @@ func (d *DB) newFilter(budget int64) *Filter {
 }
 
 // makeFilter returns an empty filter (not ready) of at most budget bytes,
-// its first generation sized for keys (at least minFilterBytes or a
-// quarter of the budget, whichever is less).
+// its first generation sized for keys, at least a quarter of the budget
+// (a smaller one measured worse: more generations, each adding its false
+// positives, and a store's first millions of keys not all answered for).
 func makeFilter(budget int64, keys uint64) *Filter {
 	f := &Filter{budget: max(uint64(budget)/filterBlockBytes, 1),
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
-	least := min(minFilterBytes/filterBlockBytes, f.budget/4)
-	f.gens.Store(&[]*filterGen{newFilterGen(min(max(filterBlocks(keys), least), f.budget))})
+	f.gens.Store(&[]*filterGen{newFilterGen(min(max(filterBlocks(keys), f.budget/4), f.budget))})
 	return f
 }
 
