@@ -140,7 +140,7 @@ func openIdentityStore(ctx context.Context, cfg *config.Config, eng *stream.Engi
 	default:
 		// This process owns the engine, or the running capstan has no graph
 		// and leaves the store alone (the store's lock says if not).
-		local, err = identity.OpenLocal(identity.LocalConfig{Dir: cfg.IdentityDir(), Logger: log})
+		local, err = identity.OpenLocal(identity.LocalConfig{Dir: cfg.IdentityDir(), MemoryBytes: cfg.Identity.MemoryBytes, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}

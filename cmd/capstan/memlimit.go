@@ -88,13 +88,18 @@ func offHeap(cfg *config.Config, cgo bool) int64 {
 
 // storeMemory returns the memory cfg's local pebble stores may take outside
 // the Go heap: the de-duplication index's engine.dedup.memory_bytes, the
-// local identity store's and the local eventId guard's. It counts each
-// store's whole budget, a little more than their C allocations (their
-// filters are in the Go heap).
+// local identity store's identity.memory_bytes (zero: its default) and the
+// local eventId guard's. It counts each store's whole budget, a little more
+// than their C allocations (their filters are in the Go heap and grow with
+// their keys up to their share of the budget).
 func storeMemory(cfg *config.Config) int64 {
 	n := cfg.Engine.Dedup.MemoryBytes
 	if cfg.IdentityLocal() {
-		n += identity.DefaultLocalMemory
+		if m := cfg.Identity.MemoryBytes; m > 0 {
+			n += m
+		} else {
+			n += identity.DefaultLocalMemory
+		}
 	}
 	if cfg.GuardLocal() && len(cfg.Destinations) > 0 {
 		n += delivery.DefaultGuardMemory

@@ -85,6 +85,10 @@ func TestStoreMemory(t *testing.T) {
 	if got, want := storeMemory(cfg), int64(304*mib); got != want {
 		t.Errorf("embedded engine, a destination: %d MiB, want %d MiB (dedup, identity, guard)", got/mib, want/mib)
 	}
+	cfg.Identity.MemoryBytes = 128 * mib
+	if got, want := storeMemory(cfg), int64(400*mib); got != want {
+		t.Errorf("identity.memory_bytes 128 MiB: %d MiB, want %d MiB", got/mib, want/mib)
+	}
 	cfg.Engine.NatsURL = "nats://127.0.0.1:4222"
 	if got, want := storeMemory(cfg), int64(config.DefaultDedupMemory); got != want {
 		t.Errorf("external engine: %d MiB, want %d MiB (identity and guard in JetStream)", got/mib, want/mib)

@@ -298,6 +298,15 @@ type Identity struct {
 	// so engine.listen does not change what auto picks; the nats CLI does
 	// not see a local graph.
 	Store string `yaml:"store"`
+	// MemoryBytes bounds the local store's memory (store local): pebble's
+	// memtables and block cache, and the filter of absent profiles, which
+	// grows 1.25 bytes per profile up to half of it and lets the creates
+	// of a new visitor's two profiles skip the disk: the default holds 13
+	// million profiles; beyond them more and more creates read the store's
+	// tables, so a site with more visitors within identity.ttl sets 2.5
+	// bytes per profile (5 per visitor). At least 8388608 (8 MiB). Default
+	// 33554432 (32 MiB).
+	MemoryBytes int64 `yaml:"memory_bytes"`
 }
 
 // Identity stores (Identity.Store).

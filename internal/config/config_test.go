@@ -198,6 +198,7 @@ func TestParseErrors(t *testing.T) {
 		{"dedup window too short", "engine:\n  dedup:\n    window: 30s\n" + minimal, []string{"engine.dedup.window: must be between 1m and 30d"}},
 		{"dedup window under both names", "engine:\n  dedup_window: 48h\n  dedup:\n    window: 36h\n" + minimal, []string{"engine.dedup_window: is the older name of engine.dedup.window"}},
 		{"dedup memory too small", "engine:\n  dedup:\n    memory_bytes: 1024\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432"}},
+		{"identity memory too small", "identity:\n  memory_bytes: 1024\n" + minimal, []string{"identity.memory_bytes: must be at least 8388608 (8 MiB), got 1024"}},
 		{"dedup memory under what the index needs", "engine:\n  dedup:\n    memory_bytes: 20000000\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432 (32 MiB)"}},
 		{"lease ttl too short", "engine:\n  lease_ttl: 1s\n" + minimal, []string{"engine.lease_ttl: must be between 3s and 5m, got 1s"}},
 		{"monitor url scheme", "engine:\n  nats_url: nats://n1:4222\n  monitor_url: http://n1:8222,n2:8222\n" + minimal, []string{`engine.monitor_url: must be a list of http://host:port URLs (the NATS servers' monitoring ports) separated by commas, got "n2:8222"`}},

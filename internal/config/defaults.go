@@ -36,6 +36,8 @@ const (
 	DefaultIdentityTTL        = 90 * 24 * time.Hour
 	DefaultIdentityStore      = IdentityStoreAuto
 	DefaultIdentityDir        = "identity" // in data_dir
+	DefaultIdentityMemory     = 32 << 20
+	MinIdentityMemory         = 8 << 20
 	DefaultGuardStore         = GuardStoreAuto
 	DefaultGuardDir           = "eventids" // in data_dir
 	DefaultMetricsAuth        = MetricsAuthNone
@@ -125,6 +127,9 @@ func (c *Config) applyDefaults() {
 
 	setDur(&c.Identity.TTL, DefaultIdentityTTL)
 	setStr(&c.Identity.Store, DefaultIdentityStore)
+	if c.Identity.MemoryBytes == 0 {
+		c.Identity.MemoryBytes = DefaultIdentityMemory
+	}
 	setStr(&c.Engine.GuardStore, DefaultGuardStore)
 	if c.Privacy.Suppress == nil {
 		on := true

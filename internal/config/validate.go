@@ -61,6 +61,9 @@ func (c *Config) validate(es *Errors) {
 	default:
 		v.errorf("identity.store", "must be auto, jetstream or local, got %q", c.Identity.Store)
 	}
+	if c.Identity.MemoryBytes < MinIdentityMemory {
+		v.errorf("identity.memory_bytes", "must be at least %d (8 MiB), got %d", MinIdentityMemory, c.Identity.MemoryBytes)
+	}
 	switch c.Engine.GuardStore {
 	case GuardStoreAuto, GuardStoreJetStream:
 	case GuardStoreLocal:

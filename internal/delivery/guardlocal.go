@@ -21,17 +21,18 @@ import (
 // of claims.
 const DefaultGuardMemory = 16 << 20
 
-// guardFilterShare is the share of GuardLocalConfig.MemoryBytes given to
-// the filter of absent keys (localdb.Filter), taken from the block cache:
-// 2 MiB of the default 16 MiB. The guard's keys live as long as its window
-// (GuardTTL, 7 days) and, in the filter, until the store is reopened: it
-// holds every claim and bitmap written since the open, expired and swept
-// or not, and those the store held at the open. At 10 bits per key (1.7
-// million keys) 1.1% of the creates of new eventIds look their key up, at
-// 5 bits (3.4 million) 17%, at 2.5 bits (6.7 million) 72%; beyond, nearly
-// all do, as without a filter (never wrong, only slower). A reopen starts
-// it again from the keys the store holds.
-const guardFilterShare = 8
+// guardFilterShare is the share of GuardLocalConfig.MemoryBytes the filter
+// of absent keys (localdb.Filter) may grow to, 1.25 bytes a key: 8 MiB of
+// the default 16 MiB, the rest being pebble's cache (memtables and blocks).
+// The guard's keys live as long as its window (GuardTTL, 7 days) and, in
+// the filter, until the store is reopened: it holds every claim and bitmap
+// written since the open, expired and swept or not, and those the store
+// held at the open. Up to 6.7 million keys 1-3% of the creates of new
+// eventIds look their key up; beyond, the filter's last generation fills
+// (17% at twice as many keys, then nearly all, as without a filter: never
+// wrong, only slower). A reopen starts it again from the keys the store
+// holds.
+const guardFilterShare = 2
 
 // ErrGuardInUse means another process has the local guard store open: one
 // process owns it.

@@ -24,11 +24,15 @@ const (
 	MinLocalMemory     = 8 << 20
 )
 
-// localFilterShare is the share of LocalConfig.MemoryBytes given to the
-// filter of absent keys (localdb.Filter), taken from the block cache: 4 MiB
-// of the default 32 MiB, 10 bits a key for 3.3 million profiles (1.1% of
-// the creates of new keys look their key up), 5 bits for 6.7 million (17%).
-const localFilterShare = 8
+// localFilterShare is the share of LocalConfig.MemoryBytes the filter of
+// absent keys (localdb.Filter) may grow to, 1.25 bytes a profile: 16 MiB of
+// the default 32 MiB (4 at first, 4 more at 3.4 million profiles, 8 more at
+// 6.7 million) for 13.4 million profiles (1-3% of the creates of new keys
+// look their key up; beyond, more and more do: 17% at twice as many).
+// It was a fixed eighth (4 MiB, 3.3 million profiles): at 20 million
+// profiles three quarters of the creates read pebble's bloom filters, 45
+// CPU-µs and 120 KB read a create (bench/results/idscale-2026-12-06-s13.md).
+const localFilterShare = 2
 
 // walSync is how often the local store's write-ahead log is written out and
 // fsynced when there were writes (localdb.WALSync).
@@ -54,10 +58,11 @@ var formatKey = []byte("mformat")
 type LocalConfig struct {
 	// Dir holds the store; created if missing. Required.
 	Dir string
-	// MemoryBytes bounds the store's memory: block cache (three
-	// eighths), the filter of absent keys (an eighth) and memtables.
-	// Default 32 MiB, at least 8 MiB. It does not grow with the number of
-	// profiles; only the files on disk do.
+	// MemoryBytes bounds the store's memory: the filter of absent keys
+	// (growing with the profiles up to half of it) and pebble's cache
+	// (the other half: memtables and blocks read). Default 32 MiB, at
+	// least 8 MiB (identity.memory_bytes). It does not grow with the
+	// number of profiles beyond that; only the files on disk do.
 	MemoryBytes int64
 	// Logger receives the store's errors. Nil: nothing is logged.
 	Logger *slog.Logger

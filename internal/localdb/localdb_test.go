@@ -163,6 +163,32 @@ func TestCompactionOptions(t *testing.T) {
 	}
 }
 
+// TestCacheHoldsMemtables: pebble reserves the memtables' memory in its
+// block cache, so Open sizes the cache for both (MemoryBytes less
+// FilterBytes): blocks still get at least the half of the memory less the
+// filter that the old split meant for them alone, memtables aside (it gave
+// the cache only that, and two or three memtables left a third of it).
+func TestCacheHoldsMemtables(t *testing.T) {
+	const mem, filter = 8 << 20, 2 << 20
+	d, err := Open(Options{Dir: t.TempDir(), MemoryBytes: mem, What: "test store", FilterBytes: filter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := d.cache.MaxSize(); got != mem-filter {
+		t.Errorf("cache of %d bytes; want %d (the memory less the filter)", got, mem-filter)
+	}
+	for i := range 3000 { // fill and rotate a memtable or two
+		if err := d.Set(hashKey("k", i), make([]byte, 1000), pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := d.Metrics()
+	if blocks := d.cache.MaxSize() - int64(m.MemTable.Size); blocks < mem/2-filter {
+		t.Errorf("%d bytes of cache for blocks beside %d of memtables; want at least %d", blocks, m.MemTable.Size, mem/2-filter)
+	}
+}
+
 // BenchmarkGrow creates b.N hashed keys with 196-byte random values in
 // batches of 100, each probed first, as the identity store's creates of new
 // visitors do, in a store of the identity store's default memory (32 MiB),

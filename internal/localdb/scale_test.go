@@ -1,0 +1,185 @@
+package localdb
+
+import (
+	"bufio"
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkScale grows a store of hashed keys, as the identity store's
+// creates of new visitors grow it (batches of 100, each key probed first),
+// to CAPSTAN_SCALE_KEYS keys (default 1,000,000) with random values of
+// CAPSTAN_SCALE_VALUE bytes (default 64: 20 million keys take ~2 GB of
+// disk), in a store of CAPSTAN_SCALE_MEM bytes of memory (default the
+// identity store's 32 MiB) and a filter of absent keys of
+// CAPSTAN_SCALE_FILTER bytes (default 4 MiB). It runs once, whatever b.N:
+//
+//	CAPSTAN_SCALE_KEYS=20000000 go test -run '^$' -bench Scale -benchtime 1x -v ./internal/localdb
+//
+// Every CAPSTAN_SCALE_STEP keys (default 1,000,000) it logs the growth's
+// cost per key since the last step (the process's CPU, the compactions'
+// included), then probes 100,000 keys that are absent, in batches of 100
+// in Order, as the creates of new keys do, on one locked thread, and logs
+// that thread's cost per key: CPU, bytes read (rchar: from the page cache
+// or the disk) and from the disk (read_bytes), block cache misses, and the
+// share of keys the filter of absent keys answered for. The last step's
+// probe figures are reported as metrics. Run it in a small memory cgroup
+// to see the disk reads of a small container, whose page cache is small.
+func BenchmarkScale(b *testing.B) {
+	env := func(name string, def int64) int64 {
+		if s := os.Getenv(name); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				b.Fatalf("%s: %v", name, err)
+			}
+			return n
+		}
+		return def
+	}
+	total := env("CAPSTAN_SCALE_KEYS", 1_000_000)
+	step := env("CAPSTAN_SCALE_STEP", 1_000_000)
+	valSize := env("CAPSTAN_SCALE_VALUE", 64)
+	mem := env("CAPSTAN_SCALE_MEM", 32<<20)
+	filter := env("CAPSTAN_SCALE_FILTER", 4<<20)
+	d, err := Open(Options{Dir: b.TempDir(), MemoryBytes: mem, What: "bench store", FilterBytes: filter})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	for !d.Filter().Ready() && filter > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	rnd := rand.NewChaCha8([32]byte{})
+	val := make([]byte, valSize)
+	const per = 100
+	keys := make([][]byte, per)
+	var last probeFigures
+	cpu0, wall0 := processCPU(b), time.Now()
+	for i := int64(0); i < total; {
+		n := min(per, total-i)
+		p, err := d.NewProbe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := range n {
+			keys[j] = hashKey("g", int(i+j))
+			if _, ok, err := p.Get(keys[j]); ok || err != nil {
+				b.Fatalf("probe of a new key: %v, %v", ok, err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			b.Fatal(err)
+		}
+		setRandom(b, d, rnd, val, keys[:n])
+		if i += n; i%step == 0 || i == total {
+			cpu := processCPU(b) - cpu0
+			b.Logf("grown to %d keys: %.1f CPU-µs/key, %.1f s wall for the last %d", i, float64(cpu.Microseconds())/float64(step),
+				time.Since(wall0).Seconds(), step)
+			last = probeAbsent(b, d, i)
+			b.Logf("  probe at %d keys: %.2f CPU-µs/key, %.0f rchar/key, %.0f read_bytes/key, %.3f cache misses/key, %.1f%% answered by the filter; %s",
+				i, last.cpuMicros, last.rchar, last.readBytes, last.misses, 100*last.filtered, levels(d))
+			cpu0, wall0 = processCPU(b), time.Now()
+		}
+	}
+	b.ReportMetric(last.cpuMicros, "probe-CPU-µs/key")
+	b.ReportMetric(last.rchar, "probe-rchar/key")
+	b.ReportMetric(last.readBytes, "probe-read_bytes/key")
+	b.ReportMetric(last.misses, "probe-misses/key")
+}
+
+// probeFigures is the cost per key of probing absent keys.
+type probeFigures struct {
+	cpuMicros, rchar, readBytes, misses, filtered float64
+}
+
+// probeAbsent probes 100,000 absent keys on one locked thread and returns
+// that thread's cost per key.
+func probeAbsent(b *testing.B, d *DB, seed int64) probeFigures {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const n, per = 100_000, 100
+	keys := make([][]byte, per)
+	misses0 := d.Metrics().BlockCache.Misses
+	cpu0, io0 := threadCPU(b), threadIO(b)
+	filtered := 0
+	for i := 0; i < n; i += per {
+		for j := range keys {
+			keys[j] = hashKey("absent"+strconv.FormatInt(seed, 10)+"-", i+j)
+		}
+		p, err := d.NewProbe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, j := range Order(keys) {
+			if d.Filter().Absent(keys[j]) {
+				filtered++
+			}
+			if _, ok, err := p.Get(keys[j]); ok || err != nil {
+				b.Fatalf("probe of an absent key: %v, %v", ok, err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu, io := threadCPU(b)-cpu0, threadIO(b)
+	return probeFigures{
+		cpuMicros: float64(cpu.Microseconds()) / n,
+		rchar:     float64(io[0]-io0[0]) / n,
+		readBytes: float64(io[1]-io0[1]) / n,
+		misses:    float64(d.Metrics().BlockCache.Misses-misses0) / n,
+		filtered:  float64(filtered) / n,
+	}
+}
+
+// levels describes the store's tables: per level, count and average size.
+func levels(d *DB) string {
+	m := d.Metrics()
+	var buf bytes.Buffer
+	for i, l := range m.Levels {
+		if l.TablesCount > 0 {
+			buf.WriteString("L" + strconv.Itoa(i) + ":" + strconv.FormatInt(l.TablesCount, 10) + "x" +
+				strconv.FormatFloat(float64(l.AggregateSize())/float64(l.TablesCount)/(1<<20), 'f', 1, 64) + "MB ")
+		}
+	}
+	buf.WriteString("cache " + strconv.FormatInt(m.BlockCache.Size>>20, 10) + "MB")
+	return buf.String()
+}
+
+// threadCPU is the CPU time the calling thread used so far.
+func threadCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// threadIO is the calling thread's rchar and read_bytes
+// (/proc/thread-self/io).
+func threadIO(b *testing.B) [2]int64 {
+	f, err := os.Open("/proc/thread-self/io")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var io [2]int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, v, _ := bytes.Cut(sc.Bytes(), []byte(": "))
+		n, _ := strconv.ParseInt(string(v), 10, 64)
+		switch string(name) {
+		case "rchar":
+			io[0] = n
+		case "read_bytes":
+			io[1] = n
+		}
+	}
+	return io
+}
