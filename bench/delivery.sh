@@ -366,7 +366,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo "where \`\$WORK\` was $(workdesc); the generated capstan.yaml of case ($first) was:"
 	echo
 	echo '```yaml'
-	sed "s|$WORK|\$WORK|g" "$WORK/$dir/capstan.yaml"
+	sed -e "s|$WORK|\$WORK|g" -e "s|^  admin_token: .*|  admin_token: REDACTED   # random, for BENCH_PROFILE|" "$WORK/$dir/capstan.yaml"
 	echo '```'
 } >"$OUT"
 cat "$OUT"
