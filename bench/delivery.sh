@@ -39,7 +39,12 @@
 # BENCH_SANDBOX (path of the binary whose `capstan sandbox` runs; default:
 # the capstan under test),
 # BENCH_WORK (the directory to work in instead of a fresh mktemp -d; created
-# if missing, must be empty, removed at the end unless BENCH_KEEP=1).
+# if missing, must be empty, removed at the end unless BENCH_KEEP=1),
+# BENCH_PROFILE (seconds: in cases (a) and (b), a CPU profile of capstan that
+# long, taken through serve's /debug/pprof/ (server.pprof with a random admin
+# token) BENCH_PROFILE_DELAY (8) seconds after capstan is ready, written to
+# BENCH_PROFILE_DIR (default: the work directory) as cpu-<case>.pprof; the
+# profile costs capstan some CPU while it runs).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -65,6 +70,10 @@ esac
 REQ_RATE=$((EV_RATE / PER_REQ))
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/delivery-$DATE.md}
+PROFILE=${BENCH_PROFILE:-}
+PROFILE_DELAY=${BENCH_PROFILE_DELAY:-8}
+ADMIN_TOKEN=
+[[ -n $PROFILE ]] && ADMIN_TOKEN=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 read -ra CLIST <<<"${BENCH_CASES:-a b c}"
 ((${#CLIST[@]} > 0)) || { echo "BENCH_CASES names no case" >&2; exit 2; }
 for c in "${CLIST[@]}"; do
@@ -120,7 +129,9 @@ server:
   addr: "127.0.0.1:0"
   data_dir: $dir/data
   secret_key: $(head -c32 /dev/urandom | base64)
-engine:
+${ADMIN_TOKEN:+  admin_token: $ADMIN_TOKEN
+  pprof: true
+}engine:
   sync: always
 sources:
   - name: bench
@@ -188,6 +199,10 @@ run_case() {
 	write_config "$dir"
 	start_capstan "$dir"
 	wait_capstan "$dir"
+	if [[ -n $PROFILE ]]; then
+		(sleep "$PROFILE_DELAY" && curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" \
+			-o "${BENCH_PROFILE_DIR:-$WORK}/cpu-$name.pprof" "$URL/debug/pprof/profile?seconds=$PROFILE") &
+	fi
 	cmd "$BIN/loadgen" run -url "$URL" -endpoint /v1/batch -batch "$PER_REQ" -convertible $PEOPLE_FLAG \
 		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$CP" \
 		-sandbox "$SBURL" -sandbox-pid "$SB" -engine "$dir/data/engine.json" -metrics "$URL" \
@@ -351,7 +366,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo "where \`\$WORK\` was $(workdesc); the generated capstan.yaml of case ($first) was:"
 	echo
 	echo '```yaml'
-	sed "s|$WORK|\$WORK|g" "$WORK/$dir/capstan.yaml"
+	sed -e "s|$WORK|\$WORK|g" -e "s|^  admin_token: .*|  admin_token: REDACTED   # random, for BENCH_PROFILE|" "$WORK/$dir/capstan.yaml"
 	echo '```'
 } >"$OUT"
 cat "$OUT"
