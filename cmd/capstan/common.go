@@ -172,7 +172,7 @@ func openGuardLocal(ctx context.Context, cfg *config.Config, eng *stream.Engine,
 // left for the caller to move (delivery.MigrateGuardBucket) before the
 // runners start.
 func openGuardStore(ctx context.Context, cfg *config.Config, eng *stream.Engine, log *slog.Logger, migrate bool) (*delivery.GuardLocal, error) {
-	l, err := delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: cfg.GuardDir(), Logger: log})
+	l, err := delivery.OpenGuardLocal(delivery.GuardLocalConfig{Dir: cfg.GuardDir(), MemoryBytes: cfg.Engine.GuardMemoryBytes, Logger: log})
 	if err != nil || !migrate {
 		return l, err
 	}

@@ -88,8 +88,8 @@ func offHeap(cfg *config.Config, cgo bool) int64 {
 
 // storeMemory returns the memory cfg's local pebble stores may take outside
 // the Go heap: the de-duplication index's engine.dedup.memory_bytes, the
-// local identity store's identity.memory_bytes (zero: its default) and the
-// local eventId guard's. It counts each store's whole budget, a little more
+// local identity store's identity.memory_bytes and the local eventId
+// guard's engine.guard_memory_bytes (zero: their defaults). It counts each store's whole budget, a little more
 // than their C allocations (their filters are in the Go heap and grow with
 // their keys up to their share of the budget).
 func storeMemory(cfg *config.Config) int64 {
@@ -102,7 +102,11 @@ func storeMemory(cfg *config.Config) int64 {
 		}
 	}
 	if cfg.GuardLocal() && len(cfg.Destinations) > 0 {
-		n += delivery.DefaultGuardMemory
+		if m := cfg.Engine.GuardMemoryBytes; m > 0 {
+			n += m
+		} else {
+			n += delivery.DefaultGuardMemory
+		}
 	}
 	return n
 }

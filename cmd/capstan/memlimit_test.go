@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/delivery"
 	"github.com/capstan-gw/capstan/internal/identity"
 )
 
@@ -76,6 +77,10 @@ func TestMemLimit(t *testing.T) {
 
 func TestStoreMemory(t *testing.T) {
 	const mib = int64(1) << 20
+	if config.DefaultGuardMemory != delivery.DefaultGuardMemory || config.DefaultIdentityMemory != identity.DefaultLocalMemory {
+		t.Errorf("config's defaults (guard %d, identity %d) differ from the stores' (%d, %d)",
+			config.DefaultGuardMemory, config.DefaultIdentityMemory, delivery.DefaultGuardMemory, identity.DefaultLocalMemory)
+	}
 	cfg := &config.Config{}
 	cfg.Engine.Dedup.MemoryBytes = config.DefaultDedupMemory
 	if got, want := storeMemory(cfg), int64(config.DefaultDedupMemory+identity.DefaultLocalMemory); got != want {
@@ -88,6 +93,10 @@ func TestStoreMemory(t *testing.T) {
 	cfg.Identity.MemoryBytes = 128 * mib
 	if got, want := storeMemory(cfg), int64(400*mib); got != want {
 		t.Errorf("identity.memory_bytes 128 MiB: %d MiB, want %d MiB", got/mib, want/mib)
+	}
+	cfg.Engine.GuardMemoryBytes = 64 * mib
+	if got, want := storeMemory(cfg), int64(448*mib); got != want {
+		t.Errorf("engine.guard_memory_bytes 64 MiB: %d MiB, want %d MiB", got/mib, want/mib)
 	}
 	cfg.Engine.NatsURL = "nats://127.0.0.1:4222"
 	if got, want := storeMemory(cfg), int64(config.DefaultDedupMemory); got != want {

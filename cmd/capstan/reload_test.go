@@ -144,6 +144,7 @@ destinations:
 		{"sources only", "write_key: wk_1", "write_key: wk_2", ""},
 		{"server addr", `addr: ":8080"`, `addr: ":9090"`, "server.addr"},
 		{"engine sync", `sync: always}`, "sync: 1s}\n", "engine.sync"},
+		{"guard memory", `sync: always}`, "sync: always, guard_memory_bytes: 67108864}\n", "engine.guard_memory_bytes"},
 		{"credentials", "access_token: t}", "access_token: u}", "destinations[li].auth"},
 		{"mappings", "conversion_rule: {id: 1}", "conversion_rule: {id: 2}", "destinations[li].mappings"},
 		{"destination renamed", "name: li", "name: li2", "destinations[li2],destinations[li]"},

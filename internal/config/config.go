@@ -210,6 +210,18 @@ type Engine struct {
 	// existing data directory to local moves the bucket's keys into the
 	// store once, at start, and removes the bucket.
 	GuardStore string `yaml:"guard_store"`
+	// GuardMemoryBytes bounds the local guard store's memory (guard_store
+	// local): pebble's memtables and block cache, and the filter of absent
+	// keys, which grows 1.25 bytes per claim up to half of it and lets the
+	// claim of a new eventId skip the disk: the default holds 6.7 million
+	// claims; beyond them more and more claims read the store's tables.
+	// The filter holds the claims of the conversions sent in the 7 days
+	// before the store's open and of those sent since (it forgets expired
+	// ones only at a restart), so a site sending more sets 2.5 bytes per
+	// such claim: 134217728 (128 MiB) holds 53 million, a million
+	// conversions a day for the 7 days and 46 days of uptime. At least
+	// 8388608 (8 MiB). Default 16777216 (16 MiB).
+	GuardMemoryBytes int64 `yaml:"guard_memory_bytes"`
 	// Retention is how long accepted events are kept in the EVENTS stream.
 	// Default 7d.
 	Retention Duration `yaml:"retention"`

@@ -41,6 +41,16 @@ func TestParseDefaults(t *testing.T) {
 	if cfg.Engine.GuardStore != GuardStoreAuto || !cfg.GuardLocal() || cfg.GuardDir() != filepath.Join(cfg.Server.DataDir, "eventids") {
 		t.Errorf("guard store: got %q, local %v, dir %s", cfg.Engine.GuardStore, cfg.GuardLocal(), cfg.GuardDir())
 	}
+	if cfg.Engine.GuardMemoryBytes != 16<<20 {
+		t.Errorf("guard memory: got %d, want 16 MiB", cfg.Engine.GuardMemoryBytes)
+	}
+	big, err := Parse("capstan.yaml", []byte("engine: {guard_memory_bytes: 268435456}\n"+minimal), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big.Engine.GuardMemoryBytes != 256<<20 {
+		t.Errorf("guard_memory_bytes 256 MiB: got %d", big.Engine.GuardMemoryBytes)
+	}
 	cluster, err := Parse("capstan.yaml", []byte("engine: {nats_url: 'nats://n1:4222'}\n"+minimal), env(nil))
 	if err == nil && cluster.GuardLocal() {
 		t.Error("guard store auto with nats_url: local, want jetstream")
@@ -199,6 +209,7 @@ func TestParseErrors(t *testing.T) {
 		{"dedup window under both names", "engine:\n  dedup_window: 48h\n  dedup:\n    window: 36h\n" + minimal, []string{"engine.dedup_window: is the older name of engine.dedup.window"}},
 		{"dedup memory too small", "engine:\n  dedup:\n    memory_bytes: 1024\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432"}},
 		{"identity memory too small", "identity:\n  memory_bytes: 1024\n" + minimal, []string{"identity.memory_bytes: must be at least 8388608 (8 MiB), got 1024"}},
+		{"guard memory too small", "engine:\n  guard_memory_bytes: 1024\n" + minimal, []string{"engine.guard_memory_bytes: must be at least 8388608 (8 MiB), got 1024"}},
 		{"dedup memory under what the index needs", "engine:\n  dedup:\n    memory_bytes: 20000000\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432 (32 MiB)"}},
 		{"lease ttl too short", "engine:\n  lease_ttl: 1s\n" + minimal, []string{"engine.lease_ttl: must be between 3s and 5m, got 1s"}},
 		{"monitor url scheme", "engine:\n  nats_url: nats://n1:4222\n  monitor_url: http://n1:8222,n2:8222\n" + minimal, []string{`engine.monitor_url: must be a list of http://host:port URLs (the NATS servers' monitoring ports) separated by commas, got "n2:8222"`}},

@@ -40,6 +40,8 @@ const (
 	MinIdentityMemory         = 8 << 20
 	DefaultGuardStore         = GuardStoreAuto
 	DefaultGuardDir           = "eventids" // in data_dir
+	DefaultGuardMemory        = 16 << 20
+	MinGuardMemory            = 8 << 20
 	DefaultMetricsAuth        = MetricsAuthNone
 	DefaultSuppressionTTL     = 365 * 24 * time.Hour
 	DefaultBrowserBatchSize   = 10
@@ -131,6 +133,9 @@ func (c *Config) applyDefaults() {
 		c.Identity.MemoryBytes = DefaultIdentityMemory
 	}
 	setStr(&c.Engine.GuardStore, DefaultGuardStore)
+	if c.Engine.GuardMemoryBytes == 0 {
+		c.Engine.GuardMemoryBytes = DefaultGuardMemory
+	}
 	if c.Privacy.Suppress == nil {
 		on := true
 		c.Privacy.Suppress = &on

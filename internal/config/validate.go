@@ -73,6 +73,9 @@ func (c *Config) validate(es *Errors) {
 	default:
 		v.errorf("engine.guard_store", "must be auto, jetstream or local, got %q", c.Engine.GuardStore)
 	}
+	if c.Engine.GuardMemoryBytes < MinGuardMemory {
+		v.errorf("engine.guard_memory_bytes", "must be at least %d (8 MiB), got %d", MinGuardMemory, c.Engine.GuardMemoryBytes)
+	}
 	if c.Privacy.SuppressionTTL.D() < time.Hour {
 		v.errorf("privacy.suppression_ttl", "must be at least 1h, got %s", c.Privacy.SuppressionTTL)
 	}

@@ -31,7 +31,9 @@ const DefaultGuardMemory = 16 << 20
 // eventIds look their key up; beyond, the filter's last generation fills
 // (17% at twice as many keys, then nearly all, as without a filter: never
 // wrong, only slower). A reopen starts it again from the keys the store
-// holds.
+// holds. A site with more claims in the window sets
+// engine.guard_memory_bytes (GuardLocalConfig.MemoryBytes) to 2.5 bytes
+// a claim.
 const guardFilterShare = 2
 
 // ErrGuardInUse means another process has the local guard store open: one
@@ -85,7 +87,10 @@ type GuardLocal struct {
 type GuardLocalConfig struct {
 	// Dir holds the store; created if missing. Required.
 	Dir string
-	// MemoryBytes bounds the store's memory. Default DefaultGuardMemory.
+	// MemoryBytes bounds the store's memory: the filter of absent keys
+	// (growing with the claims up to half of it, 1.25 bytes a claim) and
+	// pebble's cache (memtables and blocks). Default DefaultGuardMemory
+	// (engine.guard_memory_bytes).
 	MemoryBytes int64
 	// SweepEvery is how often expired keys are removed from disk.
 	// Default GuardTTL/16 (10.5 h).
