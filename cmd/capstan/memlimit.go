@@ -89,9 +89,10 @@ func offHeap(cfg *config.Config, cgo bool) int64 {
 // storeMemory returns the memory cfg's local pebble stores may take outside
 // the Go heap: the de-duplication index's engine.dedup.memory_bytes, the
 // local identity store's identity.memory_bytes and the local eventId
-// guard's engine.guard_memory_bytes (zero: their defaults). It counts each store's whole budget, a little more
-// than their C allocations (their filters are in the Go heap and grow with
-// their keys up to their share of the budget).
+// guard's engine.guard_memory_bytes (zero: their defaults). It counts each
+// store's whole budget, a little more than their C allocations (their
+// filters are in the Go heap and grow with their keys up to their share of
+// the budget).
 func storeMemory(cfg *config.Config) int64 {
 	n := cfg.Engine.Dedup.MemoryBytes
 	if cfg.IdentityLocal() {
