@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"time"
 )
 
@@ -420,7 +421,14 @@ func validString(b []byte, i int) int {
 // not scan the key again for a backslash.
 func validEscString(b []byte, i int) (end int, escaped bool) {
 	for i++; ; i++ {
-		for i+8 <= len(b) && strSpecial(binary.LittleEndian.Uint64(b[i:])) == 0 {
+		// Eight bytes at a time: strSpecial's lowest flag is always a
+		// real special byte (a false flag only follows a real one), so
+		// the run ends exactly there, with no byte-wise loop.
+		for i+8 <= len(b) {
+			if m := strSpecial(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
 		}
 		for i < len(b) && strPlain[b[i]] {
