@@ -361,12 +361,15 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		}
 		i = skipSpace(b, i+1)
 		var vend, d int
-		if i < len(b) && b[i] == '{' && m.is("context") {
+		switch {
+		case i < len(b) && b[i] == '"':
+			vend = validString(b, i) // as validValue, depth 0, without its setup
+		case i < len(b) && b[i] == '{' && m.is("context"):
 			var c object
 			if c, _, _, vend, d = validItem(b, i, ctx[:0], 0, nil); vend >= 0 {
 				ctx, ctxVal = c, b[i:vend]
 			}
-		} else {
+		default:
 			vend, d = validValue(b, i)
 		}
 		if vend < 0 {
