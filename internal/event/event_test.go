@@ -1084,3 +1084,55 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// validEscStringByByte is validEscString reading one byte at a time: the
+// reference for its eight-byte runs.
+func validEscStringByByte(b []byte, i int) (end int, escaped bool) {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, escaped
+		case c < 0x20:
+			return -1, escaped
+		case c == '\\':
+			escaped = true
+			if i++; i >= len(b) {
+				return -1, escaped
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
+					return -1, escaped
+				}
+				i += 4
+			default:
+				return -1, escaped
+			}
+		}
+	}
+	return -1, escaped
+}
+
+// TestValidEscString puts each byte that can end or break a run ('"',
+// '\\' and its escapes, control characters, and bytes that are not, such
+// as 0x1f's neighbours and UTF-8's high bytes) at every offset of strings
+// up to 40 bytes, after and before other specials, and compares
+// validEscString with the byte-wise reference.
+func TestValidEscString(t *testing.T) {
+	specials := []string{`"`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, "\x00", "\x1f", " ", "\x7f", "\x80", "\xff", "é", `\`}
+	for n := range 41 {
+		for pos := range n + 1 {
+			for _, sp := range specials {
+				for _, tail := range []string{`"`, `x"`, "\x01\"", `\"`, ``, `\u0041"`} {
+					s := []byte(`"` + strings.Repeat("a", pos) + sp + strings.Repeat("b", n-pos) + tail)
+					gotEnd, gotEsc := validEscString(s, 0)
+					wantEnd, wantEsc := validEscStringByByte(s, 0)
+					if gotEnd != wantEnd || gotEnd >= 0 && gotEsc != wantEsc {
+						t.Fatalf("validEscString(%q) = %d, %v; want %d, %v", s, gotEnd, gotEsc, wantEnd, wantEsc)
+					}
+				}
+			}
+		}
+	}
+}

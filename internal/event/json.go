@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"time"
 )
 
@@ -360,12 +361,15 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		}
 		i = skipSpace(b, i+1)
 		var vend, d int
-		if i < len(b) && b[i] == '{' && m.is("context") {
+		switch {
+		case i < len(b) && b[i] == '"':
+			vend = validString(b, i) // as validValue, depth 0, without its setup
+		case i < len(b) && b[i] == '{' && m.is("context"):
 			var c object
 			if c, _, _, vend, d = validItem(b, i, ctx[:0], 0, nil); vend >= 0 {
 				ctx, ctxVal = c, b[i:vend]
 			}
-		} else {
+		default:
 			vend, d = validValue(b, i)
 		}
 		if vend < 0 {
@@ -420,7 +424,14 @@ func validString(b []byte, i int) int {
 // not scan the key again for a backslash.
 func validEscString(b []byte, i int) (end int, escaped bool) {
 	for i++; ; i++ {
-		for i+8 <= len(b) && strSpecial(binary.LittleEndian.Uint64(b[i:])) == 0 {
+		// Eight bytes at a time: strSpecial's lowest flag is always a
+		// real special byte (a false flag only follows a real one), so
+		// the run ends exactly there, with no byte-wise loop.
+		for i+8 <= len(b) {
+			if m := strSpecial(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
 		}
 		for i < len(b) && strPlain[b[i]] {

@@ -2,6 +2,7 @@ package event
 
 import (
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,8 +169,13 @@ func (p *parser) str() (string, error) {
 	p.i++ // opening quote
 	start := p.i
 	// Skip eight bytes at a time while none of them ends the plain run
-	// (strSpecial); the loop below finds which one does.
-	for p.i+8 <= len(p.s) && strSpecial(load64(p.s, p.i)) == 0 {
+	// (strSpecial); the lowest flag is the byte that does (a false flag
+	// only follows a real one), where the loop below starts.
+	for p.i+8 <= len(p.s) {
+		if m := strSpecial(load64(p.s, p.i)); m != 0 {
+			p.i += bits.TrailingZeros64(m) >> 3
+			break
+		}
 		p.i += 8
 	}
 	for p.i < len(p.s) {
@@ -200,8 +206,8 @@ const (
 
 // strSpecial returns non-zero when one of the eight bytes of x is '"',
 // '\\' or a control character (below 0x20): the bytes str stops at. It
-// never misses one (it may flag a byte after a real one, which does not
-// matter: the caller only tests for zero).
+// never misses one, and its lowest flag is always a real one: a borrow
+// that flags a byte wrongly comes only from a real one below it.
 func strSpecial(x uint64) uint64 {
 	q := x ^ ('"' * ones)
 	b := x ^ ('\\' * ones)
