@@ -284,27 +284,15 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 	// stays where it was written).
 	ks := make([][]byte, len(keys))
 	kbuf := make([]byte, 0, len(keys)*guardLocalKeyMax)
-	ends := make([]int, len(keys)) // of the valid keys in kbuf
 	for i, key := range keys {
 		if ks[i], errs[i] = appendGuardLocalKey(kbuf, key); errs[i] == nil {
 			kbuf = kbuf[:len(kbuf)+len(ks[i])]
-			ends[i] = len(kbuf)
 		}
 	}
 	// The keys in order, for the locks and for the probe below.
 	order := localdb.Order(ks)
-	// The keys to lock: the valid ones, as strings of one copy of kbuf,
-	// sorted and each once (in order: no deadlock, localdb.KeyLocks).
-	locked := make([]string, 0, len(keys))
-	all := string(kbuf)
-	for _, i := range order {
-		if errs[i] != nil {
-			continue
-		}
-		if k := all[ends[i]-len(ks[i]) : ends[i]]; len(locked) == 0 || locked[len(locked)-1] != k {
-			locked = append(locked, k)
-		}
-	}
+	// The keys to lock: the valid ones, sorted and each once (localdb.KeyLocks).
+	locked := localdb.KeysToLock(ks, order, func(i int) bool { return errs[i] != nil })
 	defer l.keys.UnlockAll(locked, l.keys.LockAll(locked))
 	// New eventIds, nearly all: the filter knows nearly all of them
 	// absent, and one probe reads the others, in key order (localdb.Order:

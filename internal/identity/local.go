@@ -313,18 +313,8 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 		ks[i], errs[i] = appendLocalKey(kbuf[i*localKeyLen:i*localKeyLen:(i+1)*localKeyLen], key)
 	}
 	order := localdb.Order(ks)
-	// The keys to lock: the valid ones, as strings of one copy of kbuf,
-	// sorted and each once (in order: no deadlock, localdb.KeyLocks).
-	locked := make([]string, 0, len(keys))
-	all := string(kbuf)
-	for _, i := range order {
-		if errs[i] != nil {
-			continue
-		}
-		if k := all[i*localKeyLen : (i+1)*localKeyLen]; len(locked) == 0 || locked[len(locked)-1] != k {
-			locked = append(locked, k)
-		}
-	}
+	// The keys to lock: the valid ones, sorted and each once (localdb.KeyLocks).
+	locked := localdb.KeysToLock(ks, order, func(i int) bool { return errs[i] != nil })
 	defer l.keys.UnlockAll(locked, l.keys.LockAll(locked))
 	// New profiles, most of them: the filter knows nearly all of them
 	// absent, and one probe reads the others, in key order (localdb.Order:

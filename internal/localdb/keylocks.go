@@ -1,6 +1,9 @@
 package localdb
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // KeyLocks is the compare-and-set exclusion of a store's writers: a lock
 // per key, in use only while held or waited for, so that two writers wait
@@ -144,4 +147,33 @@ func (k *KeyLocks) InUse() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.held)
+}
+
+// KeysToLock returns what a writer of the keys ks passes to LockAll: the keys
+// not skipped, in order (Order's, which is LockAll's: increasing), each
+// once, as strings sharing one copy of their bytes.
+func KeysToLock(ks [][]byte, order []int, skip func(i int) bool) []string {
+	n := 0
+	for _, k := range ks {
+		n += len(k)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	ends := make([]int, 0, len(order))
+	for _, i := range order {
+		if !skip(i) {
+			b.Write(ks[i])
+			ends = append(ends, b.Len())
+		}
+	}
+	all := b.String()
+	keys := make([]string, 0, len(ends))
+	start := 0
+	for _, end := range ends {
+		if k := all[start:end]; len(keys) == 0 || keys[len(keys)-1] != k {
+			keys = append(keys, k)
+		}
+		start = end
+	}
+	return keys
 }

@@ -1,6 +1,7 @@
 package localdb
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -45,5 +46,17 @@ func TestKeyLocks(t *testing.T) {
 	done()
 	if n := k.InUse(); n != 0 {
 		t.Errorf("%d keys in use after every writer returned", n)
+	}
+}
+
+// TestKeysToLock: the keys not skipped, in Order's order, each once.
+func TestKeysToLock(t *testing.T) {
+	ks := [][]byte{[]byte("c"), []byte("a"), []byte("bad"), []byte("c"), []byte("b"), []byte("a")}
+	got := KeysToLock(ks, Order(ks), func(i int) bool { return i == 2 })
+	if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("KeysToLock = %q, want %q", got, want)
+	}
+	if got := KeysToLock(nil, nil, func(int) bool { return false }); len(got) != 0 {
+		t.Errorf("no keys: %q", got)
 	}
 }
