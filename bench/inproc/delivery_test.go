@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-gw/capstan/internal/cputime"
+
 	"github.com/capstan-gw/capstan/bench/internal/segmentgen"
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
@@ -225,7 +227,7 @@ destinations:
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := cputime.Process()
 	rctx, rcancel := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
 	go func() { runDone <- runner.Run(rctx) }()
@@ -245,7 +247,7 @@ destinations:
 		time.Sleep(5 * time.Millisecond)
 	}
 	b.StopTimer()
-	cpu := processCPU() - cpu0
+	cpu := cputime.Process() - cpu0
 	rcancel()
 	if err := <-runDone; err != nil {
 		b.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-gw/capstan/internal/cputime"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -60,7 +62,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(16)
 		b.ResetTimer()
-		cpu0 := processCPU()
+		cpu0 := cputime.Process()
 		b.RunParallel(func(pb *testing.PB) {
 			futures := make([]jetstream.PubAckFuture, len(proto))
 			for pb.Next() {
@@ -86,7 +88,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 			}
 		})
 		b.StopTimer()
-		report(b, int64(b.N*len(proto)), processCPU()-cpu0)
+		report(b, int64(b.N*len(proto)), cputime.Process()-cpu0)
 	})
 	b.Run("storeread", func(b *testing.B) {
 		proto := storedEvents(b)
@@ -94,7 +96,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(16)
 		b.ResetTimer()
-		cpu0 := processCPU()
+		cpu0 := cputime.Process()
 		read := make(chan error, 1)
 		go func() { read <- readEvents(eng, b.N*len(proto)) }()
 		b.RunParallel(func(pb *testing.PB) {
@@ -109,7 +111,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		report(b, int64(b.N*len(proto)), processCPU()-cpu0)
+		report(b, int64(b.N*len(proto)), cputime.Process()-cpu0)
 	})
 	b.Run("request", func(b *testing.B) {
 		proto := storedEvents(b)
@@ -121,7 +123,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 		js := eng.JetStream()
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := processCPU()
+		cpu0 := cputime.Process()
 		futures := make([]jetstream.PubAckFuture, 0, 32)
 		for i := range b.N {
 			m := &nats.Msg{Subject: eventSubject(proto[0]), Data: body, Header: nats.Header{}}
@@ -142,13 +144,13 @@ func BenchmarkEngineFloor(b *testing.B) {
 			}
 			futures = futures[:0]
 		}
-		store := processCPU() - cpu0
-		cpu0 = processCPU()
+		store := cputime.Process() - cpu0
+		cpu0 = cputime.Process()
 		consumeAll(b, eng, b.N, 10)
 		b.StopTimer()
 		events := float64(b.N * len(proto))
 		b.ReportMetric(float64(store.Microseconds())/events, "store-µs/event")
-		b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/events, "consume-µs/event")
+		b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/events, "consume-µs/event")
 	})
 	b.Run("consume", func(b *testing.B) {
 		proto := storedEvents(b)
@@ -160,10 +162,10 @@ func BenchmarkEngineFloor(b *testing.B) {
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := processCPU()
+		cpu0 := cputime.Process()
 		consumeEvents(b, eng, b.N)
 		b.StopTimer()
-		report(b, int64(b.N), processCPU()-cpu0)
+		report(b, int64(b.N), cputime.Process()-cpu0)
 	})
 }
 

@@ -10,9 +10,10 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capstan-gw/capstan/internal/cputime"
 
 	"github.com/capstan-gw/capstan/bench/internal/segmentgen"
 	"github.com/capstan-gw/capstan/internal/config"
@@ -139,7 +140,7 @@ func serve(b *testing.B, h http.Handler, path string, ts []*segmentgen.Template)
 	var events atomic.Int64
 	var failed atomic.Int64
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		var buf []byte
 		i := 0
@@ -164,7 +165,7 @@ func serve(b *testing.B, h http.Handler, path string, ts []*segmentgen.Template)
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d requests failed", f)
 	}
-	report(b, events.Load(), processCPU()-cpu0)
+	report(b, events.Load(), cputime.Process()-cpu0)
 }
 
 // BenchmarkHandlerNoStore is the handler's own cost: read, parse, auth,
@@ -227,7 +228,7 @@ func benchAppend(b *testing.B, sync time.Duration) {
 	b.SetParallelism(16)
 	var events atomic.Int64
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := appendCopy(app, proto); err != nil {
@@ -238,7 +239,7 @@ func benchAppend(b *testing.B, sync time.Duration) {
 		}
 	})
 	b.StopTimer()
-	report(b, events.Load(), processCPU()-cpu0)
+	report(b, events.Load(), cputime.Process()-cpu0)
 }
 
 // report adds events/s and the process's CPU time per event: on a shared
@@ -248,13 +249,4 @@ func report(b *testing.B, events int64, cpu time.Duration) {
 	if events > 0 {
 		b.ReportMetric(float64(cpu.Microseconds())/float64(events), "cpu-µs/event")
 	}
-}
-
-// processCPU is the user+system CPU time of this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

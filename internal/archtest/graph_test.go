@@ -41,8 +41,9 @@ type listed struct {
 // loadGraph runs `go list -deps -json ./...` at the root of the module the
 // test runs in. The graph is of non-test code only (tests may import anything:
 // linkedin's tests run against the sandbox) and of the host's GOOS/GOARCH,
-// which is every file capstan has today: none of its non-test files has a
-// build constraint.
+// which is every import capstan has today: the non-test files with a build
+// constraint (cmd/capstan's offheap_*.go, internal/cputime's) import no
+// capstan package, and the same one in every variant.
 func loadGraph(t testing.TB) *graph {
 	t.Helper()
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()

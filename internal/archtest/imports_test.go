@@ -135,6 +135,14 @@ var rules = []rule{
 		direct: true,
 	},
 	{
+		// The benchmarks' CPU and I/O readings; non-test code never.
+		name:   "only tests import cputime",
+		from:   []pattern{anyPkg()},
+		except: []pattern{tree("internal/cputime")},
+		not:    []pattern{tree("internal/cputime")},
+		direct: true,
+	},
+	{
 		// Every package's main_test.go imports it; non-test code never.
 		name:   "only tests import leakcheck",
 		from:   []pattern{anyPkg()},

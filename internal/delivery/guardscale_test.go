@@ -1,8 +1,6 @@
 package delivery
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,9 +8,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capstan-gw/capstan/internal/cputime"
 )
 
 // BenchmarkGuardScale grows the local guard store with the claims of new
@@ -80,14 +79,14 @@ func BenchmarkGuardScale(b *testing.B) {
 	l := open(mem)
 	defer func() { l.Close() }()
 	var last guardFigures
-	cpu0, wall0 := guardProcessCPU(b), time.Now()
+	cpu0, wall0 := cputime.Process(), time.Now()
 	for have < total {
 		n := min(per, total-have)
 		if err := createNew(l, "grow", have, n, per); err != nil {
 			b.Fatal(err)
 		}
 		if have += n; have%step == 0 || have == total {
-			cpu := guardProcessCPU(b) - cpu0
+			cpu := cputime.Process() - cpu0
 			b.Logf("grown to %d claims: %.1f CPU-µs/claim, %.1f s wall for the last %d", have, float64(cpu.Microseconds())/float64(step),
 				time.Since(wall0).Seconds(), step)
 			last = measureCreates(b, l, have, per)
@@ -95,7 +94,7 @@ func BenchmarkGuardScale(b *testing.B) {
 			if err := os.WriteFile(countFile, []byte(strconv.FormatInt(have, 10)), 0o600); err != nil {
 				b.Fatal(err)
 			}
-			cpu0, wall0 = guardProcessCPU(b), time.Now()
+			cpu0, wall0 = cputime.Process(), time.Now()
 		}
 	}
 	if s := os.Getenv("CAPSTAN_GUARD_REOPEN"); s != "" {
@@ -190,12 +189,14 @@ func measureCreates(b *testing.B, l *GuardLocal, seed, per int64) guardFigures {
 				filtered++
 			}
 		}
-		cpu0, io0 := guardThreadCPU(b), guardThreadIO(b)
+		cpu0 := cputime.Thread()
+		rchar0, read0 := cputime.ThreadIO()
 		errs := l.createKeys(context.Background(), keys, values)
-		cpu1, io1 := guardThreadCPU(b), guardThreadIO(b)
+		cpu1 := cputime.Thread()
+		rchar1, read1 := cputime.ThreadIO()
 		cpu += cpu1 - cpu0
-		io[0] += io1[0] - io0[0]
-		io[1] += io1[1] - io0[1]
+		io[0] += rchar1 - rchar0
+		io[1] += read1 - read0
 		for _, err := range errs {
 			if err != nil {
 				b.Fatal(errors.Join(errors.New("create of a new claim"), err))
@@ -210,45 +211,4 @@ func measureCreates(b *testing.B, l *GuardLocal, seed, per int64) guardFigures {
 		misses:    float64(l.store.Metrics().BlockCache.Misses-misses0) / n,
 		filtered:  float64(filtered) / n,
 	}
-}
-
-// guardProcessCPU is the CPU time the process used so far.
-func guardProcessCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// guardThreadCPU is the CPU time the calling thread used so far.
-func guardThreadCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// guardThreadIO is the calling thread's rchar and read_bytes
-// (/proc/thread-self/io).
-func guardThreadIO(b *testing.B) [2]int64 {
-	f, err := os.Open("/proc/thread-self/io")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	var io [2]int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, v, _ := bytes.Cut(sc.Bytes(), []byte(": "))
-		n, _ := strconv.ParseInt(string(v), 10, 64)
-		switch string(name) {
-		case "rchar":
-			io[0] = n
-		case "read_bytes":
-			io[1] = n
-		}
-	}
-	return io
 }

@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capstan-gw/capstan/internal/cputime"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -207,7 +208,7 @@ func BenchmarkGrow(b *testing.B) {
 	val := make([]byte, 16+180)
 	const per = 100
 	keys := make([][]byte, per)
-	cpu0 := processCPU(b)
+	cpu0 := cputime.Process()
 	b.ResetTimer()
 	for i := 0; i < b.N; i += per {
 		n := min(per, b.N-i)
@@ -239,7 +240,7 @@ func BenchmarkGrow(b *testing.B) {
 		written += l.TableBytesFlushed + l.TableBytesCompacted
 		size += uint64(l.AggregateSize())
 	}
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "CPU-µs/key")
+	b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/float64(b.N), "CPU-µs/key")
 	b.ReportMetric(float64(written)/float64(size), "written-x")
 	b.ReportMetric(float64(size)/(1<<20), "store-MB")
 }
@@ -296,7 +297,7 @@ func BenchmarkProbeOrder(b *testing.B) {
 		b.Run(sc.name, func(b *testing.B) {
 			keys := make([][]byte, per)
 			order := make([]int, per)
-			cpu0 := processCPU(b)
+			cpu0 := cputime.Process()
 			for i := 0; i < b.N; i += per {
 				m := min(per, b.N-i)
 				for j := range m {
@@ -318,18 +319,9 @@ func BenchmarkProbeOrder(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "CPU-ns/op")
+			b.ReportMetric(float64((cputime.Process()-cpu0).Nanoseconds())/float64(b.N), "CPU-ns/op")
 		})
 	}
-}
-
-// processCPU is the CPU time the process used so far, all threads.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // setRandom writes keys, each with val filled with random bytes, as one

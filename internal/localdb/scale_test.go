@@ -1,15 +1,15 @@
 package localdb
 
 import (
-	"bufio"
 	"bytes"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capstan-gw/capstan/internal/cputime"
 )
 
 // BenchmarkScale grows a store of hashed keys, as the identity store's
@@ -60,7 +60,7 @@ func BenchmarkScale(b *testing.B) {
 	const per = 100
 	keys := make([][]byte, per)
 	var last probeFigures
-	cpu0, wall0 := processCPU(b), time.Now()
+	cpu0, wall0 := cputime.Process(), time.Now()
 	for i := int64(0); i < total; {
 		n := min(per, total-i)
 		p, err := d.NewProbe()
@@ -78,13 +78,13 @@ func BenchmarkScale(b *testing.B) {
 		}
 		setRandom(b, d, rnd, val, keys[:n])
 		if i += n; i%step == 0 || i == total {
-			cpu := processCPU(b) - cpu0
+			cpu := cputime.Process() - cpu0
 			b.Logf("grown to %d keys: %.1f CPU-µs/key, %.1f s wall for the last %d", i, float64(cpu.Microseconds())/float64(step),
 				time.Since(wall0).Seconds(), step)
 			last = probeAbsent(b, d, i)
 			b.Logf("  probe at %d keys: %.2f CPU-µs/key, %.0f rchar/key, %.0f read_bytes/key, %.3f cache misses/key, %.1f%% answered by the filter; %s",
 				i, last.cpuMicros, last.rchar, last.readBytes, last.misses, 100*last.filtered, levels(d))
-			cpu0, wall0 = processCPU(b), time.Now()
+			cpu0, wall0 = cputime.Process(), time.Now()
 		}
 	}
 	b.ReportMetric(last.cpuMicros, "probe-CPU-µs/key")
@@ -106,7 +106,8 @@ func probeAbsent(b *testing.B, d *DB, seed int64) probeFigures {
 	const n, per = 100_000, 100
 	keys := make([][]byte, per)
 	misses0 := d.Metrics().BlockCache.Misses
-	cpu0, io0 := threadCPU(b), threadIO(b)
+	cpu0 := cputime.Thread()
+	rchar0, read0 := cputime.ThreadIO()
 	filtered := 0
 	for i := 0; i < n; i += per {
 		for j := range keys {
@@ -128,11 +129,12 @@ func probeAbsent(b *testing.B, d *DB, seed int64) probeFigures {
 			b.Fatal(err)
 		}
 	}
-	cpu, io := threadCPU(b)-cpu0, threadIO(b)
+	cpu := cputime.Thread() - cpu0
+	rchar, read := cputime.ThreadIO()
 	return probeFigures{
 		cpuMicros: float64(cpu.Microseconds()) / n,
-		rchar:     float64(io[0]-io0[0]) / n,
-		readBytes: float64(io[1]-io0[1]) / n,
+		rchar:     float64(rchar-rchar0) / n,
+		readBytes: float64(read-read0) / n,
 		misses:    float64(d.Metrics().BlockCache.Misses-misses0) / n,
 		filtered:  float64(filtered) / n,
 	}
@@ -150,36 +152,4 @@ func levels(d *DB) string {
 	}
 	buf.WriteString("cache " + strconv.FormatInt(m.BlockCache.Size>>20, 10) + "MB")
 	return buf.String()
-}
-
-// threadCPU is the CPU time the calling thread used so far.
-func threadCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// threadIO is the calling thread's rchar and read_bytes
-// (/proc/thread-self/io).
-func threadIO(b *testing.B) [2]int64 {
-	f, err := os.Open("/proc/thread-self/io")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	var io [2]int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, v, _ := bytes.Cut(sc.Bytes(), []byte(": "))
-		n, _ := strconv.ParseInt(string(v), 10, 64)
-		switch string(name) {
-		case "rchar":
-			io[0] = n
-		case "read_bytes":
-			io[1] = n
-		}
-	}
-	return io
 }

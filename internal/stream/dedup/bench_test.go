@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capstan-gw/capstan/internal/cputime"
 )
 
 // checkKeys is the size of BenchmarkCheck's index: the default is quick;
@@ -78,7 +79,7 @@ func BenchmarkCheck(b *testing.B) {
 			// count.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			cpu0 := threadCPU()
+			cpu0 := cputime.Thread()
 			at := 0
 			for b.Loop() {
 				got, err := x.Check(keys[at : at+100])
@@ -90,20 +91,10 @@ func BenchmarkCheck(b *testing.B) {
 				}
 				at = (at + 100) % pool
 			}
-			b.ReportMetric(float64((threadCPU()-cpu0).Nanoseconds())/float64(b.N*100), "cpu-ns/key")
+			b.ReportMetric(float64((cputime.Thread()-cpu0).Nanoseconds())/float64(b.N*100), "cpu-ns/key")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/key")
 		})
 	}
-}
-
-// threadCPU is the user+system CPU time of the calling thread.
-func threadCPU() time.Duration {
-	const rusageThread = 1 // RUSAGE_THREAD, Linux
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // mixKey is a cheap stand-in for HashKey (whose cost BenchmarkHashKey
@@ -155,7 +146,7 @@ func BenchmarkGrow(b *testing.B) {
 	x := open(b, Options{})
 	keys := make([]Key, 100)
 	pos := make([]uint64, 100)
-	cpu0 := processCPU()
+	cpu0 := cputime.Process()
 	b.ResetTimer()
 	seq := uint64(0)
 	for i := 0; i < b.N; i += len(keys) {
@@ -189,17 +180,8 @@ func BenchmarkGrow(b *testing.B) {
 		written += l.TableBytesFlushed + l.TableBytesCompacted
 		size += uint64(l.AggregateSize())
 	}
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/key")
+	b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/float64(b.N), "cpu-µs/key")
 	b.ReportMetric(float64(written)/float64(size), "written-x")
 	b.ReportMetric(float64(size)/(1<<20), "store-MB")
 	b.Logf("%d keys; the store:\n%s", b.N, m)
-}
-
-// processCPU is the user+system CPU time of this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
