@@ -35,6 +35,11 @@ main(async ({ page, context, args }) => {
     const href = await a.getAttribute('href');
     await a.click();
     await page.waitForFunction((h) => location.hash === h, href);
+    // The console marks the link once its hashchange handler has run,
+    // which may be after the hash changed: wait for it (a link never
+    // marked is reported as it is, and the test fails on it).
+    const el = await a.elementHandle();
+    await page.waitForFunction((e) => e.getAttribute('aria-current') === 'page', el, { timeout: 5000 }).catch(() => {});
     const current = await a.getAttribute('aria-current');
     const text = await page.locator('main#page').innerText();
     out.links.push({ name, href, current, failed: /This page failed/.test(text) });
