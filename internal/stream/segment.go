@@ -179,12 +179,10 @@ const (
 // errBadSegment wraps every reason a frame does not decode.
 var errBadSegment = errors.New("bad event segment")
 
-// decodeSegment reads a frame of version 1. It never panics: a damaged or
-// foreign frame gives an error wrapping errBadSegment.
-func decodeSegment(data []byte) ([]segEvent, error) { return decodeSegmentInto(nil, data) }
-
-// decodeSegmentInto is decodeSegment reusing dst's array (its contents are
-// overwritten) when it has room for the frame's events. Entries of dst
+// decodeSegmentInto reads a frame of version 1 into dst's array (its
+// contents are overwritten) when it has room for the frame's events, else
+// into a new one. It never panics: a damaged or foreign frame gives an
+// error wrapping errBadSegment. Entries of dst
 // beyond the frame's events are cleared, and those beyond len(dst) must be
 // zero already, so that the array refers to no frame but the last.
 func decodeSegmentInto(dst []segEvent, data []byte) ([]segEvent, error) {
@@ -371,13 +369,6 @@ func (d *msgDecoder) each(seq uint64, subj string, h nats.Header, data []byte, a
 		}
 	}
 	return nil
-}
-
-// stored returns the event as read (fill).
-func (se *segEvent) stored(seq uint64, idx int, subj, src string, at time.Time) Stored {
-	var s Stored
-	se.fill(&s, seq, idx, subj, src, at)
-	return s
 }
 
 // fill sets s to the event as read. Its strings and its document's text

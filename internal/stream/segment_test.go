@@ -598,3 +598,13 @@ func TestSegmentID(t *testing.T) {
 		t.Errorf("segmentID of 1000 ids: %.0f allocations, want at most 10", n)
 	}
 }
+
+// decodeSegment is decodeSegmentInto into a new array.
+func decodeSegment(data []byte) ([]segEvent, error) { return decodeSegmentInto(nil, data) }
+
+// stored returns the event as read (fill).
+func (se *segEvent) stored(seq uint64, idx int, subj, src string, at time.Time) Stored {
+	var s Stored
+	se.fill(&s, seq, idx, subj, src, at)
+	return s
+}
