@@ -20,7 +20,13 @@
 # ./cmd/capstan; loadgen and nullserver are still built from the tree),
 # BENCH_LABEL (how the report names that binary, e.g. `git describe` output),
 # BENCH_WORK (the directory to work in instead of a fresh mktemp -d; created
-# if missing, must be empty, removed at the end unless BENCH_KEEP=1).
+# if missing, must be empty, removed at the end unless BENCH_KEEP=1),
+# BENCH_PROFILE (seconds: for each capstan target, a CPU profile of capstan
+# that long during the batch scenario, taken through serve's /debug/pprof/
+# (server.pprof with a random admin token) BENCH_PROFILE_DELAY (5) seconds
+# after the batch load starts, written to BENCH_PROFILE_DIR (default: the
+# work directory) as cpu-<always|1s>.pprof; the profile costs capstan some
+# CPU while it runs, so the run's figures are not comparable with others).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -34,6 +40,10 @@ CONC=${BENCH_CONCURRENCY:-32}
 BATCH=${BENCH_BATCH:-100}
 RATE=${BENCH_RATE:-2000}
 OPEN_CONC=${BENCH_OPEN_CONCURRENCY:-256}
+PROFILE=${BENCH_PROFILE:-}
+PROFILE_DELAY=${BENCH_PROFILE_DELAY:-5}
+ADMIN_TOKEN=
+[[ -n $PROFILE ]] && ADMIN_TOKEN=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/ingest-$DATE.md}
 read -ra TLIST <<<"${BENCH_TARGETS:-null always 1s}"
@@ -63,10 +73,15 @@ cmd go build -o "$BIN/nullserver" ./bench/nullserver
 UPTIME_BEFORE=$(uptime)
 log "machine load before: $UPTIME_BEFORE"
 
-# load NAME URL PID: both scenarios against one target.
+# load NAME URL PID [PROFILE_NAME]: both scenarios against one target;
+# with PROFILE_NAME and BENCH_PROFILE, a CPU profile during the batch one.
 load() {
-	local target=$1 url=$2 pid=$3
+	local target=$1 url=$2 pid=$3 prof=${4:-}
 	log "batch: $target"
+	if [[ -n $PROFILE && -n $prof ]]; then
+		(sleep "$PROFILE_DELAY" && curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" \
+			-o "${BENCH_PROFILE_DIR:-$WORK}/cpu-$prof.pprof" "$url/debug/pprof/profile?seconds=$PROFILE") &
+	fi
 	cmd "$BIN/loadgen" run -url "$url" -endpoint /v1/batch -batch "$BATCH" -concurrency "$CONC" \
 		-warmup "$WARMUP" -duration "$DURATION" -server-pid "$pid" \
 		-scenario "batch ${BATCH}/req, c=$CONC" -target "$target" -out "$RESULTS"
@@ -100,7 +115,9 @@ run_capstan() {
 server:
   addr: "127.0.0.1:0"
   data_dir: $dir/data
-engine:
+${ADMIN_TOKEN:+  admin_token: $ADMIN_TOKEN
+  pprof: true
+}engine:
   sync: $sync
 sources:
   - name: bench
@@ -114,7 +131,7 @@ EOF
 	printf '%s\n' "$CAPSTAN serve --config $dir/capstan.yaml &   # engine.sync: $sync" >>"$COMMANDS"
 	local url
 	url=$(wait_url "$dir/capstan.log" 'msg="capstan listening" addr=' "$pid")
-	load "capstan sync=$sync" "$url" "$pid"
+	load "capstan sync=$sync" "$url" "$pid" "$name"
 
 	log "durability check: $name"
 	local acked stream tail metric verdict
@@ -237,7 +254,7 @@ mkdir -p "$(dirname "$OUT")"
 		echo "where \`\$WORK\` was $(workdesc); the generated capstan.yaml was:"
 		echo
 		echo '```yaml'
-		sed "s|$WORK|\$WORK|g" "$WORK/$yaml/capstan.yaml"
+		sed -e "s|$WORK|\$WORK|g" -e "s|^  admin_token: .*|  admin_token: REDACTED   # random, for BENCH_PROFILE|" "$WORK/$yaml/capstan.yaml"
 		echo '```'
 		if wants always && wants 1s; then
 			echo
