@@ -986,7 +986,7 @@ func FuzzWithIP(f *testing.F) {
 		want, _ := parseObject(c)
 		want.set("ip", quote(ip))
 		sc := &scratch{}
-		got, _ := sc.withIP(c, co, ip)
+		got := sc.withIP(c, co, ip)
 		if w := want.appendJSON(nil); string(got) != string(w) {
 			t.Fatalf("%s with ip %q: %s, want %s", c, ip, got, w)
 		}
