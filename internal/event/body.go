@@ -176,10 +176,19 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 	it := b.items[i]
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	sc.obj = append(sc.obj[:0], b.members[it.obj:it.objEnd]...)
-	ctxSplit := it.ctx >= 0
-	if ctxSplit {
-		sc.ctx = append(sc.ctx[:0], b.members[it.ctx:it.ctxEnd]...)
+	// The members are copied to the stack, not into the pooled scratch:
+	// a copy into the heap runs the GC's write barriers for each of
+	// their pointers while it marks, as it often does here (the request's
+	// documents are most of the allocations). normalize does not append
+	// to obj (fields.extra), so objBuf stays on the stack; an event of
+	// more than 32 members is copied to the heap.
+	var objBuf [32]member
+	obj := append(objBuf[:0], b.members[it.obj:it.objEnd]...)
+	// The context's members are only read (withIP adds ip to a copy):
+	// capped, so that an append cannot reach the next item's members.
+	var ctx object
+	if it.ctx >= 0 {
+		ctx = b.members[it.ctx:it.ctxEnd:it.ctxEnd]
 	}
 	left := len(b.Items) - i
 	if len(b.events) == 0 {
@@ -188,7 +197,7 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 	ev := &b.events[0]
 	b.events = b.events[1:]
 	b.arena.left = left
-	return sc.normalize(ev, forced, req, ctxSplit, &b.arena)
+	return sc.normalize(ev, forced, req, obj, ctx, &b.arena)
 }
 
 // CheckDepth returns the drop of the event raw, valid JSON, when it nests

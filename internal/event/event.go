@@ -148,15 +148,18 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	if !ok {
 		return nil, drop(CodeInvalidEvent, "event must be a JSON object")
 	}
-	return sc.normalize(new(Event), forced, req, false, nil)
+	return sc.normalize(new(Event), forced, req, obj, nil, nil)
 }
 
-// normalize is Normalize of the event whose members are in sc.obj. When
-// ctxSplit, sc.ctx holds the members of the event's context (the value
-// sc.obj holds under context). It fills and returns ev, and takes the
-// stored document and the ids from a (nil: allocated alone).
-func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool, a *arena) (*Event, *DropError) {
-	f := fields{obj: sc.obj}
+// normalize is Normalize of the event whose members are obj, which it
+// changes (sets, deletes and appends members). ctx, when not nil, holds
+// the members of the event's context (the value obj holds under context),
+// which it only reads. It fills and returns ev, and takes the stored
+// document and the ids from a (nil: allocated alone).
+func (sc *scratch) normalize(ev *Event, forced Type, req *Request, obj, ctx object, a *arena) (*Event, *DropError) {
+	ctxSplit := ctx != nil
+	var extra [numFields]member
+	f := fields{obj: obj, extra: extra[:0]}
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
 	*ev = Event{Type: forced}
@@ -181,20 +184,19 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 	}
 
 	// Rule 4: ids, in this order.
-	var previousID, groupID string
-	var derr *DropError
-	if ev.UserID, derr = sc.id(&f, fUserID, a); derr != nil {
-		return nil, derr
+	var ids [4]string // userId, anonymousId, previousId, groupId
+	for j, k := range [...]int{fUserID, fAnonymousID, fPreviousID, fGroupID} {
+		id, lit, derr := sc.id(f.get(k), k, a)
+		if derr != nil {
+			return nil, derr
+		}
+		if lit != nil {
+			f.set(k, lit)
+		}
+		ids[j] = id
 	}
-	if ev.AnonymousID, derr = sc.id(&f, fAnonymousID, a); derr != nil {
-		return nil, derr
-	}
-	if previousID, derr = sc.id(&f, fPreviousID, a); derr != nil {
-		return nil, derr
-	}
-	if groupID, derr = sc.id(&f, fGroupID, a); derr != nil {
-		return nil, derr
-	}
+	ev.UserID, ev.AnonymousID = ids[0], ids[1]
+	previousID, groupID := ids[2], ids[3]
 
 	// Rules 5 to 7.
 	switch {
@@ -270,12 +272,8 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 			start := len(sc.buf)
 			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
 			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
-		} else if co := sc.context(c, ctxSplit && sameBytes(c, ctxRaw)); co.get("ip") == nil {
-			var withIP []byte
-			withIP, sc.ctx = sc.withIP(c, co, req.ClientIP)
-			f.set(fContext, withIP)
-		} else {
-			sc.ctx = co
+		} else if co := sc.context(c, ctx, ctxSplit && sameBytes(c, ctxRaw)); co.get("ip") == nil {
+			f.set(fContext, sc.withIP(c, co, req.ClientIP))
 		}
 	}
 
@@ -313,8 +311,7 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, ctxSplit bool
 	f.set(fReceivedAt, receivedLit)
 	f.set(fTimestamp, sc.timeLit(ts, tsLit))
 
-	ev.JSON = f.obj.appendJSON(a.take(f.obj.jsonLen()))
-	sc.obj = f.obj
+	ev.JSON = f.appendJSON(a.take(f.jsonLen()))
 	return ev, nil
 }
 
@@ -397,10 +394,14 @@ func fieldOf(key string) int {
 // found in one pass, so that Normalize's two dozen lookups do not each scan
 // the members. It behaves as object's get, set and del: parseObject leaves
 // each key once, deleted members stay in place with a nil Value, and a key
-// set anew is appended.
+// set anew is appended. The members appended go to extra, an array of
+// normalize's, not to obj: an append to obj would move obj to the heap
+// (escape analysis), and Body.Normalize keeps an event's members on the
+// stack, where copying them runs no write barriers.
 type fields struct {
-	obj object
-	pos [numFields]int // index in obj, or -1
+	obj   object
+	pos   [numFields]int // index in obj, len(obj)+j for extra[j], or -1
+	extra object         // the members added, in a [numFields]member of the caller's
 }
 
 // find records where obj holds each field.
@@ -422,26 +423,58 @@ func (f *fields) find() {
 	}
 }
 
+// at returns the member at index i of pos.
+func (f *fields) at(i int) *member {
+	if i < len(f.obj) {
+		return &f.obj[i]
+	}
+	return &f.extra[i-len(f.obj)]
+}
+
 func (f *fields) get(k int) []byte {
 	if i := f.pos[k]; i >= 0 {
-		return f.obj[i].Value // nil once deleted
+		return f.at(i).Value // nil once deleted
 	}
 	return nil
 }
 
+// set replaces field k's value in place, or adds it after the members.
+// normalize adds each field at most once (it deletes none it added), so
+// extra does not fill.
 func (f *fields) set(k int, v []byte) {
-	if i := f.pos[k]; i >= 0 && f.obj[i].Value != nil {
-		f.obj[i].Value = v
-		return
+	if i := f.pos[k]; i >= 0 {
+		if m := f.at(i); m.Value != nil {
+			m.Value = v
+			return
+		}
 	}
-	f.obj = append(f.obj, member{rawKey: quotedFieldNames[k], Value: v})
-	f.pos[k] = len(f.obj) - 1
+	f.pos[k] = len(f.obj) + len(f.extra)
+	f.extra = f.extra[:len(f.extra)+1] // within its capacity: see above
+	f.extra[len(f.extra)-1] = member{rawKey: quotedFieldNames[k], Value: v}
 }
 
 func (f *fields) del(k int) {
 	if i := f.pos[k]; i >= 0 {
-		f.obj[i].Value = nil
+		f.at(i).Value = nil
 	}
+}
+
+// jsonLen is the length of appendJSON's output.
+func (f *fields) jsonLen() int {
+	n, live := f.obj.membersLen()
+	n2, live2 := f.extra.membersLen()
+	if live > 0 && live2 > 0 {
+		n++ // the comma between them
+	}
+	return 2 + n + n2
+}
+
+// appendJSON writes the event's members as set, obj's then those added,
+// as object.appendJSON writes one object of them.
+func (f *fields) appendJSON(buf []byte) []byte {
+	buf, first := f.obj.appendMembers(append(buf, '{'), true)
+	buf, _ = f.extra.appendMembers(buf, first)
+	return append(buf, '}')
 }
 
 // scratch is Normalize's working memory, reused through scratchPool: the
@@ -457,36 +490,36 @@ var scratchPool = sync.Pool{New: func() any {
 	return &scratch{obj: make(object, 0, 32), ctx: make(object, 0, 16), buf: make([]byte, 0, 512)}
 }}
 
-// id applies rule 4 to the id under field k: "" when absent or null, a
-// number made its decimal string (in the event too), any other kind a drop.
-// A string is taken from a's id chunk (nil: allocated alone).
-func (sc *scratch) id(f *fields, k int, a *arena) (string, *DropError) {
-	key := fieldNames[k]
-	v := f.get(k)
+// id applies rule 4 to v, the id under field k: "" when absent or null, a
+// number made its decimal string (lit, its literal, is then the field's
+// new value), any other kind a drop. A string is taken from a's id chunk
+// (nil: allocated alone). It does not set the field itself: a call given
+// the fields would move normalize's members to the heap (escape analysis).
+func (sc *scratch) id(v []byte, k int, a *arena) (id string, lit []byte, _ *DropError) {
 	switch kind(v) {
 	case 0, 'n':
-		return "", nil
+		return "", nil, nil
 	case 's':
-		return a.id(v), nil
+		return a.id(v), nil, nil
 	case 'd':
 		s, ok := decimal(v)
 		if !ok {
-			return "", drop(CodeInvalidID, "%s must be a string", key)
+			return "", nil, drop(CodeInvalidID, "%s must be a string", fieldNames[k])
 		}
-		f.set(k, sc.quoted(s))
-		return s, nil
+		return s, sc.quoted(s), nil
 	default:
-		return "", drop(CodeInvalidID, "%s must be a string", key)
+		return "", nil, drop(CodeInvalidID, "%s must be a string", fieldNames[k])
 	}
 }
 
-// context returns the members of the context object c: sc.ctx when split
+// context returns the members of the context object c: ctx when split
 // (it holds them already), else c split into sc.ctx.
-func (sc *scratch) context(c []byte, split bool) object {
+func (sc *scratch) context(c []byte, ctx object, split bool) object {
 	if split {
-		return sc.ctx
+		return ctx
 	}
 	co, _ := parseObjectInto(sc.ctx, c)
+	sc.ctx = co
 	return co
 }
 
@@ -519,24 +552,25 @@ func (sc *scratch) timeLit(t time.Time, lit []byte) []byte {
 }
 
 // withIP writes the context object c, whose members are co (none of them
-// ip), with a last member ip added, to the scratch buffer and returns it,
-// and co (with ip when it was set there). When c is written as
+// ip), with a last member ip added, to the scratch buffer and returns it;
+// co is not changed (ip is appended past its length, to a copy when co
+// has no room). When c is written as
 // co.appendJSON writes it (no space between its members, no repeated key:
 // then and only then is co's JSON as long as c), c is copied with the ip
 // spliced in before its closing brace, not written member by member: the
 // same bytes.
-func (sc *scratch) withIP(c []byte, co object, ip string) ([]byte, object) {
+func (sc *scratch) withIP(c []byte, co object, ip string) []byte {
 	if len(co) > 0 && co.jsonLen() == len(c) {
 		start := len(sc.buf)
 		sc.buf = append(sc.buf, c[:len(c)-1]...)
 		sc.buf = append(sc.buf, `,"ip":`...)
 		sc.buf = append(appendQuoted(sc.buf, ip), '}')
-		return sc.buf[start:len(sc.buf):len(sc.buf)], co
+		return sc.buf[start:len(sc.buf):len(sc.buf)]
 	}
 	co.set("ip", sc.quoted(ip))
 	start := len(sc.buf)
 	sc.buf = co.appendJSON(sc.buf)
-	return sc.buf[start:len(sc.buf):len(sc.buf)], co
+	return sc.buf[start:len(sc.buf):len(sc.buf)]
 }
 
 // release returns sc to the pool, unless an unusually large event grew it.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math/bits"
+	"strings"
 	"time"
 )
 
@@ -682,13 +683,20 @@ func (o *object) set(key string, v []byte) {
 
 // jsonLen is the length of o.appendJSON's output.
 func (o object) jsonLen() int {
-	n, live := 2, 0 // braces, then a comma before each member but the first
-	for _, m := range o {
+	n, _ := o.membersLen()
+	return 2 + n // and the braces
+}
+
+// membersLen is the length of o.appendMembers's output for a first
+// member, and the number of members it writes.
+func (o object) membersLen() (n, live int) {
+	for i := range o {
+		m := &o[i]
 		if m.Value == nil {
 			continue
 		}
 		if live++; live > 1 {
-			n++
+			n++ // a comma before each member but the first
 		}
 		if m.rawKey != nil {
 			n += len(m.rawKey)
@@ -699,7 +707,7 @@ func (o object) jsonLen() int {
 		}
 		n += 1 + len(m.Value)
 	}
-	return n
+	return n, live
 }
 
 // appendJSON writes the object as compact-at-top-level JSON; member values
@@ -707,9 +715,14 @@ func (o object) jsonLen() int {
 // text they were split from (each key, ':' and value, then ',' and the
 // next key) are copied in one piece, as a run of that text.
 func (o object) appendJSON(buf []byte) []byte {
-	buf = append(buf, '{')
+	buf, _ = o.appendMembers(append(buf, '{'), true)
+	return append(buf, '}')
+}
+
+// appendMembers is appendJSON's members, the first of them preceded by a
+// comma unless first; first is returned false once a member is written.
+func (o object) appendMembers(buf []byte, first bool) ([]byte, bool) {
 	var run []byte // source text of the members still to copy
-	first := true
 	for i := range o {
 		m := &o[i]
 		if m.Value == nil {
@@ -746,8 +759,7 @@ func (o object) appendJSON(buf []byte) []byte {
 		buf = append(buf, ':')
 		buf = append(buf, m.Value...)
 	}
-	buf = append(buf, run...)
-	return append(buf, '}')
+	return append(buf, run...), first
 }
 
 // text returns the member as written where it was split from: its key as
@@ -805,7 +817,10 @@ func kind(v []byte) byte {
 // quote returns s as a JSON string literal.
 func quote(s string) []byte {
 	if !plainString(s) {
-		b, _ := json.Marshal(s)
+		// A copy: s given to Marshal would escape, and with it the
+		// members that normalize keeps on the stack (rare: keys and
+		// values that need escapes).
+		b, _ := json.Marshal(strings.Clone(s))
 		return b
 	}
 	b := make([]byte, len(s)+2)
