@@ -308,6 +308,7 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the commit (localdb.Filter)
 	// One write time for the batch's values, each built in v (Set copies
 	// it into the batch).
 	now := l.now()
@@ -368,6 +369,7 @@ func (l *GuardLocal) putAll(_ context.Context, writes []markWrite) ([]markWrite,
 	defer l.store.Release()
 	b := l.db.NewBatch()
 	defer b.Close()
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the commit (localdb.Filter)
 	for _, w := range writes {
 		k, err := guardLocalKey(w.key)
 		if err != nil {

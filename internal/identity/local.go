@@ -287,6 +287,7 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 	if err != nil {
 		return 0, err
 	}
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the write (localdb.Filter)
 	l.filter.Add(k)
 	if err := l.db.Set(k, encodeValue(next, at, data), pebble.NoSync); err != nil {
 		return 0, err
@@ -330,6 +331,7 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the commit (localdb.Filter)
 	for _, i := range order {
 		err := errs[i]
 		if err == nil {
