@@ -193,4 +193,3 @@ func TestFilterRebuild(t *testing.T) {
 		t.Error("new generations left after the rebuild")
 	}
 }
-
