@@ -34,13 +34,13 @@ import (
 // 1.1% per full generation until the budget's keys are in it; beyond, the
 // last generation fills (measured, for one generation: 17% unanswered at
 // 5 bits per key, 72% at 2.5, towards 100%, every look-up going to the
-// store, as without it). Its memory never exceeds the budget, but for a
-// rebuild's: the new generations take up to a quarter of the budget more
-// (or room for twice the live keys) while they are filled.
+// store, as without it). Its memory never exceeds the budget, but during
+// a rebuild: the new generations take a quarter to half of the budget
+// more (room for twice the live keys) while they are filled.
 //
-// Deleted keys stay in it (they cost a look-up), so it fills with the keys
-// ever written rather than with the ones the store holds. A full filter
-// is therefore rebuilt (rebuild) once the store's sweeps removed at least
+// Deleted keys stay in it (they cost a look-up), so it would fill with the
+// keys ever written rather than with the ones the store holds. A full
+// filter is therefore rebuilt (rebuild) once the store's sweeps removed at least
 // half of the keys it holds: new generations, sized for the keys the
 // store holds, are filled from a scan of the store while every Add goes
 // to them too, and then take the old ones' place. Safe for concurrent use.
