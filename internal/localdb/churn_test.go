@@ -98,6 +98,9 @@ func BenchmarkChurn(b *testing.B) {
 	// A rebuild cued by the last sweep ends first (it takes a quarter of a
 	// core at most: the probes below measure the filter it leaves).
 	time.Sleep(time.Second)
+	for deadline := time.Now().Add(time.Minute); d.Filter().next.Load() != nil && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	pf := probeAbsent(b, d, -1)
 	filterTests := testsPerProbe(b, d)
 	b.Logf("rebuilds %d, filter %d bytes; creates %.2f CPU-µs/key; probe %.2f CPU-µs/key, %.1f%% answered by the filter, %.3f bloom filter tests/key, %.3f cache misses/key; %s",

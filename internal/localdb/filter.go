@@ -35,8 +35,10 @@ import (
 // last generation fills (measured, for one generation: 17% unanswered at
 // 5 bits per key, 72% at 2.5, towards 100%, every look-up going to the
 // store, as without it). Its memory never exceeds the budget, but during
-// a rebuild: the new generations take a quarter to half of the budget
-// more (room for twice the live keys) while they are filled.
+// a rebuild, while the old generations answer and the new ones fill: a
+// quarter to half of the budget more (room for twice the live keys), up
+// to the whole budget more when the live keys outgrow that meanwhile
+// (BenchmarkChurn at 750,000 live keys in a filter for 838,860).
 //
 // Deleted keys stay in it (they cost a look-up), so it would fill with the
 // keys ever written rather than with the ones the store holds. A full

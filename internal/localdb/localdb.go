@@ -65,8 +65,9 @@ type Options struct {
 	Logger *slog.Logger
 	// FilterBytes, when above zero, gives the store a Filter (DB.Filter)
 	// that grows with the keys, 1.25 bytes a key, up to that size (at most
-	// half of MemoryBytes; while it is rebuilt, its new generations take
-	// up to half of it more). Zero: no filter.
+	// half of MemoryBytes; while it is rebuilt, its new generations take a
+	// quarter to half of it more, up to all of it when the store holds
+	// nearly as many keys as it is sized for). Zero: no filter.
 	FilterBytes int64
 
 	// rebuildShare, above zero, replaces filterRebuildShare; noRebuild

@@ -83,7 +83,7 @@ func (d *DB) rebuild(f *Filter) (int, error) {
 	// ones swept since. The new generations start at room for twice as
 	// many, between a quarter and half of the budget (they grow as
 	// usual), so that the filter's memory stays within 1.5 budgets while
-	// both exist, unless the keys written meanwhile make them grow.
+	// both exist, unless the keys make them grow: up to 2 budgets.
 	live := cur.keys() - min(cur.keys(), d.swept.Load()-cur.swept)
 	next := &filterGens{budget: cur.budget, swept: d.swept.Load()}
 	next.gens.Store(&[]*filterGen{newFilterGen(min(max(filterBlocks(2*live), cur.budget/4), cur.budget/2))})
