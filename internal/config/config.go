@@ -215,12 +215,14 @@ type Engine struct {
 	// keys, which grows 1.25 bytes per claim up to half of it and lets the
 	// claim of a new eventId skip the disk: the default holds 6.7 million
 	// claims; beyond them more and more claims read the store's tables.
-	// The filter holds the claims of the conversions sent in the 7 days
-	// before the store's open and of those sent since (it forgets expired
-	// ones only at a restart), so a site sending more sets 2.5 bytes per
-	// such claim: 134217728 (128 MiB) holds 53 million, a million
-	// conversions a day for the 7 days and 46 days of uptime. At least
-	// 8388608 (8 MiB). Default 16777216 (16 MiB).
+	// The filter holds the claims in the store (the conversions of the
+	// last 7 days) and those written since it was last rebuilt from them
+	// (once the sweeps removed half of the claims it holds): at most twice
+	// the claims of the 7 days. So a site sending more than 3.3 million
+	// conversions in 7 days sets 5 bytes per such claim (at 2.5 bytes at
+	// most 17% of claims read the tables, just before a rebuild):
+	// 134217728 (128 MiB) holds 26 million, 3.8 million conversions a
+	// day. At least 8388608 (8 MiB). Default 16777216 (16 MiB).
 	GuardMemoryBytes int64 `yaml:"guard_memory_bytes"`
 	// Retention is how long accepted events are kept in the EVENTS stream.
 	// Default 7d.
@@ -315,9 +317,13 @@ type Identity struct {
 	// grows 1.25 bytes per profile up to half of it and lets the creates
 	// of a new visitor's two profiles skip the disk: the default holds 13
 	// million profiles; beyond them more and more creates read the store's
-	// tables, so a site with more visitors within identity.ttl sets 2.5
-	// bytes per profile (5 per visitor). At least 8388608 (8 MiB). Default
-	// 33554432 (32 MiB).
+	// tables. The filter holds the stored profiles and those written since
+	// it was last rebuilt from them (once the sweeps removed half of the
+	// profiles it holds): at most twice the profiles within identity.ttl.
+	// So a site with more than 6.7 million profiles within identity.ttl
+	// (3.3 million visitors) sets 5 bytes per profile, 10 per visitor (at
+	// 2.5 bytes at most 17% of creates read the tables, just before a
+	// rebuild). At least 8388608 (8 MiB). Default 33554432 (32 MiB).
 	MemoryBytes int64 `yaml:"memory_bytes"`
 }
 

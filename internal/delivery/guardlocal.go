@@ -24,16 +24,15 @@ const DefaultGuardMemory = 16 << 20
 // guardFilterShare is the share of GuardLocalConfig.MemoryBytes the filter
 // of absent keys (localdb.Filter) may grow to, 1.25 bytes a key: 8 MiB of
 // the default 16 MiB, the rest being pebble's cache (memtables and blocks).
-// The guard's keys live as long as its window (GuardTTL, 7 days) and, in
-// the filter, until the store is reopened: it holds every claim and bitmap
-// written since the open, expired and swept or not, and those the store
-// held at the open. Up to 6.7 million keys 1-3% of the creates of new
-// eventIds look their key up; beyond, the filter's last generation fills
-// (17% at twice as many keys, then nearly all, as without a filter: never
-// wrong, only slower). A reopen starts it again from the keys the store
-// holds. A site with more claims in the window sets
-// engine.guard_memory_bytes (GuardLocalConfig.MemoryBytes) to 2.5 bytes
-// a claim.
+// The guard's keys live as long as its window (GuardTTL, 7 days); the
+// filter holds them and those written since it was last rebuilt from the
+// store (localdb.Filter: once full and the sweeps removed half of the keys
+// it holds), at most twice the window's. Up to 6.7 million keys in it 1-3%
+// of the creates of new eventIds look their key up; beyond, the filter's
+// last generation fills (17% at twice as many keys, then nearly all, as
+// without a filter: never wrong, only slower). A site with more than 3.3
+// million claims in the window sets engine.guard_memory_bytes
+// (GuardLocalConfig.MemoryBytes) to 5 bytes a claim.
 const guardFilterShare = 2
 
 // ErrGuardInUse means another process has the local guard store open: one
@@ -308,6 +307,7 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the commit (localdb.Filter)
 	// One write time for the batch's values, each built in v (Set copies
 	// it into the batch).
 	now := l.now()
@@ -368,6 +368,7 @@ func (l *GuardLocal) putAll(_ context.Context, writes []markWrite) ([]markWrite,
 	defer l.store.Release()
 	b := l.db.NewBatch()
 	defer b.Close()
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the commit (localdb.Filter)
 	for _, w := range writes {
 		k, err := guardLocalKey(w.key)
 		if err != nil {

@@ -28,7 +28,9 @@ const (
 // absent keys (localdb.Filter) may grow to, 1.25 bytes a profile: 16 MiB of
 // the default 32 MiB (4 at first, 4 more at 3.4 million profiles, 8 more at
 // 6.7 million) for 13.4 million profiles (1-3% of the creates of new keys
-// look their key up; beyond, more and more do: 17% at twice as many).
+// look their key up; beyond, more and more do: 17% at twice as many). It
+// holds the stored profiles and those written since its last rebuild from
+// them (localdb.Filter), at most twice the profiles within the TTL.
 // It was a fixed eighth (4 MiB, 3.3 million profiles): at 20 million
 // profiles three quarters of the creates read pebble's bloom filters, 45
 // CPU-µs and 120 KB read a create (bench/results/idscale-2026-12-06-s13.md).
@@ -287,6 +289,7 @@ func (l *Local) put(_ context.Context, key string, data []byte, rev uint64, at t
 	if err != nil {
 		return 0, err
 	}
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the write (localdb.Filter)
 	l.filter.Add(k)
 	if err := l.db.Set(k, encodeValue(next, at, data), pebble.NoSync); err != nil {
 		return 0, err
@@ -330,6 +333,7 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 	defer p.Close()
 	b := l.db.NewBatch()
 	defer b.Close()
+	defer l.filter.EndAdds(l.filter.BeginAdds()) // after the commit (localdb.Filter)
 	for _, i := range order {
 		err := errs[i]
 		if err == nil {

@@ -216,13 +216,16 @@ func TestCollector(t *testing.T) {
 		"capstan_test_store_keys":                  "Entries in the test's local store tables (an estimate: deleted and replaced ones count until compaction drops them).",
 		"capstan_test_store_disk_bytes":            "Disk space of the test's local store files.",
 		"capstan_test_store_expired_removed_total": "Test keys removed.",
+		"capstan_test_store_filter_rebuilds_total": "Rebuilds of the test's local store's filter of absent keys from the keys it holds " +
+			"(once the sweeps removed half of the keys the full filter held).",
 	}
 	for name, help := range want {
 		if got[name].help != help {
 			t.Errorf("%s help %q, want %q", name, got[name].help, help)
 		}
 	}
-	if got["capstan_test_store_keys"].value != 4 || got["capstan_test_store_disk_bytes"].value <= 0 || got["capstan_test_store_expired_removed_total"].value != 2 {
+	if got["capstan_test_store_keys"].value != 4 || got["capstan_test_store_disk_bytes"].value <= 0 || got["capstan_test_store_expired_removed_total"].value != 2 ||
+		got["capstan_test_store_filter_rebuilds_total"].value != 0 {
 		t.Errorf("figures %+v; want 4 keys (the flushed table's), some disk, 2 removed", got)
 	}
 	if err := d.Close(); err != nil {

@@ -65,8 +65,15 @@ type Options struct {
 	Logger *slog.Logger
 	// FilterBytes, when above zero, gives the store a Filter (DB.Filter)
 	// that grows with the keys, 1.25 bytes a key, up to that size (at most
-	// half of MemoryBytes). Zero: no filter.
+	// half of MemoryBytes; while it is rebuilt, its new generations take a
+	// quarter to half of it more, up to all of it when the store holds
+	// nearly as many keys as it is sized for). Zero: no filter.
 	FilterBytes int64
+
+	// rebuildShare, above zero, replaces filterRebuildShare; noRebuild
+	// turns the filter's rebuilds off (tests, benchmarks).
+	rebuildShare int
+	noRebuild    bool
 }
 
 // DB is an open store: DB is the pebble database.
@@ -79,6 +86,14 @@ type DB struct {
 	log   *slog.Logger
 
 	filter *Filter // nil: none (Options.FilterBytes)
+
+	// rebuildCue wakes the filter's rebuilder (cueRebuild); nil without a
+	// filter. rebuilds counts the rebuilds done, rebuildShare is the
+	// share of a core a rebuild's scan takes at most (1/rebuildShare).
+	rebuildCue   chan struct{}
+	rebuilds     atomic.Uint64
+	rebuildShare int
+	noRebuild    bool
 
 	dirty atomic.Bool
 	swept atomic.Uint64 // keys the sweeps removed
@@ -167,7 +182,11 @@ func Open(o Options) (*DB, error) {
 	}
 	d := &DB{DB: db, cache: cache, lock: f, dir: o.Dir, what: o.What, log: log, stop: make(chan struct{}),
 		closeDone: make(chan struct{}),
-		errClosed: fmt.Errorf("%s %w", o.What, ErrClosed)}
+		errClosed: fmt.Errorf("%s %w", o.What, ErrClosed), rebuildShare: filterRebuildShare,
+		noRebuild: o.noRebuild}
+	if o.rebuildShare > 0 {
+		d.rebuildShare = o.rebuildShare
+	}
 	d.repeat(WALSync, d.syncLog)
 	if o.FilterBytes > 0 {
 		d.filter = d.newFilter(o.FilterBytes)
@@ -187,6 +206,7 @@ func (d *DB) Filter() *Filter { return d.filter }
 func (d *DB) CheckFormat(key []byte, format string) error {
 	v, c, err := d.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		defer d.filter.EndAdds(d.filter.BeginAdds())
 		d.filter.Add(key)
 		return d.Set(key, []byte(format), pebble.Sync)
 	}
@@ -377,8 +397,9 @@ func (logger) Infof(string, ...any) {}
 // for each key it does not find there, a probe consults every level's
 // filter first: a miss then costs a filter test per table. In a store with
 // a Filter (Options.FilterBytes), a key the filter knows absent costs no
-// look-up at all (absent now, it was absent at NewProbe too: the filter
-// only gains keys). One probe serves a whole batch of look-ups; it is not
+// look-up at all: absent now, so absent at NewProbe too unless deleted
+// since (a rebuilt filter forgets deleted keys), which the probe's users
+// rule out: they hold the keys' locks from before NewProbe. One probe serves a whole batch of look-ups; it is not
 // safe for concurrent use. Close it soon: it pins the memtables and tables
 // it reads.
 type Probe struct {

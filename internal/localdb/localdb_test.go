@@ -330,6 +330,7 @@ func setRandom(b *testing.B, d *DB, rnd *rand.ChaCha8, val []byte, keys [][]byte
 	b.Helper()
 	batch := d.NewBatch()
 	defer batch.Close()
+	defer d.Filter().EndAdds(d.Filter().BeginAdds())
 	for _, k := range keys {
 		d.Filter().Add(k)
 		rnd.Read(val)

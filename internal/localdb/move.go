@@ -142,12 +142,23 @@ func (d *DB) copyWatch(ctx context.Context, w jetstream.KeyWatcher, batch int, e
 	progress func(n, kept int), put func(b *pebble.Batch, e jetstream.KeyValueEntry) (Copied, error)) (n, kept int, err error) {
 	b := d.NewBatch()
 	defer func() { b.Close() }()
+	// A batch's Puts Add their keys to the filter: a write of the filter
+	// from before the first one to after the commit (Filter.BeginAdds).
 	pending := 0
+	var adds uint64
+	defer func() {
+		if pending > 0 {
+			d.filter.EndAdds(adds)
+		}
+	}()
 	flush := func() error {
 		if pending == 0 {
 			return nil
 		}
-		if err := b.Commit(pebble.NoSync); err != nil {
+		err := b.Commit(pebble.NoSync)
+		d.filter.EndAdds(adds)
+		if err != nil {
+			pending = 0 // ended
 			return err
 		}
 		d.Dirty()
@@ -166,7 +177,13 @@ func (d *DB) copyWatch(ctx context.Context, w jetstream.KeyWatcher, batch int, e
 		if e == nil {
 			break // the initial values are all read
 		}
+		if pending == 0 {
+			adds = d.filter.BeginAdds()
+		}
 		c, err := put(b, e)
+		if (c != Added || err != nil) && pending == 0 {
+			d.filter.EndAdds(adds) // no key of a batch Added
+		}
 		switch {
 		case err != nil:
 			return n, kept, err

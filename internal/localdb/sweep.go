@@ -21,7 +21,8 @@ const SweepChunk = 1024
 // each under lock(key) and only if it is still expired then: a write since
 // the read renewed it. Deletes are not synced (Dirty: the syncer writes
 // them out); losing them to a crash only leaves keys that reads already
-// ignore for the next sweep. Close stops it at the next key, with the
+// ignore for the next sweep. Once keys were removed, the store's Filter
+// may be rebuilt (rebuildDue). Close stops it at the next key, with the
 // error wrapping ErrClosed, as after Close.
 func (d *DB) Sweep(lower, upper []byte, expired func(k, v []byte) bool, lock func(k []byte) *sync.Mutex) (int, error) {
 	if err := d.Acquire(); err != nil {
@@ -30,6 +31,9 @@ func (d *DB) Sweep(lower, upper []byte, expired func(k, v []byte) bool, lock fun
 	defer d.Release()
 	n, err := d.sweep(lower, upper, expired, lock)
 	d.swept.Add(uint64(n))
+	if n > 0 {
+		d.cueRebuild() // the filter may now hold far more keys than the store
+	}
 	return n, err
 }
 
