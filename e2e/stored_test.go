@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -84,7 +85,8 @@ func TestWriteKeyNotStored(t *testing.T) {
 }
 
 // storedMessage reads message seq of the EVENTS stream directly from the
-// embedded engine of a running capstan.
+// embedded engine of a running capstan: its data, or for a compressed
+// segment (Capstan-Seg: 2, one S2 block) the frame it holds.
 func storedMessage(t testing.TB, cfg string, seq uint64) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -93,7 +95,14 @@ func storedMessage(t testing.TB, cfg string, seq uint64) []byte {
 	if err != nil {
 		t.Fatalf("get message %d: %v", seq, err)
 	}
-	return m.Data
+	if m.Header.Get("Capstan-Seg") != "2" {
+		return m.Data
+	}
+	frame, err := s2.Decode(nil, m.Data)
+	if err != nil {
+		t.Fatalf("message %d: compressed segment: %v", seq, err)
+	}
+	return frame
 }
 
 // eventsStream opens the EVENTS stream of a running capstan's embedded

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,7 +93,8 @@ func BenchmarkEngineFloor(b *testing.B) {
 		report(b, int64(b.N*len(proto)), cputime.Process()-cpu0)
 	})
 	b.Run("storeread", func(b *testing.B) {
-		proto := storedEvents(b)
+		protos := storedRequests(b)
+		proto := protos[0]
 		eng, app := openEngine(b)
 		b.ReportAllocs()
 		b.SetParallelism(16)
@@ -101,7 +104,7 @@ func BenchmarkEngineFloor(b *testing.B) {
 		go func() { read <- readEvents(eng, b.N*len(proto)) }()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := appendCopy(app, proto); err != nil {
+				if err := appendCopy(app, nextRequest(protos)); err != nil {
 					b.Error(err)
 					return
 				}
@@ -153,9 +156,10 @@ func BenchmarkEngineFloor(b *testing.B) {
 		b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/events, "consume-µs/event")
 	})
 	b.Run("consume", func(b *testing.B) {
-		proto := storedEvents(b)
+		protos := storedRequests(b)
 		eng, app := openEngine(b)
-		for stored := 0; stored < b.N; stored += len(proto) {
+		for stored := 0; stored < b.N; stored += len(protos[0]) {
+			proto := nextRequest(protos)
 			if err := appendCopy(app, proto[:min(len(proto), b.N-stored)]); err != nil {
 				b.Fatal(err)
 			}
@@ -273,18 +277,37 @@ func consumeAll(b *testing.B, eng *stream.Engine, n, batch int) {
 
 // storedEvents returns the events the ingest handler hands to the store
 // for one request of 100 benchmark events.
-func storedEvents(b *testing.B) []stream.Event {
+func storedEvents(b *testing.B) []stream.Event { return storedRequests(b)[0] }
+
+// storedRequests returns the events the ingest handler hands to the store
+// for each of 16 different requests of 100 benchmark events. The writer
+// merges the appends of concurrent requests into segments of up to 1,000
+// events: appends of one request over and over would make each segment
+// the same 100 events repeated, which compresses (segment.go) far better
+// than the different events of real requests do.
+func storedRequests(b *testing.B) [][]stream.Event {
 	b.Helper()
 	capture := &captureStore{}
 	h := newHandler(b, capture)
-	t := templates(b, 100)[0]
-	req := httptest.NewRequest("POST", "/v1/batch", bytes.NewReader(t.Stamp(nil, 0)))
-	req.Header.Set("Authorization", authHeader)
-	h.ServeHTTP(httptest.NewRecorder(), req)
-	if len(capture.evs) == 0 {
-		b.Fatal("the handler stored nothing")
+	var out [][]stream.Event
+	for _, t := range templates(b, 100) {
+		req := httptest.NewRequest("POST", "/v1/batch", bytes.NewReader(t.Stamp(nil, 0)))
+		req.Header.Set("Authorization", authHeader)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if len(capture.evs) == 0 {
+			b.Fatal("the handler stored nothing")
+		}
+		out = append(out, slices.Clone(capture.evs))
 	}
-	return capture.evs
+	return out
+}
+
+// requests hands out the next of storedRequests' requests, round robin.
+var requests atomic.Uint64
+
+// nextRequest returns the next of protos, round robin across goroutines.
+func nextRequest(protos [][]stream.Event) []stream.Event {
+	return protos[(requests.Add(1)-1)%uint64(len(protos))]
 }
 
 // eventSubject is the subject the writer stores e on, for the benchmarks

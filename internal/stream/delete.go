@@ -71,7 +71,8 @@ func (e *Engine) DeleteEvents(ctx context.Context, match func(Stored) bool) (int
 			evs[i] = &Event{Source: s.Source, Type: s.Type, MessageID: s.MessageID, Doc: s.Doc, RequestID: s.RequestID,
 				UserAgent: s.UserAgent, LiFatID: s.LiFatID, ReplayFor: s.ReplayFor, Trust: s.Trust, DedupID: s.DedupID}
 		}
-		h := segHeader(rw.source)
+		data, version := compressFrame(nil, encodeSegment(evs))
+		h := segHeader(rw.source, version)
 		h.Set(headerRewriteOf, strconv.FormatUint(rw.seq, 10))
 		var handled []string
 		for name, floor := range floors {
@@ -83,7 +84,7 @@ func (e *Engine) DeleteEvents(ctx context.Context, match func(Stored) bool) (int
 			slices.Sort(handled)
 			h.Set(headerRewriteHandled, strings.Join(handled, " "))
 		}
-		if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: rw.subject, Header: h, Data: encodeSegment(evs)}); err != nil {
+		if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: rw.subject, Header: h, Data: data}); err != nil {
 			return 0, fmt.Errorf("delete events: rewrite segment %d: %w", rw.seq, err)
 		}
 		seqs, counts = append(seqs, rw.seq), append(counts, rw.erased)

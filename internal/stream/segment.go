@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 )
 
@@ -17,8 +18,10 @@ import (
 //
 // One commit of the Writer stores, per source, one message on subject
 // events.<source>.seg: a segment, holding that source's events of the
-// commit in order. Its header Capstan-Seg gives the frame's version (1);
-// its data is the frame:
+// commit in order. Its header Capstan-Seg gives the frame's version (1 or
+// 2); the data of version 1 is the frame, that of version 2 the frame
+// compressed as one S2 block (github.com/klauspost/compress/s2, block
+// format: JetStream checksums every message already). The frame is:
 //
 //	uvarint count (1 to maxSegmentEvents)
 //	count times:
@@ -27,7 +30,11 @@ import (
 //	          user agent, li_fat_id, replay-for, trust, de-duplication id
 //	  uvarint length + bytes: the normalised JSON document
 //
-// Readers walk the frame; no JSON is parsed to find an event. The
+// Writers compress a frame unless it does not shrink (compressFrame):
+// 100 normalised events compress about 7 times, which the server then
+// copies, hashes and writes 7 times less of, for about 0.3 CPU-µs per
+// event to compress and 0.1 to decompress. Readers walk the frame; no
+// JSON is parsed to find an event. The
 // segment's Nats-Msg-Id is a hash of its source and the ordered
 // de-duplication ids of its events, so that JetStream itself drops a
 // whole-request retry inside its (short) duplicate window; per-event
@@ -36,7 +43,8 @@ import (
 // older releases, read as they always were (format.go).
 const (
 	headerSeg        = "Capstan-Seg"
-	segVersion       = "1"
+	segVersion       = "1"   // a plain frame
+	segVersionS2     = "2"   // a frame compressed as one S2 block
 	segToken         = "seg" // the last subject token of a segment
 	maxSegmentEvents = 1 << 16
 	segFields        = 8
@@ -147,6 +155,57 @@ func appendSegment(dst []byte, evs []*Event) []byte {
 		b = append(b, ev.Doc...)
 	}
 	return b
+}
+
+// compressFrame appends to dst the data of a segment holding frame and
+// returns it with the segment's version: frame compressed (version 2)
+// when that shrinks it, else frame itself (version 1, dst unused). dst
+// must not overlap frame.
+func compressFrame(dst, frame []byte) ([]byte, string) {
+	if len(frame) < minCompressed {
+		return frame, segVersion
+	}
+	if n := s2.MaxEncodedLen(len(frame)); n > 0 && cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	c := s2.Encode(dst[:cap(dst)], frame)
+	if len(c) >= len(frame) {
+		return frame, segVersion
+	}
+	return c, segVersionS2
+}
+
+// minCompressed is the smallest frame compressFrame tries: below it the
+// saving is a few bytes (a stored message has ~100 of overhead).
+const minCompressed = 256
+
+// maxFrameBytes bounds the frame a compressed segment may claim to hold:
+// NATS refuses messages over 64 MB, and writers cut a frame at the
+// server's maximum payload, so a larger claim is damage, not a reason
+// to allocate.
+const maxFrameBytes = 64 << 20
+
+// segmentFrame returns the frame of a segment of the given version whose
+// data is data: data itself (version 1) or data decompressed into a new
+// array (version 2), so that events that alias the frame stay valid as
+// long as the caller keeps them, as they do when they alias data. It
+// never panics: damage gives an error wrapping errBadSegment.
+func segmentFrame(version string, data []byte) ([]byte, error) {
+	switch version {
+	case segVersion:
+		return data, nil
+	case segVersionS2:
+		n, err := s2.DecodedLen(data)
+		if err != nil || n <= 0 || n > maxFrameBytes {
+			return nil, fmt.Errorf("%w: compressed frame: bad length (%d, %v)", errBadSegment, n, err)
+		}
+		frame, err := s2.Decode(make([]byte, n), data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: compressed frame: %v", errBadSegment, err)
+		}
+		return frame, nil
+	}
+	return nil, fmt.Errorf("%w: version %q (a newer capstan wrote it)", errBadSegment, version)
 }
 
 // segEvent is one event of a decoded segment: rec aliases the frame from
@@ -329,10 +388,11 @@ func (d *msgDecoder) decode(seq uint64, subj string, h nats.Header, data []byte,
 		d.evs = d.evs[:0]
 		return 1, nil
 	}
-	if v := h.Get(headerSeg); v != segVersion {
-		return 0, fmt.Errorf("%w: message %d: version %q (a newer capstan wrote it)", errBadSegment, seq, v)
+	frame, err := segmentFrame(h.Get(headerSeg), data)
+	var evs []segEvent
+	if err == nil {
+		evs, err = decodeSegmentInto(d.evs, frame)
 	}
-	evs, err := decodeSegmentInto(d.evs, data)
 	if err != nil {
 		clear(d.evs[:cap(d.evs)]) // some may alias this frame now
 		d.evs = d.evs[:0]

@@ -1,9 +1,12 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -140,14 +143,15 @@ func TestWriterStorageFormat(t *testing.T) {
 		t.Errorf("bad source: %v", res[5].Err)
 	}
 	ua := "Mozilla/5.0(X11)" + strings.Repeat("x", 512-len("Mozilla/5.0\r\n(X11)"))
-	// One segment per source, its events in order.
+	// One segment per source, its events in order: web's compressed (its
+	// user agents repeat), app's too short to be.
 	type wire struct {
 		subject, msgID string
 		header         map[string]string
 		events         int
 	}
 	want := []wire{
-		{"events.web.seg", segmentID("web", []string{"m1", "m2", "replay:li:7", "sha256:" + strings.TrimPrefix(dedupIDOf("web", "m\n8"), "web:sha256:")}), map[string]string{headerSeg: "1", headerSource: "web"}, 4},
+		{"events.web.seg", segmentID("web", []string{"m1", "m2", "replay:li:7", "sha256:" + strings.TrimPrefix(dedupIDOf("web", "m\n8"), "web:sha256:")}), map[string]string{headerSeg: "2", headerSource: "web"}, 4},
 		{"events.app.seg", segmentID("app", []string{"m1"}), map[string]string{headerSeg: "1", headerSource: "app"}, 1},
 	}
 	msgs := readAll(t, eng, EventsStream)
@@ -168,7 +172,11 @@ func TestWriterStorageFormat(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(w.header) {
 			t.Errorf("message %d: headers %v, want %v", i, got, w.header)
 		}
-		if evs, err := decodeSegment(m.Data); err != nil || len(evs) != w.events {
+		frame, err := segmentFrame(m.Header.Get(headerSeg), m.Data)
+		if err != nil {
+			t.Errorf("message %d: %v", i, err)
+		}
+		if evs, err := decodeSegment(frame); err != nil || len(evs) != w.events {
 			t.Errorf("message %d: %d events, %v; want %d", i, len(evs), err, w.events)
 		}
 	}
@@ -312,7 +320,13 @@ func TestReadyWhileTheStoreRefusesWrites(t *testing.T) {
 	if err := w.Ready(ctx); err != nil {
 		t.Fatalf("a fresh store: Ready = %v", err)
 	}
-	doc := []byte(`{"pad":"` + strings.Repeat("x", 4000) + `"}`)
+	// Padding that does not compress (segments are compressed).
+	pad := make([]byte, 4000)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range pad {
+		pad[i] = 'a' + byte(r.IntN(26))
+	}
+	doc := []byte(`{"pad":"` + string(pad) + `"}`)
 	var refused error
 	for i := 0; i < 100 && refused == nil; i++ {
 		res, err := w.Append(ctx, []Event{{Source: "web", Type: "track", MessageID: fmt.Sprint("m", i), Doc: doc}})
@@ -418,4 +432,83 @@ func TestSegmentFramesReused(t *testing.T) {
 			t.Fatalf("event %q read back as %q, stored %q", s.MessageID, s.Doc, doc)
 		}
 	}
+}
+
+// TestPlainAndCompressedSegments: segments as releases before compression
+// stored them (version 1, the frame as it is) and segments this release
+// compresses (version 2) read back alike, in stream order, through
+// ReadEvents and through a consumer: a data directory written by an older
+// release keeps working.
+func TestPlainAndCompressedSegments(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	batch := func(prefix string, n int) []Event {
+		evs := make([]Event, n)
+		for i := range evs {
+			id := fmt.Sprintf("%s%d", prefix, i)
+			evs[i] = Event{Source: "web", Type: "track", MessageID: id, RequestID: "req-" + prefix, UserAgent: "Mozilla/5.0 (X11; Linux x86_64)",
+				Trust: TrustServer, Doc: []byte(`{"type":"track","event":"Order Completed","messageId":"` + id + `","properties":{"revenue":12.5,"currency":"EUR"}}`)}
+		}
+		return evs
+	}
+	// An older release's segment: its exact message, published as it did.
+	publishPlain := func(evs []Event) {
+		t.Helper()
+		ptrs := make([]*Event, len(evs))
+		ids := make([]string, len(evs))
+		for i := range evs {
+			ptrs[i], ids[i] = &evs[i], evs[i].MessageID
+		}
+		m := &nats.Msg{Subject: segSubject("web"), Header: segHeader("web", segVersion), Data: encodeSegment(ptrs)}
+		m.Header.Set(nats.MsgIdHdr, segmentID("web", ids))
+		if _, err := eng.JetStream().PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []Event
+	old1, new1, old2, new2 := batch("o", 20), batch("n", 30), batch("p", 5), batch("q", 1)
+	publishPlain(old1)
+	appendOK(t, w, new1...)
+	publishPlain(old2)
+	appendOK(t, w, new2...)
+	want = append(append(append(append(want, old1...), new1...), old2...), new2...)
+
+	var versions []string
+	for _, m := range readAll(t, eng, EventsStream) {
+		versions = append(versions, m.Header.Get(headerSeg))
+	}
+	if fmt.Sprint(versions) != "[1 2 1 1]" { // the last is too short to compress
+		t.Errorf("segment versions %v, want [1 2 1 1]", versions)
+	}
+	check := func(how string, got []Stored) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d events, want %d", how, len(got), len(want))
+		}
+		for i, s := range got {
+			e := want[i]
+			if s.MessageID != e.MessageID || string(s.Doc) != string(e.Doc) || s.DocString() != string(e.Doc) || s.RequestID != e.RequestID ||
+				s.UserAgent != e.UserAgent || s.Trust != e.Trust || s.Source != "web" || s.Type != "track" {
+				t.Fatalf("%s: event %d read back as %+v, want %+v", how, i, s, e)
+			}
+		}
+	}
+	check("ReadEvents", readEvents(t, eng, ReadOptions{}))
+
+	c, err := eng.Consumer(ctx, ConsumerConfig{Durable: "both", FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stop := feed(t, c, nil)
+	var got []*Delivery
+	for range want {
+		got = append(got, receive(t, out)) // held: their documents must stay as read
+	}
+	stop()
+	stored := make([]Stored, len(got))
+	for i, d := range got {
+		stored[i] = d.Stored
+	}
+	slices.SortFunc(stored, func(a, b Stored) int { return cmp.Compare(a.Pos(), b.Pos()) }) // delivery order is not stream order
+	check("consumer", stored)
 }
