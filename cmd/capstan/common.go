@@ -62,16 +62,17 @@ func loadConfig(path string) (*config.Config, error) {
 func engineConfig(cfg *config.Config) stream.Config {
 	e := cfg.Engine
 	return stream.Config{
-		URL:          e.NatsURL,
-		Credentials:  e.Credentials,
-		DataDir:      cfg.Server.DataDir,
-		Listen:       e.Listen,
-		SyncInterval: e.Sync.Interval,
-		Replicas:     e.Replicas,
-		Retention:    e.Retention.D(),
-		MaxBytes:     e.MaxBytes,
-		DLQRetention: e.DLQ.MaxAge.D(),
-		DLQMaxBytes:  e.DLQ.MaxBytes,
+		URL:           e.NatsURL,
+		Credentials:   e.Credentials,
+		DataDir:       cfg.Server.DataDir,
+		Listen:        e.Listen,
+		SyncInterval:  e.Sync.Interval,
+		Replicas:      e.Replicas,
+		Retention:     e.Retention.D(),
+		MaxBytes:      e.MaxBytes,
+		PlainSegments: e.Compression == config.CompressionNone,
+		DLQRetention:  e.DLQ.MaxAge.D(),
+		DLQMaxBytes:   e.DLQ.MaxBytes,
 	}
 }
 

@@ -224,6 +224,14 @@ type Engine struct {
 	// 134217728 (128 MiB) holds 26 million, 3.8 million conversions a
 	// day. At least 8388608 (8 MiB). Default 16777216 (16 MiB).
 	GuardMemoryBytes int64 `yaml:"guard_memory_bytes"`
+	// Compression is how capstan writes the EVENTS segments: "s2" (the
+	// default: each segment compressed as one S2 block, about 7 times
+	// smaller, and cheaper to store and to read) or "none" (plain, as
+	// releases before compression wrote them). Readers take both whatever
+	// the setting. Set none while a cluster's replicas are upgraded one by
+	// one from a release that cannot read compressed segments (it would
+	// skip them), and s2 once every replica runs this one.
+	Compression string `yaml:"compression"`
 	// Retention is how long accepted events are kept in the EVENTS stream.
 	// Default 7d.
 	Retention Duration `yaml:"retention"`
@@ -345,6 +353,12 @@ func (c *Config) IdentityLocal() bool {
 	}
 	return c.Engine.NatsURL == ""
 }
+
+// Segment compressions (Engine.Compression).
+const (
+	CompressionS2   = "s2"
+	CompressionNone = "none"
+)
 
 // Guard stores (Engine.GuardStore).
 const (

@@ -44,6 +44,9 @@ func TestParseDefaults(t *testing.T) {
 	if cfg.Engine.GuardMemoryBytes != 16<<20 {
 		t.Errorf("guard memory: got %d, want 16 MiB", cfg.Engine.GuardMemoryBytes)
 	}
+	if cfg.Engine.Compression != CompressionS2 {
+		t.Errorf("compression: got %q, want s2", cfg.Engine.Compression)
+	}
 	big, err := Parse("capstan.yaml", []byte("engine: {guard_memory_bytes: 268435456}\n"+minimal), env(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -210,6 +213,7 @@ func TestParseErrors(t *testing.T) {
 		{"dedup memory too small", "engine:\n  dedup:\n    memory_bytes: 1024\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432"}},
 		{"identity memory too small", "identity:\n  memory_bytes: 1024\n" + minimal, []string{"identity.memory_bytes: must be at least 8388608 (8 MiB), got 1024"}},
 		{"guard memory too small", "engine:\n  guard_memory_bytes: 1024\n" + minimal, []string{"engine.guard_memory_bytes: must be at least 8388608 (8 MiB), got 1024"}},
+		{"unknown compression", "engine:\n  compression: gzip\n" + minimal, []string{`engine.compression: must be s2 or none, got "gzip"`}},
 		{"dedup memory under what the index needs", "engine:\n  dedup:\n    memory_bytes: 20000000\n" + minimal, []string{"engine.dedup.memory_bytes: must be at least 33554432 (32 MiB)"}},
 		{"lease ttl too short", "engine:\n  lease_ttl: 1s\n" + minimal, []string{"engine.lease_ttl: must be between 3s and 5m, got 1s"}},
 		{"monitor url scheme", "engine:\n  nats_url: nats://n1:4222\n  monitor_url: http://n1:8222,n2:8222\n" + minimal, []string{`engine.monitor_url: must be a list of http://host:port URLs (the NATS servers' monitoring ports) separated by commas, got "n2:8222"`}},

@@ -133,6 +133,7 @@ func (c *Config) applyDefaults() {
 		c.Identity.MemoryBytes = DefaultIdentityMemory
 	}
 	setStr(&c.Engine.GuardStore, DefaultGuardStore)
+	setStr(&c.Engine.Compression, CompressionS2)
 	if c.Engine.GuardMemoryBytes == 0 {
 		c.Engine.GuardMemoryBytes = DefaultGuardMemory
 	}

@@ -73,6 +73,9 @@ func (c *Config) validate(es *Errors) {
 	default:
 		v.errorf("engine.guard_store", "must be auto, jetstream or local, got %q", c.Engine.GuardStore)
 	}
+	if e := c.Engine.Compression; e != CompressionS2 && e != CompressionNone {
+		v.errorf("engine.compression", "must be s2 or none, got %q", e)
+	}
 	if c.Engine.GuardMemoryBytes < MinGuardMemory {
 		v.errorf("engine.guard_memory_bytes", "must be at least %d (8 MiB), got %d", MinGuardMemory, c.Engine.GuardMemoryBytes)
 	}

@@ -162,13 +162,13 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			plain := getFrame()
 			*plain = appendSegment((*plain)[:0], sevs)
 			frames[n] = getFrame()
-			data, version := compressFrame((*frames[n])[:0], *plain)
+			data, version := a.eng.segmentData((*frames[n])[:0], *plain)
 			if version == segVersion {
 				frames[n], plain = plain, frames[n]
 			} else {
 				*frames[n] = data // to the pool with its array, grown or not
 			}
-			putFrame(plain) // compressFrame copied it, or it is unused
+			putFrame(plain) // segmentData copied it, or it is unused
 			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
 			if ids != nil {
 				recs[n].MsgID = segmentID(s.src, ids)

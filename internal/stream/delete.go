@@ -71,7 +71,7 @@ func (e *Engine) DeleteEvents(ctx context.Context, match func(Stored) bool) (int
 			evs[i] = &Event{Source: s.Source, Type: s.Type, MessageID: s.MessageID, Doc: s.Doc, RequestID: s.RequestID,
 				UserAgent: s.UserAgent, LiFatID: s.LiFatID, ReplayFor: s.ReplayFor, Trust: s.Trust, DedupID: s.DedupID}
 		}
-		data, version := compressFrame(nil, encodeSegment(evs))
+		data, version := e.segmentData(nil, encodeSegment(evs))
 		h := segHeader(rw.source, version)
 		h.Set(headerRewriteOf, strconv.FormatUint(rw.seq, 10))
 		var handled []string

@@ -73,6 +73,12 @@ type Config struct {
 	Retention time.Duration
 	// MaxBytes of the EVENTS stream; 0 means unlimited.
 	MaxBytes int64
+	// PlainSegments makes the segments this engine's writers store (and
+	// privacy rewrites) plain frames (version 1), which releases before
+	// compression read, instead of S2-compressed ones (version 2): for a
+	// cluster whose replicas are upgraded one by one (engine.compression:
+	// none). Readers take both either way.
+	PlainSegments bool
 	// DLQRetention is how long dead letters are kept. Default 30 days.
 	DLQRetention time.Duration
 	// DLQMaxBytes caps the DLQ stream's size. Default 1 GiB; negative

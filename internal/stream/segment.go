@@ -175,6 +175,15 @@ func compressFrame(dst, frame []byte) ([]byte, string) {
 	return c, segVersionS2
 }
 
+// segmentData is compressFrame, unless the engine writes plain segments
+// (Config.PlainSegments): then frame itself, version 1.
+func (e *Engine) segmentData(dst, frame []byte) ([]byte, string) {
+	if e.cfg.PlainSegments {
+		return frame, segVersion
+	}
+	return compressFrame(dst, frame)
+}
+
 // minCompressed is the smallest frame compressFrame tries: below it the
 // saving is a few bytes (a stored message has ~100 of overhead).
 const minCompressed = 256

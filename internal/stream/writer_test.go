@@ -512,3 +512,32 @@ func TestPlainAndCompressedSegments(t *testing.T) {
 	slices.SortFunc(stored, func(a, b Stored) int { return cmp.Compare(a.Pos(), b.Pos()) }) // delivery order is not stream order
 	check("consumer", stored)
 }
+
+// TestPlainSegments: with Config.PlainSegments (engine.compression: none,
+// for a rolling upgrade) the writer stores plain frames, version 1, which
+// releases before compression read, even where compression would shrink
+// them.
+func TestPlainSegments(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir(), PlainSegments: true})
+	evs := make([]Event, 30)
+	for i := range evs {
+		id := fmt.Sprintf("m%d", i)
+		evs[i] = Event{Source: "web", Type: "track", MessageID: id, UserAgent: "Mozilla/5.0 (X11; Linux x86_64)",
+			Doc: []byte(`{"type":"track","event":"Order Completed","messageId":"` + id + `","properties":{"currency":"EUR"}}`)}
+	}
+	appendOK(t, w, evs...)
+	msgs := readAll(t, eng, EventsStream)
+	if len(msgs) != 1 {
+		t.Fatalf("stored %d messages, want 1", len(msgs))
+	}
+	if v := msgs[0].Header.Get(headerSeg); v != segVersion {
+		t.Fatalf("segment version %q, want %q (plain)", v, segVersion)
+	}
+	if got, _ := compressFrame(nil, msgs[0].Data); len(got) >= len(msgs[0].Data) {
+		t.Fatalf("the test's segment does not compress (%d bytes): it shows nothing", len(msgs[0].Data))
+	}
+	got, err := decodeSegment(msgs[0].Data)
+	if err != nil || len(got) != len(evs) {
+		t.Fatalf("plain frame: %d events, %v; want %d", len(got), err, len(evs))
+	}
+}
