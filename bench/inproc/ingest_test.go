@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -96,6 +97,11 @@ func (c *captureStore) Append(_ context.Context, evs []stream.Event) ([]stream.R
 	return make([]stream.Result, len(evs)), nil
 }
 
+var (
+	ingestInflight = flag.Int("ingest.inflight", 0, "engine.group_commit.inflight of the writers of BenchmarkIngest and BenchmarkAppender (0: the writer's default)")
+	ingestLinger   = flag.Duration("ingest.linger", 0, "engine.group_commit.linger of the writers of BenchmarkIngest and BenchmarkAppender")
+)
+
 // openAppender starts an embedded engine in a temp dir and runs a writer
 // on it until the benchmark ends.
 func openAppender(b *testing.B, sync time.Duration) *stream.Writer {
@@ -119,7 +125,7 @@ func openEngineSync(b *testing.B, sync time.Duration) (*stream.Engine, *stream.W
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := stream.NewWriter(eng, stream.WriterConfig{Dedup: dd}, log)
+	app, err := stream.NewWriter(eng, stream.WriterConfig{Dedup: dd, Inflight: *ingestInflight, Linger: *ingestLinger}, log)
 	if err != nil {
 		b.Fatal(err)
 	}
