@@ -54,6 +54,8 @@
 # BENCH_IDENTITY_MEMORY (identity.memory_bytes in the generated config,
 # e.g. 67108864: the local identity store's memory; default unset: the
 # config's default),
+# BENCH_GUARD_MEMORY (engine.guard_memory_bytes likewise: the local
+# eventId guard's memory; default unset),
 # BENCH_OUT (results file), BENCH_KEEP=1 keeps the work directory,
 # BENCH_WORK, BENCH_CAPSTAN, BENCH_LABEL (as in bench/ingest.sh).
 set -euo pipefail
@@ -71,6 +73,7 @@ MIN_FREE_GB=${BENCH_MEM_MIN_FREE_GB:-5}
 DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-3600}
 STREAM_TIMEOUT=${BENCH_MEM_STREAM_TIMEOUT:-}
 ID_MEM=${BENCH_IDENTITY_MEMORY:-}
+GUARD_MEM=${BENCH_GUARD_MEMORY:-}
 PER_REQ=100
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/memory-$DATE.md}
@@ -80,6 +83,7 @@ if [[ -z $STREAM_TIMEOUT ]]; then
 fi
 [[ $STREAM_TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_MEM_STREAM_TIMEOUT must be a positive number of seconds" >&2; exit 2; }
 [[ -z $ID_MEM || $ID_MEM =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_IDENTITY_MEMORY must be a size in bytes, got $ID_MEM" >&2; exit 2; }
+[[ -z $GUARD_MEM || $GUARD_MEM =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_GUARD_MEMORY must be a size in bytes, got $GUARD_MEM" >&2; exit 2; }
 ((EVERY % PER_REQ == 0)) || { echo "BENCH_MEM_EVERY must be a multiple of $PER_REQ" >&2; exit 2; }
 case $DEST in sandbox | none) ;; *) echo "BENCH_DESTINATION must be sandbox or none, got $DEST" >&2; exit 2 ;; esac
 WORK=$(workdir capstan-mem-bench)
@@ -127,6 +131,12 @@ if [[ -n $ID_MEM ]]; then
 	cat >>"$DIR/capstan.yaml" <<EOF
 identity:
   memory_bytes: $ID_MEM   # BENCH_IDENTITY_MEMORY
+EOF
+fi
+if [[ -n $GUARD_MEM ]]; then
+	cat >>"$DIR/capstan.yaml" <<EOF
+engine:
+  guard_memory_bytes: $GUARD_MEM   # BENCH_GUARD_MEMORY
 EOF
 fi
 if [[ $DEST == sandbox ]]; then
