@@ -6,13 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/capstan-gw/capstan/bench/internal/segmentgen"
 	"github.com/capstan-gw/capstan/internal/config"
-	"github.com/capstan-gw/capstan/internal/cputime"
 )
 
 // BenchmarkLoopback is BenchmarkIngest's batch100 over real sockets: the
@@ -77,44 +75,20 @@ func serveLoopback(b *testing.B, h http.Handler, path string, ts []*segmentgen.T
 	client := &http.Client{Transport: tr}
 	url := srv.URL + path
 
-	b.SetBytes(int64(ts[0].Len()))
-	b.ReportAllocs()
-	b.SetParallelism(conns / 2) // × GOMAXPROCS (2 here)
-	var events, failed atomic.Int64
-	b.ResetTimer()
-	cpu0 := cputime.Process()
-	b.RunParallel(func(pb *testing.PB) {
-		var buf []byte
-		i := 0
-		for pb.Next() {
-			t := ts[i%len(ts)]
-			i++
-			n := uint64(t.Events())
-			buf = t.Stamp(buf, ids.Add(n)-n)
-			req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(buf))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			req.Header.Set("Authorization", authHeader)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				failed.Add(1)
-				continue
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				failed.Add(1)
-				continue
-			}
-			events.Add(int64(n))
+	drive(b, ts, func(body []byte) bool {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			b.Error(err)
+			return false
 		}
+		req.Header.Set("Authorization", authHeader)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
-	b.StopTimer()
-	if f := failed.Load(); f > 0 {
-		b.Fatalf("%d requests failed", f)
-	}
-	report(b, events.Load(), cputime.Process()-cpu0)
 }
