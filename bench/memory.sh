@@ -223,7 +223,10 @@ heap() {
 # sample WHAT: one row of the samples table.
 sample() {
 	local du free cpu
-	du=$(du -sm "$DIR/data" 2>/dev/null | cut -f1)
+	# du exits 1 when a file it listed is gone when it stats it (the
+	# stores' compactions delete files all along) but still prints the
+	# total: under pipefail and set -e that used to end the run silently.
+	du=$(du -sm "$DIR/data" 2>/dev/null | cut -f1) || true
 	free=$(df -BG --output=avail "$WORK" | tail -1 | tr -dc 0-9)
 	cpu=$(awk '{ printf "%.0f", ($14 + $15) / 100 }' "/proc/$CP/stat")
 	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(($(date +%s) - START))" "$ACKED" "$(accepted)" \
@@ -285,7 +288,7 @@ ERRORS=$(jq -s '[.[].errors] | add' "$RESULTS")
 RATE=$(awk -v n="$ACKED" -v s="$LOAD_END" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "?" }')
 HWM=$(status VmHWM)
 RSS=$(status VmRSS)
-DU=$(du -sb "$DIR/data" | cut -f1)
+DU=$(du -sb "$DIR/data" 2>/dev/null | cut -f1) || true # see sample
 BPE=$(awk -v b="$DU" -v n="$ACKED" 'BEGIN { if (n > 0) printf "%.0f", b / n; else print "?" }')
 # Where the memory is: the Go heap at the end (the embedded NATS server
 # runs in the process, so its memory is in it too).
