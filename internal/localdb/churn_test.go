@@ -3,7 +3,6 @@ package localdb
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -34,22 +33,12 @@ import (
 // thread (probeAbsent): CPU, pebble's bloom filter tests, block cache
 // misses and the share the filter answered for; and the rebuilds.
 func BenchmarkChurn(b *testing.B) {
-	env := func(name string, def int64) int64 {
-		if s := os.Getenv(name); s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				b.Fatalf("%s: %v", name, err)
-			}
-			return n
-		}
-		return def
-	}
-	rounds := int(env("CAPSTAN_CHURN_ROUNDS", 16))
-	per := int(env("CAPSTAN_CHURN_KEYS", 100_000))
-	live := uint64(env("CAPSTAN_CHURN_LIVE", 2))
-	mem := env("CAPSTAN_CHURN_MEM", 32<<20)
-	filter := env("CAPSTAN_CHURN_FILTER", 512<<10)
-	rebuild := env("CAPSTAN_CHURN_REBUILD", 1) != 0
+	rounds := int(envKnob(b, "CAPSTAN_CHURN_ROUNDS", 16))
+	per := int(envKnob(b, "CAPSTAN_CHURN_KEYS", 100_000))
+	live := uint64(envKnob(b, "CAPSTAN_CHURN_LIVE", 2))
+	mem := envKnob(b, "CAPSTAN_CHURN_MEM", 32<<20)
+	filter := envKnob(b, "CAPSTAN_CHURN_FILTER", 512<<10)
+	rebuild := envKnob(b, "CAPSTAN_CHURN_REBUILD", 1) != 0
 	d, err := Open(Options{Dir: b.TempDir(), MemoryBytes: mem, What: "bench store", FilterBytes: filter, noRebuild: !rebuild})
 	if err != nil {
 		b.Fatal(err)
@@ -157,13 +146,7 @@ func setRandomAfter(b *testing.B, d *DB, rnd *rand.ChaCha8, val []byte, keep int
 // (the calling thread's: the rebuild runs in it, without pauses) of a
 // store of CAPSTAN_REBUILD_KEYS keys (default 1,000,000), compacted.
 func BenchmarkFilterRebuildScan(b *testing.B) {
-	n := 1_000_000
-	if s := os.Getenv("CAPSTAN_REBUILD_KEYS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n := int(envKnob(b, "CAPSTAN_REBUILD_KEYS", 1_000_000))
 	d, err := Open(Options{Dir: b.TempDir(), MemoryBytes: 32 << 20, What: "bench store", FilterBytes: 16 << 20, rebuildShare: 1, noRebuild: true})
 	if err != nil {
 		b.Fatal(err)

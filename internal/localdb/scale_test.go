@@ -32,21 +32,11 @@ import (
 // probe figures are reported as metrics. Run it in a small memory cgroup
 // to see the disk reads of a small container, whose page cache is small.
 func BenchmarkScale(b *testing.B) {
-	env := func(name string, def int64) int64 {
-		if s := os.Getenv(name); s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				b.Fatalf("%s: %v", name, err)
-			}
-			return n
-		}
-		return def
-	}
-	total := env("CAPSTAN_SCALE_KEYS", 1_000_000)
-	step := env("CAPSTAN_SCALE_STEP", 1_000_000)
-	valSize := env("CAPSTAN_SCALE_VALUE", 64)
-	mem := env("CAPSTAN_SCALE_MEM", 32<<20)
-	filter := env("CAPSTAN_SCALE_FILTER", 4<<20)
+	total := envKnob(b, "CAPSTAN_SCALE_KEYS", 1_000_000)
+	step := envKnob(b, "CAPSTAN_SCALE_STEP", 1_000_000)
+	valSize := envKnob(b, "CAPSTAN_SCALE_VALUE", 64)
+	mem := envKnob(b, "CAPSTAN_SCALE_MEM", 32<<20)
+	filter := envKnob(b, "CAPSTAN_SCALE_FILTER", 4<<20)
 	d, err := Open(Options{Dir: b.TempDir(), MemoryBytes: mem, What: "bench store", FilterBytes: filter})
 	if err != nil {
 		b.Fatal(err)
@@ -152,4 +142,19 @@ func levels(d *DB) string {
 	}
 	buf.WriteString("cache " + strconv.FormatInt(m.BlockCache.Size>>20, 10) + "MB")
 	return buf.String()
+}
+
+// envKnob is the benchmarks' integer knob: the environment variable name
+// parsed, or def when it is unset; a value that does not parse fails b.
+func envKnob(b *testing.B, name string, def int64) int64 {
+	b.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	return n
 }
