@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -553,9 +555,45 @@ func TestBrowserCapstanJS(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address with a port nothing listens on.
+// freeAddr returns a loopback address with a port nothing listens on, for
+// a server started later (capstan restarted on the same port, nats-server's
+// client, route and monitoring ports).
+//
+// The port comes from below the kernel's ephemeral range: a port that
+// 127.0.0.1:0 handed out and that was closed again can be handed to the
+// next :0 listener or outgoing connection of this process (the package's
+// other servers and clients) before the server it was meant for binds it,
+// which made nats-server stop with "bind: address already in use". A port
+// below the range is only taken by an explicit bind: each is checked by a
+// bind and handed out once per process.
 func freeAddr(t testing.TB) string {
 	t.Helper()
+	fixedPorts.Lock()
+	defer fixedPorts.Unlock()
+	if fixedPorts.lo == 0 {
+		fixedPorts.lo, fixedPorts.hi = fixedPortRange()
+		fixedPorts.given = make(map[int]bool)
+		if fixedPorts.hi > fixedPorts.lo {
+			fixedPorts.next = fixedPorts.lo + rand.IntN(fixedPorts.hi-fixedPorts.lo)
+		}
+	}
+	for range fixedPorts.hi - fixedPorts.lo {
+		p := fixedPorts.next
+		if fixedPorts.next++; fixedPorts.next >= fixedPorts.hi {
+			fixedPorts.next = fixedPorts.lo
+		}
+		if fixedPorts.given[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue // taken by another process
+		}
+		ln.Close()
+		fixedPorts.given[p] = true
+		return ln.Addr().String()
+	}
+	// No room below the ephemeral range (or none free): what :0 gives.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -563,6 +601,31 @@ func freeAddr(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// fixedPorts are the ports freeAddr has handed out, from [lo, hi).
+var fixedPorts struct {
+	sync.Mutex
+	lo, hi, next int
+	given        map[int]bool
+}
+
+// fixedPortRange returns the 8,192 ports below the kernel's ephemeral range
+// (Linux's ip_local_port_range; 32768 when it cannot be read), or an empty
+// range when they would reach into the privileged ports.
+func fixedPortRange() (lo, hi int) {
+	hi = 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				hi = n
+			}
+		}
+	}
+	if hi-8192 < 1024 {
+		return 1, 1
+	}
+	return hi - 8192, hi
 }
 
 // TestBrowserCapstanJSRetry: events tracked while capstan is down stay
