@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,9 +35,14 @@ func TestImage(t *testing.T) {
 	// (the build cache stays).
 	suffix := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
 	image := "capstan:image-test-" + suffix
-	out, err := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", "../..", "image", "IMAGE="+image, "CONTAINER_ENGINE="+eng.name).CombinedOutput()
+	build := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", "../..", "image", "IMAGE="+image, "CONTAINER_ENGINE="+eng.name)
+	killGroupOnCancel(build)
+	out, err := build.CombinedOutput()
 	t.Cleanup(func() { _ = exec.Command(eng.name, "rmi", "-f", image).Run() })
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (the test's 10 min limit)", err)
+		}
 		t.Fatalf("make image: %v\n%s", err, out)
 	}
 	t.Log(lastLine(string(out)))
@@ -146,6 +152,17 @@ func hardLimit(name string) string {
 		}
 	}
 	return ""
+}
+
+// killGroupOnCancel makes cmd, once its context ends, kill its whole
+// process group and stop waiting for its output 10 s later: a killed make
+// leaves the engine's build (its grandchildren) holding the output pipe,
+// and Wait would otherwise wait for them (CI on a saturated machine: the
+// test ran on for 9 minutes past its limit until the package's timeout).
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 }
 
 // cmd runs the engine with args and returns its standard output.
