@@ -102,8 +102,18 @@ const (
 	userHashAt  = 5
 )
 
-// hasUserHashKey is bytes.Contains(doc, userHashLit).
+// hasUserHashKey reports whether doc may hold a userHash key: it holds
+// userHashLit, or a \u escape, which may spell the key (stored documents
+// keep keys as the client wrote them, and "user\u0048ash" is the same
+// key). The escape sends a few documents through takeUserHash's parse for
+// nothing (clients that escape every non-ASCII character), so that no
+// userHash is ever stored.
 func hasUserHashKey(doc []byte) bool {
+	return hasUserHashLit(doc) || bytes.Contains(doc, []byte(`\u`))
+}
+
+// hasUserHashLit is bytes.Contains(doc, userHashLit).
+func hasUserHashLit(doc []byte) bool {
 	for i := userHashAt; i < len(doc); i++ {
 		j := bytes.IndexByte(doc[i:], userHashLit[userHashAt])
 		if j < 0 {
