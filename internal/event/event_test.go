@@ -1142,3 +1142,15 @@ func TestValidEscString(t *testing.T) {
 		}
 	}
 }
+
+// TestDaysIn checks parseUTCTime's month lengths against package time's
+// for every month of years 0-9999.
+func TestDaysIn(t *testing.T) {
+	for y := 0; y <= 9999; y++ {
+		for m := 1; m <= 12; m++ {
+			if got, want := daysIn(m, y), time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day(); got != want {
+				t.Fatalf("daysIn(%d, %d) = %d, want %d", m, y, got, want)
+			}
+		}
+	}
+}
