@@ -754,7 +754,25 @@ func parseUTCTime(b []byte) (time.Time, bool) {
 	if day > daysIn(month, year) { // time.Date would normalise it
 		return time.Time{}, false
 	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+	// time.Date's instant, counted directly (time.Date normalises each
+	// field and looks the zone up first).
+	secs := unixDays(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	return time.Unix(secs, int64(nsec)).UTC(), true
+}
+
+// unixDays returns the number of days from 1970-01-01 to the date year,
+// month (1-12), day of the proleptic Gregorian calendar, for years 0-9999
+// (days_from_civil of H. Hinnant's calendar algorithms, years counted from
+// March so that a leap day ends its year).
+func unixDays(year, month, day int) int64 {
+	y := year + 2000 // the same 400-year cycles, no negative year
+	if month <= 2 {
+		y--
+	}
+	era, yoe := y/400, y%400
+	doy := (153*((month+9)%12)+2)/5 + day - 1 // day of the March-based year
+	doe := yoe*365 + yoe/4 - yoe/100 + doy    // day of the era
+	return int64(era-5)*146097 + int64(doe) - 719468
 }
 
 // daysIn returns the number of days of month (1-12) in year, of the

@@ -1143,13 +1143,21 @@ func TestValidEscString(t *testing.T) {
 	}
 }
 
-// TestDaysIn checks parseUTCTime's month lengths against package time's
-// for every month of years 0-9999.
+// TestDaysIn checks parseUTCTime's calendar against package time's for
+// every month of years 0-9999: month lengths, and the first and last day
+// of each month counted from 1970.
 func TestDaysIn(t *testing.T) {
 	for y := 0; y <= 9999; y++ {
 		for m := 1; m <= 12; m++ {
-			if got, want := daysIn(m, y), time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day(); got != want {
-				t.Fatalf("daysIn(%d, %d) = %d, want %d", m, y, got, want)
+			n := time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			if got := daysIn(m, y); got != n {
+				t.Fatalf("daysIn(%d, %d) = %d, want %d", m, y, got, n)
+			}
+			for _, d := range []int{1, n} {
+				want := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+				if got := unixDays(y, m, d); got != want {
+					t.Fatalf("unixDays(%d, %d, %d) = %d, want %d", y, m, d, got, want)
+				}
 			}
 		}
 	}
