@@ -244,8 +244,11 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, obj, ctx obje
 	default:
 		return nil, drop(CodeInvalidMessageID, "messageId must be a string")
 	}
-	if n := utf8.RuneCountInString(ev.MessageID); n > MaxMessageIDLen {
-		return nil, drop(CodeInvalidMessageID, "messageId is %d characters long; the limit is %d", n, MaxMessageIDLen)
+	// No more characters than bytes: only a long id is counted.
+	if n := len(ev.MessageID); n > MaxMessageIDLen {
+		if n = utf8.RuneCountInString(ev.MessageID); n > MaxMessageIDLen {
+			return nil, drop(CodeInvalidMessageID, "messageId is %d characters long; the limit is %d", n, MaxMessageIDLen)
+		}
 	}
 	if ev.Generated {
 		f.del(fMessageID)
@@ -273,7 +276,14 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, obj, ctx obje
 			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
 			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
 		} else if co := sc.context(c, ctx, ctxSplit && sameBytes(c, ctxRaw)); co.get("ip") == nil {
-			f.set(fContext, sc.withIP(c, co, req.ClientIP))
+			if tail := sc.ipTail(c, co, req.ClientIP); tail != nil {
+				// c without its closing brace, then tail: written
+				// straight into the document, not copied first.
+				f.set(fContext, c[:len(c)-1])
+				f.tail = tail
+			} else {
+				f.set(fContext, sc.withIP(c, co, req.ClientIP))
+			}
 		}
 	}
 
@@ -350,42 +360,69 @@ var quotedFieldNames = func() (q [numFields][]byte) {
 	return q
 }()
 
-// fieldOf returns the field named key, or -1. (A switch: the compiler
-// searches it by length, then by value.)
-func fieldOf(key string) int {
-	switch key {
-	case "type":
-		return fType
-	case "userId":
-		return fUserID
-	case "anonymousId":
-		return fAnonymousID
-	case "previousId":
-		return fPreviousID
-	case "groupId":
-		return fGroupID
-	case "event":
-		return fEvent
-	case "properties":
-		return fProperties
-	case "traits":
-		return fTraits
-	case "context":
-		return fContext
-	case "integrations":
-		return fIntegrations
-	case "messageId":
-		return fMessageID
-	case "writeKey":
-		return fWriteKey
-	case "timestamp":
-		return fTimestamp
-	case "originalTimestamp":
-		return fOriginalTimestamp
-	case "sentAt":
-		return fSentAt
-	case "receivedAt":
-		return fReceivedAt
+// fieldOf returns the field named key, or -1. It switches on the length
+// first, then compares with the one to three names of that length (a
+// switch on the key alone searched the sixteen names with string
+// comparisons), and takes a key as written in the body without a copy
+// (string(b) passed to a string parameter copies b).
+func fieldOf[K string | []byte](key K) int {
+	switch len(key) {
+	case 4:
+		if string(key) == "type" {
+			return fType
+		}
+	case 5:
+		if string(key) == "event" {
+			return fEvent
+		}
+	case 6:
+		switch string(key) {
+		case "userId":
+			return fUserID
+		case "traits":
+			return fTraits
+		case "sentAt":
+			return fSentAt
+		}
+	case 7:
+		switch string(key) {
+		case "context":
+			return fContext
+		case "groupId":
+			return fGroupID
+		}
+	case 8:
+		if string(key) == "writeKey" {
+			return fWriteKey
+		}
+	case 9:
+		switch string(key) {
+		case "messageId":
+			return fMessageID
+		case "timestamp":
+			return fTimestamp
+		}
+	case 10:
+		switch string(key) {
+		case "properties":
+			return fProperties
+		case "previousId":
+			return fPreviousID
+		case "receivedAt":
+			return fReceivedAt
+		}
+	case 11:
+		if string(key) == "anonymousId" {
+			return fAnonymousID
+		}
+	case 12:
+		if string(key) == "integrations" {
+			return fIntegrations
+		}
+	case 17:
+		if string(key) == "originalTimestamp" {
+			return fOriginalTimestamp
+		}
 	}
 	return -1
 }
@@ -402,6 +439,10 @@ type fields struct {
 	obj   object
 	pos   [numFields]int // index in obj, len(obj)+j for extra[j], or -1
 	extra object         // the members added, in a [numFields]member of the caller's
+	// tail, when not nil, is written just after the context's value
+	// (which then lacks its closing brace, see scratch.ipTail): the
+	// context with ip added, without a copy of it made first.
+	tail []byte
 }
 
 // find records where obj holds each field.
@@ -415,7 +456,7 @@ func (f *fields) find() {
 		if m.Key != "" || m.rawKey == nil {
 			k = fieldOf(m.Key)
 		} else {
-			k = fieldOf(string(m.rawKey[1 : len(m.rawKey)-1]))
+			k = fieldOf(m.rawKey[1 : len(m.rawKey)-1])
 		}
 		if k >= 0 && m.Value != nil {
 			f.pos[k] = i
@@ -442,6 +483,9 @@ func (f *fields) get(k int) []byte {
 // normalize adds each field at most once (it deletes none it added), so
 // extra does not fill.
 func (f *fields) set(k int, v []byte) {
+	if k == fContext {
+		f.tail = nil
+	}
 	if i := f.pos[k]; i >= 0 {
 		if m := f.at(i); m.Value != nil {
 			m.Value = v
@@ -454,6 +498,9 @@ func (f *fields) set(k int, v []byte) {
 }
 
 func (f *fields) del(k int) {
+	if k == fContext {
+		f.tail = nil
+	}
 	if i := f.pos[k]; i >= 0 {
 		f.at(i).Value = nil
 	}
@@ -466,14 +513,31 @@ func (f *fields) jsonLen() int {
 	if live > 0 && live2 > 0 {
 		n++ // the comma between them
 	}
-	return 2 + n + n2
+	return 2 + n + n2 + len(f.tail)
 }
 
 // appendJSON writes the event's members as set, obj's then those added,
-// as object.appendJSON writes one object of them.
+// as object.appendJSON writes one object of them, with tail after the
+// context's value.
 func (f *fields) appendJSON(buf []byte) []byte {
-	buf, first := f.obj.appendMembers(append(buf, '{'), true)
-	buf, _ = f.extra.appendMembers(buf, first)
+	buf = append(buf, '{')
+	first := true
+	at := len(f.obj) + len(f.extra) // members before tail: all when none
+	if f.tail != nil {
+		at = f.pos[fContext] + 1 // set (set and del clear tail)
+	}
+	if at < len(f.obj) {
+		buf, first = f.obj[:at].appendMembers(buf, first)
+		buf = append(buf, f.tail...)
+		buf, first = f.obj[at:].appendMembers(buf, first)
+		buf, _ = f.extra.appendMembers(buf, first)
+		return append(buf, '}')
+	}
+	buf, first = f.obj.appendMembers(buf, first)
+	at -= len(f.obj)
+	buf, first = f.extra[:at].appendMembers(buf, first)
+	buf = append(buf, f.tail...)
+	buf, _ = f.extra[at:].appendMembers(buf, first)
 	return append(buf, '}')
 }
 
@@ -560,16 +624,29 @@ func (sc *scratch) timeLit(t time.Time, lit []byte) []byte {
 // spliced in before its closing brace, not written member by member: the
 // same bytes.
 func (sc *scratch) withIP(c []byte, co object, ip string) []byte {
-	if len(co) > 0 && co.jsonLen() == len(c) {
+	if tail := sc.ipTail(c, co, ip); tail != nil {
 		start := len(sc.buf)
 		sc.buf = append(sc.buf, c[:len(c)-1]...)
-		sc.buf = append(sc.buf, `,"ip":`...)
-		sc.buf = append(appendQuoted(sc.buf, ip), '}')
+		sc.buf = append(sc.buf, tail...)
 		return sc.buf[start:len(sc.buf):len(sc.buf)]
 	}
 	co.set("ip", sc.quoted(ip))
 	start := len(sc.buf)
 	sc.buf = co.appendJSON(sc.buf)
+	return sc.buf[start:len(sc.buf):len(sc.buf)]
+}
+
+// ipTail returns what withIP writes after c's members when it copies c
+// (the ip member and the closing brace, `,"ip":"…"}`), written to the
+// scratch buffer; nil when withIP writes c member by member instead (c
+// not written as co.appendJSON writes it, or no members).
+func (sc *scratch) ipTail(c []byte, co object, ip string) []byte {
+	if len(co) == 0 || co.jsonLen() != len(c) {
+		return nil
+	}
+	start := len(sc.buf)
+	sc.buf = append(sc.buf, `,"ip":`...)
+	sc.buf = append(appendQuoted(sc.buf, ip), '}')
 	return sc.buf[start:len(sc.buf):len(sc.buf)]
 }
 
@@ -674,11 +751,40 @@ func parseUTCTime(b []byte) (time.Time, bool) {
 		}
 		nsec = n
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	if t.Day() != day { // past the month's end: time.Date normalised it
+	if day > daysIn(month, year) { // time.Date would normalise it
 		return time.Time{}, false
 	}
-	return t, true
+	// time.Date's instant, counted directly (time.Date normalises each
+	// field and looks the zone up first).
+	secs := unixDays(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	return time.Unix(secs, int64(nsec)).UTC(), true
+}
+
+// unixDays returns the number of days from 1970-01-01 to the date year,
+// month (1-12), day of the proleptic Gregorian calendar, for years 0-9999
+// (days_from_civil of H. Hinnant's calendar algorithms, years counted from
+// March so that a leap day ends its year).
+func unixDays(year, month, day int) int64 {
+	y := year + 2000 // the same 400-year cycles, no negative year
+	if month <= 2 {
+		y--
+	}
+	era, yoe := y/400, y%400
+	doy := (153*((month+9)%12)+2)/5 + day - 1 // day of the March-based year
+	doe := yoe*365 + yoe/4 - yoe/100 + doy    // day of the era
+	return int64(era-5)*146097 + int64(doe) - 719468
+}
+
+// daysIn returns the number of days of month (1-12) in year, of the
+// proleptic Gregorian calendar as package time counts them.
+func daysIn(month, year int) int {
+	if month == 2 {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 30 + (month+month>>3)&1 // 31 in Jan, Mar, May, Jul, Aug, Oct, Dec
 }
 
 // digits returns the value of b, ASCII decimal digits only (at most 9).

@@ -1142,3 +1142,58 @@ func TestValidEscString(t *testing.T) {
 		}
 	}
 }
+
+// TestDaysIn checks parseUTCTime's calendar against package time's for
+// every month of years 0-9999: month lengths, and the first and last day
+// of each month counted from 1970.
+func TestDaysIn(t *testing.T) {
+	for y := 0; y <= 9999; y++ {
+		for m := 1; m <= 12; m++ {
+			n := time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			if got := daysIn(m, y); got != n {
+				t.Fatalf("daysIn(%d, %d) = %d, want %d", m, y, got, n)
+			}
+			for _, d := range []int{1, n} {
+				want := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+				if got := unixDays(y, m, d); got != want {
+					t.Fatalf("unixDays(%d, %d, %d) = %d, want %d", y, m, d, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestContextIPPlacement: the client's ip is added as the context's last
+// member wherever the context stands among the event's members (first,
+// between others, added from the envelope), the members after it kept.
+func TestContextIPPlacement(t *testing.T) {
+	const r = `"2026-09-01T10:34:56.700Z"`
+	times := `"originalTimestamp":` + r + `,"receivedAt":` + r + `,"timestamp":` + r
+	for _, c := range []struct{ env, item, want string }{
+		{``, `{"context":{"a":1},"type":"track","event":"E","messageId":"m","userId":"u"}`,
+			`{"context":{"a":1,"ip":"203.0.113.7"},"type":"track","event":"E","messageId":"m","userId":"u",` + times + `}`},
+		{``, `{"type":"track","context":{"a":{"b":[1,2]}},"event":"E","messageId":"m","userId":"u","timestamp":` + r + `}`,
+			`{"type":"track","context":{"a":{"b":[1,2]},"ip":"203.0.113.7"},"event":"E","messageId":"m","userId":"u",` + times + `}`},
+		{`"context":{"library":{"name":"env"}},`, `{"type":"track","event":"E","messageId":"m","userId":"u"}`,
+			`{"type":"track","event":"E","messageId":"m","userId":"u","context":{"library":{"name":"env"},"ip":"203.0.113.7"},` + times + `}`},
+		{`"context":{"library":{"name":"env"}},`, `{"type":"track","context":{"a":1},"event":"E","messageId":"m","userId":"u"}`,
+			`{"type":"track","context":{"library":{"name":"env"},"a":1,"ip":"203.0.113.7"},"event":"E","messageId":"m","userId":"u",` + times + `}`},
+	} {
+		body, rerr := ParseBatch([]byte(`{` + c.env + `"batch":[` + c.item + `]}`))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		req := &Request{ReceivedAt: received, ClientIP: "203.0.113.7", Envelope: body.Envelope}
+		ev, derr := body.Normalize(0, "", req)
+		if derr != nil {
+			t.Fatalf("%s: %v", c.item, derr)
+		}
+		if string(ev.JSON) != c.want {
+			t.Errorf("env %s item %s:\n got %s\nwant %s", c.env, c.item, ev.JSON, c.want)
+		}
+		ev, derr = Normalize([]byte(c.item), "", req)
+		if derr != nil || string(ev.JSON) != c.want {
+			t.Errorf("Normalize(%s): %v\n got %s\nwant %s", c.item, derr, ev.JSON, c.want)
+		}
+	}
+}

@@ -431,7 +431,7 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 		for i+8 <= len(b) {
 			if m := strSpecial(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
-				break
+				goto special
 			}
 			i += 8
 		}
@@ -441,6 +441,7 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 		if i >= len(b) {
 			return -1, escaped
 		}
+	special:
 		switch b[i] {
 		case '"':
 			return i + 1, escaped
