@@ -259,12 +259,14 @@ func crash(x *Index) {
 // OpenDedup does from the stream), then closed cleanly, it reopens with
 // everything and reads nothing again.
 func TestCrashCoveredOnDisk(t *testing.T) {
-	const flushed = 50_000
-	// Buffers of 16,777 keys (MinMemoryBytes): 30,000 more events are one
-	// batch written and a buffer lost, 60,000 three batches and a buffer.
-	for _, extra := range []int{30_000, 60_000} {
+	const flushed = 24_000
+	// Buffers of 12,000 keys, each batch (~530 KB) larger than half a
+	// memtable (1 MB for MinMemoryBytes), so queued for a flush of its own
+	// as a full buffer's batch is: 15,000 more events are one batch
+	// written and a buffer lost, 40,000 three batches and a buffer.
+	for _, extra := range []int{15_000, 40_000} {
 		dir := t.TempDir()
-		opt := Options{Dir: dir, MemoryBytes: MinMemoryBytes}
+		opt := Options{Dir: dir, MemoryBytes: MinMemoryBytes, bufferKeys: 12_000}
 		x, err := Open(opt)
 		if err != nil {
 			t.Fatal(err)
