@@ -35,8 +35,10 @@ import (
 //     left the buffers is in the iterator's snapshot.
 //   - Covered on disk never claims a key the store does not hold: a
 //     buffer's covered is written in the same batch as its keys, and
-//     buffers are written in order, one at a time. A crash loses the
-//     buffers (at most two, bounded by the memory budget) and what
+//     buffers are written in order, one at a time. With no write-ahead
+//     log a batch is on disk once pebble flushed it, whole, after the
+//     batches before it. A crash loses the buffers (at most two, bounded
+//     by the memory budget), the batches not yet flushed, and what
 //     Covered they had claimed: the catch-up at start reads those events
 //     from the stream again.
 //   - Memory is bounded: while one buffer is being written the next fills
@@ -392,8 +394,9 @@ func sortCompare(all []kv) {
 	})
 }
 
-// commit writes p's entries, Covered and partition drop as one batch, not
-// fsynced: the index is derived state.
+// commit writes p's entries, Covered and partition drop as one batch,
+// with no write-ahead log: the index is derived state, and the batch is on
+// disk, whole, once pebble has flushed it.
 func (x *Index) commit(p *pending) error {
 	x.buf.sorted = p.sorted(x.buf.sorted)
 	all := x.buf.sorted

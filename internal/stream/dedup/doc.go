@@ -8,7 +8,9 @@
 // writer asks Check before committing a group and Adds the group's keys
 // after, the ordered readers ask Check once Covered has passed them, and
 // at start the stream catches the index up from Covered. The index is
-// derived state: nothing in it is fsynced, and a lost or damaged one
+// derived state: it has no write-ahead log, nothing is fsynced when it is
+// written (its tables are, by pebble's flushes: Covered on disk is what
+// they hold), and a lost or damaged one
 // (Open's error wraps ErrDamaged) is removed and rebuilt from the part of
 // the stream inside the window.
 //

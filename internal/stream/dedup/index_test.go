@@ -369,7 +369,10 @@ func TestDamaged(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := db.Set(formatKey, []byte("capstan-dedup-0"), pebble.Sync); err != nil {
+			if err := db.Set(formatKey, []byte("capstan-dedup-0"), pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Flush(); err != nil { // no write-ahead log: to a table
 				t.Fatal(err)
 			}
 			if err := db.Close(); err != nil {
@@ -614,5 +617,62 @@ func TestMergeReusesMergers(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("a merge allocates %v times, want 0", allocs)
+	}
+}
+
+// TestOpenIndexWithLog: an index written by an older release, with a
+// write-ahead log, whose last entries and Covered are only in its log
+// (not flushed when it stopped), opens with them: pebble replays the log
+// whatever the option, and the first flush writes them to tables.
+func TestOpenIndexWithLog(t *testing.T) {
+	dir := t.TempDir()
+	cache := pebble.NewCache(8 << 20)
+	o := pebbleOptions(Options{Logger: slog.New(slog.DiscardHandler)}, cache)
+	o.DisableWAL = false
+	db, err := pebble.Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(formatKey, []byte(format), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	part := uint64(now.UnixMilli()) / uint64(DefaultWindow.Milliseconds())
+	b := db.NewBatch()
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[8:], uint64(now.Add(DefaultWindow).UnixMilli()))
+	for i := range 100 {
+		binary.BigEndian.PutUint64(v[:8], uint64(i+1)<<16)
+		if err := b.Merge(entryKey(nil, part, key(fmt.Sprint(i))), v[:], nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, 100), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil { // the memtable not flushed: in the log only
+		t.Fatal(err)
+	}
+	cache.Unref()
+
+	for _, round := range []string{"log replayed", "reopened"} {
+		x, err := Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := x.Covered(); got != 100 {
+			t.Errorf("%s: Covered %d, want 100", round, got)
+		}
+		for i := range 100 {
+			if got := check(t, x, key(fmt.Sprint(i)))[0]; got != uint64(i+1)<<16 {
+				t.Fatalf("%s: key %d at %#x, want %#x", round, i, got, uint64(i+1)<<16)
+			}
+		}
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
