@@ -295,9 +295,7 @@ type DLQ struct {
 // GroupCommit tunes how events are gathered into groups.
 type GroupCommit struct {
 	// MaxEvents per group, 1 to 1000 (JetStream's atomic batch limit).
-	// Default 1000. With the embedded engine and sync: always, a commit
-	// loop may write up to 4 groups with one fsync when more events are
-	// queued than the loops would take.
+	// Default 1000.
 	MaxEvents int `yaml:"max_events"`
 	// Linger is how long the first event of a batch may wait for others when
 	// the store is idle. Default 0: a batch is written as soon as the previous

@@ -34,14 +34,6 @@ type record struct {
 // servers.
 const minAtomic = 8
 
-// commitChunks is how many chunks of MaxBatch events one commit of events
-// may carry where capstan fsyncs the stream itself (embedded engine, sync
-// always): the chunks are encoded and published in turn, so the stream
-// stores one while the next is encoded, and one fsync makes them all
-// durable. A loop takes that much only when more is queued than the loops
-// would otherwise take (see limitLocked).
-const commitChunks = 4
-
 // errDuplicateInBatch is JetStream's "atomic publish batch contains
 // duplicate message id" (10201).
 const errDuplicateInBatch = 10201
@@ -62,7 +54,7 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 		records: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_commit_records",
 			Help:    "Events written by one commit to the EVENTS stream (made durable by one fsync).",
-			Buckets: []float64{1, 8, 32, 100, 250, 500, 750, 1000, 2000, 3000, 4000},
+			Buckets: []float64{1, 8, 32, 100, 250, 500, 750, 1000},
 		}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_commit_duration_seconds",
@@ -300,32 +292,18 @@ func (a *appender) take() []*pending {
 	if len(a.queue) == 0 {
 		return nil
 	}
-	batch, _ := a.popLocked(0, true, a.limitLocked())
+	batch, _ := a.popLocked(0, true)
 	return batch
 }
 
-// limitLocked is how many records one loop takes from the queue: MaxBatch,
-// or, where a commit may carry several chunks (a.syncs), its share of what
-// is queued among the loops when that is more, up to commitChunks chunks.
-// Taking everything would leave the other loops idle while one encodes it
-// all; a share keeps them all busy and each fsync covering more. a.mu must
-// be held.
-func (a *appender) limitLocked() int {
-	if !a.syncs {
-		return a.cfg.MaxBatch
-	}
-	share := (a.queued + a.cfg.Inflight - 1) / a.cfg.Inflight
-	return min(max(share, a.cfg.MaxBatch), commitChunks*a.cfg.MaxBatch)
-}
-
 // popLocked removes requests from the front of the queue while their records
-// fit in limit beside have records (the first one regardless, when first)
-// and returns them with the new record count. a.mu must be held.
-func (a *appender) popLocked(have int, first bool, limit int) ([]*pending, int) {
+// fit in one batch beside have records (the first one regardless, when
+// first) and returns them with the new record count. a.mu must be held.
+func (a *appender) popLocked(have int, first bool) ([]*pending, int) {
 	n, total := 0, have
 	for n < len(a.queue) {
 		size := a.queue[n].size()
-		if total+size > limit && !(first && n == 0) {
+		if total+size > a.cfg.MaxBatch && !(first && n == 0) {
 			break
 		}
 		total += size
@@ -350,7 +328,7 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 		case <-a.signal:
 			a.mu.Lock()
 			var more []*pending
-			more, n = a.popLocked(n, false, a.cfg.MaxBatch)
+			more, n = a.popLocked(n, false)
 			a.mu.Unlock()
 			batch = append(batch, more...)
 		}
@@ -359,8 +337,7 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 }
 
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
-// completes each pending request. Where capstan fsyncs the stream itself
-// (a.syncs), the events are one commit of several chunks and one fsync.
+// completes each pending request.
 func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 	var (
 		recs []*record
@@ -384,12 +361,8 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 		end := min(start+a.cfg.MaxBatch, len(recs))
 		a.commit(ctx, recs[start:end], res[start:end])
 	}
-	step := a.cfg.MaxBatch
-	if a.syncs {
-		step = max(len(evs), 1) // commitEvents chunks it
-	}
-	for start := 0; start < len(evs); start += step {
-		end := min(start+step, len(evs))
+	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
+		end := min(start+a.cfg.MaxBatch, len(evs))
 		a.commitEvents(ctx, evs[start:end], eres[start:end])
 	}
 	for _, p := range batch {
@@ -606,16 +579,6 @@ func (a *appender) publishAtomic(ctx context.Context, recs []*record) (*pubAck, 
 // publishEach writes records one by one, in order and pipelined, each with
 // its own acknowledgement (so duplicates are reported per record).
 func (a *appender) publishEach(recs []*record, res []*Result) {
-	futures := a.publishAsync(recs, res)
-	timeout := time.NewTimer(a.cfg.AckTimeout)
-	defer timeout.Stop()
-	a.awaitAcks(futures, res, timeout)
-}
-
-// publishAsync publishes records one by one, in order, without waiting for
-// their acknowledgements (awaitAcks); a record that could not be sent gets
-// its error and a nil future.
-func (a *appender) publishAsync(recs []*record, res []*Result) []jetstream.PubAckFuture {
 	futures := make([]jetstream.PubAckFuture, len(recs))
 	for i, r := range recs {
 		f, err := a.js.PublishMsgAsync(message(r))
@@ -625,12 +588,8 @@ func (a *appender) publishAsync(recs []*record, res []*Result) []jetstream.PubAc
 		}
 		futures[i] = f
 	}
-	return futures
-}
-
-// awaitAcks sets each record's Result from its acknowledgement; once timeout
-// fires, every record still unacknowledged fails.
-func (a *appender) awaitAcks(futures []jetstream.PubAckFuture, res []*Result, timeout *time.Timer) {
+	timeout := time.NewTimer(a.cfg.AckTimeout)
+	defer timeout.Stop()
 	for i, f := range futures {
 		if f == nil {
 			continue

@@ -3,11 +3,9 @@ package stream
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/capstan-gw/capstan/internal/stream/dedup"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // One commit of events: per-event de-duplication, then one segment per
@@ -63,103 +61,125 @@ type dupOf struct {
 	o keyOwner
 }
 
-// segment is one segment of a chunk being written: its source, its events
-// (indexes into the commit's events) and about its frame's size.
-type segment struct {
-	src  string
-	evs  []int
-	size int
-}
-
-// chunk is the part of a commit of events that one group of segments
-// carries: at most MaxBatch events, evs[lo:hi] of the commit.
-type chunk struct {
-	lo, hi  int
-	segs    []*segment
-	recs    []record
-	send    []*record // &recs[n]
-	sres    []Result
-	sresp   []*Result
-	frames  []*[]byte
-	futures []jetstream.PubAckFuture // a.syncs: published, not yet acknowledged
-}
-
-// commitEvents stores events as one commit. Where capstan fsyncs the stream
-// (a.syncs) a commit may hold several chunks of at most MaxBatch events: each
-// is de-duplicated, encoded and published in turn (the stream stores one
-// while the next is encoded), then every acknowledgement is awaited and one
-// fsync makes them all durable. Otherwise (external cluster, engine.sync
-// interval) it gets at most MaxBatch events, written as one group
-// (appender.write).
-//
-// Every chunk of a commit shares its segCommit: its keys are in flight from
-// the chunk's start until the whole commit is done, and an event whose key
-// an earlier chunk (or another commit) holds takes that one's outcome, read
-// only once this commit closed its done, so two commits never wait for each
-// other.
+// commitEvents stores one chunk of events (at most MaxBatch).
 func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result) {
-	var start time.Time // of the first publish
 	keys := make([]dedup.Key, len(evs))
 	keyed := make([]bool, len(evs))
-	skip := make([]bool, len(evs))
+	for i, ev := range evs {
+		keys[i], keyed[i] = a.key(ev)
+	}
 	c := &segCommit{done: make(chan struct{})}
+	skip := make([]bool, len(evs))
 	var dups []dupOf
 	mine := make([]int, 0, len(evs)) // events whose keys this commit registered
 	a.dmu.Lock()
 	c.floor = a.maxAssigned
 	a.commits[c] = struct{}{}
-	a.dmu.Unlock()
-
-	var chunks []*chunk
-	for lo := 0; lo < len(evs); lo += a.cfg.MaxBatch {
-		ch := &chunk{lo: lo, hi: min(lo+a.cfg.MaxBatch, len(evs))}
-		chunks = append(chunks, ch)
-		for i := ch.lo; i < ch.hi; i++ {
-			keys[i], keyed[i] = a.key(evs[i])
-		}
-		from := len(mine)
-		a.dmu.Lock()
-		for i := ch.lo; i < ch.hi; i++ {
-			if !keyed[i] {
-				continue
-			}
-			// One lookup finds an earlier event of this commit too: its
-			// key is in inflight, owned by c, with that event's Result.
-			k := keys[i]
-			if o, ok := a.inflight[k]; ok {
-				dups, skip[i] = append(dups, dupOf{i: i, o: o}), true
-				continue
-			}
-			a.inflight[k] = keyOwner{c: c, res: res[i]}
-			mine = append(mine, i)
-		}
-		a.dmu.Unlock()
-		a.checkIndex(evs[ch.lo:ch.hi], res, keys, skip, mine[from:], ch.lo)
-		a.encodeChunk(ch, evs, skip)
-		if len(ch.segs) == 0 {
+	for i := range evs {
+		if !keyed[i] {
 			continue
 		}
-		if a.syncs {
-			if start.IsZero() {
-				start = time.Now()
+		// One lookup finds an earlier event of this commit too: its key
+		// is in inflight, owned by c, with that event's Result.
+		k := keys[i]
+		if o, ok := a.inflight[k]; ok {
+			dups, skip[i] = append(dups, dupOf{i: i, o: o}), true
+			continue
+		}
+		a.inflight[k] = keyOwner{c: c, res: res[i]}
+		mine = append(mine, i)
+	}
+	a.dmu.Unlock()
+
+	// The index: pairs stored by earlier commits (or runs, or replicas).
+	added := make([]int, 0, len(evs)) // events stored by this commit, for the index
+	if a.dedup != nil && len(mine) > 0 {
+		ks := make([]dedup.Key, len(mine))
+		for n, i := range mine {
+			ks[n] = keys[i]
+		}
+		found, err := a.dedup.idx.Check(ks)
+		if err != nil {
+			a.log.Error("de-duplication index lookup failed; the events are refused", "events", len(evs), "error", err)
+			for i := range evs {
+				if !skip[i] {
+					*res[i], skip[i] = Result{Err: err}, true
+				}
 			}
-			ch.futures = a.publishAsync(ch.send, ch.sresp)
 		} else {
-			a.write(ctx, ch.send, ch.sresp, ch.hi-ch.lo)
+			for n, pos := range found {
+				if pos != 0 && !skip[mine[n]] {
+					*res[mine[n]], skip[mine[n]] = Result{Duplicate: true}, true
+				}
+			}
 		}
 	}
-	if a.syncs {
-		a.awaitCommit(ctx, chunks, len(evs), start)
-	}
 
-	// Results, and the stored events' keys to the index.
-	added := make([]int, 0, len(evs)) // events stored by this commit, for the index
+	// One segment per source (cut at segMax bytes), sources in the order
+	// of their first event.
+	type seg struct {
+		src  string
+		evs  []int
+		size int
+	}
+	var segs []*seg
+	open := map[string]*seg{}
+	for i, ev := range evs {
+		if skip[i] {
+			continue
+		}
+		s := open[ev.Source]
+		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
+			s = &seg{src: ev.Source}
+			if len(segs) == 0 { // nearly always the only one: sized for the rest
+				s.evs = make([]int, 0, len(evs)-i)
+			}
+			segs = append(segs, s)
+			open[ev.Source] = s
+		}
+		s.evs = append(s.evs, i)
+		s.size += eventBytes(ev)
+	}
 	var maxSeq uint64
-	for _, ch := range chunks {
-		for n, s := range ch.segs {
-			r := ch.sres[n]
+	addOK := true
+	if len(segs) > 0 {
+		recs := make([]record, len(segs))
+		send := make([]*record, len(segs))
+		sres := make([]Result, len(segs))
+		sresp := make([]*Result, len(segs))
+		frames := make([]*[]byte, len(segs))
+		for n, s := range segs {
+			sevs := make([]*Event, len(s.evs))
+			ids := make([]string, len(s.evs))
+			for m, i := range s.evs {
+				sevs[m] = evs[i]
+				if _, id, ok := keyOf(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok && ids != nil {
+					ids[m] = id
+				} else {
+					ids = nil // an event without id: the segment has none either
+				}
+			}
+			plain := getFrame()
+			*plain = appendSegment((*plain)[:0], sevs)
+			frames[n] = getFrame()
+			data, version := a.eng.segmentData((*frames[n])[:0], *plain)
+			if version == segVersion {
+				frames[n], plain = plain, frames[n]
+			} else {
+				*frames[n] = data // to the pool with its array, grown or not
+			}
+			putFrame(plain) // segmentData copied it, or it is unused
+			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
+			if ids != nil {
+				recs[n].MsgID = segmentID(s.src, ids)
+			}
+			send[n], sresp[n] = &recs[n], &sres[n]
+		}
+		a.write(ctx, send, sresp, len(evs))
+		for n, s := range segs {
+			r := sres[n]
 			if r.Err == nil {
-				putFrame(ch.frames[n])
+				putFrame(frames[n])
 			}
 			for m, i := range s.evs {
 				switch {
@@ -178,17 +198,16 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 				maxSeq = max(maxSeq, r.Seq)
 			}
 		}
-	}
-	addOK := true
-	if a.dedup != nil && len(added) > 0 {
-		ks := make([]dedup.Key, len(added))
-		pos := make([]uint64, len(added))
-		for n, i := range added {
-			ks[n], pos[n] = keys[i], uint64(res[i].Pos())
-		}
-		if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
-			addOK = false
-			a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
+		if a.dedup != nil && len(added) > 0 {
+			ks := make([]dedup.Key, len(added))
+			pos := make([]uint64, len(added))
+			for n, i := range added {
+				ks[n], pos[n] = keys[i], uint64(res[i].Pos())
+			}
+			if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
+				addOK = false
+				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
+			}
 		}
 	}
 
@@ -232,113 +251,6 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			*res[d.i] = Result{Duplicate: true}
 		}
 	}
-}
-
-// checkIndex looks the keys of events mine (indexes into the commit, whose
-// chunk starts at lo with events evs) up in the index: pairs stored by
-// earlier commits (or runs, or replicas) are duplicates. If the lookup
-// fails, every event of the chunk not yet settled fails.
-func (a *appender) checkIndex(evs []*Event, res []*Result, keys []dedup.Key, skip []bool, mine []int, lo int) {
-	if a.dedup == nil || len(mine) == 0 {
-		return
-	}
-	ks := make([]dedup.Key, len(mine))
-	for n, i := range mine {
-		ks[n] = keys[i]
-	}
-	found, err := a.dedup.idx.Check(ks)
-	if err != nil {
-		a.log.Error("de-duplication index lookup failed; the events are refused", "events", len(evs), "error", err)
-		for i := lo; i < lo+len(evs); i++ {
-			if !skip[i] {
-				*res[i], skip[i] = Result{Err: err}, true
-			}
-		}
-		return
-	}
-	for n, pos := range found {
-		if pos != 0 && !skip[mine[n]] {
-			*res[mine[n]], skip[mine[n]] = Result{Duplicate: true}, true
-		}
-	}
-}
-
-// encodeChunk cuts the chunk's events not skipped into segments, one per
-// source (cut at segMax bytes), sources in the order of their first event,
-// and encodes each into its record.
-func (a *appender) encodeChunk(ch *chunk, evs []*Event, skip []bool) {
-	open := map[string]*segment{}
-	for i := ch.lo; i < ch.hi; i++ {
-		if skip[i] {
-			continue
-		}
-		ev := evs[i]
-		s := open[ev.Source]
-		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
-			s = &segment{src: ev.Source}
-			if len(ch.segs) == 0 { // nearly always the only one: sized for the rest
-				s.evs = make([]int, 0, ch.hi-i)
-			}
-			ch.segs = append(ch.segs, s)
-			open[ev.Source] = s
-		}
-		s.evs = append(s.evs, i)
-		s.size += eventBytes(ev)
-	}
-	if len(ch.segs) == 0 {
-		return
-	}
-	n := len(ch.segs)
-	ch.recs, ch.sres = make([]record, n), make([]Result, n)
-	ch.sresp, ch.frames = make([]*Result, n), make([]*[]byte, n)
-	ch.send = make([]*record, n)
-	for n, s := range ch.segs {
-		sevs := make([]*Event, len(s.evs))
-		ids := make([]string, len(s.evs))
-		for m, i := range s.evs {
-			sevs[m] = evs[i]
-			if _, id, ok := keyOf(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok && ids != nil {
-				ids[m] = id
-			} else {
-				ids = nil // an event without id: the segment has none either
-			}
-		}
-		plain := getFrame()
-		*plain = appendSegment((*plain)[:0], sevs)
-		ch.frames[n] = getFrame()
-		data, version := a.eng.segmentData((*ch.frames[n])[:0], *plain)
-		if version == segVersion {
-			ch.frames[n], plain = plain, ch.frames[n]
-		} else {
-			*ch.frames[n] = data // to the pool with its array, grown or not
-		}
-		putFrame(plain) // segmentData copied it, or it is unused
-		ch.recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
-		if ids != nil {
-			ch.recs[n].MsgID = segmentID(s.src, ids)
-		}
-		ch.send[n], ch.sresp[n] = &ch.recs[n], &ch.sres[n]
-	}
-}
-
-// awaitCommit waits for the acknowledgements of every segment the chunks
-// published (a.syncs) and makes them all durable with one sync. For the
-// metrics, events is the commit's size and start its first publish.
-func (a *appender) awaitCommit(ctx context.Context, chunks []*chunk, events int, start time.Time) {
-	var sres []*Result
-	timeout := time.NewTimer(a.cfg.AckTimeout)
-	defer timeout.Stop()
-	for _, ch := range chunks {
-		a.awaitAcks(ch.futures, ch.sresp, timeout)
-		sres = append(sres, ch.sresp...)
-	}
-	if len(sres) == 0 {
-		return // nothing to write: every event a duplicate or refused
-	}
-	a.sync(ctx, sres)
-	a.m.records.Observe(float64(events))
-	a.m.seconds.Observe(time.Since(start).Seconds())
-	a.noteOutcome(sres)
 }
 
 // framePool holds segment frames (*[]byte) for reuse, plain or compressed,
