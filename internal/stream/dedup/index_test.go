@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -674,5 +675,36 @@ func TestOpenIndexWithLog(t *testing.T) {
 		if err := x.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestEmptyFlushIsNoError: pebble reports a flush that wrote no table
+// (every Close of the index flushes, most often an empty memtable) as a
+// FlushEnd with the error "pebble: empty table", which flushFailed must
+// not take for a failure: the index's hook would end the process. The
+// error is unexported and matched by its text, so a pebble that renames
+// it fails here rather than at every stop of capstan.
+func TestEmptyFlushIsNoError(t *testing.T) {
+	var infos []pebble.FlushInfo
+	o := &pebble.Options{FS: vfs.NewMem(), DisableWAL: true}
+	o.EventListener = &pebble.EventListener{FlushEnd: func(info pebble.FlushInfo) { infos = append(infos, info) }}
+	db, err := pebble.Open("index", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].Err == nil {
+		t.Fatalf("flush of an empty memtable: FlushEnd %+v, want one with pebble's empty-table error", infos)
+	}
+	if flushFailed(infos[0]) {
+		t.Errorf("flushFailed(%v) = true for a flush that wrote no table", infos[0].Err)
+	}
+	failed := infos[0]
+	failed.Err = errors.New("creating object 000012.sst: no such file or directory")
+	if !flushFailed(failed) {
+		t.Errorf("flushFailed(%v) = false", failed.Err)
 	}
 }
