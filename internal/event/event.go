@@ -520,24 +520,18 @@ func (f *fields) jsonLen() int {
 // as object.appendJSON writes one object of them, with tail after the
 // context's value.
 func (f *fields) appendJSON(buf []byte) []byte {
-	buf = append(buf, '{')
-	first := true
-	at := len(f.obj) + len(f.extra) // members before tail: all when none
+	// The members are obj's then extra's; tail goes after the first at of
+	// them (all when there is none), split into o of obj's and e of extra's.
+	at := len(f.obj) + len(f.extra)
 	if f.tail != nil {
 		at = f.pos[fContext] + 1 // set (set and del clear tail)
 	}
-	if at < len(f.obj) {
-		buf, first = f.obj[:at].appendMembers(buf, first)
-		buf = append(buf, f.tail...)
-		buf, first = f.obj[at:].appendMembers(buf, first)
-		buf, _ = f.extra.appendMembers(buf, first)
-		return append(buf, '}')
-	}
-	buf, first = f.obj.appendMembers(buf, first)
-	at -= len(f.obj)
-	buf, first = f.extra[:at].appendMembers(buf, first)
+	o, e := min(at, len(f.obj)), max(at-len(f.obj), 0)
+	buf, first := f.obj[:o].appendMembers(append(buf, '{'), true)
+	buf, first = f.extra[:e].appendMembers(buf, first)
 	buf = append(buf, f.tail...)
-	buf, _ = f.extra[at:].appendMembers(buf, first)
+	buf, first = f.obj[o:].appendMembers(buf, first)
+	buf, _ = f.extra[e:].appendMembers(buf, first)
 	return append(buf, '}')
 }
 
