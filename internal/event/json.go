@@ -33,8 +33,11 @@ type object []member
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
+// skipSpace returns the index of the first byte from b[i] that is not
+// white space. Most calls find none (compact JSON): the one compare with ' '
+// sends every other byte out of the loop.
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
+	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
 		i++
 	}
 	return i
@@ -431,6 +434,9 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 		for i+8 <= len(b) {
 			if m := strSpecial(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
+				if b[i] == '"' { // the usual end, ahead of the switch
+					return i + 1, escaped
+				}
 				goto special
 			}
 			i += 8
