@@ -212,11 +212,12 @@ const (
 // '"' and the control characters are found with one test: x^0x02 maps
 // '"' to 0x20 and keeps the bytes below 0x20 below it, while the bytes it
 // brings down to 0x20 or below are only those ('"'^0x02 is the only byte
-// of 0x20-0x23 that lands under 0x21).
+// of 0x20-0x23 that lands under 0x21). A byte of x at or above 0x80 stays
+// so in both differences (it borrows nothing): &^x drops it from both at once.
 func strSpecial(x uint64) uint64 {
 	q := x ^ (0x02 * ones)
 	b := x ^ ('\\' * ones)
-	return ((q-0x21*ones)&^q | (b-ones)&^b) & highs
+	return ((q - 0x21*ones) | (b - ones)) &^ x & highs
 }
 
 // load64 returns the eight bytes of s from i, little-endian.
