@@ -71,79 +71,89 @@ func validJSON(b []byte) (valid bool, depth int) {
 func validValue(b []byte, i int) (end, depth int) {
 	var stackBuf [64]byte
 	stack := stackBuf[:0] // '{' or '[' for each container it opened
-	for {
-		// A value starts at b[i].
-		if i >= len(b) {
+	var c byte
+	// Three states, jumped between: a value starts at b[i] (value), one
+	// ended just before b[i] (next), a member's key starts at b[i] (key).
+value:
+	if i >= len(b) {
+		return -1, depth
+	}
+	switch c = b[i]; {
+	case c == '"': // the most frequent value first
+		if i, _ = validEscString(b, i); i < 0 {
 			return -1, depth
 		}
-		switch c := b[i]; {
-		case c == '{' || c == '[':
-			depth = max(depth, len(stack)+1)
-			i = skipSpace(b, i+1)
-			if i < len(b) && b[i] == c+2 { // '}' or ']'
-				i++
-				break
-			}
-			stack = append(stack, c)
-			if c == '{' {
-				if i = validKey(b, i); i < 0 {
-					return -1, depth
-				}
-			}
-			continue
-		case c == '"':
-			if i = validString(b, i); i < 0 {
-				return -1, depth
-			}
-		case c == '-' || c >= '0' && c <= '9':
-			if i = validNumber(b, i); i < 0 {
-				return -1, depth
-			}
-		case c == 't':
-			if !bytes.HasPrefix(b[i:], []byte("true")) {
-				return -1, depth
-			}
-			i += 4
-		case c == 'f':
-			if !bytes.HasPrefix(b[i:], []byte("false")) {
-				return -1, depth
-			}
-			i += 5
-		case c == 'n':
-			if !bytes.HasPrefix(b[i:], []byte("null")) {
-				return -1, depth
-			}
-			i += 4
-		default:
-			return -1, depth
-		}
-		// A value ended just before b[i]: close containers, or go on to
-		// the next element.
-		for {
-			if len(stack) == 0 {
-				return i, depth
-			}
-			if i = skipSpace(b, i); i >= len(b) {
-				return -1, depth
-			}
-			top := stack[len(stack)-1]
-			if b[i] == top+2 {
-				stack = stack[:len(stack)-1]
-				i++
-				continue
-			}
-			if b[i] != ',' {
-				return -1, depth
-			}
-			i = skipSpace(b, i+1)
-			if top == '{' {
-				if i = validKey(b, i); i < 0 {
-					return -1, depth
-				}
-			}
+	case c == '{' || c == '[':
+		depth = max(depth, len(stack)+1)
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == c+2 { // '}' or ']'
+			i++
 			break
 		}
+		stack = append(stack, c)
+		if c == '{' {
+			goto key
+		}
+		goto value
+	case c == '-' || c >= '0' && c <= '9':
+		if i = validNumber(b, i); i < 0 {
+			return -1, depth
+		}
+	case c == 't':
+		if len(b)-i < 4 || string(b[i:i+4]) != "true" {
+			return -1, depth
+		}
+		i += 4
+	case c == 'f':
+		if len(b)-i < 5 || string(b[i:i+5]) != "false" {
+			return -1, depth
+		}
+		i += 5
+	case c == 'n':
+		if len(b)-i < 4 || string(b[i:i+4]) != "null" {
+			return -1, depth
+		}
+		i += 4
+	default:
+		return -1, depth
 	}
+next:
+	// Close containers, or go on to the next element.
+	if len(stack) == 0 {
+		return i, depth
+	}
+	if i = skipSpace(b, i); i >= len(b) {
+		return -1, depth
+	}
+	if c = stack[len(stack)-1]; b[i] == c+2 {
+		stack = stack[:len(stack)-1]
+		i++
+		goto next
+	}
+	if b[i] != ',' {
+		return -1, depth
+	}
+	i = skipSpace(b, i+1)
+	if c == '[' {
+		goto value
+	}
+key:
+	// A key, its colon (mostly right after it) and the space before the value.
+	if i >= len(b) || b[i] != '"' {
+		return -1, depth
+	}
+	if i, _ = validEscString(b, i); i < 0 {
+		return -1, depth
+	}
+	if i < len(b) && b[i] == ':' {
+		i++
+	} else if i = skipSpace(b, i); i < len(b) && b[i] == ':' {
+		i++
+	} else {
+		return -1, depth
+	}
+	i = skipSpace(b, i)
+	goto value
 }
 
 // split is a request body as splitBody found it.
@@ -397,22 +407,6 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		}
 		i = skipSpace(b, i+1)
 	}
-}
-
-// validKey checks an object key and its colon at b[i] and returns the index
-// of the value after them, or -1.
-func validKey(b []byte, i int) int {
-	if i >= len(b) || b[i] != '"' {
-		return -1
-	}
-	if i = validString(b, i); i < 0 {
-		return -1
-	}
-	i = skipSpace(b, i)
-	if i >= len(b) || b[i] != ':' {
-		return -1
-	}
-	return skipSpace(b, i+1)
 }
 
 // validString checks the string literal at b[i] and returns the index just
