@@ -425,15 +425,20 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 		// Eight bytes at a time: strSpecial's lowest flag is always a
 		// real special byte (a false flag only follows a real one), so
 		// the run ends exactly there, with no byte-wise loop.
-		for i+8 <= len(b) {
-			if m := strSpecial(binary.LittleEndian.Uint64(b[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				if b[i] == '"' { // the usual end, ahead of the switch
-					return i + 1, escaped
+		if i < len(b) {
+			// Offsets into s, from 0 by 8 while under len(s)-7: the
+			// compiler sees that each word is in s, and checks none.
+			s := b[i:]
+			for k := 0; k < len(s)-7; k += 8 {
+				if m := strSpecial(binary.LittleEndian.Uint64(s[k : k+8 : k+8])); m != 0 {
+					i += k + bits.TrailingZeros64(m)>>3
+					if b[i] == '"' { // the usual end, ahead of the switch
+						return i + 1, escaped
+					}
+					goto special
 				}
-				goto special
 			}
-			i += 8
+			i += len(s) &^ 7 // the words the loop went through
 		}
 		for i < len(b) && strPlain[b[i]] {
 			i++
