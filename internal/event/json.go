@@ -431,10 +431,11 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 			s := b[i:]
 			for k := 0; k < len(s)-7; k += 8 {
 				if m := strSpecial(binary.LittleEndian.Uint64(s[k : k+8 : k+8])); m != 0 {
-					i += k + bits.TrailingZeros64(m)>>3
-					if b[i] == '"' { // the usual end, ahead of the switch
-						return i + 1, escaped
+					j := k + bits.TrailingZeros64(m)>>3
+					if s[j] == '"' { // the usual end, ahead of the switch
+						return i + j + 1, escaped
 					}
+					i += j
 					goto special
 				}
 			}
