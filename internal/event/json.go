@@ -425,21 +425,20 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 		// Eight bytes at a time: strSpecial's lowest flag is always a
 		// real special byte (a false flag only follows a real one), so
 		// the run ends exactly there, with no byte-wise loop.
-		if i < len(b) {
-			// Offsets into s, from 0 by 8 while under len(s)-7: the
-			// compiler sees that each word is in s, and checks none.
-			s := b[i:]
-			for k := 0; k < len(s)-7; k += 8 {
-				if m := strSpecial(binary.LittleEndian.Uint64(s[k : k+8 : k+8])); m != 0 {
-					j := k + bits.TrailingZeros64(m)>>3
-					if s[j] == '"' { // the usual end, ahead of the switch
-						return i + j + 1, escaped
+		if uint(i) < uint(len(b)) {
+			// From i by 8 while under len(b)-7, i known in b: the
+			// compiler sees that each word is in b, and checks none.
+			k := i
+			for ; k < len(b)-7; k += 8 {
+				if m := strSpecial(binary.LittleEndian.Uint64(b[k : k+8 : k+8])); m != 0 {
+					i = k + bits.TrailingZeros64(m)>>3
+					if b[i] == '"' { // the usual end, ahead of the switch
+						return i + 1, escaped
 					}
-					i += j
 					goto special
 				}
 			}
-			i += len(s) &^ 7 // the words the loop went through
+			i = k
 		}
 		for i < len(b) && strPlain[b[i]] {
 			i++
