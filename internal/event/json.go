@@ -378,6 +378,8 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		switch {
 		case i < len(b) && b[i] == '"':
 			vend = validString(b, i) // as validValue, depth 0, without its setup
+		case i < len(b) && (b[i] == '-' || isDigit(b[i])):
+			vend = validNumber(b, i) // likewise
 		case i < len(b) && b[i] == '{' && m.is("context"):
 			var c object
 			if c, _, _, vend, d = validItem(b, i, ctx[:0], 0, nil); vend >= 0 {
