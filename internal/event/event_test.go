@@ -495,6 +495,35 @@ func checkValidJSON(t *testing.T, b []byte) {
 	}
 }
 
+// TestValidStringWords: strings whose end, escape, control character or
+// non-ASCII byte sits at every offset of the string scan's eight-byte
+// words, as keys and values, in a batch's item, in a nested object, and at
+// the very end of the input, are accepted as json.Valid accepts them.
+func TestValidStringWords(t *testing.T) {
+	ends := []string{`"`, `\n"`, `\u00e9"`, "\x01\"", `\"`, `\`, ``, "\x7f\"", "\xc3\xa9\"", `\\"`, `\u00"`, `\q"`}
+	for n := range 20 {
+		for _, end := range ends {
+			str := `"` + strings.Repeat("x", n) + end
+			docs := []string{
+				str,
+				`{` + str + `:1}`,
+				`{` + str + ` :1}`,
+				`{"a":` + str + `}`,
+				`{"a":{"b":[` + str + `]},"c":` + str + `}`,
+				`{"batch":[{` + str + `:-1.5e3,"k":` + str + `,"n":01}]}`,
+				`{"batch":[{"k":` + str + `,"context":{"p":{` + str + `:null}}}]}`,
+			}
+			for _, doc := range docs {
+				b := []byte(doc)
+				checkValidJSON(t, b)
+				if _, valid := splitBody(split{}, b, "batch"); valid != json.Valid(b) {
+					t.Fatalf("splitBody(%q): valid = %v, json.Valid: %v", b, valid, !valid)
+				}
+			}
+		}
+	}
+}
+
 func TestValidJSONDepth(t *testing.T) {
 	tests := []struct {
 		in    string

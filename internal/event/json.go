@@ -33,8 +33,11 @@ type object []member
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
+// skipSpace returns the index of the first byte from b[i] that is not
+// white space. Most calls find none (compact JSON): the one compare with ' '
+// sends every other byte out of the loop.
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
+	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
 		i++
 	}
 	return i
@@ -68,79 +71,89 @@ func validJSON(b []byte) (valid bool, depth int) {
 func validValue(b []byte, i int) (end, depth int) {
 	var stackBuf [64]byte
 	stack := stackBuf[:0] // '{' or '[' for each container it opened
-	for {
-		// A value starts at b[i].
-		if i >= len(b) {
+	var c byte
+	// Three states, jumped between: a value starts at b[i] (value), one
+	// ended just before b[i] (next), a member's key starts at b[i] (key).
+value:
+	if i >= len(b) {
+		return -1, depth
+	}
+	switch c = b[i]; {
+	case c == '"': // the most frequent value first
+		if i, _ = validEscString(b, i); i < 0 {
 			return -1, depth
 		}
-		switch c := b[i]; {
-		case c == '{' || c == '[':
-			depth = max(depth, len(stack)+1)
-			i = skipSpace(b, i+1)
-			if i < len(b) && b[i] == c+2 { // '}' or ']'
-				i++
-				break
-			}
-			stack = append(stack, c)
-			if c == '{' {
-				if i = validKey(b, i); i < 0 {
-					return -1, depth
-				}
-			}
-			continue
-		case c == '"':
-			if i = validString(b, i); i < 0 {
-				return -1, depth
-			}
-		case c == '-' || c >= '0' && c <= '9':
-			if i = validNumber(b, i); i < 0 {
-				return -1, depth
-			}
-		case c == 't':
-			if !bytes.HasPrefix(b[i:], []byte("true")) {
-				return -1, depth
-			}
-			i += 4
-		case c == 'f':
-			if !bytes.HasPrefix(b[i:], []byte("false")) {
-				return -1, depth
-			}
-			i += 5
-		case c == 'n':
-			if !bytes.HasPrefix(b[i:], []byte("null")) {
-				return -1, depth
-			}
-			i += 4
-		default:
-			return -1, depth
-		}
-		// A value ended just before b[i]: close containers, or go on to
-		// the next element.
-		for {
-			if len(stack) == 0 {
-				return i, depth
-			}
-			if i = skipSpace(b, i); i >= len(b) {
-				return -1, depth
-			}
-			top := stack[len(stack)-1]
-			if b[i] == top+2 {
-				stack = stack[:len(stack)-1]
-				i++
-				continue
-			}
-			if b[i] != ',' {
-				return -1, depth
-			}
-			i = skipSpace(b, i+1)
-			if top == '{' {
-				if i = validKey(b, i); i < 0 {
-					return -1, depth
-				}
-			}
+	case c == '{' || c == '[':
+		depth = max(depth, len(stack)+1)
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == c+2 { // '}' or ']'
+			i++
 			break
 		}
+		stack = append(stack, c)
+		if c == '{' {
+			goto key
+		}
+		goto value
+	case c == '-' || c >= '0' && c <= '9':
+		if i = validNumber(b, i); i < 0 {
+			return -1, depth
+		}
+	case c == 't':
+		if len(b)-i < 4 || string(b[i:i+4]) != "true" {
+			return -1, depth
+		}
+		i += 4
+	case c == 'f':
+		if len(b)-i < 5 || string(b[i:i+5]) != "false" {
+			return -1, depth
+		}
+		i += 5
+	case c == 'n':
+		if len(b)-i < 4 || string(b[i:i+4]) != "null" {
+			return -1, depth
+		}
+		i += 4
+	default:
+		return -1, depth
 	}
+next:
+	// Close containers, or go on to the next element.
+	if len(stack) == 0 {
+		return i, depth
+	}
+	if i = skipSpace(b, i); i >= len(b) {
+		return -1, depth
+	}
+	if c = stack[len(stack)-1]; b[i] == c+2 {
+		stack = stack[:len(stack)-1]
+		i++
+		goto next
+	}
+	if b[i] != ',' {
+		return -1, depth
+	}
+	i = skipSpace(b, i+1)
+	if c == '[' {
+		goto value
+	}
+key:
+	// A key, its colon (mostly right after it) and the space before the value.
+	if i >= len(b) || b[i] != '"' {
+		return -1, depth
+	}
+	if i, _ = validEscString(b, i); i < 0 {
+		return -1, depth
+	}
+	if i < len(b) && b[i] == ':' {
+		i++
+	} else if i = skipSpace(b, i); i < len(b) && b[i] == ':' {
+		i++
+	} else {
+		return -1, depth
+	}
+	i = skipSpace(b, i)
+	goto value
 }
 
 // split is a request body as splitBody found it.
@@ -365,6 +378,8 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		switch {
 		case i < len(b) && b[i] == '"':
 			vend = validString(b, i) // as validValue, depth 0, without its setup
+		case i < len(b) && (b[i] == '-' || isDigit(b[i])):
+			vend = validNumber(b, i) // likewise
 		case i < len(b) && b[i] == '{' && m.is("context"):
 			var c object
 			if c, _, _, vend, d = validItem(b, i, ctx[:0], 0, nil); vend >= 0 {
@@ -396,22 +411,6 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 	}
 }
 
-// validKey checks an object key and its colon at b[i] and returns the index
-// of the value after them, or -1.
-func validKey(b []byte, i int) int {
-	if i >= len(b) || b[i] != '"' {
-		return -1
-	}
-	if i = validString(b, i); i < 0 {
-		return -1
-	}
-	i = skipSpace(b, i)
-	if i >= len(b) || b[i] != ':' {
-		return -1
-	}
-	return skipSpace(b, i+1)
-}
-
 // validString checks the string literal at b[i] and returns the index just
 // past it, or -1. Runs of plain bytes (strPlain) are skipped 8 at a time
 // (strSpecial, as the Value parser does).
@@ -428,12 +427,20 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 		// Eight bytes at a time: strSpecial's lowest flag is always a
 		// real special byte (a false flag only follows a real one), so
 		// the run ends exactly there, with no byte-wise loop.
-		for i+8 <= len(b) {
-			if m := strSpecial(binary.LittleEndian.Uint64(b[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				goto special
+		if uint(i) < uint(len(b)) {
+			// From i by 8 while under len(b)-7, i known in b: the
+			// compiler sees that each word is in b, and checks none.
+			k := i
+			for ; k < len(b)-7; k += 8 {
+				if m := strSpecial(binary.LittleEndian.Uint64(b[k : k+8 : k+8])); m != 0 {
+					i = k + bits.TrailingZeros64(m)>>3
+					if b[i] == '"' { // the usual end, ahead of the switch
+						return i + 1, escaped
+					}
+					goto special
+				}
 			}
-			i += 8
+			i = k
 		}
 		for i < len(b) && strPlain[b[i]] {
 			i++

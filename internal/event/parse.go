@@ -208,10 +208,16 @@ const (
 // '\\' or a control character (below 0x20): the bytes str stops at. It
 // never misses one, and its lowest flag is always a real one: a borrow
 // that flags a byte wrongly comes only from a real one below it.
+//
+// '"' and the control characters are found with one test: x^0x02 maps
+// '"' to 0x20 and keeps the bytes below 0x20 below it, while the bytes it
+// brings down to 0x20 or below are only those ('"'^0x02 is the only byte
+// of 0x20-0x23 that lands under 0x21). A byte of x at or above 0x80 stays
+// so in both differences (it borrows nothing): &^x drops it from both at once.
 func strSpecial(x uint64) uint64 {
-	q := x ^ ('"' * ones)
+	q := x ^ (0x02 * ones)
 	b := x ^ ('\\' * ones)
-	return ((x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b) & highs
+	return ((q - 0x21*ones) | (b - ones)) &^ x & highs
 }
 
 // load64 returns the eight bytes of s from i, little-endian.
