@@ -428,32 +428,35 @@ func fieldOf[K string | []byte](key K) int {
 	return -1
 }
 
-// fields is an event's members, spans of its text, with the value of each
-// key Normalize uses, found in one pass, so that Normalize's two dozen
+// fields is an event's members, spans of its text, with the member of
+// each key Normalize uses found in one pass, so that Normalize's two dozen
 // lookups do not each scan the members. It behaves as object's get, set
 // and del on the members (parseObject leaves each key once, a key set
 // anew after its deletion is appended after the members) without
 // changing them: the values set are kept in vals, and appendJSON writes
 // the members from the text, in runs of it between those that changed.
 // It holds no member structs: a batch's spans are read where the body's
-// check left them, not copied.
+// check left them, not copied; and find stores no pointer (a store
+// through a pointer runs a write barrier while the GC marks), only set
+// does, inlined into normalize, whose fields are on its stack.
 type fields struct {
 	text []byte
 	obj  []span
-	// in[k] is the index in obj of field k's member, or -1.
-	in [numFields]int32
-	// vals[k] is field k's value: nil when absent or deleted.
+	// in[k] is 1 + the index in obj of field k's member, or 0; inObj has
+	// bit k set when there is one.
+	in    [numFields]int32
+	inObj uint32
+	// over has bit k set when field k's value is vals[k] (nil: deleted),
+	// set or deleted, no longer its member's of obj.
+	over uint32
 	vals [numFields][]byte
-	// added[k] is the index in extra of field k's member when set after
-	// its deletion or absence, or -1 (the member is obj's, if any).
+	// added[k] is 1 + the index in extra of field k's member when set
+	// after its deletion or absence, or 0 (the member is obj's, if any).
 	added [numFields]int8
 	// extra holds the fields appended, in order; extra[j] is dead when
-	// its field was deleted, or appended anew, since (added[k] != j).
+	// its field was deleted, or appended anew, since (added[k] != j+1).
 	extra  [numFields]int8
 	nextra int8
-	// changed has bit k set when field k's member of obj has been given
-	// another value or deleted: it is not written as it is in text.
-	changed uint32
 	// objLen is the length of obj's members as appendJSON writes them
 	// unchanged, commas left out.
 	objLen int
@@ -463,13 +466,11 @@ type fields struct {
 	tail []byte
 }
 
-// find records where obj holds each field, and its value.
+// find records where obj holds each field. f is new: text and obj set,
+// the rest zero.
 func (f *fields) find() {
-	for k := range numFields {
-		f.in[k], f.added[k], f.vals[k] = -1, -1, nil
-	}
-	f.nextra, f.changed, f.tail = 0, 0, nil
 	n := 0
+	var in uint32
 	for i := range f.obj {
 		s := &f.obj[i]
 		n += int(s.keyEnd-s.key) + 1 + int(s.end-s.val)
@@ -480,13 +481,22 @@ func (f *fields) find() {
 			k = fieldOf(f.text[s.key+1 : s.keyEnd-1])
 		}
 		if k >= 0 {
-			f.in[k], f.vals[k] = int32(i), s.value(f.text)
+			f.in[k] = int32(i) + 1
+			in |= 1 << k
 		}
 	}
-	f.objLen = n
+	f.inObj, f.objLen = in, n
 }
 
-func (f *fields) get(k int) []byte { return f.vals[k] }
+func (f *fields) get(k int) []byte {
+	if f.over&(1<<k) != 0 {
+		return f.vals[k]
+	}
+	if i := f.in[k]; i > 0 {
+		return f.obj[i-1].value(f.text)
+	}
+	return nil
+}
 
 // set replaces field k's value in place, or adds it after the members.
 // normalize adds each field at most once (it deletes none it added), so
@@ -495,14 +505,12 @@ func (f *fields) set(k int, v []byte) {
 	if k == fContext {
 		f.tail = nil
 	}
-	if f.vals[k] == nil {
-		f.added[k] = f.nextra
+	if bit := uint32(1) << k; f.over&bit == 0 && f.in[k] == 0 || f.over&bit != 0 && f.vals[k] == nil {
 		f.extra[f.nextra] = int8(k)
 		f.nextra++
+		f.added[k] = f.nextra
 	}
-	if f.added[k] < 0 {
-		f.changed |= 1 << k
-	}
+	f.over |= 1 << k
 	f.vals[k] = v
 }
 
@@ -510,28 +518,29 @@ func (f *fields) del(k int) {
 	if k == fContext {
 		f.tail = nil
 	}
-	if f.vals[k] != nil && f.added[k] < 0 {
-		f.changed |= 1 << k
-	}
+	f.over |= 1 << k
 	f.vals[k] = nil
 }
 
-// objLive reports whether field k's member of obj holds a value (k is a
-// field of obj).
-func (f *fields) objLive(k int) bool { return f.added[k] < 0 && f.vals[k] != nil }
+// changed returns the fields whose member of obj is not written as the
+// text holds it (another value, or deleted), as a bit set.
+func (f *fields) changed() uint32 { return f.over & f.inObj }
+
+// objLive reports whether field k's member of obj, changed, holds a value.
+func (f *fields) objLive(k int) bool { return f.added[k] == 0 && f.vals[k] != nil }
 
 // extraLive reports whether extra[j] holds its field's value.
 func (f *fields) extraLive(j int) bool {
 	k := f.extra[j]
-	return int(f.added[k]) == j && f.vals[k] != nil
+	return int(f.added[k]) == j+1 && f.vals[k] != nil
 }
 
 // jsonLen is the length of appendJSON's output.
 func (f *fields) jsonLen() int {
 	n, live := f.objLen, len(f.obj)
-	for c := f.changed; c != 0; c &= c - 1 {
+	for c := f.changed(); c != 0; c &= c - 1 {
 		k := bits.TrailingZeros32(c)
-		s := &f.obj[f.in[k]]
+		s := &f.obj[f.in[k]-1]
 		n -= int(s.end - s.val)
 		if f.objLive(k) {
 			n += len(f.vals[k])
@@ -563,9 +572,9 @@ func (f *fields) appendJSON(buf []byte) []byte {
 	var at [numFields]int32
 	var ks [numFields]int8
 	n := 0
-	for c := f.changed; c != 0; c &= c - 1 {
+	for c := f.changed(); c != 0; c &= c - 1 {
 		k := bits.TrailingZeros32(c)
-		i := f.in[k]
+		i := f.in[k] - 1
 		j := n
 		for ; j > 0 && at[j-1] > i; j-- {
 			at[j], ks[j] = at[j-1], ks[j-1]
