@@ -28,7 +28,8 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
 
-// Body is a parsed tracking request body.
+// Body is a parsed tracking request body. Its methods are not safe for
+// concurrent use.
 type Body struct {
 	// WriteKey is the key found in the body (§1.4 steps 2 and 3), or "".
 	WriteKey string
@@ -51,6 +52,9 @@ type Body struct {
 	ctx     []span
 	// arena hands out the documents and ids of the events Normalize builds.
 	arena arena
+	// sc is Normalize's working memory, taken from scratchPool at the
+	// first event and given back by Release: once per body, not per event.
+	sc *scratch
 	// events holds the Events that Normalize has still to hand out: one
 	// allocation for the body's events, not one each.
 	events []Event
@@ -159,7 +163,14 @@ var bodyPool = sync.Pool{New: func() any { return new(bodyBufs) }}
 // the buffers of an unusually large batch (over 16,384 members) are
 // dropped.
 func (b *Body) Release() {
-	if b == nil || cap(b.members) > 1<<14 || cap(b.ctx) > 1<<10 {
+	if b == nil {
+		return
+	}
+	if b.sc != nil {
+		b.sc.release()
+		b.sc = nil
+	}
+	if cap(b.members) > 1<<14 || cap(b.ctx) > 1<<10 {
 		return
 	}
 	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0], ctx: b.ctx[:0]}
@@ -181,8 +192,11 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 		return Normalize(b.Items[i], forced, req)
 	}
 	it := b.items[i]
-	sc := scratchPool.Get().(*scratch)
-	defer sc.release()
+	if b.sc == nil {
+		b.sc = scratchPool.Get().(*scratch)
+	}
+	sc := b.sc
+	sc.buf = sc.buf[:0] // the previous event's values are in its document
 	// The members, and the context's, are read where they are: normalize
 	// changes neither (fields keeps the values it sets).
 	obj := b.members[it.obj:it.objEnd:it.objEnd]

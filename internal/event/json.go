@@ -81,6 +81,16 @@ func indexSpan(text []byte, o []span, m *span) int {
 	return -1
 }
 
+// keyBit maps the key of m, a member of b, to one bit of a uint64, the same
+// for the same key: its length and last byte as written. A key with
+// escapes maps to every bit (it may equal any key once decoded).
+func keyBit(b []byte, m *span) uint64 {
+	if m.esc {
+		return ^uint64(0)
+	}
+	return 1 << ((uint(m.keyEnd-m.key) + 7*uint(b[m.keyEnd-2])) & 63)
+}
+
 // spanGet returns the raw value of key among the members o of text, or nil.
 func spanGet(text []byte, o []span, key string) []byte {
 	for i := len(o) - 1; i >= 0; i-- {
@@ -437,6 +447,9 @@ func keptContext(b []byte, obj []span, ctxVal []byte) bool {
 // is the index just past the object, or -1; depth is as validValue's.
 func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span, ctxVal []byte, end, depth int) {
 	depth = 1
+	// seen holds the keyBit of each key so far: a key whose bit is not
+	// in it is new, and is not compared with the others.
+	var seen uint64
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return obj, ctx, nil, i + 1, depth
@@ -471,7 +484,13 @@ func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span,
 		}
 		depth = max(depth, 1+d)
 		m.val, m.end = int32(i), int32(vend)
-		if k := indexSpan(b, obj[start:], &m); k >= 0 {
+		bit := keyBit(b, &m)
+		k := -1
+		if seen&bit != 0 {
+			k = indexSpan(b, obj[start:], &m)
+		}
+		seen |= bit
+		if k >= 0 {
 			// A repeated key: the last value, in the first place.
 			obj[start+k].val, obj[start+k].end = m.val, m.end
 		} else {
