@@ -60,10 +60,14 @@ type Body struct {
 	events []Event
 }
 
-// Chunk sizes of an arena: the most it allocates at once for documents,
-// the largest small-object size class of Go's allocator, and for ids.
+// Chunk sizes of an arena: the most it allocates at once for documents
+// and for ids. docChunk is the largest size class of Go's allocator
+// (1.26) that holds more than one object per span, 27264 bytes, three
+// to an 80 KiB span: a chunk of 32 KiB, over the small-object limit
+// (32 KiB less a malloc header), was a large object, each allocated from
+// the page heap under its lock.
 const (
-	docChunk = 32 << 10
+	docChunk = 27264
 	idChunk  = 8 << 10
 )
 
