@@ -824,35 +824,6 @@ func (o *object) set(key string, v []byte) {
 	*o = append(*o, member{Key: key, Value: v})
 }
 
-// jsonLen is the length of o.appendJSON's output.
-func (o object) jsonLen() int {
-	n, _ := o.membersLen()
-	return 2 + n // and the braces
-}
-
-// membersLen is the length of o.appendMembers's output for a first
-// member, and the number of members it writes.
-func (o object) membersLen() (n, live int) {
-	for i := range o {
-		m := &o[i]
-		if m.Value == nil {
-			continue
-		}
-		if live++; live > 1 {
-			n++ // a comma before each member but the first
-		}
-		if m.rawKey != nil {
-			n += len(m.rawKey)
-		} else if k := m.key(); plainString(k) {
-			n += len(k) + 2
-		} else {
-			n += len(quote(k))
-		}
-		n += 1 + len(m.Value)
-	}
-	return n, live
-}
-
 // appendJSON writes the object as compact-at-top-level JSON; member values
 // are copied verbatim. Consecutive members that are written so in the
 // text they were split from (each key, ':' and value, then ',' and the
