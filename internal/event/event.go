@@ -680,7 +680,7 @@ var scratchPool = sync.Pool{New: func() any {
 // number made its decimal string (lit, its literal, is then the field's
 // new value), any other kind a drop. A string is taken from a's id chunk
 // (nil: allocated alone). It does not set the field itself: a call given
-// the fields would move normalize's members to the heap (escape analysis).
+// the fields would move normalize's fields to the heap (escape analysis).
 func (sc *scratch) id(v []byte, k int, a *arena) (id string, lit []byte, _ *DropError) {
 	switch kind(v) {
 	case 0, 'n':

@@ -932,7 +932,7 @@ func kind(v []byte) byte {
 func quote(s string) []byte {
 	if !plainString(s) {
 		// A copy: s given to Marshal would escape, and with it the
-		// members that normalize keeps on the stack (rare: keys and
+		// fields that normalize keeps on its stack (rare: keys and
 		// values that need escapes).
 		b, _ := json.Marshal(strings.Clone(s))
 		return b
