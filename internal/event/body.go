@@ -28,7 +28,8 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
 
-// Body is a parsed tracking request body.
+// Body is a parsed tracking request body. Its methods are not safe for
+// concurrent use.
 type Body struct {
 	// WriteKey is the key found in the body (§1.4 steps 2 and 3), or "".
 	WriteKey string
@@ -37,24 +38,36 @@ type Body struct {
 	// Envelope holds the batch-level sentAt, context and integrations.
 	Envelope Envelope
 
+	// text is the body's text (after any byte order mark): Items and
+	// members are slices and spans of it.
+	text []byte
 	// depths[i] is how deeply Items[i] nests as it will be stored: the
 	// batch's context and integrations, merged into each item, count.
 	depths []int
 	// items[i] says where members holds the members of Items[i] (and of
-	// its context), as checking the body found them; nil when not split.
+	// its context), as checking the body found them, spans of text; nil
+	// when not split.
 	items   []itemSplit
-	members []member
+	members []span
+	ctx     []span
 	// arena hands out the documents and ids of the events Normalize builds.
 	arena arena
+	// sc is Normalize's working memory, taken from scratchPool at the
+	// first event and given back by Release: once per body, not per event.
+	sc *scratch
 	// events holds the Events that Normalize has still to hand out: one
 	// allocation for the body's events, not one each.
 	events []Event
 }
 
-// Chunk sizes of an arena: the most it allocates at once for documents,
-// the largest small-object size class of Go's allocator, and for ids.
+// Chunk sizes of an arena: the most it allocates at once for documents
+// and for ids. docChunk is the largest size class of Go's allocator
+// (1.26) that holds more than one object per span, 27264 bytes, three
+// to an 80 KiB span: a chunk of 32 KiB, over the small-object limit
+// (32 KiB less a malloc header), was a large object, each allocated from
+// the page heap under its lock.
 const (
-	docChunk = 32 << 10
+	docChunk = 27264
 	idChunk  = 8 << 10
 )
 
@@ -141,28 +154,37 @@ type bodyBufs struct {
 	elems   [][]byte
 	depths  []int
 	items   []itemSplit
-	members []member
+	members []span
+	ctx     []span
 }
 
 var bodyPool = sync.Pool{New: func() any { return new(bodyBufs) }}
 
 // Release gives the body's buffers back for reuse by later requests. The
 // body and its Items must not be used afterwards; the events Normalize
-// returned stay valid (they hold copies). Like scratch, the pooled members
-// still point into the request's bytes until their next use; the buffers
-// of an unusually large batch (over 16,384 members, ~900 KB) are dropped.
+// returned stay valid (they hold copies). Like scratch, the pooled
+// elements still point into the request's bytes until their next use;
+// the buffers of an unusually large batch (over 16,384 members) are
+// dropped.
 func (b *Body) Release() {
-	if b == nil || cap(b.members) > 1<<14 {
+	if b == nil {
 		return
 	}
-	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0]}
+	if b.sc != nil {
+		b.sc.release()
+		b.sc = nil
+	}
+	if cap(b.members) > 1<<14 || cap(b.ctx) > 1<<10 {
+		return
+	}
+	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0], ctx: b.ctx[:0]}
 	*b = Body{}
 	bodyPool.Put(bufs)
 }
 
 // split returns a split that reuses buffers given back by Release.
 func (bb *bodyBufs) split(obj object) split {
-	return split{obj: obj, elems: bb.elems, depths: bb.depths, items: bb.items, members: bb.members}
+	return split{obj: obj, elems: bb.elems, depths: bb.depths, items: bb.items, members: bb.members, ctx: bb.ctx}
 }
 
 // Normalize is [Normalize] of Items[i] with the members that checking the
@@ -174,19 +196,15 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 		return Normalize(b.Items[i], forced, req)
 	}
 	it := b.items[i]
-	sc := scratchPool.Get().(*scratch)
-	defer sc.release()
-	// The members are copied to the stack, not into the pooled scratch:
-	// a copy into the heap runs the GC's write barriers for each of
-	// their pointers while it marks, as it often does here (the request's
-	// documents are most of the allocations). normalize does not append
-	// to obj (fields.extra), so objBuf stays on the stack; an event of
-	// more than 32 members is copied to the heap.
-	var objBuf [32]member
-	obj := append(objBuf[:0], b.members[it.obj:it.objEnd]...)
-	// The context's members are only read (withIP adds ip to a copy):
-	// capped, so that an append cannot reach the next item's members.
-	var ctx object
+	if b.sc == nil {
+		b.sc = scratchPool.Get().(*scratch)
+	}
+	sc := b.sc
+	sc.buf = sc.buf[:0] // the previous event's values are in its document
+	// The members, and the context's, are read where they are: normalize
+	// changes neither (fields keeps the values it sets).
+	obj := b.members[it.obj:it.objEnd:it.objEnd]
+	var ctx []span
 	if it.ctx >= 0 {
 		ctx = b.members[it.ctx:it.ctxEnd:it.ctxEnd]
 	}
@@ -197,7 +215,7 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 	ev := &b.events[0]
 	b.events = b.events[1:]
 	b.arena.left = left
-	return sc.normalize(ev, forced, req, obj, ctx, &b.arena)
+	return sc.normalize(ev, forced, req, b.text, obj, ctx, &b.arena)
 }
 
 // CheckDepth returns the drop of the event raw, valid JSON, when it nests
@@ -252,7 +270,7 @@ func checkJSON(into split, b []byte, key string) ([]byte, split, *RequestError) 
 		}
 		return nil, split{}, &RequestError{CodeInvalidJSON, msg}
 	}
-	if s.obj == nil {
+	if !s.isObj {
 		return nil, split{}, &RequestError{CodeInvalidBody, "request body must be a JSON object"}
 	}
 	return b, s, nil
@@ -263,18 +281,16 @@ func ParseSingle(b []byte) (*Body, *RequestError) {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
 	bufs := bodyPool.Get().(*bodyBufs)
-	b, s, rerr := checkJSON(bufs.split(sc.obj), b, "")
-	if s.obj != nil {
-		sc.obj = s.obj
-	}
+	b, s, rerr := checkJSON(bufs.split(nil), b, "")
 	if rerr != nil {
 		return nil, rerr
 	}
 	if len(b) > MaxEventBytes {
 		return nil, &RequestError{CodeEventTooLarge, fmt.Sprintf("event is %d bytes; the limit is %d", len(b), MaxEventBytes)}
 	}
-	return &Body{WriteKey: stringValue(s.obj.get("writeKey")), Items: [][]byte{b}, depths: []int{s.depth},
-		items: s.items, members: s.members}, nil
+	it := s.items[0]
+	return &Body{WriteKey: stringValue(spanGet(b, s.members[it.obj:it.objEnd], "writeKey")), Items: [][]byte{b}, text: b,
+		depths: []int{s.depth}, items: s.items, members: s.members, ctx: s.ctx}, nil
 }
 
 // ParseBatch parses the body of a batch endpoint (§1.6).
@@ -282,7 +298,7 @@ func ParseBatch(b []byte) (*Body, *RequestError) {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
 	bufs := bodyPool.Get().(*bodyBufs)
-	_, s, rerr := checkJSON(bufs.split(sc.obj), b, "batch")
+	b, s, rerr := checkJSON(bufs.split(sc.obj), b, "batch")
 	if s.obj != nil {
 		sc.obj = s.obj
 	}
@@ -296,10 +312,11 @@ func ParseBatch(b []byte) (*Body, *RequestError) {
 	if len(items) > MaxBatchItems {
 		return nil, &RequestError{CodeTooManyItems, fmt.Sprintf("batch has %d events; the limit is %d", len(items), MaxBatchItems)}
 	}
-	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey")), depths: s.depths, items: s.items, members: s.members}
+	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey")), text: b, depths: s.depths, items: s.items,
+		members: s.members, ctx: s.ctx}
 	if body.WriteKey == "" && len(items) > 0 {
 		if it := s.items[0]; it.obj >= 0 {
-			body.WriteKey = stringValue(object(s.members[it.obj:it.objEnd]).get("writeKey"))
+			body.WriteKey = stringValue(spanGet(b, s.members[it.obj:it.objEnd], "writeKey"))
 		}
 	}
 	if t, ok := parseTimeValue(obj.get("sentAt")); ok {

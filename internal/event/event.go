@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,23 +144,23 @@ type Event struct {
 func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	obj, ok := parseObjectInto(sc.obj, raw)
-	sc.obj = obj
+	obj, ok := parseSpansInto(sc.spans, raw)
+	sc.spans = obj
 	if !ok {
 		return nil, drop(CodeInvalidEvent, "event must be a JSON object")
 	}
-	return sc.normalize(new(Event), forced, req, obj, nil, nil)
+	return sc.normalize(new(Event), forced, req, raw, obj, nil, nil)
 }
 
-// normalize is Normalize of the event whose members are obj, which it
-// changes (sets, deletes and appends members). ctx, when not nil, holds
-// the members of the event's context (the value obj holds under context),
-// which it only reads. It fills and returns ev, and takes the stored
-// document and the ids from a (nil: allocated alone).
-func (sc *scratch) normalize(ev *Event, forced Type, req *Request, obj, ctx object, a *arena) (*Event, *DropError) {
+// normalize is Normalize of the event whose members are obj, spans of
+// text. ctx, when not nil, holds the members of the event's context (the
+// value obj holds under context), spans of text too. It reads both and
+// changes neither (fields keeps what it sets and deletes). It fills and
+// returns ev, and takes the stored document and the ids from a (nil:
+// allocated alone).
+func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, obj, ctx []span, a *arena) (*Event, *DropError) {
 	ctxSplit := ctx != nil
-	var extra [numFields]member
-	f := fields{obj: obj, extra: extra[:0]}
+	f := fields{text: text, obj: obj}
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
 	*ev = Event{Type: forced}
@@ -275,14 +276,14 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, obj, ctx obje
 			start := len(sc.buf)
 			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
 			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
-		} else if co := sc.context(c, ctx, ctxSplit && sameBytes(c, ctxRaw)); co.get("ip") == nil {
+		} else if ct, co := sc.context(text, c, ctx, ctxSplit && sameBytes(c, ctxRaw)); spanGet(ct, co, "ip") == nil {
 			if tail := sc.ipTail(c, co, req.ClientIP); tail != nil {
 				// c without its closing brace, then tail: written
 				// straight into the document, not copied first.
 				f.set(fContext, c[:len(c)-1])
 				f.tail = tail
 			} else {
-				f.set(fContext, sc.withIP(c, co, req.ClientIP))
+				f.set(fContext, sc.withIP(c, ct, co, req.ClientIP))
 			}
 		}
 	}
@@ -427,54 +428,72 @@ func fieldOf[K string | []byte](key K) int {
 	return -1
 }
 
-// fields is an event's object with the position of each key Normalize uses,
-// found in one pass, so that Normalize's two dozen lookups do not each scan
-// the members. It behaves as object's get, set and del: parseObject leaves
-// each key once, deleted members stay in place with a nil Value, and a key
-// set anew is appended. The members appended go to extra, an array of
-// normalize's, not to obj: an append to obj would move obj to the heap
-// (escape analysis), and Body.Normalize keeps an event's members on the
-// stack, where copying them runs no write barriers.
+// fields is an event's members, spans of its text, with the member of
+// each key Normalize uses found in one pass, so that Normalize's two dozen
+// lookups do not each scan the members. It behaves as object's get, set
+// and del on the members (parseObject leaves each key once, a key set
+// anew after its deletion is appended after the members) without
+// changing them: the values set are kept in vals, and appendJSON writes
+// the members from the text, in runs of it between those that changed.
+// It holds no member structs: a batch's spans are read where the body's
+// check left them, not copied; and find stores no pointer (a store
+// through a pointer runs a write barrier while the GC marks), only set
+// does, inlined into normalize, whose fields are on its stack.
 type fields struct {
-	obj   object
-	pos   [numFields]int // index in obj, len(obj)+j for extra[j], or -1
-	extra object         // the members added, in a [numFields]member of the caller's
+	text []byte
+	obj  []span
+	// in[k] is 1 + the index in obj of field k's member, or 0; inObj has
+	// bit k set when there is one.
+	in    [numFields]int32
+	inObj uint32
+	// over has bit k set when field k's value is vals[k] (nil: deleted),
+	// set or deleted, no longer its member's of obj.
+	over uint32
+	vals [numFields][]byte
+	// added[k] is 1 + the index in extra of field k's member when set
+	// after its deletion or absence, or 0 (the member is obj's, if any).
+	added [numFields]int8
+	// extra holds the fields appended, in order; extra[j] is dead when
+	// its field was deleted, or appended anew, since (added[k] != j+1).
+	extra  [numFields]int8
+	nextra int8
+	// objLen is the length of obj's members as appendJSON writes them
+	// unchanged, commas left out.
+	objLen int
 	// tail, when not nil, is written just after the context's value
 	// (which then lacks its closing brace, see scratch.ipTail): the
 	// context with ip added, without a copy of it made first.
 	tail []byte
 }
 
-// find records where obj holds each field.
+// find records where obj holds each field. f is new: text and obj set,
+// the rest zero.
 func (f *fields) find() {
-	for k := range f.pos {
-		f.pos[k] = -1
-	}
+	n := 0
+	var in uint32
 	for i := range f.obj {
-		m := &f.obj[i]
+		s := &f.obj[i]
+		n += int(s.keyEnd-s.key) + 1 + int(s.end-s.val)
 		var k int
-		if m.Key != "" || m.rawKey == nil {
-			k = fieldOf(m.Key)
+		if s.esc {
+			k = fieldOf(decodeString(s.rawKey(f.text)))
 		} else {
-			k = fieldOf(m.rawKey[1 : len(m.rawKey)-1])
+			k = fieldOf(f.text[s.key+1 : s.keyEnd-1])
 		}
-		if k >= 0 && m.Value != nil {
-			f.pos[k] = i
+		if k >= 0 {
+			f.in[k] = int32(i) + 1
+			in |= 1 << k
 		}
 	}
-}
-
-// at returns the member at index i of pos.
-func (f *fields) at(i int) *member {
-	if i < len(f.obj) {
-		return &f.obj[i]
-	}
-	return &f.extra[i-len(f.obj)]
+	f.inObj, f.objLen = in, n
 }
 
 func (f *fields) get(k int) []byte {
-	if i := f.pos[k]; i >= 0 {
-		return f.at(i).Value // nil once deleted
+	if f.over&(1<<k) != 0 {
+		return f.vals[k]
+	}
+	if i := f.in[k]; i > 0 {
+		return f.obj[i-1].value(f.text)
 	}
 	return nil
 }
@@ -486,73 +505,182 @@ func (f *fields) set(k int, v []byte) {
 	if k == fContext {
 		f.tail = nil
 	}
-	if i := f.pos[k]; i >= 0 {
-		if m := f.at(i); m.Value != nil {
-			m.Value = v
-			return
-		}
+	if bit := uint32(1) << k; f.over&bit == 0 && f.in[k] == 0 || f.over&bit != 0 && f.vals[k] == nil {
+		f.extra[f.nextra] = int8(k)
+		f.nextra++
+		f.added[k] = f.nextra
 	}
-	f.pos[k] = len(f.obj) + len(f.extra)
-	f.extra = f.extra[:len(f.extra)+1] // within its capacity: see above
-	f.extra[len(f.extra)-1] = member{rawKey: quotedFieldNames[k], Value: v}
+	f.over |= 1 << k
+	f.vals[k] = v
 }
 
 func (f *fields) del(k int) {
 	if k == fContext {
 		f.tail = nil
 	}
-	if i := f.pos[k]; i >= 0 {
-		f.at(i).Value = nil
-	}
+	f.over |= 1 << k
+	f.vals[k] = nil
+}
+
+// changed returns the fields whose member of obj is not written as the
+// text holds it (another value, or deleted), as a bit set.
+func (f *fields) changed() uint32 { return f.over & f.inObj }
+
+// objLive reports whether field k's member of obj, changed, holds a value.
+func (f *fields) objLive(k int) bool { return f.added[k] == 0 && f.vals[k] != nil }
+
+// extraLive reports whether extra[j] holds its field's value.
+func (f *fields) extraLive(j int) bool {
+	k := f.extra[j]
+	return int(f.added[k]) == j+1 && f.vals[k] != nil
 }
 
 // jsonLen is the length of appendJSON's output.
 func (f *fields) jsonLen() int {
-	n, live := f.obj.membersLen()
-	n2, live2 := f.extra.membersLen()
-	if live > 0 && live2 > 0 {
-		n++ // the comma between them
+	n, live := f.objLen, len(f.obj)
+	for c := f.changed(); c != 0; c &= c - 1 {
+		k := bits.TrailingZeros32(c)
+		s := &f.obj[f.in[k]-1]
+		n -= int(s.end - s.val)
+		if f.objLive(k) {
+			n += len(f.vals[k])
+		} else {
+			n -= int(s.keyEnd-s.key) + 1
+			live--
+		}
 	}
-	return 2 + n + n2 + len(f.tail)
+	for j := range int(f.nextra) {
+		if f.extraLive(j) {
+			k := f.extra[j]
+			n += len(quotedFieldNames[k]) + 1 + len(f.vals[k])
+			live++
+		}
+	}
+	if live > 1 {
+		n += live - 1
+	}
+	return 2 + n + len(f.tail)
 }
 
 // appendJSON writes the event's members as set, obj's then those added,
 // as object.appendJSON writes one object of them, with tail after the
-// context's value.
+// context's value. Members of obj that did not change are copied from
+// the text, in one piece for each run of them written there as
+// appendJSON writes them.
 func (f *fields) appendJSON(buf []byte) []byte {
-	// The members are obj's then extra's; tail goes after the first at of
-	// them (all when there is none), split into o of obj's and e of extra's.
-	at := len(f.obj) + len(f.extra)
-	if f.tail != nil {
-		at = f.pos[fContext] + 1 // set (set and del clear tail)
+	// The members of obj that changed, in order.
+	var at [numFields]int32
+	var ks [numFields]int8
+	n := 0
+	for c := f.changed(); c != 0; c &= c - 1 {
+		k := bits.TrailingZeros32(c)
+		i := f.in[k] - 1
+		j := n
+		for ; j > 0 && at[j-1] > i; j-- {
+			at[j], ks[j] = at[j-1], ks[j-1]
+		}
+		at[j], ks[j] = i, int8(k)
+		n++
 	}
-	o, e := min(at, len(f.obj)), max(at-len(f.obj), 0)
-	buf, first := f.obj[:o].appendMembers(append(buf, '{'), true)
-	buf, first = f.extra[:e].appendMembers(buf, first)
-	buf = append(buf, f.tail...)
-	buf, first = f.obj[o:].appendMembers(buf, first)
-	buf, _ = f.extra[e:].appendMembers(buf, first)
+	buf = append(buf, '{')
+	first, from := true, 0
+	for j := range n {
+		i, k := int(at[j]), int(ks[j])
+		buf, first = f.appendSpans(buf, from, i, first)
+		from = i + 1
+		if f.objLive(k) {
+			buf = f.appendMember(buf, f.obj[i].rawKey(f.text), k, first)
+			first = false
+		}
+	}
+	buf, first = f.appendSpans(buf, from, len(f.obj), first)
+	for j := range int(f.nextra) {
+		if f.extraLive(j) {
+			k := int(f.extra[j])
+			buf = f.appendMember(buf, quotedFieldNames[k], k, first)
+			first = false
+		}
+	}
 	return append(buf, '}')
 }
 
+// appendMember writes field k's member, under key (as written), with
+// tail after the context's value.
+func (f *fields) appendMember(buf, key []byte, k int, first bool) []byte {
+	if !first {
+		buf = append(buf, ',')
+	}
+	buf = append(buf, key...)
+	buf = append(buf, ':')
+	buf = append(buf, f.vals[k]...)
+	if k == fContext {
+		buf = append(buf, f.tail...)
+	}
+	return buf
+}
+
+// appendSpans writes obj[from:to], none of them changed, as
+// object.appendMembers writes members, each run of them that the text
+// holds as it would write them (key, ':', value, then ',' and the next)
+// copied in one piece.
+func (f *fields) appendSpans(buf []byte, from, to int, first bool) ([]byte, bool) {
+	text := f.text
+	var start, end int32 = -1, -1 // the run still to copy
+	for i := from; i < to; i++ {
+		s := &f.obj[i]
+		if s.val == s.keyEnd+1 && text[s.keyEnd] == ':' {
+			if start >= 0 {
+				if s.key == end+1 && text[end] == ',' {
+					end = s.end
+					continue
+				}
+				buf = append(buf, text[start:end]...)
+			}
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			start, end = s.key, s.end
+			continue
+		}
+		if start >= 0 {
+			buf = append(buf, text[start:end]...)
+			start = -1
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, text[s.key:s.keyEnd]...)
+		buf = append(buf, ':')
+		buf = append(buf, text[s.val:s.end]...)
+	}
+	if start >= 0 {
+		buf = append(buf, text[start:end]...)
+	}
+	return buf, first
+}
+
 // scratch is Normalize's working memory, reused through scratchPool: the
-// event's members, context's members, and the values capstan writes. Nothing
-// in it outlives the call (the stored document is a copy).
+// members of a request's top-level object (ParseBatch), those of an event
+// and of its context, and the values capstan writes. Nothing in it
+// outlives the call (the stored document is a copy).
 type scratch struct {
-	obj object
-	ctx object
-	buf []byte
+	obj   object
+	spans []span
+	ctx   []span
+	buf   []byte
 }
 
 var scratchPool = sync.Pool{New: func() any {
-	return &scratch{obj: make(object, 0, 32), ctx: make(object, 0, 16), buf: make([]byte, 0, 512)}
+	return &scratch{obj: make(object, 0, 16), spans: make([]span, 0, 32), ctx: make([]span, 0, 16), buf: make([]byte, 0, 512)}
 }}
 
 // id applies rule 4 to v, the id under field k: "" when absent or null, a
 // number made its decimal string (lit, its literal, is then the field's
 // new value), any other kind a drop. A string is taken from a's id chunk
 // (nil: allocated alone). It does not set the field itself: a call given
-// the fields would move normalize's members to the heap (escape analysis).
+// the fields would move normalize's fields to the heap (escape analysis).
 func (sc *scratch) id(v []byte, k int, a *arena) (id string, lit []byte, _ *DropError) {
 	switch kind(v) {
 	case 0, 'n':
@@ -570,15 +698,16 @@ func (sc *scratch) id(v []byte, k int, a *arena) (id string, lit []byte, _ *Drop
 	}
 }
 
-// context returns the members of the context object c: ctx when split
-// (it holds them already), else c split into sc.ctx.
-func (sc *scratch) context(c []byte, ctx object, split bool) object {
+// context returns the members of the context object c and the text
+// they are spans of: ctx, spans of the event's text, when split (it holds
+// them already), else c split into sc.ctx.
+func (sc *scratch) context(text, c []byte, ctx []span, split bool) ([]byte, []span) {
 	if split {
-		return ctx
+		return text, ctx
 	}
-	co, _ := parseObjectInto(sc.ctx, c)
+	co, _ := parseSpansInto(sc.ctx, c)
 	sc.ctx = co
-	return co
+	return c, co
 }
 
 // sameBytes reports whether a and b are the same bytes in memory.
@@ -609,33 +738,32 @@ func (sc *scratch) timeLit(t time.Time, lit []byte) []byte {
 	return sc.time(t)
 }
 
-// withIP writes the context object c, whose members are co (none of them
-// ip), with a last member ip added, to the scratch buffer and returns it;
-// co is not changed (ip is appended past its length, to a copy when co
-// has no room). When c is written as
-// co.appendJSON writes it (no space between its members, no repeated key:
-// then and only then is co's JSON as long as c), c is copied with the ip
-// spliced in before its closing brace, not written member by member: the
-// same bytes.
-func (sc *scratch) withIP(c []byte, co object, ip string) []byte {
+// withIP writes the context object c, whose members are co, spans of
+// text (none of them ip), with a last member ip added, to the scratch
+// buffer and returns it. When c is written as object.appendJSON writes
+// its members (no space between them, no repeated key: then and only then
+// is their JSON as long as c), c is copied with the ip spliced in before
+// its closing brace, not written member by member: the same bytes.
+func (sc *scratch) withIP(c, text []byte, co []span, ip string) []byte {
 	if tail := sc.ipTail(c, co, ip); tail != nil {
 		start := len(sc.buf)
 		sc.buf = append(sc.buf, c[:len(c)-1]...)
 		sc.buf = append(sc.buf, tail...)
 		return sc.buf[start:len(sc.buf):len(sc.buf)]
 	}
-	co.set("ip", sc.quoted(ip))
+	o := spansObject(text, co)
+	o.set("ip", sc.quoted(ip))
 	start := len(sc.buf)
-	sc.buf = co.appendJSON(sc.buf)
+	sc.buf = o.appendJSON(sc.buf)
 	return sc.buf[start:len(sc.buf):len(sc.buf)]
 }
 
 // ipTail returns what withIP writes after c's members when it copies c
 // (the ip member and the closing brace, `,"ip":"…"}`), written to the
 // scratch buffer; nil when withIP writes c member by member instead (c
-// not written as co.appendJSON writes it, or no members).
-func (sc *scratch) ipTail(c []byte, co object, ip string) []byte {
-	if len(co) == 0 || co.jsonLen() != len(c) {
+// not written as object.appendJSON writes co, or no members).
+func (sc *scratch) ipTail(c []byte, co []span, ip string) []byte {
+	if len(co) == 0 || spansLen(co) != len(c) {
 		return nil
 	}
 	start := len(sc.buf)
@@ -646,13 +774,13 @@ func (sc *scratch) ipTail(c []byte, co object, ip string) []byte {
 
 // release returns sc to the pool, unless an unusually large event grew it.
 func (sc *scratch) release() {
-	if cap(sc.obj) > 1024 || cap(sc.ctx) > 1024 || cap(sc.buf) > 64<<10 {
+	if cap(sc.obj) > 1024 || cap(sc.spans) > 1024 || cap(sc.ctx) > 1024 || cap(sc.buf) > 64<<10 {
 		return
 	}
-	// The members still point into the caller's bytes until the next use;
-	// clearing them costs more than holding those bytes until the pool is
-	// emptied at the next garbage collections.
-	sc.obj, sc.ctx, sc.buf = sc.obj[:0], sc.ctx[:0], sc.buf[:0]
+	// The members of obj still point into the caller's bytes until the
+	// next use; clearing them costs more than holding those bytes until
+	// the pool is emptied at the next garbage collections.
+	sc.obj, sc.spans, sc.ctx, sc.buf = sc.obj[:0], sc.spans[:0], sc.ctx[:0], sc.buf[:0]
 	scratchPool.Put(sc)
 }
 

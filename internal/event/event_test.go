@@ -620,13 +620,13 @@ func FuzzSplitBody(f *testing.F) {
 				t.Fatalf("element %d: depth %d, want %d", i, s.depths[i], d)
 			}
 		}
-		checkItems(t, s, elems)
+		checkItems(t, b, s, elems)
 	})
 }
 
 // checkItems checks the members split.items gives for each element against
 // parseObject's of the element and of its context.
-func checkItems(t *testing.T, s split, elems [][]byte) {
+func checkItems(t *testing.T, text []byte, s split, elems [][]byte) {
 	t.Helper()
 	if len(s.items) != len(elems) {
 		t.Fatalf("%d items for %d elements", len(s.items), len(elems))
@@ -640,13 +640,13 @@ func checkItems(t *testing.T, s split, elems [][]byte) {
 		if !isObj {
 			continue
 		}
-		sameMembers(t, object(s.members[it.obj:it.objEnd]), want, e)
+		sameMembers(t, spansObject(text, s.members[it.obj:it.objEnd]), want, e)
 		wantCtx, ctxObj := parseObject(want.get("context"))
 		if (it.ctx >= 0) != ctxObj {
 			t.Fatalf("element %d: context split %v, object %v: %s", i, it.ctx >= 0, ctxObj, e)
 		}
 		if ctxObj {
-			sameMembers(t, object(s.members[it.ctx:it.ctxEnd]), wantCtx, e)
+			sameMembers(t, spansObject(text, s.members[it.ctx:it.ctxEnd]), wantCtx, e)
 		}
 	}
 }
@@ -678,14 +678,15 @@ func FuzzSplitSingle(f *testing.F) {
 			return
 		}
 		if _, isObj := parseObject(b); !isObj {
-			if s.obj != nil {
+			if s.isObj {
 				t.Fatalf("split a non-object: %q", b)
 			}
 			return
 		}
-		want, _ := parseObject(b)
-		sameMembers(t, s.obj, want, b)
-		checkItems(t, s, [][]byte{bytes.TrimSpace(b)})
+		if !s.isObj {
+			t.Fatalf("object not split: %q", b)
+		}
+		checkItems(t, b, s, [][]byte{bytes.TrimSpace(b)})
 	})
 }
 
@@ -1014,14 +1015,14 @@ func FuzzWithIP(f *testing.F) {
 			return
 		}
 		c = bytes.TrimSpace(c)
-		co, isObj := parseObject(c)
-		if !isObj || co.get("ip") != nil {
+		co, isObj := parseSpansInto(nil, c)
+		if !isObj || spanGet(c, co, "ip") != nil {
 			return
 		}
 		want, _ := parseObject(c)
 		want.set("ip", quote(ip))
 		sc := &scratch{}
-		got := sc.withIP(c, co, ip)
+		got := sc.withIP(c, c, co, ip)
 		if w := want.appendJSON(nil); string(got) != string(w) {
 			t.Fatalf("%s with ip %q: %s, want %s", c, ip, got, w)
 		}
@@ -1094,11 +1095,11 @@ func FuzzAppendJSON(f *testing.F) {
 				if i >= len(b) || b[i] != '{' {
 					return
 				}
-				var end int
-				o, _, _, end, _ = validItem(b, i, nil, 0, nil)
+				spans, _, _, end, _ := validItem(b, i, nil, 0, nil)
 				if end < 0 {
 					t.Fatalf("validItem refused valid %q", b)
 				}
+				o = spansObject(b, spans)
 			} else if o, _ = parseObjectInto(nil, b); o == nil {
 				return
 			}

@@ -26,6 +26,105 @@ func (m *member) is(key string) bool {
 	return string(m.rawKey[1:len(m.rawKey)-1]) == key
 }
 
+// span is one member of an object as offsets into the text it was split
+// from: its key as written, quotes included, at text[key:keyEnd], its
+// value at text[val:end]. It holds no pointer: appending spans to a
+// pooled slice, or copying them, runs none of the GC's write barriers, and
+// the GC does not scan a slice of them. The members of a request's events
+// are spans into its body (Body.members); Normalize reads them in place
+// (fields) and writes the values it sets from elsewhere.
+type span struct {
+	key, keyEnd, val, end int32
+	// esc reports that the key holds escapes: it is compared decoded.
+	esc bool
+}
+
+// rawKey returns the key as written, quotes included.
+func (s *span) rawKey(text []byte) []byte { return text[s.key:s.keyEnd] }
+
+// value returns the value's raw JSON text.
+func (s *span) value(text []byte) []byte { return text[s.val:s.end] }
+
+// is reports whether the member's key is key, allocating only for a key
+// with escapes.
+func (s *span) is(text []byte, key string) bool {
+	if s.esc {
+		return decodeString(s.rawKey(text)) == key
+	}
+	return int(s.keyEnd-s.key)-2 == len(key) && string(text[s.key+1:s.keyEnd-1]) == key
+}
+
+// indexSpan returns the index of the member of o whose key is m's, or -1.
+// Keys without escapes are compared as written.
+func indexSpan(text []byte, o []span, m *span) int {
+	k := m.rawKey(text)
+	if m.esc {
+		key := decodeString(k)
+		for i := len(o) - 1; i >= 0; i-- {
+			if o[i].is(text, key) {
+				return i
+			}
+		}
+		return -1
+	}
+	n := m.keyEnd - m.key
+	for i := len(o) - 1; i >= 0; i-- {
+		s := &o[i]
+		if s.esc {
+			if s.is(text, string(k[1:len(k)-1])) {
+				return i
+			}
+		} else if s.keyEnd-s.key == n && string(text[s.key:s.keyEnd]) == string(k) {
+			return i
+		}
+	}
+	return -1
+}
+
+// keyBit maps the key of m, a member of b, to one bit of a uint64, the same
+// for the same key: its length and last byte as written. A key with
+// escapes maps to every bit (it may equal any key once decoded).
+func keyBit(b []byte, m *span) uint64 {
+	if m.esc {
+		return ^uint64(0)
+	}
+	return 1 << ((uint(m.keyEnd-m.key) + 7*uint(b[m.keyEnd-2])) & 63)
+}
+
+// spanGet returns the raw value of key among the members o of text, or nil.
+func spanGet(text []byte, o []span, key string) []byte {
+	for i := len(o) - 1; i >= 0; i-- {
+		if o[i].is(text, key) {
+			return o[i].value(text)
+		}
+	}
+	return nil
+}
+
+// spansLen is the length of the JSON object of the members o of text,
+// written as object.appendJSON writes them (keys as written, no space).
+func spansLen(o []span) int {
+	n := 2 + max(len(o)-1, 0) // braces and commas
+	for i := range o {
+		n += int(o[i].keyEnd-o[i].key) + 1 + int(o[i].end-o[i].val)
+	}
+	return n
+}
+
+// spansObject returns the members o of text as an object, for the code
+// that changes members or merges objects (rare on ingest's path).
+func spansObject(text []byte, o []span) object {
+	obj := make(object, len(o), len(o)+1)
+	for i := range o {
+		s := &o[i]
+		obj[i] = member{rawKey: s.rawKey(text), Value: s.value(text)}
+		if s.esc {
+			obj[i].Key = decodeString(obj[i].rawKey)
+		}
+	}
+	return obj
+}
+
 // object is a JSON object as an ordered list of members. A member whose
 // Value is nil has been deleted (fields.del): it is skipped by lookups and
 // by appendJSON (deleting in place spares moving the members after it).
@@ -158,9 +257,12 @@ key:
 
 // split is a request body as splitBody found it.
 type split struct {
-	// obj holds the members of the top-level object; nil when the body is
-	// JSON but not an object.
+	// obj holds the members of the top-level object of a batch; nil when
+	// the body is JSON but not an object, or is a single event's (split as
+	// items[0]).
 	obj object
+	// isObj reports that the body is a JSON object.
+	isObj bool
 	// elems are the elements of the array under the key splitBody was
 	// asked for, in the member that the object keeps (the last one); nil
 	// when that value is not an array (or when the key is "").
@@ -168,9 +270,12 @@ type split struct {
 	// depths[i] is how deeply elems[i] nests (see validValue).
 	depths []int
 	// items[i] says where members holds the members of elems[i] and of
-	// its context, found while checking them (see itemSplit).
+	// its context, found while checking them (see itemSplit): spans of
+	// the body's text.
 	items   []itemSplit
-	members []member
+	members []span
+	// ctx is the buffer in which validItem splits an item's context.
+	ctx []span
 	// depth is how deeply the whole body nests.
 	depth int
 }
@@ -187,7 +292,8 @@ type itemSplit struct {
 // validJSON) and, when it is an object, splits it into members
 // (parseObject's result, appended to s.obj[:0]) in the same pass, and the
 // array under key into its elements (validArray; s's slices are reused).
-// valid is false when b is not JSON.
+// A single event's object (key "") is split as a batch's item is, into
+// s.members and s.items[0]. valid is false when b is not JSON.
 func splitBody(s split, b []byte, key string) (_ split, valid bool) {
 	obj := s.obj
 	s.obj = nil
@@ -199,21 +305,18 @@ func splitBody(s split, b []byte, key string) (_ split, valid bool) {
 	}
 	if key == "" {
 		// A single event: checked and split as a batch's item is, its
-		// context's members first in s.members, then its own.
-		o, ctx, ctxVal, end, depth := validItem(b, i, obj[:0], 0, s.members[:0])
+		// members then its context's in s.members.
+		o, ctx, ctxVal, end, depth := validItem(b, i, s.members[:0], 0, s.ctx[:0])
 		if end < 0 || skipSpace(b, end) != len(b) {
 			return split{}, false
 		}
-		it := itemSplit{ctx: -1}
-		if keptContext(o, ctxVal) {
-			it.ctx, it.ctxEnd = 0, int32(len(ctx))
-		} else {
-			ctx = ctx[:0]
+		it := itemSplit{obj: 0, objEnd: int32(len(o)), ctx: -1}
+		if keptContext(b, o, ctxVal) {
+			it.ctx = int32(len(o))
+			o = append(o, ctx...)
+			it.ctxEnd = int32(len(o))
 		}
-		it.obj = int32(len(ctx))
-		s.members = append(ctx, o...)
-		it.objEnd = int32(len(s.members))
-		s.obj, s.depth = o, depth
+		s.members, s.ctx, s.isObj, s.depth = o, ctx, true, depth
 		s.items = append(s.items[:0], it)
 		s.elems, s.depths = nil, nil
 		return s, true
@@ -226,7 +329,7 @@ func splitBody(s split, b []byte, key string) (_ split, valid bool) {
 	elemsAt := -1 // index in b of the array that elems splits
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		s.obj = obj
+		s.obj, s.isObj = obj, true
 		s.elems, s.depths, s.items = nil, nil, nil
 		return s, skipSpace(b, i+1) == len(b)
 	}
@@ -276,7 +379,7 @@ func splitBody(s split, b []byte, key string) (_ split, valid bool) {
 	if skipSpace(b, i+1) != len(b) {
 		return split{}, false
 	}
-	s.obj = obj
+	s.obj, s.isObj = obj, true
 	if v := obj.get(key); len(v) == 0 || elemsAt < 0 || &v[0] != &b[elemsAt] {
 		s.elems, s.depths, s.items = nil, nil, nil // the kept value is another one, or not an array
 	}
@@ -298,22 +401,21 @@ func validArray(b []byte, i int, s *split) int {
 	if i < len(b) && b[i] == ']' {
 		return i + 1
 	}
-	var ctx object // an item's context's members, reused
 	for {
 		var end, d int
 		it := itemSplit{obj: -1, ctx: -1}
 		if i < len(b) && b[i] == '{' {
 			var ctxVal []byte
 			start := len(s.members)
-			s.members, ctx, ctxVal, end, d = validItem(b, i, s.members, start, ctx[:0])
+			s.members, s.ctx, ctxVal, end, d = validItem(b, i, s.members, start, s.ctx[:0])
 			if end < 0 {
 				s.members = s.members[:start]
 			} else {
 				it.obj = int32(start)
 				it.objEnd = int32(len(s.members))
-				if keptContext(s.members[start:], ctxVal) {
+				if keptContext(b, s.members[start:], ctxVal) {
 					it.ctx = int32(len(s.members))
-					s.members = append(s.members, ctx...)
+					s.members = append(s.members, s.ctx...)
 					it.ctxEnd = int32(len(s.members))
 				}
 			}
@@ -340,20 +442,27 @@ func validArray(b []byte, i int, s *split) int {
 }
 
 // keptContext reports whether ctxVal, the context object validItem split,
-// is the value obj keeps under context (no later member replaced it).
-func keptContext(obj object, ctxVal []byte) bool {
-	v := obj.get("context")
-	return ctxVal != nil && len(v) == len(ctxVal) && &v[0] == &ctxVal[0]
+// is the value obj, members of b, keeps under context (no later member
+// replaced it).
+func keptContext(b []byte, obj []span, ctxVal []byte) bool {
+	if ctxVal == nil {
+		return false
+	}
+	v := spanGet(b, obj, "context")
+	return len(v) == len(ctxVal) && &v[0] == &ctxVal[0]
 }
 
 // validItem checks the object at b[i] (b[i] is '{') as validValue does and
-// splits it as parseObject does, appending its members to obj (whose
-// members before start are another object's); the value of its (last) member
-// context, when that is an object, is split into ctx too, and ctxVal is
-// its text (nil when no context object was split). end is the index just
-// past the object, or -1; depth is as validValue's.
-func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object, ctxVal []byte, end, depth int) {
+// splits it as parseObject does, appending its members, spans of b, to obj
+// (whose members before start are another object's); the value of its
+// (last) member context, when that is an object, is split into ctx[:0]
+// too, and ctxVal is its text (nil when no context object was split). end
+// is the index just past the object, or -1; depth is as validValue's.
+func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span, ctxVal []byte, end, depth int) {
 	depth = 1
+	// seen holds the keyBit of each key so far: a key whose bit is not
+	// in it is new, and is not compared with the others.
+	var seen uint64
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return obj, ctx, nil, i + 1, depth
@@ -366,10 +475,7 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 		if kend < 0 {
 			return obj, ctx, nil, -1, depth
 		}
-		m := member{rawKey: b[i:kend]}
-		if esc {
-			m.Key = decodeString(m.rawKey)
-		}
+		m := span{key: int32(i), keyEnd: int32(kend), esc: esc}
 		if i = skipSpace(b, kend); i >= len(b) || b[i] != ':' {
 			return obj, ctx, nil, -1, depth
 		}
@@ -380,8 +486,8 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 			vend = validString(b, i) // as validValue, depth 0, without its setup
 		case i < len(b) && (b[i] == '-' || isDigit(b[i])):
 			vend = validNumber(b, i) // likewise
-		case i < len(b) && b[i] == '{' && m.is("context"):
-			var c object
+		case i < len(b) && b[i] == '{' && m.is(b, "context"):
+			var c []span
 			if c, _, _, vend, d = validItem(b, i, ctx[:0], 0, nil); vend >= 0 {
 				ctx, ctxVal = c, b[i:vend]
 			}
@@ -392,9 +498,16 @@ func validItem(b []byte, i int, obj object, start int, ctx object) (_, _ object,
 			return obj, ctx, nil, -1, depth
 		}
 		depth = max(depth, 1+d)
-		m.Value = b[i:vend]
-		if k := obj[start:].indexOf(&m); k >= 0 {
-			obj[start+k].Value = m.Value // a repeated key: the last value, in the first place
+		m.val, m.end = int32(i), int32(vend)
+		bit := keyBit(b, &m)
+		k := -1
+		if seen&bit != 0 {
+			k = indexSpan(b, obj[start:], &m)
+		}
+		seen |= bit
+		if k >= 0 {
+			// A repeated key: the last value, in the first place.
+			obj[start+k].val, obj[start+k].end = m.val, m.end
 		} else {
 			obj = append(obj, m)
 		}
@@ -616,6 +729,35 @@ func parseObjectInto(obj object, raw []byte) (object, bool) {
 	return obj, true
 }
 
+// parseSpansInto is parseObjectInto splitting raw into spans of raw,
+// appended to o[:0].
+func parseSpansInto(o []span, raw []byte) ([]span, bool) {
+	o = o[:0]
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return o, false
+	}
+	i = skipSpace(raw, i+1)
+	for i < len(raw) && raw[i] != '}' {
+		end := skipString(raw, i)
+		m := span{key: int32(i), keyEnd: int32(end), esc: bytes.IndexByte(raw[i:end], '\\') >= 0}
+		i = skipSpace(raw, end)
+		i = skipSpace(raw, i+1) // ':'
+		vend := skipValue(raw, i)
+		m.val, m.end = int32(i), int32(vend)
+		if k := indexSpan(raw, o, &m); k >= 0 {
+			o[k].val, o[k].end = m.val, m.end
+		} else {
+			o = append(o, m)
+		}
+		i = skipSpace(raw, vend)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return o, true
+}
+
 // decodeString decodes a JSON string literal (quotes included).
 func decodeString(lit []byte) string {
 	if bytes.IndexByte(lit, '\\') < 0 && len(lit) >= 2 {
@@ -687,35 +829,6 @@ func (o *object) set(key string, v []byte) {
 		return
 	}
 	*o = append(*o, member{Key: key, Value: v})
-}
-
-// jsonLen is the length of o.appendJSON's output.
-func (o object) jsonLen() int {
-	n, _ := o.membersLen()
-	return 2 + n // and the braces
-}
-
-// membersLen is the length of o.appendMembers's output for a first
-// member, and the number of members it writes.
-func (o object) membersLen() (n, live int) {
-	for i := range o {
-		m := &o[i]
-		if m.Value == nil {
-			continue
-		}
-		if live++; live > 1 {
-			n++ // a comma before each member but the first
-		}
-		if m.rawKey != nil {
-			n += len(m.rawKey)
-		} else if k := m.key(); plainString(k) {
-			n += len(k) + 2
-		} else {
-			n += len(quote(k))
-		}
-		n += 1 + len(m.Value)
-	}
-	return n, live
 }
 
 // appendJSON writes the object as compact-at-top-level JSON; member values
@@ -826,7 +939,7 @@ func kind(v []byte) byte {
 func quote(s string) []byte {
 	if !plainString(s) {
 		// A copy: s given to Marshal would escape, and with it the
-		// members that normalize keeps on the stack (rare: keys and
+		// fields that normalize keeps on its stack (rare: keys and
 		// values that need escapes).
 		b, _ := json.Marshal(strings.Clone(s))
 		return b
