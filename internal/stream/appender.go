@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/capstan-gw/capstan/internal/stream/dedup"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -117,7 +116,7 @@ type appender struct {
 	dedup    *Dedup // nil: only inside this process's commits in flight
 	segMax   int    // the most bytes of one segment's frame
 	dmu      sync.Mutex
-	inflight map[dedup.Key]keyOwner  // keys of the commits in flight
+	inflight *keyTable               // keys of the commits in flight
 	commits  map[*segCommit]struct{} // commits in flight
 	// maxAssigned is the highest stream sequence a commit of this appender
 	// got; maxAdded the highest one whose events are in the index.
@@ -171,7 +170,7 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 		now:      time.Now,
 		dedup:    cfg.Dedup,
 		segMax:   segmentMaxBytes(e.nc.MaxPayload()),
-		inflight: make(map[dedup.Key]keyOwner),
+		inflight: newKeyTable(),
 		commits:  make(map[*segCommit]struct{}),
 	}
 	a.m = newAppenderMetrics(cfg.Registry, a)

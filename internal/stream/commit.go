@@ -81,12 +81,10 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		}
 		// One lookup finds an earlier event of this commit too: its key
 		// is in inflight, owned by c, with that event's Result.
-		k := keys[i]
-		if o, ok := a.inflight[k]; ok {
+		if o, ok := a.inflight.getOrPut(&keys[i], keyOwner{c: c, res: res[i]}); ok {
 			dups, skip[i] = append(dups, dupOf{i: i, o: o}), true
 			continue
 		}
-		a.inflight[k] = keyOwner{c: c, res: res[i]}
 		mine = append(mine, i)
 	}
 	a.dmu.Unlock()
@@ -223,7 +221,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	delete(a.commits, c)
 	for _, i := range mine {
 		// Still c's: another commit only reads a key it finds here.
-		delete(a.inflight, keys[i])
+		a.inflight.remove(&keys[i])
 	}
 	covered := a.maxAdded
 	for o := range a.commits {
