@@ -65,8 +65,11 @@ type dupOf struct {
 func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result) {
 	keys := make([]dedup.Key, len(evs))
 	keyed := make([]bool, len(evs))
+	ids := make([]string, len(evs)) // the ids keyed, for the segments' ids
 	for i, ev := range evs {
-		keys[i], keyed[i] = a.key(ev)
+		if src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID); ok {
+			keys[i], keyed[i], ids[i] = a.hashKey(src, id), true, id
+		}
 	}
 	c := &segCommit{done: make(chan struct{})}
 	skip := make([]bool, len(evs))
@@ -90,11 +93,13 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	a.dmu.Unlock()
 
 	// The index: pairs stored by earlier commits (or runs, or replicas).
-	added := make([]int, 0, len(evs)) // events stored by this commit, for the index
 	if a.dedup != nil && len(mine) > 0 {
-		ks := make([]dedup.Key, len(mine))
-		for n, i := range mine {
-			ks[n] = keys[i]
+		ks := keys // nearly always: every event is keyed and registered
+		if len(mine) < len(keys) {
+			ks = make([]dedup.Key, len(mine))
+			for n, i := range mine {
+				ks[n] = keys[i]
+			}
 		}
 		found, err := a.dedup.idx.Check(ks)
 		if err != nil {
@@ -121,13 +126,18 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		size int
 	}
 	var segs []*seg
-	open := map[string]*seg{}
+	open := map[string]*seg{} // the last segment of each source
+	var last *seg             // the segment of the event before
 	for i, ev := range evs {
 		if skip[i] {
 			continue
 		}
-		s := open[ev.Source]
-		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
+		s := last // runs of one source are the rule: no look-up in open
+		if s == nil || s.src != ev.Source {
+			s = open[ev.Source]
+		}
+		b := eventBytes(ev)
+		if s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
 			s = &seg{src: ev.Source}
 			if len(segs) == 0 { // nearly always the only one: sized for the rest
 				s.evs = make([]int, 0, len(evs)-i)
@@ -136,7 +146,8 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			open[ev.Source] = s
 		}
 		s.evs = append(s.evs, i)
-		s.size += eventBytes(ev)
+		s.size += b
+		last = s
 	}
 	var maxSeq uint64
 	addOK := true
@@ -148,13 +159,13 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		frames := make([]*[]byte, len(segs))
 		for n, s := range segs {
 			sevs := make([]*Event, len(s.evs))
-			ids := make([]string, len(s.evs))
+			sids := make([]string, len(s.evs))
 			for m, i := range s.evs {
 				sevs[m] = evs[i]
-				if _, id, ok := keyOf(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok && ids != nil {
-					ids[m] = id
+				if keyed[i] && sids != nil {
+					sids[m] = ids[i]
 				} else {
-					ids = nil // an event without id: the segment has none either
+					sids = nil // an event without id: the segment has none either
 				}
 			}
 			plain := getFrame()
@@ -168,12 +179,17 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			}
 			putFrame(plain) // segmentData copied it, or it is unused
 			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
-			if ids != nil {
-				recs[n].MsgID = segmentID(s.src, ids)
+			if sids != nil {
+				recs[n].MsgID = segmentID(s.src, sids)
 			}
 			send[n], sresp[n] = &recs[n], &sres[n]
 		}
 		a.write(ctx, send, sresp, len(evs))
+		var addKeys []dedup.Key // the events stored, for the index
+		var addPos []uint64
+		if a.dedup != nil {
+			addKeys, addPos = make([]dedup.Key, 0, len(evs)), make([]uint64, 0, len(evs))
+		}
 		for n, s := range segs {
 			r := sres[n]
 			if r.Err == nil {
@@ -186,9 +202,10 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 				case r.Duplicate:
 					*res[i] = Result{Duplicate: true}
 				default:
-					*res[i] = Result{Seq: r.Seq, Index: m}
-					if keyed[i] {
-						added = append(added, i)
+					stored := Result{Seq: r.Seq, Index: m}
+					*res[i] = stored
+					if keyed[i] && a.dedup != nil {
+						addKeys, addPos = append(addKeys, keys[i]), append(addPos, uint64(stored.Pos()))
 					}
 				}
 			}
@@ -196,15 +213,10 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 				maxSeq = max(maxSeq, r.Seq)
 			}
 		}
-		if a.dedup != nil && len(added) > 0 {
-			ks := make([]dedup.Key, len(added))
-			pos := make([]uint64, len(added))
-			for n, i := range added {
-				ks[n], pos[n] = keys[i], uint64(res[i].Pos())
-			}
-			if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
+		if len(addKeys) > 0 {
+			if err := a.dedup.idx.Add(addKeys, addPos, 0); err != nil {
 				addOK = false
-				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
+				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(addKeys), "error", err)
 			}
 		}
 	}
@@ -283,16 +295,12 @@ func putFrame(f *[]byte) {
 	framePool.Put(f)
 }
 
-// key returns ev's de-duplication key; false for an event without one.
-func (a *appender) key(ev *Event) (dedup.Key, bool) {
+// hashKey returns the de-duplication key of (src, id), keyOf's pair.
+func (a *appender) hashKey(src, id string) dedup.Key {
 	if a.dedup != nil {
-		return a.dedup.key(ev.Source, ev.MessageID, ev.DedupID)
+		return a.dedup.hash(src, id)
 	}
-	src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID)
-	if !ok {
-		return dedup.Key{}, false
-	}
-	return dedup.HashKey(nil, src, id), true
+	return dedup.HashKey(nil, src, id)
 }
 
 // segHeader returns the headers of a segment of source whose data is of
