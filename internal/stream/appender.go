@@ -338,12 +338,14 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
 // completes each pending request.
 func (a *appender) commitAll(ctx context.Context, batch []*pending) {
-	var (
-		recs []*record
-		evs  []*Event
-		res  []*Result // of recs
-		eres []*Result // of evs
-	)
+	nrecs, nevs := 0, 0
+	for _, p := range batch {
+		nrecs, nevs = nrecs+len(p.recs), nevs+len(p.evs)
+	}
+	recs := make([]*record, 0, nrecs)
+	res := make([]*Result, 0, nrecs) // of recs
+	evs := make([]*Event, 0, nevs)
+	eres := make([]*Result, 0, nevs) // of evs
 	start := time.Now()
 	for _, p := range batch {
 		a.m.queueWait.Observe(start.Sub(p.queued).Seconds())
