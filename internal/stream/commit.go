@@ -63,18 +63,17 @@ type dupOf struct {
 
 // commitEvents stores one chunk of events (at most MaxBatch).
 func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result) {
-	keys := make([]dedup.Key, len(evs))
-	keyed := make([]bool, len(evs))
-	ids := make([]string, len(evs)) // the ids keyed, for the segments' ids
+	sc := getScratch(len(evs))
+	defer putScratch(sc)
+	keys, keyed, ids, skip := sc.keys, sc.keyed, sc.ids, sc.skip
 	for i, ev := range evs {
 		if src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID); ok {
 			keys[i], keyed[i], ids[i] = a.hashKey(src, id), true, id
 		}
 	}
 	c := &segCommit{done: make(chan struct{})}
-	skip := make([]bool, len(evs))
 	var dups []dupOf
-	mine := make([]int, 0, len(evs)) // events whose keys this commit registered
+	mine := sc.mine // events whose keys this commit registered
 	a.dmu.Lock()
 	c.floor = a.maxAssigned
 	a.commits[c] = struct{}{}
@@ -140,7 +139,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		if s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
 			s = &seg{src: ev.Source}
 			if len(segs) == 0 { // nearly always the only one: sized for the rest
-				s.evs = make([]int, 0, len(evs)-i)
+				s.evs = sc.segEvs
 			}
 			segs = append(segs, s)
 			open[ev.Source] = s
@@ -158,8 +157,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		sresp := make([]*Result, len(segs))
 		frames := make([]*[]byte, len(segs))
 		for n, s := range segs {
-			sevs := make([]*Event, len(s.evs))
-			sids := make([]string, len(s.evs))
+			sevs, sids := sc.segment(len(s.evs))
 			for m, i := range s.evs {
 				sevs[m] = evs[i]
 				if keyed[i] && sids != nil {
@@ -185,11 +183,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			send[n], sresp[n] = &recs[n], &sres[n]
 		}
 		a.write(ctx, send, sresp, len(evs))
-		var addKeys []dedup.Key // the events stored, for the index
-		var addPos []uint64
-		if a.dedup != nil {
-			addKeys, addPos = make([]dedup.Key, 0, len(evs)), make([]uint64, 0, len(evs))
-		}
+		addKeys, addPos := sc.addKeys, sc.addPos // the events stored, for the index
 		for n, s := range segs {
 			r := sres[n]
 			if r.Err == nil {
@@ -261,6 +255,59 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			*res[d.i] = Result{Duplicate: true}
 		}
 	}
+}
+
+// commitScratch holds the per-event slices of a commit, reused by the
+// next ones (scratchPool): a commit of 1,000 events would allocate (and
+// zero) about 100 KB of them.
+type commitScratch struct {
+	keys    []dedup.Key // each event's key
+	keyed   []bool      // whether it has one
+	ids     []string    // its id, when keyed
+	skip    []bool      // not stored by this commit
+	mine    []int       // empty, for the events whose keys the commit registered
+	segEvs  []int       // empty, for the first segment's events
+	addKeys []dedup.Key // empty, for the keys stored
+	addPos  []uint64    // and their positions
+	sevs    []*Event    // one segment's events
+	sids    []string    // and ids
+}
+
+var scratchPool sync.Pool
+
+// getScratch returns a commitScratch for n events: keys, keyed, ids and
+// skip of length n (keyed and skip false), the others empty with room for
+// n.
+func getScratch(n int) *commitScratch {
+	sc, _ := scratchPool.Get().(*commitScratch)
+	if sc == nil || cap(sc.keys) < n {
+		c := max(n, 100)
+		sc = &commitScratch{
+			keys: make([]dedup.Key, c), keyed: make([]bool, c), ids: make([]string, c), skip: make([]bool, c),
+			mine: make([]int, 0, c), segEvs: make([]int, 0, c),
+			addKeys: make([]dedup.Key, 0, c), addPos: make([]uint64, 0, c),
+			sevs: make([]*Event, c), sids: make([]string, c),
+		}
+	}
+	sc.keys, sc.keyed, sc.ids, sc.skip = sc.keys[:n], sc.keyed[:n], sc.ids[:n], sc.skip[:n]
+	return sc
+}
+
+// segment returns sc's slices for the events of one segment of n events
+// and their ids, to fill.
+func (sc *commitScratch) segment(n int) ([]*Event, []string) {
+	return sc.sevs[:n], sc.sids[:n]
+}
+
+// putScratch gives sc back once its commit is done with it, referring to
+// no event: the requests' memory is not kept alive.
+func putScratch(sc *commitScratch) {
+	clear(sc.keyed)
+	clear(sc.ids)
+	clear(sc.skip)
+	clear(sc.sevs)
+	clear(sc.sids)
+	scratchPool.Put(sc)
 }
 
 // framePool holds segment frames (*[]byte) for reuse, plain or compressed,
