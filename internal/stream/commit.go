@@ -11,14 +11,14 @@ import (
 // One commit of events: per-event de-duplication, then one segment per
 // source (segment.go), written as one group (appender.write).
 //
-// De-duplication. Each event's key (Dedup.key) is compared, in this order,
-// with the events before it in the same commit, with the keys of the other
-// commits in flight (a map held from before a commit is written until its
-// keys are in the index), and with the index. A duplicate is not stored and
-// its Result is its first occurrence's: Duplicate once that one is stored,
-// or the same error when it failed (so the client retries either). After
-// the write the stored events' keys are added to the index with their
-// positions.
+// De-duplication. Each event's key (Dedup.hash of keyOf's pair) is
+// compared, in this order, with the events before it in the same commit,
+// with the keys of the other commits in flight (a keyTable, inflight.go,
+// held from before a commit is written until its keys are in the index),
+// and with the index. A duplicate is not stored and its Result is its first
+// occurrence's: Duplicate once that one is stored, or the same error when
+// it failed (so the client retries either). After the write the stored
+// events' keys are added to the index with their positions.
 //
 // Covered. The index records up to which stream sequence it holds every
 // event, and start-up catches up from there. With several commits in
