@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/capstan-gw/capstan/internal/stream/dedup"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -117,7 +116,7 @@ type appender struct {
 	dedup    *Dedup // nil: only inside this process's commits in flight
 	segMax   int    // the most bytes of one segment's frame
 	dmu      sync.Mutex
-	inflight map[dedup.Key]keyOwner  // keys of the commits in flight
+	inflight *keyTable               // keys of the commits in flight
 	commits  map[*segCommit]struct{} // commits in flight
 	// maxAssigned is the highest stream sequence a commit of this appender
 	// got; maxAdded the highest one whose events are in the index.
@@ -171,7 +170,7 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 		now:      time.Now,
 		dedup:    cfg.Dedup,
 		segMax:   segmentMaxBytes(e.nc.MaxPayload()),
-		inflight: make(map[dedup.Key]keyOwner),
+		inflight: newKeyTable(),
 		commits:  make(map[*segCommit]struct{}),
 	}
 	a.m = newAppenderMetrics(cfg.Registry, a)
@@ -339,12 +338,14 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
 // completes each pending request.
 func (a *appender) commitAll(ctx context.Context, batch []*pending) {
-	var (
-		recs []*record
-		evs  []*Event
-		res  []*Result // of recs
-		eres []*Result // of evs
-	)
+	nrecs, nevs := 0, 0
+	for _, p := range batch {
+		nrecs, nevs = nrecs+len(p.recs), nevs+len(p.evs)
+	}
+	recs := make([]*record, 0, nrecs)
+	res := make([]*Result, 0, nrecs) // of recs
+	evs := make([]*Event, 0, nevs)
+	eres := make([]*Result, 0, nevs) // of evs
 	start := time.Now()
 	for _, p := range batch {
 		a.m.queueWait.Observe(start.Sub(p.queued).Seconds())

@@ -11,14 +11,14 @@ import (
 // One commit of events: per-event de-duplication, then one segment per
 // source (segment.go), written as one group (appender.write).
 //
-// De-duplication. Each event's key (Dedup.key) is compared, in this order,
-// with the events before it in the same commit, with the keys of the other
-// commits in flight (a map held from before a commit is written until its
-// keys are in the index), and with the index. A duplicate is not stored and
-// its Result is its first occurrence's: Duplicate once that one is stored,
-// or the same error when it failed (so the client retries either). After
-// the write the stored events' keys are added to the index with their
-// positions.
+// De-duplication. Each event's key (Dedup.hash of keyOf's pair) is
+// compared, in this order, with the events before it in the same commit,
+// with the keys of the other commits in flight (a keyTable, inflight.go,
+// held from before a commit is written until its keys are in the index),
+// and with the index. A duplicate is not stored and its Result is its first
+// occurrence's: Duplicate once that one is stored, or the same error when
+// it failed (so the client retries either). After the write the stored
+// events' keys are added to the index with their positions.
 //
 // Covered. The index records up to which stream sequence it holds every
 // event, and start-up catches up from there. With several commits in
@@ -63,15 +63,17 @@ type dupOf struct {
 
 // commitEvents stores one chunk of events (at most MaxBatch).
 func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result) {
-	keys := make([]dedup.Key, len(evs))
-	keyed := make([]bool, len(evs))
+	sc := getScratch(len(evs))
+	defer putScratch(sc)
+	keys, keyed, ids, skip := sc.keys, sc.keyed, sc.ids, sc.skip
 	for i, ev := range evs {
-		keys[i], keyed[i] = a.key(ev)
+		if src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID); ok {
+			keys[i], keyed[i], ids[i] = a.hashKey(src, id), true, id
+		}
 	}
 	c := &segCommit{done: make(chan struct{})}
-	skip := make([]bool, len(evs))
 	var dups []dupOf
-	mine := make([]int, 0, len(evs)) // events whose keys this commit registered
+	mine := sc.mine // events whose keys this commit registered
 	a.dmu.Lock()
 	c.floor = a.maxAssigned
 	a.commits[c] = struct{}{}
@@ -81,22 +83,22 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		}
 		// One lookup finds an earlier event of this commit too: its key
 		// is in inflight, owned by c, with that event's Result.
-		k := keys[i]
-		if o, ok := a.inflight[k]; ok {
+		if o, ok := a.inflight.getOrPut(&keys[i], keyOwner{c: c, res: res[i]}); ok {
 			dups, skip[i] = append(dups, dupOf{i: i, o: o}), true
 			continue
 		}
-		a.inflight[k] = keyOwner{c: c, res: res[i]}
 		mine = append(mine, i)
 	}
 	a.dmu.Unlock()
 
 	// The index: pairs stored by earlier commits (or runs, or replicas).
-	added := make([]int, 0, len(evs)) // events stored by this commit, for the index
 	if a.dedup != nil && len(mine) > 0 {
-		ks := make([]dedup.Key, len(mine))
-		for n, i := range mine {
-			ks[n] = keys[i]
+		ks := keys // nearly always: every event is keyed and registered
+		if len(mine) < len(keys) {
+			ks = make([]dedup.Key, len(mine))
+			for n, i := range mine {
+				ks[n] = keys[i]
+			}
 		}
 		found, err := a.dedup.idx.Check(ks)
 		if err != nil {
@@ -123,22 +125,28 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		size int
 	}
 	var segs []*seg
-	open := map[string]*seg{}
+	open := map[string]*seg{} // the last segment of each source
+	var last *seg             // the segment of the event before
 	for i, ev := range evs {
 		if skip[i] {
 			continue
 		}
-		s := open[ev.Source]
-		if b := eventBytes(ev); s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
+		s := last // runs of one source are the rule: no look-up in open
+		if s == nil || s.src != ev.Source {
+			s = open[ev.Source]
+		}
+		b := eventBytes(ev)
+		if s == nil || len(s.evs) == maxSegmentEvents || s.size+b > a.segMax && len(s.evs) > 0 {
 			s = &seg{src: ev.Source}
 			if len(segs) == 0 { // nearly always the only one: sized for the rest
-				s.evs = make([]int, 0, len(evs)-i)
+				s.evs = sc.segEvs
 			}
 			segs = append(segs, s)
 			open[ev.Source] = s
 		}
 		s.evs = append(s.evs, i)
-		s.size += eventBytes(ev)
+		s.size += b
+		last = s
 	}
 	var maxSeq uint64
 	addOK := true
@@ -149,14 +157,13 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 		sresp := make([]*Result, len(segs))
 		frames := make([]*[]byte, len(segs))
 		for n, s := range segs {
-			sevs := make([]*Event, len(s.evs))
-			ids := make([]string, len(s.evs))
+			sevs, sids := sc.segment(len(s.evs))
 			for m, i := range s.evs {
 				sevs[m] = evs[i]
-				if _, id, ok := keyOf(evs[i].Source, evs[i].MessageID, evs[i].DedupID); ok && ids != nil {
-					ids[m] = id
+				if keyed[i] && sids != nil {
+					sids[m] = ids[i]
 				} else {
-					ids = nil // an event without id: the segment has none either
+					sids = nil // an event without id: the segment has none either
 				}
 			}
 			plain := getFrame()
@@ -170,12 +177,13 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			}
 			putFrame(plain) // segmentData copied it, or it is unused
 			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
-			if ids != nil {
-				recs[n].MsgID = segmentID(s.src, ids)
+			if sids != nil {
+				recs[n].MsgID = segmentID(s.src, sids)
 			}
 			send[n], sresp[n] = &recs[n], &sres[n]
 		}
 		a.write(ctx, send, sresp, len(evs))
+		addKeys, addPos := sc.addKeys, sc.addPos // the events stored, for the index
 		for n, s := range segs {
 			r := sres[n]
 			if r.Err == nil {
@@ -188,9 +196,10 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 				case r.Duplicate:
 					*res[i] = Result{Duplicate: true}
 				default:
-					*res[i] = Result{Seq: r.Seq, Index: m}
-					if keyed[i] {
-						added = append(added, i)
+					stored := Result{Seq: r.Seq, Index: m}
+					*res[i] = stored
+					if keyed[i] && a.dedup != nil {
+						addKeys, addPos = append(addKeys, keys[i]), append(addPos, uint64(stored.Pos()))
 					}
 				}
 			}
@@ -198,15 +207,10 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 				maxSeq = max(maxSeq, r.Seq)
 			}
 		}
-		if a.dedup != nil && len(added) > 0 {
-			ks := make([]dedup.Key, len(added))
-			pos := make([]uint64, len(added))
-			for n, i := range added {
-				ks[n], pos[n] = keys[i], uint64(res[i].Pos())
-			}
-			if err := a.dedup.idx.Add(ks, pos, 0); err != nil {
+		if len(addKeys) > 0 {
+			if err := a.dedup.idx.Add(addKeys, addPos, 0); err != nil {
 				addOK = false
-				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(ks), "error", err)
+				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(addKeys), "error", err)
 			}
 		}
 	}
@@ -223,7 +227,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	delete(a.commits, c)
 	for _, i := range mine {
 		// Still c's: another commit only reads a key it finds here.
-		delete(a.inflight, keys[i])
+		a.inflight.remove(&keys[i])
 	}
 	covered := a.maxAdded
 	for o := range a.commits {
@@ -251,6 +255,59 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			*res[d.i] = Result{Duplicate: true}
 		}
 	}
+}
+
+// commitScratch holds the per-event slices of a commit, reused by the
+// next ones (scratchPool): a commit of 1,000 events would allocate (and
+// zero) about 100 KB of them.
+type commitScratch struct {
+	keys    []dedup.Key // each event's key
+	keyed   []bool      // whether it has one
+	ids     []string    // its id, when keyed
+	skip    []bool      // not stored by this commit
+	mine    []int       // empty, for the events whose keys the commit registered
+	segEvs  []int       // empty, for the first segment's events
+	addKeys []dedup.Key // empty, for the keys stored
+	addPos  []uint64    // and their positions
+	sevs    []*Event    // one segment's events
+	sids    []string    // and ids
+}
+
+var scratchPool sync.Pool
+
+// getScratch returns a commitScratch for n events: keys, keyed, ids and
+// skip of length n (keyed and skip false), the others empty with room for
+// n.
+func getScratch(n int) *commitScratch {
+	sc, _ := scratchPool.Get().(*commitScratch)
+	if sc == nil || cap(sc.keys) < n {
+		c := max(n, 100)
+		sc = &commitScratch{
+			keys: make([]dedup.Key, c), keyed: make([]bool, c), ids: make([]string, c), skip: make([]bool, c),
+			mine: make([]int, 0, c), segEvs: make([]int, 0, c),
+			addKeys: make([]dedup.Key, 0, c), addPos: make([]uint64, 0, c),
+			sevs: make([]*Event, c), sids: make([]string, c),
+		}
+	}
+	sc.keys, sc.keyed, sc.ids, sc.skip = sc.keys[:n], sc.keyed[:n], sc.ids[:n], sc.skip[:n]
+	return sc
+}
+
+// segment returns sc's slices for the events of one segment of n events
+// and their ids, to fill.
+func (sc *commitScratch) segment(n int) ([]*Event, []string) {
+	return sc.sevs[:n], sc.sids[:n]
+}
+
+// putScratch gives sc back once its commit is done with it, referring to
+// no event: the requests' memory is not kept alive.
+func putScratch(sc *commitScratch) {
+	clear(sc.keyed)
+	clear(sc.ids)
+	clear(sc.skip)
+	clear(sc.sevs)
+	clear(sc.sids)
+	scratchPool.Put(sc)
 }
 
 // framePool holds segment frames (*[]byte) for reuse, plain or compressed,
@@ -285,16 +342,12 @@ func putFrame(f *[]byte) {
 	framePool.Put(f)
 }
 
-// key returns ev's de-duplication key; false for an event without one.
-func (a *appender) key(ev *Event) (dedup.Key, bool) {
+// hashKey returns the de-duplication key of (src, id), keyOf's pair.
+func (a *appender) hashKey(src, id string) dedup.Key {
 	if a.dedup != nil {
-		return a.dedup.key(ev.Source, ev.MessageID, ev.DedupID)
+		return a.dedup.hash(src, id)
 	}
-	src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID)
-	if !ok {
-		return dedup.Key{}, false
-	}
-	return dedup.HashKey(nil, src, id), true
+	return dedup.HashKey(nil, src, id)
 }
 
 // segHeader returns the headers of a segment of source whose data is of

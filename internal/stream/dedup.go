@@ -200,10 +200,15 @@ func (d *Dedup) key(source, messageID, dedupID string) (dedup.Key, bool) {
 	if !ok {
 		return dedup.Key{}, false
 	}
+	return d.hash(src, id), true
+}
+
+// hash returns the key of (src, id), keyOf's pair.
+func (d *Dedup) hash(src, id string) dedup.Key {
 	if d.hasher == nil {
-		return dedup.HashKey(d.secret, src, id), true
+		return dedup.HashKey(d.secret, src, id)
 	}
-	return d.hasher.Key(src, id), true
+	return d.hasher.Key(src, id)
 }
 
 // Follow keeps the index current with EVENTS until ctx ends: an ordered

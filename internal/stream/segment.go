@@ -132,12 +132,12 @@ func uvarintLen(v uint64) int {
 }
 
 // appendSegment appends the frame of evs to dst; when dst has not room
-// for it, the frame gets a new array of segmentBound's size, so that it
-// is never copied as it grows.
+// for it, the frame gets a new array of at least segmentBound's size
+// (frameCap), so that it is never copied as it grows.
 func appendSegment(dst []byte, evs []*Event) []byte {
 	b := dst
 	if n := segmentBound(evs); cap(b)-len(b) < n {
-		b = make([]byte, len(dst), len(dst)+n)
+		b = make([]byte, len(dst), frameCap(len(dst)+n))
 		copy(b, dst)
 	}
 	b = binary.AppendUvarint(b, uint64(len(evs)))
@@ -166,7 +166,7 @@ func compressFrame(dst, frame []byte) ([]byte, string) {
 		return frame, segVersion
 	}
 	if n := s2.MaxEncodedLen(len(frame)); n > 0 && cap(dst) < n {
-		dst = make([]byte, n)
+		dst = make([]byte, frameCap(n))
 	}
 	c := s2.Encode(dst[:cap(dst)], frame)
 	if len(c) >= len(frame) {
@@ -174,6 +174,23 @@ func compressFrame(dst, frame []byte) ([]byte, string) {
 	}
 	return c, segVersionS2
 }
+
+// frameCap is the size of a new array for a frame of n bytes, plain or
+// compressed: commits reuse frames (framePool) in either role and of
+// every size up to a segment's largest, so the array is of a multiple of
+// frameStep bytes and has room for the frame's compressed form (whose
+// bound is a little above the frame's size): a frame that held a segment
+// of n plain bytes then holds its compressed form, and any segment a few
+// events larger, without a new array.
+func frameCap(n int) int {
+	if m := s2.MaxEncodedLen(n); m > n {
+		n = m
+	}
+	return (n + frameStep - 1) / frameStep * frameStep
+}
+
+// frameStep is what frameCap rounds up to.
+const frameStep = 64 << 10
 
 // segmentData is compressFrame, unless the engine writes plain segments
 // (Config.PlainSegments): then frame itself, version 1.

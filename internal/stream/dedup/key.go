@@ -1,8 +1,8 @@
 package dedup
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"hash"
 	"sync"
@@ -57,37 +57,84 @@ func HashKey(secret []byte, source, messageID string) Key {
 
 // A Hasher computes HashKey under one secret, faster: the SHA-256 states
 // after the two padded keys (HMAC's ipad and opad blocks) are computed once
-// by crypto/hmac and restored for each key, so that a key costs two
-// SHA-256 blocks instead of four for the pairs ingest sees (source and
-// messageId under 55 bytes). It is safe for concurrent use; Key does not
-// allocate.
+// and restored for each key (encoding.BinaryUnmarshaler, what crypto/hmac's
+// Reset does, without its wrappers), so that a key costs two SHA-256
+// blocks instead of four for the pairs ingest sees (source and messageId
+// under 55 bytes). It is safe for concurrent use; Key does not allocate.
 type Hasher struct {
 	secret []byte
-	pool   sync.Pool // of *hasherState
+	// The marshaled SHA-256 states after (k ^ ipad) and after (k ^ opad);
+	// nil when the hash cannot be restored (never with the standard
+	// library's SHA-256): then Key is HashKey.
+	inner, outer []byte
+	pool         sync.Pool // of *hasherState
+}
+
+// restorable is a hash whose state can be set (SHA-256's digest).
+type restorable interface {
+	hash.Hash
+	encoding.BinaryUnmarshaler
 }
 
 type hasherState struct {
-	mac hash.Hash
-	buf []byte // the message, then the sum
+	in, out restorable
+	buf     []byte // the message, then the sums
 }
 
 // NewHasher returns a Hasher for secret (which it does not copy).
 func NewHasher(secret []byte) *Hasher {
-	return &Hasher{secret: secret}
+	h := &Hasher{secret: secret}
+	const block = 64 // SHA-256's block size
+	var k [block]byte
+	if len(secret) > block {
+		s := sha256.Sum256(secret)
+		copy(k[:], s[:])
+	} else {
+		copy(k[:], secret)
+	}
+	state := func(pad byte) []byte {
+		var b [block]byte
+		for i := range k {
+			b[i] = k[i] ^ pad
+		}
+		d := sha256.New()
+		d.Write(b[:])
+		m, ok := d.(encoding.BinaryMarshaler)
+		if _, restores := d.(restorable); !ok || !restores {
+			return nil
+		}
+		st, err := m.MarshalBinary()
+		if err != nil {
+			return nil
+		}
+		return st
+	}
+	h.inner, h.outer = state(0x36), state(0x5c)
+	if h.inner == nil || h.outer == nil {
+		h.inner, h.outer = nil, nil
+	}
+	return h
 }
 
 // Key is HashKey(secret, source, messageID).
 func (h *Hasher) Key(source, messageID string) Key {
+	if h.inner == nil {
+		return HashKey(h.secret, source, messageID)
+	}
 	st, _ := h.pool.Get().(*hasherState)
 	if st == nil {
-		st = &hasherState{mac: hmac.New(sha256.New, h.secret), buf: make([]byte, 0, 256)}
+		st = &hasherState{in: sha256.New().(restorable), out: sha256.New().(restorable), buf: make([]byte, 0, 256)}
 	}
-	st.mac.Reset()
+	// The states were marshaled by the same hash: restoring cannot fail.
+	_ = st.in.UnmarshalBinary(h.inner)
 	msg := binary.AppendUvarint(st.buf[:0], uint64(len(source)))
 	msg = append(msg, source...)
 	msg = append(msg, messageID...)
-	st.mac.Write(msg)
-	sum := st.mac.Sum(msg[:0])
+	st.in.Write(msg)
+	sum := st.in.Sum(msg[:0])
+	_ = st.out.UnmarshalBinary(h.outer)
+	st.out.Write(sum)
+	sum = st.out.Sum(sum[:0])
 	var key Key
 	copy(key[:], sum)
 	if cap(msg) <= 1024 {
