@@ -307,6 +307,10 @@ func (opt Options) withDefaults() (Options, error) {
 //     most keys looked up are new, and a filter answers "absent" without
 //     reading a block;
 //   - no compression: keys are hashes, incompressible;
+//   - row blocks (pebble's Experimental.EnableColumnarBlocks off) of
+//     32 KiB (tableBlockSize), index blocks too, not pebble's columnar
+//     blocks of 4 KiB, which FormatNewest writes by default (see
+//     tableBlockSize);
 //   - no write-ahead log (DisableWAL): the index is derived state, caught
 //     up from the stream at start, so a batch need not be on disk before
 //     its flush. A buffer's batch was written twice, to the log and then
@@ -335,7 +339,10 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 		L0CompactionThreshold:       l0CompactionThreshold,
 		L0StopWritesThreshold:       l0CompactionThreshold + 16,
 	}
+	o.Experimental.EnableColumnarBlocks = func() bool { return false }
 	for i := range o.Levels {
+		o.Levels[i].BlockSize = tableBlockSize
+		o.Levels[i].IndexBlockSize = tableBlockSize
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 		o.TargetFileSizes[i] = clamp(m/64, 2<<20, 16<<20)
@@ -385,6 +392,27 @@ func flushFailed(info pebble.FlushInfo) bool {
 // (BenchmarkCheck at 3 million keys, 22 tables in L0: a present key 8.8-9.6
 // CPU-µs instead of 6.4-7.4).
 const l0CompactionThreshold = 32
+
+// tableBlockSize is the size of the tables' data and index blocks, which
+// pebble writes as row blocks (its format before columnar blocks; the
+// format major version stays FormatNewest, which still reads and writes
+// them, and the columnar tables of an index written before are read as
+// they are, rewritten by compactions as they come: TestOpenColumnarIndex).
+//
+// Every flush and compaction writes every key again, and the store's
+// writes were half of its CPU. Columnar blocks cost more per key to build
+// (each block's columns are sized at every key, and the key column's
+// shared prefixes are worked out for keys that, being hashes, share
+// nothing past the partition), and 4 KiB blocks finish, checksum and
+// write (a system call each) every ~90 keys. Row blocks of 32 KiB cost
+// BenchmarkGrow over 5 million keys about a quarter less CPU per key
+// (bench/results/pebble-2026-12-06-s16.md), for tables 14% larger (row
+// blocks store each key whole after its partition, 16 bytes more or
+// less). The price is paid by a look-up that reads a block (a present
+// key: a duplicate, or in cluster mode every reader's check), which reads
+// and checksums 32 KiB instead of 4: BenchmarkCheck's present key costs
+// about a tenth more; an absent key's (bloom filters) is unchanged.
+const tableBlockSize = 32 << 10
 
 func clamp(v, lo, hi int64) int64 { return max(lo, min(v, hi)) }
 
