@@ -399,19 +399,26 @@ const l0CompactionThreshold = 32
 // them, and the columnar tables of an index written before are read as
 // they are, rewritten by compactions as they come: TestOpenColumnarIndex).
 //
-// Every flush and compaction writes every key again, and the store's
-// writes were half of its CPU. Columnar blocks cost more per key to build
+// Every flush and compaction writes every key again: pebble's flushes and
+// compactions were half of BenchmarkGrow's CPU, writing tables most of
+// it. Columnar blocks cost more per key to build
 // (each block's columns are sized at every key, and the key column's
 // shared prefixes are worked out for keys that, being hashes, share
 // nothing past the partition), and 4 KiB blocks finish, checksum and
-// write (a system call each) every ~90 keys. Row blocks of 32 KiB cost
-// BenchmarkGrow over 5 million keys about a quarter less CPU per key
-// (bench/results/pebble-2026-12-06-s16.md), for tables 14% larger (row
-// blocks store each key whole after its partition, 16 bytes more or
-// less). The price is paid by a look-up that reads a block (a present
-// key: a duplicate, or in cluster mode every reader's check), which reads
-// and checksums 32 KiB instead of 4: BenchmarkCheck's present key costs
-// about a tenth more; an absent key's (bloom filters) is unchanged.
+// write (a system call each) every ~90 keys. Measured old and new
+// alternated (bench/results/pebble-2026-12-06-s16.md): BenchmarkGrow over
+// 5 million keys 1.310 -> 0.969 CPU-µs per key (6 of 6 pairs, median pair
+// -24.6%), BenchmarkEngineFloor/store over 2 million events 2.95 -> 2.82
+// CPU-µs/event (5 of 6, -4.2%), BenchmarkIngest/sync=always/batch100
+// over 3 million 5.70 -> 5.46 (2 of 3); in single runs, row blocks alone and
+// 32 KiB blocks alone each saved about half of that. The price: tables
+// 14% larger (row blocks keep each key whole after its partition; 209
+// instead of 184 MB at 5 million keys), and a look-up that reads a block
+// (a present key: a duplicate, or in cluster mode every reader's check)
+// reads and checksums 32 KiB instead of 4; BenchmarkCheck at 2 million
+// keys measured no loss (present 18.0 -> 15.7 CPU-µs, 4 of 5 pairs lower,
+// on a loaded machine). Blocks of 64 KiB made a present key's look-up a
+// third dearer in single runs, for little more.
 const tableBlockSize = 32 << 10
 
 func clamp(v, lo, hi int64) int64 { return max(lo, min(v, hi)) }
