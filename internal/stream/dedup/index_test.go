@@ -533,7 +533,8 @@ func TestCollector(t *testing.T) {
 // TestCompactionOptions: pebble compacts L0 at l0CompactionThreshold
 // sublevels and stops writes 16 above, not at its defaults (4 and 12),
 // which rewrote a growing index of hashed keys after every few buffers
-// (see l0CompactionThreshold; BenchmarkGrow measures what it saves).
+// (see l0CompactionThreshold; BenchmarkGrow measures what it saves), and
+// writes row blocks of tableBlockSize, not columnar blocks of 4 KiB.
 func TestCompactionOptions(t *testing.T) {
 	dir := t.TempDir()
 	open(t, Options{Dir: dir})
@@ -545,9 +546,15 @@ func TestCompactionOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"l0_compaction_threshold=32\n", "l0_stop_writes_threshold=48\n"} {
+	for _, want := range []string{"l0_compaction_threshold=32\n", "l0_stop_writes_threshold=48\n",
+		"  block_size=32768\n", "  index_block_size=32768\n"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("pebble's options have no %q:\n%s", strings.TrimSpace(want), text)
+		}
+	}
+	for _, bad := range []string{"block_size=4096\n", "enable_columnar_blocks=true\n"} {
+		if strings.Contains(string(text), bad) {
+			t.Errorf("pebble's options have %q:\n%s", strings.TrimSpace(bad), text)
 		}
 	}
 }
@@ -707,4 +714,151 @@ func TestEmptyFlushIsNoError(t *testing.T) {
 	if !flushFailed(failed) {
 		t.Errorf("flushFailed(%v) = false", failed.Err)
 	}
+}
+
+// TestOpenColumnarIndex: an index written by an older release, whose
+// tables are pebble's columnar blocks of 4 KiB (its defaults at
+// FormatNewest), opens and answers with the row blocks of 32 KiB the index
+// now writes (tableBlockSize): its tables are read as they are, and
+// compactions rewrite them as row blocks beside them, the answers the same.
+func TestOpenColumnarIndex(t *testing.T) {
+	dir := t.TempDir()
+	cache := pebble.NewCache(8 << 20)
+	o := pebbleOptions(Options{Logger: slog.New(slog.DiscardHandler)}, cache)
+	o.Experimental.EnableColumnarBlocks = nil // pebble's default: columnar
+	for i := range o.Levels {
+		o.Levels[i].BlockSize, o.Levels[i].IndexBlockSize = 0, 0 // 4 KiB
+	}
+	db, err := pebble.Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(formatKey, []byte(format), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	now := time.Now()
+	part := uint64(now.UnixMilli()) / uint64(DefaultWindow.Milliseconds())
+	b := db.NewBatch()
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[8:], uint64(now.Add(DefaultWindow).UnixMilli()))
+	for i := range n {
+		binary.BigEndian.PutUint64(v[:8], uint64(i+10)<<16)
+		if err := b.Merge(entryKey(nil, part, key(fmt.Sprint(i))), v[:], nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, n), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tableFormats(t, db); got.columnar == 0 || got.row != 0 {
+		t.Fatalf("the older release's tables: %+v, want columnar ones only", got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cache.Unref()
+
+	// want is each key's first position: the older release's, then the
+	// Adds below (key 0 earlier, keys n/2 to n-1 later: kept, keys n to
+	// 3n/2-1 new).
+	want := func(i int) uint64 {
+		switch {
+		case i == 0:
+			return 1
+		case i < n:
+			return uint64(i+10) << 16
+		case i < 3*n/2:
+			return uint64(i+20) << 16
+		}
+		return 0
+	}
+	answers := func(x *Index, round string) {
+		t.Helper()
+		for i := range 2 * n {
+			if got := check(t, x, key(fmt.Sprint(i)))[0]; got != want(i) {
+				t.Fatalf("%s: key %d at %#x, want %#x", round, i, got, want(i))
+			}
+		}
+	}
+	x, err := Open(Options{Dir: dir, MemoryBytes: MinMemoryBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := x.Covered(); got != n {
+		t.Errorf("opened: Covered %d, want %d", got, n)
+	}
+	var keys []Key
+	var pos []uint64
+	keys, pos = append(keys, key("0")), append(pos, 1)
+	for i := n / 2; i < 3*n/2; i++ {
+		keys, pos = append(keys, key(fmt.Sprint(i))), append(pos, uint64(i+20)<<16)
+	}
+	add(t, x, keys, pos, 3*n/2)
+	answers(x, "opened")
+	// Into tables, then everything compacted: the columnar tables are
+	// rewritten as row blocks.
+	if err := x.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tableFormats(t, x.db); got.columnar == 0 || got.row == 0 {
+		t.Errorf("flushed: tables %+v, want columnar and row ones", got)
+	}
+	answers(x, "flushed, both formats")
+	if err := x.db.Compact(t.Context(), []byte{0}, []byte{0xff}, false); err != nil {
+		t.Fatal(err)
+	}
+	got := tableFormats(t, x.db)
+	if got.columnar != 0 || got.row == 0 {
+		t.Errorf("compacted: tables %+v, want row ones only", got)
+	}
+	if got.blocks == 0 || got.dataBytes/got.blocks < 16<<10 {
+		t.Errorf("compacted: %d data bytes in %d blocks, want blocks of about %d", got.dataBytes, got.blocks, tableBlockSize)
+	}
+	answers(x, "compacted")
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x = open(t, Options{Dir: dir, MemoryBytes: MinMemoryBytes})
+	if got := x.Covered(); got != 3*n/2 {
+		t.Errorf("reopened: Covered %d, want %d", got, 3*n/2)
+	}
+	answers(x, "reopened")
+}
+
+// tableStats counts a store's tables by block format, and the data
+// blocks and their bytes of the row ones.
+type tableStats struct {
+	columnar, row     int
+	blocks, dataBytes uint64
+}
+
+func tableFormats(t *testing.T, db *pebble.DB) tableStats {
+	t.Helper()
+	levels, err := db.SSTables(pebble.WithProperties())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s tableStats
+	for _, l := range levels {
+		for _, tb := range l {
+			if tb.Properties.KeySchemaName != "" {
+				s.columnar++
+				continue
+			}
+			s.row++
+			s.blocks += tb.Properties.NumDataBlocks
+			s.dataBytes += tb.Properties.DataSize
+		}
+	}
+	return s
 }
