@@ -24,14 +24,7 @@ type Key [16]byte
 // hash states per call), and SHA-256 is the cheapest keyed hash of the
 // standard library on CPUs with SHA extensions (BenchmarkHashKey).
 func HashKey(secret []byte, source, messageID string) Key {
-	const block = 64 // SHA-256's block size
-	var k [block]byte
-	if len(secret) > block {
-		s := sha256.Sum256(secret)
-		copy(k[:], s[:])
-	} else {
-		copy(k[:], secret)
-	}
+	k := hmacKey(secret)
 	// Inner hash: SHA-256((k ^ ipad) || message). Short pairs fit the stack
 	// buffer; a longer one (messageIds are not bounded here) grows it.
 	var ibuf [256]byte
@@ -53,6 +46,21 @@ func HashKey(secret []byte, source, messageID string) Key {
 	var key Key
 	copy(key[:], sum[:len(key)])
 	return key
+}
+
+// block is SHA-256's block size, HMAC's key length.
+const block = 64
+
+// hmacKey is HMAC's key K0 of RFC 2104 for secret: secret hashed when
+// longer than a block, then padded with zeros to a block.
+func hmacKey(secret []byte) (k [block]byte) {
+	if len(secret) > block {
+		s := sha256.Sum256(secret)
+		copy(k[:], s[:])
+	} else {
+		copy(k[:], secret)
+	}
+	return k
 }
 
 // A Hasher computes HashKey under one secret, faster: the SHA-256 states
@@ -84,14 +92,7 @@ type hasherState struct {
 // NewHasher returns a Hasher for secret (which it does not copy).
 func NewHasher(secret []byte) *Hasher {
 	h := &Hasher{secret: secret}
-	const block = 64 // SHA-256's block size
-	var k [block]byte
-	if len(secret) > block {
-		s := sha256.Sum256(secret)
-		copy(k[:], s[:])
-	} else {
-		copy(k[:], secret)
-	}
+	k := hmacKey(secret)
 	state := func(pad byte) []byte {
 		var b [block]byte
 		for i := range k {
