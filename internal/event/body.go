@@ -95,6 +95,18 @@ type arena struct {
 	receivedLit []byte
 	sentAt      time.Time
 	sentLit     []byte
+	// ipLit is the ip tail of ip, the request's client ip, that
+	// scratch.ipTail writes after a context's members: `,"ip":"…"}`.
+	ip    string
+	ipLit []byte
+}
+
+// ipTail returns the ip tail of ip (see scratch.ipTail), formatted once.
+func (a *arena) ipTail(ip string) []byte {
+	if a.ipLit == nil || a.ip != ip {
+		a.ip, a.ipLit = ip, append(appendQuoted(append([]byte(nil), `,"ip":`...), ip), '}')
+	}
+	return a.ipLit[:len(a.ipLit):len(a.ipLit)]
 }
 
 // received returns the JSON literal of t, an event's receivedAt, formatted
