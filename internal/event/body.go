@@ -96,15 +96,17 @@ type arena struct {
 	sentAt      time.Time
 	sentLit     []byte
 	// ipLit is the ip tail of ip, the request's client ip, that
-	// scratch.ipTail writes after a context's members: `,"ip":"…"}`.
+	// scratch.ipTail writes after a context's members: `,"ip":"…"}`, in
+	// ipBuf when it fits (an IPv6 address with a zone may not).
 	ip    string
 	ipLit []byte
+	ipBuf [64]byte
 }
 
 // ipTail returns the ip tail of ip (see scratch.ipTail), formatted once.
 func (a *arena) ipTail(ip string) []byte {
 	if a.ipLit == nil || a.ip != ip {
-		a.ip, a.ipLit = ip, append(appendQuoted(append([]byte(nil), `,"ip":`...), ip), '}')
+		a.ip, a.ipLit = ip, append(appendQuoted(append(a.ipBuf[:0], `,"ip":`...), ip), '}')
 	}
 	return a.ipLit[:len(a.ipLit):len(a.ipLit)]
 }
