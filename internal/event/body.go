@@ -263,7 +263,8 @@ func (b *Body) ContextMayHold(i int, key string) bool {
 	}
 	ctx := b.members[it.ctx:it.ctxEnd]
 	for j := range ctx {
-		if ctx[j].esc || ctx[j].is(b.text, key) {
+		// span.is, inlined, with a key with escapes taken as a match.
+		if m := &ctx[j]; m.esc || int(m.keyEnd-m.key) == len(key)+2 && string(b.text[m.key+1:m.keyEnd-1]) == key {
 			return true
 		}
 	}
