@@ -55,10 +55,6 @@ type Body struct {
 	// sc is Normalize's working memory, taken from scratchPool at the
 	// first event and given back by Release: once per body, not per event.
 	sc *scratch
-	// envMay caches whether the envelope's context may hold envKey
-	// (ContextMayHold's key, "" before its first call).
-	envKey string
-	envMay bool
 	// events holds the Events that Normalize has still to hand out: one
 	// allocation for the body's events, not one each.
 	events []Event
@@ -95,20 +91,6 @@ type arena struct {
 	receivedLit []byte
 	sentAt      time.Time
 	sentLit     []byte
-	// ipLit is the ip tail of ip, the request's client ip, that
-	// scratch.ipTail writes after a context's members: `,"ip":"…"}`, in
-	// ipBuf when it fits (an IPv6 address with a zone may not).
-	ip    string
-	ipLit []byte
-	ipBuf [64]byte
-}
-
-// ipTail returns the ip tail of ip (see scratch.ipTail), formatted once.
-func (a *arena) ipTail(ip string) []byte {
-	if a.ipLit == nil || a.ip != ip {
-		a.ip, a.ipLit = ip, append(appendQuoted(append(a.ipBuf[:0], `,"ip":`...), ip), '}')
-	}
-	return a.ipLit[:len(a.ipLit):len(a.ipLit)]
 }
 
 // received returns the JSON literal of t, an event's receivedAt, formatted
@@ -234,41 +216,6 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 	b.events = b.events[1:]
 	b.arena.left = left
 	return sc.normalize(ev, forced, req, b.text, obj, ctx, &b.arena)
-}
-
-// ContextMayHold reports whether the stored document of item i may hold
-// key (not "", written without escapes) in its context: false only when the
-// checked body shows it cannot, with no scan of the document. The
-// context stored is the item's, merged with the envelope's: it may hold
-// key when the item's context object (as split while checking the body)
-// has a member key, or one whose key has escapes (which may spell it),
-// when the envelope's context holds key or any escape, or when the item
-// was not split. Normalize writes no context member of its own but ip;
-// the envelope is the body's (Envelope, as ingest passes it).
-func (b *Body) ContextMayHold(i int, key string) bool {
-	if i >= len(b.items) || b.items[i].obj < 0 {
-		return true
-	}
-	if c := b.Envelope.Context; c != nil {
-		if b.envKey != key {
-			b.envKey, b.envMay = key, bytes.Contains(c, []byte(key)) || bytes.IndexByte(c, '\\') >= 0
-		}
-		if b.envMay {
-			return true
-		}
-	}
-	it := b.items[i]
-	if it.ctx < 0 {
-		return false
-	}
-	ctx := b.members[it.ctx:it.ctxEnd]
-	for j := range ctx {
-		// span.is, inlined, with a key with escapes taken as a match.
-		if m := &ctx[j]; m.esc || int(m.keyEnd-m.key) == len(key)+2 && string(b.text[m.key+1:m.keyEnd-1]) == key {
-			return true
-		}
-	}
-	return false
 }
 
 // CheckDepth returns the drop of the event raw, valid JSON, when it nests

@@ -277,7 +277,7 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, 
 			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
 			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
 		} else if ct, co := sc.context(text, c, ctx, ctxSplit && sameBytes(c, ctxRaw)); spanGet(ct, co, "ip") == nil {
-			if tail := sc.ipTail(c, co, req.ClientIP, a); tail != nil {
+			if tail := sc.ipTail(c, co, req.ClientIP); tail != nil {
 				// c without its closing brace, then tail: written
 				// straight into the document, not copied first.
 				f.set(fContext, c[:len(c)-1])
@@ -745,7 +745,7 @@ func (sc *scratch) timeLit(t time.Time, lit []byte) []byte {
 // is their JSON as long as c), c is copied with the ip spliced in before
 // its closing brace, not written member by member: the same bytes.
 func (sc *scratch) withIP(c, text []byte, co []span, ip string) []byte {
-	if tail := sc.ipTail(c, co, ip, nil); tail != nil {
+	if tail := sc.ipTail(c, co, ip); tail != nil {
 		start := len(sc.buf)
 		sc.buf = append(sc.buf, c[:len(c)-1]...)
 		sc.buf = append(sc.buf, tail...)
@@ -760,15 +760,11 @@ func (sc *scratch) withIP(c, text []byte, co []span, ip string) []byte {
 
 // ipTail returns what withIP writes after c's members when it copies c
 // (the ip member and the closing brace, `,"ip":"…"}`), written to the
-// scratch buffer, or taken from a (the same for every event of a request,
-// formatted once); nil when withIP writes c member by member instead (c
+// scratch buffer; nil when withIP writes c member by member instead (c
 // not written as object.appendJSON writes co, or no members).
-func (sc *scratch) ipTail(c []byte, co []span, ip string, a *arena) []byte {
+func (sc *scratch) ipTail(c []byte, co []span, ip string) []byte {
 	if len(co) == 0 || spansLen(co) != len(c) {
 		return nil
-	}
-	if a != nil {
-		return a.ipTail(ip)
 	}
 	start := len(sc.buf)
 	sc.buf = append(sc.buf, `,"ip":`...)

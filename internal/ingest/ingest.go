@@ -486,12 +486,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		case !cookieSet && hasOrigin && bytes.Contains(ev.JSON, []byte("li_fat_id")):
 			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
-		// Only a document whose context may hold capstan is searched
-		// for a userHash (takeUserHash finds none in the others).
-		hash, doc, hashed := "", ev.JSON, false
-		if body.ContextMayHold(i, userHashParent) {
-			hash, doc, hashed = takeUserHash(ev.JSON)
-		}
+		hash, doc, hashed := takeUserHash(ev.JSON)
 		trust := s.trust(browser, ev.Type, ev.UserID, hash)
 		if hashed && browser {
 			result := "failed"

@@ -31,12 +31,8 @@ import (
 // The userHash is removed from every stored document, whatever the source:
 // it is a credential for its userId and has no use after this check.
 
-// userHashKey is the key of the userHash under context.capstan, and
-// userHashParent that of the object holding it under context.
-const (
-	userHashKey    = "userHash"
-	userHashParent = "capstan"
-)
+// userHashKey is the key of the userHash under context.capstan.
+const userHashKey = "userHash"
 
 // browserTrust reports whether the source's events in a request with (or
 // without) an Origin header are a browser's.
@@ -81,7 +77,7 @@ func takeUserHash(doc []byte) (hash string, out []byte, present bool) {
 		return "", doc, false
 	}
 	ctx := v.Get("context")
-	cs := ctx.Get(userHashParent)
+	cs := ctx.Get("capstan")
 	h := cs.Get(userHashKey)
 	if h.IsUndefined() {
 		return "", doc, false
@@ -93,7 +89,7 @@ func takeUserHash(doc []byte) (hash string, out []byte, present bool) {
 	if cs.Len() == 0 {
 		cs = event.Value{} // undefined: left out
 	}
-	ctx = without(ctx, userHashParent, cs)
+	ctx = without(ctx, "capstan", cs)
 	return hash, without(v, "context", ctx).AppendJSON(make([]byte, 0, len(doc))), true
 }
 
