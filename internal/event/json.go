@@ -696,41 +696,19 @@ func skipString(b []byte, i int) int {
 
 // parseObject splits a valid JSON object into its members. Repeated keys keep
 // the last value (as JavaScript's JSON.parse does). ok is false when raw is
-// not an object.
+// not an object. It is parseSpansInto's split, as members: for the cold
+// paths that change or merge objects (mergeDeep, mergeShallow).
 func parseObject(raw []byte) (obj object, ok bool) {
-	return parseObjectInto(make(object, 0, 16), raw)
+	o, ok := parseSpansInto(nil, raw)
+	if !ok {
+		return nil, false
+	}
+	return spansObject(raw, o), true
 }
 
-// parseObjectInto is parseObject appending the members to obj[:0], so that a
-// caller can reuse one slice.
-func parseObjectInto(obj object, raw []byte) (object, bool) {
-	obj = obj[:0]
-	i := skipSpace(raw, 0)
-	if i >= len(raw) || raw[i] != '{' {
-		return obj, false
-	}
-	i = skipSpace(raw, i+1)
-	for i < len(raw) && raw[i] != '}' {
-		end := skipString(raw, i)
-		m := member{rawKey: raw[i:end]}
-		if bytes.IndexByte(m.rawKey, '\\') >= 0 {
-			m.Key = decodeString(m.rawKey)
-		}
-		i = skipSpace(raw, end)
-		i = skipSpace(raw, i+1) // ':'
-		vend := skipValue(raw, i)
-		m.Value = raw[i:vend]
-		obj.put(m)
-		i = skipSpace(raw, vend)
-		if i < len(raw) && raw[i] == ',' {
-			i = skipSpace(raw, i+1)
-		}
-	}
-	return obj, true
-}
-
-// parseSpansInto is parseObjectInto splitting raw into spans of raw,
-// appended to o[:0].
+// parseSpansInto splits the valid JSON object raw into spans of raw,
+// appended to o[:0]; repeated keys keep the last value, in the first
+// key's place. ok is false when raw is not an object.
 func parseSpansInto(o []span, raw []byte) ([]span, bool) {
 	o = o[:0]
 	i := skipSpace(raw, 0)
