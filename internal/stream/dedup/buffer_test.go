@@ -354,6 +354,10 @@ func TestBufferReused(t *testing.T) {
 	if err := x.flush(); err != nil {
 		t.Fatal(err)
 	}
+	// The write that the Add started hands its buffer over as the spare
+	// after it has released the Adds and flush (it empties the buffer
+	// outside the lock): wait for that goroutine to end.
+	x.buf.writes.Wait()
 	first := spare()
 	if first == nil || first.len() != 0 || first.covered != 0 {
 		t.Fatalf("after a write: spare buffer %+v, want an empty one", first)
