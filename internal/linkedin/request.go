@@ -139,14 +139,6 @@ func NewSingleRequest(cfg RequestConfig, c *Conversion) (Request, error) {
 // batch: callers wanting single creates (enable_batching false) use
 // NewSingleRequest. An empty cs gives no requests.
 func NewBatchRequests(cfg RequestConfig, cs []Conversion, size int) ([]Request, error) {
-	return NewBatchRequestsEncoded(cfg, cs, nil, size)
-}
-
-// NewBatchRequestsEncoded is NewBatchRequests for conversions some of which
-// the caller encoded already: encoded[i], when encoded is not nil and it is
-// not nil, must be cs[i].AppendJSON(nil) (it is copied into the body as is,
-// not encoded again).
-func NewBatchRequestsEncoded(cfg RequestConfig, cs []Conversion, encoded [][]byte, size int) ([]Request, error) {
 	if len(cs) == 0 {
 		return nil, nil
 	}
@@ -182,27 +174,14 @@ func NewBatchRequestsEncoded(cfg RequestConfig, cs []Conversion, encoded [][]byt
 		for chunk := range slices.Chunk(idx, size) {
 			// Size the buffer from the first element so that a 5000-element
 			// body is written without regrowing.
-			enc := func(i int) []byte {
-				if encoded != nil {
-					return encoded[i]
-				}
-				return nil
-			}
-			first := enc(chunk[0])
-			if first == nil {
-				first = cs[chunk[0]].AppendJSON(make([]byte, 0, 512))
-			}
+			first := cs[chunk[0]].AppendJSON(make([]byte, 0, 512))
 			body := make([]byte, 0, 16+len(chunk)*(len(first)+len(first)/8+1))
 			body = append(body, `{"elements":[`...)
 			for k, i := range chunk {
 				if k > 0 {
 					body = append(body, ',')
 				}
-				if e := enc(i); e != nil {
-					body = append(body, e...)
-				} else {
-					body = cs[i].AppendJSON(body)
-				}
+				body = cs[i].AppendJSON(body)
 			}
 			body = append(body, "]}"...)
 			hdr := h

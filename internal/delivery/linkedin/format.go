@@ -55,10 +55,6 @@ func NewFormat(cfg FormatConfig) (*Format, error) {
 type conversion struct {
 	capi.Conversion
 	batching capi.Batching
-	// json is the conversion as sent (AppendJSON), once EventKey has
-	// encoded it: Requests copies it instead of encoding it again. The
-	// conversion is not changed after Build (Rekey makes a new one).
-	json []byte
 }
 
 // MarshalJSON encodes the conversion as sent.
@@ -163,17 +159,10 @@ func (f *Format) Requests(ps []delivery.Payload) ([]delivery.Request, error) {
 			continue
 		}
 		cs := make([]capi.Conversion, len(pos))
-		var encoded [][]byte // the guard's encodings, when it had them
 		for j, p := range pos {
 			cs[j] = convs[p].Conversion
-			if e := convs[p].json; e != nil {
-				if encoded == nil {
-					encoded = make([][]byte, len(pos))
-				}
-				encoded[j] = e
-			}
 		}
-		batch, err := capi.NewBatchRequestsEncoded(f.rc, cs, encoded, k.size)
+		batch, err := capi.NewBatchRequests(f.rc, cs, k.size)
 		if err != nil {
 			return nil, err
 		}

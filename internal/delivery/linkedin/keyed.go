@@ -28,12 +28,9 @@ func (f *Format) EventKey(p delivery.Payload) (scope, id string, content [32]byt
 	}
 	// The conversion as sent: AppendJSON writes what json.Marshal does
 	// (HTML-safe, compact; TestEventKeyHashesTheMarshalledConversion), the
-	// content hash of claims already stored, without reflection. It is
-	// kept for the request's body (Requests), which is these bytes.
-	if c.json == nil {
-		c.json = c.Conversion.AppendJSON(make([]byte, 0, 512))
-	}
-	return c.Conversion.Conversion, c.EventID, sha256.Sum256(c.json), true
+	// content hash of claims already stored, without reflection.
+	var buf [1024]byte
+	return c.Conversion.Conversion, c.EventID, sha256.Sum256(c.Conversion.AppendJSON(buf[:0])), true
 }
 
 // Rekey returns p with the eventId "<eventId>-<8 hex of content>": the same
@@ -52,7 +49,7 @@ func (f *Format) Rekey(p delivery.Payload, content [32]byte) (delivery.Payload, 
 	}
 	derived := base + "-" + hex.EncodeToString(content[:suffixHex/2])
 	cp := *c
-	cp.EventID, cp.json = derived, nil
+	cp.EventID = derived
 	p.Value = &cp
 	return p, derived, nil
 }

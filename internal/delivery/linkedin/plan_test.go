@@ -2,7 +2,6 @@ package linkedin
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -226,59 +225,5 @@ func BenchmarkConvert(b *testing.B) {
 		if r := p.Convert(ctx, e, "web", at, nil, nil); r[0].Outcome != delivery.Converted {
 			b.Fatal(r[0].Err)
 		}
-	}
-}
-
-// TestRequestsAfterEventKey: the request bodies are the same bytes whether
-// the guard's EventKey encoded the conversions first (Requests copies its
-// encodings) or not, and a conversion Rekey re-keyed is sent with its
-// derived eventId, not with the encoding of the original.
-func TestRequestsAfterEventKey(t *testing.T) {
-	p := plan(t, signUp)
-	convert := func() []delivery.Payload {
-		var ps []delivery.Payload
-		for _, s := range []string{
-			`{"type":"track","event":"Sign Up","messageId":"a","timestamp":"2026-09-01T10:00:00Z","properties":{"li_fat_id":"1"}}`,
-			`{"type":"track","event":"Sign Up","messageId":"b<&>","timestamp":"2026-09-01T10:00:01Z","traits":{"email":"Jane@Example.com"}}`,
-			`{"type":"track","event":"Sign Up","messageId":"c","timestamp":"2026-09-01T10:00:02Z","properties":{"li_fat_id":"3"}}`,
-		} {
-			ps = append(ps, p.Convert(context.Background(), ev(t, s), "web", now, nil, nil)[0].Payload)
-		}
-		return ps
-	}
-	bodies := func(ps []delivery.Payload) []string {
-		t.Helper()
-		reqs, err := p.Format.Requests(ps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, r := range reqs {
-			out = append(out, string(r.Value.(capi.Request).Body))
-		}
-		return out
-	}
-	want := bodies(convert())
-	f := p.Format.(*Format)
-	keyed := convert()
-	for i, kp := range keyed {
-		if i == 2 {
-			continue // one not encoded: the body mixes both
-		}
-		if _, _, _, ok := f.EventKey(kp); !ok {
-			t.Fatal("no event key")
-		}
-	}
-	if got := bodies(keyed); !slices.Equal(got, want) {
-		t.Errorf("bodies after EventKey\n got %q\nwant %q", got, want)
-	}
-	_, _, content, _ := f.EventKey(keyed[0])
-	rekeyed, derived, err := f.Rekey(keyed[0], content)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := bodies([]delivery.Payload{rekeyed, keyed[1]})
-	if len(got) != 1 || !strings.Contains(got[0], `"eventId":"`+derived+`"`) || strings.Contains(got[0], `"eventId":"a"`) {
-		t.Errorf("body after Rekey to %q: %q", derived, got)
 	}
 }
