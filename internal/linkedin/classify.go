@@ -464,7 +464,7 @@ func UntilNextUTCDay(now time.Time) time.Duration {
 // element can have failed: every "status" key (any case, at any depth) has
 // a plain integer value under 400. partialFailures then finds nothing
 // without decoding the body (a 5,000-element answer costs encoding/json
-// ~1 CPU-µs per element). Anything it cannot vouch for — a backslash (an
+// ~2 CPU-µs per element). Anything it cannot vouch for — a backslash (an
 // escaped key), a byte outside ASCII (encoding/json folds Unicode when it
 // matches keys), another value after "status" — leaves it to
 // encoding/json: false.
