@@ -98,8 +98,11 @@ const chunkMax = 64
 // profiles are created in one burst), then each is converted.
 func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out chan<- *item) {
 	evs := make([]parsed, 0, len(ds))
-	var obs []identity.Observation
-	var ts []*tracked // of obs
+	var obs []identity.Observation // most events, when there is a graph
+	var ts []*tracked              // of obs
+	if r.graph != nil {
+		obs, ts = make([]identity.Observation, 0, len(ds)), make([]*tracked, 0, len(ds))
+	}
 	for _, d := range ds {
 		p, ok := r.parse(ctx, d)
 		if !ok {

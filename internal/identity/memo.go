@@ -68,8 +68,35 @@ func (m *memo) put(key string, e entry) {
 	if m.cur == nil {
 		m.cur = make(map[string]memoEntry)
 	}
-	if _, ok := m.cur[key]; !ok && len(m.cur) >= memoGeneration {
-		m.prev, m.cur = m.cur, make(map[string]memoEntry, memoGeneration)
+	m.putLocked(key, e, now)
+}
+
+// putAll is put of n profiles, kv(i) the i-th, under one lock and one
+// clock reading (a burst of creates).
+func (m *memo) putAll(n int, kv func(i int) (string, entry)) {
+	if m.ttl <= 0 || n == 0 {
+		return
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur == nil {
+		m.cur = make(map[string]memoEntry)
+	}
+	for i := range n {
+		key, e := kv(i)
+		m.putLocked(key, e, now)
+	}
+}
+
+// putLocked is put's insertion, m.mu held. Only a full generation looks
+// key up first: a new visitor's profile is put once, and the look-up
+// costs as much as the insertion.
+func (m *memo) putLocked(key string, e entry, now time.Time) {
+	if len(m.cur) >= memoGeneration {
+		if _, ok := m.cur[key]; !ok {
+			m.prev, m.cur = m.cur, make(map[string]memoEntry, memoGeneration)
+		}
 	}
 	m.cur[key] = memoEntry{e: e, at: now}
 }

@@ -45,7 +45,7 @@ func (g *Graph) ObserveAll(ctx context.Context, obs []Observation) []error {
 	errs := make([]error, len(obs))
 	var first []*create
 	var rest []int
-	claimed := map[string]bool{}
+	claimed := make(map[string]bool, 2*len(obs)) // a new visitor's one or two keys
 	now := g.cfg.Now()
 	idss := make([]ids, len(obs))
 	scs := make([]string, len(obs))
@@ -96,6 +96,7 @@ type create struct {
 	i    int
 	key  string
 	rec  record
+	rev  uint64 // once stored
 	then *create
 }
 
@@ -112,11 +113,11 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 		keys[j], data[j] = c.key, c.rec.marshal()
 	}
 	revs, werrs := g.store.createAll(ctx, keys, data, now)
-	var stored []*create
+	stored := make([]*create, 0, len(cs))
 	for j, c := range cs {
 		switch err := werrs[j]; {
 		case err == nil:
-			g.memo.put(c.key, entry{rec: c.rec, rev: revs[j], at: now, exists: true})
+			c.rev = revs[j]
 			g.seen.add(c.key)
 			stored = append(stored, c)
 		case errors.Is(err, errNoAck):
@@ -130,6 +131,10 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 			*rest = append(*rest, c.i)
 		}
 	}
+	g.memo.putAll(len(stored), func(i int) (string, entry) {
+		c := stored[i]
+		return c.key, entry{rec: c.rec, rev: c.rev, at: now, exists: true}
+	})
 	return stored
 }
 
@@ -143,12 +148,12 @@ func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[st
 	if id.typ == "alias" && id.previous != "" {
 		return nil
 	}
+	// A key seen never met is in the memo only as a read that found it
+	// absent (load), which a create needs no more than Observe's write
+	// does: the memo is not asked (its look-ups of a new visitor's keys
+	// miss both generations, two cache misses a key).
 	unmet := func(key string) bool {
-		if key == "" || claimed[key] || g.seen.maybe(key) {
-			return false
-		}
-		_, ok := g.memo.get(key)
-		return !ok
+		return key != "" && !claimed[key] && !g.seen.maybe(key)
 	}
 	switch {
 	case id.user != "" && id.anon != "":

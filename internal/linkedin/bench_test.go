@@ -2,6 +2,7 @@ package linkedin
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -57,5 +58,19 @@ func BenchmarkClassify422(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Classify(r, 5000, specNow)
+	}
+}
+
+// BenchmarkClassifyBatch200 classifies a 200 answer to a 5,000-element
+// BATCH_CREATE, every element stored (the sandbox's and, in shape,
+// LinkedIn's).
+func BenchmarkClassifyBatch200(b *testing.B) {
+	body := []byte(`{"elements":[` + strings.Repeat(`{"status":201},`, 4999) + `{"status":201}]}`)
+	r := Response{Status: 200, Body: body}
+	b.ReportAllocs()
+	for b.Loop() {
+		if o := Classify(r, 5000, specNow); o.Class != ClassSuccess {
+			b.Fatal(o.Class)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package linkedin
 
 import (
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"slices"
@@ -317,4 +318,77 @@ func FuzzClassifyErrorBody(f *testing.F) {
 		ParseSchemaErrors(msg)
 		ParseRuleIndices(msg)
 	})
+}
+
+// TestPartialFailuresShortcut checks that noFailingStatus vouches for a
+// body only when encoding/json finds no failure in it either, and that
+// partialFailures finds the same failures with it as without.
+func TestPartialFailuresShortcut(t *testing.T) {
+	for _, tt := range []struct {
+		body  string
+		vouch bool // noFailingStatus(body)
+	}{
+		{`{"elements":[{"status":201},{"status":201}]}`, true},
+		{`{"elements":[ { "status" : 201 } ,{"STATUS":200}]}`, true},
+		{`{"elements":[{"status":201,"id":"urn:li:x"}],"paging":{}}`, true},
+		{`{"elements":[{"message":"status"},{"status":201}]}`, true},
+		{`{"elements":[]}`, true},
+		{`not json`, true},
+		{`{"elements":[{"status":201},{"status":400}]}`, false},
+		{`{"elements":[{"Status":422}]}`, false},
+		{`{"elements":[{"status":201},{"error":{"status":500,"message":"x"}}]}`, false},
+		{`{"elements":[{"status":2010}]}`, false},
+		{`{"elements":[{"status":201.0}]}`, false},
+		{`{"elements":[{"status":2e2}]}`, false},
+		{`{"elements":[{"status":"500"}]}`, false},
+		{`{"elements":[{"status":-500}]}`, false},
+		{`{"elements":[{"st\u0061tus":500}]}`, false},
+		{`{"elements":[{"ſtatus":500}]}`, false}, // U+017F folds to s in encoding/json
+		{`{"elements":[{"status":201},{"status":`, false},
+	} {
+		body := []byte(tt.body)
+		if got := noFailingStatus(body); got != tt.vouch {
+			t.Errorf("noFailingStatus(%s) = %v, want %v", tt.body, got, tt.vouch)
+		}
+		if noFailingStatus(body) && len(decodedFailures(body, 10)) > 0 {
+			t.Errorf("noFailingStatus vouched for %s, which has failures %+v", tt.body, decodedFailures(body, 10))
+		}
+		if got, want := partialFailures(body, 10), decodedFailures(body, 10); !reflect.DeepEqual(got, want) {
+			t.Errorf("partialFailures(%s) = %+v, want %+v", tt.body, got, want)
+		}
+	}
+}
+
+// decodedFailures is partialFailures without its shortcut.
+func decodedFailures(body []byte, n int) []Failure {
+	var resp struct {
+		Elements []struct {
+			Status int `json:"status"`
+			Error  *struct {
+				Status  int    `json:"status"`
+				Message string `json:"message"`
+			} `json:"error"`
+		} `json:"elements"`
+	}
+	if json.Unmarshal(body, &resp) != nil {
+		return nil
+	}
+	var fs []Failure
+	for i, e := range resp.Elements {
+		if i >= n {
+			break
+		}
+		st := e.Status
+		if st == 0 && e.Error != nil {
+			st = e.Error.Status
+		}
+		if st >= 400 {
+			f := Failure{Index: i, Status: st}
+			if e.Error != nil {
+				f.Message = e.Error.Message
+			}
+			fs = append(fs, f)
+		}
+	}
+	return fs
 }
