@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -172,7 +173,9 @@ const tablePad = 64
 // them, at least 3/8.
 func newTable(limit int) table {
 	b := bits.Len(uint(max(limit, 1) * 4 / 3)) // 2^b > 4/3 limit
-	return table{slots: make([]tslot, 1<<b+tablePad), shift: 64 - uint(b)}
+	t := table{slots: make([]tslot, 1<<b+tablePad), shift: 64 - uint(b)}
+	adviseHuge(unsafe.Pointer(&t.slots[0]), uintptr(len(t.slots))*unsafe.Sizeof(tslot{}))
+	return t
 }
 
 // first returns k's first slot.

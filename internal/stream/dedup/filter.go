@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"sync/atomic"
+	"unsafe"
 )
 
 // filter is a fixed-size blocked Bloom filter over Keys: each key sets one
@@ -29,7 +30,9 @@ const filterBlockBytes = 64
 // block).
 func newFilter(size int64) *filter {
 	blocks := max(uint64(size)/filterBlockBytes, 1)
-	return &filter{words: make([]atomic.Uint64, 8*blocks), blocks: blocks}
+	f := &filter{words: make([]atomic.Uint64, 8*blocks), blocks: blocks}
+	adviseHuge(unsafe.Pointer(&f.words[0]), uintptr(len(f.words))*8)
+	return f
 }
 
 // probe returns the key's block (index of its first word) and the 8 bit
