@@ -485,8 +485,8 @@ func (d *msgDecoder) each(seq uint64, subj string, h nats.Header, data []byte, a
 // fill sets s to the event as read. Its strings, its document's text
 // (Stored.DocString) and Doc share one copy of the event's bytes, one
 // allocation instead of one per field and another when the document is
-// parsed; nothing refers to the frame, which the decoder reuses, and an
-// event kept keeps only its own bytes. It sets every field of s.
+// parsed; nothing refers to the frame, which the decoder reuses, and a
+// Stored kept keeps only its event's bytes. It sets every field of s.
 func (se *segEvent) fill(s *Stored, seq uint64, idx int, subj, src string, at time.Time) {
 	text := string(se.rec)
 	f := func(j int) string { return text[se.f[j].off:se.f[j].end] }
