@@ -166,8 +166,9 @@ func (d *Dedup) catchUp(ctx context.Context, e *Engine, window time.Duration) (i
 			return err
 		}
 	)
+	var dec msgDecoder // one for the read: its arrays serve every message
 	err := e.read(ctx, EventsStream, spec, func(m rawMessage) error {
-		err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
+		err := dec.each(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
 			n++
 			if k, ok := d.key(s.Source, s.MessageID, s.DedupID); ok {
 				keys = append(keys, k)
@@ -227,12 +228,13 @@ func (d *Dedup) Follow(ctx context.Context, e *Engine) {
 	var (
 		keys []dedup.Key
 		pos  []uint64
+		dec  msgDecoder // its arrays serve every message
 	)
 	for ctx.Err() == nil {
 		spec := readSpec{fromSeq: d.x.Covered() + 1, follow: true}
 		err := e.read(ctx, EventsStream, spec, func(m rawMessage) error {
 			keys, pos = keys[:0], pos[:0]
-			err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
+			err := dec.each(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
 				if k, ok := d.key(s.Source, s.MessageID, s.DedupID); ok {
 					keys, pos = append(keys, k), append(pos, uint64(s.Pos()))
 				}
