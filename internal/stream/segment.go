@@ -466,6 +466,23 @@ func (d *msgDecoder) event(i int, s *Stored) {
 	d.evs[i].fill(s, d.seq, i, d.subj, d.src, d.at)
 }
 
+// eachKey calls fn with the index, source, messageId and de-duplication
+// id of each event of the message decode read last: what the
+// de-duplication index records of it, without copying the rest of the
+// event (its document) as event does.
+func (d *msgDecoder) eachKey(fn func(i int, source, messageID, dedupID string)) {
+	if len(d.evs) == 0 {
+		var s Stored
+		d.event(0, &s)
+		fn(0, s.Source, s.MessageID, s.DedupID)
+		return
+	}
+	for i := range d.evs {
+		se := &d.evs[i]
+		fn(i, d.src, string(se.field(fMessageID)), string(se.field(fDedupID)))
+	}
+}
+
 // each calls fn for each event of a stored message (decodeMessage).
 func (d *msgDecoder) each(seq uint64, subj string, h nats.Header, data []byte, at time.Time, fn func(Stored) error) error {
 	n, err := d.decode(seq, subj, h, data, at)

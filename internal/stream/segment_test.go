@@ -163,6 +163,20 @@ func TestDecoderReuse(t *testing.T) {
 			}
 			kept, keptWant = append(kept, got), append(keptWant, want[i])
 		}
+		// eachKey gives the events' key fields as event does.
+		var keys []string
+		dec.eachKey(func(i int, source, messageID, dedupID string) {
+			keys = append(keys, fmt.Sprint(i, source, messageID, dedupID))
+		})
+		for i, w := range want {
+			if i >= len(keys) || keys[i] != fmt.Sprint(i, w.Source, w.MessageID, w.DedupID) {
+				t.Errorf("message %d: eachKey gave %q, want the key fields of %+v", m.seq, keys, want)
+				break
+			}
+		}
+		if len(keys) != len(want) {
+			t.Errorf("message %d: eachKey gave %d events, want %d", m.seq, len(keys), len(want))
+		}
 	}
 	for i := range kept {
 		if !reflect.DeepEqual(kept[i], keptWant[i]) || kept[i].DocString() != string(keptWant[i].Doc) {
