@@ -166,15 +166,18 @@ func (d *Dedup) catchUp(ctx context.Context, e *Engine, window time.Duration) (i
 			return err
 		}
 	)
+	var dec msgDecoder // one for the read: its arrays serve every message
 	err := e.read(ctx, EventsStream, spec, func(m rawMessage) error {
-		err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
-			n++
-			if k, ok := d.key(s.Source, s.MessageID, s.DedupID); ok {
-				keys = append(keys, k)
-				pos = append(pos, uint64(s.Pos()))
-			}
-			return nil
-		})
+		_, err := dec.decode(m.Seq, m.Subject, m.Header, m.Data, m.Time)
+		if err == nil {
+			dec.eachKey(func(i int, source, messageID, dedupID string) {
+				n++
+				if k, ok := d.key(source, messageID, dedupID); ok {
+					keys = append(keys, k)
+					pos = append(pos, uint64(MakePos(m.Seq, i)))
+				}
+			})
+		}
 		if err != nil {
 			d.log.Warn("de-duplication catch-up: a stored message does not decode; its events are not recorded", "seq", m.Seq, "error", err)
 		}
@@ -227,17 +230,20 @@ func (d *Dedup) Follow(ctx context.Context, e *Engine) {
 	var (
 		keys []dedup.Key
 		pos  []uint64
+		dec  msgDecoder // its arrays serve every message
 	)
 	for ctx.Err() == nil {
 		spec := readSpec{fromSeq: d.x.Covered() + 1, follow: true}
 		err := e.read(ctx, EventsStream, spec, func(m rawMessage) error {
 			keys, pos = keys[:0], pos[:0]
-			err := decodeMessage(m.Seq, m.Subject, m.Header, m.Data, m.Time, func(s Stored) error {
-				if k, ok := d.key(s.Source, s.MessageID, s.DedupID); ok {
-					keys, pos = append(keys, k), append(pos, uint64(s.Pos()))
-				}
-				return nil
-			})
+			_, err := dec.decode(m.Seq, m.Subject, m.Header, m.Data, m.Time)
+			if err == nil {
+				dec.eachKey(func(i int, source, messageID, dedupID string) {
+					if k, ok := d.key(source, messageID, dedupID); ok {
+						keys, pos = append(keys, k), append(pos, uint64(MakePos(m.Seq, i)))
+					}
+				})
+			}
 			if err != nil {
 				d.log.Warn("de-duplication follower: a stored message does not decode; its events are not recorded", "seq", m.Seq, "error", err)
 			}

@@ -104,7 +104,9 @@ type Stored struct {
 	DedupID string
 	// StoredAt is when the stream stored the event.
 	StoredAt time.Time
-	// Doc is the stored JSON document, exactly as kept.
+	// Doc is the stored JSON document, exactly as kept. Readers do not
+	// modify it: an event read from a segment shares its bytes with its
+	// strings (DocString).
 	Doc []byte
 
 	// RequestID, UserAgent, LiFatID, ReplayFor and Trust are the facts
@@ -119,14 +121,13 @@ type Stored struct {
 	DuplicateOf Pos
 
 	// docText is Doc as a string when the reader holds one (segments:
-	// segEvent.stored), "" otherwise; see DocString.
+	// segEvent.fill), "" otherwise; see DocString.
 	docText string
 }
 
 // DocString returns Doc as a string, for event.ParseString: without a
 // copy when the reader already made one (an event of a segment, whose
-// strings share one copy of its bytes), else a copy of Doc. It does not
-// follow changes of Doc after the read.
+// strings and Doc share one copy of its bytes), else a copy of Doc.
 func (s *Stored) DocString() string {
 	if s.docText != "" {
 		return s.docText

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
@@ -213,10 +214,17 @@ const maxFrameBytes = 64 << 20
 
 // segmentFrame returns the frame of a segment of the given version whose
 // data is data: data itself (version 1) or data decompressed into a new
-// array (version 2), so that events that alias the frame stay valid as
-// long as the caller keeps them, as they do when they alias data. It
-// never panics: damage gives an error wrapping errBadSegment.
+// array (version 2). It never panics: damage gives an error wrapping
+// errBadSegment.
 func segmentFrame(version string, data []byte) ([]byte, error) {
+	return segmentFrameInto(nil, version, data)
+}
+
+// segmentFrameInto is segmentFrame decompressing into dst's array when it
+// has room for the frame, else into a new one: a reader that copies each
+// event out of the frame (segEvent.fill) reuses one array for every
+// message.
+func segmentFrameInto(dst []byte, version string, data []byte) ([]byte, error) {
 	switch version {
 	case segVersion:
 		return data, nil
@@ -225,7 +233,10 @@ func segmentFrame(version string, data []byte) ([]byte, error) {
 		if err != nil || n <= 0 || n > maxFrameBytes {
 			return nil, fmt.Errorf("%w: compressed frame: bad length (%d, %v)", errBadSegment, n, err)
 		}
-		frame, err := s2.Decode(make([]byte, n), data)
+		if cap(dst) < n {
+			dst = make([]byte, n)
+		}
+		frame, err := s2.Decode(dst[:n], data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: compressed frame: %v", errBadSegment, err)
 		}
@@ -386,19 +397,27 @@ func decodeMessage(seq uint64, subj string, h nats.Header, data []byte, at time.
 // message: the writer's segments hold at most 1000 events (its MaxBatch).
 const maxKeptEvents = 1024
 
+// maxKeptFrame bounds the array a msgDecoder keeps to decompress the next
+// message's frame into: writers cut frames at the server's maximum payload
+// (1 MB by default, at most 8 MB).
+const maxKeptFrame = 8 << 20
+
 // msgDecoder decodes stored EVENTS messages, keeping the index of a
-// segment's frame from one message to the next: a reader that decodes many
-// messages allocates it once, and fills its events in place (event) rather
-// than copying each through a callback. Its zero value is ready; it is not
+// segment's frame, and the array a compressed frame is decompressed into,
+// from one message to the next: a reader that decodes many messages
+// allocates them once, and fills its events in place (event) rather than
+// copying each through a callback. Nothing it hands out refers to either
+// (segEvent.fill copies each event). Its zero value is ready; it is not
 // safe for concurrent use.
 type msgDecoder struct {
-	evs  []segEvent // the segment's events; empty for a per-event message
-	seq  uint64
-	subj string
-	src  string // a segment's source
-	h    nats.Header
-	data []byte
-	at   time.Time
+	evs   []segEvent // the segment's events; empty for a per-event message
+	frame []byte     // the last compressed frame, decompressed (empty: none kept)
+	seq   uint64
+	subj  string
+	src   string // a segment's source
+	h     nats.Header
+	data  []byte
+	at    time.Time
 }
 
 // decode reads a stored message and returns how many events it holds (1
@@ -414,7 +433,13 @@ func (d *msgDecoder) decode(seq uint64, subj string, h nats.Header, data []byte,
 		d.evs = d.evs[:0]
 		return 1, nil
 	}
-	frame, err := segmentFrame(h.Get(headerSeg), data)
+	version := h.Get(headerSeg)
+	frame, err := segmentFrameInto(d.frame, version, data)
+	if version == segVersionS2 && err == nil {
+		if d.frame = frame[:0]; cap(frame) > maxKeptFrame {
+			d.frame = nil // an outsized frame's array is not kept
+		}
+	}
 	var evs []segEvent
 	if err == nil {
 		evs, err = decodeSegmentInto(d.evs, frame)
@@ -441,6 +466,23 @@ func (d *msgDecoder) event(i int, s *Stored) {
 	d.evs[i].fill(s, d.seq, i, d.subj, d.src, d.at)
 }
 
+// eachKey calls fn with the index, source, messageId and de-duplication
+// id of each event of the message decode read last: what the
+// de-duplication index records of it, without copying the rest of the
+// event (its document) as event does.
+func (d *msgDecoder) eachKey(fn func(i int, source, messageID, dedupID string)) {
+	if len(d.evs) == 0 {
+		var s Stored
+		d.event(0, &s)
+		fn(0, s.Source, s.MessageID, s.DedupID)
+		return
+	}
+	for i := range d.evs {
+		se := &d.evs[i]
+		fn(i, d.src, string(se.field(fMessageID)), string(se.field(fDedupID)))
+	}
+}
+
 // each calls fn for each event of a stored message (decodeMessage).
 func (d *msgDecoder) each(seq uint64, subj string, h nats.Header, data []byte, at time.Time, fn func(Stored) error) error {
 	n, err := d.decode(seq, subj, h, data, at)
@@ -457,19 +499,30 @@ func (d *msgDecoder) each(seq uint64, subj string, h nats.Header, data []byte, a
 	return nil
 }
 
-// fill sets s to the event as read. Its strings and its document's text
-// (Stored.DocString) share one copy of the event's bytes, one allocation
-// instead of one per field and another when the document is parsed; Doc
-// aliases the frame. It sets every field of s.
+// fill sets s to the event as read. Its strings, its document's text
+// (Stored.DocString) and Doc share one copy of the event's bytes, one
+// allocation instead of one per field and another when the document is
+// parsed; nothing refers to the frame, which the decoder reuses, and a
+// Stored kept keeps only its event's bytes. It sets every field of s.
 func (se *segEvent) fill(s *Stored, seq uint64, idx int, subj, src string, at time.Time) {
 	text := string(se.rec)
 	f := func(j int) string { return text[se.f[j].off:se.f[j].end] }
 	// Field by field: a composite literal would be built aside and copied.
 	s.Seq, s.Index, s.Subject, s.Source, s.Type = seq, idx, subj, src, f(fType)
 	s.MessageID, s.DedupID, s.StoredAt = f(fMessageID), f(fDedupID), at
-	s.Doc = se.rec[se.doc.off:se.doc.end:se.doc.end]
+	s.Doc = stringBytes(text[se.doc.off:se.doc.end])
 	s.RequestID, s.UserAgent, s.LiFatID = f(fRequestID), f(fUserAgent), f(fLiFatID)
 	s.ReplayFor, s.Trust = f(fReplayFor), f(fTrust)
 	s.DuplicateOf = 0
 	s.docText = text[se.doc.off:se.doc.end]
+}
+
+// stringBytes returns the bytes of s without a copy, as a slice whose
+// capacity is its length (an append copies). Nothing may write to them:
+// Stored.Doc is read only (its text is Stored.DocString's too).
+func stringBytes(s string) []byte {
+	if s == "" {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

@@ -91,13 +91,18 @@ func TestSegmentFrame(t *testing.T) {
 // TestDecoderReuse: a msgDecoder reused across messages (as a consumer's
 // fetch loop does) reads each as a fresh decode would, fills every field of
 // a Stored that held another event, and keeps no reference to the frames
-// of earlier messages in its index.
+// of earlier messages in its index; the events it filled stay as read
+// while it decodes (decompresses into its array) the next messages.
 func TestDecoderReuse(t *testing.T) {
 	big := make([]*Event, 5)
 	for i := range big {
 		big[i] = &Event{Source: "web", Type: "track", MessageID: fmt.Sprint("b", i), Doc: []byte(`{"big":true}`), RequestID: "r", UserAgent: "ua", LiFatID: "l", ReplayFor: "li", Trust: TrustServer}
 	}
 	small := []*Event{{Source: "web", Type: "page", DedupID: "replay:li:3", Doc: []byte(`{}`)}}
+	other := make([]*Event, 6)
+	for i := range other {
+		other[i] = &Event{Source: "web", Type: "screen", MessageID: fmt.Sprint("other-", i), Doc: []byte(`{"other":"yes, other bytes"}`), UserAgent: "another agent"}
+	}
 	segHdr := nats.Header{headerSeg: []string{segVersion}, headerSource: []string{"web"}}
 	segHdrS2 := nats.Header{headerSeg: []string{segVersionS2}, headerSource: []string{"web"}}
 	old := &Event{Source: "app", Type: "identify", MessageID: "o1", Doc: []byte(`{"old":1}`), Trust: TrustVerified}
@@ -119,6 +124,7 @@ func TestDecoderReuse(t *testing.T) {
 		{10, "events.web.seg", segHdrS2, s2.Encode(nil, encodeSegment(big))[:30]}, // damaged
 		{11, "events.web.seg", segHdrS2, s2.Encode(nil, encodeSegment(big)[:40])}, // a damaged frame, compressed
 		{12, "events.web.seg", segHdr, encodeSegment(big[:3])},
+		{13, "events.web.seg", segHdrS2, s2.Encode(nil, encodeSegment(other))},
 	}
 	msgs[2].h.Set(nats.MsgIdHdr, dedupIDOf(old.Source, old.MessageID))
 	var dec msgDecoder
@@ -129,6 +135,7 @@ func TestDecoderReuse(t *testing.T) {
 		t.Fatal("the dirty Stored leaves a field zero: set it")
 	}
 	at := time.Unix(1700000000, 0)
+	var kept, keptWant []Stored
 	for _, m := range msgs {
 		var want []Stored
 		werr := decodeMessage(m.seq, m.subj, m.h, m.data, at, func(s Stored) error { want = append(want, s); return nil })
@@ -154,6 +161,26 @@ func TestDecoderReuse(t *testing.T) {
 			if !reflect.DeepEqual(got, want[i]) {
 				t.Errorf("message %d event %d: %+v, want %+v", m.seq, i, got, want[i])
 			}
+			kept, keptWant = append(kept, got), append(keptWant, want[i])
+		}
+		// eachKey gives the events' key fields as event does.
+		var keys []string
+		dec.eachKey(func(i int, source, messageID, dedupID string) {
+			keys = append(keys, fmt.Sprint(i, source, messageID, dedupID))
+		})
+		for i, w := range want {
+			if i >= len(keys) || keys[i] != fmt.Sprint(i, w.Source, w.MessageID, w.DedupID) {
+				t.Errorf("message %d: eachKey gave %q, want the key fields of %+v", m.seq, keys, want)
+				break
+			}
+		}
+		if len(keys) != len(want) {
+			t.Errorf("message %d: eachKey gave %d events, want %d", m.seq, len(keys), len(want))
+		}
+	}
+	for i := range kept {
+		if !reflect.DeepEqual(kept[i], keptWant[i]) || kept[i].DocString() != string(keptWant[i].Doc) {
+			t.Errorf("event %s changed after later messages were decoded: %+v, want %+v", kept[i].Pos(), kept[i], keptWant[i])
 		}
 	}
 }
