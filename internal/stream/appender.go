@@ -250,14 +250,18 @@ func (a *appender) wake() {
 }
 
 // commitHere commits what is queued in the calling goroutine (the request
-// that just queued, and any queued before it) when fewer than Inflight
-// commits are in flight, and reports whether it did. A request that finds
-// the store idle, the rule at a few thousand single-event requests per
-// second, is then written without two goroutine hand-offs (waking a commit
-// loop, and the loop waking the request when it is done); under load the
-// slots are taken and requests queue for the loops as before, so groups
-// form the same way.
+// that just queued, and any queued before it) when no commit is in flight,
+// and reports whether it did. A request that finds the store idle, the
+// rule at a few thousand single-event requests per second, is then written
+// without two goroutine hand-offs (waking a commit loop, and the loop
+// waking the request when it is done). Otherwise it queues for the loops
+// as before: a loop that finishes a commit takes what queued meanwhile at
+// once, where a caller would have to wake a loop for it (taking a free
+// slot beside a running commit measured the same CPU and a higher p50).
 func (a *appender) commitHere(ctx context.Context) bool {
+	if len(a.slots) > 0 {
+		return false
+	}
 	select {
 	case a.slots <- struct{}{}:
 	default:

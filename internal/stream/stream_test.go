@@ -264,15 +264,19 @@ func TestOverloaded(t *testing.T) {
 	}
 }
 
-// TestAppendCommitsInTheCallersGoroutine: a call that finds fewer than
-// Inflight commits in flight commits in its own goroutine; one that finds
-// every slot taken queues for the commit loops, which take it once a slot
-// is free (no wake-up lost).
+// TestAppendCommitsInTheCallersGoroutine: a call that finds no commit in
+// flight commits in its own goroutine; one that finds a commit in flight
+// queues for the commit loops, which take it once a slot is free (no
+// wake-up lost).
 func TestAppendCommitsInTheCallersGoroutine(t *testing.T) {
 	_, app := openTest(t, Config{DataDir: t.TempDir()})
-	// Run has started once an append returns (the first may come before).
+	// Run has started once an append returns (the first may come before,
+	// and then a loop commits it and frees its slot just after).
 	if _, err := app.Append(context.Background(), []record{rec("events.s.t", "first")}); err != nil {
 		t.Fatal(err)
+	}
+	for len(app.slots) > 0 {
+		time.Sleep(time.Millisecond)
 	}
 	here := app.here.Load()
 	for i := range 5 {
@@ -284,9 +288,18 @@ func TestAppendCommitsInTheCallersGoroutine(t *testing.T) {
 		t.Errorf("5 appends one at a time: %d committed by the caller, want 5", n)
 	}
 
-	// Every slot taken: the call waits in the queue, and a loop commits it
-	// once one is free.
-	for range app.cfg.Inflight {
+	// A commit in flight (a slot taken): the call queues, and a loop
+	// commits it.
+	app.slots <- struct{}{}
+	if res, err := app.Append(context.Background(), []record{rec("events.s.t", "beside")}); err != nil || res[0].Err != nil {
+		t.Fatalf("append beside a commit: %v %+v", err, res)
+	}
+	if app.here.Load() != here+5 {
+		t.Error("an append beside a commit in flight was committed by its caller")
+	}
+
+	// Every slot taken: the call waits in the queue until one is free.
+	for range app.cfg.Inflight - 1 {
 		app.slots <- struct{}{}
 	}
 	type outcome struct {
