@@ -336,4 +336,17 @@ func TestSyncFollowsBlockChanges(t *testing.T) {
 	if s.watch != nil && s.checks != checks {
 		t.Error("a sync with no change after the changes checked the paths")
 	}
+
+	// The stream's directory missing for a while: syncs fail, then find
+	// the new one, watched again.
+	watched := s.watch != nil
+	rename(filepath.Join(streams, "S"), filepath.Join(streams, ".S2"))
+	if err := s.Sync(); err == nil {
+		t.Error("sync with the stream's directory missing: no error")
+	}
+	write(filepath.Join(msgs, "11.blk"), "eleven")
+	check("stream back", 11)
+	if watched && s.watch == nil {
+		t.Error("no watch once the stream's directory is back")
+	}
 }
