@@ -107,7 +107,9 @@ func (b *budget) inflight() int64 {
 // *held, which the caller gives back once done with the body; when the
 // budget is spent, readBody sets Retry-After and answers 503.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int, buf *bytes.Buffer, held *int64) ([]byte, *httpError) {
-	tooLarge := &httpError{http.StatusBadRequest, event.CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit)}
+	tooLarge := func() *httpError { // built only when needed: Sprintf was 1% of a track request's CPU
+		return &httpError{http.StatusBadRequest, event.CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit)}
+	}
 	var rd io.Reader = http.MaxBytesReader(w, r.Body, int64(limit)+1)
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -116,7 +118,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int, bu
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, tooLarge
+				return nil, tooLarge()
 			}
 			return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body is not valid gzip data"}
 		}
@@ -132,7 +134,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int, bu
 		w.Header().Set("Retry-After", "1")
 		return nil, &httpError{http.StatusServiceUnavailable, "unavailable", "capstan holds as much request data as it may (server.max_inflight_body_bytes); retry later"}
 	case errors.As(err, &mbe) || buf.Len() > limit:
-		return nil, tooLarge
+		return nil, tooLarge()
 	case err != nil && strings.Contains(r.Header.Get("Content-Encoding"), "gzip"):
 		return nil, &httpError{http.StatusBadRequest, event.CodeInvalidJSON, "request body is not valid gzip data"}
 	case err != nil:

@@ -264,6 +264,74 @@ func TestOverloaded(t *testing.T) {
 	}
 }
 
+// TestAppendCommitsInTheCallersGoroutine: a call that finds no commit in
+// flight commits in its own goroutine; one that finds a commit in flight
+// queues for the commit loops, which take it once a slot is free (no
+// wake-up lost).
+func TestAppendCommitsInTheCallersGoroutine(t *testing.T) {
+	_, app := openTest(t, Config{DataDir: t.TempDir()})
+	// Run has started once an append returns (the first may come before,
+	// and then a loop commits it and frees its slot just after).
+	if _, err := app.Append(context.Background(), []record{rec("events.s.t", "first")}); err != nil {
+		t.Fatal(err)
+	}
+	for len(app.slots) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	here := app.here.Load()
+	for i := range 5 {
+		if res, err := app.Append(context.Background(), []record{rec("events.s.t", fmt.Sprint("here-", i))}); err != nil || res[0].Err != nil {
+			t.Fatalf("append %d: %v %+v", i, err, res)
+		}
+	}
+	if n := app.here.Load() - here; n != 5 {
+		t.Errorf("5 appends one at a time: %d committed by the caller, want 5", n)
+	}
+
+	// A commit in flight (a slot taken): the call queues, and a loop
+	// commits it.
+	app.slots <- struct{}{}
+	if res, err := app.Append(context.Background(), []record{rec("events.s.t", "beside")}); err != nil || res[0].Err != nil {
+		t.Fatalf("append beside a commit: %v %+v", err, res)
+	}
+	if app.here.Load() != here+5 {
+		t.Error("an append beside a commit in flight was committed by its caller")
+	}
+
+	// Every slot taken: the call waits in the queue until one is free.
+	for range app.cfg.Inflight - 1 {
+		app.slots <- struct{}{}
+	}
+	type outcome struct {
+		res []Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := app.Append(context.Background(), []record{rec("events.s.t", "queued")})
+		done <- outcome{res, err}
+	}()
+	for app.queuedNow() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case o := <-done:
+		t.Fatalf("append returned while every slot was taken: %+v", o)
+	default:
+	}
+	<-app.slots
+	o := <-done
+	if o.err != nil || o.res[0].Err != nil || o.res[0].Seq == 0 {
+		t.Fatalf("queued append: %+v", o)
+	}
+	if app.here.Load() != here+5 {
+		t.Error("the queued append was committed by its caller")
+	}
+	for range app.cfg.Inflight - 1 {
+		<-app.slots
+	}
+}
+
 // TestExternalEngine runs against the NATS server with JetStream that this
 // machine provides at 127.0.0.1:4222.
 func TestExternalEngine(t *testing.T) {

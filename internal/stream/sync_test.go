@@ -3,12 +3,15 @@ package stream
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -238,5 +241,112 @@ func TestStateBucketSyncs(t *testing.T) {
 	}
 	if found, names := log.syncedHolding("secret-value"); !found {
 		t.Errorf("Put returned before its block was synced (synced %q)", names)
+	}
+}
+
+// TestSyncFollowsBlockChanges: between syncs the file store may start a
+// block, rewrite one (a new file renamed over it) or replace the msgs
+// directory or the stream's (purge, delete); each sync must fsync the file
+// now at the last block's path. On Linux the syncer watches the
+// directories, and a sync with no change checks no path; each change below
+// is a rename alone (what it renames was made before the sync before).
+func TestSyncFollowsBlockChanges(t *testing.T) {
+	root := t.TempDir()
+	streams := filepath.Join(root, "jetstream", "streams")
+	msgs := filepath.Join(streams, "S", "msgs")
+	write := func(path, data string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rename := func(from, to string) {
+		t.Helper()
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(msgs, "1.blk"), "one")
+	s := newBlockSyncer(msgs, root)
+	defer s.Close()
+	var synced []os.FileInfo // the block files fsynced by the last Sync
+	s.fsync = func(f *os.File) error {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			synced = append(synced, fi)
+		}
+		return f.Sync()
+	}
+	// check syncs and wants the file at msgs/<index>.blk among those synced.
+	check := func(step string, index int) {
+		t.Helper()
+		synced = nil
+		if err := s.Sync(); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		want, err := os.Stat(filepath.Join(msgs, fmt.Sprintf("%d.blk", index)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(synced, func(fi os.FileInfo) bool { return os.SameFile(fi, want) }) {
+			t.Fatalf("%s: %d.blk not synced (%d block files synced)", step, index, len(synced))
+		}
+	}
+	check("first", 1)
+	if runtime.GOOS == "linux" && s.watch == nil {
+		// Only the system's inotify limits may refuse it (the syncer then
+		// checks the paths on every sync, as elsewhere).
+		_, err := newDirWatch(msgs, root)
+		if !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("no directory watch on Linux: %v", err)
+		}
+		t.Logf("no directory watch: %v", err)
+	}
+	checks := s.checks
+	for range 3 {
+		check("unchanged", 1)
+	}
+	if s.watch != nil && s.checks != checks {
+		t.Errorf("3 syncs with no change checked the paths %d times", s.checks-checks)
+	}
+
+	write(filepath.Join(msgs, "2.tmp"), "two, compacted")
+	write(filepath.Join(streams, "S", "new", "7.blk"), "seven")
+	write(filepath.Join(streams, "S2", "msgs", "9.blk"), "nine")
+	write(filepath.Join(msgs, "2.blk"), "two")
+	check("new block", 2)
+	check("new block, unchanged", 2)
+
+	rename(filepath.Join(msgs, "2.tmp"), filepath.Join(msgs, "2.blk"))
+	check("block rewritten", 2)
+
+	// A purge: msgs moved away, another directory renamed in its place.
+	rename(msgs, filepath.Join(streams, "S", "__msgs__"))
+	rename(filepath.Join(streams, "S", "new"), msgs)
+	check("msgs replaced", 7)
+
+	// The stream deleted and made again.
+	rename(filepath.Join(streams, "S"), filepath.Join(streams, ".S"))
+	rename(filepath.Join(streams, "S2"), filepath.Join(streams, "S"))
+	check("stream replaced", 9)
+	checks = s.checks
+	check("stream replaced, unchanged", 9)
+	if s.watch != nil && s.checks != checks {
+		t.Error("a sync with no change after the changes checked the paths")
+	}
+
+	// The stream's directory missing for a while: syncs fail, then find
+	// the new one, watched again.
+	watched := s.watch != nil
+	rename(filepath.Join(streams, "S"), filepath.Join(streams, ".S2"))
+	if err := s.Sync(); err == nil {
+		t.Error("sync with the stream's directory missing: no error")
+	}
+	write(filepath.Join(msgs, "11.blk"), "eleven")
+	check("stream back", 11)
+	if watched && s.watch == nil {
+		t.Error("no watch once the stream's directory is back")
 	}
 }
