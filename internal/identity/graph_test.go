@@ -8,10 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"math"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1046,36 +1044,5 @@ func testObserveAll(t *testing.T) {
 	}
 	if p, err := all.Show(ctx, Key{UserID: "pair-u-old"}); err != nil || p.LiFatID != "PN" || p.EmailSHA256 != must(hashEmail("old@example.com")) {
 		t.Errorf("stored user of a new browser: %+v %v", p, err)
-	}
-}
-
-// TestSeenFalsePositives: a full generation of the blocked filter answers
-// "maybe" for never-met keys no more often than the unblocked filter of
-// four bits a key it replaced did when full, (1 − e^(−4n/m))^4 ≈ 2.39% at
-// m/n = 8 bits a key: more would mean more reads before a new visitor's
-// create. Expected: ~2.31% (Poisson(64) keys a block, five bits each). The
-// hash seed is random; over 2^20 probes the rate's standard deviation is
-// ~0.015 points, the margin to the bound ~0.09 (6 deviations).
-func TestSeenFalsePositives(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills 2 MiB")
-	}
-	s := newSeen(seenGeneration + 1) // no rotation
-	for i := range seenGeneration {
-		s.add("user:" + strconv.Itoa(i))
-	}
-	const probes = 1 << 20
-	fp := 0
-	for i := range probes {
-		if s.maybe("anon:" + strconv.Itoa(i)) {
-			fp++
-		}
-	}
-	rate := float64(fp) / probes
-	k, fill := 4.0, float64(seenGeneration)/float64(seenBits)
-	bound := math.Pow(1-math.Exp(-k*fill), k)
-	t.Logf("false positives %.3f%%, the unblocked filter's %.3f%%", 100*rate, 100*bound)
-	if rate > bound {
-		t.Errorf("false positives %.3f%% above the unblocked filter's %.3f%%", 100*rate, 100*bound)
 	}
 }

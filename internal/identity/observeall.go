@@ -95,7 +95,6 @@ func (g *Graph) ObserveAll(ctx context.Context, obs []Observation) []error {
 type create struct {
 	i    int
 	key  string
-	hash uint64 // seen's
 	rec  record
 	rev  uint64 // once stored
 	then *create
@@ -119,7 +118,7 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 		switch err := werrs[j]; {
 		case err == nil:
 			c.rev = revs[j]
-			g.seen.addHash(c.hash)
+			g.seen.add(c.key)
 			stored = append(stored, c)
 		case errors.Is(err, errNoAck):
 			errs[c.i] = fmt.Errorf("write profile: %w", err)
@@ -128,7 +127,7 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 		case errors.Is(err, errNotPublished):
 			*rest = append(*rest, c.i)
 		default:
-			g.seen.addHash(c.hash)
+			g.seen.add(c.key)
 			*rest = append(*rest, c.i)
 		}
 	}
@@ -153,26 +152,16 @@ func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[st
 	// absent (load), which a create needs no more than Observe's write
 	// does: the memo is not asked (its look-ups of a new visitor's keys
 	// miss both generations, two cache misses a key).
-	// A key's hash is kept for seen's insertion once it is stored.
-	var uh, ah uint64
-	unmet := func(key string, h *uint64) bool {
-		if key == "" || claimed[key] {
-			return false
-		}
-		*h = g.seen.hash(key)
-		return !g.seen.maybeHash(*h)
+	unmet := func(key string) bool {
+		return key != "" && !claimed[key] && !g.seen.maybe(key)
 	}
 	switch {
 	case id.user != "" && id.anon != "":
-		if !unmet(id.uk, &uh) || !unmet(id.ak, &ah) {
+		if !unmet(id.uk) || !unmet(id.ak) {
 			return nil
 		}
-	case id.user != "":
-		if !unmet(id.uk, &uh) {
-			return nil
-		}
-	case id.anon != "":
-		if !unmet(id.ak, &ah) {
+	case id.user != "" || id.anon != "":
+		if !unmet(id.uk + id.ak) { // one of them is ""
 			return nil
 		}
 	default:
@@ -180,12 +169,12 @@ func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[st
 	}
 	// Only now, for events that qualify: the email's hash is not free.
 	v := g.valuesOf(o.Event, id, o.Captured)
-	profile := func(key string, h uint64, links ...string) *create {
+	profile := func(key string, links ...string) *create {
 		p := record{Links: links}
 		if !v.apply(&p, g.slack()) && len(links) == 0 {
 			return nil // nothing to record
 		}
-		c := &create{key: key, hash: h, rec: p}
+		c := &create{key: key, rec: p}
 		if sc != "" {
 			c.rec = record{Scoped: map[string]*record{sc: &p}}
 		}
@@ -194,11 +183,11 @@ func (g *Graph) newProfiles(o Observation, id ids, now time.Time, claimed map[st
 		return c
 	}
 	if id.uk != "" && id.ak != "" {
-		c := profile(id.uk, uh, id.ak)
-		c.then = profile(id.ak, ah, id.uk)
+		c := profile(id.uk, id.ak)
+		c.then = profile(id.ak, id.uk)
 		return c
 	}
-	return profile(id.uk+id.ak, uh|ah) // one of them is ""
+	return profile(id.uk + id.ak)
 }
 
 // memoised reports whether every profile the ids name is in the memo, so

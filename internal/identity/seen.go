@@ -20,15 +20,6 @@ import (
 // filter starts, so memory stays bounded (2 × 2 MiB) while keys met in the
 // last generation or two are still recognised. A false "maybe" only means a
 // read before the write, as without the filter.
-//
-// The filter is blocked: a key's seenHashes bits all lie in one 64-byte
-// block (a cache line), chosen by the top bits of its hash, so a look-up
-// or an insertion touches one line per generation rather than one per bit
-// (the filter is far larger than the caches; a new visitor's key cost
-// about six misses). Five bits where the unblocked filter set four keep
-// its false positives when full: ~2.3% at 8 bits a key, the unblocked
-// filter's ~2.4% (TestSeenFalsePositives).
-// A key is hashed once (hash) for its look-up and its insertion.
 type seen struct {
 	seed maphash.Seed
 	gen  int64 // keys per generation
@@ -39,20 +30,14 @@ type seen struct {
 }
 
 const (
-	seenBlockBits  = 15 // top hash bits that pick a block
-	seenBlocks     = 1 << seenBlockBits
-	seenBits       = seenBlocks * 512 // bits per generation (2 MiB)
-	seenHashes     = 5                // bits per key, 9 hash bits each
-	seenGeneration = 1 << 21          // keys per generation: ~2.3% false positives when full
+	seenBits       = 1 << 24 // bits per generation (2 MiB)
+	seenHashes     = 4
+	seenGeneration = 1 << 21 // keys per generation: ~0.2% false positives when full
 )
 
-// block is 512 bits, one cache line: the allocator aligns bloom (2 MiB) to a
-// page, so every block is a line.
-type block [8]atomic.Uint64
-
 type bloom struct {
-	blocks [seenBlocks]block
-	n      atomic.Int64
+	words [seenBits / 64]atomic.Uint64
+	n     atomic.Int64
 }
 
 func newSeen(gen int64) *seen {
@@ -61,16 +46,21 @@ func newSeen(gen int64) *seen {
 	return s
 }
 
-// hash is key's hash for maybeHash and addHash.
-func (s *seen) hash(key string) uint64 { return maphash.String(s.seed, key) }
+// positions returns the filter's bit positions for key (Kirsch–Mitzenmacher:
+// two halves of one 64-bit hash).
+func (s *seen) positions(key string) [seenHashes]uint32 {
+	h := maphash.String(s.seed, key)
+	h1, h2 := uint32(h), uint32(h>>32)|1
+	var p [seenHashes]uint32
+	for i := range p {
+		p[i] = (h1 + uint32(i)*h2) % seenBits
+	}
+	return p
+}
 
-// has reports whether the bits of hash h are all set: the top seenBlockBits bits pick
-// the block, five 9-bit slices of the low 45 bits the bits in it.
-func (b *bloom) has(h uint64) bool {
-	bl := &b.blocks[h>>(64-seenBlockBits)]
-	for i := range seenHashes {
-		bit := h >> (9 * i) & 511
-		if bl[bit/64].Load()&(1<<(bit%64)) == 0 {
+func (b *bloom) has(p [seenHashes]uint32) bool {
+	for _, bit := range p {
+		if b.words[bit/64].Load()&(1<<(bit%64)) == 0 {
 			return false
 		}
 	}
@@ -79,30 +69,24 @@ func (b *bloom) has(h uint64) bool {
 
 // maybe reports whether key may have been met; false means certainly not
 // (by this process, in the last generations).
-func (s *seen) maybe(key string) bool { return s.maybeHash(s.hash(key)) }
-
-// maybeHash is maybe of the key whose hash is h.
-func (s *seen) maybeHash(h uint64) bool {
-	if s.cur.Load().has(h) {
+func (s *seen) maybe(key string) bool {
+	p := s.positions(key)
+	if s.cur.Load().has(p) {
 		return true
 	}
 	prev := s.prev.Load()
-	return prev != nil && prev.has(h)
+	return prev != nil && prev.has(p)
 }
 
 // add records key.
-func (s *seen) add(key string) { s.addHash(s.hash(key)) }
-
-// addHash records the key whose hash is h.
-func (s *seen) addHash(h uint64) {
+func (s *seen) add(key string) {
+	p := s.positions(key)
 	b := s.cur.Load()
-	if b.has(h) {
+	if b.has(p) {
 		return
 	}
-	bl := &b.blocks[h>>(64-seenBlockBits)]
-	for i := range seenHashes {
-		bit := h >> (9 * i) & 511
-		bl[bit/64].Or(1 << (bit % 64))
+	for _, bit := range p {
+		b.words[bit/64].Or(1 << (bit % 64))
 	}
 	if b.n.Add(1) < s.gen {
 		return
