@@ -33,78 +33,36 @@ var liFatIDSources = []struct {
 	fieldPath
 	inURL bool // the value is a URL or query string carrying ?li_fat_id=
 }{
-	{fieldOf(parentPage, "url"), true},
-	{fieldOf(parentPage, "search"), true},
-	{fieldOf(parentProperties, "li_fat_id"), false},
-	{fieldOf(parentContext, "li_fat_id"), false},
-	{fieldOf(parentTraits, "li_fat_id"), false},
-	{fieldOf(parentContextTraits, "li_fat_id"), false},
-	{fieldOf(parentProperties, "url"), true},
-	{fieldOf(parentProperties, "search"), true},
+	{pathOf("context.page.url"), true},
+	{pathOf("context.page.search"), true},
+	{pathOf("properties.li_fat_id"), false},
+	{pathOf("context.li_fat_id"), false},
+	{pathOf("traits.li_fat_id"), false},
+	{pathOf("context.traits.li_fat_id"), false},
+	{pathOf("properties.url"), true},
+	{pathOf("properties.search"), true},
 }
 
 var emailFields = []fieldPath{
-	fieldOf(parentTraits, "email"),
-	fieldOf(parentContextTraits, "email"),
-	fieldOf(parentProperties, "email"),
+	pathOf("traits.email"),
+	pathOf("context.traits.email"),
+	pathOf("properties.email"),
 }
 
-// The objects whose keys Capture reads, each found once per event (rather
-// than walked again from the top for each of its keys; parentsOf).
-const (
-	parentPage          = iota // context.page
-	parentProperties           // properties
-	parentContext              // context
-	parentTraits               // traits
-	parentContextTraits        // context.traits
-	parents
-)
-
-var parentNames = [parents]string{"context.page", "properties", "context", "traits", "context.traits"}
-
-// fieldPath is a field of an event that Capture reads: the object it is a
-// key of, the key, and its name for Captured's …From (built once, not per
-// event).
+// fieldPath is a field of an event that Capture reads: its path, and its
+// name for Captured's …From (built once, not per event).
 type fieldPath struct {
-	parent int
-	key    string
-	name   string
+	path []string
+	name string
 }
 
-func fieldOf(parent int, key string) fieldPath {
-	return fieldPath{parent: parent, key: key, name: parentNames[parent] + "." + key}
-}
-
-// parentsOf finds Capture's parents of one event, each once, when first
-// asked. A path's keys are object keys (none is an array index), so a
-// parent's Get is the path's Lookup.
-type parentsOf struct {
-	ev  event.Value
-	v   [parents]event.Value
-	got [parents]bool
-}
-
-func (p *parentsOf) get(i int) event.Value {
-	if !p.got[i] {
-		switch i {
-		case parentPage:
-			p.v[i] = p.get(parentContext).Get("page")
-		case parentContextTraits:
-			p.v[i] = p.get(parentContext).Get("traits")
-		default:
-			p.v[i] = p.ev.Get(parentNames[i])
-		}
-		p.got[i] = true
-	}
-	return p.v[i]
-}
+func pathOf(name string) fieldPath { return fieldPath{path: strings.Split(name, "."), name: name} }
 
 // Capture returns the identifiers ev carries.
 func Capture(ev event.Value) Captured {
-	in := parentsOf{ev: ev}
 	var c Captured
 	for _, src := range liFatIDSources {
-		s := str(in.get(src.parent).Get(src.key))
+		s := str(ev.Lookup(src.path...))
 		if src.inURL {
 			s = FromURL(s)
 		}
@@ -114,7 +72,7 @@ func Capture(ev event.Value) Captured {
 		}
 	}
 	for _, p := range emailFields {
-		if s := str(in.get(p.parent).Get(p.key)); strings.Contains(s, "@") {
+		if s := str(ev.Lookup(p.path...)); strings.Contains(s, "@") {
 			c.Email, c.EmailFrom = s, p.name
 			break
 		}

@@ -1,11 +1,6 @@
 package identity
 
-import (
-	"strings"
-	"testing"
-
-	"github.com/capstan-gw/capstan/internal/event"
-)
+import "testing"
 
 // TestCaptureLiFatIDPrecedence: li_fat_id comes from the page URL's query
 // first, then context.page.search, then properties.li_fat_id, then
@@ -64,49 +59,5 @@ func TestCaptureAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = Capture(ev) }); n != 0 {
 		t.Errorf("Capture allocates %v times, want 0", n)
-	}
-}
-
-// TestCaptureMatchesLookup: Capture, which finds each parent object once,
-// answers as walking every field's whole path from the top (event.Lookup)
-// does, including for parents that are arrays, scalars or absent, and for
-// repeated keys (the first wins in both).
-func TestCaptureMatchesLookup(t *testing.T) {
-	lookup := func(ev event.Value) Captured {
-		var c Captured
-		for _, src := range liFatIDSources {
-			s := str(ev.Lookup(strings.Split(src.name, ".")...))
-			if src.inURL {
-				s = FromURL(s)
-			}
-			if s != "" {
-				c.LiFatID, c.LiFatIDFrom = s, src.name
-				break
-			}
-		}
-		for _, p := range emailFields {
-			if s := str(ev.Lookup(strings.Split(p.name, ".")...)); strings.Contains(s, "@") {
-				c.Email, c.EmailFrom = s, p.name
-				break
-			}
-		}
-		return c
-	}
-	for _, doc := range []string{
-		`{}`,
-		`{"context":{"page":{"url":"https://x/?li_fat_id=u1","search":"?li_fat_id=s1"}},"properties":{"li_fat_id":"p1"},"traits":{"email":"a@b.c"}}`,
-		`{"context":{"page":{"url":"https://x/"},"li_fat_id":"c1","traits":{"email":"ct@b.c","li_fat_id":"ct1"}},"properties":{"email":"p@b.c"}}`,
-		`{"context":[{"page":{"url":"?li_fat_id=a"}}],"traits":{"li_fat_id":" t1 "},"properties":{"url":"?li_fat_id=pu","search":"li_fat_id=ps"}}`,
-		`{"context":"x","properties":null,"traits":{"email":"no at"},"properties":{"email":"later@b.c"}}`,
-		`{"properties":{"search":"li_fat_id=ps","li_fat_id":""},"context":{"page":null,"traits":[1]},"traits":{"email":"first@b.c","email":"second@b.c"}}`,
-		`{"context":{"page":{"search":"?li_fat_id=s2#f"},"page":{"url":"?li_fat_id=dup"}},"properties":{"url":1}}`,
-	} {
-		ev, err := event.ParseString(doc)
-		if err != nil {
-			t.Fatalf("%s: %v", doc, err)
-		}
-		if got, want := Capture(ev), lookup(ev); got != want {
-			t.Errorf("%s:\nCapture %+v\nLookup  %+v", doc, got, want)
-		}
 	}
 }
