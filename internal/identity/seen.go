@@ -32,7 +32,7 @@ type seen struct {
 const (
 	seenBits       = 1 << 24 // bits per generation (2 MiB)
 	seenHashes     = 4
-	seenGeneration = 1 << 21 // keys per generation: ~0.2% false positives when full
+	seenGeneration = 1 << 21 // keys per generation: ~2.4% false positives when full (8 bits a key)
 )
 
 type bloom struct {
