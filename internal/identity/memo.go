@@ -59,16 +59,7 @@ func (m *memo) get(key string) (entry, bool) {
 }
 
 func (m *memo) put(key string, e entry) {
-	if m.ttl <= 0 {
-		return
-	}
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cur == nil {
-		m.cur = make(map[string]memoEntry)
-	}
-	m.putLocked(key, e, now)
+	m.putAll(1, func(int) (string, entry) { return key, e })
 }
 
 // putAll is put of n profiles, kv(i) the i-th, under one lock and one

@@ -273,6 +273,12 @@ func partialFailures(body []byte, n int) []Failure {
 	if len(body) == 0 || noFailingStatus(body) {
 		return nil
 	}
+	return decodedFailures(body, n)
+}
+
+// decodedFailures is partialFailures without noFailingStatus's shortcut:
+// the body decoded by encoding/json.
+func decodedFailures(body []byte, n int) []Failure {
 	var resp struct {
 		Elements []struct {
 			Status int `json:"status"`

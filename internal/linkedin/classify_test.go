@@ -1,7 +1,6 @@
 package linkedin
 
 import (
-	"encoding/json"
 	"net/http"
 	"reflect"
 	"slices"
@@ -357,38 +356,4 @@ func TestPartialFailuresShortcut(t *testing.T) {
 			t.Errorf("partialFailures(%s) = %+v, want %+v", tt.body, got, want)
 		}
 	}
-}
-
-// decodedFailures is partialFailures without its shortcut.
-func decodedFailures(body []byte, n int) []Failure {
-	var resp struct {
-		Elements []struct {
-			Status int `json:"status"`
-			Error  *struct {
-				Status  int    `json:"status"`
-				Message string `json:"message"`
-			} `json:"error"`
-		} `json:"elements"`
-	}
-	if json.Unmarshal(body, &resp) != nil {
-		return nil
-	}
-	var fs []Failure
-	for i, e := range resp.Elements {
-		if i >= n {
-			break
-		}
-		st := e.Status
-		if st == 0 && e.Error != nil {
-			st = e.Error.Status
-		}
-		if st >= 400 {
-			f := Failure{Index: i, Status: st}
-			if e.Error != nil {
-				f.Message = e.Error.Message
-			}
-			fs = append(fs, f)
-		}
-	}
-	return fs
 }
