@@ -1,7 +1,6 @@
 package inproc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -149,12 +148,7 @@ destinations:
 		if n := b.N - stored; n < 100 {
 			body = truncateBatch(b, buf, n)
 		}
-		req := httptest.NewRequest(http.MethodPost, "/v1/batch", bytes.NewReader(body))
-		req.Header.Set("Authorization", authHeader)
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
+		if rec := post(h, "/v1/batch", body); rec.Code != http.StatusOK {
 			b.Fatalf("ingest: %d %s", rec.Code, rec.Body)
 		}
 		stored += min(100, b.N-stored)

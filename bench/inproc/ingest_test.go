@@ -140,14 +140,18 @@ func openEngineSync(b *testing.B, sync time.Duration) (*stream.Engine, *stream.W
 // loadgen's 32 connections) and reports events/s.
 func serve(b *testing.B, h http.Handler, path string, ts []*segmentgen.Template) {
 	b.Helper()
-	drive(b, ts, func(body []byte) bool {
-		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
-		req.Header.Set("Authorization", authHeader)
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec.Code == http.StatusOK
-	})
+	drive(b, ts, func(body []byte) bool { return post(h, path, body).Code == http.StatusOK })
+}
+
+// post sends body to h at path as a source's client does (the write key,
+// JSON) and returns the recorded answer.
+func post(h http.Handler, path string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Authorization", authHeader)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }
 
 // drive sends the requests of ts, stamped with new ids, through send from

@@ -1,9 +1,7 @@
 package inproc
 
 import (
-	"bytes"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/capstan-gw/capstan/internal/cputime"
@@ -29,12 +27,7 @@ func BenchmarkSingle(b *testing.B) {
 		cpu0 := cputime.Process()
 		for i := range b.N {
 			buf = ts[i%len(ts)].Stamp(buf, ids.Add(1)-1)
-			req := httptest.NewRequest(http.MethodPost, "/v1/track", bytes.NewReader(buf))
-			req.Header.Set("Authorization", authHeader)
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK {
+			if rec := post(h, "/v1/track", buf); rec.Code != http.StatusOK {
 				b.Fatalf("request %d: status %d: %s", i, rec.Code, rec.Body)
 			}
 		}
