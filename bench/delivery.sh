@@ -264,7 +264,11 @@ INGEST_A=$(q max '.events_per_s | floor')
 P95_B=$(q rate '.delivery.latency_window.p95_ms // "n/a"')
 ALL_A=$(q max '.delivery.all_delivered')
 ALL_B=$(q rate '.delivery.all_delivered')
-GA=$(awk -v v="$SUSTAINED" -v i="$INGEST_A" -v ok="$ALL_A" 'BEGIN { print (ok == "true" && v >= 50000 ? "met" : "NOT met") }')
+# Issue 22's goals for case (a): 50,000 events/s sustained for returning
+# visitors, 35,000 for new ones (every event creates one or two profiles).
+GOAL_A=50000 GOAL_A_TEXT=50,000
+[ "$PEOPLE" = new ] && GOAL_A=35000 GOAL_A_TEXT=35,000
+GA=$(awk -v v="$SUSTAINED" -v g="$GOAL_A" -v ok="$ALL_A" 'BEGIN { print (ok == "true" && v >= g ? "met" : "NOT met") }')
 KEEPS=$(awk -v v="$SUSTAINED" -v i="$INGEST_A" 'BEGIN { print (v >= 0.95 * i ? "keeps up with" : "does NOT keep up with") }')
 GB=$(awk -v v="$P95_B" -v ok="$ALL_B" 'BEGIN { print (ok == "true" && v != "n/a" && v < 2000 ? "met" : "NOT met") }')
 DRAIN_RATE=$(jq -r '.events_per_s_first_to_last | floor' "$DRAIN")
@@ -290,11 +294,11 @@ mkdir -p "$(dirname "$OUT")"
 	echo "## Goals"
 	echo
 	if wants a; then
-		echo "- Delivery keeps up with ingest, ≥ 50,000 events/s sustained: **$GA** — case (a) ingested $INGEST_A events/s"
+		echo "- Delivery keeps up with ingest, ≥ $GOAL_A_TEXT events/s sustained ($PEOPLE visitors): **$GA** — case (a) ingested $INGEST_A events/s"
 		echo "  in the measured window; the sustained end-to-end rate (all acknowledged events ÷ time from the first request"
 		echo "  until the sandbox had accepted the last) was **$SUSTAINED events/s**, so delivery $KEEPS ingest at maximum rate."
 	else
-		echo "- Delivery keeps up with ingest, ≥ 50,000 events/s sustained: **not measured** (BENCH_CASES=\"$CASES\" has no a)."
+		echo "- Delivery keeps up with ingest, ≥ $GOAL_A_TEXT events/s sustained ($PEOPLE visitors): **not measured** (BENCH_CASES=\"$CASES\" has no a)."
 	fi
 	if wants c; then
 		echo "  Delivery alone (case c, a stored backlog, no ingest competing for the two CPUs) ran at **$DRAIN_RATE events/s**,"
