@@ -26,7 +26,8 @@
 # (server.pprof with a random admin token) BENCH_PROFILE_DELAY (5) seconds
 # after the batch load starts, written to BENCH_PROFILE_DIR (default: the
 # work directory) as cpu-<always|1s>.pprof; the profile costs capstan some
-# CPU while it runs, so the run's figures are not comparable with others).
+# CPU while it runs, so the run's figures are not comparable with others),
+# BENCH_COMPRESSION (capstan's engine.compression: s2, the default, or none).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -41,6 +42,7 @@ BATCH=${BENCH_BATCH:-100}
 RATE=${BENCH_RATE:-2000}
 OPEN_CONC=${BENCH_OPEN_CONCURRENCY:-256}
 PROFILE=${BENCH_PROFILE:-}
+COMPRESSION=${BENCH_COMPRESSION:-s2}
 PROFILE_DELAY=${BENCH_PROFILE_DELAY:-5}
 ADMIN_TOKEN=
 [[ -n $PROFILE ]] && ADMIN_TOKEN=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -119,12 +121,13 @@ ${ADMIN_TOKEN:+  admin_token: $ADMIN_TOKEN
   pprof: true
 }engine:
   sync: $sync
+  compression: $COMPRESSION
 sources:
   - name: bench
     write_key: wk_bench
     rate_limit: {disabled: true}   # measure capacity, not the per-source limit
 EOF
-	log "capstan $name (engine.sync: $sync)"
+	log "capstan $name (engine.sync: $sync, engine.compression: $COMPRESSION)"
 	"$CAPSTAN" serve --config "$dir/capstan.yaml" 2>"$dir/capstan.log" &
 	local pid=$!
 	PIDS+=("$pid")
