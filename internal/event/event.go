@@ -134,6 +134,12 @@ type Event struct {
 	AnonymousID string // "" when absent
 	// Generated reports that capstan made up MessageID (the event had none).
 	Generated bool
+	// NoCapstan reports that the stored context has no member capstan,
+	// capstan's own namespace (ingest takes the userHash of identity
+	// verification from it): the members normalising split show it, so
+	// that nothing need search the document for it. False when there is
+	// one, or when not known (an Event not made by Normalize).
+	NoCapstan bool
 	// JSON is the stored document (§2.8).
 	JSON []byte
 }
@@ -271,12 +277,20 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, 
 			f.set(fIntegrations, env.Integrations)
 		}
 	}
+	// The context's members (co, spans of ct), read for capstan and ip.
+	c := f.get(fContext)
+	var ct []byte
+	var co []span
+	if c != nil {
+		ct, co = sc.context(text, c, ctx, ctxSplit && sameBytes(c, ctxRaw))
+	}
+	ev.NoCapstan = spanGet(ct, co, "capstan") == nil
 	if req.ClientIP != "" {
-		if c := f.get(fContext); c == nil {
+		if c == nil {
 			start := len(sc.buf)
 			sc.buf = append(appendQuoted(append(sc.buf, `{"ip":`...), req.ClientIP), '}')
 			f.set(fContext, sc.buf[start:len(sc.buf):len(sc.buf)])
-		} else if ct, co := sc.context(text, c, ctx, ctxSplit && sameBytes(c, ctxRaw)); spanGet(ct, co, "ip") == nil {
+		} else if spanGet(ct, co, "ip") == nil {
 			if tail := sc.ipTail(c, co, req.ClientIP); tail != nil {
 				// c without its closing brace, then tail: written
 				// straight into the document, not copied first.

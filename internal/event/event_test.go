@@ -358,6 +358,7 @@ func FuzzNormalize(f *testing.F) {
 	f.Add([]byte(`{"batch":[{"type":"alias","userId":1,"previousId":2,"messageId":3.5}],"sentAt":"2026-09-01T10:00:00Z"}`))
 	f.Add([]byte(`{"batch":[{"type":"identify","anonymousId":"a","traits":null,"context":{"ip":"1.2.3.4"}},{"\u0074ype":"page","userId":"x"}]}`))
 	f.Add([]byte(`{"batch":[{"type":"page","userId":"u","userId":"v","timestamp":"2026-09-01T12:34:56.123456789+02:00"}]}`))
+	f.Add([]byte(`{"batch":[{"type":"track","event":"E","userId":"u","context":{"c\u0061pstan":{"userHash":"ab"}}},{"type":"page","userId":"u","context":null}],"context":{"capstan":{"v":1}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		b, rerr := ParseBatch(body)
 		if rerr != nil {
@@ -382,8 +383,12 @@ func FuzzNormalize(f *testing.F) {
 				t.Fatalf("item %d: Body.Normalize %+v\n%s\nNormalize %+v\n%s", i, *bev, bev.JSON, *ev, ev.JSON)
 			}
 			// Whatever ingest stores, the parsed model reads back.
-			if _, err := Parse(ev.JSON); err != nil {
+			v, err := Parse(ev.JSON)
+			if err != nil {
 				t.Fatalf("stored document does not parse: %v\n%s", err, ev.JSON)
+			}
+			if no := v.Get("context").Get("capstan").IsUndefined(); ev.NoCapstan != no || bev.NoCapstan != no {
+				t.Fatalf("item %d: NoCapstan %v (body %v), want %v: %s", i, ev.NoCapstan, bev.NoCapstan, no, ev.JSON)
 			}
 			var doc map[string]any
 			if err := json.Unmarshal(ev.JSON, &doc); err != nil {
@@ -900,6 +905,53 @@ func TestDocArena(t *testing.T) {
 	}
 	if d := (*arena)(nil).take(7); len(d) != 0 || cap(d) != 7 {
 		t.Errorf("nil arena: len %d cap %d, want 0 7", len(d), cap(d))
+	}
+}
+
+// TestNoCapstan: NoCapstan is set exactly when the stored context has no
+// member capstan, wherever the context comes from (the event, the batch's,
+// both merged, capstan's own with the client's ip) and however its keys
+// are written, in a batch and alone.
+func TestNoCapstan(t *testing.T) {
+	for _, tt := range []struct {
+		name, item, env string
+		want            bool
+	}{
+		{"no context", `{}`, ``, true},
+		{"null context", `{"context":null}`, ``, true},
+		{"context without", `{"context":{"page":{"capstan":1},"library":{}}}`, ``, true},
+		{"context with", `{"context":{"locale":"en","capstan":{"userHash":"ab"}}}`, ``, false},
+		{"escaped key", `{"context":{"c\u0061pstan":{}}}`, ``, false},
+		{"escaped context key", `{"cont\u0065xt":{"capstan":1}}`, ``, false},
+		{"repeated context, the last without", `{"context":{"capstan":1},"context":{"a":1}}`, ``, true},
+		{"repeated context, the last with", `{"context":{"a":1},"context":{"capstan":1}}`, ``, false},
+		{"batch's context with", `{"context":{"a":1}}`, `,"context":{"capstan":{"v":1}}`, false},
+		{"batch's context alone with", `{}`, `,"context":{"capstan":{"v":1}}`, false},
+		{"batch's context without", `{"context":{"a":1}}`, `,"context":{"b":{"capstan":1}}`, true},
+	} {
+		item := `{"type":"track","event":"E","userId":"u",` + tt.item[1:]
+		if tt.item == `{}` {
+			item = `{"type":"track","event":"E","userId":"u"}`
+		}
+		body, rerr := ParseBatch([]byte(`{"batch":[` + item + `]` + tt.env + `}`))
+		if rerr != nil {
+			t.Fatalf("%s: %v", tt.name, rerr)
+		}
+		for _, ip := range []string{"", "203.0.113.7"} {
+			req := &Request{ReceivedAt: received, ClientIP: ip, Envelope: body.Envelope}
+			bev, derr := body.Normalize(0, "", req)
+			if derr != nil {
+				t.Fatalf("%s: %v", tt.name, derr)
+			}
+			ev, derr := Normalize([]byte(item), "", req)
+			if derr != nil {
+				t.Fatalf("%s: %v", tt.name, derr)
+			}
+			if bev.NoCapstan != tt.want || ev.NoCapstan != tt.want {
+				t.Errorf("%s, ip %q: NoCapstan %v in a batch, %v alone, want %v: %s", tt.name, ip, bev.NoCapstan, ev.NoCapstan, tt.want, bev.JSON)
+			}
+		}
+		body.Release()
 	}
 }
 

@@ -486,7 +486,7 @@ func (h *Handler) track(w http.ResponseWriter, r *http.Request, rt route) {
 		case !cookieSet && hasOrigin && bytes.Contains(ev.JSON, []byte("li_fat_id")):
 			cookieSet = h.setCookie(w, s, ev.JSON)
 		}
-		hash, doc, hashed := takeUserHash(ev.JSON)
+		hash, doc, hashed := eventUserHash(ev)
 		trust := s.trust(browser, ev.Type, ev.UserID, hash)
 		if hashed && browser {
 			result := "failed"

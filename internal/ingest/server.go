@@ -23,7 +23,7 @@ func ServerEvent(source string, raw []byte, req *event.Request) (stream.Event, *
 	if derr != nil {
 		return stream.Event{}, nil, derr
 	}
-	_, doc, _ := takeUserHash(ev.JSON)
+	_, doc, _ := eventUserHash(ev)
 	return stream.Event{
 		Source: source, Type: string(ev.Type), MessageID: ev.MessageID, Doc: doc,
 		Trust: stream.TrustServer,

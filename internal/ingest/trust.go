@@ -64,6 +64,17 @@ func validUserHash(secret []byte, user, hash string) bool {
 	return hmac.Equal(got, m.Sum(nil))
 }
 
+// eventUserHash is takeUserHash of ev's stored document, which it need not
+// search when normalising found no member capstan in the context
+// (ev.NoCapstan): its two scans of every document were 1.25% of capstan's
+// CPU on batches.
+func eventUserHash(ev *event.Event) (hash string, doc []byte, present bool) {
+	if ev.NoCapstan {
+		return "", ev.JSON, false
+	}
+	return takeUserHash(ev.JSON)
+}
+
 // takeUserHash returns context.capstan.userHash of the stored document doc
 // ("" when absent or not a string) and doc without it (and without
 // context.capstan when nothing else is left in it). present reports whether
