@@ -225,7 +225,7 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 	}
 	x.buf.limit = opt.bufferKeys
 	if x.buf.limit == 0 {
-		x.buf.limit = int(opt.MemoryBytes / 20 / bytesPerBufferedKey)
+		x.buf.limit = int(opt.MemoryBytes / bufferShare / bytesPerBufferedKey)
 	}
 	x.buf.written = sync.NewCond(&x.buf.mu)
 	x.buf.active = newPending(x.buf.limit)
@@ -292,12 +292,11 @@ func (opt Options) withDefaults() (Options, error) {
 //     to M/10 keys in a window (27 million for 256 MB); more keys share
 //     the same memory at a higher rate of false positives, which the store
 //     answers;
-//   - the index's write buffers (buffer.go): M/20 each, two at most (one
-//     filling, one being written), M/10; a buffer is written as one batch
-//     that pebble keeps as it is instead of inserting it into a memtable,
-//     its keys about 45 bytes each, M/45 more while it waits for its
-//     flush. Smaller buffers (M/32) cost 0.5 CPU-µs/event more in flushes
-//     and compactions (more, smaller tables);
+//   - the index's write buffers (buffer.go): M/10 each (bufferShare), two
+//     at most (one filling, one being written), M/5; a buffer is written
+//     as one batch that pebble keeps as it is instead of inserting it into
+//     a memtable, its keys about 45 bytes each, M/22 more while it waits
+//     for its flush;
 //   - memtables: M/32 each (what the buffers' batches are measured
 //     against: one larger than half a memtable is kept as it is), at most
 //     3 queued before writes wait, so 3M/32;
@@ -392,6 +391,25 @@ func flushFailed(info pebble.FlushInfo) bool {
 // (BenchmarkCheck at 3 million keys, 22 tables in L0: a present key 8.8-9.6
 // CPU-µs instead of 6.4-7.4).
 const l0CompactionThreshold = 32
+
+// bufferShare is the share of the memory budget M each write buffer
+// (buffer.go) takes: it is full at M/bufferShare/bytesPerBufferedKey keys
+// (268,435 for 256 MB), and each full buffer becomes an L0 table spanning
+// the whole key space (the keys are hashes). L0 is compacted into the
+// level below at l0CompactionThreshold such tables, and each of those
+// compactions rewrites all of that level: the more keys a buffer holds,
+// the fewer compactions per key added, and the fewer flushes. Buffers of
+// M/20 (two of them M/10 of the budget) were compactions and flushes of
+// 17.5% of capstan's CPU under /v1/batch at c=32 (the real server, about
+// 7 million events); at M/10 BenchmarkGrow over 7 million keys cost
+// 0.91 -> 0.85 CPU-µs per key, the tables written 1.8 -> 1.6 times over
+// (bench/results/index-2026-12-07-s18.md). Smaller buffers (M/32) cost
+// 0.5 CPU-µs/event more than M/20 (session 10). The price is memory: two
+// tables of twice the size, twice the keys a crash loses and catch-up
+// reads again at start (up to 536,870 events for 256 MB), and pebble's
+// flushable batches twice as large; the resident set stays well under the
+// 1 GB goal (measured in the results above).
+const bufferShare = 10
 
 // tableBlockSize is the size of the tables' data and index blocks, which
 // pebble writes as row blocks (its format before columnar blocks; the
