@@ -300,7 +300,15 @@ func (opt Options) withDefaults() (Options, error) {
 //   - memtables: M/32 each (what the buffers' batches are measured
 //     against: one larger than half a memtable is kept as it is), at most
 //     3 queued before writes wait, so 3M/32;
-//   - tables of M/64 (2-16 MB) at every level, two compactions at most;
+//   - tables of M/16 (2-64 MB) at every level, two compactions at most:
+//     a full buffer (bufferShare) makes one table, so each L0 sublevel
+//     is one table. A look-up that reaches the store seeks each sublevel,
+//     and a sublevel of several tables often has its iterator open a
+//     table other than the one the previous seek used: with tables of
+//     M/64 (4 MB) and buffers of M/10, three tables a sublevel, a present
+//     key's look-up cost a quarter more than before the larger buffers
+//     (BenchmarkCheck, 3 million keys: 14-17 -> 18-21 CPU-µs, 5 pairs);
+//     at M/16 it costs what it did (bench/results/index-2026-12-07-s18.md);
 //   - L0 compacted at 32 sublevels (l0CompactionThreshold), not 4;
 //   - bloom filters (10 bits per key, 1% false positives) at every level:
 //     most keys looked up are new, and a filter answers "absent" without
@@ -344,7 +352,7 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 		o.Levels[i].IndexBlockSize = tableBlockSize
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
-		o.TargetFileSizes[i] = clamp(m/64, 2<<20, 16<<20)
+		o.TargetFileSizes[i] = clamp(m/16, 2<<20, 64<<20)
 	}
 	o.EventListener = &pebble.EventListener{
 		BackgroundError: func(err error) { opt.Logger.Error("background error", "error", err) },

@@ -547,7 +547,7 @@ func TestCompactionOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"l0_compaction_threshold=32\n", "l0_stop_writes_threshold=48\n",
-		"  block_size=32768\n", "  index_block_size=32768\n"} {
+		"  block_size=32768\n", "  index_block_size=32768\n", "  target_file_size=16777216\n"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("pebble's options have no %q:\n%s", strings.TrimSpace(want), text)
 		}
