@@ -307,8 +307,9 @@ func (opt Options) withDefaults() (Options, error) {
 //     table other than the one the previous seek used: with tables of
 //     M/64 (4 MB) and buffers of M/10, three tables a sublevel, a present
 //     key's look-up cost a quarter more than before the larger buffers
-//     (BenchmarkCheck, 3 million keys: 14-17 -> 18-21 CPU-µs, 5 pairs);
-//     at M/16 it costs what it did (bench/results/index-2026-12-07-s18.md);
+//     (BenchmarkCheck, 3 million keys: 14-17 -> 18-21 CPU-µs, 5 of 5
+//     pairs); at M/16 about what it did, 15.7 -> 16.7 (2 of 5 lower,
+//     within the noise; bench/results/index-2026-12-07-s18.md);
 //   - L0 compacted at 32 sublevels (l0CompactionThreshold), not 4;
 //   - bloom filters (10 bits per key, 1% false positives) at every level:
 //     most keys looked up are new, and a filter answers "absent" without
@@ -415,8 +416,8 @@ const l0CompactionThreshold = 32
 // 0.5 CPU-µs/event more than M/20 (session 10). The price is memory: two
 // tables of twice the size, twice the keys a crash loses and catch-up
 // reads again at start (up to 536,870 events for 256 MB), and pebble's
-// flushable batches twice as large; the resident set stays well under the
-// 1 GB goal (measured in the results above).
+// flushable batches twice as large (bench/dedup over 10 million events:
+// peak resident set 242-251 -> 271 MB).
 const bufferShare = 10
 
 // tableBlockSize is the size of the tables' data and index blocks, which
