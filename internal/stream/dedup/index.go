@@ -250,9 +250,46 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 	if part > 0 {
 		part--
 	}
+	if err := x.skipEmptyDrop(part); err != nil {
+		_ = db.Close()
+		x.cache.Unref()
+		lock.Close()
+		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
+	}
 	x.filters.floor = part
 	go x.buildFilters(part)
 	return x, nil
+}
+
+// skipEmptyDrop marks the partitions below part dropped when the store
+// holds no entry of them, so that the first Add does not write a range
+// deletion that deletes nothing. Such a deletion stays in the table its
+// batch was flushed to until a compaction drops it, and every look-up
+// that seeks into that table (with tables of a whole buffer, every
+// look-up that reaches the store seeks into it) decodes its
+// range-deletion block: a present key's look-up (BenchmarkCheck, 3
+// million keys) took 2.2 allocations and 6.9% more CPU with it than
+// without (0.1; 5 of 5 pairs). After a partition's real drop the
+// deletion is there until compactions have passed it down.
+func (x *Index) skipEmptyDrop(part uint64) error {
+	if part == 0 {
+		return nil
+	}
+	it, err := x.db.NewIter(&pebble.IterOptions{
+		LowerBound: entryKey(nil, 0, Key{}),
+		UpperBound: entryKey(nil, part, Key{}),
+	})
+	if err != nil {
+		return err
+	}
+	empty := !it.First()
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if empty {
+		x.dropped.Store(part)
+	}
+	return nil
 }
 
 func (opt Options) withDefaults() (Options, error) {
