@@ -57,8 +57,8 @@ type writeBuffer struct {
 	err     error    // a write that failed
 	writes  sync.WaitGroup
 	// spare is a written buffer, emptied, for the next one: a buffer's
-	// table is up to M/20 bytes, and one allocated per write was garbage enough
-	// to grow the heap by a third (bench/dedup). sorted is the writer's
+	// table is up to M/bufferShare bytes, and one allocated per write was
+	// garbage enough to grow the heap by a third (bench/dedup). sorted is the writer's
 	// slice to sort a buffer in, kept for the same reason (one write at a
 	// time uses it).
 	spare  *pending

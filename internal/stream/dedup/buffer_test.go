@@ -40,6 +40,36 @@ func storedCovered(t *testing.T, x *Index) uint64 {
 	return binary.BigEndian.Uint64(v)
 }
 
+// TestBufferSize: with the default memory budget a buffer holds 268,435
+// keys (M/10 at 100 bytes a key, bufferShare) before it is written: the
+// fewer, larger tables it makes, the fewer compactions of the level below
+// L0 per key.
+func TestBufferSize(t *testing.T) {
+	const full = 268_435
+	x := open(t, Options{})
+	keys := make([]Key, 1000)
+	pos := make([]uint64, len(keys))
+	addN := func(from, n int) {
+		for i := range n {
+			keys[i] = mixKey(uint64(from + i))
+			pos[i] = uint64(from+i+1) << 16
+		}
+		add(t, x, keys[:n], pos[:n], 0)
+	}
+	for at := 0; at < full-1; at += len(keys) {
+		addN(at, min(len(keys), full-1-at))
+	}
+	x.buf.writes.Wait()
+	if n := storeEntries(t, x); n != 0 {
+		t.Fatalf("%d keys added: the store holds %d entries, want none (the buffer written too soon)", full-1, n)
+	}
+	addN(full-1, 1)
+	x.buf.writes.Wait()
+	if n := storeEntries(t, x); n != full {
+		t.Fatalf("%d keys added: the store holds %d entries, want all", full, n)
+	}
+}
+
 // TestAddIsBuffered: Adds reach the store only when a buffer is full, its
 // keys and its Covered in one write; until then Check answers from the
 // buffer, with the first occurrence winning across buffer and store.
@@ -267,9 +297,9 @@ func TestTable(t *testing.T) {
 }
 
 // BenchmarkSorted sorts a full buffer of the default memory budget
-// (134,217 entries of one partition). ns/op is per buffer.
+// (268,435 entries of one partition). ns/op is per buffer.
 func BenchmarkSorted(b *testing.B) {
-	n := DefaultMemoryBytes / 20 / bytesPerBufferedKey
+	n := DefaultMemoryBytes / bufferShare / bytesPerBufferedKey
 	p := newPending(n)
 	for i := range n {
 		p.put(5, mixKey(uint64(i)), entry{uint64(i + 1), 9})

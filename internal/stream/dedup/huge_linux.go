@@ -8,7 +8,7 @@ import (
 // adviseHuge asks the kernel to back the 2 MiB-aligned pages inside the n
 // bytes at p with transparent huge pages (madvise MADV_HUGEPAGE; the
 // machine's default, "madvise", gives them only to memory that asks).
-// The filters (M/8 each) and the write buffers' tables (M/20) are read and
+// The filters (M/8 each) and the write buffers' tables (M/bufferShare) are read and
 // written at random keys: with 4 KiB pages nearly every access also misses
 // the TLB, which holds a few MiB of 4 KiB pages. It is advice: an error
 // (a kernel without huge pages) changes nothing but the speed. The memory

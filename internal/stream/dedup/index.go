@@ -225,7 +225,7 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 	}
 	x.buf.limit = opt.bufferKeys
 	if x.buf.limit == 0 {
-		x.buf.limit = int(opt.MemoryBytes / 20 / bytesPerBufferedKey)
+		x.buf.limit = int(opt.MemoryBytes / bufferShare / bytesPerBufferedKey)
 	}
 	x.buf.written = sync.NewCond(&x.buf.mu)
 	x.buf.active = newPending(x.buf.limit)
@@ -250,9 +250,46 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 	if part > 0 {
 		part--
 	}
+	if err := x.skipEmptyDrop(part); err != nil {
+		_ = db.Close()
+		x.cache.Unref()
+		lock.Close()
+		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
+	}
 	x.filters.floor = part
 	go x.buildFilters(part)
 	return x, nil
+}
+
+// skipEmptyDrop marks the partitions below part dropped when the store
+// holds no entry of them, so that the first Add does not write a range
+// deletion that deletes nothing. Such a deletion stays in the table its
+// batch was flushed to until a compaction drops it, and every look-up
+// that seeks into that table (with tables of a whole buffer, every
+// look-up that reaches the store seeks into it) decodes its
+// range-deletion block: a present key's look-up (BenchmarkCheck, 3
+// million keys) took 2.2 allocations and 6.9% more CPU with it than
+// without (0.1; 5 of 5 pairs). After a partition's real drop the
+// deletion is there until compactions have passed it down.
+func (x *Index) skipEmptyDrop(part uint64) error {
+	if part == 0 {
+		return nil
+	}
+	it, err := x.db.NewIter(&pebble.IterOptions{
+		LowerBound: entryKey(nil, 0, Key{}),
+		UpperBound: entryKey(nil, part, Key{}),
+	})
+	if err != nil {
+		return err
+	}
+	empty := !it.First()
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if empty {
+		x.dropped.Store(part)
+	}
+	return nil
 }
 
 func (opt Options) withDefaults() (Options, error) {
@@ -292,16 +329,24 @@ func (opt Options) withDefaults() (Options, error) {
 //     to M/10 keys in a window (27 million for 256 MB); more keys share
 //     the same memory at a higher rate of false positives, which the store
 //     answers;
-//   - the index's write buffers (buffer.go): M/20 each, two at most (one
-//     filling, one being written), M/10; a buffer is written as one batch
-//     that pebble keeps as it is instead of inserting it into a memtable,
-//     its keys about 45 bytes each, M/45 more while it waits for its
-//     flush. Smaller buffers (M/32) cost 0.5 CPU-µs/event more in flushes
-//     and compactions (more, smaller tables);
+//   - the index's write buffers (buffer.go): M/10 each (bufferShare), two
+//     at most (one filling, one being written), M/5; a buffer is written
+//     as one batch that pebble keeps as it is instead of inserting it into
+//     a memtable, its keys about 45 bytes each, M/22 more while it waits
+//     for its flush;
 //   - memtables: M/32 each (what the buffers' batches are measured
 //     against: one larger than half a memtable is kept as it is), at most
 //     3 queued before writes wait, so 3M/32;
-//   - tables of M/64 (2-16 MB) at every level, two compactions at most;
+//   - tables of M/16 (2-64 MB) at every level, two compactions at most:
+//     a full buffer (bufferShare) makes one table, so each L0 sublevel
+//     is one table. A look-up that reaches the store seeks each sublevel,
+//     and a sublevel of several tables often has its iterator open a
+//     table other than the one the previous seek used: with tables of
+//     M/64 (4 MB) and buffers of M/10, three tables a sublevel, a present
+//     key's look-up cost a quarter more than before the larger buffers
+//     (BenchmarkCheck, 3 million keys: 14-17 -> 18-21 CPU-µs, 5 of 5
+//     pairs); at M/16 about what it did, 15.7 -> 16.7 (2 of 5 lower,
+//     within the noise; bench/results/index-2026-12-07-s18.md);
 //   - L0 compacted at 32 sublevels (l0CompactionThreshold), not 4;
 //   - bloom filters (10 bits per key, 1% false positives) at every level:
 //     most keys looked up are new, and a filter answers "absent" without
@@ -345,7 +390,7 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 		o.Levels[i].IndexBlockSize = tableBlockSize
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
-		o.TargetFileSizes[i] = clamp(m/64, 2<<20, 16<<20)
+		o.TargetFileSizes[i] = clamp(m/16, 2<<20, 64<<20)
 	}
 	o.EventListener = &pebble.EventListener{
 		BackgroundError: func(err error) { opt.Logger.Error("background error", "error", err) },
@@ -392,6 +437,25 @@ func flushFailed(info pebble.FlushInfo) bool {
 // (BenchmarkCheck at 3 million keys, 22 tables in L0: a present key 8.8-9.6
 // CPU-µs instead of 6.4-7.4).
 const l0CompactionThreshold = 32
+
+// bufferShare is the share of the memory budget M each write buffer
+// (buffer.go) takes: it is full at M/bufferShare/bytesPerBufferedKey keys
+// (268,435 for 256 MB), and each full buffer becomes an L0 table spanning
+// the whole key space (the keys are hashes). L0 is compacted into the
+// level below at l0CompactionThreshold such tables, and each of those
+// compactions rewrites all of that level: the more keys a buffer holds,
+// the fewer compactions per key added, and the fewer flushes. Buffers of
+// M/20 (two of them M/10 of the budget) were compactions and flushes of
+// 17.5% of capstan's CPU under /v1/batch at c=32 (the real server, about
+// 7 million events); at M/10 BenchmarkGrow over 7 million keys cost
+// 0.91 -> 0.85 CPU-µs per key, the tables written 1.8 -> 1.6 times over
+// (bench/results/index-2026-12-07-s18.md). Smaller buffers (M/32) cost
+// 0.5 CPU-µs/event more than M/20 (session 10). The price is memory: two
+// tables of twice the size, twice the keys a crash loses and catch-up
+// reads again at start (up to 536,870 events for 256 MB), and pebble's
+// flushable batches twice as large (bench/dedup over 10 million events:
+// peak resident set 242-251 -> 271 MB).
+const bufferShare = 10
 
 // tableBlockSize is the size of the tables' data and index blocks, which
 // pebble writes as row blocks (its format before columnar blocks; the

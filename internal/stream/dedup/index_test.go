@@ -239,6 +239,62 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// rangeDeletions counts the range deletions in the store's tables.
+func rangeDeletions(t *testing.T, x *Index) uint64 {
+	t.Helper()
+	levels, err := x.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, l := range levels {
+		for _, tb := range l {
+			n += tb.Properties.NumRangeDeletions
+		}
+	}
+	return n
+}
+
+// TestDropOnlyWhatIsThere: an index opened with nothing below the previous
+// partition writes no range deletion with its first Add (it would delete
+// nothing, and every look-up seeking into its table would decode it); one
+// opened with an old partition in the store drops it with its first Add.
+func TestDropOnlyWhatIsThere(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 5, 10, 30, 0, 0, time.UTC)}
+	opt := Options{Dir: t.TempDir(), Window: time.Hour}
+	x, err := openClock(opt, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(t, x, []Key{key("a")}, []uint64{1 << 16}, 1)
+	if err := x.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := rangeDeletions(t, x); n != 0 {
+		t.Errorf("a new index's first Add wrote %d range deletions, want none", n)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.advance(2 * time.Hour) // a's partition is now below the previous one
+	x, err = openClock(opt, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	add(t, x, []Key{key("b")}, []uint64{2 << 16}, 2)
+	if err := x.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := storeEntries(t, x); n != 1 {
+		t.Errorf("%d entries in the store, want 1: a's partition not dropped", n)
+	}
+}
+
 func TestOptions(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -547,7 +603,7 @@ func TestCompactionOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"l0_compaction_threshold=32\n", "l0_stop_writes_threshold=48\n",
-		"  block_size=32768\n", "  index_block_size=32768\n"} {
+		"  block_size=32768\n", "  index_block_size=32768\n", "  target_file_size=16777216\n"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("pebble's options have no %q:\n%s", strings.TrimSpace(want), text)
 		}
