@@ -240,21 +240,19 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
 	}
 	x.db = db
-	if err := x.load(); err != nil {
-		_ = db.Close()
-		x.cache.Unref()
-		lock.Close()
-		return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
-	}
 	part := x.partition(now())
 	if part > 0 {
 		part--
 	}
-	if err := x.skipEmptyDrop(part); err != nil {
+	err = x.load()
+	if err == nil {
+		err = x.skipEmptyDrop(part)
+	}
+	if err != nil {
 		_ = db.Close()
 		x.cache.Unref()
 		lock.Close()
-		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
+		return nil, fmt.Errorf("open de-duplication index %s: %w", opt.Dir, err)
 	}
 	x.filters.floor = part
 	go x.buildFilters(part)
@@ -280,11 +278,11 @@ func (x *Index) skipEmptyDrop(part uint64) error {
 		UpperBound: entryKey(nil, part, Key{}),
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: look for old partitions: %v", ErrDamaged, err)
 	}
 	empty := !it.First()
 	if err := it.Close(); err != nil {
-		return err
+		return fmt.Errorf("%w: look for old partitions: %v", ErrDamaged, err)
 	}
 	if empty {
 		x.dropped.Store(part)
