@@ -412,10 +412,13 @@ func (r *Runner) watchAccess(ctx context.Context) {
 		return true
 	}
 	paused, wait := false, r.cfg.AccessCheck
+	var resumed <-chan struct{} // taken before the last check
 	for {
 		var wake <-chan struct{}
 		if paused {
-			wake = r.resumed()
+			// A Resume during the check that paused counts: the
+			// operator may have fixed what it found.
+			wake = resumed
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -426,6 +429,7 @@ func (r *Runner) watchAccess(ctx context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
+		resumed = r.resumed()
 		err := ac.CheckAccess(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -578,6 +582,10 @@ func (r *Runner) prepare(ctx context.Context) error {
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
+		// Taken before the attempt: a Resume while Prepare runs (an
+		// operator who has just installed a token) wakes the retry at
+		// once instead of being lost.
+		wake := r.resumed()
 		r.setMu.Lock() // not at once with SetPlan's: a rule is created once
 		err := p.Prepare(ctx, r.Plan())
 		r.setMu.Unlock()
@@ -588,7 +596,6 @@ func (r *Runner) prepare(ctx context.Context) error {
 			return nil
 		}
 		wait := min(5*time.Minute, time.Second<<min(attempt, 8))
-		wake := r.resumed()
 		if p.NeedsOperator(err) {
 			// Only a new token or configuration helps: say so in /readyz,
 			// and wait for a person (Resume) or PauseRetry in real time,

@@ -160,6 +160,9 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		r.abandon(items)
 		return nil
 	}
+	// Taken before the request: a Resume while it is in flight (an
+	// operator who has just fixed what will pause it) wakes its retry.
+	wake := r.resumed()
 	start := time.Now()
 	a := r.dest.Send(send, *j.req)
 	r.m.latency.WithLabelValues(r.plan.Name).Observe(time.Since(start).Seconds())
@@ -286,7 +289,6 @@ func (r *Runner) attempt(send, stop context.Context, j job) []job {
 		return []job{{items: items, req: j.req, attempt: j.attempt + 1}}
 
 	default: // Pause: wait for an operator's fix
-		wake := r.resumed()
 		r.pause(a.PauseReason)
 		select {
 		case <-stop.Done():
