@@ -88,6 +88,7 @@ name() {
 	printf '%s' "$s"
 }
 
+warm_memory
 UPTIME_BEFORE=$(uptime)
 log "machine load before: $UPTIME_BEFORE"
 
