@@ -149,7 +149,7 @@ type pending struct {
 	queued   time.Time // when enqueue queued it
 }
 
-// newPending returns a request for n records or events.
+// newPending returns the request of recs or of evs (the other empty).
 func newPending(recs []record, evs []Event) *pending {
 	return &pending{recs: recs, evs: evs, results: make([]Result, len(recs)+len(evs)),
 		done: make(chan struct{}), released: make(chan struct{})}
@@ -469,8 +469,8 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 		end := min(start+a.cfg.MaxBatch, len(recs))
 		a.commit(ctx, recs[start:end], res[start:end])
 	}
-	// The requests of records are released once written: nats.go may
-	// publish a message again until it is acknowledged.
+	// The requests of records are released once written: their records
+	// are the messages published.
 	var evReqs []*pending // the requests of events, in order
 	for _, p := range batch {
 		if len(p.evs) == 0 {
