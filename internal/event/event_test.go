@@ -898,13 +898,13 @@ func TestDocArena(t *testing.T) {
 	if d := (*arena)(nil).take(7); len(d) != 0 || cap(d) != 7 {
 		t.Errorf("nil arena: len %d cap %d, want 0 7", len(d), cap(d))
 	}
-	if pages := a.release(); len(pages) != 0 || cap(pages) == 0 || a.docs != nil {
-		t.Errorf("released: %d pages kept (room for %d), docs %d bytes; want 0, some room, none", len(pages), cap(pages), len(a.docs))
+	pages := a.release()
+	if len(pages) != 0 || cap(pages) == 0 || a.docs != nil || a.pages != nil {
+		t.Errorf("released: %d pages kept (room for %d), docs %d bytes, %d pages left; want 0, some room, none, none", len(pages), cap(pages), len(a.docs), len(a.pages))
 	}
 	if raceEnabled {
 		return // the race detector's sync.Pool drops pooled pages at random
 	}
-	pages := a.pages[:0]
 	if n := testing.AllocsPerRun(100, func() {
 		a = arena{pages: pages}
 		for range 200 { // a few pages
