@@ -84,7 +84,9 @@ func (nullStore) Append(_ context.Context, evs []stream.Event) ([]stream.Result,
 	return make([]stream.Result, len(evs)), nil
 }
 
-// captureStore keeps the events of one request, to feed the writer.
+// captureStore keeps the events of one request, to feed the writer: their
+// documents copied, since the handler reuses their memory once Append
+// returns.
 type captureStore struct {
 	mu  sync.Mutex
 	evs []stream.Event
@@ -93,6 +95,9 @@ type captureStore struct {
 func (c *captureStore) Append(_ context.Context, evs []stream.Event) ([]stream.Result, error) {
 	c.mu.Lock()
 	c.evs = append(c.evs[:0], evs...)
+	for i := range c.evs {
+		c.evs[i].Doc = bytes.Clone(c.evs[i].Doc)
+	}
 	c.mu.Unlock()
 	return make([]stream.Result, len(evs)), nil
 }

@@ -51,6 +51,7 @@ type Body struct {
 	members []span
 	ctx     []span
 	// arena hands out the documents and ids of the events Normalize builds.
+	// Its pages of documents go back to their pool at Release.
 	arena arena
 	// sc is Normalize's working memory, taken from scratchPool at the
 	// first event and given back by Release: once per body, not per event.
@@ -60,28 +61,39 @@ type Body struct {
 	events []Event
 }
 
-// Chunk sizes of an arena: the most it allocates at once for documents
-// and for ids. docChunk is the largest size class of Go's allocator
-// (1.26) that holds more than one object per span, 27264 bytes, three
-// to an 80 KiB span: a chunk of 32 KiB, over the small-object limit
-// (32 KiB less a malloc header), was a large object, each allocated from
-// the page heap under its lock.
+// Chunk sizes of an arena: its pages of documents, and the most it
+// allocates at once for ids. docChunk is the largest size class of Go's
+// allocator (1.26) that holds more than one object per span, 27264
+// bytes, three to an 80 KiB span: a chunk of 32 KiB, over the
+// small-object limit (32 KiB less a malloc header), was a large object,
+// each allocated from the page heap under its lock.
 const (
 	docChunk = 27264
 	idChunk  = 8 << 10
 )
 
+// pagePool holds pages of docChunk bytes (*[]byte) that documents are
+// built in, given back by Body.Release and reused as they are: a new page
+// was allocated and cleared for every 30 or so events (2.7% of capstan's
+// CPU on batches), only to be overwritten by the documents, and a page
+// used by a request that just finished is still in the CPU's caches.
+var pagePool sync.Pool
+
 // arena hands out the stored documents, userIds, anonymousIds and
-// messageIds of one body's events from shared chunks: one allocation per chunk, where one
-// each per event was most of ingest's allocations (its document over half
-// of its bytes). A chunk is garbage once everything in it is: the
-// documents outlive the body (they are stored), the ids are read while
-// the request is handled. A document's capacity ends where it does, so
-// appending to one cannot overwrite the next.
+// messageIds of one body's events from shared memory: pages of documents
+// from pagePool, given back when the body is released (the store has
+// copied the documents into its segments by then: stream.Writer.Append
+// reads nothing of them once it returns), and chunks of ids, one
+// allocation per chunk, garbage once nothing refers to them (the ids are
+// strings, which may outlive the body). One allocation per event was most
+// of ingest's allocations, its document over half of their bytes. A
+// document's capacity ends where it does, so appending to one cannot
+// overwrite the next.
 type arena struct {
-	docs []byte          // the current document chunk from its first unused byte
-	ids  strings.Builder // the current id chunk (written bytes never change)
-	left int             // events still to normalise, this one included: the chunk sizes' estimate
+	docs  []byte          // the current page from its first unused byte
+	pages []*[]byte       // the pages taken from pagePool, for Release
+	ids   strings.Builder // the current id chunk (written bytes never change)
+	left  int             // events still to normalise, this one included: the id chunk's estimate
 
 	// receivedAt's JSON literal, receivedLit, is the same for every event
 	// of a request: formatted once, not once per event; so is that of the
@@ -117,18 +129,38 @@ func (a *arena) sent(t time.Time) []byte {
 	return a.sentLit[:len(a.sentLit):len(a.sentLit)]
 }
 
-// take returns an empty slice with capacity n for a document; a nil arena
-// allocates it alone.
+// take returns an empty slice with capacity n for a document, in a page
+// that may hold an earlier body's bytes beyond its length; a nil arena
+// allocates it alone, and so does one for a document larger than a page.
 func (a *arena) take(n int) []byte {
-	if a == nil {
+	if a == nil || n > docChunk {
 		return make([]byte, 0, n)
 	}
 	if len(a.docs) < n {
-		a.docs = make([]byte, max(n, min(docChunk, n*a.left)))
+		p, _ := pagePool.Get().(*[]byte)
+		if p == nil {
+			b := make([]byte, docChunk)
+			p = &b
+		}
+		a.pages = append(a.pages, p)
+		a.docs = *p
 	}
 	doc := a.docs[:0:n]
 	a.docs = a.docs[n:]
 	return doc
+}
+
+// release gives a's pages back to pagePool and returns its slice of them,
+// empty, for the next body; a has none left, so a second release gives
+// nothing back twice.
+func (a *arena) release() []*[]byte {
+	pages := a.pages
+	for _, p := range pages {
+		pagePool.Put(p)
+	}
+	clear(pages)
+	a.pages, a.docs = nil, nil
+	return pages[:0]
 }
 
 // id is decodeString of lit, an id's JSON string (userId, anonymousId,
@@ -156,16 +188,18 @@ type bodyBufs struct {
 	items   []itemSplit
 	members []span
 	ctx     []span
+	pages   []*[]byte
 }
 
 var bodyPool = sync.Pool{New: func() any { return new(bodyBufs) }}
 
-// Release gives the body's buffers back for reuse by later requests. The
-// body and its Items must not be used afterwards; the events Normalize
-// returned stay valid (they hold copies). Like scratch, the pooled
-// elements still point into the request's bytes until their next use;
-// the buffers of an unusually large batch (over 16,384 members) are
-// dropped.
+// Release gives the body's buffers back for reuse by later requests,
+// the pages that the documents of its events were built in too. The body,
+// its Items and the JSON of the events Normalize returned must not be used
+// afterwards (later bodies overwrite them); the events' ids stay valid.
+// Like scratch, the pooled elements still point into the request's bytes
+// until their next use; the buffers of an unusually large batch (over
+// 16,384 members) are dropped.
 func (b *Body) Release() {
 	if b == nil {
 		return
@@ -174,10 +208,11 @@ func (b *Body) Release() {
 		b.sc.release()
 		b.sc = nil
 	}
+	pages := b.arena.release()
 	if cap(b.members) > 1<<14 || cap(b.ctx) > 1<<10 {
 		return
 	}
-	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0], ctx: b.ctx[:0]}
+	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0], ctx: b.ctx[:0], pages: pages}
 	*b = Body{}
 	bodyPool.Put(bufs)
 }
@@ -189,8 +224,9 @@ func (bb *bodyBufs) split(obj object) split {
 
 // Normalize is [Normalize] of Items[i] with the members that checking the
 // body found, so that the item is not scanned again. The events of a body
-// share their allocations (Events, then documents by up to 32 KB): one
-// event kept keeps those of its neighbours in memory too.
+// share their allocations (Events, ids by up to 8 KB): one event kept
+// keeps those of its neighbours in memory too. Its JSON is in a page of
+// the body's, valid until Release.
 func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) {
 	if i >= len(b.items) || b.items[i].obj < 0 {
 		return Normalize(b.Items[i], forced, req)
@@ -290,7 +326,7 @@ func ParseSingle(b []byte) (*Body, *RequestError) {
 	}
 	it := s.items[0]
 	return &Body{WriteKey: stringValue(spanGet(b, s.members[it.obj:it.objEnd], "writeKey")), Items: [][]byte{b}, text: b,
-		depths: []int{s.depth}, items: s.items, members: s.members, ctx: s.ctx}, nil
+		depths: []int{s.depth}, items: s.items, members: s.members, ctx: s.ctx, arena: arena{pages: bufs.pages}}, nil
 }
 
 // ParseBatch parses the body of a batch endpoint (§1.6).
@@ -313,7 +349,7 @@ func ParseBatch(b []byte) (*Body, *RequestError) {
 		return nil, &RequestError{CodeTooManyItems, fmt.Sprintf("batch has %d events; the limit is %d", len(items), MaxBatchItems)}
 	}
 	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey")), text: b, depths: s.depths, items: s.items,
-		members: s.members, ctx: s.ctx}
+		members: s.members, ctx: s.ctx, arena: arena{pages: bufs.pages}}
 	if body.WriteKey == "" && len(items) > 0 {
 		if it := s.items[0]; it.obj >= 0 {
 			body.WriteKey = stringValue(spanGet(b, s.members[it.obj:it.objEnd], "writeKey"))

@@ -25,7 +25,10 @@ import (
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
-// Appender stores events durably; *stream.Writer implements it.
+// Appender stores events durably; *stream.Writer implements it. Once
+// Append returns, whatever it returns, it must read nothing of evs: the
+// handler then releases the request's body, whose pages the documents are
+// in, for later requests to build theirs in (event.Body.Release).
 type Appender interface {
 	Append(ctx context.Context, evs []stream.Event) ([]stream.Result, error)
 }

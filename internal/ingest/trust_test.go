@@ -14,7 +14,8 @@ import (
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
-// recordStore keeps what it is asked to store.
+// recordStore keeps what it is asked to store, documents copied (the
+// handler reuses their memory once Append returns).
 type recordStore struct {
 	mu  sync.Mutex
 	evs []stream.Event
@@ -25,7 +26,9 @@ func (s *recordStore) Append(_ context.Context, evs []stream.Event) ([]stream.Re
 	defer s.mu.Unlock()
 	res := make([]stream.Result, len(evs))
 	for i := range evs {
-		s.evs = append(s.evs, evs[i])
+		ev := evs[i]
+		ev.Doc = bytes.Clone(ev.Doc)
+		s.evs = append(s.evs, ev)
 		res[i].Seq = uint64(len(s.evs))
 	}
 	return res, nil

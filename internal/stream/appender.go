@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -141,7 +142,17 @@ type pending struct {
 	evs     []Event  // or events to store in segments (appendEvents)
 	results []Result
 	done    chan struct{}
-	queued  time.Time // when enqueue queued it
+	// released is closed once the commit that took the request reads
+	// recs and evs no more (commitAll): from then on a caller whose
+	// context ended may return and reuse their memory.
+	released chan struct{}
+	queued   time.Time // when enqueue queued it
+}
+
+// newPending returns the request of recs or of evs (the other empty).
+func newPending(recs []record, evs []Event) *pending {
+	return &pending{recs: recs, evs: evs, results: make([]Result, len(recs)+len(evs)),
+		done: make(chan struct{}), released: make(chan struct{})}
 }
 
 // size is the number of records or events p holds.
@@ -190,13 +201,13 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 // Append stores recs and returns one Result per record once every record is
 // durable (or failed). Records of one call are stored in order. It returns
 // ErrOverloaded without storing anything when the queue is full, and ctx's
-// error if ctx ends first (the records may still be stored later; a retry is
-// de-duplicated by MsgID).
+// error if ctx ends first (enqueue says what is stored then). Once it
+// returns the appender reads nothing of recs.
 func (a *appender) Append(ctx context.Context, recs []record) ([]Result, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	return a.enqueue(ctx, &pending{recs: recs, results: make([]Result, len(recs)), done: make(chan struct{})})
+	return a.enqueue(ctx, newPending(recs, nil))
 }
 
 // appendEvents stores evs in segments (commitEvents), as Append does
@@ -205,9 +216,18 @@ func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, err
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	return a.enqueue(ctx, &pending{evs: evs, results: make([]Result, len(evs)), done: make(chan struct{})})
+	return a.enqueue(ctx, newPending(nil, evs))
 }
 
+// enqueue queues p for a commit and waits for its results. If ctx ends
+// first it returns ctx's error, but never while a commit may still read
+// p's records or events: a request still queued is taken out of the queue
+// (none of it is stored), and one a commit has taken is waited for until
+// that commit has built its messages from it (released), which does not
+// wait for their write (except, for a call of more than MaxBatch events,
+// that of the chunks before its last). Its records or events may then
+// still be stored; a retry is de-duplicated. So the caller may reuse their
+// memory as soon as enqueue returns, whatever the outcome.
 func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 	a.mu.Lock()
 	if a.stopped {
@@ -230,8 +250,25 @@ func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 	case <-p.done:
 		return p.results, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	if !a.unqueue(p) {
+		<-p.released
+	}
+	return nil, ctx.Err()
+}
+
+// unqueue takes p out of the queue and reports whether it was there (no
+// commit has taken it).
+func (a *appender) unqueue(p *pending) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := slices.Index(a.queue, p)
+	if i < 0 {
+		return false
+	}
+	a.queue = slices.Delete(a.queue, i, i+1)
+	a.queued -= p.size()
+	return true
 }
 
 // queuedNow returns the number of records or events queued.
@@ -432,9 +469,29 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 		end := min(start+a.cfg.MaxBatch, len(recs))
 		a.commit(ctx, recs[start:end], res[start:end])
 	}
+	// The requests of records are released once written: their records
+	// are the messages published.
+	var evReqs []*pending // the requests of events, in order
+	for _, p := range batch {
+		if len(p.evs) == 0 {
+			close(p.released)
+		} else {
+			evReqs = append(evReqs, p)
+		}
+	}
+	// Those of events as soon as the segments holding their last events
+	// are built: the write and the sync read only the segments.
+	through := 0 // the events of evReqs[:released]
+	released := 0
 	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(evs))
-		a.commitEvents(ctx, evs[start:end], eres[start:end])
+		a.commitEvents(ctx, evs[start:end], eres[start:end], func() {
+			for released < len(evReqs) && through+len(evReqs[released].evs) <= end {
+				through += len(evReqs[released].evs)
+				close(evReqs[released].released)
+				released++
+			}
+		})
 	}
 	for _, p := range batch {
 		close(p.done)

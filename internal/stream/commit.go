@@ -61,8 +61,10 @@ type dupOf struct {
 	o keyOwner
 }
 
-// commitEvents stores one chunk of events (at most MaxBatch).
-func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result) {
+// commitEvents stores one chunk of events (at most MaxBatch). It calls
+// built once it reads evs no more: its segments are built, and the write,
+// the sync and the index read only them and its own scratch.
+func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result, built func()) {
 	sc := getScratch(len(evs))
 	defer putScratch(sc)
 	keys, keyed, ids, skip := sc.keys, sc.keyed, sc.ids, sc.skip
@@ -150,7 +152,9 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 	}
 	var maxSeq uint64
 	addOK := true
-	if len(segs) > 0 {
+	if len(segs) == 0 {
+		built()
+	} else {
 		recs := make([]record, len(segs))
 		send := make([]*record, len(segs))
 		sres := make([]Result, len(segs))
@@ -182,6 +186,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			}
 			send[n], sresp[n] = &recs[n], &sres[n]
 		}
+		built()
 		a.write(ctx, send, sresp, len(evs))
 		addKeys, addPos := sc.addKeys, sc.addPos // the events stored, for the index
 		for n, s := range segs {

@@ -48,16 +48,20 @@ func TestSegmentFrame(t *testing.T) {
 		{Source: "web", Type: "track", MessageID: "m1", Doc: []byte(`{"n":1}`), RequestID: "r", UserAgent: "ua\r\n", LiFatID: "l", Trust: TrustVerified},
 		{Source: "web", Type: "page", DedupID: "replay:li:3", ReplayFor: "li", Doc: []byte(`{}`)},
 		{Source: "web", Type: "identify", MessageID: "m\n3", Doc: bytes.Repeat([]byte("x"), 300)},
+		// Header values as the event before, then others (cleanHeader).
+		{Source: "web", Type: "track", MessageID: "m4", Doc: []byte(`{}`), UserAgent: "ua\r\n", RequestID: "r", LiFatID: "l"},
+		{Source: "web", Type: "track", MessageID: "m5", Doc: []byte(`{}`), UserAgent: "ua\r\n", RequestID: "r", LiFatID: "l"},
+		{Source: "web", Type: "track", MessageID: "m6", Doc: []byte(`{}`), UserAgent: "u\x7fa", RequestID: "r2\n"},
 	}
 	frame := encodeSegment(evs)
 	got, err := decodeSegment(frame)
-	if err != nil || len(got) != 3 {
+	if err != nil || len(got) != len(evs) {
 		t.Fatalf("decode: %d events, %v", len(got), err)
 	}
 	for i, ev := range evs {
 		s := got[i].stored(9, i, "events.web.seg", "web", time.Time{})
 		want := Stored{Seq: 9, Index: i, Subject: "events.web.seg", Source: "web", Type: ev.Type, MessageID: ev.MessageID, DedupID: ev.DedupID,
-			Doc: ev.Doc, RequestID: ev.RequestID, UserAgent: headerValue(ev.UserAgent), LiFatID: ev.LiFatID, ReplayFor: ev.ReplayFor, Trust: ev.Trust}
+			Doc: ev.Doc, RequestID: headerValue(ev.RequestID), UserAgent: headerValue(ev.UserAgent), LiFatID: ev.LiFatID, ReplayFor: ev.ReplayFor, Trust: ev.Trust}
 		if s.DocString() != string(ev.Doc) {
 			t.Errorf("event %d: DocString %q, want %q", i, s.DocString(), ev.Doc)
 		}

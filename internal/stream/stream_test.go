@@ -254,13 +254,22 @@ func TestOverloaded(t *testing.T) {
 	}
 	defer eng.Close()
 	app := newAppender(eng, WriterConfig{MaxQueued: 3}, discard) // not running: nothing drains
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := app.Append(ctx, []record{rec("events.s.t", "1"), rec("events.s.t", "2")}); err != context.DeadlineExceeded {
-		t.Fatalf("first call: %v", err)
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := app.Append(ctx, []record{rec("events.s.t", "1"), rec("events.s.t", "2")})
+		first <- err
+	}()
+	eventually(t, func() bool { return app.queuedNow() == 2 })
 	if _, err := app.Append(context.Background(), []record{rec("events.s.t", "3"), rec("events.s.t", "4")}); err != ErrOverloaded {
 		t.Fatalf("second call: %v, want ErrOverloaded", err)
+	}
+	cancel()
+	if err := <-first; err != context.Canceled {
+		t.Fatalf("first call: %v", err)
+	}
+	if n := app.queuedNow(); n != 0 {
+		t.Errorf("%d records queued after the first call was cancelled, want 0", n)
 	}
 }
 

@@ -118,8 +118,16 @@ func NewWriter(e *Engine, cfg WriterConfig, log *slog.Logger) (*Writer, error) {
 // that cannot be stored as given (a source or type that cannot be a subject
 // token, a DedupID with control characters) gets an error Result and the
 // others are stored. Append returns ErrOverloaded without storing anything when
-// the queue is full, and ctx's error if ctx ends first (the events may
-// still be stored later; a retry is de-duplicated).
+// the queue is full, and ctx's error if ctx ends first: events still
+// queued then are not stored, those a commit has taken may be (a retry is
+// de-duplicated).
+//
+// Once Append returns, whatever it returns, the writer reads nothing of
+// evs: neither the slice nor any event's Doc. The caller may reuse or
+// overwrite that memory at once (ingest hands documents built in reused
+// buffers). A call whose context ends while a commit holds its events
+// returns once that commit has built its segments from them, not after
+// their write and sync (see appender.enqueue).
 func (w *Writer) Append(ctx context.Context, evs []Event) ([]Result, error) {
 	if len(evs) == 0 {
 		return nil, nil

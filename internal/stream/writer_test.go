@@ -541,3 +541,87 @@ func TestPlainSegments(t *testing.T) {
 		t.Fatalf("plain frame: %d events, %v; want %d", len(got), err, len(evs))
 	}
 }
+
+// TestCancelledAppendReadsNothingAfter: once Append returns, here because
+// its context ended, the writer reads nothing of the caller's events, so
+// the caller may overwrite their documents (ingest reuses the memory). A
+// call still queued is taken out of the queue and nothing of it is stored;
+// one a commit has taken (here lingering for more) returns once its
+// segment is built, and is stored as it was given.
+func TestCancelledAppendReadsNothingAfter(t *testing.T) {
+	const doc = `{"event":"Signed Up","n":1}`
+	// appendCancelled calls Append, cancels it once wait returns, checks
+	// that it returns, then overwrites the event's document.
+	appendCancelled := func(t *testing.T, w *Writer, id string, wait func()) {
+		t.Helper()
+		buf := []byte(doc)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := w.Append(ctx, []Event{{Source: "web", Type: "track", MessageID: id, Doc: buf}})
+			errc <- err
+		}()
+		wait()
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("append: %v, want context.Canceled", err)
+		}
+		for i := range buf {
+			buf[i] = 'X'
+		}
+	}
+
+	t.Run("queued", func(t *testing.T) {
+		eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+		appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "before", Doc: []byte(doc)})
+		for range w.app.cfg.Inflight { // every commit slot taken: the call stays queued
+			w.app.slots <- struct{}{}
+		}
+		appendCancelled(t, w, "queued", func() { eventually(t, func() bool { return w.app.queuedNow() == 1 }) })
+		if n := w.app.queuedNow(); n != 0 {
+			t.Errorf("%d events still queued after the call returned", n)
+		}
+		for range w.app.cfg.Inflight {
+			<-w.app.slots
+		}
+		appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "after", Doc: []byte(doc)})
+		var ids []string
+		for _, s := range readEvents(t, eng, ReadOptions{}) {
+			ids = append(ids, s.MessageID)
+		}
+		if !slices.Equal(ids, []string{"before", "after"}) {
+			t.Errorf("stored %q, want the cancelled call's event not stored", ids)
+		}
+	})
+
+	t.Run("in a commit", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		eng, err := Open(ctx, Config{DataDir: t.TempDir()}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The loop takes the call, then lingers for more before building
+		// its segment.
+		w, err := NewWriter(eng, WriterConfig{Linger: 300 * time.Millisecond, Inflight: 1}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = w.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done; eng.Close() })
+		w.app.slots <- struct{}{} // the call queues until the loop may take it
+		appendCancelled(t, w, "taken", func() {
+			eventually(t, func() bool { return w.app.queuedNow() == 1 })
+			<-w.app.slots
+			eventually(t, func() bool { return w.app.queuedNow() == 0 })
+		})
+		var got []Stored
+		eventually(t, func() bool {
+			got = readEvents(t, eng, ReadOptions{})
+			return len(got) > 0
+		})
+		if len(got) != 1 || got[0].MessageID != "taken" || string(got[0].Doc) != doc {
+			t.Fatalf("stored %+v, want the event as given: %s", got, doc)
+		}
+	})
+}
