@@ -447,7 +447,7 @@ const l0CompactionThreshold = 64
 // (buffer.go) takes: it is full at M/bufferShare/bytesPerBufferedKey keys
 // (268,435 for 256 MB), and each full buffer becomes an L0 table spanning
 // the whole key space (the keys are hashes). L0 is compacted into the
-// level below at l0CompactionThreshold such tables, and each of those
+// level below at 32 such tables (l0CompactionThreshold), and each of those
 // compactions rewrites all of that level: the more keys a buffer holds,
 // the fewer compactions per key added, and the fewer flushes. Buffers of
 // M/20 (two of them M/10 of the budget) were compactions and flushes of
