@@ -587,10 +587,11 @@ func TestCollector(t *testing.T) {
 }
 
 // TestCompactionOptions: pebble's L0 thresholds are l0CompactionThreshold
-// (compacting at half as many sublevels) and stops writes at as many
-// sublevels, not its defaults (4 and 12), which rewrote a growing index of hashed keys after every few buffers
-// (see l0CompactionThreshold; BenchmarkGrow measures what it saves), and
-// writes row blocks of tableBlockSize, not columnar blocks of 4 KiB.
+// (compacting at half as many sublevels, stopping writes at as many), not
+// its defaults (4 and 12), which rewrote a growing index of hashed keys
+// after every few buffers (see l0CompactionThreshold; BenchmarkGrow
+// measures what it saves), and writes row blocks of tableBlockSize, not
+// columnar blocks of 4 KiB.
 func TestCompactionOptions(t *testing.T) {
 	dir := t.TempDir()
 	open(t, Options{Dir: dir})
@@ -625,7 +626,7 @@ func TestL0CompactedAt32Sublevels(t *testing.T) {
 	x := open(t, Options{bufferKeys: 500})
 	keys := make([]Key, 500)
 	pos := make([]uint64, 500)
-	table := func(g int) {
+	flushGroup := func(g int) {
 		t.Helper()
 		for i := range keys {
 			keys[i] = mixKey(uint64(g)<<16 | uint64(i))
@@ -642,14 +643,14 @@ func TestL0CompactedAt32Sublevels(t *testing.T) {
 		}
 	}
 	for g := range 31 {
-		table(g)
+		flushGroup(g)
 	}
 	m := x.db.Metrics()
 	if m.Compact.Count+m.Compact.NumInProgress > 0 || m.Levels[0].Sublevels != 31 {
 		t.Fatalf("31 tables: %d compactions done, %d running, %d sublevels in L0; want none, none, 31",
 			m.Compact.Count, m.Compact.NumInProgress, m.Levels[0].Sublevels)
 	}
-	table(31)
+	flushGroup(31)
 	for x.db.Metrics().Compact.Count == 0 {
 		time.Sleep(10 * time.Millisecond) // the test's deadline ends a compaction that never comes
 	}
