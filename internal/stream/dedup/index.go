@@ -345,7 +345,7 @@ func (opt Options) withDefaults() (Options, error) {
 //     (BenchmarkCheck, 3 million keys: 14-17 -> 18-21 CPU-µs, 5 of 5
 //     pairs); at M/16 about what it did, 15.7 -> 16.7 (2 of 5 lower,
 //     within the noise; bench/results/index-2026-12-07-s18.md);
-//   - L0 compacted at 32 sublevels (l0CompactionThreshold), not 4;
+//   - L0 compacted at 32 sublevels (l0CompactionThreshold 64), not 2;
 //   - bloom filters (10 bits per key, 1% false positives) at every level:
 //     most keys looked up are new, and a filter answers "absent" without
 //     reading a block;
@@ -380,7 +380,7 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 		Merger:                      &pebble.Merger{Name: "capstan.dedup.v1", Merge: merge},
 		Logger:                      slogLogger{opt.Logger},
 		L0CompactionThreshold:       l0CompactionThreshold,
-		L0StopWritesThreshold:       l0CompactionThreshold + 16,
+		L0StopWritesThreshold:       l0CompactionThreshold,
 	}
 	o.Experimental.EnableColumnarBlocks = func() bool { return false }
 	for i := range o.Levels {
@@ -417,30 +417,37 @@ func flushFailed(info pebble.FlushInfo) bool {
 	return info.Err != nil && !(len(info.Output) == 0 && info.Err.Error() == "pebble: empty table")
 }
 
-// l0CompactionThreshold is the number of L0 sublevels (tables a flush
-// wrote, as the keys are hashes: each spans the whole key space) at which
-// pebble compacts L0 into the level below; writes stop 16 sublevels
-// above it.
+// l0CompactionThreshold is pebble's L0CompactionThreshold: pebble
+// compacts L0 into the level below when twice its sublevels reach it, so
+// at 64 when L0 holds 32 sublevels (tables a flush wrote, as the keys are
+// hashes: each spans the whole key space), and it stops writes at 64
+// sublevels (L0StopWritesThreshold, compared with the sublevels
+// themselves), leaving as many flushes for a compaction to finish in as
+// before.
 //
-// Each such compaction rewrites all of that level, whatever the size of
-// L0: with pebble's default (4) a growing index was rewritten after every
-// few buffers, and its flushes and compactions were a quarter of the
-// store's CPU (BenchmarkEngineFloor/store, 1.5 million events). At 32,
-// BenchmarkGrow over 10 million keys wrote the tables 1.9-2.1 times over
-// instead of 4.7-4.8 and cost 1.5-1.7 CPU-µs per key instead of 2.8-3.4
-// (bench/results/floor-2026-12-06-s11.md). The price is paid by the
+// Each such compaction rewrites all of the level below, whatever the size
+// of L0: with pebble's default (4, compacting at 2 sublevels) a growing
+// index was rewritten after every few buffers, and its flushes and
+// compactions were a quarter of the store's CPU
+// (BenchmarkEngineFloor/store, 1.5 million events). At 32 (meant as 32
+// sublevels, and compacting at 16) BenchmarkGrow over 10 million keys
+// wrote the tables 1.9-2.1 times over instead of 4.7-4.8
+// (bench/results/floor-2026-12-06-s11.md). At 64 a run of 7.6 million
+// keys (the real server's batch benchmark) flushes 28 tables and compacts
+// none, where at 32 it compacted 17 tables (190 MB) into an empty L6: the
+// compaction was 9.8% of capstan's CPU in that run's profile
+// (bench/results/index-2026-12-07-s19.md). The price is paid by the
 // look-ups that reach the store (a key the filters in memory may hold: a
 // duplicate, a false positive, or in cluster mode every reader's check):
-// each tests the bloom filter of every L0 table, about 0.1 CPU-µs each
-// (BenchmarkCheck at 3 million keys, 22 tables in L0: a present key 8.8-9.6
-// CPU-µs instead of 6.4-7.4).
-const l0CompactionThreshold = 32
+// each tests the bloom filter of every L0 table, up to 32 before a
+// compaction instead of 16.
+const l0CompactionThreshold = 64
 
 // bufferShare is the share of the memory budget M each write buffer
 // (buffer.go) takes: it is full at M/bufferShare/bytesPerBufferedKey keys
 // (268,435 for 256 MB), and each full buffer becomes an L0 table spanning
 // the whole key space (the keys are hashes). L0 is compacted into the
-// level below at l0CompactionThreshold such tables, and each of those
+// level below at 32 such tables (l0CompactionThreshold), and each of those
 // compactions rewrites all of that level: the more keys a buffer holds,
 // the fewer compactions per key added, and the fewer flushes. Buffers of
 // M/20 (two of them M/10 of the budget) were compactions and flushes of
