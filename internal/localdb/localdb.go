@@ -155,16 +155,22 @@ func Open(o Options) (*DB, error) {
 		Logger:                      logger{log, o.What},
 		// The keys are hashes: every flushed table spans the whole key
 		// space, so an L0 compaction rewrites all of the level it goes
-		// to. With pebble's defaults (compact L0 at 4 sublevels, L6 the
-		// base level until it holds 64 MiB) the identity store of a
-		// delivery.sh run (65 MB after 320,000 new visitors) was
+		// to. pebble scores L0 at twice its sublevels over
+		// L0CompactionThreshold, so it compacts L0 at half the
+		// threshold's sublevels (bench/results/index-2026-12-07-s19.md).
+		// With pebble's defaults (threshold 4: compact at 2 sublevels,
+		// L6 the base level until it holds 64 MiB) the identity store
+		// of a delivery.sh run (65 MB after 320,000 new visitors) was
 		// rewritten after every flush or two: compactions took 12.4 of
-		// capstan's 86 CPU-µs per event. Compacting L0 at 8 sublevels
-		// into a base level of 4 memtables (pebble puts it above L6
-		// once L6 outgrows that) made them 5.8 (BenchmarkGrow,
+		// capstan's 86 CPU-µs per event. Threshold 8 (compacting at 4
+		// sublevels; written as "8 sublevels" then) into a base level
+		// of 4 memtables (pebble puts it above L6 once L6 outgrows
+		// that) made them 5.8 (BenchmarkGrow,
 		// bench/results/e2e-profile-2026-12-06-s10.md). A look-up of
 		// an absent key tests one more bloom filter per L0 table and
-		// costs no more. L0StopWritesThreshold (12) stays above 8.
+		// costs no more; these stores are read by every delivery, so
+		// their L0 is kept short. L0StopWritesThreshold (12, compared
+		// with the sublevels themselves) stays well above.
 		L0CompactionThreshold: 8,
 		LBaseMaxBytes:         4 * memtable,
 	}
