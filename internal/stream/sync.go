@@ -150,7 +150,11 @@ func (s *blockSyncer) syncLocked() error {
 		return fmt.Errorf("sync %s: %w", s.blockPath(s.index), err)
 	}
 	// Blocks created since the last sync hold newer messages: sync them,
-	// and the directory that names them.
+	// and the directory that names them. The file store writes messages to
+	// its last block only, so f is complete once the next block exists, but
+	// what was written to it while the fsync above ran (messages of later
+	// calls, which will not sync f again) may not be on disk yet: f is
+	// synced once more before the sync moves on.
 	for {
 		next := s.blockPath(s.index + 1)
 		if _, err := os.Stat(next); err != nil {
@@ -158,6 +162,9 @@ func (s *blockSyncer) syncLocked() error {
 				return nil
 			}
 			return fmt.Errorf("sync %s: %w", next, err)
+		}
+		if err := s.fsync(s.f); err != nil {
+			return fmt.Errorf("sync %s: %w", s.blockPath(s.index), err)
 		}
 		if err := s.openLocked(s.index + 1); err != nil {
 			return err

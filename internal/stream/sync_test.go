@@ -350,3 +350,70 @@ func TestSyncFollowsBlockChanges(t *testing.T) {
 		t.Error("no watch once the stream's directory is back")
 	}
 }
+
+// TestSyncCoversBlockFilledDuringSync: messages written to a block while
+// the syncer fsyncs it, after which the file store starts the next block,
+// are made durable by a later call's sync, although the syncer has moved on
+// to the next block by then.
+func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
+	root := t.TempDir()
+	msgs := filepath.Join(root, "jetstream", "streams", "S", "msgs")
+	if err := os.MkdirAll(msgs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	block := func(i int) string { return filepath.Join(msgs, fmt.Sprintf("%d.blk", i)) }
+	write := func(path, data string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(block(1), "one")
+	s := newBlockSyncer(msgs, root)
+	defer s.Close()
+	// durable holds each block's content as of its last fsync; during the
+	// first fsync of block 2 the store writes a message to it (after the
+	// fsync took its content) and starts block 3.
+	durable := map[string]string{}
+	filled := false
+	s.fsync = func(f *os.File) error {
+		if !strings.HasSuffix(f.Name(), ".blk") {
+			return f.Sync()
+		}
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			return err
+		}
+		durable[filepath.Base(f.Name())] = string(b)
+		if f.Name() == block(2) && !filled {
+			filled = true
+			write(block(2), ", late")
+			write(block(3), "three")
+		}
+		return f.Sync()
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	write(block(2), "two")
+	if err := s.Sync(); err != nil { // finds block 2, and block 3 during its fsync
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil { // the call made after ", late" was acknowledged
+		t.Fatal(err)
+	}
+	if !filled {
+		t.Fatal("block 2 was never synced")
+	}
+	if got := durable["2.blk"]; got != "two, late" {
+		t.Errorf("block 2 on disk: %q, want %q", got, "two, late")
+	}
+	if got := durable["3.blk"]; got != "three" {
+		t.Errorf("block 3 on disk: %q, want %q", got, "three")
+	}
+}
