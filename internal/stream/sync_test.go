@@ -417,3 +417,76 @@ func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
 		t.Errorf("block 3 on disk: %q, want %q", got, "three")
 	}
 }
+
+// TestSyncRescanCoversEveryNewBlock: when the syncer holds no block (its
+// first sync, or the block it held was rewritten or purged), every block
+// that may hold messages written since the last sync is fsynced, not only
+// the highest: at the first sync all of them (the process may have filled
+// the block it started with before that sync), after a rewrite the
+// rewritten block and those after it, and in a stream made again all of
+// its blocks.
+func TestSyncRescanCoversEveryNewBlock(t *testing.T) {
+	root := t.TempDir()
+	streams := filepath.Join(root, "jetstream", "streams")
+	msgs := filepath.Join(streams, "S", "msgs")
+	if err := os.MkdirAll(msgs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(dir string, i int, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.blk", i)), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newBlockSyncer(msgs, root)
+	defer s.Close()
+	var synced []string // the blocks fsynced by the last Sync, by name
+	s.fsync = func(f *os.File) error {
+		if strings.HasSuffix(f.Name(), ".blk") {
+			synced = append(synced, filepath.Base(f.Name()))
+		}
+		return f.Sync()
+	}
+	check := func(step string, want ...string) {
+		t.Helper()
+		synced = nil
+		if err := s.Sync(); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		slices.Sort(synced)
+		if !slices.Equal(synced, want) {
+			t.Errorf("%s: synced %v, want %v", step, synced, want)
+		}
+	}
+
+	write(msgs, 1, "one")
+	write(msgs, 2, "two")
+	check("first sync", "1.blk", "2.blk")
+	check("unchanged", "2.blk")
+
+	// Block 2 rewritten (compacted and renamed over) while block 3 began.
+	write(msgs, 3, "three")
+	tmp := filepath.Join(msgs, "2.tmp")
+	if err := os.WriteFile(tmp, []byte("two, compacted"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(msgs, "2.blk")); err != nil {
+		t.Fatal(err)
+	}
+	check("block rewritten", "2.blk", "3.blk")
+
+	// The stream deleted and made again: its blocks start at 1 again.
+	again := filepath.Join(streams, "S2", "msgs")
+	if err := os.MkdirAll(again, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(again, 1, "uno")
+	write(again, 2, "dos")
+	if err := os.Rename(filepath.Join(streams, "S"), filepath.Join(streams, ".S")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(streams, "S2"), filepath.Join(streams, "S")); err != nil {
+		t.Fatal(err)
+	}
+	check("stream made again", "1.blk", "2.blk")
+}
