@@ -1045,13 +1045,110 @@ func FuzzTimeValue(f *testing.F) {
 		if k := kind(v); k == 's' && !json.Valid(v) {
 			return // raw values are valid JSON
 		}
-		tm, lit, ok := timeValue(v)
 		want, wok := parseTimeValue(v)
-		if ok != wok || !tm.Equal(want) || tm.Location() != want.Location() {
-			t.Fatalf("%s: %v %v, parseTimeValue %v %v", v, tm, ok, want, wok)
+		// A new day, one that holds v's date (set by reading v once), and
+		// one that holds another.
+		var fresh, same, other day
+		same.timeValue(v)
+		other.timeValue([]byte(`"2026-12-06T08:13:54.123Z"`))
+		for _, d := range []*day{&fresh, &same, &other} {
+			tm, lit, ok := d.timeValue(v)
+			if ok != wok || !tm.Equal(want) || tm.Location() != want.Location() {
+				t.Fatalf("%s: %v %v, parseTimeValue %v %v", v, tm, ok, want, wok)
+			}
+			if lit != nil && string(appendQuotedTime(nil, tm)) != string(lit) {
+				t.Fatalf("%s: literal %s, appendQuotedTime %s", v, lit, appendQuotedTime(nil, tm))
+			}
 		}
-		if lit != nil && string(appendQuotedTime(nil, tm)) != string(lit) {
-			t.Fatalf("%s: literal %s, appendQuotedTime %s", v, lit, appendQuotedTime(nil, tm))
+	})
+}
+
+// dayTimes are instants around the days a day holds: midnight, either
+// side of 1970, the first and last years TimeLayout writes in four
+// digits, and beyond.
+var dayTimes = []time.Time{
+	time.Unix(0, 0), time.Unix(-1, 999_999_999), time.Unix(-86400, 0), time.Unix(-86401, 500_000_000),
+	time.Unix(86399, 999_000_000), time.Unix(86400, 0),
+	received, received.Add(time.Millisecond), received.Add(-24 * time.Hour), received.Add(24 * time.Hour),
+	time.Date(2026, 12, 6, 23, 59, 59, 999_999_999, time.UTC), time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC),
+	time.Date(2026, 9, 1, 12, 34, 56, 789_999_999, time.FixedZone("", 2*3600)),
+	time.Date(2024, 2, 29, 6, 0, 0, 0, time.UTC), time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC),
+	time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(0, 1, 1, 23, 59, 59, 999_000_000, time.UTC),
+	time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+	time.Date(10000, 1, 1, 0, 0, 0, 1_000_000, time.UTC), time.Date(-1, 12, 31, 12, 0, 0, 0, time.UTC),
+}
+
+// TestDayAppendQuotedTime: writing a time with a day gives what
+// appendQuotedTime gives, whatever date the day held before (none, the
+// same, another), and the day then holds the time's date.
+func TestDayAppendQuotedTime(t *testing.T) {
+	for _, prev := range append([]time.Time{{}}, dayTimes...) {
+		for _, tm := range dayTimes {
+			var d day
+			if !prev.IsZero() {
+				d.appendQuotedTime(nil, prev)
+			}
+			want := string(appendQuotedTime(nil, tm))
+			if got := string(d.appendQuotedTime(nil, tm)); got != want {
+				t.Fatalf("after %v: %v written %s, want %s", prev, tm, got, want)
+			}
+			// Again, now that d may hold tm's date.
+			if got := string(d.appendQuotedTime(nil, tm)); got != want {
+				t.Fatalf("again: %v written %s, want %s", tm, got, want)
+			}
+			if y := tm.UTC().Year(); y >= 0 && y <= 9999 && (!d.set || string(d.lit[:]) != want[1:12]) {
+				t.Fatalf("%v: day holds %q (set %v), want %q", tm, d.lit, d.set, want[1:12])
+			}
+		}
+	}
+}
+
+// TestDayParseUTCTime: parsing with a day gives what parseUTCTime gives,
+// after any other timestamp was parsed or written with it.
+func TestDayParseUTCTime(t *testing.T) {
+	cases := append([]string(nil), parseUTCTimeCases...)
+	for _, tm := range dayTimes {
+		lit := appendQuotedTime(nil, tm)
+		cases = append(cases, string(lit[1:len(lit)-1]))
+	}
+	for _, prev := range cases {
+		for _, s := range cases {
+			want, wok := parseUTCTime([]byte(s))
+			for _, written := range []bool{false, true} {
+				var d day
+				if written {
+					if pt, ok := parseUTCTime([]byte(prev)); ok {
+						d.appendQuotedTime(nil, pt)
+					}
+				} else {
+					d.parseUTCTime([]byte(prev))
+				}
+				if got, ok := d.parseUTCTime([]byte(s)); ok != wok || got != want {
+					t.Fatalf("after %q (written %v): %q parsed %v %v, want %v %v", prev, written, s, got, ok, want, wok)
+				}
+			}
+		}
+	}
+}
+
+// FuzzDay: a day read and written by turns gives what parseUTCTime and
+// appendQuotedTime give.
+func FuzzDay(f *testing.F) {
+	f.Add("2026-12-06T08:13:54.123Z", int64(1796544834), int64(123_000_000), "2026-12-06T23:59:59.999Z")
+	f.Add("1969-12-31T23:59:59Z", int64(-1), int64(0), "1970-01-01T00:00:00.000Z")
+	f.Fuzz(func(t *testing.T, s1 string, sec, nsec int64, s2 string) {
+		var d day
+		tm := time.Unix(sec, nsec)
+		for _, s := range []string{s1, s2} {
+			want, wok := parseUTCTime([]byte(s))
+			if got, ok := d.parseUTCTime([]byte(s)); ok != wok || got != want {
+				t.Fatalf("%q parsed %v %v, want %v %v", s, got, ok, want, wok)
+			}
+			for _, w := range []time.Time{tm, want} {
+				if got, want := d.appendQuotedTime(nil, w), appendQuotedTime(nil, w); string(got) != string(want) {
+					t.Fatalf("%v written %s, want %s", w, got, want)
+				}
+			}
 		}
 	})
 }
