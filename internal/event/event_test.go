@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"testing"
 	"time"
@@ -285,6 +286,62 @@ func TestParseBatch(t *testing.T) {
 	}
 }
 
+// TestRequestUTF8: a body that is not UTF-8 is refused as such whatever
+// else is wrong with it (the check of the JSON checks its strings' UTF-8,
+// and the body's is checked again only when that refuses it), and a body
+// that is UTF-8 never is.
+func TestRequestUTF8(t *testing.T) {
+	const notUTF8 = "request body is not valid UTF-8"
+	for _, c := range []struct{ body, code, msg string }{
+		{"{\"batch\":[],\"x\":\"\xff\"}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[{\"k\xc3\xa9\xc3\":1}]}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[{\"context\":{\"p\":\"\xed\xa0\x80\"}}]}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[\xff]}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[\"\xc3", CodeInvalidJSON, notUTF8},
+		{"[\"\xff\"]", CodeInvalidJSON, notUTF8},
+		{"\xef\xbb\xbf{\"batch\":[\"\xc0\xaf\"]}", CodeInvalidJSON, notUTF8},
+		{"\"\xc3\xa9\"", CodeInvalidBody, "request body must be a JSON object"},
+		{`{"batch":[`, CodeInvalidJSON, "request body is not valid JSON: unexpected end of JSON input at byte 10"},
+		{"{\"batch\":[{\"k\":\"\xf0\x9f\x98\x80\u00e9\"}]}", "", ""},
+	} {
+		_, rerr := ParseBatch([]byte(c.body))
+		if c.code == "" && rerr != nil || c.code != "" && (rerr == nil || rerr.Code != c.code || rerr.Message != c.msg) {
+			t.Errorf("ParseBatch(%q): %v, want %s: %s", c.body, rerr, c.code, c.msg)
+		}
+	}
+}
+
+// TestCheckDepthNotUTF8: a string that is not UTF-8, which encoding/json
+// takes as valid JSON, does not hide the nesting after it.
+func TestCheckDepthNotUTF8(t *testing.T) {
+	deep := deepEvent(MaxDepth + 1)
+	for _, raw := range []string{deep, "{\"a\":\"\xff\"," + deep[1:], "{\"\xc3\":[\"\xed\xa0\x80\"]," + deep[1:]} {
+		if derr := CheckDepth([]byte(raw)); derr == nil || derr.Code != CodeEventTooDeep {
+			t.Errorf("CheckDepth(%.50q): %v, want %s", raw, derr, CodeEventTooDeep)
+		}
+		if derr := CheckDepth([]byte(strings.Replace(raw, "[]", "", 1))); derr != nil {
+			t.Errorf("CheckDepth(%.50q) a level less: %v", raw, derr)
+		}
+	}
+}
+
+// FuzzRequestUTF8: a body is refused as not UTF-8 exactly when it is not
+// (after a byte order mark), by both parsers.
+func FuzzRequestUTF8(f *testing.F) {
+	f.Add([]byte("{\"batch\":[{\"a\":\"\xc3\xa9\"}]}"))
+	f.Add([]byte("{\"a\":\"\xe2\x82\"}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := !utf8.Valid(bytes.TrimPrefix(b, bom))
+		for _, parse := range []func([]byte) (*Body, *RequestError){ParseBatch, ParseSingle} {
+			body, rerr := parse(b)
+			if got := rerr != nil && rerr.Message == "request body is not valid UTF-8"; got != want {
+				t.Fatalf("%q: refused as not UTF-8 %v (%v), want %v", b, got, rerr, want)
+			}
+			body.Release()
+		}
+	})
+}
+
 // deepEvent returns a track event that nests depth levels (at least 3):
 // the event, its properties, then arrays.
 func deepEvent(depth int) string {
@@ -489,23 +546,26 @@ func TestValidJSON(t *testing.T) {
 	}
 }
 
-// checkValidJSON compares validJSON with json.Valid, which also refuses
-// valid JSON nested deeper than 10000 levels.
+// checkValidJSON compares validJSON with json.Valid and utf8.Valid
+// (json.Valid accepts strings that are not UTF-8, and refuses valid JSON
+// nested deeper than 10000 levels).
 func checkValidJSON(t *testing.T, b []byte) {
 	t.Helper()
 	got, depth := validJSON(b)
-	want := json.Valid(b)
+	want := json.Valid(b) && utf8.Valid(b)
 	if got != want && !(got && depth > 10000) {
-		t.Fatalf("validJSON(%.40q) = %v (depth %d), json.Valid = %v", b, got, depth, want)
+		t.Fatalf("validJSON(%.40q) = %v (depth %d), json.Valid and utf8.Valid = %v", b, got, depth, want)
 	}
 }
 
 // TestValidStringWords: strings whose end, escape, control character or
 // non-ASCII byte sits at every offset of the string scan's eight-byte
 // words, as keys and values, in a batch's item, in a nested object, and at
-// the very end of the input, are accepted as json.Valid accepts them.
+// the very end of the input, are accepted as json.Valid and utf8.Valid
+// accept them.
 func TestValidStringWords(t *testing.T) {
-	ends := []string{`"`, `\n"`, `\u00e9"`, "\x01\"", `\"`, `\`, ``, "\x7f\"", "\xc3\xa9\"", `\\"`, `\u00"`, `\q"`}
+	ends := []string{`"`, `\n"`, `\u00e9"`, "\x01\"", `\"`, `\`, ``, "\x7f\"", "\xc3\xa9\"", `\\"`, `\u00"`, `\q"`,
+		"\xc3\"", "\xff\"", "\xe2\x82\xac\"", "\xe2\x82\"", "\xed\xa0\x80\"", "\xf0\x9f\x98\x80\"", "\xf4\x90\x80\x80\"", "\xc0\xaf\""}
 	for n := range 20 {
 		for _, end := range ends {
 			str := `"` + strings.Repeat("x", n) + end
@@ -521,8 +581,8 @@ func TestValidStringWords(t *testing.T) {
 			for _, doc := range docs {
 				b := []byte(doc)
 				checkValidJSON(t, b)
-				if _, valid := splitBody(split{}, b, "batch"); valid != json.Valid(b) {
-					t.Fatalf("splitBody(%q): valid = %v, json.Valid: %v", b, valid, !valid)
+				if _, valid := splitBody(split{}, b, "batch"); valid != (json.Valid(b) && utf8.Valid(b)) {
+					t.Fatalf("splitBody(%q): valid = %v, json.Valid and utf8.Valid: %v", b, valid, !valid)
 				}
 			}
 		}
@@ -791,12 +851,26 @@ func TestValidStringSpecials(t *testing.T) {
 			}
 		}
 	}
-	// strSpecial against strPlain: one byte among plain ones.
+	// strStop against strPlain, strSpecial against strPlain with the
+	// high bytes plain: one byte among plain ones.
+	for _, bg := range []uint64{0x6161616161616161, 0x2020202020202020, 0x2121212121212121} {
+		for x := range 256 {
+			for pos := range 8 {
+				w := bg&^(0xff<<(8*pos)) | uint64(x)<<(8*pos)
+				if got, want := strStop(w) != 0, !strPlain[x]; got != want {
+					t.Fatalf("strStop(%#x) != 0 is %v, want %v", w, got, want)
+				}
+				if m := strStop(w); m != 0 && bits.TrailingZeros64(m)>>3 != pos {
+					t.Fatalf("strStop(%#x) flags byte %d first, want %d", w, bits.TrailingZeros64(m)>>3, pos)
+				}
+			}
+		}
+	}
 	for _, bg := range []uint64{0x6161616161616161, 0xffffffffffffffff, 0x8080808080808080, 0x2020202020202020, 0x2121212121212121} {
 		for x := range 256 {
 			for pos := range 8 {
 				w := bg&^(0xff<<(8*pos)) | uint64(x)<<(8*pos)
-				if got, want := strSpecial(w) != 0, !strPlain[x]; got != want {
+				if got, want := strSpecial(w) != 0, !strPlain[x] && x < utf8.RuneSelf; got != want {
 					t.Fatalf("strSpecial(%#x) != 0 is %v, want %v", w, got, want)
 				}
 			}
@@ -1270,12 +1344,17 @@ func FuzzAppendJSON(f *testing.F) {
 	})
 }
 
-// validEscStringByByte is validEscString reading one byte at a time: the
-// reference for its eight-byte runs.
+// validEscStringByByte is validEscString reading one byte at a time, then
+// checking the string's UTF-8 with utf8.Valid: the reference for its
+// eight-byte runs and its UTF-8 sequences.
 func validEscStringByByte(b []byte, i int) (end int, escaped bool) {
+	start := i
 	for i++; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '"':
+			if !utf8.Valid(b[start+1 : i]) {
+				return -1, escaped
+			}
 			return i + 1, escaped
 		case c < 0x20:
 			return -1, escaped
@@ -1305,7 +1384,8 @@ func validEscStringByByte(b []byte, i int) (end int, escaped bool) {
 // up to 40 bytes, after and before other specials, and compares
 // validEscString with the byte-wise reference.
 func TestValidEscString(t *testing.T) {
-	specials := []string{`"`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, "\x00", "\x1f", " ", "\x7f", "\x80", "\xff", "é", `\`}
+	specials := []string{`"`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, "\x00", "\x1f", " ", "\x7f", "\x80", "\xff", "é", `\`,
+		"\xc3", "\xe2\x82\xac", "\xe2\x82", "\xed\xa0\x80", "\xf0\x9f\x98\x80", "\xf4\x90\x80\x80", "\xc0\xaf", "\xef\xbf\xbd"}
 	for n := range 41 {
 		for pos := range n + 1 {
 			for _, sp := range specials {
