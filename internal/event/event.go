@@ -166,7 +166,10 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 // allocated alone).
 func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, obj, ctx []span, a *arena) (*Event, *DropError) {
 	ctxSplit := ctx != nil
-	f := fields{text: text, obj: obj}
+	// Declared, then set: a composite literal of fields (576 bytes) was
+	// built zeroed in a temporary and then copied to f.
+	var f fields
+	f.text, f.obj = text, obj
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
 	*ev = Event{Type: forced}
