@@ -155,7 +155,7 @@ var strPlain = func() (t [256]bool) {
 }()
 
 // strStop is strSpecial that also flags the bytes at or above 0x80, the
-// bytes of the UTF-8 sequences validEscString checks: non-zero when one of
+// bytes of the multi-byte sequences validEscString checks: non-zero when one of
 // the eight bytes of x is not strPlain. Its lowest flag is always a real
 // one, as strSpecial's is: the high bytes are flagged as they are (ORing x
 // in, before the mask, in place of the &^x that drops them from
@@ -551,8 +551,8 @@ func validString(b []byte, i int) int {
 // validEscString is validString that also reports whether the literal holds
 // an escape sequence: an object key's caller decodes only those, and need
 // not scan the key again for a backslash. It refuses a string that is not
-// valid UTF-8 (utf8.Valid), so that checking a request body takes one pass
-// over its strings' bytes, not a second one for UTF-8.
+// valid UTF-8 (as utf8.Valid does), so that checking a request body takes
+// one pass over its strings' bytes, not a second one for UTF-8.
 func validEscString(b []byte, i int) (end int, escaped bool) {
 	for i++; ; i++ {
 		// Eight bytes at a time: strStop's lowest flag is always a
@@ -599,10 +599,39 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 			default:
 				return -1, escaped
 			}
-		case c >= utf8.RuneSelf: // a multi-byte sequence, or not UTF-8
-			r, n := utf8.DecodeRune(b[i:])
-			if r == utf8.RuneError && n == 1 {
+		case c >= utf8.RuneSelf:
+			// A multi-byte sequence, checked as utf8.Valid checks
+			// one (no overlong form, surrogate, or rune above
+			// U+10FFFF: the second byte's range depends on the
+			// first), here rather than by a call (utf8.DecodeRune):
+			// a call would cost this function, which calls nothing,
+			// a frame and a stack check on every string.
+			n, lo, hi := 0, byte(0x80), byte(0xbf)
+			switch {
+			case c >= 0xc2 && c <= 0xdf:
+				n = 2
+			case c == 0xe0:
+				n, lo = 3, 0xa0
+			case c == 0xed:
+				n, hi = 3, 0x9f
+			case c >= 0xe1 && c <= 0xef:
+				n = 3
+			case c == 0xf0:
+				n, lo = 4, 0x90
+			case c >= 0xf1 && c <= 0xf3:
+				n = 4
+			case c == 0xf4:
+				n, hi = 4, 0x8f
+			default:
 				return -1, escaped
+			}
+			if i+n > len(b) || b[i+1] < lo || b[i+1] > hi {
+				return -1, escaped
+			}
+			for k := i + 2; k < i+n; k++ {
+				if b[k]&0xc0 != 0x80 {
+					return -1, escaped
+				}
 			}
 			i += n - 1
 		default: // control character
