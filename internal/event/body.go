@@ -258,7 +258,13 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 // deeper than MaxDepth, or nil: ingest's check, for callers that hold one
 // event's text (preview) rather than a request body.
 func CheckDepth(raw []byte) *DropError {
-	_, d := validValue(raw, skipSpace(raw, 0))
+	end, d := validValue(raw, skipSpace(raw, 0))
+	if end < 0 && !utf8.Valid(raw) {
+		// validValue stops at a string that is not UTF-8, which
+		// encoding/json (and so "valid JSON") allows: the nesting is
+		// that of the text with those bytes replaced.
+		_, d = validValue(bytes.ToValidUTF8(raw, []byte("\uFFFD")), skipSpace(raw, 0))
+	}
 	return depthError(d)
 }
 
@@ -291,10 +297,13 @@ func checkJSON(into split, b []byte, key string) ([]byte, split, *RequestError) 
 		return nil, split{}, &RequestError{CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxRequestBytes)}
 	}
 	b = bytes.TrimPrefix(b, bom)
-	if !utf8.Valid(b) {
+	// The check of the JSON checks the UTF-8 of its strings, and nothing
+	// else can hold bytes of multi-byte sequences: only a body it refuses
+	// may not be UTF-8, and is refused as such first.
+	s, valid := splitBody(into, b, key)
+	if !valid && !utf8.Valid(b) {
 		return nil, split{}, &RequestError{CodeInvalidJSON, "request body is not valid UTF-8"}
 	}
-	s, valid := splitBody(into, b, key)
 	if !valid {
 		msg := "request body is not valid JSON"
 		var raw json.RawMessage

@@ -166,7 +166,10 @@ func Normalize(raw []byte, forced Type, req *Request) (*Event, *DropError) {
 // allocated alone).
 func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, obj, ctx []span, a *arena) (*Event, *DropError) {
 	ctxSplit := ctx != nil
-	f := fields{text: text, obj: obj}
+	// Declared, then set: a composite literal of fields (576 bytes) was
+	// built zeroed in a temporary and then copied to f.
+	var f fields
+	f.text, f.obj = text, obj
 	f.find()
 	ctxRaw := f.get(fContext) // the context that sc.ctx splits, when ctxSplit
 	*ev = Event{Type: forced}
@@ -308,14 +311,14 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, 
 	// (receivedAt, the envelope's sentAt) are formatted once (arena).
 	received := req.ReceivedAt.UTC()
 	receivedLit := a.received(sc, received)
-	original, originalLit, ok := timeValue(f.get(fOriginalTimestamp))
+	original, originalLit, ok := sc.read.timeValue(f.get(fOriginalTimestamp))
 	if !ok {
-		original, originalLit, ok = timeValue(f.get(fTimestamp))
+		original, originalLit, ok = sc.read.timeValue(f.get(fTimestamp))
 	}
 	if !ok {
 		original, originalLit = received, receivedLit
 	}
-	sentAt, sentLit, hasSent := timeValue(f.get(fSentAt))
+	sentAt, sentLit, hasSent := sc.read.timeValue(f.get(fSentAt))
 	if !hasSent && !env.SentAt.IsZero() {
 		sentAt, sentLit, hasSent = env.SentAt, a.sent(env.SentAt), true
 	}
@@ -684,6 +687,11 @@ type scratch struct {
 	spans []span
 	ctx   []span
 	buf   []byte
+	// read and written are the dates of the timestamps read and of those
+	// written (see day), apart: an event's own (read) fall on the client's
+	// day, those capstan corrects (written) on receivedAt's. They stay
+	// valid from one use of the scratch to the next.
+	read, written day
 }
 
 var scratchPool = sync.Pool{New: func() any {
@@ -739,7 +747,7 @@ func (sc *scratch) quoted(s string) []byte {
 // time appends t as a JSON string in TimeLayout and returns it.
 func (sc *scratch) time(t time.Time) []byte {
 	start := len(sc.buf)
-	sc.buf = appendQuotedTime(sc.buf, t)
+	sc.buf = sc.written.appendQuotedTime(sc.buf, t)
 	return sc.buf[start:len(sc.buf):len(sc.buf)]
 }
 
@@ -844,13 +852,18 @@ const canonicalTimeLen = len(`"` + TimeLayout + `"`)
 // when v is written exactly as appendQuotedTime writes the time it holds
 // (TimeLayout, milliseconds, UTC), as the timestamps of Segment's
 // libraries are; otherwise the literal is nil and the caller formats it.
-func timeValue(v []byte) (time.Time, []byte, bool) {
-	if len(v) == canonicalTimeLen && v[0] == '"' && v[20] == '.' {
-		if t, ok := parseUTCTime(v[1 : len(v)-1]); ok {
+// The date is read with d (day.parseUTCTime).
+func (d *day) timeValue(v []byte) (time.Time, []byte, bool) {
+	if kind(v) != 's' {
+		return time.Time{}, nil, false
+	}
+	if t, ok := d.parseUTCTime(v[1 : len(v)-1]); ok {
+		if len(v) == canonicalTimeLen && v[20] == '.' {
 			return t, v[:len(v):len(v)], true
 		}
+		return t, nil, true
 	}
-	t, ok := parseTimeValue(v)
+	t, ok := ParseTime(decodeString(v))
 	return t, nil, ok
 }
 
@@ -862,18 +875,42 @@ func timeValue(v []byte) (time.Time, []byte, bool) {
 // which cost an allocation per timestamp. Any other form, or a field out
 // of range, returns false and is left to ParseTime.
 func parseUTCTime(b []byte) (time.Time, bool) {
-	if len(b) < 20 || len(b) > 30 || b[4] != '-' || b[7] != '-' || b[10] != 'T' ||
-		b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+	var d day
+	return d.parseUTCTime(b)
+}
+
+// day is the calendar date of the last instant read or written in
+// TimeLayout with it: nearly all of a request's timestamps fall on one
+// day, so that its date is read by comparing eleven bytes and written by
+// copying them, not with the calendar's arithmetic each time (time.Time.Date
+// was most of the cost of writing one; the digits and days of the date
+// most of reading one).
+type day struct {
+	// lit is the date as TimeLayout writes it, "YYYY-MM-DDT" (years 0 to
+	// 9999), and unix the same date in days from 1970-01-01, when set.
+	lit  [11]byte
+	unix int64
+	set  bool
+}
+
+// parseUTCTime is the package's parseUTCTime, reading the date of b as
+// d's without checking it again when it is written as d's, and making d
+// the date of b otherwise (when it is valid).
+func (d *day) parseUTCTime(b []byte) (time.Time, bool) {
+	if len(b) < 20 || len(b) > 30 || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
 		return time.Time{}, false
 	}
-	year, ok1 := digits(b[0:4])
-	month, ok2 := digits(b[5:7])
-	day, ok3 := digits(b[8:10])
-	hour, ok4 := digits(b[11:13])
-	minute, ok5 := digits(b[14:16])
-	sec, ok6 := digits(b[17:19])
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 ||
-		month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+	if !d.set || string(b[:11]) != string(d.lit[:]) {
+		days, ok := parseDate(b[:11])
+		if !ok {
+			return time.Time{}, false
+		}
+		d.lit, d.unix, d.set = [11]byte(b[:11]), days, true
+	}
+	hour, ok1 := digits(b[11:13])
+	minute, ok2 := digits(b[14:16])
+	sec, ok3 := digits(b[17:19])
+	if !ok1 || !ok2 || !ok3 || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
 	nsec := 0
@@ -887,13 +924,57 @@ func parseUTCTime(b []byte) (time.Time, bool) {
 		}
 		nsec = n
 	}
-	if day > daysIn(month, year) { // time.Date would normalise it
-		return time.Time{}, false
-	}
 	// time.Date's instant, counted directly (time.Date normalises each
 	// field and looks the zone up first).
-	secs := unixDays(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	secs := d.unix*86400 + int64(hour*3600+minute*60+sec)
 	return time.Unix(secs, int64(nsec)).UTC(), true
+}
+
+// parseDate returns the date b, "YYYY-MM-DDT" with in-range fields, in
+// days from 1970-01-01.
+func parseDate(b []byte) (int64, bool) {
+	if b[4] != '-' || b[7] != '-' || b[10] != 'T' {
+		return 0, false
+	}
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	if !ok1 || !ok2 || !ok3 || month < 1 || month > 12 || day < 1 {
+		return 0, false
+	}
+	if day > daysIn(month, year) { // time.Date would normalise it
+		return 0, false
+	}
+	return unixDays(year, month, day), true
+}
+
+// appendQuotedTime is the package's appendQuotedTime, copying d's date
+// when t falls on it and making t's date d's otherwise (years 0-9999).
+func (d *day) appendQuotedTime(b []byte, t time.Time) []byte {
+	secs := t.Unix()
+	days := secs / 86400
+	if secs%86400 < 0 {
+		days-- // the day before 1970 that secs falls in
+	}
+	if !d.set || days != d.unix {
+		start := len(b)
+		b = appendQuotedTime(b, t)
+		if len(b)-start == canonicalTimeLen { // a year 0-9999
+			d.lit, d.unix, d.set = [11]byte(b[start+1:start+12]), days, true
+		}
+		return b
+	}
+	s := int(secs - days*86400)
+	h, mi := s/3600, s/60%60
+	s %= 60
+	ms := t.Nanosecond() / 1e6
+	b = append(b, '"')
+	b = append(b, d.lit[:]...)
+	return append(b,
+		byte('0'+h/10), byte('0'+h%10), ':',
+		byte('0'+mi/10), byte('0'+mi%10), ':',
+		byte('0'+s/10), byte('0'+s%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z', '"')
 }
 
 // unixDays returns the number of days from 1970-01-01 to the date year,

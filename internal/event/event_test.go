@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"testing"
 	"time"
@@ -285,6 +286,62 @@ func TestParseBatch(t *testing.T) {
 	}
 }
 
+// TestRequestUTF8: a body that is not UTF-8 is refused as such whatever
+// else is wrong with it (the check of the JSON checks its strings' UTF-8,
+// and the body's is checked again only when that refuses it), and a body
+// that is UTF-8 never is.
+func TestRequestUTF8(t *testing.T) {
+	const notUTF8 = "request body is not valid UTF-8"
+	for _, c := range []struct{ body, code, msg string }{
+		{"{\"batch\":[],\"x\":\"\xff\"}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[{\"k\xc3\xa9\xc3\":1}]}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[{\"context\":{\"p\":\"\xed\xa0\x80\"}}]}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[\xff]}", CodeInvalidJSON, notUTF8},
+		{"{\"batch\":[\"\xc3", CodeInvalidJSON, notUTF8},
+		{"[\"\xff\"]", CodeInvalidJSON, notUTF8},
+		{"\xef\xbb\xbf{\"batch\":[\"\xc0\xaf\"]}", CodeInvalidJSON, notUTF8},
+		{"\"\xc3\xa9\"", CodeInvalidBody, "request body must be a JSON object"},
+		{`{"batch":[`, CodeInvalidJSON, "request body is not valid JSON: unexpected end of JSON input at byte 10"},
+		{"{\"batch\":[{\"k\":\"\xf0\x9f\x98\x80\u00e9\"}]}", "", ""},
+	} {
+		_, rerr := ParseBatch([]byte(c.body))
+		if c.code == "" && rerr != nil || c.code != "" && (rerr == nil || rerr.Code != c.code || rerr.Message != c.msg) {
+			t.Errorf("ParseBatch(%q): %v, want %s: %s", c.body, rerr, c.code, c.msg)
+		}
+	}
+}
+
+// TestCheckDepthNotUTF8: a string that is not UTF-8, which encoding/json
+// takes as valid JSON, does not hide the nesting after it.
+func TestCheckDepthNotUTF8(t *testing.T) {
+	deep := deepEvent(MaxDepth + 1)
+	for _, raw := range []string{deep, "{\"a\":\"\xff\"," + deep[1:], "{\"\xc3\":[\"\xed\xa0\x80\"]," + deep[1:]} {
+		if derr := CheckDepth([]byte(raw)); derr == nil || derr.Code != CodeEventTooDeep {
+			t.Errorf("CheckDepth(%.50q): %v, want %s", raw, derr, CodeEventTooDeep)
+		}
+		if derr := CheckDepth([]byte(strings.Replace(raw, "[]", "", 1))); derr != nil {
+			t.Errorf("CheckDepth(%.50q) a level less: %v", raw, derr)
+		}
+	}
+}
+
+// FuzzRequestUTF8: a body is refused as not UTF-8 exactly when it is not
+// (after a byte order mark), by both parsers.
+func FuzzRequestUTF8(f *testing.F) {
+	f.Add([]byte("{\"batch\":[{\"a\":\"\xc3\xa9\"}]}"))
+	f.Add([]byte("{\"a\":\"\xe2\x82\"}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := !utf8.Valid(bytes.TrimPrefix(b, bom))
+		for _, parse := range []func([]byte) (*Body, *RequestError){ParseBatch, ParseSingle} {
+			body, rerr := parse(b)
+			if got := rerr != nil && rerr.Message == "request body is not valid UTF-8"; got != want {
+				t.Fatalf("%q: refused as not UTF-8 %v (%v), want %v", b, got, rerr, want)
+			}
+			body.Release()
+		}
+	})
+}
+
 // deepEvent returns a track event that nests depth levels (at least 3):
 // the event, its properties, then arrays.
 func deepEvent(depth int) string {
@@ -489,23 +546,26 @@ func TestValidJSON(t *testing.T) {
 	}
 }
 
-// checkValidJSON compares validJSON with json.Valid, which also refuses
-// valid JSON nested deeper than 10000 levels.
+// checkValidJSON compares validJSON with json.Valid and utf8.Valid
+// (json.Valid accepts strings that are not UTF-8, and refuses valid JSON
+// nested deeper than 10000 levels).
 func checkValidJSON(t *testing.T, b []byte) {
 	t.Helper()
 	got, depth := validJSON(b)
-	want := json.Valid(b)
+	want := json.Valid(b) && utf8.Valid(b)
 	if got != want && !(got && depth > 10000) {
-		t.Fatalf("validJSON(%.40q) = %v (depth %d), json.Valid = %v", b, got, depth, want)
+		t.Fatalf("validJSON(%.40q) = %v (depth %d), json.Valid and utf8.Valid = %v", b, got, depth, want)
 	}
 }
 
 // TestValidStringWords: strings whose end, escape, control character or
 // non-ASCII byte sits at every offset of the string scan's eight-byte
 // words, as keys and values, in a batch's item, in a nested object, and at
-// the very end of the input, are accepted as json.Valid accepts them.
+// the very end of the input, are accepted as json.Valid and utf8.Valid
+// accept them.
 func TestValidStringWords(t *testing.T) {
-	ends := []string{`"`, `\n"`, `\u00e9"`, "\x01\"", `\"`, `\`, ``, "\x7f\"", "\xc3\xa9\"", `\\"`, `\u00"`, `\q"`}
+	ends := []string{`"`, `\n"`, `\u00e9"`, "\x01\"", `\"`, `\`, ``, "\x7f\"", "\xc3\xa9\"", `\\"`, `\u00"`, `\q"`,
+		"\xc3\"", "\xff\"", "\xe2\x82\xac\"", "\xe2\x82\"", "\xed\xa0\x80\"", "\xf0\x9f\x98\x80\"", "\xf4\x90\x80\x80\"", "\xc0\xaf\""}
 	for n := range 20 {
 		for _, end := range ends {
 			str := `"` + strings.Repeat("x", n) + end
@@ -521,8 +581,8 @@ func TestValidStringWords(t *testing.T) {
 			for _, doc := range docs {
 				b := []byte(doc)
 				checkValidJSON(t, b)
-				if _, valid := splitBody(split{}, b, "batch"); valid != json.Valid(b) {
-					t.Fatalf("splitBody(%q): valid = %v, json.Valid: %v", b, valid, !valid)
+				if _, valid := splitBody(split{}, b, "batch"); valid != (json.Valid(b) && utf8.Valid(b)) {
+					t.Fatalf("splitBody(%q): valid = %v, json.Valid and utf8.Valid: %v", b, valid, !valid)
 				}
 			}
 		}
@@ -791,12 +851,26 @@ func TestValidStringSpecials(t *testing.T) {
 			}
 		}
 	}
-	// strSpecial against strPlain: one byte among plain ones.
+	// strStop against strPlain, strSpecial against strPlain with the
+	// high bytes plain: one byte among plain ones.
+	for _, bg := range []uint64{0x6161616161616161, 0x2020202020202020, 0x2121212121212121} {
+		for x := range 256 {
+			for pos := range 8 {
+				w := bg&^(0xff<<(8*pos)) | uint64(x)<<(8*pos)
+				if got, want := strStop(w) != 0, !strPlain[x]; got != want {
+					t.Fatalf("strStop(%#x) != 0 is %v, want %v", w, got, want)
+				}
+				if m := strStop(w); m != 0 && bits.TrailingZeros64(m)>>3 != pos {
+					t.Fatalf("strStop(%#x) flags byte %d first, want %d", w, bits.TrailingZeros64(m)>>3, pos)
+				}
+			}
+		}
+	}
 	for _, bg := range []uint64{0x6161616161616161, 0xffffffffffffffff, 0x8080808080808080, 0x2020202020202020, 0x2121212121212121} {
 		for x := range 256 {
 			for pos := range 8 {
 				w := bg&^(0xff<<(8*pos)) | uint64(x)<<(8*pos)
-				if got, want := strSpecial(w) != 0, !strPlain[x]; got != want {
+				if got, want := strSpecial(w) != 0, !strPlain[x] && x < utf8.RuneSelf; got != want {
 					t.Fatalf("strSpecial(%#x) != 0 is %v, want %v", w, got, want)
 				}
 			}
@@ -1053,13 +1127,110 @@ func FuzzTimeValue(f *testing.F) {
 		if k := kind(v); k == 's' && !json.Valid(v) {
 			return // raw values are valid JSON
 		}
-		tm, lit, ok := timeValue(v)
 		want, wok := parseTimeValue(v)
-		if ok != wok || !tm.Equal(want) || tm.Location() != want.Location() {
-			t.Fatalf("%s: %v %v, parseTimeValue %v %v", v, tm, ok, want, wok)
+		// A new day, one that holds v's date (set by reading v once), and
+		// one that holds another.
+		var fresh, same, other day
+		same.timeValue(v)
+		other.timeValue([]byte(`"2026-12-06T08:13:54.123Z"`))
+		for _, d := range []*day{&fresh, &same, &other} {
+			tm, lit, ok := d.timeValue(v)
+			if ok != wok || !tm.Equal(want) || tm.Location() != want.Location() {
+				t.Fatalf("%s: %v %v, parseTimeValue %v %v", v, tm, ok, want, wok)
+			}
+			if lit != nil && string(appendQuotedTime(nil, tm)) != string(lit) {
+				t.Fatalf("%s: literal %s, appendQuotedTime %s", v, lit, appendQuotedTime(nil, tm))
+			}
 		}
-		if lit != nil && string(appendQuotedTime(nil, tm)) != string(lit) {
-			t.Fatalf("%s: literal %s, appendQuotedTime %s", v, lit, appendQuotedTime(nil, tm))
+	})
+}
+
+// dayTimes are instants around the days a day holds: midnight, either
+// side of 1970, the first and last years TimeLayout writes in four
+// digits, and beyond.
+var dayTimes = []time.Time{
+	time.Unix(0, 0), time.Unix(-1, 999_999_999), time.Unix(-86400, 0), time.Unix(-86401, 500_000_000),
+	time.Unix(86399, 999_000_000), time.Unix(86400, 0),
+	received, received.Add(time.Millisecond), received.Add(-24 * time.Hour), received.Add(24 * time.Hour),
+	time.Date(2026, 12, 6, 23, 59, 59, 999_999_999, time.UTC), time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC),
+	time.Date(2026, 9, 1, 12, 34, 56, 789_999_999, time.FixedZone("", 2*3600)),
+	time.Date(2024, 2, 29, 6, 0, 0, 0, time.UTC), time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC),
+	time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(0, 1, 1, 23, 59, 59, 999_000_000, time.UTC),
+	time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+	time.Date(10000, 1, 1, 0, 0, 0, 1_000_000, time.UTC), time.Date(-1, 12, 31, 12, 0, 0, 0, time.UTC),
+}
+
+// TestDayAppendQuotedTime: writing a time with a day gives what
+// appendQuotedTime gives, whatever date the day held before (none, the
+// same, another), and the day then holds the time's date.
+func TestDayAppendQuotedTime(t *testing.T) {
+	for _, prev := range append([]time.Time{{}}, dayTimes...) {
+		for _, tm := range dayTimes {
+			var d day
+			if !prev.IsZero() {
+				d.appendQuotedTime(nil, prev)
+			}
+			want := string(appendQuotedTime(nil, tm))
+			if got := string(d.appendQuotedTime(nil, tm)); got != want {
+				t.Fatalf("after %v: %v written %s, want %s", prev, tm, got, want)
+			}
+			// Again, now that d may hold tm's date.
+			if got := string(d.appendQuotedTime(nil, tm)); got != want {
+				t.Fatalf("again: %v written %s, want %s", tm, got, want)
+			}
+			if y := tm.UTC().Year(); y >= 0 && y <= 9999 && (!d.set || string(d.lit[:]) != want[1:12]) {
+				t.Fatalf("%v: day holds %q (set %v), want %q", tm, d.lit, d.set, want[1:12])
+			}
+		}
+	}
+}
+
+// TestDayParseUTCTime: parsing with a day gives what parseUTCTime gives,
+// after any other timestamp was parsed or written with it.
+func TestDayParseUTCTime(t *testing.T) {
+	cases := append([]string(nil), parseUTCTimeCases...)
+	for _, tm := range dayTimes {
+		lit := appendQuotedTime(nil, tm)
+		cases = append(cases, string(lit[1:len(lit)-1]))
+	}
+	for _, prev := range cases {
+		for _, s := range cases {
+			want, wok := parseUTCTime([]byte(s))
+			for _, written := range []bool{false, true} {
+				var d day
+				if written {
+					if pt, ok := parseUTCTime([]byte(prev)); ok {
+						d.appendQuotedTime(nil, pt)
+					}
+				} else {
+					d.parseUTCTime([]byte(prev))
+				}
+				if got, ok := d.parseUTCTime([]byte(s)); ok != wok || got != want {
+					t.Fatalf("after %q (written %v): %q parsed %v %v, want %v %v", prev, written, s, got, ok, want, wok)
+				}
+			}
+		}
+	}
+}
+
+// FuzzDay: a day read and written by turns gives what parseUTCTime and
+// appendQuotedTime give.
+func FuzzDay(f *testing.F) {
+	f.Add("2026-12-06T08:13:54.123Z", int64(1796544834), int64(123_000_000), "2026-12-06T23:59:59.999Z")
+	f.Add("1969-12-31T23:59:59Z", int64(-1), int64(0), "1970-01-01T00:00:00.000Z")
+	f.Fuzz(func(t *testing.T, s1 string, sec, nsec int64, s2 string) {
+		var d day
+		tm := time.Unix(sec, nsec)
+		for _, s := range []string{s1, s2} {
+			want, wok := parseUTCTime([]byte(s))
+			if got, ok := d.parseUTCTime([]byte(s)); ok != wok || got != want {
+				t.Fatalf("%q parsed %v %v, want %v %v", s, got, ok, want, wok)
+			}
+			for _, w := range []time.Time{tm, want} {
+				if got, want := d.appendQuotedTime(nil, w), appendQuotedTime(nil, w); string(got) != string(want) {
+					t.Fatalf("%v written %s, want %s", w, got, want)
+				}
+			}
 		}
 	})
 }
@@ -1181,12 +1352,17 @@ func FuzzAppendJSON(f *testing.F) {
 	})
 }
 
-// validEscStringByByte is validEscString reading one byte at a time: the
-// reference for its eight-byte runs.
+// validEscStringByByte is validEscString reading one byte at a time, then
+// checking the string's UTF-8 with utf8.Valid: the reference for its
+// eight-byte runs and its UTF-8 sequences.
 func validEscStringByByte(b []byte, i int) (end int, escaped bool) {
+	start := i
 	for i++; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '"':
+			if !utf8.Valid(b[start+1 : i]) {
+				return -1, escaped
+			}
 			return i + 1, escaped
 		case c < 0x20:
 			return -1, escaped
@@ -1216,7 +1392,10 @@ func validEscStringByByte(b []byte, i int) (end int, escaped bool) {
 // up to 40 bytes, after and before other specials, and compares
 // validEscString with the byte-wise reference.
 func TestValidEscString(t *testing.T) {
-	specials := []string{`"`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, "\x00", "\x1f", " ", "\x7f", "\x80", "\xff", "é", `\`}
+	specials := []string{`"`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, "\x00", "\x1f", " ", "\x7f", "\x80", "\xff", "é", `\`,
+		"\xc3", "\xe2\x82\xac", "\xe2\x82", "\xed\xa0\x80", "\xf0\x9f\x98\x80", "\xf4\x90\x80\x80", "\xc0\xaf", "\xef\xbf\xbd",
+		"\xc2\x80", "\xdf\xbf", "\xc1\xbf", "\xe0\x80\x80", "\xe0\xa0\x80", "\xed\x9f\xbf", "\xee\x80\x80", "\xf0\x80\x80\x80",
+		"\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\xf3\xbf\xbf\xbf", "\xf5\x80\x80\x80", "\xf8", "\xe2\x28\xa1", "\xf0\x9f\x98", "\xe2\x82\x22", "\xe2\x82\xc3", "\xf0\x9f\xc3\xa9", "\xf0\x9f\x98\xff"}
 	for n := range 41 {
 		for pos := range n + 1 {
 			for _, sp := range specials {

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // member is one key/value pair of a JSON object; Value is the raw JSON text.
@@ -142,20 +143,35 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// strPlain marks the bytes that may appear in a JSON string as they are: all
-// but control characters, the quote and the backslash. encoding/json does not
-// check UTF-8 there (the caller does).
+// strPlain marks the bytes that may appear in a JSON string as they are
+// and are ASCII: all but control characters, the quote, the backslash and
+// the bytes of UTF-8's multi-byte sequences, which validEscString checks
+// one sequence at a time.
 var strPlain = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
 	return t
 }()
 
+// strStop is strSpecial that also flags the bytes at or above 0x80, the
+// bytes of the multi-byte sequences validEscString checks: non-zero when one of
+// the eight bytes of x is not strPlain. Its lowest flag is always a real
+// one, as strSpecial's is: the high bytes are flagged as they are (ORing x
+// in, before the mask, in place of the &^x that drops them from
+// strSpecial's differences).
+func strStop(x uint64) uint64 {
+	q := x ^ (0x02 * ones)
+	b := x ^ ('\\' * ones)
+	return ((q - 0x21*ones) | (b - ones) | x) & highs
+}
+
 // validJSON reports whether b is one valid JSON value, and how deeply it
 // nests (see validValue). It accepts what json.Valid accepts, except that
-// it sets no nesting limit: encoding/json refuses more than 10000 levels,
-// capstan drops an event deeper than MaxDepth with its own code.
+// it sets no nesting limit (encoding/json refuses more than 10000 levels,
+// capstan drops an event deeper than MaxDepth with its own code) and that
+// it refuses invalid UTF-8 in strings, as utf8.Valid does (encoding/json
+// accepts it there): a value it accepts is valid UTF-8 throughout.
 func validJSON(b []byte) (valid bool, depth int) {
 	end, depth := validValue(b, skipSpace(b, 0))
 	return end >= 0 && skipSpace(b, end) == len(b), depth
@@ -526,7 +542,7 @@ func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span,
 
 // validString checks the string literal at b[i] and returns the index just
 // past it, or -1. Runs of plain bytes (strPlain) are skipped 8 at a time
-// (strSpecial, as the Value parser does).
+// (strStop, as the Value parser does with strSpecial).
 func validString(b []byte, i int) int {
 	end, _ := validEscString(b, i)
 	return end
@@ -534,18 +550,20 @@ func validString(b []byte, i int) int {
 
 // validEscString is validString that also reports whether the literal holds
 // an escape sequence: an object key's caller decodes only those, and need
-// not scan the key again for a backslash.
+// not scan the key again for a backslash. It refuses a string that is not
+// valid UTF-8 (as utf8.Valid does), so that checking a request body takes
+// one pass over its strings' bytes, not a second one for UTF-8.
 func validEscString(b []byte, i int) (end int, escaped bool) {
 	for i++; ; i++ {
-		// Eight bytes at a time: strSpecial's lowest flag is always a
-		// real special byte (a false flag only follows a real one), so
+		// Eight bytes at a time: strStop's lowest flag is always a
+		// real stop byte (a false flag only follows a real one), so
 		// the run ends exactly there, with no byte-wise loop.
 		if uint(i) < uint(len(b)) {
 			// From i by 8 while under len(b)-7, i known in b: the
 			// compiler sees that each word is in b, and checks none.
 			k := i
 			for ; k < len(b)-7; k += 8 {
-				if m := strSpecial(binary.LittleEndian.Uint64(b[k : k+8 : k+8])); m != 0 {
+				if m := strStop(binary.LittleEndian.Uint64(b[k : k+8 : k+8])); m != 0 {
 					i = k + bits.TrailingZeros64(m)>>3
 					if b[i] == '"' { // the usual end, ahead of the switch
 						return i + 1, escaped
@@ -562,10 +580,10 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 			return -1, escaped
 		}
 	special:
-		switch b[i] {
-		case '"':
+		switch c := b[i]; {
+		case c == '"':
 			return i + 1, escaped
-		case '\\':
+		case c == '\\':
 			escaped = true
 			i++
 			if i >= len(b) {
@@ -581,6 +599,41 @@ func validEscString(b []byte, i int) (end int, escaped bool) {
 			default:
 				return -1, escaped
 			}
+		case c >= utf8.RuneSelf:
+			// A multi-byte sequence, checked as utf8.Valid checks
+			// one (no overlong form, surrogate, or rune above
+			// U+10FFFF: the second byte's range depends on the
+			// first), here rather than by a call (utf8.DecodeRune):
+			// a call would cost this function, which calls nothing,
+			// a frame and a stack check on every string.
+			n, lo, hi := 0, byte(0x80), byte(0xbf)
+			switch {
+			case c >= 0xc2 && c <= 0xdf:
+				n = 2
+			case c == 0xe0:
+				n, lo = 3, 0xa0
+			case c == 0xed:
+				n, hi = 3, 0x9f
+			case c >= 0xe1 && c <= 0xef:
+				n = 3
+			case c == 0xf0:
+				n, lo = 4, 0x90
+			case c >= 0xf1 && c <= 0xf3:
+				n = 4
+			case c == 0xf4:
+				n, hi = 4, 0x8f
+			default:
+				return -1, escaped
+			}
+			if i+n > len(b) || b[i+1] < lo || b[i+1] > hi {
+				return -1, escaped
+			}
+			for k := i + 2; k < i+n; k++ {
+				if b[k]&0xc0 != 0x80 {
+					return -1, escaped
+				}
+			}
+			i += n - 1
 		default: // control character
 			return -1, escaped
 		}
