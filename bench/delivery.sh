@@ -105,7 +105,6 @@ if [[ -n ${BENCH_SANDBOX:-} ]]; then
 	printf '# sandbox: %s (sha256 %s), from BENCH_SANDBOX\n' "$SANDBOX" "$(sha256sum -- "$SANDBOX" | cut -c1-12)" >>"$COMMANDS"
 fi
 
-warm_memory
 UPTIME_BEFORE=$(uptime)
 log "machine load before: $UPTIME_BEFORE"
 

@@ -27,9 +27,7 @@
 # after the batch load starts, written to BENCH_PROFILE_DIR (default: the
 # work directory) as cpu-<always|1s>.pprof; the profile costs capstan some
 # CPU while it runs, so the run's figures are not comparable with others),
-# BENCH_COMPRESSION (capstan's engine.compression: s2, the default, or none),
-# BENCH_WARM_MB (MiB bench/warmmem touches before the run, default 3/4 of
-# MemAvailable, 0: none; see bench/lib.sh warm_memory).
+# BENCH_COMPRESSION (capstan's engine.compression: s2, the default, or none).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -74,7 +72,6 @@ capstan_binary
 cmd go build -o "$BIN/loadgen" ./bench/loadgen
 cmd go build -o "$BIN/nullserver" ./bench/nullserver
 
-warm_memory
 UPTIME_BEFORE=$(uptime)
 log "machine load before: $UPTIME_BEFORE"
 

@@ -88,7 +88,6 @@ name() {
 	printf '%s' "$s"
 }
 
-warm_memory
 UPTIME_BEFORE=$(uptime)
 log "machine load before: $UPTIME_BEFORE"
 

@@ -95,21 +95,6 @@ capstan_binary() {
 		"$CAPSTAN" "$(binary_label "$CAPSTAN" "${BENCH_LABEL:-}")" >>"$COMMANDS"
 }
 
-# warm_memory runs bench/warmmem, which touches and frees memory the
-# machine may never have used: in a fresh VM whose host hands memory out
-# lazily, the first touch of a page costs ~11 µs of the toucher's CPU, and a
-# run would pay it for all the page cache and heap it grows into
-# (bench/results/kwrite-2026-12-07-s19.md). BENCH_WARM_MB: MiB to touch
-# (default 3/4 of MemAvailable), 0 to skip. WARM keeps its line for the
-# report, which also says whether the machine was cold.
-warm_memory() {
-	WARM="not done (BENCH_WARM_MB=0)"
-	[[ ${BENCH_WARM_MB:-} == 0 ]] && return 0
-	cmd go build -o "$BIN/warmmem" ./bench/warmmem
-	WARM=$(cmd "$BIN/warmmem" ${BENCH_WARM_MB:+-mb "$BENCH_WARM_MB"})
-	echo "$WARM" >&2
-}
-
 log() { printf '\n== %s\n' "$*" >&2; }
 
 # cmd records a command line for the results file, then runs it.
@@ -161,8 +146,7 @@ machine() {
 	echo "- Kernel: $(uname -srm)"
 	echo "- Go: $(go version | sed 's/^go version //')"
 	echo "- Disk of the data dir: $(df -hT "$WORK" | awk 'NR==2 {print $1, $2}')"
-	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown), $(uptime -p)"
-	echo "- Memory warmed before the run (bench/warmmem): ${WARM:-not done}"
+	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown)"
 	echo "- capstan tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet') plus the uncommitted working tree as found ($(git -C "$ROOT" status --porcelain 2>/dev/null | grep -vc '^?? bench/\|^ M bench/' || true) changed files outside bench/)"
 	if [[ -n ${BENCH_CAPSTAN:-} ]]; then
 		echo "- capstan binary: \`$BENCH_CAPSTAN\` ($(binary_label "$BENCH_CAPSTAN" "${BENCH_LABEL:-}")), prebuilt (BENCH_CAPSTAN); the tree above built only the bench tools"
