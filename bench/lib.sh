@@ -146,7 +146,14 @@ machine() {
 	echo "- Kernel: $(uname -srm)"
 	echo "- Go: $(go version | sed 's/^go version //')"
 	echo "- Disk of the data dir: $(df -hT "$WORK" | awk 'NR==2 {print $1, $2}')"
-	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown)"
+	echo "- Virtualisation: $(systemd-detect-virt 2>/dev/null || echo unknown), $(uptime -p)"
+	local pr=/sys/module/page_reporting/parameters
+	if [[ -r $pr/page_reporting_order ]]; then
+		# Memory freed in blocks of this order goes back to the host, and
+		# its next first touch costs ~11 µs a page of the toucher's CPU
+		# (bench/results/kwrite-2026-12-07-s19.md).
+		echo "- Free page reporting to the host: on (order $(cat $pr/page_reporting_order), $(($(cat $pr/reported_kib) >> 20)) GiB reported since boot): page cache and heap a run grows into cost more CPU than once used"
+	fi
 	echo "- capstan tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet') plus the uncommitted working tree as found ($(git -C "$ROOT" status --porcelain 2>/dev/null | grep -vc '^?? bench/\|^ M bench/' || true) changed files outside bench/)"
 	if [[ -n ${BENCH_CAPSTAN:-} ]]; then
 		echo "- capstan binary: \`$BENCH_CAPSTAN\` ($(binary_label "$BENCH_CAPSTAN" "${BENCH_LABEL:-}")), prebuilt (BENCH_CAPSTAN); the tree above built only the bench tools"
