@@ -38,10 +38,15 @@ func (s *scripted) Prepare(ctx context.Context, _ *Plan) error { return s.call(c
 func (s *scripted) CheckAccess(ctx context.Context) error      { return s.call(ctx, "check") }
 func (s *scripted) NeedsOperator(err error) bool               { return errors.Is(err, errNeedsToken) }
 
-// serveScripted starts a runner on s with Serve; pauses are retried only
-// after an hour, so that only a Resume can end one within a test.
-func serveScripted(t *testing.T, env *webhookEnv, s *scripted, access time.Duration) *Runner {
+// serveScripted starts a runner with Serve on a new scripted destination
+// (its requests go to a receiver that takes them all); pauses are retried
+// only after an hour, so that only a Resume can end one within a test.
+func serveScripted(t *testing.T, access time.Duration) (*Runner, *scripted) {
 	t.Helper()
+	env := newWebhookEnv(t, 1)
+	srv := httptest.NewServer(&receiver{took: map[string]int{}})
+	t.Cleanup(srv.Close)
+	s := &scripted{webhook: &webhook{url: srv.URL, batch: 50, hc: srv.Client()}, started: make(chan string), answers: make(chan error)}
 	p, errs := NewPlan(env.cfg, 0, s)
 	if len(errs) > 0 {
 		t.Fatal(errs)
@@ -60,7 +65,7 @@ func serveScripted(t *testing.T, env *webhookEnv, s *scripted, access time.Durat
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return r
+	return r, s
 }
 
 // expectCall waits for s's next call and checks what it is.
@@ -81,11 +86,7 @@ func expectCall(t *testing.T, s *scripted, want string) {
 // that attempt starts ends with a new attempt at once, not after
 // PauseRetry.
 func TestResumeDuringPrepare(t *testing.T) {
-	env := newWebhookEnv(t, 1)
-	srv := httptest.NewServer(&receiver{took: map[string]int{}})
-	t.Cleanup(srv.Close)
-	s := &scripted{webhook: &webhook{url: srv.URL, batch: 50, hc: srv.Client()}, started: make(chan string), answers: make(chan error)}
-	r := serveScripted(t, env, s, time.Hour)
+	r, s := serveScripted(t, time.Hour)
 
 	expectCall(t, s, "prepare")
 	r.Resume()
@@ -101,11 +102,7 @@ func TestResumeDuringPrepare(t *testing.T) {
 // The same for the periodic access check: a Resume during the check that
 // pauses makes the next check run at once.
 func TestResumeDuringAccessCheck(t *testing.T) {
-	env := newWebhookEnv(t, 1)
-	srv := httptest.NewServer(&receiver{took: map[string]int{}})
-	t.Cleanup(srv.Close)
-	s := &scripted{webhook: &webhook{url: srv.URL, batch: 50, hc: srv.Client()}, started: make(chan string), answers: make(chan error)}
-	r := serveScripted(t, env, s, 20*time.Millisecond)
+	r, s := serveScripted(t, 20*time.Millisecond)
 
 	expectCall(t, s, "prepare")
 	s.answers <- nil

@@ -203,7 +203,7 @@ func (s *blockSyncer) scanLocked() error {
 		if n < s.from {
 			continue
 		}
-		if err := s.syncFile(s.blockPath(n)); err != nil {
+		if err := s.syncPath(s.blockPath(n), true); err != nil {
 			return err
 		}
 	}
@@ -230,11 +230,12 @@ func (s *blockSyncer) blocks() ([]uint64, error) {
 	return blocks, nil
 }
 
-// syncFile fsyncs the block at path; one removed meanwhile (a purge) has
+// syncPath fsyncs the file or directory at path. With missingOK a path
+// that is gone is no error: a block removed meanwhile (a purge) has
 // nothing left to make durable.
-func (s *blockSyncer) syncFile(path string) error {
+func (s *blockSyncer) syncPath(path string, missingOK bool) error {
 	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if missingOK && errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -271,17 +272,7 @@ func (s *blockSyncer) openLocked(index uint64) error {
 	return nil
 }
 
-func (s *blockSyncer) syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync stream: %w", err)
-	}
-	defer d.Close()
-	if err := s.fsync(d); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
+func (s *blockSyncer) syncDir(dir string) error { return s.syncPath(dir, false) }
 
 func (s *blockSyncer) closeLocked() {
 	if s.f != nil {
