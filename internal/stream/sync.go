@@ -149,23 +149,16 @@ func (s *blockSyncer) syncLocked() error {
 			s.closeLocked()
 		}
 	}
-	if s.f == nil {
-		if err := s.scanLocked(); err != nil {
-			return err
+	if s.f != nil {
+		if err := s.fsync(s.f); err != nil {
+			return fmt.Errorf("sync %s: %w", s.blockPath(s.index), err)
 		}
-		if s.f == nil {
-			return nil // no block yet: nothing was written
-		}
-	} else if err := s.fsync(s.f); err != nil {
-		return fmt.Errorf("sync %s: %w", s.blockPath(s.index), err)
-	}
-	// Blocks created since the last sync hold newer messages: sync them,
-	// and the directory that names them. The file store writes messages to
-	// its last block only, so f is complete once the next block exists, but
-	// what was written to it while the fsync above ran (messages of later
-	// calls, which will not sync f again) may not be on disk yet: f is
-	// synced once more before the sync moves on.
-	for {
+		// Blocks created since the last sync hold newer messages. The
+		// file store writes to its last block only, so f is complete
+		// once the next block exists, but what was written to it while
+		// the fsync above ran (messages of later calls, which will not
+		// sync f again) may not be on disk yet: the scan syncs f again,
+		// then every block after it, and the directory.
 		next := s.blockPath(s.index + 1)
 		if _, err := os.Stat(next); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -173,13 +166,10 @@ func (s *blockSyncer) syncLocked() error {
 			}
 			return fmt.Errorf("sync %s: %w", next, err)
 		}
-		if err := s.fsync(s.f); err != nil {
-			return fmt.Errorf("sync %s: %w", s.blockPath(s.index), err)
-		}
-		if err := s.openLocked(s.index + 1); err != nil {
-			return err
-		}
+		s.from = s.index
+		s.closeLocked()
 	}
+	return s.scanLocked()
 }
 
 // scanLocked syncs the directory and every block from s.from on (those

@@ -490,3 +490,68 @@ func TestSyncRescanCoversEveryNewBlock(t *testing.T) {
 	}
 	check("stream made again", "1.blk", "2.blk")
 }
+
+// TestSyncCoversHeldBlockFilledDuringSync: messages written to the block
+// the syncer holds while it fsyncs it, after which the file store starts
+// the next block, are made durable by that same sync when it finds the
+// next block, for later calls will sync only blocks from the next on.
+// Without the directory watch (as elsewhere than on Linux) every sync
+// looks for the next block.
+func TestSyncCoversHeldBlockFilledDuringSync(t *testing.T) {
+	root := t.TempDir()
+	msgs := filepath.Join(root, "jetstream", "streams", "S", "msgs")
+	if err := os.MkdirAll(msgs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	block := func(i int) string { return filepath.Join(msgs, fmt.Sprintf("%d.blk", i)) }
+	write := func(path, data string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(block(1), "one")
+	s := newBlockSyncer(msgs, root)
+	s.noWatch = true
+	defer s.Close()
+	durable := map[string]string{} // each block's content at its last fsync
+	armed := false
+	s.fsync = func(f *os.File) error {
+		if !strings.HasSuffix(f.Name(), ".blk") {
+			return f.Sync()
+		}
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			return err
+		}
+		durable[filepath.Base(f.Name())] = string(b)
+		if armed && f.Name() == block(1) {
+			armed = false
+			write(block(1), ", late")
+			write(block(2), "two")
+		}
+		return f.Sync()
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	write(block(1), ", x")
+	armed = true
+	if err := s.Sync(); err != nil { // holds block 1; finds block 2 after its fsync
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil { // the call made after ", late" was acknowledged
+		t.Fatal(err)
+	}
+	if got, want := durable["1.blk"], "one, x, late"; got != want {
+		t.Errorf("block 1 on disk: %q, want %q", got, want)
+	}
+	if got, want := durable["2.blk"], "two"; got != want {
+		t.Errorf("block 2 on disk: %q, want %q", got, want)
+	}
+}
