@@ -351,73 +351,6 @@ func TestSyncFollowsBlockChanges(t *testing.T) {
 	}
 }
 
-// TestSyncCoversBlockFilledDuringSync: messages written to a block while
-// the syncer fsyncs it, after which the file store starts the next block,
-// are made durable by a later call's sync, although the syncer has moved on
-// to the next block by then.
-func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
-	root := t.TempDir()
-	msgs := filepath.Join(root, "jetstream", "streams", "S", "msgs")
-	if err := os.MkdirAll(msgs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	block := func(i int) string { return filepath.Join(msgs, fmt.Sprintf("%d.blk", i)) }
-	write := func(path, data string) {
-		t.Helper()
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(block(1), "one")
-	s := newBlockSyncer(msgs, root)
-	defer s.Close()
-	// durable holds each block's content as of its last fsync; during the
-	// first fsync of block 2 the store writes a message to it (after the
-	// fsync took its content) and starts block 3.
-	durable := map[string]string{}
-	filled := false
-	s.fsync = func(f *os.File) error {
-		if !strings.HasSuffix(f.Name(), ".blk") {
-			return f.Sync()
-		}
-		b, err := os.ReadFile(f.Name())
-		if err != nil {
-			return err
-		}
-		durable[filepath.Base(f.Name())] = string(b)
-		if f.Name() == block(2) && !filled {
-			filled = true
-			write(block(2), ", late")
-			write(block(3), "three")
-		}
-		return f.Sync()
-	}
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	write(block(2), "two")
-	if err := s.Sync(); err != nil { // finds block 2, and block 3 during its fsync
-		t.Fatal(err)
-	}
-	if err := s.Sync(); err != nil { // the call made after ", late" was acknowledged
-		t.Fatal(err)
-	}
-	if !filled {
-		t.Fatal("block 2 was never synced")
-	}
-	if got := durable["2.blk"]; got != "two, late" {
-		t.Errorf("block 2 on disk: %q, want %q", got, "two, late")
-	}
-	if got := durable["3.blk"]; got != "three" {
-		t.Errorf("block 3 on disk: %q, want %q", got, "three")
-	}
-}
-
 // TestSyncRescanCoversEveryNewBlock: when the syncer holds no block (its
 // first sync, or the block it held was rewritten or purged), every block
 // that may hold messages written since the last sync is fsynced, not only
@@ -491,67 +424,114 @@ func TestSyncRescanCoversEveryNewBlock(t *testing.T) {
 	check("stream made again", "1.blk", "2.blk")
 }
 
-// TestSyncCoversHeldBlockFilledDuringSync: messages written to the block
-// the syncer holds while it fsyncs it, after which the file store starts
-// the next block, are made durable by that same sync when it finds the
-// next block, for later calls will sync only blocks from the next on.
-// Without the directory watch (as elsewhere than on Linux) every sync
-// looks for the next block.
-func TestSyncCoversHeldBlockFilledDuringSync(t *testing.T) {
+// blockStore is a stream's msgs directory for the syncer's tests: blocks
+// appended to as the file store does, and each block's content as of its
+// last fsync through the syncer (durable); onSync, when set, runs at a
+// block's fsync, after its content is taken (a write during the fsync).
+type blockStore struct {
+	t       *testing.T
+	msgs    string
+	s       *blockSyncer
+	durable map[string]string
+	onSync  func(name string)
+}
+
+func newBlockStore(t *testing.T) *blockStore {
 	root := t.TempDir()
-	msgs := filepath.Join(root, "jetstream", "streams", "S", "msgs")
-	if err := os.MkdirAll(msgs, 0o755); err != nil {
+	b := &blockStore{t: t, msgs: filepath.Join(root, "jetstream", "streams", "S", "msgs"), durable: map[string]string{}}
+	if err := os.MkdirAll(b.msgs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	block := func(i int) string { return filepath.Join(msgs, fmt.Sprintf("%d.blk", i)) }
-	write := func(path, data string) {
-		t.Helper()
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(block(1), "one")
-	s := newBlockSyncer(msgs, root)
-	s.noWatch = true
-	defer s.Close()
-	durable := map[string]string{} // each block's content at its last fsync
-	armed := false
-	s.fsync = func(f *os.File) error {
-		if !strings.HasSuffix(f.Name(), ".blk") {
+	b.s = newBlockSyncer(b.msgs, root)
+	t.Cleanup(b.s.Close)
+	b.s.fsync = func(f *os.File) error {
+		name := filepath.Base(f.Name())
+		if !strings.HasSuffix(name, ".blk") {
 			return f.Sync()
 		}
-		b, err := os.ReadFile(f.Name())
+		data, err := os.ReadFile(f.Name())
 		if err != nil {
 			return err
 		}
-		durable[filepath.Base(f.Name())] = string(b)
-		if armed && f.Name() == block(1) {
-			armed = false
-			write(block(1), ", late")
-			write(block(2), "two")
+		b.durable[name] = string(data)
+		if b.onSync != nil {
+			b.onSync(name)
 		}
 		return f.Sync()
 	}
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
+	return b
+}
+
+// write appends data to block i.
+func (b *blockStore) write(i int, data string) {
+	b.t.Helper()
+	f, err := os.OpenFile(filepath.Join(b.msgs, fmt.Sprintf("%d.blk", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		b.t.Fatal(err)
 	}
-	write(block(1), ", x")
-	armed = true
-	if err := s.Sync(); err != nil { // holds block 1; finds block 2 after its fsync
-		t.Fatal(err)
+	defer f.Close()
+	if _, err := f.WriteString(data); err != nil {
+		b.t.Fatal(err)
 	}
-	if err := s.Sync(); err != nil { // the call made after ", late" was acknowledged
-		t.Fatal(err)
+}
+
+// sync calls Sync; what is then on disk is in durable.
+func (b *blockStore) sync() {
+	b.t.Helper()
+	if err := b.s.Sync(); err != nil {
+		b.t.Fatal(err)
 	}
-	if got, want := durable["1.blk"], "one, x, late"; got != want {
-		t.Errorf("block 1 on disk: %q, want %q", got, want)
-	}
-	if got, want := durable["2.blk"], "two"; got != want {
-		t.Errorf("block 2 on disk: %q, want %q", got, want)
-	}
+}
+
+// TestSyncCoversBlockFilledDuringSync: messages written to a block while
+// the syncer fsyncs it, after which the file store starts the next block,
+// are made durable by the sync of a call made after them, although the
+// syncer may have moved on to the next block by then: the block being
+// opened (its first fsync), and the block held (its fsync at the start of
+// a sync, without the directory watch, as elsewhere than on Linux, so that
+// the same sync finds the next block).
+func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
+	t.Run("opened", func(t *testing.T) {
+		b := newBlockStore(t)
+		b.write(1, "one")
+		b.sync()
+		b.onSync = func(name string) {
+			if name == "2.blk" {
+				b.onSync = nil
+				b.write(2, ", late")
+				b.write(3, "three")
+			}
+		}
+		b.write(2, "two")
+		b.sync() // finds block 2, and block 3 during its fsync
+		b.sync() // the call made after ", late" was acknowledged
+		if got, want := b.durable["2.blk"], "two, late"; got != want {
+			t.Errorf("block 2 on disk: %q, want %q", got, want)
+		}
+		if got, want := b.durable["3.blk"], "three"; got != want {
+			t.Errorf("block 3 on disk: %q, want %q", got, want)
+		}
+	})
+	t.Run("held", func(t *testing.T) {
+		b := newBlockStore(t)
+		b.s.noWatch = true
+		b.write(1, "one")
+		b.sync()
+		b.write(1, ", x")
+		b.onSync = func(name string) {
+			if name == "1.blk" {
+				b.onSync = nil
+				b.write(1, ", late")
+				b.write(2, "two")
+			}
+		}
+		b.sync() // holds block 1; finds block 2 after its fsync
+		b.sync() // the call made after ", late" was acknowledged
+		if got, want := b.durable["1.blk"], "one, x, late"; got != want {
+			t.Errorf("block 1 on disk: %q, want %q", got, want)
+		}
+		if got, want := b.durable["2.blk"], "two"; got != want {
+			t.Errorf("block 2 on disk: %q, want %q", got, want)
+		}
+	})
 }
