@@ -835,13 +835,9 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 // parseTimeValue parses a raw JSON string holding an ISO-8601 instant.
 // Numbers and other kinds count as absent (§2.6, §8 Q4).
 func parseTimeValue(v []byte) (time.Time, bool) {
-	if kind(v) != 's' {
-		return time.Time{}, false
-	}
-	if t, ok := parseUTCTime(v[1 : len(v)-1]); ok {
-		return t, true
-	}
-	return ParseTime(decodeString(v))
+	var d day
+	t, _, ok := d.timeValue(v)
+	return t, ok
 }
 
 // canonicalTimeLen is the length of a literal appendQuotedTime writes for
