@@ -174,6 +174,7 @@ func TestConsoleSignIn(t *testing.T) {
 		MissingPage         string        `json:"missingPage"`
 		NoCSRF              apiAnswer     `json:"noCSRF"`
 		WithCSRF            apiAnswer     `json:"withCSRF"`
+		SignOutStatus       int           `json:"signOutStatus"`
 		CookiesAfterSignOut []string      `json:"cookiesAfterSignOut"`
 		SessionAfterSignOut apiAnswer     `json:"sessionAfterSignOut"`
 	}
@@ -215,9 +216,12 @@ func TestConsoleSignIn(t *testing.T) {
 	if got.WithCSRF.Status != 404 || got.WithCSRF.Body.Error.Code != "not_found" {
 		t.Errorf("POST with the CSRF token (replay of a dead letter that does not exist): %+v, want 404 not_found", got.WithCSRF)
 	}
+	if got.SignOutStatus != 200 {
+		t.Errorf("Sign out: DELETE /admin/api/session answered %d, want 200", got.SignOutStatus)
+	}
 	for _, c := range got.CookiesAfterSignOut {
 		if c == "capstan_session" {
-			t.Errorf("the session cookie outlived Sign out")
+			t.Errorf("the session cookie outlived Sign out (5 s after the DELETE's %d)", got.SignOutStatus)
 		}
 	}
 	if got.SessionAfterSignOut.Status != 401 {

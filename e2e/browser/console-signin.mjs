@@ -58,8 +58,18 @@ main(async ({ page, context, args }) => {
   out.noCSRF = await apiStatus(page, 'POST', '/admin/api/dlq/replay', { ids: [999999] }, false);
   out.withCSRF = await apiStatus(page, 'POST', '/admin/api/dlq/replay', { ids: [999999] }, true);
 
+  // Sign out: the DELETE's answer is kept for the Go side's message. The
+  // browser applies its Set-Cookie (Max-Age=-1) to the profile's cookie
+  // store on its own schedule, so the store is read until the cookie is
+  // gone or 5 s have passed (a loaded machine once read it too soon).
+  const deleted = page.waitForResponse((r) => r.request().method() === 'DELETE' && new URL(r.url()).pathname === '/admin/api/session');
   await signOut(page);
-  out.cookiesAfterSignOut = (await context.cookies()).map((c) => c.name);
+  out.signOutStatus = (await deleted).status();
+  for (const until = Date.now() + 5000; ;) {
+    out.cookiesAfterSignOut = (await context.cookies()).map((c) => c.name);
+    if (!out.cookiesAfterSignOut.includes('capstan_session') || Date.now() > until) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
   out.sessionAfterSignOut = await apiStatus(page, 'GET', '/admin/api/session');
   return out;
 });
