@@ -105,6 +105,10 @@ type appender struct {
 	// acknowledged on its own (pipelined), and then, when syncs, the group
 	// is made durable by Engine.Sync.
 	atomic, syncs bool
+	// inboxes, on capstan's own server, read the acknowledgements of
+	// publishEach where the connection delivers them (acks.go); nil on an
+	// external cluster.
+	inboxes *ackInboxes
 
 	m *appenderMetrics
 
@@ -190,6 +194,9 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 		segMax:   segmentMaxBytes(e.nc.MaxPayload()),
 		inflight: newKeyTable(),
 		commits:  make(map[*segCommit]struct{}),
+	}
+	if !external {
+		a.inboxes = &ackInboxes{nc: e.nc, size: cfg.MaxBatch + 16}
 	}
 	a.m = newAppenderMetrics(cfg.Registry, a)
 	if external && !a.atomic {
@@ -707,6 +714,10 @@ func (a *appender) publishAtomic(ctx context.Context, recs []*record) (*pubAck, 
 // publishEach writes records one by one, in order and pipelined, each with
 // its own acknowledgement (so duplicates are reported per record).
 func (a *appender) publishEach(recs []*record, res []*Result) {
+	if a.inboxes != nil {
+		a.publishDirect(recs, res)
+		return
+	}
 	futures := make([]jetstream.PubAckFuture, len(recs))
 	for i, r := range recs {
 		f, err := a.js.PublishMsgAsync(message(r))
@@ -728,7 +739,7 @@ func (a *appender) publishEach(recs []*record, res []*Result) {
 		case err := <-f.Err():
 			*res[i] = Result{Err: fmt.Errorf("publish: %w", err)}
 		case <-timeout.C:
-			*res[i] = Result{Err: errors.New("publish: no acknowledgement in time")}
+			*res[i] = Result{Err: errNoAck}
 			timeout.Reset(0)
 		}
 	}
