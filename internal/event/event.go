@@ -453,7 +453,9 @@ func fieldOf[K string | []byte](key K) int {
 // changing them: the values set are kept in vals, and appendJSON writes
 // the members from the text, in runs of it between those that changed.
 // It holds no member structs: a batch's spans are read where the body's
-// check left them, not copied.
+// check left them, not copied; and find stores no pointer (a store
+// through a pointer runs a write barrier while the GC marks), only set
+// does, inlined into normalize, whose fields are on its stack.
 type fields struct {
 	text []byte
 	obj  []span
@@ -461,10 +463,8 @@ type fields struct {
 	// bit k set when there is one.
 	in    [numFields]int32
 	inObj uint32
-	// over has bit k set when field k was set or deleted: its value,
-	// vals[k] (nil: deleted), is no longer its member's of obj. vals[k] of
-	// a field not set or deleted is its member's value (find), nil for
-	// none: get reads one array, whatever the field's state.
+	// over has bit k set when field k's value is vals[k] (nil: deleted),
+	// set or deleted, no longer its member's of obj.
 	over uint32
 	vals [numFields][]byte
 	// added[k] is 1 + the index in extra of field k's member when set
@@ -499,16 +499,21 @@ func (f *fields) find() {
 		}
 		if k >= 0 {
 			f.in[k] = int32(i) + 1
-			f.vals[k] = s.value(f.text)
 			in |= 1 << k
 		}
 	}
 	f.inObj, f.objLen = in, n
 }
 
-// get returns field k's value: vals[k], which find sets to the member's
-// value and set and del replace.
-func (f *fields) get(k int) []byte { return f.vals[k] }
+func (f *fields) get(k int) []byte {
+	if f.over&(1<<k) != 0 {
+		return f.vals[k]
+	}
+	if i := f.in[k]; i > 0 {
+		return f.obj[i-1].value(f.text)
+	}
+	return nil
+}
 
 // set replaces field k's value in place, or adds it after the members.
 // normalize adds each field at most once (it deletes none it added), so
