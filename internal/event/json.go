@@ -38,6 +38,9 @@ type span struct {
 	key, keyEnd, val, end int32
 	// esc reports that the key holds escapes: it is compared decoded.
 	esc bool
+	// plain reports that the value is a string literal known to hold no
+	// escapes (validItem checked it); false when not known.
+	plain bool
 }
 
 // rawKey returns the key as written, quotes included.
@@ -499,7 +502,9 @@ func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span,
 		var vend, d int
 		switch {
 		case i < len(b) && b[i] == '"':
-			vend = validString(b, i) // as validValue, depth 0, without its setup
+			var esc bool
+			vend, esc = validEscString(b, i) // as validValue, depth 0, without its setup
+			m.plain = !esc
 		case i < len(b) && (b[i] == '-' || isDigit(b[i])):
 			vend = validNumber(b, i) // likewise
 		case i < len(b) && b[i] == '{' && m.is(b, "context"):
@@ -523,7 +528,7 @@ func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span,
 		seen |= bit
 		if k >= 0 {
 			// A repeated key: the last value, in the first place.
-			obj[start+k].val, obj[start+k].end = m.val, m.end
+			obj[start+k].val, obj[start+k].end, obj[start+k].plain = m.val, m.end, m.plain
 		} else {
 			obj = append(obj, m)
 		}
