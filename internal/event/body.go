@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // Request-level error codes (§1.10): the whole request is refused.
@@ -92,10 +92,10 @@ var pagePool sync.Pool
 // document's capacity ends where it does, so appending to one cannot
 // overwrite the next.
 type arena struct {
-	docs  []byte    // the current page from its first unused byte
-	pages []*[]byte // the pages taken from pagePool, for Release
-	ids   []byte    // the current id chunk: bytes once written never change
-	left  int       // events still to normalise, this one included: the id chunk's estimate
+	docs  []byte          // the current page from its first unused byte
+	pages []*[]byte       // the pages taken from pagePool, for Release
+	ids   strings.Builder // the current id chunk (written bytes never change)
+	left  int             // events still to normalise, this one included: the id chunk's estimate
 
 	// receivedAt's JSON literal, receivedLit, is the same for every event
 	// of a request: formatted once, not once per event; so is that of the
@@ -167,27 +167,20 @@ func (a *arena) release() []*[]byte {
 
 // id is decodeString of lit, an id's JSON string (userId, anonymousId,
 // messageId), with the string taken from the id chunk when lit has no
-// escapes (nearly always; plain says that checking the body found none,
-// so that lit need not be searched for one); a nil arena decodes it
-// alone. The string is the chunk's bytes (unsafe.String, as
-// strings.Builder makes its strings): they are written once, before the
-// string exists, and never again, since a chunk is only appended to and
-// a full one is left to the strings that refer to it.
-func (a *arena) id(lit []byte, plain bool) string {
-	if a == nil || len(lit) < 2 || !plain && bytes.IndexByte(lit, '\\') >= 0 {
+// escapes (nearly always); a nil arena decodes it alone.
+func (a *arena) id(lit []byte) string {
+	if a == nil || len(lit) < 2 || bytes.IndexByte(lit, '\\') >= 0 {
 		return decodeString(lit)
 	}
 	s := lit[1 : len(lit)-1]
-	if len(s) == 0 {
-		return ""
-	}
-	if cap(a.ids)-len(a.ids) < len(s) {
+	if a.ids.Cap()-a.ids.Len() < len(s) {
 		// A new chunk: strings already handed out keep the old one.
-		a.ids = make([]byte, 0, max(len(s), min(idChunk, 2*len(s)*a.left)))
+		a.ids = strings.Builder{}
+		a.ids.Grow(max(len(s), min(idChunk, 2*len(s)*a.left)))
 	}
-	start := len(a.ids)
-	a.ids = append(a.ids, s...)
-	return unsafe.String(&a.ids[start], len(s))
+	start := a.ids.Len()
+	a.ids.Write(s)
+	return a.ids.String()[start:]
 }
 
 // bodyBufs are the slices of a Body that Release gives back for reuse.

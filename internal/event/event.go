@@ -196,7 +196,7 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, 
 	// Rule 4: ids, in this order.
 	var ids [4]string // userId, anonymousId, previousId, groupId
 	for j, k := range [...]int{fUserID, fAnonymousID, fPreviousID, fGroupID} {
-		id, lit, derr := sc.id(f.get(k), f.plainString(k), k, a)
+		id, lit, derr := sc.id(f.get(k), k, a)
 		if derr != nil {
 			return nil, derr
 		}
@@ -240,7 +240,7 @@ func (sc *scratch) normalize(ev *Event, forced Type, req *Request, text []byte, 
 	case 0, 'n':
 		ev.MessageID, ev.Generated = newUUID(), true
 	case 's':
-		ev.MessageID = a.id(v, f.plainString(fMessageID))
+		ev.MessageID = a.id(v)
 		if ev.MessageID == "" {
 			ev.MessageID, ev.Generated = newUUID(), true
 		}
@@ -467,10 +467,6 @@ type fields struct {
 	// set or deleted, no longer its member's of obj.
 	over uint32
 	vals [numFields][]byte
-	// plain has bit k set when field k's member's value is a string
-	// literal without escapes (span.plain); it says nothing of a value
-	// set (over).
-	plain uint32
 	// added[k] is 1 + the index in extra of field k's member when set
 	// after its deletion or absence, or 0 (the member is obj's, if any).
 	added [numFields]int8
@@ -491,7 +487,7 @@ type fields struct {
 // the rest zero.
 func (f *fields) find() {
 	n := 0
-	var in, plain uint32
+	var in uint32
 	for i := range f.obj {
 		s := &f.obj[i]
 		n += int(s.keyEnd-s.key) + 1 + int(s.end-s.val)
@@ -502,19 +498,12 @@ func (f *fields) find() {
 			k = fieldOf(f.text[s.key+1 : s.keyEnd-1])
 		}
 		if k >= 0 {
-			if s.plain {
-				plain |= 1 << k
-			}
 			f.in[k] = int32(i) + 1
 			in |= 1 << k
 		}
 	}
-	f.inObj, f.objLen, f.plain = in, n, plain
+	f.inObj, f.objLen = in, n
 }
-
-// plainString reports whether field k's value is its member's, a string
-// literal that checking the body found without escapes.
-func (f *fields) plainString(k int) bool { return (f.plain&^f.over)&(1<<k) != 0 }
 
 func (f *fields) get(k int) []byte {
 	if f.over&(1<<k) != 0 {
@@ -714,12 +703,12 @@ var scratchPool = sync.Pool{New: func() any {
 // new value), any other kind a drop. A string is taken from a's id chunk
 // (nil: allocated alone). It does not set the field itself: a call given
 // the fields would move normalize's fields to the heap (escape analysis).
-func (sc *scratch) id(v []byte, plain bool, k int, a *arena) (id string, lit []byte, _ *DropError) {
+func (sc *scratch) id(v []byte, k int, a *arena) (id string, lit []byte, _ *DropError) {
 	switch kind(v) {
 	case 0, 'n':
 		return "", nil, nil
 	case 's':
-		return a.id(v, plain), nil, nil
+		return a.id(v), nil, nil
 	case 'd':
 		s, ok := decimal(v)
 		if !ok {

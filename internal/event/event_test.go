@@ -1074,7 +1074,7 @@ func TestArenaIDs(t *testing.T) {
 	lits := []string{`"anon-1"`, `"user-1"`, `"an id long enough to start a new chunk"`, `"\u00e9t\u00e9"`, `""`, `"x"`}
 	var got []string
 	for _, lit := range lits {
-		got = append(got, a.id([]byte(lit), false))
+		got = append(got, a.id([]byte(lit)))
 	}
 	for i, lit := range lits {
 		if want := decodeString([]byte(lit)); got[i] != want {
@@ -1085,46 +1085,13 @@ func TestArenaIDs(t *testing.T) {
 	if n := testing.AllocsPerRun(10, func() {
 		a = arena{left: 50}
 		for range 50 {
-			_ = a.id(id, true)
+			_ = a.id(id)
 		}
 	}); n != 1 {
 		t.Errorf("50 ids: %v allocations, want 1", n)
 	}
-	if s := (*arena)(nil).id([]byte(`"u"`), true); s != "u" {
+	if s := (*arena)(nil).id([]byte(`"u"`)); s != "u" {
 		t.Errorf("nil arena: got %q, want %q", s, "u")
-	}
-}
-
-// TestBatchIDsEscaped: the ids of a batch's events are decoded when they
-// hold escapes, also where a repeated key's last value has them and its
-// first not, or the other way round, and taken as written otherwise
-// (span.plain, which spares searching them for a backslash).
-func TestBatchIDsEscaped(t *testing.T) {
-	for _, tt := range []struct {
-		name, ids     string
-		user, anon, m string
-	}{
-		{"plain", `"userId":"u1","anonymousId":"a1","messageId":"m1"`, "u1", "a1", "m1"},
-		{"escaped", `"userId":"u\u0031","anonymousId":"a\"1","messageId":"m\/1"`, "u1", `a"1`, "m/1"},
-		{"escaped, then plain", `"userId":"u\u0031","userId":"u2","messageId":"m\u0031","messageId":"m2"`, "u2", "", "m2"},
-		{"plain, then escaped", `"userId":"u1","userId":"u\u0032","messageId":"m1","messageId":"m\u0032"`, "u2", "", "m2"},
-		{"escaped key", `"user\u0049d":"u\u0031","messageId":"m1"`, "u1", "", "m1"},
-	} {
-		item := `{"type":"track","event":"E",` + tt.ids + `}`
-		body, rerr := ParseBatch([]byte(`{"batch":[` + item + `,` + item + `]}`))
-		if rerr != nil {
-			t.Fatalf("%s: %v", tt.name, rerr)
-		}
-		for i := range body.Items {
-			ev, derr := body.Normalize(i, "", &Request{ReceivedAt: received})
-			if derr != nil {
-				t.Fatalf("%s: %v", tt.name, derr)
-			}
-			if ev.UserID != tt.user || ev.AnonymousID != tt.anon || ev.MessageID != tt.m {
-				t.Errorf("%s: ids %q %q %q, want %q %q %q", tt.name, ev.UserID, ev.AnonymousID, ev.MessageID, tt.user, tt.anon, tt.m)
-			}
-		}
-		body.Release()
 	}
 }
 

@@ -38,9 +38,6 @@ type span struct {
 	key, keyEnd, val, end int32
 	// esc reports that the key holds escapes: it is compared decoded.
 	esc bool
-	// plain reports that the value is a string literal known to hold no
-	// escapes (validItem checked it); false when not known.
-	plain bool
 }
 
 // rawKey returns the key as written, quotes included.
@@ -502,9 +499,7 @@ func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span,
 		var vend, d int
 		switch {
 		case i < len(b) && b[i] == '"':
-			var esc bool
-			vend, esc = validEscString(b, i) // as validValue, depth 0, without its setup
-			m.plain = !esc
+			vend = validString(b, i) // as validValue, depth 0, without its setup
 		case i < len(b) && (b[i] == '-' || isDigit(b[i])):
 			vend = validNumber(b, i) // likewise
 		case i < len(b) && b[i] == '{' && m.is(b, "context"):
@@ -528,7 +523,7 @@ func validItem(b []byte, i int, obj []span, start int, ctx []span) (_, _ []span,
 		seen |= bit
 		if k >= 0 {
 			// A repeated key: the last value, in the first place.
-			obj[start+k].val, obj[start+k].end, obj[start+k].plain = m.val, m.end, m.plain
+			obj[start+k].val, obj[start+k].end = m.val, m.end
 		} else {
 			obj = append(obj, m)
 		}
