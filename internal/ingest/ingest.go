@@ -584,7 +584,7 @@ func (re *requestEvents) release(n int) {
 	if cap(re.evs) > maxPooledEvents {
 		return
 	}
-	clear(re.evs[:n])
+	clear(re.evs[:min(n, cap(re.evs))]) // n is at most its capacity: an event per item
 	requestEventsPool.Put(re)
 }
 
