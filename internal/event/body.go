@@ -56,9 +56,11 @@ type Body struct {
 	// sc is Normalize's working memory, taken from scratchPool at the
 	// first event and given back by Release: once per body, not per event.
 	sc *scratch
-	// events holds the Events that Normalize has still to hand out: one
-	// allocation for the body's events, not one each.
+	// events holds the Events that Normalize hands out, events[nev] the
+	// next: one slice for the body's events, not one each, reused by
+	// later bodies (bodyBufs) once Release is called.
 	events []Event
+	nev    int
 }
 
 // Chunk sizes of an arena: its pages of documents, and the most it
@@ -189,14 +191,21 @@ type bodyBufs struct {
 	members []span
 	ctx     []span
 	pages   []*[]byte
+	events  []Event
 }
+
+// maxPooledEvents is the most Events a released body's slice of them may
+// hold to go back to the pool: a rare batch of thousands does not keep
+// its slice there.
+const maxPooledEvents = 1000
 
 var bodyPool = sync.Pool{New: func() any { return new(bodyBufs) }}
 
 // Release gives the body's buffers back for reuse by later requests,
-// the pages that the documents of its events were built in too. The body,
-// its Items and the JSON of the events Normalize returned must not be used
-// afterwards (later bodies overwrite them); the events' ids stay valid.
+// the pages that the documents of its events were built in and the Events
+// themselves too. The body, its Items and the events Normalize returned
+// must not be used afterwards (later bodies overwrite them, JSON and all);
+// the strings of an event's ids, copied out of it, stay valid.
 // Like scratch, the pooled elements still point into the request's bytes
 // until their next use; the buffers of an unusually large batch (over
 // 16,384 members) are dropped.
@@ -212,7 +221,13 @@ func (b *Body) Release() {
 	if cap(b.members) > 1<<14 || cap(b.ctx) > 1<<10 {
 		return
 	}
-	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0], ctx: b.ctx[:0], pages: pages}
+	// The Events handed out are cleared: the pool keeps no id chunk alive.
+	clear(b.events[:b.nev])
+	if cap(b.events) > maxPooledEvents {
+		b.events = nil
+	}
+	bufs := &bodyBufs{elems: b.Items[:0], depths: b.depths[:0], items: b.items[:0], members: b.members[:0], ctx: b.ctx[:0],
+		pages: pages, events: b.events[:0]}
 	*b = Body{}
 	bodyPool.Put(bufs)
 }
@@ -245,11 +260,15 @@ func (b *Body) Normalize(i int, forced Type, req *Request) (*Event, *DropError) 
 		ctx = b.members[it.ctx:it.ctxEnd:it.ctxEnd]
 	}
 	left := len(b.Items) - i
-	if len(b.events) == 0 {
-		b.events = make([]Event, left)
+	if b.nev == len(b.events) { // none left: the body's first, nearly always
+		if b.nev == 0 && cap(b.events) >= left {
+			b.events = b.events[:left] // a released body's, cleared
+		} else {
+			b.events, b.nev = make([]Event, left), 0
+		}
 	}
-	ev := &b.events[0]
-	b.events = b.events[1:]
+	ev := &b.events[b.nev]
+	b.nev++
 	b.arena.left = left
 	return sc.normalize(ev, forced, req, b.text, obj, ctx, &b.arena)
 }
@@ -335,7 +354,7 @@ func ParseSingle(b []byte) (*Body, *RequestError) {
 	}
 	it := s.items[0]
 	return &Body{WriteKey: stringValue(spanGet(b, s.members[it.obj:it.objEnd], "writeKey")), Items: [][]byte{b}, text: b,
-		depths: []int{s.depth}, items: s.items, members: s.members, ctx: s.ctx, arena: arena{pages: bufs.pages}}, nil
+		depths: []int{s.depth}, items: s.items, members: s.members, ctx: s.ctx, arena: arena{pages: bufs.pages}, events: bufs.events}, nil
 }
 
 // ParseBatch parses the body of a batch endpoint (§1.6).
@@ -358,7 +377,7 @@ func ParseBatch(b []byte) (*Body, *RequestError) {
 		return nil, &RequestError{CodeTooManyItems, fmt.Sprintf("batch has %d events; the limit is %d", len(items), MaxBatchItems)}
 	}
 	body := &Body{Items: items, WriteKey: stringValue(obj.get("writeKey")), text: b, depths: s.depths, items: s.items,
-		members: s.members, ctx: s.ctx, arena: arena{pages: bufs.pages}}
+		members: s.members, ctx: s.ctx, arena: arena{pages: bufs.pages}, events: bufs.events}
 	if body.WriteKey == "" && len(items) > 0 {
 		if it := s.items[0]; it.obj >= 0 {
 			body.WriteKey = stringValue(spanGet(b, s.members[it.obj:it.objEnd], "writeKey"))

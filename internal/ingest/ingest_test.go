@@ -816,3 +816,68 @@ func TestStoreWaitMetric(t *testing.T) {
 		}
 	}
 }
+
+// sliceStore answers every event stored and keeps the slice each call
+// was given (not a copy), to see what the handler does with it afterwards.
+type sliceStore struct {
+	mu    sync.Mutex
+	calls [][]stream.Event
+	evs   []stream.Event // the last call's events, copied while it ran
+}
+
+func (s *sliceStore) Append(_ context.Context, evs []stream.Event) ([]stream.Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, evs)
+	s.evs = append([]stream.Event(nil), evs...)
+	return make([]stream.Result, len(evs)), nil
+}
+
+// TestRequestEventsReused: a request's events are handed to the store in
+// a slice that later requests reuse once Append returned, cleared in
+// between, so that nothing of one request (a li_fat_id, a document) is
+// kept alive by it or reaches another's events.
+func TestRequestEventsReused(t *testing.T) {
+	store := &sliceStore{}
+	e := newEnv(t, testConfig, store)
+	batch := func(cookie string, n int) {
+		t.Helper()
+		var items []string
+		for i := range n {
+			items = append(items, fmt.Sprintf(`{"type":"track","event":"E","userId":"u%d","messageId":"m-%s-%d"}`, i, cookie, i))
+		}
+		req := httptest.NewRequest(http.MethodPost, "/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(items, ",")+`]}`))
+		req.Header.Set("Authorization", basic("wk_back:"))
+		if cookie != "" {
+			req.AddCookie(&http.Cookie{Name: CookieName, Value: cookie})
+		}
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+	batch("lfi-one", 3)
+	batch("", 2)
+	if len(store.calls) != 2 {
+		t.Fatalf("%d Append calls, want 2", len(store.calls))
+	}
+	for _, ev := range store.evs {
+		if ev.LiFatID != "" || !strings.HasPrefix(ev.MessageID, "m--") {
+			t.Errorf("second request's event %+v: holds the first's", ev)
+		}
+	}
+	for n, evs := range store.calls {
+		for i, ev := range evs[:min(cap(evs), 3)] {
+			if ev.Doc != nil || ev.MessageID != "" || ev.LiFatID != "" {
+				t.Errorf("call %d: event %d not cleared once answered: %+v", n, i, ev)
+			}
+		}
+	}
+	if raceEnabled {
+		return // the race detector's pool may drop the slice
+	}
+	if a, b := store.calls[0][:1], store.calls[1][:1]; &a[0] != &b[0] {
+		t.Errorf("the second request's events are in a new slice, want the first's reused")
+	}
+}
