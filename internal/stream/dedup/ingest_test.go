@@ -75,7 +75,7 @@ func TestDropLeavesOutItsOwnEntries(t *testing.T) {
 	}
 	t.Cleanup(func() { x.Close() })
 	add(t, x, []Key{key("a"), key("b")}, []uint64{1 << 16, 2 << 16}, 2) // partition 10:00
-	c.advance(2 * time.Hour)                                                // 12:30: 10:00 is dropped
+	c.advance(2 * time.Hour)                                            // 12:30: 10:00 is dropped
 	add(t, x, []Key{key("c")}, []uint64{3 << 16}, 3)
 	if err := x.flush(); err != nil { // one table: a, b, c and the drop
 		t.Fatal(err)
