@@ -23,35 +23,42 @@ import (
 // The write buffer. Add does not write to the store: it records its keys
 // in a table in memory (the active buffer), which Check consults before the
 // store. When the active buffer holds bufferKeys entries it is written to
-// the store in the background, as one batch sorted by key, and a new one
-// takes the Adds meanwhile.
+// the store in the background, as one table sorted by key that pebble
+// ingests (commit), and a new one takes the Adds meanwhile.
 //
 // Why: an Add written to the store at once costs one insert per key into
 // pebble's memtable, a skiplist of 16 MB whose search for random keys
 // (hashes) misses the CPU caches at every level: 2.3 of the 8.3 CPU-µs per
-// event the store paid (BenchmarkEngineFloor/store, 2026-12-06). A batch
-// larger than half a memtable is not inserted into one: pebble keeps it as
-// it is (sorted once, which costs little when it is sorted already) and
-// flushes it to a table like a memtable. A Go map's insert cost a tenth
-// of the skiplist's; the buffer's own table (below) costs less again.
+// event the store paid (BenchmarkEngineFloor/store, 2026-12-06). A buffer
+// was first written as one batch, which pebble (the batch being larger
+// than half a memtable) kept as it was and flushed to a table like a
+// memtable; since session 20 the index writes that table itself and
+// pebble ingests it, with no batch, no flush and no merge operator on the
+// way. A Go map's insert cost a tenth of the skiplist's; the buffer's own
+// table (below) costs less again.
 //
 // What the buffer keeps exact:
 //
 //   - Check finds every key of every Add that returned: a key is in the
 //     active buffer, in the one being written, or in the store. Check looks
 //     in the buffers before it creates its iterator on the store, and a
-//     buffer is dropped only after its batch is committed, so a key that
-//     left the buffers is in the iterator's snapshot.
+//     buffer is dropped only after its table is ingested (visible to new
+//     iterators when Ingest returns), so a key that left the buffers is
+//     in the iterator's snapshot.
 //   - Covered on disk never claims a key the store does not hold: a
-//     buffer's covered is written in the same batch as its keys, and
-//     buffers are written in order, one at a time. With no write-ahead
-//     log a batch is on disk once pebble flushed it, whole, after the
-//     batches before it. A crash loses the buffers (at most two, bounded
-//     by the memory budget), the batches not yet flushed, and what
-//     Covered they had claimed: the catch-up at start reads those events
-//     from the stream again.
+//     buffer's covered is written in the same table as its keys, and
+//     buffers are written in order, one at a time. The table is synced,
+//     then linked into the store and named in its MANIFEST (synced)
+//     before Ingest returns: on disk whole or not at all, after the
+//     tables before it. A crash loses the buffers (at most two, bounded
+//     by the memory budget) and a table being built or ingested (a
+//     leftover file of it is removed at Open), and what Covered they had
+//     claimed: the catch-up at start reads those events from the stream
+//     again.
 //   - Memory is bounded: while one buffer is being written the next fills
-//     at most once; Adds then wait for the write.
+//     at most once; Adds then wait for the write. A write waits while L0
+//     is at its stop-writes threshold (awaitL0, at most maxStall), as
+//     pebble's flushes waited there.
 //   - A write that fails ends the process: "de-duplication index: fatal
 //     store error; capstan stops: write de-duplication index: …", exit 1,
 //     as a failed flush of pebble's did when buffers were batches (a
@@ -355,8 +362,8 @@ type kv struct {
 }
 
 // sorted returns p's entries, in all's memory, in the store's order:
-// partitions big-endian, then keys. pebble sorts a large batch once more,
-// in linear time when it is sorted already.
+// partitions big-endian, then keys, the order a table's keys are written
+// in.
 func (p *pending) sorted(all []kv) []kv {
 	var others []kv // of other partitions, the first ones below p.part
 	for s, e := range p.others {

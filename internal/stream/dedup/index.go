@@ -305,8 +305,8 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 
 // skipEmptyDrop marks the partitions below part dropped when the store
 // holds no entry of them, so that the first Add does not write a range
-// deletion that deletes nothing. Such a deletion stays in the table its
-// batch was flushed to until a compaction drops it, and every look-up
+// deletion that deletes nothing. Such a deletion stays in its buffer's
+// table until a compaction drops it, and every look-up
 // that seeks into that table (with tables of a whole buffer, every
 // look-up that reaches the store seeks into it) decodes its
 // range-deletion block: a present key's look-up (BenchmarkCheck, 3
@@ -399,8 +399,8 @@ func (opt Options) withDefaults() (Options, error) {
 //     blocks of 4 KiB, which FormatNewest writes by default (see
 //     tableBlockSize);
 //   - no write-ahead log (DisableWAL): the index is derived state, caught
-//     up from the stream at start, so a batch need not be on disk before
-//     its flush. A buffer's batch was written twice, to the log and then
+//     up from the stream at start, so nothing need be on disk before a
+//     buffer's table is. A buffer's batch (before session 20) was written twice, to the log and then
 //     to its table (session 14: BenchmarkGrow 1.133 → 1.064 CPU-µs per
 //     key, Ingest 5.07 → 4.93 CPU-µs/event). What a crash keeps is the
 //     tables ingested, each synced and named in the MANIFEST before
