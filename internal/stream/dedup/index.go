@@ -373,8 +373,10 @@ func (opt Options) withDefaults() (Options, error) {
 //     answers;
 //   - the index's write buffers (buffer.go): M/10 each (bufferShare), two
 //     at most (one filling, one being written), M/5; a buffer is written
-//     as a table of its own, through a 4 KiB buffered writer, and
-//     ingested;
+//     as a table of its own and ingested: the table's writer holds a
+//     data block, the table's index and its bloom filter (a few hundred
+//     KB for a full buffer), where a batch of M/22 used to wait in memory
+//     for its flush;
 //   - memtables: M/32 each, at most 3 queued before writes wait, so
 //     3M/32; since buffers are ingested as tables they hold nothing but
 //     a new index's format key (and an index of an older release, its
