@@ -262,3 +262,29 @@ func TestWriteErrorIsFatal(t *testing.T) {
 	}
 	checkSeq(t, y, 1, 100)
 }
+
+// TestFirstTableInL0: a new index's first table goes to L0, as a flush
+// put it, not to the empty bottom level, where pebble would size the
+// levels from it and L0 together and compact L0 into a level above the
+// bottom one (its tables then rewritten on their way down). Each table
+// holds the format key, and so overlaps the format key's table a new
+// index flushed to L0 at Open; they stack over it, one sublevel each.
+func TestFirstTableInL0(t *testing.T) {
+	x := open(t, Options{MemoryBytes: MinMemoryBytes, bufferKeys: 100})
+	for i := range 3 {
+		addSeq(t, x, 1+100*i, 100+100*i)
+		if err := x.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := x.db.Metrics()
+	for l := 1; l < len(m.Levels); l++ {
+		if n := m.Levels[l].TablesCount; n != 0 {
+			t.Errorf("L%d holds %d tables, want none", l, n)
+		}
+	}
+	if n := m.Levels[0].Sublevels; n != 4 {
+		t.Errorf("L0 at %d sublevels, want 4 (the format key's table under one a buffer)", n)
+	}
+	checkSeq(t, x, 1, 300)
+}
