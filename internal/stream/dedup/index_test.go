@@ -622,8 +622,8 @@ func TestCompactionOptions(t *testing.T) {
 // compaction when twice the sublevels reach L0CompactionThreshold, so a
 // threshold of 32 compacted at 16: in a run of 7.6 million keys that was
 // one compaction of 190 MB the index did not need (l0CompactionThreshold).
-// A new index's first table is ingested into the bottom level (nothing
-// lies under it yet); the later ones overlap it and go to L0.
+// A new index's format key has a table of its own in L0, under the
+// buffers' tables (TestFirstTableInL0): it counts as a sublevel.
 func TestL0CompactedAt32Sublevels(t *testing.T) {
 	x := open(t, Options{bufferKeys: 500})
 	keys := make([]Key, 500)
