@@ -483,8 +483,8 @@ func (x *Index) buildTable(p *pending) (string, error) {
 	return path, err
 }
 
-// writeTable writes p's entries (all, sorted), its drop and its Covered
-// to w, in the store's key order.
+// writeTable writes p's entries (all, sorted), its drop, its Covered and
+// the format key to w, in the store's key order.
 func (x *Index) writeTable(w *sstable.Writer, p *pending, all []kv) error {
 	var kbuf [25]byte
 	var vbuf [16]byte
