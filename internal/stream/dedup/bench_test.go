@@ -138,8 +138,8 @@ func BenchmarkAdd(b *testing.B) {
 // groups of 100: Check (all absent), then Add at increasing positions,
 // Covered moving with them. It reports the process's CPU per key, the
 // store's flushes and compactions included (they run on other threads),
-// and how many times over the store's tables were written (flushes and
-// compactions). Run it with enough keys for compactions to matter:
+// and how many times over the store's tables were written (flushes,
+// ingestions and compactions). Run it with enough keys for compactions to matter:
 //
 //	go test -run '^$' -bench Grow -benchtime 10000000x ./internal/stream/dedup
 func BenchmarkGrow(b *testing.B) {
@@ -177,7 +177,7 @@ func BenchmarkGrow(b *testing.B) {
 	m := x.db.Metrics()
 	var written, size uint64
 	for _, l := range m.Levels {
-		written += l.TableBytesFlushed + l.TableBytesCompacted
+		written += l.TableBytesFlushed + l.TableBytesIngested + l.TableBytesCompacted
 		size += uint64(l.AggregateSize())
 	}
 	b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/float64(b.N), "cpu-µs/key")

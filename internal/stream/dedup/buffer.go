@@ -2,51 +2,74 @@ package dedup
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/bits"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 	"unsafe"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // The write buffer. Add does not write to the store: it records its keys
 // in a table in memory (the active buffer), which Check consults before the
 // store. When the active buffer holds bufferKeys entries it is written to
-// the store in the background, as one batch sorted by key, and a new one
-// takes the Adds meanwhile.
+// the store in the background, as one table sorted by key that pebble
+// ingests (commit), and a new one takes the Adds meanwhile.
 //
 // Why: an Add written to the store at once costs one insert per key into
 // pebble's memtable, a skiplist of 16 MB whose search for random keys
 // (hashes) misses the CPU caches at every level: 2.3 of the 8.3 CPU-µs per
-// event the store paid (BenchmarkEngineFloor/store, 2026-12-06). A batch
-// larger than half a memtable is not inserted into one: pebble keeps it as
-// it is (sorted once, which costs little when it is sorted already) and
-// flushes it to a table like a memtable. A Go map's insert cost a tenth
-// of the skiplist's; the buffer's own table (below) costs less again.
+// event the store paid (BenchmarkEngineFloor/store, 2026-12-06). A buffer
+// was first written as one batch, which pebble (the batch being larger
+// than half a memtable) kept as it was and flushed to a table like a
+// memtable; since session 20 the index writes that table itself and
+// pebble ingests it, with no batch, no flush and no merge operator on the
+// way. A Go map's insert cost a tenth of the skiplist's; the buffer's own
+// table (below) costs less again.
 //
 // What the buffer keeps exact:
 //
 //   - Check finds every key of every Add that returned: a key is in the
 //     active buffer, in the one being written, or in the store. Check looks
 //     in the buffers before it creates its iterator on the store, and a
-//     buffer is dropped only after its batch is committed, so a key that
-//     left the buffers is in the iterator's snapshot.
+//     buffer is dropped only after its table is ingested (visible to new
+//     iterators when Ingest returns), so a key that left the buffers is
+//     in the iterator's snapshot.
 //   - Covered on disk never claims a key the store does not hold: a
-//     buffer's covered is written in the same batch as its keys, and
-//     buffers are written in order, one at a time. With no write-ahead
-//     log a batch is on disk once pebble flushed it, whole, after the
-//     batches before it. A crash loses the buffers (at most two, bounded
-//     by the memory budget), the batches not yet flushed, and what
-//     Covered they had claimed: the catch-up at start reads those events
-//     from the stream again.
+//     buffer's covered is written in the same table as its keys, and
+//     buffers are written in order, one at a time. The table is synced,
+//     then linked into the store and named in its MANIFEST (synced)
+//     before Ingest returns: on disk whole or not at all, after the
+//     tables before it. A crash loses the buffers (at most two, bounded
+//     by the memory budget) and a table being built or ingested (a
+//     leftover file of it is removed at Open), and what Covered they had
+//     claimed: the catch-up at start reads those events from the stream
+//     again.
 //   - Memory is bounded: while one buffer is being written the next fills
-//     at most once; Adds then wait for the write.
-//   - A write that fails keeps its buffer for Check, and every later Add
-//     fails with its error: the Writer then stops moving covered, and the
-//     next start catches up (what an Add that failed always meant).
+//     at most once; Adds then wait for the write. A write waits while L0
+//     is at its stop-writes threshold (awaitL0, at most maxStall), as
+//     pebble's flushes waited there.
+//   - A write that fails ends the process: "de-duplication index: fatal
+//     store error; capstan stops: write de-duplication index: …", exit 1,
+//     as a failed flush of pebble's did when buffers were batches (a
+//     failed batch commit, which only a closed store gave, made the
+//     later Adds fail instead). Each buffer's table is built and
+//     ingested by the write itself, so every error of the store's
+//     writes (the directory gone, the disk full, an I/O error) comes
+//     back here, before anything of the buffer is on disk: Covered on
+//     disk still never leads its keys, and the next start catches up
+//     from it. Going on with Adds failing would leave every later event
+//     out of the index, its duplicates unseen until a restart.
 type writeBuffer struct {
 	limit int // entries that make a buffer full
 
@@ -54,7 +77,7 @@ type writeBuffer struct {
 	written *sync.Cond // a write ended
 	active  *pending
 	writing *pending // the buffer being written; nil when none
-	err     error    // a write that failed
+	err     error    // a write that failed (only where fatalf returns: tests)
 	writes  sync.WaitGroup
 	// spare is a written buffer, emptied, for the next one: a buffer's
 	// table is up to M/bufferShare bytes, and one allocated per write was
@@ -280,15 +303,18 @@ func (x *Index) startWrite() {
 func (x *Index) write(p *pending) {
 	b := &x.buf
 	defer b.writes.Done()
-	err := x.commit(p)
-	b.mu.Lock()
-	if err != nil {
-		b.err = err // p stays for Check; Adds fail from now on
-		x.log.Error("de-duplication index: writing buffered entries failed; the index is caught up at the next start", "entries", p.len(), "error", err)
+	if err := x.commit(p); err != nil {
+		// The rule for a write that fails (writeBuffer): the process
+		// ends. Only a test's fatalf returns: p then stays for Check
+		// and every later Add fails.
+		x.fatalf("%v (%d buffered entries; the index is caught up at the next start)", err, p.len())
+		b.mu.Lock()
+		b.err = err
 		b.written.Broadcast()
 		b.mu.Unlock()
 		return
 	}
+	b.mu.Lock()
 	b.writing = nil
 	b.written.Broadcast()
 	b.mu.Unlock()
@@ -336,8 +362,8 @@ type kv struct {
 }
 
 // sorted returns p's entries, in all's memory, in the store's order:
-// partitions big-endian, then keys. pebble sorts a large batch once more,
-// in linear time when it is sorted already.
+// partitions big-endian, then keys, the order a table's keys are written
+// in.
 func (p *pending) sorted(all []kv) []kv {
 	var others []kv // of other partitions, the first ones below p.part
 	for s, e := range p.others {
@@ -397,40 +423,135 @@ func sortCompare(all []kv) {
 	})
 }
 
-// commit writes p's entries, Covered and partition drop as one batch,
-// with no write-ahead log: the index is derived state, and the batch is on
-// disk, whole, once pebble has flushed it.
+// ingestFile is the name, in the index's directory, of the table a
+// buffer's write builds before pebble ingests it (one write at a time).
+// pebble moves it into the store; one a crash left (between its write and
+// its ingestion) is removed at Open.
+const ingestFile = "capstan-ingest.sst.tmp"
+
+// commit writes p's entries, Covered and partition drop to the store as
+// one table that pebble ingests: built here, with pebble's writer options
+// for L0, synced, then linked into the store and named in its MANIFEST
+// (synced) before Ingest returns. The table is on disk whole or not at
+// all, after every buffer's before it, so Covered on disk never claims a
+// key the store does not hold.
+//
+// Every entry of a table has the same sequence number (the ingestion's),
+// so a partition drop's range deletion in it hides only older entries,
+// not the table's own: the entries of the partitions it drops (Adds of an
+// earlier window in the same buffer, which expire anyway) are left out.
+// An entry is one operand per slot, the smallest position of its Adds
+// (pending.put), written as a merge operand, which the store's merge
+// operator combines with older ones of its key.
+//
+// It replaced a batch that pebble flushed to a table like a memtable:
+// the batch's encoding, pebble's index of it (newFlushableBatch) and the
+// flush's iteration through the merge operator are gone, and no batch
+// waits in memory for its flush (BenchmarkGrow over 7.6 million keys
+// -33% in session 19's measurement of the idea).
 func (x *Index) commit(p *pending) error {
-	x.buf.sorted = p.sorted(x.buf.sorted)
-	all := x.buf.sorted
-	const entryBytes = 1 + 1 + 25 + 1 + 16 // kind, key and value with their lengths
-	b := x.db.NewBatchWithSize(len(all)*entryBytes + 128)
-	defer b.Close()
-	var kbuf [25]byte
-	var vbuf [16]byte
-	for _, a := range all {
-		binary.BigEndian.PutUint64(vbuf[:8], a.e.pos)
-		binary.BigEndian.PutUint64(vbuf[8:], a.e.exp)
-		if err := b.Merge(entryKey(kbuf[:0], a.s.part, a.s.key), vbuf[:], nil); err != nil {
-			return fmt.Errorf("write de-duplication index: %w", err)
-		}
+	x.awaitL0()
+	path, err := x.buildTable(p)
+	if err == nil {
+		err = x.db.Ingest(context.Background(), []string{path})
 	}
-	if p.covered > 0 {
-		if err := b.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, p.covered), nil); err != nil {
-			return fmt.Errorf("write de-duplication index: covered: %w", err)
+	if err != nil {
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
 		}
-	}
-	if p.drop > 0 {
-		// After the entries: a range deletion hides the batch's own
-		// earlier entries of the partitions it drops too.
-		if err := b.DeleteRange(entryKey(nil, 0, Key{}), entryKey(nil, p.drop, Key{}), nil); err != nil {
-			return fmt.Errorf("write de-duplication index: drop expired: %w", err)
-		}
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("write de-duplication index: %w", err)
 	}
 	return nil
+}
+
+// buildTable writes p's table, synced, to ingestFile in the index's
+// directory and returns its path.
+func (x *Index) buildTable(p *pending) (string, error) {
+	x.buf.sorted = p.sorted(x.buf.sorted)
+	path := filepath.Join(x.dir, ingestFile)
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return path, err
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), x.wopts)
+	err = x.writeTable(w, p, x.buf.sorted)
+	// Close finishes the table and syncs it (or abandons it after an
+	// error), and closes the file.
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return path, err
+}
+
+// writeTable writes p's entries (all, sorted), its drop, its Covered and
+// the format key to w, in the store's key order.
+func (x *Index) writeTable(w *sstable.Writer, p *pending, all []kv) error {
+	var kbuf [25]byte
+	var vbuf [16]byte
+	for _, a := range all {
+		if a.s.part < p.drop {
+			continue // dropped by this table's own range deletion
+		}
+		binary.BigEndian.PutUint64(vbuf[:8], a.e.pos)
+		binary.BigEndian.PutUint64(vbuf[8:], a.e.exp)
+		if err := w.Merge(entryKey(kbuf[:0], a.s.part, a.s.key), vbuf[:]); err != nil {
+			return err
+		}
+	}
+	if p.drop > 0 {
+		if err := w.DeleteRange(entryKey(nil, 0, Key{}), entryKey(nil, p.drop, Key{})); err != nil {
+			return fmt.Errorf("drop expired: %w", err)
+		}
+	}
+	if p.covered > 0 { // metaKind sorts after entryKind
+		if err := w.Merge(coveredKey, binary.BigEndian.AppendUint64(nil, p.covered)); err != nil {
+			return fmt.Errorf("covered: %w", err)
+		}
+	}
+	// The format key, again (after coveredKey): it puts every table's
+	// bounds over the format key's own table, which a new index flushes
+	// to L0 at Open, so a new index's first table is ingested into L0 as
+	// a flush would have put it, not into the empty bottom level. In the
+	// bottom level it made pebble size the levels from it and L0
+	// together at L0's first compaction, which then went to L4 instead
+	// of the bottom level and was rewritten twice more on its way down:
+	// BenchmarkGrow over 20 million keys wrote its tables 2.59 times over
+	// instead of 1.89.
+	if err := w.Set(formatKey, []byte(format)); err != nil {
+		return fmt.Errorf("format: %w", err)
+	}
+	return nil
+}
+
+// awaitL0 waits, at most x.stallWait, while L0 holds x.stopWrites
+// sublevels or more: pebble stops its own writes there until compactions
+// catch up, but not ingestions. Meanwhile the next buffer fills, then
+// Adds wait for this write (writeBuffer), as they waited for pebble's
+// flushes when buffers were batches. Past the wait the table is ingested
+// anyway (maxStall).
+func (x *Index) awaitL0() {
+	var deadline time.Time
+	for {
+		n := int(x.db.Metrics().Levels[0].Sublevels)
+		if n < x.stopWrites {
+			return
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(x.stallWait)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			x.log.Warn("de-duplication index: L0 still at its stop-writes threshold; a table ingested past it",
+				"sublevels", n, "waited", x.stallWait)
+			return
+		}
+		t := time.NewTimer(min(wait, time.Second))
+		select {
+		case <-x.compacted:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 // buffered returns, of the buffers (b.mu held), the smallest position of

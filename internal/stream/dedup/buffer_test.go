@@ -153,9 +153,9 @@ func TestCheckWhileWriting(t *testing.T) {
 	wg.Wait()
 }
 
-// TestWriteOrder: a buffer is written in the store's key order, which
-// pebble relies on to keep a large batch cheap; the order of its compare
-// is the order of entryKey's bytes.
+// TestWriteOrder: a buffer is written in the store's key order, which a
+// table's writer requires; the order of its compare is the order of
+// entryKey's bytes.
 func TestWriteOrder(t *testing.T) {
 	x := open(t, Options{bufferKeys: 1000})
 	keys := make([]Key, 500)

@@ -8,9 +8,10 @@
 // writer asks Check before committing a group and Adds the group's keys
 // after, the ordered readers ask Check once Covered has passed them, and
 // at start the stream catches the index up from Covered. The index is
-// derived state: it has no write-ahead log, nothing is fsynced when it is
-// written (its tables are, by pebble's flushes: Covered on disk is what
-// they hold), and a lost or damaged one
+// derived state: it has no write-ahead log, nothing is fsynced on the
+// hot path (each full write buffer's table is, in the background, before
+// pebble ingests it: Covered on disk is what the tables hold), and a lost
+// or damaged one
 // (Open's error wraps ErrDamaged) is removed and rebuilt from the part of
 // the stream inside the window.
 //
@@ -31,8 +32,9 @@
 // Add writes merge operands; the merge operator keeps the smallest
 // position, so the rule costs no read. Adds reach the store through a
 // write buffer in memory (buffer.go), which Check consults: each full
-// buffer is one atomic batch of its keys and the Covered of its Adds, kept
-// by pebble as it is rather than inserted into a memtable.
+// buffer becomes one table of its keys and the Covered of its Adds,
+// written by the index and ingested by pebble whole (no memtable, no
+// flush).
 //
 // In front of the store, one Bloom filter in memory per partition answers
 // for most new keys without a seek in the store (filter.go): every Add puts

@@ -91,6 +91,13 @@ type Options struct {
 	filterBytes int64
 	// bufferKeys overrides the entries that fill a write buffer (tests).
 	bufferKeys int
+	// stopWrites overrides the L0 sublevels at which a buffer's write
+	// waits (l0CompactionThreshold), stallWait the longest it waits
+	// (maxStall), and noCompactions turns pebble's automatic compactions
+	// off (tests).
+	stopWrites    int
+	stallWait     time.Duration
+	noCompactions bool
 }
 
 // Index is the on-disk de-duplication index: for each key, the packed
@@ -125,6 +132,18 @@ type Index struct {
 	filters filters
 	buf     writeBuffer // Adds not yet in the store (buffer.go)
 	log     *slog.Logger
+
+	// The tables a buffer's write ingests (buffer.go): pebble's writer
+	// options for L0; the L0 sublevels at which a write waits, and for
+	// how long at most; compacted, signalled at the end of each of
+	// pebble's compactions.
+	wopts      sstable.WriterOptions
+	stopWrites int
+	stallWait  time.Duration
+	compacted  chan struct{}
+	// fatalf ends the process after a write that failed (buffer.go):
+	// slogLogger.Fatalf; tests replace it.
+	fatalf func(format string, args ...any)
 }
 
 // filters are the index's filters in memory, one per partition, in front of
@@ -229,8 +248,31 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 	}
 	x.buf.written = sync.NewCond(&x.buf.mu)
 	x.buf.active = newPending(x.buf.limit)
+	x.stopWrites, x.stallWait = opt.stopWrites, opt.stallWait
+	if x.stopWrites == 0 {
+		x.stopWrites = l0CompactionThreshold
+	}
+	if x.stallWait == 0 {
+		x.stallWait = maxStall
+	}
+	x.compacted = make(chan struct{}, 1)
+	x.fatalf = slogLogger{x.log}.Fatalf
+	// A table a crash left before its ingestion (buffer.go) is of no use:
+	// its Adds are caught up from the stream, as any lost buffer's.
+	if err := os.Remove(filepath.Join(opt.Dir, ingestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		lock.Close()
+		return nil, fmt.Errorf("open de-duplication index %s: remove a table not ingested: %w", opt.Dir, err)
+	}
 	x.cache = pebble.NewCache(opt.MemoryBytes * 3 / 8)
-	db, err := pebble.Open(opt.Dir, pebbleOptions(opt, x.cache))
+	popt := pebbleOptions(opt, x.cache)
+	popt.EventListener.CompactionEnd = func(pebble.CompactionInfo) {
+		select {
+		case x.compacted <- struct{}{}:
+		default:
+		}
+	}
+	popt.DisableAutomaticCompactions = opt.noCompactions
+	db, err := pebble.Open(opt.Dir, popt)
 	if err != nil {
 		x.cache.Unref()
 		lock.Close()
@@ -240,6 +282,8 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 		return nil, fmt.Errorf("open de-duplication index %s: %w: %v", opt.Dir, ErrDamaged, err)
 	}
 	x.db = db
+	popt.EnsureDefaults()
+	x.wopts = popt.MakeWriterOptions(0, db.TableFormat())
 	part := x.partition(now())
 	if part > 0 {
 		part--
@@ -261,8 +305,8 @@ func openIndex(opt Options, now func() time.Time, lock *os.File, empty bool) (*I
 
 // skipEmptyDrop marks the partitions below part dropped when the store
 // holds no entry of them, so that the first Add does not write a range
-// deletion that deletes nothing. Such a deletion stays in the table its
-// batch was flushed to until a compaction drops it, and every look-up
+// deletion that deletes nothing. Such a deletion stays in its buffer's
+// table until a compaction drops it, and every look-up
 // that seeks into that table (with tables of a whole buffer, every
 // look-up that reaches the store seeks into it) decodes its
 // range-deletion block: a present key's look-up (BenchmarkCheck, 3
@@ -329,12 +373,14 @@ func (opt Options) withDefaults() (Options, error) {
 //     answers;
 //   - the index's write buffers (buffer.go): M/10 each (bufferShare), two
 //     at most (one filling, one being written), M/5; a buffer is written
-//     as one batch that pebble keeps as it is instead of inserting it into
-//     a memtable, its keys about 45 bytes each, M/22 more while it waits
+//     as a table of its own and ingested: the table's writer holds a
+//     data block, the table's index and its bloom filter (a few hundred
+//     KB for a full buffer), where a batch of M/22 used to wait in memory
 //     for its flush;
-//   - memtables: M/32 each (what the buffers' batches are measured
-//     against: one larger than half a memtable is kept as it is), at most
-//     3 queued before writes wait, so 3M/32;
+//   - memtables: M/32 each, at most 3 queued before writes wait, so
+//     3M/32; since buffers are ingested as tables they hold nothing but
+//     a new index's format key (and an index of an older release, its
+//     log replayed at Open);
 //   - tables of M/16 (2-64 MB) at every level, two compactions at most:
 //     a full buffer (bufferShare) makes one table, so each L0 sublevel
 //     is one table. A look-up that reaches the store seeks each sublevel,
@@ -355,12 +401,20 @@ func (opt Options) withDefaults() (Options, error) {
 //     blocks of 4 KiB, which FormatNewest writes by default (see
 //     tableBlockSize);
 //   - no write-ahead log (DisableWAL): the index is derived state, caught
-//     up from the stream at start, so a batch need not be on disk before
-//     its flush. A buffer's batch was written twice, to the log and then
+//     up from the stream at start, so nothing need be on disk before a
+//     buffer's table is. A buffer's batch (before session 20) was written twice, to the log and then
 //     to its table (session 14: BenchmarkGrow 1.133 → 1.064 CPU-µs per
-//     key, Ingest 5.07 → 4.93 CPU-µs/event). What a crash keeps is what
-//     pebble's flushes installed, a prefix of the batches in commit order
-//     (see flushFailed and Index.close for the rest).
+//     key, Ingest 5.07 → 4.93 CPU-µs/event). What a crash keeps is the
+//     tables ingested, each synced and named in the MANIFEST before
+//     Ingest returns, in the order of the buffers (see flushFailed and
+//     Index.close for the rest);
+//   - no ingestion "as a flushable" (Experimental.DisableIngestAsFlushable):
+//     a table that overlaps a memtable would otherwise be queued behind
+//     it and named in the MANIFEST only at its flush, and with no log a
+//     crash meanwhile would lose it after Ingest returned; instead pebble
+//     flushes the memtable first. Only an index whose memtable holds
+//     entries (an older release's, its log replayed) pays that flush,
+//     once.
 //
 // What remains of M is for the Go heap around them. None of it depends on
 // the window or the event rate; only the tables on disk do, and pebble
@@ -383,6 +437,7 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 		L0StopWritesThreshold:       l0CompactionThreshold,
 	}
 	o.Experimental.EnableColumnarBlocks = func() bool { return false }
+	o.Experimental.DisableIngestAsFlushable = func() bool { return true }
 	for i := range o.Levels {
 		o.Levels[i].BlockSize = tableBlockSize
 		o.Levels[i].IndexBlockSize = tableBlockSize
@@ -402,8 +457,10 @@ func pebbleOptions(opt Options, cache *pebble.Cache) *pebble.Options {
 }
 
 // flushFailed reports whether a flush ended in an error, which ends the
-// process (Fatalf): without a write-ahead log, the batches it was to
-// write are only in memory, and pebble would retry it and, the memtables
+// process (Fatalf), as a buffer's write that fails does (buffer.go). The
+// memtables hold little since buffers are ingested as tables (a new
+// index's format key, an older release's log replayed), but without a
+// write-ahead log what a flush was to write is only in memory, and pebble would retry it and, the memtables
 // queued behind it, stop every write, Close included. So the index
 // cannot go on, and a store whose files went from under it (its
 // directory removed) ends capstan as its write-ahead log's errors did,
@@ -442,6 +499,18 @@ func flushFailed(info pebble.FlushInfo) bool {
 // each tests the bloom filter of every L0 table, up to 32 before a
 // compaction instead of 16.
 const l0CompactionThreshold = 64
+
+// maxStall is the longest a buffer's write waits for L0 to fall below
+// its stop-writes threshold (Index.awaitL0). pebble stalls its own writes
+// there (batches, flushes) for as long as compactions take, but not
+// ingestions, so the index waits itself, and Adds with it once the next
+// buffer is full. A compaction of L0 takes seconds to tens of seconds
+// (32 tables and the level below); a wait past a minute means the
+// compactions are not keeping up or failing: the table is then ingested
+// anyway, L0 grows past the threshold (look-ups that reach the store
+// test one more bloom filter each), with a warning, rather than ingest
+// stop.
+const maxStall = time.Minute
 
 // bufferShare is the share of the memory budget M each write buffer
 // (buffer.go) takes: it is full at M/bufferShare/bytesPerBufferedKey keys
@@ -530,10 +599,18 @@ func (x *Index) load() error {
 		if _, err := x.get(coveredKey); !errors.Is(err, pebble.ErrNotFound) {
 			return fmt.Errorf("%w: no format key", ErrDamaged)
 		}
-		// Not synced (there is no log to sync): the first flush writes
-		// it, before or with any Covered, so Covered never stands
-		// without it.
-		return x.db.Set(formatKey, []byte(format), pebble.NoSync)
+		// Flushed to a table now (there is no log to sync): the
+		// buffers' tables are ingested beside the memtable, so a format
+		// key left in it could be lost by a crash after the first table
+		// with a Covered was ingested, and the index then taken for
+		// damaged.
+		if err := x.db.Set(formatKey, []byte(format), pebble.NoSync); err != nil {
+			return fmt.Errorf("write format: %w", err)
+		}
+		if err := x.db.Flush(); err != nil {
+			return fmt.Errorf("write format: %w", err)
+		}
+		return nil
 	case err != nil:
 		return fmt.Errorf("%w: read format: %v", ErrDamaged, err)
 	case string(v) != format:
@@ -586,8 +663,11 @@ func (x *Index) close(keepLock bool) (*os.File, error) {
 	// a clean stop keeps everything and its restart reads nothing again:
 	// the buffer is written, then pebble's memtables flushed to tables,
 	// as with no write-ahead log pebble's Close drops them. An index
-	// thrown away (keepLock: Rebuild) is not flushed.
-	ferr := x.flush()
+	// thrown away (keepLock: Rebuild) writes nothing more.
+	var ferr error
+	if !keepLock {
+		ferr = x.flush()
+	}
 	x.buf.writes.Wait()
 	if !keepLock {
 		ferr = errors.Join(ferr, x.db.Flush())
@@ -813,11 +893,12 @@ func (x *Index) filtersReady() bool { <-x.filters.built; return x.filters.ready.
 //
 // Add writes to the store only through its write buffer (buffer.go): the
 // keys go into a buffer in memory that Check consults, and each full
-// buffer is written with the highest Covered of its Adds as one atomic
-// batch, with no write-ahead log: the index is derived state, caught up
-// from the stream at start, and a batch reaches the disk whole, when
-// pebble flushes it, after every batch before it, so Covered on disk
-// never claims a key that is not on disk. When the clock has entered a new partition, the buffer's write
+// buffer is written with the highest Covered of its Adds as one table
+// that pebble ingests, with no write-ahead log: the index is derived
+// state, caught up from the stream at start, and a table reaches the disk
+// whole, synced and in the store's MANIFEST before its ingestion returns,
+// after every buffer's table before it, so Covered on disk never claims a
+// key that is not on disk. When the clock has entered a new partition, the buffer's write
 // drops the partitions that can no longer hold a live entry.
 func (x *Index) Add(keys []Key, pos []uint64, covered uint64) error {
 	if len(keys) != len(pos) {
