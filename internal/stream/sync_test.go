@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -534,4 +536,148 @@ func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
 			t.Errorf("block 2 on disk: %q, want %q", got, want)
 		}
 	})
+}
+
+// eventsOf returns n track events, ids prefix0, prefix1, ...
+func eventsOf(prefix string, n int) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = track(prefix + strconv.Itoa(i))
+	}
+	return evs
+}
+
+// appendCall is an Append running in its own goroutine.
+type appendCall struct {
+	res  []Result
+	err  error
+	done chan struct{}
+}
+
+func appendAsync(w *Writer, evs []Event) *appendCall {
+	c := &appendCall{done: make(chan struct{})}
+	go func() {
+		c.res, c.err = w.Append(context.Background(), evs)
+		close(c.done)
+	}()
+	return c
+}
+
+// holdFirstBlockSync makes eng's next fsync of an EVENTS block wait until
+// release is called (also at the end of the test) and counts the block
+// fsyncs from now on; entered is closed once that fsync waits.
+func holdFirstBlockSync(t *testing.T, eng *Engine) (blocks *atomic.Int32, entered chan struct{}, release func()) {
+	t.Helper()
+	s, err := eng.syncer(EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks = new(atomic.Int32)
+	entered, held := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	t.Cleanup(release) // before the writer stops, if the test fails
+	s.mu.Lock()
+	s.fsync = func(f *os.File) error {
+		if strings.HasSuffix(f.Name(), ".blk") && blocks.Add(1) == 1 {
+			close(entered)
+			<-held
+		}
+		return f.Sync()
+	}
+	s.mu.Unlock()
+	return blocks, entered, release
+}
+
+// TestPublishWhileSyncing: requests that arrive while a commit's fsync
+// runs are published before it ends, by the loop that would have waited
+// for it, and made durable together by one more fsync; duplicates among
+// them, of each other or of the commit being synced, still take their
+// first occurrence's outcome, and covered reaches the last sequence.
+// Before, the loop that took the first of them published it and waited
+// for the running fsync, and the others waited, unpublished, for a free
+// loop and then a third fsync.
+func TestPublishWhileSyncing(t *testing.T) {
+	eng, d, w, _ := openDedupWriter(t, t.TempDir())
+	app := w.app
+	appendOK(t, w, track("warm"))
+	blocks, entered, release := holdFirstBlockSync(t, eng)
+	a := appendAsync(w, eventsOf("a", publishDuringSync))
+	<-entered // a's fsync runs, and stays
+	b := appendAsync(w, eventsOf("b", publishDuringSync))
+	eventually(t, func() bool { return app.queuedNow() == 0 }) // the other slot's loop took b
+	c := appendAsync(w, eventsOf("c", publishDuringSync))
+	// b's commit is in flight, a's syncing, d0 twice in one request.
+	d0 := append([]Event{track("b0"), track("a0"), track("d0"), track("d0")}, eventsOf("dx", publishDuringSync-4)...)
+	dc := appendAsync(w, d0)
+	stored := 1 + 3*publishDuringSync + 1 + publishDuringSync - 4
+	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == stored })
+	if n := blocks.Load(); n != 1 {
+		t.Fatalf("%d block fsyncs before the first one ended, want 1", n)
+	}
+	release()
+	for _, call := range []*appendCall{a, b, c, dc} {
+		<-call.done
+		if call.err != nil {
+			t.Fatal(call.err)
+		}
+	}
+	want := strings.Repeat("s", publishDuringSync)
+	for i, call := range []*appendCall{a, b, c} {
+		if got := outcome(call.res); got != want {
+			t.Errorf("request %d: %s", i, got)
+		}
+	}
+	if got, want := outcome(dc.res), "ddsd"+strings.Repeat("s", publishDuringSync-4); got != want {
+		t.Errorf("request d: %s, want %s", got, want)
+	}
+	if n := blocks.Load(); n != 2 {
+		t.Errorf("%d block fsyncs for a and b-d, want 2: the requests that arrived during a's fsync waited behind more than it", n)
+	}
+	if n := len(readEvents(t, eng, ReadOptions{})); n != stored {
+		t.Errorf("%d events stored, want %d", n, stored)
+	}
+	last, err := eng.LastEventSeq(context.Background())
+	if err != nil || d.Covered() != last {
+		t.Errorf("covered %d, last sequence %d (%v)", d.Covered(), last, err)
+	}
+}
+
+// TestFewEventsWaitForTheSync: fewer than publishDuringSync events queued
+// while a commit's fsync runs are not published on their own by the loop
+// waiting for it (a message, an acknowledgement and a wake-up each, at a
+// few thousand single-event requests a second); they are written once
+// the sync ends, by the next free loop.
+func TestFewEventsWaitForTheSync(t *testing.T) {
+	eng, _, w, _ := openDedupWriter(t, t.TempDir())
+	app := w.app
+	appendOK(t, w, track("warm"))
+	_, entered, release := holdFirstBlockSync(t, eng)
+	a := appendAsync(w, eventsOf("a", publishDuringSync))
+	<-entered
+	b := appendAsync(w, eventsOf("b", publishDuringSync))
+	eventually(t, func() bool { return app.queuedNow() == 0 })
+	single := appendAsync(w, []Event{track("s")})
+	// The loop that published b, waiting for a's sync, takes the signal
+	// of the single event's request, and leaves it queued.
+	eventually(t, func() bool { return app.queuedNow() == 1 && len(app.signal) == 0 })
+	for range 20 {
+		runtime.Gosched()
+	}
+	if n := app.queuedNow(); n != 1 {
+		t.Errorf("%d events queued during the sync, want 1 (published alone)", n)
+	}
+	release()
+	for _, call := range []*appendCall{a, b, single} {
+		<-call.done
+		if call.err != nil {
+			t.Fatal(call.err)
+		}
+	}
+	if got := outcome(single.res); got != "s" {
+		t.Errorf("the single event: %s", got)
+	}
+	if got, want := len(readEvents(t, eng, ReadOptions{})), 2+2*publishDuringSync; got != want {
+		t.Errorf("%d events stored, want %d", got, want)
+	}
 }
