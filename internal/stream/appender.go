@@ -120,7 +120,8 @@ type appender struct {
 	here  atomic.Int64 // commits made by callers (commitHere), for tests
 
 	// syncing counts this appender's groups in their sync (Engine.Sync);
-	// synced is closed, and replaced, when it drops to 0. A loop whose
+	// synced, made by the first loop to wait for it, is closed and
+	// dropped when it falls to 0. A loop whose
 	// group is published while a sync runs goes on taking and publishing
 	// what is queued until it ends (publishWhileSyncing).
 	smu     sync.Mutex
@@ -516,6 +517,9 @@ func (a *appender) syncRunning() chan struct{} {
 	if a.syncing == 0 {
 		return nil
 	}
+	if a.synced == nil {
+		a.synced = make(chan struct{})
+	}
 	return a.synced
 }
 
@@ -582,7 +586,11 @@ func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending)
 			eres = append(eres, &p.results[i])
 		}
 	}
-	g.batch = append(g.batch, batch...)
+	if g.batch == nil {
+		g.batch = batch // nearly always the only one
+	} else {
+		g.batch = append(g.batch, batch...)
+	}
 	g.events += nrecs + nevs
 	for start := 0; start < len(recs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(recs))
@@ -619,8 +627,12 @@ func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending)
 // commits in the order published and completes its requests.
 func (a *appender) complete(ctx context.Context, g *group) {
 	var res []*Result
-	for _, c := range g.chunks {
-		res = append(res, c.res...)
+	if len(g.chunks) == 1 {
+		res = g.chunks[0].res
+	} else {
+		for _, c := range g.chunks {
+			res = append(res, c.res...)
+		}
 	}
 	if len(res) > 0 {
 		if a.syncs {
@@ -778,17 +790,15 @@ func (a *appender) sync(ctx context.Context, res []*Result) {
 func (a *appender) syncStart() {
 	a.smu.Lock()
 	defer a.smu.Unlock()
-	if a.syncing == 0 {
-		a.synced = make(chan struct{})
-	}
 	a.syncing++
 }
 
 func (a *appender) syncEnd() {
 	a.smu.Lock()
 	defer a.smu.Unlock()
-	if a.syncing--; a.syncing == 0 {
+	if a.syncing--; a.syncing == 0 && a.synced != nil {
 		close(a.synced)
+		a.synced = nil
 	}
 }
 
