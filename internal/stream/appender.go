@@ -64,7 +64,7 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 		}),
 		sync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_sync_duration_seconds",
-			Help:    "Time one commit waited, once JetStream acknowledged its events, for them to be durable: the fsync of the stream's block file, and the one already running when it asked (embedded engine only).",
+			Help:    "Time one commit waited, once JetStream acknowledged its events, for them to be durable: the fsync of the stream's block file, and the one already running when it asked (embedded engine only; a commit loop that publishes more while another commit's sync runs asks once that sync ended).",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -92,7 +92,9 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 // stream's block file is fsynced once they are all acknowledged (Engine.Sync,
 // see sync.go); on an external cluster they are written as one JetStream
 // atomic batch, which the servers' sync_interval always commits with one
-// fsync. It is safe for concurrent use; Run must be running for Append to
+// fsync. A commit loop that has published its group while another group's
+// sync runs takes and publishes what is queued until that sync ends
+// (publishWhileSyncing), and its one sync covers all of it. It is safe for concurrent use; Run must be running for Append to
 // make progress.
 type appender struct {
 	cfg WriterConfig
@@ -219,8 +221,8 @@ func (a *appender) Append(ctx context.Context, recs []record) ([]Result, error) 
 	return a.enqueue(ctx, newPending(recs, nil))
 }
 
-// appendEvents stores evs in segments (commitEvents), as Append does
-// records.
+// appendEvents stores evs in segments (startEvents, finishEvents), as
+// Append does records.
 func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, error) {
 	if len(evs) == 0 {
 		return nil, nil

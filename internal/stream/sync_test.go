@@ -599,13 +599,13 @@ func holdFirstBlockSync(t *testing.T, eng *Engine) (blocks *atomic.Int32, entere
 // loop and then a third fsync.
 func TestPublishWhileSyncing(t *testing.T) {
 	eng, d, w, _ := openDedupWriter(t, t.TempDir())
-	app := w.app
 	appendOK(t, w, track("warm"))
 	blocks, entered, release := holdFirstBlockSync(t, eng)
 	a := appendAsync(w, eventsOf("a", publishDuringSync))
 	<-entered // a's fsync runs, and stays
 	b := appendAsync(w, eventsOf("b", publishDuringSync))
-	eventually(t, func() bool { return app.queuedNow() == 0 }) // the other slot's loop took b
+	// The other slot's loop took b and published it.
+	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == 1+2*publishDuringSync })
 	c := appendAsync(w, eventsOf("c", publishDuringSync))
 	// b's commit is in flight, a's syncing, d0 twice in one request.
 	d0 := append([]Event{track("b0"), track("a0"), track("d0"), track("d0")}, eventsOf("dx", publishDuringSync-4)...)
@@ -647,34 +647,43 @@ func TestPublishWhileSyncing(t *testing.T) {
 // while a commit's fsync runs are not published on their own by the loop
 // waiting for it (a message, an acknowledgement and a wake-up each, at a
 // few thousand single-event requests a second); they are written once
-// the sync ends, by the next free loop.
+// the sync ends, by the next free loop. The requests are queued for the
+// loops directly (no commit in the caller's goroutine), so that both loops
+// are busy, one syncing a, the other having published b.
 func TestFewEventsWaitForTheSync(t *testing.T) {
 	eng, _, w, _ := openDedupWriter(t, t.TempDir())
 	app := w.app
 	appendOK(t, w, track("warm"))
 	_, entered, release := holdFirstBlockSync(t, eng)
-	a := appendAsync(w, eventsOf("a", publishDuringSync))
+	push := func(evs []Event) *pending {
+		p := newPending(nil, evs)
+		app.mu.Lock()
+		p.queued = time.Now()
+		app.queue = append(app.queue, p)
+		app.queued += p.size()
+		app.mu.Unlock()
+		app.wake()
+		return p
+	}
+	a := push(eventsOf("a", publishDuringSync))
 	<-entered
-	b := appendAsync(w, eventsOf("b", publishDuringSync))
-	eventually(t, func() bool { return app.queuedNow() == 0 })
-	single := appendAsync(w, []Event{track("s")})
+	b := push(eventsOf("b", publishDuringSync))
+	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == 1+2*publishDuringSync })
+	single := push([]Event{track("s")})
 	// The loop that published b, waiting for a's sync, takes the signal
-	// of the single event's request, and leaves it queued.
-	eventually(t, func() bool { return app.queuedNow() == 1 && len(app.signal) == 0 })
-	for range 20 {
-		runtime.Gosched()
-	}
-	if n := app.queuedNow(); n != 1 {
-		t.Errorf("%d events queued during the sync, want 1 (published alone)", n)
-	}
-	release()
-	for _, call := range []*appendCall{a, b, single} {
-		<-call.done
-		if call.err != nil {
-			t.Fatal(call.err)
+	// of the single event's request, and leaves it queued: for a while,
+	// it must stay so.
+	eventually(t, func() bool { return len(app.signal) == 0 })
+	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if n := app.queuedNow(); n != 1 {
+			t.Fatalf("%d events queued during the sync, want 1: the single event was published alone", n)
 		}
 	}
-	if got := outcome(single.res); got != "s" {
+	release()
+	for _, p := range []*pending{a, b, single} {
+		<-p.done
+	}
+	if got := outcome(single.results); got != "s" {
 		t.Errorf("the single event: %s", got)
 	}
 	if got, want := len(readEvents(t, eng, ReadOptions{})), 2+2*publishDuringSync; got != want {
