@@ -458,18 +458,14 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 	return batch
 }
 
-// publishDuringSync is the fewest events queued that a loop takes and
-// publishes while another group's sync runs (publishWhileSyncing). Fewer
-// wait for the next free loop, to be written as part of its commit: at a
-// few thousand single-event requests a second, a message, an
-// acknowledgement and a wake-up of the loop for each one published alone
-// cost more CPU per event than the sync they would share (session 10).
-const publishDuringSync = 64
-
 // publishWhileSyncing takes and publishes into g what is queued while
-// another group's sync runs, until that sync ends, when at least
-// publishDuringSync events are queued; then one sync makes all of g
-// durable. Otherwise a loop that published during a sync waited for that
+// another group's sync runs, until that sync ends, whenever a full chunk
+// (MaxBatch events) is queued; then one sync makes all of g durable.
+// Fewer wait for the next free loop, to be written as part of its commit:
+// published as they come, each request or single event would be a
+// message, an acknowledgement and a wake-up of the loop of its own, more
+// CPU per event than the fsync they would share (session 10; a threshold
+// of 64 events, session 20, published batch requests one by one). Otherwise a loop that published during a sync waited for that
 // sync and then ran its own, while the requests that arrived meanwhile
 // waited for a free loop and then a third fsync: under batch load both
 // loops were busy 95% of the time, half of it in fsyncs, with CPU idle.
@@ -479,7 +475,7 @@ func (a *appender) publishWhileSyncing(ctx context.Context, g *group) {
 		if synced == nil {
 			return
 		}
-		if batch := a.takeAtLeast(publishDuringSync); batch != nil {
+		if batch := a.takeAtLeast(a.cfg.MaxBatch); batch != nil {
 			a.publishBatch(ctx, g, batch)
 			continue
 		}
@@ -498,7 +494,7 @@ func (a *appender) publishWhileSyncing(ctx context.Context, g *group) {
 			return
 		default:
 		}
-		if len(a.slots) < cap(a.slots) && a.queuedNow() < publishDuringSync {
+		if len(a.slots) < cap(a.slots) && a.queuedNow() < a.cfg.MaxBatch {
 			// The signal may be for an idle loop (Inflight above 2):
 			// pass it on, and only wait for the sync.
 			a.wake()

@@ -599,18 +599,19 @@ func holdFirstBlockSync(t *testing.T, eng *Engine) (blocks *atomic.Int32, entere
 // loop and then a third fsync.
 func TestPublishWhileSyncing(t *testing.T) {
 	eng, d, w, _ := openDedupWriter(t, t.TempDir())
+	full := w.app.cfg.MaxBatch
 	appendOK(t, w, track("warm"))
 	blocks, entered, release := holdFirstBlockSync(t, eng)
-	a := appendAsync(w, eventsOf("a", publishDuringSync))
+	a := appendAsync(w, eventsOf("a", full))
 	<-entered // a's fsync runs, and stays
-	b := appendAsync(w, eventsOf("b", publishDuringSync))
+	b := appendAsync(w, eventsOf("b", full))
 	// The other slot's loop took b and published it.
-	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == 1+2*publishDuringSync })
-	c := appendAsync(w, eventsOf("c", publishDuringSync))
+	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == 1+2*full })
+	c := appendAsync(w, eventsOf("c", full))
 	// b's commit is in flight, a's syncing, d0 twice in one request.
-	d0 := append([]Event{track("b0"), track("a0"), track("d0"), track("d0")}, eventsOf("dx", publishDuringSync-4)...)
+	d0 := append([]Event{track("b0"), track("a0"), track("d0"), track("d0")}, eventsOf("dx", full-4)...)
 	dc := appendAsync(w, d0)
-	stored := 1 + 3*publishDuringSync + 1 + publishDuringSync - 4
+	stored := 1 + 3*full + 1 + full - 4
 	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == stored })
 	if n := blocks.Load(); n != 1 {
 		t.Fatalf("%d block fsyncs before the first one ended, want 1", n)
@@ -622,13 +623,13 @@ func TestPublishWhileSyncing(t *testing.T) {
 			t.Fatal(call.err)
 		}
 	}
-	want := strings.Repeat("s", publishDuringSync)
+	want := strings.Repeat("s", full)
 	for i, call := range []*appendCall{a, b, c} {
 		if got := outcome(call.res); got != want {
 			t.Errorf("request %d: %s", i, got)
 		}
 	}
-	if got, want := outcome(dc.res), "ddsd"+strings.Repeat("s", publishDuringSync-4); got != want {
+	if got, want := outcome(dc.res), "ddsd"+strings.Repeat("s", full-4); got != want {
 		t.Errorf("request d: %s, want %s", got, want)
 	}
 	if n := blocks.Load(); n != 2 {
@@ -643,7 +644,7 @@ func TestPublishWhileSyncing(t *testing.T) {
 	}
 }
 
-// TestFewEventsWaitForTheSync: fewer than publishDuringSync events queued
+// TestFewEventsWaitForTheSync: fewer than MaxBatch events queued
 // while a commit's fsync runs are not published on their own by the loop
 // waiting for it (a message, an acknowledgement and a wake-up each, at a
 // few thousand single-event requests a second); they are written once
@@ -653,6 +654,7 @@ func TestPublishWhileSyncing(t *testing.T) {
 func TestFewEventsWaitForTheSync(t *testing.T) {
 	eng, _, w, _ := openDedupWriter(t, t.TempDir())
 	app := w.app
+	full := app.cfg.MaxBatch
 	appendOK(t, w, track("warm"))
 	_, entered, release := holdFirstBlockSync(t, eng)
 	push := func(evs []Event) *pending {
@@ -665,10 +667,10 @@ func TestFewEventsWaitForTheSync(t *testing.T) {
 		app.wake()
 		return p
 	}
-	a := push(eventsOf("a", publishDuringSync))
+	a := push(eventsOf("a", full))
 	<-entered
-	b := push(eventsOf("b", publishDuringSync))
-	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == 1+2*publishDuringSync })
+	b := push(eventsOf("b", full))
+	eventually(t, func() bool { return len(readEvents(t, eng, ReadOptions{})) == 1+2*full })
 	single := push([]Event{track("s")})
 	// The loop that published b, waiting for a's sync, takes the signal
 	// of the single event's request, and leaves it queued: for a while,
@@ -686,7 +688,7 @@ func TestFewEventsWaitForTheSync(t *testing.T) {
 	if got := outcome(single.results); got != "s" {
 		t.Errorf("the single event: %s", got)
 	}
-	if got, want := len(readEvents(t, eng, ReadOptions{})), 2+2*publishDuringSync; got != want {
+	if got, want := len(readEvents(t, eng, ReadOptions{})), 2+2*full; got != want {
 		t.Errorf("%d events stored, want %d", got, want)
 	}
 }
