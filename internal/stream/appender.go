@@ -64,7 +64,7 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 		}),
 		sync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "capstan_store_sync_duration_seconds",
-			Help:    "Time one commit waited, once JetStream acknowledged its events, for them to be durable: the fsync of the stream's block file, and the one already running when it asked (embedded engine only; a commit loop that publishes more while another commit's sync runs asks once that sync ended).",
+			Help:    "Time one commit waited, once JetStream acknowledged its events, for them to be durable: the fsync of the stream's block file, and the one already running when it asked (embedded engine only).",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -92,9 +92,7 @@ func newAppenderMetrics(reg prometheus.Registerer, a *appender) *appenderMetrics
 // stream's block file is fsynced once they are all acknowledged (Engine.Sync,
 // see sync.go); on an external cluster they are written as one JetStream
 // atomic batch, which the servers' sync_interval always commits with one
-// fsync. A commit loop that has published its group while another group's
-// sync runs takes and publishes what is queued until that sync ends
-// (publishWhileSyncing), and its one sync covers all of it. It is safe for concurrent use; Run must be running for Append to
+// fsync. It is safe for concurrent use; Run must be running for Append to
 // make progress.
 type appender struct {
 	cfg WriterConfig
@@ -120,15 +118,6 @@ type appender struct {
 	// commit loop, or a caller committing in its own goroutine (enqueue).
 	slots chan struct{}
 	here  atomic.Int64 // commits made by callers (commitHere), for tests
-
-	// syncing counts this appender's groups in their sync (Engine.Sync);
-	// synced, made by the first loop to wait for it, is closed and
-	// dropped when it falls to 0. A loop whose
-	// group is published while a sync runs goes on taking and publishing
-	// what is queued until it ends (publishWhileSyncing).
-	smu     sync.Mutex
-	syncing int
-	synced  chan struct{}
 
 	// Per-event de-duplication of segment commits (commit.go).
 	dedup    *Dedup // nil: only inside this process's commits in flight
@@ -221,8 +210,8 @@ func (a *appender) Append(ctx context.Context, recs []record) ([]Result, error) 
 	return a.enqueue(ctx, newPending(recs, nil))
 }
 
-// appendEvents stores evs in segments (startEvents, finishEvents), as
-// Append does records.
+// appendEvents stores evs in segments (commitEvents), as Append does
+// records.
 func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -235,8 +224,8 @@ func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, err
 // p's records or events: a request still queued is taken out of the queue
 // (none of it is stored), and one a commit has taken is waited for until
 // that commit has built its messages from it (released), which does not
-// wait for their sync (nor their publish, except, for a call of more than
-// MaxBatch events, that of the chunks before its last). Its records or events may then
+// wait for their write (except, for a call of more than MaxBatch events,
+// that of the chunks before its last). Its records or events may then
 // still be stored; a retry is de-duplicated. So the caller may reuse their
 // memory as soon as enqueue returns, whatever the outcome.
 func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
@@ -386,12 +375,7 @@ func (a *appender) loop(ctx context.Context) {
 		if a.cfg.Linger > 0 && countRecs(batch) < a.cfg.MaxBatch {
 			batch = a.linger(ctx, batch)
 		}
-		g := &group{}
-		a.publishBatch(ctx, g, batch)
-		if a.syncs {
-			a.publishWhileSyncing(ctx, g)
-		}
-		a.complete(ctx, g)
+		a.commitAll(ctx, batch)
 		<-a.slots
 		// Wake a sibling if more is queued.
 		a.wakeIfQueued()
@@ -458,109 +442,9 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 	return batch
 }
 
-// publishWhileSyncing takes and publishes into g what is queued while
-// another group's sync runs, until that sync ends, whenever a full chunk
-// (MaxBatch events) is queued; then one sync makes all of g durable.
-// Fewer wait for the next free loop, to be written as part of its commit:
-// published as they come, each request or single event would be a
-// message, an acknowledgement and a wake-up of the loop of its own, more
-// CPU per event than the fsync they would share (session 10; a threshold
-// of 64 events, session 20, published batch requests one by one). Otherwise a loop that published during a sync waited for that
-// sync and then ran its own, while the requests that arrived meanwhile
-// waited for a free loop and then a third fsync: under batch load both
-// loops were busy 95% of the time, half of it in fsyncs, with CPU idle.
-func (a *appender) publishWhileSyncing(ctx context.Context, g *group) {
-	for {
-		synced := a.syncRunning()
-		if synced == nil {
-			return
-		}
-		if batch := a.takeAtLeast(a.cfg.MaxBatch); batch != nil {
-			a.publishBatch(ctx, g, batch)
-			continue
-		}
-		select {
-		case <-synced:
-			return
-		case <-ctx.Done():
-			return
-		case <-a.signal:
-		}
-		select {
-		case <-synced:
-			// Ended too: sync now rather than publish first; what is
-			// queued goes to the next free loop.
-			a.wakeIfQueued()
-			return
-		default:
-		}
-		if len(a.slots) < cap(a.slots) && a.queuedNow() < a.cfg.MaxBatch {
-			// The signal may be for an idle loop (Inflight above 2):
-			// pass it on, and only wait for the sync.
-			a.wake()
-			select {
-			case <-synced:
-			case <-ctx.Done():
-			}
-			return
-		}
-	}
-}
-
-// syncRunning returns a channel closed once no group of this appender is
-// in its sync, or nil when none is.
-func (a *appender) syncRunning() chan struct{} {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	if a.syncing == 0 {
-		return nil
-	}
-	if a.synced == nil {
-		a.synced = make(chan struct{})
-	}
-	return a.synced
-}
-
-// takeAtLeast is take when at least n records or events are queued, nil
-// otherwise.
-func (a *appender) takeAtLeast(n int) []*pending {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.queue) == 0 || a.queued < n {
-		return nil
-	}
-	batch, _ := a.popLocked(0, true)
-	return batch
-}
-
-// group is what one sync makes durable: the chunks (at most MaxBatch
-// records or events each) of the requests a loop took, published in the
-// order taken.
-type group struct {
-	batch  []*pending
-	chunks []chunk
-	events int       // records and events published
-	start  time.Time // the first chunk's publish started
-}
-
-// chunk is one published chunk of a group.
-type chunk struct {
-	res []*Result    // of the records or segments published, for the sync to fail
-	ev  *eventCommit // a chunk of events: the rest of its commit; nil for records
-}
-
-// commitAll writes the records and events of batch as one group and
+// commitAll writes the records of batch, in chunks of at most MaxBatch, and
 // completes each pending request.
 func (a *appender) commitAll(ctx context.Context, batch []*pending) {
-	g := &group{}
-	a.publishBatch(ctx, g, batch)
-	a.complete(ctx, g)
-}
-
-// publishBatch adds batch to g and publishes its records and events, in
-// chunks of at most MaxBatch. Each request is released (enqueue) once
-// its chunks are built.
-func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending) {
 	nrecs, nevs := 0, 0
 	for _, p := range batch {
 		nrecs, nevs = nrecs+len(p.recs), nevs+len(p.evs)
@@ -570,9 +454,6 @@ func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending)
 	evs := make([]*Event, 0, nevs)
 	eres := make([]*Result, 0, nevs) // of evs
 	start := time.Now()
-	if g.start.IsZero() {
-		g.start = start
-	}
 	for _, p := range batch {
 		a.m.queueWait.Observe(start.Sub(p.queued).Seconds())
 		for i := range p.recs {
@@ -584,17 +465,11 @@ func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending)
 			eres = append(eres, &p.results[i])
 		}
 	}
-	if g.batch == nil {
-		g.batch = batch // nearly always the only one
-	} else {
-		g.batch = append(g.batch, batch...)
-	}
-	g.events += nrecs + nevs
 	for start := 0; start < len(recs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(recs))
-		g.chunks = append(g.chunks, chunk{res: a.commit(ctx, recs[start:end], res[start:end])})
+		a.commit(ctx, recs[start:end], res[start:end])
 	}
-	// The requests of records are released once published: their records
+	// The requests of records are released once written: their records
 	// are the messages published.
 	var evReqs []*pending // the requests of events, in order
 	for _, p := range batch {
@@ -605,52 +480,20 @@ func (a *appender) publishBatch(ctx context.Context, g *group, batch []*pending)
 		}
 	}
 	// Those of events as soon as the segments holding their last events
-	// are built: the publish and the sync read only the segments.
+	// are built: the write and the sync read only the segments.
 	through := 0 // the events of evReqs[:released]
 	released := 0
 	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(evs))
-		e := a.startEvents(ctx, evs[start:end], eres[start:end], func() {
+		a.commitEvents(ctx, evs[start:end], eres[start:end], func() {
 			for released < len(evReqs) && through+len(evReqs[released].evs) <= end {
 				through += len(evReqs[released].evs)
 				close(evReqs[released].released)
 				released++
 			}
 		})
-		g.chunks = append(g.chunks, chunk{res: e.sresp, ev: e})
 	}
-}
-
-// complete makes g durable (one sync, when capstan syncs), finishes its
-// commits in the order published and completes its requests.
-func (a *appender) complete(ctx context.Context, g *group) {
-	var res []*Result
-	if len(g.chunks) == 1 {
-		res = g.chunks[0].res
-	} else {
-		for _, c := range g.chunks {
-			res = append(res, c.res...)
-		}
-	}
-	if len(res) > 0 {
-		if a.syncs {
-			a.sync(ctx, res)
-		}
-		a.m.records.Observe(float64(g.events))
-		a.m.seconds.Observe(time.Since(g.start).Seconds())
-		a.noteOutcome(res)
-	}
-	for _, c := range g.chunks {
-		if c.ev != nil {
-			a.finishEvents(c.ev)
-		}
-	}
-	for _, c := range g.chunks {
-		if c.ev != nil {
-			c.ev.settleDups()
-		}
-	}
-	for _, p := range g.batch {
+	for _, p := range batch {
 		close(p.done)
 	}
 }
@@ -669,10 +512,12 @@ type pubAck struct {
 	} `json:"error"`
 }
 
-// commit publishes one chunk of records (publish) and returns the results
-// of those sent. Records whose MsgID repeats inside the chunk are marked
-// duplicates first.
-func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) []*Result {
+// commit writes one chunk as an atomic batch (one fsync). Records whose
+// MsgID repeats inside the chunk are marked duplicates first; if the stream
+// already holds one of the ids, JetStream refuses the whole batch (10201) and
+// the chunk is written record by record so the duplicates are dropped and the
+// rest stored.
+func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 	seen := make(map[string]bool, len(recs))
 	send := make([]*record, 0, len(recs))
 	sendRes := make([]*Result, 0, len(recs))
@@ -687,23 +532,27 @@ func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) []
 		send = append(send, r)
 		sendRes = append(sendRes, res[i])
 	}
-	a.publish(ctx, send, sendRes)
-	return sendRes
-}
-
-// publish writes records (records, or segments of events): as one atomic
-// batch on an external cluster (durable once it returns: the servers
-// fsync it), else one by one, pipelined, durable only once synced
-// (complete) when capstan syncs. If the stream already holds one of the
-// ids of an atomic batch, JetStream refuses the whole batch (10201) and
-// it is written record by record so the duplicates are dropped and the
-// rest stored.
-func (a *appender) publish(ctx context.Context, send []*record, sendRes []*Result) {
 	if len(send) == 0 {
 		return
 	}
+	a.write(ctx, send, sendRes, len(send))
+}
+
+// write writes records (events records or segments holding events events)
+// as one commit: an atomic batch on an external cluster, else published
+// one by one, pipelined, and synced.
+func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result, events int) {
+	start := time.Now()
+	defer func() {
+		a.m.records.Observe(float64(events))
+		a.m.seconds.Observe(time.Since(start).Seconds())
+		a.noteOutcome(sendRes)
+	}()
 	if len(send) < minAtomic || !a.atomic {
 		a.publishEach(send, sendRes)
+		if a.syncs {
+			a.sync(ctx, sendRes)
+		}
 		return
 	}
 	ack, id, err := a.publishAtomic(ctx, send)
@@ -769,9 +618,7 @@ func (a *appender) refusal() error {
 // client retries and the stream's de-duplication keeps one copy.
 func (a *appender) sync(ctx context.Context, res []*Result) {
 	start := time.Now()
-	a.syncStart()
 	err := a.eng.Sync(ctx, EventsStream)
-	a.syncEnd()
 	a.m.sync.Observe(time.Since(start).Seconds())
 	if err == nil {
 		return
@@ -781,22 +628,6 @@ func (a *appender) sync(ctx context.Context, res []*Result) {
 		if r.Err == nil {
 			*r = Result{Err: err}
 		}
-	}
-}
-
-// syncStart and syncEnd bracket a group's sync (publishWhileSyncing).
-func (a *appender) syncStart() {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	a.syncing++
-}
-
-func (a *appender) syncEnd() {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	if a.syncing--; a.syncing == 0 && a.synced != nil {
-		close(a.synced)
-		a.synced = nil
 	}
 }
 

@@ -61,30 +61,12 @@ type dupOf struct {
 	o keyOwner
 }
 
-// eventCommit is one chunk of events between its publish (startEvents)
-// and its end (finishEvents): what the end needs of the start.
-type eventCommit struct {
-	sc     *commitScratch
-	c      *segCommit
-	evs    []*Event
-	res    []*Result
-	mine   []int     // events whose keys c registered
-	dups   []dupOf   // events whose keys an earlier event holds
-	segs   [][]int   // each segment's events
-	sres   []Result  // each segment's result: final once synced
-	sresp  []*Result // of sres, published (nil when no segment)
-	frames []*[]byte // each segment's frame, to the pool once acknowledged
-}
-
-// startEvents publishes one chunk of events (at most MaxBatch): keys
-// registered in flight, the index looked up, one segment per source
-// built and published, their acknowledgements awaited. It calls built
-// once it reads evs no more: its segments are built, and the sync and
-// finishEvents read only them and its own scratch. The chunk is stored
-// only once a sync made it durable (appender.complete); finishEvents then
-// sets its results and records it in the index.
-func (a *appender) startEvents(ctx context.Context, evs []*Event, res []*Result, built func()) *eventCommit {
+// commitEvents stores one chunk of events (at most MaxBatch). It calls
+// built once it reads evs no more: its segments are built, and the write,
+// the sync and the index read only them and its own scratch.
+func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result, built func()) {
 	sc := getScratch(len(evs))
+	defer putScratch(sc)
 	keys, keyed, ids, skip := sc.keys, sc.keyed, sc.ids, sc.skip
 	for i, ev := range evs {
 		if src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID); ok {
@@ -92,7 +74,7 @@ func (a *appender) startEvents(ctx context.Context, evs []*Event, res []*Result,
 		}
 	}
 	c := &segCommit{done: make(chan struct{})}
-	e := &eventCommit{sc: sc, c: c, evs: evs, res: res}
+	var dups []dupOf
 	mine := sc.mine // events whose keys this commit registered
 	a.dmu.Lock()
 	c.floor = a.maxAssigned
@@ -104,13 +86,12 @@ func (a *appender) startEvents(ctx context.Context, evs []*Event, res []*Result,
 		// One lookup finds an earlier event of this commit too: its key
 		// is in inflight, owned by c, with that event's Result.
 		if o, ok := a.inflight.getOrPut(&keys[i], keyOwner{c: c, res: res[i]}); ok {
-			e.dups, skip[i] = append(e.dups, dupOf{i: i, o: o}), true
+			dups, skip[i] = append(dups, dupOf{i: i, o: o}), true
 			continue
 		}
 		mine = append(mine, i)
 	}
 	a.dmu.Unlock()
-	e.mine = mine
 
 	// The index: pairs stored by earlier commits (or runs, or replicas).
 	if a.dedup != nil && len(mine) > 0 {
@@ -169,90 +150,77 @@ func (a *appender) startEvents(ctx context.Context, evs []*Event, res []*Result,
 		s.size += b
 		last = s
 	}
-	if len(segs) == 0 {
-		built()
-		return e
-	}
-	recs := make([]record, len(segs))
-	send := make([]*record, len(segs))
-	e.segs = make([][]int, len(segs))
-	e.sres = make([]Result, len(segs))
-	e.sresp = make([]*Result, len(segs))
-	e.frames = make([]*[]byte, len(segs))
-	for n, s := range segs {
-		sevs, sids := sc.segment(len(s.evs))
-		for m, i := range s.evs {
-			sevs[m] = evs[i]
-			if keyed[i] && sids != nil {
-				sids[m] = ids[i]
-			} else {
-				sids = nil // an event without id: the segment has none either
-			}
-		}
-		plain := getFrame()
-		*plain = appendSegment((*plain)[:0], sevs)
-		e.frames[n] = getFrame()
-		data, version := a.eng.segmentData((*e.frames[n])[:0], *plain)
-		if version == segVersion {
-			e.frames[n], plain = plain, e.frames[n]
-		} else {
-			*e.frames[n] = data // to the pool with its array, grown or not
-		}
-		putFrame(plain) // segmentData copied it, or it is unused
-		recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
-		if sids != nil {
-			recs[n].MsgID = segmentID(s.src, sids)
-		}
-		send[n], e.sresp[n] = &recs[n], &e.sres[n]
-		e.segs[n] = s.evs
-	}
-	built()
-	a.publish(ctx, send, e.sresp)
-	return e
-}
-
-// finishEvents ends e once its segments are synced (or failed): each
-// event's result, the stored events in the index, its keys released and
-// covered moved. Its duplicates are settled after (settleDups), once every
-// commit of its group is finished, so that groups never wait for each
-// other.
-func (a *appender) finishEvents(e *eventCommit) {
-	sc, keys, keyed, res := e.sc, e.sc.keys, e.sc.keyed, e.res
 	var maxSeq uint64
 	addOK := true
-	addKeys, addPos := sc.addKeys, sc.addPos // the events stored, for the index
-	for n, sevs := range e.segs {
-		r := e.sres[n]
-		if r.Err == nil {
-			putFrame(e.frames[n])
-		}
-		for m, i := range sevs {
-			switch {
-			case r.Err != nil:
-				*res[i] = Result{Err: r.Err}
-			case r.Duplicate:
-				*res[i] = Result{Duplicate: true}
-			default:
-				stored := Result{Seq: r.Seq, Index: m}
-				*res[i] = stored
-				if keyed[i] && a.dedup != nil {
-					addKeys, addPos = append(addKeys, keys[i]), append(addPos, uint64(stored.Pos()))
+	if len(segs) == 0 {
+		built()
+	} else {
+		recs := make([]record, len(segs))
+		send := make([]*record, len(segs))
+		sres := make([]Result, len(segs))
+		sresp := make([]*Result, len(segs))
+		frames := make([]*[]byte, len(segs))
+		for n, s := range segs {
+			sevs, sids := sc.segment(len(s.evs))
+			for m, i := range s.evs {
+				sevs[m] = evs[i]
+				if keyed[i] && sids != nil {
+					sids[m] = ids[i]
+				} else {
+					sids = nil // an event without id: the segment has none either
 				}
 			}
+			plain := getFrame()
+			*plain = appendSegment((*plain)[:0], sevs)
+			frames[n] = getFrame()
+			data, version := a.eng.segmentData((*frames[n])[:0], *plain)
+			if version == segVersion {
+				frames[n], plain = plain, frames[n]
+			} else {
+				*frames[n] = data // to the pool with its array, grown or not
+			}
+			putFrame(plain) // segmentData copied it, or it is unused
+			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
+			if sids != nil {
+				recs[n].MsgID = segmentID(s.src, sids)
+			}
+			send[n], sresp[n] = &recs[n], &sres[n]
 		}
-		if r.Err == nil && !r.Duplicate {
-			maxSeq = max(maxSeq, r.Seq)
+		built()
+		a.write(ctx, send, sresp, len(evs))
+		addKeys, addPos := sc.addKeys, sc.addPos // the events stored, for the index
+		for n, s := range segs {
+			r := sres[n]
+			if r.Err == nil {
+				putFrame(frames[n])
+			}
+			for m, i := range s.evs {
+				switch {
+				case r.Err != nil:
+					*res[i] = Result{Err: r.Err}
+				case r.Duplicate:
+					*res[i] = Result{Duplicate: true}
+				default:
+					stored := Result{Seq: r.Seq, Index: m}
+					*res[i] = stored
+					if keyed[i] && a.dedup != nil {
+						addKeys, addPos = append(addKeys, keys[i]), append(addPos, uint64(stored.Pos()))
+					}
+				}
+			}
+			if r.Err == nil && !r.Duplicate {
+				maxSeq = max(maxSeq, r.Seq)
+			}
 		}
-	}
-	if len(addKeys) > 0 {
-		if err := a.dedup.idx.Add(addKeys, addPos, 0); err != nil {
-			addOK = false
-			a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(addKeys), "error", err)
+		if len(addKeys) > 0 {
+			if err := a.dedup.idx.Add(addKeys, addPos, 0); err != nil {
+				addOK = false
+				a.log.Error("de-duplication index: recording stored events failed; they are recorded at the next start", "events", len(addKeys), "error", err)
+			}
 		}
 	}
 
 	// Done: release the keys, move covered.
-	c := e.c
 	a.dmu.Lock()
 	a.maxAssigned = max(a.maxAssigned, maxSeq)
 	if !addOK {
@@ -262,7 +230,7 @@ func (a *appender) finishEvents(e *eventCommit) {
 		a.maxAdded = max(a.maxAdded, maxSeq)
 	}
 	delete(a.commits, c)
-	for _, i := range e.mine {
+	for _, i := range mine {
 		// Still c's: another commit only reads a key it finds here.
 		a.inflight.remove(&keys[i])
 	}
@@ -281,23 +249,17 @@ func (a *appender) finishEvents(e *eventCommit) {
 		}
 	}
 	close(c.done)
-}
 
-// settleDups gives e's duplicates their first occurrence's outcome and
-// gives e's scratch back. The first occurrences' commits are finished, or
-// finish without waiting for e's group.
-func (e *eventCommit) settleDups() {
-	for _, d := range e.dups {
-		<-d.o.c.done // e's own is closed by finishEvents
+	// Duplicates take their first occurrence's outcome.
+	for _, d := range dups {
+		<-d.o.c.done // c's own is closed above
 		first := d.o.res
 		if first.Err != nil {
-			*e.res[d.i] = Result{Err: first.Err}
+			*res[d.i] = Result{Err: first.Err}
 		} else {
-			*e.res[d.i] = Result{Duplicate: true}
+			*res[d.i] = Result{Duplicate: true}
 		}
 	}
-	putScratch(e.sc)
-	e.sc = nil
 }
 
 // commitScratch holds the per-event slices of a commit, reused by the
