@@ -97,15 +97,8 @@ func (a *appender) publishDirect(recs []*record, res []*Result) {
 	waiting := make([]bool, len(recs))
 	pending := 0
 	for i, r := range recs {
-		clear(m.Header)
-		for k, v := range r.Header {
-			m.Header[k] = v
-		}
-		if r.MsgID != "" {
-			msgID[0] = r.MsgID
-			m.Header[nats.MsgIdHdr] = msgID
-		}
-		m.Subject, m.Data, m.Reply = r.Subject, r.Data, in.prefix+batchSeq(i)
+		setMessage(m, msgID, r)
+		m.Reply = in.prefix + batchSeq(i)
 		if err := a.nc.PublishMsg(m); err != nil {
 			*res[i] = Result{Err: fmt.Errorf("publish: %w", err)}
 			continue

@@ -651,6 +651,23 @@ func message(r *record) *nats.Msg {
 	return m
 }
 
+// setMessage makes m, a message reused for every record of a write,
+// hold what message(r) would: its header map is cleared and filled again,
+// and msgID, a one-element slice also reused, takes r's Nats-Msg-Id. The
+// connection copies a message out while publishing it, so nothing is
+// allocated per record.
+func setMessage(m *nats.Msg, msgID []string, r *record) {
+	clear(m.Header)
+	for k, v := range r.Header {
+		m.Header[k] = v
+	}
+	if r.MsgID != "" {
+		msgID[0] = r.MsgID
+		m.Header[nats.MsgIdHdr] = msgID
+	}
+	m.Subject, m.Data = r.Subject, r.Data
+}
+
 // batchSeqs holds the Nats-Batch-Sequence values of a batch of MaxBatch
 // records, so that writing them allocates nothing.
 var batchSeqs = func() []string {
@@ -677,15 +694,7 @@ func (a *appender) publishAtomic(ctx context.Context, recs []*record) (*pubAck, 
 	msgID, batchID, seq := []string{""}, []string{id}, []string{""}
 	for i, r := range recs {
 		// What message(r) holds, then the batch headers over it.
-		clear(m.Header)
-		for k, v := range r.Header {
-			m.Header[k] = v
-		}
-		if r.MsgID != "" {
-			msgID[0] = r.MsgID
-			m.Header[nats.MsgIdHdr] = msgID
-		}
-		m.Subject, m.Data = r.Subject, r.Data
+		setMessage(m, msgID, r)
 		m.Header["Nats-Batch-Id"] = batchID
 		seq[0] = batchSeq(i + 1)
 		m.Header["Nats-Batch-Sequence"] = seq
