@@ -535,3 +535,67 @@ func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncAfterASlowSyncCoversWhatQueued: a request arriving during a slow
+// fsync is taken by the free commit loop, which waits for that fsync; the
+// requests arriving after it queue for a loop. Their commit (the first
+// loop's next, once the slow fsync ended) is covered by the waiting loop's
+// fsync: two block fsyncs in all, not three.
+func TestSyncAfterASlowSyncCoversWhatQueued(t *testing.T) {
+	eng, app := openTest(t, Config{DataDir: t.TempDir()})
+	app.gatherFor = time.Minute // however slow the machine: the loop will publish
+	ctx := context.Background()
+	if _, err := app.Append(ctx, []record{rec("events.s.t", "first")}); err != nil {
+		t.Fatal(err)
+	}
+	for len(app.slots) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s, err := eng.syncer(EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	fsyncs := 0
+	held, hold := make(chan struct{}), make(chan struct{})
+	s.fsync = func(f *os.File) error {
+		if strings.HasSuffix(f.Name(), ".blk") {
+			mu.Lock()
+			fsyncs++
+			first := fsyncs == 1
+			mu.Unlock()
+			if first {
+				close(held)
+				<-hold // the slow fsync
+			}
+		}
+		return f.Sync()
+	}
+	r0 := s.requested.Load()
+	var wg sync.WaitGroup
+	appendOne := func(id string) {
+		wg.Go(func() {
+			res, err := app.Append(ctx, []record{rec("events.s.t", id)})
+			if err != nil || res[0].Err != nil || res[0].Seq == 0 {
+				t.Errorf("append %s: %v %+v", id, err, res)
+			}
+		})
+	}
+	appendOne("slow") // commits in its goroutine, held in its fsync
+	<-held
+	appendOne("during") // a loop publishes it and waits for the slow fsync
+	for s.requested.Load() != r0+2 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	appendOne("queued-1") // both slots busy: queued
+	appendOne("queued-2")
+	for app.queuedNow() != 2 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	time.Sleep(2 * app.slowSync) // the waiting loop has waited long enough
+	close(hold)
+	wg.Wait()
+	if fsyncs != 2 {
+		t.Errorf("%d block fsyncs for a slow one, a request during it and two queued behind, want 2 (the slow one and one covering the rest)", fsyncs)
+	}
+}
