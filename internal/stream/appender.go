@@ -123,16 +123,6 @@ type appender struct {
 	slots chan struct{}
 	here  atomic.Int64 // commits made by callers (commitHere), for tests
 
-	// After a slow sync (gather): requests queued so far, and those whose
-	// commit has reached its sync, or that no commit will sync (taken
-	// back, or committed without a write); under mu.
-	enqueued, ready uint64
-	readyWait       chan struct{}               // closed when ready moves, if a sync waits
-	gathers         bool                        // gather applies: the embedded engine, synced by capstan
-	evSyncer        atomic.Pointer[blockSyncer] // EVENTS' syncer, gather set on it
-	// slowSync and gatherFor are gather's thresholds (tests change them).
-	slowSync, gatherFor time.Duration
-
 	// Per-event de-duplication of segment commits (commit.go).
 	dedup    *Dedup // nil: only inside this process's commits in flight
 	segMax   int    // the most bytes of one segment's frame
@@ -204,8 +194,6 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 		segMax:   segmentMaxBytes(e.nc.MaxPayload()),
 		inflight: newKeyTable(),
 		commits:  make(map[*segCommit]struct{}),
-		gathers:  e.SyncsLocally() && e.ns != nil && !e.attached,
-		slowSync: slowSync, gatherFor: gatherFor,
 	}
 	if !external {
 		a.inboxes = &ackInboxes{nc: e.nc, size: cfg.MaxBatch + 16}
@@ -260,7 +248,6 @@ func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 	p.queued = time.Now()
 	a.queue = append(a.queue, p)
 	a.queued += p.size()
-	a.enqueued++
 	inline := a.running && a.cfg.Linger == 0
 	a.mu.Unlock()
 	if !inline || !a.commitHere(context.WithoutCancel(ctx)) {
@@ -288,7 +275,6 @@ func (a *appender) unqueue(p *pending) bool {
 	}
 	a.queue = slices.Delete(a.queue, i, i+1)
 	a.queued -= p.size()
-	a.readyLocked(1)
 	return true
 }
 
@@ -466,11 +452,6 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
 // completes each pending request.
 func (a *appender) commitAll(ctx context.Context, batch []*pending) {
-	if a.gathers {
-		m := &readyMark{a: a, n: len(batch)}
-		ctx = context.WithValue(ctx, readyKey{}, m)
-		defer m.mark() // a commit that wrote nothing
-	}
 	nrecs, nevs := 0, 0
 	for _, p := range batch {
 		nrecs, nevs = nrecs+len(p.recs), nevs+len(p.evs)
@@ -644,18 +625,7 @@ func (a *appender) refusal() error {
 // client retries and the stream's de-duplication keeps one copy.
 func (a *appender) sync(ctx context.Context, res []*Result) {
 	start := time.Now()
-	var err error
-	if s := a.eventsSyncer(); s != nil {
-		// What Engine.Sync does here, the commit marked ready (gather)
-		// once counted.
-		var counted func()
-		if m, _ := ctx.Value(readyKey{}).(*readyMark); m != nil {
-			counted = m.mark
-		}
-		err = s.syncAfter(counted)
-	} else {
-		err = a.eng.Sync(ctx, EventsStream)
-	}
+	err := a.eng.Sync(ctx, EventsStream)
 	a.m.sync.Observe(time.Since(start).Seconds())
 	if err == nil {
 		return
@@ -666,105 +636,6 @@ func (a *appender) sync(ctx context.Context, res []*Result) {
 			*r = Result{Err: err}
 		}
 	}
-}
-
-// A sync that waited for another (at 2,000 single-event requests/s, behind
-// a slow fsync) used to cover only its own commit, taken during that fsync;
-// the requests that queued meanwhile waited for a free commit loop, then
-// for this sync, then for their own: a request arriving during a slow fsync
-// waited for three (session 21, bench/results/fsync-2026-12-07-s21.md). Now
-// such a sync, before it starts, waits up to gatherFor for the commit that
-// takes those requests (the first loop, free once the slow fsync ended) to
-// publish them and call Sync, and covers them too: they wait for two
-// fsyncs, the slow one and this one, as under a single writer. Only where
-// few events are queued (gatherEvents): a batch taken this way would hold
-// the sync for its publish, and batch commits are large already.
-const (
-	slowSync     = 2 * time.Millisecond // a shorter wait leaves a request or two queued
-	gatherFor    = 2 * time.Millisecond
-	gatherEvents = 64
-)
-
-// gather is the EVENTS syncer's gather (blockSyncer.gather): after a wait
-// of slowSync or more for the sync lock, it waits until every request
-// queued before it has reached its commit's sync, for at most gatherFor.
-func (a *appender) gather(waited time.Duration) {
-	if waited < a.slowSync {
-		return
-	}
-	a.mu.Lock()
-	target := a.enqueued
-	if a.ready >= target || a.queued > gatherEvents {
-		a.mu.Unlock()
-		return
-	}
-	a.mu.Unlock()
-	t := time.NewTimer(a.gatherFor)
-	defer t.Stop()
-	for {
-		a.mu.Lock()
-		if a.ready >= target {
-			a.mu.Unlock()
-			return
-		}
-		if a.readyWait == nil {
-			a.readyWait = make(chan struct{})
-		}
-		ch := a.readyWait
-		a.mu.Unlock()
-		select {
-		case <-ch:
-		case <-t.C:
-			return
-		}
-	}
-}
-
-// eventsSyncer returns the EVENTS stream's syncer, with gather set on it,
-// where gather applies; else nil (Engine.Sync).
-func (a *appender) eventsSyncer() *blockSyncer {
-	if !a.gathers {
-		return nil
-	}
-	if s := a.evSyncer.Load(); s != nil {
-		return s
-	}
-	s, err := a.eng.syncer(EventsStream)
-	if err != nil {
-		return nil // Engine.Sync returns the error
-	}
-	s.setGather(a.gather)
-	a.evSyncer.Store(s)
-	return s
-}
-
-// readyLocked counts n more requests as ready (gather); a.mu held.
-func (a *appender) readyLocked(n int) {
-	a.ready += uint64(n)
-	if a.readyWait != nil {
-		close(a.readyWait)
-		a.readyWait = nil
-	}
-}
-
-type readyKey struct{}
-
-// readyMark marks the requests of one commitAll ready once: at their
-// commit's first sync, or at its end.
-type readyMark struct {
-	a    *appender
-	n    int
-	done bool
-}
-
-func (m *readyMark) mark() {
-	if m.done {
-		return
-	}
-	m.done = true
-	m.a.mu.Lock()
-	m.a.readyLocked(m.n)
-	m.a.mu.Unlock()
 }
 
 // message builds r's NATS message: its own header map (r.Header is shared

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -97,12 +96,6 @@ type blockSyncer struct {
 	checks  int // path checks made (tests)
 	// fsync is (*os.File).Sync; tests wrap it to see what was synced.
 	fsync func(*os.File) error
-	// gather, when set (setGather), is called with the sync lock held by
-	// a call that had to wait for it (another sync ran), with how long it
-	// waited, before the calls this sync covers are read: it may wait for
-	// more calls to be counted, which this sync then covers
-	// (appender.gather).
-	gather func(waited time.Duration)
 }
 
 func newBlockSyncer(dir, root string) *blockSyncer {
@@ -110,27 +103,12 @@ func newBlockSyncer(dir, root string) *blockSyncer {
 }
 
 // Sync makes every message the stream acknowledged before the call durable.
-func (s *blockSyncer) Sync() error { return s.syncAfter(nil) }
-
-// syncAfter is Sync; counted, when not nil, is called as soon as the call
-// is counted: a sync that reads the count after that covers it.
-func (s *blockSyncer) syncAfter(counted func()) error {
+func (s *blockSyncer) Sync() error {
 	ticket := s.requested.Add(1)
-	if counted != nil {
-		counted()
-	}
-	var waited time.Duration
-	if !s.mu.TryLock() {
-		start := time.Now()
-		s.mu.Lock()
-		waited = time.Since(start)
-	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.covered >= ticket {
 		return nil // a sync that started after this call already finished
-	}
-	if waited > 0 && s.gather != nil {
-		s.gather(waited)
 	}
 	upto := s.requested.Load()
 	if err := s.syncLocked(); err != nil {
@@ -138,13 +116,6 @@ func (s *blockSyncer) syncAfter(counted func()) error {
 	}
 	s.covered = upto
 	return nil
-}
-
-// setGather sets s.gather.
-func (s *blockSyncer) setGather(f func(waited time.Duration)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gather = f
 }
 
 func (s *blockSyncer) blockPath(index uint64) string {
