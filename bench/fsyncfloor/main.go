@@ -37,9 +37,18 @@
 //   - overwrite: over a file written and fsynced beforehand: neither the size
 //     nor the extents change, only the data (and, for fsync, the mtime).
 //
+// With -costs the syncs alternate between fsync and fdatasync, sync by sync
+// (so that both meet the same disk and the same machine), and it prints for
+// each kind what one sync costs: its duration, its thread's CPU time (the
+// system call's kernel work), the time waiting for a CPU, the time blocked,
+// and how often the thread was switched back in (a wake-up for each I/O the
+// sync waited for, plus the machine's preemptions); and the device's writes
+// per sync. Find which I/Os they are with perf (bench/README.md). Its
+// request distribution mixes both kinds.
+//
 // Usage:
 //
-//	go run ./bench/fsyncfloor -dir /path/on/the/data/disk -rate 2000 -duration 20s -size 1080 [-mode append] [-fdatasync]
+//	go run ./bench/fsyncfloor -dir /path/on/the/data/disk -rate 2000 -duration 20s -size 1080 [-mode append] [-fdatasync | -costs]
 //
 // With -out it appends one JSON line, in the fields of loadgen's results
 // (p50_ms ... max_ms, mean_ms, of the request distribution; sync_* of the
@@ -77,7 +86,11 @@ func main() {
 	out := flag.String("out", "", "append the JSON result line to this file")
 	target := flag.String("target", "disk", "target name of the JSON result line")
 	mode := flag.String("mode", "append", "how records are written: append, keepsize, prealloc or overwrite (see the package comment)")
+	costs := flag.Bool("costs", false, "alternate fsync and fdatasync and print what one sync of each costs (see the package comment)")
 	flag.Parse()
+	if *costs && (*data || *out != "") {
+		log.Fatal("-costs alternates both kinds: not with -fdatasync or -out")
+	}
 	if *rate <= 0 || *size <= 0 || *dur <= 0 {
 		log.Fatal("rate, size and duration must be positive")
 	}
@@ -95,10 +108,12 @@ func main() {
 	defer os.Remove(name)
 	defer f.Close()
 
+	fdatasync := func() error { return syscall.Fdatasync(int(f.Fd())) }
 	sync := f.Sync
 	if *data {
-		sync = func() error { return syscall.Fdatasync(int(f.Fd())) }
+		sync = fdatasync
 	}
+	var perKind [2]kindCosts // with -costs: fsync, fdatasync
 	rec := make([]byte, *size)
 	for i := range rec {
 		rec[i] = byte('a' + i%26)
@@ -138,6 +153,12 @@ func main() {
 			off += int64(len(rec))
 			next++
 		}
+		kind := 0
+		if *costs {
+			kind = groups % 2
+			sync = [2]func() error{f.Sync, fdatasync}[kind]
+		}
+		d0 := readDev(*dir)
 		s0 := readSched(schedFile)
 		t0 := time.Now()
 		if err := sync(); err != nil {
@@ -145,6 +166,9 @@ func main() {
 		}
 		end := time.Now()
 		s1 := readSched(schedFile)
+		if *costs {
+			perKind[kind].add(end.Sub(t0), s0, s1, readDev(*dir).sub(d0))
+		}
 		syncs = append(syncs, end.Sub(t0))
 		if s0.ok && s1.ok {
 			// The sync's wall time is on the CPU, waiting for one, or
@@ -162,6 +186,9 @@ func main() {
 	kind := "fsync"
 	if *data {
 		kind = "fdatasync"
+	}
+	if *costs {
+		kind = "fsync and fdatasync alternating"
 	}
 	fmt.Printf("dir %s, %d records of %d B at %d/s, %s, mode %s, %d syncs (%.2f records each)\n",
 		filepath.Dir(name), n, *size, *rate, kind, *mode, groups, float64(n)/float64(groups))
@@ -189,6 +216,10 @@ func main() {
 			dev.writes, dev.meanWrite(), dev.flushes, dev.meanFlush())
 	}
 	rs := report("request", reqs)
+	if *costs {
+		perKind[0].report("fsync")
+		perKind[1].report("fdatasync")
+	}
 	if *out == "" {
 		return
 	}
@@ -246,9 +277,11 @@ func fallocate(f *os.File, flags uint32, total int64) error {
 	return nil
 }
 
-// sched is a thread's /proc schedstat: time on a CPU and waiting for one.
+// sched is a thread's /proc schedstat: time on a CPU and waiting for one,
+// and how many times it was switched in.
 type sched struct {
 	cpu, wait time.Duration
+	switches  int64
 	ok        bool
 }
 
@@ -261,11 +294,55 @@ func readSched(f *os.File) sched {
 	if n == 0 || err != nil && !errors.Is(err, io.EOF) {
 		return sched{}
 	}
-	var cpu, wait int64
-	if _, err := fmt.Sscan(string(buf[:n]), &cpu, &wait); err != nil {
+	var cpu, wait, switches int64
+	if _, err := fmt.Sscan(string(buf[:n]), &cpu, &wait, &switches); err != nil {
 		return sched{}
 	}
-	return sched{cpu: time.Duration(cpu), wait: time.Duration(wait), ok: true}
+	return sched{cpu: time.Duration(cpu), wait: time.Duration(wait), switches: switches, ok: true}
+}
+
+// kindCosts are the costs of the syncs of one kind (-costs).
+type kindCosts struct {
+	durs, cpus, runqs, blocked []time.Duration
+	switches                   int64
+	dev                        devStat // summed over this kind's syncs
+}
+
+func (k *kindCosts) add(d time.Duration, s0, s1 sched, dev devStat) {
+	k.durs = append(k.durs, d)
+	if s0.ok && s1.ok {
+		cpu, runq := s1.cpu-s0.cpu, s1.wait-s0.wait
+		k.cpus = append(k.cpus, cpu)
+		k.runqs = append(k.runqs, runq)
+		k.blocked = append(k.blocked, max(0, d-runq-cpu))
+		k.switches += s1.switches - s0.switches
+	}
+	if dev.ok {
+		k.dev.writes += dev.writes
+		k.dev.writeMs += dev.writeMs
+		k.dev.flushes += dev.flushes
+		k.dev.flushMs += dev.flushMs
+	}
+}
+
+func (k *kindCosts) report(what string) {
+	n := len(k.durs)
+	if n == 0 {
+		return
+	}
+	mean := func(d []time.Duration) float64 {
+		var sum time.Duration
+		for _, x := range d {
+			sum += x
+		}
+		return float64(sum.Microseconds()) / 1000 / float64(max(1, len(d)))
+	}
+	fmt.Printf("%s: %d syncs; mean per sync: %.3f ms, CPU %.3f ms, waiting for a CPU %.3f ms, blocked %.3f ms, switched in %.2f times; device (every process) %.2f writes per sync\n",
+		what, n, mean(k.durs), mean(k.cpus), mean(k.runqs), mean(k.blocked), float64(k.switches)/float64(n), float64(k.dev.writes)/float64(n))
+	report("  "+what, k.durs)
+	report("  cpu", k.cpus)
+	report("  runq", k.runqs)
+	report("  disk", k.blocked)
 }
 
 // devStat is the block device's counters (Documentation/block/stat.rst):
