@@ -376,9 +376,6 @@ func (r *Runner) release(t *tracked) {
 }
 
 func (r *Runner) finish(t *tracked) {
-	r.mu.Lock()
-	delete(r.live, t)
-	r.mu.Unlock()
 	if t.failed.Load() {
 		// A dead letter could not be written: have the event redelivered
 		// later instead of losing it.
@@ -399,27 +396,4 @@ func (r *Runner) finish(t *tracked) {
 		return
 	}
 	r.confirmAck(t)
-}
-
-// keepAlive tells JetStream that un-acknowledged events are still being
-// worked on (retries can take longer than AckWait).
-func (r *Runner) keepAlive(stop <-chan struct{}) {
-	tick := time.NewTicker(r.cfg.AckWait / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			r.mu.Lock()
-			live := make([]*tracked, 0, len(r.live))
-			for t := range r.live {
-				live = append(live, t)
-			}
-			r.mu.Unlock()
-			for _, t := range live {
-				_ = t.InProgress()
-			}
-		}
-	}
 }

@@ -215,9 +215,6 @@ type Runner struct {
 	resume   chan struct{} // closed (and replaced) by Resume: wakes every paused sender
 	running  chan struct{} // closed while not paused: paused readers wait on it
 
-	mu   sync.Mutex
-	live map[*tracked]struct{} // un-acknowledged events, kept alive
-
 	// Per-event metrics, resolved once (a label look-up per event is
 	// measurable at tens of thousands of events per second).
 	received, delivered prometheus.Counter
@@ -258,7 +255,6 @@ func NewRunner(plan *Plan, dest Destination, cfg RunnerConfig, deps Deps) (*Runn
 		clock:     cfg.Clock,
 		resume:    make(chan struct{}),
 		running:   closedChan(),
-		live:      map[*tracked]struct{}{},
 	}
 	r.current.Store(plan)
 	return r, nil
@@ -667,7 +663,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	items := make(chan *item, r.cfg.BatchSize)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	wg.Go(func() { r.keepAlive(stop) })
+	wg.Go(func() { src.KeepAlive(stop) })
 	var senders sync.WaitGroup
 	batcherDone := make(chan struct{})
 	go func() {

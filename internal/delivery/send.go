@@ -57,9 +57,6 @@ func (r *Runner) batch(ctx context.Context, in <-chan *item, senders *sync.WaitG
 				flush() // soft stop: send what is batched
 				return
 			}
-			r.mu.Lock()
-			r.live[it.ev] = struct{}{}
-			r.mu.Unlock()
 			if len(pending) == 0 {
 				timer.Reset(r.cfg.Linger)
 			}
@@ -333,9 +330,7 @@ func (r *Runner) expire(ctx context.Context, items []*item, wait time.Duration, 
 // abandon leaves items un-acknowledged (stop): JetStream redelivers them.
 func (r *Runner) abandon(items []*item) {
 	for _, it := range items {
-		r.mu.Lock()
-		delete(r.live, it.ev)
-		r.mu.Unlock()
+		it.ev.Abandon()
 	}
 }
 

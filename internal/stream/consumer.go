@@ -73,6 +73,9 @@ type Consumer struct {
 	// of its events were acknowledged in this process: a segment given
 	// back or delivered again hands on only the others.
 	done map[uint64][]bool
+	// held holds every message received and not yet settled or dropped
+	// (KeepAlive keeps them alive), from the moment nats.go hands it over.
+	held map[*segState]struct{}
 }
 
 // Consumer creates the durable consumer cfg.Durable, or updates it to cfg,
@@ -123,7 +126,7 @@ func (e *Engine) Consumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, e
 	if err != nil {
 		return nil, fmt.Errorf("events consumer %s: %w", cfg.Durable, err)
 	}
-	c := &Consumer{cons: cons, cfg: cfg, log: e.log.With("consumer", cfg.Durable), done: make(map[uint64][]bool)}
+	c := &Consumer{cons: cons, cfg: cfg, log: e.log.With("consumer", cfg.Durable), done: make(map[uint64][]bool), held: make(map[*segState]struct{})}
 	// Events a previous process had in flight would wait out AckWait;
 	// redeliver them now. What was already handled is handled again.
 	if _, err := e.js.ResetConsumer(ctx, EventsStream, cfg.Durable); err != nil {
@@ -148,7 +151,8 @@ type Delivery struct {
 }
 
 // segState is one delivered message (a segment, or an event of an older
-// release) and the settling of its events.
+// release) and the settling of its events. It is held (Consumer.held) from
+// its receipt until it is finished or dropped.
 type segState struct {
 	c   *Consumer
 	msg jetstream.Msg
@@ -202,6 +206,7 @@ func (s *segState) settle(idx int, st byte, sync bool, delay time.Duration) (com
 // finishMsg acknowledges (or gives back) the message once every event of
 // it is settled; with wait, a confirmed acknowledgement is awaited.
 func (s *segState) finishMsg(ctx context.Context) error {
+	s.c.drop(s)
 	s.mu.Lock()
 	naked, delay, sync, acked := s.naked, s.nak, s.sync, s.acked
 	s.mu.Unlock()
@@ -295,8 +300,16 @@ func (d *Delivery) NakWithDelay(delay time.Duration) error {
 // InProgress tells the stream the event is still being worked on: its
 // segment's AckWait starts again (told at most once a second, or four
 // times per AckWait, per segment).
-func (d *Delivery) InProgress() error {
-	s := d.seg
+func (d *Delivery) InProgress() error { return d.seg.inProgress() }
+
+// Abandon stops keeping the event's segment alive (KeepAlive) without
+// settling it: a reader that stops leaves it to be delivered again after
+// AckWait, or at once to the next Consumer of the same name.
+func (d *Delivery) Abandon() { d.seg.c.drop(d.seg) }
+
+// inProgress restarts the message's AckWait (at most once a second, or
+// four times per AckWait).
+func (s *segState) inProgress() error {
 	s.mu.Lock()
 	now := time.Now()
 	skip := s.finished || now.Sub(s.progress) < min(time.Second, s.c.cfg.AckWait/4)
@@ -395,9 +408,13 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 		}
 		batch, err := c.cons.Fetch(n, opts...)
 		if err == nil {
-			for msg := range batch.Messages() {
-				if ds := c.deliveries(ctx, msg, &dec); len(ds) > 0 && ctx.Err() == nil {
-					fn(ds)
+			for s := range c.receive(batch, n) {
+				if ctx.Err() != nil {
+					c.drop(s) // not handed on: delivered again later
+					continue
+				}
+				if ds := c.deliveries(ctx, s, &dec); len(ds) > 0 && (ctx.Err() != nil || !fn(ds)) {
+					c.drop(s)
 				}
 			}
 			err = batch.Error()
@@ -409,6 +426,72 @@ func (c *Consumer) fetchLoop(ctx context.Context, fn func([]*Delivery) bool, rea
 			case <-time.After(time.Second):
 			}
 		}
+	}
+}
+
+// receive takes the messages of a fetch of up to n as they arrive and
+// holds them (KeepAlive) until they are settled, in a goroutine of its
+// own: the fetch loop hands them on only as fast as the reader takes them,
+// and a message waiting in nats.go's buffer is on AckWait's clock too. The
+// channel it returns holds them all (a fetch brings at most n), so the
+// goroutine never waits for the loop; it is closed when the fetch ends.
+//
+// Before, a reader slower than AckWait per fetch (a slow destination, a
+// starved machine) had the last messages of a fetch delivered again while
+// their first delivery was still on its way, and a conversion whose first
+// send was not yet accepted was sent again (the eventId guard sends a
+// claimed, unaccepted conversion again: it cannot tell a second delivery
+// in this process from a retry after a crash).
+func (c *Consumer) receive(batch jetstream.MessageBatch, n int) <-chan *segState {
+	out := make(chan *segState, n)
+	go func() {
+		defer close(out)
+		for msg := range batch.Messages() {
+			// Its AckWait started at the server a moment ago: the first
+			// InProgress can wait (inProgress).
+			s := &segState{c: c, msg: msg, progress: time.Now()}
+			c.mu.Lock()
+			c.held[s] = struct{}{}
+			c.mu.Unlock()
+			out <- s
+		}
+	}()
+	return out
+}
+
+// drop stops holding s (KeepAlive).
+func (c *Consumer) drop(s *segState) {
+	c.mu.Lock()
+	delete(c.held, s)
+	c.mu.Unlock()
+}
+
+// KeepAlive tells the stream, every third of AckWait until stop is closed,
+// that the messages this Consumer received and has not settled are still
+// being worked on, wherever they wait: in a fetch's buffer, in the reader's
+// queues, or being sent. A reader runs it for as long as it may settle
+// events. What a process still holds when it dies is delivered again after
+// AckWait, or at once to the next Consumer of the same name.
+func (c *Consumer) KeepAlive(stop <-chan struct{}) {
+	tick := time.NewTicker(c.cfg.AckWait / 3)
+	defer tick.Stop()
+	var held []*segState
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		for s := range c.held {
+			held = append(held, s)
+		}
+		c.mu.Unlock()
+		for _, s := range held {
+			_ = s.inProgress()
+		}
+		clear(held)
+		held = held[:0]
 	}
 }
 
@@ -449,12 +532,14 @@ var closedChan = func() chan struct{} {
 	return c
 }()
 
-// deliveries decodes a fetched message into the deliveries of its events
-// not yet acknowledged in this process, decoding it with dec. A message
-// that holds none any more (its acknowledgement was lost) is acknowledged
-// again; one that does not decode is logged and terminated: it stays in the
-// stream, but this consumer does not deliver it again.
-func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg, dec *msgDecoder) []*Delivery {
+// deliveries decodes a fetched message (s, as received) into the
+// deliveries of its events not yet acknowledged in this process, decoding
+// it with dec. A message that holds none any more (its acknowledgement was
+// lost) is acknowledged again; one that does not decode is logged and
+// terminated: it stays in the stream, but this consumer does not deliver it
+// again.
+func (c *Consumer) deliveries(ctx context.Context, s *segState, dec *msgDecoder) []*Delivery {
+	msg := s.msg
 	var seq uint64
 	var at time.Time
 	if md, err := msg.Metadata(); err == nil {
@@ -463,6 +548,7 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg, dec *msgDe
 	if h := msg.Headers(); h.Get(headerRewriteOf) != "" && slices.Contains(strings.Fields(h.Get(headerRewriteHandled)), c.cfg.Durable) {
 		// A privacy deletion's rewrite of a segment this consumer had
 		// handled: its events were delivered already.
+		c.drop(s)
 		_ = msg.Ack()
 		return nil
 	}
@@ -473,6 +559,7 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg, dec *msgDe
 	n, err := dec.decode(seq, msg.Subject(), msg.Headers(), msg.Data(), at)
 	if err != nil {
 		c.log.Error("a stored event message does not decode; it is not delivered", "seq", seq, "error", err)
+		c.drop(s)
 		_ = msg.Term()
 		return nil
 	}
@@ -480,7 +567,9 @@ func (c *Consumer) deliveries(ctx context.Context, msg jetstream.Msg, dec *msgDe
 	for i := range ds {
 		dec.event(i, &ds[i].Stored)
 	}
-	s := &segState{c: c, msg: msg, seq: seq, state: make([]byte, len(ds))}
+	s.mu.Lock()
+	s.seq, s.state = seq, make([]byte, len(ds))
+	s.mu.Unlock()
 	c.mu.Lock()
 	s.done = c.done[seq]
 	if len(s.done) != len(ds) {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -428,15 +429,78 @@ func TestDeliveriesAllocation(t *testing.T) {
 		t.Fatalf("no message fetched: %v", batch.Error())
 	}
 	var dec msgDecoder
-	if ds := c.deliveries(ctx, msg, &dec); len(ds) != n {
+	if ds := c.deliveries(ctx, &segState{c: c, msg: msg}, &dec); len(ds) != n {
 		t.Fatalf("%d deliveries, want %d", len(ds), n)
 	}
 	decode := testing.AllocsPerRun(20, func() {
 		_ = decodeMessage(1, msg.Subject(), msg.Headers(), msg.Data(), time.Time{}, func(Stored) error { return nil })
 	})
-	got := testing.AllocsPerRun(20, func() { c.deliveries(ctx, msg, &dec) })
+	got := testing.AllocsPerRun(20, func() { c.deliveries(ctx, &segState{c: c, msg: msg}, &dec) })
 	t.Logf("deliveries of %d events: %v allocations, decoding them %v", n, got, decode)
 	if got > decode+10 {
 		t.Errorf("deliveries of %d events: %v allocations, decoding them %v; want at most 10 more", n, got, decode)
+	}
+}
+
+// TestKeepAliveHoldsWaitingMessages: a reader that takes a fetch's messages
+// slower than AckWait (here it stalls on the first for three times
+// AckWait) gets each of them once: KeepAlive keeps alive those still in
+// the fetch's buffer, not only those handed on. Without it the stream
+// delivered the waiting ones again, to the other fetch, while their first
+// delivery was still on its way.
+func TestKeepAliveHoldsWaitingMessages(t *testing.T) {
+	eng, w := openWriter(t, Config{DataDir: t.TempDir()})
+	const n = 20
+	for i := range n { // one message each
+		appendOK(t, w, track(fmt.Sprint("k", i)))
+	}
+	const ackWait = time.Second
+	c, err := eng.Consumer(context.Background(), ConsumerConfig{Durable: "slow", AckWait: ackWait, FetchWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	kept := make(chan struct{})
+	go func() { c.KeepAlive(stop); close(kept) }()
+	defer func() { close(stop); <-kept }()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	stalled := false
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		c.FeedMessages(ctx, func(ds []*Delivery) bool {
+			mu.Lock()
+			stall := !stalled
+			stalled = true
+			mu.Unlock()
+			if stall {
+				time.Sleep(3 * ackWait)
+			}
+			for _, d := range ds {
+				mu.Lock()
+				seen[d.Seq]++
+				mu.Unlock()
+				if err := d.Ack(); err != nil {
+					t.Error(err)
+				}
+			}
+			return true
+		}, nil)
+	}()
+	defer func() { cancel(); <-fed }()
+	eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == n
+	})
+	time.Sleep(2 * ackWait) // a redelivery would arrive by now
+	mu.Lock()
+	defer mu.Unlock()
+	for seq, k := range seen {
+		if k != 1 {
+			t.Errorf("event %d delivered %d times, want once", seq, k)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstan-gw/capstan/internal/config"
 	"github.com/capstan-gw/capstan/internal/delivery"
@@ -556,5 +557,34 @@ func TestCookieLiFatID(t *testing.T) {
 	body := string(h.sb.Conversions(sandbox.ConversionFilter{})[0].Body)
 	if !strings.Contains(body, `"idValue":"from-cookie"`) {
 		t.Errorf("body %s", body)
+	}
+}
+
+// TestSlowDeliveryKeepsFetchedEventsAlive: events fetched while the
+// destination is slow wait in capstan (the fetch's buffer, the conversion
+// workers, the batcher's queue) several times AckWait; they are kept alive
+// there (stream.Consumer.KeepAlive), so the stream delivers each once and
+// no conversion is sent twice. Before, only events in the batcher's queue
+// or being sent were: the others were delivered again, and a copy that
+// reached the eventId guard while the first send was unanswered was sent
+// again.
+func TestSlowDeliveryKeepsFetchedEventsAlive(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, opts{metrics: delivery.NewMetrics(reg), runner: delivery.RunnerConfig{BatchSize: 10, MaxInflight: 1, Workers: 1, AckWait: 1200 * time.Millisecond}})
+	if _, err := h.sb.AddFault(sandbox.Fault{Endpoint: "conversionEvents", Action: sandbox.FaultDelay, Delay: sandbox.Duration(300 * time.Millisecond), Next: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 120
+	evs := many(n, nil)
+	for i := range evs { // one segment per event: many messages per fetch
+		h.send(evs[i])
+	}
+	// 12 requests of 10, one at a time, 300 ms each: the last events wait
+	// ~3.6 s, three times AckWait.
+	h.waitDelivered(n, nil)
+	time.Sleep(1500 * time.Millisecond) // a redelivery would be read by now
+	received := counterValue(t, reg, "capstan_delivery_events_total", map[string]string{"destination": "li", "outcome": "received"})
+	if c := h.sb.Counters(); received != n || c.Deduplicated != 0 || c.Accepted != n {
+		t.Errorf("%v events received, want %d; sandbox counters %+v", received, n, c)
 	}
 }
