@@ -138,8 +138,9 @@ func TestOrder(t *testing.T) {
 }
 
 // TestCompactionOptions: Open compacts L0 at 8 sublevels (threshold 16;
-// writes stop at 24) into a base level of 4 memtables (see Open: pebble's defaults rewrote a growing store of
-// hashed keys after every flush or two). What they do to the writes is
+// writes stop at 24) into a base level of 4 memtables (see Open: pebble's
+// defaults rewrote a growing store of hashed keys after every flush or
+// two). What they do to the writes is
 // measured by BenchmarkGrow, not here: compactions run in the background,
 // when they run depends on the machine.
 func TestCompactionOptions(t *testing.T) {
