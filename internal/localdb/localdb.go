@@ -169,9 +169,25 @@ func Open(o Options) (*DB, error) {
 		// bench/results/e2e-profile-2026-12-06-s10.md). A look-up of
 		// an absent key tests one more bloom filter per L0 table and
 		// costs no more; these stores are read by every delivery, so
-		// their L0 is kept short. L0StopWritesThreshold (12, compared
-		// with the sublevels themselves) stays well above.
-		L0CompactionThreshold: 8,
+		// their L0 is kept short.
+		//
+		// Threshold 16 (compacting at 8 sublevels) since session 21:
+		// each L0 compaction still rewrites the whole base level, so
+		// half as many of them rewrite it half as often. BenchmarkGrow
+		// (300,000 keys, the size of a delivery.sh run's identity
+		// store) wrote the store 2.3 times over instead of 3.5, and
+		// compactions into the base level were the largest part of
+		// pebble's 23% of capstan's CPU end to end with new visitors
+		// (docs/storage.md, "End to end and memory on an AMD VM
+		// (session 21)"). Reads mostly stop at the filter of absent
+		// keys and the identity memo, and the few that reach L0 test
+		// one bloom filter per table, as the de-duplication index's
+		// do at 16 sublevels. L0StopWritesThreshold (compared with
+		// the sublevels themselves; pebble's default 12) is raised to
+		// 24 to stay as far above the compaction point as 12 was
+		// above 4.
+		L0CompactionThreshold: 16,
+		L0StopWritesThreshold: 24,
 		LBaseMaxBytes:         4 * memtable,
 	}
 	for i := range po.Levels {
