@@ -326,7 +326,11 @@ func (e *Engine) startEmbedded(cfg Config) error {
 		if err := os.Rename(tmp, e.ctlFile); err != nil {
 			return fmt.Errorf("write engine control file: %w", err)
 		}
-		e.log.Info("embedded engine accepts local clients", "addr", ctl.URL)
+		conn := "loopback"
+		if nc.ConnectedAddr() == "pipe" {
+			conn = "in process" // the loopback dial failed
+		}
+		e.log.Info("embedded engine accepts local clients", "addr", ctl.URL, "conn", conn)
 	}
 	return nil
 }
