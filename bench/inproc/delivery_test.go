@@ -90,7 +90,7 @@ func benchDelivery(b *testing.B, withGraph, newPeople bool, sync time.Duration) 
 	srv := httptest.NewServer(sb.Handler())
 	defer func() { srv.Close(); sb.Close() }()
 
-	eng, err := stream.Open(ctx, stream.Config{DataDir: b.TempDir(), SyncInterval: sync, Listen: *engineListen}, log)
+	eng, err := stream.Open(ctx, stream.Config{DataDir: b.TempDir(), SyncInterval: sync, Listen: "none"}, log)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -121,7 +121,7 @@ func openEngineSync(b *testing.B, sync time.Duration) (*stream.Engine, *stream.W
 	b.Helper()
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	eng, err := stream.Open(ctx, stream.Config{DataDir: b.TempDir(), SyncInterval: sync, Listen: *engineListen}, log)
+	eng, err := stream.Open(ctx, stream.Config{DataDir: b.TempDir(), SyncInterval: sync, Listen: "none"}, log)
 	if err != nil {
 		b.Fatal(err)
 	}

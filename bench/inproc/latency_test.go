@@ -72,7 +72,7 @@ func openWriter(b *testing.B, cfg stream.WriterConfig) *stream.Writer {
 	b.Helper()
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	eng, err := stream.Open(ctx, stream.Config{DataDir: b.TempDir(), Listen: *engineListen}, log)
+	eng, err := stream.Open(ctx, stream.Config{DataDir: b.TempDir(), Listen: "none"}, log)
 	if err != nil {
 		b.Fatal(err)
 	}

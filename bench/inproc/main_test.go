@@ -1,7 +1,6 @@
 package inproc
 
 import (
-	"flag"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -16,11 +15,6 @@ import (
 // imported (a main package cannot be), and TestServeGCPercent fails when
 // the two differ.
 const serveGCPercent = 400
-
-// engineListen is the embedded engine's engine.listen in every benchmark:
-// serve's default, with which capstan reaches its own engine over loopback
-// TCP; "none" measures the in-process connection.
-var engineListen = flag.String("engine.listen", "127.0.0.1:0", `the embedded engine's engine.listen ("none": capstan's connection to it in process)`)
 
 // TestMain runs the benchmarks at serve's GC target, so that their CPU per
 // event includes the garbage collection capstan really pays (at Go's

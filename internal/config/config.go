@@ -184,11 +184,8 @@ type Engine struct {
 	// Listen is where the embedded engine accepts NATS clients, so that
 	// `capstan events|dlq|identity` and the nats CLI can reach a running
 	// server. Loopback only, protected by a random token written to
-	// data_dir/engine.json (mode 0600). capstan itself reaches its engine
-	// through it too (loopback TCP: fewer goroutine hand-offs per message
-	// than an in-process connection). Default "127.0.0.1:0" (random port);
-	// "none" disables it, and capstan then connects in process. Ignored with
-	// nats_url.
+	// data_dir/engine.json (mode 0600). Default "127.0.0.1:0" (random port);
+	// "none" disables it. Ignored with nats_url.
 	Listen string `yaml:"listen"`
 	// Sync is "always" (fsync before every acknowledgement, the default) or an
 	// interval such as "1s" (faster; loses up to that much on power loss).

@@ -300,12 +300,7 @@ func (e *Engine) startEmbedded(cfg Config) error {
 	if !ns.ReadyForConnections(30 * time.Second) {
 		return errors.New("start embedded NATS: not ready after 30s")
 	}
-	var clientURL string
-	if token != "" {
-		addr := ns.Addr().(*net.TCPAddr)
-		clientURL = fmt.Sprintf("nats://%s", net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port)))
-	}
-	nc, err := e.connectEmbedded(ns, clientURL, token)
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Token(token), nats.Name("capstan"))
 	if err != nil {
 		return fmt.Errorf("connect to embedded NATS: %w", err)
 	}
@@ -316,7 +311,8 @@ func (e *Engine) startEmbedded(cfg Config) error {
 		if err := e.serveSync(); err != nil {
 			return err
 		}
-		ctl := control{URL: clientURL, Token: token, PID: os.Getpid()}
+		addr := ns.Addr().(*net.TCPAddr)
+		ctl := control{URL: fmt.Sprintf("nats://%s", net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))), Token: token, PID: os.Getpid()}
 		b, _ := json.Marshal(ctl)
 		e.ctlFile = filepath.Join(cfg.DataDir, "engine.json")
 		tmp := e.ctlFile + ".tmp"
@@ -326,60 +322,9 @@ func (e *Engine) startEmbedded(cfg Config) error {
 		if err := os.Rename(tmp, e.ctlFile); err != nil {
 			return fmt.Errorf("write engine control file: %w", err)
 		}
-		conn := "loopback"
-		if nc.ConnectedAddr() == "pipe" {
-			conn = "in process" // the loopback dial failed
-		}
-		e.log.Info("embedded engine accepts local clients", "addr", ctl.URL, "conn", conn)
+		e.log.Info("embedded engine accepts local clients", "addr", ctl.URL)
 	}
 	return nil
-}
-
-// connectEmbedded connects capstan to its embedded server: over loopback
-// TCP when the server listens (url is its address), else in process.
-//
-// The in-process connection (nats-server's InProcessConn) is a synchronous
-// net.Pipe: a write returns only once the other side has read all of it, and
-// the server reads a client in buffers that start at 512 bytes, so a
-// published message passes the writer and the server's reader several
-// times, each pass a goroutine wake-up, and nats.go's flusher holds the
-// connection's lock meanwhile. Over loopback a write returns once the kernel
-// has the bytes, and the reader is woken once. Session 21 measured it
-// (docs/storage.md, "The engine's connection (session 21)").
-//
-// Reconnects are nats.go's defaults, as with the pipe; a dial that fails
-// (the process out of file descriptors, say) falls back to the pipe, which
-// needs none, so a dropped loopback connection recovers whenever the pipe
-// would have.
-func (e *Engine) connectEmbedded(ns *server.Server, url, token string) (*nats.Conn, error) {
-	if url == "" {
-		return nats.Connect("", nats.InProcessServer(ns), nats.Token(token), nats.Name("capstan"))
-	}
-	d := &loopbackDialer{ns: ns, log: e.log, dial: (&net.Dialer{Timeout: nats.DefaultTimeout}).Dial}
-	if dialLoopback != nil {
-		d.dial = dialLoopback
-	}
-	return nats.Connect(url, nats.Token(token), nats.Name("capstan"), nats.SetCustomDialer(d))
-}
-
-// dialLoopback, when set (by tests), replaces the loopback dial.
-var dialLoopback func(network, addr string) (net.Conn, error)
-
-// loopbackDialer dials the embedded server's listener and, when that fails,
-// connects in process instead.
-type loopbackDialer struct {
-	ns   *server.Server
-	log  *slog.Logger
-	dial func(network, addr string) (net.Conn, error)
-}
-
-func (d *loopbackDialer) Dial(network, addr string) (net.Conn, error) {
-	c, err := d.dial(network, addr)
-	if err == nil {
-		return c, nil
-	}
-	d.log.Warn("embedded engine: loopback connection failed, connecting in process", "addr", addr, "err", err)
-	return d.ns.InProcessConn()
 }
 
 func (e *Engine) setConn(nc *nats.Conn) error {
