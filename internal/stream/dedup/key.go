@@ -31,7 +31,7 @@ type Key [16]byte
 // and so does not apply to a key truncated to 128 bits that no client
 // ever sees. A Hasher restores the state after K and so hashes a pair of
 // under 56 bytes (all that ingest sees) with one SHA-256 block where HMAC
-// took two: ~135 against ~280 CPU-ns per key on the 2-vCPU AMD EPYC VM
+// took two: ~140 against ~250 CPU-ns per key on the 2-vCPU AMD EPYC VM
 // (BenchmarkHasher), ~2% of a batch event's CPU (docs/storage.md, "The
 // index's cost per key (session 21)"). 128 bits keep collisions out of
 // reach: ~4e-24 for 50 million keys in a window.
