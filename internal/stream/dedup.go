@@ -85,8 +85,17 @@ func OpenDedup(ctx context.Context, e *Engine, cfg DedupConfig, log *slog.Logger
 	if err != nil && !errors.Is(err, dedup.ErrDamaged) {
 		return nil, fmt.Errorf("de-duplication index: %w", err) // in use, no permission: not ours to remove
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, dedup.ErrFormat):
+		// An upgrade that changed the index's format (its keys): the old
+		// index cannot answer for this release's keys, so it is rebuilt
+		// from the stream like a damaged one, which loses no duplicate
+		// of the window, and takes the catch-up's time once.
+		log.Warn("de-duplication index is of another format (an upgrade); rebuilding it from the events of the window", "dir", cfg.Dir, "error", err)
+	case err != nil:
 		log.Warn("de-duplication index damaged; rebuilding it from the events of the window", "dir", cfg.Dir, "error", err)
+	}
+	if err != nil {
 		// Emptied under the directory's lock: a second opener (two
 		// replicas given one directory) is refused, never races the rebuild.
 		if x, err = dedup.OpenEmpty(opt); err != nil {
@@ -349,9 +358,14 @@ func (d *Dedup) Close() error {
 // running capstan (ServeDedup), on the engine's local, token-protected
 // port. Keys travel, never messageIds: the tool hashes them with the
 // install's secret from the state bucket.
+//
+// The subjects name the keys' derivation (v2: the index's format 2,
+// dedup.HashKey), so that a tool and a capstan of releases that derive
+// keys differently do not exchange them: the request finds no responder
+// and fails, where it would miss every duplicate.
 const (
-	dedupCheckSubject = "capstan.engine.dedup.check" // data: keys; reply: 8-byte positions, or "!" and an error
-	dedupAddSubject   = "capstan.engine.dedup.add"   // data: keys then 8-byte positions; reply: "" or the error
+	dedupCheckSubject = "capstan.engine.dedup.v2.check" // data: keys; reply: 8-byte positions, or "!" and an error
+	dedupAddSubject   = "capstan.engine.dedup.v2.add"   // data: keys then 8-byte positions; reply: "" or the error
 )
 
 // AttachDedup returns, for a tool attached to a running capstan's embedded

@@ -35,8 +35,10 @@ const markWait = 2 * time.Second
 const (
 	// dedupFirstSubject: data: the message's 8-byte sequence, then 16-byte
 	// keys, then the events' 8-byte positions; reply: 8 bytes per key (the
-	// earlier first occurrence, or 0), or "!" and an error.
-	dedupFirstSubject = "capstan.engine.dedup.first"
+	// earlier first occurrence, or 0), or "!" and an error. Versioned
+	// with the keys' derivation, as dedupCheckSubject: in a rolling
+	// upgrade only replicas that derive keys as the tool does answer.
+	dedupFirstSubject = "capstan.engine.dedup.v2.first"
 	dedupFirstQueue   = "capstan-dedup"
 )
 

@@ -167,7 +167,7 @@ func (p *pending) reset() {
 
 // table holds the entries of one partition by key: open addressing with
 // linear probing, without wrapping around, where a key's first slot is
-// the top bits of the key. Keys are HMAC outputs, uniformly distributed,
+// the top bits of the key. Keys are keyed SHA-256 outputs, uniformly distributed,
 // so they spread evenly, and the slots in order hold the keys nearly
 // sorted (a key is at most a short run of slots past its first): the
 // write sorts them by insertion, in linear time.

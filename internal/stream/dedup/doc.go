@@ -15,8 +15,8 @@
 // (Open's error wraps ErrDamaged) is removed and rebuilt from the part of
 // the stream inside the window.
 //
-// Keys are HashKey(secret, source, messageId): HMAC-SHA256 truncated to
-// 128 bits under a per-install secret, so the index holds no messageId in
+// Keys are HashKey(secret, source, messageId): SHA-256 keyed by a
+// per-install secret (its first block), truncated to 128 bits, so the index holds no messageId in
 // clear and every key has the same small size. Positions are packed
 // seq<<16 | idx, never 0. The rule is "first occurrence in stream order
 // wins": of two Adds of a key the smaller position stays, whichever came

@@ -15,7 +15,7 @@ import (
 // 6.5, and it tends to 100% (every look-up goes to the store) as the filter
 // fills. Its size never changes.
 //
-// Keys are HMAC outputs, uniformly distributed, so their bytes are used as
+// Keys are keyed SHA-256 outputs, uniformly distributed, so their bytes are used as
 // the hash directly. It is safe for concurrent use: bits are set with
 // atomic OR and read with atomic loads.
 type filter struct {

@@ -39,6 +39,10 @@ var (
 	// Open does not return it for files it may not read or write, nor for
 	// a directory another Index holds: removing those would not help.
 	ErrDamaged = errors.New("de-duplication index damaged")
+	// ErrFormat wraps ErrDamaged for an index of another format (an older
+	// release's, whose keys this release does not derive): rebuilt like a
+	// damaged one, but nothing is wrong with it.
+	ErrFormat = fmt.Errorf("%w: of another format", ErrDamaged)
 	// ErrClosed is returned by the methods of an Index after Close.
 	ErrClosed = errors.New("de-duplication index closed")
 )
@@ -62,9 +66,11 @@ var (
 )
 
 // format is the version of the index's layout (keys, values, merge
-// operator), stored under formatKey. An index of another version is
-// ErrDamaged: it is rebuilt rather than read wrong.
-const format = "capstan-dedup-pebble-1"
+// operator, and how HashKey derives a Key), stored under formatKey. An
+// index of another version is ErrFormat: it is rebuilt rather than read
+// wrong. Version 1 derived keys with HMAC-SHA256; 2 with one keyed
+// SHA-256 (HashKey; session 21).
+const format = "capstan-dedup-pebble-2"
 
 // Options configures Open. The zero value of each field but Dir means its
 // default.
@@ -614,7 +620,7 @@ func (x *Index) load() error {
 	case err != nil:
 		return fmt.Errorf("%w: read format: %v", ErrDamaged, err)
 	case string(v) != format:
-		return fmt.Errorf("%w: format %q, want %q", ErrDamaged, v, format)
+		return fmt.Errorf("%w: format %q, want %q", ErrFormat, v, format)
 	}
 	v, err = x.get(coveredKey)
 	switch {

@@ -2,7 +2,6 @@ package dedup
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -24,15 +23,16 @@ import (
 
 func TestHashKey(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	// Golden: the index on disk depends on these bytes never changing.
+	// Golden: the index on disk depends on these bytes never changing
+	// within a format (raise format with them).
 	got := HashKey(secret, "web", "msg-1")
-	const want = "8c33b4d8b0963500f26cf8430c593b72"
+	const want = "a673253ae65128218d37f6900784033a"
 	if hex.EncodeToString(got[:]) != want {
 		t.Errorf("HashKey(golden) = %x, want %s", got, want)
 	}
 
-	// It is HMAC-SHA256 truncated, for short and long secrets and
-	// messageIds alike.
+	// It is SHA-256 of the key block and the pair, truncated, for short
+	// and long secrets and messageIds alike.
 	long := strings.Repeat("x", 1000)
 	for _, c := range []struct{ name, secret, source, id string }{
 		{"short", "k", "web", "msg-1"},
@@ -40,20 +40,29 @@ func TestHashKey(t *testing.T) {
 		{"block secret", strings.Repeat("s", 64), "web", "id"},
 		{"long secret", strings.Repeat("s", 65), "web", "id"},
 		{"long id", "k", "web", long},
+		{"two blocks", "k", "web", strings.Repeat("y", 52)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m := hmac.New(sha256.New, []byte(c.secret))
+			k := make([]byte, 64)
+			if len(c.secret) > 64 {
+				s := sha256.Sum256([]byte(c.secret))
+				copy(k, s[:])
+			} else {
+				copy(k, c.secret)
+			}
+			m := sha256.New()
+			m.Write(k)
 			m.Write(binary.AppendUvarint(nil, uint64(len(c.source))))
 			m.Write([]byte(c.source + c.id))
 			var want Key
 			copy(want[:], m.Sum(nil))
 			if got := HashKey([]byte(c.secret), c.source, c.id); got != want {
-				t.Errorf("HashKey = %x, want HMAC-SHA256 %x", got, want)
+				t.Errorf("HashKey = %x, want SHA-256(K || pair) %x", got, want)
 			}
 			h := NewHasher([]byte(c.secret))
 			for range 3 { // a fresh state, then reused ones
 				if got := h.Key(c.source, c.id); got != want {
-					t.Errorf("Hasher.Key = %x, want HMAC-SHA256 %x", got, want)
+					t.Errorf("Hasher.Key = %x, want SHA-256(K || pair) %x", got, want)
 				}
 			}
 		})
@@ -419,23 +428,10 @@ func TestDamaged(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"unknown format", func(t *testing.T, dir string) {
-			cache := pebble.NewCache(8 << 20)
-			defer cache.Unref()
-			db, err := pebble.Open(dir, pebbleOptions(Options{Logger: slog.New(slog.DiscardHandler)}, cache))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Set(formatKey, []byte("capstan-dedup-0"), pebble.NoSync); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Flush(); err != nil { // no write-ahead log: to a table
-				t.Fatal(err)
-			}
-			if err := db.Close(); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"unknown format", setFormat("capstan-dedup-0")},
+		// Format 1's keys were HMAC-SHA256: an index of it holds none of
+		// this release's keys.
+		{"format 1", setFormat("capstan-dedup-pebble-1")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filled(t, 1000)
@@ -448,6 +444,9 @@ func TestDamaged(t *testing.T) {
 			if !errors.Is(err, ErrDamaged) {
 				t.Fatalf("Open: %v, want ErrDamaged", err)
 			}
+			if format := strings.Contains(c.name, "format"); errors.Is(err, ErrFormat) != format {
+				t.Errorf("Open: %v; ErrFormat %v, want %v", err, !format, format)
+			}
 			// What the caller does: rebuild in place.
 			y, err := OpenEmpty(Options{Dir: dir})
 			if err != nil {
@@ -458,6 +457,27 @@ func TestDamaged(t *testing.T) {
 				t.Errorf("rebuilt index: Covered = %d, want 0", got)
 			}
 		})
+	}
+}
+
+// setFormat returns a damage that writes v as the index's format.
+func setFormat(v string) func(t *testing.T, dir string) {
+	return func(t *testing.T, dir string) {
+		cache := pebble.NewCache(8 << 20)
+		defer cache.Unref()
+		db, err := pebble.Open(dir, pebbleOptions(Options{Logger: slog.New(slog.DiscardHandler)}, cache))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Set(formatKey, []byte(v), pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Flush(); err != nil { // no write-ahead log: to a table
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
