@@ -2,12 +2,10 @@ package stream
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -19,8 +17,8 @@ import (
 // of an event stored before the upgrade is still a duplicate.
 func TestDedupIndexOfOlderFormatRebuilt(t *testing.T) {
 	dir := t.TempDir()
-	_, _, w, stop := openDedupWriter(t, dir)
-	appendOK(t, w, track("a"), track("b"))
+	_, _, w0, stop := openDedupWriter(t, dir)
+	appendOK(t, w0, track("a"), track("b"))
 	stop()
 	olderIndex(t, dir+"/dedup")
 
@@ -29,22 +27,7 @@ func TestDedupIndexOfOlderFormatRebuilt(t *testing.T) {
 		logs bytes.Buffer
 	)
 	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := Open(ctx, Config{DataDir: dir}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/dedup", Window: time.Hour}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err = NewWriter(eng, WriterConfig{Dedup: d}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = w.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; _ = d.Close(); eng.Close() })
+	eng, _, w, _ := openDedupWriterLog(t, dir, log)
 
 	mu.Lock()
 	out := logs.String()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -332,12 +333,18 @@ func headersClean(evs []*Event) bool {
 // running Writer using it; stop closes all three (a clean shutdown).
 func openDedupWriter(t *testing.T, dir string) (eng *Engine, d *Dedup, w *Writer, stop func()) {
 	t.Helper()
+	return openDedupWriterLog(t, dir, discard)
+}
+
+// openDedupWriterLog is openDedupWriter with the index logging to log.
+func openDedupWriterLog(t *testing.T, dir string, log *slog.Logger) (eng *Engine, d *Dedup, w *Writer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	eng, err := Open(ctx, Config{DataDir: dir}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err = OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/dedup", Window: time.Hour}, discard)
+	d, err = OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/dedup", Window: time.Hour}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
