@@ -567,9 +567,9 @@ func (c *Consumer) deliveries(ctx context.Context, s *segState, dec *msgDecoder)
 	for i := range ds {
 		dec.event(i, &ds[i].Stored)
 	}
-	s.mu.Lock()
+	// Nothing else reads these before the deliveries are handed on
+	// (KeepAlive reads only msg, progress and finished, under s.mu).
 	s.seq, s.state = seq, make([]byte, len(ds))
-	s.mu.Unlock()
 	c.mu.Lock()
 	s.done = c.done[seq]
 	if len(s.done) != len(ds) {
