@@ -193,7 +193,6 @@ func TestLocalFormatUpgrade(t *testing.T) {
 	if err := l.db.Set(formatKey, []byte(localFormat1), nil); err != nil {
 		t.Fatal(err)
 	}
-	g := openGraph(t, nil, Config{Store: l})
 	user := profileKeyOf(userPrefix, userU)
 	old := record{LiFatID: "123456", LiFatAt: 1, First: 1}
 	if _, err := l.put(ctx, user, old.marshal(), 0, time.Now()); err != nil {
@@ -213,7 +212,7 @@ func TestLocalFormatUpgrade(t *testing.T) {
 		t.Errorf("format %q after the open, want %q", v, localFormat)
 	}
 	_ = c.Close()
-	g = openGraph(t, nil, Config{Store: l, MemoTTL: -1})
+	g := openGraph(t, nil, Config{Store: l, MemoTTL: -1})
 	if got := enrich(t, g, trackU); got.LiFatID != "123456" {
 		t.Fatalf("the JSON profile enriches %+v", got)
 	}
