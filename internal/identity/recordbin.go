@@ -2,6 +2,7 @@ package identity
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -117,7 +118,7 @@ func (r *record) appendFields(b []byte) []byte {
 // appendBinStr appends s: a hash (or a key: a prefix and a hash) as its 32
 // bytes, anything else as it is.
 func appendBinStr(b []byte, s string) []byte {
-	h, hexs := uint64(0), ""
+	h, hexs := byte(0), ""
 	switch {
 	case len(s) == 64:
 		h, hexs = strHash, s
@@ -126,33 +127,42 @@ func appendBinStr(b []byte, s string) []byte {
 	case len(s) == 66 && s[:2] == anonPrefix:
 		h, hexs = strAnonHash, s[2:]
 	}
-	if h != 0 && lowerHex(hexs) {
-		b = append(b, byte(h))
-		for i := 0; i < 64; i += 2 {
-			b = append(b, unhex(hexs[i])<<4|unhex(hexs[i+1]))
+	if h != 0 {
+		n := len(b)
+		b = append(b, h)
+		b = append(b, make([]byte, 32)...)
+		if unhexLower(b[n+1:], hexs) {
+			return b
 		}
-		return b
+		b = b[:n]
 	}
 	return append(binary.AppendUvarint(b, uint64(len(s))<<1), s...)
 }
 
-// lowerHex reports whether s is lowercase hex digits only: those decode
-// back to the same string (hex.Decode would accept uppercase too).
-func lowerHex(s string) bool {
-	for i := range len(s) {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
+// unhexLower decodes the 64 hex digits of s into the 32 bytes of dst, and
+// reports whether they were all lowercase hex: only those decode back to
+// the same string (hex.Decode accepts uppercase too).
+func unhexLower(dst []byte, s string) bool {
+	dst, s = dst[:32], s[:64]
+	bad := byte(0)
+	for i := range dst {
+		hi, lo := unhexTable[s[2*i]], unhexTable[s[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&15
 	}
-	return true
+	return bad&16 == 0
 }
 
-func unhex(c byte) byte {
-	if c <= '9' {
-		return c - '0'
+// unhexTable maps a lowercase hex digit to its value, anything else to 16.
+var unhexTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 16
 	}
-	return c - 'a' + 10
-}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // binReader decodes a compact profile; the first error sticks.
 type binReader struct {
@@ -224,14 +234,11 @@ func (d *binReader) str() string {
 		d.fail()
 		return ""
 	}
-	const digits = "0123456789abcdef"
-	out := make([]byte, len(prefix), len(prefix)+64)
-	copy(out, prefix)
-	for _, c := range d.b[:32] {
-		out = append(out, digits[c>>4], digits[c&15])
-	}
+	var buf [2 + 64]byte // on the stack: the string is the one allocation
+	n := copy(buf[:], prefix)
+	hex.Encode(buf[n:], d.b[:32])
 	d.b = d.b[32:]
-	return string(out)
+	return string(buf[:n+64])
 }
 
 func (d *binReader) list() []string {

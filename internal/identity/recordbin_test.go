@@ -236,3 +236,37 @@ func TestLocalFormatUpgrade(t *testing.T) {
 		t.Errorf("jsonRecord: %q", js)
 	}
 }
+
+// BenchmarkRecordEncoding is a new user's profile (an email, a link)
+// encoded and decoded as JSON and compact.
+func BenchmarkRecordEncoding(b *testing.B) {
+	r := record{Email: emailHash, EmailAt: 1796083200000, Links: []string{profileKeyOf(anonPrefix, "a")}, First: 1796083200000}
+	js, bin := r.marshal(), r.encodeBinary()
+	b.Run("marshal/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = r.marshal()
+		}
+	})
+	b.Run("marshal/compact", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = r.encodeBinary()
+		}
+	})
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"json", js}, {"compact", bin}} {
+		b.Run("decode/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.ReportMetric(float64(len(c.data)), "bytes")
+			for b.Loop() {
+				var got record
+				if err := decodeRecord(c.data, &got); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
