@@ -280,10 +280,16 @@ func (l *Local) get(_ context.Context, key string) (stored, error) {
 }
 
 func encodeValue(rev uint64, at time.Time, data []byte) []byte {
-	v := make([]byte, 16, 16+len(data))
+	v := make([]byte, 16+len(data))
+	putValue(v, rev, at, data)
+	return v
+}
+
+// putValue writes encodeValue's bytes into v, of 16+len(data) bytes.
+func putValue(v []byte, rev uint64, at time.Time, data []byte) {
 	binary.BigEndian.PutUint64(v, rev)
 	binary.BigEndian.PutUint64(v[8:], uint64(at.UnixMilli()))
-	return append(v, data...)
+	copy(v[16:], data)
 }
 
 // check returns the revision the write at k must name and the one it
@@ -376,7 +382,11 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 		}
 		if err == nil {
 			l.filter.Add(ks[i])
-			err = b.Set(ks[i], encodeValue(revs[i], at, data[i]), nil)
+			// Written in place in the batch: no value allocated and copied.
+			op := b.SetDeferred(len(ks[i]), 16+len(data[i]))
+			copy(op.Key, ks[i])
+			putValue(op.Value, revs[i], at, data[i])
+			err = op.Finish()
 		}
 		if err != nil {
 			revs[i], errs[i] = 0, err
