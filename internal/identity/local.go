@@ -60,7 +60,8 @@ const (
 // The local store's keys: the profile key's kind byte ('u' or 'a') and
 // the 32 bytes of its SHA-256 (the hex of the bucket's keys, decoded);
 // meta keys start with 'm'. A value is the revision (8 bytes, big-endian),
-// the write time (Unix ms, 8 bytes) and the profile's JSON.
+// the write time (Unix ms, 8 bytes) and the profile: compact (recordbin.go),
+// or JSON if written before format 2 or through Remote.
 var formatKey = []byte("mformat")
 
 // LocalConfig configures OpenLocal. The zero value of a field but Dir
