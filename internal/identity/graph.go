@@ -392,14 +392,6 @@ func (g *Graph) encode(r *record) []byte {
 	return r.marshal()
 }
 
-// appendEncoded appends encode's bytes to b.
-func (g *Graph) appendEncoded(b []byte, r *record) []byte {
-	if g.compact {
-		return r.appendBinary(b)
-	}
-	return r.appendJSON(b)
-}
-
 // entry is a loaded profile with what the compare-and-set needs.
 type entry struct {
 	rec    record

@@ -281,16 +281,10 @@ func (l *Local) get(_ context.Context, key string) (stored, error) {
 }
 
 func encodeValue(rev uint64, at time.Time, data []byte) []byte {
-	v := make([]byte, 16+len(data))
-	putValue(v, rev, at, data)
-	return v
-}
-
-// putValue writes encodeValue's bytes into v, of 16+len(data) bytes.
-func putValue(v []byte, rev uint64, at time.Time, data []byte) {
+	v := make([]byte, 16, 16+len(data))
 	binary.BigEndian.PutUint64(v, rev)
 	binary.BigEndian.PutUint64(v[8:], uint64(at.UnixMilli()))
-	copy(v[16:], data)
+	return append(v, data...)
 }
 
 // check returns the revision the write at k must name and the one it
@@ -383,11 +377,7 @@ func (l *Local) createAll(_ context.Context, keys []string, data [][]byte, at ti
 		}
 		if err == nil {
 			l.filter.Add(ks[i])
-			// Written in place in the batch: no value allocated and copied.
-			op := b.SetDeferred(len(ks[i]), 16+len(data[i]))
-			copy(op.Key, ks[i])
-			putValue(op.Value, revs[i], at, data[i])
-			err = op.Finish()
+			err = b.Set(ks[i], encodeValue(revs[i], at, data[i]), nil)
 		}
 		if err != nil {
 			revs[i], errs[i] = 0, err

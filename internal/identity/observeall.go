@@ -108,14 +108,9 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 	if len(cs) == 0 {
 		return nil
 	}
-	// The profiles encoded into one buffer: createAll copies them into its
-	// batch.
 	keys, data := make([]string, len(cs)), make([][]byte, len(cs))
-	buf := make([]byte, 0, 128*len(cs))
 	for j, c := range cs {
-		n := len(buf)
-		buf = g.appendEncoded(buf, &c.rec)
-		keys[j], data[j] = c.key, buf[n:len(buf):len(buf)]
+		keys[j], data[j] = c.key, g.encode(&c.rec)
 	}
 	revs, werrs := g.store.createAll(ctx, keys, data, now)
 	stored := make([]*create, 0, len(cs))
