@@ -229,6 +229,7 @@ type Result struct {
 // that source's own unverified browser events taught it, and of other
 // sources only their trusted links (identity/trust.go). Errors are the
 // enricher's to log: enrichment is best effort and never fails a conversion.
+// ev is valid only during the call (as for Graph).
 type Enricher interface {
 	Enrich(ctx context.Context, ev event.Value, source string, have identity.Captured) identity.Captured
 }

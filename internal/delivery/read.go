@@ -58,6 +58,7 @@ func (r *Runner) consume(ctx context.Context, src *stream.Consumer, out chan<- *
 	for range r.cfg.Workers {
 		workers.Go(func() {
 			var take []*stream.Delivery
+			var arena event.Arena // the worker's chunks' events (handleChunk)
 			for ds := range in {
 				take = append(take[:0], ds...)
 			more:
@@ -73,7 +74,7 @@ func (r *Runner) consume(ctx context.Context, src *stream.Consumer, out chan<- *
 					}
 				}
 				for start := 0; start < len(take); start += chunkMax {
-					r.handleChunk(ctx, take[start:min(start+chunkMax, len(take))], out)
+					r.handleChunk(ctx, take[start:min(start+chunkMax, len(take))], &arena, out)
 				}
 			}
 		})
@@ -96,7 +97,15 @@ const chunkMax = 64
 // handleChunk converts stored events that were waiting together: the
 // identity graph observes them in one go (ObserveAll: new visitors'
 // profiles are created in one burst), then each is converted.
-func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out chan<- *item) {
+//
+// The events are parsed into arena, which is reset when the chunk is done:
+// nothing keeps a parsed event, or a Value within it, past its conversion
+// (the graph, the suppressions and the Format read them during their calls
+// and keep strings, which are the stored text's, not the arena's). A parse
+// into fresh memory cost ~2 KiB of allocation per browser event, zeroed
+// and then scanned by the GC (bench/results/convert-2026-12-07-s22.md).
+func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, arena *event.Arena, out chan<- *item) {
+	defer arena.Reset()
 	evs := make([]parsed, 0, len(ds))
 	var obs []identity.Observation // most events, when there is a graph
 	var ts []*tracked              // of obs
@@ -104,7 +113,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 		obs, ts = make([]identity.Observation, 0, len(ds)), make([]*tracked, 0, len(ds))
 	}
 	for _, d := range ds {
-		p, ok := r.parse(ctx, d)
+		p, ok := r.parse(ctx, d, arena)
 		if !ok {
 			continue
 		}
@@ -257,11 +266,11 @@ type parsed struct {
 	keys    identity.Keys      // for the graph, once (set when observe)
 }
 
-// parse reads one stored event. It returns false when the event needs
-// nothing more (a replay for another destination, an event that does not
-// parse: dead-lettered as unusable, or skipped when the destination does
-// not take its source).
-func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
+// parse reads one stored event, its objects and arrays into arena. It
+// returns false when the event needs nothing more (a replay for another
+// destination, an event that does not parse: dead-lettered as unusable, or
+// skipped when the destination does not take its source).
+func (r *Runner) parse(ctx context.Context, d *stream.Delivery, arena *event.Arena) (parsed, bool) {
 	t := &tracked{Delivery: d}
 	if d.ReplayFor != "" && d.ReplayFor != r.plan.Name {
 		_ = d.Ack() // a replay for another destination
@@ -269,7 +278,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 	}
 	r.received.Inc()
 	r.funnel.dest.Received()
-	ev, err := event.ParseString(d.DocString())
+	ev, err := arena.ParseString(d.DocString())
 	if err != nil {
 		// Ingest stores nothing Parse refuses (one nesting limit,
 		// event.MaxDepth), so this is an event stored by an older capstan
