@@ -91,7 +91,9 @@ type Payload struct {
 	// again is dead-lettered as expired instead of retried. Zero: never.
 	Happened time.Time
 	// Enriched names the fields capstan filled in and from where
-	// ("linkedInUUID" → "context.page.url"); preview shows it.
+	// ("linkedInUUID" → "context.page.url"); preview shows it. It may be
+	// shared with other payloads (a Format hands out one map per content):
+	// read only.
 	Enriched map[string]string
 	// IDs are the identifiers the payload carries that the remote matches
 	// people on (match coverage); zero: none.
