@@ -56,9 +56,9 @@ var parserPool = sync.Pool{New: func() any { return new(parser) }}
 // Arena hands them out of one reused block, which [Arena.Reset] recycles.
 //
 // A Value from [Arena.ParseString] is valid until the next Reset: its
-// objects and arrays are the Arena's memory, which Reset clears and the
-// next parses overwrite, so no Value, nor any Value within it, may be kept
-// past Reset. Its strings are the parsed text's (or its own, when they
+// objects and arrays are the Arena's memory, which the parses after Reset
+// overwrite, so no Value, nor any Value within it, may be kept past
+// Reset. Its strings are the parsed text's (or its own, when they
 // held escapes) and stay valid. The zero Arena is ready to use; it is not
 // safe for concurrent use.
 type Arena struct {
