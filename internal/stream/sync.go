@@ -76,9 +76,19 @@ type blockSyncer struct {
 	// covers it, so concurrent callers share one fsync where they can.
 	requested atomic.Uint64
 
+	// wmu guards the waits: running, ended and covered. A caller waits for
+	// the running sync on ended, closed when it ends, so that every caller
+	// it covered returns at once; the callers of a sync.Mutex held across
+	// the fsync would take it one after the other, each woken only once
+	// the one before had seen itself covered and let it go (a wake-up per
+	// caller in a row, each of which can wait for a CPU).
+	wmu     sync.Mutex
+	running bool          // a sync is under way
+	ended   chan struct{} // closed when the running sync ends
+	covered uint64        // calls made durable by the last successful sync
+
 	mu      sync.Mutex // held for a whole sync
 	parents bool       // the directories from root down to dir are synced
-	covered uint64     // calls made durable by the last successful sync
 	index   uint64     // block index of f; 0 before the first block is found
 	f       *os.File
 	fi      os.FileInfo // f's identity, to notice a block rewritten in place
@@ -103,19 +113,40 @@ func newBlockSyncer(dir, root string) *blockSyncer {
 }
 
 // Sync makes every message the stream acknowledged before the call durable.
+// A call made while a sync runs waits for it to end; of the calls it did not
+// cover, the first to see it ended runs the next, which covers them all.
 func (s *blockSyncer) Sync() error {
 	ticket := s.requested.Add(1)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.covered >= ticket {
-		return nil // a sync that started after this call already finished
+	s.wmu.Lock()
+	for {
+		if s.covered >= ticket {
+			s.wmu.Unlock()
+			return nil // a sync that started after this call already finished
+		}
+		if !s.running {
+			break
+		}
+		ended := s.ended
+		s.wmu.Unlock()
+		<-ended
+		s.wmu.Lock()
 	}
+	s.running, s.ended = true, make(chan struct{})
 	upto := s.requested.Load()
-	if err := s.syncLocked(); err != nil {
-		return err
+	s.wmu.Unlock()
+
+	s.mu.Lock()
+	err := s.syncLocked()
+	s.mu.Unlock()
+
+	s.wmu.Lock()
+	if err == nil {
+		s.covered = max(s.covered, upto)
 	}
-	s.covered = upto
-	return nil
+	s.running = false
+	close(s.ended)
+	s.wmu.Unlock()
+	return err
 }
 
 func (s *blockSyncer) blockPath(index uint64) string {
