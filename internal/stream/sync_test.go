@@ -535,3 +535,65 @@ func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
 		}
 	})
 }
+
+// TestRequestsDuringASlowSyncShareTheNext: requests arriving while a slow
+// fsync runs are published at once and covered by the one fsync that
+// follows it, however many arrive: two block fsyncs in all. Queued for
+// the two commit loops (one taken by the slow commit, the other published
+// and waiting for it), the last two would have been published only once
+// the slow commit ended, after the next fsync had started: three.
+func TestRequestsDuringASlowSyncShareTheNext(t *testing.T) {
+	eng, app := openTest(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	if _, err := app.Append(ctx, []record{rec("events.s.t", "first")}); err != nil {
+		t.Fatal(err)
+	}
+	for len(app.slots) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s, err := eng.syncer(EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	fsyncs := 0
+	held, hold := make(chan struct{}), make(chan struct{})
+	s.fsync = func(f *os.File) error {
+		if strings.HasSuffix(f.Name(), ".blk") {
+			mu.Lock()
+			fsyncs++
+			first := fsyncs == 1
+			mu.Unlock()
+			if first {
+				close(held)
+				<-hold // the slow fsync
+			}
+		}
+		return f.Sync()
+	}
+	r0 := s.requested.Load()
+	var wg sync.WaitGroup
+	appendOne := func(id string) {
+		wg.Go(func() {
+			res, err := app.Append(ctx, []record{rec("events.s.t", id)})
+			if err != nil || res[0].Err != nil || res[0].Seq == 0 {
+				t.Errorf("append %s: %v %+v", id, err, res)
+			}
+		})
+	}
+	appendOne("slow") // commits in its goroutine, held in its fsync
+	<-held
+	appendOne("during-1")
+	appendOne("during-2")
+	appendOne("during-3")
+	// Every one of them published and waiting for the slow fsync; without
+	// the commits beside the loops, two stay queued (give up after 2 s).
+	for deadline := time.Now().Add(2 * time.Second); s.requested.Load() != r0+4 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+	}
+	close(hold)
+	wg.Wait()
+	if fsyncs != 2 {
+		t.Errorf("%d block fsyncs for a slow one and three requests during it, want 2 (the slow one and one covering the rest)", fsyncs)
+	}
+}
