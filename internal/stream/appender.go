@@ -123,9 +123,11 @@ type appender struct {
 	slots chan struct{}
 	here  atomic.Int64 // commits made by callers (commitHere), for tests
 	// beside holds a token per commit of a few events that a caller makes
-	// in its own goroutine beside the commits of slots (commitBeside), at
-	// most besideCommits.
+	// in its own goroutine beside the commits of slots (commitBeside) until
+	// it is published, at most besideCommits; besideWG counts them until
+	// they end.
 	beside    chan struct{}
+	besideWG  sync.WaitGroup
 	besideRun atomic.Int64 // commits made by commitBeside, for tests
 
 	// Per-event de-duplication of segment commits (commit.go).
@@ -319,7 +321,7 @@ func (a *appender) commitHere(ctx context.Context) bool {
 	}
 	if batch := a.take(); batch != nil {
 		a.here.Add(1)
-		a.commitAll(ctx, batch)
+		a.commitAll(ctx, batch, nil)
 	}
 	<-a.slots
 	a.wakeIfQueued()
@@ -327,15 +329,16 @@ func (a *appender) commitHere(ctx context.Context) bool {
 }
 
 // besideEvents is the most events a commit of commitBeside takes, and
-// besideCommits the most such commits in flight at once.
+// besideCommits the most such commits publishing at once (one waiting for
+// its sync holds nothing but its caller's goroutine, which would wait
+// anyway).
 //
-// They are few, so that batches, and single events beyond what a few
-// commits carry, still queue for the loops, which gather what is queued
-// into one commit: a commit beside the loops is a message, an
+// They are few, so that batches, and single events arriving faster than a
+// few commits publish them, still queue for the loops, which gather what
+// is queued into one commit: a commit beside the loops is a message, an
 // acknowledgement and a sync call of its own for a request or two. At
-// 2,000 single-event requests/s a sync of 0.5 ms sees one request arrive;
-// a slow one of 20 ms forty, of which sixteen publish at once and the rest
-// are gathered by the loops, all before that sync ends.
+// 2,000 single-event requests/s a publish of 0.1-0.3 ms rarely sees
+// another request arrive, however long the sync it then waits for.
 const (
 	besideEvents  = 8
 	besideCommits = 16
@@ -343,8 +346,8 @@ const (
 
 // commitBeside commits, in the calling goroutine, the requests at the head
 // of the queue when they hold at most besideEvents events and fewer than
-// besideCommits such commits are in flight, whether or not the loops' slots
-// are taken, and reports whether it did.
+// besideCommits such commits are publishing, whether or not the loops'
+// slots are taken, and reports whether it did.
 //
 // A request that commitHere leaves to the loops waits for a free loop, and
 // at 2,000 single events/s both loops are mostly taken: one in its fsync,
@@ -378,8 +381,11 @@ func (a *appender) commitBeside(ctx context.Context) bool {
 		return false
 	}
 	a.besideRun.Add(1)
-	a.commitAll(ctx, batch)
-	<-a.beside
+	a.besideWG.Add(1) // before the token goes: Run's drain holds them all before it waits
+	defer a.besideWG.Done()
+	release := sync.OnceFunc(func() { <-a.beside })
+	a.commitAll(ctx, batch, release)
+	release()
 	a.wakeIfQueued()
 	return true
 }
@@ -415,6 +421,7 @@ func (a *appender) Run(ctx context.Context) error {
 	for range besideCommits {
 		a.beside <- struct{}{}
 	}
+	a.besideWG.Wait()
 	defer func() {
 		for range a.cfg.Inflight {
 			<-a.slots
@@ -428,7 +435,7 @@ func (a *appender) Run(ctx context.Context) error {
 		if batch == nil {
 			return nil
 		}
-		a.commitAll(context.Background(), batch)
+		a.commitAll(context.Background(), batch, nil)
 	}
 }
 
@@ -452,7 +459,7 @@ func (a *appender) loop(ctx context.Context) {
 		if a.cfg.Linger > 0 && countRecs(batch) < a.cfg.MaxBatch {
 			batch = a.linger(ctx, batch)
 		}
-		a.commitAll(ctx, batch)
+		a.commitAll(ctx, batch, nil)
 		<-a.slots
 		// Wake a sibling if more is queued.
 		a.wakeIfQueued()
@@ -520,8 +527,9 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 }
 
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
-// completes each pending request.
-func (a *appender) commitAll(ctx context.Context, batch []*pending) {
+// completes each pending request. published, when not nil, is called once a
+// chunk is published, before its sync (write), and may be called again.
+func (a *appender) commitAll(ctx context.Context, batch []*pending, published func()) {
 	nrecs, nevs := 0, 0
 	for _, p := range batch {
 		nrecs, nevs = nrecs+len(p.recs), nevs+len(p.evs)
@@ -544,7 +552,7 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 	}
 	for start := 0; start < len(recs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(recs))
-		a.commit(ctx, recs[start:end], res[start:end])
+		a.commit(ctx, recs[start:end], res[start:end], published)
 	}
 	// The requests of records are released once written: their records
 	// are the messages published.
@@ -562,7 +570,7 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 	released := 0
 	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(evs))
-		a.commitEvents(ctx, evs[start:end], eres[start:end], func() {
+		a.commitEvents(ctx, evs[start:end], eres[start:end], published, func() {
 			for released < len(evReqs) && through+len(evReqs[released].evs) <= end {
 				through += len(evReqs[released].evs)
 				close(evReqs[released].released)
@@ -594,7 +602,7 @@ type pubAck struct {
 // already holds one of the ids, JetStream refuses the whole batch (10201) and
 // the chunk is written record by record so the duplicates are dropped and the
 // rest stored.
-func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
+func (a *appender) commit(ctx context.Context, recs []*record, res []*Result, published func()) {
 	seen := make(map[string]bool, len(recs))
 	send := make([]*record, 0, len(recs))
 	sendRes := make([]*Result, 0, len(recs))
@@ -612,13 +620,13 @@ func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 	if len(send) == 0 {
 		return
 	}
-	a.write(ctx, send, sendRes, len(send))
+	a.write(ctx, send, sendRes, len(send), published)
 }
 
 // write writes records (events records or segments holding events events)
 // as one commit: an atomic batch on an external cluster, else published
 // one by one, pipelined, and synced.
-func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result, events int) {
+func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result, events int, published func()) {
 	start := time.Now()
 	defer func() {
 		a.m.records.Observe(float64(events))
@@ -627,6 +635,9 @@ func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result,
 	}()
 	if len(send) < minAtomic || !a.atomic {
 		a.publishEach(send, sendRes)
+		if published != nil {
+			published()
+		}
 		if a.syncs {
 			a.sync(ctx, sendRes)
 		}

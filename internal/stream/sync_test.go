@@ -538,10 +538,11 @@ func TestSyncCoversBlockFilledDuringSync(t *testing.T) {
 
 // TestRequestsDuringASlowSyncShareTheNext: requests arriving while a slow
 // fsync runs are published at once and covered by the one fsync that
-// follows it, however many arrive: two block fsyncs in all. Queued for
-// the two commit loops (one taken by the slow commit, the other published
-// and waiting for it), the last two would have been published only once
-// the slow commit ended, after the next fsync had started: three.
+// follows it, however many arrive (more than besideCommits: those waiting
+// for the sync publish no more): two block fsyncs in all. Queued for the
+// two commit loops (one taken by the slow commit, the other published and
+// waiting for it), the last ones would have been published only once the
+// slow commit ended, after the next fsync had started: three.
 func TestRequestsDuringASlowSyncShareTheNext(t *testing.T) {
 	eng, app := openTest(t, Config{DataDir: t.TempDir()})
 	ctx := context.Background()
@@ -583,17 +584,24 @@ func TestRequestsDuringASlowSyncShareTheNext(t *testing.T) {
 	}
 	appendOne("slow") // commits in its goroutine, held in its fsync
 	<-held
-	appendOne("during-1")
-	appendOne("during-2")
-	appendOne("during-3")
+	app.slots <- struct{}{} // the other loop busy too
+	const during = besideCommits + 4
+	for i := range during {
+		appendOne(fmt.Sprint("during-", i))
+	}
 	// Every one of them published and waiting for the slow fsync; without
-	// the commits beside the loops, two stay queued (give up after 2 s).
-	for deadline := time.Now().Add(2 * time.Second); s.requested.Load() != r0+4 && time.Now().Before(deadline); {
+	// the commits beside the loops, or with those waiting for their sync
+	// counted, some stay queued (give up after 2 s).
+	for deadline := time.Now().Add(2 * time.Second); s.requested.Load() != r0+1+during && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Microsecond)
 	}
+	if n := s.requested.Load() - r0 - 1; n != during {
+		t.Errorf("%d of %d requests arriving during a slow fsync published and waiting for it", n, during)
+	}
 	close(hold)
+	<-app.slots
 	wg.Wait()
 	if fsyncs != 2 {
-		t.Errorf("%d block fsyncs for a slow one and three requests during it, want 2 (the slow one and one covering the rest)", fsyncs)
+		t.Errorf("%d block fsyncs for a slow one and %d requests during it, want 2 (the slow one and one covering the rest)", fsyncs, during)
 	}
 }
