@@ -585,15 +585,17 @@ func TestRequestsDuringASlowSyncShareTheNext(t *testing.T) {
 	appendOne("slow") // commits in its goroutine, held in its fsync
 	<-held
 	app.slots <- struct{}{} // the other loop busy too
+	// One after the other, as requests spaced in time arrive: each is
+	// published and waits for the slow fsync before the next comes.
+	// Without the commits beside the loops, or with those waiting for
+	// their sync counted, some stay queued (give up after 2 s).
 	const during = besideCommits + 4
-	for i := range during {
+	deadline := time.Now().Add(2 * time.Second)
+	for i := range uint64(during) {
 		appendOne(fmt.Sprint("during-", i))
-	}
-	// Every one of them published and waiting for the slow fsync; without
-	// the commits beside the loops, or with those waiting for their sync
-	// counted, some stay queued (give up after 2 s).
-	for deadline := time.Now().Add(2 * time.Second); s.requested.Load() != r0+1+during && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Microsecond)
+		for s.requested.Load() < r0+2+i && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Microsecond)
+		}
 	}
 	if n := s.requested.Load() - r0 - 1; n != during {
 		t.Errorf("%d of %d requests arriving during a slow fsync published and waiting for it", n, during)
