@@ -122,13 +122,6 @@ type appender struct {
 	// commit loop, or a caller committing in its own goroutine (enqueue).
 	slots chan struct{}
 	here  atomic.Int64 // commits made by callers (commitHere), for tests
-	// beside holds a token per commit of a few events that a caller makes
-	// in its own goroutine beside the commits of slots (commitBeside) until
-	// it is published, at most besideCommits; besideWG counts them until
-	// they end.
-	beside    chan struct{}
-	besideWG  sync.WaitGroup
-	besideRun atomic.Int64 // commits made by commitBeside, for tests
 
 	// Per-event de-duplication of segment commits (commit.go).
 	dedup    *Dedup // nil: only inside this process's commits in flight
@@ -194,7 +187,6 @@ func newAppender(e *Engine, cfg WriterConfig, log *slog.Logger) *appender {
 	a := &appender{
 		cfg: cfg, eng: e, nc: e.nc, js: e.js, log: log.With("component", "appender"), signal: make(chan struct{}, 1),
 		slots:    make(chan struct{}, cfg.Inflight),
-		beside:   make(chan struct{}, besideCommits),
 		syncs:    e.SyncsLocally(),
 		atomic:   external && e.AtomicBatches(),
 		now:      time.Now,
@@ -258,7 +250,7 @@ func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 	a.queued += p.size()
 	inline := a.running && a.cfg.Linger == 0
 	a.mu.Unlock()
-	if !inline || !a.commitHere(context.WithoutCancel(ctx)) && !a.commitBeside(context.WithoutCancel(ctx)) {
+	if !inline || !a.commitHere(context.WithoutCancel(ctx)) {
 		a.wake()
 	}
 	select {
@@ -321,71 +313,9 @@ func (a *appender) commitHere(ctx context.Context) bool {
 	}
 	if batch := a.take(); batch != nil {
 		a.here.Add(1)
-		a.commitAll(ctx, batch, nil)
+		a.commitAll(ctx, batch)
 	}
 	<-a.slots
-	a.wakeIfQueued()
-	return true
-}
-
-// besideEvents is the most events a commit of commitBeside takes, and
-// besideCommits the most such commits publishing at once (one waiting for
-// its sync holds nothing but its caller's goroutine, which would wait
-// anyway).
-//
-// They are few, so that batches, and single events arriving faster than a
-// few commits publish them, still queue for the loops, which gather what
-// is queued into one commit: a commit beside the loops is a message, an
-// acknowledgement and a sync call of its own for a request or two. At
-// 2,000 single-event requests/s a publish of 0.1-0.3 ms rarely sees
-// another request arrive, however long the sync it then waits for.
-const (
-	besideEvents  = 8
-	besideCommits = 16
-)
-
-// commitBeside commits, in the calling goroutine, the requests at the head
-// of the queue when they hold at most besideEvents events and fewer than
-// besideCommits such commits are publishing, whether or not the loops'
-// slots are taken, and reports whether it did.
-//
-// A request that commitHere leaves to the loops waits for a free loop, and
-// at 2,000 single events/s both loops are mostly taken: one in its fsync,
-// the other published and waiting for that fsync to end. The requests
-// arriving meanwhile were published only once the first loop was free, so
-// they waited for the running fsync, then for the other loop's, then for
-// their own: three in a row (21-33% of the requests over 5 ms, session 21).
-// Published at once, a request is covered by the fsync that follows the
-// running one, which blockSyncer runs for every caller waiting by then:
-// two at most. It also saves the two hand-offs of a loop (waking it, and
-// it waking the request), each of which waits for a CPU on a busy machine.
-func (a *appender) commitBeside(ctx context.Context) bool {
-	select {
-	case a.beside <- struct{}{}:
-	default:
-		return false
-	}
-	a.mu.Lock()
-	n, total := 0, 0
-	for n < len(a.queue) && total+a.queue[n].size() <= besideEvents {
-		total += a.queue[n].size()
-		n++
-	}
-	batch := slices.Clone(a.queue[:n])
-	a.queue = append(a.queue[:0], a.queue[n:]...)
-	a.queued -= total
-	a.mu.Unlock()
-	if n == 0 {
-		// Taken by a loop meanwhile, or too large: the loops' work.
-		<-a.beside
-		return false
-	}
-	a.besideRun.Add(1)
-	a.besideWG.Add(1) // before the token goes: Run's drain holds them all before it waits
-	defer a.besideWG.Done()
-	release := sync.OnceFunc(func() { <-a.beside })
-	a.commitAll(ctx, batch, release)
-	release()
 	a.wakeIfQueued()
 	return true
 }
@@ -411,23 +341,16 @@ func (a *appender) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	// Drain: refuse new work, wait for the commits callers run
-	// (commitHere, commitBeside), write what is left.
+	// (commitHere), write what is left.
 	a.mu.Lock()
 	a.stopped, a.running = true, false
 	a.mu.Unlock()
 	for range a.cfg.Inflight {
 		a.slots <- struct{}{}
 	}
-	for range besideCommits {
-		a.beside <- struct{}{}
-	}
-	a.besideWG.Wait()
 	defer func() {
 		for range a.cfg.Inflight {
 			<-a.slots
-		}
-		for range besideCommits {
-			<-a.beside
 		}
 	}()
 	for {
@@ -435,7 +358,7 @@ func (a *appender) Run(ctx context.Context) error {
 		if batch == nil {
 			return nil
 		}
-		a.commitAll(context.Background(), batch, nil)
+		a.commitAll(context.Background(), batch)
 	}
 }
 
@@ -459,7 +382,7 @@ func (a *appender) loop(ctx context.Context) {
 		if a.cfg.Linger > 0 && countRecs(batch) < a.cfg.MaxBatch {
 			batch = a.linger(ctx, batch)
 		}
-		a.commitAll(ctx, batch, nil)
+		a.commitAll(ctx, batch)
 		<-a.slots
 		// Wake a sibling if more is queued.
 		a.wakeIfQueued()
@@ -527,9 +450,8 @@ func (a *appender) linger(ctx context.Context, batch []*pending) []*pending {
 }
 
 // commitAll writes the records of batch, in chunks of at most MaxBatch, and
-// completes each pending request. published, when not nil, is called once a
-// chunk is published, before its sync (write), and may be called again.
-func (a *appender) commitAll(ctx context.Context, batch []*pending, published func()) {
+// completes each pending request.
+func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 	nrecs, nevs := 0, 0
 	for _, p := range batch {
 		nrecs, nevs = nrecs+len(p.recs), nevs+len(p.evs)
@@ -552,7 +474,7 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending, published fu
 	}
 	for start := 0; start < len(recs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(recs))
-		a.commit(ctx, recs[start:end], res[start:end], published)
+		a.commit(ctx, recs[start:end], res[start:end])
 	}
 	// The requests of records are released once written: their records
 	// are the messages published.
@@ -570,7 +492,7 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending, published fu
 	released := 0
 	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(evs))
-		a.commitEvents(ctx, evs[start:end], eres[start:end], published, func() {
+		a.commitEvents(ctx, evs[start:end], eres[start:end], func() {
 			for released < len(evReqs) && through+len(evReqs[released].evs) <= end {
 				through += len(evReqs[released].evs)
 				close(evReqs[released].released)
@@ -602,7 +524,7 @@ type pubAck struct {
 // already holds one of the ids, JetStream refuses the whole batch (10201) and
 // the chunk is written record by record so the duplicates are dropped and the
 // rest stored.
-func (a *appender) commit(ctx context.Context, recs []*record, res []*Result, published func()) {
+func (a *appender) commit(ctx context.Context, recs []*record, res []*Result) {
 	seen := make(map[string]bool, len(recs))
 	send := make([]*record, 0, len(recs))
 	sendRes := make([]*Result, 0, len(recs))
@@ -620,13 +542,13 @@ func (a *appender) commit(ctx context.Context, recs []*record, res []*Result, pu
 	if len(send) == 0 {
 		return
 	}
-	a.write(ctx, send, sendRes, len(send), published)
+	a.write(ctx, send, sendRes, len(send))
 }
 
 // write writes records (events records or segments holding events events)
 // as one commit: an atomic batch on an external cluster, else published
 // one by one, pipelined, and synced.
-func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result, events int, published func()) {
+func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result, events int) {
 	start := time.Now()
 	defer func() {
 		a.m.records.Observe(float64(events))
@@ -635,9 +557,6 @@ func (a *appender) write(ctx context.Context, send []*record, sendRes []*Result,
 	}()
 	if len(send) < minAtomic || !a.atomic {
 		a.publishEach(send, sendRes)
-		if published != nil {
-			published()
-		}
 		if a.syncs {
 			a.sync(ctx, sendRes)
 		}

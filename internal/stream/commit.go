@@ -62,9 +62,9 @@ type dupOf struct {
 }
 
 // commitEvents stores one chunk of events (at most MaxBatch). It calls
-// published as write does, and built once it reads evs no more: its segments are built, and the write,
+// built once it reads evs no more: its segments are built, and the write,
 // the sync and the index read only them and its own scratch.
-func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result, published, built func()) {
+func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result, built func()) {
 	sc := getScratch(len(evs))
 	defer putScratch(sc)
 	keys, keyed, ids, skip := sc.keys, sc.keyed, sc.ids, sc.skip
@@ -187,7 +187,7 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 			send[n], sresp[n] = &recs[n], &sres[n]
 		}
 		built()
-		a.write(ctx, send, sresp, len(evs), published)
+		a.write(ctx, send, sresp, len(evs))
 		addKeys, addPos := sc.addKeys, sc.addPos // the events stored, for the index
 		for n, s := range segs {
 			r := sres[n]

@@ -274,10 +274,9 @@ func TestOverloaded(t *testing.T) {
 }
 
 // TestAppendCommitsInTheCallersGoroutine: a call that finds no commit in
-// flight commits in its own goroutine; one of a few events that finds a
-// commit in flight commits in its own goroutine beside it (commitBeside);
-// a larger one, or one that finds every commit beside taken too, queues for
-// the commit loops, which take it once a slot is free (no wake-up lost).
+// flight commits in its own goroutine; one that finds a commit in flight
+// queues for the commit loops, which take it once a slot is free (no
+// wake-up lost).
 func TestAppendCommitsInTheCallersGoroutine(t *testing.T) {
 	_, app := openTest(t, Config{DataDir: t.TempDir()})
 	// Run has started once an append returns (the first may come before,
@@ -298,35 +297,19 @@ func TestAppendCommitsInTheCallersGoroutine(t *testing.T) {
 		t.Errorf("5 appends one at a time: %d committed by the caller, want 5", n)
 	}
 
-	// A commit in flight (a slot taken): a call of one record commits
-	// beside it, in its goroutine.
+	// A commit in flight (a slot taken): the call queues, and a loop
+	// commits it.
 	app.slots <- struct{}{}
-	beside := app.besideRun.Load()
 	if res, err := app.Append(context.Background(), []record{rec("events.s.t", "beside")}); err != nil || res[0].Err != nil {
 		t.Fatalf("append beside a commit: %v %+v", err, res)
 	}
-	if app.here.Load() != here+5 || app.besideRun.Load() != beside+1 {
-		t.Errorf("an append of one record beside a commit in flight: %d commits here, %d beside, want 0 and 1", app.here.Load()-here-5, app.besideRun.Load()-beside)
-	}
-	// One of more than besideEvents records queues, and a loop commits it.
-	big := make([]record, besideEvents+1)
-	for i := range big {
-		big[i] = rec("events.s.t", fmt.Sprint("big-", i))
-	}
-	if res, err := app.Append(context.Background(), big); err != nil || res[0].Err != nil {
-		t.Fatalf("append of %d records beside a commit: %v %+v", len(big), err, res)
-	}
-	if app.here.Load() != here+5 || app.besideRun.Load() != beside+1 {
-		t.Error("an append of more than besideEvents records beside a commit in flight was committed by its caller")
+	if app.here.Load() != here+5 {
+		t.Error("an append beside a commit in flight was committed by its caller")
 	}
 
-	// Every slot taken, and every commit beside them: the call waits in
-	// the queue until a slot is free.
+	// Every slot taken: the call waits in the queue until one is free.
 	for range app.cfg.Inflight - 1 {
 		app.slots <- struct{}{}
-	}
-	for range besideCommits {
-		app.beside <- struct{}{}
 	}
 	type outcome struct {
 		res []Result
@@ -350,14 +333,11 @@ func TestAppendCommitsInTheCallersGoroutine(t *testing.T) {
 	if o.err != nil || o.res[0].Err != nil || o.res[0].Seq == 0 {
 		t.Fatalf("queued append: %+v", o)
 	}
-	if app.here.Load() != here+5 || app.besideRun.Load() != beside+1 {
+	if app.here.Load() != here+5 {
 		t.Error("the queued append was committed by its caller")
 	}
 	for range app.cfg.Inflight - 1 {
 		<-app.slots
-	}
-	for range besideCommits {
-		<-app.beside
 	}
 }
 

@@ -76,25 +76,9 @@ type blockSyncer struct {
 	// covers it, so concurrent callers share one fsync where they can.
 	requested atomic.Uint64
 
-	// wmu guards the waits: running, upto, ended, next, leader and
-	// covered. A caller waits for the sync that will cover it on a channel
-	// closed when that sync ends (ended for the running one, next for the
-	// one after it), so that every caller a sync covered returns at once,
-	// and only one caller (leader) wakes up when the running sync ends to
-	// run the next. With a sync.Mutex held across the fsync the callers
-	// took it one after the other, each woken only once the one before had
-	// seen itself covered and let it go: a wake-up per caller in a row,
-	// each of which can wait for a CPU.
-	wmu     sync.Mutex
-	running bool          // a sync is under way
-	upto    uint64        // the calls the running sync covers
-	ended   chan struct{} // closed when the running sync ends
-	next    chan struct{} // closed when the sync after it ends; nil until a call waits for it
-	leader  bool          // a call waits to run the next sync
-	covered uint64        // calls made durable by the last successful sync
-
 	mu      sync.Mutex // held for a whole sync
 	parents bool       // the directories from root down to dir are synced
+	covered uint64     // calls made durable by the last successful sync
 	index   uint64     // block index of f; 0 before the first block is found
 	f       *os.File
 	fi      os.FileInfo // f's identity, to notice a block rewritten in place
@@ -119,55 +103,19 @@ func newBlockSyncer(dir, root string) *blockSyncer {
 }
 
 // Sync makes every message the stream acknowledged before the call durable.
-// A call made while a sync runs waits for the next one, which covers every
-// call made before it starts; the first such call runs it.
 func (s *blockSyncer) Sync() error {
 	ticket := s.requested.Add(1)
-	s.wmu.Lock()
-	for {
-		if s.covered >= ticket {
-			s.wmu.Unlock()
-			return nil // a sync that started after this call already finished
-		}
-		if !s.running {
-			break
-		}
-		wait := s.ended // the running sync covers this call
-		if ticket > s.upto {
-			// It started before this call: the next one covers it.
-			if s.next == nil {
-				s.next = make(chan struct{})
-			}
-			if s.leader {
-				wait = s.next
-			} else {
-				s.leader = true // runs the next once the running one ends
-			}
-		}
-		s.wmu.Unlock()
-		<-wait
-		s.wmu.Lock()
-	}
-	s.running, s.upto = true, s.requested.Load()
-	s.ended, s.next, s.leader = s.next, nil, false
-	if s.ended == nil {
-		s.ended = make(chan struct{})
-	}
-	upto := s.upto
-	s.wmu.Unlock()
-
 	s.mu.Lock()
-	err := s.syncLocked()
-	s.mu.Unlock()
-
-	s.wmu.Lock()
-	if err == nil {
-		s.covered = max(s.covered, upto)
+	defer s.mu.Unlock()
+	if s.covered >= ticket {
+		return nil // a sync that started after this call already finished
 	}
-	s.running = false
-	close(s.ended)
-	s.wmu.Unlock()
-	return err
+	upto := s.requested.Load()
+	if err := s.syncLocked(); err != nil {
+		return err
+	}
+	s.covered = upto
+	return nil
 }
 
 func (s *blockSyncer) blockPath(index uint64) string {

@@ -577,18 +577,12 @@ func TestCancelledAppendReadsNothingAfter(t *testing.T) {
 		for range w.app.cfg.Inflight { // every commit slot taken: the call stays queued
 			w.app.slots <- struct{}{}
 		}
-		for range besideCommits { // and every commit beside them
-			w.app.beside <- struct{}{}
-		}
 		appendCancelled(t, w, "queued", func() { eventually(t, func() bool { return w.app.queuedNow() == 1 }) })
 		if n := w.app.queuedNow(); n != 0 {
 			t.Errorf("%d events still queued after the call returned", n)
 		}
 		for range w.app.cfg.Inflight {
 			<-w.app.slots
-		}
-		for range besideCommits {
-			<-w.app.beside
 		}
 		appendOK(t, w, Event{Source: "web", Type: "track", MessageID: "after", Doc: []byte(doc)})
 		var ids []string
