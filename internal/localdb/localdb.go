@@ -196,12 +196,13 @@ func Open(o Options) (*DB, error) {
 		// 300,000 keys) cost 17-21% less CPU per key, the store written
 		// 1.8 times over instead of 2.3-2.4; the eventId guard's store
 		// (BenchmarkGuardScale, 400,000 claims) 2.1 instead of 2.3-2.7
-		// CPU-µs a claim (docs/storage.md, "The local stores' L0 and
-		// key order (session 22)"). A look-up that reaches L0 tests up
-		// to 16 bloom filters there instead of 8 (their blocks' total
-		// size is set by the keys, not by the tables); most look-ups of
-		// new keys stop at the filter of absent keys. Writes stop at
-		// 48 sublevels, three times the compaction point as 24 was.
+		// CPU-µs a claim (docs/storage.md, "The local stores'
+		// compactions and key order (session 22)"). A look-up that
+		// reaches L0 tests up to 16 bloom filters there instead of 8
+		// (their blocks' total size is set by the keys, not by the
+		// tables); most look-ups of new keys stop at the filter of
+		// absent keys. Writes stop at 48 sublevels, three times the
+		// compaction point as 24 was.
 		L0CompactionThreshold: 32,
 		L0StopWritesThreshold: 48,
 		// The base level holds up to 16 memtables (it was 4) since
