@@ -205,19 +205,7 @@ func Open(o Options) (*DB, error) {
 		// compaction point as 24 was.
 		L0CompactionThreshold: 32,
 		L0StopWritesThreshold: 48,
-		// The base level holds up to 16 memtables (it was 4) since
-		// session 22: an L0 compaction at 16 sublevels brings 16
-		// memtables of keys spread over the whole key space, so a base
-		// level of 4 overflowed at every one of them and moved most of
-		// itself into L6, rewriting the part of L6 each of its tables
-		// spans (with hashed keys, about as much of L6 as is moved).
-		// BenchmarkGrow with the filter of absent keys (600,000 keys,
-		// 137 MB) wrote the store 1.8 times over instead of 2.5 and
-		// took 18% less CPU per key; the eventId guard's store
-		// (BenchmarkGuardScale, 600,000 claims, 2 MiB memtables) cost
-		// the same. Larger stores set their base level by L6's size
-		// (a tenth of it per level above), not by this.
-		LBaseMaxBytes: 16 * memtable,
+		LBaseMaxBytes:         4 * memtable,
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = pebblebloom.FilterPolicy(10) // most look-ups of new keys find nothing

@@ -173,7 +173,7 @@ func TestOrderAsStableSort(t *testing.T) {
 }
 
 // TestCompactionOptions: Open compacts L0 at 16 sublevels (threshold 32;
-// writes stop at 48) into a base level of 16 memtables (see Open: pebble's
+// writes stop at 48) into a base level of 4 memtables (see Open: pebble's
 // defaults rewrote a growing store of hashed keys after every flush or
 // two). What they do to the writes is
 // measured by BenchmarkGrow, not here: compactions run in the background,
@@ -193,7 +193,7 @@ func TestCompactionOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"l0_compaction_threshold=32\n", "l0_stop_writes_threshold=48\n", fmt.Sprintf("lbase_max_bytes=%d\n", 16<<20)} {
+	for _, want := range []string{"l0_compaction_threshold=32\n", "l0_stop_writes_threshold=48\n", fmt.Sprintf("lbase_max_bytes=%d\n", 4<<20)} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("pebble's options have no %q:\n%s", strings.TrimSpace(want), text)
 		}
