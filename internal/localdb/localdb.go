@@ -148,7 +148,7 @@ func Open(o Options) (*DB, error) {
 	cache := pebble.NewCache(o.MemoryBytes - o.FilterBytes)
 	memtable := max(o.MemoryBytes/8, 1<<20)
 	po := &pebble.Options{
-		FS:                          tablesFS{vfs.Default}, // tables written in 256 KiB (tablesFS)
+		FS:                          vfs.Default,
 		Cache:                       cache,
 		MemTableSize:                uint64(memtable),
 		MemTableStopWritesThreshold: 3,
