@@ -27,7 +27,10 @@ type Format interface {
 	// values win over them, and fields the mapping removed (route.Removed)
 	// are never filled. An error means the conversion is invalid and is
 	// dead-lettered as such; one that implements [Problem] tells the code,
-	// status and details.
+	// status and details. fields may share memory with the event, which the
+	// runner parses into reused memory (event.Arena): they are valid only
+	// during the call, and the Payload keeps none of their objects or
+	// arrays (strings it may keep).
 	Build(route *Route, fields event.Value, ids identity.Captured, now time.Time) (Payload, error)
 	// Requests groups payloads into requests, in the order of their first
 	// payload. Each request's Items are positions in ps.
@@ -88,7 +91,9 @@ type Payload struct {
 	// again is dead-lettered as expired instead of retried. Zero: never.
 	Happened time.Time
 	// Enriched names the fields capstan filled in and from where
-	// ("linkedInUUID" → "context.page.url"); preview shows it.
+	// ("linkedInUUID" → "context.page.url"); preview shows it. It may be
+	// shared with other payloads (a Format hands out one map per content):
+	// read only.
 	Enriched map[string]string
 	// IDs are the identifiers the payload carries that the remote matches
 	// people on (match coverage); zero: none.

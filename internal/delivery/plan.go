@@ -229,6 +229,7 @@ type Result struct {
 // that source's own unverified browser events taught it, and of other
 // sources only their trusted links (identity/trust.go). Errors are the
 // enricher's to log: enrichment is best effort and never fails a conversion.
+// ev is valid only during the call (as for Graph).
 type Enricher interface {
 	Enrich(ctx context.Context, ev event.Value, source string, have identity.Captured) identity.Captured
 }
@@ -240,12 +241,14 @@ type Enricher interface {
 // A route that does not enrich (Route.Enriches) gets none of them, and
 // the graph is not asked for it.
 func (p *Plan) Convert(ctx context.Context, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
-	return p.appendConvert(ctx, nil, ev, source, now, enr, have)
+	return p.appendConvert(ctx, nil, ev, source, now, enr, have, nil)
 }
 
 // appendConvert is Convert appending the results to dst (the runner reuses
-// one slice for the events it converts in turn).
-func (p *Plan) appendConvert(ctx context.Context, dst []Result, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured) []Result {
+// one slice for the events it converts in turn). A non-nil s is where the
+// mappings' outputs are built (mapping.ApplyScratch: the Format reads each
+// during Build, the next overwrites it); nil allocates them.
+func (p *Plan) appendConvert(ctx context.Context, dst []Result, ev event.Value, source string, now time.Time, enr Enricher, have *identity.Captured, s *mapping.Scratch) []Result {
 	switch {
 	case !p.TakesSource(source):
 		return append(dst, Result{Outcome: FilteredSource})
@@ -263,7 +266,7 @@ func (p *Plan) appendConvert(ctx context.Context, dst []Result, ev event.Value, 
 		}
 		if r.strict {
 			// enrich: false: strict Segment behaviour, only the fields map.
-			out = append(out, p.convert(r, ev, identity.Captured{}, now))
+			out = append(out, p.convert(r, ev, identity.Captured{}, now, s))
 			continue
 		}
 		if !capturedOK {
@@ -277,7 +280,7 @@ func (p *Plan) appendConvert(ctx context.Context, dst []Result, ev event.Value, 
 			}
 			capturedOK = true
 		}
-		out = append(out, p.convert(r, ev, captured, now))
+		out = append(out, p.convert(r, ev, captured, now, s))
 	}
 	if len(out) == len(dst) {
 		return append(dst, Result{Outcome: NotMatched})
@@ -285,9 +288,15 @@ func (p *Plan) appendConvert(ctx context.Context, dst []Result, ev event.Value, 
 	return out
 }
 
-func (p *Plan) convert(r *Route, ev event.Value, c identity.Captured, now time.Time) Result {
+func (p *Plan) convert(r *Route, ev event.Value, c identity.Captured, now time.Time, s *mapping.Scratch) Result {
 	res := Result{Route: r}
-	v, err := r.fields.Apply(ev)
+	var v event.Value
+	var err error
+	if s != nil {
+		v, err = r.fields.ApplyScratch(ev, s)
+	} else {
+		v, err = r.fields.Apply(ev)
+	}
 	if err != nil {
 		res.Outcome, res.Err = Invalid, err
 		return res

@@ -10,6 +10,7 @@ import (
 
 	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/identity"
+	"github.com/capstan-gw/capstan/internal/mapping"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -58,6 +59,7 @@ func (r *Runner) consume(ctx context.Context, src *stream.Consumer, out chan<- *
 	for range r.cfg.Workers {
 		workers.Go(func() {
 			var take []*stream.Delivery
+			var mem chunkMem
 			for ds := range in {
 				take = append(take[:0], ds...)
 			more:
@@ -73,7 +75,7 @@ func (r *Runner) consume(ctx context.Context, src *stream.Consumer, out chan<- *
 					}
 				}
 				for start := 0; start < len(take); start += chunkMax {
-					r.handleChunk(ctx, take[start:min(start+chunkMax, len(take))], out)
+					r.handleChunk(ctx, take[start:min(start+chunkMax, len(take))], &mem, out)
 				}
 			}
 		})
@@ -93,10 +95,27 @@ func (r *Runner) consume(ctx context.Context, src *stream.Consumer, out chan<- *
 // chunkMax bounds the events one worker takes at once (handleChunk).
 const chunkMax = 64
 
+// chunkMem is the memory a worker reuses from chunk to chunk (handleChunk).
+type chunkMem struct {
+	arena   event.Arena     // the chunk's parsed events
+	scratch mapping.Scratch // one mapping's output at a time (Plan.appendConvert)
+}
+
 // handleChunk converts stored events that were waiting together: the
 // identity graph observes them in one go (ObserveAll: new visitors'
 // profiles are created in one burst), then each is converted.
-func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out chan<- *item) {
+//
+// The events are parsed into mem.arena, which is reset when the chunk is
+// done, and the mappings' outputs are built in mem.scratch: nothing keeps a
+// parsed event, a mapping's output, or a Value within them, past its
+// conversion (the graph, the suppressions and the Format read them during
+// their calls and keep strings, which are the stored text's, not the
+// arena's). A parse into fresh memory cost ~2 KiB of allocation per
+// browser event, zeroed and then scanned by the GC, and a mapping's output
+// ~0.5 KiB (bench/results/convert-2026-12-07-s22.md).
+func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, mem *chunkMem, out chan<- *item) {
+	arena := &mem.arena
+	defer arena.Reset()
 	evs := make([]parsed, 0, len(ds))
 	var obs []identity.Observation // most events, when there is a graph
 	var ts []*tracked              // of obs
@@ -104,7 +123,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 		obs, ts = make([]identity.Observation, 0, len(ds)), make([]*tracked, 0, len(ds))
 	}
 	for _, d := range ds {
-		p, ok := r.parse(ctx, d)
+		p, ok := r.parse(ctx, d, arena)
 		if !ok {
 			continue
 		}
@@ -150,7 +169,7 @@ func (r *Runner) handleChunk(ctx context.Context, ds []*stream.Delivery, out cha
 		if held[p.t] {
 			continue
 		}
-		if !r.convert(ctx, p, checked, &results, out) {
+		if !r.convert(ctx, p, checked, &mem.scratch, &results, out) {
 			return // ctx ended: the rest is not acknowledged, redelivered after restart
 		}
 	}
@@ -257,11 +276,11 @@ type parsed struct {
 	keys    identity.Keys      // for the graph, once (set when observe)
 }
 
-// parse reads one stored event. It returns false when the event needs
-// nothing more (a replay for another destination, an event that does not
-// parse: dead-lettered as unusable, or skipped when the destination does
-// not take its source).
-func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
+// parse reads one stored event, its objects and arrays into arena. It
+// returns false when the event needs nothing more (a replay for another
+// destination, an event that does not parse: dead-lettered as unusable, or
+// skipped when the destination does not take its source).
+func (r *Runner) parse(ctx context.Context, d *stream.Delivery, arena *event.Arena) (parsed, bool) {
 	t := &tracked{Delivery: d}
 	if d.ReplayFor != "" && d.ReplayFor != r.plan.Name {
 		_ = d.Ack() // a replay for another destination
@@ -269,7 +288,7 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 	}
 	r.received.Inc()
 	r.funnel.dest.Received()
-	ev, err := event.ParseString(d.DocString())
+	ev, err := arena.ParseString(d.DocString())
 	if err != nil {
 		// Ingest stores nothing Parse refuses (one nesting limit,
 		// event.MaxDepth), so this is an event stored by an older capstan
@@ -319,15 +338,16 @@ func (r *Runner) parse(ctx context.Context, d *stream.Delivery) (parsed, bool) {
 // convert runs a parsed event through the plan and queues its conversions;
 // false when ctx ended first. checked enriches from the graph (nil: no
 // graph); its error is reset here. The results are made in *results, which
-// the next event reuses (nothing refers to them once queued).
-func (r *Runner) convert(ctx context.Context, p parsed, checked *checkedEnricher, results *[]Result, out chan<- *item) bool {
+// the next event reuses (nothing refers to them once queued), the mappings'
+// outputs in s.
+func (r *Runner) convert(ctx context.Context, p parsed, checked *checkedEnricher, s *mapping.Scratch, results *[]Result, out chan<- *item) bool {
 	t := p.t
 	var enr Enricher
 	if checked != nil {
 		checked.err, checked.keys = nil, p.keys
 		enr = checked
 	}
-	*results = r.Plan().appendConvert(ctx, (*results)[:0], p.ev, t.Source, r.clock.Now(), enr, p.have)
+	*results = r.Plan().appendConvert(ctx, (*results)[:0], p.ev, t.Source, r.clock.Now(), enr, p.have, s)
 	if checked != nil && checked.err != nil {
 		switch {
 		case ctx.Err() != nil:

@@ -18,7 +18,10 @@ import (
 )
 
 // Graph is the identity graph as delivery uses it: learn from every event,
-// enrich conversions. *identity.Graph implements it.
+// enrich conversions. *identity.Graph implements it. The events it is given
+// (an Observation's Event too) are valid only during the call: they are
+// parsed into the runner's reused memory (event.Arena), so it keeps none of
+// their objects or arrays; their strings it may keep.
 type Graph interface {
 	Enricher
 	// EnrichChecked is Enrich returning a failed look-up's error.
@@ -30,7 +33,8 @@ type Graph interface {
 
 // Suppressor tells the events of people deleted on request (privacy
 // suppression). *privacy.Suppressions implements it. Suppressed must be
-// cheap: it is asked about every event.
+// cheap: it is asked about every event, which is valid only during the
+// call (as for Graph).
 type Suppressor interface {
 	Suppressed(ev event.Value) bool
 }

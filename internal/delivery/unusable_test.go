@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstan-gw/capstan/internal/config"
+	"github.com/capstan-gw/capstan/internal/event"
 	"github.com/capstan-gw/capstan/internal/stream"
 )
 
@@ -68,7 +69,7 @@ destinations:
 	for range 2 {
 		select {
 		case d := <-in:
-			if _, ok := r.parse(ctx, d); ok {
+			if _, ok := r.parse(ctx, d, new(event.Arena)); ok {
 				t.Errorf("event %d of %s parsed", d.Seq, d.Source)
 			}
 		case <-time.After(10 * time.Second):

@@ -48,6 +48,69 @@ func ParseString(s string) (Value, error) {
 
 var parserPool = sync.Pool{New: func() any { return new(parser) }}
 
+// An Arena holds the members of the documents it parses, for a caller that
+// parses many documents and is done with all of them at once (delivery
+// parses the events of one chunk, observes and converts them, then takes
+// the next chunk). [Parse] allocates the members of each document anew
+// (~2 KiB for a browser track event, zeroed and scanned by the GC); an
+// Arena hands them out of one reused block, which [Arena.Reset] recycles.
+//
+// A Value from [Arena.ParseString] is valid until the next Reset: its
+// objects and arrays are the Arena's memory, which the parses after Reset
+// overwrite, so no Value, nor any Value within it, may be kept past
+// Reset. Its strings are the parsed text's (or its own, when they
+// held escapes) and stay valid. The zero Arena is ready to use; it is not
+// safe for concurrent use.
+type Arena struct {
+	m []Member // len: the members handed out since Reset
+}
+
+// arenaBlock is the smallest block an Arena allocates, in members (64 KiB):
+// about one delivery chunk of browser events (64 events of ~28 members).
+const arenaBlock = 1024
+
+// arenaKeep bounds the block Reset keeps for reuse, in members (4 MiB):
+// a larger one (huge documents) is left to the GC.
+const arenaKeep = 1 << 16
+
+// ParseString is [ParseString] with the document's members taken from a.
+func (a *Arena) ParseString(s string) (Value, error) {
+	p := parserPool.Get().(*parser)
+	p.from = a
+	v, err := p.parse(s)
+	p.reset()
+	parserPool.Put(p)
+	return v, err
+}
+
+// Reset ends the validity of every Value parsed from a so far, and lets the
+// next parses reuse its memory. It does not clear it: the members left in
+// the block keep the texts they were parsed from reachable until the next
+// parses overwrite them or a is dropped (for delivery, one chunk's events
+// per worker). Clearing cost a pass over the block with the GC's write
+// barriers whenever it runs, for every reset.
+func (a *Arena) Reset() {
+	if cap(a.m) > arenaKeep {
+		a.m = nil
+		return
+	}
+	a.m = a.m[:0]
+}
+
+// block returns spare room for at least n members, to be appended to: the
+// rest of a's block, or a new block that later parses use.
+func (a *Arena) block(n int) []Member {
+	if cap(a.m)-len(a.m) < n {
+		// The old block stays referenced by the Values parsed into it
+		// until they are dropped; a keeps only the new one.
+		a.m = make([]Member, 0, max(n, 2*cap(a.m), arenaBlock))
+	}
+	return a.m[len(a.m):len(a.m)]
+}
+
+// took records that a parse used the first n members of block's room.
+func (a *Arena) took(n int) { a.m = a.m[:len(a.m)+n] }
+
 type parser struct {
 	s       string
 	i       int
@@ -55,12 +118,15 @@ type parser struct {
 	badUTF8 bool     // the input holds invalid UTF-8: check every string
 	stack   []Member // members of the containers being parsed, innermost last
 	arena   []Member // storage handed out to completed containers
+	from    *Arena   // arena's owner; nil: arena is the document's own
+	spilled bool     // arena was replaced (the estimate was short)
 }
 
 func (p *parser) reset() {
 	clear(p.stack[:cap(p.stack)])
 	p.stack = p.stack[:0]
 	p.arena = nil
+	p.from, p.spilled = nil, false
 	p.s = ""
 	if cap(p.stack) > 4096 {
 		p.stack = nil // do not keep a huge scratch buffer in the pool
@@ -76,9 +142,23 @@ func (p *parser) parse(s string) (Value, error) {
 	// bound looser). Members take at least two bytes of text.
 	n := strings.Count(s, ",") + strings.Count(s, "{") + strings.Count(s, "[")
 	if n = min(n, len(s)/2+1); n > 0 {
-		p.arena = make([]Member, 0, n)
+		if p.from != nil {
+			p.arena = p.from.block(n)
+		} else {
+			p.arena = make([]Member, 0, n)
+		}
 	}
 	v, err := p.value()
+	if p.from != nil && n > 0 {
+		// What this document took of the Arena's block, also when it
+		// failed (its members are not reused before Reset either way);
+		// after a spill, all of the block's room, part of it being used.
+		if p.spilled {
+			p.from.took(cap(p.from.m) - len(p.from.m))
+		} else {
+			p.from.took(len(p.arena))
+		}
+	}
 	if err != nil {
 		return Value{}, err
 	}
@@ -435,6 +515,7 @@ func (p *parser) take(base int) []Member {
 	n := len(p.stack) - base
 	if cap(p.arena)-len(p.arena) < n {
 		p.arena = make([]Member, 0, max(n, 16)) // only when the estimate was short
+		p.spilled = true
 	}
 	start := len(p.arena)
 	p.arena = append(p.arena, p.stack[base:]...)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,6 +104,9 @@ type Graph struct {
 	seen   *seen
 	nc     *nats.Conn
 	forget string // subject of deletion notices (forgetSubject)
+	// compact: profiles are written in the compact encoding (recordbin.go),
+	// on the local store; JSON on the bucket and through Remote.
+	compact bool
 }
 
 // Open creates the bucket, or binds it and updates its TTL and replicas
@@ -167,17 +169,19 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 			return nil, err
 		}
 	}
-	if l, ok := st.(*Local); ok {
+	l, compact := st.(*Local)
+	if compact {
 		l.bind(cfg.TTL, cfg.Now)
 	}
 	g := &Graph{
-		cfg:    cfg,
-		store:  st,
-		log:    log,
-		lim:    limiter{logger: log, every: time.Minute},
-		memo:   memo{ttl: cfg.MemoTTL},
-		seen:   newSeen(seenGeneration),
-		forget: forgetSubject(cfg.Bucket),
+		cfg:     cfg,
+		store:   st,
+		log:     log,
+		lim:     limiter{logger: log, every: time.Minute},
+		memo:    memo{ttl: cfg.MemoTTL},
+		seen:    newSeen(seenGeneration),
+		forget:  forgetSubject(cfg.Bucket),
+		compact: compact,
 	}
 	if js == nil {
 		return g, nil
@@ -326,7 +330,8 @@ func profileKeyOf(prefix, id string) string {
 func isUser(key string) bool { return len(key) > 2 && key[:2] == userPrefix }
 func isAnon(key string) bool { return len(key) > 2 && key[:2] == anonPrefix }
 
-// record is a profile as stored (JSON). Times are Unix milliseconds.
+// record is a profile as stored: JSON (the json tags), or compact on the
+// local store (recordbin.go). Times are Unix milliseconds.
 type record struct {
 	// LiFatID is the newest captured li_fat_id, LiFatAt its event time.
 	LiFatID string `json:"lfi,omitempty"`
@@ -378,6 +383,15 @@ func (r *record) user() string {
 	return ""
 }
 
+// encode returns r as the graph's store keeps it: compact on the local
+// store, JSON elsewhere.
+func (g *Graph) encode(r *record) []byte {
+	if g.compact {
+		return r.encodeBinary()
+	}
+	return r.marshal()
+}
+
 // entry is a loaded profile with what the compare-and-set needs.
 type entry struct {
 	rec    record
@@ -407,7 +421,7 @@ func (g *Graph) read(ctx context.Context, key string) (entry, error) {
 		return entry{rev: s.rev}, nil
 	}
 	out := entry{rev: s.rev, at: s.at, exists: true}
-	if err := json.Unmarshal(s.data, &out.rec); err != nil {
+	if err := decodeRecord(s.data, &out.rec); err != nil {
 		// An unreadable value is overwritten by the next change rather
 		// than blocking the profile for ever.
 		g.lim.warn("corrupt", "unreadable identity profile replaced", err)
@@ -483,7 +497,7 @@ func (g *Graph) update(ctx context.Context, key string, start *entry, fn func(r 
 		if !e.exists {
 			r.First = now.UnixMilli()
 		}
-		rev, err := g.store.put(ctx, key, r.marshal(), e.rev, now)
+		rev, err := g.store.put(ctx, key, g.encode(&r), e.rev, now)
 		if err == nil {
 			g.memo.put(key, entry{rec: r, rev: rev, at: now, exists: true})
 			g.seen.add(key)

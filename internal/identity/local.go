@@ -46,13 +46,22 @@ const walSync = localdb.WALSync
 var ErrLocalInUse = errors.New("identity store in use by another process")
 
 // localFormat is the version of the local store's layout, under
-// formatKey. Another version is refused rather than read wrong.
-const localFormat = "capstan-identity-pebble-1"
+// formatKey. Another version is refused rather than read wrong. Format 2
+// writes profiles in the compact encoding (recordbin.go); it reads the
+// JSON ones of format 1 too, which OpenLocal upgrades in place (the
+// marker only: each profile is rewritten compact at its next change).
+// A binary that knows only format 1 refuses a store of format 2 instead of
+// reading its profiles as unreadable and replacing them.
+const (
+	localFormat  = "capstan-identity-pebble-2"
+	localFormat1 = "capstan-identity-pebble-1"
+)
 
 // The local store's keys: the profile key's kind byte ('u' or 'a') and
 // the 32 bytes of its SHA-256 (the hex of the bucket's keys, decoded);
 // meta keys start with 'm'. A value is the revision (8 bytes, big-endian),
-// the write time (Unix ms, 8 bytes) and the profile's JSON.
+// the write time (Unix ms, 8 bytes) and the profile: compact (recordbin.go),
+// or JSON if written before format 2 or through Remote.
 var formatKey = []byte("mformat")
 
 // LocalConfig configures OpenLocal. The zero value of a field but Dir
@@ -130,11 +139,37 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 		return nil, fmt.Errorf("open identity store %s (damaged? it is derived data: remove the directory to start an empty graph): %w", cfg.Dir, err)
 	}
 	l := &Local{store: store, db: store.DB, filter: store.Filter(), dir: cfg.Dir}
+	if err := l.upgradeFormat(log); err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
+	}
 	if err := store.CheckFormat(formatKey, localFormat); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("open identity store %s: %w", cfg.Dir, err)
 	}
 	return l, nil
+}
+
+// upgradeFormat marks a store of format 1 as format 2 (synced), which
+// reads its JSON profiles as they are.
+func (l *Local) upgradeFormat(log *slog.Logger) error {
+	v, c, err := l.db.Get(formatKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil // new: CheckFormat writes it
+	}
+	if err != nil {
+		return fmt.Errorf("read format: %w", err)
+	}
+	old := string(v)
+	_ = c.Close()
+	if old != localFormat1 {
+		return nil
+	}
+	if err := l.db.Set(formatKey, []byte(localFormat), pebble.Sync); err != nil {
+		return fmt.Errorf("upgrade format: %w", err)
+	}
+	log.Info("identity store format upgraded: profiles are written compact from now on", "from", old, "to", localFormat)
+	return nil
 }
 
 // bind sets the TTL and clock (the Graph's, at Open) and starts the sweep

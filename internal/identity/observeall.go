@@ -110,7 +110,7 @@ func (g *Graph) burst(ctx context.Context, cs []*create, now time.Time, errs []e
 	}
 	keys, data := make([]string, len(cs)), make([][]byte, len(cs))
 	for j, c := range cs {
-		keys[j], data[j] = c.key, c.rec.marshal()
+		keys[j], data[j] = c.key, g.encode(&c.rec)
 	}
 	revs, werrs := g.store.createAll(ctx, keys, data, now)
 	stored := make([]*create, 0, len(cs))

@@ -87,7 +87,7 @@ func (l *Local) answer(req remoteRequest) remoteReply {
 	switch {
 	case req.Op == "get" && one:
 		s, err := l.get(ctx, req.Keys[0])
-		return remoteReply{Err: toRemote(err), Data: s.data, Rev: s.rev, At: s.at.UnixMilli(), Exists: s.exists}
+		return remoteReply{Err: toRemote(err), Data: jsonRecord(s.data), Rev: s.rev, At: s.at.UnixMilli(), Exists: s.exists}
 	case req.Op == "put" && one && len(req.Data) == 1:
 		rev, err := l.put(ctx, req.Keys[0], req.Data[0], req.Rev, time.UnixMilli(req.At))
 		return remoteReply{Err: toRemote(err), Rev: rev}
@@ -200,4 +200,19 @@ func CheckpointRemote(ctx context.Context, nc *nats.Conn, dir string) error {
 
 func (remote) each(context.Context, func(string, stored) error) error {
 	return errors.New("identity store of the running capstan: listing its profiles is for that process only")
+}
+
+// jsonRecord returns a stored profile as JSON, the encoding of Remote's
+// requests and replies, which tools of an older version read too: a
+// compact one (recordbin.go) is re-encoded; an unreadable one is sent as
+// it is (the tool reports it unreadable, as this process would).
+func jsonRecord(data []byte) []byte {
+	if len(data) == 0 || data[0] != recordBinary {
+		return data
+	}
+	var r record
+	if decodeRecord(data, &r) != nil {
+		return data
+	}
+	return r.marshal()
 }

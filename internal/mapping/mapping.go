@@ -174,12 +174,77 @@ func (m *Mapping) Apply(ev event.Value) (event.Value, error) {
 	if ev.Kind() != event.Object {
 		return event.Value{}, &ApplyError{Msg: "the event must be a JSON object, got " + kindArticle(ev.Kind())}
 	}
-	c := evalCtx{hint: m.hint}
-	v, err := m.root.eval(&c, ev)
+	return m.apply(&evalCtx{hint: m.hint}, ev)
+}
+
+// A Scratch is memory that [Mapping.ApplyScratch] reuses from one event to
+// the next. The zero Scratch is ready to use; it is not safe for
+// concurrent use.
+type Scratch struct{ c evalCtx }
+
+// ApplyScratch is [Mapping.Apply] building the output's objects and arrays
+// in s: the output is valid only until the next ApplyScratch with s, which
+// overwrites them; keep none of its objects or arrays past it (its strings
+// stay valid). Apply allocates them anew for each event (~0.5 KiB for
+// LinkedIn's default fields), for a Format that reads them once
+// (delivery.Format.Build).
+func (m *Mapping) ApplyScratch(ev event.Value, s *Scratch) (event.Value, error) {
+	if ev.Kind() != event.Object {
+		return m.Apply(ev)
+	}
+	s.c.arena, s.c.hint = s.c.arena[:0], m.hint
+	return m.apply(&s.c, ev)
+}
+
+func (m *Mapping) apply(c *evalCtx, ev event.Value) (event.Value, error) {
+	v, err := evalOut(c, m.root, ev)
 	if err != nil {
 		return event.Value{}, err
 	}
-	return v.WithoutUndefined(), nil
+	return v.WithoutUndefined(), nil // what directives' results still hold
+}
+
+// evalOut evaluates n where its value is part of the output as it stands:
+// the root and the plain objects and arrays under it, not under a
+// directive. There, members that resolve to Undefined are left out and
+// Undefined elements become null as the containers are built, which
+// Value.WithoutUndefined would do afterwards by copying them (most events
+// lack some mapped field: a copy of the output per event). Under a
+// directive, objects keep their Undefined members, as Segment's resolved
+// objects keep their undefined keys until the end (@merge, for one, lets
+// an undefined member replace a defined one).
+func evalOut(c *evalCtx, n node, payload event.Value) (event.Value, error) {
+	switch n := n.(type) {
+	case *objectNode:
+		m := c.alloc(len(n.kids))
+		j := 0
+		for i, k := range n.kids {
+			v, err := evalOut(c, k, payload)
+			if err != nil {
+				return event.Value{}, err
+			}
+			if v.Kind() == event.Undefined {
+				continue
+			}
+			m[j] = event.Member{Key: n.keys[i], Value: v}
+			j++
+		}
+		return event.ObjectOfDistinct(m[:j:j]), nil
+	case *arrayNode:
+		m := c.alloc(len(n.kids))
+		for i, k := range n.kids {
+			v, err := evalOut(c, k, payload)
+			if err != nil {
+				return event.Value{}, err
+			}
+			if v.Kind() == event.Undefined {
+				v = event.NullValue()
+			}
+			m[i].Value = v
+		}
+		return event.ArrayOf(m), nil
+	}
+	return n.eval(c, payload)
 }
 
 // Document returns the mapping as written (for a mapping made by

@@ -3,6 +3,9 @@ package linkedin
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/capstan-gw/capstan/internal/delivery"
@@ -30,6 +33,7 @@ type Format struct {
 	builder   *capi.Builder
 	rc        capi.RequestConfig
 	batchSize int
+	enriched  enrichedMaps
 }
 
 // NewFormat returns the Format of cfg.
@@ -73,16 +77,17 @@ func (f *Format) DefaultFields() []byte { return capi.DefaultMapping() }
 func (f *Format) Build(r *delivery.Route, fields event.Value, ids identity.Captured, now time.Time) (delivery.Payload, error) {
 	var p delivery.Payload
 	af := actionFields(fields)
+	var from enrichedFrom // where the fields enrichment filled come from
 	if ids.LiFatID != "" && af.LinkedInUUID.Blank() && !r.Removed(capi.FieldLinkedInUUID) {
 		af.LinkedInUUID = capi.MappedString(ids.LiFatID)
-		p.Enriched = map[string]string{capi.FieldLinkedInUUID: ids.LiFatIDFrom}
+		from.lfi, from.hasLfi = ids.LiFatIDFrom, true
 	}
 	if ids.Email != "" && af.Email.Blank() && !r.Removed(capi.FieldEmail) {
 		af.Email = capi.MappedString(ids.Email)
-		if p.Enriched == nil {
-			p.Enriched = map[string]string{}
-		}
-		p.Enriched[capi.FieldEmail] = ids.EmailFrom
+		from.email, from.hasEmail = ids.EmailFrom, true
+	}
+	if from.hasLfi || from.hasEmail {
+		p.Enriched = f.enriched.get(from)
 	}
 	batching, err := capi.BatchingOf(&af)
 	if err != nil {
@@ -175,4 +180,66 @@ func (f *Format) Requests(ps []delivery.Payload) ([]delivery.Request, error) {
 		}
 	}
 	return reqs, nil
+}
+
+// enrichedFrom is what a payload's Enriched says: where its linkedInUUID
+// and its email came from, for the fields enrichment filled.
+type enrichedFrom struct {
+	lfi, email       string
+	hasLfi, hasEmail bool
+}
+
+// enrichedMaps hands out one Payload.Enriched map per enrichedFrom, shared
+// by every payload that says the same: a map of its own per conversion
+// (most returning visitors' conversions are enriched) cost an allocation
+// and a hash insert each, for a handful of distinct contents (the
+// …From names are capture's field names, the cookie's and the graph's).
+// The maps are never written once handed out; Payload.Enriched is read
+// only. Lock-free reads of a copy-on-write map; at most enrichedMax
+// entries, beyond which a payload gets a map of its own.
+type enrichedMaps struct {
+	m  atomic.Pointer[map[enrichedFrom]map[string]string]
+	mu sync.Mutex // serialises additions
+}
+
+// enrichedMax bounds the distinct Enriched maps a Format keeps.
+const enrichedMax = 64
+
+func (e *enrichedMaps) get(k enrichedFrom) map[string]string {
+	if m := e.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	v := map[string]string{}
+	if k.hasLfi {
+		v[capi.FieldLinkedInUUID] = k.lfi
+	}
+	if k.hasEmail {
+		v[capi.FieldEmail] = k.email
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.m.Load()
+	if old != nil {
+		if w, ok := (*old)[k]; ok {
+			return w
+		}
+		if len(*old) >= enrichedMax {
+			return v
+		}
+	}
+	next := make(map[enrichedFrom]map[string]string, 1+len(ptrMap(old)))
+	maps.Copy(next, ptrMap(old))
+	next[k] = v
+	e.m.Store(&next)
+	return v
+}
+
+// ptrMap returns *m, nil for a nil m.
+func ptrMap(m *map[enrichedFrom]map[string]string) map[enrichedFrom]map[string]string {
+	if m == nil {
+		return nil
+	}
+	return *m
 }
