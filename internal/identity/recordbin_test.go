@@ -43,45 +43,7 @@ func TestRecordBinary(t *testing.T) {
 	h64 := "0f3c9e1d" + strings.Repeat("a1b2c3d4", 7)
 	strs := []string{"", h64, "u." + h64, "a." + h64, "x." + h64, strings.ToUpper(h64), h64[:63], "a." + h64[:63] + "g",
 		"AQHx-li_fat_id", "quote\" back\\slash", "bad \xff utf8", "ünïcödé 日本", strings.Repeat("x", 200), "\x01"}
-	str := func() string { return strs[rng.IntN(len(strs))] }
-	num := func() int64 {
-		switch rng.IntN(3) {
-		case 0:
-			return 0
-		case 1:
-			return -rng.Int64N(1e6)
-		}
-		return rng.Int64N(1 << 62)
-	}
-	list := func() []string {
-		switch rng.IntN(4) {
-		case 0:
-			return nil
-		case 1:
-			return []string{}
-		}
-		l := make([]string, 1+rng.IntN(4))
-		for i := range l {
-			l[i] = str()
-		}
-		return l
-	}
-	var gen func(depth int) record
-	gen = func(depth int) record {
-		r := record{LiFatID: str(), LiFatAt: num(), Email: str(), EmailAt: num(), Links: list(), AliasOf: str(), Groups: list(), First: num()}
-		if depth == 0 && rng.IntN(2) == 0 {
-			r.Scoped = map[string]*record{}
-			for range rng.IntN(4) {
-				if rng.IntN(5) == 0 {
-					r.Scoped[str()] = nil
-					continue
-				}
-				p := gen(1)
-				r.Scoped[str()] = &p
-			}
-		}
-		return r
-	}
+	gen := randomRecords(rng, strs, 1<<62)
 	for i := range 2000 {
 		r := gen(0)
 		if i == 0 {

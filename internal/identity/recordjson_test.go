@@ -16,45 +16,7 @@ func TestRecordJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	strs := []string{"", "a.0f3c", "u.9e1d", "AQHx-li_fat_id", "grp <1> & co", "quote\" back\\slash", "ctl\x01\n\t", "bad \xff utf8",
 		"line\u2028sep\u2029", "ünïcödé 日本", strings.Repeat("x", 200)}
-	str := func() string { return strs[rng.IntN(len(strs))] }
-	num := func() int64 {
-		switch rng.IntN(3) {
-		case 0:
-			return 0
-		case 1:
-			return -rng.Int64N(1e6)
-		}
-		return rng.Int64N(1 << 50)
-	}
-	list := func() []string {
-		switch rng.IntN(4) {
-		case 0:
-			return nil
-		case 1:
-			return []string{}
-		}
-		l := make([]string, 1+rng.IntN(4))
-		for i := range l {
-			l[i] = str()
-		}
-		return l
-	}
-	var gen func(depth int) record
-	gen = func(depth int) record {
-		r := record{LiFatID: str(), LiFatAt: num(), Email: str(), EmailAt: num(), Links: list(), AliasOf: str(), Groups: list(), First: num()}
-		if depth == 0 && rng.IntN(2) == 0 {
-			r.Scoped = map[string]*record{}
-			for range rng.IntN(4) {
-				if rng.IntN(5) == 0 {
-					r.Scoped[str()] = nil
-					continue
-				}
-				p := gen(1)
-				r.Scoped[str()] = &p
-			}
-		}
-		return r
-	}
+	gen := randomRecords(rng, strs, 1<<50)
 	for i := range 5000 {
 		r := gen(0)
 		if i == 0 {
@@ -129,4 +91,51 @@ func TestRecordJSONCoversEveryField(t *testing.T) {
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("appendJSON = %v, json.Marshal = %v", b, a)
 	}
+}
+
+// randomRecords returns a generator of varied profiles for the encodings'
+// round-trip tests: each string field one of strs, numbers zero, negative
+// or below numMax, lists nil, empty or of one to four strings, and at depth
+// 0 half of them with up to three scoped parts (nil ones among them).
+func randomRecords(rng *rand.Rand, strs []string, numMax int64) func(depth int) record {
+	str := func() string { return strs[rng.IntN(len(strs))] }
+	num := func() int64 {
+		switch rng.IntN(3) {
+		case 0:
+			return 0
+		case 1:
+			return -rng.Int64N(1e6)
+		}
+		return rng.Int64N(numMax)
+	}
+	list := func() []string {
+		switch rng.IntN(4) {
+		case 0:
+			return nil
+		case 1:
+			return []string{}
+		}
+		l := make([]string, 1+rng.IntN(4))
+		for i := range l {
+			l[i] = str()
+		}
+		return l
+	}
+	var gen func(depth int) record
+	gen = func(depth int) record {
+		r := record{LiFatID: str(), LiFatAt: num(), Email: str(), EmailAt: num(), Links: list(), AliasOf: str(), Groups: list(), First: num()}
+		if depth == 0 && rng.IntN(2) == 0 {
+			r.Scoped = map[string]*record{}
+			for range rng.IntN(4) {
+				if rng.IntN(5) == 0 {
+					r.Scoped[str()] = nil
+					continue
+				}
+				p := gen(1)
+				r.Scoped[str()] = &p
+			}
+		}
+		return r
+	}
+	return gen
 }
