@@ -142,8 +142,12 @@ type appender struct {
 }
 
 type pending struct {
-	recs    []record // records to append as they are (appender.Append)
-	evs     []Event  // or events to store in segments (appendEvents)
+	recs []record // records to append as they are (appender.Append)
+	evs  []Event  // or events to store in segments (appendEvents)
+	// pre is what the caller's goroutine built of evs before queueing
+	// (prebuild.go); nil: nothing. Whoever takes the request out of the
+	// queue releases it: the commit, or enqueue.
+	pre     *prebuilt
 	results []Result
 	done    chan struct{}
 	// released is closed once the commit that took the request reads
@@ -223,7 +227,9 @@ func (a *appender) appendEvents(ctx context.Context, evs []Event) ([]Result, err
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	return a.enqueue(ctx, newPending(nil, evs))
+	p := newPending(nil, evs)
+	p.pre = a.prebuild(evs)
+	return a.enqueue(ctx, p)
 }
 
 // enqueue queues p for a commit and waits for its results. If ctx ends
@@ -239,10 +245,12 @@ func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 	a.mu.Lock()
 	if a.stopped {
 		a.mu.Unlock()
+		p.pre.release()
 		return nil, errors.New("event store is shutting down")
 	}
 	if a.queued > 0 && a.queued+p.size() > a.cfg.MaxQueued {
 		a.mu.Unlock()
+		p.pre.release()
 		return nil, ErrOverloaded
 	}
 	p.queued = time.Now()
@@ -258,7 +266,9 @@ func (a *appender) enqueue(ctx context.Context, p *pending) ([]Result, error) {
 		return p.results, nil
 	case <-ctx.Done():
 	}
-	if !a.unqueue(p) {
+	if a.unqueue(p) {
+		p.pre.release()
+	} else {
 		<-p.released
 	}
 	return nil, ctx.Err()
@@ -492,13 +502,16 @@ func (a *appender) commitAll(ctx context.Context, batch []*pending) {
 	released := 0
 	for start := 0; start < len(evs); start += a.cfg.MaxBatch {
 		end := min(start+a.cfg.MaxBatch, len(evs))
-		a.commitEvents(ctx, evs[start:end], eres[start:end], func() {
+		a.commitEvents(ctx, evs[start:end], eres[start:end], chunkParts(evReqs, start, end), func() {
 			for released < len(evReqs) && through+len(evReqs[released].evs) <= end {
 				through += len(evReqs[released].evs)
 				close(evReqs[released].released)
 				released++
 			}
 		})
+	}
+	for _, p := range evReqs {
+		p.pre.release()
 	}
 	for _, p := range batch {
 		close(p.done)

@@ -61,16 +61,25 @@ type dupOf struct {
 	o keyOwner
 }
 
-// commitEvents stores one chunk of events (at most MaxBatch). It calls
-// built once it reads evs no more: its segments are built, and the write,
-// the sync and the index read only them and its own scratch.
-func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result, built func()) {
+// commitEvents stores one chunk of events (at most MaxBatch), of the
+// requests parts (chunkParts), with what their goroutines prebuilt. It
+// calls built once it reads evs no more: its segments are built, and the
+// write, the sync and the index read only them and its own scratch.
+func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result, parts []reqPart, built func()) {
 	sc := getScratch(len(evs))
 	defer putScratch(sc)
 	keys, keyed, ids, skip := sc.keys, sc.keyed, sc.ids, sc.skip
-	for i, ev := range evs {
-		if src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID); ok {
-			keys[i], keyed[i], ids[i] = a.hashKey(src, id), true, id
+	for _, rp := range parts {
+		for j := range rp.n {
+			i, ev := rp.start+j, evs[rp.start+j]
+			if rp.pre == nil {
+				if src, id, ok := keyOf(ev.Source, ev.MessageID, ev.DedupID); ok {
+					keys[i], keyed[i], ids[i] = a.hashKey(src, id), true, id
+				}
+			} else if rp.pre.keyed[rp.off+j] {
+				_, id, _ := keyOf(ev.Source, ev.MessageID, ev.DedupID)
+				keys[i], keyed[i], ids[i] = rp.pre.keys[rp.off+j], true, id
+			}
 		}
 	}
 	c := &segCommit{done: make(chan struct{})}
@@ -170,16 +179,9 @@ func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result
 					sids = nil // an event without id: the segment has none either
 				}
 			}
-			plain := getFrame()
-			*plain = appendSegment((*plain)[:0], sevs)
-			frames[n] = getFrame()
-			data, version := a.eng.segmentData((*frames[n])[:0], *plain)
-			if version == segVersion {
-				frames[n], plain = plain, frames[n]
-			} else {
-				*frames[n] = data // to the pool with its array, grown or not
-			}
-			putFrame(plain) // segmentData copied it, or it is unused
+			var data []byte
+			var version string
+			frames[n], data, version = a.buildSegment(sevs, s.evs, parts)
 			recs[n] = record{Subject: segSubject(s.src), Header: segHeader(s.src, version), Data: data}
 			if sids != nil {
 				recs[n].MsgID = segmentID(s.src, sids)

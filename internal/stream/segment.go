@@ -109,7 +109,13 @@ func encodeSegment(evs []*Event) []byte { return appendSegment(nil, evs) }
 // segmentBound is the most bytes the frame of evs takes: exact unless a
 // header value is cut or cleaned (headerValue), which only shortens it.
 func segmentBound(evs []*Event) int {
-	n := uvarintLen(uint64(len(evs)))
+	return uvarintLen(uint64(len(evs))) + recordsBound(evs)
+}
+
+// recordsBound is segmentBound without the count: the most bytes the
+// records of evs take (appendRecords).
+func recordsBound(evs []*Event) int {
+	n := 0
 	for _, ev := range evs {
 		n += 1 + stringSize(len(ev.Type)) + stringSize(len(ev.MessageID)) +
 			stringSize(len(ev.RequestID)) + stringSize(len(ev.UserAgent)) +
@@ -136,12 +142,29 @@ func uvarintLen(v uint64) int {
 // for it, the frame gets a new array of at least segmentBound's size
 // (frameCap), so that it is never copied as it grows.
 func appendSegment(dst []byte, evs []*Event) []byte {
-	b := dst
-	if n := segmentBound(evs); cap(b)-len(b) < n {
-		b = make([]byte, len(dst), frameCap(len(dst)+n))
-		copy(b, dst)
-	}
+	b := growFrame(dst, segmentBound(evs))
 	b = binary.AppendUvarint(b, uint64(len(evs)))
+	return appendRecords(b, evs)
+}
+
+// growFrame returns dst with room for n more bytes: dst itself, or its
+// bytes copied into a new array of frameCap's size, so that a frame is
+// never copied as it grows.
+func growFrame(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	b := make([]byte, len(dst), frameCap(len(dst)+n))
+	copy(b, dst)
+	return b
+}
+
+// appendRecords appends the records of evs, a frame without its count, to
+// b, which should have room for them (recordsBound: append would copy it as
+// it grows). A frame's records are its events' records one after the
+// other, so the records of a run of events encoded on their own
+// (prebuild.go) are a part of any frame that holds the run.
+func appendRecords(b []byte, evs []*Event) []byte {
 	var reqID, ua, lfi cleanHeader
 	for _, ev := range evs {
 		b = append(b, 0)
