@@ -62,7 +62,7 @@ type dupOf struct {
 }
 
 // commitEvents stores one chunk of events (at most MaxBatch), of the
-// requests parts (chunkParts), with what their goroutines prebuilt. It
+// requests' parts (chunkParts), with what their goroutines prebuilt. It
 // calls built once it reads evs no more: its segments are built, and the
 // write, the sync and the index read only them and its own scratch.
 func (a *appender) commitEvents(ctx context.Context, evs []*Event, res []*Result, parts []reqPart, built func()) {
