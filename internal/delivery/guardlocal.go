@@ -244,7 +244,7 @@ func (l *GuardLocal) get(_ context.Context, key string) ([]byte, bool, error) {
 	return l.read(k)
 }
 
-// createAll creates the claims' keys in one batch (createKeys).
+// createAll creates the claims' keys (createKeys).
 func (l *GuardLocal) createAll(ctx context.Context, cg *claimGroup, claims []*guardCheck) (slow []*guardCheck, created bool) {
 	keys, values := make([]string, len(claims)), make([][]byte, len(claims))
 	vals := make([]byte, len(claims)*groupedLen)
@@ -267,8 +267,9 @@ func (l *GuardLocal) createAll(ctx context.Context, cg *claimGroup, claims []*gu
 	return slow, created
 }
 
-// createKeys writes each key's value where the key is absent (or expired)
-// in one batch, without sync (sync follows), holding the keys' locks.
+// createKeys writes each key's value where the key is absent (or expired),
+// claimCommit keys a write, without sync (sync follows), holding the keys'
+// locks.
 // errs[i] is nil when key i was created, errClaimExists when it exists.
 func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byte) []error {
 	errs := make([]error, len(keys))
@@ -359,18 +360,18 @@ func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byt
 // claimCommit is how many claims createKeys commits in one write: well
 // under pebble's large-batch threshold (half a memtable; a claim reserves
 // about 250 bytes of a memtable while its batch is applied, pebble's
-// largest skiplist node, so 1000 claims reserve 250 KB of the smallest
-// memtable of 1 MiB). A batch above it is not applied to the memtable but
-// queued as a memtable of its own, which rotates the memtable and is
-// flushed on its own: with delivery's batches of 5000 claims (1.25 MB
-// reserved, above the 1 MiB threshold of the default 16 MiB's memtables
-// of 2 MiB) every batch became an L0 table of ~280 KB, 226 flushes for
-// the 1.16 million claims of one delivery.sh run, and the compactions of
-// those small tables 7.3% of capstan's CPU (docs/storage.md, "The eventId
-// guard's writes (session 24)"). The claims are durable only at the sync
-// that follows (guard.check) in any case, so committing them in parts
-// changes nothing a crash could show: nothing is sent under a claim
-// before that sync.
+// largest skiplist node, so 1000 claims reserve 250 KB, under the 512 KiB
+// threshold of the smallest memtables, 1 MiB). A batch above it is not
+// applied to the memtable but queued as a memtable of its own, which
+// rotates the memtable and is flushed on its own: with delivery's batches
+// of 5000 claims (1.25 MB reserved, above the 1 MiB threshold of the
+// default 16 MiB's memtables of 2 MiB) every batch became an L0 table of
+// ~280 KB, 226 flushes for the 1.16 million claims of one delivery.sh
+// run, and the compactions of those small tables 7.3% of capstan's CPU
+// (docs/storage.md, "The eventId guard's claims in the memtable (session
+// 24)"). The claims are durable only at the sync that follows
+// (guard.check) in any case, so committing them in parts changes nothing
+// a crash could show: nothing is sent under a claim before that sync.
 const claimCommit = 1000
 
 // errClaimExists: a create found its key.
