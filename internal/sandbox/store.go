@@ -76,46 +76,68 @@ type conversionStore struct {
 }
 
 // ring is a FIFO of conversions bounded by the store's max: it grows to max,
-// then each push overwrites the oldest.
+// then each push overwrites the oldest. It grows by blocks of ringBlock
+// conversions rather than by one slice: a slice that doubles copies
+// everything kept so far into fresh memory, which took a quarter of the
+// sandbox's CPU when it kept millions (bench/delivery.sh).
 type ring struct {
-	items []Conversion // items[start:] then items[:start], oldest first
-	start int          // 0 until the ring is full
+	blocks [][]Conversion // all full but the last, each ringBlock long when full
+	n      int            // conversions kept
+	start  int            // index of the oldest, 0 until the ring is full
 }
 
-func (r *ring) len() int { return len(r.items) }
+// ringBlock is the number of conversions a ring's block holds, ~150 KiB.
+const ringBlock = 1024
+
+func (r *ring) len() int { return r.n }
+
+// at returns the conversion at index i (0 ≤ i < r.n) of the ring's storage.
+func (r *ring) at(i int) *Conversion { return &r.blocks[i/ringBlock][i%ringBlock] }
 
 // push appends c and drops the oldest beyond max, returning how many.
 func (r *ring) push(c Conversion, max int) int {
 	switch {
 	case max <= 0:
 		return 1
-	case len(r.items) < max:
-		r.items = append(r.items, c)
+	case r.n < max:
+		last := len(r.blocks) - 1
+		if last < 0 || len(r.blocks[last]) == cap(r.blocks[last]) {
+			r.blocks = append(r.blocks, make([]Conversion, 0, min(ringBlock, max-r.n)))
+			last++
+		}
+		r.blocks[last] = append(r.blocks[last], c)
+		r.n++
 		return 0
 	}
-	r.items[r.start] = c
-	r.start = (r.start + 1) % len(r.items)
+	*r.at(r.start) = c
+	r.start = (r.start + 1) % r.n
 	return 1
 }
 
-// live returns the conversions, oldest first, in two parts.
-func (r *ring) live() ringCursor { return ringCursor{r.items[r.start:], r.items[:r.start]} }
+// live returns a cursor over the conversions, oldest first.
+func (r *ring) live() ringCursor { return ringCursor{r: r, i: r.start, left: r.n} }
 
 // ringCursor walks a ring's conversions, oldest first.
-type ringCursor struct{ a, b []Conversion }
+type ringCursor struct {
+	r    *ring
+	i    int // index of the next conversion
+	left int // conversions not yet popped
+}
 
 // peek returns the next conversion, nil at the end.
 func (rc *ringCursor) peek() *Conversion {
-	if len(rc.a) == 0 {
-		rc.a, rc.b = rc.b, nil
-	}
-	if len(rc.a) == 0 {
+	if rc.left == 0 {
 		return nil
 	}
-	return &rc.a[0]
+	return rc.r.at(rc.i)
 }
 
-func (rc *ringCursor) pop() { rc.a = rc.a[1:] }
+func (rc *ringCursor) pop() {
+	rc.left--
+	if rc.i++; rc.i == rc.r.n {
+		rc.i = 0
+	}
+}
 
 type dedupKey struct {
 	rule    int64
