@@ -356,12 +356,14 @@ func TestIsHexHashAndAmount(t *testing.T) {
 	}
 }
 
-// TestRingOrder checks the conversion ring against a plain FIFO.
+// TestRingOrder checks the conversion ring against a plain FIFO, with maxima
+// within one block and across blocks (a last block shorter than the others
+// included).
 func TestRingOrder(t *testing.T) {
-	for _, max := range []int{1, 2, 3, 7} {
+	for _, max := range []int{1, 2, 3, 7, ringBlock, ringBlock + 1, 2*ringBlock + 5} {
 		var r ring
 		var fifo []Conversion
-		for i := range 20 {
+		for i := range 2*max + 20 {
 			c := Conversion{Seq: int64(i + 1)}
 			dropped := r.push(c, max)
 			fifo = append(fifo, c)
@@ -371,6 +373,16 @@ func TestRingOrder(t *testing.T) {
 			}
 			if dropped != want || r.len() != len(fifo) {
 				t.Fatalf("max %d push %d: dropped %d len %d, want %d %d", max, i, dropped, r.len(), want, len(fifo))
+			}
+			held := 0
+			for _, b := range r.blocks {
+				held += cap(b)
+			}
+			if held > max {
+				t.Fatalf("max %d push %d: blocks hold %d conversions", max, i, held)
+			}
+			if max > 16 && i%(max/4) > 1 && i < 2*max {
+				continue // every push is checked up to 16; above, around a few
 			}
 			var got []Conversion
 			for cur := r.live(); cur.peek() != nil; cur.pop() {

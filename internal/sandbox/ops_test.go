@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -151,6 +154,74 @@ func TestRetentionAndDedupBound(t *testing.T) {
 	}
 	if len(cs.dedup) != 100 || len(cs.dedupQueue)-cs.dedupStart > 4*100+1024 || cs.len() != 10 {
 		t.Errorf("dedup %d, queue %d, kept %d", len(cs.dedup), len(cs.dedupQueue)-cs.dedupStart, cs.len())
+	}
+}
+
+// TestDedupSetModel checks the de-duplication set against a plain model
+// (the dedupMax keys remembered last, each with the time it was remembered),
+// with keys remembered again after the window: the refs they leave behind
+// are stale, and eviction must tell them from live ones. With fewer keys
+// than the set holds, nothing is evicted and the stale refs are dropped by
+// the queue's compaction.
+func TestDedupSetModel(t *testing.T) {
+	const maxKeys, window = 10, 5 * time.Second
+	for _, tc := range []struct {
+		pool  int
+		fresh bool // every 7th event has a new eventId
+	}{{15, true}, {5, false}} {
+		rng := rand.New(rand.NewPCG(1, 2))
+		cs := newConversionStore(1000, maxKeys, window)
+		type seen struct {
+			key string
+			at  time.Time
+		}
+		var model []seen // remember order, one per key, newest last
+		now := specNow
+		maxStale, shrinks, lastLen := 0, 0, 0
+		for i := range 50_000 {
+			now = now.Add(time.Duration(rng.IntN(1500)) * time.Millisecond)
+			key := strconv.Itoa(rng.IntN(tc.pool))
+			if tc.fresh && i%7 == 0 {
+				key = "n" + strconv.Itoa(i)
+			}
+			j := slices.IndexFunc(model, func(s seen) bool { return s.key == key })
+			wantDup := j >= 0 && now.Sub(model[j].at) < window
+			if !wantDup {
+				if j >= 0 {
+					model = slices.Delete(model, j, j+1)
+				}
+				model = append(model, seen{key, now})
+				if len(model) > maxKeys {
+					model = model[len(model)-maxKeys:]
+				}
+			}
+			if dup := cs.add(Conversion{Rule: 1, EventID: key}, now); dup != wantDup {
+				t.Fatalf("pool %d op %d: key %s dup %v, want %v", tc.pool, i, key, dup, wantDup)
+			}
+			if len(cs.dedup) != len(model) {
+				t.Fatalf("pool %d op %d: set of %d keys, want %d", tc.pool, i, len(cs.dedup), len(model))
+			}
+			maxStale = max(maxStale, cs.dedupStale)
+			if len(cs.dedupQueue) < lastLen {
+				shrinks++
+			}
+			lastLen = len(cs.dedupQueue)
+			if i%10 != 0 {
+				continue
+			}
+			stale := 0
+			for _, ref := range cs.dedupQueue[cs.dedupStart:] {
+				if cs.dedup[ref.key].gen != ref.gen {
+					stale++
+				}
+			}
+			if stale != cs.dedupStale {
+				t.Fatalf("pool %d op %d: %d stale refs, counted %d", tc.pool, i, stale, cs.dedupStale)
+			}
+		}
+		if maxStale == 0 || shrinks == 0 {
+			t.Errorf("pool %d: at most %d stale refs, queue compacted %d times: the test misses a case", tc.pool, maxStale, shrinks)
+		}
 	}
 }
 

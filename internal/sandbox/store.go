@@ -73,49 +73,77 @@ type conversionStore struct {
 	dedupQueue  []dedupRef // insertion order, may hold stale refs
 	dedupStart  int
 	dedupGen    uint64
+	// dedupStale counts the stale refs in dedupQueue[dedupStart:], those
+	// of keys remembered again since. Every other ref names its key's
+	// entry, so while there is none, eviction deletes the oldest key without
+	// looking it up first (the look-up of an old key, cold in the caches,
+	// was a tenth of the sandbox's CPU with a full set).
+	dedupStale int
 }
 
 // ring is a FIFO of conversions bounded by the store's max: it grows to max,
-// then each push overwrites the oldest.
+// then each push overwrites the oldest. It grows by blocks of ringBlock
+// conversions rather than by one slice: a slice that doubles copies
+// everything kept so far into fresh memory, which took a quarter of the
+// sandbox's CPU when it kept millions (bench/delivery.sh).
 type ring struct {
-	items []Conversion // items[start:] then items[:start], oldest first
-	start int          // 0 until the ring is full
+	blocks [][]Conversion // all full but the last, each ringBlock long when full
+	n      int            // conversions kept
+	start  int            // index of the oldest, 0 until the ring is full
 }
 
-func (r *ring) len() int { return len(r.items) }
+// ringBlock is the number of conversions a ring's block holds, ~150 KiB.
+const ringBlock = 1024
+
+func (r *ring) len() int { return r.n }
+
+// at returns the conversion at index i (0 ≤ i < r.n) of the ring's storage.
+func (r *ring) at(i int) *Conversion { return &r.blocks[i/ringBlock][i%ringBlock] }
 
 // push appends c and drops the oldest beyond max, returning how many.
 func (r *ring) push(c Conversion, max int) int {
 	switch {
 	case max <= 0:
 		return 1
-	case len(r.items) < max:
-		r.items = append(r.items, c)
+	case r.n < max:
+		last := len(r.blocks) - 1
+		if last < 0 || len(r.blocks[last]) == cap(r.blocks[last]) {
+			r.blocks = append(r.blocks, make([]Conversion, 0, min(ringBlock, max-r.n)))
+			last++
+		}
+		r.blocks[last] = append(r.blocks[last], c)
+		r.n++
 		return 0
 	}
-	r.items[r.start] = c
-	r.start = (r.start + 1) % len(r.items)
+	*r.at(r.start) = c
+	r.start = (r.start + 1) % r.n
 	return 1
 }
 
-// live returns the conversions, oldest first, in two parts.
-func (r *ring) live() ringCursor { return ringCursor{r.items[r.start:], r.items[:r.start]} }
+// live returns a cursor over the conversions, oldest first.
+func (r *ring) live() ringCursor { return ringCursor{r: r, i: r.start, left: r.n} }
 
 // ringCursor walks a ring's conversions, oldest first.
-type ringCursor struct{ a, b []Conversion }
+type ringCursor struct {
+	r    *ring
+	i    int // index of the next conversion
+	left int // conversions not yet popped
+}
 
 // peek returns the next conversion, nil at the end.
 func (rc *ringCursor) peek() *Conversion {
-	if len(rc.a) == 0 {
-		rc.a, rc.b = rc.b, nil
-	}
-	if len(rc.a) == 0 {
+	if rc.left == 0 {
 		return nil
 	}
-	return &rc.a[0]
+	return rc.r.at(rc.i)
 }
 
-func (rc *ringCursor) pop() { rc.a = rc.a[1:] }
+func (rc *ringCursor) pop() {
+	rc.left--
+	if rc.i++; rc.i == rc.r.n {
+		rc.i = 0
+	}
+}
 
 type dedupKey struct {
 	rule    int64
@@ -150,7 +178,7 @@ func (cs *conversionStore) add(c Conversion, now time.Time) (dup bool) {
 			c.DuplicateOf = e.seq
 			dup = true
 		} else {
-			cs.remember(k, c.Seq, now)
+			cs.remember(k, c.Seq, now, ok)
 		}
 	}
 	if dup {
@@ -161,23 +189,35 @@ func (cs *conversionStore) add(c Conversion, now time.Time) (dup bool) {
 	return dup
 }
 
-func (cs *conversionStore) remember(k dedupKey, seq int64, at time.Time) {
+// remember makes k the newest key of the de-duplication set, dropping the
+// oldest beyond dedupMax. present tells that k is in the set already.
+func (cs *conversionStore) remember(k dedupKey, seq int64, at time.Time, present bool) {
 	cs.dedupGen++
 	cs.dedup[k] = dedupEntry{seq: seq, at: at, gen: cs.dedupGen}
+	if present {
+		cs.dedupStale++ // k's earlier ref
+	}
 	cs.dedupQueue = append(cs.dedupQueue, dedupRef{key: k, gen: cs.dedupGen})
 	for len(cs.dedup) > cs.dedupMax && cs.dedupStart < len(cs.dedupQueue) {
 		ref := cs.dedupQueue[cs.dedupStart]
 		cs.dedupQueue[cs.dedupStart] = dedupRef{}
 		cs.dedupStart++
-		if e, ok := cs.dedup[ref.key]; ok && e.gen == ref.gen {
+		if cs.dedupStale == 0 {
 			delete(cs.dedup, ref.key)
+		} else if e, ok := cs.dedup[ref.key]; ok && e.gen == ref.gen {
+			delete(cs.dedup, ref.key)
+		} else {
+			cs.dedupStale--
 		}
 	}
-	// Drop stale references so the queue stays within a small multiple of
-	// the set.
+	// Drop consumed references so the queue stays within a small multiple
+	// of the set. They are dropped in place: a new slice for the rest would
+	// be grown again by append, copying it each time (5-10% of the
+	// sandbox's CPU with a full set).
 	if cs.dedupStart > 1024 && cs.dedupStart > len(cs.dedupQueue)/2 {
-		cs.dedupQueue = append([]dedupRef(nil), cs.dedupQueue[cs.dedupStart:]...)
-		cs.dedupStart = 0
+		n := copy(cs.dedupQueue, cs.dedupQueue[cs.dedupStart:])
+		clear(cs.dedupQueue[n:])
+		cs.dedupQueue, cs.dedupStart = cs.dedupQueue[:n], 0
 	}
 	if len(cs.dedupQueue)-cs.dedupStart > 4*cs.dedupMax+1024 {
 		live := cs.dedupQueue[:0]
@@ -187,7 +227,7 @@ func (cs *conversionStore) remember(k dedupKey, seq int64, at time.Time) {
 			}
 		}
 		clear(cs.dedupQueue[len(live):])
-		cs.dedupQueue, cs.dedupStart = live, 0
+		cs.dedupQueue, cs.dedupStart, cs.dedupStale = live, 0, 0
 	}
 }
 
@@ -226,7 +266,9 @@ func (cs *conversionStore) restore(convs []Conversion, nextSeq int64) {
 		} else {
 			cs.kept.push(c, cs.max)
 			if c.EventID != "" {
-				cs.remember(dedupKey{c.Rule, c.EventID}, c.Seq, time.UnixMilli(c.ReceivedAt))
+				k := dedupKey{c.Rule, c.EventID}
+				_, present := cs.dedup[k]
+				cs.remember(k, c.Seq, time.UnixMilli(c.ReceivedAt), present)
 			}
 		}
 		if c.Seq >= cs.nextSeq {
