@@ -368,7 +368,17 @@ func (w *watcher) exact(ctx context.Context, d *DeliveryResult, warmEnd, end tim
 	}
 	d.StreamEvents = int64(len(recv))
 
-	resp, err := w.hc.Get(strings.TrimSuffix(w.cfg.sandbox, "/") + "/_sandbox/records")
+	// The records of a run of a million events or more take longer than
+	// hc's 30 s to read and decode (1.29 million did not fit): their
+	// download is bounded by -deliver-timeout instead, with a client
+	// without a whole-answer limit.
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, strings.TrimSuffix(w.cfg.sandbox, "/")+"/_sandbox/records", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
