@@ -116,20 +116,8 @@ func TestRequestPrebuildsItsShare(t *testing.T) {
 // of an earlier one of the commit) is left out of the segment and answered
 // Duplicate.
 func TestPrebuiltSegments(t *testing.T) {
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := Open(ctx, Config{DataDir: dir}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := OpenDedup(ctx, eng, DedupConfig{Dir: dir + "/dedup"}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := newAppender(eng, WriterConfig{Dedup: d}, discard)
-	done := make(chan struct{})
-	go func() { _ = app.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; _ = d.Close(); eng.Close() })
+	eng, _, w, _ := openDedupWriter(t, t.TempDir())
+	app, ctx := w.app, context.Background()
 
 	if _, err := app.appendEvents(ctx, batchOf("web", "x", 20)); err != nil {
 		t.Fatal(err)
