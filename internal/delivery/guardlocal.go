@@ -268,8 +268,8 @@ func (l *GuardLocal) createAll(ctx context.Context, cg *claimGroup, claims []*gu
 }
 
 // createKeys writes each key's value where the key is absent (or expired),
-// claimCommit keys a write, without sync (sync follows), holding the keys'
-// locks.
+// in writes of at most claimCommit keys, without sync (sync follows),
+// holding the keys' locks.
 // errs[i] is nil when key i was created, errClaimExists when it exists.
 func (l *GuardLocal) createKeys(_ context.Context, keys []string, values [][]byte) []error {
 	errs := make([]error, len(keys))
